@@ -1,0 +1,5 @@
+import sys
+
+from runeworker.cli import main
+
+sys.exit(main())

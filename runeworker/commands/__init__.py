@@ -1,0 +1,1 @@
+"""One module per `runeworker` sub-command; `cli.py` parses argv and calls them."""

@@ -1,0 +1,60 @@
+"""`runeworker run WORKFLOW`: execute a workflow in this process, no broker needed."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from runeworker.commands.files import definition_of, read_input, read_workflow
+from runeworker.engine import registry
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
+from runeworker.engine.validation import check_workflow
+from runeworker.engine.workflow import parse_definition
+from runeworker.errors import RuneworkerError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+_MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}
+
+
+def status_line(st: NodeStatusMessage) -> str:
+    """One readable line per status: mark, node name, status, duration (and the error)."""
+    line = f"{_MARKS.get(st.status, ' ')} {st.node_name:<24} {st.status:<8}"
+    if st.status != "running":
+        line += f" {st.duration_ms:>6} ms"
+    if st.error:
+        line += f"  {st.error.message}"
+    return line
+
+
+def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+    try:
+        definition = definition_of(read_workflow(workflow))
+        inputs = read_input(input_arg)
+        problems = check_workflow(parse_definition(definition), registry.load())
+        if problems:
+            for p in problems:
+                print(f"invalid workflow: {p}", file=sys.stderr)
+            return EXIT_INVALID
+        start = start_message(definition, inputs)
+    except (RuneworkerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+    def show(st: NodeStatusMessage) -> None:
+        if as_json:
+            out.write(encode(st).decode() + "\n")
+        else:
+            out.write(status_line(st) + "\n")
+        out.flush()
+
+    done = LocalRunner(on_status=show).run(start)
+    if done is None:
+        print("workflow ended without a completion (parked at a wait or merge)", file=sys.stderr)
+        return EXIT_FAILED
+    if as_json:
+        out.write(encode(done).decode() + "\n")
+    else:
+        reason = f": {done.failure_reason}" if done.failure_reason else ""
+        out.write(f"workflow {done.status} in {done.total_duration_ms} ms{reason}\n")
+    return EXIT_OK if done.status == COMPLETED else EXIT_FAILED

@@ -1,0 +1,26 @@
+"""`runeworker validate FILE`: report every problem of a workflow at once."""
+
+from __future__ import annotations
+
+import sys
+
+from runeworker.commands.files import read_workflow
+from runeworker.engine import registry
+from runeworker.engine.validation import check_workflow, load_for_validation
+from runeworker.errors import RuneworkerError
+
+
+def validate(workflow: str) -> int:
+    try:
+        wf = load_for_validation(read_workflow(workflow))
+    except (RuneworkerError, OSError) as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    problems = check_workflow(wf, registry.load())
+    for p in problems:
+        print(f"invalid: {p}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {workflow}", file=sys.stderr)
+        return 1
+    print(f"ok: {workflow} ({len(wf.nodes)} nodes, {len(wf.edges)} edges)")
+    return 0

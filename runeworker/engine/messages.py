@@ -1,0 +1,159 @@
+"""Wire messages (reference sections 1.2-1.4) as msgspec Structs.
+
+Optional keys that the Go worker omits when empty are typed `X | UnsetType` with default
+`UNSET`: msgspec leaves UNSET fields out of the JSON, so every key is emitted exactly when
+the reference says it is. The workflow definition travels as `msgspec.Raw`: it is parsed
+once per process (see `workflow.py`) and re-emitted byte for byte, which keeps the keys the
+Go worker drops (`notes`, edge `label`, `webhook_guid`, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from runeworker.errors import MessageError
+
+STATUS_RUNNING: Final = "running"
+STATUS_SUCCESS: Final = "success"
+STATUS_FAILED: Final = "failed"
+STATUS_WAITING: Final = "waiting"
+
+COMPLETED: Final = "completed"
+FAILED: Final = "failed"
+HALTED: Final = "halted"
+
+CODE_EXECUTION_FAILED: Final = "NODE_EXECUTION_FAILED"
+CODE_CREATION_FAILED: Final = "NODE_CREATION_FAILED"
+
+Context = dict[str, Any]
+
+
+class StackFrame(msgspec.Struct):
+    """One split level: which split produced this branch and which item it carries."""
+
+    split_node_id: str
+    branch_id: str
+    item_index: int
+    total_items: int
+
+
+class NodeExecutionMessage(msgspec.Struct):
+    """Consumed on the execution and resume queues; published for every next node."""
+
+    workflow_id: str
+    execution_id: str
+    current_node: str
+    workflow_definition: msgspec.Raw
+    workflow_version: int = 0
+    workflow_version_id: int = 0
+    accumulated_context: Context | None = None
+    lineage_stack: list[StackFrame] | UnsetType = UNSET
+    from_node: str | UnsetType = UNSET
+    is_worker_initiated: bool | UnsetType = UNSET
+    # runeworker's own key (unknown keys are ignored by every Rune party): the id of the
+    # branch this message carries, used for exactly-one completion. Absent on master messages.
+    branch_token: str | UnsetType = UNSET
+
+
+class ErrorPayload(msgspec.Struct, omit_defaults=True):
+    """`error` object of a failed status."""
+
+    message: str
+    code: str = CODE_EXECUTION_FAILED
+    details: dict[str, Any] | None = None
+
+
+class NodeStatusMessage(msgspec.Struct):
+    """Published to `workflow.node.status`."""
+
+    workflow_id: str
+    execution_id: str
+    node_id: str
+    node_name: str
+    status: str
+    executed_at: str
+    duration_ms: int
+    parameters: dict[str, Any] | UnsetType = UNSET
+    output: dict[str, Any] | UnsetType = UNSET
+    error: ErrorPayload | UnsetType = UNSET
+    branch_id: str | UnsetType = UNSET
+    split_node_id: str | UnsetType = UNSET
+    item_index: int | UnsetType = UNSET
+    total_items: int | UnsetType = UNSET
+    lineage_stack: list[StackFrame] | UnsetType = UNSET
+    processed_count: int | UnsetType = UNSET
+    aggregator_state: str | UnsetType = UNSET
+    all_used_input_keys: list[str] | UnsetType = UNSET
+    used_inputs: dict[str, Any] | UnsetType = UNSET
+
+
+class CompletionMessage(msgspec.Struct):
+    """Published to `workflow.completion`, exactly once per execution."""
+
+    workflow_id: str
+    execution_id: str
+    status: str
+    final_context: Context
+    completed_at: str
+    total_duration_ms: int
+    failure_reason: str | UnsetType = UNSET
+
+
+_encoder = msgspec.json.Encoder()
+_execution_decoder = msgspec.json.Decoder(NodeExecutionMessage)
+
+encode = _encoder.encode
+
+
+def rfc3339(ns: int | None = None) -> str:
+    """UTC timestamp with nanoseconds and `Z`, as the Go worker's `executed_at`."""
+    if ns is None:
+        ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"
+
+
+def decode_execution(data: bytes | str) -> NodeExecutionMessage:
+    """Decode and check an execution message; every problem becomes a `MessageError`."""
+    try:
+        msg = _execution_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MessageError(f"decode node execution message: {exc}") from exc
+    except RecursionError as exc:
+        raise MessageError("decode node execution message: JSON nested too deeply") from exc
+    for field in ("workflow_id", "execution_id", "current_node"):
+        if not getattr(msg, field):
+            raise MessageError(f"{field} is required")
+    return msg
+
+
+def peek_ids(data: bytes) -> tuple[str, str] | None:
+    """Best-effort (workflow_id, execution_id) of a message that failed to decode."""
+
+    class _Ids(msgspec.Struct):
+        workflow_id: str = ""
+        execution_id: str = ""
+
+    try:
+        ids = msgspec.json.decode(data, type=_Ids)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if ids.workflow_id and ids.execution_id:
+        return ids.workflow_id, ids.execution_id
+    return None
+
+
+def frames(msg: NodeExecutionMessage) -> list[StackFrame]:
+    """The lineage stack of a message, empty when absent."""
+    return msg.lineage_stack if msg.lineage_stack is not UNSET else []
+
+
+def opt(value: Any) -> Any:
+    """UNSET for an empty value, so that the key is omitted as the Go worker omits it."""
+    return value if value else UNSET

@@ -1,0 +1,105 @@
+"""Builders for the messages a step publishes: node statuses and the completion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from runeworker.engine.messages import (
+    CompletionMessage,
+    ErrorPayload,
+    NodeExecutionMessage,
+    NodeStatusMessage,
+    StackFrame,
+    frames,
+    opt,
+    rfc3339,
+)
+from runeworker.engine.resolver import Resolver
+from runeworker.engine.workflow import Node, Workflow
+
+
+class StatusBuilder:
+    """Statuses of one node execution: shared ids, masked parameters, lineage, used inputs."""
+
+    def __init__(self, msg: NodeExecutionMessage, node: Node, resolver: Resolver | None) -> None:
+        self.msg = msg
+        self.node = node
+        self.resolver = resolver
+        self.parameters: dict[str, Any] = {}
+        self.lineage: list[StackFrame] = frames(msg)
+
+    def build(
+        self,
+        status: str,
+        duration_ms: int,
+        *,
+        output: dict[str, Any] | None = None,
+        error: ErrorPayload | None = None,
+    ) -> NodeStatusMessage:
+        r = self.resolver
+        st = NodeStatusMessage(
+            workflow_id=self.msg.workflow_id,
+            execution_id=self.msg.execution_id,
+            node_id=self.node.id,
+            node_name=self.node.label,
+            status=status,
+            executed_at=rfc3339(),
+            duration_ms=duration_ms,
+            parameters=opt(r.mask(self.parameters) if r else self.parameters),
+            output=opt(r.mask(output) if r and output else output),
+            error=error if error is not None else UNSET,
+        )
+        if self.lineage:
+            top = self.lineage[-1]
+            st.branch_id = top.branch_id
+            st.split_node_id = top.split_node_id
+            st.item_index = top.item_index
+            st.total_items = top.total_items
+            st.lineage_stack = self.lineage
+        if r is not None and r.used_keys:
+            st.all_used_input_keys = sorted(r.used_keys)
+            st.used_inputs = opt(r.mask(r.used_inputs()))
+        return st
+
+
+def completion(
+    msg: NodeExecutionMessage,
+    status: str,
+    contexts: list[bytes],
+    started_at_ns: int,
+    now_ns: int,
+    failure_reason: str,
+    workflow: Workflow | None,
+) -> CompletionMessage:
+    """The single completion of an execution. `final_context` merges the contexts of every
+    finished branch in finishing order (later branches win a shared key), with every
+    credential value of the workflow masked."""
+    final: dict[str, Any] = {}
+    for raw in contexts:
+        try:
+            part = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(part, dict):
+            final.update(part)
+    if workflow is not None:
+        secrets = {
+            f"{n.id}.{k}": v
+            for n in workflow.nodes
+            if n.credentials
+            for k, v in n.credentials.values.items()
+        }
+        if secrets:
+            final = Resolver({}, credentials=secrets).mask(final)
+    return CompletionMessage(
+        workflow_id=msg.workflow_id,
+        execution_id=msg.execution_id,
+        status=status,
+        final_context=final,
+        completed_at=rfc3339(now_ns),
+        total_duration_ms=max(0, (now_ns - started_at_ns) // 1_000_000) if started_at_ns else 0,
+        failure_reason=opt(failure_reason),
+    )

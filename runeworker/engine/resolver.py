@@ -1,0 +1,314 @@
+"""Template resolution of node parameters against the accumulated context.
+
+Grammar. A reference is `$` + a root name (`[A-Za-z0-9_-]+`) + an optional path of `.field`
+(any characters but `.` and `[`; `$` and `-` allowed, e.g. `$Filter.$json`) and `[n]` segments
+(`$json[1].name`). The root `R` names the context key `"$R"`; when that key is absent, `aliases`
+(node id -> node name) lets `$<node id>` find `"$<node name>"`. `$credential.x` reads the node's
+credentials when the node has any. Templates `{{ X }}` are accepted too (whitespace optional).
+
+Rules, applied to every string value (dicts and lists are walked, keys untouched):
+
+* A string that is exactly one reference, bare (`$http.status`) or templated (`{{ $http.status }}`),
+  becomes the referenced value with its JSON type. If it fails, the parameter fails.
+* Inside text, each reference is replaced by `render(value)`. A trailing `.` ends the reference
+  (`"Hi $u.name."` -> `"Hi Bob."`), `$$` is a literal `$`, and a `$` not followed by a name
+  character stays as it is.
+* A failed reference inside text: a template reference always fails the parameter; a bare
+  reference fails it when its root is known (a context key, a node id or name from `aliases`, or
+  `credential` when the node has credentials) and is left literal when the root is unknown, so
+  prices like `"costs $5"` and shell-like text pass through.
+* A template whose content is not a plain reference (`{{ $json.a * 2 }}`) is left unchanged: the
+  nodes that evaluate expressions do that themselves.
+* Values taken from the context or the credentials are never resolved again (no injection).
+
+Resolved values are shared with the context, not copied: nodes must not mutate their parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from runeworker.errors import ResolveError
+
+_NAME = r"[A-Za-z0-9_-]+"
+# Go's greedy path class, except that the path may not end with "." (sentence-final period).
+_PATH = r"(?:[.\[][A-Za-z0-9_\[\].$-]*(?<!\.))?"
+_REF = re.compile(rf"\$({_NAME})({_PATH})")
+_WHOLE_TEMPLATE = re.compile(rf"\{{\{{\s*(\$({_NAME}){_PATH})\s*\}}\}}")
+_SCAN = re.compile(rf"\{{\{{(.*?)\}}\}}|\$\$|\$({_NAME})({_PATH})", re.DOTALL)
+_ROOT = re.compile(rf"\$({_NAME})")
+_FIELD_END = re.compile(r"[.\[]")
+_DIGITS = re.compile(r"[0-9]+")
+
+_CREDENTIAL = "credential"
+MASK = "***"
+# Secrets shorter than this are masked only where they are a whole value: masking "p" or "abc"
+# inside every string would destroy unrelated text.
+_MIN_SUBSTRING_SECRET = 4
+
+Segment = str | int
+
+
+def render(value: Any) -> str:
+    """Text form of a value interpolated into a string (JSON-like, never Go's `%v`)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _render_float(value)
+    if isinstance(value, dict | list | tuple):
+        return msgspec.json.encode(value).decode()
+    return str(value)
+
+
+def _render_float(x: float) -> str:
+    """Shortest round-trip digits, without an exponent below 1e21 (like JavaScript)."""
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if abs(x) >= 1e21:
+        return repr(x)
+    if x.is_integer():
+        return str(int(x))
+    text = repr(x)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+@lru_cache(maxsize=4096)
+def _parse(ref: str) -> tuple[str, tuple[Segment, ...]]:
+    """Split `$root.a[0].b` into ("root", ("a", 0, "b")); grammar errors raise ResolveError."""
+    m = _ROOT.match(ref)
+    if m is None:
+        raise ResolveError(f"reference {ref}: a reference starts with $ and a name")
+    segments: list[Segment] = []
+    pos, end = m.end(), len(ref)
+    while pos < end:
+        char = ref[pos]
+        if char == ".":
+            stop = _FIELD_END.search(ref, pos + 1)
+            nxt = stop.start() if stop else end
+            if nxt == pos + 1:
+                what = "trailing dot" if nxt == end else f"empty field name at position {pos}"
+                raise ResolveError(f"reference {ref}: {what}")
+            segments.append(ref[pos + 1 : nxt])
+            pos = nxt
+        elif char == "[":
+            close = ref.find("]", pos)
+            if close < 0:
+                raise ResolveError(f"reference {ref}: missing ']' after '['")
+            text = ref[pos + 1 : close]
+            if not _DIGITS.fullmatch(text):
+                raise ResolveError(f"reference {ref}: bad index [{text}], expected [n] with n >= 0")
+            segments.append(int(text))
+            pos = close + 1
+        else:
+            raise ResolveError(f"reference {ref}: unexpected {char!r} at position {pos}")
+    return m.group(1), tuple(segments)
+
+
+def _kind(value: Any) -> str:
+    """JSON type name of a value, for error sentences (never the value: it may be a secret)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _where(root: str, segments: tuple[Segment, ...]) -> str:
+    return "$" + root + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in segments)
+
+
+def _walk(ref: str, root: str, value: Any, segments: tuple[Segment, ...]) -> Any:
+    """Follow the path segments from the root value."""
+    for i, seg in enumerate(segments):
+        if isinstance(seg, int):
+            if not isinstance(value, list):
+                reason = f"cannot index {_kind(value)} with [{seg}]"
+            elif seg >= len(value):
+                reason = f"index {seg} out of range (array of {len(value)})"
+            else:
+                value = value[seg]
+                continue
+        elif not isinstance(value, dict):
+            reason = f"cannot read field '{seg}' of {_kind(value)}"
+        elif seg not in value:
+            reason = f"field '{seg}' not found"
+        else:
+            value = value[seg]
+            continue
+        raise ResolveError(f"reference {ref}: {reason} at {_where(root, segments[:i])}")
+    return value
+
+
+def _secret_strings(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        if value:
+            out.add(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _secret_strings(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _secret_strings(item, out)
+
+
+class Resolver:
+    """Resolves `$references` and `{{ }}` templates for one node execution.
+
+    `used_keys` collects the root context key of every reference touched, failed ones included.
+    """
+
+    def __init__(
+        self,
+        context: Mapping[str, Any],
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self._context = context
+        self._credentials = credentials
+        self._aliases: Mapping[str, str] = aliases or {}
+        self._known_roots = set(self._aliases) | set(self._aliases.values())
+        if credentials is not None:
+            self._known_roots.add(_CREDENTIAL)
+        self._masker: tuple[frozenset[str], re.Pattern[str] | None] | None = None
+        self.used_keys: set[str] = set()
+
+    # -- public API --------------------------------------------------------------------------
+
+    def resolve_params(
+        self, params: Mapping[str, Any], skip: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Resolve every parameter except those in `skip`; return (resolved, errors).
+
+        A failing parameter keeps its raw value and gets an error sentence in `errors`; the other
+        parameters are still resolved.
+        """
+        resolved: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for name, raw in params.items():
+            if name in skip:
+                resolved[name] = raw
+                continue
+            try:
+                resolved[name] = self.resolve_value(raw)
+            except ResolveError as exc:
+                resolved[name] = raw
+                errors[name] = str(exc)
+        return resolved, errors
+
+    def resolve_value(self, value: Any) -> Any:
+        """Resolve one value, walking dicts and lists; raises ResolveError on a failed reference."""
+        if isinstance(value, str):
+            return self._resolve_str(value) if "$" in value else value
+        if isinstance(value, dict):
+            return {k: self.resolve_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve_value(v) for v in value]
+        return value
+
+    def lookup(self, ref: str) -> Any:
+        """Value of a reference such as `$Name.path[0].x` (JSON type kept); raises ResolveError."""
+        return self._lookup(ref, literal_fallback=False)
+
+    def lookup_direct(self, ref: str) -> Any:
+        """Like `lookup`, but when the root is missing (or `ref` is not a valid reference) the whole
+        `ref` is tried as a literal context key."""
+        return self._lookup(ref, literal_fallback=True)
+
+    def mask(self, value: Any) -> Any:
+        """Copy of `value` with every credential string replaced by "***"."""
+        if self._masker is None:
+            secrets: set[str] = set()
+            _secret_strings(self._credentials, secrets)
+            long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
+            pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
+            self._masker = (frozenset(secrets), pattern)
+        return self._mask(value, *self._masker)
+
+    def used_inputs(self) -> dict[str, Any]:
+        """`{key: context[key]}` for the used keys present in the context, sorted by key."""
+        return {k: self._context[k] for k in sorted(self.used_keys) if k in self._context}
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _root(self, root: str) -> tuple[bool, Any]:
+        """(found, value) of a root name; records the context key it touched."""
+        if root == _CREDENTIAL and self._credentials is not None:
+            return True, self._credentials
+        key = "$" + root
+        if key in self._context:
+            self.used_keys.add(key)
+            return True, self._context[key]
+        name = self._aliases.get(root)
+        if name is not None and "$" + name in self._context:
+            self.used_keys.add("$" + name)
+            return True, self._context["$" + name]
+        self.used_keys.add(key)
+        return False, None
+
+    def _lookup(self, ref: str, *, literal_fallback: bool) -> Any:
+        try:
+            root, segments = _parse(ref)
+        except ResolveError:
+            if literal_fallback and ref in self._context:
+                self.used_keys.add(ref)
+                return self._context[ref]
+            raise
+        found, value = self._root(root)
+        if not found:
+            if literal_fallback and ref in self._context:
+                self.used_keys.add(ref)
+                return self._context[ref]
+            raise ResolveError(f"reference {ref}: node '{root}' not found in context")
+        return _walk(ref, root, value, segments)
+
+    def _resolve_str(self, text: str) -> Any:
+        if text[0] == "$" and _REF.fullmatch(text):
+            return self.lookup(text)
+        if text.startswith("{{"):
+            m = _WHOLE_TEMPLATE.fullmatch(text)
+            if m is not None:
+                return self.lookup(m.group(1))
+        return _SCAN.sub(self._substitute, text)
+
+    def _substitute(self, m: re.Match[str]) -> str:
+        root = m.group(2)
+        if root is not None:
+            ref = m.group(0)
+            if root not in self._known_roots and "$" + root not in self._context:
+                self.used_keys.add("$" + root)
+                return ref  # unknown root: plain text such as a price
+            return render(self.lookup(ref))
+        body = m.group(1)
+        if body is None:
+            return "$"  # the "$$" escape
+        inner = body.strip()
+        return render(self.lookup(inner)) if _REF.fullmatch(inner) else m.group(0)
+
+    def _mask(self, value: Any, exact: frozenset[str], pattern: re.Pattern[str] | None) -> Any:
+        if isinstance(value, str):
+            if value in exact:
+                return MASK
+            return pattern.sub(MASK, value) if pattern is not None else value
+        if isinstance(value, dict):
+            return {k: self._mask(v, exact, pattern) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._mask(v, exact, pattern) for v in value]
+        return value

@@ -1,0 +1,170 @@
+"""The state-store protocol (exactly one completion per execution) and its in-memory form.
+
+Every execution message carries a branch token. A step first *admits* its token, then
+*advances* it: the parent token leaves the live set and the child tokens (one per published
+next message) enter it, in one atomic, idempotent operation. The advance that empties the
+live set closes the execution and is the only one that publishes the completion.
+
+Idempotence is what makes redelivery safe: the outcome of an advance is recorded under the
+parent token, so a message redelivered after a crash (state written, broker commit lost)
+replays the same outcome instead of counting twice. Child tokens are derived from the
+parent token, so the replayed next messages carry the same tokens.
+
+The Redis implementation (`runeworker.redis_state`) follows the same protocol; the tests in
+tests/unit/test_state.py and tests/integration/test_redis_state.py run one shared table
+against both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from enum import Enum
+from typing import Protocol
+
+import msgspec
+
+from runeworker.engine.messages import COMPLETED
+
+
+class Verdict(str, Enum):
+    """What to do with a delivered branch."""
+
+    RUN = "run"  # the token is live (or opens a new execution): execute the node
+    REPLAY = "replay"  # the token already advanced: execute again, advance() replays the outcome
+    CANCELLED = "cancelled"  # a sibling branch halted or failed the execution: drop this branch
+    STALE = "stale"  # unknown token of a known execution: not ours to run
+
+
+class Admission(msgspec.Struct):
+    verdict: Verdict
+    steps: int  # steps this execution has taken so far (the max-steps guard reads it)
+
+
+class Failure(msgspec.Struct):
+    status: str  # "halted" or "failed"
+    reason: str
+    context: bytes  # JSON of the context the failing branch had
+
+
+class Transition(msgspec.Struct):
+    """Outcome of one advance; `closed` is true for exactly one advance per execution."""
+
+    closed: bool
+    status: str = COMPLETED
+    failure_reason: str = ""
+    started_at_ns: int = 0
+    # when closed: the JSON contexts to merge into final_context, in finishing order.
+    # For a failure: only the failing branch's context. The caller's own leaf context
+    # is included too (it was passed in).
+    contexts: list[bytes] = msgspec.field(default_factory=list)
+
+
+class StateStore(Protocol):
+    """Shared execution state. Implementations must make each call atomic."""
+
+    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
+        """Check a delivered token; opens the execution when it is unknown."""
+        ...
+
+    def advance(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+    ) -> Transition:
+        """Replace `token` by `children`. `leaf_context` is given when the branch ends
+        normally (no children); `failure` when it ends the execution early."""
+        ...
+
+
+def root_token(execution_id: str) -> str:
+    """Token of a master message (which carries none)."""
+    return "root"
+
+
+def child_token(parent: str, index: int, dst: str) -> str:
+    """Deterministic token of the `index`-th next message of `parent`: a redelivered parent
+    derives the same children, so they are never counted twice."""
+    digest = hashlib.blake2b(f"{parent}|{index}|{dst}".encode(), digest_size=10)
+    return digest.hexdigest()
+
+
+class _Execution:
+    __slots__ = ("contexts", "done", "failure", "live", "started_at_ns", "steps")
+
+    def __init__(self, token: str, now_ns: int) -> None:
+        self.live: set[str] = {token}
+        self.done: dict[str, Transition] = {}
+        self.contexts: list[bytes] = []
+        self.failure: Failure | None = None
+        self.started_at_ns = now_ns
+        self.steps = 0
+
+
+class MemoryStore:
+    """In-process `StateStore` for `runeworker run` and tests. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executions: dict[str, _Execution] = {}
+
+    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
+        with self._lock:
+            ex = self._executions.get(execution_id)
+            if ex is None:
+                ex = self._executions[execution_id] = _Execution(token, now_ns)
+            if token in ex.done:
+                return Admission(Verdict.REPLAY, ex.steps)
+            if token not in ex.live:
+                return Admission(Verdict.STALE, ex.steps)
+            if ex.failure is not None:
+                return Admission(Verdict.CANCELLED, ex.steps)
+            return Admission(Verdict.RUN, ex.steps)
+
+    def advance(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+    ) -> Transition:
+        with self._lock:
+            ex = self._executions.get(execution_id)
+            if ex is None:  # advance without admit: treat the token as the only live one
+                ex = self._executions[execution_id] = _Execution(token, now_ns)
+            recorded = ex.done.get(token)
+            if recorded is not None:
+                return recorded
+            if token not in ex.live:
+                return Transition(closed=False)
+            ex.steps += 1
+            ex.live.discard(token)
+            if failure is not None and ex.failure is None:
+                ex.failure = failure
+            if ex.failure is None:
+                ex.live.update(children)
+            if leaf_context is not None:
+                ex.contexts.append(leaf_context)
+            result = self._outcome(ex)
+            ex.done[token] = result
+            return result
+
+    @staticmethod
+    def _outcome(ex: _Execution) -> Transition:
+        if ex.live:
+            return Transition(closed=False)
+        if ex.failure is not None:
+            return Transition(True, ex.failure.status, ex.failure.reason, ex.started_at_ns,
+                              [ex.failure.context])
+        return Transition(True, COMPLETED, "", ex.started_at_ns, list(ex.contexts))
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,1 @@
+"""Built-in node types, one module per node family."""

@@ -1,0 +1,32 @@
+"""`log` node: writes one structured log line (reference 5.3)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from runeworker.engine.registry import NodeContext, node
+from runeworker.errors import NodeError
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+           "error": logging.ERROR}
+
+
+@node("log", required=("message",))
+def run(ctx: NodeContext) -> dict[str, Any]:
+    message = ctx.params.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise NodeError("message parameter is required")
+    level = str(ctx.params.get("level", "info")).strip().lower()
+    if level not in _LEVELS:
+        level = "info"
+    ctx.log.log(
+        _LEVELS[level],
+        "%s",
+        ctx.resolver.mask(message),
+        extra={"workflow_id": ctx.workflow_id, "execution_id": ctx.execution_id,
+               "node_id": ctx.node.id},
+    )
+    logged_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"message": message, "level": level, "logged_at": logged_at}

@@ -1,0 +1,292 @@
+"""Tests of runeworker.engine.resolver: reference grammar, templates, errors, masking, render."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from runeworker.engine.resolver import Resolver, render
+from runeworker.errors import ResolveError
+
+# The context of the reference's section 3 examples, plus a few keys for the other cases.
+CONTEXT: dict[str, Any] = {
+    "$http": {"status": 200, "body": {"values": [{"val": "first"}]}},
+    "$json": [{"name": "A"}, {"name": "B"}],
+    "$u": {"name": "Bob", "age": 41, "ratio": 0.5, "big": 1234567.0, "tags": ["x", "y"]},
+    "$Filter": {"$json": [1, 2], "a-b": "dash", "none": None, "ok": True},
+    "$Fetch_User": {"id": 7, "email": "bob@example.com"},
+    "$evil": {"tpl": "{{ $credential.password }}", "ref": "$credential.password", "esc": "$$x"},
+    "$flag": True,
+    "$5": "five",
+}
+CREDENTIALS = {"username": "admin", "password": "s3cr3t!", "pin": "42"}
+ALIASES = {"node-7": "Fetch_User", "node-9": "NotRunYet"}
+
+
+def resolver() -> Resolver:
+    return Resolver(CONTEXT, credentials=CREDENTIALS, aliases=ALIASES)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Reference section 3 examples (with our fixed outcomes).
+        ("$http.status", 200),
+        ("$http.body.values[0].val", "first"),
+        ("$json[1].name", "B"),
+        ("Status: $http.status", "Status: 200"),
+        ("{{ $json.a * 2 }}", "{{ $json.a * 2 }}"),
+        # Whole-value references keep the JSON type.
+        ("$http.body", {"values": [{"val": "first"}]}),
+        ("$json", [{"name": "A"}, {"name": "B"}]),
+        ("$flag", True),
+        ("$Filter.none", None),
+        ("$Filter.$json", [1, 2]),
+        ("$Filter.a-b", "dash"),
+        ("$u.tags[1]", "y"),
+        # Templates: whole value typed, inside text rendered, spaces optional.
+        ("{{ $http.status }}", 200),
+        ("{{$http.status}}", 200),
+        ("{{   $json[0]   }}", {"name": "A"}),
+        ("https://x/{{$Fetch_User.id}}/profile", "https://x/7/profile"),
+        ("{{ $u.name }} is {{$u.age}}", "Bob is 41"),
+        ("a {{ $json.a * 2 }} b $u.name", "a {{ $json.a * 2 }} b Bob"),
+        ("{{ $u.name }} and {{ 1 + 2 }}", "Bob and {{ 1 + 2 }}"),
+        # Rendering inside text.
+        ("n=$u.big", "n=1234567"),
+        ("r=$u.ratio", "r=0.5"),
+        ("ok=$Filter.ok none=$Filter.none", "ok=true none=null"),
+        ("tags=$u.tags", 'tags=["x","y"]'),
+        ("item $json[0]", 'item {"name":"A"}'),
+        # Trailing dot is not part of the path.
+        ("Hi $u.name.", "Hi Bob."),
+        ("Hi $u.name...", "Hi Bob..."),
+        ("Hi $u.", 'Hi {"name":"Bob","age":41,"ratio":0.5,"big":1234567.0,"tags":["x","y"]}.'),
+        # "$$" escape and lone "$".
+        ("$$http.status", "$http.status"),
+        ("Price: $$5", "Price: $5"),
+        ("$$", "$"),
+        ("costs 5$ or $ 6", "costs 5$ or $ 6"),
+        # Text reference with an unknown root stays literal; a known root resolves.
+        ("Id $missing.x!", "Id $missing.x!"),
+        ("costs $10.50 today", "costs $10.50 today"),
+        ("code $5", "code five"),
+        # Credentials.
+        ("$credential.password", "s3cr3t!"),
+        ("{{ $credential.password }}", "s3cr3t!"),
+        ("user={{$credential.username}} pin=$credential.pin", "user=admin pin=42"),
+        # Aliases: node id finds the node's output by name.
+        ("$node-7.email", "bob@example.com"),
+        ("mail $node-7.email.", "mail bob@example.com."),
+        # Non-string scalars and strings without references are unchanged.
+        (5, 5),
+        (1.5, 1.5),
+        (None, None),
+        (False, False),
+        ("plain text", "plain text"),
+        ("{{ no refs }}", "{{ no refs }}"),
+        # Recursion through dicts (keys untouched) and lists.
+        (
+            {"$http.status": ["$u.name", {"k": "v=$u.age"}], "n": 3},
+            {"$http.status": ["Bob", {"k": "v=41"}], "n": 3},
+        ),
+    ],
+)
+def test_resolve_value(value: Any, expected: Any) -> None:
+    assert resolver().resolve_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # Whole-value references that fail are errors.
+        ("$missing.x", "reference $missing.x: node 'missing' not found in context"),
+        ("{{ $missing.x }}", "reference $missing.x: node 'missing' not found in context"),
+        ("$http.nope", "reference $http.nope: field 'nope' not found at $http"),
+        (
+            "$http.body.values[3]",
+            "reference $http.body.values[3]: index 3 out of range "
+            "(array of 1) at $http.body.values",
+        ),
+        (
+            "$http.status.x",
+            "reference $http.status.x: cannot read field 'x' of a number at $http.status",
+        ),
+        ("$http[0]", "reference $http[0]: cannot index an object with [0] at $http"),
+        ("$json[x]", "reference $json[x]: bad index [x], expected [n] with n >= 0"),
+        ("$json[-1]", "reference $json[-1]: bad index [-1], expected [n] with n >= 0"),
+        ("$json[]", "reference $json[]: bad index [], expected [n] with n >= 0"),
+        ("$json[0", "reference $json[0: missing ']' after '['"),
+        ("$http..status", "reference $http..status: empty field name at position 5"),
+        (
+            "$credential.token",
+            "reference $credential.token: field 'token' not found at $credential",
+        ),
+        # Text references whose root exists but whose path fails are errors.
+        ("Status: $http.code now", "reference $http.code: field 'code' not found at $http"),
+        (
+            "first=$json[5].name",
+            "reference $json[5].name: index 5 out of range (array of 2) at $json",
+        ),
+        # Known roots (alias ids and names) that are not in the context are errors in text too.
+        ("x $node-9.id", "reference $node-9.id: node 'node-9' not found in context"),
+        ("x $NotRunYet.id", "reference $NotRunYet.id: node 'NotRunYet' not found in context"),
+        # Templates are strict even in text and with an unknown root.
+        ("Id {{ $missing.x }}!", "reference $missing.x: node 'missing' not found in context"),
+    ],
+)
+def test_resolve_value_errors(value: str, message: str) -> None:
+    with pytest.raises(ResolveError) as info:
+        resolver().resolve_value(value)
+    assert str(info.value) == message
+
+
+def test_resolve_params_reports_per_parameter_errors() -> None:
+    params = {
+        "url": "https://x/$Fetch_User.id",
+        "bad": "$missing.x",
+        "body": {"status": "$http.status", "oops": "$http.nope"},
+        "expr": "$u.name == 'Bob'",
+        "count": 3,
+    }
+    resolved, errors = resolver().resolve_params(params, skip=frozenset({"expr"}))
+    assert resolved == {
+        "url": "https://x/7",
+        "bad": "$missing.x",
+        "body": {"status": "$http.status", "oops": "$http.nope"},
+        "expr": "$u.name == 'Bob'",
+        "count": 3,
+    }
+    assert errors == {
+        "bad": "reference $missing.x: node 'missing' not found in context",
+        "body": "reference $http.nope: field 'nope' not found at $http",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("$evil.tpl", "{{ $credential.password }}"),
+        ("$evil.ref", "$credential.password"),
+        ("{{ $evil.tpl }}", "{{ $credential.password }}"),
+        ("say $evil.tpl", "say {{ $credential.password }}"),
+        ("say $evil.ref and {{$evil.esc}}", "say $credential.password and $$x"),
+        ("$evil", CONTEXT["$evil"]),
+    ],
+)
+def test_context_values_are_never_resolved_again(value: str, expected: Any) -> None:
+    assert resolver().resolve_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "used"),
+    [
+        (["$http.status"], {"$http"}),
+        (["a $u.name b {{ $json[0].name }}"], {"$u", "$json"}),
+        (["$node-7.email"], {"$Fetch_User"}),
+        (["$credential.password"], set()),
+        (["Id $missing.x!"], {"$missing"}),
+        (["$missing.x", "$http.nope"], {"$missing", "$http"}),
+        (["{{ $json.a * 2 }}", "no refs", 5], set()),
+    ],
+)
+def test_used_keys_include_failed_references(values: list[Any], used: set[str]) -> None:
+    r = resolver()
+    for value in values:
+        with contextlib.suppress(ResolveError):
+            r.resolve_value(value)
+    assert r.used_keys == used
+
+
+def test_used_inputs_lists_existing_keys_only() -> None:
+    r = resolver()
+    r.resolve_params({"a": "$http.status", "b": "$missing.x", "c": "$node-7.id"})
+    assert r.used_inputs() == {"$Fetch_User": CONTEXT["$Fetch_User"], "$http": CONTEXT["$http"]}
+
+
+def test_lookup_is_strict_and_typed() -> None:
+    r = resolver()
+    assert r.lookup("$http.body.values[0]") == {"val": "first"}
+    assert r.lookup("$u.ratio") == 0.5
+    with pytest.raises(ResolveError, match=r"^reference Status: a reference starts with \$"):
+        r.lookup("Status")
+    with pytest.raises(ResolveError, match=r"^reference \$u\.name\.: trailing dot$"):
+        r.lookup("$u.name.")
+    with pytest.raises(ResolveError, match=r"^reference \$u x: unexpected ' ' at position 2$"):
+        r.lookup("$u x")
+
+
+def test_lookup_direct_falls_back_to_literal_key() -> None:
+    context = {"$a.b": 1, "$my node": "x", "$a2": {"b": 2}}
+    r = Resolver(context)
+    assert r.lookup_direct("$a.b") == 1
+    assert r.lookup_direct("$my node") == "x"
+    assert r.lookup_direct("$a2.b") == 2
+    assert r.used_keys == {"$a", "$a.b", "$my node", "$a2"}
+    with pytest.raises(ResolveError, match="node 'a' not found in context"):
+        r.lookup("$a.b")
+    with pytest.raises(ResolveError, match="field 'c' not found"):
+        r.lookup_direct("$a2.c")
+
+
+def test_credential_root_without_credentials_uses_the_context() -> None:
+    r = Resolver({"$credential": {"x": 1}})
+    assert r.resolve_value("$credential.x") == 1
+    assert Resolver({}).resolve_value("key $credential.x") == "key $credential.x"
+    with pytest.raises(ResolveError, match="node 'credential' not found in context"):
+        Resolver({}).resolve_value("$credential.x")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("s3cr3t!", "***"),
+        ("admin", "***"),
+        ("42", "***"),
+        ("Basic admin:s3cr3t!", "Basic ***:***"),
+        ("answer 42", "answer 42"),  # secrets under 4 chars are masked only as whole values
+        ({"h": ["s3cr3t!", 42, "x s3cr3t!x"], "p": None}, {"h": ["***", 42, "x ***x"], "p": None}),
+        ("nothing here", "nothing here"),
+    ],
+)
+def test_mask(value: Any, expected: Any) -> None:
+    assert resolver().mask(value) == expected
+
+
+def test_mask_prefers_the_longest_secret_and_copies() -> None:
+    r = Resolver({}, credentials={"a": "abcd", "b": "abcdefgh", "n": 5, "nested": {"c": "zzzz"}})
+    original = {"t": ["xabcdefghx abcd zzzz"]}
+    assert r.mask(original) == {"t": ["x***x *** ***"]}
+    assert original == {"t": ["xabcdefghx abcd zzzz"]}
+    assert r.mask(original) is not original
+    assert Resolver({}).mask({"a": "abcd"}) == {"a": "abcd"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("text", "text"),
+        (200, "200"),
+        (-3, "-3"),
+        (200.0, "200"),
+        (1234567.0, "1234567"),
+        (-0.0, "0"),
+        (1.5, "1.5"),
+        (0.1, "0.1"),
+        (1e-7, "0.0000001"),
+        (1.5e-7, "0.00000015"),
+        (1e20, "100000000000000000000"),
+        (1.5e20, "150000000000000000000"),
+        (1e21, "1e+21"),
+        (float("inf"), "Infinity"),
+        (True, "true"),
+        (False, "false"),
+        (None, "null"),
+        ({"a": 1, "b": [1.5, None]}, '{"a":1,"b":[1.5,null]}'),
+        ([], "[]"),
+    ],
+)
+def test_render(value: Any, expected: str) -> None:
+    assert render(value) == expected
