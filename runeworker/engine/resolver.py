@@ -156,13 +156,22 @@ def _walk(ref: str, root: str, value: Any, segments: tuple[Segment, ...]) -> Any
     return value
 
 
+# Credential fields that address or describe a service rather than unlock it: masking them
+# would only hide useful context (a refused connection to `***:587`) without protecting anything.
+PUBLIC_CREDENTIAL_KEYS = frozenset(
+    {"host", "port", "security", "type", "username", "user", "field", "header_name",
+     "token_type", "ignore_ssl", "verify", "from", "email"}
+)
+
+
 def _secret_strings(value: Any, out: set[str]) -> None:
     if isinstance(value, str):
         if value:
             out.add(value)
     elif isinstance(value, dict):
-        for item in value.values():
-            _secret_strings(item, out)
+        for key, item in value.items():
+            if key.rsplit(".", 1)[-1] not in PUBLIC_CREDENTIAL_KEYS:
+                _secret_strings(item, out)
     elif isinstance(value, list):
         for item in value:
             _secret_strings(item, out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,13 +47,16 @@ class _Lookup:
     hand-built or unindexed workflow is checked the same way and duplicates stay visible."""
 
     def __init__(self, wf: Workflow) -> None:
-        self.position: dict[str, int] = {}
+        # Every position of each id, kept so that duplicates are listed in linear time.
+        self.node_positions: dict[str, list[int]] = {}
         for pos, node in enumerate(wf.nodes):
-            self.position.setdefault(node.id, pos)
-        self.edge: dict[str, Edge] = {}
-        for e in wf.edges:
-            self.edge.setdefault(e.id, e)
-        self.node_count = Counter(n.id for n in wf.nodes)
+            self.node_positions.setdefault(node.id, []).append(pos)
+        self.edge_positions: dict[str, list[int]] = {}
+        for pos, e in enumerate(wf.edges):
+            self.edge_positions.setdefault(e.id, []).append(pos)
+        self.edge: dict[str, Edge] = {
+            edge_id: wf.edges[at[0]] for edge_id, at in self.edge_positions.items()
+        }
 
 
 def structural_problems(wf: Workflow) -> list[Problem]:
@@ -71,7 +74,7 @@ def _collect(wf: Workflow, registry: Mapping[str, NodeSpec] | None) -> list[Prob
     look = _Lookup(wf)
     problems: list[Problem] = []
     for pos, node in enumerate(wf.nodes):
-        messages = list(_identity(wf, node, pos, look))
+        messages = list(_identity(node, pos, look))
         if registry is not None:
             messages += _type_and_parameters(node, registry)
         messages += _error_policy(node, look)
@@ -85,12 +88,12 @@ def _collect(wf: Workflow, registry: Mapping[str, NodeSpec] | None) -> list[Prob
     return problems
 
 
-def _identity(wf: Workflow, node: Node, pos: int, look: _Lookup) -> Iterator[str]:
+def _identity(node: Node, pos: int, look: _Lookup) -> Iterator[str]:
+    at = look.node_positions[node.id]
     if not node.id:
         yield "the node has an empty id"
-    elif look.node_count[node.id] > 1 and look.position[node.id] == pos:
-        where = [f"nodes[{i}]" for i, n in enumerate(wf.nodes) if n.id == node.id]
-        yield f"the id is shared by {_join(where)}"
+    elif len(at) > 1 and at[0] == pos:
+        yield f"the id is shared by {_join([f'nodes[{i}]' for i in at])}"
 
 
 def _type_and_parameters(node: Node, registry: Mapping[str, NodeSpec]) -> Iterator[str]:
@@ -183,20 +186,18 @@ def _json_type(value: Any) -> str:
 
 
 def _edge_problems(wf: Workflow, look: _Lookup) -> Iterator[Problem]:
-    counts = Counter(e.id for e in wf.edges)
-    seen: set[str] = set()
     for pos, e in enumerate(wf.edges):
         name = f"edge {e.id}" if e.id else f"edges[{pos}]"
+        at = look.edge_positions[e.id]
         if not e.id:
             yield Problem("", f"edges[{pos}] has an empty id")
-        elif counts[e.id] > 1 and e.id not in seen:
-            seen.add(e.id)
-            where = [f"edges[{i}]" for i, x in enumerate(wf.edges) if x.id == e.id]
-            yield Problem("", f"edge id '{e.id}' is shared by {_join(where)}")
+        elif len(at) > 1 and at[0] == pos:
+            where = _join([f"edges[{i}]" for i in at])
+            yield Problem("", f"edge id '{e.id}' is shared by {where}")
         for end, key, verb in ((e.src, "src", "comes from"), (e.dst, "dst", "points to")):
             if not end:
                 yield Problem("", f"{name} has an empty {key}")
-            elif end not in look.position:
+            elif end not in look.node_positions:
                 yield Problem("", f"{name} {verb} node '{end}', which does not exist")
 
 
@@ -210,7 +211,7 @@ def _join(items: list[str]) -> str:
 
 
 def _cycles(wf: Workflow, look: _Lookup) -> Iterator[str]:
-    ids = list(look.position)  # unique ids in definition order
+    ids = list(look.node_positions)  # unique ids in definition order
     index_of = {node_id: i for i, node_id in enumerate(ids)}
     adj: list[list[int]] = [[] for _ in ids]
     for e in wf.edges:

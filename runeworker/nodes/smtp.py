@@ -127,9 +127,6 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     return output
 
 
-# -- parameters -------------------------------------------------------------------------------
-
-
 def parse_server(credentials: dict[str, Any], params: dict[str, Any]) -> Server:
     """Connection settings from the credential values (checks in the order of reference 5.2)."""
     host = credentials.get("host")
@@ -271,9 +268,6 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-# -- message and delivery ---------------------------------------------------------------------
-
-
 def compose(mail: Mail) -> EmailMessage:
     """The MIME message (no Bcc header); non-ASCII headers are RFC 2047 encoded on output."""
     message = EmailMessage(policy=SMTP_POLICY)
@@ -367,9 +361,6 @@ def _local_hostname() -> str:
     return socket.getfqdn()
 
 
-# -- errors -----------------------------------------------------------------------------------
-
-
 def describe_error(exc: BaseException, server: Server, timeout: float) -> str:
     """One plain sentence for a delivery failure (without the `failed to send email` prefix)."""
     where = server.where
@@ -388,6 +379,8 @@ def describe_error(exc: BaseException, server: Server, timeout: float) -> str:
         return f"{where} answered {_reply(exc.smtp_code, exc.smtp_error)}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return f"{where} closed the connection unexpectedly"
+    if isinstance(exc, smtplib.SMTPException):  # e.g. AUTH or SMTPUTF8 not offered
+        return f"server {where}: {exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate of {where} not accepted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):

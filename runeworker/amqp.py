@@ -1,0 +1,207 @@
+"""pika adapter: topology, consume into a local buffer, transactional publish + ack.
+
+All publishes and acks of a step happen inside one AMQP transaction (`tx_select` once per
+channel, `tx_commit` per step or batch of steps): either the statuses, the next messages or
+the completion AND the ack reach the broker, or none of them does. One commit costs one
+round trip whatever the number of publishes, where publisher confirms would cost one wait
+per publish with a BlockingConnection.
+
+Deliveries are appended to `pending` by the consumer callback and processed by the worker
+loop, never inside the callback, so the connection can keep serving heartbeats (and
+buffering deliveries) while a node runs in another thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.spec import Basic, BasicProperties
+
+from runeworker.config import mask_url
+from runeworker.errors import BrokerError
+
+log = logging.getLogger("runeworker.amqp")
+
+STATUS_QUEUE = "workflow.node.status"
+COMPLETION_QUEUE = "workflow.completion"
+MIRROR_QUEUE = "workflow.worker.initiated"
+RESUME_QUEUE = "workflow.resume"
+JSON = "application/json"
+_PERSISTENT = 2
+_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+@dataclass
+class Delivery:
+    """One consumed message, waiting in the local buffer until the worker handles it."""
+
+    tag: int
+    queue: str
+    body: bytes
+    redelivered: bool
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker:
+    """One connection and one transactional channel of a worker child."""
+
+    def __init__(self, url: str, *, exchange: str = "workflows", heartbeat: int = 60,
+                 connection_attempts: int = 3, retry_delay: float = 1.0) -> None:
+        self.url = url
+        self.exchange = exchange
+        self.heartbeat = heartbeat
+        self.connection_attempts = connection_attempts
+        self.retry_delay = retry_delay
+        self.pending: deque[Delivery] = deque()
+        self._conn: BlockingConnection | None = None
+        self._ch: BlockingChannel | None = None
+        self._tags: list[str] = []
+        self.returned = 0
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        params = pika.URLParameters(self.url)
+        params.heartbeat = self.heartbeat
+        params.connection_attempts = self.connection_attempts
+        params.retry_delay = self.retry_delay
+        params.client_properties = {"connection_name": "runeworker"}
+        try:
+            self._conn = BlockingConnection(params)
+            self._ch = self._conn.channel()
+            self._ch.tx_select()
+            self._ch.add_on_return_callback(self._on_return)
+        except _AMQP_ERRORS as exc:
+            self.close()
+            raise BrokerError(f"cannot connect to RabbitMQ at {mask_url(self.url)}: "
+                              f"{_describe(exc)}") from exc
+        self.pending.clear()
+        self._tags = []
+
+    @property
+    def channel(self) -> BlockingChannel:
+        if self._ch is None or not self._ch.is_open:
+            raise BrokerError("not connected to RabbitMQ")
+        return self._ch
+
+    def close(self) -> None:
+        conn, self._conn, self._ch = self._conn, None, None
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except _AMQP_ERRORS:
+                pass
+
+    # -- topology -----------------------------------------------------------------------
+
+    def declare(self, bound_queues: list[str], dead_letter_queue: str) -> None:
+        """The Rune topology: a durable topic exchange, every queue durable with no
+        arguments (other Rune services declare the same queues and would fail with
+        PRECONDITION_FAILED on any difference), bound with its own name as routing key.
+        The dead-letter queue is runeworker's own and is reached through the default exchange."""
+        ch = self.channel
+        try:
+            ch.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            for q in dict.fromkeys(bound_queues):
+                ch.queue_declare(q, durable=True)
+                ch.queue_bind(q, self.exchange, routing_key=q)
+            ch.queue_declare(dead_letter_queue, durable=True)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot declare the Rune topology: {_describe(exc)}") from exc
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def consume(self, queues: list[str], prefetch: int) -> None:
+        ch = self.channel
+        try:
+            ch.basic_qos(prefetch_count=prefetch)
+            for q in queues:
+                self._tags.append(ch.basic_consume(q, self._make_callback(q)))
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot consume {queues}: {_describe(exc)}") from exc
+
+    def _make_callback(self, queue: str) -> Any:
+        def on_message(_ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties,
+                       body: bytes) -> None:
+            self.pending.append(Delivery(method.delivery_tag, queue, body,
+                                         bool(method.redelivered), props.headers or {}))
+        return on_message
+
+    def stop_consuming(self) -> None:
+        """Cancel the consumers; deliveries already buffered stay in `pending`."""
+        ch = self._ch
+        tags, self._tags = self._tags, []
+        if ch is None or not ch.is_open:
+            return
+        try:
+            for tag in tags:
+                ch.basic_cancel(tag)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot cancel consumers: {_describe(exc)}") from exc
+
+    def poll(self, timeout: float) -> None:
+        """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
+        if self._conn is None:
+            raise BrokerError("not connected to RabbitMQ")
+        try:
+            self._conn.process_data_events(time_limit=timeout)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"connection to RabbitMQ lost: {_describe(exc)}") from exc
+
+    # -- transactional publishing -------------------------------------------------------
+
+    def publish(self, routing_key: str, body: bytes, *, exchange: str | None = None,
+                headers: dict[str, Any] | None = None) -> None:
+        props = BasicProperties(content_type=JSON, delivery_mode=_PERSISTENT, headers=headers)
+        try:
+            self.channel.basic_publish(self.exchange if exchange is None else exchange,
+                                       routing_key, body, props, mandatory=True)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot publish to {routing_key}: {_describe(exc)}") from exc
+
+    def ack(self, tag: int) -> None:
+        try:
+            self.channel.basic_ack(tag)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot ack delivery {tag}: {_describe(exc)}") from exc
+
+    def requeue(self, tags: list[int]) -> None:
+        """Hand deliveries back to the broker (drain); takes effect at the next commit."""
+        try:
+            for tag in tags:
+                self.channel.basic_nack(tag, requeue=True)
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"cannot requeue deliveries: {_describe(exc)}") from exc
+
+    def commit(self) -> float:
+        """Commit the transaction; returns its latency in seconds."""
+        start = time.perf_counter()
+        try:
+            self.channel.tx_commit()
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"transaction commit failed: {_describe(exc)}") from exc
+        return time.perf_counter() - start
+
+    def rollback(self) -> None:
+        try:
+            self.channel.tx_rollback()
+        except _AMQP_ERRORS as exc:
+            raise BrokerError(f"transaction rollback failed: {_describe(exc)}") from exc
+
+    def _on_return(self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties,
+                   _body: bytes) -> None:
+        self.returned += 1
+        log.error("message to %s was unroutable (%s); its queue is missing",
+                  method.routing_key, method.reply_text)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,473 @@
+"""The one typed, strict configuration of runeworker.
+
+Layers, later ones win: the defaults below < one TOML file < the environment < command-line
+overrides. Every layer is checked key by key, so a wrong key or value is an error that names the
+key and where it came from; nothing falls back to a default silently (the Go worker's defect 34).
+No `.env` file is read: the Go worker let one override the real environment, which made the
+environment a systemd unit sets impossible to trust.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+from msgspec import inspect as mi
+
+from runeworker.engine.registry import NodeSettings
+from runeworker.errors import ConfigError
+
+__all__ = [
+    "BrokerConfig",
+    "Config",
+    "LoggingConfig",
+    "MetricsConfig",
+    "NodesConfig",
+    "RedisConfig",
+    "SupervisorConfig",
+    "WorkerConfig",
+    "config_file",
+    "load_config",
+    "mask_url",
+    "masked",
+    "to_node_settings",
+]
+
+NonEmpty = Annotated[str, Meta(min_length=1)]
+AtLeast0 = Annotated[int, Meta(ge=0)]
+AtLeast1 = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(ge=0)]
+PositiveSeconds = Annotated[float, Meta(gt=0)]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Common options of every config section."""
+
+
+class BrokerConfig(_Section):
+    """RabbitMQ: where to connect, what to consume, how to retry and dead-letter."""
+
+    url: NonEmpty = "amqp://guest:guest@127.0.0.1:5672/"
+    queue: NonEmpty = "workflow.execution"
+    resume_queue: NonEmpty = "workflow.resume"
+    exchange: NonEmpty = "workflows"
+    prefetch: AtLeast1 = 10
+    heartbeat: AtLeast0 = 60
+    connection_attempts: AtLeast1 = 3
+    retry_delay: Seconds = 1.0
+    retry_delay_max: Seconds = 30.0
+    batch_max: AtLeast1 = 32
+    dead_letter_queue: NonEmpty = "runeworker.dead-letter"
+    max_deliveries: AtLeast1 = 3
+
+
+class RedisConfig(_Section):
+    """Redis, the shared state store."""
+
+    url: NonEmpty = "redis://127.0.0.1:6379/0"
+    key_prefix: str = ""
+    key_ttl: Annotated[int, Meta(ge=60)] = 86400
+    socket_timeout: PositiveSeconds = 5.0
+
+
+class WorkerConfig(_Section):
+    """The consumer child processes."""
+
+    processes: AtLeast1 = 2
+    max_messages: AtLeast0 = 0
+    max_messages_jitter: Annotated[float, Meta(ge=0, le=1)] = 0.1
+    max_memory_mb: AtLeast0 = 0
+    timeout: Annotated[float, Meta(ge=1)] = 60.0
+    graceful_timeout: Seconds = 30.0
+    max_steps: AtLeast1 = 10000
+    node_timeout: Seconds = 0.0
+
+
+class SupervisorConfig(_Section):
+    """The supervisor: restart backoff and the crash loop guard."""
+
+    restart_backoff: Seconds = 1.0
+    restart_backoff_max: Seconds = 30.0
+    crash_limit: AtLeast1 = 10
+    crash_window: PositiveSeconds = 60.0
+    pid_file: str = ""
+
+
+class MetricsConfig(_Section):
+    """The Prometheus endpoint and its multiprocess directory."""
+
+    listen: str = "127.0.0.1:9464"
+    directory: str = ""
+
+
+def _default_deny_networks() -> list[str]:
+    # Cloud metadata endpoints (AWS/GCP/Azure link-local, AWS IPv6, Alibaba): an http node must
+    # not hand instance credentials to whoever wrote the workflow.
+    return ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32"]
+
+
+class NodesConfig(_Section):
+    """Operator limits of the built-in nodes."""
+
+    http_deny_networks: list[str] = msgspec.field(default_factory=_default_deny_networks)
+    http_max_response_bytes: AtLeast1 = 10 * 1024 * 1024
+    http_default_timeout: PositiveSeconds = 30.0
+    smtp_timeout: PositiveSeconds = 30.0
+
+
+class LoggingConfig(_Section):
+    """Log level and line format."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Config(_Section):
+    """The effective configuration; build it with `load_config`."""
+
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    nodes: NodesConfig = msgspec.field(default_factory=NodesConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+
+# Dotted key ("broker.prefetch") -> annotated field type, the single source of valid keys.
+_FIELDS: dict[str, Any] = {
+    f"{section.name}.{f.name}": f.type
+    for section in msgspec.structs.fields(Config)
+    for f in msgspec.structs.fields(section.type)
+}
+_SECTIONS = frozenset(key.partition(".")[0] for key in _FIELDS)
+
+# The Go worker's variables keep working (rune-go-worker.md section 6).
+GO_ENV_VARS: dict[str, str] = {
+    "RABBITMQ_URL": "broker.url",
+    "REDIS_URL": "redis.url",
+    "WORKFLOW_QUEUE_NAME": "broker.queue",
+    "WORKFLOW_PREFETCH": "broker.prefetch",
+    "WORKFLOW_CONCURRENCY": "worker.processes",
+}
+ENV_PREFIX = "RUNEWORKER_"
+CONFIG_ENV_VAR = "RUNEWORKER_CONFIG"
+COMMAND_LINE = "command line"
+
+_Layer = dict[str, tuple[Any, str]]  # dotted key -> (typed value, source that set it)
+
+
+# --- masking ------------------------------------------------------------------------------------
+
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by `***` (also a `password=` query parameter).
+
+    Strings without `://` are returned unchanged. The rest of the URL is kept byte for byte
+    (no re-serialisation, which would rewrite e.g. `unix:///path`).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{host}{rest[end:]}"
+    return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
+
+
+def _mask_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_tree(v) for v in value]
+    return mask_url(value) if isinstance(value, str) else value
+
+
+def masked(cfg: Config) -> dict[str, Any]:
+    """The effective config as plain nested dicts, every URL password replaced by `***`."""
+    tree: dict[str, Any] = _mask_tree(msgspec.to_builtins(cfg))
+    return tree
+
+
+def to_node_settings(cfg: Config) -> NodeSettings:
+    """The part of the config the nodes see."""
+    n = cfg.nodes
+    return NodeSettings(
+        http_deny_networks=tuple(n.http_deny_networks),
+        http_max_response_bytes=n.http_max_response_bytes,
+        http_default_timeout=n.http_default_timeout,
+        smtp_timeout=n.smtp_timeout,
+    )
+
+
+# --- semantic checks beyond the type (msgspec.Meta covers ranges) -------------------------------
+
+
+def _url_check(*schemes: str) -> Callable[[Any], str | None]:
+    def check(url: Any) -> str | None:
+        if str(url).partition("://")[0].lower() in schemes:
+            return None
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        return f"expected a {wanted} URL, got {mask_url(str(url))!r}"
+
+    return check
+
+
+def _check_listen(listen: Any) -> str | None:
+    _host, colon, port = str(listen).rpartition(":")
+    if listen == "" or (colon and port.isdigit() and int(port) <= 65535):
+        return None
+    return f'expected host:port (or "" to disable), got {listen!r}'
+
+
+def _check_networks(networks: Any) -> str | None:
+    for net in networks:
+        try:
+            ipaddress.ip_network(net)
+        except ValueError:
+            return f"expected IP networks like '169.254.0.0/16', got {net!r}"
+    return None
+
+
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "broker.url": _url_check("amqp", "amqps"),
+    "redis.url": _url_check("redis", "rediss", "unix"),
+    "metrics.listen": _check_listen,
+    "nodes.http_deny_networks": _check_networks,
+}
+
+
+def _convert(key: str, value: Any) -> tuple[Any, str | None]:
+    """(typed value, None), or (None, msgspec's message naming the key)."""
+    try:
+        return msgspec.convert(value, _FIELDS[key], strict=True), None
+    except msgspec.ValidationError as exc:
+        # "Expected `str`, got `int` - at `$[1]`" -> "key[1]: Expected `str`, got `int`"
+        msg, _, where = str(exc).partition(" - at `$")
+        return None, f"{key}{where.rstrip('`')}: {msg}"
+
+
+def _semantic(key: str, typed: Any) -> str | None:
+    check = _CHECKS.get(key)
+    return check(typed) if check else None
+
+
+def _check(key: str, value: Any) -> tuple[Any, str | None]:
+    """(typed value, None) or (None, a problem naming the key)."""
+    typed, problem = _convert(key, value)
+    if problem is None and (problem := _semantic(key, typed)):
+        return None, f"{key}: {problem}"
+    return typed, problem
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+# --- the layers ---------------------------------------------------------------------------------
+
+
+def config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
+    """The config file to read: `path`, else $RUNEWORKER_CONFIG, else none (defaults only)."""
+    if path is not None:
+        return os.fspath(path)
+    return env.get(CONFIG_ENV_VAR) or None
+
+
+def _from_file(path: str, problems: list[str]) -> _Layer:
+    import tomllib  # only this layer needs it
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    layer: _Layer = {}
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            problems.append(f"{path}: unknown section {section!r}")
+        elif not isinstance(table, dict):
+            problems.append(f"{path}: {section}: expected a table [{section}]")
+        else:
+            for name, value in table.items():
+                key = f"{section}.{name}"
+                if key not in _FIELDS:
+                    problems.append(f"{path}: {_unknown(key)}")
+                    continue
+                typed, problem = _check(key, value)
+                if problem:
+                    problems.append(f"{path}: {problem}")
+                else:
+                    layer[key] = (typed, path)
+    return layer
+
+
+def _describe(ftype: Any) -> str:
+    """What a text value must look like, e.g. "an integer >= 1"."""
+    info = mi.type_info(ftype)
+    if isinstance(info, mi.LiteralType):
+        return "one of " + ", ".join(repr(v) for v in info.values)
+    if isinstance(info, mi.ListType):
+        return "a comma-separated list or a JSON array of strings"
+    if isinstance(info, mi.StrType):
+        return "a non-empty string" if info.min_length else "a string"
+    noun = "an integer" if isinstance(info, mi.IntType) else "a number"
+    ops = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+    bounds = [f"{op} {getattr(info, name)}" for name, op in ops if getattr(info, name) is not None]
+    return " and ".join([f"{noun} {bounds[0]}", *bounds[1:]]) if bounds else noun
+
+
+def _parse_text(raw: str, ftype: Any) -> Any:
+    """Text (an environment variable or a flag) -> the field's type; ValueError when it is not."""
+    info = mi.type_info(ftype)
+    if isinstance(info, mi.IntType):
+        return int(raw)
+    if isinstance(info, mi.FloatType):
+        number = float(raw)
+        if not math.isfinite(number):
+            raise ValueError(raw)
+        return number
+    if isinstance(info, mi.ListType):
+        if raw.lstrip().startswith("["):
+            return json.loads(raw)
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _from_text(key: str, raw: str, source: str, problems: list[str]) -> tuple[Any, str] | None:
+    """Parse and check one text value; problems name `source` (a variable name or a flag)."""
+    shown = mask_url(raw)
+    try:
+        value = _parse_text(raw, _FIELDS[key])
+    except ValueError:
+        problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {shown!r}")
+        return None
+    typed, problem = _convert(key, value)
+    if problem:
+        problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {shown!r}")
+    elif problem := _semantic(key, typed):
+        problems.append(f"{source}: {problem}")
+    else:
+        return typed, source
+    return None
+
+
+def _env_keys(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """Variable name -> dotted key. RUNEWORKER_<SECTION>_<KEY> comes after (and so beats) the
+    Go names; a variable of an unknown section is ignored (it may belong to another tool)."""
+    found = {var: key for var, key in GO_ENV_VARS.items() if var in env}
+    for var in sorted(env):
+        section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
+        if not var.startswith(ENV_PREFIX) or section not in _SECTIONS:
+            continue
+        key = f"{section}.{name}"
+        if key in _FIELDS:
+            found[var] = key
+        else:
+            problems.append(f"{var}: {_unknown(key)}")
+    return found
+
+
+def _from_env(env: Mapping[str, str], problems: list[str]) -> _Layer:
+    layer: _Layer = {}
+    for var, key in _env_keys(env, problems).items():
+        parsed = _from_text(key, env[var], var, problems)
+        if parsed is not None:
+            layer[key] = parsed
+    return layer
+
+
+def _from_overrides(overrides: Mapping[str, Any], problems: list[str]) -> _Layer:
+    layer: _Layer = {}
+    for key, value in overrides.items():
+        if value is None:  # a flag that was not given
+            continue
+        if key not in _FIELDS:
+            problems.append(f"{COMMAND_LINE}: {_unknown(key)}")
+        elif isinstance(value, str):
+            parsed = _from_text(key, value, f"{COMMAND_LINE}: {key}", problems)
+            if parsed is not None:
+                layer[key] = parsed
+        else:
+            typed, problem = _check(key, value)
+            if problem:
+                problems.append(f"{COMMAND_LINE}: {problem}")
+            else:
+                layer[key] = (typed, COMMAND_LINE)
+    return layer
+
+
+# --- assembly -----------------------------------------------------------------------------------
+
+
+def _defaults() -> _Layer:
+    tree = msgspec.to_builtins(Config())
+    return {f"{s}.{k}": (v, "default") for s, table in tree.items() for k, v in table.items()}
+
+
+def _build(values: _Layer) -> Config:
+    tree: dict[str, dict[str, Any]] = {}
+    for key, (value, _source) in values.items():
+        section, _, name = key.partition(".")
+        tree.setdefault(section, {})[name] = value
+    try:
+        return msgspec.convert(tree, Config, strict=True)
+    except msgspec.ValidationError as exc:  # every value was checked alone; defensive only
+        raise ConfigError(f"configuration: {exc}") from exc
+
+
+def _cross_checks(values: _Layer) -> list[str]:
+    """Rules between two keys; the message says where each value came from."""
+    problems = []
+    for low, high in (
+        ("broker.retry_delay", "broker.retry_delay_max"),
+        ("supervisor.restart_backoff", "supervisor.restart_backoff_max"),
+    ):
+        (lo, lo_src), (hi, hi_src) = values[low], values[high]
+        if hi < lo:
+            problems.append(f"{high} = {hi} ({hi_src}) must be >= {low} = {lo} ({lo_src})")
+    return problems
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults < TOML file < environment < `overrides` (dotted keys from command-line flags,
+    values typed or text; None values are skipped). `env` defaults to os.environ; the file is
+    `path`, else $RUNEWORKER_CONFIG. Raises ConfigError listing every problem, one a line, each
+    naming the key and its source. An empty `metrics.directory` becomes
+    `$RUNTIME_DIRECTORY/metrics` when systemd set RUNTIME_DIRECTORY."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values = _defaults()
+    file = config_file(path, env)
+    if file is not None:
+        values.update(_from_file(file, problems))
+    values.update(_from_env(env, problems))
+    values.update(_from_overrides(overrides or {}, problems))
+    if not problems:
+        problems = _cross_checks(values)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    cfg = _build(values)
+    runtime_dir = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if not cfg.metrics.directory and runtime_dir:
+        cfg.metrics.directory = os.path.join(runtime_dir, "metrics")
+    return cfg

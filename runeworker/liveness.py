@@ -1,0 +1,46 @@
+"""Liveness board shared by the supervisor and its children.
+
+An anonymous shared memory map created before fork: one slot per child, holding the
+child's last heartbeat (CLOCK_MONOTONIC, which is the same clock in every process) and
+its lifecycle state. Writing a slot is a memory store, no system call, so children can
+beat as often as they like.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+from enum import IntEnum
+
+_SLOT = struct.Struct("=dII")  # last beat (monotonic s), state, messages handled
+
+
+class ChildState(IntEnum):
+    """What a child reports about itself. Transitions: BOOTING -> READY -> DRAINING (-> exit);
+    READY <-> BUSY while a node runs."""
+
+    EMPTY = 0  # slot not in use
+    BOOTING = 1  # forked, connecting to RabbitMQ and Redis
+    READY = 2  # connected and consuming
+    BUSY = 3  # executing a delivery (the beat only advances while the step is not stuck)
+    DRAINING = 4  # stopped consuming, finishing in-flight work
+
+
+class Liveness:
+    """`slots` heartbeat records in memory shared across fork."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._map = mmap.mmap(-1, _SLOT.size * slots)
+
+    def beat(self, slot: int, state: ChildState, handled: int = 0) -> None:
+        _SLOT.pack_into(self._map, slot * _SLOT.size, time.monotonic(), int(state), handled)
+
+    def read(self, slot: int) -> tuple[float, ChildState, int]:
+        """(last beat, state, messages handled) of a slot."""
+        last, state, handled = _SLOT.unpack_from(self._map, slot * _SLOT.size)
+        return last, ChildState(state), handled
+
+    def clear(self, slot: int) -> None:
+        _SLOT.pack_into(self._map, slot * _SLOT.size, 0.0, int(ChildState.EMPTY), 0)

@@ -1,0 +1,84 @@
+"""`switch` node: the first matching rule picks the route (reference 5.5).
+
+`rules` is a list of `{value, operator, compare}`; `routes` lists one edge id per rule plus
+one for the fallback (entries may be null for unwired handles). `rules` is a raw parameter:
+operands are resolved here with the switch's own rules (a wrapping `{{ }}` is stripped and a
+`$reference` may also name a literal context key), so their values keep their JSON types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.resolver import Resolver, render
+from runeworker.engine.workflow import Edge, Node, Workflow
+from runeworker.errors import NodeError, ResolveError
+from runeworker.nodes.expression import compare, resolve_operand
+
+
+def route_switch(node: Node, output: dict[str, Any] | None, workflow: Workflow) -> list[Edge]:
+    """The edge `routes[output_index]`; none when the node failed under `ignore`, the index is
+    not an integral number in range, the entry is not a string, or no edge has that id."""
+    index = None if output is None else output.get("output_index")
+    if isinstance(index, float) and index.is_integer():
+        index = int(index)
+    routes = node.params.get("routes")
+    if isinstance(index, bool) or not isinstance(index, int) or not isinstance(routes, list):
+        return []
+    if not 0 <= index < len(routes) or not isinstance(routes[index], str):
+        return []
+    edge = workflow.edge_by_id.get(routes[index])
+    return [edge] if edge is not None else []
+
+
+def _operands(rule: dict[str, Any], resolver: Resolver) -> tuple[Any, str, Any]:
+    """(left, operator, right) of one rule, resolved; errors raise NodeError."""
+    value = rule.get("value")
+    op = rule.get("operator")
+    if not isinstance(op, str):
+        raise NodeError(f"operator must be a string, not {render(op)}")
+    # Go renders a non-string `value` and then reads it back as an operand (5 -> "5" -> 5).
+    text = value if isinstance(value, str) else render(value)
+    left = resolve_operand(text, resolver.lookup_direct, resolver.resolve_value)
+    right = rule.get("compare")
+    if isinstance(right, str):
+        right = resolve_operand(right, resolver.lookup_direct, resolver.resolve_value)
+    return left, op, right
+
+
+def _rules(ctx: NodeContext) -> list[Any]:
+    rules = ctx.params.get("rules")
+    if isinstance(rules, str):
+        try:
+            rules = ctx.resolver.resolve_value(rules)
+        except ResolveError as exc:
+            raise NodeError(f"rules parameter: {exc}") from exc
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        raise NodeError(f"rules parameter must be a list of rules, not {render(rules)}")
+    return rules
+
+
+@node("switch", raw=("rules",), router=route_switch)
+def run(ctx: NodeContext) -> dict[str, Any]:
+    """Evaluate the rules in order. Output `{"output_index": i, "matched_rule": {value,
+    operator, compare}}` (operands resolved) for the first match, else
+    `{"output_index": len(rules), "fallback": True}`. A rule that errors is logged and skipped."""
+    rules = _rules(ctx)
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue  # Go skips entries that are not objects
+        try:
+            left, op, right = _operands(rule, ctx.resolver)
+            matched = compare(left, op, right)
+        except NodeError as exc:
+            ctx.log.warning("switch node %s: rule %d skipped: %s", ctx.node.label, index, exc)
+            continue
+        if matched:
+            return {
+                "output_index": index,
+                "matched_rule": {"value": left, "operator": op, "compare": right},
+            }
+    return {"output_index": len(rules), "fallback": True}

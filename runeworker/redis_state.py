@@ -1,0 +1,220 @@
+"""`StateStore` over Redis: branch tokens of every execution, one atomic Lua script per call.
+
+The semantics are those of `runeworker.engine.state.MemoryStore` (the shared table in
+tests/unit/statecases.py runs against both). Each execution keeps five keys, hash-tagged on
+the execution id so that a Redis Cluster would keep them in one slot (a script may only touch
+keys of one slot):
+
+    {prefix}exec:{<id>}:branches:live      set   live branch tokens
+    {prefix}exec:{<id>}:branches:done      hash  token -> msgpack of the recorded transition
+    {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
+    {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
+    {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
+
+The Go worker's keys (`exec:<id>:split:...`, `exec:<id>:node:...`, `scheduler:*`) never end in
+`:branches:...`, so both workers can share one Redis. Every call refreshes the TTL of every key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+
+from runeworker.engine.messages import COMPLETED
+from runeworker.engine.state import Admission, Failure, Transition, Verdict
+from runeworker.errors import StateError
+
+_KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
+
+# Shared head of both scripts: opens an unknown execution with the token as its only live
+# branch. started_at_ns stays a string: Lua numbers are doubles and would round nanoseconds.
+_PROLOGUE = """
+local live, done, meta, failctx, contexts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
+local function touch()
+  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+if redis.call('EXISTS', meta) == 0 then
+  redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
+  redis.call('SADD', live, token)
+end
+"""
+
+_ADMIT = (
+    _PROLOGUE
+    + """
+local steps = tonumber(redis.call('HGET', meta, 'steps'))
+local verdict = 'run'
+if redis.call('HEXISTS', done, token) == 1 then verdict = 'replay'
+elseif redis.call('SISMEMBER', live, token) == 0 then verdict = 'stale'
+elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
+end
+touch()
+return {verdict, steps}
+"""
+)
+
+# ARGV: token, now, ttl, has_leaf, leaf, has_failure, status, reason, failing context,
+# children... Reply (also what `done` records): {0} while open, or
+# {1, failure_status or '', failure_reason, started_at_ns, context...} for the closing advance.
+_ADVANCE = (
+    _PROLOGUE
+    + """
+local recorded = redis.call('HGET', done, token)
+if recorded then touch() return cmsgpack.unpack(recorded) end
+if redis.call('SISMEMBER', live, token) == 0 then touch() return {0} end
+redis.call('HINCRBY', meta, 'steps', 1)
+redis.call('SREM', live, token)
+if ARGV[6] == '1' and redis.call('HEXISTS', meta, 'failure_status') == 0 then
+  redis.call('HSET', meta, 'failure_status', ARGV[7], 'failure_reason', ARGV[8])
+  redis.call('SET', failctx, ARGV[9])
+end
+local failed = redis.call('HEXISTS', meta, 'failure_status') == 1
+if not failed then
+  -- batches keep unpack() below Lua's C stack limit on very wide fan-outs
+  for first = 10, #ARGV, 1000 do
+    redis.call('SADD', live, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+  end
+end
+local result = {0}
+if redis.call('SCARD', live) > 0 then
+  -- a failure reports only the failing context, so leaves after it need not be kept
+  if ARGV[4] == '1' and not failed then redis.call('RPUSH', contexts, ARGV[5]) end
+else
+  local m = redis.call('HMGET', meta, 'started_at_ns', 'failure_status', 'failure_reason')
+  if failed then
+    result = {1, m[2], m[3], m[1], redis.call('GET', failctx)}
+  else
+    result = {1, '', '', m[1]}
+    for _, ctx in ipairs(redis.call('LRANGE', contexts, 0, -1)) do result[#result + 1] = ctx end
+    if ARGV[4] == '1' then result[#result + 1] = ARGV[5] end
+  end
+  -- the closing record below holds the contexts now; replays read only `done`
+  redis.call('DEL', contexts, failctx)
+end
+redis.call('HSET', done, token, cmsgpack.pack(result))
+touch()
+return result
+"""
+)
+
+
+class RedisStore:
+    """`StateStore` on a Redis server; safe to share between threads (redis-py pools)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "", ttl_seconds: int = 86400) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be a positive number of seconds, not {ttl_seconds}")
+        if "{" in prefix or "}" in prefix:
+            # a brace in the prefix would become the cluster hash tag instead of the id
+            raise ValueError(f"the key prefix {prefix!r} must not contain '{{' or '}}'")
+        kwargs = client.connection_pool.connection_kwargs
+        if kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must not decode responses: contexts are bytes")
+        self._client = client
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+        self._where = _describe(client)
+        self._secret = str(kwargs.get("password") or "")
+        self._admit_script: Script = client.register_script(_ADMIT)
+        self._advance_script: Script = client.register_script(_ADVANCE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "", ttl_seconds: int = 86400, **client_kwargs: Any
+    ) -> RedisStore:
+        """Store on the server of `url` (redis://, rediss:// or unix://); `client_kwargs` go to
+        redis-py. Without explicit timeouts, a hung server would block a worker forever."""
+        client_kwargs.setdefault("socket_connect_timeout", 5.0)
+        client_kwargs.setdefault("socket_timeout", 5.0)
+        try:
+            client = redis.Redis.from_url(url, **client_kwargs)
+        except ValueError as exc:
+            raise StateError(f"The Redis URL {mask_url(url)} is invalid: {exc}") from exc
+        return cls(client, prefix=prefix, ttl_seconds=ttl_seconds)
+
+    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
+        """Check a delivered token; opens the execution when it is unknown."""
+        args = [token, now_ns, self._ttl]
+        verdict, steps = self._run("admit", self._admit_script, execution_id, args)
+        return Admission(Verdict(verdict.decode()), int(steps))
+
+    def advance(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+    ) -> Transition:
+        """Replace `token` by `children` atomically; see `StateStore.advance`."""
+        args: list[str | bytes | int] = [token, now_ns, self._ttl]
+        args += [1, leaf_context] if leaf_context is not None else [0, b""]
+        if failure is None:
+            args += [0, b"", b"", b""]
+        else:
+            args += [1, failure.status, failure.reason, failure.context]
+        args += children
+        reply = self._run("advance", self._advance_script, execution_id, args)
+        if int(reply[0]) == 0:
+            return Transition(closed=False)
+        status, reason, started = reply[1:4]
+        contexts = [bytes(c) for c in reply[4:]]
+        return Transition(True, status.decode() or COMPLETED, reason.decode(), int(started), contexts)
+
+    def ping(self) -> bool:
+        """True when the server answers (the readiness probe); never raises."""
+        try:
+            return bool(self._client.ping())
+        except RedisError:
+            return False
+
+    def close(self) -> None:
+        """Close the client and its connections."""
+        self._client.close()
+
+    def keys_of(self, execution_id: str) -> list[str]:
+        """The Redis keys of one execution, in the order the scripts take them."""
+        base = f"{self._prefix}exec:{{{execution_id}}}:branches:"
+        return [base + suffix for suffix in _KEY_SUFFIXES]
+
+    def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
+        try:
+            # Script does EVALSHA and reloads the script once on NOSCRIPT
+            return script(keys=self.keys_of(execution_id), args=args)
+        except RedisError as exc:
+            detail = str(exc).replace(self._secret, "***") if self._secret else str(exc)
+            raise StateError(
+                f"The Redis {op} of execution {execution_id!r} on {self._where} failed: {detail}"
+            ) from exc
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (in the user info or a `password=` query) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _describe(client: redis.Redis) -> str:
+    """A URL naming the server of `client` for messages, its password masked."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if client.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
+    user = kwargs.get("username") or ""
+    auth = f"{user}:***@" if kwargs.get("password") else (f"{user}@" if user else "")
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{scheme}://{auth}{host}:{port}/{db}"

@@ -1,0 +1,452 @@
+"""Tests of runeworker.engine.validation: graph rules, registry rules, and input loading."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.engine.registry import NodeContext, NodeSpec
+from runeworker.engine.validation import (
+    Problem,
+    check_workflow,
+    load_for_validation,
+    structural_problems,
+)
+from runeworker.engine.workflow import Workflow
+from runeworker.errors import WorkflowError
+
+
+def _run(ctx: NodeContext) -> dict[str, Any]:
+    return {}
+
+
+REGISTRY = {
+    "http": NodeSpec("http", _run, required=("url", "method")),
+    "log": NodeSpec("log", _run, required=("message",)),
+    "conditional": NodeSpec("conditional", _run, required=("expression",)),
+    "switch": NodeSpec("switch", _run),
+}
+
+
+def build(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]]) -> Workflow:
+    """A workflow from node dicts and (id, src, dst) edges, built as the wire decoder does."""
+    data = {"nodes": nodes, "edges": [{"id": i, "src": s, "dst": d} for i, s, d in edges]}
+    return msgspec.convert(data, Workflow).index()
+
+
+def valid_nodes() -> list[dict[str, Any]]:
+    return [
+        {"id": "t", "type": "ManualTrigger", "trigger": True},
+        {"id": "get", "type": "http", "parameters": {"url": "http://x", "method": "GET"}},
+        {
+            "id": "cond",
+            "type": "conditional",
+            "parameters": {"expression": "$x == 1", "true_edge_id": "e3", "false_edge_id": ""},
+        },
+        {"id": "sw", "type": "switch", "parameters": {"routes": ["e4", None, ""]}},
+        {"id": "ok", "type": "log", "parameters": {"message": "hi"}},
+        {"id": "bad", "type": "log", "parameters": {"message": "error"}},
+        {"id": "fin", "type": "log", "parameters": {"message": 0}},
+    ]
+
+
+VALID_EDGES = [
+    ("e1", "t", "get"),
+    ("e2", "get", "cond"),
+    ("e3", "cond", "sw"),
+    ("e4", "sw", "ok"),
+    ("e5", "get", "bad"),
+    ("e6", "ok", "fin"),
+    ("e7", "bad", "fin"),
+]
+
+
+def test_valid_workflow_has_no_problems() -> None:
+    nodes = valid_nodes()
+    nodes[1]["error"] = {"type": "branch", "error_edge": "e5"}
+    nodes[4]["error"] = {"type": "ignore"}
+    nodes[5]["error"] = {"type": "halt"}
+    wf = build(nodes, VALID_EDGES)
+    assert structural_problems(wf) == []
+    assert check_workflow(wf, REGISTRY) == []
+
+
+def test_problem_str() -> None:
+    assert str(Problem("a", "is wrong")) == "node a: is wrong"
+    assert str(Problem("", "edge e1 is wrong")) == "edge e1 is wrong"
+
+
+# (case name, nodes, edges, expected problems as strings); checked by structural_problems.
+STRUCTURAL_CASES: list[tuple[str, list[dict[str, Any]], list[tuple[str, str, str]], list[str]]] = [
+    (
+        "duplicate node id",
+        [{"id": "a"}, {"id": "b"}, {"id": "a"}],
+        [("e1", "a", "b")],
+        ["node a: the id is shared by nodes[0] and nodes[2]"],
+    ),
+    (
+        "empty node id",
+        [{"id": "a"}, {"id": "", "error": {"type": "oops"}}],
+        [],
+        [
+            "nodes[1]: the node has an empty id",
+            "nodes[1]: error policy type 'oops' is not one of halt, ignore, branch",
+        ],
+    ),
+    (
+        "duplicate edge id",
+        [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+        [("e1", "a", "b"), ("e1", "b", "c"), ("e1", "a", "c")],
+        ["edge id 'e1' is shared by edges[0], edges[1] and edges[2]"],
+    ),
+    (
+        "dangling dst",
+        [{"id": "a"}],
+        [("e3", "a", "x")],
+        ["edge e3 points to node 'x', which does not exist"],
+    ),
+    (
+        "dangling src",
+        [{"id": "a"}],
+        [("e3", "y", "a")],
+        ["edge e3 comes from node 'y', which does not exist"],
+    ),
+    (
+        "empty edge fields",
+        [{"id": "a"}],
+        [("", "", "a"), ("e2", "a", "")],
+        ["edges[0] has an empty id", "edges[0] has an empty src", "edge e2 has an empty dst"],
+    ),
+    (
+        "self loop",
+        [{"id": "a"}, {"id": "b"}],
+        [("e1", "a", "b"), ("e2", "b", "b")],
+        ["cycle: b -> b"],
+    ),
+    (
+        "unknown error policy",
+        [{"id": "a", "error": {"type": "retry"}}],
+        [],
+        ["node a: error policy type 'retry' is not one of halt, ignore, branch"],
+    ),
+    (
+        "branch policy without edge",
+        [{"id": "a", "error": {"type": "branch"}}],
+        [],
+        ["node a: error policy 'branch' names no error_edge"],
+    ),
+    (
+        "branch policy with unknown edge",
+        [{"id": "a", "error": {"type": "branch", "error_edge": "e9"}}],
+        [],
+        ["node a: error_edge names edge 'e9', which does not exist"],
+    ),
+    (
+        "branch policy with edge of another node",
+        [{"id": "a", "error": {"type": "branch", "error_edge": "e2"}}, {"id": "b"}, {"id": "c"}],
+        [("e1", "a", "b"), ("e2", "b", "c")],
+        ["node a: error_edge names edge 'e2', which leaves node 'b', not this node"],
+    ),
+    (
+        "conditional edges",
+        [
+            {
+                "id": "c",
+                "type": "conditional",
+                "parameters": {"true_edge_id": "e9", "false_edge_id": "e2"},
+            },
+            {"id": "b"},
+            {"id": "d"},
+        ],
+        [("e1", "c", "b"), ("e2", "b", "d")],
+        [
+            "node c: true_edge_id names edge 'e9', which does not exist",
+            "node c: false_edge_id names edge 'e2', which leaves node 'b', not this node",
+        ],
+    ),
+    (
+        "conditional edge id of wrong type",
+        [{"id": "c", "type": "conditional", "parameters": {"true_edge_id": 3}}],
+        [],
+        ["node c: true_edge_id must be an edge id (a string), not a number"],
+    ),
+    (
+        "switch routes",
+        [
+            {"id": "s", "type": "switch", "parameters": {"routes": ["e1", None, "e9", True, "e2"]}},
+            {"id": "b"},
+            {"id": "d"},
+        ],
+        [("e1", "s", "b"), ("e2", "b", "d")],
+        [
+            "node s: routes[2] names edge 'e9', which does not exist",
+            "node s: routes[3] must be an edge id (a string) or null, not a boolean",
+            "node s: routes[4] names edge 'e2', which leaves node 'b', not this node",
+        ],
+    ),
+    (
+        "switch routes not a list",
+        [{"id": "s", "type": "switch", "parameters": {"routes": {"0": "e1"}}}],
+        [],
+        ["node s: routes must be a list of edge ids, not an object"],
+    ),
+    (
+        "routing parameters of other node types are not edge references",
+        [{"id": "h", "type": "http", "parameters": {"true_edge_id": "x", "routes": 5}}],
+        [],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "edges", "expected"),
+    [case[1:] for case in STRUCTURAL_CASES],
+    ids=[case[0] for case in STRUCTURAL_CASES],
+)
+def test_structural_rule(
+    nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]], expected: list[str]
+) -> None:
+    assert [str(p) for p in structural_problems(build(nodes, edges))] == expected
+
+
+# (case name, nodes, expected problems) checked by check_workflow with REGISTRY.
+REGISTRY_CASES: list[tuple[str, list[dict[str, Any]], list[str]]] = [
+    (
+        "unknown type with suggestion",
+        [{"id": "a", "type": "htp"}],
+        ["node a: node type 'htp' is not registered (did you mean 'http'?)"],
+    ),
+    (
+        "unknown type without suggestion",
+        [{"id": "a", "type": "zzzzzz"}],
+        ["node a: node type 'zzzzzz' is not registered"],
+    ),
+    ("no type", [{"id": "a"}], ["node a: the node has no type"]),
+    (
+        "missing and empty required parameters",
+        [{"id": "a", "type": "http", "parameters": {"url": "  "}}],
+        [
+            "node a: required parameter 'url' is empty",
+            "node a: required parameter 'method' is missing",
+        ],
+    ),
+    (
+        "null parameters",
+        [{"id": "a", "type": "log", "parameters": None}],
+        ["node a: required parameter 'message' is missing"],
+    ),
+    (
+        "empty containers and null are empty, zero and false are not",
+        [
+            {"id": "a", "type": "log", "parameters": {"message": []}},
+            {"id": "b", "type": "log", "parameters": {"message": {}}},
+            {"id": "c", "type": "log", "parameters": {"message": None}},
+            {"id": "d", "type": "log", "parameters": {"message": False}},
+            {"id": "e", "type": "log", "parameters": {"message": 0}},
+        ],
+        [
+            "node a: required parameter 'message' is empty",
+            "node b: required parameter 'message' is empty",
+            "node c: required parameter 'message' is empty",
+        ],
+    ),
+    (
+        "trigger types and trigger nodes are not checked",
+        [
+            {"id": "t1", "type": "ManualTrigger"},
+            {"id": "t2", "type": "ScheduledTrigger"},
+            {"id": "t3", "type": "webhook"},
+            {"id": "t4", "type": "customTrigger", "trigger": True},
+            {"id": "t5", "type": "http", "trigger": True},
+        ],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [case[1:] for case in REGISTRY_CASES],
+    ids=[case[0] for case in REGISTRY_CASES],
+)
+def test_registry_rule(nodes: list[dict[str, Any]], expected: list[str]) -> None:
+    wf = build(nodes, [])
+    assert [str(p) for p in check_workflow(wf, REGISTRY)] == expected
+    assert structural_problems(wf) == []
+
+
+def test_every_problem_is_reported_in_definition_order() -> None:
+    nodes: list[dict[str, Any]] = [
+        {"id": "a", "type": "log", "error": {"type": "branch", "error_edge": "nope"}},
+        {"id": "b", "type": "htp"},
+        {"id": "a", "type": "log", "parameters": {"message": "x"}},
+        {"id": "c", "type": "switch", "parameters": {"routes": ["e1"]}},
+    ]
+    edges = [("e1", "a", "b"), ("e2", "b", "c"), ("e3", "c", "a"), ("e4", "c", "ghost")]
+    problems = check_workflow(build(nodes, edges), REGISTRY)
+    assert problems == [
+        Problem("a", "the id is shared by nodes[0] and nodes[2]"),
+        Problem("a", "required parameter 'message' is missing"),
+        Problem("a", "error_edge names edge 'nope', which does not exist"),
+        Problem("b", "node type 'htp' is not registered (did you mean 'http'?)"),
+        Problem("c", "routes[0] names edge 'e1', which leaves node 'a', not this node"),
+        Problem("", "edge e4 points to node 'ghost', which does not exist"),
+        Problem("", "cycle: a -> b -> c -> a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edges", "expected"),
+    [
+        # Two separate cycles, reported in the order of their first node in the definition.
+        (
+            [
+                ("e1", "d", "e"),
+                ("e2", "e", "d"),
+                ("e3", "a", "b"),
+                ("e4", "b", "c"),
+                ("e5", "c", "a"),
+            ],
+            ["cycle: a -> b -> c -> a", "cycle: d -> e -> d"],
+        ),
+        # One component with several cycles: one shortest cycle through its first node.
+        (
+            [
+                ("e1", "a", "b"),
+                ("e2", "b", "c"),
+                ("e3", "c", "d"),
+                ("e4", "d", "a"),
+                ("e5", "b", "a"),
+            ],
+            ["cycle: a -> b -> a"],
+        ),
+        # A cycle entered from outside does not include the way in.
+        (
+            [("e1", "a", "b"), ("e2", "b", "c"), ("e3", "c", "d"), ("e4", "d", "b")],
+            ["cycle: b -> c -> d -> b"],
+        ),
+        # A diamond (fan-out then merge) is not a cycle.
+        ([("e1", "a", "b"), ("e2", "a", "c"), ("e3", "b", "d"), ("e4", "c", "d")], []),
+    ],
+    ids=["two cycles", "shortest in component", "entered from outside", "diamond"],
+)
+def test_cycle_naming(edges: list[tuple[str, str, str]], expected: list[str]) -> None:
+    nodes = [{"id": n} for n in "abcde"]
+    assert [str(p) for p in structural_problems(build(nodes, edges))] == expected
+
+
+def chain(n: int, *, closed: bool) -> Workflow:
+    nodes = [{"id": f"n{i}"} for i in range(n)]
+    edges = [(f"e{i}", f"n{i}", f"n{i + 1}") for i in range(n - 1)]
+    if closed:
+        edges.append(("back", f"n{n - 1}", "n0"))
+    return build(nodes, edges)
+
+
+def test_long_chain_is_validated_without_recursion() -> None:
+    # Deeper than the default recursion limit (1000): a recursive DFS would raise here.
+    wf = chain(3000, closed=False)
+    started = time.perf_counter()
+    assert structural_problems(wf) == []
+    assert time.perf_counter() - started < 1.0
+
+
+def test_long_cycle_is_named_in_full() -> None:
+    wf = chain(3000, closed=True)
+    started = time.perf_counter()
+    problems = structural_problems(wf)
+    assert time.perf_counter() - started < 1.0
+    expected = " -> ".join(f"n{i}" for i in range(3000))
+    assert problems == [Problem("", f"cycle: {expected} -> n0")]
+
+
+DEFINITION: dict[str, Any] = {
+    "nodes": [
+        {"id": "t", "type": "ManualTrigger", "trigger": True, "notes": "kept by the raw bytes"},
+        {"id": "l", "type": "log", "parameters": {"message": "hi"}},
+    ],
+    "edges": [{"id": "e1", "src": "t", "dst": "l", "label": "go"}],
+}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        DEFINITION,
+        {
+            "workflow_id": "7",
+            "execution_id": "x-1",
+            "current_node": "l",
+            "workflow_version": 2,
+            "workflow_definition": DEFINITION,
+            "accumulated_context": {},
+        },
+    ],
+    ids=["bare definition", "execution message"],
+)
+def test_load_for_validation_accepts_both_shapes(payload: dict[str, Any]) -> None:
+    wf = load_for_validation(json.dumps(payload, indent=2).encode())
+    assert [(n.id, n.type, n.trigger) for n in wf.nodes] == [
+        ("t", "ManualTrigger", True),
+        ("l", "log", False),
+    ]
+    assert [(e.id, e.src, e.dst) for e in wf.edges] == [("e1", "t", "l")]
+    assert check_workflow(wf, REGISTRY) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b'{\n  "nodes": [,]\n}',
+            "cannot read the workflow: JSON is malformed: invalid character "
+            "(byte 14, line 2, column 13)",
+        ),
+        (b'{"nodes": [', "cannot read the workflow: Input data was truncated"),
+        (b"[1, 2]", "cannot read the workflow: Expected `object`, got `array`"),
+        (
+            b'{"edges": []}',
+            "the input is neither a workflow definition (an object with 'nodes') "
+            "nor an execution message (an object with 'workflow_definition')",
+        ),
+        (b'{"nodes": []}', "the workflow definition must contain at least one node"),
+        (
+            b'{"nodes": [{"id": "a", "trigger": "yes"}]}',
+            "Expected `bool`, got `str` - at `$.nodes[0].trigger`",
+        ),
+        (
+            b'{"nodes": [{"id": "a"}], "edges": [{"id": "e1", "src": "a"}]}',
+            "Object missing required field `dst` - at `$.edges[0]`",
+        ),
+        (
+            b'{"workflow_definition": {"nodes": [{"id": "a", "parameters": [1]}]}}',
+            "workflow_definition: Expected `object | null`, got `array` - at "
+            "`$.nodes[0].parameters`",
+        ),
+        (
+            b'{"workflow_definition": null}',
+            "workflow_definition: Expected `object`, got `null`",
+        ),
+    ],
+    ids=[
+        "malformed JSON",
+        "truncated",
+        "not an object",
+        "neither shape",
+        "no nodes",
+        "wrong type in definition",
+        "missing edge field",
+        "wrong type in message",
+        "null definition",
+    ],
+)
+def test_load_for_validation_rejects_bad_input(data: bytes, message: str) -> None:
+    with pytest.raises(WorkflowError) as info:
+        load_for_validation(data)
+    assert str(info.value) == message
+    assert info.value.problems == [message]
