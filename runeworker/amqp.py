@@ -13,6 +13,7 @@ buffering deliveries) while a node runs in another thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -52,8 +53,15 @@ class Delivery:
 class Broker:
     """One connection and one transactional channel of a worker child."""
 
-    def __init__(self, url: str, *, exchange: str = "workflows", heartbeat: int = 60,
-                 connection_attempts: int = 3, retry_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str = "workflows",
+        heartbeat: int = 60,
+        connection_attempts: int = 3,
+        retry_delay: float = 1.0,
+    ) -> None:
         self.url = url
         self.exchange = exchange
         self.heartbeat = heartbeat
@@ -80,8 +88,9 @@ class Broker:
             self._ch.add_on_return_callback(self._on_return)
         except _AMQP_ERRORS as exc:
             self.close()
-            raise BrokerError(f"cannot connect to RabbitMQ at {mask_url(self.url)}: "
-                              f"{_describe(exc)}") from exc
+            raise BrokerError(
+                f"cannot connect to RabbitMQ at {mask_url(self.url)}: {_describe(exc)}"
+            ) from exc
         self.pending.clear()
         self._tags = []
 
@@ -94,10 +103,8 @@ class Broker:
     def close(self) -> None:
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
-            try:
+            with contextlib.suppress(*_AMQP_ERRORS):
                 conn.close()
-            except _AMQP_ERRORS:
-                pass
 
     # -- topology -----------------------------------------------------------------------
 
@@ -128,10 +135,15 @@ class Broker:
             raise BrokerError(f"cannot consume {queues}: {_describe(exc)}") from exc
 
     def _make_callback(self, queue: str) -> Any:
-        def on_message(_ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties,
-                       body: bytes) -> None:
-            self.pending.append(Delivery(method.delivery_tag, queue, body,
-                                         bool(method.redelivered), props.headers or {}))
+        def on_message(
+            _ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+        ) -> None:
+            self.pending.append(
+                Delivery(
+                    method.delivery_tag, queue, body, bool(method.redelivered), props.headers or {}
+                )
+            )
+
         return on_message
 
     def stop_consuming(self) -> None:
@@ -157,12 +169,23 @@ class Broker:
 
     # -- transactional publishing -------------------------------------------------------
 
-    def publish(self, routing_key: str, body: bytes, *, exchange: str | None = None,
-                headers: dict[str, Any] | None = None) -> None:
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
         props = BasicProperties(content_type=JSON, delivery_mode=_PERSISTENT, headers=headers)
         try:
-            self.channel.basic_publish(self.exchange if exchange is None else exchange,
-                                       routing_key, body, props, mandatory=True)
+            self.channel.basic_publish(
+                self.exchange if exchange is None else exchange,
+                routing_key,
+                body,
+                props,
+                mandatory=True,
+            )
         except _AMQP_ERRORS as exc:
             raise BrokerError(f"cannot publish to {routing_key}: {_describe(exc)}") from exc
 
@@ -195,11 +218,15 @@ class Broker:
         except _AMQP_ERRORS as exc:
             raise BrokerError(f"transaction rollback failed: {_describe(exc)}") from exc
 
-    def _on_return(self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties,
-                   _body: bytes) -> None:
+    def _on_return(
+        self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties, _body: bytes
+    ) -> None:
         self.returned += 1
-        log.error("message to %s was unroutable (%s); its queue is missing",
-                  method.routing_key, method.reply_text)
+        log.error(
+            "message to %s was unroutable (%s); its queue is missing",
+            method.routing_key,
+            method.reply_text,
+        )
 
 
 def _describe(exc: BaseException) -> str:

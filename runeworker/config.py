@@ -25,22 +25,6 @@ from msgspec import inspect as mi
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
 
-__all__ = [
-    "BrokerConfig",
-    "Config",
-    "LoggingConfig",
-    "MetricsConfig",
-    "NodesConfig",
-    "RedisConfig",
-    "SupervisorConfig",
-    "WorkerConfig",
-    "config_file",
-    "load_config",
-    "mask_url",
-    "masked",
-    "to_node_settings",
-]
-
 NonEmpty = Annotated[str, Meta(min_length=1)]
 AtLeast0 = Annotated[int, Meta(ge=0)]
 AtLeast1 = Annotated[int, Meta(ge=1)]
@@ -48,11 +32,7 @@ Seconds = Annotated[float, Meta(ge=0)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 
 
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Common options of every config section."""
-
-
-class BrokerConfig(_Section):
+class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """RabbitMQ: where to connect, what to consume, how to retry and dead-letter."""
 
     url: NonEmpty = "amqp://guest:guest@127.0.0.1:5672/"
@@ -69,7 +49,7 @@ class BrokerConfig(_Section):
     max_deliveries: AtLeast1 = 3
 
 
-class RedisConfig(_Section):
+class RedisConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Redis, the shared state store."""
 
     url: NonEmpty = "redis://127.0.0.1:6379/0"
@@ -78,7 +58,7 @@ class RedisConfig(_Section):
     socket_timeout: PositiveSeconds = 5.0
 
 
-class WorkerConfig(_Section):
+class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The consumer child processes."""
 
     processes: AtLeast1 = 2
@@ -91,7 +71,7 @@ class WorkerConfig(_Section):
     node_timeout: Seconds = 0.0
 
 
-class SupervisorConfig(_Section):
+class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The supervisor: restart backoff and the crash loop guard."""
 
     restart_backoff: Seconds = 1.0
@@ -101,36 +81,35 @@ class SupervisorConfig(_Section):
     pid_file: str = ""
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The Prometheus endpoint and its multiprocess directory."""
 
     listen: str = "127.0.0.1:9464"
     directory: str = ""
 
 
-def _default_deny_networks() -> list[str]:
-    # Cloud metadata endpoints (AWS/GCP/Azure link-local, AWS IPv6, Alibaba): an http node must
-    # not hand instance credentials to whoever wrote the workflow.
-    return ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32"]
+# Cloud metadata endpoints (AWS/GCP/Azure link-local, AWS IPv6, Alibaba): an http node must not
+# hand instance credentials to whoever wrote the workflow.
+DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 
 
-class NodesConfig(_Section):
+class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Operator limits of the built-in nodes."""
 
-    http_deny_networks: list[str] = msgspec.field(default_factory=_default_deny_networks)
+    http_deny_networks: list[str] = msgspec.field(default_factory=lambda: list(DENY_NETWORKS))
     http_max_response_bytes: AtLeast1 = 10 * 1024 * 1024
     http_default_timeout: PositiveSeconds = 30.0
     smtp_timeout: PositiveSeconds = 30.0
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Log level and line format."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     format: Literal["json", "text"] = "json"
 
 
-class Config(_Section):
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The effective configuration; build it with `load_config`."""
 
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
@@ -164,18 +143,12 @@ COMMAND_LINE = "command line"
 
 _Layer = dict[str, tuple[Any, str]]  # dotted key -> (typed value, source that set it)
 
-
-# --- masking ------------------------------------------------------------------------------------
-
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
 
 
 def mask_url(url: str) -> str:
-    """`url` with its password replaced by `***` (also a `password=` query parameter).
-
-    Strings without `://` are returned unchanged. The rest of the URL is kept byte for byte
-    (no re-serialisation, which would rewrite e.g. `unix:///path`).
-    """
+    """`url` with its password (also a `password=` query parameter) replaced by `***`; the rest
+    is kept byte for byte (re-serialising would rewrite `unix:///path`). Non-URLs pass as is."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -186,32 +159,19 @@ def mask_url(url: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
 
 
-def _mask_tree(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _mask_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_tree(v) for v in value]
-    return mask_url(value) if isinstance(value, str) else value
-
-
 def masked(cfg: Config) -> dict[str, Any]:
     """The effective config as plain nested dicts, every URL password replaced by `***`."""
-    tree: dict[str, Any] = _mask_tree(msgspec.to_builtins(cfg))
-    return tree
+    tree: dict[str, dict[str, Any]] = msgspec.to_builtins(cfg)
+    return {
+        section: {k: mask_url(v) if isinstance(v, str) else v for k, v in table.items()}
+        for section, table in tree.items()
+    }
 
 
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
-    n = cfg.nodes
-    return NodeSettings(
-        http_deny_networks=tuple(n.http_deny_networks),
-        http_max_response_bytes=n.http_max_response_bytes,
-        http_default_timeout=n.http_default_timeout,
-        smtp_timeout=n.smtp_timeout,
-    )
-
-
-# --- semantic checks beyond the type (msgspec.Meta covers ranges) -------------------------------
+    fields = msgspec.to_builtins(cfg.nodes)
+    return NodeSettings(**{**fields, "http_deny_networks": tuple(cfg.nodes.http_deny_networks)})
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:
@@ -219,7 +179,7 @@ def _url_check(*schemes: str) -> Callable[[Any], str | None]:
         if str(url).partition("://")[0].lower() in schemes:
             return None
         wanted = " or ".join(f"{s}://" for s in schemes)
-        return f"expected a {wanted} URL, got {mask_url(str(url))!r}"
+        return f"expected a URL starting with {wanted}, got {mask_url(str(url))!r}"
 
     return check
 
@@ -249,7 +209,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 
 def _convert(key: str, value: Any) -> tuple[Any, str | None]:
-    """(typed value, None), or (None, msgspec's message naming the key)."""
+    """(typed value, None), or (None, msgspec's complaint naming the key)."""
     try:
         return msgspec.convert(value, _FIELDS[key], strict=True), None
     except msgspec.ValidationError as exc:
@@ -263,20 +223,9 @@ def _semantic(key: str, typed: Any) -> str | None:
     return check(typed) if check else None
 
 
-def _check(key: str, value: Any) -> tuple[Any, str | None]:
-    """(typed value, None) or (None, a problem naming the key)."""
-    typed, problem = _convert(key, value)
-    if problem is None and (problem := _semantic(key, typed)):
-        return None, f"{key}: {problem}"
-    return typed, problem
-
-
 def _unknown(key: str) -> str:
     close = difflib.get_close_matches(key, _FIELDS, n=1)
     return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-
-
-# --- the layers ---------------------------------------------------------------------------------
 
 
 def config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
@@ -284,6 +233,20 @@ def config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
     if path is not None:
         return os.fspath(path)
     return env.get(CONFIG_ENV_VAR) or None
+
+
+def _add(layer: _Layer, key: str, value: Any, source: str, problems: list[str]) -> None:
+    """Check one typed value (file, flag) and keep it, or record the problem under `source`."""
+    if key not in _FIELDS:
+        problems.append(f"{source}: {_unknown(key)}")
+        return
+    typed, problem = _convert(key, value)
+    if problem is None and (semantic := _semantic(key, typed)):
+        problem = f"{key}: {semantic}"
+    if problem:
+        problems.append(f"{source}: {problem}")
+    else:
+        layer[key] = (typed, source)
 
 
 def _from_file(path: str, problems: list[str]) -> _Layer:
@@ -304,15 +267,7 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
             problems.append(f"{path}: {section}: expected a table [{section}]")
         else:
             for name, value in table.items():
-                key = f"{section}.{name}"
-                if key not in _FIELDS:
-                    problems.append(f"{path}: {_unknown(key)}")
-                    continue
-                typed, problem = _check(key, value)
-                if problem:
-                    problems.append(f"{path}: {problem}")
-                else:
-                    layer[key] = (typed, path)
+                _add(layer, f"{section}.{name}", value, path, problems)
     return layer
 
 
@@ -336,58 +291,42 @@ def _parse_text(raw: str, ftype: Any) -> Any:
     info = mi.type_info(ftype)
     if isinstance(info, mi.IntType):
         return int(raw)
-    if isinstance(info, mi.FloatType):
-        number = float(raw)
-        if not math.isfinite(number):
-            raise ValueError(raw)
-        return number
+    if isinstance(info, mi.FloatType):  # "inf"/"nan" stay text, which the conversion rejects
+        return float(raw) if math.isfinite(float(raw)) else raw
     if isinstance(info, mi.ListType):
-        if raw.lstrip().startswith("["):
-            return json.loads(raw)
-        return [item.strip() for item in raw.split(",") if item.strip()]
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        return json.loads(raw) if raw.lstrip().startswith("[") else items
     return raw
 
 
-def _from_text(key: str, raw: str, source: str, problems: list[str]) -> tuple[Any, str] | None:
-    """Parse and check one text value; problems name `source` (a variable name or a flag)."""
-    shown = mask_url(raw)
+def _add_text(layer: _Layer, key: str, raw: str, source: str, problems: list[str]) -> None:
+    """Parse and check one text value (a variable, a flag); problems name `source`."""
     try:
-        value = _parse_text(raw, _FIELDS[key])
+        typed, problem = _convert(key, _parse_text(raw, _FIELDS[key]))
     except ValueError:
-        problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {shown!r}")
-        return None
-    typed, problem = _convert(key, value)
+        typed, problem = None, "not parsable"
     if problem:
-        problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {shown!r}")
-    elif problem := _semantic(key, typed):
-        problems.append(f"{source}: {problem}")
+        problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {mask_url(raw)!r}")
+    elif semantic := _semantic(key, typed):
+        problems.append(f"{source}: {semantic}")
     else:
-        return typed, source
-    return None
-
-
-def _env_keys(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
-    """Variable name -> dotted key. RUNEWORKER_<SECTION>_<KEY> comes after (and so beats) the
-    Go names; a variable of an unknown section is ignored (it may belong to another tool)."""
-    found = {var: key for var, key in GO_ENV_VARS.items() if var in env}
-    for var in sorted(env):
-        section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
-        if not var.startswith(ENV_PREFIX) or section not in _SECTIONS:
-            continue
-        key = f"{section}.{name}"
-        if key in _FIELDS:
-            found[var] = key
-        else:
-            problems.append(f"{var}: {_unknown(key)}")
-    return found
+        layer[key] = (typed, source)
 
 
 def _from_env(env: Mapping[str, str], problems: list[str]) -> _Layer:
+    """The Go names, then RUNEWORKER_<SECTION>_<KEY> (which so wins); variables of an unknown
+    section are ignored (they may belong to another tool), unknown keys of a known one are not."""
+    names = {var: key for var, key in GO_ENV_VARS.items() if var in env}
+    for var in sorted(env):
+        section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
+        if var.startswith(ENV_PREFIX) and section in _SECTIONS:
+            names[var] = f"{section}.{name}"
     layer: _Layer = {}
-    for var, key in _env_keys(env, problems).items():
-        parsed = _from_text(key, env[var], var, problems)
-        if parsed is not None:
-            layer[key] = parsed
+    for var, key in names.items():
+        if key in _FIELDS:
+            _add_text(layer, key, env[var], var, problems)
+        else:
+            problems.append(f"{var}: {_unknown(key)}")
     return layer
 
 
@@ -396,22 +335,11 @@ def _from_overrides(overrides: Mapping[str, Any], problems: list[str]) -> _Layer
     for key, value in overrides.items():
         if value is None:  # a flag that was not given
             continue
-        if key not in _FIELDS:
-            problems.append(f"{COMMAND_LINE}: {_unknown(key)}")
-        elif isinstance(value, str):
-            parsed = _from_text(key, value, f"{COMMAND_LINE}: {key}", problems)
-            if parsed is not None:
-                layer[key] = parsed
+        if isinstance(value, str) and key in _FIELDS:
+            _add_text(layer, key, value, f"{COMMAND_LINE}: {key}", problems)
         else:
-            typed, problem = _check(key, value)
-            if problem:
-                problems.append(f"{COMMAND_LINE}: {problem}")
-            else:
-                layer[key] = (typed, COMMAND_LINE)
+            _add(layer, key, value, COMMAND_LINE, problems)
     return layer
-
-
-# --- assembly -----------------------------------------------------------------------------------
 
 
 def _defaults() -> _Layer:
@@ -424,10 +352,8 @@ def _build(values: _Layer) -> Config:
     for key, (value, _source) in values.items():
         section, _, name = key.partition(".")
         tree.setdefault(section, {})[name] = value
-    try:
-        return msgspec.convert(tree, Config, strict=True)
-    except msgspec.ValidationError as exc:  # every value was checked alone; defensive only
-        raise ConfigError(f"configuration: {exc}") from exc
+    # Cannot fail: every value was converted to its field's type on the way in.
+    return msgspec.convert(tree, Config, strict=True)
 
 
 def _cross_checks(values: _Layer) -> list[str]:

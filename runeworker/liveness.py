@@ -34,8 +34,11 @@ class Liveness:
         self.slots = slots
         self._map = mmap.mmap(-1, _SLOT.size * slots)
 
-    def beat(self, slot: int, state: ChildState, handled: int = 0) -> None:
-        _SLOT.pack_into(self._map, slot * _SLOT.size, time.monotonic(), int(state), handled)
+    def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
+        """Record a beat now (or at `at`: a busy child reports when its step started, so a
+        step stuck for longer than the timeout stops looking alive)."""
+        when = time.monotonic() if at is None or at <= 0 else at
+        _SLOT.pack_into(self._map, slot * _SLOT.size, when, int(state), handled)
 
     def read(self, slot: int) -> tuple[float, ChildState, int]:
         """(last beat, state, messages handled) of a slot."""

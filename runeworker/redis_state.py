@@ -18,14 +18,14 @@ The Go worker's keys (`exec:<id>:split:...`, `exec:<id>:node:...`, `scheduler:*`
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from runeworker.config import mask_url
 from runeworker.engine.messages import COMPLETED
-from runeworker.engine.state import Admission, Failure, Transition, Verdict
+from runeworker.engine.state import Admission, Failure, Transition, Verdict, attempt_key
 from runeworker.errors import StateError
 
 _KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
@@ -165,7 +165,21 @@ class RedisStore:
             return Transition(closed=False)
         status, reason, started = reply[1:4]
         contexts = [bytes(c) for c in reply[4:]]
-        return Transition(True, status.decode() or COMPLETED, reason.decode(), int(started), contexts)
+        return Transition(
+            True, status.decode() or COMPLETED, reason.decode(), int(started), contexts
+        )
+
+    def count_attempt(self, body: bytes) -> int:
+        """Count one more redelivery of the message `body`; returns the count so far."""
+        key = f"{self._prefix}attempts:{attempt_key(body)}"
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, self._ttl)
+            count, _ = pipe.execute()
+        except RedisError as exc:
+            raise StateError(f"The Redis attempt count on {self._where} failed: {exc}") from exc
+        return int(count)
 
     def ping(self) -> bool:
         """True when the server answers (the readiness probe); never raises."""
@@ -194,26 +208,14 @@ class RedisStore:
             ) from exc
 
 
-def mask_url(url: str) -> str:
-    """`url` with its password (in the user info or a `password=` query) replaced by ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    query = "&".join(
-        f"{item.split('=', 1)[0]}=***" if item.lower().startswith("password=") else item
-        for item in parts.query.split("&")
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 def _describe(client: redis.Redis) -> str:
     """A URL naming the server of `client` for messages, its password masked."""
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
-    scheme = "rediss" if client.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
+    scheme = (
+        "rediss" if client.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
+    )
     user = kwargs.get("username") or ""
     auth = f"{user}:***@" if kwargs.get("password") else (f"{user}@" if user else "")
     host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)

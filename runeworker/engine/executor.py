@@ -61,6 +61,8 @@ class StepResult:
     error: str = ""  # the node or workflow error, for logs and metrics
     node_type: str = ""
     outcome: str = ""  # success | failed | skipped
+    seconds: float = 0.0  # wall time of the step
+    bad_input: bool = False  # the message or definition is broken: keep a dead-letter copy
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Executor:
             wf = self._workflow(msg)
             node = wf.node(msg.current_node)
         except WorkflowError as exc:
-            return self._broken(msg, token, str(exc), None)
+            return self.fail(msg, str(exc))
         admission = self.store.admit(msg.execution_id, token, self.clock())
         if admission.verdict in (Verdict.STALE, Verdict.CANCELLED):
             result = StepResult(verdict=admission.verdict, outcome="skipped", node_type=node.type)
@@ -105,6 +107,22 @@ class Executor:
                 self._finish(msg, wf, token, _Ending(), result)
             return result
         result = StepResult(verdict=admission.verdict, node_type=node.type)
+        try:
+            return self._execute(msg, wf, node, token, admission.steps, result, on_running)
+        finally:
+            result.seconds = (time.monotonic_ns() - started) / 1e9
+
+    def _execute(
+        self,
+        msg: NodeExecutionMessage,
+        wf: Workflow,
+        node: Node,
+        token: str,
+        steps: int,
+        result: StepResult,
+        on_running: OnRunning | None,
+    ) -> StepResult:
+        started = time.monotonic_ns()
         if node.trigger or node.type in registry.TRIGGER_TYPES:
             ending = _Ending(wf.normal_edges(node.id), dict(msg.accumulated_context or {}))
             result.outcome = "skipped"
@@ -115,10 +133,10 @@ class Executor:
         ctx = dict(msg.accumulated_context or {})
         resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
         report = StatusBuilder(msg, node, resolver)
-        if admission.steps >= self.max_steps:
-            error = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
-            ending = _Ending(failure=Failure(FAILED, self._reason(node, error), encode(ctx)))
-            return self._failed(msg, wf, node, token, report, error, started, ending, result)
+        if steps >= self.max_steps:
+            limit = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
+            ending = _Ending(failure=Failure(FAILED, self._reason(node, limit), encode(ctx)))
+            return self._failed(msg, wf, node, token, report, limit, started, ending, result)
         output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
         if error is None:
             assert output is not None
@@ -179,8 +197,9 @@ class Executor:
             log.exception("node %s (%s) raised", node.id, node.type)
             return None, NodeError(resolver.mask(f"{type(exc).__name__}: {exc}"))
         if not isinstance(output, dict):
-            return None, NodeError(f"node type {node.type} returned {type(output).__name__}, "
-                                   "expected an object")
+            return None, NodeError(
+                f"node type {node.type} returned {type(output).__name__}, expected an object"
+            )
         return output, None
 
     def _success(
@@ -202,8 +221,12 @@ class Executor:
             return _Ending(edges, ctx)
         if policy.kind == ERROR_BRANCH and policy.error_edge in wf.edge_by_id:
             branched = dict(ctx)
-            branched["$error"] = {"node": node.label, "node_id": node.id,
-                                  "message": str(error), "code": error.code}
+            branched["$error"] = {
+                "node": node.label,
+                "node_id": node.id,
+                "message": str(error),
+                "code": error.code,
+            }
             return _Ending([wf.edge_by_id[policy.error_edge]], branched)
         return _Ending(failure=Failure(HALTED, self._reason(node, error), encode(ctx)))
 
@@ -223,33 +246,39 @@ class Executor:
         result.statuses.append(report.build(STATUS_FAILED, _ms(started), error=payload))
         result.error = str(error)
         result.outcome = "failed"
-        log.warning("node %s (%s) of execution %s failed: %s",
-                    node.id, node.type, msg.execution_id, error)
+        log.warning(
+            "node %s (%s) of execution %s failed: %s", node.id, node.type, msg.execution_id, error
+        )
         return self._finish(msg, wf, token, ending, result)
 
     def _unknown_type(
         self, msg: NodeExecutionMessage, wf: Workflow, node: Node, token: str, result: StepResult
     ) -> StepResult:
-        error = NodeError(f"failed to create node of type {node.type}", CODE_CREATION_FAILED,
-                          {"error": f"node type {node.type} not registered"})
+        error = NodeError(
+            f"failed to create node of type {node.type}",
+            CODE_CREATION_FAILED,
+            {"error": f"node type {node.type} not registered"},
+        )
         report = StatusBuilder(msg, node, None)
         report.parameters = node.params
         ctx = msg.accumulated_context or {}
         ending = _Ending(failure=Failure(FAILED, self._reason(node, error), encode(ctx)))
-        return self._failed(msg, wf, node, token, report, error, time.monotonic_ns(), ending,
-                            result)
+        result.bad_input = True
+        return self._failed(
+            msg, wf, node, token, report, error, time.monotonic_ns(), ending, result
+        )
 
-    def _broken(
-        self, msg: NodeExecutionMessage, token: str, reason: str, wf: Workflow | None
-    ) -> StepResult:
-        """The definition cannot run: one failed status for current_node, completion failed."""
-        node = Node(id=msg.current_node)
+    def fail(self, msg: NodeExecutionMessage, reason: str) -> StepResult:
+        """The message or its definition cannot run (bad input, poison): one failed status
+        for current_node and, through the state store, the execution's `failed` completion."""
+        token = msg.branch_token or root_token(msg.execution_id)
+        node = Node(id=msg.current_node or "unknown")
         report = StatusBuilder(msg, node, None)
-        result = StepResult(error=reason, outcome="failed")
+        result = StepResult(error=reason, outcome="failed", bad_input=True)
         result.statuses.append(report.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
         self.store.admit(msg.execution_id, token, self.clock())
         failure = Failure(FAILED, reason, encode(msg.accumulated_context or {}))
-        return self._finish(msg, wf, token, _Ending(failure=failure), result)
+        return self._finish(msg, None, token, _Ending(failure=failure), result)
 
     def _finish(
         self,
@@ -271,8 +300,9 @@ class Executor:
             for child, edge in zip(children, ending.edges, strict=True):
                 result.messages.append(_next(msg, edge.dst, node_id, ending.context, child))
         if tr.closed:
-            result.completion = completion(msg, tr.status, tr.contexts, tr.started_at_ns, now,
-                                           tr.failure_reason, wf)
+            result.completion = completion(
+                msg, tr.status, tr.contexts, tr.started_at_ns, now, tr.failure_reason, wf
+            )
         return result
 
     @staticmethod

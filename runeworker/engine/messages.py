@@ -133,20 +133,26 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     return msg
 
 
-def peek_ids(data: bytes) -> tuple[str, str] | None:
-    """Best-effort (workflow_id, execution_id) of a message that failed to decode."""
+class Ids(msgspec.Struct):
+    """What can still be read from a message that failed to decode."""
 
-    class _Ids(msgspec.Struct):
-        workflow_id: str = ""
-        execution_id: str = ""
+    workflow_id: str = ""
+    execution_id: str = ""
+    current_node: str = ""
+    branch_token: str = ""
 
+
+_ids_decoder = msgspec.json.Decoder(Ids)
+
+
+def peek_ids(data: bytes) -> Ids | None:
+    """Best-effort ids of a message that failed to decode; None when the execution cannot
+    be identified (then no status or completion can be published for it)."""
     try:
-        ids = msgspec.json.decode(data, type=_Ids)
+        ids = _ids_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if ids.workflow_id and ids.execution_id:
-        return ids.workflow_id, ids.execution_id
-    return None
+    return ids if ids.workflow_id and ids.execution_id else None
 
 
 def frames(msg: NodeExecutionMessage) -> list[StackFrame]:
@@ -157,3 +163,22 @@ def frames(msg: NodeExecutionMessage) -> list[StackFrame]:
 def opt(value: Any) -> Any:
     """UNSET for an empty value, so that the key is omitted as the Go worker omits it."""
     return value if value else UNSET
+
+
+def masked_mirror(msg: NodeExecutionMessage) -> bytes:
+    """The master message as mirrored to `workflow.worker.initiated`: unchanged, except that
+    every credential value in the definition is replaced by `***` (the mirror is persisted
+    by RTES; the decrypted values must not be)."""
+    raw = bytes(msg.workflow_definition)
+    if b'"credentials"' in raw:
+        try:
+            definition = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            definition = None
+        if isinstance(definition, dict):
+            for n in definition.get("nodes") or ():
+                creds = n.get("credentials") if isinstance(n, dict) else None
+                if isinstance(creds, dict) and isinstance(creds.get("values"), dict):
+                    creds["values"] = {k: "***" for k in creds["values"]}
+            raw = msgspec.json.encode(definition)
+    return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))

@@ -159,8 +159,21 @@ def _walk(ref: str, root: str, value: Any, segments: tuple[Segment, ...]) -> Any
 # Credential fields that address or describe a service rather than unlock it: masking them
 # would only hide useful context (a refused connection to `***:587`) without protecting anything.
 PUBLIC_CREDENTIAL_KEYS = frozenset(
-    {"host", "port", "security", "type", "username", "user", "field", "header_name",
-     "token_type", "ignore_ssl", "verify", "from", "email"}
+    {
+        "host",
+        "port",
+        "security",
+        "type",
+        "username",
+        "user",
+        "field",
+        "header_name",
+        "token_type",
+        "ignore_ssl",
+        "verify",
+        "from",
+        "email",
+    }
 )
 
 

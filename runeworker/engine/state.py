@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import msgspec
@@ -28,7 +28,7 @@ import msgspec
 from runeworker.engine.messages import COMPLETED
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What to do with a delivered branch."""
 
     RUN = "run"  # the token is live (or opens a new execution): execute the node
@@ -81,10 +81,19 @@ class StateStore(Protocol):
         normally (no children); `failure` when it ends the execution early."""
         ...
 
+    def count_attempt(self, body: bytes) -> int:
+        """Count one more delivery of a redelivered message (poison detection)."""
+        ...
+
 
 def root_token(execution_id: str) -> str:
     """Token of a master message (which carries none)."""
     return "root"
+
+
+def attempt_key(body: bytes) -> str:
+    """Identity of a message for redelivery counting."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def child_token(parent: str, index: int, dst: str) -> str:
@@ -112,6 +121,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._executions: dict[str, _Execution] = {}
+        self._attempts: dict[str, int] = {}
+
+    def count_attempt(self, body: bytes) -> int:
+        with self._lock:
+            key = attempt_key(body)
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+            return self._attempts[key]
 
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
         with self._lock:
@@ -161,8 +177,9 @@ class MemoryStore:
         if ex.live:
             return Transition(closed=False)
         if ex.failure is not None:
-            return Transition(True, ex.failure.status, ex.failure.reason, ex.started_at_ns,
-                              [ex.failure.context])
+            return Transition(
+                True, ex.failure.status, ex.failure.reason, ex.started_at_ns, [ex.failure.context]
+            )
         return Transition(True, COMPLETED, "", ex.started_at_ns, list(ex.contexts))
 
 

@@ -173,14 +173,9 @@ def resolve_operand(text: str, lookup: Lookup, interpolate: Interpolate | None =
 
 @dataclass(frozen=True)
 class _Tok:
-    kind: str  # word | quoted | template | op | and | or | bang | ( | )
-    text: str
-    start: int
-    end: int
+    """A token, or a whole operand (kind "operand", text = its source slice)."""
 
-
-@dataclass(frozen=True)
-class _Operand:
+    kind: str  # word | quoted | template | op | and | or | bang | ( | ) | operand
     text: str
     start: int
     end: int
@@ -188,15 +183,15 @@ class _Operand:
 
 @dataclass(frozen=True)
 class _Compare:
-    left: _Operand
+    left: _Tok
     op: str
-    right: _Operand
+    right: _Tok
     source: str
 
 
 @dataclass(frozen=True)
 class _Truth:
-    operand: _Operand
+    operand: _Tok
 
 
 @dataclass(frozen=True)
@@ -264,6 +259,7 @@ class _Parser:
         self.src = src
         self.toks = _tokenize(src)
         self.pos = 0
+        self.operands: list[_Tok] = []  # every operand, in source order, for `display`
 
     def _peek(self, offset: int = 0) -> _Tok | None:
         i = self.pos + offset
@@ -328,30 +324,21 @@ class _Parser:
                 return _Compare(self._operand(span[:k]), sym, self._operand(span[k + 1 :]), source)
         return _Truth(self._operand(span))
 
-    def _operand(self, span: list[_Tok]) -> _Operand:
+    def _operand(self, span: list[_Tok]) -> _Tok:
         start, end = span[0].start, span[-1].end
-        return _Operand(self.src[start:end], start, end)
+        operand = _Tok("operand", self.src[start:end], start, end)
+        self.operands.append(operand)
+        return operand
 
 
 @lru_cache(maxsize=1024)
-def _parse(text: str) -> tuple[_Expr, tuple[_Operand, ...]]:
+def _parse(text: str) -> tuple[_Expr, tuple[_Tok, ...]]:
     parser = _Parser(text)
-    tree = parser.parse()
-    operands: list[_Operand] = []
-    _collect(tree, operands)
-    return tree, tuple(sorted(operands, key=lambda o: o.start))
-
-
-def _collect(expr: _Expr, out: list[_Operand]) -> None:
-    if isinstance(expr, _Compare):
-        out += (expr.left, expr.right)
-    elif isinstance(expr, _Truth):
-        out.append(expr.operand)
-    elif isinstance(expr, _Not):
-        _collect(expr.inner, out)
-    else:
-        for item in expr.items:
-            _collect(item, out)
+    try:
+        tree = parser.parse()
+    except RecursionError:
+        raise ExpressionError("expression is nested too deeply") from None
+    return tree, tuple(parser.operands)
 
 
 # -- evaluation -------------------------------------------------------------------------------

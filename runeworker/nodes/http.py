@@ -1,10 +1,8 @@
 """`http` node: one HTTP request with retries, credentials and safety limits (reference 5.1).
 
-Fixes over the Go worker (reference 8, item 28): non-string query and header values are rendered
-instead of dropped, one connection pool per process, exponential retry backoff, string bodies keep
-their own content type, a response size cap, and a deny list of destination networks that is
-checked on every redirect hop.
-"""
+Fixes over the Go worker (reference 8, item 28): non-string query/header values are rendered, not
+dropped; one connection pool per process; exponential backoff; string bodies keep their own content
+type; a response size cap; a deny list of networks checked on every redirect hop."""
 
 from __future__ import annotations
 
@@ -19,8 +17,6 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import Message
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -37,17 +33,14 @@ MAX_REDIRECTS = 10
 MAX_BACKOFF = 30.0
 _CHUNK = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_CRED_TYPES = "basic_auth, header, token, oauth2 or api_key"
-# Headers that must not follow a redirect to another host (plus the credential's own header).
+_CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.IGNORECASE)
+# Headers that never follow a redirect to another host (nor does the credential's own header).
 _SENSITIVE = ("Authorization", "Cookie", "Proxy-Authorization")
-
-# Tests replace this to observe the backoff without waiting.
-_sleep = time.sleep
-_SESSION: tuple[int, requests.Session] | None = None
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TIMEOUTS = (TimeoutError, urllib3.exceptions.TimeoutError)
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+_sleep = time.sleep  # tests replace it to observe the backoff without waiting
+_SESSION: tuple[int, requests.Session] | None = None
 
 
 class _TransportError(Exception):
@@ -94,9 +87,7 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
             if not _status_matches(req.raise_on_status, status):
                 return _output(resp, raw, int((time.monotonic() - started) * 1000))
             last = f"status code {status} matches raise_on_status pattern: {req.raise_on_status}"
-        ctx.log.warning(
-            "http attempt %d of %d failed: %s", attempt + 1, req.attempts, ctx.resolver.mask(last)
-        )
+        ctx.log.warning("http attempt %d failed: %s", attempt + 1, ctx.resolver.mask(last))
     raise NodeError(f"http request failed after {req.attempts} attempts: {last}")
 
 
@@ -106,10 +97,13 @@ def _prepare(
     method = params.get("method") or "GET"
     if not isinstance(method, str) or not _TOKEN.fullmatch(method.strip()):
         raise NodeError(f"method parameter must be an HTTP method name, got {method!r}")
-    headers = requests.structures.CaseInsensitiveDict(_headers(params.get("headers")))
+    # A list becomes one comma-joined field, which HTTP treats as the repeated field (RFC 9110).
+    headers = requests.structures.CaseInsensitiveDict(
+        {canonical_header(k): _join(v) for k, v in _object(params, "headers").items()}
+    )
     secret = _credential_headers(credentials)
     for name, value in secret.items():
-        headers.setdefault(name, value)
+        headers.setdefault(name, value)  # a header the workflow sets itself wins
     body = _body(params.get("body"), headers)
     try:
         prepared = requests.Request(
@@ -122,7 +116,7 @@ def _prepare(
         prepared=prepared,
         timeout=timeout if timeout and timeout > 0 else settings.http_default_timeout,
         verify=not _flag(params, "ignore_ssl"),
-        attempts=_retries(params) + 1,
+        attempts=int(_number(params, "retry", minimum=0.0, whole=True) or 0) + 1,
         delay=_number(params, "retry_delay", minimum=0.0) or 0.0,
         raise_on_status=render(params.get("raise_on_status") or "").strip(),
         secret_headers=tuple(secret),
@@ -133,20 +127,12 @@ def _url(params: Mapping[str, Any]) -> str:
     url = params.get("url")
     if url is None or (isinstance(url, str) and not url.strip()):
         raise NodeError("url parameter is required")
-    if not isinstance(url, str):
-        raise NodeError("url parameter must be a string")
-    parts = urlsplit(url.strip())
-    try:
-        parts.port  # noqa: B018 - validates the port before anything is sent
-    except ValueError as exc:
-        raise NodeError(f"url parameter has an invalid port: {url}") from exc
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    parts = urlsplit(url.strip()) if isinstance(url, str) else None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise NodeError(f"url parameter must be an http or https URL, got {url!r}")
-    query = params.get("query")
-    if query is None or query == {}:
+    query = _object(params, "query")
+    if not query:
         return parts.geturl()
-    if not isinstance(query, dict):
-        raise NodeError("query parameter must be an object")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     for key, value in query.items():
         pairs.extend((key, render(v)) for v in (value if isinstance(value, list) else [value]))
@@ -155,24 +141,22 @@ def _url(params: Mapping[str, Any]) -> str:
     return urlunsplit(parts._replace(query=urlencode(pairs)))
 
 
-def _headers(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise NodeError("headers parameter must be an object")
-    out: dict[str, str] = {}
-    for name, item in value.items():
-        # Repeated fields are equivalent to one comma-joined field (RFC 9110, 5.3).
-        text = ", ".join(map(render, item)) if isinstance(item, list) else render(item)
-        out[canonical_header(name)] = text
-    return out
+def _object(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = params.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise NodeError(f"{name} parameter must be an object")
+    return value or {}
+
+
+def _join(value: Any) -> str:
+    return ", ".join(map(render, value)) if isinstance(value, list) else render(value)
 
 
 def _body(value: Any, headers: requests.structures.CaseInsensitiveDict[str]) -> bytes | None:
     if value is None or value == {} or value == "":
         return None
     if isinstance(value, str):
-        return value.encode()  # raw: the caller's Content-Type, if any, describes it
+        return value.encode()  # raw: the workflow's own Content-Type, if any, describes it
     headers.setdefault("Content-Type", "application/json")
     return msgspec.json.encode(value)
 
@@ -190,27 +174,22 @@ def _credential_headers(cred: Mapping[str, Any]) -> dict[str, str]:
         return values
 
     if kind == "basic_auth":
-        user, password = need("username", "password")
-        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return {"Authorization": "Basic " + pair}
+        pair = ":".join(need("username", "password")).encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
     if kind == "header":
         field, value = need("field", "value")
         return {canonical_header(field): value}
     if kind == "token":
         return {"Authorization": "Bearer " + need("token")[0]}
     if kind == "oauth2":
-        token = need("access_token")[0]
         scheme = _value(cred, "token_type")
-        return {
-            "Authorization": f"{'Bearer' if scheme.lower() in ('', 'bearer') else scheme} {token}"
-        }
+        scheme = "Bearer" if scheme.lower() in ("", "bearer") else scheme
+        return {"Authorization": f"{scheme} {need('access_token')[0]}"}
     if kind == "api_key":
-        value = need("value")[0]
-        key = _value(cred, "key")
+        value, key = need("value")[0], _value(cred, "key")
         return {canonical_header(key): value} if key else {"Authorization": "Bearer " + value}
-    raise NodeError(
-        f"credential type {kind!r} is not supported by the http node (use {_CRED_TYPES})"
-    )
+    kinds = "basic_auth, header, token, oauth2 or api_key"
+    raise NodeError(f"credential type {kind!r} is not supported by the http node (use {kinds})")
 
 
 def _value(cred: Mapping[str, Any], key: str) -> str:
@@ -218,7 +197,9 @@ def _value(cred: Mapping[str, Any], key: str) -> str:
     return "" if value is None else render(value).strip()
 
 
-def _number(params: Mapping[str, Any], name: str, minimum: float | None = None) -> float | None:
+def _number(
+    params: Mapping[str, Any], name: str, minimum: float | None = None, whole: bool = False
+) -> float | None:
     """A number of seconds or a count given as a JSON number or a numeric string."""
     value = params.get(name)
     if value is None or value == "":
@@ -227,28 +208,21 @@ def _number(params: Mapping[str, Any], name: str, minimum: float | None = None) 
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = float(value.strip())
-    if not math.isfinite(number) or (minimum is not None and number < minimum):
-        least = "" if minimum is None else f" >= {minimum:g}"
-        raise NodeError(f"{name} parameter must be a number{least}, got {value!r}")
+        with contextlib.suppress(ValueError):  # not a number: reported below
+            number = float(value)
+    below = minimum is not None and number < minimum
+    if not math.isfinite(number) or below or (whole and not number.is_integer()):
+        kind = f"{'whole ' * whole}number{'' if minimum is None else f' >= {minimum:g}'}"
+        raise NodeError(f"{name} parameter must be a {kind}, got {value!r}")
     return number
-
-
-def _retries(params: Mapping[str, Any]) -> int:
-    retry = _number(params, "retry", minimum=0.0) or 0.0
-    if not retry.is_integer():
-        raise NodeError(f"retry parameter must be a whole number, got {params.get('retry')!r}")
-    return int(retry)
 
 
 def _flag(params: Mapping[str, Any], name: str) -> bool:
     value = params.get(name)
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
-        return value.strip().lower() == "true"
-    raise NodeError(f"{name} parameter must be true or false, got {value!r}")
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in (None, "", False, "false", True, "true"):
+        raise NodeError(f"{name} parameter must be true or false, got {value!r}")
+    return text in (True, "true")
 
 
 def canonical_header(name: str) -> str:
@@ -277,9 +251,8 @@ def _status_is(pattern: str, status: int) -> bool:
 def _session() -> requests.Session:
     """The process's session (connection pools); a forked child makes its own."""
     global _SESSION
-    pid = os.getpid()
-    if _SESSION is None or _SESSION[0] != pid:
-        _SESSION = (pid, requests.Session())
+    if _SESSION is None or _SESSION[0] != os.getpid():
+        _SESSION = (os.getpid(), requests.Session())
     return _SESSION[1]
 
 
@@ -293,9 +266,9 @@ def _exchange(req: _Request, settings: NodeSettings) -> tuple[requests.Response,
         resp = _send(session, prepared, req, deadline)
         location = session.get_redirect_target(resp)
         if location is None:
-            return resp, _read_body(resp, prepared, req, settings.http_max_response_bytes, deadline)
-        resp.close()  # the body of a redirect is not read: nothing unbounded enters memory
-        prepared = _redirected(session, prepared, resp, location, req.secret_headers)
+            return resp, _read_body(resp, req, settings.http_max_response_bytes, deadline)
+        resp.close()  # a redirect's body is never read: nothing unbounded enters memory
+        prepared = _redirected(prepared, resp.status_code, location, req.secret_headers)
     raise _TransportError(req.prepared, f"stopped after {MAX_REDIRECTS} redirects")
 
 
@@ -307,7 +280,7 @@ def _send(
         raise _TransportError(prepared, f"timed out after {req.timeout:g} s")
     try:
         # The adapter, not session.send: no cookie jar shared between executions, no proxies
-        # or .netrc from the environment, and redirects stay under our control.
+        # or .netrc from the environment, and every redirect hop passes the deny list.
         adapter = session.get_adapter(prepared.url or "")
         with warnings.catch_warnings():
             if not req.verify:  # the workflow asked for it; do not warn on every request
@@ -320,55 +293,37 @@ def _send(
 
 
 def _redirected(
-    session: requests.Session,
-    prev: requests.PreparedRequest,
-    resp: requests.Response,
-    location: str,
-    secret_headers: tuple[str, ...],
+    prev: requests.PreparedRequest, status: int, location: str, secret_headers: tuple[str, ...]
 ) -> requests.PreparedRequest:
     """The next hop, with Go's rules: 301/302/303 become a GET without a body (except HEAD),
-    307/308 repeat method and body; credentials do not follow to another host."""
+    307/308 repeat method and body; credentials follow only to the same host and port."""
     url = urljoin(prev.url or "", location)
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise _TransportError(prev, f"redirect to unsupported URL {url}")
     nxt = prev.copy()
     try:
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise requests.exceptions.InvalidSchema("not an http or https URL")
         nxt.prepare_url(url, None)
     except requests.RequestException as exc:
-        raise _TransportError(prev, f"bad redirect: {exc}") from exc
-    if resp.status_code in (301, 302, 303):
-        if nxt.method not in ("GET", "HEAD"):
-            nxt.method = "GET"
+        raise _TransportError(prev, f"bad redirect to {url}: {exc}") from exc
+    if status in (301, 302, 303):
+        nxt.method = nxt.method if nxt.method in ("GET", "HEAD") else "GET"
         nxt.body = None
         for name in ("Content-Length", "Content-Type", "Transfer-Encoding"):
             nxt.headers.pop(name, None)
-    if not _same_site(prev.url or "", url):
+    old, new = urlsplit(prev.url or ""), urlsplit(nxt.url or "")
+    upgrade = (old.scheme, new.scheme) == ("http", "https")
+    if old.hostname != new.hostname or not (upgrade or old.port == new.port):
         for name in (*_SENSITIVE, *secret_headers):
             nxt.headers.pop(name, None)
     return nxt
 
 
-def _same_site(old_url: str, new_url: str) -> bool:
-    """Credentials may follow a redirect to the same host and port, or an http -> https upgrade."""
-    old, new = urlsplit(old_url), urlsplit(new_url)
-    upgrade = (old.scheme, new.scheme) == ("http", "https")
-    return old.hostname == new.hostname and (upgrade or old.port == new.port)
-
-
-def _read_body(
-    resp: requests.Response,
-    prepared: requests.PreparedRequest,
-    req: _Request,
-    cap: int,
-    deadline: float,
-) -> bytes:
+def _read_body(resp: requests.Response, req: _Request, cap: int, deadline: float) -> bytes:
     """The decoded body, refused beyond `cap` bytes and beyond the attempt's deadline."""
-    declared = resp.headers.get("Content-Length", "")
+    prepared = resp.request
     buf = bytearray()
     try:
-        # A declared length is the encoded size: only a plain body can be refused up front.
-        if declared.isdigit() and int(declared) > cap and "Content-Encoding" not in resp.headers:
-            raise NodeError(f"response body exceeds {cap} bytes")
+        # Counted while streaming, after decoding: a declared length can lie or be compressed.
         for chunk in resp.iter_content(_CHUNK):
             buf += chunk
             if len(buf) > cap:
@@ -378,15 +333,18 @@ def _read_body(
     except requests.RequestException as exc:
         raise _TransportError(prepared, _describe(exc, req.timeout)) from exc
     finally:
-        resp.close()  # releases the connection to the pool when the body was read to the end
+        resp.close()  # returns the connection to the pool when the body was read to the end
     return bytes(buf)
 
 
 def _check_destination(prepared: requests.PreparedRequest, networks: tuple[str, ...]) -> None:
     """Refuse a host that resolves into a denied network (cloud metadata, link-local, ...)."""
-    if not networks:
+    try:
+        denied = [ipaddress.ip_network(n, strict=False) for n in networks]
+    except ValueError as exc:
+        raise NodeError(f"http_deny_networks setting has an invalid network: {exc}") from exc
+    if not denied:
         return
-    denied = _networks(tuple(networks))
     parts = urlsplit(prepared.url or "")
     host = parts.hostname or ""
     try:
@@ -402,31 +360,16 @@ def _check_destination(prepared: requests.PreparedRequest, networks: tuple[str, 
                 raise NodeError(f"destination {host} ({ip}) is in the denied network {net}")
 
 
-@lru_cache(maxsize=8)
-def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    try:
-        return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
-    except ValueError as exc:
-        raise NodeError(f"http_deny_networks setting has an invalid network: {exc}") from exc
-
-
 def _describe(exc: BaseException, timeout: float) -> str:
     """The innermost cause of a transport error instead of urllib3's nested reprs."""
-    root, seen = exc, set()
-    while id(root) not in seen:
-        seen.add(id(root))
-        inner = getattr(root, "reason", None)
-        if not isinstance(inner, BaseException):
-            first = root.args[0] if root.args else None
-            inner = root.__cause__ or (first if isinstance(first, BaseException) else None)
-        if inner is None:
-            break
-        root = inner
+    root = exc
+    for _ in range(16):  # requests -> urllib3 -> socket: a few links (bounded: no cycle risk)
+        root = root.__cause__ or root.__context__ or root
     if isinstance(exc, requests.Timeout) or isinstance(root, _TIMEOUTS):
         return f"timed out after {timeout:g} s"
     if isinstance(root, OSError) and isinstance(root.strerror, str) and root.strerror:
         return root.strerror
-    return str(root) or type(root).__name__
+    return str(root) or str(exc)
 
 
 def _output(resp: requests.Response, raw: bytes, duration_ms: int) -> dict[str, Any]:
@@ -447,14 +390,10 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
     """Parsed JSON when the body is valid JSON, else text in the declared charset (UTF-8)."""
     if not raw:
         return ""
-    try:
+    with contextlib.suppress(msgspec.DecodeError):
         return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        pass
-    msg = Message()
-    msg["Content-Type"] = content_type or "text/plain"
-    charset = msg.get_content_charset() or "utf-8"
+    charset = _CHARSET.search(content_type)
     try:
-        return raw.decode(charset, errors="replace")
-    except LookupError:
+        return raw.decode(charset.group(1) if charset else "utf-8", errors="replace")
+    except LookupError:  # an unknown charset name
         return raw.decode("utf-8", errors="replace")

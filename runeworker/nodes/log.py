@@ -9,8 +9,12 @@ from typing import Any
 from runeworker.engine.registry import NodeContext, node
 from runeworker.errors import NodeError
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 @node("log", required=("message",))
@@ -25,8 +29,11 @@ def run(ctx: NodeContext) -> dict[str, Any]:
         _LEVELS[level],
         "%s",
         ctx.resolver.mask(message),
-        extra={"workflow_id": ctx.workflow_id, "execution_id": ctx.execution_id,
-               "node_id": ctx.node.id},
+        extra={
+            "workflow_id": ctx.workflow_id,
+            "execution_id": ctx.execution_id,
+            "node_id": ctx.node.id,
+        },
     )
     logged_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"message": message, "level": level, "logged_at": logged_at}

@@ -121,6 +121,7 @@ CASES = [
     ("$list contains 'b'", {"$list": ["a", "b"]}, True),
     ("$list contains 'z'", {"$list": ["a", "b"]}, False),
     ("$list contains 2", {"$list": [1, 2.0]}, True),
+    ("$list contains 'a'", {"$list": ["ab"]}, False),  # membership, not substring of JSON
     ("$obj contains 'k'", {"$obj": {"k": 1}}, True),
     ("$json[1].name == 'B'", {"$json": [{"name": "A"}, {"name": "B"}]}, True),
     # Go picks the first operator by priority; the rest of the text is the operand
@@ -157,7 +158,11 @@ STRUCTURED = [
     ([{"op1": "$status", "operator": "eq", "op2": 200}], {}, True),
     ([{"op1": "$status", "operator": "gt", "op2": 300}], {}, False),
     ([{"op1": "{{ $status }}", "operator": "gte", "op2": "200"}], {}, True),
-    ([{"op1": "$status", "operator": ">=", "op2": 200}, {"op1": 1, "operator": "lt", "op2": 0}], {}, False),
+    (
+        [{"op1": "$status", "operator": ">=", "op2": 200}, {"op1": 1, "operator": "lt", "op2": 0}],
+        {},
+        False,
+    ),
     (
         [{"op1": "$status", "operator": "ne", "op2": 200}, {"op1": 1, "operator": "lt", "op2": 2}],
         {"operator": "or"},
@@ -267,10 +272,12 @@ def test_evaluator_helpers() -> None:
     assert compare(None, "!=", None) is False
     assert truthy(0.0) is False
     assert truthy({}) is True
-    with pytest.raises(NodeError, match="^unsupported operator 'approx'$"):
+    with pytest.raises(NodeError, match=r"^unsupported operator 'approx'$"):
         compare(1, "approx", 1)
-    with pytest.raises(NodeError, match="^empty expression$"):
+    with pytest.raises(NodeError, match=r"^empty expression$"):
         Expression(" ")
+    with pytest.raises(NodeError, match=r"^expression is nested too deeply$"):
+        Expression("(" * 5000 + "true" + ")" * 5000)
 
 
 def _edges(params: dict[str, Any], output: dict[str, Any] | None) -> list[str]:
@@ -300,7 +307,11 @@ def test_router_without_a_usable_edge_id_ends_the_branch(false_edge: Any) -> Non
 
 
 def test_run_then_route_scenario_31() -> None:
-    params = {"expression": "$useGoogle == true", "true_edge_id": "e_true", "false_edge_id": "e_false"}
+    params = {
+        "expression": "$useGoogle == true",
+        "true_edge_id": "e_true",
+        "false_edge_id": "e_false",
+    }
     for flag, dst in ((True, ["yes"]), (False, ["no"])):
         assert _edges(params, run(params, {"$useGoogle": flag})) == dst
 

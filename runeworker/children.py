@@ -1,0 +1,208 @@
+"""Child process bookkeeping for the supervisor: fork, the per-child record, slots, exit reasons.
+
+A child's own view of its lifecycle is `liveness.ChildState`, written on the shared board
+(BOOTING -> READY <-> BUSY -> DRAINING -> exit). The supervisor's view adds one fact, kept in
+`ChildRecord.stop_reason`: whether it has asked the child to stop. A child runs
+    active (stop_reason None) -> stopping (SIGTERM sent, SIGKILL at kill_at) -> reaped
+or  active -> killed (SIGKILL sent, e.g. "timeout") -> reaped,
+or exits on its own from either state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from runeworker.config import Config
+from runeworker.liveness import ChildState, Liveness
+from runeworker.systemd import NOTIFY_VARIABLES
+
+__all__ = [
+    "BOARD_SLOTS",
+    "EXIT_BOOT_FAILED",
+    "EXIT_OK",
+    "EXIT_RECYCLE",
+    "ChildRecord",
+    "ChildTable",
+    "ChildTarget",
+    "CrashWindow",
+    "describe_exit",
+    "fork_child",
+]
+
+log = logging.getLogger("runeworker.supervisor")
+
+ChildTarget = Callable[[Config, Liveness, int], int]
+"""Runs in the forked child: (config, liveness board, slot) -> exit code."""
+
+EXIT_OK = 0
+EXIT_BOOT_FAILED = 3  # could not connect: the supervisor backs off instead of respawning at once
+EXIT_RECYCLE = 4  # max_messages / max_memory reached: replace me, I did not crash
+
+BOARD_SLOTS = 256
+SUPERVISOR_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class ChildRecord:
+    """What the supervisor knows of one child (times are time.monotonic())."""
+
+    pid: int
+    slot: int
+    started_at: float
+    generation: int  # config generation it was forked with; SIGHUP rolls older ones
+    stop_reason: str | None = None  # set once the supervisor has signalled it to stop
+    kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
+
+
+class ChildTable:
+    """The live children by pid, and the board slot each one owns."""
+
+    def __init__(self, board: Liveness) -> None:
+        self.board = board
+        self._children: dict[int, ChildRecord] = {}
+
+    def __iter__(self) -> Iterator[ChildRecord]:
+        return iter(list(self._children.values()))
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def free_slot(self) -> int | None:
+        """A slot no live child owns, or None when all BOARD_SLOTS are taken."""
+        used = {c.slot for c in self._children.values()}
+        return next((s for s in range(self.board.slots) if s not in used), None)
+
+    def add(self, child: ChildRecord) -> None:
+        self._children[child.pid] = child
+
+    def pop(self, pid: int) -> ChildRecord | None:
+        """Forget a reaped child and free its slot; None for a pid that is not ours."""
+        child = self._children.pop(pid, None)
+        if child is not None:
+            self.board.clear(child.slot)
+        return child
+
+    def active(self) -> list[ChildRecord]:
+        """Children not asked to stop, oldest first."""
+        alive = (c for c in self._children.values() if c.stop_reason is None)
+        return sorted(alive, key=lambda c: c.started_at)
+
+    def state(self, child: ChildRecord) -> ChildState:
+        return self.board.read(child.slot)[1]
+
+    def beat_age(self, child: ChildRecord, now: float) -> float:
+        """Seconds since the child's last heartbeat."""
+        return now - self.board.read(child.slot)[0]
+
+    def is_ready(self, child: ChildRecord) -> bool:
+        return self.state(child) in (ChildState.READY, ChildState.BUSY)
+
+
+class CrashWindow:
+    """Crash times within a sliding window."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def record(self, now: float, window: float) -> int:
+        """Count a crash at `now`; returns the crashes within the last `window` seconds."""
+        self._times.append(now)
+        while self._times and self._times[0] < now - window:
+            self._times.popleft()
+        return len(self._times)
+
+
+def describe_exit(status: int) -> tuple[str, bool]:
+    """(reason, whether it is a crash) of a waitpid status."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return f"signal {-code}", True
+    if code == EXIT_OK:
+        return "exit 0", False
+    if code == EXIT_RECYCLE:
+        return "recycle", False
+    if code == EXIT_BOOT_FAILED:
+        return "boot failed", True
+    return f"exit {code}", True
+
+
+def fork_child(
+    cfg: Config, board: Liveness, slot: int, target: ChildTarget, close_fds: tuple[int, ...]
+) -> int:
+    """Fork a child running `target`; returns its pid (in the parent only)."""
+    parent = os.getpid()
+    # The child's timeout runs from the fork, also while it is still booting.
+    board.beat(slot, ChildState.BOOTING)
+    pid = os.fork()
+    if pid == 0:
+        _child_main(cfg, board, slot, target, close_fds, parent)
+    return pid
+
+
+def _child_main(
+    cfg: Config,
+    board: Liveness,
+    slot: int,
+    target: ChildTarget,
+    close_fds: tuple[int, ...],
+    parent: int,
+) -> None:
+    code = 1
+    try:
+        _prepare_child(close_fds, parent)
+        code = target(cfg, board, slot)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        log.exception("child %d (slot %d) failed", os.getpid(), slot)
+        code = 1
+    finally:
+        # os._exit skips the interpreter's shutdown (the parent's atexit handlers and
+        # buffers are not ours to run), so flush what the child wrote.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _prepare_child(close_fds: tuple[int, ...], parent: int) -> None:
+    for sig in SUPERVISOR_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    # A terminal's Ctrl-C reaches the whole process group; the supervisor turns it into a drain.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for fd in close_fds:
+        os.close(fd)
+    for name in NOTIFY_VARIABLES:  # systemd's notify socket belongs to the supervisor
+        os.environ.pop(name, None)
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(EXIT_OK)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux only; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as exc:
+        log.warning("prctl is not available: %s", exc)

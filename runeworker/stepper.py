@@ -1,0 +1,65 @@
+"""Runs executor steps in a helper thread while the caller keeps the AMQP connection alive.
+
+pika's BlockingConnection is not thread-safe and only services heartbeats when called, so
+the connection stays in the main thread and the node runs in a single long-lived helper
+thread. The node thread hands the `running` status back to the main thread (pika calls only
+happen there) and, for a blocking node, waits until it has been committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage
+
+Publish = Callable[[NodeStatusMessage, bool], None]  # (running status, commit now?)
+Idle = Callable[[], None]  # serve the connection for a short while
+_Events = queue.SimpleQueue[tuple[NodeStatusMessage, bool, threading.Event] | None]
+
+
+class Stepper:
+    """Executes one step at a time in a helper thread."""
+
+    def __init__(self, executor: Executor, idle_interval: float = 0.25) -> None:
+        self.executor = executor
+        self.idle_interval = idle_interval
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node")
+
+    def run(self, msg: NodeExecutionMessage, publish: Publish, idle: Idle) -> StepResult:
+        """Execute `msg`; calls `publish` for the running status and `idle` while waiting.
+        Exceptions of the step (StateError, ...) are re-raised here."""
+        # one queue per step: events of an abandoned step (broker lost) cannot leak into the next
+        events: _Events = queue.SimpleQueue()
+
+        def hand_over(status: NodeStatusMessage, blocking: bool) -> None:
+            committed = threading.Event()
+            events.put((status, blocking, committed))
+            if blocking:
+                committed.wait()
+
+        future = self._pool.submit(self.executor.step, msg, hand_over)
+        future.add_done_callback(lambda _f: events.put(None))
+        while True:
+            try:
+                event = events.get(timeout=self.idle_interval)
+            except queue.Empty:
+                idle()
+                continue
+            if event is None:
+                return _result(future)
+            status, blocking, committed = event
+            try:
+                publish(status, blocking)
+            finally:
+                committed.set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _result(future: Future[StepResult]) -> StepResult:
+    return future.result()

@@ -1,0 +1,170 @@
+"""The shared StateStore table (tests/unit/statecases.py) against RedisStore on the real Redis.
+
+Every test works under its own key prefix and deletes its keys afterwards; the server is shared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import redis
+
+_UNIT = str(Path(__file__).resolve().parent.parent / "unit")
+if _UNIT not in sys.path:
+    sys.path.insert(0, _UNIT)
+
+from statecases import CASES, T0, T1, ctx, fan_out  # noqa: E402
+
+from runeworker.engine.state import Admission, Failure, Verdict  # noqa: E402
+from runeworker.errors import StateError  # noqa: E402
+from runeworker.redis_state import RedisStore  # noqa: E402
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TTL = 3600
+SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def prefix(client: redis.Redis) -> Iterator[str]:
+    value = f"rwtest:{uuid4().hex}:"
+    yield value
+    leftovers = list(client.scan_iter(match=value + "*"))
+    if leftovers:
+        client.delete(*leftovers)
+
+
+@pytest.fixture
+def store(client: redis.Redis, prefix: str) -> RedisStore:
+    return RedisStore(client, prefix=prefix, ttl_seconds=TTL)
+
+
+def keys_under(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """Every key under `prefix` with its TTL in seconds."""
+    return {k.decode(): client.ttl(k) for k in client.scan_iter(match=prefix + "*")}
+
+
+def names(prefix: str, execution_id: str, *suffixes: str) -> set[str]:
+    return {f"{prefix}exec:{{{execution_id}}}:branches:{s}" for s in suffixes}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_redis_store(name: str, store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    CASES[name](store)
+    keys = keys_under(client, prefix)
+    assert keys
+    pattern = re.compile(
+        re.escape(prefix) + r"exec:\{[^{}]+\}:branches:(" + "|".join(SUFFIXES) + ")"
+    )
+    for key, ttl in keys.items():
+        assert pattern.fullmatch(key), key
+        assert 0 < ttl <= TTL, key
+
+
+@pytest.mark.integration
+def test_keys_while_open_and_after_close(
+    store: RedisStore, client: redis.Redis, prefix: str
+) -> None:
+    a, b = fan_out(store, "ex", 2)
+    assert not store.advance("ex", a, [], ctx("a"), None, T1).closed
+    assert set(keys_under(client, prefix)) == names(
+        prefix, "ex", "live", "done", "meta", "contexts"
+    )
+    meta = names(prefix, "ex", "meta").pop()
+    assert client.hgetall(meta) == {b"started_at_ns": str(T0).encode(), b"steps": b"2"}
+    assert store.advance("ex", b, [], ctx("b"), None, T1).contexts == [ctx("a"), ctx("b")]
+    # the closing record holds the contexts; the working keys are gone
+    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta")
+
+
+@pytest.mark.integration
+def test_failure_is_kept_in_meta(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    a, _ = fan_out(store, "ex", 2)
+    store.advance("ex", a, [], None, Failure("halted", "stop", ctx("a")), T1)
+    assert set(keys_under(client, prefix)) == names(prefix, "ex", "live", "done", "meta", "failctx")
+    meta = client.hgetall(names(prefix, "ex", "meta").pop())
+    assert (meta[b"failure_status"], meta[b"failure_reason"], meta[b"steps"]) == (
+        b"halted",
+        b"stop",
+        b"2",
+    )
+    assert client.get(names(prefix, "ex", "failctx").pop()) == ctx("a")
+
+
+@pytest.mark.integration
+def test_every_call_refreshes_ttl(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    fan_out(store, "ex", 2)
+    for key in keys_under(client, prefix):
+        client.expire(key, 7)
+    assert store.admit("ex", "stale", T1) == Admission(Verdict.STALE, 1)
+    assert all(ttl > 7 for ttl in keys_under(client, prefix).values())
+
+
+@pytest.mark.integration
+def test_from_url_ping_close(prefix: str) -> None:
+    store = RedisStore.from_url(REDIS_URL, prefix=prefix, ttl_seconds=60)
+    assert store.ping() is True
+    assert store.admit("ex", "root", T0) == Admission(Verdict.RUN, 0)
+    store.close()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_lost_connection_raises_state_error_with_masked_url() -> None:
+    port = closed_port()
+    store = RedisStore.from_url(f"redis://rune:s3cret-pw@127.0.0.1:{port}/2")
+    assert store.ping() is False
+    for call in (
+        lambda: store.admit("ex-9", "root", T0),
+        lambda: store.advance("ex-9", "root", [], b"{}", None, T0),
+    ):
+        with pytest.raises(StateError) as info:
+            call()
+        message = str(info.value)
+        assert f"of execution 'ex-9' on redis://rune:***@127.0.0.1:{port}/2 failed" in message
+        assert "s3cret" not in message
+        assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+    store.close()
+
+
+def test_client_that_decodes_responses_is_refused() -> None:
+    client = redis.Redis(host="127.0.0.1", decode_responses=True)
+    with pytest.raises(ValueError, match="must not decode responses"):
+        RedisStore(client)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ttl_seconds": 0}, "ttl_seconds must be a positive number of seconds, not 0"),
+        ({"prefix": "a{b}:"}, "the key prefix 'a{b}:' must not contain '{' or '}'"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RedisStore(redis.Redis(host="127.0.0.1"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_invalid_url_is_reported_masked() -> None:
+    with pytest.raises(StateError, match=re.escape("The Redis URL http://u:***@host/ is invalid")):
+        RedisStore.from_url("http://u:pw-123@host/")

@@ -1,0 +1,344 @@
+"""Tests of runeworker.config and `runeworker check-config`: layers, strict errors, masking."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.commands.check_config import check_config
+from runeworker.config import Config, load_config, mask_url, masked, to_node_settings
+from runeworker.engine.registry import NodeSettings
+from runeworker.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "runeworker.toml"
+
+
+def write(tmp_path: Path, text: str, name: str = "runeworker.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(*args: Any, **kwargs: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(*args, **kwargs)
+    return str(info.value)
+
+
+# --- layers -------------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    cfg = load_config(env={})
+    assert cfg == Config()
+    assert cfg.broker.url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert cfg.broker.queue == "workflow.execution"
+    assert cfg.broker.prefetch == 10
+    assert cfg.broker.max_deliveries == 3
+    assert cfg.redis.url == "redis://127.0.0.1:6379/0"
+    assert cfg.redis.key_ttl == 86400
+    assert cfg.worker.processes == 2
+    assert cfg.worker.timeout == 60.0
+    assert cfg.metrics.listen == "127.0.0.1:9464"
+    assert cfg.metrics.directory == ""
+    assert cfg.nodes.http_deny_networks == [
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "100.100.100.200/32",
+    ]
+    assert (cfg.logging.level, cfg.logging.format) == ("INFO", "json")
+
+
+def test_file_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[broker]\nprefetch = 25\nurl = "amqps://u:p@rabbit:5671/vh"\n'
+        "[worker]\nprocesses = 4\ntimeout = 90\n"
+        '[nodes]\nhttp_deny_networks = ["10.0.0.0/8"]\n[logging]\nformat = "text"\n',
+    )
+    cfg = load_config(path, env={})
+    assert cfg.broker.prefetch == 25
+    assert cfg.broker.url == "amqps://u:p@rabbit:5671/vh"
+    assert cfg.worker.processes == 4
+    # A TOML integer is accepted where seconds are a float.
+    assert cfg.worker.timeout == 90.0 and isinstance(cfg.worker.timeout, float)
+    assert cfg.nodes.http_deny_networks == ["10.0.0.0/8"]
+    assert cfg.logging.format == "text"
+    assert cfg.broker.queue == "workflow.execution"  # untouched keys keep their default
+
+
+def test_file_named_by_runeworker_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "[worker]\nprocesses = 7\n")
+    assert load_config(env={"RUNEWORKER_CONFIG": str(path)}).worker.processes == 7
+
+
+def test_env_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[broker]\nprefetch = 25\n[worker]\nmax_memory_mb = 100\n")
+    env = {"WORKFLOW_PREFETCH": "40", "RUNEWORKER_WORKER_MAX_MEMORY_MB": "512"}
+    cfg = load_config(path, env=env)
+    assert cfg.broker.prefetch == 40
+    assert cfg.worker.max_memory_mb == 512
+
+
+def test_overrides_over_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "[broker]\nprefetch = 25\n")
+    cfg = load_config(
+        path,
+        env={"WORKFLOW_PREFETCH": "40", "WORKFLOW_CONCURRENCY": "3"},
+        overrides={"broker.prefetch": 50, "worker.processes": "6", "logging.level": None},
+    )
+    assert cfg.broker.prefetch == 50
+    assert cfg.worker.processes == 6  # text from a flag is parsed like the environment
+    assert cfg.logging.level == "INFO"  # None = flag not given
+
+
+def test_every_go_env_var() -> None:
+    env = {
+        "RABBITMQ_URL": "amqp://rune:rune_password@rabbitmq:5672/",
+        "REDIS_URL": "redis://redis:6379/1",
+        "WORKFLOW_QUEUE_NAME": "custom.execution",
+        "WORKFLOW_PREFETCH": "5",
+        "WORKFLOW_CONCURRENCY": "8",
+    }
+    cfg = load_config(env=env)
+    assert cfg.broker.url == "amqp://rune:rune_password@rabbitmq:5672/"
+    assert cfg.redis.url == "redis://redis:6379/1"
+    assert cfg.broker.queue == "custom.execution"
+    assert cfg.broker.prefetch == 5
+    assert cfg.worker.processes == 8
+
+
+def test_generic_env_beats_go_name_and_parses_types() -> None:
+    env = {
+        "WORKFLOW_PREFETCH": "5",
+        "RUNEWORKER_BROKER_PREFETCH": "6",
+        "RUNEWORKER_WORKER_MAX_MESSAGES_JITTER": "0.25",
+        "RUNEWORKER_NODES_HTTP_DENY_NETWORKS": "10.0.0.0/8, 192.168.0.0/16",
+        "RUNEWORKER_LOGGING_LEVEL": "DEBUG",
+        "RUNEWORKER_UNRELATED_THING": "ignored: not a config section",
+    }
+    cfg = load_config(env=env)
+    assert cfg.broker.prefetch == 6
+    assert cfg.worker.max_messages_jitter == 0.25
+    assert cfg.nodes.http_deny_networks == ["10.0.0.0/8", "192.168.0.0/16"]
+    assert cfg.logging.level == "DEBUG"
+    json_list = load_config(env={"RUNEWORKER_NODES_HTTP_DENY_NETWORKS": '["10.0.0.0/8"]'})
+    assert json_list.nodes.http_deny_networks == ["10.0.0.0/8"]
+
+
+def test_dotenv_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "RABBITMQ_URL=amqp://evil:evil@elsewhere:5672/\nWORKFLOW_PREFETCH=99\n", ".env")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(env={"WORKFLOW_PREFETCH": "4"})
+    assert cfg.broker.url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert cfg.broker.prefetch == 4
+
+
+def test_metrics_directory_under_systemd() -> None:
+    cfg = load_config(env={"RUNTIME_DIRECTORY": "/run/runeworker"})
+    assert cfg.metrics.directory == "/run/runeworker/metrics"
+    explicit = {"RUNTIME_DIRECTORY": "/run/runeworker", "RUNEWORKER_METRICS_DIRECTORY": "/srv/m"}
+    assert load_config(env=explicit).metrics.directory == "/srv/m"
+
+
+def test_to_node_settings() -> None:
+    cfg = load_config(
+        env={}, overrides={"nodes.smtp_timeout": 5, "nodes.http_default_timeout": 2.5}
+    )
+    assert to_node_settings(cfg) == NodeSettings(
+        http_deny_networks=(
+            "169.254.0.0/16",
+            "fe80::/10",
+            "fd00:ec2::254/128",
+            "100.100.100.200/32",
+        ),
+        http_max_response_bytes=10485760,
+        http_default_timeout=2.5,
+        smtp_timeout=5.0,
+    )
+
+
+# --- errors name the key and the source ---------------------------------------------------------
+
+
+def test_unknown_key_in_file_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "[worker]\nprocs = 3\n")
+    assert error_of(path, env={}) == (
+        f"{path}: unknown key 'worker.procs' (did you mean 'worker.processes'?)"
+    )
+
+
+def test_unknown_section_in_file_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "[workers]\nprocesses = 3\n")
+    assert error_of(path, env={}) == f"{path}: unknown section 'workers'"
+
+
+def test_wrong_type_in_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, '[worker]\nprocesses = "4"\n')
+    monkeypatch.chdir(tmp_path)
+    assert error_of("runeworker.toml", env={}) == (
+        "runeworker.toml: worker.processes: Expected `int`, got `str`"
+    )
+
+
+def test_file_constraint_and_list_item_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[broker]\nprefetch = 0\n[nodes]\nhttp_deny_networks = ["10.0.0.0/8", 5]\n'
+    )
+    assert error_of(path, env={}).splitlines() == [
+        f"{path}: broker.prefetch: Expected `int` >= 1",
+        f"{path}: nodes.http_deny_networks[1]: Expected `str`, got `int`",
+    ]
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    assert (
+        error_of(missing, env={})
+        == f"{missing}: cannot read the config file: No such file or directory"
+    )
+    broken = write(tmp_path, "[worker\n")
+    assert error_of(broken, env={}).startswith(f"{broken}: invalid TOML: ")
+
+
+def test_bad_env_int_names_the_variable() -> None:
+    assert error_of(env={"WORKFLOW_PREFETCH": "abc"}) == (
+        "WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'"
+    )
+    assert error_of(env={"WORKFLOW_CONCURRENCY": "0"}) == (
+        "WORKFLOW_CONCURRENCY: expected an integer >= 1, got '0'"
+    )
+
+
+def test_every_env_problem_is_reported_at_once() -> None:
+    env = {
+        "RABBITMQ_URL": "",
+        "REDIS_URL": "http://user:hunter2@redis/0",
+        "RUNEWORKER_WORKER_MAX_MESSAGES_JITTER": "1.5",
+        "RUNEWORKER_WORKER_PROCS": "3",
+        "RUNEWORKER_LOGGING_FORMAT": "xml",
+        "RUNEWORKER_NODES_HTTP_DENY_NETWORKS": "10.0.0.0/8,not-a-net",
+        "RUNEWORKER_METRICS_LISTEN": "localhost",
+    }
+    assert error_of(env=env).splitlines() == [
+        "RABBITMQ_URL: expected a non-empty string, got ''",
+        "REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, "
+        "got 'http://user:***@redis/0'",
+        "RUNEWORKER_LOGGING_FORMAT: expected one of 'json', 'text', got 'xml'",
+        "RUNEWORKER_METRICS_LISTEN: expected host:port (or \"\" to disable), got 'localhost'",
+        "RUNEWORKER_NODES_HTTP_DENY_NETWORKS: expected IP networks like '169.254.0.0/16', "
+        "got 'not-a-net'",
+        "RUNEWORKER_WORKER_MAX_MESSAGES_JITTER: expected a number >= 0 and <= 1, got '1.5'",
+        "RUNEWORKER_WORKER_PROCS: unknown key 'worker.procs' (did you mean 'worker.processes'?)",
+    ]
+
+
+def test_override_errors_name_the_key() -> None:
+    overrides = {"broker.prefetch": "many", "worker.procs": 3, "worker.timeout": 0.5}
+    assert error_of(env={}, overrides=overrides).splitlines() == [
+        "command line: broker.prefetch: expected an integer >= 1, got 'many'",
+        "command line: unknown key 'worker.procs' (did you mean 'worker.processes'?)",
+        "command line: worker.timeout: Expected `float` >= 1.0",
+    ]
+
+
+def test_cross_key_rule_names_both_keys_and_sources(tmp_path: Path) -> None:
+    path = write(tmp_path, "[broker]\nretry_delay = 10.0\n")
+    env = {"RUNEWORKER_BROKER_RETRY_DELAY_MAX": "5"}
+    assert error_of(path, env=env) == (
+        "broker.retry_delay_max = 5.0 (RUNEWORKER_BROKER_RETRY_DELAY_MAX) "
+        f"must be >= broker.retry_delay = 10.0 ({path})"
+    )
+
+
+# --- masking ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("amqp://guest:guest@host:5672/", "amqp://guest:***@host:5672/"),
+        ("amqps://rune:p%40ss@rabbit:5671/vhost", "amqps://rune:***@rabbit:5671/vhost"),
+        ("amqp://host:5672/", "amqp://host:5672/"),
+        ("amqp://guest@host:5672/", "amqp://guest@host:5672/"),
+        ("redis://:s3cret@host/0", "redis://:***@host/0"),
+        ("redis://default:s3cret@host:6379/1", "redis://default:***@host:6379/1"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("redis://host/0?password=s3cret&db=1", "redis://host/0?password=***&db=1"),
+        ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_mask_url(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
+
+
+def test_masked_config() -> None:
+    env = {"RABBITMQ_URL": "amqp://rune:topsecret@rabbit:5672/", "REDIS_URL": "redis://:pw@r/1"}
+    tree = masked(load_config(env=env))
+    assert tree["broker"]["url"] == "amqp://rune:***@rabbit:5672/"
+    assert tree["redis"]["url"] == "redis://:***@r/1"
+    assert tree["worker"]["processes"] == 2
+    assert set(tree) == {"broker", "redis", "worker", "supervisor", "metrics", "nodes", "logging"}
+
+
+# --- check-config -------------------------------------------------------------------------------
+
+
+def test_check_config_prints_masked_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("RUNEWORKER_CONFIG", "RUNTIME_DIRECTORY", "WORKFLOW_PREFETCH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://rune:topsecret@rabbit:5672/")
+    monkeypatch.setenv("REDIS_URL", "redis://:alsosecret@redis:6379/1")
+    path = write(tmp_path, "[worker]\nprocesses = 3\n")
+    assert check_config(str(path), {"broker.prefetch": 7}) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "topsecret" not in out and "alsosecret" not in out
+    assert f"file: {path}" in out.splitlines()[0]
+    assert '[broker]\nurl = "amqp://rune:***@rabbit:5672/"\n' in out
+    parsed = tomllib.loads(out)  # the output is valid TOML
+    expected = masked(load_config(path, overrides={"broker.prefetch": 7}))
+    assert parsed == expected
+    assert (parsed["worker"]["processes"], parsed["broker"]["prefetch"]) == (3, 7)
+
+
+def test_check_config_errors_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    monkeypatch.setenv("RABBITMQ_URL", "http://rune:topsecret@rabbit/")
+    monkeypatch.setenv("WORKFLOW_PREFETCH", "abc")
+    assert check_config(None, {}) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "topsecret" not in err
+    assert "config error: WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'\n" in err
+    assert "config error: RABBITMQ_URL: expected a URL starting with amqp://" in err
+
+
+# --- the shipped example stays in sync ----------------------------------------------------------
+
+
+def test_deploy_example_loads_and_equals_defaults() -> None:
+    assert load_config(EXAMPLE, env={}) == Config()
+
+
+def test_deploy_example_lists_every_key_with_a_comment() -> None:
+    text = EXAMPLE.read_text()
+    data = tomllib.loads(text)
+    assert data == msgspec.to_builtins(Config())  # every key is present, none extra
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            key = line.split("=")[0].strip()
+            assert lines[number - 1].startswith("#"), f"{key} has no comment above it"
+            comment = lines[number - 1] if "Default" in lines[number - 1] else lines[number - 2]
+            assert "Default" in comment, f"{key}: the comment does not give the default"
