@@ -10,6 +10,7 @@ or exits on its own from either state.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -18,6 +19,8 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import psutil
 
 from runeworker.config import Config
 from runeworker.liveness import ChildState, Liveness
@@ -34,6 +37,9 @@ __all__ = [
     "CrashWindow",
     "describe_exit",
     "fork_child",
+    "reaped",
+    "remove_pid_file",
+    "write_pid_file",
 ]
 
 log = logging.getLogger("runeworker.supervisor")
@@ -112,6 +118,46 @@ class ChildTable:
     def is_ready(self, child: ChildRecord) -> bool:
         return self.state(child) in (ChildState.READY, ChildState.BUSY)
 
+    def terminate(self, child: ChildRecord, reason: str, kill_at: float) -> None:
+        """SIGTERM (finish the current work and exit), and SIGKILL at `kill_at`."""
+        log.info("stopping child %d (slot %d): %s", child.pid, child.slot, reason)
+        child.stop_reason, child.kill_at = reason, kill_at
+        _send(child.pid, signal.SIGTERM)
+
+    def kill(self, child: ChildRecord, reason: str) -> None:
+        child.stop_reason, child.kill_at = reason, None
+        _send(child.pid, signal.SIGKILL)
+
+    def kill_overdue(self, now: float) -> None:
+        """SIGKILL the children still running past their graceful timeout."""
+        for child in self:
+            if child.kill_at is not None and now >= child.kill_at:
+                log.warning(
+                    "child %d (slot %d) still running after the graceful timeout (%s): killing it",
+                    child.pid,
+                    child.slot,
+                    child.stop_reason,
+                )
+                self.kill(child, child.stop_reason or "stop")
+
+    def over_memory(self, limit: int) -> list[tuple[ChildRecord, int]]:
+        """(child, RSS) of the active children using more than `limit` bytes."""
+        rss = self.rss()
+        return [(c, rss[c.pid]) for c in self.active() if rss.get(c.pid, 0) > limit]
+
+    def rss(self) -> dict[int, int]:
+        """Resident set size in bytes of every live child, by pid."""
+        sizes = {}
+        for child in self:
+            with contextlib.suppress(psutil.Error):  # exited since the last reap
+                sizes[child.pid] = psutil.Process(child.pid).memory_info().rss
+        return sizes
+
+
+def _send(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # exited, not reaped yet
+        os.kill(pid, sig)
+
 
 class CrashWindow:
     """Crash times within a sliding window."""
@@ -125,6 +171,18 @@ class CrashWindow:
         while self._times and self._times[0] < now - window:
             self._times.popleft()
         return len(self._times)
+
+
+def reaped() -> Iterator[tuple[int, int]]:
+    """(pid, waitpid status) of every exited child, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # no children at all
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def describe_exit(status: int) -> tuple[str, bool]:
@@ -175,10 +233,8 @@ def _child_main(
         # os._exit skips the interpreter's shutdown (the parent's atexit handlers and
         # buffers are not ours to run), so flush what the child wrote.
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         os._exit(code)
 
 
@@ -206,3 +262,19 @@ def _die_with_parent() -> None:
             log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
     except (OSError, AttributeError) as exc:
         log.warning("prctl is not available: %s", exc)
+
+
+def write_pid_file(path: str) -> None:
+    """Write our pid to `path` atomically (readers never see an empty file)."""
+    with open(f"{path}.tmp", "w", encoding="ascii") as fh:
+        fh.write(f"{os.getpid()}\n")
+    os.replace(f"{path}.tmp", path)
+
+
+def remove_pid_file(path: str) -> None:
+    """Remove `path` if it still holds our pid (another instance may have taken it over)."""
+    with contextlib.suppress(OSError):
+        with open(path, encoding="ascii") as fh:
+            ours = fh.read().strip() == str(os.getpid())
+        if ours:
+            os.remove(path)

@@ -1,31 +1,28 @@
-"""Prometheus metrics of the worker pool (prometheus-client multiprocess mode) and the
-supervisor's `/metrics`, `/healthz` and `/readyz` endpoint.
+"""Prometheus metrics of the worker pool and the supervisor's /metrics, /healthz, /readyz.
 
-Every child writes its samples to memory-mapped files in one directory; the supervisor sums
-them at scrape time. prometheus-client decides between in-memory and file-backed values once,
-when it is first imported, from PROMETHEUS_MULTIPROC_DIR. The supervisor imports this module
-before it knows the directory, so prometheus-client is imported here only on first use:
-call `prepare_directory` first, then anything else, then fork.
+prometheus-client multiprocess mode: each child writes its samples to memory-mapped files in
+one directory and the supervisor sums them at scrape time. The client picks in-memory or
+file-backed values once, at its first import, from PROMETHEUS_MULTIPROC_DIR; so this module
+imports it only on first use. Order: `prepare_directory`, then anything else, then fork.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 from runeworker.errors import ConfigError
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.metrics_core import Metric
 
@@ -47,18 +44,9 @@ COMMIT_BUCKETS: Final = (
 )  # fmt: skip
 
 RSS_METRIC: Final = "runeworker_child_rss_bytes"
-# Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
-METRIC_NAMES: Final = frozenset({
-    "runeworker_deliveries_total", "runeworker_node_executions_total",
-    "runeworker_node_duration_seconds", "runeworker_completions_total",
-    "runeworker_inflight_nodes", "runeworker_child_restarts_total", "runeworker_commit_seconds",
-    "runeworker_broker_reconnects_total", "runeworker_state_errors_total",
-    "runeworker_messages_handled_total", RSS_METRIC,
-})  # fmt: skip
-
 # Queue names and node types come from config and messages; a flood of junk node types must
-# not create unbounded series (each one is a record in every child's file), so the rest
-# are counted under one label value.
+# not create unbounded series (each is a record in every child's file): beyond this many
+# values a label reads OVERFLOW_LABEL.
 MAX_LABEL_VALUES: Final = 200
 OVERFLOW_LABEL: Final = "other"
 _PROMETHEUS_FILES: Final = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
@@ -74,7 +62,9 @@ def prepare_directory(path: str) -> str:
             f"The metrics directory {directory} must be prepared before prometheus_client is "
             "imported; it was imported earlier, so children would keep their samples private."
         )
-    if _current is not None:
+    if any(
+        family._metric is not None for family in FAMILIES
+    ):  # our own open sample files would vanish
         raise ConfigError("The metrics directory cannot be wiped after metrics were recorded.")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -99,180 +89,172 @@ def mark_dead(pid: int) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-@dataclass(frozen=True, slots=True)
-class Instruments:
-    """The metric objects. The hot path goes through the helper functions below."""
-
-    deliveries: Counter
-    node_executions: Counter
-    node_duration: Histogram
-    completions: Counter
-    inflight_nodes: Gauge
-    child_restarts: Counter
-    commit_seconds: Histogram
-    broker_reconnects: Counter
-    state_errors: Counter
-    messages_handled: Counter
-
-
-_lock = threading.Lock()
-_current: Instruments | None = None
-
-
-def instruments() -> Instruments:
-    """The metric objects, created on first use."""
-    global _current
-    if _current is None:
-        with _lock:  # the node thread and the connection thread may both come first
-            if _current is None:
-                _current = _build_instruments()
-    return _current
-
-
-def _build_instruments() -> Instruments:
-    from prometheus_client import Counter, Gauge, Histogram
-
-    return Instruments(
-        Counter("runeworker_deliveries_total", "Deliveries by outcome.", ["queue", "outcome"]),
-        Counter("runeworker_node_executions_total", "Node executions.", ["type", "outcome"]),
-        Histogram(
-            "runeworker_node_duration_seconds",
-            "Node execution time (skipped nodes excluded).",
-            ["type"],
-            buckets=NODE_DURATION_BUCKETS,
-        ),
-        Counter("runeworker_completions_total", "Completions published.", ["status"]),
-        Gauge("runeworker_inflight_nodes", "Nodes executing now.", multiprocess_mode="livesum"),
-        Counter("runeworker_child_restarts_total", "Children replaced.", ["reason"]),
-        Histogram("runeworker_commit_seconds", "AMQP tx_commit latency.", buckets=COMMIT_BUCKETS),
-        Counter("runeworker_broker_reconnects_total", "Reconnections to RabbitMQ."),
-        Counter("runeworker_state_errors_total", "Failed state store operations."),
-        Counter("runeworker_messages_handled_total", "Deliveries a child finished."),
-    )
-
-
 _M = TypeVar("_M", bound="MetricWrapperBase")
+_Label = tuple[str, frozenset[str] | None]
+_lock = threading.Lock()
 
 
-class _Children(Generic[_M]):
-    """Labelled children of one metric, cached so the hot path costs one dict lookup.
+class Family(Generic[_M]):
+    """One metric, created on first use (so after prepare_directory), with its labelled
+    children cached so the hot path costs one dict lookup. Each label has a closed set of
+    values (a typo raises on first use) or None: free-form, capped at MAX_LABEL_VALUES."""
 
-    `allowed` holds, per label, the closed set of values (a typo raises on first use), or
-    None for a free-form label capped at MAX_LABEL_VALUES distinct values."""
-
-    def __init__(
-        self,
-        select: Callable[[Instruments], _M],
-        labels: tuple[str, ...],
-        allowed: tuple[frozenset[str] | None, ...],
-    ) -> None:
-        self._select = select
+    def __init__(self, kind: str, name: str, doc: str, *labels: _Label, **options: Any) -> None:
+        self.name = name
+        self._spec = (kind, doc, options)
         self._labels = labels
-        self._allowed = allowed
-        self._seen: tuple[set[str], ...] = tuple(set() for _ in labels)
+        self._metric: _M | None = None
+        self._seen = tuple(set[str]() for _ in labels)
         self._cache: dict[tuple[str, ...], _M] = {}
 
+    @property
+    def metric(self) -> _M:
+        """The prometheus_client metric object (the parent of the labelled children)."""
+        if self._metric is None:
+            with _lock:  # the node thread and the connection thread may both come first
+                if self._metric is None:
+                    self._metric = self._create()
+        return self._metric
+
     def get(self, *values: str) -> _M:
-        """The child for these label values."""
+        """The child for these label values (the metric itself when it has no labels)."""
         child = self._cache.get(values)
         return child if child is not None else self._add(values)
 
+    def _create(self) -> _M:
+        import prometheus_client
+
+        kind, doc, options = self._spec
+        names = [label for label, _ in self._labels]
+        return cast(_M, getattr(prometheus_client, kind)(self.name, doc, names, **options))
+
     def _add(self, values: tuple[str, ...]) -> _M:
-        label_values = [self._label(index, value) for index, value in enumerate(values)]
-        child = self._select(instruments()).labels(*label_values)
+        checked = [self._check(index, value) for index, value in enumerate(values)]
+        child = self.metric.labels(*checked) if checked else self.metric
         if len(self._cache) < 4 * MAX_LABEL_VALUES:  # junk keys beyond this stay uncached
             self._cache[values] = child
         return child
 
-    def _label(self, index: int, value: str) -> str:
-        allowed = self._allowed[index]
+    def _check(self, index: int, value: str) -> str:
+        label, allowed = self._labels[index]
         if allowed is not None:
             if value not in allowed:
-                raise ValueError(
-                    f"{value!r} is not a valid {self._labels[index]} label; "
-                    f"expected one of {', '.join(sorted(allowed))}."
-                )
+                choices = ", ".join(sorted(allowed))
+                raise ValueError(f"{value!r} is not a valid {label}; expected one of {choices}.")
             return value
         seen = self._seen[index]
-        if value in seen:
-            return value
-        if len(seen) >= MAX_LABEL_VALUES:
-            return OVERFLOW_LABEL
-        seen.add(value)
+        if value not in seen:
+            if len(seen) >= MAX_LABEL_VALUES:
+                return OVERFLOW_LABEL
+            seen.add(value)
         return value
 
 
-_deliveries = _Children(lambda m: m.deliveries, ("queue", "outcome"), (None, DELIVERY_OUTCOMES))
-_node_executions = _Children(
-    lambda m: m.node_executions, ("type", "outcome"), (None, NODE_OUTCOMES)
+_QUEUE: Final[_Label] = ("queue", None)
+_TYPE: Final[_Label] = ("type", None)
+
+DELIVERIES: Family[Counter] = Family(
+    "Counter", "runeworker_deliveries_total", "Deliveries.", _QUEUE, ("outcome", DELIVERY_OUTCOMES)
 )
-_node_duration = _Children(lambda m: m.node_duration, ("type",), (None,))
-_completions = _Children(lambda m: m.completions, ("status",), (COMPLETION_STATUSES,))
-_restarts = _Children(lambda m: m.child_restarts, ("reason",), (RESTART_REASONS,))
+NODE_EXECUTIONS: Family[Counter] = Family(
+    "Counter", "runeworker_node_executions_total", "Nodes run.", _TYPE, ("outcome", NODE_OUTCOMES)
+)
+NODE_DURATION: Family[Histogram] = Family(
+    "Histogram", "runeworker_node_duration_seconds", "Node execution time (skipped excluded).",
+    _TYPE, buckets=NODE_DURATION_BUCKETS,
+)  # fmt: skip
+COMPLETIONS: Family[Counter] = Family(
+    "Counter", "runeworker_completions_total", "Completions.", ("status", COMPLETION_STATUSES)
+)
+INFLIGHT_NODES: Family[Gauge] = Family(
+    "Gauge", "runeworker_inflight_nodes", "Nodes executing now.", multiprocess_mode="livesum"
+)
+CHILD_RESTARTS: Family[Counter] = Family(
+    "Counter", "runeworker_child_restarts_total", "Children replaced.", ("reason", RESTART_REASONS)
+)
+COMMIT_SECONDS: Family[Histogram] = Family(
+    "Histogram", "runeworker_commit_seconds", "AMQP tx_commit latency.", buckets=COMMIT_BUCKETS
+)
+BROKER_RECONNECTS: Family[Counter] = Family(
+    "Counter", "runeworker_broker_reconnects_total", "Reconnections to RabbitMQ."
+)
+STATE_ERRORS: Family[Counter] = Family(
+    "Counter", "runeworker_state_errors_total", "Failed state store operations."
+)
+MESSAGES_HANDLED: Family[Counter] = Family(
+    "Counter", "runeworker_messages_handled_total", "Deliveries a child finished."
+)
+FAMILIES: Final[tuple[Family[Any], ...]] = (
+    DELIVERIES, NODE_EXECUTIONS, NODE_DURATION, COMPLETIONS, INFLIGHT_NODES, CHILD_RESTARTS,
+    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED,
+)  # fmt: skip
+# Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
+METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC}
 
 
 def delivery(queue: str, outcome: str) -> None:
     """Count a delivery outcome (consumed, acked, rejected, dead_lettered, requeued)."""
-    _deliveries.get(queue, outcome).inc()
+    DELIVERIES.get(queue, outcome).inc()
 
 
 def node_done(type_: str, outcome: str, seconds: float) -> None:
     """Count a node execution; its duration is observed unless it was skipped."""
-    _node_executions.get(type_, outcome).inc()
+    NODE_EXECUTIONS.get(type_, outcome).inc()
     if outcome != "skipped":
-        _node_duration.get(type_).observe(seconds)
+        NODE_DURATION.get(type_).observe(seconds)
 
 
 def completion(status: str) -> None:
     """Count a published completion (completed, failed, halted)."""
-    _completions.get(status).inc()
+    COMPLETIONS.get(status).inc()
 
 
 def commit_observed(seconds: float) -> None:
     """Observe one AMQP transaction commit."""
-    instruments().commit_seconds.observe(seconds)
+    COMMIT_SECONDS.get().observe(seconds)
 
 
 def inflight(delta: int) -> None:
     """Add `delta` (+1 when a node starts, -1 when it ends) to the in-flight gauge."""
-    instruments().inflight_nodes.inc(delta)
+    INFLIGHT_NODES.get().inc(delta)
 
 
 def child_restart(reason: str) -> None:
     """Count a child the supervisor replaced (crash, timeout, recycle, memory, reload, scale)."""
-    _restarts.get(reason).inc()
+    CHILD_RESTARTS.get(reason).inc()
 
 
 def broker_reconnect() -> None:
     """Count a reconnection to RabbitMQ."""
-    instruments().broker_reconnects.inc()
+    BROKER_RECONNECTS.get().inc()
 
 
 def state_error() -> None:
     """Count a failed state store operation."""
-    instruments().state_errors.inc()
+    STATE_ERRORS.get().inc()
 
 
 def message_handled() -> None:
     """Count a delivery the child finished with (whatever the outcome)."""
-    instruments().messages_handled.inc()
+    MESSAGES_HANDLED.get().inc()
 
 
 def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:
-    """Create the labelled series at zero, so `increase()` sees their first event (a series
-    born at 1 has no earlier sample to compare with). Children call it with their queue and
-    the registered node types; the supervisor calls it with no arguments."""
-    for queue in queues:
-        for outcome in DELIVERY_OUTCOMES:
-            _deliveries.get(queue, outcome)
+    """Create every metric, and the labelled series at zero, so `increase()` sees their first
+    event (a series born at 1 has no earlier sample to compare with). Children pass their
+    queue and the registered node types; the supervisor passes nothing."""
+    for family in FAMILIES:
+        family.metric  # noqa: B018 (creating it writes its zero sample)
+    for queue, outcome in itertools.product(queues, DELIVERY_OUTCOMES):
+        DELIVERIES.get(queue, outcome)
     for type_ in node_types:
-        _node_duration.get(type_)
+        NODE_DURATION.get(type_)
         for outcome in NODE_OUTCOMES:
-            _node_executions.get(type_, outcome)
+            NODE_EXECUTIONS.get(type_, outcome)
     for status in COMPLETION_STATUSES:
-        _completions.get(status)
+        COMPLETIONS.get(status)
     for reason in RESTART_REASONS:
-        _restarts.get(reason)
+        CHILD_RESTARTS.get(reason)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -287,27 +269,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _RssCollector:
-    """Supervisor-side gauge of each child's resident memory, read at scrape time."""
-
-    def __init__(self, rss: Callable[[], dict[int, int]]) -> None:
-        self._rss = rss
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        try:
-            sizes = self._rss()
-        except Exception:  # a failing probe must not cost the whole scrape
-            log.exception("Reading the children's memory for /metrics failed.")
-            return
-        family = GaugeMetricFamily(RSS_METRIC, "Resident memory of each child.", labels=["pid"])
-        for pid, size in sorted(sizes.items()):
-            family.add_metric([str(pid)], size)
-        yield family
-
-
 Response = tuple[int, str, bytes]
+RssProbe = Callable[[], dict[int, int]]
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
@@ -315,18 +278,24 @@ class MetricsServer:
     """The supervisor's HTTP endpoint, served by a daemon thread."""
 
     def __init__(
-        self,
-        listen: str,
-        *,
-        ready: Callable[[], bool],
-        rss: Callable[[], dict[int, int]] | None = None,
+        self, listen: str, *, ready: Callable[[], bool], rss: RssProbe | None = None
     ) -> None:
+        from prometheus_client import CollectorRegistry, multiprocess
+
         self._listen = listen
         self._bind = parse_listen(listen)
         self._ready = ready
-        self._registry = _scrape_registry(rss)
+        self._rss = rss
         self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._fork_hooked = False
+        self._registry = CollectorRegistry()
+        try:
+            multiprocess.MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise ConfigError(
+                f"{ENV_VAR} is not set to a directory; call prepare_directory before MetricsServer."
+            ) from exc
+        self._registry.register(self)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -349,23 +318,17 @@ class MetricsServer:
             ) from exc
         httpd.app = self
         self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, name="runeworker-metrics", daemon=True
-        )
-        self._thread.start()
-        _servers.add(self)
+        threading.Thread(target=httpd.serve_forever, name="runeworker-metrics", daemon=True).start()
+        if not self._fork_hooked:  # hooks cannot be removed: register once per server
+            os.register_at_fork(after_in_child=self._forget_after_fork)
+            self._fork_hooked = True
 
     def stop(self) -> None:
         """Stop serving and close the socket; a no-op when not started."""
-        httpd, thread = self._httpd, self._thread
-        self._httpd = self._thread = None
-        _servers.discard(self)
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if thread is not None:
-            thread.join()
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()  # returns once the serving thread left serve_forever
+            httpd.server_close()
 
     def respond(self, path: str, accept: str = "") -> Response:
         """(status, content type, body) for a GET of `path`."""
@@ -401,22 +364,23 @@ class MetricsServer:
         # it) nor wait on a serve loop that only the parent runs.
         if self._httpd is not None:
             self._httpd.socket.close()
-        self._httpd = self._thread = None
+        self._httpd = None
 
+    def collect(self) -> Iterator[Metric]:
+        """The supervisor's own samples: each child's resident memory, read at scrape time."""
+        from prometheus_client.core import GaugeMetricFamily
 
-def _scrape_registry(rss: Callable[[], dict[int, int]] | None) -> CollectorRegistry:
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    registry = CollectorRegistry()
-    try:
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ConfigError(
-            f"{ENV_VAR} is not set to a directory; call prepare_directory before MetricsServer."
-        ) from exc
-    if rss is not None:
-        registry.register(_RssCollector(rss))
-    return registry
+        if self._rss is None:
+            return
+        try:
+            sizes = self._rss()
+        except Exception:  # a failing probe must not cost the whole scrape
+            log.exception("Reading the children's memory for /metrics failed.")
+            return
+        family = GaugeMetricFamily(RSS_METRIC, "Resident memory of each child.", labels=["pid"])
+        for pid, size in sorted(sizes.items()):
+            family.add_metric([str(pid)], size)
+        yield family
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -432,9 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def do_GET(self) -> None:
-        status, content_type, body = self.server.app.respond(
-            self.path, self.headers.get("Accept", "")
-        )
+        accept = self.headers.get("Accept", "")
+        status, content_type, body = self.server.app.respond(self.path, accept)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -443,15 +406,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("metrics endpoint: " + format, *args)
-
-
-_servers: weakref.WeakSet[MetricsServer] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for server in list(_servers):
-        server._forget_after_fork()
-    _servers.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 
-__all__ = ["NOTIFY_VARIABLES", "notify", "watchdog_interval"]
+__all__ = ["NOTIFY_VARIABLES", "Notifier", "notify", "watchdog_interval"]
 
 log = logging.getLogger("runeworker.systemd")
 
@@ -55,3 +57,47 @@ def watchdog_interval() -> float | None:
     if owner and owner != str(os.getpid()):
         return None
     return int(usec) / 1_000_000
+
+
+class Notifier:
+    """What a Type=notify main process owes systemd: READY=1 (again after RELOADING=1), STATUS
+    when it changes, WATCHDOG=1 every half watchdog timeout while healthy, STOPPING=1."""
+
+    def __init__(self) -> None:
+        self.watchdog = watchdog_interval()
+        self.ready = False
+        self._status = ""
+        self._next_watchdog = 0.0
+
+    def update(
+        self, now: float, status: str, ready: Callable[[], bool], healthy: Callable[[], bool]
+    ) -> bool:
+        """Send what changed; `ready` is asked until it says yes. True when READY=1 was sent."""
+        lines = []
+        became_ready = not self.ready and ready()
+        if became_ready:
+            self.ready = True
+            lines.append("READY=1")
+        if status != self._status:
+            self._status = status
+            lines.append(f"STATUS={status}")
+        if self.watchdog and now >= self._next_watchdog and healthy():
+            self._next_watchdog = now + self.watchdog / 2
+            lines.append("WATCHDOG=1")
+        if lines:
+            notify(*lines)
+        return became_ready
+
+    def seconds_to_watchdog(self, now: float) -> float | None:
+        """Time until the next WATCHDOG=1 is due, None without a watchdog or when overdue."""
+        if not self.watchdog or self._next_watchdog <= now:
+            return None
+        return self._next_watchdog - now
+
+    def reloading(self) -> None:
+        """Tell systemd a reload started; READY=1 is owed again once it is done."""
+        self.ready = False
+        notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+
+    def stopping(self) -> None:
+        notify("STOPPING=1", "STATUS=stopping")

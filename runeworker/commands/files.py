@@ -52,3 +52,15 @@ def definition_of(data: bytes) -> bytes:
     if isinstance(doc, dict) and isinstance(doc.get("workflow_definition"), dict):
         return msgspec.json.encode(doc["workflow_definition"])
     return data
+
+
+def sample_input(definition: bytes) -> dict[str, Any] | None:
+    """`metadata.sample_input` of a definition: the input `runeworker run` uses when none is
+    given, so that shipped examples run as typed."""
+    try:
+        doc = msgspec.json.decode(definition)
+    except msgspec.DecodeError:
+        return None
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    sample = meta.get("sample_input") if isinstance(meta, dict) else None
+    return sample if isinstance(sample, dict) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from runeworker.commands.files import definition_of, read_input, read_workflow
+from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
 from runeworker.engine import registry
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
@@ -24,6 +24,8 @@ def status_line(st: NodeStatusMessage) -> str:
         line += f" {st.duration_ms:>6} ms"
     if st.error:
         line += f"  {st.error.message}"
+    elif st.output and isinstance(st.output.get("message"), str):
+        line += f"  {st.output['message']}"
     return line
 
 
@@ -31,6 +33,8 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
     try:
         definition = definition_of(read_workflow(workflow))
         inputs = read_input(input_arg)
+        if inputs is None:
+            inputs = sample_input(definition)
         problems = check_workflow(parse_definition(definition), registry.load())
         if problems:
             for p in problems:

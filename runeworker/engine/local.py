@@ -42,7 +42,10 @@ def start_message(
     if triggers:
         current = triggers[0]
     else:
-        starts = wf.start_nodes()
+        # Without a trigger the first node no edge points to is itself the start (it must
+        # run: `start_nodes` would give its successors, as if it were a trigger).
+        targets = {e.dst for e in wf.edges}
+        starts = [n.id for n in wf.nodes if n.id not in targets]
         if not starts:
             raise WorkflowError("workflow has no trigger node and no start node")
         current = starts[0]

@@ -10,7 +10,15 @@ import msgspec
 import pytest
 
 from runeworker.commands.check_config import check_config
-from runeworker.config import Config, load_config, mask_url, masked, to_node_settings
+from runeworker.config import (
+    BrokerConfig,
+    Config,
+    WorkerConfig,
+    load_config,
+    mask_url,
+    masked,
+    to_node_settings,
+)
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
 
@@ -204,6 +212,19 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     )
     broken = write(tmp_path, "[worker\n")
     assert error_of(broken, env={}).startswith(f"{broken}: invalid TOML: ")
+
+
+def test_sections_are_keyword_only_and_strict() -> None:
+    with pytest.raises(TypeError):
+        BrokerConfig("amqp://x/")  # type: ignore[call-arg]
+    with pytest.raises(msgspec.ValidationError, match="unknown field `procs`"):
+        msgspec.convert({"procs": 1}, WorkerConfig)
+
+
+def test_non_finite_env_number_is_rejected() -> None:
+    assert error_of(env={"RUNEWORKER_WORKER_TIMEOUT": "inf"}) == (
+        "RUNEWORKER_WORKER_TIMEOUT: expected a number >= 1, got 'inf'"
+    )
 
 
 def test_bad_env_int_names_the_variable() -> None:

@@ -1,0 +1,391 @@
+"""The prefork supervisor of `runeworker serve`: fork, reap, restart, drain, reload, scale.
+
+gunicorn's arbiter is the model. Signal handlers only queue the signal and write a byte to a
+self-pipe; the main loop sleeps in select() on that pipe (at most 1 s) and does all the work:
+reap, replace, check heartbeats and memory, roll children after a reload, talk to systemd.
+It knows processes, not messages: what a child does is the `target` callable.
+
+Signals: TERM/INT drain (a second one stops at once), QUIT stops at once, HUP reloads the
+config and rolls the children one at a time, TTIN/TTOU add/remove one child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from runeworker.children import (
+    BOARD_SLOTS,
+    EXIT_BOOT_FAILED,
+    EXIT_OK,
+    EXIT_RECYCLE,
+    SUPERVISOR_SIGNALS,
+    ChildRecord,
+    ChildTable,
+    ChildTarget,
+    CrashWindow,
+    describe_exit,
+    fork_child,
+    reaped,
+    remove_pid_file,
+    write_pid_file,
+)
+from runeworker.config import Config, load_config
+from runeworker.liveness import ChildState, Liveness
+from runeworker.systemd import Notifier
+
+__all__ = [
+    "EXIT_BOOT_FAILED",
+    "EXIT_OK",
+    "EXIT_RECYCLE",
+    "ChildTarget",
+    "Supervisor",
+    "SupervisorHooks",
+]
+
+log = logging.getLogger("runeworker.supervisor")
+
+_KILL_GRACE = 5.0  # after SIGKILL, how long to wait for the kernel before giving up on a child
+_BUSY_TICK = 0.1  # loop period while something is in motion (booting, draining, rolling)
+_IDLE_TICK = 1.0
+
+
+def _noop(*_args: object) -> None:
+    return None
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass
+class SupervisorHooks:
+    """Optional callbacks into the supervisor's main loop (metrics, health endpoints).
+
+    An exception from a hook is logged and ignored (ready_check then counts as False)."""
+
+    on_start: Callable[[int], None] = _noop  # (supervisor pid)
+    on_child_spawn: Callable[[int], None] = _noop  # (child pid)
+    on_child_exit: Callable[[int, str], None] = _noop  # (child pid, reason); every reaped child
+    ready_check: Callable[[], bool] = _always  # extra condition before READY=1
+    on_tick: Callable[[], None] = _noop  # every loop turn
+
+
+class Supervisor:
+    """Keeps `cfg.worker.processes` children running `target`; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        target: ChildTarget,
+        *,
+        config_path: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        hooks: SupervisorHooks | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.hooks = hooks or SupervisorHooks()
+        self.board = Liveness(BOARD_SLOTS)
+        self.children = ChildTable(self.board)
+        self.wanted = cfg.worker.processes  # TTIN/TTOU change it, a reload resets it
+        self._target = target
+        self._config_path = config_path
+        self._overrides = overrides
+        self._crashes = CrashWindow()
+        self._signals: deque[int] = deque()
+        self._pipe: tuple[int, int] = (-1, -1)
+        self._old_handlers: dict[int, Any] = {}
+        self._generation = 0  # bumped by every successful reload
+        self._next_spawn = 0.0  # restart backoff: no spawn before this time
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._exit_code = 0
+        self._systemd = Notifier()
+        self._next_memory_check = 0.0
+        self._pid_file = ""  # as written at start: a reload must not make us lose it
+
+    # --- public -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until drained; returns 0 after a requested stop, 1 after a crash loop (or when
+        the pid file cannot be written). A second TERM/INT or a QUIT also returns 0."""
+        self._pid_file = self.cfg.supervisor.pid_file
+        try:
+            if self._pid_file:
+                write_pid_file(self._pid_file)
+        except OSError as exc:
+            log.error("cannot write the pid file %s: %s", self._pid_file, exc)
+            return 1
+        self._setup_signals()
+        try:
+            self._call("on_start", os.getpid())
+            while not self._finished():
+                self._turn()
+                self._sleep()
+            return self._exit_code
+        finally:
+            self._teardown()
+
+    def child_rss(self) -> dict[int, int]:
+        """Resident set size in bytes of every live child, by pid."""
+        return self.children.rss()
+
+    def ready_children(self) -> int:
+        """How many children (of the current config) are connected and consuming."""
+        current = (c for c in self.children.active() if c.generation == self._generation)
+        return sum(self.children.is_ready(c) for c in current)
+
+    # --- the main loop ------------------------------------------------------------------------
+
+    def _turn(self) -> None:
+        self._handle_signals()
+        self._reap()
+        now = time.monotonic()
+        if not self._stopping:
+            self._check_liveness(now)
+            self._check_memory(now)
+        if not self._stopping:  # the checks may have hit the crash limit
+            self._maintain(now)
+            self._notify_systemd(now)
+        self.children.kill_overdue(now)
+        self._call("on_tick")
+
+    def _finished(self) -> bool:
+        if not self._stopping:
+            return False
+        if self.children and time.monotonic() > self._stop_deadline + _KILL_GRACE:
+            log.error("children %s survived SIGKILL; giving up", [c.pid for c in self.children])
+            return True
+        return not self.children
+
+    def _sleep(self) -> None:
+        now = time.monotonic()
+        in_motion = (
+            self._stopping
+            or len(self.children.active()) != self.wanted
+            or not all(self.children.is_ready(c) for c in self.children)
+        )
+        timeout = _BUSY_TICK if in_motion else _IDLE_TICK
+        timeout = min(timeout, self._systemd.seconds_to_watchdog(now) or timeout)
+        if self._next_spawn > now:
+            timeout = min(timeout, self._next_spawn - now)
+        select.select([self._pipe[0]], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._pipe[0], 4096):
+                pass
+
+    # --- signals ------------------------------------------------------------------------------
+
+    def _setup_signals(self) -> None:
+        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for sig in (*SUPERVISOR_SIGNALS, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only record and wake: the main loop may be anywhere when this runs.
+        if signum != signal.SIGCHLD and len(self._signals) < 32:
+            self._signals.append(signum)
+        with contextlib.suppress(OSError):  # pipe full: the loop is awake anyway
+            os.write(self._pipe[1], b"\0")
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            sig = self._signals.popleft()
+            log.info("received %s", signal.Signals(sig).name)
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                self._stop(graceful=not self._stopping)
+            elif sig == signal.SIGQUIT:
+                self._stop(graceful=False)
+            elif self._stopping:
+                continue  # no reload or scaling during a drain
+            elif sig == signal.SIGHUP:
+                self._reload()
+            elif sig == signal.SIGTTIN:
+                self.wanted = min(self.wanted + 1, BOARD_SLOTS)
+                log.info("scaling up to %d children", self.wanted)
+            elif sig == signal.SIGTTOU:
+                self.wanted = max(self.wanted - 1, 1)
+                log.info("scaling down to %d children", self.wanted)
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def _stop(self, *, graceful: bool, exit_code: int = 0) -> None:
+        now = time.monotonic()
+        if not self._stopping:
+            self._exit_code = exit_code
+            self._systemd.stopping()
+        self._stopping = True
+        if not graceful:
+            log.warning("stopping now: killing %d children", len(self.children))
+            for child in self.children:
+                self.children.kill(child, child.stop_reason or "stop")
+            self._stop_deadline = now
+            return
+        self._stop_deadline = now + self.cfg.worker.graceful_timeout
+        log.info("draining %d children within %s s", len(self.children), self._stop_deadline - now)
+        for child in self.children:
+            if child.stop_reason is None:
+                self._terminate(child, "drain", now)
+            elif child.kill_at is not None:
+                child.kill_at = min(child.kill_at, self._stop_deadline)
+
+    def _terminate(self, child: ChildRecord, reason: str, now: float) -> None:
+        self.children.terminate(child, reason, now + self.cfg.worker.graceful_timeout)
+
+    # --- reaping and restarting ---------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for pid, status in reaped():
+            self._child_exited(pid, status)
+
+    def _child_exited(self, pid: int, status: int) -> None:
+        child = self.children.pop(pid)
+        if child is None:
+            return  # not one of ours (e.g. a subprocess a hook started)
+        reason, crashed = describe_exit(status)
+        if child.stop_reason is not None:
+            # Asked to stop: not a crash (a "timeout" kill was counted when it was killed).
+            log.info("child %d exited (%s): %s", pid, child.stop_reason, reason)
+            reason, crashed = child.stop_reason, False
+        elif crashed:
+            log.warning("child %d (slot %d) crashed: %s", pid, child.slot, reason)
+        else:
+            log.info("child %d (slot %d) exited: %s", pid, child.slot, reason)
+        self._call("on_child_exit", pid, reason)
+        if crashed and not self._stopping:
+            self._crashed(time.monotonic())
+
+    def _crashed(self, now: float) -> None:
+        sup = self.cfg.supervisor
+        recent = self._crashes.record(now, sup.crash_window)
+        if recent > sup.crash_limit:
+            log.error("%d crashes within %s s: stopping", recent, sup.crash_window)
+            self._stop(graceful=True, exit_code=1)
+            return
+        delay = min(sup.restart_backoff * 2 ** min(recent - 1, 32), sup.restart_backoff_max)
+        self._next_spawn = max(self._next_spawn, now + delay)
+        log.info("restarting in %.2f s (%d crashes within %s s)", delay, recent, sup.crash_window)
+
+    def _maintain(self, now: float) -> None:
+        """Spawn or stop children until `wanted` run the current config."""
+        active = self.children.active()
+        old = [c for c in active if c.generation < self._generation]
+        if old:
+            self._roll(active, old, now)
+            return
+        for child in active[self.wanted :]:  # the newest ones go first
+            self._terminate(child, "scale down", now)
+        if now >= self._next_spawn:
+            for _ in range(self.wanted - len(active)):
+                self._spawn(now)
+
+    def _roll(self, active: list[ChildRecord], old: list[ChildRecord], now: float) -> None:
+        """One step of a rolling restart: a new child must be READY before an old one goes."""
+        new = (c for c in active if c.generation == self._generation)
+        if any(self.children.state(c) == ChildState.BOOTING for c in new):
+            return
+        if len(active) > self.wanted:
+            self._terminate(old[0], "reload", now)
+        elif now >= self._next_spawn:
+            self._spawn(now)
+
+    def _spawn(self, now: float) -> None:
+        slot = self.children.free_slot()
+        if slot is None:
+            log.error("all %d liveness slots are in use; not spawning", BOARD_SLOTS)
+            return
+        try:
+            pid = fork_child(self.cfg, self.board, slot, self._target, self._pipe)
+        except OSError as exc:
+            log.error("fork failed: %s", exc)
+            self._crashed(now)
+            return
+        self.children.add(ChildRecord(pid, slot, now, self._generation))
+        log.info("spawned child %d (slot %d, generation %d)", pid, slot, self._generation)
+        self._call("on_child_spawn", pid)
+
+    # --- health checks ------------------------------------------------------------------------
+
+    def _check_liveness(self, now: float) -> None:
+        timeout = self.cfg.worker.timeout
+        for child in self.children.active():
+            age = self.children.beat_age(child, now)
+            if age <= timeout:
+                continue
+            state = self.children.state(child).name
+            log.error("child %d (%s): no heartbeat for %.1f s, killing it", child.pid, state, age)
+            self.children.kill(child, "timeout")
+            self._crashed(now)
+            if self._stopping:
+                return
+
+    def _check_memory(self, now: float) -> None:
+        # The child recycles itself at max_memory_mb after its current message; this is the
+        # backstop for one that cannot (stuck in a node that keeps allocating).
+        limit_mb = self.cfg.worker.max_memory_mb
+        if limit_mb <= 0 or now < self._next_memory_check:
+            return
+        self._next_memory_check = now + 1.0
+        for child, rss in self.children.over_memory(2 * limit_mb * 2**20):
+            log.warning("child %d uses %d MiB > 2 x max_memory_mb", child.pid, rss // 2**20)
+            self._terminate(child, "memory", now)
+
+    # --- reload -------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        try:
+            cfg = load_config(self._config_path, overrides=self._overrides)
+        except Exception as exc:  # any failure keeps the running config
+            log.error("reload failed, keeping the current config: %s", exc)
+            return
+        self.cfg = cfg
+        self.wanted = cfg.worker.processes
+        self._generation += 1
+        self._systemd.reloading()
+        log.info("config reloaded (generation %d): rolling the children", self._generation)
+
+    # --- systemd ------------------------------------------------------------------------------
+
+    def _notify_systemd(self, now: float) -> None:
+        ready = self.ready_children()
+        if self._systemd.update(
+            now,
+            f"{ready} children ready",
+            lambda: ready >= self.wanted and self._call("ready_check") is True,
+            lambda: self._healthy(now),
+        ):
+            log.info("ready: %d children", ready)
+
+    def _healthy(self, now: float) -> bool:
+        active = self.children.active()
+        timeout = self.cfg.worker.timeout
+        return bool(active) and all(self.children.beat_age(c, now) <= timeout for c in active)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _call(self, hook: str, *args: object) -> object:
+        try:
+            return getattr(self.hooks, hook)(*args)
+        except Exception:
+            log.exception("supervisor hook %s failed", hook)
+            return None
+
+    def _teardown(self) -> None:
+        for child in self.children:  # only left after an error in the loop: no orphans
+            self.children.kill(child, "stop")
+            self._child_exited(child.pid, os.waitpid(child.pid, 0)[1])
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        for fd in self._pipe:
+            os.close(fd)
+        if self._pid_file:
+            remove_pid_file(self._pid_file)
