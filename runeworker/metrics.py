@@ -44,33 +44,29 @@ COMMIT_BUCKETS: Final = (
 )  # fmt: skip
 
 RSS_METRIC: Final = "runeworker_child_rss_bytes"
-# Queue names and node types come from config and messages; a flood of junk node types must
-# not create unbounded series (each is a record in every child's file): beyond this many
-# values a label reads OVERFLOW_LABEL.
+# Queue names and node types come from config and messages: junk node types must not create
+# unbounded series (each is a record in every child's file); past the cap a value reads "other".
 MAX_LABEL_VALUES: Final = 200
 OVERFLOW_LABEL: Final = "other"
 _PROMETHEUS_FILES: Final = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
 
 
 def prepare_directory(path: str) -> str:
-    """Create `path` (or remove the previous run's sample files from it) and point
-    PROMETHEUS_MULTIPROC_DIR at it. Call before anything imports prometheus_client.
-    Returns the absolute path."""
+    """Create `path` or remove the previous run's sample files from it, point
+    PROMETHEUS_MULTIPROC_DIR at it and return it (absolute). Call before any other use."""
     directory = os.path.abspath(path)
     if "prometheus_client.values" in sys.modules and os.environ.get(ENV_VAR) != directory:
         raise ConfigError(
             f"The metrics directory {directory} must be prepared before prometheus_client is "
             "imported; it was imported earlier, so children would keep their samples private."
         )
-    if any(
-        family._metric is not None for family in FAMILIES
-    ):  # our own open sample files would vanish
+    # Wiping after metrics exist would delete this process's own open sample files.
+    if any(family._metric is not None for family in FAMILIES):
         raise ConfigError("The metrics directory cannot be wiped after metrics were recorded.")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        for pattern in _PROMETHEUS_FILES:
-            for stale in Path(directory).glob(pattern):
-                stale.unlink()
+        for stale in itertools.chain(*(Path(directory).glob(p) for p in _PROMETHEUS_FILES)):
+            stale.unlink()
     except OSError as exc:
         raise ConfigError(
             f"The metrics directory {directory} cannot be prepared: {exc.strerror or exc}."
@@ -110,11 +106,10 @@ class Family(Generic[_M]):
     @property
     def metric(self) -> _M:
         """The prometheus_client metric object (the parent of the labelled children)."""
-        if self._metric is None:
-            with _lock:  # the node thread and the connection thread may both come first
-                if self._metric is None:
-                    self._metric = self._create()
-        return self._metric
+        with _lock:  # only on a cache miss; the node and connection threads may race here
+            if self._metric is None:
+                self._metric = self._create()
+            return self._metric
 
     def get(self, *values: str) -> _M:
         """The child for these label values (the metric itself when it has no labels)."""
@@ -247,10 +242,9 @@ def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:
         family.metric  # noqa: B018 (creating it writes its zero sample)
     for queue, outcome in itertools.product(queues, DELIVERY_OUTCOMES):
         DELIVERIES.get(queue, outcome)
-    for type_ in node_types:
+    for type_, outcome in itertools.product(node_types, NODE_OUTCOMES):
+        NODE_EXECUTIONS.get(type_, outcome)
         NODE_DURATION.get(type_)
-        for outcome in NODE_OUTCOMES:
-            NODE_EXECUTIONS.get(type_, outcome)
     for status in COMPLETION_STATUSES:
         COMPLETIONS.get(status)
     for reason in RESTART_REASONS:
@@ -287,7 +281,8 @@ class MetricsServer:
         self._ready = ready
         self._rss = rss
         self._httpd: _HTTPServer | None = None
-        self._fork_hooked = False
+        # Hooks cannot be removed, so one per server; it is a no-op once the server stopped.
+        os.register_at_fork(after_in_child=self._forget_after_fork)
         self._registry = CollectorRegistry()
         try:
             multiprocess.MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
@@ -302,8 +297,7 @@ class MetricsServer:
         """The bound (host, port); the real port when `listen` asked for port 0."""
         if self._httpd is None:
             raise RuntimeError("The metrics server has no address before start().")
-        host, port = self._httpd.server_address[:2]
-        return str(host), int(port)
+        return str(self._httpd.server_address[0]), int(self._httpd.server_address[1])
 
     def start(self) -> None:
         """Bind and serve in a daemon thread."""
@@ -319,9 +313,6 @@ class MetricsServer:
         httpd.app = self
         self._httpd = httpd
         threading.Thread(target=httpd.serve_forever, name="runeworker-metrics", daemon=True).start()
-        if not self._fork_hooked:  # hooks cannot be removed: register once per server
-            os.register_at_fork(after_in_child=self._forget_after_fork)
-            self._fork_hooked = True
 
     def stop(self) -> None:
         """Stop serving and close the socket; a no-op when not started."""

@@ -110,7 +110,7 @@ def _serve(tls: ssl.SSLContext | None = None) -> Iterator[App]:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     scheme = "https" if tls else "http"
     app.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield app
@@ -606,7 +606,9 @@ def test_denied_destination_is_refused_on_a_redirect_hop(server: App) -> None:
 def test_ipv4_mapped_ipv6_address_is_denied_too() -> None:
     settings = NodeSettings(http_deny_networks=("127.0.0.0/8",))
     message = error({"url": "http://[::ffff:127.0.0.1]:9/"}, settings=settings)
-    assert message == "destination ::ffff:127.0.0.1 (::ffff:127.0.0.1) is in the denied network 127.0.0.0/8"
+    assert message == (
+        "destination ::ffff:127.0.0.1 (::ffff:7f00:1) is in the denied network 127.0.0.0/8"
+    )
 
 
 def test_invalid_deny_network_setting_is_named(server: App) -> None:

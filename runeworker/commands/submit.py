@@ -1,0 +1,274 @@
+"""`runeworker submit WORKFLOW`: play the Rune master API and start an execution on the broker.
+
+The start message goes out exactly as the API publishes it (reference 1.1-1.2): through the
+default exchange `""` with routing key = the execution queue (`broker.queue`), `delivery_mode`
+2, no `content_type`, body = workflow_id, workflow_version, workflow_version_id, execution_id
+(uuid4), current_node, workflow_definition, accumulated_context. The queue is declared first as
+the API does (durable, no arguments: the declaration every Rune party makes), and the publish
+is confirmed by the broker, so a printed execution id is an execution that was accepted.
+
+`current_node` is the trigger node: runeworker treats a trigger as a pass-through to ALL its
+successors. A Go worker would instead execute the trigger node itself; the API sends it the
+FIRST successor of the trigger (other successors never start). `--first-successor` targets
+that node, the API way, for a pool of Go workers.
+
+`--wait` watches the execution through an exclusive, auto-delete, server-named queue bound to
+the `workflows` exchange with the status and completion routing keys: the broker gives it a
+COPY of every message, so RTES, the archivist and any other consumer still get theirs. The
+queue is bound before the start message is published, so no status can be missed.
+
+Exit codes: 0 submitted (or, with --wait, completed); 1 the execution failed or halted;
+2 invalid workflow, input or broker error; 3 --timeout passed without a completion;
+130 interrupted (the execution goes on on the workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import pika
+import pika.exceptions
+
+from runeworker.amqp import COMPLETION_QUEUE, STATUS_QUEUE
+from runeworker.commands.files import definition_of, read_input, read_workflow
+from runeworker.commands.run import status_line
+from runeworker.config import Config, mask_url
+from runeworker.engine import registry
+from runeworker.engine.local import start_message
+from runeworker.engine.messages import (
+    COMPLETED,
+    CompletionMessage,
+    NodeExecutionMessage,
+    NodeStatusMessage,
+    encode,
+)
+from runeworker.engine.validation import check_workflow
+from runeworker.engine.workflow import parse_definition
+from runeworker.errors import BrokerError, RuneworkerError, WorkflowError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_PERSISTENT = 2
+_POLL_SECONDS = 0.5  # longest single wait on the socket; bounds the reaction to the deadline
+_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+_status_decoder = msgspec.json.Decoder(NodeStatusMessage)
+_completion_decoder = msgspec.json.Decoder(CompletionMessage)
+
+
+def submit(
+    workflow: str,
+    input_arg: str | None,
+    wait: bool,
+    timeout: float | None,
+    cfg: Config,
+    out: TextIO = sys.stdout,
+    *,
+    first_successor: bool = False,
+    workflow_id: str | None = None,
+) -> int:
+    """Validate `workflow`, publish its start message, print the execution id; with `wait`,
+    print each status of the execution and return its outcome. `timeout` (seconds from the
+    publish; None = no limit) only applies to `wait`. `workflow_id` defaults to the file stem."""
+    try:
+        start = prepare(workflow, input_arg, first_successor=first_successor, workflow_id=workflow_id)
+    except WorkflowError as exc:
+        for problem in exc.problems:
+            print(f"invalid workflow: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except (RuneworkerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    session = Session(cfg)
+    try:
+        session.connect()
+        if wait:
+            session.watch()
+        session.publish(start)
+        out.write(start.execution_id + "\n")
+        out.flush()
+        if not wait:
+            return EXIT_OK
+        return _follow(session, start.execution_id, timeout, out)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(f"interrupted; execution {start.execution_id} goes on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        session.close()
+
+
+def prepare(
+    workflow: str,
+    input_arg: str | None,
+    *,
+    first_successor: bool = False,
+    workflow_id: str | None = None,
+) -> NodeExecutionMessage:
+    """The start message of a new execution of a valid workflow. Raises WorkflowError whose
+    `problems` lists every problem of the definition."""
+    definition = definition_of(read_workflow(workflow))
+    inputs = read_input(input_arg)
+    problems = check_workflow(parse_definition(definition), registry.load())
+    if problems:
+        raise WorkflowError(f"{len(problems)} problem(s)", [str(p) for p in problems])
+    start = start_message(definition, inputs, workflow_id=workflow_id or Path(workflow).stem)
+    if first_successor:
+        start.current_node = first_successor_of(definition, start.current_node)
+    return start
+
+
+def first_successor_of(definition: bytes, trigger_id: str) -> str:
+    """The node the Rune API starts: the destination of the first edge leaving the trigger."""
+    wf = parse_definition(definition)
+    if not any(n.id == trigger_id and n.trigger for n in wf.nodes):
+        raise WorkflowError("--first-successor needs a trigger node, and the workflow has none")
+    for edge in wf.edges:
+        if edge.src == trigger_id:
+            return edge.dst
+    raise WorkflowError(f"--first-successor: trigger node {trigger_id} has no outgoing edge")
+
+
+def _follow(session: Session, execution_id: str, timeout: float | None, out: TextIO) -> int:
+    def show(status: NodeStatusMessage) -> None:
+        out.write(status_line(status) + "\n")
+        out.flush()
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = session.wait(execution_id, deadline, show)
+    if done is None:
+        print(
+            f"no completion of execution {execution_id} within {timeout:g} s "
+            "(it may still be running)",
+            file=sys.stderr,
+        )
+        return EXIT_TIMEOUT
+    reason = f": {done.failure_reason}" if done.failure_reason else ""
+    out.write(f"workflow {done.status} in {done.total_duration_ms} ms{reason}\n")
+    out.flush()
+    return EXIT_OK if done.status == COMPLETED else EXIT_FAILED
+
+
+class Session:
+    """One AMQP connection playing the master: publishes like the API, watches like RTES.
+
+    Not `runeworker.amqp.Broker`: that is the worker's transactional channel, which stamps
+    `application/json` on every message, where the API sends none."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._conn: Any = None
+        self._ch: Any = None
+        self._watch_queue = ""
+        self._execution_id = ""
+        self._on_status: Any = None
+        self._done: CompletionMessage | None = None
+
+    def connect(self) -> None:
+        """Open the connection and a channel in publisher-confirm mode."""
+        b = self.cfg.broker
+        params = pika.URLParameters(b.url)
+        params.heartbeat = b.heartbeat
+        params.connection_attempts = b.connection_attempts
+        params.retry_delay = b.retry_delay
+        params.client_properties = {"connection_name": "runeworker submit"}
+        with self._errors("cannot connect to RabbitMQ"):
+            self._conn = pika.BlockingConnection(params)
+            self._ch = self._conn.channel()
+            self._ch.confirm_delivery()
+
+    def watch(self) -> None:
+        """Bind a private queue to the status and completion routing keys and consume it."""
+        b = self.cfg.broker
+        with self._errors(f"cannot watch exchange {b.exchange}"):
+            # Declared exactly as the worker, RTES and the archivist declare it.
+            self._ch.exchange_declare(b.exchange, exchange_type="topic", durable=True)
+            declared = self._ch.queue_declare("", exclusive=True, auto_delete=True)
+            self._watch_queue = declared.method.queue
+            for key in (STATUS_QUEUE, COMPLETION_QUEUE):
+                self._ch.queue_bind(self._watch_queue, b.exchange, routing_key=key)
+            # auto_ack: the queue holds copies nobody else wants; nothing to hand back.
+            self._ch.basic_consume(self._watch_queue, self._on_message, auto_ack=True)
+
+    def publish(self, start: NodeExecutionMessage) -> None:
+        """Publish `start` as the API does; returns once the broker confirmed it."""
+        queue = self.cfg.broker.queue
+        with self._errors(f"cannot publish the start message to queue {queue}"):
+            self._ch.queue_declare(queue, durable=True)
+            self._ch.basic_publish(
+                "",
+                queue,
+                encode(start),
+                pika.BasicProperties(delivery_mode=_PERSISTENT),
+                mandatory=True,
+            )
+
+    def wait(
+        self, execution_id: str, deadline: float | None, on_status: Any
+    ) -> CompletionMessage | None:
+        """Pass each status of `execution_id` to `on_status` until its completion (returned),
+        or None once the monotonic `deadline` has passed."""
+        self._execution_id, self._on_status, self._done = execution_id, on_status, None
+        with self._errors("lost the connection while waiting"):
+            while self._done is None:
+                left = _POLL_SECONDS if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._conn.process_data_events(time_limit=min(left, _POLL_SECONDS))
+        return self._done
+
+    def close(self) -> None:
+        """Close the connection (the broker deletes the private queue with it)."""
+        conn, self._conn, self._ch = self._conn, None, None
+        if conn is not None and conn.is_open:
+            with contextlib.suppress(*_AMQP_ERRORS):
+                conn.close()
+
+    def _on_message(self, _ch: Any, method: Any, _props: Any, body: bytes) -> None:
+        if self._done is not None:
+            return  # a copy that arrived in the same read as the completion
+        try:
+            if method.routing_key == COMPLETION_QUEUE:
+                done = _completion_decoder.decode(body)
+                if done.execution_id == self._execution_id:
+                    self._done = done
+                return
+            status = _status_decoder.decode(body)
+        except msgspec.DecodeError:
+            return  # another producer's message on a shared key; never ours to judge
+        if status.execution_id == self._execution_id and self._on_status is not None:
+            self._on_status(status)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Any:
+        """pika errors -> BrokerError naming the masked URL, never the password."""
+        try:
+            yield
+        except _AMQP_ERRORS as exc:
+            url = self.cfg.broker.url
+            detail = _scrub(_describe(exc), url)
+            raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL's password, should a library ever echo it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        assert secret is not None
+        text = text.replace(secret, "***")
+    return text
