@@ -24,9 +24,11 @@ Exit codes: 0 submitted (or, with --wait, completed); 1 the execution failed or 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -38,7 +40,7 @@ import pika.exceptions
 from runeworker.amqp import COMPLETION_QUEUE, STATUS_QUEUE
 from runeworker.commands.files import definition_of, read_input, read_workflow
 from runeworker.commands.run import status_line
-from runeworker.config import Config, mask_url
+from runeworker.config import Config, load_config, mask_url
 from runeworker.engine import registry
 from runeworker.engine.local import start_message
 from runeworker.engine.messages import (
@@ -50,12 +52,14 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.validation import check_workflow
 from runeworker.engine.workflow import parse_definition
-from runeworker.errors import BrokerError, RuneworkerError, WorkflowError
+from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _PERSISTENT = 2
 _POLL_SECONDS = 0.5  # longest single wait on the socket; bounds the reaction to the deadline
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+OnStatus = Callable[[NodeStatusMessage], None]
 
 _status_decoder = msgspec.json.Decoder(NodeStatusMessage)
 _completion_decoder = msgspec.json.Decoder(CompletionMessage)
@@ -76,7 +80,9 @@ def submit(
     print each status of the execution and return its outcome. `timeout` (seconds from the
     publish; None = no limit) only applies to `wait`. `workflow_id` defaults to the file stem."""
     try:
-        start = prepare(workflow, input_arg, first_successor=first_successor, workflow_id=workflow_id)
+        start = prepare(
+            workflow, input_arg, first_successor=first_successor, workflow_id=workflow_id
+        )
     except WorkflowError as exc:
         for problem in exc.problems:
             print(f"invalid workflow: {problem}", file=sys.stderr)
@@ -85,11 +91,13 @@ def submit(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     session = Session(cfg)
+    published = False
     try:
         session.connect()
         if wait:
             session.watch()
         session.publish(start)
+        published = True
         out.write(start.execution_id + "\n")
         out.flush()
         if not wait:
@@ -99,10 +107,31 @@ def submit(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
-        print(f"interrupted; execution {start.execution_id} goes on", file=sys.stderr)
+        fate = "goes on on the workers" if published else "was not submitted"
+        print(f"interrupted; execution {start.execution_id} {fate}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         session.close()
+
+
+def submit_command(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
+    """`cli` entry: load the config (`args.config` < environment < `overrides`), then
+    `submit` with the parsed flags. A config problem is exit 2, one line per problem."""
+    try:
+        cfg = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        for problem in str(exc).splitlines():
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    return submit(
+        args.workflow,
+        args.input,
+        args.wait,
+        args.timeout,
+        cfg,
+        sys.stdout,  # looked up now: a redirected stdout is not the default bound at import
+        first_successor=args.first_successor,
+    )
 
 
 def prepare(
@@ -145,8 +174,8 @@ def _follow(session: Session, execution_id: str, timeout: float | None, out: Tex
     done = session.wait(execution_id, deadline, show)
     if done is None:
         print(
-            f"no completion of execution {execution_id} within {timeout:g} s "
-            "(it may still be running)",
+            f"no completion of execution {execution_id} within {timeout} s "
+            "(--timeout; it may still be running)",
             file=sys.stderr,
         )
         return EXIT_TIMEOUT
@@ -168,7 +197,7 @@ class Session:
         self._ch: Any = None
         self._watch_queue = ""
         self._execution_id = ""
-        self._on_status: Any = None
+        self._on_status: OnStatus | None = None
         self._done: CompletionMessage | None = None
 
     def connect(self) -> None:
@@ -211,7 +240,7 @@ class Session:
             )
 
     def wait(
-        self, execution_id: str, deadline: float | None, on_status: Any
+        self, execution_id: str, deadline: float | None, on_status: OnStatus
     ) -> CompletionMessage | None:
         """Pass each status of `execution_id` to `on_status` until its completion (returned),
         or None once the monotonic `deadline` has passed."""
@@ -247,7 +276,7 @@ class Session:
             self._on_status(status)
 
     @contextlib.contextmanager
-    def _errors(self, what: str) -> Any:
+    def _errors(self, what: str) -> Iterator[None]:
         """pika errors -> BrokerError naming the masked URL, never the password."""
         try:
             yield
@@ -268,7 +297,7 @@ def _scrub(text: str, url: str) -> str:
         password = urlsplit(url).password
     except ValueError:
         password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        assert secret is not None
-        text = text.replace(secret, "***")
+    if password:
+        for secret in (password, unquote(password)):
+            text = text.replace(secret, "***")
     return text

@@ -60,12 +60,17 @@ class NodeExecutionMessage(msgspec.Struct):
     branch_token: str | UnsetType = UNSET
 
 
-class ErrorPayload(msgspec.Struct, omit_defaults=True):
-    """`error` object of a failed status."""
+class ErrorPayload(msgspec.Struct):
+    """`error` object of a failed status: `code` is always sent (RTES requires it, so it must
+    not be dropped as a default), `details` only when there are some."""
 
     message: str
     code: str = CODE_EXECUTION_FAILED
-    details: dict[str, Any] | None = None
+    details: dict[str, Any] | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        if self.details is None:
+            self.details = UNSET
 
 
 class NodeStatusMessage(msgspec.Struct):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -19,13 +20,7 @@ if TYPE_CHECKING:
     from runeworker.engine.state import StateStore
 
 ENTRY_POINT_GROUP = "runeworker.nodes"
-BUILTIN_MODULES = (
-    "runeworker.nodes.log",
-    "runeworker.nodes.http",
-    "runeworker.nodes.conditional",
-    "runeworker.nodes.switch",
-    "runeworker.nodes.smtp",
-)
+BUILTIN_PACKAGE = "runeworker.nodes"
 # Trigger types start a workflow; they are never executed (the API starts their successors).
 TRIGGER_TYPES = frozenset({"ManualTrigger", "ScheduledTrigger", "webhook"})
 
@@ -111,8 +106,10 @@ def load() -> dict[str, NodeSpec]:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+        # every module of runeworker.nodes registers its node types on import
+        package = importlib.import_module(BUILTIN_PACKAGE)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()

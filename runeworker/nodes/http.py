@@ -313,7 +313,7 @@ def _redirected(
     old, new = urlsplit(prev.url or ""), urlsplit(nxt.url or "")
     upgrade = (old.scheme, new.scheme) == ("http", "https")
     if old.hostname != new.hostname or not (upgrade or old.port == new.port):
-        for name in _SENSITIVE:
+        for name in (*_SENSITIVE, *secret_headers):
             nxt.headers.pop(name, None)
     return nxt
 

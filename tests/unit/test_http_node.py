@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import trustme
@@ -237,7 +238,7 @@ def test_connection_is_reused_between_requests(server: App) -> None:
 def test_session_is_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     first = http_node._session()
     assert http_node._session() is first
-    monkeypatch.setattr(http_node.os, "getpid", lambda: -1)  # as seen from a forked child
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as seen from a forked child
     assert http_node._session() is not first
 
 
@@ -263,7 +264,12 @@ def test_string_body_is_sent_raw_without_json_content_type(server: App) -> None:
     ("body", "headers", "sent", "content_type"),
     [
         ("x,y\n1,2\n", {"content-type": "text/csv"}, b"x,y\n1,2\n", "text/csv"),
-        ({"a": 1}, {"Content-Type": "application/vnd.api+json"}, b'{"a":1}', "application/vnd.api+json"),
+        (
+            {"a": 1},
+            {"Content-Type": "application/vnd.api+json"},
+            b'{"a":1}',
+            "application/vnd.api+json",
+        ),
         ([1, "two"], {}, b'[1,"two"]', "application/json"),
         (7, {}, b"7", "application/json"),
         ({}, {}, b"", None),  # an empty object is no body
@@ -308,11 +314,19 @@ def test_headers_are_rendered_not_dropped(server: App) -> None:
 @pytest.mark.parametrize(
     ("credentials", "header", "value"),
     [
-        ({"type": "basic_auth", "username": "u", "password": "p:w"}, "authorization", "Basic dTpwOnc="),
+        (
+            {"type": "basic_auth", "username": "u", "password": "p:w"},
+            "authorization",
+            "Basic dTpwOnc=",
+        ),
         ({"type": "header", "field": "x-api-secret", "value": "hv"}, "x-api-secret", "hv"),
         ({"type": "token", "token": "tk"}, "authorization", "Bearer tk"),
         ({"type": "oauth2", "access_token": "at", "token_type": ""}, "authorization", "Bearer at"),
-        ({"type": "oauth2", "access_token": "at", "token_type": "BEARER"}, "authorization", "Bearer at"),
+        (
+            {"type": "oauth2", "access_token": "at", "token_type": "BEARER"},
+            "authorization",
+            "Bearer at",
+        ),
         ({"type": "oauth2", "access_token": "at", "token_type": "MAC"}, "authorization", "MAC at"),
         ({"type": "oauth2", "access_token": "at"}, "authorization", "Bearer at"),
         ({"type": "api_key", "key": "X-Key", "value": "kv"}, "x-key", "kv"),
@@ -328,14 +342,19 @@ def test_credential_kinds_set_the_expected_header(
 
 def test_credential_does_not_replace_a_header_the_workflow_set(server: App) -> None:
     headers = {"authorization": "Custom mine"}
-    call({"url": server.url + "/c", "headers": headers}, credentials={"type": "token", "token": "tk"})
+    call(
+        {"url": server.url + "/c", "headers": headers}, credentials={"type": "token", "token": "tk"}
+    )
     assert server.seen[0].headers["authorization"] == "Custom mine"
 
 
 @pytest.mark.parametrize(
     ("credentials", "message"),
     [
-        ({"type": "basic_auth", "username": "u"}, "basic_auth credential needs username and password"),
+        (
+            {"type": "basic_auth", "username": "u"},
+            "basic_auth credential needs username and password",
+        ),
         ({"type": "header", "field": "X-A"}, "header credential needs field and value"),
         ({"type": "token"}, "token credential needs token"),
         ({"type": "oauth2", "token_type": "MAC"}, "oauth2 credential needs access_token"),
@@ -362,17 +381,35 @@ def test_incomplete_or_unknown_credential_fails_before_sending(
     [
         ({}, "url parameter is required"),
         ({"url": "  "}, "url parameter is required"),
-        ({"url": "ftp://127.0.0.1/x"}, "url parameter must be an http or https URL, got 'ftp://127.0.0.1/x'"),
+        (
+            {"url": "ftp://127.0.0.1/x"},
+            "url parameter must be an http or https URL, got 'ftp://127.0.0.1/x'",
+        ),
         ({"url": 5}, "url parameter must be an http or https URL, got 5"),
         ({"url": "http://h/", "query": "a=1"}, "query parameter must be an object"),
         ({"url": "http://h/", "headers": ["a"]}, "headers parameter must be an object"),
-        ({"url": "http://h/", "retry": "abc"}, "retry parameter must be a whole number >= 0, got 'abc'"),
-        ({"url": "http://h/", "retry": 1.5}, "retry parameter must be a whole number >= 0, got 1.5"),
+        (
+            {"url": "http://h/", "retry": "abc"},
+            "retry parameter must be a whole number >= 0, got 'abc'",
+        ),
+        (
+            {"url": "http://h/", "retry": 1.5},
+            "retry parameter must be a whole number >= 0, got 1.5",
+        ),
         ({"url": "http://h/", "retry": -1}, "retry parameter must be a whole number >= 0, got -1"),
-        ({"url": "http://h/", "retry_delay": "x"}, "retry_delay parameter must be a number >= 0, got 'x'"),
+        (
+            {"url": "http://h/", "retry_delay": "x"},
+            "retry_delay parameter must be a number >= 0, got 'x'",
+        ),
         ({"url": "http://h/", "timeout": "soon"}, "timeout parameter must be a number, got 'soon'"),
-        ({"url": "http://h/", "ignore_ssl": "yes"}, "ignore_ssl parameter must be true or false, got 'yes'"),
-        ({"url": "http://h/", "method": "GE T"}, "method parameter must be an HTTP method name, got 'GE T'"),
+        (
+            {"url": "http://h/", "ignore_ssl": "yes"},
+            "ignore_ssl parameter must be true or false, got 'yes'",
+        ),
+        (
+            {"url": "http://h/", "method": "GE T"},
+            "method parameter must be an HTTP method name, got 'GE T'",
+        ),
         ({"url": "http://h:99999/"}, "invalid http request: Failed to parse: http://h:99999/"),
     ],
 )
@@ -409,9 +446,7 @@ def test_retries_exhausted_report_the_last_error(server: App) -> None:
     assert len(server.hits("/flaky")) == 2
 
 
-def test_backoff_doubles_and_is_capped(
-    monkeypatch: pytest.MonkeyPatch, closed_port: int
-) -> None:
+def test_backoff_doubles_and_is_capped(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> None:
     delays: list[float] = []
     monkeypatch.setattr(http_node, "_sleep", delays.append)
     url = f"http://127.0.0.1:{closed_port}/"
@@ -483,7 +518,8 @@ def test_timeout(server: App, timeout: Any) -> None:
     _slow(server)
     url = server.url + "/slow"
     assert error({"url": url, "timeout": timeout}) == (
-        f"http request failed after 1 attempts: http request failed: GET {url}: timed out after 0.2 s"
+        f"http request failed after 1 attempts: http request failed: "
+        f"GET {url}: timed out after 0.2 s"
     )
 
 
@@ -543,9 +579,7 @@ def test_redirect_is_followed(server: App) -> None:
 @pytest.mark.parametrize(
     ("status", "method", "body"), [(303, "GET", b""), (302, "GET", b""), (307, "POST", b"abc")]
 )
-def test_redirect_method_and_body_rules(
-    server: App, status: int, method: str, body: bytes
-) -> None:
+def test_redirect_method_and_body_rules(server: App, status: int, method: str, body: bytes) -> None:
     server.routes["/old"] = reply(status, b"", ("Location", "/new"))
     call({"url": server.url + "/old", "method": "POST", "body": "abc"})
     new = server.hits("/new")[0]

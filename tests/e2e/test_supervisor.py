@@ -1,0 +1,497 @@
+"""The supervisor with real processes and real signals.
+
+Each test runs this file as a script (`python test_supervisor.py CONFIG DIR`): that process is a
+real `Supervisor` whose children run `_target` below. The children are steered through files in
+DIR (crash, hang, recycle, how long a drain takes) and leave marker files behind (started,
+draining, drained); the supervisor's hooks log every spawn and exit with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+from runeworker import systemd
+from runeworker.config import Config, load_config
+from runeworker.liveness import ChildState, Liveness
+from runeworker.supervisor import EXIT_RECYCLE, Supervisor, SupervisorHooks
+
+pytestmark = pytest.mark.e2e
+
+DIR_VAR = "RW_SUPERVISOR_TEST_DIR"
+T = TypeVar("T")
+
+
+# --- what runs in the supervisor under test and in its children --------------------------------
+
+
+def _target(cfg: Config, board: Liveness, slot: int) -> int:
+    """A stand-in worker: beats every 50 ms, drains a simulated unit of work on SIGTERM."""
+    d, pid = Path(os.environ[DIR_VAR]), os.getpid()
+    if (d / "crash").exists():
+        return 1
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    (d / f"started-{pid}").touch()
+    while not stop:
+        if (d / f"hang-{pid}").exists():  # a node stuck forever: no more beats
+            while True:
+                time.sleep(0.05)
+        if (d / f"recycle-{pid}").exists():
+            return EXIT_RECYCLE
+        if (d / f"fail-{pid}").exists():
+            return 1
+        board.beat(slot, ChildState.READY)
+        time.sleep(0.05)
+    (d / f"draining-{pid}").touch()
+    drain = d / "drain_seconds"
+    deadline = time.monotonic() + (float(drain.read_text()) if drain.exists() else 0.1)
+    while time.monotonic() < deadline:  # the in-flight unit of work
+        board.beat(slot, ChildState.DRAINING)
+        time.sleep(0.05)
+    (d / f"drained-{pid}").touch()
+    return 0
+
+
+def _supervisor_main(config: str, directory: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    d = Path(directory)
+
+    def append(name: str, line: str) -> None:
+        with open(d / name, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    hooks = SupervisorHooks(
+        on_child_spawn=lambda pid: append("spawns.log", str(pid)),
+        on_child_exit=lambda pid, reason: append("exits.log", f"{pid} {reason}"),
+    )
+    return Supervisor(load_config(config), _target, config_path=config, hooks=hooks).run()
+
+
+# --- the test side -----------------------------------------------------------------------------
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return result
+
+
+def write_config(path: Path, **sections: dict[str, Any]) -> None:
+    values: dict[str, dict[str, Any]] = {
+        "worker": {"processes": 2, "timeout": 1.0, "graceful_timeout": 5.0},
+        "supervisor": {"restart_backoff": 0.05, "restart_backoff_max": 0.5, "crash_limit": 5},
+    }
+    for name, table in sections.items():
+        values.setdefault(name, {}).update(table)
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+        for name, table in values.items()
+    )
+    path.write_text(text)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+class Running:
+    """A supervisor under test, in its own session (its own process group)."""
+
+    def __init__(self, directory: Path, extra_env: dict[str, str]) -> None:
+        self.dir = directory
+        self.config = directory / "runeworker.toml"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("RUNEWORKER_") and k not in systemd.NOTIFY_VARIABLES
+        }
+        env.update({DIR_VAR: str(directory), **extra_env})
+        self.log_file = open(directory / "supervisor.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, str(self.config), str(directory)],
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def children(self) -> set[int]:
+        try:
+            kids = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return set()
+        return {k.pid for k in kids}  # zombies too: the supervisor has not reaped them yet
+
+    def working(self) -> set[int]:
+        """The children, if every one has reached its work loop (else the empty set)."""
+        pids = self.children()
+        return pids if all((self.dir / f"started-{p}").exists() for p in pids) else set()
+
+    def started(self, n: int) -> set[int]:
+        """Wait until exactly `n` children run their work loop."""
+
+        def check() -> set[int]:
+            pids = self.working()
+            return pids if len(pids) == n else set()
+
+        return wait_until(check, f"{n} working children")
+
+    def wait_gone(self, pid: int, timeout: float = 10.0) -> None:
+        wait_until(lambda: pid not in self.children(), f"child {pid} to exit", timeout)
+
+    def wait_log(self, text: str, count: int = 1) -> None:
+        wait_until(lambda: self.log().count(text) >= count, f"{text!r} x{count} in the log")
+
+    def send(self, sig: signal.Signals) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def touch(self, name: str) -> None:
+        (self.dir / name).touch()
+
+    def marked(self, name: str) -> bool:
+        return (self.dir / name).exists()
+
+    def exits(self) -> list[str]:
+        path = self.dir / "exits.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def wait_exits(self, n: int) -> list[str]:
+        """The exit log once it has `n` lines (the hook runs just after the reap)."""
+        return wait_until(lambda: self.exits()[n - 1 :] and self.exits(), f"{n} exits")
+
+    def spawns(self) -> list[int]:
+        path = self.dir / "spawns.log"
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def log(self) -> str:
+        return (self.dir / "supervisor.log").read_text()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"supervisor still running after {timeout} s") from None
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in self.spawns():  # children are forks: same command line, naming our config
+            try:
+                child = psutil.Process(pid)
+                if str(self.config) in child.cmdline():
+                    child.kill()
+            except psutil.Error:
+                pass
+        self.log_file.close()
+
+
+Start = Callable[..., Running]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """start(env=..., **config sections) -> a running supervisor; killed at the end."""
+    running: list[Running] = []
+
+    def _start(env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Running:
+        directory = tmp_path / f"sup{len(running)}"
+        directory.mkdir()
+        write_config(directory / "runeworker.toml", **sections)
+        running.append(Running(directory, env or {}))
+        return running[-1]
+
+    yield _start
+    for sup in running:
+        sup.cleanup()
+
+
+class NotifySocket:
+    """A stand-in for systemd's notify socket."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.1)
+        self.lines: list[str] = []
+
+    def wait_for(self, line: str, timeout: float = 10.0, count: int = 1) -> list[str]:
+        """Receive datagrams until `line` was seen `count` times; returns every line so far."""
+
+        def seen() -> bool:
+            with contextlib.suppress(TimeoutError):
+                self.lines.extend(self.sock.recv(4096).decode().split("\n"))
+            return self.lines.count(line) >= count
+
+        wait_until(seen, f"{line!r} x{count} on the notify socket", timeout)
+        return self.lines
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_ready_status_and_stopping_reach_an_abstract_notify_socket(start: Start) -> None:
+    name = f"rw-test-{uuid.uuid4().hex}"
+    notify = NotifySocket("\0" + name)
+    try:
+        sup = start(env={"NOTIFY_SOCKET": "@" + name})
+        lines = notify.wait_for("READY=1")
+        assert len(sup.children()) == 2
+        assert lines[-2:] == ["READY=1", "STATUS=2 children ready"]
+        assert "WATCHDOG=1" not in lines  # no WATCHDOG_USEC, no pings
+        sup.send(signal.SIGTERM)
+        assert notify.wait_for("STOPPING=1")[-2:] == ["STOPPING=1", "STATUS=stopping"]
+        assert sup.wait(10) == 0
+    finally:
+        notify.close()
+
+
+def test_watchdog_pings_while_children_are_healthy(start: Start, tmp_path: Path) -> None:
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}
+        sup = start(env=env)
+        notify.wait_for("WATCHDOG=1", timeout=5, count=5)
+        assert "READY=1" in notify.lines
+    finally:
+        notify.close()
+    sup.send(signal.SIGTERM)
+    assert sup.wait(10) == 0
+
+
+def test_killed_child_is_replaced(start: Start) -> None:
+    sup = start()
+    first = sup.started(2)
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    sup.wait_gone(victim)
+    now = sup.started(2)
+    assert victim not in now and len(now - first) == 1
+    assert sup.exits() == [f"{victim} signal 9"]
+
+
+def test_crash_loop_makes_the_supervisor_exit_1(start: Start) -> None:
+    sup = start(supervisor={"crash_limit": 3, "crash_window": 30.0})
+    sup.touch("crash")
+    assert sup.wait(10) == 1
+    crashes = [line.split()[1:] for line in sup.exits() if not line.endswith("drain")]
+    assert crashes == [["exit", "1"]] * 4  # the 4th crash within the window is one too many
+    assert "4 crashes within 30.0 s: stopping" in sup.log()
+
+
+def test_crashes_back_off_exponentially(start: Start) -> None:
+    sup = start(supervisor={"restart_backoff": 0.2, "restart_backoff_max": 10.0})
+    for _ in range(2):
+        victim = min(sup.started(2))
+        sup.touch(f"fail-{victim}")
+        sup.wait_gone(victim)
+    sup.started(2)
+    assert "restarting in 0.20 s (1 crashes within 60.0 s)" in sup.log()
+    assert "restarting in 0.40 s (2 crashes within 60.0 s)" in sup.log()
+
+
+def test_sigterm_drains_children_and_removes_the_pid_file(start: Start, tmp_path: Path) -> None:
+    pid_file = tmp_path / "rw.pid"
+    sup = start(supervisor={"pid_file": str(pid_file)}, worker={"graceful_timeout": 5.0})
+    (sup.dir / "drain_seconds").write_text("0.3")
+    pids = sup.started(2)
+    assert pid_file.read_text() == f"{sup.proc.pid}\n"
+    began = time.monotonic()
+    sup.send(signal.SIGTERM)
+    assert sup.wait(7) == 0
+    assert time.monotonic() - began < 5.0
+    assert all(sup.marked(f"drained-{p}") for p in pids)
+    assert sorted(sup.exits()) == sorted(f"{p} drain" for p in pids)
+    assert not pid_file.exists()
+
+
+def test_drain_kills_children_past_the_graceful_timeout(start: Start) -> None:
+    sup = start(worker={"graceful_timeout": 1.0})
+    (sup.dir / "drain_seconds").write_text("60")
+    pids = sup.started(2)
+    began = time.monotonic()
+    sup.send(signal.SIGTERM)
+    assert sup.wait(6) == 0
+    assert 1.0 <= time.monotonic() - began < 4.0
+    assert all(sup.marked(f"draining-{p}") and not sup.marked(f"drained-{p}") for p in pids)
+    assert all(gone(p) for p in pids)
+
+
+def test_second_sigterm_stops_at_once(start: Start) -> None:
+    sup = start(worker={"graceful_timeout": 30.0})
+    (sup.dir / "drain_seconds").write_text("60")
+    pids = sup.started(2)
+    sup.send(signal.SIGTERM)
+    wait_until(lambda: all(sup.marked(f"draining-{p}") for p in pids), "children draining")
+    began = time.monotonic()
+    sup.send(signal.SIGTERM)
+    assert sup.wait(5) == 0
+    assert time.monotonic() - began < 3.0
+    assert not any(sup.marked(f"drained-{p}") for p in pids)
+    assert all(gone(p) for p in pids)
+
+
+def test_ctrl_c_on_the_process_group_drains(start: Start) -> None:
+    sup = start()
+    pids = sup.started(2)
+    os.killpg(sup.proc.pid, signal.SIGINT)  # what a terminal sends: children ignore it
+    assert sup.wait(10) == 0
+    assert all(sup.marked(f"drained-{p}") for p in pids)
+
+
+def test_sigquit_kills_children_without_a_drain(start: Start) -> None:
+    sup = start(worker={"graceful_timeout": 30.0})
+    pids = sup.started(2)
+    sup.send(signal.SIGQUIT)
+    assert sup.wait(5) == 0
+    assert not any(sup.marked(f"draining-{p}") for p in pids)
+    assert all(gone(p) for p in pids)
+
+
+def test_ttin_and_ttou_change_the_number_of_children(start: Start) -> None:
+    sup = start()
+    sup.started(2)
+    sup.send(signal.SIGTTIN)
+    three = sup.started(3)
+    for i in range(3):  # the third one must not go below one child
+        sup.send(signal.SIGTTOU)
+        sup.wait_log("received SIGTTOU", i + 1)
+    assert sup.log().count("scaling down to 1 children") == 2
+    oldest = sup.spawns()[0]
+    assert sup.started(1) == {oldest}
+    stopped = three - {oldest}
+    assert all(sup.marked(f"drained-{p}") for p in stopped)
+    assert sorted(sup.wait_exits(2)) == sorted(f"{p} scale down" for p in stopped)
+
+
+def test_sighup_reloads_the_config_and_rolls_children_one_at_a_time(start: Start) -> None:
+    sup = start()
+    old = sup.started(2)
+    write_config(sup.config, worker={"processes": 3})
+    sup.send(signal.SIGHUP)
+
+    def rolled() -> set[int]:
+        pids = sup.working()
+        return pids if len(pids) == 3 and not pids & old else set()
+
+    new = wait_until(rolled, "3 new children and no old one")
+    assert all(sup.marked(f"drained-{p}") for p in old)
+    assert sorted(sup.wait_exits(2)) == sorted(f"{p} reload" for p in old)
+    steps = re.findall(
+        r"(spawned child|stopping child \d+ \(slot \d+\): reload)",
+        sup.log().split("config reloaded")[1],
+    )
+    # Never more than one new child booting; an old one goes only after a new one is ready.
+    assert [s.split()[0] for s in steps] == [
+        "spawned",
+        "spawned",
+        "stopping",
+        "spawned",
+        "stopping",
+    ]
+    assert set(sup.spawns()[2:]) == new
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(start: Start) -> None:
+    sup = start()
+    pids = sup.started(2)
+    sup.config.write_text("[worker]\nprocesses = 'three'\n")
+    sup.send(signal.SIGHUP)
+    sup.wait_log("reload failed, keeping the current config")
+    assert "worker.processes" in sup.log()
+    assert sup.started(2) == pids
+    assert sup.exits() == []
+
+
+def test_hung_child_is_killed_and_replaced(start: Start) -> None:
+    sup = start(worker={"timeout": 1.0})
+    first = sup.started(2)
+    victim = min(first)
+    sup.touch(f"hang-{victim}")
+    sup.wait_gone(victim, timeout=5)
+    assert len(sup.started(2) - first) == 1
+    assert sup.exits() == [f"{victim} timeout"]
+
+
+def test_recycled_child_is_replaced_at_once_and_is_no_crash(start: Start) -> None:
+    # A crash would wait 30 s for its replacement, and the 2nd one would stop the supervisor.
+    sup = start(supervisor={"restart_backoff": 30.0, "restart_backoff_max": 30.0, "crash_limit": 1})
+    recycled = []
+    for _ in range(3):
+        victim = min(sup.started(2))
+        sup.touch(f"recycle-{victim}")
+        sup.wait_gone(victim)
+        recycled.append(victim)
+    sup.started(2)
+    assert sup.proc.poll() is None
+    assert sup.exits() == [f"{p} recycle" for p in recycled]
+
+
+def test_memory_backstop_terminates_children_far_over_the_limit(start: Start) -> None:
+    sup = start(worker={"max_memory_mb": 1})  # every child is far over 2 x 1 MiB
+    wait_until(lambda: sum(e.endswith(" memory") for e in sup.exits()) >= 3, "memory stops")
+    assert sup.proc.poll() is None  # stopping for memory is no crash
+
+
+def test_children_die_with_the_supervisor(start: Start) -> None:
+    sup = start()
+    pids = sup.started(2)
+    sup.proc.kill()
+    sup.proc.wait()
+    wait_until(lambda: all(gone(p) for p in pids), "orphaned children to exit")
+    assert all(sup.marked(f"drained-{p}") for p in pids)  # PR_SET_PDEATHSIG sent SIGTERM
+
+
+def test_notify_is_a_no_op_without_notify_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert systemd.notify("READY=1") is False
+
+
+def test_notify_sends_one_datagram(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sock = NotifySocket(str(tmp_path / "n.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "n.sock"))
+    try:
+        assert systemd.notify("READY=1", "STATUS=ok") is True
+        assert sock.sock.recv(100) == b"READY=1\nSTATUS=ok"
+    finally:
+        sock.close()
+
+
+def test_watchdog_interval_is_only_for_the_named_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "3000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert systemd.watchdog_interval() == 3.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert systemd.watchdog_interval() == 3.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert systemd.watchdog_interval() is None
+
+
+if __name__ == "__main__":
+    sys.exit(_supervisor_main(sys.argv[1], sys.argv[2]))

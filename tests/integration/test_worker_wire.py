@@ -1,0 +1,419 @@
+"""A worker child (in a thread) against the real RabbitMQ and Redis, checked on the wire as the
+Rune API, RTES and the archivist see it: reference rune-go-worker.md sections 1.1-1.5, 7 and 9.
+
+Every test starts its own worker under its own Redis prefix and filters what it reads by a fresh
+execution id, so messages left by another test cannot be mistaken for its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+from wire import (
+    COMPLETION,
+    DEAD,
+    EXCHANGE,
+    EXECUTION,
+    MIRROR,
+    NEXT_KEYS,
+    RUNE_QUEUES,
+    STATUS,
+    TAP,
+    Got,
+    JsonServer,
+    RunningWorker,
+    Wire,
+    check_published,
+    check_status,
+    drain_from,
+    edge,
+    master,
+    node,
+    node_statuses,
+    rabbit_queues,
+    running_worker,
+    vhost_of,
+    worker_connections,
+)
+
+pytestmark = pytest.mark.integration
+
+PARAMS = {"parameters"}
+SUCCESS = {"parameters", "output"}
+USED = {"all_used_input_keys", "used_inputs"}
+
+
+@pytest.fixture
+def worker(amqp_url: str, redis_url: str, redis_prefix: str) -> Iterator[RunningWorker]:
+    with running_worker(amqp_url, redis_url, redis_prefix) as rw:
+        yield rw
+
+
+@pytest.fixture
+def wire(amqp_url: str, worker: RunningWorker) -> Iterator[Wire]:
+    w = Wire(amqp_url)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def server() -> Iterator[JsonServer]:
+    srv = JsonServer()
+    yield srv
+    srv.close()
+
+
+def http(node_id: str, url: str) -> dict[str, Any]:
+    return node(node_id, "http", url=url, method="GET")
+
+
+def ran(wire: Wire, execution_id: str, node_id: str, used: bool = False) -> dict[str, Any]:
+    """The node ran once: running then success, in that order, each with exactly the keys of
+    reference 1.3 (`used`: the node read context keys, reported on success); returns success."""
+    statuses = node_statuses(wire, execution_id, node_id)
+    assert [s["status"] for s in statuses] == ["running", "success"], statuses
+    running, success = statuses
+    check_status(running, "running", PARAMS)
+    check_status(success, "success", SUCCESS | (USED if used else set()))
+    assert running["parameters"] == success["parameters"]
+    assert running["executed_at"] <= success["executed_at"]
+    return success
+
+
+def nodes_with_status(wire: Wire, execution_id: str) -> set[str]:
+    return {g.body["node_id"] for g in wire.statuses(execution_id)}
+
+
+# -- reference section 7 scenarios ---------------------------------------------------------------
+
+
+def test_http_get_to_a_local_server(wire: Wire, server: JsonServer) -> None:
+    """Scenario 1: running + success with the response as output; completion `completed`."""
+    m = master([http("fetch", f"{server.url}/uuid")], [], current="fetch")
+    wire.publish_api(m)
+    done = wire.completion(m["execution_id"])
+    success = ran(wire, m["execution_id"], "fetch")
+    assert success["parameters"] == {"url": f"{server.url}/uuid", "method": "GET"}
+    out = success["output"]
+    assert set(out) == {"status", "status_text", "body", "headers", "duration_ms"}
+    assert (out["status"], out["status_text"]) == (200, "200 OK")
+    assert out["body"] == {"uuid": server.uuid, "path": "/uuid"}
+    assert type(out["duration_ms"]) is int
+    assert (done["workflow_id"], done["status"]) == ("42", "completed")
+    assert done["final_context"] == {"$fetch": out}
+    assert [h.path for h in server.hits] == ["/uuid"]
+    wire.no_second_completion(m["execution_id"], settle=0)
+
+
+def conditional_workflow(url: str, value: bool) -> dict[str, Any]:
+    cond = node(
+        "cond",
+        "conditional",
+        "UseGoogle",
+        expression="$useGoogle == true",
+        true_edge_id="e_true",
+        false_edge_id="e_false",
+    )
+    nodes = [
+        node("trigger", "ManualTrigger", "Start"),
+        cond,
+        http("google", f"{url}/google"),
+        http("bing", f"{url}/bing"),
+    ]
+    edges = [
+        edge("trigger", "cond"),
+        {**edge("cond", "google", "e_true"), "label": "true"},
+        {**edge("cond", "bing", "e_false"), "label": "false"},
+    ]
+    return master(nodes, edges, {"$useGoogle": value}, current="cond")
+
+
+@pytest.mark.parametrize(
+    ("value", "taken", "skipped"), [(True, "google", "bing"), (False, "bing", "google")]
+)
+def test_conditional_follows_one_edge(
+    wire: Wire, server: JsonServer, value: bool, taken: str, skipped: str
+) -> None:
+    """Scenarios 2 and 3: only the node on the edge the condition picks runs."""
+    m = conditional_workflow(server.url, value)
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    assert wire.completion(eid)["status"] == "completed"
+    cond = ran(wire, eid, "cond", used=True)
+    assert cond["output"]["result"] is value
+    assert cond["all_used_input_keys"] == ["$useGoogle"]
+    assert cond["used_inputs"] == {"$useGoogle": value}
+    assert cond["node_name"] == "UseGoogle"
+    ran(wire, eid, taken)
+    assert nodes_with_status(wire, eid) == {"cond", taken}
+    assert [h.path for h in server.hits] == [f"/{taken}"]
+    # The next message the worker published for the taken node (reference 1.2).
+    nxt = [g for g in wire.of(TAP, eid) if g.body.get("is_worker_initiated") is True]
+    assert len(nxt) == 1
+    check_published(nxt[0])
+    body = nxt[0].body
+    assert set(body) == NEXT_KEYS
+    assert (body["current_node"], body["from_node"]) == (taken, "cond")
+    assert type(body["workflow_version"]) is int and body["workflow_version"] == 3
+    assert type(body["workflow_version_id"]) is int and body["workflow_version_id"] == 17
+    assert body["workflow_definition"] == m["workflow_definition"]  # unknown keys kept
+    assert body["accumulated_context"] == {"$useGoogle": value, "$UseGoogle": cond["output"]}
+    assert (body["workflow_id"], body["execution_id"]) == ("42", eid)
+
+
+def test_switch_routes_to_the_matching_or_fallback_node(wire: Wire, server: JsonServer) -> None:
+    """Scenario 11: switch on $target; google, yahoo, bing and anything else (fallback)."""
+    rules = [
+        {"value": "$target", "operator": "==", "compare": t} for t in ("google", "yahoo", "bing")
+    ]
+    routes = ["e_google", "e_yahoo", "e_bing", "e_other"]
+    targets = ["google", "yahoo", "bing", "other"]
+    nodes = [node("route", "switch", "Route", rules=rules, routes=routes)]
+    nodes += [http(t, f"{server.url}/{t}") for t in targets]
+    edges = [edge("route", t, f"e_{t}") for t in targets]
+    messages = {
+        t: master(nodes, edges, {"$target": t if t != "other" else "altavista"}, "route")
+        for t in targets
+    }
+    for m in messages.values():
+        wire.publish_api(m)
+    for target, m in messages.items():
+        eid = m["execution_id"]
+        assert wire.completion(eid)["status"] == "completed"
+        route = ran(wire, eid, "route", used=True)
+        assert route["output"]["output_index"] == targets.index(target)
+        assert route["all_used_input_keys"] == ["$target"]
+        assert route["used_inputs"] == m["accumulated_context"]
+        ran(wire, eid, target)
+        assert nodes_with_status(wire, eid) == {"route", target}
+    assert sorted(h.path for h in server.hits) == sorted(f"/{t}" for t in targets)
+
+
+def log_chain() -> dict[str, Any]:
+    return master(
+        [node("trigger", "ManualTrigger", "Start"), node("say", "log", "Say", message="hi")],
+        [edge("trigger", "say")],
+    )
+
+
+def test_messages_published_through_the_exchange_all_complete(wire: Wire) -> None:
+    """Scenario 19: 1 and then 5 messages via `workflows` / `workflow.execution`."""
+    for count in (1, 5):
+        batch = [log_chain() for _ in range(count)]
+        for m in batch:
+            wire.publish_exchange(m)
+        for m in batch:
+            done = wire.completion(m["execution_id"])
+            assert done["status"] == "completed"
+            assert done["final_context"]["$Say"]["message"] == "hi"
+            ran(wire, m["execution_id"], "say")
+
+
+def test_master_message_is_mirrored_unchanged_with_credentials_masked(
+    wire: Wire, server: JsonServer
+) -> None:
+    """Scenario 26: the master message appears on workflow.worker.initiated, identical but for
+    credential values; no message the worker publishes for RTES carries the secret."""
+    secret = "s3cret-token-value"
+    call = http("call", f"{server.url}/private")
+    call["credentials"] = {"id": "c1", "name": "tok", "type": "token", "values": {"token": secret}}
+    cond = node("cond", "conditional", "Always", expression="true", true_edge_id="e_t")
+    plain = master([cond], [], current="cond")
+    creds = master([cond, call], [edge("cond", "call", "e_t")], current="cond")
+    for m in (plain, creds):
+        wire.publish_api(m)
+    for m in (plain, creds):
+        wire.completion(m["execution_id"])
+    wire.drain()
+    mirrored = wire.of(MIRROR, plain["execution_id"])
+    assert len(mirrored) == 1
+    check_published(mirrored[0])
+    assert mirrored[0].body == plain
+    masked = json.loads(json.dumps(creds))
+    masked["workflow_definition"]["nodes"][1]["credentials"]["values"] = {"token": "***"}
+    mirrored = wire.of(MIRROR, creds["execution_id"])
+    assert [g.body for g in mirrored] == [masked]
+    assert server.hits[0].headers["Authorization"] == f"Bearer {secret}"  # the node had it
+    for queue in (STATUS, COMPLETION, MIRROR):
+        for got in wire.of(queue, creds["execution_id"]):
+            assert secret.encode() not in got.raw, (queue, got.raw)
+    ran(wire, creds["execution_id"], "call")
+
+
+# -- exactly one completion -----------------------------------------------------------------
+
+
+def test_fan_out_to_four_leaves_completes_once(wire: Wire) -> None:
+    leaves = [f"leaf{i}" for i in range(1, 5)]
+    nodes = [node("trigger", "ManualTrigger", "Start")]
+    nodes += [node(leaf, "log", message=f"I am {leaf}") for leaf in leaves]
+    m = master(nodes, [edge("trigger", leaf) for leaf in leaves])
+    wire.publish_api(m)
+    done = wire.completion(m["execution_id"])
+    wire.no_second_completion(m["execution_id"])
+    assert done["status"] == "completed"
+    assert set(done["final_context"]) == {f"${leaf}" for leaf in leaves}
+    for leaf in leaves:
+        out = ran(wire, m["execution_id"], leaf)["output"]
+        assert done["final_context"][f"${leaf}"] == out
+        assert out["message"] == f"I am {leaf}"
+
+
+def test_diamond_without_merge_completes_once(wire: Wire) -> None:
+    nodes = [node(n, "log", message=f"step {n}") for n in "ABCD"]
+    edges = [edge("A", "B"), edge("A", "C"), edge("B", "D"), edge("C", "D")]
+    m = master(nodes, edges, current="A")
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    done = wire.completion(eid)
+    wire.no_second_completion(eid)
+    assert done["status"] == "completed"
+    assert set(done["final_context"]) == {"$A", "$B", "$C", "$D"}
+    for n in "ABC":
+        assert done["final_context"][f"${n}"] == ran(wire, eid, n)["output"]
+    d = node_statuses(wire, eid, "D")  # D runs once per incoming branch
+    assert sorted(s["status"] for s in d) == ["running", "running", "success", "success"]
+    assert done["final_context"]["$D"]["message"] == "step D"
+
+
+# -- topology --------------------------------------------------------------------------------
+
+
+def test_topology_is_compatible_with_the_api_and_rtes(amqp_url: str, worker: RunningWorker) -> None:
+    queues = rabbit_queues(vhost_of(amqp_url))
+    for name in (*RUNE_QUEUES, DEAD):
+        q = queues[name]
+        assert (q["durable"], q["auto_delete"]) == (True, False), q
+        assert not q["arguments"], q
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)  # as RTES does
+        for name in (*RUNE_QUEUES, DEAD):
+            ch.queue_declare(name, passive=True)
+            ch.queue_declare(name, durable=True)  # as the API and RTES do: no arguments
+    finally:
+        conn.close()
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def wait_dead_letters(wire: Wire, marker: str) -> list[Got]:
+    """The dead-letter copies whose body contains `marker`, once there is one."""
+
+    def found() -> list[Got]:
+        return [g for g in wire.got[DEAD] if marker.encode() in g.raw]
+
+    wire.wait(f"a dead letter containing {marker}", lambda: bool(found()))
+    return found()
+
+
+def execution_depth(amqp_url: str) -> int:
+    return int(rabbit_queues(vhost_of(amqp_url))[EXECUTION]["messages"])  # ready + unacked
+
+
+def test_bad_input_is_failed_and_dead_lettered_without_a_crash(
+    amqp_url: str, worker: RunningWorker, wire: Wire
+) -> None:
+    marker = f"garbage-{time.monotonic_ns()}"
+    wire.publish_api(b'{"workflow_id": "' + marker.encode() + b'", ')
+    ghost = master([node("a", "log", message="x")], [], current="ghost")
+    alien = master([node("t", "teleport", "Beam", to="mars")], [], current="t")
+    loop = master(
+        [node("a", "log", message="a"), node("b", "log", message="b")],
+        [edge("a", "b"), edge("b", "a")],
+        current="a",
+    )
+    for m in (ghost, alien, loop):
+        wire.publish_api(m)
+    good = log_chain()
+    wire.publish_api(good)
+    assert wire.completion(good["execution_id"])["status"] == "completed"
+    expected = {
+        ghost["execution_id"]: "ghost",
+        alien["execution_id"]: "teleport",
+        loop["execution_id"]: "cycle",
+    }
+    for eid, word in expected.items():
+        done = wire.completion(eid)
+        assert done["status"] == "failed" and word in done["failure_reason"], done
+        [copy] = wait_dead_letters(wire, eid)
+        assert word in copy.headers["x-runeworker-reason"], copy.headers
+        assert copy.headers["x-runeworker-queue"] == EXECUTION
+        statuses = [g.body for g in wire.statuses(eid)]
+        assert [s["status"] for s in statuses] == ["failed"], statuses
+        st = statuses[0]
+        # parameters are omitted when empty (reference 1.3): only the alien node has some
+        check_status(
+            st, "failed", {"error", "parameters"} if eid == alien["execution_id"] else {"error"}
+        )
+        assert word in st["error"]["message"], st
+        assert st["node_id"] == {"ghost": "ghost", "teleport": "t", "cycle": "a"}[word]
+        if word != "teleport":
+            assert st["error"]["code"] == "NODE_EXECUTION_FAILED" and set(st["error"]) == {
+                "message",
+                "code",
+            }
+    creation = wire.statuses(alien["execution_id"])[0].body["error"]
+    assert creation == {
+        "message": "failed to create node of type teleport",
+        "code": "NODE_CREATION_FAILED",
+        "details": {"error": "node type teleport not registered"},
+    }
+    [copy] = wait_dead_letters(wire, marker)
+    assert copy.raw == b'{"workflow_id": "' + marker.encode() + b'", '
+    assert "decode" in copy.headers["x-runeworker-reason"]
+    assert worker.thread.is_alive()
+    assert execution_depth(amqp_url) == 0  # every original was acked, none is requeued
+
+
+# -- heartbeats and the running status -----------------------------------------------------
+
+
+def test_slow_http_node_outlasts_the_heartbeat(
+    amqp_url: str, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 5 s request with a 1 s heartbeat: same connection throughout, one completion, and
+    the `running` status was on the status queue while the request was in flight."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    vhost = vhost_of(amqp_url)
+    with running_worker(amqp_url, redis_url, redis_prefix, **{"broker.heartbeat": 1}) as rw:
+        connections = worker_connections(vhost)
+        assert [timeout for _name, timeout in connections] == [1]  # negotiated: 1 s
+        wire = Wire(amqp_url)
+        arrived = threading.Event()
+
+        def before(_path: str) -> None:
+            drain_from(amqp_url, wire, STATUS)  # what RTES can read while the request waits
+            arrived.set()
+            time.sleep(5)  # the slow server is the point of the test
+
+        server = JsonServer(before)
+        try:
+            m = master([http("slow", f"{server.url}/slow")], [], current="slow")
+            eid = m["execution_id"]
+            wire.publish_api(m)
+            assert arrived.wait(15), "the http node never called the server"
+            seen = [s.body["status"] for s in wire.statuses(eid)]
+            assert seen == ["running"], seen
+            done = wire.completion(eid, timeout=20)
+            assert done["status"] == "completed"
+            assert done["final_context"]["$slow"]["body"]["path"] == "/slow"
+            ran(wire, eid, "slow")
+            wire.no_second_completion(eid)
+            assert [h.path for h in server.hits] == ["/slow"]  # not retried, not redelivered
+            assert rw.thread.is_alive()
+            assert worker_connections(vhost) == connections
+        finally:
+            server.close()
+            wire.close()
+    lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
+    assert lost == []

@@ -1,0 +1,226 @@
+"""The embedded runner: `LocalRunner` in process, and `runeworker run` as a real subprocess."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.commands.files import example_names
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.state import MemoryStore
+from runeworker.errors import WorkflowError
+
+COMPLETION_KEYS = {"workflow_id", "execution_id", "status", "final_context", "completed_at"}
+COMPLETION_KEYS |= {"total_duration_ms"}
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@node("runner.pair")
+def _pair(ctx: NodeContext) -> dict[str, Any]:
+    return {"pair": (1, 2)}
+
+
+@node("runner.kind")
+def _kind(ctx: NodeContext) -> dict[str, Any]:
+    return {"kind": type(ctx.context["$Pair"]["pair"]).__name__}
+
+
+def definition(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]]) -> bytes:
+    edge_list = [{"id": i, "src": s, "dst": d} for i, s, d in edges]
+    return msgspec.json.encode({"nodes": nodes, "edges": edge_list})
+
+
+def log(node_id: str, name: str, message: str) -> dict[str, Any]:
+    return {"id": node_id, "name": name, "type": "log", "parameters": {"message": message}}
+
+
+def ok(*names: str) -> list[tuple[str, str]]:
+    return [(name, st) for name in names for st in ("running", "success")]
+
+
+def run_local(
+    defn: bytes, inputs: dict[str, Any] | None = None
+) -> tuple[list[NodeStatusMessage], CompletionMessage | None]:
+    statuses: list[NodeStatusMessage] = []
+    done = LocalRunner(on_status=statuses.append).run(start_message(defn, inputs))
+    return statuses, done
+
+
+HELLO = resources.files("runeworker.examples").joinpath("hello.json").read_bytes()
+TRIGGER = {"id": "trigger", "name": "Start", "type": "ManualTrigger", "trigger": True}
+
+
+# -- LocalRunner ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("age", "last", "message"),
+    [(36, "Welcome", "Welcome aboard, Hello, Ada! You are 36."),
+     (12, "ComeBackLater", "Come back in a few years, Ada.")],
+)  # fmt: skip
+def test_local_runner_runs_hello(age: int, last: str, message: str) -> None:
+    inputs = {"name": "Ada", "age": age}
+    statuses, done = run_local(HELLO, inputs)
+    assert [(s.node_name, s.status) for s in statuses] == ok("Greet", "IsAdult", last)
+    assert done is not None and done.status == "completed"
+    assert done.workflow_id == "local" and UUID4.match(done.execution_id)
+    assert {s.execution_id for s in statuses} == {done.execution_id}
+    final = done.final_context
+    assert set(final) == {"$input", "$trigger", "$Greet", "$IsAdult", "$" + last}
+    assert (final["$input"], final["$trigger"]) == (inputs, inputs)
+    assert final["$Greet"]["message"] == f"Hello, Ada! You are {age}."
+    assert final["$IsAdult"] == {"result": age >= 18, "expression": f"{age} >= 18"}
+    assert final["$" + last]["message"] == message
+
+
+def test_start_message() -> None:
+    msg = start_message(HELLO, {"a": 1}, workflow_id="wf-9", execution_id="ex-9")
+    assert (msg.workflow_id, msg.execution_id, msg.current_node) == ("wf-9", "ex-9", "trigger")
+    assert msg.accumulated_context == {"$input": {"a": 1}, "$trigger": {"a": 1}}
+    assert bytes(msg.workflow_definition) == HELLO
+    assert msg.from_node is msgspec.UNSET and msg.branch_token is msgspec.UNSET
+    assert start_message(HELLO).accumulated_context == {}
+
+
+def test_without_trigger_the_root_node_runs_first() -> None:
+    defn = definition([log("b", "B", "two"), log("a", "A", "one")], [("e1", "a", "b")])
+    assert start_message(defn).current_node == "a"
+    statuses, done = run_local(defn)
+    assert [(s.node_name, s.status) for s in statuses] == ok("A", "B")
+    assert done is not None and set(done.final_context) == {"$A", "$B"}
+
+
+def test_no_start_node_is_an_error() -> None:
+    defn = definition(
+        [log("a", "A", "x"), log("b", "B", "y")], [("e1", "a", "b"), ("e2", "b", "a")]
+    )
+    with pytest.raises(WorkflowError, match=r"^workflow has no trigger node and no start node$"):
+        start_message(defn)
+
+
+def test_steps_go_through_the_wire_encoding() -> None:
+    nodes: list[dict[str, Any]] = [TRIGGER, {"id": "p", "name": "Pair", "type": "runner.pair"},
+             {"id": "k", "name": "Kind", "type": "runner.kind"}]  # fmt: skip
+    _, done = run_local(definition(nodes, [("e1", "trigger", "p"), ("e2", "p", "k")]))
+    assert done is not None
+    assert done.final_context == {"$Pair": {"pair": [1, 2]}, "$Kind": {"kind": "list"}}
+
+
+def test_runner_uses_the_given_executor() -> None:
+    nodes = [log(f"n{i}", f"N{i}", "x") for i in range(4)]
+    edges = [(f"e{i}", f"n{i}", f"n{i + 1}") for i in range(3)]
+    runner = LocalRunner(Executor(MemoryStore(), max_steps=2))
+    done = runner.run(start_message(definition(nodes, edges)))
+    assert done is not None
+    limit = "node N2 (n2) failed: execution exceeded the maximum of 2 steps"
+    assert (done.status, done.failure_reason) == ("failed", limit)
+
+
+def test_runner_returns_none_without_completion() -> None:
+    executor = Executor(MemoryStore())
+    start = start_message(definition([log("a", "A", "x")], []), execution_id="ex-1")
+    assert LocalRunner(executor).run(start) is not None
+    stray = msgspec.structs.replace(start, branch_token="unknown")  # not a live branch
+    assert LocalRunner(executor).run(stray) is None
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runeworker", "run", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def lines(out: str) -> list[str]:
+    return out.rstrip("\n").split("\n")
+
+
+COMPLETED_LINE = re.compile(r"^workflow completed in \d+ ms$")
+
+
+@pytest.mark.parametrize("name", example_names())
+def test_every_example_runs(name: str, tmp_path: Path) -> None:
+    proc = cli(name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    *statuses, last = lines(proc.stdout)
+    assert COMPLETED_LINE.match(last), last
+    seen = [line.split()[2] for line in statuses]
+    assert seen and set(seen) <= {"running", "success", "failed"}
+    assert seen.count("running") == len(seen) - seen.count("running")  # one end per start
+
+
+def test_json_prints_wire_messages(tmp_path: Path) -> None:
+    proc = cli("hello", "--json", "--input", '{"name": "Bo", "age": 40}', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    *statuses, last = [msgspec.json.decode(line) for line in lines(proc.stdout)]
+    trail = [(s["node_name"], s["status"]) for s in statuses]
+    assert trail == ok("Greet", "IsAdult", "Welcome")
+    assert set(last) == COMPLETION_KEYS
+    assert last["status"] == "completed"
+    assert {s["execution_id"] for s in statuses} == {last["execution_id"]}
+    assert last["final_context"]["$Greet"]["message"] == "Hello, Bo! You are 40."
+
+
+@pytest.fixture
+def greet_file(tmp_path: Path) -> Path:
+    path = tmp_path / "greet.json"
+    nodes = [TRIGGER, log("greet", "Greet", "Hello {{ $input.name }}")]
+    path.write_bytes(definition(nodes, [("e1", "trigger", "greet")]))
+    return path
+
+
+def test_halted_workflow_exits_1(greet_file: Path) -> None:
+    proc = cli(str(greet_file), cwd=greet_file.parent)
+    assert proc.returncode == 1, proc.stderr
+    reason = ("node Greet (greet) failed: parameter 'message': reference $input.name: "
+              "node 'input' not found in context")  # fmt: skip
+    assert re.fullmatch(rf"workflow halted in \d+ ms: {re.escape(reason)}", lines(proc.stdout)[-1])
+    assert [line.split()[1:3] for line in lines(proc.stdout)[:-1]] == [
+        ["Greet", "running"], ["Greet", "failed"]]  # fmt: skip
+
+
+def test_input_from_file(greet_file: Path) -> None:
+    (greet_file.parent / "input.json").write_text('{"name": "Cy"}')
+    proc = cli(str(greet_file), "--input", "@input.json", cwd=greet_file.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert COMPLETED_LINE.match(lines(proc.stdout)[-1])
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [(["--input", "{x"], "error: --input is not valid JSON: "),
+     (["--input", "[1]"], "error: --input must be a JSON object\n")],
+)  # fmt: skip
+def test_bad_input_exits_2(args: list[str], error: str, greet_file: Path) -> None:
+    proc = cli(str(greet_file), *args, cwd=greet_file.parent)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith(error), proc.stderr
+
+
+def test_missing_workflow_exits_2(tmp_path: Path) -> None:
+    proc = cli(str(tmp_path / "missing.json"), cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    expected = f"error: no such workflow file or example: {tmp_path / 'missing.json'} (examples: "
+    assert proc.stderr.startswith(expected), proc.stderr
+
+
+def test_cycle_exits_2_naming_the_cycle(tmp_path: Path) -> None:
+    path = tmp_path / "loop.json"
+    nodes = [log("a", "A", "x"), log("b", "B", "y")]
+    path.write_bytes(definition(nodes, [("e1", "a", "b"), ("e2", "b", "a")]))
+    proc = cli(str(path), cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")  # nothing ran
+    assert "invalid workflow: cycle: a -> b -> a\n" in proc.stderr
