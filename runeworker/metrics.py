@@ -282,7 +282,7 @@ class MetricsServer:
         self._rss = rss
         self._httpd: _HTTPServer | None = None
         # Hooks cannot be removed, so one per server; it is a no-op once the server stopped.
-        pass
+        os.register_at_fork(after_in_child=self._forget_after_fork)
         self._registry = CollectorRegistry()
         try:
             multiprocess.MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
