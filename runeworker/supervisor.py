@@ -244,6 +244,8 @@ class Supervisor:
     # --- reaping and restarting ---------------------------------------------------------------
 
     def _reap(self) -> None:
+        # waitpid(-1) also reaps processes a hook may have started: hooks must not rely on
+        # waiting for their own subprocesses.
         for pid, status in reaped():
             self._child_exited(pid, status)
 
@@ -382,7 +384,8 @@ class Supervisor:
     def _teardown(self) -> None:
         for child in self.children:  # only left after an error in the loop: no orphans
             self.children.kill(child, "stop")
-            self._child_exited(child.pid, os.waitpid(child.pid, 0)[1])
+            with contextlib.suppress(ChildProcessError):
+                self._child_exited(child.pid, os.waitpid(child.pid, 0)[1])
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         for fd in self._pipe:

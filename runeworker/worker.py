@@ -25,6 +25,7 @@ from runeworker.amqp import (
     Broker,
     Delivery,
 )
+from runeworker.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
 from runeworker.config import Config, mask_url, to_node_settings
 from runeworker.engine.executor import Executor, StepResult
 from runeworker.engine.messages import (
@@ -41,9 +42,6 @@ from runeworker.stepper import Stepper
 
 log = logging.getLogger("runeworker.worker")
 
-EXIT_OK = 0
-EXIT_BOOT_FAILED = 3
-EXIT_RECYCLE = 4
 _BOOT_ATTEMPTS = 5
 
 
@@ -86,6 +84,8 @@ class Worker:
         self._beat(ChildState.BOOTING)
         if not self._boot():
             return EXIT_BOOT_FAILED
+        metrics.prime(queues=[self.cfg.broker.queue, self.cfg.broker.resume_queue],
+                      node_types=self.executor.specs)
         self._beat(ChildState.READY)
         delay = self.cfg.broker.retry_delay
         while not self.stopping:

@@ -32,6 +32,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    metrics.prime()
     from runeworker.redis_state import RedisStore
     from runeworker.supervisor import Supervisor, SupervisorHooks
     from runeworker.worker import child_main
