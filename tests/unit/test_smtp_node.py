@@ -1,6 +1,7 @@
 """The smtp node against a real local SMTP server (aiosmtpd on loopback, trustme certificates).
 
-The resolver masks secret credential values (not host, port or username): error texts name the server.
+The resolver masks secret credential values (not host, port or username),
+so error texts name the server.
 """
 
 from __future__ import annotations
@@ -312,7 +313,8 @@ def test_refused_auth_names_the_reason_and_masks_the_password(start_server: Star
     creds = {"host": "127.0.0.1", "port": port, "username": USER, "password": wrong}
     text = failure(BASIC, creds)
     assert text == (
-        f"failed to send email: authentication refused by 127.0.0.1:{port}: 535 5.7.8 bad password ***"
+        f"failed to send email: authentication refused by 127.0.0.1:{port}: "
+        "535 5.7.8 bad password ***"
     )
     assert wrong not in text
     assert recorder.deliveries == []
@@ -403,7 +405,8 @@ def test_timeout_when_the_server_never_answers() -> None:
         started = time.monotonic()
         text = failure(BASIC, {"host": "127.0.0.1", "port": port}, timeout=0.3)
         elapsed = time.monotonic() - started
-    assert text == f"failed to send email: connection to 127.0.0.1:{port} timed out after 0.3 seconds"
+    expected = f"failed to send email: connection to 127.0.0.1:{port} timed out after 0.3 seconds"
+    assert text == expected
     assert 0.3 <= elapsed < 5
 
 
