@@ -47,6 +47,7 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max: AtLeast1 = 32
     dead_letter_queue: NonEmpty = "runeworker.dead-letter"
     max_deliveries: AtLeast1 = 3
+    max_message_bytes: AtLeast0 = 16 * 1024 * 1024  # larger deliveries are dead-lettered; 0 = any
 
 
 class RedisConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -142,7 +143,6 @@ CONFIG_ENV_VAR = "RUNEWORKER_CONFIG"
 COMMAND_LINE = "command line"
 
 _Layer = dict[str, tuple[Any, str]]  # dotted key -> (typed value, source that set it)
-
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
 
 

@@ -1,11 +1,14 @@
 """Node registry: built-ins register with `@node("type")`; installed distributions add node
 types through the `runeworker.nodes` entry-point group (each entry point names a module or a
-function decorated with `@node`, loading it is enough to register)."""
+function decorated with `@node`, loading it is enough to register). Modules named in the
+`RUNEWORKER_EXTRA_NODE_MODULES` environment variable (comma-separated, importable from
+`sys.path`) are imported too: local node modules without packaging."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from runeworker.engine.state import StateStore
 
 ENTRY_POINT_GROUP = "runeworker.nodes"
+EXTRA_MODULES_ENV = "RUNEWORKER_EXTRA_NODE_MODULES"
 BUILTIN_PACKAGE = "runeworker.nodes"
 # Trigger types start a workflow; they are never executed (the API starts their successors).
 TRIGGER_TYPES = frozenset({"ManualTrigger", "ScheduledTrigger", "webhook"})
@@ -102,7 +106,8 @@ def node(
 
 
 def load() -> dict[str, NodeSpec]:
-    """Import the built-in node modules and every installed `runeworker.nodes` entry point."""
+    """Import the built-in node modules, every installed `runeworker.nodes` entry point and
+    the modules named in $RUNEWORKER_EXTRA_NODE_MODULES."""
     global _loaded
     if not _loaded:
         _loaded = True
@@ -115,7 +120,17 @@ def load() -> dict[str, NodeSpec]:
                 ep.load()
             except Exception as exc:  # a broken plugin must not take the worker down
                 log.error("cannot load node plugin %s (%s): %s", ep.name, ep.value, exc)
+        for name in os.environ.get(EXTRA_MODULES_ENV, "").split(","):
+            if name.strip():
+                _import_extra(name.strip())
     return _REGISTRY
+
+
+def _import_extra(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # same rule as a broken plugin
+        log.error("cannot import node module %s named in %s: %s", name, EXTRA_MODULES_ENV, exc)
 
 
 def get(type_: str) -> NodeSpec | None:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from runeworker.engine.executor import Executor, StepResult
-from runeworker.engine.messages import NodeExecutionMessage, peek_ids
+from runeworker.engine.messages import Ids, NodeExecutionMessage
 
 
 @dataclass
@@ -22,7 +24,7 @@ def reject(
 ) -> Rejection:
     """Fail the execution `body` belongs to, if its ids can be read."""
     if msg is None:
-        ids = peek_ids(body)
+        ids = identify(body)
         if ids is None:
             return Rejection(reason, None)
         msg = NodeExecutionMessage(
@@ -34,3 +36,67 @@ def reject(
             branch_token=ids.branch_token or msgspec.UNSET,
         )
     return Rejection(reason, executor.fail(msg, reason))
+
+
+class _Loose(msgspec.Struct):
+    """The id keys with any JSON type: a wrong type in one key (`"current_node": null`) must
+    not hide the others."""
+
+    workflow_id: Any = None
+    execution_id: Any = None
+    current_node: Any = None
+    branch_token: Any = None
+
+
+_loose_decoder = msgspec.json.Decoder(_Loose)
+# A JSON string (escapes included) or a bracket; strings are matched whole so that brackets
+# inside them are not counted.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def identify(body: bytes) -> Ids | None:
+    """The ids of a message that failed to decode, or None when the execution cannot be
+    identified (not a JSON object, or workflow_id / execution_id missing or not strings).
+
+    A message nested too deeply for the JSON decoder (e.g. in `accumulated_context`) is read
+    again with everything below its top level blanked out, so that its ids still count."""
+    try:
+        loose = _loose_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+    except RecursionError:
+        try:
+            loose = _loose_decoder.decode(shallow(body))
+        except (msgspec.DecodeError, RecursionError):
+            return None
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    ids = Ids(
+        text(loose.workflow_id),
+        text(loose.execution_id),
+        text(loose.current_node),
+        text(loose.branch_token),
+    )
+    return ids if ids.workflow_id and ids.execution_id else None
+
+
+def shallow(data: bytes) -> bytes:
+    """`data` with every array or object below the top level replaced by `null`. Linear and
+    without recursion, whatever the depth; malformed input gives malformed output."""
+    out = bytearray()
+    depth = kept = 0
+    for m in _TOKENS.finditer(data):
+        token = m.group()
+        if token[0] == ord('"'):
+            continue
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth == 2:
+                out += data[kept : m.start()] + b"null"
+        else:
+            depth -= 1
+            if depth == 1:
+                kept = m.end()
+    return bytes(out + data[kept:])

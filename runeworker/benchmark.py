@@ -1,0 +1,298 @@
+"""`runeworker bench`: runeworker against the bare pika floor, side by side, on one broker.
+
+A measurement publishes N workflows of K cheap nodes (log and conditional alternating, a
+chain) and waits for the N completions, twice per contender: all N at once (throughput,
+CPU, RSS) and then a few one at a time (latency at low load). The contenders are
+`runeworker serve` started as a subprocess (P children, prefetch X, a queue of the bench's
+own) and the floor of `runeworker.bench_floor`, fed with messages of the sizes runeworker's
+messages have at every step (measured by running the workflow once in this process).
+
+Latency of node k is the `executed_at` of its success status minus that of node k-1 (the
+next message is committed together with k-1's success), and for the first node minus the
+bench's publish time. The floor stamps its statuses the same way.
+
+The bench consumes the status, completion and mirror queues of the vhost it is pointed at:
+run it in a vhost of its own (see deploy/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from runeworker.bench_floor import FloorSizes
+from runeworker.engine.executor import Executor
+from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
+from runeworker.engine.state import MemoryStore
+
+_PERSISTENT = 2
+MS = 1e-6  # nanoseconds -> milliseconds
+
+
+class BenchError(Exception):
+    """The bench cannot run or its contender did not finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """One point of the bench: what to publish and how the contenders are sized."""
+
+    workflows: int = 200
+    nodes: int = 10
+    processes: int = 1
+    prefetch: int = 10
+    context_bytes: int = 1024
+    latency_workflows: int = 20
+    timeout: float = 300.0
+
+
+# -- the workload ------------------------------------------------------------------------------
+
+
+def chain_definition(nodes: int) -> bytes:
+    """K nodes n1..nK in a chain: odd ones `log`, even ones `conditional` on the previous
+    log's level (true -> the next node; false would end the branch early and the counts
+    would show it)."""
+    defs: list[dict[str, Any]] = []
+    edges: list[dict[str, str]] = []
+    for k in range(1, nodes + 1):
+        nxt = f"e{k}" if k < nodes else ""
+        if k % 2:
+            params: dict[str, Any] = {"message": f"step {k} of {{{{ $input.run }}}}"}
+            defs.append({"id": f"n{k}", "name": f"n{k}", "type": "log", "parameters": params})
+        else:
+            params = {"expression": f"$n{k - 1}.level == 'info'", "true_edge_id": nxt,
+                      "false_edge_id": ""}  # fmt: skip
+            defs.append({"id": f"n{k}", "name": f"n{k}", "type": "conditional",
+                         "parameters": params})  # fmt: skip
+        if nxt:
+            edges.append({"id": nxt, "src": f"n{k}", "dst": f"n{k + 1}"})
+    return msgspec.json.encode({"nodes": defs, "edges": edges})
+
+
+def make_context(nbytes: int) -> dict[str, Any]:
+    """`$input` of about `nbytes` of JSON, as records (a realistic shape to decode, unlike
+    one long string)."""
+    records = []
+    size = 40
+    while size < nbytes:
+        i = len(records)
+        record = {"id": i, "name": f"customer-{i:06d}", "score": i * 0.5, "tags": ["a", "b"]}
+        records.append(record)
+        size += 70
+    return {"$input": {"run": "bench", "records": records}}
+
+
+@dataclass
+class Workload:
+    """The workflow, its start context and the sizes of its messages at every step."""
+
+    nodes: int
+    definition: bytes
+    context: dict[str, Any]
+    sizes: FloorSizes
+
+    @classmethod
+    def build(cls, nodes: int, context_bytes: int) -> Workload:
+        definition = chain_definition(nodes)
+        context = make_context(context_bytes)
+        return cls(nodes, definition, context, _measure_sizes(definition, context, nodes))
+
+    def start(self, execution_id: str) -> bytes:
+        """The start message as the Rune API sends it, at the first node."""
+        return encode(_start(self.definition, self.context, execution_id))
+
+
+def _start(definition: bytes, context: dict[str, Any], execution_id: str) -> NodeExecutionMessage:
+    return NodeExecutionMessage(
+        workflow_id="bench",
+        execution_id=execution_id,
+        current_node="n1",
+        workflow_definition=msgspec.Raw(definition),
+        accumulated_context=context,
+    )
+
+
+def _measure_sizes(definition: bytes, context: dict[str, Any], nodes: int) -> FloorSizes:
+    """Run one workflow in this process and record the size of every message it publishes."""
+    executor = Executor(MemoryStore())
+    body = encode(_start(definition, context, "sizes"))
+    messages, running, success = [len(body)], [], []
+    completion = 0
+    while not completion:
+        seen: list[int] = []
+        result = executor.step(decode_execution(body), lambda st, _b: seen.append(len(encode(st))))
+        if result.outcome != "success" or len(seen) != 1:
+            raise BenchError(f"the bench workflow failed at step {len(running) + 1}: {result.error}")
+        running.append(seen[0])
+        success.append(len(encode(result.statuses[-1])))
+        if result.completion is not None:
+            completion = len(encode(result.completion))
+        else:
+            body = encode(result.messages[0])
+            messages.append(len(body))
+    if len(messages) != nodes:
+        raise BenchError(f"the bench workflow ran {len(messages)} of {nodes} nodes")
+    return FloorSizes(messages, running, success, completion)
+
+
+# -- what a phase saw --------------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    """Timestamps of one phase, keyed by workflow: publish, success of step k, completion."""
+
+    published: dict[str, int] = field(default_factory=dict)
+    success: dict[str, dict[int, int]] = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)  # completed ones only
+    running: int = 0
+    successes: int = 0
+    completions: int = 0  # every completion, whatever its status
+
+
+@dataclass
+class Figures:
+    """Results of one phase of one contender."""
+
+    workflows: int
+    nodes: int
+    completed: int
+    successes: int
+    running: int
+    wall: float  # seconds from the first publish to the last completion
+    latencies: list[float]  # ms, every node of every workflow
+    by_step: dict[int, list[float]]  # ms per step index (0-based)
+
+    @property
+    def rate(self) -> float:
+        """Node executions per second."""
+        return self.successes / self.wall if self.wall > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        return percentile(self.latencies, p)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (NaN when there is no value)."""
+    if not values:
+        return math.nan
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(p / 100 * len(ranked)) - 1)]
+
+
+def figures(trace: Trace, workflows: int, nodes: int) -> Figures:
+    """Latencies (node k minus node k-1, node 1 minus publish) and throughput of a trace."""
+    latencies: list[float] = []
+    by_step: dict[int, list[float]] = {}
+    for wf, steps in trace.success.items():
+        prev = trace.published.get(wf)
+        for k in range(nodes):
+            at = steps.get(k)
+            if at is None or prev is None:
+                break
+            ms = (at - prev) * MS
+            latencies.append(ms)
+            by_step.setdefault(k, []).append(ms)
+            prev = at
+    start = min(trace.published.values(), default=0)
+    end = max(trace.completed.values(), default=start)
+    return Figures(
+        workflows, nodes, len(trace.completed), trace.successes, trace.running,
+        (end - start) / 1e9, latencies, by_step,
+    )  # fmt: skip
+
+
+# -- the bench side of the wire ---------------------------------------------------------------
+
+Got = tuple[Any, bytes]  # (properties, body)
+
+
+class Wire:
+    """The bench's connection: publishes start messages, consumes what the contender
+    publishes into per-queue lists (auto-ack: the bench only reads)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.conn: BlockingConnection = pika.BlockingConnection(pika.URLParameters(url))
+            self.ch: BlockingChannel = self.conn.channel()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise BenchError(f"cannot connect to RabbitMQ: {exc!r}") from exc
+        self.got: dict[str, list[Got]] = {}
+        self._tags: list[str] = []
+
+    def listen(self, queues: list[str]) -> None:
+        """Start consuming `queues` (their lists are emptied)."""
+        for q in queues:
+            self.got[q] = []
+            sink = self.got[q]
+            self._tags.append(
+                self.ch.basic_consume(
+                    q, lambda _c, _m, props, body, s=sink: s.append((props, body)), auto_ack=True
+                )
+            )
+
+    def unlisten(self) -> None:
+        for tag in self._tags:
+            self.ch.basic_cancel(tag)
+        self._tags = []
+
+    def publish(self, queue: str, body: bytes, message_id: str | None = None) -> None:
+        """As the Rune API: default exchange, routing key = queue, persistent."""
+        props = pika.BasicProperties(delivery_mode=_PERSISTENT, message_id=message_id)
+        self.ch.basic_publish("", queue, body, props)
+
+    def consumers_and_messages(self, queue: str) -> tuple[int, int]:
+        ok = self.ch.queue_declare(queue, durable=True)
+        return ok.method.consumer_count, ok.method.message_count
+
+    def wait_consumers(self, queue: str, count: int, alive: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.consumers_and_messages(queue)[0] < count:
+            if not alive():
+                raise BenchError(f"the contender exited before consuming {queue}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"fewer than {count} consumers on {queue} after {timeout:.0f} s")
+            self.conn.sleep(0.05)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
+
+
+def drive(
+    wire: Wire,
+    send: Callable[[int], None],
+    total: int,
+    inflight: int,
+    expected: dict[str, int],
+    completion_queue: str,
+    timeout: float,
+) -> None:
+    """Publish `total` workflows keeping at most `inflight` running (`send(i)` publishes
+    workflow i); return when every queue of `expected` received its count. A missing
+    message is a BenchError naming the counts."""
+    sent = 0
+    deadline = time.monotonic() + timeout
+    while sent < min(inflight, total):
+        send(sent)
+        sent += 1
+    while any(len(wire.got[q]) < n for q, n in expected.items()):
+        if time.monotonic() > deadline:
+            counts = ", ".join(f"{q} {len(wire.got[q])}/{n}" for q, n in expected.items())
+            raise BenchError(f"timed out after {timeout:.0f} s: received {counts}")
+        wire.conn.process_data_events(time_limit=0.05 if sent < total else 0.2)
+        while sent < total and sent - len(wire.got[completion_queue]) < inflight:
+            send(sent)
+            sent += 1

@@ -1,0 +1,285 @@
+"""`edit` node: sets fields on `$json` (or on a target), item by item for arrays (reference 5.10).
+
+Parameters: `mode` (`assignments`, the default, keeps the source fields; `keep_only` starts
+from an empty object; other values act as `assignments`), `target_path` (or the legacy
+`array_path`) and `assignments`, a list of `{"name", "value", "type"}`.
+
+Source: with a target path, the context value at that dot path, tried as written and then with
+`$` in front (`baby` -> `$baby`; brackets and node ids work there, as in any reference);
+otherwise `$json` (missing = `{}`). An object is edited once; an array is edited per element
+(each must be an object). Inside the values `$json` is the object being edited (the target or
+the element), never the assignments already applied.
+
+Values (the node resolves them itself, so typed values survive, fixing reference 8 item 26):
+
+* exactly one `{{ expression }}` (blanks around allowed) -> the expression's value, JSON type
+  kept; the language is `runeworker.nodes.sandbox` (a safe JavaScript subset, 100 ms budget);
+* text with `{{ }}` blocks -> each block evaluated and rendered into the text (item 30);
+* text without `{{` -> ordinary references: a whole `$ref` keeps its type, `$refs` in text are
+  rendered; other JSON values (numbers, objects, ...) are resolved the same way.
+
+Values from the context are never evaluated again, so data cannot inject expressions.
+`type` (default `string`) casts the value: `string` (JSON text for objects and arrays),
+`number`, `boolean` (`true/yes/1/false/no/0`, numbers are true unless 0) or `json` (parses
+text). `name` is a dot path; missing objects on the way are created.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.resolver import Resolver, render
+from runeworker.errors import NodeError, RuneworkerError
+from runeworker.nodes.expression import parse_number
+from runeworker.nodes.sandbox import Limits, Template
+from runeworker.nodes.sandbox_builtins import number_result
+from runeworker.nodes.sandbox_syntax import IsRoot
+
+LIMITS = Limits()
+JSON_KEY = "$json"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One `{name, value, type}` entry; `template` is set when `value` has `{{ }}` blocks."""
+
+    name: str
+    value: Any
+    type: str
+    template: Template | None
+
+
+# -- casts ------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _quoted(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:60] + "..."
+    return msgspec.json.encode(shown).decode()
+
+
+def _to_number(value: Any) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return number_result(value)
+    if isinstance(value, str):
+        number = parse_number(value.strip())
+        if number is None:
+            raise NodeError(f"cast to number: parsing {_quoted(value)}: invalid syntax")
+        return number_result(number)
+    raise NodeError(f"cannot cast {_type_name(value)} to number")
+
+
+def _to_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "1"):
+            return True
+        if word in ("false", "no", "0"):
+            return False
+        raise NodeError(f"cannot cast string '{value}' to boolean")
+    raise NodeError(f"cannot cast {_type_name(value)} to boolean")
+
+
+def _to_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # already JSON data (Go's JSON round trip changes nothing)
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.DecodeError as exc:
+        raise NodeError(f"cast to json: {exc}") from None
+    except RecursionError:
+        raise NodeError("cast to json: JSON is nested too deeply") from None
+
+
+def cast(value: Any, type_: str) -> Any:
+    """Convert `value` to `type_` (string, number, boolean or json); raises NodeError."""
+    if type_ == "string":
+        return render(value)
+    if type_ == "number":
+        return _to_number(value)
+    if type_ == "boolean":
+        return _to_boolean(value)
+    if type_ == "json":
+        return _to_json(value)
+    raise NodeError(f"unsupported target type '{type_}'")
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    """`obj[a][b]... = value` for the dot path `a.b...`, creating missing objects.
+
+    Objects on the way are copied before they change: they may be shared with the context.
+    """
+    keys = path.split(".")
+    if any(not key for key in keys):
+        raise NodeError(f"path '{path}' has an empty key")
+    current = obj
+    for key in keys[:-1]:
+        child = current.get(key)
+        if key in current and not isinstance(child, dict):
+            raise NodeError(f"cannot set property '{key}' on non-object")
+        copy = dict(child) if isinstance(child, dict) else {}
+        current[key] = copy
+        current = copy
+    current[keys[-1]] = value
+
+
+def _walk(context: Mapping[str, Any], path: str) -> Any:
+    """Go's dot-path lookup: every segment a key of an object; raises KeyError."""
+    value: Any = context
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            raise KeyError(key)
+        value = value[key]
+    return value
+
+
+def _target(ctx: NodeContext, path: str) -> Any:
+    try:
+        value = _walk(ctx.context, path)
+    except KeyError:
+        ref = path if path.startswith("$") else "$" + path
+        try:
+            value = ctx.resolver.lookup(ref)
+        except RuneworkerError as exc:
+            raise NodeError(f"get target path '{path}': {exc}") from exc
+    if value is None:
+        raise NodeError(f"target path '{path}' resolved to nil")
+    return value
+
+
+def _path_param(ctx: NodeContext) -> str:
+    for key in ("target_path", "array_path"):
+        raw = ctx.params.get(key)
+        if raw is None or raw == "":
+            continue
+        if not isinstance(raw, str):
+            raise NodeError(f"{key} must be a dot path string, not {render(raw)}")
+        if raw.strip():
+            return raw.strip()
+    return ""
+
+
+# -- assignments ------------------------------------------------------------------------------
+
+
+def _assignments(ctx: NodeContext, is_root: IsRoot) -> list[Assignment]:
+    raw = ctx.params.get("assignments")
+    if raw is None or raw == [] or raw == "":
+        raise NodeError("assignments are required")
+    if not isinstance(raw, list):
+        raise NodeError("assignments must be a list of {name, value, type} objects")
+    out: list[Assignment] = []
+    for i, entry in enumerate(raw, 1):
+        if not isinstance(entry, dict):
+            raise NodeError(f"assignment {i} must be an object with name, value and type")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise NodeError("assignment name is required")
+        type_ = entry.get("type")
+        type_ = "string" if type_ is None or type_ == "" else render(type_).strip().lower()
+        value = entry.get("value")
+        template = None
+        if isinstance(value, str):
+            try:
+                template = Template.parse(value, is_root, LIMITS)
+            except RuneworkerError as exc:
+                raise NodeError(f"resolve value for '{name}': {exc}") from exc
+        out.append(Assignment(name, value, type_, template))
+    return out
+
+
+class _Scope:
+    """References for one edited object: `$json` is that object, the rest is the context."""
+
+    def __init__(self, ctx: NodeContext, base: dict[str, Any], item: dict[str, Any]) -> None:
+        self.resolver = Resolver(
+            ChainMap({JSON_KEY: item}, base),
+            credentials=ctx.credentials,
+            aliases=ctx.workflow.aliases,
+        )
+
+    def value(self, a: Assignment) -> Any:
+        if a.template is not None:
+            return a.template.evaluate(self.resolver.lookup, self.resolver.resolve_value)
+        return self.resolver.resolve_value(a.value)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every edited object shares: the assignments, the mode and the context."""
+
+    assignments: list[Assignment]
+    keep_only: bool
+    base: dict[str, Any]
+
+
+def _apply(ctx: NodeContext, plan: _Plan, item: dict[str, Any]) -> dict[str, Any]:
+    scope = _Scope(ctx, plan.base, item)
+    result: dict[str, Any] = {} if plan.keep_only else dict(item)
+    try:
+        for a in plan.assignments:
+            try:
+                value = scope.value(a)
+            except RuneworkerError as exc:
+                raise NodeError(f"resolve value for '{a.name}': {exc}") from exc
+            try:
+                value = cast(value, a.type)
+            except NodeError as exc:
+                raise NodeError(f"type cast for '{a.name}': {exc}") from exc
+            try:
+                set_path(result, a.name, value)
+            except NodeError as exc:
+                raise NodeError(f"set nested for '{a.name}': {exc}") from exc
+    finally:
+        ctx.resolver.used_keys |= scope.resolver.used_keys
+    return result
+
+
+@node("edit", required=("assignments",), raw=("assignments", "target_path", "array_path"))
+def run(ctx: NodeContext) -> dict[str, Any]:
+    """Apply the assignments; output `{"$json": the edited object or array}`."""
+    keep_only = str(ctx.params.get("mode") or "").strip().lower() == "keep_only"
+    aliases = ctx.workflow.aliases
+    assignments = _assignments(ctx, lambda name: "$" + name in ctx.context or name in aliases)
+    plan = _Plan(assignments, keep_only, dict(ctx.context))
+    path = _path_param(ctx)
+    source = _target(ctx, path) if path else ctx.context.get(JSON_KEY)
+    if source is None:
+        source = {}
+    if isinstance(source, dict):
+        return {JSON_KEY: _apply(ctx, plan, source)}
+    if not isinstance(source, list):
+        raise NodeError("target data is neither map nor array")
+    results = []
+    for i, item in enumerate(source):
+        if not isinstance(item, dict):
+            raise NodeError(f"item at index {i} is not a map")
+        try:
+            results.append(_apply(ctx, plan, item))
+        except NodeError as exc:
+            raise NodeError(f"apply assignments at index {i}: {exc}") from exc
+    return {JSON_KEY: results}

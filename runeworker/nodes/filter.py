@@ -1,0 +1,92 @@
+"""`filter` node: keeps the items of a list that match its rules (reference 5.11).
+
+`rules` is a list of `{field, operator, value}`; `match_mode` is `all` (the default: every rule
+must hold, an item without a rule's field is dropped) or `any` (one rule must hold; rules whose
+field the item lacks are skipped). `rules` and `input_array` are raw parameters: fields are
+paths inside each item, never references into the context; a `value` may reference the context.
+Output: `$json` (the kept items), `count`, `original_count`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.resolver import Resolver, render
+from runeworker.errors import NodeError
+from runeworker.nodes.lists import (
+    JSON_KEY,
+    FieldPath,
+    array_input,
+    field_path,
+    kind,
+    matches,
+    operator_of,
+    rule_value,
+    rules_param,
+)
+
+MATCH_MODES = ("all", "any")
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """One rule, ready to apply: `item[field] OP value`."""
+
+    field: FieldPath
+    op: str
+    value: Any
+
+    @classmethod
+    def parse(cls, number: int, raw: Any, bases: tuple[str, ...], resolver: Resolver) -> FilterRule:
+        """Check one `rules` entry and resolve its value; a bad entry raises NodeError."""
+        where = f"filter rule {number}"
+        if not isinstance(raw, dict):
+            raise NodeError(f"{where} must be an object with field, operator and value")
+        if raw.get("operator") is None:
+            raise NodeError(f"{where} has no operator")
+        op = operator_of(raw["operator"])
+        path = field_path(raw.get("field"), bases, where)
+        return cls(path, op, rule_value(raw.get("value"), resolver, where))
+
+    def holds(self, item: Any) -> bool | None:
+        """Whether the rule holds for `item`; None when the item lacks the field."""
+        found, left = self.field.get(item)
+        return matches(left, self.op, self.value) if found else None
+
+
+def _match_mode(raw: Any) -> str:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return "all"
+    mode = raw.strip().lower() if isinstance(raw, str) else ""
+    if mode not in MATCH_MODES:
+        shown = render(raw) if isinstance(raw, str) else kind(raw)
+        raise NodeError(f"match_mode must be 'all' or 'any', not '{shown}'")
+    return mode
+
+
+def keep(item: Any, rules: list[FilterRule], mode: str) -> bool:
+    """`all`: every rule holds (a missing field fails the item). `any`: one rule holds."""
+    for rule in rules:
+        result = rule.holds(item)
+        if mode == "any" and result:
+            return True
+        if mode == "all" and not result:
+            return False
+    return mode == "all"
+
+
+@node("filter", required=("rules",), raw=("rules", "input_array"))
+def run(ctx: NodeContext) -> dict[str, Any]:
+    """Filter the input list; output `{"$json": kept, "count": n, "original_count": m}`."""
+    entries = rules_param(ctx, "filter")
+    if not entries:
+        raise NodeError("at least one filter rule is required")
+    mode = _match_mode(ctx.params.get("match_mode"))
+    source = array_input(ctx)
+    rules = [
+        FilterRule.parse(i, raw, source.bases, ctx.resolver) for i, raw in enumerate(entries, 1)
+    ]
+    kept = [item for item in source.items if keep(item, rules, mode)]
+    return {JSON_KEY: kept, "count": len(kept), "original_count": len(source.items)}

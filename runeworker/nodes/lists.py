@@ -1,0 +1,380 @@
+"""Helpers shared by the list nodes `filter`, `sort` and `limit` (reference 5.11).
+
+* Array input: `input_array` (raw, resolved here) is a `$reference` (with the direct-lookup
+  fallback), a `{{ $reference }}`, a bare path (`Fetch.body`, tried as `$Fetch.body`) or a literal
+  list. Absent, the list is `$json`; without `$json` the context is searched and must hold
+  exactly one distinct list (the same list under `$input` and `$trigger` counts once).
+* Field paths: `$item.age`, `age`, `.age`, `[0].x`, or a reference picked from the input list
+  (`$Fetch.body[0].age` when the list is `$Fetch.body`) all name a field of each item.
+* Values: equality and ordering of reference 5.11, and the rule-value coercion.
+
+Field paths are interpreted here, never resolved against the context (reference 8, item 26).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from runeworker.engine.registry import NodeContext
+from runeworker.engine.resolver import Resolver, render
+from runeworker.errors import NodeError, ResolveError
+from runeworker.nodes.expression import ExpressionError, canonical_operator, compare, parse_number
+
+JSON_KEY = "$json"
+_TRUE_WORDS = frozenset({"true", "1", "yes"})
+_FALSE_WORDS = frozenset({"false", "0", "no"})
+_ORDERING = frozenset({">", "<", ">=", "<="})
+_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
+_SINGLE_REFERENCE = re.compile(r"\$\S+|\{\{\s*\$[^\s{}]+\s*\}\}")
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
+_MAX_LISTED_PATHS = 5
+
+
+def kind(value: Any) -> str:
+    """JSON type name of a value, for error sentences."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+# -- array input --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrayInput:
+    """The list a node works on, and the references that named it (for field paths)."""
+
+    items: list[Any]
+    bases: tuple[str, ...] = ()
+
+
+def array_input(ctx: NodeContext) -> ArrayInput:
+    """The node's input list (see the module docstring); errors raise NodeError."""
+    raw = ctx.params.get("input_array")
+    if raw is None:
+        if JSON_KEY in ctx.context:
+            return _checked(ctx.resolver.lookup(JSON_KEY), (JSON_KEY,))
+        return _discover(ctx)
+    if isinstance(raw, str):
+        return _from_text(raw, ctx.resolver)
+    if isinstance(raw, list):
+        try:
+            return ArrayInput(ctx.resolver.resolve_value(raw))
+        except ResolveError as exc:
+            raise NodeError(f"input_array: {exc}") from exc
+    raise NodeError(f"expected array input, got {kind(raw)}")
+
+
+def _checked(value: Any, bases: tuple[str, ...]) -> ArrayInput:
+    if not isinstance(value, list):
+        raise NodeError(f"expected array input, got {kind(value)}")
+    return ArrayInput(value, bases)
+
+
+def _from_text(raw: str, resolver: Resolver) -> ArrayInput:
+    text = raw.strip()
+    template = _TEMPLATE.fullmatch(text)
+    if template is not None:
+        text = template.group(1)
+    if not text:
+        raise NodeError("array input cannot be empty")
+    if text.startswith("$"):
+        try:
+            return _checked(resolver.lookup_direct(text), (text,))
+        except ResolveError as exc:
+            raise NodeError(f'failed to resolve reference "{text}": {exc}') from exc
+    try:
+        return _checked(resolver.lookup_direct("$" + text), ("$" + text,))
+    except ResolveError:
+        # Go keeps the text itself, which is then not a list.
+        raise NodeError(
+            f'expected array input, got string ("{text}" names no list in the context)'
+        ) from None
+
+
+def _discover(ctx: NodeContext) -> ArrayInput:
+    found: list[tuple[str, str, list[Any]]] = []  # (context key, path, list)
+    for key in sorted(ctx.context):
+        if not key.startswith("_"):
+            found += [(key, path, value) for path, value in _lists(ctx.context[key], key)]
+    distinct: list[list[Any]] = []
+    for _, _, value in found:
+        if value not in distinct:
+            distinct.append(value)
+    paths = [path for _, path, _ in found]
+    if not distinct:
+        raise NodeError("input_array is not set, the context has no $json and holds no list to use")
+    if len(distinct) > 1:
+        more = ", ..." if len(paths) > _MAX_LISTED_PATHS else ""
+        raise NodeError(
+            f"input_array is not set and the context holds {len(distinct)} different lists "
+            f"({', '.join(paths[:_MAX_LISTED_PATHS])}{more}); set input_array to the one to use"
+        )
+    ctx.resolver.used_keys.update(key for key, _, _ in found)
+    return ArrayInput(distinct[0], tuple(paths))
+
+
+def _lists(value: Any, path: str) -> list[tuple[str, list[Any]]]:
+    """Every list reachable through objects, with its path. Lists are not searched: lists in
+    their items are fields of the items, not candidate inputs."""
+    if isinstance(value, list):
+        return [(path, value)]
+    if not isinstance(value, dict):
+        return []
+    out: list[tuple[str, list[Any]]] = []
+    for key in sorted(value):
+        if not key.startswith("_"):
+            out += _lists(value[key], f"{path}.{key}")
+    return out
+
+
+# -- field paths ----------------------------------------------------------------------------------
+
+
+def _with_root(path: str) -> str:
+    return path if path.startswith("$") else "$" + path
+
+
+def _relative(field: str, bases: tuple[str, ...]) -> str:
+    """The path of `field` inside one item (reference 5.11 prefix rules)."""
+    if field == "$item" or field.startswith(("$item.", "$item[")):
+        return field[len("$item") :].lstrip(".")
+    ref = _with_root(field)
+    for base in bases:
+        base = _with_root(base)
+        m = re.match(re.escape(base) + r"(?:\[[0-9]+\])?(?=$|[.\[])", ref)
+        if m is not None:
+            return ref[m.end() :].lstrip(".")
+    return field.removeprefix("$").removeprefix(".")
+
+
+@dataclass(frozen=True)
+class FieldPath:
+    """A compiled field path; `get` reads it from one item."""
+
+    text: str
+    segments: tuple[str | int, ...]
+
+    def get(self, item: Any) -> tuple[bool, Any]:
+        """(found, value); a missing field, a bad index or a step into a scalar is not found."""
+        value = item
+        for seg in self.segments:
+            if isinstance(seg, int):
+                if not isinstance(value, list) or seg >= len(value):
+                    return False, None
+                value = value[seg]
+            elif isinstance(value, dict) and seg in value:
+                value = value[seg]
+            else:
+                return False, None
+        return True, value
+
+
+def field_path(raw: Any, bases: tuple[str, ...], where: str) -> FieldPath:
+    """Compile a rule's `field`; `where` names the rule in error sentences."""
+    if raw is None:
+        raw = ""
+    if not isinstance(raw, str):
+        raise NodeError(f"{where}: field must be a string, not {kind(raw)}")
+    text = raw.strip()
+    template = _TEMPLATE.fullmatch(text)
+    if template is not None:
+        text = template.group(1)
+    path = _relative(text, bases) if text else ""
+    if path and not path.startswith("["):
+        path = "." + path
+    segments: list[str | int] = []
+    pos = 0
+    for m in _SEGMENT.finditer(path):
+        if m.start() != pos:
+            break
+        segments.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if pos != len(path):
+        raise NodeError(f"{where}: field '{text}' is not a valid path (at '{path[pos:]}')")
+    return FieldPath(text, tuple(segments))
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+def as_number(value: Any) -> int | float | None:
+    """The number a value or numeric string (surrounding spaces allowed) denotes, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    return parse_number(value.strip()) if isinstance(value, str) else None
+
+
+def as_bool(value: Any) -> bool | None:
+    """A bool, or the bool a string true/false/1/0/yes/no (any case) denotes, else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+    return None
+
+
+def coerce_value(raw: Any) -> Any:
+    """A rule value written as text, read as reference 5.11 says; non-strings are kept."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    number = parse_number(text)
+    if number is not None:
+        return number
+    flag = as_bool(text)
+    if flag is not None:
+        return flag
+    return None if text.lower() in ("null", "nil") else text
+
+
+def rule_value(raw: Any, resolver: Resolver, where: str) -> Any:
+    """Resolve references in a rule value, then coerce it. A value that is exactly one
+    reference keeps the referenced value as it is: data is never re-read as rule text."""
+    if not isinstance(raw, str) or "$" not in raw:
+        return coerce_value(raw)
+    text = raw.strip()
+    try:
+        if _SINGLE_REFERENCE.fullmatch(text):
+            return resolver.resolve_value(text)
+        return coerce_value(resolver.resolve_value(raw))
+    except ResolveError as exc:
+        raise NodeError(f"{where}: value: {exc}") from exc
+
+
+def equal(left: Any, right: Any) -> bool:
+    """Reference 5.11 equality: null only equals null; then numeric, boolean-like, text."""
+    if left is None or right is None:
+        return left is None and right is None
+    ln, rn = as_number(left), as_number(right)
+    if ln is not None and rn is not None:
+        return ln == rn
+    lb, rb = as_bool(left), as_bool(right)
+    if lb is not None and rb is not None:
+        return lb == rb
+    return render(left) == render(right)
+
+
+def sign(left: Any, right: Any) -> int:
+    """-1, 0 or 1 as `left` is smaller than, equal to or greater than `right`."""
+    return int(left > right) - int(left < right)
+
+
+def order(left: Any, right: Any) -> int:
+    """Reference 5.11 "auto" order of two non-null values: -1, 0 or 1."""
+    ln, rn = as_number(left), as_number(right)
+    if ln is not None and rn is not None:
+        return sign(ln, rn)
+    lt, rt = as_time(left), as_time(right)
+    if lt is not None and rt is not None:
+        return sign(lt, rt)
+    return sign(render(left).lower(), render(right).lower())
+
+
+def operator_of(raw: Any) -> str:
+    """The canonical symbol of a rule operator (the word forms and the expression aliases)."""
+    try:
+        return canonical_operator(raw)
+    except ExpressionError:
+        text = raw.strip().lower() if isinstance(raw, str) else render(raw)
+        raise NodeError(f"unsupported operator: {text}") from None
+
+
+def matches(left: Any, op: str, right: Any) -> bool:
+    """Apply a canonical operator. An ordering comparison with null is false (null is neither
+    greater nor smaller than a value)."""
+    if op == "==":
+        return equal(left, right)
+    if op == "!=":
+        return not equal(left, right)
+    if op in _ORDERING:
+        if left is None or right is None:
+            return False
+        sign = order(left, right)
+        return {">": sign > 0, "<": sign < 0, ">=": sign >= 0, "<=": sign <= 0}[op]
+    return compare(left, op, right)  # contains / not contains: substring or list member
+
+
+def rules_param(ctx: NodeContext, what: str) -> list[Any]:
+    """The raw `rules` parameter as a list (a `$reference` to one is resolved); None -> []."""
+    rules = ctx.params.get("rules")
+    if isinstance(rules, str):
+        try:
+            rules = ctx.resolver.resolve_value(rules)
+        except ResolveError as exc:
+            raise NodeError(f"rules parameter: {exc}") from exc
+    if rules is None:
+        return []
+    if isinstance(rules, dict):
+        return [rules]
+    if not isinstance(rules, list):
+        raise NodeError(f"rules parameter must be a list of {what} rules, not {kind(rules)}")
+    return rules
+
+
+# -- dates (reference 5.12 layouts, parsed in UTC like Go's time.Parse) ---------------------------
+
+# (strptime format, ends with a zone abbreviation such as "MST"): the Go layouts in order.
+_LAYOUTS: tuple[tuple[str, bool], ...] = (
+    ("%Y-%m-%dT%H:%M:%S%z", False),  # RFC3339
+    ("%Y-%m-%dT%H:%M:%S.%f%z", False),  # RFC3339 with fractional seconds, RFC3339Nano
+    ("%Y-%m-%d %H:%M:%S", False),
+    ("%Y-%m-%d %H:%M", False),
+    ("%Y-%m-%d", False),
+    ("%a, %d %b %Y %H:%M:%S %z", False),  # RFC1123Z
+    ("%a, %d %b %Y %H:%M:%S", True),  # RFC1123
+    ("%a, %d %b %Y %H:%M", True),
+    ("%a, %d %b %Y %H:%M %z", False),
+    ("%d %b %Y %H:%M", True),
+    ("%d %b %Y %H:%M %z", False),
+    ("%d %b %Y", False),
+    ("%d %b %y %H:%M %z", False),  # RFC822Z
+    ("%d %b %y %H:%M", True),  # RFC822
+)
+# Cheap rejection of text that cannot be in any layout (most strings being sorted).
+_DATE_START = re.compile(r"[0-9]{4}-|[0-9]{2} [A-Za-z]{3} |[A-Za-z]{3}, ")
+_ZONE_ABBREVIATION = re.compile(r"(.*) ([A-Z]{3,5})")
+# Go reads up to nanoseconds; strptime's %f up to microseconds.
+_LONG_FRACTION = re.compile(r"(T[0-9:]{8}\.[0-9]{6})[0-9]+")
+
+
+def as_time(value: Any) -> datetime | None:
+    """The instant a date string in one of the reference 5.12 layouts denotes, else None.
+    Naive times are UTC; a zone abbreviation counts as UTC (Go's time.Parse does the same)."""
+    return _parse_time(value.strip()) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_time(text: str) -> datetime | None:
+    if not _DATE_START.match(text):
+        return None
+    text = _LONG_FRACTION.sub(r"\1", text)
+    abbreviated = _ZONE_ABBREVIATION.fullmatch(text)
+    for layout, with_zone in _LAYOUTS:
+        subject = text
+        if with_zone:
+            if abbreviated is None:
+                continue
+            subject = abbreviated.group(1)
+        try:
+            parsed = datetime.strptime(subject, layout)
+        except ValueError:
+            continue
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return None

@@ -1,0 +1,385 @@
+"""`runeworker serve` as a real process against the real RabbitMQ and Redis: children killed,
+drained, rolled, scaled and recycled under load, and what the supervisor shows to Prometheus and
+systemd.
+
+Every test starts the real command (`python -m runeworker serve -c FILE`) in its own process
+group, plays the Rune API on the wire (start messages in, completions out) and checks the
+broker's own view with rabbitmqctl. Each test purges the Rune queues first and has its own Redis
+prefix; the process group is SIGKILLed afterwards whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from serving import (
+    EXECUTION,
+    Rune,
+    Serve,
+    consumers,
+    execution_prefetches,
+    log_chain,
+    queue_counts,
+    serve_env,
+    vhost_of,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+GRACEFUL = 10.0
+
+
+class Start(Protocol):
+    def __call__(self, env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Serve: ...
+
+
+def config_for(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The test defaults (2 children, quick restarts, metrics on a free port) plus `sections`."""
+    values: dict[str, dict[str, Any]] = {
+        "worker": {"processes": 2, "timeout": 30.0, "graceful_timeout": GRACEFUL},
+        "supervisor": {"restart_backoff": 0.1, "restart_backoff_max": 1.0},
+        "metrics": {"listen": "127.0.0.1:0", "directory": str(tmp_path / "metrics")},
+        "logging": {"format": "text", "level": "INFO"},
+    }
+    for name, table in sections.items():
+        values.setdefault(name, {}).update(table)
+    return values
+
+
+@pytest.fixture
+def start(
+    tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str
+) -> Iterator[Start]:
+    """start(env=..., **config sections) -> a running `serve`; its process group is killed at
+    the end. Later calls reuse the Redis prefix (a restart of the same deployment)."""
+    started: list[Serve] = []
+    config = tmp_path / "runeworker.toml"
+
+    def _start(env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Serve:
+        write_config(config, config_for(tmp_path, **sections))
+        full_env = serve_env(amqp_url, redis_url, redis_prefix, **(env or {}))
+        started.append(Serve(tmp_path, config, full_env))
+        return started[-1]
+
+    try:
+        yield _start
+    finally:
+        for serve in started:
+            serve.kill()
+
+
+@pytest.fixture
+def rune(amqp_url: str) -> Iterator[Rune]:
+    client = Rune(amqp_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def children(serve: Serve, n: int, without: set[int] | None = None) -> set[int]:
+    """Wait until the supervisor has exactly `n` live children, none of them in `without`."""
+
+    def check() -> set[int]:
+        pids = serve.children()
+        return pids if len(pids) == n and not pids & (without or set()) else set()
+
+    return wait_until(check, f"{n} children (excluding {sorted(without or ())})", timeout=20)
+
+
+def exactly_once(rune: Rune, ids: list[str]) -> None:
+    statuses = rune.statuses(ids)
+    wrong = {eid: s for eid, s in statuses.items() if s != ["completed"]}
+    assert not wrong, f"{len(wrong)} of {len(ids)} executions without exactly one completion: {wrong}"
+
+
+def queue_is_empty(amqp_url: str, rune: Rune) -> None:
+    assert rune.message_count(EXECUTION) == 0
+    assert queue_counts(vhost_of(amqp_url))[EXECUTION] == (0, 0)  # (ready, unacknowledged)
+
+
+# --- 1. a child killed under load -------------------------------------------------------------
+
+
+def test_sigkill_of_a_child_under_load_loses_and_duplicates_nothing(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    serve = start()
+    rune.wait_consumers(2)
+    first = children(serve, 2)
+    ids = rune.publish(log_chain(5), 60)
+    wait_until(lambda: rune.done(ids) >= 1, "the first completion", timeout=30, poll=0)
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    assert rune.done(ids) < len(ids), "all done before the kill: the test proves nothing"
+    replacement = children(serve, 2, without={victim}) - first
+    assert len(replacement) == 1
+    rune.wait_done(ids, timeout=60, settle=3.0)
+    exactly_once(rune, ids)
+    queue_is_empty(amqp_url, rune)
+    assert re.search(rf"child {victim} \(slot \d+\) crashed: signal 9", serve.log())
+
+
+# --- 2. SIGTERM under load, then a fresh serve ---------------------------------------------------
+
+
+def test_sigterm_under_load_drains_and_a_restart_finishes_every_execution(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    serve = start()
+    rune.wait_consumers(2)
+    ids = rune.publish(log_chain(5), 100)
+    wait_until(lambda: rune.done(ids) >= 1, "the first completion", timeout=30, poll=0)
+    began = time.monotonic()
+    serve.send(signal.SIGTERM)
+    assert serve.wait(GRACEFUL + 5) == 0
+    assert time.monotonic() - began < GRACEFUL, "the drain needed SIGKILL"
+    assert "still running after the graceful timeout" not in serve.log()
+    assert rune.done(ids) < len(ids), "all done before SIGTERM: the test proves nothing"
+    assert rune.consumer_count() == 0
+    # Nothing is held by a dead connection: what was not done is ready for the next worker.
+    assert queue_counts(vhost_of(amqp_url))[EXECUTION][1] == 0
+
+    again = start()
+    rune.wait_done(ids, timeout=90, settle=3.0)
+    exactly_once(rune, ids)
+    queue_is_empty(amqp_url, rune)
+    assert again.proc.poll() is None
+
+
+# --- 3. SIGHUP reloads the prefetch ------------------------------------------------------------
+
+
+def test_sighup_rolls_children_onto_the_new_prefetch(
+    start: Start, rune: Rune, amqp_url: str, tmp_path: Path
+) -> None:
+    vhost = vhost_of(amqp_url)
+    serve = start(broker={"prefetch": 1})
+    rune.wait_consumers(2)
+    old = children(serve, 2)
+    assert execution_prefetches(vhost) == [1, 1]
+    write_config(serve.config, config_for(tmp_path, broker={"prefetch": 7}))
+    serve.send(signal.SIGHUP)
+    new = children(serve, 2, without=old)
+    rune.wait_consumers(2)
+    wait_until(lambda: execution_prefetches(vhost) == [7, 7], "prefetch 7 on both consumers",
+               timeout=20, poll=0.2)  # fmt: skip
+    assert serve.children() == new
+    assert "config reloaded (generation 1)" in serve.log()
+    assert serve.log().count("(prefetch 7)") == 2
+
+
+# --- 4. SIGTTIN / SIGTTOU ----------------------------------------------------------------------
+
+
+def test_ttin_and_ttou_change_children_and_consumers(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    vhost = vhost_of(amqp_url)
+    serve = start()
+    rune.wait_consumers(2)
+    two = children(serve, 2)
+    serve.send(signal.SIGTTIN)
+    three = children(serve, 3)
+    assert two < three
+    rune.wait_consumers(3)
+    assert len(execution_prefetches(vhost)) == 3
+    for wanted in (2, 1):
+        serve.send(signal.SIGTTOU)
+        wait_until(lambda w=wanted: f"scaling down to {w} children" in serve.log(), "TTOU")  # type: ignore[misc]
+    one = children(serve, 1)
+    assert one == {min(two)}  # the newest children go first
+    rune.wait_consumers(1)
+    assert len(execution_prefetches(vhost)) == 1
+
+
+# --- 5. a node slower than the heartbeat -------------------------------------------------------
+
+
+class SlowServer:
+    """127.0.0.1 HTTP server that takes `seconds` to answer each GET."""
+
+    def __init__(self, seconds: float) -> None:
+        self.hits: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits.append(self.path)
+                time.sleep(seconds)  # the slowness is the point of the test
+                data = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_node_slower_than_the_heartbeat_completes_once_on_the_same_connection(
+    start: Start, rune: Rune
+) -> None:
+    server = SlowServer(4.0)
+    try:
+        serve = start(broker={"heartbeat": 1})
+        rune.wait_consumers(2)
+        pids = children(serve, 2)
+        node = {"id": "slow", "name": "slow", "type": "http",
+                "parameters": {"url": f"{server.url}/slow", "method": "GET"}}  # fmt: skip
+        ids = rune.publish(json.dumps({"nodes": [node], "edges": []}).encode(), 1)
+        rune.wait_done(ids, timeout=30, settle=2.0)
+    finally:
+        server.close()
+    exactly_once(rune, ids)
+    assert server.hits == ["/slow"]
+    log = serve.log()
+    assert "connection lost" not in log
+    assert "reconnect" not in log
+    assert serve.children() == pids
+
+
+# --- 6. recycling ------------------------------------------------------------------------------
+
+
+def test_children_over_max_memory_recycle_and_work_still_completes(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    serve = start(worker={"max_memory_mb": 1})  # every child is over it after one message
+    ids = rune.publish(log_chain(3), 5)
+    rune.wait_done(ids, timeout=60, settle=2.0)
+    exactly_once(rune, ids)
+    log = serve.log()
+    recycled = {int(p) for p in re.findall(r"child (\d+) recycling: RSS above max_memory_mb 1", log)}
+    assert recycled
+    wait_until(lambda: not recycled & serve.children(), "the recycled children to exit")
+    assert len(re.findall(r"spawned child \d+", serve.log())) > 2
+    queue_is_empty(amqp_url, rune)
+
+
+def test_children_recycle_after_max_messages(start: Start, rune: Rune, amqp_url: str) -> None:
+    serve = start(
+        worker={"max_messages": 5, "max_messages_jitter": 0.0},
+        broker={"prefetch": 1},  # one delivery per step, so a child stops at exactly 5
+    )
+    rune.wait_consumers(2)
+    ids = rune.publish(log_chain(5), 10)  # 50 deliveries
+    rune.wait_done(ids, timeout=60, settle=2.0)
+    exactly_once(rune, ids)
+    log = serve.log()
+    counts = re.findall(r"recycling: handled (\d+) messages \(max_messages (\d+)\)", log)
+    assert counts and set(counts) == {("5", "5")}
+    # 50 deliveries, 5 per child: at least 8 children were replaced (two may be part way).
+    assert len(counts) >= 8
+    recycled = [int(p) for p in re.findall(r"child (\d+) recycling", log)]
+    wait_until(lambda: serve.log().count(": recycle") >= len(recycled), "the recycled exits")
+    assert not set(recycled) & serve.children()
+    queue_is_empty(amqp_url, rune)
+
+
+# --- 7. /metrics, /healthz, /readyz -------------------------------------------------------------
+
+
+def samples(text: str, name: str, **labels: str) -> list[float]:
+    """The values of the samples `name` whose labels include `labels`."""
+    return [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+
+
+def test_metrics_count_every_node_and_completion(start: Start, rune: Rune) -> None:
+    n, k = 10, 4
+    serve = start()
+    rune.wait_consumers(2)
+    pids = children(serve, 2)
+    assert serve.get("/healthz") == (200, "ok")
+    wait_until(lambda: serve.get("/readyz") == (200, "ready"), "/readyz 200")
+    ids = rune.publish(log_chain(k), n)
+    rune.wait_done(ids, timeout=60, settle=1.0)
+    exactly_once(rune, ids)
+    status, text = serve.get("/metrics")
+    assert status == 200
+    nodes = samples(text, "runeworker_node_executions_total", type="log", outcome="success")
+    assert sum(nodes) == n * k
+    assert sum(samples(text, "runeworker_node_executions_total", outcome="failed")) == 0
+    assert samples(text, "runeworker_completions_total", status="completed") == [n]
+    assert sum(samples(text, "runeworker_deliveries_total", outcome="acked")) >= n * k
+    rss = {s.labels["pid"]: s.value for f in text_string_to_metric_families(text)
+           for s in f.samples if s.name == "runeworker_child_rss_bytes"}  # fmt: skip
+    assert set(rss) == {str(p) for p in pids}
+    assert all(v > 1024 * 1024 for v in rss.values())
+
+
+# --- 8. sd_notify ------------------------------------------------------------------------------
+
+
+class NotifySocket:
+    """A stand-in for systemd's notify socket (a filesystem AF_UNIX datagram socket)."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.1)
+        self.lines: list[str] = []
+
+    def wait_for(self, line: str, timeout: float = 20.0) -> list[str]:
+        """Receive datagrams until `line` arrives; returns every line so far."""
+
+        def seen() -> bool:
+            try:
+                self.lines.extend(self.sock.recv(4096).decode().split("\n"))
+            except TimeoutError:
+                pass
+            return line in self.lines
+
+        wait_until(seen, f"{line!r} on the notify socket", timeout, poll=0)
+        return self.lines
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_sd_notify_ready_after_children_connect_and_stopping_on_sigterm(
+    start: Start, rune: Rune
+) -> None:
+    path = f"/tmp/rw-notify-{uuid.uuid4().hex[:12]}.sock"  # AF_UNIX paths are short
+    notify = NotifySocket(path)
+    try:
+        serve = start(env={"NOTIFY_SOCKET": path})
+        lines = notify.wait_for("READY=1")
+        assert rune.consumer_count() == 2  # READY=1 only once both children consume
+        assert lines[-2:] == ["READY=1", "STATUS=2 children ready"]
+        assert re.search(r"ready: 2 children", serve.log())
+        serve.send(signal.SIGTERM)
+        assert notify.wait_for("STOPPING=1")[-2:] == ["STOPPING=1", "STATUS=stopping"]
+        assert serve.wait(GRACEFUL + 5) == 0
+    finally:
+        notify.close()
+        os.unlink(path)
