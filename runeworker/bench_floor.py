@@ -15,11 +15,13 @@ completion also carry their publish time in `correlation_id` ("w.k.ns") for the 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import json
+import signal
+import subprocess
+import sys
 import time
 from collections import deque
-from dataclasses import dataclass
-from multiprocessing.synchronize import Event
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pika
@@ -86,8 +88,8 @@ class _Loop:
         self.ch.basic_qos(prefetch_count=prefetch)
         self.ch.basic_consume(self.queues.work, on_message)
 
-    def serve(self, stop: Event) -> None:
-        while not stop.is_set():
+    def serve(self, stopping: list[int]) -> None:
+        while not stopping:
             if not self.pending:
                 self.conn.process_data_events(time_limit=0.2)
                 continue
@@ -126,63 +128,58 @@ class _Loop:
             self.conn.close()
 
 
-def floor_main(
-    url: str,
-    queues: FloorQueues,
-    sizes: FloorSizes,
-    prefetch: int,
-    batch_max: int,
-    ready: Event,
-    stop: Event,
-) -> None:
-    """Body of one floor process: consume until `stop` is set. Unacked deliveries go back
-    to the queue when the connection closes."""
-    loop = _Loop(url, queues, sizes, batch_max)
+def floor_main(argv: list[str]) -> int:
+    """Body of one floor process (`python bench_floor.py JSON`): consume until SIGTERM.
+    Unacked deliveries go back to the queue when the connection closes."""
+    spec = json.loads(argv[1])
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    queues = FloorQueues(**spec["queues"])
+    loop = _Loop(spec["url"], queues, FloorSizes(**spec["sizes"]), spec["batch_max"])
     try:
-        loop.consume(prefetch)
-        ready.set()
-        loop.serve(stop)
+        loop.consume(spec["prefetch"])
+        loop.serve(stopping)
     finally:
         loop.close()
+    return 0
 
 
 class FloorPool:
-    """P floor processes (spawned, so they share nothing with the bench process)."""
+    """P floor processes. They run this file as a script, so they load pika and the stdlib
+    only (not even the runeworker package); the caller waits for their consumers."""
 
     def __init__(self, url: str, queues: FloorQueues, sizes: FloorSizes) -> None:
         self.url = url
         self.queues = queues
         self.sizes = sizes
-        self._ctx = multiprocessing.get_context("spawn")
-        self._stop = self._ctx.Event()
-        self._procs: list[Any] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, processes: int, prefetch: int, batch_max: int, timeout: float) -> None:
-        """Start the processes; returns once every one consumes (RuntimeError otherwise)."""
-        readies = []
-        for i in range(processes):
-            ready = self._ctx.Event()
-            args = (self.url, self.queues, self.sizes, prefetch, batch_max, ready, self._stop)
-            proc = self._ctx.Process(target=floor_main, args=args, name=f"floor-{i}", daemon=True)
-            proc.start()
-            self._procs.append(proc)
-            readies.append(ready)
-        deadline = time.monotonic() + timeout
-        for proc, ready in zip(self._procs, readies, strict=True):
-            while not ready.wait(0.1):
-                if not proc.is_alive() or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"floor process {proc.name} did not start consuming")
+    def start(self, processes: int, prefetch: int, batch_max: int) -> None:
+        spec = json.dumps({
+            "url": self.url, "queues": asdict(self.queues), "sizes": asdict(self.sizes),
+            "prefetch": prefetch, "batch_max": batch_max,
+        })  # fmt: skip
+        for _ in range(processes):
+            self.procs.append(subprocess.Popen([sys.executable, __file__, spec]))
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
+        return [p.pid for p in self.procs]
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        for proc in self._procs:
-            proc.join(timeout)
-            if proc.is_alive():
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join()
-        self._procs = []
+                proc.wait()
+        self.procs = []
+
+
+if __name__ == "__main__":
+    sys.exit(floor_main(sys.argv))

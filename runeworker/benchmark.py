@@ -36,6 +36,7 @@ from runeworker.engine.state import MemoryStore
 
 _PERSISTENT = 2
 MS = 1e-6  # nanoseconds -> milliseconds
+_PLACEHOLDER = "runeworker-bench-execution-id"
 
 
 class BenchError(Exception):
@@ -100,6 +101,7 @@ class Workload:
     definition: bytes
     context: dict[str, Any]
     sizes: FloorSizes
+    _template: bytes = b""
 
     @classmethod
     def build(cls, nodes: int, context_bytes: int) -> Workload:
@@ -108,8 +110,11 @@ class Workload:
         return cls(nodes, definition, context, _measure_sizes(definition, context, nodes))
 
     def start(self, execution_id: str) -> bytes:
-        """The start message as the Rune API sends it, at the first node."""
-        return encode(_start(self.definition, self.context, execution_id))
+        """The start message as the Rune API sends it, at the first node (encoded once; the
+        execution id is patched in)."""
+        if not self._template:
+            self._template = encode(_start(self.definition, self.context, _PLACEHOLDER))
+        return self._template.replace(_PLACEHOLDER.encode(), execution_id.encode(), 1)
 
 
 def _start(definition: bytes, context: dict[str, Any], execution_id: str) -> NodeExecutionMessage:

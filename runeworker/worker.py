@@ -175,8 +175,15 @@ class Worker:
                 continue
             done = 0
             while pending and done < batch_max and not self.stopping:
+                # A redelivered message may be poison that kills this process: it gets a
+                # transaction of its own, so that its crash cannot roll back other work.
+                suspect = pending[0].redelivered
+                if suspect and done:
+                    break
                 self._handle(pending.popleft())
                 done += 1
+                if suspect:
+                    break
             metrics.commit_observed(self.broker.commit())
             self._after(done)
 
@@ -186,19 +193,33 @@ class Worker:
         metrics.inflight(1)
         self._step_started = time.monotonic()
         try:
+            cap = self.cfg.broker.max_message_bytes
+            if cap and len(d.body) > cap:
+                reason = f"message of {len(d.body)} bytes exceeds broker.max_message_bytes {cap}"
+                self._publish_rejection(d, reject(self.executor, d.body, reason))
+                return
             try:
                 msg = decode_execution(d.body)
             except MessageError as exc:
                 self._publish_rejection(d, reject(self.executor, d.body, str(exc)))
                 return
             limit = self.cfg.broker.max_deliveries
-            if d.redelivered and self.store.count_attempt(d.body) > limit:
+            # delivery n counts n - 1 redeliveries: the one after `limit` failed ones is refused
+            if d.redelivered and self.store.count_attempt(d.body) >= limit:
                 reason = f"message was delivered {limit} times without completing; poison"
                 self._publish_rejection(d, reject(self.executor, d.body, reason, msg))
                 return
             if not msg.is_worker_initiated:
                 self.broker.publish(MIRROR_QUEUE, masked_mirror(msg))
-            result = self.stepper.run(msg, self._publish_running, self._idle)
+            try:
+                result = self.stepper.run(msg, self._publish_running, self._idle)
+            except (BrokerError, StateError):
+                raise
+            except Exception as exc:  # an engine bug fails this message, never the child
+                log.exception("step of execution %s failed", msg.execution_id)
+                reason = f"cannot execute node {msg.current_node}: {type(exc).__name__}: {exc}"
+                self._publish_rejection(d, reject(self.executor, d.body, reason))
+                return
             if result.bad_input:
                 self._dead_letter(d, result.error)
             self._publish_result(result)

@@ -58,6 +58,9 @@ class NodeExecutionMessage(msgspec.Struct):
     # runeworker's own key (unknown keys are ignored by every Rune party): the id of the
     # branch this message carries, used for exactly-one completion. Absent on master messages.
     branch_token: str | UnsetType = UNSET
+    # runeworker's own key: a "ghost" arrival tells a merge or an aggregator that a path
+    # feeding it ended without data (dead-path elimination), so the barrier never waits for it.
+    ghost: bool | UnsetType = UNSET
 
 
 class ErrorPayload(msgspec.Struct):
@@ -130,6 +133,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
         msg = _execution_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"decode node execution message: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
+        raise MessageError(f"decode node execution message: invalid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise MessageError("decode node execution message: JSON nested too deeply") from exc
     for field in ("workflow_id", "execution_id", "current_node"):
@@ -178,8 +183,9 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     if b'"credentials"' in raw:
         try:
             definition = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            definition = None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # cannot be masked (the step will fail it): never mirror its values unmasked
+            definition, raw = None, b"{}"
         if isinstance(definition, dict):
             for n in definition.get("nodes") or ():
                 creds = n.get("credentials") if isinstance(n, dict) else None

@@ -62,12 +62,12 @@ def identify(body: bytes) -> Ids | None:
     again with everything below its top level blanked out, so that its ids still count."""
     try:
         loose = _loose_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     except RecursionError:
         try:
             loose = _loose_decoder.decode(shallow(body))
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
 
     def text(value: Any) -> str:

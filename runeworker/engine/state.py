@@ -10,9 +10,12 @@ parent token, so a message redelivered after a crash (state written, broker comm
 replays the same outcome instead of counting twice. Child tokens are derived from the
 parent token, so the replayed next messages carry the same tokens.
 
+The protocol also holds the flow-control state (see `runeworker.engine.barriers`): the
+aggregator and merge barriers and the wait timers.
+
 The Redis implementation (`runeworker.redis_state`) follows the same protocol; the tests in
-tests/unit/test_state.py and tests/integration/test_redis_state.py run one shared table
-against both.
+tests/unit/test_state.py, tests/unit/test_flow_state.py and tests/integration/test_redis_state.py
+run one shared table against both.
 """
 
 from __future__ import annotations
@@ -25,7 +28,25 @@ from typing import Protocol
 
 import msgspec
 
+from runeworker.engine.barriers import Barrier, BarrierState, MemoryFlow, MergeRule, Timer
 from runeworker.engine.messages import COMPLETED
+
+__all__ = [
+    "Admission",
+    "Barrier",
+    "BarrierState",
+    "Failure",
+    "MemoryStore",
+    "MergeRule",
+    "StateStore",
+    "Timer",
+    "Transition",
+    "Verdict",
+    "attempt_key",
+    "child_token",
+    "now_ns",
+    "root_token",
+]
 
 
 class Verdict(StrEnum):
@@ -85,6 +106,59 @@ class StateStore(Protocol):
         """Count one more delivery of a redelivered message (poison detection)."""
         ...
 
+    def aggregate(
+        self,
+        execution_id: str,
+        split_id: str,
+        scope: str,
+        index: int,
+        total: int,
+        token: str,
+        payload: bytes | None,
+    ) -> Barrier:
+        """Record the result of item `index` of a split of `total` items (None: a ghost, which
+        never overwrites a result); released exactly once, when every index has arrived.
+        `scope` tells apart the runs of a split nested in another split's branches."""
+        ...
+
+    def merge_arrive(
+        self,
+        execution_id: str,
+        merge_id: str,
+        scope: str,
+        parent: str,
+        token: str,
+        payload: bytes | None,
+        rule: MergeRule,
+        now_ms: int,
+    ) -> Barrier:
+        """Record the arrival of `parent` at a merge (None: a ghost); see `MergeRule`."""
+        ...
+
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
+        """Store a timer that fires `payload` at `due_ms` (epoch ms)."""
+        ...
+
+    def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
+        """Lease due timers to the caller until `now_ms + lease_ms`; `ack_timer` forgets them."""
+        ...
+
+    def release_expired(self, now_ms: int) -> int:
+        """Make leased timers whose lease ran out due again; returns how many."""
+        ...
+
+    def ack_timer(self, timer_id: str) -> None:
+        """Forget a fired timer and its payload."""
+        ...
+
+    def cancel_timer(self, timer_id: str) -> None:
+        """Forget a timer in any state."""
+        ...
+
+    def next_due(self) -> int | None:
+        """Due time (epoch ms) of the earliest scheduled timer, None when there is none."""
+        ...
+
 
 def root_token(execution_id: str) -> str:
     """Token of a master message (which carries none)."""
@@ -115,10 +189,11 @@ class _Execution:
         self.steps = 0
 
 
-class MemoryStore:
+class MemoryStore(MemoryFlow):
     """In-process `StateStore` for `runeworker run` and tests. Thread-safe."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._executions: dict[str, _Execution] = {}
         self._attempts: dict[str, int] = {}

@@ -146,6 +146,8 @@ def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
         d = _decoder.decode(key)
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"workflow_definition: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
+        raise WorkflowError(f"workflow_definition: invalid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise WorkflowError("workflow_definition: JSON nested too deeply") from exc
     if not d.nodes:

@@ -22,19 +22,16 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")  # fmt: skip
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_DIGITS = "0123456789"
 _NUMERIC_TZ = ("-070000", "-07:00:00", "-0700", "-07:00", "-07")
 _ISO_TZ = ("Z070000", "Z07:00:00", "Z0700", "Z07:00", "Z07")
-# Zone names Go's parseTimeZone accepts, plus `Z`; `GMT+3` and `+03` carry their own offset.
+# Zone names Go's parseTimeZone accepts, plus `Z`: UTC, GMT, `GMT+3` and `+03` carry an offset.
 _ZONE_NAME = re.compile(
-    r"ChST|MeST|GMT(?:[+-]\d+)?|[+-]\d+|WITA|[A-Z]{3}T?(?![A-Z])|[A-Z]{4}T(?![A-Z])|Z(?![A-Za-z])"
+    r"UTC|(?:GMT)?([+-])([0-9]+)|GMT|Z(?![A-Za-z])"
+    r"|(ChST|MeST|WITA|[A-Z]{3}T?(?![A-Z])|[A-Z]{4}T(?![A-Z]))"
 )
-_SIGNED_HOURS = re.compile(r"(?:GMT)?([+-])(\d+)")
 
 
 class LayoutError(ValueError):
@@ -75,19 +72,18 @@ def compile_format(fmt: str) -> Layout:
 def go_layout(layout: str) -> Layout:
     """Split a Go layout into literal text and fields, as Go's `nextStdChunk` does."""
     chunks: list[Chunk] = []
-    start = i = 0
+    i = 0
     while i < len(layout):
         hit = _std_at(layout[i:])
-        if hit is None:
+        if hit is not None:
+            chunks.append(hit[0])
+            i += hit[1]
+        elif chunks and isinstance(chunks[-1], str):
+            chunks[-1] += layout[i]
             i += 1
-            continue
-        if i > start:
-            chunks.append(layout[start:i])
-        chunks.append(hit[0])
-        i += hit[1]
-        start = i
-    if start < len(layout):
-        chunks.append(layout[start:])
+        else:
+            chunks.append(layout[i])
+            i += 1
     return tuple(chunks)
 
 
@@ -112,7 +108,7 @@ def _std_at(rest: str) -> tuple[Field, int] | None:
         j = 1
         while j < len(rest) and rest[j] == rest[1]:
             j += 1
-        if j == len(rest) or rest[j] not in _DIGITS:
+        if j == len(rest) or rest[j] not in "0123456789":
             return Field("frac" + rest[1], j - 1, rest[0]), j
     return None
 
@@ -137,27 +133,18 @@ _DIRECTIVE = re.compile(r"%([-:]?.)", re.DOTALL)
 
 def strftime_layout(fmt: str) -> Layout:
     """Compile a strftime format; an unknown directive is an error naming it."""
-    chunks: list[Chunk] = []
-    pos = 0
-    for m in _DIRECTIVE.finditer(fmt):
-        if m.start() > pos:
-            chunks.append(fmt[pos : m.start()])
-        if m.group(1) not in _STRFTIME:
-            raise LayoutError(f"unsupported strftime directive %{m.group(1)} in format {fmt!r}")
-        chunks.extend(_STRFTIME[m.group(1)])
-        pos = m.end()
-    if "%" in fmt[pos:]:
+    parts = _DIRECTIVE.split(fmt)  # literal, directive, literal, ..., literal
+    if "%" in parts[-1]:
         raise LayoutError(f"format {fmt!r} ends with an incomplete strftime directive")
-    if pos < len(fmt):
-        chunks.append(fmt[pos:])
+    chunks: list[Chunk] = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            chunks.extend([part] if part else [])
+        elif part in _STRFTIME:
+            chunks.extend(_STRFTIME[part])
+        else:
+            raise LayoutError(f"unsupported strftime directive %{part} in format {fmt!r}")
     return tuple(chunks)
-
-
-# ---- formatting ----------------------------------------------------------------------------
-
-
-def _hour12(d: datetime) -> int:
-    return d.hour % 12 or 12
 
 
 _FORMATTERS: dict[str, Callable[[datetime], str]] = {
@@ -169,7 +156,7 @@ _FORMATTERS: dict[str, Callable[[datetime], str]] = {
     "002": lambda d: f"{d.timetuple().tm_yday:03d}",
     "__2": lambda d: f"{d.timetuple().tm_yday:3d}",
     "15": lambda d: f"{d.hour:02d}", "H": lambda d: str(d.hour),
-    "3": lambda d: str(_hour12(d)), "03": lambda d: f"{_hour12(d):02d}",
+    "3": lambda d: str(d.hour % 12 or 12), "03": lambda d: f"{d.hour % 12 or 12:02d}",
     "4": lambda d: str(d.minute), "04": lambda d: f"{d.minute:02d}",
     "5": lambda d: str(d.second), "05": lambda d: f"{d.second:02d}",
     "PM": lambda d: "PM" if d.hour >= 12 else "AM",
@@ -183,33 +170,25 @@ def format_time(moment: datetime, layout: Layout) -> str:
 
 
 def _format_field(moment: datetime, field: Field) -> str:
-    simple = _FORMATTERS.get(field.code)
-    if simple is not None:
-        return simple(moment)
+    if field.code in _FORMATTERS:
+        return _FORMATTERS[field.code](moment)
     if field.code.startswith("frac"):
         digits = f"{moment.microsecond:06d}000"[: field.digits]
         if field.code == "frac9":
             digits = digits.rstrip("0")
-            return field.sep + digits if digits else ""
-        return field.sep + digits
+        return field.sep + digits if digits else ""
     return _format_zone(moment, field.code)
 
 
 def _format_zone(moment: datetime, code: str) -> str:
     offset = moment.utcoffset()
     seconds = int(offset.total_seconds()) if offset is not None else 0
-    if code == "MST":
-        # Go prints the zone's abbreviation; a zone without one gets a numeric offset.
-        name = moment.tzname() if isinstance(moment.tzinfo, ZoneInfo) else None
-        if name or seconds == 0:
-            return name or "UTC"
-        code = "-0700"
-    if code.startswith("Z"):
-        if seconds == 0:
-            return "Z"
-        code = "-" + code[1:]
-    if code == "z":
-        code = "-0700"
+    # Go prints the zone's abbreviation, a fixed zone's offset in the -0700 form.
+    if code == "MST" and (isinstance(moment.tzinfo, ZoneInfo) or seconds == 0):
+        return moment.tzname() or "UTC"
+    if code[0] == "Z" and seconds == 0:
+        return "Z"
+    code = "-0700" if code in ("MST", "z") else "-" + code[1:]
     sign = "-" if seconds < 0 else "+"
     seconds = abs(seconds)
     colon = ":" if ":" in code else ""
@@ -219,9 +198,6 @@ def _format_zone(moment: datetime, code: str) -> str:
     if code in ("-070000", "-07:00:00"):
         text += f"{colon}{seconds % 60:02d}"
     return text
-
-
-# ---- parsing -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -279,13 +255,6 @@ def _num(s: str, fixed: bool, width: int = 2) -> tuple[int, str]:
     return int(match.group()), s[match.end() :]
 
 
-def _name(s: str, names: tuple[str, ...]) -> tuple[int, str]:
-    for i, name in enumerate(names):
-        if s[: len(name)].lower() == name.lower():
-            return i, s[len(name) :]
-    raise LayoutError(f"expected a name at {s!r}")
-
-
 # Numeric fields: code -> (attribute, fixed width, most digits, lowest, highest value).
 _NUMBERS: dict[str, tuple[str, bool, int, int, int]] = {
     "2006": ("year", True, 4, 0, 9999), "06": ("year", True, 2, 0, 99),
@@ -316,10 +285,12 @@ def _read_name(r: _Reading, s: str, f: Field) -> str:
     names: tuple[str, ...] = MONTHS if f.code in ("Jan", "January") else WEEKDAYS
     if f.code in ("Jan", "Mon"):
         names = tuple(name[:3] for name in names)
-    index, s = _name(s, names)
-    if names[0].startswith("Jan"):  # Go reads a weekday name and ignores it
-        r.month = index + 1
-    return s
+    found = [i for i, name in enumerate(names) if s[: len(name)].lower() == name.lower()]
+    if not found:
+        raise LayoutError(f"expected a {f.code} name at {s!r}")
+    if f.code in ("Jan", "January"):  # Go reads a weekday name and ignores it
+        r.month = found[0] + 1
+    return s[len(names[found[0]]) :]
 
 
 def _read_ampm(r: _Reading, s: str, f: Field) -> str:
@@ -330,32 +301,24 @@ def _read_ampm(r: _Reading, s: str, f: Field) -> str:
 
 
 def _read_zone_name(r: _Reading, s: str, f: Field) -> str:
-    if s.startswith("UTC"):
-        r.offset = 0
-        return s[3:]
     match = _ZONE_NAME.match(s)
     if match is None:
         raise LayoutError(f"expected a time zone name at {s!r}")
-    name = match.group()
-    signed = _SIGNED_HOURS.fullmatch(name)
-    if name in ("GMT", "Z"):
-        r.offset = 0
-    elif signed is not None:
-        hours = int(signed.group(2))
-        if hours > 23:
-            raise LayoutError(f"time zone {name} is out of range")
-        r.offset = hours * 3600 * (-1 if signed.group(1) == "-" else 1)
-    else:
+    sign, hours, name = match.groups()
+    if name:
         r.abbreviation = name
+    elif sign and int(hours) > 23:
+        raise LayoutError(f"time zone {match.group()} is out of range")
+    else:  # UTC, GMT, Z, GMT+3, -03: Go's forms with a known offset
+        r.offset = int(hours or 0) * (-3600 if sign == "-" else 3600)
     return s[match.end() :]
 
 
 # "-07:00" -> sign, hours, minutes; strftime's %z takes +hhmm and +hh:mm.
+_D2 = "([0-9]{2})"
 _OFFSET_SHAPES = {
-    code: re.compile(
-        code.replace("-", "([+-])").replace("07", "([0-9]{2})").replace("00", "([0-9]{2})")
-    )
-    for code in _NUMERIC_TZ
+    c: re.compile(c.replace("-", "([+-])").replace("07", _D2).replace("00", _D2))
+    for c in _NUMERIC_TZ
 }
 _OFFSET_SHAPES["z"] = re.compile(r"([+-])([0-9]{2}):?([0-9]{2})")
 
@@ -376,8 +339,6 @@ def _read_offset(r: _Reading, s: str, f: Field) -> str:
 
 
 def _read_fraction(r: _Reading, s: str, f: Field) -> str:
-    if f.code == "frac9":
-        return _loose_fraction(r, s)
     if f.sep:  # Go: the separator, then exactly the layout's digits
         if s[:1] not in (".", ","):
             raise LayoutError(f"expected a fraction at {s!r}")
@@ -385,7 +346,7 @@ def _read_fraction(r: _Reading, s: str, f: Field) -> str:
     match = re.match(f"[0-9]{{{f.digits if f.sep else 1},{f.digits}}}", s)  # %f: 1 to 6
     if match is None:
         raise LayoutError(f"expected a {f.digits}-digit fraction at {s!r}")
-    r.micro = _micro(match.group())
+    r.micro = int(match.group()[:6].ljust(6, "0"))
     return s[match.end() :]
 
 
@@ -394,17 +355,13 @@ def _fraction_follows(layout: Layout, i: int) -> bool:
     return bool(following) and following[0].code.startswith("frac")
 
 
-def _loose_fraction(r: _Reading, s: str) -> str:
+def _loose_fraction(r: _Reading, s: str, f: Field | None = None) -> str:
     """An optional `.digits` or `,digits` of any length (what Go accepts after seconds)."""
     match = re.match(r"[.,]([0-9]+)", s)
     if match is None:
         return s
-    r.micro = _micro(match.group(1))
+    r.micro = int(match.group(1)[:6].ljust(6, "0"))
     return s[match.end() :]
-
-
-def _micro(digits: str) -> int:
-    return int(digits[:6].ljust(6, "0"))
 
 
 def _finish(r: _Reading) -> Parsed:
@@ -432,5 +389,6 @@ _READERS: dict[str, Callable[[_Reading, str, Field], str]] = {
     **dict.fromkeys(("PM", "pm"), _read_ampm),
     "MST": _read_zone_name,
     **dict.fromkeys((*_NUMERIC_TZ, *_ISO_TZ, "z"), _read_offset),
-    **dict.fromkeys(("frac0", "frac9"), _read_fraction),
+    "frac0": _read_fraction,
+    "frac9": _loose_fraction,
 }

@@ -24,7 +24,8 @@ str, list, dict). The language is a JavaScript subset:
 
 Limits (`Limits`): a deadline checked at every node visit and every 4096 items of a loop
 (`expression timeout or cancelled`, the Go text), a maximum length of produced strings and arrays
-(`expression result too large`) and a maximum nesting depth. Names starting with `__`, and names
+(`expression result too large`), a maximum nesting depth (100, so never a RecursionError) and a
+maximum expression length (parsing is outside the time budget). Names starting with `__`, and names
 starting with `_` used on anything but an object, are refused; on objects `_id`-style keys are
 ordinary data.
 """
@@ -80,11 +81,13 @@ _TEXT_ORDER: dict[str, Callable[[str, str], bool]] = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Budget of one evaluation: seconds, produced string/array length, nesting depth."""
+    """Budget of one evaluation: seconds, produced string/array length, nesting depth, and
+    the length of an expression's text (parsing is linear but outside the time budget)."""
 
     timeout: float = 0.1
     max_length: int = 1_000_000
     max_depth: int = MAX_DEPTH
+    max_source: int = 100_000
 
 
 class _Run:
@@ -260,6 +263,10 @@ class Expression:
     def __init__(self, text: str, is_root: IsRoot | None = None, limits: Limits = Limits()) -> None:
         self.text = text
         self.limits = limits
+        if len(text) > limits.max_source:
+            raise SandboxError(
+                f"expression is too long ({len(text)} > {limits.max_source} characters)"
+            )
         try:
             self.tree = parse(text.strip(), is_root, limits.max_depth)
         except RecursionError:  # a last guard: the depth limit keeps well below Python's
@@ -267,7 +274,9 @@ class Expression:
 
     def evaluate(self, lookup: Lookup) -> Any:
         """The value of the expression; `lookup("$name")` returns a context value or raises."""
-        run = _Run(lookup, self.limits)
+        return self._within(_Run(lookup, self.limits))
+
+    def _within(self, run: _Run) -> Any:
         try:
             return run.eval(self.tree)
         except RecursionError:
@@ -295,9 +304,11 @@ def _block_end(text: str, start: int) -> int:
 
 @dataclass(frozen=True)
 class Template:
-    """A text with `{{ expression }}` blocks; literal parts are strings."""
+    """A text with `{{ expression }}` blocks; literal parts are strings. All blocks of one
+    text share one time budget."""
 
     parts: tuple[str | Expression, ...]
+    limits: Limits = Limits()
 
     @classmethod
     def parse(
@@ -318,7 +329,7 @@ class Template:
             return None
         if pos < len(text):
             parts.append(text[pos:])
-        return cls(tuple(parts))
+        return cls(tuple(parts), limits)
 
     @property
     def single(self) -> Expression | None:
@@ -331,16 +342,16 @@ class Template:
         """One block alone keeps its value's JSON type; otherwise every block's value is
         rendered into the text. `literal` maps the literal parts (e.g. resolves `$refs` in
         them); block results are never interpreted again."""
+        run = _Run(lookup, self.limits)
         single = self.single
         if single is not None:
-            return single.evaluate(lookup)
+            return single._within(run)
         out: list[str] = []
         size = 0
-        max_length = max(p.limits.max_length for p in self.parts if isinstance(p, Expression))
         for part in self.parts:
-            text = render(literal(part) if isinstance(part, str) else part.evaluate(lookup))
+            text = render(literal(part) if isinstance(part, str) else part._within(run))
             size += len(text)
-            if size > max_length:
-                raise SandboxError(f"expression result too large (more than {max_length})")
+            if size > run.max_length:
+                raise too_large(size, run)
             out.append(text)
         return "".join(out)

@@ -75,7 +75,7 @@ def to_js_number(value: Any, what: str) -> int | float:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int | float):
-        return value
+        return number_result(value)  # huge ints become floats, as every JS number is
     if isinstance(value, str):
         text = value.strip()
         number = 0 if text == "" else parse_number(text)
@@ -162,11 +162,11 @@ def _join(items: list[Any], args: list[Any], budget: Budget) -> str:
     pieces: list[str] = []
     size = 0
     for chunk in chunks(items, budget):
-        text = sep.join("" if v is None else render(v) for v in chunk)
-        size += len(text) + len(sep)
+        texts = ["" if v is None else render(v) for v in chunk]
+        size += sum(map(len, texts)) + len(sep) * len(texts)
         if size > budget.max_length + len(sep):
-            raise too_large(size, budget)
-        pieces.append(text)
+            raise too_large(size - len(sep), budget)
+        pieces.append(sep.join(texts))
     return sep.join(pieces)
 
 

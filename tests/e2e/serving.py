@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from runeworker.engine.local import start_message
 from runeworker.engine.messages import encode
@@ -29,8 +30,9 @@ from runeworker.systemd import NOTIFY_VARIABLES
 
 EXECUTION = "workflow.execution"
 COMPLETION = "workflow.completion"
+STATUS = "workflow.node.status"
 EXCHANGE = "workflows"
-PURGED = (EXECUTION, COMPLETION, "workflow.resume", "workflow.node.status",
+PURGED = (EXECUTION, COMPLETION, "workflow.resume", STATUS,
           "workflow.worker.initiated", "runeworker.dead-letter")  # fmt: skip
 
 T = TypeVar("T")
@@ -88,6 +90,27 @@ def execution_prefetches(vhost: str) -> list[int]:
     return sorted(c["prefetch_count"] for c in consumers(vhost) if c["queue_name"] == EXECUTION)
 
 
+def worker_connections(vhost: str) -> list[tuple[str, int]]:
+    """(name, negotiated heartbeat in s) of the vhost's connections named `runeworker`."""
+    rows = _ctl_json("list_connections", "name", "vhost", "timeout", "client_properties")
+    mark = ["connection_name", "longstr", "runeworker"]
+    return sorted(
+        (r["name"], r["timeout"])
+        for r in rows
+        if r["vhost"] == vhost and mark in r["client_properties"]
+    )
+
+
+def samples(text: str, name: str, **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples `name` of a /metrics text whose labels include `labels`: labels -> value."""
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    }
+
+
 def queue_counts(vhost: str) -> dict[str, tuple[int, int]]:
     """`rabbitmqctl list_queues`: name -> (messages_ready, messages_unacknowledged)."""
     rows = _ctl_json("list_queues", "-p", vhost, "name", "messages_ready",
@@ -131,7 +154,15 @@ class Serve:
         """http://host:port of the metrics endpoint, from the log line announcing it."""
         pattern = re.compile(r"metrics on (http://[\d.]+:\d+)/metrics")
         found = wait_until(lambda: pattern.search(self.log()), "the metrics endpoint in the log")
+        assert found is not None
         return found.group(1)
+
+    def wait_log(self, text: str, timeout: float = 15.0) -> None:
+        wait_until(lambda: text in self.log(), f"{text!r} in the serve log", timeout)
+
+    def spawned(self) -> list[int]:
+        """The pids of every child the supervisor spawned, in spawn order."""
+        return [int(p) for p in re.findall(r"spawned child (\d+)", self.log())]
 
     def get(self, path: str) -> tuple[int, str]:
         """(status, body) of a GET on the metrics endpoint."""
@@ -232,6 +263,16 @@ class Rune:
     def statuses(self, ids: list[str]) -> dict[str, list[str]]:
         """The completion statuses of each id (exactly one `completed` is the goal)."""
         return {eid: [c["status"] for c in self.completions.get(eid, [])] for eid in ids}
+
+    def wait_steps(self, steps: int, timeout: float = 30.0) -> None:
+        """Until `steps` log steps are done (each publishes running and success) while no
+        execution has completed yet: under way, and far from finished."""
+
+        def check() -> bool:
+            self.conn.sleep(0.01)
+            return self.message_count(STATUS) >= 2 * steps
+
+        wait_until(check, f"{steps} steps done", timeout, poll=0)
 
     def consumer_count(self, queue: str = EXECUTION) -> int:
         return int(self.ch.queue_declare(queue, passive=True).method.consumer_count)

@@ -1,0 +1,336 @@
+"""The two contenders of `runeworker bench`, measured one after the other on one broker vhost:
+the floor (bare pika processes) and `runeworker serve` (a subprocess, its own queue and Redis
+key prefix). Each one runs a throughput phase (all workflows at once; CPU and RSS are taken
+around it) and a low-load phase (one workflow at a time; latency)."""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pika.exceptions
+import psutil
+import redis
+
+from runeworker.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.bench_floor import FloorPool, FloorQueues, declare
+from runeworker.benchmark import (
+    BenchError,
+    Figures,
+    Got,
+    Load,
+    Trace,
+    Wire,
+    Workload,
+    drive,
+    figures,
+)
+from runeworker.config import GO_ENV_VARS, Config
+
+_SERVICES = {"beam.smp": "rabbitmq", "redis-server": "redis"}
+RUNE_OUTPUTS = [STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
+
+Send = Callable[[Trace, int], None]  # publish workflow i, recording its publish time
+Parse = Callable[[Trace, dict[str, list[Got]], list[str]], None]  # received -> trace
+
+
+@dataclass
+class Result:
+    """Everything measured for one contender at one load."""
+
+    name: str
+    load: Figures
+    idle: Figures
+    cpu_ms_per_node: float  # user + system of the contender's processes, throughput phase
+    rss_mb: list[float]  # per process, after the throughput phase
+    services_ms_per_node: dict[str, float] = field(default_factory=dict)  # rabbitmq, redis
+
+
+class _Status(msgspec.Struct):
+    execution_id: str
+    node_id: str
+    status: str
+    executed_at: str
+
+
+class _Completion(msgspec.Struct):
+    execution_id: str
+    status: str
+    completed_at: str
+
+
+_statuses = msgspec.json.Decoder(_Status)
+_completions = msgspec.json.Decoder(_Completion)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seconds(stamp: str) -> int:
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+
+
+def rfc3339_ns(stamp: str) -> int:
+    """'2024-01-02T03:04:05.123456789Z' -> nanoseconds since the epoch."""
+    return _seconds(stamp[:19]) * 1_000_000_000 + int(stamp[20:29].ljust(9, "0"))
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _rss_mb(procs: list[psutil.Process]) -> list[float]:
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            out.append(p.memory_info().rss / 2**20)
+    return out
+
+
+def _services() -> dict[str, list[psutil.Process]]:
+    """The local RabbitMQ and Redis processes, when this machine runs them (for their CPU)."""
+    found: dict[str, list[psutil.Process]] = {}
+    for p in psutil.process_iter(["name"]):
+        name = _SERVICES.get(p.info["name"] or "")
+        if name:
+            found.setdefault(name, []).append(p)
+    return found
+
+
+class Session:
+    """One bench run against the configured vhost; `close` removes what it created."""
+
+    def __init__(self, cfg: Config, *, discard_waiting: bool = False) -> None:
+        self.cfg = cfg
+        self.run_id = uuid.uuid4().hex[:10]
+        self.prefix = f"{cfg.redis.key_prefix}bench:{self.run_id}:"
+        self.workdir = Path(tempfile.mkdtemp(prefix="runeworker-bench-"))
+        self.wire = Wire(cfg.broker.url)
+        self.services = _services()
+        self._queues: list[str] = []
+        self._check(discard_waiting)
+
+    def _check(self, discard_waiting: bool) -> None:
+        """The bench consumes the vhost's status, completion and mirror queues: nobody else
+        may, and what waits there must be the bench's to throw away."""
+        self.wire.ch.exchange_declare(self.cfg.broker.exchange, exchange_type="topic", durable=True)
+        for q in RUNE_OUTPUTS:
+            consumers, waiting = self.wire.consumers_and_messages(q)
+            self.wire.ch.queue_bind(q, self.cfg.broker.exchange, routing_key=q)
+            if consumers:
+                raise BenchError(
+                    f"{q} has {consumers} consumer(s) in this vhost; the bench would compete "
+                    "with them: point it at a vhost of its own"
+                )
+            if waiting and not discard_waiting:
+                raise BenchError(
+                    f"{q} holds {waiting} message(s) the bench would consume and discard; "
+                    "use a vhost of its own, or --discard-waiting if they are leftovers"
+                )
+
+    def compare(self, load: Load, work: Workload) -> tuple[Result, Result]:
+        """(floor, runeworker) at `load`."""
+        return self.floor(load, work), self.runeworker(load, work)
+
+    # -- the floor ---------------------------------------------------------------------------
+
+    def floor(self, load: Load, work: Workload) -> Result:
+        base = f"runeworker.bench.{self.run_id}.floor"
+        fq = FloorQueues(self.cfg.broker.exchange, base, f"{base}.status", f"{base}.completion",
+                         f"{base}.mirror")  # fmt: skip
+        declare(self.wire.ch, fq)
+        self._queues += fq.all
+        pool = FloorPool(self.cfg.broker.url, fq, work.sizes)
+        pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max)
+        try:
+            self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)
+            procs = [psutil.Process(pid) for pid in pool.pids]
+            outputs = [fq.status, fq.completion, fq.mirror]
+            start = work.sizes.messages[0] * b"x"
+
+            def send(trace: Trace, i: int) -> None:
+                trace.published[str(i)] = time.time_ns()
+                self.wire.publish(fq.work, start, message_id=f"{i}.0")
+
+            return self._measure("floor", load, procs, outputs, send, self._floor_trace)
+        finally:
+            pool.stop()
+
+    @staticmethod
+    def _floor_trace(trace: Trace, got: dict[str, list[Got]], outputs: list[str]) -> None:
+        status, completion = outputs[0], outputs[1]
+        for props, _body in got[status]:
+            stamp = getattr(props, "correlation_id", None)
+            if stamp is None:
+                trace.running += 1
+                continue
+            w, k, ns = stamp.split(".")
+            trace.success.setdefault(w, {})[int(k)] = int(ns)
+            trace.successes += 1
+        for props, _body in got[completion]:
+            w, _k, ns = getattr(props, "correlation_id", "").split(".")
+            trace.completed[w] = int(ns)
+            trace.completions += 1
+
+    # -- runeworker --------------------------------------------------------------------------
+
+    def runeworker(self, load: Load, work: Workload) -> Result:
+        queue = f"runeworker.bench.{self.run_id}"
+        self.wire.consumers_and_messages(queue)  # declared first, so consumers can be counted
+        self._queues.append(queue)
+
+        def send(trace: Trace, _i: int) -> None:
+            body = work.start(eid := str(uuid.uuid4()))
+            trace.published[eid] = time.time_ns()
+            self.wire.publish(queue, body)
+
+        with ServeProcess(self.cfg, queue, self.prefix, load, self.workdir) as serve:
+            try:
+                self.wire.wait_consumers(queue, load.processes, serve.alive, timeout=60)
+                procs = serve.children()
+                return self._measure("runeworker", load, procs, RUNE_OUTPUTS, send, self._rw_trace)
+            except BenchError as exc:
+                raise BenchError(f"{exc}\nlast lines of runeworker serve:\n{serve.tail()}") from exc
+
+    @staticmethod
+    def _rw_trace(trace: Trace, got: dict[str, list[Got]], outputs: list[str]) -> None:
+        for _props, body in got[outputs[0]]:
+            st = _statuses.decode(body)
+            if st.status == "running":
+                trace.running += 1
+            elif st.status == "success":
+                k = int(st.node_id[1:]) - 1
+                trace.success.setdefault(st.execution_id, {})[k] = rfc3339_ns(st.executed_at)
+                trace.successes += 1
+        for _props, body in got[outputs[1]]:
+            c = _completions.decode(body)
+            trace.completions += 1
+            if c.status == "completed":
+                trace.completed[c.execution_id] = rfc3339_ns(c.completed_at)
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _measure(
+        self,
+        name: str,
+        load: Load,
+        procs: list[psutil.Process],
+        outputs: list[str],
+        send: Send,
+        parse: Parse,
+    ) -> Result:
+        """Throughput phase (CPU, RSS around it), then the low-load phase."""
+        self.wire.listen(outputs)
+        try:
+            services = {k: _cpu(v) for k, v in self.services.items()}
+            cpu = _cpu(procs)
+            busy = self._phase(load, load.workflows, load.workflows, outputs, send, parse)
+            cpu = _cpu(procs) - cpu
+            used = {k: (_cpu(v) - services[k]) * 1e3 / max(1, busy.successes)
+                    for k, v in self.services.items()}  # fmt: skip
+            rss = _rss_mb(procs)
+            idle = self._phase(load, load.latency_workflows, 1, outputs, send, parse)
+        finally:
+            self.wire.unlisten()
+        return Result(name, busy, idle, cpu * 1e3 / max(1, busy.successes), rss, used)
+
+    def _phase(
+        self, load: Load, total: int, inflight: int, outputs: list[str], send: Send, parse: Parse
+    ) -> Figures:
+        for q in outputs:
+            self.wire.got[q].clear()
+        trace = Trace()
+        expected = {outputs[0]: 2 * load.nodes * total, outputs[1]: total, outputs[2]: total}
+        drive(self.wire, lambda i: send(trace, i), total, inflight, expected, outputs[1],
+              load.timeout)  # fmt: skip
+        parse(trace, self.wire.got, outputs)
+        return figures(trace, total, load.nodes)
+
+    def close(self) -> None:
+        """Delete the bench's queues and Redis keys and its work directory."""
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+            for q in self._queues:
+                self.wire.ch.queue_delete(q)
+        self.wire.close()
+        client = redis.Redis.from_url(self.cfg.redis.url)
+        with contextlib.suppress(redis.RedisError):
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            for i in range(0, len(keys), 1000):
+                client.delete(*keys[i : i + 1000])
+        client.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class ServeProcess:
+    """`runeworker serve` in a subprocess with the bench's queue, sizes and Redis prefix. The
+    effective config goes to it as a TOML file; the variables that would override the file are
+    removed from its environment."""
+
+    def __init__(self, cfg: Config, queue: str, prefix: str, load: Load, workdir: Path) -> None:
+        tree = msgspec.to_builtins(cfg)
+        tree["broker"].update(queue=queue, prefetch=load.prefetch)
+        tree["worker"]["processes"] = load.processes
+        tree["redis"]["key_prefix"] = prefix
+        tree["metrics"].update(listen="", directory=str(workdir / "metrics"))
+        self.config = workdir / "serve.toml"
+        self.config.write_text(_toml(tree))
+        self.log = workdir / "serve.log"
+        self.graceful = cfg.worker.graceful_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServeProcess:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RUNEWORKER_") and k not in GO_ENV_VARS}  # fmt: skip
+        cmd = [sys.executable, "-m", "runeworker", "serve", "-c", str(self.config)]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def children(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children()
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(self.graceful + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _toml(tree: dict[str, dict[str, object]]) -> str:
+    """The config as TOML: its values are strings, numbers, booleans and lists of strings,
+    whose JSON forms are valid TOML."""
+    out = []
+    for section, table in tree.items():
+        out.append(f"[{section}]")
+        out += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,214 @@
+"""Barriers (aggregator, merge) and wait timers: their types and the in-memory implementation.
+
+The protocol methods are part of `runeworker.engine.state.StateStore`; `MemoryFlow` is the half
+of `MemoryStore` that implements them (the Redis form is `runeworker.redis_flow`). Both pass the
+shared table in tests/unit/statecases.py.
+
+Idempotence. Every arrival names its branch token. A barrier records the token of the arrival
+that decided it (released, won or expired); a redelivered copy of that arrival gets the same
+decision again, any other arrival after it gets `closed`. Results are kept by item index
+(aggregator) or parent node (merge), so a redelivered arrival overwrites its own slot and is
+never counted twice. A ghost (no payload) never overwrites a real result.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+import msgspec
+
+
+class BarrierState(StrEnum):
+    """What one arrival at a barrier did."""
+
+    WAITING = "waiting"  # counted; the barrier still waits for others
+    RELEASED = "released"  # this arrival opened the barrier (or won a wait_for_any merge)
+    CLOSED = "closed"  # another arrival already decided the barrier: this one is absorbed
+    EXPIRED = "expired"  # merge: this arrival came after first arrival + timeout
+
+
+class Barrier(msgspec.Struct, frozen=True):
+    """Outcome of one arrival. On RELEASED, `keys` and `results` hold the non-ghost payloads:
+    aggregator keys are item indexes (as strings) in index order; merge keys are parent node
+    ids in sorted order (the engine orders them by the merge's incoming edges)."""
+
+    state: BarrierState
+    arrived: int
+    keys: list[str] = msgspec.field(default_factory=list)
+    results: list[bytes] = msgspec.field(default_factory=list)
+    first_ms: int = 0  # merge: when its first arrival came
+
+
+class MergeRule(msgspec.Struct, frozen=True):
+    """How a merge opens: after `expected` distinct parents (wait_for_all) or at the first
+    arrival with data (`any`); an arrival with data later than `timeout_ms` after the first
+    arrival expires the barrier (0 = no timeout)."""
+
+    expected: int
+    any: bool = False
+    timeout_ms: int = 0
+
+
+class Timer(NamedTuple):
+    timer_id: str
+    payload: bytes
+
+
+@dataclass
+class _Aggregate:
+    results: dict[int, bytes | None] = field(default_factory=dict)
+    decided_by: str = ""
+
+
+@dataclass
+class _Merge:
+    data: dict[str, bytes | None] = field(default_factory=dict)
+    first_ms: int = 0
+    decision: tuple[BarrierState, str, str] | None = None  # (state, token, parent)
+
+
+class MemoryFlow:
+    """In-memory barriers and timers (one process: `runeworker run` and tests). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._flow_lock = threading.Lock()
+        self._aggregates: dict[tuple[str, str, str], _Aggregate] = {}
+        self._merges: dict[tuple[str, str, str], _Merge] = {}
+        self._timers: dict[str, int] = {}  # timer id -> due (ms)
+        self._leases: dict[str, int] = {}  # claimed timer id -> lease deadline (ms)
+        self._payloads: dict[str, bytes] = {}
+
+    # -- aggregator -------------------------------------------------------------------------
+
+    def aggregate(
+        self,
+        execution_id: str,
+        split_id: str,
+        scope: str,
+        index: int,
+        total: int,
+        token: str,
+        payload: bytes | None,
+    ) -> Barrier:
+        """Record the result of item `index` of `total` (None: a ghost) and release once."""
+        with self._flow_lock:
+            agg = self._aggregates.setdefault((execution_id, split_id, scope), _Aggregate())
+            if agg.decided_by:
+                if agg.decided_by == token:
+                    return _collected(agg, total)
+                return Barrier(BarrierState.CLOSED, len(agg.results))
+            if payload is not None or index not in agg.results:
+                agg.results[index] = payload
+            if len(agg.results) < total:
+                return Barrier(BarrierState.WAITING, len(agg.results))
+            agg.decided_by = token
+            return _collected(agg, total)
+
+    # -- merge ------------------------------------------------------------------------------
+
+    def merge_arrive(
+        self,
+        execution_id: str,
+        merge_id: str,
+        scope: str,
+        parent: str,
+        token: str,
+        payload: bytes | None,
+        rule: MergeRule,
+        now_ms: int,
+    ) -> Barrier:
+        """Record the arrival of `parent` (None payload: a ghost) at a merge barrier."""
+        with self._flow_lock:
+            m = self._merges.setdefault((execution_id, merge_id, scope), _Merge())
+            if m.decision is not None:
+                state, by, winner = m.decision
+                if by != token:
+                    return Barrier(BarrierState.CLOSED, len(m.data), first_ms=m.first_ms)
+                return self._decided(m, state, winner)
+            if not m.first_ms:
+                m.first_ms = now_ms
+            elif payload is not None and rule.timeout_ms > 0:
+                if now_ms - m.first_ms > rule.timeout_ms:
+                    m.decision = (BarrierState.EXPIRED, token, parent)
+                    return Barrier(BarrierState.EXPIRED, len(m.data), first_ms=m.first_ms)
+            if payload is not None or parent not in m.data:
+                m.data[parent] = payload
+            if rule.any and payload is not None:
+                m.decision = (BarrierState.RELEASED, token, parent)
+            elif len(m.data) >= rule.expected:
+                m.decision = (BarrierState.RELEASED, token, "")
+            else:
+                return Barrier(BarrierState.WAITING, len(m.data), first_ms=m.first_ms)
+            return self._decided(m, BarrierState.RELEASED, m.decision[2])
+
+    @staticmethod
+    def _decided(m: _Merge, state: BarrierState, winner: str) -> Barrier:
+        if state is not BarrierState.RELEASED:
+            return Barrier(state, len(m.data), first_ms=m.first_ms)
+        names = [winner] if winner else sorted(m.data)
+        pairs = [(p, m.data[p]) for p in names]
+        return Barrier(
+            BarrierState.RELEASED,
+            len(m.data),
+            [p for p, v in pairs if v is not None],
+            [v for _, v in pairs if v is not None],
+            m.first_ms,
+        )
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
+        """Store `payload` to be fired at `due_ms` (scheduling the same id again replaces it)."""
+        with self._flow_lock:
+            self._payloads[timer_id] = payload
+            self._leases.pop(timer_id, None)
+            self._timers[timer_id] = due_ms
+
+    def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
+        """Lease up to `limit` due timers (earliest first) until `now_ms + lease_ms`."""
+        with self._flow_lock:
+            due = sorted((at, tid) for tid, at in self._timers.items() if at <= now_ms)[:limit]
+            claimed: list[Timer] = []
+            for _, tid in due:
+                del self._timers[tid]
+                payload = self._payloads.get(tid)
+                if payload is not None:  # an orphan id (payload gone) is dropped
+                    self._leases[tid] = now_ms + lease_ms
+                    claimed.append(Timer(tid, payload))
+            return claimed
+
+    def release_expired(self, now_ms: int) -> int:
+        """Return timers whose lease ran out (their claimer died) to the due set."""
+        with self._flow_lock:
+            expired = [tid for tid, until in self._leases.items() if until <= now_ms]
+            for tid in expired:
+                del self._leases[tid]
+                self._timers[tid] = now_ms
+            return len(expired)
+
+    def ack_timer(self, timer_id: str) -> None:
+        """The timer's payload was published: forget it."""
+        with self._flow_lock:
+            self._leases.pop(timer_id, None)
+            self._payloads.pop(timer_id, None)
+
+    def cancel_timer(self, timer_id: str) -> None:
+        """Forget a timer whether it is due, leased or not yet due."""
+        with self._flow_lock:
+            self._timers.pop(timer_id, None)
+            self._leases.pop(timer_id, None)
+            self._payloads.pop(timer_id, None)
+
+    def next_due(self) -> int | None:
+        """Due time (ms) of the earliest scheduled timer, None when there is none."""
+        with self._flow_lock:
+            return min(self._timers.values(), default=None)
+
+
+def _collected(agg: _Aggregate, total: int) -> Barrier:
+    indexes = [i for i in range(total) if agg.results.get(i) is not None]
+    results = [r for i in indexes if (r := agg.results[i]) is not None]
+    return Barrier(BarrierState.RELEASED, len(agg.results), [str(i) for i in indexes], results)

@@ -1,0 +1,135 @@
+"""Graph walks of the flow-control steps: the aggregator that closes a split, the nodes inside a
+split's scope, the parents of a merge, and dead-path elimination.
+
+Dead-path elimination. A merge waits for one arrival per parent node and an aggregator for one
+per split item. When a step does not follow some of its outgoing edges (the branch a conditional
+did not take, a switch without a matching route, the normal edges of a node that failed along
+its error edge, the error edge of a node that succeeded), every barrier those edges would have
+reached must hear that nothing is coming, or it would wait forever. `dead_paths` walks forward
+from the untaken edges through the nodes that can no longer run and names each barrier to send
+a ghost arrival to. Nodes that a taken edge can still reach are alive: the walk stops there and
+no ghost is sent for a parent that may still deliver.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from runeworker.engine.messages import StackFrame
+from runeworker.engine.workflow import Edge, Workflow
+
+SPLIT = "split"
+AGGREGATOR = "aggregator"
+MERGE = "merge"
+WAIT = "wait"
+FLOW_TYPES = frozenset({SPLIT, AGGREGATOR, MERGE, WAIT})
+BARRIER_TYPES = frozenset({AGGREGATOR, MERGE})
+
+
+def successors(wf: Workflow, node_id: str) -> Iterator[str]:
+    """Destinations of every outgoing edge, error edges included, in edge order."""
+    return (e.dst for e in wf.outgoing.get(node_id, ()))
+
+
+def type_of(wf: Workflow, node_id: str) -> str:
+    node = wf.by_id.get(node_id)
+    return node.type if node is not None else ""
+
+
+def aggregator_of(wf: Workflow, split_id: str) -> str | None:
+    """The aggregator that closes `split_id`: the first aggregator reachable from it (breadth
+    first) at its own nesting level; a nested split is stepped over to its own aggregator."""
+    queue = deque(dict.fromkeys(successors(wf, split_id)))
+    seen = set(queue)
+    while queue:
+        node_id = queue.popleft()
+        kind = type_of(wf, node_id)
+        if kind == AGGREGATOR:
+            return node_id
+        nxt: Iterable[str] = successors(wf, node_id)
+        if kind == SPLIT:
+            inner = aggregator_of(wf, node_id)
+            # the branches of a split without aggregator never come back to this level
+            nxt = successors(wf, inner) if inner is not None else ()
+        for dst in nxt:
+            if dst not in seen:
+                seen.add(dst)
+                queue.append(dst)
+    return None
+
+
+def split_scope(wf: Workflow, split_id: str, aggregator_id: str) -> set[str]:
+    """Nodes a branch of the split may run before its aggregator (which is not included)."""
+    return reachable(wf, successors(wf, split_id), stop=aggregator_id)
+
+
+def reachable(wf: Workflow, starts: Iterable[str], stop: str = "") -> set[str]:
+    """`starts` and every node reachable from them, without walking through `stop`."""
+    queue = deque(s for s in dict.fromkeys(starts) if s != stop)
+    seen = set(queue)
+    while queue:
+        for dst in successors(wf, queue.popleft()):
+            if dst not in seen and dst != stop:
+                seen.add(dst)
+                queue.append(dst)
+    return seen
+
+
+def merge_parents(wf: Workflow, merge_id: str) -> list[str]:
+    """The distinct source nodes of the edges into a merge, in edge order: the arrivals a
+    `wait_for_all` merge waits for (duplicate edges count once)."""
+    return list(dict.fromkeys(e.src for e in wf.edges if e.dst == merge_id))
+
+
+def scope_of(lineage: list[StackFrame]) -> str:
+    """Key part telling apart the runs of a barrier inside split branches: the branch ids of
+    every frame, outermost first ("" outside any split). One frame gives its branch id."""
+    return "/".join(f.branch_id for f in lineage)
+
+
+def own_aggregator(wf: Workflow, lineage: list[StackFrame]) -> str | None:
+    """The aggregator that closes the innermost split of `lineage`, if there is one."""
+    return aggregator_of(wf, lineage[-1].split_node_id) if lineage else None
+
+
+def dead_paths(
+    wf: Workflow, node_id: str, taken: list[Edge], own_agg: str | None
+) -> list[tuple[str, str]]:
+    """(barrier, parent) pairs owed a ghost arrival because `node_id` did not follow its other
+    outgoing edges. `parent` is the node the dead path enters the barrier from; `own_agg` is
+    the aggregator of the current split scope (ghosts to it count the current item)."""
+    taken_ids = {e.id for e in taken}
+    untaken = [e for e in wf.outgoing.get(node_id, ()) if e.id not in taken_ids]
+    if not untaken:
+        return []
+    taken_dsts = {e.dst for e in taken}
+    live = reachable(wf, taken_dsts)
+    found: dict[tuple[str, str], None] = {}
+    visited: set[str] = set()
+    queue = deque((node_id, e.dst) for e in untaken)
+    while queue:
+        parent, dst = queue.popleft()
+        kind = type_of(wf, dst)
+        if kind == MERGE:
+            # a parent that may still run (or this node, when it also took an edge to the
+            # merge) delivers for itself
+            if parent not in live and not (parent == node_id and dst in taken_dsts):
+                found[(dst, parent)] = None
+            continue
+        if dst == own_agg:
+            if dst not in live and not any(target == dst for target, _ in found):
+                found[(dst, parent)] = None
+            continue
+        if dst in live or dst in visited or kind in ("", AGGREGATOR):
+            continue  # alive, already walked, missing, or the end of another split's scope
+        visited.add(dst)
+        if kind == SPLIT:
+            # nothing inside a dead split runs: carry on after its aggregator
+            inner = aggregator_of(wf, dst)
+            if inner is None or inner in live or inner in visited:
+                continue
+            visited.add(inner)
+            dst = inner
+        queue.extend((dst, nxt) for nxt in successors(wf, dst))
+    return list(found)
