@@ -147,7 +147,7 @@ def test_every_bad_input_gets_a_clear_error_and_nothing_is_lost(
             assert {name: p for name, p in problems.items() if p} == {}
             for eid in goods:
                 done = [g.body for g in wire.completions(eid)]
-                assert [c["status"] for c in done] == ["completed"], done
+                assert [c["status"] for c in done] == ["completed"], (goods.index(eid), done[0].get("failure_reason"))
             assert len(wire.got[DEAD]) == sum(c.kind != NODE for c in CASES)
             depth = rabbit_queues(vhost_of(amqp_url))[EXECUTION]["messages"]
             assert depth == 0  # every delivery acked once; nothing requeued

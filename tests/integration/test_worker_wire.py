@@ -35,6 +35,8 @@ from wire import (
     check_status,
     drain_from,
     edge,
+    http,
+    log_chain,
     master,
     node,
     node_statuses,
@@ -69,10 +71,6 @@ def server() -> Iterator[JsonServer]:
     srv = JsonServer()
     yield srv
     srv.close()
-
-
-def http(node_id: str, url: str) -> dict[str, Any]:
-    return node(node_id, "http", url=url, method="GET")
 
 
 def ran(wire: Wire, execution_id: str, node_id: str, used: bool = False) -> dict[str, Any]:
@@ -184,13 +182,6 @@ def test_switch_routes_to_the_matching_or_fallback_node(wire: Wire, server: Json
     assert sorted(h.path for h in server.hits) == sorted(f"/{t}" for t in targets)
 
 
-def log_chain() -> dict[str, Any]:
-    return master(
-        [node("trigger", "ManualTrigger", "Start"), node("say", "log", "Say", message="hi")],
-        [edge("trigger", "say")],
-    )
-
-
 def test_messages_published_through_the_exchange_all_complete(wire: Wire) -> None:
     """Scenario 19: 1 and then 5 messages via `workflows` / `workflow.execution`."""
     for count in (1, 5):
@@ -225,8 +216,7 @@ def test_master_message_is_mirrored_unchanged_with_credentials_masked(
     assert mirrored.body == plain
     masked = json.loads(json.dumps(creds))
     masked["workflow_definition"]["nodes"][1]["credentials"]["values"] = {"token": "***"}
-    mirrored = wire.of(MIRROR, creds["execution_id"])
-    assert [g.body for g in mirrored] == [masked]
+    assert [g.body for g in wire.of(MIRROR, creds["execution_id"])] == [masked]
     assert server.hits[0].headers["Authorization"] == f"Bearer {secret}"  # the node had it
     for queue in (STATUS, COMPLETION, MIRROR):
         for got in wire.of(queue, creds["execution_id"]):
@@ -305,10 +295,6 @@ def wait_dead_letters(wire: Wire, marker: str) -> list[Got]:
     return found()
 
 
-def execution_depth(amqp_url: str) -> int:
-    return int(rabbit_queues(vhost_of(amqp_url))[EXECUTION]["messages"])  # ready + unacked
-
-
 def bad_messages() -> list[tuple[dict[str, Any], str, str]]:
     """(message, word the reason must name, node of the failed status)."""
     wrong_type = master([node("a", "log", message="x")], [], current="a")
@@ -358,14 +344,19 @@ def test_bad_input_is_failed_and_dead_lettered_without_a_crash(
     assert copy.raw == garbage
     assert "decode" in copy.headers["x-runeworker-reason"]
     assert worker.thread.is_alive()
-    assert execution_depth(amqp_url) == 0  # every original was acked, none is requeued
+    depth = rabbit_queues(vhost_of(amqp_url))[EXECUTION]["messages"]  # ready + unacked
+    assert depth == 0  # every original was acked, none is requeued
 
 
 # -- heartbeats and the running status -----------------------------------------------------
 
 
 def test_slow_http_node_outlasts_the_heartbeat(
-    amqp_url: str, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+    amqp_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    server: JsonServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 5 s request with a 1 s heartbeat: same connection throughout, one completion, and
     the `running` status was on the status queue while the request was in flight."""
@@ -382,7 +373,7 @@ def test_slow_http_node_outlasts_the_heartbeat(
             arrived.set()
             time.sleep(5)  # the slow server is the point of the test
 
-        server = JsonServer(before)
+        server.before = before
         try:
             m = master([http("slow", f"{server.url}/slow")], [], current="slow")
             eid = m["execution_id"]
@@ -399,7 +390,6 @@ def test_slow_http_node_outlasts_the_heartbeat(
             assert rw.thread.is_alive()
             assert worker_connections(vhost) == connections
         finally:
-            server.close()
             wire.close()
     lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
     assert lost == []

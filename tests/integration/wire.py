@@ -69,6 +69,10 @@ def edge(src: str, dst: str, edge_id: str | None = None) -> dict[str, Any]:
     return {"id": edge_id or f"{src}-{dst}", "src": src, "dst": dst}
 
 
+def http(node_id: str, url: str) -> dict[str, Any]:
+    return node(node_id, "http", url=url, method="GET")
+
+
 def master(
     nodes: list[dict[str, Any]],
     edges: list[dict[str, Any]],
@@ -86,6 +90,12 @@ def master(
         "workflow_definition": {"nodes": nodes, "edges": edges, "notes": "kept as is"},
         "accumulated_context": context or {},
     }
+
+
+def log_chain() -> dict[str, Any]:
+    """Trigger -> one log node `Say`, started at the trigger."""
+    start, say = node("trigger", "ManualTrigger", "Start"), node("say", "log", "Say", message="hi")
+    return master([start, say], [edge("trigger", "say")])
 
 
 # -- the worker -------------------------------------------------------------------------------
