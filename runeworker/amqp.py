@@ -23,6 +23,7 @@ from typing import Any
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from runeworker.config import mask_url
@@ -36,6 +37,7 @@ MIRROR_QUEUE = "workflow.worker.initiated"
 RESUME_QUEUE = "workflow.resume"
 JSON = "application/json"
 _PERSISTENT = 2
+_FLUSH_BYTES = 1 << 20
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
@@ -71,6 +73,7 @@ class Broker:
         self._conn: BlockingConnection | None = None
         self._ch: BlockingChannel | None = None
         self._tags: list[str] = []
+        self._unflushed = 0  # bytes published since the socket was last flushed
         self.returned = 0
 
     # -- connection ---------------------------------------------------------------------
@@ -162,6 +165,7 @@ class Broker:
         """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
         if self._conn is None:
             raise BrokerError("not connected to RabbitMQ")
+        self._unflushed = 0
         try:
             self._conn.process_data_events(time_limit=timeout)
         except _AMQP_ERRORS as exc:
@@ -179,19 +183,22 @@ class Broker:
     ) -> None:
         props = BasicProperties(content_type=JSON, delivery_mode=_PERSISTENT, headers=headers)
         try:
-            self.channel.basic_publish(
+            self._queued().basic_publish(
                 self.exchange if exchange is None else exchange,
                 routing_key,
                 body,
-                props,
+                properties=props,
                 mandatory=True,
             )
+            self._unflushed += len(body)
+            if self._unflushed > _FLUSH_BYTES:
+                self.poll(0)
         except _AMQP_ERRORS as exc:
             raise BrokerError(f"cannot publish to {routing_key}: {_describe(exc)}") from exc
 
     def ack(self, tag: int) -> None:
         try:
-            self.channel.basic_ack(tag)
+            self._queued().basic_ack(tag)
         except _AMQP_ERRORS as exc:
             raise BrokerError(f"cannot ack delivery {tag}: {_describe(exc)}") from exc
 
@@ -206,11 +213,20 @@ class Broker:
     def commit(self) -> float:
         """Commit the transaction; returns its latency in seconds."""
         start = time.perf_counter()
+        self._unflushed = 0
         try:
-            self.channel.tx_commit()
+            self.channel.tx_commit()  # sends the queued frames first, in order
         except _AMQP_ERRORS as exc:
             raise BrokerError(f"transaction commit failed: {_describe(exc)}") from exc
         return time.perf_counter() - start
+
+    def _queued(self) -> Channel:
+        """The channel under the BlockingChannel. Its publish and ack only queue the frames:
+        BlockingChannel's flush the socket after every call (a poll and a send per frame,
+        about a sixth of a child's CPU per node). Inside a transaction nothing takes effect
+        before `tx_commit`, which sends everything queued before its own frame; `poll` and
+        a publish past `_FLUSH_BYTES` send them too, so big batches stream."""
+        return self.channel._impl
 
     def rollback(self) -> None:
         try:

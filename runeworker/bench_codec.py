@@ -30,42 +30,72 @@ def _node(k: int) -> dict[str, Any]:
     kind = kinds[k % 3]
     params: dict[str, Any]
     if kind == "http":
-        params = {"method": "POST", "url": f"https://api.example.com/v1/orders/{k}",
-                  "headers": {"Content-Type": "application/json", "X-Request": f"wf-{k}"},
-                  "body": {"order": "{{ $input.order_id }}", "step": k}, "timeout": 10}  # fmt: skip
+        params = {
+            "method": "POST",
+            "url": f"https://api.example.com/v1/orders/{k}",
+            "headers": {"Content-Type": "application/json", "X-Request": f"wf-{k}"},
+            "body": {"order": "{{ $input.order_id }}", "step": k},
+            "timeout": 10,
+        }
     elif kind == "log":
-        params = {"message": f"step {k}: order {{{{ $input.order_id }}}} is {{{{ $n{k - 1}.status }}}}",
-                  "level": "info"}  # fmt: skip
+        text = f"step {k}: order {{{{ $input.order_id }}}} is {{{{ $n{k - 1}.status }}}}"
+        params = {"message": text, "level": "info"}
     else:
-        params = {"expression": f"$n{k - 1}.status == 200", "true_edge_id": f"e{k}",
-                  "false_edge_id": f"x{k}"}  # fmt: skip
-    return {"id": f"n{k}", "name": f"Node {k}", "type": kind, "parameters": params,
-            "error": {"type": "halt"}, "notes": f"node {k} of the codec benchmark"}  # fmt: skip
+        params = {
+            "expression": f"$n{k - 1}.status == 200",
+            "true_edge_id": f"e{k}",
+            "false_edge_id": f"x{k}",
+        }
+    return {
+        "id": f"n{k}",
+        "name": f"Node {k}",
+        "type": kind,
+        "parameters": params,
+        "error": {"type": "halt"},
+        "notes": f"node {k} of the codec benchmark",
+    }
 
 
 def _output(k: int) -> dict[str, Any]:
     return {
         "status": 200,
         "headers": {"content-type": "application/json", "x-trace": f"trace-{k:08d}"},
-        "body": {"id": k, "customer": f"customer-{k:05d}", "items": [k, k + 1, k + 2],
-                 "total": k * 9.99, "paid": k % 2 == 0, "note": "standard delivery"},
+        "body": {
+            "id": k,
+            "customer": f"customer-{k:05d}",
+            "items": [k, k + 1, k + 2],
+            "total": k * 9.99,
+            "paid": k % 2 == 0,
+            "note": "standard delivery, signature required",
+            "currency": "EUR",
+            "warehouse": f"warehouse-{k % 7}",
+        },
         "duration_ms": 20 + k,
-    }  # fmt: skip
+    }
 
 
 def codec_message() -> bytes:
     """The execution message of node 51 of a 100-node workflow after 50 nodes ran."""
     nodes = [_node(k) for k in range(1, 101)]
-    edges = [{"id": f"e{k}", "src": f"n{k}", "dst": f"n{k + 1}", "label": "next"}
-             for k in range(1, 100)]  # fmt: skip
+    edges = [
+        {"id": f"e{k}", "src": f"n{k}", "dst": f"n{k + 1}", "label": "next"} for k in range(1, 100)
+    ]
     context: dict[str, Any] = {"$input": {"order_id": "A-1001", "customer": "Ada"}}
     context.update({f"$Node {k}": _output(k) for k in range(1, 51)})
-    return msgspec.json.encode({
-        "workflow_id": "codec", "execution_id": "6f1c0a52-8a7e-4c8f-9d35-0b6a2f4d9e11",
-        "workflow_version": 3, "workflow_version_id": 17, "current_node": "n51",
-        "workflow_definition": {"nodes": nodes, "edges": edges}, "accumulated_context": context,
-        "from_node": "n50", "is_worker_initiated": True, "branch_token": "a" * 20,
-    })  # fmt: skip
+    return msgspec.json.encode(
+        {
+            "workflow_id": "codec",
+            "execution_id": "6f1c0a52-8a7e-4c8f-9d35-0b6a2f4d9e11",
+            "workflow_version": 3,
+            "workflow_version_id": 17,
+            "current_node": "n51",
+            "workflow_definition": {"nodes": nodes, "edges": edges},
+            "accumulated_context": context,
+            "from_node": "n50",
+            "is_worker_initiated": True,
+            "branch_token": "a" * 20,
+        }
+    )
 
 
 def runeworker_step(body: bytes) -> bytes:
@@ -126,6 +156,7 @@ def codec_benchmark(rounds: int = 7, per_round: int = 200) -> CodecResult:
     if json.loads(runeworker_step(body)) != json.loads(stdlib_step(body)):
         raise AssertionError("the two codec paths disagree on the next message")
     return CodecResult(
-        len(body), _best(runeworker_step, body, rounds, per_round),
+        len(body),
+        _best(runeworker_step, body, rounds, per_round),
         _best(stdlib_step, body, rounds, per_round),
-    )  # fmt: skip
+    )

@@ -125,7 +125,11 @@ class Session:
         self.wire = Wire(cfg.broker.url)
         self.services = _services()
         self._queues: list[str] = []
-        self._check(discard_waiting)
+        try:
+            self._check(discard_waiting)
+        except BaseException:
+            self.close()
+            raise
 
     def _check(self, discard_waiting: bool) -> None:
         """The bench consumes the vhost's status, completion and mirror queues: nobody else
@@ -153,8 +157,9 @@ class Session:
 
     def floor(self, load: Load, work: Workload) -> Result:
         base = f"runeworker.bench.{self.run_id}.floor"
-        fq = FloorQueues(self.cfg.broker.exchange, base, f"{base}.status", f"{base}.completion",
-                         f"{base}.mirror")  # fmt: skip
+        fq = FloorQueues(
+            self.cfg.broker.exchange, base, f"{base}.status", f"{base}.completion", f"{base}.mirror"
+        )
         declare(self.wire.ch, fq)
         self._queues += fq.all
         pool = FloorPool(self.cfg.broker.url, fq, work.sizes)
@@ -243,8 +248,10 @@ class Session:
             cpu = _cpu(procs)
             busy = self._phase(load, load.workflows, load.workflows, outputs, send, parse)
             cpu = _cpu(procs) - cpu
-            used = {k: (_cpu(v) - services[k]) * 1e3 / max(1, busy.successes)
-                    for k, v in self.services.items()}  # fmt: skip
+            used = {
+                k: (_cpu(v) - services[k]) * 1e3 / max(1, busy.successes)
+                for k, v in self.services.items()
+            }
             rss = _rss_mb(procs)
             idle = self._phase(load, load.latency_workflows, 1, outputs, send, parse)
         finally:
@@ -258,8 +265,9 @@ class Session:
             self.wire.got[q].clear()
         trace = Trace()
         expected = {outputs[0]: 2 * load.nodes * total, outputs[1]: total, outputs[2]: total}
-        drive(self.wire, lambda i: send(trace, i), total, inflight, expected, outputs[1],
-              load.timeout)  # fmt: skip
+        drive(
+            self.wire, lambda i: send(trace, i), total, inflight, expected, outputs[1], load.timeout
+        )
         parse(trace, self.wire.got, outputs)
         return figures(trace, total, load.nodes)
 
@@ -296,8 +304,11 @@ class ServeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServeProcess:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("RUNEWORKER_") and k not in GO_ENV_VARS}  # fmt: skip
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("RUNEWORKER_") and k not in GO_ENV_VARS
+        }
         cmd = [sys.executable, "-m", "runeworker", "serve", "-c", str(self.config)]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -29,6 +29,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 _PERSISTENT = 2
 _JSON = "application/json"
+_FLUSH_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class _Loop:
         self.batch_max = batch_max
         self.filler = b"x" * sizes.largest
         self.pending: deque[tuple[int, str]] = deque()
+        self.unflushed = 0
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
         self.ch.tx_select()
@@ -98,6 +100,7 @@ class _Loop:
                 self.handle(*self.pending.popleft())
                 done += 1
             self.ch.tx_commit()
+            self.unflushed = 0
 
     def handle(self, tag: int, ident: str) -> None:
         w, k = (int(x) for x in ident.split("."))
@@ -110,7 +113,7 @@ class _Loop:
             self.publish(q.work, sizes.messages[k + 1], f"{w}.{k + 1}")
         else:
             self.publish(q.completion, sizes.completion, ident, stamp=True)
-        self.ch.basic_ack(tag)
+        self.ch._impl.basic_ack(tag)
 
     def publish(self, queue: str, size: int, ident: str, *, stamp: bool = False) -> None:
         props = pika.BasicProperties(
@@ -119,19 +122,26 @@ class _Loop:
             message_id=ident,
             correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
         )
-        self.ch.basic_publish(
-            self.queues.exchange, queue, self.filler[:size], props, mandatory=True
+        # queued on the channel under the BlockingChannel and sent by tx_commit, like
+        # runeworker.amqp does (BlockingChannel would flush the socket per publish)
+        self.ch._impl.basic_publish(
+            self.queues.exchange, queue, self.filler[:size], properties=props, mandatory=True
         )
+        self.unflushed += size
+        if self.unflushed > _FLUSH_BYTES:
+            self.conn.process_data_events(time_limit=0)
+            self.unflushed = 0
 
     def close(self) -> None:
         with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             self.conn.close()
 
 
-def floor_main(argv: list[str]) -> int:
-    """Body of one floor process (`python bench_floor.py JSON`): consume until SIGTERM.
+def floor_main() -> int:
+    """Body of one floor process (`python bench_floor.py` with its spec as JSON on stdin,
+    which keeps the broker password out of the process list): consume until SIGTERM.
     Unacked deliveries go back to the queue when the connection closes."""
-    spec = json.loads(argv[1])
+    spec = json.load(sys.stdin)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     queues = FloorQueues(**spec["queues"])
@@ -155,12 +165,21 @@ class FloorPool:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, processes: int, prefetch: int, batch_max: int) -> None:
-        spec = json.dumps({
-            "url": self.url, "queues": asdict(self.queues), "sizes": asdict(self.sizes),
-            "prefetch": prefetch, "batch_max": batch_max,
-        })  # fmt: skip
+        spec = json.dumps(
+            {
+                "url": self.url,
+                "queues": asdict(self.queues),
+                "sizes": asdict(self.sizes),
+                "prefetch": prefetch,
+                "batch_max": batch_max,
+            }
+        )
         for _ in range(processes):
-            self.procs.append(subprocess.Popen([sys.executable, __file__, spec]))
+            proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE)
+            self.procs.append(proc)
+            assert proc.stdin is not None
+            proc.stdin.write(spec.encode())
+            proc.stdin.close()
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -182,4 +201,4 @@ class FloorPool:
 
 
 if __name__ == "__main__":
-    sys.exit(floor_main(sys.argv))
+    sys.exit(floor_main())

@@ -17,9 +17,9 @@ run it in a vhost of its own (see deploy/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +31,12 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from runeworker.bench_floor import FloorSizes
 from runeworker.engine.executor import Executor
-from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
+from runeworker.engine.messages import (
+    NodeExecutionMessage,
+    NodeStatusMessage,
+    decode_execution,
+    encode,
+)
 from runeworker.engine.state import MemoryStore
 
 _PERSISTENT = 2
@@ -71,10 +76,14 @@ def chain_definition(nodes: int) -> bytes:
             params: dict[str, Any] = {"message": f"step {k} of {{{{ $input.run }}}}"}
             defs.append({"id": f"n{k}", "name": f"n{k}", "type": "log", "parameters": params})
         else:
-            params = {"expression": f"$n{k - 1}.level == 'info'", "true_edge_id": nxt,
-                      "false_edge_id": ""}  # fmt: skip
-            defs.append({"id": f"n{k}", "name": f"n{k}", "type": "conditional",
-                         "parameters": params})  # fmt: skip
+            params = {
+                "expression": f"$n{k - 1}.level == 'info'",
+                "true_edge_id": nxt,
+                "false_edge_id": "",
+            }
+            defs.append(
+                {"id": f"n{k}", "name": f"n{k}", "type": "conditional", "parameters": params}
+            )
         if nxt:
             edges.append({"id": nxt, "src": f"n{k}", "dst": f"n{k + 1}"})
     return msgspec.json.encode({"nodes": defs, "edges": edges})
@@ -83,7 +92,7 @@ def chain_definition(nodes: int) -> bytes:
 def make_context(nbytes: int) -> dict[str, Any]:
     """`$input` of about `nbytes` of JSON, as records (a realistic shape to decode, unlike
     one long string)."""
-    records = []
+    records: list[dict[str, Any]] = []
     size = 40
     while size < nbytes:
         i = len(records)
@@ -131,14 +140,16 @@ def _measure_sizes(definition: bytes, context: dict[str, Any], nodes: int) -> Fl
     """Run one workflow in this process and record the size of every message it publishes."""
     executor = Executor(MemoryStore())
     body = encode(_start(definition, context, "sizes"))
-    messages, running, success = [len(body)], [], []
+    messages, running, success = [len(body)], list[int](), list[int]()
     completion = 0
+    seen: list[NodeStatusMessage] = []  # the running status of the current step
     while not completion:
-        seen: list[int] = []
-        result = executor.step(decode_execution(body), lambda st, _b: seen.append(len(encode(st))))
+        seen.clear()
+        result = executor.step(decode_execution(body), lambda st, _blocking: seen.append(st))
         if result.outcome != "success" or len(seen) != 1:
-            raise BenchError(f"the bench workflow failed at step {len(running) + 1}: {result.error}")
-        running.append(seen[0])
+            step = len(running) + 1
+            raise BenchError(f"the bench workflow failed at step {step}: {result.error}")
+        running.append(len(encode(seen[0])))
         success.append(len(encode(result.statuses[-1])))
         if result.completion is not None:
             completion = len(encode(result.completion))
@@ -212,9 +223,15 @@ def figures(trace: Trace, workflows: int, nodes: int) -> Figures:
     start = min(trace.published.values(), default=0)
     end = max(trace.completed.values(), default=start)
     return Figures(
-        workflows, nodes, len(trace.completed), trace.successes, trace.running,
-        (end - start) / 1e9, latencies, by_step,
-    )  # fmt: skip
+        workflows,
+        nodes,
+        len(trace.completed),
+        trace.successes,
+        trace.running,
+        (end - start) / 1e9,
+        latencies,
+        by_step,
+    )
 
 
 # -- the bench side of the wire ---------------------------------------------------------------
@@ -260,7 +277,9 @@ class Wire:
         ok = self.ch.queue_declare(queue, durable=True)
         return ok.method.consumer_count, ok.method.message_count
 
-    def wait_consumers(self, queue: str, count: int, alive: Callable[[], bool], timeout: float) -> None:
+    def wait_consumers(
+        self, queue: str, count: int, alive: Callable[[], bool], timeout: float
+    ) -> None:
         deadline = time.monotonic() + timeout
         while self.consumers_and_messages(queue)[0] < count:
             if not alive():
@@ -270,10 +289,8 @@ class Wire:
             self.conn.sleep(0.05)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             self.conn.close()
-        except (pika.exceptions.AMQPError, OSError):
-            pass
 
 
 def drive(

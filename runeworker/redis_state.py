@@ -11,8 +11,9 @@ keys of one slot):
     {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
 
-The Go worker's keys (`exec:<id>:split:...`, `exec:<id>:node:...`, `scheduler:*`) never end in
-`:branches:...`, so both workers can share one Redis. Every call refreshes the TTL of every key.
+The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
+shaped like the Go worker's) are described in `runeworker.redis_flow`. Every call refreshes the
+TTL of every key it touches.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from runeworker.config import mask_url
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import Admission, Failure, Transition, Verdict, attempt_key
 from runeworker.errors import StateError
+from runeworker.redis_flow import RedisFlow
 
 _KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
 
@@ -103,7 +105,7 @@ return result
 )
 
 
-class RedisStore:
+class RedisStore(RedisFlow):
     """`StateStore` on a Redis server; safe to share between threads (redis-py pools)."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "", ttl_seconds: int = 86400) -> None:
@@ -122,6 +124,7 @@ class RedisStore:
         self._secret = str(kwargs.get("password") or "")
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
+        self._register_flow_scripts()
 
     @classmethod
     def from_url(

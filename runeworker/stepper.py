@@ -1,9 +1,16 @@
-"""Runs executor steps in a helper thread while the caller keeps the AMQP connection alive.
+"""Runs executor steps, in a helper thread when the node may block, so that the caller keeps
+the AMQP connection alive.
 
 pika's BlockingConnection is not thread-safe and only services heartbeats when called, so
-the connection stays in the main thread and the node runs in a single long-lived helper
-thread. The node thread hands the `running` status back to the main thread (pika calls only
-happen there) and, for a blocking node, waits until it has been committed.
+the connection stays in the main thread and a node that may block (its NodeSpec says
+`blocking`: http, smtp) runs in a single long-lived helper thread. The node thread hands the
+`running` status back to the main thread (pika calls only happen there) and waits until it has
+been committed.
+
+Every other step runs inline, in the calling thread: a node that does not declare `blocking`
+promises to be quick, and the hand-off to a thread and back (three cross-thread wake-ups and
+the GIL traded between two busy threads) cost more than the node itself (see
+deploy/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from runeworker.engine.executor import Executor, StepResult
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage
+from runeworker.engine.workflow import parse_definition
+from runeworker.errors import WorkflowError
 
 Publish = Callable[[NodeStatusMessage, bool], None]  # (running status, commit now?)
 Idle = Callable[[], None]  # serve the connection for a short while
@@ -22,16 +31,21 @@ _Events = queue.SimpleQueue[tuple[NodeStatusMessage, bool, threading.Event] | No
 
 
 class Stepper:
-    """Executes one step at a time in a helper thread."""
+    """Executes one step at a time: inline, or in a helper thread when the node may block."""
 
     def __init__(self, executor: Executor, idle_interval: float = 0.25) -> None:
         self.executor = executor
         self.idle_interval = idle_interval
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node")
 
-    def run(self, msg: NodeExecutionMessage, publish: Publish, idle: Idle) -> StepResult:
+    def run(
+        self, msg: NodeExecutionMessage, publish: Publish, idle: Idle, resumed: bool = False
+    ) -> StepResult:
         """Execute `msg`; calls `publish` for the running status and `idle` while waiting.
+        `resumed`: `msg` came from the resume queue (see `Executor.step`).
         Exceptions of the step (StateError, ...) are re-raised here."""
+        if resumed or not self.may_block(msg):  # a resumed wait runs no node code
+            return self.executor.step(msg, publish, resumed)
         # one queue per step: events of an abandoned step (broker lost) cannot leak into the next
         events: _Events = queue.SimpleQueue()
 
@@ -41,7 +55,7 @@ class Stepper:
             if blocking:
                 committed.wait()
 
-        future = self._pool.submit(self.executor.step, msg, hand_over)
+        future = self._pool.submit(self.executor.step, msg, hand_over, resumed)
         future.add_done_callback(lambda _f: events.put(None))
         while True:
             try:
@@ -56,6 +70,16 @@ class Stepper:
                 publish(status, blocking)
             finally:
                 committed.set()
+
+    def may_block(self, msg: NodeExecutionMessage) -> bool:
+        """True when the node of `msg` declares `blocking`. A broken definition or an unknown
+        node type fails the step before any node runs, so it runs inline."""
+        try:
+            node = parse_definition(msg.workflow_definition).node(msg.current_node)
+        except WorkflowError:
+            return False
+        spec = self.executor.specs.get(node.type)
+        return spec is not None and spec.blocking
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -68,6 +68,8 @@ class Worker:
             prefix=cfg.redis.key_prefix,
             ttl_seconds=cfg.redis.key_ttl,
             socket_timeout=cfg.redis.socket_timeout,
+            # one step at a time uses the store: one connection, no pool checkout per call
+            single_connection_client=True,
         )
         self.executor = Executor(
             self.store, settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps
@@ -212,7 +214,8 @@ class Worker:
             if not msg.is_worker_initiated:
                 self.broker.publish(MIRROR_QUEUE, masked_mirror(msg))
             try:
-                result = self.stepper.run(msg, self._publish_running, self._idle)
+                resumed = d.queue == self.cfg.broker.resume_queue
+                result = self.stepper.run(msg, self._publish_running, self._idle, resumed)
             except (BrokerError, StateError):
                 raise
             except Exception as exc:  # an engine bug fails this message, never the child

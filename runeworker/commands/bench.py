@@ -37,10 +37,14 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     base = Load(
-        workflows=args.workflows, nodes=args.nodes, processes=cfg.worker.processes,
-        prefetch=cfg.broker.prefetch, context_bytes=parse_size(args.context),
-        latency_workflows=args.latency_workflows, timeout=args.timeout,
-    )  # fmt: skip
+        workflows=args.workflows,
+        nodes=args.nodes,
+        processes=cfg.worker.processes,
+        prefetch=cfg.broker.prefetch,
+        context_bytes=parse_size(args.context),
+        latency_workflows=args.latency_workflows,
+        timeout=args.timeout,
+    )
     session: Session | None = None
     try:
         session = Session(cfg, discard_waiting=args.discard_waiting)
@@ -137,8 +141,9 @@ def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> None:
 def sweep_loads(base: Load) -> list[tuple[str, Load]]:
     """One axis at a time around the base load (context 1 KB, 10 nodes, P=1, prefetch 10)."""
     centre = replace(base, context_bytes=1024, nodes=10, processes=1, prefetch=10)
-    points = [(f"context {_size(c)}", replace(centre, context_bytes=c))
-              for c in (1024, 64 * 2**10, 2**20)]  # fmt: skip
+    points = [
+        (f"context {_size(c)}", replace(centre, context_bytes=c)) for c in (1024, 64 * 2**10, 2**20)
+    ]
     points += [(f"{k} nodes", replace(centre, nodes=k)) for k in (100, 500)]
     points += [("P=2", replace(centre, processes=2))]
     points += [(f"prefetch {x}", replace(centre, prefetch=x)) for x in (1, 100)]
@@ -155,9 +160,10 @@ def _sized(load: Load, work: Workload) -> Load:
 
 
 def _sweep(session: Session, base: Load, out: TextIO) -> int:
-    header = (f"{'point':<16}{'N':>5}{'rw n/s':>9}{'floor n/s':>10}{'ratio':>7}"
-              f"{'rw p50/p99 ms':>15}{'fl p50/p99 ms':>15}{'rw CPU ms/n':>12}{'rw RSS MB':>10}")  # fmt: skip
-    out.write(header + "\n")
+    out.write(
+        f"{'point':<16}{'N':>5}{'rw n/s':>9}{'floor n/s':>10}{'ratio':>7}{'rw p50/p99 ms':>15}"
+        f"{'fl p50/p99 ms':>15}{'rw CPU ms/n':>12}{'rw RSS MB':>10}\n"
+    )
     ok = True
     long_run: tuple[Result, Result, Workload] | None = None
     for label, point in sweep_loads(base):
@@ -187,8 +193,10 @@ def _growth(floor: Result, rw: Result, work: Workload, out: TextIO) -> None:
     """Median low-load latency around node 10 and node 490 of the 500-node workflow."""
     for node in (10, 490):
         window = range(node - 5, node + 5)  # 0-based steps around the 1-based node number
-        med = {r.name: percentile([v for k in window for v in r.idle.by_step.get(k, [])], 50)
-               for r in (rw, floor)}  # fmt: skip
+        med = {
+            r.name: percentile([v for k in window for v in r.idle.by_step.get(k, [])], 50)
+            for r in (rw, floor)
+        }
         out.write(
             f"500-node workflow, node {node}: runeworker {med['runeworker']:.2f} ms, floor "
             f"{med['floor']:.2f} ms per node (median of nodes {node - 4}-{node + 5}, low load; "

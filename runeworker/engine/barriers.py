@@ -130,10 +130,10 @@ class MemoryFlow:
                 return self._decided(m, state, winner)
             if not m.first_ms:
                 m.first_ms = now_ms
-            elif payload is not None and rule.timeout_ms > 0:
-                if now_ms - m.first_ms > rule.timeout_ms:
-                    m.decision = (BarrierState.EXPIRED, token, parent)
-                    return Barrier(BarrierState.EXPIRED, len(m.data), first_ms=m.first_ms)
+            elif payload is not None and 0 < rule.timeout_ms < now_ms - m.first_ms:
+                # only an arrival with data expires a barrier: a ghost is never late
+                m.decision = (BarrierState.EXPIRED, token, parent)
+                return Barrier(BarrierState.EXPIRED, len(m.data), first_ms=m.first_ms)
             if payload is not None or parent not in m.data:
                 m.data[parent] = payload
             if rule.any and payload is not None:

@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runeworker.engine import registry
+from msgspec import UNSET
+
+from runeworker.engine import flow, registry
+from runeworker.engine.flow import Emit, Ending, Outcome, Step
 from runeworker.engine.messages import (
     CODE_CREATION_FAILED,
     FAILED,
-    HALTED,
     STATUS_FAILED,
     STATUS_RUNNING,
-    STATUS_SUCCESS,
     CompletionMessage,
     ErrorPayload,
     NodeExecutionMessage,
@@ -29,25 +30,18 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
+from runeworker.engine.paths import BARRIER_TYPES, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Failure, StateStore, Verdict, child_token, root_token
 from runeworker.engine.validation import structural_problems
-from runeworker.engine.workflow import (
-    ERROR_BRANCH,
-    ERROR_IGNORE,
-    Edge,
-    Node,
-    Workflow,
-    parse_definition,
-)
+from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import NodeError, WorkflowError
 
 log = logging.getLogger("runeworker.executor")
 
 OnRunning = Callable[[NodeStatusMessage, bool], None]
-JSON_KEY = "$json"
 
 
 @dataclass
@@ -63,15 +57,6 @@ class StepResult:
     outcome: str = ""  # success | failed | skipped
     seconds: float = 0.0  # wall time of the step
     bad_input: bool = False  # the message or definition is broken: keep a dead-letter copy
-
-
-@dataclass
-class _Ending:
-    """How the current branch ends or continues."""
-
-    edges: list[Edge] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    failure: Failure | None = None
 
 
 class Executor:
@@ -91,8 +76,14 @@ class Executor:
         self.clock = clock
         self.specs = registry.load()
 
-    def step(self, msg: NodeExecutionMessage, on_running: OnRunning | None = None) -> StepResult:
-        """Run `msg.current_node` and return what to publish."""
+    def step(
+        self,
+        msg: NodeExecutionMessage,
+        on_running: OnRunning | None = None,
+        resumed: bool = False,
+    ) -> StepResult:
+        """Run `msg.current_node` and return what to publish. `resumed`: the message came from
+        the resume queue (a wait node's timer fired): the wait succeeds and routing goes on."""
         started = time.monotonic_ns()
         token = msg.branch_token or root_token(msg.execution_id)
         try:
@@ -100,14 +91,20 @@ class Executor:
             node = wf.node(msg.current_node)
         except WorkflowError as exc:
             return self.fail(msg, str(exc))
+        if resumed and node.type != WAIT:
+            return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
         admission = self.store.admit(msg.execution_id, token, self.clock())
-        if admission.verdict in (Verdict.STALE, Verdict.CANCELLED):
-            result = StepResult(verdict=admission.verdict, outcome="skipped", node_type=node.type)
-            if admission.verdict is Verdict.CANCELLED:
-                self._finish(msg, wf, token, _Ending(), result)
-            return result
         result = StepResult(verdict=admission.verdict, node_type=node.type)
+        # a ghost only means something to a barrier; anywhere else it ends quietly
+        stray = msg.ghost is True and node.type not in BARRIER_TYPES
+        if admission.verdict in (Verdict.STALE, Verdict.CANCELLED) or stray:
+            result.outcome = "skipped"
+            if admission.verdict is not Verdict.STALE:
+                self._finish(msg, wf, token, Ending(absorbed=True), result)
+            return result
         try:
+            if resumed:
+                return self._resume(msg, wf, node, token, result)
             return self._execute(msg, wf, node, token, admission.steps, result, on_running)
         finally:
             result.seconds = (time.monotonic_ns() - started) / 1e9
@@ -123,29 +120,62 @@ class Executor:
         on_running: OnRunning | None,
     ) -> StepResult:
         started = time.monotonic_ns()
+        ctx = dict(msg.accumulated_context or {})
+        step = self._flow_step(msg, wf, node, token, ctx, result)
         if node.trigger or node.type in registry.TRIGGER_TYPES:
-            ending = _Ending(wf.normal_edges(node.id), dict(msg.accumulated_context or {}))
             result.outcome = "skipped"
+            ending = flow.route(step, wf.normal_edges(node.id), ctx)
             return self._finish(msg, wf, token, ending, result)
+        spec = self.specs.get(node.type)
+        if spec is None:
+            return self._unknown_type(msg, wf, node, token, result)
+        resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
+        report = StatusBuilder(msg, node, resolver)
+        if steps >= self.max_steps:
+            limit = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
+            ending = Ending(failure=Failure(FAILED, flow.reason(node, limit), encode(ctx)))
+            return self._failed(msg, wf, node, token, report, limit, started, ending, result)
+        output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
+        if error is None:
+            assert output is not None
+            done = flow.on_success(step, spec, output)
+            if isinstance(done, Outcome):
+                result.statuses.append(_status(report, done, _ms(started)))
+                result.outcome = "success"
+                return self._finish(msg, wf, token, done.ending, result)
+            error = NodeError(resolver.mask(str(done)), done.code, done.details)
+        ending = flow.on_error(step, spec, error)
+        return self._failed(msg, wf, node, token, report, error, started, ending, result)
+
+    def _resume(
+        self, msg: NodeExecutionMessage, wf: Workflow, node: Node, token: str, result: StepResult
+    ) -> StepResult:
+        """The timer of a wait node fired: its `success` (parameters re-resolved against the
+        frozen context, output the frozen `$<name>`, duration 0), then normal routing."""
         spec = self.specs.get(node.type)
         if spec is None:
             return self._unknown_type(msg, wf, node, token, result)
         ctx = dict(msg.accumulated_context or {})
         resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
         report = StatusBuilder(msg, node, resolver)
-        if steps >= self.max_steps:
-            limit = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
-            ending = _Ending(failure=Failure(FAILED, self._reason(node, limit), encode(ctx)))
-            return self._failed(msg, wf, node, token, report, limit, started, ending, result)
-        output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
-        if error is None:
-            assert output is not None
-            ending = self._success(wf, node, spec, ctx, output)
-            result.statuses.append(report.build(STATUS_SUCCESS, _ms(started), output=output))
-            result.outcome = "success"
-            return self._finish(msg, wf, token, ending, result)
-        ending = self._on_error(wf, node, spec, ctx, error)
-        return self._failed(msg, wf, node, token, report, error, started, ending, result)
+        report.parameters, _ = resolver.resolve_params(node.params, spec.raw)
+        resolver.used_keys.clear()  # like Go, the resume status names no used inputs
+        done = flow.resumed(self._flow_step(msg, wf, node, token, ctx, result), spec)
+        result.statuses.append(_status(report, done, 0))
+        result.outcome = "success"
+        return self._finish(msg, wf, token, done.ending, result)
+
+    def _flow_step(
+        self,
+        msg: NodeExecutionMessage,
+        wf: Workflow,
+        node: Node,
+        token: str,
+        ctx: dict[str, Any],
+        result: StepResult,
+    ) -> Step:
+        verdict, now = result.verdict, self.clock()
+        return Step(msg, wf, node, token, ctx, frames(msg), verdict, self.store, now)
 
     # -- pieces of a step --------------------------------------------------------------
 
@@ -202,34 +232,6 @@ class Executor:
             )
         return output, None
 
-    def _success(
-        self, wf: Workflow, node: Node, spec: NodeSpec, ctx: dict[str, Any], output: dict[str, Any]
-    ) -> _Ending:
-        updated = dict(ctx)
-        updated["$" + node.label] = output
-        if JSON_KEY in output:
-            updated[JSON_KEY] = output[JSON_KEY]
-        edges = spec.router(node, output, wf) if spec.router else wf.normal_edges(node.id)
-        return _Ending(edges, updated)
-
-    def _on_error(
-        self, wf: Workflow, node: Node, spec: NodeSpec, ctx: dict[str, Any], error: NodeError
-    ) -> _Ending:
-        policy = node.policy
-        if policy.kind == ERROR_IGNORE:
-            edges = spec.router(node, None, wf) if spec.router else wf.normal_edges(node.id)
-            return _Ending(edges, ctx)
-        if policy.kind == ERROR_BRANCH and policy.error_edge in wf.edge_by_id:
-            branched = dict(ctx)
-            branched["$error"] = {
-                "node": node.label,
-                "node_id": node.id,
-                "message": str(error),
-                "code": error.code,
-            }
-            return _Ending([wf.edge_by_id[policy.error_edge]], branched)
-        return _Ending(failure=Failure(HALTED, self._reason(node, error), encode(ctx)))
-
     def _failed(
         self,
         msg: NodeExecutionMessage,
@@ -239,7 +241,7 @@ class Executor:
         report: StatusBuilder,
         error: NodeError,
         started: int,
-        ending: _Ending,
+        ending: Ending,
         result: StepResult,
     ) -> StepResult:
         payload = ErrorPayload(str(error), error.code, error.details)
@@ -262,7 +264,7 @@ class Executor:
         report = StatusBuilder(msg, node, None)
         report.parameters = node.params
         ctx = msg.accumulated_context or {}
-        ending = _Ending(failure=Failure(FAILED, self._reason(node, error), encode(ctx)))
+        ending = Ending(failure=Failure(FAILED, flow.reason(node, error), encode(ctx)))
         result.bad_input = True
         return self._failed(
             msg, wf, node, token, report, error, time.monotonic_ns(), ending, result
@@ -278,53 +280,61 @@ class Executor:
         result.statuses.append(report.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
         self.store.admit(msg.execution_id, token, self.clock())
         failure = Failure(FAILED, reason, encode(msg.accumulated_context or {}))
-        return self._finish(msg, None, token, _Ending(failure=failure), result)
+        return self._finish(msg, None, token, Ending(failure=failure), result)
 
     def _finish(
         self,
         msg: NodeExecutionMessage,
         wf: Workflow | None,
         token: str,
-        ending: _Ending,
+        ending: Ending,
         result: StepResult,
     ) -> StepResult:
         """Advance the branch token and build next messages or the completion."""
-        children = [child_token(token, i, e.dst) for i, e in enumerate(ending.edges)]
+        emits = ending.emits if ending.failure is None else []
+        children = [child_token(token, i, e.dst) for i, e in enumerate(emits)]
+        if ending.park and ending.failure is None:
+            children.append(ending.park)
+        # a branch whose data goes on nowhere (no next message, only ghosts) is a leaf
+        goes_on = ending.park or ending.absorbed or any(not e.ghost for e in emits)
         leaf = None
-        if ending.failure is None and not children and result.verdict is not Verdict.CANCELLED:
+        if ending.failure is None and not goes_on and result.verdict is not Verdict.CANCELLED:
             leaf = encode(ending.context)
         now = self.clock()
         tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
-        if ending.failure is None:
-            node_id = msg.current_node
-            for child, edge in zip(children, ending.edges, strict=True):
-                result.messages.append(_next(msg, edge.dst, node_id, ending.context, child))
+        for child, emit in zip(children, emits, strict=False):
+            result.messages.append(_next(msg, emit, child))
         if tr.closed:
             result.completion = completion(
                 msg, tr.status, tr.contexts, tr.started_at_ns, now, tr.failure_reason, wf
             )
         return result
 
-    @staticmethod
-    def _reason(node: Node, error: Exception) -> str:
-        return f"node {node.label} ({node.id}) failed: {error}"
+
+def _status(report: StatusBuilder, done: Outcome, duration_ms: int) -> NodeStatusMessage:
+    """The status of a successful (or waiting) node, with the aggregator's barrier fields."""
+    status = report.build(done.status, duration_ms, output=done.output)
+    if done.aggregator_state:
+        status.aggregator_state = done.aggregator_state
+    if done.processed_count is not None:
+        status.processed_count = done.processed_count
+    return status
 
 
-def _next(
-    msg: NodeExecutionMessage, dst: str, from_node: str, ctx: dict[str, Any], token: str
-) -> NodeExecutionMessage:
+def _next(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMessage:
     return NodeExecutionMessage(
         workflow_id=msg.workflow_id,
         execution_id=msg.execution_id,
-        current_node=dst,
+        current_node=emit.dst,
         workflow_definition=msg.workflow_definition,
         workflow_version=msg.workflow_version,
         workflow_version_id=msg.workflow_version_id,
-        accumulated_context=ctx,
-        lineage_stack=msg.lineage_stack,
-        from_node=from_node,
+        accumulated_context=emit.context,
+        lineage_stack=emit.lineage or UNSET,
+        from_node=emit.from_node,
         is_worker_initiated=True,
         branch_token=token,
+        ghost=True if emit.ghost else UNSET,
     )
 
 

@@ -1,11 +1,14 @@
 """The embedded runner: a whole workflow in one process, with an in-memory queue and state.
 
 Messages still go through their JSON encoding between steps, so a workflow that runs here
-sees exactly what it would see on the wire.
+sees exactly what it would see on the wire. Wait timers live in the state store; when the queue
+is empty and a timer is pending, the runner sleeps until it is due and resumes the wait, as the
+scheduler and the resume queue do for a worker pool.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +29,9 @@ from runeworker.engine.workflow import parse_definition
 from runeworker.errors import WorkflowError
 
 OnStatus = Callable[[NodeStatusMessage], None]
+Sleep = Callable[[float], None]
+_BATCH = 100
+_LEASE_MS = 60_000
 
 
 def start_message(
@@ -64,20 +70,48 @@ def start_message(
 class LocalRunner:
     """Runs executions to completion in this process."""
 
-    def __init__(self, executor: Executor | None = None, on_status: OnStatus | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        on_status: OnStatus | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self.executor = executor or Executor(MemoryStore())
         self.on_status = on_status or (lambda status: None)
+        self.sleep = sleep
 
     def run(self, start: NodeExecutionMessage) -> CompletionMessage | None:
-        """Execute until no message is left; return the completion (None if none came)."""
-        queue: deque[bytes] = deque([encode(start)])
+        """Execute until no message and no timer is left; return the completion (None if
+        none came)."""
+        queue: deque[tuple[bytes, bool]] = deque([(encode(start), False)])
         done: CompletionMessage | None = None
-        while queue:
-            msg = decode_execution(queue.popleft())
-            result = self.executor.step(msg, lambda status, _blocking: self.on_status(status))
+        while queue or self._wait_for_timers(queue):
+            if not queue:
+                continue  # the due timers were gone (cancelled): look again
+            body, resumed = queue.popleft()
+            msg = decode_execution(body)
+            result = self.executor.step(
+                msg, lambda status, _blocking: self.on_status(status), resumed=resumed
+            )
             for status in result.statuses:
                 self.on_status(status)
-            queue.extend(encode(m) for m in result.messages)
+            queue.extend((encode(m), False) for m in result.messages)
             if result.completion is not None:
                 done = result.completion
         return done
+
+    def _wait_for_timers(self, queue: deque[tuple[bytes, bool]]) -> bool:
+        """Sleep until the next timer is due and queue its resume message; False when no
+        timer is pending."""
+        store = self.executor.store
+        due = store.next_due()
+        if due is None:
+            return False
+        delay_ms = due - time.time_ns() // 1_000_000
+        if delay_ms > 0:
+            self.sleep(delay_ms / 1000)
+        for timer in store.claim_due(max(due, time.time_ns() // 1_000_000), _BATCH, _LEASE_MS):
+            queue.append((timer.payload, True))
+            store.ack_timer(timer.timer_id)
+        return True

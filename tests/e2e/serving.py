@@ -150,6 +150,12 @@ class Serve:
                     out.add(kid.pid)
         return out
 
+    def workers(self) -> set[int]:
+        """Live children that have logged that they consume (not the scheduler, nor one
+        still booting)."""
+        consuming = {int(p) for p in re.findall(r"child (\d+) consuming ", self.log())}
+        return self.children() & consuming
+
     def metrics_base(self) -> str:
         """http://host:port of the metrics endpoint, from the log line announcing it."""
         pattern = re.compile(r"metrics on (http://[\d.]+:\d+)/metrics")

@@ -91,14 +91,14 @@ def rune(amqp_url: str) -> Iterator[Rune]:
         client.close()
 
 
-def children(serve: Serve, n: int, without: set[int] | None = None) -> set[int]:
-    """Wait until the supervisor has exactly `n` live children, none of them in `without`."""
+def workers(serve: Serve, n: int, without: set[int] | None = None) -> set[int]:
+    """Wait until exactly `n` worker children consume, none of them in `without`."""
 
     def check() -> set[int]:
-        pids = serve.children()
+        pids = serve.workers()
         return pids if len(pids) == n and not pids & (without or set()) else set()
 
-    return wait_until(check, f"{n} children (excluding {sorted(without or ())})", timeout=20)
+    return wait_until(check, f"{n} workers (excluding {sorted(without or ())})", timeout=20)
 
 
 def exactly_once(rune: Rune, ids: list[str]) -> None:
@@ -112,11 +112,15 @@ def queue_is_empty(amqp_url: str, rune: Rune) -> None:
     assert queue_counts(vhost_of(amqp_url))[EXECUTION] == (0, 0)  # (ready, unacknowledged)
 
 
-def restarts(serve: Serve) -> dict[str, float]:
-    """runeworker_child_restarts_total by reason, from /metrics."""
+def scrape(serve: Serve) -> str:
     status, text = serve.get("/metrics")
     assert status == 200, text
-    found = samples(text, "runeworker_child_restarts_total")
+    return text
+
+
+def restarts(serve: Serve) -> dict[str, float]:
+    """runeworker_child_restarts_total by reason, from /metrics."""
+    found = samples(scrape(serve), "runeworker_child_restarts_total")
     return {dict(labels)["reason"]: value for labels, value in found.items() if value}
 
 
@@ -128,7 +132,7 @@ def test_sigkill_of_a_child_under_load_loses_and_duplicates_nothing(
 ) -> None:
     serve = start()
     rune.wait_consumers(2)
-    first = children(serve, 2)
+    first = workers(serve, 2)
     ids = rune.publish(log_chain(5), 60)
     # The queue is FIFO: every first node runs before any second one, so the first
     # completion comes near the end; 30 of 300 steps is early, with every prefetch full.
@@ -136,13 +140,15 @@ def test_sigkill_of_a_child_under_load_loses_and_duplicates_nothing(
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
     assert rune.done(ids) == 0, "completions before the kill: the test proves little"
-    replacement = children(serve, 2, without={victim}) - first
+    replacement = workers(serve, 2, without={victim}) - first
     assert len(replacement) == 1
     rune.wait_done(ids, timeout=60, settle=3.0)
     exactly_once(rune, ids)
     queue_is_empty(amqp_url, rune)
     assert re.search(rf"child {victim} \(slot \d+\) crashed: signal 9", serve.log())
     assert restarts(serve) == {"crash": 1}
+    # The victim most likely died inside a step: its in-flight gauge must go with it.
+    assert list(samples(scrape(serve), "runeworker_inflight_nodes").values()) == [0]
 
 
 # --- 2. SIGTERM under load, then a fresh serve ---------------------------------------------------
@@ -181,15 +187,15 @@ def test_sighup_rolls_children_onto_the_new_prefetch(
     vhost = vhost_of(amqp_url)
     serve = start(broker={"prefetch": 1})
     rune.wait_consumers(2)
-    old = children(serve, 2)
+    old = workers(serve, 2)
     assert execution_prefetches(vhost) == [1, 1]
     write_config(serve.config, config_for(tmp_path, broker={"prefetch": 7}))
     serve.send(signal.SIGHUP)
-    new = children(serve, 2, without=old)
+    new = workers(serve, 2, without=old)
     rune.wait_consumers(2)
     wait_until(lambda: execution_prefetches(vhost) == [7, 7], "prefetch 7 on both consumers",
                timeout=20, poll=0.2)  # fmt: skip
-    assert serve.children() == new
+    assert serve.workers() == new
     assert "config reloaded (generation 1)" in serve.log()
     assert serve.log().count("(prefetch 7)") == 2
 
@@ -203,17 +209,17 @@ def test_ttin_and_ttou_change_children_and_consumers(
     vhost = vhost_of(amqp_url)
     serve = start()
     rune.wait_consumers(2)
-    two = children(serve, 2)
+    two = workers(serve, 2)
     serve.send(signal.SIGTTIN)
-    three = children(serve, 3)
+    three = workers(serve, 3)
     assert two < three
     rune.wait_consumers(3)
     assert len(execution_prefetches(vhost)) == 3
     for wanted in (2, 1):  # one at a time: two pending SIGTTOUs would merge into one
         serve.send(signal.SIGTTOU)
         serve.wait_log(f"scaling down to {wanted} children")
-    one = children(serve, 1)
-    assert one == {serve.spawned()[0]}  # the newest children go first
+    one = workers(serve, 1)
+    assert one == {min(two, key=serve.spawned().index)}  # the newest children go first
     rune.wait_consumers(1)
     assert len(execution_prefetches(vhost)) == 1
 
@@ -226,11 +232,13 @@ class SlowServer:
 
     def __init__(self, seconds: float) -> None:
         self.hits: list[str] = []
+        self.arrived = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits.append(self.path)
+                owner.arrived.set()
                 time.sleep(seconds)  # the slowness is the point of the test
                 data = json.dumps({"path": self.path}).encode()
                 self.send_response(200)
@@ -250,6 +258,12 @@ class SlowServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def workflow(self) -> bytes:
+        """One http node calling this server."""
+        node = {"id": "slow", "name": "slow", "type": "http",
+                "parameters": {"url": f"{self.url}/slow", "method": "GET"}}  # fmt: skip
+        return json.dumps({"nodes": [node], "edges": []}).encode()
+
 
 def test_node_slower_than_the_heartbeat_completes_once_on_the_same_connection(
     start: Start, rune: Rune, amqp_url: str
@@ -258,12 +272,10 @@ def test_node_slower_than_the_heartbeat_completes_once_on_the_same_connection(
     try:
         serve = start(broker={"heartbeat": 1})
         rune.wait_consumers(2)
-        pids = children(serve, 2)
+        pids = workers(serve, 2)
         connections = worker_connections(vhost_of(amqp_url))
         assert [timeout for _name, timeout in connections] == [1, 1]  # negotiated: 1 s
-        node = {"id": "slow", "name": "slow", "type": "http",
-                "parameters": {"url": f"{server.url}/slow", "method": "GET"}}  # fmt: skip
-        ids = rune.publish(json.dumps({"nodes": [node], "edges": []}).encode(), 1)
+        ids = rune.publish(server.workflow(), 1)
         rune.wait_done(ids, timeout=30, settle=2.0)
     finally:
         server.close()
@@ -272,8 +284,29 @@ def test_node_slower_than_the_heartbeat_completes_once_on_the_same_connection(
     log = serve.log()
     assert "connection lost" not in log
     assert "reconnect" not in log
-    assert serve.children() == pids
+    assert serve.workers() == pids
     assert worker_connections(vhost_of(amqp_url)) == connections
+
+
+def test_sigterm_while_a_slow_node_runs_lets_it_finish_and_commit(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    server = SlowServer(3.0)
+    try:
+        serve = start()
+        rune.wait_consumers(2)
+        ids = rune.publish(server.workflow(), 1)
+        assert server.arrived.wait(15), "the http node never called the server"
+        began = time.monotonic()
+        serve.send(signal.SIGTERM)
+        assert serve.wait(GRACEFUL + 5) == 0
+        assert time.monotonic() - began < GRACEFUL, "the drain needed SIGKILL"
+        rune.wait_done(ids, timeout=5, settle=1.0)  # committed before the child exited
+    finally:
+        server.close()
+    exactly_once(rune, ids)
+    assert server.hits == ["/slow"]  # finished, not abandoned and redelivered
+    queue_is_empty(amqp_url, rune)
 
 
 # --- 6. recycling ------------------------------------------------------------------------------
@@ -290,7 +323,7 @@ def test_children_over_max_memory_recycle_and_work_still_completes(
     pattern = r"child (\d+) recycling: RSS above max_memory_mb 1"
     recycled = {int(p) for p in re.findall(pattern, log)}
     assert recycled
-    wait_until(lambda: not recycled & serve.children(), "the recycled children to exit")
+    wait_until(lambda: not recycled & serve.workers(), "the recycled children to exit")
     assert len(serve.spawned()) > 2
     queue_is_empty(amqp_url, rune)
 
@@ -311,7 +344,7 @@ def test_children_recycle_after_max_messages(start: Start, rune: Rune, amqp_url:
     assert len(counts) >= 8
     recycled = [int(p) for p in re.findall(r"child (\d+) recycling", log)]
     wait_until(lambda: serve.log().count(": recycle") >= len(recycled), "the recycled exits")
-    assert not set(recycled) & serve.children()
+    assert not set(recycled) & serve.workers()
     assert restarts(serve) == {"recycle": len(recycled)}
     queue_is_empty(amqp_url, rune)
 
@@ -323,7 +356,7 @@ def test_metrics_count_every_node_and_completion(start: Start, rune: Rune) -> No
     n, k = 10, 4
     serve = start()
     rune.wait_consumers(2)
-    pids = children(serve, 2)
+    pids = workers(serve, 2)
     assert serve.get("/healthz") == (200, "ok")
     wait_until(lambda: serve.get("/readyz") == (200, "ready"), "/readyz 200")
     ids = rune.publish(log_chain(k), n)
@@ -342,7 +375,8 @@ def test_metrics_count_every_node_and_completion(start: Start, rune: Rune) -> No
     rss = {
         dict(labels)["pid"]: v for labels, v in samples(text, "runeworker_child_rss_bytes").items()
     }
-    assert set(rss) == {str(p) for p in pids}
+    assert set(rss) >= {str(p) for p in pids}
+    assert set(rss) == {str(p) for p in serve.children()}
     assert all(v > 1024 * 1024 for v in rss.values())
 
 
@@ -383,7 +417,7 @@ def test_sd_notify_ready_after_children_connect_and_stopping_on_sigterm(
         lines = notify.wait_for("READY=1")
         assert rune.consumer_count() == 2  # READY=1 only once both children consume
         assert lines[-2:] == ["READY=1", "STATUS=2 children ready"]
-        assert re.search(r"ready: 2 children", serve.log())
+        serve.wait_log("ready: 2 children")  # logged just after the datagram went out
         serve.send(signal.SIGTERM)
         assert notify.wait_for("STOPPING=1")[-2:] == ["STOPPING=1", "STATUS=stopping"]
         assert serve.wait(GRACEFUL + 5) == 0

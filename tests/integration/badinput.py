@@ -146,7 +146,7 @@ def one_node(**fields: Any) -> Build:
 def good(env: Env) -> bytes:
     """A well-formed two-node workflow, interleaved with the bad ones."""
     nodes = [node("trigger", "ManualTrigger", "Start"), node("say", "log", message=env.marker)]
-    return dumps(message(env, nodes, [edge("trigger", "say")], current="trigger"))
+    return dumps(message(env, nodes, [edge("trigger", "say")], current_node="trigger"))
 
 
 def _truncated(env: Env) -> bytes:

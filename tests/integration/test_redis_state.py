@@ -20,9 +20,16 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from statecases import CASES, T0, T1, ctx, fan_out  # noqa: E402
+from statecases import CASES, FLOW_CASES, NOW, T0, T1, ctx, fan_out  # noqa: E402
 
-from runeworker.engine.state import Admission, Failure, Verdict  # noqa: E402
+from runeworker.engine.state import (  # noqa: E402
+    Admission,
+    Barrier,
+    BarrierState,
+    Failure,
+    MergeRule,
+    Verdict,
+)
 from runeworker.errors import StateError  # noqa: E402
 from runeworker.redis_state import RedisStore  # noqa: E402
 
@@ -168,3 +175,71 @@ def test_bad_arguments_are_refused(kwargs: dict[str, object], message: str) -> N
 def test_invalid_url_is_reported_masked() -> None:
     with pytest.raises(StateError, match=re.escape("The Redis URL http://u:***@host/ is invalid")):
         RedisStore.from_url("http://u:pw-123@host/")
+
+
+# -- barriers and timers ---------------------------------------------------------------------
+
+FLOW_KEY = re.compile(
+    r"exec:\{[^{}]+\}:(split:[^:]+(:[^:]+)?:(results|release)"
+    r"|node:[^:]+(:[^:]+)?:(barrier:arrivals|barrier:data|barrier:first|lock))"
+)
+SCHEDULER_KEYS = {"scheduler:timers", "scheduler:processing", "scheduler:payloads"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(FLOW_CASES))
+def test_redis_flow(name: str, store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    FLOW_CASES[name](store)
+    for key, ttl in keys_under(client, prefix).items():
+        short = key.removeprefix(prefix)
+        if short in SCHEDULER_KEYS:
+            assert ttl == -1, key  # global keys: their entries go when a timer is acked
+        else:
+            assert FLOW_KEY.fullmatch(short), key
+            assert 0 < ttl <= TTL, key
+
+
+@pytest.mark.integration
+def test_merge_keys_have_the_go_shape(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    """Scenario 18: no barrier key before the first arrival; then Go's names, with the
+    execution id as hash tag, each with the TTL."""
+    base = f"{prefix}exec:{{ex-18}}:node:merge_node"
+    assert keys_under(client, prefix) == {}
+    rule = MergeRule(expected=2)
+    waiting = store.merge_arrive("ex-18", "merge_node", "", "a", "ta", ctx("a"), rule, NOW)
+    assert waiting == Barrier(BarrierState.WAITING, 1, first_ms=NOW)
+    assert set(keys_under(client, prefix)) == {
+        f"{base}:barrier:arrivals",
+        f"{base}:barrier:data",
+        f"{base}:barrier:first",
+    }
+    assert client.smembers(f"{base}:barrier:arrivals") == {b"a"}
+    assert client.hgetall(f"{base}:barrier:data") == {b"a": ctx("a")}
+    store.merge_arrive("ex-18", "merge_node", "ex-18_s_0", "b", "tb", None, rule, NOW)
+    scoped = f"{prefix}exec:{{ex-18}}:node:merge_node:ex-18_s_0:barrier:data"
+    assert client.hgetall(scoped) == {b"b": b""}  # a ghost inside the split branch ex-18_s_0
+    assert all(0 < ttl <= TTL for ttl in keys_under(client, prefix).values())
+
+
+@pytest.mark.integration
+def test_aggregator_keys(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    base = f"{prefix}exec:{{ex}}:split:s1"
+    store.aggregate("ex", "s1", "", 1, 2, "t1", b'"b"')
+    assert client.hgetall(base + ":results") == {b"1": b'"b"'}
+    store.aggregate("ex", "s1", "", 0, 2, "t0", None)
+    assert client.get(base + ":release") == b"t0"
+    assert client.hgetall(base + ":results") == {b"0": b"", b"1": b'"b"'}
+    assert set(keys_under(client, prefix)) == {base + ":results", base + ":release"}
+
+
+@pytest.mark.integration
+def test_timer_keys(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    store.schedule("t1", NOW, b"frozen")
+    assert client.zrange(prefix + "scheduler:timers", 0, -1, withscores=True) == [(b"t1", NOW)]
+    assert client.hgetall(prefix + "scheduler:payloads") == {b"t1": b"frozen"}
+    store.claim_due(NOW, 10, 500)
+    assert client.zrange(prefix + "scheduler:timers", 0, -1) == []
+    leased = client.zrange(prefix + "scheduler:processing", 0, -1, withscores=True)
+    assert leased == [(b"t1", NOW + 500)]
+    store.ack_timer("t1")
+    assert keys_under(client, prefix) == {}

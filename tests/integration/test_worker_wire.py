@@ -76,7 +76,7 @@ def server() -> Iterator[JsonServer]:
 def ran(wire: Wire, execution_id: str, node_id: str, used: bool = False) -> dict[str, Any]:
     """The node ran once: running then success, in that order, each with exactly the keys of
     reference 1.3 (`used`: the node read context keys, reported on success); returns success."""
-    statuses = node_statuses(wire, execution_id, node_id)
+    statuses = node_statuses(wire, execution_id, node_id, 2)
     assert [s["status"] for s in statuses] == ["running", "success"], statuses
     running, success = statuses
     check_status(running, "running", PARAMS)
@@ -203,14 +203,17 @@ def test_master_message_is_mirrored_unchanged_with_credentials_masked(
     secret = "s3cret-token-value"
     call = http("call", f"{server.url}/private")
     call["credentials"] = {"id": "c1", "name": "tok", "type": "token", "values": {"token": secret}}
-    cond = node("cond", "conditional", "Always", expression="true", true_edge_id="e_t")
-    plain = master([cond], [], current="cond")
-    creds = master([cond, call], [edge("cond", "call", "e_t")], current="cond")
+    cond = node("cond", "conditional", "Always", expression="true")
+    plain = master([cond], [], current="cond")  # scenario 26 as the Go suite has it
+    wired = {**cond, "parameters": {"expression": "true", "true_edge_id": "e_t"}}
+    creds = master([wired, call], [edge("cond", "call", "e_t")], current="cond")
     for m in (plain, creds):
         wire.publish_api(m)
     for m in (plain, creds):
         wire.completion(m["execution_id"])
-    wire.drain()
+    wire.wait(
+        "the mirrors", lambda: all(wire.of(MIRROR, m["execution_id"]) for m in (plain, creds))
+    )
     [mirrored] = wire.of(MIRROR, plain["execution_id"])
     check_published(mirrored)
     assert mirrored.body == plain
@@ -218,12 +221,12 @@ def test_master_message_is_mirrored_unchanged_with_credentials_masked(
     masked["workflow_definition"]["nodes"][1]["credentials"]["values"] = {"token": "***"}
     assert [g.body for g in wire.of(MIRROR, creds["execution_id"])] == [masked]
     assert server.hits[0].headers["Authorization"] == f"Bearer {secret}"  # the node had it
-    for queue in (STATUS, COMPLETION, MIRROR):
-        for got in wire.of(queue, creds["execution_id"]):
-            assert secret.encode() not in got.raw, (queue, got.raw)
     ran(wire, creds["execution_id"], "call")
     for m in (plain, creds):
         assert ran(wire, m["execution_id"], "cond")["output"]["result"] is True
+    for queue in (STATUS, COMPLETION, MIRROR):
+        for got in wire.of(queue, creds["execution_id"]):
+            assert secret.encode() not in got.raw, (queue, got.raw)
 
 
 # -- exactly one completion -----------------------------------------------------------------
@@ -257,7 +260,7 @@ def test_diamond_without_merge_completes_once(wire: Wire) -> None:
     assert set(done["final_context"]) == {"$A", "$B", "$C", "$D"}
     for n in "ABC":
         assert done["final_context"][f"${n}"] == ran(wire, eid, n)["output"]
-    d = node_statuses(wire, eid, "D")  # D runs once per incoming branch
+    d = node_statuses(wire, eid, "D", 4)  # D runs once per incoming branch
     assert [s["status"] for s in d] == ["running", "success"] * 2
     for running, success in (d[:2], d[2:]):
         check_status(running, "running", PARAMS)
@@ -327,7 +330,8 @@ def test_bad_input_is_failed_and_dead_lettered_without_a_crash(
         assert json.loads(copy.raw) == m  # the original bytes, kept for an operator
         assert word in copy.headers["x-runeworker-reason"], copy.headers
         assert (copy.headers["x-runeworker-queue"], copy.delivery_mode) == (EXECUTION, 2)
-        [st] = [g.body for g in wire.statuses(eid)]
+        [st] = node_statuses(wire, eid, node_id, 1)
+        assert len(wire.statuses(eid)) == 1
         # parameters are omitted when empty (reference 1.3): only the teleport node has some
         check_status(st, "failed", {"error", "parameters"} if node_id == "t" else {"error"})
         assert (st["node_id"], st["node_name"]) == (node_id, "Beam" if node_id == "t" else node_id)

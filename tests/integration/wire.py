@@ -335,14 +335,20 @@ def check_completion(c: dict[str, Any]) -> None:
         assert isinstance(c["failure_reason"], str) and c["failure_reason"]
 
 
-def node_statuses(wire: Wire, execution_id: str, node_id: str) -> list[dict[str, Any]]:
-    """The statuses of one node in arrival order, each checked as published by the worker."""
-    out = []
-    for got in wire.statuses(execution_id):
-        if got.body["node_id"] == node_id:
-            check_published(got)
-            out.append(got.body)
-    return out
+def node_statuses(
+    wire: Wire, execution_id: str, node_id: str, count: int = 0
+) -> list[dict[str, Any]]:
+    """The statuses of one node in arrival order (once `count` have arrived), each checked as
+    published by the worker. A completion can be readable before the statuses committed with
+    it: RabbitMQ makes a transaction visible queue by queue."""
+
+    def mine() -> list[Got]:
+        return [g for g in wire.statuses(execution_id) if g.body["node_id"] == node_id]
+
+    wire.wait(f"{count} statuses of node {node_id}", lambda: len(mine()) >= count)
+    for got in mine():
+        check_published(got)
+    return [g.body for g in mine()]
 
 
 # -- a local HTTP server ----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The shared behaviour table of `StateStore`: every case runs against MemoryStore
-(tests/unit/test_state.py) and RedisStore (tests/integration/test_redis_state.py).
+(tests/unit/test_state.py, tests/unit/test_flow_state.py) and RedisStore
+(tests/integration/test_redis_state.py). CASES cover branch tokens, FLOW_CASES the barriers
+and wait timers.
 
 A case is a function taking a fresh store; it asserts exact Admissions and Transitions.
 """
@@ -12,8 +14,12 @@ from collections.abc import Callable
 
 from runeworker.engine.state import (
     Admission,
+    Barrier,
+    BarrierState,
     Failure,
+    MergeRule,
     StateStore,
+    Timer,
     Transition,
     Verdict,
     child_token,
@@ -244,3 +250,237 @@ def concurrent_leaves_close_once(store: StateStore) -> None:
     assert closed[0] == closed[1]
     assert sorted(closed[0].contexts) == sorted(k.encode() for k in kids)
     assert store.admit("ex", kids[0], T1) == Admission(Verdict.REPLAY, 17)
+
+
+# -- barriers and timers (tests/unit/test_flow_state.py, tests/integration/test_redis_state.py) --
+
+FLOW_CASES: dict[str, Case] = {}
+
+
+def flow_case(name: str) -> Callable[[Case], Case]:
+    """Add the decorated function to FLOW_CASES under `name`."""
+
+    def add(fn: Case) -> Case:
+        FLOW_CASES[name] = fn
+        return fn
+
+    return add
+
+
+def item(i: int) -> bytes:
+    return f'{{"item":{i}}}'.encode()
+
+
+WAITING = BarrierState.WAITING
+RELEASED = BarrierState.RELEASED
+CLOSED = BarrierState.CLOSED
+EXPIRED = BarrierState.EXPIRED
+NOW = 1_700_000_000_000  # epoch ms
+
+
+def agg(
+    store: StateStore, index: int, token: str, payload: bytes | None, total: int = 3
+) -> Barrier:
+    return store.aggregate("ex", "split", "", index, total, token, payload)
+
+
+@flow_case("aggregate_releases_once_in_item_order")
+def aggregate_releases_once_in_item_order(store: StateStore) -> None:
+    assert agg(store, 2, "t2", item(2)) == Barrier(WAITING, 1)
+    assert agg(store, 0, "t0", item(0)) == Barrier(WAITING, 2)
+    released = Barrier(RELEASED, 3, ["0", "1", "2"], [item(0), item(1), item(2)])
+    assert agg(store, 1, "t1", item(1)) == released
+    # the releasing arrival redelivered releases again; any other arrival is absorbed
+    assert agg(store, 1, "t1", item(1)) == released
+    assert agg(store, 2, "t2", item(2)) == Barrier(CLOSED, 3)
+    assert agg(store, 1, "t1-again", item(1)) == Barrier(CLOSED, 3)
+
+
+@flow_case("aggregate_redelivery_counts_once")
+def aggregate_redelivery_counts_once(store: StateStore) -> None:
+    for _ in range(3):
+        assert agg(store, 0, "t0", item(0), total=2) == Barrier(WAITING, 1)
+    # a second path of the same item overwrites its slot, never counts as another item
+    assert agg(store, 0, "t0-b", b'"other"', total=2) == Barrier(WAITING, 1)
+    done = agg(store, 1, "t1", item(1), total=2)
+    assert done == Barrier(RELEASED, 2, ["0", "1"], [b'"other"', item(1)])
+
+
+@flow_case("aggregate_ghosts_count_without_results")
+def aggregate_ghosts_count_without_results(store: StateStore) -> None:
+    assert agg(store, 0, "t0", item(0)) == Barrier(WAITING, 1)
+    assert agg(store, 0, "g0", None) == Barrier(WAITING, 1)  # never overwrites a result
+    assert agg(store, 1, "g1", None) == Barrier(WAITING, 2)
+    assert agg(store, 1, "t1", item(1)) == Barrier(WAITING, 2)  # a result replaces a ghost
+    assert agg(store, 2, "g2", None) == Barrier(RELEASED, 3, ["0", "1"], [item(0), item(1)])
+
+
+@flow_case("aggregate_only_ghosts_releases_empty")
+def aggregate_only_ghosts_releases_empty(store: StateStore) -> None:
+    assert agg(store, 0, "g0", None, total=2) == Barrier(WAITING, 1)
+    assert agg(store, 1, "g1", None, total=2) == Barrier(RELEASED, 2)
+    assert agg(store, 1, "g1", None, total=2) == Barrier(RELEASED, 2)
+
+
+@flow_case("aggregate_scopes_and_executions_isolated")
+def aggregate_scopes_and_executions_isolated(store: StateStore) -> None:
+    runs = [("ex", "split", "ex_outer_0"), ("ex", "split", "ex_outer_1"), ("ex-2", "split", "")]
+    runs.append(("ex", "other", ""))
+    for ex, split, scope in runs:
+        assert store.aggregate(ex, split, scope, 0, 2, "t0", item(0)) == Barrier(WAITING, 1)
+    for ex, split, scope in runs:
+        released = store.aggregate(ex, split, scope, 1, 2, "t1", item(1))
+        assert released == Barrier(RELEASED, 2, ["0", "1"], [item(0), item(1)])
+
+
+def arrive(
+    store: StateStore,
+    parent: str,
+    token: str,
+    payload: bytes | None,
+    rule: MergeRule,
+    now: int = NOW,
+    scope: str = "",
+) -> Barrier:
+    return store.merge_arrive("ex", "merge", scope, parent, token, payload, rule, now)
+
+
+ALL2 = MergeRule(expected=2)
+
+
+@flow_case("merge_wait_for_all")
+def merge_wait_for_all(store: StateStore) -> None:
+    assert arrive(store, "b", "tb", ctx("b"), ALL2) == Barrier(WAITING, 1, first_ms=NOW)
+    later = NOW + 5
+    assert arrive(store, "b", "tb", ctx("b"), ALL2, later) == Barrier(WAITING, 1, first_ms=NOW)
+    released = Barrier(RELEASED, 2, ["a", "b"], [ctx("a"), ctx("b")], NOW)
+    assert arrive(store, "a", "ta", ctx("a"), ALL2, later) == released
+    assert arrive(store, "a", "ta", ctx("a"), ALL2, later) == released
+    assert arrive(store, "b", "tb2", ctx("b"), ALL2, later) == Barrier(CLOSED, 2, first_ms=NOW)
+
+
+@flow_case("merge_ghost_parents_count")
+def merge_ghost_parents_count(store: StateStore) -> None:
+    rule = MergeRule(expected=3)
+    assert arrive(store, "a", "ga", None, rule) == Barrier(WAITING, 1, first_ms=NOW)
+    assert arrive(store, "b", "tb", ctx("b"), rule) == Barrier(WAITING, 2, first_ms=NOW)
+    assert arrive(store, "b", "gb", None, rule) == Barrier(WAITING, 2, first_ms=NOW)
+    assert arrive(store, "c", "gc", None, rule) == Barrier(RELEASED, 3, ["b"], [ctx("b")], NOW)
+
+
+@flow_case("merge_only_ghosts_releases_empty")
+def merge_only_ghosts_releases_empty(store: StateStore) -> None:
+    for rule in (ALL2, MergeRule(expected=2, any=True)):
+        scope = "any" if rule.any else "all"
+        assert arrive(store, "a", "ga", None, rule, scope=scope) == Barrier(
+            WAITING, 1, first_ms=NOW
+        )
+        assert arrive(store, "b", "gb", None, rule, scope=scope) == Barrier(
+            RELEASED, 2, first_ms=NOW
+        )
+
+
+@flow_case("merge_wait_for_any")
+def merge_wait_for_any(store: StateStore) -> None:
+    rule = MergeRule(expected=3, any=True)
+    assert arrive(store, "a", "ga", None, rule) == Barrier(WAITING, 1, first_ms=NOW)
+    won = Barrier(RELEASED, 2, ["b"], [ctx("b")], NOW)
+    assert arrive(store, "b", "tb", ctx("b"), rule) == won
+    assert arrive(store, "c", "tc", ctx("c"), rule) == Barrier(CLOSED, 2, first_ms=NOW)
+    assert arrive(store, "b", "tb", ctx("b"), rule) == won
+
+
+@flow_case("merge_timeout")
+def merge_timeout(store: StateStore) -> None:
+    rule = MergeRule(expected=3, timeout_ms=1000)
+    assert arrive(store, "a", "ta", ctx("a"), rule) == Barrier(WAITING, 1, first_ms=NOW)
+    assert arrive(store, "b", "tb", ctx("b"), rule, NOW + 1000) == Barrier(WAITING, 2, first_ms=NOW)
+    assert arrive(store, "x", "gx", None, rule, NOW + 5000, "ghost") == Barrier(
+        WAITING, 1, first_ms=NOW + 5000
+    )
+    late = Barrier(EXPIRED, 2, first_ms=NOW)
+    assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 1001) == late
+    assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 9000) == late
+    assert arrive(store, "c", "tc2", ctx("c"), rule, NOW + 9000) == Barrier(CLOSED, 2, first_ms=NOW)
+
+
+@flow_case("concurrent_arrivals_release_once")
+def concurrent_arrivals_release_once(store: StateStore) -> None:
+    total = 12
+    results: list[Barrier] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(total * 2, timeout=10)
+
+    def deliver(i: int) -> None:
+        barrier.wait()  # every item delivered twice, all at once
+        outcome = store.aggregate("ex", "split", "", i, total, f"t{i}", item(i))
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=deliver, args=(i % total,)) for i in range(total * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    released = [r for r in results if r.state is RELEASED]
+    assert len(results) == total * 2
+    assert len(released) in (1, 2)  # the releasing arrival, and maybe its own copy
+    assert released[0] == Barrier(
+        RELEASED, total, [str(i) for i in range(total)], [item(i) for i in range(total)]
+    )
+    assert all(r == released[0] for r in released)
+
+
+@flow_case("timers_fire_due_ones_in_order")
+def timers_fire_due_ones_in_order(store: StateStore) -> None:
+    assert store.next_due() is None
+    store.schedule("late", NOW + 60_000, b"L")
+    store.schedule("second", NOW - 10, b"S")
+    store.schedule("first", NOW - 20, b"F")
+    assert store.next_due() == NOW - 20
+    assert store.claim_due(NOW, 100, 30_000) == [Timer("first", b"F"), Timer("second", b"S")]
+    assert store.claim_due(NOW, 100, 30_000) == []  # leased, not due again
+    assert store.next_due() == NOW + 60_000
+    store.ack_timer("first")
+    store.ack_timer("second")
+    assert store.release_expired(NOW + 10**9) == 0  # acknowledged timers are gone for good
+    assert store.claim_due(NOW + 60_000, 100, 30_000) == [Timer("late", b"L")]
+
+
+@flow_case("timers_batch_limit")
+def timers_batch_limit(store: StateStore) -> None:
+    for i in range(5):
+        store.schedule(f"t{i}", NOW + i, f"p{i}".encode())
+    assert [t.timer_id for t in store.claim_due(NOW + 10, 2, 1000)] == ["t0", "t1"]
+    assert [t.timer_id for t in store.claim_due(NOW + 10, 2, 1000)] == ["t2", "t3"]
+    assert [t.timer_id for t in store.claim_due(NOW + 10, 2, 1000)] == ["t4"]
+
+
+@flow_case("timer_of_a_dead_claimer_fires_once")
+def timer_of_a_dead_claimer_fires_once(store: StateStore) -> None:
+    store.schedule("t", NOW, b"frozen")
+    assert store.claim_due(NOW, 100, 30_000) == [Timer("t", b"frozen")]
+    # the claimer dies without acknowledging: nothing fires while its lease holds
+    assert store.release_expired(NOW + 29_999) == 0
+    assert store.claim_due(NOW + 29_999, 100, 30_000) == []
+    assert store.release_expired(NOW + 30_000) == 1
+    assert store.next_due() == NOW + 30_000
+    assert store.claim_due(NOW + 30_000, 100, 30_000) == [Timer("t", b"frozen")]
+    store.ack_timer("t")
+    assert store.release_expired(NOW + 10**9) == 0
+    assert store.claim_due(NOW + 10**9, 100, 30_000) == []
+
+
+@flow_case("timers_cancel_and_reschedule")
+def timers_cancel_and_reschedule(store: StateStore) -> None:
+    store.schedule("due", NOW, b"d")
+    store.schedule("leased", NOW, b"l")
+    store.schedule("moved", NOW, b"old")
+    store.schedule("moved", NOW + 100, b"new")  # scheduling again replaces
+    store.cancel_timer("due")
+    assert store.claim_due(NOW, 100, 1000) == [Timer("leased", b"l")]
+    store.cancel_timer("leased")
+    assert store.release_expired(NOW + 5000) == 0
+    assert store.claim_due(NOW + 100, 100, 1000) == [Timer("moved", b"new")]
+    store.cancel_timer("never-scheduled")
+    assert store.next_due() is None

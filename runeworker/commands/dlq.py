@@ -1,0 +1,318 @@
+"""`runeworker dlq list | show ID | replay ID|--all [--to QUEUE]`: the dead-letter queue.
+
+A worker dead-letters the raw bytes of a message it cannot process, through the default
+exchange to `broker.dead_letter_queue`, with the headers `x-runeworker-reason`,
+`x-runeworker-queue` (where it was consumed), `x-runeworker-redelivered` and
+`x-runeworker-failed-at`.
+
+Browsing never consumes: messages are fetched with basic.get and no ack on a channel of their
+own, and go back to the queue, in their places, when that channel closes. A message is named by
+its position in the queue (`#3`, as `list` prints it; positions change as messages come and go)
+or by its id: 12 hex digits of a hash of its body and headers, stable for as long as it sits in
+the queue (two identical messages dead-lettered with the same reason in the same second share an
+id; the first one is taken).
+
+`replay` republishes the raw body, without the x-runeworker-* headers, to its original queue
+(or `--to QUEUE`) through the default exchange, and acks the dead-letter copy in the same AMQP
+transaction: a message is either back on its queue and gone from the dead-letter queue, or
+untouched. A replayed message is processed like a new delivery: if its execution was identified
+when it was dead-lettered, that execution already got its `failed` completion, and a replay runs
+the message again under the same execution id.
+
+`show` masks every credential value of the workflow definition wherever it appears in the body
+and headers; a body that is not JSON only gets its secret-looking keys masked (best effort).
+Exit codes: 0 done, 1 no such message, 2 configuration, usage or broker error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import itertools
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import pika
+import pika.exceptions
+
+from runeworker.config import Config, load_config, mask_url
+from runeworker.engine.rejection import identify
+from runeworker.engine.resolver import MASK, Resolver
+from runeworker.errors import BrokerError, ConfigError
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
+HEADER_PREFIX = "x-runeworker-"
+_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+_COMMIT_EVERY = 100  # replays per transaction: each message stays atomic, memory stays bounded
+_REASON_WIDTH = 100
+# "key": "string value" with a short key (bounded: linear on any body)
+_KEY_VALUE = re.compile(r'("([^"\\]{1,64})"\s*:\s*)"(?:[^"\\]|\\.)*"', re.DOTALL)
+_SECRET_WORDS = ("pass", "secret", "token", "key", "value", "auth")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead-letter queue, fetched without being consumed."""
+
+    index: int  # 1-based position in the queue when it was browsed
+    tag: int  # delivery tag on the browsing channel
+    body: bytes
+    properties: pika.BasicProperties
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.properties.headers or {})
+
+    def header(self, name: str) -> str:
+        value = self.headers.get(HEADER_PREFIX + name)
+        return "-" if value is None else _text(value)
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.blake2b(self.body, digest_size=6)
+        digest.update(json.dumps(self.headers, sort_keys=True, default=_text).encode())
+        return digest.hexdigest()
+
+    @property
+    def execution_id(self) -> str:
+        ids = identify(self.body)
+        return ids.execution_id if ids is not None else "-"
+
+
+def dlq(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
+    """`cli` entry: `args.dlq_command` is list (`args.limit`), show (`args.id`) or replay
+    (`args.id` or `args.all`, optional `args.to`)."""
+    try:
+        cfg = load_config(getattr(args, "config", None), overrides=overrides)
+    except ConfigError as exc:
+        for problem in str(exc).splitlines():
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
+    command = args.dlq_command
+    try:
+        with DeadLetterQueue(cfg) as queue:
+            if command == "list":
+                return queue.list(getattr(args, "limit", 1000), sys.stdout)
+            if command == "show":
+                return queue.show(args.id, sys.stdout)
+            if command == "replay":
+                return queue.replay(args.id, bool(args.all), args.to, sys.stdout)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"error: unknown dlq command {command!r}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+class DeadLetterQueue:
+    """A connection to the broker for browsing and replaying `broker.dead_letter_queue`."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.name = cfg.broker.dead_letter_queue
+        self._conn: Any = None
+
+    def __enter__(self) -> DeadLetterQueue:
+        params = pika.URLParameters(self.cfg.broker.url)
+        params.connection_attempts = self.cfg.broker.connection_attempts
+        params.retry_delay = self.cfg.broker.retry_delay
+        params.client_properties = {"connection_name": "runeworker dlq"}
+        with self._errors("cannot connect to RabbitMQ"):
+            self._conn = pika.BlockingConnection(params)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.is_open:
+            with contextlib.suppress(*_AMQP_ERRORS):
+                conn.close()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def list(self, limit: int, out: TextIO) -> int:
+        """One line per message, oldest first; the queue is left as it was."""
+        with self._browsing() as (_ch, total, letters):
+            shown = list(itertools.islice(letters, limit))
+            if not shown:
+                out.write(f"{self.name} is empty\n")
+                return EXIT_OK
+            out.write(f"{'#':>4}  {'ID':12}  {'FAILED AT':20}  {'QUEUE':20}  ")
+            out.write(f"{'EXECUTION':36}  {'BYTES':>9}  REASON\n")
+            for d in shown:
+                reason = " ".join(d.header("reason").split())
+                if len(reason) > _REASON_WIDTH:
+                    reason = reason[: _REASON_WIDTH - 3] + "..."
+                out.write(f"{d.index:>4}  {d.id:12}  {d.header('failed-at'):20}  ")
+                out.write(f"{d.header('queue'):20}  {d.execution_id:36}  {len(d.body):>9}  ")
+                out.write(f"{reason}\n")
+            if total > len(shown):
+                out.write(f"(first {len(shown)} of {total} messages; see --limit)\n")
+        return EXIT_OK
+
+    def show(self, ref: str, out: TextIO) -> int:
+        """Headers and body (pretty JSON, credentials masked) of one message."""
+        with self._browsing() as (_ch, total, letters):
+            found = _find(letters, ref)
+            if found is None:
+                print(f"error: no message {ref} in {self.name}", file=sys.stderr)
+                return EXIT_NOT_FOUND
+            body, secrets = _masked_body(found.body)
+            headers = Resolver({}, credentials=secrets).mask(
+                {k: _jsonable(v) for k, v in found.headers.items()}
+            )
+            out.write(f"id: {found.id} (#{found.index} of {total} in {self.name})\n")
+            out.write(f"execution: {found.execution_id}\nbytes: {len(found.body)}\n")
+            out.write("headers: " + json.dumps(headers, indent=2, sort_keys=True) + "\n")
+            out.write(f"body:\n{body}\n")
+        return EXIT_OK
+
+    def replay(self, ref: str | None, every: bool, to: str | None, out: TextIO) -> int:
+        """Move one message (`ref`) or all of them back to their queue, atomically each."""
+        if every == (ref is not None):
+            print("error: give either a message id (or #index) or --all", file=sys.stderr)
+            return EXIT_ERROR
+        if to == self.name:
+            print(f"error: --to names the dead-letter queue {self.name} itself", file=sys.stderr)
+            return EXIT_ERROR
+        with self._browsing() as (ch, _total, letters):
+            # --all takes a snapshot: a copy dead-lettered again meanwhile is not replayed twice
+            found = None if every else _find(letters, ref or "")
+            chosen = list(letters) if every else [found] if found else []
+            if not chosen:
+                if every:
+                    out.write(f"{self.name} is empty: nothing to replay\n")
+                    return EXIT_OK
+                print(f"error: no message {ref} in {self.name}", file=sys.stderr)
+                return EXIT_NOT_FOUND
+            targets = [to or d.header("queue") for d in chosen]
+            problem = self._check_targets(set(targets))
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return EXIT_ERROR
+            with self._errors(f"cannot replay from {self.name}"):
+                ch.tx_select()
+                for n, (d, queue) in enumerate(zip(chosen, targets, strict=True), 1):
+                    _republish(ch, d, queue)
+                    if n % _COMMIT_EVERY == 0 or n == len(chosen):
+                        ch.tx_commit()
+            for d, queue in zip(chosen, targets, strict=True):
+                out.write(f"replayed {d.id} to {queue} (execution {d.execution_id})\n")
+        return EXIT_OK
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _browsing(self) -> Iterator[tuple[Any, int, Iterator[DeadLetter]]]:
+        """(channel, messages ready, an iterator over at most that many messages, fetched
+        unacked as it is advanced). Closing the channel at the end hands every message that
+        was not acked back to the queue, in its place."""
+        with self._errors(f"cannot read {self.name}"):
+            ch = self._conn.channel()
+            # declared as the worker declares it: a missing queue is an empty one
+            total = int(ch.queue_declare(self.name, durable=True).method.message_count)
+
+        def fetch() -> Iterator[DeadLetter]:
+            for index in range(1, total + 1):
+                with self._errors(f"cannot read {self.name}"):
+                    method, props, body = ch.basic_get(self.name, auto_ack=False)
+                if method is None:
+                    return
+                yield DeadLetter(index, method.delivery_tag, body, props)
+
+        try:
+            yield ch, total, fetch()
+        finally:
+            if ch.is_open:
+                with contextlib.suppress(*_AMQP_ERRORS):
+                    ch.close()
+
+    def _check_targets(self, queues: set[str]) -> str:
+        """'' when every queue exists, else a sentence naming the problem."""
+        if "-" in queues:
+            return "a message has no x-runeworker-queue header: give --to QUEUE"
+        for queue in sorted(queues):
+            if queue == self.name:
+                return f"a message names the dead-letter queue {queue} as its origin; use --to"
+            with self._errors("cannot check the target queues"):
+                ch = self._conn.channel()
+                try:
+                    ch.queue_declare(queue, passive=True)
+                except pika.exceptions.ChannelClosedByBroker:
+                    return f"queue {queue} does not exist"
+                ch.close()
+        return ""
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """pika errors -> BrokerError naming the masked URL, never the password."""
+        try:
+            yield
+        except _AMQP_ERRORS as exc:
+            url = self.cfg.broker.url
+            detail = str(exc) or type(exc).__name__
+            password = pika.URLParameters(url).credentials.password
+            if password:  # should a library ever echo it
+                detail = detail.replace(password, MASK)
+            raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc
+
+
+def _republish(ch: Any, d: DeadLetter, queue: str) -> None:
+    headers = {k: v for k, v in d.headers.items() if not k.startswith(HEADER_PREFIX)}
+    props = pika.BasicProperties(
+        content_type=d.properties.content_type,
+        delivery_mode=2,
+        headers=headers or None,
+    )
+    ch.basic_publish("", queue, d.body, props)
+    ch.basic_ack(d.tag)
+
+
+def _find(letters: Iterator[DeadLetter], ref: str) -> DeadLetter | None:
+    """The message named `ref`: `#3` or `3` (position), or its id; fetches no further."""
+    position = ref.removeprefix("#")
+    if position.isdigit() and len(position) < 12:
+        return next((d for d in letters if d.index == int(position)), None)
+    return next((d for d in letters if d.id == ref.lower()), None)
+
+
+def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
+    """(printable body, the credential values found in it)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        text = body.decode("utf-8", errors="backslashreplace")
+        return _KEY_VALUE.sub(_mask_secret_key, text), {}
+    secrets: dict[str, Any] = {}
+    definition = doc.get("workflow_definition") if isinstance(doc, dict) else None
+    nodes = definition.get("nodes") if isinstance(definition, dict) else None
+    for i, n in enumerate(nodes if isinstance(nodes, list) else []):
+        creds = n.get("credentials") if isinstance(n, dict) else None
+        if isinstance(creds, dict) and isinstance(creds.get("values"), dict):
+            secrets.update({f"{i}.{k}": v for k, v in creds["values"].items()})
+            creds["values"] = {k: MASK for k in creds["values"]}
+    masked = Resolver({}, credentials=secrets).mask(doc) if secrets else doc
+    return json.dumps(masked, indent=2, ensure_ascii=False), secrets
+
+
+def _mask_secret_key(m: re.Match[str]) -> str:
+    key = m.group(2).lower()
+    return f'{m.group(1)}"{MASK}"' if any(w in key for w in _SECRET_WORDS) else m.group(0)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return _text(bytes(value))
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)

@@ -1,0 +1,33 @@
+"""`split` and `aggregator` nodes (reference 5.6, 5.7; RFC-004).
+
+`split` turns `input_array` (usually a whole-value reference such as `"$Fetch_Users.body"`, or a
+literal list) into `_split_items`; the engine (runeworker/engine/flow.py) fans the branch out,
+one message per item and next node, each with `$item` and a lineage frame. `aggregator` closes
+the split: the engine records each branch's result in a barrier and the last arrival continues
+with `{"aggregated": [results in item order], "_aggregator_processed_count": N}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runeworker.engine.registry import NodeContext, node
+from runeworker.errors import NodeError
+from runeworker.nodes.lists import kind
+
+
+@node("split", required=("input_array",))
+def split(ctx: NodeContext) -> dict[str, Any]:
+    """Output `{"_split_items": [...]}`: the list to fan out."""
+    if "input_array" not in ctx.params or ctx.params["input_array"] is None:
+        raise NodeError("missing required parameter: input_array")
+    items = ctx.params["input_array"]
+    if not isinstance(items, list):
+        raise NodeError(f"input_array must be an array/slice, got {kind(items)}")
+    return {"_split_items": items}
+
+
+@node("aggregator")
+def aggregator(ctx: NodeContext) -> dict[str, Any]:
+    """No parameter is used (`timeout` is accepted and ignored): the engine owns the barrier."""
+    return {}

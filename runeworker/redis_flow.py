@@ -1,0 +1,286 @@
+"""Barriers and wait timers of `runeworker.redis_state.RedisStore`: one atomic Lua script each.
+
+Semantics are those of `runeworker.engine.barriers.MemoryFlow` (the shared table in
+tests/unit/statecases.py runs against both). Key names follow the Go worker's shapes, with the
+execution id as Redis Cluster hash tag like the branch keys, and a scope part only inside
+split branches (the branch ids of the lineage, see `runeworker.engine.paths.scope_of`):
+
+    exec:{<id>}:split:<split>[:<scope>]:results         hash  item index -> result ('' = ghost)
+    exec:{<id>}:split:<split>[:<scope>]:release         str   token of the releasing arrival
+    exec:{<id>}:node:<merge>[:<scope>]:barrier:arrivals set   parent node ids
+    exec:{<id>}:node:<merge>[:<scope>]:barrier:data     hash  parent -> context ('' = ghost)
+    exec:{<id>}:node:<merge>[:<scope>]:barrier:first    str   first arrival (epoch ms)
+    exec:{<id>}:node:<merge>[:<scope>]:lock             str   decision: kind, token, parent
+    scheduler:timers                                    zset  timer id -> due (epoch ms)
+    scheduler:processing                                zset  leased id -> lease deadline (ms)
+    scheduler:payloads                                  hash  timer id -> frozen message
+
+each behind the configured key prefix. Every per-execution key gets the store's TTL on every
+call; the scheduler keys are global and their entries are removed when a timer is acknowledged
+or cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+
+from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
+from runeworker.errors import StateError
+
+# KEYS: results, release. ARGV: index, total, has_payload, payload, token, ttl.
+# Reply: {state, arrivals, first_ms, key1, result1, ...} (keys and results only on release).
+_AGGREGATE = """
+local results, release = KEYS[1], KEYS[2]
+local index, total, token, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[5], ARGV[6]
+local function touch() redis.call('EXPIRE', results, ttl) redis.call('EXPIRE', release, ttl) end
+local function collect()
+  local reply = {'released', redis.call('HLEN', results), 0}
+  for i = 0, total - 1 do
+    local v = redis.call('HGET', results, tostring(i))
+    if v and v ~= '' then reply[#reply + 1] = tostring(i) reply[#reply + 1] = v end
+  end
+  return reply
+end
+local decided = redis.call('GET', release)
+if decided then
+  touch()
+  if decided == token then return collect() end
+  return {'closed', redis.call('HLEN', results), 0}
+end
+if ARGV[3] == '1' then redis.call('HSET', results, index, ARGV[4])
+else redis.call('HSETNX', results, index, '') end
+local n = redis.call('HLEN', results)
+if n >= total then redis.call('SET', release, token) end
+touch()
+if n >= total then return collect() end
+return {'waiting', n, 0}
+"""
+
+# KEYS: arrivals, data, first, lock. ARGV: parent, has_payload, payload, expected, any,
+# now_ms, timeout_ms, token, ttl. Reply as for _AGGREGATE; keys are parents.
+_MERGE = """
+local arrivals, data, first, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local parent, has, expected = ARGV[1], ARGV[2] == '1', tonumber(ARGV[4])
+local now, timeout, token, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local function touch() for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end end
+local function head(state)
+  return {state, redis.call('SCARD', arrivals), redis.call('GET', first) or '0'}
+end
+local function collect(winner)
+  local reply = head('released')
+  local found = {}
+  if winner ~= '' then found = {winner, redis.call('HGET', data, winner)}
+  else found = redis.call('HGETALL', data) end
+  for i = 1, #found, 2 do
+    if found[i + 1] and found[i + 1] ~= '' then
+      reply[#reply + 1] = found[i] reply[#reply + 1] = found[i + 1]
+    end
+  end
+  return reply
+end
+local function decide(kind, winner)
+  redis.call('SET', lock, kind .. '\\n' .. token .. '\\n' .. winner)
+  touch()
+  if kind == 'expired' then return head('expired') end
+  return collect(winner)
+end
+local decided = redis.call('GET', lock)
+if decided then
+  touch()
+  local kind, by, winner = string.match(decided, '^(%a+)\\n([^\\n]*)\\n(.*)$')
+  if by ~= token then return head('closed') end
+  if kind == 'expired' then return head('expired') end
+  return collect(winner)
+end
+local started = redis.call('GET', first)
+if not started then redis.call('SET', first, ARGV[6])
+elseif has and timeout > 0 and now - tonumber(started) > timeout then
+  return decide('expired', parent)
+end
+redis.call('SADD', arrivals, parent)
+if has then redis.call('HSET', data, parent, ARGV[3])
+else redis.call('HSETNX', data, parent, '') end
+if ARGV[5] == '1' and has then return decide('released', parent) end
+if redis.call('SCARD', arrivals) >= expected then return decide('released', '') end
+touch()
+return head('waiting')
+"""
+
+# KEYS: timers, processing, payloads. ARGV: now_ms, limit, lease deadline (ms).
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local reply = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local payload = redis.call('HGET', KEYS[3], id)
+  if payload then
+    redis.call('ZADD', KEYS[2], ARGV[3], id)
+    reply[#reply + 1] = id
+    reply[#reply + 1] = payload
+  end
+end
+return reply
+"""
+
+# KEYS: timers, processing. ARGV: now_ms. Expired leases become due now, in batches.
+_RELEASE = """
+local moved = 0
+repeat
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 500)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+  end
+  moved = moved + #ids
+until #ids < 500
+return moved
+"""
+
+_STATES = {s.value: s for s in BarrierState}
+
+
+class RedisFlow:
+    """The barrier and timer half of `RedisStore` (which sets the attributes below)."""
+
+    _client: redis.Redis
+    _prefix: str
+    _ttl: int
+    _where: str
+    _secret: str
+
+    def _register_flow_scripts(self) -> None:
+        self._aggregate_script: Script = self._client.register_script(_AGGREGATE)
+        self._merge_script: Script = self._client.register_script(_MERGE)
+        self._claim_script: Script = self._client.register_script(_CLAIM)
+        self._release_script: Script = self._client.register_script(_RELEASE)
+
+    # -- barriers -----------------------------------------------------------------------
+
+    def aggregate(
+        self,
+        execution_id: str,
+        split_id: str,
+        scope: str,
+        index: int,
+        total: int,
+        token: str,
+        payload: bytes | None,
+    ) -> Barrier:
+        """See `StateStore.aggregate`."""
+        base = self._exec_key(execution_id, "split", split_id, scope)
+        keys = [base + ":results", base + ":release"]
+        flag, body = (1, payload) if payload is not None else (0, b"")
+        args = [index, total, flag, body, token, self._ttl]
+        reply = self._call("aggregate", execution_id, self._aggregate_script, keys, args)
+        return _barrier(reply, by_name=False)
+
+    def merge_arrive(
+        self,
+        execution_id: str,
+        merge_id: str,
+        scope: str,
+        parent: str,
+        token: str,
+        payload: bytes | None,
+        rule: MergeRule,
+        now_ms: int,
+    ) -> Barrier:
+        """See `StateStore.merge_arrive`."""
+        base = self._exec_key(execution_id, "node", merge_id, scope)
+        keys = [base + ":barrier:arrivals", base + ":barrier:data", base + ":barrier:first"]
+        keys.append(base + ":lock")
+        flag, body = (1, payload) if payload is not None else (0, b"")
+        args = [parent, flag, body, rule.expected, int(rule.any), now_ms, rule.timeout_ms]
+        args += [token, self._ttl]
+        reply = self._call("merge", execution_id, self._merge_script, keys, args)
+        return _barrier(reply, by_name=True)
+
+    def _exec_key(self, execution_id: str, kind: str, node_id: str, scope: str) -> str:
+        base = f"{self._prefix}exec:{{{execution_id}}}:{kind}:{node_id}"
+        return f"{base}:{scope}" if scope else base
+
+    # -- timers -------------------------------------------------------------------------
+
+    def _timer_keys(self) -> list[str]:
+        return [f"{self._prefix}scheduler:{k}" for k in ("timers", "processing", "payloads")]
+
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
+        """See `StateStore.schedule`: payload first, then the due entry, in one transaction."""
+        timers, processing, payloads = self._timer_keys()
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(payloads, timer_id, payload)
+            pipe.zrem(processing, timer_id)
+            pipe.zadd(timers, {timer_id: due_ms})
+            pipe.execute()
+        except RedisError as exc:
+            raise self._error(f"schedule of timer {timer_id!r}", exc) from exc
+
+    def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
+        """See `StateStore.claim_due`."""
+        args = [now_ms, limit, now_ms + lease_ms]
+        reply = self._call("timer claim", "", self._claim_script, self._timer_keys(), args)
+        return [Timer(reply[i].decode(), bytes(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    def release_expired(self, now_ms: int) -> int:
+        """See `StateStore.release_expired`."""
+        keys = self._timer_keys()[:2]
+        return int(self._call("timer sweep", "", self._release_script, keys, [now_ms]))
+
+    def ack_timer(self, timer_id: str) -> None:
+        """See `StateStore.ack_timer`."""
+        _, processing, payloads = self._timer_keys()
+        self._timer_pipe("ack", timer_id, [(processing, "zrem"), (payloads, "hdel")])
+
+    def cancel_timer(self, timer_id: str) -> None:
+        """See `StateStore.cancel_timer`."""
+        timers, processing, payloads = self._timer_keys()
+        ops = [(timers, "zrem"), (processing, "zrem"), (payloads, "hdel")]
+        self._timer_pipe("cancel", timer_id, ops)
+
+    def next_due(self) -> int | None:
+        """See `StateStore.next_due`."""
+        try:
+            first = self._client.zrange(self._timer_keys()[0], 0, 0, withscores=True)
+        except RedisError as exc:
+            raise self._error("timer lookup", exc) from exc
+        return int(first[0][1]) if first else None
+
+    def _timer_pipe(self, op: str, timer_id: str, ops: list[tuple[str, str]]) -> None:
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            for key, command in ops:
+                getattr(pipe, command)(key, timer_id)
+            pipe.execute()
+        except RedisError as exc:
+            raise self._error(f"{op} of timer {timer_id!r}", exc) from exc
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _call(
+        self, op: str, execution_id: str, script: Script, keys: list[str], args: list[Any]
+    ) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except RedisError as exc:
+            what = f"{op} of execution {execution_id!r}" if execution_id else op
+            raise self._error(what, exc) from exc
+
+    def _error(self, what: str, exc: RedisError) -> StateError:
+        detail = str(exc).replace(self._secret, "***") if self._secret else str(exc)
+        return StateError(f"The Redis {what} on {self._where} failed: {detail}")
+
+
+def _barrier(reply: list[Any], *, by_name: bool) -> Barrier:
+    """Decode a script reply; merge parents come in hash order and are sorted by name (item
+    indexes already come in index order)."""
+    state, arrived, first = reply[0].decode(), int(reply[1]), int(reply[2])
+    pairs = sorted(
+        ((reply[i].decode(), bytes(reply[i + 1])) for i in range(3, len(reply), 2)),
+        key=(lambda kv: kv[0]) if by_name else (lambda kv: int(kv[0])),
+    )
+    return Barrier(_STATES[state], arrived, [k for k, _ in pairs], [v for _, v in pairs], first)

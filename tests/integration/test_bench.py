@@ -1,0 +1,191 @@
+"""`runeworker bench` on a tiny load against the session's own vhost: both contenders finish every
+workflow, the printed figures are consistent with each other, and the bench leaves no queue,
+message or Redis key behind. Plus the pure parts (trace arithmetic, sweep plan, codec)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+import pytest
+import redis
+from wire import rabbit_queues, vhost_of
+
+from runeworker.bench_codec import codec_benchmark, codec_message, runeworker_step, stdlib_step
+from runeworker.benchmark import Load, Trace, chain_definition, figures, percentile
+from runeworker.commands.bench import bench, parse_size, sweep_loads
+
+ROW = re.compile(r"^(?P<label>[a-zA-Z][\w /-]*?)\s{2,}(?P<rw>\S+(?: \S+)*?)\s{2,}(?P<fl>\S.*)$")
+
+
+def _args(**changes: Any) -> argparse.Namespace:
+    values: dict[str, Any] = {
+        "config": None,
+        "workflows": 4,
+        "nodes": 4,
+        "context": "1K",
+        "latency_workflows": 2,
+        "timeout": 60.0,
+        "sweep": False,
+        "codec": False,
+        "discard_waiting": True,  # other tests of the session may have left statuses behind
+    }
+    values.update(changes)
+    return argparse.Namespace(**values)
+
+
+def _rows(out: str) -> dict[str, tuple[str, str]]:
+    rows = {}
+    for line in out.splitlines():
+        m = ROW.match(line)
+        if m:
+            rows[m["label"]] = (m["rw"].strip(), m["fl"].strip())
+    return rows
+
+
+def _three(text: str) -> list[float]:
+    return [float(x) for x in text.split("/")]
+
+
+@pytest.mark.integration
+def test_bench_prints_complete_and_consistent_figures(
+    amqp_url: str, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = {
+        "broker.url": amqp_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_prefix,
+        "worker.processes": 1,
+        "broker.prefetch": 10,
+    }
+    assert bench(_args(), overrides) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert out.startswith("runeworker bench: 4 workflows x 4 nodes, P=1, prefetch 10")
+    assert rows["workflows completed"] == ("4/4", "4/4")
+    assert rows["success statuses"] == ("16/16", "16/16")
+    assert rows["running statuses"] == ("16/16", "16/16")
+    assert rows["low-load workflows completed"] == ("2/2", "2/2")
+    rates = [float(x) for x in rows["node executions/s"]]
+    walls = [float(x) for x in rows["wall seconds"]]
+    for rate, wall in zip(rates, walls, strict=True):
+        assert wall > 0
+        assert rate == pytest.approx(16 / wall, rel=0.02, abs=0.1)
+    for label in ("latency under load p50/p95/p99 ms", "latency at low load p50/p95/p99 ms"):
+        for column in rows[label]:
+            p50, p95, p99 = _three(column)
+            assert 0 < p50 <= p95 <= p99 < 10_000, (label, column)
+    cpu = [float(x) for x in rows["CPU ms/node (contender processes)"]]
+    assert all(c > 0 for c in cpu)
+    rss = [[float(m) for m in column.split()] for column in rows["RSS MB per process"]]
+    assert [len(r) for r in rss] == [1, 1]  # P=1: one child, one floor process
+    assert all(5 < m < 1000 for r in rss for m in r)
+    ratio = float(re.search(r"ratio runeworker/floor: ([\d.]+)%", out)[1])  # type: ignore[index]
+    assert ratio == pytest.approx(rates[0] / rates[1] * 100, abs=0.2)
+    assert re.search(r"per-node overhead at low load .*: p50 -?[\d.]+ ms, p99 -?[\d.]+ ms", out)
+    _nothing_left(amqp_url, redis_url, redis_prefix)
+
+
+def _nothing_left(amqp_url: str, redis_url: str, redis_prefix: str) -> None:
+    queues = rabbit_queues(vhost_of(amqp_url))
+    assert [q for q in queues if q.startswith("runeworker.bench.")] == []
+    for q in ("workflow.node.status", "workflow.completion", "workflow.worker.initiated"):
+        assert queues[q]["messages"] == 0, q
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"{redis_prefix}bench:*")) == []
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_bench_refuses_a_vhost_whose_status_queue_has_messages(
+    amqp_url: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    ch.queue_declare("workflow.completion", durable=True)
+    ch.basic_publish("", "workflow.completion", b"{}")
+    try:
+        overrides = {"broker.url": amqp_url, "redis.url": redis_url}
+        assert bench(_args(discard_waiting=False), overrides) == 2
+        err = capsys.readouterr().err
+        assert "workflow.completion holds 1 message(s) the bench would consume" in err
+    finally:
+        ch.queue_purge("workflow.completion")
+        conn.close()
+
+
+# -- pure parts ----------------------------------------------------------------------------------
+
+
+def test_figures_take_node_latencies_from_consecutive_successes() -> None:
+    trace = Trace(
+        published={"a": 1_000_000, "b": 2_000_000},
+        success={"a": {0: 2_500_000, 1: 3_000_000}, "b": {0: 2_250_000, 1: 4_250_000}},
+        completed={"a": 3_100_000, "b": 4_300_000},
+        running=4,
+        successes=4,
+        completions=2,
+    )
+    f = figures(trace, workflows=2, nodes=2)
+    assert f.latencies == [1.5, 0.5, 0.25, 2.0]
+    assert f.by_step == {0: [1.5, 0.25], 1: [0.5, 2.0]}
+    assert f.wall == pytest.approx(0.0033)
+    assert f.rate == pytest.approx(4 / 0.0033)
+    assert (f.completed, f.successes, f.running) == (2, 4, 4)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, p) for p in (50, 95, 99, 100)] == [50.0, 95.0, 99.0, 100.0]
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_chain_alternates_log_and_conditional_on_the_next_edge() -> None:
+    import json
+
+    d = json.loads(chain_definition(4))
+    assert [n["type"] for n in d["nodes"]] == ["log", "conditional", "log", "conditional"]
+    assert d["nodes"][1]["parameters"]["true_edge_id"] == "e2"
+    assert d["nodes"][3]["parameters"]["true_edge_id"] == ""
+    assert [(e["src"], e["dst"]) for e in d["edges"]] == [("n1", "n2"), ("n2", "n3"), ("n3", "n4")]
+
+
+def test_sweep_moves_one_axis_at_a_time() -> None:
+    points = sweep_loads(Load(processes=2, prefetch=50, nodes=7, context_bytes=5))
+    got = [(label, p.context_bytes, p.nodes, p.processes, p.prefetch) for label, p in points]
+    assert got == [
+        ("context 1.0 KB", 1024, 10, 1, 10),
+        ("context 64.0 KB", 65536, 10, 1, 10),
+        ("context 1.0 MB", 1048576, 10, 1, 10),
+        ("100 nodes", 1024, 100, 1, 10),
+        ("500 nodes", 1024, 500, 1, 10),
+        ("P=2", 1024, 10, 2, 10),
+        ("prefetch 1", 1024, 10, 1, 1),
+        ("prefetch 100", 1024, 10, 1, 100),
+    ]
+
+
+def test_parse_size() -> None:
+    assert [parse_size(t) for t in ("1K", "64k", "1M", "1.5KB", "300")] == [
+        1024,
+        65536,
+        1048576,
+        1536,
+        300,
+    ]
+
+
+def test_codec_paths_agree_and_runeworker_is_faster() -> None:
+    body = codec_message()
+    assert 38_000 < len(body) < 52_000
+    import json
+
+    assert json.loads(runeworker_step(body)) == json.loads(stdlib_step(body))
+    result = codec_benchmark(rounds=2, per_round=20)
+    assert result.size == len(body)
+    assert result.ratio > 2  # typically 10x or more; kept loose for a loaded CI machine

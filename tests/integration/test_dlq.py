@@ -1,0 +1,254 @@
+"""`runeworker dlq list | show | replay` against dead letters a real worker produced.
+
+Each test gets its own dead-letter queue (`broker.dead_letter_queue`), filled by a worker in a
+thread with three bad messages, and the worker is stopped before the command runs, so the queue
+holds exactly those three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pytest
+from wire import EXECUTION, edge, master, node, running_worker
+
+from runeworker.commands.dlq import dlq
+
+pytestmark = pytest.mark.integration
+
+SECRET = "dlq-s3cret-token"
+HEADER = "   #  ID            FAILED AT             QUEUE                 EXECUTION"
+
+
+@dataclass
+class Dead:
+    """The test's dead-letter queue and the raw bodies it holds, in order."""
+
+    queue: str
+    overrides: dict[str, Any]
+    bodies: list[bytes]
+    execution_ids: list[str]
+
+
+def depth(amqp_url: str, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        conn.close()
+
+
+def take_all(amqp_url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """Consume every message of `queue`: (body, headers) in queue order."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        out = []
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((body, dict(props.headers or {})))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def dead(
+    amqp_url: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Dead]:
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
+    overrides = {"broker.url": amqp_url, "broker.dead_letter_queue": queue}
+    garbage = b'{"workflow_id": "' + queue.encode() + b'", oops'
+    alien = master([node("t", "teleport", to="mars")], [], current="t")
+    alien["workflow_definition"]["nodes"][0]["credentials"] = {
+        "type": "token",
+        "values": {"token": SECRET},
+    }
+    alien["accumulated_context"] = {"$input": {"echo": f"token is {SECRET}"}}
+    loop = master(
+        [node("a", "log", message="a"), node("b", "log", message="b")],
+        [edge("a", "b"), edge("b", "a")],
+        current="a",
+    )
+    bodies = [garbage, json.dumps(alien).encode(), json.dumps(loop).encode()]
+    extra = {"broker.dead_letter_queue": queue}
+    with running_worker(amqp_url, redis_url, redis_prefix, **extra) as rw:
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            ch = conn.channel()
+            for body in bodies:
+                ch.basic_publish("", EXECUTION, body, pika.BasicProperties(delivery_mode=2))
+            while depth(amqp_url, queue) < 3:
+                assert rw.thread.is_alive()
+                conn.sleep(0.05)
+        finally:
+            conn.close()
+    yield Dead(queue, overrides, bodies, ["-", alien["execution_id"], loop["execution_id"]])
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        conn.channel().queue_delete(queue)
+    finally:
+        conn.close()
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], dead: Dead, command: str, **args: Any
+) -> tuple[int, str, str]:
+    ns = argparse.Namespace(config=None, dlq_command=command, limit=1000)
+    ns.id, ns.all, ns.to = args.pop("id", None), args.pop("all", False), args.pop("to", None)
+    for key, value in args.items():
+        setattr(ns, key, value)
+    code = dlq(ns, dead.overrides)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def listed(out: str) -> list[list[str]]:
+    """The rows of `dlq list`: #, id, failed at, queue, execution, bytes, reason."""
+    lines = out.splitlines()
+    assert lines[0].startswith(HEADER), lines[0]
+    return [line.split(None, 6) for line in lines[1:]]
+
+
+def test_list_shows_one_line_per_message_without_consuming(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    code, out, err = run(capsys, dead, "list")
+    assert (code, err) == (0, "")
+    rows = listed(out)
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    assert all(re.fullmatch(r"[0-9a-f]{12}", r[1]) for r in rows)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r[2]) for r in rows)
+    assert [r[3] for r in rows] == [EXECUTION] * 3
+    assert [r[4] for r in rows] == dead.execution_ids
+    assert [int(r[5]) for r in rows] == [len(b) for b in dead.bodies]
+    assert rows[0][6].startswith("decode node execution message: JSON is malformed")
+    assert rows[1][6] == "failed to create node of type teleport"
+    assert rows[2][6] == "invalid workflow: cycle: a -> b -> a"
+    assert depth(amqp_url, dead.queue) == 3
+    assert run(capsys, dead, "list") == (0, out, "")  # same ids, same order: nothing moved
+    code, out, _ = run(capsys, dead, "list", limit=2)
+    assert len(listed(out.rsplit("\n", 2)[0])) == 2
+    assert out.endswith("(first 2 of 3 messages; see --limit)\n")
+    assert [b for b, _h in take_all(amqp_url, dead.queue)] == dead.bodies
+
+
+def test_list_of_an_empty_queue(capsys: pytest.CaptureFixture[str], amqp_url: str) -> None:
+    empty = Dead(f"dlq-empty-{uuid.uuid4().hex[:8]}", {}, [], [])
+    empty.overrides = {"broker.url": amqp_url, "broker.dead_letter_queue": empty.queue}
+    assert run(capsys, empty, "list") == (0, f"{empty.queue} is empty\n", "")
+    assert run(capsys, empty, "replay", all=True) == (
+        0,
+        f"{empty.queue} is empty: nothing to replay\n",
+        "",
+    )
+
+
+def test_show_prints_headers_and_body_with_credentials_masked(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    _code, out, _err = run(capsys, dead, "list")
+    ident = listed(out)[1][1]
+    code, by_id, err = run(capsys, dead, "show", id=ident)
+    assert (code, err) == (0, "")
+    assert run(capsys, dead, "show", id="#2") == (0, by_id, "")
+    assert SECRET not in by_id
+    head, _, body = by_id.partition("body:\n")
+    assert head.splitlines()[:3] == [
+        f"id: {ident} (#2 of 3 in {dead.queue})",
+        f"execution: {dead.execution_ids[1]}",
+        f"bytes: {len(dead.bodies[1])}",
+    ]
+    headers = json.loads(head.partition("headers: ")[2])
+    assert set(headers) == {
+        "x-runeworker-reason",
+        "x-runeworker-queue",
+        "x-runeworker-redelivered",
+        "x-runeworker-failed-at",
+    }
+    assert headers["x-runeworker-reason"] == "failed to create node of type teleport"
+    shown = json.loads(body)
+    expected = json.loads(dead.bodies[1])
+    expected["workflow_definition"]["nodes"][0]["credentials"]["values"] = {"token": "***"}
+    expected["accumulated_context"]["$input"]["echo"] = "token is ***"
+    assert shown == expected
+    assert body == json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
+    code, garbage, _ = run(capsys, dead, "show", id="1")
+    assert garbage.endswith("body:\n" + dead.bodies[0].decode() + "\n")
+    assert depth(amqp_url, dead.queue) == 3
+
+
+def test_show_of_a_missing_message(capsys: pytest.CaptureFixture[str], dead: Dead) -> None:
+    assert run(capsys, dead, "show", id="0123456789ab") == (
+        1,
+        "",
+        f"error: no message 0123456789ab in {dead.queue}\n",
+    )
+    assert run(capsys, dead, "show", id="#4")[0] == 1
+
+
+def test_replay_moves_one_message_back_to_its_queue(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    _code, out, _err = run(capsys, dead, "list")
+    rows = listed(out)
+    take_all(amqp_url, EXECUTION)  # nothing of an earlier test may be mistaken for ours
+    code, out, err = run(capsys, dead, "replay", id=rows[2][1])
+    assert (code, err) == (0, "")
+    assert out == f"replayed {rows[2][1]} to {EXECUTION} (execution {dead.execution_ids[2]})\n"
+    assert take_all(amqp_url, EXECUTION) == [(dead.bodies[2], {})]  # raw, no x-runeworker-*
+    remaining = take_all(amqp_url, dead.queue)
+    assert [b for b, _h in remaining] == dead.bodies[:2]
+
+
+def test_replay_all_to_another_queue_keeps_the_order(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    target = f"replayed-{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        conn.channel().queue_declare(target, auto_delete=False)
+        code, out, err = run(capsys, dead, "replay", all=True, to=target)
+        assert (code, err) == (0, "")
+        assert [line.split()[3] for line in out.splitlines()] == [target] * 3
+        assert [b for b, _h in take_all(amqp_url, target)] == dead.bodies
+        assert depth(amqp_url, dead.queue) == 0
+    finally:
+        conn.channel().queue_delete(target)
+        conn.close()
+
+
+def test_replay_refuses_what_it_cannot_do_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    assert run(capsys, dead, "replay", all=True, to="no-such-queue") == (
+        2,
+        "",
+        "error: queue no-such-queue does not exist\n",
+    )
+    usage = "error: give either a message id (or #index) or --all\n"
+    assert run(capsys, dead, "replay") == (2, "", usage)
+    assert run(capsys, dead, "replay", id="#1", all=True) == (2, "", usage)
+    assert run(capsys, dead, "replay", id="#1", to=dead.queue)[0] == 2
+    assert run(capsys, dead, "replay", id="#9")[0] == 1
+    assert [b for b, _h in take_all(amqp_url, dead.queue)] == dead.bodies
+
+
+def test_a_broker_error_names_the_url_without_its_password(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, dead: Dead
+) -> None:
+    wrong = amqp_url.replace("guest:guest@", "guest:wr0ng-Passw0rd@")
+    bad = Dead(dead.queue, {**dead.overrides, "broker.url": wrong}, [], [])
+    code, out, err = run(capsys, bad, "list")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:5672/")
+    assert "wr0ng-Passw0rd" not in err
