@@ -88,12 +88,21 @@ def rfc3339_ns(stamp: str) -> int:
 
 
 def _cpu(procs: list[psutil.Process]) -> float:
+    """CPU seconds the processes have used so far. Linux's per-thread schedstat counts in
+    nanoseconds; psutil's user + system (clock ticks of 10 ms) is the fallback."""
     total = 0.0
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system
+            total += _schedstat(p.pid) or sum(p.cpu_times()[:2])
     return total
+
+
+def _schedstat(pid: int) -> float:
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[0])
+    return total / 1e9
 
 
 def _rss_mb(procs: list[psutil.Process]) -> list[float]:

@@ -90,7 +90,7 @@ class ChildTable:
 
     def free_slot(self) -> int | None:
         """A slot no live child owns, or None when all BOARD_SLOTS are taken."""
-        used = {c.slot for c in self._children.values()}
+        used = {c.slot for c in list(self._children.values())}
         return next((s for s in range(self.board.slots) if s not in used), None)
 
     def add(self, child: ChildRecord) -> None:
@@ -105,7 +105,7 @@ class ChildTable:
 
     def active(self) -> list[ChildRecord]:
         """Children not asked to stop, oldest first."""
-        alive = (c for c in self._children.values() if c.stop_reason is None)
+        alive = (c for c in list(self._children.values()) if c.stop_reason is None)
         return sorted(alive, key=lambda c: c.started_at)
 
     def state(self, child: ChildRecord) -> ChildState:

@@ -112,7 +112,7 @@ def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> None:
     row("success statuses", lambda r: f"{r.load.successes}/{r.load.workflows * load.nodes}")
     row("running statuses", lambda r: f"{r.load.running}/{r.load.workflows * load.nodes}")
     row("node executions/s", lambda r: f"{r.load.rate:.1f}")
-    row("wall seconds", lambda r: f"{r.load.wall:.3f}")
+    row("wall ms", lambda r: f"{r.load.wall * 1e3:.2f}")
     row("latency under load p50/p95/p99 ms", lambda r: _lat(r.load))
     row("low-load workflows completed", lambda r: f"{r.idle.completed}/{r.idle.workflows}")
     row("latency at low load p50/p95/p99 ms", lambda r: _lat(r.idle))

@@ -44,7 +44,6 @@ from runeworker.engine.paths import (
     aggregator_of,
     dead_paths,
     merge_parents,
-    own_aggregator,
     scope_of,
     split_scope,
 )
@@ -142,8 +141,7 @@ def ghosts(
     step: Step, taken: list[Edge], ctx: dict[str, Any], lineage: list[StackFrame]
 ) -> list[Emit]:
     """Ghost arrivals for the barriers fed by the outgoing edges not in `taken`."""
-    own = own_aggregator(step.wf, lineage)
-    pairs = dead_paths(step.wf, step.node.id, taken, own)
+    pairs = dead_paths(step.wf, step.node.id, taken, lineage)
     return [Emit(dst, ctx, lineage, parent, ghost=True) for dst, parent in pairs]
 
 

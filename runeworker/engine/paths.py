@@ -94,15 +94,16 @@ def own_aggregator(wf: Workflow, lineage: list[StackFrame]) -> str | None:
 
 
 def dead_paths(
-    wf: Workflow, node_id: str, taken: list[Edge], own_agg: str | None
+    wf: Workflow, node_id: str, taken: list[Edge], lineage: list[StackFrame]
 ) -> list[tuple[str, str]]:
     """(barrier, parent) pairs owed a ghost arrival because `node_id` did not follow its other
-    outgoing edges. `parent` is the node the dead path enters the barrier from; `own_agg` is
-    the aggregator of the current split scope (ghosts to it count the current item)."""
+    outgoing edges. `parent` is the node the dead path enters the barrier from. Inside a split
+    (`lineage`), a dead path reaching the split's aggregator makes it count the current item."""
     taken_ids = {e.id for e in taken}
     untaken = [e for e in wf.outgoing.get(node_id, ()) if e.id not in taken_ids]
     if not untaken:
-        return []
+        return []  # the common case: no walk at all
+    own_agg = own_aggregator(wf, lineage)
     taken_dsts = {e.dst for e in taken}
     live = reachable(wf, taken_dsts)
     found: dict[tuple[str, str], None] = {}

@@ -57,11 +57,11 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     path.write_text(text)
 
 
-def log_chain(length: int, tag: str = "") -> bytes:
+def log_chain(length: int) -> bytes:
     """A workflow of `length` log nodes n1 -> n2 -> ...; at DEBUG so the log stays small."""
     nodes = [
         {"id": f"n{i}", "name": f"n{i}", "type": "log",
-         "parameters": {"message": f"{tag} step {i}", "level": "debug"}}
+         "parameters": {"message": f"step {i}", "level": "debug"}}
         for i in range(1, length + 1)
     ]  # fmt: skip
     edges = [{"id": f"e{i}", "src": f"n{i}", "dst": f"n{i + 1}"} for i in range(1, length)]
@@ -165,6 +165,9 @@ class Serve:
 
     def wait_log(self, text: str, timeout: float = 15.0) -> None:
         wait_until(lambda: text in self.log(), f"{text!r} in the serve log", timeout)
+
+    def wait_log_match(self, pattern: str, timeout: float = 15.0) -> None:
+        wait_until(lambda: re.search(pattern, self.log()), f"/{pattern}/ in the log", timeout)
 
     def spawned(self) -> list[int]:
         """The pids of every child the supervisor spawned, in spawn order."""
@@ -271,8 +274,7 @@ class Rune:
         return {eid: [c["status"] for c in self.completions.get(eid, [])] for eid in ids}
 
     def wait_steps(self, steps: int, timeout: float = 30.0) -> None:
-        """Until `steps` log steps are done (each publishes running and success) while no
-        execution has completed yet: under way, and far from finished."""
+        """Until `steps` log steps are done: each publishes two statuses (running, success)."""
 
         def check() -> bool:
             self.conn.sleep(0.01)

@@ -324,6 +324,8 @@ def test_children_over_max_memory_recycle_and_work_still_completes(
     recycled = {int(p) for p in re.findall(pattern, log)}
     assert recycled
     wait_until(lambda: not recycled & serve.workers(), "the recycled children to exit")
+    for pid in recycled:  # "exited: recycle", or "exited (memory): recycle" after the backstop
+        serve.wait_log_match(rf"child {pid} (\(slot \d+\) )?exited( \(memory\))?: recycle")
     assert len(serve.spawned()) > 2
     queue_is_empty(amqp_url, rune)
 

@@ -1,0 +1,275 @@
+"""Flow control against the real Redis and RabbitMQ: the executor on `RedisStore` (split,
+aggregator, merge, wait), the scheduler publishing to `workflow.resume` (scenarios 25, 37), and
+a worker plus the scheduler process end to end (scenarios 12, 14, 15)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+import redis
+from wire import (
+    DEAD,
+    RESUME,
+    Wire,
+    edge,
+    master,
+    node,
+    node_statuses,
+    running_worker,
+)
+
+_UNIT = str(Path(__file__).resolve().parent.parent / "unit")
+if _UNIT not in sys.path:
+    sys.path.insert(0, _UNIT)
+
+from flowkit import TRIGGER, Run, definition, drive, n, start, step  # noqa: E402
+
+from runeworker.amqp import Broker  # noqa: E402
+from runeworker.config import load_config  # noqa: E402
+from runeworker.engine.executor import Executor  # noqa: E402
+from runeworker.engine.messages import decode_execution  # noqa: E402
+from runeworker.redis_state import RedisStore  # noqa: E402
+from runeworker.scheduler import Scheduler, SchedulerProcess  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url: str, redis_prefix: str) -> Iterator[RedisStore]:
+    s = RedisStore.from_url(redis_url, prefix=redis_prefix, ttl_seconds=600)
+    yield s
+    s.close()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- the executor on RedisStore -------------------------------------------------------------------
+
+
+def test_nested_split_on_redis(store: RedisStore) -> None:
+    nodes = [n("outer", "split", input_array=[[1, 2], [3]]),
+             n("inner", "split", input_array="$item"), n("each", value="$item"),
+             {"id": "ia", "name": "InnerAgg", "type": "aggregator"},
+             {"id": "oa", "name": "OuterAgg", "type": "aggregator"}]  # fmt: skip
+    edges = [("e1", "outer", "inner"), ("e2", "inner", "each"), ("e3", "each", "ia"),
+             ("e4", "ia", "oa")]  # fmt: skip
+    run = drive(start(definition(nodes, edges), "outer", execution_id=str(uuid.uuid4())),
+                executor=Executor(store))  # fmt: skip
+    outer = run.completion.final_context["$OuterAgg"]
+    assert outer == {"aggregated": [
+        {"aggregated": [{"value": 1}, {"value": 2}], "_aggregator_processed_count": 2},
+        {"aggregated": [{"value": 3}], "_aggregator_processed_count": 1},
+    ], "_aggregator_processed_count": 2}  # fmt: skip
+
+
+def test_dead_end_and_redelivery_on_redis(store: RedisStore) -> None:
+    cond = n("keep", "conditional", expression="$item > 1", true_edge_id="t")
+    nodes = [n("split", "split", input_array=[1, 2, 3]), cond, n("x", value="$item"),
+             {"id": "agg", "name": "Agg", "type": "aggregator"}]  # fmt: skip
+    edges = [("e1", "split", "keep"), ("t", "keep", "x"), ("e2", "x", "agg")]
+    executor, run = Executor(store), Run()
+    pending = list(
+        step(
+            executor, start(definition(nodes, edges), "split", execution_id=str(uuid.uuid4())), run
+        ).messages
+    )
+    while pending:
+        msg = pending.pop()
+        result = step(executor, msg, run)
+        if msg.current_node == "agg":
+            step(executor, msg, run)  # every aggregator arrival delivered twice
+        pending += result.messages
+    released = [o for o in run.outputs("Agg") if "aggregated" in o]
+    assert released[0] == {
+        "aggregated": [{"value": 2}, {"value": 3}],
+        "_aggregator_processed_count": 3,
+    }
+    assert all(o == released[0] for o in released)
+    assert {c.status for c in run.completions} == {"completed"}
+    assert len({json.dumps(c.final_context, sort_keys=True) for c in run.completions}) == 1
+
+
+def test_if_else_merge_on_redis(store: RedisStore) -> None:
+    cond = n("check", "conditional", expression="$flag", true_edge_id="t", false_edge_id="f")
+    merge = {"id": "merge", "name": "Merge", "type": "merge"}
+    nodes = [cond, n("yes"), n("no"), merge, n("end")]
+    edges = [("t", "check", "yes"), ("f", "check", "no"), ("e1", "yes", "merge"),
+             ("e2", "no", "merge"), ("e3", "merge", "end")]  # fmt: skip
+    run = drive(start(definition(nodes, edges), "check", {"$flag": False}, str(uuid.uuid4())),
+                executor=Executor(store))  # fmt: skip
+    assert run.outputs("Merge")[-1]["_merge_sources"] == ["no"]
+    assert run.completion.status == "completed"
+
+
+def test_wait_resumes_through_the_scheduler_on_redis(store: RedisStore) -> None:
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0}}
+    defn = definition(
+        [TRIGGER, pause, n("after")], [("e1", "trigger", "pause"), ("e2", "pause", "after")]
+    )
+    executor, run = Executor(store), Run()
+    drive(start(defn, "trigger", execution_id=str(uuid.uuid4())), executor=executor, run=run)
+    fired: list[bytes] = []
+    assert Scheduler(store, fired.append).tick(now_ms() + 10) == 1
+    [resumed] = fired
+    result = step(executor, decode_execution(resumed), run, resumed=True)
+    drive(*result.messages, executor=executor, run=run)
+    assert run.trail == [("Pause", "running"), ("Pause", "waiting"), ("Pause", "success"),
+                         ("AFTER", "running"), ("AFTER", "success")]  # fmt: skip
+    assert run.completion.status == "completed"
+
+
+# -- the scheduler on the wire ------------------------------------------------------------------
+
+
+def frozen(execution_id: str) -> bytes:
+    return json.dumps({"workflow_id": "42", "execution_id": execution_id, "current_node": "pause",
+                       "workflow_definition": {"nodes": [{"id": "pause", "type": "wait"}]},
+                       "is_worker_initiated": True}).encode()  # fmt: skip
+
+
+def resume_messages(amqp_url: str, wanted: set[bytes], timeout: float = 5.0) -> list[bytes]:
+    """Read `workflow.resume` until every body of `wanted` came (others are dropped)."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        ch = conn.channel()
+        while not wanted <= set(got) and time.monotonic() < deadline:
+            method, props, body = ch.basic_get(RESUME, auto_ack=True)
+            if method is None:
+                conn.sleep(0.02)
+            elif body in wanted:
+                assert (props.content_type, props.delivery_mode) == ("application/json", 2)
+                got.append(body)
+    finally:
+        conn.close()
+    return got
+
+
+def test_preseeded_timer_is_published_to_resume(
+    amqp_url: str, store: RedisStore, redis_url: str, redis_prefix: str
+) -> None:
+    """Scenarios 25 and 37: due timers go verbatim to workflow.resume and their entries are
+    removed; a future timer is untouched."""
+    bodies = {frozen(str(uuid.uuid4())) for _ in range(2)}
+    for i, body in enumerate(sorted(bodies)):
+        store.schedule(f"due-{i}", now_ms() - 1000, body)
+    store.schedule("future", now_ms() + 3_600_000, frozen("later"))
+    broker = Broker(amqp_url)
+    broker.connect()
+    broker.declare([RESUME], DEAD)
+    started = time.monotonic()
+    assert Scheduler(store, lambda b: broker.publish(RESUME, b), commit=broker.commit).tick() == 2
+    assert time.monotonic() - started < 0.5
+    broker.close()
+    client = redis.Redis.from_url(redis_url)
+    assert client.zrange(redis_prefix + "scheduler:timers", 0, -1) == [b"future"]
+    assert client.hkeys(redis_prefix + "scheduler:payloads") == [b"future"]
+    assert client.zcard(redis_prefix + "scheduler:processing") == 0
+    client.close()
+    assert sorted(resume_messages(amqp_url, bodies)) == sorted(bodies)
+
+
+def test_scheduler_process_fires_and_stops(
+    amqp_url: str, store: RedisStore, redis_url: str, redis_prefix: str
+) -> None:
+    body = frozen(str(uuid.uuid4()))
+    store.schedule("t", now_ms(), body)
+    cfg = load_config(None, env={}, overrides={"broker.url": amqp_url, "redis.url": redis_url,
+                                                "redis.key_prefix": redis_prefix})  # fmt: skip
+    process = SchedulerProcess(cfg)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(process.run()), daemon=True)
+    thread.start()
+    try:
+        assert resume_messages(amqp_url, {body}) == [body]
+    finally:
+        process.stop()
+        thread.join(10)
+    assert codes == [0] and process.fired == 1
+    assert store.next_due() is None
+
+
+# -- a worker and the scheduler end to end ------------------------------------------------------
+
+
+class Users(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/users":
+            data: Any = [{"id": i} for i in (1, 2, 3)]
+        else:
+            data = {"id": int(self.path.rsplit("/", 1)[1]), "name": f"user {self.path}"}
+        raw = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def users() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Users)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_split_wait_and_merge_on_the_wire(
+    amqp_url: str, redis_url: str, redis_prefix: str, users: str
+) -> None:
+    """Scenario 14 then 12 in one workflow: fetch users, one http call per user, aggregate;
+    in parallel a wait; a merge joins both; exactly one completion."""
+    nodes = [node("trigger", "ManualTrigger", "Start"),
+             node("fetch", "http", "Fetch_Users", url=users + "/users", method="GET"),
+             node("split", "split", "Each", input_array="$Fetch_Users.body"),
+             node("one", "http", "Fetch_One", url=users + "/users/$item.id", method="GET"),
+             node("agg", "aggregator", "Aggregate_Users"),
+             node("pause", "wait", "Pause", amount=0.3, unit="seconds"),
+             node("join", "merge", "Join"),
+             node("done", "log", "Done", message="all done")]  # fmt: skip
+    edges = [edge("trigger", "fetch"), edge("fetch", "split"), edge("split", "one"),
+             edge("one", "agg"), edge("trigger", "pause"), edge("agg", "join"),
+             edge("pause", "join"), edge("join", "done")]  # fmt: skip
+    start_msg = master(nodes, edges)
+    eid = start_msg["execution_id"]
+    cfg = load_config(None, env={}, overrides={"broker.url": amqp_url, "redis.url": redis_url,
+                                                "redis.key_prefix": redis_prefix})  # fmt: skip
+    scheduler = SchedulerProcess(cfg)
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    with running_worker(amqp_url, redis_url, redis_prefix):
+        thread.start()
+        wire = Wire(amqp_url)
+        try:
+            wire.publish_api(start_msg)
+            done = wire.completion(eid, timeout=20)
+            wire.no_second_completion(eid)
+            pause = node_statuses(wire, eid, "pause", 3)
+        finally:
+            wire.close()
+            scheduler.stop()
+            thread.join(10)
+    assert done["status"] == "completed"
+    aggregated = done["final_context"]["$Aggregate_Users"]["aggregated"]
+    assert [a["body"]["id"] for a in aggregated] == [1, 2, 3]
+    assert [s["status"] for s in pause] == ["running", "waiting", "success"]
+    assert pause[2]["output"] == pause[1]["output"]
+    assert done["final_context"]["$Join"]["_merge_sources"] == ["agg", "pause"]
+    assert done["final_context"]["$Done"]["message"] == "all done"

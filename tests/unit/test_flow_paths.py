@@ -1,0 +1,88 @@
+"""Graph walks of runeworker.engine.paths: a split's aggregator, its scope, merge parents and
+dead-path elimination, on small graphs whose answers can be checked by hand."""
+
+from __future__ import annotations
+
+import msgspec
+from flowkit import definition, drive, n, start
+
+from runeworker.engine.messages import StackFrame
+from runeworker.engine.paths import (
+    aggregator_of,
+    dead_paths,
+    merge_parents,
+    scope_of,
+    split_scope,
+)
+from runeworker.engine.workflow import Edge, Workflow, parse_definition
+
+
+def graph(types: dict[str, str], edges: list[str]) -> Workflow:
+    """Nodes typed by `types` (default flow.echo); edges "a>b" get ids "a>b"."""
+    ids = dict.fromkeys(x for e in edges for x in e.split(">"))
+    nodes = [n(i, types.get(i, "flow.echo")) for i in ids]
+    return parse_definition(definition(nodes, [(e, *e.split(">")) for e in edges]))
+
+
+def edges_of(wf: Workflow, *ids: str) -> list[Edge]:
+    return [wf.edge_by_id[i] for i in ids]
+
+
+NESTED = graph(
+    {"s1": "split", "s2": "split", "a2": "aggregator", "a1": "aggregator"},
+    ["s1>x", "x>s2", "s2>y", "y>a2", "a2>z", "z>a1", "a1>end"],
+)
+
+
+def test_aggregator_of_skips_nested_pairs() -> None:
+    assert aggregator_of(NESTED, "s1") == "a1"
+    assert aggregator_of(NESTED, "s2") == "a2"
+    assert aggregator_of(graph({"s": "split"}, ["s>x", "x>y"]), "s") is None
+    assert aggregator_of(NESTED, "missing") is None
+
+
+def test_split_scope() -> None:
+    assert split_scope(NESTED, "s1", "a1") == {"x", "s2", "y", "a2", "z"}
+    assert split_scope(NESTED, "s2", "a2") == {"y"}
+
+
+def test_merge_parents_in_edge_order_without_duplicates() -> None:
+    wf = graph({"m": "merge"}, ["c>m", "a>m", "c>x", "x>m"])
+    assert merge_parents(wf, "m") == ["c", "a", "x"]
+
+
+def test_scope_of() -> None:
+    frames = [StackFrame("s1", "ex_s1_2", 2, 3), StackFrame("s2", "ex_s2_0", 0, 1)]
+    assert (scope_of([]), scope_of(frames[:1]), scope_of(frames)) == (
+        "", "ex_s1_2", "ex_s1_2/ex_s2_0")  # fmt: skip
+
+
+def test_dead_paths_reach_merges_through_dead_nodes_only() -> None:
+    # c took t; f leads to y -> m1 and y -> w -> m2; z is alive (reached from t as well)
+    wf = graph(
+        {"m1": "merge", "m2": "merge", "c": "conditional"},
+        ["c>x", "c>y", "y>m1", "y>w", "w>m2", "x>m1", "y>z", "x>z", "z>m2"],
+    )
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), []) == [("m1", "y"), ("m2", "w")]
+    assert dead_paths(wf, "c", edges_of(wf, "c>x", "c>y"), []) == []
+
+
+def test_dead_paths_to_the_own_aggregator_and_over_dead_splits() -> None:
+    wf = graph(
+        {"s": "split", "c": "conditional", "a": "aggregator", "s2": "split", "a2": "aggregator",
+         "m": "merge"},
+        ["s>c", "c>x", "x>a", "c>s2", "s2>i", "i>a2", "a2>m", "q>m"],
+    )  # fmt: skip
+    frame = [StackFrame("s", "ex_s_0", 0, 2)]
+    # nothing taken inside the split: the aggregator hears once; the dead split s2 is jumped
+    assert dead_paths(wf, "c", [], frame) == [("a", "x"), ("m", "a2")]
+    # x taken: the aggregator gets a real arrival, only the merge needs a ghost
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), frame) == [("m", "a2")]
+    assert dead_paths(wf, "c", [], []) == [("m", "a2")]  # outside a split: no aggregator
+
+
+def test_a_stray_ghost_ends_quietly() -> None:
+    msg = msgspec.structs.replace(start(definition([n("a")]), "a", {"$x": 1}), ghost=True)
+    run = drive(msg)
+    assert run.statuses == [] and run.messages == []
+    assert (run.completion.status, run.completion.final_context) == ("completed", {})

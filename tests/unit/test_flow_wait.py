@@ -1,0 +1,187 @@
+"""wait and resume through the executor and the embedded runner (reference 1.5, 2.10, 5.9;
+scenarios 12, 28, 36; fixes 8.20 and 8.33)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import pytest
+from flowkit import TRIGGER, Run, definition, drive, fire_timers, n, start, step
+
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner
+from runeworker.engine.messages import StackFrame, decode_execution, encode
+from runeworker.engine.state import MemoryStore, Verdict
+from runeworker.errors import NodeError
+from runeworker.nodes.wait import resume_at
+
+FRAME = StackFrame("s", "ex-1_s_0", 0, 2)
+
+
+def waiting_flow(successors: bool = True, **params: Any) -> bytes:
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": params}
+    nodes = [pause, n("after", value="$Pause.timer_id")] if successors else [pause]
+    return definition(nodes, [("e1", "pause", "after")] if successors else [])
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def test_wait_publishes_running_and_waiting_and_parks() -> None:
+    """Scenario 28: running + waiting, no next message, no completion; the frozen message is
+    stored as a timer (reference 1.5), holding the branch's one child token."""
+    store = MemoryStore()
+    msg = msgspec.structs.replace(
+        start(waiting_flow(amount=2, unit="minutes"), "pause", {"$x": 1}),
+        lineage_stack=[FRAME], from_node="before",
+    )  # fmt: skip
+    run, before = Run(), now_ms()
+    result = step(Executor(store), msg, run)
+    assert run.trail == [("Pause", "running"), ("Pause", "waiting")]
+    assert (result.messages, result.completion) == ([], None)
+    output = run.statuses[1].output
+    assert isinstance(output, dict) and set(output) == {"resume_at", "timer_id"}
+    assert before + 120_000 <= output["resume_at"] <= now_ms() + 120_000
+    assert store.next_due() == output["resume_at"]
+    [timer] = store.claim_due(output["resume_at"], 10, 1000)
+    assert timer.timer_id == output["timer_id"]
+    frozen = decode_execution(timer.payload)
+    assert (frozen.current_node, frozen.is_worker_initiated, frozen.from_node) == (
+        "pause", True, "before")  # fmt: skip
+    assert frozen.accumulated_context == {"$x": 1, "$Pause": output}
+    assert frozen.lineage_stack == [FRAME]
+    assert frozen.ghost is msgspec.UNSET and frozen.branch_token != msg.branch_token
+    assert bytes(frozen.workflow_definition) == bytes(msg.workflow_definition)
+
+
+def test_resume_succeeds_and_routes_on() -> None:
+    """Scenario 36 and fix 8.20: success with the frozen output and re-resolved parameters,
+    duration 0; the next message has from_node = the wait node, lineage and the flag."""
+    executor, run = Executor(MemoryStore()), Run()
+    msg = msgspec.structs.replace(
+        start(waiting_flow(amount="$n", unit="minutes"), "pause", {"$n": 2}), lineage_stack=[FRAME]
+    )
+    step(executor, msg, run)
+    waiting = run.statuses[1].output
+    assert isinstance(waiting, dict)
+    [resumed] = fire_timers(executor, run, waiting["resume_at"])
+    success = resumed.statuses[0]
+    assert (success.status, success.output, success.duration_ms) == ("success", waiting, 0)
+    assert success.parameters == {"amount": 2, "unit": "minutes"}
+    assert (success.all_used_input_keys, success.total_items) == (msgspec.UNSET, 2)
+    [nxt] = resumed.messages
+    assert (nxt.current_node, nxt.from_node, nxt.is_worker_initiated) == ("after", "pause", True)
+    assert nxt.lineage_stack == [FRAME]
+    assert run.trail[-2:] == [("AFTER", "running"), ("AFTER", "success")]
+    assert run.completion.final_context["$AFTER"] == {"value": waiting["timer_id"]}
+
+
+def test_resume_without_successors_completes() -> None:
+    executor, run = Executor(MemoryStore()), Run()
+    step(executor, start(waiting_flow(successors=False, amount=0), "pause", {"$x": 1}), run)
+    [resumed] = fire_timers(executor, run, now_ms())
+    assert resumed.messages == []
+    waiting = run.statuses[1].output
+    assert run.completion.status == "completed"
+    assert run.completion.final_context == {"$x": 1, "$Pause": waiting}
+
+
+def test_redelivered_wait_schedules_one_timer() -> None:
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    msg = start(waiting_flow(amount=1), "pause")
+    first, again = step(executor, msg, run), step(executor, msg, run)
+    assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    ids = [s.output["timer_id"] for s in run.statuses if isinstance(s.output, dict)]
+    assert len(set(ids)) == 1
+    assert len(store.claim_due(now_ms() + 5_000, 10, 1000)) == 1
+
+
+def test_resume_of_a_node_that_is_not_a_wait_fails() -> None:
+    run = Run()
+    step(Executor(MemoryStore()), start(waiting_flow(), "after"), run, resumed=True)
+    assert run.trail == [("after", "failed")]
+    assert run.completion.status == "failed"
+    assert (
+        run.completion.failure_reason == "resume message names node after, which is not a wait node"
+    )
+
+
+def test_merge_after_a_wait_opens() -> None:
+    """Fix 8.20: the resumed branch tells the merge where it comes from."""
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0.05}}
+    merge = {"id": "merge", "name": "Merge", "type": "merge"}
+    nodes = [TRIGGER, pause, n("quick"), merge, n("end")]
+    edges = [("e1", "trigger", "pause"), ("e2", "trigger", "quick"), ("e3", "pause", "merge"),
+             ("e4", "quick", "merge"), ("e5", "merge", "end")]  # fmt: skip
+    statuses: list[Any] = []
+    done = LocalRunner(on_status=statuses.append).run(start(definition(nodes, edges), "trigger"))
+    assert done is not None and done.status == "completed"
+    released = [s.output for s in statuses if s.node_name == "Merge" and s.status == "success"]
+    assert [o["_merge_sources"] for o in released] == [["pause", "quick"]]
+    assert set(done.final_context) == {"$Pause", "$QUICK", "$Merge", "$END"}
+
+
+def test_local_runner_sleeps_until_the_timer() -> None:
+    """Scenario 12 in one process: waiting, then (after the wait) success and the completion."""
+    slept: list[float] = []
+    runner = LocalRunner(on_status=lambda s: None, sleep=slept.append)  # no real sleeping
+    done = runner.run(start(waiting_flow(amount=30, unit="seconds"), "pause"))
+    assert done is not None and done.status == "completed"
+    assert len(slept) == 1 and 29.0 < slept[0] <= 30.0
+
+
+def test_halt_while_waiting_completes_when_the_timer_fires() -> None:
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0.01}}
+    nodes = [TRIGGER, pause, n("stop", "flow.fail"), n("after")]
+    edges = [("e1", "trigger", "pause"), ("e2", "trigger", "stop"), ("e3", "pause", "after")]
+    statuses: list[Any] = []
+    done = LocalRunner(on_status=statuses.append).run(start(definition(nodes, edges), "trigger"))
+    assert done is not None and (done.status, done.failure_reason) == (
+        "halted", "node STOP (stop) failed: refused None")  # fmt: skip
+    assert [(s.node_name, s.status) for s in statuses if s.node_name == "AFTER"] == []
+
+
+NOW = 1_700_000_000_000
+
+
+@pytest.mark.parametrize(("params", "due"), [
+    ({}, NOW + 1000),
+    ({"amount": 2, "unit": "minutes"}, NOW + 120_000),
+    ({"amount": "1.5", "unit": "Hours"}, NOW + 5_400_000),
+    ({"amount": 0.25, "unit": "seconds"}, NOW + 250),
+    ({"amount": 3, "unit": "days"}, NOW + 259_200_000),
+    ({"date_time": "2030-01-01T00:00:00Z", "amount": 5}, 1_893_456_000_000),
+    ({"date_time": "2030-01-01T01:00:00+01:00"}, 1_893_456_000_000),
+    ({"date_time": "2030-01-01T00:00:00"}, 1_893_456_000_000),
+])  # fmt: skip
+def test_resume_time(params: dict[str, Any], due: int) -> None:
+    """Fix 8.33: numeric strings and the absolute `date_time` form are accepted."""
+    assert resume_at(params, NOW) == due
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"amount": -1}, "amount must be non-negative"),
+    ({"amount": "soon"}, "amount must be a number, not 'soon'"),
+    ({"amount": True}, "amount must be a number, not boolean"),
+    ({"unit": "wk"}, "invalid unit wk: use one of seconds, minutes, hours, days"),
+    ({"date_time": "tomorrow"},
+     "date_time 'tomorrow' is not an ISO 8601 date and time (e.g. 2026-01-31T09:00:00Z)"),
+    ({"date_time": 5}, "date_time must be an ISO 8601 date and time, not number"),
+    ({"amount": 1e300}, "the wait ends after the year 9999: amount is too large"),
+])  # fmt: skip
+def test_bad_wait_parameters(params: dict[str, Any], error: str) -> None:
+    with pytest.raises(NodeError) as info:
+        resume_at(params, NOW)
+    assert str(info.value) == error
+
+
+def test_bad_parameter_fails_the_node() -> None:
+    run = drive(start(waiting_flow(amount="soon"), "pause"))
+    assert run.trail == [("Pause", "running"), ("Pause", "failed")]
+    assert msgspec.json.decode(encode(run.statuses[1]))["error"]["message"] == (
+        "amount must be a number, not 'soon'")  # fmt: skip
+    assert run.completion.status == "halted"

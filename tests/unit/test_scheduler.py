@@ -1,0 +1,100 @@
+"""The timer scheduler against the in-memory store (reference 2.10; scenario 37; fix 8.21):
+due timers fire verbatim, once, in batches; a failed publish or a dead scheduler loses none."""
+
+from __future__ import annotations
+
+import pytest
+
+from runeworker.engine.state import MemoryStore
+from runeworker.errors import BrokerError
+from runeworker.scheduler import Scheduler
+
+NOW = 1_700_000_000_000
+
+
+class Broker:
+    """Records publishes and commits; fails the publishes listed in `fail`."""
+
+    def __init__(self, store: MemoryStore, fail: tuple[bytes, ...] = ()) -> None:
+        self.store = store
+        self.fail = set(fail)
+        self.sent: list[bytes] = []
+        self.committed: list[bytes] = []
+        self.pending_at_commit: list[int | None] = []
+
+    def publish(self, body: bytes) -> None:
+        if body in self.fail:
+            raise BrokerError(f"cannot publish to workflow.resume: {body!r} refused")
+        self.sent.append(body)
+
+    def commit(self) -> None:
+        # nothing may be acknowledged before the publishes are committed
+        self.pending_at_commit.append(len(self.store._payloads))
+        self.committed += self.sent[len(self.committed) :]
+
+
+def scheduled(*timers: tuple[str, int]) -> MemoryStore:
+    store = MemoryStore()
+    for timer_id, due in timers:
+        store.schedule(timer_id, due, f'{{"timer":"{timer_id}"}}'.encode())
+    return store
+
+
+def test_due_timers_fire_verbatim_and_are_forgotten() -> None:
+    """Scenario 37: due timers published and dropped; future timers untouched."""
+    store = scheduled(("b", NOW - 5), ("a", NOW - 10), ("later", NOW + 1000))
+    broker = Broker(store)
+    assert Scheduler(store, broker.publish, commit=broker.commit).tick(NOW) == 2
+    assert broker.committed == [b'{"timer":"a"}', b'{"timer":"b"}']
+    assert broker.pending_at_commit == [3]
+    assert store._payloads == {"later": b'{"timer":"later"}'}
+    assert store.next_due() == NOW + 1000
+    assert Scheduler(store, broker.publish, commit=broker.commit).tick(NOW) == 0
+
+
+def test_batch_limit() -> None:
+    store = scheduled(*((f"t{i}", NOW - 100 + i) for i in range(5)))
+    broker = Broker(store)
+    scheduler = Scheduler(store, broker.publish, commit=broker.commit, batch=2)
+    assert [scheduler.tick(NOW) for _ in range(4)] == [2, 2, 1, 0]
+    assert broker.committed == [f'{{"timer":"t{i}"}}'.encode() for i in range(5)]
+
+
+def test_failed_publish_stays_leased_and_fires_after_the_lease() -> None:
+    store = scheduled(("ok", NOW - 2), ("bad", NOW - 1))
+    broker = Broker(store, fail=(b'{"timer":"bad"}',))
+    scheduler = Scheduler(store, broker.publish, commit=broker.commit, lease_ms=5000)
+    with pytest.raises(BrokerError, match="refused"):
+        scheduler.tick(NOW)
+    assert broker.committed == [b'{"timer":"ok"}']  # the one before it still went out
+    broker.fail.clear()
+    assert scheduler.tick(NOW + 4999) == 0  # leased: not fired twice
+    assert scheduler.tick(NOW + 5000) == 1
+    assert broker.committed == [b'{"timer":"ok"}', b'{"timer":"bad"}']
+    assert scheduler.tick(NOW + 10**9) == 0
+
+
+def test_failed_commit_fires_again_after_the_lease() -> None:
+    store = scheduled(("t", NOW))
+    broker = Broker(store)
+
+    def refuse() -> None:
+        raise BrokerError("transaction commit failed: connection lost")
+
+    with pytest.raises(BrokerError, match="commit failed"):
+        Scheduler(store, broker.publish, commit=refuse, lease_ms=100).tick(NOW)
+    again = Scheduler(store, broker.publish, commit=broker.commit, lease_ms=100)
+    assert again.tick(NOW + 100) == 1
+    assert again.tick(NOW + 10**6) == 0
+
+
+def test_timer_of_a_dead_scheduler_fires_exactly_once() -> None:
+    """Fix 8.21: a scheduler that claimed a timer and died without acknowledging it."""
+    store = scheduled(("t", NOW))
+    assert [t.timer_id for t in store.claim_due(NOW, 100, 30_000)] == ["t"]  # ...and dies
+    broker = Broker(store)
+    survivor = Scheduler(store, broker.publish, commit=broker.commit, lease_ms=30_000)
+    assert survivor.tick(NOW + 29_999) == 0
+    assert survivor.tick(NOW + 30_000) == 1
+    assert [survivor.tick(NOW + 60_000 * i) for i in range(2, 5)] == [0, 0, 0]
+    assert broker.committed == [b'{"timer":"t"}']
