@@ -104,6 +104,9 @@ class Broker:
         return self._ch
 
     def close(self) -> None:
+        """Close the connection. Buffered deliveries go too: the broker requeues them with
+        the connection, and running them now would repeat their side effects for nothing."""
+        self.pending.clear()
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
             with contextlib.suppress(*_AMQP_ERRORS):

@@ -14,9 +14,9 @@ import ipaddress
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -24,6 +24,7 @@ from msgspec import inspect as mi
 
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
+from runeworker.masking import mask_url
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 AtLeast0 = Annotated[int, Meta(ge=0)]
@@ -143,20 +144,6 @@ CONFIG_ENV_VAR = "RUNEWORKER_CONFIG"
 COMMAND_LINE = "command line"
 
 _Layer = dict[str, tuple[Any, str]]  # dotted key -> (typed value, source that set it)
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (also a `password=` query parameter) replaced by `***`; the rest
-    is kept byte for byte (re-serialising would rewrite `unix:///path`). Non-URLs pass as is."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    userinfo, at, host = rest[:end].rpartition("@")
-    if at and ":" in userinfo:
-        rest = f"{userinfo.partition(':')[0]}:***@{host}{rest[end:]}"
-    return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def masked(cfg: Config) -> dict[str, Any]:
@@ -176,10 +163,14 @@ def to_node_settings(cfg: Config) -> NodeSettings:
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:
     def check(url: Any) -> str | None:
-        if str(url).partition("://")[0].lower() in schemes:
-            return None
-        wanted = " or ".join(f"{s}://" for s in schemes)
-        return f"expected a URL starting with {wanted}, got {mask_url(str(url))!r}"
+        if str(url).partition("://")[0].lower() not in schemes:
+            wanted = " or ".join(f"{s}://" for s in schemes)
+            return f"expected a URL starting with {wanted}, got {mask_url(str(url))!r}"
+        try:  # the clients would fail later, quoting the part of the password they misread
+            urlsplit(str(url)).port  # noqa: B018
+        except ValueError:
+            return f"cannot parse {mask_url(str(url))!r}: percent-encode / ? # in the password"
+        return None
 
     return check
 

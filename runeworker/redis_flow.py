@@ -11,6 +11,7 @@ split branches (the branch ids of the lineage, see `runeworker.engine.paths.scop
     exec:{<id>}:node:<merge>[:<scope>]:barrier:data     hash  parent -> context ('' = ghost)
     exec:{<id>}:node:<merge>[:<scope>]:barrier:first    str   first arrival (epoch ms)
     exec:{<id>}:node:<merge>[:<scope>]:lock             str   decision: kind, token, parent
+    exec:{<id>}:node:<merge>[:<scope>]:barrier:waited   set   tokens answered `waiting`
     scheduler:timers                                    zset  timer id -> due (epoch ms)
     scheduler:processing                                zset  leased id -> lease deadline (ms)
     scheduler:payloads                                  hash  timer id -> frozen message
@@ -60,10 +61,10 @@ if n >= total then return collect() end
 return {'waiting', n, 0}
 """
 
-# KEYS: arrivals, data, first, lock. ARGV: parent, has_payload, payload, expected, any,
-# now_ms, timeout_ms, token, ttl. Reply as for _AGGREGATE; keys are parents.
+# KEYS: arrivals, data, first, lock, waited. ARGV: parent, has_payload, payload, expected,
+# any, now_ms, timeout_ms, token, ttl. Reply as for _AGGREGATE; keys are parents.
 _MERGE = """
-local arrivals, data, first, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local arrivals, data, first, lock, waited = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local parent, has, expected = ARGV[1], ARGV[2] == '1', tonumber(ARGV[4])
 local now, timeout, token, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local function touch() for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end end
@@ -92,7 +93,11 @@ local decided = redis.call('GET', lock)
 if decided then
   touch()
   local kind, by, winner = string.match(decided, '^(%a+)\\n([^\\n]*)\\n(.*)$')
-  if by ~= token then return head('closed') end
+  if by ~= token then
+    -- a replayed arrival counted before the decision reports what it reported then
+    if redis.call('SISMEMBER', waited, token) == 1 then return head('waiting') end
+    return head('closed')
+  end
   if kind == 'expired' then return head('expired') end
   return collect(winner)
 end
@@ -106,6 +111,7 @@ if has then redis.call('HSET', data, parent, ARGV[3])
 else redis.call('HSETNX', data, parent, '') end
 if ARGV[5] == '1' and has then return decide('released', parent) end
 if redis.call('SCARD', arrivals) >= expected then return decide('released', '') end
+redis.call('SADD', waited, token)
 touch()
 return head('waiting')
 """
@@ -192,7 +198,7 @@ class RedisFlow:
         """See `StateStore.merge_arrive`."""
         base = self._exec_key(execution_id, "node", merge_id, scope)
         keys = [base + ":barrier:arrivals", base + ":barrier:data", base + ":barrier:first"]
-        keys.append(base + ":lock")
+        keys += [base + ":lock", base + ":barrier:waited"]
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [parent, flag, body, rule.expected, int(rule.any), now_ms, rule.timeout_ms]
         args += [token, self._ttl]

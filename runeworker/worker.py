@@ -89,22 +89,28 @@ class Worker:
         metrics.prime(queues=[self.cfg.broker.queue, self.cfg.broker.resume_queue],
                       node_types=self.executor.specs)
         self._beat(ChildState.READY)
-        delay = self.cfg.broker.retry_delay
         while not self.stopping:
             try:
                 self._serve()
             except (BrokerError, StateError) as exc:
                 if self.stopping:
                     break
-                log.warning("connection lost (%s); reconnecting in %.1fs", exc, delay)
+                log.warning("connection lost (%s); reconnecting", exc)
                 metrics.broker_reconnect()
                 self.broker.close()
-                self._sleep(delay)
-                delay = min(delay * 2, self.cfg.broker.retry_delay_max)
-                if self._connect():
-                    delay = self.cfg.broker.retry_delay
+                self._reconnect()
         self._drain()
         return EXIT_RECYCLE if self.recycle_reason else EXIT_OK
+
+    def _reconnect(self) -> None:
+        """Retry, with backoff, until RabbitMQ and Redis both answer or we are asked to stop:
+        consuming again while Redis is down would only hand every delivery back."""
+        delay = self.cfg.broker.retry_delay
+        while not self.stopping:
+            self._sleep(delay)
+            if self._connect():
+                return
+            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
 
     def _boot(self) -> bool:
         delay = self.cfg.broker.retry_delay

@@ -6,7 +6,9 @@ shared table in tests/unit/statecases.py.
 
 Idempotence. Every arrival names its branch token. A barrier records the token of the arrival
 that decided it (released, won or expired); a redelivered copy of that arrival gets the same
-decision again, any other arrival after it gets `closed`. Results are kept by item index
+decision again, and so does a redelivered merge arrival that was counted before the decision
+(`waiting`: a replay after a crash must report what the lost step reported); any other
+arrival after the decision gets `closed`. Results are kept by item index
 (aggregator) or parent node (merge), so a redelivered arrival overwrites its own slot and is
 never counted twice. A ghost (no payload) never overwrites a real result.
 """
@@ -68,6 +70,7 @@ class _Merge:
     data: dict[str, bytes | None] = field(default_factory=dict)
     first_ms: int = 0
     decision: tuple[BarrierState, str, str] | None = None  # (state, token, parent)
+    waited: set[str] = field(default_factory=set)  # tokens of arrivals answered WAITING
 
 
 class MemoryFlow:
@@ -125,9 +128,10 @@ class MemoryFlow:
             m = self._merges.setdefault((execution_id, merge_id, scope), _Merge())
             if m.decision is not None:
                 state, by, winner = m.decision
-                if by != token:
-                    return Barrier(BarrierState.CLOSED, len(m.data), first_ms=m.first_ms)
-                return self._decided(m, state, winner)
+                if by == token:
+                    return self._decided(m, state, winner)
+                late = BarrierState.WAITING if token in m.waited else BarrierState.CLOSED
+                return Barrier(late, len(m.data), first_ms=m.first_ms)
             if not m.first_ms:
                 m.first_ms = now_ms
             elif payload is not None and 0 < rule.timeout_ms < now_ms - m.first_ms:
@@ -141,6 +145,7 @@ class MemoryFlow:
             elif len(m.data) >= rule.expected:
                 m.decision = (BarrierState.RELEASED, token, "")
             else:
+                m.waited.add(token)
                 return Barrier(BarrierState.WAITING, len(m.data), first_ms=m.first_ms)
             return self._decided(m, BarrierState.RELEASED, m.decision[2])
 

@@ -138,6 +138,8 @@ class Executor:
         output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
         if error is None:
             assert output is not None
+            if node.credentials is not None:  # a response may echo a secret: not into the context
+                output = resolver.mask(output)
             done = flow.on_success(step, spec, output)
             if isinstance(done, Outcome):
                 result.statuses.append(_status(report, done, _ms(started)))

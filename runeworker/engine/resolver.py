@@ -26,6 +26,7 @@ Resolved values are shared with the context, not copied: nodes must not mutate t
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Mapping
@@ -190,6 +191,17 @@ def _secret_strings(value: Any, out: set[str]) -> None:
             _secret_strings(item, out)
 
 
+def _encoded(credentials: Any) -> set[str]:
+    """Forms in which a node sends a secret without quoting it: HTTP Basic auth's base64 of
+    `username:password` (a server that echoes the request would hand it back in its output)."""
+    if not isinstance(credentials, Mapping):
+        return set()
+    user, password = credentials.get("username") or "", credentials.get("password")
+    if not isinstance(password, str) or not password or not isinstance(user, str):
+        return set()
+    return {base64.b64encode(f"{user.strip()}:{password.strip()}".encode()).decode()}
+
+
 class Resolver:
     """Resolves `$references` and `{{ }}` templates for one node execution.
 
@@ -259,6 +271,7 @@ class Resolver:
         if self._masker is None:
             secrets: set[str] = set()
             _secret_strings(self._credentials, secrets)
+            secrets |= _encoded(self._credentials)
             long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
             pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
             self._masker = (frozenset(secrets), pattern)

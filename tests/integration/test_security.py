@@ -176,7 +176,7 @@ def test_no_credential_leaves_the_execution_payload(
             del body["workflow_definition"]
         assert leaks(json.dumps(body)) == [], (key, body)
     statuses = [json.loads(raw) for key, raw in wire.everything if key == "workflow.node.status"]
-    basic = [s for s in statuses if s["node_id"] == "basic" and s["status"] == "success"][0]
+    basic = next(s for s in statuses if s["node_id"] == "basic" and s["status"] == "success")
     assert basic["parameters"]["headers"]["X-Note"] == TEMPLATE
     assert basic["output"]["body"]["headers"]["X-Pass"] == "***"
     # every log line, pika's included
@@ -230,6 +230,7 @@ REDIS_PW = "redis-Pw-1999"
 
 
 def boot_failure_logs(caplog: pytest.LogCaptureFixture, **overrides: Any) -> str:
+    """Every log record of a worker that cannot boot (it must give up within 30 s)."""
     caplog.clear()
     settings = {
         "broker.connection_attempts": 1,
@@ -238,7 +239,14 @@ def boot_failure_logs(caplog: pytest.LogCaptureFixture, **overrides: Any) -> str
         **overrides,
     }
     worker = Worker(load_config(None, env={}, overrides=settings))
-    assert worker.run() == EXIT_BOOT_FAILED
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(worker.run()), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        worker.stop()
+        thread.join(15)
+    assert code == [EXIT_BOOT_FAILED]
     return "\n".join([caplog.text] + [json.dumps(r.__dict__, default=str) for r in caplog.records])
 
 
@@ -247,13 +255,29 @@ def test_url_passwords_never_reach_the_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong_broker = amqp_url.replace("guest:guest@", f"guest:{BROKER_PW}@")
+    assert wrong_broker != amqp_url
     text = boot_failure_logs(caplog, **{"broker.url": wrong_broker, "redis.url": redis_url})
-    assert "ACCESS_REFUSED" in text or "refused" in text.lower(), text
-    assert "guest:***@127.0.0.1" in text and BROKER_PW not in text
-    wrong_redis = redis_url.replace("redis://", f"redis://:{REDIS_PW}@")
+    assert "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:5672/" in text
+    assert "ACCESS_REFUSED" in text and BROKER_PW not in text
+    # a user Redis does not know: the default user of a test Redis takes any password
+    wrong_redis = redis_url.replace("redis://", f"redis://nobody-rw:{REDIS_PW}@")
     text = boot_failure_logs(caplog, **{"broker.url": amqp_url, "redis.url": wrong_redis})
-    assert "does not answer" in text and ":***@127.0.0.1" in text
+    assert "Redis at redis://nobody-rw:***@127.0.0.1:6379/0 does not answer" in text
     assert REDIS_PW not in text
+
+
+def check_config(broker_url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    """`runeworker check-config` in a process of its own, the URLs in the Go variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNEWORKER_", "RABBITMQ_"))}
+    env.update({"RABBITMQ_URL": broker_url, "REDIS_URL": redis_url})
+    return subprocess.run(
+        [sys.executable, "-m", "runeworker", "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -262,36 +286,41 @@ def test_url_passwords_never_reach_the_logs(
         (f"amqp://rune:{BROKER_PW}@rabbit:5672/%2F", f"redis://:{REDIS_PW}@redis:6379/0"),
         (f"amqps://rune:{BROKER_PW}%40x@rabbit/vh", f"redis://default:{REDIS_PW}@redis/1"),
         ("amqp://rune:guest@rabbit/", f"redis://redis/0?password={REDIS_PW}&db=1"),
-        (f"amqp://rune:{BROKER_PW}/x@rabbit/", f"redis://:{REDIS_PW}#y@redis/0"),
+        (f"amqp://rune:{BROKER_PW}@x@rabbit/", f"redis://u:{REDIS_PW}:x@redis/0"),
     ],
 )
 def test_check_config_masks_url_passwords(broker_url: str, redis_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNEWORKER_", "RABBITMQ_"))}
-    env.update({"RABBITMQ_URL": broker_url, "REDIS_URL": redis_url})
-    out = subprocess.run(
-        [sys.executable, "-m", "runeworker", "check-config"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = check_config(broker_url, redis_url)
     assert out.returncode == 0, out.stderr
     assert BROKER_PW not in out.stdout + out.stderr and REDIS_PW not in out.stdout + out.stderr
-    assert ":***@" in out.stdout
+    assert 'url = "amqp' in out.stdout and ":***@" in out.stdout
 
 
-def test_check_config_errors_mask_url_passwords() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNEWORKER_", "RABBITMQ_"))}
-    env["RABBITMQ_URL"] = f"http://rune:{BROKER_PW}@rabbit/"
-    out = subprocess.run(
-        [sys.executable, "-m", "runeworker", "check-config", "--prefetch", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 2
-    assert "RABBITMQ_URL: expected a URL starting with amqp:// or amqps://" in out.stderr
-    assert BROKER_PW not in out.stdout + out.stderr
+@pytest.mark.parametrize(
+    ("broker_url", "redis_url", "shown"),
+    [
+        (
+            f"http://rune:{BROKER_PW}@rabbit/",
+            "redis://redis/0",
+            "RABBITMQ_URL: expected a URL starting with amqp:// or amqps://, "
+            "got 'http://rune:***@rabbit/'",
+        ),
+        (
+            f"amqp://rune:{BROKER_PW}/x@rabbit/",
+            "redis://redis/0",
+            "RABBITMQ_URL: cannot parse 'amqp://rune:***@rabbit/': "
+            "percent-encode / ? # in the password",
+        ),
+        (
+            "amqp://rabbit/",
+            f"redis://:{REDIS_PW}#y@redis/0",
+            "REDIS_URL: cannot parse 'redis://:***@redis/0': percent-encode / ? # in the password",
+        ),
+    ],
+)
+def test_check_config_errors_mask_url_passwords(
+    broker_url: str, redis_url: str, shown: str
+) -> None:
+    out = check_config(broker_url, redis_url)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == f"config error: {shown}\n"

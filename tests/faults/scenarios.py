@@ -1,0 +1,160 @@
+"""The fault scenarios: what each one breaks, when, and how often.
+
+Faults are placed by progress (the fraction of planned success/failed statuses seen), so they
+land mid-run whatever the speed of the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .figures import Figures
+from .harness import Run, run_scenario
+from .services import wait_for
+from .workflows import mix, spinners
+
+KILL_INTERVAL = 0.2  # seconds between two SIGKILLs
+GRACEFUL = 10.0
+
+
+def _kill_children(run: Run) -> None:
+    """SIGKILL a random consuming child every ~200 ms until every completion is in."""
+    deadline = time.monotonic() + 240
+    while not run.finished() and time.monotonic() < deadline:
+        time.sleep(KILL_INTERVAL)  # the interval is the fault rate, not a wait
+        victims = run.fleet.workers()
+        if victims:
+            victim = run.random.choice(victims)
+            os.kill(victim, signal.SIGKILL)
+            run.fault(f"SIGKILL child {victim}")
+
+
+def _at(fractions: tuple[float, ...], act: Callable[[Run], str]) -> Callable[[Run], None]:
+    """An injector that does `act` once the run reaches each fraction of its progress."""
+
+    def inject(run: Run) -> None:
+        for fraction in fractions:
+            run.wait_progress(fraction, timeout=120)
+            if run.finished():
+                return
+            run.fault(f"{act(run)} at {run.progress():.0%}")
+
+    return inject
+
+
+def _close_connections(run: Run) -> str:
+    run.setup.rabbit.close_connections(run.setup.vhost)
+    return "close_all_connections"
+
+
+def _restart_broker(run: Run) -> str:
+    run.setup.rabbit.restart_app(down=1.0)
+    return "stop_app + start_app"
+
+
+def _restart_redis(run: Run) -> str:
+    server = run.setup.private_redis
+    assert server is not None
+    server.crash_and_restart(down=0.5)
+    return "Redis kill -9 + restart"
+
+
+def _sigterm(run: Run) -> str:
+    code = run.fleet.terminate(GRACEFUL + 5)
+    if code != 0:
+        raise AssertionError(f"serve exited with {code} on SIGTERM (expected a drain, 0)")
+    run.start_fleet()
+    return "serve SIGTERM + fresh serve"
+
+
+def _count_timeout_kills(run: Run) -> None:
+    """The hung nodes are the faults: wait for the end, then count the supervisor's kills
+    of children that stopped heartbeating, from its log."""
+    with contextlib.suppress(AssertionError):  # missing completions are a figure
+        wait_for(run.finished, "every completion", 120, poll=0.05)
+    for line in re.findall(r"child \d+ \(\w+\): no heartbeat for .*", run.fleet.log()):
+        run.fault(line)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named fault scenario; `run(workflows)` gives its figures. A run that injected fewer
+    than `min_faults` faults proves too little (the workload ended first)."""
+
+    name: str
+    description: str
+    runner: Callable[[int], Figures]
+    min_faults: int
+
+    def run(self, workflows: int) -> Figures:
+        figures = self.runner(workflows)
+        figures.min_faults = self.min_faults
+        return figures
+
+
+CLOSE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+BROKER_RESTART_AT = (0.2, 0.5)
+REDIS_RESTART_AT = (0.2, 0.4, 0.6)
+SIGTERM_AT = (0.25, 0.55)
+HUNG = 2  # spinning executions in the `hung` scenario
+MAX_DELIVERIES = 2
+
+
+def kill(workflows: int) -> Figures:
+    return run_scenario("kill", mix(workflows), _kill_children)
+
+
+def connections(workflows: int) -> Figures:
+    return run_scenario("connections", mix(workflows), _at(CLOSE_AT, _close_connections))
+
+
+def broker_restart(workflows: int) -> Figures:
+    inject = _at(BROKER_RESTART_AT, _restart_broker)
+    return run_scenario("broker-restart", mix(workflows), inject, private_rabbit=True)
+
+
+def redis_restart(workflows: int) -> Figures:
+    inject = _at(REDIS_RESTART_AT, _restart_redis)
+    return run_scenario("redis-restart", mix(workflows), inject, private_redis=True)
+
+
+def sigterm(workflows: int) -> Figures:
+    return run_scenario("sigterm", mix(workflows), _at(SIGTERM_AT, _sigterm))
+
+
+def hung(workflows: int) -> Figures:
+    """Spinning executions among the mix, worker.timeout 3 s, max_deliveries 2: each spinner
+    is killed twice by the supervisor, then dead-lettered with a failed completion."""
+    plan = mix(workflows)
+    for i, spinner in enumerate(spinners(HUNG)):
+        plan.insert(i * len(plan) // HUNG, spinner)
+    config: dict[str, dict[str, Any]] = {
+        "worker": {"timeout": 3.0},
+        "broker": {"max_deliveries": MAX_DELIVERIES},
+    }
+    return run_scenario("hung", plan, _count_timeout_kills, config=config, expected_dead=HUNG)
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("kill", "SIGKILL of a random worker child every ~200 ms", kill, 5),
+        Scenario("connections", f"rabbitmqctl close_all_connections -p VHOST, "
+                 f"{len(CLOSE_AT)} times", connections, len(CLOSE_AT)),
+        Scenario("broker-restart", f"rabbitmqctl stop_app + start_app, {len(BROKER_RESTART_AT)}"
+                 " times (private node)", broker_restart, len(BROKER_RESTART_AT)),
+        Scenario("redis-restart", f"Redis (fsynced AOF) kill -9 + restart, "
+                 f"{len(REDIS_RESTART_AT)} times", redis_restart, len(REDIS_RESTART_AT)),
+        Scenario("sigterm", f"supervisor SIGTERM mid-run + a fresh serve, {len(SIGTERM_AT)} "
+                 "times", sigterm, len(SIGTERM_AT)),
+        Scenario("hung", f"{HUNG} nodes that never return: killed twice each, then poison",
+                 hung, HUNG * MAX_DELIVERIES),
+    )
+}  # fmt: skip
