@@ -58,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--first-successor", action="store_true",
                         help="start at the trigger's first successor (what a Go worker needs)")
     _config_flags(submit)
+
+    dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="one line per dead-lettered message")
+    dlq_list.add_argument("--limit", type=int, default=1000)
+    dlq_show = dlq_sub.add_parser("show", help="headers and body of one message")
+    dlq_show.add_argument("id", help="message id, or #N / N for the N-th")
+    dlq_replay = dlq_sub.add_parser("replay", help="republish to the original queue")
+    dlq_replay.add_argument("id", nargs="?")
+    dlq_replay.add_argument("--all", action="store_true")
+    dlq_replay.add_argument("--to", metavar="QUEUE", help="republish to this queue instead")
+    for leaf in (dlq_list, dlq_show, dlq_replay):
+        _config_flags(leaf)
     return p
 
 
@@ -86,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.setup("WARNING", "text")
         return submit_command(args, _overrides(args))
+    if args.command == "dlq":
+        from runeworker.commands.dlq import dlq
+
+        logs.setup("WARNING", "text")
+        return dlq(args, _overrides(args))
     return 2
 
 

@@ -24,7 +24,7 @@ from msgspec import inspect as mi
 
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
-from runeworker.masking import mask_url
+from runeworker.masking import mask_url as mask_url  # re-exported: callers import it here
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 AtLeast0 = Annotated[int, Meta(ge=0)]

@@ -7,35 +7,28 @@ AMQP transaction, and only then acknowledged (forgotten). A scheduler that dies 
 claim and the acknowledgement leaves its timers leased: when the lease runs out, the next tick
 of any scheduler fires them. Nothing is lost, and in normal operation nothing fires twice.
 
-`scheduler_main` is the entry point of the scheduler child process the supervisor forks.
+The scheduler runs inside a worker child: the child holding the host lock (`HostLock`) ticks
+it between deliveries, through its own transactional channel. One per supervisor, no extra
+process, and a dead holder's lock is released by the kernel.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Protocol
 
-from runeworker.amqp import Broker
-from runeworker.config import Config, mask_url
 from runeworker.engine.state import Timer
-from runeworker.errors import BrokerError, StateError
-from runeworker.liveness import ChildState, Liveness
-from runeworker.redis_state import RedisStore
+from runeworker.errors import BrokerError
 
 log = logging.getLogger("runeworker.scheduler")
 
-# the exit codes of runeworker.worker, which the supervisor understands
-EXIT_OK = 0
-EXIT_BOOT_FAILED = 3
 BATCH = 100
 LEASE_MS = 30_000
 POLL_SECONDS = 0.5
-_BOOT_ATTEMPTS = 5
 
 
 class TimerStore(Protocol):
@@ -97,104 +90,35 @@ class Scheduler:
         return len(published)
 
 
-class SchedulerProcess:
-    """The loop of the scheduler child: connect, tick every `POLL_SECONDS`, reconnect."""
+class HostLock:
+    """An exclusive, non-blocking `flock` on a file: whoever holds it runs the scheduler.
 
-    def __init__(self, cfg: Config, board: Liveness | None = None, slot: int = 0) -> None:
-        self.cfg = cfg
-        self.board = board
-        self.slot = slot
-        self.stopping = False
-        self.fired = 0
-        b = cfg.broker
-        self.broker = Broker(
-            b.url,
-            exchange=b.exchange,
-            heartbeat=b.heartbeat,
-            connection_attempts=b.connection_attempts,
-            retry_delay=b.retry_delay,
-        )
-        self.store = RedisStore.from_url(
-            cfg.redis.url,
-            prefix=cfg.redis.key_prefix,
-            ttl_seconds=cfg.redis.key_ttl,
-            socket_timeout=cfg.redis.socket_timeout,
-        )
-        self.scheduler = Scheduler(self.store, self._publish, commit=self.broker.commit)
+    The supervisor hands every child the same path, so exactly one child of the host ticks
+    the scheduler at a time. The kernel releases the lock when its holder dies (even by
+    SIGKILL), and another child takes over on its next attempt; timers it had leased fire
+    again once their lease runs out."""
 
-    def _publish(self, body: bytes) -> None:
-        self.broker.publish(self.cfg.broker.resume_queue, body)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
 
-    def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
-        """Finish the current tick and exit (SIGTERM handler)."""
-        self.stopping = True
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
-    def run(self) -> int:
-        """Boot, tick until asked to stop; returns the exit code."""
-        self._beat(ChildState.BOOTING)
-        if not self._boot():
-            return EXIT_BOOT_FAILED
-        delay = self.cfg.broker.retry_delay
-        while not self.stopping:
-            self._beat(ChildState.READY)
-            try:
-                self.fired += self.scheduler.tick()
-                self.broker.poll(POLL_SECONDS)  # serves heartbeats while it waits
-                delay = self.cfg.broker.retry_delay
-            except (BrokerError, StateError) as exc:
-                log.warning("scheduler lost a connection (%s); reconnecting in %.1fs", exc, delay)
-                self.broker.close()
-                self._sleep(delay)
-                delay = min(delay * 2, self.cfg.broker.retry_delay_max)
-                self._connect()
-            if self.board is not None and os.getppid() == 1:
-                log.error("supervisor is gone; stopping")
-                self.stopping = True
-        self._beat(ChildState.DRAINING)
-        self.broker.close()
-        self.store.close()
-        return EXIT_OK
-
-    def _boot(self) -> bool:
-        delay = self.cfg.broker.retry_delay
-        for attempt in range(1, _BOOT_ATTEMPTS + 1):
-            if self._connect():
-                return True
-            if self.stopping:
-                return False
-            log.warning("scheduler boot attempt %d/%d failed", attempt, _BOOT_ATTEMPTS)
-            self._sleep(delay)
-            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
-        return False
-
-    def _connect(self) -> bool:
-        b = self.cfg.broker
+    def acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            if not self.store.ping():
-                raise StateError(f"Redis at {mask_url(self.cfg.redis.url)} does not answer")
-            self.broker.connect()
-            # declared here too, so that timers firing before any worker ran are not dropped
-            self.broker.declare([b.resume_queue], b.dead_letter_queue)
-        except (BrokerError, StateError) as exc:
-            log.warning("%s", exc)
-            self.broker.close()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
             return False
-        log.info("scheduler %d publishing due timers to %s", os.getpid(), b.resume_queue)
+        self._fd = fd
         return True
 
-    def _beat(self, state: ChildState) -> None:
-        if self.board is not None:
-            self.board.beat(self.slot, state, self.fired)
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            self._beat(ChildState.BOOTING)
-            time.sleep(min(0.2, seconds))
-
-
-def scheduler_main(cfg: Config, board: Liveness, slot: int) -> int:
-    """Entry point of the forked scheduler child (a supervisor target like `child_main`)."""
-    process = SchedulerProcess(cfg, board, slot)
-    signal.signal(signal.SIGTERM, process.stop)
-    return process.run()
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -38,6 +38,7 @@ from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
 from runeworker.liveness import ChildState, Liveness
 from runeworker.redis_state import RedisStore
+from runeworker.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.stepper import Stepper
 
 log = logging.getLogger("runeworker.worker")
@@ -48,7 +49,16 @@ _BOOT_ATTEMPTS = 5
 class Worker:
     """The consume loop of one child process."""
 
-    def __init__(self, cfg: Config, board: Liveness | None = None, slot: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        board: Liveness | None = None,
+        slot: int = 0,
+        *,
+        scheduler_lock: str | None = None,
+    ) -> None:
+        """`scheduler_lock`: path of the host lock; the child holding it also fires due wait
+        timers. None = this worker never runs the scheduler."""
         self.cfg = cfg
         self.board = board
         self.slot = slot
@@ -68,13 +78,14 @@ class Worker:
             prefix=cfg.redis.key_prefix,
             ttl_seconds=cfg.redis.key_ttl,
             socket_timeout=cfg.redis.socket_timeout,
-            # one step at a time uses the store: one connection, no pool checkout per call
-            single_connection_client=True,
         )
         self.executor = Executor(
             self.store, settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps
         )
         self.stepper = Stepper(self.executor)
+        self.scheduler = Scheduler(self.store, self._publish_resume, commit=self.broker.commit)
+        self._lock = HostLock(scheduler_lock) if scheduler_lock else None
+        self._next_tick = 0.0
         self.limit = _jittered(cfg.worker.max_messages, cfg.worker.max_messages_jitter)
         self._process = psutil.Process()
         self._step_started = 0.0
@@ -86,8 +97,10 @@ class Worker:
         self._beat(ChildState.BOOTING)
         if not self._boot():
             return EXIT_BOOT_FAILED
-        metrics.prime(queues=[self.cfg.broker.queue, self.cfg.broker.resume_queue],
-                      node_types=self.executor.specs)
+        metrics.prime(
+            queues=[self.cfg.broker.queue, self.cfg.broker.resume_queue],
+            node_types=self.executor.specs,
+        )
         self._beat(ChildState.READY)
         while not self.stopping:
             try:
@@ -177,8 +190,9 @@ class Worker:
         batch_max = self.cfg.broker.batch_max
         while not self.stopping:
             self._beat(ChildState.READY)
+            self._tick_scheduler()
             if not pending:
-                self.broker.poll(0.5)
+                self.broker.poll(POLL_SECONDS)
                 self._check_parent()
                 continue
             done = 0
@@ -274,6 +288,19 @@ class Worker:
 
     # -- housekeeping -------------------------------------------------------------------
 
+    def _tick_scheduler(self) -> None:
+        """Fire due wait timers, at most every POLL_SECONDS, if this child holds the lock.
+        Runs between batches, so its transaction holds nothing else."""
+        now = time.monotonic()
+        if self._lock is None or now < self._next_tick:
+            return
+        self._next_tick = now + POLL_SECONDS
+        if self._lock.acquire():
+            self.scheduler.tick()
+
+    def _publish_resume(self, body: bytes) -> None:
+        self.broker.publish(self.cfg.broker.resume_queue, body)
+
     def _idle(self) -> None:
         """Called while a node runs: serve heartbeats, report liveness from the step start
         (a node stuck for longer than `worker.timeout` lets the supervisor kill us)."""
@@ -318,8 +345,10 @@ def _jittered(limit: int, jitter: float) -> int:
     return limit + random.randint(0, int(limit * jitter))
 
 
-def child_main(cfg: Config, board: Liveness, slot: int) -> int:
-    """Entry point of a forked child (the supervisor's target)."""
-    worker = Worker(cfg, board, slot)
+def child_main(
+    cfg: Config, board: Liveness, slot: int, *, scheduler_lock: str | None = None
+) -> int:
+    """Entry point of a forked child (the supervisor's target; serve binds `scheduler_lock`)."""
+    worker = Worker(cfg, board, slot, scheduler_lock=scheduler_lock)
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

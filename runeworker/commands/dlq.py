@@ -15,9 +15,11 @@ id; the first one is taken).
 `replay` republishes the raw body, without the x-runeworker-* headers, to its original queue
 (or `--to QUEUE`) through the default exchange, and acks the dead-letter copy in the same AMQP
 transaction: a message is either back on its queue and gone from the dead-letter queue, or
-untouched. A replayed message is processed like a new delivery: if its execution was identified
-when it was dead-lettered, that execution already got its `failed` completion, and a replay runs
-the message again under the same execution id.
+untouched. A replayed message is processed like a new delivery, against the state the store
+still holds: when its execution was identified, the rejection recorded a `failed` outcome for
+it, and for `redis.key_ttl` a replay runs the node again and then publishes that same failed
+completion again. Replay therefore helps messages whose execution could not be identified or
+whose state has expired; resuming a failed execution would need its state reset first.
 
 `show` masks every credential value of the workflow definition wherever it appears in the body
 and headers; a body that is not JSON only gets its secret-looking keys masked (best effort).

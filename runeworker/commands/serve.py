@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -45,13 +47,17 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
 
     server = None
     if cfg.metrics.listen:
-        server = metrics.MetricsServer(cfg.metrics.listen, ready=ready,
-                                       rss=lambda: supervisor.child_rss() if supervisor else {})
+        server = metrics.MetricsServer(
+            cfg.metrics.listen,
+            ready=ready,
+            rss=lambda: supervisor.child_rss() if supervisor else {},
+        )
         server.start()
         log.info("metrics on http://%s:%d/metrics", *server.address)
     hooks = SupervisorHooks(on_child_exit=_child_exited, ready_check=probe.ping)
-    supervisor = Supervisor(cfg, child_main, config_path=config_path, overrides=overrides,
-                            hooks=hooks)
+    # one scheduler per supervisor: the child holding this lock fires the wait timers
+    target = functools.partial(child_main, scheduler_lock=os.path.join(directory, "scheduler.lock"))
+    supervisor = Supervisor(cfg, target, config_path=config_path, overrides=overrides, hooks=hooks)
     try:
         return supervisor.run()
     finally:

@@ -235,206 +235,98 @@ def _text(body: bytes) -> Build:
 
 # -- the corpus ---------------------------------------------------------------------------------
 
+
+def unreadable(name: str, build: Build, *words: str) -> Case:
+    return Case(name, UNREADABLE, words, build)
+
+
+def invalid(name: str, build: Build, *words: str, node_id: str = "a") -> Case:
+    return Case(name, INPUT, words, build, node_id)
+
+
+def failing(name: str, build: Build, *words: str) -> Case:
+    return Case(name, NODE, words, build)
+
+
 LOG = node("a", "log", message="x")
+NAN = (b'"workflow_version": 1', b'"workflow_version": NaN')
+CYCLE = definition([LOG, node("b", "log", message="b")], [edge("a", "b"), edge("b", "a")])
+BRANCH_TO_NOWHERE = one_node(error={"type": "branch", "error_edge": "nowhere"})
+BAD_INDEX = _context(**{"$input": {"items": [1]}})(
+    [node("a", "log", message="{{ $input.items[x] }}")]
+)
+FIELD_OF_STRING = _context(**{"$input": {"name": "bob"}})(
+    [node("a", "log", message="Hi {{ $input.name.first }}")]
+)
+TYPE_ERROR = "expected `object`, got"
+MISSING_REF = definition([node("a", "log", message="{{ $nothere.field }}")])
+
 CASES: list[Case] = [
     # the execution cannot be identified
-    Case("invalid_json", UNREADABLE, ("malformed",), _text(b'{"workflow_id": "MARK", oops}')),
-    Case("truncated_json", UNREADABLE, ("truncated",), _truncated),
-    Case("non_utf8_bytes", UNREADABLE, ("malformed",), _text(b"\xff\xfe\x00MARK")),
-    Case("empty_body", UNREADABLE, ("truncated",), _text(b"")),
-    Case("top_level_array", UNREADABLE, ("expected `object`, got `array`",), _text(b'["MARK"]')),
-    Case("top_level_number", UNREADABLE, ("expected `object`, got `int`",), _text(b"4242")),
-    Case("top_level_string", UNREADABLE, ("expected `object`, got `str`",), _text(b'"MARK"')),
-    Case("top_level_null", UNREADABLE, ("expected `object`, got `null`",), _text(b"null")),
-    Case(
-        "deep_top_level_array",
-        UNREADABLE,
-        ("expected `object`, got `array`",),
-        _text(b"[" * DEPTH + b'"MARK"' + b"]" * DEPTH),
-    ),
-    Case("deep_top_level_object", UNREADABLE, ("nested too deeply",), _deep_top),
-    Case("missing_workflow_id", UNREADABLE, ("`workflow_id`",), without("workflow_id")),
-    Case("missing_execution_id", UNREADABLE, ("`execution_id`",), without("execution_id")),
-    Case("empty_execution_id", UNREADABLE, ("execution_id is required",), changed(execution_id="")),
-    Case("numeric_workflow_id", UNREADABLE, ("$.workflow_id",), changed(workflow_id=42)),
-    Case("null_execution_id", UNREADABLE, ("$.execution_id",), changed(execution_id=None)),
-    Case("single_quotes", UNREADABLE, ("malformed",), _text(b"{'workflow_id': 'MARK'}")),
-    Case("trailing_garbage", UNREADABLE, ("trailing",), lambda e: dumps(message(e)) + b" MARK"),
-    Case("byte_order_mark", UNREADABLE, ("malformed",), lambda e: b"\xef\xbb\xbf" + good(e)),
-    Case(
-        "nan_literal",
-        UNREADABLE,
-        ("malformed",),
-        lambda e: dumps(message(e, workflow_version=1)).replace(
-            b'"workflow_version": 1', b'"workflow_version": NaN'
-        ),
-    ),
+    unreadable("invalid_json", _text(b'{"workflow_id": "MARK", oops}'), "malformed"),
+    unreadable("truncated_json", _truncated, "truncated"),
+    unreadable("non_utf8_bytes", _text(b"\xff\xfe\x00MARK"), "malformed"),
+    unreadable("empty_body", _text(b""), "truncated"),
+    unreadable("top_level_array", _text(b'["MARK"]'), f"{TYPE_ERROR} `array`"),
+    unreadable("top_level_number", _text(b"4242"), f"{TYPE_ERROR} `int`"),
+    unreadable("top_level_string", _text(b'"MARK"'), f"{TYPE_ERROR} `str`"),
+    unreadable("top_level_null", _text(b"null"), f"{TYPE_ERROR} `null`"),
+    unreadable("deep_top_level_array", _text(b"[" * DEPTH + b"]" * DEPTH), f"{TYPE_ERROR} `array`"),
+    unreadable("deep_top_level_object", _deep_top, "nested too deeply"),
+    unreadable("missing_workflow_id", without("workflow_id"), "`workflow_id`"),
+    unreadable("missing_execution_id", without("execution_id"), "`execution_id`"),
+    unreadable("empty_execution_id", changed(execution_id=""), "execution_id is required"),
+    unreadable("numeric_workflow_id", changed(workflow_id=42), "$.workflow_id"),
+    unreadable("null_execution_id", changed(execution_id=None), "$.execution_id"),
+    unreadable("single_quotes", _text(b"{'workflow_id': 'MARK'}"), "malformed"),
+    unreadable("trailing_garbage", lambda e: dumps(message(e)) + b" MARK", "trailing"),
+    unreadable("byte_order_mark", lambda e: b"\xef\xbb\xbf" + good(e), "malformed"),
+    unreadable("nan_literal", lambda e: dumps(message(e)).replace(*NAN), "malformed"),
     # the ids are readable: failed status and completion, dead letter
-    Case(
-        "string_workflow_version",
-        INPUT,
-        ("$.workflow_version", "`int`"),
-        changed(workflow_version="3"),
-    ),
-    Case(
-        "fractional_workflow_version",
-        INPUT,
-        ("$.workflow_version", "`float`"),
-        changed(workflow_version=1.5),
-    ),
-    Case(
-        "string_workflow_version_id",
-        INPUT,
-        ("$.workflow_version_id",),
-        changed(workflow_version_id="7"),
-    ),
-    Case(
-        "non_bool_worker_initiated",
-        INPUT,
-        ("$.is_worker_initiated", "`bool`"),
-        changed(is_worker_initiated="yes"),
-    ),
-    Case("array_context", INPUT, ("$.accumulated_context",), changed(accumulated_context=[1])),
-    Case("string_context", INPUT, ("$.accumulated_context",), changed(accumulated_context="{}")),
-    Case("object_lineage_stack", INPUT, ("$.lineage_stack",), changed(lineage_stack={})),
-    Case("string_item_index", INPUT, ("$.lineage_stack[0].item_index",), _lineage(item_index="1")),
-    Case("numeric_from_node", INPUT, ("$.from_node",), changed(from_node=3)),
-    Case("numeric_branch_token", INPUT, ("$.branch_token",), changed(branch_token=5)),
-    Case("missing_current_node", INPUT, ("`current_node`",), without("current_node"), "unknown"),
-    Case("null_current_node", INPUT, ("$.current_node",), changed(current_node=None), "unknown"),
-    Case(
-        "empty_current_node",
-        INPUT,
-        ("current_node is required",),
-        changed(current_node=""),
-        "unknown",
-    ),
-    Case(
-        "missing_workflow_definition",
-        INPUT,
-        ("`workflow_definition`",),
-        without("workflow_definition"),
-    ),
-    Case(
-        "string_workflow_definition",
-        INPUT,
-        ("workflow_definition", "`object`"),
-        raw_definition("x"),
-    ),
-    Case("definition_without_nodes", INPUT, ("`nodes`",), raw_definition({"edges": []})),
-    Case("empty_nodes", INPUT, ("at least one node",), definition([])),
-    Case("node_without_id", INPUT, ("`id`", "$.nodes[0]"), definition([{"type": "log"}])),
-    Case("non_object_parameters", INPUT, ("$.nodes[0].parameters",), one_node(parameters=["x"])),
-    Case("non_bool_trigger", INPUT, ("$.nodes[0].trigger",), one_node(trigger="yes")),
-    Case(
-        "current_node_absent",
-        INPUT,
-        ("current_node ghost", "not found"),
-        changed(current_node="ghost"),
-        "ghost",
-    ),
-    Case("unknown_node_type", INPUT, ("teleport",), definition([node("a", "teleport", to="mars")])),
-    Case(
-        "dangling_edge",
-        INPUT,
-        ("edge a-nowhere", "'nowhere'", "does not exist"),
-        definition([LOG], [edge("a", "nowhere")]),
-    ),
-    Case(
-        "cycle",
-        INPUT,
-        ("cycle: a -> b -> a",),
-        definition([LOG, node("b", "log", message="b")], [edge("a", "b"), edge("b", "a")]),
-    ),
-    Case(
-        "duplicate_node_ids",
-        INPUT,
-        ("id is shared by nodes[0] and nodes[1]",),
-        definition([LOG, LOG]),
-    ),
-    Case(
-        "bad_error_policy_type",
-        INPUT,
-        ("error policy type 'retry'",),
-        one_node(error={"type": "retry"}),
-    ),
-    Case(
-        "branch_policy_without_error_edge",
-        INPUT,
-        ("names no error_edge",),
-        one_node(error={"type": "branch"}),
-    ),
-    Case(
-        "branch_policy_unknown_edge",
-        INPUT,
-        ("error_edge names edge 'nowhere'",),
-        one_node(error={"type": "branch", "error_edge": "nowhere"}),
-    ),
-    Case(
-        "edge_without_src",
-        INPUT,
-        ("`src`", "$.edges[0]"),
-        definition([LOG], [{"id": "e", "dst": "a"}]),
-    ),
-    Case(
-        "credentials_of_wrong_type",
-        INPUT,
-        ("$.nodes[0].credentials.values",),
-        _credentials_wrong_type,
-    ),
-    Case("message_of_20_mb", INPUT, ("exceeds broker.max_message_bytes",), _huge),
-    Case("context_nested_10000_deep", INPUT, ("nested too deeply",), _deep_context),
-    Case("definition_nested_10000_deep", INPUT, ("nested too deeply",), _deep_definition),
-    Case("invalid_utf8_in_context", INPUT, ("invalid UTF-8",), _bad_utf8_context),
-    Case(
-        "invalid_utf8_in_definition",
-        INPUT,
-        ("workflow_definition", "invalid UTF-8"),
-        _bad_utf8_definition,
-    ),
+    invalid("string_version", changed(workflow_version="3"), "$.workflow_version", "`int`"),
+    invalid("fractional_version", changed(workflow_version=1.5), "$.workflow_version", "`float`"),
+    invalid("string_version_id", changed(workflow_version_id="7"), "$.workflow_version_id"),
+    invalid("non_bool_initiated", changed(is_worker_initiated="yes"), "$.is_worker_initiated"),
+    invalid("array_context", changed(accumulated_context=[1]), "$.accumulated_context"),
+    invalid("string_context", changed(accumulated_context="{}"), "$.accumulated_context"),
+    invalid("object_lineage_stack", changed(lineage_stack={}), "$.lineage_stack"),
+    invalid("string_item_index", _lineage(item_index="1"), "$.lineage_stack[0].item_index"),
+    invalid("numeric_from_node", changed(from_node=3), "$.from_node"),
+    invalid("numeric_branch_token", changed(branch_token=5), "$.branch_token"),
+    invalid("missing_current_node", without("current_node"), "`current_node`", node_id="unknown"),
+    invalid("null_current_node", changed(current_node=None), "$.current_node", node_id="unknown"),
+    invalid("empty_current_node", changed(current_node=""), "is required", node_id="unknown"),
+    invalid("missing_definition", without("workflow_definition"), "`workflow_definition`"),
+    invalid("string_definition", raw_definition("x"), "workflow_definition", "`object`"),
+    invalid("definition_without_nodes", raw_definition({"edges": []}), "`nodes`"),
+    invalid("empty_nodes", definition([]), "at least one node"),
+    invalid("node_without_id", definition([{"type": "log"}]), "`id`", "$.nodes[0]"),
+    invalid("non_object_parameters", one_node(parameters=["x"]), "$.nodes[0].parameters"),
+    invalid("non_bool_trigger", one_node(trigger="yes"), "$.nodes[0].trigger"),
+    invalid("current_node_absent", changed(current_node="ghost"), "ghost not", node_id="ghost"),
+    invalid("unknown_node_type", definition([node("a", "teleport", to="mars")]), "teleport"),
+    invalid("dangling_edge", definition([LOG], [edge("a", "b")]), "edge a-b points to node 'b'"),
+    invalid("cycle", CYCLE, "cycle: a -> b -> a"),
+    invalid("duplicate_node_ids", definition([LOG, LOG]), "shared by nodes[0] and nodes[1]"),
+    invalid("bad_error_policy", one_node(error={"type": "retry"}), "error policy type 'retry'"),
+    invalid("branch_without_edge", one_node(error={"type": "branch"}), "names no error_edge"),
+    invalid("branch_to_nowhere", BRANCH_TO_NOWHERE, "error_edge names edge 'nowhere'"),
+    invalid("edge_without_src", definition([LOG], [{"id": "e", "dst": "a"}]), "`src`", "$.edges"),
+    invalid("credentials_wrong_type", _credentials_wrong_type, "$.nodes[0].credentials.values"),
+    invalid("message_of_20_mb", _huge, "exceeds broker.max_message_bytes"),
+    invalid("context_nested_10000_deep", _deep_context, "nested too deeply"),
+    invalid("definition_nested_10000_deep", _deep_definition, "nested too deeply"),
+    invalid("invalid_utf8_in_context", _bad_utf8_context, "invalid UTF-8"),
+    invalid("invalid_utf8_in_definition", _bad_utf8_definition, "definition: invalid UTF-8"),
     # ordinary node failures: running + failed, halted
-    Case(
-        "template_missing_reference",
-        NODE,
-        ("parameter 'message'", "$nothere.field", "not found"),
-        definition([node("a", "log", message="{{ $nothere.field }}")]),
-    ),
-    Case(
-        "template_bad_index",
-        NODE,
-        ("$input.items[x]", "bad index"),
-        _context(**{"$input": {"items": [1]}})([node("a", "log", message="{{ $input.items[x] }}")]),
-    ),
-    Case(
-        "template_field_of_a_string",
-        NODE,
-        ("cannot read field 'first' of a string",),
-        _context(**{"$input": {"name": "bob"}})(
-            [node("a", "log", message="Hi {{ $input.name.first }}")]
-        ),
-    ),
-    Case(
-        "log_without_message",
-        NODE,
-        ("message parameter is required",),
-        definition([node("a", "log")]),
-    ),
-    Case(
-        "http_to_a_closed_port", NODE, ("http request failed", "connection refused"), _http_closed
-    ),
-    Case(
-        "http_to_a_non_http_url",
-        NODE,
-        ("http or https url",),
-        lambda e: _http(e, "ftp://127.0.0.1/x"),
-    ),
-    Case("http_credential_of_unknown_type", NODE, ("credential type 'kerberos'",), _http_kerberos),
-    Case("smtp_refused", NODE, ("failed to send email", "refused"), _smtp_refused),
-    Case("node_raises", NODE, ("RuntimeError", "boom in a"), _test_node("test.raise")),
-    Case(
-        "node_returns_a_list",
-        NODE,
-        ("returned list", "expected an object"),
-        _test_node("test.not_object"),
-    ),
+    failing("template_missing_reference", MISSING_REF, "parameter 'message'", "$nothere.field"),
+    failing("template_bad_index", BAD_INDEX, "$input.items[x]", "bad index"),
+    failing("template_field_of_a_string", FIELD_OF_STRING, "cannot read field 'first' of a str"),
+    failing("log_without_message", definition([node("a", "log")]), "message parameter is required"),
+    failing("http_to_a_closed_port", _http_closed, "http request failed", "connection refused"),
+    failing("http_to_ftp", lambda e: _http(e, "ftp://127.0.0.1/x"), "http or https url"),
+    failing("http_unknown_credential", _http_kerberos, "credential type 'kerberos'"),
+    failing("smtp_refused", _smtp_refused, "failed to send email", "refused"),
+    failing("node_raises", _test_node("test.raise"), "RuntimeError", "boom in a"),
+    failing("node_returns_a_list", _test_node("test.not_object"), "returned list", "an object"),
 ]

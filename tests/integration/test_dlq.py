@@ -50,7 +50,7 @@ def take_all(amqp_url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         ch = conn.channel()
-        out = []
+        out: list[tuple[bytes, dict[str, Any]]] = []
         while True:
             method, props, body = ch.basic_get(queue, auto_ack=True)
             if method is None:

@@ -35,11 +35,10 @@ if _UNIT not in sys.path:
 from flowkit import TRIGGER, Run, definition, drive, n, start, step  # noqa: E402
 
 from runeworker.amqp import Broker  # noqa: E402
-from runeworker.config import load_config  # noqa: E402
 from runeworker.engine.executor import Executor  # noqa: E402
 from runeworker.engine.messages import decode_execution  # noqa: E402
 from runeworker.redis_state import RedisStore  # noqa: E402
-from runeworker.scheduler import Scheduler, SchedulerProcess  # noqa: E402
+from runeworker.scheduler import HostLock, Scheduler  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -182,23 +181,39 @@ def test_preseeded_timer_is_published_to_resume(
     assert sorted(resume_messages(amqp_url, bodies)) == sorted(bodies)
 
 
-def test_scheduler_process_fires_and_stops(
-    amqp_url: str, store: RedisStore, redis_url: str, redis_prefix: str
+def test_worker_holding_the_host_lock_fires_timers(
+    amqp_url: str, store: RedisStore, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
+    """Only the worker that holds the scheduler lock fires due timers; when the holder goes
+    away, the worker takes over. A copy queue bound to `workflows` sees what is fired (the
+    worker itself consumes `workflow.resume`)."""
     body = frozen(str(uuid.uuid4()))
+    lock = str(tmp_path / "scheduler.lock")
+    other = HostLock(lock)
+    assert other.acquire()  # someone else holds the lock: nothing fires
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare("workflows", exchange_type="topic", durable=True)
+    copy = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(copy, "workflows", routing_key=RESUME)
+
+    def fired(timeout: float) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, _props, got = ch.basic_get(copy, auto_ack=True)
+            if method is not None:
+                return [got]
+            conn.sleep(0.05)
+        return []
+
     store.schedule("t", now_ms(), body)
-    cfg = load_config(None, env={}, overrides={"broker.url": amqp_url, "redis.url": redis_url,
-                                                "redis.key_prefix": redis_prefix})  # fmt: skip
-    process = SchedulerProcess(cfg)
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(process.run()), daemon=True)
-    thread.start()
     try:
-        assert resume_messages(amqp_url, {body}) == [body]
+        with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
+            assert fired(1.5) == []
+            other.release()  # the holder is gone: the worker takes the lock on its next tick
+            assert fired(5.0) == [body]
     finally:
-        process.stop()
-        thread.join(10)
-    assert codes == [0] and process.fired == 1
+        conn.close()
     assert store.next_due() is None
 
 
@@ -233,7 +248,7 @@ def users() -> Iterator[str]:
 
 
 def test_split_wait_and_merge_on_the_wire(
-    amqp_url: str, redis_url: str, redis_prefix: str, users: str
+    amqp_url: str, redis_url: str, redis_prefix: str, users: str, tmp_path: Path
 ) -> None:
     """Scenario 14 then 12 in one workflow: fetch users, one http call per user, aggregate;
     in parallel a wait; a merge joins both; exactly one completion."""
@@ -250,12 +265,8 @@ def test_split_wait_and_merge_on_the_wire(
              edge("pause", "join"), edge("join", "done")]  # fmt: skip
     start_msg = master(nodes, edges)
     eid = start_msg["execution_id"]
-    cfg = load_config(None, env={}, overrides={"broker.url": amqp_url, "redis.url": redis_url,
-                                                "redis.key_prefix": redis_prefix})  # fmt: skip
-    scheduler = SchedulerProcess(cfg)
-    thread = threading.Thread(target=scheduler.run, daemon=True)
-    with running_worker(amqp_url, redis_url, redis_prefix):
-        thread.start()
+    lock = str(tmp_path / "scheduler.lock")
+    with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
         wire = Wire(amqp_url)
         try:
             wire.publish_api(start_msg)
@@ -264,8 +275,6 @@ def test_split_wait_and_merge_on_the_wire(
             pause = node_statuses(wire, eid, "pause", 3)
         finally:
             wire.close()
-            scheduler.stop()
-            thread.join(10)
     assert done["status"] == "completed"
     aggregated = done["final_context"]["$Aggregate_Users"]["aggregated"]
     assert [a["body"]["id"] for a in aggregated] == [1, 2, 3]

@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from wire import DEAD, EXCHANGE, Wire, edge, master, node, running_worker
 
+from runeworker.children import EXIT_BOOT_FAILED
 from runeworker.config import load_config
-from runeworker.worker import EXIT_BOOT_FAILED, Worker
+from runeworker.worker import Worker
 
 pytestmark = pytest.mark.integration
 

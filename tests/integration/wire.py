@@ -110,13 +110,13 @@ class RunningWorker:
 
 @contextlib.contextmanager
 def running_worker(
-    amqp_url: str, redis_url: str, prefix: str, **extra: Any
+    amqp_url: str, redis_url: str, prefix: str, scheduler_lock: str | None = None, **extra: Any
 ) -> Iterator[RunningWorker]:
     """A Worker in a thread, yielded once it consumes `workflow.execution`; stopped and joined
     (and checked to have stopped) afterwards."""
     overrides = {"broker.url": amqp_url, "redis.url": redis_url, "redis.key_prefix": prefix}
     overrides.update(extra)
-    worker = Worker(load_config(None, env={}, overrides=overrides))
+    worker = Worker(load_config(None, env={}, overrides=overrides), scheduler_lock=scheduler_lock)
     rw = RunningWorker(worker, threading.Thread(target=lambda: None))
     rw.thread = threading.Thread(target=lambda: rw.exit_code.append(worker.run()), daemon=True)
     rw.thread.start()

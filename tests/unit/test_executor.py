@@ -346,8 +346,9 @@ def test_credentials_reach_the_node_as_values_and_type() -> None:
     result = Executor(MemoryStore()).step(start(defn, "echo"))
     [nxt] = result.messages
     given = {"username": "alice", "password": PASSWORD, "type": "basic_auth"}
-    assert nxt.accumulated_context == {"$Echo": {"credentials": given}}
-    # the status masks the secret; the definition is not mutated (Go added values.type)
+    # an output that echoes a secret is masked before it enters the context, as in the status;
+    # the definition is not mutated (Go added values.type)
+    assert nxt.accumulated_context == {"$Echo": {"credentials": {**given, "password": "***"}}}
     assert result.statuses[0].output == {"credentials": {**given, "password": "***"}}
     assert bytes(nxt.workflow_definition) == defn
 

@@ -185,3 +185,19 @@ def test_bad_parameter_fails_the_node() -> None:
     assert msgspec.json.decode(encode(run.statuses[1]))["error"]["message"] == (
         "amount must be a number, not 'soon'")  # fmt: skip
     assert run.completion.status == "halted"
+
+
+def test_waits_inside_split_branches_come_back_to_the_aggregator() -> None:
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": "$item"}}
+    agg = {"id": "agg", "name": "Agg", "type": "aggregator"}
+    nodes = [n("split", "split", input_array=[0.03, 0.01, 0.02]), pause, n("x", value="$item"), agg]
+    edges = [("e1", "split", "pause"), ("e2", "pause", "x"), ("e3", "x", "agg")]
+    statuses: list[Any] = []
+    done = LocalRunner(on_status=statuses.append).run(start(definition(nodes, edges), "split"))
+    assert done is not None and done.status == "completed"
+    resumed = [s.item_index for s in statuses if s.node_name == "Pause" and s.status == "success"]
+    assert resumed == [1, 2, 0]  # in the order the timers fell due
+    assert done.final_context["$Agg"] == {
+        "aggregated": [{"value": 0.03}, {"value": 0.01}, {"value": 0.02}],
+        "_aggregator_processed_count": 3,
+    }
