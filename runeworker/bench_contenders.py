@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +123,14 @@ def _services() -> dict[str, list[psutil.Process]]:
     return found
 
 
+@contextlib.contextmanager
+def _broker_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise BenchError(f"{what}: {exc!r}") from exc
+
+
 class Session:
     """One bench run against the configured vhost; `close` removes what it created."""
 
@@ -130,12 +138,13 @@ class Session:
         self.cfg = cfg
         self.run_id = uuid.uuid4().hex[:10]
         self.prefix = f"{cfg.redis.key_prefix}bench:{self.run_id}:"
-        self.workdir = Path(tempfile.mkdtemp(prefix="runeworker-bench-"))
         self.wire = Wire(cfg.broker.url)
+        self.workdir = Path(tempfile.mkdtemp(prefix="runeworker-bench-"))
         self.services = _services()
         self._queues: list[str] = []
         try:
-            self._check(discard_waiting)
+            with _broker_errors("cannot check the vhost"):
+                self._check(discard_waiting)
         except BaseException:
             self.close()
             raise
@@ -160,7 +169,8 @@ class Session:
 
     def compare(self, load: Load, work: Workload) -> tuple[Result, Result]:
         """(floor, runeworker) at `load`."""
-        return self.floor(load, work), self.runeworker(load, work)
+        with _broker_errors("the bench lost the broker"):
+            return self.floor(load, work), self.runeworker(load, work)
 
     # -- the floor ---------------------------------------------------------------------------
 

@@ -52,12 +52,12 @@ class BenchError(Exception):
 class Load:
     """One point of the bench: what to publish and how the contenders are sized."""
 
-    workflows: int = 200
+    workflows: int = 1000
     nodes: int = 10
     processes: int = 1
     prefetch: int = 10
     context_bytes: int = 1024
-    latency_workflows: int = 20
+    latency_workflows: int = 50
     timeout: float = 300.0
 
 

@@ -59,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="start at the trigger's first successor (what a Go worker needs)")
     _config_flags(submit)
 
+    bench = sub.add_parser("bench", help="measure node throughput and latency against the broker")
+    _config_flags(bench)
+    bench.add_argument("--workflows", type=int, default=1000)
+    bench.add_argument("--nodes", type=int, default=10, help="nodes per workflow")
+    bench.add_argument("--context", default="1K", help="context size: 1K, 64K, 1M")
+    bench.add_argument("--latency-workflows", type=int, default=50,
+                       help="workflows run one at a time for the low-load latency")
+    bench.add_argument("--timeout", type=float, default=300.0)
+    bench.add_argument("--sweep", action="store_true", help="run the cost-growth sweeps")
+    bench.add_argument("--codec", action="store_true", help="only the codec micro benchmark")
+    bench.add_argument("--discard-waiting", action="store_true",
+                       help="purge status/completion messages already waiting in the vhost")
+
     dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="one line per dead-lettered message")
@@ -99,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.setup("WARNING", "text")
         return submit_command(args, _overrides(args))
+    if args.command == "bench":
+        from runeworker.commands.bench import bench as run_bench
+
+        logs.setup("WARNING", "text")
+        return run_bench(args, _overrides(args))
     if args.command == "dlq":
         from runeworker.commands.dlq import dlq
 

@@ -22,7 +22,7 @@ from runeworker.errors import ConfigError, RuneworkerError
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_ERROR = 0, 1, 2
 TARGET_RATIO = 0.70
-SWEEP_NODES = 2000  # node executions per sweep point (throughput phase)
+SWEEP_NODES = 5000  # node executions per sweep point (throughput phase)
 SWEEP_BYTES = 400 * 2**20  # bytes of execution messages per sweep point, at most
 
 
@@ -162,7 +162,7 @@ def _sized(load: Load, work: Workload) -> Load:
 def _sweep(session: Session, base: Load, out: TextIO) -> int:
     out.write(
         f"{'point':<16}{'N':>5}{'rw n/s':>9}{'floor n/s':>10}{'ratio':>7}{'rw p50/p99 ms':>15}"
-        f"{'fl p50/p99 ms':>15}{'rw CPU ms/n':>12}{'rw RSS MB':>10}\n"
+        f"{'fl p50/p99 ms':>15}{'rw CPU ms/n':>12}{'rw RSS MB':>10}  complete\n"
     )
     ok = True
     long_run: tuple[Result, Result, Workload] | None = None
@@ -170,12 +170,14 @@ def _sweep(session: Session, base: Load, out: TextIO) -> int:
         work = Workload.build(point.nodes, point.context_bytes)
         load = _sized(point, work)
         floor, rw = session.compare(load, work)
-        ok = ok and _complete(floor, load) and _complete(rw, load)
+        complete = _complete(floor, load) and _complete(rw, load)
+        ok = ok and complete
         ratio = rw.load.rate / floor.load.rate if floor.load.rate else 0.0
         out.write(
             f"{label:<16}{load.workflows:>5}{rw.load.rate:>9.0f}{floor.load.rate:>10.0f}"
             f"{ratio * 100:>6.0f}%{_p(rw.idle):>15}{_p(floor.idle):>15}"
-            f"{rw.cpu_ms_per_node:>12.3f}{max(rw.rss_mb, default=0):>10.1f}\n"
+            f"{rw.cpu_ms_per_node:>12.3f}{max(rw.rss_mb, default=0):>10.1f}  "
+            f"{'yes' if complete else 'NO: workflows or statuses lost'}\n"
         )
         out.flush()
         if point.nodes == 500:
