@@ -3,9 +3,10 @@
 The message is the execution message of a 100-node workflow carrying a 50-node context (about
 45 KB). One operation is what a step does to it: decode, add one node's output to the context,
 build the next message, encode. runeworker's path is the worker's: `decode_execution` (typed
-Structs, the definition kept as `msgspec.Raw`), the definition lookup of the executor (its
-parse is cached, the lookup still copies and hashes the definition bytes), a copy of the
-context, a new `NodeExecutionMessage`, `encode`. The stdlib path decodes everything into dicts
+Structs, the definition kept as `msgspec.Raw`, context values kept as `msgspec.Raw` until
+read), the definition lookup of the executor (its parse is cached, the lookup still copies
+and hashes the definition bytes), a lazy copy of the context, a new `NodeExecutionMessage`,
+`encode`. The stdlib path decodes everything into dicts
 and lists and dumps them back.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine.context import lazy
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.workflow import parse_definition
 
@@ -102,7 +104,7 @@ def runeworker_step(body: bytes) -> bytes:
     """Decode, look the definition up, add an output, build and encode the next message."""
     msg = decode_execution(body)
     parse_definition(msg.workflow_definition)
-    ctx = dict(msg.accumulated_context or {})
+    ctx = lazy(msg.accumulated_context)  # what the executor does: unread values stay bytes
     ctx["$Node 51"] = OUTPUT
     nxt = NodeExecutionMessage(
         workflow_id=msg.workflow_id,

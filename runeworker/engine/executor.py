@@ -17,6 +17,7 @@ from typing import Any
 from msgspec import UNSET
 
 from runeworker.engine import flow, registry
+from runeworker.engine.context import lazy
 from runeworker.engine.flow import Emit, Ending, Outcome, Step
 from runeworker.engine.messages import (
     CODE_CREATION_FAILED,
@@ -120,7 +121,7 @@ class Executor:
         on_running: OnRunning | None,
     ) -> StepResult:
         started = time.monotonic_ns()
-        ctx = dict(msg.accumulated_context or {})
+        ctx = lazy(msg.accumulated_context)
         step = self._flow_step(msg, wf, node, token, ctx, result)
         if node.trigger or node.type in registry.TRIGGER_TYPES:
             result.outcome = "skipped"
@@ -157,7 +158,7 @@ class Executor:
         spec = self.specs.get(node.type)
         if spec is None:
             return self._unknown_type(msg, wf, node, token, result)
-        ctx = dict(msg.accumulated_context or {})
+        ctx = lazy(msg.accumulated_context)
         resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
         report = StatusBuilder(msg, node, resolver)
         report.parameters, _ = resolver.resolve_params(node.params, spec.raw)

@@ -28,6 +28,7 @@ import msgspec
 from msgspec import UNSET
 
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule
+from runeworker.engine.context import lazy
 from runeworker.engine.messages import (
     HALTED,
     STATUS_SUCCESS,
@@ -121,7 +122,7 @@ def reason(node: Node, error: Exception) -> str:
 
 def updated_context(ctx: dict[str, Any], node: Node, output: dict[str, Any]) -> dict[str, Any]:
     """The context after `node` succeeded: its output under `$<name>`, plus `$json`."""
-    updated = dict(ctx)
+    updated = lazy(ctx)
     updated["$" + node.label] = output
     if JSON_KEY in output:
         updated[JSON_KEY] = output[JSON_KEY]
@@ -183,7 +184,7 @@ def on_error(step: Step, spec: NodeSpec, error: NodeError) -> Ending:
         return route(step, _edges(step, spec, None), ctx)
     if policy.error_edge not in wf.edge_by_id:
         return halt
-    branched = dict(ctx)
+    branched = lazy(ctx)
     branched["$error"] = {
         "node": node.label,
         "node_id": node.id,
@@ -285,7 +286,7 @@ def _outer_context(
     dropped (they belong to one item, whichever arrived last) and `$item` is the outer
     split's item again (or gone), so the continuation does not depend on arrival order."""
     wf = step.wf
-    ctx = dict(step.context)
+    ctx = lazy(step.context)
     for node_id in split_scope(wf, top.split_node_id, step.node.id):
         ctx.pop("$" + wf.by_id[node_id].label, None)
     ctx.pop(ITEM_KEY, None)

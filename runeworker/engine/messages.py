@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from runeworker.engine.context import LazyContext
 from runeworker.errors import MessageError
 
 STATUS_RUNNING: Final = "running"
@@ -51,7 +52,8 @@ class NodeExecutionMessage(msgspec.Struct):
     workflow_definition: msgspec.Raw
     workflow_version: int = 0
     workflow_version_id: int = 0
-    accumulated_context: Context | None = None
+    # values stay JSON bytes until read: see runeworker.engine.context.LazyContext
+    accumulated_context: dict[str, msgspec.Raw] | None = None
     lineage_stack: list[StackFrame] | UnsetType = UNSET
     from_node: str | UnsetType = UNSET
     is_worker_initiated: bool | UnsetType = UNSET
@@ -140,6 +142,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     for field in ("workflow_id", "execution_id", "current_node"):
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
+    if msg.accumulated_context is not None:
+        msg.accumulated_context = LazyContext(msg.accumulated_context)
     return msg
 
 

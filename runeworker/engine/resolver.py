@@ -267,7 +267,9 @@ class Resolver:
         return self._lookup(ref, literal_fallback=True)
 
     def mask(self, value: Any) -> Any:
-        """Copy of `value` with every credential string replaced by "***"."""
+        """`value` with every credential string replaced by "***": a copy when the node has
+        secrets, `value` itself when it has none (statuses mask every parameter, output and
+        used input, so the no-secret case must not copy whole contexts)."""
         if self._masker is None:
             secrets: set[str] = set()
             _secret_strings(self._credentials, secrets)
@@ -275,7 +277,10 @@ class Resolver:
             long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
             pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
             self._masker = (frozenset(secrets), pattern)
-        return self._mask(value, *self._masker)
+        exact, pattern = self._masker
+        if not exact and pattern is None:
+            return value
+        return self._mask(value, exact, pattern)
 
     def used_inputs(self) -> dict[str, Any]:
         """`{key: context[key]}` for the used keys present in the context, sorted by key."""

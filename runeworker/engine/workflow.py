@@ -133,14 +133,23 @@ class _Definition(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Definition)
 _CACHE: OrderedDict[bytes, Workflow] = OrderedDict()
 _CACHE_SIZE = 128
+_last: tuple[bytes | msgspec.Raw, Workflow] | None = None
 
 
 def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
-    """Parse (or fetch from the cache) a definition; a bad one raises `WorkflowError`."""
+    """Parse (or fetch from the cache) a definition; a bad one raises `WorkflowError`.
+
+    A step looks the same `Raw` object up more than once (the stepper, then the executor):
+    the last object is remembered by identity (and kept alive, so its id is not reused),
+    which skips copying and hashing the definition bytes again."""
+    global _last
+    if _last is not None and _last[0] is raw:
+        return _last[1]
     key = bytes(raw)
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
+        _last = (raw, cached)
         return cached
     try:
         d = _decoder.decode(key)
@@ -158,4 +167,5 @@ def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
     _CACHE[key] = wf
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
+    _last = (raw, wf)
     return wf

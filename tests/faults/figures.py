@@ -11,7 +11,7 @@ from .workflows import Planned
 COLUMNS = (
     ("scenario", 15), ("workflows", 9), ("faults", 6), ("compl. missing", 14),
     ("compl. dup", 10), ("compl. wrong", 12), ("status dup", 10), ("status wrong", 12),
-    ("left in queues", 14), ("dead-lettered", 13), ("open in Redis", 13), ("elapsed", 8),
+    ("left in queues", 14), ("dead/planned", 12), ("open in Redis", 13), ("elapsed", 8),
 )  # fmt: skip
 
 
@@ -63,7 +63,8 @@ class Figures:
         return [self.scenario, str(self.workflows), str(self.faults),
                 str(self.completions_missing), str(self.completions_duplicated),
                 str(self.completions_wrong), str(self.statuses_duplicated),
-                str(self.statuses_wrong), str(self.left_in_queues), str(self.dead_lettered),
+                str(self.statuses_wrong), str(self.left_in_queues),
+                f"{self.dead_lettered}/{self.expected_dead}",
                 str(self.open_in_redis), f"{self.elapsed:.1f}s"]  # fmt: skip
 
     def explain(self) -> str:
