@@ -143,6 +143,15 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
     if msg.accumulated_context is not None:
+        # context values stay undecoded (Raw): check their bytes now, not mid-step
+        for key, value in msg.accumulated_context.items():
+            try:
+                str(value, "utf-8")
+            except UnicodeDecodeError as exc:
+                raise MessageError(
+                    f"decode node execution message: invalid UTF-8 in accumulated_context "
+                    f"key {key!r}: {exc.reason}"
+                ) from exc
         msg.accumulated_context = LazyContext(msg.accumulated_context)
     return msg
 

@@ -81,7 +81,7 @@ def completion(
     for raw in contexts:
         try:
             part = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             continue
         if isinstance(part, dict):
             final.update(part)
