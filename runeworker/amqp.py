@@ -50,6 +50,7 @@ class Delivery:
     body: bytes
     redelivered: bool
     headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str | None = None  # the API sends none; a dead-letter copy keeps it
 
 
 class Broker:
@@ -146,7 +147,12 @@ class Broker:
         ) -> None:
             self.pending.append(
                 Delivery(
-                    method.delivery_tag, queue, body, bool(method.redelivered), props.headers or {}
+                    method.delivery_tag,
+                    queue,
+                    body,
+                    bool(method.redelivered),
+                    props.headers or {},
+                    props.content_type,
                 )
             )
 
@@ -183,8 +189,11 @@ class Broker:
         *,
         exchange: str | None = None,
         headers: dict[str, Any] | None = None,
+        content_type: str | None = JSON,
     ) -> None:
-        props = BasicProperties(content_type=JSON, delivery_mode=_PERSISTENT, headers=headers)
+        props = BasicProperties(
+            content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
+        )
         try:
             self._queued().basic_publish(
                 self.exchange if exchange is None else exchange,

@@ -283,7 +283,13 @@ class Worker:
             "x-runeworker-redelivered": d.redelivered,
             "x-runeworker-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        self.broker.publish(self.cfg.broker.dead_letter_queue, d.body, exchange="", headers=headers)
+        self.broker.publish(
+            self.cfg.broker.dead_letter_queue,
+            d.body,
+            exchange="",
+            headers=headers,
+            content_type=d.content_type,  # the raw bytes, as they came
+        )
         metrics.delivery(d.queue, "dead_lettered")
 
     # -- housekeeping -------------------------------------------------------------------
