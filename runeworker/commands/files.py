@@ -36,7 +36,7 @@ def read_input(arg: str | None) -> dict[str, Any] | None:
     data = Path(arg[1:]).read_bytes() if arg.startswith("@") else arg.encode()
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"--input is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise WorkflowError("--input must be a JSON object")
@@ -47,7 +47,7 @@ def definition_of(data: bytes) -> bytes:
     """The definition bytes of a bare definition or of a whole execution message."""
     try:
         doc = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"workflow is not valid JSON: {exc}") from exc
     if isinstance(doc, dict) and isinstance(doc.get("workflow_definition"), dict):
         return msgspec.json.encode(doc["workflow_definition"])
@@ -59,7 +59,7 @@ def sample_input(definition: bytes) -> dict[str, Any] | None:
     given, so that shipped examples run as typed."""
     try:
         doc = msgspec.json.decode(definition)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     meta = doc.get("metadata") if isinstance(doc, dict) else None
     sample = meta.get("sample_input") if isinstance(meta, dict) else None

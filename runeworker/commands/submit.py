@@ -270,7 +270,7 @@ class Session:
                     self._done = done
                 return
             status = _status_decoder.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return  # another producer's message on a shared key; never ours to judge
         if status.execution_id == self._execution_id and self._on_status is not None:
             self._on_status(status)

@@ -277,7 +277,7 @@ class Executor:
         """The message or its definition cannot run (bad input, poison): one failed status
         for current_node and, through the state store, the execution's `failed` completion."""
         token = msg.branch_token or root_token(msg.execution_id)
-        node = Node(id=msg.current_node or "unknown")
+        node = _named_node(msg)
         report = StatusBuilder(msg, node, None)
         result = StepResult(error=reason, outcome="failed", bad_input=True)
         result.statuses.append(report.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
@@ -339,6 +339,17 @@ def _next(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMes
         branch_token=token,
         ghost=True if emit.ghost else UNSET,
     )
+
+
+def _named_node(msg: NodeExecutionMessage) -> Node:
+    """current_node as far as it can be known: with its name when the definition parses
+    (an invalid graph still names its nodes), else by id alone."""
+    node_id = msg.current_node or "unknown"
+    try:
+        found = parse_definition(msg.workflow_definition).by_id.get(node_id)
+    except WorkflowError:
+        found = None
+    return found if found is not None else Node(id=node_id)
 
 
 def _credentials(node: Node, with_type: bool = False) -> dict[str, Any]:

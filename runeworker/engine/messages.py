@@ -165,19 +165,6 @@ class Ids(msgspec.Struct):
     branch_token: str = ""
 
 
-_ids_decoder = msgspec.json.Decoder(Ids)
-
-
-def peek_ids(data: bytes) -> Ids | None:
-    """Best-effort ids of a message that failed to decode; None when the execution cannot
-    be identified (then no status or completion can be published for it)."""
-    try:
-        ids = _ids_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    return ids if ids.workflow_id and ids.execution_id else None
-
-
 def frames(msg: NodeExecutionMessage) -> list[StackFrame]:
     """The lineage stack of a message, empty when absent."""
     return msg.lineage_stack if msg.lineage_stack is not UNSET else []

@@ -311,7 +311,7 @@ def load_for_validation(data: bytes) -> Workflow:
     (with `workflow_definition`); anything else raises `WorkflowError` with a clear message."""
     try:
         shape = _shape_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"cannot read the workflow: {_with_line(str(exc), data)}") from exc
     except RecursionError as exc:
         raise WorkflowError("cannot read the workflow: JSON nested too deeply") from exc

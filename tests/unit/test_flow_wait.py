@@ -103,7 +103,7 @@ def test_redelivered_wait_schedules_one_timer() -> None:
 def test_resume_of_a_node_that_is_not_a_wait_fails() -> None:
     run = Run()
     step(Executor(MemoryStore()), start(waiting_flow(), "after"), run, resumed=True)
-    assert run.trail == [("after", "failed")]
+    assert run.trail == [("AFTER", "failed")]
     assert run.completion.status == "failed"
     assert (
         run.completion.failure_reason == "resume message names node after, which is not a wait node"
