@@ -77,9 +77,9 @@ if ARGV[6] == '1' and redis.call('HEXISTS', meta, 'failure_status') == 0 then
 end
 local failed = redis.call('HEXISTS', meta, 'failure_status') == 1
 if not failed then
-  -- batches keep unpack() below Lua's C stack limit on very wide fan-outs
-  for first = 10, #ARGV, 1000 do
-    redis.call('SADD', live, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+  -- a token that already advanced never becomes live again (a late replay of its parent)
+  for i = 10, #ARGV do
+    if redis.call('HEXISTS', done, ARGV[i]) == 0 then redis.call('SADD', live, ARGV[i]) end
   end
 end
 local result = {0}

@@ -16,7 +16,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from runeworker.engine import flow, registry
+from runeworker.engine import flow, merge_timer, registry
 from runeworker.engine.context import lazy
 from runeworker.engine.flow import Emit, Ending, Outcome, Step
 from runeworker.engine.messages import (
@@ -31,7 +31,7 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
-from runeworker.engine.paths import BARRIER_TYPES, WAIT
+from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion
 from runeworker.engine.resolver import Resolver
@@ -92,7 +92,7 @@ class Executor:
             node = wf.node(msg.current_node)
         except WorkflowError as exc:
             return self.fail(msg, str(exc))
-        if resumed and node.type != WAIT:
+        if resumed and node.type not in (WAIT, MERGE):
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
         admission = self.store.admit(msg.execution_id, token, self.clock())
         result = StepResult(verdict=admission.verdict, node_type=node.type)
@@ -104,6 +104,8 @@ class Executor:
                 self._finish(msg, wf, token, Ending(absorbed=True), result)
             return result
         try:
+            if resumed and node.type == MERGE:
+                return self._merge_timer(msg, wf, node, token, result)
             if resumed:
                 return self._resume(msg, wf, node, token, result)
             return self._execute(msg, wf, node, token, admission.steps, result, on_running)
@@ -167,6 +169,26 @@ class Executor:
         result.statuses.append(_status(report, done, 0))
         result.outcome = "success"
         return self._finish(msg, wf, token, done.ending, result)
+
+    def _merge_timer(
+        self, msg: NodeExecutionMessage, wf: Workflow, node: Node, token: str, result: StepResult
+    ) -> StepResult:
+        """A merge's timeout timer fired: if its barrier still waited the merge fails (`failed`
+        status, its error policy applies); else the timer's token ends quietly."""
+        spec = self.specs.get(node.type)
+        if spec is None:
+            return self._unknown_type(msg, wf, node, token, result)
+        started, ctx = time.monotonic_ns(), lazy(msg.accumulated_context)
+        resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
+        report = StatusBuilder(msg, node, resolver)
+        settings, error = self._run(msg, wf, node, spec, ctx, resolver, report, None)
+        if settings is not None:
+            error = merge_timer.fire(self.store, wf, msg, token, float(settings["timeout"]))
+        if error is None:
+            result.outcome = "skipped"
+            return self._finish(msg, wf, token, Ending(absorbed=True), result)
+        ending = flow.on_error(self._flow_step(msg, wf, node, token, ctx, result), spec, error)
+        return self._failed(msg, wf, node, token, report, error, started, ending, result)
 
     def _flow_step(
         self,

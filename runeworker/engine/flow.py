@@ -29,6 +29,7 @@ from msgspec import UNSET
 
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule
 from runeworker.engine.context import lazy
+from runeworker.engine.merge_timer import disarm, park, timer_of
 from runeworker.engine.messages import (
     HALTED,
     STATUS_SUCCESS,
@@ -319,10 +320,13 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     wait_any = settings.get("wait_mode") == "wait_for_any"
     rule = MergeRule(expected, wait_any, int(timeout * 1000))
     payload = None if step.ghost else encode(step.context)
+    ex, scope = step.msg.execution_id, scope_of(step.lineage)
     barrier = step.store.merge_arrive(
-        step.msg.execution_id, node.id, scope_of(step.lineage), parent, step.token, payload,
-        rule, step.now_ns // 1_000_000,
-    )  # fmt: skip
+        ex, node.id, scope, parent, step.token, payload, rule, step.now_ns // 1_000_000
+    )
+    timer = timer_of(ex, node.id, scope) if rule.timeout_ms > 0 and not wait_any else None
+    if timer is not None and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
+        disarm(step.store, ex, timer, step.now_ns)  # decided: the timeout timer has no job left
     if barrier.state is BarrierState.EXPIRED:
         raise NodeError(
             f"merge node {label} timed out: {barrier.arrived} of {expected} parents arrived "
@@ -331,7 +335,10 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     if barrier.state is BarrierState.WAITING:
         output = {"_merge_waiting": True, "_merge_arrived": barrier.arrived}
         output["_merge_expected"] = expected
-        return Outcome(output, Ending(absorbed=True), STATUS_WAITING)
+        due, now = barrier.first_ms + rule.timeout_ms, step.now_ns // 1_000_000
+        run = step.verdict is Verdict.RUN  # a replay (advance recorded) has armed it already
+        held = park(step.store, timer, step.msg, step.context, now, due, run) if timer else ""
+        return Outcome(output, Ending(absorbed=True, park=held), STATUS_WAITING)
     if barrier.state is BarrierState.CLOSED:
         return Outcome({"_merge_ignored": True}, Ending(absorbed=True))
     if not barrier.results:

@@ -240,7 +240,8 @@ class MemoryStore(MemoryFlow):
             if failure is not None and ex.failure is None:
                 ex.failure = failure
             if ex.failure is None:
-                ex.live.update(children)
+                # a token that already advanced never becomes live again
+                ex.live.update(c for c in children if c not in ex.done)
             if leaf_context is not None:
                 ex.contexts.append(leaf_context)
             result = self._outcome(ex)

@@ -195,6 +195,19 @@ def steps_and_start_time(store: StateStore) -> None:
     assert store.advance("ex", token, [], b"{}", None, T1 + 9) == done([b"{}"], T0)
 
 
+@case("advanced_token_never_live_again")
+def advanced_token_never_live_again(store: StateStore) -> None:
+    """A late replay that names an already advanced token as a child (e.g. a retired merge
+    timer) must not make it live again: the execution still closes."""
+    ex = "ex-retired"
+    a, b = fan_out(store, ex, 2)
+    assert store.advance(ex, a, [], ctx("a"), None, T1) == OPEN  # `a` advanced (done)
+    late = child_token(b, 0, "x")
+    assert store.advance(ex, b, [a, late], None, None, T1) == OPEN  # only `late` becomes live
+    assert store.admit(ex, a, T1) == Admission(Verdict.REPLAY, 3)
+    assert store.advance(ex, late, [], ctx("late"), None, T1) == done([ctx("a"), ctx("late")])
+
+
 @case("advance_without_admit_opens")
 def advance_without_admit_opens(store: StateStore) -> None:
     assert store.advance("ex", "t", [], ctx("t"), None, T1) == done([ctx("t")], T1)

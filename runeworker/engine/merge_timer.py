@@ -1,0 +1,100 @@
+"""The timeout timer of a `wait_for_all` merge: enforces the merge's `timeout` on time.
+
+A merge arrival that parks (barrier waiting) arms the timer: a resume message for the merge node,
+due at first arrival + timeout, holding one live branch token so the execution stays open while
+the merge waits. Timer id and token derive from (execution, merge, scope) only, so every waiting
+arrival (and every redelivery of one) arms the same timer and adds the same token (live tokens
+are a set). When the barrier opens (or a late arrival expires it), the timer is cancelled and its
+token dropped. When the timer fires first, it decides the barrier as expired: the merge fails.
+
+The firing reuses `StateStore.merge_arrive`: an arrival with data later than the timeout expires
+a waiting barrier and is `closed` once another arrival decided it, which is exactly the test the
+timer needs; it passes a time far past any timeout, so the decision does not depend on the
+clocks of the hosts agreeing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, NamedTuple
+
+import msgspec
+from msgspec import UNSET
+
+from runeworker.engine.messages import NodeExecutionMessage, encode, frames
+from runeworker.engine.paths import merge_parents, scope_of
+from runeworker.engine.state import BarrierState, MergeRule, StateStore, child_token
+from runeworker.engine.workflow import Workflow
+from runeworker.errors import NodeError
+
+_NAMESPACE = uuid.UUID("0d5c8e3a-7b41-4f2e-9a6d-3e8f1c2b7a90")
+# "now" of a firing timer: later than first arrival + timeout for any real first arrival
+_FIRED_MS = 1 << 52
+_NO_PARENT = ""  # the parent a firing timer arrives as: never a node id
+
+
+class MergeTimer(NamedTuple):
+    """A merge barrier's timer id and the branch token its resume message carries."""
+
+    timer_id: str
+    token: str
+
+
+def timer_of(execution_id: str, merge_id: str, scope: str) -> MergeTimer:
+    """The one timer of the merge barrier (`execution_id`, `merge_id`, `scope`)."""
+    timer_id = str(uuid.uuid5(_NAMESPACE, f"{execution_id}/merge/{merge_id}/{scope}"))
+    return MergeTimer(timer_id, child_token("merge-timer:" + timer_id, 0, merge_id))
+
+
+def park(
+    store: StateStore,
+    timer: MergeTimer,
+    msg: NodeExecutionMessage,
+    context: dict[str, Any],
+    now_ms: int,
+    due_ms: int,
+    schedule: bool,
+) -> str:
+    """A waiting arrival: the token to keep live for the timer (scheduled when `schedule`; the
+    same id again is replaced, same due time), or "" when the timer is due already (a
+    redelivery of an arrival counted long ago: the timer armed then fires or has fired)."""
+    if now_ms >= due_ms:
+        return ""
+    if schedule:
+        frozen = msgspec.structs.replace(
+            msg,
+            accumulated_context=context,
+            is_worker_initiated=True,
+            branch_token=timer.token,
+            ghost=UNSET,
+        )
+        store.schedule(timer.timer_id, due_ms, encode(frozen))
+    return timer.token
+
+
+def disarm(store: StateStore, execution_id: str, timer: MergeTimer, now_ns: int) -> None:
+    """Cancel the timer and retire its token. Called before the deciding arrival's own advance,
+    so it never closes the execution; a token never added, or already retired, is a no-op."""
+    store.cancel_timer(timer.timer_id)
+    store.advance(execution_id, timer.token, [], None, None, now_ns)
+
+
+def fire(
+    store: StateStore, wf: Workflow, msg: NodeExecutionMessage, token: str, timeout: float
+) -> NodeError | None:
+    """The timer of the merge `msg.current_node` fired: the error that fails the merge if its
+    barrier still waited (decided as expired, again on a redelivery), None when an arrival
+    decided it first (the timer's token is then absorbed)."""
+    node = wf.node(msg.current_node)
+    rule = MergeRule(expected=1 << 30, any=False, timeout_ms=1)
+    barrier = store.merge_arrive(
+        msg.execution_id, node.id, scope_of(frames(msg)), _NO_PARENT, token, b"null", rule,
+        _FIRED_MS,
+    )  # fmt: skip
+    if barrier.state is not BarrierState.EXPIRED:
+        return None
+    expected = len(merge_parents(wf, node.id)) or 1
+    return NodeError(
+        f"merge {node.label} timed out after {timeout:g} s: "
+        f"{barrier.arrived} of {expected} branches arrived"
+    )

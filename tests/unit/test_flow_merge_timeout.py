@@ -1,0 +1,114 @@
+"""The timeout of a wait_for_all merge is enforced on time by a timer (engine.merge_timer): the
+merge fails when the timer fires while its barrier still waits; a merge that opens in time
+cancels the timer and retires its token."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from flowkit import TRIGGER, Run, definition, drive, fire_timers, n, start, step
+
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner
+from runeworker.engine.merge_timer import timer_of
+from runeworker.engine.messages import NodeStatusMessage, decode_execution, encode
+from runeworker.engine.state import MemoryStore, Verdict
+
+TIMED_OUT = "node Merge (merge) failed: merge Merge timed out after 0.2 s: 1 of 2 branches arrived"
+
+
+def behind_a_wait(seconds: float, timeout: float = 0.2, **policy: Any) -> bytes:
+    """quick -> merge and pause(`seconds`) -> merge, the merge with `timeout` seconds."""
+    pause: dict[str, Any] = {"id": "pause", "name": "Pause", "type": "wait"}
+    pause["parameters"] = {"amount": seconds}
+    merge: dict[str, Any] = {"id": "merge", "name": "Merge", "type": "merge"}
+    merge["parameters"] = {"timeout": timeout}
+    if policy:
+        merge["error"] = policy
+    nodes = [TRIGGER, pause, n("quick"), merge, n("end")]
+    edges = [("e1", "trigger", "pause"), ("e2", "trigger", "quick"), ("e3", "pause", "merge"),
+             ("e4", "quick", "merge"), ("e5", "merge", "end")]  # fmt: skip
+    return definition(nodes, edges)
+
+
+def test_merge_fails_on_time() -> None:
+    """The merge fails about `timeout` after the first arrival, not when the wait ends; the
+    halted completion still waits for the parked wait branch (a halt drains live branches)."""
+    seen: list[tuple[float, NodeStatusMessage]] = []
+    began = time.monotonic()
+    done = LocalRunner(on_status=lambda s: seen.append((time.monotonic() - began, s))).run(
+        start(behind_a_wait(1.5), "trigger")
+    )
+    [(at, failed)] = [(t, s) for t, s in seen if s.node_name == "Merge" and s.status == "failed"]
+    assert 0.2 <= at < 1.2
+    assert msgspec.json.decode(encode(failed))["error"]["message"] == TIMED_OUT.split(": ", 1)[1]
+    assert done is not None and (done.status, done.failure_reason) == ("halted", TIMED_OUT)
+    assert not [s for _, s in seen if s.node_name == "END"]
+
+
+def test_merge_that_opens_in_time_completes_once() -> None:
+    store = MemoryStore()
+    completions: list[Any] = []
+    runner = LocalRunner(Executor(store))
+    statuses: list[NodeStatusMessage] = []
+    runner.on_status = statuses.append
+    completions.append(runner.run(start(behind_a_wait(0.05, timeout=30), "trigger")))
+    [done] = completions
+    assert done is not None and done.status == "completed"
+    assert [(s.node_name, s.status) for s in statuses if s.node_name == "END"] == [
+        ("END", "running"), ("END", "success")]  # fmt: skip
+    assert store.next_due() is None  # the merge's timer was cancelled at the release
+
+
+def test_redelivered_first_arrival_arms_one_timer_and_fires_once() -> None:
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    opened = step(executor, start(behind_a_wait(60), "trigger"), run)
+    driven = drive(*opened.messages, executor=executor, run=run)
+    [arrival] = driven.messages[-1:]
+    assert (arrival.current_node, arrival.from_node) == ("merge", "quick")
+    first, again = driven.results[-1], step(executor, arrival, run)
+    assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    later = time.time_ns() // 1_000_000 + 1_000
+    timers = store.claim_due(later, 10, 60_000)  # the pause's timer is due in 60 s
+    assert [t.timer_id for t in timers] == [timer_of("ex-1", "merge", "").timer_id]
+    fired = step(executor, decode_execution(timers[0].payload), run, resumed=True)
+    assert run.trail[-1] == ("Merge", "failed") and fired.completion is None
+    # a redelivered fire replays the same decision: no message, no second completion
+    again = step(executor, decode_execution(timers[0].payload), run, resumed=True)
+    assert (again.verdict, again.messages, again.completion) == (Verdict.REPLAY, [], None)
+    assert run.trail[-1] == ("Merge", "failed")
+    fire_timers(executor, run, later + 60_000)  # the wait resumes: its branch is cancelled
+    assert (run.completion.status, run.completion.failure_reason) == ("halted", TIMED_OUT)
+
+
+def test_timer_firing_after_the_release_is_absorbed() -> None:
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    opened = step(executor, start(behind_a_wait(60), "trigger"), run)
+    drive(*opened.messages, executor=executor, run=run)  # the pause parks, the merge waits
+    now = time.time_ns() // 1_000_000
+    [armed] = store.claim_due(now + 1_000, 10, 60_000)  # leased: the release cannot cancel it
+    fire_timers(executor, run, now + 61_000)  # the pause resumes, the merge opens
+    assert run.completion.status == "completed"
+    late = step(executor, decode_execution(armed.payload), run, resumed=True)
+    assert (late.statuses, late.messages, late.completion) == ([], [], None)
+    assert len(run.completions) == 1 and run.trail.count(("END", "success")) == 1
+
+
+def test_ignore_policy_routes_on_when_the_timer_fires() -> None:
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    opened = step(executor, start(behind_a_wait(60, type="ignore"), "trigger"), run)
+    drive(*opened.messages, executor=executor, run=run)  # the pause parks, the merge waits
+    now = time.time_ns() // 1_000_000
+    [armed] = store.claim_due(now + 1_000, 10, 60_000)
+    fired = step(executor, decode_execution(armed.payload), run, resumed=True)
+    assert [m.current_node for m in fired.messages] == ["end"]
+    drive(*fired.messages, executor=executor, run=run)
+    fire_timers(executor, run, now + 61_000)  # the late branch finds the merge decided
+    assert run.outputs("Merge")[-1] == {"_merge_ignored": True}
+    assert run.completion.status == "completed"
+    assert run.trail.count(("END", "success")) == 1
