@@ -55,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--input", help="trigger input: JSON object, or @file")
     submit.add_argument("--wait", action="store_true", help="show statuses until completion")
     submit.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
-    submit.add_argument("--first-successor", action="store_true",
-                        help="start at the trigger's first successor (what a Go worker needs)")
+    submit.add_argument(
+        "--first-successor",
+        action="store_true",
+        help="start at the trigger's first successor (what a Go worker needs)",
+    )
     _config_flags(submit)
 
     bench = sub.add_parser("bench", help="measure node throughput and latency against the broker")
@@ -64,13 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--workflows", type=int, default=1000)
     bench.add_argument("--nodes", type=int, default=10, help="nodes per workflow")
     bench.add_argument("--context", default="1K", help="context size: 1K, 64K, 1M")
-    bench.add_argument("--latency-workflows", type=int, default=50,
-                       help="workflows run one at a time for the low-load latency")
+    bench.add_argument(
+        "--latency-workflows",
+        type=int,
+        default=50,
+        help="workflows run one at a time for the low-load latency",
+    )
     bench.add_argument("--timeout", type=float, default=300.0)
     bench.add_argument("--sweep", action="store_true", help="run the cost-growth sweeps")
     bench.add_argument("--codec", action="store_true", help="only the codec micro benchmark")
-    bench.add_argument("--discard-waiting", action="store_true",
-                       help="purge status/completion messages already waiting in the vhost")
+    bench.add_argument(
+        "--discard-waiting",
+        action="store_true",
+        help="purge status/completion messages already waiting in the vhost",
+    )
 
     dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -41,8 +41,10 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     text = re.sub(r"ExecStart=\S+", f"ExecStart={exe}", UNIT.read_text())
     unit = tmp_path / "runeworker.service"
     unit.write_text(text)
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                          text=True, timeout=60)
-    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if "runeworker.service" in line]
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    problems = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if "runeworker.service" in line
+    ]
     assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
