@@ -118,17 +118,25 @@ def _parse(ref: str) -> tuple[str, tuple[Segment, ...]]:
     return m.group(1), tuple(segments)
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """JSON type name of a value, for error sentences (never the value: it may be a secret)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
+        return "boolean"
     if isinstance(value, int | float):
-        return "a number"
+        return "number"
     if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def a_json_kind(value: Any) -> str:
+    """`json_kind` with its article: "a number", "an array", "null"."""
+    name = json_kind(value)
+    if name == "null":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _where(root: str, segments: tuple[Segment, ...]) -> str:
@@ -140,14 +148,14 @@ def _walk(ref: str, root: str, value: Any, segments: tuple[Segment, ...]) -> Any
     for i, seg in enumerate(segments):
         if isinstance(seg, int):
             if not isinstance(value, list):
-                reason = f"cannot index {_kind(value)} with [{seg}]"
+                reason = f"cannot index {a_json_kind(value)} with [{seg}]"
             elif seg >= len(value):
                 reason = f"index {seg} out of range (array of {len(value)})"
             else:
                 value = value[seg]
                 continue
         elif not isinstance(value, dict):
-            reason = f"cannot read field '{seg}' of {_kind(value)}"
+            reason = f"cannot read field '{seg}' of {a_json_kind(value)}"
         elif seg not in value:
             reason = f"field '{seg}' not found"
         else:

@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.engine.resolver import Resolver, render
+from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import NodeError, RuneworkerError
 from runeworker.nodes.expression import parse_number
 from runeworker.nodes.sandbox import Limits, Template
@@ -58,18 +58,6 @@ class Assignment:
 # -- casts ------------------------------------------------------------------------------------
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _quoted(text: str) -> str:
     shown = text if len(text) <= 60 else text[:60] + "..."
     return msgspec.json.encode(shown).decode()
@@ -83,7 +71,7 @@ def _to_number(value: Any) -> int | float:
         if number is None:
             raise NodeError(f"cast to number: parsing {_quoted(value)}: invalid syntax")
         return number_result(number)
-    raise NodeError(f"cannot cast {_type_name(value)} to number")
+    raise NodeError(f"cannot cast {json_kind(value)} to number")
 
 
 def _to_boolean(value: Any) -> bool:
@@ -98,7 +86,7 @@ def _to_boolean(value: Any) -> bool:
         if word in ("false", "no", "0"):
             return False
         raise NodeError(f"cannot cast string '{value}' to boolean")
-    raise NodeError(f"cannot cast {_type_name(value)} to boolean")
+    raise NodeError(f"cannot cast {json_kind(value)} to boolean")
 
 
 def _to_json(value: Any) -> Any:

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from runeworker.engine.registry import NodeContext
-from runeworker.engine.resolver import Resolver, render
+from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import NodeError, ResolveError
 from runeworker.nodes.expression import ExpressionError, canonical_operator, compare, parse_number
 
@@ -34,17 +34,7 @@ _SEGMENT = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
 _MAX_LISTED_PATHS = 5
 
 
-def kind(value: Any) -> str:
-    """JSON type name of a value, for error sentences."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
+kind = json_kind  # JSON type name, for error sentences
 
 
 # -- array input --------------------------------------------------------------------------------

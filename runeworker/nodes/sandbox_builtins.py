@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from runeworker.engine.resolver import render
+from runeworker.engine.resolver import a_json_kind, render
 from runeworker.nodes.expression import parse_number
 from runeworker.nodes.sandbox_syntax import SandboxError
 
@@ -57,17 +57,7 @@ def number_result(value: int | float) -> int | float:
     return value
 
 
-def kind(value: Any) -> str:
-    """JSON type name of a value, for error sentences."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
+kind = a_json_kind  # JSON type name with its article, for error sentences
 
 
 def to_js_number(value: Any, what: str) -> int | float:
