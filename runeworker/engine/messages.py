@@ -9,6 +9,7 @@ Go worker drops (`notes`, edge `label`, `webhook_guid`, ...).
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -125,8 +126,13 @@ def rfc3339(ns: int | None = None) -> str:
     if ns is None:
         ns = time.time_ns()
     secs, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
+    return f"{_second(secs)}.{frac:09d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(secs: int) -> str:
+    """The seconds part of a timestamp: every status of the same second shares it."""
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def decode_execution(data: bytes | str) -> NodeExecutionMessage:
