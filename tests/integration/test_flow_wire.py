@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pika
 import pytest
 import redis
@@ -110,6 +111,36 @@ def test_if_else_merge_on_redis(store: RedisStore) -> None:
                 executor=Executor(store))  # fmt: skip
     assert run.outputs("Merge")[-1]["_merge_sources"] == ["no"]
     assert run.completion.status == "completed"
+
+
+def test_merge_parents_one_second_apart_on_redis(store: RedisStore) -> None:
+    """Scenario 16: wait_for_all (timeout 60) fed by two parent messages 1 s apart (the gap
+    is the scenario itself) -> one merge success, the successor runs once, one completion."""
+    merge = {"id": "merge", "name": "Merge", "type": "merge",
+             "parameters": {"wait_mode": "wait_for_all", "timeout": 60}}  # fmt: skip
+    nodes = [n("s"), n("branch_a"), n("branch_b"), merge, n("end")]
+    edges = [("x1", "s", "branch_a"), ("x2", "s", "branch_b"), ("e1", "branch_a", "merge"),
+             ("e2", "branch_b", "merge"), ("e3", "merge", "end")]  # fmt: skip
+    defn = definition(nodes, edges)
+    executor, run = Executor(store), Run()
+    opener = start(defn, "s", execution_id=str(uuid.uuid4()))
+    tokens = [str(m.branch_token) for m in step(executor, opener, run).messages]
+    arrivals = [
+        msgspec.structs.replace(
+            start(defn, "merge", {"$from": parent}, opener.execution_id),
+            from_node=parent, branch_token=token,
+        )
+        for parent, token in zip(("branch_a", "branch_b"), tokens, strict=True)
+    ]  # fmt: skip
+    step(executor, arrivals[0], run)
+    assert [s.status for s in run.statuses if s.node_id == "merge"] == ["running", "waiting"]
+    time.sleep(1.0)
+    drive(arrivals[1], executor=executor, run=run)
+    merges = [s.status for s in run.statuses if s.node_id == "merge"]
+    assert merges == ["running", "waiting", "running", "success"]
+    assert run.outputs("END") and len(run.outputs("END")) == 1
+    assert run.completion.status == "completed"
+    assert len(run.completions) == 1
 
 
 def test_wait_resumes_through_the_scheduler_on_redis(store: RedisStore) -> None:
