@@ -93,7 +93,7 @@ class Broker:
         except _AMQP_ERRORS as exc:
             self.close()
             raise BrokerError(
-                f"cannot connect to RabbitMQ at {mask_url(self.url)}: {_describe(exc)}"
+                f"cannot connect to RabbitMQ at {mask_url(self.url)}: {describe(exc)}"
             ) from exc
         self.pending.clear()
         self._tags = []
@@ -128,7 +128,7 @@ class Broker:
                 ch.queue_bind(q, self.exchange, routing_key=q)
             ch.queue_declare(dead_letter_queue, durable=True)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot declare the Rune topology: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot declare the Rune topology: {describe(exc)}") from exc
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class Broker:
             for q in queues:
                 self._tags.append(ch.basic_consume(q, self._make_callback(q)))
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot consume {queues}: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot consume {queues}: {describe(exc)}") from exc
 
     def _make_callback(self, queue: str) -> Any:
         def on_message(
@@ -168,7 +168,7 @@ class Broker:
             for tag in tags:
                 ch.basic_cancel(tag)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot cancel consumers: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot cancel consumers: {describe(exc)}") from exc
 
     def poll(self, timeout: float) -> None:
         """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
@@ -178,7 +178,7 @@ class Broker:
         try:
             self._conn.process_data_events(time_limit=timeout)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"connection to RabbitMQ lost: {_describe(exc)}") from exc
+            raise BrokerError(f"connection to RabbitMQ lost: {describe(exc)}") from exc
 
     # -- transactional publishing -------------------------------------------------------
 
@@ -206,13 +206,13 @@ class Broker:
             if self._unflushed > _FLUSH_BYTES:
                 self.poll(0)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot publish to {routing_key}: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot publish to {routing_key}: {describe(exc)}") from exc
 
     def ack(self, tag: int) -> None:
         try:
             self._queued().basic_ack(tag)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot ack delivery {tag}: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot ack delivery {tag}: {describe(exc)}") from exc
 
     def requeue(self, tags: list[int]) -> None:
         """Hand deliveries back to the broker (drain); takes effect at the next commit."""
@@ -220,7 +220,7 @@ class Broker:
             for tag in tags:
                 self.channel.basic_nack(tag, requeue=True)
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot requeue deliveries: {_describe(exc)}") from exc
+            raise BrokerError(f"cannot requeue deliveries: {describe(exc)}") from exc
 
     def commit(self) -> float:
         """Commit the transaction; returns its latency in seconds."""
@@ -229,7 +229,7 @@ class Broker:
         try:
             self.channel.tx_commit()  # sends the queued frames first, in order
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"transaction commit failed: {_describe(exc)}") from exc
+            raise BrokerError(f"transaction commit failed: {describe(exc)}") from exc
         return time.perf_counter() - start
 
     def _queued(self) -> Channel:
@@ -244,7 +244,7 @@ class Broker:
         try:
             self.channel.tx_rollback()
         except _AMQP_ERRORS as exc:
-            raise BrokerError(f"transaction rollback failed: {_describe(exc)}") from exc
+            raise BrokerError(f"transaction rollback failed: {describe(exc)}") from exc
 
     def _on_return(
         self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties, _body: bytes
@@ -257,6 +257,7 @@ class Broker:
         )
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as text, prefixed with its class name unless the text names it."""
     text = str(exc) or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote, urlsplit
 
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
 
@@ -25,3 +26,16 @@ def mask_url(url: str) -> str:
     if at and ":" in userinfo:
         rest = f"{userinfo.partition(':')[0]}:***@{host}{rest[end:]}"
     return _QUERY_SECRET.sub(r"\1***", f"{scheme}://{rest}")
+
+
+def scrub_password(text: str, url: str) -> str:
+    """`text` (an error a library raised about `url`) without the URL's password, raw or
+    percent-decoded, should the library ever echo it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        for secret in (password, unquote(password)):
+            text = text.replace(secret, "***")
+    return text

@@ -46,6 +46,7 @@ from runeworker.config import Config, load_config, mask_url
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
 from runeworker.errors import BrokerError, ConfigError
+from runeworker.masking import scrub_password
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 HEADER_PREFIX = "x-runeworker-"
@@ -256,10 +257,7 @@ class DeadLetterQueue:
             yield
         except _AMQP_ERRORS as exc:
             url = self.cfg.broker.url
-            detail = str(exc) or type(exc).__name__
-            password = pika.URLParameters(url).credentials.password
-            if password:  # should a library ever echo it
-                detail = detail.replace(password, MASK)
+            detail = scrub_password(str(exc) or type(exc).__name__, url)
             raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc
 
 

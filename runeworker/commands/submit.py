@@ -31,13 +31,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 import pika
 import pika.exceptions
 
-from runeworker.amqp import COMPLETION_QUEUE, STATUS_QUEUE
+from runeworker.amqp import COMPLETION_QUEUE, STATUS_QUEUE, describe
 from runeworker.commands.files import definition_of, read_input, read_workflow
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config, mask_url
@@ -53,6 +52,7 @@ from runeworker.engine.messages import (
 from runeworker.engine.validation import check_workflow
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
+from runeworker.masking import scrub_password
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _PERSISTENT = 2
@@ -282,22 +282,5 @@ class Session:
             yield
         except _AMQP_ERRORS as exc:
             url = self.cfg.broker.url
-            detail = _scrub(_describe(exc), url)
+            detail = scrub_password(describe(exc), url)
             raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
-
-
-def _scrub(text: str, url: str) -> str:
-    """`text` without the URL's password, should a library ever echo it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in (password, unquote(password)):
-            text = text.replace(secret, "***")
-    return text
