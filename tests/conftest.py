@@ -3,6 +3,7 @@ Redis key prefix, so runs on a shared machine never see each other's messages or
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -50,3 +51,14 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Commands run in-process (`cli.main`) install root log handlers on the sys.stderr of
+    that test; later tests must not inherit them (nor their closed capture streams)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
