@@ -10,6 +10,8 @@ keys of one slot):
     {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
     {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
+    {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
+                                                 which uses no branch keys (engine/linear.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.redis_flow`. Every call refreshes the
@@ -184,6 +186,26 @@ class RedisStore(RedisFlow):
             raise StateError(f"The Redis attempt count on {self._where} failed: {exc}") from exc
         return int(count)
 
+    def begin(self, execution_id: str, now_ns: int) -> None:
+        """Record the start of a single-branch execution; the first record wins."""
+        try:
+            self._client.set(self._started_key(execution_id), now_ns, nx=True, ex=self._ttl)
+        except RedisError as exc:
+            raise self._error(f"start record of execution {execution_id!r}", exc) from exc
+
+    def started_at(self, execution_id: str) -> int:
+        """Start time recorded by `begin`, else by `admit` (a step of the execution may have
+        run on the full protocol, e.g. on an older worker); 0 when unknown."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(self._started_key(execution_id))
+            pipe.hget(self.keys_of(execution_id)[2], "started_at_ns")
+            begun, admitted = pipe.execute()
+        except RedisError as exc:
+            raise self._error(f"start lookup of execution {execution_id!r}", exc) from exc
+        found = begun if begun is not None else admitted
+        return int(found) if found is not None else 0
+
     def ping(self) -> bool:
         """True when the server answers (the readiness probe); never raises."""
         try:
@@ -200,15 +222,15 @@ class RedisStore(RedisFlow):
         base = f"{self._prefix}exec:{{{execution_id}}}:branches:"
         return [base + suffix for suffix in _KEY_SUFFIXES]
 
+    def _started_key(self, execution_id: str) -> str:
+        return f"{self._prefix}exec:{{{execution_id}}}:started"
+
     def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
         try:
             # Script does EVALSHA and reloads the script once on NOSCRIPT
             return script(keys=self.keys_of(execution_id), args=args)
         except RedisError as exc:
-            detail = str(exc).replace(self._secret, "***") if self._secret else str(exc)
-            raise StateError(
-                f"The Redis {op} of execution {execution_id!r} on {self._where} failed: {detail}"
-            ) from exc
+            raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
 
 
 def _describe(client: redis.Redis) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from runeworker.engine import flow, merge_timer, registry
+from runeworker.engine import flow, linear, merge_timer, registry
 from runeworker.engine.context import lazy
 from runeworker.engine.flow import Emit, Ending, Outcome, Step
 from runeworker.engine.messages import (
@@ -35,7 +35,14 @@ from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion
 from runeworker.engine.resolver import Resolver
-from runeworker.engine.state import Failure, StateStore, Verdict, child_token, root_token
+from runeworker.engine.state import (
+    Admission,
+    Failure,
+    StateStore,
+    Verdict,
+    child_token,
+    root_token,
+)
 from runeworker.engine.validation import structural_problems
 from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import NodeError, WorkflowError
@@ -58,6 +65,7 @@ class StepResult:
     outcome: str = ""  # success | failed | skipped
     seconds: float = 0.0  # wall time of the step
     bad_input: bool = False  # the message or definition is broken: keep a dead-letter copy
+    single_branch: bool = False  # taken without token bookkeeping (runeworker.engine.linear)
 
 
 class Executor:
@@ -76,6 +84,7 @@ class Executor:
         self.max_steps = max_steps
         self.clock = clock
         self.specs = registry.load()
+        self._shapes: dict[int, tuple[Workflow, bool]] = {}
 
     def step(
         self,
@@ -94,8 +103,14 @@ class Executor:
             return self.fail(msg, str(exc))
         if resumed and node.type not in (WAIT, MERGE):
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
-        admission = self.store.admit(msg.execution_id, token, self.clock())
-        result = StepResult(verdict=admission.verdict, node_type=node.type)
+        single = not resumed and msg.ghost is not True and self._single_branch(wf)
+        if single:  # no token bookkeeping: see runeworker.engine.linear
+            if not msg.branch_token:
+                self.store.begin(msg.execution_id, self.clock())
+            admission = Admission(Verdict.RUN, 0)
+        else:
+            admission = self.store.admit(msg.execution_id, token, self.clock())
+        result = StepResult(verdict=admission.verdict, node_type=node.type, single_branch=single)
         # a ghost only means something to a barrier; anywhere else it ends quietly
         stray = msg.ghost is True and node.type not in BARRIER_TYPES
         if admission.verdict in (Verdict.STALE, Verdict.CANCELLED) or stray:
@@ -203,6 +218,17 @@ class Executor:
         return Step(msg, wf, node, token, ctx, frames(msg), verdict, self.store, now)
 
     # -- pieces of a step --------------------------------------------------------------
+
+    def _single_branch(self, wf: Workflow) -> bool:
+        """`linear.single_branch` of `wf`, computed once per parsed definition (the entry keeps
+        `wf` alive, so its id cannot be reused while cached)."""
+        found = self._shapes.get(id(wf))
+        if found is None:
+            if len(self._shapes) >= 256:
+                self._shapes.clear()
+            shape = linear.single_branch(wf, self.specs, self.max_steps)
+            found = self._shapes[id(wf)] = (wf, shape)
+        return found[1]
 
     def _workflow(self, msg: NodeExecutionMessage) -> Workflow:
         wf = parse_definition(msg.workflow_definition)
@@ -326,7 +352,10 @@ class Executor:
         if ending.failure is None and not goes_on and result.verdict is not Verdict.CANCELLED:
             leaf = encode(ending.context)
         now = self.clock()
-        tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
+        if result.single_branch:
+            tr = linear.close(self.store, msg.execution_id, children, leaf, ending.failure)
+        else:
+            tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
         for child, emit in zip(children, emits, strict=False):
             result.messages.append(_next(msg, emit, child))
         if tr.closed:

@@ -74,6 +74,8 @@ class NodeSpec:
     raw: parameter names the executor must NOT pre-resolve (the node interprets them).
     blocking: the node may block on I/O, so `running` is committed before it starts.
     router: custom routing (conditional, switch); None = every normal outgoing edge.
+    single_route: the router never follows more than one edge (lets a workflow run on the
+        single-branch path, `runeworker.engine.linear`).
     """
 
     type: str
@@ -82,6 +84,7 @@ class NodeSpec:
     raw: frozenset[str] = frozenset()
     blocking: bool = False
     router: Router | None = None
+    single_route: bool = False
 
 
 _REGISTRY: dict[str, NodeSpec] = {}
@@ -95,11 +98,14 @@ def node(
     raw: tuple[str, ...] = (),
     blocking: bool = False,
     router: Router | None = None,
+    single_route: bool = False,
 ) -> Callable[[Run], Run]:
     """Register the decorated function as the implementation of node type `type_`."""
 
     def register(fn: Run) -> Run:
-        _REGISTRY[type_] = NodeSpec(type_, fn, tuple(required), frozenset(raw), blocking, router)
+        _REGISTRY[type_] = NodeSpec(
+            type_, fn, tuple(required), frozenset(raw), blocking, router, single_route
+        )
         return fn
 
     return register

@@ -106,6 +106,15 @@ class StateStore(Protocol):
         """Count one more delivery of a redelivered message (poison detection)."""
         ...
 
+    def begin(self, execution_id: str, now_ns: int) -> None:
+        """Record the start of a single-branch execution (`runeworker.engine.linear`); the
+        first record wins, so a redelivered first step keeps the original start."""
+        ...
+
+    def started_at(self, execution_id: str) -> int:
+        """Start time (epoch ns) recorded by `begin`, else by `admit`; 0 when unknown."""
+        ...
+
     def aggregate(
         self,
         execution_id: str,
@@ -197,12 +206,24 @@ class MemoryStore(MemoryFlow):
         self._lock = threading.Lock()
         self._executions: dict[str, _Execution] = {}
         self._attempts: dict[str, int] = {}
+        self._started: dict[str, int] = {}
 
     def count_attempt(self, body: bytes) -> int:
         with self._lock:
             key = attempt_key(body)
             self._attempts[key] = self._attempts.get(key, 0) + 1
             return self._attempts[key]
+
+    def begin(self, execution_id: str, now_ns: int) -> None:
+        with self._lock:
+            self._started.setdefault(execution_id, now_ns)
+
+    def started_at(self, execution_id: str) -> int:
+        with self._lock:
+            if execution_id in self._started:
+                return self._started[execution_id]
+            ex = self._executions.get(execution_id)
+            return ex.started_at_ns if ex is not None else 0
 
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
         with self._lock:

@@ -97,7 +97,13 @@ def _string(ctx: NodeContext, text: str) -> dict[str, Any]:
     return {"result": result, "expression": expression.display(lookup, interpolate)}
 
 
-@node("conditional", required=("expression",), raw=("expression",), router=route_conditional)
+@node(
+    "conditional",
+    required=("expression",),
+    raw=("expression",),
+    router=route_conditional,
+    single_route=True,
+)
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Evaluate `expression`; output `{"result": bool, "expression": display text}`."""
     raw = ctx.params.get("expression")

@@ -61,7 +61,7 @@ def _rules(ctx: NodeContext) -> list[Any]:
     return rules
 
 
-@node("switch", raw=("rules",), router=route_switch)
+@node("switch", raw=("rules",), router=route_switch, single_route=True)
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Evaluate the rules in order. Output `{"output_index": i, "matched_rule": {value,
     operator, compare}}` (operands resolved) for the first match, else

@@ -75,7 +75,7 @@ def test_redis_store(name: str, store: RedisStore, client: redis.Redis, prefix: 
     keys = keys_under(client, prefix)
     assert keys
     pattern = re.compile(
-        re.escape(prefix) + r"exec:\{[^{}]+\}:branches:(" + "|".join(SUFFIXES) + ")"
+        re.escape(prefix) + r"exec:\{[^{}]+\}:(branches:(" + "|".join(SUFFIXES) + ")|started)"
     )
     for key, ttl in keys.items():
         assert pattern.fullmatch(key), key
@@ -96,6 +96,15 @@ def test_keys_while_open_and_after_close(
     assert store.advance("ex", b, [], ctx("b"), None, T1).contexts == [ctx("a"), ctx("b")]
     # the closing record holds the contexts; the working keys are gone
     assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta")
+
+
+@pytest.mark.integration
+def test_single_branch_start_key(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    store.begin("ex", T0)
+    store.begin("ex", T1)
+    assert keys_under(client, prefix).keys() == {prefix + "exec:{ex}:started"}
+    assert client.get(prefix + "exec:{ex}:started") == str(T0).encode()  # no double rounding
+    assert store.started_at("ex") == T0
 
 
 @pytest.mark.integration

@@ -195,6 +195,20 @@ def steps_and_start_time(store: StateStore) -> None:
     assert store.advance("ex", token, [], b"{}", None, T1 + 9) == done([b"{}"], T0)
 
 
+@case("single_branch_start_time")
+def single_branch_start_time(store: StateStore) -> None:
+    """`begin` records a single-branch execution's start once: a redelivered first step does
+    not move it. Such an execution has no branch tokens at all."""
+    assert store.started_at("ex-single") == 0
+    store.begin("ex-single", T0)
+    store.begin("ex-single", T1)
+    assert store.started_at("ex-single") == T0
+    assert store.admit("ex-other", root_token("ex-other"), T1) == Admission(Verdict.RUN, 0)
+    assert store.started_at("ex-other") == T1  # begun on the full protocol: admit's record
+    store.begin("ex-other", T0)
+    assert store.started_at("ex-other") == T0  # begin's own record comes first
+
+
 @case("advanced_token_never_live_again")
 def advanced_token_never_live_again(store: StateStore) -> None:
     """A late replay that names an already advanced token as a child (e.g. a retired merge

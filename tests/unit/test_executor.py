@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from runeworker.engine import linear
 from runeworker.engine.executor import Executor, StepResult
 from runeworker.engine.messages import (
     CompletionMessage,
@@ -452,23 +453,95 @@ def test_redelivery_replays_the_recorded_transition() -> None:
     same completion when the first step closed the execution), so consumers may see the same
     completion twice, never a different one."""
     executor, run = Executor(MemoryStore()), Run()
-    msg = start(definition([n("a"), n("b")], chain("a", "b")), "a")
+    msg = start(definition([n("a"), n("b"), n("c")], FAN[:2]), "a")
     first, again = step(executor, msg, run), step(executor, msg, run)
     assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    assert not first.single_branch  # a fan-out keeps branch tokens in the store
     assert [m.branch_token for m in again.messages] == [m.branch_token for m in first.messages]
     assert (first.completion, again.completion) == (None, None)
-    leaf = first.messages[0]
+    assert step(executor, first.messages[0], run).completion is None  # C is still live
+    leaf = first.messages[1]
     closing, replay = step(executor, leaf, run), step(executor, leaf, run)
     assert (closing.verdict, replay.verdict) == (Verdict.RUN, Verdict.REPLAY)
     assert closing.completion is not None and replay.completion is not None
     for name in ("execution_id", "status", "final_context", "failure_reason"):
         assert getattr(replay.completion, name) == getattr(closing.completion, name)
-    assert run.trail == ok("A", "A", "B", "B")  # the node itself does run again
+    assert run.trail == ok("A", "A", "B", "C", "C")  # the node itself does run again
     assert [c.status for c in run.completions] == ["completed", "completed"]
     stale = step(executor, msgspec.structs.replace(leaf, branch_token="not-a-token"), run)
     assert (stale.verdict, stale.statuses, stale.messages, stale.completion) == (
         Verdict.STALE, [], [], None)  # fmt: skip
     assert len(run.completions) == 2
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 250_000_000  # every reading is 250 ms later
+        return self.now
+
+
+def test_single_branch_chain_keeps_no_tokens() -> None:
+    """A chain cannot have two live branches: its steps skip the token bookkeeping, the first
+    records the start, the last reads it back; a redelivered step just runs again (its first
+    attempt published nothing), and the messages are those of the full protocol."""
+    store, clock = MemoryStore(), _Clock()
+    executor, run = Executor(store, clock=clock), Run()
+    defn = definition([n("a"), n("b"), n("c")], chain("a", "b", "c"))
+    first = step(executor, start(defn, "a", {"$x": 1}), run)
+    assert first.single_branch and first.verdict is Verdict.RUN
+    begun = store.started_at("ex-1")
+    assert begun and not store._executions  # no branch keys at all
+    again = step(executor, start(defn, "a", {"$x": 1}), run)
+    assert store.started_at("ex-1") == begun  # the redelivery does not restart the clock
+    assert [m.branch_token for m in again.messages] == [m.branch_token for m in first.messages]
+    middle = step(executor, first.messages[0], run)
+    last = step(executor, middle.messages[0], run)
+    assert (middle.completion, last.messages) == (None, [])
+    assert last.completion is not None and last.completion.status == "completed"
+    assert last.completion.total_duration_ms == (clock.now - begun) // 1_000_000
+    assert last.completion.final_context == {"$x": 1, "$A": {"ran": "a"}, "$B": {"ran": "b"},
+                                             "$C": {"ran": "c"}}  # fmt: skip
+    full = drive(start(defn, "a", {"$x": 1}), Executor(MemoryStore(), max_steps=2))
+    assert full.messages[0].branch_token == first.messages[0].branch_token
+    assert not store._executions
+
+
+def test_single_branch_halt_closes_with_the_failing_context() -> None:
+    run = drive(start(definition([n("a"), n("b", "test.fail")], chain("a", "b")), "a", {"$x": 1}))
+    assert run.outcome == ("halted", "node B (b) failed: boom")
+    assert run.completion.final_context == {"$x": 1, "$A": {"ran": "a"}}
+
+
+def test_single_branch_shapes() -> None:
+    """Which workflows take the single-branch path (runeworker.engine.linear)."""
+    specs = Executor(MemoryStore()).specs
+
+    def single(nodes: list[dict[str, Any]], edges: Sequence[tuple[str, str, str]]) -> bool:
+        return linear.single_branch(parse_definition(definition(nodes, edges)), specs, 10)
+
+    cond = n("a", "conditional", parameters={"true_edge_id": "e0", "false_edge_id": "e1"})
+    trigger = {"id": "t", "type": "ManualTrigger", "trigger": True}
+    branch = n("a", error={"type": "branch", "error_edge": "e1"})
+    assert single([n("a"), n("b"), n("c")], chain("a", "b", "c"))
+    assert single([cond, n("b"), n("c")], [("e0", "a", "b"), ("e1", "a", "c")])
+    assert single([branch, n("b"), n("c")], [("e0", "a", "b"), ("e1", "a", "c")])
+    assert single([trigger, n("a")], [("e0", "t", "a")])
+    assert not single([trigger, n("a"), n("b")], [("e0", "t", "a"), ("e1", "t", "b")])
+    assert not single([n("a"), n("b"), n("c")], FAN[:2])
+    assert not single([n("a"), n("b", "nope")], chain("a", "b"))  # unknown type
+    assert not single([n("a", "test.fan_router"), n("b")], chain("a", "b"))
+    for flow_type in ("split", "aggregator", "merge", "wait"):
+        assert not single([n("a"), n("b", flow_type)], chain("a", "b"))
+    ids = [f"n{i}" for i in range(11)]
+    assert not single([n(i) for i in ids], chain(*ids))  # more nodes than max_steps
+
+
+@node("test.fan_router", router=lambda _node, _out, wf: list(wf.edges))
+def _fan_router(ctx: NodeContext) -> dict[str, Any]:
+    return {}
 
 
 def test_redelivered_halt_replays_halted() -> None:

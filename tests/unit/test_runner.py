@@ -128,7 +128,9 @@ def test_runner_uses_the_given_executor() -> None:
 
 def test_runner_returns_none_without_completion() -> None:
     executor = Executor(MemoryStore())
-    start = start_message(definition([log("a", "A", "x")], []), execution_id="ex-1")
+    nodes = [log("a", "A", "x"), log("b", "B", "x"), log("c", "C", "x")]
+    fan = definition(nodes, [("e1", "a", "b"), ("e2", "a", "c")])  # branch tokens in the store
+    start = start_message(fan, execution_id="ex-1")
     assert LocalRunner(executor).run(start) is not None
     stray = msgspec.structs.replace(start, branch_token="unknown")  # not a live branch
     assert LocalRunner(executor).run(stray) is None
