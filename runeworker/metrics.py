@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
+from runeworker import tally
 from runeworker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -189,29 +190,29 @@ METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRI
 
 def delivery(queue: str, outcome: str) -> None:
     """Count a delivery outcome (consumed, acked, rejected, dead_lettered, requeued)."""
-    DELIVERIES.get(queue, outcome).inc()
+    tally.inc(DELIVERIES.get(queue, outcome))
 
 
 def node_done(type_: str, outcome: str, seconds: float) -> None:
     """Count a node execution; its duration is observed unless it was skipped."""
-    NODE_EXECUTIONS.get(type_, outcome).inc()
+    tally.inc(NODE_EXECUTIONS.get(type_, outcome))
     if outcome != "skipped":
-        NODE_DURATION.get(type_).observe(seconds)
+        tally.observe(NODE_DURATION.get(type_), seconds)
 
 
 def completion(status: str) -> None:
     """Count a published completion (completed, failed, halted)."""
-    COMPLETIONS.get(status).inc()
+    tally.inc(COMPLETIONS.get(status))
 
 
 def commit_observed(seconds: float) -> None:
     """Observe one AMQP transaction commit."""
-    COMMIT_SECONDS.get().observe(seconds)
+    tally.observe(COMMIT_SECONDS.get(), seconds)
 
 
 def inflight(delta: int) -> None:
     """Add `delta` (+1 when a node starts, -1 when it ends) to the in-flight gauge."""
-    INFLIGHT_NODES.get().inc(delta)
+    tally.inc(INFLIGHT_NODES.get(), delta)
 
 
 def child_restart(reason: str) -> None:
@@ -231,7 +232,7 @@ def state_error() -> None:
 
 def message_handled() -> None:
     """Count a delivery the child finished with (whatever the outcome)."""
-    MESSAGES_HANDLED.get().inc()
+    tally.inc(MESSAGES_HANDLED.get())
 
 
 def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:

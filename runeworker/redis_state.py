@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
@@ -124,6 +125,7 @@ class RedisStore(RedisFlow):
         self._ttl = ttl_seconds
         self._where = _describe(client)
         self._secret = str(kwargs.get("password") or "")
+        self._begun: list[tuple[str, int]] = []  # start records waiting for `flush`
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
         self._register_flow_scripts()
@@ -187,24 +189,40 @@ class RedisStore(RedisFlow):
         return int(count)
 
     def begin(self, execution_id: str, now_ns: int) -> None:
-        """Record the start of a single-branch execution; the first record wins."""
-        try:
-            self._client.set(self._started_key(execution_id), now_ns, nx=True, ex=self._ttl)
-        except RedisError as exc:
-            raise self._error(f"start record of execution {execution_id!r}", exc) from exc
+        """Record the start of a single-branch execution; the first record wins. The write
+        waits for the next `flush` (the worker flushes before every broker commit, so no
+        later step of the execution can run before it) or `started_at`."""
+        self._begun.append((execution_id, now_ns))
+
+    def flush(self) -> None:
+        """Send the start records `begin` kept, in one round trip. On an error they are
+        dropped: the steps that made them are not committed and will run again."""
+        if self._begun:
+            try:
+                self._pipeline_begun().execute()
+            except RedisError as exc:
+                raise self._error("start records", exc) from exc
 
     def started_at(self, execution_id: str) -> int:
         """Start time recorded by `begin`, else by `admit` (a step of the execution may have
         run on the full protocol, e.g. on an older worker); 0 when unknown."""
+        pipe = self._pipeline_begun()
+        pipe.get(self._started_key(execution_id))
+        pipe.hget(self.keys_of(execution_id)[2], "started_at_ns")
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.get(self._started_key(execution_id))
-            pipe.hget(self.keys_of(execution_id)[2], "started_at_ns")
-            begun, admitted = pipe.execute()
+            *_, begun, admitted = pipe.execute()
         except RedisError as exc:
             raise self._error(f"start lookup of execution {execution_id!r}", exc) from exc
         found = begun if begun is not None else admitted
         return int(found) if found is not None else 0
+
+    def _pipeline_begun(self) -> Pipeline:
+        """A pipeline that starts with the kept start records (and forgets them)."""
+        begun, self._begun = self._begun, []
+        pipe = self._client.pipeline(transaction=False)
+        for execution_id, now_ns in begun:
+            pipe.set(self._started_key(execution_id), now_ns, nx=True, ex=self._ttl)
+        return pipe
 
     def ping(self) -> bool:
         """True when the server answers (the readiness probe); never raises."""

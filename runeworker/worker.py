@@ -17,7 +17,7 @@ from types import FrameType
 
 import psutil
 
-from runeworker import metrics
+from runeworker import metrics, tally
 from runeworker.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
@@ -83,7 +83,7 @@ class Worker:
             self.store, settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps
         )
         self.stepper = Stepper(self.executor)
-        self.scheduler = Scheduler(self.store, self._publish_resume, commit=self.broker.commit)
+        self.scheduler = Scheduler(self.store, self._publish_resume, commit=self._commit)
         self._lock = HostLock(scheduler_lock) if scheduler_lock else None
         self._next_tick = 0.0
         self.limit = _jittered(cfg.worker.max_messages, cfg.worker.max_messages_jitter)
@@ -102,6 +102,7 @@ class Worker:
             node_types=self.executor.specs,
         )
         self._beat(ChildState.READY)
+        tally.start()
         while not self.stopping:
             try:
                 self._serve()
@@ -182,6 +183,7 @@ class Worker:
         self.broker.close()
         self.stepper.close()
         self.store.close()
+        tally.stop()
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -206,7 +208,7 @@ class Worker:
                 done += 1
                 if suspect:
                     break
-            metrics.commit_observed(self.broker.commit())
+            self._commit()
             self._after(done)
 
     def _handle(self, d: Delivery) -> None:
@@ -255,7 +257,13 @@ class Worker:
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
         self.broker.publish(STATUS_QUEUE, encode(status))
         if blocking:  # the node may block: its `running` must be visible before side effects
-            metrics.commit_observed(self.broker.commit())
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the transaction, after the state writes the steps in it kept back."""
+        self.store.flush()
+        metrics.commit_observed(self.broker.commit())
+        tally.flush()  # metrics count what is committed
 
     def _publish_result(self, result: StepResult) -> None:
         for status in result.statuses:

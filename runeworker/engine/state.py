@@ -115,6 +115,11 @@ class StateStore(Protocol):
         """Start time (epoch ns) recorded by `begin`, else by `admit`; 0 when unknown."""
         ...
 
+    def flush(self) -> None:
+        """Make the writes `begin` may keep back durable. A worker calls it before it
+        commits a step: a later step of the execution may run as soon as that commit lands."""
+        ...
+
     def aggregate(
         self,
         execution_id: str,
@@ -217,6 +222,9 @@ class MemoryStore(MemoryFlow):
     def begin(self, execution_id: str, now_ns: int) -> None:
         with self._lock:
             self._started.setdefault(execution_id, now_ns)
+
+    def flush(self) -> None:
+        """Nothing is kept back in memory."""
 
     def started_at(self, execution_id: str) -> int:
         with self._lock:

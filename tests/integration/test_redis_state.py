@@ -102,7 +102,12 @@ def test_keys_while_open_and_after_close(
 def test_single_branch_start_key(store: RedisStore, client: redis.Redis, prefix: str) -> None:
     store.begin("ex", T0)
     store.begin("ex", T1)
+    assert keys_under(client, prefix) == {}  # kept back until the flush before a commit
+    store.flush()
     assert keys_under(client, prefix).keys() == {prefix + "exec:{ex}:started"}
+    assert 0 < keys_under(client, prefix)[prefix + "exec:{ex}:started"] <= TTL
+    store.begin("ex-2", T1)
+    assert store.started_at("ex-2") == T1  # a lookup sends what was kept back first
     assert client.get(prefix + "exec:{ex}:started") == str(T0).encode()  # no double rounding
     assert store.started_at("ex") == T0
 
@@ -153,6 +158,7 @@ def test_lost_connection_raises_state_error_with_masked_url() -> None:
     for call in (
         lambda: store.admit("ex-9", "root", T0),
         lambda: store.advance("ex-9", "root", [], b"{}", None, T0),
+        lambda: store.started_at("ex-9"),
     ):
         with pytest.raises(StateError) as info:
             call()
@@ -160,6 +166,9 @@ def test_lost_connection_raises_state_error_with_masked_url() -> None:
         assert f"of execution 'ex-9' on redis://rune:***@127.0.0.1:{port}/2 failed" in message
         assert "s3cret" not in message
         assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+    store.begin("ex-9", T0)
+    with pytest.raises(StateError, match=r"start records on redis://rune:\*\*\*@127"):
+        store.flush()
     store.close()
 
 
