@@ -41,6 +41,9 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     else:
         formatter = logging.Formatter(_TEXT)
     handler.setFormatter(formatter)
+    # neither format shows the thread or process name: don't look them up for every record
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

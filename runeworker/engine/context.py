@@ -22,14 +22,35 @@ _decode = msgspec.json.decode
 
 
 class LazyContext(dict[str, Any]):
-    """A dict whose `msgspec.Raw` values are decoded on first read."""
+    """A dict whose `msgspec.Raw` values are decoded on first read.
+
+    A value read keeps its bytes: the dict still holds the `Raw` (the encoder writes it
+    verbatim, so a step that only reads `$input` does not re-encode it into the next message)
+    and the decoded value is cached beside it, tied to that very `Raw` object. Decoded values
+    are therefore read-only: a change made in place would not reach the next message (no
+    node does that; an output is a new object, set with `ctx[key] = ...`)."""
+
+    __slots__ = ("_decoded",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._decoded: dict[str, tuple[msgspec.Raw, Any]] = {}
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
-        if type(value) is msgspec.Raw:
-            value = _decode(value)
-            dict.__setitem__(self, key, value)
-        return value
+        if type(value) is not msgspec.Raw:
+            return value
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        decoded = _decode(value)
+        self._decoded[key] = (value, decoded)
+        return decoded
+
+    def raw(self, key: str) -> Any:
+        """The value as stored: the `Raw` bytes of a value from the message (read or not),
+        else the value set since."""
+        return dict.__getitem__(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
         if key not in self:
@@ -60,13 +81,16 @@ class LazyContext(dict[str, Any]):
         return dict.items(self)
 
     def copy(self) -> LazyContext:
-        """A shallow copy that keeps undecoded values undecoded."""
-        return LazyContext(dict.items(self))
+        """A shallow copy that keeps undecoded values undecoded (and the decoded ones)."""
+        other = LazyContext(dict.items(self))
+        other._decoded.update(self._decoded)
+        return other
 
     def decode_all(self) -> None:
+        """Replace every `Raw` by its value (for the views, which must not show bytes)."""
         for key, value in dict.items(self):
             if type(value) is msgspec.Raw:
-                dict.__setitem__(self, key, _decode(value))
+                dict.__setitem__(self, key, self[key])
 
 
 def lazy(context: Mapping[str, Any] | None) -> LazyContext:

@@ -149,8 +149,10 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
     if msg.accumulated_context is not None:
-        # context values stay undecoded (Raw): check their bytes now, not mid-step
-        for key, value in msg.accumulated_context.items():
+        # context values stay undecoded (Raw): check their bytes now, not mid-step (an
+        # all-ASCII message, the common case, cannot hold invalid UTF-8)
+        ascii_only = isinstance(data, bytes) and data.isascii()
+        for key, value in () if ascii_only else msg.accumulated_context.items():
             try:
                 str(value, "utf-8")
             except UnicodeDecodeError as exc:

@@ -29,6 +29,7 @@ BUILTIN_PACKAGE = "runeworker.nodes"
 TRIGGER_TYPES = frozenset({"ManualTrigger", "ScheduledTrigger", "webhook"})
 
 log = logging.getLogger("runeworker.registry")
+_NODE_LOG = logging.getLogger("runeworker.node")  # what nodes log through (NodeContext.log)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class NodeContext:
     lineage: list[StackFrame] = field(default_factory=list)
     state: StateStore | None = None
     settings: NodeSettings = field(default_factory=NodeSettings)
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("runeworker.node"))
+    log: logging.Logger = _NODE_LOG
 
 
 Run = Callable[[NodeContext], dict[str, Any]]

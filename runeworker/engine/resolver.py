@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine.context import LazyContext
 from runeworker.errors import ResolveError
 
 _NAME = r"[A-Za-z0-9_-]+"
@@ -226,9 +227,6 @@ class Resolver:
         self._context = context
         self._credentials = credentials
         self._aliases: Mapping[str, str] = aliases or {}
-        self._known_roots = set(self._aliases) | set(self._aliases.values())
-        if credentials is not None:
-            self._known_roots.add(_CREDENTIAL)
         self._masker: tuple[frozenset[str], re.Pattern[str] | None] | None = None
         self.used_keys: set[str] = set()
 
@@ -278,6 +276,18 @@ class Resolver:
         """`value` with every credential string replaced by "***": a copy when the node has
         secrets, `value` itself when it has none (statuses mask every parameter, output and
         used input, so the no-secret case must not copy whole contexts)."""
+        exact, pattern = self._secrets()
+        if not exact and pattern is None:
+            return value
+        return self._mask(value, exact, pattern)
+
+    def has_secrets(self) -> bool:
+        """True when `mask` has anything to replace."""
+        exact, pattern = self._secrets()
+        return bool(exact) or pattern is not None
+
+    def _secrets(self) -> tuple[frozenset[str], re.Pattern[str] | None]:
+        """(exact secret strings, pattern of the long ones), computed on first use."""
         if self._masker is None:
             secrets: set[str] = set()
             _secret_strings(self._credentials, secrets)
@@ -285,14 +295,16 @@ class Resolver:
             long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
             pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
             self._masker = (frozenset(secrets), pattern)
-        exact, pattern = self._masker
-        if not exact and pattern is None:
-            return value
-        return self._mask(value, exact, pattern)
+        return self._masker
 
     def used_inputs(self) -> dict[str, Any]:
-        """`{key: context[key]}` for the used keys present in the context, sorted by key."""
-        return {k: self._context[k] for k in sorted(self.used_keys) if k in self._context}
+        """`{key: context[key]}` for the used keys present in the context, sorted by key. When
+        the node has no secrets to mask, values still in their message bytes stay bytes (the
+        encoder copies them, instead of encoding the decoded value again)."""
+        ctx, keys = self._context, sorted(self.used_keys)
+        if isinstance(ctx, LazyContext) and not self.has_secrets():
+            return {k: ctx.raw(k) for k in keys if k in ctx}
+        return {k: ctx[k] for k in keys if k in ctx}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -336,11 +348,21 @@ class Resolver:
                 return self.lookup(m.group(1))
         return _SCAN.sub(self._substitute, text)
 
+    def _known_root(self, root: str) -> bool:
+        """A node id or name of the workflow, or `credential` when the node has credentials
+        (looked up in the aliases, not copied into a set per step: a 500-node workflow would
+        pay for 1000 names at every node)."""
+        if root in self._aliases:
+            return True
+        if root == _CREDENTIAL:
+            return self._credentials is not None
+        return _has_value(self._aliases, root)
+
     def _substitute(self, m: re.Match[str]) -> str:
         root = m.group(2)
         if root is not None:
             ref = m.group(0)
-            if root not in self._known_roots and "$" + root not in self._context:
+            if not self._known_root(root) and "$" + root not in self._context:
                 self.used_keys.add("$" + root)
                 return ref  # unknown root: plain text such as a price
             return render(self.lookup(ref))
@@ -360,3 +382,17 @@ class Resolver:
         if isinstance(value, list | tuple):
             return [self._mask(v, exact, pattern) for v in value]
         return value
+
+
+_NAMES: dict[int, tuple[Mapping[str, str], frozenset[str]]] = {}
+
+
+def _has_value(aliases: Mapping[str, str], name: str) -> bool:
+    """`name in aliases.values()`, with the value set built once per aliases mapping (the
+    parsed workflow's, shared by every step of it; the entry keeps the mapping alive)."""
+    found = _NAMES.get(id(aliases))
+    if found is None or found[0] is not aliases:
+        if len(_NAMES) >= 256:
+            _NAMES.clear()
+        found = _NAMES[id(aliases)] = (aliases, frozenset(aliases.values()))
+    return name in found[1]

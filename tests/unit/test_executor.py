@@ -275,8 +275,8 @@ def test_log_chain_builds_the_context() -> None:
     defn = definition([TRIGGER, greet, shout], chain("trigger", "greet", "shout"))
     run = drive(start(defn, "trigger", {"$json": person}))
     assert run.trail == ok("Greet", "Shout")
-    assert (run.statuses[0].all_used_input_keys, run.statuses[0].used_inputs) == (
-        ["$json"], {"$json": person})  # fmt: skip
+    used = wire(run.statuses[0])  # a value read from the message keeps its bytes (Raw)
+    assert (used["all_used_input_keys"], used["used_inputs"]) == (["$json"], {"$json": person})
     assert run.statuses[2].all_used_input_keys == ["$Greet"]
     final = run.completion.final_context
     stamps = [final["$Greet"].pop("logged_at"), final["$Shout"].pop("logged_at")]
@@ -661,3 +661,20 @@ def test_unknown_definition_keys_survive_byte_for_byte() -> None:
     assert run.trail == ok("A", "B", "C")
     assert [bytes(m.workflow_definition) for m in run.messages] == [raw, raw]
     assert all(raw in encode(m) for m in run.messages)
+
+
+def test_values_read_from_the_message_go_on_byte_for_byte() -> None:
+    """A context value a node reads is decoded for it, but the next message and the statuses
+    carry the value's original bytes (not a re-encoding); a node with credentials gets its
+    used inputs decoded and masked."""
+    body = (
+        b'{"workflow_id":"wf-1","execution_id":"ex-1","current_node":"a","workflow_definition":'
+        + definition([n("a", "log", parameters={"message": "n={{ $input.n }}"}), n("b")],
+                     chain("a", "b"))
+        + b',"accumulated_context":{"$input":{"n": 1.50, "s":"\\u00e9"}}}'
+    )  # fmt: skip
+    result = Executor(MemoryStore()).step(decode_execution(body))
+    original = b'{"n": 1.50, "s":"\\u00e9"}'
+    assert b'"$input":' + original in encode(result.messages[0])
+    assert b'"used_inputs":{"$input":' + original + b"}" in encode(result.statuses[0])
+    assert wire(result.statuses[0])["output"]["message"].startswith("n=1.5")
