@@ -167,9 +167,14 @@ class Session:
                     "use a vhost of its own, or --discard-waiting if they are leftovers"
                 )
 
-    def compare(self, load: Load, work: Workload) -> tuple[Result, Result]:
-        """(floor, runeworker) at `load`."""
+    def compare(
+        self, load: Load, work: Workload, *, runeworker_first: bool = False
+    ) -> tuple[Result, Result]:
+        """(floor, runeworker) at `load`, measured in the order asked for."""
         with _broker_errors("the bench lost the broker"):
+            if runeworker_first:
+                rw = self.runeworker(load, work)
+                return self.floor(load, work), rw
             return self.floor(load, work), self.runeworker(load, work)
 
     # -- the floor ---------------------------------------------------------------------------

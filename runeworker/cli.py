@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         help="workflows run one at a time for the low-load latency",
     )
     bench.add_argument("--timeout", type=float, default=300.0)
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the load R times, alternating which contender goes first; the verdict "
+        "takes the median ratio (a shared VM drifts between two back-to-back runs)",
+    )
     bench.add_argument("--sweep", action="store_true", help="run the cost-growth sweeps")
     bench.add_argument("--codec", action="store_true", help="only the codec micro benchmark")
     bench.add_argument(

@@ -50,7 +50,7 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         session = Session(cfg, discard_waiting=args.discard_waiting)
         if args.sweep:
             return _sweep(session, base, out)
-        return _single(session, base, cfg.broker.batch_max, out)
+        return _single(session, base, cfg.broker.batch_max, out, max(1, args.rounds))
     except (BenchError, RuneworkerError, OSError) as exc:
         print(f"bench error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -77,7 +77,7 @@ def _size(n: float) -> str:
 # -- one load -----------------------------------------------------------------------------------
 
 
-def _single(session: Session, load: Load, batch_max: int, out: TextIO) -> int:
+def _single(session: Session, load: Load, batch_max: int, out: TextIO, rounds: int = 1) -> int:
     work = Workload.build(load.nodes, load.context_bytes)
     out.write(
         f"runeworker bench: {load.workflows} workflows x {load.nodes} nodes, "
@@ -86,9 +86,21 @@ def _single(session: Session, load: Load, batch_max: int, out: TextIO) -> int:
         f"last {_size(work.sizes.messages[-1])})\n"
     )
     out.flush()
-    floor, rw = session.compare(load, work)
-    _report(floor, rw, load, out)
-    return EXIT_OK if _complete(floor, load) and _complete(rw, load) else EXIT_INCOMPLETE
+    complete, ratios = True, []
+    for r in range(rounds):
+        if rounds > 1:
+            first = "runeworker" if r % 2 else "floor"
+            out.write(f"\n-- round {r + 1} of {rounds} ({first} first)\n")
+        floor, rw = session.compare(load, work, runeworker_first=bool(r % 2))
+        ratios.append(_report(floor, rw, load, out))
+        complete = complete and _complete(floor, load) and _complete(rw, load)
+    if rounds > 1:
+        median = percentile(ratios, 50)
+        verdict = "meets" if median >= TARGET_RATIO else "MISSES"
+        listed = ", ".join(f"{x * 100:.1f}%" for x in ratios)
+        out.write(f"\nratio per round: {listed}; median {median * 100:.1f}% ({verdict} the "
+                  "70% target)\n")  # fmt: skip
+    return EXIT_OK if complete else EXIT_INCOMPLETE
 
 
 def _complete(r: Result, load: Load) -> bool:
@@ -102,7 +114,8 @@ def _lat(f: Figures) -> str:
     return "/".join(f"{f.percentile(p):.2f}" for p in (50, 95, 99))
 
 
-def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> None:
+def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> float:
+    """Print both contenders side by side; returns the throughput ratio."""
     rows: list[tuple[str, str, str]] = []
 
     def row(label: str, get: Any) -> None:
@@ -133,6 +146,7 @@ def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> None:
         f"p50 {o50:.2f} ms, p99 {o99:.2f} ms (targets 1 and 5 ms)\n"
     )
     out.flush()
+    return ratio
 
 
 # -- sweeps -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def _args(**changes: Any) -> argparse.Namespace:
         "timeout": 60.0,
         "sweep": False,
         "codec": False,
+        "rounds": 1,
         "discard_waiting": True,  # other tests of the session may have left statuses behind
     }
     values.update(changes)
@@ -84,6 +85,24 @@ def test_bench_prints_complete_and_consistent_figures(
     ratio = float(re.search(r"ratio runeworker/floor: ([\d.]+)%", out)[1])  # type: ignore[index]
     assert ratio == pytest.approx(rates[0] / rates[1] * 100, abs=0.2)
     assert re.search(r"per-node overhead at low load .*: p50 -?[\d.]+ ms, p99 -?[\d.]+ ms", out)
+    _nothing_left(amqp_url, redis_url, redis_prefix)
+
+
+@pytest.mark.integration
+def test_bench_rounds_report_every_ratio_and_the_median(
+    amqp_url: str, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = {"broker.url": amqp_url, "redis.url": redis_url, "redis.key_prefix": redis_prefix}
+    assert bench(_args(rounds=3, workflows=2, latency_workflows=1), overrides) == 0
+    out = capsys.readouterr().out
+    heads = re.findall(r"-- round (\d) of 3 \((\w+) first\)", out)
+    assert heads == [("1", "floor"), ("2", "runeworker"), ("3", "floor")]
+    ratios = [float(x) for x in re.findall(r"ratio runeworker/floor: ([\d.]+)%", out)]
+    summary = re.search(r"ratio per round: (.*); median ([\d.]+)% \((meets|MISSES)", out)
+    assert summary is not None and len(ratios) == 3
+    assert [float(x.rstrip("%")) for x in summary[1].split(", ")] == ratios
+    assert float(summary[2]) == sorted(ratios)[1]
+    assert len(re.findall(r"^workflows completed ", out, re.MULTILINE)) == 3
     _nothing_left(amqp_url, redis_url, redis_prefix)
 
 
