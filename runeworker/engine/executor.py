@@ -105,8 +105,10 @@ class Executor:
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
         single = not resumed and msg.ghost is not True and self._single_branch(wf)
         if single:  # no token bookkeeping: see runeworker.engine.linear
-            if not msg.branch_token:
-                self.store.begin(msg.execution_id, self.clock())
+            if not msg.branch_token and msg.started_at_ms is UNSET:
+                begun = self.clock()
+                self.store.begin(msg.execution_id, begun)
+                msg.started_at_ms = begun // 1_000_000  # carried on by every next message
             admission = Admission(Verdict.RUN, 0)
         else:
             admission = self.store.admit(msg.execution_id, token, self.clock())
@@ -353,7 +355,7 @@ class Executor:
             leaf = encode(ending.context)
         now = self.clock()
         if result.single_branch:
-            tr = linear.close(self.store, msg.execution_id, children, leaf, ending.failure)
+            tr = linear.close(self.store, msg, children, leaf, ending.failure)
         else:
             tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
         for child, emit in zip(children, emits, strict=False):
@@ -389,6 +391,7 @@ def _next(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMes
         is_worker_initiated=True,
         branch_token=token,
         ghost=True if emit.ghost else UNSET,
+        started_at_ms=msg.started_at_ms,
     )
 
 

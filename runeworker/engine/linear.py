@@ -13,10 +13,13 @@ proves that an execution can never have two live branches, none of that has anyt
 * the graph is acyclic (validation rejects cycles), so an execution takes at most one step per
   node and the max-steps guard cannot trip when the workflow has no more nodes than the limit.
 
-Such a step only talks to the store at the two ends: the first step records the start time
-(`StateStore.begin`) and the closing step reads it back (`StateStore.started_at`) for
-`total_duration_ms`. The messages are the same as on the full path: the next message still
-carries the child token derived from the parent's, so a peer on the full protocol can take over.
+Such a step does not wait on the store: the first step records the start time
+(`StateStore.begin`, sent with the next broker commit) and puts it into its next message
+(`started_at_ms`, runeworker's own key, copied on by every step), where the closing step finds
+it for `total_duration_ms`; only when a peer that drops the key took a step in between does the
+closing step read the start back (`StateStore.started_at`). Otherwise the messages are those of
+the full path: the next message still carries the child token derived from the parent's, so a
+peer on the full protocol can take over.
 
 A workflow is single-branch when it has no flow-control node (split, aggregator, merge, wait:
 they need the shared state by nature), no more nodes than `max_steps`, every node type is
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from runeworker.engine.messages import COMPLETED
+from runeworker.engine.messages import COMPLETED, NodeExecutionMessage
 from runeworker.engine.paths import FLOW_TYPES
 from runeworker.engine.registry import TRIGGER_TYPES, NodeSpec
 from runeworker.engine.state import Failure, StateStore, Transition
@@ -57,17 +60,25 @@ def single_branch(wf: Workflow, specs: Mapping[str, NodeSpec], max_steps: int) -
 
 def close(
     store: StateStore,
-    execution_id: str,
+    msg: NodeExecutionMessage,
     children: list[str],
     leaf_context: bytes | None,
     failure: Failure | None,
 ) -> Transition:
     """The transition of a single-branch step: it closes the execution when it fails or
     continues nowhere (`leaf_context` is its context then)."""
-    if failure is not None:
-        started = store.started_at(execution_id)
-        return Transition(True, failure.status, failure.reason, started, [failure.context])
-    if children:
+    if failure is None and children:
         return Transition(closed=False)
+    started = started_at(store, msg)
+    if failure is not None:
+        return Transition(True, failure.status, failure.reason, started, [failure.context])
     contexts = [leaf_context] if leaf_context is not None else []
-    return Transition(True, COMPLETED, "", store.started_at(execution_id), contexts)
+    return Transition(True, COMPLETED, "", started, contexts)
+
+
+def started_at(store: StateStore, msg: NodeExecutionMessage) -> int:
+    """When the execution started (epoch ns): the `started_at_ms` the first step put into
+    the messages, else (a peer that does not carry it took a step) what `begin` recorded."""
+    if isinstance(msg.started_at_ms, int) and msg.started_at_ms > 0:
+        return msg.started_at_ms * 1_000_000
+    return store.started_at(msg.execution_id)

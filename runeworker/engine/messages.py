@@ -64,6 +64,10 @@ class NodeExecutionMessage(msgspec.Struct):
     # runeworker's own key: a "ghost" arrival tells a merge or an aggregator that a path
     # feeding it ended without data (dead-path elimination), so the barrier never waits for it.
     ghost: bool | UnsetType = UNSET
+    # runeworker's own key: when the execution's first step ran (epoch ms), copied into every
+    # next message, so the step that closes a single-branch execution knows its
+    # total_duration_ms without asking Redis (engine/linear.py). Absent on master messages.
+    started_at_ms: int | UnsetType = UNSET
 
 
 class ErrorPayload(msgspec.Struct):

@@ -145,8 +145,10 @@ def test_conditional_follows_one_edge(
     [nxt] = [g for g in wire.of(TAP, eid) if g.body.get("is_worker_initiated") is True]
     check_published(nxt)
     body = nxt.body
-    assert set(body) == NEXT_KEYS
+    assert set(body) == NEXT_KEYS  # a single-branch workflow: started_at_ms too
     assert (body["current_node"], body["from_node"]) == (taken, "cond")
+    started = body["started_at_ms"]
+    assert type(started) is int and abs(started - time.time() * 1000) < 60_000
     versions = (body["workflow_version"], body["workflow_version_id"])
     assert versions == (3, 17) and all(type(v) is int for v in versions)
     assert body["workflow_definition"] == m["workflow_definition"]  # unknown keys kept

@@ -35,7 +35,8 @@ RUNE_QUEUES = (EXECUTION, RESUME, STATUS, COMPLETION, MIRROR)
 
 NANOS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 # Exact key sets of reference 1.3 (every status), 1.4 (every completion) and 1.2 (the next-node
-# messages the worker publishes, plus runeworker's own `branch_token`).
+# messages the worker publishes, plus runeworker's own `branch_token`, and `started_at_ms` in the
+# messages of a single-branch execution).
 BASE_STATUS = {"workflow_id", "execution_id", "node_id", "node_name"} | {
     "status",
     "executed_at",
@@ -49,7 +50,7 @@ BASE_COMPLETION = {"workflow_id", "execution_id", "status"} | {
 NEXT_KEYS = (
     {"workflow_id", "execution_id", "current_node", "workflow_definition"}
     | {"workflow_version", "workflow_version_id", "accumulated_context"}
-    | {"from_node", "is_worker_initiated", "branch_token"}
+    | {"from_node", "is_worker_initiated", "branch_token", "started_at_ms"}
 )
 
 

@@ -47,7 +47,7 @@ COMPLETION_KEYS = {"workflow_id", "execution_id", "status", "final_context", "co
 COMPLETION_KEYS |= {"total_duration_ms"}
 NEXT_KEYS = {"workflow_id", "execution_id", "current_node", "workflow_definition", "from_node"}
 NEXT_KEYS |= {"workflow_version", "workflow_version_id", "accumulated_context", "branch_token"}
-NEXT_KEYS |= {"is_worker_initiated"}
+NEXT_KEYS |= {"is_worker_initiated", "started_at_ms"}
 UUID = "5f0c6d3e-8a59-4d0b-9a57-0e1f0d9c1a11"
 PASSWORD = "hunter2-s3cret"
 BASIC = {"type": "basic_auth", "values": {"username": "alice", "password": PASSWORD}}
@@ -357,7 +357,8 @@ def test_credentials_reach_the_node_as_values_and_type() -> None:
 def test_master_message_gives_statuses_and_one_completion() -> None:
     only = n("only", "conditional", name="Only", parameters={"expression": "true"})
     msg = start(definition([only]), "only")
-    assert set(wire(msg)) == NEXT_KEYS - {"from_node", "is_worker_initiated", "branch_token"}
+    master = NEXT_KEYS - {"from_node", "is_worker_initiated", "branch_token", "started_at_ms"}
+    assert set(wire(msg)) == master
     run = drive(msg)
     assert (run.trail, run.messages) == (ok("Only"), [])
     assert (run.completion.workflow_id, run.completion.execution_id) == ("wf-1", "ex-1")
@@ -502,6 +503,12 @@ def test_single_branch_chain_keeps_no_tokens() -> None:
     assert (middle.completion, last.messages) == (None, [])
     assert last.completion is not None and last.completion.status == "completed"
     assert last.completion.total_duration_ms == (clock.now - begun) // 1_000_000
+    assert middle.messages[0].started_at_ms == begun // 1_000_000  # carried, Redis not asked
+    # a peer that drops started_at_ms took the middle step: the store's record is the fallback
+    dropped = msgspec.structs.replace(middle.messages[0], started_at_ms=msgspec.UNSET)
+    again_last = step(executor, dropped, run)
+    assert again_last.completion is not None
+    assert again_last.completion.total_duration_ms == (clock.now - begun) // 1_000_000
     assert last.completion.final_context == {"$x": 1, "$A": {"ran": "a"}, "$B": {"ran": "b"},
                                              "$C": {"ran": "c"}}  # fmt: skip
     full = drive(start(defn, "a", {"$x": 1}), Executor(MemoryStore(), max_steps=2))
