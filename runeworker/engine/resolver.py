@@ -352,17 +352,15 @@ class Resolver:
         """A node id or name of the workflow, or `credential` when the node has credentials
         (looked up in the aliases, not copied into a set per step: a 500-node workflow would
         pay for 1000 names at every node)."""
-        if root in self._aliases:
+        if root in self._aliases or root in self._aliases.values():
             return True
-        if root == _CREDENTIAL:
-            return self._credentials is not None
-        return _has_value(self._aliases, root)
+        return root == _CREDENTIAL and self._credentials is not None
 
     def _substitute(self, m: re.Match[str]) -> str:
         root = m.group(2)
         if root is not None:
             ref = m.group(0)
-            if not self._known_root(root) and "$" + root not in self._context:
+            if "$" + root not in self._context and not self._known_root(root):
                 self.used_keys.add("$" + root)
                 return ref  # unknown root: plain text such as a price
             return render(self.lookup(ref))
@@ -382,17 +380,3 @@ class Resolver:
         if isinstance(value, list | tuple):
             return [self._mask(v, exact, pattern) for v in value]
         return value
-
-
-_NAMES: dict[int, tuple[Mapping[str, str], frozenset[str]]] = {}
-
-
-def _has_value(aliases: Mapping[str, str], name: str) -> bool:
-    """`name in aliases.values()`, with the value set built once per aliases mapping (the
-    parsed workflow's, shared by every step of it; the entry keeps the mapping alive)."""
-    found = _NAMES.get(id(aliases))
-    if found is None or found[0] is not aliases:
-        if len(_NAMES) >= 256:
-            _NAMES.clear()
-        found = _NAMES[id(aliases)] = (aliases, frozenset(aliases.values()))
-    return name in found[1]
