@@ -36,6 +36,8 @@ COMPLETION_QUEUE = "workflow.completion"
 MIRROR_QUEUE = "workflow.worker.initiated"
 RESUME_QUEUE = "workflow.resume"
 JSON = "application/json"
+# set by `runeworker dlq replay` on a dead letter it puts back (see Executor.step `replayed`)
+REPLAYED_HEADER = "x-runeworker-replayed"
 _PERSISTENT = 2
 _FLUSH_BYTES = 1 << 20
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)

@@ -39,13 +39,19 @@ class Stepper:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node")
 
     def run(
-        self, msg: NodeExecutionMessage, publish: Publish, idle: Idle, resumed: bool = False
+        self,
+        msg: NodeExecutionMessage,
+        publish: Publish,
+        idle: Idle,
+        resumed: bool = False,
+        *,
+        replayed: bool = False,
     ) -> StepResult:
         """Execute `msg`; calls `publish` for the running status and `idle` while waiting.
-        `resumed`: `msg` came from the resume queue (see `Executor.step`).
+        `resumed`, `replayed`: see `Executor.step`.
         Exceptions of the step (StateError, ...) are re-raised here."""
         if resumed or not self.may_block(msg):  # a resumed wait runs no node code
-            return self.executor.step(msg, publish, resumed)
+            return self.executor.step(msg, publish, resumed, replayed=replayed)
         # one queue per step: events of an abandoned step (broker lost) cannot leak into the next
         events: _Events = queue.SimpleQueue()
 
@@ -55,7 +61,7 @@ class Stepper:
             if blocking:
                 committed.wait()
 
-        future = self._pool.submit(self.executor.step, msg, hand_over, resumed)
+        future = self._pool.submit(self.executor.step, msg, hand_over, resumed, replayed=replayed)
         future.add_done_callback(lambda _f: events.put(None))
         while True:
             try:

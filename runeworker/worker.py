@@ -21,6 +21,7 @@ from runeworker import metrics, tally
 from runeworker.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
+    REPLAYED_HEADER,
     STATUS_QUEUE,
     Broker,
     Delivery,
@@ -237,7 +238,10 @@ class Worker:
                 self.broker.publish(MIRROR_QUEUE, masked_mirror(msg))
             try:
                 resumed = d.queue == self.cfg.broker.resume_queue
-                result = self.stepper.run(msg, self._publish_running, self._idle, resumed)
+                replayed = bool(d.headers.get(REPLAYED_HEADER))
+                result = self.stepper.run(
+                    msg, self._publish_running, self._idle, resumed, replayed=replayed
+                )
             except (BrokerError, StateError):
                 raise
             except Exception as exc:  # an engine bug fails this message, never the child

@@ -12,7 +12,9 @@ or by its id: 12 hex digits of a hash of its body and headers, stable for as lon
 the queue (two identical messages dead-lettered with the same reason in the same second share an
 id; the first one is taken).
 
-`replay` republishes the raw body, without the x-runeworker-* headers, to its original queue
+`replay` republishes the raw body, without the dead-letter headers but marked
+`x-runeworker-replayed` (so that even a single-branch execution's step consults the state store,
+see `Executor.step`), to its original queue
 (or `--to QUEUE`) through the default exchange, and acks the dead-letter copy in the same AMQP
 transaction: a message is either back on its queue and gone from the dead-letter queue, or
 untouched. A replayed message is processed like a new delivery, against the state the store
@@ -42,6 +44,7 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
+from runeworker.amqp import REPLAYED_HEADER
 from runeworker.config import Config, load_config, mask_url
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
@@ -263,10 +266,11 @@ class DeadLetterQueue:
 
 def _republish(ch: Any, d: DeadLetter, queue: str) -> None:
     headers = {k: v for k, v in d.headers.items() if not k.startswith(HEADER_PREFIX)}
+    headers[REPLAYED_HEADER] = True  # its execution may have its completion already
     props = pika.BasicProperties(
         content_type=d.properties.content_type,
         delivery_mode=2,
-        headers=headers or None,
+        headers=headers,
     )
     ch.basic_publish("", queue, d.body, props)
     ch.basic_ack(d.tag)

@@ -91,9 +91,14 @@ class Executor:
         msg: NodeExecutionMessage,
         on_running: OnRunning | None = None,
         resumed: bool = False,
+        *,
+        replayed: bool = False,
     ) -> StepResult:
         """Run `msg.current_node` and return what to publish. `resumed`: the message came from
-        the resume queue (a wait node's timer fired): the wait succeeds and routing goes on."""
+        the resume queue (a wait node's timer fired): the wait succeeds and routing goes on.
+        `replayed`: a dead letter put back by hand (`runeworker dlq replay`), whose execution
+        may already have its `failed` completion: the step takes the token protocol even in a
+        single-branch execution, so it replays that recorded outcome instead of running on."""
         started = time.monotonic_ns()
         token = msg.branch_token or root_token(msg.execution_id)
         try:
@@ -103,7 +108,7 @@ class Executor:
             return self.fail(msg, str(exc))
         if resumed and node.type not in (WAIT, MERGE):
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
-        single = not resumed and msg.ghost is not True and self._single_branch(wf)
+        single = not (resumed or replayed) and msg.ghost is not True and self._single_branch(wf)
         if single:  # no token bookkeeping: see runeworker.engine.linear
             if not msg.branch_token and msg.started_at_ms is UNSET:
                 begun = self.clock()

@@ -685,3 +685,21 @@ def test_values_read_from_the_message_go_on_byte_for_byte() -> None:
     assert b'"$input":' + original in encode(result.messages[0])
     assert b'"used_inputs":{"$input":' + original + b"}" in encode(result.statuses[0])
     assert wire(result.statuses[0])["output"]["message"].startswith("n=1.5")
+
+
+def test_a_replayed_dead_letter_of_a_single_branch_execution_replays_its_failure() -> None:
+    """A poison message is failed through the token protocol (`Executor.fail`, the worker's
+    rejection path). Put back by `dlq replay`, it must not run on into a second completion:
+    with `replayed` the step takes the token protocol and replays the recorded failure."""
+    executor, run = Executor(MemoryStore()), Run()
+    defn = definition([n("a"), n("b")], chain("a", "b"))
+    first = step(executor, start(defn, "a"), run)
+    poison = first.messages[0]
+    failed = executor.fail(poison, "message was delivered 3 times without completing; poison")
+    assert failed.completion is not None and failed.completion.status == "failed"
+    again = executor.step(poison, replayed=True)
+    assert (again.single_branch, again.verdict) == (False, Verdict.REPLAY)
+    assert again.completion is not None
+    assert (again.completion.status, again.completion.failure_reason) == (
+        "failed", "message was delivered 3 times without completing; poison")  # fmt: skip
+    assert again.messages == []
