@@ -159,8 +159,10 @@ def test_sigterm_under_load_drains_and_a_restart_finishes_every_execution(
 ) -> None:
     serve = start()
     rune.wait_consumers(2)
-    ids = rune.publish(log_chain(5), 100)
-    rune.wait_steps(50)  # of 500
+    # FIFO: the first completion comes after ~900 of the 1000 steps; the children go on
+    # stepping until the supervisor's SIGTERM reaches them, hundreds of steps on a fast worker
+    ids = rune.publish(log_chain(10), 100)
+    rune.wait_steps(50)  # of 1000
     began = time.monotonic()
     serve.send(signal.SIGTERM)
     assert serve.wait(GRACEFUL + 5) == 0
