@@ -18,7 +18,7 @@ from msgspec import UNSET
 
 from runeworker.engine import flow, linear, merge_timer, registry
 from runeworker.engine.context import lazy
-from runeworker.engine.flow import Emit, Ending, Outcome, Step
+from runeworker.engine.flow import Ending, Outcome, Step
 from runeworker.engine.messages import (
     CODE_CREATION_FAILED,
     FAILED,
@@ -33,7 +33,7 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
-from runeworker.engine.reports import StatusBuilder, completion
+from runeworker.engine.reports import StatusBuilder, completion, next_message, outcome_status
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import (
     Admission,
@@ -167,7 +167,7 @@ class Executor:
                 output = resolver.mask(output)
             done = flow.on_success(step, spec, output)
             if isinstance(done, Outcome):
-                result.statuses.append(_status(report, done, _ms(started)))
+                result.statuses.append(outcome_status(report, done, _ms(started)))
                 result.outcome = "success"
                 return self._finish(msg, wf, token, done.ending, result)
             error = NodeError(resolver.mask(str(done)), done.code, done.details)
@@ -188,7 +188,7 @@ class Executor:
         report.parameters, _ = resolver.resolve_params(node.params, spec.raw)
         resolver.used_keys.clear()  # like Go, the resume status names no used inputs
         done = flow.resumed(self._flow_step(msg, wf, node, token, ctx, result), spec)
-        result.statuses.append(_status(report, done, 0))
+        result.statuses.append(outcome_status(report, done, 0))
         result.outcome = "success"
         return self._finish(msg, wf, token, done.ending, result)
 
@@ -364,40 +364,12 @@ class Executor:
         else:
             tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
         for child, emit in zip(children, emits, strict=False):
-            result.messages.append(_next(msg, emit, child))
+            result.messages.append(next_message(msg, emit, child))
         if tr.closed:
             result.completion = completion(
                 msg, tr.status, tr.contexts, tr.started_at_ns, now, tr.failure_reason, wf
             )
         return result
-
-
-def _status(report: StatusBuilder, done: Outcome, duration_ms: int) -> NodeStatusMessage:
-    """The status of a successful (or waiting) node, with the aggregator's barrier fields."""
-    status = report.build(done.status, duration_ms, output=done.output)
-    if done.aggregator_state:
-        status.aggregator_state = done.aggregator_state
-    if done.processed_count is not None:
-        status.processed_count = done.processed_count
-    return status
-
-
-def _next(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMessage:
-    return NodeExecutionMessage(
-        workflow_id=msg.workflow_id,
-        execution_id=msg.execution_id,
-        current_node=emit.dst,
-        workflow_definition=msg.workflow_definition,
-        workflow_version=msg.workflow_version,
-        workflow_version_id=msg.workflow_version_id,
-        accumulated_context=emit.context,
-        lineage_stack=emit.lineage or UNSET,
-        from_node=emit.from_node,
-        is_worker_initiated=True,
-        branch_token=token,
-        ghost=True if emit.ghost else UNSET,
-        started_at_ms=msg.started_at_ms,
-    )
 
 
 def _named_node(msg: NodeExecutionMessage) -> Node:

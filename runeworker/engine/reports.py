@@ -1,4 +1,4 @@
-"""Builders for the messages a step publishes: node statuses and the completion."""
+"""Builders for the messages a step publishes: node statuses, next messages and the completion."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from runeworker.engine.flow import Emit, Outcome
 from runeworker.engine.messages import (
     CompletionMessage,
     ErrorPayload,
@@ -102,4 +103,34 @@ def completion(
         completed_at=rfc3339(now_ns),
         total_duration_ms=max(0, (now_ns - started_at_ns) // 1_000_000) if started_at_ns else 0,
         failure_reason=opt(failure_reason),
+    )
+
+
+def outcome_status(report: StatusBuilder, done: Outcome, duration_ms: int) -> NodeStatusMessage:
+    """The status of a successful (or waiting) node, with the aggregator's barrier fields."""
+    status = report.build(done.status, duration_ms, output=done.output)
+    if done.aggregator_state:
+        status.aggregator_state = done.aggregator_state
+    if done.processed_count is not None:
+        status.processed_count = done.processed_count
+    return status
+
+
+def next_message(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMessage:
+    """The execution message of one emit: the next node, its context and lineage, the child
+    token, and the execution's start time carried on (engine/linear.py)."""
+    return NodeExecutionMessage(
+        workflow_id=msg.workflow_id,
+        execution_id=msg.execution_id,
+        current_node=emit.dst,
+        workflow_definition=msg.workflow_definition,
+        workflow_version=msg.workflow_version,
+        workflow_version_id=msg.workflow_version_id,
+        accumulated_context=emit.context,
+        lineage_stack=emit.lineage or UNSET,
+        from_node=emit.from_node,
+        is_worker_initiated=True,
+        branch_token=token,
+        ghost=True if emit.ghost else UNSET,
+        started_at_ms=msg.started_at_ms,
     )
