@@ -29,7 +29,14 @@ from redis.exceptions import RedisError
 
 from runeworker.config import mask_url
 from runeworker.engine.messages import COMPLETED
-from runeworker.engine.state import Admission, Failure, Transition, Verdict, attempt_key
+from runeworker.engine.state import (
+    Admission,
+    Failure,
+    Settlement,
+    Transition,
+    Verdict,
+    attempt_key,
+)
 from runeworker.errors import StateError
 from runeworker.redis_flow import RedisFlow
 
@@ -63,32 +70,28 @@ return {verdict, steps}
 """
 )
 
-# ARGV: token, now, ttl, has_leaf, leaf, has_failure, status, reason, failing context,
-# children... Reply (also what `done` records): {0} while open, or
+# The advance itself, shared by both scripts below. It reads the locals has_leaf, leaf,
+# has_failure, status, reason, failing context and first_child (index of the first child token
+# in ARGV). Reply (also what `done` records): {0} while open, or
 # {1, failure_status or '', failure_reason, started_at_ns, context...} for the closing advance.
-_ADVANCE = (
-    _PROLOGUE
-    + """
-local recorded = redis.call('HGET', done, token)
-if recorded then touch() return cmsgpack.unpack(recorded) end
-if redis.call('SISMEMBER', live, token) == 0 then touch() return {0} end
+_ADVANCE_BODY = """
 redis.call('HINCRBY', meta, 'steps', 1)
 redis.call('SREM', live, token)
-if ARGV[6] == '1' and redis.call('HEXISTS', meta, 'failure_status') == 0 then
-  redis.call('HSET', meta, 'failure_status', ARGV[7], 'failure_reason', ARGV[8])
-  redis.call('SET', failctx, ARGV[9])
+if has_failure == '1' and redis.call('HEXISTS', meta, 'failure_status') == 0 then
+  redis.call('HSET', meta, 'failure_status', f_status, 'failure_reason', f_reason)
+  redis.call('SET', failctx, f_context)
 end
 local failed = redis.call('HEXISTS', meta, 'failure_status') == 1
 if not failed then
   -- a token that already advanced never becomes live again (a late replay of its parent)
-  for i = 10, #ARGV do
+  for i = first_child, #ARGV do
     if redis.call('HEXISTS', done, ARGV[i]) == 0 then redis.call('SADD', live, ARGV[i]) end
   end
 end
 local result = {0}
 if redis.call('SCARD', live) > 0 then
   -- a failure reports only the failing context, so leaves after it need not be kept
-  if ARGV[4] == '1' and not failed then redis.call('RPUSH', contexts, ARGV[5]) end
+  if has_leaf == '1' and not failed then redis.call('RPUSH', contexts, leaf) end
 else
   local m = redis.call('HMGET', meta, 'started_at_ns', 'failure_status', 'failure_reason')
   if failed then
@@ -96,14 +99,60 @@ else
   else
     result = {1, '', '', m[1]}
     for _, ctx in ipairs(redis.call('LRANGE', contexts, 0, -1)) do result[#result + 1] = ctx end
-    if ARGV[4] == '1' then result[#result + 1] = ARGV[5] end
+    if has_leaf == '1' then result[#result + 1] = leaf end
   end
-  -- the closing record below holds the contexts now; replays read only `done`
+  -- the closing record holds the contexts now; replays read only `done`
   redis.call('DEL', contexts, failctx)
 end
 redis.call('HSET', done, token, cmsgpack.pack(result))
 touch()
-return result
+"""
+
+# ARGV: token, now, ttl, has_leaf, leaf, has_failure, status, reason, failing context,
+# children... Reply: that of _ADVANCE_BODY (a replay returns the recorded one).
+_ADVANCE = (
+    _PROLOGUE
+    + """
+local recorded = redis.call('HGET', done, token)
+if recorded then touch() return cmsgpack.unpack(recorded) end
+if redis.call('SISMEMBER', live, token) == 0 then touch() return {0} end
+local has_leaf, leaf, has_failure = ARGV[4], ARGV[5], ARGV[6]
+local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 10
+"""
+    + _ADVANCE_BODY
+    + "return result\n"
+)
+
+# Admit and advance in one round trip, for a step whose node already ran (see
+# `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
+# (ARGV[10]). Reply: {'limit'} (nothing recorded), {'stale'}, or {verdict, advance reply...}
+# with verdict replay (the recorded reply), cancelled (the branch is absorbed) or run.
+_SETTLE = (
+    _PROLOGUE
+    + """
+local steps = tonumber(redis.call('HGET', meta, 'steps'))
+local recorded = redis.call('HGET', done, token)
+local verdict = 'run'
+if recorded then verdict = 'replay'
+elseif redis.call('SISMEMBER', live, token) == 0 then touch() return {'stale'}
+elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
+end
+if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit'} end
+local reply
+if recorded then
+  touch()
+  reply = cmsgpack.unpack(recorded)
+else
+  local has_leaf, leaf, has_failure = ARGV[4], ARGV[5], ARGV[6]
+  local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 11
+  if verdict == 'cancelled' then has_leaf, has_failure, first_child = '0', '0', #ARGV + 1 end
+"""
+    + _ADVANCE_BODY
+    + """
+  reply = result
+end
+table.insert(reply, 1, verdict)
+return reply
 """
 )
 
@@ -128,6 +177,7 @@ class RedisStore(RedisFlow):
         self._begun: list[tuple[str, int]] = []  # start records waiting for `flush`
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
+        self._settle_script: Script = client.register_script(_SETTLE)
         self._register_flow_scripts()
 
     @classmethod
@@ -160,21 +210,41 @@ class RedisStore(RedisFlow):
         now_ns: int,
     ) -> Transition:
         """Replace `token` by `children` atomically; see `StateStore.advance`."""
+        args = self._advance_args(token, leaf_context, failure, now_ns) + children
+        return _transition(self._run("advance", self._advance_script, execution_id, args))
+
+    def _advance_args(
+        self, token: str, leaf_context: bytes | None, failure: Failure | None, now_ns: int
+    ) -> list[str | bytes | int]:
+        """ARGV[1..9] of the advance and settle scripts."""
         args: list[str | bytes | int] = [token, now_ns, self._ttl]
         args += [1, leaf_context] if leaf_context is not None else [0, b""]
         if failure is None:
             args += [0, b"", b"", b""]
         else:
             args += [1, failure.status, failure.reason, failure.context]
-        args += children
-        reply = self._run("advance", self._advance_script, execution_id, args)
-        if int(reply[0]) == 0:
-            return Transition(closed=False)
-        status, reason, started = reply[1:4]
-        contexts = [bytes(c) for c in reply[4:]]
-        return Transition(
-            True, status.decode() or COMPLETED, reason.decode(), int(started), contexts
-        )
+        return args
+
+    def settle(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+        max_steps: int,
+    ) -> Settlement:
+        """`admit` and `advance` in one round trip; see `StateStore.settle`."""
+        args = self._advance_args(token, leaf_context, failure, now_ns)
+        args += [max_steps, *children]
+        reply = self._run("settle", self._settle_script, execution_id, args)
+        verdict = reply[0].decode()
+        if verdict == "limit":
+            return Settlement(Verdict.RUN, None)
+        if verdict == "stale":
+            return Settlement(Verdict.STALE, Transition(closed=False))
+        return Settlement(Verdict(verdict), _transition(reply[1:]))
 
     def count_attempt(self, body: bytes) -> int:
         """Count one more redelivery of the message `body`; returns the count so far."""
@@ -249,6 +319,15 @@ class RedisStore(RedisFlow):
             return script(keys=self.keys_of(execution_id), args=args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
+
+
+def _transition(reply: list[Any]) -> Transition:
+    """Decode the reply of an advance: {0} open, {1, status, reason, started, contexts...}."""
+    if int(reply[0]) == 0:
+        return Transition(closed=False)
+    status, reason, started = reply[1:4]
+    contexts = [bytes(c) for c in reply[4:]]
+    return Transition(True, status.decode() or COMPLETED, reason.decode(), int(started), contexts)
 
 
 def _describe(client: redis.Redis) -> str:

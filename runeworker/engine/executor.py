@@ -31,7 +31,7 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
-from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
+from runeworker.engine.paths import BARRIER_TYPES, FLOW_TYPES, MERGE, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion, next_message, outcome_status
 from runeworker.engine.resolver import Resolver
@@ -52,6 +52,10 @@ log = logging.getLogger("runeworker.executor")
 OnRunning = Callable[[NodeStatusMessage, bool], None]
 
 
+class _AtStepLimit(Exception):
+    """A settled step found its execution at `max_steps`: nothing was recorded."""
+
+
 @dataclass
 class StepResult:
     """Everything one step publishes, in publish order (statuses, then next or completion)."""
@@ -66,6 +70,7 @@ class StepResult:
     seconds: float = 0.0  # wall time of the step
     bad_input: bool = False  # the message or definition is broken: keep a dead-letter copy
     single_branch: bool = False  # taken without token bookkeeping (runeworker.engine.linear)
+    settled: bool = False  # node ran first, admitted and advanced in one call (`_settles`)
 
 
 class Executor:
@@ -109,15 +114,19 @@ class Executor:
         if resumed and node.type not in (WAIT, MERGE):
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
         single = not (resumed or replayed) and msg.ghost is not True and self._single_branch(wf)
+        settle = not single and self._settles(msg, node, resumed)
         if single:  # no token bookkeeping: see runeworker.engine.linear
             if not msg.branch_token and msg.started_at_ms is UNSET:
                 begun = self.clock()
                 self.store.begin(msg.execution_id, begun)
                 msg.started_at_ms = begun // 1_000_000  # carried on by every next message
             admission = Admission(Verdict.RUN, 0)
+        elif settle:
+            admission = Admission(Verdict.RUN, 0)  # the verdict comes with the advance
         else:
             admission = self.store.admit(msg.execution_id, token, self.clock())
         result = StepResult(verdict=admission.verdict, node_type=node.type, single_branch=single)
+        result.settled = settle
         # a ghost only means something to a barrier; anywhere else it ends quietly
         stray = msg.ghost is True and node.type not in BARRIER_TYPES
         if admission.verdict in (Verdict.STALE, Verdict.CANCELLED) or stray:
@@ -130,7 +139,12 @@ class Executor:
                 return self._merge_timer(msg, wf, node, token, result)
             if resumed:
                 return self._resume(msg, wf, node, token, result)
-            return self._execute(msg, wf, node, token, admission.steps, result, on_running)
+            try:
+                return self._execute(msg, wf, node, token, admission.steps, result, on_running)
+            except _AtStepLimit:  # settled at max_steps: take the step the admitted way
+                admission = self.store.admit(msg.execution_id, token, self.clock())
+                result = StepResult(verdict=admission.verdict, node_type=node.type)
+                return self._execute(msg, wf, node, token, admission.steps, result, on_running)
         finally:
             result.seconds = (time.monotonic_ns() - started) / 1e9
 
@@ -160,6 +174,8 @@ class Executor:
             limit = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
             ending = Ending(failure=Failure(FAILED, flow.reason(node, limit), encode(ctx)))
             return self._failed(msg, wf, node, token, report, limit, started, ending, result)
+        if result.settled:  # `running` waits with the other statuses for the verdict
+            on_running = _held(result)
         output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
         if error is None:
             assert output is not None
@@ -225,6 +241,19 @@ class Executor:
         return Step(msg, wf, node, token, ctx, frames(msg), verdict, self.store, now)
 
     # -- pieces of a step --------------------------------------------------------------
+
+    def _settles(self, msg: NodeExecutionMessage, node: Node, resumed: bool) -> bool:
+        """True when the step may run its node before the verdict on its token and then settle
+        both in one state-store call: a quick (not blocking) plain node, so running it for a
+        token that turns out stale or cancelled only costs that run (its statuses are dropped).
+        Flow-control nodes read and write barriers and timers, and a blocking node's `running`
+        must be committed before it starts; both are admitted first."""
+        if resumed or msg.ghost is True or node.type in FLOW_TYPES:
+            return False
+        if node.trigger or node.type in registry.TRIGGER_TYPES:
+            return False
+        spec = self.specs.get(node.type)
+        return spec is not None and not spec.blocking
 
     def _single_branch(self, wf: Workflow) -> bool:
         """`linear.single_branch` of `wf`, computed once per parsed definition (the entry keeps
@@ -361,6 +390,18 @@ class Executor:
         now = self.clock()
         if result.single_branch:
             tr = linear.close(self.store, msg, children, leaf, ending.failure)
+        elif result.settled:
+            failure, steps = ending.failure, self.max_steps
+            settled = self.store.settle(
+                msg.execution_id, token, children, leaf, failure, now, steps
+            )
+            if settled.transition is None:
+                raise _AtStepLimit
+            tr, result.verdict = settled.transition, settled.verdict
+            if settled.verdict in (Verdict.STALE, Verdict.CANCELLED):
+                # the node ran for a branch that was not to go on: nothing of it is published
+                result.statuses.clear()
+                result.outcome, result.error, emits = "skipped", "", []
         else:
             tr = self.store.advance(msg.execution_id, token, children, leaf, ending.failure, now)
         for child, emit in zip(children, emits, strict=False):
@@ -394,3 +435,13 @@ def _credentials(node: Node, with_type: bool = False) -> dict[str, Any]:
 
 def _ms(started_mono_ns: int) -> int:
     return (time.monotonic_ns() - started_mono_ns) // 1_000_000
+
+
+def _held(result: StepResult) -> OnRunning:
+    """An `on_running` that puts the running status first among the step's statuses (a quick
+    node's `running` is committed with them anyway), where a stale verdict can still drop it."""
+
+    def hold(status: NodeStatusMessage, _blocking: bool) -> None:
+        result.statuses.append(status)
+
+    return hold

@@ -38,6 +38,7 @@ __all__ = [
     "Failure",
     "MemoryStore",
     "MergeRule",
+    "Settlement",
     "StateStore",
     "Timer",
     "Transition",
@@ -82,6 +83,14 @@ class Transition(msgspec.Struct):
     contexts: list[bytes] = msgspec.field(default_factory=list)
 
 
+class Settlement(msgspec.Struct):
+    """Outcome of `StateStore.settle`: the verdict on the token, and the transition (None when
+    the execution is at its step limit: nothing was recorded)."""
+
+    verdict: Verdict
+    transition: Transition | None
+
+
 class StateStore(Protocol):
     """Shared execution state. Implementations must make each call atomic."""
 
@@ -100,6 +109,23 @@ class StateStore(Protocol):
     ) -> Transition:
         """Replace `token` by `children`. `leaf_context` is given when the branch ends
         normally (no children); `failure` when it ends the execution early."""
+        ...
+
+    def settle(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+        max_steps: int,
+    ) -> Settlement:
+        """`admit` and `advance` in one atomic call, for a step that ran its node before
+        knowing the verdict (a quick node of an execution with parallel branches): RUN and
+        REPLAY advance as `advance` does; STALE records nothing; CANCELLED absorbs the branch
+        (no children, no leaf); a RUN or REPLAY at `max_steps` records nothing and returns no
+        transition, and the caller takes the step again the admitted way."""
         ...
 
     def count_attempt(self, body: bytes) -> int:
@@ -208,7 +234,7 @@ class MemoryStore(MemoryFlow):
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # settle = admit + advance under one hold
         self._executions: dict[str, _Execution] = {}
         self._attempts: dict[str, int] = {}
         self._started: dict[str, int] = {}
@@ -218,6 +244,30 @@ class MemoryStore(MemoryFlow):
             key = attempt_key(body)
             self._attempts[key] = self._attempts.get(key, 0) + 1
             return self._attempts[key]
+
+    def settle(
+        self,
+        execution_id: str,
+        token: str,
+        children: list[str],
+        leaf_context: bytes | None,
+        failure: Failure | None,
+        now_ns: int,
+        max_steps: int,
+    ) -> Settlement:
+        with self._lock:
+            admission = self.admit(execution_id, token, now_ns)
+            verdict = admission.verdict
+            if verdict is Verdict.STALE:
+                return Settlement(verdict, Transition(closed=False))
+            if verdict is Verdict.CANCELLED:
+                return Settlement(
+                    verdict, self.advance(execution_id, token, [], None, None, now_ns)
+                )
+            if admission.steps >= max_steps:
+                return Settlement(verdict, None)
+            advanced = self.advance(execution_id, token, children, leaf_context, failure, now_ns)
+            return Settlement(verdict, advanced)
 
     def begin(self, execution_id: str, now_ns: int) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from runeworker.engine.state import (
     BarrierState,
     Failure,
     MergeRule,
+    Settlement,
     StateStore,
     Timer,
     Transition,
@@ -160,6 +161,38 @@ def halt_cancels_siblings(store: StateStore) -> None:
     closing = store.advance("ex", c, [child_token(c, 0, "more")], ctx("c"), None, T1)
     assert closing == Transition(True, "halted", "node stop halted the workflow", T0, [ctx("a")])
     assert store.advance("ex", c, [], None, None, T1) == closing
+
+
+@case("settle_admits_and_advances_at_once")
+def settle_admits_and_advances_at_once(store: StateStore) -> None:
+    """settle = admit + advance: run, replay of the recorded transition, stale, and the step
+    limit (nothing recorded: the caller takes the step again the admitted way)."""
+    a, b = fan_out(store, "ex", 2)
+    nxt = child_token(a, 0, "next")
+    assert store.settle("ex", a, [nxt], None, None, T1, 100) == Settlement(Verdict.RUN, OPEN)
+    assert store.settle("ex", a, [nxt], None, None, T1, 100) == Settlement(Verdict.REPLAY, OPEN)
+    assert store.settle("ex", "nope", [], ctx("x"), None, T1, 100) == Settlement(
+        Verdict.STALE, OPEN)  # fmt: skip
+    assert store.settle("ex", b, [], ctx("b"), None, T1, 2) == Settlement(Verdict.RUN, None)
+    assert store.admit("ex", b, T1) == Admission(Verdict.RUN, 2)  # the limit recorded nothing
+    assert store.settle("ex", b, [], ctx("b"), None, T1, 100) == Settlement(Verdict.RUN, OPEN)
+    closing = store.settle("ex", nxt, [], ctx("next"), None, T1, 100)
+    assert closing == Settlement(Verdict.RUN, done([ctx("b"), ctx("next")]))
+    assert store.settle("ex", nxt, [], ctx("again"), None, T1, 100) == Settlement(
+        Verdict.REPLAY, closing.transition)  # fmt: skip
+
+
+@case("settle_absorbs_a_cancelled_branch")
+def settle_absorbs_a_cancelled_branch(store: StateStore) -> None:
+    a, b = fan_out(store, "ex", 2)
+    halt = Failure("halted", "node stop halted the workflow", ctx("a"))
+    assert store.settle("ex", a, [], None, halt, T1, 100) == Settlement(Verdict.RUN, OPEN)
+    # b ran before it knew: its children, leaf and failure are dropped, the branch closes
+    late = Failure("failed", "too late", ctx("b"))
+    closing = store.settle("ex", b, [child_token(b, 0, "x")], ctx("b"), late, T1, 100)
+    halted = Transition(True, "halted", "node stop halted the workflow", T0, [ctx("a")])
+    assert closing == Settlement(Verdict.CANCELLED, halted)
+    assert store.admit("ex", child_token(b, 0, "x"), T1) == Admission(Verdict.STALE, 3)
 
 
 @case("first_failure_wins")

@@ -703,3 +703,21 @@ def test_a_replayed_dead_letter_of_a_single_branch_execution_replays_its_failure
     assert (again.completion.status, again.completion.failure_reason) == (
         "failed", "message was delivered 3 times without completing; poison")  # fmt: skip
     assert again.messages == []
+
+
+def test_quick_nodes_of_parallel_branches_settle_in_one_store_call() -> None:
+    """A quick node of a fan-out runs first and is admitted and advanced in one call: a stale
+    token's statuses are dropped, and the step limit still fails the step that reaches it
+    (taken again the admitted way, so it fails before running, as it always did)."""
+    executor, run = Executor(MemoryStore()), Run()
+    defn = definition([n("a"), n("b"), n("c"), n("d")], FAN)
+    first = step(executor, start(defn, "a"), run)
+    assert first.settled and not first.single_branch and len(first.messages) == 3
+    stale = step(executor, msgspec.structs.replace(first.messages[0], branch_token="nope"), run)
+    assert (stale.verdict, stale.statuses, stale.messages, stale.outcome) == (
+        Verdict.STALE, [], [], "skipped")  # fmt: skip
+    limited = drive(start(defn, "a"), Executor(MemoryStore(), max_steps=2))
+    assert limited.trail == [*ok("A", "B"), ("C", "failed")]  # D: cancelled, nothing published
+    assert limited.outcome == (
+        "failed", "node C (c) failed: execution exceeded the maximum of 2 steps")  # fmt: skip
+    assert [s.status for s in limited.statuses if s.node_id == "c"] == ["failed"]  # no running

@@ -9,7 +9,7 @@ from runeworker.engine.state import MemoryStore
 
 
 def test_table_covers_every_behaviour() -> None:
-    assert len(CASES) == 22
+    assert len(CASES) == 24
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
