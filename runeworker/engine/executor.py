@@ -140,7 +140,8 @@ class Executor:
             if resumed:
                 return self._resume(msg, wf, node, token, result)
             try:
-                return self._execute(msg, wf, node, token, admission.steps, result, on_running)
+                self._execute(msg, wf, node, token, admission.steps, result, on_running)
+                return _release_running(result, on_running)
             except _AtStepLimit:  # settled at max_steps: take the step the admitted way
                 admission = self.store.admit(msg.execution_id, token, self.clock())
                 result = StepResult(verdict=admission.verdict, node_type=node.type)
@@ -445,3 +446,12 @@ def _held(result: StepResult) -> OnRunning:
         result.statuses.append(status)
 
     return hold
+
+
+def _release_running(result: StepResult, on_running: OnRunning | None) -> StepResult:
+    """Hand a settled step's held `running` status to `on_running` once the verdict let it
+    stand, so callers see every running status through the callback, in order."""
+    held = result.statuses[0] if result.settled and result.statuses else None
+    if on_running is not None and held is not None and held.status == STATUS_RUNNING:
+        on_running(result.statuses.pop(0), False)
+    return result
