@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from msgspec import UNSET
-
-from runeworker.engine import flow, linear, merge_timer, registry
+from runeworker.engine import bookkeeping, flow, linear, merge_timer, registry
 from runeworker.engine.context import lazy
 from runeworker.engine.flow import Ending, Outcome, Step
 from runeworker.engine.messages import (
@@ -31,29 +29,18 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
-from runeworker.engine.paths import BARRIER_TYPES, FLOW_TYPES, MERGE, WAIT
+from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion, next_message, outcome_status
 from runeworker.engine.resolver import Resolver
-from runeworker.engine.state import (
-    Admission,
-    Failure,
-    StateStore,
-    Verdict,
-    child_token,
-    root_token,
-)
+from runeworker.engine.state import Admission, Failure, StateStore, Verdict, child_token, root_token
 from runeworker.engine.validation import structural_problems
 from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import NodeError, WorkflowError
 
 log = logging.getLogger("runeworker.executor")
 
-OnRunning = Callable[[NodeStatusMessage, bool], None]
-
-
-class _AtStepLimit(Exception):
-    """A settled step found its execution at `max_steps`: nothing was recorded."""
+OnRunning = bookkeeping.OnRunning
 
 
 @dataclass
@@ -89,7 +76,7 @@ class Executor:
         self.max_steps = max_steps
         self.clock = clock
         self.specs = registry.load()
-        self._shapes: dict[int, tuple[Workflow, bool]] = {}
+        self._shapes = bookkeeping.Shapes(self.specs, max_steps)
 
     def step(
         self,
@@ -113,13 +100,10 @@ class Executor:
             return self.fail(msg, str(exc))
         if resumed and node.type not in (WAIT, MERGE):
             return self.fail(msg, f"resume message names node {node.id}, which is not a wait node")
-        single = not (resumed or replayed) and msg.ghost is not True and self._single_branch(wf)
-        settle = not single and self._settles(msg, node, resumed)
+        single = not (resumed or replayed) and msg.ghost is not True and self._shapes(wf)
+        settle = not single and bookkeeping.settles(self.specs, msg, node, resumed)
         if single:  # no token bookkeeping: see runeworker.engine.linear
-            if not msg.branch_token and msg.started_at_ms is UNSET:
-                begun = self.clock()
-                self.store.begin(msg.execution_id, begun)
-                msg.started_at_ms = begun // 1_000_000  # carried on by every next message
+            linear.begin(self.store, msg, self.clock)
             admission = Admission(Verdict.RUN, 0)
         elif settle:
             admission = Admission(Verdict.RUN, 0)  # the verdict comes with the advance
@@ -141,8 +125,10 @@ class Executor:
                 return self._resume(msg, wf, node, token, result)
             try:
                 self._execute(msg, wf, node, token, admission.steps, result, on_running)
-                return _release_running(result, on_running)
-            except _AtStepLimit:  # settled at max_steps: take the step the admitted way
+                if result.settled:
+                    bookkeeping.release_running(result.statuses, on_running)
+                return result
+            except bookkeeping.AtStepLimit:  # settled at max_steps: take the step the admitted way
                 admission = self.store.admit(msg.execution_id, token, self.clock())
                 result = StepResult(verdict=admission.verdict, node_type=node.type)
                 return self._execute(msg, wf, node, token, admission.steps, result, on_running)
@@ -176,7 +162,7 @@ class Executor:
             ending = Ending(failure=Failure(FAILED, flow.reason(node, limit), encode(ctx)))
             return self._failed(msg, wf, node, token, report, limit, started, ending, result)
         if result.settled:  # `running` waits with the other statuses for the verdict
-            on_running = _held(result)
+            on_running = bookkeeping.holding(result.statuses)
         output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
         if error is None:
             assert output is not None
@@ -242,30 +228,6 @@ class Executor:
         return Step(msg, wf, node, token, ctx, frames(msg), verdict, self.store, now)
 
     # -- pieces of a step --------------------------------------------------------------
-
-    def _settles(self, msg: NodeExecutionMessage, node: Node, resumed: bool) -> bool:
-        """True when the step may run its node before the verdict on its token and then settle
-        both in one state-store call: a quick (not blocking) plain node, so running it for a
-        token that turns out stale or cancelled only costs that run (its statuses are dropped).
-        Flow-control nodes read and write barriers and timers, and a blocking node's `running`
-        must be committed before it starts; both are admitted first."""
-        if resumed or msg.ghost is True or node.type in FLOW_TYPES:
-            return False
-        if node.trigger or node.type in registry.TRIGGER_TYPES:
-            return False
-        spec = self.specs.get(node.type)
-        return spec is not None and not spec.blocking
-
-    def _single_branch(self, wf: Workflow) -> bool:
-        """`linear.single_branch` of `wf`, computed once per parsed definition (the entry keeps
-        `wf` alive, so its id cannot be reused while cached)."""
-        found = self._shapes.get(id(wf))
-        if found is None:
-            if len(self._shapes) >= 256:
-                self._shapes.clear()
-            shape = linear.single_branch(wf, self.specs, self.max_steps)
-            found = self._shapes[id(wf)] = (wf, shape)
-        return found[1]
 
     def _workflow(self, msg: NodeExecutionMessage) -> Workflow:
         wf = parse_definition(msg.workflow_definition)
@@ -392,14 +354,9 @@ class Executor:
         if result.single_branch:
             tr = linear.close(self.store, msg, children, leaf, ending.failure)
         elif result.settled:
-            failure, steps = ending.failure, self.max_steps
-            settled = self.store.settle(
-                msg.execution_id, token, children, leaf, failure, now, steps
-            )
-            if settled.transition is None:
-                raise _AtStepLimit
-            tr, result.verdict = settled.transition, settled.verdict
-            if settled.verdict in (Verdict.STALE, Verdict.CANCELLED):
+            args = (self.store, msg, token, children, leaf, ending.failure, now, self.max_steps)
+            tr, result.verdict = bookkeeping.settle(*args)
+            if result.verdict in (Verdict.STALE, Verdict.CANCELLED):
                 # the node ran for a branch that was not to go on: nothing of it is published
                 result.statuses.clear()
                 result.outcome, result.error, emits = "skipped", "", []
@@ -436,22 +393,3 @@ def _credentials(node: Node, with_type: bool = False) -> dict[str, Any]:
 
 def _ms(started_mono_ns: int) -> int:
     return (time.monotonic_ns() - started_mono_ns) // 1_000_000
-
-
-def _held(result: StepResult) -> OnRunning:
-    """An `on_running` that puts the running status first among the step's statuses (a quick
-    node's `running` is committed with them anyway), where a stale verdict can still drop it."""
-
-    def hold(status: NodeStatusMessage, _blocking: bool) -> None:
-        result.statuses.append(status)
-
-    return hold
-
-
-def _release_running(result: StepResult, on_running: OnRunning | None) -> StepResult:
-    """Hand a settled step's held `running` status to `on_running` once the verdict let it
-    stand, so callers see every running status through the callback, in order."""
-    held = result.statuses[0] if result.settled and result.statuses else None
-    if on_running is not None and held is not None and held.status == STATUS_RUNNING:
-        on_running(result.statuses.pop(0), False)
-    return result

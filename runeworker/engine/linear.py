@@ -30,7 +30,9 @@ switch), and the error edge of `branch` is one edge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from msgspec import UNSET
 
 from runeworker.engine.messages import COMPLETED, NodeExecutionMessage
 from runeworker.engine.paths import FLOW_TYPES
@@ -56,6 +58,15 @@ def single_branch(wf: Workflow, specs: Mapping[str, NodeSpec], max_steps: int) -
         elif len(wf.normal_edges(node.id)) > 1:
             return False
     return True
+
+
+def begin(store: StateStore, msg: NodeExecutionMessage, clock: Callable[[], int]) -> None:
+    """At the first step (a message without a branch token or a start time): record the start
+    and put it into `msg`, whose `started_at_ms` every next message copies."""
+    if not msg.branch_token and msg.started_at_ms is UNSET:
+        begun = clock()
+        store.begin(msg.execution_id, begun)
+        msg.started_at_ms = begun // 1_000_000
 
 
 def close(
