@@ -109,8 +109,9 @@ class Executor:
             admission = Admission(Verdict.RUN, 0)  # the verdict comes with the advance
         else:
             admission = self.store.admit(msg.execution_id, token, self.clock())
-        result = StepResult(verdict=admission.verdict, node_type=node.type, single_branch=single)
-        result.settled = settle
+        result = StepResult(
+            verdict=admission.verdict, node_type=node.type, single_branch=single, settled=settle
+        )
         # a ghost only means something to a barrier; anywhere else it ends quietly
         stray = msg.ghost is True and node.type not in BARRIER_TYPES
         if admission.verdict in (Verdict.STALE, Verdict.CANCELLED) or stray:
