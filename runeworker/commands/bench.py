@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TextIO
 
-from runeworker.bench_codec import codec_benchmark
-from runeworker.bench_contenders import Result, Session
-from runeworker.benchmark import BenchError, Figures, Load, Workload, percentile
+from runeworker.bench.codec import codec_benchmark
+from runeworker.bench.contenders import Result, Session
+from runeworker.bench.workload import BenchError, Figures, Load, Workload, percentile
 from runeworker.config import load_config
 from runeworker.errors import ConfigError, RuneworkerError
 

@@ -44,7 +44,7 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
-from runeworker.amqp import REPLAYED_HEADER
+from runeworker.adapters.amqp import REPLAYED_HEADER
 from runeworker.config import Config, load_config, mask_url
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver

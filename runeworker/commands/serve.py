@@ -35,9 +35,9 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     metrics.prime()
-    from runeworker.redis_state import RedisStore
-    from runeworker.supervisor import Supervisor, SupervisorHooks
-    from runeworker.worker import child_main
+    from runeworker.adapters.redis_state import RedisStore
+    from runeworker.child.worker import child_main
+    from runeworker.supervisor.arbiter import Supervisor, SupervisorHooks
 
     probe = RedisStore.from_url(cfg.redis.url, socket_timeout=1.0)
     supervisor: Supervisor | None = None

@@ -36,7 +36,7 @@ import msgspec
 import pika
 import pika.exceptions
 
-from runeworker.amqp import COMPLETION_QUEUE, STATUS_QUEUE, describe
+from runeworker.adapters.amqp import COMPLETION_QUEUE, STATUS_QUEUE, describe
 from runeworker.commands.files import definition_of, read_input, read_workflow
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config, mask_url
@@ -188,7 +188,7 @@ def _follow(session: Session, execution_id: str, timeout: float | None, out: Tex
 class Session:
     """One AMQP connection playing the master: publishes like the API, watches like RTES.
 
-    Not `runeworker.amqp.Broker`: that is the worker's transactional channel, which stamps
+    Not `runeworker.adapters.amqp.Broker`: that is the worker's transactional channel, which stamps
     `application/json` on every message, where the API sends none."""
 
     def __init__(self, cfg: Config) -> None:

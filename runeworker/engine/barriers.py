@@ -1,8 +1,8 @@
 """Barriers (aggregator, merge) and wait timers: their types and the in-memory implementation.
 
 The protocol methods are part of `runeworker.engine.state.StateStore`; `MemoryFlow` is the half
-of `MemoryStore` that implements them (the Redis form is `runeworker.redis_flow`). Both pass the
-shared table in tests/unit/statecases.py.
+of `MemoryStore` that implements them (the Redis form is `runeworker.adapters.redis_flow`). Both
+pass the shared table in tests/unit/statecases.py.
 
 Idempotence. Every arrival names its branch token. A barrier records the token of the arrival
 that decided it (released, won or expired); a redelivered copy of that arrival gets the same

@@ -13,7 +13,7 @@ parent token, so the replayed next messages carry the same tokens.
 The protocol also holds the flow-control state (see `runeworker.engine.barriers`): the
 aggregator and merge barriers and the wait timers.
 
-The Redis implementation (`runeworker.redis_state`) follows the same protocol; the tests in
+The Redis implementation (`runeworker.adapters.redis_state`) follows the same protocol; the tests in
 tests/unit/test_state.py, tests/unit/test_flow_state.py and tests/integration/test_redis_state.py
 run one shared table against both.
 """

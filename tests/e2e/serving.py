@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runeworker.engine.local import start_message
 from runeworker.engine.messages import encode
-from runeworker.systemd import NOTIFY_VARIABLES
+from runeworker.supervisor.systemd import NOTIFY_VARIABLES
 
 EXECUTION = "workflow.execution"
 COMPLETION = "workflow.completion"

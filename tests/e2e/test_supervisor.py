@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-from runeworker import systemd
 from runeworker.config import Config, load_config
-from runeworker.liveness import ChildState, Liveness
-from runeworker.supervisor import EXIT_RECYCLE, Supervisor, SupervisorHooks
+from runeworker.supervisor import systemd
+from runeworker.supervisor.arbiter import EXIT_RECYCLE, Supervisor, SupervisorHooks
+from runeworker.supervisor.liveness import ChildState, Liveness
 
 pytestmark = pytest.mark.e2e
 

@@ -32,7 +32,7 @@ import pika
 import psutil
 
 from runeworker.engine.messages import encode
-from runeworker.systemd import NOTIFY_VARIABLES
+from runeworker.supervisor.systemd import NOTIFY_VARIABLES
 
 from .collector import COLLECTED, Collector
 from .figures import Figures, tally

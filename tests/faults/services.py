@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 import redis
 
-from runeworker.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, RESUME_QUEUE, STATUS_QUEUE
-from runeworker.redis_state import RedisStore
+from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, RESUME_QUEUE, STATUS_QUEUE
+from runeworker.adapters.redis_state import RedisStore
 
 SHARED_AMQP = os.environ.get("RUNEWORKER_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 SHARED_REDIS = os.environ.get("RUNEWORKER_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -19,10 +19,10 @@ import uuid
 
 import pytest
 
-from runeworker.amqp import Broker, Delivery
+from runeworker.adapters.amqp import Broker, Delivery
+from runeworker.adapters.redis_state import RedisStore
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule
 from runeworker.engine.state import MemoryStore, StateStore
-from runeworker.redis_state import RedisStore
 
 from .scenarios import SCENARIOS
 from .services import EXECUTION_QUEUE, SHARED_REDIS, delete_prefix

@@ -12,8 +12,8 @@ import pytest
 import redis
 from wire import rabbit_queues, vhost_of
 
-from runeworker.bench_codec import codec_benchmark, codec_message, runeworker_step, stdlib_step
-from runeworker.benchmark import Load, Trace, chain_definition, figures, percentile
+from runeworker.bench.codec import codec_benchmark, codec_message, runeworker_step, stdlib_step
+from runeworker.bench.workload import Load, Trace, chain_definition, figures, percentile
 from runeworker.commands.bench import bench, parse_size, sweep_loads
 
 ROW = re.compile(r"^(?P<label>\S+(?: \S+)*)\s{2,}(?P<rw>\S+(?: \S+)*)\s{2,}(?P<fl>\S+(?: \S+)*)$")

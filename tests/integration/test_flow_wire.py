@@ -35,11 +35,11 @@ if _UNIT not in sys.path:
 
 from flowkit import TRIGGER, Run, definition, drive, n, start, step  # noqa: E402
 
-from runeworker.amqp import Broker  # noqa: E402
+from runeworker.adapters.amqp import Broker  # noqa: E402
+from runeworker.adapters.redis_state import RedisStore  # noqa: E402
+from runeworker.child.scheduler import HostLock, Scheduler  # noqa: E402
 from runeworker.engine.executor import Executor  # noqa: E402
 from runeworker.engine.messages import decode_execution  # noqa: E402
-from runeworker.redis_state import RedisStore  # noqa: E402
-from runeworker.scheduler import HostLock, Scheduler  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ if _UNIT not in sys.path:
 
 from statecases import CASES, FLOW_CASES, NOW, T0, T1, ctx, fan_out  # noqa: E402
 
+from runeworker.adapters.redis_state import RedisStore  # noqa: E402
 from runeworker.engine.state import (  # noqa: E402
     Admission,
     Barrier,
@@ -31,7 +32,6 @@ from runeworker.engine.state import (  # noqa: E402
     Verdict,
 )
 from runeworker.errors import StateError  # noqa: E402
-from runeworker.redis_state import RedisStore  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TTL = 3600

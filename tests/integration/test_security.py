@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from wire import DEAD, EXCHANGE, Wire, edge, master, node, running_worker
 
-from runeworker.children import EXIT_BOOT_FAILED
+from runeworker.child.worker import Worker
 from runeworker.config import load_config
-from runeworker.worker import Worker
+from runeworker.supervisor.children import EXIT_BOOT_FAILED
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ import pika
 import pika.exceptions
 import pytest
 
+from runeworker.child.worker import Worker
 from runeworker.cli import main
 from runeworker.commands.submit import submit
 from runeworker.config import Config, load_config
-from runeworker.worker import Worker
 
 pytestmark = pytest.mark.integration
 

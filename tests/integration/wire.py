@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 
+from runeworker.child.worker import Worker
 from runeworker.config import load_config
-from runeworker.worker import Worker
 
 EXECUTION = "workflow.execution"
 RESUME = "workflow.resume"

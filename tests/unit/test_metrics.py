@@ -198,7 +198,7 @@ def test_prepare_directory_wipes_only_sample_files(scenario: dict[str, Any]) -> 
 def test_importing_metrics_loads_no_client_or_adapter() -> None:
     code = (
         "import sys, runeworker.metrics\n"
-        "print(sorted(m for m in ('prometheus_client', 'pika', 'redis', 'runeworker.amqp')"
+        "print(sorted(m for m in ('prometheus_client', 'pika', 'redis', 'runeworker.adapters.amqp')"
         " if m in sys.modules))"
     )
     done = run_python(code)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from runeworker.child.scheduler import Scheduler
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError
-from runeworker.scheduler import Scheduler
 
 NOW = 1_700_000_000_000
 

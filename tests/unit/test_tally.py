@@ -1,4 +1,4 @@
-"""runeworker.tally: buffered metric updates write exactly what direct updates write."""
+"""runeworker.metrics.tally: buffered metric updates write exactly what direct updates write."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from runeworker import tally
-from runeworker.metrics import NODE_DURATION_BUCKETS
+from runeworker.metrics import NODE_DURATION_BUCKETS, tally
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -1,4 +1,5 @@
-"""Barriers and wait timers of `runeworker.redis_state.RedisStore`: one atomic Lua script each.
+"""Barriers and wait timers of `runeworker.adapters.redis_state.RedisStore`: one atomic Lua
+script each.
 
 Semantics are those of `runeworker.engine.barriers.MemoryFlow` (the shared table in
 tests/unit/statecases.py runs against both). Key names follow the Go worker's shapes, with the

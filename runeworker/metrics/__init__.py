@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
-from runeworker import tally
 from runeworker.errors import ConfigError
+from runeworker.metrics import tally
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram

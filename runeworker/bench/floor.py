@@ -6,7 +6,7 @@ by itself. Per delivery it does what a runeworker child does for a cheap node: p
 node; the first node also publishes its mirror copy), all with the sizes runeworker's messages
 have at that step, persistent, `mandatory`, through the same topic exchange, then acks; the
 publishes and acks of the deliveries buffered at once (at most `batch_max`) go in one AMQP
-transaction, exactly like `runeworker.worker`. Bodies are filler bytes: nothing is parsed.
+transaction, exactly like `runeworker.child.worker`. Bodies are filler bytes: nothing is parsed.
 
 Each message carries its workflow and step in `message_id` ("w.k"); the success status and the
 completion also carry their publish time in `correlation_id` ("w.k.ns") for the latency figures.
@@ -123,7 +123,7 @@ class _Loop:
             correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
         )
         # queued on the channel under the BlockingChannel and sent by tx_commit, like
-        # runeworker.amqp does (BlockingChannel would flush the socket per publish)
+        # runeworker.adapters.amqp does (BlockingChannel would flush the socket per publish)
         self.ch._impl.basic_publish(
             self.queues.exchange, queue, self.filler[:size], properties=props, mandatory=True
         )

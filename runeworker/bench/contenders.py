@@ -26,9 +26,9 @@ import pika.exceptions
 import psutil
 import redis
 
-from runeworker.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
-from runeworker.bench_floor import FloorPool, FloorQueues, declare
-from runeworker.benchmark import (
+from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.bench.floor import FloorPool, FloorQueues, declare
+from runeworker.bench.workload import (
     BenchError,
     Figures,
     Got,

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from runeworker.children import (
+from runeworker.config import Config, load_config
+from runeworker.supervisor.children import (
     BOARD_SLOTS,
     EXIT_BOOT_FAILED,
     EXIT_OK,
@@ -39,9 +40,8 @@ from runeworker.children import (
     remove_pid_file,
     write_pid_file,
 )
-from runeworker.config import Config, load_config
-from runeworker.liveness import ChildState, Liveness
-from runeworker.systemd import Notifier
+from runeworker.supervisor.liveness import ChildState, Liveness
+from runeworker.supervisor.systemd import Notifier
 
 __all__ = [
     "EXIT_BOOT_FAILED",

@@ -14,8 +14,8 @@ keys of one slot):
                                                  which uses no branch keys (engine/linear.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
-shaped like the Go worker's) are described in `runeworker.redis_flow`. Every call refreshes the
-TTL of every key it touches.
+shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
+refreshes the TTL of every key it touches.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from runeworker.adapters.redis_flow import RedisFlow
 from runeworker.config import mask_url
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
@@ -38,7 +39,6 @@ from runeworker.engine.state import (
     attempt_key,
 )
 from runeworker.errors import StateError
-from runeworker.redis_flow import RedisFlow
 
 _KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
 

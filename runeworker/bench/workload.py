@@ -4,7 +4,7 @@ A measurement publishes N workflows of K cheap nodes (log and conditional altern
 chain) and waits for the N completions, twice per contender: all N at once (throughput,
 CPU, RSS) and then a few one at a time (latency at low load). The contenders are
 `runeworker serve` started as a subprocess (P children, prefetch X, a queue of the bench's
-own) and the floor of `runeworker.bench_floor`, fed with messages of the sizes runeworker's
+own) and the floor of `runeworker.bench.floor`, fed with messages of the sizes runeworker's
 messages have at every step (measured by running the workflow once in this process).
 
 Latency of node k is the `executed_at` of its success status minus that of node k-1 (the
@@ -29,7 +29,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from runeworker.bench_floor import FloorSizes
+from runeworker.bench.floor import FloorSizes
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
     NodeExecutionMessage,

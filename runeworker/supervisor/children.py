@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import psutil
 
 from runeworker.config import Config
-from runeworker.liveness import ChildState, Liveness
-from runeworker.systemd import NOTIFY_VARIABLES
+from runeworker.supervisor.liveness import ChildState, Liveness
+from runeworker.supervisor.systemd import NOTIFY_VARIABLES
 
 __all__ = [
     "BOARD_SLOTS",

@@ -17,8 +17,8 @@ from types import FrameType
 
 import psutil
 
-from runeworker import metrics, tally
-from runeworker.amqp import (
+from runeworker import metrics
+from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
     REPLAYED_HEADER,
@@ -26,7 +26,9 @@ from runeworker.amqp import (
     Broker,
     Delivery,
 )
-from runeworker.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
+from runeworker.adapters.redis_state import RedisStore
+from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
+from runeworker.child.stepper import Stepper
 from runeworker.config import Config, mask_url, to_node_settings
 from runeworker.engine.executor import Executor, StepResult
 from runeworker.engine.messages import (
@@ -37,10 +39,9 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
-from runeworker.liveness import ChildState, Liveness
-from runeworker.redis_state import RedisStore
-from runeworker.scheduler import POLL_SECONDS, HostLock, Scheduler
-from runeworker.stepper import Stepper
+from runeworker.metrics import tally
+from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
+from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
 

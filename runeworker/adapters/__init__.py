@@ -1,0 +1,5 @@
+"""Adapters: the thin edges to RabbitMQ (`amqp`) and Redis (`redis_state`, `redis_flow`).
+
+Each translates its library's exceptions into `runeworker.errors`; adapters never import
+each other, and only the child wing (`runeworker.child`) wires them to the engine.
+"""
