@@ -2,7 +2,9 @@
 
 Layers, later ones win: the defaults below < one TOML file < the environment < command-line
 overrides. Every layer is checked key by key, so a wrong key or value is an error that names the
-key and where it came from; nothing falls back to a default silently (the Go worker's defect 34).
+key and where it came from; nothing falls back to a default silently (the Go worker replaces an
+invalid integer by its default: `getEnvAsInt` in
+services/rune-worker/pkg/platform/config/config.go).
 No `.env` file is read: the Go worker let one override the real environment, which made the
 environment a systemd unit sets impossible to trust.
 """
@@ -131,7 +133,7 @@ _FIELDS: dict[str, Any] = {
 }
 _SECTIONS = frozenset(key.partition(".")[0] for key in _FIELDS)
 
-# The Go worker's variables keep working (rune-go-worker.md section 6).
+# The Go worker's variables keep working (services/rune-worker/pkg/platform/config/config.go).
 GO_ENV_VARS: dict[str, str] = {
     "RABBITMQ_URL": "broker.url",
     "REDIS_URL": "redis.url",

@@ -1,11 +1,12 @@
 """The timer scheduler: publishes the frozen messages of due wait timers to `workflow.resume`.
 
-A tick (reference 2.10, made crash-safe): expired leases go back to the due set, up to `batch`
-due timers are leased (moved from `scheduler:timers` to `scheduler:processing`, their payload
-staying in `scheduler:payloads`), their payloads are published verbatim and committed in one
-AMQP transaction, and only then acknowledged (forgotten). A scheduler that dies between the
-claim and the acknowledgement leaves its timers leased: when the lease runs out, the next tick
-of any scheduler fires them. Nothing is lost, and in normal operation nothing fires twice.
+A tick (services/rune-worker/pkg/scheduler/scheduler.go made crash-safe; docs/WIRE.md section 7):
+expired leases go back to the due set, up to `batch` due timers are leased (moved from
+`scheduler:timers` to `scheduler:processing`, their payload staying in `scheduler:payloads`), their
+payloads are published verbatim and committed in one AMQP transaction, and only then acknowledged
+(forgotten). A scheduler that dies between the claim and the acknowledgement leaves its timers
+leased: when the lease runs out, the next tick of any scheduler fires them. Nothing is lost, and in
+normal operation nothing fires twice.
 
 The scheduler runs inside a worker child: the child holding the host lock (`HostLock`) ticks
 it between deliveries, through its own transactional channel. One per supervisor, no extra

@@ -1,5 +1,5 @@
-"""How a step continues: routing, error policies, and the flow-control nodes (reference 2.5,
-2.8, 2.10, 5.6-5.9) on top of the branch-token protocol of `runeworker.engine.state`.
+"""How a step continues: routing, error policies, and the flow-control nodes (docs/WIRE.md
+sections 3.3, 7, 8 and 10) on top of the branch-token protocol of `runeworker.engine.state`.
 
 A step ends with an `Ending`: the messages to emit (each becomes one child token), or a leaf
 context, or a failure. The flow-control nodes bend that shape:
@@ -215,7 +215,8 @@ def _split(step: Step, spec: NodeSpec, output: dict[str, Any]) -> Outcome:
     if not edges:
         return Outcome(output, Ending(context=ctx))
     if not items:
-        # RFC-004 6.1: nothing to fan out, the aggregator releases `aggregated: []` at once
+        # nothing to fan out: the aggregator releases `aggregated: []` at once (section 6.1 of
+        # services/rune-worker/rfcs/RFC-004-split-aggregate.md)
         agg = aggregator_of(step.wf, sid)
         if agg is None:
             return Outcome(output, Ending(context=ctx))

@@ -1,10 +1,10 @@
-"""Wire messages (reference sections 1.2-1.4) as msgspec Structs.
+"""Wire messages (docs/WIRE.md sections 3-5) as msgspec Structs.
 
 Optional keys that the Go worker omits when empty are typed `X | UnsetType` with default
-`UNSET`: msgspec leaves UNSET fields out of the JSON, so every key is emitted exactly when
-the reference says it is. The workflow definition travels as `msgspec.Raw`: it is parsed
-once per process (see `workflow.py`) and re-emitted byte for byte, which keeps the keys the
-Go worker drops (`notes`, edge `label`, `webhook_guid`, ...).
+`UNSET`: msgspec leaves UNSET fields out of the JSON, so every key is emitted exactly when the
+Go worker emits it (`omitempty` in services/rune-worker/pkg/messages/). The workflow definition
+travels as `msgspec.Raw`: it is parsed once per process (see `workflow.py`) and re-emitted byte
+for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webhook_guid`, ...).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Workflow validation: the graph rules the Go worker never checks (reference 4, 8.3, 8.22).
+"""Workflow validation: the graph rules the Go worker never checks (docs/WIRE.md section 3.1).
 
 `structural_problems` holds the rules without which a workflow cannot run safely (duplicate ids,
 dangling edges, cycles, routing parameters naming edges that are not there, bad error policies);

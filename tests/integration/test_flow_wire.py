@@ -1,6 +1,7 @@
 """Flow control against the real Redis and RabbitMQ: the executor on `RedisStore` (split,
-aggregator, merge, wait), the scheduler publishing to `workflow.resume` (scenarios 25, 37), and
-a worker plus the scheduler process end to end (scenarios 12, 14, 15)."""
+aggregator, merge, wait), the scheduler publishing to `workflow.resume`, and a worker plus the
+scheduler process end to end, after upstream's services/rune-worker/integration/ and e2e/
+scenarios."""
 
 from __future__ import annotations
 
@@ -114,8 +115,9 @@ def test_if_else_merge_on_redis(store: RedisStore) -> None:
 
 
 def test_merge_parents_one_second_apart_on_redis(store: RedisStore) -> None:
-    """Scenario 16: wait_for_all (timeout 60) fed by two parent messages 1 s apart (the gap
-    is the scenario itself) -> one merge success, the successor runs once, one completion."""
+    """As integration/merge_integration_test.go upstream: wait_for_all (timeout 60) fed by two
+    parent messages 1 s apart (the gap is the scenario itself) -> one merge success, the
+    successor runs once, one completion."""
     merge = {"id": "merge", "name": "Merge", "type": "merge",
              "parameters": {"wait_mode": "wait_for_all", "timeout": 60}}  # fmt: skip
     nodes = [n("s"), n("branch_a"), n("branch_b"), merge, n("end")]
@@ -191,8 +193,9 @@ def resume_messages(amqp_url: str, wanted: set[bytes], timeout: float = 5.0) -> 
 def test_preseeded_timer_is_published_to_resume(
     amqp_url: str, store: RedisStore, redis_url: str, redis_prefix: str
 ) -> None:
-    """Scenarios 25 and 37: due timers go verbatim to workflow.resume and their entries are
-    removed; a future timer is untouched."""
+    """As integration/wait_integration_test.go and pkg/scheduler/scheduler_test.go upstream: due
+    timers go verbatim to workflow.resume and their entries are removed; a future timer is
+    untouched."""
     bodies = {frozen(str(uuid.uuid4())) for _ in range(2)}
     for i, body in enumerate(sorted(bodies)):
         store.schedule(f"due-{i}", now_ms() - 1000, body)
@@ -281,8 +284,9 @@ def users() -> Iterator[str]:
 def test_split_wait_and_merge_on_the_wire(
     amqp_url: str, redis_url: str, redis_prefix: str, users: str, tmp_path: Path
 ) -> None:
-    """Scenario 14 then 12 in one workflow: fetch users, one http call per user, aggregate;
-    in parallel a wait; a merge joins both; exactly one completion."""
+    """Upstream's integration/http_split_aggregate_test.go and e2e/wait_e2e_test.go in one
+    workflow: fetch users, one http call per user, aggregate; in parallel a wait; a merge joins
+    both; exactly one completion."""
     nodes = [node("trigger", "ManualTrigger", "Start"),
              node("fetch", "http", "Fetch_Users", url=users + "/users", method="GET"),
              node("split", "split", "Each", input_array="$Fetch_Users.body"),

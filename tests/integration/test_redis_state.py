@@ -219,8 +219,9 @@ def test_redis_flow(name: str, store: RedisStore, client: redis.Redis, prefix: s
 
 @pytest.mark.integration
 def test_merge_keys_have_the_go_shape(store: RedisStore, client: redis.Redis, prefix: str) -> None:
-    """Scenario 18: no barrier key before the first arrival; then Go's names, with the
-    execution id as hash tag, each with the TTL."""
+    """As TestMergeBarrierWithRedis (integration/merge_integration_test.go upstream): no
+    barrier key before the first arrival; then Go's names, with the execution id as hash tag,
+    each with the TTL."""
     base = f"{prefix}exec:{{ex-18}}:node:merge_node"
     assert keys_under(client, prefix) == {}
     rule = MergeRule(expected=2)

@@ -1,5 +1,6 @@
 """A worker child (in a thread) against the real RabbitMQ and Redis, checked on the wire as the
-Rune API, RTES and the archivist see it: reference rune-go-worker.md sections 1.1-1.5, 7 and 9.
+Rune API, RTES and the archivist see it (docs/WIRE.md sections 2-6), through the scenarios of
+upstream's Go suites (services/rune-worker/e2e/, services/rune-worker/integration/).
 
 Every test starts its own worker under its own Redis prefix and filters what it reads by a fresh
 execution id, so messages left by another test cannot be mistaken for its own.
@@ -75,7 +76,8 @@ def server() -> Iterator[JsonServer]:
 
 def ran(wire: Wire, execution_id: str, node_id: str, used: bool = False) -> dict[str, Any]:
     """The node ran once: running then success, in that order, each with exactly the keys of
-    reference 1.3 (`used`: the node read context keys, reported on success); returns success."""
+    docs/WIRE.md section 4.1 (`used`: the node read context keys, reported on success); returns
+    success."""
     statuses = node_statuses(wire, execution_id, node_id, 2)
     assert [s["status"] for s in statuses] == ["running", "success"], statuses
     running, success = statuses
@@ -90,11 +92,12 @@ def nodes_with_status(wire: Wire, execution_id: str) -> set[str]:
     return {g.body["node_id"] for g in wire.statuses(execution_id)}
 
 
-# -- reference section 7 scenarios ---------------------------------------------------------------
+# -- the scenarios of upstream's Go e2e and integration suites --------------------------------
 
 
 def test_http_get_to_a_local_server(wire: Wire, server: JsonServer) -> None:
-    """Scenario 1: running + success with the response as output; completion `completed`."""
+    """As e2e/workflow_e2e_test.go upstream: running + success with the response as output;
+    completion `completed`."""
     m = master([http("fetch", f"{server.url}/uuid")], [], current="fetch")
     wire.publish_api(m)
     done = wire.completion(m["execution_id"])
@@ -128,7 +131,8 @@ def conditional_workflow(url: str, value: bool) -> dict[str, Any]:
 def test_conditional_follows_one_edge(
     wire: Wire, server: JsonServer, value: bool, taken: str
 ) -> None:
-    """Scenarios 2 and 3: only the node on the edge the condition picks runs."""
+    """As e2e/conditional_e2e_test.go upstream: only the node on the edge the condition picks
+    runs."""
     m = conditional_workflow(server.url, value)
     eid = m["execution_id"]
     wire.publish_api(m)
@@ -141,7 +145,7 @@ def test_conditional_follows_one_edge(
     ran(wire, eid, taken)
     assert nodes_with_status(wire, eid) == {"cond", taken}
     assert [h.path for h in server.hits] == [f"/{taken}"]
-    # The next message the worker published for the taken node (reference 1.2).
+    # The next message the worker published for the taken node (docs/WIRE.md section 3.1).
     [nxt] = [g for g in wire.of(TAP, eid) if g.body.get("is_worker_initiated") is True]
     check_published(nxt)
     body = nxt.body
@@ -157,7 +161,8 @@ def test_conditional_follows_one_edge(
 
 
 def test_switch_routes_to_the_matching_or_fallback_node(wire: Wire, server: JsonServer) -> None:
-    """Scenario 11: switch on $target; google, yahoo, bing and anything else (fallback)."""
+    """As e2e/switch_e2e_test.go upstream: switch on $target; google, yahoo, bing and anything
+    else (fallback)."""
     rules = [
         {"value": "$target", "operator": "==", "compare": t} for t in ("google", "yahoo", "bing")
     ]
@@ -185,7 +190,8 @@ def test_switch_routes_to_the_matching_or_fallback_node(wire: Wire, server: Json
 
 
 def test_messages_published_through_the_exchange_all_complete(wire: Wire) -> None:
-    """Scenario 19: 1 and then 5 messages via `workflows` / `workflow.execution`."""
+    """As integration/rabbitmq_integration_test.go upstream: 1 and then 5 messages via
+    `workflows` / `workflow.execution`."""
     for count in (1, 5):
         batch = [log_chain() for _ in range(count)]
         for m in batch:
@@ -200,13 +206,14 @@ def test_messages_published_through_the_exchange_all_complete(wire: Wire) -> Non
 def test_master_message_is_mirrored_unchanged_with_credentials_masked(
     wire: Wire, server: JsonServer
 ) -> None:
-    """Scenario 26: the master message appears on workflow.worker.initiated, identical but for
-    credential values; no message the worker publishes for RTES carries the secret."""
+    """As integration/worker_initiated_integration_test.go upstream: the master message appears
+    on workflow.worker.initiated, identical but for credential values; no message the worker
+    publishes for RTES carries the secret."""
     secret = "s3cret-token-value"
     call = http("call", f"{server.url}/private")
     call["credentials"] = {"id": "c1", "name": "tok", "type": "token", "values": {"token": secret}}
     cond = node("cond", "conditional", "Always", expression="true")
-    plain = master([cond], [], current="cond")  # scenario 26 as the Go suite has it
+    plain = master([cond], [], current="cond")  # as the Go suite has it
     wired = {**cond, "parameters": {"expression": "true", "true_edge_id": "e_t"}}
     creds = master([wired, call], [edge("cond", "call", "e_t")], current="cond")
     for m in (plain, creds):
@@ -334,7 +341,7 @@ def test_bad_input_is_failed_and_dead_lettered_without_a_crash(
         assert (copy.headers["x-runeworker-queue"], copy.delivery_mode) == (EXECUTION, 2)
         [st] = node_statuses(wire, eid, node_id, 1)
         assert len(wire.statuses(eid)) == 1
-        # parameters are omitted when empty (reference 1.3): only the teleport node has some
+        # parameters are omitted when empty (docs/WIRE.md 4.1): only the teleport node has some
         check_status(st, "failed", {"error", "parameters"} if node_id == "t" else {"error"})
         assert (st["node_id"], st["node_name"]) == (node_id, "Beam" if node_id == "t" else node_id)
         assert word in st["error"]["message"], st

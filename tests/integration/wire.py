@@ -1,6 +1,6 @@
 """Helpers for the worker wire tests: a worker child in a thread, a test-side AMQP client that
 plays the Rune API and the status/completion consumers, a local HTTP server, workflow builders
-and the key-by-key contracts of reference sections 1.2-1.4."""
+and the key-by-key contracts of docs/WIRE.md sections 3-5."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ EXCHANGE = "workflows"
 RUNE_QUEUES = (EXECUTION, RESUME, STATUS, COMPLETION, MIRROR)
 
 NANOS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
-# Exact key sets of reference 1.3 (every status), 1.4 (every completion) and 1.2 (the next-node
+# Exact key sets of docs/WIRE.md 4.1 (every status), 5 (every completion) and 3.1 (the next-node
 # messages the worker publishes, plus runeworker's own `branch_token`, and `started_at_ms` in the
 # messages of a single-branch execution).
 BASE_STATUS = {"workflow_id", "execution_id", "node_id", "node_name"} | {
@@ -302,7 +302,7 @@ def vhost_of(amqp_url: str) -> str:
     return unquote(urlsplit(amqp_url).path[1:])
 
 
-# -- contracts (reference 1.2-1.4) ------------------------------------------------------------
+# -- contracts (docs/WIRE.md sections 3-5) ----------------------------------------------------
 
 
 def check_published(got: Got) -> None:
@@ -313,7 +313,7 @@ def check_published(got: Got) -> None:
 
 
 def check_status(st: dict[str, Any], status: str, extra: set[str]) -> None:
-    """Exact key set (the base keys plus `extra`) and the types of reference 1.3."""
+    """Exact key set (the base keys plus `extra`) and the types of docs/WIRE.md section 4.1."""
     assert set(st) == BASE_STATUS | extra, f"{status} status keys {sorted(st)}"
     assert st["status"] == status
     assert NANOS.match(st["executed_at"]), st["executed_at"]
@@ -325,7 +325,7 @@ def check_status(st: dict[str, Any], status: str, extra: set[str]) -> None:
 
 
 def check_completion(c: dict[str, Any]) -> None:
-    """Exact key set and the types of reference 1.4."""
+    """Exact key set and the types of docs/WIRE.md section 5."""
     extra = {"failure_reason"} if c["status"] in ("failed", "halted") else set()
     assert set(c) == BASE_COMPLETION | extra, f"completion keys {sorted(c)}"
     assert c["status"] in ("completed", "failed", "halted")

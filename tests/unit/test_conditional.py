@@ -1,4 +1,5 @@
-"""conditional node and the shared expression evaluator (reference 5.4, 2.4, 8 items 26-27)."""
+"""conditional node and the shared expression evaluator, after upstream's
+services/rune-worker/pkg/nodes/custom/conditional/evaluator.go and its evaluator_test.go."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def result(expression: Any, context: dict[str, Any] | None = None, **params: Any
     return bool(out["result"])
 
 
-# Every example of reference 5.4, plus the fixes of reference 8 items 26-27.
+# The examples of upstream's evaluator_test.go, plus what it gets wrong: float 0 is falsy, an
+# operator inside quotes is text, parentheses group, data from the context is never re-parsed.
 CASES = [
     ("$value == 42", {"$value": 42}, True),
     ("$value == 42", {"$value": 41}, False),

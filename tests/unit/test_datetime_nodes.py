@@ -1,4 +1,6 @@
-"""Date/time nodes and layouts (reference 5.12, fixes of 8 item 31)."""
+"""Date/time nodes and layouts, after upstream's
+services/rune-worker/pkg/nodes/shared/datetimeops/datetimeops.go, plus numeric and unix `date`
+inputs and strftime formats, which it does not accept."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""edit node (reference 5.10; scenarios 4, 5, 6, 13, 34, 38; defects 8 items 26 and 30)."""
+"""edit node, after upstream's services/rune-worker/pkg/nodes/custom/edit/edit_node.go and the
+cases of its e2e/edit_e2e_test.go and integration/edit_node_test.go."""
 
 from __future__ import annotations
 
@@ -243,7 +244,7 @@ CTX = {
 @pytest.mark.parametrize(
     ("value", "type_", "expected"),
     [
-        # partial interpolation, each block on its own (defect 30)
+        # partial interpolation, each block on its own (Go evaluates only a whole-value block)
         ("Hello {{ $json.name }}!", "string", "Hello Ada!"),
         ("{{ $json.name }} is {{ $json.age }}", "string", "Ada is 36"),
         ("ids: {{ $Fetch.body.ids }}", "string", "ids: [3,4]"),
@@ -253,7 +254,7 @@ CTX = {
         (" {{ $json.age + 1 }} ", "number", 37),
         ("{{ $json.age > 18 }}", "boolean", True),
         ("{{ $json.missing }}", "json", None),
-        # no {{: ordinary references, whole ones typed (defect 26: never "")
+        # no {{: ordinary references, whole ones typed (never "", as Go makes a non-string)
         ("$Fetch.status", "number", 200),
         ("$Fetch.body", "json", {"ids": [3, 4]}),
         ("$json.tags", "json", ["x", "y"]),

@@ -1,5 +1,5 @@
-"""The engine is pure: importing any module of `runeworker.engine` loads only the standard
-library, msgspec (with what msgspec itself needs) and runeworker (DESIGN.md section 3).
+"""The engine is pure: importing any module of `runeworker.engine` loads only the standard library,
+msgspec (with what msgspec itself needs) and runeworker (docs/ARCHITECTURE.md, import rules).
 Checked in a fresh interpreter, since this test process has long since imported the adapters.
 
 `registry.load()` is not called: it imports the node modules, which bring their own I/O

@@ -1,4 +1,5 @@
-"""The executor against the reference (sections 1.3, 1.4, 2, scenarios of 7, fixes of 8).
+"""The executor against the wire contract (docs/WIRE.md) and the behaviour of upstream's
+services/rune-worker/pkg/executor/, with the differences listed in docs/WIRE.md section 14.
 
 Every test drives real steps through their JSON encoding, as on the wire, and asserts the exact
 sequence of (node name, status), the exact wire keys and the exact final context.
@@ -161,7 +162,7 @@ def drive(msg: NodeExecutionMessage, executor: Executor | None = None) -> Run:
 
 
 def check_schema(run: Run, in_split: bool) -> None:
-    """Reference 1.3 and 1.4: required keys, timestamp form, integer durations, and the keys
+    """docs/WIRE.md 4.1 and 5: required keys, timestamp form, integer durations, and the keys
     that must be absent (lineage outside splits, failure_reason of a completed execution)."""
     for status in run.statuses:
         keys = set(wire(status))
@@ -223,7 +224,7 @@ def server(http_server: _Server) -> _Server:
     return http_server
 
 
-# -- scenarios 1-3: http and conditional ---------------------------------------------------------
+# -- http and conditional (upstream e2e/workflow_e2e_test.go, conditional_e2e_test.go) -----------
 
 
 def test_single_http_get(server: _Server) -> None:
@@ -261,7 +262,7 @@ def test_conditional_runs_only_the_chosen_branch(
     assert run.completion.final_context == final
 
 
-# -- scenario 13 (with log nodes), 27, 31, 32, 33, 35 ----------------------------------------------
+# -- upstream pkg/executor/executor_test.go, executor_paths_test.go and messaging tests -----------
 
 
 def test_log_chain_builds_the_context() -> None:
@@ -390,7 +391,7 @@ def test_ignore_continues_with_the_unchanged_context() -> None:
 def test_ignore_without_successors_still_completes() -> None:
     run = drive(start(definition([n("a", "test.fail", error={"type": "ignore"})]), "a", {"$x": 1}))
     assert run.trail == bad("A")
-    assert run.outcome == ("completed", None)  # reference 8.2: Go published nothing
+    assert run.outcome == ("completed", None)  # Go publishes nothing (docs/WIRE.md 10)
     assert run.completion.final_context == {"$x": 1}
 
 
@@ -416,7 +417,7 @@ def test_branch_follows_the_error_edge_with_error_in_context() -> None:
 
 
 def test_branch_error_edge_not_followed_on_success() -> None:
-    run = drive(start(_branching("test.ok"), "a", {"$x": 1}))  # reference 8.15
+    run = drive(start(_branching("test.ok"), "a", {"$x": 1}))  # docs/WIRE.md section 10
     assert run.trail == ok("Risky", "B")
     assert [m.current_node for m in run.messages] == ["b"]
     assert run.completion.final_context == {"$x": 1, "$Risky": {"ran": "a"}, "$B": {"ran": "b"}}
@@ -652,7 +653,7 @@ def test_lineage_is_copied_from_the_top_frame() -> None:
     assert run.trail == ok("A") + bad("B") + ok("C")
     expected = {"branch_id": "ex-1_s2_1", "split_node_id": "s2", "item_index": 1,
                 "total_items": 3, "lineage_stack": msgspec.to_builtins(stack)}  # fmt: skip
-    for status in run.statuses:  # failed ones too: reference 8.11
+    for status in run.statuses:  # failed ones too (Go omits them: docs/WIRE.md 4.1)
         got = wire(status)
         assert {k: got[k] for k in LINEAGE_KEYS} == expected
     assert [m.lineage_stack for m in run.messages] == [stack, stack]

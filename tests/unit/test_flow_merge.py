@@ -1,4 +1,5 @@
-"""merge through the executor (reference 5.8; scenarios 8, 9, 10, 16, 17; fix 8.19):
+"""merge through the executor (upstream: services/rune-worker/pkg/nodes/custom/merge/, its
+e2e/merge_e2e_test.go and integration/merge_integration_test.go; docs/WIRE.md sections 7, 8):
 wait_for_all and wait_for_any barriers, dead-path elimination, timeout, branch awareness."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def merge(node_id: str = "merge", **params: Any) -> dict[str, Any]:
 
 
 def arrival(defn: bytes, parent: str, ctx: dict[str, Any], token: str) -> NodeExecutionMessage:
-    """A message reaching the merge from `parent`, as scenario 8 feeds them."""
+    """A message reaching the merge from `parent`, as upstream's merge_e2e_test.go feeds them."""
     msg = start(defn, "merge", ctx)
     return msgspec.structs.replace(msg, from_node=parent, branch_token=token)
 
@@ -42,8 +43,9 @@ def opened(executor: Executor, defn: bytes) -> list[str]:
 
 
 def test_wait_for_all_with_three_parents() -> None:
-    """Scenario 10: two `waiting` statuses (fix: not `success`), then one release whose merged
-    context follows the merge's incoming edges (c, a, b), not the arrival order (b, a, c)."""
+    """TestMergeE2E_ThreeBranchMerge: two `waiting` statuses (Go: `success`), then one release
+    whose merged context follows the merge's incoming edges (c, a, b), not the arrival order
+    (b, a, c)."""
     defn = three_parents()
     executor, run = Executor(MemoryStore()), Run()
     tokens = opened(executor, defn)
@@ -84,7 +86,7 @@ def _fanned(defn: bytes) -> bytes:
 
 
 def test_merge_output_is_kept_under_its_name() -> None:
-    """Fix 8.19: the continuation context is the merged context plus `$Merge`, whose copies of
+    """Unlike Go, the continuation context is the merged context plus `$Merge`, whose copies of
     whole contexts (merged_context, _merge_payloads) stay in the status only."""
     run = drive(start(_fanned(three_parents(wait_mode="wait_for_all", timeout=60)), "trigger"))
     [after] = [m for m in run.messages if m.current_node == "end"]
@@ -98,7 +100,8 @@ def test_merge_output_is_kept_under_its_name() -> None:
 
 
 def test_directly_fed_wait_for_all_releases() -> None:
-    """Scenario 8: two parent messages with different contexts; end_node runs once."""
+    """TestMergeE2E_WaitForAllComplete: two parent messages with different contexts; end_node
+    runs once."""
     nodes = [n("branch_a"), n("branch_b"), merge(wait_mode="wait_for_all", timeout=120),
              n("end_node", value="$from")]  # fmt: skip
     edges = [("e1", "branch_a", "merge"), ("e2", "branch_b", "merge"), ("e3", "merge", "end_node")]
@@ -122,7 +125,8 @@ def test_directly_fed_wait_for_all_releases() -> None:
 
 @pytest.mark.parametrize("pick", [fifo, lifo])
 def test_wait_for_any_has_one_winner(pick: Any) -> None:
-    """Scenarios 9 and 17: exactly one `_merge_winner`, the other arrival `_merge_ignored`."""
+    """TestMergeE2E_WaitForAnyRace: exactly one `_merge_winner`, the other arrival
+    `_merge_ignored`."""
     nodes = [
         TRIGGER,
         n("fast"),
@@ -143,7 +147,8 @@ def test_wait_for_any_has_one_winner(pick: Any) -> None:
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_if_else_into_wait_for_all_completes(flag: bool) -> None:
-    """Fix 8.19: the branch the conditional does not take sends a ghost, so the merge opens."""
+    """The branch the conditional does not take sends a ghost, so the merge opens (a Go
+    wait_for_all after an if/else never does)."""
     cond = n(
         "check", "conditional", expression="$flag == true", true_edge_id="t", false_edge_id="f"
     )

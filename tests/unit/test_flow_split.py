@@ -1,5 +1,6 @@
-"""split and aggregator through the executor (reference 2.5, 2.8, 5.6, 5.7; scenarios 14, 15,
-29, 30; fixes 8.17 and 8.18): fan-out, lineage, barriers, ghosts, nesting, redelivery."""
+"""split and aggregator through the executor (upstream: services/rune-worker/pkg/nodes/custom/
+split/, aggregator/, the fan-out of pkg/executor/node_handlers.go; docs/WIRE.md sections 3.3, 8):
+fan-out, lineage, barriers, ghosts, nesting, redelivery."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def frame(i: int, total: int, split_id: str = "split", ex: str = "ex-1") -> Stac
 
 
 def test_fan_out_is_item_major_with_item_and_frame() -> None:
-    """Scenario 29: 2 items x 2 successors = 4 messages; the input context is not mutated."""
+    """As upstream's TestExecutorHandleSplitFanOutPublishesPerItemAndNode: 2 items x 2
+    successors = 4 messages; the input context is not mutated."""
     defn = definition(
         [split(["x", "y"]), n("b"), n("c")], [("e1", "split", "b"), ("e2", "split", "c")]
     )
@@ -50,7 +52,8 @@ def test_fan_out_is_item_major_with_item_and_frame() -> None:
 
 
 def test_literal_list_to_aggregator() -> None:
-    """Scenario 15: one completion; the aggregator reports waiting, waiting, released."""
+    """As upstream's integration/split_aggregate_test.go: one completion; the aggregator reports
+    waiting, waiting, released."""
     defn = definition([TRIGGER, split(["item1", "item2", "item3"]), AGG],
                       [("e1", "trigger", "split"), ("e2", "split", "agg")])  # fmt: skip
     run = drive(start(defn, "trigger"))
@@ -71,8 +74,9 @@ def test_literal_list_to_aggregator() -> None:
 
 
 def test_results_are_node_outputs_in_item_order_and_lineage_pops() -> None:
-    """Scenario 14 shape: split -> per-item node -> aggregator -> next; the aggregated entries
-    are the per-item node's outputs as objects, in item order whatever the arrival order."""
+    """The shape of upstream's integration/http_split_aggregate_test.go: split -> per-item node
+    -> aggregator -> next; the aggregated entries are the per-item node's outputs as objects,
+    in item order whatever the arrival order."""
     nodes = [
         split([{"id": 1}, {"id": 2}, {"id": 3}]),
         n("fetch", value="$item.id"),
@@ -94,7 +98,8 @@ def test_results_are_node_outputs_in_item_order_and_lineage_pops() -> None:
 
 
 def test_empty_split_releases_an_empty_aggregate() -> None:
-    """RFC-004 6.1 (fix 8.17): an empty list skips the branches and goes to the aggregator."""
+    """An empty list skips the branches and goes to the aggregator (section 6.1 of upstream's
+    services/rune-worker/rfcs/RFC-004-split-aggregate.md; the Go worker completes instead)."""
     nodes = [split([]), n("inner"), AGG, n("after", value="$Collector._aggregator_processed_count")]
     edges = [("e1", "split", "inner"), ("e2", "inner", "agg"), ("e3", "agg", "after")]
     run = drive(start(definition(nodes, edges), "split", {"$x": 1}))
@@ -109,7 +114,8 @@ def test_empty_split_releases_an_empty_aggregate() -> None:
 
 
 def test_empty_split_without_aggregator_completes() -> None:
-    """Scenario 30: no execution message, one completion keeping the context."""
+    """As upstream's TestExecutorExecuteSplitWithEmptyItemsCompletes: no execution message, one
+    completion keeping the context."""
     run = drive(start(definition([split([]), n("b")], [("e1", "split", "b")]), "split", {"$x": 1}))
     assert run.messages == []
     assert run.completion.status == "completed"
@@ -146,7 +152,8 @@ def _conditional_split(false_edge: str = "") -> bytes:
 
 @pytest.mark.parametrize("pick", [fifo, lifo])
 def test_dead_end_inside_split_sends_a_ghost(pick: Pick) -> None:
-    """Fix 8.17: the item the conditional drops still reaches the aggregator (as a ghost)."""
+    """The item the conditional drops still reaches the aggregator (as a ghost, section 5.3 of
+    services/rune-worker/rfcs/RFC-004-split-aggregate.md; Go waits forever)."""
     run = drive(start(_conditional_split(), "split"), pick=pick)
     ghosts = [m for m in run.messages if m.ghost is True]
     assert [(m.current_node, m.from_node, m.lineage_stack) for m in ghosts] == [

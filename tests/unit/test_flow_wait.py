@@ -1,5 +1,6 @@
-"""wait and resume through the executor and the embedded runner (reference 1.5, 2.10, 5.9;
-scenarios 12, 28, 36; fixes 8.20 and 8.33)."""
+"""wait and resume through the executor and the embedded runner (upstream:
+services/rune-worker/pkg/nodes/custom/wait/wait_node.go, pkg/messaging/resume_consumer.go;
+docs/WIRE.md section 7)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def now_ms() -> int:
 
 
 def test_wait_publishes_running_and_waiting_and_parks() -> None:
-    """Scenario 28: running + waiting, no next message, no completion; the frozen message is
-    stored as a timer (reference 1.5), holding the branch's one child token."""
+    """As upstream's TestExecutorExecuteWaitNodePublishesWaitingStatusOnly: running + waiting,
+    no next message, no completion; the frozen message is stored as a timer (docs/WIRE.md
+    section 7), holding the branch's one child token."""
     store = MemoryStore()
     msg = msgspec.structs.replace(
         start(waiting_flow(amount=2, unit="minutes"), "pause", {"$x": 1}),
@@ -58,8 +60,9 @@ def test_wait_publishes_running_and_waiting_and_parks() -> None:
 
 
 def test_resume_succeeds_and_routes_on() -> None:
-    """Scenario 36 and fix 8.20: success with the frozen output and re-resolved parameters,
-    duration 0; the next message has from_node = the wait node, lineage and the flag."""
+    """As upstream's resume_consumer_test.go, plus from_node: success with the frozen output and
+    re-resolved parameters, duration 0; the next message has from_node = the wait node, lineage
+    and the flag."""
     executor, run = Executor(MemoryStore()), Run()
     msg = msgspec.structs.replace(
         start(waiting_flow(amount="$n", unit="minutes"), "pause", {"$n": 2}), lineage_stack=[FRAME]
@@ -111,7 +114,7 @@ def test_resume_of_a_node_that_is_not_a_wait_fails() -> None:
 
 
 def test_merge_after_a_wait_opens() -> None:
-    """Fix 8.20: the resumed branch tells the merge where it comes from."""
+    """The resumed branch tells the merge where it comes from (Go sends no from_node)."""
     pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0.05}}
     merge = {"id": "merge", "name": "Merge", "type": "merge"}
     nodes = [TRIGGER, pause, n("quick"), merge, n("end")]
@@ -126,7 +129,8 @@ def test_merge_after_a_wait_opens() -> None:
 
 
 def test_local_runner_sleeps_until_the_timer() -> None:
-    """Scenario 12 in one process: waiting, then (after the wait) success and the completion."""
+    """Upstream's e2e/wait_e2e_test.go in one process: waiting, then (after the wait) success and
+    the completion."""
     slept: list[float] = []
     runner = LocalRunner(on_status=lambda s: None, sleep=slept.append)  # no real sleeping
     done = runner.run(start(waiting_flow(amount=30, unit="seconds"), "pause"))
@@ -159,7 +163,7 @@ NOW = 1_700_000_000_000
     ({"date_time": "2030-01-01T00:00:00"}, 1_893_456_000_000),
 ])  # fmt: skip
 def test_resume_time(params: dict[str, Any], due: int) -> None:
-    """Fix 8.33: numeric strings and the absolute `date_time` form are accepted."""
+    """Numeric strings and the absolute `date_time` form are accepted (the Go node refuses both)."""
     assert resume_at(params, NOW) == due
 
 

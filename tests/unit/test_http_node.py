@@ -1,4 +1,5 @@
-"""Tests of the `http` node against real HTTP and HTTPS servers on 127.0.0.1 (reference 5.1)."""
+"""Tests of the `http` node against real HTTP and HTTPS servers on 127.0.0.1 (upstream:
+services/rune-worker/pkg/nodes/custom/http/, pkg/nodes/shared/httpcore/)."""
 
 from __future__ import annotations
 

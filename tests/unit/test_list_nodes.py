@@ -1,5 +1,6 @@
-"""filter, sort and limit nodes and their shared helpers (reference 5.11, 5.12 layouts,
-defects 26 and 32 fixed, scenario 34)."""
+"""filter, sort and limit nodes and their shared helpers, after upstream's
+services/rune-worker/pkg/nodes/shared/listops/listops.go: field paths never resolved against the
+context, missing values last in both directions (Go puts them first when descending)."""
 
 from __future__ import annotations
 
@@ -363,7 +364,7 @@ def test_field_path_not_found(field: str, item: Any) -> None:
 
 
 def test_field_is_never_resolved_against_the_context() -> None:
-    # Defect 26: inside a split branch `$item` is the context's current element; the rule's
+    # Inside a split branch `$item` is the context's current element; the rule's
     # `$item.name` must still read each list item.
     context = {"$item": {"name": "Z"}, "$json": [{"name": "A"}, {"name": "Z"}]}
     rules = [{"field": "$item.name", "operator": "==", "value": "A"}]
@@ -584,6 +585,8 @@ def chain() -> bytes:
 
 
 def test_scenario_34_outputs_propagate_json_into_the_completion_context() -> None:
+    """Scenario 34 = TestExecutor_EditNodeUpdatesJson and TestExecutor_FilterNodeUpdatesJson of
+    upstream's services/rune-worker/pkg/executor/executor_test.go: `$json` reaches the end."""
     statuses: list[NodeStatusMessage] = []
     runner = LocalRunner(on_status=statuses.append)
     done = runner.run(start_message(chain(), {"players": SCORES, "team": "red"}))

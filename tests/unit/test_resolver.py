@@ -10,7 +10,8 @@ import pytest
 from runeworker.engine.resolver import Resolver, render
 from runeworker.errors import ResolveError
 
-# The context of the reference's section 3 examples, plus a few keys for the other cases.
+# The context of the examples of upstream's services/rune-worker/pkg/resolver/resolver_test.go,
+# plus a few keys for the other cases.
 CONTEXT: dict[str, Any] = {
     "$http": {"status": 200, "body": {"values": [{"val": "first"}]}},
     "$json": [{"name": "A"}, {"name": "B"}],
@@ -32,7 +33,7 @@ def resolver() -> Resolver:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        # Reference section 3 examples (with our fixed outcomes).
+        # Upstream's resolver examples (with our fixed outcomes).
         ("$http.status", 200),
         ("$http.body.values[0].val", "first"),
         ("$json[1].name", "B"),

@@ -1,4 +1,5 @@
-"""The sandboxed expression language of `{{ }}` blocks (reference 5.10, 7 item 38, 8 item 30)."""
+"""The sandboxed expression language of `{{ }}` blocks in `edit` values (upstream evaluates
+them in services/rune-worker/pkg/nodes/custom/edit/edit_node.go), time-boxed like its JS."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The timer scheduler against the in-memory store (reference 2.10; scenario 37; fix 8.21):
-due timers fire verbatim, once, in batches; a failed publish or a dead scheduler loses none."""
+"""The timer scheduler against the in-memory store (upstream:
+services/rune-worker/pkg/scheduler/scheduler.go, made crash-safe; docs/WIRE.md section 7): due
+timers fire verbatim, once, in batches; a failed publish or a dead scheduler loses none."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def scheduled(*timers: tuple[str, int]) -> MemoryStore:
 
 
 def test_due_timers_fire_verbatim_and_are_forgotten() -> None:
-    """Scenario 37: due timers published and dropped; future timers untouched."""
+    """As upstream's pkg/scheduler/scheduler_test.go: due timers published and dropped; future
+    timers untouched."""
     store = scheduled(("b", NOW - 5), ("a", NOW - 10), ("later", NOW + 1000))
     broker = Broker(store)
     assert Scheduler(store, broker.publish, commit=broker.commit).tick(NOW) == 2
@@ -89,7 +91,8 @@ def test_failed_commit_fires_again_after_the_lease() -> None:
 
 
 def test_timer_of_a_dead_scheduler_fires_exactly_once() -> None:
-    """Fix 8.21: a scheduler that claimed a timer and died without acknowledging it."""
+    """A scheduler that claimed a timer and died without acknowledging it (a Go scheduler loses
+    such a timer)."""
     store = scheduled(("t", NOW))
     assert [t.timer_id for t in store.claim_due(NOW, 100, 30_000)] == ["t"]  # ...and dies
     broker = Broker(store)

@@ -1,4 +1,5 @@
-"""switch node and its router (reference 5.5, 2.4, scenarios 11, 24 and 31)."""
+"""switch node and its router, after upstream's services/rune-worker/pkg/nodes/custom/switch/
+and the routing of services/rune-worker/pkg/executor/routing.go (docs/WIRE.md section 10)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def route(params: dict[str, Any], output: dict[str, Any] | None) -> list[str]:
     [("google", 0, "google"), ("yahoo", 1, "yahoo"), ("bing", 2, "bing"), ("other", 3, "other")],
 )
 def test_scenario_11_switch_on_target(target: str, index: int, dst: str) -> None:
+    """Scenario 11 = upstream's services/rune-worker/e2e/switch_e2e_test.go: switch on $target."""
     params = {"rules": TARGET_RULES, "routes": ROUTES}
     out = run(params, {"$target": target})
     if index < 3:
@@ -68,6 +70,7 @@ def test_scenario_11_switch_on_target(target: str, index: int, dst: str) -> None
 
 @pytest.mark.parametrize(("value", "index"), [("case1", 0), ("case2", 1), ("case3", 2)])
 def test_scenario_24_switch_on_input_value(value: str, index: int) -> None:
+    """Scenario 24 = upstream's services/rune-worker/integration/switch_integration_test.go."""
     rules = [
         {"value": "$input.value", "operator": "==", "compare": "case1"},
         {"value": "$input.value", "operator": "==", "compare": "case2"},
@@ -76,7 +79,8 @@ def test_scenario_24_switch_on_input_value(value: str, index: int) -> None:
     assert out["output_index"] == index
 
 
-# (value, operator, compare, context, matches) - operand rules and operators of reference 5.5
+# (value, operator, compare, context, matches) - operand rules and operators of upstream's
+# services/rune-worker/pkg/nodes/custom/switch/evaluator.go
 RULES = [
     ("$n", "is equal to", 5, {"$n": 5}, True),
     ("$n", "is not equal to", "5", {"$n": 5}, False),
@@ -177,7 +181,8 @@ def test_bad_rules_parameter(rules: Any, message: str) -> None:
     assert str(info.value) == message
 
 
-# Scenario 31 and the defensive cases of reference 2.4.
+# The cases of TestExecutorDetermineNextNodesConditionalAndSwitch
+# (services/rune-worker/pkg/executor/executor_paths_test.go) and the defensive ones of routing.go.
 ROUTING = [
     ({"output_index": 1.0}, ROUTES, ["yahoo"]),
     ({"output_index": 1}, ROUTES, ["yahoo"]),
