@@ -20,8 +20,6 @@ pika reports a dead socket. `on_idle` is called by a `poll` that finds nothing t
 nothing unacked: tests set it to `worker.stop` to run the loop until the queues are drained.
 
 `StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`.
-In the spirit of dramatiq's StubBroker (github.com/Bogdanp/dramatiq, dramatiq/brokers/stub.py);
-written for this loop's transactional contract.
 """
 
 from __future__ import annotations
