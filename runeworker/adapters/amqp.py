@@ -9,6 +9,10 @@ per publish with a BlockingConnection.
 Deliveries are appended to `pending` by the consumer callback and processed by the worker
 loop, never inside the callback, so the connection can keep serving heartbeats (and
 buffering deliveries) while a node runs in another thread.
+
+`Endpoint` is the one way runeworker opens a pika connection (the worker's `Broker`,
+`runeworker submit`, `runeworker dlq`, `runeworker bench`) and turns pika's exceptions into
+`BrokerError`s that name the URL with its password masked.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +31,9 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from runeworker.config import mask_url
+from runeworker.config import BrokerConfig
 from runeworker.errors import BrokerError
+from runeworker.masking import mask_url, scrub_password
 
 log = logging.getLogger("runeworker.amqp")
 
@@ -40,7 +46,60 @@ JSON = "application/json"
 REPLAYED_HEADER = "x-runeworker-replayed"
 _PERSISTENT = 2
 _FLUSH_BYTES = 1 << 20
-_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+# what pika raises when the broker refuses something or the socket fails
+AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where RabbitMQ is and how to reach it: the URL and the connection's retry policy.
+
+    Every error it raises names the URL with its password masked, and scrubs the password
+    from pika's own text should pika ever echo it."""
+
+    url: str
+    heartbeat: int | None = None  # seconds; None keeps what the broker proposes
+    connection_attempts: int = 1
+    retry_delay: float = 1.0
+
+    @classmethod
+    def of(cls, b: BrokerConfig) -> Endpoint:
+        """The endpoint the `[broker]` section describes."""
+        return cls(b.url, b.heartbeat, b.connection_attempts, b.retry_delay)
+
+    def parameters(self, name: str) -> pika.URLParameters:
+        """pika's parameters for a connection the broker's UI shows as `name`."""
+        try:
+            params = pika.URLParameters(self.url)
+        except ValueError as exc:  # e.g. a port that is not a number
+            raise self.error("cannot use the RabbitMQ URL", exc) from exc
+        if self.heartbeat is not None:
+            params.heartbeat = self.heartbeat
+        params.connection_attempts = self.connection_attempts
+        params.retry_delay = self.retry_delay
+        params.client_properties = {"connection_name": name}
+        return params
+
+    def connect(self, name: str) -> BlockingConnection:
+        """A new blocking connection named `name`; BrokerError when none can be opened."""
+        params = self.parameters(name)
+        with self.errors("cannot connect to RabbitMQ"):
+            return BlockingConnection(params)
+
+    def error(self, what: str, exc: BaseException) -> BrokerError:
+        """`exc` (a pika or socket error) as a BrokerError: `what at URL: detail`."""
+        detail = scrub_password(describe(exc), self.url)
+        return BrokerError(f"{what} at {mask_url(self.url)}: {detail}")
+
+    @contextlib.contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Translate the pika and socket errors of the block with `error`. (The worker's hot
+        path calls `error` in an `except` clause instead: entering a context manager for
+        every publish costs more than the publish's own bookkeeping.)"""
+        try:
+            yield
+        except AMQP_ERRORS as exc:
+            raise self.error(what, exc) from exc
 
 
 @dataclass
@@ -67,41 +126,44 @@ class Broker:
         connection_attempts: int = 3,
         retry_delay: float = 1.0,
     ) -> None:
-        self.url = url
+        self.endpoint = Endpoint(url, heartbeat, connection_attempts, retry_delay)
         self.exchange = exchange
-        self.heartbeat = heartbeat
-        self.connection_attempts = connection_attempts
-        self.retry_delay = retry_delay
         self.pending: deque[Delivery] = deque()
         self._conn: BlockingConnection | None = None
         self._ch: BlockingChannel | None = None
         self._tags: list[str] = []
         self._unflushed = 0  # bytes published since the socket was last flushed
-        self.returned = 0
+
+    @classmethod
+    def of(cls, b: BrokerConfig) -> Broker:
+        """The broker the `[broker]` section describes."""
+        return cls(
+            b.url,
+            exchange=b.exchange,
+            heartbeat=b.heartbeat,
+            connection_attempts=b.connection_attempts,
+            retry_delay=b.retry_delay,
+        )
 
     # -- connection ---------------------------------------------------------------------
 
     def connect(self) -> None:
-        params = pika.URLParameters(self.url)
-        params.heartbeat = self.heartbeat
-        params.connection_attempts = self.connection_attempts
-        params.retry_delay = self.retry_delay
-        params.client_properties = {"connection_name": "runeworker"}
+        """Open the connection and a channel in transaction mode; forget buffered deliveries."""
         try:
-            self._conn = BlockingConnection(params)
-            self._ch = self._conn.channel()
-            self._ch.tx_select()
-            self._ch.add_on_return_callback(self._on_return)
-        except _AMQP_ERRORS as exc:
+            self._conn = self.endpoint.connect("runeworker")
+            with self.endpoint.errors("cannot open a channel"):
+                self._ch = self._conn.channel()
+                self._ch.tx_select()
+                self._ch.add_on_return_callback(self._on_return)
+        except BrokerError:
             self.close()
-            raise BrokerError(
-                f"cannot connect to RabbitMQ at {mask_url(self.url)}: {describe(exc)}"
-            ) from exc
+            raise
         self.pending.clear()
         self._tags = []
 
     @property
     def channel(self) -> BlockingChannel:
+        """The open transactional channel; BrokerError when there is none."""
         if self._ch is None or not self._ch.is_open:
             raise BrokerError("not connected to RabbitMQ")
         return self._ch
@@ -112,7 +174,7 @@ class Broker:
         self.pending.clear()
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
-            with contextlib.suppress(*_AMQP_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()
 
     # -- topology -----------------------------------------------------------------------
@@ -129,19 +191,20 @@ class Broker:
                 ch.queue_declare(q, durable=True)
                 ch.queue_bind(q, self.exchange, routing_key=q)
             ch.queue_declare(dead_letter_queue, durable=True)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot declare the Rune topology: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("cannot declare the Rune topology", exc) from exc
 
     # -- consuming ----------------------------------------------------------------------
 
     def consume(self, queues: list[str], prefetch: int) -> None:
+        """Consume `queues` into `pending`, at most `prefetch` deliveries unacked at a time."""
         ch = self.channel
         try:
             ch.basic_qos(prefetch_count=prefetch)
             for q in queues:
                 self._tags.append(ch.basic_consume(q, self._make_callback(q)))
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot consume {queues}: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error(f"cannot consume {queues}", exc) from exc
 
     def _make_callback(self, queue: str) -> Any:
         def on_message(
@@ -169,8 +232,8 @@ class Broker:
         try:
             for tag in tags:
                 ch.basic_cancel(tag)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot cancel consumers: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("cannot cancel consumers", exc) from exc
 
     def poll(self, timeout: float) -> None:
         """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
@@ -179,8 +242,8 @@ class Broker:
         self._unflushed = 0
         try:
             self._conn.process_data_events(time_limit=timeout)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"connection to RabbitMQ lost: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("connection to RabbitMQ lost", exc) from exc
 
     # -- transactional publishing -------------------------------------------------------
 
@@ -193,6 +256,7 @@ class Broker:
         headers: dict[str, Any] | None = None,
         content_type: str | None = JSON,
     ) -> None:
+        """Publish (persistent, mandatory) inside the transaction; `exchange` None = ours."""
         props = BasicProperties(
             content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
         )
@@ -207,22 +271,23 @@ class Broker:
             self._unflushed += len(body)
             if self._unflushed > _FLUSH_BYTES:
                 self.poll(0)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot publish to {routing_key}: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error(f"cannot publish to {routing_key}", exc) from exc
 
     def ack(self, tag: int) -> None:
+        """Acknowledge delivery `tag`; takes effect at the next commit."""
         try:
             self._queued().basic_ack(tag)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot ack delivery {tag}: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error(f"cannot ack delivery {tag}", exc) from exc
 
     def requeue(self, tags: list[int]) -> None:
         """Hand deliveries back to the broker (drain); takes effect at the next commit."""
         try:
             for tag in tags:
                 self.channel.basic_nack(tag, requeue=True)
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"cannot requeue deliveries: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("cannot requeue deliveries", exc) from exc
 
     def commit(self) -> float:
         """Commit the transaction; returns its latency in seconds."""
@@ -230,8 +295,8 @@ class Broker:
         self._unflushed = 0
         try:
             self.channel.tx_commit()  # sends the queued frames first, in order
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"transaction commit failed: {describe(exc)}") from exc
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("transaction commit failed", exc) from exc
         return time.perf_counter() - start
 
     def _queued(self) -> Channel:
@@ -242,16 +307,9 @@ class Broker:
         a publish past `_FLUSH_BYTES` send them too, so big batches stream."""
         return self.channel._impl
 
-    def rollback(self) -> None:
-        try:
-            self.channel.tx_rollback()
-        except _AMQP_ERRORS as exc:
-            raise BrokerError(f"transaction rollback failed: {describe(exc)}") from exc
-
     def _on_return(
         self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties, _body: bytes
     ) -> None:
-        self.returned += 1
         log.error(
             "message to %s was unroutable (%s); its queue is missing",
             method.routing_key,

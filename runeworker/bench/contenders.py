@@ -17,16 +17,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import pika.exceptions
 import psutil
 import redis
 
-from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.adapters.amqp import (
+    AMQP_ERRORS,
+    COMPLETION_QUEUE,
+    MIRROR_QUEUE,
+    STATUS_QUEUE,
+    Endpoint,
+)
 from runeworker.bench.floor import FloorPool, FloorQueues, declare
 from runeworker.bench.workload import (
     BenchError,
@@ -123,27 +128,20 @@ def _services() -> dict[str, list[psutil.Process]]:
     return found
 
 
-@contextlib.contextmanager
-def _broker_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        raise BenchError(f"{what}: {exc!r}") from exc
-
-
-class Session:
+class BenchRun:
     """One bench run against the configured vhost; `close` removes what it created."""
 
     def __init__(self, cfg: Config, *, discard_waiting: bool = False) -> None:
         self.cfg = cfg
         self.run_id = uuid.uuid4().hex[:10]
         self.prefix = f"{cfg.redis.key_prefix}bench:{self.run_id}:"
-        self.wire = Wire(cfg.broker.url)
+        self.endpoint = Endpoint.of(cfg.broker)
+        self.wire = Wire(self.endpoint)
         self.workdir = Path(tempfile.mkdtemp(prefix="runeworker-bench-"))
         self.services = _services()
         self._queues: list[str] = []
         try:
-            with _broker_errors("cannot check the vhost"):
+            with self.endpoint.errors("cannot check the vhost"):
                 self._check(discard_waiting)
         except BaseException:
             self.close()
@@ -171,7 +169,7 @@ class Session:
         self, load: Load, work: Workload, *, runeworker_first: bool = False
     ) -> tuple[Result, Result]:
         """(floor, runeworker) at `load`, measured in the order asked for."""
-        with _broker_errors("the bench lost the broker"):
+        with self.endpoint.errors("the bench lost the broker"):
             if runeworker_first:
                 rw = self.runeworker(load, work)
                 return self.floor(load, work), rw
@@ -297,7 +295,7 @@ class Session:
 
     def close(self) -> None:
         """Delete the bench's queues and Redis keys and its work directory."""
-        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+        with contextlib.suppress(*AMQP_ERRORS):
             for q in self._queues:
                 self.wire.ch.queue_delete(q)
         self.wire.close()

@@ -26,9 +26,9 @@ from typing import Any
 
 import msgspec
 import pika
-import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from runeworker.adapters.amqp import AMQP_ERRORS, Endpoint
 from runeworker.bench.floor import FloorSizes
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
@@ -243,12 +243,10 @@ class Wire:
     """The bench's connection: publishes start messages, consumes what the contender
     publishes into per-queue lists (auto-ack: the bench only reads)."""
 
-    def __init__(self, url: str) -> None:
-        try:
-            self.conn: BlockingConnection = pika.BlockingConnection(pika.URLParameters(url))
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.conn: BlockingConnection = endpoint.connect("runeworker bench")
+        with endpoint.errors("cannot connect to RabbitMQ"):
             self.ch: BlockingChannel = self.conn.channel()
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            raise BenchError(f"cannot connect to RabbitMQ: {exc!r}") from exc
         self.got: dict[str, list[Got]] = {}
         self._tags: list[str] = []
 
@@ -289,7 +287,7 @@ class Wire:
             self.conn.sleep(0.05)
 
     def close(self) -> None:
-        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+        with contextlib.suppress(*AMQP_ERRORS):
             self.conn.close()
 
 

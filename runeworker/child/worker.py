@@ -4,6 +4,10 @@ Each delivery becomes one atomic step: the statuses, the next messages or the co
 any dead-letter copy and the ack are published in one AMQP transaction. Several buffered
 deliveries are handled back to back and committed together (`broker.batch_max`), which
 keeps the broker round trips per node below one under load.
+
+The broker, the state store and the observers of the loop are injected
+(`runeworker.child.ports`, `runeworker.child.hooks`): `child_main` wires RabbitMQ, Redis and
+the Prometheus subscriber; the unit tests wire in-memory stand-ins and a recorder.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from types import FrameType
 
 import psutil
 
-from runeworker import metrics
 from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
@@ -27,6 +30,8 @@ from runeworker.adapters.amqp import (
     Delivery,
 )
 from runeworker.adapters.redis_state import RedisStore
+from runeworker.child.hooks import NoHooks, WorkerHooks
+from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, mask_url, to_node_settings
@@ -39,7 +44,7 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
-from runeworker.metrics import tally
+from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
 from runeworker.supervisor.liveness import ChildState, Liveness
 
@@ -58,24 +63,22 @@ class Worker:
         slot: int = 0,
         *,
         scheduler_lock: str | None = None,
+        broker: TransactionalBroker | None = None,
+        store: WorkerStore | None = None,
+        hooks: WorkerHooks | None = None,
     ) -> None:
         """`scheduler_lock`: path of the host lock; the child holding it also fires due wait
-        timers. None = this worker never runs the scheduler."""
+        timers. None = this worker never runs the scheduler. `broker` and `store` default to
+        RabbitMQ and Redis as `cfg` describes them; `hooks` (the loop's observer) to none."""
         self.cfg = cfg
         self.board = board
         self.slot = slot
         self.stopping = False
         self.handled = 0
         self.recycle_reason = ""
-        b = cfg.broker
-        self.broker = Broker(
-            b.url,
-            exchange=b.exchange,
-            heartbeat=b.heartbeat,
-            connection_attempts=b.connection_attempts,
-            retry_delay=b.retry_delay,
-        )
-        self.store = RedisStore.from_url(
+        self.hooks: WorkerHooks = hooks or NoHooks()
+        self.broker: TransactionalBroker = broker or Broker.of(cfg.broker)
+        self.store: WorkerStore = store or RedisStore.from_url(
             cfg.redis.url,
             prefix=cfg.redis.key_prefix,
             ttl_seconds=cfg.redis.key_ttl,
@@ -99,20 +102,20 @@ class Worker:
         self._beat(ChildState.BOOTING)
         if not self._boot():
             return EXIT_BOOT_FAILED
-        metrics.prime(
-            queues=[self.cfg.broker.queue, self.cfg.broker.resume_queue],
-            node_types=self.executor.specs,
+        self.hooks.on_ready(
+            [self.cfg.broker.queue, self.cfg.broker.resume_queue], self.executor.specs
         )
         self._beat(ChildState.READY)
-        tally.start()
         while not self.stopping:
             try:
                 self._serve()
             except (BrokerError, StateError) as exc:
+                if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
+                    self.hooks.on_state_error()
                 if self.stopping:
                     break
                 log.warning("connection lost (%s); reconnecting", exc)
-                metrics.broker_reconnect()
+                self.hooks.on_reconnect()
                 self.broker.close()
                 self._reconnect()
         self._drain()
@@ -152,6 +155,8 @@ class Worker:
             self.broker.declare(bound, b.dead_letter_queue)
             self.broker.consume([b.queue, b.resume_queue], b.prefetch)
         except (BrokerError, StateError) as exc:
+            if isinstance(exc, StateError):
+                self.hooks.on_state_error()
             log.warning("%s", exc)
             self.broker.close()
             return False
@@ -175,17 +180,19 @@ class Worker:
         try:
             self.broker.stop_consuming()
             self.broker.poll(0)  # deliveries already on the wire land in `pending`
-            tags = [d.tag for d in self.broker.pending]
-            if tags:
-                self.broker.requeue(tags)
+            handed = list(self.broker.pending)
+            if handed:
+                self.broker.requeue([d.tag for d in handed])
                 self.broker.commit()
-                log.info("handed %d prefetched deliveries back", len(tags))
+                for d in handed:
+                    self.hooks.on_delivery(d.queue, "requeued")
+                log.info("handed %d prefetched deliveries back", len(handed))
         except BrokerError as exc:
             log.info("drain without a connection (%s); the broker requeues unacked work", exc)
         self.broker.close()
         self.stepper.close()
         self.store.close()
-        tally.stop()
+        self.hooks.on_stop()
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -214,9 +221,8 @@ class Worker:
             self._after(done)
 
     def _handle(self, d: Delivery) -> None:
-        metrics.delivery(d.queue, "consumed")
-        metrics.message_handled()
-        metrics.inflight(1)
+        self.hooks.on_delivery(d.queue, "consumed")
+        self.hooks.on_inflight(1)
         self._step_started = time.monotonic()
         try:
             cap = self.cfg.broker.max_message_bytes
@@ -254,10 +260,10 @@ class Worker:
                 self._dead_letter(d, result.error)
             self._publish_result(result)
             self.broker.ack(d.tag)
-            metrics.delivery(d.queue, "acked")
+            self.hooks.on_delivery(d.queue, "acked")
         finally:
             self._step_started = 0.0
-            metrics.inflight(-1)
+            self.hooks.on_inflight(-1)
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
         self.broker.publish(STATUS_QUEUE, encode(status))
@@ -267,8 +273,7 @@ class Worker:
     def _commit(self) -> None:
         """Commit the transaction, after the state writes the steps in it kept back."""
         self.store.flush()
-        metrics.commit_observed(self.broker.commit())
-        tally.flush()  # metrics count what is committed
+        self.hooks.on_commit(self.broker.commit())  # observers count what is committed
 
     def _publish_result(self, result: StepResult) -> None:
         for status in result.statuses:
@@ -277,9 +282,9 @@ class Worker:
             self.broker.publish(self.cfg.broker.queue, encode(nxt))
         if result.completion is not None:
             self.broker.publish(COMPLETION_QUEUE, encode(result.completion))
-            metrics.completion(result.completion.status)
+            self.hooks.on_completion(result.completion.status)
         if result.outcome:
-            metrics.node_done(result.node_type or "unknown", result.outcome, result.seconds)
+            self.hooks.on_node_done(result.node_type or "unknown", result.outcome, result.seconds)
 
     def _publish_rejection(self, d: Delivery, rejection: Rejection) -> None:
         log.error("rejected delivery from %s: %s", d.queue, rejection.reason)
@@ -287,7 +292,7 @@ class Worker:
         if rejection.result is not None:
             self._publish_result(rejection.result)
         self.broker.ack(d.tag)
-        metrics.delivery(d.queue, "rejected")
+        self.hooks.on_delivery(d.queue, "rejected")
 
     def _dead_letter(self, d: Delivery, reason: str) -> None:
         headers = {
@@ -303,7 +308,7 @@ class Worker:
             headers=headers,
             content_type=d.content_type,  # the raw bytes, as they came
         )
-        metrics.delivery(d.queue, "dead_lettered")
+        self.hooks.on_delivery(d.queue, "dead_lettered")
 
     # -- housekeeping -------------------------------------------------------------------
 
@@ -368,6 +373,6 @@ def child_main(
     cfg: Config, board: Liveness, slot: int, *, scheduler_lock: str | None = None
 ) -> int:
     """Entry point of a forked child (the supervisor's target; serve binds `scheduler_lock`)."""
-    worker = Worker(cfg, board, slot, scheduler_lock=scheduler_lock)
+    worker = Worker(cfg, board, slot, scheduler_lock=scheduler_lock, hooks=WorkerMetrics())
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from runeworker.bench.codec import codec_benchmark
-from runeworker.bench.contenders import Result, Session
+from runeworker.bench.contenders import BenchRun, Result
 from runeworker.bench.workload import BenchError, Figures, Load, Workload, percentile
 from runeworker.config import load_config
 from runeworker.errors import ConfigError, RuneworkerError
@@ -45,9 +45,9 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         latency_workflows=args.latency_workflows,
         timeout=args.timeout,
     )
-    session: Session | None = None
+    session: BenchRun | None = None
     try:
-        session = Session(cfg, discard_waiting=args.discard_waiting)
+        session = BenchRun(cfg, discard_waiting=args.discard_waiting)
         if args.sweep:
             return _sweep(session, base, out)
         return _single(session, base, cfg.broker.batch_max, out, max(1, args.rounds))
@@ -77,7 +77,7 @@ def _size(n: float) -> str:
 # -- one load -----------------------------------------------------------------------------------
 
 
-def _single(session: Session, load: Load, batch_max: int, out: TextIO, rounds: int = 1) -> int:
+def _single(session: BenchRun, load: Load, batch_max: int, out: TextIO, rounds: int = 1) -> int:
     work = Workload.build(load.nodes, load.context_bytes)
     out.write(
         f"runeworker bench: {load.workflows} workflows x {load.nodes} nodes, "
@@ -173,7 +173,7 @@ def _sized(load: Load, work: Workload) -> Load:
     return replace(load, workflows=n, latency_workflows=latency)
 
 
-def _sweep(session: Session, base: Load, out: TextIO) -> int:
+def _sweep(session: BenchRun, base: Load, out: TextIO) -> int:
     out.write(
         f"{'point':<16}{'N':>5}{'rw n/s':>9}{'floor n/s':>10}{'ratio':>7}{'rw p50/p99 ms':>15}"
         f"{'fl p50/p99 ms':>15}{'rw CPU ms/n':>12}{'rw RSS MB':>10}  complete\n"

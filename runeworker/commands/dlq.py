@@ -44,16 +44,14 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
-from runeworker.adapters.amqp import REPLAYED_HEADER
-from runeworker.config import Config, load_config, mask_url
+from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint
+from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
 from runeworker.errors import BrokerError, ConfigError
-from runeworker.masking import scrub_password
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 HEADER_PREFIX = "x-runeworker-"
-_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 _COMMIT_EVERY = 100  # replays per transaction: each message stays atomic, memory stays bounded
 _REASON_WIDTH = 100
 # "key": "string value" with a short key (bounded: linear on any body)
@@ -121,21 +119,17 @@ class DeadLetterQueue:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.name = cfg.broker.dead_letter_queue
+        self.endpoint = Endpoint.of(cfg.broker)
         self._conn: Any = None
 
     def __enter__(self) -> DeadLetterQueue:
-        params = pika.URLParameters(self.cfg.broker.url)
-        params.connection_attempts = self.cfg.broker.connection_attempts
-        params.retry_delay = self.cfg.broker.retry_delay
-        params.client_properties = {"connection_name": "runeworker dlq"}
-        with self._errors("cannot connect to RabbitMQ"):
-            self._conn = pika.BlockingConnection(params)
+        self._conn = self.endpoint.connect("runeworker dlq")
         return self
 
     def __exit__(self, *_exc: object) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
-            with contextlib.suppress(*_AMQP_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()
 
     # -- commands ---------------------------------------------------------------------------
@@ -200,7 +194,7 @@ class DeadLetterQueue:
             if problem:
                 print(f"error: {problem}", file=sys.stderr)
                 return EXIT_ERROR
-            with self._errors(f"cannot replay from {self.name}"):
+            with self.endpoint.errors(f"cannot replay from {self.name}"):
                 ch.tx_select()
                 for n, (d, queue) in enumerate(zip(chosen, targets, strict=True), 1):
                     _republish(ch, d, queue)
@@ -217,14 +211,14 @@ class DeadLetterQueue:
         """(channel, messages ready, an iterator over at most that many messages, fetched
         unacked as it is advanced). Closing the channel at the end hands every message that
         was not acked back to the queue, in its place."""
-        with self._errors(f"cannot read {self.name}"):
+        with self.endpoint.errors(f"cannot read {self.name}"):
             ch = self._conn.channel()
             # declared as the worker declares it: a missing queue is an empty one
             total = int(ch.queue_declare(self.name, durable=True).method.message_count)
 
         def fetch() -> Iterator[DeadLetter]:
             for index in range(1, total + 1):
-                with self._errors(f"cannot read {self.name}"):
+                with self.endpoint.errors(f"cannot read {self.name}"):
                     method, props, body = ch.basic_get(self.name, auto_ack=False)
                 if method is None:
                     return
@@ -234,7 +228,7 @@ class DeadLetterQueue:
             yield ch, total, fetch()
         finally:
             if ch.is_open:
-                with contextlib.suppress(*_AMQP_ERRORS):
+                with contextlib.suppress(*AMQP_ERRORS):
                     ch.close()
 
     def _check_targets(self, queues: set[str]) -> str:
@@ -244,7 +238,7 @@ class DeadLetterQueue:
         for queue in sorted(queues):
             if queue == self.name:
                 return f"a message names the dead-letter queue {queue} as its origin; use --to"
-            with self._errors("cannot check the target queues"):
+            with self.endpoint.errors("cannot check the target queues"):
                 ch = self._conn.channel()
                 try:
                     ch.queue_declare(queue, passive=True)
@@ -252,16 +246,6 @@ class DeadLetterQueue:
                     return f"queue {queue} does not exist"
                 ch.close()
         return ""
-
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """pika errors -> BrokerError naming the masked URL, never the password."""
-        try:
-            yield
-        except _AMQP_ERRORS as exc:
-            url = self.cfg.broker.url
-            detail = scrub_password(str(exc) or type(exc).__name__, url)
-            raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc
 
 
 def _republish(ch: Any, d: DeadLetter, queue: str) -> None:

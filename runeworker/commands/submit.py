@@ -28,18 +28,17 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 import pika
-import pika.exceptions
 
-from runeworker.adapters.amqp import COMPLETION_QUEUE, STATUS_QUEUE, describe
+from runeworker.adapters.amqp import AMQP_ERRORS, COMPLETION_QUEUE, STATUS_QUEUE, Endpoint
 from runeworker.commands.files import definition_of, read_input, read_workflow
 from runeworker.commands.run import status_line
-from runeworker.config import Config, load_config, mask_url
+from runeworker.config import Config, load_config
 from runeworker.engine import registry
 from runeworker.engine.local import start_message
 from runeworker.engine.messages import (
@@ -52,12 +51,10 @@ from runeworker.engine.messages import (
 from runeworker.engine.validation import check_workflow
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
-from runeworker.masking import scrub_password
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _PERSISTENT = 2
 _POLL_SECONDS = 0.5  # longest single wait on the socket; bounds the reaction to the deadline
-_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 OnStatus = Callable[[NodeStatusMessage], None]
 
@@ -90,19 +87,19 @@ def submit(
     except (RuneworkerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    session = Session(cfg)
+    master = MasterClient(cfg)
     published = False
     try:
-        session.connect()
+        master.connect()
         if wait:
-            session.watch()
-        session.publish(start)
+            master.watch()
+        master.publish(start)
         published = True
         out.write(start.execution_id + "\n")
         out.flush()
         if not wait:
             return EXIT_OK
-        return _follow(session, start.execution_id, timeout, out)
+        return _follow(master, start.execution_id, timeout, out)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -111,7 +108,7 @@ def submit(
         print(f"interrupted; execution {start.execution_id} {fate}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        session.close()
+        master.close()
 
 
 def submit_command(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
@@ -165,13 +162,13 @@ def first_successor_of(definition: bytes, trigger_id: str) -> str:
     raise WorkflowError(f"--first-successor: trigger node {trigger_id} has no outgoing edge")
 
 
-def _follow(session: Session, execution_id: str, timeout: float | None, out: TextIO) -> int:
+def _follow(master: MasterClient, execution_id: str, timeout: float | None, out: TextIO) -> int:
     def show(status: NodeStatusMessage) -> None:
         out.write(status_line(status) + "\n")
         out.flush()
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    done = session.wait(execution_id, deadline, show)
+    done = master.wait(execution_id, deadline, show)
     if done is None:
         print(
             f"no completion of execution {execution_id} within {timeout} s "
@@ -185,14 +182,15 @@ def _follow(session: Session, execution_id: str, timeout: float | None, out: Tex
     return EXIT_OK if done.status == COMPLETED else EXIT_FAILED
 
 
-class Session:
-    """One AMQP connection playing the master: publishes like the API, watches like RTES.
+class MasterClient:
+    """One AMQP connection playing the Rune master: publishes like the API, watches like RTES.
 
     Not `runeworker.adapters.amqp.Broker`: that is the worker's transactional channel, which stamps
     `application/json` on every message, where the API sends none."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.endpoint = Endpoint.of(cfg.broker)
         self._conn: Any = None
         self._ch: Any = None
         self._watch_queue = ""
@@ -202,21 +200,15 @@ class Session:
 
     def connect(self) -> None:
         """Open the connection and a channel in publisher-confirm mode."""
-        b = self.cfg.broker
-        params = pika.URLParameters(b.url)
-        params.heartbeat = b.heartbeat
-        params.connection_attempts = b.connection_attempts
-        params.retry_delay = b.retry_delay
-        params.client_properties = {"connection_name": "runeworker submit"}
-        with self._errors("cannot connect to RabbitMQ"):
-            self._conn = pika.BlockingConnection(params)
+        self._conn = self.endpoint.connect("runeworker submit")
+        with self.endpoint.errors("cannot connect to RabbitMQ"):
             self._ch = self._conn.channel()
             self._ch.confirm_delivery()
 
     def watch(self) -> None:
         """Bind a private queue to the status and completion routing keys and consume it."""
         b = self.cfg.broker
-        with self._errors(f"cannot watch exchange {b.exchange}"):
+        with self.endpoint.errors(f"cannot watch exchange {b.exchange}"):
             # Declared exactly as the worker, RTES and the archivist declare it.
             self._ch.exchange_declare(b.exchange, exchange_type="topic", durable=True)
             declared = self._ch.queue_declare("", exclusive=True, auto_delete=True)
@@ -229,7 +221,7 @@ class Session:
     def publish(self, start: NodeExecutionMessage) -> None:
         """Publish `start` as the API does; returns once the broker confirmed it."""
         queue = self.cfg.broker.queue
-        with self._errors(f"cannot publish the start message to queue {queue}"):
+        with self.endpoint.errors(f"cannot publish the start message to queue {queue}"):
             self._ch.queue_declare(queue, durable=True)
             self._ch.basic_publish(
                 "",
@@ -245,7 +237,7 @@ class Session:
         """Pass each status of `execution_id` to `on_status` until its completion (returned),
         or None once the monotonic `deadline` has passed."""
         self._execution_id, self._on_status, self._done = execution_id, on_status, None
-        with self._errors("lost the connection while waiting"):
+        with self.endpoint.errors("lost the connection while waiting"):
             while self._done is None:
                 left = _POLL_SECONDS if deadline is None else deadline - time.monotonic()
                 if left <= 0:
@@ -257,7 +249,7 @@ class Session:
         """Close the connection (the broker deletes the private queue with it)."""
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
-            with contextlib.suppress(*_AMQP_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()
 
     def _on_message(self, _ch: Any, method: Any, _props: Any, body: bytes) -> None:
@@ -274,13 +266,3 @@ class Session:
             return  # another producer's message on a shared key; never ours to judge
         if status.execution_id == self._execution_id and self._on_status is not None:
             self._on_status(status)
-
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """pika errors -> BrokerError naming the masked URL, never the password."""
-        try:
-            yield
-        except _AMQP_ERRORS as exc:
-            url = self.cfg.broker.url
-            detail = scrub_password(describe(exc), url)
-            raise BrokerError(f"{what} at {mask_url(url)}: {detail}") from exc

@@ -1,0 +1,74 @@
+"""What the consume loop needs from its broker and its state store.
+
+`serve` plugs in RabbitMQ (`runeworker.adapters.amqp.Broker`) and Redis
+(`runeworker.adapters.redis_state.RedisStore`); the unit tests of the loop plug in memory
+stand-ins (`tests/unit/stubbroker.py`) with the same transactional behaviour.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.engine.state import StateStore
+
+
+class TransactionalBroker(Protocol):
+    """One connection with one transactional channel.
+
+    Publishes, acks and requeues take effect together at `commit`; a connection that is
+    closed or lost before the commit discards them, and the broker redelivers every delivery
+    that was not acked (with `redelivered` set)."""
+
+    pending: deque[Delivery]  # consumed, not yet handled; filled by `poll`
+
+    def connect(self) -> None:
+        """Open the connection and its transactional channel; `pending` starts empty."""
+
+    def declare(self, bound_queues: list[str], dead_letter_queue: str) -> None:
+        """Declare the exchange, `bound_queues` bound to it by name, and the dead-letter queue."""
+
+    def consume(self, queues: list[str], prefetch: int) -> None:
+        """Start consuming `queues`, at most `prefetch` deliveries unacked at a time."""
+
+    def stop_consuming(self) -> None:
+        """Stop consuming; deliveries already in `pending` stay there."""
+
+    def poll(self, timeout: float) -> None:
+        """Serve the connection for up to `timeout` seconds, adding deliveries to `pending`."""
+
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str | None = None,
+        headers: dict[str, Any] | None = None,
+        content_type: str | None = JSON,
+    ) -> None:
+        """Publish in the transaction; `exchange` None = the Rune exchange, "" = default."""
+
+    def ack(self, tag: int) -> None:
+        """Acknowledge a delivery in the transaction."""
+
+    def requeue(self, tags: list[int]) -> None:
+        """Hand deliveries back in the transaction."""
+
+    def commit(self) -> float:
+        """Commit the transaction; returns its latency in seconds."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection; uncommitted work is discarded, `pending` is emptied."""
+
+
+class WorkerStore(StateStore, Protocol):
+    """The state store of a worker child: the engine's `StateStore` plus a health probe."""
+
+    def ping(self) -> bool:
+        """True when the store answers; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's connections."""

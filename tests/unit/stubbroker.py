@@ -1,0 +1,274 @@
+"""In-memory stand-ins for a worker child's broker and state store, for unit tests of the
+consume loop (`runeworker.child.worker.Worker`) without RabbitMQ or Redis.
+
+`StubBroker` implements `runeworker.child.ports.TransactionalBroker` with the semantics of one
+RabbitMQ connection and one channel in transaction mode (`tx_select`), which is what the loop
+relies on:
+
+- publishes, acks and requeues are kept in the open transaction and take effect together at
+  `commit`, in order; `close` (or a lost connection) discards them;
+- a delivery stays unacked until a committed ack; when the connection goes, every unacked
+  delivery (also those still in `pending`) returns to the head of its queue, `redelivered`;
+- at most `prefetch` deliveries are unacked at a time; `poll` delivers up to that limit;
+- the Rune topology routes by queue name: the exchange to the queues bound with their own
+  name, the default exchange `""` to any declared queue; anything else is unroutable;
+- acking a tag that is not unacked on this connection is a channel error (as RabbitMQ's
+  PRECONDITION_FAILED), so a double ack cannot go unnoticed.
+
+`fail(op)` makes the next call of a method raise BrokerError and lose the connection, the way
+pika reports a dead socket. `on_idle` is called by a `poll` that finds nothing to deliver and
+nothing unacked: tests set it to `worker.stop` to run the loop until the queues are drained.
+
+`StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.engine.state import MemoryStore
+from runeworker.errors import BrokerError, StateError
+
+
+@dataclass
+class Message:
+    """A message as the broker holds it."""
+
+    body: bytes
+    exchange: str = ""
+    routing_key: str = ""
+    headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str | None = None
+    redelivered: bool = False
+
+
+@dataclass
+class Transaction:
+    """What one commit made durable, in the order the worker sent it."""
+
+    published: list[Message] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.published or self.acked or self.requeued)
+
+    def to(self, queue: str) -> list[Message]:
+        """The messages of this transaction routed to `queue` (by routing key)."""
+        return [m for m in self.published if m.routing_key == queue]
+
+
+class StubBroker:
+    """One in-memory connection with a transactional channel (see the module docstring)."""
+
+    def __init__(self, exchange: str = "workflows") -> None:
+        self.exchange = exchange
+        self.queues: dict[str, deque[Message]] = {}
+        self.bound: set[str] = set()  # queues bound to `exchange` with their own name
+        self.pending: deque[Delivery] = deque()
+        self.committed: list[Transaction] = []  # every commit, empty ones included
+        self.unroutable: list[Message] = []
+        self.connections = 0  # successful connects
+        self.on_idle: Callable[[], None] | None = None
+        self._faults: dict[str, int] = {}
+        self._open = False
+        self._consumed: list[str] = []
+        self._prefetch = 0
+        self._next_tag = 1
+        self._unacked: dict[int, tuple[str, Message]] = {}  # tag -> (queue, message)
+        self._tx = Transaction()
+
+    # -- the test's side ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        redelivered: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish `body` to `queue` as the Rune API does (default exchange, declared first)."""
+        self.queues.setdefault(queue, deque()).append(
+            Message(body, "", queue, dict(headers or {}), None, redelivered)
+        )
+
+    def waiting(self, queue: str) -> list[Message]:
+        """The committed messages waiting in `queue`."""
+        return list(self.queues.get(queue, ()))
+
+    def fail(self, op: str, times: int = 1) -> None:
+        """The next `times` calls of method `op` lose the connection and raise BrokerError."""
+        self._faults[op] = self._faults.get(op, 0) + times
+
+    @property
+    def unacked(self) -> int:
+        """Deliveries handed out on this connection and not acked by a commit."""
+        return len(self._unacked)
+
+    # -- TransactionalBroker ------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the connection; delivery tags start again at 1."""
+        self._trip("connect")
+        self._open, self._next_tag, self._tx = True, 1, Transaction()
+        self._consumed = []
+        self.pending.clear()
+        self.connections += 1
+
+    def declare(self, bound_queues: list[str], dead_letter_queue: str) -> None:
+        """Declare the queues; bind `bound_queues` to the exchange by name."""
+        self._trip("declare")
+        for queue in [*bound_queues, dead_letter_queue]:
+            self.queues.setdefault(queue, deque())
+        self.bound.update(bound_queues)
+
+    def consume(self, queues: list[str], prefetch: int) -> None:
+        """Consume `queues` (in that order of preference), `prefetch` unacked at most."""
+        self._trip("consume")
+        self._consumed, self._prefetch = list(queues), prefetch
+
+    def stop_consuming(self) -> None:
+        """Deliver no more; `pending` keeps what was delivered."""
+        self._trip("stop_consuming")
+        self._consumed = []
+
+    def poll(self, timeout: float) -> None:
+        """Deliver up to the prefetch limit at once; never waits."""
+        self._trip("poll")
+        delivered = False
+        while len(self._unacked) < self._prefetch:
+            queue = next((q for q in self._consumed if self.queues.get(q)), None)
+            if queue is None:
+                break
+            msg = self.queues[queue].popleft()
+            tag, self._next_tag = self._next_tag, self._next_tag + 1
+            self._unacked[tag] = (queue, msg)
+            self.pending.append(
+                Delivery(tag, queue, msg.body, msg.redelivered, msg.headers, msg.content_type)
+            )
+            delivered = True
+        if not delivered and not self._unacked and self.on_idle is not None:
+            self.on_idle()
+
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str | None = None,
+        headers: dict[str, Any] | None = None,
+        content_type: str | None = JSON,
+    ) -> None:
+        """Publish in the open transaction."""
+        self._trip("publish")
+        ex = self.exchange if exchange is None else exchange
+        self._tx.published.append(Message(body, ex, routing_key, dict(headers or {}), content_type))
+
+    def ack(self, tag: int) -> None:
+        """Acknowledge in the open transaction."""
+        self._trip("ack")
+        self._tx.acked.append(tag)
+
+    def requeue(self, tags: list[int]) -> None:
+        """Hand deliveries back in the open transaction."""
+        self._trip("requeue")
+        self._tx.requeued.extend(tags)
+
+    def commit(self) -> float:
+        """Apply the open transaction at once: route its publishes, settle its acks and
+        requeues. An unknown or twice-settled tag closes the channel (nothing applied)."""
+        self._trip("commit")
+        tx, self._tx = self._tx, Transaction()
+        settled = tx.acked + tx.requeued
+        if len(set(settled)) != len(settled) or not set(settled) <= self._unacked.keys():
+            self._lose()
+            raise BrokerError(f"stub: PRECONDITION_FAILED - unknown delivery tag in {settled}")
+        for msg in tx.published:
+            self._route(msg)
+        for tag in tx.acked:
+            del self._unacked[tag]
+        self._give_back(tx.requeued)
+        self.committed.append(tx)
+        return 0.0
+
+    def close(self) -> None:
+        """Close: the open transaction is discarded, unacked deliveries go back."""
+        self._lose()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _trip(self, op: str) -> None:
+        if self._faults.get(op):
+            self._faults[op] -= 1
+            self._lose()
+            raise BrokerError(f"stub: connection lost during {op}")
+        if op != "connect" and not self._open:
+            raise BrokerError("stub: not connected")
+
+    def _lose(self) -> None:
+        self._tx = Transaction()
+        self._give_back(list(self._unacked))
+        self.pending.clear()
+        self._open = False
+        self._consumed = []
+
+    def _give_back(self, tags: list[int]) -> None:
+        """Back to the head of their queues, in delivery order, marked redelivered."""
+        for tag in sorted(tags, reverse=True):
+            queue, msg = self._unacked.pop(tag)
+            msg.redelivered = True
+            self.queues[queue].appendleft(msg)
+
+    def _route(self, msg: Message) -> None:
+        if msg.exchange == "":
+            target = msg.routing_key if msg.routing_key in self.queues else None
+        elif msg.exchange == self.exchange and msg.routing_key in self.bound:
+            target = msg.routing_key
+        else:
+            target = None
+        if target is None:
+            self.unroutable.append(msg)
+        else:
+            self.queues[target].append(msg)
+
+
+class StubStore(MemoryStore):
+    """The engine's MemoryStore with a worker's health probe, and `fail` for Redis outages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self._faults: dict[str, int] = {}
+
+    def fail(self, op: str, times: int = 1) -> None:
+        """The next `times` calls of `op` (ping, count_attempt, release_expired) fail."""
+        self._faults[op] = self._faults.get(op, 0) + times
+
+    def _trip(self, op: str) -> bool:
+        if self._faults.get(op):
+            self._faults[op] -= 1
+            return True
+        return False
+
+    def ping(self) -> bool:
+        """False while a `ping` fault lasts."""
+        return not self._trip("ping")
+
+    def close(self) -> None:
+        """Nothing to release; remembered for the tests."""
+        self.closed = True
+
+    def count_attempt(self, body: bytes) -> int:
+        if self._trip("count_attempt"):
+            raise StateError("stub: Redis is gone (count_attempt)")
+        return super().count_attempt(body)
+
+    def release_expired(self, now_ms: int) -> int:
+        if self._trip("release_expired"):
+            raise StateError("stub: Redis is gone (release_expired)")
+        return super().release_expired(now_ms)

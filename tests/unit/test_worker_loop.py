@@ -1,0 +1,370 @@
+"""The consume loop of a worker child (`runeworker.child.worker.Worker`) on the in-memory broker
+and store of `stubbroker.py`: which deliveries share a transaction, what a rejected delivery
+publishes, what drain hands back, what a lost connection or store costs, and what the loop
+reports to its hooks. The same loop against RabbitMQ and Redis is tested in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stubbroker import Message, StubBroker, StubStore, Transaction
+
+from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.child.hooks import DeliveryOutcome
+from runeworker.child.worker import Worker
+from runeworker.config import load_config
+from runeworker.engine.registry import NodeContext, node
+from runeworker.metrics.subscriber import WorkerMetrics
+from runeworker.supervisor.children import EXIT_OK
+
+QUEUE = "workflow.execution"
+DEAD = "runeworker.dead-letter"
+
+
+class Crash(BaseException):
+    """What a node that kills its process looks like to the loop: nothing catches it."""
+
+
+crashes: list[str] = []
+
+
+@node("test.crash")
+def _crash(ctx: NodeContext) -> dict[str, Any]:
+    crashes.append(ctx.execution_id)
+    raise Crash(ctx.execution_id)
+
+
+class Recorder:
+    """A hooks subscriber that writes down every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.after_commit: Callable[[], None] | None = None
+
+    def count(self, *event: Any) -> int:
+        return sum(1 for e in self.events if e[: len(event)] == event)
+
+    def on_ready(self, queues: Iterable[str], node_types: Iterable[str]) -> None:
+        self.events.append(("ready", tuple(queues)))
+
+    def on_delivery(self, queue: str, outcome: DeliveryOutcome) -> None:
+        self.events.append(("delivery", queue, outcome))
+
+    def on_inflight(self, delta: int) -> None:
+        self.events.append(("inflight", delta))
+
+    def on_node_done(self, node_type: str, outcome: str, seconds: float) -> None:
+        self.events.append(("node", node_type, outcome))
+
+    def on_completion(self, status: str) -> None:
+        self.events.append(("completion", status))
+
+    def on_commit(self, seconds: float) -> None:
+        self.events.append(("commit",))
+        if self.after_commit is not None:
+            self.after_commit()
+
+    def on_reconnect(self) -> None:
+        self.events.append(("reconnect",))
+
+    def on_state_error(self) -> None:
+        self.events.append(("state_error",))
+
+    def on_stop(self) -> None:
+        self.events.append(("stop",))
+
+
+def message(execution_id: str, node_type: str = "log", pad: int = 0) -> bytes:
+    """A start message as the Rune API publishes it, aimed at a node with no successor."""
+    trigger = {"id": "trigger", "name": "Start", "type": "ManualTrigger", "trigger": True}
+    say = {"id": "say", "name": "Say", "type": node_type, "parameters": {"message": "hi"}}
+    doc = {
+        "workflow_id": "wf-1",
+        "execution_id": execution_id,
+        "current_node": "say",
+        "workflow_definition": {
+            "nodes": [trigger, say],
+            "edges": [{"id": "e", "src": "trigger", "dst": "say"}],
+        },
+        "accumulated_context": {"pad": "x" * pad} if pad else {},
+    }
+    return json.dumps(doc).encode()
+
+
+def make_worker(
+    broker: StubBroker,
+    store: StubStore,
+    hooks: Any = None,
+    *,
+    scheduler_lock: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Worker:
+    """A worker on the stubs; reconnects at once (no backoff to wait for)."""
+    overrides = {"broker.retry_delay": 0, "broker.retry_delay_max": 0, **(settings or {})}
+    cfg = load_config(None, env={}, overrides=overrides)
+    return Worker(cfg, broker=broker, store=store, hooks=hooks, scheduler_lock=scheduler_lock)
+
+
+def run_until_idle(worker: Worker, broker: StubBroker) -> None:
+    """Run the loop until every queue it consumes is empty and nothing is unacked."""
+    broker.on_idle = worker.stop
+    assert worker.run() == EXIT_OK
+
+
+def decoded(messages: list[Message]) -> list[dict[str, Any]]:
+    return [json.loads(m.body) for m in messages]
+
+
+def acked_batches(broker: StubBroker) -> list[list[str]]:
+    """Per transaction that acked something: the execution ids of its completions."""
+    return [
+        [c["execution_id"] for c in decoded(tx.to(COMPLETION_QUEUE))]
+        for tx in broker.committed
+        if tx.acked
+    ]
+
+
+@pytest.fixture
+def broker() -> StubBroker:
+    return StubBroker()
+
+
+@pytest.fixture
+def store() -> StubStore:
+    return StubStore()
+
+
+# -- batching and suspect isolation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "batch_max", "batches"),
+    [(10, 2, [2, 2, 1]), (3, 32, [3, 2]), (10, 1, [1, 1, 1, 1, 1])],
+)
+def test_buffered_deliveries_share_a_transaction_up_to_batch_max(
+    broker: StubBroker, store: StubStore, prefetch: int, batch_max: int, batches: list[int]
+) -> None:
+    for i in range(5):
+        broker.enqueue(QUEUE, message(f"ex-{i}"))
+    settings = {"broker.prefetch": prefetch, "broker.batch_max": batch_max}
+    worker = make_worker(broker, store, settings=settings)
+    run_until_idle(worker, broker)
+    assert [len(tx.acked) for tx in broker.committed if tx.acked] == batches
+    # each transaction carries the completions of exactly the deliveries it acks
+    assert [len(ids) for ids in acked_batches(broker)] == batches
+    assert [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == [
+        f"ex-{i}" for i in range(5)
+    ]
+    assert {c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))} == {"completed"}
+    assert broker.waiting(QUEUE) == [] and broker.unacked == 0 and broker.unroutable == []
+
+
+def test_a_redelivered_message_gets_a_transaction_of_its_own(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A redelivery may be the poison that killed a child: sharing a transaction, its next
+    crash would roll back the work of the deliveries around it."""
+    broker.enqueue(QUEUE, message("ex-1"))
+    broker.enqueue(QUEUE, message("ex-2"), redelivered=True)
+    broker.enqueue(QUEUE, message("ex-3"))
+    broker.enqueue(QUEUE, message("ex-4"))
+    run_until_idle(make_worker(broker, store), broker)
+    assert acked_batches(broker) == [["ex-1"], ["ex-2"], ["ex-3", "ex-4"]]
+
+
+# -- rejection ----------------------------------------------------------------------------------
+
+
+def rejected(broker: StubBroker) -> Transaction:
+    """The one transaction of a run whose only delivery was rejected."""
+    acking = [tx for tx in broker.committed if tx.acked]
+    assert len(acking) == 1, acking
+    return acking[0]
+
+
+def test_oversized_delivery_is_dead_lettered_failed_and_acked(
+    broker: StubBroker, store: StubStore
+) -> None:
+    body = message("ex-big", pad=2000)
+    broker.enqueue(QUEUE, body)
+    hooks = Recorder()
+    run_until_idle(
+        make_worker(broker, store, hooks, settings={"broker.max_message_bytes": 1000}), broker
+    )
+    tx = rejected(broker)
+    [copy] = tx.to(DEAD)
+    assert copy.body == body and copy.exchange == ""
+    reason = copy.headers["x-runeworker-reason"]
+    assert f"message of {len(body)} bytes exceeds broker.max_message_bytes 1000" == reason
+    assert copy.headers["x-runeworker-queue"] == QUEUE
+    assert [(s["node_id"], s["status"]) for s in decoded(tx.to(STATUS_QUEUE))] == [
+        ("say", "failed")
+    ]
+    assert [(c["execution_id"], c["status"]) for c in decoded(tx.to(COMPLETION_QUEUE))] == [
+        ("ex-big", "failed")
+    ]
+    assert tx.to(MIRROR_QUEUE) == []  # the node never ran
+    outcomes = [e[2] for e in hooks.events if e[0] == "delivery"]
+    assert outcomes == ["consumed", "dead_lettered", "rejected"]
+    assert hooks.count("completion", "failed") == 1
+
+
+def test_undecodable_delivery_is_dead_lettered_and_acked_without_status(
+    broker: StubBroker, store: StubStore
+) -> None:
+    broker.enqueue(QUEUE, b"\xffnot json at all", headers={"origin": "api"})
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    tx = rejected(broker)
+    [copy] = tx.to(DEAD)
+    assert copy.body == b"\xffnot json at all"
+    assert copy.headers["x-runeworker-redelivered"] is False
+    assert tx.to(STATUS_QUEUE) == [] and tx.to(COMPLETION_QUEUE) == []  # execution unknown
+    assert hooks.count("delivery", QUEUE, "rejected") == 1
+    assert hooks.count("completion") == 0
+
+
+def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubStore) -> None:
+    """A node that kills its child: each crash loses the connection and its transaction, the
+    broker redelivers; the delivery after `max_deliveries` failed ones is refused."""
+    crashes.clear()
+    body = message("ex-poison", node_type="test.crash")
+    broker.enqueue(QUEUE, body)
+    for _ in range(3):
+        with pytest.raises(Crash):
+            make_worker(broker, store).run()
+        broker.close()  # the child died: its connection goes, the delivery comes back
+    assert crashes == ["ex-poison"] * 3
+    assert broker.committed == [] and broker.waiting(STATUS_QUEUE) == []
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert crashes == ["ex-poison"] * 3  # not run a fourth time
+    tx = rejected(broker)
+    [copy] = tx.to(DEAD)
+    assert copy.body == body
+    assert copy.headers["x-runeworker-reason"] == (
+        "message was delivered 3 times without completing; poison"
+    )
+    assert copy.headers["x-runeworker-redelivered"] is True
+    assert [s["status"] for s in decoded(broker.waiting(STATUS_QUEUE))] == ["failed"]
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["failed"]
+    assert broker.waiting(QUEUE) == [] and broker.unacked == 0
+    assert broker.waiting(MIRROR_QUEUE) == []  # the crashed attempts' mirrors were rolled back
+    assert hooks.count("delivery", QUEUE, "dead_lettered") == 1
+    assert hooks.count("delivery", QUEUE, "rejected") == 1
+
+
+# -- drain --------------------------------------------------------------------------------------
+
+
+def test_drain_hands_prefetched_deliveries_back(broker: StubBroker, store: StubStore) -> None:
+    for i in range(5):
+        broker.enqueue(QUEUE, message(f"ex-{i}"))
+    hooks = Recorder()
+    worker = make_worker(
+        broker, store, hooks, settings={"broker.prefetch": 5, "broker.batch_max": 2}
+    )
+    hooks.after_commit = worker.stop  # SIGTERM during the first batch
+    assert worker.run() == EXIT_OK
+    assert [len(tx.acked) for tx in broker.committed] == [2, 0]
+    assert [len(tx.requeued) for tx in broker.committed] == [0, 3]
+    back = broker.waiting(QUEUE)
+    assert [json.loads(m.body)["execution_id"] for m in back] == ["ex-2", "ex-3", "ex-4"]
+    assert all(m.redelivered for m in back)
+    assert broker.unacked == 0 and store.closed
+    assert hooks.count("delivery", QUEUE, "requeued") == 3
+    assert hooks.events[-1] == ("stop",)
+
+
+# -- atomicity and lost connections -------------------------------------------------------------
+
+
+def test_a_failed_commit_publishes_nothing_and_the_redelivery_completes_once(
+    broker: StubBroker, store: StubStore
+) -> None:
+    broker.enqueue(QUEUE, message("ex-1"))
+    broker.fail("commit")
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert broker.connections == 2
+    assert [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["ex-1"]
+    assert [s["status"] for s in decoded(broker.waiting(STATUS_QUEUE))] == ["running", "success"]
+    assert len(broker.waiting(MIRROR_QUEUE)) == 1
+    assert hooks.count("reconnect") == 1 and hooks.count("state_error") == 0
+    # the rolled-back step was reported too: two consumed, one acked by a commit
+    assert hooks.count("delivery", QUEUE, "consumed") == 2 and hooks.count("commit") == 1
+
+
+def test_a_state_error_in_a_step_is_counted_and_the_delivery_retried(
+    broker: StubBroker, store: StubStore
+) -> None:
+    broker.enqueue(QUEUE, message("ex-1"), redelivered=True)
+    store.fail("count_attempt")
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert store.count_attempt(message("ex-1")) == 2  # only the retry counted an attempt
+
+
+def test_a_store_that_does_not_answer_at_boot_is_a_state_error(
+    broker: StubBroker, store: StubStore
+) -> None:
+    broker.enqueue(QUEUE, message("ex-1"))
+    store.fail("ping", times=2)
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.count("state_error") == 2 and hooks.count("reconnect") == 0
+    assert broker.connections == 1  # RabbitMQ is only opened once Redis answers
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+
+
+def test_a_state_error_in_the_scheduler_is_counted(
+    broker: StubBroker, store: StubStore, tmp_path: Path
+) -> None:
+    store.fail("release_expired")
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    run_until_idle(worker, broker)
+    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
+
+
+def test_hooks_see_one_step_in_order(broker: StubBroker, store: StubStore) -> None:
+    broker.enqueue(QUEUE, message("ex-1"))
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.events == [
+        ("ready", (QUEUE, "workflow.resume")),
+        ("delivery", QUEUE, "consumed"),
+        ("inflight", 1),
+        ("completion", "completed"),
+        ("node", "log", "success"),
+        ("delivery", QUEUE, "acked"),
+        ("inflight", -1),
+        ("commit",),
+        ("stop",),
+    ]
+
+
+def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: StubStore) -> None:
+    """runeworker_state_errors_total counts through the Prometheus subscriber (in-process
+    metrics here; tests/unit/test_metrics.py covers the multiprocess aggregation)."""
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = value("runeworker_state_errors_total")
+    acked = value("runeworker_deliveries_total", queue=QUEUE, outcome="acked")
+    broker.enqueue(QUEUE, message("ex-1"), redelivered=True)
+    store.fail("count_attempt")
+    run_until_idle(make_worker(broker, store, WorkerMetrics()), broker)
+    assert value("runeworker_state_errors_total") == before + 1
+    assert value("runeworker_deliveries_total", queue=QUEUE, outcome="acked") == acked + 1
+    assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
