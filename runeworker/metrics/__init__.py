@@ -45,6 +45,7 @@ COMMIT_BUCKETS: Final = (
 )  # fmt: skip
 
 RSS_METRIC: Final = "runeworker_child_rss_bytes"
+CHILDREN_METRIC: Final = "runeworker_children"  # live children by state, read at scrape
 # Queue names and node types come from config and messages: junk node types must not create
 # unbounded series (each is a record in every child's file); past the cap a value reads "other".
 MAX_LABEL_VALUES: Final = 200
@@ -185,7 +186,7 @@ FAMILIES: Final[tuple[Family[Any], ...]] = (
     COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
-METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC}
+METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC, CHILDREN_METRIC}
 
 
 def delivery(queue: str, outcome: str) -> None:
@@ -268,7 +269,6 @@ Response = tuple[int, str, bytes]
 RssProbe = Callable[[], dict[int, int]]
 ChildrenProbe = Callable[[], dict[str, int]]  # live children by state
 ReadyProbe = Callable[[], "bool | tuple[bool, str]"]  # ready, or (ready, why not)
-CHILDREN_METRIC = "runeworker_children"
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
