@@ -306,7 +306,12 @@ class Supervisor:
             # Killed after it was ready (OOM killer, an operator): replaced at once, counted in
             # the restart metric, but no boot failure; a message it died on is redelivered and
             # `broker.max_deliveries` dead-letters it if it keeps killing children.
-            log.warning("child %d (slot %d) died: %s; replacing it", pid, child.slot, reason)
+            log.warning(
+                "child %d (slot %d) crashed: %s; it had been ready: replacing it at once",
+                pid,
+                child.slot,
+                reason,
+            )
             crashed = False
         elif crashed:
             log.warning(
@@ -417,7 +422,7 @@ class Supervisor:
         self._systemd.reloading()
         self._call("on_reload", old_cfg, cfg)
         log.info(
-            "config reloaded (generation %d, %d settings changed): rolling the children",
+            "config reloaded (generation %d): rolling the children (%d settings changed)",
             self._generation,
             len(changed),
         )

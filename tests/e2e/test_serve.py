@@ -471,7 +471,7 @@ def test_a_dependency_down_at_start_is_waited_for_not_a_crash(
         assert "crashed" not in serve.log() and len(serve.spawned()) == 2
         relay.open()
         wait_until(lambda: serve.get("/readyz") == (200, "ready"), "/readyz 200", timeout=20)
-        assert serve.log().count("answers again") == 2
+        wait_until(lambda: serve.log().count("answers again") == 2, "both children connected")
         ids = rune.publish(log_chain(3), 5)
         rune.wait_done(ids, timeout=60, settle=0.5)
         exactly_once(rune, ids)
