@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -10,23 +11,45 @@ from typing import Any
 from runeworker import __version__, logs
 
 
-def _config_flags(p: argparse.ArgumentParser) -> None:
-    """Flags that override the config file and the environment (highest precedence)."""
+def _config_flags(p: argparse.ArgumentParser, *flags: str) -> None:
+    """-c, plus the named flags that override the config file and the environment (highest
+    precedence); each command lists only the flags it uses."""
     p.add_argument("-c", "--config", help="TOML config file (default: $RUNEWORKER_CONFIG)")
-    p.add_argument("--processes", type=int, help="worker children (worker.processes)")
-    p.add_argument("--prefetch", type=int, help="per-child prefetch (broker.prefetch)")
-    p.add_argument("--queue", help="execution queue to consume (broker.queue)")
-    p.add_argument("--metrics-listen", help="host:port of /metrics, '' to disable")
-    p.add_argument("--log-level", dest="cfg_log_level", help="logging.level")
+    if "processes" in flags:
+        p.add_argument("--processes", type=int, metavar="N", help="worker children")
+    if "prefetch" in flags:
+        p.add_argument("--prefetch", type=int, metavar="N", help="prefetch per consumer")
+    if "queue" in flags:
+        p.add_argument("--queue", metavar="NAME", help="execution queue (broker.queue)")
+    if "metrics" in flags:
+        p.add_argument(
+            "--metrics-listen", metavar="HOST:PORT", help="address of /metrics, '' to disable"
+        )
+    if "logging" in flags:
+        p.add_argument(
+            "--log-level",
+            dest="log_level",
+            metavar="LEVEL",
+            type=str.upper,
+            choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (logging.level)",
+        )
+        p.add_argument(
+            "--log-format", dest="log_format", choices=["json", "text"], help="logging.format"
+        )
+
+
+_SERVE_FLAGS = ("processes", "prefetch", "queue", "metrics", "logging")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "worker.processes": args.processes,
-        "broker.prefetch": args.prefetch,
-        "broker.queue": args.queue,
-        "metrics.listen": args.metrics_listen,
-        "logging.level": args.cfg_log_level.upper() if args.cfg_log_level else None,
+        "worker.processes": getattr(args, "processes", None),
+        "broker.prefetch": getattr(args, "prefetch", None),
+        "broker.queue": getattr(args, "queue", None),
+        "metrics.listen": getattr(args, "metrics_listen", None),
+        "logging.level": getattr(args, "log_level", None),
+        "logging.format": getattr(args, "log_format", None),
     }
 
 
@@ -45,10 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("workflow")
 
     serve = sub.add_parser("serve", help="run the supervisor and its worker children")
-    _config_flags(serve)
+    _config_flags(serve, *_SERVE_FLAGS)
 
     check = sub.add_parser("check-config", help="print the effective config, secrets masked")
-    _config_flags(check)
+    _config_flags(check, *_SERVE_FLAGS)
 
     submit = sub.add_parser("submit", help="publish a workflow run like the Rune API does")
     submit.add_argument("workflow")
@@ -60,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start at the trigger's first successor (what a Go worker needs)",
     )
-    _config_flags(submit)
+    _config_flags(submit, "queue")
 
     bench = sub.add_parser("bench", help="measure node throughput and latency against the broker")
-    _config_flags(bench)
+    _config_flags(bench, "processes", "prefetch")
     bench.add_argument("--workflows", type=int, default=1000)
     bench.add_argument("--nodes", type=int, default=10, help="nodes per workflow")
     bench.add_argument("--context", default="1K", help="context size: 1K, 64K, 1M")
@@ -106,6 +129,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # the reader went away (`runeworker run ... | head`): no traceback, and nothing more
+        # to flush into the closed pipe at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from runeworker.commands.run import run
 

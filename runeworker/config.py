@@ -390,3 +390,15 @@ def load_config(
     if not cfg.metrics.directory and runtime_dir:
         cfg.metrics.directory = os.path.join(runtime_dir, "metrics")
     return cfg
+
+
+def changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """(`section.key`, old value, new value) of every setting that differs, URL passwords
+    masked: what a reload logs."""
+    before, after = masked(old), masked(new)
+    return [
+        (f"{section}.{key}", before[section].get(key), value)
+        for section, table in after.items()
+        for key, value in table.items()
+        if before.get(section, {}).get(key) != value
+    ]

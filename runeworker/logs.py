@@ -47,5 +47,7 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pika logs every connection step at INFO; only its problems matter here
-    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+    # pika logs every connection step at INFO and each failed connect as several ERROR records
+    # with tracebacks; runeworker logs one line per broker event itself, so pika speaks only
+    # when the operator asks for DEBUG
+    logging.getLogger("pika").setLevel(logging.DEBUG if root.level <= logging.DEBUG else 100)

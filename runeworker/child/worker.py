@@ -28,6 +28,7 @@ from runeworker.adapters.amqp import (
     STATUS_QUEUE,
     Broker,
     Delivery,
+    describe,
 )
 from runeworker.adapters.redis_state import RedisStore
 from runeworker.child.hooks import NoHooks, WorkerHooks
@@ -45,12 +46,10 @@ from runeworker.engine.messages import (
 from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
 from runeworker.metrics.subscriber import WorkerMetrics
-from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
+from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
 from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
-
-_BOOT_ATTEMPTS = 5
 
 
 class Worker:
@@ -98,10 +97,10 @@ class Worker:
     # -- lifecycle ----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Boot, consume until asked to stop (or recycle), drain; returns the exit code."""
+        """Connect, consume until asked to stop (or recycle), drain; returns the exit code."""
         self._beat(ChildState.BOOTING)
-        if not self._boot():
-            return EXIT_BOOT_FAILED
+        if not self._wait_for_services():
+            return EXIT_OK  # asked to stop before RabbitMQ and Redis ever answered
         self.hooks.on_ready(
             [self.cfg.broker.queue, self.cfg.broker.resume_queue], self.executor.specs
         )
@@ -117,49 +116,50 @@ class Worker:
                 log.warning("connection lost (%s); reconnecting", exc)
                 self.hooks.on_reconnect()
                 self.broker.close()
-                self._reconnect()
+                self._wait_for_services()
         self._drain()
         return EXIT_RECYCLE if self.recycle_reason else EXIT_OK
 
-    def _reconnect(self) -> None:
-        """Retry, with backoff, until RabbitMQ and Redis both answer or we are asked to stop:
-        consuming again while Redis is down would only hand every delivery back."""
-        delay = self.cfg.broker.retry_delay
-        while not self.stopping:
-            self._sleep(delay)
-            if self._connect():
-                return
-            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
+    def _wait_for_services(self) -> bool:
+        """Connect, retrying with backoff until RabbitMQ and Redis both answer (consuming while
+        Redis is down would only hand every delivery back) or we are asked to stop.
 
-    def _boot(self) -> bool:
+        Waiting for a dependency is not a crash: the child stays alive in state WAITING with a
+        note saying what it waits for (the supervisor shows it in sd_notify STATUS and
+        `/readyz`), and logs one line when what it waits for changes, not one per attempt."""
         delay = self.cfg.broker.retry_delay
-        for attempt in range(1, _BOOT_ATTEMPTS + 1):
-            if self._connect():
+        waiting_for = ""
+        while not self.stopping:
+            problem = self._connect()
+            if problem is None:
+                if waiting_for:
+                    log.info("%s answers again", waiting_for)
+                    self._note("")
                 return True
-            if self.stopping:
-                return False
-            log.warning(
-                "boot attempt %d/%d failed; retrying in %.1fs", attempt, _BOOT_ATTEMPTS, delay
-            )
-            self._sleep(delay)
+            what, detail = problem
+            if what != waiting_for:
+                log.warning("waiting for %s: %s", what, detail)
+                waiting_for = what
+            self._note(f"waiting for {what}: {detail}")
+            self._sleep(delay, ChildState.WAITING)
             delay = min(delay * 2, self.cfg.broker.retry_delay_max)
         return False
 
-    def _connect(self) -> bool:
+    def _connect(self) -> tuple[str, str] | None:
+        """One attempt; None when consuming, else (what does not answer, why)."""
         b = self.cfg.broker
+        if not self.store.ping():
+            self.hooks.on_state_error()
+            return f"Redis at {mask_url(self.cfg.redis.url)}", "no answer to PING"
         try:
-            if not self.store.ping():
-                raise StateError(f"Redis at {mask_url(self.cfg.redis.url)} does not answer")
             self.broker.connect()
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
             self.broker.declare(bound, b.dead_letter_queue)
             self.broker.consume([b.queue, b.resume_queue], b.prefetch)
-        except (BrokerError, StateError) as exc:
-            if isinstance(exc, StateError):
-                self.hooks.on_state_error()
-            log.warning("%s", exc)
+        except BrokerError as exc:
             self.broker.close()
-            return False
+            cause = exc.__cause__
+            return f"RabbitMQ at {mask_url(b.url)}", describe(cause) if cause else str(exc)
         log.info(
             "child %d consuming %s (prefetch %d) on %s",
             os.getpid(),
@@ -167,7 +167,7 @@ class Worker:
             b.prefetch,
             mask_url(b.url),
         )
-        return True
+        return None
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -355,10 +355,14 @@ class Worker:
             log.error("supervisor is gone; stopping")
             self.stopping = True
 
-    def _sleep(self, seconds: float) -> None:
+    def _note(self, text: str) -> None:
+        if self.board is not None:
+            self.board.note(self.slot, text)
+
+    def _sleep(self, seconds: float, state: ChildState) -> None:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
-            self._beat(ChildState.BOOTING)
+            self._beat(state)
             time.sleep(min(0.2, seconds))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runeworker import logs
-from runeworker.config import load_config
+from runeworker.config import Config, load_config, mask_url
 from runeworker.errors import ConfigError
 
 log = logging.getLogger("runeworker.serve")
@@ -42,26 +42,58 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     probe = RedisStore.from_url(cfg.redis.url, socket_timeout=1.0)
     supervisor: Supervisor | None = None
 
-    def ready() -> bool:
-        return supervisor is not None and supervisor.ready_children() > 0 and probe.ping()
+    def ready() -> tuple[bool, str]:
+        if supervisor is None:
+            return False, "starting"
+        ok, why = supervisor.readiness()
+        if ok and not probe.ping():
+            return False, f"Redis at {mask_url(supervisor.cfg.redis.url)} does not answer"
+        return ok, why
 
-    server = None
-    if cfg.metrics.listen:
+    def endpoint(listen: str) -> metrics.MetricsServer:
         server = metrics.MetricsServer(
-            cfg.metrics.listen,
+            listen,
             ready=ready,
             rss=lambda: supervisor.child_rss() if supervisor else {},
+            children=lambda: supervisor.children_by_state() if supervisor else {},
         )
         server.start()
         log.info("metrics on http://%s:%d/metrics", *server.address)
-    hooks = SupervisorHooks(on_child_exit=_child_exited, ready_check=probe.ping)
+        return server
+
+    servers: list[metrics.MetricsServer] = []
+    try:
+        if cfg.metrics.listen:
+            servers.append(endpoint(cfg.metrics.listen))
+    except ConfigError as exc:  # e.g. the port is taken: one line, no traceback
+        print(f"config error: {exc}", file=sys.stderr)
+        probe.close()
+        return 2
+
+    def reloaded(old: Config, new: Config) -> None:
+        """Apply what the supervisor process owns: logging, and the metrics endpoint."""
+        if new.logging != old.logging:
+            logs.setup(new.logging.level, new.logging.format)
+        if new.metrics.listen == old.metrics.listen:
+            return
+        try:
+            fresh = endpoint(new.metrics.listen) if new.metrics.listen else None
+        except ConfigError as exc:
+            log.error("reload: keeping the metrics endpoint on %s: %s", old.metrics.listen, exc)
+            return
+        while servers:
+            servers.pop().stop()
+        if fresh is not None:
+            servers.append(fresh)
+
+    hooks = SupervisorHooks(on_child_exit=_child_exited, ready_check=probe.ping, on_reload=reloaded)
     # one scheduler per supervisor: the child holding this lock fires the wait timers
     target = functools.partial(child_main, scheduler_lock=os.path.join(directory, "scheduler.lock"))
     supervisor = Supervisor(cfg, target, config_path=config_path, overrides=overrides, hooks=hooks)
     try:
         return supervisor.run()
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         probe.close()
 

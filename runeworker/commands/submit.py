@@ -36,7 +36,7 @@ import msgspec
 import pika
 
 from runeworker.adapters.amqp import AMQP_ERRORS, COMPLETION_QUEUE, STATUS_QUEUE, Endpoint
-from runeworker.commands.files import definition_of, read_input, read_workflow
+from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config
 from runeworker.engine import registry
@@ -142,6 +142,8 @@ def prepare(
     `problems` lists every problem of the definition."""
     definition = definition_of(read_workflow(workflow))
     inputs = read_input(input_arg)
+    if inputs is None:  # a shipped example submits as it runs: with its sample input
+        inputs = sample_input(definition)
     problems = check_workflow(parse_definition(definition), registry.load())
     if problems:
         raise WorkflowError(f"{len(problems)} problem(s)", [str(p) for p in problems])

@@ -45,6 +45,7 @@ COMMIT_BUCKETS: Final = (
 )  # fmt: skip
 
 RSS_METRIC: Final = "runeworker_child_rss_bytes"
+CHILDREN_METRIC: Final = "runeworker_children"  # live children by state, read at scrape
 # Queue names and node types come from config and messages: junk node types must not create
 # unbounded series (each is a record in every child's file); past the cap a value reads "other".
 MAX_LABEL_VALUES: Final = 200
@@ -185,7 +186,7 @@ FAMILIES: Final[tuple[Family[Any], ...]] = (
     COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
-METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC}
+METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC, CHILDREN_METRIC}
 
 
 def delivery(queue: str, outcome: str) -> None:
@@ -266,6 +267,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 Response = tuple[int, str, bytes]
 RssProbe = Callable[[], dict[int, int]]
+ChildrenProbe = Callable[[], dict[str, int]]  # live children by state
+ReadyProbe = Callable[[], "bool | tuple[bool, str]"]  # ready, or (ready, why not)
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
@@ -273,7 +276,12 @@ class MetricsServer:
     """The supervisor's HTTP endpoint, served by a daemon thread."""
 
     def __init__(
-        self, listen: str, *, ready: Callable[[], bool], rss: RssProbe | None = None
+        self,
+        listen: str,
+        *,
+        ready: ReadyProbe,
+        rss: RssProbe | None = None,
+        children: ChildrenProbe | None = None,
     ) -> None:
         from prometheus_client import CollectorRegistry, multiprocess
 
@@ -281,6 +289,7 @@ class MetricsServer:
         self._bind = parse_listen(listen)
         self._ready = ready
         self._rss = rss
+        self._children = children
         self._httpd: _HTTPServer | None = None
         # Hooks cannot be removed, so one per server; it is a no-op once the server stopped.
         os.register_at_fork(after_in_child=self._forget_after_fork)
@@ -345,11 +354,14 @@ class MetricsServer:
 
     def _readiness(self) -> Response:
         try:
-            is_ready = self._ready()
+            answer = self._ready()
         except Exception as exc:  # the probe's failure is the answer
             log.warning("The readiness check failed: %s", exc)
             return 503, _TEXT, b"not ready"
-        return (200, _TEXT, b"ready") if is_ready else (503, _TEXT, b"not ready")
+        is_ready, why = answer if isinstance(answer, tuple) else (answer, "")
+        if is_ready:
+            return 200, _TEXT, b"ready"
+        return 503, _TEXT, (f"not ready: {why}" if why else "not ready").encode()
 
     def _forget_after_fork(self) -> None:
         # A forked child must not keep the port open (a restarted supervisor could not bind
@@ -359,9 +371,22 @@ class MetricsServer:
         self._httpd = None
 
     def collect(self) -> Iterator[Metric]:
-        """The supervisor's own samples: each child's resident memory, read at scrape time."""
+        """The supervisor's own samples, read at scrape time: children by state, and each
+        child's resident memory."""
         from prometheus_client.core import GaugeMetricFamily
 
+        if self._children is not None:
+            try:
+                counts = self._children()
+            except Exception:  # a failing probe must not cost the whole scrape
+                log.exception("Reading the children's states for /metrics failed.")
+                counts = {}
+            family = GaugeMetricFamily(
+                CHILDREN_METRIC, "Live worker children by reported state.", labels=["state"]
+            )
+            for state, count in sorted(counts.items()):
+                family.add_metric([state], count)
+            yield family
         if self._rss is None:
             return
         try:

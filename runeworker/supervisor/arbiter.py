@@ -7,6 +7,11 @@ It knows processes, not messages: what a child does is the `target` callable.
 
 Signals: TERM/INT drain (a second one stops at once), QUIT stops at once, HUP reloads the
 config and rolls the children one at a time, TTIN/TTOU add/remove one child.
+
+Exit codes: 0 after a requested stop, 1 after a crash loop (`supervisor.crash_limit` crashes of
+children that never got ready within `supervisor.crash_window`) or when the pid file cannot be
+written, `EXIT_DRAIN_FORCED` (3) when a drain had to SIGKILL children that outlived
+`worker.graceful_timeout` (their in-flight deliveries go back to the queue unacknowledged).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from runeworker.config import Config, load_config
+from runeworker.config import Config, changes, load_config
 from runeworker.supervisor.children import (
     BOARD_SLOTS,
     EXIT_BOOT_FAILED,
@@ -45,6 +50,7 @@ from runeworker.supervisor.systemd import Notifier
 
 __all__ = [
     "EXIT_BOOT_FAILED",
+    "EXIT_DRAIN_FORCED",
     "EXIT_OK",
     "EXIT_RECYCLE",
     "ChildTarget",
@@ -54,6 +60,11 @@ __all__ = [
 
 log = logging.getLogger("runeworker.supervisor")
 
+EXIT_DRAIN_FORCED = 3  # the drain had to SIGKILL children past worker.graceful_timeout
+# settings a reload cannot apply to a running supervisor (the rest apply at once or with the roll)
+RESTART_KEYS = ("metrics.directory", "supervisor.pid_file")
+_UP = (ChildState.READY, ChildState.BUSY, ChildState.WAITING)  # connected, or waiting for it
+_BOOTED = (*_UP, ChildState.DRAINING)
 _KILL_GRACE = 5.0  # after SIGKILL, how long to wait for the kernel before giving up on a child
 _BUSY_TICK = 0.1  # loop period while something is in motion (booting, draining, rolling)
 _IDLE_TICK = 1.0
@@ -78,6 +89,9 @@ class SupervisorHooks:
     on_child_exit: Callable[[int, str], None] = _noop  # (child pid, reason); every reaped child
     ready_check: Callable[[], bool] = _always  # extra condition before READY=1
     on_tick: Callable[[], None] = _noop  # every loop turn
+    # (old config, new config) after a successful reload, before the children roll: the
+    # command applies what it owns (logging, the metrics endpoint)
+    on_reload: Callable[[Config, Config], None] = _noop
 
 
 class Supervisor:
@@ -109,6 +123,8 @@ class Supervisor:
         self._stopping = False
         self._stop_deadline = 0.0
         self._exit_code = 0
+        self._drain_forced = False  # a graceful drain had to SIGKILL a child
+        self._waiting_for = ""  # the pool's last reported dependency problem
         self._systemd = Notifier()
         self._next_memory_check = 0.0
         self._pid_file = ""  # as written at start: a reload must not make us lose it
@@ -131,6 +147,9 @@ class Supervisor:
             while not self._finished():
                 self._turn()
                 self._sleep()
+            if self._drain_forced:
+                log.error("the drain had to kill children: exiting %d", EXIT_DRAIN_FORCED)
+                return EXIT_DRAIN_FORCED
             return self._exit_code
         finally:
             self._teardown()
@@ -144,6 +163,28 @@ class Supervisor:
         current = (c for c in self.children.active() if c.generation == self._generation)
         return sum(self.children.is_ready(c) for c in current)
 
+    def waiting_for(self) -> str:
+        """What a waiting child waits for ("waiting for RabbitMQ at ...: ..."), "" when none."""
+        for child in self.children.active():
+            if self.children.state(child) is ChildState.WAITING:
+                return self.children.board.read_note(child.slot) or "waiting for a dependency"
+        return ""
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not) for `/readyz`: ready once a child consumes."""
+        if self.ready_children() > 0:
+            return True, "ready"
+        return False, self.waiting_for() or "no child is connected yet"
+
+    def children_by_state(self) -> dict[str, int]:
+        """Live children by their reported state (the `runeworker_children` gauge)."""
+        counts = {state.name.lower(): 0 for state in ChildState if state is not ChildState.EMPTY}
+        for child in self.children:
+            state = self.children.state(child)
+            if state is not ChildState.EMPTY:
+                counts[state.name.lower()] += 1
+        return counts
+
     # --- the main loop ------------------------------------------------------------------------
 
     def _turn(self) -> None:
@@ -156,7 +197,8 @@ class Supervisor:
         if not self._stopping:  # the checks may have hit the crash limit
             self._maintain(now)
             self._notify_systemd(now)
-        self.children.kill_overdue(now)
+        if self.children.kill_overdue(now) and self._stopping and self._exit_code == 0:
+            self._drain_forced = True
         self._call("on_tick")
 
     def _finished(self) -> bool:
@@ -250,16 +292,31 @@ class Supervisor:
             self._child_exited(pid, status)
 
     def _child_exited(self, pid: int, status: int) -> None:
-        child = self.children.pop(pid)
-        if child is None:
+        record = self.children.pop(pid)
+        if record is None:
             return  # not one of ours (e.g. a subprocess a hook started)
+        child, last_state = record
         reason, crashed = describe_exit(status)
+        served = child.ready_seen or last_state in (ChildState.READY, ChildState.BUSY)
         if child.stop_reason is not None:
             # Asked to stop: not a crash (a "timeout" kill was counted when it was killed).
             log.info("child %d exited (%s): %s", pid, child.stop_reason, reason)
             reason, crashed = child.stop_reason, False
+        elif crashed and served:
+            # Killed after it was ready (OOM killer, an operator): replaced at once, counted in
+            # the restart metric, but no boot failure; a message it died on is redelivered and
+            # `broker.max_deliveries` dead-letters it if it keeps killing children.
+            log.warning(
+                "child %d (slot %d) crashed: %s; it had been ready: replacing it at once",
+                pid,
+                child.slot,
+                reason,
+            )
+            crashed = False
         elif crashed:
-            log.warning("child %d (slot %d) crashed: %s", pid, child.slot, reason)
+            log.warning(
+                "child %d (slot %d) crashed before it was ready: %s", pid, child.slot, reason
+            )
         else:
             log.info("child %d (slot %d) exited: %s", pid, child.slot, reason)
         self._call("on_child_exit", pid, reason)
@@ -269,7 +326,7 @@ class Supervisor:
     def _crashed(self, now: float) -> None:
         sup = self.cfg.supervisor
         recent = self._crashes.record(now, sup.crash_window)
-        if recent > sup.crash_limit:
+        if recent >= sup.crash_limit:
             log.error("%d crashes within %s s: stopping", recent, sup.crash_window)
             self._stop(graceful=True, exit_code=1)
             return
@@ -320,6 +377,8 @@ class Supervisor:
     def _check_liveness(self, now: float) -> None:
         timeout = self.cfg.worker.timeout
         for child in self.children.active():
+            if not child.ready_seen and self.children.is_ready(child):
+                child.ready_seen = True
             age = self.children.beat_age(child, now)
             if age <= timeout:
                 continue
@@ -348,29 +407,67 @@ class Supervisor:
             cfg = load_config(self._config_path, overrides=self._overrides)
         except Exception as exc:  # any failure keeps the running config
             log.error("reload failed, keeping the current config: %s", exc)
+            self._systemd.status(f"reload failed, keeping the current config: {exc}")
             return
-        self.cfg = cfg
-        self.wanted = cfg.worker.processes
+        changed = changes(self.cfg, cfg)
+        for key, old, new in changed:
+            log.info("reload: %s changed from %r to %r", key, old, new)
+        later = [key for key, _, _ in changed if key in RESTART_KEYS]
+        if later:
+            log.warning("reload: %s only take effect after a restart", ", ".join(later))
+        old_cfg, self.cfg = self.cfg, cfg
+        if cfg.worker.processes != old_cfg.worker.processes:
+            self.wanted = cfg.worker.processes  # else TTIN/TTOU adjustments stand
         self._generation += 1
         self._systemd.reloading()
-        log.info("config reloaded (generation %d): rolling the children", self._generation)
+        self._call("on_reload", old_cfg, cfg)
+        log.info(
+            "config reloaded (generation %d): rolling the children (%d settings changed)",
+            self._generation,
+            len(changed),
+        )
 
     # --- systemd ------------------------------------------------------------------------------
 
     def _notify_systemd(self, now: float) -> None:
+        """READY=1 once every child is consuming, or is up and waiting for a dependency (a
+        start during a RabbitMQ or Redis outage must neither hang nor be killed by systemd's
+        start timeout: STATUS says what it waits for, `/readyz` answers 503 until it is back)."""
         ready = self.ready_children()
+        waiting = self.waiting_for()
+        if waiting != self._waiting_for:
+            if waiting:
+                log.warning("pool %s", waiting)
+            else:
+                log.info("pool: dependencies answer again")
+            self._waiting_for = waiting
+        status = f"{ready} children ready"
+        if waiting:
+            status = f"{waiting} ({ready} of {self.wanted} children ready)"
         if self._systemd.update(
             now,
-            f"{ready} children ready",
-            lambda: ready >= self.wanted and self._call("ready_check") is True,
+            status,
+            lambda: self._started() and (bool(waiting) or self._call("ready_check") is True),
             lambda: self._healthy(now),
         ):
-            log.info("ready: %d children", ready)
+            log.info("ready: %d children%s", ready, f"; {waiting}" if waiting else "")
+
+    def _started(self) -> bool:
+        """Every wanted child of the current config is up: consuming, or waiting."""
+        current = [c for c in self.children.active() if c.generation == self._generation]
+        up = sum(self.children.state(c) in _UP for c in current)
+        return up >= self.wanted
 
     def _healthy(self, now: float) -> bool:
+        """Whether WATCHDOG=1 is due: every child beats, and at least one got past booting.
+        A pool whose children crash before they are ready gets no pings (systemd restarts
+        it). Children waiting for RabbitMQ or Redis do get them: a restart cannot bring a
+        dependency back; the outage shows in STATUS, `/readyz` and `runeworker_children`."""
         active = self.children.active()
         timeout = self.cfg.worker.timeout
-        return bool(active) and all(self.children.beat_age(c, now) <= timeout for c in active)
+        if not active or any(self.children.beat_age(c, now) > timeout for c in active):
+            return False
+        return any(self.children.state(c) in _BOOTED for c in active)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class ChildRecord:
     generation: int  # config generation it was forked with; SIGHUP rolls older ones
     stop_reason: str | None = None  # set once the supervisor has signalled it to stop
     kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
+    ready_seen: bool = False  # it has been READY or BUSY (a later death is no boot failure)
 
 
 class ChildTable:
@@ -96,12 +97,15 @@ class ChildTable:
     def add(self, child: ChildRecord) -> None:
         self._children[child.pid] = child
 
-    def pop(self, pid: int) -> ChildRecord | None:
-        """Forget a reaped child and free its slot; None for a pid that is not ours."""
+    def pop(self, pid: int) -> tuple[ChildRecord, ChildState] | None:
+        """Forget a reaped child and free its slot: (its record, the last state it reported);
+        None for a pid that is not ours."""
         child = self._children.pop(pid, None)
-        if child is not None:
-            self.board.clear(child.slot)
-        return child
+        if child is None:
+            return None
+        last = self.state(child)
+        self.board.clear(child.slot)
+        return child, last
 
     def active(self) -> list[ChildRecord]:
         """Children not asked to stop, oldest first."""
@@ -128,8 +132,9 @@ class ChildTable:
         child.stop_reason, child.kill_at = reason, None
         _send(child.pid, signal.SIGKILL)
 
-    def kill_overdue(self, now: float) -> None:
-        """SIGKILL the children still running past their graceful timeout."""
+    def kill_overdue(self, now: float) -> int:
+        """SIGKILL the children still running past their graceful timeout; returns how many."""
+        killed = 0
         for child in self:
             if child.kill_at is not None and now >= child.kill_at:
                 log.warning(
@@ -139,6 +144,8 @@ class ChildTable:
                     child.stop_reason,
                 )
                 self.kill(child, child.stop_reason or "stop")
+                killed += 1
+        return killed
 
     def over_memory(self, limit: int) -> list[tuple[ChildRecord, int]]:
         """(child, RSS) of the active children using more than `limit` bytes."""

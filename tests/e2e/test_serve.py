@@ -23,13 +23,16 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import pytest
 from serving import (
     EXECUTION,
+    Forwarder,
     Rune,
     Serve,
     execution_prefetches,
+    free_port,
     log_chain,
     queue_counts,
     samples,
@@ -428,3 +431,72 @@ def test_sd_notify_ready_after_children_connect_and_stopping_on_sigterm(
     finally:
         notify.close()
         os.unlink(path)
+
+
+# --- 9. start-up while a dependency is down; a kill storm ---------------------------------------
+
+
+def _port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+@pytest.mark.parametrize("down", ["RabbitMQ", "Redis"])
+def test_a_dependency_down_at_start_is_waited_for_not_a_crash(
+    start: Start, rune: Rune, amqp_url: str, redis_url: str, down: str
+) -> None:
+    port = free_port()
+    real = amqp_url if down == "RabbitMQ" else redis_url
+    relay = Forwarder(port, _port_of(real))
+    moved = real.replace(f":{_port_of(real)}/", f":{port}/")
+    env = {"RABBITMQ_URL": moved} if down == "RabbitMQ" else {"REDIS_URL": moved}
+    path = f"/tmp/rw-notify-{uuid.uuid4().hex[:12]}.sock"
+    notify = NotifySocket(path)
+    try:
+        env["NOTIFY_SOCKET"] = path
+        serve = start(env=env, broker={"retry_delay": 0.1, "retry_delay_max": 0.2})
+        lines = notify.wait_for("READY=1")  # up, and saying what it waits for
+        status = [ln for ln in lines if ln.startswith("STATUS=")][-1]
+        assert status.startswith(f"STATUS=waiting for {down} at ")
+        assert status.endswith("(0 of 2 children ready)")
+        code, body = serve.get("/readyz")
+        assert code == 503 and body.startswith(f"not ready: waiting for {down} at ")
+        waiting = samples(scrape(serve), "runeworker_children", state="waiting")
+        assert list(waiting.values()) == [2.0]
+        time.sleep(1.0)  # several attempts at 0.1-0.2 s: still one line per child
+        said = [ln for ln in serve.log().splitlines() if f"waiting for {down} at " in ln]
+        assert sum("runeworker.worker[" in ln for ln in said) == 2
+        assert sum("runeworker.supervisor[" in ln and "pool waiting" in ln for ln in said) == 1
+        assert "crashed" not in serve.log() and len(serve.spawned()) == 2
+        relay.open()
+        wait_until(lambda: serve.get("/readyz") == (200, "ready"), "/readyz 200", timeout=20)
+        wait_until(lambda: serve.log().count("answers again") == 2, "both children connected")
+        ids = rune.publish(log_chain(3), 5)
+        rune.wait_done(ids, timeout=60, settle=0.5)
+        exactly_once(rune, ids)
+    finally:
+        notify.close()
+        os.unlink(path)
+        relay.close()
+
+
+def test_a_kill_storm_is_replaced_at_once(start: Start, rune: Rune) -> None:
+    serve = start(
+        worker={"processes": 2},
+        supervisor={"restart_backoff": 30.0, "restart_backoff_max": 30.0, "crash_limit": 2},
+    )
+    rune.wait_consumers(2)
+    killed: set[int] = set()
+    for _ in range(10):  # ten SIGKILLs of ready children: none of them a boot failure
+        victim = min(workers(serve, 2, without=killed))
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+    workers(serve, 2, without=killed)
+    rune.wait_consumers(2)
+    assert serve.proc.poll() is None
+    assert "restarting in" not in serve.log()
+    ids = rune.publish(log_chain(3), 10)
+    rune.wait_done(ids, timeout=60, settle=0.5)
+    exactly_once(rune, ids)
+    assert restarts(serve).get("crash") == 10

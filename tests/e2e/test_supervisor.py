@@ -27,7 +27,12 @@ import pytest
 
 from runeworker.config import Config, load_config
 from runeworker.supervisor import systemd
-from runeworker.supervisor.arbiter import EXIT_RECYCLE, Supervisor, SupervisorHooks
+from runeworker.supervisor.arbiter import (
+    EXIT_DRAIN_FORCED,
+    EXIT_RECYCLE,
+    Supervisor,
+    SupervisorHooks,
+)
 from runeworker.supervisor.liveness import ChildState, Liveness
 
 pytestmark = pytest.mark.e2e
@@ -54,6 +59,7 @@ def _target(cfg: Config, board: Liveness, slot: int) -> int:
     d, pid = Path(os.environ[DIR_VAR]), os.getpid()
     if (d / "crash").exists():
         return 1
+    waiting_for = d / "waiting_for"  # what the child reports it waits for, while the file exists
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     (d / f"started-{pid}").touch()
@@ -69,7 +75,12 @@ def _target(cfg: Config, board: Liveness, slot: int) -> int:
             return EXIT_RECYCLE
         if (d / f"fail-{pid}").exists():
             return 1
-        board.beat(slot, ChildState.READY)
+        if waiting_for.exists():
+            board.note(slot, waiting_for.read_text())
+            board.beat(slot, ChildState.WAITING)
+        else:
+            board.note(slot, "")
+            board.beat(slot, ChildState.READY)
         time.sleep(0.05)
     return _drain(d, board, slot)
 
@@ -271,6 +282,14 @@ class NotifySocket:
         wait_until(seen, f"{line!r} x{count} on the notify socket", timeout)
         return self.lines
 
+    def collect(self, seconds: float) -> list[str]:
+        """Receive whatever comes within `seconds`; returns every line so far."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                self.lines.extend(self.sock.recv(4096).decode().split("\n"))
+        return self.lines
+
     def close(self) -> None:
         self.sock.close()
 
@@ -323,19 +342,40 @@ def test_crash_loop_makes_the_supervisor_exit_1(start: Start) -> None:
     sup.touch("crash")
     assert sup.wait(10) == 1
     crashes = [line.split()[1:] for line in sup.exits() if not line.endswith("drain")]
-    assert crashes == [["exit", "1"]] * 4  # the 4th crash within the window is one too many
-    assert "4 crashes within 30.0 s: stopping" in sup.log()
+    assert crashes == [["exit", "1"]] * 3  # crash_limit = 3: the 3rd crash stops it
+    assert "3 crashes within 30.0 s: stopping" in sup.log()
 
 
-def test_crashes_back_off_exponentially(start: Start) -> None:
-    sup = start(supervisor={"restart_backoff": 0.2, "restart_backoff_max": 10.0})
-    for _ in range(2):
-        victim = min(sup.started(2))
-        sup.touch(f"fail-{victim}")
-        sup.wait_gone(victim)
-    sup.started(2)
+def test_crashes_before_ready_back_off_exponentially(start: Start) -> None:
+    sup = start(
+        worker={"processes": 1},
+        supervisor={"restart_backoff": 0.2, "restart_backoff_max": 10.0, "crash_limit": 10},
+    )
+    sup.started(1)
+    sup.touch("crash")  # every child from now on fails before it is ready
+    sup.touch(f"fail-{min(sup.children())}")
+    sup.wait_log("restarting in 0.40 s (2 crashes within 60.0 s)")
     assert "restarting in 0.20 s (1 crashes within 60.0 s)" in sup.log()
-    assert "restarting in 0.40 s (2 crashes within 60.0 s)" in sup.log()
+    (sup.dir / "crash").unlink()
+    sup.started(1)
+    assert sup.proc.poll() is None
+
+
+def test_children_killed_after_ready_are_replaced_at_once_and_are_no_crash_loop(
+    start: Start,
+) -> None:
+    # a boot failure would wait 30 s for its replacement, and the 1st would stop the supervisor
+    sup = start(supervisor={"restart_backoff": 30.0, "restart_backoff_max": 30.0, "crash_limit": 1})
+    killed: list[int] = []
+    for _ in range(10):  # a kill storm: the OOM killer, an operator
+        victim = min(sup.started(2))
+        os.kill(victim, signal.SIGKILL)
+        sup.wait_gone(victim)
+        killed.append(victim)
+    assert len(sup.started(2) & set(killed)) == 0
+    assert sup.proc.poll() is None
+    assert sup.exits() == [f"{p} signal 9" for p in killed]
+    assert "restarting in" not in sup.log()
 
 
 def test_sigterm_drains_children_and_removes_the_pid_file(start: Start, tmp_path: Path) -> None:
@@ -359,7 +399,7 @@ def test_drain_kills_children_past_the_graceful_timeout(start: Start) -> None:
     pids = sup.started(2)
     began = time.monotonic()
     sup.send(signal.SIGTERM)
-    assert sup.wait(6) == 0
+    assert sup.wait(6) == EXIT_DRAIN_FORCED
     assert 1.0 <= time.monotonic() - began < 4.0
     assert all(sup.marked(f"draining-{p}") and not sup.marked(f"drained-{p}") for p in pids)
     assert all(gone(p) for p in pids)
@@ -446,15 +486,90 @@ def test_booting_child_that_never_gets_ready_is_killed(start: Start) -> None:
     assert f"{min(first)} timeout" in sup.wait_exits(1)
 
 
-def test_sighup_with_a_broken_config_keeps_the_old_one(start: Start) -> None:
+def test_sighup_with_a_broken_config_keeps_the_old_one(start: Start, tmp_path: Path) -> None:
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        sup = start(env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        pids = sup.started(2)
+        notify.wait_for("READY=1")
+        sup.config.write_text("[worker]\nprocesses = 'three'\n")
+        sup.send(signal.SIGHUP)
+        sup.wait_log("reload failed, keeping the current config")
+        assert "worker.processes" in sup.log()
+        assert sup.started(2) == pids
+        assert sup.exits() == []
+        failed = wait_until(
+            lambda: [ln for ln in notify.wait_for("READY=1") if "reload failed" in ln],
+            "a STATUS line about the failed reload",
+        )
+        assert failed[0].startswith("STATUS=reload failed, keeping the current config")
+        assert "worker.processes" in failed[0]
+    finally:
+        notify.close()
+
+
+def test_sighup_keeps_ttin_adjustments_and_logs_what_changed(start: Start) -> None:
     sup = start()
-    pids = sup.started(2)
-    sup.config.write_text("[worker]\nprocesses = 'three'\n")
+    sup.started(2)
+    sup.send(signal.SIGTTIN)
+    sup.started(3)
+    write_config(sup.config, worker={"graceful_timeout": 4.0})  # processes stays 2
     sup.send(signal.SIGHUP)
-    sup.wait_log("reload failed, keeping the current config")
-    assert "worker.processes" in sup.log()
-    assert sup.started(2) == pids
-    assert sup.exits() == []
+    sup.wait_log("config reloaded")
+    assert "reload: worker.graceful_timeout changed from 5.0 to 4.0" in sup.log()
+    wait_until(lambda: len(sup.exits()) >= 3, "the 3 old children rolled")
+    assert len(sup.started(3)) == 3  # the TTIN adjustment survives the reload
+
+
+def test_sighup_names_settings_that_need_a_restart(start: Start, tmp_path: Path) -> None:
+    sup = start()
+    sup.started(2)
+    write_config(sup.config, supervisor={"pid_file": str(tmp_path / "new.pid")})
+    sup.send(signal.SIGHUP)
+    sup.wait_log("only take effect after a restart")
+    assert "reload: supervisor.pid_file only take effect after a restart" in sup.log()
+
+
+def test_waiting_children_make_the_service_ready_with_a_status_and_keep_the_watchdog(
+    start: Start, tmp_path: Path
+) -> None:
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+        sup = start(env=env, worker={"processes": 2, "timeout": 2.0})
+        (sup.dir / "waiting_for").write_text("waiting for RabbitMQ at amqp://127.0.0.1:1/")
+        lines = notify.wait_for("READY=1")
+        status = [ln for ln in lines if ln.startswith("STATUS=")]
+        assert status[-1] == (
+            "STATUS=waiting for RabbitMQ at amqp://127.0.0.1:1/ (0 of 2 children ready)"
+        )
+        notify.wait_for("WATCHDOG=1", count=3)  # waiting is alive: a restart cannot help
+        sup.wait_log("pool waiting for RabbitMQ at amqp://127.0.0.1:1/")
+        (sup.dir / "waiting_for").unlink()
+        wait_until(lambda: "STATUS=2 children ready" in notify.wait_for("READY=1"), "ready status")
+        sup.wait_log("pool: dependencies answer again")
+        assert sup.log().count("pool waiting for") == 1  # one line per state change
+    finally:
+        notify.close()
+
+
+def test_no_watchdog_while_children_crash_before_they_are_ready(
+    start: Start, tmp_path: Path
+) -> None:
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}
+        sup = start(env=env, supervisor={"crash_limit": 1000, "restart_backoff": 0.05})
+        notify.wait_for("WATCHDOG=1")
+        sup.touch("crash")
+        for pid in sup.children():
+            sup.touch(f"fail-{pid}")
+        sup.wait_log("(5 crashes within")
+        notify.lines.clear()
+        sup.wait_log("(10 crashes within")
+        assert "WATCHDOG=1" not in notify.collect(0.3)
+    finally:
+        notify.close()
 
 
 def test_hung_child_is_killed_and_replaced(start: Start) -> None:

@@ -74,7 +74,12 @@ SCENARIO = textwrap.dedent(
 
     ready = threading.Event()
     rss = {pids[0]: 1000, pids[1]: 2048}
-    server = metrics.MetricsServer("127.0.0.1:0", ready=ready.is_set, rss=lambda: rss)
+    server = metrics.MetricsServer(
+        "127.0.0.1:0",
+        ready=ready.is_set,
+        rss=lambda: rss,
+        children=lambda: {"ready": 1, "waiting": 1, "busy": 0},
+    )
     server.start()
     host, port = server.address
 
@@ -175,6 +180,16 @@ def test_child_rss_is_read_at_scrape_time(scenario: dict[str, Any]) -> None:
     first, second = scenario["pids"]
     assert got[("runeworker_child_rss_bytes", frozenset({("pid", str(first))}))] == 1000
     assert got[("runeworker_child_rss_bytes", frozenset({("pid", str(second))}))] == 2048
+
+
+def test_children_by_state_are_read_at_scrape_time(scenario: dict[str, Any]) -> None:
+    got = samples(scenario["metrics"][1])
+    by_state = {
+        dict(labels)["state"]: value
+        for (name, labels), value in got.items()
+        if name == metrics.CHILDREN_METRIC
+    }
+    assert by_state == {"ready": 1, "waiting": 1, "busy": 0}
 
 
 def test_scrape_exposes_exactly_the_declared_families(scenario: dict[str, Any]) -> None:
@@ -405,6 +420,8 @@ def test_alert_rules_use_declared_metrics() -> None:
         "RuneworkerNoCompletions",
         "RuneworkerCommitLatencyHigh",
         "RuneworkerDeadLettered",
+        "RuneworkerWaitingForDependency",
+        "RuneworkerNoReadyChildren",
     }
     assert unrated_counters(text) == []
 
@@ -421,7 +438,7 @@ def test_alert_rules_structure() -> None:
     yaml = pytest.importorskip("yaml")
     groups = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 6
+    assert len(rules) == 8
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
