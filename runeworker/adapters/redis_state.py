@@ -157,6 +157,18 @@ return reply
 )
 
 
+# KEYS: the attempt count, the spared flag; ARGV: TTL. A spared redelivery consumes the flag
+# and is not counted (worker drains, `runeworker.child.worker`).
+_COUNT_ATTEMPT = """
+if redis.call('DEL', KEYS[2]) == 1 then
+  return tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
+
 class RedisStore(RedisFlow):
     """`StateStore` on a Redis server; safe to share between threads (redis-py pools)."""
 
@@ -178,6 +190,7 @@ class RedisStore(RedisFlow):
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
         self._settle_script: Script = client.register_script(_SETTLE)
+        self._count_script: Script = client.register_script(_COUNT_ATTEMPT)
         self._register_flow_scripts()
 
     @classmethod
@@ -247,16 +260,31 @@ class RedisStore(RedisFlow):
         return Settlement(Verdict(verdict), _transition(reply[1:]))
 
     def count_attempt(self, body: bytes) -> int:
-        """Count one more redelivery of the message `body`; returns the count so far."""
-        key = f"{self._prefix}attempts:{attempt_key(body)}"
+        """Count one more redelivery of the message `body`, unless a drain spared it; returns
+        the count so far."""
         try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, self._ttl)
-            count, _ = pipe.execute()
+            count = self._count_script(keys=self._attempt_keys(body), args=[self._ttl])
         except RedisError as exc:
             raise StateError(f"The Redis attempt count on {self._where} failed: {exc}") from exc
         return int(count)
+
+    def spare_attempts(self, bodies: list[bytes]) -> None:
+        """Mark each body's next redelivery as no attempt (a flag, so two drains before the
+        next delivery still spare one redelivery, not two)."""
+        if not bodies:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for body in bodies:
+                pipe.set(self._attempt_keys(body)[1], 1, ex=self._ttl)
+            pipe.execute()
+        except RedisError as exc:
+            raise StateError(f"Sparing attempts on {self._where} failed: {exc}") from exc
+
+    def _attempt_keys(self, body: bytes) -> list[str]:
+        """The count and the spared flag of a message, in one hash slot."""
+        base = f"{self._prefix}attempts:{{{attempt_key(body)}}}"
+        return [base, base + ":spared"]
 
     def begin(self, execution_id: str, now_ns: int) -> None:
         """Record the start of a single-branch execution; the first record wins. The write

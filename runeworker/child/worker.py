@@ -93,6 +93,8 @@ class Worker:
         self.limit = _jittered(cfg.worker.max_messages, cfg.worker.max_messages_jitter)
         self._process = psutil.Process()
         self._step_started = 0.0
+        self._current: Delivery | None = None  # the delivery whose step runs now
+        self._spared: Delivery | None = None  # the in-flight delivery already spared
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -175,13 +177,16 @@ class Worker:
 
     def _drain(self) -> None:
         """Stop consuming, hand buffered deliveries back, close. In-flight work is already
-        committed: the loop only checks `stopping` between steps."""
+        committed: the loop only checks `stopping` between steps. What is handed back comes
+        back redelivered: it is spared first, so that drains never make a healthy message
+        look like poison (`broker.max_deliveries`)."""
         self._beat(ChildState.DRAINING)
         try:
             self.broker.stop_consuming()
             self.broker.poll(0)  # deliveries already on the wire land in `pending`
             handed = list(self.broker.pending)
             if handed:
+                self._spare([d.body for d in handed])
                 self.broker.requeue([d.tag for d in handed])
                 self.broker.commit()
                 for d in handed:
@@ -224,6 +229,7 @@ class Worker:
         self.hooks.on_delivery(d.queue, "consumed")
         self.hooks.on_inflight(1)
         self._step_started = time.monotonic()
+        self._current = d
         try:
             cap = self.cfg.broker.max_message_bytes
             if cap and len(d.body) > cap:
@@ -263,6 +269,7 @@ class Worker:
             self.hooks.on_delivery(d.queue, "acked")
         finally:
             self._step_started = 0.0
+            self._current = None
             self.hooks.on_inflight(-1)
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
@@ -327,9 +334,25 @@ class Worker:
 
     def _idle(self) -> None:
         """Called while a node runs: serve heartbeats, report liveness from the step start
-        (a node stuck for longer than `worker.timeout` lets the supervisor kill us)."""
+        (a node stuck for longer than `worker.timeout` lets the supervisor kill us). Asked to
+        stop meanwhile, the step goes on, but its delivery is spared at once: should the
+        drain deadline kill us before it commits, the redelivery is no attempt of its own."""
         self.broker.poll(0)
         self._beat(ChildState.BUSY)
+        current = self._current
+        if self.stopping and current is not None and current is not self._spared:
+            self._spared = current
+            self._spare([current.body])
+            log.info("stopping while a node runs: it finishes, or its delivery comes back")
+
+    def _spare(self, bodies: list[bytes]) -> None:
+        try:
+            self.store.spare_attempts(bodies)
+        except StateError as exc:  # then a later redelivery counts: never worse than before
+            self.hooks.on_state_error()
+            log.warning(
+                "could not spare %d deliveries from the attempt count: %s", len(bodies), exc
+            )
 
     def _after(self, done: int) -> None:
         self.handled += done

@@ -132,6 +132,12 @@ class StateStore(Protocol):
         """Count one more delivery of a redelivered message (poison detection)."""
         ...
 
+    def spare_attempts(self, bodies: list[bytes]) -> None:
+        """The next redelivery of each of `bodies` is no attempt of its own: their handling
+        was cut by our own hand (a drain, a reload roll, a recycle), not by the message. A
+        flag, not a credit: sparing twice before the next redelivery spares it once."""
+        ...
+
     def begin(self, execution_id: str, now_ns: int) -> None:
         """Record the start of a single-branch execution (`runeworker.engine.linear`); the
         first record wins, so a redelivered first step keeps the original start."""
@@ -237,13 +243,21 @@ class MemoryStore(MemoryFlow):
         self._lock = threading.RLock()  # settle = admit + advance under one hold
         self._executions: dict[str, _Execution] = {}
         self._attempts: dict[str, int] = {}
+        self._spared: set[str] = set()  # whose next redelivery is no attempt (spare_attempts)
         self._started: dict[str, int] = {}
 
     def count_attempt(self, body: bytes) -> int:
         with self._lock:
             key = attempt_key(body)
+            if key in self._spared:
+                self._spared.discard(key)
+                return self._attempts.get(key, 0)
             self._attempts[key] = self._attempts.get(key, 0) + 1
             return self._attempts[key]
+
+    def spare_attempts(self, bodies: list[bytes]) -> None:
+        with self._lock:
+            self._spared.update(attempt_key(body) for body in bodies)
 
     def settle(
         self,

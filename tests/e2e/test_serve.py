@@ -238,13 +238,14 @@ class SlowServer:
     def __init__(self, seconds: float) -> None:
         self.hits: list[str] = []
         self.arrived = threading.Event()
+        self.seconds = seconds  # read per request: a test may speed the server up
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits.append(self.path)
                 owner.arrived.set()
-                time.sleep(seconds)  # the slowness is the point of the test
+                time.sleep(owner.seconds)  # the slowness is the point of the test
                 data = json.dumps({"path": self.path}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -311,6 +312,37 @@ def test_sigterm_while_a_slow_node_runs_lets_it_finish_and_commit(
         server.close()
     exactly_once(rune, ids)
     assert server.hits == ["/slow"]  # finished, not abandoned and redelivered
+    queue_is_empty(amqp_url, rune)
+
+
+def test_drains_that_cut_a_slow_node_never_make_its_message_poison(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    """Three restarts whose drains each had to kill a child in the middle of one slow HTTP
+    call: with `max_deliveries = 2` the message would be dead-lettered as poison if a cut by
+    our own hand counted as an attempt."""
+    server = SlowServer(30.0)
+    settings: dict[str, Any] = {
+        "worker": {"graceful_timeout": 1.0},
+        "broker": {"max_deliveries": 2},
+    }
+    try:
+        ids = rune.publish(server.workflow(), 1)
+        for cycle in range(3):
+            server.arrived.clear()
+            serve = start(**settings)
+            assert server.arrived.wait(20), f"cycle {cycle}: the http node never called"
+            serve.send(signal.SIGTERM)
+            assert serve.wait(15) == 3  # EXIT_DRAIN_FORCED: the child was killed mid-call
+            assert "stopping while a node runs" in serve.log()
+        server.seconds = 0.0
+        serve = start(**settings)
+        rune.wait_done(ids, timeout=30, settle=1.0)
+    finally:
+        server.close()
+    exactly_once(rune, ids)
+    assert len(server.hits) == 4
+    assert rune.message_count("runeworker.dead-letter") == 0
     queue_is_empty(amqp_url, rune)
 
 

@@ -263,3 +263,20 @@ def test_timer_keys(store: RedisStore, client: redis.Redis, prefix: str) -> None
     assert leased == [(b"t1", NOW + 500)]
     store.ack_timer("t1")
     assert keys_under(client, prefix) == {}
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_a_spared_redelivery_is_no_attempt_and_sparing_twice_spares_once(
+    store: RedisStore, kind: str
+) -> None:
+    from runeworker.engine.state import MemoryStore
+
+    target = store if kind == "redis" else MemoryStore()
+    body, other = b'{"execution_id": "e1"}', b'{"execution_id": "e2"}'
+    assert target.count_attempt(body) == 1
+    target.spare_attempts([body, body])  # two drains before the next delivery
+    target.spare_attempts([body])
+    assert target.count_attempt(body) == 1  # the spared redelivery
+    assert target.count_attempt(body) == 2  # the next one counts again
+    assert target.count_attempt(other) == 1  # sparing is per message
+    target.spare_attempts([])

@@ -268,6 +268,11 @@ class StubStore(MemoryStore):
             raise StateError("stub: Redis is gone (count_attempt)")
         return super().count_attempt(body)
 
+    def spare_attempts(self, bodies: list[bytes]) -> None:
+        if self._trip("spare_attempts"):
+            raise StateError("stub: Redis is gone (spare_attempts)")
+        super().spare_attempts(bodies)
+
     def release_expired(self, now_ms: int) -> int:
         if self._trip("release_expired"):
             raise StateError("stub: Redis is gone (release_expired)")

@@ -282,6 +282,52 @@ def test_drain_hands_prefetched_deliveries_back(broker: StubBroker, store: StubS
     assert hooks.events[-1] == ("stop",)
 
 
+class StopAtReady(Recorder):
+    """Asks the worker to stop as soon as it consumes, once the prefetched deliveries are in
+    its buffer: a drain that hands everything back."""
+
+    worker: Worker | None = None
+
+    def on_ready(self, queues: Iterable[str], node_types: Iterable[str]) -> None:
+        super().on_ready(queues, node_types)
+        assert self.worker is not None
+        self.worker.broker.poll(0)  # the deliveries already on the wire
+        self.worker.stop()
+
+
+def test_drains_never_make_a_healthy_message_poison(broker: StubBroker, store: StubStore) -> None:
+    """Handed back by more drains than `max_deliveries` allows (restarts, reload rolls), a
+    message still runs: a drain's requeue is no attempt of the message's own."""
+    body = message("ex-1")
+    broker.enqueue(QUEUE, body)
+    settings = {"broker.max_deliveries": 2}
+    for _ in range(4):
+        hooks = StopAtReady()
+        hooks.worker = make_worker(broker, store, hooks, settings=settings)
+        assert hooks.worker.run() == EXIT_OK
+        assert hooks.count("delivery", QUEUE, "requeued") == 1
+    [back] = broker.waiting(QUEUE)
+    assert back.redelivered
+    run_until_idle(make_worker(broker, store, settings=settings), broker)
+    assert broker.waiting(DEAD) == []
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert store.count_attempt(body) == 1  # the real redeliveries still count
+
+
+def test_a_spare_that_fails_only_costs_the_count(broker: StubBroker, store: StubStore) -> None:
+    for i in range(3):
+        broker.enqueue(QUEUE, message(f"ex-{i}"))
+    store.fail("spare_attempts")
+    hooks = Recorder()
+    worker = make_worker(
+        broker, store, hooks, settings={"broker.prefetch": 3, "broker.batch_max": 1}
+    )
+    hooks.after_commit = worker.stop
+    assert worker.run() == EXIT_OK
+    assert len(broker.waiting(QUEUE)) == 2  # handed back all the same
+    assert hooks.count("state_error") == 1
+
+
 # -- atomicity and lost connections -------------------------------------------------------------
 
 
