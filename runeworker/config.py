@@ -104,6 +104,25 @@ class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     smtp_timeout: PositiveSeconds = 30.0
 
 
+_NODE = NodeSettings  # defaults of the integration keys: NodeSettings' own, one source
+
+
+class IntegrationsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where the integration nodes reach their services (a test or a proxy may stand in), and how
+    long they honour a 429/503 `Retry-After`."""
+
+    gmail_base_url: NonEmpty = _NODE.integrations_gmail_base_url
+    sheets_base_url: NonEmpty = _NODE.integrations_sheets_base_url
+    drive_base_url: NonEmpty = _NODE.integrations_drive_base_url
+    dropbox_base_url: NonEmpty = _NODE.integrations_dropbox_base_url
+    outlook_base_url: NonEmpty = _NODE.integrations_outlook_base_url
+    slack_base_url: NonEmpty = _NODE.integrations_slack_base_url
+    telegram_base_url: NonEmpty = _NODE.integrations_telegram_base_url
+    jira_base_url: NonEmpty = _NODE.integrations_jira_base_url
+    retry_after_max: Seconds = _NODE.integrations_retry_after_max
+    retry_after_attempts: AtLeast0 = _NODE.integrations_retry_after_attempts
+
+
 class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Log level and line format."""
 
@@ -120,6 +139,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     nodes: NodesConfig = msgspec.field(default_factory=NodesConfig)
+    integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 
@@ -158,6 +178,7 @@ def masked(cfg: Config) -> dict[str, Any]:
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
+    fields |= {f"integrations_{k}": v for k, v in msgspec.to_builtins(cfg.integrations).items()}
     return NodeSettings(**{**fields, "http_deny_networks": tuple(cfg.nodes.http_deny_networks)})
 
 
@@ -197,6 +218,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "metrics.listen": _check_listen,
     "nodes.http_deny_networks": _check_networks,
 }
+_CHECKS |= {key: _url_check("http", "https") for key in _FIELDS if key.endswith("_base_url")}
 
 
 def _convert(key: str, value: Any) -> tuple[Any, str | None]:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "runeworker.nodes"
 EXTRA_MODULES_ENV = "RUNEWORKER_EXTRA_NODE_MODULES"
-BUILTIN_PACKAGE = "runeworker.nodes"
+# Every module of these packages registers its node types on import.
+BUILTIN_PACKAGES = ("runeworker.nodes", "runeworker.integrations")
 # Trigger types start a workflow; they are never executed (the API starts their successors).
 TRIGGER_TYPES = frozenset({"ManualTrigger", "ScheduledTrigger", "webhook"})
 
@@ -40,6 +41,17 @@ class NodeSettings:
     http_max_response_bytes: int = 10 * 1024 * 1024
     http_default_timeout: float = 30.0
     smtp_timeout: float = 30.0
+    # The integration nodes' services (runeworker/integrations/): where each one is reached.
+    integrations_gmail_base_url: str = "https://gmail.googleapis.com"
+    integrations_sheets_base_url: str = "https://sheets.googleapis.com"
+    integrations_drive_base_url: str = "https://www.googleapis.com"
+    integrations_dropbox_base_url: str = "https://api.dropboxapi.com"
+    integrations_outlook_base_url: str = "https://graph.microsoft.com"
+    integrations_slack_base_url: str = "https://slack.com"
+    integrations_telegram_base_url: str = "https://api.telegram.org"
+    integrations_jira_base_url: str = "https://api.atlassian.com"
+    integrations_retry_after_max: float = 10.0
+    integrations_retry_after_attempts: int = 2
 
 
 @dataclass
@@ -113,15 +125,15 @@ def node(
 
 
 def load() -> dict[str, NodeSpec]:
-    """Import the built-in node modules, every installed `runeworker.nodes` entry point and
-    the modules named in $RUNEWORKER_EXTRA_NODE_MODULES."""
+    """Import the built-in node and integration modules, every installed `runeworker.nodes`
+    entry point and the modules named in $RUNEWORKER_EXTRA_NODE_MODULES."""
     global _loaded
     if not _loaded:
         _loaded = True
-        # every module of runeworker.nodes registers its node types on import
-        package = importlib.import_module(BUILTIN_PACKAGE)
-        for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        for name in BUILTIN_PACKAGES:
+            package = importlib.import_module(name)
+            for info in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{name}.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()
