@@ -12,6 +12,7 @@ process in the token's `/oauth/token/accessible-resources`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,12 +40,38 @@ def normalized(raw: str) -> str:
     return text.rstrip("/")
 
 
-def _host(url: str) -> str | None:
-    """The host of a base URL, None when it is not one."""
+def _netloc(url: str) -> str | None:
+    """`host:port` of a base URL (Go's url.Host), None when it is not one."""
     try:
-        return urlsplit(normalized(url)).hostname
+        return urlsplit(normalized(url)).netloc.lower()
     except (NodeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The Atlassian gateway: a site behind it is `<gateway>/ex/jira/<cloud id>`."""
+
+    url: str
+    netloc: str
+    ex: str  # the path prefix of a site behind it
+
+    @classmethod
+    def of(cls, url: str) -> Gateway:
+        parts = urlsplit(normalized(url))
+        return cls(parts.geturl(), parts.netloc.lower(), parts.path.rstrip("/") + "/ex/jira/")
+
+    def holds(self, url: str) -> bool:
+        return _netloc(url) == self.netloc
+
+    def site(self, cloud: str, base: str = "") -> str:
+        """The gateway URL of `cloud`; `base` is kept when it already is one on this gateway."""
+        if not base or not self.holds(base):
+            return f"{self.url}/ex/jira/{cloud}"
+        parts = urlsplit(base)
+        if parts.path.rstrip("/").startswith(self.ex):
+            return base
+        return parts._replace(path=self.ex + cloud, query="").geturl().rstrip("/")
 
 
 def _first(*values: str) -> str:
@@ -66,51 +93,39 @@ def _credential(creds: Mapping[str, Any], *keys: str) -> str:
     return _first(*(value for value in found if isinstance(value, str)))
 
 
-def site_base(call: Call, gateway: str) -> str:
+def site_base(call: Call, gateway_url: str) -> str:
     """The base URL the Jira REST paths hang below, for this call's arguments and credential."""
     params, creds = call.ctx.params, call.ctx.credentials
+    gateway = Gateway.of(gateway_url)
     base = _first(call.args["base_url"], _param(params, "base_url", "baseUrl"))
     base = base or _credential(creds, "base_url", "site_url", "domain")
     cloud = _first(call.args["cloud_id"], _param(params, "cloud_id", "cloudId"))
     cloud = cloud or _credential(creds, "cloud_id", "cloudId")
-    gateway_host = _host(gateway)
     if not cloud and creds.get("type") == "oauth2":
+        # A 3LO token only works through the gateway: find the site's cloud id.
         site = _credential(creds, "site_url", "domain")
-        if not site and base and _host(base) not in (None, gateway_host):
+        if not site and base and _netloc(base) not in (None, gateway.netloc):
             site = normalized(base)
         if site:
             cloud = cloud_id(call, gateway, site)
             base = base or site
     if cloud:
-        base = _through_gateway(normalized(base) if base else "", cloud, gateway)
+        base = gateway.site(cloud, normalized(base) if base else "")
     elif not base:
         raise NodeError("argument 'base_url' is required")
     result = normalized(base)
-    parts = urlsplit(result)
-    if parts.hostname == gateway_host and not parts.path.startswith("/ex/jira/"):
-        raise NodeError(
-            f"jira oauth base url must include /ex/jira/{{cloudId}}; got {quoted(result)}"
-        )
+    if gateway.holds(result) and not urlsplit(result).path.startswith(gateway.ex):
+        where = "/ex/jira/{cloudId}"
+        raise NodeError(f"jira oauth base url must include {where}; got {quoted(result)}")
     return result
 
 
-def _through_gateway(base: str, cloud: str, gateway: str) -> str:
-    """`<gateway>/ex/jira/<cloud>` unless `base` already is such a gateway URL."""
-    gateway = normalized(gateway)
-    parts = urlsplit(base)
-    if not base or parts.hostname != _host(gateway):
-        return f"{gateway}/ex/jira/{cloud}"
-    if parts.path.rstrip("/").startswith("/ex/jira/"):
-        return base
-    return parts._replace(path=f"/ex/jira/{cloud}", query="").geturl().rstrip("/")
-
-
-def cloud_id(call: Call, gateway: str, site: str) -> str:
+def cloud_id(call: Call, gateway: Gateway, site: str) -> str:
     """The cloud id of `site` among the resources the call's token may access (cached)."""
     site = normalized(site)
     if site in _CLOUD_IDS:
         return _CLOUD_IDS[site]
-    req = Request("GET", gateway, "/oauth/token/accessible-resources")
+    req = Request("GET", gateway.url, "/oauth/token/accessible-resources")
     out = call.send(req, any_status=True)
     if not 200 <= out["status"] < 300:
         raise NodeError(f"failed to fetch accessible resources: status={out['status']}")
