@@ -142,8 +142,9 @@ class Call:
         path = req.path
         for name, value in self.args.items():
             if "{" + name + "}" in path:
-                shown = "***" if hide and name in self.secrets else str(value)
-                path = path.replace("{" + name + "}", quote(shown, safe=_SEGMENT_SAFE))
+                hidden = hide and name in self.secrets
+                shown = "***" if hidden else quote(str(value), safe=_SEGMENT_SAFE)
+                path = path.replace("{" + name + "}", shown)
         # Joined, not resolved: a base URL may carry a path prefix (a proxy, a test server);
         # upstream's url.ResolveReference would drop it for an absolute path.
         return req.base.rstrip("/") + "/" + path.lstrip("/")
