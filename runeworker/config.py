@@ -24,6 +24,7 @@ from msgspec import inspect as mi
 
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
+from runeworker.integrations.spec import BASE_URLS
 from runeworker.masking import mask_url as mask_url  # re-exported: callers import it here
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -104,23 +105,20 @@ class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     smtp_timeout: PositiveSeconds = 30.0
 
 
-_NODE = NodeSettings  # defaults of the integration keys: NodeSettings' own, one source
-
-
 class IntegrationsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Where the integration nodes reach their services (a test or a proxy may stand in), and how
     long they honour a 429/503 `Retry-After`."""
 
-    gmail_base_url: NonEmpty = _NODE.integrations_gmail_base_url
-    sheets_base_url: NonEmpty = _NODE.integrations_sheets_base_url
-    drive_base_url: NonEmpty = _NODE.integrations_drive_base_url
-    dropbox_base_url: NonEmpty = _NODE.integrations_dropbox_base_url
-    outlook_base_url: NonEmpty = _NODE.integrations_outlook_base_url
-    slack_base_url: NonEmpty = _NODE.integrations_slack_base_url
-    telegram_base_url: NonEmpty = _NODE.integrations_telegram_base_url
-    jira_base_url: NonEmpty = _NODE.integrations_jira_base_url
-    retry_after_max: Seconds = _NODE.integrations_retry_after_max
-    retry_after_attempts: AtLeast0 = _NODE.integrations_retry_after_attempts
+    gmail_base_url: NonEmpty = BASE_URLS["gmail"]
+    sheets_base_url: NonEmpty = BASE_URLS["sheets"]
+    drive_base_url: NonEmpty = BASE_URLS["drive"]
+    dropbox_base_url: NonEmpty = BASE_URLS["dropbox"]
+    outlook_base_url: NonEmpty = BASE_URLS["outlook"]
+    slack_base_url: NonEmpty = BASE_URLS["slack"]
+    telegram_base_url: NonEmpty = BASE_URLS["telegram"]
+    jira_base_url: NonEmpty = BASE_URLS["jira"]
+    retry_after_max: Seconds = NodeSettings.integrations_retry_after_max
+    retry_after_attempts: AtLeast0 = NodeSettings.integrations_retry_after_attempts
 
 
 class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -178,8 +176,12 @@ def masked(cfg: Config) -> dict[str, Any]:
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
-    fields |= {f"integrations_{k}": v for k, v in msgspec.to_builtins(cfg.integrations).items()}
-    return NodeSettings(**{**fields, "http_deny_networks": tuple(cfg.nodes.http_deny_networks)})
+    fields["http_deny_networks"] = tuple(cfg.nodes.http_deny_networks)
+    integrations = msgspec.to_builtins(cfg.integrations)
+    urls = {k.removesuffix("_base_url"): v for k, v in integrations.items() if k.endswith("_url")}
+    urls = {service: url for service, url in urls.items() if url != BASE_URLS[service]}
+    retry = {f"integrations_{k}": v for k, v in integrations.items() if k.startswith("retry")}
+    return NodeSettings(**fields, **retry, integrations_base_urls=urls)
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:

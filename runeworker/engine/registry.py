@@ -41,15 +41,9 @@ class NodeSettings:
     http_max_response_bytes: int = 10 * 1024 * 1024
     http_default_timeout: float = 30.0
     smtp_timeout: float = 30.0
-    # The integration nodes' services (runeworker/integrations/): where each one is reached.
-    integrations_gmail_base_url: str = "https://gmail.googleapis.com"
-    integrations_sheets_base_url: str = "https://sheets.googleapis.com"
-    integrations_drive_base_url: str = "https://www.googleapis.com"
-    integrations_dropbox_base_url: str = "https://api.dropboxapi.com"
-    integrations_outlook_base_url: str = "https://graph.microsoft.com"
-    integrations_slack_base_url: str = "https://slack.com"
-    integrations_telegram_base_url: str = "https://api.telegram.org"
-    integrations_jira_base_url: str = "https://api.atlassian.com"
+    # Integration nodes (runeworker/integrations/): service ("gmail", "jira", ...) -> base URL,
+    # where it differs from the public API; the longest Retry-After waited for, and how often.
+    integrations_base_urls: Mapping[str, str] = field(default_factory=dict)
     integrations_retry_after_max: float = 10.0
     integrations_retry_after_attempts: int = 2
 

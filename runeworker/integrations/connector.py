@@ -29,7 +29,7 @@ import msgspec
 
 from runeworker.engine.registry import NodeContext, node
 from runeworker.errors import NodeError
-from runeworker.integrations.spec import Tool
+from runeworker.integrations.spec import BASE_URLS, Tool, put
 from runeworker.nodes import http
 
 RETRYABLE = frozenset({429, 503})
@@ -162,11 +162,7 @@ class Call:
         for key, name in self.tool.body:
             value, arg = self.args[name], self.tool.arg(name)
             if arg.always or arg.is_set(value):
-                *parents, leaf = key.split(".")
-                level = out
-                for parent in parents:
-                    level = level.setdefault(parent, {})
-                level[leaf] = value
+                put(out, key, value)
         return out or None
 
 
@@ -200,7 +196,7 @@ def execute(tool: Tool, ctx: NodeContext) -> dict[str, Any]:
     """Run `tool` for one node execution; every failure names the provider and the tool."""
     call: Call | None = None
     try:
-        base = str(getattr(ctx.settings, f"integrations_{tool.service}_base_url"))
+        base = ctx.settings.integrations_base_urls.get(tool.service) or BASE_URLS[tool.service]
         call = Call(tool, ctx, tool.read(ctx.params), base, ctx.credentials)
         return tool.hook(call) if tool.hook else call.send()
     except NodeError as exc:

@@ -5,23 +5,20 @@ POST, authorized by the node's credential (oauth2 access token as `Authorization
 from __future__ import annotations
 
 from runeworker.integrations.connector import register
-from runeworker.integrations.spec import FLAG, INTEGER, Arg, Tool
+from runeworker.integrations.spec import FLAG, INTEGER, Arg, Tool, family, named
 
 PATH = Arg("path", required=True)
+tool = family("integration.dropbox.files", "dropbox")
 
 
-def _files(tool: str, endpoint: str, *args: Arg, body: tuple[tuple[str, str], ...] = ()) -> Tool:
-    """A `files/*` endpoint whose body is its arguments (`body` when the keys differ)."""
-    pairs = body or tuple((a.name, a.name) for a in args)
-    return Tool(
-        f"integration.dropbox.files.{tool}",
-        "POST",
-        "dropbox",
-        f"/2/files/{endpoint}",
-        args,
-        body=pairs,
-    )
+def _files(name: str, endpoint: str, *args: Arg) -> Tool:
+    """A `files/*` endpoint whose JSON body is its arguments."""
+    return tool(name, "POST", f"/2/files/{endpoint}", *args, body=named(*(a.name for a in args)))
 
+
+# Search options nest under "options", which is left out when none is set.
+SEARCH_BODY: tuple[tuple[str, str], ...] = (("query", "query"), ("options.path", "path"))
+SEARCH_BODY += (("options.filename_only", "filename_only"),)
 
 register(
     # `path` "" is the root folder: sent as it is, like `recursive` false.
@@ -35,16 +32,13 @@ register(
     _files("get_metadata", "get_metadata", PATH),
     _files("get_temporary_link", "get_temporary_link", PATH),
     _files("delete", "delete_v2", PATH),
-    _files(
+    tool(
         "search",
-        "search_v2",
+        "POST",
+        "/2/files/search_v2",
         Arg("query", required=True),
         Arg("path"),
         Arg("filename_only", FLAG),
-        body=(
-            ("query", "query"),
-            ("options.path", "path"),
-            ("options.filename_only", "filename_only"),
-        ),
+        body=SEARCH_BODY,
     ),
 )

@@ -8,9 +8,12 @@ import base64
 from typing import Any
 
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import CSV, FLAG, INTEGER, Arg, Tool
+from runeworker.integrations.spec import CSV, FLAG, INTEGER, Arg, family, named
 
 MESSAGES = "/gmail/v1/users/me/messages"
+MAIL = ("to", "cc", "bcc", "subject", "body")
+MAIL_ARGS = tuple(Arg(name, required=name in ("to", "subject", "body")) for name in MAIL)
+ID = Arg("id", required=True)
 
 
 def raw_message(to: str, cc: str, bcc: str, subject: str, body: str) -> str:
@@ -30,46 +33,23 @@ def raw_message(to: str, cc: str, bcc: str, subject: str, body: str) -> str:
 
 
 def _send_email(call: Call) -> dict[str, Any]:
-    a = call.args
-    raw = raw_message(a["to"], a["cc"], a["bcc"], a["subject"], a["body"])
+    raw = raw_message(*(call.args[name] for name in MAIL))
     return call.send(call.request(body={"raw": raw}))
 
 
+tool = family("integration.google.gmail", "gmail")
 register(
-    Tool(
-        "integration.google.gmail.send_email",
-        "POST",
-        "gmail",
-        MESSAGES + "/send",
-        args=(
-            Arg("to", required=True),
-            Arg("cc"),
-            Arg("bcc"),
-            Arg("subject", required=True),
-            Arg("body", required=True),
-        ),
-        hook=_send_email,
-    ),
-    Tool(
-        "integration.google.gmail.read_email",
+    tool("send_email", "POST", MESSAGES + "/send", *MAIL_ARGS, hook=_send_email),
+    tool("read_email", "GET", MESSAGES + "/{id}", ID, Arg("format"), query=named("format")),
+    tool(
+        "search_emails",
         "GET",
-        "gmail",
-        MESSAGES + "/{id}",
-        args=(Arg("id", required=True), Arg("format")),
-        query=(("format", "format"),),
-    ),
-    Tool(
-        "integration.google.gmail.search_emails",
-        "GET",
-        "gmail",
         MESSAGES,
-        args=(
-            Arg("q", required=True),
-            Arg("maxResults", INTEGER),
-            Arg("labelIds", CSV),
-            Arg("includeSpamTrash", FLAG),
-        ),
-        query=tuple((name, name) for name in ("q", "maxResults", "labelIds", "includeSpamTrash")),
+        Arg("q", required=True),
+        Arg("maxResults", INTEGER),
+        Arg("labelIds", CSV),
+        Arg("includeSpamTrash", FLAG),
+        query=named("q", "maxResults", "labelIds", "includeSpamTrash"),
     ),
-    Tool("integration.google.gmail.list_labels", "GET", "gmail", "/gmail/v1/users/me/labels"),
+    tool("list_labels", "GET", "/gmail/v1/users/me/labels"),
 )

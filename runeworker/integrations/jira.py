@@ -13,7 +13,19 @@ from typing import Any
 from runeworker.errors import NodeError
 from runeworker.integrations.atlassian import quoted, site_base
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import ANY, CSV, INTEGER, MAYBE_FLAG, OBJECT, Arg, Hook, Tool
+from runeworker.integrations.spec import (
+    ANY,
+    CSV,
+    INTEGER,
+    MAYBE_FLAG,
+    OBJECT,
+    Arg,
+    Hook,
+    Tool,
+    family,
+    named,
+    put,
+)
 
 # Request fields (path, query, body) of one call, computed and checked without the network.
 Shape = Callable[[Call], dict[str, Any]]
@@ -24,20 +36,13 @@ SITE = (Arg("base_url", trim=True), Arg("cloud_id", trim=True), Arg("api_version
 ISSUE_KEY = Arg("issue_id_or_key", required=True)
 PAGE = (Arg("start_at", INTEGER), Arg("max_results", INTEGER))
 PAGE_QUERY = (("startAt", "start_at"), ("maxResults", "max_results"))
-# The simple fields of an issue: (field, key inside it or "" for a plain value, argument).
-SIMPLE_FIELDS = (
-    ("project", "key", "project_key"),
-    ("issuetype", "name", "issue_type"),
-    ("summary", "", "summary"),
-    ("priority", "name", "priority"),
-    ("assignee", "accountId", "assignee_account_id"),
-    ("reporter", "accountId", "reporter_account_id"),
-)
-CONVENIENCE = (
-    *(Arg(name, trim=True) for _field, _key, name in SIMPLE_FIELDS),
-    Arg("description", trim=True),
-    Arg("labels", CSV),
-)
+# The simple fields of an issue: argument -> where it goes among the fields.
+SIMPLE_FIELDS = {"project_key": "project.key", "issue_type": "issuetype.name"}
+SIMPLE_FIELDS |= {"summary": "summary", "priority": "priority.name"}
+SIMPLE_FIELDS |= {"assignee_account_id": "assignee.accountId"}
+SIMPLE_FIELDS |= {"reporter_account_id": "reporter.accountId"}
+CONVENIENCE = tuple(Arg(name, trim=True) for name in (*SIMPLE_FIELDS, "description"))
+CONVENIENCE += (Arg("labels", CSV),)
 RAW_FIELDS = (Arg("fields", OBJECT), Arg("update", OBJECT))
 
 
@@ -61,9 +66,9 @@ def api_version(raw: str) -> str:
 def issue_fields(a: dict[str, Any]) -> dict[str, Any]:
     """The issue fields of the convenience arguments merged under the raw `fields` (which win)."""
     fields: dict[str, Any] = {}
-    for field, key, name in SIMPLE_FIELDS:
+    for name, where in SIMPLE_FIELDS.items():
         if a[name]:
-            fields[field] = {key: a[name]} if key else a[name]
+            put(fields, where, a[name])
     if a["description"]:
         fields["description"] = adf(a["description"])
     if a["labels"]:
@@ -140,7 +145,7 @@ def _user_get(call: Call) -> dict[str, Any]:
     )
 
 
-def _site(shape: Shape | None = None) -> Hook:
+def _site(shape: Shape | None) -> Hook:
     """Check and shape the request, resolve the site, send."""
 
     def hook(call: Call) -> dict[str, Any]:
@@ -152,24 +157,32 @@ def _site(shape: Shape | None = None) -> Hook:
     return hook
 
 
-def _tool(name: str, method: str, path: str, *args: Arg, **spec: Any) -> Tool:
-    """A Jira tool: every one takes the site arguments and resolves the site first."""
-    return Tool(f"integration.jira.{name}", method, "jira", path, args=(*args, *SITE), **spec)
+def _tool(
+    name: str, method: str, path: str, *args: Arg, shape: Shape | None = None, **spec: Any
+) -> Tool:
+    """A Jira tool: every one takes the site arguments and resolves the site to send."""
+    make = family("integration.jira", "jira")
+    return make(name, method, path, *args, *SITE, hook=_site(shape), **spec)
 
+
+EXPAND = Arg("expand")
+TRANSITIONS = ISSUE + "/transitions"
+COMMENTS = ISSUE + "/comment"
+SEARCH: tuple[Arg, ...] = (Arg("jql", required=True), *PAGE, Arg("fields", CSV), Arg("expand", CSV))
+SEARCH += (Arg("validate_query", MAYBE_FLAG),)
+SEARCH_BODY = (("jql", "jql"), *PAGE_QUERY, *named("fields", "expand"))
+SEARCH_BODY += (("validateQuery", "validate_query"),)
+TRANSITION = (Arg("transition_id"), Arg("transition", OBJECT), *RAW_FIELDS)
+COMMENT = (Arg("body", ANY), Arg("text_body"))
+COMMENT_PAGE = (*PAGE, Arg("order_by"), EXPAND)
+NOTIFY = Arg("notify_users", MAYBE_FLAG)
+USER = tuple(map(Arg, ("query", "account_id", "username", "user_key")))
+COMMENT_LIST_QUERY = (*PAGE_QUERY, ("orderBy", "order_by"), ("expand", "expand"))
 
 register(
+    _tool("issue_create", "POST", API + "/issue", *RAW_FIELDS, *CONVENIENCE, shape=_issue_create),
     _tool(
-        "issue_create", "POST", API + "/issue", *RAW_FIELDS, *CONVENIENCE, hook=_site(_issue_create)
-    ),
-    _tool(
-        "issue_get",
-        "GET",
-        ISSUE,
-        ISSUE_KEY,
-        Arg("fields"),
-        Arg("expand"),
-        query=(("fields", "fields"), ("expand", "expand")),
-        hook=_site(),
+        "issue_get", "GET", ISSUE, ISSUE_KEY, Arg("fields"), EXPAND, query=named("fields", "expand")
     ),
     _tool(
         "issue_update",
@@ -177,84 +190,27 @@ register(
         ISSUE,
         ISSUE_KEY,
         *RAW_FIELDS,
-        Arg("notify_users", MAYBE_FLAG),
+        NOTIFY,
         *CONVENIENCE,
         query=(("notifyUsers", "notify_users"),),
-        hook=_site(_issue_update),
+        shape=_issue_update,
     ),
     _tool(
-        "issue_search",
-        "POST",
-        API + "/search/jql",
-        Arg("jql", required=True),
-        *PAGE,
-        Arg("fields", CSV),
-        Arg("expand", CSV),
-        Arg("validate_query", MAYBE_FLAG),
-        body=(
-            ("jql", "jql"),
-            *PAGE_QUERY,
-            ("fields", "fields"),
-            ("expand", "expand"),
-            ("validateQuery", "validate_query"),
-        ),
-        hook=_site(_issue_search),
+        "issue_search", "POST", API + "/search/jql", *SEARCH, body=SEARCH_BODY, shape=_issue_search
     ),
-    _tool(
-        "issue_transition_list",
-        "GET",
-        ISSUE + "/transitions",
-        ISSUE_KEY,
-        Arg("expand"),
-        query=(("expand", "expand"),),
-        hook=_site(),
-    ),
+    _tool("issue_transition_list", "GET", TRANSITIONS, ISSUE_KEY, EXPAND, query=named("expand")),
     _tool(
         "issue_transition_apply",
         "POST",
-        ISSUE + "/transitions",
+        TRANSITIONS,
         ISSUE_KEY,
-        Arg("transition_id"),
-        Arg("transition", OBJECT),
-        *RAW_FIELDS,
-        hook=_site(_transition_apply),
+        *TRANSITION,
+        shape=_transition_apply,
     ),
+    _tool("comment_create", "POST", COMMENTS, ISSUE_KEY, *COMMENT, shape=_comment_create),
+    _tool("comment_list", "GET", COMMENTS, ISSUE_KEY, *COMMENT_PAGE, query=COMMENT_LIST_QUERY),
     _tool(
-        "comment_create",
-        "POST",
-        ISSUE + "/comment",
-        ISSUE_KEY,
-        Arg("body", ANY),
-        Arg("text_body"),
-        hook=_site(_comment_create),
+        "project_list", "GET", API + "/project/search", *PAGE, query=PAGE_QUERY, shape=_project_list
     ),
-    _tool(
-        "comment_list",
-        "GET",
-        ISSUE + "/comment",
-        ISSUE_KEY,
-        *PAGE,
-        Arg("order_by"),
-        Arg("expand"),
-        query=(*PAGE_QUERY, ("orderBy", "order_by"), ("expand", "expand")),
-        hook=_site(),
-    ),
-    _tool(
-        "project_list",
-        "GET",
-        API + "/project/search",
-        *PAGE,
-        query=PAGE_QUERY,
-        hook=_site(_project_list),
-    ),
-    _tool(
-        "user_get",
-        "GET",
-        API + "/user",
-        Arg("query"),
-        Arg("account_id"),
-        Arg("username"),
-        Arg("user_key"),
-        hook=_site(_user_get),
-    ),
+    _tool("user_get", "GET", API + "/user", *USER, shape=_user_get),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import CSV, FLAG, INTEGER, Arg, Tool
+from runeworker.integrations.spec import CSV, FLAG, INTEGER, Arg, family
 
 
 def recipients(addresses: list[str]) -> list[dict[str, Any]]:
@@ -39,38 +39,35 @@ def _search_emails(call: Call) -> dict[str, Any]:
     return call.send(call.request(path=path, query=query))
 
 
+tool = family("integration.microsoft.outlook", "outlook")
+MAIL_ARGS: tuple[Arg, ...] = (Arg("to", CSV, required=True), Arg("cc", CSV), Arg("bcc", CSV))
+MAIL_ARGS += (Arg("subject", required=True), Arg("body", required=True))
+SEARCH_ARGS = (Arg("q"), Arg("maxResults", INTEGER), Arg("labelIds"))
+
 register(
-    Tool(
-        "integration.microsoft.outlook.send_email",
+    tool(
+        "send_email",
         "POST",
-        "outlook",
         "/v1.0/me/sendMail",
-        args=(
-            Arg("to", CSV, required=True),
-            Arg("cc", CSV),
-            Arg("bcc", CSV),
-            Arg("subject", required=True),
-            Arg("body", required=True),
-            Arg("save_to_sent_items", FLAG),
-        ),
+        *MAIL_ARGS,
+        Arg("save_to_sent_items", FLAG),
         hook=_send_email,
     ),
-    Tool(
-        "integration.microsoft.outlook.read_email",
+    tool(
+        "read_email",
         "GET",
-        "outlook",
         "/v1.0/me/messages/{id}",
-        args=(Arg("id", required=True), Arg("select")),
+        Arg("id", required=True),
+        Arg("select"),
         query=(("$select", "select"),),
     ),
-    Tool(
-        "integration.microsoft.outlook.search_emails",
+    tool(
+        "search_emails",
         "GET",
-        "outlook",
         "/v1.0/me/messages",
-        args=(Arg("q"), Arg("maxResults", INTEGER), Arg("labelIds")),
+        *SEARCH_ARGS,
         query=(("$top", "maxResults"),),
         hook=_search_emails,
     ),
-    Tool("integration.microsoft.outlook.list_folders", "GET", "outlook", "/v1.0/me/mailFolders"),
+    tool("list_folders", "GET", "/v1.0/me/mailFolders"),
 )

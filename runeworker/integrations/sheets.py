@@ -13,10 +13,11 @@ import msgspec
 
 from runeworker.errors import NodeError
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import ARRAY, INTEGER, Arg, Tool
+from runeworker.integrations.spec import ARRAY, INTEGER, Arg, Tool, family, named
 
 SPREADSHEET = "/v4/spreadsheets/{spreadsheet_id}"
 VALUES = SPREADSHEET + "/values/{range}"
+VALUES_OF_TAB = SPREADSHEET + "/values/{sheet_name}"
 BATCH = SPREADSHEET + ":batchUpdate"
 SHEET_FIELDS = "sheets.properties(sheetId,title)"
 
@@ -25,6 +26,13 @@ SHEET_NAME = Arg("sheet_name", required=True, trim=True)
 VALUE_INPUT = Arg("value_input_option")
 VALUES_ARG = Arg("values", ARRAY, required=True)
 VALUE_INPUT_QUERY = (("valueInputOption", "value_input_option"),)
+RANGE = Arg("range", required=True)
+TAB = (SPREADSHEET_ID, SHEET_NAME)
+
+
+def count(name: str) -> Arg:
+    """A count or a 1-based row number: "must be >= 1"."""
+    return Arg(name, INTEGER, positive=True)
 
 
 def column_index(column: str) -> int:
@@ -128,116 +136,41 @@ def _update_row(call: Call) -> dict[str, Any]:
     return call.send(call.request(body={"range": cells, "values": a["values"]}))
 
 
+tool = family("integration.google.sheets", "sheets")
+
+
+def _writing(name: str, method: str, path: str, *args: Arg, **spec: Any) -> Tool:
+    """A tool that writes `values`, interpreted as `value_input_option` says."""
+    args += (VALUES_ARG, VALUE_INPUT)
+    return tool(name, method, path, *args, query=VALUE_INPUT_QUERY, **spec)
+
+
+START_COLUMN = Arg("start_column", required=True, trim=True)
+ROWS = (count("start_row"), count("row_count"))
+COLUMNS = (START_COLUMN, count("column_count"))
+NEW_TAB = (SPREADSHEET_ID, Arg("title", required=True, trim=True))
+GRID = (Arg("rows", INTEGER), Arg("columns", INTEGER))
+ROW = (count("row_number"), START_COLUMN)
+
 register(
-    Tool(
-        "integration.google.sheets.read_range",
-        "GET",
-        "sheets",
-        VALUES,
-        args=(SPREADSHEET_ID, Arg("range", required=True)),
-    ),
-    Tool(
-        "integration.google.sheets.write_range",
-        "PUT",
-        "sheets",
-        VALUES,
-        args=(SPREADSHEET_ID, Arg("range", required=True), VALUES_ARG, VALUE_INPUT),
-        query=VALUE_INPUT_QUERY,
-        body=(("range", "range"), ("values", "values")),
-    ),
-    Tool(
-        "integration.google.sheets.append_row",
+    tool("read_range", "GET", VALUES, SPREADSHEET_ID, RANGE),
+    _writing("write_range", "PUT", VALUES, SPREADSHEET_ID, RANGE, body=named("range", "values")),
+    _writing("append_row", "POST", VALUES_OF_TAB + ":append", *TAB, body=named("values")),
+    _writing("update_row", "PUT", VALUES, *TAB, *ROW, hook=_update_row),
+    tool("clear", "POST", VALUES + ":clear", *TAB, Arg("range", trim=True), hook=_clear),
+    tool("delete_sheet", "POST", BATCH, *TAB, hook=_delete_sheet),
+    tool("delete_rows", "POST", BATCH, *TAB, *ROWS, hook=_delete_rows),
+    tool("delete_columns", "POST", BATCH, *TAB, *COLUMNS, hook=_delete_columns),
+    tool("create_sheet", "POST", BATCH, *NEW_TAB, *GRID, hook=_create_sheet),
+    tool(
+        "create_spreadsheet",
         "POST",
-        "sheets",
-        SPREADSHEET + "/values/{sheet_name}:append",
-        args=(SPREADSHEET_ID, SHEET_NAME, VALUES_ARG, VALUE_INPUT),
-        query=VALUE_INPUT_QUERY,
-        body=(("values", "values"),),
-    ),
-    Tool(
-        "integration.google.sheets.clear",
-        "POST",
-        "sheets",
-        VALUES + ":clear",
-        args=(SPREADSHEET_ID, SHEET_NAME, Arg("range", trim=True)),
-        hook=_clear,
-    ),
-    Tool(
-        "integration.google.sheets.create_sheet",
-        "POST",
-        "sheets",
-        BATCH,
-        args=(
-            SPREADSHEET_ID,
-            Arg("title", required=True, trim=True),
-            Arg("rows", INTEGER),
-            Arg("columns", INTEGER),
-        ),
-        hook=_create_sheet,
-    ),
-    Tool(
-        "integration.google.sheets.delete_sheet",
-        "POST",
-        "sheets",
-        BATCH,
-        args=(SPREADSHEET_ID, SHEET_NAME),
-        hook=_delete_sheet,
-    ),
-    Tool(
-        "integration.google.sheets.delete_rows",
-        "POST",
-        "sheets",
-        BATCH,
-        args=(
-            SPREADSHEET_ID,
-            SHEET_NAME,
-            Arg("start_row", INTEGER, positive=True),
-            Arg("row_count", INTEGER, positive=True),
-        ),
-        hook=_delete_rows,
-    ),
-    Tool(
-        "integration.google.sheets.delete_columns",
-        "POST",
-        "sheets",
-        BATCH,
-        args=(
-            SPREADSHEET_ID,
-            SHEET_NAME,
-            Arg("start_column", required=True, trim=True),
-            Arg("column_count", INTEGER, positive=True),
-        ),
-        hook=_delete_columns,
-    ),
-    Tool(
-        "integration.google.sheets.update_row",
-        "PUT",
-        "sheets",
-        VALUES,
-        args=(
-            SPREADSHEET_ID,
-            SHEET_NAME,
-            Arg("row_number", INTEGER, positive=True),
-            Arg("start_column", required=True, trim=True),
-            VALUE_INPUT,
-            VALUES_ARG,
-        ),
-        query=VALUE_INPUT_QUERY,
-        hook=_update_row,
-    ),
-    Tool(
-        "integration.google.sheets.create_spreadsheet",
-        "POST",
-        "sheets",
         "/v4/spreadsheets",
-        args=(Arg("title", required=True),),
+        Arg("title", required=True),
         body=(("properties.title", "title"),),
     ),
-    Tool(
-        "integration.google.sheets.delete_spreadsheet",
-        "DELETE",
-        "drive",
-        "/drive/v3/files/{spreadsheet_id}",
-        args=(SPREADSHEET_ID,),
+    # A spreadsheet is a Drive file: deleting it is Drive's business.
+    family("integration.google.sheets", "drive")(
+        "delete_spreadsheet", "DELETE", "/drive/v3/files/{spreadsheet_id}", SPREADSHEET_ID
     ),
 )

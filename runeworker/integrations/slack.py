@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import INTEGER, Arg, Tool
+from runeworker.integrations.spec import INTEGER, Arg, Tool, family, named
 
 CHANNEL = Arg("channel", required=True)
 TS = Arg("ts", required=True)
 TEXT = Arg("text", required=True)
+LIMIT = Arg("limit", INTEGER)
 
 
 def _find_message(call: Call) -> dict[str, Any]:
@@ -27,44 +28,26 @@ def _find_message(call: Call) -> dict[str, Any]:
     return {"found": False}
 
 
-def _tool(name: str, method: str, endpoint: str, *args: Arg, **spec: Any) -> Tool:
-    return Tool(f"integration.slack.{name}", method, "slack", f"/api/{endpoint}", args, **spec)
+tool = family("integration.slack", "slack")
 
 
 def _chat(name: str, endpoint: str, *args: Arg) -> Tool:
     """chat.*: a POST whose JSON body is its arguments."""
-    return _tool(name, "POST", endpoint, *args, body=tuple((a.name, a.name) for a in args))
+    return tool(name, "POST", f"/api/{endpoint}", *args, body=named(*(a.name for a in args)))
 
 
-HISTORY_QUERY = (("channel", "channel"), ("limit", "limit"))
+HISTORY = "/api/conversations.history"
+HISTORY_QUERY = named("channel", "limit")
+FIND = (CHANNEL, Arg("keyword", required=True), Arg("limit", INTEGER, default=100))
+LOOKUP = "/api/users.lookupByEmail"
 
 register(
     _chat("chat.post_message", "chat.postMessage", CHANNEL, TEXT),
     _chat("chat.update", "chat.update", CHANNEL, TS, TEXT),
     _chat("chat.delete", "chat.delete", CHANNEL, TS),
-    _tool(
-        "conversations.history",
-        "GET",
-        "conversations.history",
-        CHANNEL,
-        Arg("limit", INTEGER),
-        query=HISTORY_QUERY,
+    tool("conversations.history", "GET", HISTORY, CHANNEL, LIMIT, query=HISTORY_QUERY),
+    tool(
+        "conversations.find_message", "GET", HISTORY, *FIND, query=HISTORY_QUERY, hook=_find_message
     ),
-    _tool(
-        "conversations.find_message",
-        "GET",
-        "conversations.history",
-        CHANNEL,
-        Arg("keyword", required=True),
-        Arg("limit", INTEGER, default=100),
-        query=HISTORY_QUERY,
-        hook=_find_message,
-    ),
-    _tool(
-        "users.lookup_by_email",
-        "GET",
-        "users.lookupByEmail",
-        Arg("email", required=True),
-        query=(("email", "email"),),
-    ),
+    tool("users.lookup_by_email", "GET", LOOKUP, Arg("email", required=True), query=named("email")),
 )

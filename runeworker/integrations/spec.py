@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 
 Hook = Callable[["Call"], dict[str, Any]]
 
+# The public API of each service; `[integrations] <service>_base_url` replaces one.
+BASE_URLS = {
+    "gmail": "https://gmail.googleapis.com",
+    "sheets": "https://sheets.googleapis.com",
+    "drive": "https://www.googleapis.com",
+    "dropbox": "https://api.dropboxapi.com",
+    "outlook": "https://graph.microsoft.com",
+    "slack": "https://slack.com",
+    "telegram": "https://api.telegram.org",
+    "jira": "https://api.atlassian.com",  # the Atlassian gateway (OAuth 2.0 sites)
+}
+
 
 def _text(value: Any) -> str:
     if value is None:
@@ -224,3 +236,26 @@ class Tool:
     def read(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every argument decoded and checked, in declaration order (upstream's order of checks)."""
         return {a.name: a.read(params) for a in self.args}
+
+
+def family(prefix: str, service: str) -> Callable[..., Tool]:
+    """The tool maker of one service: `make(name, method, path, *args, **spec)` is the Tool
+    `<prefix>.<name>` on `service`'s base URL."""
+
+    def make(name: str, method: str, path: str, *args: Arg, **spec: Any) -> Tool:
+        return Tool(f"{prefix}.{name}", method, service, path, args, **spec)
+
+    return make
+
+
+def put(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in a nested dict, making the levels on the way."""
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        tree = tree.setdefault(parent, {})
+    tree[leaf] = value
+
+
+def named(*names: str) -> tuple[tuple[str, str], ...]:
+    """Query or body pairs that send arguments under their own names."""
+    return tuple((name, name) for name in names)

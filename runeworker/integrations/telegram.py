@@ -10,7 +10,7 @@ from typing import Any
 
 from runeworker.errors import NodeError
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook, Tool
+from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook, Tool, family, named
 
 BOT = "/bot{token}/"
 CHAT = Arg("chat_id", CHAT_ID, required=True)
@@ -113,45 +113,36 @@ def _bot_username(call: Call) -> str:
     return name if isinstance(name, str) else ""
 
 
+tool = family("integration.telegram.bot", "telegram")
+
+
 def _send(method: str, content: str) -> Tool:
     """sendMessage / sendPhoto / sendDocument: a chat, the content, formatting options."""
     args: tuple[Arg, ...] = (CHAT, Arg(content, required=True), *OPTIONS)
     if content == "text":  # a message has no caption
         args = tuple(a for a in args if a.name != "caption")
-    return Tool(
-        f"integration.telegram.bot.send_{method.removeprefix('send').lower()}",
-        "POST",
-        "telegram",
-        BOT + method,
-        args=args,
-        body=tuple((a.name, a.name) for a in args),
-        hook=_bot(),
-    )
+    name = "send_" + method.removeprefix("send").lower()
+    return tool(name, "POST", BOT + method, *args, body=named(*(a.name for a in args)), hook=_bot())
 
+
+UPDATES: tuple[Arg, ...] = (
+    Arg("offset", INTEGER, signed=True),
+    Arg("limit", INTEGER),
+    Arg("timeout", INTEGER),
+)
+UPDATES += (Arg("allowed_updates", CSV),)
 
 register(
     _send("sendMessage", "text"),
     _send("sendPhoto", "photo"),
     _send("sendDocument", "document"),
-    Tool(
-        "integration.telegram.bot.get_updates",
+    tool(
+        "get_updates",
         "POST",
-        "telegram",
         BOT + "getUpdates",
-        args=(
-            Arg("offset", INTEGER, signed=True),
-            Arg("limit", INTEGER),
-            Arg("timeout", INTEGER),
-            Arg("allowed_updates", CSV),
-        ),
-        body=tuple((name, name) for name in ("offset", "limit", "timeout", "allowed_updates")),
+        *UPDATES,
+        body=named(*(a.name for a in UPDATES)),
         hook=_bot(_get_updates),
     ),
-    Tool(
-        "integration.telegram.bot.get_chat_id",
-        "POST",
-        "telegram",
-        BOT + "getUpdates",
-        hook=_bot(_get_chat_id),
-    ),
+    tool("get_chat_id", "POST", BOT + "getUpdates", hook=_bot(_get_chat_id)),
 )

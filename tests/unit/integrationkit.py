@@ -1,18 +1,19 @@
-"""Running one integration kind the way the executor does, against a `tests/apimock.py` stand-in:
-every service's base URL is the stand-in under a path prefix of its own (`/gmail`, `/sheets`,
-...), so a request also shows which `[integrations] <service>_base_url` it used."""
+"""Running one integration kind as a one-node workflow through the executor (so its statuses are
+what a worker would publish, masking included), against a `tests/apimock.py` stand-in: every
+service's base URL is the stand-in under a path prefix of its own (`/gmail`, `/sheets`, ...), so
+a request also shows which `[integrations] <service>_base_url` it used."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from apimock import MockApi
 
-from runeworker.engine import registry
-from runeworker.engine.registry import NodeContext, NodeSettings
-from runeworker.engine.resolver import Resolver
-from runeworker.engine.workflow import parse_definition
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import NodeStatusMessage, encode
+from runeworker.engine.registry import NodeSettings
+from runeworker.engine.state import MemoryStore
 from runeworker.errors import NodeError
 
 SERVICES = ("gmail", "sheets", "drive", "dropbox", "outlook", "slack", "telegram")
@@ -20,46 +21,48 @@ OAUTH = {"type": "oauth2", "access_token": "ya29.a0-token", "refresh_token": "1/
 BOT = {"type": "token", "token": "123456:ABC-bot-secret"}
 
 
-def settings_for(api: MockApi, **extra: Any) -> NodeSettings:
-    """Every service on the stand-in under its own path prefix; Jira keeps the default gateway
-    unless `extra` names one (a site URL never reaches it)."""
-    urls = {f"integrations_{s}_base_url": f"{api.url}/{s}" for s in SERVICES}
-    return NodeSettings(**urls | extra)
+def settings_for(api: MockApi, urls: dict[str, str] | None = None, **extra: Any) -> NodeSettings:
+    """Every service on the stand-in under its own path prefix, then `urls`; Jira keeps the
+    public gateway unless `urls` names one (a site URL never reaches it)."""
+    base = {service: f"{api.url}/{service}" for service in SERVICES} | (urls or {})
+    return NodeSettings(integrations_base_urls=base, **extra)
 
 
-def context(
+def definition(kind: str, params: dict[str, Any], creds: dict[str, Any]) -> bytes:
+    """A workflow of one node of `kind`; `creds` flat with their type, as the executor hands
+    them to a node (the definition carries them as the Rune API does: type and values)."""
+    node: dict[str, Any] = {"id": "n1", "name": "Node", "type": kind, "parameters": params}
+    if creds:
+        values = {k: v for k, v in creds.items() if k != "type"}
+        node["credentials"] = {"id": "c1", "name": "c", "type": creds["type"], "values": values}
+    return encode({"nodes": [node], "edges": []})
+
+
+def last_status(
     kind: str, params: dict[str, Any], creds: dict[str, Any], settings: NodeSettings
-) -> NodeContext:
-    """What the executor hands the node: credentials flat with their type, and a resolver that
-    masks their values."""
-    wf = parse_definition(b'{"nodes":[{"id":"n1","type":"%s"}],"edges":[]}' % kind.encode())
-    values = {k: v for k, v in creds.items() if k != "type"}
-    return NodeContext(
-        workflow_id="wf-1",
-        execution_id="ex-1",
-        node=wf.nodes[0],
-        params=params,
-        context={},
-        workflow=wf,
-        resolver=Resolver({}, credentials=values or None),
-        credentials=dict(creds),
-        settings=settings,
-    )
+) -> NodeStatusMessage:
+    statuses: list[NodeStatusMessage] = []
+    runner = LocalRunner(Executor(MemoryStore(), settings=settings), statuses.append)
+    runner.run(start_message(definition(kind, params, creds)))
+    assert [s.status for s in statuses][:1] == ["running"], statuses
+    return statuses[-1]
 
 
 def run_kind(
     kind: str, params: dict[str, Any], creds: dict[str, Any], settings: NodeSettings
 ) -> dict[str, Any]:
-    """The node's output."""
-    spec = registry.get(kind)
-    assert spec is not None, f"{kind} is not registered"
-    return spec.run(context(kind, params, creds, settings))
+    """The node's output (its success status)."""
+    status = last_status(kind, params, creds, settings)
+    assert status.status == "success", status.error
+    assert status.output is not None
+    return status.output
 
 
 def failure(
     kind: str, params: dict[str, Any], creds: dict[str, Any], settings: NodeSettings
 ) -> NodeError:
-    """The NodeError the node fails with."""
-    with pytest.raises(NodeError) as info:
-        run_kind(kind, params, creds, settings)
-    return info.value
+    """The error of the node's failed status."""
+    status = last_status(kind, params, creds, settings)
+    assert status.status == "failed" and status.error is not None, status
+    details = status.error.details if isinstance(status.error.details, dict) else None
+    return NodeError(status.error.message, status.error.code, details)

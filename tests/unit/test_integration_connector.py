@@ -147,7 +147,7 @@ def test_telegram_token_is_hidden_in_transport_errors(api: MockApi) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
-    settings = settings_for(api, integrations_telegram_base_url=f"http://127.0.0.1:{closed}")
+    settings = settings_for(api, urls={"telegram": f"http://127.0.0.1:{closed}"})
     message = str(failure(SEND, {"chat_id": 1, "text": "hi"}, BOT, settings))
     assert message.startswith("telegram bot.send_message: http request failed after 1 attempts")
     assert "/bot***/sendMessage" in message and TOKEN not in message and "ABC" not in message
@@ -362,14 +362,14 @@ def gateway() -> Iterator[MockApi]:
 def jira(
     api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], creds: dict[str, Any]
 ) -> dict[str, Any]:
-    settings = settings_for(api, integrations_jira_base_url=f"{gateway.url}/gw")
+    settings = settings_for(api, urls={"jira": f"{gateway.url}/gw"})
     return run_kind(f"integration.jira.{tool}", params, creds, settings)
 
 
 def jira_error(
     api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], creds: dict[str, Any]
 ) -> str:
-    settings = settings_for(api, integrations_jira_base_url=f"{gateway.url}/gw")
+    settings = settings_for(api, urls={"jira": f"{gateway.url}/gw"})
     return str(failure(f"integration.jira.{tool}", params, creds, settings))
 
 
@@ -397,11 +397,15 @@ def test_jira_oauth_site_is_resolved_to_its_cloud_id_once(api: MockApi, gateway:
 
 def test_jira_oauth_site_not_accessible(api: MockApi, gateway: MockApi) -> None:
     gateway.reply("GET", "/gw/oauth/token/accessible-resources", Reply([]))
-    creds = OAUTH | {"site_url": "https://team.atlassian.net"}
-    message = jira_error(api, gateway, "project_list", {}, creds)
+    params = {"base_url": "https://team.atlassian.net"}
+    message = jira_error(api, gateway, "project_list", params, OAUTH)
     assert message == (
         "jira project_list: no accessible Jira site found for domain: https://team.atlassian.net"
     )
+    # A site named by the credential is masked like every credential value.
+    creds = OAUTH | {"site_url": "https://team.atlassian.net"}
+    message = jira_error(api, gateway, "project_list", {}, creds)
+    assert message == "jira project_list: no accessible Jira site found for domain: ***"
 
 
 def test_jira_oauth_accessible_resources_refused(api: MockApi, gateway: MockApi) -> None:
