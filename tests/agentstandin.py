@@ -4,10 +4,14 @@ sheets-gmail-tracker asks the model to answer "PASSED" for an employee who logge
 20 working days, else a warning e-mail. The employee is the split item `[name, email, days]`.
 
 Loaded like any local node module: `RUNEWORKER_EXTRA_NODE_MODULES=agentstandin` with this folder
-on PYTHONPATH (registered last, it replaces a built-in `agent`). Importing it registers it."""
+on PYTHONPATH registers it (last, so it replaces a built-in `agent`); in a test process,
+`standing_in()` registers it for a while and puts the registry back."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from runeworker.engine import registry
@@ -26,4 +30,20 @@ def agent(ctx: NodeContext) -> dict[str, Any]:
     return {"final_response": text}
 
 
-registry.node("agent")(agent)
+@contextlib.contextmanager
+def standing_in() -> Iterator[None]:
+    """The stand-in as `agent` inside the block, whatever was registered before it afterwards."""
+    specs = registry.load()  # the registry's own table (a node type cannot be unregistered)
+    previous = specs.get("agent")
+    registry.node("agent")(agent)
+    try:
+        yield
+    finally:
+        if previous is None:
+            specs.pop("agent", None)
+        else:
+            specs["agent"] = previous
+
+
+if __name__ in os.environ.get(registry.EXTRA_MODULES_ENV, "").split(","):
+    registry.node("agent")(agent)

@@ -30,7 +30,7 @@ from runeworker.integrations.spec import (
 # Request fields (path, query, body) of one call, computed and checked without the network.
 Shape = Callable[[Call], dict[str, Any]]
 
-API = "rest/api/{api_version}"
+API = "/rest/api/{api_version}"
 ISSUE = API + "/issue/{issue_id_or_key}"
 SITE = (Arg("base_url", trim=True), Arg("cloud_id", trim=True), Arg("api_version"))
 ISSUE_KEY = Arg("issue_id_or_key", required=True)

@@ -6,17 +6,17 @@ its provider, tool and status but never its credential."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agentstandin import standing_in
 from apimock import MockApi, Reply, serving
 from canvas import to_definition
-from wire import RunningWorker, Wire, check_status, master, node_statuses, running_worker
-
-from runeworker.engine import registry
+from wire import Wire, check_status, master, node_statuses, running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -32,39 +32,22 @@ ROWS = [["Ada Lovelace", "ada@example.com", "20"], ["Bob Idle", "bob@example.com
 
 
 @pytest.fixture
-def api() -> Iterator[MockApi]:
+def google() -> Iterator[MockApi]:
+    """The stand-in for the Sheets and Gmail APIs."""
     yield from serving()
 
 
 @pytest.fixture
-def stand_in_agent() -> Iterator[None]:
-    """tests/agentstandin.py as `agent` for the test, the registry put back afterwards."""
-    specs = registry.load()
-    previous = specs.get("agent")
-    import agentstandin
-
-    registry.node("agent")(agentstandin.agent)
-    yield
-    if previous is None:
-        specs.pop("agent", None)
-    else:
-        specs["agent"] = previous
-
-
-@pytest.fixture
-def worker(
-    amqp_url: str, redis_url: str, redis_prefix: str, api: MockApi, stand_in_agent: None
-) -> Iterator[RunningWorker]:
-    urls = {f"integrations.{s}_base_url": f"{api.url}/{s}" for s in ("sheets", "gmail")}
-    with running_worker(amqp_url, redis_url, redis_prefix, **urls) as rw:
-        yield rw
-
-
-@pytest.fixture
-def wire(amqp_url: str, worker: RunningWorker) -> Iterator[Wire]:
-    w = Wire(amqp_url)
-    yield w
-    w.close()
+def wire(amqp_url: str, redis_url: str, redis_prefix: str, google: MockApi) -> Iterator[Wire]:
+    """A worker whose [integrations] send Sheets and Gmail to `google`, the agent stood in for,
+    and the test's side of the wire."""
+    urls = {f"integrations.{s}_base_url": f"{google.url}/{s}" for s in ("sheets", "gmail")}
+    with (
+        standing_in(),
+        running_worker(amqp_url, redis_url, redis_prefix, **urls),
+        contextlib.closing(Wire(amqp_url)) as side,
+    ):
+        yield side
 
 
 def tracker() -> dict[str, Any]:
@@ -74,17 +57,20 @@ def tracker() -> dict[str, Any]:
     return master(definition["nodes"], definition["edges"], current=trigger)
 
 
-def test_sheets_gmail_tracker_over_the_wire(wire: Wire, api: MockApi) -> None:
-    api.reply("GET", READ_PATH, Reply({"range": "Sheet1!A2:Z3", "values": ROWS}))
-    api.reply("POST", SEND_PATH, Reply({"id": "msg-1"}))
+def test_sheets_gmail_tracker_over_the_wire(wire: Wire, google: MockApi) -> None:
+    google.reply("GET", READ_PATH, Reply({"range": "Sheet1!A2:Z3", "values": ROWS}))
+    google.reply("POST", SEND_PATH, Reply({"id": "msg-1"}))
     start = tracker()
     wire.publish_api(start)
     done = wire.completion(start["execution_id"], timeout=60)
     assert done["status"] == "completed", done.get("failure_reason")
 
-    assert [(r.method, r.path) for r in api.requests] == [("GET", READ_PATH), ("POST", SEND_PATH)]
-    assert {r.headers["authorization"] for r in api.requests} == {f"Bearer {TOKEN}"}
-    raw = api.requests[1].json["raw"]
+    assert [(r.method, r.path) for r in google.requests] == [
+        ("GET", READ_PATH),
+        ("POST", SEND_PATH),
+    ]
+    assert {r.headers["authorization"] for r in google.requests} == {f"Bearer {TOKEN}"}
+    raw = google.requests[1].json["raw"]
     assert b"To: bob@example.com\r\n" in base64.urlsafe_b64decode(raw + "==")
 
     reader = next(n["id"] for n in start["workflow_definition"]["nodes"] if n["type"] == READ)
@@ -98,9 +84,9 @@ def test_sheets_gmail_tracker_over_the_wire(wire: Wire, api: MockApi) -> None:
 
 
 def test_a_failing_integration_node_names_provider_tool_and_status(
-    wire: Wire, api: MockApi
+    wire: Wire, google: MockApi
 ) -> None:
-    api.reply("GET", READ_PATH, Reply({"error": {"message": f"bad token {TOKEN}"}}, 401))
+    google.reply("GET", READ_PATH, Reply({"error": {"message": f"bad token {TOKEN}"}}, 401))
     start = tracker()
     wire.publish_api(start)
     done = wire.completion(start["execution_id"], timeout=60)
