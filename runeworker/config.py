@@ -26,6 +26,7 @@ from msgspec import inspect as mi
 
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
+from runeworker.integrations.spec import BASE_URLS
 from runeworker.masking import mask_url as mask_url  # re-exported: callers import it here
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -106,6 +107,22 @@ class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     smtp_timeout: PositiveSeconds = 30.0
 
 
+class IntegrationsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where the integration nodes reach their services (a test or a proxy may stand in), and how
+    long they honour a 429/503 `Retry-After`."""
+
+    gmail_base_url: NonEmpty = BASE_URLS["gmail"]
+    sheets_base_url: NonEmpty = BASE_URLS["sheets"]
+    drive_base_url: NonEmpty = BASE_URLS["drive"]
+    dropbox_base_url: NonEmpty = BASE_URLS["dropbox"]
+    outlook_base_url: NonEmpty = BASE_URLS["outlook"]
+    slack_base_url: NonEmpty = BASE_URLS["slack"]
+    telegram_base_url: NonEmpty = BASE_URLS["telegram"]
+    jira_base_url: NonEmpty = BASE_URLS["jira"]
+    retry_after_max: Seconds = NodeSettings.integrations_retry_after_max
+    retry_after_attempts: AtLeast0 = NodeSettings.integrations_retry_after_attempts
+
+
 class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Log level and line format."""
 
@@ -122,6 +139,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     nodes: NodesConfig = msgspec.field(default_factory=NodesConfig)
+    integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 
@@ -160,7 +178,12 @@ def masked(cfg: Config) -> dict[str, Any]:
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
-    return NodeSettings(**{**fields, "http_deny_networks": tuple(cfg.nodes.http_deny_networks)})
+    fields["http_deny_networks"] = tuple(cfg.nodes.http_deny_networks)
+    integrations = msgspec.to_builtins(cfg.integrations)
+    urls = {k.removesuffix("_base_url"): v for k, v in integrations.items() if k.endswith("_url")}
+    urls = {service: url for service, url in urls.items() if url != BASE_URLS[service]}
+    retry = {f"integrations_{k}": v for k, v in integrations.items() if k.startswith("retry")}
+    return NodeSettings(**fields, **retry, integrations_base_urls=urls)
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:
@@ -199,6 +222,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "metrics.listen": _check_listen,
     "nodes.http_deny_networks": _check_networks,
 }
+_CHECKS |= {key: _url_check("http", "https") for key in _FIELDS if key.endswith("_base_url")}
 
 
 def _convert(key: str, value: Any) -> tuple[Any, str | None]:

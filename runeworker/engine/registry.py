@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "runeworker.nodes"
 EXTRA_MODULES_ENV = "RUNEWORKER_EXTRA_NODE_MODULES"
-BUILTIN_PACKAGE = "runeworker.nodes"
+# Every module of these packages registers its node types on import.
+BUILTIN_PACKAGES = ("runeworker.nodes", "runeworker.integrations")
 # Trigger types start a workflow; they are never executed (the API starts their successors).
 TRIGGER_TYPES = frozenset({"ManualTrigger", "ScheduledTrigger", "webhook"})
 
@@ -40,6 +41,11 @@ class NodeSettings:
     http_max_response_bytes: int = 10 * 1024 * 1024
     http_default_timeout: float = 30.0
     smtp_timeout: float = 30.0
+    # Integration nodes (runeworker/integrations/): service ("gmail", "jira", ...) -> base URL,
+    # where it differs from the public API; the longest Retry-After waited for, and how often.
+    integrations_base_urls: Mapping[str, str] = field(default_factory=dict)
+    integrations_retry_after_max: float = 10.0
+    integrations_retry_after_attempts: int = 2
 
 
 @dataclass
@@ -113,15 +119,15 @@ def node(
 
 
 def load() -> dict[str, NodeSpec]:
-    """Import the built-in node modules, every installed `runeworker.nodes` entry point and
-    the modules named in $RUNEWORKER_EXTRA_NODE_MODULES."""
+    """Import the built-in node and integration modules, every installed `runeworker.nodes`
+    entry point and the modules named in $RUNEWORKER_EXTRA_NODE_MODULES."""
     global _loaded
     if not _loaded:
         _loaded = True
-        # every module of runeworker.nodes registers its node types on import
-        package = importlib.import_module(BUILTIN_PACKAGE)
-        for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        for name in BUILTIN_PACKAGES:
+            package = importlib.import_module(name)
+            for info in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{name}.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()

@@ -1,0 +1,148 @@
+"""Telegram (upstream: `services/rune-worker/pkg/integrations/providers/telegram/`): the Bot API on
+`[integrations] telegram_base_url`. The bot token of the node's credential (`token`,
+`access_token` or `value`) is part of the path, `/bot<token>/<method>`: it is shown as `***` in
+every error, and no Authorization header is sent (the path is the Bot API's only authorization)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runeworker.errors import NodeError
+from runeworker.integrations.connector import Call, register
+from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook, Tool, family, named
+
+BOT = "/bot{token}/"
+CHAT = Arg("chat_id", CHAT_ID, required=True)
+OPTIONS = (Arg("caption"), Arg("parse_mode"), Arg("disable_notification", FLAG))
+# Where an update carries its chat, in the order upstream looks.
+CHAT_HOLDERS = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "my_chat_member",
+)
+
+
+def bot_token(creds: Mapping[str, Any]) -> str:
+    """The bot token of a credential (its values, or the flat map)."""
+    if not creds:
+        raise NodeError("telegram credentials are required")
+    values = creds.get("values")
+    scope = values if isinstance(values, dict) else creds
+    for key in ("token", "access_token", "value"):
+        token = scope.get(key)
+        if isinstance(token, str) and token:
+            return token
+    raise NodeError("telegram bot token is required")
+
+
+def _number(value: Any) -> int:
+    """A JSON number as an int (Go's `.(float64)` conversion: anything else is 0)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _bot(then: Hook | None = None) -> Hook:
+    """Put the bot token in the path (a secret argument) instead of a header."""
+
+    def hook(call: Call) -> dict[str, Any]:
+        call.args["token"] = bot_token(call.ctx.credentials)
+        call.secrets.add("token")
+        call.credentials = {}
+        return then(call) if then else call.send()
+
+    return hook
+
+
+def _get_updates(call: Call) -> dict[str, Any]:
+    # A long poll holds the answer up to `timeout` seconds: the request may take that long more.
+    wait = call.args["timeout"]
+    timeout = call.ctx.settings.http_default_timeout + wait if wait > 0 else None
+    return call.send(call.request(timeout=timeout))
+
+
+def _get_chat_id(call: Call) -> dict[str, Any]:
+    """The chat of the latest pending update: {chat_id, chat_type, chat_name}."""
+    body = call.send(call.request(body={"limit": 1}))["body"]
+    if not isinstance(body, dict):
+        raise NodeError("unexpected response from Telegram")
+    if not body.get("ok"):
+        code, text = _number(body.get("error_code")), body.get("description")
+        raise NodeError(
+            f"telegram API error ({code}): {text}" if text else f"telegram API error (code {code})"
+        )
+    updates = [u for u in body.get("result") or [] if isinstance(u, dict)]
+    if not updates:
+        name = _bot_username(call)
+        where = (
+            f"Open Telegram, search for @{name}, and send any message. Then"
+            if name
+            else ("Send a message to your bot in Telegram first, then")
+        )
+        raise NodeError(f"no messages yet. {where} run this node again")
+    latest = max(updates, key=lambda u: _number(u.get("update_id")))
+    holders = [latest.get(key) for key in CHAT_HOLDERS]
+    chats = [h["chat"] for h in holders if isinstance(h, dict) and isinstance(h.get("chat"), dict)]
+    if not chats:
+        raise NodeError(
+            "no chat found in updates. Send a message to your bot in Telegram, then try again"
+        )
+    chat = chats[0]
+    name = chat.get("title")
+    if not isinstance(name, str):
+        first, last = chat.get("first_name"), chat.get("last_name")
+        name = first if isinstance(first, str) else ""
+        name += f" {last}" if name and isinstance(last, str) else ""
+    kind = chat.get("type")
+    return {
+        "chat_id": _number(chat.get("id")),
+        "chat_type": kind if isinstance(kind, str) else "",
+        "chat_name": name,
+    }
+
+
+def _bot_username(call: Call) -> str:
+    """The bot's @name for the hint, "" when it cannot be had."""
+    try:
+        body = call.send(call.request(path=BOT + "getMe", body=None))["body"]
+    except NodeError:
+        return ""
+    result = body.get("result") if isinstance(body, dict) and body.get("ok") else None
+    name = result.get("username") if isinstance(result, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+tool = family("integration.telegram.bot", "telegram")
+
+
+def _send(method: str, content: str) -> Tool:
+    """sendMessage / sendPhoto / sendDocument: a chat, the content, formatting options."""
+    args: tuple[Arg, ...] = (CHAT, Arg(content, required=True), *OPTIONS)
+    if content == "text":  # a message has no caption
+        args = tuple(a for a in args if a.name != "caption")
+    name = "send_" + method.removeprefix("send").lower()
+    return tool(name, "POST", BOT + method, *args, body=named(*(a.name for a in args)), hook=_bot())
+
+
+UPDATES: tuple[Arg, ...] = (
+    Arg("offset", INTEGER, signed=True),
+    Arg("limit", INTEGER),
+    Arg("timeout", INTEGER),
+)
+UPDATES += (Arg("allowed_updates", CSV),)
+
+register(
+    _send("sendMessage", "text"),
+    _send("sendPhoto", "photo"),
+    _send("sendDocument", "document"),
+    tool(
+        "get_updates",
+        "POST",
+        BOT + "getUpdates",
+        *UPDATES,
+        body=named(*(a.name for a in UPDATES)),
+        hook=_bot(_get_updates),
+    ),
+    tool("get_chat_id", "POST", BOT + "getUpdates", hook=_bot(_get_chat_id)),
+)

@@ -1,0 +1,573 @@
+"""The integration connector's failure paths and the provider rules beyond one plain request:
+non-2xx answers, 429/503 with Retry-After, secrets in a URL path, the http node's limits, argument
+decoding, Sheets' A1 ranges and sheet lookups, Jira's API versions and site resolution, Gmail's
+raw message, Telegram's chat id, all against the `tests/apimock.py` stand-in."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apimock import MockApi, Reply, serving
+from integrationkit import BOT, OAUTH, failure, run_kind, settings_for
+
+from runeworker.engine import registry
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import NodeStatusMessage, encode
+from runeworker.engine.state import MemoryStore
+from runeworker.integrations import atlassian, connector
+from runeworker.nodes import http
+
+registry.load()
+
+READ = "integration.google.gmail.read_email"
+READ_PATH = "/gmail/gmail/v1/users/me/messages/m1"
+SEND = "integration.telegram.bot.send_message"
+TOKEN = "123456:ABC-bot-secret"
+
+
+@pytest.fixture
+def api() -> Iterator[MockApi]:
+    yield from serving()
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The Retry-After waits, recorded instead of slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(connector, "_sleep", slept.append)
+    return slept
+
+
+def read(api: MockApi, **settings: Any) -> dict[str, Any]:
+    return run_kind(READ, {"id": "m1"}, OAUTH, settings_for(api, **settings))
+
+
+def read_error(api: MockApi, **settings: Any) -> str:
+    return str(failure(READ, {"id": "m1"}, OAUTH, settings_for(api, **settings)))
+
+
+# -- non-2xx ----------------------------------------------------------------------------------
+
+
+def test_non_2xx_fails_with_status_url_and_body_naming_provider_and_tool(api: MockApi) -> None:
+    api.reply("GET", READ_PATH, Reply({"error": {"code": 404, "message": "Not Found"}}, 404))
+    error = failure(READ, {"id": "m1"}, OAUTH, settings_for(api))
+    body = '{"error":{"code":404,"message":"Not Found"}}'
+    assert str(error) == (
+        f"google gmail.read_email: integration request failed: status=404 "
+        f"url={api.url}{READ_PATH} body={body}"
+    )
+    assert error.details == {"provider": "google", "tool": "gmail.read_email", "status": 404}
+
+
+def test_non_2xx_text_body_is_quoted_as_text_and_cut(api: MockApi) -> None:
+    api.reply("GET", READ_PATH, Reply(b"x" * 5000, 500))
+    message = read_error(api)
+    assert "status=500" in message and message.endswith("x... (5000 characters)")
+    assert message.count("x") == 4096
+
+
+# -- Retry-After ------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_retried_after_that_delay(api: MockApi, waits: list[float]) -> None:
+    api.reply("GET", READ_PATH, Reply({}, 429, {"Retry-After": "3"}), Reply({"id": "m1"}))
+    out = read(api)
+    assert (out["status"], out["body"]) == (200, {"id": "m1"})
+    assert waits == [3.0]
+    assert [(r.method, r.path) for r in api.requests] == [("GET", READ_PATH)] * 2
+
+
+def test_503_with_a_past_http_date_is_retried_at_once(api: MockApi, waits: list[float]) -> None:
+    past = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    api.reply("GET", READ_PATH, Reply({}, 503, past), Reply({"id": "m1"}))
+    assert read(api)["status"] == 200
+    assert waits == [0.0]
+
+
+def test_retries_stop_after_retry_after_attempts(api: MockApi, waits: list[float]) -> None:
+    api.reply("GET", READ_PATH, Reply({"slow": "down"}, 429, {"Retry-After": "1"}))
+    message = read_error(api, integrations_retry_after_attempts=2)
+    assert message.endswith('body={"slow":"down"} (still 429 after 2 Retry-After retries)')
+    assert waits == [1.0, 1.0]
+    assert len(api.requests) == 3
+
+
+def test_a_retry_after_beyond_the_cap_fails_at_once(api: MockApi, waits: list[float]) -> None:
+    api.reply("GET", READ_PATH, Reply({}, 503, {"Retry-After": "120"}))
+    message = read_error(api, integrations_retry_after_max=10.0)
+    assert message.endswith("(Retry-After 120 s exceeds integrations.retry_after_max 10 s)")
+    assert waits == [] and len(api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "attempts"),
+    [(429, {}, 2), (500, {"Retry-After": "1"}, 2), (429, {"Retry-After": "1"}, 0)],
+    ids=["429 without Retry-After", "500 is not retried", "retries disabled"],
+)
+def test_no_retry(
+    api: MockApi, waits: list[float], status: int, headers: dict[str, str], attempts: int
+) -> None:
+    api.reply("GET", READ_PATH, Reply({}, status, headers))
+    assert f"status={status}" in read_error(api, integrations_retry_after_attempts=attempts)
+    assert waits == [] and len(api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), (" 0 ", 0.0), ("-5", 0.0), ("soon", None), ("", None), ("nan", None)],
+)
+def test_retry_after_values(value: str, seconds: float | None) -> None:
+    assert connector.retry_after({"Retry-After": value}) == seconds
+
+
+# -- secrets in the path ----------------------------------------------------------------------
+
+
+def test_telegram_token_is_in_the_path_only_and_hidden_in_errors(api: MockApi) -> None:
+    path = f"/telegram/bot{TOKEN}/sendMessage"
+    api.reply("POST", path, Reply({"ok": False, "description": "Unauthorized"}, 401))
+    error = failure(SEND, {"chat_id": 1, "text": "hi"}, BOT, settings_for(api))
+    assert str(error) == (
+        "telegram bot.send_message: integration request failed: status=401 "
+        f"url={api.url}/telegram/bot***/sendMessage "
+        'body={"ok":false,"description":"Unauthorized"}'
+    )
+    assert api.only().path == path and "authorization" not in api.only().headers
+
+
+def test_telegram_token_is_hidden_in_transport_errors(api: MockApi) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings = settings_for(api, urls={"telegram": f"http://127.0.0.1:{closed}"})
+    message = str(failure(SEND, {"chat_id": 1, "text": "hi"}, BOT, settings))
+    assert message.startswith("telegram bot.send_message: http request failed after 1 attempts")
+    assert "/bot***/sendMessage" in message and TOKEN not in message and "ABC" not in message
+
+
+def test_a_failing_telegram_node_publishes_no_token(api: MockApi) -> None:
+    """Through the executor: the failed status and the completion hold no secret."""
+    api.reply("POST", f"/telegram/bot{TOKEN}/sendMessage", Reply({"echo": TOKEN}, 400))
+    node = {"id": "t", "name": "Tell", "type": SEND, "parameters": {"chat_id": 1, "text": "hi"}}
+    node["credentials"] = {"id": "c1", "name": "bot", "type": "token", "values": {"token": TOKEN}}
+    definition = encode({"nodes": [node], "edges": []})
+    statuses: list[NodeStatusMessage] = []
+    runner = LocalRunner(Executor(MemoryStore(), settings=settings_for(api)), statuses.append)
+    done = runner.run(start_message(definition))
+    assert done is not None and done.status == "halted"  # the node's error policy: halt
+    published = b"".join(encode(s) for s in statuses) + encode(done)
+    assert TOKEN.encode() not in published and b"bot***/sendMessage" in published
+    failed = statuses[-1]
+    assert [s.status for s in statuses] == ["running", "failed"]
+    assert failed.error is not None and failed.error.details == {
+        "provider": "telegram",
+        "tool": "bot.send_message",
+        "status": 400,
+    }
+
+
+@pytest.mark.parametrize(
+    ("creds", "message"),
+    [
+        ({}, "telegram credentials are required"),
+        ({"type": "token"}, "telegram bot token is required"),
+    ],
+)
+def test_telegram_needs_a_bot_token(api: MockApi, creds: dict[str, Any], message: str) -> None:
+    error = failure(SEND, {"chat_id": 1, "text": "hi"}, creds, settings_for(api))
+    assert str(error) == f"telegram bot.send_message: {message}"
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("key", ["access_token", "value"])
+def test_telegram_token_from_other_credential_keys(api: MockApi, key: str) -> None:
+    run_kind(SEND, {"chat_id": 1, "text": "hi"}, {"type": "api_key", key: TOKEN}, settings_for(api))
+    assert api.only().path == f"/telegram/bot{TOKEN}/sendMessage"
+
+
+# -- the http node's limits and credentials ---------------------------------------------------
+
+
+def test_the_http_deny_list_holds_for_integrations(api: MockApi) -> None:
+    message = read_error(api, http_deny_networks=("127.0.0.0/8",))
+    assert "is in the denied network 127.0.0.0/8" in message
+    assert message.startswith("google gmail.read_email: ")
+    assert api.requests == []
+
+
+def test_the_response_size_cap_holds_for_integrations(api: MockApi) -> None:
+    api.reply("GET", READ_PATH, Reply({"big": "y" * 100}))
+    assert "response body exceeds 50 bytes" in read_error(api, http_max_response_bytes=50)
+
+
+def test_a_credential_the_request_core_cannot_apply_fails_naming_the_tool(api: MockApi) -> None:
+    smtp = {"type": "smtp", "host": "mail", "password": "pw"}
+    message = str(failure(READ, {"id": "m1"}, smtp, settings_for(api)))
+    assert message.startswith("google gmail.read_email: credential type 'smtp' is not supported")
+    assert api.requests == []
+
+
+def test_without_credential_no_authorization_is_sent(api: MockApi) -> None:
+    run_kind(READ, {"id": "m1"}, {}, settings_for(api))
+    assert "authorization" not in api.only().headers
+
+
+def test_get_updates_long_poll_extends_the_request_timeout(
+    api: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real = http.run
+    monkeypatch.setattr(http, "run", lambda ctx: seen.append(ctx.params) or real(ctx))
+    settings = settings_for(api, http_default_timeout=30.0)
+    run_kind("integration.telegram.bot.get_updates", {"timeout": 50}, BOT, settings)
+    run_kind("integration.telegram.bot.get_updates", {}, BOT, settings)
+    assert [p.get("timeout") for p in seen] == [80.0, None]
+    assert [r.json for r in api.requests] == [{"timeout": 50}, None]
+
+
+# -- argument decoding ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"row_count": "many"}, "argument 'row_count' must be a whole number, got 'many'"),
+        ({"row_count": 1.5}, "argument 'row_count' must be a whole number, got '1.5'"),
+        ({"row_count": True}, "argument 'row_count' must be a whole number, got 'true'"),
+        ({"sheet_name": ["a"]}, """argument 'sheet_name' must be a string, got '["a"]'"""),
+        ({"row_count": 0}, "argument 'row_count' must be >= 1"),
+        ({"start_row": -2}, "argument 'start_row' must be >= 1"),
+        ({"sheet_name": "   "}, "argument 'sheet_name' is required"),
+    ],
+)
+def test_bad_arguments_are_named(api: MockApi, params: dict[str, Any], message: str) -> None:
+    base = {"spreadsheet_id": "s", "sheet_name": "Old", "start_row": 1, "row_count": 1}
+    error = failure(
+        "integration.google.sheets.delete_rows", base | params, OAUTH, settings_for(api)
+    )
+    assert str(error) == f"google sheets.delete_rows: {message}"
+    assert api.requests == []
+
+
+def test_numbers_and_flags_given_as_text_are_accepted(api: MockApi) -> None:
+    params = {"q": "x", "maxResults": "25", "includeSpamTrash": "TRUE", "labelIds": ["A", " B "]}
+    run_kind("integration.google.gmail.search_emails", params, OAUTH, settings_for(api))
+    assert api.only().query == {
+        "q": ["x"],
+        "maxResults": ["25"],
+        "includeSpamTrash": ["true"],
+        "labelIds": ["A,B"],
+    }
+
+
+def test_json_arguments_given_as_text_are_decoded(api: MockApi) -> None:
+    params = {"spreadsheet_id": "s", "range": "A1", "values": "[[1, 2]]"}
+    run_kind("integration.google.sheets.write_range", params, OAUTH, settings_for(api))
+    assert api.only().json == {"range": "A1", "values": [[1, 2]]}
+
+
+# -- Gmail ------------------------------------------------------------------------------------
+
+
+def test_gmail_raw_message_is_rfc_2822_base64url(api: MockApi) -> None:
+    params = {"to": "ada@example.com", "bcc": "b@x.com", "subject": "Café ✓", "body": "Ünïcode ?>"}
+    run_kind("integration.google.gmail.send_email", params, OAUTH, settings_for(api))
+    raw = api.only().json["raw"]
+    assert "=" not in raw and "+" not in raw and "/" not in raw
+    data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    assert b"\r\nBcc: b@x.com\r\n" in data and b"Cc:" not in data
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert (message["To"], message["Subject"]) == ("ada@example.com", "Café ✓")
+    assert message.get_content().strip() == "Ünïcode ?>"
+
+
+# -- Sheets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sheet", "cells", "path"),
+    [("Sheet1", "", "Sheet1:clear"), ("Sheet1", "Other!A1", "Other%21A1:clear")],
+)
+def test_sheets_clear_ranges(api: MockApi, sheet: str, cells: str, path: str) -> None:
+    params = {"spreadsheet_id": "s", "sheet_name": sheet, "range": cells}
+    run_kind("integration.google.sheets.clear", params, OAUTH, settings_for(api))
+    assert api.only().path == f"/sheets/v4/spreadsheets/s/values/{path}"
+
+
+@pytest.mark.parametrize(
+    ("start", "count", "cells"), [("A", 1, "A7:A7"), ("Z", 2, "Z7:AA7"), ("az", 3, "az7:BB7")]
+)
+def test_sheets_update_row_range(api: MockApi, start: str, count: int, cells: str) -> None:
+    params = {"spreadsheet_id": "s", "sheet_name": "T", "row_number": 7, "start_column": start}
+    params["values"] = [list(range(count))]
+    run_kind("integration.google.sheets.update_row", params, OAUTH, settings_for(api))
+    assert api.only().json == {"range": f"T!{cells}", "values": [list(range(count))]}
+
+
+@pytest.mark.parametrize(
+    ("values", "start", "message"),
+    [
+        ([1, 2], "A", "values must be a two-dimensional array"),
+        ([[1], [2]], "A", "values must contain exactly one row"),
+        ([[]], "A", "column count must be >= 1"),
+        ([[1]], "B2", "column must use letters only"),
+    ],
+)
+def test_sheets_update_row_rejects(api: MockApi, values: Any, start: str, message: str) -> None:
+    params = {"spreadsheet_id": "s", "sheet_name": "T", "row_number": 1, "start_column": start}
+    error = failure(
+        "integration.google.sheets.update_row",
+        params | {"values": values},
+        OAUTH,
+        settings_for(api),
+    )
+    assert str(error) == f"google sheets.update_row: {message}"
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"sheets": [{"properties": {"sheetId": 1, "title": "Other"}}]}, 'sheet "Old" not found'),
+        ({"spreadsheetId": "s"}, "unexpected response from sheets api"),
+    ],
+)
+def test_sheets_lookup_failures(api: MockApi, answer: Any, message: str) -> None:
+    api.reply("GET", "/sheets/v4/spreadsheets/s", Reply(answer))
+    params = {"spreadsheet_id": "s", "sheet_name": "Old"}
+    error = failure("integration.google.sheets.delete_sheet", params, OAUTH, settings_for(api))
+    assert str(error) == f"google sheets.delete_sheet: {message}"
+    assert len(api.requests) == 1
+
+
+# -- Jira -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway() -> Iterator[MockApi]:
+    """The Atlassian gateway stand-in (another server than the site: hosts are compared)."""
+    atlassian._CLOUD_IDS.clear()
+    yield from serving()
+    atlassian._CLOUD_IDS.clear()
+
+
+def jira(
+    api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], creds: dict[str, Any]
+) -> dict[str, Any]:
+    settings = settings_for(api, urls={"jira": f"{gateway.url}/gw"})
+    return run_kind(f"integration.jira.{tool}", params, creds, settings)
+
+
+def jira_error(
+    api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], creds: dict[str, Any]
+) -> str:
+    settings = settings_for(api, urls={"jira": f"{gateway.url}/gw"})
+    return str(failure(f"integration.jira.{tool}", params, creds, settings))
+
+
+def test_jira_cloud_id_argument_goes_through_the_gateway(api: MockApi, gateway: MockApi) -> None:
+    params = {"cloud_id": "c-7", "issue_id_or_key": "OPS-1"}
+    jira(api, gateway, "issue_get", params, {"type": "token", "token": "pat"})
+    assert gateway.only().path == "/gw/ex/jira/c-7/rest/api/3/issue/OPS-1"
+    assert gateway.only().headers["authorization"] == "Bearer pat"
+
+
+def test_jira_oauth_site_is_resolved_to_its_cloud_id_once(api: MockApi, gateway: MockApi) -> None:
+    resources = [{"id": "c-1", "url": "https://other.atlassian.net"}]
+    resources.append({"id": "c-9", "url": "https://team.atlassian.net/"})
+    gateway.reply("GET", "/gw/oauth/token/accessible-resources", Reply(resources))
+    creds = OAUTH | {"site_url": "team.atlassian.net"}
+    for key in ("OPS-1", "OPS-2"):
+        jira(api, gateway, "issue_get", {"issue_id_or_key": key}, creds)
+    assert [r.path for r in gateway.requests] == [
+        "/gw/oauth/token/accessible-resources",
+        "/gw/ex/jira/c-9/rest/api/3/issue/OPS-1",
+        "/gw/ex/jira/c-9/rest/api/3/issue/OPS-2",
+    ]
+    assert {r.headers["authorization"] for r in gateway.requests} == {"Bearer ya29.a0-token"}
+
+
+def test_jira_oauth_site_not_accessible(api: MockApi, gateway: MockApi) -> None:
+    gateway.reply("GET", "/gw/oauth/token/accessible-resources", Reply([]))
+    params = {"base_url": "https://team.atlassian.net"}
+    message = jira_error(api, gateway, "project_list", params, OAUTH)
+    assert message == (
+        "jira project_list: no accessible Jira site found for domain: https://team.atlassian.net"
+    )
+    # A site named by the credential is masked like every credential value.
+    creds = OAUTH | {"site_url": "https://team.atlassian.net"}
+    message = jira_error(api, gateway, "project_list", {}, creds)
+    assert message == "jira project_list: no accessible Jira site found for domain: ***"
+
+
+def test_jira_oauth_accessible_resources_refused(api: MockApi, gateway: MockApi) -> None:
+    gateway.reply("GET", "/gw/oauth/token/accessible-resources", Reply({}, 401))
+    message = jira_error(api, gateway, "project_list", {"base_url": "team.atlassian.net"}, OAUTH)
+    assert message == "jira project_list: failed to fetch accessible resources: status=401"
+
+
+def test_jira_site_from_the_credential(api: MockApi, gateway: MockApi) -> None:
+    creds = {"type": "token", "token": "pat", "base_url": f"{api.url}/jira-dc/"}
+    jira(api, gateway, "project_list", {"api_version": "2", "start_at": 5}, creds)
+    assert (api.only().path, api.only().query) == ("/jira-dc/rest/api/2/project", {})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "argument 'base_url' is required"),
+        ({"api_version": "4", "base_url": "x.net"}, 'unsupported api_version "4"'),
+    ],
+)
+def test_jira_site_errors(
+    api: MockApi, gateway: MockApi, params: dict[str, Any], message: str
+) -> None:
+    creds = {"type": "token", "token": "pat"}
+    assert (
+        jira_error(api, gateway, "project_list", params, creds) == f"jira project_list: {message}"
+    )
+
+
+def test_jira_gateway_url_needs_a_cloud_path(api: MockApi, gateway: MockApi) -> None:
+    params = {"base_url": f"{gateway.url}/gw/"}
+    message = jira_error(api, gateway, "project_list", params, {"type": "token", "token": "pat"})
+    assert message.endswith(f'must include /ex/jira/{{cloudId}}; got "{gateway.url}/gw"')
+    assert gateway.requests == []
+
+
+def site(api: MockApi, **params: Any) -> dict[str, Any]:
+    return {"base_url": f"{api.url}/site"} | params
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "path", "query"),
+    [
+        ("issue_search", {"jql": "x", "api_version": "V2"}, "/site/rest/api/2/search", {}),
+        ("user_get", {"username": "ada", "api_version": "2"}, "/site/rest/api/2/user", "username"),
+        ("user_get", {"user_key": "k1", "api_version": "2"}, "/site/rest/api/2/user", "key"),
+        ("user_get", {"account_id": "a1", "username": "x"}, "/site/rest/api/3/user", "accountId"),
+    ],
+)
+def test_jira_version_variants(
+    api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], path: str, query: Any
+) -> None:
+    jira(api, gateway, tool, site(api, **params), {"type": "token", "token": "pat"})
+    sent = api.only()
+    assert sent.path == path
+    if query:
+        assert list(sent.query) == [query]
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "message"),
+    [
+        ("issue_create", {}, "argument 'fields' is required"),
+        (
+            "issue_create",
+            {"summary": "s", "fields": {"project": {"key": "P"}}},
+            "arguments 'project_key', 'issue_type', and 'summary' are required when fields are "
+            "not provided",
+        ),
+        ("issue_update", {"issue_id_or_key": "P-1"}, "argument 'fields' or 'update' is required"),
+        (
+            "comment_create",
+            {"issue_id_or_key": "P-1", "body": ""},
+            "argument 'body' or 'text_body' is required",
+        ),
+        (
+            "issue_transition_apply",
+            {"issue_id_or_key": "P-1"},
+            "argument 'transition_id' or 'transition' is required",
+        ),
+        (
+            "user_get",
+            {"username": "ada"},
+            "provide a 'query' (name/email) to search, or an 'account_id' (v3) / 'username' (v2) "
+            "for exact lookup",
+        ),
+    ],
+)
+def test_jira_argument_rules(
+    api: MockApi, gateway: MockApi, tool: str, params: dict[str, Any], message: str
+) -> None:
+    error = jira_error(api, gateway, tool, site(api, **params), {"type": "token", "token": "p"})
+    assert error == f"jira {tool}: {message}"
+    assert api.requests == [] and gateway.requests == []
+
+
+def test_jira_comment_with_an_adf_body_and_transition_object(
+    api: MockApi, gateway: MockApi
+) -> None:
+    doc = {"type": "doc", "version": 1, "content": []}
+    creds = {"type": "token", "token": "p"}
+    jira(api, gateway, "comment_create", site(api, issue_id_or_key="P-1", body=doc), creds)
+    transition = {"id": "5", "looped": True}
+    params = site(api, issue_id_or_key="P-1", transition_id="3", transition=transition)
+    jira(api, gateway, "issue_transition_apply", params, creds)
+    assert [r.json for r in api.requests] == [{"body": doc}, {"transition": transition}]
+
+
+# -- Telegram, Slack, Outlook, Dropbox --------------------------------------------------------
+
+
+def test_telegram_get_chat_id_without_updates_names_the_bot(api: MockApi) -> None:
+    bot = f"/telegram/bot{TOKEN}/"
+    api.reply("POST", bot + "getUpdates", Reply({"ok": True, "result": []}))
+    api.reply("POST", bot + "getMe", Reply({"ok": True, "result": {"username": "rune_bot"}}))
+    error = failure("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert str(error) == (
+        "telegram bot.get_chat_id: no messages yet. Open Telegram, search for @rune_bot, and "
+        "send any message. Then run this node again"
+    )
+    assert [r.path for r in api.requests] == [bot + "getUpdates", bot + "getMe"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (
+            {"ok": False, "error_code": 409, "description": "Conflict"},
+            "telegram API error (409): Conflict",
+        ),
+        ({"ok": False}, "telegram API error (code 0)"),
+        ({"ok": True, "result": [{"update_id": 1, "poll": {}}]}, "no chat found in updates."),
+    ],
+)
+def test_telegram_get_chat_id_failures(api: MockApi, answer: Any, message: str) -> None:
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    error = failure("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert str(error).startswith(f"telegram bot.get_chat_id: {message}")
+
+
+def test_telegram_chat_title_wins(api: MockApi) -> None:
+    chat = {"id": -100, "type": "supergroup", "title": "Ops", "first_name": "x"}
+    answer = {"ok": True, "result": [{"update_id": 1, "edited_message": {"chat": chat}}]}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    out = run_kind("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert out == {"chat_id": -100, "chat_type": "supergroup", "chat_name": "Ops"}
+
+
+def test_slack_find_message_without_a_match(api: MockApi) -> None:
+    api.reply("GET", "/slack/api/conversations.history", Reply({"messages": [{"text": "ok"}]}))
+    params = {"channel": "C1", "keyword": "boom", "limit": 5}
+    out = run_kind("integration.slack.conversations.find_message", params, OAUTH, settings_for(api))
+    assert out == {"found": False}
+    assert api.only().query == {"channel": ["C1"], "limit": ["5"]}
+
+
+def test_outlook_search_without_folder_or_words(api: MockApi) -> None:
+    run_kind("integration.microsoft.outlook.search_emails", {}, OAUTH, settings_for(api))
+    assert (api.only().path, api.only().query) == ("/outlook/v1.0/me/messages", {})
+
+
+def test_dropbox_search_without_options(api: MockApi) -> None:
+    run_kind("integration.dropbox.files.search", {"query": "q"}, OAUTH, settings_for(api))
+    assert api.only().json == {"query": "q"}
