@@ -391,12 +391,16 @@ class Supervisor:
 
     def _check_memory(self, now: float) -> None:
         # The child recycles itself at max_memory_mb after its current message; this is the
-        # backstop for one that cannot (stuck in a node that keeps allocating).
+        # backstop for one that cannot: stuck in a node that keeps allocating. A child outside
+        # a node (booting, waiting, idle) recycles itself after its next message, so it is
+        # left alone: killing it mid-boot would only trade one boot for another.
         limit_mb = self.cfg.worker.max_memory_mb
         if limit_mb <= 0 or now < self._next_memory_check:
             return
         self._next_memory_check = now + 1.0
         for child, rss in self.children.over_memory(2 * limit_mb * 2**20):
+            if self.children.state(child) is not ChildState.BUSY:
+                continue
             log.warning("child %d uses %d MiB > 2 x max_memory_mb", child.pid, rss // 2**20)
             self._terminate(child, "memory", now)
 

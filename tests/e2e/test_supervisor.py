@@ -78,6 +78,8 @@ def _target(cfg: Config, board: Liveness, slot: int) -> int:
         if waiting_for.exists():
             board.note(slot, waiting_for.read_text())
             board.beat(slot, ChildState.WAITING)
+        elif (d / "busy").exists():  # inside a node
+            board.beat(slot, ChildState.BUSY)
         else:
             board.note(slot, "")
             board.beat(slot, ChildState.READY)
@@ -598,6 +600,10 @@ def test_recycled_child_is_replaced_at_once_and_is_no_crash(start: Start) -> Non
 
 def test_memory_backstop_terminates_children_far_over_the_limit(start: Start) -> None:
     sup = start(worker={"max_memory_mb": 1})  # every child is far over 2 x 1 MiB
+    sup.started(2)
+    time.sleep(1.5)  # outside a node they are left alone: they recycle after their message
+    assert sup.exits() == []
+    sup.touch("busy")  # now each is stuck in a node that keeps its memory
     wait_until(lambda: sum(e.endswith(" memory") for e in sup.exits()) >= 3, "memory stops")
     assert sup.proc.poll() is None  # stopping for memory is no crash
 
