@@ -104,6 +104,20 @@ class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     smtp_timeout: PositiveSeconds = 30.0
 
 
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The agent node: where the LLM APIs are (proxies, gateways, local servers) and its limits.
+    A base URL is given like the SDK's (`openai_base_url` includes `/v1`); "" = the public API."""
+
+    gemini_base_url: str = ""
+    openai_base_url: str = ""
+    anthropic_base_url: str = ""
+    max_rounds: AtLeast1 = 10  # tool-calling rounds of one run
+    request_timeout: PositiveSeconds = 30.0  # one LLM request
+    total_timeout: PositiveSeconds = 50.0  # the whole run; keep it below worker.timeout
+    max_retries: AtLeast0 = 2  # of one LLM request (the SDK's retries: 429, 5xx, connection)
+    anthropic_max_tokens: AtLeast1 = 4096  # the messages API requires a cap on the reply
+
+
 class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Log level and line format."""
 
@@ -120,6 +134,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     nodes: NodesConfig = msgspec.field(default_factory=NodesConfig)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 
@@ -158,7 +173,9 @@ def masked(cfg: Config) -> dict[str, Any]:
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
-    return NodeSettings(**{**fields, "http_deny_networks": tuple(cfg.nodes.http_deny_networks)})
+    agent = {f"agent_{k}": v for k, v in msgspec.to_builtins(cfg.agent).items()}
+    deny = tuple(cfg.nodes.http_deny_networks)
+    return NodeSettings(**{**fields, **agent, "http_deny_networks": deny})
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:
@@ -173,6 +190,11 @@ def _url_check(*schemes: str) -> Callable[[Any], str | None]:
         return None
 
     return check
+
+
+def _url_check_or_empty(*schemes: str) -> Callable[[Any], str | None]:
+    check = _url_check(*schemes)
+    return lambda url: None if url == "" else check(url)
 
 
 def _check_listen(listen: Any) -> str | None:
@@ -196,6 +218,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "redis.url": _url_check("redis", "rediss", "unix"),
     "metrics.listen": _check_listen,
     "nodes.http_deny_networks": _check_networks,
+    "agent.gemini_base_url": _url_check_or_empty("http", "https"),
+    "agent.openai_base_url": _url_check_or_empty("http", "https"),
+    "agent.anthropic_base_url": _url_check_or_empty("http", "https"),
 }
 
 
@@ -357,6 +382,13 @@ def _cross_checks(values: _Layer) -> list[str]:
         (lo, lo_src), (hi, hi_src) = values[low], values[high]
         if hi < lo:
             problems.append(f"{high} = {hi} ({hi_src}) must be >= {low} = {lo} ({lo_src})")
+    # the supervisor kills a child whose node runs past worker.timeout (no heartbeat)
+    (run, run_src), (limit, limit_src) = values["agent.total_timeout"], values["worker.timeout"]
+    if run >= limit:
+        problems.append(
+            f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
+            f"({limit_src}): the supervisor kills a child whose node runs longer"
+        )
     return problems
 
 

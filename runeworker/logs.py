@@ -49,3 +49,6 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # pika logs every connection step at INFO; only its problems matter here
     logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+    # the agent's SDKs log every request (with its URL, which may carry a token) at INFO
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -82,7 +82,10 @@ class Worker:
             socket_timeout=cfg.redis.socket_timeout,
         )
         self.executor = Executor(
-            self.store, settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps
+            self.store,
+            settings=to_node_settings(cfg),
+            max_steps=cfg.worker.max_steps,
+            meter=metrics.NodeMeter(),
         )
         self.stepper = Stepper(self.executor)
         self.scheduler = Scheduler(self.store, self._publish_resume, commit=self._commit)

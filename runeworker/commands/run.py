@@ -6,9 +6,12 @@ import sys
 from typing import TextIO
 
 from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
+from runeworker.config import load_config, to_node_settings
 from runeworker.engine import registry
+from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
+from runeworker.engine.state import MemoryStore
 from runeworker.engine.validation import check_workflow
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import RuneworkerError
@@ -41,6 +44,8 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
                 print(f"invalid workflow: {p}", file=sys.stderr)
             return EXIT_INVALID
         start = start_message(definition, inputs)
+        # node settings as `serve` reads them ($RUNEWORKER_CONFIG, RUNEWORKER_<SECTION>_<KEY>)
+        settings = to_node_settings(load_config())
     except (RuneworkerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -52,7 +57,7 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
             out.write(status_line(st) + "\n")
         out.flush()
 
-    done = LocalRunner(on_status=show).run(start)
+    done = LocalRunner(Executor(MemoryStore(), settings=settings), on_status=show).run(start)
     if done is None:
         print("workflow ended without a completion (parked at a wait or merge)", file=sys.stderr)
         return EXIT_FAILED

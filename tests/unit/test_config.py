@@ -305,7 +305,8 @@ def test_masked_config() -> None:
     assert tree["broker"]["url"] == "amqp://rune:***@rabbit:5672/"
     assert tree["redis"]["url"] == "redis://:***@r/1"
     assert tree["worker"]["processes"] == 2
-    assert set(tree) == {"broker", "redis", "worker", "supervisor", "metrics", "nodes", "logging"}
+    sections = {"broker", "redis", "worker", "supervisor", "metrics", "nodes", "agent", "logging"}
+    assert set(tree) == sections
 
 
 # --- check-config -------------------------------------------------------------------------------
