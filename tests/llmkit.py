@@ -9,11 +9,15 @@ a neutral form; each mock renders them in its API's shape and records every requ
 
 from __future__ import annotations
 
+import email
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,7 +41,15 @@ class Turn:
     usage: tuple[int, int] = (10, 5)  # prompt, completion
 
 
-Answer = tuple[int, Any]  # status, JSON body
+@dataclass(frozen=True)
+class Text:
+    """A body that is not JSON (an RSS feed)."""
+
+    content_type: str
+    text: str
+
+
+Answer = tuple[int, Any]  # status, JSON body (or Text)
 
 
 @dataclass
@@ -68,14 +80,19 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        request = Request(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
         mock = self.server.mock
         with mock.lock:
             mock.requests.append(request)
             status, answer = mock.respond(request)
-        data = json.dumps(answer).encode()
+        if isinstance(answer, Text):
+            data, content_type = answer.text.encode(), answer.content_type
+        else:
+            data, content_type = json.dumps(answer).encode(), "application/json"
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -218,3 +235,38 @@ def base_url(provider: str, mock: Mock) -> str:
 def llm_requests(mock: Mock) -> list[Request]:
     """The requests the model saw (not the SDK's probes, if any)."""
     return [r for r in mock.requests if r.method == "POST"]
+
+
+# -- a mail relay for the templates' smtp node ----------------------------------------------------
+
+
+@dataclass
+class Mailbox:
+    """What the loopback relay received: (from, to, message) per mail."""
+
+    port: int = 0
+    mails: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = (envelope.original_content or b"").replace(b"\r\n", b"\n")
+        message = email.message_from_bytes(raw, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+@contextmanager
+def mail_relay() -> Iterator[Mailbox]:
+    """An SMTP relay on 127.0.0.1 (aiosmtpd, no TLS, no login) for the block."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as sock:  # a free port (aiosmtpd wants one named)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    box = Mailbox(port)
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
