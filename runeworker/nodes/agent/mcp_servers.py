@@ -27,6 +27,7 @@ from mcp_types import CallToolResult, TextContent, Tool
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import NodeError
 from runeworker.masking import mask_url
+from runeworker.nodes.agent import tls
 from runeworker.nodes.agent.conversation import ToolSpec
 from runeworker.nodes.agent.destination import refuse_denied
 from runeworker.nodes.agent.failure import describe
@@ -130,18 +131,29 @@ class McpServers:
         try:
             if server.transport == "sse":
                 transport = sse_client(
-                    server.url, headers=headers, timeout=request, sse_read_timeout=stream
+                    server.url,
+                    headers=headers,
+                    timeout=request,
+                    sse_read_timeout=stream,
+                    httpx_client_factory=_client,
                 )
             else:
-                http_client = httpx2.AsyncClient(
-                    headers=headers, timeout=httpx2.Timeout(request, read=stream)
-                )
+                http_client = _client(headers, httpx2.Timeout(request, read=stream))
                 await self._stack.enter_async_context(http_client)
                 transport = streamable_http_client(server.url, http_client=http_client)
             client = Client(transport, read_timeout_seconds=request, cache=None)
             return await self._stack.enter_async_context(client)
         except Exception as exc:
             raise NodeError(f"{where}: cannot connect: {describe(exc)}") from None
+
+
+def _client(
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+) -> httpx2.AsyncClient:
+    """The MCP SDK's client factory, with the process's TLS context."""
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=tls.context())
 
 
 async def _list(client: Client, server: McpServerConfig) -> list[Tool]:

@@ -22,6 +22,7 @@ from anthropic.types import (
 )
 
 from runeworker.errors import NodeError
+from runeworker.nodes.agent import tls
 from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
 from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
 from runeworker.nodes.agent.providers.setup import Setup
@@ -41,6 +42,7 @@ def open_chat(setup: Setup) -> AnthropicChat:
         base_url=base_url,  # explicit: the SDK would read ANTHROPIC_BASE_URL otherwise
         timeout=settings.agent_request_timeout,
         max_retries=settings.agent_max_retries,
+        http_client=anthropic.DefaultAsyncHttpxClient(verify=tls.context()),
     )
     endpoint = Endpoint(
         "anthropic",

@@ -16,6 +16,7 @@ from google import genai
 from google.genai import types
 
 from runeworker.errors import NodeError
+from runeworker.nodes.agent import tls
 from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
 from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
 from runeworker.nodes.agent.providers.setup import Setup
@@ -39,6 +40,8 @@ def open_chat(setup: Setup) -> GeminiChat:
         api_version=API_VERSIONS[backend],
         timeout=int(settings.agent_request_timeout * 1000),
         retry_options=types.HttpRetryOptions(attempts=settings.agent_max_retries + 1),
+        client_args={"verify": tls.context()},
+        async_client_args={"verify": tls.context(), "ssl": tls.context()},  # ssl: websockets
     )
     client = genai.Client(vertexai=backend == "vertex", api_key=setup.api_key, http_options=options)
     endpoint = Endpoint(

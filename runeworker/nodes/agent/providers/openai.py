@@ -15,6 +15,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
 
 from runeworker.errors import NodeError
+from runeworker.nodes.agent import tls
 from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
 from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
 from runeworker.nodes.agent.providers.setup import Setup
@@ -38,6 +39,7 @@ def open_chat(setup: Setup) -> OpenAIChat:
         base_url=base_url,  # explicit: the SDK would read OPENAI_BASE_URL otherwise
         timeout=settings.agent_request_timeout,
         max_retries=settings.agent_max_retries,
+        http_client=openai.DefaultAsyncHttpxClient(verify=tls.context()),
     )
     endpoint = Endpoint(
         "openai",
