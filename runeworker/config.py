@@ -113,7 +113,8 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     anthropic_base_url: str = ""
     max_rounds: AtLeast1 = 10  # tool-calling rounds of one run
     request_timeout: PositiveSeconds = 30.0  # one LLM request
-    total_timeout: PositiveSeconds = 50.0  # the whole run; keep it below worker.timeout
+    # the whole run, < worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
+    total_timeout: Seconds = 0.0
     max_retries: AtLeast0 = 2  # of one LLM request (the SDK's retries: 429, 5xx, connection)
     anthropic_max_tokens: AtLeast1 = 4096  # the messages API requires a cap on the reply
 
@@ -170,10 +171,16 @@ def masked(cfg: Config) -> dict[str, Any]:
     }
 
 
+# The share of worker.timeout an agent run gets by default: the supervisor kills a child whose
+# node runs past worker.timeout; the rest leaves the node time to fail and report it.
+AUTO_TOTAL_SHARE = 0.8
+
+
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
     agent = {f"agent_{k}": v for k, v in msgspec.to_builtins(cfg.agent).items()}
+    agent["agent_total_timeout"] = cfg.agent.total_timeout or AUTO_TOTAL_SHARE * cfg.worker.timeout
     deny = tuple(cfg.nodes.http_deny_networks)
     return NodeSettings(**{**fields, **agent, "http_deny_networks": deny})
 
@@ -384,7 +391,7 @@ def _cross_checks(values: _Layer) -> list[str]:
             problems.append(f"{high} = {hi} ({hi_src}) must be >= {low} = {lo} ({lo_src})")
     # the supervisor kills a child whose node runs past worker.timeout (no heartbeat)
     (run, run_src), (limit, limit_src) = values["agent.total_timeout"], values["worker.timeout"]
-    if run >= limit:
+    if run and run >= limit:
         problems.append(
             f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
             f"({limit_src}): the supervisor kills a child whose node runs longer"

@@ -46,7 +46,7 @@ class NodeSettings:
     agent_anthropic_base_url: str = ""
     agent_max_rounds: int = 10
     agent_request_timeout: float = 30.0
-    agent_total_timeout: float = 50.0
+    agent_total_timeout: float = 48.0  # 80 % of the default worker.timeout
     agent_max_retries: int = 2
     agent_anthropic_max_tokens: int = 4096
 

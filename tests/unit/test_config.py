@@ -183,7 +183,7 @@ def test_agent_settings_from_file_and_environment(tmp_path: Path) -> None:
     assert settings.agent_gemini_base_url == "https://proxy.example/"
     assert settings.agent_anthropic_base_url == ""
     assert (settings.agent_max_rounds, settings.agent_request_timeout) == (3, 12.5)
-    assert (settings.agent_total_timeout, settings.agent_max_retries) == (50.0, 2)
+    assert (settings.agent_total_timeout, settings.agent_max_retries) == (48.0, 2)  # 80 % of 60
 
 
 def test_agent_settings_are_checked() -> None:
@@ -200,7 +200,10 @@ def test_agent_settings_are_checked() -> None:
         "60.0 (default): the supervisor kills a child whose node runs longer"
     )
     raised = {"RUNEWORKER_AGENT_TOTAL_TIMEOUT": "120", "RUNEWORKER_WORKER_TIMEOUT": "150"}
-    assert load_config(env=raised).agent.total_timeout == 120.0
+    assert to_node_settings(load_config(env=raised)).agent_total_timeout == 120.0
+    # unset, it follows worker.timeout (a short worker.timeout is no config error)
+    short = load_config(env={"RUNEWORKER_WORKER_TIMEOUT": "30"})
+    assert to_node_settings(short).agent_total_timeout == 24.0
 
 
 # --- errors name the key and the source ---------------------------------------------------------
