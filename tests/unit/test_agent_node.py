@@ -511,3 +511,14 @@ def test_two_tools_of_one_name_are_refused() -> None:
         NodeSettings(agent_openai_base_url="http://127.0.0.1:9/v1"),
     )
     assert failure(statuses) == 'agent: two tools are named "get_weather"'
+
+
+def test_the_tools_may_come_whole_from_the_context() -> None:
+    with weather_api() as api, llm("openai", *SCRIPT) as model:
+        defn = definition("openai", {"tools": "$input.tools"})
+        executor = Executor(MemoryStore(), settings=settings_for("openai", model))
+        inputs = {"city": "Paris", "tools": [weather_tool(api.url + "/weather")]}
+        done = LocalRunner(executor).run(start_message(defn, inputs))
+    assert done is not None and done.status == "completed", done and done.failure_reason
+    assert api.requests[0].path == "/weather?city=Paris"
+    assert llm_requests(model)[0].body["tools"][0]["function"]["name"] == "get_weather"

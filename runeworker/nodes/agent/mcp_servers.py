@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -33,6 +34,7 @@ from runeworker.nodes.agent.destination import refuse_denied
 from runeworker.nodes.agent.failure import describe
 from runeworker.nodes.agent.params import McpServerConfig, quoted
 
+log = logging.getLogger("runeworker.node")
 MAX_PAGES = 100  # of one tools/list: a server that pages forever cannot hang the run
 
 
@@ -118,7 +120,10 @@ class McpServers:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._stack.aclose()
+        try:
+            await self._stack.aclose()
+        except Exception as failure:  # a session that breaks while closing: the run stands
+            log.warning("agent: closing the MCP sessions failed: %s", describe(failure))
 
     async def _connect(self, server: McpServerConfig) -> Client:
         where = f"agent: mcp server {quoted(server.name)} at {mask_url(server.url)}"

@@ -39,9 +39,12 @@ def _resolved(ctx: NodeContext) -> dict[str, Any]:
     params = dict(ctx.params)
     for name in EMBEDDED_CREDENTIAL_LISTS:
         entries = params.get(name)
-        if not isinstance(entries, list):
-            continue
         try:
+            if isinstance(entries, str):  # the whole list from the context: `$Setup.tools`
+                params[name] = ctx.resolver.resolve_value(entries)
+                continue
+            if not isinstance(entries, list):
+                continue
             params[name] = [
                 {
                     k: v if k == "credentials" else ctx.resolver.resolve_value(v)
