@@ -123,6 +123,21 @@ class IntegrationsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     retry_after_attempts: AtLeast0 = NodeSettings.integrations_retry_after_attempts
 
 
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The agent node: where the LLM APIs are (proxies, gateways, local servers) and its limits.
+    A base URL is given like the SDK's (`openai_base_url` includes `/v1`); "" = the public API."""
+
+    gemini_base_url: str = ""
+    openai_base_url: str = ""
+    anthropic_base_url: str = ""
+    max_rounds: AtLeast1 = 10  # tool-calling rounds of one run
+    request_timeout: PositiveSeconds = 30.0  # one LLM request
+    # the whole run, < worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
+    total_timeout: Seconds = 0.0
+    max_retries: AtLeast0 = 2  # of one LLM request (the SDK's retries: 429, 5xx, connection)
+    anthropic_max_tokens: AtLeast1 = 4096  # the messages API requires a cap on the reply
+
+
 class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Log level and line format."""
 
@@ -140,6 +155,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     nodes: NodesConfig = msgspec.field(default_factory=NodesConfig)
     integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 
@@ -175,6 +191,11 @@ def masked(cfg: Config) -> dict[str, Any]:
     }
 
 
+# The share of worker.timeout an agent run gets by default: the supervisor kills a child whose
+# node runs past worker.timeout; the rest leaves the node time to fail and report it.
+AUTO_TOTAL_SHARE = 0.8
+
+
 def to_node_settings(cfg: Config) -> NodeSettings:
     """The part of the config the nodes see."""
     fields = msgspec.to_builtins(cfg.nodes)
@@ -183,7 +204,9 @@ def to_node_settings(cfg: Config) -> NodeSettings:
     urls = {k.removesuffix("_base_url"): v for k, v in integrations.items() if k.endswith("_url")}
     urls = {service: url for service, url in urls.items() if url != BASE_URLS[service]}
     retry = {f"integrations_{k}": v for k, v in integrations.items() if k.startswith("retry")}
-    return NodeSettings(**fields, **retry, integrations_base_urls=urls)
+    agent = {f"agent_{k}": v for k, v in msgspec.to_builtins(cfg.agent).items()}
+    agent["agent_total_timeout"] = cfg.agent.total_timeout or AUTO_TOTAL_SHARE * cfg.worker.timeout
+    return NodeSettings(**fields, **retry, **agent, integrations_base_urls=urls)
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:
@@ -198,6 +221,11 @@ def _url_check(*schemes: str) -> Callable[[Any], str | None]:
         return None
 
     return check
+
+
+def _url_check_or_empty(*schemes: str) -> Callable[[Any], str | None]:
+    check = _url_check(*schemes)
+    return lambda url: None if url == "" else check(url)
 
 
 def _check_listen(listen: Any) -> str | None:
@@ -221,8 +249,15 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "redis.url": _url_check("redis", "rediss", "unix"),
     "metrics.listen": _check_listen,
     "nodes.http_deny_networks": _check_networks,
+    "agent.gemini_base_url": _url_check_or_empty("http", "https"),
+    "agent.openai_base_url": _url_check_or_empty("http", "https"),
+    "agent.anthropic_base_url": _url_check_or_empty("http", "https"),
 }
-_CHECKS |= {key: _url_check("http", "https") for key in _FIELDS if key.endswith("_base_url")}
+_CHECKS |= {
+    key: _url_check("http", "https")
+    for key in _FIELDS
+    if key.startswith("integrations.") and key.endswith("_base_url")
+}
 
 
 def _convert(key: str, value: Any) -> tuple[Any, str | None]:
@@ -383,6 +418,13 @@ def _cross_checks(values: _Layer) -> list[str]:
         (lo, lo_src), (hi, hi_src) = values[low], values[high]
         if hi < lo:
             problems.append(f"{high} = {hi} ({hi_src}) must be >= {low} = {lo} ({lo_src})")
+    # the supervisor kills a child whose node runs past worker.timeout (no heartbeat)
+    (run, run_src), (limit, limit_src) = values["agent.total_timeout"], values["worker.timeout"]
+    if run and run >= limit:
+        problems.append(
+            f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
+            f"({limit_src}): the supervisor kills a child whose node runs longer"
+        )
     return problems
 
 

@@ -43,8 +43,10 @@ from runeworker.engine.messages import (
     encode,
     masked_mirror,
 )
+from runeworker.engine.registry import NO_METER, Meter
 from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
+from runeworker.metrics import NodeMeter
 from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
 from runeworker.supervisor.liveness import ChildState, Liveness
@@ -65,10 +67,12 @@ class Worker:
         broker: TransactionalBroker | None = None,
         store: WorkerStore | None = None,
         hooks: WorkerHooks | None = None,
+        meter: Meter = NO_METER,
     ) -> None:
         """`scheduler_lock`: path of the host lock; the child holding it also fires due wait
         timers. None = this worker never runs the scheduler. `broker` and `store` default to
-        RabbitMQ and Redis as `cfg` describes them; `hooks` (the loop's observer) to none."""
+        RabbitMQ and Redis as `cfg` describes them; `hooks` (the loop's observer) to none;
+        `meter` (where nodes report their own measurements) to nowhere."""
         self.cfg = cfg
         self.board = board
         self.slot = slot
@@ -84,7 +88,10 @@ class Worker:
             socket_timeout=cfg.redis.socket_timeout,
         )
         self.executor = Executor(
-            self.store, settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps
+            self.store,
+            settings=to_node_settings(cfg),
+            max_steps=cfg.worker.max_steps,
+            meter=meter,
         )
         self.stepper = Stepper(self.executor)
         self.scheduler = Scheduler(self.store, self._publish_resume, commit=self._commit)
@@ -400,6 +407,8 @@ def child_main(
     cfg: Config, board: Liveness, slot: int, *, scheduler_lock: str | None = None
 ) -> int:
     """Entry point of a forked child (the supervisor's target; serve binds `scheduler_lock`)."""
-    worker = Worker(cfg, board, slot, scheduler_lock=scheduler_lock, hooks=WorkerMetrics())
+    worker = Worker(
+        cfg, board, slot, scheduler_lock=scheduler_lock, hooks=WorkerMetrics(), meter=NodeMeter()
+    )
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

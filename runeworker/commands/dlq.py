@@ -48,6 +48,7 @@ from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
+from runeworker.engine.workflow import embedded_credentials
 from runeworker.errors import BrokerError, ConfigError
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -278,12 +279,17 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
     secrets: dict[str, Any] = {}
     definition = doc.get("workflow_definition") if isinstance(doc, dict) else None
     nodes = definition.get("nodes") if isinstance(definition, dict) else None
+    embedded: list[dict[str, Any]] = []
     for i, n in enumerate(nodes if isinstance(nodes, list) else []):
         creds = n.get("credentials") if isinstance(n, dict) else None
         if isinstance(creds, dict) and isinstance(creds.get("values"), dict):
             secrets.update({f"{i}.{k}": v for k, v in creds["values"].items()})
             creds["values"] = {k: MASK for k in creds["values"]}
-    masked = Resolver({}, credentials=secrets).mask(doc) if secrets else doc
+        if isinstance(n, dict):
+            embedded += embedded_credentials(n.get("parameters"))
+    for j, block in enumerate(embedded):  # the caller masks the headers with these too
+        secrets.update({f"embedded{j}.{k}": v for k, v in block.items()})
+    masked = Resolver({}, credentials=secrets, secrets=embedded).mask(doc) if secrets else doc
     return json.dumps(masked, indent=2, ensure_ascii=False), secrets
 
 

@@ -30,12 +30,12 @@ from runeworker.engine.messages import (
     frames,
 )
 from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
-from runeworker.engine.registry import NodeContext, NodeSettings, NodeSpec
+from runeworker.engine.registry import NO_METER, Meter, NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.reports import StatusBuilder, completion, next_message, outcome_status
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Admission, Failure, StateStore, Verdict, child_token, root_token
 from runeworker.engine.validation import structural_problems
-from runeworker.engine.workflow import Node, Workflow, parse_definition
+from runeworker.engine.workflow import Node, Workflow, embedded_credentials, parse_definition
 from runeworker.errors import NodeError, WorkflowError
 
 log = logging.getLogger("runeworker.executor")
@@ -70,9 +70,11 @@ class Executor:
         settings: NodeSettings | None = None,
         max_steps: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
+        meter: Meter = NO_METER,
     ) -> None:
         self.store = store
         self.settings = settings or NodeSettings()
+        self.meter = meter
         self.max_steps = max_steps
         self.clock = clock
         self.specs = registry.load()
@@ -156,7 +158,7 @@ class Executor:
         spec = self.specs.get(node.type)
         if spec is None:
             return self._unknown_type(msg, wf, node, token, result)
-        resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
+        resolver = _resolver(ctx, node, wf)
         report = StatusBuilder(msg, node, resolver)
         if steps >= self.max_steps:
             limit = NodeError(f"execution exceeded the maximum of {self.max_steps} steps")
@@ -167,7 +169,7 @@ class Executor:
         output, error = self._run(msg, wf, node, spec, ctx, resolver, report, on_running)
         if error is None:
             assert output is not None
-            if node.credentials is not None:  # a response may echo a secret: not into the context
+            if resolver.has_secrets():  # a response may echo a secret: not into the context
                 output = resolver.mask(output)
             done = flow.on_success(step, spec, output)
             if isinstance(done, Outcome):
@@ -187,7 +189,7 @@ class Executor:
         if spec is None:
             return self._unknown_type(msg, wf, node, token, result)
         ctx = lazy(msg.accumulated_context)
-        resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
+        resolver = _resolver(ctx, node, wf)
         report = StatusBuilder(msg, node, resolver)
         report.parameters, _ = resolver.resolve_params(node.params, spec.raw)
         resolver.used_keys.clear()  # like Go, the resume status names no used inputs
@@ -205,7 +207,7 @@ class Executor:
         if spec is None:
             return self._unknown_type(msg, wf, node, token, result)
         started, ctx = time.monotonic_ns(), lazy(msg.accumulated_context)
-        resolver = Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases)
+        resolver = _resolver(ctx, node, wf)
         report = StatusBuilder(msg, node, resolver)
         settings, error = self._run(msg, wf, node, spec, ctx, resolver, report, None)
         if settings is not None:
@@ -269,6 +271,7 @@ class Executor:
             lineage=frames(msg),
             state=self.store,
             settings=self.settings,
+            meter=self.meter,
         )
         try:
             output = spec.run(nctx)
@@ -312,7 +315,7 @@ class Executor:
             CODE_CREATION_FAILED,
             {"error": f"node type {node.type} not registered"},
         )
-        report = StatusBuilder(msg, node, None)
+        report = StatusBuilder(msg, node, _resolver({}, node, wf))  # masks embedded secrets
         report.parameters = node.params
         ctx = msg.accumulated_context or {}
         ending = Ending(failure=Failure(FAILED, flow.reason(node, error), encode(ctx)))
@@ -381,6 +384,12 @@ def _named_node(msg: NodeExecutionMessage) -> Node:
     except WorkflowError:
         found = None
     return found if found is not None else Node(id=node_id)
+
+
+def _resolver(ctx: dict[str, Any], node: Node, wf: Workflow) -> Resolver:
+    """The node's resolver; credentials embedded in its parameters are masked too."""
+    secrets = embedded_credentials(node.parameters)
+    return Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases, secrets=secrets)
 
 
 def _credentials(node: Node, with_type: bool = False) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runeworker.engine.messages import StackFrame
 from runeworker.engine.workflow import Edge, Node, Workflow
@@ -46,6 +46,38 @@ class NodeSettings:
     integrations_base_urls: Mapping[str, str] = field(default_factory=dict)
     integrations_retry_after_max: float = 10.0
     integrations_retry_after_attempts: int = 2
+    # the agent node (runeworker.nodes.agent); "" = the provider SDK's public endpoint
+    agent_gemini_base_url: str = ""
+    agent_openai_base_url: str = ""
+    agent_anthropic_base_url: str = ""
+    agent_max_rounds: int = 10
+    agent_request_timeout: float = 30.0
+    agent_total_timeout: float = 48.0  # 80 % of the default worker.timeout
+    agent_max_retries: int = 2
+    agent_anthropic_max_tokens: int = 4096
+
+
+class Meter(Protocol):
+    """Where a node reports measurements of its own (the agent's LLM requests). A worker child
+    hands the executor one backed by Prometheus (`runeworker.metrics.NodeMeter`); elsewhere
+    measurements go nowhere. `name` is a metric the meter knows; `labels` are in its order."""
+
+    def count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        """Add `amount` to a counter."""
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        """Record one observation of a histogram."""
+
+
+class _NoMeter:
+    def count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        pass
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        pass
+
+
+NO_METER: Meter = _NoMeter()
 
 
 @dataclass
@@ -66,6 +98,7 @@ class NodeContext:
     state: StateStore | None = None
     settings: NodeSettings = field(default_factory=NodeSettings)
     log: logging.Logger = _NODE_LOG
+    meter: Meter = NO_METER
 
 
 Run = Callable[[NodeContext], dict[str, Any]]

@@ -19,7 +19,7 @@ from runeworker.engine.messages import (
     rfc3339,
 )
 from runeworker.engine.resolver import Resolver
-from runeworker.engine.workflow import Node, Workflow
+from runeworker.engine.workflow import Node, Workflow, embedded_credentials
 
 
 class StatusBuilder:
@@ -93,8 +93,9 @@ def completion(
             if n.credentials
             for k, v in n.credentials.values.items()
         }
-        if secrets:
-            final = Resolver({}, credentials=secrets).mask(final)
+        embedded = [block for n in workflow.nodes for block in embedded_credentials(n.parameters)]
+        if secrets or embedded:
+            final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
     return CompletionMessage(
         workflow_id=msg.workflow_id,
         execution_id=msg.execution_id,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -215,6 +215,8 @@ class Resolver:
     """Resolves `$references` and `{{ }}` templates for one node execution.
 
     `used_keys` collects the root context key of every reference touched, failed ones included.
+    `secrets`: more credential value blocks to mask, which `$credential` does not reach (those
+    the API embeds in parameters, `runeworker.engine.workflow.embedded_credentials`).
     """
 
     def __init__(
@@ -223,9 +225,11 @@ class Resolver:
         *,
         credentials: Mapping[str, Any] | None = None,
         aliases: Mapping[str, str] | None = None,
+        secrets: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self._context = context
         self._credentials = credentials
+        self._more_secrets = secrets
         self._aliases: Mapping[str, str] = aliases or {}
         self._masker: tuple[frozenset[str], re.Pattern[str] | None] | None = None
         self.used_keys: set[str] = set()
@@ -290,8 +294,9 @@ class Resolver:
         """(exact secret strings, pattern of the long ones), computed on first use."""
         if self._masker is None:
             secrets: set[str] = set()
-            _secret_strings(self._credentials, secrets)
-            secrets |= _encoded(self._credentials)
+            for block in (self._credentials, *self._more_secrets):
+                _secret_strings(block, secrets)
+                secrets |= _encoded(block)
             long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
             pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
             self._masker = (frozenset(secrets), pattern)

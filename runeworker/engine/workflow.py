@@ -67,6 +67,31 @@ class Node(msgspec.Struct):
 
 _HALT = ErrorPolicy()
 
+# Parameters whose entries carry a credential block of their own, which the Rune API resolves
+# and embeds as `credentials: {id, name, type, values}` (agent tools and MCP servers:
+# services/api/src/workflow/service.py `_resolve_agent_nested_credentials`).
+EMBEDDED_CREDENTIAL_LISTS = ("tools", "mcp_servers")
+
+
+def embedded_credentials(params: Any) -> list[dict[str, Any]]:
+    """The value blocks of the credentials embedded in a node's parameters, to be masked like
+    the node's own credential values."""
+    if not isinstance(params, dict):
+        return []
+    blocks: list[dict[str, Any]] = []
+    for name in EMBEDDED_CREDENTIAL_LISTS:
+        entries = params.get(name)
+        for entry in entries if isinstance(entries, list) else ():
+            cred = entry.get("credentials") if isinstance(entry, dict) else None
+            if not isinstance(cred, dict):
+                continue
+            values = cred.get("values")
+            if isinstance(values, dict):
+                blocks.append(values)
+            else:  # the flat form, which the agent reads too; id and name unlock nothing
+                blocks.append({k: v for k, v in cred.items() if k not in ("id", "name")})
+    return blocks
+
 
 class Edge(msgspec.Struct):
     id: str

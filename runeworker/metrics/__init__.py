@@ -36,6 +36,9 @@ DELIVERY_OUTCOMES: Final = frozenset({"consumed", "acked", "rejected", "dead_let
 NODE_OUTCOMES: Final = frozenset({"success", "failed", "skipped"})
 COMPLETION_STATUSES: Final = frozenset({"completed", "failed", "halted"})
 RESTART_REASONS: Final = frozenset({"crash", "timeout", "recycle", "memory", "reload", "scale"})
+LLM_PROVIDERS: Final = frozenset({"gemini", "openai", "anthropic"})
+LLM_OUTCOMES: Final = frozenset({"success", "error"})
+LLM_TOKEN_KINDS: Final = frozenset({"prompt", "completion"})
 
 NODE_DURATION_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -43,6 +46,8 @@ NODE_DURATION_BUCKETS: Final = (
 COMMIT_BUCKETS: Final = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
+
+LLM_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 RSS_METRIC: Final = "runeworker_child_rss_bytes"
 CHILDREN_METRIC: Final = "runeworker_children"  # live children by state, read at scrape
@@ -181,9 +186,24 @@ STATE_ERRORS: Family[Counter] = Family(
 MESSAGES_HANDLED: Family[Counter] = Family(
     "Counter", "runeworker_messages_handled_total", "Deliveries a child finished."
 )
+# The agent node's requests to LLM APIs (reported through NodeMeter); model names are free-form.
+_LLM: Final[tuple[_Label, _Label]] = (("provider", LLM_PROVIDERS), ("model", None))
+LLM_REQUESTS: Family[Counter] = Family(
+    "Counter", "runeworker_llm_requests_total", "LLM requests of agent nodes.",
+    *_LLM, ("outcome", LLM_OUTCOMES),
+)  # fmt: skip
+LLM_TOKENS: Family[Counter] = Family(
+    "Counter", "runeworker_llm_tokens_total", "LLM tokens used by agent nodes.",
+    *_LLM, ("kind", LLM_TOKEN_KINDS),
+)  # fmt: skip
+LLM_SECONDS: Family[Histogram] = Family(
+    "Histogram", "runeworker_llm_request_seconds", "LLM request latency (retries included).",
+    *_LLM, buckets=LLM_BUCKETS,
+)  # fmt: skip
 FAMILIES: Final[tuple[Family[Any], ...]] = (
     DELIVERIES, NODE_EXECUTIONS, NODE_DURATION, COMPLETIONS, INFLIGHT_NODES, CHILD_RESTARTS,
-    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED,
+    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED, LLM_REQUESTS, LLM_TOKENS,
+    LLM_SECONDS,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
 METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC, CHILDREN_METRIC}
@@ -234,6 +254,33 @@ def state_error() -> None:
 def message_handled() -> None:
     """Count a delivery the child finished with (whatever the outcome)."""
     tally.inc(MESSAGES_HANDLED.get())
+
+
+class NodeMeter:
+    """The `runeworker.engine.registry.Meter` of a worker child: what nodes measure themselves.
+    Written at once, not through the tally: a blocking node reports from its own thread while
+    the connection thread may flush, and LLM requests are few. A bad name or label is logged,
+    never raised: a metric must not fail a node."""
+
+    BY_NAME: Final[dict[str, Family[Any]]] = {
+        "llm_requests": LLM_REQUESTS,
+        "llm_tokens": LLM_TOKENS,
+        "llm_request_seconds": LLM_SECONDS,
+    }
+
+    def count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        """Add `amount` to the counter `name`."""
+        try:
+            self.BY_NAME[name].get(*labels).inc(amount)
+        except (KeyError, ValueError) as exc:
+            log.warning("node metric %s%s not recorded: %s", name, labels, exc)
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        """Record one observation of the histogram `name`."""
+        try:
+            self.BY_NAME[name].get(*labels).observe(value)
+        except (KeyError, ValueError) as exc:
+            log.warning("node metric %s%s not recorded: %s", name, labels, exc)
 
 
 def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:

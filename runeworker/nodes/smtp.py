@@ -120,7 +120,7 @@ def run(ctx: NodeContext) -> dict[str, Any]:
         "subject": mail.subject,
         "duration_ms": int((time.monotonic() - started) * 1000),
         "recipients": len(mail.envelope()),
-        "message_id": message["Message-ID"],
+        "message_id": str(message["Message-ID"]),  # a header object, which msgspec cannot encode
     }
     if refused:
         output["refused"] = refused

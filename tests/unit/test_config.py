@@ -171,6 +171,41 @@ def test_to_node_settings() -> None:
     )
 
 
+def test_agent_settings_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[agent]\nopenai_base_url = "http://gateway:8080/v1"\nmax_rounds = 3\n')
+    env = {
+        "RUNEWORKER_AGENT_OPENAI_BASE_URL": "http://localhost:11434/v1",
+        "RUNEWORKER_AGENT_GEMINI_BASE_URL": "https://proxy.example/",
+        "RUNEWORKER_AGENT_REQUEST_TIMEOUT": "12.5",
+    }
+    settings = to_node_settings(load_config(path, env=env))
+    assert settings.agent_openai_base_url == "http://localhost:11434/v1"  # env over file
+    assert settings.agent_gemini_base_url == "https://proxy.example/"
+    assert settings.agent_anthropic_base_url == ""
+    assert (settings.agent_max_rounds, settings.agent_request_timeout) == (3, 12.5)
+    assert (settings.agent_total_timeout, settings.agent_max_retries) == (48.0, 2)  # 80 % of 60
+
+
+def test_agent_settings_are_checked() -> None:
+    assert error_of(env={"RUNEWORKER_AGENT_OPENAI_BASE_URL": "localhost:11434"}) == (
+        "RUNEWORKER_AGENT_OPENAI_BASE_URL: expected a URL starting with http:// or https://, "
+        "got 'localhost:11434'"
+    )
+    assert error_of(env={"RUNEWORKER_AGENT_MAX_ROUNDS": "0"}) == (
+        "RUNEWORKER_AGENT_MAX_ROUNDS: expected an integer >= 1, got '0'"
+    )
+    # the supervisor kills a child whose node runs past worker.timeout
+    assert error_of(env={"RUNEWORKER_AGENT_TOTAL_TIMEOUT": "60"}) == (
+        "agent.total_timeout = 60.0 (RUNEWORKER_AGENT_TOTAL_TIMEOUT) must be < worker.timeout = "
+        "60.0 (default): the supervisor kills a child whose node runs longer"
+    )
+    raised = {"RUNEWORKER_AGENT_TOTAL_TIMEOUT": "120", "RUNEWORKER_WORKER_TIMEOUT": "150"}
+    assert to_node_settings(load_config(env=raised)).agent_total_timeout == 120.0
+    # unset, it follows worker.timeout (a short worker.timeout is no config error)
+    short = load_config(env={"RUNEWORKER_WORKER_TIMEOUT": "30"})
+    assert to_node_settings(short).agent_total_timeout == 24.0
+
+
 # --- errors name the key and the source ---------------------------------------------------------
 
 
@@ -306,7 +341,7 @@ def test_masked_config() -> None:
     assert tree["redis"]["url"] == "redis://:***@r/1"
     assert tree["worker"]["processes"] == 2
     sections = {"broker", "redis", "worker", "supervisor", "metrics", "nodes", "integrations"}
-    assert set(tree) == sections | {"logging"}
+    assert set(tree) == sections | {"agent", "logging"}
 
 
 # --- check-config -------------------------------------------------------------------------------

@@ -27,7 +27,11 @@ from runeworker.errors import ConfigError
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = re.compile(r"runeworker_[a-z_]+")
-HISTOGRAMS = {"runeworker_node_duration_seconds", "runeworker_commit_seconds"}
+HISTOGRAMS = {
+    "runeworker_node_duration_seconds",
+    "runeworker_commit_seconds",
+    "runeworker_llm_request_seconds",
+}
 Q = "workflow.execution"
 
 # The supervisor primes its series and counts a restart, then forks two children (as the real
@@ -55,6 +59,13 @@ SCENARIO = textwrap.dedent(
         metrics.broker_reconnect()
         metrics.state_error()
         metrics.message_handled()
+        meter = metrics.NodeMeter()  # what an agent node reports through the executor
+        meter.count("llm_requests", ("openai", "m1", "success"))
+        meter.count("llm_tokens", ("openai", "m1", "prompt"), 30)
+        meter.count("llm_tokens", ("openai", "m1", "completion"), 7)
+        meter.observe("llm_request_seconds", ("openai", "m1"), 1.5)
+        meter.count("no_such_metric", ())  # logged, never raised into the node
+        meter.count("llm_requests", ("bogus", "m1", "success"))
 
     pids = []
     for successes in (2, 3):
@@ -167,6 +178,13 @@ def test_children_samples_are_summed_across_processes(scenario: dict[str, Any]) 
     assert value("runeworker_messages_handled_total") == 2
     assert value("runeworker_child_restarts_total", reason="crash") == 1
     assert value("runeworker_child_restarts_total", reason="memory") == 0
+    llm = {"provider": "openai", "model": "m1"}
+    assert value("runeworker_llm_requests_total", **llm, outcome="success") == 2
+    assert value("runeworker_llm_tokens_total", **llm, kind="prompt") == 60
+    assert value("runeworker_llm_tokens_total", **llm, kind="completion") == 14
+    assert value("runeworker_llm_request_seconds_count", **llm) == 2
+    assert value("runeworker_llm_request_seconds_sum", **llm) == pytest.approx(3.0)
+    assert value("runeworker_llm_request_seconds_bucket", **llm, le="2.5") == 2
 
 
 def test_dead_child_leaves_the_live_gauge(scenario: dict[str, Any]) -> None:

@@ -291,3 +291,19 @@ def test_mask_prefers_the_longest_secret_and_copies() -> None:
 )
 def test_render(value: Any, expected: str) -> None:
     assert render(value) == expected
+
+
+def test_embedded_credential_blocks_are_masked_but_not_addressable() -> None:
+    """Credentials the API embeds in parameters (agent tools, MCP servers) are secrets of the
+    node too; `$credential` still reads only the node's own."""
+    tool = {"type": "basic_auth", "username": "u", "password": "tool-pass"}
+    resolver = Resolver(
+        {}, credentials={"token": "node-secret"}, secrets=[tool, {"value": "mcp-key-1"}]
+    )
+    value = {"a": "x tool-pass y", "b": "mcp-key-1", "c": "Basic dTp0b29sLXBhc3M=", "d": "u"}
+    assert resolver.mask(value) == {"a": "x *** y", "b": "***", "c": "Basic ***", "d": "u"}
+    assert resolver.mask("node-secret") == "***"
+    assert resolver.lookup("$credential.token") == "node-secret"
+    with pytest.raises(ResolveError):
+        resolver.lookup("$credential.value")
+    assert Resolver({}, secrets=[{"value": "abcd"}]).has_secrets()

@@ -1,0 +1,524 @@
+"""The agent node through the executor, against loopback mocks of each provider's REST API
+(tests/llmkit.py) and of the JSON API its HTTP tool calls: the requests the SDKs send, the
+tool-calling exchange, the output, the limits, the failures and what stays secret."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+import pytest
+from llmkit import Mock, Request, Turn, base_url, llm, llm_requests, serve
+
+from runeworker.engine import registry
+from runeworker.engine.executor import Executor
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
+from runeworker.engine.registry import NodeSettings
+from runeworker.engine.state import MemoryStore
+from runeworker.nodes.agent import providers
+
+PROVIDERS = ("gemini", "openai", "anthropic")
+MODEL_KEY = "sk-model-SECRET-1234"
+TOOL_KEY = "wx-tool-SECRET-5678"
+SYSTEM = "You answer briefly."
+HISTORY = [{"role": "user", "content": "Hi"}, {"role": "model", "content": "Hello! Ask away."}]
+PROMPT = "What is the weather in $input.city?"
+ASKED = "What is the weather in Paris?"
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "query_city": {"type": "string", "description": "the city"},
+        "header_X_Unit": {"type": "string", "description": "metric or imperial"},
+    },
+    "required": ["query_city"],
+}
+CALL = ("get_weather", {"query_city": "Paris", "header_X_Unit": "metric"})
+SCRIPT = (
+    Turn(text="Let me look.", calls=(CALL,), usage=(30, 7)),
+    Turn(text="21 degrees in Paris.", usage=(50, 6)),
+)
+
+
+class RecordingMeter:
+    """A Meter that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[str, tuple[str, ...], float]] = []
+        self.observed: list[tuple[str, tuple[str, ...]]] = []
+
+    def count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        self.counts.append((name, labels, amount))
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self.observed.append((name, labels))
+
+
+def by_model(description: str, required: bool) -> dict[str, Any]:
+    spec = {"description": description, "type": "string", "required": required}
+    return {"mode": "agent", "agent": spec}
+
+
+def weather_tool(url: str, **config: Any) -> dict[str, Any]:
+    credential = {"field": "X-Api-Key", "value": TOOL_KEY}
+    return {
+        "type": "http_request",
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "credentials": {"id": "9", "name": "Weather", "type": "header", "values": credential},
+        "config": {
+            "method": "GET",
+            "url": {"mode": "fixed", "value": url},
+            "headers": [
+                {"key": "X-Unit", "value": by_model("metric or imperial", False)},
+                {"key": "Accept", "value": {"mode": "fixed", "value": "application/json"}},
+            ],
+            "query": [{"key": "city", "value": by_model("the city", True)}],
+            **config,
+        },
+    }
+
+
+def definition(provider: str, parameters: dict[str, Any], credential: bool = True) -> bytes:
+    agent: dict[str, Any] = {
+        "id": "agent",
+        "name": "Agent",
+        "type": "agent",
+        "parameters": {
+            "model": {"provider": provider, "name": f"{provider}-model-1", "temperature": 0.2},
+            "system_prompt": SYSTEM,
+            "messages": [*HISTORY, {"role": "user", "content": PROMPT}],
+            **parameters,
+        },
+    }
+    if credential:
+        kind = "gemini_api_key" if provider == "gemini" else "api_key"
+        agent["credentials"] = {
+            "id": "5",
+            "name": "LLM",
+            "type": kind,
+            "values": {"api_key": MODEL_KEY},
+        }
+    trigger = {"id": "start", "name": "Start", "type": "ManualTrigger", "trigger": True}
+    edges = [{"id": "e1", "src": "start", "dst": "agent"}]
+    return msgspec.json.encode({"nodes": [trigger, agent], "edges": edges})
+
+
+def run(
+    defn: bytes, settings: NodeSettings, meter: RecordingMeter | None = None
+) -> tuple[list[NodeStatusMessage], CompletionMessage]:
+    statuses: list[NodeStatusMessage] = []
+    executor = Executor(MemoryStore(), settings=settings, meter=meter or RecordingMeter())
+    done = LocalRunner(executor, on_status=statuses.append).run(
+        start_message(defn, {"city": "Paris"})
+    )
+    assert done is not None
+    return statuses, done
+
+
+def settings_for(provider: str, mock: Mock, **more: Any) -> NodeSettings:
+    fields: dict[str, Any] = {
+        "http_deny_networks": (),
+        f"agent_{provider}_base_url": base_url(provider, mock),
+    }
+    return NodeSettings(**{**fields, **more})
+
+
+@contextmanager
+def weather_api(status: int = 200) -> Iterator[Mock]:
+    def answer(request: Request) -> tuple[int, Any]:
+        # echoes the key it got: the node must not hand it on
+        return status, {"temp_c": 21, "got_key": request.headers.get("x-api-key")}
+
+    with serve(answer) as api:
+        yield api
+
+
+def failure(statuses: list[NodeStatusMessage]) -> str:
+    (failed,) = [s for s in statuses if s.status == "failed"]
+    assert failed.error is not None
+    return failed.error.message
+
+
+# -- the exchange, per provider ------------------------------------------------------------------
+
+
+def check_first_request(provider: str, request: Request) -> None:
+    body, headers = request.body, request.headers
+    if provider == "openai":
+        assert request.path == "/v1/chat/completions"
+        assert headers["authorization"] == f"Bearer {MODEL_KEY}"
+        assert body["model"] == "openai-model-1"
+        assert body["temperature"] == 0.2
+        assert body["messages"] == [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! Ask away."},
+            {"role": "user", "content": ASKED},
+        ]
+        function = {
+            "name": "get_weather",
+            "description": "Current weather of a city.",
+            "parameters": SCHEMA,
+        }
+        assert body["tools"] == [{"type": "function", "function": function}]
+    elif provider == "anthropic":
+        assert request.path == "/v1/messages"
+        # the SDK sends the key as x-api-key (1.x) or as a bearer token (2.x)
+        assert MODEL_KEY in (
+            headers.get("x-api-key"),
+            headers.get("authorization", "").removeprefix("Bearer "),
+        )
+        assert "anthropic-version" in headers
+        assert (body["model"], body["max_tokens"], body["temperature"]) == (
+            "anthropic-model-1",
+            4096,
+            0.2,
+        )
+        assert body["system"] == SYSTEM
+        assert body["messages"] == [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! Ask away."},
+            {"role": "user", "content": ASKED},
+        ]
+        assert body["tools"] == [
+            {
+                "name": "get_weather",
+                "description": "Current weather of a city.",
+                "input_schema": SCHEMA,
+            }
+        ]
+    else:
+        assert request.path == "/v1beta/models/gemini-model-1:generateContent"
+        assert headers["x-goog-api-key"] == MODEL_KEY
+        assert body["systemInstruction"]["parts"] == [{"text": SYSTEM}]
+        assert body["contents"] == [
+            {"role": "user", "parts": [{"text": "Hi"}]},
+            {"role": "model", "parts": [{"text": "Hello! Ask away."}]},
+            {"role": "user", "parts": [{"text": ASKED}]},
+        ]
+        assert body["generationConfig"] == {"temperature": 0.2}
+        (declaration,) = body["tools"][0]["functionDeclarations"]
+        assert (declaration["name"], declaration["description"]) == (
+            "get_weather",
+            "Current weather of a city.",
+        )
+        # the SDK sends the proto field by its snake_case name, which the API reads too
+        assert (
+            declaration.get("parametersJsonSchema", declaration.get("parameters_json_schema"))
+            == SCHEMA
+        )
+
+
+def check_tool_answer(provider: str, request: Request, call_id: str) -> dict[str, Any]:
+    """The second request carries the model's call and the tool's response; returns it."""
+    body = request.body
+    if provider == "openai":
+        assistant, tool = body["messages"][-2:]
+        assert assistant["role"] == "assistant" and assistant["content"] == "Let me look."
+        assert [c["id"] for c in assistant["tool_calls"]] == [call_id]
+        assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == CALL[1]
+        assert (tool["role"], tool["tool_call_id"]) == ("tool", call_id)
+        response: dict[str, Any] = json.loads(tool["content"])
+    elif provider == "anthropic":
+        assistant, user = body["messages"][-2:]
+        assert assistant["role"] == "assistant"
+        assert [b["type"] for b in assistant["content"]] == ["text", "tool_use"]
+        assert assistant["content"][1]["input"] == CALL[1]
+        (result,) = user["content"]
+        assert (result["type"], result["tool_use_id"], result["is_error"]) == (
+            "tool_result",
+            call_id,
+            False,
+        )
+        response = json.loads(result["content"])
+    else:
+        model, user = body["contents"][-2:]
+        assert model == {
+            "role": "model",
+            "parts": [
+                {"text": "Let me look."},
+                {"functionCall": {"name": "get_weather", "args": CALL[1]}},
+            ],
+        }
+        (part,) = user["parts"]
+        assert user["role"] == "user"
+        # the id was made up here (Gemini sends none): it does not go back
+        assert set(part["functionResponse"]) == {"name", "response"}
+        assert part["functionResponse"]["name"] == "get_weather"
+        response = part["functionResponse"]["response"]
+    return response
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_multi_turn_tool_calling_exchange(provider: str) -> None:
+    meter = RecordingMeter()
+    with weather_api() as api, llm(provider, *SCRIPT) as model:
+        statuses, done = run(
+            definition(provider, {"tools": [weather_tool(api.url + "/weather")]}),
+            settings_for(provider, model),
+            meter,
+        )
+    assert done.status == "completed", done.failure_reason
+    assert [(s.node_name, s.status) for s in statuses] == [
+        ("Agent", "running"),
+        ("Agent", "success"),
+    ]
+    first, second = llm_requests(model)
+    check_first_request(provider, first)
+
+    (seen,) = api.requests
+    assert (seen.method, seen.path) == ("GET", "/weather?city=Paris")
+    assert (seen.headers["x-unit"], seen.headers["accept"]) == ("metric", "application/json")
+    assert seen.headers["x-api-key"] == TOOL_KEY  # the tool's credential, as the http node sends it
+
+    output = done.final_context["$Agent"]
+    call_id = output["tool_calls"][0]["id"]
+    expected_id = {"openai": "call_0_0", "anthropic": "toolu_0_0"}.get(provider)
+    assert call_id == expected_id or (provider == "gemini" and call_id.startswith("adk-"))
+    sent = check_tool_answer(provider, second, call_id)
+    assert (sent["status"], sent["body"]) == (
+        200,
+        {"temp_c": 21, "got_key": TOOL_KEY},
+    )  # to the model
+
+    response = output["tool_calls"][0]["response"]
+    assert set(response) == {"status", "status_text", "body", "headers", "duration_ms"}
+    assert output == {
+        "messages": [
+            {"role": "model", "content": "Let me look."},
+            {"role": "model", "content": "21 degrees in Paris."},
+        ],
+        "final_response": "21 degrees in Paris.",
+        "tool_calls": [
+            {"id": call_id, "name": "get_weather", "args": CALL[1], "response": response}
+        ],
+        "model": f"{provider}-model-1",
+        "usage": {"prompt_tokens": 80, "completion_tokens": 13, "total_tokens": 93},
+    }
+    assert (response["status"], response["status_text"]) == (200, "200 OK")
+    assert response["body"] == {"temp_c": 21, "got_key": "***"}  # an echoed secret is masked
+
+    labels = (provider, f"{provider}-model-1")
+    assert meter.counts == [
+        ("llm_requests", (*labels, "success"), 1.0),
+        ("llm_tokens", (*labels, "prompt"), 30),
+        ("llm_tokens", (*labels, "completion"), 7),
+        ("llm_requests", (*labels, "success"), 1.0),
+        ("llm_tokens", (*labels, "prompt"), 50),
+        ("llm_tokens", (*labels, "completion"), 6),
+    ]
+    assert meter.observed == [("llm_request_seconds", labels)] * 2
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_no_secret_in_statuses(provider: str) -> None:
+    with weather_api() as api, llm(provider, *SCRIPT) as model:
+        statuses, done = run(
+            definition(provider, {"tools": [weather_tool(api.url + "/weather")]}),
+            settings_for(provider, model),
+        )
+    published = b"".join(msgspec.json.encode(s) for s in statuses) + msgspec.json.encode(done)
+    assert b"SECRET" not in published
+    running = statuses[0].parameters
+    assert running is not msgspec.UNSET
+    assert running["tools"][0]["credentials"]["values"] == {"field": "X-Api-Key", "value": "***"}
+
+
+def test_the_vertex_backend_speaks_vertex_ai_express() -> None:
+    with llm("gemini", Turn(text="ok")) as model:
+        defn = definition("gemini", {})
+        doc = msgspec.json.decode(defn)
+        doc["nodes"][1]["parameters"]["model"]["backend"] = "vertex"
+        _, done = run(msgspec.json.encode(doc), settings_for("gemini", model))
+    assert done.status == "completed", done.failure_reason
+    (request,) = model.requests
+    assert request.path == "/v1beta1/publishers/google/models/gemini-model-1:generateContent"
+    assert request.headers["x-goog-api-key"] == MODEL_KEY
+
+
+# -- tools that fail, and models that misbehave ---------------------------------------------------
+
+
+def test_a_failed_tool_request_goes_back_to_the_model() -> None:
+    with weather_api(status=503) as api, llm("openai", *SCRIPT) as model:
+        tool = weather_tool(api.url + "/weather", raise_on_status="5xx")
+        _, done = run(definition("openai", {"tools": [tool]}), settings_for("openai", model))
+    assert done.status == "completed", done.failure_reason
+    error = (
+        "http request failed after 1 attempts: status code 503 matches raise_on_status pattern: 5xx"
+    )
+    assert done.final_context["$Agent"]["tool_calls"][0]["response"] == {"error": error}
+    tool_message = llm_requests(model)[1].body["messages"][-1]
+    assert json.loads(tool_message["content"]) == {"error": error}
+
+
+def test_the_deny_list_holds_for_tools() -> None:
+    with weather_api() as api, llm("openai", *SCRIPT) as model:
+        tool = weather_tool(api.url + "/weather")
+        settings = settings_for("openai", model, http_deny_networks=("127.0.0.0/8",))
+        _, done = run(definition("openai", {"tools": [tool]}), settings)
+    assert done.status == "completed", done.failure_reason
+    response = done.final_context["$Agent"]["tool_calls"][0]["response"]
+    assert response == {
+        "error": "destination 127.0.0.1 (127.0.0.1) is in the denied network 127.0.0.0/8"
+    }
+    assert api.requests == []
+
+
+def test_calls_the_tools_cannot_run_are_answered_with_errors() -> None:
+    script = (
+        Turn(calls=(("nope", {}), ("get_weather", {"query_city": 5}))),
+        Turn(text="sorry"),
+    )
+    with weather_api() as api, llm("openai", *script) as model:
+        _, done = run(
+            definition("openai", {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for("openai", model),
+        )
+    calls = done.final_context["$Agent"]["tool_calls"]
+    assert calls[0]["response"] == {"error": 'unknown tool "nope"'}
+    assert calls[1]["response"]["status"] == 200
+    assert api.requests[0].path == "/w?city=5"  # a number the model gave is rendered
+
+
+def test_too_many_rounds_fail_the_node() -> None:
+    call = Turn(calls=(CALL,))
+    with weather_api() as api, llm("openai", call, call, Turn(text="never")) as model:
+        settings = settings_for("openai", model, agent_max_rounds=1)
+        statuses, done = run(
+            definition("openai", {"tools": [weather_tool(api.url + "/w")]}), settings
+        )
+    assert done.status == "halted"
+    assert (
+        failure(statuses) == "agent: the model still calls tools after 1 rounds (agent.max_rounds)"
+    )
+    assert len(llm_requests(model)) == 2 and len(api.requests) == 1
+
+
+def test_the_total_time_limit_fails_the_node() -> None:
+    release = threading.Event()
+
+    def stall(request: Request) -> tuple[int, Any]:
+        release.wait(30)  # until the test is done: the node gives up first
+        return 500, {}
+
+    with serve(stall) as model:
+        settings = NodeSettings(
+            agent_openai_base_url=model.url + "/v1", agent_total_timeout=0.5, agent_max_retries=0
+        )
+        statuses, _ = run(definition("openai", {}), settings)
+        release.set()
+    assert failure(statuses) == "agent: the run took longer than 0.5 s (agent.total_timeout)"
+
+
+def test_an_api_error_fails_the_node_with_the_key_masked() -> None:
+    def refuse(request: Request) -> tuple[int, Any]:
+        key = request.headers.get("authorization", "")
+        return 401, {
+            "error": {
+                "message": f"Incorrect API key provided: {key}",
+                "type": "invalid_request_error",
+            }
+        }
+
+    with serve(refuse) as model:
+        statuses, _ = run(
+            definition("openai", {}), NodeSettings(agent_openai_base_url=model.url + "/v1")
+        )
+    message = failure(statuses)
+    assert message.startswith("agent: openai request failed: Error code: 401")
+    assert "Incorrect API key provided: Bearer ***" in message and MODEL_KEY not in message
+
+
+def test_no_server_is_named_with_the_setting_that_points_at_it() -> None:
+    with serve(lambda r: (200, {})) as gone:
+        url = gone.url + "/v1"
+    statuses, _ = run(
+        definition("openai", {}), NodeSettings(agent_openai_base_url=url, agent_max_retries=0)
+    )
+    assert failure(statuses).startswith(
+        f"agent: cannot reach the openai API at {url} (set by agent.openai_base_url or "
+        "RUNEWORKER_AGENT_OPENAI_BASE_URL): "
+    )
+
+
+# -- credentials and the extra -------------------------------------------------------------------
+
+
+def test_gemini_requires_an_api_key_as_upstream() -> None:
+    statuses, _ = run(definition("gemini", {}, credential=False), NodeSettings())
+    assert failure(statuses) == "agent: gemini provider requires an api_key credential"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_keyless_server_needs_a_configured_url(provider: str) -> None:
+    statuses, _ = run(definition(provider, {}, credential=False), NodeSettings())
+    assert failure(statuses).startswith(
+        f"agent: {provider} provider requires an api_key credential"
+    )
+    with llm(provider, Turn(text="ok")) as model:
+        _, done = run(definition(provider, {}, credential=False), settings_for(provider, model))
+    assert done.final_context["$Agent"]["final_response"] == "ok"
+    assert MODEL_KEY not in json.dumps(model.requests[0].headers)
+
+
+def test_without_the_extra_the_node_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # makes `import openai` fail
+    monkeypatch.delitem(sys.modules, "runeworker.nodes.agent.providers.openai", raising=False)
+    monkeypatch.delattr(providers, "openai", raising=False)  # as if it was never imported
+    statuses, _ = run(
+        definition("openai", {}), NodeSettings(agent_openai_base_url="http://127.0.0.1:9/v1")
+    )
+    assert failure(statuses) == (
+        "agent: the agent node needs the agent extra (openai is not installed): "
+        "pip install 'runeworker[agent]'"
+    )
+
+
+def test_the_node_is_registered_blocking_without_the_sdks() -> None:
+    spec = registry.get("agent")
+    assert spec is not None and spec.blocking
+    assert spec.raw == frozenset({"tools", "mcp_servers"})
+
+
+def test_tool_fields_are_resolved_but_credentials_are_not() -> None:
+    tool = weather_tool("$input.api/weather")
+    tool["credentials"]["values"]["value"] = "key-with-$input.city-inside"
+    with (
+        weather_api() as api,
+        llm(
+            "openai", Turn(calls=(("get_weather", {"query_city": "Oslo"}),)), Turn(text="ok")
+        ) as model,
+    ):
+        defn = definition("openai", {"tools": [tool]})
+        executor = Executor(MemoryStore(), settings=settings_for("openai", model))
+        done = LocalRunner(executor).run(start_message(defn, {"city": "Paris", "api": api.url}))
+    assert done is not None and done.status == "completed", done and done.failure_reason
+    assert api.requests[0].path == "/weather?city=Oslo"
+    assert api.requests[0].headers["x-api-key"] == "key-with-$input.city-inside"
+
+
+def test_two_tools_of_one_name_are_refused() -> None:
+    tool = weather_tool("http://127.0.0.1:9/w")
+    statuses, _ = run(
+        definition("openai", {"tools": [tool, tool]}),
+        NodeSettings(agent_openai_base_url="http://127.0.0.1:9/v1"),
+    )
+    assert failure(statuses) == 'agent: two tools are named "get_weather"'
+
+
+def test_the_tools_may_come_whole_from_the_context() -> None:
+    with weather_api() as api, llm("openai", *SCRIPT) as model:
+        defn = definition("openai", {"tools": "$input.tools"})
+        executor = Executor(MemoryStore(), settings=settings_for("openai", model))
+        inputs = {"city": "Paris", "tools": [weather_tool(api.url + "/weather")]}
+        done = LocalRunner(executor).run(start_message(defn, inputs))
+    assert done is not None and done.status == "completed", done and done.failure_reason
+    assert api.requests[0].path == "/weather?city=Paris"
+    assert llm_requests(model)[0].body["tools"][0]["function"]["name"] == "get_weather"
