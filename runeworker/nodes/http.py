@@ -94,7 +94,9 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        this = req if req.timeout <= remaining else replace(req, timeout=round(remaining, 3))
+        # The first attempt starts at once and its timeout is capped at the limit already.
+        short = attempt and remaining < req.timeout
+        this = replace(req, timeout=round(remaining, 3)) if short else req
         made += 1
         started = time.monotonic()
         try:
