@@ -81,12 +81,10 @@ def _to_boolean(value: Any) -> bool:
     if isinstance(value, int | float):
         return value != 0
     if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "yes", "1"):
-            return True
-        if word in ("false", "no", "0"):
-            return False
-        raise NodeError(f"cannot cast string '{value}' to boolean")
+        flag = params.as_bool(value)  # the boolean words every node reads
+        if flag is None:
+            raise NodeError(f"cannot cast string '{value}' to boolean")
+        return flag
     raise NodeError(f"cannot cast {json_kind(value)} to boolean")
 
 

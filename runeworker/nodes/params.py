@@ -22,9 +22,12 @@ What each reader accepts (upstream: Rune's Go worker, `services/rune-worker/pkg/
 |----------|-------------------------------------------------------|-------------------------------|
 | flag     | JSON true/false; text true/yes/1, false/no/0 (any     | nothing: any other value is   |
 |          | case); not given = default                            | the default                   |
-| number   | a JSON number, or text spelling one (sign, digits,    | other text, booleans, arrays, |
-|          | fraction, exponent); `whole`: integral (2.0 and "2.0" | objects, NaN and infinities,  |
-|          | are 2); within `minimum`/`maximum`                    | values out of bounds          |
+| number   | a JSON number, or text spelling one as Python's       | other text, booleans, arrays, |
+|          | int()/float() read it (sign, digits, fraction,        | objects, NaN and infinities,  |
+|          | exponent, `_` between digits); within `minimum` and   | values out of bounds          |
+|          | `maximum`                                             |                               |
+| integer  | what `number` accepts, if integral: 2.0 and "2.0"     | fractions, what `number`      |
+|          | are 2 (as upstream's JSON numbers are)                | refuses                       |
 | duration | a number of seconds as `number` reads it; zero or     | what `number` refuses         |
 |          | negative = the default                                |                               |
 | text     | a JSON string; per `other`, any other value is not    | `other="refuse"`: any value   |
