@@ -17,6 +17,7 @@ reads as UTC, as Go does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -77,7 +78,12 @@ COMMON = compiled(COMMON_LAYOUTS)
 # Every common layout starts like one of these: cheap rejection of the text no common layout can
 # read (most of the strings a sort compares), before trying 14 layouts on it.
 _COMMON_START = re.compile(r"[0-9]{4}-|[0-9]{2} [A-Za-z]{3} |[A-Za-z]{3}, ")
-COMMON_AND_ISO_8601 = compiled(tuple(dict.fromkeys((*COMMON_LAYOUTS, *ISO_8601_LAYOUTS))))
+
+
+@functools.cache
+def common_and_iso_8601() -> tuple[Layout, ...]:
+    """`COMMON_LAYOUTS`, then `ISO_8601_LAYOUTS` (compiled on first use: only wait needs them)."""
+    return compiled(tuple(dict.fromkeys((*COMMON_LAYOUTS, *ISO_8601_LAYOUTS))))
 
 
 class DateError(ValueError):

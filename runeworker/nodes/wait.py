@@ -4,7 +4,7 @@ Either a relative wait, `amount` (a number or numeric string, fractions honoured
 of `unit` (`seconds`, the default, `minutes`, `hours` or `days`), or an absolute `date_time`
 (ISO 8601, e.g. `2026-01-31T09:00:00Z`, or one of upstream's common date layouts; without an
 offset it is UTC), which wins when given. Parameters are read by `runeworker.nodes.params`,
-`date_time` by the one date parser (`runeworker.nodes.dates`, `COMMON_AND_ISO_8601`).
+`date_time` by the one date parser (`runeworker.nodes.dates`, `common_and_iso_8601`).
 The node computes `resume_at` (epoch milliseconds); the engine stores the frozen message as a
 timer, publishes `waiting`, and on resume publishes `success` and routes on.
 """
@@ -36,7 +36,7 @@ _DATE_TIME = p.Wording(
 
 def resume_at(params: dict[str, Any], now_ms: int) -> int:
     """When the wait described by `params` ends, in epoch milliseconds."""
-    when = p.date(params, "date_time", layouts=dates.COMMON_AND_ISO_8601, wording=_DATE_TIME)
+    when = p.date(params, "date_time", layouts=dates.common_and_iso_8601(), wording=_DATE_TIME)
     if when is not None:
         return round(when.timestamp() * 1000)
     amount = p.number(params, "amount", 1.0, minimum=0, wording=_AMOUNT)

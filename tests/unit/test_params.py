@@ -345,7 +345,7 @@ ISO_FORMS = [
 def test_iso_8601_forms_of_the_wait_node(text: str) -> None:
     before = datetime.fromisoformat(text)
     before = before if before.tzinfo else before.replace(tzinfo=UTC)
-    found = dates.parse(text, dates.UTC_ZONE, dates.COMMON_AND_ISO_8601)
+    found = dates.parse(text, dates.UTC_ZONE, dates.common_and_iso_8601())
     assert found == before
     assert found.utcoffset() == timedelta(0)  # expressed in the zone asked for
 
