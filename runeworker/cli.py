@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="trigger input: JSON object, or @file")
     run.add_argument("--json", action="store_true", help="print the exact wire messages")
     run.add_argument("-v", "--verbose", action="store_true", help="show node log lines")
+    run.add_argument(
+        "-c",
+        "--config",
+        help="TOML config file for the node settings (default: $RUNEWORKER_CONFIG)",
+    )
 
     val = sub.add_parser("validate", help="check a workflow definition")
     val.add_argument("workflow")
@@ -144,7 +149,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from runeworker.commands.run import run
 
         logs.setup("INFO" if args.verbose else "ERROR", "text")
-        return run(args.workflow, args.input, args.json)
+        return run(args.workflow, args.input, args.json, config_path=args.config)
     if args.command == "validate":
         from runeworker.commands.validate import validate
 

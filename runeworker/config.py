@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 from msgspec import inspect as mi
 
+from runeworker.engine.registry import DENY_NETWORKS as DENY_NETWORKS  # re-exported
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
 from runeworker.integrations.spec import BASE_URLS
@@ -34,6 +35,7 @@ AtLeast0 = Annotated[int, Meta(ge=0)]
 AtLeast1 = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(ge=0)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
+_NODE = NodeSettings()  # the defaults of every node setting (see its docstring)
 
 
 class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -73,7 +75,7 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Annotated[float, Meta(ge=1)] = 60.0
     graceful_timeout: Seconds = 30.0
     max_steps: AtLeast1 = 10000
-    node_timeout: Seconds = 0.0
+    node_timeout: Seconds = _NODE.node_timeout
 
 
 class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -93,18 +95,15 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     directory: str = ""
 
 
-# Cloud metadata endpoints (AWS/GCP/Azure link-local, AWS IPv6, Alibaba): an http node must not
-# hand instance credentials to whoever wrote the workflow.
-DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
-
-
 class NodesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Operator limits of the built-in nodes."""
+    """Operator limits of the built-in nodes (defaults: `NodeSettings`, their one home)."""
 
-    http_deny_networks: list[str] = msgspec.field(default_factory=lambda: list(DENY_NETWORKS))
-    http_max_response_bytes: AtLeast1 = 10 * 1024 * 1024
-    http_default_timeout: PositiveSeconds = 30.0
-    smtp_timeout: PositiveSeconds = 30.0
+    http_deny_networks: list[str] = msgspec.field(
+        default_factory=lambda: list(_NODE.http_deny_networks)
+    )
+    http_max_response_bytes: AtLeast1 = _NODE.http_max_response_bytes
+    http_default_timeout: PositiveSeconds = _NODE.http_default_timeout
+    smtp_timeout: PositiveSeconds = _NODE.smtp_timeout
 
 
 class IntegrationsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -197,7 +196,7 @@ AUTO_TOTAL_SHARE = 0.8
 
 
 def to_node_settings(cfg: Config) -> NodeSettings:
-    """The part of the config the nodes see."""
+    """The part of the config the nodes see: what `serve`'s children and `run` both use."""
     fields = msgspec.to_builtins(cfg.nodes)
     fields["http_deny_networks"] = tuple(cfg.nodes.http_deny_networks)
     integrations = msgspec.to_builtins(cfg.integrations)
@@ -206,7 +205,13 @@ def to_node_settings(cfg: Config) -> NodeSettings:
     retry = {f"integrations_{k}": v for k, v in integrations.items() if k.startswith("retry")}
     agent = {f"agent_{k}": v for k, v in msgspec.to_builtins(cfg.agent).items()}
     agent["agent_total_timeout"] = cfg.agent.total_timeout or AUTO_TOTAL_SHARE * cfg.worker.timeout
-    return NodeSettings(**fields, **retry, **agent, integrations_base_urls=urls)
+    return NodeSettings(
+        **fields,
+        **retry,
+        **agent,
+        integrations_base_urls=urls,
+        node_timeout=cfg.worker.node_timeout,
+    )
 
 
 def _url_check(*schemes: str) -> Callable[[Any], str | None]:

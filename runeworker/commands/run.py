@@ -1,12 +1,18 @@
-"""`runeworker run WORKFLOW`: execute a workflow in this process, no broker needed."""
+"""`runeworker run WORKFLOW`: execute a workflow in this process, no broker needed.
+
+The nodes see the same settings as under `serve`: the same config file ($RUNEWORKER_CONFIG or
+--config), the same environment, the same `config.to_node_settings` (http deny list, limits,
+worker.node_timeout) and the same `worker.max_steps`.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
-from runeworker.config import load_config, to_node_settings
+from runeworker.config import Config, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
@@ -14,7 +20,7 @@ from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
 from runeworker.engine.validation import check_workflow
 from runeworker.engine.workflow import parse_definition
-from runeworker.errors import RuneworkerError
+from runeworker.errors import ConfigError, RuneworkerError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 _MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}
@@ -32,7 +38,26 @@ def status_line(st: NodeStatusMessage) -> str:
     return line
 
 
-def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+def local_executor(cfg: Config) -> Executor:
+    """The executor `run` uses: in-memory state, the node settings `serve` gives its children."""
+    return Executor(MemoryStore(), settings=to_node_settings(cfg), max_steps=cfg.worker.max_steps)
+
+
+def run(
+    workflow: str,
+    input_arg: str | None,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    *,
+    config_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run `workflow` to its completion; the exit code: 0 completed, 1 not, 2 bad input."""
+    try:
+        cfg = load_config(config_path, env=env)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         definition = definition_of(read_workflow(workflow))
         inputs = read_input(input_arg)
@@ -44,8 +69,6 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
                 print(f"invalid workflow: {p}", file=sys.stderr)
             return EXIT_INVALID
         start = start_message(definition, inputs)
-        # The nodes' settings ([nodes], [integrations]) of $RUNEWORKER_CONFIG and the environment.
-        executor = Executor(MemoryStore(), settings=to_node_settings(load_config()))
     except (RuneworkerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -57,7 +80,7 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
             out.write(status_line(st) + "\n")
         out.flush()
 
-    done = LocalRunner(executor, on_status=show).run(start)
+    done = LocalRunner(local_executor(cfg), on_status=show).run(start)
     if done is None:
         print("workflow ended without a completion (parked at a wait or merge)", file=sys.stderr)
         return EXIT_FAILED

@@ -33,11 +33,23 @@ log = logging.getLogger("runeworker.registry")
 _NODE_LOG = logging.getLogger("runeworker.node")  # what nodes log through (NodeContext.log)
 
 
+# Cloud metadata endpoints (AWS/GCP/Azure link-local, AWS IPv6, Alibaba): an http node must not
+# hand instance credentials to whoever wrote the workflow.
+DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+
 @dataclass(frozen=True)
 class NodeSettings:
-    """Operator settings a node may need (filled from the config file by the adapters)."""
+    """Operator settings a node may need. The defaults here are the only ones: the config's
+    `[nodes]` section and `worker.node_timeout` (runeworker/config.py) take theirs from this
+    class, and `run` and `serve` both build their settings with `config.to_node_settings`.
 
-    http_deny_networks: tuple[str, ...] = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+    node_timeout: the time limit of a blocking node (http: every attempt and backoff; smtp:
+        each network operation), also the default and upper bound of its own timeout;
+        0 = no limit.
+    """
+
+    http_deny_networks: tuple[str, ...] = DENY_NETWORKS
     http_max_response_bytes: int = 10 * 1024 * 1024
     http_default_timeout: float = 30.0
     smtp_timeout: float = 30.0
@@ -55,6 +67,8 @@ class NodeSettings:
     agent_total_timeout: float = 48.0  # 80 % of the default worker.timeout
     agent_max_retries: int = 2
     agent_anthropic_max_tokens: int = 4096
+
+    node_timeout: float = 0.0
 
 
 class Meter(Protocol):

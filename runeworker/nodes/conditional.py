@@ -16,7 +16,10 @@ from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver, render
 from runeworker.engine.workflow import Edge, Node, Workflow
 from runeworker.errors import NodeError, ResolveError
+from runeworker.nodes import params
 from runeworker.nodes.expression import Expression, canonical_operator, compare
+
+_JOINER = params.Wording(invalid="operator parameter must be 'and' or 'or', not '{shown}'")
 
 
 def route_conditional(node: Node, output: dict[str, Any] | None, workflow: Workflow) -> list[Edge]:
@@ -24,8 +27,9 @@ def route_conditional(node: Node, output: dict[str, Any] | None, workflow: Workf
     under `ignore`. A missing or unknown edge id ends the branch. An edge that is some node's
     error edge may be named here on purpose, so it is not excluded."""
     taken = output is not None and output.get("result") is True
-    edge_id = node.params.get("true_edge_id" if taken else "false_edge_id")
-    edge = workflow.edge_by_id.get(edge_id) if isinstance(edge_id, str) and edge_id else None
+    name = "true_edge_id" if taken else "false_edge_id"
+    edge_id = params.text(node.params, name, other="default")  # never raises: routing goes on
+    edge = workflow.edge_by_id.get(edge_id) if edge_id else None
     return [edge] if edge is not None else []
 
 
@@ -78,11 +82,9 @@ class Condition:
 
 
 def _structured(ctx: NodeContext, raw: list[Any]) -> dict[str, Any]:
-    joiner = ctx.params.get("operator")
-    joiner = "and" if joiner is None or joiner == "" else joiner
-    if not isinstance(joiner, str) or joiner.strip().lower() not in ("and", "or"):
-        raise NodeError(f"operator parameter must be 'and' or 'or', not '{render(joiner)}'")
-    joiner = joiner.strip().lower()
+    joiner = params.text(ctx.params, "operator", "and", wording=_JOINER).strip().lower()
+    if joiner not in ("and", "or"):
+        raise NodeError(f"operator parameter must be 'and' or 'or', not '{ctx.params['operator']}'")
     conditions = [Condition.from_raw(i, c) for i, c in enumerate(raw, 1)]
     results = (c.evaluate(ctx.resolver) for c in conditions)
     result = any(results) if joiner == "or" else all(results)

@@ -7,8 +7,10 @@ its `%`; default RFC 3339). Results are expressed in `timezone`.
 
 `date` may be text (tried with the node's own `format` first, then `PARSE_LAYOUTS` in order;
 naive text is wall-clock time in `timezone`) or a JSON number of seconds since the Unix epoch;
-a number whose magnitude exceeds `EPOCH_MS_THRESHOLD` (1e11, about the year 5138 in seconds)
-is read as milliseconds. A zone abbreviation in the text must be UTC, GMT, Z, or one the zone
+a number whose magnitude exceeds `EPOCH_MS_THRESHOLD` of `runeworker.nodes.dates` (1e11, about
+the year 5138 in seconds) is read as milliseconds. Parameters are read by
+`runeworker.nodes.params`, dates by its one parser, `runeworker.nodes.dates`.
+A zone abbreviation in the text must be UTC, GMT, Z, or one the zone
 of `timezone` uses in that year (`EET` in Africa/Cairo, `EST` or `EDT` in America/New_York);
 any other abbreviation is an error naming it, where Go silently reads it as UTC.
 
@@ -23,26 +25,24 @@ by the length of the gap (02:30 on a spring-forward day becomes 03:30).
 from __future__ import annotations
 
 import calendar
-import math
-import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
+from runeworker.nodes import params
+from runeworker.nodes.dates import COMMON_LAYOUTS, RFC3339, normalise
 from runeworker.nodes.datetime_layouts import (
     WEEKDAYS,
     Layout,
     LayoutError,
-    Parsed,
     compile_format,
     format_time,
-    parse_time,
 )
 
-DEFAULT_FORMAT = "2006-01-02T15:04:05Z07:00"
+DEFAULT_FORMAT = RFC3339
 UI_PRESETS = (
     DEFAULT_FORMAT,
     "2006-01-02",
@@ -51,26 +51,14 @@ UI_PRESETS = (
     "Mon, 02 Jan 2006 15:04 MST",
 )
 # Tried in this order after the node's own format (Go's list, RFC3339 first).
-PARSE_LAYOUTS = (
-    DEFAULT_FORMAT,
-    "2006-01-02T15:04:05.999999999Z07:00",
-    "2006-01-02 15:04:05",
-    "2006-01-02 15:04",
-    "2006-01-02",
-    "Mon, 02 Jan 2006 15:04:05 -0700",
-    "Mon, 02 Jan 2006 15:04:05 MST",
-    "Mon, 02 Jan 2006 15:04 MST",
-    "Mon, 02 Jan 2006 15:04 -0700",
-    "02 Jan 2006 15:04 MST",
-    "02 Jan 2006 15:04 -0700",
-    "02 Jan 2006",
-    "02 Jan 06 15:04 -0700",
-    "02 Jan 06 15:04 MST",
-)
+PARSE_LAYOUTS = COMMON_LAYOUTS
 UNITS = ("seconds", "minutes", "hours", "days", "weeks", "months", "years")
-EPOCH_MS_THRESHOLD = 1e11
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DATE = params.Wording(
+    missing="date parameter is required",
+    blank="date value is required",
+    invalid="unsupported date value: {shown}",
+)
 
 
 def now() -> datetime:
@@ -78,168 +66,65 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class UnknownAbbreviation(ValueError):
-    """A zone abbreviation that neither UTC nor the node's time zone uses."""
-
-    def __init__(self, abbreviation: str) -> None:
-        super().__init__(abbreviation)
-        self.abbreviation = abbreviation
-
-
 # ---- parameters ----------------------------------------------------------------------------
 
 
-def zone_param(params: dict[str, Any]) -> ZoneInfo:
-    """`timezone`: an IANA name; absent or blank means UTC."""
-    raw = params.get("timezone")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return ZoneInfo("UTC")
-    name = raw.strip() if isinstance(raw, str) else render(raw)
+def zone_param(ps: dict[str, Any]) -> ZoneInfo:
+    """`timezone`: an IANA name; not given means UTC."""
+    wording = params.Wording(invalid="invalid timezone: unknown time zone {shown}")
+    name = params.text(ps, "timezone", "UTC", wording=wording).strip()
     try:
         return ZoneInfo(name)
     except (KeyError, ValueError, OSError) as exc:  # not found, bad key, a directory
         raise NodeError(f"invalid timezone: unknown time zone {name}") from exc
 
 
-def format_param(params: dict[str, Any]) -> Layout:
-    """`format`: a Go layout or a strftime format; absent or blank means RFC 3339."""
-    raw = params.get("format")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return compile_format(DEFAULT_FORMAT)
-    if not isinstance(raw, str):
-        raise NodeError(f"format parameter must be a layout string, got {render(raw)}")
+def format_param(ps: dict[str, Any]) -> Layout:
+    """`format`: a Go layout or a strftime format; not given means RFC 3339."""
+    wording = params.Wording(invalid="format parameter must be a layout string, got {shown}")
+    raw = params.text(ps, "format", DEFAULT_FORMAT, wording=wording)
     try:
         return compile_format(raw)
     except LayoutError as exc:
         raise NodeError(f"format parameter is invalid: {exc}") from exc
 
 
-def amount_param(params: dict[str, Any]) -> int:
-    """`amount`: an integer, an integral float, or the text of an integer."""
-    raw = params.get("amount")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        raise NodeError("amount parameter is required")
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-        return int(raw.strip())
-    raise NodeError(f"amount parameter is required to be a whole number, got {render(raw)}")
+def amount_param(ps: dict[str, Any]) -> int:
+    """`amount`: a whole number (upstream's listops.ToInt, and "2.0" reads as 2)."""
+    wording = params.Wording(
+        missing="amount parameter is required",
+        invalid="amount parameter is required to be a whole number, got {shown}",
+    )
+    return params.integer(ps, "amount", required=True, wording=wording)
 
 
-def unit_param(params: dict[str, Any]) -> str:
-    """`unit`: one of `UNITS`, any case; absent or blank means days."""
-    raw = params.get("unit")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return "days"
-    unit = raw.strip().lower() if isinstance(raw, str) else ""
+def unit_param(ps: dict[str, Any]) -> str:
+    """`unit`: one of `UNITS`, any case; not given means days."""
+    wording = params.Wording(invalid="unsupported unit: {shown}")
+    unit = params.text(ps, "unit", "days", wording=wording).strip().lower()
     if unit not in UNITS:
-        raise NodeError(f"unsupported unit: {render(raw)}")
+        raise NodeError(f"unsupported unit: {render(ps.get('unit'))}")
     return unit
 
 
 def date_param(
-    params: dict[str, Any], zone: ZoneInfo, extra: Layout | None, *, required: bool
+    ps: dict[str, Any], zone: ZoneInfo, extra: Layout | None, *, required: bool
 ) -> datetime | None:
-    """`date` as an instant in `zone`; None when it is optional and absent or blank."""
-    raw = params.get("date")
-    if raw is None:
-        if required:
-            raise NodeError("date parameter is required")
-        return None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return from_epoch(raw, zone)
-    if not isinstance(raw, str):
-        raise NodeError(f"unsupported date value: {render(raw)}")
-    text = raw.strip()
-    if not text:
-        if required:
-            raise NodeError("date value is required")
-        return None
-    return parse_date(text, zone, extra)
+    """`date` as an instant in `zone` (text in the node's own format or a common layout, or
+    seconds since the epoch); None when it is optional and not given."""
+    return params.date(
+        ps, "date", zone=zone, first=extra, epoch=True, required=required, wording=_DATE
+    )
 
 
-def _required_date(params: dict[str, Any], zone: ZoneInfo, extra: Layout | None) -> datetime:
-    moment = date_param(params, zone, extra, required=True)
+def _required_date(ps: dict[str, Any], zone: ZoneInfo, extra: Layout | None) -> datetime:
+    moment = date_param(ps, zone, extra, required=True)
     if moment is None:  # unreachable: a required date raises instead
         raise NodeError("date parameter is required")
     return moment
 
 
-# ---- reading and moving instants -----------------------------------------------------------
-
-
-def from_epoch(value: float, zone: ZoneInfo) -> datetime:
-    """Seconds since the epoch, or milliseconds beyond `EPOCH_MS_THRESHOLD`."""
-    try:
-        if not math.isfinite(value):
-            raise ValueError(value)
-        if abs(value) > EPOCH_MS_THRESHOLD:
-            return (_EPOCH + timedelta(milliseconds=value)).astimezone(zone)
-        return (_EPOCH + timedelta(seconds=value)).astimezone(zone)
-    except (OverflowError, ValueError) as exc:
-        raise NodeError(f"unsupported date value: {render(value)}") from exc
-
-
-def parse_date(text: str, zone: ZoneInfo, extra: Layout | None = None) -> datetime:
-    """Read `text` with `extra`, then each of `PARSE_LAYOUTS`; the first full match wins."""
-    layouts = [compile_format(layout) for layout in PARSE_LAYOUTS]
-    if extra is not None and extra not in layouts[:1]:
-        layouts.insert(0, extra)
-    unknown: UnknownAbbreviation | None = None
-    for layout in layouts:
-        try:
-            return _in_zone(parse_time(text, layout), zone)
-        except UnknownAbbreviation as exc:
-            unknown = unknown or exc
-        except (LayoutError, ValueError, OverflowError):
-            continue
-    if unknown is not None:
-        raise NodeError(
-            f"unsupported date value: {text}: unknown time zone abbreviation "
-            f"{unknown.abbreviation} (neither UTC/GMT nor used by {zone.key})"
-        )
-    raise NodeError(f"unsupported date value: {text}")
-
-
-def _in_zone(parsed: Parsed, zone: ZoneInfo) -> datetime:
-    if parsed.offset == 0:
-        moment = parsed.wall.replace(tzinfo=UTC)
-    elif parsed.offset is not None:
-        moment = parsed.wall.replace(tzinfo=_fixed(parsed.offset))
-    elif parsed.abbreviation is not None:
-        moment = _with_abbreviation(parsed.wall, parsed.abbreviation, zone)
-    else:
-        moment = parsed.wall.replace(tzinfo=zone)
-    return normalise(moment, zone)
-
-
-def _fixed(seconds: int, name: str | None = None) -> timezone:
-    delta = timedelta(seconds=seconds)
-    return timezone(delta, name) if name else timezone(delta)
-
-
-def _with_abbreviation(wall: datetime, abbreviation: str, zone: ZoneInfo) -> datetime:
-    """Resolve `abbreviation` against `zone`: the matching side of an ambiguous hour first,
-    then any offset the zone uses under that name in the same year (EST in July)."""
-    for fold in (0, 1):
-        candidate = wall.replace(tzinfo=zone, fold=fold)
-        if candidate.tzname() == abbreviation:
-            return candidate
-    start = datetime(wall.year, 1, 1, 12, tzinfo=zone)
-    for week in range(53):
-        probe = start + timedelta(weeks=week)
-        offset = probe.utcoffset()
-        if probe.year == wall.year and probe.tzname() == abbreviation and offset is not None:
-            return wall.replace(tzinfo=_fixed(int(offset.total_seconds()), abbreviation))
-    raise UnknownAbbreviation(abbreviation)
-
-
-def normalise(moment: datetime, zone: ZoneInfo) -> datetime:
-    """The same instant as a valid wall-clock time in `zone` (through UTC, since
-    `astimezone` returns a datetime already in `zone` unchanged, even inside a DST gap)."""
-    return moment.astimezone(UTC).astimezone(zone)
+# ---- moving instants -----------------------------------------------------------------------
 
 
 def shift(moment: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:

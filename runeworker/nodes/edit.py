@@ -36,6 +36,7 @@ import msgspec
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import NodeError, RuneworkerError
+from runeworker.nodes import params
 from runeworker.nodes.expression import parse_number
 from runeworker.nodes.sandbox import Limits, Template
 from runeworker.nodes.sandbox_builtins import number_result
@@ -80,12 +81,10 @@ def _to_boolean(value: Any) -> bool:
     if isinstance(value, int | float):
         return value != 0
     if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "yes", "1"):
-            return True
-        if word in ("false", "no", "0"):
-            return False
-        raise NodeError(f"cannot cast string '{value}' to boolean")
+        flag = params.as_bool(value)  # the boolean words every node reads
+        if flag is None:
+            raise NodeError(f"cannot cast string '{value}' to boolean")
+        return flag
     raise NodeError(f"cannot cast {json_kind(value)} to boolean")
 
 
@@ -159,15 +158,19 @@ def _target(ctx: NodeContext, path: str) -> Any:
     return value
 
 
+_PATH = params.Wording(invalid="{name} must be a dot path string, not {shown}")
+_ASSIGNMENTS = params.Wording(
+    missing="assignments are required",
+    invalid="assignments must be a list of {{name, value, type}} objects",
+)
+_NAME = params.Wording(missing="assignment name is required")
+
+
 def _path_param(ctx: NodeContext) -> str:
     for key in ("target_path", "array_path"):
-        raw = ctx.params.get(key)
-        if raw is None or raw == "":
-            continue
-        if not isinstance(raw, str):
-            raise NodeError(f"{key} must be a dot path string, not {render(raw)}")
-        if raw.strip():
-            return raw.strip()
+        path = params.text(ctx.params, key, wording=_PATH).strip()
+        if path:
+            return path
     return ""
 
 
@@ -175,20 +178,15 @@ def _path_param(ctx: NodeContext) -> str:
 
 
 def _assignments(ctx: NodeContext, is_root: IsRoot) -> list[Assignment]:
-    raw = ctx.params.get("assignments")
-    if raw is None or raw == [] or raw == "":
+    raw = params.array(ctx.params, "assignments", required=True, wording=_ASSIGNMENTS)
+    if not raw:
         raise NodeError("assignments are required")
-    if not isinstance(raw, list):
-        raise NodeError("assignments must be a list of {name, value, type} objects")
     out: list[Assignment] = []
     for i, entry in enumerate(raw, 1):
         if not isinstance(entry, dict):
             raise NodeError(f"assignment {i} must be an object with name, value and type")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise NodeError("assignment name is required")
-        type_ = entry.get("type")
-        type_ = "string" if type_ is None or type_ == "" else render(type_).strip().lower()
+        name = params.text(entry, "name", required=True, other="default", wording=_NAME)
+        type_ = params.text(entry, "type", "string", other="render").strip().lower()
         value = entry.get("value")
         template = None
         if isinstance(value, str):
@@ -250,7 +248,7 @@ def _apply(ctx: NodeContext, plan: _Plan, item: dict[str, Any]) -> dict[str, Any
 @node("edit", required=("assignments",), raw=("assignments", "target_path", "array_path"))
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Apply the assignments; output `{"$json": the edited object or array}`."""
-    keep_only = str(ctx.params.get("mode") or "").strip().lower() == "keep_only"
+    keep_only = params.text(ctx.params, "mode", other="render").strip().lower() == "keep_only"
     aliases = ctx.workflow.aliases
     assignments = _assignments(ctx, lambda name: "$" + name in ctx.context or name in aliases)
     plan = _Plan(assignments, keep_only, dict(ctx.context))

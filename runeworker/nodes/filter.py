@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.engine.resolver import Resolver, render
+from runeworker.engine.resolver import Resolver
 from runeworker.errors import NodeError
+from runeworker.nodes import params
 from runeworker.nodes.lists import (
     JSON_KEY,
     FieldPath,
     array_input,
     field_path,
-    kind,
     matches,
     operator_of,
     rule_value,
@@ -56,14 +56,14 @@ class FilterRule:
         return matches(left, self.op, self.value) if found else None
 
 
-def _match_mode(raw: Any) -> str:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return "all"
-    mode = raw.strip().lower() if isinstance(raw, str) else ""
-    if mode not in MATCH_MODES:
-        shown = render(raw) if isinstance(raw, str) else kind(raw)
-        raise NodeError(f"match_mode must be 'all' or 'any', not '{shown}'")
-    return mode
+_MATCH_MODE = params.Wording(invalid="match_mode must be 'all' or 'any', not '{kind}'")
+
+
+def _match_mode(ps: dict[str, Any]) -> str:
+    raw = params.text(ps, "match_mode", "all", wording=_MATCH_MODE)
+    if raw.strip().lower() not in MATCH_MODES:
+        raise NodeError(f"match_mode must be 'all' or 'any', not '{raw}'")
+    return raw.strip().lower()
 
 
 def keep(item: Any, rules: list[FilterRule], mode: str) -> bool:
@@ -83,7 +83,7 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     entries = rules_param(ctx, "filter")
     if not entries:
         raise NodeError("at least one filter rule is required")
-    mode = _match_mode(ctx.params.get("match_mode"))
+    mode = _match_mode(ctx.params)
     source = array_input(ctx)
     rules = [
         FilterRule.parse(i, raw, source.bases, ctx.resolver) for i, raw in enumerate(entries, 1)

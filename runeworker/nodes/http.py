@@ -2,7 +2,13 @@
 
 Fixes over the Go worker (reference 8, item 28): non-string query/header values are rendered, not
 dropped; one connection pool per process; exponential backoff; string bodies keep their own content
-type; a response size cap; a deny list of networks checked on every redirect hop."""
+type; a response size cap; a deny list of networks checked on every redirect hop.
+
+Parameters are read by `runeworker.nodes.params` (`ignore_ssl` a flag, `retry` a whole number,
+`retry_delay` a number of seconds, `timeout` a duration: not positive = `http_default_timeout`).
+`worker.node_timeout` (NodeSettings.node_timeout), when set, is the default and upper bound of
+`timeout` and bounds the whole node: every attempt and backoff. Header values go out as UTF-8
+bytes, as Go writes them (see `_wire_headers`)."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import socket
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -28,6 +34,7 @@ import urllib3
 from runeworker.engine.registry import NodeContext, NodeSettings, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
+from runeworker.nodes import params as p
 
 MAX_REDIRECTS = 10
 MAX_BACKOFF = 30.0
@@ -38,6 +45,9 @@ _CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.IGNORECASE)
 _SENSITIVE = ("Authorization", "Cookie", "Proxy-Authorization")
 _TIMEOUTS = (TimeoutError, urllib3.exceptions.TimeoutError)
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the tab
+_OBJECT = p.Wording(invalid="{name} parameter must be an object")
+_URL = p.Wording(invalid="url parameter must be an http or https URL, got {got}")
 
 _sleep = time.sleep  # tests replace it to observe the backoff without waiting
 _SESSION: tuple[int, requests.Session] | None = None
@@ -73,13 +83,24 @@ def run(ctx: NodeContext) -> dict[str, Any]:
 
 def _run(ctx: NodeContext) -> dict[str, Any]:
     req = _prepare(ctx.params, ctx.credentials, ctx.settings)
+    limit = ctx.settings.node_timeout  # the whole node, every attempt and backoff included
+    deadline = time.monotonic() + limit if limit > 0 else math.inf
     last = ""
+    made = 0
     for attempt in range(req.attempts):
         if attempt and req.delay > 0:
-            _sleep(min(req.delay * 2 ** min(attempt - 1, 32), MAX_BACKOFF))
+            backoff = min(req.delay * 2 ** min(attempt - 1, 32), MAX_BACKOFF)
+            _sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        # The first attempt starts at once and its timeout is capped at the limit already.
+        short = attempt and remaining < req.timeout
+        this = replace(req, timeout=round(remaining, 3)) if short else req
+        made += 1
         started = time.monotonic()
         try:
-            resp, raw = _exchange(req, ctx.settings)
+            resp, raw = _exchange(this, ctx.settings)
         except _TransportError as exc:
             last = f"http request failed: {exc}"
         else:
@@ -88,18 +109,23 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
                 return _output(resp, raw, int((time.monotonic() - started) * 1000))
             last = f"status code {status} matches raise_on_status pattern: {req.raise_on_status}"
         ctx.log.warning("http attempt %d failed: %s", attempt + 1, ctx.resolver.mask(last))
-    raise NodeError(f"http request failed after {req.attempts} attempts: {last}")
+    if time.monotonic() >= deadline:
+        last = f"stopped at the node time limit of {limit:g} s (worker.node_timeout); last: {last}"
+    raise NodeError(f"http request failed after {made} attempts: {last}")
 
 
 def _prepare(
     params: Mapping[str, Any], credentials: Mapping[str, Any], settings: NodeSettings
 ) -> _Request:
-    method = params.get("method") or "GET"
-    if not isinstance(method, str) or not _TOKEN.fullmatch(method.strip()):
+    method = p.text(params, "method", "GET", other="default").strip()
+    if not _TOKEN.fullmatch(method):
         raise NodeError(f"method parameter must be an HTTP method name, got {method!r}")
     # A list becomes one comma-joined field, which HTTP treats as the repeated field (RFC 9110).
     headers = requests.structures.CaseInsensitiveDict(
-        {canonical_header(k): _join(v) for k, v in _object(params, "headers").items()}
+        {
+            canonical_header(k): _join(v)
+            for k, v in p.mapping(params, "headers", wording=_OBJECT).items()
+        }
     )
     secret = _credential_headers(credentials)
     for name, value in secret.items():
@@ -107,30 +133,49 @@ def _prepare(
     body = _body(params.get("body"), headers)
     try:
         prepared = requests.Request(
-            method.strip().upper(), _url(params), headers=dict(headers), data=body
+            method.upper(), _url(params), headers=_wire_headers(headers), data=body
         ).prepare()
     except (requests.RequestException, ValueError) as exc:
         raise NodeError(f"invalid http request: {exc}") from exc
-    timeout = _number(params, "timeout")
+    # worker.node_timeout is the default and the upper bound of the node's own timeout
+    cap = settings.node_timeout if settings.node_timeout > 0 else math.inf
+    timeout = p.duration(params, "timeout", min(settings.http_default_timeout, cap))
     return _Request(
         prepared=prepared,
-        timeout=timeout if timeout and timeout > 0 else settings.http_default_timeout,
-        verify=not _flag(params, "ignore_ssl"),
-        attempts=int(_number(params, "retry", minimum=0.0, whole=True) or 0) + 1,
-        delay=_number(params, "retry_delay", minimum=0.0) or 0.0,
-        raise_on_status=render(params.get("raise_on_status") or "").strip(),
+        timeout=min(timeout, cap),
+        verify=not p.flag(params, "ignore_ssl"),
+        attempts=p.integer(params, "retry", 0, minimum=0) + 1,
+        delay=p.number(params, "retry_delay", 0.0, minimum=0.0),
+        raise_on_status=p.text(params, "raise_on_status", other="render").strip(),
         secret_headers=tuple(secret),
     )
 
 
+def _wire_headers(headers: Mapping[str, str]) -> dict[str, str | bytes]:
+    """Header fields as they go on the wire. Values are trimmed of spaces and tabs and sent as
+    UTF-8 bytes when they are not ASCII, as Go's net/http writes a string's bytes (Python's
+    http.client would refuse text beyond Latin-1, and send Latin-1 text as Latin-1). Names
+    that are not HTTP tokens and values with control characters are refused, as Go refuses
+    them (`httpguts.ValidHeaderFieldName`, `ValidHeaderFieldValue`)."""
+    wire: dict[str, str | bytes] = {}
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise NodeError(f"invalid http request: header name {name!r} is not an HTTP token")
+        text = value.strip(" \t")
+        if _CONTROL.search(text):
+            raise NodeError(
+                f"invalid http request: header {name} has a control character in its value"
+            )
+        wire[name] = text if text.isascii() else text.encode()
+    return wire
+
+
 def _url(params: Mapping[str, Any]) -> str:
-    url = params.get("url")
-    if url is None or (isinstance(url, str) and not url.strip()):
-        raise NodeError("url parameter is required")
-    parts = urlsplit(url.strip()) if isinstance(url, str) else None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    url = p.text(params, "url", required=True, wording=_URL).strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise NodeError(f"url parameter must be an http or https URL, got {url!r}")
-    query = _object(params, "query")
+    query = p.mapping(params, "query", wording=_OBJECT)
     if not query:
         return parts.geturl()
     pairs = parse_qsl(parts.query, keep_blank_values=True)
@@ -139,13 +184,6 @@ def _url(params: Mapping[str, Any]) -> str:
     # Sorted by key, values of a key in order: the Go worker's url.Values.Encode().
     pairs.sort(key=lambda pair: pair[0])
     return urlunsplit(parts._replace(query=urlencode(pairs)))
-
-
-def _object(params: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = params.get(name)
-    if value is not None and not isinstance(value, dict):
-        raise NodeError(f"{name} parameter must be an object")
-    return value or {}
 
 
 def _join(value: Any) -> str:
@@ -195,34 +233,6 @@ def _credential_headers(cred: Mapping[str, Any]) -> dict[str, str]:
 def _value(cred: Mapping[str, Any], key: str) -> str:
     value = cred.get(key)
     return "" if value is None else render(value).strip()
-
-
-def _number(
-    params: Mapping[str, Any], name: str, minimum: float | None = None, whole: bool = False
-) -> float | None:
-    """A number of seconds or a count given as a JSON number or a numeric string."""
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    number = math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):  # not a number: reported below
-            number = float(value)
-    below = minimum is not None and number < minimum
-    if not math.isfinite(number) or below or (whole and not number.is_integer()):
-        kind = f"{'whole ' * whole}number{'' if minimum is None else f' >= {minimum:g}'}"
-        raise NodeError(f"{name} parameter must be a {kind}, got {value!r}")
-    return number
-
-
-def _flag(params: Mapping[str, Any], name: str) -> bool:
-    value = params.get(name)
-    text = value.strip().lower() if isinstance(value, str) else value
-    if text not in (None, "", False, "false", True, "true"):
-        raise NodeError(f"{name} parameter must be true or false, got {value!r}")
-    return text in (True, "true")
 
 
 def canonical_header(name: str) -> str:

@@ -1,38 +1,30 @@
 """`limit` node: keeps the first `count` items of a list (reference 5.11).
 
-`count` is a whole number: an integer, an integral float or a string of digits. The list is
+`count` is a whole number >= 0 (an integer, an integral float or the text of one), read by
+`runeworker.nodes.params`. The list is
 `input_array` (raw, see `runeworker.nodes.lists`), by default `$json`.
 Output: `$json` (the kept items), `count`, `original_count`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.errors import NodeError
+from runeworker.nodes import params
 from runeworker.nodes.lists import JSON_KEY, array_input
 
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+# upstream's sentences (services/rune-worker/pkg/nodes/custom/limit/limit_node.go)
+_COUNT = params.Wording(
+    missing="count parameter is required",
+    invalid="count parameter is required",
+    below="count must be zero or greater",
+)
 
 
 def count_of(raw: Any) -> int:
     """The `count` parameter as an int >= 0; anything else raises NodeError."""
-    count: int | None = None
-    if isinstance(raw, bool):
-        count = None  # JSON true is not a count
-    elif isinstance(raw, int):
-        count = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        count = int(raw)
-    elif isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-        count = int(raw.strip())
-    if count is None:
-        raise NodeError("count parameter is required")
-    if count < 0:
-        raise NodeError("count must be zero or greater")
-    return count
+    return params.integer({"count": raw}, "count", required=True, minimum=0, wording=_COUNT)
 
 
 @node("limit", required=("count",), raw=("input_array",))

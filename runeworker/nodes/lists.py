@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from runeworker.engine.registry import NodeContext
 from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import NodeError, ResolveError
+from runeworker.nodes import dates, params
 from runeworker.nodes.expression import ExpressionError, canonical_operator, compare, parse_number
+from runeworker.nodes.params import as_bool
 
 JSON_KEY = "$json"
-_TRUE_WORDS = frozenset({"true", "1", "yes"})
-_FALSE_WORDS = frozenset({"false", "0", "no"})
 _ORDERING = frozenset({">", "<", ">=", "<="})
 _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 _SINGLE_REFERENCE = re.compile(r"\$\S+|\{\{\s*\$[^\s{}]+\s*\}\}")
@@ -172,11 +172,8 @@ class FieldPath:
 
 def field_path(raw: Any, bases: tuple[str, ...], where: str) -> FieldPath:
     """Compile a rule's `field`; `where` names the rule in error sentences."""
-    if raw is None:
-        raw = ""
-    if not isinstance(raw, str):
-        raise NodeError(f"{where}: field must be a string, not {kind(raw)}")
-    text = raw.strip()
+    wording = params.Wording(invalid=f"{where}: field must be a string, not {{kind}}")
+    text = params.text({"field": raw}, "field", wording=wording).strip()
     template = _TEMPLATE.fullmatch(text)
     if template is not None:
         text = template.group(1)
@@ -205,17 +202,6 @@ def as_number(value: Any) -> int | float | None:
     if isinstance(value, int | float):
         return value
     return parse_number(value.strip()) if isinstance(value, str) else None
-
-
-def as_bool(value: Any) -> bool | None:
-    """A bool, or the bool a string true/false/1/0/yes/no (any case) denotes, else None."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS or word in _FALSE_WORDS:
-            return word in _TRUE_WORDS
-    return None
 
 
 def coerce_value(raw: Any) -> Any:
@@ -302,69 +288,29 @@ def matches(left: Any, op: str, right: Any) -> bool:
 
 
 def rules_param(ctx: NodeContext, what: str) -> list[Any]:
-    """The raw `rules` parameter as a list (a `$reference` to one is resolved); None -> []."""
+    """The raw `rules` parameter as a list (a `$reference` to one is resolved, one object is a
+    list of one); not given -> []."""
     rules = ctx.params.get("rules")
-    if isinstance(rules, str):
+    if isinstance(rules, str) and rules.strip():
         try:
             rules = ctx.resolver.resolve_value(rules)
         except ResolveError as exc:
             raise NodeError(f"rules parameter: {exc}") from exc
-    if rules is None:
-        return []
-    if isinstance(rules, dict):
-        return [rules]
-    if not isinstance(rules, list):
-        raise NodeError(f"rules parameter must be a list of {what} rules, not {kind(rules)}")
-    return rules
+    wording = params.Wording(
+        invalid=f"rules parameter must be a list of {what} rules, not {{kind}}"
+    )
+    return params.array({"rules": rules}, "rules", lone=dict, wording=wording)
 
 
-# -- dates (reference 5.12 layouts, parsed in UTC like Go's time.Parse) ---------------------------
-
-# (strptime format, ends with a zone abbreviation such as "MST"): the Go layouts in order.
-_LAYOUTS: tuple[tuple[str, bool], ...] = (
-    ("%Y-%m-%dT%H:%M:%S%z", False),  # RFC3339
-    ("%Y-%m-%dT%H:%M:%S.%f%z", False),  # RFC3339 with fractional seconds, RFC3339Nano
-    ("%Y-%m-%d %H:%M:%S", False),
-    ("%Y-%m-%d %H:%M", False),
-    ("%Y-%m-%d", False),
-    ("%a, %d %b %Y %H:%M:%S %z", False),  # RFC1123Z
-    ("%a, %d %b %Y %H:%M:%S", True),  # RFC1123
-    ("%a, %d %b %Y %H:%M", True),
-    ("%a, %d %b %Y %H:%M %z", False),
-    ("%d %b %Y %H:%M", True),
-    ("%d %b %Y %H:%M %z", False),
-    ("%d %b %Y", False),
-    ("%d %b %y %H:%M %z", False),  # RFC822Z
-    ("%d %b %y %H:%M", True),  # RFC822
-)
-# Cheap rejection of text that cannot be in any layout (most strings being sorted).
-_DATE_START = re.compile(r"[0-9]{4}-|[0-9]{2} [A-Za-z]{3} |[A-Za-z]{3}, ")
-_ZONE_ABBREVIATION = re.compile(r"(.*) ([A-Z]{3,5})")
-# Go reads up to nanoseconds; strptime's %f up to microseconds.
-_LONG_FRACTION = re.compile(r"(T[0-9:]{8}\.[0-9]{6})[0-9]+")
-
-
-def as_time(value: Any) -> datetime | None:
-    """The instant a date string in one of the reference 5.12 layouts denotes, else None.
-    Naive times are UTC; a zone abbreviation counts as UTC (Go's time.Parse does the same)."""
-    return _parse_time(value.strip()) if isinstance(value, str) else None
+# -- dates ----------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=4096)
 def _parse_time(text: str) -> datetime | None:
-    if not _DATE_START.match(text):
-        return None
-    text = _LONG_FRACTION.sub(r"\1", text)
-    abbreviated = _ZONE_ABBREVIATION.fullmatch(text)
-    for layout, with_zone in _LAYOUTS:
-        subject = text
-        if with_zone:
-            if abbreviated is None:
-                continue
-            subject = abbreviated.group(1)
-        try:
-            parsed = datetime.strptime(subject, layout)
-        except ValueError:
-            continue
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return None
+    return dates.read(text)
+
+
+def as_time(value: Any) -> datetime | None:
+    """The instant a date string in one of upstream's common layouts denotes, else None.
+    Read without a location, as Go's time.Parse: naive times and zone abbreviations are UTC."""
+    return _parse_time(value.strip()) if isinstance(value, str) else None

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.errors import NodeError
+from runeworker.nodes import params
 
+_MESSAGE = params.Wording(missing="message parameter is required")
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -19,10 +20,9 @@ _LEVELS = {
 
 @node("log", required=("message",))
 def run(ctx: NodeContext) -> dict[str, Any]:
-    message = ctx.params.get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise NodeError("message parameter is required")
-    level = str(ctx.params.get("level", "info")).strip().lower()
+    message = params.text(ctx.params, "message", required=True, other="default", wording=_MESSAGE)
+    # an unknown level is info, as upstream (services/rune-worker/pkg/nodes/custom/log/log_node.go)
+    level = params.text(ctx.params, "level", "info", other="render").strip().lower()
     if level not in _LEVELS:
         level = "info"
     ctx.log.log(

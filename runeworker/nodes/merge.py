@@ -9,41 +9,32 @@ accepted and unused, as in the Go worker). The node only checks and normalises t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
 from runeworker.errors import NodeError
-from runeworker.nodes.lists import kind
+from runeworker.nodes import params
 
 WAIT_MODES = ("wait_for_all", "wait_for_any")
 DEFAULT_TIMEOUT = 300.0
 
 
+_TIMEOUT = params.Wording(invalid="timeout must be a number of seconds, not {got}")
+
+
 def timeout_seconds(raw: Any) -> float:
     """The `timeout` parameter in seconds; anything not positive means the default."""
-    if raw is None or raw == "":
-        return DEFAULT_TIMEOUT
-    value: Any = raw
-    if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise NodeError(f"timeout must be a number of seconds, not '{raw}'") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NodeError(f"timeout must be a number of seconds, not {kind(raw)}")
-    if not math.isfinite(value):
-        raise NodeError(f"timeout must be a finite number of seconds, not {raw}")
-    return float(value) if value > 0 else DEFAULT_TIMEOUT
+    return params.duration({"timeout": raw}, "timeout", DEFAULT_TIMEOUT, wording=_TIMEOUT)
 
 
 @node("merge")
 def merge(ctx: NodeContext) -> dict[str, Any]:
     """Output the normalised settings `{"mode", "wait_mode", "timeout"}` for the engine."""
-    wait_mode = ctx.params.get("wait_mode") or "wait_for_all"
+    # a value that is not a string is the default, as upstream's parseMergeParams reads it
+    wait_mode = params.text(ctx.params, "wait_mode", "wait_for_all", other="default")
     if wait_mode not in WAIT_MODES:
         raise NodeError(f"unsupported wait_mode: {wait_mode} (use wait_for_all or wait_for_any)")
-    mode = ctx.params.get("mode") or "append"
+    mode = params.text(ctx.params, "mode", "append", other="default")
     return {
         "mode": mode,
         "wait_mode": wait_mode,

@@ -12,12 +12,14 @@ downgrade what the credential's owner asked for):
   - `none`: never encrypt.
 A password is only sent over an unencrypted link when `security` is `none` or the server is on
 loopback (the Go worker's rule for AUTH PLAIN). `ignore_ssl` (parameter or credential, boolean)
-turns certificate and host name verification off, as for the http node.
+turns certificate and host name verification off, as for the http node. Parameters and
+credential values are read by `runeworker.nodes.params`.
 
 Parameters: `from`, `to`, `cc`, `bcc` (a string of comma-separated addresses or a list of them;
 non-strings dropped), `subject`, `body`, `html` (optional HTML alternative) and `body_type`
 (`text` or `html`: the body itself is HTML). Every connect and SMTP command is bounded by the
-`smtp_timeout` setting. Errors read `failed to send email: <reason>`, with credentials masked.
+`smtp_timeout` setting, itself capped by `worker.node_timeout` when that is set. Errors read
+`failed to send email: <reason>`, with credentials masked.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
+from runeworker.nodes import params as p
 
 DEFAULT_PORT = 587
 IMPLICIT_TLS_PORT = 465
@@ -53,7 +55,10 @@ _SECURITY_ALIASES = {
     "ssl": SECURITY_TLS,
     "none": SECURITY_NONE,
 }
-_TRUE = frozenset({"true", "1", "yes", "on"})
+_HOST = p.Wording(missing="host is required in credentials")
+_FROM = p.Wording(missing="from parameter is required")
+_SUBJECT = p.Wording(missing="subject parameter is required")
+_PORT = p.Wording(invalid="port in credentials must be a whole number from 1 to 65535, not {got}")
 # Tags whose text is not content, and tags that end a line, for the text/plain alternative.
 _HIDDEN_TAGS = frozenset({"script", "style", "head", "title"})
 _BLOCK_TAGS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
@@ -103,11 +108,14 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     except NodeError as exc:
         raise NodeError(str(ctx.resolver.mask(str(exc)))) from None
     message = compose(mail)
+    # worker.node_timeout (NodeSettings.node_timeout) caps the smtp timeout: 0 = no cap
+    limit = ctx.settings.node_timeout
+    timeout = min(ctx.settings.smtp_timeout, limit) if limit > 0 else ctx.settings.smtp_timeout
     started = time.monotonic()
     try:
-        refused = deliver(server, message, mail, ctx.settings.smtp_timeout)
+        refused = deliver(server, message, mail, timeout)
     except (NodeError, smtplib.SMTPException, OSError) as exc:
-        reason = describe_error(exc, server, ctx.settings.smtp_timeout)
+        reason = describe_error(exc, server, timeout)
         # `from None`: the cause's own text is not masked and must not reach a log.
         raise NodeError(str(ctx.resolver.mask(f"failed to send email: {reason}"))) from None
     output: dict[str, Any] = {
@@ -129,32 +137,32 @@ def run(ctx: NodeContext) -> dict[str, Any]:
 
 def parse_server(credentials: dict[str, Any], params: dict[str, Any]) -> Server:
     """Connection settings from the credential values (checks in the order of reference 5.2)."""
-    host = credentials.get("host")
-    if not isinstance(host, str) or not host.strip():
-        raise NodeError("host is required in credentials")
-    username = _text(credentials.get("username"))
-    password = _text(credentials.get("password"))
+    host = p.text(credentials, "host", required=True, other="default", wording=_HOST).strip()
+    # Secrets are kept as written: a password may be spaces.
+    username = p.text(credentials, "username", other="default", keep_blank=True)
+    password = p.text(credentials, "password", other="default", keep_blank=True)
     if username or password:  # anonymous relay only when both are absent
         if not username:
             raise NodeError("username is required in credentials")
         if not password:
             raise NodeError("password is required in credentials")
-    named = _text(credentials.get("security")) or _text(params.get("security"))
+    named = p.text(credentials, "security", other="default") or p.text(
+        params, "security", other="default"
+    )
     security = _SECURITY_ALIASES.get(named.strip().lower()) if named else None
     if named and security is None:
         raise NodeError(f"security must be one of starttls, tls, ssl or none, not {named!r}")
-    port = _port(credentials.get("port"), security)
+    default_port = IMPLICIT_TLS_PORT if security == SECURITY_TLS else DEFAULT_PORT
+    port = p.integer(credentials, "port", default_port, minimum=1, maximum=65535, wording=_PORT)
     if security is None:
         security = SECURITY_TLS if port == IMPLICIT_TLS_PORT else SECURITY_STARTTLS
-    ignore = _flag(params.get("ignore_ssl")) or _flag(credentials.get("ignore_ssl"))
-    return Server(host.strip(), port, username, password, security, bool(named), not ignore)
+    ignore = p.flag(params, "ignore_ssl") or p.flag(credentials, "ignore_ssl")
+    return Server(host, port, username, password, security, bool(named), not ignore)
 
 
 def parse_mail(params: dict[str, Any]) -> Mail:
     """Addresses, subject and bodies from the resolved parameters."""
-    sender_text = params.get("from")
-    if not isinstance(sender_text, str) or not sender_text.strip():
-        raise NodeError("from parameter is required")
+    sender_text = p.text(params, "from", required=True, other="default", wording=_FROM)
     senders = parse_addresses(sender_text, "from")
     if len(senders) != 1:
         raise NodeError(f"from parameter must be exactly one address, got {sender_text!r}")
@@ -163,16 +171,14 @@ def parse_mail(params: dict[str, Any]) -> Mail:
         raise NodeError("at least one recipient in 'to' is required")
     cc = parse_addresses(params.get("cc"), "cc")
     bcc = parse_addresses(params.get("bcc"), "bcc")
-    subject = params.get("subject")
-    if subject is None or subject == "":
-        raise NodeError("subject parameter is required")
+    subject = p.text(
+        params, "subject", required=True, other="render", keep_blank=True, wording=_SUBJECT
+    )
     # A line break in a header value would be rejected by `email`; fold it to a space instead.
-    subject_text = " ".join(render(subject).splitlines())
-    body = params.get("body")
-    text = "" if body is None else render(body)
-    html = params.get("html")
-    html_text = None if html is None or html == "" else render(html)
-    body_type = _text(params.get("body_type")).strip().lower() or "text"
+    subject_text = " ".join(subject.splitlines())
+    text = p.text(params, "body", other="render", keep_blank=True)
+    html_text: str | None = p.text(params, "html", other="render", keep_blank=True) or None
+    body_type = p.text(params, "body_type", "text", other="default").strip().lower()
     if body_type not in ("text", "html"):
         raise NodeError(f"body_type must be 'text' or 'html', not {body_type!r}")
     if body_type == "html" and html_text is None:
@@ -183,13 +189,9 @@ def parse_mail(params: dict[str, Any]) -> Mail:
 
 
 def parse_addresses(value: Any, name: str) -> tuple[Address, ...]:
-    """Addresses of a string (comma-separated, display names allowed) or a list of strings."""
-    if isinstance(value, str):
-        items = [value]
-    elif isinstance(value, list | tuple):
-        items = [v for v in value if isinstance(v, str)]
-    else:
-        items = []
+    """Addresses of a string (comma-separated, display names allowed) or a list of strings;
+    other values and list members that are not strings are ignored, as upstream does."""
+    items = [v for v in p.array({name: value}, name, lone=object) if isinstance(v, str)]
     found: list[Address] = []
     for item in items:
         if item.strip():
@@ -210,28 +212,6 @@ def _parse_address_list(text: str, name: str) -> tuple[Address, ...]:
         raise invalid
     addresses: tuple[Address, ...] = header.addresses
     return addresses
-
-
-def _port(value: Any, security: str | None) -> int:
-    if value is None or value == "":
-        return IMPLICIT_TLS_PORT if security == SECURITY_TLS else DEFAULT_PORT
-    try:
-        number = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        number = -1.0
-    if not number.is_integer() or not 1 <= number <= 65535:
-        raise NodeError(
-            f"port in credentials must be a whole number from 1 to 65535, not {value!r}"
-        )
-    return int(number)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _flag(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE)
 
 
 class _TextExtractor(HTMLParser):

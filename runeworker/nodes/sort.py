@@ -17,6 +17,7 @@ from typing import Any
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
+from runeworker.nodes import params
 from runeworker.nodes.lists import (
     JSON_KEY,
     FieldPath,
@@ -36,9 +37,9 @@ SORT_TYPES = {
 _SHOWN_CHARS = 60
 
 
-def _word(raw: Any) -> str:
+def _word(rule: dict[str, Any], name: str) -> str:
     # Go reads a non-string direction or type as "" (the default).
-    return raw.strip().lower() if isinstance(raw, str) else ""
+    return params.text(rule, name, other="default").strip().lower()
 
 
 def _shown(value: Any) -> str:
@@ -61,10 +62,10 @@ class SortRule:
         where = f"sort rule {number}"
         if not isinstance(raw, dict):
             raise NodeError(f"{where} must be an object with field, direction and type")
-        type_ = _word(raw.get("type"))
+        type_ = _word(raw, "type")
         if type_ not in SORT_TYPES:
             raise NodeError(f"unsupported sort type: {type_}")
-        descending = _word(raw.get("direction")) in ("desc", "descending")
+        descending = _word(raw, "direction") in ("desc", "descending")
         return cls(
             number, field_path(raw.get("field"), bases, where), descending, SORT_TYPES[type_]
         )

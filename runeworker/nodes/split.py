@@ -12,18 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
-from runeworker.errors import NodeError
-from runeworker.nodes.lists import kind
+from runeworker.nodes import params
+
+# upstream's sentences (services/rune-worker/pkg/nodes/custom/split/split_node.go)
+_INPUT = params.Wording(
+    missing="missing required parameter: input_array",
+    invalid="input_array must be an array/slice, got {kind}",
+)
 
 
 @node("split", required=("input_array",))
 def split(ctx: NodeContext) -> dict[str, Any]:
     """Output `{"_split_items": [...]}`: the list to fan out."""
-    if "input_array" not in ctx.params or ctx.params["input_array"] is None:
-        raise NodeError("missing required parameter: input_array")
-    items = ctx.params["input_array"]
-    if not isinstance(items, list):
-        raise NodeError(f"input_array must be an array/slice, got {kind(items)}")
+    items = params.array(ctx.params, "input_array", required=True, wording=_INPUT)
     return {"_split_items": items}
 
 

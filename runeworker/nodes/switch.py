@@ -14,7 +14,14 @@ from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver, render
 from runeworker.engine.workflow import Edge, Node, Workflow
 from runeworker.errors import NodeError, ResolveError
+from runeworker.nodes import params
 from runeworker.nodes.expression import compare, resolve_operand
+
+_RULES = params.Wording(invalid="rules parameter must be a list of rules, not {shown}")
+_OPERATOR = params.Wording(
+    missing="operator must be a string, not {shown}",
+    invalid="operator must be a string, not {shown}",
+)
 
 
 def route_switch(node: Node, output: dict[str, Any] | None, workflow: Workflow) -> list[Edge]:
@@ -35,9 +42,7 @@ def route_switch(node: Node, output: dict[str, Any] | None, workflow: Workflow) 
 def _operands(rule: dict[str, Any], resolver: Resolver) -> tuple[Any, str, Any]:
     """(left, operator, right) of one rule, resolved; errors raise NodeError."""
     value = rule.get("value")
-    op = rule.get("operator")
-    if not isinstance(op, str):
-        raise NodeError(f"operator must be a string, not {render(op)}")
+    op = params.text(rule, "operator", required=True, keep_blank=True, wording=_OPERATOR)
     # Go renders a non-string `value` and then reads it back as an operand (5 -> "5" -> 5).
     text = value if isinstance(value, str) else render(value)
     left = resolve_operand(text, resolver.lookup_direct, resolver.resolve_value)
@@ -49,16 +54,12 @@ def _operands(rule: dict[str, Any], resolver: Resolver) -> tuple[Any, str, Any]:
 
 def _rules(ctx: NodeContext) -> list[Any]:
     rules = ctx.params.get("rules")
-    if isinstance(rules, str):
+    if isinstance(rules, str) and rules.strip():
         try:
             rules = ctx.resolver.resolve_value(rules)
         except ResolveError as exc:
             raise NodeError(f"rules parameter: {exc}") from exc
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        raise NodeError(f"rules parameter must be a list of rules, not {render(rules)}")
-    return rules
+    return params.array({"rules": rules}, "rules", wording=_RULES)
 
 
 @node("switch", raw=("rules",), router=route_switch, single_route=True)

@@ -2,72 +2,48 @@
 
 Either a relative wait, `amount` (a number or numeric string, fractions honoured; default 1)
 of `unit` (`seconds`, the default, `minutes`, `hours` or `days`), or an absolute `date_time`
-(ISO 8601, e.g. `2026-01-31T09:00:00Z`; without an offset it is UTC), which wins when given.
+(ISO 8601, e.g. `2026-01-31T09:00:00Z`, or one of upstream's common date layouts; without an
+offset it is UTC), which wins when given. Parameters are read by `runeworker.nodes.params`,
+`date_time` by the one date parser (`runeworker.nodes.dates`, `common_and_iso_8601`).
 The node computes `resume_at` (epoch milliseconds); the engine stores the frozen message as a
 timer, publishes `waiting`, and on resume publishes `success` and routes on.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from runeworker.engine.registry import NodeContext, node
 from runeworker.errors import NodeError
-from runeworker.nodes.lists import kind
+from runeworker.nodes import dates
+from runeworker.nodes import params as p
 
 UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
 # beyond this a resume time is no longer a date (year 9999)
 _MAX_MS = 253_402_300_799_000
-
-
-def _amount(raw: Any) -> float:
-    value: Any = raw
-    if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise NodeError(f"amount must be a number, not '{raw}'") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NodeError(f"amount must be a number, not {kind(raw)}")
-    if not math.isfinite(value):
-        raise NodeError(f"amount must be a finite number, not {raw}")
-    if value < 0:
-        raise NodeError("amount must be non-negative")
-    return float(value)
-
-
-def _unit(raw: Any) -> float:
-    unit = "seconds" if raw is None or raw == "" else raw
-    if not isinstance(unit, str) or unit.strip().lower() not in UNITS:
-        names = ", ".join(UNITS)
-        raise NodeError(f"invalid unit {unit}: use one of {names}")
-    return UNITS[unit.strip().lower()]
-
-
-def _absolute(raw: Any) -> int:
-    if not isinstance(raw, str) or not raw.strip():
-        raise NodeError(f"date_time must be an ISO 8601 date and time, not {kind(raw)}")
-    try:
-        when = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise NodeError(
-            f"date_time '{raw}' is not an ISO 8601 date and time (e.g. 2026-01-31T09:00:00Z)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return round(when.timestamp() * 1000)
+_NAMES = ", ".join(UNITS)
+# upstream's sentences (services/rune-worker/pkg/nodes/custom/wait/wait_node.go)
+_AMOUNT = p.Wording(
+    invalid="amount must be a number, not {got}", below="amount must be non-negative"
+)
+_UNIT = p.Wording(invalid=f"invalid unit {{shown}}: use one of {_NAMES}")
+_DATE_TIME = p.Wording(
+    invalid="date_time '{shown}' is not an ISO 8601 date and time (e.g. 2026-01-31T09:00:00Z)",
+    type="date_time must be an ISO 8601 date and time, not {kind}",
+)
 
 
 def resume_at(params: dict[str, Any], now_ms: int) -> int:
     """When the wait described by `params` ends, in epoch milliseconds."""
-    date_time = params.get("date_time")
-    if date_time is not None and date_time != "":
-        return _absolute(date_time)
-    amount = _amount(params.get("amount", 1))
-    due = now_ms + amount * _unit(params.get("unit")) * 1000
+    when = p.date(params, "date_time", layouts=dates.common_and_iso_8601(), wording=_DATE_TIME)
+    if when is not None:
+        return round(when.timestamp() * 1000)
+    amount = p.number(params, "amount", 1.0, minimum=0, wording=_AMOUNT)
+    unit = p.text(params, "unit", "seconds", wording=_UNIT)
+    if unit.strip().lower() not in UNITS:
+        raise NodeError(f"invalid unit {unit}: use one of {_NAMES}")
+    due = now_ms + amount * UNITS[unit.strip().lower()] * 1000
     if due > _MAX_MS:
         raise NodeError("the wait ends after the year 9999: amount is too large")
     return round(due)

@@ -206,6 +206,18 @@ def test_agent_settings_are_checked() -> None:
     assert to_node_settings(short).agent_total_timeout == 24.0
 
 
+def test_node_timeout_reaches_the_nodes() -> None:
+    cfg = load_config(env={"RUNEWORKER_WORKER_NODE_TIMEOUT": "12.5"})
+    assert to_node_settings(cfg).node_timeout == 12.5
+    assert to_node_settings(load_config(env={})) == NodeSettings()
+
+
+def test_node_defaults_have_one_home() -> None:
+    """The config's defaults of every node setting are NodeSettings' own."""
+    assert to_node_settings(Config()) == NodeSettings()
+    assert Config().worker.node_timeout == NodeSettings().node_timeout
+
+
 # --- errors name the key and the source ---------------------------------------------------------
 
 

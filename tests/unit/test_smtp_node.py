@@ -410,6 +410,20 @@ def test_timeout_when_the_server_never_answers() -> None:
     assert 0.3 <= elapsed < 5
 
 
+def test_node_timeout_caps_the_smtp_timeout() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # nobody ever speaks
+        port = listener.getsockname()[1]
+        ctx = make_ctx(BASIC, {"host": "127.0.0.1", "port": port}, timeout=30)
+        ctx.settings = NodeSettings(smtp_timeout=30, node_timeout=0.3)
+        with pytest.raises(NodeError) as info:
+            smtp.run(ctx)
+    assert str(info.value) == (
+        f"failed to send email: connection to 127.0.0.1:{port} timed out after 0.3 seconds"
+    )
+
+
 # -- parameter checks -------------------------------------------------------------------------
 
 CREDS = {"host": "127.0.0.1", "port": 1, "username": USER, "password": PASSWORD}
