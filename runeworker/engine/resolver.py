@@ -87,8 +87,7 @@ def _render_float(x: float) -> str:
     return format(Decimal(text), "f") if "e" in text else text
 
 
-@lru_cache(maxsize=4096)
-def _parse(ref: str) -> tuple[str, tuple[Segment, ...]]:
+def _parse_reference(ref: str) -> tuple[str, tuple[Segment, ...]]:
     """Split `$root.a[0].b` into ("root", ("a", 0, "b")); grammar errors raise ResolveError."""
     m = _ROOT.match(ref)
     if m is None:
@@ -117,6 +116,10 @@ def _parse(ref: str) -> tuple[str, tuple[Segment, ...]]:
         else:
             raise ResolveError(f"reference {ref}: unexpected {char!r} at position {pos}")
     return m.group(1), tuple(segments)
+
+
+# Cached by a call rather than a decorator: mutmut skips decorated functions (docs/MUTATION.md).
+_parse = lru_cache(maxsize=4096)(_parse_reference)
 
 
 def json_kind(value: Any) -> str:

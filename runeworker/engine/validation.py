@@ -202,7 +202,8 @@ def _edge_problems(wf: Workflow, look: _Lookup) -> Iterator[Problem]:
 
 
 def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+    """The places of a shared id as `a, b and c` (there are always two or more)."""
+    return f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 # --- cycles ---------------------------------------------------------------------------------

@@ -166,11 +166,10 @@ def test_sigterm_under_load_drains_and_a_restart_finishes_every_execution(
     # stepping until the supervisor's SIGTERM reaches them, hundreds of steps on a fast worker
     ids = rune.publish(log_chain(10), 100)
     rune.wait_steps(50)  # of 1000
-    began = time.monotonic()
     serve.send(signal.SIGTERM)
     assert serve.wait(GRACEFUL + 5) == 0
-    assert time.monotonic() - began < GRACEFUL, "the drain needed SIGKILL"
-    assert "still running after the graceful timeout" not in serve.log()
+    # The supervisor logs every SIGKILL at the graceful timeout (a log line, not a clock).
+    assert "still running after the graceful timeout" not in serve.log(), "the drain needed SIGKILL"
     assert rune.done(ids) == 0, "completions before SIGTERM: the test proves little"
     assert rune.consumer_count() == 0
     # Nothing is held by a dead connection: what was not done is ready for the next worker.
@@ -303,10 +302,11 @@ def test_sigterm_while_a_slow_node_runs_lets_it_finish_and_commit(
         rune.wait_consumers(2)
         ids = rune.publish(server.workflow(), 1)
         assert server.arrived.wait(15), "the http node never called the server"
-        began = time.monotonic()
         serve.send(signal.SIGTERM)
         assert serve.wait(GRACEFUL + 5) == 0
-        assert time.monotonic() - began < GRACEFUL, "the drain needed SIGKILL"
+        assert "still running after the graceful timeout" not in serve.log(), (
+            "the drain needed SIGKILL"
+        )
         rune.wait_done(ids, timeout=5, settle=1.0)  # committed before the child exited
     finally:
         server.close()

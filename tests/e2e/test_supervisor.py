@@ -386,10 +386,10 @@ def test_sigterm_drains_children_and_removes_the_pid_file(start: Start, tmp_path
     (sup.dir / "drain_seconds").write_text("0.3")
     pids = sup.started(2)
     assert pid_file.read_text() == f"{sup.proc.pid}\n"
-    began = time.monotonic()
     sup.send(signal.SIGTERM)
     assert sup.wait(7) == 0
-    assert time.monotonic() - began < 5.0
+    # Drained, not killed at the graceful timeout (read from the log, not from a clock).
+    assert "still running after the graceful timeout" not in sup.log()
     assert all(sup.marked(f"drained-{p}") for p in pids)
     assert sorted(sup.exits()) == sorted(f"{p} drain" for p in pids)
     assert not pid_file.exists()
@@ -402,7 +402,10 @@ def test_drain_kills_children_past_the_graceful_timeout(start: Start) -> None:
     began = time.monotonic()
     sup.send(signal.SIGTERM)
     assert sup.wait(6) == EXIT_DRAIN_FORCED
-    assert 1.0 <= time.monotonic() - began < 4.0
+    assert time.monotonic() - began >= 1.0  # the children had their graceful second
+    # ... and were then killed by the graceful timeout, each of them (not by their 60 s drain:
+    # the wait above would have failed).
+    assert sup.log().count("still running after the graceful timeout") == 2
     assert all(sup.marked(f"draining-{p}") and not sup.marked(f"drained-{p}") for p in pids)
     assert all(gone(p) for p in pids)
 
@@ -413,10 +416,10 @@ def test_second_sigterm_stops_at_once(start: Start) -> None:
     pids = sup.started(2)
     sup.send(signal.SIGTERM)
     wait_until(lambda: all(sup.marked(f"draining-{p}") for p in pids), "children draining")
-    began = time.monotonic()
     sup.send(signal.SIGTERM)
-    assert sup.wait(5) == 0
-    assert time.monotonic() - began < 3.0
+    assert sup.wait(5) == 0  # far less than the 30 s graceful timeout
+    assert "stopping now: killing 2 children" in sup.log()
+    assert "still running after the graceful timeout" not in sup.log()
     assert not any(sup.marked(f"drained-{p}") for p in pids)
     assert all(gone(p) for p in pids)
 

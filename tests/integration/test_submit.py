@@ -204,7 +204,7 @@ def test_timeout_without_worker_exits_3(cfg: Config, capsys: pytest.CaptureFixtu
     code, lines = run_submit(cfg, "hello", input_arg=HELLO_INPUT, timeout=0.5)
     elapsed = time.monotonic() - started
     assert code == 3
-    assert 0.5 <= elapsed < 5
+    assert elapsed >= 0.5  # waited the whole timeout (no upper bound: a loaded machine is slow)
     assert len(lines) == 1
     err = capsys.readouterr().err
     assert f"no completion of execution {lines[0]} within 0.5 s" in err

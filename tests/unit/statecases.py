@@ -182,6 +182,14 @@ def settle_admits_and_advances_at_once(store: StateStore) -> None:
         Verdict.REPLAY, closing.transition)  # fmt: skip
 
 
+@case("settle_opens_an_unknown_execution")
+def settle_opens_an_unknown_execution(store: StateStore) -> None:
+    root = root_token("ex")
+    closing = store.settle("ex", root, [], ctx("root"), None, T0, 100)
+    assert closing == Settlement(Verdict.RUN, done([ctx("root")], T0))
+    assert store.started_at("ex") == T0
+
+
 @case("settle_absorbs_a_cancelled_branch")
 def settle_absorbs_a_cancelled_branch(store: StateStore) -> None:
     a, b = fan_out(store, "ex", 2)
@@ -393,6 +401,19 @@ def aggregate_scopes_and_executions_isolated(store: StateStore) -> None:
         assert released == Barrier(RELEASED, 2, ["0", "1"], [item(0), item(1)])
 
 
+@flow_case("aggregate_runs_keep_their_own_results")
+def aggregate_runs_keep_their_own_results(store: StateStore) -> None:
+    runs = [("ex", "split", "", 0), ("ex-2", "split", "", 10), ("ex", "other", "outer_1", 20)]
+    for ex, split, scope, base in runs:
+        token = f"{ex}/{split}/{scope}/0"
+        waiting = store.aggregate(ex, split, scope, 0, 2, token, item(base))
+        assert waiting == Barrier(WAITING, 1)
+    for ex, split, scope, base in runs:
+        token = f"{ex}/{split}/{scope}/1"
+        released = store.aggregate(ex, split, scope, 1, 2, token, item(base + 1))
+        assert released == Barrier(RELEASED, 2, ["0", "1"], [item(base), item(base + 1)])
+
+
 def arrive(
     store: StateStore,
     parent: str,
@@ -417,6 +438,15 @@ def merge_wait_for_all(store: StateStore) -> None:
     assert arrive(store, "a", "ta", ctx("a"), ALL2, later) == released
     assert arrive(store, "a", "ta", ctx("a"), ALL2, later) == released
     assert arrive(store, "b", "tb2", ctx("b"), ALL2, later) == Barrier(CLOSED, 2, first_ms=NOW)
+
+
+@flow_case("merge_replays_waiting_to_an_arrival_counted_before_the_release")
+def merge_replays_waiting_to_an_arrival_counted_before_the_release(store: StateStore) -> None:
+    assert arrive(store, "b", "tb", ctx("b"), ALL2) == Barrier(WAITING, 1, first_ms=NOW)
+    released = Barrier(RELEASED, 2, ["a", "b"], [ctx("a"), ctx("b")], NOW)
+    assert arrive(store, "a", "ta", ctx("a"), ALL2) == released
+    # b's step crashed after counting: its redelivery reports what the lost step reported
+    assert arrive(store, "b", "tb", ctx("b"), ALL2) == Barrier(WAITING, 2, first_ms=NOW)
 
 
 @flow_case("merge_ghost_parents_count")
@@ -462,6 +492,15 @@ def merge_timeout(store: StateStore) -> None:
     assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 1001) == late
     assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 9000) == late
     assert arrive(store, "c", "tc2", ctx("c"), rule, NOW + 9000) == Barrier(CLOSED, 2, first_ms=NOW)
+
+
+@flow_case("merge_timeout_of_one_millisecond")
+def merge_timeout_of_one_millisecond(store: StateStore) -> None:
+    rule = MergeRule(expected=3, timeout_ms=1)
+    assert arrive(store, "a", "ta", ctx("a"), rule) == Barrier(WAITING, 1, first_ms=NOW)
+    assert arrive(store, "b", "tb", ctx("b"), rule, NOW + 1) == Barrier(WAITING, 2, first_ms=NOW)
+    late = Barrier(EXPIRED, 2, first_ms=NOW)
+    assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 2) == late
 
 
 @flow_case("concurrent_arrivals_release_once")
@@ -544,3 +583,29 @@ def timers_cancel_and_reschedule(store: StateStore) -> None:
     assert store.claim_due(NOW + 100, 100, 1000) == [Timer("moved", b"new")]
     store.cancel_timer("never-scheduled")
     assert store.next_due() is None
+
+
+@flow_case("timer_rescheduled_while_leased_keeps_its_new_due_time")
+def timer_rescheduled_while_leased_keeps_its_new_due_time(store: StateStore) -> None:
+    store.schedule("t", NOW, b"old")
+    assert store.claim_due(NOW, 100, 1000) == [Timer("t", b"old")]
+    store.schedule("t", NOW + 100_000, b"new")  # the lease of the old one is void
+    assert store.release_expired(NOW + 5000) == 0
+    assert store.next_due() == NOW + 100_000
+    assert store.claim_due(NOW + 5000, 100, 1000) == []
+    assert store.claim_due(NOW + 100_000, 100, 1000) == [Timer("t", b"new")]
+
+
+@flow_case("timers_acknowledged_or_cancelled_twice")
+def timers_acknowledged_or_cancelled_twice(store: StateStore) -> None:
+    store.schedule("fired", NOW, b"f")
+    assert store.claim_due(NOW, 100, 1000) == [Timer("fired", b"f")]
+    store.ack_timer("fired")
+    store.ack_timer("fired")  # a retried acknowledgement
+    store.ack_timer("never-scheduled")
+    store.schedule("later", NOW + 500, b"l")
+    store.cancel_timer("later")
+    assert store.next_due() is None  # gone at once, not only when it would have been due
+    store.cancel_timer("later")
+    assert store.release_expired(NOW + 10**9) == 0
+    assert store.claim_due(NOW + 10**9, 100, 1000) == []

@@ -156,6 +156,16 @@ def test_display_leaves_unresolved_references_as_written() -> None:
     assert out == {"result": True, "expression": "true or $missing.x"}
 
 
+def test_display_interpolates_text_operands() -> None:
+    out = run({"expression": "id-$n == id-7"}, {"$n": 7})
+    assert out == {"result": True, "expression": "id-7 == id-7"}
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_boolean_expression(value: bool) -> None:
+    assert run({"expression": value}) == {"result": value, "expression": str(value).lower()}
+
+
 STRUCTURED = [
     ([{"op1": "$status", "operator": "eq", "op2": 200}], {}, True),
     ([{"op1": "$status", "operator": "gt", "op2": 300}], {}, False),
@@ -175,6 +185,17 @@ STRUCTURED = [
     ([{"op1": "$name", "operator": "is equal to", "op2": "salt and pepper"}], {}, True),
     ([{"op1": "$status", "operator": "lte", "op2": 199}], {"operator": "OR"}, False),
     ({"op1": "$status", "operator": "==", "op2": "200"}, {}, True),
+    # an empty or null joiner means "and"
+    (
+        [{"op1": 1, "operator": "eq", "op2": 1}, {"op1": 1, "operator": "eq", "op2": 2}],
+        {"operator": ""},
+        False,
+    ),
+    (
+        [{"op1": 1, "operator": "eq", "op2": 1}, {"op1": 1, "operator": "eq", "op2": 1}],
+        {"operator": None},
+        True,
+    ),
 ]
 
 
@@ -196,6 +217,27 @@ def test_structured_form_display() -> None:
         {"$status": 201, "$name": "abc"},
     )
     assert out == {"result": True, "expression": "201 == 200 or abc not contains x"}
+
+
+@pytest.mark.parametrize("joiner", [None, ""])
+def test_structured_form_display_of_the_default_joiner(joiner: str | None) -> None:
+    conditions = [
+        {"op1": "$status", "operator": "eq", "op2": 200},
+        {"op1": 1, "operator": "lt", "op2": 2},
+    ]
+    out = run({"expression": conditions, "operator": joiner}, {"$status": 200})
+    assert out == {"result": True, "expression": "200 == 200 and 1 < 2"}
+
+
+def test_structured_or_stops_at_the_first_true_condition() -> None:
+    # The second condition is never evaluated, so its failing reference is no error; the
+    # display shows it as written.
+    conditions = [
+        {"op1": 1, "operator": "eq", "op2": 1},
+        {"op1": "$missing.x", "operator": "eq", "op2": 2},
+    ]
+    out = run({"expression": conditions, "operator": "or"})
+    assert out == {"result": True, "expression": "1 == 1 or $missing.x == 2"}
 
 
 ERRORS = [
@@ -250,6 +292,16 @@ ERRORS = [
         "expression condition 1: op1: reference $nope: node 'nope' not found in context",
     ),
     (
+        {"expression": [{"op1": 1, "operator": "eq", "op2": "$nope.x"}]},
+        {},
+        "expression condition 1: op2: reference $nope.x: node 'nope' not found in context",
+    ),
+    (
+        {"expression": [{"op1": 1, "op2": 1}]},
+        {},
+        "expression condition 1 must be an object with op1, operator and op2",
+    ),
+    (
         {"expression": [{"op1": "x", "operator": "gt", "op2": 1}]},
         {},
         "expression condition 1 (>): cannot convert 'x' to number",
@@ -301,7 +353,7 @@ def test_router(output: dict[str, Any] | None, expected: list[str]) -> None:
     assert _edges(params, output) == expected
 
 
-@pytest.mark.parametrize("false_edge", [None, "", "e_unknown", 7])
+@pytest.mark.parametrize("false_edge", [None, "", "e_unknown", 7, ["e_false"], {"id": "e_false"}])
 def test_router_without_a_usable_edge_id_ends_the_branch(false_edge: Any) -> None:
     params = {"expression": "x", "true_edge_id": "e_true", "false_edge_id": false_edge}
     assert _edges(params, {"result": False}) == []

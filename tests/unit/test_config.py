@@ -262,7 +262,7 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 
 
 def test_sections_are_keyword_only_and_strict() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="positional arguments"):
         BrokerConfig("amqp://x/")  # type: ignore[call-arg]
     with pytest.raises(msgspec.ValidationError, match="unknown field `procs`"):
         msgspec.convert({"procs": 1}, WorkerConfig)

@@ -5,6 +5,7 @@ inputs and strftime formats, which it does not accept."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -389,15 +390,15 @@ def test_go_parse_details() -> None:
     assert parse_time("2026-067", compile_format("2006-002")).wall == datetime(2026, 3, 8)
     assert parse_time("Mar  8", compile_format("Jan _2")).wall == datetime(1, 3, 8)
     assert parse_time("12:30 AM", compile_format("03:04 PM")).wall.hour == 0
-    for text, go_layout in [
-        ("2026-3-08", "2006-01-02"),  # `01` needs two digits
-        ("2026-03-08x", "2006-01-02"),  # extra text
-        ("2026-13-08", "2006-1-02"),  # month out of range
-        ("2026-03-08 24:00", "2006-01-02 15:04"),
-        ("2026-366", "2006-002"),  # 2026 has 365 days
-        ("12:30 am", "03:04 PM"),  # PM takes upper case only
+    for text, go_layout, reason in [
+        ("2026-3-08", "2006-01-02", "expected a number at '3-08'"),  # `01` needs two digits
+        ("2026-03-08x", "2006-01-02", "extra text 'x'"),
+        ("2026-13-08", "2006-1-02", "13 is out of range 1..12"),  # month
+        ("2026-03-08 24:00", "2006-01-02 15:04", "24 is out of range 0..23"),
+        ("2026-366", "2006-002", "day of year 366 does not match the date"),  # 365 in 2026
+        ("12:30 am", "03:04 PM", "expected PM at 'am'"),  # PM takes upper case only
     ]:
-        with pytest.raises(LayoutError):
+        with pytest.raises(LayoutError, match=f"^{re.escape(reason)}$"):
             parse_time(text, compile_format(go_layout))
 
 

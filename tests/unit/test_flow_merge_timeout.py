@@ -14,7 +14,7 @@ from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner
 from runeworker.engine.merge_timer import timer_of
 from runeworker.engine.messages import NodeStatusMessage, decode_execution, encode
-from runeworker.engine.state import MemoryStore, Verdict
+from runeworker.engine.state import MemoryStore, Timer, Verdict
 
 TIMED_OUT = "node Merge (merge) failed: merge Merge timed out after 0.2 s: 1 of 2 branches arrived"
 
@@ -33,16 +33,42 @@ def behind_a_wait(seconds: float, timeout: float = 0.2, **policy: Any) -> bytes:
     return definition(nodes, edges)
 
 
+class RecordingStore(MemoryStore):
+    """A MemoryStore that writes each timer it hands out into `events`."""
+
+    def __init__(self, events: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.events = events
+
+    def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
+        claimed = super().claim_due(now_ms, limit, lease_ms)
+        self.events += [("timer", t.timer_id) for t in claimed]
+        return claimed
+
+
 def test_merge_fails_on_time() -> None:
-    """The merge fails about `timeout` after the first arrival, not when the wait ends; the
-    halted completion still waits for the parked wait branch (a halt drains live branches)."""
+    """The merge fails when its own timer fires, `timeout` after the first arrival, not when the
+    wait ends; the halted completion still waits for the parked wait branch (a halt drains live
+    branches)."""
     seen: list[tuple[float, NodeStatusMessage]] = []
+    events: list[tuple[str, str]] = []
+
+    def on_status(status: NodeStatusMessage) -> None:
+        seen.append((time.monotonic() - began, status))
+        events.append((status.node_name, status.status))
+
     began = time.monotonic()
-    done = LocalRunner(on_status=lambda s: seen.append((time.monotonic() - began, s))).run(
+    done = LocalRunner(Executor(RecordingStore(events)), on_status).run(
         start(behind_a_wait(1.5), "trigger")
     )
     [(at, failed)] = [(t, s) for t, s in seen if s.node_name == "Merge" and s.status == "failed"]
-    assert 0.2 <= at < 1.2
+    assert at >= 0.2  # not before its timeout
+    # In time: between the merge's timer and the wait's (ordered, not timed, so a loaded
+    # machine that fires both timers late still passes).
+    merge_timer = ("timer", timer_of("ex-1", "merge", "").timer_id)
+    [first, second] = [e for e in events if e[0] == "timer"]
+    assert first == merge_timer
+    assert events.index(first) < events.index(("Merge", "failed")) < events.index(second)
     assert msgspec.json.decode(encode(failed))["error"]["message"] == TIMED_OUT.split(": ", 1)[1]
     assert done is not None and (done.status, done.failure_reason) == ("halted", TIMED_OUT)
     assert not [s for _, s in seen if s.node_name == "END"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from runeworker import metrics
@@ -375,8 +376,14 @@ def test_closed_label_values_are_checked() -> None:
 
 def test_free_form_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "MAX_LABEL_VALUES", 2)
+    # A private registry: the global one would refuse the name when the tests run twice in one
+    # process (mutmut, pytest-repeat, an IDE re-run).
     family: metrics.Family[Any] = metrics.Family(
-        "Counter", "runeworker_test_capped_total", "Test only.", ("type", None)
+        "Counter",
+        "runeworker_test_capped_total",
+        "Test only.",
+        ("type", None),
+        registry=CollectorRegistry(),
     )
     for type_ in ("http", "log", "junk1", "junk2", "http"):
         family.get(type_).inc()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
 from typing import Any
 
+import msgspec
 import pytest
 
+from runeworker.engine.context import LazyContext
 from runeworker.engine.resolver import Resolver, render
 from runeworker.errors import ResolveError
 
@@ -21,6 +25,7 @@ CONTEXT: dict[str, Any] = {
     "$evil": {"tpl": "{{ $credential.password }}", "ref": "$credential.password", "esc": "$$x"},
     "$flag": True,
     "$5": "five",
+    "$grid": [[1, 2], [3, 4]],
 }
 CREDENTIALS = {"username": "admin", "password": "s3cr3t!", "pin": "42"}
 ALIASES = {"node-7": "Fetch_User", "node-9": "NotRunYet"}
@@ -47,6 +52,8 @@ def resolver() -> Resolver:
         ("$Filter.$json", [1, 2]),
         ("$Filter.a-b", "dash"),
         ("$u.tags[1]", "y"),
+        ("$grid[1][0]", 3),
+        ("$grid[0][1]", 2),
         # Templates: whole value typed, inside text rendered, spaces optional.
         ("{{ $http.status }}", 200),
         ("{{$http.status}}", 200),
@@ -87,6 +94,7 @@ def resolver() -> Resolver:
         (None, None),
         (False, False),
         ("plain text", "plain text"),
+        ("", ""),
         ("{{ no refs }}", "{{ no refs }}"),
         # Recursion through dicts (keys untouched) and lists.
         (
@@ -111,10 +119,21 @@ def test_resolve_value(value: Any, expected: Any) -> None:
             "reference $http.body.values[3]: index 3 out of range "
             "(array of 1) at $http.body.values",
         ),
+        # One past the end is out of range too (never a bare IndexError).
+        ("$json[2]", "reference $json[2]: index 2 out of range (array of 2) at $json"),
+        ("$json[0].nope", "reference $json[0].nope: field 'nope' not found at $json[0]"),
         (
             "$http.status.x",
             "reference $http.status.x: cannot read field 'x' of a number at $http.status",
         ),
+        (
+            "$Filter.none.x",
+            "reference $Filter.none.x: cannot read field 'x' of null at $Filter.none",
+        ),
+        ("$flag.x", "reference $flag.x: cannot read field 'x' of a boolean at $flag"),
+        ("$u.name.x", "reference $u.name.x: cannot read field 'x' of a string at $u.name"),
+        ("$u.tags.x", "reference $u.tags.x: cannot read field 'x' of an array at $u.tags"),
+        ("$u.name[0]", "reference $u.name[0]: cannot index a string with [0] at $u.name"),
         ("$http[0]", "reference $http[0]: cannot index an object with [0] at $http"),
         ("$json[x]", "reference $json[x]: bad index [x], expected [n] with n >= 0"),
         ("$json[-1]", "reference $json[-1]: bad index [-1], expected [n] with n >= 0"),
@@ -219,6 +238,14 @@ def test_lookup_is_strict_and_typed() -> None:
         r.lookup("$u x")
 
 
+def test_strict_lookup_never_reads_a_literal_key() -> None:
+    r = Resolver({"$my node": "x", "$a.b": 1})
+    with pytest.raises(ResolveError, match=r"^reference \$my node: unexpected ' ' at position 3$"):
+        r.lookup("$my node")
+    with pytest.raises(ResolveError, match=r"^reference \$a\.b: node 'a' not found in context$"):
+        r.lookup("$a.b")
+
+
 def test_lookup_direct_falls_back_to_literal_key() -> None:
     context = {"$a.b": 1, "$my node": "x", "$a2": {"b": 2}}
     r = Resolver(context)
@@ -265,6 +292,68 @@ def test_mask_prefers_the_longest_secret_and_copies() -> None:
     assert Resolver({}).mask({"a": "abcd"}) == {"a": "abcd"}
 
 
+def test_mask_reaches_secrets_inside_credential_lists() -> None:
+    r = Resolver({}, credentials={"api_keys": ["key-one-1", "key-two-2"], "scopes": []})
+    assert r.mask(["key-one-1", "x key-two-2 y", "key"]) == ["***", "x *** y", "key"]
+
+
+def test_secrets_all_shorter_than_four_characters_are_still_masked() -> None:
+    r = Resolver({}, credentials={"pin": "123"})  # a PIN: no substring pattern at all
+    assert r.has_secrets()
+    value = {"pin": "123", "text": "call 123 now", "n": 123}
+    assert r.mask(value) == {"pin": "***", "text": "call 123 now", "n": 123}
+
+
+def test_basic_auth_base64_of_the_credentials_is_masked() -> None:
+    # A server that echoes the request hands back the Authorization header.
+    token = base64.b64encode(b"ann:s3cr3t!").decode()
+    r = Resolver({}, credentials={"username": "ann", "password": "s3cr3t!"})
+    assert r.mask({"echo": f"Basic {token}"}) == {"echo": "Basic ***"}
+    # Without a username a client sends ":password".
+    alone = base64.b64encode(b":s3cr3t!").decode()
+    assert Resolver({}, credentials={"password": "s3cr3t!"}).mask(alone) == "***"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        None,
+        {"username": "ann", "password": ""},  # nothing secret to encode
+        {"username": "ann", "password": 1234},  # not a string: no Basic form
+        {"host": "mail.example.org", "port": "25", "user": "ann"},  # public fields only
+    ],
+)
+def test_nothing_to_mask_returns_the_value_itself(credentials: dict[str, Any] | None) -> None:
+    r = Resolver({}, credentials=credentials)
+    assert not r.has_secrets()
+    value = {"a": ["ann:", "YW5uOg==", "mail.example.org"]}
+    assert r.mask(value) is value
+
+
+def test_public_credential_fields_are_known_by_their_last_dotted_part() -> None:
+    credentials = {"smtp.host": "mail.example.org", "a.b.port": "2525", "smtp.pass": "pw-secret"}
+    r = Resolver({}, credentials=credentials)
+    assert r.mask(["mail.example.org", "2525", "pw-secret"]) == [
+        "mail.example.org",
+        "2525",
+        "***",
+    ]
+
+
+def test_used_inputs_keep_message_bytes_unless_something_is_secret() -> None:
+    def used(credentials: dict[str, Any] | None) -> dict[str, Any]:
+        context = LazyContext({"$a": msgspec.Raw(b'{"x":1}'), "$b": msgspec.Raw(b"[2]")})
+        r = Resolver(context, credentials=credentials)
+        r.resolve_params({"p": "$a.x", "q": "$missing"})
+        return r.used_inputs()
+
+    assert used(None) == {"$a": msgspec.Raw(b'{"x":1}')}
+    assert used({"token": "t0k3n-secret"}) == {"$a": {"x": 1}}  # decoded, ready to mask
+    plain = Resolver({"$a": {"x": 1}})
+    plain.resolve_value("$a.x")
+    assert plain.used_inputs() == {"$a": {"x": 1}}
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -282,6 +371,9 @@ def test_mask_prefers_the_longest_secret_and_copies() -> None:
         (1.5e20, "150000000000000000000"),
         (1e21, "1e+21"),
         (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
+        (float("nan"), "NaN"),
+        (datetime.date(2024, 1, 2), "2024-01-02"),  # not a JSON type: its str()
         (True, "true"),
         (False, "false"),
         (None, "null"),

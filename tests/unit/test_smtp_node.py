@@ -407,7 +407,9 @@ def test_timeout_when_the_server_never_answers() -> None:
         elapsed = time.monotonic() - started
     expected = f"failed to send email: connection to 127.0.0.1:{port} timed out after 0.3 seconds"
     assert text == expected
-    assert 0.3 <= elapsed < 5
+    # The socket waited the whole timeout (a lower bound holds on any machine; without the
+    # timeout the call would never return).
+    assert elapsed >= 0.3
 
 
 def test_node_timeout_caps_the_smtp_timeout() -> None:

@@ -5,13 +5,29 @@ from __future__ import annotations
 import pytest
 from statecases import CASES
 
-from runeworker.engine.state import MemoryStore
+from runeworker.engine.state import MemoryStore, attempt_key, child_token, root_token
 
 
 def test_table_covers_every_behaviour() -> None:
-    assert len(CASES) == 24
+    assert len(CASES) == 25
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_memory_store(name: str) -> None:
     CASES[name](MemoryStore())
+
+
+def test_tokens_and_attempt_keys_are_stable_across_versions() -> None:
+    # They are persisted (Redis keys, branch tokens of messages in flight): during a rolling
+    # upgrade a child of the next version must derive the same ones as this version did.
+    assert root_token("ex-1") == root_token("ex-2") == "root"
+    assert child_token("root", 0, "a") == "db955ecdf4b92442892f"
+    assert child_token("root", 1, "a") == "0a810583e4e7d3169030"
+    assert attempt_key(b'{"execution_id":"ex"}') == "9eeb0a1aa4f540a251adda05e93ca173"
+
+
+def test_attempts_are_counted_per_message() -> None:
+    store = MemoryStore()
+    assert [store.count_attempt(b'{"m":1}') for _ in range(3)] == [1, 2, 3]
+    assert store.count_attempt(b'{"m":2}') == 1
+    assert store.count_attempt(b'{"m":1}') == 4

@@ -105,6 +105,7 @@ RULES = [
     (5, "==", "5.0", {}, True),  # a non-string value is rendered then read back
     (True, "==", True, {}, True),
     ("hello $u", "==", "hello Bob", {"$u": "Bob"}, True),  # text is interpolated
+    ("$g", "==", "hello $u", {"$g": "hello Bob", "$u": "Bob"}, True),  # on both sides
     ("$s", "==", "and or not", {"$s": "and or not"}, True),
 ]
 
@@ -188,6 +189,7 @@ ROUTING = [
     ({"output_index": 1}, ROUTES, ["yahoo"]),
     ({"output_index": 3, "fallback": True}, ROUTES, ["other"]),
     ({"output_index": 10}, ROUTES, []),
+    ({"output_index": 3, "fallback": True}, ROUTES[:3], []),  # no edge for the fallback
     ({"output_index": -1}, ROUTES, []),
     ({"output_index": 1.5}, ROUTES, []),
     ({"output_index": True}, ROUTES, []),

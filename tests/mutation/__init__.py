@@ -1,0 +1,1 @@
+"""Mutation testing of the engine core: `python -m tests.mutation.run` (docs/MUTATION.md)."""

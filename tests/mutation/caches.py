@@ -1,0 +1,25 @@
+"""pytest plugin of the mutation runs (`-p tests.mutation.caches`): every test starts with the
+`functools` caches of runeworker empty.
+
+mutmut 3.8 runs the selected tests once in its main process and forks one worker per mutant from
+it. A cache filled there by the unmutated code would hand the mutant the unmutated results, and a
+call answered from the cache never reaches mutmut's trampoline, so only the first test to make
+that call would count as covering the function.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Clear every `lru_cache`/`cache` held by a module-level name of a runeworker module."""
+    for name, module in list(sys.modules.items()):
+        if name != "runeworker" and not name.startswith("runeworker."):
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()

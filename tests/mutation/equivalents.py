@@ -1,0 +1,172 @@
+"""Surviving mutants judged equivalent: they change the code but no input can tell them apart.
+
+Keyed by mutmut's mutant name; `line` is (part of) the line the mutant adds, so that a mutant
+whose number moved to another change (its function was edited) is reported stale, not excused.
+docs/MUTATION.md lists the same entries.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Equivalent(NamedTuple):
+    """Why one surviving mutant is not a gap in the tests."""
+
+    line: str
+    reason: str
+
+
+_R = "runeworker.engine.resolver."
+_V = "runeworker.engine.validation."
+_S = "runeworker.engine.state."
+_B = "runeworker.engine.barriers."
+_C = "runeworker.nodes.conditional."
+_W = "runeworker.nodes.switch."
+
+EQUIVALENT: dict[str, Equivalent] = {
+    # -- runeworker/engine/resolver.py --------------------------------------------------------
+    _R + "x__parse_reference__mutmut_44": Equivalent(
+        "if close <= 0:",
+        "a '[' is at position 2 or later (after '$' and a name), so a ']' found after it is at "
+        "3 or later: `close` is -1 or > 0, and `< 0`, `<= 0`, `< 1` agree",
+    ),
+    _R + "x__parse_reference__mutmut_45": Equivalent(
+        "if close < 1:", "as x__parse_reference__mutmut_44: `close` is never 0"
+    ),
+    _R + "x__render_float__mutmut_14": Equivalent(
+        '("Infinity" if x >= 0 else "-Infinity")',
+        "the branch only sees an infinite x (NaN returned before): x >= 0 and x > 0 agree",
+    ),
+    _R + "x__render_float__mutmut_15": Equivalent(
+        '("Infinity" if x > 1 else "-Infinity")',
+        "the branch only sees an infinite x: x > 1 and x > 0 agree",
+    ),
+    _R + "x__render_float__mutmut_21": Equivalent(
+        "if abs(x) >= 1e+21:", "1e+21 is the same float as 1e21"
+    ),
+    _R + "x__render_float__mutmut_28": Equivalent(
+        'if ("e" in text) or True else text',
+        "repr() of a finite, non-integral float below 1e21 without an exponent is plain "
+        "decimal digits with no trailing zero; Decimal(text) formatted with 'f' is that text",
+    ),
+    _R + "x__render_float__mutmut_35": Equivalent(
+        'format(Decimal(text), "F")',
+        "'F' differs from 'f' only for NaN and infinities, which are handled before",
+    ),
+    _R + "x__secret_strings__mutmut_5": Equivalent(
+        'key.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
+    ),
+    _R + "x__secret_strings__mutmut_8": Equivalent(
+        'key.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
+    ),
+    _R + "x_a_json_kind__mutmut_13": Equivalent(
+        'name[0] in "XXaeiouXX"',
+        "json_kind names are lower case: the added 'X' never matches their first letter",
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_12": Equivalent(
+        "_MIN_SUBSTRING_SECRET), key=None)",
+        "the order of the alternation matters only between secrets that match at the same "
+        "place, i.e. one a prefix of the other; for those, sorting by text and by length agree "
+        "(the longer one first after reversed())",
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_14": Equivalent(
+        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_12"
+    ),
+    _R + "xǁResolverǁlookup__mutmut_2": Equivalent(
+        "literal_fallback=None)", "None and False are both false where the flag is read"
+    ),
+    # -- runeworker/engine/validation.py ------------------------------------------------------
+    _V + "x__type_and_parameters__mutmut_15": Equivalent(
+        "get_close_matches(node.type, list(registry), )",
+        "only close[0] is used: the best match is the same whether 1 or 3 are asked for",
+    ),
+    _V + "x__type_and_parameters__mutmut_17": Equivalent(
+        "get_close_matches(node.type, list(registry), n=2)",
+        "only close[0] is used: the best match is the same whether 1 or 2 are asked for",
+    ),
+    _V + "x__components__mutmut_7": Equivalent(
+        "low = [1] * len(adj)", "visit() sets low[v] before anything reads it"
+    ),
+    _V + "x__components__mutmut_10": Equivalent(
+        "on_stack = [True] * len(adj)",
+        "on_stack[w] is read only for a visited w, and visit() sets it",
+    ),
+    _V + "x__components__mutmut_14": Equivalent(
+        "counter = 1", "Tarjan's indexes are only compared with each other: any start works"
+    ),
+    _V + "x__components__mutmut_18": Equivalent(
+        "counter += 2", "Tarjan's indexes are only compared with each other: any step > 0 works"
+    ),
+    _V + "x__pop_component__mutmut_4": Equivalent(
+        "on_stack[w] = None", "the flag is only read for its truth: None and False agree"
+    ),
+    _V + "x__cycle_through__mutmut_20": Equivalent(
+        "raise AssertionError(None)",
+        "unreachable: a strongly connected component of more than one node, or with a self "
+        "loop, always holds a cycle through any of its nodes",
+    ),
+    _V + "x__cycle_through__mutmut_21": Equivalent(
+        'raise AssertionError("XXa strongly', "unreachable (as x__cycle_through__mutmut_20)"
+    ),
+    _V + "x__cycle_through__mutmut_22": Equivalent(
+        'raise AssertionError("A STRONGLY', "unreachable (as x__cycle_through__mutmut_20)"
+    ),
+    _V + "x_load_for_validation__mutmut_33": Equivalent(
+        '"the workflow definition ", )',
+        "parse_definition's sentences name `workflow_definition ` at most once, so replacing "
+        "the first or every occurrence is the same",
+    ),
+    _V + "x_load_for_validation__mutmut_38": Equivalent(
+        '"the workflow definition ", 2)', "as x_load_for_validation__mutmut_33"
+    ),
+    _V + "x_load_for_validation__mutmut_41": Equivalent(
+        "_with_line(text, None)",
+        "input that reaches this line is valid JSON (the shape decoder read it), so msgspec's "
+        "sentence has no byte offset and _with_line never looks at the data",
+    ),
+    _V + "x__with_line__mutmut_8": Equivalent(
+        'data.count(b"\\n", None, offset)', "a start of None is a start of 0"
+    ),
+    _V + "x__with_line__mutmut_21": Equivalent(
+        'data.rfind(b"\\n", None, offset)', "a start of None is a start of 0"
+    ),
+    # -- runeworker/engine/state.py -----------------------------------------------------------
+    _S + "xǁMemoryStoreǁsettle__mutmut_23": Equivalent(
+        "self.advance(execution_id, token, None, None, None, now_ns)",
+        "a cancelled execution has its failure recorded, and advance() reads the children "
+        "only while there is none",
+    ),
+    _S + "xǁMemoryStoreǁsettle__mutmut_24": Equivalent(
+        "self.advance(execution_id, token, [], None, None, None)",
+        "admit() just opened the execution; advance() reads now_ns only to open one",
+    ),
+    _S + "xǁMemoryStoreǁsettle__mutmut_41": Equivalent(
+        "failure, None)",
+        "admit() just opened the execution; advance() reads now_ns only to open one",
+    ),
+    # -- runeworker/engine/barriers.py --------------------------------------------------------
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_11": Equivalent(
+        "return self._decided(m, state, None)",
+        "a wait_for_any merge is decided by its first arrival with data and its data never "
+        "changes after a decision: every other parent recorded is a ghost, which the result "
+        "leaves out, so the winner alone and every parent give the same keys and results",
+    ),
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_59": Equivalent(
+        "return self._decided(m, BarrierState.RELEASED, None)",
+        "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
+    ),
+    _B + "xǁMemoryFlowǁ_decided__mutmut_9": Equivalent(
+        "names = [winner] if (winner) and False else sorted(m.data)",
+        "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
+    ),
+    # -- runeworker/nodes/conditional.py ------------------------------------------------------
+    _C + "x__structured__mutmut_9": Equivalent(
+        'joiner = "AND" if joiner is None', "the joiner is lower-cased right after"
+    ),
+    # -- runeworker/nodes/switch.py -----------------------------------------------------------
+    _W + "x__operands__mutmut_13": Equivalent(
+        "text = value if (isinstance(value, str)) and False else render(value)",
+        "render() returns a string unchanged",
+    ),
+}
