@@ -172,6 +172,7 @@ PUBLIC_CREDENTIAL_KEYS = frozenset(
     {
         "host",
         "port",
+        "base_url",
         "security",
         "type",
         "username",

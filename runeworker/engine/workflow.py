@@ -2,7 +2,9 @@
 
 The definition rides in every execution message as `msgspec.Raw`; `parse_definition`
 turns the bytes into a `Workflow` with lookup tables, and caches it by the bytes themselves
-so that every node of an execution after the first costs a dictionary lookup.
+so that every node of an execution after the first costs a dictionary lookup. `null` in any
+field of these Structs (a node's `credentials`, `error`, `trigger`, ...) reads as an absent
+key, as Go reads it (`runeworker.engine.nulls`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import WorkflowError
 
 ERROR_HALT = "halt"
@@ -130,7 +133,7 @@ class _Definition(msgspec.Struct):
     execution_id: str = ""
 
 
-_decoder = msgspec.json.Decoder(_Definition)
+_decoder = TolerantDecoder(_Definition)
 _CACHE: OrderedDict[bytes, Workflow] = OrderedDict()
 _CACHE_SIZE = 128
 _last: tuple[bytes | msgspec.Raw, Workflow] | None = None
