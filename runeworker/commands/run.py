@@ -9,7 +9,7 @@ from runeworker.commands.files import definition_of, read_input, read_workflow, 
 from runeworker.engine import registry
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
-from runeworker.engine.validation import check_workflow
+from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import RuneworkerError
 
@@ -35,7 +35,7 @@ def run(workflow: str, input_arg: str | None, as_json: bool, out: TextIO = sys.s
         inputs = read_input(input_arg)
         if inputs is None:
             inputs = sample_input(definition)
-        problems = check_workflow(parse_definition(definition), registry.load())
+        problems = runnable_problems(parse_definition(definition), registry.load())
         if problems:
             for p in problems:
                 print(f"invalid workflow: {p}", file=sys.stderr)

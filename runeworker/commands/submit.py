@@ -49,7 +49,7 @@ from runeworker.engine.messages import (
     NodeStatusMessage,
     encode,
 )
-from runeworker.engine.validation import check_workflow
+from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
 from runeworker.masking import scrub_password
@@ -145,7 +145,7 @@ def prepare(
     `problems` lists every problem of the definition."""
     definition = definition_of(read_workflow(workflow))
     inputs = read_input(input_arg)
-    problems = check_workflow(parse_definition(definition), registry.load())
+    problems = runnable_problems(parse_definition(definition), registry.load())
     if problems:
         raise WorkflowError(f"{len(problems)} problem(s)", [str(p) for p in problems])
     start = start_message(definition, inputs, workflow_id=workflow_id or Path(workflow).stem)
