@@ -25,6 +25,7 @@ import msgspec
 import requests
 import urllib3
 
+from runeworker.engine import depth
 from runeworker.engine.registry import NodeContext, NodeSettings, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
@@ -416,7 +417,7 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
     if not raw:
         return ""
     with contextlib.suppress(msgspec.DecodeError):
-        return msgspec.json.decode(raw)
+        return depth.decode(raw, "response body")  # too deep: DepthError fails the node
     charset = _CHARSET.search(content_type)
     try:
         return raw.decode(charset.group(1) if charset else "utf-8", errors="replace")

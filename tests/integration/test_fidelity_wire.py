@@ -4,8 +4,11 @@ Redis."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -122,3 +125,91 @@ def test_api_key_credentials_of_the_web_form_and_of_the_worker(
     for got in wire.statuses(m["execution_id"]) + wire.completions(m["execution_id"]):
         assert secret.encode() not in got.raw
     assert success["output"]["status"] == 200
+
+
+# -- item 8: untrusted depth ------------------------------------------------------------------
+
+
+class DeepServer:
+    """127.0.0.1 HTTP server answering a JSON array nested `levels` deep."""
+
+    def __init__(self, levels: int) -> None:
+        body = b"[" * levels + b"]" * levels
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def deep_server() -> Iterator[DeepServer]:
+    srv = DeepServer(3_000)
+    yield srv
+    srv.close()
+
+
+def deep_workflow(policy: str, first: dict[str, Any], inputs: Any = None) -> dict[str, Any]:
+    first["error"] = (
+        {"type": policy, "error_edge": "e_err"} if policy == "branch" else {"type": policy}
+    )
+    nodes = [
+        node("trigger", "ManualTrigger", "Start"),
+        first,
+        node("after", "log", "After", message="after"),
+        node("onerr", "log", "OnError", message="$error.message"),
+    ]
+    edges = [edge("trigger", first["id"]), edge(first["id"], "after")]
+    if policy == "branch":
+        edges.append(edge(first["id"], "onerr", "e_err"))
+    context = {"$input": inputs, "$trigger": inputs} if inputs is not None else None
+    return master(nodes, edges, context)
+
+
+def statuses_of(wire: Wire, execution_id: str) -> list[tuple[str, str]]:
+    return [(g.body["node_id"], g.body["status"]) for g in wire.statuses(execution_id)]
+
+
+@pytest.mark.parametrize("policy", ["ignore", "branch", "halt"])
+@pytest.mark.parametrize("source", ["http", "input"])
+def test_deep_json_fails_the_node_under_its_policy(
+    wire: Wire, deep_server: DeepServer, policy: str, source: str
+) -> None:
+    if source == "http":
+        first = node("deep", "http", "Deep", url=deep_server.url, method="GET")
+        m = deep_workflow(policy, first)
+    else:
+        first = node("deep", "log", "Deep", message="$input.k")
+        m = deep_workflow(policy, first, {"k": json.loads("[" * 600 + "]" * 600)})
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    done = wire.completion(eid)
+    failed = node_statuses(wire, eid, "deep", 2)
+    assert [s["status"] for s in failed] == ["running", "failed"]
+    assert "nested deeper than 100 levels" in failed[1]["error"]["message"]
+    if policy == "halt":
+        assert done["status"] == "halted"
+        assert "nested deeper than 100 levels" in done["failure_reason"]
+    else:
+        assert done["status"] == "completed", done
+        goes_on = "after" if policy == "ignore" else "onerr"
+        assert [s["status"] for s in node_statuses(wire, eid, goes_on, 2)] == [
+            "running",
+            "success",
+        ]
+    wire.no_second_completion(eid, settle=0.3)
+    assert not wire.of("runeworker.dead-letter", eid)  # a node failure, not bad input
