@@ -37,6 +37,11 @@ class NodeError(RuneworkerError):
         self.details = details
 
 
+class DepthError(NodeError):
+    """JSON nested deeper than `runeworker.engine.depth.MAX_DEPTH`: fails the node that meets
+    it, under the node's error policy."""
+
+
 class ConfigError(RuneworkerError):
     """A configuration file, variable or flag with a wrong key or value."""
 

@@ -38,6 +38,8 @@ def read_input(arg: str | None) -> dict[str, Any] | None:
         value = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"--input is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise WorkflowError("--input is nested too deeply to be read") from None
     if not isinstance(value, dict):
         raise WorkflowError("--input must be a JSON object")
     return value
@@ -49,6 +51,8 @@ def definition_of(data: bytes) -> bytes:
         doc = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"workflow is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise WorkflowError("workflow is nested too deeply to be read") from None
     if isinstance(doc, dict) and isinstance(doc.get("workflow_definition"), dict):
         return msgspec.json.encode(doc["workflow_definition"])
     return data
@@ -59,7 +63,7 @@ def sample_input(definition: bytes) -> dict[str, Any] | None:
     given, so that shipped examples run as typed."""
     try:
         doc = msgspec.json.decode(definition)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     meta = doc.get("metadata") if isinstance(doc, dict) else None
     sample = meta.get("sample_input") if isinstance(meta, dict) else None

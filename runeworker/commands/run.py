@@ -18,7 +18,7 @@ from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
-from runeworker.engine.validation import check_workflow
+from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import ConfigError, RuneworkerError
 
@@ -63,7 +63,7 @@ def run(
         inputs = read_input(input_arg)
         if inputs is None:
             inputs = sample_input(definition)
-        problems = check_workflow(parse_definition(definition), registry.load())
+        problems = runnable_problems(parse_definition(definition), registry.load())
         if problems:
             for p in problems:
                 print(f"invalid workflow: {p}", file=sys.stderr)

@@ -48,7 +48,7 @@ from runeworker.engine.messages import (
     NodeStatusMessage,
     encode,
 )
-from runeworker.engine.validation import check_workflow
+from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
 
@@ -144,7 +144,7 @@ def prepare(
     inputs = read_input(input_arg)
     if inputs is None:  # a shipped example submits as it runs: with its sample input
         inputs = sample_input(definition)
-    problems = check_workflow(parse_definition(definition), registry.load())
+    problems = runnable_problems(parse_definition(definition), registry.load())
     if problems:
         raise WorkflowError(f"{len(problems)} problem(s)", [str(p) for p in problems])
     start = start_message(definition, inputs, workflow_id=workflow_id or Path(workflow).stem)

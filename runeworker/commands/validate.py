@@ -6,7 +6,7 @@ import sys
 
 from runeworker.commands.files import read_workflow
 from runeworker.engine import registry
-from runeworker.engine.validation import check_workflow, load_for_validation
+from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.errors import RuneworkerError
 
 
@@ -16,7 +16,7 @@ def validate(workflow: str) -> int:
     except (RuneworkerError, OSError) as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    problems = check_workflow(wf, registry.load())
+    problems = runnable_problems(wf, registry.load())
     for p in problems:
         print(f"invalid: {p}", file=sys.stderr)
     if problems:

@@ -8,7 +8,9 @@ writes `Raw` verbatim and reads a dict subclass without calling its Python metho
 cost of a step no longer grows with the size of the context it does not touch.
 
 Every read path (`[]`, `get`, `values`, `items`, iteration, `dict(...)`, `copy`) returns
-decoded values; only the encoder sees raw bytes.
+decoded values; only the encoder sees raw bytes. A value nested deeper than
+`runeworker.engine.depth.MAX_DEPTH` is never decoded: reading it raises `DepthError`, which
+fails the node that reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-_decode = msgspec.json.decode
+from runeworker.engine import depth
+from runeworker.errors import DepthError
 
 
 class LazyContext(dict[str, Any]):
@@ -30,11 +33,12 @@ class LazyContext(dict[str, Any]):
     are therefore read-only: a change made in place would not reach the next message (no
     node does that; an output is a new object, set with `ctx[key] = ...`)."""
 
-    __slots__ = ("_decoded",)
+    __slots__ = ("_decoded", "_deep")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._decoded: dict[str, tuple[msgspec.Raw, Any]] = {}
+        self._deep: set[str] = set()  # keys whose bytes nest too deeply to be read
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
@@ -43,9 +47,17 @@ class LazyContext(dict[str, Any]):
         cached = self._decoded.get(key)
         if cached is not None and cached[0] is value:
             return cached[1]
-        decoded = _decode(value)
+        try:
+            decoded = depth.decode(value, f"context value {key}")
+        except DepthError:
+            self._deep.add(key)
+            raise
         self._decoded[key] = (value, decoded)
         return decoded
+
+    def too_deep(self, key: str) -> bool:
+        """True when a read of `key` failed because its value nests too deeply."""
+        return key in self._deep and type(dict.get(self, key)) is msgspec.Raw
 
     def raw(self, key: str) -> Any:
         """The value as stored: the `Raw` bytes of a value from the message (read or not),
@@ -84,6 +96,7 @@ class LazyContext(dict[str, Any]):
         """A shallow copy that keeps undecoded values undecoded (and the decoded ones)."""
         other = LazyContext(dict.items(self))
         other._decoded.update(self._decoded)
+        other._deep.update(self._deep)
         return other
 
     def decode_all(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runeworker.engine import bookkeeping, flow, linear, merge_timer, registry
+from runeworker.engine import bookkeeping, depth, flow, linear, merge_timer, registry
 from runeworker.engine.context import lazy
 from runeworker.engine.flow import Ending, Outcome, Step
 from runeworker.engine.messages import (
@@ -284,6 +284,8 @@ class Executor:
             return None, NodeError(
                 f"node type {node.type} returned {type(output).__name__}, expected an object"
             )
+        if depth.exceeds(output):  # see runeworker.engine.depth: nothing deeper goes on
+            return None, NodeError(f"the output of node type {node.type} is {depth.TOO_DEEP}")
         return output, None
 
     def _failed(

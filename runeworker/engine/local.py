@@ -26,7 +26,6 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.state import MemoryStore
 from runeworker.engine.workflow import parse_definition
-from runeworker.errors import WorkflowError
 
 OnStatus = Callable[[NodeStatusMessage], None]
 Sleep = Callable[[float], None]
@@ -42,19 +41,10 @@ def start_message(
     execution_id: str | None = None,
 ) -> NodeExecutionMessage:
     """The message the master would publish: it starts at the trigger node, which fans out
-    to every successor (the Rune API starts only the first one; we start them all)."""
-    wf = parse_definition(definition)
-    triggers = [n.id for n in wf.nodes if n.trigger]
-    if triggers:
-        current = triggers[0]
-    else:
-        # Without a trigger the first node no edge points to is itself the start (it must
-        # run: `start_nodes` would give its successors, as if it were a trigger).
-        targets = {e.dst for e in wf.edges}
-        starts = [n.id for n in wf.nodes if n.id not in targets]
-        if not starts:
-            raise WorkflowError("workflow has no trigger node and no start node")
-        current = starts[0]
+    to every successor (the Rune API starts only the first one; we start them all). Without a
+    trigger, the one node no edge points to runs first. A workflow with several triggers, or
+    without one and with several such nodes, raises WorkflowError (`Workflow.start_node`)."""
+    current = parse_definition(definition).start_node()
     context: dict[str, Any] = {}
     if inputs is not None:
         context = {"$input": inputs, "$trigger": inputs}

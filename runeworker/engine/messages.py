@@ -5,6 +5,8 @@ Optional keys that the Go worker omits when empty are typed `X | UnsetType` with
 Go worker emits it (`omitempty` in services/rune-worker/pkg/messages/). The workflow definition
 travels as `msgspec.Raw`: it is parsed once per process (see `workflow.py`) and re-emitted byte
 for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webhook_guid`, ...).
+`null` in any field of these Structs reads as an absent key, as Go reads it
+(`runeworker.engine.nulls`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from runeworker.engine.context import LazyContext
+from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import MessageError
 
 STATUS_RUNNING: Final = "running"
@@ -120,7 +123,7 @@ class CompletionMessage(msgspec.Struct):
 
 
 _encoder = msgspec.json.Encoder()
-_execution_decoder = msgspec.json.Decoder(NodeExecutionMessage)
+_execution_decoder = TolerantDecoder(NodeExecutionMessage)
 
 encode = _encoder.encode
 

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from runeworker.engine import depth
 from runeworker.engine.flow import Emit, Outcome
 from runeworker.engine.messages import (
     CompletionMessage,
@@ -20,6 +21,7 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.workflow import Node, Workflow, embedded_credentials
+from runeworker.errors import DepthError
 
 
 class StatusBuilder:
@@ -66,6 +68,16 @@ class StatusBuilder:
         return st
 
 
+_context_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _value_or_placeholder(raw: msgspec.Raw) -> Any:
+    try:
+        return depth.decode(raw, "value")
+    except DepthError:
+        return depth.PLACEHOLDER
+
+
 def completion(
     msg: NodeExecutionMessage,
     status: str,
@@ -81,11 +93,11 @@ def completion(
     final: dict[str, Any] = {}
     for raw in contexts:
         try:
-            part = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            part = _context_decoder.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             continue
-        if isinstance(part, dict):
-            final.update(part)
+        # a value too deep to walk (input no node read) is replaced: runeworker.engine.depth
+        final.update((k, _value_or_placeholder(v)) for k, v in part.items())
     if workflow is not None:
         secrets = {
             f"{n.id}.{k}": v

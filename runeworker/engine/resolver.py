@@ -22,6 +22,8 @@ Rules, applied to every string value (dicts and lists are walked, keys untouched
 * Values taken from the context or the credentials are never resolved again (no injection).
 
 Resolved values are shared with the context, not copied: nodes must not mutate their parameters.
+A parameter nested deeper than `runeworker.engine.depth.MAX_DEPTH` fails (its status shows
+`depth.PLACEHOLDER` instead), and so does a reference to a context value that deep.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine import depth
 from runeworker.engine.context import LazyContext
-from runeworker.errors import ResolveError
+from runeworker.errors import DepthError, ResolveError
 
 _NAME = r"[A-Za-z0-9_-]+"
 # Go's greedy path class, except that the path may not end with "." (sentence-final period).
@@ -56,6 +59,8 @@ MASK = "***"
 _MIN_SUBSTRING_SECRET = 4
 
 Segment = str | int
+# Levels a status or completion adds around a value (final_context -> "$Node" -> output).
+_WRAPPING = 4
 
 
 def render(value: Any) -> str:
@@ -175,6 +180,7 @@ PUBLIC_CREDENTIAL_KEYS = frozenset(
     {
         "host",
         "port",
+        "base_url",
         "security",
         "type",
         "username",
@@ -191,16 +197,19 @@ PUBLIC_CREDENTIAL_KEYS = frozenset(
 
 
 def _secret_strings(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        if value:
-            out.add(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key.rsplit(".", 1)[-1] not in PUBLIC_CREDENTIAL_KEYS:
-                _secret_strings(item, out)
-    elif isinstance(value, list):
-        for item in value:
-            _secret_strings(item, out)
+    # an explicit stack: credential values come from the definition, nested at will
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                out.add(item)
+        elif isinstance(item, dict):
+            stack += [
+                v for k, v in item.items() if k.rsplit(".", 1)[-1] not in PUBLIC_CREDENTIAL_KEYS
+            ]
+        elif isinstance(item, list):
+            stack += item
 
 
 def _encoded(credentials: Any) -> set[str]:
@@ -251,23 +260,34 @@ class Resolver:
         errors: dict[str, str] = {}
         for name, raw in params.items():
             if name in skip:
-                resolved[name] = raw
+                # the node walks it itself: its depth is checked here, once
+                too_deep = isinstance(raw, dict | list) and depth.exceeds(raw)
+                resolved[name] = depth.PLACEHOLDER if too_deep else raw
+                if too_deep:
+                    errors[name] = f"the value is {depth.TOO_DEEP}"
                 continue
             try:
                 resolved[name] = self.resolve_value(raw)
             except ResolveError as exc:
-                resolved[name] = raw
+                # the status shows the parameter as written, unless it is itself too deep
+                resolved[name] = depth.PLACEHOLDER if depth.exceeds(raw) else raw
                 errors[name] = str(exc)
         return resolved, errors
 
     def resolve_value(self, value: Any) -> Any:
-        """Resolve one value, walking dicts and lists; raises ResolveError on a failed reference."""
+        """Resolve one value, walking dicts and lists; raises ResolveError on a failed reference
+        and on a value nested deeper than `depth.MAX_DEPTH`."""
+        return self._resolve(value, 1)
+
+    def _resolve(self, value: Any, level: int) -> Any:
         if isinstance(value, str):
             return self._resolve_str(value) if "$" in value else value
+        if isinstance(value, dict | list) and level > depth.MAX_DEPTH:
+            raise ResolveError(f"the value is {depth.TOO_DEEP}")
         if isinstance(value, dict):
-            return {k: self.resolve_value(v) for k, v in value.items()}
+            return {k: self._resolve(v, level + 1) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.resolve_value(v) for v in value]
+            return [self._resolve(v, level + 1) for v in value]
         return value
 
     def lookup(self, ref: str) -> Any:
@@ -310,8 +330,11 @@ class Resolver:
         the node has no secrets to mask, values still in their message bytes stay bytes (the
         encoder copies them, instead of encoding the decoded value again)."""
         ctx, keys = self._context, sorted(self.used_keys)
-        if isinstance(ctx, LazyContext) and not self.has_secrets():
-            return {k: ctx.raw(k) for k in keys if k in ctx}
+        if isinstance(ctx, LazyContext):
+            # a value too deep to read stays out (the node failed on it already)
+            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)]
+            if not self.has_secrets():
+                return {k: ctx.raw(k) for k in keys}
         return {k: ctx[k] for k in keys if k in ctx}
 
     # -- internals ---------------------------------------------------------------------------
@@ -339,7 +362,10 @@ class Resolver:
                 self.used_keys.add(ref)
                 return self._context[ref]
             raise
-        found, value = self._root(root)
+        try:
+            found, value = self._root(root)
+        except DepthError as exc:
+            raise ResolveError(f"reference {ref}: {exc}") from exc
         if not found:
             if literal_fallback and ref in self._context:
                 self.used_keys.add(ref)
@@ -378,13 +404,19 @@ class Resolver:
         inner = body.strip()
         return render(self.lookup(inner)) if _REF.fullmatch(inner) else m.group(0)
 
-    def _mask(self, value: Any, exact: frozenset[str], pattern: re.Pattern[str] | None) -> Any:
+    def _mask(
+        self, value: Any, exact: frozenset[str], pattern: re.Pattern[str] | None, level: int = 1
+    ) -> Any:
         if isinstance(value, str):
             if value in exact:
                 return MASK
             return pattern.sub(MASK, value) if pattern is not None else value
+        # what is deeper than any value a step lets in (statuses and completions wrap values
+        # in a few levels) is not walked: it is replaced, never published unmasked
+        if isinstance(value, dict | list | tuple) and level > depth.MAX_DEPTH + _WRAPPING:
+            return depth.PLACEHOLDER
         if isinstance(value, dict):
-            return {k: self._mask(v, exact, pattern) for k, v in value.items()}
+            return {k: self._mask(v, exact, pattern, level + 1) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._mask(v, exact, pattern) for v in value]
+            return [self._mask(v, exact, pattern, level + 1) for v in value]
         return value

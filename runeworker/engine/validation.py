@@ -3,7 +3,8 @@
 `structural_problems` holds the rules without which a workflow cannot run safely (duplicate ids,
 dangling edges, cycles, routing parameters naming edges that are not there, bad error policies);
 the executor runs it once per definition. `check_workflow` adds what `runeworker validate` can
-know from the registry (unknown node types, missing required parameters). Both report every
+know from the registry (unknown node types, missing required parameters), `runnable_problems`
+where an execution starts (exactly one trigger). Both report every
 problem, never only the first, in definition order, so that a user fixes a workflow in one pass.
 """
 
@@ -67,6 +68,20 @@ def structural_problems(wf: Workflow) -> list[Problem]:
 def check_workflow(wf: Workflow, registry: Mapping[str, NodeSpec]) -> list[Problem]:
     """`structural_problems` plus unknown node types and missing required parameters."""
     return _collect(wf, registry)
+
+
+def runnable_problems(wf: Workflow, registry: Mapping[str, NodeSpec]) -> list[Problem]:
+    """`check_workflow` plus where an execution starts: what `runeworker validate`, `run` and
+    `submit` refuse. A workflow needs exactly one trigger, as the Rune API requires; without
+    one, a single node that no edge points to is accepted as the start (runeworker's own
+    runner), never one of several (`Workflow.start_node`)."""
+    problems = check_workflow(wf, registry)
+    if wf.triggers() or wf.roots():  # none at all: every node is in a cycle, reported above
+        try:
+            wf.start_node()
+        except WorkflowError as exc:
+            problems.append(Problem("", str(exc)))
+    return problems
 
 
 def _collect(wf: Workflow, registry: Mapping[str, NodeSpec] | None) -> list[Problem]:

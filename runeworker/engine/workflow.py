@@ -2,7 +2,9 @@
 
 The definition rides in every execution message as `msgspec.Raw`; `parse_definition`
 turns the bytes into a `Workflow` with lookup tables, and caches it by the bytes themselves
-so that every node of an execution after the first costs a dictionary lookup.
+so that every node of an execution after the first costs a dictionary lookup. `null` in any
+field of these Structs (a node's `credentials`, `error`, `trigger`, ...) reads as an absent
+key, as Go reads it (`runeworker.engine.nulls`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import WorkflowError
 
 ERROR_HALT = "halt"
@@ -139,13 +142,39 @@ class Workflow(msgspec.Struct):
         """Outgoing edges in definition order, without any node's error edge."""
         return [e for e in self.outgoing.get(node_id, ()) if e.id not in self.error_edges]
 
-    def start_nodes(self) -> list[str]:
-        """Destinations of the trigger's edges (every one, not only the first like the API)."""
-        triggers = [n.id for n in self.nodes if n.trigger]
-        if not triggers:
-            targets = {e.dst for e in self.edges}
-            triggers = [n.id for n in self.nodes if n.id not in targets][:1]
-        return [e.dst for t in triggers for e in self.outgoing.get(t, ())]
+    def triggers(self) -> list[str]:
+        """Ids of the trigger nodes: `trigger: true`, the key the Rune API counts
+        (services/api/src/workflow/validation/workflow.py)."""
+        return [n.id for n in self.nodes if n.trigger]
+
+    def roots(self) -> list[str]:
+        """Ids of the nodes no edge points to, in definition order."""
+        targets = {e.dst for e in self.edges}
+        return [n.id for n in self.nodes if n.id not in targets]
+
+    def start_node(self) -> str:
+        """The node an execution starts at: the trigger (whose successors run next), else the
+        one node no edge points to. Raises WorkflowError when that is not exactly one node:
+        the Rune API requires exactly one trigger (services/api/src/workflow/queue.py), and
+        starting one of several candidates would silently skip the others."""
+        triggers = self.triggers()
+        if len(triggers) > 1:
+            raise WorkflowError(
+                f"workflow has {len(triggers)} trigger nodes ({', '.join(triggers)}): "
+                "exactly one is allowed, as the Rune API requires"
+            )
+        if triggers:
+            return triggers[0]
+        roots = self.roots()
+        if len(roots) > 1:
+            raise WorkflowError(
+                f"workflow has no trigger node and {len(roots)} start nodes "
+                f"({', '.join(roots)}): add a trigger node and connect it to each node to run "
+                "first (the Rune API requires exactly one trigger)"
+            )
+        if not roots:
+            raise WorkflowError("workflow has no trigger node and no start node")
+        return roots[0]
 
 
 class _Definition(msgspec.Struct):
@@ -155,7 +184,7 @@ class _Definition(msgspec.Struct):
     execution_id: str = ""
 
 
-_decoder = msgspec.json.Decoder(_Definition)
+_decoder = TolerantDecoder(_Definition)
 _CACHE: OrderedDict[bytes, Workflow] = OrderedDict()
 _CACHE_SIZE = 128
 _last: tuple[bytes | msgspec.Raw, Workflow] | None = None

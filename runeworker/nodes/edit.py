@@ -1,4 +1,5 @@
-"""`edit` node: sets fields on `$json` (or on a target), item by item for arrays (reference 5.10).
+"""`edit` node: sets fields on `$json` (or on a target), item by item for arrays (reference 5.10;
+upstream services/rune-worker/pkg/nodes/custom/edit/edit_node.go, RFC-007).
 
 Parameters: `mode` (`assignments`, the default, keeps the source fields; `keep_only` starts
 from an empty object; other values act as `assignments`), `target_path` (or the legacy
@@ -13,7 +14,8 @@ the element), never the assignments already applied.
 Values (the node resolves them itself, so typed values survive, fixing reference 8 item 26):
 
 * exactly one `{{ expression }}` (blanks around allowed) -> the expression's value, JSON type
-  kept; the language is `runeworker.nodes.sandbox` (a safe JavaScript subset, 100 ms budget);
+  kept. Expressions are JavaScript, as upstream's goja: `runeworker.nodes.javascript` (every
+  context key a global, 100 ms of CPU per value, a memory cap, no I/O);
 * text with `{{ }}` blocks -> each block evaluated and rendered into the text (item 30);
 * text without `{{` -> ordinary references: a whole `$ref` keeps its type, `$refs` in text are
   rendered; other JSON values (numbers, objects, ...) are resolved the same way.
@@ -26,24 +28,26 @@ text). `name` is a dot path; missing objects on the way are created.
 
 from __future__ import annotations
 
+import math
 from collections import ChainMap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from runeworker.engine import depth
+from runeworker.engine.context import LazyContext
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver, json_kind, render
-from runeworker.errors import NodeError, RuneworkerError
+from runeworker.errors import DepthError, NodeError, RuneworkerError
 from runeworker.nodes import params
 from runeworker.nodes.expression import parse_number
-from runeworker.nodes.sandbox import Limits, Template
-from runeworker.nodes.sandbox_builtins import number_result
-from runeworker.nodes.sandbox_syntax import IsRoot
+from runeworker.nodes.javascript import Budget, JavaScript, Template
 
-LIMITS = Limits()
 JSON_KEY = "$json"
+CREDENTIAL_KEY = "$credential"
+_SAFE_INT = 2**53
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,29 @@ def _quoted(text: str) -> str:
     return msgspec.json.encode(shown).decode()
 
 
+def _finite(value: int | float, what: str) -> int | float:
+    """A number as JSON writes it: integral floats become ints (10 * 25.5 is 255), ints beyond
+    2**53 floats; NaN and the infinities have no JSON form and fail."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NodeError(f"{what}: {render(value)} is not a finite number")
+        return int(value) if value.is_integer() and abs(value) <= _SAFE_INT else value
+    if abs(value) > _SAFE_INT:
+        try:
+            return float(value)
+        except OverflowError:
+            raise NodeError(f"{what}: the number is too large") from None
+    return value
+
+
 def _to_number(value: Any) -> int | float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return number_result(value)
+        return _finite(value, "cast to number")
     if isinstance(value, str):
         number = parse_number(value.strip())
         if number is None:
             raise NodeError(f"cast to number: parsing {_quoted(value)}: invalid syntax")
-        return number_result(number)
+        return _finite(number, "cast to number")
     raise NodeError(f"cannot cast {json_kind(value)} to number")
 
 
@@ -89,14 +108,16 @@ def _to_boolean(value: Any) -> bool:
 
 
 def _to_json(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value, "cast to json")
     if not isinstance(value, str):
         return value  # already JSON data (Go's JSON round trip changes nothing)
     try:
-        return msgspec.json.decode(value)
+        return depth.decode(value, "the JSON text")
     except msgspec.DecodeError as exc:
         raise NodeError(f"cast to json: {exc}") from None
-    except RecursionError:
-        raise NodeError("cast to json: JSON is nested too deeply") from None
+    except DepthError as exc:
+        raise NodeError(f"cast to json: {exc}") from None
 
 
 def cast(value: Any, type_: str) -> Any:
@@ -177,7 +198,7 @@ def _path_param(ctx: NodeContext) -> str:
 # -- assignments ------------------------------------------------------------------------------
 
 
-def _assignments(ctx: NodeContext, is_root: IsRoot) -> list[Assignment]:
+def _assignments(ctx: NodeContext) -> list[Assignment]:
     raw = params.array(ctx.params, "assignments", required=True, wording=_ASSIGNMENTS)
     if not raw:
         raise NodeError("assignments are required")
@@ -188,43 +209,74 @@ def _assignments(ctx: NodeContext, is_root: IsRoot) -> list[Assignment]:
         name = params.text(entry, "name", required=True, other="default", wording=_NAME)
         type_ = params.text(entry, "type", "string", other="render").strip().lower()
         value = entry.get("value")
-        template = None
-        if isinstance(value, str):
-            try:
-                template = Template.parse(value, is_root, LIMITS)
-            except RuneworkerError as exc:
-                raise NodeError(f"resolve value for '{name}': {exc}") from exc
+        template = Template.parse(value) if isinstance(value, str) else None
         out.append(Assignment(name, value, type_, template))
     return out
 
 
-class _Scope:
-    """References for one edited object: `$json` is that object, the rest is the context."""
+@dataclass
+class _Plan:
+    """What every edited object shares: the assignments, the mode, the node's context and
+    its JavaScript engine (made on the first expression: a run without one needs none)."""
 
-    def __init__(self, ctx: NodeContext, base: dict[str, Any], item: dict[str, Any]) -> None:
+    ctx: NodeContext
+    assignments: list[Assignment]
+    keep_only: bool
+    js: JavaScript | None = field(default=None)
+
+    def engine(self) -> JavaScript:
+        if self.js is None:
+            sources = _sources(self.ctx.context)
+            if self.ctx.credentials:
+                sources[CREDENTIAL_KEY] = self.ctx.credentials
+            self.js = JavaScript(sources)
+        return self.js
+
+
+def _sources(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Every context value for the engine, as its message bytes when it has them still."""
+    if isinstance(context, LazyContext):
+        return {key: context.raw(key) for key in context}
+    return dict(context)
+
+
+class _Scope:
+    """One edited object: `$json` is that object, the rest is the context."""
+
+    def __init__(self, plan: _Plan, item: dict[str, Any]) -> None:
+        self.plan = plan
+        ctx = plan.ctx
         self.resolver = Resolver(
-            ChainMap({JSON_KEY: item}, base),
+            ChainMap({JSON_KEY: item}, ctx.context),  # type: ignore[arg-type]
             credentials=ctx.credentials,
             aliases=ctx.workflow.aliases,
         )
+        self.item = item
+        self._item_text: str | None = None
 
     def value(self, a: Assignment) -> Any:
-        if a.template is not None:
-            return a.template.evaluate(self.resolver.lookup, self.resolver.resolve_value)
-        return self.resolver.resolve_value(a.value)
+        template = a.template
+        if template is None:
+            return self.resolver.resolve_value(a.value)
+        budget = Budget()  # the blocks of one value share it
+        if template.whole:
+            return self._evaluate(template.expression, budget)
+        text = []
+        for code, part in template.parts:
+            if code:
+                text.append(render(self._evaluate(part, budget)))
+            else:
+                text.append(render(self.resolver.resolve_value(part)))
+        return "".join(text)
+
+    def _evaluate(self, expression: str, budget: Budget) -> Any:
+        if self._item_text is None:
+            self._item_text = msgspec.json.encode(self.item).decode()
+        return self.plan.engine().evaluate(expression, self._item_text, budget)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What every edited object shares: the assignments, the mode and the context."""
-
-    assignments: list[Assignment]
-    keep_only: bool
-    base: dict[str, Any]
-
-
-def _apply(ctx: NodeContext, plan: _Plan, item: dict[str, Any]) -> dict[str, Any]:
-    scope = _Scope(ctx, plan.base, item)
+def _apply(plan: _Plan, item: dict[str, Any]) -> dict[str, Any]:
+    scope = _Scope(plan, item)
     result: dict[str, Any] = {} if plan.keep_only else dict(item)
     try:
         for a in plan.assignments:
@@ -241,7 +293,7 @@ def _apply(ctx: NodeContext, plan: _Plan, item: dict[str, Any]) -> dict[str, Any
             except NodeError as exc:
                 raise NodeError(f"set nested for '{a.name}': {exc}") from exc
     finally:
-        ctx.resolver.used_keys |= scope.resolver.used_keys
+        plan.ctx.resolver.used_keys |= scope.resolver.used_keys
     return result
 
 
@@ -249,15 +301,21 @@ def _apply(ctx: NodeContext, plan: _Plan, item: dict[str, Any]) -> dict[str, Any
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Apply the assignments; output `{"$json": the edited object or array}`."""
     keep_only = params.text(ctx.params, "mode", other="render").strip().lower() == "keep_only"
-    aliases = ctx.workflow.aliases
-    assignments = _assignments(ctx, lambda name: "$" + name in ctx.context or name in aliases)
-    plan = _Plan(assignments, keep_only, dict(ctx.context))
+    plan = _Plan(ctx, _assignments(ctx), keep_only)
+    try:
+        return _edit(ctx, plan)
+    finally:
+        if plan.js is not None:  # the context values the expressions read
+            ctx.resolver.used_keys |= plan.js.used - {CREDENTIAL_KEY}
+
+
+def _edit(ctx: NodeContext, plan: _Plan) -> dict[str, Any]:
     path = _path_param(ctx)
     source = _target(ctx, path) if path else ctx.context.get(JSON_KEY)
     if source is None:
         source = {}
     if isinstance(source, dict):
-        return {JSON_KEY: _apply(ctx, plan, source)}
+        return {JSON_KEY: _apply(plan, source)}
     if not isinstance(source, list):
         raise NodeError("target data is neither map nor array")
     results = []
@@ -265,7 +323,7 @@ def run(ctx: NodeContext) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise NodeError(f"item at index {i} is not a map")
         try:
-            results.append(_apply(ctx, plan, item))
+            results.append(_apply(plan, item))
         except NodeError as exc:
             raise NodeError(f"apply assignments at index {i}: {exc}") from exc
     return {JSON_KEY: results}

@@ -31,6 +31,7 @@ import msgspec
 import requests
 import urllib3
 
+from runeworker.engine import depth
 from runeworker.engine.registry import NodeContext, NodeSettings, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
@@ -85,6 +86,9 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
     req = _prepare(ctx.params, ctx.credentials, ctx.settings)
     limit = ctx.settings.node_timeout  # the whole node, every attempt and backoff included
     deadline = time.monotonic() + limit if limit > 0 else math.inf
+    if ctx.credentials and not req.secret_headers:
+        kind = _value(ctx.credentials, "type")
+        ctx.log.warning("%s credential holds no secret: the request is sent without it", kind)
     last = ""
     made = 0
     for attempt in range(req.attempts):
@@ -224,10 +228,32 @@ def _credential_headers(cred: Mapping[str, Any]) -> dict[str, str]:
         scheme = "Bearer" if scheme.lower() in ("", "bearer") else scheme
         return {"Authorization": f"{scheme} {need('access_token')[0]}"}
     if kind == "api_key":
-        value, key = need("value")[0], _value(cred, "key")
-        return {canonical_header(key): value} if key else {"Authorization": "Bearer " + value}
+        return _api_key_header(cred)
     kinds = "basic_auth, header, token, oauth2 or api_key"
     raise NodeError(f"credential type {kind!r} is not supported by the http node (use {kinds})")
+
+
+def _api_key_header(cred: Mapping[str, Any]) -> dict[str, str]:
+    """The header of an `api_key` credential, in each shape Rune writes one (never a query
+    parameter: upstream only sends headers):
+
+    * `{key, value}`, upstream's http node (services/rune-worker/pkg/nodes/shared/httpcore/
+      credentials.go): `<key>: <value>`, or `Authorization: Bearer <value>` without `key`;
+    * `{api_key, base_url}`, the web app's form (apps/web/src/components/credentials/
+      AddCredentialDialog.tsx): `Authorization: Bearer <api_key>`. `base_url` is not used:
+      the node's `url` is absolute;
+    * `{key, header_name}`, services/rune-worker/rfcs/RFC-002-workflow-dsl.md (6.2.2): `key` is
+      the secret, sent as `<header_name>: <key>` (also `{api_key, header_name}`).
+
+    Without a secret nothing is sent and the node runs, as upstream runs it."""
+    value, key = _value(cred, "value"), _value(cred, "key")
+    if value:
+        return {canonical_header(key): value} if key else {"Authorization": "Bearer " + value}
+    header = _value(cred, "header_name")
+    secret = _value(cred, "api_key") or (key if header else "")
+    if not secret:
+        return {}
+    return {canonical_header(header): secret} if header else {"Authorization": "Bearer " + secret}
 
 
 def _value(cred: Mapping[str, Any], key: str) -> str:
@@ -401,7 +427,7 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
     if not raw:
         return ""
     with contextlib.suppress(msgspec.DecodeError):
-        return msgspec.json.decode(raw)
+        return depth.decode(raw, "response body")  # too deep: DepthError fails the node
     charset = _CHARSET.search(content_type)
     try:
         return raw.decode(charset.group(1) if charset else "utf-8", errors="replace")

@@ -404,6 +404,14 @@ def test_bad_header_fields_are_refused_before_sending(
         ({"type": "oauth2", "access_token": "at"}, "authorization", "Bearer at"),
         ({"type": "api_key", "key": "X-Key", "value": "kv"}, "x-key", "kv"),
         ({"type": "api_key", "key": "", "value": "kv"}, "authorization", "Bearer kv"),
+        # the web app's form (apps/web/src/components/credentials/AddCredentialDialog.tsx)
+        ({"type": "api_key", "api_key": "sk", "base_url": ""}, "authorization", "Bearer sk"),
+        ({"type": "api_key", "api_key": "sk", "base_url": "http:/"}, "authorization", "Bearer sk"),
+        ({"type": "api_key", "api_key": "sk", "header_name": "x-token"}, "x-token", "sk"),
+        # RFC-002 6.2.2: `key` is the secret, `header_name` its header
+        ({"type": "api_key", "key": "sk2", "header_name": "X-API-Key"}, "x-api-key", "sk2"),
+        # upstream's shape wins when `value` is set
+        ({"type": "api_key", "key": "X-K", "value": "kv", "api_key": "sk"}, "x-k", "kv"),
     ],
 )
 def test_credential_kinds_set_the_expected_header(
@@ -431,7 +439,6 @@ def test_credential_does_not_replace_a_header_the_workflow_set(server: App) -> N
         ({"type": "header", "field": "X-A"}, "header credential needs field and value"),
         ({"type": "token"}, "token credential needs token"),
         ({"type": "oauth2", "token_type": "MAC"}, "oauth2 credential needs access_token"),
-        ({"type": "api_key", "key": "X-K"}, "api_key credential needs value"),
         (
             {"type": "smtp", "host": "h"},
             "credential type 'smtp' is not supported by the http node "
@@ -444,6 +451,24 @@ def test_incomplete_or_unknown_credential_fails_before_sending(
 ) -> None:
     assert error({"url": server.url + "/c"}, credentials=credentials) == message
     assert server.seen == []
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"type": "api_key", "key": "X-K"},
+        {"type": "api_key", "api_key": "", "base_url": "https://x"},
+        {"type": "api_key"},
+    ],
+)
+def test_api_key_without_a_secret_sends_no_header_and_runs(
+    server: App, credentials: dict[str, Any]
+) -> None:
+    """Upstream's http node sends nothing for an api_key credential without a value and runs
+    (services/rune-worker/pkg/nodes/shared/httpcore/credentials.go): so do we."""
+    call({"url": server.url + "/c"}, credentials=credentials)
+    headers = server.seen[0].headers
+    assert "authorization" not in headers and "x-k" not in headers
 
 
 # -- parameters ---------------------------------------------------------------------------------

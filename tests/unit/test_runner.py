@@ -228,3 +228,49 @@ def test_cycle_exits_2_naming_the_cycle(tmp_path: Path) -> None:
     proc = cli(str(path), cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (2, "")  # nothing ran
     assert "invalid workflow: cycle: a -> b -> a\n" in proc.stderr
+
+
+# -- where an execution starts: exactly one trigger (issue 11, item 10) ------------------------
+
+TWO_TRIGGERS = definition(
+    [TRIGGER, {**TRIGGER, "id": "t2", "name": "Start 2"}, log("a", "A", "x"), log("b", "B", "y")],
+    [("e1", "trigger", "a"), ("e2", "t2", "b")],
+)
+TWO_ROOTS = definition([log("a", "A", "x"), log("b", "B", "y"), log("c", "C", "z")],
+                       [("e1", "a", "c")])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("defn", "message"),
+    [
+        (TWO_TRIGGERS, "workflow has 2 trigger nodes (trigger, t2): exactly one is allowed, "
+                       "as the Rune API requires"),
+        (TWO_ROOTS, "workflow has no trigger node and 2 start nodes (a, b): add a trigger node "
+                    "and connect it to each node to run first (the Rune API requires exactly "
+                    "one trigger)"),
+    ],
+)  # fmt: skip
+def test_an_ambiguous_start_is_refused_never_one_silently(defn: bytes, message: str) -> None:
+    with pytest.raises(WorkflowError) as info:
+        start_message(defn)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("defn", "count"),
+    [(TWO_TRIGGERS, "2 trigger nodes"), (TWO_ROOTS, "no trigger node and 2 start nodes")],
+)
+def test_run_and_validate_refuse_an_ambiguous_start(
+    tmp_path: Path, defn: bytes, count: str
+) -> None:
+    path = tmp_path / "two.json"
+    path.write_bytes(defn)
+    proc = cli(str(path), cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")  # nothing ran
+    assert f"invalid workflow: workflow has {count} " in proc.stderr
+    checked = subprocess.run(
+        [sys.executable, "-m", "runeworker", "validate", str(path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 1
+    assert f"invalid: workflow has {count} " in checked.stderr

@@ -17,6 +17,7 @@ from runeworker.engine.validation import (
     Problem,
     check_workflow,
     load_for_validation,
+    runnable_problems,
     structural_problems,
 )
 from runeworker.engine.workflow import Workflow
@@ -562,3 +563,39 @@ def test_load_for_validation_rejects_bad_input(data: bytes, message: str) -> Non
         load_for_validation(data)
     assert str(info.value) == message
     assert info.value.problems == [message]
+
+
+# -- where an execution starts (issue 11, item 10) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "edges", "expected"),
+    [
+        ([{"id": "t", "trigger": True}, {"id": "a", "type": "log"}], [("e", "t", "a")], []),
+        ([{"id": "a", "type": "log"}, {"id": "b", "type": "log"}], [("e", "a", "b")], []),
+        (
+            [{"id": "t", "trigger": True}, {"id": "u", "trigger": True}, {"id": "a"}],
+            [("e1", "t", "a"), ("e2", "u", "a")],
+            ["workflow has 2 trigger nodes (t, u): exactly one is allowed, as the Rune API "
+             "requires"],
+        ),
+        (
+            [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+            [("e", "a", "b")],
+            ["workflow has no trigger node and 2 start nodes (a, c): add a trigger node and "
+             "connect it to each node to run first (the Rune API requires exactly one trigger)"],
+        ),
+        # no start at all: the cycle says why, once
+        ([{"id": "a"}, {"id": "b"}], [("e1", "a", "b"), ("e2", "b", "a")], ["cycle: a -> b -> a"]),
+    ],
+)  # fmt: skip
+def test_runnable_problems_name_the_start(
+    nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]], expected: list[str]
+) -> None:
+    registry = {**REGISTRY, "": NodeSpec("", _run)}
+    for n in nodes:
+        n.setdefault("type", "log")
+        n.setdefault("parameters", {"message": "m"})
+    wf = build(nodes, edges)
+    assert [str(p) for p in runnable_problems(wf, registry)] == expected
+    assert [str(p) for p in check_workflow(wf, registry)] == [e for e in expected if "cycle" in e]

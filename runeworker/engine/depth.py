@@ -1,0 +1,131 @@
+"""How deep JSON from outside may nest: one limit, checked where such JSON enters a step.
+
+JSON arrives nested as deep as its author likes: an HTTP response, a node's parameters, the
+input the API puts in the context, a value a node computes. Python walks nested values by
+recursion (the resolver, masking, the nodes), and msgspec's encoder and decoder count nesting
+against the same interpreter recursion limit, so a value nested some hundreds of levels deep
+could raise `RecursionError` wherever it is touched, and did: a traceback in `runeworker run`,
+a rejected message in `serve`, where the node's error policy was never applied.
+
+The rule is `MAX_DEPTH` levels of arrays and objects (the value itself is level 1):
+
+* a node's output deeper than that fails the node (`Executor._run`), and so does a parameter
+  (the resolver); an HTTP response body is checked before it is decoded (`nodes/http.py`);
+* a context value is checked when a step first decodes it (`LazyContext`), so input from the
+  API that is too deep fails the node that reads it, under that node's error policy;
+* the completion's final context, and masking, replace a deeper value by `PLACEHOLDER`.
+
+Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
+wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
+refuses JSON nested deeper than 128 levels (`services/rtes/src/infra/messaging.rs` decodes
+with `serde_json::from_slice`). Whole messages still go through msgspec first; one too deep
+for it to decode at all is refused as bad input (`messages.decode_execution`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from runeworker.errors import DepthError
+
+MAX_DEPTH: Final = 100
+TOO_DEEP: Final = f"nested deeper than {MAX_DEPTH} levels"
+PLACEHOLDER: Final = f"({TOO_DEEP})"
+
+# Everything but brackets, quotes and backslashes: what is left of a JSON text is its
+# structure, with the strings reduced to their quotes (and the brackets inside them).
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_QUOTED = re.compile(rb'"[^"]*"')
+_OPENERS = frozenset(b"[{")
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def json_exceeds(raw: bytes | msgspec.Raw | str) -> bool:
+    """True when the JSON text `raw` (valid JSON) nests arrays and objects deeper than
+    `MAX_DEPTH`. No recursion whatever the depth, and C-speed string operations only, except
+    for a text nested between half the limit and the limit (checked bracket by bracket)."""
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # brackets in strings count too
+        return False
+    structure = data.translate(None, _NOT_STRUCTURE)
+    if b"\\" in structure:  # escaped quotes and backslashes do not delimit strings
+        structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"").replace(b"\\", b"")
+    # strings: adjacent quotes first (empty strings, or two strings merged into one: nothing of
+    # the structure lies between them), then whatever brackets the remaining strings hold
+    structure = structure.replace(b'""', b"")
+    if b'"' in structure:
+        structure = _QUOTED.sub(b"", structure)
+    # each round removes every innermost pair: one level of nesting, or two ("{[]}" loses
+    # "[]", then "{}"), so `rounds` levels <= depth <= 2 * `rounds`
+    rounds, rest = 0, structure
+    while rest:
+        rounds += 1
+        if rounds > MAX_DEPTH:
+            return True
+        shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(rest):
+            return False  # unbalanced: not JSON, which its decoding reports
+        rest = shorter
+    return 2 * rounds > MAX_DEPTH and _levels_exceed(structure)
+
+
+def _levels_exceed(structure: bytes) -> bool:
+    """The exact count over brackets alone (strings removed)."""
+    level = 0
+    for byte in structure:
+        if byte in _OPENERS:
+            level += 1
+            if level > MAX_DEPTH:
+                return True
+        else:
+            level -= 1
+    return False
+
+
+def exceeds(value: Any) -> bool:
+    """True when the JSON-like value `value` nests deeper than `MAX_DEPTH`."""
+    if not isinstance(value, dict | list | tuple):
+        return False
+    try:
+        return json_exceeds(_encode(value))
+    except RecursionError:
+        return True
+    except (TypeError, ValueError, OverflowError):  # not JSON: its own encoding fails later
+        return _walk_exceeds(value)
+
+
+def _walk_exceeds(value: Any) -> bool:
+    """`exceeds` for values msgspec cannot encode, by an explicit walk."""
+    level, current = 0, [value]
+    while current:
+        level += 1
+        if level > MAX_DEPTH:
+            return True
+        current = [
+            child
+            for item in current
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list | tuple)
+        ]
+    return False
+
+
+def check(value: Any, what: str) -> None:
+    """Raise `DepthError` ("<what> is nested deeper than 100 levels") when `value` is."""
+    if exceeds(value):
+        raise DepthError(f"{what} is {TOO_DEEP}")
+
+
+def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
+    """Decode the JSON text `raw`; raises `DepthError` when it nests too deeply, and what
+    msgspec raises for text that is not JSON."""
+    if json_exceeds(raw):
+        raise DepthError(f"{what} is {TOO_DEEP}")
+    try:
+        return _decode(raw)
+    except RecursionError:  # a deep stack already: below the limit, still too deep here
+        raise DepthError(f"{what} is {TOO_DEEP}") from None

@@ -1,0 +1,215 @@
+"""Fidelity to upstream Rune on the wire (issue 11): messages shaped as other Rune services write
+them, and credential shapes of the web app, against a worker child on the real RabbitMQ and
+Redis."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from wire import (
+    MIRROR,
+    JsonServer,
+    RunningWorker,
+    Wire,
+    check_status,
+    edge,
+    master,
+    node,
+    node_statuses,
+    running_worker,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker(amqp_url: str, redis_url: str, redis_prefix: str) -> Iterator[RunningWorker]:
+    with running_worker(amqp_url, redis_url, redis_prefix) as rw:
+        yield rw
+
+
+@pytest.fixture
+def wire(amqp_url: str, worker: RunningWorker) -> Iterator[Wire]:
+    w = Wire(amqp_url)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def server() -> Iterator[JsonServer]:
+    srv = JsonServer()
+    yield srv
+    srv.close()
+
+
+def ran(wire: Wire, execution_id: str, node_id: str) -> dict[str, Any]:
+    """running then success of one node, each with the keys of a status; returns success."""
+    statuses = node_statuses(wire, execution_id, node_id, 2)
+    assert [s["status"] for s in statuses] == ["running", "success"], statuses
+    check_status(statuses[0], "running", {"parameters"})
+    return statuses[1]
+
+
+# -- item 1: null in optional fields ----------------------------------------------------------
+
+
+def rtes_shaped(initiated: bool | None) -> dict[str, Any]:
+    """An execution message as services/rtes/scripts/simulate_events.py writes it: `from_node`
+    null, `lineage_stack` [], nodes with `"output": {}`, plus the nulls other writers use."""
+    execution_id = str(uuid.uuid4())
+    say = node("say", "log", "Say", message="hello")
+    say.update(credentials=None, error=None, output={})
+    done = node("done", "log", "Done", message="bye")
+    done.update(output={}, trigger=None, credentials={"id": None, "type": "token", "values": None})
+    return {
+        "workflow_id": "workflow-1",
+        "execution_id": execution_id,
+        "current_node": "say",
+        "workflow_definition": {
+            "workflow_id": "workflow-1",
+            "execution_id": execution_id,
+            "nodes": [say, done],
+            "edges": [edge("say", "done")],
+        },
+        "accumulated_context": {},
+        "lineage_stack": [] if initiated else None,
+        "from_node": None,
+        "is_worker_initiated": initiated,
+    }
+
+
+@pytest.mark.parametrize("initiated", [True, None])
+def test_null_optional_fields_are_read_as_absent(wire: Wire, initiated: bool | None) -> None:
+    m = rtes_shaped(initiated)
+    wire.publish_api(m)
+    done = wire.completion(m["execution_id"])
+    assert done["status"] == "completed", done
+    assert ran(wire, m["execution_id"], "say")["output"]["message"] == "hello"
+    assert ran(wire, m["execution_id"], "done")["output"]["message"] == "bye"
+    # `is_worker_initiated: null` is false, as for Go: the master message is mirrored
+    mirrored = wire.of(MIRROR, m["execution_id"])
+    assert len(mirrored) == (0 if initiated else 1)
+    assert not wire.of("runeworker.dead-letter", m["execution_id"])
+
+
+# -- item 2: api_key credentials ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "header", "sent"),
+    [
+        ({"api_key": "sk-web-form", "base_url": ""}, "Authorization", "Bearer sk-web-form"),
+        ({"api_key": "sk-web-form", "base_url": "https://api.example.com"}, "Authorization", None),
+        ({"key": "X-Api-Key", "value": "kv-1234"}, "X-Api-Key", "kv-1234"),
+    ],
+)
+def test_api_key_credentials_of_the_web_form_and_of_the_worker(
+    wire: Wire, server: JsonServer, values: dict[str, str], header: str, sent: str | None
+) -> None:
+    fetch = node("fetch", "http", "Fetch", url=f"{server.url}/key", method="GET")
+    fetch["credentials"] = {"id": "c1", "name": "API", "type": "api_key", "values": values}
+    m = master([fetch], [], current="fetch")
+    wire.publish_api(m)
+    done = wire.completion(m["execution_id"])
+    assert done["status"] == "completed", done
+    success = ran(wire, m["execution_id"], "fetch")
+    expected = sent if sent is not None else f"Bearer {values['api_key']}"
+    assert server.hits[-1].headers[header] == expected
+    secret = values.get("api_key") or values["value"]
+    for got in wire.statuses(m["execution_id"]) + wire.completions(m["execution_id"]):
+        assert secret.encode() not in got.raw
+    assert success["output"]["status"] == 200
+
+
+# -- item 8: untrusted depth ------------------------------------------------------------------
+
+
+class DeepServer:
+    """127.0.0.1 HTTP server answering a JSON array nested `levels` deep."""
+
+    def __init__(self, levels: int) -> None:
+        body = b"[" * levels + b"]" * levels
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def deep_server() -> Iterator[DeepServer]:
+    srv = DeepServer(3_000)
+    yield srv
+    srv.close()
+
+
+def deep_workflow(policy: str, first: dict[str, Any], inputs: Any = None) -> dict[str, Any]:
+    first["error"] = (
+        {"type": policy, "error_edge": "e_err"} if policy == "branch" else {"type": policy}
+    )
+    nodes = [
+        node("trigger", "ManualTrigger", "Start"),
+        first,
+        node("after", "log", "After", message="after"),
+        node("onerr", "log", "OnError", message="$error.message"),
+    ]
+    edges = [edge("trigger", first["id"]), edge(first["id"], "after")]
+    if policy == "branch":
+        edges.append(edge(first["id"], "onerr", "e_err"))
+    context = {"$input": inputs, "$trigger": inputs} if inputs is not None else None
+    return master(nodes, edges, context)
+
+
+def statuses_of(wire: Wire, execution_id: str) -> list[tuple[str, str]]:
+    return [(g.body["node_id"], g.body["status"]) for g in wire.statuses(execution_id)]
+
+
+@pytest.mark.parametrize("policy", ["ignore", "branch", "halt"])
+@pytest.mark.parametrize("source", ["http", "input"])
+def test_deep_json_fails_the_node_under_its_policy(
+    wire: Wire, deep_server: DeepServer, policy: str, source: str
+) -> None:
+    if source == "http":
+        first = node("deep", "http", "Deep", url=deep_server.url, method="GET")
+        m = deep_workflow(policy, first)
+    else:
+        first = node("deep", "log", "Deep", message="$input.k")
+        m = deep_workflow(policy, first, {"k": json.loads("[" * 600 + "]" * 600)})
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    done = wire.completion(eid)
+    failed = node_statuses(wire, eid, "deep", 2)
+    assert [s["status"] for s in failed] == ["running", "failed"]
+    assert "nested deeper than 100 levels" in failed[1]["error"]["message"]
+    if policy == "halt":
+        assert done["status"] == "halted"
+        assert "nested deeper than 100 levels" in done["failure_reason"]
+    else:
+        assert done["status"] == "completed", done
+        goes_on = "after" if policy == "ignore" else "onerr"
+        assert [s["status"] for s in node_statuses(wire, eid, goes_on, 2)] == [
+            "running",
+            "success",
+        ]
+    wire.no_second_completion(eid, settle=0.3)
+    assert not wire.of("runeworker.dead-letter", eid)  # a node failure, not bad input

@@ -1,0 +1,265 @@
+"""JSON nested hundreds or thousands of levels never raises RecursionError: the node that meets
+it fails under its own error policy (runeworker.engine.depth; issue 11, item 8)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.engine import depth
+from runeworker.engine.context import LazyContext
+from runeworker.engine.local import LocalRunner, start_message
+from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.resolver import Resolver
+from runeworker.errors import DepthError
+
+LIMIT = depth.MAX_DEPTH
+
+
+def nested(levels: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def levels_of(value: Any) -> int:
+    """Depth by walking (the reference the byte scanner is checked against)."""
+    level, current = 0, [value]
+    while current:
+        containers = [v for v in current if isinstance(v, dict | list)]
+        if not containers:
+            return level
+        level += 1
+        current = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return level
+
+
+# -- the byte scanner -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [0, 1, LIMIT - 1, LIMIT, LIMIT + 1, 600, 5_000, 200_000])
+def test_json_exceeds_at_the_limit(levels: int) -> None:
+    text = b"[" * levels + b"]" * levels if levels else b"1"
+    assert depth.json_exceeds(text) is (levels > LIMIT)
+
+
+def test_brackets_and_escapes_inside_strings_do_not_count() -> None:
+    inside = json.dumps(["[" * 500, '\\"[[[', "\\\\", '"{{{'] * 50)
+    assert not depth.json_exceeds(inside)
+    assert depth.json_exceeds(inside[:-1] + "," + json.dumps(nested(LIMIT)) + "]")
+
+
+def test_the_scanner_agrees_with_a_walk_on_random_documents() -> None:
+    rng = random.Random(11)
+    texts = ["a", "[", "]", "{", "}", '"', "\\", '\\"', "\\\\", "x[y", "é"]
+
+    budget = [0]  # containers left in the document being built
+
+    def build(level: int) -> Any:
+        roll = rng.random()
+        if level > 130 or roll < 0.02 or budget[0] <= 0:
+            return rng.choice([rng.choice(texts) * rng.randint(0, 3), 1, None, 2.5, True])
+        budget[0] -= 1
+        width = rng.choice([1, 1, 1, 2, 3])  # mostly chains, to reach the limit
+        if roll < 0.6:
+            return [build(level + 1) for _ in range(width)]
+        return {rng.choice(texts) + str(i): build(level + 1) for i in range(width)}
+
+    checked = 0
+    for _ in range(300):
+        budget[0] = rng.randint(1, 400)
+        value = build(0)
+        expected = levels_of(value) > LIMIT
+        assert depth.json_exceeds(msgspec.json.encode(value)) is expected
+        assert depth.exceeds(value) is expected
+        checked += expected
+    assert 0 < checked < 300  # both sides of the limit were met
+
+
+def test_values_msgspec_cannot_encode_are_walked() -> None:
+    assert depth.exceeds(nested(LIMIT, leaf=object())) is False
+    assert depth.exceeds([nested(LIMIT, leaf=object())]) is True
+
+
+def test_decode_and_check_raise_depth_errors() -> None:
+    deep = b"[" * 3_000 + b"]" * 3_000
+    with pytest.raises(DepthError, match=rf"^response body is nested deeper than {LIMIT} levels$"):
+        depth.decode(deep, "response body")
+    with pytest.raises(DepthError, match=r"^output is nested"):
+        depth.check(nested(LIMIT + 1), "output")
+    assert depth.decode(b'{"a": [1]}', "x") == {"a": [1]}
+
+
+# -- the context, the resolver, masking ------------------------------------------------------------
+
+
+def lazy_context(**values: Any) -> LazyContext:
+    return LazyContext({k: msgspec.Raw(msgspec.json.encode(v)) for k, v in values.items()})
+
+
+def test_a_context_value_too_deep_fails_the_read_only() -> None:
+    ctx = lazy_context(**{"$input": nested(600), "$ok": {"a": 1}})
+    with pytest.raises(DepthError, match=r"^context value \$input is nested deeper"):
+        ctx["$input"]
+    assert ctx.too_deep("$input") and ctx.copy().too_deep("$input")
+    assert ctx["$ok"] == {"a": 1} and not ctx.too_deep("$ok")
+    ctx["$input"] = 1  # replaced: readable again
+    assert not ctx.too_deep("$input")
+
+
+@pytest.mark.parametrize("levels", [LIMIT + 1, 600, 900])
+def test_resolver_fails_a_reference_to_a_deep_value_and_leaves_it_out(levels: int) -> None:
+    ctx = lazy_context(**{"$input": nested(levels), "$ok": {"a": 1}})
+    resolver = Resolver(ctx, credentials={"token": "s3cret-token"})
+    params, errors = resolver.resolve_params({"m": "{{ $input.k }}", "n": "$ok.a"})
+    assert params == {"m": "{{ $input.k }}", "n": 1}
+    assert errors == {
+        "m": f"reference $input.k: context value $input is nested deeper than {LIMIT} levels"
+    }
+    assert resolver.used_inputs() == {"$ok": {"a": 1}}
+    assert Resolver(ctx).used_keys == set()
+
+
+@pytest.mark.parametrize("levels", [LIMIT + 1, 600, 5_000])
+def test_a_deep_parameter_fails_and_is_not_published(levels: int) -> None:
+    resolver = Resolver({}, credentials={"password": "s3cret-pass"})
+    params, errors = resolver.resolve_params(
+        {"body": nested(levels), "raw": nested(levels), "fine": [nested(LIMIT - 1)]},
+        skip=frozenset({"raw"}),
+    )
+    assert params == {"body": depth.PLACEHOLDER, "raw": depth.PLACEHOLDER, "fine": [nested(99)]}
+    assert set(errors) == {"body", "raw"}
+    assert all(e == f"the value is nested deeper than {LIMIT} levels" for e in errors.values())
+    assert resolver.mask(params) == params
+
+
+def test_masking_replaces_what_it_cannot_walk() -> None:
+    resolver = Resolver({}, credentials={"token": "s3cret-token"})
+    masked = resolver.mask({"a": nested(3_000, "s3cret-token"), "b": ["s3cret-token"]})
+    assert masked["b"] == ["***"]
+    assert b"s3cret" not in msgspec.json.encode(masked)
+    assert depth.PLACEHOLDER.encode() in msgspec.json.encode(masked)
+
+
+def test_deep_credentials_are_collected_without_recursion() -> None:
+    resolver = Resolver({}, credentials={"values": nested(5_000, "s3cret-deep")})
+    assert resolver.mask("x s3cret-deep y") == "x *** y"
+
+
+# -- a whole run: the node fails under its own policy ---------------------------------------------
+
+
+@node("depth.deep")
+def _deep(ctx: NodeContext) -> dict[str, Any]:
+    return {"value": nested(int(ctx.params["levels"]))}
+
+
+def workflow(policy: str, levels: int, kind: str = "output") -> bytes:
+    if kind == "output":
+        first = {"id": "d", "name": "Deep", "type": "depth.deep", "parameters": {"levels": levels}}
+    elif kind == "input":
+        first = {"id": "d", "name": "Deep", "type": "log", "parameters": {"message": "$input.k"}}
+    else:
+        first = {"id": "d", "name": "Deep", "type": "log", "parameters": {"message": "m"}}
+        first["parameters"]["extra"] = nested(levels)
+    first["error"] = {"type": policy}
+    if policy == "branch":
+        first["error"]["error_edge"] = "e_err"
+    nodes = [
+        {"id": "t", "name": "Start", "type": "ManualTrigger", "trigger": True},
+        first,
+        {"id": "after", "name": "After", "type": "log", "parameters": {"message": "after"}},
+        {
+            "id": "err",
+            "name": "OnError",
+            "type": "log",
+            "parameters": {"message": "$error.message"},
+        },
+    ]
+    edges = [("e1", "t", "d"), ("e2", "d", "after")]
+    if policy == "branch":
+        edges.append(("e_err", "d", "err"))
+    data = {"nodes": nodes, "edges": [{"id": i, "src": s, "dst": d} for i, s, d in edges]}
+    return msgspec.json.encode(data)
+
+
+def run(defn: bytes, inputs: Any = None) -> tuple[list[NodeStatusMessage], CompletionMessage]:
+    statuses: list[NodeStatusMessage] = []
+    done = LocalRunner(on_status=statuses.append).run(start_message(defn, inputs))
+    assert done is not None
+    return statuses, done
+
+
+def trail(statuses: list[NodeStatusMessage]) -> list[tuple[str, str]]:
+    return [(s.node_name, s.status) for s in statuses]
+
+
+CASES = [("output", 1_000), ("output", 30_000), ("input", 600), ("parameters", 600)]
+
+
+@pytest.mark.parametrize(("kind", "levels"), CASES)
+def test_ignore_goes_on(kind: str, levels: int) -> None:
+    inputs = {"k": nested(levels)} if kind == "input" else None
+    statuses, done = run(workflow("ignore", levels, kind), inputs)
+    assert trail(statuses) == [
+        ("Deep", "running"), ("Deep", "failed"), ("After", "running"), ("After", "success")
+    ]  # fmt: skip
+    assert statuses[1].error is not None and "nested deeper than 100 levels" in (
+        statuses[1].error.message
+    )
+    assert done.status == "completed"
+    msgspec.json.encode(done)  # publishable
+
+
+@pytest.mark.parametrize(("kind", "levels"), CASES)
+def test_branch_takes_the_error_edge_and_halt_halts(kind: str, levels: int) -> None:
+    inputs = {"k": nested(levels)} if kind == "input" else None
+    statuses, done = run(workflow("branch", levels, kind), inputs)
+    assert trail(statuses)[-2:] == [("OnError", "running"), ("OnError", "success")]
+    assert "nested deeper than 100 levels" in statuses[-1].output["message"]  # type: ignore[index]
+    assert "After" not in {name for name, _ in trail(statuses)}
+    assert done.status == "completed"
+    statuses, done = run(workflow("halt", levels, kind), inputs)
+    assert trail(statuses) == [("Deep", "running"), ("Deep", "failed")]
+    assert done.status == "halted" and "nested deeper than 100 levels" in (
+        done.failure_reason or ""
+    )
+
+
+def test_an_unread_deep_input_reaches_the_completion_as_a_placeholder() -> None:
+    defn = workflow("halt", 0, "parameters")
+    _, done = run(defn, {"k": nested(900), "fine": [1]})
+    assert done.status == "completed"
+    assert done.final_context["$input"] == depth.PLACEHOLDER
+    assert done.final_context["$After"]["message"] == "after"
+    _, done = run(defn, {"k": nested(50)})
+    assert done.final_context["$input"] == {"k": nested(50)}
+
+
+def test_runeworker_run_prints_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_bytes(workflow("ignore", 0, "input"))
+    for levels, code in ((600, 0), (5_000, 2)):
+        data = (
+            json.dumps({"k": json.loads("[" * levels + "]" * levels)})
+            if levels < 900
+            else ('{"k": ' + "[" * levels + "]" * levels + "}")
+        )
+        (tmp_path / "in.json").write_text(data)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runeworker", "run", str(path), "--input", "@in.json"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == code, proc.stderr
+        assert "Traceback" not in proc.stderr
+        if code == 2:
+            assert proc.stderr == "error: --input is nested too deeply to be read\n"
