@@ -146,6 +146,17 @@ def queue_arguments(queue_type: str) -> dict[str, Any] | None:
     return {QUEUE_TYPE_ARGUMENT: queue_type} if queue_type != "classic" else None
 
 
+def typed_queues(b: BrokerConfig) -> dict[str, dict[str, Any]]:
+    """The queues runeworker declares with `broker.queue_type` (queue -> arguments): the
+    execution and resume queues, and its own dead-letter queue, which nobody else declares.
+    A classic dead-letter queue lives on one node: in a cluster, while that node is down,
+    every worker's declare of it would fail and no worker could (re)connect."""
+    arguments = queue_arguments(b.queue_type)
+    if arguments is None:
+        return {}
+    return {q: arguments for q in (b.queue, b.resume_queue, b.dead_letter_queue)}
+
+
 def delivery_count(headers: dict[str, Any]) -> int | None:
     """How many times a quorum queue delivered this message before without an ack (its
     `x-delivery-count` header); None on a classic queue, which keeps no count."""
@@ -194,14 +205,13 @@ class Broker:
     @classmethod
     def of(cls, b: BrokerConfig) -> Broker:
         """The broker the `[broker]` section describes."""
-        arguments = queue_arguments(b.queue_type)
         return cls(
             Endpoint.of(b).urls,
             exchange=b.exchange,
             heartbeat=b.heartbeat,
             connection_attempts=b.connection_attempts,
             retry_delay=b.retry_delay,
-            typed_queues={q: arguments for q in (b.queue, b.resume_queue)} if arguments else {},
+            typed_queues=typed_queues(b),
         )
 
     # -- connection ---------------------------------------------------------------------
@@ -244,14 +254,16 @@ class Broker:
         arguments (other Rune services declare the same queues and would fail with
         PRECONDITION_FAILED on any difference), bound with its own name as routing key;
         only the queues of `typed_queues` (`broker.queue_type = "quorum"`) get their type.
-        The dead-letter queue is runeworker's own and is reached through the default exchange."""
+        The dead-letter queue is runeworker's own and is reached through the default exchange
+        (typed too: see `typed_queues`)."""
         ch = self.channel
         try:
             ch.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             for q in dict.fromkeys(bound_queues):
                 ch.queue_declare(q, durable=True, arguments=self.typed_queues.get(q))
                 ch.queue_bind(q, self.exchange, routing_key=q)
-            ch.queue_declare(dead_letter_queue, durable=True)
+            arguments = self.typed_queues.get(dead_letter_queue)
+            ch.queue_declare(dead_letter_queue, durable=True, arguments=arguments)
         except AMQP_ERRORS as exc:
             error = self.endpoint.error("cannot declare the Rune topology", exc)
             if getattr(exc, "reply_code", None) == _PRECONDITION_FAILED:

@@ -58,9 +58,10 @@ def topology(cfg: Config) -> list[str]:
         )
     else:
         kind = (
-            f"queues: {queues} are declared {b.queue_type} (x-queue-type); a queue's type "
-            "must agree on both sides: Rune's API must declare them "
-            f"{b.queue_type} too, or the second declare fails with PRECONDITION_FAILED"
+            f"queues: {queues} (and runeworker's {b.dead_letter_queue}) are declared "
+            f"{b.queue_type} (x-queue-type); a queue's type must agree on both sides: Rune's "
+            f"API must declare {queues} {b.queue_type} too, or the second declare fails "
+            "with PRECONDITION_FAILED"
         )
     if r.sentinels:
         store = f"redis: Sentinel master {r.service_name!r} via {len(r.sentinels)} sentinel(s)"

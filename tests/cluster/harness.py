@@ -91,7 +91,8 @@ class ClusterCollector(Collector):
         try:
             ch = conn.channel()
             declare(ch, self.queue_type)
-            ch.queue_declare(TAP_QUEUE, durable=True)
+            # typed like the work queues: a classic tap lives on one node, which may be killed
+            ch.queue_declare(TAP_QUEUE, durable=True, arguments=queue_arguments(self.queue_type))
             ch.queue_bind(TAP_QUEUE, EXCHANGE, routing_key=RESUME_QUEUE)
             ch.basic_qos(prefetch_count=500)
             for queue in (*COLLECTED, TAP_QUEUE):
@@ -337,7 +338,8 @@ def run_scenario(
             for sup in run.supervisors:
                 sup.kill()
             collector.stop()
-        figures = tally(name, plan, collector.record, len(run.events), elapsed)
+        faults = sum("SIGKILL" in event for event in run.events)
+        figures = tally(name, plan, collector.record, faults, elapsed)
         figures.events = run.events
         figures.serve_exit = max(exit_codes, key=abs, default=0)
         counts = where.queue_counts()

@@ -99,8 +99,8 @@ def rabbit_node_killed(count: int) -> ClusterFigures:
                       counts)  # fmt: skip
 
         def kill_b(run: Run) -> None:
+            leader = b.name  # declared through b (rabbitmqctl takes seconds: not mid-run)
             run.wait_progress(0.3, timeout=240)
-            leader = _leader(a, "workflow.execution")
             b.kill()
             killed = time.monotonic()
             run.event(f"SIGKILL RabbitMQ node b at {run.progress():.0%} (leader was {leader})")

@@ -112,9 +112,15 @@ class RabbitNode:
         return done.stdout
 
     def kill(self) -> None:
-        """SIGKILL the whole node (wrapper and Erlang VM): a crash, not a shutdown."""
+        """SIGKILL the Erlang VM of the node (a crash, not a shutdown), then its wrapper. The
+        VM is not in the wrapper's process group (the Debian wrapper starts it through `su`):
+        its pid is the one the node writes to RABBITMQ_PID_FILE."""
         if self.proc is None:
             return
+        with contextlib.suppress(OSError, ValueError):
+            vm = int((self.dir / "pid").read_text().strip())
+            os.kill(vm, signal.SIGKILL)
+            wait_for(lambda: not _alive(vm), f"the VM of {self.name} to die", 30, poll=0.05)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -126,6 +132,16 @@ class RabbitNode:
             if self.proc is not None and self.proc.poll() is None:
                 self.ctl("shutdown", timeout=30)
         self.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RabbitCluster:
@@ -202,7 +218,8 @@ class RedisProcess:
 
     def ping(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"redis on port {self.port} exited: {_tail(self.dir / 'redis.log')}")
+            log = _tail(self.dir / "redis.log")
+            raise AssertionError(f"redis on port {self.port} exited: {log}")
         client = self.client()
         try:
             return bool(client.ping())
