@@ -316,8 +316,10 @@ class ClusterRedis:
         self.nodes: list[RedisProcess] = []
         try:
             for i in (1, 2, 3):
+                # the bus port defaults to port + 10000, past 65535 for a high free port
                 args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", "2000", "--appendonly", "no"]  # fmt: skip
+                        "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
+                        "--appendonly", "no"]  # fmt: skip
                 self.nodes.append(RedisProcess(self.base, f"node{i}", *args))
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
