@@ -50,7 +50,7 @@ from tests.faults.services import (
 )
 from tests.faults.workflows import Planned
 
-from .workloads import timers_expected
+from .workloads import resolve, timers_expected
 
 REPO = Path(__file__).resolve().parents[2]
 TAP_QUEUE = "rwtest.resume-tap"  # a copy of every message published to workflow.resume
@@ -177,8 +177,9 @@ class ClusterFigures:
     """The fault suite's figures plus the timers and what the scenario measured."""
 
     figures: Figures
-    timers_expected: int = 0
-    timers_fired: int = 0  # distinct timers seen on the tap
+    timers_expected: int = 0  # at most: a merge released in time cancels its timer
+    timers_fired: int = 0  # distinct timers seen on the tap (a lost one shows as a missing
+    # completion: its execution never resumes)
     timers_doubled: int = 0  # fires beyond the first, per timer
     measured: dict[str, float] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)  # problems per workflow kind
@@ -192,8 +193,8 @@ class ClusterFigures:
                     if n and kind not in excused]  # fmt: skip
         if self.timers_doubled:
             out.append(f"{self.timers_doubled} timer fires doubled")
-        if not excused and self.timers_fired != self.timers_expected:
-            out.append(f"{self.timers_fired} timers fired, {self.timers_expected} expected")
+        if self.timers_fired > self.timers_expected:
+            out.append(f"{self.timers_fired} timers fired, at most {self.timers_expected} planned")
         return out
 
     def explain(self) -> str:
@@ -264,14 +265,14 @@ def base_config(directory: Path, where: Where, index: int, prefix: str) -> dict[
 Inject = Callable[[Run], None]
 
 
-def open_executions(redis_section: dict[str, Any], prefix: str, ids: list[str]) -> int:
-    """How many executions still have live branch tokens."""
+def open_executions(redis_section: dict[str, Any], prefix: str, ids: list[str]) -> list[str]:
+    """The executions that still have live branch tokens."""
     store = RedisStore.from_config(RedisConfig(**redis_section, key_prefix=prefix))
     try:
         pipe = store._client.pipeline(transaction=False)
         for eid in ids:
             pipe.exists(store.keys_of(eid)[0])
-        return sum(int(n) for n in pipe.execute())
+        return [eid for eid, n in zip(ids, pipe.execute(), strict=True) if int(n)]
     finally:
         store.close()
 
@@ -339,14 +340,21 @@ def run_scenario(
                 sup.kill()
             collector.stop()
         faults = sum("SIGKILL" in event for event in run.events)
-        figures = tally(name, plan, collector.record, faults, elapsed)
+        rec = collector.record
+        plan = resolve(plan, rec.completions, rec.terminal)
+        figures = tally(name, plan, rec, faults, elapsed)
         figures.events = run.events
         figures.serve_exit = max(exit_codes, key=abs, default=0)
         counts = where.queue_counts()
         ignored = (DEAD_LETTER_QUEUE, TAP_QUEUE)
         figures.left_in_queues = sum(r + u for q, (r, u) in counts.items() if q not in ignored)
         figures.dead_lettered = sum(counts.get(DEAD_LETTER_QUEUE, (0, 0)))
-        figures.open_in_redis = open_executions(where.redis, prefix, run.ids)
+        still_open = set(open_executions(where.redis, prefix, run.ids))
+        figures.open_in_redis = len(still_open)
+        for p in plan:
+            if p.execution_id in still_open:
+                key = f"open_in_redis_{p.kind}"
+                run.measured[key] = run.measured.get(key, 0) + 1
         delete_prefix(where.redis, prefix)
         out = ClusterFigures(figures, timers_expected(plan), len(collector.fired),
                              sum(n - 1 for n in collector.fired.values()), run.measured,
