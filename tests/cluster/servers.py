@@ -114,13 +114,16 @@ class RabbitNode:
     def kill(self) -> None:
         """SIGKILL the Erlang VM of the node (a crash, not a shutdown), then its wrapper. The
         VM is not in the wrapper's process group (the Debian wrapper starts it through `su`):
-        its pid is the one the node writes to RABBITMQ_PID_FILE."""
-        if self.proc is None:
-            return
+        its pid is the one the node writes to RABBITMQ_PID_FILE (read even when the wrapper
+        is gone, so that `stop` never leaves a VM behind)."""
+        pid_file = self.dir / "pid"
         with contextlib.suppress(OSError, ValueError):
-            vm = int((self.dir / "pid").read_text().strip())
+            vm = int(pid_file.read_text().strip())
+            pid_file.unlink()  # once dead, its number may go to another process
             os.kill(vm, signal.SIGKILL)
             wait_for(lambda: not _alive(vm), f"the VM of {self.name} to die", 30, poll=0.05)
+        if self.proc is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
