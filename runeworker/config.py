@@ -42,6 +42,11 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """RabbitMQ: where to connect, what to consume, how to retry and dead-letter."""
 
     url: NonEmpty = "amqp://guest:guest@127.0.0.1:5672/"
+    # the nodes of a cluster, tried in order (pika's list of connection parameters); set
+    # `urls` or `url`, not both
+    urls: list[str] = msgspec.field(default_factory=list)
+    # type of the execution and resume queues; must be what Rune's API declares (classic)
+    queue_type: Literal["classic", "quorum"] = "classic"
     queue: NonEmpty = "workflow.execution"
     resume_queue: NonEmpty = "workflow.resume"
     exchange: NonEmpty = "workflows"
@@ -60,6 +65,13 @@ class RedisConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Redis, the shared state store."""
 
     url: NonEmpty = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel: "host:port" (or "redis://[user:password@]host:port" when the sentinels
+    # need their own credentials) of each sentinel, and the name of the monitored master;
+    # `url` then gives the master's credentials, database and TLS, not its address
+    sentinels: list[str] = msgspec.field(default_factory=list)
+    service_name: str = ""
+    # Redis Cluster: `url` is the first node to ask for the cluster's layout
+    cluster: bool = False
     key_prefix: str = ""
     key_ttl: Annotated[int, Meta(ge=60)] = 86400
     socket_timeout: PositiveSeconds = 5.0
@@ -182,17 +194,25 @@ _Layer = dict[str, tuple[Any, str]]  # dotted key -> (typed value, source that s
 
 
 def masked(cfg: Config) -> dict[str, Any]:
-    """The effective config as plain nested dicts, every URL password replaced by `***`."""
+    """The effective config as plain nested dicts, every URL password (also in lists such as
+    `broker.urls` and `redis.sentinels`) replaced by `***`."""
     tree: dict[str, dict[str, Any]] = msgspec.to_builtins(cfg)
     return {
-        section: {k: mask_url(v) if isinstance(v, str) else v for k, v in table.items()}
-        for section, table in tree.items()
+        section: {k: _masked_value(v) for k, v in table.items()} for section, table in tree.items()
     }
 
 
 # The share of worker.timeout an agent run gets by default: the supervisor kills a child whose
 # node runs past worker.timeout; the rest leaves the node time to fail and report it.
 AUTO_TOTAL_SHARE = 0.8
+
+
+def _masked_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, list):
+        return [_masked_value(item) for item in value]
+    return value
 
 
 def to_node_settings(cfg: Config) -> NodeSettings:
@@ -233,6 +253,33 @@ def _url_check_or_empty(*schemes: str) -> Callable[[Any], str | None]:
     return lambda url: None if url == "" else check(url)
 
 
+def _each(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """`check` applied to every item of a list; the first problem, naming the item's index."""
+
+    def check_all(items: Any) -> str | None:
+        for i, item in enumerate(items):
+            if problem := check(item):
+                return f"[{i}]: {problem}"
+        return None
+
+    return check_all
+
+
+def _check_sentinel(entry: Any) -> str | None:
+    """ "host:port", or a redis:// URL naming the sentinel and its own credentials."""
+    text = str(entry)
+    if "://" in text:
+        if problem := _url_check("redis", "rediss")(text):
+            return problem
+        host, port = urlsplit(text).hostname, urlsplit(text).port
+    else:
+        host, _, digits = text.rpartition(":")
+        port = int(digits) if digits.isdigit() else None
+    if not host or port is None or not 0 < port <= 65535:
+        return f"expected host:port or redis://[user:password@]host:port, got {mask_url(text)!r}"
+    return None
+
+
 def _check_listen(listen: Any) -> str | None:
     _host, colon, port = str(listen).rpartition(":")
     if listen == "" or (colon and port.isdigit() and int(port) <= 65535):
@@ -251,7 +298,9 @@ def _check_networks(networks: Any) -> str | None:
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "broker.url": _url_check("amqp", "amqps"),
+    "broker.urls": _each(_url_check("amqp", "amqps")),
     "redis.url": _url_check("redis", "rediss", "unix"),
+    "redis.sentinels": _each(_check_sentinel),
     "metrics.listen": _check_listen,
     "nodes.http_deny_networks": _check_networks,
     "agent.gemini_base_url": _url_check_or_empty("http", "https"),
@@ -335,6 +384,8 @@ def _describe(ftype: Any) -> str:
         return "one of " + ", ".join(repr(v) for v in info.values)
     if isinstance(info, mi.ListType):
         return "a comma-separated list or a JSON array of strings"
+    if isinstance(info, mi.BoolType):
+        return "true or false"
     if isinstance(info, mi.StrType):
         return "a non-empty string" if info.min_length else "a string"
     noun = "an integer" if isinstance(info, mi.IntType) else "a number"
@@ -353,14 +404,19 @@ def _parse_text(raw: str, ftype: Any) -> Any:
     if isinstance(info, mi.ListType):
         items = [item.strip() for item in raw.split(",") if item.strip()]
         return json.loads(raw) if raw.lstrip().startswith("[") else items
+    if isinstance(info, mi.BoolType):
+        return _BOOLEANS[raw.strip().lower()]  # KeyError: not a boolean
     return raw
+
+
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
 def _add_text(layer: _Layer, key: str, raw: str, source: str, problems: list[str]) -> None:
     """Parse and check one text value (a variable, a flag); problems name `source`."""
     try:
         typed, problem = _convert(key, _parse_text(raw, _FIELDS[key]))
-    except ValueError:
+    except (ValueError, KeyError):
         typed, problem = None, "not parsable"
     if problem:
         problems.append(f"{source}: expected {_describe(_FIELDS[key])}, got {mask_url(raw)!r}")
@@ -430,6 +486,36 @@ def _cross_checks(values: _Layer) -> list[str]:
             f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
             f"({limit_src}): the supervisor kills a child whose node runs longer"
         )
+    return problems + _topology_checks(values)
+
+
+def _topology_checks(values: _Layer) -> list[str]:
+    """Which broker nodes and which kind of Redis: one way each, said once."""
+    problems = []
+    urls, urls_src = values["broker.urls"]
+    url_src = values["broker.url"][1]
+    if urls and url_src != "default":
+        problems.append(
+            f"broker.urls ({urls_src}) and broker.url ({url_src}) are both set: "
+            "set broker.urls for a cluster's nodes or broker.url for one, not both"
+        )
+    sentinels, s_src = values["redis.sentinels"]
+    service, service_src = values["redis.service_name"]
+    cluster, c_src = values["redis.cluster"]
+    redis_url = values["redis.url"][0]
+    if sentinels and cluster:
+        problems.append(
+            f"redis.sentinels ({s_src}) and redis.cluster ({c_src}) are both set: "
+            "Redis Sentinel and Redis Cluster are two different deployments; choose one"
+        )
+    if sentinels and not service:
+        problems.append(f"redis.sentinels ({s_src}) needs redis.service_name, the master's name")
+    if service and not sentinels:
+        problems.append(f"redis.service_name ({service_src}) is only used with redis.sentinels")
+    if (sentinels or cluster) and str(redis_url).startswith("unix:"):
+        problems.append("redis.url must be redis:// or rediss:// with sentinels or a cluster")
+    if cluster and urlsplit(str(redis_url)).path.strip("/") not in ("", "0"):
+        problems.append(f"redis.cluster ({c_src}): a Redis Cluster has database 0 only")
     return problems
 
 

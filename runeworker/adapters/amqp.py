@@ -45,51 +45,88 @@ JSON = "application/json"
 # set by `runeworker dlq replay` on a dead letter it puts back (see Executor.step `replayed`)
 REPLAYED_HEADER = "x-runeworker-replayed"
 _PERSISTENT = 2
+_PRECONDITION_FAILED = 406
 _FLUSH_BYTES = 1 << 20
 # what pika raises when the broker refuses something or the socket fails
 AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+QUEUE_TYPE_ARGUMENT = "x-queue-type"
+# set by quorum queues on a redelivered message: the deliveries before this one
+DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where RabbitMQ is and how to reach it: the URL and the connection's retry policy.
+    """Where RabbitMQ is and how to reach it: the URL of each node and the connection's retry
+    policy.
 
-    Every error it raises names the URL with its password masked, and scrubs the password
-    from pika's own text should pika ever echo it."""
+    With several URLs (the nodes of a cluster, `broker.urls`) pika tries them in order on every
+    attempt and keeps the first that answers; `connection_attempts` and `retry_delay` apply to
+    the whole list (pika reads them from its last entry). Every error it raises names the URLs
+    with their passwords masked, and scrubs the passwords from pika's own text should pika ever
+    echo one."""
 
-    url: str
+    urls: tuple[str, ...]
     heartbeat: int | None = None  # seconds; None keeps what the broker proposes
     connection_attempts: int = 1
     retry_delay: float = 1.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.urls, str):  # Endpoint("amqp://...") names one node
+            object.__setattr__(self, "urls", (self.urls,))
+        if not self.urls:
+            raise ValueError("an Endpoint needs at least one URL")
+
     @classmethod
     def of(cls, b: BrokerConfig) -> Endpoint:
-        """The endpoint the `[broker]` section describes."""
-        return cls(b.url, b.heartbeat, b.connection_attempts, b.retry_delay)
+        """The endpoint the `[broker]` section describes: `urls` when set, else `url`."""
+        return cls(tuple(b.urls) or (b.url,), b.heartbeat, b.connection_attempts, b.retry_delay)
 
-    def parameters(self, name: str) -> pika.URLParameters:
-        """pika's parameters for a connection the broker's UI shows as `name`."""
-        try:
-            params = pika.URLParameters(self.url)
-        except ValueError as exc:  # e.g. a port that is not a number
-            raise self.error("cannot use the RabbitMQ URL", exc) from exc
-        if self.heartbeat is not None:
-            params.heartbeat = self.heartbeat
-        params.connection_attempts = self.connection_attempts
-        params.retry_delay = self.retry_delay
-        params.client_properties = {"connection_name": name}
-        return params
+    @property
+    def where(self) -> str:
+        """The URLs, passwords masked, for messages."""
+        return ", ".join(mask_url(url) for url in self.urls)
+
+    def parameters(self, name: str) -> list[pika.URLParameters]:
+        """pika's parameters, one per node, for a connection the broker's UI shows as `name`."""
+        out = []
+        for url in self.urls:
+            try:
+                params = pika.URLParameters(url)
+            except ValueError as exc:  # e.g. a port that is not a number
+                raise self.error("cannot use the RabbitMQ URL", exc) from exc
+            if self.heartbeat is not None:
+                params.heartbeat = self.heartbeat
+            params.connection_attempts = self.connection_attempts
+            params.retry_delay = self.retry_delay
+            params.client_properties = {"connection_name": name}
+            out.append(params)
+        return out
 
     def connect(self, name: str) -> BlockingConnection:
         """A new blocking connection named `name`; BrokerError when none can be opened."""
         params = self.parameters(name)
         with self.errors("cannot connect to RabbitMQ"):
-            return BlockingConnection(params)
+            # one node: its parameters alone, as before lists existed
+            return BlockingConnection(params[0] if len(params) == 1 else params)
+
+    def node_of(self, conn: BlockingConnection) -> str:
+        """The masked URL of the node `conn` is connected to (pika keeps the parameters of
+        the node that answered); all of them when that cannot be told."""
+        used = getattr(getattr(conn, "_impl", None), "params", None)
+        host, port = getattr(used, "host", None), getattr(used, "port", None)
+        for url in self.urls:
+            with contextlib.suppress(ValueError):
+                params = pika.URLParameters(url)
+                if (params.host, params.port) == (host, port):
+                    return mask_url(url)
+        return self.where
 
     def error(self, what: str, exc: BaseException) -> BrokerError:
         """`exc` (a pika or socket error) as a BrokerError: `what at URL: detail`."""
-        detail = scrub_password(describe(exc), self.url)
-        return BrokerError(f"{what} at {mask_url(self.url)}: {detail}")
+        detail = describe(exc)
+        for url in self.urls:
+            detail = scrub_password(detail, url)
+        return BrokerError(f"{what} at {self.where}: {detail}")
 
     @contextlib.contextmanager
     def errors(self, what: str) -> Iterator[None]:
@@ -100,6 +137,31 @@ class Endpoint:
             yield
         except AMQP_ERRORS as exc:
             raise self.error(what, exc) from exc
+
+
+def queue_arguments(queue_type: str) -> dict[str, Any] | None:
+    """The declare arguments of the execution and resume queues for `broker.queue_type`:
+    none for classic (what Rune's API declares), `x-queue-type` for quorum. Both sides of a
+    queue must declare the same, or the second declare fails with PRECONDITION_FAILED."""
+    return {QUEUE_TYPE_ARGUMENT: queue_type} if queue_type != "classic" else None
+
+
+def typed_queues(b: BrokerConfig) -> dict[str, dict[str, Any]]:
+    """The queues runeworker declares with `broker.queue_type` (queue -> arguments): the
+    execution and resume queues, and its own dead-letter queue, which nobody else declares.
+    A classic dead-letter queue lives on one node: in a cluster, while that node is down,
+    every worker's declare of it would fail and no worker could (re)connect."""
+    arguments = queue_arguments(b.queue_type)
+    if arguments is None:
+        return {}
+    return {q: arguments for q in (b.queue, b.resume_queue, b.dead_letter_queue)}
+
+
+def delivery_count(headers: dict[str, Any]) -> int | None:
+    """How many times a quorum queue delivered this message before without an ack (its
+    `x-delivery-count` header); None on a classic queue, which keeps no count."""
+    count = headers.get(DELIVERY_COUNT_HEADER)
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 @dataclass
@@ -119,15 +181,21 @@ class Broker:
 
     def __init__(
         self,
-        url: str,
+        url: str | tuple[str, ...],
         *,
         exchange: str = "workflows",
         heartbeat: int = 60,
         connection_attempts: int = 3,
         retry_delay: float = 1.0,
+        typed_queues: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        self.endpoint = Endpoint(url, heartbeat, connection_attempts, retry_delay)
+        """`url`: one node, or the nodes of a cluster in the order to try them.
+        `typed_queues`: declare arguments of the queues that are not classic (queue -> args)."""
+        urls = (url,) if isinstance(url, str) else url
+        self.endpoint = Endpoint(urls, heartbeat, connection_attempts, retry_delay)
         self.exchange = exchange
+        self.typed_queues = typed_queues or {}
+        self.node = self.endpoint.where  # the node of the open connection, once connected
         self.pending: deque[Delivery] = deque()
         self._conn: BlockingConnection | None = None
         self._ch: BlockingChannel | None = None
@@ -138,11 +206,12 @@ class Broker:
     def of(cls, b: BrokerConfig) -> Broker:
         """The broker the `[broker]` section describes."""
         return cls(
-            b.url,
+            Endpoint.of(b).urls,
             exchange=b.exchange,
             heartbeat=b.heartbeat,
             connection_attempts=b.connection_attempts,
             retry_delay=b.retry_delay,
+            typed_queues=typed_queues(b),
         )
 
     # -- connection ---------------------------------------------------------------------
@@ -151,6 +220,7 @@ class Broker:
         """Open the connection and a channel in transaction mode; forget buffered deliveries."""
         try:
             self._conn = self.endpoint.connect("runeworker")
+            self.node = self.endpoint.node_of(self._conn)
             with self.endpoint.errors("cannot open a channel"):
                 self._ch = self._conn.channel()
                 self._ch.tx_select()
@@ -182,17 +252,32 @@ class Broker:
     def declare(self, bound_queues: list[str], dead_letter_queue: str) -> None:
         """The Rune topology: a durable topic exchange, every queue durable with no
         arguments (other Rune services declare the same queues and would fail with
-        PRECONDITION_FAILED on any difference), bound with its own name as routing key.
-        The dead-letter queue is runeworker's own and is reached through the default exchange."""
+        PRECONDITION_FAILED on any difference), bound with its own name as routing key;
+        only the queues of `typed_queues` (`broker.queue_type = "quorum"`) get their type.
+        The dead-letter queue is runeworker's own and is reached through the default exchange
+        (typed too: see `typed_queues`)."""
         ch = self.channel
         try:
             ch.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             for q in dict.fromkeys(bound_queues):
-                ch.queue_declare(q, durable=True)
+                ch.queue_declare(q, durable=True, arguments=self.typed_queues.get(q))
                 ch.queue_bind(q, self.exchange, routing_key=q)
-            ch.queue_declare(dead_letter_queue, durable=True)
+            arguments = self.typed_queues.get(dead_letter_queue)
+            ch.queue_declare(dead_letter_queue, durable=True, arguments=arguments)
         except AMQP_ERRORS as exc:
-            raise self.endpoint.error("cannot declare the Rune topology", exc) from exc
+            error = self.endpoint.error("cannot declare the Rune topology", exc)
+            if getattr(exc, "reply_code", None) == _PRECONDITION_FAILED:
+                error = BrokerError(f"{error}; {self._type_hint()}")
+            raise error from exc
+
+    def _type_hint(self) -> str:
+        """Why a declare may differ from the queue's: its type is set by whoever declared
+        it first (Rune's API declares classic queues)."""
+        typed = ", ".join(self.typed_queues) or "none"
+        return (
+            "a queue's type must agree on both sides: broker.queue_type must be what the "
+            f"queue was first declared with (quorum here: {typed}; Rune's API declares classic)"
+        )
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -20,13 +20,22 @@ split branches (the branch ids of the lineage, see `runeworker.engine.paths.scop
 each behind the configured key prefix. Every per-execution key gets the store's TTL on every
 call; the scheduler keys are global and their entries are removed when a timer is acknowledged
 or cancelled.
+
+Redis Cluster: a script or a MULTI may only touch keys of one hash slot. The per-execution
+keys share the slot of their `{<id>}` tag. The timer claim script and the timer transactions
+touch the three scheduler keys together, which land in three slots unless tagged: on a
+Cluster they are `{scheduler}:timers`, `{scheduler}:processing` and `{scheduler}:payloads`
+(one slot, so one node serves every timer). On one server and under Sentinel they keep their
+untagged names, so timers pending before an upgrade still fire; timers do not carry over
+from one server to a new Cluster (the data moves with a migration, not by configuration).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
@@ -149,12 +158,15 @@ return moved
 
 _STATES = {s.value: s for s in BarrierState}
 
+Client: TypeAlias = "redis.Redis | RedisCluster"  # one server or Sentinel's master, or a Cluster
+
 
 class RedisFlow:
     """The barrier and timer half of `RedisStore` (which sets the attributes below)."""
 
-    _client: redis.Redis
+    _client: Client
     _prefix: str
+    _scheduler: str  # "scheduler:", or "{scheduler}:" on a Cluster
     _ttl: int
     _where: str
     _secret: str
@@ -213,7 +225,8 @@ class RedisFlow:
     # -- timers -------------------------------------------------------------------------
 
     def _timer_keys(self) -> list[str]:
-        return [f"{self._prefix}scheduler:{k}" for k in ("timers", "processing", "payloads")]
+        base = self._prefix + self._scheduler
+        return [base + k for k in ("timers", "processing", "payloads")]
 
     def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
         """See `StateStore.schedule`: payload first, then the due entry, in one transaction."""

@@ -16,19 +16,27 @@ keys of one slot):
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
 refreshes the TTL of every key it touches.
+
+`from_config` builds the client the `[redis]` section describes with redis-py's own clients:
+one server (`redis.url`), a master found through Redis Sentinel (`redis.sentinels`,
+`redis.service_name`; the pool asks the sentinels again after a failover), or a Redis Cluster
+(`redis.cluster`; every script's keys share one hash slot, see `RedisFlow`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.sentinel
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from runeworker.adapters.redis_flow import RedisFlow
-from runeworker.config import mask_url
+from runeworker.adapters.redis_flow import Client, RedisFlow
+from runeworker.config import RedisConfig, mask_url
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
     Admission,
@@ -172,19 +180,24 @@ return n
 class RedisStore(RedisFlow):
     """`StateStore` on a Redis server; safe to share between threads (redis-py pools)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "", ttl_seconds: int = 86400) -> None:
+    def __init__(
+        self, client: Client, *, prefix: str = "", ttl_seconds: int = 86400, where: str = ""
+    ) -> None:
+        """`where`: how messages name the server(s), passwords masked (default: from `client`)."""
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be a positive number of seconds, not {ttl_seconds}")
         if "{" in prefix or "}" in prefix:
             # a brace in the prefix would become the cluster hash tag instead of the id
             raise ValueError(f"the key prefix {prefix!r} must not contain '{{' or '}}'")
-        kwargs = client.connection_pool.connection_kwargs
+        kwargs = _connection_kwargs(client)
         if kwargs.get("decode_responses"):
             raise ValueError("the Redis client must not decode responses: contexts are bytes")
         self._client = client
         self._prefix = prefix
         self._ttl = ttl_seconds
-        self._where = _describe(client)
+        # the scheduler's keys share a slot only with a hash tag (see RedisFlow)
+        self._scheduler = "{scheduler}:" if isinstance(client, RedisCluster) else "scheduler:"
+        self._where = where or _describe(client)
         self._secret = str(kwargs.get("password") or "")
         self._begun: list[tuple[str, int]] = []  # start records waiting for `flush`
         self._admit_script: Script = client.register_script(_ADMIT)
@@ -206,6 +219,28 @@ class RedisStore(RedisFlow):
         except ValueError as exc:
             raise StateError(f"The Redis URL {mask_url(url)} is invalid: {exc}") from exc
         return cls(client, prefix=prefix, ttl_seconds=ttl_seconds)
+
+    @classmethod
+    def from_config(cls, r: RedisConfig, **client_kwargs: Any) -> RedisStore:
+        """Store on the Redis the `[redis]` section describes: one server, a Sentinel-managed
+        master or a Cluster. `client_kwargs` override the section's (e.g. a probe's shorter
+        socket timeout). A Cluster's client reads the slot layout when it is made: StateError
+        when no node of it answers."""
+        kwargs: dict[str, Any] = {"socket_timeout": r.socket_timeout, **client_kwargs}
+        prefix, ttl = r.key_prefix, r.key_ttl
+        if r.sentinels:
+            master = _sentinel_master(r, kwargs)
+            return cls(master, prefix=prefix, ttl_seconds=ttl, where=redis_where(r))
+        if not r.cluster:
+            return cls.from_url(r.url, prefix=prefix, ttl_seconds=ttl, **kwargs)
+        kwargs.setdefault("socket_connect_timeout", 5.0)
+        try:
+            client = RedisCluster.from_url(r.url, **kwargs)
+        except (RedisError, RedisClusterException, ValueError) as exc:
+            detail = scrub(str(exc), r.url)
+            where = redis_where(r)
+            raise StateError(f"cannot reach the Redis Cluster at {where}: {detail}") from exc
+        return cls(client, prefix=prefix, ttl_seconds=ttl, where=redis_where(r))
 
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
         """Check a delivered token; opens the execution when it is unknown."""
@@ -358,8 +393,66 @@ def _transition(reply: list[Any]) -> Transition:
     return Transition(True, status.decode() or COMPLETED, reason.decode(), int(started), contexts)
 
 
-def _describe(client: redis.Redis) -> str:
+def redis_where(r: RedisConfig) -> str:
+    """How messages name the Redis of `r`, passwords masked."""
+    if r.sentinels:
+        sentinels = ", ".join(mask_url(s) for s in r.sentinels)
+        return f"master {r.service_name!r} of the sentinels {sentinels}"
+    if r.cluster:
+        return f"the cluster of {mask_url(r.url)}"
+    return mask_url(r.url)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` without the password of `url` (redis-py may quote its connection arguments)."""
+    password = urlsplit(url).password if "://" in url else None
+    return text.replace(unquote(password), "***") if password else text
+
+
+def _sentinel_master(r: RedisConfig, kwargs: dict[str, Any]) -> redis.Redis:
+    """The client of the master that the sentinels of `r` name; its pool asks them again
+    when the master stops answering (a failover). `redis.url` gives the master's username,
+    password, database and TLS; a sentinel written as a URL gives the sentinels' own."""
+    parts = urlsplit(r.url)
+    master: dict[str, Any] = {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "db": int(parts.path.strip("/") or 0),
+    }
+    if r.url.startswith("rediss://"):
+        master["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
+    nodes: list[tuple[str, int]] = []
+    auth: dict[str, Any] = {}
+    for entry in r.sentinels:
+        if "://" in entry:
+            parts = urlsplit(entry)
+            nodes.append((parts.hostname or "", parts.port or 26379))
+            if parts.password and not auth:
+                auth = {"username": unquote(parts.username or "") or None}
+                auth["password"] = unquote(parts.password)
+        else:
+            host, _, port = entry.rpartition(":")
+            nodes.append((host, int(port)))
+    timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        nodes, sentinel_kwargs={**timeouts, **auth}
+    )
+    client: redis.Redis = sentinel.master_for(r.service_name, **master, **kwargs)
+    return client
+
+
+def _connection_kwargs(client: Client) -> dict[str, Any]:
+    """The arguments every connection of `client` is made with (a cluster's: of each node)."""
+    if isinstance(client, RedisCluster):
+        return dict(client.nodes_manager.connection_kwargs)
+    return dict(client.connection_pool.connection_kwargs)
+
+
+def _describe(client: Client) -> str:
     """A URL naming the server of `client` for messages, its password masked."""
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()  # type: ignore[no-untyped-call]
+        return f"the cluster of redis://{node.host}:{node.port}" if node else "a Redis Cluster"
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"

@@ -184,7 +184,7 @@ class BenchRun:
         )
         declare(self.wire.ch, fq)
         self._queues += fq.all
-        pool = FloorPool(self.cfg.broker.url, fq, work.sizes)
+        pool = FloorPool(self.endpoint.urls[0], fq, work.sizes)
         pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max)
         try:
             self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)

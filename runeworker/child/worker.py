@@ -28,14 +28,16 @@ from runeworker.adapters.amqp import (
     STATUS_QUEUE,
     Broker,
     Delivery,
+    Endpoint,
+    delivery_count,
     describe,
 )
-from runeworker.adapters.redis_state import RedisStore
+from runeworker.adapters.redis_state import RedisStore, redis_where
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
-from runeworker.config import Config, mask_url, to_node_settings
+from runeworker.config import Config, to_node_settings
 from runeworker.engine.executor import Executor, StepResult
 from runeworker.engine.messages import (
     NodeStatusMessage,
@@ -48,7 +50,7 @@ from runeworker.engine.rejection import Rejection, reject
 from runeworker.errors import BrokerError, MessageError, StateError
 from runeworker.metrics import NodeMeter
 from runeworker.metrics.subscriber import WorkerMetrics
-from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
+from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
 from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
@@ -81,12 +83,7 @@ class Worker:
         self.recycle_reason = ""
         self.hooks: WorkerHooks = hooks or NoHooks()
         self.broker: TransactionalBroker = broker or Broker.of(cfg.broker)
-        self.store: WorkerStore = store or RedisStore.from_url(
-            cfg.redis.url,
-            prefix=cfg.redis.key_prefix,
-            ttl_seconds=cfg.redis.key_ttl,
-            socket_timeout=cfg.redis.socket_timeout,
-        )
+        self.store: WorkerStore = store or RedisStore.from_config(cfg.redis)
         self.executor = Executor(
             self.store,
             settings=to_node_settings(cfg),
@@ -159,7 +156,7 @@ class Worker:
         b = self.cfg.broker
         if not self.store.ping():
             self.hooks.on_state_error()
-            return f"Redis at {mask_url(self.cfg.redis.url)}", "no answer to PING"
+            return f"Redis at {redis_where(self.cfg.redis)}", "no answer to PING"
         try:
             self.broker.connect()
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
@@ -168,13 +165,14 @@ class Worker:
         except BrokerError as exc:
             self.broker.close()
             cause = exc.__cause__
-            return f"RabbitMQ at {mask_url(b.url)}", describe(cause) if cause else str(exc)
+            where = Endpoint.of(b).where
+            return f"RabbitMQ at {where}", describe(cause) if cause else str(exc)
         log.info(
             "child %d consuming %s (prefetch %d) on %s",
             os.getpid(),
             b.queue,
             b.prefetch,
-            mask_url(b.url),
+            getattr(self.broker, "node", None) or Endpoint.of(b).where,
         )
         return None
 
@@ -248,9 +246,8 @@ class Worker:
             except MessageError as exc:
                 self._publish_rejection(d, reject(self.executor, d.body, str(exc)))
                 return
-            limit = self.cfg.broker.max_deliveries
-            # delivery n counts n - 1 redeliveries: the one after `limit` failed ones is refused
-            if d.redelivered and self.store.count_attempt(d.body) >= limit:
+            if d.redelivered and self._attempts(d) >= self.cfg.broker.max_deliveries:
+                limit = self.cfg.broker.max_deliveries
                 reason = f"message was delivered {limit} times without completing; poison"
                 self._publish_rejection(d, reject(self.executor, d.body, reason, msg))
                 return
@@ -278,6 +275,14 @@ class Worker:
             self._step_started = 0.0
             self._current = None
             self.hooks.on_inflight(-1)
+
+    def _attempts(self, d: Delivery) -> int:
+        """The failed deliveries before this redelivered one: delivery n counts n - 1, so the
+        one after `broker.max_deliveries` failed ones is refused. A quorum queue counts them
+        itself (`x-delivery-count`, kept by the queue across nodes and reconnections); a
+        classic queue only flags a redelivery, and the count is kept in Redis."""
+        counted = delivery_count(d.headers)
+        return counted if counted is not None else self.store.count_attempt(d.body)
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
         self.broker.publish(STATUS_QUEUE, encode(status))
@@ -407,8 +412,17 @@ def child_main(
     cfg: Config, board: Liveness, slot: int, *, scheduler_lock: str | None = None
 ) -> int:
     """Entry point of a forked child (the supervisor's target; serve binds `scheduler_lock`)."""
-    worker = Worker(
-        cfg, board, slot, scheduler_lock=scheduler_lock, hooks=WorkerMetrics(), meter=NodeMeter()
-    )
+    try:
+        worker = Worker(
+            cfg,
+            board,
+            slot,
+            scheduler_lock=scheduler_lock,
+            hooks=WorkerMetrics(),
+            meter=NodeMeter(),
+        )
+    except StateError as exc:  # a Redis Cluster none of whose nodes answers (from_config)
+        log.error("cannot start: %s", exc)
+        return EXIT_BOOT_FAILED
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from runeworker.config import config_file, load_config, masked
+from runeworker.config import Config, config_file, load_config, mask_url, masked
 from runeworker.errors import ConfigError
 
 
@@ -33,5 +33,41 @@ def check_config(path: str | None, overrides: Mapping[str, Any]) -> int:
         return 2
     source = config_file(path, os.environ) or "none (defaults and environment)"
     print(f"# runeworker effective configuration; file: {source}; passwords masked")
+    for note in topology(cfg):
+        print(f"# {note}")
     print(render(masked(cfg)), end="")
     return 0
+
+
+def topology(cfg: Config) -> list[str]:
+    """What the broker and Redis settings amount to, in words: which of `broker.url` and
+    `broker.urls` is used, the type the queues are declared with (it must agree with Rune's
+    API), and which kind of Redis."""
+    b, r = cfg.broker, cfg.redis
+    if b.urls:
+        nodes = ", ".join(mask_url(url) for url in b.urls)
+        broker = f"broker: broker.urls, {len(b.urls)} node(s) tried in order: {nodes}"
+        broker += " (broker.url is not used)"
+    else:
+        broker = f"broker: broker.url {mask_url(b.url)} (broker.urls is empty)"
+    queues = f"{b.queue} and {b.resume_queue}"
+    if b.queue_type == "classic":
+        kind = (
+            f"queues: {queues} are classic, declared without arguments as Rune's API "
+            "declares them; a queue's type must agree on both sides"
+        )
+    else:
+        kind = (
+            f"queues: {queues} (and runeworker's {b.dead_letter_queue}) are declared "
+            f"{b.queue_type} (x-queue-type); a queue's type must agree on both sides: Rune's "
+            f"API must declare {queues} {b.queue_type} too, or the second declare fails "
+            "with PRECONDITION_FAILED"
+        )
+    if r.sentinels:
+        store = f"redis: Sentinel master {r.service_name!r} via {len(r.sentinels)} sentinel(s)"
+        store += "; redis.url gives its credentials and database, not its address"
+    elif r.cluster:
+        store = f"redis: Redis Cluster, layout read from {mask_url(r.url)}"
+    else:
+        store = f"redis: one server, {mask_url(r.url)}"
+    return [broker, kind, store]

@@ -44,7 +44,7 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
-from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint
+from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint, queue_arguments
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
@@ -215,7 +215,9 @@ class DeadLetterQueue:
         with self.endpoint.errors(f"cannot read {self.name}"):
             ch = self._conn.channel()
             # declared as the worker declares it: a missing queue is an empty one
-            total = int(ch.queue_declare(self.name, durable=True).method.message_count)
+            arguments = queue_arguments(self.cfg.broker.queue_type)  # as the workers declare it
+            declared = ch.queue_declare(self.name, durable=True, arguments=arguments)
+            total = int(declared.method.message_count)
 
         def fetch() -> Iterator[DeadLetter]:
             for index in range(1, total + 1):

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from runeworker import logs
-from runeworker.config import Config, load_config, mask_url
-from runeworker.errors import ConfigError
+from runeworker.config import Config, load_config
+from runeworker.errors import ConfigError, StateError
 
 log = logging.getLogger("runeworker.serve")
 
@@ -35,19 +35,28 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     metrics.prime()
-    from runeworker.adapters.redis_state import RedisStore
+    from runeworker.adapters.redis_state import RedisStore, redis_where
     from runeworker.child.worker import child_main
     from runeworker.supervisor.arbiter import Supervisor, SupervisorHooks
 
-    probe = RedisStore.from_url(cfg.redis.url, socket_timeout=1.0)
+    probes: list[RedisStore] = []  # made on the first probe: a Cluster's client must reach it
+
+    def redis_answers() -> bool:
+        if not probes:
+            try:
+                probes.append(RedisStore.from_config(cfg.redis, socket_timeout=1.0))
+            except StateError:
+                return False
+        return probes[0].ping()
+
     supervisor: Supervisor | None = None
 
     def ready() -> tuple[bool, str]:
         if supervisor is None:
             return False, "starting"
         ok, why = supervisor.readiness()
-        if ok and not probe.ping():
-            return False, f"Redis at {mask_url(supervisor.cfg.redis.url)} does not answer"
+        if ok and not redis_answers():
+            return False, f"Redis at {redis_where(supervisor.cfg.redis)} does not answer"
         return ok, why
 
     def endpoint(listen: str) -> metrics.MetricsServer:
@@ -67,7 +76,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
             servers.append(endpoint(cfg.metrics.listen))
     except ConfigError as exc:  # e.g. the port is taken: one line, no traceback
         print(f"config error: {exc}", file=sys.stderr)
-        probe.close()
+        _close(probes)
         return 2
 
     def reloaded(old: Config, new: Config) -> None:
@@ -86,7 +95,9 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         if fresh is not None:
             servers.append(fresh)
 
-    hooks = SupervisorHooks(on_child_exit=_child_exited, ready_check=probe.ping, on_reload=reloaded)
+    hooks = SupervisorHooks(
+        on_child_exit=_child_exited, ready_check=redis_answers, on_reload=reloaded
+    )
     # one scheduler per supervisor: the child holding this lock fires the wait timers
     target = functools.partial(child_main, scheduler_lock=os.path.join(directory, "scheduler.lock"))
     supervisor = Supervisor(cfg, target, config_path=config_path, overrides=overrides, hooks=hooks)
@@ -95,6 +106,11 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     finally:
         for server in servers:
             server.stop()
+        _close(probes)
+
+
+def _close(probes: list[Any]) -> None:
+    for probe in probes:
         probe.close()
 
 

@@ -35,7 +35,13 @@ from typing import Any, TextIO
 import msgspec
 import pika
 
-from runeworker.adapters.amqp import AMQP_ERRORS, COMPLETION_QUEUE, STATUS_QUEUE, Endpoint
+from runeworker.adapters.amqp import (
+    AMQP_ERRORS,
+    COMPLETION_QUEUE,
+    STATUS_QUEUE,
+    Endpoint,
+    queue_arguments,
+)
 from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config
@@ -224,7 +230,8 @@ class MasterClient:
         """Publish `start` as the API does; returns once the broker confirmed it."""
         queue = self.cfg.broker.queue
         with self.endpoint.errors(f"cannot publish the start message to queue {queue}"):
-            self._ch.queue_declare(queue, durable=True)
+            arguments = queue_arguments(self.cfg.broker.queue_type)  # as the workers declare it
+            self._ch.queue_declare(queue, durable=True, arguments=arguments)
             self._ch.basic_publish(
                 "",
                 queue,
