@@ -94,7 +94,7 @@ class Executor:
         replayed: bool = False,
     ) -> Outbox:
         """Plan and take the step of `msg` (see `plan` and `run`)."""
-        return self.run(self.plan(msg, resumed=resumed, replayed=replayed), on_running)
+        return Turn(self, self.plan(msg, resumed=resumed, replayed=replayed), on_running).take()
 
     def fail(self, msg: NodeExecutionMessage, reason: str) -> Outbox:
         """The message cannot run (bad input, poison): one failed status for current_node and,
@@ -106,14 +106,18 @@ class Turn:
     """One step being taken: the plan, the ledger that keeps its token, the node's context,
     resolver and status builder, and the outbox it fills."""
 
+    __slots__ = (
+        "clock", "ctx", "executor", "flow", "ledger", "msg", "node", "on_running", "outbox",
+        "plan", "report", "resolver", "started", "status", "store", "token", "verdict", "wf",
+    )  # fmt: skip
+
     def __init__(self, executor: Executor, plan: Plan, on_running: OnRunning | None) -> None:
         self.executor = executor
         self.plan = plan
         self.msg, self.node, self.token = plan.msg, plan.node, plan.token
         self.store, self.clock = executor.store, executor.clock
         self.ledger = plan.ledger(self.store, plan.msg, plan.token, self.clock, executor.max_steps)
-        self.report = Report(node_type="" if plan.error else plan.node.type)
-        self.report.ledger = self.ledger.mode
+        self.report = Report("" if plan.error else plan.node.type, ledger=self.ledger.mode)
         self.outbox = Outbox(report=self.report)
         self.on_running = self.ledger.running(on_running, self.outbox.statuses)
         self.verdict = Verdict.RUN

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 from msgspec import UNSET
 
@@ -66,19 +66,17 @@ OnRunning = Callable[[NodeStatusMessage, bool], None]  # (running status, the no
 Clock = Callable[[], int]  # epoch ns
 
 
-class Closing(NamedTuple):
-    """What `Ledger.close` learnt. `verdict`: the verdict on the token when it comes only now
-    (a settled step), else None. `transition`: None when nothing was recorded because the
-    execution is at its step limit (settled only)."""
-
-    verdict: Verdict | None
-    transition: Transition | None
+# What `Ledger.close` learnt: (verdict, transition). The verdict on the token when it comes
+# only now (a settled step), else None; the transition None when nothing was recorded because
+# the execution is at its step limit (settled only). A plain tuple: it is built on every step.
+Closing = tuple[Verdict | None, Transition | None]
 
 
 class Ledger(ABC):
     """The branch-token bookkeeping of one step (see the module doc for the modes)."""
 
     mode: ClassVar[str]
+    __slots__ = ("clock", "max_steps", "msg", "store", "token")
 
     def __init__(
         self,
@@ -101,7 +99,8 @@ class Ledger(ABC):
     def running(
         self, on_running: OnRunning | None, statuses: list[NodeStatusMessage]
     ) -> OnRunning | None:
-        """Where the node's `running` status goes (`statuses`: the step's outbox statuses)."""
+        """Where the node's `running` status goes (`statuses`: the step's outbox statuses).
+        The step calls it once, before anything else."""
         return on_running
 
     @abstractmethod
@@ -116,6 +115,7 @@ class SingleBranch(Ledger):
     """No state-store call per step: the execution never has two live branches."""
 
     mode = "single-branch"
+    __slots__ = ()
 
     def admit(self) -> Admission:
         """At the first step (a message without a branch token or a start time): record the
@@ -132,13 +132,13 @@ class SingleBranch(Ledger):
     ) -> Closing:
         """The step closes the execution when it fails or continues nowhere."""
         if failure is None and children:
-            return Closing(None, Transition(closed=False))
+            return None, Transition(closed=False)
         started = self.started_at()
         if failure is not None:
             tr = Transition(True, failure.status, failure.reason, started, [failure.context])
         else:
             tr = Transition(True, COMPLETED, "", started, [leaf] if leaf is not None else [])
-        return Closing(None, tr)
+        return None, tr
 
     def started_at(self) -> int:
         """When the execution started (epoch ns): the `started_at_ms` the first step put into
@@ -153,18 +153,9 @@ class Settled(Ledger):
     """The node runs first; one `StateStore.settle` admits and advances its token."""
 
     mode = "settled"
-
-    def __init__(
-        self,
-        store: StateStore,
-        msg: NodeExecutionMessage,
-        token: str,
-        clock: Clock,
-        max_steps: int,
-    ) -> None:
-        super().__init__(store, msg, token, clock, max_steps)
-        self._on_running: OnRunning | None = None
-        self._statuses: list[NodeStatusMessage] = []
+    __slots__ = ("_on_running", "_statuses")  # set by `running`
+    _on_running: OnRunning | None
+    _statuses: list[NodeStatusMessage]
 
     def admit(self) -> Admission:
         """No store call: the verdict comes with `close` (RUN until then)."""
@@ -190,7 +181,7 @@ class Settled(Ledger):
         )
         if settled.transition is not None and settled.verdict in (Verdict.RUN, Verdict.REPLAY):
             self._release()
-        return Closing(settled.verdict, settled.transition)
+        return settled.verdict, settled.transition
 
     def _release(self) -> None:
         """Hand the held `running` status to `on_running` once the verdict let it stand, so
@@ -204,6 +195,7 @@ class Admitted(Ledger):
     """`admit` before the node runs, `advance` after it: two store calls."""
 
     mode = "admitted"
+    __slots__ = ()
 
     def admit(self) -> Admission:
         return self.store.admit(self.msg.execution_id, self.token, self.clock())
@@ -213,7 +205,7 @@ class Admitted(Ledger):
     ) -> Closing:
         msg = self.msg
         advanced = self.store.advance(msg.execution_id, self.token, children, leaf, failure, now_ns)
-        return Closing(None, advanced)
+        return None, advanced
 
 
 def single_branch(wf: Workflow, specs: Mapping[str, NodeSpec], max_steps: int) -> bool:

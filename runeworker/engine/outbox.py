@@ -29,7 +29,7 @@ from runeworker.engine.state import Verdict
 from runeworker.engine.workflow import Node, Workflow
 
 
-@dataclass
+@dataclass(slots=True)
 class Report:
     """How a step went, for metrics, logs and tests; nothing here is published."""
 
@@ -41,7 +41,7 @@ class Report:
     ledger: str = ""  # the mode that kept the token (`runeworker.engine.ledger`)
 
 
-@dataclass
+@dataclass(slots=True)
 class Outbox:
     """Everything one step publishes, in publish order: statuses, then next messages or the
     completion. `dead_letter`: the message or its definition is broken; keep a copy of the

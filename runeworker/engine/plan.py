@@ -70,11 +70,12 @@ class Definitions:
         return Definition(wf, "", ledger.single_branch(wf, self.specs, self.max_steps))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
-    """One step, decided before anything runs. `error` non-empty: the message cannot run; the
-    step fails the execution (then `workflow` is None and `node` is current_node as far as it
-    can be known, by id alone when the definition does not name it)."""
+    """One step, decided before anything runs (read-only by convention: not frozen, because a
+    frozen dataclass costs a microsecond more per step to build). `error` non-empty: the message
+    cannot run; the step fails the execution (then `workflow` is None and `node` is current_node
+    as far as it can be known, by id alone when the definition does not name it)."""
 
     msg: NodeExecutionMessage
     token: str  # the message's branch token (the root token of a master message)

@@ -211,6 +211,9 @@ def _encoded(credentials: Any) -> set[str]:
     return {base64.b64encode(f"{user.strip()}:{password.strip()}".encode()).decode()}
 
 
+_NO_SECRETS: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
+
+
 class Resolver:
     """Resolves `$references` and `{{ }}` templates for one node execution.
 
@@ -288,6 +291,8 @@ class Resolver:
 
     def _secrets(self) -> tuple[frozenset[str], re.Pattern[str] | None]:
         """(exact secret strings, pattern of the long ones), computed on first use."""
+        if self._masker is None and not self._credentials:  # most nodes: nothing to look for
+            self._masker = _NO_SECRETS
         if self._masker is None:
             secrets: set[str] = set()
             _secret_strings(self._credentials, secrets)
