@@ -123,6 +123,7 @@ class Turn:
         self.verdict = Verdict.RUN
 
     def take(self) -> Outbox:
+        """Admit, run the node (or fail the message that cannot run), close; the outbox."""
         if self.plan.error:
             return self._reject(self.plan.error)
         started = time.monotonic_ns()
@@ -277,11 +278,8 @@ class Turn:
         self.outbox.statuses.append(self.status.build(STATUS_FAILED, self._ms(), error=payload))
         self.report.error = str(error)
         self.report.outcome = "failed"
-        node = self.node
-        log.warning(
-            "node %s (%s) of execution %s failed: %s", node.id, node.type, self.msg.execution_id,
-            error,
-        )  # fmt: skip
+        node, ex = self.node, self.msg.execution_id
+        log.warning("node %s (%s) of execution %s failed: %s", node.id, node.type, ex, error)
         self._close(ending)
 
     def _reject(self, reason: str) -> Outbox:
@@ -329,7 +327,8 @@ class Turn:
     def _retake_at_limit(self) -> None:
         """A settled step found its execution at `max_steps` and nothing was recorded: what
         the node produced is dropped, and the step fails at the limit as if the limit had been
-        known before the node ran (no `running` status), closed the admitted way."""
+        known before the node ran (no `running` status), closed the admitted way (`advance`;
+        the verdict is the one `settle` told, no second `admit`)."""
         self.outbox.statuses.clear()
         self.ledger = Admitted(
             self.store, self.msg, self.token, self.clock, self.executor.max_steps
