@@ -97,7 +97,7 @@ class Plan:
         resumed: bool = False,
         replayed: bool = False,
     ) -> Plan:
-        """The plan of `msg` (`resumed`, `replayed`: see `Executor.step`)."""
+        """The plan of `msg` (`resumed`, `replayed`: see `Executor.plan`)."""
         token = msg.branch_token or root_token(msg.execution_id)
         wf = definition.workflow
         node = wf.by_id.get(msg.current_node) if wf is not None else None
