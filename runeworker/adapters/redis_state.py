@@ -11,7 +11,7 @@ keys of one slot):
     {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
     {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
-                                                 which uses no branch keys (engine/linear.py)
+                                                 which uses no branch keys (engine/ledger.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
@@ -133,8 +133,8 @@ local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 10
 
 # Admit and advance in one round trip, for a step whose node already ran (see
 # `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
-# (ARGV[10]). Reply: {'limit'} (nothing recorded), {'stale'}, or {verdict, advance reply...}
-# with verdict replay (the recorded reply), cancelled (the branch is absorbed) or run.
+# (ARGV[10]). Reply: {'limit', verdict} (nothing recorded), {'stale'}, or {verdict, advance
+# reply...} with verdict replay (the recorded reply), cancelled (the branch is absorbed) or run.
 _SETTLE = (
     _PROLOGUE
     + """
@@ -145,7 +145,7 @@ if recorded then verdict = 'replay'
 elseif redis.call('SISMEMBER', live, token) == 0 then touch() return {'stale'}
 elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
 end
-if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit'} end
+if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit', verdict} end
 local reply
 if recorded then
   touch()
@@ -289,7 +289,7 @@ class RedisStore(RedisFlow):
         reply = self._run("settle", self._settle_script, execution_id, args)
         verdict = reply[0].decode()
         if verdict == "limit":
-            return Settlement(Verdict.RUN, None)
+            return Settlement(Verdict(reply[1].decode()), None)
         if verdict == "stale":
             return Settlement(Verdict.STALE, Transition(closed=False))
         return Settlement(Verdict(verdict), _transition(reply[1:]))

@@ -22,7 +22,7 @@ import msgspec
 
 from runeworker.engine.context import lazy
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
-from runeworker.engine.workflow import parse_definition
+from runeworker.engine.plan import Definitions
 
 OUTPUT = {"status": 200, "body": {"id": 51, "ok": True}, "duration_ms": 12}
 
@@ -100,10 +100,14 @@ def codec_message() -> bytes:
     )
 
 
+# the executor's cache of parsed definitions (node types do not matter to a lookup)
+_DEFINITIONS = Definitions({}, max_steps=10_000)
+
+
 def runeworker_step(body: bytes) -> bytes:
     """Decode, look the definition up, add an output, build and encode the next message."""
     msg = decode_execution(body)
-    parse_definition(msg.workflow_definition)
+    _DEFINITIONS.get(msg.workflow_definition)
     ctx = lazy(msg.accumulated_context)  # what the executor does: unread values stay bytes
     ctx["$Node 51"] = OUTPUT
     nxt = NodeExecutionMessage(

@@ -145,16 +145,16 @@ def _measure_sizes(definition: bytes, context: dict[str, Any], nodes: int) -> Fl
     seen: list[NodeStatusMessage] = []  # the running status of the current step
     while not completion:
         seen.clear()
-        result = executor.step(decode_execution(body), lambda st, _blocking: seen.append(st))
-        if result.outcome != "success" or len(seen) != 1:
+        outbox = executor.step(decode_execution(body), lambda st, _blocking: seen.append(st))
+        if outbox.report.outcome != "success" or len(seen) != 1:
             step = len(running) + 1
-            raise BenchError(f"the bench workflow failed at step {step}: {result.error}")
+            raise BenchError(f"the bench workflow failed at step {step}: {outbox.report.error}")
         running.append(len(encode(seen[0])))
-        success.append(len(encode(result.statuses[-1])))
-        if result.completion is not None:
-            completion = len(encode(result.completion))
+        success.append(len(encode(outbox.statuses[-1])))
+        if outbox.completion is not None:
+            completion = len(encode(outbox.completion))
         else:
-            body = encode(result.messages[0])
+            body = encode(outbox.messages[0])
             messages.append(len(body))
     if len(messages) != nodes:
         raise BenchError(f"the bench workflow ran {len(messages)} of {nodes} nodes")

@@ -3,9 +3,9 @@ the AMQP connection alive.
 
 pika's BlockingConnection is not thread-safe and only services heartbeats when called, so
 the connection stays in the main thread and a node that may block (its NodeSpec says
-`blocking`: http, smtp) runs in a single long-lived helper thread. The node thread hands the
-`running` status back to the main thread (pika calls only happen there) and waits until it has
-been committed.
+`blocking`: http, smtp; the step's `Plan` carries it) runs in a single long-lived helper
+thread. The node thread hands the `running` status back to the main thread (pika calls only
+happen there) and waits until it has been committed.
 
 Every other step runs inline, in the calling thread: a node that does not declare `blocking`
 promises to be quick, and the hand-off to a thread and back (three cross-thread wake-ups and
@@ -20,10 +20,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage
-from runeworker.engine.workflow import parse_definition
-from runeworker.errors import WorkflowError
+from runeworker.engine.outbox import Outbox
 
 Publish = Callable[[NodeStatusMessage, bool], None]  # (running status, commit now?)
 Idle = Callable[[], None]  # serve the connection for a short while
@@ -46,12 +45,13 @@ class Stepper:
         resumed: bool = False,
         *,
         replayed: bool = False,
-    ) -> StepResult:
+    ) -> Outbox:
         """Execute `msg`; calls `publish` for the running status and `idle` while waiting.
-        `resumed`, `replayed`: see `Executor.step`.
+        `resumed`, `replayed`: see `Executor.plan`.
         Exceptions of the step (StateError, ...) are re-raised here."""
-        if resumed or not self.may_block(msg):  # a resumed wait runs no node code
-            return self.executor.step(msg, publish, resumed, replayed=replayed)
+        plan = self.executor.plan(msg, resumed=resumed, replayed=replayed)
+        if not plan.blocking:
+            return self.executor.run(plan, publish)
         # one queue per step: events of an abandoned step (broker lost) cannot leak into the next
         events: _Events = queue.SimpleQueue()
 
@@ -61,7 +61,7 @@ class Stepper:
             if blocking:
                 committed.wait()
 
-        future = self._pool.submit(self.executor.step, msg, hand_over, resumed, replayed=replayed)
+        future = self._pool.submit(self.executor.run, plan, hand_over)
         future.add_done_callback(lambda _f: events.put(None))
         while True:
             try:
@@ -77,19 +77,9 @@ class Stepper:
             finally:
                 committed.set()
 
-    def may_block(self, msg: NodeExecutionMessage) -> bool:
-        """True when the node of `msg` declares `blocking`. A broken definition or an unknown
-        node type fails the step before any node runs, so it runs inline."""
-        try:
-            node = parse_definition(msg.workflow_definition).node(msg.current_node)
-        except WorkflowError:
-            return False
-        spec = self.executor.specs.get(node.type)
-        return spec is not None and spec.blocking
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _result(future: Future[StepResult]) -> StepResult:
+def _result(future: Future[Outbox]) -> Outbox:
     return future.result()

@@ -38,15 +38,16 @@ from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
-from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
     NodeStatusMessage,
     decode_execution,
     encode,
     masked_mirror,
 )
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.registry import NO_METER, Meter
-from runeworker.engine.rejection import Rejection, reject
+from runeworker.engine.rejection import reject
 from runeworker.errors import BrokerError, MessageError, StateError
 from runeworker.metrics import NodeMeter
 from runeworker.metrics.subscriber import WorkerMetrics
@@ -256,7 +257,7 @@ class Worker:
             try:
                 resumed = d.queue == self.cfg.broker.resume_queue
                 replayed = bool(d.headers.get(REPLAYED_HEADER))
-                result = self.stepper.run(
+                outbox = self.stepper.run(
                     msg, self._publish_running, self._idle, resumed, replayed=replayed
                 )
             except (BrokerError, StateError):
@@ -266,9 +267,9 @@ class Worker:
                 reason = f"cannot execute node {msg.current_node}: {type(exc).__name__}: {exc}"
                 self._publish_rejection(d, reject(self.executor, d.body, reason))
                 return
-            if result.bad_input:
-                self._dead_letter(d, result.error)
-            self._publish_result(result)
+            if outbox.dead_letter:
+                self._dead_letter(d, outbox.dead_letter)
+            self._publish_result(outbox)
             self.broker.ack(d.tag)
             self.hooks.on_delivery(d.queue, "acked")
         finally:
@@ -294,22 +295,22 @@ class Worker:
         self.store.flush()
         self.hooks.on_commit(self.broker.commit())  # observers count what is committed
 
-    def _publish_result(self, result: StepResult) -> None:
-        for status in result.statuses:
+    def _publish_result(self, outbox: Outbox) -> None:
+        for status in outbox.statuses:
             self.broker.publish(STATUS_QUEUE, encode(status))
-        for nxt in result.messages:
+        for nxt in outbox.messages:
             self.broker.publish(self.cfg.broker.queue, encode(nxt))
-        if result.completion is not None:
-            self.broker.publish(COMPLETION_QUEUE, encode(result.completion))
-            self.hooks.on_completion(result.completion.status)
-        if result.outcome:
-            self.hooks.on_node_done(result.node_type or "unknown", result.outcome, result.seconds)
+        if outbox.completion is not None:
+            self.broker.publish(COMPLETION_QUEUE, encode(outbox.completion))
+            self.hooks.on_completion(outbox.completion.status)
+        report = outbox.report
+        if report.outcome:
+            self.hooks.on_node_done(report.node_type or "unknown", report.outcome, report.seconds)
 
-    def _publish_rejection(self, d: Delivery, rejection: Rejection) -> None:
-        log.error("rejected delivery from %s: %s", d.queue, rejection.reason)
-        self._dead_letter(d, rejection.reason)
-        if rejection.result is not None:
-            self._publish_result(rejection.result)
+    def _publish_rejection(self, d: Delivery, outbox: Outbox) -> None:
+        log.error("rejected delivery from %s: %s", d.queue, outbox.dead_letter)
+        self._dead_letter(d, outbox.dead_letter)
+        self._publish_result(outbox)
         self.broker.ack(d.tag)
         self.hooks.on_delivery(d.queue, "rejected")
 

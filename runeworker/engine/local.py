@@ -81,14 +81,14 @@ class LocalRunner:
                 continue  # the due timers were gone (cancelled): look again
             body, resumed = queue.popleft()
             msg = decode_execution(body)
-            result = self.executor.step(
+            outbox = self.executor.step(
                 msg, lambda status, _blocking: self.on_status(status), resumed=resumed
             )
-            for status in result.statuses:
+            for status in outbox.statuses:
                 self.on_status(status)
-            queue.extend((encode(m), False) for m in result.messages)
-            if result.completion is not None:
-                done = result.completion
+            queue.extend((encode(m), False) for m in outbox.messages)
+            if outbox.completion is not None:
+                done = outbox.completion
         return done
 
     def _wait_for_timers(self, queue: deque[tuple[bytes, bool]]) -> bool:

@@ -69,7 +69,7 @@ class NodeExecutionMessage(msgspec.Struct):
     ghost: bool | UnsetType = UNSET
     # runeworker's own key: when the execution's first step ran (epoch ms), copied into every
     # next message, so the step that closes a single-branch execution knows its
-    # total_duration_ms without asking Redis (engine/linear.py). Absent on master messages.
+    # total_duration_ms without asking Redis (engine/ledger.py). Absent on master messages.
     started_at_ms: int | UnsetType = UNSET
 
 

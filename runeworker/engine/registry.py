@@ -129,7 +129,7 @@ class NodeSpec:
     blocking: the node may block on I/O, so `running` is committed before it starts.
     router: custom routing (conditional, switch); None = every normal outgoing edge.
     single_route: the router never follows more than one edge (lets a workflow run on the
-        single-branch path, `runeworker.engine.linear`).
+        single-branch ledger, `runeworker.engine.ledger`).
     """
 
     type: str
@@ -196,7 +196,3 @@ def _import_extra(name: str) -> None:
 def get(type_: str) -> NodeSpec | None:
     """The spec of a node type, or None when nothing registered it."""
     return load().get(type_)
-
-
-def types() -> list[str]:
-    return sorted(load())

@@ -4,29 +4,24 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine.executor import Executor
 from runeworker.engine.messages import Ids, NodeExecutionMessage
-
-
-@dataclass
-class Rejection:
-    reason: str
-    result: StepResult | None  # what to publish; None when the execution is unknown
+from runeworker.engine.outbox import Outbox
 
 
 def reject(
     executor: Executor, body: bytes, reason: str, msg: NodeExecutionMessage | None = None
-) -> Rejection:
-    """Fail the execution `body` belongs to, if its ids can be read."""
+) -> Outbox:
+    """The outbox of a delivery that cannot run: its dead-letter copy with `reason` and, when
+    the ids of its execution can be read, the failed status and completion of that execution."""
     if msg is None:
         ids = identify(body)
         if ids is None:
-            return Rejection(reason, None)
+            return Outbox(dead_letter=reason)
         msg = NodeExecutionMessage(
             workflow_id=ids.workflow_id,
             execution_id=ids.execution_id,
@@ -35,7 +30,7 @@ def reject(
             accumulated_context={},
             branch_token=ids.branch_token or msgspec.UNSET,
         )
-    return Rejection(reason, executor.fail(msg, reason))
+    return executor.fail(msg, reason)
 
 
 class _Loose(msgspec.Struct):

@@ -223,6 +223,9 @@ def _encoded(credentials: Any) -> set[str]:
     return {base64.b64encode(f"{user.strip()}:{password.strip()}".encode()).decode()}
 
 
+_NO_SECRETS: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
+
+
 class Resolver:
     """Resolves `$references` and `{{ }}` templates for one node execution.
 
@@ -315,6 +318,8 @@ class Resolver:
 
     def _secrets(self) -> tuple[frozenset[str], re.Pattern[str] | None]:
         """(exact secret strings, pattern of the long ones), computed on first use."""
+        if self._masker is None and not (self._credentials or self._more_secrets):  # most nodes
+            self._masker = _NO_SECRETS
         if self._masker is None:
             secrets: set[str] = set()
             for block in (self._credentials, *self._more_secrets):

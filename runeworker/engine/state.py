@@ -125,7 +125,8 @@ class StateStore(Protocol):
         knowing the verdict (a quick node of an execution with parallel branches): RUN and
         REPLAY advance as `advance` does; STALE records nothing; CANCELLED absorbs the branch
         (no children, no leaf); a RUN or REPLAY at `max_steps` records nothing and returns no
-        transition, and the caller takes the step again the admitted way."""
+        transition: the caller fails the step at the limit and advances it (see
+        `runeworker.engine.ledger.Settled`)."""
         ...
 
     def count_attempt(self, body: bytes) -> int:
@@ -139,7 +140,7 @@ class StateStore(Protocol):
         ...
 
     def begin(self, execution_id: str, now_ns: int) -> None:
-        """Record the start of a single-branch execution (`runeworker.engine.linear`); the
+        """Record the start of a single-branch execution (`runeworker.engine.ledger`); the
         first record wins, so a redelivered first step keeps the original start."""
         ...
 

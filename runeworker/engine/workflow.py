@@ -1,15 +1,15 @@
-"""Workflow definition model and its graph index, parsed once per definition and cached.
+"""Workflow definition model and its graph index.
 
-The definition rides in every execution message as `msgspec.Raw`; `parse_definition`
-turns the bytes into a `Workflow` with lookup tables, and caches it by the bytes themselves
-so that every node of an execution after the first costs a dictionary lookup. `null` in any
-field of these Structs (a node's `credentials`, `error`, `trigger`, ...) reads as an absent
-key, as Go reads it (`runeworker.engine.nulls`).
+The definition rides in every execution message as `msgspec.Raw`; `parse_definition` turns
+the bytes into a `Workflow` with lookup tables. The executor parses each distinct definition
+once and keeps it (`runeworker.engine.plan.Definitions`), so that every node of an execution
+after the first costs a dictionary lookup.
+`null` in any field of these Structs (a node's `credentials`, `error`, `trigger`, ...) reads
+as an absent key, as Go reads it (`runeworker.engine.nulls`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -114,8 +114,6 @@ class Workflow(msgspec.Struct):
     edge_by_id: dict[str, Edge] = msgspec.field(default_factory=dict)
     error_edges: frozenset[str] = frozenset()
     aliases: dict[str, str] = msgspec.field(default_factory=dict)  # node id -> label
-    # structural problems, computed once per definition by the executor (None = not yet)
-    problems: list[str] | None = None
 
     def index(self) -> Workflow:
         """Fill the lookup tables (first definition wins on duplicate ids)."""
@@ -185,28 +183,12 @@ class _Definition(msgspec.Struct):
 
 
 _decoder = TolerantDecoder(_Definition)
-_CACHE: OrderedDict[bytes, Workflow] = OrderedDict()
-_CACHE_SIZE = 128
-_last: tuple[bytes | msgspec.Raw, Workflow] | None = None
 
 
 def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
-    """Parse (or fetch from the cache) a definition; a bad one raises `WorkflowError`.
-
-    A step looks the same `Raw` object up more than once (the stepper, then the executor):
-    the last object is remembered by identity (and kept alive, so its id is not reused),
-    which skips copying and hashing the definition bytes again."""
-    global _last
-    if _last is not None and _last[0] is raw:
-        return _last[1]
-    key = bytes(raw)
-    cached = _CACHE.get(key)
-    if cached is not None:
-        _CACHE.move_to_end(key)
-        _last = (raw, cached)
-        return cached
+    """Parse a definition into an indexed `Workflow`; a bad one raises `WorkflowError`."""
     try:
-        d = _decoder.decode(key)
+        d = _decoder.decode(raw if isinstance(raw, bytes) else bytes(raw))
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"workflow_definition: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
@@ -215,11 +197,6 @@ def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
         raise WorkflowError("workflow_definition: JSON nested too deeply") from exc
     if not d.nodes:
         raise WorkflowError("workflow_definition must contain at least one node")
-    wf = Workflow(
+    return Workflow(
         nodes=d.nodes, edges=d.edges or [], workflow_id=d.workflow_id, execution_id=d.execution_id
     ).index()
-    _CACHE[key] = wf
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    _last = (raw, wf)
-    return wf

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
     CompletionMessage,
     NodeExecutionMessage,
@@ -18,6 +18,7 @@ from runeworker.engine.messages import (
     decode_execution,
     encode,
 )
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import NodeError
@@ -69,7 +70,7 @@ class Run:
     statuses: list[NodeStatusMessage] = field(default_factory=list)
     messages: list[NodeExecutionMessage] = field(default_factory=list)
     completions: list[CompletionMessage] = field(default_factory=list)
-    results: list[StepResult] = field(default_factory=list)
+    results: list[Outbox] = field(default_factory=list)
 
     @property
     def trail(self) -> list[tuple[str, str]]:
@@ -85,9 +86,7 @@ class Run:
         return [o if isinstance(o, dict) else {} for o in found]
 
 
-def step(
-    executor: Executor, msg: NodeExecutionMessage, run: Run, resumed: bool = False
-) -> StepResult:
+def step(executor: Executor, msg: NodeExecutionMessage, run: Run, resumed: bool = False) -> Outbox:
     msg = decode_execution(encode(msg))  # exactly what a worker would decode
     result = executor.step(msg, lambda status, _b: run.statuses.append(status), resumed)
     run.statuses += result.statuses
@@ -124,7 +123,7 @@ def drive(
     return run
 
 
-def fire_timers(executor: Executor, run: Run, now_ms: int) -> list[StepResult]:
+def fire_timers(executor: Executor, run: Run, now_ms: int) -> list[Outbox]:
     """Resume every wait whose timer is due at `now_ms`, then drive what follows."""
     fired = []
     for timer in executor.store.claim_due(now_ms, 100, 60_000):

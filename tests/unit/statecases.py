@@ -166,7 +166,8 @@ def halt_cancels_siblings(store: StateStore) -> None:
 @case("settle_admits_and_advances_at_once")
 def settle_admits_and_advances_at_once(store: StateStore) -> None:
     """settle = admit + advance: run, replay of the recorded transition, stale, and the step
-    limit (nothing recorded: the caller takes the step again the admitted way)."""
+    limit (nothing recorded, the verdict still told: the caller fails the step at the limit and
+    advances it)."""
     a, b = fan_out(store, "ex", 2)
     nxt = child_token(a, 0, "next")
     assert store.settle("ex", a, [nxt], None, None, T1, 100) == Settlement(Verdict.RUN, OPEN)
@@ -176,6 +177,7 @@ def settle_admits_and_advances_at_once(store: StateStore) -> None:
     assert store.settle("ex", b, [], ctx("b"), None, T1, 2) == Settlement(Verdict.RUN, None)
     assert store.admit("ex", b, T1) == Admission(Verdict.RUN, 2)  # the limit recorded nothing
     assert store.settle("ex", b, [], ctx("b"), None, T1, 100) == Settlement(Verdict.RUN, OPEN)
+    assert store.settle("ex", b, [], ctx("b"), None, T1, 2) == Settlement(Verdict.REPLAY, None)
     closing = store.settle("ex", nxt, [], ctx("next"), None, T1, 100)
     assert closing == Settlement(Verdict.RUN, done([ctx("b"), ctx("next")]))
     assert store.settle("ex", nxt, [], ctx("again"), None, T1, 100) == Settlement(

@@ -22,8 +22,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from runeworker.engine import linear
-from runeworker.engine.executor import Executor, StepResult
+from runeworker.engine import ledger
+from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
     CompletionMessage,
     NodeExecutionMessage,
@@ -33,6 +33,7 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore, Verdict
 from runeworker.engine.workflow import parse_definition
@@ -140,7 +141,7 @@ class Run:
         return done.status, (done.failure_reason or None)
 
 
-def step(executor: Executor, msg: NodeExecutionMessage, run: Run) -> StepResult:
+def step(executor: Executor, msg: NodeExecutionMessage, run: Run) -> Outbox:
     result = executor.step(msg, lambda status, _blocking: run.statuses.append(status))
     run.statuses += result.statuses
     run.messages += result.messages
@@ -457,21 +458,21 @@ def test_redelivery_replays_the_recorded_transition() -> None:
     executor, run = Executor(MemoryStore()), Run()
     msg = start(definition([n("a"), n("b"), n("c")], FAN[:2]), "a")
     first, again = step(executor, msg, run), step(executor, msg, run)
-    assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
-    assert not first.single_branch  # a fan-out keeps branch tokens in the store
+    assert (first.report.verdict, again.report.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    assert first.report.ledger != "single-branch"  # a fan-out keeps branch tokens in the store
     assert [m.branch_token for m in again.messages] == [m.branch_token for m in first.messages]
     assert (first.completion, again.completion) == (None, None)
     assert step(executor, first.messages[0], run).completion is None  # C is still live
     leaf = first.messages[1]
     closing, replay = step(executor, leaf, run), step(executor, leaf, run)
-    assert (closing.verdict, replay.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    assert (closing.report.verdict, replay.report.verdict) == (Verdict.RUN, Verdict.REPLAY)
     assert closing.completion is not None and replay.completion is not None
     for name in ("execution_id", "status", "final_context", "failure_reason"):
         assert getattr(replay.completion, name) == getattr(closing.completion, name)
     assert run.trail == ok("A", "A", "B", "C", "C")  # the node itself does run again
     assert [c.status for c in run.completions] == ["completed", "completed"]
     stale = step(executor, msgspec.structs.replace(leaf, branch_token="not-a-token"), run)
-    assert (stale.verdict, stale.statuses, stale.messages, stale.completion) == (
+    assert (stale.report.verdict, stale.statuses, stale.messages, stale.completion) == (
         Verdict.STALE, [], [], None)  # fmt: skip
     assert len(run.completions) == 2
 
@@ -493,7 +494,7 @@ def test_single_branch_chain_keeps_no_tokens() -> None:
     executor, run = Executor(store, clock=clock), Run()
     defn = definition([n("a"), n("b"), n("c")], chain("a", "b", "c"))
     first = step(executor, start(defn, "a", {"$x": 1}), run)
-    assert first.single_branch and first.verdict is Verdict.RUN
+    assert first.report.ledger == "single-branch" and first.report.verdict is Verdict.RUN
     begun = store.started_at("ex-1")
     assert begun and not store._executions  # no branch keys at all
     again = step(executor, start(defn, "a", {"$x": 1}), run)
@@ -524,11 +525,11 @@ def test_single_branch_halt_closes_with_the_failing_context() -> None:
 
 
 def test_single_branch_shapes() -> None:
-    """Which workflows take the single-branch path (runeworker.engine.linear)."""
+    """Which workflows take the single-branch ledger (runeworker.engine.ledger)."""
     specs = Executor(MemoryStore()).specs
 
     def single(nodes: list[dict[str, Any]], edges: Sequence[tuple[str, str, str]]) -> bool:
-        return linear.single_branch(parse_definition(definition(nodes, edges)), specs, 10)
+        return ledger.single_branch(parse_definition(definition(nodes, edges)), specs, 10)
 
     cond = n("a", "conditional", parameters={"true_edge_id": "e0", "false_edge_id": "e1"})
     trigger = {"id": "t", "type": "ManualTrigger", "trigger": True}
@@ -699,7 +700,7 @@ def test_a_replayed_dead_letter_of_a_single_branch_execution_replays_its_failure
     failed = executor.fail(poison, "message was delivered 3 times without completing; poison")
     assert failed.completion is not None and failed.completion.status == "failed"
     again = executor.step(poison, replayed=True)
-    assert (again.single_branch, again.verdict) == (False, Verdict.REPLAY)
+    assert again.report.ledger != "single-branch" and again.report.verdict is Verdict.REPLAY
     assert again.completion is not None
     assert (again.completion.status, again.completion.failure_reason) == (
         "failed", "message was delivered 3 times without completing; poison")  # fmt: skip
@@ -713,9 +714,9 @@ def test_quick_nodes_of_parallel_branches_settle_in_one_store_call() -> None:
     executor, run = Executor(MemoryStore()), Run()
     defn = definition([n("a"), n("b"), n("c"), n("d")], FAN)
     first = step(executor, start(defn, "a"), run)
-    assert first.settled and not first.single_branch and len(first.messages) == 3
+    assert first.report.ledger == "settled" and len(first.messages) == 3
     stale = step(executor, msgspec.structs.replace(first.messages[0], branch_token="nope"), run)
-    assert (stale.verdict, stale.statuses, stale.messages, stale.outcome) == (
+    assert (stale.report.verdict, stale.statuses, stale.messages, stale.report.outcome) == (
         Verdict.STALE, [], [], "skipped")  # fmt: skip
     limited = drive(start(defn, "a"), Executor(MemoryStore(), max_steps=2))
     assert limited.trail == [*ok("A", "B"), ("C", "failed")]  # D: cancelled, nothing published

@@ -96,7 +96,7 @@ def test_redelivered_first_arrival_arms_one_timer_and_fires_once() -> None:
     [arrival] = driven.messages[-1:]
     assert (arrival.current_node, arrival.from_node) == ("merge", "quick")
     first, again = driven.results[-1], step(executor, arrival, run)
-    assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    assert (first.report.verdict, again.report.verdict) == (Verdict.RUN, Verdict.REPLAY)
     later = time.time_ns() // 1_000_000 + 1_000
     timers = store.claim_due(later, 10, 60_000)  # the pause's timer is due in 60 s
     assert [t.timer_id for t in timers] == [timer_of("ex-1", "merge", "").timer_id]
@@ -104,7 +104,7 @@ def test_redelivered_first_arrival_arms_one_timer_and_fires_once() -> None:
     assert run.trail[-1] == ("Merge", "failed") and fired.completion is None
     # a redelivered fire replays the same decision: no message, no second completion
     again = step(executor, decode_execution(timers[0].payload), run, resumed=True)
-    assert (again.verdict, again.messages, again.completion) == (Verdict.REPLAY, [], None)
+    assert (again.report.verdict, again.messages, again.completion) == (Verdict.REPLAY, [], None)
     assert run.trail[-1] == ("Merge", "failed")
     fire_timers(executor, run, later + 60_000)  # the wait resumes: its branch is cancelled
     assert (run.completion.status, run.completion.failure_reason) == ("halted", TIMED_OUT)

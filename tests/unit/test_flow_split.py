@@ -192,9 +192,9 @@ def test_redelivered_aggregator_arrival_counts_once() -> None:
     executor, run = Executor(MemoryStore()), Run()
     defn = definition([split(["a", "b"]), AGG], [("e1", "split", "agg")])
     first, second = step(executor, start(defn, "split"), run).messages
-    assert step(executor, first, run).verdict is Verdict.RUN
+    assert step(executor, first, run).report.verdict is Verdict.RUN
     again = step(executor, first, run)  # redelivered after a lost broker commit
-    assert again.verdict is Verdict.REPLAY
+    assert again.report.verdict is Verdict.REPLAY
     waiting = [s.processed_count for s in run.statuses if s.aggregator_state == "waiting"]
     assert waiting == [1, 1]
     done = step(executor, second, run)
@@ -204,7 +204,7 @@ def test_redelivered_aggregator_arrival_counts_once() -> None:
         "_aggregator_processed_count": 2,
     }
     replay = step(executor, second, run)  # the releasing arrival redelivered: same outcome
-    assert replay.verdict is Verdict.REPLAY and replay.completion is not None
+    assert replay.report.verdict is Verdict.REPLAY and replay.completion is not None
     assert (replay.completion.status, replay.completion.final_context) == (
         "completed", done.completion.final_context)  # fmt: skip
     assert run.outputs("Collector")[-2:] == [run.outputs("Collector")[-1]] * 2

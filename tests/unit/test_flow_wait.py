@@ -97,7 +97,7 @@ def test_redelivered_wait_schedules_one_timer() -> None:
     executor, run = Executor(store), Run()
     msg = start(waiting_flow(amount=1), "pause")
     first, again = step(executor, msg, run), step(executor, msg, run)
-    assert (first.verdict, again.verdict) == (Verdict.RUN, Verdict.REPLAY)
+    assert (first.report.verdict, again.report.verdict) == (Verdict.RUN, Verdict.REPLAY)
     ids = [s.output["timer_id"] for s in run.statuses if isinstance(s.output, dict)]
     assert len(set(ids)) == 1
     assert len(store.claim_due(now_ms() + 5_000, 10, 1000)) == 1

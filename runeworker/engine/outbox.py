@@ -1,7 +1,13 @@
-"""Builders for the messages a step publishes: node statuses, next messages and the completion."""
+"""What one step publishes: its `Outbox` (node statuses, next messages, the completion, a
+dead-letter reason), the `Report` that goes with it, and the builders of those messages.
+
+The caller publishes an outbox in this order (statuses, next messages or completion, with the
+dead-letter copy when asked) and acknowledges the delivery in the same atomic step.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -20,8 +26,34 @@ from runeworker.engine.messages import (
     rfc3339,
 )
 from runeworker.engine.resolver import Resolver
+from runeworker.engine.state import Verdict
 from runeworker.engine.workflow import Node, Workflow, embedded_credentials
 from runeworker.errors import DepthError
+
+
+@dataclass(slots=True)
+class Report:
+    """How a step went, for metrics, logs and tests; nothing here is published."""
+
+    node_type: str = ""  # "" when the message named no node that could be read
+    outcome: str = ""  # success | failed | skipped ("" when no step was taken)
+    seconds: float = 0.0  # wall time of the step
+    error: str = ""  # the node or workflow error
+    verdict: Verdict = Verdict.RUN  # on the step's branch token
+    ledger: str = ""  # the mode that kept the token (`runeworker.engine.ledger`)
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Everything one step publishes, in publish order: statuses, then next messages or the
+    completion. `dead_letter`: the message or its definition is broken; keep a copy of the
+    delivery on the dead-letter queue with this reason."""
+
+    statuses: list[NodeStatusMessage] = field(default_factory=list)
+    messages: list[NodeExecutionMessage] = field(default_factory=list)
+    completion: CompletionMessage | None = None
+    dead_letter: str = ""
+    report: Report = field(default_factory=Report)
 
 
 class StatusBuilder:
@@ -131,7 +163,7 @@ def outcome_status(report: StatusBuilder, done: Outcome, duration_ms: int) -> No
 
 def next_message(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecutionMessage:
     """The execution message of one emit: the next node, its context and lineage, the child
-    token, and the execution's start time carried on (engine/linear.py)."""
+    token, and the execution's start time carried on (engine/ledger.py)."""
     return NodeExecutionMessage(
         workflow_id=msg.workflow_id,
         execution_id=msg.execution_id,
