@@ -21,6 +21,11 @@ ANSWER = b'{"ok":true,"source":"runeworker-bench"}'
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections open, as a real API does for the worker's pooled session.
     protocol_version = "HTTP/1.1"
+    # The answer leaves in one segment: written unbuffered, the headers and the body went out
+    # as two, and Nagle's algorithm held the body until the client's delayed ACK of the
+    # headers (~40 ms on Linux), which every node then paid on top of the delay.
+    wbufsize = -1
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:  # the name http.server dispatches to
