@@ -40,6 +40,9 @@ app.conf.update(
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # publisher confirms when asked (COMPARE_CONFIRM=1): the `confirm_publish` option of
+    # kombu's py-amqp transport (kombu docs, reference "kombu.transport.pyamqp")
+    broker_transport_options={"confirm_publish": harness.CONFIRM},
 )
 
 

@@ -32,7 +32,8 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 QUEUE = "compare.dramatiq"
 
-dramatiq.set_broker(RabbitmqBroker(url=harness.RABBITMQ_URL))
+# confirm_delivery only when asked (COMPARE_CONFIRM=1): every enqueue then waits for RabbitMQ
+dramatiq.set_broker(RabbitmqBroker(url=harness.RABBITMQ_URL, confirm_delivery=harness.CONFIRM))
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)

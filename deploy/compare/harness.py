@@ -42,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 DONE_KEY_ENV = "COMPARE_DONE_KEY"  # the workers read the Redis list to push completions to
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/rune-bench")
+# COMPARE_CONFIRM=1: the framework publishes with RabbitMQ publisher confirms (off by default in
+# both). Read from the environment because the workers import the app before any flag exists.
+CONFIRM = os.environ.get("COMPARE_CONFIRM", "") == "1"
 
 
 # -- the workload (runs in the workers) ----------------------------------------------------------
@@ -274,7 +277,8 @@ def run(
     rounds: list[Round] = []
     print(
         f"{framework}: {args.workflows} workflows x {args.nodes} steps, P={args.processes}, "
-        f"prefetch {args.prefetch} per process, payload {args.context} B; "
+        f"prefetch {args.prefetch} per process, payload {args.context} B, "
+        f"publisher confirms {'on' if CONFIRM else 'off'}; "
         f"load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
