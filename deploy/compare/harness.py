@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -99,8 +100,14 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 
 
 def rabbitmq_processes() -> list[psutil.Process]:
-    """The local RabbitMQ (beam.smp), for its CPU per node."""
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+    """The local RabbitMQ node serving RABBITMQ_URL (the beam.smp listening on its port), for
+    its CPU per node; other Erlang nodes on the machine are not ours to count."""
+    port = urlsplit(RABBITMQ_URL).port or 5672
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                return [psutil.Process(conn.pid)]
+    return []  # not local, or not visible to this user: the column reads 0
 
 
 def percentile(values: list[float], p: float) -> float:
