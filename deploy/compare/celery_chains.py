@@ -47,11 +47,12 @@ app.conf.update(
 
 
 @app.task(name="compare.step")
-def step(payload: dict[str, Any], k: int, last: bool = False) -> dict[str, Any]:
+def step(payload: dict[str, Any], k: int, last: bool = False) -> dict[str, Any] | None:
     """One step of the chain; the last one reports the workflow complete."""
     payload = harness.step_work(payload, k)
     if last:
         harness.report_done(payload)
+        return None  # as in the Dramatiq script: the last step has no successor
     return payload
 
 

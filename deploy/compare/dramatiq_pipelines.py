@@ -37,11 +37,12 @@ dramatiq.set_broker(RabbitmqBroker(url=harness.RABBITMQ_URL, confirm_delivery=ha
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
-def step(k: int, last: bool, payload: dict[str, Any]) -> dict[str, Any]:
+def step(k: int, last: bool, payload: dict[str, Any]) -> dict[str, Any] | None:
     """One step of the pipeline (the payload comes last: the previous step's result)."""
     payload = harness.step_work(payload, k)
     if last:
         harness.report_done(payload)
+        return None  # nothing to pipe: a value would be logged as discarded, once per workflow
     return payload
 
 
