@@ -4,6 +4,7 @@ payload must stay the bench's `$input` and its steps must do what the bench's ch
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +19,8 @@ def _harness() -> ModuleType:
     spec = importlib.util.spec_from_file_location("compare_harness", HARNESS)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # its dataclasses look their module up in sys.modules while the class is made
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
