@@ -116,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="purge status/completion messages already waiting in the vhost",
     )
+    bench.add_argument(
+        "--node",
+        choices=("log", "http"),
+        default="log",
+        help="log: chains of log and conditional nodes (cheap); http: chains of http nodes "
+        "calling a loopback server of the bench that answers after --http-delay",
+    )
+    bench.add_argument(
+        "--http-delay",
+        type=float,
+        default=0.1,
+        help="seconds the loopback server takes to answer each http node (--node http)",
+    )
 
     dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -63,6 +63,7 @@ class Result:
     cpu_ms_per_node: float  # user + system of the contender's processes, throughput phase
     rss_mb: list[float]  # per process, after the throughput phase
     services_ms_per_node: dict[str, float] = field(default_factory=dict)  # rabbitmq, redis
+    rss_start_mb: list[float] = field(default_factory=list)  # per process, before any work
 
 
 class _Status(msgspec.Struct):
@@ -185,7 +186,7 @@ class BenchRun:
         declare(self.wire.ch, fq)
         self._queues += fq.all
         pool = FloorPool(self.endpoint.urls[0], fq, work.sizes)
-        pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max)
+        pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max, work.http_url)
         try:
             self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)
             procs = [psutil.Process(pid) for pid in pool.pids]
@@ -266,6 +267,7 @@ class BenchRun:
         """Throughput phase (CPU, RSS around it), then the low-load phase."""
         self.wire.listen(outputs)
         try:
+            rss_start = _rss_mb(procs)
             services = {k: _cpu(v) for k, v in self.services.items()}
             cpu = _cpu(procs)
             busy = self._phase(load, load.workflows, load.workflows, outputs, send, parse)
@@ -278,7 +280,8 @@ class BenchRun:
             idle = self._phase(load, load.latency_workflows, 1, outputs, send, parse)
         finally:
             self.wire.unlisten()
-        return Result(name, busy, idle, cpu * 1e3 / max(1, busy.successes), rss, used)
+        cpu_per_node = cpu * 1e3 / max(1, busy.successes)
+        return Result(name, busy, idle, cpu_per_node, rss, used, rss_start_mb=rss_start)
 
     def _phase(
         self, load: Load, total: int, inflight: int, outputs: list[str], send: Send, parse: Parse

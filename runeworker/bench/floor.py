@@ -10,11 +10,16 @@ transaction, exactly like `runeworker.child.worker`. Bodies are filler bytes: no
 
 Each message carries its workflow and step in `message_id` ("w.k"); the success status and the
 completion also carry their publish time in `correlation_id` ("w.k.ns") for the latency figures.
+
+With a `call_url` (the bench's `http` workload) each step also does what a runeworker child does
+for a blocking node: it commits the `running` status before the call, then GETs the URL over
+one kept-alive connection, reads the answer and goes on as above.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import signal
 import subprocess
@@ -23,6 +28,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -72,7 +78,10 @@ def declare(ch: BlockingChannel, queues: FloorQueues) -> None:
 class _Loop:
     """One floor process: consume into a buffer, handle the buffer, commit per batch."""
 
-    def __init__(self, url: str, queues: FloorQueues, sizes: FloorSizes, batch_max: int) -> None:
+    def __init__(
+        self, url: str, queues: FloorQueues, sizes: FloorSizes, batch_max: int, call_url: str = ""
+    ) -> None:
+        self.target = _Target(call_url) if call_url else None
         self.queues = queues
         self.sizes = sizes
         self.batch_max = batch_max
@@ -108,6 +117,10 @@ class _Loop:
         if k == 0:
             self.publish(q.mirror, sizes.messages[0], ident)
         self.publish(q.status, sizes.running[k], ident)
+        if self.target is not None:
+            self.ch.tx_commit()  # a blocking node's `running` is visible before its call
+            self.unflushed = 0
+            self.target.call()
         self.publish(q.status, sizes.success[k], ident, stamp=True)
         if k + 1 < len(sizes.messages):
             self.publish(q.work, sizes.messages[k + 1], f"{w}.{k + 1}")
@@ -135,6 +148,36 @@ class _Loop:
     def close(self) -> None:
         with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             self.conn.close()
+        if self.target is not None:
+            self.target.close()
+
+
+class _Target:
+    """GETs of one URL over a kept-alive connection, reopened when the server closed it."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.path = parts.path or "/"
+        self.conn: http.client.HTTPConnection | None = None
+
+    def call(self) -> None:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            try:
+                self.conn.request("GET", self.path)
+                self.conn.getresponse().read()
+                return
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def floor_main() -> int:
@@ -145,7 +188,8 @@ def floor_main() -> int:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     queues = FloorQueues(**spec["queues"])
-    loop = _Loop(spec["url"], queues, FloorSizes(**spec["sizes"]), spec["batch_max"])
+    sizes = FloorSizes(**spec["sizes"])
+    loop = _Loop(spec["url"], queues, sizes, spec["batch_max"], spec.get("call_url", ""))
     try:
         loop.consume(spec["prefetch"])
         loop.serve(stopping)
@@ -164,7 +208,8 @@ class FloorPool:
         self.sizes = sizes
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, processes: int, prefetch: int, batch_max: int) -> None:
+    def start(self, processes: int, prefetch: int, batch_max: int, call_url: str = "") -> None:
+        """Start `processes` floor processes; with `call_url` each step GETs it (see above)."""
         spec = json.dumps(
             {
                 "url": self.url,
@@ -172,6 +217,7 @@ class FloorPool:
                 "sizes": asdict(self.sizes),
                 "prefetch": prefetch,
                 "batch_max": batch_max,
+                "call_url": call_url,
             }
         )
         for _ in range(processes):

@@ -89,6 +89,20 @@ def chain_definition(nodes: int) -> bytes:
     return msgspec.json.encode({"nodes": defs, "edges": edges})
 
 
+def http_chain_definition(nodes: int, url: str) -> bytes:
+    """K `http` nodes n1..nK in a chain, each a GET of `url` (the bench's loopback
+    `HttpTarget`, which answers after a fixed delay): the shape of a workflow whose nodes wait
+    on a remote API, where a child's time goes into waiting rather than CPU."""
+    defs: list[dict[str, Any]] = []
+    edges: list[dict[str, str]] = []
+    for k in range(1, nodes + 1):
+        params = {"url": url, "method": "GET", "timeout": 30}
+        defs.append({"id": f"n{k}", "name": f"n{k}", "type": "http", "parameters": params})
+        if k < nodes:
+            edges.append({"id": f"e{k}", "src": f"n{k}", "dst": f"n{k + 1}"})
+    return msgspec.json.encode({"nodes": defs, "edges": edges})
+
+
 def make_context(nbytes: int) -> dict[str, Any]:
     """`$input` of about `nbytes` of JSON, as records (a realistic shape to decode, unlike
     one long string)."""
@@ -111,12 +125,16 @@ class Workload:
     context: dict[str, Any]
     sizes: FloorSizes
     _template: bytes = b""
+    http_url: str = ""  # the `http` workload's target; empty for the log/conditional chain
 
     @classmethod
-    def build(cls, nodes: int, context_bytes: int) -> Workload:
-        definition = chain_definition(nodes)
+    def build(cls, nodes: int, context_bytes: int, *, http_url: str = "") -> Workload:
+        """The log/conditional chain, or with `http_url` the chain of `http` nodes calling it
+        (which must be listening: the message sizes are measured by running the workflow)."""
+        definition = http_chain_definition(nodes, http_url) if http_url else chain_definition(nodes)
         context = make_context(context_bytes)
-        return cls(nodes, definition, context, _measure_sizes(definition, context, nodes))
+        sizes = _measure_sizes(definition, context, nodes)
+        return cls(nodes, definition, context, sizes, http_url=http_url)
 
     def start(self, execution_id: str) -> bytes:
         """The start message as the Rune API sends it, at the first node (encoded once; the

@@ -2,13 +2,16 @@
 
 Without options it measures one load (the sizes come from the flags and the config) and prints
 both contenders side by side with their ratio; `--sweep` measures a table of loads, one axis at a
-time; `--codec` times the message codec alone (no broker). Exit codes: 0 measured, 1 the bench
+time; `--codec` times the message codec alone (no broker). `--node http` measures chains of
+`http` nodes instead, calling a loopback server of the bench that answers after `--http-delay`
+(how a pool sizes for blocking nodes: deploy/TUNING.md). Exit codes: 0 measured, 1 the bench
 ran but a contender lost or failed workflows, 2 config or broker problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -16,6 +19,7 @@ from typing import Any, TextIO
 
 from runeworker.bench.codec import codec_benchmark
 from runeworker.bench.contenders import BenchRun, Result
+from runeworker.bench.target import HttpTarget
 from runeworker.bench.workload import BenchError, Figures, Load, Workload, percentile
 from runeworker.config import load_config
 from runeworker.errors import ConfigError, RuneworkerError
@@ -45,12 +49,24 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         latency_workflows=args.latency_workflows,
         timeout=args.timeout,
     )
+    node, delay = getattr(args, "node", "log"), getattr(args, "http_delay", 0.1)
+    if node == "http" and args.sweep:
+        print("bench error: --sweep measures the log chain only; drop --node http", file=sys.stderr)
+        return EXIT_ERROR
+    if node == "http" and not 0 <= delay <= 60:
+        print(f"bench error: --http-delay must be 0 to 60 seconds, got {delay}", file=sys.stderr)
+        return EXIT_ERROR
     session: BenchRun | None = None
     try:
-        session = BenchRun(cfg, discard_waiting=args.discard_waiting)
-        if args.sweep:
-            return _sweep(session, base, out)
-        return _single(session, base, cfg.broker.batch_max, out, max(1, args.rounds))
+        with contextlib.ExitStack() as stack:
+            url = ""
+            if node == "http":
+                url = stack.enter_context(HttpTarget(delay)).url
+            session = BenchRun(cfg, discard_waiting=args.discard_waiting)
+            if args.sweep:
+                return _sweep(session, base, out)
+            rounds = max(1, args.rounds)
+            return _single(session, base, cfg.broker.batch_max, out, rounds, http_url=url)
     except (BenchError, RuneworkerError, OSError) as exc:
         print(f"bench error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -77,10 +93,19 @@ def _size(n: float) -> str:
 # -- one load -----------------------------------------------------------------------------------
 
 
-def _single(session: BenchRun, load: Load, batch_max: int, out: TextIO, rounds: int = 1) -> int:
-    work = Workload.build(load.nodes, load.context_bytes)
+def _single(
+    session: BenchRun,
+    load: Load,
+    batch_max: int,
+    out: TextIO,
+    rounds: int = 1,
+    *,
+    http_url: str = "",
+) -> int:
+    work = Workload.build(load.nodes, load.context_bytes, http_url=http_url)
+    shape = f"http nodes calling {http_url}" if http_url else "nodes"
     out.write(
-        f"runeworker bench: {load.workflows} workflows x {load.nodes} nodes, "
+        f"runeworker bench: {load.workflows} workflows x {load.nodes} {shape}, "
         f"P={load.processes}, prefetch {load.prefetch}, batch_max {batch_max}, "
         f"context {_size(load.context_bytes)} (first message {_size(work.sizes.messages[0])}, "
         f"last {_size(work.sizes.messages[-1])})\n"
@@ -130,6 +155,7 @@ def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> float:
     row("low-load workflows completed", lambda r: f"{r.idle.completed}/{r.idle.workflows}")
     row("latency at low load p50/p95/p99 ms", lambda r: _lat(r.idle))
     row("CPU ms/node (contender processes)", lambda r: f"{r.cpu_ms_per_node:.3f}")
+    row("RSS MB per process at start", lambda r: " ".join(f"{m:.1f}" for m in r.rss_start_mb))
     row("RSS MB per process", lambda r: " ".join(f"{m:.1f}" for m in r.rss_mb))
     for service in sorted(rw.services_ms_per_node):
         row(f"{service} CPU ms/node", lambda r, s=service: f"{r.services_ms_per_node[s]:.3f}")

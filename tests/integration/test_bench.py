@@ -106,6 +106,43 @@ def test_bench_rounds_report_every_ratio_and_the_median(
     _nothing_left(amqp_url, redis_url, redis_prefix)
 
 
+@pytest.mark.integration
+def test_bench_http_workload_runs_chains_of_http_nodes_against_its_loopback_target(
+    amqp_url: str, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = {
+        "broker.url": amqp_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_prefix,
+        "worker.processes": 2,
+        "broker.prefetch": 1,
+    }
+    args = _args(node="http", http_delay=0.0, workflows=3, nodes=3, latency_workflows=1)
+    assert bench(args, overrides) == 0
+    out = capsys.readouterr().out
+    head = re.match(r"runeworker bench: 3 workflows x 3 http nodes calling (\S+), P=2", out)
+    assert head is not None and head[1].startswith("http://127.0.0.1:")
+    rows = _rows(out)
+    assert rows["workflows completed"] == ("3/3", "3/3")
+    assert rows["success statuses"] == ("9/9", "9/9")
+    assert rows["running statuses"] == ("9/9", "9/9")
+    assert rows["low-load workflows completed"] == ("1/1", "1/1")
+    for label in ("RSS MB per process at start", "RSS MB per process"):
+        sizes = [[float(m) for m in column.split()] for column in rows[label]]
+        assert [len(r) for r in sizes] == [2, 2], label  # P=2 children, 2 floor processes
+    _nothing_left(amqp_url, redis_url, redis_prefix)
+
+
+def test_bench_http_workload_is_one_load_not_a_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench(_args(node="http", http_delay=0.1, sweep=True), {}) == 2
+    assert "--sweep measures the log chain only" in capsys.readouterr().err
+
+
+def test_bench_http_delay_must_be_sensible(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench(_args(node="http", http_delay=-1.0), {}) == 2
+    assert "--http-delay must be 0 to 60 seconds, got -1.0" in capsys.readouterr().err
+
+
 def _nothing_left(amqp_url: str, redis_url: str, redis_prefix: str) -> None:
     queues = rabbit_queues(vhost_of(amqp_url))
     assert [q for q in queues if q.startswith("runeworker.bench.")] == []
