@@ -284,7 +284,9 @@ class Turn:
         payload = ErrorPayload(str(error), error.code, error.details)
         self.outbox.statuses.append(self.status.build(STATUS_FAILED, self._ms(), error=payload))
         self.report.error = str(error)
-        self.report.outcome = "failed"
+        # an error an `ignore` policy or an error edge took care of is counted apart: alerts on
+        # failing nodes should not fire on failures the workflow handles by design
+        self.report.outcome = "failed" if ending.failure is not None else "handled"
         node, ex = self.node, self.msg.execution_id
         log.warning("node %s (%s) of execution %s failed: %s", node.id, node.type, ex, error)
         self._close(ending)
