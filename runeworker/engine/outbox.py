@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from runeworker.engine.context import LazyContext
 from runeworker.engine.flow import Emit, Outcome
 from runeworker.engine.messages import (
     CompletionMessage,
@@ -98,6 +99,9 @@ class StatusBuilder:
         return st
 
 
+_context_parts = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
 def completion(
     msg: NodeExecutionMessage,
     status: str,
@@ -110,14 +114,7 @@ def completion(
     """The single completion of an execution. `final_context` merges the contexts of every
     finished branch in finishing order (later branches win a shared key), with every
     credential value of the workflow masked."""
-    final: dict[str, Any] = {}
-    for raw in contexts:
-        try:
-            part = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(part, dict):
-            final.update(part)
+    secrets = {}
     if workflow is not None:
         secrets = {
             f"{n.id}.{k}": v
@@ -125,8 +122,19 @@ def completion(
             if n.credentials
             for k, v in n.credentials.values.items()
         }
-        if secrets:
-            final = Resolver({}, credentials=secrets).mask(final)
+    # without secrets to mask, each key's value goes on as the bytes it arrived as (a reader
+    # in this process sees them decoded: LazyContext)
+    decode = msgspec.json.decode if secrets else _context_parts.decode
+    final: dict[str, Any] = {} if secrets else LazyContext()
+    for raw in contexts:
+        try:
+            part = decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            continue  # a ValidationError (a DecodeError) too: the context is not an object
+        if isinstance(part, dict):
+            final.update(part)
+    if secrets:
+        final = Resolver({}, credentials=secrets).mask(final)
     return CompletionMessage(
         workflow_id=msg.workflow_id,
         execution_id=msg.execution_id,
