@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--nodes", type=int, default=10, help="nodes per workflow")
     bench.add_argument("--context", default="1K", help="context size: 1K, 64K, 1M")
     bench.add_argument(
+        "--shape",
+        choices=("chain", "branches"),
+        default="chain",
+        help="chain: --nodes nodes one after the other; branches: fan-out, merge, split and "
+        "aggregator (8 nodes, 15 steps; --nodes is ignored)",
+    )
+    bench.add_argument(
         "--latency-workflows",
         type=int,
         default=50,

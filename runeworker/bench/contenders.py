@@ -185,7 +185,9 @@ class BenchRun:
         )
         declare(self.wire.ch, fq)
         self._queues += fq.all
-        pool = FloorPool(self.endpoint.urls[0], fq, work.sizes)
+        pool = FloorPool(
+            self.endpoint.urls[0], fq, work.sizes, self.cfg.redis.url, self.prefix
+        )
         pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max, work.http_url)
         try:
             self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)
@@ -197,7 +199,7 @@ class BenchRun:
                 trace.published[str(i)] = time.time_ns()
                 self.wire.publish(fq.work, start, message_id=f"{i}.0")
 
-            return self._measure("floor", load, procs, outputs, send, self._floor_trace)
+            return self._measure("floor", load, work, procs, outputs, send, self._floor_trace)
         finally:
             pool.stop()
 
@@ -206,6 +208,8 @@ class BenchRun:
         status, completion = outputs[0], outputs[1]
         for props, _body in got[status]:
             stamp = getattr(props, "correlation_id", None)
+            if getattr(props, "type", None):
+                continue  # the merge's waiting status
             if stamp is None:
                 trace.running += 1
                 continue
@@ -233,7 +237,9 @@ class BenchRun:
             try:
                 self.wire.wait_consumers(queue, load.processes, serve.alive, timeout=60)
                 procs = serve.children()
-                return self._measure("runeworker", load, procs, RUNE_OUTPUTS, send, self._rw_trace)
+                return self._measure(
+                    "runeworker", load, work, procs, RUNE_OUTPUTS, send, self._rw_trace
+                )
             except BenchError as exc:
                 raise BenchError(f"{exc}\nlast lines of runeworker serve:\n{serve.tail()}") from exc
 
@@ -259,6 +265,7 @@ class BenchRun:
         self,
         name: str,
         load: Load,
+        work: Workload,
         procs: list[psutil.Process],
         outputs: list[str],
         send: Send,
@@ -270,31 +277,39 @@ class BenchRun:
             rss_start = _rss_mb(procs)
             services = {k: _cpu(v) for k, v in self.services.items()}
             cpu = _cpu(procs)
-            busy = self._phase(load, load.workflows, load.workflows, outputs, send, parse)
+            busy = self._phase(load, work, load.workflows, load.workflows, outputs, send, parse)
             cpu = _cpu(procs) - cpu
             used = {
                 k: (_cpu(v) - services[k]) * 1e3 / max(1, busy.successes)
                 for k, v in self.services.items()
             }
             rss = _rss_mb(procs)
-            idle = self._phase(load, load.latency_workflows, 1, outputs, send, parse)
+            idle = self._phase(load, work, load.latency_workflows, 1, outputs, send, parse)
         finally:
             self.wire.unlisten()
         cpu_per_node = cpu * 1e3 / max(1, busy.successes)
         return Result(name, busy, idle, cpu_per_node, rss, used, rss_start_mb=rss_start)
 
     def _phase(
-        self, load: Load, total: int, inflight: int, outputs: list[str], send: Send, parse: Parse
+        self,
+        load: Load,
+        work: Workload,
+        total: int,
+        inflight: int,
+        outputs: list[str],
+        send: Send,
+        parse: Parse,
     ) -> Figures:
         for q in outputs:
             self.wire.got[q].clear()
         trace = Trace()
-        expected = {outputs[0]: 2 * load.nodes * total, outputs[1]: total, outputs[2]: total}
+        statuses = work.statuses_per_workflow * total
+        expected = {outputs[0]: statuses, outputs[1]: total, outputs[2]: total}
         drive(
             self.wire, lambda i: send(trace, i), total, inflight, expected, outputs[1], load.timeout
         )
         parse(trace, self.wire.got, outputs)
-        return figures(trace, total, load.nodes)
+        return figures(trace, total, work.nodes, in_time=bool(work.sizes.script))
 
     def close(self) -> None:
         """Delete the bench's queues and Redis keys and its work directory."""

@@ -8,6 +8,11 @@ have at that step, persistent, `mandatory`, through the same topic exchange, the
 publishes and acks of the deliveries buffered at once (at most `batch_max`) go in one AMQP
 transaction, exactly like `runeworker.child.worker`. Bodies are filler bytes: nothing is parsed.
 
+For a workload with parallel branches (`FloorSizes.script`) each step publishes what the recorded
+step of runeworker published (statuses, one or more next messages, the completion) and makes one
+Redis script call first, as runeworker's branch-token protocol does at least once per step; that
+mode imports redis-py (runeworker's own Redis client), the chain mode does not.
+
 Each message carries its workflow and step in `message_id` ("w.k"); the success status and the
 completion also carry their publish time in `correlation_id` ("w.k.ns") for the latency figures.
 
@@ -26,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +41,12 @@ from pika.adapters.blocking_connection import BlockingChannel
 _PERSISTENT = 2
 _JSON = "application/json"
 _FLUSH_BYTES = 1 << 20
+# one script call per step, of the size of runeworker's cheapest (a hash field and a TTL)
+_STEP_SCRIPT = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], 600000)
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class FloorSizes:
     running: list[int]
     success: list[int]
     completion: int
+    # parallel branches: what each step publishes, replayed as recorded (see
+    # runeworker.bench.workload._measure_script); empty for a chain
+    script: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def largest(self) -> int:
@@ -79,10 +93,25 @@ class _Loop:
     """One floor process: consume into a buffer, handle the buffer, commit per batch."""
 
     def __init__(
-        self, url: str, queues: FloorQueues, sizes: FloorSizes, batch_max: int, call_url: str = ""
+        self,
+        url: str,
+        queues: FloorQueues,
+        sizes: FloorSizes,
+        batch_max: int,
+        redis_url: str = "",
+        redis_prefix: str = "",
+        call_url: str = "",
     ) -> None:
         self.target = _Target(call_url) if call_url else None
         self.queues = queues
+        self.script = sizes.script
+        self.redis_prefix = redis_prefix
+        self.step_script: Any = None
+        if self.script:
+            import redis  # only the branch mode needs it
+
+            client = redis.Redis.from_url(redis_url)
+            self.step_script = client.register_script(_STEP_SCRIPT)
         self.sizes = sizes
         self.batch_max = batch_max
         self.filler = b"x" * sizes.largest
@@ -112,6 +141,9 @@ class _Loop:
             self.unflushed = 0
 
     def handle(self, tag: int, ident: str) -> None:
+        if self.script:
+            self.handle_step(tag, ident)
+            return
         w, k = (int(x) for x in ident.split("."))
         sizes, q = self.sizes, self.queues
         if k == 0:
@@ -128,12 +160,33 @@ class _Loop:
             self.publish(q.completion, sizes.completion, ident, stamp=True)
         self.ch._impl.basic_ack(tag)
 
-    def publish(self, queue: str, size: int, ident: str, *, stamp: bool = False) -> None:
+    def handle_step(self, tag: int, ident: str) -> None:
+        """Step s of workflow w ("w.s"): one Redis script call, then what the recorded step
+        published; statuses carry "w.k" (k = the node's index) like the chain's."""
+        w, s = ident.split(".")
+        step, q = self.script[int(s)], self.queues
+        self.step_script(keys=[f"{self.redis_prefix}floor:{w}"], args=[s])
+        if s == "0":
+            self.publish(q.mirror, self.sizes.messages[0], ident)
+        node = f"{w}.{step['node']}"
+        for size, status in step["statuses"]:
+            kind = None if status in ("running", "success") else status
+            self.publish(q.status, size, node, stamp=status == "success", kind=kind)
+        for size, child in step["nexts"]:
+            self.publish(q.work, size, f"{w}.{child}")
+        if step["completion"]:
+            self.publish(q.completion, step["completion"], node, stamp=True)
+        self.ch._impl.basic_ack(tag)
+
+    def publish(
+        self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
+    ) -> None:
         props = pika.BasicProperties(
             content_type=_JSON,
             delivery_mode=_PERSISTENT,
             message_id=ident,
             correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
+            type=kind,  # statuses other than running and success (the merge's waiting)
         )
         # queued on the channel under the BlockingChannel and sent by tx_commit, like
         # runeworker.adapters.amqp does (BlockingChannel would flush the socket per publish)
@@ -188,8 +241,15 @@ def floor_main() -> int:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     queues = FloorQueues(**spec["queues"])
-    sizes = FloorSizes(**spec["sizes"])
-    loop = _Loop(spec["url"], queues, sizes, spec["batch_max"], spec.get("call_url", ""))
+    loop = _Loop(
+        spec["url"],
+        queues,
+        FloorSizes(**spec["sizes"]),
+        spec["batch_max"],
+        spec.get("redis_url", ""),
+        spec.get("redis_prefix", ""),
+        spec.get("call_url", ""),
+    )
     try:
         loop.consume(spec["prefetch"])
         loop.serve(stopping)
@@ -202,10 +262,18 @@ class FloorPool:
     """P floor processes. They run this file as a script, so they load pika and the stdlib
     only (not even the runeworker package); the caller waits for their consumers."""
 
-    def __init__(self, url: str, queues: FloorQueues, sizes: FloorSizes) -> None:
+    def __init__(
+        self,
+        url: str,
+        queues: FloorQueues,
+        sizes: FloorSizes,
+        redis_url: str = "",
+        redis_prefix: str = "",
+    ) -> None:
         self.url = url
         self.queues = queues
         self.sizes = sizes
+        self.redis = (redis_url, redis_prefix)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, processes: int, prefetch: int, batch_max: int, call_url: str = "") -> None:
@@ -217,6 +285,8 @@ class FloorPool:
                 "sizes": asdict(self.sizes),
                 "prefetch": prefetch,
                 "batch_max": batch_max,
+                "redis_url": self.redis[0],
+                "redis_prefix": self.redis[1],
                 "call_url": call_url,
             }
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class Load:
     context_bytes: int = 1024
     latency_workflows: int = 50
     timeout: float = 300.0
+    shape: str = "chain"  # or "branches" (see branch_definition)
 
 
 # -- the workload ------------------------------------------------------------------------------
@@ -103,6 +105,38 @@ def http_chain_definition(nodes: int, url: str) -> bytes:
     return msgspec.json.encode({"nodes": defs, "edges": edges})
 
 
+BRANCH_ITEMS = 4  # items of the branch workload's split
+
+
+def branch_definition() -> bytes:
+    """The workload with parallel branches, 8 nodes and 15 steps per workflow: n1 (log) fans
+    out to n2 and n3 (logs), which meet at n4 (merge, wait for all); n5 splits a list of
+    BRANCH_ITEMS items, n6 (log) runs once per item, n7 (aggregator) collects them and n8
+    (log) ends the workflow. Every step goes through the branch-token protocol in Redis."""
+
+    def log(k: int, message: str) -> dict[str, Any]:
+        return {"id": f"n{k}", "name": f"n{k}", "type": "log", "parameters": {"message": message}}
+
+    defs: list[dict[str, Any]] = [
+        log(1, "start of {{ $input.run }}"),
+        log(2, "left branch"),
+        log(3, "right branch"),
+        {"id": "n4", "name": "n4", "type": "merge", "parameters": {}},
+        {
+            "id": "n5",
+            "name": "n5",
+            "type": "split",
+            "parameters": {"input_array": list(range(BRANCH_ITEMS))},
+        },
+        log(6, "item {{ $item }}"),
+        {"id": "n7", "name": "n7", "type": "aggregator"},
+        log(8, "end of {{ $input.run }}"),
+    ]
+    pairs = [(1, 2), (1, 3), (2, 4), (3, 4), (4, 5), (5, 6), (6, 7), (7, 8)]
+    edges = [{"id": f"e{i}", "src": f"n{a}", "dst": f"n{b}"} for i, (a, b) in enumerate(pairs, 1)]
+    return msgspec.json.encode({"nodes": defs, "edges": edges})
+
+
 def make_context(nbytes: int) -> dict[str, Any]:
     """`$input` of about `nbytes` of JSON, as records (a realistic shape to decode, unlike
     one long string)."""
@@ -128,13 +162,40 @@ class Workload:
     http_url: str = ""  # the `http` workload's target; empty for the log/conditional chain
 
     @classmethod
-    def build(cls, nodes: int, context_bytes: int, *, http_url: str = "") -> Workload:
-        """The log/conditional chain, or with `http_url` the chain of `http` nodes calling it
-        (which must be listening: the message sizes are measured by running the workflow)."""
-        definition = http_chain_definition(nodes, http_url) if http_url else chain_definition(nodes)
+    def build(
+        cls, nodes: int, context_bytes: int, shape: str = "chain", *, http_url: str = ""
+    ) -> Workload:
+        """The log/conditional chain, the workload with parallel branches (`shape`), or with
+        `http_url` the chain of `http` nodes calling it (which must be listening: the message
+        sizes are measured by running the workflow)."""
         context = make_context(context_bytes)
+        if shape == "branches":
+            definition = branch_definition()
+            return cls(8, definition, context, _measure_script(definition, context))
+        if shape != "chain":
+            raise BenchError(f"unknown workload shape {shape!r} (chain or branches)")
+        definition = http_chain_definition(nodes, http_url) if http_url else chain_definition(nodes)
         sizes = _measure_sizes(definition, context, nodes)
         return cls(nodes, definition, context, sizes, http_url=http_url)
+
+    @property
+    def running_per_workflow(self) -> int:
+        """`running` statuses of one workflow (one per step)."""
+        return len(self.sizes.messages)
+
+    @property
+    def successes_per_workflow(self) -> int:
+        """`success` statuses of one workflow."""
+        if not self.sizes.script:
+            return len(self.sizes.messages)
+        return sum(kind == "success" for st in self.sizes.script for _, kind in st["statuses"])
+
+    @property
+    def statuses_per_workflow(self) -> int:
+        """Every status of one workflow (running, success and the merge's waiting)."""
+        if not self.sizes.script:
+            return 2 * len(self.sizes.messages)
+        return sum(len(st["statuses"]) for st in self.sizes.script)
 
     def start(self, execution_id: str) -> bytes:
         """The start message as the Rune API sends it, at the first node (encoded once; the
@@ -177,6 +238,56 @@ def _measure_sizes(definition: bytes, context: dict[str, Any], nodes: int) -> Fl
     if len(messages) != nodes:
         raise BenchError(f"the bench workflow ran {len(messages)} of {nodes} nodes")
     return FloorSizes(messages, running, success, completion)
+
+
+def _measure_script(definition: bytes, context: dict[str, Any]) -> FloorSizes:
+    """Run one workflow with parallel branches in this process and record, step by step, what
+    each step publishes: its statuses (size, status), its next messages (size, the step they
+    start) and its completion. The floor replays this script for every workflow."""
+    executor = Executor(MemoryStore())
+    first = encode(_start(definition, context, "sizes"))
+    queue: deque[tuple[bytes, int]] = deque([(first, 0)])
+    steps: dict[int, dict[str, Any]] = {}
+    sizes: dict[int, int] = {0: len(first)}
+    running: dict[int, int] = {}
+    success: dict[int, int] = {}
+    completion = 0
+    seen: list[NodeStatusMessage] = []  # the running status of the current step
+    while queue:
+        body, index = queue.popleft()
+        msg = decode_execution(body)
+        seen.clear()
+        outbox = executor.step(msg, lambda st, _blocking: seen.append(st))
+        if outbox.report.outcome != "success":
+            raise BenchError(
+                f"the bench workflow failed at {msg.current_node}: {outbox.report.error}"
+            )
+        statuses = [*seen, *outbox.statuses]
+        nexts = []
+        for nxt in outbox.messages:
+            encoded = encode(nxt)
+            child = len(sizes)
+            sizes[child] = len(encoded)
+            queue.append((encoded, child))
+            nexts.append([len(encoded), child])
+        size = len(encode(outbox.completion)) if outbox.completion is not None else 0
+        completion = max(completion, size)
+        running[index] = len(encode(seen[0])) if seen else 0
+        success[index] = len(encode(outbox.statuses[-1])) if outbox.statuses else 0
+        steps[index] = {
+            "node": int(msg.current_node[1:]) - 1,
+            "statuses": [[len(encode(st)), st.status] for st in statuses],
+            "nexts": nexts,
+            "completion": size,
+        }
+    order = range(len(sizes))
+    return FloorSizes(
+        [sizes[i] for i in order],
+        [running[i] for i in order],
+        [success[i] for i in order],
+        completion,
+        [steps[i] for i in order],
+    )
 
 
 # -- what a phase saw --------------------------------------------------------------------------
@@ -224,12 +335,16 @@ def percentile(values: list[float], p: float) -> float:
     return ranked[max(0, math.ceil(p / 100 * len(ranked)) - 1)]
 
 
-def figures(trace: Trace, workflows: int, nodes: int) -> Figures:
-    """Latencies (node k minus node k-1, node 1 minus publish) and throughput of a trace."""
+def figures(trace: Trace, workflows: int, nodes: int, *, in_time: bool = False) -> Figures:
+    """Latencies (node k minus node k-1, node 1 minus publish) and throughput of a trace.
+    `in_time`: take the nodes in the order of their last success (parallel branches finish
+    in any order), so every latency is a gap between two successive successes."""
     latencies: list[float] = []
     by_step: dict[int, list[float]] = {}
     for wf, steps in trace.success.items():
         prev = trace.published.get(wf)
+        if in_time:
+            steps = dict(enumerate(sorted(steps.values())))
         for k in range(nodes):
             at = steps.get(k)
             if at is None or prev is None:

@@ -48,6 +48,7 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         context_bytes=parse_size(args.context),
         latency_workflows=args.latency_workflows,
         timeout=args.timeout,
+        shape=getattr(args, "shape", "chain"),
     )
     node, delay = getattr(args, "node", "log"), getattr(args, "http_delay", 0.1)
     if node == "http" and args.sweep:
@@ -102,8 +103,11 @@ def _single(
     *,
     http_url: str = "",
 ) -> int:
-    work = Workload.build(load.nodes, load.context_bytes, http_url=http_url)
+    work = Workload.build(load.nodes, load.context_bytes, load.shape, http_url=http_url)
+    load = replace(load, nodes=work.nodes)
     shape = f"http nodes calling {http_url}" if http_url else "nodes"
+    if load.shape != "chain":
+        shape += f" ({work.running_per_workflow} steps, parallel branches)"
     out.write(
         f"runeworker bench: {load.workflows} workflows x {load.nodes} {shape}, "
         f"P={load.processes}, prefetch {load.prefetch}, batch_max {batch_max}, "
@@ -117,8 +121,8 @@ def _single(
             first = "runeworker" if r % 2 else "floor"
             out.write(f"\n-- round {r + 1} of {rounds} ({first} first)\n")
         floor, rw = session.compare(load, work, runeworker_first=bool(r % 2))
-        ratios.append(_report(floor, rw, load, out))
-        complete = complete and _complete(floor, load) and _complete(rw, load)
+        ratios.append(_report(floor, rw, load, out, work))
+        complete = complete and _complete(floor, work) and _complete(rw, work)
     if rounds > 1:
         median = percentile(ratios, 50)
         verdict = "meets" if median >= TARGET_RATIO else "MISSES"
@@ -128,9 +132,11 @@ def _single(
     return EXIT_OK if complete else EXIT_INCOMPLETE
 
 
-def _complete(r: Result, load: Load) -> bool:
+def _complete(r: Result, work: Workload) -> bool:
     return all(
-        f.completed == f.workflows and f.successes == f.running == f.workflows * load.nodes
+        f.completed == f.workflows
+        and f.successes == f.workflows * work.successes_per_workflow
+        and f.running == f.workflows * work.running_per_workflow
         for f in (r.load, r.idle)
     )
 
@@ -139,16 +145,17 @@ def _lat(f: Figures) -> str:
     return "/".join(f"{f.percentile(p):.2f}" for p in (50, 95, 99))
 
 
-def _report(floor: Result, rw: Result, load: Load, out: TextIO) -> float:
+def _report(floor: Result, rw: Result, load: Load, out: TextIO, work: Workload) -> float:
     """Print both contenders side by side; returns the throughput ratio."""
     rows: list[tuple[str, str, str]] = []
+    successes, running = work.successes_per_workflow, work.running_per_workflow
 
     def row(label: str, get: Any) -> None:
         rows.append((label, str(get(rw)), str(get(floor))))
 
     row("workflows completed", lambda r: f"{r.load.completed}/{r.load.workflows}")
-    row("success statuses", lambda r: f"{r.load.successes}/{r.load.workflows * load.nodes}")
-    row("running statuses", lambda r: f"{r.load.running}/{r.load.workflows * load.nodes}")
+    row("success statuses", lambda r: f"{r.load.successes}/{r.load.workflows * successes}")
+    row("running statuses", lambda r: f"{r.load.running}/{r.load.workflows * running}")
     row("node executions/s", lambda r: f"{r.load.rate:.1f}")
     row("wall ms", lambda r: f"{r.load.wall * 1e3:.2f}")
     row("latency under load p50/p95/p99 ms", lambda r: _lat(r.load))
@@ -207,10 +214,10 @@ def _sweep(session: BenchRun, base: Load, out: TextIO) -> int:
     ok = True
     long_run: tuple[Result, Result, Workload] | None = None
     for label, point in sweep_loads(base):
-        work = Workload.build(point.nodes, point.context_bytes)
-        load = _sized(point, work)
+        work = Workload.build(point.nodes, point.context_bytes, point.shape)
+        load = _sized(replace(point, nodes=work.nodes), work)
         floor, rw = session.compare(load, work)
-        complete = _complete(floor, load) and _complete(rw, load)
+        complete = _complete(floor, work) and _complete(rw, work)
         ok = ok and complete
         ratio = rw.load.rate / floor.load.rate if floor.load.rate else 0.0
         out.write(

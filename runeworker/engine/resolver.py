@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 
 from runeworker.engine import depth
-from runeworker.engine.context import LazyContext
+from runeworker.engine.context import LazyContext, descend
 from runeworker.errors import DepthError, ResolveError
 
 _NAME = r"[A-Za-z0-9_-]+"
@@ -344,18 +344,22 @@ class Resolver:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _root(self, root: str) -> tuple[bool, Any]:
-        """(found, value) of a root name; records the context key it touched."""
+    def _root(self, root: str, part: bool = False) -> tuple[bool, Any]:
+        """(found, value) of a root name; records the context key it touched. `part`: the
+        caller reads a path inside the value, so a value still in its message bytes is
+        returned as `msgspec.Raw` (see `_lookup`)."""
         if root == _CREDENTIAL and self._credentials is not None:
             return True, self._credentials
+        ctx = self._context
+        get = ctx.undecoded if part and type(ctx) is LazyContext else ctx.__getitem__
         key = "$" + root
-        if key in self._context:
+        if key in ctx:
             self.used_keys.add(key)
-            return True, self._context[key]
+            return True, get(key)
         name = self._aliases.get(root)
-        if name is not None and "$" + name in self._context:
+        if name is not None and "$" + name in ctx:
             self.used_keys.add("$" + name)
-            return True, self._context["$" + name]
+            return True, get("$" + name)
         self.used_keys.add(key)
         return False, None
 
@@ -368,7 +372,7 @@ class Resolver:
                 return self._context[ref]
             raise
         try:
-            found, value = self._root(root)
+            found, value = self._root(root, part=bool(segments))
         except DepthError as exc:
             raise ResolveError(f"reference {ref}: {exc}") from exc
         if not found:
@@ -376,6 +380,15 @@ class Resolver:
                 self.used_keys.add(ref)
                 return self._context[ref]
             raise ResolveError(f"reference {ref}: node '{root}' not found in context")
+        if type(value) is msgspec.Raw:
+            # one field of a large value: decode the path, not the whole value
+            try:
+                ok, got = descend(value, segments)
+                if ok:
+                    return got
+                value = depth.decode(value, "value")  # _walk names what is wrong
+            except DepthError as exc:
+                raise ResolveError(f"reference {ref}: {exc}") from exc
         return _walk(ref, root, value, segments)
 
     def _resolve_str(self, text: str) -> Any:

@@ -13,7 +13,14 @@ import redis
 from wire import rabbit_queues, vhost_of
 
 from runeworker.bench.codec import codec_benchmark, codec_message, runeworker_step, stdlib_step
-from runeworker.bench.workload import Load, Trace, chain_definition, figures, percentile
+from runeworker.bench.workload import (
+    Load,
+    Trace,
+    Workload,
+    chain_definition,
+    figures,
+    percentile,
+)
 from runeworker.commands.bench import bench, parse_size, sweep_loads
 
 ROW = re.compile(r"^(?P<label>\S+(?: \S+)*)\s{2,}(?P<rw>\S+(?: \S+)*)\s{2,}(?P<fl>\S+(?: \S+)*)$")
@@ -245,3 +252,44 @@ def test_codec_paths_agree_and_runeworker_is_faster() -> None:
     result = codec_benchmark(rounds=2, per_round=20)
     assert result.size == len(body)
     assert result.ratio > 2  # typically 10x or more; kept loose for a loaded CI machine
+
+
+def test_branch_script_replays_every_step_of_the_workflow() -> None:
+    """The floor's script for the branch shape: 15 steps (n4 twice, n6 and n7 once per item),
+    one mirror-able first step, one completion, every next message pointing at a later step."""
+    work = Workload.build(10, 1024, "branches")
+    script = work.sizes.script
+    assert [st["node"] + 1 for st in script] == [1, 2, 3, 4, 4, 5, 6, 6, 6, 6, 7, 7, 7, 7, 8]
+    assert work.running_per_workflow == 15
+    assert work.successes_per_workflow == 14  # the merge's first arrival reports waiting
+    assert work.statuses_per_workflow == 30
+    assert [st["completion"] > 0 for st in script].count(True) == 1
+    children = sorted(child for st in script for _, child in st["nexts"])
+    assert children == list(range(1, 15))
+    assert all(child > i for i, st in enumerate(script) for _, child in st["nexts"])
+
+
+@pytest.mark.integration
+def test_bench_branches_completes_with_the_same_statuses_on_both_sides(
+    amqp_url: str, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = {
+        "broker.url": amqp_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_prefix,
+        # one child: with two, runeworker sometimes loses the completion of such a workflow
+        # (found with this bench; reported, not fixed here)
+        "worker.processes": 1,
+    }
+    assert bench(_args(shape="branches", workflows=3), overrides) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert out.startswith("runeworker bench: 3 workflows x 8 nodes (15 steps, parallel branches)")
+    assert rows["workflows completed"] == ("3/3", "3/3")
+    assert rows["success statuses"] == ("42/42", "42/42")
+    assert rows["running statuses"] == ("45/45", "45/45")
+    assert rows["low-load workflows completed"] == ("2/2", "2/2")
+    for column in rows["latency at low load p50/p95/p99 ms"]:
+        p50, p95, p99 = _three(column)
+        assert 0 <= p50 <= p95 <= p99 < 10_000, column
+    _nothing_left(amqp_url, redis_url, redis_prefix)

@@ -1,0 +1,75 @@
+"""LazyContext and `descend`: a path read inside a value still in its message bytes decodes
+that path only, gives what the whole value would give, and leaves the value undecoded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.engine.context import PART_MIN_BYTES, LazyContext, descend
+from runeworker.engine.resolver import Resolver
+from runeworker.errors import ResolveError
+
+VALUE: dict[str, Any] = {
+    "run": "r1",
+    "rows": [{"id": 1, "tags": ["a", "b"]}, {"id": 2}],
+    "n": None,
+    "pad": "x" * PART_MIN_BYTES,  # large enough to be read in part
+}
+
+
+def _raw_context() -> LazyContext:
+    return LazyContext({"$input": msgspec.Raw(msgspec.json.encode(VALUE)), "$x": 5})
+
+
+@pytest.mark.parametrize(
+    "segments", [("run",), ("rows", 0, "tags", 1), ("rows", 1), ("n",), ("rows",), ()]
+)
+def test_descend_finds_what_the_decoded_value_holds(segments: tuple[str | int, ...]) -> None:
+    expected: Any = VALUE
+    for seg in segments:
+        expected = expected[seg]
+    raw = msgspec.Raw(msgspec.json.encode(VALUE))
+    assert descend(raw, segments) == (True, expected)
+
+
+@pytest.mark.parametrize(
+    "segments", [("nope",), ("rows", 2), ("run", "x"), ("rows", "id"), ("run", 0), ("n", "a")]
+)
+def test_descend_says_when_the_path_leads_nowhere(segments: tuple[str | int, ...]) -> None:
+    assert descend(msgspec.Raw(msgspec.json.encode(VALUE)), segments) == (False, None)
+
+
+def test_a_field_read_leaves_the_value_in_its_bytes() -> None:
+    ctx = _raw_context()
+    r = Resolver(ctx)
+    assert r.resolve_value("{{ $input.rows[0].tags }} of $input.run") == '["a","b"] of r1'
+    assert type(ctx.raw("$input")) is msgspec.Raw
+    assert ctx._decoded == {}  # nothing decoded the whole value
+    assert r.used_keys == {"$input"}
+    assert r.used_inputs() == {"$input": ctx.raw("$input")}
+
+
+def test_errors_name_the_same_place_as_for_a_decoded_value() -> None:
+    for ref in ("$input.rows[5]", "$input.run.x", "$input.nope", "$input.rows.id"):
+        with pytest.raises(ResolveError) as lazy_error:
+            Resolver(_raw_context()).lookup(ref)
+        with pytest.raises(ResolveError) as plain_error:
+            Resolver({"$input": VALUE}).lookup(ref)
+        assert str(lazy_error.value) == str(plain_error.value)
+
+
+def test_a_value_read_whole_is_decoded_once_and_then_reused() -> None:
+    ctx = _raw_context()
+    r = Resolver(ctx)
+    assert r.lookup("$input") == VALUE
+    assert r.lookup("$input.rows[1].id") == 2
+    assert "$input" in ctx._decoded
+
+
+def test_a_small_value_is_decoded_whole_and_kept() -> None:
+    ctx = LazyContext({"$n1": msgspec.Raw(b'{"level":"info","message":"m"}')})
+    assert Resolver(ctx).lookup("$n1.level") == "info"
+    assert ctx._decoded["$n1"][1] == {"level": "info", "message": "m"}
