@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from types import FrameType
 
 import psutil
@@ -40,6 +41,7 @@ from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
+    NodeExecutionMessage,
     NodeStatusMessage,
     decode_execution,
     encode,
@@ -217,43 +219,57 @@ class Worker:
                 self.broker.poll(POLL_SECONDS)
                 self._check_parent()
                 continue
+            batch = _batch(pending, batch_max)
+            read = [self._read(d) for d in batch]
+            self._mirror(read)
             done = 0
-            while pending and done < batch_max and not self.stopping:
-                # A redelivered message may be poison that kills this process: it gets a
-                # transaction of its own, so that its crash cannot roll back other work.
-                suspect = pending[0].redelivered
-                if suspect and done:
+            for d, got in zip(batch, read, strict=True):
+                if self.stopping:  # asked to stop between two steps: the rest goes back
+                    pending.extendleft(reversed(batch[done:]))
                     break
-                self._handle(pending.popleft())
+                self._handle(d, got)
                 done += 1
-                if suspect:
-                    break
             self._commit()
             self._after(done)
 
-    def _handle(self, d: Delivery) -> None:
+    def _read(self, d: Delivery) -> NodeExecutionMessage | str:
+        """The message of a delivery, or why it cannot be read (too large, undecodable)."""
+        cap = self.cfg.broker.max_message_bytes
+        if cap and len(d.body) > cap:
+            return f"message of {len(d.body)} bytes exceeds broker.max_message_bytes {cap}"
+        try:
+            return decode_execution(d.body)
+        except MessageError as exc:
+            return str(exc)
+
+    def _mirror(self, read: list[NodeExecutionMessage | str]) -> None:
+        """Mirror the start messages of a batch and commit the mirrors on their own. RTES
+        learns of an execution from its mirror and drops the statuses of one it does not know,
+        and RabbitMQ makes a transaction visible queue by queue, so the mirror must be
+        committed before the transaction holding the first statuses (docs/WIRE.md section 6).
+        One commit per batch, not per start message."""
+        mirrored = False
+        for msg in read:
+            if not isinstance(msg, str) and not msg.is_worker_initiated:
+                self.broker.publish(MIRROR_QUEUE, masked_mirror(msg))
+                mirrored = True
+        if mirrored:
+            self._commit()
+
+    def _handle(self, d: Delivery, msg: NodeExecutionMessage | str) -> None:
         self.hooks.on_delivery(d.queue, "consumed")
         self.hooks.on_inflight(1)
         self._step_started = time.monotonic()
         self._current = d
         try:
-            cap = self.cfg.broker.max_message_bytes
-            if cap and len(d.body) > cap:
-                reason = f"message of {len(d.body)} bytes exceeds broker.max_message_bytes {cap}"
-                self._publish_rejection(d, reject(self.executor, d.body, reason))
-                return
-            try:
-                msg = decode_execution(d.body)
-            except MessageError as exc:
-                self._publish_rejection(d, reject(self.executor, d.body, str(exc)))
+            if isinstance(msg, str):
+                self._publish_rejection(d, reject(self.executor, d.body, msg))
                 return
             if d.redelivered and self._attempts(d) >= self.cfg.broker.max_deliveries:
                 limit = self.cfg.broker.max_deliveries
                 reason = f"message was delivered {limit} times without completing; poison"
                 self._publish_rejection(d, reject(self.executor, d.body, reason, msg))
                 return
-            if not msg.is_worker_initiated:
-                self.broker.publish(MIRROR_QUEUE, masked_mirror(msg))
             try:
                 resumed = d.queue == self.cfg.broker.resume_queue
                 replayed = bool(d.headers.get(REPLAYED_HEADER))
@@ -407,6 +423,18 @@ def _jittered(limit: int, jitter: float) -> int:
     if limit <= 0:
         return 0
     return limit + random.randint(0, int(limit * jitter))
+
+
+def _batch(pending: deque[Delivery], batch_max: int) -> list[Delivery]:
+    """The next deliveries to step in one transaction: up to `batch_max`, but a redelivered
+    one alone (it may be poison that kills this process: its crash must not roll back the
+    work of the deliveries around it)."""
+    batch = [pending.popleft()]
+    if batch[0].redelivered:
+        return batch
+    while pending and len(batch) < batch_max and not pending[0].redelivered:
+        batch.append(pending.popleft())
+    return batch
 
 
 def child_main(

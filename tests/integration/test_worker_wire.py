@@ -238,6 +238,72 @@ def test_master_message_is_mirrored_unchanged_with_credentials_masked(
             assert secret.encode() not in got.raw, (queue, got.raw)
 
 
+def test_the_mirror_reaches_its_consumer_before_any_status(
+    amqp_url: str, worker: RunningWorker
+) -> None:
+    """RTES drops the statuses of an execution it has no mirror of (docs/WIRE.md section 6):
+    one consumer on one channel reading both queues, as RTES's lapin consumers, receives every
+    execution's mirror strictly before any of its statuses. Many start messages at once, so
+    that they share the worker's batches. The race this prevents is rare on an idle machine,
+    so the worker's commits to RabbitMQ are logged too: each mirror is committed by an
+    earlier commit than the first status of its execution."""
+    commits: list[list[tuple[str, str]]] = [[]]  # per commit: (routing key, execution id)
+    broker = worker.worker.broker
+    publish, commit = broker.publish, broker.commit
+
+    def logged_publish(routing_key: str, body: bytes, **kwargs: Any) -> None:
+        commits[-1].append((routing_key, json.loads(body).get("execution_id", "")))
+        publish(routing_key, body, **kwargs)
+
+    def logged_commit() -> float:
+        took = commit()
+        commits.append([])
+        return took
+
+    broker.publish, broker.commit = logged_publish, logged_commit  # type: ignore[method-assign]
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    seen: list[tuple[str, str]] = []  # (queue, execution id), in delivery order
+
+    def on_message(queue: str) -> Any:
+        def handle(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
+            seen.append((queue, json.loads(body)["execution_id"]))
+            ch.basic_ack(method.delivery_tag)
+
+        return handle
+
+    ch.basic_consume(MIRROR, on_message(MIRROR))
+    ch.basic_consume(STATUS, on_message(STATUS))
+    say = node("say", "log", "Say", message="hi")
+    starts = [master([say], [], current="say") for _ in range(40)]  # statuses at the first step
+    api = Wire(amqp_url)
+    try:
+        for m in starts:
+            api.publish_api(m)
+        wanted = {m["execution_id"] for m in starts}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counts = {e: 0 for e in wanted}
+            for queue, eid in seen:
+                if eid in counts and queue == STATUS:
+                    counts[eid] += 1
+            if all(n == 2 for n in counts.values()):  # Say: running, success
+                break
+            conn.process_data_events(time_limit=0.05)
+        else:
+            raise AssertionError("not every execution got its two statuses within 30 s")
+    finally:
+        api.close()
+        conn.close()
+    for eid in wanted:
+        order = [queue for queue, e in seen if e == eid]
+        assert order == [MIRROR, STATUS, STATUS], (eid, order)
+        mirrored = [n for n, tx in enumerate(commits) if (MIRROR, eid) in tx]
+        statuses = [n for n, tx in enumerate(commits) if (STATUS, eid) in tx]
+        assert len(mirrored) == 1 and statuses, (eid, mirrored, statuses)
+        assert mirrored[0] < min(statuses), (eid, mirrored, statuses)
+
+
 # -- exactly one completion -----------------------------------------------------------------
 
 

@@ -80,8 +80,11 @@ class Recorder:
         self.events.append(("stop",))
 
 
-def message(execution_id: str, node_type: str = "log", pad: int = 0) -> bytes:
-    """A start message as the Rune API publishes it, aimed at a node with no successor."""
+def message(
+    execution_id: str, node_type: str = "log", pad: int = 0, *, initiated: bool = False
+) -> bytes:
+    """A start message as the Rune API publishes it, aimed at a node with no successor
+    (`initiated`: as a worker publishes it instead, which is not mirrored)."""
     trigger = {"id": "trigger", "name": "Start", "type": "ManualTrigger", "trigger": True}
     say = {"id": "say", "name": "Say", "type": node_type, "parameters": {"message": "hi"}}
     doc = {
@@ -94,6 +97,8 @@ def message(execution_id: str, node_type: str = "log", pad: int = 0) -> bytes:
         },
         "accumulated_context": {"pad": "x" * pad} if pad else {},
     }
+    if initiated:
+        doc["is_worker_initiated"] = True
     return json.dumps(doc).encode()
 
 
@@ -241,7 +246,10 @@ def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubS
             make_worker(broker, store).run()
         broker.close()  # the child died: its connection goes, the delivery comes back
     assert crashes == ["ex-poison"] * 3
-    assert broker.committed == [] and broker.waiting(STATUS_QUEUE) == []
+    # each attempt committed its mirror before the step (docs/WIRE.md section 6), nothing else
+    assert [len(tx.to(MIRROR_QUEUE)) for tx in broker.committed] == [1, 1, 1]
+    assert all(tx.published == tx.to(MIRROR_QUEUE) and not tx.acked for tx in broker.committed)
+    assert broker.waiting(STATUS_QUEUE) == []
     hooks = Recorder()
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert crashes == ["ex-poison"] * 3  # not run a fourth time
@@ -255,7 +263,8 @@ def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubS
     assert [s["status"] for s in decoded(broker.waiting(STATUS_QUEUE))] == ["failed"]
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["failed"]
     assert broker.waiting(QUEUE) == [] and broker.unacked == 0
-    assert broker.waiting(MIRROR_QUEUE) == []  # the crashed attempts' mirrors were rolled back
+    # every attempt was mirrored, the refused one too (RTES then records its failed status)
+    assert len(broker.waiting(MIRROR_QUEUE)) == 4
     assert hooks.count("delivery", QUEUE, "dead_lettered") == 1
     assert hooks.count("delivery", QUEUE, "rejected") == 1
 
@@ -264,8 +273,8 @@ def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubS
 
 
 def test_drain_hands_prefetched_deliveries_back(broker: StubBroker, store: StubStore) -> None:
-    for i in range(5):
-        broker.enqueue(QUEUE, message(f"ex-{i}"))
+    for i in range(5):  # next-node messages: no mirror commit ahead of the batch
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
     hooks = Recorder()
     worker = make_worker(
         broker, store, hooks, settings={"broker.prefetch": 5, "broker.batch_max": 2}
@@ -316,7 +325,7 @@ def test_drains_never_make_a_healthy_message_poison(broker: StubBroker, store: S
 
 def test_a_spare_that_fails_only_costs_the_count(broker: StubBroker, store: StubStore) -> None:
     for i in range(3):
-        broker.enqueue(QUEUE, message(f"ex-{i}"))
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
     store.fail("spare_attempts")
     hooks = Recorder()
     worker = make_worker(
@@ -335,16 +344,24 @@ def test_a_failed_commit_publishes_nothing_and_the_redelivery_completes_once(
     broker: StubBroker, store: StubStore
 ) -> None:
     broker.enqueue(QUEUE, message("ex-1"))
-    broker.fail("commit")
     hooks = Recorder()
+    armed = [True]
+
+    def fail_the_steps_commit() -> None:  # the mirror's commit went through; the step's fails
+        if armed.pop() if armed else False:
+            broker.fail("commit")
+
+    hooks.after_commit = fail_the_steps_commit
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert broker.connections == 2
     assert [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["ex-1"]
     assert [s["status"] for s in decoded(broker.waiting(STATUS_QUEUE))] == ["running", "success"]
-    assert len(broker.waiting(MIRROR_QUEUE)) == 1
+    # the redelivered start message is mirrored again (docs/WIRE.md section 6)
+    assert len(broker.waiting(MIRROR_QUEUE)) == 2
     assert hooks.count("reconnect") == 1 and hooks.count("state_error") == 0
-    # the rolled-back step was reported too: two consumed, one acked by a commit
-    assert hooks.count("delivery", QUEUE, "consumed") == 2 and hooks.count("commit") == 1
+    # the rolled-back step was reported too: two consumed, one acked by a commit (of three
+    # commits: two mirrors and the step)
+    assert hooks.count("delivery", QUEUE, "consumed") == 2 and hooks.count("commit") == 3
 
 
 def test_a_state_error_in_a_step_is_counted_and_the_delivery_retried(
@@ -387,6 +404,7 @@ def test_hooks_see_one_step_in_order(broker: StubBroker, store: StubStore) -> No
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert hooks.events == [
         ("ready", (QUEUE, "workflow.resume")),
+        ("commit",),  # the mirror, before the step
         ("delivery", QUEUE, "consumed"),
         ("inflight", 1),
         ("completion", "completed"),
@@ -414,3 +432,32 @@ def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: St
     assert value("runeworker_state_errors_total") == before + 1
     assert value("runeworker_deliveries_total", queue=QUEUE, outcome="acked") == acked + 1
     assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
+
+
+# -- the mirror ---------------------------------------------------------------------------------
+
+
+def test_the_mirror_is_committed_before_any_status_of_its_execution(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """RTES drops statuses of an execution it has no mirror of, and RabbitMQ makes a
+    transaction visible queue by queue: the mirror of a start message is committed on its own,
+    before the transaction holding the step's statuses, even when several start messages share
+    a batch. A worker-initiated message is not mirrored."""
+    for i in range(4):
+        broker.enqueue(QUEUE, message(f"ex-{i}"))
+    nxt = json.loads(message("ex-next"))
+    nxt["is_worker_initiated"] = True
+    broker.enqueue(QUEUE, json.dumps(nxt).encode())
+    run_until_idle(make_worker(broker, store, settings={"broker.batch_max": 32}), broker)
+    mirrored_at: dict[str, int] = {}
+    first_status_at: dict[str, int] = {}
+    for n, tx in enumerate(broker.committed):
+        for m in decoded(tx.to(MIRROR_QUEUE)):
+            mirrored_at.setdefault(m["execution_id"], n)
+        for st in decoded(tx.to(STATUS_QUEUE)):
+            first_status_at.setdefault(st["execution_id"], n)
+    assert sorted(mirrored_at) == [f"ex-{i}" for i in range(4)]
+    assert sorted(first_status_at) == [*sorted(mirrored_at), "ex-next"]
+    for execution_id, at in mirrored_at.items():
+        assert at < first_status_at[execution_id], execution_id
