@@ -185,9 +185,7 @@ class BenchRun:
         )
         declare(self.wire.ch, fq)
         self._queues += fq.all
-        pool = FloorPool(
-            self.endpoint.urls[0], fq, work.sizes, self.cfg.redis.url, self.prefix
-        )
+        pool = FloorPool(self.endpoint.urls[0], fq, work.sizes, self.cfg.redis.url, self.prefix)
         pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max, work.http_url)
         try:
             self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)

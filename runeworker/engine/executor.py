@@ -265,17 +265,20 @@ class Turn:
         self._failed(limit, Ending(failure=failure))
 
     def _unknown_type(self) -> None:
+        """No node of this type can be created: `running` then `failed` with
+        NODE_CREATION_FAILED, both with the resolved parameters and the inputs they used, and
+        the execution fails (`handleNodeCreationFailure` in
+        services/rune-worker/pkg/executor/node_handlers.go)."""
         node = self.node
+        # as upstream: resolved where resolution works, the raw value where it does not
+        self.status.parameters, _ = self.resolver.resolve_params(node.params)
+        if self.on_running is not None:
+            self.on_running(self.status.build(STATUS_RUNNING, 0), False)
         error = NodeError(
             f"failed to create node of type {node.type}",
             CODE_CREATION_FAILED,
             {"error": f"node type {node.type} not registered"},
         )
-        # nothing was resolved; a resolver of no context masks the credentials embedded in
-        # the parameters (agent tools, MCP servers)
-        self.status = StatusBuilder(self.msg, node, _resolver({}, node, self.wf))
-        self.status.parameters = node.params
-        self.started = time.monotonic_ns()
         self.outbox.dead_letter = str(error)
         failure = Failure(FAILED, flow.reason(node, error), encode(self.ctx))
         self._failed(error, Ending(failure=failure))
@@ -292,8 +295,12 @@ class Turn:
         self._close(ending)
 
     def _reject(self, reason: str) -> Outbox:
-        """The message cannot run: a failed status and the execution's `failed` completion."""
+        """The message cannot run: a failed status and the execution's `failed` completion.
+        A refused workflow (its graph breaks a rule) is reported like a node failure:
+        `running`, then `failed` on the node the message names."""
         status = StatusBuilder(self.msg, self.node, None)
+        if self.plan.refused and self.on_running is not None:
+            self.on_running(status.build(STATUS_RUNNING, 0), False)
         self.outbox.statuses.append(status.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
         self.report.error, self.report.outcome = reason, "failed"
         self.outbox.dead_letter = reason

@@ -86,6 +86,9 @@ class Plan:
     blocking: bool  # run the node where the caller can keep its connection alive
     resumed: bool = False  # from the resume queue: a wait's (or a merge's) timer fired
     error: str = ""
+    # the error is the definition's graph, refused (docs/WIRE.md section 3.1), and the
+    # message names one of its nodes: reported like a node failure, `running` then `failed`
+    refused: bool = False
 
     @classmethod
     def make(
@@ -108,8 +111,9 @@ class Plan:
             error = f"resume message names node {node.id}, which is not a wait node"
         if error or wf is None or node is None:
             named = wf.by_id.get(msg.current_node or "unknown") if wf is not None else None
+            refused = bool(definition.error) and named is not None
             named = named or Node(id=msg.current_node or "unknown")
-            return cls(msg, token, named, None, None, Admitted, False, resumed, error)
+            return cls(msg, token, named, None, None, Admitted, False, resumed, error, refused)
         spec = specs.get(node.type)
         mode = ledger.choose(
             msg, node, spec, single=definition.single_branch, resumed=resumed, replayed=replayed
@@ -122,5 +126,6 @@ class Plan:
         """This message failed as bad input for `reason` (poison, too large, ...): the step
         fails its execution through the token protocol."""
         return dataclasses.replace(
-            self, workflow=None, spec=None, ledger=Admitted, blocking=False, error=reason
-        )
+            self, workflow=None, spec=None, ledger=Admitted, blocking=False, error=reason,
+            refused=False,
+        )  # fmt: skip

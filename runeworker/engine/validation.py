@@ -1,11 +1,20 @@
 """Workflow validation: the graph rules the Go worker never checks (docs/WIRE.md section 3.1).
 
-`structural_problems` holds the rules without which a workflow cannot run safely (duplicate ids,
-dangling edges, cycles, routing parameters naming edges that are not there, bad error policies);
-the executor runs it once per definition. `check_workflow` adds what `runeworker validate` can
-know from the registry (unknown node types, missing required parameters), `runnable_problems`
-where an execution starts (exactly one trigger). Both report every
-problem, never only the first, in definition order, so that a user fixes a workflow in one pass.
+`structural_problems` holds the rules without which a workflow cannot run safely; the executor
+runs it once per definition and refuses the workflow at its first step. It refuses only what
+breaks the graph itself: empty or duplicate node ids and edge ids, edges that do not join two
+nodes of the definition, cycles, and routing parameters or error edges that name an edge leaving
+another node. It does not refuse what upstream's worker runs to a defined end
+(services/rune-worker/pkg/executor/routing.go, node_handlers.go): a conditional or switch route
+naming an edge that does not exist, or that is not a string (the branch ends there if that
+route is taken), an unknown error policy type (a failure halts), and a `branch` policy without
+an error edge or naming one that does not exist (a failure halts).
+
+`check_workflow` (`runeworker validate`, `run`, `submit`) reports those too, as the likely
+mistakes they are, and adds what the registry knows (unknown node types, missing required
+parameters). Both report every problem, never only the first, in definition order, so that a
+user fixes a workflow in one pass. `runnable_problems` adds where an execution starts (exactly
+one trigger), for `validate`, `run` and `submit`.
 """
 
 from __future__ import annotations
@@ -60,14 +69,17 @@ class _Lookup:
         }
 
 
-def structural_problems(wf: Workflow) -> list[Problem]:
-    """Problems that make `wf` unsafe to execute (ids, edges, cycles, routing, policies)."""
-    return _collect(wf, None)
+def structural_problems(wf: Workflow, *, strict: bool = False) -> list[Problem]:
+    """Problems that make `wf` unsafe to execute (ids, edges, cycles, routes into another
+    node's edges); see the module doc for what is not refused. `strict`: also the routes and
+    error policies that upstream runs (what `check_workflow` reports of the graph)."""
+    return _collect(wf, None, lenient=not strict)
 
 
 def check_workflow(wf: Workflow, registry: Mapping[str, NodeSpec]) -> list[Problem]:
-    """`structural_problems` plus unknown node types and missing required parameters."""
-    return _collect(wf, registry)
+    """`structural_problems`, routes and error policies naming missing edges, unknown error
+    policy types, unknown node types and missing required parameters."""
+    return _collect(wf, registry, lenient=False)
 
 
 def runnable_problems(wf: Workflow, registry: Mapping[str, NodeSpec]) -> list[Problem]:
@@ -84,16 +96,19 @@ def runnable_problems(wf: Workflow, registry: Mapping[str, NodeSpec]) -> list[Pr
     return problems
 
 
-def _collect(wf: Workflow, registry: Mapping[str, NodeSpec] | None) -> list[Problem]:
-    """Per-node problems in node order, then edge problems in edge order, then cycles."""
+def _collect(
+    wf: Workflow, registry: Mapping[str, NodeSpec] | None, *, lenient: bool
+) -> list[Problem]:
+    """Per-node problems in node order, then edge problems in edge order, then cycles.
+    `lenient`: leave out what upstream's worker runs (see the module doc)."""
     look = _Lookup(wf)
     problems: list[Problem] = []
     for pos, node in enumerate(wf.nodes):
         messages = list(_identity(node, pos, look))
         if registry is not None:
             messages += _type_and_parameters(node, registry)
-        messages += _error_policy(node, look)
-        messages += _routing(node, look)
+        messages += _error_policy(node, look, lenient)
+        messages += _routing(node, look, lenient)
         # A node without an id can only be named by its place in the list.
         problems += [
             Problem(node.id, m) if node.id else Problem("", f"nodes[{pos}]: {m}") for m in messages
@@ -141,18 +156,20 @@ def _is_empty(value: Any) -> bool:
     return isinstance(value, list | dict) and not value
 
 
-def _error_policy(node: Node, look: _Lookup) -> Iterator[str]:
+def _error_policy(node: Node, look: _Lookup, lenient: bool) -> Iterator[str]:
     policy = node.policy
     if policy.kind not in ERROR_TYPES:
-        yield f"error policy type '{policy.type}' is not one of {', '.join(ERROR_TYPES)}"
+        if not lenient:  # a failure halts, as upstream's default case
+            yield f"error policy type '{policy.type}' is not one of {', '.join(ERROR_TYPES)}"
     elif policy.kind == ERROR_BRANCH:
         if not policy.error_edge:
-            yield "error policy 'branch' names no error_edge"
+            if not lenient:  # a failure halts, as upstream
+                yield "error policy 'branch' names no error_edge"
         else:
-            yield from _edge_ref("error_edge", policy.error_edge, node, look)
+            yield from _edge_ref("error_edge", policy.error_edge, node, look, lenient)
 
 
-def _routing(node: Node, look: _Lookup) -> Iterator[str]:
+def _routing(node: Node, look: _Lookup, lenient: bool) -> Iterator[str]:
     params = node.params
     if node.type == "conditional":
         for key in ("true_edge_id", "false_edge_id"):
@@ -160,29 +177,35 @@ def _routing(node: Node, look: _Lookup) -> Iterator[str]:
             value = params.get(key)
             if isinstance(value, str):
                 if value:
-                    yield from _edge_ref(key, value, node, look)
-            elif value is not None:
+                    yield from _edge_ref(key, value, node, look, lenient)
+            elif value is not None and not lenient:  # upstream reads it as not wired
                 yield f"{key} must be an edge id (a string), not {_json_type(value)}"
     elif node.type == "switch":
         routes = params.get("routes")
         if routes is None:
             return
         if not isinstance(routes, list):
-            yield f"routes must be a list of edge ids, not {_json_type(routes)}"
+            if not lenient:  # upstream routes nowhere
+                yield f"routes must be a list of edge ids, not {_json_type(routes)}"
             return
         for i, value in enumerate(routes):
             # The UI writes null for an unwired handle; "" is read the same way.
             if isinstance(value, str):
                 if value:
-                    yield from _edge_ref(f"routes[{i}]", value, node, look)
-            elif value is not None:
+                    yield from _edge_ref(f"routes[{i}]", value, node, look, lenient)
+            elif value is not None and not lenient:  # upstream reads it as not wired
                 yield f"routes[{i}] must be an edge id (a string) or null, not {_json_type(value)}"
 
 
-def _edge_ref(what: str, edge_id: str, node: Node, look: _Lookup) -> Iterator[str]:
+def _edge_ref(what: str, edge_id: str, node: Node, look: _Lookup, lenient: bool) -> Iterator[str]:
+    """An edge named by a node's parameter or policy must leave that node: a route along
+    another node's edge would jump the graph that barriers count arrivals by. A name that
+    matches no edge ends the branch when taken (upstream's `routing.go`), which only
+    `check_workflow` reports."""
     edge = look.edge.get(edge_id)
     if edge is None:
-        yield f"{what} names edge '{edge_id}', which does not exist"
+        if not lenient:
+            yield f"{what} names edge '{edge_id}', which does not exist"
     elif edge.src != node.id:
         yield f"{what} names edge '{edge_id}', which leaves node '{edge.src}', not this node"
 

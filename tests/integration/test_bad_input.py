@@ -29,6 +29,7 @@ from badinput import (
     CASES,
     INPUT,
     NODE,
+    REFUSED,
     SECRET,
     UNREADABLE,
     Case,
@@ -108,7 +109,7 @@ def problems_of(wire: Wire, s: Sent) -> list[str]:
     if not has(done[0]["failure_reason"], case.words) or SECRET in json.dumps(done[0]):
         out.append(f"failure_reason {done[0]['failure_reason']!r} does not name {case.words}")
     statuses = [g.body for g in wire.statuses(eid)]
-    expected = ["running", "failed"] if case.kind == NODE else ["failed"]
+    expected = ["running", "failed"] if case.kind in (NODE, REFUSED) else ["failed"]
     if [(st["node_id"], st["status"]) for st in statuses] != [(case.node_id, e) for e in expected]:
         return [*out, f"statuses {[(st['node_id'], st['status']) for st in statuses]}"]
     failed = statuses[-1]
@@ -121,7 +122,7 @@ def problems_of(wire: Wire, s: Sent) -> list[str]:
 def test_the_corpus_is_large_and_named_uniquely() -> None:
     names = [c.name for c in CASES]
     assert len(names) == len(set(names)) >= 40
-    assert {c.kind for c in CASES} == {UNREADABLE, INPUT, NODE}
+    assert {c.kind for c in CASES} == {UNREADABLE, INPUT, REFUSED, NODE}
 
 
 def test_every_bad_input_gets_a_clear_error_and_nothing_is_lost(

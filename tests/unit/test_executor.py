@@ -566,13 +566,17 @@ def test_redelivered_halt_replays_halted() -> None:
 
 
 def test_unknown_node_type_fails_the_execution() -> None:
+    """As upstream's executor: `running` (parameters resolved, inputs used), then `failed`
+    with NODE_CREATION_FAILED and the same parameters, then the `failed` completion."""
     run = drive(start(definition([n("a", "nope", parameters={"k": "$x"})]), "a", {"$x": 1}))
-    assert run.trail == [("A", "failed")]
-    status = wire(run.statuses[0])
+    assert run.trail == [("A", "running"), ("A", "failed")]
+    running, status = (wire(s) for s in run.statuses)
+    assert "error" not in running and running["duration_ms"] == 0
     assert status["error"] == {"message": "failed to create node of type nope",
                                "code": "NODE_CREATION_FAILED",
                                "details": {"error": "node type nope not registered"}}  # fmt: skip
-    assert status["parameters"] == {"k": "$x"}
+    assert running["parameters"] == status["parameters"] == {"k": 1}
+    assert running["used_inputs"] == status["used_inputs"] == {"$x": 1}
     assert run.outcome == ("failed", "node A (a) failed: failed to create node of type nope")
     assert run.completion.final_context == {"$x": 1}
 
@@ -584,11 +588,51 @@ def test_unknown_node_type_fails_the_execution() -> None:
 def test_broken_graph_fails_without_running(
     edges: list[tuple[str, str, str]], problem: str
 ) -> None:
+    """Refused at the first step, reported like a node failure (the node does not run):
+    `running` then `failed` on the node the message names, which keeps its name."""
     run = drive(start(definition([n("a"), n("b")], edges), "a", {"$x": 1}))
-    assert run.trail == [("A", "failed")]  # the node keeps its name in an invalid graph
-    assert wire(run.statuses[0])["error"]["message"] == "invalid workflow: " + problem
+    assert run.trail == [("A", "running"), ("A", "failed")]
+    assert wire(run.statuses[1])["error"]["message"] == "invalid workflow: " + problem
     assert run.outcome == ("failed", "invalid workflow: " + problem)
     assert run.completion.final_context == {"$x": 1}
+
+
+def test_a_refused_workflow_lists_every_problem() -> None:
+    nodes = [n("a"), n("b"), n("b")]
+    run = drive(start(definition(nodes, [*chain("a", "b", "a"), ("e9", "b", "ghost")]), "a"))
+    assert run.trail == [("A", "running"), ("A", "failed")]
+    reason = run.outcome[1]
+    assert reason.startswith("invalid workflow: ")
+    for problem in ("shared by nodes[1] and nodes[2]", "points to node 'ghost'", "cycle: a -> b"):
+        assert problem in reason, reason
+    assert wire(run.statuses[1])["error"]["message"] == reason
+
+
+@pytest.mark.parametrize("route", ["nowhere", 7, None])
+def test_a_conditional_whose_routes_dangle_runs_as_upstream(route: Any) -> None:
+    """Upstream's routing.go ends the branch when the edge id of the taken route is not an
+    edge (or not a string): such a workflow is not refused; the unused route does not matter
+    and the used one ends the branch."""
+    cond = n("c", "conditional", parameters={"expression": "true", "true_edge_id": "e0",
+                                              "false_edge_id": route})  # fmt: skip
+    run = drive(start(definition([cond, n("a")], chain("c", "a")), "c"))
+    assert run.trail == ok("C", "A") and run.outcome == ("completed", None)
+    cond["parameters"] = {"expression": "true", "true_edge_id": route, "false_edge_id": "e0"}
+    run = drive(start(definition([cond, n("a")], chain("c", "a")), "c"))
+    assert run.trail == ok("C") and run.outcome == ("completed", None)
+
+
+@pytest.mark.parametrize("policy", [
+    {"type": "retry"}, {"type": "branch"}, {"type": "branch", "error_edge": "nowhere"},
+])  # fmt: skip
+def test_error_policies_upstream_runs_are_not_refused(policy: dict[str, Any]) -> None:
+    """An unknown policy type, or `branch` without a usable error edge: upstream runs the
+    workflow and halts on a failure (`handleNodeFailure` in node_handlers.go); so do we."""
+    run = drive(start(definition([n("a", error=policy), n("b")], chain("a", "b")), "a"))
+    assert run.trail == ok("A", "B") and run.outcome == ("completed", None)
+    failing = n("a", "test.fail", error=policy)
+    run = drive(start(definition([failing, n("b")], chain("a", "b")), "a"))
+    assert run.trail == bad("A") and run.outcome[0] == "halted"
 
 
 def test_max_steps_guard() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -267,7 +268,8 @@ STRUCTURAL_CASES: list[tuple[str, list[dict[str, Any]], list[tuple[str, str, str
 def test_structural_rule(
     nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]], expected: list[str]
 ) -> None:
-    problems = structural_problems(build(nodes, edges))
+    wf = build(nodes, edges)
+    problems = structural_problems(wf, strict=True)
     assert [str(p) for p in problems] == expected
     # `node_id` names the node a problem is about, and is "" (never None) for the others.
     assert [p.node_id for p in problems] == [
@@ -275,12 +277,36 @@ def test_structural_rule(
         for text in expected
     ]
 
+    # what upstream's worker runs is not refused at the first step (routing.go ends the branch,
+    # node_handlers.go halts): missing or non-string routes, unusable error policies
+    refused = [p for p in expected if not run_by_upstream(p)]
+    assert [str(p) for p in structural_problems(wf)] == refused
+
+
+def run_by_upstream(problem: str) -> bool:
+    return any(m in problem for m in RUN_BY_UPSTREAM) or bool(MISSING_EDGE.search(problem))
+
+
+MISSING_EDGE = re.compile(r"names edge '[^']*', which does not exist")
+RUN_BY_UPSTREAM = (
+    "must be an edge id",
+    "routes must be a list",
+    "error policy type",
+    "names no error_edge",
+)
+
+
+def test_what_upstream_runs_is_refused_by_no_rule_of_the_first_step() -> None:
+    dropped = [p for case in STRUCTURAL_CASES for p in case[3] if run_by_upstream(p)]
+    assert len(dropped) == 13  # the table holds a case of every kind
+
 
 def test_routing_value_of_a_python_type_is_named_by_its_type() -> None:
     # A hand-built Workflow may hold any Python value where the wire only has JSON types.
     wf = build([{"id": "c", "type": "conditional", "parameters": {"expression": "true"}}], [])
     wf.nodes[0].params["true_edge_id"] = {"e1"}
-    assert structural_problems(wf) == [
+    assert structural_problems(wf) == []  # upstream runs it: the branch ends there
+    assert structural_problems(wf, strict=True) == [
         Problem("c", "true_edge_id must be an edge id (a string), not set")
     ]
 
