@@ -56,6 +56,10 @@ from runeworker.errors import NodeError
 
 JSON_KEY = "$json"
 ITEM_KEY = "$item"
+ERROR_KEY = "$error"
+# Keys any node of a split branch may set for the whole context: the aggregator gives them back
+# the values they had when the split fanned out (`NodeExecutionMessage.outer_keys`).
+BRANCH_SET_KEYS = (JSON_KEY, ERROR_KEY)
 # Keys of a merge's output that copy whole contexts: kept in its status, left out of `$<name>`
 # (the continuation context already is the merged context; copies would grow with every merge).
 _MERGE_COPIES = ("merged_context", "_merge_payloads")
@@ -90,6 +94,9 @@ class Emit:
     lineage: list[StackFrame]
     from_node: str
     ghost: bool = False
+    # the message's `outer_keys` (set by a split for its branches); None = the step's own,
+    # without the frames the emit's lineage no longer has
+    outer_keys: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -186,7 +193,7 @@ def on_error(step: Step, spec: NodeSpec, error: NodeError) -> Ending:
     if policy.error_edge not in wf.edge_by_id:
         return halt
     branched = lazy(ctx)
-    branched["$error"] = {
+    branched[ERROR_KEY] = {
         "node": node.label,
         "node_id": node.id,
         "message": str(error),
@@ -214,6 +221,7 @@ def _split(step: Step, spec: NodeSpec, output: dict[str, Any]) -> Outcome:
     ex, sid = step.msg.execution_id, step.node.id
     if not edges:
         return Outcome(output, Ending(context=ctx))
+    outer = [*_outer_keys(step), {k: ctx[k] for k in BRANCH_SET_KEYS if k in ctx}]
     if not items:
         # nothing to fan out: the aggregator releases `aggregated: []` at once (section 6.1 of
         # services/rune-worker/rfcs/RFC-004-split-aggregate.md)
@@ -221,13 +229,13 @@ def _split(step: Step, spec: NodeSpec, output: dict[str, Any]) -> Outcome:
         if agg is None:
             return Outcome(output, Ending(context=ctx))
         frame = StackFrame(sid, f"{ex}_{sid}_0", 0, 0)
-        empty = Emit(agg, ctx, [*step.lineage, frame], sid, ghost=True)
+        empty = Emit(agg, ctx, [*step.lineage, frame], sid, ghost=True, outer_keys=outer)
         return Outcome(output, Ending([empty], ctx, absorbed=True))
     emits: list[Emit] = []
     for i, item in enumerate(items):
         lineage = [*step.lineage, StackFrame(sid, f"{ex}_{sid}_{i}", i, len(items))]
         item_ctx = {**ctx, ITEM_KEY: item}
-        emits += [Emit(e.dst, item_ctx, lineage, sid) for e in edges]
+        emits += [Emit(e.dst, item_ctx, lineage, sid, outer_keys=outer) for e in edges]
     emits += ghosts(step, edges, ctx, step.lineage)  # an error edge the split did not take
     return Outcome(output, Ending(emits, ctx))
 
@@ -281,17 +289,34 @@ def _branch_result(step: Step, top: StackFrame) -> Any:
     return step.context.get(ITEM_KEY)
 
 
+def _outer_keys(step: Step) -> list[dict[str, Any]]:
+    """The message's `outer_keys`, one per frame of its lineage ({} where a peer that does
+    not carry them published the message)."""
+    kept = step.msg.outer_keys
+    kept = kept if isinstance(kept, list) else []
+    return [*kept[: len(step.lineage)], *([{}] * (len(step.lineage) - len(kept)))]
+
+
 def _outer_context(
     step: Step, top: StackFrame, outer: list[StackFrame], output: dict[str, Any]
 ) -> dict[str, Any]:
-    """The context after the aggregator: the outputs of the nodes inside the split are
-    dropped (they belong to one item, whichever arrived last) and `$item` is the outer
-    split's item again (or gone), so the continuation does not depend on arrival order."""
+    """The context after the aggregator, the same whichever branch arrived last: the outputs
+    of the nodes inside the split are dropped (they belong to one item), `$item` is the outer
+    split's item again (or gone), and `$json` and `$error` have the values they had when the
+    split fanned out (a branch's own, e.g. an error branch's `$error`, stay in the branch)."""
     wf = step.wf
     ctx = lazy(step.context)
     for node_id in split_scope(wf, top.split_node_id, step.node.id):
         ctx.pop("$" + wf.by_id[node_id].label, None)
     ctx.pop(ITEM_KEY, None)
+    kept = step.msg.outer_keys
+    if isinstance(kept, list) and len(kept) >= len(step.lineage):
+        before = kept[len(step.lineage) - 1]
+        for key in BRANCH_SET_KEYS:
+            if key in before:
+                ctx[key] = before[key]
+            else:
+                ctx.pop(key, None)
     if outer:
         frame = outer[-1]
         split = wf.by_id.get(frame.split_node_id)

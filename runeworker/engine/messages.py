@@ -71,6 +71,10 @@ class NodeExecutionMessage(msgspec.Struct):
     # next message, so the step that closes a single-branch execution knows its
     # total_duration_ms without asking Redis (engine/ledger.py). Absent on master messages.
     started_at_ms: int | UnsetType = UNSET
+    # runeworker's own key, inside split branches: one object per lineage frame, the values
+    # that `$json` and `$error` had when that split fanned out (a key absent when it was), so
+    # that the aggregator restores them whichever branch arrives last (engine/flow.py).
+    outer_keys: list[dict[str, Any]] | UnsetType = UNSET
 
 
 class ErrorPayload(msgspec.Struct):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from runeworker.engine import depth
 from runeworker.engine.flow import Emit, Outcome
@@ -178,4 +178,16 @@ def next_message(msg: NodeExecutionMessage, emit: Emit, token: str) -> NodeExecu
         branch_token=token,
         ghost=True if emit.ghost else UNSET,
         started_at_ms=msg.started_at_ms,
+        outer_keys=_outer_keys(msg, emit),
     )
+
+
+def _outer_keys(msg: NodeExecutionMessage, emit: Emit) -> list[dict[str, Any]] | UnsetType:
+    """One entry per frame of the emit's lineage: a split sets its own; every other step
+    carries the message's on, without the frames an aggregator popped."""
+    if emit.outer_keys is not None:
+        return emit.outer_keys
+    kept = msg.outer_keys
+    if kept is UNSET or not emit.lineage:
+        return UNSET
+    return kept[: len(emit.lineage)]

@@ -5,6 +5,7 @@ scenarios."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -328,3 +329,57 @@ def test_split_wait_and_merge_on_the_wire(
     assert pause[2]["output"] == pause[1]["output"]
     assert done["final_context"]["$Join"]["_merge_sources"] == ["agg", "pause"]
     assert done["final_context"]["$Done"]["message"] == "all done"
+
+
+def test_the_context_after_an_aggregator_is_the_same_in_every_run_on_the_wire(
+    amqp_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Deterministic joins on the wire: three workers take the branches of a split in whatever
+    order the broker hands them out; `$json` set before the split survives the branches'
+    own, an item's error branch leaves no `$error`, and every run ends with the same final
+    context."""
+    items = [{"name": {"first": "ann"}}, {"name": "bob"}, {"name": {"first": "cy"}}]
+    risky = node("risky", "log", "Risky", message="$item.name.first")
+    risky["error"] = {"type": "branch", "error_edge": "to_handler"}
+    nodes = [node("trigger", "ManualTrigger", "Start"),
+             node("prep", "edit", "Prep", assignments=[{"name": "stage", "value": "before"}]),
+             node("split", "split", "Each", input_array=items),
+             node("tag", "edit", "Tag", assignments=[{"name": "who", "value": "$item.name"}]),
+             risky,
+             node("handler", "log", "Handler", message="$error.message"),
+             node("agg", "aggregator", "Collect"),
+             node("after", "log", "After", message="$json.stage")]  # fmt: skip
+    edges = [edge("trigger", "prep"), edge("prep", "split"), edge("split", "tag"),
+             edge("tag", "risky"), edge("risky", "agg"),
+             edge("risky", "handler", "to_handler"), edge("handler", "agg"),
+             edge("agg", "after")]  # fmt: skip
+    starts = [master(nodes, edges) for _ in range(6)]
+    with contextlib.ExitStack() as stack:
+        for _ in range(3):
+            stack.enter_context(running_worker(amqp_url, redis_url, redis_prefix))
+        wire = Wire(amqp_url)
+        try:
+            for m in starts:
+                wire.publish_api(m)
+            finals = [wire.completion(m["execution_id"], timeout=30) for m in starts]
+        finally:
+            wire.close()
+    for done in finals:
+        assert done["status"] == "completed", done
+    contexts = [without_clock(done["final_context"]) for done in finals]
+    assert all(c == contexts[0] for c in contexts), contexts
+    final = contexts[0]
+    assert final["$json"] == {"stage": "before"}
+    assert "$error" not in final and "$item" not in final
+    assert not {"$Tag", "$Risky", "$Handler"} & set(final)
+    assert final["$After"]["message"] == "before"
+    assert len(final["$Collect"]["aggregated"]) == 3
+
+
+def without_clock(value: Any) -> Any:
+    """`value` without the log node's `logged_at`, the one part that differs run to run."""
+    if isinstance(value, dict):
+        return {k: without_clock(v) for k, v in value.items() if k != "logged_at"}
+    if isinstance(value, list):
+        return [without_clock(v) for v in value]
+    return value
