@@ -1,6 +1,7 @@
 """`runeworker submit WORKFLOW`: play the Rune master API and start an execution on the broker.
 
-The start message goes out exactly as the API publishes it (reference 1.1-1.2): through the
+The start message goes out exactly as the API publishes it (services/api/src/workflow/queue.py;
+docs/WIRE.md section 3.4): through the
 default exchange `""` with routing key = the execution queue (`broker.queue`), `delivery_mode`
 2, no `content_type`, body = workflow_id, workflow_version, workflow_version_id, execution_id
 (uuid4), current_node, workflow_definition, accumulated_context. The queue is declared first as

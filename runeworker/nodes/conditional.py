@@ -1,4 +1,5 @@
-"""`conditional` node: evaluates a condition and follows its true or false edge (reference 5.4).
+"""`conditional` node: evaluates a condition and follows its true or false edge (upstream
+services/rune-worker/pkg/nodes/custom/conditional/).
 
 `expression` is a raw parameter: the node resolves references itself, as typed operands, so data
 containing spaces, quotes or `and`/`or` cannot change the expression, and `"$flag"` alone works.

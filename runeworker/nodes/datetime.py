@@ -1,5 +1,6 @@
 """Date/time nodes: `dateTimeNow`, `dateTimeAdd`, `dateTimeSubtract`, `dateTimeFormat` and
-`dateTimeParse` (reference 5.12, with the fixes of 8 item 31).
+`dateTimeParse` (upstream services/rune-worker/pkg/nodes/shared/datetimeops/datetimeops.go, with its
+defects fixed).
 
 Common parameters: `timezone` (IANA name, default and blank = UTC) and `format` (a Go layout
 such as `2006-01-02 15:04 MST`, or a strftime format such as `%Y-%m-%d %H:%M %Z`, recognised by

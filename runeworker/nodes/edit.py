@@ -1,4 +1,4 @@
-"""`edit` node: sets fields on `$json` (or on a target), item by item for arrays (reference 5.10;
+"""`edit` node: sets fields on `$json` (or on a target), item by item for arrays (
 upstream services/rune-worker/pkg/nodes/custom/edit/edit_node.go, RFC-007).
 
 Parameters: `mode` (`assignments`, the default, keeps the source fields; `keep_only` starts
@@ -11,12 +11,13 @@ otherwise `$json` (missing = `{}`). An object is edited once; an array is edited
 (each must be an object). Inside the values `$json` is the object being edited (the target or
 the element), never the assignments already applied.
 
-Values (the node resolves them itself, so typed values survive, fixing reference 8 item 26):
+Values (the node resolves them itself, so typed values survive, unlike Go, which pre-resolved them
+as text):
 
 * exactly one `{{ expression }}` (blanks around allowed) -> the expression's value, JSON type
   kept. Expressions are JavaScript, as upstream's goja: `runeworker.nodes.javascript` (every
   context key a global, 100 ms of CPU per value, a memory cap, no I/O);
-* text with `{{ }}` blocks -> each block evaluated and rendered into the text (item 30);
+* text with `{{ }}` blocks -> each block evaluated and rendered into the text;
 * text without `{{` -> ordinary references: a whole `$ref` keeps its type, `$refs` in text are
   rendered; other JSON values (numbers, objects, ...) are resolved the same way.
 

@@ -1,6 +1,8 @@
-"""Condition expressions shared by the conditional, switch and list nodes (reference 5.4, 5.5).
+"""Condition expressions shared by the conditional, switch and list nodes (upstream
+services/rune-worker/pkg/nodes/custom/conditional/, custom/switch/).
 
-The grammar is the Go worker's, with its defects fixed (reference 8, items 26-27):
+The grammar is the Go worker's, with its defects fixed (upstream's evaluator expanded data as
+templates and split on operators inside quotes):
 
 * `or` / `||` (lowest), `and` / `&&`, then `not` / `!` (highest); parentheses group.
 * A comparison is `left OP right` with OP the first of `>=`, `<=`, `==`, `!=`, `>`, `<`,
@@ -35,7 +37,8 @@ class ExpressionError(NodeError):
     """An expression that cannot be parsed or evaluated (a node failure)."""
 
 
-# Aliases accepted by the structured form and the switch (reference 5.5), to canonical symbols.
+# Aliases accepted by the structured form and the switch (upstream's switch evaluator), to canonical
+# symbols.
 _OPERATORS: dict[str, str] = {
     "==": "==", "eq": "==", "is equal to": "==",
     "!=": "!=", "ne": "!=", "is not equal to": "!=",
@@ -140,7 +143,8 @@ def compare(left: Any, op: str, right: Any) -> bool:
 
 
 def resolve_operand(text: str, lookup: Lookup, interpolate: Interpolate | None = None) -> Any:
-    """The value an operand written as `text` denotes (reference 5.5 order of rules)."""
+    """The value an operand written as `text` denotes (upstream's switch evaluator, in its order of
+    rules)."""
     s = text.strip()
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
         return s[1:-1]

@@ -1,4 +1,5 @@
-"""`filter` node: keeps the items of a list that match its rules (reference 5.11).
+"""`filter` node: keeps the items of a list that match its rules (upstream
+services/rune-worker/pkg/nodes/custom/filter/).
 
 `rules` is a list of `{field, operator, value}`; `match_mode` is `all` (the default: every rule
 must hold, an item without a rule's field is dropped) or `any` (one rule must hold; rules whose

@@ -1,6 +1,8 @@
-"""`http` node: one HTTP request with retries, credentials and safety limits (reference 5.1).
+"""`http` node: one HTTP request with retries, credentials and safety limits (upstream
+services/rune-worker/pkg/nodes/custom/http/http_node.go).
 
-Fixes over the Go worker (reference 8, item 28): non-string query/header values are rendered, not
+Fixes over the Go worker (services/rune-worker/pkg/nodes/shared/httpcore/): non-string query/header
+values are rendered, not
 dropped; one connection pool per process; exponential backoff; string bodies keep their own content
 type; a response size cap; a deny list of networks checked on every redirect hop.
 
@@ -204,7 +206,8 @@ def _body(value: Any, headers: requests.structures.CaseInsensitiveDict[str]) -> 
 
 
 def _credential_headers(cred: Mapping[str, Any]) -> dict[str, str]:
-    """The header a credential adds (reference 5.1); {} without a credential."""
+    """The header a credential adds (services/rune-worker/pkg/nodes/shared/httpcore/credentials.go;
+    docs/WIRE.md section 9); {} without a credential."""
     if not cred:
         return {}
     kind = _value(cred, "type")

@@ -1,4 +1,5 @@
-"""`limit` node: keeps the first `count` items of a list (reference 5.11).
+"""`limit` node: keeps the first `count` items of a list (upstream
+services/rune-worker/pkg/nodes/custom/limit/).
 
 `count` is a whole number >= 0 (an integer, an integral float or the text of one), read by
 `runeworker.nodes.params`. The list is

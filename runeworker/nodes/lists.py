@@ -1,4 +1,5 @@
-"""Helpers shared by the list nodes `filter`, `sort` and `limit` (reference 5.11).
+"""Helpers shared by the list nodes `filter`, `sort` and `limit` (upstream
+services/rune-worker/pkg/nodes/shared/listops/listops.go).
 
 * Array input: `input_array` (raw, resolved here) is a `$reference` (with the direct-lookup
   fallback), a `{{ $reference }}`, a bare path (`Fetch.body`, tried as `$Fetch.body`) or a literal
@@ -6,9 +7,10 @@
   exactly one distinct list (the same list under `$input` and `$trigger` counts once).
 * Field paths: `$item.age`, `age`, `.age`, `[0].x`, or a reference picked from the input list
   (`$Fetch.body[0].age` when the list is `$Fetch.body`) all name a field of each item.
-* Values: equality and ordering of reference 5.11, and the rule-value coercion.
+* Values: equality and ordering of upstream's listops, and the rule-value coercion.
 
-Field paths are interpreted here, never resolved against the context (reference 8, item 26).
+Field paths are interpreted here, never resolved against the context (the Go worker resolved them
+first, so data could be expanded as a template).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def _with_root(path: str) -> str:
 
 
 def _relative(field: str, bases: tuple[str, ...]) -> str:
-    """The path of `field` inside one item (reference 5.11 prefix rules)."""
+    """The path of `field` inside one item (upstream listops' prefix rules)."""
     if field == "$item" or field.startswith(("$item.", "$item[")):
         return field[len("$item") :].lstrip(".")
     ref = _with_root(field)
@@ -205,7 +207,7 @@ def as_number(value: Any) -> int | float | None:
 
 
 def coerce_value(raw: Any) -> Any:
-    """A rule value written as text, read as reference 5.11 says; non-strings are kept."""
+    """A rule value written as text, read as upstream's listops reads it; non-strings are kept."""
     if not isinstance(raw, str):
         return raw
     text = raw.strip()

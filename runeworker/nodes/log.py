@@ -1,4 +1,5 @@
-"""`log` node: writes one structured log line (reference 5.3)."""
+"""`log` node: writes one structured log line (upstream
+services/rune-worker/pkg/nodes/custom/log/)."""
 
 from __future__ import annotations
 

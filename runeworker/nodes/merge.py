@@ -1,4 +1,4 @@
-"""`merge` node (reference 5.8): joins parallel branches.
+"""`merge` node (upstream services/rune-worker/pkg/nodes/custom/merge/): joins parallel branches.
 
 Parameters: `wait_mode` (`wait_for_all`, the default: one arrival from every distinct parent
 node; `wait_for_any`: the first arrival with data wins, the others are ignored), `timeout`

@@ -1,4 +1,5 @@
-"""`smtp` node: sends one email through an SMTP server (reference 5.2, with the fixes of 8.29).
+"""`smtp` node: sends one email through an SMTP server (upstream
+services/rune-worker/pkg/nodes/custom/smtp/, defects fixed).
 
 Credentials (flat values): `host`, `port` (default 587, or 465 when `security` is tls),
 `username` and `password` (both or neither: neither means an anonymous relay), and optional
@@ -101,7 +102,7 @@ class Mail:
 
 @node("smtp", required=("from", "to", "subject"), blocking=True)
 def run(ctx: NodeContext) -> dict[str, Any]:
-    """Send the email; the output follows reference 5.2 plus `message_id`."""
+    """Send the email; the output follows upstream's smtp node plus `message_id`."""
     try:
         server = parse_server(ctx.credentials, ctx.params)
         mail = parse_mail(ctx.params)
@@ -136,7 +137,7 @@ def run(ctx: NodeContext) -> dict[str, Any]:
 
 
 def parse_server(credentials: dict[str, Any], params: dict[str, Any]) -> Server:
-    """Connection settings from the credential values (checks in the order of reference 5.2)."""
+    """Connection settings from the credential values (checks in upstream's order)."""
     host = p.text(credentials, "host", required=True, other="default", wording=_HOST).strip()
     # Secrets are kept as written: a password may be spaces.
     username = p.text(credentials, "username", other="default", keep_blank=True)

@@ -1,10 +1,12 @@
-"""`sort` node: orders a list by one or more rules (reference 5.11).
+"""`sort` node: orders a list by one or more rules (upstream
+services/rune-worker/pkg/nodes/custom/sort/).
 
 `rules` is a list of `{field, direction, type}`: direction `desc`/`descending` (any case) or
 ascending; type `auto` (the default: numbers, else dates, else case-insensitive text), `text`
 (alias `string`), `number` or `date` (aliases `datetime`, `time`). The sort is stable and later
 rules break the ties of earlier ones. Items that lack a field, or hold null there, go last in both
-directions (the Go worker put them first when descending: reference 8, item 32).
+directions (the Go worker put them first when descending:
+services/rune-worker/pkg/nodes/shared/listops/listops.go).
 Output: `$json` (the sorted items) and `count`.
 """
 

@@ -1,4 +1,6 @@
-"""`split` and `aggregator` nodes (reference 5.6, 5.7; RFC-004).
+"""`split` and `aggregator` nodes (upstream services/rune-worker/pkg/nodes/custom/split/,
+custom/aggregator/;
+services/rune-worker/rfcs/RFC-004-split-aggregate.md).
 
 `split` turns `input_array` (usually a whole-value reference such as `"$Fetch_Users.body"`, or a
 literal list) into `_split_items`; the engine (runeworker/engine/flow.py) fans the branch out,

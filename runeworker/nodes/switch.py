@@ -1,4 +1,5 @@
-"""`switch` node: the first matching rule picks the route (reference 5.5).
+"""`switch` node: the first matching rule picks the route (upstream
+services/rune-worker/pkg/nodes/custom/switch/).
 
 `rules` is a list of `{value, operator, compare}`; `routes` lists one edge id per rule plus
 one for the fallback (entries may be null for unwired handles). `rules` is a raw parameter:

@@ -1,4 +1,5 @@
-"""`wait` node (reference 5.9): parks the branch until a time, then the branch goes on.
+"""`wait` node (upstream services/rune-worker/pkg/nodes/custom/wait/; docs/WIRE.md section 7): parks
+the branch until a time, then the branch goes on.
 
 Either a relative wait, `amount` (a number or numeric string, fractions honoured; default 1)
 of `unit` (`seconds`, the default, `minutes`, `hours` or `days`), or an absolute `date_time`
