@@ -1,0 +1,59 @@
+"""The command line as an operator meets it: help texts, a closed pipe, a taken metrics port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+RUNEWORKER = [sys.executable, "-m", "runeworker"]
+
+
+def test_each_command_lists_only_its_own_flags_without_internal_names() -> None:
+    helps = {
+        cmd: subprocess.run(
+            [*RUNEWORKER, cmd, "--help"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+        for cmd in ("serve", "submit", "check-config", "bench", "run")
+    }
+    assert "--processes" not in helps["submit"] and "--metrics-listen" not in helps["submit"]
+    assert "--queue" in helps["submit"]
+    assert "--log-format" in helps["serve"] and "--log-level LEVEL" in helps["serve"]
+    assert not any("CFG_" in text for text in helps.values())
+
+
+def test_a_closed_pipe_ends_run_without_a_traceback() -> None:
+    proc = subprocess.Popen(
+        [*RUNEWORKER, "run", "fanout", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*RUNEWORKER, "serve", "--metrics-listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "RUNEWORKER_METRICS_DIRECTORY": str(tmp_path / "m")},
+        )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("config error:") and str(port) in lines[0]
+    assert "Traceback" not in done.stderr
