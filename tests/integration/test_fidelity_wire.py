@@ -15,37 +15,15 @@ import pytest
 from wire import (
     MIRROR,
     JsonServer,
-    RunningWorker,
     Wire,
     check_status,
     edge,
     master,
     node,
     node_statuses,
-    running_worker,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker(amqp_url: str, redis_url: str, redis_prefix: str) -> Iterator[RunningWorker]:
-    with running_worker(amqp_url, redis_url, redis_prefix) as rw:
-        yield rw
-
-
-@pytest.fixture
-def wire(amqp_url: str, worker: RunningWorker) -> Iterator[Wire]:
-    w = Wire(amqp_url)
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def server() -> Iterator[JsonServer]:
-    srv = JsonServer()
-    yield srv
-    srv.close()
 
 
 def ran(wire: Wire, execution_id: str, node_id: str) -> dict[str, Any]:

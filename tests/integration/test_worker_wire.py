@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pika
@@ -52,26 +51,6 @@ pytestmark = pytest.mark.integration
 PARAMS = {"parameters"}
 SUCCESS = {"parameters", "output"}
 USED = {"all_used_input_keys", "used_inputs"}
-
-
-@pytest.fixture
-def worker(amqp_url: str, redis_url: str, redis_prefix: str) -> Iterator[RunningWorker]:
-    with running_worker(amqp_url, redis_url, redis_prefix) as rw:
-        yield rw
-
-
-@pytest.fixture
-def wire(amqp_url: str, worker: RunningWorker) -> Iterator[Wire]:
-    w = Wire(amqp_url)
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def server() -> Iterator[JsonServer]:
-    srv = JsonServer()
-    yield srv
-    srv.close()
 
 
 def ran(wire: Wire, execution_id: str, node_id: str, used: bool = False) -> dict[str, Any]:
