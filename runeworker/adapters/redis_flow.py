@@ -16,6 +16,7 @@ split branches (the branch ids of the lineage, see `runeworker.engine.paths.scop
     scheduler:timers                                    zset  timer id -> due (epoch ms)
     scheduler:processing                                zset  leased id -> lease deadline (ms)
     scheduler:payloads                                  hash  timer id -> frozen message
+    exec:{<id>}:branches:timers                         set   the execution's timer ids
 
 each behind the configured key prefix. Every per-execution key gets the store's TTL on every
 call; the scheduler keys are global and their entries are removed when a timer is acknowledged
@@ -228,10 +229,19 @@ class RedisFlow:
         base = self._prefix + self._scheduler
         return [base + k for k in ("timers", "processing", "payloads")]
 
-    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
-        """See `StateStore.schedule`: payload first, then the due entry, in one transaction."""
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
+        """See `StateStore.schedule`: the id into the owner's set of timers (the execution's
+        hash slot: a failure's advance reads it), then payload and due entry in one
+        transaction (the scheduler's slot). An id recorded without its timer (a crash in
+        between) only costs a cancel that finds nothing."""
         timers, processing, payloads = self._timer_keys()
         try:
+            if owner:
+                owned = f"{self._prefix}exec:{{{owner}}}:branches:timers"  # see RedisStore.keys_of
+                mark = self._client.pipeline(transaction=True)
+                mark.sadd(owned, timer_id)
+                mark.expire(owned, self._ttl)
+                mark.execute()
             pipe = self._client.pipeline(transaction=True)
             pipe.hset(payloads, timer_id, payload)
             pipe.zrem(processing, timer_id)

@@ -1,15 +1,17 @@
 """`StateStore` over Redis: branch tokens of every execution, one atomic Lua script per call.
 
 The semantics are those of `runeworker.engine.state.MemoryStore` (the shared table in
-tests/unit/statecases.py runs against both). Each execution keeps five keys, hash-tagged on
-the execution id so that a Redis Cluster would keep them in one slot (a script may only touch
-keys of one slot):
+tests/unit/statecases.py runs against both). Each execution keeps these keys, hash-tagged on
+the execution id so that a Redis Cluster keeps them in one slot (a script may only touch keys
+of one slot):
 
     {prefix}exec:{<id>}:branches:live      set   live branch tokens
     {prefix}exec:{<id>}:branches:done      hash  token -> msgpack of the recorded transition
     {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
-    {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
+    {prefix}exec:{<id>}:branches:failctx   str   context of a failure recorded by a worker
+                                                 before 0.9 (which closed at the last branch)
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
+    {prefix}exec:{<id>}:branches:timers    set   ids of the execution's wait/merge timers
     {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
                                                  which uses no branch keys (engine/ledger.py)
 
@@ -48,12 +50,13 @@ from runeworker.engine.state import (
 )
 from runeworker.errors import StateError
 
-_KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
+_KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
 
 # Shared head of both scripts: opens an unknown execution with the token as its only live
 # branch. started_at_ns stays a string: Lua numbers are doubles and would round nanoseconds.
 _PROLOGUE = """
-local live, done, meta, failctx, contexts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local contexts, timers = KEYS[5], KEYS[6]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local function touch()
   for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
@@ -70,8 +73,8 @@ _ADMIT = (
 local steps = tonumber(redis.call('HGET', meta, 'steps'))
 local verdict = 'run'
 if redis.call('HEXISTS', done, token) == 1 then verdict = 'replay'
-elseif redis.call('SISMEMBER', live, token) == 0 then verdict = 'stale'
 elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
+elseif redis.call('SISMEMBER', live, token) == 0 then verdict = 'stale'
 end
 touch()
 return {verdict, steps}
@@ -80,37 +83,42 @@ return {verdict, steps}
 
 # The advance itself, shared by both scripts below. It reads the locals has_leaf, leaf,
 # has_failure, status, reason, failing context and first_child (index of the first child token
-# in ARGV). Reply (also what `done` records): {0} while open, or
-# {1, failure_status or '', failure_reason, started_at_ns, context...} for the closing advance.
+# in ARGV); the token is live. Reply (also what `done` records): {0} while open,
+# {1, '', '', started_at_ns, context...} for the completing advance, {2, failure_status,
+# failure_reason, started_at_ns, timer ids joined by newlines, failing context} for the
+# failure that closes the execution at once: the live set goes (every later message of the
+# execution is cancelled) and the timers are the step's to cancel. A failure recorded by a
+# worker before 0.9 (failctx set, live branches left) still closes at the last branch, as
+# that worker would have: {1, failure_status, failure_reason, started_at_ns, context}.
 _ADVANCE_BODY = """
 redis.call('HINCRBY', meta, 'steps', 1)
 redis.call('SREM', live, token)
+local result = {0}
 if has_failure == '1' and redis.call('HEXISTS', meta, 'failure_status') == 0 then
   redis.call('HSET', meta, 'failure_status', f_status, 'failure_reason', f_reason)
-  redis.call('SET', failctx, f_context)
-end
-local failed = redis.call('HEXISTS', meta, 'failure_status') == 1
-if not failed then
+  local owned = table.concat(redis.call('SMEMBERS', timers), '\\n')
+  result = {2, f_status, f_reason, redis.call('HGET', meta, 'started_at_ns'), owned, f_context}
+  redis.call('DEL', live, contexts)
+elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then
+  if redis.call('SCARD', live) == 0 and redis.call('EXISTS', failctx) == 1 then
+    local m = redis.call('HMGET', meta, 'started_at_ns', 'failure_status', 'failure_reason')
+    result = {1, m[2], m[3], m[1], redis.call('GET', failctx)}
+    redis.call('DEL', failctx, contexts)
+  end
+else
   -- a token that already advanced never becomes live again (a late replay of its parent)
   for i = first_child, #ARGV do
     if redis.call('HEXISTS', done, ARGV[i]) == 0 then redis.call('SADD', live, ARGV[i]) end
   end
-end
-local result = {0}
-if redis.call('SCARD', live) > 0 then
-  -- a failure reports only the failing context, so leaves after it need not be kept
-  if has_leaf == '1' and not failed then redis.call('RPUSH', contexts, leaf) end
-else
-  local m = redis.call('HMGET', meta, 'started_at_ns', 'failure_status', 'failure_reason')
-  if failed then
-    result = {1, m[2], m[3], m[1], redis.call('GET', failctx)}
+  if redis.call('SCARD', live) > 0 then
+    if has_leaf == '1' then redis.call('RPUSH', contexts, leaf) end
   else
-    result = {1, '', '', m[1]}
+    result = {1, '', '', redis.call('HGET', meta, 'started_at_ns')}
     for _, ctx in ipairs(redis.call('LRANGE', contexts, 0, -1)) do result[#result + 1] = ctx end
     if has_leaf == '1' then result[#result + 1] = leaf end
+    -- the closing record holds the contexts now; replays read only `done`
+    redis.call('DEL', contexts)
   end
-  -- the closing record holds the contexts now; replays read only `done`
-  redis.call('DEL', contexts, failctx)
 end
 redis.call('HSET', done, token, cmsgpack.pack(result))
 touch()
@@ -134,7 +142,9 @@ local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 10
 # Admit and advance in one round trip, for a step whose node already ran (see
 # `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
 # (ARGV[10]). Reply: {'limit', verdict} (nothing recorded), {'stale'}, or {verdict, advance
-# reply...} with verdict replay (the recorded reply), cancelled (the branch is absorbed) or run.
+# reply...} with verdict replay (the recorded reply), cancelled (nothing recorded: a failure
+# closed the execution; a branch still live under a failure of a worker before 0.9 is
+# absorbed) or run.
 _SETTLE = (
     _PROLOGUE
     + """
@@ -142,8 +152,10 @@ local steps = tonumber(redis.call('HGET', meta, 'steps'))
 local recorded = redis.call('HGET', done, token)
 local verdict = 'run'
 if recorded then verdict = 'replay'
-elseif redis.call('SISMEMBER', live, token) == 0 then touch() return {'stale'}
-elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
+elseif redis.call('SISMEMBER', live, token) == 1 then
+  if redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled' end
+elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then touch() return {'cancelled', 0}
+else touch() return {'stale'}
 end
 if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit', verdict} end
 local reply
@@ -385,12 +397,21 @@ class RedisStore(RedisFlow):
 
 
 def _transition(reply: list[Any]) -> Transition:
-    """Decode the reply of an advance: {0} open, {1, status, reason, started, contexts...}."""
-    if int(reply[0]) == 0:
+    """Decode the reply of an advance (see `_ADVANCE_BODY`): {0} open, {1, status, reason,
+    started, contexts...} closed, {2, status, reason, started, timers, context} closed by a
+    failure that names the execution's timers."""
+    closing = int(reply[0])
+    if closing == 0:
         return Transition(closed=False)
     status, reason, started = reply[1:4]
+    timers: list[str] = []
+    if closing == 2:
+        timers = [t for t in reply[4].decode().split("\n") if t]
+        reply = reply[1:]
     contexts = [bytes(c) for c in reply[4:]]
-    return Transition(True, status.decode() or COMPLETED, reason.decode(), int(started), contexts)
+    return Transition(
+        True, status.decode() or COMPLETED, reason.decode(), int(started), contexts, timers
+    )
 
 
 def redis_where(r: RedisConfig) -> str:

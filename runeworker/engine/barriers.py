@@ -83,6 +83,7 @@ class MemoryFlow:
         self._timers: dict[str, int] = {}  # timer id -> due (ms)
         self._leases: dict[str, int] = {}  # claimed timer id -> lease deadline (ms)
         self._payloads: dict[str, bytes] = {}
+        self._owned: dict[str, set[str]] = {}  # execution id -> ids of its timers
 
     # -- aggregator -------------------------------------------------------------------------
 
@@ -165,9 +166,12 @@ class MemoryFlow:
 
     # -- timers -----------------------------------------------------------------------------
 
-    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
-        """Store `payload` to be fired at `due_ms` (scheduling the same id again replaces it)."""
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
+        """Store `payload` to be fired at `due_ms` (scheduling the same id again replaces it);
+        `owner`'s failure lists the timer for cancelling (`timers_of`)."""
         with self._flow_lock:
+            if owner:
+                self._owned.setdefault(owner, set()).add(timer_id)
             self._payloads[timer_id] = payload
             self._leases.pop(timer_id, None)
             self._timers[timer_id] = due_ms
@@ -206,6 +210,11 @@ class MemoryFlow:
             self._timers.pop(timer_id, None)
             self._leases.pop(timer_id, None)
             self._payloads.pop(timer_id, None)
+
+    def timers_of(self, execution_id: str) -> set[str]:
+        """Ids of the timers ever scheduled for `execution_id` (fired or not)."""
+        with self._flow_lock:
+            return set(self._owned.get(execution_id, ()))
 
     def next_due(self) -> int | None:
         """Due time (ms) of the earliest scheduled timer, None when there is none."""

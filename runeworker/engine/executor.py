@@ -334,6 +334,8 @@ class Turn:
         self.outbox.messages += [
             next_message(self.msg, e, child) for child, e in zip(children, emits, strict=False)
         ]
+        for timer_id in tr.timers:  # a failure closed the execution: nothing of it waits on
+            self.store.cancel_timer(timer_id)
         if tr.closed:
             self.outbox.completion = completion(
                 self.msg, tr.status, tr.contexts, tr.started_at_ns, now, tr.failure_reason,

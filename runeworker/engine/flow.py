@@ -421,5 +421,5 @@ def _wait(step: Step, output: dict[str, Any]) -> Outcome:
     )
     if step.verdict is Verdict.RUN:
         # before the token advance: a replayed step (advance recorded) has scheduled already
-        step.store.schedule(timer_id, resume_at, encode(frozen))
+        step.store.schedule(timer_id, resume_at, encode(frozen), owner=step.msg.execution_id)
     return Outcome(result, Ending(context=ctx, park=park), STATUS_WAITING)

@@ -68,7 +68,7 @@ def park(
             branch_token=timer.token,
             ghost=UNSET,
         )
-        store.schedule(timer.timer_id, due_ms, encode(frozen))
+        store.schedule(timer.timer_id, due_ms, encode(frozen), owner=msg.execution_id)
     return timer.token
 
 

@@ -10,6 +10,14 @@ parent token, so a message redelivered after a crash (state written, broker comm
 replays the same outcome instead of counting twice. Child tokens are derived from the
 parent token, so the replayed next messages carry the same tokens.
 
+The first failure (a `halted` or `failed` branch) closes the execution at once, whatever other
+branches are still live: its advance returns the closing transition, the live set is dropped,
+and every later message of the execution is CANCELLED (nothing of it runs, nothing closes the
+execution a second time). The closing transition names the execution's timers (`schedule` with
+an owner), which the step then cancels: a sibling parked in a wait or a merge barrier neither
+delays the completion nor runs later (a timer already being fired is absorbed by its own
+CANCELLED admission).
+
 The protocol also holds the flow-control state (see `runeworker.engine.barriers`): the
 aggregator and merge barriers and the wait timers.
 
@@ -55,7 +63,7 @@ class Verdict(StrEnum):
 
     RUN = "run"  # the token is live (or opens a new execution): execute the node
     REPLAY = "replay"  # the token already advanced: execute again, advance() replays the outcome
-    CANCELLED = "cancelled"  # a sibling branch halted or failed the execution: drop this branch
+    CANCELLED = "cancelled"  # a branch halted or failed the execution: drop this one
     STALE = "stale"  # unknown token of a known execution: not ours to run
 
 
@@ -81,6 +89,8 @@ class Transition(msgspec.Struct):
     # For a failure: only the failing branch's context. The caller's own leaf context
     # is included too (it was passed in).
     contexts: list[bytes] = msgspec.field(default_factory=list)
+    # when a failure closed: the ids of the execution's timers, for the step to cancel
+    timers: list[str] = msgspec.field(default_factory=list)
 
 
 class Settlement(msgspec.Struct):
@@ -108,7 +118,9 @@ class StateStore(Protocol):
         now_ns: int,
     ) -> Transition:
         """Replace `token` by `children`. `leaf_context` is given when the branch ends
-        normally (no children); `failure` when it ends the execution early."""
+        normally (no children); `failure` when it ends the execution: the first failure
+        closes it at once (its transition names the execution's timers to cancel); a token
+        that is not live (a sibling of a failure, or stale) records nothing."""
         ...
 
     def settle(
@@ -123,10 +135,9 @@ class StateStore(Protocol):
     ) -> Settlement:
         """`admit` and `advance` in one atomic call, for a step that ran its node before
         knowing the verdict (a quick node of an execution with parallel branches): RUN and
-        REPLAY advance as `advance` does; STALE records nothing; CANCELLED absorbs the branch
-        (no children, no leaf); a RUN or REPLAY at `max_steps` records nothing and returns no
-        transition: the caller fails the step at the limit and advances it (see
-        `runeworker.engine.ledger.Settled`)."""
+        REPLAY advance as `advance` does; STALE and CANCELLED record nothing; a RUN or
+        REPLAY at `max_steps` records nothing and returns no transition: the caller fails the
+        step at the limit and advances it (see `runeworker.engine.ledger.Settled`)."""
         ...
 
     def count_attempt(self, body: bytes) -> int:
@@ -182,8 +193,9 @@ class StateStore(Protocol):
         """Record the arrival of `parent` at a merge (None: a ghost); see `MergeRule`."""
         ...
 
-    def schedule(self, timer_id: str, due_ms: int, payload: bytes) -> None:
-        """Store a timer that fires `payload` at `due_ms` (epoch ms)."""
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
+        """Store a timer that fires `payload` at `due_ms` (epoch ms). `owner`: the execution
+        it belongs to, whose failure lists it for cancelling (see `advance`)."""
         ...
 
     def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
@@ -305,10 +317,10 @@ class MemoryStore(MemoryFlow):
                 ex = self._executions[execution_id] = _Execution(token, now_ns)
             if token in ex.done:
                 return Admission(Verdict.REPLAY, ex.steps)
-            if token not in ex.live:
-                return Admission(Verdict.STALE, ex.steps)
             if ex.failure is not None:
                 return Admission(Verdict.CANCELLED, ex.steps)
+            if token not in ex.live:
+                return Admission(Verdict.STALE, ex.steps)
             return Admission(Verdict.RUN, ex.steps)
 
     def advance(
@@ -331,26 +343,26 @@ class MemoryStore(MemoryFlow):
                 return Transition(closed=False)
             ex.steps += 1
             ex.live.discard(token)
-            if failure is not None and ex.failure is None:
+            if failure is not None:
+                # the first failure closes the execution at once; its siblings are cancelled
                 ex.failure = failure
-            if ex.failure is None:
+                ex.live.clear()
+                timers = sorted(self.timers_of(execution_id))
+                result = Transition(
+                    True, failure.status, failure.reason, ex.started_at_ns, [failure.context],
+                    timers,
+                )  # fmt: skip
+            else:
                 # a token that already advanced never becomes live again
                 ex.live.update(c for c in children if c not in ex.done)
-            if leaf_context is not None:
-                ex.contexts.append(leaf_context)
-            result = self._outcome(ex)
+                if leaf_context is not None:
+                    ex.contexts.append(leaf_context)
+                result = Transition(closed=False)
+                if not ex.live:
+                    started = ex.started_at_ns
+                    result = Transition(True, COMPLETED, "", started, list(ex.contexts))
             ex.done[token] = result
             return result
-
-    @staticmethod
-    def _outcome(ex: _Execution) -> Transition:
-        if ex.live:
-            return Transition(closed=False)
-        if ex.failure is not None:
-            return Transition(
-                True, ex.failure.status, ex.failure.reason, ex.started_at_ns, [ex.failure.context]
-            )
-        return Transition(True, COMPLETED, "", ex.started_at_ns, list(ex.contexts))
 
 
 def now_ns() -> int:

@@ -5,6 +5,7 @@ Redis."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import redis
 from wire import (
     MIRROR,
     JsonServer,
@@ -21,7 +23,10 @@ from wire import (
     master,
     node,
     node_statuses,
+    running_worker,
 )
+
+from runeworker.engine.merge_timer import timer_of
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +196,100 @@ def test_deep_json_fails_the_node_under_its_policy(
         ]
     wire.no_second_completion(eid, settle=0.3)
     assert not wire.of("runeworker.dead-letter", eid)  # a node failure, not bad input
+
+
+# -- item 6: the first failure ends the execution at once -------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (an http node there fails at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scheduled(redis_url: str, prefix: str, timer_id: str) -> bool:
+    """Whether the scheduler still holds the timer (due, leased or its payload)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        due = client.zscore(prefix + "scheduler:timers", timer_id)
+        leased = client.zscore(prefix + "scheduler:processing", timer_id)
+        return (
+            due is not None
+            or leased is not None
+            or bool(client.hexists(prefix + "scheduler:payloads", timer_id))
+        )
+    finally:
+        client.close()
+
+
+def test_a_failure_completes_at_once_and_cancels_a_parked_wait(
+    amqp_url: str, redis_url: str, redis_prefix: str, tmp_path: Any
+) -> None:
+    """Upstream's worker leaves a sibling parked in a wait to run on after a failure. Here a
+    branch that fails (an edit whose expression throws, a quick node) halts the execution while
+    its sibling waits an hour: the `halted` completion comes at once (not in an hour), the
+    wait's timer is gone from the scheduler, and nothing of the waiting branch runs."""
+    boom = node("boom", "edit", "Boom", assignments=[{"name": "x", "value": "{{ $json.no.such }}"}])
+    nodes = [node("trigger", "ManualTrigger", "Start"),
+             node("pause", "wait", "Pause", amount=1, unit="hours"),
+             node("after", "log", "After", message="woke up"),
+             node("first", "log", "First", message="one"),
+             boom]  # fmt: skip
+    edges = [edge("trigger", "pause"), edge("pause", "after"),
+             edge("trigger", "first"), edge("first", "boom")]  # fmt: skip
+    start = master(nodes, edges)
+    eid = start["execution_id"]
+    lock = str(tmp_path / "scheduler.lock")
+    with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
+        wire = Wire(amqp_url)
+        try:
+            wire.publish_api(start)
+            waited = node_statuses(wire, eid, "pause", 2)
+            done = wire.completion(eid, timeout=30)
+            failed = node_statuses(wire, eid, "boom", 2)
+            wire.no_second_completion(eid)
+            after = [g for g in wire.statuses(eid) if g.body["node_id"] in ("after", "pause")]
+        finally:
+            wire.close()
+    assert [s["status"] for s in waited] == ["running", "waiting"]
+    assert [s["status"] for s in failed] == ["running", "failed"]
+    assert done["status"] == "halted"
+    assert done["failure_reason"].startswith("node Boom (boom) failed")
+    assert len(after) == 2  # the pause's running and waiting: no success, no After
+    assert not scheduled(redis_url, redis_prefix, waited[1]["output"]["timer_id"])
+
+
+def test_a_failure_completes_at_once_and_cancels_a_merge_timeout(
+    amqp_url: str, redis_url: str, redis_prefix: str, tmp_path: Any
+) -> None:
+    """A merge waits (timeout 300 s) for a branch whose http node fails (a blocking node on the
+    admitted path): the completion comes at once and the merge's timeout timer is cancelled, so
+    the merge never fails later."""
+    nodes = [node("trigger", "ManualTrigger", "Start"),
+             node("quick", "log", "Quick", message="here"),
+             node("first", "log", "First", message="one"),
+             node("call", "http", "Call", url=f"http://127.0.0.1:{closed_port()}/", method="GET"),
+             node("join", "merge", "Join", timeout=300),
+             node("end", "log", "End", message="joined")]  # fmt: skip
+    edges = [edge("trigger", "quick"), edge("quick", "join"), edge("trigger", "first"),
+             edge("first", "call"), edge("call", "join"), edge("join", "end")]  # fmt: skip
+    start = master(nodes, edges)
+    eid = start["execution_id"]
+    timer = timer_of(eid, "join", "").timer_id
+    lock = str(tmp_path / "scheduler.lock")
+    with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
+        wire = Wire(amqp_url)
+        try:
+            wire.publish_api(start)
+            joined = node_statuses(wire, eid, "join", 1)
+            done = wire.completion(eid, timeout=30)
+            wire.no_second_completion(eid)
+            merge = [g.body["status"] for g in wire.statuses(eid) if g.body["node_id"] == "join"]
+        finally:
+            wire.close()
+    assert joined[0]["status"] == "running"
+    assert done["status"] == "halted"
+    assert done["failure_reason"].startswith("node Call (call) failed")
+    assert "failed" not in merge and "success" not in merge
+    assert not scheduled(redis_url, redis_prefix, timer)

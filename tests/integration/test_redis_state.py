@@ -20,7 +20,7 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from statecases import CASES, FLOW_CASES, NOW, T0, T1, ctx, fan_out  # noqa: E402
+from statecases import CASES, FLOW_CASES, NOW, OPEN, T0, T1, ctx, fan_out  # noqa: E402
 
 from runeworker.adapters.redis_state import RedisStore  # noqa: E402
 from runeworker.engine.state import (  # noqa: E402
@@ -29,13 +29,16 @@ from runeworker.engine.state import (  # noqa: E402
     BarrierState,
     Failure,
     MergeRule,
+    Settlement,
+    Transition,
     Verdict,
+    child_token,
 )
 from runeworker.errors import StateError  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TTL = 3600
-SUFFIXES = ("live", "done", "meta", "failctx", "contexts")
+SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
 
 
 @pytest.fixture
@@ -75,11 +78,15 @@ def test_redis_store(name: str, store: RedisStore, client: redis.Redis, prefix: 
     keys = keys_under(client, prefix)
     assert keys
     pattern = re.compile(
-        re.escape(prefix) + r"exec:\{[^{}]+\}:(branches:(" + "|".join(SUFFIXES) + ")|started)"
+        re.escape(prefix)
+        + r"(exec:\{[^{}]+\}:(branches:("
+        + "|".join(SUFFIXES)
+        + r")|started)|scheduler:(timers|payloads))"
     )
     for key, ttl in keys.items():
         assert pattern.fullmatch(key), key
-        assert 0 < ttl <= TTL, key
+        if ":scheduler:" not in key:  # the scheduler's keys are global: entries go, not keys
+            assert 0 < ttl <= TTL, key
 
 
 @pytest.mark.integration
@@ -114,16 +121,41 @@ def test_single_branch_start_key(store: RedisStore, client: redis.Redis, prefix:
 
 @pytest.mark.integration
 def test_failure_is_kept_in_meta(store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    """The failure closes at once: its status in meta, the live set gone (every later message
+    is cancelled), no failing context kept apart (the closing record holds it)."""
     a, _ = fan_out(store, "ex", 2)
     store.advance("ex", a, [], None, Failure("halted", "stop", ctx("a")), T1)
-    assert set(keys_under(client, prefix)) == names(prefix, "ex", "live", "done", "meta", "failctx")
+    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta")
     meta = client.hgetall(names(prefix, "ex", "meta").pop())
     assert (meta[b"failure_status"], meta[b"failure_reason"], meta[b"steps"]) == (
         b"halted",
         b"stop",
         b"2",
     )
-    assert client.get(names(prefix, "ex", "failctx").pop()) == ctx("a")
+
+
+@pytest.mark.integration
+def test_failure_recorded_by_an_earlier_version_closes_at_the_last_branch(
+    store: RedisStore, client: redis.Redis, prefix: str
+) -> None:
+    """During a rolling upgrade a worker before 0.9 may record a failure the old way (status in
+    meta, context in failctx, siblings still live, to close when the last one ends): this
+    version closes it then, once, and cancels the siblings meanwhile."""
+    a, b, c = fan_out(store, "ex", 3)
+    live, _, meta, failctx, _, _ = store.keys_of("ex")
+    client.srem(live, a)  # what the old advance of `a` did
+    client.hset(meta, mapping={"failure_status": "failed", "failure_reason": "old http 500"})
+    client.set(failctx, ctx("a"))
+    assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 1)
+    assert store.advance("ex", b, [child_token(b, 0, "x")], ctx("b"), None, T1) == OPEN
+    assert store.admit("ex", child_token(b, 0, "x"), T1) == Admission(Verdict.CANCELLED, 2)
+    closing = store.settle("ex", c, [], ctx("c"), None, T1, 100)
+    assert closing == Settlement(
+        Verdict.CANCELLED, Transition(True, "failed", "old http 500", T0, [ctx("a")])
+    )
+    assert store.settle("ex", c, [], ctx("c"), None, T1, 100).verdict is Verdict.REPLAY
+    assert store.advance("ex", b, [], None, None, T1) == OPEN  # recorded before the close
+    assert client.exists(failctx) == 0
 
 
 @pytest.mark.integration

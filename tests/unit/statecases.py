@@ -150,17 +150,38 @@ def stale_token(store: StateStore) -> None:
 
 @case("halt_cancels_siblings")
 def halt_cancels_siblings(store: StateStore) -> None:
+    """The first failure closes the execution at once: its siblings, live or not yet
+    delivered, are cancelled and record nothing; it never closes a second time."""
     a, b, c = fan_out(store, "ex", 3)
     halt = Failure("halted", "node stop halted the workflow", ctx("a"))
-    assert store.advance("ex", a, [child_token(a, 0, "next")], None, halt, T1) == OPEN
-    assert store.admit("ex", child_token(a, 0, "next"), T1) == Admission(Verdict.STALE, 2)
+    closing = store.advance("ex", a, [child_token(a, 0, "next")], None, halt, T1)
+    assert closing == Transition(True, "halted", "node stop halted the workflow", T0, [ctx("a")])
+    assert store.admit("ex", child_token(a, 0, "next"), T1) == Admission(Verdict.CANCELLED, 2)
     assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 2)
     assert store.advance("ex", b, [], None, None, T1) == OPEN
     # c was already running when a halted: its children are dropped, its leaf is not merged
-    assert store.admit("ex", c, T1) == Admission(Verdict.CANCELLED, 3)
-    closing = store.advance("ex", c, [child_token(c, 0, "more")], ctx("c"), None, T1)
-    assert closing == Transition(True, "halted", "node stop halted the workflow", T0, [ctx("a")])
-    assert store.advance("ex", c, [], None, None, T1) == closing
+    assert store.advance("ex", c, [child_token(c, 0, "more")], ctx("c"), None, T1) == OPEN
+    assert store.admit("ex", child_token(c, 0, "more"), T1) == Admission(Verdict.CANCELLED, 2)
+    assert store.advance("ex", a, [], None, halt, T1) == closing  # a replay of the halt
+    assert store.admit("ex", a, T1) == Admission(Verdict.REPLAY, 2)
+    assert store.admit("ex", c, T1) == Admission(Verdict.CANCELLED, 2)
+
+
+@case("failure_names_the_timers_of_its_execution")
+def failure_names_the_timers_of_its_execution(store: StateStore) -> None:
+    """The closing transition of a failure lists every timer scheduled for the execution
+    (fired or not, so a redelivered step cancels again), and only those."""
+    a, b = fan_out(store, "ex", 2)
+    store.schedule("wait-b", 10**13, b"frozen b", owner="ex")
+    store.schedule("merge-m", 10**13, b"frozen m", owner="ex")
+    store.schedule("other", 10**13, b"frozen o", owner="ex-2")
+    store.schedule("plain", 10**13, b"frozen p")
+    assert store.advance("ex", b, [], ctx("b"), None, T1) == OPEN  # no timers while open
+    failed = store.advance("ex", a, [], None, Failure("failed", "http 500", ctx("a")), T1)
+    assert failed == Transition(True, "failed", "http 500", T0, [ctx("a")], ["merge-m", "wait-b"])
+    assert store.advance("ex", a, [], None, None, T1) == failed  # the replay names them too
+    ok = fan_out(store, "ex-2", 1)[0]  # a completing execution names none
+    assert store.advance("ex-2", ok, [], ctx("ok"), None, T1) == done([ctx("ok")])
 
 
 @case("settle_admits_and_advances_at_once")
@@ -196,22 +217,26 @@ def settle_opens_an_unknown_execution(store: StateStore) -> None:
 def settle_absorbs_a_cancelled_branch(store: StateStore) -> None:
     a, b = fan_out(store, "ex", 2)
     halt = Failure("halted", "node stop halted the workflow", ctx("a"))
-    assert store.settle("ex", a, [], None, halt, T1, 100) == Settlement(Verdict.RUN, OPEN)
-    # b ran before it knew: its children, leaf and failure are dropped, the branch closes
-    late = Failure("failed", "too late", ctx("b"))
-    closing = store.settle("ex", b, [child_token(b, 0, "x")], ctx("b"), late, T1, 100)
     halted = Transition(True, "halted", "node stop halted the workflow", T0, [ctx("a")])
-    assert closing == Settlement(Verdict.CANCELLED, halted)
-    assert store.admit("ex", child_token(b, 0, "x"), T1) == Admission(Verdict.STALE, 3)
+    assert store.settle("ex", a, [], None, halt, T1, 100) == Settlement(Verdict.RUN, halted)
+    # b ran before it knew: its children, leaf and failure are dropped, nothing closes again
+    late = Failure("failed", "too late", ctx("b"))
+    cancelled = store.settle("ex", b, [child_token(b, 0, "x")], ctx("b"), late, T1, 100)
+    assert cancelled == Settlement(Verdict.CANCELLED, OPEN)
+    assert store.admit("ex", child_token(b, 0, "x"), T1) == Admission(Verdict.CANCELLED, 2)
+    # the step limit does not matter to a cancelled branch
+    assert store.settle("ex", b, [], ctx("b"), None, T1, 1) == Settlement(Verdict.CANCELLED, OPEN)
+    assert store.settle("ex", a, [], None, halt, T1, 100) == Settlement(Verdict.REPLAY, halted)
 
 
 @case("first_failure_wins")
 def first_failure_wins(store: StateStore) -> None:
     a, b = fan_out(store, "ex", 2)
-    assert store.advance("ex", a, [], None, Failure("failed", "http 500", ctx("a")), T1) == OPEN
+    first = store.advance("ex", a, [], None, Failure("failed", "http 500", ctx("a")), T1)
+    assert first == Transition(True, "failed", "http 500", T0, [ctx("a")])
     late = Failure("halted", "too late", ctx("b"))
-    closing = store.advance("ex", b, [], None, late, T1)
-    assert closing == Transition(True, "failed", "http 500", T0, [ctx("a")])
+    assert store.advance("ex", b, [], None, late, T1) == OPEN
+    assert store.settle("ex", b, [], None, late, T1, 100) == Settlement(Verdict.CANCELLED, OPEN)
 
 
 @case("failure_of_only_branch_closes")

@@ -46,31 +46,37 @@ class RecordingStore(MemoryStore):
         return claimed
 
 
-def test_merge_fails_on_time() -> None:
+def test_merge_fails_on_time_and_the_halt_cancels_the_parked_wait() -> None:
     """The merge fails when its own timer fires, `timeout` after the first arrival, not when the
-    wait ends; the halted completion still waits for the parked wait branch (a halt drains live
-    branches)."""
+    wait ends; the halt completes the execution at once and cancels the wait's timer, so the
+    runner never sleeps towards it and the wait's branch never runs."""
     seen: list[tuple[float, NodeStatusMessage]] = []
     events: list[tuple[str, str]] = []
+    slept: list[float] = []
 
     def on_status(status: NodeStatusMessage) -> None:
         seen.append((time.monotonic() - began, status))
         events.append((status.node_name, status.status))
 
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    store = RecordingStore(events)
     began = time.monotonic()
-    done = LocalRunner(Executor(RecordingStore(events)), on_status).run(
-        start(behind_a_wait(1.5), "trigger")
+    done = LocalRunner(Executor(store), on_status, sleep=sleep).run(
+        start(behind_a_wait(3600), "trigger")
     )
     [(at, failed)] = [(t, s) for t, s in seen if s.node_name == "Merge" and s.status == "failed"]
     assert at >= 0.2  # not before its timeout
-    # In time: between the merge's timer and the wait's (ordered, not timed, so a loaded
-    # machine that fires both timers late still passes).
-    merge_timer = ("timer", timer_of("ex-1", "merge", "").timer_id)
-    [first, second] = [e for e in events if e[0] == "timer"]
-    assert first == merge_timer
-    assert events.index(first) < events.index(("Merge", "failed")) < events.index(second)
+    # only the merge's timer fired; the hour-long wait was cancelled, never slept towards
+    assert [e for e in events if e[0] == "timer"] == [
+        ("timer", timer_of("ex-1", "merge", "").timer_id)
+    ]
+    assert all(s < 60 for s in slept) and store.next_due() is None
     assert msgspec.json.decode(encode(failed))["error"]["message"] == TIMED_OUT.split(": ", 1)[1]
     assert done is not None and (done.status, done.failure_reason) == ("halted", TIMED_OUT)
+    assert [s.status for _, s in seen if s.node_name == "Pause"] == ["running", "waiting"]
     assert not [s for _, s in seen if s.node_name == "END"]
 
 
@@ -101,12 +107,21 @@ def test_redelivered_first_arrival_arms_one_timer_and_fires_once() -> None:
     timers = store.claim_due(later, 10, 60_000)  # the pause's timer is due in 60 s
     assert [t.timer_id for t in timers] == [timer_of("ex-1", "merge", "").timer_id]
     fired = step(executor, decode_execution(timers[0].payload), run, resumed=True)
-    assert run.trail[-1] == ("Merge", "failed") and fired.completion is None
-    # a redelivered fire replays the same decision: no message, no second completion
-    again = step(executor, decode_execution(timers[0].payload), run, resumed=True)
-    assert (again.report.verdict, again.messages, again.completion) == (Verdict.REPLAY, [], None)
     assert run.trail[-1] == ("Merge", "failed")
-    fire_timers(executor, run, later + 60_000)  # the wait resumes: its branch is cancelled
+    # the halt closes the execution at once and cancels the pause's timer
+    assert fired.completion is not None and fired.completion.status == "halted"
+    assert store.next_due() is None
+    # a redelivered fire replays the same decision: no message, the same completion (its
+    # first attempt's commit may have been lost)
+    lost = Run()  # the redelivery's run: what it publishes replaces what the lost commit held
+    again = step(executor, decode_execution(timers[0].payload), lost, resumed=True)
+    assert (again.report.verdict, again.messages) == (Verdict.REPLAY, [])
+    assert again.completion is not None
+    same = ("status", "failure_reason", "final_context")
+    assert [getattr(again.completion, k) for k in same] == [
+        getattr(fired.completion, k) for k in same]  # fmt: skip
+    assert lost.trail == [("Merge", "failed")]
+    assert fire_timers(executor, run, later + 60_000) == []  # nothing left to fire
     assert (run.completion.status, run.completion.failure_reason) == ("halted", TIMED_OUT)
 
 
