@@ -406,7 +406,7 @@ def _transition(reply: list[Any]) -> Transition:
     status, reason, started = reply[1:4]
     timers: list[str] = []
     if closing == 2:
-        timers = [t for t in reply[4].decode().split("\n") if t]
+        timers = sorted(t for t in reply[4].decode().split("\n") if t)  # SMEMBERS: any order
         reply = reply[1:]
     contexts = [bytes(c) for c in reply[4:]]
     return Transition(
