@@ -7,6 +7,7 @@ keys of one slot):
 
     {prefix}exec:{<id>}:branches:live      set   live branch tokens
     {prefix}exec:{<id>}:branches:done      hash  token -> msgpack of the recorded transition
+                                                 ({0} for a token retired before it was live)
     {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
     {prefix}exec:{<id>}:branches:failctx   str   context of the first failing branch
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
