@@ -13,9 +13,10 @@ children, the transition that may close the execution). Cheapest mode first:
   among the step's statuses until the verdict lets it stand. A token that turns out stale or
   cancelled only cost that run. At `max_steps` nothing is recorded and `close` says so (no
   transition): the step then fails at the limit, closed the admitted way.
-* `Admitted`: `admit`, run, `advance`: flow-control nodes (they read and write barriers and
-  timers while they run), blocking nodes (their `running` is committed before they start, so
-  the verdict must come first), resumed waits, ghosts, replayed dead letters and bad input.
+* `Admitted`: `admit`, run, `advance`: flow-control nodes that read and write barriers and
+  timers while they run (aggregator, merge, wait; a split only routes, so it is settled),
+  blocking nodes (their `running` is committed before they start, so the verdict must come
+  first), resumed waits, ghosts, replayed dead letters and bad input.
 
 Single-branch executions in detail. When the graph proves that an execution can never have two
 live branches, the protocol has nothing to do:
@@ -57,7 +58,7 @@ from runeworker.engine.messages import (
     NodeExecutionMessage,
     NodeStatusMessage,
 )
-from runeworker.engine.paths import FLOW_TYPES
+from runeworker.engine.paths import FLOW_TYPES, SPLIT
 from runeworker.engine.registry import TRIGGER_TYPES, NodeSpec
 from runeworker.engine.state import Admission, Failure, StateStore, Transition, Verdict
 from runeworker.engine.workflow import Node, Workflow
@@ -242,6 +243,7 @@ def choose(
     ghost = msg.ghost is True
     if single and not (resumed or replayed or ghost):
         return SingleBranch
-    if resumed or ghost or node.type in FLOW_TYPES or node.trigger or node.type in TRIGGER_TYPES:
+    stateful = node.type in FLOW_TYPES and node.type != SPLIT  # a split only routes
+    if resumed or ghost or stateful or node.trigger or node.type in TRIGGER_TYPES:
         return Admitted
     return Settled if spec is not None and not spec.blocking else Admitted
