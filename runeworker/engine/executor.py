@@ -303,6 +303,9 @@ class Turn:
         self.verdict = self.report.verdict = Verdict.CANCELLED
         self.report.outcome = "skipped"
         self.outbox.statuses.clear()
+        node, ex = self.node, self.msg.execution_id
+        log.info("node %s (%s) of execution %s: the execution halted while it ran; dropped",
+                 node.id, node.type, ex)  # fmt: skip
         self._close(Ending(absorbed=True))
 
     def _reject(self, reason: str) -> Outbox:
