@@ -180,6 +180,8 @@ class Turn:
             if self.resolver.has_secrets():  # a response may echo a secret: not into the context
                 output = self.resolver.mask(output)
             done = flow.on_success(self.flow, spec, output)
+            if isinstance(done, Outcome) and done.ending.cancelled:
+                return self._cancelled()
             if isinstance(done, Outcome):
                 self.outbox.statuses.append(outcome_status(self.status, done, self._ms()))
                 self.report.outcome = "success"
@@ -293,6 +295,18 @@ class Turn:
         node, ex = self.node, self.msg.execution_id
         log.warning("node %s (%s) of execution %s failed: %s", node.id, node.type, ex, error)
         self._close(ending)
+
+    def _cancelled(self) -> None:
+        """The execution halted while the node ran (`flow.Ending.cancelled`): the step ends
+        as if its token had been admitted after the halt. Its held `running` status goes with
+        the rest (`Ledger.running`); the token is retired, which may close the execution."""
+        self.verdict = self.report.verdict = Verdict.CANCELLED
+        self.report.outcome = "skipped"
+        self.outbox.statuses.clear()
+        node, ex = self.node, self.msg.execution_id
+        log.info("node %s (%s) of execution %s: the execution halted while it ran; dropped",
+                 node.id, node.type, ex)  # fmt: skip
+        self._close(Ending(absorbed=True))
 
     def _reject(self, reason: str) -> Outbox:
         """The message cannot run: a failed status and the execution's `failed` completion.
