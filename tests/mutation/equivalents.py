@@ -23,6 +23,7 @@ _S = "runeworker.engine.state."
 _B = "runeworker.engine.barriers."
 _C = "runeworker.nodes.conditional."
 _W = "runeworker.nodes.switch."
+_L = "runeworker.engine.ledger."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -168,5 +169,32 @@ EQUIVALENT: dict[str, Equivalent] = {
     _W + "x__operands__mutmut_13": Equivalent(
         "text = value if (isinstance(value, str)) and False else render(value)",
         "render() returns a string unchanged",
+    ),
+    # -- runeworker/engine/ledger.py ----------------------------------------------------------
+    _L + "xǁSettledǁadmit__mutmut_1": Equivalent(
+        "return Admission(None, 0)",
+        "Turn.take (engine/executor.py) reads this verdict only as 'STALE or CANCELLED?' (None "
+        "is neither, as RUN), and Turn._close only as 'CANCELLED?'; flow.py reads a step's "
+        "verdict only for merge and wait, which never take this mode (ledger.choose: flow "
+        "types are admitted); every settled step reaches Turn._close, which replaces the "
+        "verdict and report.verdict by the one settle() returns (never None)",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_3": Equivalent(
+        "Transition(closed=None)",
+        "Transition.closed is read only for its truth (`if tr.closed:` in Turn._close, "
+        "engine/executor.py, the one reader): None and False agree",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_22": Equivalent(
+        "Transition(True, COMPLETED, None, started",
+        "the failure reason of a transition goes only into outbox.completion(), through "
+        "opt(), which makes both '' and None UNSET (key omitted)",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_33": Equivalent(
+        "[leaf] if (leaf is not None) or True else []",
+        "unreachable with leaf None: without children and failure, Turn._close passes no leaf "
+        "only for a CANCELLED verdict (SingleBranch.admit always says RUN) or an ending that "
+        "parks or is absorbed (waits, barriers, splits without items, ghosts, resumed merges), "
+        "and ledger.choose never gives such steps this mode (no flow types, no ghosts, no "
+        "resumed messages)",
     ),
 }

@@ -50,6 +50,11 @@ def msg(defn: bytes, current: str, **keys: Any) -> NodeExecutionMessage:
 
 
 CHAIN = definition([TRIGGER, n("a"), n("b", "plan.slow")], [("t", "a"), ("a", "b")])
+# a trigger by its flag alone, on a registered type, at the head of parallel branches
+TRIGGERED = definition(
+    [{**n("t"), "trigger": True}, n("a"), n("b"), n("m", "merge")],
+    [("t", "a"), ("t", "b"), ("a", "m"), ("b", "m")],
+)
 FAN = definition(
     [n("a"), n("b"), n("c", "plan.slow"), n("m", "merge")],
     [("a", "b"), ("a", "c"), ("b", "m"), ("c", "m")],
@@ -68,15 +73,19 @@ FAN = definition(
         (FAN, "m", {}, Admitted, False),  # flow control
         (FAN, "b", {"ghost": True}, Admitted, False),
         (FAN, "m", {"resumed": True}, Admitted, False),  # a merge's timer fired
+        (TRIGGERED, "t", {}, Admitted, False),  # a trigger, whatever its type
+        (TRIGGERED, "a", {}, Settled, False),
     ],
 )
 def test_the_plan_chooses_the_ledger_once(
     defn: bytes, current: str, keys: dict[str, Any], mode: type, blocking: bool
 ) -> None:
     executor = Executor(MemoryStore())
-    ghost = keys.pop("ghost", None)
-    message = msg(defn, current, ghost=ghost) if ghost else msg(defn, current)
-    plan = executor.plan(message, **keys)
+    # the parameters are shared by every run of the test in a process (mutmut runs it again):
+    # read them, never pop them
+    flags = {k: v for k, v in keys.items() if k != "ghost"}
+    message = msg(defn, current, ghost=True) if keys.get("ghost") else msg(defn, current)
+    plan = executor.plan(message, **flags)
     assert (plan.ledger, plan.blocking, plan.error) == (mode, blocking, "")
     assert plan.node.id == current and plan.workflow is not None
     assert plan.token == "root"
