@@ -13,10 +13,12 @@ import pytest
 from runeworker.child.stepper import Stepper
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Admitted, Settled, SingleBranch
-from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage
+from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, encode
 from runeworker.engine.plan import Definitions
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore
+from runeworker.engine.validation import structural_problems
+from runeworker.engine.workflow import parse_definition
 
 TRIGGER = {"id": "t", "name": "T", "type": "ManualTrigger", "trigger": True}
 RAN_IN: list[str] = []
@@ -97,6 +99,7 @@ def test_the_plan_chooses_the_ledger_once(
         (b'{"nodes": [', "a", False, "workflow_definition: ", "a"),
         (definition([n("a")], [("a", "ghost")]), "a", False, "invalid workflow: ", "A"),
         (definition([n("a")], []), "zz", False, "current_node zz not found", "zz"),
+        (definition([n("a")], []), "", False, "current_node  not found", "unknown"),
         (CHAIN, "a", True, "resume message names node a, which is not a wait node", "A"),
     ],
 )
@@ -107,13 +110,45 @@ def test_a_message_that_cannot_run_is_planned_with_its_error(
     message = msg(defn, current)
     plan = executor.plan(message, resumed=resumed)
     assert plan.error.startswith(error)
-    assert (plan.ledger, plan.blocking, plan.workflow) == (Admitted, False, None)
+    assert (plan.ledger, plan.blocking, plan.spec) == (Admitted, False, None)
+    assert (plan.workflow is None) == defn.startswith(b'{"nodes": [')  # parsed when it parses
     assert plan.node.label == named  # named when the definition names it, else by id
     outbox = executor.run(plan)
     assert [(s.node_name, s.status) for s in outbox.statuses] == [(named, "failed")]
     assert outbox.dead_letter == plan.error
     assert outbox.completion is not None and outbox.completion.status == "failed"
     assert (outbox.report.outcome, outbox.report.error) == ("failed", plan.error)
+
+
+def test_a_refused_graph_is_failed_with_every_problem_validation_finds() -> None:
+    defn = definition([n("a"), n("b")], [("a", "ghost"), ("b", "phantom")])
+    problems = [str(p) for p in structural_problems(parse_definition(defn))]
+    assert len(problems) == 2
+    outbox = Executor(MemoryStore()).step(msg(defn, "b"))
+    assert outbox.completion is not None
+    assert outbox.completion.failure_reason == "invalid workflow: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("defn", "current", "named"),
+    [
+        (FAN, "c", "C"),  # a blocking node: its plan would run it in the node thread
+        (definition([n("a")], [("a", "ghost")]), "a", "A"),  # a refused graph: running, failed
+    ],
+)
+def test_a_message_failed_as_bad_input_never_runs(defn: bytes, current: str, named: str) -> None:
+    """`Plan.failing` (Executor.fail: poison, too large): whatever the message's own plan
+    was, the failing plan runs inline, the admitted way, with the reason as its error, and
+    publishes one `failed` status (no `running`: this is no refused graph)."""
+    executor = Executor(MemoryStore())
+    failing = executor.plan(msg(defn, current)).failing("poison")
+    assert (failing.ledger, failing.blocking, failing.spec) == (Admitted, False, None)
+    assert (failing.error, failing.refused) == ("poison", False)
+    running: list[NodeStatusMessage] = []
+    outbox = executor.run(failing, lambda status, _blocking: running.append(status))
+    assert running == []
+    assert [(s.node_name, s.status) for s in outbox.statuses] == [(named, "failed")]
+    assert outbox.completion is not None and outbox.completion.failure_reason == "poison"
 
 
 def test_an_unknown_node_type_is_dead_lettered() -> None:
@@ -127,8 +162,12 @@ def test_each_definition_is_parsed_once_by_its_bytes() -> None:
     definitions = Definitions({}, max_steps=100, size=2)
     first = definitions.get(msgspec.Raw(bytes(CHAIN)))
     assert definitions.get(msgspec.Raw(bytes(bytearray(CHAIN)))) is first  # other bytes object
+    assert first.error == ""
     broken = definitions.get(b'{"nodes": [')
     assert definitions.get(b'{"nodes": [') is broken and broken.workflow is None
+    assert broken.error and broken.single_branch is False  # never planned single-branch
+    refused = Definitions({}, max_steps=100).get(definition([n("a")], [("a", "ghost")]))
+    assert refused.workflow is not None and refused.error and refused.single_branch is False
     assert definitions.get(CHAIN) is first  # used last: kept
     definitions.get(FAN)  # a third definition drops the least recently used one (broken)
     assert definitions.get(CHAIN) is first
@@ -153,3 +192,34 @@ def test_the_stepper_runs_a_blocking_plan_in_its_node_thread() -> None:
     assert RAN_IN[1] != threading.current_thread().name and RAN_IN[1].startswith("node")
     assert published == [("A", False), ("B", True)]  # `running` of b: committed at once
     assert [s.status for s in quick.statuses + slow.statuses] == ["success", "success"]
+
+
+SECRET = "hunter2-s3cret"
+BASIC = {"type": "basic_auth", "values": {"username": "alice", "password": SECRET}}
+LOCKED = {**n("a"), "credentials": BASIC}
+
+
+@pytest.mark.parametrize(
+    ("defn", "reason"),
+    [
+        (definition([LOCKED, n("b")], [("a", "b")]), "poison"),  # Executor.fail
+        (definition([LOCKED, n("b")], [("a", "b"), ("b", "ghost")]), ""),  # a refused graph
+        (definition([LOCKED, n("b")], [("a", "b")]), ""),  # resumed at a node that is no wait
+    ],
+)
+def test_a_step_that_cannot_run_masks_the_credentials_in_its_completion(
+    defn: bytes, reason: str
+) -> None:
+    """Every completion masks the workflow's credential values in its final context, also
+    the completion of a message that cannot run, whenever its definition can be read."""
+    message = NodeExecutionMessage(
+        "wf-1", "ex-1", "b", msgspec.Raw(defn), accumulated_context={"$echo": {"pw": SECRET}}
+    )
+    executor = Executor(MemoryStore())
+    if reason:
+        outbox = executor.fail(message, reason)
+    else:
+        outbox = executor.run(executor.plan(message, resumed=b"ghost" not in defn))
+    assert outbox.completion is not None and outbox.completion.status == "failed"
+    assert outbox.completion.final_context == {"$echo": {"pw": "***"}}
+    assert SECRET.encode() not in b"".join(encode(s) for s in outbox.statuses)
