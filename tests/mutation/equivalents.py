@@ -24,6 +24,7 @@ _B = "runeworker.engine.barriers."
 _C = "runeworker.nodes.conditional."
 _W = "runeworker.nodes.switch."
 _L = "runeworker.engine.ledger."
+_P = "runeworker.engine.plan."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -196,5 +197,43 @@ EQUIVALENT: dict[str, Equivalent] = {
         "parks or is absorbed (waits, barriers, splits without items, ghosts, resumed merges), "
         "and ledger.choose never gives such steps this mode (no flow types, no ghosts, no "
         "resumed messages)",
+    ),
+    # -- runeworker/engine/plan.py ------------------------------------------------------------
+    _P + "xǁDefinitionsǁ__init____mutmut_1": Equivalent(
+        "size: int = 129",
+        "the default size bounds memory and parse work only: a definition dropped from the "
+        "cache is parsed again from the same bytes into an equal Definition, so every plan is "
+        "the same for any size (eviction itself is tested with size=2)",
+    ),
+    _P + "xǁDefinitionsǁget__mutmut_10": Equivalent(
+        "self._cache.popitem(last=None)",
+        "OrderedDict.popitem reads `last` for its truth: None drops the oldest entry, as False",
+    ),
+    _P + "xǁPlanǁmake__mutmut_1": Equivalent(
+        "resumed: bool = True,",
+        "the default is never used: the one caller, Executor.plan, passes resumed and "
+        "replayed by keyword on every call",
+    ),
+    _P + "xǁPlanǁmake__mutmut_2": Equivalent("replayed: bool = True,", "as xǁPlanǁmake__mutmut_1"),
+    _P + "xǁPlanǁmake__mutmut_5": Equivalent(
+        "root_token(None)",
+        "root_token() ignores its argument: the token of every master message is 'root' "
+        "(engine/state.py)",
+    ),
+    _P + "xǁPlanǁmake__mutmut_24": Equivalent(
+        "if error or wf is None and node is None:",
+        "when wf or node is None, `error` is already non-empty: node is None whenever wf is, "
+        "and a None node sets the 'not found' error two lines above",
+    ),
+    _P + "xǁPlanǁmake__mutmut_49": Equivalent(
+        "Admitted, False, None, error, refused)",
+        "a plan with an error is rejected by Turn.take (engine/executor.py) before "
+        "plan.resumed is read; Plan.failing keeps the error",
+    ),
+    _P + "xǁPlanǁmake__mutmut_70": Equivalent(
+        "resumed=None, replayed=replayed",
+        "a resumed plan without error is of a wait or merge node (Plan.make sets an error "
+        "otherwise): flow types make a definition not single-branch and are admitted by "
+        "ledger.choose whatever `resumed` says",
     ),
 }

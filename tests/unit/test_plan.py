@@ -151,6 +151,19 @@ def test_a_message_failed_as_bad_input_never_runs(defn: bytes, current: str, nam
     assert outbox.completion is not None and outbox.completion.failure_reason == "poison"
 
 
+def test_a_message_that_cannot_run_fails_an_execution_already_under_way() -> None:
+    """The failure is recorded against the message's own branch token: a later message of
+    a running execution that names no node of its definition fails the execution."""
+    executor = Executor(MemoryStore())
+    first = executor.step(msg(FAN, "a"))
+    assert first.completion is None and len(first.messages) == 2
+    lost = msgspec.structs.replace(first.messages[0], current_node="zz")
+    outboxes = [executor.step(m) for m in (lost, first.messages[1])]
+    done = [o.completion for o in outboxes if o.completion is not None]
+    assert len(done) == 1 and done[0].status == "failed"
+    assert done[0].failure_reason == "current_node zz not found in workflow definition"
+
+
 def test_an_unknown_node_type_is_dead_lettered() -> None:
     outbox = Executor(MemoryStore()).step(msg(definition([n("a", "nope")], []), "a"))
     assert outbox.dead_letter == "failed to create node of type nope"
