@@ -55,6 +55,7 @@ _STEP_TESTS = (
     "tests/unit/test_plan.py",
     "tests/unit/test_executor.py",
     "tests/unit/test_ledger.py",
+    "tests/unit/test_turn.py",
     "tests/unit/test_flow_joins.py",
     "tests/unit/test_flow_merge.py",
     "tests/unit/test_flow_merge_timeout.py",

@@ -72,6 +72,7 @@ def test_resume_succeeds_and_routes_on() -> None:
     assert isinstance(waiting, dict)
     [resumed] = fire_timers(executor, run, waiting["resume_at"])
     success = resumed.statuses[0]
+    assert resumed.report.outcome == "success"
     assert (success.status, success.output, success.duration_ms) == ("success", waiting, 0)
     assert success.parameters == {"amount": 2, "unit": "minutes"}
     assert (success.all_used_input_keys, success.total_items) == (msgspec.UNSET, 2)
@@ -206,7 +207,10 @@ def test_waits_inside_split_branches_come_back_to_the_aggregator() -> None:
     due = {s.item_index: s.output["resume_at"] for s in statuses if s.status == "waiting"}
     assert sorted(resumed) == sorted(due) == [0, 1, 2]
     assert [due[i] for i in resumed] == sorted(due.values())
-    assert done.final_context["$Agg"] == {
-        "aggregated": [{"value": 0.03}, {"value": 0.01}, {"value": 0.02}],
-        "_aggregator_processed_count": 3,
+    assert done.final_context == {  # nothing of the branches but what they aggregated
+        "$SPLIT": {"_split_items": [0.03, 0.01, 0.02]},
+        "$Agg": {
+            "aggregated": [{"value": 0.03}, {"value": 0.01}, {"value": 0.02}],
+            "_aggregator_processed_count": 3,
+        },
     }
