@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from flowkit import TRIGGER, Run, definition, drive, n, start, step
 
+from runeworker.config import WorkerConfig
 from runeworker.engine import depth
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, StackFrame, encode
@@ -111,12 +112,36 @@ def test_the_report_names_the_outcome_and_the_error(
     assert outbox.report.node_type == nodes[0]["type"]
 
 
-def test_the_report_of_a_message_that_cannot_run_names_no_node_type() -> None:
-    _, outbox = single(definition([n("a")]), "zz")
+@pytest.mark.parametrize(
+    ("defn", "current", "error"),
+    [
+        (definition([n("a")]), "zz", "current_node zz not found in workflow definition"),
+        (definition([n("a")], [("e0", "a", "ghost")]), "a", "invalid workflow: "),  # refused
+    ],
+)
+def test_the_report_of_a_message_that_cannot_run_names_no_node_type(
+    defn: bytes, current: str, error: str
+) -> None:
+    _, outbox = single(defn, current)
     report = outbox.report
     assert (report.node_type, report.outcome) == ("", "failed")
-    assert report.error == "current_node zz not found in workflow definition"
-    assert [s.duration_ms for s in outbox.statuses] == [0]
+    assert report.error.startswith(error)
+    assert [s.duration_ms for s in outbox.statuses if s.status == "failed"] == [0]
+
+
+def test_a_flow_control_error_is_published_with_the_default_code() -> None:
+    """An aggregator outside any split fails (the flow's own check, engine/flow.py) with the
+    code every node error has unless it names one, and no details."""
+    _, outbox = single(definition([n("a", "aggregator")]))
+    error = msgspec.json.decode(encode(outbox.statuses[-1]))["error"]
+    assert error["code"] == "NODE_EXECUTION_FAILED" and "details" not in error
+    assert error["message"].startswith("aggregator node A must be executed within a split")
+
+
+def test_the_default_step_limit_is_the_configurations() -> None:
+    """`runeworker run` and the worker pass the configured limit; an executor built without
+    one (the embedded runner's default, benchmarks) has the configuration's default."""
+    assert Executor(MemoryStore()).max_steps == WorkerConfig().max_steps
 
 
 def test_a_skipped_step_reports_skipped() -> None:
@@ -167,7 +192,7 @@ def test_durations_are_those_of_the_step() -> None:
 
 
 def test_a_node_is_given_its_execution_its_inputs_and_the_workers_services() -> None:
-    settings, meter = NodeSettings(), object()
+    settings, meter = NodeSettings(http_default_timeout=7.0), object()
     store = MemoryStore()
     executor = Executor(store, settings=settings, meter=meter)  # type: ignore[arg-type]
     defn = definition([n("a"), n("b", "turn.sees", got="$x")], [("e0", "a", "b")])
@@ -179,7 +204,7 @@ def test_a_node_is_given_its_execution_its_inputs_and_the_workers_services() -> 
         {"workflow_id": "wf-1", "execution_id": "ex-1", "from_node": "a", "items": [1],
          "keys": ["$A", "$x"], "nodes": ["a", "b"], "params": {"got": 1}}]  # fmt: skip
     [ctx] = SEEN
-    assert (ctx.state, ctx.settings, ctx.meter) == (store, settings, meter)
+    assert (ctx.state, ctx.meter) == (store, meter) and ctx.settings is settings
     first = drive(start(definition([n("a", "turn.sees")]), "a"), executor=executor)
     assert first.outputs("A")[0]["from_node"] == ""  # a master message comes from no node
 
@@ -227,12 +252,13 @@ def test_a_node_error_keeps_its_code_and_details() -> None:
 
 def test_a_node_that_breaks_fails_with_what_broke(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="runeworker.executor")
-    _, outbox = single(definition([n("a", "turn.bug")]))
+    _, outbox = single(definition([n("node-7", "turn.bug")]), "node-7")
     assert outbox.statuses[0].error.message == "ValueError: boom"  # type: ignore[union-attr]
     raised, failed = caplog.records  # the traceback, then the failure
-    assert raised.exc_info is not None and "a" in raised.getMessage()
-    assert "turn.bug" in raised.getMessage()
-    for part in ("a", "turn.bug", "ex-1", "ValueError: boom"):
+    assert raised.exc_info is not None
+    for part in ("node-7", "turn.bug"):
+        assert part in raised.getMessage()
+    for part in ("node-7", "turn.bug", "ex-1", "ValueError: boom"):
         assert part in failed.getMessage()
 
 
