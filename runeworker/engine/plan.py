@@ -74,13 +74,14 @@ class Definitions:
 class Plan:
     """One step, decided before anything runs (read-only by convention: not frozen, because a
     frozen dataclass costs a microsecond more per step to build). `error` non-empty: the message
-    cannot run; the step fails the execution (then `workflow` is None and `node` is current_node
-    as far as it can be known, by id alone when the definition does not name it)."""
+    cannot run; the step fails the execution (then `node` is current_node as far as it can be
+    known, by id alone when the definition does not name it, and `workflow` the definition
+    as far as it parses: the completion masks its credentials as every completion does)."""
 
     msg: NodeExecutionMessage
     token: str  # the message's branch token (the root token of a master message)
     node: Node
-    workflow: Workflow | None
+    workflow: Workflow | None  # None only with an error: the definition does not parse
     spec: NodeSpec | None  # None when nothing registered the node's type
     ledger: type[Ledger]
     blocking: bool  # run the node where the caller can keep its connection alive
@@ -110,10 +111,10 @@ class Plan:
         if not error and resumed and node is not None and node.type not in (WAIT, MERGE):
             error = f"resume message names node {node.id}, which is not a wait node"
         if error or wf is None or node is None:
-            named = wf.by_id.get(msg.current_node or "unknown") if wf is not None else None
+            named = wf.by_id.get(msg.current_node) if wf is not None else None
             refused = bool(definition.error) and named is not None
             named = named or Node(id=msg.current_node or "unknown")
-            return cls(msg, token, named, None, None, Admitted, False, resumed, error, refused)
+            return cls(msg, token, named, wf, None, Admitted, False, resumed, error, refused)
         spec = specs.get(node.type)
         mode = ledger.choose(
             msg, node, spec, single=definition.single_branch, resumed=resumed, replayed=replayed
@@ -124,8 +125,7 @@ class Plan:
 
     def failing(self, reason: str) -> Plan:
         """This message failed as bad input for `reason` (poison, too large, ...): the step
-        fails its execution through the token protocol."""
+        fails its execution through the token protocol, without running its node."""
         return dataclasses.replace(
-            self, workflow=None, spec=None, ledger=Admitted, blocking=False, error=reason,
-            refused=False,
-        )  # fmt: skip
+            self, spec=None, ledger=Admitted, blocking=False, error=reason, refused=False
+        )

@@ -23,6 +23,9 @@ _S = "runeworker.engine.state."
 _B = "runeworker.engine.barriers."
 _C = "runeworker.nodes.conditional."
 _W = "runeworker.nodes.switch."
+_L = "runeworker.engine.ledger."
+_P = "runeworker.engine.plan."
+_E = "runeworker.engine.executor."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -168,5 +171,139 @@ EQUIVALENT: dict[str, Equivalent] = {
     _W + "x__operands__mutmut_13": Equivalent(
         "text = value if (isinstance(value, str)) and False else render(value)",
         "render() returns a string unchanged",
+    ),
+    # -- runeworker/engine/ledger.py ----------------------------------------------------------
+    _L + "xǁSettledǁadmit__mutmut_1": Equivalent(
+        "return Admission(None, 0)",
+        "Turn.take (engine/executor.py) reads this verdict only as 'STALE or CANCELLED?' (None "
+        "is neither, as RUN), and Turn._close only as 'CANCELLED?'; flow.py reads a step's "
+        "verdict only for merge and wait, which never take this mode (ledger.choose: flow "
+        "types are admitted); every settled step reaches Turn._close, which replaces the "
+        "verdict and report.verdict by the one settle() returns (never None)",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_3": Equivalent(
+        "Transition(closed=None)",
+        "Transition.closed is read only for its truth (`if tr.closed:` in Turn._close, "
+        "engine/executor.py, the one reader): None and False agree",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_22": Equivalent(
+        "Transition(True, COMPLETED, None, started",
+        "the failure reason of a transition goes only into outbox.completion(), through "
+        "opt(), which makes both '' and None UNSET (key omitted)",
+    ),
+    _L + "xǁSingleBranchǁclose__mutmut_33": Equivalent(
+        "[leaf] if (leaf is not None) or True else []",
+        "unreachable with leaf None: without children and failure, Turn._close passes no leaf "
+        "only for a CANCELLED verdict (SingleBranch.admit always says RUN) or an ending that "
+        "parks or is absorbed (waits, barriers, splits without items, ghosts, resumed merges), "
+        "and ledger.choose never gives such steps this mode (no flow types, no ghosts, no "
+        "resumed messages)",
+    ),
+    # -- runeworker/engine/plan.py ------------------------------------------------------------
+    _P + "xǁDefinitionsǁ__init____mutmut_1": Equivalent(
+        "size: int = 129",
+        "the default size bounds memory and parse work only: a definition dropped from the "
+        "cache is parsed again from the same bytes into an equal Definition, so every plan is "
+        "the same for any size (eviction itself is tested with size=2)",
+    ),
+    _P + "xǁDefinitionsǁget__mutmut_10": Equivalent(
+        "self._cache.popitem(last=None)",
+        "OrderedDict.popitem reads `last` for its truth: None drops the oldest entry, as False",
+    ),
+    _P + "xǁPlanǁmake__mutmut_1": Equivalent(
+        "resumed: bool = True,",
+        "the default is never used: the one caller, Executor.plan, passes resumed and "
+        "replayed by keyword on every call",
+    ),
+    _P + "xǁPlanǁmake__mutmut_2": Equivalent("replayed: bool = True,", "as xǁPlanǁmake__mutmut_1"),
+    _P + "xǁPlanǁmake__mutmut_5": Equivalent(
+        "root_token(None)",
+        "root_token() ignores its argument: the token of every master message is 'root' "
+        "(engine/state.py)",
+    ),
+    _P + "xǁPlanǁmake__mutmut_24": Equivalent(
+        "if error or wf is None and node is None:",
+        "when wf or node is None, `error` is already non-empty: node is None whenever wf is, "
+        "and a None node sets the 'not found' error two lines above",
+    ),
+    _P + "xǁPlanǁmake__mutmut_49": Equivalent(
+        "Admitted, False, None, error, refused)",
+        "a plan with an error is rejected by Turn.take (engine/executor.py) before "
+        "plan.resumed is read; Plan.failing keeps the error",
+    ),
+    _P + "xǁPlanǁmake__mutmut_70": Equivalent(
+        "resumed=None, replayed=replayed",
+        "a resumed plan without error is of a wait or merge node (Plan.make sets an error "
+        "otherwise): flow types make a definition not single-branch and are admitted by "
+        "ledger.choose whatever `resumed` says",
+    ),
+    # -- runeworker/engine/executor.py --------------------------------------------------------
+    _E + "xǁTurnǁ__init____mutmut_31": Equivalent(
+        "self.verdict = None",
+        "Turn.take sets the verdict from the admission before anything reads it; a plan with "
+        "an error goes to _reject, whose _close reads it only as 'CANCELLED?' (None is not, "
+        "as RUN); report.verdict has its own default",
+    ),
+    _E + "xǁTurnǁ_close__mutmut_4": Equivalent(
+        "emits = ending.emits if (failure is None) or True else []",
+        "every Ending with a failure has no emits: flow.on_error's halt, _at_step_limit, "
+        "_unknown_type and _reject build Ending(failure=...) alone (grep 'Ending(' in "
+        "engine/flow.py and engine/executor.py)",
+    ),
+    _E + "xǁTurnǁ_close__mutmut_22": Equivalent(
+        'leaf = ""',
+        "the store keeps a leaf given with children, a park or a failure, but "
+        "outbox.completion() skips a context that does not decode as a JSON object, as '' "
+        "does; a failing transition reports the failure's context only",
+    ),
+    _E + "xǁTurnǁ_close__mutmut_48": Equivalent(
+        "self.outbox.messages = [",
+        "outbox.messages is empty when _close gets here: this is the only line that fills it, "
+        "and a step reaches it once (a step retaken at the limit returned before it)",
+    ),
+    _E + "xǁTurnǁ_close__mutmut_58": Equivalent(
+        "zip(children, emits, strict=None)", "zip reads strict for its truth: None is False"
+    ),
+    _E + "xǁTurnǁ_close__mutmut_61": Equivalent(
+        "zip(children, emits, )", "strict=False is zip's default"
+    ),
+    _E + "xǁTurnǁ_execute__mutmut_47": Equivalent(
+        "error = NodeError(self.resolver.mask(str(done)), done.code, None)",
+        "flow.on_success returns only the NodeErrors of flow.py's own checks (split, "
+        "aggregator, merge, wait), none of which has details: done.details is None",
+    ),
+    _E + "xǁTurnǁ_execute__mutmut_50": Equivalent(
+        "error = NodeError(self.resolver.mask(str(done)), done.code, )",
+        "as xǁTurnǁ_execute__mutmut_47 (None is the default of details)",
+    ),
+    _E + "xǁTurnǁ_merge_timer__mutmut_28": Equivalent(
+        "return self._close(Ending(absorbed=None))",
+        "not absorbed, this Ending would be a leaf of its default context {}: "
+        "encode({}) joins the final context as an empty object, which adds no key",
+    ),
+    _E + "xǁTurnǁ_merge_timer__mutmut_29": Equivalent(
+        "return self._close(Ending(absorbed=False))", "as xǁTurnǁ_merge_timer__mutmut_28"
+    ),
+    _E + "xǁTurnǁtake__mutmut_17": Equivalent(
+        "self._close(Ending(absorbed=None))",
+        "as xǁTurnǁ_merge_timer__mutmut_28 (for a CANCELLED verdict _close passes no leaf at all)",
+    ),
+    _E + "xǁTurnǁtake__mutmut_18": Equivalent(
+        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_17"
+    ),
+    _E + "xǁTurnǁ_resume__mutmut_7": Equivalent(
+        "self.resolver.resolve_params(self.node.params, )",
+        "_resume runs for wait nodes only (Plan.make: a resume names a wait or a merge; a "
+        "merge goes to _merge_timer), and wait declares no raw parameters: spec.raw is the "
+        "empty default of resolve_params' skip",
+    ),
+    _E + "xǁTurnǁ_retake_at_limit__mutmut_5": Equivalent(
+        "self.store, self.msg, self.token, None, self.executor.max_steps",
+        "the retaking Admitted ledger is only closed (Admitted.close: store.advance); its "
+        "clock and max_steps are read by admit(), which is never called on it",
+    ),
+    _E + "xǁTurnǁ_retake_at_limit__mutmut_6": Equivalent(
+        "self.store, self.msg, self.token, self.clock, None",
+        "as xǁTurnǁ_retake_at_limit__mutmut_5",
     ),
 }

@@ -546,6 +546,13 @@ def test_single_branch_shapes() -> None:
         assert not single([n("a"), n("b", flow_type)], chain("a", "b"))
     ids = [f"n{i}" for i in range(11)]
     assert not single([n(i) for i in ids], chain(*ids))  # more nodes than max_steps
+    assert single([n(i) for i in ids[:10]], chain(*ids[:10]))  # as many nodes as max_steps
+    # a trigger is known by its flag or by its type; no spec is needed for either
+    flagged = {"id": "t", "type": "customTrigger", "trigger": True}
+    typed = {"id": "t", "type": "ManualTrigger"}
+    for start_node in (flagged, typed):
+        assert single([start_node, n("a")], [("e0", "t", "a")])
+        assert not single([start_node, n("a"), n("b")], [("e0", "t", "a"), ("e1", "t", "b")])
 
 
 @node("test.fan_router", router=lambda _node, _out, wf: list(wf.edges))

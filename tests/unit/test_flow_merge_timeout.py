@@ -107,7 +107,7 @@ def test_redelivered_first_arrival_arms_one_timer_and_fires_once() -> None:
     timers = store.claim_due(later, 10, 60_000)  # the pause's timer is due in 60 s
     assert [t.timer_id for t in timers] == [timer_of("ex-1", "merge", "").timer_id]
     fired = step(executor, decode_execution(timers[0].payload), run, resumed=True)
-    assert run.trail[-1] == ("Merge", "failed")
+    assert run.trail[-1] == ("Merge", "failed") and fired.report.outcome == "failed"
     # the halt closes the execution at once and cancels the pause's timer
     assert fired.completion is not None and fired.completion.status == "halted"
     assert store.next_due() is None
@@ -136,6 +136,7 @@ def test_timer_firing_after_the_release_is_absorbed() -> None:
     assert run.completion.status == "completed"
     late = step(executor, decode_execution(armed.payload), run, resumed=True)
     assert (late.statuses, late.messages, late.completion) == ([], [], None)
+    assert late.report.outcome == "skipped"
     assert len(run.completions) == 1 and run.trail.count(("END", "success")) == 1
 
 

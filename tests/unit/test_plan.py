@@ -13,10 +13,12 @@ import pytest
 from runeworker.child.stepper import Stepper
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Admitted, Settled, SingleBranch
-from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage
+from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, encode
 from runeworker.engine.plan import Definitions
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore
+from runeworker.engine.validation import structural_problems
+from runeworker.engine.workflow import parse_definition
 
 TRIGGER = {"id": "t", "name": "T", "type": "ManualTrigger", "trigger": True}
 RAN_IN: list[str] = []
@@ -50,6 +52,11 @@ def msg(defn: bytes, current: str, **keys: Any) -> NodeExecutionMessage:
 
 
 CHAIN = definition([TRIGGER, n("a"), n("b", "plan.slow")], [("t", "a"), ("a", "b")])
+# a trigger by its flag alone, on a registered type, at the head of parallel branches
+TRIGGERED = definition(
+    [{**n("t"), "trigger": True}, n("a"), n("b"), n("m", "merge")],
+    [("t", "a"), ("t", "b"), ("a", "m"), ("b", "m")],
+)
 FAN = definition(
     [n("a"), n("b"), n("c", "plan.slow"), n("m", "merge")],
     [("a", "b"), ("a", "c"), ("b", "m"), ("c", "m")],
@@ -73,15 +80,19 @@ SPLIT = definition(
         (SPLIT, "s", {}, Settled, False),  # a split only routes: settled
         (FAN, "b", {"ghost": True}, Admitted, False),
         (FAN, "m", {"resumed": True}, Admitted, False),  # a merge's timer fired
+        (TRIGGERED, "t", {}, Admitted, False),  # a trigger, whatever its type
+        (TRIGGERED, "a", {}, Settled, False),
     ],
 )
 def test_the_plan_chooses_the_ledger_once(
     defn: bytes, current: str, keys: dict[str, Any], mode: type, blocking: bool
 ) -> None:
     executor = Executor(MemoryStore())
-    ghost = keys.pop("ghost", None)
-    message = msg(defn, current, ghost=ghost) if ghost else msg(defn, current)
-    plan = executor.plan(message, **keys)
+    # the parameters are shared by every run of the test in a process (mutmut runs it again):
+    # read them, never pop them
+    flags = {k: v for k, v in keys.items() if k != "ghost"}
+    message = msg(defn, current, ghost=True) if keys.get("ghost") else msg(defn, current)
+    plan = executor.plan(message, **flags)
     assert (plan.ledger, plan.blocking, plan.error) == (mode, blocking, "")
     assert plan.node.id == current and plan.workflow is not None
     assert plan.token == "root"
@@ -93,6 +104,7 @@ def test_the_plan_chooses_the_ledger_once(
         (b'{"nodes": [', "a", False, "workflow_definition: ", "a"),
         (definition([n("a")], [("a", "ghost")]), "a", False, "invalid workflow: ", "A"),
         (definition([n("a")], []), "zz", False, "current_node zz not found", "zz"),
+        (definition([n("a")], []), "", False, "current_node  not found", "unknown"),
         (CHAIN, "a", True, "resume message names node a, which is not a wait node", "A"),
     ],
 )
@@ -103,13 +115,58 @@ def test_a_message_that_cannot_run_is_planned_with_its_error(
     message = msg(defn, current)
     plan = executor.plan(message, resumed=resumed)
     assert plan.error.startswith(error)
-    assert (plan.ledger, plan.blocking, plan.workflow) == (Admitted, False, None)
+    assert (plan.ledger, plan.blocking, plan.spec) == (Admitted, False, None)
+    assert (plan.workflow is None) == defn.startswith(b'{"nodes": [')  # parsed when it parses
     assert plan.node.label == named  # named when the definition names it, else by id
     outbox = executor.run(plan)
     assert [(s.node_name, s.status) for s in outbox.statuses] == [(named, "failed")]
     assert outbox.dead_letter == plan.error
     assert outbox.completion is not None and outbox.completion.status == "failed"
     assert (outbox.report.outcome, outbox.report.error) == ("failed", plan.error)
+
+
+def test_a_refused_graph_is_failed_with_every_problem_validation_finds() -> None:
+    defn = definition([n("a"), n("b")], [("a", "ghost"), ("b", "phantom")])
+    problems = [str(p) for p in structural_problems(parse_definition(defn))]
+    assert len(problems) == 2
+    outbox = Executor(MemoryStore()).step(msg(defn, "b"))
+    assert outbox.completion is not None
+    assert outbox.completion.failure_reason == "invalid workflow: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("defn", "current", "named"),
+    [
+        (FAN, "c", "C"),  # a blocking node: its plan would run it in the node thread
+        (definition([n("a")], [("a", "ghost")]), "a", "A"),  # a refused graph: running, failed
+    ],
+)
+def test_a_message_failed_as_bad_input_never_runs(defn: bytes, current: str, named: str) -> None:
+    """`Plan.failing` (Executor.fail: poison, too large): whatever the message's own plan
+    was, the failing plan runs inline, the admitted way, with the reason as its error, and
+    publishes one `failed` status (no `running`: this is no refused graph)."""
+    executor = Executor(MemoryStore())
+    failing = executor.plan(msg(defn, current)).failing("poison")
+    assert (failing.ledger, failing.blocking, failing.spec) == (Admitted, False, None)
+    assert (failing.error, failing.refused) == ("poison", False)
+    running: list[NodeStatusMessage] = []
+    outbox = executor.run(failing, lambda status, _blocking: running.append(status))
+    assert running == []
+    assert [(s.node_name, s.status) for s in outbox.statuses] == [(named, "failed")]
+    assert outbox.completion is not None and outbox.completion.failure_reason == "poison"
+
+
+def test_a_message_that_cannot_run_fails_an_execution_already_under_way() -> None:
+    """The failure is recorded against the message's own branch token: a later message of
+    a running execution that names no node of its definition fails the execution."""
+    executor = Executor(MemoryStore())
+    first = executor.step(msg(FAN, "a"))
+    assert first.completion is None and len(first.messages) == 2
+    lost = msgspec.structs.replace(first.messages[0], current_node="zz")
+    outboxes = [executor.step(m) for m in (lost, first.messages[1])]
+    done = [o.completion for o in outboxes if o.completion is not None]
+    assert len(done) == 1 and done[0].status == "failed"
+    assert done[0].failure_reason == "current_node zz not found in workflow definition"
 
 
 def test_an_unknown_node_type_is_dead_lettered() -> None:
@@ -123,8 +180,12 @@ def test_each_definition_is_parsed_once_by_its_bytes() -> None:
     definitions = Definitions({}, max_steps=100, size=2)
     first = definitions.get(msgspec.Raw(bytes(CHAIN)))
     assert definitions.get(msgspec.Raw(bytes(bytearray(CHAIN)))) is first  # other bytes object
+    assert first.error == ""
     broken = definitions.get(b'{"nodes": [')
     assert definitions.get(b'{"nodes": [') is broken and broken.workflow is None
+    assert broken.error and broken.single_branch is False  # never planned single-branch
+    refused = Definitions({}, max_steps=100).get(definition([n("a")], [("a", "ghost")]))
+    assert refused.workflow is not None and refused.error and refused.single_branch is False
     assert definitions.get(CHAIN) is first  # used last: kept
     definitions.get(FAN)  # a third definition drops the least recently used one (broken)
     assert definitions.get(CHAIN) is first
@@ -149,3 +210,34 @@ def test_the_stepper_runs_a_blocking_plan_in_its_node_thread() -> None:
     assert RAN_IN[1] != threading.current_thread().name and RAN_IN[1].startswith("node")
     assert published == [("A", False), ("B", True)]  # `running` of b: committed at once
     assert [s.status for s in quick.statuses + slow.statuses] == ["success", "success"]
+
+
+SECRET = "hunter2-s3cret"
+BASIC = {"type": "basic_auth", "values": {"username": "alice", "password": SECRET}}
+LOCKED = {**n("a"), "credentials": BASIC}
+
+
+@pytest.mark.parametrize(
+    ("defn", "reason"),
+    [
+        (definition([LOCKED, n("b")], [("a", "b")]), "poison"),  # Executor.fail
+        (definition([LOCKED, n("b")], [("a", "b"), ("b", "ghost")]), ""),  # a refused graph
+        (definition([LOCKED, n("b")], [("a", "b")]), ""),  # resumed at a node that is no wait
+    ],
+)
+def test_a_step_that_cannot_run_masks_the_credentials_in_its_completion(
+    defn: bytes, reason: str
+) -> None:
+    """Every completion masks the workflow's credential values in its final context, also
+    the completion of a message that cannot run, whenever its definition can be read."""
+    message = NodeExecutionMessage(
+        "wf-1", "ex-1", "b", msgspec.Raw(defn), accumulated_context={"$echo": {"pw": SECRET}}
+    )
+    executor = Executor(MemoryStore())
+    if reason:
+        outbox = executor.fail(message, reason)
+    else:
+        outbox = executor.run(executor.plan(message, resumed=b"ghost" not in defn))
+    assert outbox.completion is not None and outbox.completion.status == "failed"
+    assert outbox.completion.final_context == {"$echo": {"pw": "***"}}
+    assert SECRET.encode() not in b"".join(encode(s) for s in outbox.statuses)
