@@ -13,9 +13,9 @@ from flowkit import TRIGGER, Run, definition, drive, fire_timers, n, start, step
 from statecases import Meanwhile
 
 from runeworker.engine.executor import EARLY_RESUME_GRACE_MS, Executor
-from runeworker.engine.outbox import Outbox
 from runeworker.engine.local import LocalRunner
 from runeworker.engine.messages import StackFrame, decode_execution, encode
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import MemoryStore, Verdict
 from runeworker.errors import NodeError
 from runeworker.nodes.wait import resume_at
