@@ -88,3 +88,47 @@ def runeworker(
         timeout=120,
         check=False,
     )
+
+
+# -- what the templates' public APIs are asked and answer -------------------------------------
+
+# GitHub's /zen answers one line of its design philosophy as plain text.
+ZEN = b"Approachable is better than simple."
+GITHUB_HOME = (
+    b'<!DOCTYPE html>\n<html lang="en" data-color-mode="auto" data-light-theme="light">\n'
+    b'<head><meta charset="utf-8"><title>GitHub \xc2\xb7 Build and ship software on a single, '
+    b"collaborative platform \xc2\xb7 GitHub</title></head>\n<body></body></html>\n"
+)
+HELP_WANTED_QUERY = {
+    "q": ['repo:rune-org/rune is:issue is:open label:\\"help wanted\\"'],
+    "per_page": ["10"],
+}
+
+
+def issue(number: int, title: str) -> dict[str, Any]:
+    """One item of GitHub's search API answer (the fields a client reads, trimmed)."""
+    return {
+        "url": f"https://api.github.com/repos/rune-org/rune/issues/{number}",
+        "html_url": f"https://github.com/rune-org/rune/issues/{number}",
+        "number": number,
+        "title": title,
+        "state": "open",
+        "labels": [{"name": "help wanted", "color": "008672", "default": True}],
+        "user": {"login": "octocat", "type": "User"},
+        "comments": 2,
+        "created_at": "2026-11-02T09:14:03Z",
+    }
+
+
+ISSUES = [issue(412, "Add a Telegram trigger"), issue(398, "Dark mode for the canvas minimap")]
+
+
+def uptime(percent: float) -> dict[str, Any]:
+    """The site-uptime answer the template reads `uptimePercent` of."""
+    return {
+        "name": "example",
+        "url": "https://example.com",
+        "status": "up",
+        "uptimePercent": percent,
+        "checkedAt": "2026-12-03T00:00:00Z",
+    }
