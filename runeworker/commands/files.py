@@ -20,21 +20,24 @@ def example_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
+def read_source(arg: str) -> bytes:
+    """The bytes of a file path, or of the shipped example of that name (`hello`)."""
+    path = Path(arg)
+    if path.is_file():
+        return path.read_bytes()
+    example = resources.files("runeworker.examples").joinpath(f"{arg}.json")
+    if example.is_file():
+        return example.read_bytes()
+    names = ", ".join(example_names())
+    raise WorkflowError(f"no such workflow file or example: {arg} (examples: {names})")
+
+
 def read_workflow(arg: str, on_note: Callable[[str], None] | None = None) -> bytes:
     """A file path, or the name of a shipped example (`hello`): a workflow definition or an
     execution message as they are, a Rune template or a bare canvas graph converted to the
     definition the web app makes of it (`runeworker.canvas`). `on_note` hears what a conversion
     should tell a person: that it happened, and which nodes hold no credential."""
-    path = Path(arg)
-    if path.is_file():
-        data = path.read_bytes()
-    else:
-        example = resources.files("runeworker.examples").joinpath(f"{arg}.json")
-        if not example.is_file():
-            names = ", ".join(example_names())
-            raise WorkflowError(f"no such workflow file or example: {arg} (examples: {names})")
-        data = example.read_bytes()
-    return _converted(arg, data, on_note)
+    return _converted(arg, read_source(arg), on_note)
 
 
 def note(text: str) -> None:

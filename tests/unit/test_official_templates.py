@@ -218,3 +218,22 @@ def test_a_node_that_needs_a_credential_fails_with_its_own_error(
         statuses[-1]["error"]["message"] == "agent: gemini provider requires an api_key credential"
     )
     assert done["failure_reason"].startswith("node Agent (")
+
+
+# -- convert --------------------------------------------------------------------------------------
+
+
+def test_convert_prints_the_definition_and_names_the_nodes_without_credential(
+    tmp_path: Path,
+) -> None:
+    proc = runeworker("convert", TEMPLATES / "github-status.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == definition("github-status")
+    assert proc.stderr == "note: node SMTP (smtp) holds no credential\n"
+    converted = tmp_path / "github-status.json"
+    converted.write_text(proc.stdout)
+    proc = runeworker("convert", converted, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "not a Rune template nor a canvas graph" in proc.stderr
+    proc = runeworker("validate", converted, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""  # a definition is read as it is
