@@ -259,14 +259,24 @@ def _json_number(value: float) -> int | float | None:
 
 
 def _as_json(value: Any) -> Any:
-    """A value as `JSON.stringify` writes it: integral floats without a fraction."""
-    if isinstance(value, float):
-        return _json_number(value)
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_json(v) for v in value]
-    return value
+    """A copy of a JSON value as `JSON.stringify` writes it: integral floats without a
+    fraction. Iterative, so that nesting as deep as the JSON reader takes cannot overflow."""
+    root = [value]
+    pending: list[tuple[Any, Any]] = [(root, 0)]
+    while pending:
+        container, key = pending.pop()
+        item = container[key]
+        if isinstance(item, float):
+            container[key] = _json_number(item)
+        elif isinstance(item, dict):
+            copied = dict(item)
+            container[key] = copied
+            pending.extend((copied, k) for k in copied)
+        elif isinstance(item, list):
+            listed = list(item)
+            container[key] = listed
+            pending.extend((listed, i) for i in range(len(listed)))
+    return root[0]
 
 
 def _spread(value: Any) -> Json:
@@ -786,11 +796,14 @@ def to_workflow_data(graph: Json) -> Json:
     """`canvasToWorkflowData(nodes, edges, {ignoreMissingCredentials: true})`: the definition
     `{nodes, edges, notes}` of a canvas graph `{nodes, edges}`; sticky notes go to `notes`."""
     nodes, edges = _checked_nodes(graph), _checked_edges(graph)
-    definition = {
-        "nodes": [_node(n, edges) for n in nodes if n["type"] != STICKY_NOTE],
-        "edges": [_edge(e) for e in edges],
-        "notes": [_note(n) for n in nodes if n["type"] == STICKY_NOTE],
-    }
+    try:
+        definition = {
+            "nodes": [_node(n, edges) for n in nodes if n["type"] != STICKY_NOTE],
+            "edges": [_edge(e) for e in edges],
+            "notes": [_note(n) for n in nodes if n["type"] == STICKY_NOTE],
+        }
+    except RecursionError:  # `String(x)` of an array nested hundreds of levels deep
+        raise CanvasError("canvas graph: a value is nested too deeply to convert") from None
     result: Json = _as_json(definition)
     return result
 

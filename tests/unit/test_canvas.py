@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
 import pytest
 
 from runeworker.canvas import (
@@ -589,3 +590,21 @@ def test_a_graph_of_the_wrong_shape_is_refused(graph: dict[str, Any], message: s
 def test_convert_refuses_what_is_not_a_canvas_graph() -> None:
     with pytest.raises(CanvasError, match="not a canvas graph"):
         convert({"nodes": [{"id": "a", "parameters": {}}]})
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_deeply_nested_value_converts_without_overflowing() -> None:
+    body = nested(950)  # about as deep as msgspec reads, too deep for a recursive walk
+    converted = params("http", body=body, timeout=1.0)["body"]
+    assert msgspec.json.encode(converted) == msgspec.json.encode(body)
+
+
+def test_a_value_too_deep_to_convert_is_refused_not_crashed() -> None:
+    with pytest.raises(CanvasError, match="nested too deeply"):
+        params("http", url=nested(5000))  # `String(url)` of a nested array
