@@ -357,13 +357,19 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     expected = len(parents) or 1
     timeout = float(settings.get("timeout", 0))
     wait_any = settings.get("wait_mode") == "wait_for_any"
-    rule = MergeRule(expected, wait_any, int(timeout * 1000))
+    timeout_ms = int(timeout * 1000)
+    # A replayed arrival (its advance is recorded) never expires the barrier: the failure of
+    # that expiry could not be recorded any more (the advance replays what it recorded), so the
+    # merge would fail while the execution goes on. Its first attempt was counted and armed
+    # the timer (or decided), which decides instead.
+    replay = step.verdict is Verdict.REPLAY
+    rule = MergeRule(expected, wait_any, 0 if replay else timeout_ms)
     payload = None if step.ghost else encode(step.context)
     ex, scope = step.msg.execution_id, scope_of(step.lineage)
     barrier = step.store.merge_arrive(
         ex, node.id, scope, parent, step.token, payload, rule, step.now_ns // 1_000_000
     )
-    timer = timer_of(ex, node.id, scope) if rule.timeout_ms > 0 and not wait_any else None
+    timer = timer_of(ex, node.id, scope) if timeout_ms > 0 and not wait_any else None
     if timer is not None and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
         disarm(step.store, ex, timer, step.now_ns)  # decided: the timeout timer has no job left
     if barrier.state is BarrierState.EXPIRED:
@@ -374,7 +380,7 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     if barrier.state is BarrierState.WAITING:
         output = {"_merge_waiting": True, "_merge_arrived": barrier.arrived}
         output["_merge_expected"] = expected
-        due, now = barrier.first_ms + rule.timeout_ms, step.now_ns // 1_000_000
+        due, now = barrier.first_ms + timeout_ms, step.now_ns // 1_000_000
         run = step.verdict is Verdict.RUN  # a replay (advance recorded) has armed it already
         held = park(step.store, timer, step.msg, step.context, now, due, run) if timer else ""
         return Outcome(output, Ending(absorbed=True, park=held), STATUS_WAITING)

@@ -379,6 +379,10 @@ def run_scenario(
             if p.execution_id in still_open:
                 key = f"open_in_redis_{p.kind}"
                 run.measured[key] = run.measured.get(key, 0) + 1
+        bad = _wrong(plan, collector)
+        if bad:  # what the statuses and Redis say of them, for the kept directory
+            _write_evidence(directory / "wrong-executions.txt", where.redis, prefix, bad,
+                            collector)  # fmt: skip
         delete_prefix(where.redis, prefix)
         out = ClusterFigures(figures, timers_expected(plan), len(collector.fired),
                              sum(n - 1 for n in collector.fired.values()), run.measured,
@@ -447,6 +451,45 @@ def acked(metrics_dir: Path) -> float:
         for s in family.samples
         if s.name == "runeworker_deliveries_total" and s.labels.get("outcome") == "acked"
     )
+
+
+def _wrong(plan: list[Planned], collector: ClusterCollector) -> list[str]:
+    """The executions with any wrong outcome (see `_by_kind`), at most 20."""
+    rec = collector.record
+    out = []
+    for p in plan:
+        got = rec.completions.get(p.execution_id, [])
+        seen = [rec.terminal.get((p.execution_id, n), []) for n in p.statuses]
+        if got != [p.completion] or seen != [[s] for s in p.statuses.values()]:
+            out.append(p.execution_id)
+    return out[:20]
+
+
+def _write_evidence(
+    path: Path, redis_section: dict[str, Any], prefix: str, ids: list[str],
+    collector: ClusterCollector,
+) -> None:  # fmt: skip
+    """Each execution's terminal statuses and completions as read, and its Redis keys."""
+    store = RedisStore.from_config(RedisConfig(**redis_section, key_prefix=prefix))
+    client: Any = store._client
+    lines: list[str] = []
+    try:
+        for eid in ids:
+            rec = collector.record
+            lines.append(f"== {eid} completions {rec.completions.get(eid, [])}")
+            lines += [f"  {node}: {got}" for (e, node), got in rec.terminal.items() if e == eid]
+            for key in sorted(client.scan_iter(match=f"{prefix}exec:{{{eid}}}*", count=1000)):
+                kind = client.type(key).decode()
+                value: Any = {
+                    "string": client.get, "hash": client.hgetall, "set": client.smembers,
+                    "list": lambda k: client.lrange(k, 0, -1),
+                }.get(kind, lambda _k: "?")(key)  # fmt: skip
+                lines.append(f"  {key.decode()[len(prefix) :]} ({kind}): {value!r:.600}")
+    except (RedisError, StateError) as exc:
+        lines.append(f"Redis did not answer: {exc}")
+    finally:
+        store.close()
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _by_kind(plan: list[Planned], collector: ClusterCollector) -> dict[str, int]:

@@ -160,15 +160,23 @@ def _wait_leader_change(node: Any, queue: str, old: str, since: float) -> float:
 
 
 def _replication_lag(sentinel: SentinelRedis, master_port: int) -> int:
-    """Bytes the slowest replica was behind the master just before the kill."""
+    """Bytes the slowest replica was behind the master just before the kill: the master's
+    offset, then each replica's own (what it has applied; the master's view of it is up to a
+    second old), read right after, so a replica that caught up meanwhile counts 0."""
     client = sentinel.process_on(master_port).client()
     try:
-        info = client.info("replication")
+        offset = int(client.info("replication").get("master_repl_offset", 0))
     finally:
         client.close()
-    offset = int(info.get("master_repl_offset", 0))
-    replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-    return max((offset - int(r.get("offset", 0)) for r in replicas), default=0)
+    behind = 0
+    for replica in (p for p in sentinel.data if p.port != master_port and p.proc is not None):
+        client = replica.client()
+        try:
+            applied = int(client.info("replication").get("slave_repl_offset", 0))
+        finally:
+            client.close()
+        behind = max(behind, offset - applied)
+    return behind
 
 
 def _new_master(sentinel: SentinelRedis, old: int) -> bool:

@@ -252,7 +252,8 @@ class SentinelRedis:
         self.data: list[RedisProcess] = []
         self.sentinels: list[RedisProcess] = []
         try:
-            master = RedisProcess(self.base, "master")
+            # no 5 s wait for more replicas before the initial (diskless) sync starts
+            master = RedisProcess(self.base, "master", "--repl-diskless-sync-delay", "0")
             self.data.append(master)
             for i in (1, 2):
                 replica_of = ["--replicaof", "127.0.0.1", str(master.port)]
@@ -291,8 +292,22 @@ class SentinelRedis:
         return next(p for p in self.data if p.port == port)
 
     def _replicas_online(self) -> bool:
+        """Both replicas have had the initial sync and stream the master's writes. The
+        master counts a replica as connected while it still waits for that sync
+        (`state=wait_bgsave`): a master killed then leaves replicas with nothing, and the
+        failover would lose every write instead of the replication lag's worth."""
         info = self.data[0].client().info("replication")
-        return int(info.get("connected_slaves", 0)) == 2
+        replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        if len(replicas) != 2 or any(r.get("state") != "online" for r in replicas):
+            return False
+        for replica in self.data[1:]:
+            client = replica.client()
+            try:
+                if client.info("replication").get("master_link_status") != "up":
+                    return False
+            finally:
+                client.close()
+        return True
 
     def _sentinels_agree(self) -> bool:
         client = self.sentinels[0].client()

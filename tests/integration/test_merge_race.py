@@ -1,5 +1,7 @@
-"""A merge arrival that races the merge's own timeout timer (the doubled merge status of the
-cluster suite's broker-node-kill scenario, deploy/SCALING.md).
+"""Merge arrivals around the merge's own timeout, as broker and Redis failovers interleave them
+(the cluster suite's broker-node-kill and Sentinel scenarios, deploy/SCALING.md).
+
+A late arrival that races the timeout timer (`test_an_arrival_admitted_before_...`):
 
 The interleaving: the late branch's arrival is admitted (the execution has not failed yet), then
 the merge's timer fires and fails the merge (`expired`, and the halt is recorded), then the
@@ -145,3 +147,34 @@ def test_under_an_ignore_policy_the_late_arrival_is_still_absorbed_with_success(
     assert merge == ["running", "waiting", "failed", "running", "success"]
     assert run.outputs("Merge")[-1] == {"_merge_ignored": True}
     assert run.completion.status == "completed"
+
+
+@pytest.mark.integration
+def test_an_arrival_replayed_after_the_timeout_leaves_the_decision_to_the_timer(
+    store: StateStore,
+) -> None:
+    """quick's arrival waited at the merge and its advance was recorded, but the transaction
+    holding its step was lost (its batch aborted on a Redis failover or a lost broker node),
+    so it is redelivered after the timeout: it replays `waiting`, and the timer fails the
+    merge and halts the execution. Before the fix the replay expired the barrier itself: the
+    merge reported `failed`, but the failure belonged to an advance already recorded (without
+    it), so the execution completed as if nothing had failed."""
+    now = [time.time_ns()]
+    executor, run = Executor(store, clock=lambda: now[0]), Run()
+    opened = step(executor, start(joined(), "trigger", execution_id=uuid.uuid4().hex), run)
+    drive(*opened.messages, executor=executor, run=run)  # quick waits at the merge, pause parks
+    [arrival] = [m for m in run.messages if m.current_node == "merge"]
+    now[0] += 5_000_000_000  # redelivered 5 s later, past the 0.2 s timeout
+    again = step(executor, arrival, run)
+    assert [s.status for s in again.statuses] == ["waiting"]
+    eid = arrival.execution_id
+    due = store.claim_due(now[0] // 1_000_000 + 61_000, 10, 60_000)
+    due.sort(key=lambda t: t.timer_id != timer_of(eid, "merge", "").timer_id)  # merge's first
+    for timer in due:
+        store.ack_timer(timer.timer_id)
+        fired = step(executor, decode_execution(timer.payload), run, resumed=True)
+        drive(*fired.messages, executor=executor, run=run)
+    merge = [status for name, status in run.trail if name == "Merge"]
+    assert merge == ["running", "waiting", "running", "waiting", "failed"]
+    assert run.completion.status == "halted"
+    assert "timed out" in run.completion.failure_reason
