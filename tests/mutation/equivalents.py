@@ -26,6 +26,7 @@ _W = "runeworker.nodes.switch."
 _L = "runeworker.engine.ledger."
 _P = "runeworker.engine.plan."
 _E = "runeworker.engine.executor."
+_O = "runeworker.engine.outbox."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -305,5 +306,32 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_retake_at_limit__mutmut_6": Equivalent(
         "self.store, self.msg, self.token, self.clock, None",
         "as xǁTurnǁ_retake_at_limit__mutmut_5",
+    ),
+    # -- runeworker/engine/outbox.py ----------------------------------------------------------
+    _O + "x__value_or_placeholder__mutmut_2": Equivalent(
+        "return depth.decode(raw, None)",
+        "the name is used only in the DepthError's message, which is caught on the next line "
+        "and replaced by depth.PLACEHOLDER",
+    ),
+    _O + "x__value_or_placeholder__mutmut_5": Equivalent(
+        'return depth.decode(raw, "XXvalueXX")', "as x__value_or_placeholder__mutmut_2"
+    ),
+    _O + "x__value_or_placeholder__mutmut_6": Equivalent(
+        'return depth.decode(raw, "VALUE")', "as x__value_or_placeholder__mutmut_2"
+    ),
+    _O + "x_completion__mutmut_14": Equivalent(
+        "final = Resolver(None, credentials=secrets, secrets=embedded).mask(final)",
+        "Resolver.mask reads the credentials and secrets only, never the context it was given",
+    ),
+    _O + "xǁStatusBuilderǁ__init____mutmut_4": Equivalent(
+        "self.parameters: dict[str, Any] = None",
+        "read only by build(): mask(None) is None and opt() makes None and {} both UNSET "
+        "(no `parameters` key), and mask({}) is {}",
+    ),
+    _O + "xǁStatusBuilderǁbuild__mutmut_31": Equivalent(
+        "output=opt(r.mask(output) if r or output else output)",
+        "the differing cases are a resolver with an empty output (mask(None) is None, mask({}) "
+        "is {}: opt() makes both UNSET) and no resolver with an output, which never happens: "
+        "only Turn._reject builds statuses without a resolver, and none with an output",
     ),
 }
