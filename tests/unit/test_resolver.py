@@ -396,6 +396,6 @@ def test_embedded_credential_blocks_are_masked_but_not_addressable() -> None:
     assert resolver.mask(value) == {"a": "x *** y", "b": "***", "c": "Basic ***", "d": "u"}
     assert resolver.mask("node-secret") == "***"
     assert resolver.lookup("$credential.token") == "node-secret"
-    with pytest.raises(ResolveError):
+    with pytest.raises(ResolveError, match=r"field 'value' not found at \$credential"):
         resolver.lookup("$credential.value")
     assert Resolver({}, secrets=[{"value": "abcd"}]).has_secrets()
