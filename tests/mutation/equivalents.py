@@ -165,11 +165,23 @@ EQUIVALENT: dict[str, Equivalent] = {
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
     ),
     # -- runeworker/nodes/conditional.py ------------------------------------------------------
-    _C + "x__structured__mutmut_9": Equivalent(
-        'joiner = "AND" if joiner is None', "the joiner is lower-cased right after"
+    _C + "x__structured__mutmut_14": Equivalent(
+        'params.text(ctx.params, "operator", "AND", wording=_JOINER)',
+        "the joiner is lower-cased right after",
+    ),
+    _C + "x_route_conditional__mutmut_19": Equivalent(
+        "other=None)",
+        "params.text (runeworker/nodes/params.py) compares `other` only with 'render' and "
+        "'refuse': any other value reads a non-string as not given, as 'default' does",
+    ),
+    _C + "x_route_conditional__mutmut_23": Equivalent(
+        'other="XXdefaultXX")', "as x_route_conditional__mutmut_19"
+    ),
+    _C + "x_route_conditional__mutmut_24": Equivalent(
+        'other="DEFAULT")', "as x_route_conditional__mutmut_19"
     ),
     # -- runeworker/nodes/switch.py -----------------------------------------------------------
-    _W + "x__operands__mutmut_13": Equivalent(
+    _W + "x__operands__mutmut_21": Equivalent(
         "text = value if (isinstance(value, str)) and False else render(value)",
         "render() returns a string unchanged",
     ),
