@@ -135,6 +135,11 @@ EQUIVALENT: dict[str, Equivalent] = {
     _V + "x__with_line__mutmut_21": Equivalent(
         'data.rfind(b"\\n", None, offset)', "a start of None is a start of 0"
     ),
+    _V + "x_check_workflow__mutmut_3": Equivalent(
+        "return _collect(wf, registry, lenient=None)",
+        "`lenient` is read only for its truth (`if not lenient`, `and not lenient` in "
+        "_error_policy, _routing and _edge_ref): None and False agree",
+    ),
     # -- runeworker/engine/state.py -----------------------------------------------------------
     _S + "xǁMemoryStoreǁsettle__mutmut_23": Equivalent(
         "self.advance(execution_id, token, None, None, None, now_ns)",

@@ -66,7 +66,12 @@ _STEP_TESTS = (
 )
 
 TARGETS = (
-    Target("resolver", "runeworker/engine/resolver.py", ("tests/unit/test_resolver.py",)),
+    # The lazy context and the depth limits are read through the resolver: their tests are its.
+    Target(
+        "resolver",
+        "runeworker/engine/resolver.py",
+        ("tests/unit/test_resolver.py", "tests/unit/test_context.py", "tests/unit/test_depth.py"),
+    ),
     Target("validation", "runeworker/engine/validation.py", ("tests/unit/test_validation.py",)),
     # MemoryStore is both halves of the StateStore protocol: state.py (tokens) inherits
     # barriers.py (barriers, timers); the shared tables of statecases.py drive both.
