@@ -58,24 +58,37 @@ EQUIVALENT: dict[str, Equivalent] = {
         'format(Decimal(text), "F")',
         "'F' differs from 'f' only for NaN and infinities, which are handled before",
     ),
-    _R + "x__secret_strings__mutmut_5": Equivalent(
-        'key.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
+    _R + "x__secret_strings__mutmut_9": Equivalent(
+        'k.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
-    _R + "x__secret_strings__mutmut_8": Equivalent(
-        'key.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
+    _R + "x__secret_strings__mutmut_12": Equivalent(
+        'k.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
     _R + "x_a_json_kind__mutmut_13": Equivalent(
         'name[0] in "XXaeiouXX"',
         "json_kind names are lower case: the added 'X' never matches their first letter",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_12": Equivalent(
+    _R + "xǁResolverǁ_secrets__mutmut_17": Equivalent(
         "_MIN_SUBSTRING_SECRET), key=None)",
         "the order of the alternation matters only between secrets that match at the same "
         "place, i.e. one a prefix of the other; for those, sorting by text and by length agree "
         "(the longer one first after reversed())",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_14": Equivalent(
-        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_12"
+    _R + "xǁResolverǁ_secrets__mutmut_19": Equivalent(
+        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_17"
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_2": Equivalent(
+        "if self._masker is not None and not",
+        "the shortcut only skips a computation that gives the same value: without credentials "
+        "and secrets the loop finds no strings and no pattern, (frozenset(), None), which is "
+        "_NO_SECRETS",
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_5": Equivalent(
+        "self._masker = None", "as xǁResolverǁ_secrets__mutmut_2"
+    ),
+    _R + "xǁResolverǁ_root__mutmut_1": Equivalent(
+        "part: bool = True",
+        "the default is never used: the one caller, _lookup, passes part=bool(segments)",
     ),
     _R + "xǁResolverǁlookup__mutmut_2": Equivalent(
         "literal_fallback=None)", "None and False are both false where the flag is read"
