@@ -167,6 +167,11 @@ EQUIVALENT: dict[str, Equivalent] = {
         "failure, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
+    _S + "xǁStateStoreǁschedule__mutmut_1": Equivalent(
+        'owner: str = "XXXX"',
+        "a default in the StateStore Protocol's own signature, whose body is `...` and is never "
+        "run: MemoryStore and RedisStore declare their own",
+    ),
     # -- runeworker/engine/barriers.py --------------------------------------------------------
     _B + "xǁMemoryFlowǁmerge_arrive__mutmut_11": Equivalent(
         "return self._decided(m, state, None)",
@@ -181,6 +186,11 @@ EQUIVALENT: dict[str, Equivalent] = {
     _B + "xǁMemoryFlowǁ_decided__mutmut_9": Equivalent(
         "names = [winner] if (winner) and False else sorted(m.data)",
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
+    ),
+    _B + "xǁMemoryFlowǁschedule__mutmut_1": Equivalent(
+        'owner: str = "XXXX"',
+        "the default is never used by the product: both callers (engine/flow.py for waits, "
+        "engine/merge_timer.py) pass the execution id as owner",
     ),
     # -- runeworker/nodes/conditional.py ------------------------------------------------------
     _C + "x__structured__mutmut_14": Equivalent(
