@@ -202,6 +202,12 @@ EQUIVALENT: dict[str, Equivalent] = {
         "params.text (runeworker/nodes/params.py) compares `other` only with 'render' and "
         "'refuse': any other value reads a non-string as not given, as 'default' does",
     ),
+    _C + "x_route_conditional__mutmut_27": Equivalent(
+        "if (edge_id) or True else None",
+        "edge_by_id never has the key '': a workflow with an edge of empty id is refused "
+        "before any of its steps runs (structural_problems: 'edges[i] has an empty id', "
+        "Plan.make), so get('') is None as the short cut",
+    ),
     _C + "x_route_conditional__mutmut_23": Equivalent(
         'other="XXdefaultXX")', "as x_route_conditional__mutmut_19"
     ),
