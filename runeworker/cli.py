@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a workflow definition")
     val.add_argument("workflow")
 
+    conv = sub.add_parser(
+        "convert", help="print the workflow definition of a Rune template or canvas graph"
+    )
+    conv.add_argument("workflow", help="template or canvas graph JSON file")
+
     serve = sub.add_parser("serve", help="run the supervisor and its worker children")
     _config_flags(serve, *_SERVE_FLAGS)
 
@@ -175,6 +180,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         logs.setup("WARNING", "text")
         return validate(args.workflow)
+    if args.command == "convert":
+        from runeworker.commands.convert import convert
+
+        return convert(args.workflow, sys.stdout)
     if args.command == "serve":
         from runeworker.commands.serve import serve
 

@@ -33,16 +33,20 @@ class Recorded:
 
 @dataclass
 class Reply:
-    """What the server answers: a JSON value (or bytes as they are), status and headers."""
+    """What the server answers: a JSON value (or bytes as they are), status and headers;
+    `content_type` replaces the one the body's kind gives (JSON, or plain text for bytes)."""
 
     body: Any = field(default_factory=lambda: {"ok": True})
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
-            return self.body, "text/plain; charset=utf-8"
-        return json.dumps(self.body).encode(), "application/json; charset=utf-8"
+            return self.body, self.content_type or "text/plain; charset=utf-8"
+        return json.dumps(
+            self.body
+        ).encode(), self.content_type or "application/json; charset=utf-8"
 
 
 class MockApi:

@@ -107,6 +107,7 @@ if decided then
   if by ~= token then
     -- a replayed arrival counted before the decision reports what it reported then
     if redis.call('SISMEMBER', waited, token) == 1 then return head('waiting') end
+    if kind == 'expired' then return head('timed_out') end
     return head('closed')
   end
   if kind == 'expired' then return head('expired') end

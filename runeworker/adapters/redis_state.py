@@ -7,6 +7,7 @@ of one slot):
 
     {prefix}exec:{<id>}:branches:live      set   live branch tokens
     {prefix}exec:{<id>}:branches:done      hash  token -> msgpack of the recorded transition
+                                                 ({0} for a token retired before it was live)
     {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
     {prefix}exec:{<id>}:branches:failctx   str   context of a failure recorded by a worker
                                                  before 0.9 (which closed at the last branch)
@@ -52,20 +53,28 @@ from runeworker.errors import StateError
 
 _KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
 
-# Shared head of both scripts: opens an unknown execution with the token as its only live
-# branch. started_at_ns stays a string: Lua numbers are doubles and would round nanoseconds.
-_PROLOGUE = """
+# Shared head of every script: the keys, the token and `touch`.
+_HEAD = """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local contexts, timers = KEYS[5], KEYS[6]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local function touch()
   for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
 end
+"""
+
+# Shared head of the admit, advance and settle scripts: opens an unknown execution with the
+# token as its only live branch. started_at_ns stays a string: Lua numbers are doubles and
+# would round nanoseconds.
+_PROLOGUE = (
+    _HEAD
+    + """
 if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
   redis.call('SADD', live, token)
 end
 """
+)
 
 _ADMIT = (
     _PROLOGUE
@@ -176,6 +185,27 @@ return reply
 """
 )
 
+# `StateStore.retire`. ARGV: token, now, ttl. Reply: that of _ADVANCE. An unknown execution
+# records nothing (no prologue: retiring must not open one); a token not live yet is recorded
+# as advanced ({0}), so the advance that would add it later skips it.
+_RETIRE = (
+    _HEAD
+    + """
+if redis.call('EXISTS', meta) == 0 then return {0} end
+local recorded = redis.call('HGET', done, token)
+if recorded then touch() return cmsgpack.unpack(recorded) end
+if redis.call('SISMEMBER', live, token) == 0 then
+  redis.call('HSET', done, token, cmsgpack.pack({0}))
+  touch()
+  return {0}
+end
+local has_leaf, leaf, has_failure = '0', '', '0'
+local f_status, f_reason, f_context, first_child = '', '', '', #ARGV + 1
+"""
+    + _ADVANCE_BODY
+    + "return result\n"
+)
+
 
 # KEYS: the attempt count, the spared flag; ARGV: TTL. A spared redelivery consumes the flag
 # and is not counted (worker drains, `runeworker.child.worker`).
@@ -215,6 +245,7 @@ class RedisStore(RedisFlow):
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
         self._settle_script: Script = client.register_script(_SETTLE)
+        self._retire_script: Script = client.register_script(_RETIRE)
         self._count_script: Script = client.register_script(_COUNT_ATTEMPT)
         self._register_flow_scripts()
 
@@ -305,6 +336,11 @@ class RedisStore(RedisFlow):
         if verdict == "stale":
             return Settlement(Verdict.STALE, Transition(closed=False))
         return Settlement(Verdict(verdict), _transition(reply[1:]))
+
+    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+        """Retire `token` for good, live yet or not; see `StateStore.retire`."""
+        args = [token, now_ns, self._ttl]
+        return _transition(self._run("retire", self._retire_script, execution_id, args))
 
     def count_attempt(self, body: bytes) -> int:
         """Count one more redelivery of the message `body`, unless a drain spared it; returns
@@ -406,7 +442,7 @@ def _transition(reply: list[Any]) -> Transition:
     status, reason, started = reply[1:4]
     timers: list[str] = []
     if closing == 2:
-        timers = [t for t in reply[4].decode().split("\n") if t]
+        timers = sorted(t for t in reply[4].decode().split("\n") if t)  # SMEMBERS: any order
         reply = reply[1:]
     contexts = [bytes(c) for c in reply[4:]]
     return Transition(

@@ -170,6 +170,9 @@ class Worker:
             cause = exc.__cause__
             where = Endpoint.of(b).where
             return f"RabbitMQ at {where}", describe(cause) if cause else str(exc)
+        # past booting from here: the supervisor must not count a kill after this line (which
+        # operators and tests read as ready) as a boot failure
+        self._beat(ChildState.READY)
         log.info(
             "child %d consuming %s (prefetch %d) on %s",
             os.getpid(),

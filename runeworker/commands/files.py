@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from runeworker import canvas
 from runeworker.errors import WorkflowError
 
 
@@ -17,8 +20,8 @@ def example_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
-def read_workflow(arg: str) -> bytes:
-    """A file path, or the name of a shipped example (`hello`)."""
+def read_source(arg: str) -> bytes:
+    """The bytes of a file path, or of the shipped example of that name (`hello`)."""
     path = Path(arg)
     if path.is_file():
         return path.read_bytes()
@@ -27,6 +30,39 @@ def read_workflow(arg: str) -> bytes:
         return example.read_bytes()
     names = ", ".join(example_names())
     raise WorkflowError(f"no such workflow file or example: {arg} (examples: {names})")
+
+
+def read_workflow(arg: str, on_note: Callable[[str], None] | None = None) -> bytes:
+    """A file path, or the name of a shipped example (`hello`): a workflow definition or an
+    execution message as they are, a Rune template or a bare canvas graph converted to the
+    definition the web app makes of it (`runeworker.canvas`). `on_note` hears what a conversion
+    should tell a person: that it happened, and which nodes hold no credential."""
+    return _converted(arg, read_source(arg), on_note)
+
+
+def note(text: str) -> None:
+    """Print a conversion note to stderr (stdout may carry `--json` messages)."""
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _converted(arg: str, data: bytes, on_note: Callable[[str], None] | None) -> bytes:
+    try:
+        doc = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return data  # the readers below name the JSON error
+    graph = canvas.canvas_graph(doc)
+    if graph is None:
+        return data
+    definition = msgspec.json.encode(canvas.to_workflow_data(graph))
+    if on_note is not None:
+        what = "template" if graph is not doc else "canvas graph"
+        on_note(f"{arg}: a Rune {what}, converted as the Rune web app does")
+        for name, kind in canvas.missing_credentials(graph):
+            on_note(
+                f"node {name} ({kind}) holds no credential (a template carries none): "
+                "it fails when it runs unless one is added to the definition"
+            )
+    return definition
 
 
 def read_input(arg: str | None) -> dict[str, Any] | None:

@@ -11,7 +11,13 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
+from runeworker.commands.files import (
+    definition_of,
+    note,
+    read_input,
+    read_workflow,
+    sample_input,
+)
 from runeworker.config import Config, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
@@ -59,7 +65,7 @@ def run(
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        definition = definition_of(read_workflow(workflow))
+        definition = definition_of(read_workflow(workflow, note))
         inputs = read_input(input_arg)
         if inputs is None:
             inputs = sample_input(definition)

@@ -43,7 +43,13 @@ from runeworker.adapters.amqp import (
     Endpoint,
     queue_arguments,
 )
-from runeworker.commands.files import definition_of, read_input, read_workflow, sample_input
+from runeworker.commands.files import (
+    definition_of,
+    note,
+    read_input,
+    read_workflow,
+    sample_input,
+)
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config
 from runeworker.engine import registry
@@ -147,7 +153,7 @@ def prepare(
 ) -> NodeExecutionMessage:
     """The start message of a new execution of a valid workflow. Raises WorkflowError whose
     `problems` lists every problem of the definition."""
-    definition = definition_of(read_workflow(workflow))
+    definition = definition_of(read_workflow(workflow, note))
     inputs = read_input(input_arg)
     if inputs is None:  # a shipped example submits as it runs: with its sample input
         inputs = sample_input(definition)

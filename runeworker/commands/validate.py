@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from runeworker.commands.files import read_workflow
+from runeworker.commands.files import note, read_workflow
 from runeworker.engine import registry
 from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.errors import RuneworkerError
@@ -12,7 +12,7 @@ from runeworker.errors import RuneworkerError
 
 def validate(workflow: str) -> int:
     try:
-        wf = load_for_validation(read_workflow(workflow))
+        wf = load_for_validation(read_workflow(workflow, note))
     except (RuneworkerError, OSError) as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1

@@ -8,9 +8,11 @@ Idempotence. Every arrival names its branch token. A barrier records the token o
 that decided it (released, won or expired); a redelivered copy of that arrival gets the same
 decision again, and so does a redelivered merge arrival that was counted before the decision
 (`waiting`: a replay after a crash must report what the lost step reported); any other
-arrival after the decision gets `closed`. Results are kept by item index
-(aggregator) or parent node (merge), so a redelivered arrival overwrites its own slot and is
-never counted twice. A ghost (no payload) never overwrites a real result.
+arrival after the decision gets `closed`, or `timed_out` when the decision was `expired`: such
+an arrival may have been admitted before the halt that the expiry causes was recorded, and
+must not report the merge as anything but failed (`runeworker.engine.flow`). Results are kept
+by item index (aggregator) or parent node (merge), so a redelivered arrival overwrites its own
+slot and is never counted twice. A ghost (no payload) never overwrites a real result.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class BarrierState(StrEnum):
     RELEASED = "released"  # this arrival opened the barrier (or won a wait_for_any merge)
     CLOSED = "closed"  # another arrival already decided the barrier: this one is absorbed
     EXPIRED = "expired"  # merge: this arrival came after first arrival + timeout
+    # merge: another arrival (or the merge's timer) decided the barrier as expired: this one
+    # is absorbed, and the merge has failed (under `halt` the execution has, or is about to)
+    TIMED_OUT = "timed_out"
 
 
 class Barrier(msgspec.Struct, frozen=True):
@@ -131,7 +136,12 @@ class MemoryFlow:
                 state, by, winner = m.decision
                 if by == token:
                     return self._decided(m, state, winner)
-                late = BarrierState.WAITING if token in m.waited else BarrierState.CLOSED
+                if token in m.waited:
+                    late = BarrierState.WAITING
+                elif state is BarrierState.EXPIRED:
+                    late = BarrierState.TIMED_OUT
+                else:
+                    late = BarrierState.CLOSED
                 return Barrier(late, len(m.data), first_ms=m.first_ms)
             if not m.first_ms:
                 m.first_ms = now_ms

@@ -38,7 +38,7 @@ from runeworker.engine.outbox import (
     next_message,
     outcome_status,
 )
-from runeworker.engine.paths import BARRIER_TYPES, MERGE
+from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.plan import Definitions, Plan
 from runeworker.engine.registry import NO_METER, Meter, NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.resolver import Resolver
@@ -47,6 +47,11 @@ from runeworker.engine.workflow import Node, Workflow, embedded_credentials
 from runeworker.errors import NodeError
 
 log = logging.getLogger("runeworker.executor")
+
+# A wait's resume that finds its token not parked yet comes back this much later, for this
+# long after the wait was due (see `Turn._resume_early`).
+EARLY_RESUME_RETRY_MS = 1_000
+EARLY_RESUME_GRACE_MS = 60_000
 
 
 class Executor:
@@ -133,6 +138,10 @@ class Turn:
         self.verdict = self.report.verdict = admission.verdict
         # a ghost only means something to a barrier; anywhere else it ends quietly
         stray = self.msg.ghost is True and self.node.type not in BARRIER_TYPES
+        if self.verdict is Verdict.STALE and self.plan.resumed and self.node.type == WAIT:
+            self.report.outcome = "skipped"
+            self._resume_early()
+            return self.outbox
         if self.verdict in (Verdict.STALE, Verdict.CANCELLED) or stray:
             self.report.outcome = "skipped"
             if self.verdict is not Verdict.STALE:
@@ -180,6 +189,8 @@ class Turn:
             if self.resolver.has_secrets():  # a response may echo a secret: not into the context
                 output = self.resolver.mask(output)
             done = flow.on_success(self.flow, spec, output)
+            if isinstance(done, Outcome) and done.ending.cancelled:
+                return self._cancelled()
             if isinstance(done, Outcome):
                 self.outbox.statuses.append(outcome_status(self.status, done, self._ms()))
                 self.report.outcome = "success"
@@ -199,6 +210,29 @@ class Turn:
         self.outbox.statuses.append(outcome_status(self.status, done, 0))
         self.report.outcome = "success"
         self._close(done.ending)
+
+    def _resume_early(self) -> None:
+        """A wait's timer fired before the wait's own step parked its token: the step schedules
+        the timer, then advances, and a timer due at once can be claimed and resumed by another
+        child in between. The resume is scheduled again a second later instead of dropped
+        (the execution would never complete), for up to `EARLY_RESUME_GRACE_MS` after the
+        wait was due; still stale then, it was never the wait's to run. A wait step that died
+        before its advance is redelivered and schedules the same timer again."""
+        self._prepare()
+        frozen = self.ctx.get("$" + self.node.label)
+        if not isinstance(frozen, dict):
+            return
+        timer_id, due = frozen.get("timer_id"), frozen.get("resume_at")
+        if not isinstance(timer_id, str) or isinstance(due, bool) or not isinstance(due, int):
+            return
+        now = self.clock() // 1_000_000
+        if now - due > EARLY_RESUME_GRACE_MS:
+            return
+        ex = self.msg.execution_id
+        again = now + EARLY_RESUME_RETRY_MS
+        self.store.schedule(timer_id, again, encode(self.msg), owner=ex)
+        log.info("wait %s of execution %s resumed before it parked; again at %d", self.node.id,
+                 ex, again)  # fmt: skip
 
     def _merge_timer(self) -> None:
         """A merge's timeout timer fired: if its barrier still waited the merge fails (`failed`
@@ -293,6 +327,18 @@ class Turn:
         node, ex = self.node, self.msg.execution_id
         log.warning("node %s (%s) of execution %s failed: %s", node.id, node.type, ex, error)
         self._close(ending)
+
+    def _cancelled(self) -> None:
+        """The execution halted while the node ran (`flow.Ending.cancelled`): the step ends
+        as if its token had been admitted after the halt. Its held `running` status goes with
+        the rest (`Ledger.running`); the token is retired, which may close the execution."""
+        self.verdict = self.report.verdict = Verdict.CANCELLED
+        self.report.outcome = "skipped"
+        self.outbox.statuses.clear()
+        node, ex = self.node, self.msg.execution_id
+        log.info("node %s (%s) of execution %s: the execution halted while it ran; dropped",
+                 node.id, node.type, ex)  # fmt: skip
+        self._close(Ending(absorbed=True))
 
     def _reject(self, reason: str) -> Outbox:
         """The message cannot run: a failed status and the execution's `failed` completion.

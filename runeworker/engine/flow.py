@@ -110,6 +110,10 @@ class Ending:
     failure: Failure | None = None
     absorbed: bool = False
     park: str = ""
+    # the execution halted while the step ran (a merge that another arrival or its timer timed
+    # out under `halt`): nothing of the step is published, as for a branch admitted after the
+    # halt (`runeworker.engine.executor.Turn`)
+    cancelled: bool = False
 
 
 @dataclass
@@ -200,6 +204,15 @@ def on_error(step: Step, spec: NodeSpec, error: NodeError) -> Ending:
         "code": error.code,
     }
     return route(step, [wf.edge_by_id[policy.error_edge]], branched)
+
+
+def halts(node: Node, wf: Workflow) -> bool:
+    """Whether an error of `node` on a branch with data halts its execution, as `on_error`
+    decides: its policy is neither `ignore` nor `branch`, or `branch` names no edge."""
+    policy = node.policy
+    if policy.kind == ERROR_IGNORE:
+        return False
+    return policy.kind != ERROR_BRANCH or policy.error_edge not in wf.edge_by_id
 
 
 def resumed(step: Step, spec: NodeSpec) -> Outcome:
@@ -365,7 +378,13 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
         run = step.verdict is Verdict.RUN  # a replay (advance recorded) has armed it already
         held = park(step.store, timer, step.msg, step.context, now, due, run) if timer else ""
         return Outcome(output, Ending(absorbed=True, park=held), STATUS_WAITING)
-    if barrier.state is BarrierState.CLOSED:
+    if barrier.state is BarrierState.TIMED_OUT and halts(node, step.wf):
+        # Another arrival or the merge's timer failed the merge, which halts the execution.
+        # This arrival was admitted before that halt was recorded (admitted after it, it would
+        # not have run): it is dropped like any branch of a halted execution, so the merge
+        # reports `failed` and nothing else.
+        return Outcome({"_merge_ignored": True}, Ending(absorbed=True, cancelled=True))
+    if barrier.state in (BarrierState.CLOSED, BarrierState.TIMED_OUT):
         return Outcome({"_merge_ignored": True}, Ending(absorbed=True))
     if not barrier.results:
         # every parent path was dead: the merge is dead too, and so are the paths after it

@@ -13,9 +13,13 @@ children, the transition that may close the execution). Cheapest mode first:
   among the step's statuses until the verdict lets it stand. A token that turns out stale or
   cancelled only cost that run. At `max_steps` nothing is recorded and `close` says so (no
   transition): the step then fails at the limit, closed the admitted way.
-* `Admitted`: `admit`, run, `advance`: flow-control nodes (they read and write barriers and
-  timers while they run), blocking nodes (their `running` is committed before they start, so
-  the verdict must come first), resumed waits, ghosts, replayed dead letters and bad input.
+* `Admitted`: `admit`, run, `advance`: flow-control nodes that read and write barriers and
+  timers while they run (aggregator, merge, wait; a split only routes, so it is settled),
+  blocking nodes (their `running` is committed before they start, so the verdict must come
+  first), resumed waits, ghosts, replayed dead letters and bad input. A quick node's `running`
+  waits among the step's statuses until `advance`: a merge may learn while it runs that its
+  execution halted after the admission (`flow.Ending.cancelled`), and then nothing of the step
+  is published.
 
 Single-branch executions in detail. When the graph proves that an execution can never have two
 live branches, the protocol has nothing to do:
@@ -57,7 +61,7 @@ from runeworker.engine.messages import (
     NodeExecutionMessage,
     NodeStatusMessage,
 )
-from runeworker.engine.paths import FLOW_TYPES
+from runeworker.engine.paths import FLOW_TYPES, SPLIT
 from runeworker.engine.registry import TRIGGER_TYPES, NodeSpec
 from runeworker.engine.state import Admission, Failure, StateStore, Transition, Verdict
 from runeworker.engine.workflow import Node, Workflow
@@ -149,13 +153,41 @@ class SingleBranch(Ledger):
         return self.store.started_at(self.msg.execution_id)
 
 
-class Settled(Ledger):
-    """The node runs first; one `StateStore.settle` admits and advances its token."""
+class _Holding(Ledger):
+    """A ledger that may hold a quick node's `running` status among the step's statuses
+    until `close`, where a verdict can still drop it (the step's statuses are cleared)."""
 
-    mode = "settled"
     __slots__ = ("_on_running", "_statuses")  # set by `running`
     _on_running: OnRunning | None
     _statuses: list[NodeStatusMessage]
+
+    def __init__(
+        self,
+        store: StateStore,
+        msg: NodeExecutionMessage,
+        token: str,
+        clock: Clock,
+        max_steps: int,
+    ) -> None:
+        super().__init__(store, msg, token, clock, max_steps)
+        self._on_running, self._statuses = None, []
+
+    def _hold(self, status: NodeStatusMessage, _blocking: bool) -> None:
+        self._statuses.append(status)
+
+    def _release(self) -> None:
+        """Hand the held `running` status to `on_running` once the verdict let it stand, so
+        that callers see every running status through the callback, in order."""
+        statuses, on_running = self._statuses, self._on_running
+        if on_running is not None and statuses and statuses[0].status == STATUS_RUNNING:
+            on_running(statuses.pop(0), False)
+
+
+class Settled(_Holding):
+    """The node runs first; one `StateStore.settle` admits and advances its token."""
+
+    mode = "settled"
+    __slots__ = ()
 
     def admit(self) -> Admission:
         """No store call: the verdict comes with `close` (RUN until then)."""
@@ -169,9 +201,6 @@ class Settled(Ledger):
         self._on_running, self._statuses = on_running, statuses
         return self._hold
 
-    def _hold(self, status: NodeStatusMessage, _blocking: bool) -> None:
-        self._statuses.append(status)
-
     def close(
         self, children: list[str], leaf: bytes | None, failure: Failure | None, now_ns: int
     ) -> Closing:
@@ -183,15 +212,8 @@ class Settled(Ledger):
             self._release()
         return settled.verdict, settled.transition
 
-    def _release(self) -> None:
-        """Hand the held `running` status to `on_running` once the verdict let it stand, so
-        that callers see every running status through the callback, in order."""
-        statuses, on_running = self._statuses, self._on_running
-        if on_running is not None and statuses and statuses[0].status == STATUS_RUNNING:
-            on_running(statuses.pop(0), False)
 
-
-class Admitted(Ledger):
+class Admitted(_Holding):
     """`admit` before the node runs, `advance` after it: two store calls."""
 
     mode = "admitted"
@@ -200,11 +222,30 @@ class Admitted(Ledger):
     def admit(self) -> Admission:
         return self.store.admit(self.msg.execution_id, self.token, self.clock())
 
+    def running(
+        self, on_running: OnRunning | None, statuses: list[NodeStatusMessage]
+    ) -> OnRunning | None:
+        """A node that may block gets its `running` out at once (committed before it starts);
+        a quick node's is held until `close`: a flow node can learn while it runs that its
+        execution halted meanwhile (`runeworker.engine.flow.Ending.cancelled`), and then
+        nothing of the step is published, `running` included."""
+        if on_running is None:
+            return None
+        self._on_running, self._statuses = on_running, statuses
+        return self._pass_or_hold
+
+    def _pass_or_hold(self, status: NodeStatusMessage, blocking: bool) -> None:
+        if blocking and self._on_running is not None:
+            self._on_running(status, True)
+        else:
+            self._hold(status, blocking)
+
     def close(
         self, children: list[str], leaf: bytes | None, failure: Failure | None, now_ns: int
     ) -> Closing:
         msg = self.msg
         advanced = self.store.advance(msg.execution_id, self.token, children, leaf, failure, now_ns)
+        self._release()
         return None, advanced
 
 
@@ -242,6 +283,7 @@ def choose(
     ghost = msg.ghost is True
     if single and not (resumed or replayed or ghost):
         return SingleBranch
-    if resumed or ghost or node.type in FLOW_TYPES or node.trigger or node.type in TRIGGER_TYPES:
+    stateful = node.type in FLOW_TYPES and node.type != SPLIT  # a split only routes
+    if resumed or ghost or stateful or node.trigger or node.type in TRIGGER_TYPES:
         return Admitted
     return Settled if spec is not None and not spec.blocking else Admitted

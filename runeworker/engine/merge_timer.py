@@ -74,9 +74,14 @@ def park(
 
 def disarm(store: StateStore, execution_id: str, timer: MergeTimer, now_ns: int) -> None:
     """Cancel the timer and retire its token. Called before the deciding arrival's own advance,
-    so it never closes the execution; a token never added, or already retired, is a no-op."""
+    so it never closes the execution. The token is retired even when no advance has added it
+    yet: the waiting arrival that parks it may run in another worker and advance only after
+    this (its merge_arrive said `waiting`, then this arrival decided), and that advance must
+    not make it live, or no step would ever retire it and the execution would never complete.
+    A waiting arrival that schedules the timer only after this cancel leaves a timer whose
+    firing finds the token retired and the barrier decided: it publishes nothing."""
     store.cancel_timer(timer.timer_id)
-    store.advance(execution_id, timer.token, [], None, None, now_ns)
+    store.retire(execution_id, timer.token, now_ns)
 
 
 def fire(

@@ -140,6 +140,15 @@ class StateStore(Protocol):
         step at the limit and advances it (see `runeworker.engine.ledger.Settled`)."""
         ...
 
+    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+        """Retire `token` for good, whether or not it is live yet: a live token advances
+        without children; a token not yet live is recorded as advanced, so that the advance
+        that would add it later leaves it out (a token that advanced never becomes live again).
+        For a token that a concurrent step adds: a merge's timer token, retired by the arrival
+        that decides the barrier while the waiting arrival may not have advanced yet
+        (`runeworker.engine.merge_timer.disarm`). An unknown execution records nothing."""
+        ...
+
     def count_attempt(self, body: bytes) -> int:
         """Count one more delivery of a redelivered message (poison detection)."""
         ...
@@ -363,6 +372,16 @@ class MemoryStore(MemoryFlow):
                     result = Transition(True, COMPLETED, "", started, list(ex.contexts))
             ex.done[token] = result
             return result
+
+    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+        with self._lock:
+            ex = self._executions.get(execution_id)
+            if ex is None:
+                return Transition(closed=False)
+            if token in ex.live or token in ex.done:
+                return self.advance(execution_id, token, [], None, None, now_ns)
+            ex.done[token] = Transition(closed=False)  # never live: `advance` skips it
+            return ex.done[token]
 
 
 def now_ns() -> int:

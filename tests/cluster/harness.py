@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pika
+from redis.exceptions import RedisError
 
 from runeworker.adapters.amqp import RESUME_QUEUE, queue_arguments
 from runeworker.adapters.redis_state import RedisStore
 from runeworker.config import RedisConfig
 from runeworker.engine.messages import encode
+from runeworker.errors import StateError
 from runeworker.supervisor.systemd import NOTIFY_VARIABLES
 from tests.faults.collector import COLLECTED, Collector
 from tests.faults.figures import Figures, tally
@@ -56,6 +58,13 @@ REPO = Path(__file__).resolve().parents[2]
 TAP_QUEUE = "rwtest.resume-tap"  # a copy of every message published to workflow.resume
 TYPED = (EXECUTION_QUEUE, RESUME_QUEUE)
 SETTLE = 3.0  # after the last completion: time for a late duplicate to arrive
+# Waiting for the completions ends early once the run is quiescent: nothing new read for QUIET
+# seconds, the work queues empty, no timer leased and none due within HORIZON_MS. What is
+# missing then can only move on at a timer far in the future (a fan-out merge's 600 s timeout
+# after a failover lost a branch), or never: a figure, not a reason to wait out the timeout.
+QUIET = 5.0
+HORIZON_MS = 60_000
+TIMED_OUT = "the scenario's timeout"
 KEEP_ENV = "RUNEWORKER_CLUSTER_KEEP"  # set: keep every scenario's directory
 
 
@@ -103,6 +112,13 @@ class ClusterCollector(Collector):
         finally:
             with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 conn.close()
+
+    def activity(self) -> int:
+        """How many messages have been read so far (statuses, completions, fired timers)."""
+        with self.lock:
+            rec = self.record
+            done = sum(len(c) for c in rec.completions.values())
+            return sum(rec.statuses.values()) + done + sum(self.fired.values())
 
     def _add(self, queue: str, body: bytes) -> None:
         if queue == TAP_QUEUE:
@@ -184,6 +200,7 @@ class ClusterFigures:
     measured: dict[str, float] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)  # problems per workflow kind
     logs: str = ""
+    stopped: str = ""  # why the wait for completions ended before all came ("" = all came)
 
     def problems(self, *, excused: tuple[str, ...] = ()) -> list[str]:
         """What is wrong; problems of the `excused` kinds are figures, not failures."""
@@ -195,12 +212,16 @@ class ClusterFigures:
             out.append(f"{self.timers_doubled} timer fires doubled")
         if self.timers_fired > self.timers_expected:
             out.append(f"{self.timers_fired} timers fired, at most {self.timers_expected} planned")
+        if TIMED_OUT in self.stopped:  # busy to the end: stuck, not quiescent
+            out.append(f"the run neither finished nor went quiet: {self.stopped}")
         return out
 
     def explain(self) -> str:
         lines = [self.figures.explain(), f"  timers: {self.timers_fired} fired of "
                  f"{self.timers_expected}, {self.timers_doubled} doubled",
                  f"  problems by kind: {self.by_kind}", f"  measured: {self.measured}"]  # fmt: skip
+        if self.stopped:
+            lines.append(f"  stopped waiting: {self.stopped}")
         if self.logs:
             lines.append(f"  supervisor logs kept in {self.logs}")
         return "\n".join(lines)
@@ -329,8 +350,11 @@ def run_scenario(
                 cfg = merged(base_config(directory, where, i, prefix), config or {})
                 run.supervisors.append(Supervisor(directory, f"serve-{i}", cfg))
             inject(run)
-            with contextlib.suppress(AssertionError):  # missing completions are a figure
-                wait_for(run.finished, "every completion", timeout, poll=0.05)
+            stopped = _wait_completions(run, prefix, timeout)  # missing ones are a figure
+            if stopped:
+                missing = len(plan) - collector.completed(run.ids)
+                stopped = f"{missing} completions missing; {stopped}"
+                run.event(f"stopped waiting: {stopped}")
             elapsed = time.monotonic() - run.started
             exit_codes = _settle(run)
             for i in range(supervisors):
@@ -359,9 +383,54 @@ def run_scenario(
         out = ClusterFigures(figures, timers_expected(plan), len(collector.fired),
                              sum(n - 1 for n in collector.fired.values()), run.measured,
                              _by_kind(plan, collector))  # fmt: skip
+        out.stopped = stopped
         keep[0] = keep[0] or bool(out.problems(excused=excused))
         out.logs = str(directory) if keep[0] else ""
         return out
+
+
+def _wait_completions(run: Run, prefix: str, timeout: float) -> str:
+    """Wait until every completion is in, the run is quiescent (see QUIET) or `timeout` s
+    have passed; "" when every completion came, else why the wait ended."""
+    deadline = time.monotonic() + timeout
+    seen, since = -1, time.monotonic()
+    while not run.finished():
+        now = time.monotonic()
+        if now > deadline:
+            return f"{TIMED_OUT} ({timeout:g} s) ran out"
+        activity = run.collector.activity()
+        if activity != seen:
+            seen, since = activity, now
+        elif now - since >= QUIET:
+            idle = _quiescent(run, prefix)
+            if idle:
+                return idle
+            since = now  # busy somewhere we do not read: look again after QUIET
+        time.sleep(0.1)
+    return ""
+
+
+def _quiescent(run: Run, prefix: str) -> str:
+    """Why nothing more can happen within HORIZON_MS ("" when something still may): the
+    execution and resume queues empty, no timer leased, none due within the horizon."""
+    with contextlib.suppress(RuntimeError, subprocess.SubprocessError, RedisError, StateError):
+        counts = run.where.queue_counts()
+        if any(counts.get(q, (0, 0)) != (0, 0) for q in (EXECUTION_QUEUE, RESUME_QUEUE)):
+            return ""
+        store = RedisStore.from_config(RedisConfig(**run.where.redis, key_prefix=prefix))
+        try:
+            timers, processing, _ = store._timer_keys()
+            leased = int(store._client.zcard(processing))
+            first = store._client.zrange(timers, 0, 0, withscores=True)
+        finally:
+            store.close()
+        now_ms = time.time_ns() // 1_000_000
+        due_in = (int(first[0][1]) - now_ms) if first else None
+        if leased or (due_in is not None and due_in <= HORIZON_MS):
+            return ""
+        after = "no timer" if due_in is None else f"the next timer is due in {due_in / 1000:.0f} s"
+        return f"quiescent for {QUIET:g} s: work queues empty, no timer leased, {after}"
+    return ""  # a server that does not answer now may answer later: keep waiting
 
 
 def acked(metrics_dir: Path) -> float:

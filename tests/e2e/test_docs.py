@@ -114,3 +114,21 @@ def test_install_guide_runs(tmp_path: Path, amqp_url: str, redis_url: str) -> No
     assert 'url = "amqp://rune:***@rabbitmq.internal:5672/"' in done.stdout
     assert "CHANGE-ME" not in done.stdout + done.stderr
     assert (root / "etc/runeworker/env").stat().st_mode & 0o777 == 0o600
+
+
+def test_readme_template_section_runs(tmp_path: Path) -> None:
+    """The official-template commands of README.md, as written (no broker, no network); the
+    converted definition is written to a temporary folder instead of the checkout."""
+    readme = (REPO / "README.md").read_text()
+    [script] = blocks(readme, "## Running an official Rune template", "\n## ")
+    out = tmp_path / "github-status.definition.json"
+    script = script.replace(".venv/bin/", f"{BIN}/").replace(
+        "> github-status.definition.json", f"> {out}"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNEWORKER_")}
+    done = run_bash(script, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok: tests/templates/fortune-cookie.json (3 nodes, 2 edges)\n")
+    assert done.stdout.rstrip().splitlines()[-1].startswith("workflow completed in ")
+    assert "note: node SMTP (smtp) holds no credential" in done.stderr
+    assert '"name": "github_status"' in out.read_text()

@@ -12,7 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from agent_templates import FEED, GEMINI_KEY, MODEL, WEATHER, rss_digest, weather_briefing
+from agent_templates import (
+    FEED,
+    GEMINI_KEY,
+    MODEL,
+    WEATHER,
+    node_id,
+    rss_digest,
+    weather_briefing,
+)
 from llmkit import Request, Text, Turn, gemini_response, llm, mail_relay, serve
 from wire import (
     STATUS,
@@ -50,15 +58,15 @@ def test_template_over_the_wire(
         mail_relay() as mail,
         running_worker(amqp_url, redis_url, redis_prefix, **{"agent.gemini_base_url": gemini.url}),
     ):
-        defn = build(public.url + path, mail.port)
-        m = master(defn["nodes"], defn["edges"], current="http")
+        defn = build(public.url, mail.port)
+        m = master(defn["nodes"], defn["edges"], current=node_id(defn, "http"))
         eid = m["execution_id"]
         wire = Wire(amqp_url)
         try:
             wire.publish_api(m)
             done = wire.completion(eid, timeout=60)
             assert done["status"] == "completed", done
-            running, success = node_statuses(wire, eid, "agent", 2)
+            running, success = node_statuses(wire, eid, node_id(defn, "agent"), 2)
             used = {"all_used_input_keys", "used_inputs"}  # $weather_in_london or $HTTP
             check_status(running, "running", {"parameters"} | used)
             check_status(success, "success", {"parameters", "output"} | used)
@@ -75,6 +83,8 @@ def test_template_over_the_wire(
             wire.no_second_completion(eid)
         finally:
             wire.close()
+    (fetch,) = public.requests
+    assert fetch.path == path
     (ask,) = gemini.requests
     assert ask.path == f"/v1beta1/publishers/google/models/{MODEL}:generateContent"
     assert ask.headers["x-goog-api-key"] == GEMINI_KEY
@@ -108,8 +118,8 @@ def test_a_slow_model_outlasts_the_heartbeat(
                 agent = weather_briefing("http://127.0.0.1:9/unused", 9)["nodes"][2]
                 agent["parameters"]["messages"] = [{"role": "user", "content": "slowly"}]
                 start = {"id": "start", "name": "Start", "type": "ManualTrigger", "trigger": True}
-                edges = [{"id": "e", "src": "start", "dst": "agent"}]
-                m = master([start, agent], edges, current="agent")
+                edges = [{"id": "e", "src": "start", "dst": agent["id"]}]
+                m = master([start, agent], edges, current=agent["id"])
                 eid = m["execution_id"]
                 wire.publish_api(m)
                 done = wire.completion(eid, timeout=60)

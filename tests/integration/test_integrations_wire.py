@@ -9,18 +9,16 @@ import base64
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from agentstandin import standing_in
 from apimock import MockApi, Reply, serving
-from canvas import to_definition
+from templatekit import definition, with_credentials
 from wire import Wire, check_status, master, node_statuses, running_worker
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "sheets-gmail-tracker.json"
 TOKEN = "ya29.wire-access-token"
 GOOGLE = {"id": "cred-g", "name": "Google", "type": "oauth2", "values": {"access_token": TOKEN}}
 READ = "integration.google.sheets.read_range"
@@ -52,9 +50,9 @@ def wire(amqp_url: str, redis_url: str, redis_prefix: str, google: MockApi) -> I
 
 def tracker() -> dict[str, Any]:
     """The start message of the template, as the API publishes it (credential resolved)."""
-    definition = to_definition(json.loads(TEMPLATE.read_text()), {READ: GOOGLE, SEND: GOOGLE})
-    trigger = next(n["id"] for n in definition["nodes"] if n["trigger"])
-    return master(definition["nodes"], definition["edges"], current=trigger)
+    resolved = with_credentials(definition("sheets-gmail-tracker"), {READ: GOOGLE, SEND: GOOGLE})
+    trigger = next(n["id"] for n in resolved["nodes"] if n["trigger"])
+    return master(resolved["nodes"], resolved["edges"], current=trigger)
 
 
 def test_sheets_gmail_tracker_over_the_wire(wire: Wire, google: MockApi) -> None:

@@ -20,7 +20,17 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from statecases import CASES, FLOW_CASES, NOW, OPEN, T0, T1, ctx, fan_out  # noqa: E402
+from statecases import (  # noqa: E402
+    CASES,
+    FLOW_CASES,
+    INTERLEAVINGS,
+    NOW,
+    OPEN,
+    T0,
+    T1,
+    ctx,
+    fan_out,
+)
 
 from runeworker.adapters.redis_state import RedisStore  # noqa: E402
 from runeworker.engine.state import (  # noqa: E402
@@ -246,6 +256,17 @@ def test_redis_flow(name: str, store: RedisStore, client: redis.Redis, prefix: s
             assert ttl == -1, key  # global keys: their entries go when a timer is acked
         else:
             assert FLOW_KEY.fullmatch(short), key
+            assert 0 < ttl <= TTL, key
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(INTERLEAVINGS))
+def test_redis_interleaving(name: str, store: RedisStore, client: redis.Redis, prefix: str) -> None:
+    """Two workers' steps interleaved on the real Redis (a merge's arrivals, see
+    statecases.INTERLEAVINGS)."""
+    INTERLEAVINGS[name](store)
+    for key, ttl in keys_under(client, prefix).items():
+        if key.removeprefix(prefix) not in SCHEDULER_KEYS:
             assert 0 < ttl <= TTL, key
 
 

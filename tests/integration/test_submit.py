@@ -184,6 +184,31 @@ def test_no_wait_publishes_like_the_api(
     assert [n["id"] for n in msg["workflow_definition"]["nodes"]][:2] == ["trigger", "greet"]
 
 
+@pytest.mark.parametrize("first_successor", [False, True])
+def test_an_official_template_is_submitted_as_the_web_app_converts_it(
+    cfg: Config, worker: Worker, first_successor: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tests/templates/maintenance-window-check.json as shipped: converted, published, run."""
+    template = Path(__file__).resolve().parents[1] / "templates" / "maintenance-window-check.json"
+    code, lines = run_submit(cfg, str(template), first_successor=first_successor)
+    assert code == 0, capsys.readouterr().err
+    steps = statuses(lines)
+    assert steps[:6] == [
+        ("dateTimeNow", "running"),
+        ("dateTimeNow", "success"),
+        ("dateTimeParse", "running"),
+        ("dateTimeParse", "success"),
+        ("If", "running"),
+        ("If", "success"),
+    ]
+    assert steps[6:] in (
+        [("Log", "running"), ("Log", "success")],
+        [("Log_2", "running"), ("Log_2", "success")],
+    )
+    assert lines[-1].startswith("workflow completed in ")
+    assert "a Rune template, converted as the Rune web app does" in capsys.readouterr().err
+
+
 def test_invalid_workflow_exits_2_with_every_problem(
     cfg: Config, amqp_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,13 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from typing import Any, cast
 
+import msgspec
+
+from runeworker.engine.executor import Executor
+from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import (
     Admission,
     Barrier,
@@ -347,6 +353,37 @@ def concurrent_leaves_close_once(store: StateStore) -> None:
     assert store.admit("ex", kids[0], T1) == Admission(Verdict.REPLAY, 17)
 
 
+@case("retired_token_never_becomes_live")
+def retired_token_never_becomes_live(store: StateStore) -> None:
+    """A token retired before any advance made it live (a merge's timer token, retired by the
+    deciding arrival while the waiting one has not advanced yet) stays out of the live set."""
+    a, b = fan_out(store, "ex", 2)
+    timer = child_token("merge-timer:t", 0, "merge")
+    assert store.retire("ex", timer, T1) == OPEN  # not live: recorded, no step counted
+    assert store.admit("ex", a, T1) == Admission(Verdict.RUN, 1)
+    assert store.advance("ex", a, [timer], None, None, T1) == OPEN  # the late park: skipped
+    assert store.advance("ex", b, [], ctx("b"), None, T1) == done([ctx("b")])
+    assert store.retire("ex", timer, T1) == OPEN  # again: its record
+    assert store.admit("ex", timer, T1) == Admission(Verdict.REPLAY, 3)
+
+
+@case("retire_advances_a_live_token")
+def retire_advances_a_live_token(store: StateStore) -> None:
+    a, b = fan_out(store, "ex", 2)
+    timer = child_token("merge-timer:t", 0, "merge")
+    assert store.advance("ex", a, [timer], None, None, T1) == OPEN
+    assert store.retire("ex", timer, T1) == OPEN
+    assert store.admit("ex", timer, T1) == Admission(Verdict.REPLAY, 3)
+    assert store.advance("ex", b, [], ctx("b"), None, T1) == done([ctx("b")])
+    # the last live token: retiring it closes the execution, and replays that
+    [c] = fan_out(store, "ex-2", 1)
+    assert store.retire("ex-2", c, T1) == done([])
+    assert store.retire("ex-2", c, T1) == done([])
+    # an unknown execution: nothing recorded, the token opens it later as usual
+    assert store.retire("ex-3", "t", T1) == OPEN
+    assert store.admit("ex-3", "t", T1) == Admission(Verdict.RUN, 0)
+
+
 # -- barriers and timers (tests/unit/test_flow_state.py, tests/integration/test_redis_state.py) --
 
 FLOW_CASES: dict[str, Case] = {}
@@ -518,7 +555,12 @@ def merge_timeout(store: StateStore) -> None:
     late = Barrier(EXPIRED, 2, first_ms=NOW)
     assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 1001) == late
     assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 9000) == late
-    assert arrive(store, "c", "tc2", ctx("c"), rule, NOW + 9000) == Barrier(CLOSED, 2, first_ms=NOW)
+    # another arrival after the expiry: absorbed, and told the merge failed
+    timed_out = Barrier(BarrierState.TIMED_OUT, 2, first_ms=NOW)
+    assert arrive(store, "c", "tc2", ctx("c"), rule, NOW + 9000) == timed_out
+    assert arrive(store, "y", "gy", None, rule, NOW + 9000) == timed_out  # a ghost too
+    # an arrival counted before the expiry still replays what it reported then
+    assert arrive(store, "b", "tb", ctx("b"), rule, NOW + 9000) == Barrier(WAITING, 2, first_ms=NOW)
 
 
 @flow_case("merge_timeout_of_one_millisecond")
@@ -636,3 +678,111 @@ def timers_acknowledged_or_cancelled_twice(store: StateStore) -> None:
     store.cancel_timer("later")
     assert store.release_expired(NOW + 10**9) == 0
     assert store.claim_due(NOW + 10**9, 100, 1000) == []
+
+
+# -- two workers' steps interleaved on one store (tests/unit/test_flow_state.py,
+# tests/integration/test_redis_state.py) --------------------------------------------------------
+
+INTERLEAVINGS: dict[str, Case] = {}
+
+
+def interleaving(name: str) -> Callable[[Case], Case]:
+    """Add the decorated function to INTERLEAVINGS under `name`."""
+
+    def add(fn: Case) -> Case:
+        INTERLEAVINGS[name] = fn
+        return fn
+
+    return add
+
+
+class Meanwhile:
+    """The store as one worker's step sees it, except that its first call of `method` first
+    runs `other` (another worker's step on the same store) to its end: an interleaving of two
+    workers made deterministic. Every call goes to the real store."""
+
+    def __init__(self, store: StateStore, method: str, other: Callable[[], None]) -> None:
+        self._store, self._method, self._other = store, method, other
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._store, name)
+        if name != self._method or self._other is None:
+            return call
+
+        def first(*args: Any, **kwargs: Any) -> Any:
+            other, self._other = self._other, None
+            other()
+            return call(*args, **kwargs)
+
+        return first
+
+
+FAN_IN = msgspec.json.encode(
+    {
+        "nodes": [
+            {"id": k, "name": k, "type": "log", "parameters": {"message": k}}
+            for k in ("n1", "n2", "n3", "n5")
+        ]
+        + [{"id": "n4", "name": "n4", "type": "merge", "parameters": {}}],  # 300 s timeout
+        "edges": [
+            {"id": f"e{i}", "src": s, "dst": d}
+            for i, (s, d) in enumerate(
+                [("n1", "n2"), ("n1", "n3"), ("n2", "n4"), ("n3", "n4"), ("n4", "n5")]
+            )
+        ],
+    }
+)
+
+
+def _wire(msg: NodeExecutionMessage) -> NodeExecutionMessage:
+    return decode_execution(encode(msg))  # exactly what a worker decodes
+
+
+def _merge_arrivals_interleaved(store: StateStore, method: str) -> list[Outbox]:
+    """n1 fans out to n2 and n3, which meet at the merge n4 (wait for all, with its default
+    timeout, so a waiting arrival parks the merge's timer token), then n5. Worker A takes the
+    arrival from n2 and worker B the one from n3; B's whole step runs inside A's, before A's
+    first `method` call on the store. Returns every step's outbox, n5's last."""
+    executor = Executor(store)
+    start = NodeExecutionMessage("wf", "ex", "n1", msgspec.Raw(FAN_IN), 0, 0, {})
+    opened = executor.step(_wire(start))
+    to_left, to_right = (_wire(m) for m in opened.messages)
+    [left] = executor.step(to_left).messages
+    [right] = executor.step(to_right).messages
+    other: list[Outbox] = []
+    meanwhile = Meanwhile(store, method, lambda: other.append(Executor(store).step(_wire(right))))
+    waited = Executor(cast(StateStore, meanwhile)).step(_wire(left))
+    [released] = other
+    assert [s.status for s in waited.statuses] == ["waiting"]  # A: the barrier waited
+    assert released.statuses[-1].status == "success"  # B: then it released
+    [last] = released.messages
+    return [opened, waited, released, executor.step(_wire(last))]
+
+
+@interleaving("merge_released_before_the_waiting_arrival_advances")
+def merge_released_before_the_waiting_arrival_advances(store: StateStore) -> None:
+    """A's merge_arrive says waiting and A arms the timer; B decides the barrier, cancels the
+    timer and retires its token; only then does A's advance park the token. The execution
+    still completes once, when n5 ends, and no timer is left."""
+    outboxes = _merge_arrivals_interleaved(store, "advance")
+    completions = [o.completion for o in outboxes if o.completion is not None]
+    assert [c.status for c in completions] == ["completed"]
+    assert outboxes[-1].completion is completions[0]
+    assert store.next_due() is None
+
+
+@interleaving("merge_released_before_the_waiting_arrival_arms_its_timer")
+def merge_released_before_the_waiting_arrival_arms_its_timer(store: StateStore) -> None:
+    """B decides the barrier (and cancels a timer not armed yet) between A's merge_arrive and
+    A's schedule. The execution completes when n5 ends; the timer A arms afterwards fires
+    into a decided barrier and a retired token: it publishes nothing."""
+    outboxes = _merge_arrivals_interleaved(store, "schedule")
+    assert [o.completion is not None for o in outboxes] == [False, False, False, True]
+    due = store.next_due()
+    assert due is not None
+    [timer] = store.claim_due(due, 10, 60_000)
+    store.ack_timer(timer.timer_id)
+    fired = Executor(store).step(decode_execution(timer.payload), None, True)
+    assert (fired.statuses, fired.messages, fired.completion) == ([], [], None)
+    assert fired.report.verdict is Verdict.REPLAY
+    assert store.next_due() is None

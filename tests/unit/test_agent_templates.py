@@ -77,7 +77,7 @@ def stage(case: Case) -> Iterator[Stage]:
         public = stack.enter_context(serve(lambda request: (200, case.answer)))
         gemini = stack.enter_context(llm("gemini", Turn(text=case.reply, usage=(120, 20))))
         mail = stack.enter_context(mail_relay())
-        yield Stage(public, gemini, mail, case.build(public.url + case.path, mail.port))
+        yield Stage(public, gemini, mail, case.build(public.url, mail.port))
 
 
 def check(case: Case, stage: Stage) -> None:

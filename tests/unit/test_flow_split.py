@@ -32,8 +32,10 @@ def test_fan_out_is_item_major_with_item_and_frame() -> None:
         [split(["x", "y"]), n("b"), n("c")], [("e1", "split", "b"), ("e2", "split", "c")]
     )
     msg = start(defn, "split", {"$seed": 1})
-    result = Executor(MemoryStore()).step(msg)
+    running: list[str] = []
+    result = Executor(MemoryStore()).step(msg, lambda st, _blocking: running.append(st.status))
     assert msg.accumulated_context == {"$seed": 1}
+    assert running == ["running"]
     assert [s.status for s in result.statuses] == ["success"]
     assert result.statuses[0].output == {"_split_items": ["x", "y"]}
     got = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from statecases import FLOW_CASES
+from statecases import FLOW_CASES, INTERLEAVINGS
 
 from runeworker.engine.state import MemoryStore
 
@@ -15,6 +15,11 @@ def test_flow_table_is_complete() -> None:
 @pytest.mark.parametrize("name", sorted(FLOW_CASES))
 def test_memory_flow(name: str) -> None:
     FLOW_CASES[name](MemoryStore())
+
+
+@pytest.mark.parametrize("name", sorted(INTERLEAVINGS))
+def test_memory_interleaving(name: str) -> None:
+    INTERLEAVINGS[name](MemoryStore())
 
 
 def test_fired_and_cancelled_timers_leave_nothing_behind() -> None:

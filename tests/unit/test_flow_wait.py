@@ -10,10 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 from flowkit import TRIGGER, Run, definition, drive, fire_timers, n, start, step
+from statecases import Meanwhile
 
-from runeworker.engine.executor import Executor
+from runeworker.engine.executor import EARLY_RESUME_GRACE_MS, Executor
 from runeworker.engine.local import LocalRunner
 from runeworker.engine.messages import StackFrame, decode_execution, encode
+from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import MemoryStore, Verdict
 from runeworker.errors import NodeError
 from runeworker.nodes.wait import resume_at
@@ -214,3 +216,47 @@ def test_waits_inside_split_branches_come_back_to_the_aggregator() -> None:
             "_aggregator_processed_count": 3,
         },
     }
+
+
+def test_a_resume_that_overtakes_the_wait_step_comes_back_and_completes() -> None:
+    """A wait due at once: another child's scheduler claims the timer and its resume step runs
+    between the wait step's schedule and its advance (made deterministic with `Meanwhile`).
+    The resume finds the token not parked yet: nothing is published, the timer is scheduled
+    again, and once the step has parked the token the second firing resumes the wait and the
+    execution completes (before: the resume was dropped and no completion ever came)."""
+    store = MemoryStore()
+    early: list[Outbox] = []
+
+    def resume_meanwhile() -> None:
+        [timer] = store.claim_due(now_ms() + 10, 10, 60_000)
+        store.ack_timer(timer.timer_id)
+        early.append(Executor(store).step(decode_execution(timer.payload), resumed=True))
+
+    run = Run()
+    pausing = Executor(Meanwhile(store, "advance", resume_meanwhile))  # type: ignore[arg-type]
+    step(pausing, start(waiting_flow(amount=0), "pause"), run)
+    [overtaken] = early
+    assert overtaken.report.verdict is Verdict.STALE
+    assert (overtaken.statuses, overtaken.messages, overtaken.completion) == ([], [], None)
+    assert run.trail == [("Pause", "running"), ("Pause", "waiting")] and not run.completions
+    again = store.next_due()
+    assert again is not None and again > now_ms() - 1_000  # scheduled anew, not the old due time
+    fire_timers(Executor(store), run, again)
+    assert run.trail[2:] == [("Pause", "success"), ("AFTER", "running"), ("AFTER", "success")]
+    assert run.completion.status == "completed"
+
+
+def test_a_stale_resume_long_after_its_due_time_is_dropped() -> None:
+    """Past the grace period a stale resume was never the wait's to run: dropped, no timer."""
+    store = MemoryStore()
+    run = Run()
+    step(Executor(store), start(waiting_flow(amount=0), "pause"), run)
+    [timer] = store.claim_due(now_ms() + 10, 10, 60_000)
+    store.ack_timer(timer.timer_id)
+    late = time.time_ns() + (EARLY_RESUME_GRACE_MS + 5_000) * 1_000_000
+    stale = msgspec.structs.replace(decode_execution(timer.payload), branch_token="not-parked")
+    dropped = Executor(store, clock=lambda: late).step(stale, resumed=True)
+    assert dropped.report.verdict is Verdict.STALE and dropped.statuses == []
+    assert store.next_due() is None
+    assert Executor(store).step(stale, resumed=True).report.verdict is Verdict.STALE
+    assert store.next_due() is not None  # within the grace period it comes back

@@ -15,6 +15,7 @@ import pytest
 from apimock import MockApi, Reply, serving
 from integrationkit import BOT, OAUTH, failure, run_kind, settings_for
 
+from runeworker.canvas import INTEGRATION_KINDS
 from runeworker.engine import registry
 from runeworker.integrations.connector import CATALOG
 
@@ -403,29 +404,6 @@ def slack() -> list[Case]:
 CASES = gmail() + sheets() + jira() + outlook() + telegram() + dropbox() + slack()
 BY_KIND = {c.kind: c for c in CASES}
 
-# Upstream's list (`apps/web/src/features/canvas/integrations/types.ts`, IntegrationNodeKind).
-UPSTREAM_KINDS = {
-    *(f"integration.google.gmail.{t}" for t in ("send_email", "read_email", "search_emails")),
-    "integration.google.gmail.list_labels",
-    *(f"integration.google.sheets.{t}" for t in ("read_range", "write_range", "append_row")),
-    *(f"integration.google.sheets.{t}" for t in ("clear", "create_sheet", "delete_sheet")),
-    *(f"integration.google.sheets.{t}" for t in ("delete_rows", "delete_columns", "update_row")),
-    *(f"integration.google.sheets.{t}" for t in ("create_spreadsheet", "delete_spreadsheet")),
-    *(f"integration.jira.issue_{t}" for t in ("create", "get", "update", "search")),
-    *(f"integration.jira.issue_transition_{t}" for t in ("list", "apply")),
-    *(f"integration.jira.{t}" for t in ("comment_create", "comment_list", "project_list")),
-    "integration.jira.user_get",
-    *(f"integration.microsoft.outlook.{t}" for t in ("send_email", "read_email")),
-    *(f"integration.microsoft.outlook.{t}" for t in ("search_emails", "list_folders")),
-    *(f"integration.slack.chat.{t}" for t in ("post_message", "update", "delete")),
-    *(f"integration.slack.conversations.{t}" for t in ("history", "find_message")),
-    "integration.slack.users.lookup_by_email",
-    *(f"integration.telegram.bot.send_{t}" for t in ("message", "photo", "document")),
-    *(f"integration.telegram.bot.get_{t}" for t in ("updates", "chat_id")),
-    *(f"integration.dropbox.files.{t}" for t in ("list_folder", "get_metadata", "delete")),
-    *(f"integration.dropbox.files.{t}" for t in ("get_temporary_link", "search")),
-}
-
 
 # -- the harness ------------------------------------------------------------------------------
 
@@ -449,8 +427,9 @@ def full_path(case: Case) -> str:
 
 def test_the_catalog_is_upstreams_45_kinds() -> None:
     registered = {t for t in registry.load() if t.startswith("integration.")}
-    assert len(UPSTREAM_KINDS) == 45
-    assert registered == set(CATALOG) == UPSTREAM_KINDS == set(BY_KIND)
+    # INTEGRATION_KINDS: upstream's IntegrationNodeKind list, the kinds the web app converts.
+    assert len(INTEGRATION_KINDS) == 45
+    assert registered == set(CATALOG) == INTEGRATION_KINDS == set(BY_KIND)
     assert all(registry.load()[kind].blocking for kind in registered)
 
 

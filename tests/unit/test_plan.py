@@ -61,6 +61,10 @@ FAN = definition(
     [n("a"), n("b"), n("c", "plan.slow"), n("m", "merge")],
     [("a", "b"), ("a", "c"), ("b", "m"), ("c", "m")],
 )
+SPLIT = definition(
+    [n("s", "split", input_array=[1, 2]), n("i"), n("g", "aggregator")],
+    [("s", "i"), ("i", "g")],
+)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,8 @@ FAN = definition(
         (CHAIN, "a", {"replayed": True}, Settled, False),  # a dead letter put back by hand
         (FAN, "a", {}, Settled, False),  # a quick node of parallel branches
         (FAN, "c", {}, Admitted, True),  # blocking: its verdict comes before `running`
-        (FAN, "m", {}, Admitted, False),  # flow control
+        (FAN, "m", {}, Admitted, False),  # flow control with a barrier
+        (SPLIT, "s", {}, Settled, False),  # a split only routes: settled
         (FAN, "b", {"ghost": True}, Admitted, False),
         (FAN, "m", {"resumed": True}, Admitted, False),  # a merge's timer fired
         (TRIGGERED, "t", {}, Admitted, False),  # a trigger, whatever its type

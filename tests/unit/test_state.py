@@ -9,7 +9,7 @@ from runeworker.engine.state import MemoryStore, attempt_key, child_token, root_
 
 
 def test_table_covers_every_behaviour() -> None:
-    assert len(CASES) == 26
+    assert len(CASES) == 28
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

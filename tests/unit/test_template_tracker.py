@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 from apimock import MockApi, Reply, serving
-from canvas import to_definition
+from templatekit import definition, with_credentials
 
 TESTS = Path(__file__).resolve().parents[1]
-TEMPLATE = TESTS / "templates" / "sheets-gmail-tracker.json"
 TOKEN = "ya29.tracker-access-token"
 GOOGLE = {"id": "cred-g", "name": "Google", "type": "oauth2"}
 GOOGLE["values"] = {"access_token": TOKEN, "token_type": "Bearer"}  # type: ignore[assignment]
@@ -38,8 +37,7 @@ ROWS.append(["Cy Busy", "cy@example.com", "19"])
 
 def tracker() -> dict[str, Any]:
     """The template's definition as the Rune API sends it, Google credential resolved."""
-    template = json.loads(TEMPLATE.read_text())
-    return to_definition(template, {READ: GOOGLE, SEND: GOOGLE})
+    return with_credentials(definition("sheets-gmail-tracker"), {READ: GOOGLE, SEND: GOOGLE})
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""A merge arrival that races the merge's own timeout timer (the doubled merge status of the
+cluster suite's broker-node-kill scenario, deploy/SCALING.md).
+
+The interleaving: the late branch's arrival is admitted (the execution has not failed yet), then
+the merge's timer fires and fails the merge (`expired`, and the halt is recorded), then the
+arrival reaches the barrier and finds it decided. Before the fix the arrival reported the merge
+`success` (`_merge_ignored`) after its `failed`; the arrival belongs to a halted execution and
+must publish nothing, as it does when it is admitted after the halt.
+
+The interleaving is forced, not waited for: a store wrapper runs the timer's whole step between
+the arrival's admission and its barrier call. It runs against the in-memory store and the real
+Redis (the Lua scripts the workers run).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+_UNIT = str(Path(__file__).resolve().parent.parent / "unit")
+if _UNIT not in sys.path:
+    sys.path.insert(0, _UNIT)
+
+from flowkit import TRIGGER, Run, definition, drive, n, start, step  # noqa: E402
+
+from runeworker.adapters.redis_state import RedisStore  # noqa: E402
+from runeworker.engine.barriers import Barrier, MergeRule  # noqa: E402
+from runeworker.engine.executor import Executor  # noqa: E402
+from runeworker.engine.merge_timer import timer_of  # noqa: E402
+from runeworker.engine.messages import decode_execution  # noqa: E402
+from runeworker.engine.outbox import Outbox  # noqa: E402
+from runeworker.engine.state import MemoryStore, StateStore, Timer  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def joined(policy: dict[str, Any] | None = None) -> bytes:
+    """trigger -> quick -> merge and trigger -> pause (60 s) -> merge; merge (timeout 0.2 s)
+    -> end: the cluster suite's merge-timeout workflow with a longer wait."""
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 60}}
+    merge: dict[str, Any] = {"id": "merge", "name": "Merge", "type": "merge"}
+    merge["parameters"] = {"wait_mode": "wait_for_all", "timeout": 0.2}
+    if policy:
+        merge["error"] = policy
+    nodes = [TRIGGER, pause, n("quick"), merge, n("end")]
+    edges = [("e1", "trigger", "pause"), ("e2", "trigger", "quick"), ("e3", "pause", "merge"),
+             ("e4", "quick", "merge"), ("e5", "merge", "end")]  # fmt: skip
+    return definition(nodes, edges)
+
+
+class Interleaved:
+    """A StateStore that runs `before(...)` once, when the arrival of `parent` at a merge
+    reaches the barrier: after that arrival's admission, before its barrier call."""
+
+    def __init__(self, store: StateStore, parent: str) -> None:
+        self.store = store
+        self.parent = parent
+        self.before: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def merge_arrive(self, execution_id: str, merge_id: str, scope: str, parent: str,
+                     token: str, payload: bytes | None, rule: MergeRule,
+                     now_ms: int) -> Barrier:  # fmt: skip
+        if parent == self.parent and self.before is not None:
+            before, self.before = self.before, None
+            before()
+        return self.store.merge_arrive(
+            execution_id, merge_id, scope, parent, token, payload, rule, now_ms
+        )
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.node.get_closest_marker("integration") is None:
+        pytest.fail("the Redis variant must be marked integration")
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    prefix = f"rwtest:{uuid.uuid4().hex}:"
+    yield RedisStore(client, prefix=prefix, ttl_seconds=600)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _race(store: StateStore, policy: dict[str, Any] | None = None) -> Run:
+    """Drive the execution to the point where both timers are due, then step the late
+    branch's arrival with the merge's timer fired inside it (see the module doc)."""
+    race = Interleaved(store, parent="pause")
+    executor, run = Executor(race), Run()  # type: ignore[arg-type]
+    opened = step(executor, start(joined(policy), "trigger", execution_id=uuid.uuid4().hex), run)
+    drive(*opened.messages, executor=executor, run=run)  # quick waits at the merge, pause parks
+    eid = opened.messages[0].execution_id
+    due: list[Timer] = store.claim_due(time.time_ns() // 1_000_000 + 61_000, 10, 60_000)
+    merge_timer = timer_of(eid, "merge", "").timer_id
+    [fire] = [t for t in due if t.timer_id == merge_timer]
+    [wake] = [t for t in due if t.timer_id != merge_timer]
+    for timer in due:
+        store.ack_timer(timer.timer_id)
+    resumed = step(executor, decode_execution(wake.payload), run, resumed=True)  # pause ends
+    [late] = resumed.messages
+    assert (late.current_node, late.from_node) == ("merge", "pause")
+    fired: list[Outbox] = []
+    race.before = lambda: fired.append(
+        step(executor, decode_execution(fire.payload), run, resumed=True)
+    )
+    drive(late, executor=executor, run=run)
+    assert len(fired) == 1  # the timer did fire inside the arrival's step
+    drive(*fired[0].messages, executor=executor, run=run)  # what the timer's step routed to
+    return run
+
+
+@pytest.mark.integration
+def test_an_arrival_admitted_before_the_timer_halts_the_execution_publishes_nothing(
+    store: StateStore,
+) -> None:
+    run = _race(store)
+    merge = [status for name, status in run.trail if name == "Merge"]
+    # quick's arrival: running, waiting; the timer: failed; the late arrival: nothing
+    assert merge == ["running", "waiting", "failed"]
+    assert run.completion.status == "halted"
+    assert not [s for s in run.statuses if s.node_name == "END"]
+
+
+@pytest.mark.integration
+def test_under_an_ignore_policy_the_late_arrival_is_still_absorbed_with_success(
+    store: StateStore,
+) -> None:
+    """With `ignore` the timed-out merge routes on: the execution goes on, and the late
+    arrival finds the merge decided, as an arrival after any decision does (`_merge_ignored`,
+    like the loser of a wait_for_any race)."""
+    run = _race(store, {"type": "ignore"})
+    merge = [status for name, status in run.trail if name == "Merge"]
+    assert merge == ["running", "waiting", "failed", "running", "success"]
+    assert run.outputs("Merge")[-1] == {"_merge_ignored": True}
+    assert run.completion.status == "completed"
