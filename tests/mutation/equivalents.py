@@ -179,7 +179,7 @@ EQUIVALENT: dict[str, Equivalent] = {
         "changes after a decision: every other parent recorded is a ghost, which the result "
         "leaves out, so the winner alone and every parent give the same keys and results",
     ),
-    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_59": Equivalent(
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_60": Equivalent(
         "return self._decided(m, BarrierState.RELEASED, None)",
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
     ),
@@ -246,6 +246,9 @@ EQUIVALENT: dict[str, Equivalent] = {
         "and ledger.choose never gives such steps this mode (no flow types, no ghosts, no "
         "resumed messages)",
     ),
+    _L + "xǁAdmittedǁ_pass_or_hold__mutmut_9": Equivalent(
+        "self._hold(status, None)", "_Holding._hold ignores its second argument"
+    ),
     # -- runeworker/engine/plan.py ------------------------------------------------------------
     _P + "xǁDefinitionsǁ__init____mutmut_1": Equivalent(
         "size: int = 129",
@@ -291,6 +294,15 @@ EQUIVALENT: dict[str, Equivalent] = {
         "an error goes to _reject, whose _close reads it only as 'CANCELLED?' (None is not, "
         "as RUN); report.verdict has its own default",
     ),
+    _E + "xǁTurnǁ_unknown_type__mutmut_6": Equivalent(
+        "self.on_running(self.status.build(STATUS_RUNNING, 0), None)",
+        "this step is admitted: Admitted._pass_or_hold reads the flag only for its truth "
+        "(None holds the status as False does) and releases a held status with False",
+    ),
+    _E + "xǁTurnǁ_reject__mutmut_10": Equivalent(
+        "self.on_running(status.build(STATUS_RUNNING, 0), None)",
+        "as xǁTurnǁ_unknown_type__mutmut_6 (a plan with an error is admitted)",
+    ),
     _E + "xǁTurnǁ_close__mutmut_4": Equivalent(
         "emits = ending.emits if (failure is None) or True else []",
         "every Ending with a failure has no emits: flow.on_error's halt, _at_step_limit, "
@@ -314,14 +326,14 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_close__mutmut_61": Equivalent(
         "zip(children, emits, )", "strict=False is zip's default"
     ),
-    _E + "xǁTurnǁ_execute__mutmut_47": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_48": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, None)",
         "flow.on_success returns only the NodeErrors of flow.py's own checks (split, "
         "aggregator, merge, wait), none of which has details: done.details is None",
     ),
-    _E + "xǁTurnǁ_execute__mutmut_50": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_51": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, )",
-        "as xǁTurnǁ_execute__mutmut_47 (None is the default of details)",
+        "as xǁTurnǁ_execute__mutmut_48 (None is the default of details)",
     ),
     _E + "xǁTurnǁ_merge_timer__mutmut_28": Equivalent(
         "return self._close(Ending(absorbed=None))",
@@ -331,12 +343,12 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_merge_timer__mutmut_29": Equivalent(
         "return self._close(Ending(absorbed=False))", "as xǁTurnǁ_merge_timer__mutmut_28"
     ),
-    _E + "xǁTurnǁtake__mutmut_17": Equivalent(
+    _E + "xǁTurnǁtake__mutmut_24": Equivalent(
         "self._close(Ending(absorbed=None))",
         "as xǁTurnǁ_merge_timer__mutmut_28 (for a CANCELLED verdict _close passes no leaf at all)",
     ),
-    _E + "xǁTurnǁtake__mutmut_18": Equivalent(
-        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_17"
+    _E + "xǁTurnǁtake__mutmut_25": Equivalent(
+        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_24"
     ),
     _E + "xǁTurnǁ_resume__mutmut_7": Equivalent(
         "self.resolver.resolve_params(self.node.params, )",

@@ -75,8 +75,12 @@ def _sleep(ctx: NodeContext) -> dict[str, Any]:
     return {}
 
 
+EVENTS: list[tuple[str, ...]] = []
+
+
 @node("turn.slow", blocking=True)
 def _slow(ctx: NodeContext) -> dict[str, Any]:
+    EVENTS.append(("ran", ctx.node.id))
     return {}
 
 
@@ -414,3 +418,20 @@ def test_a_context_that_does_not_decode_is_left_out_of_the_final_context() -> No
     msg = start(FAN, "a")
     done = completion(msg, "completed", [b"{not json", b'{"$a": 1}', b'{"$b": 2}'], 0, 0, "", None)
     assert done.final_context == {"$a": 1, "$b": 2}
+
+
+def test_a_blocking_node_hands_its_running_status_over_before_it_runs() -> None:
+    """A node that may block has its `running` committed before it starts: the caller gets
+    it at once, marked blocking; the node runs after."""
+    defn = definition([n("a"), n("b", "turn.slow"), n("c")], [("e0", "a", "b"), ("e1", "a", "c")])
+    executor = Executor(MemoryStore())
+    first = executor.step(start(defn, "a"))
+    EVENTS.clear()
+
+    def on_running(status: NodeStatusMessage, blocking: bool) -> None:
+        EVENTS.append(("handed", status.node_name, status.status, str(blocking)))
+
+    outbox = executor.step(first.messages[0], on_running)
+    assert outbox.report.ledger == "admitted"
+    assert EVENTS == [("handed", "B", "running", "True"), ("ran", "b")]
+    assert [s.status for s in outbox.statuses] == ["success"]
