@@ -49,8 +49,8 @@ class Target:
 
 
 # The step modules are reached through the executor: every unit test that steps messages
-# through `Executor` (directly, through tests/unit/flowkit.py or through the worker loop of
-# tests/unit/test_worker_loop.py) is one of theirs.
+# through `Executor` (directly, through tests/unit/flowkit.py, the interleavings of
+# tests/unit/statecases.py or the worker loop of tests/unit/test_worker_loop.py) is one of theirs.
 _STEP_TESTS = (
     "tests/unit/test_plan.py",
     "tests/unit/test_executor.py",
@@ -61,6 +61,7 @@ _STEP_TESTS = (
     "tests/unit/test_flow_merge_timeout.py",
     "tests/unit/test_flow_paths.py",
     "tests/unit/test_flow_split.py",
+    "tests/unit/test_flow_state.py",  # the interleavings of two workers' steps (statecases.py)
     "tests/unit/test_flow_wait.py",
     "tests/unit/test_worker_loop.py",
 )
