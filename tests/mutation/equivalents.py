@@ -26,6 +26,7 @@ _W = "runeworker.nodes.switch."
 _L = "runeworker.engine.ledger."
 _P = "runeworker.engine.plan."
 _E = "runeworker.engine.executor."
+_O = "runeworker.engine.outbox."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -57,24 +58,37 @@ EQUIVALENT: dict[str, Equivalent] = {
         'format(Decimal(text), "F")',
         "'F' differs from 'f' only for NaN and infinities, which are handled before",
     ),
-    _R + "x__secret_strings__mutmut_5": Equivalent(
-        'key.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
+    _R + "x__secret_strings__mutmut_9": Equivalent(
+        'k.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
-    _R + "x__secret_strings__mutmut_8": Equivalent(
-        'key.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
+    _R + "x__secret_strings__mutmut_12": Equivalent(
+        'k.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
     _R + "x_a_json_kind__mutmut_13": Equivalent(
         'name[0] in "XXaeiouXX"',
         "json_kind names are lower case: the added 'X' never matches their first letter",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_12": Equivalent(
+    _R + "xǁResolverǁ_secrets__mutmut_17": Equivalent(
         "_MIN_SUBSTRING_SECRET), key=None)",
         "the order of the alternation matters only between secrets that match at the same "
         "place, i.e. one a prefix of the other; for those, sorting by text and by length agree "
         "(the longer one first after reversed())",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_14": Equivalent(
-        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_12"
+    _R + "xǁResolverǁ_secrets__mutmut_19": Equivalent(
+        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_17"
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_2": Equivalent(
+        "if self._masker is not None and not",
+        "the shortcut only skips a computation that gives the same value: without credentials "
+        "and secrets the loop finds no strings and no pattern, (frozenset(), None), which is "
+        "_NO_SECRETS",
+    ),
+    _R + "xǁResolverǁ_secrets__mutmut_5": Equivalent(
+        "self._masker = None", "as xǁResolverǁ_secrets__mutmut_2"
+    ),
+    _R + "xǁResolverǁ_root__mutmut_1": Equivalent(
+        "part: bool = True",
+        "the default is never used: the one caller, _lookup, passes part=bool(segments)",
     ),
     _R + "xǁResolverǁlookup__mutmut_2": Equivalent(
         "literal_fallback=None)", "None and False are both false where the flag is read"
@@ -134,6 +148,11 @@ EQUIVALENT: dict[str, Equivalent] = {
     _V + "x__with_line__mutmut_21": Equivalent(
         'data.rfind(b"\\n", None, offset)', "a start of None is a start of 0"
     ),
+    _V + "x_check_workflow__mutmut_3": Equivalent(
+        "return _collect(wf, registry, lenient=None)",
+        "`lenient` is read only for its truth (`if not lenient`, `and not lenient` in "
+        "_error_policy, _routing and _edge_ref): None and False agree",
+    ),
     # -- runeworker/engine/state.py -----------------------------------------------------------
     _S + "xǁMemoryStoreǁsettle__mutmut_23": Equivalent(
         "self.advance(execution_id, token, None, None, None, now_ns)",
@@ -148,6 +167,11 @@ EQUIVALENT: dict[str, Equivalent] = {
         "failure, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
+    _S + "xǁStateStoreǁschedule__mutmut_1": Equivalent(
+        'owner: str = "XXXX"',
+        "a default in the StateStore Protocol's own signature, whose body is `...` and is never "
+        "run: MemoryStore and RedisStore declare their own",
+    ),
     # -- runeworker/engine/barriers.py --------------------------------------------------------
     _B + "xǁMemoryFlowǁmerge_arrive__mutmut_11": Equivalent(
         "return self._decided(m, state, None)",
@@ -155,7 +179,7 @@ EQUIVALENT: dict[str, Equivalent] = {
         "changes after a decision: every other parent recorded is a ghost, which the result "
         "leaves out, so the winner alone and every parent give the same keys and results",
     ),
-    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_59": Equivalent(
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_60": Equivalent(
         "return self._decided(m, BarrierState.RELEASED, None)",
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
     ),
@@ -163,12 +187,35 @@ EQUIVALENT: dict[str, Equivalent] = {
         "names = [winner] if (winner) and False else sorted(m.data)",
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
     ),
+    _B + "xǁMemoryFlowǁschedule__mutmut_1": Equivalent(
+        'owner: str = "XXXX"',
+        "the default is never used by the product: both callers (engine/flow.py for waits, "
+        "engine/merge_timer.py) pass the execution id as owner",
+    ),
     # -- runeworker/nodes/conditional.py ------------------------------------------------------
-    _C + "x__structured__mutmut_9": Equivalent(
-        'joiner = "AND" if joiner is None', "the joiner is lower-cased right after"
+    _C + "x__structured__mutmut_14": Equivalent(
+        'params.text(ctx.params, "operator", "AND", wording=_JOINER)',
+        "the joiner is lower-cased right after",
+    ),
+    _C + "x_route_conditional__mutmut_19": Equivalent(
+        "other=None)",
+        "params.text (runeworker/nodes/params.py) compares `other` only with 'render' and "
+        "'refuse': any other value reads a non-string as not given, as 'default' does",
+    ),
+    _C + "x_route_conditional__mutmut_27": Equivalent(
+        "if (edge_id) or True else None",
+        "edge_by_id never has the key '': a workflow with an edge of empty id is refused "
+        "before any of its steps runs (structural_problems: 'edges[i] has an empty id', "
+        "Plan.make), so get('') is None as the short cut",
+    ),
+    _C + "x_route_conditional__mutmut_23": Equivalent(
+        'other="XXdefaultXX")', "as x_route_conditional__mutmut_19"
+    ),
+    _C + "x_route_conditional__mutmut_24": Equivalent(
+        'other="DEFAULT")', "as x_route_conditional__mutmut_19"
     ),
     # -- runeworker/nodes/switch.py -----------------------------------------------------------
-    _W + "x__operands__mutmut_13": Equivalent(
+    _W + "x__operands__mutmut_21": Equivalent(
         "text = value if (isinstance(value, str)) and False else render(value)",
         "render() returns a string unchanged",
     ),
@@ -198,6 +245,9 @@ EQUIVALENT: dict[str, Equivalent] = {
         "parks or is absorbed (waits, barriers, splits without items, ghosts, resumed merges), "
         "and ledger.choose never gives such steps this mode (no flow types, no ghosts, no "
         "resumed messages)",
+    ),
+    _L + "xǁAdmittedǁ_pass_or_hold__mutmut_9": Equivalent(
+        "self._hold(status, None)", "_Holding._hold ignores its second argument"
     ),
     # -- runeworker/engine/plan.py ------------------------------------------------------------
     _P + "xǁDefinitionsǁ__init____mutmut_1": Equivalent(
@@ -244,6 +294,15 @@ EQUIVALENT: dict[str, Equivalent] = {
         "an error goes to _reject, whose _close reads it only as 'CANCELLED?' (None is not, "
         "as RUN); report.verdict has its own default",
     ),
+    _E + "xǁTurnǁ_unknown_type__mutmut_6": Equivalent(
+        "self.on_running(self.status.build(STATUS_RUNNING, 0), None)",
+        "this step is admitted: Admitted._pass_or_hold reads the flag only for its truth "
+        "(None holds the status as False does) and releases a held status with False",
+    ),
+    _E + "xǁTurnǁ_reject__mutmut_10": Equivalent(
+        "self.on_running(status.build(STATUS_RUNNING, 0), None)",
+        "as xǁTurnǁ_unknown_type__mutmut_6 (a plan with an error is admitted)",
+    ),
     _E + "xǁTurnǁ_close__mutmut_4": Equivalent(
         "emits = ending.emits if (failure is None) or True else []",
         "every Ending with a failure has no emits: flow.on_error's halt, _at_step_limit, "
@@ -267,14 +326,14 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_close__mutmut_61": Equivalent(
         "zip(children, emits, )", "strict=False is zip's default"
     ),
-    _E + "xǁTurnǁ_execute__mutmut_47": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_48": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, None)",
         "flow.on_success returns only the NodeErrors of flow.py's own checks (split, "
         "aggregator, merge, wait), none of which has details: done.details is None",
     ),
-    _E + "xǁTurnǁ_execute__mutmut_50": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_51": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, )",
-        "as xǁTurnǁ_execute__mutmut_47 (None is the default of details)",
+        "as xǁTurnǁ_execute__mutmut_48 (None is the default of details)",
     ),
     _E + "xǁTurnǁ_merge_timer__mutmut_28": Equivalent(
         "return self._close(Ending(absorbed=None))",
@@ -284,12 +343,12 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_merge_timer__mutmut_29": Equivalent(
         "return self._close(Ending(absorbed=False))", "as xǁTurnǁ_merge_timer__mutmut_28"
     ),
-    _E + "xǁTurnǁtake__mutmut_17": Equivalent(
+    _E + "xǁTurnǁtake__mutmut_24": Equivalent(
         "self._close(Ending(absorbed=None))",
         "as xǁTurnǁ_merge_timer__mutmut_28 (for a CANCELLED verdict _close passes no leaf at all)",
     ),
-    _E + "xǁTurnǁtake__mutmut_18": Equivalent(
-        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_17"
+    _E + "xǁTurnǁtake__mutmut_25": Equivalent(
+        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_24"
     ),
     _E + "xǁTurnǁ_resume__mutmut_7": Equivalent(
         "self.resolver.resolve_params(self.node.params, )",
@@ -305,5 +364,32 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_retake_at_limit__mutmut_6": Equivalent(
         "self.store, self.msg, self.token, self.clock, None",
         "as xǁTurnǁ_retake_at_limit__mutmut_5",
+    ),
+    # -- runeworker/engine/outbox.py ----------------------------------------------------------
+    _O + "x__value_or_placeholder__mutmut_2": Equivalent(
+        "return depth.decode(raw, None)",
+        "the name is used only in the DepthError's message, which is caught on the next line "
+        "and replaced by depth.PLACEHOLDER",
+    ),
+    _O + "x__value_or_placeholder__mutmut_5": Equivalent(
+        'return depth.decode(raw, "XXvalueXX")', "as x__value_or_placeholder__mutmut_2"
+    ),
+    _O + "x__value_or_placeholder__mutmut_6": Equivalent(
+        'return depth.decode(raw, "VALUE")', "as x__value_or_placeholder__mutmut_2"
+    ),
+    _O + "x_completion__mutmut_14": Equivalent(
+        "final = Resolver(None, credentials=secrets, secrets=embedded).mask(final)",
+        "Resolver.mask reads the credentials and secrets only, never the context it was given",
+    ),
+    _O + "xǁStatusBuilderǁ__init____mutmut_4": Equivalent(
+        "self.parameters: dict[str, Any] = None",
+        "read only by build(): mask(None) is None and opt() makes None and {} both UNSET "
+        "(no `parameters` key), and mask({}) is {}",
+    ),
+    _O + "xǁStatusBuilderǁbuild__mutmut_31": Equivalent(
+        "output=opt(r.mask(output) if r or output else output)",
+        "the differing cases are a resolver with an empty output (mask(None) is None, mask({}) "
+        "is {}: opt() makes both UNSET) and no resolver with an output, which never happens: "
+        "only Turn._reject builds statuses without a resolver, and none with an output",
     ),
 }

@@ -49,8 +49,8 @@ class Target:
 
 
 # The step modules are reached through the executor: every unit test that steps messages
-# through `Executor` (directly, through tests/unit/flowkit.py or through the worker loop of
-# tests/unit/test_worker_loop.py) is one of theirs.
+# through `Executor` (directly, through tests/unit/flowkit.py, the interleavings of
+# tests/unit/statecases.py or the worker loop of tests/unit/test_worker_loop.py) is one of theirs.
 _STEP_TESTS = (
     "tests/unit/test_plan.py",
     "tests/unit/test_executor.py",
@@ -61,12 +61,18 @@ _STEP_TESTS = (
     "tests/unit/test_flow_merge_timeout.py",
     "tests/unit/test_flow_paths.py",
     "tests/unit/test_flow_split.py",
+    "tests/unit/test_flow_state.py",  # the interleavings of two workers' steps (statecases.py)
     "tests/unit/test_flow_wait.py",
     "tests/unit/test_worker_loop.py",
 )
 
 TARGETS = (
-    Target("resolver", "runeworker/engine/resolver.py", ("tests/unit/test_resolver.py",)),
+    # The lazy context and the depth limits are read through the resolver: their tests are its.
+    Target(
+        "resolver",
+        "runeworker/engine/resolver.py",
+        ("tests/unit/test_resolver.py", "tests/unit/test_context.py", "tests/unit/test_depth.py"),
+    ),
     Target("validation", "runeworker/engine/validation.py", ("tests/unit/test_validation.py",)),
     # MemoryStore is both halves of the StateStore protocol: state.py (tokens) inherits
     # barriers.py (barriers, timers); the shared tables of statecases.py drive both.

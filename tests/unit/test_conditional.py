@@ -311,6 +311,11 @@ ERRORS = [
         {},
         "operator parameter must be 'and' or 'or', not 'xor'",
     ),
+    (  # a joiner that is no text is refused like an unknown one
+        {"expression": [{"op1": 1, "operator": "eq", "op2": 1}], "operator": 5},
+        {},
+        "operator parameter must be 'and' or 'or', not '5'",
+    ),
 ]
 
 

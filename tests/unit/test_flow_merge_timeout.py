@@ -68,7 +68,9 @@ def test_merge_fails_on_time_and_the_halt_cancels_the_parked_wait() -> None:
         start(behind_a_wait(3600), "trigger")
     )
     [(at, failed)] = [(t, s) for t, s in seen if s.node_name == "Merge" and s.status == "failed"]
-    assert at >= 0.2  # not before its timeout
+    # not before its timeout: due times are whole wall-clock milliseconds and the runner sleeps
+    # towards them from a truncated reading (engine/local.py), so up to 2 ms may be cut short
+    assert at >= 0.2 - 0.002
     # only the merge's timer fired; the hour-long wait was cancelled, never slept towards
     assert [e for e in events if e[0] == "timer"] == [
         ("timer", timer_of("ex-1", "merge", "").timer_id)

@@ -12,7 +12,7 @@ import pytest
 from flowkit import TRIGGER, Run, definition, drive, n, start, step
 
 from runeworker.engine.executor import Executor
-from runeworker.engine.messages import NodeStatusMessage
+from runeworker.engine.messages import NodeStatusMessage, rfc3339
 from runeworker.engine.state import Admission, Failure, MemoryStore, Settlement, Transition
 
 # every shape starts at a node with two or more ways out, except the chains
@@ -61,6 +61,7 @@ def test_the_total_duration_runs_from_the_first_step(
     assert started in first_step
     assert run.completion.total_duration_ms == (clock.readings[-1] - started) // 1_000_000
     assert run.completion.total_duration_ms >= 250  # the clock moved on after the first step
+    assert run.completion.completed_at == rfc3339(clock.readings[-1])  # the closing reading
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,8 @@ def test_the_total_duration_runs_from_the_first_step(
         (1, "message"),  # any positive time is a time
         (0, "store"),  # 0 is no time: what the first step recorded
         (msgspec.UNSET, "store"),  # a peer dropped the key: likewise
+        (msgspec.UNSET, "nowhere"),  # ... and the store lost the record: unknown, 0
+        (EPOCH // 1_000_000 + 3_600_000, "message"),  # a worker whose clock runs ahead: 0
     ],
 )
 def test_a_single_branch_execution_ends_with_the_start_its_messages_carry(
@@ -83,13 +86,17 @@ def test_a_single_branch_execution_ends_with_the_start_its_messages_carry(
     executor, run = Executor(store, clock=clock), Run()
     first = step(executor, start(CHAIN, "a"), run)  # reads the clock once to begin
     assert clock.readings[0] == store.started_at("ex-1")
-    if source == "message":
+    if source != "store":
         executor = Executor(MemoryStore(), clock=clock)
     last = msgspec.structs.replace(first.messages[0], started_at_ms=started_at_ms)
     done = step(executor, last, run).completion
     assert done is not None and done.status == "completed"
+    if source == "nowhere":
+        assert done.total_duration_ms == 0
+        return
     started = started_at_ms * 1_000_000 if source == "message" else clock.readings[0]
-    assert done.total_duration_ms == (clock.readings[-1] - started) // 1_000_000 > 0
+    assert done.total_duration_ms == max(0, (clock.readings[-1] - started) // 1_000_000)
+    assert (done.total_duration_ms > 0) == (started < clock.readings[-1])
 
 
 @pytest.mark.parametrize(

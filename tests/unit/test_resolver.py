@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from runeworker.engine.context import LazyContext
+from runeworker.engine import depth
+from runeworker.engine.context import PART_MIN_BYTES, LazyContext, lazy
 from runeworker.engine.resolver import Resolver, render
 from runeworker.errors import ResolveError
 
@@ -396,6 +397,51 @@ def test_embedded_credential_blocks_are_masked_but_not_addressable() -> None:
     assert resolver.mask(value) == {"a": "x *** y", "b": "***", "c": "Basic ***", "d": "u"}
     assert resolver.mask("node-secret") == "***"
     assert resolver.lookup("$credential.token") == "node-secret"
-    with pytest.raises(ResolveError):
+    with pytest.raises(ResolveError, match=r"field 'value' not found at \$credential"):
         resolver.lookup("$credential.value")
     assert Resolver({}, secrets=[{"value": "abcd"}]).has_secrets()
+
+
+def test_a_path_into_a_large_value_too_deep_to_read_is_a_resolve_error() -> None:
+    """A large value still in its message bytes is read one path at a time; a path it does not
+    have makes the resolver read it whole, and a value nested too deeply then fails the
+    reference (a resolve error naming it, not a crash), while its readable parts resolve."""
+    deep: dict[str, Any] = {"y": 0}
+    for _ in range(depth.MAX_DEPTH + 50):
+        deep = {"y": deep}
+    big = {"pad": "x" * (PART_MIN_BYTES * 2), "y": deep}
+    resolver = Resolver(lazy({"$big": msgspec.Raw(msgspec.json.encode(big))}))
+    assert resolver.lookup("$big.pad") == big["pad"]
+    with pytest.raises(ResolveError) as info:
+        resolver.lookup("$big.x")
+    assert str(info.value) == f"reference $big.x: value is {depth.TOO_DEEP}"
+
+
+def test_masking_walks_as_deep_as_a_step_publishes_and_no_deeper() -> None:
+    """Statuses and completions wrap a value in a few levels: what fits is masked, a container
+    below that is replaced by the placeholder, never published unmasked."""
+    resolver = Resolver({}, credentials={"password": "hunter2-s3cret"})
+
+    def nested(levels: int) -> Any:
+        value: Any = ["hunter2-s3cret"]
+        for _ in range(levels - 1):
+            value = {"k": value}
+        return value
+
+    fits = depth.MAX_DEPTH + 4  # _WRAPPING levels above MAX_DEPTH
+    masked = resolver.mask(nested(fits))
+    for _ in range(fits - 1):
+        masked = masked["k"]
+    assert masked == ["***"]
+    cut = resolver.mask(nested(fits + 1))
+    for _ in range(fits - 1):
+        cut = cut["k"]
+    assert cut == {"k": depth.PLACEHOLDER}
+
+
+def test_parameters_a_node_reads_itself_are_kept_unless_too_deep() -> None:
+    rules = [{"value": "$x", "operator": "==", "compare": 1}]
+    resolved, errors = Resolver({"$x": 1}).resolve_params(
+        {"rules": rules, "name": "$x"}, frozenset({"rules"})
+    )
+    assert (resolved, errors) == ({"rules": rules, "name": 1}, {})

@@ -31,3 +31,16 @@ def test_attempts_are_counted_per_message() -> None:
     assert [store.count_attempt(b'{"m":1}') for _ in range(3)] == [1, 2, 3]
     assert store.count_attempt(b'{"m":2}') == 1
     assert store.count_attempt(b'{"m":1}') == 4
+
+
+def test_a_spared_redelivery_is_no_attempt() -> None:
+    """`spare_attempts`: the next redelivery of each body keeps its count (a drain cut it,
+    not the message); a flag, not a credit; the one after counts again."""
+    store = MemoryStore()
+    assert store.count_attempt(b'{"m":1}') == 1
+    store.spare_attempts([b'{"m":1}', b'{"m":2}'])
+    store.spare_attempts([b'{"m":1}'])  # sparing twice spares once
+    assert store.count_attempt(b'{"m":1}') == 1
+    assert store.count_attempt(b'{"m":1}') == 2
+    assert store.count_attempt(b'{"m":2}') == 0  # spared before its first attempt
+    assert store.count_attempt(b'{"m":2}') == 1

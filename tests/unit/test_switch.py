@@ -143,17 +143,21 @@ def test_failing_rules_are_logged_and_skipped(caplog: pytest.LogCaptureFixture) 
         {"value": "$missing.x", "operator": "==", "compare": 1},
         {"value": "$s", "operator": "approx", "compare": 1},
         {"value": "$s", "operator": 3, "compare": 1},
+        {"value": "$s", "compare": 1},  # no operator
+        {"value": "$s", "operator": "  ", "compare": 1},  # blanks are an operator, unknown
         {"value": "$s", "operator": "==", "compare": "abc"},
     ]
     with caplog.at_level(logging.WARNING, logger="runeworker.node"):
         out = run({"rules": rules}, {"$s": "abc"})
-    assert out["output_index"] == 5
+    assert out["output_index"] == 7
     assert [r.getMessage() for r in caplog.records] == [
         "switch node Route: rule 1 skipped: cannot convert 'abc' to number",
         "switch node Route: rule 2 skipped: reference $missing.x: node 'missing' not found in "
         "context",
         "switch node Route: rule 3 skipped: unsupported operator 'approx'",
         "switch node Route: rule 4 skipped: operator must be a string, not 3",
+        "switch node Route: rule 5 skipped: operator must be a string, not null",
+        "switch node Route: rule 6 skipped: unsupported operator '  '",
     ]
 
 

@@ -18,6 +18,7 @@ from runeworker.config import WorkerConfig
 from runeworker.engine import depth
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, StackFrame, encode
+from runeworker.engine.outbox import completion
 from runeworker.engine.registry import NodeContext, NodeSettings, node
 from runeworker.engine.state import MemoryStore, Verdict, child_token
 from runeworker.errors import NodeError
@@ -74,8 +75,12 @@ def _sleep(ctx: NodeContext) -> dict[str, Any]:
     return {}
 
 
+EVENTS: list[tuple[str, ...]] = []
+
+
 @node("turn.slow", blocking=True)
 def _slow(ctx: NodeContext) -> dict[str, Any]:
+    EVENTS.append(("ran", ctx.node.id))
     return {}
 
 
@@ -379,3 +384,54 @@ def test_a_merge_timer_arrives_with_the_token_of_its_message() -> None:
     outbox = step(executor, fired, run, resumed=True)
     assert outbox.report.outcome == "failed"  # the barrier still waited for b
     assert store.tokens[-1] == fired.branch_token
+
+
+# -- what is published ---------------------------------------------------------------------------
+
+
+def test_every_status_names_the_workflow_and_the_execution() -> None:
+    run = drive(start(FAN, "a", execution_id="ex-9"))
+    assert {(s.workflow_id, s.execution_id) for s in run.statuses} == {("wf-1", "ex-9")}
+
+
+def test_a_status_masks_the_nodes_credentials_whatever_computed_its_output() -> None:
+    """An aggregator's output is built from its branches, not returned by a node: it is
+    masked when its status is built."""
+    secret = "pw-secret-99"
+    cred = {"type": "basic_auth", "values": {"username": "alice", "password": secret}}
+    agg = {**n("agg", "aggregator"), "credentials": cred}
+    nodes = [n("split", "split", input_array=[secret, "x"]), n("b", value="$item"), agg]
+    run = drive(start(definition(nodes, [("e0", "split", "b"), ("e1", "b", "agg")]), "split"))
+    [released] = [o for o in run.outputs("AGG") if "aggregated" in o]
+    assert released["aggregated"] == [{"value": "***"}, {"value": "x"}]
+
+
+def test_the_completion_masks_credentials_embedded_in_parameters() -> None:
+    secret = "tool-secret-123456"
+    tools = [{"name": "t", "credentials": {"type": "api_key", "values": {"key": secret}}}]
+    defn = definition([n("a", tools=tools), n("b", value="$input")], [("e0", "a", "b")])
+    run = drive(start(defn, "a", {"$input": f"echo {secret}"}))
+    assert run.completion.final_context["$B"] == {"value": "echo ***"}
+
+
+def test_a_context_that_does_not_decode_is_left_out_of_the_final_context() -> None:
+    msg = start(FAN, "a")
+    done = completion(msg, "completed", [b"{not json", b'{"$a": 1}', b'{"$b": 2}'], 0, 0, "", None)
+    assert done.final_context == {"$a": 1, "$b": 2}
+
+
+def test_a_blocking_node_hands_its_running_status_over_before_it_runs() -> None:
+    """A node that may block has its `running` committed before it starts: the caller gets
+    it at once, marked blocking; the node runs after."""
+    defn = definition([n("a"), n("b", "turn.slow"), n("c")], [("e0", "a", "b"), ("e1", "a", "c")])
+    executor = Executor(MemoryStore())
+    first = executor.step(start(defn, "a"))
+    EVENTS.clear()
+
+    def on_running(status: NodeStatusMessage, blocking: bool) -> None:
+        EVENTS.append(("handed", status.node_name, status.status, str(blocking)))
+
+    outbox = executor.step(first.messages[0], on_running)
+    assert outbox.report.ledger == "admitted"
+    assert EVENTS == [("handed", "B", "running", "True"), ("ran", "b")]
+    assert [s.status for s in outbox.statuses] == ["success"]

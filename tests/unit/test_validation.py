@@ -623,5 +623,13 @@ def test_runnable_problems_name_the_start(
         n.setdefault("type", "log")
         n.setdefault("parameters", {"message": "m"})
     wf = build(nodes, edges)
-    assert [str(p) for p in runnable_problems(wf, registry)] == expected
+    found = runnable_problems(wf, registry)
+    assert [str(p) for p in found] == expected
     assert [str(p) for p in check_workflow(wf, registry)] == [e for e in expected if "cycle" in e]
+    assert all(p.node_id == "" for p in found)  # where to start is about no one node
+
+
+def test_runnable_problems_include_the_registry_rules() -> None:
+    wf = build([{"id": "t", "trigger": True}, {"id": "a", "type": "nope"}], [("e", "t", "a")])
+    found = runnable_problems(wf, REGISTRY)
+    assert found == check_workflow(wf, REGISTRY) and [p.node_id for p in found] == ["a"]
