@@ -16,9 +16,16 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, msg, pid and any `extra` fields."""
 
+    # UTC; the seconds part of the time, formatted once per second (strftime is a good part of a
+    # record's cost, and the log node writes one record per step)
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        secs = int(record.created)
+        if secs != self._second[0]:
+            self._second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
         doc: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -37,13 +44,14 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
-        formatter.converter = time.gmtime
     else:
         formatter = logging.Formatter(_TEXT)
     handler.setFormatter(formatter)
-    # neither format shows the thread or process name: don't look them up for every record
+    # neither format shows the thread or process name, nor the caller's file and line: don't
+    # look them up for every record (the "Optimization" table of the logging HOWTO)
     logging.logThreads = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,0 +1,53 @@
+"""The JSON log line and the log node's `logged_at`: both format their seconds once per second,
+so the cache must follow the clock (forwards and backwards) and never show a stale second."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from runeworker.logs import JsonFormatter
+from runeworker.nodes.log import _logged_at
+
+
+def _line(formatter: JsonFormatter, created: float) -> dict[str, object]:
+    record = logging.LogRecord("runeworker.node", logging.INFO, "", 0, "%s", ("hi",), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.node_id = "n1"
+    return json.loads(formatter.format(record))
+
+
+def test_json_time_follows_every_second() -> None:
+    formatter = JsonFormatter()
+    times = [_line(formatter, t)["time"] for t in (1700000000.5, 1700000000.75, 1700000001.25,
+                                                   1699999999.0, 1700000000.5)]  # fmt: skip
+    assert times == [
+        "2023-11-14T22:13:20.500Z",
+        "2023-11-14T22:13:20.750Z",
+        "2023-11-14T22:13:21.250Z",
+        "2023-11-14T22:13:19.000Z",
+        "2023-11-14T22:13:20.500Z",
+    ]
+
+
+def test_json_line_keeps_its_fields() -> None:
+    line = _line(JsonFormatter(), 1700000000.5)
+    assert line == {
+        "time": "2023-11-14T22:13:20.500Z",
+        "level": "info",
+        "logger": "runeworker.node",
+        "msg": "hi",
+        "pid": line["pid"],
+        "node_id": "n1",
+    }
+    assert isinstance(line["pid"], int)
+
+
+def test_logged_at_follows_every_second() -> None:
+    stamps = [_logged_at(s) for s in (1700000000, 1700000000, 1700000061, 1700000000)]
+    assert stamps == [
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:14:21Z",
+        "2023-11-14T22:13:20Z",
+    ]
