@@ -75,6 +75,7 @@ class StatusBuilder:
         error: ErrorPayload | None = None,
     ) -> NodeStatusMessage:
         r = self.resolver
+        masked = r is not None and r.has_secrets()  # else mask returns its input: skip it
         st = NodeStatusMessage(
             workflow_id=self.msg.workflow_id,
             execution_id=self.msg.execution_id,
@@ -83,8 +84,8 @@ class StatusBuilder:
             status=status,
             executed_at=rfc3339(),
             duration_ms=duration_ms,
-            parameters=opt(r.mask(self.parameters) if r else self.parameters),
-            output=opt(r.mask(output) if r and output else output),
+            parameters=opt(r.mask(self.parameters) if masked and r else self.parameters),
+            output=opt(r.mask(output) if masked and r and output else output),
             error=error if error is not None else UNSET,
         )
         if self.lineage:
@@ -95,8 +96,10 @@ class StatusBuilder:
             st.total_items = top.total_items
             st.lineage_stack = self.lineage
         if r is not None and r.used_keys:
-            st.all_used_input_keys = sorted(r.used_keys)
-            st.used_inputs = opt(r.mask(r.used_inputs()))
+            keys = sorted(r.used_keys)
+            st.all_used_input_keys = keys
+            used = r.used_inputs(keys)
+            st.used_inputs = opt(r.mask(used) if masked else used)
         return st
 
 

@@ -330,11 +330,13 @@ class Resolver:
             self._masker = (frozenset(secrets), pattern)
         return self._masker
 
-    def used_inputs(self) -> dict[str, Any]:
-        """`{key: context[key]}` for the used keys present in the context, sorted by key. When
-        the node has no secrets to mask, values still in their message bytes stay bytes (the
-        encoder copies them, instead of encoding the decoded value again)."""
-        ctx, keys = self._context, sorted(self.used_keys)
+    def used_inputs(self, keys: list[str] | None = None) -> dict[str, Any]:
+        """`{key: context[key]}` for the used keys present in the context, sorted by key
+        (`keys`: `sorted(used_keys)` when the caller has it already). When the node has no
+        secrets to mask, values still in their message bytes stay bytes (the encoder copies
+        them, instead of encoding the decoded value again)."""
+        ctx = self._context
+        keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
             # a value too deep to read stays out (the node failed on it already)
             keys = [k for k in keys if k in ctx and not ctx.too_deep(k)]

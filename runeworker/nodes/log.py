@@ -47,6 +47,7 @@ def _logged_at(secs: int) -> str:
     """UTC time of `secs` to the second, formatted once per second (strftime costs as much as
     the rest of the node)."""
     global _stamp
-    if _stamp[0] != secs:
-        _stamp = (secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _stamp[1]
+    stamp = _stamp  # one read: another thread may replace it meanwhile
+    if stamp[0] != secs:
+        stamp = _stamp = (secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return stamp[1]

@@ -1,5 +1,6 @@
-"""The JSON log line and the log node's `logged_at`: both format their seconds once per second,
-so the cache must follow the clock (forwards and backwards) and never show a stale second."""
+"""The JSON log line, the log node's `logged_at` and the statuses' `executed_at` (rfc3339)
+each format their seconds once per second, so the cache must follow the clock (forwards and
+backwards) and never show a stale second."""
 
 from __future__ import annotations
 
@@ -50,4 +51,19 @@ def test_logged_at_follows_every_second() -> None:
         "2023-11-14T22:13:20Z",
         "2023-11-14T22:14:21Z",
         "2023-11-14T22:13:20Z",
+    ]
+
+
+def test_rfc3339_follows_every_second() -> None:
+    """`executed_at` of statuses: its seconds are formatted once per second."""
+    from runeworker.engine.messages import rfc3339
+
+    ns = [1_700_000_000_500_000_000, 1_700_000_000_000_000_001, 1_700_000_061_250_000_000,
+          1_699_999_999_999_999_999, 1_700_000_000_500_000_000]  # fmt: skip
+    assert [rfc3339(n) for n in ns] == [
+        "2023-11-14T22:13:20.500000000Z",
+        "2023-11-14T22:13:20.000000001Z",
+        "2023-11-14T22:14:21.250000000Z",
+        "2023-11-14T22:13:19.999999999Z",
+        "2023-11-14T22:13:20.500000000Z",
     ]
