@@ -113,6 +113,19 @@ def _value_or_placeholder(raw: msgspec.Raw) -> Any:
         return depth.PLACEHOLDER
 
 
+def _whole(raw: bytes) -> dict[str, Any] | None:
+    """The context `raw` decoded at once when it is an object none of whose values nests
+    deeper than `depth.MAX_DEPTH` (the object itself at most one level more), else None:
+    then each value is decoded on its own, and one too deep replaced."""
+    if depth.json_exceeds(raw):
+        return None
+    try:
+        whole = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # the value-by-value path skips what does not decode
+    return whole if isinstance(whole, dict) else None
+
+
 def completion(
     msg: NodeExecutionMessage,
     status: str,
@@ -127,6 +140,10 @@ def completion(
     credential value of the workflow masked."""
     final: dict[str, Any] = {}
     for raw in contexts:
+        whole = _whole(raw)
+        if whole is not None:  # no value in it nests too deeply: decoded in one go
+            final.update(whole)
+            continue
         try:
             part = _context_decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):

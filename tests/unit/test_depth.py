@@ -263,3 +263,22 @@ def test_runeworker_run_prints_no_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         if code == 2:
             assert proc.stderr == "error: --input is nested too deeply to be read\n"
+
+
+@pytest.mark.parametrize("levels", [1, 98, 99, 100, 101, 102, 300])
+def test_the_completion_keeps_every_value_up_to_the_limit(levels: int) -> None:
+    """A context whose values are at most MAX_DEPTH deep is decoded in one go, one with a
+    deeper value value by value: either way a value of 100 levels is kept, 101 replaced,
+    and the other keys of the same context kept, in the same order."""
+    from runeworker.engine.messages import NodeExecutionMessage
+    from runeworker.engine.outbox import completion
+
+    value = nested(levels)
+    leaf = msgspec.json.encode({"$a": [1], "$deep": value, "$z": {"s": "x"}})
+    first = msgspec.json.encode({"$z": "earlier", "$b": 2})
+    msg = NodeExecutionMessage("wf", "ex", "n", msgspec.Raw(b"{}"))
+    done = completion(msg, "completed", [first, b"[1]", b"{bad", leaf], 0, 0, "", None)
+    kept = value if levels <= depth.MAX_DEPTH else depth.PLACEHOLDER
+    assert done.final_context == {"$z": {"s": "x"}, "$b": 2, "$a": [1], "$deep": kept}
+    assert list(done.final_context) == ["$z", "$b", "$a", "$deep"]
+    msgspec.json.encode(done)  # publishable
