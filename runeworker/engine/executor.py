@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runeworker.engine import depth, flow, merge_timer, registry
-from runeworker.engine.context import lazy
+from runeworker.engine.context import LazyContext, lazy
 from runeworker.engine.flow import Ending, Outcome
 from runeworker.engine.ledger import Admitted, OnRunning
 from runeworker.engine.messages import (
@@ -156,7 +156,10 @@ class Turn:
         assert wf is not None  # a plan without a workflow carries an error
         self.wf = wf
         self.started = time.monotonic_ns()
-        self.ctx = lazy(msg.accumulated_context)
+        # the decoded message's own context, not a copy: nothing of a step writes to it (new
+        # contexts are copies: flow.updated_context), and the message is not encoded again
+        ctx = msg.accumulated_context
+        self.ctx = ctx if type(ctx) is LazyContext else lazy(ctx)
         self.resolver = _resolver(self.ctx, node, wf)
         self.status = StatusBuilder(msg, node, self.resolver)
         self.flow = flow.Step(
