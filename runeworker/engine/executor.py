@@ -180,7 +180,7 @@ class Turn:
         output, error = self._run(spec, self.on_running)
         if error is None:
             assert output is not None
-            if self.resolver.has_secrets():  # a response may echo a secret: not into the context
+            if self.status.masked:  # a response may echo a secret: not into the context
                 output = self.resolver.mask(output)
             done = flow.on_success(self.flow, spec, output)
             if isinstance(done, Outcome):
@@ -240,9 +240,9 @@ class Turn:
             context=self.ctx,
             workflow=self.wf,
             resolver=resolver,
-            credentials=_credentials(node, with_type=True),
+            credentials=_credentials(node, with_type=True) if node.credentials else {},
             from_node=self.msg.from_node or "",
-            lineage=frames(self.msg),
+            lineage=self.status.lineage,
             state=self.store,
             settings=self.executor.settings,
             meter=self.executor.meter,

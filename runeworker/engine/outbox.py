@@ -65,6 +65,9 @@ class StatusBuilder:
         self.resolver = resolver
         self.parameters: dict[str, Any] = {}
         self.lineage: list[StackFrame] = frames(msg)
+        # what every status of the node shares, looked up once
+        self.ids = (msg.workflow_id, msg.execution_id, node.id, node.label)
+        self.masked = resolver is not None and resolver.has_secrets()  # else mask is a no-op
 
     def build(
         self,
@@ -74,19 +77,22 @@ class StatusBuilder:
         output: dict[str, Any] | None = None,
         error: ErrorPayload | None = None,
     ) -> NodeStatusMessage:
-        r = self.resolver
-        masked = r is not None and r.has_secrets()  # else mask returns its input: skip it
+        r, masked, params = self.resolver, self.masked, self.parameters
+        if masked and r is not None:
+            params = r.mask(params)
+            output = r.mask(output) if output else output
+        workflow_id, execution_id, node_id, node_name = self.ids
         st = NodeStatusMessage(
-            workflow_id=self.msg.workflow_id,
-            execution_id=self.msg.execution_id,
-            node_id=self.node.id,
-            node_name=self.node.label,
-            status=status,
-            executed_at=rfc3339(),
-            duration_ms=duration_ms,
-            parameters=opt(r.mask(self.parameters) if masked and r else self.parameters),
-            output=opt(r.mask(output) if masked and r and output else output),
-            error=error if error is not None else UNSET,
+            workflow_id,
+            execution_id,
+            node_id,
+            node_name,
+            status,
+            rfc3339(),
+            duration_ms,
+            params if params else UNSET,
+            output if output else UNSET,
+            error if error is not None else UNSET,
         )
         if self.lineage:
             top = self.lineage[-1]

@@ -247,6 +247,8 @@ class Resolver:
         self._more_secrets = secrets
         self._aliases: Mapping[str, str] = aliases or {}
         self._masker: tuple[frozenset[str], re.Pattern[str] | None] | None = None
+        if not (credentials or secrets):  # most nodes: nothing to mask, known at once
+            self._masker = _NO_SECRETS
         self.used_keys: set[str] = set()
 
     # -- public API --------------------------------------------------------------------------
@@ -339,9 +341,9 @@ class Resolver:
         keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
             # a value too deep to read stays out (the node failed on it already)
-            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)]
+            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)] if ctx.deep else keys
             if not self.has_secrets():
-                return {k: ctx.raw(k) for k in keys}
+                return {k: ctx.raw(k) for k in keys if k in ctx}
         return {k: ctx[k] for k in keys if k in ctx}
 
     # -- internals ---------------------------------------------------------------------------
