@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from runeworker.engine import depth, flow, merge_timer, registry
@@ -364,7 +364,10 @@ class Turn:
 
 def _resolver(ctx: dict[str, Any], node: Node, wf: Workflow) -> Resolver:
     """The node's resolver; credentials embedded in its parameters are masked too."""
-    secrets = embedded_credentials(node.parameters)
+    if wf.by_id.get(node.id) is node:  # found once per definition (Workflow.index)
+        secrets: Sequence[dict[str, Any]] = wf.embedded.get(node.id, ())
+    else:
+        secrets = embedded_credentials(node.parameters)
     return Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases, secrets=secrets)
 
 

@@ -27,7 +27,7 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Verdict
-from runeworker.engine.workflow import Node, Workflow, embedded_credentials
+from runeworker.engine.workflow import Node, Workflow
 from runeworker.errors import DepthError
 
 
@@ -157,13 +157,7 @@ def completion(
         # a value too deep to walk (input no node read) is replaced: runeworker.engine.depth
         final.update((k, _value_or_placeholder(v)) for k, v in part.items())
     if workflow is not None:
-        secrets = {
-            f"{n.id}.{k}": v
-            for n in workflow.nodes
-            if n.credentials
-            for k, v in n.credentials.values.items()
-        }
-        embedded = [block for n in workflow.nodes for block in embedded_credentials(n.parameters)]
+        secrets, embedded = workflow.secret_values, workflow.secret_blocks  # (Workflow.index)
         if secrets or embedded:
             final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
     return CompletionMessage(

@@ -282,3 +282,26 @@ def test_the_completion_keeps_every_value_up_to_the_limit(levels: int) -> None:
     assert done.final_context == {"$z": {"s": "x"}, "$b": 2, "$a": [1], "$deep": kept}
     assert list(done.final_context) == ["$z", "$b", "$a", "$deep"]
     msgspec.json.encode(done)  # publishable
+
+
+def test_the_completion_masks_node_and_embedded_credentials() -> None:
+    """What the completion masks is found once per definition (Workflow.index): a node's own
+    credential values and the blocks embedded in its parameters (agent tools, MCP servers)."""
+    from runeworker.engine.messages import NodeExecutionMessage
+    from runeworker.engine.outbox import completion
+    from runeworker.engine.workflow import parse_definition
+
+    tool = {"name": "t", "credentials": {"id": "c1", "values": {"api_key": "sk-embedded-1"}}}
+    defn = msgspec.json.encode({"nodes": [
+        {"id": "a", "type": "log", "credentials": {"values": {"token": "tok-own-22"}}},
+        {"id": "b", "type": "agent", "parameters": {"tools": [tool]}},
+        {"id": "c", "type": "agent", "parameters": {"mcp_servers": [
+            {"credentials": {"type": "bearer", "token": "mcp-flat-333"}}]}},
+    ]})  # fmt: skip
+    wf = parse_definition(defn)
+    leaf = msgspec.json.encode(
+        {"$x": {"a": "tok-own-22", "b": "key sk-embedded-1 here", "c": ["mcp-flat-333"]}}
+    )
+    msg = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(defn))
+    done = completion(msg, "completed", [leaf], 0, 0, "", wf)
+    assert done.final_context == {"$x": {"a": "***", "b": "key *** here", "c": ["***"]}}
