@@ -305,3 +305,13 @@ def test_the_completion_masks_node_and_embedded_credentials() -> None:
     msg = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(defn))
     done = completion(msg, "completed", [leaf], 0, 0, "", wf)
     assert done.final_context == {"$x": {"a": "***", "b": "key *** here", "c": ["***"]}}
+
+
+@pytest.mark.parametrize("levels", [99, 100, 101, 102])
+def test_the_shortest_texts_at_the_limit_are_told_apart(levels: int) -> None:
+    """The shortest JSON of each depth (bare brackets, 2 characters per level) around the
+    limit: the length shortcut of json_exceeds must not cut off a text that is too deep."""
+    for text in ("[" * levels + "]" * levels, "[" * (levels - 1) + "{}" + "]" * (levels - 1)):
+        assert depth.json_exceeds(text) is (levels > depth.MAX_DEPTH)
+        assert depth.json_exceeds(text.encode()) is (levels > depth.MAX_DEPTH)
+        assert depth.json_exceeds(msgspec.Raw(text.encode())) is (levels > depth.MAX_DEPTH)
