@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from itertools import islice
 from typing import Any
 
 import msgspec
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+_RECORD = logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+_STANDARD = frozenset(_RECORD) | {"message"}
+# a record's own attributes come first in its __dict__ (set by LogRecord.__init__), `extra`
+# fields after them (makeRecord refuses any that would replace one): only the tail is searched
+_OWN = len(_RECORD)
+_LogRecord = logging.LogRecord
+# one encoder for every record (`msgspec.json.encode(..., enc_hook=str)` sets one up per call);
+# a value JSON has no type for is written as its str()
+_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,17 +40,35 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "pid": record.process,
         }
-        for key, value in record.__dict__.items():
+        fields = record.__dict__.items()
+        for key, value in islice(fields, _OWN, None) if type(record) is _LogRecord else fields:
             if key not in _STANDARD and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(doc, enc_hook=str).decode()
+        return _encode(doc).decode()
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """`logging.StreamHandler` writing one line per record and flushing it, without taking
+    the handler's lock a second time to flush (`handle` holds it already)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = self.stream
+            stream.write(self.format(record) + self.terminator)
+            flush = getattr(stream, "flush", None)
+            if flush is not None:
+                flush()
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once for a command."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
     else:

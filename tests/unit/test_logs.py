@@ -67,3 +67,24 @@ def test_rfc3339_follows_every_second() -> None:
         "2023-11-14T22:13:19.999999999Z",
         "2023-11-14T22:13:20.500000000Z",
     ]
+
+
+def test_json_line_has_every_extra_field_in_order() -> None:
+    """Extra fields follow the record's own attributes: all of them, in the order given, from
+    `Logger.log(..., extra=...)` and from a record a factory subclass made."""
+    formatter = JsonFormatter()
+    logger = logging.getLogger("runeworker.test")
+    extra = {"workflow_id": "w", "execution_id": "e", "node_id": "n", "z_last": [1]}
+    record = logger.makeRecord("runeworker.test", logging.INFO, "", 0, "%s", ("m",), None,
+                               extra=extra)  # fmt: skip
+    line = json.loads(formatter.format(record))
+    assert list(line)[5:] == ["workflow_id", "execution_id", "node_id", "z_last"]
+    assert line["z_last"] == [1] and line["msg"] == "m"
+
+    class Tagged(logging.LogRecord):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.tag = "first"  # set before the record's own attributes
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    tagged = Tagged("runeworker.test", logging.INFO, "", 0, "%s", ("m",), None)
+    assert json.loads(formatter.format(tagged))["tag"] == "first"
