@@ -75,7 +75,8 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
         formatter = logging.Formatter(_TEXT)
     handler.setFormatter(formatter)
     # neither format shows the thread or process name, nor the caller's file and line: don't
-    # look them up for every record (the "Optimization" table of the logging HOWTO)
+    # look them up for every record (`_srcfile = None` is how the logging module skips the
+    # caller lookup)
     logging.logThreads = False
     logging.logMultiprocessing = False
     logging._srcfile = None
