@@ -30,11 +30,11 @@ class JsonFormatter(logging.Formatter):
     _second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        secs = int(record.created)
-        if secs != self._second[0]:
-            self._second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+        secs, second = int(record.created), self._second
+        if secs != second[0]:
+            second = self._second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
         doc: dict[str, Any] = {
-            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
+            "time": f"{second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
