@@ -49,26 +49,9 @@ class JsonFormatter(logging.Formatter):
         return _encode(doc).decode()
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """`logging.StreamHandler` writing one line per record and flushing it, without taking
-    the handler's lock a second time to flush (`handle` holds it already)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            stream = self.stream
-            stream.write(self.format(record) + self.terminator)
-            flush = getattr(stream, "flush", None)
-            if flush is not None:
-                flush()
-        except RecursionError:  # as StreamHandler.emit
-            raise
-        except Exception:
-            self.handleError(record)
-
-
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once for a command."""
-    handler = LineHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
     else:
