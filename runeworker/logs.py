@@ -5,31 +5,48 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from itertools import islice
 from typing import Any
 
 import msgspec
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+_RECORD = logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+_STANDARD = frozenset(_RECORD) | {"message"}
+# a record's own attributes come first in its __dict__ (set by LogRecord.__init__), `extra`
+# fields after them (makeRecord refuses any that would replace one): only the tail is searched
+_OWN = len(_RECORD)
+_LogRecord = logging.LogRecord
+# one encoder for every record (`msgspec.json.encode(..., enc_hook=str)` sets one up per call);
+# a value JSON has no type for is written as its str()
+_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, msg, pid and any `extra` fields."""
 
+    # UTC; the seconds part of the time, formatted once per second (strftime is a good part of a
+    # record's cost, and the log node writes one record per step)
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        secs, second = int(record.created), self._second
+        if secs != second[0]:
+            second = self._second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
         doc: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": f"{second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
             "pid": record.process,
         }
-        for key, value in record.__dict__.items():
+        fields = record.__dict__.items()
+        for key, value in islice(fields, _OWN, None) if type(record) is _LogRecord else fields:
             if key not in _STANDARD and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(doc, enc_hook=str).decode()
+        return _encode(doc).decode()
 
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:
@@ -37,13 +54,15 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
-        formatter.converter = time.gmtime
     else:
         formatter = logging.Formatter(_TEXT)
     handler.setFormatter(formatter)
-    # neither format shows the thread or process name: don't look them up for every record
+    # neither format shows the thread or process name, nor the caller's file and line: don't
+    # look them up for every record (`_srcfile = None` is how the logging module skips the
+    # caller lookup)
     logging.logThreads = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

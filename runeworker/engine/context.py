@@ -88,6 +88,11 @@ class LazyContext(dict[str, Any]):
         self._decoded[key] = (value, decoded)
         return decoded
 
+    @property
+    def deep(self) -> bool:
+        """True when a read of some key failed because its value nests too deeply."""
+        return bool(self._deep)
+
     def too_deep(self, key: str) -> bool:
         """True when a read of `key` failed because its value nests too deeply."""
         return key in self._deep and type(dict.get(self, key)) is msgspec.Raw

@@ -40,6 +40,9 @@ PLACEHOLDER: Final = f"({TOO_DEEP})"
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
 _QUOTED = re.compile(rb'"[^"]*"')
 _OPENERS = frozenset(b"[{")
+# nesting MAX_DEPTH + 1 levels takes that many opening and closing brackets: a shorter text
+# (in characters, or in bytes: a character is at least one) cannot
+_SHALLOW_BYTES = 2 * MAX_DEPTH + 1
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -48,6 +51,8 @@ def json_exceeds(raw: bytes | msgspec.Raw | str) -> bool:
     """True when the JSON text `raw` (valid JSON) nests arrays and objects deeper than
     `MAX_DEPTH`. No recursion whatever the depth, and C-speed string operations only, except
     for a text nested between half the limit and the limit (checked bracket by bracket)."""
+    if len(raw) <= _SHALLOW_BYTES:  # too short to hold MAX_DEPTH + 1 bracket pairs
+        return False
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
     if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # brackets in strings count too
         return False

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from runeworker.engine import depth, flow, merge_timer, registry
-from runeworker.engine.context import lazy
+from runeworker.engine.context import LazyContext, lazy
 from runeworker.engine.flow import Ending, Outcome
 from runeworker.engine.ledger import Admitted, OnRunning
 from runeworker.engine.messages import (
@@ -165,7 +165,10 @@ class Turn:
         assert wf is not None  # a plan without a workflow carries an error
         self.wf = wf
         self.started = time.monotonic_ns()
-        self.ctx = lazy(msg.accumulated_context)
+        # the decoded message's own context, not a copy: nothing of a step writes to it (new
+        # contexts are copies: flow.updated_context), and the message is not encoded again
+        ctx = msg.accumulated_context
+        self.ctx = ctx if type(ctx) is LazyContext else lazy(ctx)
         self.resolver = _resolver(self.ctx, node, wf)
         self.status = StatusBuilder(msg, node, self.resolver)
         self.flow = flow.Step(
@@ -186,7 +189,7 @@ class Turn:
         output, error = self._run(spec, self.on_running)
         if error is None:
             assert output is not None
-            if self.resolver.has_secrets():  # a response may echo a secret: not into the context
+            if self.status.masked:  # a response may echo a secret: not into the context
                 output = self.resolver.mask(output)
             done = flow.on_success(self.flow, spec, output)
             if isinstance(done, Outcome) and done.ending.cancelled:
@@ -271,9 +274,9 @@ class Turn:
             context=self.ctx,
             workflow=self.wf,
             resolver=resolver,
-            credentials=_credentials(node, with_type=True),
+            credentials=_credentials(node, with_type=True) if node.credentials else {},
             from_node=self.msg.from_node or "",
-            lineage=frames(self.msg),
+            lineage=self.status.lineage,
             state=self.store,
             settings=self.executor.settings,
             meter=self.executor.meter,
@@ -407,7 +410,10 @@ class Turn:
 
 def _resolver(ctx: dict[str, Any], node: Node, wf: Workflow) -> Resolver:
     """The node's resolver; credentials embedded in its parameters are masked too."""
-    secrets = embedded_credentials(node.parameters)
+    if wf.by_id.get(node.id) is node:  # found once per definition (Workflow.index)
+        secrets: Sequence[dict[str, Any]] = wf.embedded.get(node.id, ())
+    else:
+        secrets = embedded_credentials(node.parameters)
     return Resolver(ctx, credentials=_credentials(node), aliases=wf.aliases, secrets=secrets)
 
 

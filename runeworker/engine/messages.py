@@ -136,13 +136,21 @@ def rfc3339(ns: int | None = None) -> str:
     """UTC timestamp with nanoseconds and `Z`, as the Go worker's `executed_at`."""
     if ns is None:
         ns = time.time_ns()
+    global _last_second
     secs, frac = divmod(ns, 1_000_000_000)
-    return f"{_second(secs)}.{frac:09d}Z"
+    last = _last_second  # one read: a node thread may replace it meanwhile
+    if last[0] != secs:
+        last = _last_second = (secs, _second(secs))
+    return f"{last[1]}.{frac:09d}Z"
+
+
+# the seconds part of the last timestamp: every status of the same second shares it
+_last_second: tuple[int, str] = (-1, "")
 
 
 @functools.lru_cache(maxsize=4)
 def _second(secs: int) -> str:
-    """The seconds part of a timestamp: every status of the same second shares it."""
+    """The seconds part of a timestamp, formatted."""
     return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 

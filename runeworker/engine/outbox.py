@@ -27,7 +27,7 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Verdict
-from runeworker.engine.workflow import Node, Workflow, embedded_credentials
+from runeworker.engine.workflow import Node, Workflow
 from runeworker.errors import DepthError
 
 
@@ -65,6 +65,9 @@ class StatusBuilder:
         self.resolver = resolver
         self.parameters: dict[str, Any] = {}
         self.lineage: list[StackFrame] = frames(msg)
+        # what every status of the node shares, looked up once
+        self.ids = (msg.workflow_id, msg.execution_id, node.id, node.label)
+        self.masked = resolver is not None and resolver.has_secrets()  # else mask is a no-op
 
     def build(
         self,
@@ -74,18 +77,22 @@ class StatusBuilder:
         output: dict[str, Any] | None = None,
         error: ErrorPayload | None = None,
     ) -> NodeStatusMessage:
-        r = self.resolver
+        r, masked, params = self.resolver, self.masked, self.parameters
+        if masked and r is not None:
+            params = r.mask(params)
+            output = r.mask(output) if output else output
+        workflow_id, execution_id, node_id, node_name = self.ids
         st = NodeStatusMessage(
-            workflow_id=self.msg.workflow_id,
-            execution_id=self.msg.execution_id,
-            node_id=self.node.id,
-            node_name=self.node.label,
-            status=status,
-            executed_at=rfc3339(),
-            duration_ms=duration_ms,
-            parameters=opt(r.mask(self.parameters) if r else self.parameters),
-            output=opt(r.mask(output) if r and output else output),
-            error=error if error is not None else UNSET,
+            workflow_id,
+            execution_id,
+            node_id,
+            node_name,
+            status,
+            rfc3339(),
+            duration_ms,
+            params if params else UNSET,
+            output if output else UNSET,
+            error if error is not None else UNSET,
         )
         if self.lineage:
             top = self.lineage[-1]
@@ -95,8 +102,10 @@ class StatusBuilder:
             st.total_items = top.total_items
             st.lineage_stack = self.lineage
         if r is not None and r.used_keys:
-            st.all_used_input_keys = sorted(r.used_keys)
-            st.used_inputs = opt(r.mask(r.used_inputs()))
+            keys = sorted(r.used_keys)
+            st.all_used_input_keys = keys
+            used = r.used_inputs(keys)
+            st.used_inputs = opt(r.mask(used) if masked else used)
         return st
 
 
@@ -108,6 +117,19 @@ def _value_or_placeholder(raw: msgspec.Raw) -> Any:
         return depth.decode(raw, "value")
     except DepthError:
         return depth.PLACEHOLDER
+
+
+def _whole(raw: bytes) -> dict[str, Any] | None:
+    """The context `raw` decoded at once when it is an object none of whose values nests
+    deeper than `depth.MAX_DEPTH` (the object itself at most one level more), else None:
+    then each value is decoded on its own, and one too deep replaced."""
+    if depth.json_exceeds(raw):
+        return None
+    try:
+        whole = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # the value-by-value path skips what does not decode
+    return whole if isinstance(whole, dict) else None
 
 
 def completion(
@@ -124,6 +146,10 @@ def completion(
     credential value of the workflow masked."""
     final: dict[str, Any] = {}
     for raw in contexts:
+        whole = _whole(raw)
+        if whole is not None:  # no value in it nests too deeply: decoded in one go
+            final.update(whole)
+            continue
         try:
             part = _context_decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -131,13 +157,7 @@ def completion(
         # a value too deep to walk (input no node read) is replaced: runeworker.engine.depth
         final.update((k, _value_or_placeholder(v)) for k, v in part.items())
     if workflow is not None:
-        secrets = {
-            f"{n.id}.{k}": v
-            for n in workflow.nodes
-            if n.credentials
-            for k, v in n.credentials.values.items()
-        }
-        embedded = [block for n in workflow.nodes for block in embedded_credentials(n.parameters)]
+        secrets, embedded = workflow.secret_values, workflow.secret_blocks  # (Workflow.index)
         if secrets or embedded:
             final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
     return CompletionMessage(

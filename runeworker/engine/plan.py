@@ -46,17 +46,25 @@ class Definitions:
         self.max_steps = max_steps
         self.size = size
         self._cache: OrderedDict[bytes, Definition] = OrderedDict()
+        # the definition asked for last, its bytes as a Raw of their own (not a view into the
+        # message they came in): the steps of an execution ask for the same one in a row, and
+        # comparing two Raws is far cheaper than copying and hashing the bytes for the lookup
+        self._last: tuple[msgspec.Raw, Definition] | None = None
 
     def get(self, raw: bytes | msgspec.Raw) -> Definition:
         """The definition `raw`, parsed and checked the first time it is seen."""
+        last = self._last
+        if last is not None and type(raw) is msgspec.Raw and raw == last[0]:
+            return last[1]
         key = bytes(raw)
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
-            return found
-        found = self._cache[key] = self._load(key)
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
+        else:
+            found = self._cache[key] = self._load(key)
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        self._last = (msgspec.Raw(key), found)
         return found
 
     def _load(self, raw: bytes) -> Definition:

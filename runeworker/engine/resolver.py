@@ -247,6 +247,8 @@ class Resolver:
         self._more_secrets = secrets
         self._aliases: Mapping[str, str] = aliases or {}
         self._masker: tuple[frozenset[str], re.Pattern[str] | None] | None = None
+        if not (credentials or secrets):  # most nodes: nothing to mask, known at once
+            self._masker = _NO_SECRETS
         self.used_keys: set[str] = set()
 
     # -- public API --------------------------------------------------------------------------
@@ -330,16 +332,18 @@ class Resolver:
             self._masker = (frozenset(secrets), pattern)
         return self._masker
 
-    def used_inputs(self) -> dict[str, Any]:
-        """`{key: context[key]}` for the used keys present in the context, sorted by key. When
-        the node has no secrets to mask, values still in their message bytes stay bytes (the
-        encoder copies them, instead of encoding the decoded value again)."""
-        ctx, keys = self._context, sorted(self.used_keys)
+    def used_inputs(self, keys: list[str] | None = None) -> dict[str, Any]:
+        """`{key: context[key]}` for the used keys present in the context, sorted by key
+        (`keys`: `sorted(used_keys)` when the caller has it already). When the node has no
+        secrets to mask, values still in their message bytes stay bytes (the encoder copies
+        them, instead of encoding the decoded value again)."""
+        ctx = self._context
+        keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
             # a value too deep to read stays out (the node failed on it already)
-            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)]
+            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)] if ctx.deep else keys
             if not self.has_secrets():
-                return {k: ctx.raw(k) for k in keys}
+                return {k: ctx.raw(k) for k in keys if k in ctx}
         return {k: ctx[k] for k in keys if k in ctx}
 
     # -- internals ---------------------------------------------------------------------------

@@ -114,12 +114,25 @@ class Workflow(msgspec.Struct):
     edge_by_id: dict[str, Edge] = msgspec.field(default_factory=dict)
     error_edges: frozenset[str] = frozenset()
     aliases: dict[str, str] = msgspec.field(default_factory=dict)  # node id -> label
+    # the credential blocks embedded in each node's parameters (`embedded_credentials`), by
+    # node id, for the nodes that have some; and what the completion masks: every node's
+    # credential values by "<node id>.<key>", and every embedded block
+    embedded: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
+    secret_values: dict[str, Any] = msgspec.field(default_factory=dict)
+    secret_blocks: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
     def index(self) -> Workflow:
         """Fill the lookup tables (first definition wins on duplicate ids)."""
         for n in self.nodes:
             self.by_id.setdefault(n.id, n)
             self.aliases.setdefault(n.id, n.label)
+            blocks = embedded_credentials(n.parameters)
+            if blocks and self.by_id[n.id] is n:
+                self.embedded[n.id] = blocks
+            self.secret_blocks += blocks
+            if n.credentials:
+                for k, v in n.credentials.values.items():
+                    self.secret_values[f"{n.id}.{k}"] = v
         for e in self.edges:
             self.edge_by_id.setdefault(e.id, e)
             self.outgoing.setdefault(e.src, []).append(e)

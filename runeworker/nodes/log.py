@@ -4,6 +4,7 @@ services/rune-worker/pkg/nodes/custom/log/)."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,5 +37,17 @@ def run(ctx: NodeContext) -> dict[str, Any]:
             "node_id": ctx.node.id,
         },
     )
-    logged_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"message": message, "level": level, "logged_at": logged_at}
+    return {"message": message, "level": level, "logged_at": _logged_at(int(time.time()))}
+
+
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _logged_at(secs: int) -> str:
+    """UTC time of `secs` to the second, formatted once per second (strftime costs as much as
+    the rest of the node)."""
+    global _stamp
+    stamp = _stamp  # one read: another thread may replace it meanwhile
+    if stamp[0] != secs:
+        stamp = _stamp = (secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return stamp[1]

@@ -73,3 +73,29 @@ def test_a_small_value_is_decoded_whole_and_kept() -> None:
     ctx = LazyContext({"$n1": msgspec.Raw(b'{"level":"info","message":"m"}')})
     assert Resolver(ctx).lookup("$n1.level") == "info"
     assert ctx._decoded["$n1"][1] == {"level": "info", "message": "m"}
+
+
+def test_a_step_leaves_its_message_as_it_came() -> None:
+    """The step works on the decoded message's own context (no copy): reading values, adding
+    the node's output and routing on must leave the message's bytes and keys as they were,
+    and the next message carries the new output."""
+    from runeworker.bench.workload import Workload
+    from runeworker.engine.executor import Executor
+    from runeworker.engine.messages import decode_execution, encode
+    from runeworker.engine.state import MemoryStore
+
+    work, executor = Workload.build(4, 8 * 1024), Executor(MemoryStore())
+    body = work.start("ex-1")
+    for _ in range(4):  # log, conditional, log, conditional (the last one completes)
+        msg = decode_execution(body)
+        keys, before = list(msg.accumulated_context or {}), encode(msg.accumulated_context)
+        outbox = executor.step(msg, None)
+        assert outbox.report.outcome == "success"
+        assert encode(msg.accumulated_context) == before
+        assert list(msg.accumulated_context or {}) == keys
+        if not outbox.messages:
+            break
+        nxt = decode_execution(encode(outbox.messages[0]))
+        assert list(nxt.accumulated_context or {}) == [*keys, f"${msg.current_node}"]
+        body = encode(outbox.messages[0])
+    assert outbox.completion is not None and outbox.completion.status == "completed"

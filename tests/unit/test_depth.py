@@ -263,3 +263,55 @@ def test_runeworker_run_prints_no_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         if code == 2:
             assert proc.stderr == "error: --input is nested too deeply to be read\n"
+
+
+@pytest.mark.parametrize("levels", [1, 98, 99, 100, 101, 102, 300])
+def test_the_completion_keeps_every_value_up_to_the_limit(levels: int) -> None:
+    """A context whose values are at most MAX_DEPTH deep is decoded in one go, one with a
+    deeper value value by value: either way a value of 100 levels is kept, 101 replaced,
+    and the other keys of the same context kept, in the same order."""
+    from runeworker.engine.messages import NodeExecutionMessage
+    from runeworker.engine.outbox import completion
+
+    value = nested(levels)
+    leaf = msgspec.json.encode({"$a": [1], "$deep": value, "$z": {"s": "x"}})
+    first = msgspec.json.encode({"$z": "earlier", "$b": 2})
+    msg = NodeExecutionMessage("wf", "ex", "n", msgspec.Raw(b"{}"))
+    done = completion(msg, "completed", [first, b"[1]", b"{bad", leaf], 0, 0, "", None)
+    kept = value if levels <= depth.MAX_DEPTH else depth.PLACEHOLDER
+    assert done.final_context == {"$z": {"s": "x"}, "$b": 2, "$a": [1], "$deep": kept}
+    assert list(done.final_context) == ["$z", "$b", "$a", "$deep"]
+    msgspec.json.encode(done)  # publishable
+
+
+def test_the_completion_masks_node_and_embedded_credentials() -> None:
+    """What the completion masks is found once per definition (Workflow.index): a node's own
+    credential values and the blocks embedded in its parameters (agent tools, MCP servers)."""
+    from runeworker.engine.messages import NodeExecutionMessage
+    from runeworker.engine.outbox import completion
+    from runeworker.engine.workflow import parse_definition
+
+    tool = {"name": "t", "credentials": {"id": "c1", "values": {"api_key": "sk-embedded-1"}}}
+    defn = msgspec.json.encode({"nodes": [
+        {"id": "a", "type": "log", "credentials": {"values": {"token": "tok-own-22"}}},
+        {"id": "b", "type": "agent", "parameters": {"tools": [tool]}},
+        {"id": "c", "type": "agent", "parameters": {"mcp_servers": [
+            {"credentials": {"type": "bearer", "token": "mcp-flat-333"}}]}},
+    ]})  # fmt: skip
+    wf = parse_definition(defn)
+    leaf = msgspec.json.encode(
+        {"$x": {"a": "tok-own-22", "b": "key sk-embedded-1 here", "c": ["mcp-flat-333"]}}
+    )
+    msg = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(defn))
+    done = completion(msg, "completed", [leaf], 0, 0, "", wf)
+    assert done.final_context == {"$x": {"a": "***", "b": "key *** here", "c": ["***"]}}
+
+
+@pytest.mark.parametrize("levels", [99, 100, 101, 102])
+def test_the_shortest_texts_at_the_limit_are_told_apart(levels: int) -> None:
+    """The shortest JSON of each depth (bare brackets, 2 characters per level) around the
+    limit: the length shortcut of json_exceeds must not cut off a text that is too deep."""
+    for text in ("[" * levels + "]" * levels, "[" * (levels - 1) + "{}" + "]" * (levels - 1)):
+        assert depth.json_exceeds(text) is (levels > depth.MAX_DEPTH)
+        assert depth.json_exceeds(text.encode()) is (levels > depth.MAX_DEPTH)
+        assert depth.json_exceeds(msgspec.Raw(text.encode())) is (levels > depth.MAX_DEPTH)

@@ -241,3 +241,20 @@ def test_a_step_that_cannot_run_masks_the_credentials_in_its_completion(
     assert outbox.completion is not None and outbox.completion.status == "failed"
     assert outbox.completion.final_context == {"$echo": {"pw": "***"}}
     assert SECRET.encode() not in b"".join(encode(s) for s in outbox.statuses)
+
+
+def test_the_definition_asked_for_last_is_compared_by_its_bytes() -> None:
+    """The shortcut for the definition asked for last must never hand it out for other
+    bytes, in a Raw or not, of the same length or not."""
+    definitions = Definitions({}, max_steps=100, size=4)
+    chain = definitions.get(msgspec.Raw(bytes(CHAIN)))
+    fan = definitions.get(msgspec.Raw(bytes(FAN)))
+    assert fan is not chain and fan.workflow is not None and chain.workflow is not None
+    assert definitions.get(msgspec.Raw(bytes(CHAIN))) is chain
+    assert definitions.get(msgspec.Raw(bytes(CHAIN))) is chain  # the same, twice in a row
+    same_length = bytes(CHAIN).replace(b'"a"', b'"x"', 1)
+    assert len(same_length) == len(bytes(CHAIN)) and same_length != bytes(CHAIN)
+    other = definitions.get(msgspec.Raw(same_length))
+    assert other is not chain and other.workflow is not None
+    assert [n.id for n in other.workflow.nodes] != [n.id for n in chain.workflow.nodes]
+    assert definitions.get(bytes(FAN)) is fan  # plain bytes after a Raw

@@ -1,0 +1,90 @@
+"""The JSON log line, the log node's `logged_at` and the statuses' `executed_at` (rfc3339)
+each format their seconds once per second, so the cache must follow the clock (forwards and
+backwards) and never show a stale second."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from runeworker.logs import JsonFormatter
+from runeworker.nodes.log import _logged_at
+
+
+def _line(formatter: JsonFormatter, created: float) -> dict[str, object]:
+    record = logging.LogRecord("runeworker.node", logging.INFO, "", 0, "%s", ("hi",), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.node_id = "n1"
+    return json.loads(formatter.format(record))
+
+
+def test_json_time_follows_every_second() -> None:
+    formatter = JsonFormatter()
+    times = [_line(formatter, t)["time"] for t in (1700000000.5, 1700000000.75, 1700000001.25,
+                                                   1699999999.0, 1700000000.5)]  # fmt: skip
+    assert times == [
+        "2023-11-14T22:13:20.500Z",
+        "2023-11-14T22:13:20.750Z",
+        "2023-11-14T22:13:21.250Z",
+        "2023-11-14T22:13:19.000Z",
+        "2023-11-14T22:13:20.500Z",
+    ]
+
+
+def test_json_line_keeps_its_fields() -> None:
+    line = _line(JsonFormatter(), 1700000000.5)
+    assert line == {
+        "time": "2023-11-14T22:13:20.500Z",
+        "level": "info",
+        "logger": "runeworker.node",
+        "msg": "hi",
+        "pid": line["pid"],
+        "node_id": "n1",
+    }
+    assert isinstance(line["pid"], int)
+
+
+def test_logged_at_follows_every_second() -> None:
+    stamps = [_logged_at(s) for s in (1700000000, 1700000000, 1700000061, 1700000000)]
+    assert stamps == [
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:14:21Z",
+        "2023-11-14T22:13:20Z",
+    ]
+
+
+def test_rfc3339_follows_every_second() -> None:
+    """`executed_at` of statuses: its seconds are formatted once per second."""
+    from runeworker.engine.messages import rfc3339
+
+    ns = [1_700_000_000_500_000_000, 1_700_000_000_000_000_001, 1_700_000_061_250_000_000,
+          1_699_999_999_999_999_999, 1_700_000_000_500_000_000]  # fmt: skip
+    assert [rfc3339(n) for n in ns] == [
+        "2023-11-14T22:13:20.500000000Z",
+        "2023-11-14T22:13:20.000000001Z",
+        "2023-11-14T22:14:21.250000000Z",
+        "2023-11-14T22:13:19.999999999Z",
+        "2023-11-14T22:13:20.500000000Z",
+    ]
+
+
+def test_json_line_has_every_extra_field_in_order() -> None:
+    """Extra fields follow the record's own attributes: all of them, in the order given, from
+    `Logger.log(..., extra=...)` and from a record a factory subclass made."""
+    formatter = JsonFormatter()
+    logger = logging.getLogger("runeworker.test")
+    extra = {"workflow_id": "w", "execution_id": "e", "node_id": "n", "z_last": [1]}
+    record = logger.makeRecord("runeworker.test", logging.INFO, "", 0, "%s", ("m",), None,
+                               extra=extra)  # fmt: skip
+    line = json.loads(formatter.format(record))
+    assert list(line)[5:] == ["workflow_id", "execution_id", "node_id", "z_last"]
+    assert line["z_last"] == [1] and line["msg"] == "m"
+
+    class Tagged(logging.LogRecord):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.tag = "first"  # set before the record's own attributes
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    tagged = Tagged("runeworker.test", logging.INFO, "", 0, "%s", ("m",), None)
+    assert json.loads(formatter.format(tagged))["tag"] == "first"
