@@ -435,3 +435,68 @@ def test_a_blocking_node_hands_its_running_status_over_before_it_runs() -> None:
     assert outbox.report.ledger == "admitted"
     assert EVENTS == [("handed", "B", "running", "True"), ("ran", "b")]
     assert [s.status for s in outbox.statuses] == ["success"]
+
+
+# -- a wait's resume that finds its token not parked yet (Turn._resume_early) --------------
+
+
+WAITING = definition(
+    [{"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0}}, n("after")],
+    [("e1", "pause", "after")],
+)
+DUE_MS = 1_700_000_000_000
+
+
+def overtaking(frozen: Any) -> NodeExecutionMessage:
+    """A resume message of the wait `pause` whose branch token no advance ever made live."""
+    msg = start(WAITING, "pause", {"$Pause": frozen})
+    return msgspec.structs.replace(msg, branch_token="parked-later", is_worker_initiated=True)
+
+
+def resumed_at(store: MemoryStore, msg: NodeExecutionMessage, now_ms: int) -> Any:
+    """Open the execution, then step `msg` as a resume at wall-clock `now_ms`."""
+    store.admit(msg.execution_id, "root", 0)
+    executor = Executor(store, clock=lambda: now_ms * 1_000_000 + 123_456)
+    return executor.step(msg, resumed=True)
+
+
+@pytest.mark.parametrize("late_ms", [0, 30_000, 60_000])
+def test_an_early_resume_is_scheduled_again_a_second_later(late_ms: int) -> None:
+    store = MemoryStore()
+    msg = overtaking({"resume_at": DUE_MS, "timer_id": "t-pause"})
+    outbox = resumed_at(store, msg, DUE_MS + late_ms)
+    assert outbox.report.verdict is Verdict.STALE and outbox.report.outcome == "skipped"
+    assert (outbox.statuses, outbox.messages, outbox.completion) == ([], [], None)
+    assert store.next_due() == DUE_MS + late_ms + 1_000
+    [timer] = store.claim_due(DUE_MS + late_ms + 1_000, 10, 1_000)
+    assert timer.timer_id == "t-pause" and timer.payload == encode(msg)
+    assert store.timers_of(msg.execution_id) == {"t-pause"}  # a failure would cancel it
+
+
+@pytest.mark.parametrize(
+    "frozen",
+    [
+        {"resume_at": DUE_MS, "timer_id": "t-pause"},  # due more than a minute ago
+        {"resume_at": DUE_MS + 60_000, "timer_id": 7},  # an id that is no text
+        {"resume_at": True, "timer_id": "t-pause"},  # a due time that is no integer
+        {"resume_at": str(DUE_MS + 60_000), "timer_id": "t-pause"},
+        {"timer_id": "t-pause"},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_stale_resume_that_cannot_be_a_wait_overtaken_is_dropped(frozen: Any) -> None:
+    store = MemoryStore()
+    outbox = resumed_at(store, overtaking(frozen), DUE_MS + 60_001)
+    assert outbox.report.verdict is Verdict.STALE and outbox.report.outcome == "skipped"
+    assert (outbox.statuses, outbox.messages, outbox.completion) == ([], [], None)
+    assert store.next_due() is None
+
+
+def test_only_a_resumed_wait_is_scheduled_again() -> None:
+    """A stale message of the wait that is no resume is dropped as any stale message."""
+    store = MemoryStore()
+    frozen = {"resume_at": DUE_MS, "timer_id": "t-pause"}
+    store.admit("ex-1", "root", 0)
+    executor = Executor(store, clock=lambda: DUE_MS * 1_000_000)
+    assert executor.step(overtaking(frozen)).report.verdict is Verdict.STALE
+    assert store.next_due() is None
