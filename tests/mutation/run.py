@@ -64,6 +64,7 @@ _STEP_TESTS = (
     "tests/unit/test_flow_state.py",  # the interleavings of two workers' steps (statecases.py)
     "tests/unit/test_flow_wait.py",
     "tests/unit/test_worker_loop.py",
+    "tests/unit/test_merge_race.py",  # a merge arrival racing its timeout (also needs Redis)
 )
 
 TARGETS = (

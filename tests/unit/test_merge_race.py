@@ -11,34 +11,28 @@ must publish nothing, as it does when it is admitted after the halt.
 
 The interleaving is forced, not waited for: a store wrapper runs the timer's whole step between
 the arrival's admission and its barrier call. It runs against the in-memory store and the real
-Redis (the Lua scripts the workers run).
+Redis (the Lua scripts the workers run; those variants are marked `integration`). It lives with
+the unit tests so that mutation testing of the step modules runs its in-memory variants.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from flowkit import TRIGGER, Run, definition, drive, n, start, step
 
-_UNIT = str(Path(__file__).resolve().parent.parent / "unit")
-if _UNIT not in sys.path:
-    sys.path.insert(0, _UNIT)
-
-from flowkit import TRIGGER, Run, definition, drive, n, start, step  # noqa: E402
-
-from runeworker.adapters.redis_state import RedisStore  # noqa: E402
-from runeworker.engine.barriers import Barrier, MergeRule  # noqa: E402
-from runeworker.engine.executor import Executor  # noqa: E402
-from runeworker.engine.merge_timer import timer_of  # noqa: E402
-from runeworker.engine.messages import decode_execution  # noqa: E402
-from runeworker.engine.outbox import Outbox  # noqa: E402
-from runeworker.engine.state import MemoryStore, StateStore, Timer  # noqa: E402
+from runeworker.adapters.redis_state import RedisStore
+from runeworker.engine.barriers import Barrier, MergeRule
+from runeworker.engine.executor import Executor
+from runeworker.engine.merge_timer import timer_of
+from runeworker.engine.messages import decode_execution
+from runeworker.engine.outbox import Outbox
+from runeworker.engine.state import MemoryStore, StateStore, Timer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
