@@ -17,6 +17,7 @@ the unit tests so that mutation testing of the step modules runs its in-memory v
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,9 +120,13 @@ def _race(store: StateStore, policy: dict[str, Any] | None = None) -> Run:
 
 @pytest.mark.integration
 def test_an_arrival_admitted_before_the_timer_halts_the_execution_publishes_nothing(
-    store: StateStore,
+    store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    run = _race(store)
+    with caplog.at_level(logging.INFO, logger="runeworker.executor"):
+        run = _race(store)
+    eid = run.statuses[0].execution_id
+    dropped = f"node merge (merge) of execution {eid}: the execution halted while it ran; dropped"
+    assert dropped in caplog.messages
     merge = [status for name, status in run.trail if name == "Merge"]
     # quick's arrival: running, waiting; the timer: failed; the late arrival: nothing
     assert merge == ["running", "waiting", "failed"]

@@ -461,10 +461,17 @@ def resumed_at(store: MemoryStore, msg: NodeExecutionMessage, now_ms: int) -> An
 
 
 @pytest.mark.parametrize("late_ms", [0, 30_000, 60_000])
-def test_an_early_resume_is_scheduled_again_a_second_later(late_ms: int) -> None:
+def test_an_early_resume_is_scheduled_again_a_second_later(
+    late_ms: int, caplog: pytest.LogCaptureFixture
+) -> None:
     store = MemoryStore()
     msg = overtaking({"resume_at": DUE_MS, "timer_id": "t-pause"})
-    outbox = resumed_at(store, msg, DUE_MS + late_ms)
+    with caplog.at_level(logging.INFO, logger="runeworker.executor"):
+        outbox = resumed_at(store, msg, DUE_MS + late_ms)
+    again = DUE_MS + late_ms + 1_000
+    assert caplog.messages == [
+        f"wait pause of execution ex-1 resumed before it parked; again at {again}"
+    ]
     assert outbox.report.verdict is Verdict.STALE and outbox.report.outcome == "skipped"
     assert (outbox.statuses, outbox.messages, outbox.completion) == ([], [], None)
     assert store.next_due() == DUE_MS + late_ms + 1_000
