@@ -120,7 +120,9 @@ MAX_DELIVERIES = 2
 
 
 def kill(workflows: int) -> Figures:
-    return run_scenario("kill", mix(workflows), _kill_children)
+    # three times the workload: a child may only be killed after 500 ms of consuming, and at
+    # least five kills must land before the workers finish
+    return run_scenario("kill", mix(3 * workflows), _kill_children)
 
 
 def connections(workflows: int) -> Figures:
