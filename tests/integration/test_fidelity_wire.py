@@ -5,7 +5,6 @@ Redis."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from badinput import closed_port
 from wire import (
     MIRROR,
     JsonServer,
@@ -199,13 +199,6 @@ def test_deep_json_fails_the_node_under_its_policy(
 
 
 # -- item 6: the first failure ends the execution at once -------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (an http node there fails at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scheduled(redis_url: str, prefix: str, timer_id: str) -> bool:
