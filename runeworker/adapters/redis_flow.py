@@ -43,90 +43,108 @@ from redis.exceptions import RedisError
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
 from runeworker.errors import StateError
 
-# KEYS: results, release. ARGV: index, total, has_payload, payload, token, ttl.
-# Reply: {state, arrivals, first_ms, key1, result1, ...} (keys and results only on release).
-_AGGREGATE = """
-local results, release = KEYS[1], KEYS[2]
-local index, total, token, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[5], ARGV[6]
-local function touch() redis.call('EXPIRE', results, ttl) redis.call('EXPIRE', release, ttl) end
-local function collect()
-  local reply = {'released', redis.call('HLEN', results), 0}
-  for i = 0, total - 1 do
-    local v = redis.call('HGET', results, tostring(i))
-    if v and v ~= '' then reply[#reply + 1] = tostring(i) reply[#reply + 1] = v end
+# The barrier arrivals as Lua functions, so that `RedisStore.arrive` can run them inside its
+# own script (runeworker/adapters/redis_state.py). Each returns {state, arrivals, first_ms,
+# key1, result1, ...} (keys and results only on release; merge keys are parents).
+AGGREGATE_FN = """
+local function aggregate_barrier(results, release, index, total, has, payload, token, ttl)
+  local function touch()
+    redis.call('EXPIRE', results, ttl) redis.call('EXPIRE', release, ttl)
   end
-  return reply
-end
-local decided = redis.call('GET', release)
-if decided then
+  local function collect()
+    local reply = {'released', redis.call('HLEN', results), 0}
+    for i = 0, total - 1 do
+      local v = redis.call('HGET', results, tostring(i))
+      if v and v ~= '' then reply[#reply + 1] = tostring(i) reply[#reply + 1] = v end
+    end
+    return reply
+  end
+  local decided = redis.call('GET', release)
+  if decided then
+    touch()
+    if decided == token then return collect() end
+    return {'closed', redis.call('HLEN', results), 0}
+  end
+  if has then redis.call('HSET', results, index, payload)
+  else redis.call('HSETNX', results, index, '') end
+  local n = redis.call('HLEN', results)
+  if n >= total then redis.call('SET', release, token) end
   touch()
-  if decided == token then return collect() end
-  return {'closed', redis.call('HLEN', results), 0}
+  if n >= total then return collect() end
+  return {'waiting', n, 0}
 end
-if ARGV[3] == '1' then redis.call('HSET', results, index, ARGV[4])
-else redis.call('HSETNX', results, index, '') end
-local n = redis.call('HLEN', results)
-if n >= total then redis.call('SET', release, token) end
-touch()
-if n >= total then return collect() end
-return {'waiting', n, 0}
 """
 
-# KEYS: arrivals, data, first, lock, waited. ARGV: parent, has_payload, payload, expected,
-# any, now_ms, timeout_ms, token, ttl. Reply as for _AGGREGATE; keys are parents.
-_MERGE = """
-local arrivals, data, first, lock, waited = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local parent, has, expected = ARGV[1], ARGV[2] == '1', tonumber(ARGV[4])
-local now, timeout, token, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
-local function touch() for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end end
-local function head(state)
-  return {state, redis.call('SCARD', arrivals), redis.call('GET', first) or '0'}
-end
-local function collect(winner)
-  local reply = head('released')
-  local found = {}
-  if winner ~= '' then found = {winner, redis.call('HGET', data, winner)}
-  else found = redis.call('HGETALL', data) end
-  for i = 1, #found, 2 do
-    if found[i + 1] and found[i + 1] ~= '' then
-      reply[#reply + 1] = found[i] reply[#reply + 1] = found[i + 1]
+MERGE_FN = """
+local function merge_barrier(arrivals, data, first, lock, waited, parent, has, payload,
+                             expected, any, now_ms, timeout, token, ttl)
+  local bkeys = {arrivals, data, first, lock, waited}
+  local now = tonumber(now_ms)
+  local function touch() for i = 1, #bkeys do redis.call('EXPIRE', bkeys[i], ttl) end end
+  local function head(state)
+    return {state, redis.call('SCARD', arrivals), redis.call('GET', first) or '0'}
+  end
+  local function collect(winner)
+    local reply = head('released')
+    local found = {}
+    if winner ~= '' then found = {winner, redis.call('HGET', data, winner)}
+    else found = redis.call('HGETALL', data) end
+    for i = 1, #found, 2 do
+      if found[i + 1] and found[i + 1] ~= '' then
+        reply[#reply + 1] = found[i] reply[#reply + 1] = found[i + 1]
+      end
     end
+    return reply
   end
-  return reply
-end
-local function decide(kind, winner)
-  redis.call('SET', lock, kind .. '\\n' .. token .. '\\n' .. winner)
-  touch()
-  if kind == 'expired' then return head('expired') end
-  return collect(winner)
-end
-local decided = redis.call('GET', lock)
-if decided then
-  touch()
-  local kind, by, winner = string.match(decided, '^(%a+)\\n([^\\n]*)\\n(.*)$')
-  if by ~= token then
-    -- a replayed arrival counted before the decision reports what it reported then
-    if redis.call('SISMEMBER', waited, token) == 1 then return head('waiting') end
-    if kind == 'expired' then return head('timed_out') end
-    return head('closed')
+  local function decide(kind, winner)
+    redis.call('SET', lock, kind .. '\\n' .. token .. '\\n' .. winner)
+    touch()
+    if kind == 'expired' then return head('expired') end
+    return collect(winner)
   end
-  if kind == 'expired' then return head('expired') end
-  return collect(winner)
+  local decided = redis.call('GET', lock)
+  if decided then
+    touch()
+    local kind, by, winner = string.match(decided, '^(%a+)\\n([^\\n]*)\\n(.*)$')
+    if by ~= token then
+      -- a replayed arrival counted before the decision reports what it reported then
+      if redis.call('SISMEMBER', waited, token) == 1 then return head('waiting') end
+      if kind == 'expired' then return head('timed_out') end
+      return head('closed')
+    end
+    if kind == 'expired' then return head('expired') end
+    return collect(winner)
+  end
+  local started = redis.call('GET', first)
+  if not started then redis.call('SET', first, now_ms)
+  elseif has and timeout > 0 and now - tonumber(started) > timeout then
+    return decide('expired', parent)
+  end
+  redis.call('SADD', arrivals, parent)
+  if has then redis.call('HSET', data, parent, payload)
+  else redis.call('HSETNX', data, parent, '') end
+  if any == '1' and has then return decide('released', parent) end
+  if redis.call('SCARD', arrivals) >= expected then return decide('released', '') end
+  redis.call('SADD', waited, token)
+  touch()
+  return head('waiting')
 end
-local started = redis.call('GET', first)
-if not started then redis.call('SET', first, ARGV[6])
-elseif has and timeout > 0 and now - tonumber(started) > timeout then
-  return decide('expired', parent)
-end
-redis.call('SADD', arrivals, parent)
-if has then redis.call('HSET', data, parent, ARGV[3])
-else redis.call('HSETNX', data, parent, '') end
-if ARGV[5] == '1' and has then return decide('released', parent) end
-if redis.call('SCARD', arrivals) >= expected then return decide('released', '') end
-redis.call('SADD', waited, token)
-touch()
-return head('waiting')
 """
+
+# KEYS: results, release. ARGV: index, total, has_payload, payload, token, ttl.
+_AGGREGATE = (
+    AGGREGATE_FN
+    + "return aggregate_barrier(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', "
+    "ARGV[4], ARGV[5], ARGV[6])\n"
+)
+
+# KEYS: arrivals, data, first, lock, waited. ARGV: parent, has_payload, payload, expected,
+# any, now_ms, timeout_ms, token, ttl.
+_MERGE = (
+    MERGE_FN + "return merge_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], "
+    "ARGV[2] == '1', ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], "
+    "ARGV[9])\n"
+)
 
 # KEYS: timers, processing, payloads. ARGV: now_ms, limit, lease deadline (ms).
 _CLAIM = """
@@ -192,12 +210,11 @@ class RedisFlow:
         payload: bytes | None,
     ) -> Barrier:
         """See `StateStore.aggregate`."""
-        base = self._exec_key(execution_id, "split", split_id, scope)
-        keys = [base + ":results", base + ":release"]
+        keys = self.aggregate_keys(execution_id, split_id, scope)
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [index, total, flag, body, token, self._ttl]
         reply = self._call("aggregate", execution_id, self._aggregate_script, keys, args)
-        return _barrier(reply, by_name=False)
+        return barrier_of(reply, by_name=False)
 
     def merge_arrive(
         self,
@@ -211,14 +228,23 @@ class RedisFlow:
         now_ms: int,
     ) -> Barrier:
         """See `StateStore.merge_arrive`."""
-        base = self._exec_key(execution_id, "node", merge_id, scope)
-        keys = [base + ":barrier:arrivals", base + ":barrier:data", base + ":barrier:first"]
-        keys += [base + ":lock", base + ":barrier:waited"]
+        keys = self.merge_keys(execution_id, merge_id, scope)
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [parent, flag, body, rule.expected, int(rule.any), now_ms, rule.timeout_ms]
         args += [token, self._ttl]
         reply = self._call("merge", execution_id, self._merge_script, keys, args)
-        return _barrier(reply, by_name=True)
+        return barrier_of(reply, by_name=True)
+
+    def aggregate_keys(self, execution_id: str, split_id: str, scope: str) -> list[str]:
+        """KEYS of `aggregate_barrier`: the results and the release of one split's run."""
+        base = self._exec_key(execution_id, "split", split_id, scope)
+        return [base + ":results", base + ":release"]
+
+    def merge_keys(self, execution_id: str, merge_id: str, scope: str) -> list[str]:
+        """KEYS of `merge_barrier`: arrivals, data, first, lock and waited of one merge."""
+        base = self._exec_key(execution_id, "node", merge_id, scope)
+        keys = [base + ":barrier:arrivals", base + ":barrier:data", base + ":barrier:first"]
+        return [*keys, base + ":lock", base + ":barrier:waited"]
 
     def _exec_key(self, execution_id: str, kind: str, node_id: str, scope: str) -> str:
         base = f"{self._prefix}exec:{{{execution_id}}}:{kind}:{node_id}"
@@ -306,7 +332,7 @@ class RedisFlow:
         return StateError(f"The Redis {what} on {self._where} failed: {detail}")
 
 
-def _barrier(reply: list[Any], *, by_name: bool) -> Barrier:
+def barrier_of(reply: list[Any], *, by_name: bool) -> Barrier:
     """Decode a script reply; merge parents come in hash order and are sorted by name (item
     indexes already come in index order)."""
     state, arrived, first = reply[0].decode(), int(reply[1]), int(reply[2])

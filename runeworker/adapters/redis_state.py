@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import msgspec
 import redis
 import redis.sentinel
 from redis.client import Pipeline
@@ -38,11 +39,13 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
-from runeworker.adapters.redis_flow import Client, RedisFlow
+from runeworker.adapters.redis_flow import AGGREGATE_FN, MERGE_FN, Client, RedisFlow, barrier_of
 from runeworker.config import RedisConfig, mask_url
+from runeworker.engine.barriers import AggregateArrival, Arrival
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
     Admission,
+    Arrived,
     Failure,
     Settlement,
     Transition,
@@ -90,9 +93,9 @@ return {verdict, steps}
 """
 )
 
-# The advance itself, shared by both scripts below. It reads the locals has_leaf, leaf,
-# has_failure, status, reason, failing context and first_child (index of the first child token
-# in ARGV); the token is live. Reply (also what `done` records): {0} while open,
+# The advance itself, shared by the scripts below. It reads the locals has_leaf, leaf,
+# has_failure, f_status, f_reason, f_context and children (a table of child tokens); the token
+# is live. Reply (also what `done` records): {0} while open,
 # {1, '', '', started_at_ns, context...} for the completing advance, {2, failure_status,
 # failure_reason, started_at_ns, timer ids joined by newlines, failing context} for the
 # failure that closes the execution at once: the live set goes (every later message of the
@@ -116,8 +119,8 @@ elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then
   end
 else
   -- a token that already advanced never becomes live again (a late replay of its parent)
-  for i = first_child, #ARGV do
-    if redis.call('HEXISTS', done, ARGV[i]) == 0 then redis.call('SADD', live, ARGV[i]) end
+  for _, child in ipairs(children) do
+    if redis.call('HEXISTS', done, child) == 0 then redis.call('SADD', live, child) end
   end
   if redis.call('SCARD', live) > 0 then
     if has_leaf == '1' then redis.call('RPUSH', contexts, leaf) end
@@ -142,7 +145,9 @@ local recorded = redis.call('HGET', done, token)
 if recorded then touch() return cmsgpack.unpack(recorded) end
 if redis.call('SISMEMBER', live, token) == 0 then touch() return {0} end
 local has_leaf, leaf, has_failure = ARGV[4], ARGV[5], ARGV[6]
-local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 10
+local f_status, f_reason, f_context = ARGV[7], ARGV[8], ARGV[9]
+local children = {}
+for i = 10, #ARGV do children[#children + 1] = ARGV[i] end
 """
     + _ADVANCE_BODY
     + "return result\n"
@@ -173,8 +178,10 @@ if recorded then
   reply = cmsgpack.unpack(recorded)
 else
   local has_leaf, leaf, has_failure = ARGV[4], ARGV[5], ARGV[6]
-  local f_status, f_reason, f_context, first_child = ARGV[7], ARGV[8], ARGV[9], 11
-  if verdict == 'cancelled' then has_leaf, has_failure, first_child = '0', '0', #ARGV + 1 end
+  local f_status, f_reason, f_context = ARGV[7], ARGV[8], ARGV[9]
+  local children = {}
+  if verdict == 'cancelled' then has_leaf, has_failure = '0', '0'
+  else for i = 11, #ARGV do children[#children + 1] = ARGV[i] end end
 """
     + _ADVANCE_BODY
     + """
@@ -200,10 +207,86 @@ if redis.call('SISMEMBER', live, token) == 0 then
   return {0}
 end
 local has_leaf, leaf, has_failure = '0', '', '0'
-local f_status, f_reason, f_context, first_child = '', '', '', #ARGV + 1
+local f_status, f_reason, f_context, children = '', '', '', {}
 """
     + _ADVANCE_BODY
     + "return result\n"
+)
+
+
+# `StateStore.arrive`: admit (as _SETTLE), the barrier arrival, the retiring of the merge's
+# timer token when the arrival decided, and the advance when the outcome was foreseen, in one
+# round trip. KEYS: the execution's (keys_of), then the barrier's (aggregate_keys or
+# merge_keys). ARGV: token, now, ttl, max_steps, the foresight (msgpack map: outcome ->
+# child tokens), kind ('aggregate' or 'merge'), the timer token to retire ('' for none), then
+# the barrier's: index, total, has_payload, payload (aggregate) or parent, has_payload,
+# payload, expected, any, now_ms, timeout_ms (merge). Reply: {'stale'}, {'limit', verdict},
+# {'cancelled', n, advance reply...} (nothing but the absorbing recorded, n = 0), or
+# {verdict, n, barrier reply (n items), advance reply when foreseen}.
+_ARRIVE = (
+    _PROLOGUE
+    + AGGREGATE_FN
+    + MERGE_FN
+    + """
+local steps = tonumber(redis.call('HGET', meta, 'steps'))
+local recorded = redis.call('HGET', done, token)
+local verdict = 'run'
+if recorded then verdict = 'replay'
+elseif redis.call('SISMEMBER', live, token) == 1 then
+  if redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled' end
+elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then touch() return {'cancelled', 0}
+else touch() return {'stale'}
+end
+local has_leaf, leaf, has_failure = '0', '', '0'
+local f_status, f_reason, f_context, children = '', '', '', {}
+if verdict == 'cancelled' then
+"""
+    + _ADVANCE_BODY
+    + """
+  table.insert(result, 1, 0)
+  table.insert(result, 1, 'cancelled')
+  return result
+end
+if steps >= tonumber(ARGV[4]) then touch() return {'limit', verdict} end
+local barrier
+if ARGV[6] == 'aggregate' then
+  barrier = aggregate_barrier(KEYS[7], KEYS[8], ARGV[8], tonumber(ARGV[9]), ARGV[10] == '1',
+                              ARGV[11], token, ttl)
+else
+  local timeout = tonumber(ARGV[14])
+  if verdict == 'replay' then timeout = 0 end  -- a replay never expires the barrier
+  barrier = merge_barrier(KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], ARGV[8],
+                          ARGV[9] == '1', ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13],
+                          timeout, token, ttl)
+end
+local state = barrier[1]
+local timer = ARGV[7]
+if timer ~= '' and (state == 'released' or state == 'expired')
+    and redis.call('HEXISTS', done, timer) == 0 then
+  -- retired before this arrival's own advance, so it never closes the execution
+  if redis.call('SREM', live, timer) == 1 then redis.call('HINCRBY', meta, 'steps', 1) end
+  redis.call('HSET', done, timer, cmsgpack.pack({0}))
+end
+local outcome = state
+if state == 'released' and #barrier <= 3 then outcome = 'dead' end
+local reply = {verdict, #barrier}
+for _, v in ipairs(barrier) do reply[#reply + 1] = v end
+local foreseen = cmsgpack.unpack(ARGV[5])[outcome]
+if foreseen == nil then touch() return reply end
+local advanced
+if recorded then
+  touch()
+  advanced = cmsgpack.unpack(recorded)
+else
+  children = foreseen
+"""
+    + _ADVANCE_BODY
+    + """
+  advanced = result
+end
+for _, v in ipairs(advanced) do reply[#reply + 1] = v end
+return reply
+"""
 )
 
 
@@ -246,6 +329,7 @@ class RedisStore(RedisFlow):
         self._advance_script: Script = client.register_script(_ADVANCE)
         self._settle_script: Script = client.register_script(_SETTLE)
         self._retire_script: Script = client.register_script(_RETIRE)
+        self._arrive_script: Script = client.register_script(_ARRIVE)
         self._count_script: Script = client.register_script(_COUNT_ATTEMPT)
         self._register_flow_scripts()
 
@@ -336,6 +420,45 @@ class RedisStore(RedisFlow):
         if verdict == "stale":
             return Settlement(Verdict.STALE, Transition(closed=False))
         return Settlement(Verdict(verdict), _transition(reply[1:]))
+
+    def arrive(
+        self,
+        execution_id: str,
+        token: str,
+        now_ns: int,
+        max_steps: int,
+        arrival: Arrival,
+        foreseen: dict[str, list[str]],
+    ) -> Arrived:
+        """Admit, arrive and (when foreseen) advance in one round trip; see
+        `StateStore.arrive`."""
+        keys = self.keys_of(execution_id)
+        args: list[str | bytes | int] = [token, now_ns, self._ttl, max_steps, _pack(foreseen)]
+        flag, body = (1, arrival.payload) if arrival.payload is not None else (0, b"")
+        if isinstance(arrival, AggregateArrival):
+            keys += self.aggregate_keys(execution_id, arrival.split_id, arrival.scope)
+            args += ["aggregate", "", arrival.index, arrival.total, flag, body]
+        else:
+            rule = arrival.rule
+            keys += self.merge_keys(execution_id, arrival.merge_id, arrival.scope)
+            args += ["merge", arrival.timer_token, arrival.parent, flag, body, rule.expected]
+            args += [int(rule.any), arrival.now_ms, rule.timeout_ms]
+        try:
+            reply = self._arrive_script(keys=keys, args=args)
+        except RedisError as exc:
+            raise self._error(f"arrival of execution {execution_id!r}", exc) from exc
+        verdict = reply[0].decode()
+        if verdict == "stale":
+            return Arrived(Verdict.STALE, None, Transition(closed=False))
+        if verdict == "limit":
+            return Arrived(Verdict(reply[1].decode()), None, None)
+        n = int(reply[1])
+        if verdict == "cancelled":
+            absorbed = _transition(reply[2:]) if len(reply) > 2 else Transition(closed=False)
+            return Arrived(Verdict.CANCELLED, None, absorbed)
+        barrier = barrier_of(reply[2 : 2 + n], by_name=not isinstance(arrival, AggregateArrival))
+        rest = reply[2 + n :]
+        return Arrived(Verdict(verdict), barrier, _transition(rest) if rest else None)
 
     def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
         """Retire `token` for good, live yet or not; see `StateStore.retire`."""
@@ -430,6 +553,14 @@ class RedisStore(RedisFlow):
             return script(keys=self.keys_of(execution_id), args=args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
+
+
+_PACK = msgspec.msgpack.Encoder()
+
+
+def _pack(foreseen: dict[str, list[str]]) -> bytes:
+    """The foresight as the arrive script unpacks it (cmsgpack: a map of arrays of strings)."""
+    return _PACK.encode(foreseen)
 
 
 def _transition(reply: list[Any]) -> Transition:

@@ -59,6 +59,46 @@ class MergeRule(msgspec.Struct, frozen=True):
     timeout_ms: int = 0
 
 
+# The outcome of a release that carried no data (every arrival was a ghost): a merge then
+# routes like a dead path (`runeworker.engine.flow`), so a step foresees it apart.
+DEAD = "dead"
+
+
+def outcome(barrier: Barrier) -> str:
+    """The key of `barrier` in a foresight (`StateStore.arrive`): its state, or `DEAD` for a
+    release without data."""
+    if barrier.state is BarrierState.RELEASED and not barrier.results:
+        return DEAD
+    return barrier.state.value
+
+
+class AggregateArrival(msgspec.Struct, frozen=True):
+    """Item `index` of a split of `total` arriving at its aggregator (`StateStore.aggregate`)."""
+
+    split_id: str
+    scope: str
+    index: int
+    total: int
+    payload: bytes | None
+
+
+class MergeArrival(msgspec.Struct, frozen=True):
+    """`parent` arriving at a merge (`StateStore.merge_arrive`). `timer_token`: the token of the
+    merge's timeout timer (`runeworker.engine.merge_timer`), retired by the arrival that
+    decides the barrier ("" when the merge has no timer)."""
+
+    merge_id: str
+    scope: str
+    parent: str
+    payload: bytes | None
+    rule: MergeRule
+    now_ms: int
+    timer_token: str = ""
+
+
+Arrival = AggregateArrival | MergeArrival
+
+
 class Timer(NamedTuple):
     timer_id: str
     payload: bytes

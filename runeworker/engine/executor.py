@@ -19,7 +19,7 @@ from typing import Any
 from runeworker.engine import depth, flow, merge_timer, registry
 from runeworker.engine.context import LazyContext, lazy
 from runeworker.engine.flow import Ending, Outcome
-from runeworker.engine.ledger import Admitted, OnRunning
+from runeworker.engine.ledger import Admitted, Arriving, OnRunning
 from runeworker.engine.messages import (
     CODE_CREATION_FAILED,
     FAILED,
@@ -42,7 +42,7 @@ from runeworker.engine.paths import BARRIER_TYPES, MERGE, WAIT
 from runeworker.engine.plan import Definitions, Plan
 from runeworker.engine.registry import NO_METER, Meter, NodeContext, NodeSettings, NodeSpec
 from runeworker.engine.resolver import Resolver
-from runeworker.engine.state import Failure, StateStore, Verdict, child_token
+from runeworker.engine.state import Failure, StateStore, Verdict, child_tokens
 from runeworker.engine.workflow import Node, Workflow, embedded_credentials
 from runeworker.errors import NodeError
 
@@ -171,9 +171,11 @@ class Turn:
         self.ctx = ctx if type(ctx) is LazyContext else lazy(ctx)
         self.resolver = _resolver(self.ctx, node, wf)
         self.status = StatusBuilder(msg, node, self.resolver)
+        arriving = self.ledger.arrive if isinstance(self.ledger, Arriving) else None
         self.flow = flow.Step(
-            msg, wf, node, self.token, self.ctx, frames(msg), self.verdict, self.store, self.clock()
-        )
+            msg, wf, node, self.token, self.ctx, frames(msg), self.verdict, self.store,
+            self.clock(), arriving,
+        )  # fmt: skip
 
     # -- the three ways a node's step goes ----------------------------------------------
 
@@ -192,6 +194,10 @@ class Turn:
             if self.status.masked:  # a response may echo a secret: not into the context
                 output = self.resolver.mask(output)
             done = flow.on_success(self.flow, spec, output)
+            if self.flow.verdict is not self.verdict:  # a barrier arrival admitted the token
+                self.verdict = self.report.verdict = self.flow.verdict
+            if isinstance(done, Outcome) and done.ending.unadmitted:
+                return self._close(done.ending)  # the ledger tells why (stale, cancelled, limit)
             if isinstance(done, Outcome) and done.ending.cancelled:
                 return self._cancelled()
             if isinstance(done, Outcome):
@@ -362,7 +368,7 @@ class Turn:
         """Close the branch token through the ledger; build next messages or the completion."""
         failure = ending.failure
         emits = ending.emits if failure is None else []
-        children = [child_token(self.token, i, e.dst) for i, e in enumerate(emits)]
+        children = child_tokens(self.token, [e.dst for e in emits])
         if ending.park and failure is None:
             children.append(ending.park)
         # a branch whose data goes on nowhere (no next message, only ghosts) is a leaf

@@ -21,15 +21,24 @@ parameters; this module does the state and routing part with what they return: s
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
-from runeworker.engine.barriers import Barrier, BarrierState, MergeRule
+from runeworker.engine.barriers import (
+    DEAD,
+    AggregateArrival,
+    Arrival,
+    Barrier,
+    BarrierState,
+    MergeArrival,
+    MergeRule,
+)
 from runeworker.engine.context import lazy
-from runeworker.engine.merge_timer import disarm, park, timer_of
+from runeworker.engine.merge_timer import park, timer_of
 from runeworker.engine.messages import (
     HALTED,
     STATUS_SUCCESS,
@@ -50,7 +59,14 @@ from runeworker.engine.paths import (
     split_scope,
 )
 from runeworker.engine.registry import NodeSpec
-from runeworker.engine.state import Failure, StateStore, Verdict, child_token
+from runeworker.engine.state import (
+    Arrived,
+    Failure,
+    StateStore,
+    Verdict,
+    child_token,
+    child_tokens,
+)
 from runeworker.engine.workflow import ERROR_BRANCH, ERROR_IGNORE, Edge, Node, Workflow
 from runeworker.errors import NodeError
 
@@ -79,10 +95,65 @@ class Step:
     verdict: Verdict
     store: StateStore
     now_ns: int
+    # how a barrier arrival is recorded: the step's ledger (`runeworker.engine.ledger.Arriving`:
+    # admitted, recorded and advanced in one call), else on the store, the token admitted before
+    arriving: Callable[[Arrival, dict[str, list[str]]], Arrived] | None = None
 
     @property
     def ghost(self) -> bool:
         return self.msg.ghost is True
+
+    def arrive(self, arrival: Arrival, foreseen: dict[str, list[str]]) -> Barrier | None:
+        """Record `arrival`: the barrier's outcome, None when the token was not admitted after
+        all (stale, cancelled, at the step limit: the ledger's `close` tells which). `foreseen`:
+        the children of the token for outcomes known before the arrival (see
+        `StateStore.arrive`)."""
+        if self.arriving is None:
+            return _arrive_apart(self, arrival)
+        arrived = self.arriving(arrival, foreseen)
+        if arrived.barrier is not None:
+            self.verdict = arrived.verdict
+        return arrived.barrier
+
+
+def _arrive_apart(step: Step, arrival: Arrival) -> Barrier:
+    """The arrival of an admitted token (`StateStore.arrive` without the admission and the
+    advance): a replay never expires a merge; the deciding arrival retires the merge's timer
+    token before the step's own advance, so that retiring never closes the execution."""
+    store, ex, token = step.store, step.msg.execution_id, step.token
+    if isinstance(arrival, AggregateArrival):
+        a = arrival
+        return store.aggregate(ex, a.split_id, a.scope, a.index, a.total, token, a.payload)
+    m = arrival
+    rule = m.rule
+    if step.verdict is Verdict.REPLAY:
+        rule = msgspec.structs.replace(rule, timeout_ms=0)
+    barrier = store.merge_arrive(
+        ex, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
+    )
+    if m.timer_token and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
+        store.retire(ex, m.timer_token, step.now_ns)
+    return barrier
+
+
+def foresee(step: Step, spec: NodeSpec, lineage: list[StackFrame]) -> list[str] | None:
+    """The children of the token when the node routes along its normal edges (with the ghosts
+    for the edges it cannot take, as `route` does), or None when that is not known before the
+    node ran (a router decides) or the branch would end there (its context is then a leaf,
+    which an arrival does not carry)."""
+    if spec.router is not None:
+        return None
+    taken = step.wf.normal_edges(step.node.id)
+    if not taken:
+        return None
+    dead = dead_paths(step.wf, step.node.id, taken, lineage)
+    return child_tokens(step.token, [e.dst for e in taken] + [dst for dst, _ in dead])
+
+
+def _unadmitted() -> Outcome:
+    """The arrival found its token stale or cancelled, or its execution at the step limit:
+    nothing was recorded, and the step's `close` tells the executor which."""
+    return Outcome({}, Ending(absorbed=True, unadmitted=True))
 
 
 @dataclass
@@ -114,6 +185,9 @@ class Ending:
     # out under `halt`): nothing of the step is published, as for a branch admitted after the
     # halt (`runeworker.engine.executor.Turn`)
     cancelled: bool = False
+    # a barrier arrival's token was not admitted (`Step.arrive` gave no barrier): the step is
+    # closed as its ledger says, without its node's statuses
+    unadmitted: bool = False
 
 
 @dataclass
@@ -274,10 +348,15 @@ def _aggregate(step: Step, spec: NodeSpec) -> Outcome:
         )
     else:
         payload = None if step.ghost else encode(_branch_result(step, top))
-        barrier = step.store.aggregate(
-            step.msg.execution_id, top.split_node_id, scope_of(outer), index, total,
-            step.token, payload,
-        )  # fmt: skip
+        arrival = AggregateArrival(top.split_node_id, scope_of(outer), index, total, payload)
+        foreseen: dict[str, list[str]] = {BarrierState.WAITING: [], BarrierState.CLOSED: []}
+        released = foresee(step, spec, outer)
+        if released is not None:  # with results or without, the aggregator routes the same
+            foreseen[BarrierState.RELEASED] = foreseen[DEAD] = released
+        arrived = step.arrive(arrival, foreseen)
+        if arrived is None:
+            return _unadmitted()
+        barrier = arrived
     if barrier.state is BarrierState.WAITING:
         waiting = {"_barrier_closed": True, "_aggregator_processed_count": barrier.arrived}
         return Outcome(waiting, Ending(absorbed=True), STATUS_SUCCESS, "waiting", barrier.arrived)
@@ -358,20 +437,35 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     timeout = float(settings.get("timeout", 0))
     wait_any = settings.get("wait_mode") == "wait_for_any"
     timeout_ms = int(timeout * 1000)
-    # A replayed arrival (its advance is recorded) never expires the barrier: the failure of
-    # that expiry could not be recorded any more (the advance replays what it recorded), so the
-    # merge would fail while the execution goes on. Its first attempt was counted and armed
-    # the timer (or decided), which decides instead.
-    replay = step.verdict is Verdict.REPLAY
-    rule = MergeRule(expected, wait_any, 0 if replay else timeout_ms)
+    # A replayed arrival (its advance is recorded) never expires the barrier (`Step.arrive`):
+    # the failure of that expiry could not be recorded any more (the advance replays what it
+    # recorded), so the merge would fail while the execution goes on. Its first attempt was
+    # counted and armed the timer (or decided), which decides instead.
+    rule = MergeRule(expected, wait_any, timeout_ms)
     payload = None if step.ghost else encode(step.context)
     ex, scope = step.msg.execution_id, scope_of(step.lineage)
-    barrier = step.store.merge_arrive(
-        ex, node.id, scope, parent, step.token, payload, rule, step.now_ns // 1_000_000
-    )
     timer = timer_of(ex, node.id, scope) if timeout_ms > 0 and not wait_any else None
+    arrival = MergeArrival(
+        node.id, scope, parent, payload, rule, step.now_ns // 1_000_000,
+        timer.token if timer is not None else "",
+    )  # fmt: skip
+    # outcomes whose continuation is known now; a waiting arrival that parks the timer's token
+    # is not one: the timer must be stored before its token is live
+    foreseen: dict[str, list[str]] = {BarrierState.CLOSED: []}
+    if timer is None:
+        foreseen[BarrierState.WAITING] = []
+    if not halts(node, step.wf):
+        foreseen[BarrierState.TIMED_OUT] = []
+    released = foresee(step, spec, step.lineage)
+    if released is not None:
+        foreseen[BarrierState.RELEASED] = released
+    arrived = step.arrive(arrival, foreseen)
+    if arrived is None:
+        return _unadmitted()
+    barrier = arrived
     if timer is not None and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
-        disarm(step.store, ex, timer, step.now_ns)  # decided: the timeout timer has no job left
+        # decided: the timeout timer has no job left (its token was retired by the arrival)
+        step.store.cancel_timer(timer.timer_id)
     if barrier.state is BarrierState.EXPIRED:
         raise NodeError(
             f"merge node {label} timed out: {barrier.arrived} of {expected} parents arrived "

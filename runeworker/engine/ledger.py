@@ -13,10 +13,15 @@ children, the transition that may close the execution). Cheapest mode first:
   among the step's statuses until the verdict lets it stand. A token that turns out stale or
   cancelled only cost that run. At `max_steps` nothing is recorded and `close` says so (no
   transition): the step then fails at the limit, closed the admitted way.
-* `Admitted`: `admit`, run, `advance`: flow-control nodes that read and write barriers and
-  timers while they run (aggregator, merge, wait; a split only routes, so it is settled),
-  blocking nodes (their `running` is committed before they start, so the verdict must come
-  first), resumed waits, ghosts, replayed dead letters and bad input. A quick node's `running`
+* `Arriving`: a barrier arrival (aggregator, merge) is settled inside the barrier's own call:
+  one `StateStore.arrive` admits the token, records the arrival and, when the outcome is one
+  the step foresaw (waiting, or released into known next nodes), advances the token too; other
+  outcomes (a merge that parks a timer, a timeout, a release that ends the branch) are
+  advanced by `close`.
+* `Admitted`: `admit`, run, `advance`: the wait node (it schedules a timer while it runs; a
+  split only routes, so it is settled), blocking nodes (their `running` is committed before
+  they start, so the verdict must come first), resumed waits and merge timers, ghosts that
+  reach no barrier, replayed dead letters and bad input. A quick node's `running`
   waits among the step's statuses until `advance`: a merge may learn while it runs that its
   execution halted after the admission (`flow.Ending.cancelled`), and then nothing of the step
   is published.
@@ -55,15 +60,16 @@ from typing import ClassVar
 
 from msgspec import UNSET
 
+from runeworker.engine.barriers import Arrival, outcome
 from runeworker.engine.messages import (
     COMPLETED,
     STATUS_RUNNING,
     NodeExecutionMessage,
     NodeStatusMessage,
 )
-from runeworker.engine.paths import FLOW_TYPES, SPLIT
+from runeworker.engine.paths import BARRIER_TYPES, FLOW_TYPES, SPLIT
 from runeworker.engine.registry import TRIGGER_TYPES, NodeSpec
-from runeworker.engine.state import Admission, Failure, StateStore, Transition, Verdict
+from runeworker.engine.state import Admission, Arrived, Failure, StateStore, Transition, Verdict
 from runeworker.engine.workflow import Node, Workflow
 
 OnRunning = Callable[[NodeStatusMessage, bool], None]  # (running status, the node may block)
@@ -213,6 +219,62 @@ class Settled(_Holding):
         return settled.verdict, settled.transition
 
 
+class Arriving(Settled):
+    """A barrier arrival (aggregator, merge): one `StateStore.arrive` admits the token, records
+    the arrival and, when the step foresaw the barrier's outcome, advances the token; `close`
+    hands that advance back. An outcome not foreseen is advanced by `close`; a step that ended
+    before it arrived (a parameter error, an aggregator outside a split) is settled."""
+
+    mode = "arriving"
+    __slots__ = ("_arrived", "_foreseen")
+
+    def __init__(
+        self,
+        store: StateStore,
+        msg: NodeExecutionMessage,
+        token: str,
+        clock: Clock,
+        max_steps: int,
+    ) -> None:
+        super().__init__(store, msg, token, clock, max_steps)
+        self._arrived: Arrived | None = None
+        self._foreseen: dict[str, list[str]] = {}
+
+    def arrive(self, arrival: Arrival, foreseen: dict[str, list[str]]) -> Arrived:
+        """Admit the token and record `arrival`; advance it with `foreseen[outcome]` as its
+        children when the barrier's outcome is foreseen (see `StateStore.arrive`)."""
+        msg = self.msg
+        self._arrived = self.store.arrive(
+            msg.execution_id, self.token, self.clock(), self.max_steps, arrival, foreseen
+        )
+        self._foreseen = foreseen
+        return self._arrived
+
+    def close(
+        self, children: list[str], leaf: bytes | None, failure: Failure | None, now_ns: int
+    ) -> Closing:
+        arrived = self._arrived
+        if arrived is None:
+            return super().close(children, leaf, failure, now_ns)
+        if arrived.barrier is None:  # stale, cancelled or at the limit: nothing of it stands
+            return arrived.verdict, arrived.transition
+        advanced = arrived.transition
+        if advanced is None:
+            msg = self.msg
+            advanced = self.store.advance(
+                msg.execution_id, self.token, children, leaf, failure, now_ns
+            )
+        elif children != self._foreseen.get(outcome(arrived.barrier)) or leaf or failure:
+            # the arrival advanced the token with the children the step foresaw; a step that
+            # ended otherwise would publish messages whose tokens are not live
+            raise RuntimeError(
+                f"the {self.msg.current_node} arrival of execution {self.msg.execution_id} "
+                "ended otherwise than its foresight"
+            )
+        self._release()
+        return None, advanced  # the step learnt the verdict from the arrival (`flow.Step`)
+
+
 class Admitted(_Holding):
     """`admit` before the node runs, `advance` after it: two store calls."""
 
@@ -283,6 +345,8 @@ def choose(
     ghost = msg.ghost is True
     if single and not (resumed or replayed or ghost):
         return SingleBranch
+    if node.type in BARRIER_TYPES and spec is not None and not (resumed or replayed):
+        return Arriving
     stateful = node.type in FLOW_TYPES and node.type != SPLIT  # a split only routes
     if resumed or ghost or stateful or node.trigger or node.type in TRIGGER_TYPES:
         return Admitted

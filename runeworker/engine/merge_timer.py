@@ -7,6 +7,15 @@ arrival (and every redelivery of one) arms the same timer and adds the same toke
 are a set). When the barrier opens (or a late arrival expires it), the timer is cancelled and its
 token dropped. When the timer fires first, it decides the barrier as expired: the merge fails.
 
+The deciding arrival retires the token (`StateStore.arrive`, in the same atomic call as the
+arrival) before its own advance, so that retiring never closes the execution, and even when no
+advance has added the token yet: the waiting arrival that parks it may run in another worker
+and advance only after the decision (its arrival said `waiting`, then this one decided), and
+that advance must not make it live, or no step would ever retire it and the execution would
+never complete. A waiting arrival that schedules the timer only after the decider cancelled it
+leaves a timer whose firing finds the token retired and the barrier decided: it publishes
+nothing.
+
 The firing reuses `StateStore.merge_arrive`: an arrival with data later than the timeout expires
 a waiting barrier and is `closed` once another arrival decided it, which is exactly the test the
 timer needs; it passes a time far past any timeout, so the decision does not depend on the
@@ -70,18 +79,6 @@ def park(
         )
         store.schedule(timer.timer_id, due_ms, encode(frozen), owner=msg.execution_id)
     return timer.token
-
-
-def disarm(store: StateStore, execution_id: str, timer: MergeTimer, now_ns: int) -> None:
-    """Cancel the timer and retire its token. Called before the deciding arrival's own advance,
-    so it never closes the execution. The token is retired even when no advance has added it
-    yet: the waiting arrival that parks it may run in another worker and advance only after
-    this (its merge_arrive said `waiting`, then this arrival decided), and that advance must
-    not make it live, or no step would ever retire it and the execution would never complete.
-    A waiting arrival that schedules the timer only after this cancel leaves a timer whose
-    firing finds the token retired and the barrier decided: it publishes nothing."""
-    store.cancel_timer(timer.timer_id)
-    store.retire(execution_id, timer.token, now_ns)
 
 
 def fire(

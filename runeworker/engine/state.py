@@ -36,11 +36,21 @@ from typing import Protocol
 
 import msgspec
 
-from runeworker.engine.barriers import Barrier, BarrierState, MemoryFlow, MergeRule, Timer
+from runeworker.engine.barriers import (
+    AggregateArrival,
+    Arrival,
+    Barrier,
+    BarrierState,
+    MemoryFlow,
+    MergeRule,
+    Timer,
+    outcome,
+)
 from runeworker.engine.messages import COMPLETED
 
 __all__ = [
     "Admission",
+    "Arrived",
     "Barrier",
     "BarrierState",
     "Failure",
@@ -53,6 +63,7 @@ __all__ = [
     "Verdict",
     "attempt_key",
     "child_token",
+    "child_tokens",
     "now_ns",
     "root_token",
 ]
@@ -101,6 +112,17 @@ class Settlement(msgspec.Struct):
     transition: Transition | None
 
 
+class Arrived(msgspec.Struct):
+    """Outcome of `StateStore.arrive`. `barrier` is None when nothing was recorded: the token
+    is stale or cancelled (`transition`: what absorbing it recorded, as `settle` does), or the
+    execution is at its step limit (`transition` None). Otherwise `transition` is the token's
+    advance when the barrier's outcome was foreseen, None when the caller advances itself."""
+
+    verdict: Verdict
+    barrier: Barrier | None
+    transition: Transition | None
+
+
 class StateStore(Protocol):
     """Shared execution state. Implementations must make each call atomic."""
 
@@ -140,13 +162,31 @@ class StateStore(Protocol):
         step at the limit and advances it (see `runeworker.engine.ledger.Settled`)."""
         ...
 
+    def arrive(
+        self,
+        execution_id: str,
+        token: str,
+        now_ns: int,
+        max_steps: int,
+        arrival: Arrival,
+        foreseen: dict[str, list[str]],
+    ) -> Arrived:
+        """A barrier arrival in one atomic call: admit the token as `settle` does (STALE and
+        CANCELLED record nothing but the absorbing of a cancelled live token; at `max_steps`
+        nothing is recorded), record the arrival (`aggregate` or `merge_arrive`; a REPLAY
+        never expires a merge), retire the merge's timer token when the arrival decided the
+        barrier (released or expired), and advance the token with `foreseen[outcome]` as its
+        children when the barrier's outcome (`runeworker.engine.barriers.outcome`) is a key of
+        `foreseen` (no leaf, no failure; a REPLAY gets the recorded advance)."""
+        ...
+
     def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
         """Retire `token` for good, whether or not it is live yet: a live token advances
         without children; a token not yet live is recorded as advanced, so that the advance
         that would add it later leaves it out (a token that advanced never becomes live again).
         For a token that a concurrent step adds: a merge's timer token, retired by the arrival
         that decides the barrier while the waiting arrival may not have advanced yet
-        (`runeworker.engine.merge_timer.disarm`). An unknown execution records nothing."""
+        (`runeworker.engine.merge_timer`). An unknown execution records nothing."""
         ...
 
     def count_attempt(self, body: bytes) -> int:
@@ -245,6 +285,11 @@ def child_token(parent: str, index: int, dst: str) -> str:
     return digest.hexdigest()
 
 
+def child_tokens(parent: str, dsts: list[str]) -> list[str]:
+    """The tokens of the next messages of `parent`, one per destination in publishing order."""
+    return [child_token(parent, i, dst) for i, dst in enumerate(dsts)]
+
+
 class _Execution:
     __slots__ = ("contexts", "done", "failure", "live", "started_at_ns", "steps")
 
@@ -304,6 +349,47 @@ class MemoryStore(MemoryFlow):
                 return Settlement(verdict, None)
             advanced = self.advance(execution_id, token, children, leaf_context, failure, now_ns)
             return Settlement(verdict, advanced)
+
+    def arrive(
+        self,
+        execution_id: str,
+        token: str,
+        now_ns: int,
+        max_steps: int,
+        arrival: Arrival,
+        foreseen: dict[str, list[str]],
+    ) -> Arrived:
+        with self._lock:
+            admission = self.admit(execution_id, token, now_ns)
+            verdict = admission.verdict
+            if verdict is Verdict.STALE:
+                return Arrived(verdict, None, Transition(closed=False))
+            if verdict is Verdict.CANCELLED:
+                absorbed = self.advance(execution_id, token, [], None, None, now_ns)
+                return Arrived(verdict, None, absorbed)
+            if admission.steps >= max_steps:
+                return Arrived(verdict, None, None)
+            if isinstance(arrival, AggregateArrival):
+                a = arrival
+                barrier = self.aggregate(
+                    execution_id, a.split_id, a.scope, a.index, a.total, token, a.payload
+                )
+            else:
+                m = arrival
+                rule = m.rule
+                if verdict is Verdict.REPLAY:  # a replay never expires the barrier
+                    rule = msgspec.structs.replace(rule, timeout_ms=0)
+                barrier = self.merge_arrive(
+                    execution_id, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
+                )
+                decided = barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED)
+                if decided and m.timer_token:
+                    self.retire(execution_id, m.timer_token, now_ns)
+            children = foreseen.get(outcome(barrier))
+            if children is None:
+                return Arrived(verdict, barrier, None)
+            advanced = self.advance(execution_id, token, children, None, None, now_ns)
+            return Arrived(verdict, barrier, advanced)
 
     def begin(self, execution_id: str, now_ns: int) -> None:
         with self._lock:

@@ -241,7 +241,8 @@ def test_invalid_url_is_reported_masked() -> None:
 
 FLOW_KEY = re.compile(
     r"exec:\{[^{}]+\}:(split:[^:]+(:[^:]+)?:(results|release)"
-    r"|node:[^:]+(:[^:]+)?:(barrier:arrivals|barrier:data|barrier:first|barrier:waited|lock))"
+    r"|node:[^:]+(:[^:]+)?:(barrier:arrivals|barrier:data|barrier:first|barrier:waited|lock)"
+    r"|branches:(" + "|".join(SUFFIXES) + "))"  # the arrival cases admit and advance tokens too
 )
 SCHEDULER_KEYS = {"scheduler:timers", "scheduler:processing", "scheduler:payloads"}
 

@@ -15,11 +15,13 @@ from typing import Any, cast
 
 import msgspec
 
+from runeworker.engine.barriers import AggregateArrival, MergeArrival
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import (
     Admission,
+    Arrived,
     Barrier,
     BarrierState,
     Failure,
@@ -680,6 +682,114 @@ def timers_acknowledged_or_cancelled_twice(store: StateStore) -> None:
     assert store.claim_due(NOW + 10**9, 100, 1000) == []
 
 
+# -- arrivals: admit, barrier and advance in one call (`StateStore.arrive`) --------------------
+
+
+def items(n: int) -> tuple[list[str], list[bytes]]:
+    return [str(i) for i in range(n)], [item(i) for i in range(n)]
+
+
+def at_aggregator(index: int, payload: bytes | None, total: int = 3) -> AggregateArrival:
+    return AggregateArrival("split", "", index, total, payload)
+
+
+def at_merge(parent: str, payload: bytes | None, timer: str = "", timeout_ms: int = 0,
+             now: int = 1_700_000_000_000) -> MergeArrival:  # fmt: skip
+    return MergeArrival("merge", "", parent, payload, MergeRule(2, False, timeout_ms), now, timer)
+
+
+@flow_case("arrive_admits_records_and_advances_at_once")
+def arrive_admits_records_and_advances_at_once(store: StateStore) -> None:
+    """Three items reach their aggregator: the waiting ones are absorbed (advanced without
+    children), the last one releases and continues into the foreseen child; a redelivered
+    arrival replays; an unknown token records nothing."""
+    a, b, c = fan_out(store, "ex", 3)
+    nxt = child_token(c, 0, "after")
+    foresight = {"waiting": [], "closed": [], "released": [nxt], "dead": [nxt]}
+    first = store.arrive("ex", a, T1, 100, at_aggregator(0, item(0)), foresight)
+    assert first == Arrived(Verdict.RUN, Barrier(WAITING, 1), OPEN)
+    assert store.admit("ex", a, T1) == Admission(Verdict.REPLAY, 2)  # a advanced
+    again = store.arrive("ex", a, T1, 100, at_aggregator(0, item(0)), foresight)
+    assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1), OPEN)
+    stale = store.arrive("ex", "nope", T1, 100, at_aggregator(1, item(9)), foresight)
+    assert stale == Arrived(Verdict.STALE, None, OPEN)
+    assert store.arrive("ex", b, T1, 100, at_aggregator(1, item(1)), foresight) == Arrived(
+        Verdict.RUN, Barrier(WAITING, 2), OPEN)  # fmt: skip
+    last = store.arrive("ex", c, T1, 100, at_aggregator(2, item(2)), foresight)
+    assert last == Arrived(Verdict.RUN, Barrier(RELEASED, 3, *items(3)), OPEN)
+    assert store.admit("ex", nxt, T1) == Admission(Verdict.RUN, 4)
+    assert store.advance("ex", nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+
+
+@flow_case("arrive_leaves_an_outcome_not_foreseen_to_the_caller")
+def arrive_leaves_an_outcome_not_foreseen_to_the_caller(store: StateStore) -> None:
+    a, b = fan_out(store, "ex", 2)
+    waiting = store.arrive("ex", a, T1, 100, at_merge("a", None), {"released": ["x"]})
+    assert waiting == Arrived(Verdict.RUN, Barrier(WAITING, 1, first_ms=NOW), None)
+    assert store.admit("ex", a, T1) == Admission(Verdict.RUN, 1)  # still live: not advanced
+    assert store.advance("ex", a, [], None, None, T1) == OPEN
+    # every arrival a ghost: the release has no data ("dead"), which was not foreseen either
+    dead = store.arrive("ex", b, T1, 100, at_merge("b", None), {"released": ["x"]})
+    assert dead.transition is None and dead.barrier is not None
+    assert dead.barrier.state is RELEASED and dead.barrier.results == []
+    assert store.advance("ex", b, [], ctx("b"), None, T1) == done([ctx("b")])
+
+
+@flow_case("arrive_at_the_step_limit_records_nothing")
+def arrive_at_the_step_limit_records_nothing(store: StateStore) -> None:
+    a, _ = fan_out(store, "ex", 2)
+    foresight: dict[str, list[str]] = {"waiting": []}
+    assert store.arrive("ex", a, T1, 1, at_aggregator(0, item(0)), foresight) == Arrived(
+        Verdict.RUN, None, None)  # fmt: skip
+    counted = store.arrive("ex", a, T1, 100, at_aggregator(0, item(0)), foresight)
+    assert counted == Arrived(Verdict.RUN, Barrier(WAITING, 1), OPEN)  # the first counted none
+
+
+@flow_case("arrive_absorbs_a_cancelled_branch")
+def arrive_absorbs_a_cancelled_branch(store: StateStore) -> None:
+    a, b = fan_out(store, "ex", 2)
+    halt = Failure("halted", "node stop halted the workflow", ctx("a"))
+    assert store.settle("ex", a, [], None, halt, T1, 100).verdict is Verdict.RUN
+    cancelled = store.arrive("ex", b, T1, 100, at_aggregator(0, item(0), 2), {"waiting": []})
+    assert cancelled == Arrived(Verdict.CANCELLED, None, OPEN)
+    # nothing arrived: the barrier still waits for both items
+    assert agg(store, 1, "probe", item(1), total=2) == Barrier(WAITING, 1)
+
+
+@flow_case("arrive_retires_the_merge_timer_token_when_it_decides")
+def arrive_retires_the_merge_timer_token_when_it_decides(store: StateStore) -> None:
+    """The deciding arrival retires the merge's timer token, whether the waiting arrival
+    parked it already (ex) or parks it only afterwards (ex-2): the execution completes."""
+    for ex, late_park in (("ex", False), ("ex-2", True)):
+        a, b = fan_out(store, ex, 2)
+        timer = child_token("merge-timer:t", 0, "merge")
+        nxt = child_token(b, 0, "after")
+        waiting = store.arrive(ex, a, T1, 100, at_merge("a", ctx("a"), timer, 60_000), {})
+        assert waiting.transition is None and waiting.barrier is not None
+        if not late_park:
+            assert store.advance(ex, a, [timer], None, None, T1) == OPEN
+        released = store.arrive(
+            ex, b, T1, 100, at_merge("b", ctx("b"), timer, 60_000), {"released": [nxt]}
+        )
+        assert released.transition == OPEN and released.barrier is not None
+        assert released.barrier.keys == ["a", "b"]
+        if late_park:
+            assert store.advance(ex, a, [timer], None, None, T1) == OPEN
+        assert store.admit(ex, timer, T1).verdict is Verdict.REPLAY
+        assert store.advance(ex, nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+
+
+@flow_case("arrive_replayed_never_expires_a_merge")
+def arrive_replayed_never_expires_a_merge(store: StateStore) -> None:
+    a, _ = fan_out(store, "ex", 2)
+    foresight: dict[str, list[str]] = {"waiting": []}
+    first = store.arrive("ex", a, T1, 100, at_merge("a", ctx("a"), timeout_ms=10), foresight)
+    assert first == Arrived(Verdict.RUN, Barrier(WAITING, 1, first_ms=NOW), OPEN)
+    late = at_merge("a", ctx("a"), timeout_ms=10, now=NOW + 60_000)
+    again = store.arrive("ex", a, T1, 100, late, foresight)
+    assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1, first_ms=NOW), OPEN)
+
+
 # -- two workers' steps interleaved on one store (tests/unit/test_flow_state.py,
 # tests/integration/test_redis_state.py) --------------------------------------------------------
 
@@ -753,7 +863,8 @@ def _merge_arrivals_interleaved(store: StateStore, method: str) -> list[Outbox]:
     meanwhile = Meanwhile(store, method, lambda: other.append(Executor(store).step(_wire(right))))
     waited = Executor(cast(StateStore, meanwhile)).step(_wire(left))
     [released] = other
-    assert [s.status for s in waited.statuses] == ["waiting"]  # A: the barrier waited
+    # A: the barrier waited (`running` stays among the statuses: no on_running callback)
+    assert [s.status for s in waited.statuses] == ["running", "waiting"]
     assert released.statuses[-1].status == "success"  # B: then it released
     [last] = released.messages
     return [opened, waited, released, executor.step(_wire(last))]

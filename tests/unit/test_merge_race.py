@@ -3,14 +3,16 @@
 
 A late arrival that races the timeout timer (`test_an_arrival_admitted_before_...`):
 
-The interleaving: the late branch's arrival is admitted (the execution has not failed yet), then
-the merge's timer fires and fails the merge (`expired`, and the halt is recorded), then the
-arrival reaches the barrier and finds it decided. Before the fix the arrival reported the merge
+The interleaving: the merge's timer fires and decides the barrier as expired; before its step
+records the halt (its advance), the late branch's arrival is admitted (the execution has not
+failed yet) and finds the barrier decided. Before the fix the arrival reported the merge
 `success` (`_merge_ignored`) after its `failed`; the arrival belongs to a halted execution and
-must publish nothing, as it does when it is admitted after the halt.
+must publish nothing, as it does when it is admitted after the halt. (An arrival admits its
+token and reaches the barrier in one atomic call, `StateStore.arrive`, so the window is the
+timer's, between its barrier call and its advance.)
 
-The interleaving is forced, not waited for: a store wrapper runs the timer's whole step between
-the arrival's admission and its barrier call. It runs against the in-memory store and the real
+The interleaving is forced, not waited for: a store wrapper runs the late arrival's whole step
+when the timer's step reaches its advance. It runs against the in-memory store and the real
 Redis (the Lua scripts the workers run; those variants are marked `integration`). It lives with
 the unit tests so that mutation testing of the step modules runs its in-memory variants.
 """
@@ -28,12 +30,11 @@ import redis
 from flowkit import TRIGGER, Run, definition, drive, n, start, step
 
 from runeworker.adapters.redis_state import RedisStore
-from runeworker.engine.barriers import Barrier, MergeRule
 from runeworker.engine.executor import Executor
 from runeworker.engine.merge_timer import timer_of
 from runeworker.engine.messages import decode_execution
 from runeworker.engine.outbox import Outbox
-from runeworker.engine.state import MemoryStore, StateStore, Timer
+from runeworker.engine.state import MemoryStore, StateStore, Timer, Transition
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -53,26 +54,21 @@ def joined(policy: dict[str, Any] | None = None) -> bytes:
 
 
 class Interleaved:
-    """A StateStore that runs `before(...)` once, when the arrival of `parent` at a merge
-    reaches the barrier: after that arrival's admission, before its barrier call."""
+    """A StateStore that runs `before()` once, when the advance of `token` reaches it."""
 
-    def __init__(self, store: StateStore, parent: str) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.parent = parent
+        self.token = ""
         self.before: Any = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def merge_arrive(self, execution_id: str, merge_id: str, scope: str, parent: str,
-                     token: str, payload: bytes | None, rule: MergeRule,
-                     now_ms: int) -> Barrier:  # fmt: skip
-        if parent == self.parent and self.before is not None:
+    def advance(self, execution_id: str, token: str, *args: Any) -> Transition:
+        if token == self.token and self.before is not None:
             before, self.before = self.before, None
             before()
-        return self.store.merge_arrive(
-            execution_id, merge_id, scope, parent, token, payload, rule, now_ms
-        )
+        return self.store.advance(execution_id, token, *args)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -92,29 +88,28 @@ def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
 
 
 def _race(store: StateStore, policy: dict[str, Any] | None = None) -> Run:
-    """Drive the execution to the point where both timers are due, then step the late
-    branch's arrival with the merge's timer fired inside it (see the module doc)."""
-    race = Interleaved(store, parent="pause")
+    """Drive the execution to the point where both timers are due, then step the merge's timer
+    with the late branch's arrival run inside it (see the module doc)."""
+    race = Interleaved(store)
     executor, run = Executor(race), Run()  # type: ignore[arg-type]
     opened = step(executor, start(joined(policy), "trigger", execution_id=uuid.uuid4().hex), run)
     drive(*opened.messages, executor=executor, run=run)  # quick waits at the merge, pause parks
     eid = opened.messages[0].execution_id
     due: list[Timer] = store.claim_due(time.time_ns() // 1_000_000 + 61_000, 10, 60_000)
-    merge_timer = timer_of(eid, "merge", "").timer_id
-    [fire] = [t for t in due if t.timer_id == merge_timer]
-    [wake] = [t for t in due if t.timer_id != merge_timer]
+    merge_timer = timer_of(eid, "merge", "")
+    [fire] = [t for t in due if t.timer_id == merge_timer.timer_id]
+    [wake] = [t for t in due if t.timer_id != merge_timer.timer_id]
     for timer in due:
         store.ack_timer(timer.timer_id)
     resumed = step(executor, decode_execution(wake.payload), run, resumed=True)  # pause ends
     [late] = resumed.messages
     assert (late.current_node, late.from_node) == ("merge", "pause")
-    fired: list[Outbox] = []
-    race.before = lambda: fired.append(
-        step(executor, decode_execution(fire.payload), run, resumed=True)
-    )
-    drive(late, executor=executor, run=run)
-    assert len(fired) == 1  # the timer did fire inside the arrival's step
-    drive(*fired[0].messages, executor=executor, run=run)  # what the timer's step routed to
+    arrived: list[bool] = []
+    race.token = merge_timer.token
+    race.before = lambda: arrived.append(bool(drive(late, executor=executor, run=run) or True))
+    fired = step(executor, decode_execution(fire.payload), run, resumed=True)
+    assert arrived == [True]  # the late arrival did run inside the timer's step
+    drive(*fired.messages, executor=executor, run=run)  # what the timer's step routed to
     return run
 
 
@@ -143,7 +138,8 @@ def test_under_an_ignore_policy_the_late_arrival_is_still_absorbed_with_success(
     like the loser of a wait_for_any race)."""
     run = _race(store, {"type": "ignore"})
     merge = [status for name, status in run.trail if name == "Merge"]
-    assert merge == ["running", "waiting", "failed", "running", "success"]
+    # the late arrival's step ended inside the timer's step, so its statuses come first
+    assert merge == ["running", "waiting", "running", "success", "failed"]
     assert run.outputs("Merge")[-1] == {"_merge_ignored": True}
     assert run.completion.status == "completed"
 

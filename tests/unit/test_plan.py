@@ -12,7 +12,7 @@ import pytest
 
 from runeworker.child.stepper import Stepper
 from runeworker.engine.executor import Executor
-from runeworker.engine.ledger import Admitted, Settled, SingleBranch
+from runeworker.engine.ledger import Admitted, Arriving, Settled, SingleBranch
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, encode
 from runeworker.engine.plan import Definitions
 from runeworker.engine.registry import NodeContext, node
@@ -76,9 +76,11 @@ SPLIT = definition(
         (CHAIN, "a", {"replayed": True}, Settled, False),  # a dead letter put back by hand
         (FAN, "a", {}, Settled, False),  # a quick node of parallel branches
         (FAN, "c", {}, Admitted, True),  # blocking: its verdict comes before `running`
-        (FAN, "m", {}, Admitted, False),  # flow control with a barrier
+        (FAN, "m", {}, Arriving, False),  # a barrier: admitted, arrived and advanced at once
+        (FAN, "m", {"replayed": True}, Admitted, False),  # a dead letter put back by hand
         (SPLIT, "s", {}, Settled, False),  # a split only routes: settled
         (FAN, "b", {"ghost": True}, Admitted, False),
+        (FAN, "m", {"ghost": True}, Arriving, False),  # a ghost arrival at a barrier
         (FAN, "m", {"resumed": True}, Admitted, False),  # a merge's timer fired
         (TRIGGERED, "t", {}, Admitted, False),  # a trigger, whatever its type
         (TRIGGERED, "a", {}, Settled, False),

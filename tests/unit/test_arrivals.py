@@ -1,0 +1,129 @@
+"""Barrier arrivals taken in one store call (`runeworker.engine.ledger.Arriving`,
+`StateStore.arrive`): how many calls a workflow with parallel branches makes, and what an
+arrival does when its token turns out stale, cancelled or at the step limit, or when the step
+ends otherwise than it foresaw."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgspec
+import pytest
+from flowkit import Run, definition, drive, n, start, step
+
+from runeworker.bench.workload import Workload
+from runeworker.engine.barriers import AggregateArrival
+from runeworker.engine.executor import Executor
+from runeworker.engine.ledger import Arriving
+from runeworker.engine.messages import NodeExecutionMessage
+from runeworker.engine.state import MemoryStore, StateStore, Verdict, root_token
+
+# a fans out to b and c, which meet at the merge m (wait for all, no timeout), then d
+JOINED = definition(
+    [n("a"), n("b"), n("c"), n("m", "merge", timeout=0), n("d")],
+    [("e0", "a", "b"), ("e1", "a", "c"), ("e2", "b", "m"), ("e3", "c", "m"), ("e4", "m", "d")],
+)
+
+
+class Counting:
+    """A StateStore that counts the calls of each method (each is one Redis round trip)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.store, name)
+        if not callable(call):
+            return call
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return call(*args, **kwargs)
+
+        return counted
+
+
+def test_the_bench_branch_workflow_takes_one_store_call_per_arrival() -> None:
+    """runeworker bench --shape branches: n1 fans out to n2 and n3, they meet at the merge n4
+    (wait for all, 300 s timeout), n5 splits 4 items for n6, the aggregator n7 collects them,
+    n8 ends. 15 steps; the 6 barrier arrivals take one `arrive` each, and only the merge's
+    waiting arrival (it parks the timer's token) advances apart. Before arrivals were taken
+    in one call, the same workflow made 30 store calls (admit, barrier, advance apart)."""
+    work = Workload.build(8, 1024, "branches")
+    counting = Counting(MemoryStore())
+    executor = Executor(counting)  # type: ignore[arg-type]
+    run = drive(msgspec.json.decode(work.start("ex-1"), type=NodeExecutionMessage),
+                executor=executor)  # fmt: skip
+    assert run.completion.status == "completed"
+    assert len(run.results) == 15
+    assert dict(counting.calls) == {
+        "settle": 9,  # n1, n2, n3, n5, n6 x 4, n8
+        "arrive": 6,  # n4 x 2, n7 x 4
+        "schedule": 1,  # the merge's timeout timer, armed by the waiting arrival
+        "advance": 1,  # that arrival: it parks the timer's token after scheduling the timer
+        "cancel_timer": 1,  # the releasing arrival: the timer has no job left
+    }
+    assert sum(counting.calls.values()) == 18
+
+
+def test_an_arrival_at_the_step_limit_fails_the_merge_at_the_limit() -> None:
+    """The merge's second arrival is the execution's fifth step with max_steps 4: nothing of
+    it is recorded, and the step fails at the limit as any step does."""
+    run = drive(start(JOINED, "a"), executor=Executor(MemoryStore(), max_steps=4))
+    # the first arrival ran and waited; the second fails without `running`, as a settled step
+    # at the limit does (the limit is known before anything of it is published)
+    assert run.trail[-3:] == [("M", "running"), ("M", "waiting"), ("M", "failed")]
+    assert ("M", "success") not in run.trail and ("D", "running") not in run.trail
+    assert run.completion.status == "failed"
+    assert "exceeded the maximum of 4 steps" in run.completion.failure_reason
+
+
+def test_a_stale_arrival_publishes_nothing_and_records_nothing() -> None:
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    opened = step(executor, start(JOINED, "a"), run)
+    [to_b, _] = opened.messages
+    [arrival] = step(executor, to_b, run).messages
+    stale = msgspec.structs.replace(arrival, branch_token="not-a-token")
+    result = step(executor, stale, Run())
+    assert (result.statuses, result.messages, result.completion) == ([], [], None)
+    assert (result.report.verdict, result.report.outcome) == (Verdict.STALE, "skipped")
+    assert result.report.ledger == "arriving"
+    # the barrier did not count it: the real arrival still waits
+    waited = step(executor, arrival, run)
+    assert [s.status for s in waited.statuses] == ["waiting"]  # `running` went to the callback
+    assert waited.report.verdict is Verdict.RUN
+
+
+def test_an_arrival_after_a_halt_publishes_nothing() -> None:
+    halting = definition(
+        [n("a"), n("b", "flow.fail"), n("c"), n("m", "merge", timeout=0), n("d")],
+        [("e0", "a", "b"), ("e1", "a", "c"), ("e2", "b", "m"), ("e3", "c", "m"), ("e4", "m", "d")],
+    )
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    to_b, to_c = step(executor, start(halting, "a"), run).messages
+    [arrival] = step(executor, to_c, run).messages
+    failed = step(executor, to_b, run)
+    assert failed.completion is not None and failed.completion.status == "halted"
+    result = step(executor, arrival, Run())
+    assert (result.statuses, result.messages, result.completion) == ([], [], None)
+    assert result.report.verdict is Verdict.CANCELLED
+
+
+def test_a_step_that_ends_otherwise_than_it_foresaw_is_refused() -> None:
+    """The arrival advanced the token with the foreseen children; closing it with others
+    would publish messages whose tokens are not live: a bug, raised, never published."""
+    store = MemoryStore()
+    msg = start(JOINED, "m")
+    token = root_token(msg.execution_id)
+    ledger = Arriving(store, msg, token, lambda: 1, 100)
+    arrived = ledger.arrive(AggregateArrival("s", "", 0, 2, b"1"), {"waiting": []})
+    assert arrived.verdict is Verdict.RUN and arrived.transition is not None
+    with pytest.raises(RuntimeError, match="ended otherwise than its foresight"):
+        ledger.close(["x"], None, None, 2)
+    again = Arriving(store, msg, token, lambda: 1, 100)
+    again.arrive(AggregateArrival("s", "", 0, 2, b"1"), {"waiting": []})
+    assert again.close([], None, None, 2) == (None, arrived.transition)
