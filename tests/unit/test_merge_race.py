@@ -33,7 +33,6 @@ from runeworker.adapters.redis_state import RedisStore
 from runeworker.engine.executor import Executor
 from runeworker.engine.merge_timer import timer_of
 from runeworker.engine.messages import decode_execution
-from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import MemoryStore, StateStore, Timer, Transition
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
