@@ -40,6 +40,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from runeworker.adapters.redis_eval import Evaluator
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
 from runeworker.errors import StateError
 
@@ -185,6 +186,7 @@ class RedisFlow:
     """The barrier and timer half of `RedisStore` (which sets the attributes below)."""
 
     _client: Client
+    _eval: Evaluator  # runs the scripts (a kept connection; redis-py's Script on a Cluster)
     _prefix: str
     _scheduler: str  # "scheduler:", or "{scheduler}:" on a Cluster
     _ttl: int
@@ -322,7 +324,7 @@ class RedisFlow:
         self, op: str, execution_id: str, script: Script, keys: list[str], args: list[Any]
     ) -> Any:
         try:
-            return script(keys=keys, args=args)
+            return self._eval(script, keys, args)
         except RedisError as exc:
             what = f"{op} of execution {execution_id!r}" if execution_id else op
             raise self._error(what, exc) from exc

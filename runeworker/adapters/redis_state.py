@@ -39,6 +39,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
+from runeworker.adapters.redis_eval import Evaluator
 from runeworker.adapters.redis_flow import AGGREGATE_FN, MERGE_FN, Client, RedisFlow, barrier_of
 from runeworker.config import RedisConfig, mask_url
 from runeworker.engine.barriers import AggregateArrival, Arrival
@@ -325,6 +326,7 @@ class RedisStore(RedisFlow):
         self._where = where or _describe(client)
         self._secret = str(kwargs.get("password") or "")
         self._begun: list[tuple[str, int]] = []  # start records waiting for `flush`
+        self._eval = Evaluator(client)
         self._admit_script: Script = client.register_script(_ADMIT)
         self._advance_script: Script = client.register_script(_ADVANCE)
         self._settle_script: Script = client.register_script(_SETTLE)
@@ -444,7 +446,7 @@ class RedisStore(RedisFlow):
             args += ["merge", arrival.timer_token, arrival.parent, flag, body, rule.expected]
             args += [int(rule.any), arrival.now_ms, rule.timeout_ms]
         try:
-            reply = self._arrive_script(keys=keys, args=args)
+            reply = self._eval(self._arrive_script, keys, args)
         except RedisError as exc:
             raise self._error(f"arrival of execution {execution_id!r}", exc) from exc
         verdict = reply[0].decode()
@@ -469,7 +471,7 @@ class RedisStore(RedisFlow):
         """Count one more redelivery of the message `body`, unless a drain spared it; returns
         the count so far."""
         try:
-            count = self._count_script(keys=self._attempt_keys(body), args=[self._ttl])
+            count = self._eval(self._count_script, self._attempt_keys(body), [self._ttl])
         except RedisError as exc:
             raise StateError(f"The Redis attempt count on {self._where} failed: {exc}") from exc
         return int(count)
@@ -537,6 +539,7 @@ class RedisStore(RedisFlow):
 
     def close(self) -> None:
         """Close the client and its connections."""
+        self._eval.close()
         self._client.close()
 
     def keys_of(self, execution_id: str) -> list[str]:
@@ -549,8 +552,8 @@ class RedisStore(RedisFlow):
 
     def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
         try:
-            # Script does EVALSHA and reloads the script once on NOSCRIPT
-            return script(keys=self.keys_of(execution_id), args=args)
+            # EVALSHA, and the script loaded again on NOSCRIPT (runeworker/adapters/redis_eval.py)
+            return self._eval(script, self.keys_of(execution_id), args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
 
