@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from runeworker.engine import depth
+from runeworker.engine.context import LazyContext
 from runeworker.engine.flow import Emit, Outcome
 from runeworker.engine.messages import (
     CompletionMessage,
@@ -144,6 +145,9 @@ def completion(
     """The single completion of an execution. `final_context` merges the contexts of every
     finished branch in finishing order (later branches win a shared key), with every
     credential value of the workflow masked."""
+    secrets, embedded = (workflow.secret_values, workflow.secret_blocks) if workflow else ({}, [])
+    if not secrets and not embedded:
+        return _completion(msg, status, _kept(contexts), started_at_ns, now_ns, failure_reason)
     final: dict[str, Any] = {}
     for raw in contexts:
         whole = _whole(raw)
@@ -156,10 +160,34 @@ def completion(
             continue
         # a value too deep to walk (input no node read) is replaced: runeworker.engine.depth
         final.update((k, _value_or_placeholder(v)) for k, v in part.items())
-    if workflow is not None:
-        secrets, embedded = workflow.secret_values, workflow.secret_blocks  # (Workflow.index)
-        if secrets or embedded:
-            final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
+    final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
+    return _completion(msg, status, final, started_at_ns, now_ns, failure_reason)
+
+
+def _kept(contexts: list[bytes]) -> LazyContext:
+    """The final context of a workflow without credentials: each value kept as the bytes it
+    finished with (the encoder writes them verbatim, readers in the process see decoded
+    values), except one nesting too deeply, which is replaced (runeworker.engine.depth). A
+    1 MB `$input` then costs a scan, not a decode and an encode (deploy/PERFORMANCE.md)."""
+    final = LazyContext()
+    for raw in contexts:
+        try:
+            part = _context_decoder.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        for key, value in part.items():
+            final[key] = depth.PLACEHOLDER if depth.json_exceeds(value) else value
+    return final
+
+
+def _completion(
+    msg: NodeExecutionMessage,
+    status: str,
+    final: dict[str, Any],
+    started_at_ns: int,
+    now_ns: int,
+    failure_reason: str,
+) -> CompletionMessage:
     return CompletionMessage(
         workflow_id=msg.workflow_id,
         execution_id=msg.execution_id,

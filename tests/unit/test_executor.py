@@ -368,6 +368,32 @@ def test_master_message_gives_statuses_and_one_completion() -> None:
     assert run.completion.final_context == {"$Only": {"result": True, "expression": "true"}}
 
 
+def test_the_completion_carries_values_as_the_bytes_they_arrived_as() -> None:
+    """Without credentials to mask, a value no node replaced reaches the completion as the
+    bytes it arrived as (its spaces, escapes and number forms): not decoded and encoded again,
+    which for a 1 MB `$input` cost most of a step (deploy/PERFORMANCE.md). Readers in the
+    process still see decoded values."""
+    arrived = b'{"name": "Ana \\u00e9",  "n": 1.50e2, "list": [1,  2]}'
+    msg = start(definition([n("a")]), "a", {"$input": msgspec.Raw(arrived)})
+    run = drive(msg)
+    assert run.trail == ok("A")
+    assert b'"$input":' + arrived in encode(run.completion)
+    assert run.completion.final_context["$input"] == {
+        "name": "Ana \u00e9",
+        "n": 150.0,
+        "list": [1, 2],
+    }
+    assert wire(run.completion)["final_context"] == {
+        "$input": {"name": "Ana \u00e9", "n": 150.0, "list": [1, 2]},
+        "$A": {"ran": "a"},
+    }
+    # with a credential to mask, every value is decoded (and masked) before it is encoded
+    guarded = n("a", credentials={"id": "c1", **BASIC})
+    masked = drive(start(definition([guarded]), "a", {"$input": msgspec.Raw(arrived)}))
+    assert arrived not in encode(masked.completion)
+    assert masked.completion.final_context["$input"]["n"] == 150.0
+
+
 def test_trigger_starts_every_successor_and_reports_nothing() -> None:
     defn = definition([TRIGGER, n("a"), n("b")], [("e1", "trigger", "a"), ("e2", "trigger", "b")])
     run = drive(start(defn, "trigger", {"$trigger": {"k": 1}}))
