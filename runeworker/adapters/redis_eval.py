@@ -41,13 +41,18 @@ class Evaluator:
         self._lock = threading.Lock()
         # a redis.connection.Connection (or Sentinel's); redis-py leaves its methods untyped
         self._conn: Any = None
-        self._pid = 0
+        self._pid = os.getpid()  # the process the lock and the connection belong to
 
     def __call__(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The reply of `script` run with `keys` and `args`; redis-py's errors as they come."""
         if self._pool is None:
             return script(keys=list(keys), args=list(args))
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        if self._pid != os.getpid():
+            # first call in a forked child, which starts with only the forking thread: the
+            # parent's connection is its socket, and its lock may have been held by another of
+            # its threads at the fork
+            self._lock, self._conn, self._pid = threading.Lock(), None, os.getpid()
         with self._lock:
             conn = self._connection()
             return conn.retry.call_with_retry(
@@ -62,12 +67,10 @@ class Evaluator:
                 self._pool.release(conn)
 
     def _connection(self) -> Any:
-        """The kept connection, taken from the pool on first use in this process: a
-        connection inherited through a fork is the parent's socket and is never used."""
+        """The kept connection, taken from the pool on first use in this process."""
         assert self._pool is not None
-        if self._conn is None or self._pid != os.getpid():
+        if self._conn is None:
             self._conn = self._pool.get_connection()
-            self._pid = os.getpid()
         return self._conn
 
     @staticmethod

@@ -65,6 +65,7 @@ _STEP_TESTS = (
     "tests/unit/test_flow_wait.py",
     "tests/unit/test_worker_loop.py",
     "tests/unit/test_merge_race.py",  # a merge arrival racing its timeout (also needs Redis)
+    "tests/unit/test_arrivals.py",  # barrier arrivals in one store call (the Arriving ledger)
 )
 
 TARGETS = (
