@@ -167,6 +167,29 @@ EQUIVALENT: dict[str, Equivalent] = {
         "failure, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_20": Equivalent(
+        "self.advance(execution_id, None, [], None, None, now_ns)",
+        "a cancelled token is never live in MemoryStore (the first failure clears the live set), "
+        "so advance() records nothing for it whatever the token it is given",
+    ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_21": Equivalent(
+        "self.advance(execution_id, token, None, None, None, now_ns)",
+        "as xǁMemoryStoreǁsettle__mutmut_23: advance() reads the children only while the "
+        "execution has no failure, and a cancelled one has",
+    ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_22": Equivalent(
+        "self.advance(execution_id, token, [], None, None, None)",
+        "admit() just opened the execution; advance() reads now_ns only to open one",
+    ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_86": Equivalent(
+        "self.retire(execution_id, m.timer_token, None)",
+        "the execution is open (admit() ran); retire() hands now_ns to advance(), which reads it "
+        "only to open one",
+    ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_103": Equivalent(
+        "self.advance(execution_id, token, children, None, None, None)",
+        "admit() just opened the execution; advance() reads now_ns only to open one",
+    ),
     _S + "xǁStateStoreǁschedule__mutmut_1": Equivalent(
         'owner: str = "XXXX"',
         "a default in the StateStore Protocol's own signature, whose body is `...` and is never "

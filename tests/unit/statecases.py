@@ -718,7 +718,37 @@ def arrive_admits_records_and_advances_at_once(store: StateStore) -> None:
     last = store.arrive("ex", c, T1, 100, at_aggregator(2, item(2)), foresight)
     assert last == Arrived(Verdict.RUN, Barrier(RELEASED, 3, *items(3)), OPEN)
     assert store.admit("ex", nxt, T1) == Admission(Verdict.RUN, 4)
-    assert store.advance("ex", nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+    # the releasing arrival replays its release; any other arrival is closed
+    replayed = store.arrive("ex", c, T1, 100, at_aggregator(2, item(2)), foresight)
+    assert replayed == Arrived(Verdict.REPLAY, Barrier(RELEASED, 3, *items(3)), OPEN)
+    late = child_token(root_token("ex"), 9, "late")
+    assert store.advance("ex", nxt, [late], None, None, T1) == OPEN
+    # (absorbed: the execution's last live token, so its advance closes the execution)
+    assert store.arrive("ex", late, T1, 100, at_aggregator(1, item(1)), foresight) == Arrived(
+        Verdict.RUN, Barrier(CLOSED, 3), done([]))  # fmt: skip
+    # an arrival may open an execution (its first message): the start is the arrival's time
+    opened = store.arrive("ex-2", root_token("ex-2"), T1, 100, at_aggregator(0, None, 2), {})
+    assert opened == Arrived(Verdict.RUN, Barrier(WAITING, 1), None)
+    assert store.started_at("ex-2") == T1
+
+
+@flow_case("arrive_keeps_executions_barriers_and_scopes_apart")
+def arrive_keeps_executions_barriers_and_scopes_apart(store: StateStore) -> None:
+    """Arrivals at the same index or parent of other barriers each wait: none counts for
+    another execution, split, merge or scope."""
+    tokens = {ex: iter(fan_out(store, ex, 6)) for ex in ("ex", "ex-2")}
+    aggregators = [("ex", "split", ""), ("ex-2", "split", ""), ("ex", "other", ""),
+                   ("ex", "split", "outer_1")]  # fmt: skip
+    for ex, split, scope in aggregators:
+        arrival = AggregateArrival(split, scope, 0, 2, item(0))
+        got = store.arrive(ex, next(tokens[ex]), T1, 100, arrival, {"waiting": []})
+        assert got.barrier == Barrier(WAITING, 1), (ex, split, scope)
+    merges = [("ex", "merge", ""), ("ex-2", "merge", ""), ("ex", "other", ""),
+              ("ex", "merge", "outer_1")]  # fmt: skip
+    for ex, merge, scope in merges:
+        arrival = MergeArrival(merge, scope, "a", ctx("a"), MergeRule(2), NOW)
+        got = store.arrive(ex, next(tokens[ex]), T1, 100, arrival, {"waiting": []})
+        assert got.barrier == Barrier(WAITING, 1, first_ms=NOW), (ex, merge, scope)
 
 
 @flow_case("arrive_leaves_an_outcome_not_foreseen_to_the_caller")
@@ -768,6 +798,7 @@ def arrive_retires_the_merge_timer_token_when_it_decides(store: StateStore) -> N
         assert waiting.transition is None and waiting.barrier is not None
         if not late_park:
             assert store.advance(ex, a, [timer], None, None, T1) == OPEN
+            assert store.admit(ex, timer, T1).verdict is Verdict.RUN  # live until decided
         released = store.arrive(
             ex, b, T1, 100, at_merge("b", ctx("b"), timer, 60_000), {"released": [nxt]}
         )
@@ -776,7 +807,12 @@ def arrive_retires_the_merge_timer_token_when_it_decides(store: StateStore) -> N
         if late_park:
             assert store.advance(ex, a, [timer], None, None, T1) == OPEN
         assert store.admit(ex, timer, T1).verdict is Verdict.REPLAY
-        assert store.advance(ex, nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+        # a third branch reaching the decided merge is closed (it did not decide it)
+        third = child_token(nxt, 0, "third")
+        assert store.advance(ex, nxt, [third], None, None, T1) == OPEN
+        closed = store.arrive(ex, third, T1, 100, at_merge("c", ctx("c"), timer, 60_000), {})
+        assert closed.barrier is not None and closed.barrier.state is CLOSED
+        assert store.advance(ex, third, [], ctx("after"), None, T1) == done([ctx("after")])
 
 
 @flow_case("arrive_replayed_never_expires_a_merge")

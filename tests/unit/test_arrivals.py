@@ -122,8 +122,45 @@ def test_a_step_that_ends_otherwise_than_it_foresaw_is_refused() -> None:
     ledger = Arriving(store, msg, token, lambda: 1, 100)
     arrived = ledger.arrive(AggregateArrival("s", "", 0, 2, b"1"), {"waiting": []})
     assert arrived.verdict is Verdict.RUN and arrived.transition is not None
-    with pytest.raises(RuntimeError, match="ended otherwise than its foresight"):
+    with pytest.raises(RuntimeError) as refused:
         ledger.close(["x"], None, None, 2)
+    expected = "the m arrival of execution ex-1 ended otherwise than its foresight"
+    assert str(refused.value) == expected
+    with pytest.raises(RuntimeError) as leaf:  # a leaf it did not foresee
+        ledger.close([], b"{}", None, 2)
+    assert str(leaf.value) == expected
     again = Arriving(store, msg, token, lambda: 1, 100)
     again.arrive(AggregateArrival("s", "", 0, 2, b"1"), {"waiting": []})
     assert again.close([], None, None, 2) == (None, arrived.transition)
+
+
+class Clock:
+    """Epoch ns, 250 ms later at every reading."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 250_000_000
+        return self.now
+
+
+def test_an_aggregator_that_fails_before_it_arrives_is_settled_with_its_leaf() -> None:
+    """An aggregator outside any split fails before it reaches a barrier; under `ignore` it
+    routes on (no edge: the branch ends, its context a leaf). Its token is settled (admitted
+    and advanced with that leaf) in one call: the completion holds the branch's context."""
+    defn = definition([n("a"), n("g", "aggregator", error={"type": "ignore"})], [("e0", "a", "g")])
+    run = drive(start(defn, "a", {"$input": {"k": 1}}), executor=Executor(MemoryStore()))
+    assert run.trail[-2:] == [("G", "running"), ("G", "failed")]
+    assert run.results[-1].report.ledger == "arriving"
+    assert run.completion.final_context == {"$input": {"k": 1}, "$A": {"value": None}}
+
+
+def test_a_first_message_at_a_failing_aggregator_opens_its_execution_at_that_step() -> None:
+    """The start message names the aggregator, which fails (no split) and routes on under
+    `ignore`: the settle that opens the execution records its start, which the completion's
+    `total_duration_ms` counts from."""
+    defn = definition([n("g", "aggregator", error={"type": "ignore"}), n("b")], [("e0", "g", "b")])
+    run = drive(start(defn, "g"), executor=Executor(MemoryStore(), clock=Clock()))
+    assert run.trail[-2:] == [("B", "running"), ("B", "success")]
+    assert run.completion.total_duration_ms > 0

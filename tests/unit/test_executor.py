@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from runeworker.engine import ledger
+from runeworker.engine import depth, ledger
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import (
     CompletionMessage,
@@ -33,7 +33,7 @@ from runeworker.engine.messages import (
     encode,
     frames,
 )
-from runeworker.engine.outbox import Outbox
+from runeworker.engine.outbox import Outbox, completion
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore, Verdict
 from runeworker.engine.workflow import parse_definition
@@ -707,6 +707,37 @@ def test_credentials_are_masked_everywhere(caplog: pytest.LogCaptureFixture) -> 
     published = b"".join(encode(x) for x in [*run.statuses, *run.completions])
     assert PASSWORD.encode() not in published
     assert PASSWORD not in caplog.text
+
+
+def test_a_completion_with_credentials_decodes_masks_and_cuts_each_context() -> None:
+    """With a credential to mask, `completion` decodes every branch context (later branches win
+    a shared key), masks the credential's values, replaces a value nesting too deeply by the
+    placeholder (whether the context holding it is decoded whole or value by value) and skips
+    a context that is not a JSON object; `total_duration_ms` runs from the recorded start."""
+    guarded = n("a", credentials=BASIC)
+    defn = definition([guarded])
+    wf = parse_definition(defn)
+    deep = "[" * 150 + "]" * 150
+    contexts = [
+        f'{{"$input": {{"pw": "{PASSWORD}", "n": 1}}, "$A": {{"v": 1}}}}'.encode(),
+        b"not json",
+        b"[1, 2]",
+        f'{{"$deep": {deep}, "$A": {{"v": 2}}, "$B": [1, 2]}}'.encode(),
+        b'{"$C": {"ok": true}}',
+    ]
+    done = completion(start(defn, "a"), "completed", contexts, 10**9, 35 * 10**8, "", wf)
+    assert done.final_context == {
+        "$input": {"pw": "***", "n": 1},
+        "$A": {"v": 2},
+        "$deep": depth.PLACEHOLDER,
+        "$B": [1, 2],
+        "$C": {"ok": True},
+    }
+    assert done.total_duration_ms == 2500
+    # without credentials the same contexts give the same values (kept as their bytes)
+    plain = completion(start(defn, "a"), "completed", contexts, 10**9, 35 * 10**8, "", None)
+    assert plain.final_context == {**done.final_context, "$input": {"pw": PASSWORD, "n": 1}}
+    assert plain.total_duration_ms == 2500
 
 
 def test_data_that_looks_like_a_template_is_never_expanded() -> None:
