@@ -61,8 +61,6 @@ class StatusBuilder:
     """Statuses of one node execution: shared ids, masked parameters, lineage, used inputs."""
 
     def __init__(self, msg: NodeExecutionMessage, node: Node, resolver: Resolver | None) -> None:
-        self.msg = msg
-        self.node = node
         self.resolver = resolver
         self.parameters: dict[str, Any] = {}
         self.lineage: list[StackFrame] = frames(msg)

@@ -243,6 +243,10 @@ EQUIVALENT: dict[str, Equivalent] = {
         "render() returns a string unchanged",
     ),
     # -- runeworker/engine/ledger.py ----------------------------------------------------------
+    _L + "xǁArrivingǁ__init____mutmut_12": Equivalent(
+        "self._foreseen: dict[str, list[str]] = None",
+        "read only by close() after arrive(), which sets it; without an arrival close() settles",
+    ),
     _L + "xǁSettledǁadmit__mutmut_1": Equivalent(
         "return Admission(None, 0)",
         "Turn.take (engine/executor.py) reads this verdict only as 'STALE or CANCELLED?' (None "
@@ -400,19 +404,40 @@ EQUIVALENT: dict[str, Equivalent] = {
     _O + "x__value_or_placeholder__mutmut_6": Equivalent(
         'return depth.decode(raw, "VALUE")', "as x__value_or_placeholder__mutmut_2"
     ),
-    _O + "x_completion__mutmut_14": Equivalent(
+    _O + "x__whole__mutmut_2": Equivalent(
+        "whole = None",
+        "decoding a context whole is a shortcut: without it completion() decodes the same "
+        "context value by value, which gives the same values (a context whose values all nest "
+        "shallowly enough has no placeholder either way)",
+    ),
+    _O + "x__whole__mutmut_4": Equivalent(
+        "return whole if (isinstance(whole, dict)) and False else None", "as x__whole__mutmut_2"
+    ),
+    _O + "x_completion__mutmut_21": Equivalent("whole = None", "as x__whole__mutmut_2"),
+    _O + "x_completion__mutmut_33": Equivalent(
         "final = Resolver(None, credentials=secrets, secrets=embedded).mask(final)",
         "Resolver.mask reads the credentials and secrets only, never the context it was given",
     ),
-    _O + "xǁStatusBuilderǁ__init____mutmut_4": Equivalent(
+    _O + "xǁStatusBuilderǁ__init____mutmut_2": Equivalent(
         "self.parameters: dict[str, Any] = None",
-        "read only by build(): mask(None) is None and opt() makes None and {} both UNSET "
-        "(no `parameters` key), and mask({}) is {}",
+        "read only by build(): mask(None) is None, and None and {} both give UNSET (no "
+        "`parameters` key), and mask({}) is {}",
     ),
-    _O + "xǁStatusBuilderǁbuild__mutmut_31": Equivalent(
-        "output=opt(r.mask(output) if r or output else output)",
-        "the differing cases are a resolver with an empty output (mask(None) is None, mask({}) "
-        "is {}: opt() makes both UNSET) and no resolver with an output, which never happens: "
-        "only Turn._reject builds statuses without a resolver, and none with an output",
+    _O + "xǁStatusBuilderǁbuild__mutmut_2": Equivalent(
+        "if masked or r is not None:",
+        "`masked` implies a resolver, and a resolver without secrets masks nothing: mask() "
+        "returns the value it was given",
+    ),
+    _O + "xǁStatusBuilderǁbuild__mutmut_8": Equivalent(
+        "output = r.mask(output) if (output) or True else output",
+        "an empty or missing output masks to itself (mask(None) is None, mask({}) is {})",
+    ),
+    _O + "xǁStatusBuilderǁbuild__mutmut_53": Equivalent(
+        "used = r.used_inputs(None)",
+        "used_inputs() without keys sorts the used keys itself: the same keys, in the same order",
+    ),
+    _O + "xǁStatusBuilderǁbuild__mutmut_57": Equivalent(
+        "st.used_inputs = opt(r.mask(used) if (masked) or True else used)",
+        "without secrets mask() returns the value it was given",
     ),
 }

@@ -739,14 +739,15 @@ def arrive_keeps_executions_barriers_and_scopes_apart(store: StateStore) -> None
     tokens = {ex: iter(fan_out(store, ex, 6)) for ex in ("ex", "ex-2")}
     aggregators = [("ex", "split", ""), ("ex-2", "split", ""), ("ex", "other", ""),
                    ("ex", "split", "outer_1")]  # fmt: skip
-    for ex, split, scope in aggregators:
-        arrival = AggregateArrival(split, scope, 0, 2, item(0))
+    # distinct items and parents: arrivals wrongly sharing a barrier would count each other
+    for i, (ex, split, scope) in enumerate(aggregators):
+        arrival = AggregateArrival(split, scope, i, 4, item(i))
         got = store.arrive(ex, next(tokens[ex]), T1, 100, arrival, {"waiting": []})
         assert got.barrier == Barrier(WAITING, 1), (ex, split, scope)
     merges = [("ex", "merge", ""), ("ex-2", "merge", ""), ("ex", "other", ""),
               ("ex", "merge", "outer_1")]  # fmt: skip
-    for ex, merge, scope in merges:
-        arrival = MergeArrival(merge, scope, "a", ctx("a"), MergeRule(2), NOW)
+    for i, (ex, merge, scope) in enumerate(merges):
+        arrival = MergeArrival(merge, scope, f"p{i}", ctx("a"), MergeRule(4), NOW)
         got = store.arrive(ex, next(tokens[ex]), T1, 100, arrival, {"waiting": []})
         assert got.barrier == Barrier(WAITING, 1, first_ms=NOW), (ex, merge, scope)
 

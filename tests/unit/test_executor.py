@@ -740,6 +740,25 @@ def test_a_completion_with_credentials_decodes_masks_and_cuts_each_context() -> 
     assert plain.total_duration_ms == 2500
 
 
+def test_a_status_leaves_out_empty_parameters_and_outputs() -> None:
+    """As Go's `omitempty`: a node without parameters publishes no `parameters`, and its
+    `running` status no `output`."""
+    run = drive(start(definition([n("a")]), "a"))
+    running, success = (wire(s) for s in run.statuses)
+    assert set(running) == STATUS_KEYS
+    assert set(success) == STATUS_KEYS | {"output"}
+
+
+def test_used_inputs_of_a_node_with_credentials_are_masked() -> None:
+    """A context value holding a credential's value is masked in the used inputs, as in the
+    parameters and the output."""
+    say = n("say", "log", credentials=BASIC, parameters={"message": "got {{ $input.text }}"})
+    run = drive(start(definition([say]), "say", {"$input": {"text": PASSWORD, "n": 1}}))
+    running, success = (wire(s) for s in run.statuses)
+    assert running["used_inputs"] == success["used_inputs"] == {"$input": {"text": "***", "n": 1}}
+    assert running["parameters"] == {"message": "got ***"}
+
+
 def test_data_that_looks_like_a_template_is_never_expanded() -> None:
     text = "{{ $credential.password }}"
     whole = n("whole", "log", credentials=BASIC, parameters={"message": "$input.text"})

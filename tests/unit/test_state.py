@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from statecases import CASES
 
-from runeworker.engine.state import MemoryStore, attempt_key, child_token, root_token
+from runeworker.engine.state import (
+    MemoryStore,
+    attempt_key,
+    child_token,
+    child_tokens,
+    root_token,
+)
 
 
 def test_table_covers_every_behaviour() -> None:
@@ -44,3 +50,16 @@ def test_a_spared_redelivery_is_no_attempt() -> None:
     assert store.count_attempt(b'{"m":1}') == 2
     assert store.count_attempt(b'{"m":2}') == 0  # spared before its first attempt
     assert store.count_attempt(b'{"m":2}') == 1
+
+
+def test_child_tokens_are_the_child_token_of_each_destination_in_order() -> None:
+    """A redelivered step may be taken by a worker of another version than the one that
+    recorded its advance: both must derive the same child tokens (`child_token` of the
+    parent, the index and the destination), or the replayed next messages would be stale."""
+    parent = child_token("root", 0, "a")
+    assert child_tokens(parent, ["b", "c", "b"]) == [
+        child_token(parent, 0, "b"),
+        child_token(parent, 1, "c"),
+        child_token(parent, 2, "b"),
+    ]
+    assert child_tokens(parent, []) == []
