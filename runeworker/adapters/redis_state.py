@@ -154,15 +154,10 @@ for i = 10, #ARGV do children[#children + 1] = ARGV[i] end
     + "return result\n"
 )
 
-# Admit and advance in one round trip, for a step whose node already ran (see
-# `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
-# (ARGV[10]). Reply: {'limit', verdict} (nothing recorded), {'stale'}, or {verdict, advance
-# reply...} with verdict replay (the recorded reply), cancelled (nothing recorded: a failure
-# closed the execution; a branch still live under a failure of a worker before 0.9 is
-# absorbed) or run.
-_SETTLE = (
-    _PROLOGUE
-    + """
+# The verdict of `settle` and `arrive`: steps, recorded and verdict ('run', 'replay' or
+# 'cancelled' for a live token of a failed execution); a stale token, or a token of a failed
+# execution that is not live, ends the script here.
+_VERDICT = """
 local steps = tonumber(redis.call('HGET', meta, 'steps'))
 local recorded = redis.call('HGET', done, token)
 local verdict = 'run'
@@ -172,6 +167,18 @@ elseif redis.call('SISMEMBER', live, token) == 1 then
 elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then touch() return {'cancelled', 0}
 else touch() return {'stale'}
 end
+"""
+
+# Admit and advance in one round trip, for a step whose node already ran (see
+# `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
+# (ARGV[10]). Reply: {'limit', verdict} (nothing recorded), {'stale'}, or {verdict, advance
+# reply...} with verdict replay (the recorded reply), cancelled (nothing recorded: a failure
+# closed the execution; a branch still live under a failure of a worker before 0.9 is
+# absorbed) or run.
+_SETTLE = (
+    _PROLOGUE
+    + _VERDICT
+    + """
 if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit', verdict} end
 local reply
 if recorded then
@@ -228,16 +235,8 @@ _ARRIVE = (
     _PROLOGUE
     + AGGREGATE_FN
     + MERGE_FN
+    + _VERDICT
     + """
-local steps = tonumber(redis.call('HGET', meta, 'steps'))
-local recorded = redis.call('HGET', done, token)
-local verdict = 'run'
-if recorded then verdict = 'replay'
-elseif redis.call('SISMEMBER', live, token) == 1 then
-  if redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled' end
-elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then touch() return {'cancelled', 0}
-else touch() return {'stale'}
-end
 local has_leaf, leaf, has_failure = '0', '', '0'
 local f_status, f_reason, f_context, children = '', '', '', {}
 if verdict == 'cancelled' then

@@ -336,31 +336,31 @@ EQUIVALENT: dict[str, Equivalent] = {
         "_unknown_type and _reject build Ending(failure=...) alone (grep 'Ending(' in "
         "engine/flow.py and engine/executor.py)",
     ),
-    _E + "xǁTurnǁ_close__mutmut_22": Equivalent(
+    _E + "xǁTurnǁ_close__mutmut_19": Equivalent(
         'leaf = ""',
         "the store keeps a leaf given with children, a park or a failure, but "
         "outbox.completion() skips a context that does not decode as a JSON object, as '' "
         "does; a failing transition reports the failure's context only",
     ),
-    _E + "xǁTurnǁ_close__mutmut_48": Equivalent(
+    _E + "xǁTurnǁ_close__mutmut_45": Equivalent(
         "self.outbox.messages = [",
         "outbox.messages is empty when _close gets here: this is the only line that fills it, "
         "and a step reaches it once (a step retaken at the limit returned before it)",
     ),
-    _E + "xǁTurnǁ_close__mutmut_58": Equivalent(
+    _E + "xǁTurnǁ_close__mutmut_55": Equivalent(
         "zip(children, emits, strict=None)", "zip reads strict for its truth: None is False"
     ),
-    _E + "xǁTurnǁ_close__mutmut_61": Equivalent(
+    _E + "xǁTurnǁ_close__mutmut_58": Equivalent(
         "zip(children, emits, )", "strict=False is zip's default"
     ),
-    _E + "xǁTurnǁ_execute__mutmut_48": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_52": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, None)",
         "flow.on_success returns only the NodeErrors of flow.py's own checks (split, "
         "aggregator, merge, wait), none of which has details: done.details is None",
     ),
-    _E + "xǁTurnǁ_execute__mutmut_51": Equivalent(
+    _E + "xǁTurnǁ_execute__mutmut_55": Equivalent(
         "error = NodeError(self.resolver.mask(str(done)), done.code, )",
-        "as xǁTurnǁ_execute__mutmut_48 (None is the default of details)",
+        "as xǁTurnǁ_execute__mutmut_52 (None is the default of details)",
     ),
     _E + "xǁTurnǁ_merge_timer__mutmut_28": Equivalent(
         "return self._close(Ending(absorbed=None))",
