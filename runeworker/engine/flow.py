@@ -66,6 +66,7 @@ from runeworker.engine.state import (
     Verdict,
     child_token,
     child_tokens,
+    record_arrival,
 )
 from runeworker.engine.workflow import ERROR_BRANCH, ERROR_IGNORE, Edge, Node, Workflow
 from runeworker.errors import NodeError
@@ -108,32 +109,13 @@ class Step:
         all (stale, cancelled, at the step limit: the ledger's `close` tells which). `foreseen`:
         the children of the token for outcomes known before the arrival (see
         `StateStore.arrive`)."""
-        if self.arriving is None:
-            return _arrive_apart(self, arrival)
+        if self.arriving is None:  # admitted before the node ran: only the barrier half
+            ex, token, verdict = self.msg.execution_id, self.token, self.verdict
+            return record_arrival(self.store, ex, token, verdict, self.now_ns, arrival)
         arrived = self.arriving(arrival, foreseen)
         if arrived.barrier is not None:
             self.verdict = arrived.verdict
         return arrived.barrier
-
-
-def _arrive_apart(step: Step, arrival: Arrival) -> Barrier:
-    """The arrival of an admitted token (`StateStore.arrive` without the admission and the
-    advance): a replay never expires a merge; the deciding arrival retires the merge's timer
-    token before the step's own advance, so that retiring never closes the execution."""
-    store, ex, token = step.store, step.msg.execution_id, step.token
-    if isinstance(arrival, AggregateArrival):
-        a = arrival
-        return store.aggregate(ex, a.split_id, a.scope, a.index, a.total, token, a.payload)
-    m = arrival
-    rule = m.rule
-    if step.verdict is Verdict.REPLAY:
-        rule = msgspec.structs.replace(rule, timeout_ms=0)
-    barrier = store.merge_arrive(
-        ex, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
-    )
-    if m.timer_token and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
-        store.retire(ex, m.timer_token, step.now_ns)
-    return barrier
 
 
 def foresee(step: Step, spec: NodeSpec, lineage: list[StackFrame]) -> list[str] | None:

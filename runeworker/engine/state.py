@@ -65,6 +65,7 @@ __all__ = [
     "child_token",
     "child_tokens",
     "now_ns",
+    "record_arrival",
     "root_token",
 ]
 
@@ -268,6 +269,36 @@ class StateStore(Protocol):
         ...
 
 
+def record_arrival(
+    store: StateStore,
+    execution_id: str,
+    token: str,
+    verdict: Verdict,
+    now_ns: int,
+    arrival: Arrival,
+) -> Barrier:
+    """The barrier half of `StateStore.arrive`, for a token admitted with `verdict`: the
+    arrival recorded (`aggregate` or `merge_arrive`; a REPLAY never expires a merge), and the
+    merge's timer token retired when the arrival decided the barrier, before the token's own
+    advance, so that retiring never closes the execution. `MemoryStore.arrive` runs it under
+    its lock; an admitted step (`runeworker.engine.flow.Step.arrive`) runs it on its own."""
+    if isinstance(arrival, AggregateArrival):
+        a = arrival
+        return store.aggregate(
+            execution_id, a.split_id, a.scope, a.index, a.total, token, a.payload
+        )
+    m = arrival
+    rule = m.rule
+    if verdict is Verdict.REPLAY:
+        rule = msgspec.structs.replace(rule, timeout_ms=0)
+    barrier = store.merge_arrive(
+        execution_id, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
+    )
+    if m.timer_token and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
+        store.retire(execution_id, m.timer_token, now_ns)
+    return barrier
+
+
 def root_token(execution_id: str) -> str:
     """Token of a master message (which carries none)."""
     return "root"
@@ -369,22 +400,7 @@ class MemoryStore(MemoryFlow):
                 return Arrived(verdict, None, absorbed)
             if admission.steps >= max_steps:
                 return Arrived(verdict, None, None)
-            if isinstance(arrival, AggregateArrival):
-                a = arrival
-                barrier = self.aggregate(
-                    execution_id, a.split_id, a.scope, a.index, a.total, token, a.payload
-                )
-            else:
-                m = arrival
-                rule = m.rule
-                if verdict is Verdict.REPLAY:  # a replay never expires the barrier
-                    rule = msgspec.structs.replace(rule, timeout_ms=0)
-                barrier = self.merge_arrive(
-                    execution_id, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
-                )
-                decided = barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED)
-                if decided and m.timer_token:
-                    self.retire(execution_id, m.timer_token, now_ns)
+            barrier = record_arrival(self, execution_id, token, verdict, now_ns, arrival)
             children = foreseen.get(outcome(barrier))
             if children is None:
                 return Arrived(verdict, barrier, None)

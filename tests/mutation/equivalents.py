@@ -181,12 +181,16 @@ EQUIVALENT: dict[str, Equivalent] = {
         "self.advance(execution_id, token, [], None, None, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
-    _S + "xǁMemoryStoreǁarrive__mutmut_86": Equivalent(
-        "self.retire(execution_id, m.timer_token, None)",
-        "the execution is open (admit() ran); retire() hands now_ns to advance(), which reads it "
-        "only to open one",
+    _S + "x_record_arrival__mutmut_46": Equivalent(
+        "store.retire(execution_id, m.timer_token, None)",
+        "the execution is open (admitted before): retire() hands now_ns to advance(), which "
+        "reads it only to open one",
     ),
-    _S + "xǁMemoryStoreǁarrive__mutmut_103": Equivalent(
+    _S + "xǁMemoryStoreǁarrive__mutmut_44": Equivalent(
+        "record_arrival(self, execution_id, token, verdict, None, arrival)",
+        "record_arrival() reads now_ns only to hand it to retire(): as x_record_arrival__mutmut_46",
+    ),
+    _S + "xǁMemoryStoreǁarrive__mutmut_65": Equivalent(
         "self.advance(execution_id, token, children, None, None, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
