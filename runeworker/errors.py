@@ -50,5 +50,10 @@ class BrokerError(RuneworkerError):
     """RabbitMQ is unreachable or refused an operation."""
 
 
+class CommitInDoubt(BrokerError):
+    """A transaction commit was sent and failed: RabbitMQ may have applied all of it, part of
+    it (queue by queue) or nothing (runeworker/child/receipts.py)."""
+
+
 class StateError(RuneworkerError):
     """The state store (Redis) is unreachable or refused an operation."""

@@ -32,7 +32,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from runeworker.config import BrokerConfig
-from runeworker.errors import BrokerError
+from runeworker.errors import BrokerError, CommitInDoubt
 from runeworker.masking import mask_url, scrub_password
 
 log = logging.getLogger("runeworker.amqp")
@@ -52,6 +52,8 @@ AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 QUEUE_TYPE_ARGUMENT = "x-queue-type"
 # set by quorum queues on a redelivered message: the deliveries before this one
 DELIVERY_COUNT_HEADER = "x-delivery-count"
+# one publish as sent: exchange, routing key, body, properties (kept to be sent again)
+_Published = tuple[str, str, bytes, BasicProperties]
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,8 @@ class Broker:
         self._ch: BlockingChannel | None = None
         self._tags: list[str] = []
         self._unflushed = 0  # bytes published since the socket was last flushed
+        self._open: list[_Published] = []  # the publishes of the open transaction
+        self.in_doubt: list[_Published] = []  # the publishes of failed commits
 
     @classmethod
     def of(cls, b: BrokerConfig) -> Broker:
@@ -242,6 +246,7 @@ class Broker:
         """Close the connection. Buffered deliveries go too: the broker requeues them with
         the connection, and running them now would repeat their side effects for nothing."""
         self.pending.clear()
+        self._open = []  # never committed: not applied
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
             with contextlib.suppress(*AMQP_ERRORS):
@@ -345,14 +350,10 @@ class Broker:
         props = BasicProperties(
             content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
         )
+        target = self.exchange if exchange is None else exchange
         try:
-            self._queued().basic_publish(
-                self.exchange if exchange is None else exchange,
-                routing_key,
-                body,
-                properties=props,
-                mandatory=True,
-            )
+            self._queued().basic_publish(target, routing_key, body, props, mandatory=True)
+            self._open.append((target, routing_key, body, props))
             self._unflushed += len(body)
             if self._unflushed > _FLUSH_BYTES:
                 self.poll(0)
@@ -378,11 +379,35 @@ class Broker:
         """Commit the transaction; returns its latency in seconds."""
         start = time.perf_counter()
         self._unflushed = 0
+        published, self._open = self._open, []
+        channel = self.channel  # none open: the transaction went with it, nothing applied
         try:
-            self.channel.tx_commit()  # sends the queued frames first, in order
+            channel.tx_commit()  # sends the queued frames first, in order
         except AMQP_ERRORS as exc:
-            raise self.endpoint.error("transaction commit failed", exc) from exc
+            self.in_doubt += published  # applied, partly applied or not: nobody can say
+            error = self.endpoint.error("transaction commit failed", exc)
+            raise CommitInDoubt(str(error)) from exc
         return time.perf_counter() - start
+
+    def resend_in_doubt(self) -> int:
+        """Publish the messages of failed commits again, the same bytes and properties, in
+        one transaction (see runeworker/child/receipts.py); returns how many."""
+        doubted, self.in_doubt = self.in_doubt, []
+        if not doubted:
+            return 0
+        try:
+            channel = self._queued()
+            for exchange, routing_key, body, props in doubted:
+                channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+                self._open.append((exchange, routing_key, body, props))
+        except (*AMQP_ERRORS, BrokerError) as exc:
+            self.in_doubt = doubted + self.in_doubt  # nothing of it committed yet
+            self._open = []
+            if isinstance(exc, BrokerError):
+                raise
+            raise self.endpoint.error("cannot publish again", exc) from exc
+        self.commit()
+        return len(doubted)
 
     def _queued(self) -> Channel:
         """The channel under the BlockingChannel. Its publish and ack only queue the frames:

@@ -15,6 +15,8 @@ of one slot):
     {prefix}exec:{<id>}:branches:timers    set   ids of the execution's wait/merge timers
     {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
                                                  which uses no branch keys (engine/ledger.py)
+    {prefix}exec:{<id>}:receipts           hash  "<queue>|<token>|<node>" -> 1 for each step
+                                                 whose outcome is published (child/receipts.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
@@ -493,6 +495,28 @@ class RedisStore(RedisFlow):
         base = f"{self._prefix}attempts:{{{attempt_key(body)}}}"
         return [base, base + ":spared"]
 
+    def receipts(self, record: list[tuple[str, str]], check: list[tuple[str, str]]) -> list[bool]:
+        """Record `record`, then look up `check`: one pipeline (one round trip on one server;
+        per master on a Cluster). A receipt is a field of the execution's `receipts` hash,
+        kept `key_ttl` seconds from its last write (runeworker/child/receipts.py)."""
+        pipe = self._client.pipeline(transaction=False)
+        fields: dict[str, list[str]] = {}
+        for execution_id, name in record:
+            fields.setdefault(self._receipts_key(execution_id), []).append(name)
+        for key, names in fields.items():
+            pipe.hset(key, mapping=dict.fromkeys(names, 1))
+            pipe.expire(key, self._ttl)
+        for execution_id, name in check:
+            pipe.hexists(self._receipts_key(execution_id), name)
+        try:
+            replies = pipe.execute()
+        except RedisError as exc:
+            raise self._error("receipts", exc) from exc
+        return [bool(r) for r in replies[len(replies) - len(check) :]]
+
+    def _receipts_key(self, execution_id: str) -> str:
+        return f"{self._prefix}exec:{{{execution_id}}}:receipts"
+
     def begin(self, execution_id: str, now_ns: int) -> None:
         """Record the start of a single-branch execution; the first record wins. The write
         waits for the next `flush` (the worker flushes before every broker commit, so no
@@ -624,9 +648,8 @@ def _sentinel_master(r: RedisConfig, kwargs: dict[str, Any]) -> redis.Redis:
             host, _, port = entry.rpartition(":")
             nodes.append((host, int(port)))
     timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
-    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        nodes, sentinel_kwargs={**timeouts, **auth}
-    )
+    make: Any = redis.sentinel.Sentinel  # untyped before redis-py 6
+    sentinel: Any = make(nodes, sentinel_kwargs={**timeouts, **auth})
     client: redis.Redis = sentinel.master_for(r.service_name, **master, **kwargs)
     return client
 

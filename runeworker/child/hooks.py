@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 # consumed: a step starts; acked: its ack is in the transaction; rejected: it is refused (bad
 # input, poison) and acked; dead_lettered: a raw copy goes to the dead-letter queue; requeued:
 # handed back unprocessed at drain
-DeliveryOutcome = Literal["consumed", "acked", "rejected", "dead_lettered", "requeued"]
+DeliveryOutcome = Literal["consumed", "acked", "duplicate", "rejected", "dead_lettered", "requeued"]
 
 
 class WorkerHooks(Protocol):

@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.child.receipts import Receipt
 from runeworker.engine.state import StateStore
 
 
@@ -19,7 +20,9 @@ class TransactionalBroker(Protocol):
 
     Publishes, acks and requeues take effect together at `commit`; a connection that is
     closed or lost before the commit discards them, and the broker redelivers every delivery
-    that was not acked (with `redelivered` set)."""
+    that was not acked (with `redelivered` set). A commit that fails has an unknown outcome
+    (RabbitMQ applies a transaction queue by queue): its publishes are kept *in doubt* until
+    `resend_in_doubt` publishes them again (runeworker/child/receipts.py)."""
 
     pending: deque[Delivery]  # consumed, not yet handled; filled by `poll`
 
@@ -56,7 +59,14 @@ class TransactionalBroker(Protocol):
         """Hand deliveries back in the transaction."""
 
     def commit(self) -> float:
-        """Commit the transaction; returns its latency in seconds."""
+        """Commit the transaction; returns its latency in seconds. On failure (BrokerError)
+        the transaction's publishes are kept in doubt."""
+        ...
+
+    def resend_in_doubt(self) -> int:
+        """Publish the messages of the failed commits again, same bytes, in one transaction,
+        and commit; returns how many (0: nothing was in doubt). On failure they stay in
+        doubt."""
         ...
 
     def close(self) -> None:
@@ -68,6 +78,11 @@ class WorkerStore(StateStore, Protocol):
 
     def ping(self) -> bool:
         """True when the store answers; never raises."""
+        ...
+
+    def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        """Record the receipts `record` (steps whose outcome is published), then say for each
+        of `check` whether it has a receipt; one round trip (runeworker/child/receipts.py)."""
         ...
 
     def close(self) -> None:

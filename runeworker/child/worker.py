@@ -36,6 +36,7 @@ from runeworker.adapters.amqp import (
 from runeworker.adapters.redis_state import RedisStore, redis_where
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
+from runeworker.child.receipts import Receipt, Receipts, receipt_of
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
@@ -50,7 +51,7 @@ from runeworker.engine.messages import (
 from runeworker.engine.outbox import Outbox
 from runeworker.engine.registry import NO_METER, Meter
 from runeworker.engine.rejection import reject
-from runeworker.errors import BrokerError, MessageError, StateError
+from runeworker.errors import BrokerError, CommitInDoubt, MessageError, StateError
 from runeworker.metrics import NodeMeter
 from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
@@ -102,6 +103,7 @@ class Worker:
         self._step_started = 0.0
         self._current: Delivery | None = None  # the delivery whose step runs now
         self._spared: Delivery | None = None  # the in-flight delivery already spared
+        self.receipts = Receipts()  # steps whose outcome is published (child/receipts.py)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Worker:
             try:
                 self._serve()
             except (BrokerError, StateError) as exc:
+                self.receipts.discarded()  # a commit in doubt has moved them on already
                 if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
                     self.hooks.on_state_error()
                 if self.stopping:
@@ -164,12 +167,17 @@ class Worker:
             self.broker.connect()
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
             self.broker.declare(bound, b.dead_letter_queue)
+            self._resend()
             self.broker.consume([b.queue, b.resume_queue], b.prefetch)
         except BrokerError as exc:
             self.broker.close()
             cause = exc.__cause__
             where = Endpoint.of(b).where
             return f"RabbitMQ at {where}", describe(cause) if cause else str(exc)
+        except StateError as exc:  # the receipts of a resent commit
+            self.broker.close()
+            self.hooks.on_state_error()
+            return f"Redis at {redis_where(self.cfg.redis)}", str(exc)
         # past booting from here: the supervisor must not count a kill after this line (which
         # operators and tests read as ready) as a boot failure
         self._beat(ChildState.READY)
@@ -181,6 +189,22 @@ class Worker:
             getattr(self.broker, "node", None) or Endpoint.of(b).where,
         )
         return None
+
+    def _resend(self) -> None:
+        """Before consuming again: publish the messages of a commit whose outcome is unknown
+        again, then record the receipts of the deliveries it acked, so that their redelivered
+        copies publish nothing (runeworker/child/receipts.py)."""
+        resent = self.broker.resend_in_doubt()
+        doubted = len(self.receipts.doubted)
+        if resent or doubted:
+            log.warning(
+                "a commit failed with its outcome unknown: published its %d messages again; "
+                "the %d deliveries it acked count as done",
+                resent,
+                doubted,
+            )
+        self.receipts.resent()
+        self._check_receipts([])
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -205,10 +229,25 @@ class Worker:
                 log.info("handed %d prefetched deliveries back", len(handed))
         except BrokerError as exc:
             log.info("drain without a connection (%s); the broker requeues unacked work", exc)
+        if self.receipts.doubted:  # stopped while a commit was in doubt: one last try
+            self._settle_doubt_before_exit()
         self.broker.close()
         self.stepper.close()
         self.store.close()
         self.hooks.on_stop()
+
+    def _settle_doubt_before_exit(self) -> None:
+        try:
+            self.broker.close()
+            self.broker.connect()
+            self._resend()
+        except (BrokerError, StateError) as exc:
+            log.error(
+                "stopping with a commit in doubt, its messages could not be published again "
+                "(%s): the steps of %d deliveries may be lost",
+                exc,
+                len(self.receipts.doubted),
+            )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -219,21 +258,49 @@ class Worker:
             self._beat(ChildState.READY)
             self._tick_scheduler()
             if not pending:
+                if self.receipts.due:  # idle: record them now rather than with the next batch
+                    self._check_receipts([])
                 self.broker.poll(POLL_SECONDS)
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)
             read = [self._read(d) for d in batch]
-            self._mirror(read)
+            keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
+            seen = self._check_receipts(keys)
+            self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
-            for d, got in zip(batch, read, strict=True):
+            for d, got, key, dup in zip(batch, read, keys, seen, strict=True):
                 if self.stopping:  # asked to stop between two steps: the rest goes back
                     pending.extendleft(reversed(batch[done:]))
                     break
-                self._handle(d, got)
+                self._handle(d, got, key, dup)
                 done += 1
             self._commit()
             self._after(done)
+
+    def _receipt(self, d: Delivery, msg: NodeExecutionMessage | str) -> Receipt | None:
+        """The receipt a delivery's step leaves; None for a message that cannot be read and a
+        replayed dead letter (replaying asks for the step to run again)."""
+        if isinstance(msg, str) or d.headers.get(REPLAYED_HEADER):
+            return None
+        return receipt_of(d.queue, msg)
+
+    def _check_receipts(self, keys: list[Receipt | None]) -> list[bool]:
+        """Record the due receipts and say which of `keys` has one: one store round trip,
+        none when there is nothing to record or check."""
+        check = [k for k in keys if k is not None]
+        if not check and not self.receipts.due:
+            return [False] * len(keys)
+        found = iter(self.store.receipts(self.receipts.due, check))
+        self.receipts.written()
+        seen = [k is not None and next(found) for k in keys]
+        if len(set(check)) < len(check):  # two copies in one batch: the second is the copy
+            first: set[Receipt] = set()
+            for i, k in enumerate(keys):
+                if k is not None:
+                    seen[i] = seen[i] or k in first
+                    first.add(k)
+        return seen
 
     def _read(self, d: Delivery) -> NodeExecutionMessage | str:
         """The message of a delivery, or why it cannot be read (too large, undecodable)."""
@@ -259,12 +326,26 @@ class Worker:
         if mirrored:
             self._commit()
 
-    def _handle(self, d: Delivery, msg: NodeExecutionMessage | str) -> None:
+    def _handle(
+        self, d: Delivery, msg: NodeExecutionMessage | str, key: Receipt | None, seen: bool
+    ) -> None:
+        """One delivery's step; `key` is its receipt, `seen` whether it has one already."""
         self.hooks.on_delivery(d.queue, "consumed")
         self.hooks.on_inflight(1)
         self._step_started = time.monotonic()
         self._current = d
         try:
+            if seen and not isinstance(msg, str):
+                log.info(
+                    "delivery of node %s of execution %s from %s: its step's outcome is "
+                    "already published; acked, nothing published again",
+                    msg.current_node,
+                    msg.execution_id,
+                    d.queue,
+                )
+                self.broker.ack(d.tag)
+                self.hooks.on_delivery(d.queue, "duplicate")
+                return
             if isinstance(msg, str):
                 self._publish_rejection(d, reject(self.executor, d.body, msg))
                 return
@@ -292,6 +373,8 @@ class Worker:
             self.broker.ack(d.tag)
             self.hooks.on_delivery(d.queue, "acked")
         finally:
+            if key is not None and not seen:  # acked in the open transaction (or it is lost)
+                self.receipts.acked(key)
             self._step_started = 0.0
             self._current = None
             self.hooks.on_inflight(-1)
@@ -312,7 +395,13 @@ class Worker:
     def _commit(self) -> None:
         """Commit the transaction, after the state writes the steps in it kept back."""
         self.store.flush()
-        self.hooks.on_commit(self.broker.commit())  # observers count what is committed
+        try:
+            seconds = self.broker.commit()
+        except CommitInDoubt:
+            self.receipts.in_doubt()
+            raise
+        self.receipts.committed()
+        self.hooks.on_commit(seconds)  # observers count what is committed
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 ENV_VAR: Final = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_LISTEN: Final = "127.0.0.1:9464"
 
-DELIVERY_OUTCOMES: Final = frozenset({"consumed", "acked", "rejected", "dead_lettered", "requeued"})
+DELIVERY_OUTCOMES: Final = frozenset(
+    {"consumed", "acked", "duplicate", "rejected", "dead_lettered", "requeued"}
+)
 NODE_OUTCOMES: Final = frozenset({"success", "failed", "handled", "skipped"})
 COMPLETION_STATUSES: Final = frozenset({"completed", "failed", "halted"})
 RESTART_REASONS: Final = frozenset({"crash", "timeout", "recycle", "memory", "reload", "scale"})

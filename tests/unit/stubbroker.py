@@ -16,7 +16,11 @@ relies on:
   PRECONDITION_FAILED), so a double ack cannot go unnoticed.
 
 `fail(op)` makes the next call of a method raise BrokerError and lose the connection, the way
-pika reports a dead socket. `on_idle` is called by a `poll` that finds nothing to deliver and
+pika reports a dead socket; a failed `commit` raises CommitInDoubt and applies nothing.
+`doubt(...)` makes the next commit apply some of itself (all of it, or its acks and the
+publishes to some queues only, as RabbitMQ may when a node dies during `tx.commit`) and then
+lose the connection with CommitInDoubt; the publishes of a failed commit are kept for
+`resend_in_doubt`. `on_idle` is called by a `poll` that finds nothing to deliver and
 nothing unacked: tests set it to `worker.stop` to run the loop until the queues are drained.
 
 `StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`.
@@ -30,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.child.receipts import Receipt
 from runeworker.engine.state import MemoryStore
-from runeworker.errors import BrokerError, StateError
+from runeworker.errors import BrokerError, CommitInDoubt, StateError
 
 
 @dataclass
@@ -81,6 +86,9 @@ class StubBroker:
         self._next_tag = 1
         self._unacked: dict[int, tuple[str, Message]] = {}  # tag -> (queue, message)
         self._tx = Transaction()
+        self._doubts: list[tuple[str, ...] | None] = []  # per failing commit: queues it loses
+        self.in_doubt: list[Message] = []
+        self.resent: list[Message] = []  # every message published again by resend_in_doubt
 
     # -- the test's side ------------------------------------------------------------------------
 
@@ -104,6 +112,11 @@ class StubBroker:
     def fail(self, op: str, times: int = 1) -> None:
         """The next `times` calls of method `op` lose the connection and raise BrokerError."""
         self._faults[op] = self._faults.get(op, 0) + times
+
+    def doubt(self, *, lose: tuple[str, ...] = ()) -> None:
+        """The next commit applies its acks and requeues and its publishes except those to
+        the queues `lose`, then loses the connection and raises CommitInDoubt."""
+        self._doubts.append(lose)
 
     @property
     def unacked(self) -> int:
@@ -182,19 +195,44 @@ class StubBroker:
     def commit(self) -> float:
         """Apply the open transaction at once: route its publishes, settle its acks and
         requeues. An unknown or twice-settled tag closes the channel (nothing applied)."""
-        self._trip("commit")
         tx, self._tx = self._tx, Transaction()
+        if self._faults.get("commit") or self._doubts:
+            self.in_doubt += tx.published
+        if self._faults.get("commit"):
+            self._faults["commit"] -= 1
+            self._lose()
+            raise CommitInDoubt("stub: connection lost during commit")
+        if not self._open:
+            raise BrokerError("stub: not connected")
         settled = tx.acked + tx.requeued
         if len(set(settled)) != len(settled) or not set(settled) <= self._unacked.keys():
             self._lose()
             raise BrokerError(f"stub: PRECONDITION_FAILED - unknown delivery tag in {settled}")
+        lose = self._doubts.pop(0) if self._doubts else None
         for msg in tx.published:
-            self._route(msg)
+            if lose is None or msg.routing_key not in lose:
+                self._route(msg)
         for tag in tx.acked:
             del self._unacked[tag]
         self._give_back(tx.requeued)
+        if lose is not None:
+            self._lose()
+            raise CommitInDoubt(f"stub: connection lost during commit (lost {lose or 'none'})")
         self.committed.append(tx)
         return 0.0
+
+    def resend_in_doubt(self) -> int:
+        """Publish the messages of failed commits again in one transaction and commit."""
+        doubted, self.in_doubt = self.in_doubt, []
+        if not doubted:
+            return 0
+        if not self._open:
+            self.in_doubt = doubted
+            raise BrokerError("stub: not connected")
+        self._tx.published += doubted
+        self.resent += doubted
+        self.commit()
+        return len(doubted)
 
     def close(self) -> None:
         """Close: the open transaction is discarded, unacked deliveries go back."""
@@ -243,6 +281,7 @@ class StubStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.closed = False
+        self.receipts_kept: set[Receipt] = set()
         self._faults: dict[str, int] = {}
 
     def fail(self, op: str, times: int = 1) -> None:
@@ -272,6 +311,13 @@ class StubStore(MemoryStore):
         if self._trip("spare_attempts"):
             raise StateError("stub: Redis is gone (spare_attempts)")
         super().spare_attempts(bodies)
+
+    def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        """Record `record`, then look up `check` (RedisStore.receipts in memory)."""
+        if self._trip("receipts"):
+            raise StateError("stub: Redis is gone (receipts)")
+        self.receipts_kept.update(record)
+        return [r in self.receipts_kept for r in check]
 
     def release_expired(self, now_ms: int) -> int:
         if self._trip("release_expired"):

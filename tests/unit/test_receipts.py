@@ -1,0 +1,201 @@
+"""Receipts and commits in doubt (runeworker/child/receipts.py) on the in-memory broker and
+store: what the loop does when a commit fails with an unknown outcome, and with a second copy
+of a delivery whose step is already published. tests/integration/test_commit_doubt.py has the
+same outcomes on RabbitMQ and Redis, the commit cut by a loopback proxy."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from stubbroker import Message, StubBroker, StubStore
+from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
+
+from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, STATUS_QUEUE
+from runeworker.child.receipts import Receipts, receipt_of
+from runeworker.engine.messages import decode_execution
+from runeworker.supervisor.children import EXIT_OK
+
+QUEUE = "workflow.execution"
+
+
+@pytest.fixture
+def broker() -> StubBroker:
+    return StubBroker()
+
+
+@pytest.fixture
+def store() -> StubStore:
+    return StubStore()
+
+
+def chain(execution_id: str, length: int = 3) -> bytes:
+    """A start message of trigger -> n1 -> ... -> n<length>, all log nodes."""
+    nodes: list[dict[str, Any]] = [
+        {"id": "t", "name": "T", "type": "ManualTrigger", "trigger": True}
+    ]
+    edges = []
+    for i in range(1, length + 1):
+        params = {"message": f"step {i}"}
+        nodes.append({"id": f"n{i}", "name": f"N{i}", "type": "log", "parameters": params})
+        edges.append({"id": f"e{i}", "src": nodes[i - 1]["id"], "dst": f"n{i}"})
+    definition = {"nodes": nodes, "edges": edges}
+    doc = {"workflow_id": "wf", "execution_id": execution_id, "current_node": "n1",
+           "workflow_definition": definition, "accumulated_context": {}}  # fmt: skip
+    return json.dumps(doc).encode()
+
+
+def terminal(broker: StubBroker) -> Counter[tuple[str, str, str]]:
+    """(execution, node, status) of every success/failed status waiting, counted."""
+    return Counter(
+        (s["execution_id"], s["node_id"], s["status"])
+        for s in decoded(broker.waiting(STATUS_QUEUE))
+        if s["status"] in ("success", "failed")
+    )
+
+
+def distinct(messages: list[Message]) -> int:
+    return len({m.body for m in messages})
+
+
+def fail_commit_number(hooks: Recorder, broker: StubBroker, n: int, **doubt: Any) -> None:
+    """Make the n-th commit after the first counted one (1 = the next) end in doubt."""
+    count = [0]
+
+    def after() -> None:
+        count[0] += 1
+        if count[0] == n:
+            broker.doubt(**doubt)
+
+    hooks.after_commit = after
+
+
+def test_acks_applied_and_the_next_message_lost_still_completes(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """What a quorum queue's dying leader did in the cluster suite: the commit of n1's step
+    applied the ack and the statuses, and lost the next message. Without the resend the
+    execution stops at n1 for good."""
+    broker.enqueue(QUEUE, chain("ex-1"))
+    hooks = Recorder()
+    fail_commit_number(hooks, broker, 1, lose=(QUEUE,))  # commit 1 = the mirror's
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    steps = terminal(broker)
+    assert set(steps) == {("ex-1", f"n{i}", "success") for i in (1, 2, 3)}
+    # n1's statuses were applied and are published again: the same bytes twice, one step
+    assert steps[("ex-1", "n1", "success")] == 2 and steps[("ex-1", "n2", "success")] == 1
+    statuses = broker.waiting(STATUS_QUEUE)
+    assert distinct(statuses) == len(statuses) - 2  # running and success of n1
+    assert hooks.count("reconnect") == 1 and hooks.count("delivery", QUEUE, "duplicate") == 0
+
+
+def test_a_commit_applied_in_full_is_published_again_and_the_copy_runs_nothing(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The commit of n1's step was applied in full, then the connection went before its
+    commit-ok: the resend puts a second copy of n2's message on the queue (same bytes), and
+    n2's receipt, written when n2's step committed, makes that copy publish nothing."""
+    broker.enqueue(QUEUE, chain("ex-1"))
+    hooks = Recorder()
+    fail_commit_number(hooks, broker, 1)
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    steps = terminal(broker)
+    assert steps == Counter({("ex-1", "n1", "success"): 2, ("ex-1", "n2", "success"): 1,
+                             ("ex-1", "n3", "success"): 1})  # fmt: skip
+    assert hooks.count("delivery", QUEUE, "duplicate") == 1
+
+
+def test_a_redelivered_copy_of_a_published_step_publishes_nothing(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A committed ack lost with a broker node: the finished step is delivered again. Without
+    receipts its copy ran again, down to a second completion."""
+    broker.enqueue(QUEUE, chain("ex-1", length=1))
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    before = len(broker.waiting(STATUS_QUEUE))
+    broker.enqueue(QUEUE, chain("ex-1", length=1), redelivered=True)
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert len(broker.waiting(STATUS_QUEUE)) == before
+    assert hooks.count("delivery", QUEUE, "duplicate") == 1
+    assert broker.waiting(QUEUE) == [] and broker.unacked == 0
+
+
+def test_a_replayed_dead_letter_runs_again(broker: StubBroker, store: StubStore) -> None:
+    """`runeworker dlq replay` asks for the step to run again: no receipt stops it."""
+    body = chain("ex-1", length=1)
+    broker.enqueue(QUEUE, body)
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    broker.enqueue(QUEUE, body, headers={REPLAYED_HEADER: True})
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.count("delivery", QUEUE, "duplicate") == 0
+    assert terminal(broker)[("ex-1", "n1", "success")] == 2
+
+
+def test_receipts_are_written_once_committed_and_only_then(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A receipt says the step's outcome is published: none for a step whose transaction was
+    lost before its commit (its delivery runs again), one for each committed step."""
+    for i in range(3):
+        broker.enqueue(QUEUE, chain(f"ex-{i}", length=1))
+    broker.fail("poll")  # the first batch is handled, then the connection goes
+    run_until_idle(make_worker(broker, store, settings={"broker.batch_max": 3}), broker)
+    expected = {receipt_of(QUEUE, decode_execution(chain(f"ex-{i}", length=1))) for i in range(3)}
+    assert store.receipts_kept == expected
+    assert sorted(c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))) == [
+        "ex-0", "ex-1", "ex-2"
+    ]  # fmt: skip
+
+
+def test_a_store_failure_on_the_receipts_retries_the_batch(
+    broker: StubBroker, store: StubStore
+) -> None:
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    store.fail("receipts")
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert set(terminal(broker).values()) == {1}
+
+
+def test_stopping_with_a_commit_in_doubt_publishes_it_before_exit(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """Asked to stop while the connection is down after a doubtful commit: the drain connects
+    once more and publishes the commit again, or the next message of a step whose ack was
+    applied would be lost."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+
+    class StopAfterTheStep(Recorder):
+        def on_node_done(self, node_type: str, outcome: str, seconds: float) -> None:
+            super().on_node_done(node_type, outcome, seconds)
+            broker.doubt(lose=(QUEUE,))  # the step's own commit
+            worker.stop()
+
+    worker = make_worker(broker, store, StopAfterTheStep())
+    assert worker.run() == EXIT_OK
+    assert [m.routing_key for m in broker.resent].count(QUEUE) == 1
+    assert [m["current_node"] for m in decoded(broker.waiting(QUEUE))] == ["n2"]
+
+
+def test_the_receipt_names_queue_token_and_node() -> None:
+    msg = decode_execution(chain("ex-9"))
+    assert receipt_of(QUEUE, msg) == ("ex-9", f"{QUEUE}|root|n1")
+    receipts = Receipts()
+    receipts.acked(("e", "a"))
+    receipts.in_doubt()
+    receipts.acked(("e", "b"))
+    receipts.discarded()
+    assert receipts.doubted == [("e", "a")] and receipts.due == []
+    receipts.resent()
+    receipts.acked(("e", "c"))
+    receipts.committed()
+    assert receipts.due == [("e", "a"), ("e", "c")] and receipts.open == []
