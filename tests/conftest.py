@@ -3,6 +3,7 @@ Redis key prefix, so runs on a shared machine never see each other's messages or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -22,9 +23,9 @@ def _ctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    """URL of a fresh vhost, deleted at the end of the session."""
+@contextlib.contextmanager
+def _vhost() -> Iterator[str]:
+    """A fresh vhost's URL; the vhost is deleted afterwards."""
     if shutil.which("rabbitmqctl") is None:
         pytest.fail("rabbitmqctl not found: RabbitMQ must be installed (bash .ci/run does it)")
     vhost = f"rwtest-{uuid.uuid4().hex[:10]}"
@@ -34,6 +35,21 @@ def amqp_url() -> Iterator[str]:
         yield f"{RABBIT_BASE}/{quote(vhost, safe='')}"
     finally:
         _ctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """URL of a fresh vhost, deleted at the end of the session."""
+    with _vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def quorum_amqp_url() -> Iterator[str]:
+    """URL of another fresh vhost, for workers with `broker.queue_type = "quorum"` (a queue's
+    type is fixed when it is first declared)."""
+    with _vhost() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,8 @@ QUEUE_TYPE_ARGUMENT = "x-queue-type"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 # one publish as sent: exchange, routing key, body, properties (kept to be sent again)
 _Published = tuple[str, str, bytes, BasicProperties]
+# called by `Broker.commit` once the publishes are durable (see there)
+Confirmed = Callable[[bool], None] | None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,12 @@ class Endpoint:
             object.__setattr__(self, "urls", (self.urls,))
         if not self.urls:
             raise ValueError("an Endpoint needs at least one URL")
+
+    @property
+    def confirm_timeout(self) -> float:
+        """How long publisher confirms may take before the connection counts as lost: two
+        heartbeat intervals (a quorum queue's leader election takes seconds), at least 30 s."""
+        return max(30.0, 2.0 * (self.heartbeat or 60))
 
     @classmethod
     def of(cls, b: BrokerConfig) -> Endpoint:
@@ -190,9 +198,11 @@ class Broker:
         connection_attempts: int = 3,
         retry_delay: float = 1.0,
         typed_queues: dict[str, dict[str, Any]] | None = None,
+        confirm: bool = False,
     ) -> None:
         """`url`: one node, or the nodes of a cluster in the order to try them.
-        `typed_queues`: declare arguments of the queues that are not classic (queue -> args)."""
+        `typed_queues`: declare arguments of the queues that are not classic (queue -> args).
+        `confirm`: publisher confirms instead of an AMQP transaction (see `commit`)."""
         urls = (url,) if isinstance(url, str) else url
         self.endpoint = Endpoint(urls, heartbeat, connection_attempts, retry_delay)
         self.exchange = exchange
@@ -205,6 +215,11 @@ class Broker:
         self._unflushed = 0  # bytes published since the socket was last flushed
         self._open: list[_Published] = []  # the publishes of the open transaction
         self.in_doubt: list[_Published] = []  # the publishes of failed commits
+        self.confirm = confirm
+        self._settle: list[tuple[int, bool]] = []  # confirm mode: (tag, ack) sent at commit
+        self._unconfirmed: dict[int, _Published] = {}  # confirm mode: sequence -> publish
+        self._nacked: list[_Published] = []
+        self._seq = 0
 
     @classmethod
     def of(cls, b: BrokerConfig) -> Broker:
@@ -216,6 +231,7 @@ class Broker:
             connection_attempts=b.connection_attempts,
             retry_delay=b.retry_delay,
             typed_queues=typed_queues(b),
+            confirm=b.queue_type == "quorum",
         )
 
     # -- connection ---------------------------------------------------------------------
@@ -227,13 +243,29 @@ class Broker:
             self.node = self.endpoint.node_of(self._conn)
             with self.endpoint.errors("cannot open a channel"):
                 self._ch = self._conn.channel()
-                self._ch.tx_select()
+                if self.confirm:
+                    self._select_confirms(self._conn, self._ch)
+                else:
+                    self._ch.tx_select()
                 self._ch.add_on_return_callback(self._on_return)
         except BrokerError:
             self.close()
             raise
         self.pending.clear()
         self._tags = []
+
+    def _select_confirms(self, conn: BlockingConnection, ch: BlockingChannel) -> None:
+        """Confirm mode on the channel under the BlockingChannel, with our own callback: the
+        BlockingChannel's would wait for each publish alone."""
+        selected: list[bool] = []
+        ch._impl.confirm_delivery(self._on_confirm, lambda _frame: selected.append(True))
+        deadline = time.monotonic() + 30.0
+        while not selected:
+            if time.monotonic() > deadline:
+                raise BrokerError("RabbitMQ did not answer confirm.select within 30 s")
+            conn.process_data_events(time_limit=0.1)
+        self._seq = 0
+        self._unconfirmed, self._nacked, self._settle = {}, [], []
 
     @property
     def channel(self) -> BlockingChannel:
@@ -246,7 +278,10 @@ class Broker:
         """Close the connection. Buffered deliveries go too: the broker requeues them with
         the connection, and running them now would repeat their side effects for nothing."""
         self.pending.clear()
-        self._open = []  # never committed: not applied
+        self._open, self._settle = [], []  # never committed: not applied
+        if self._unconfirmed or self._nacked:  # sent, not confirmed: nobody can say
+            self.in_doubt += [*self._unconfirmed.values(), *self._nacked]
+            self._unconfirmed, self._nacked = {}, []
         conn, self._conn, self._ch = self._conn, None, None
         if conn is not None and conn.is_open:
             with contextlib.suppress(*AMQP_ERRORS):
@@ -351,6 +386,9 @@ class Broker:
             content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
         )
         target = self.exchange if exchange is None else exchange
+        if self.confirm:  # sent at commit: a crash before it publishes nothing
+            self._open.append((target, routing_key, body, props))
+            return
         try:
             self._queued().basic_publish(target, routing_key, body, props, mandatory=True)
             self._open.append((target, routing_key, body, props))
@@ -362,6 +400,9 @@ class Broker:
 
     def ack(self, tag: int) -> None:
         """Acknowledge delivery `tag`; takes effect at the next commit."""
+        if self.confirm:
+            self._settle.append((tag, True))
+            return
         try:
             self._queued().basic_ack(tag)
         except AMQP_ERRORS as exc:
@@ -369,16 +410,24 @@ class Broker:
 
     def requeue(self, tags: list[int]) -> None:
         """Hand deliveries back to the broker (drain); takes effect at the next commit."""
+        if self.confirm:
+            self._settle += [(tag, False) for tag in tags]
+            return
         try:
             for tag in tags:
                 self.channel.basic_nack(tag, requeue=True)
         except AMQP_ERRORS as exc:
             raise self.endpoint.error("cannot requeue deliveries", exc) from exc
 
-    def commit(self) -> float:
-        """Commit the transaction; returns its latency in seconds."""
+    def commit(self, confirmed: Confirmed = None) -> float:
+        """Commit the transaction; returns its latency in seconds. `confirmed(before_acks)`
+        runs once the publishes are durable: in confirm mode before the acks are sent
+        (True), in a transaction, which applies both at once, after it (False)."""
         start = time.perf_counter()
         self._unflushed = 0
+        if self.confirm:
+            self._commit_confirmed(confirmed)
+            return time.perf_counter() - start
         published, self._open = self._open, []
         channel = self.channel  # none open: the transaction went with it, nothing applied
         try:
@@ -387,7 +436,68 @@ class Broker:
             self.in_doubt += published  # applied, partly applied or not: nobody can say
             error = self.endpoint.error("transaction commit failed", exc)
             raise CommitInDoubt(str(error)) from exc
+        if confirmed is not None:
+            confirmed(False)
         return time.perf_counter() - start
+
+    def _commit_confirmed(self, confirmed: Confirmed) -> None:
+        """Confirm mode: send the publishes, wait until the broker confirms each (a quorum
+        queue confirms once a majority of its members has the message; a nacked one is sent
+        again), then the acks and requeues. The connection lost meanwhile: CommitInDoubt,
+        with the publishes not yet confirmed kept in doubt (runeworker/child/receipts.py)."""
+        channel = self.channel  # none open: nothing was sent, nothing applied
+        try:
+            self._send(channel._impl, self._open)
+            self._open = []
+            deadline = time.monotonic() + self.endpoint.confirm_timeout
+            while self._unconfirmed or self._nacked:
+                if self._nacked:
+                    nacked, self._nacked = self._nacked, []
+                    self._send(channel._impl, nacked)
+                if self._unconfirmed:
+                    if time.monotonic() > deadline:
+                        raise BrokerError(
+                            f"{len(self._unconfirmed)} publishes not confirmed within "
+                            f"{self.endpoint.confirm_timeout:g} s"
+                        )
+                    self._connection().process_data_events(time_limit=1.0)
+            if confirmed is not None:
+                confirmed(True)
+            for tag, ack in self._settle:
+                if ack:
+                    channel._impl.basic_ack(tag)
+                else:
+                    channel._impl.basic_nack(tag, requeue=True)
+            self._settle = []
+            self._connection().process_data_events(time_limit=0)  # sends the acks
+        except (*AMQP_ERRORS, BrokerError) as exc:  # (a StateError of `confirmed` passes)
+            self.in_doubt += [*self._open, *self._unconfirmed.values(), *self._nacked]
+            self._open, self._unconfirmed, self._nacked, self._settle = [], {}, [], []
+            error = self.endpoint.error("publish confirms failed", exc)
+            raise CommitInDoubt(str(error)) from exc
+
+    def _send(self, channel: Channel, messages: list[_Published]) -> None:
+        for message in messages:
+            exchange, routing_key, body, props = message
+            channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            self._seq += 1
+            self._unconfirmed[self._seq] = message
+
+    def _on_confirm(self, frame: Any) -> None:
+        """basic.ack / basic.nack from the broker: `multiple` covers every sequence up to
+        the tag."""
+        method = frame.method
+        tag, multiple = method.delivery_tag, method.multiple
+        done = [s for s in self._unconfirmed if s <= tag] if multiple else [tag]
+        for seq in done:
+            message = self._unconfirmed.pop(seq, None)
+            if message is not None and isinstance(method, Basic.Nack):
+                self._nacked.append(message)
+
+    def _connection(self) -> BlockingConnection:
+        if self._conn is None:
+            raise BrokerError("not connected to RabbitMQ")
+        return self._conn
 
     def resend_in_doubt(self) -> int:
         """Publish the messages of failed commits again, the same bytes and properties, in
@@ -395,6 +505,13 @@ class Broker:
         doubted, self.in_doubt = self.in_doubt, []
         if not doubted:
             return 0
+        if self.confirm:
+            if self._ch is None or not self._ch.is_open:
+                self.in_doubt = doubted
+                raise BrokerError("not connected to RabbitMQ")
+            self._open = doubted + self._open
+            self.commit()  # in doubt again if this one fails too
+            return len(doubted)
         try:
             channel = self._queued()
             for exchange, routing_key, body, props in doubted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
-from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.adapters.amqp import JSON, Confirmed, Delivery
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import StateStore
 
@@ -58,9 +58,11 @@ class TransactionalBroker(Protocol):
     def requeue(self, tags: list[int]) -> None:
         """Hand deliveries back in the transaction."""
 
-    def commit(self) -> float:
-        """Commit the transaction; returns its latency in seconds. On failure (BrokerError)
-        the transaction's publishes are kept in doubt."""
+    def commit(self, confirmed: Confirmed = None) -> float:
+        """Commit the transaction; returns its latency in seconds. `confirmed(before_acks)`
+        runs once the publishes are durable: before the acks take effect (True) when the
+        broker tells the two apart (publisher confirms), else after the commit (False). A
+        commit that was sent and failed raises CommitInDoubt, its publishes kept in doubt."""
         ...
 
     def resend_in_doubt(self) -> int:

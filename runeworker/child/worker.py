@@ -396,12 +396,19 @@ class Worker:
         """Commit the transaction, after the state writes the steps in it kept back."""
         self.store.flush()
         try:
-            seconds = self.broker.commit()
+            seconds = self.broker.commit(self._confirmed)
         except CommitInDoubt:
             self.receipts.in_doubt()
             raise
-        self.receipts.committed()
         self.hooks.on_commit(seconds)  # observers count what is committed
+
+    def _confirmed(self, before_acks: bool) -> None:
+        """The commit's publishes are durable: its receipts are due. When the acks wait for
+        them (publisher confirms) they are written now, so that a delivery whose ack gets
+        lost never comes back before its receipt; after a transaction, with the next check."""
+        self.receipts.committed()
+        if before_acks and self.receipts.due:
+            self._check_receipts([])
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:

@@ -89,6 +89,8 @@ def declare(ch: Any, queue_type: str, queues: tuple[str, ...] = BOUND_QUEUES) ->
 class ClusterCollector(Collector):
     """The fault suite's collector over a list of nodes, with typed queues and the tap."""
 
+    every_copy = (TAP_QUEUE,)  # a timer fired twice is its payload twice
+
     def __init__(self, urls: list[str], queue_type: str) -> None:
         super().__init__(urls[0])
         self.urls = urls
@@ -196,7 +198,9 @@ class ClusterFigures:
     timers_expected: int = 0  # at most: a merge released in time cancels its timer
     timers_fired: int = 0  # distinct timers seen on the tap (a lost one shows as a missing
     # completion: its execution never resumes)
-    timers_doubled: int = 0  # fires beyond the first, per timer
+    timers_doubled: int = 0  # copies beyond the first, per timer: a figure, not a problem
+    # (a scheduler's commit in doubt publishes its timers again, a lease that runs out fires
+    # a timer again; the receipts make the resumed step run once, which the statuses check)
     measured: dict[str, float] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)  # problems per workflow kind
     logs: str = ""
@@ -208,8 +212,6 @@ class ClusterFigures:
         if excused:
             out += [f"{n} problems in {kind}" for kind, n in self.by_kind.items()
                     if n and kind not in excused]  # fmt: skip
-        if self.timers_doubled:
-            out.append(f"{self.timers_doubled} timer fires doubled")
         if self.timers_fired > self.timers_expected:
             out.append(f"{self.timers_fired} timers fired, at most {self.timers_expected} planned")
         if TIMED_OUT in self.stopped:  # busy to the end: stuck, not quiescent
@@ -373,6 +375,8 @@ def run_scenario(
         ignored = (DEAD_LETTER_QUEUE, TAP_QUEUE)
         figures.left_in_queues = sum(r + u for q, (r, u) in counts.items() if q not in ignored)
         figures.dead_lettered = sum(counts.get(DEAD_LETTER_QUEUE, (0, 0)))
+        if rec.repeated:  # a commit in doubt published again: the same message twice
+            run.measured["messages_repeated"] = rec.repeated
         still_open = set(open_executions(where.redis, prefix, run.ids))
         figures.open_in_redis = len(still_open)
         for p in plan:

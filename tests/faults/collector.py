@@ -2,10 +2,11 @@
 mirror message the workers publish, in a background thread with its own connection, and
 survives the same broker faults as the workers (it reconnects until stopped).
 
-Messages are acknowledged after they are recorded. A message the broker redelivers because
-our own connection dropped before its ack arrived is recognised by its bytes and recorded
-once: a duplicate the *workers* publish is a new message with its own timestamps, so it is
-never mistaken for one of ours.
+Messages are acknowledged after they are recorded. A message read twice with the same bytes
+is one message delivered twice and is recorded once: the broker redelivering it because our
+own connection dropped before its ack arrived, or a worker publishing a commit in doubt again
+(runeworker/child/receipts.py; counted in `Record.repeated`). A step that *runs* twice
+publishes new messages with their own timestamps, so it is never mistaken for a repeat.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ class Record:
     mirrors: int = 0
     unreadable: int = 0
     terminal_total: int = 0
+    repeated: int = 0  # messages read again with the same bytes, not redelivered to us
 
 
 class Collector:
     """Consumes the status, completion and mirror queues until `stop()`."""
+
+    every_copy: tuple[str, ...] = ()  # queues where a repeat is recorded as a message of its own
 
     def __init__(self, amqp_url: str) -> None:
         self.url = amqp_url
@@ -116,9 +120,15 @@ class Collector:
         ) -> None:
             digest = hashlib.blake2b(body, digest_size=16).digest()
             with self.lock:
-                if not (method.redelivered and digest in self._seen):
+                if digest not in self._seen:
                     self._seen.add(digest)
                     self._add(queue, body)
+                elif method.redelivered:
+                    pass  # ours again: our connection dropped before the ack
+                elif queue in self.every_copy:
+                    self._add(queue, body)
+                else:
+                    self.record.repeated += 1
             ch.basic_ack(method.delivery_tag)
 
         return on_message

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runeworker.adapters.amqp import JSON, Delivery
+from runeworker.adapters.amqp import JSON, Confirmed, Delivery
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError, CommitInDoubt, StateError
@@ -70,8 +70,11 @@ class Transaction:
 class StubBroker:
     """One in-memory connection with a transactional channel (see the module docstring)."""
 
-    def __init__(self, exchange: str = "workflows") -> None:
+    def __init__(self, exchange: str = "workflows", *, confirm: bool = False) -> None:
+        """`confirm`: commit as `Broker` does with publisher confirms: the publishes are
+        applied, then `confirmed(True)` runs, then the acks (an error in it keeps them back)."""
         self.exchange = exchange
+        self.confirm = confirm
         self.queues: dict[str, deque[Message]] = {}
         self.bound: set[str] = set()  # queues bound to `exchange` with their own name
         self.pending: deque[Delivery] = deque()
@@ -192,7 +195,7 @@ class StubBroker:
         self._trip("requeue")
         self._tx.requeued.extend(tags)
 
-    def commit(self) -> float:
+    def commit(self, confirmed: Confirmed = None) -> float:
         """Apply the open transaction at once: route its publishes, settle its acks and
         requeues. An unknown or twice-settled tag closes the channel (nothing applied)."""
         tx, self._tx = self._tx, Transaction()
@@ -212,6 +215,9 @@ class StubBroker:
         for msg in tx.published:
             if lose is None or msg.routing_key not in lose:
                 self._route(msg)
+        if self.confirm and lose is None and confirmed is not None:
+            confirmed(True)  # may raise: the acks stay back, as with RabbitMQ
+            confirmed = None
         for tag in tx.acked:
             del self._unacked[tag]
         self._give_back(tx.requeued)
@@ -219,6 +225,8 @@ class StubBroker:
             self._lose()
             raise CommitInDoubt(f"stub: connection lost during commit (lost {lose or 'none'})")
         self.committed.append(tx)
+        if confirmed is not None:
+            confirmed(False)
         return 0.0
 
     def resend_in_doubt(self) -> int:

@@ -199,3 +199,25 @@ def test_the_receipt_names_queue_token_and_node() -> None:
     receipts.acked(("e", "c"))
     receipts.committed()
     assert receipts.due == [("e", "a"), ("e", "c")] and receipts.open == []
+
+
+def test_with_publisher_confirms_the_receipt_comes_before_the_ack(store: StubStore) -> None:
+    """Confirm mode (quorum queues): the receipts are written between the confirms and the
+    acks, so an ack lost with a queue's leader never brings back a step without its receipt.
+    A receipt that cannot be written keeps the acks back: the deliveries come back and find
+    the receipt written on the retry."""
+    broker = StubBroker(confirm=True)
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    hooks = Recorder()
+    count = [0]
+
+    def after() -> None:  # after the mirror's commit: the step's receipt write fails
+        count[0] += 1
+        if count[0] == 1:
+            store.fail("receipts")
+
+    hooks.after_commit = after
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert set(terminal(broker).values()) == {1}  # no step ran twice
+    assert hooks.count("state_error") == 1 and hooks.count("delivery", QUEUE, "duplicate") == 1
