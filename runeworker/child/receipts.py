@@ -13,15 +13,19 @@ and ran twice, down to a second completion. The child therefore:
   (`WorkerStore.receipts`, sent with the check of the next batch: one round trip per batch);
 * before running a batch, checks its deliveries' receipts; a delivery with a receipt is acked
   and publishes nothing (`duplicate`): its step's outcome is already on the broker;
-* when a commit fails, keeps what that transaction published (`TransactionalBroker`), and
-  once connected again, before consuming, publishes the same bytes again in a new transaction,
-  then records the receipts of the deliveries it had acked: whether or not the broker applied
-  the first commit, the step's outcome is now published, and a redelivered copy is dropped.
+* when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
+  the receipts of the deliveries it acked at once (their copies may reach other children while
+  this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
+  which the resend waits for too), and once connected again, before consuming, publishes the
+  same bytes again, then writes those receipts again (in case Redis did not answer before):
+  whether or not the broker applied the first commit, the step's outcome is published once.
 
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
-archivist's update is idempotent), and a redelivered copy that another child runs before the
-resend and its receipts land runs again (the window is the reconnection, ~0.3 s).
+archivist's update is idempotent). The messages of a commit in doubt live in the child's
+memory until the resend: a child killed before it (SIGKILL, an out-of-memory kill within the
+seconds of a broker failover) loses the steps of that commit whose deliveries were acked or
+whose copies found the receipts; a stopping child tries the resend three more times.
 
 A receipt names a message by its execution, its queue, its branch token and its node, which
 the protocol makes unique within an execution (child tokens are derived, `child_token` in

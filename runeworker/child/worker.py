@@ -236,18 +236,25 @@ class Worker:
         self.store.close()
         self.hooks.on_stop()
 
-    def _settle_doubt_before_exit(self) -> None:
-        try:
-            self.broker.close()
-            self.broker.connect()
-            self._resend()
-        except (BrokerError, StateError) as exc:
-            log.error(
-                "stopping with a commit in doubt, its messages could not be published again "
-                "(%s): the steps of %d deliveries may be lost",
-                exc,
-                len(self.receipts.doubted),
-            )
+    def _settle_doubt_before_exit(self, attempts: int = 3) -> None:
+        """Stopping with a commit in doubt: its messages are only in this process, and its
+        deliveries' receipts say they are published. A few more tries, then say so."""
+        error: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                self.broker.close()
+                self.broker.connect()
+                self._resend()
+                return
+            except (BrokerError, StateError) as exc:
+                error = exc
+                time.sleep(self.cfg.broker.retry_delay * (attempt + 1))
+        log.error(
+            "stopping with a commit in doubt, its messages could not be published again "
+            "(%s): the steps of %d deliveries may be lost",
+            error,
+            len(self.receipts.doubted),
+        )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -399,8 +406,19 @@ class Worker:
             seconds = self.broker.commit(self._confirmed)
         except CommitInDoubt:
             self.receipts.in_doubt()
+            self._claim_doubted()
             raise
         self.hooks.on_commit(seconds)  # observers count what is committed
+
+    def _claim_doubted(self) -> None:
+        """Write the receipts of a commit in doubt at once, before reconnecting: its
+        deliveries may come back to other children while the resend waits for a quorum
+        queue's new leader, and they must not run again meanwhile. This child publishes
+        their outcome (`_resend`); should Redis not answer now, it writes them after that."""
+        try:
+            self.store.receipts(self.receipts.doubted, [])
+        except StateError as exc:
+            log.warning("receipts of a commit in doubt not written yet: %s", exc)
 
     def _confirmed(self, before_acks: bool) -> None:
         """The commit's publishes are durable: its receipts are due. When the acks wait for

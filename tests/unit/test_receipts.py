@@ -221,3 +221,24 @@ def test_with_publisher_confirms_the_receipt_comes_before_the_ack(store: StubSto
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert set(terminal(broker).values()) == {1}  # no step ran twice
     assert hooks.count("state_error") == 1 and hooks.count("delivery", QUEUE, "duplicate") == 1
+
+
+def test_the_receipts_of_a_commit_in_doubt_are_written_before_reconnecting(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """Other children may get the deliveries of a commit in doubt while this one reconnects
+    and waits to publish it again; the receipts must be there first."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    seen_at_reconnect: list[bool] = []
+    n1 = receipt_of(QUEUE, decode_execution(chain("ex-1", length=2)))
+
+    class AtReconnect(Recorder):
+        def on_reconnect(self) -> None:
+            super().on_reconnect()
+            seen_at_reconnect.append(n1 in store.receipts_kept)
+
+    hooks = AtReconnect()
+    fail_commit_number(hooks, broker, 1, lose=(QUEUE,))
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert seen_at_reconnect == [True]
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
