@@ -44,6 +44,8 @@ RESUME_QUEUE = "workflow.resume"
 JSON = "application/json"
 # set by `runeworker dlq replay` on a dead letter it puts back (see Executor.step `replayed`)
 REPLAYED_HEADER = "x-runeworker-replayed"
+# set on a message published again after a commit in doubt (runeworker/child/receipts.py)
+RESENT_HEADER = "x-runeworker-resent"
 _PERSISTENT = 2
 _PRECONDITION_FAILED = 406
 _FLUSH_BYTES = 1 << 20
@@ -500,9 +502,11 @@ class Broker:
         return self._conn
 
     def resend_in_doubt(self) -> int:
-        """Publish the messages of failed commits again, the same bytes and properties, in
-        one transaction (see runeworker/child/receipts.py); returns how many."""
-        doubted, self.in_doubt = self.in_doubt, []
+        """Publish the messages of failed commits again, the same bytes and properties plus
+        the header RESENT_HEADER, in one transaction (see runeworker/child/receipts.py);
+        returns how many."""
+        doubted = [_marked(message) for message in self.in_doubt]
+        self.in_doubt = []
         if not doubted:
             return 0
         if self.confirm:
@@ -542,6 +546,20 @@ class Broker:
             method.routing_key,
             method.reply_text,
         )
+
+
+def _marked(message: _Published) -> _Published:
+    """A publish sent again: its properties with RESENT_HEADER, so that the worker receiving
+    it checks its receipt (Rune's consumers read the body only)."""
+    exchange, routing_key, body, props = message
+    if props.headers and props.headers.get(RESENT_HEADER):
+        return message
+    marked = BasicProperties(
+        content_type=props.content_type,
+        delivery_mode=props.delivery_mode,
+        headers={**(props.headers or {}), RESENT_HEADER: True},
+    )
+    return exchange, routing_key, body, marked
 
 
 def describe(exc: BaseException) -> str:

@@ -59,6 +59,22 @@ from runeworker.errors import StateError
 
 _KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
 
+# Receipts (runeworker/child/receipts.py): KEYS are the receipts hashes of the ARGV[2] receipts
+# to record, then of those to look up; ARGV[3..] the field of each, in the same order. On one
+# server only: the keys belong to many executions, hence many slots of a Cluster.
+_RECEIPTS = """
+local ttl, n = ARGV[1], tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('HSET', KEYS[i], ARGV[2 + i], 1)
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+local found = {}
+for i = n + 1, #KEYS do
+  found[#found + 1] = redis.call('HEXISTS', KEYS[i], ARGV[2 + i])
+end
+return found
+"""
+
 # Shared head of every script: the keys, the token and `touch`.
 _HEAD = """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -334,6 +350,7 @@ class RedisStore(RedisFlow):
         self._retire_script: Script = client.register_script(_RETIRE)
         self._arrive_script: Script = client.register_script(_ARRIVE)
         self._count_script: Script = client.register_script(_COUNT_ATTEMPT)
+        self._receipts_script: Script = client.register_script(_RECEIPTS)
         self._register_flow_scripts()
 
     @classmethod
@@ -499,16 +516,20 @@ class RedisStore(RedisFlow):
         """Record `record`, then look up `check`: one pipeline (one round trip on one server;
         per master on a Cluster). A receipt is a field of the execution's `receipts` hash,
         kept `key_ttl` seconds from its last write (runeworker/child/receipts.py)."""
-        pipe = self._client.pipeline(transaction=False)
-        fields: dict[str, list[str]] = {}
-        for execution_id, name in record:
-            fields.setdefault(self._receipts_key(execution_id), []).append(name)
-        for key, names in fields.items():
-            pipe.hset(key, mapping=dict.fromkeys(names, 1))
-            pipe.expire(key, self._ttl)
-        for execution_id, name in check:
-            pipe.hexists(self._receipts_key(execution_id), name)
+        pairs = [*record, *check]
+        keys = [self._receipts_key(execution_id) for execution_id, _ in pairs]
         try:
+            if not isinstance(self._client, RedisCluster):  # one script: a third of the CPU
+                args = [self._ttl, len(record), *(name for _, name in pairs)]
+                replies = self._eval(self._receipts_script, keys, args)
+                return [bool(r) for r in replies]
+            cluster: Any = self._client  # RedisCluster's pipeline is untyped
+            pipe = cluster.pipeline(transaction=False)  # the keys span slots
+            for key, (_, name) in zip(keys[: len(record)], record, strict=True):
+                pipe.hset(key, name, 1)
+                pipe.expire(key, self._ttl)
+            for key, (_, name) in zip(keys[len(record) :], check, strict=True):
+                pipe.hexists(key, name)
             replies = pipe.execute()
         except RedisError as exc:
             raise self._error("receipts", exc) from exc

@@ -26,6 +26,7 @@ from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
     REPLAYED_HEADER,
+    RESENT_HEADER,
     STATUS_QUEUE,
     Broker,
     Delivery,
@@ -58,6 +59,10 @@ from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYC
 from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
+
+# How long the receipts of committed transactions may wait to be written with a later call
+# (one write for many batches); with publisher confirms they are written before the acks.
+RECEIPTS_EVERY = 0.1
 
 
 class Worker:
@@ -104,6 +109,7 @@ class Worker:
         self._current: Delivery | None = None  # the delivery whose step runs now
         self._spared: Delivery | None = None  # the in-flight delivery already spared
         self.receipts = Receipts()  # steps whose outcome is published (child/receipts.py)
+        self._due_since = 0.0  # when the oldest receipt not yet written was committed
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -121,6 +127,7 @@ class Worker:
                 self._serve()
             except (BrokerError, StateError) as exc:
                 self.receipts.discarded()  # a commit in doubt has moved them on already
+                self._write_receipts_quietly()  # before the broker is back, if Redis answers
                 if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
                     self.hooks.on_state_error()
                 if self.stopping:
@@ -204,7 +211,7 @@ class Worker:
                 doubted,
             )
         self.receipts.resent()
-        self._check_receipts([])
+        self._check_receipts([], write=True)
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -265,15 +272,17 @@ class Worker:
             self._beat(ChildState.READY)
             self._tick_scheduler()
             if not pending:
-                if self.receipts.due:  # idle: record them now rather than with the next batch
-                    self._check_receipts([])
+                if self.receipts.due:  # idle: record them now rather than with a later call
+                    self._check_receipts([], write=True)
                 self.broker.poll(POLL_SECONDS)
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
-            seen = self._check_receipts(keys)
+            seen = self._check_receipts([k if _may_be_a_copy(d) else None
+                                         for d, k in zip(batch, keys, strict=True)])  # fmt: skip
+            _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
             for d, got, key, dup in zip(batch, read, keys, seen, strict=True):
@@ -292,22 +301,18 @@ class Worker:
             return None
         return receipt_of(d.queue, msg)
 
-    def _check_receipts(self, keys: list[Receipt | None]) -> list[bool]:
-        """Record the due receipts and say which of `keys` has one: one store round trip,
-        none when there is nothing to record or check."""
+    def _check_receipts(self, keys: list[Receipt | None], *, write: bool = False) -> list[bool]:
+        """Record the due receipts and say which of `keys` has one: one store round trip.
+        None when there is nothing to check and the due receipts may wait (`write` False,
+        younger than RECEIPTS_EVERY)."""
         check = [k for k in keys if k is not None]
-        if not check and not self.receipts.due:
+        due = self.receipts.due
+        late = bool(due) and time.monotonic() - self._due_since > RECEIPTS_EVERY
+        if not check and not (due and (write or late)):
             return [False] * len(keys)
-        found = iter(self.store.receipts(self.receipts.due, check))
+        found = iter(self.store.receipts(due, check))
         self.receipts.written()
-        seen = [k is not None and next(found) for k in keys]
-        if len(set(check)) < len(check):  # two copies in one batch: the second is the copy
-            first: set[Receipt] = set()
-            for i, k in enumerate(keys):
-                if k is not None:
-                    seen[i] = seen[i] or k in first
-                    first.add(k)
-        return seen
+        return [k is not None and next(found) for k in keys]
 
     def _read(self, d: Delivery) -> NodeExecutionMessage | str:
         """The message of a delivery, or why it cannot be read (too large, undecodable)."""
@@ -423,10 +428,23 @@ class Worker:
     def _confirmed(self, before_acks: bool) -> None:
         """The commit's publishes are durable: its receipts are due. When the acks wait for
         them (publisher confirms) they are written now, so that a delivery whose ack gets
-        lost never comes back before its receipt; after a transaction, with the next check."""
+        lost never comes back before its receipt; after a transaction, within
+        RECEIPTS_EVERY (a transaction's ack is lost only with the broker node, which takes
+        longer to come back)."""
+        if not self.receipts.due:
+            self._due_since = time.monotonic()
         self.receipts.committed()
         if before_acks and self.receipts.due:
-            self._check_receipts([])
+            self._check_receipts([], write=True)
+
+    def _write_receipts_quietly(self) -> None:
+        """Write the due receipts if Redis answers (the broker connection was lost)."""
+        if not self.receipts.due:
+            return
+        try:
+            self._check_receipts([], write=True)
+        except StateError as exc:
+            log.warning("receipts not written yet: %s", exc)
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:
@@ -540,6 +558,26 @@ def _jittered(limit: int, jitter: float) -> int:
     if limit <= 0:
         return 0
     return limit + random.randint(0, int(limit * jitter))
+
+
+def _copies_within(keys: list[Receipt | None], seen: list[bool]) -> None:
+    """Two deliveries of one message in a batch (a resent copy behind the original): the
+    later one is the copy."""
+    named = [k for k in keys if k is not None]
+    if len(set(named)) == len(named):
+        return
+    first: set[Receipt] = set()
+    for i, k in enumerate(keys):
+        if k is not None:
+            seen[i] = seen[i] or k in first
+            first.add(k)
+
+
+def _may_be_a_copy(d: Delivery) -> bool:
+    """A delivery whose step may already be published: the broker delivered it before, or a
+    worker published it again after a commit in doubt. Only these are checked for a
+    receipt; any other delivery is the first of its message."""
+    return d.redelivered or bool(d.headers.get(RESENT_HEADER))
 
 
 def _batch(pending: deque[Delivery], batch_max: int) -> list[Delivery]:

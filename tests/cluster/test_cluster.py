@@ -86,3 +86,11 @@ def test_scenario(name: str) -> None:
     excused = SHARED_STATE_KINDS if name == "sentinel-kill" else ()
     assert not figures.problems(excused=excused), figures.explain()
     assert figures.figures.workflows == WORKFLOWS
+
+
+def test_receipts_of_executions_on_several_masters(cluster_store: RedisStore) -> None:
+    """The receipts of a batch belong to executions in different slots: on a Cluster they are
+    written and read with a pipeline, not one script (which would fail with CROSSSLOT)."""
+    receipts = [(f"ex-{i}", f"workflow.execution|t{i}|n") for i in range(12)]
+    assert cluster_store.receipts(receipts[:6], receipts) == [True] * 6 + [False] * 6
+    assert cluster_store.receipts(receipts[6:], receipts) == [True] * 12

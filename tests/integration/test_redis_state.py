@@ -334,3 +334,17 @@ def test_a_spared_redelivery_is_no_attempt_and_sparing_twice_spares_once(
     assert target.count_attempt(body) == 2  # the next one counts again
     assert target.count_attempt(other) == 1  # sparing is per message
     target.spare_attempts([])
+
+
+def test_receipts_are_recorded_before_they_are_looked_up(
+    store: RedisStore, client: redis.Redis, prefix: str
+) -> None:
+    """One script records, then looks up (runeworker/child/receipts.py): a receipt recorded
+    in the same call is found; each execution's receipts are one hash with the key TTL."""
+    a, b = ("ex-a", "workflow.execution|root|n1"), ("ex-b", "workflow.execution|t1|n2")
+    assert store.receipts([], [a, b]) == [False, False]
+    assert store.receipts([a], [b, a]) == [False, True]
+    assert store.receipts([b, a], []) == []
+    key = f"{prefix}exec:{{ex-b}}:receipts"
+    assert client.hgetall(key) == {b[1].encode(): b"1"}
+    assert 0 < client.ttl(key) <= TTL

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runeworker.adapters.amqp import JSON, Confirmed, Delivery
+from runeworker.adapters.amqp import JSON, RESENT_HEADER, Confirmed, Delivery
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError, CommitInDoubt, StateError
@@ -231,7 +231,13 @@ class StubBroker:
 
     def resend_in_doubt(self) -> int:
         """Publish the messages of failed commits again in one transaction and commit."""
-        doubted, self.in_doubt = self.in_doubt, []
+        doubted = [
+            Message(m.body, m.exchange, m.routing_key, {**m.headers, RESENT_HEADER: True})
+            for m in self.in_doubt
+        ]
+        for copy, m in zip(doubted, self.in_doubt, strict=True):
+            copy.content_type = m.content_type
+        self.in_doubt = []
         if not doubted:
             return 0
         if not self._open:

@@ -14,7 +14,7 @@ from stubbroker import Message, StubBroker, StubStore
 from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
 from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, STATUS_QUEUE
-from runeworker.child.receipts import Receipts, receipt_of
+from runeworker.child.receipts import Receipt, Receipts, receipt_of
 from runeworker.engine.messages import decode_execution
 from runeworker.supervisor.children import EXIT_OK
 
@@ -242,3 +242,23 @@ def test_the_receipts_of_a_commit_in_doubt_are_written_before_reconnecting(
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert seen_at_reconnect == [True]
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+
+
+def test_first_deliveries_are_not_looked_up(broker: StubBroker) -> None:
+    """Only a delivery flagged redelivered or resent can be a copy: a run without faults makes
+    no lookup per batch, and writes its receipts in few calls (here: once, when idle)."""
+    calls: list[tuple[int, int]] = []
+
+    class Counting(StubStore):
+        def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+            calls.append((len(record), len(check)))
+            return super().receipts(record, check)
+
+    store = Counting()
+    for i in range(6):
+        broker.enqueue(QUEUE, chain(f"ex-{i}", length=1))
+    run_until_idle(make_worker(broker, store, settings={"broker.batch_max": 2}), broker)
+    assert all(checked == 0 for _, checked in calls)  # nothing looked up
+    assert sum(written for written, _ in calls) == 6 and len(store.receipts_kept) == 6
+    # three batches: at most one write each (RECEIPTS_EVERY passed) and one when idle
+    assert 1 <= len(calls) <= 4
