@@ -10,14 +10,19 @@ other runs a committed ack was lost with the leader, so a finished step was deli
 and ran twice, down to a second completion. The child therefore:
 
 * after a successful commit, records a receipt for each delivery the transaction acked
-  (`WorkerStore.receipts`, sent with the check of the next batch: one round trip per batch);
-* before running a batch, checks its deliveries' receipts; a delivery with a receipt is acked
-  and publishes nothing (`duplicate`): its step's outcome is already on the broker;
+  (`WorkerStore.receipts`): with publisher confirms before the acks are sent; after a
+  transaction within `RECEIPTS_EVERY` (0.1 s, runeworker/child/worker.py), with a later call
+  or when idle, so that a busy child writes the receipts of many batches at once;
+* before running a batch, checks the receipts of its deliveries that may be copies: those the
+  broker flags `redelivered` and those a worker published again (header
+  `x-runeworker-resent`); any other delivery is the first of its message. A delivery with a
+  receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker;
 * when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
   the receipts of the deliveries it acked at once (their copies may reach other children while
   this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
   which the resend waits for too), and once connected again, before consuming, publishes the
-  same bytes again, then writes those receipts again (in case Redis did not answer before):
+  same bytes again (marked with `x-runeworker-resent`), then writes those receipts again (in
+  case Redis did not answer before):
   whether or not the broker applied the first commit, the step's outcome is published once.
 
 What this leaves: a message the first commit did deliver reaches its queue twice with the
