@@ -63,6 +63,10 @@ log = logging.getLogger("runeworker.worker")
 # How long the receipts of committed transactions may wait to be written with a later call
 # (one write for many batches); with publisher confirms they are written before the acks.
 RECEIPTS_EVERY = 0.1
+# How long a delivery that may be a copy and has no receipt waits before it runs: its
+# original may be running on another child, whose receipt comes within RECEIPTS_EVERY of its
+# commit (runeworker/child/receipts.py).
+COPY_GRACE = 2.0
 
 
 class Worker:
@@ -110,6 +114,9 @@ class Worker:
         self._spared: Delivery | None = None  # the in-flight delivery already spared
         self.receipts = Receipts()  # steps whose outcome is published (child/receipts.py)
         self._due_since = 0.0  # when the oldest receipt not yet written was committed
+        self.copy_grace = COPY_GRACE
+        self._parked: deque[tuple[float, Delivery]] = deque()  # (run after, delivery)
+        self._waited: set[int] = set()  # tags of parked deliveries that waited their grace
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -127,6 +134,8 @@ class Worker:
                 self._serve()
             except (BrokerError, StateError) as exc:
                 self.receipts.discarded()  # a commit in doubt has moved them on already
+                self._parked.clear()  # their tags die with the connection
+                self._waited.clear()
                 self._write_receipts_quietly()  # before the broker is back, if Redis answers
                 if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
                     self.hooks.on_state_error()
@@ -223,6 +232,8 @@ class Worker:
         back redelivered: it is spared first, so that drains never make a healthy message
         look like poison (`broker.max_deliveries`)."""
         self._beat(ChildState.DRAINING)
+        self.broker.pending.extend(d for _, d in self._parked)  # handed back with the rest
+        self._parked.clear()
         try:
             self.broker.stop_consuming()
             self.broker.poll(0)  # deliveries already on the wire land in `pending`
@@ -271,10 +282,11 @@ class Worker:
         while not self.stopping:
             self._beat(ChildState.READY)
             self._tick_scheduler()
+            self._unpark(pending)
             if not pending:
                 if self.receipts.due:  # idle: record them now rather than with a later call
                     self._check_receipts([], write=True)
-                self.broker.poll(POLL_SECONDS)
+                self.broker.poll(self._poll_seconds())
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)
@@ -282,6 +294,8 @@ class Worker:
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
             seen = self._check_receipts([k if _may_be_a_copy(d) else None
                                          for d, k in zip(batch, keys, strict=True)])  # fmt: skip
+            if self._park(batch, keys, seen):
+                continue
             _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
@@ -293,6 +307,33 @@ class Worker:
                 done += 1
             self._commit()
             self._after(done)
+
+    def _park(self, batch: list[Delivery], keys: list[Receipt | None], seen: list[bool]) -> bool:
+        """Hold back a possible copy without a receipt for `copy_grace` seconds, once: its
+        original may be running on another child right now (a resent copy queued behind it),
+        and its receipt then comes before the grace ends. A possible copy is alone in its
+        batch (`_batch`)."""
+        d = batch[0]
+        if d.tag in self._waited:  # its grace is over: it runs unless it has a receipt now
+            self._waited.discard(d.tag)
+            return False
+        if keys[0] is None or seen[0] or not _may_be_a_copy(d):
+            return False
+        self._parked.append((time.monotonic() + self.copy_grace, d))
+        return True
+
+    def _unpark(self, pending: deque[Delivery]) -> None:
+        """Parked deliveries whose grace is over go first, to be checked again and run."""
+        now = time.monotonic()
+        while self._parked and self._parked[0][0] <= now:
+            d = self._parked.popleft()[1]
+            self._waited.add(d.tag)
+            pending.appendleft(d)
+
+    def _poll_seconds(self) -> float:
+        if not self._parked:
+            return POLL_SECONDS
+        return max(0.0, min(POLL_SECONDS, self._parked[0][0] - time.monotonic()))
 
     def _receipt(self, d: Delivery, msg: NodeExecutionMessage | str) -> Receipt | None:
         """The receipt a delivery's step leaves; None for a message that cannot be read and a
@@ -583,11 +624,11 @@ def _may_be_a_copy(d: Delivery) -> bool:
 def _batch(pending: deque[Delivery], batch_max: int) -> list[Delivery]:
     """The next deliveries to step in one transaction: up to `batch_max`, but a redelivered
     one alone (it may be poison that kills this process: its crash must not roll back the
-    work of the deliveries around it)."""
+    work of the deliveries around it), and so a resent one (it may wait, `Worker._park`)."""
     batch = [pending.popleft()]
-    if batch[0].redelivered:
+    if _may_be_a_copy(batch[0]):
         return batch
-    while pending and len(batch) < batch_max and not pending[0].redelivered:
+    while pending and len(batch) < batch_max and not _may_be_a_copy(pending[0]):
         batch.append(pending.popleft())
     return batch
 

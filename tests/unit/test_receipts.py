@@ -13,7 +13,7 @@ import pytest
 from stubbroker import Message, StubBroker, StubStore
 from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
-from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, STATUS_QUEUE
+from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, RESENT_HEADER, STATUS_QUEUE
 from runeworker.child.receipts import Receipt, Receipts, receipt_of
 from runeworker.engine.messages import decode_execution
 from runeworker.supervisor.children import EXIT_OK
@@ -262,3 +262,26 @@ def test_first_deliveries_are_not_looked_up(broker: StubBroker) -> None:
     assert sum(written for written, _ in calls) == 6 and len(store.receipts_kept) == 6
     # three batches: at most one write each (RECEIPTS_EVERY passed) and one when idle
     assert 1 <= len(calls) <= 4
+
+
+def test_a_resent_copy_waits_while_its_original_runs_elsewhere(broker: StubBroker) -> None:
+    """The copy a resend queues right behind an applied original reaches another child while
+    the original's step runs: no receipt yet. It waits its grace and finds the receipt the
+    original's child wrote meanwhile; run at once, the step would have run twice (the
+    cluster suite saw it)."""
+    body = chain("ex-1", length=1)
+    original = receipt_of(QUEUE, decode_execution(body))
+
+    class OriginalElsewhere(StubStore):
+        def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+            found = super().receipts(record, check)
+            if check:  # right after this lookup, the original's child commits
+                self.receipts_kept.add(original)
+            return found
+
+    store = OriginalElsewhere()
+    broker.enqueue(QUEUE, body, headers={RESENT_HEADER: True})
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert hooks.count("delivery", QUEUE, "duplicate") == 1
+    assert broker.waiting(STATUS_QUEUE) == [] and broker.waiting(COMPLETION_QUEUE) == []
