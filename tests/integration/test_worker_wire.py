@@ -46,6 +46,8 @@ from wire import (
     worker_connections,
 )
 
+from runeworker.adapters.amqp import Confirmed
+
 pytestmark = pytest.mark.integration
 
 PARAMS = {"parameters"}
@@ -234,8 +236,8 @@ def test_the_mirror_reaches_its_consumer_before_any_status(
         commits[-1].append((routing_key, json.loads(body).get("execution_id", "")))
         publish(routing_key, body, **kwargs)
 
-    def logged_commit() -> float:
-        took = commit()
+    def logged_commit(confirmed: Confirmed = None) -> float:
+        took = commit(confirmed)
         commits.append([])
         return took
 
