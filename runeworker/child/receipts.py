@@ -16,7 +16,10 @@ and ran twice, down to a second completion. The child therefore:
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
   broker flags `redelivered` and those a worker published again (header
   `x-runeworker-resent`); any other delivery is the first of its message. A delivery with a
-  receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker;
+  receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker.
+  A resent delivery without one waits 2 s once (`COPY_GRACE`, `Worker._park`) and is looked
+  up again: the resend queues it right behind its original, which may be running on another
+  child at that moment;
 * when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
   the receipts of the deliveries it acked at once (their copies may reach other children while
   this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
@@ -27,7 +30,8 @@ and ran twice, down to a second completion. The child therefore:
 
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
-archivist's update is idempotent). The messages of a commit in doubt live in the child's
+archivist's update is idempotent). A step that runs longer than the grace can still run twice
+when its message was resent. The messages of a commit in doubt live in the child's
 memory until the resend: a child killed before it (SIGKILL, an out-of-memory kill within the
 seconds of a broker failover) loses the steps of that commit whose deliveries were acked or
 whose copies found the receipts; a stopping child tries the resend three more times.

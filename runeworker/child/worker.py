@@ -63,9 +63,9 @@ log = logging.getLogger("runeworker.worker")
 # How long the receipts of committed transactions may wait to be written with a later call
 # (one write for many batches); with publisher confirms they are written before the acks.
 RECEIPTS_EVERY = 0.1
-# How long a delivery that may be a copy and has no receipt waits before it runs: its
-# original may be running on another child, whose receipt comes within RECEIPTS_EVERY of its
-# commit (runeworker/child/receipts.py).
+# How long a resent delivery without a receipt waits before it runs: its original may be
+# running on another child, whose receipt comes within RECEIPTS_EVERY of its commit
+# (runeworker/child/receipts.py).
 COPY_GRACE = 2.0
 
 
@@ -309,15 +309,17 @@ class Worker:
             self._after(done)
 
     def _park(self, batch: list[Delivery], keys: list[Receipt | None], seen: list[bool]) -> bool:
-        """Hold back a possible copy without a receipt for `copy_grace` seconds, once: its
-        original may be running on another child right now (a resent copy queued behind it),
-        and its receipt then comes before the grace ends. A possible copy is alone in its
-        batch (`_batch`)."""
+        """Hold back a resent delivery without a receipt for `copy_grace` seconds, once: the
+        resend queued it right behind its original, which may be running on another child
+        now, and whose receipt then comes before the grace ends. (A broker redelivery has no
+        original running: the broker redelivers once the consumer's channel is gone, or after
+        an ack was lost with a node, by which time the receipt is written.) A resent delivery
+        is alone in its batch (`_batch`)."""
         d = batch[0]
         if d.tag in self._waited:  # its grace is over: it runs unless it has a receipt now
             self._waited.discard(d.tag)
             return False
-        if keys[0] is None or seen[0] or not _may_be_a_copy(d):
+        if keys[0] is None or seen[0] or not d.headers.get(RESENT_HEADER):
             return False
         self._parked.append((time.monotonic() + self.copy_grace, d))
         return True
