@@ -25,8 +25,8 @@ and ran twice, down to a second completion. The child therefore:
   this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
   which the resend waits for too), and once connected again, before consuming, publishes the
   same bytes again (marked with `x-runeworker-resent`), then writes those receipts again (in
-  case Redis did not answer before):
-  whether or not the broker applied the first commit, the step's outcome is published once.
+  case Redis did not answer before): whether or not the broker applied the first commit, the
+  step's outcome is now published.
 
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
