@@ -15,7 +15,10 @@ and ran twice, down to a second completion. The child therefore:
   or when idle, so that a busy child writes the receipts of many batches at once;
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
   broker flags `redelivered` and those a worker published again (header
-  `x-runeworker-resent`); any other delivery is the first of its message. A delivery with a
+  `x-runeworker-resent`); on a classic queue any other delivery is the first of its message.
+  On quorum queues every delivery is looked up (one more store call per batch): a new leader
+  hands out again, unflagged, a message whose delivery by the dead leader it never learnt of
+  (seen in the cluster suite). A delivery with a
   receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker.
   A resent delivery without one waits 2 s once (`COPY_GRACE`, `Worker._park`) and is looked
   up again: the resend queues it right behind its original, which may be running on another

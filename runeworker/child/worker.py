@@ -115,6 +115,9 @@ class Worker:
         self.receipts = Receipts()  # steps whose outcome is published (child/receipts.py)
         self._due_since = 0.0  # when the oldest receipt not yet written was committed
         self.copy_grace = COPY_GRACE
+        # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
+        # by the old leader it never learnt of: there every delivery is looked up.
+        self._look_up_all = cfg.broker.queue_type == "quorum"
         self._parked: deque[tuple[float, Delivery]] = deque()  # (run after, delivery)
         self._waited: set[int] = set()  # tags of parked deliveries that waited their grace
 
@@ -292,7 +295,7 @@ class Worker:
             batch = _batch(pending, batch_max)
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
-            seen = self._check_receipts([k if _may_be_a_copy(d) else None
+            seen = self._check_receipts([k if self._look_up_all or _may_be_a_copy(d) else None
                                          for d, k in zip(batch, keys, strict=True)])  # fmt: skip
             if self._park(batch, keys, seen):
                 continue

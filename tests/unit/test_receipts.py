@@ -285,3 +285,18 @@ def test_a_resent_copy_waits_while_its_original_runs_elsewhere(broker: StubBroke
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert hooks.count("delivery", QUEUE, "duplicate") == 1
     assert broker.waiting(STATUS_QUEUE) == [] and broker.waiting(COMPLETION_QUEUE) == []
+
+
+def test_on_quorum_queues_an_unflagged_copy_is_found_too() -> None:
+    """A quorum queue's new leader hands out again, without the redelivered flag, a message
+    whose delivery by the dead leader was never replicated; with quorum queues every delivery
+    is looked up. (On a classic queue such a copy would run: the test's second half.)"""
+    for queue_type, runs in (("quorum", 1), ("classic", 2)):
+        broker, store = StubBroker(confirm=queue_type == "quorum"), StubStore()
+        settings = {"broker.queue_type": queue_type}
+        body = chain("ex-1", length=1)
+        broker.enqueue(QUEUE, body)
+        run_until_idle(make_worker(broker, store, settings=settings), broker)
+        broker.enqueue(QUEUE, body)  # the same message again, not flagged
+        run_until_idle(make_worker(broker, store, settings=settings), broker)
+        assert terminal(broker)[("ex-1", "n1", "success")] == runs, queue_type
