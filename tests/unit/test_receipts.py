@@ -9,7 +9,6 @@ import json
 from collections import Counter
 from typing import Any
 
-import pytest
 from stubbroker import Message, StubBroker, StubStore
 from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
@@ -19,16 +18,6 @@ from runeworker.engine.messages import decode_execution
 from runeworker.supervisor.children import EXIT_OK
 
 QUEUE = "workflow.execution"
-
-
-@pytest.fixture
-def broker() -> StubBroker:
-    return StubBroker()
-
-
-@pytest.fixture
-def store() -> StubStore:
-    return StubStore()
 
 
 def chain(execution_id: str, length: int = 3) -> bytes:

@@ -219,16 +219,6 @@ def test_a_quorum_redelivery_under_the_limit_runs(broker: StubBroker, store: Stu
     ]
 
 
-@pytest.fixture
-def broker() -> StubBroker:
-    return StubBroker()
-
-
-@pytest.fixture
-def store() -> StubStore:
-    return StubStore()
-
-
 # -- Redis topologies -----------------------------------------------------------------------
 
 

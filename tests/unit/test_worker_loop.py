@@ -137,16 +137,6 @@ def acked_batches(broker: StubBroker) -> list[list[str]]:
     ]
 
 
-@pytest.fixture
-def broker() -> StubBroker:
-    return StubBroker()
-
-
-@pytest.fixture
-def store() -> StubStore:
-    return StubStore()
-
-
 # -- batching and suspect isolation -------------------------------------------------------------
 
 
