@@ -11,7 +11,7 @@ and ran twice, down to a second completion. The child therefore:
 
 * after a successful commit, records a receipt for each delivery the transaction acked
   (`WorkerStore.receipts`): with publisher confirms before the acks are sent; after a
-  transaction within `RECEIPTS_EVERY` (0.1 s, runeworker/child/worker.py), with a later call
+  transaction within `RECEIPTS_EVERY` (0.1 s), with a later call
   or when idle, so that a busy child writes the receipts of many batches at once;
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
   broker flags `redelivered` and those a worker published again (header
@@ -20,7 +20,7 @@ and ran twice, down to a second completion. The child therefore:
   hands out again, unflagged, a message whose delivery by the dead leader it never learnt of
   (seen in the cluster suite). A delivery with a
   receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker.
-  A resent delivery without one waits 2 s once (`COPY_GRACE`, `Worker._park`) and is looked
+  A resent delivery without one waits 2 s once (`COPY_GRACE`, `Parking`) and is looked
   up again: the resend queues it right behind its original, which may be running on another
   child at that moment;
 * when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
@@ -47,9 +47,31 @@ checked nor recorded: replaying a message is asking for its step to run again.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import deque
+from typing import Protocol
+
+from runeworker.adapters.amqp import Delivery
 from runeworker.engine.messages import NodeExecutionMessage
+from runeworker.errors import StateError
+
+log = logging.getLogger("runeworker.worker")
 
 Receipt = tuple[str, str]  # (execution id, "<queue>|<branch token>|<node id>")
+
+# How long the receipts of committed transactions may wait to be written with a later call
+# (one write for many batches); with publisher confirms they are written before the acks.
+RECEIPTS_EVERY = 0.1
+# How long a resent delivery without a receipt waits before it runs: its original may be
+# running on another child, whose receipt comes within RECEIPTS_EVERY of its commit.
+COPY_GRACE = 2.0
+
+
+class ReceiptStore(Protocol):
+    def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        """Record `record`, then say for each of `check` whether it has a receipt."""
+        ...
 
 
 def receipt_of(queue: str, msg: NodeExecutionMessage) -> Receipt:
@@ -96,3 +118,96 @@ class Receipts:
     def written(self) -> None:
         """The due receipts are in the store."""
         self.due = []
+
+
+class ReceiptBook:
+    """A child's receipts (`Receipts`) and the store they are written to and looked up in."""
+
+    def __init__(self, store: ReceiptStore) -> None:
+        self.state = Receipts()
+        self._store = store
+        self._due_since = 0.0  # when the oldest receipt not yet written was committed
+
+    def look_up(self, keys: list[Receipt | None], *, write: bool = False) -> list[bool]:
+        """Write the due receipts and say which of `keys` has one: one store round trip.
+        None when there is nothing to look up and the due receipts may wait (`write` False,
+        younger than RECEIPTS_EVERY)."""
+        check = [k for k in keys if k is not None]
+        due = self.state.due
+        late = bool(due) and time.monotonic() - self._due_since > RECEIPTS_EVERY
+        if not check and not (due and (write or late)):
+            return [False] * len(keys)
+        found = iter(self._store.receipts(due, check))
+        self.state.written()
+        return [k is not None and next(found) for k in keys]
+
+    def committed(self) -> None:
+        """The open transaction's publishes are durable: its receipts are due."""
+        if not self.state.due:
+            self._due_since = time.monotonic()
+        self.state.committed()
+
+    def claim_doubted(self) -> None:
+        """Write the receipts of a commit in doubt at once, before reconnecting: its
+        deliveries may come back to other children while the resend waits for a quorum
+        queue's new leader, and they must not run again meanwhile. Should Redis not answer
+        now, they are written after the resend."""
+        try:
+            self._store.receipts(self.state.doubted, [])
+        except StateError as exc:
+            log.warning("receipts of a commit in doubt not written yet: %s", exc)
+
+    def write_quietly(self) -> None:
+        """Write the due receipts if Redis answers (the broker connection was lost)."""
+        if not self.state.due:
+            return
+        try:
+            self.look_up([], write=True)
+        except StateError as exc:
+            log.warning("receipts not written yet: %s", exc)
+
+
+class Parking:
+    """Resent deliveries without a receipt, held back `grace` seconds once: the resend queued
+    each right behind its original, which may be running on another child now, and whose
+    receipt then comes before the grace ends. (A broker redelivery has no original running:
+    the broker redelivers once the consumer's channel is gone, or after an ack was lost with
+    a node, by which time the receipt is written.)"""
+
+    def __init__(self, grace: float = COPY_GRACE) -> None:
+        self.grace = grace
+        self._parked: deque[tuple[float, Delivery]] = deque()  # (run after, delivery)
+        self._waited: set[int] = set()  # tags of deliveries that waited their grace
+
+    def park(self, d: Delivery) -> bool:
+        """Hold `d` back unless it has waited already (then it runs, receipt or not)."""
+        if d.tag in self._waited:
+            self._waited.discard(d.tag)
+            return False
+        self._parked.append((time.monotonic() + self.grace, d))
+        return True
+
+    def release(self, pending: deque[Delivery]) -> None:
+        """Deliveries whose grace is over go first in `pending`, to be looked up again."""
+        now = time.monotonic()
+        while self._parked and self._parked[0][0] <= now:
+            d = self._parked.popleft()[1]
+            self._waited.add(d.tag)
+            pending.appendleft(d)
+
+    def wait_seconds(self, longest: float) -> float:
+        """How long a poll may wait before the next grace ends, at most `longest`."""
+        if not self._parked:
+            return longest
+        return max(0.0, min(longest, self._parked[0][0] - time.monotonic()))
+
+    def take_all(self) -> list[Delivery]:
+        """Every parked delivery (a drain hands them back); forgets them."""
+        out = [d for _, d in self._parked]
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        """The connection went: the deliveries' tags went with it."""
+        self._parked.clear()
+        self._waited.clear()

@@ -37,7 +37,7 @@ from runeworker.adapters.amqp import (
 from runeworker.adapters.redis_state import RedisStore, redis_where
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
-from runeworker.child.receipts import Receipt, Receipts, receipt_of
+from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
@@ -59,14 +59,6 @@ from runeworker.supervisor.children import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYC
 from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
-
-# How long the receipts of committed transactions may wait to be written with a later call
-# (one write for many batches); with publisher confirms they are written before the acks.
-RECEIPTS_EVERY = 0.1
-# How long a resent delivery without a receipt waits before it runs: its original may be
-# running on another child, whose receipt comes within RECEIPTS_EVERY of its commit
-# (runeworker/child/receipts.py).
-COPY_GRACE = 2.0
 
 
 class Worker:
@@ -112,14 +104,12 @@ class Worker:
         self._step_started = 0.0
         self._current: Delivery | None = None  # the delivery whose step runs now
         self._spared: Delivery | None = None  # the in-flight delivery already spared
-        self.receipts = Receipts()  # steps whose outcome is published (child/receipts.py)
-        self._due_since = 0.0  # when the oldest receipt not yet written was committed
-        self.copy_grace = COPY_GRACE
+        self.book = ReceiptBook(self.store)  # steps whose outcome is published
+        self.receipts = self.book.state
+        self.parking = Parking()  # resent deliveries waiting for their original's receipt
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
         # by the old leader it never learnt of: there every delivery is looked up.
         self._look_up_all = cfg.broker.queue_type == "quorum"
-        self._parked: deque[tuple[float, Delivery]] = deque()  # (run after, delivery)
-        self._waited: set[int] = set()  # tags of parked deliveries that waited their grace
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -137,9 +127,8 @@ class Worker:
                 self._serve()
             except (BrokerError, StateError) as exc:
                 self.receipts.discarded()  # a commit in doubt has moved them on already
-                self._parked.clear()  # their tags die with the connection
-                self._waited.clear()
-                self._write_receipts_quietly()  # before the broker is back, if Redis answers
+                self.parking.clear()  # their tags die with the connection
+                self.book.write_quietly()  # before the broker is back, if Redis answers
                 if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
                     self.hooks.on_state_error()
                 if self.stopping:
@@ -223,7 +212,7 @@ class Worker:
                 doubted,
             )
         self.receipts.resent()
-        self._check_receipts([], write=True)
+        self.book.look_up([], write=True)
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -235,8 +224,7 @@ class Worker:
         back redelivered: it is spared first, so that drains never make a healthy message
         look like poison (`broker.max_deliveries`)."""
         self._beat(ChildState.DRAINING)
-        self.broker.pending.extend(d for _, d in self._parked)  # handed back with the rest
-        self._parked.clear()
+        self.broker.pending.extend(self.parking.take_all())  # handed back with the rest
         try:
             self.broker.stop_consuming()
             self.broker.poll(0)  # deliveries already on the wire land in `pending`
@@ -285,20 +273,21 @@ class Worker:
         while not self.stopping:
             self._beat(ChildState.READY)
             self._tick_scheduler()
-            self._unpark(pending)
+            self.parking.release(pending)
             if not pending:
                 if self.receipts.due:  # idle: record them now rather than with a later call
-                    self._check_receipts([], write=True)
-                self.broker.poll(self._poll_seconds())
+                    self.book.look_up([], write=True)
+                self.broker.poll(self.parking.wait_seconds(POLL_SECONDS))
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
-            seen = self._check_receipts([k if self._look_up_all or _may_be_a_copy(d) else None
-                                         for d, k in zip(batch, keys, strict=True)])  # fmt: skip
-            if self._park(batch, keys, seen):
-                continue
+            seen = self.book.look_up([k if self._look_up_all or _may_be_a_copy(d) else None
+                                      for d, k in zip(batch, keys, strict=True)])  # fmt: skip
+            first = batch[0]  # a resent delivery is alone in its batch (`_batch`)
+            if keys[0] is not None and not seen[0] and _resent(first) and self.parking.park(first):
+                continue  # its original may be running elsewhere: it waits, once
             _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
@@ -311,54 +300,12 @@ class Worker:
             self._commit()
             self._after(done)
 
-    def _park(self, batch: list[Delivery], keys: list[Receipt | None], seen: list[bool]) -> bool:
-        """Hold back a resent delivery without a receipt for `copy_grace` seconds, once: the
-        resend queued it right behind its original, which may be running on another child
-        now, and whose receipt then comes before the grace ends. (A broker redelivery has no
-        original running: the broker redelivers once the consumer's channel is gone, or after
-        an ack was lost with a node, by which time the receipt is written.) A resent delivery
-        is alone in its batch (`_batch`)."""
-        d = batch[0]
-        if d.tag in self._waited:  # its grace is over: it runs unless it has a receipt now
-            self._waited.discard(d.tag)
-            return False
-        if keys[0] is None or seen[0] or not d.headers.get(RESENT_HEADER):
-            return False
-        self._parked.append((time.monotonic() + self.copy_grace, d))
-        return True
-
-    def _unpark(self, pending: deque[Delivery]) -> None:
-        """Parked deliveries whose grace is over go first, to be checked again and run."""
-        now = time.monotonic()
-        while self._parked and self._parked[0][0] <= now:
-            d = self._parked.popleft()[1]
-            self._waited.add(d.tag)
-            pending.appendleft(d)
-
-    def _poll_seconds(self) -> float:
-        if not self._parked:
-            return POLL_SECONDS
-        return max(0.0, min(POLL_SECONDS, self._parked[0][0] - time.monotonic()))
-
     def _receipt(self, d: Delivery, msg: NodeExecutionMessage | str) -> Receipt | None:
         """The receipt a delivery's step leaves; None for a message that cannot be read and a
         replayed dead letter (replaying asks for the step to run again)."""
         if isinstance(msg, str) or d.headers.get(REPLAYED_HEADER):
             return None
         return receipt_of(d.queue, msg)
-
-    def _check_receipts(self, keys: list[Receipt | None], *, write: bool = False) -> list[bool]:
-        """Record the due receipts and say which of `keys` has one: one store round trip.
-        None when there is nothing to check and the due receipts may wait (`write` False,
-        younger than RECEIPTS_EVERY)."""
-        check = [k for k in keys if k is not None]
-        due = self.receipts.due
-        late = bool(due) and time.monotonic() - self._due_since > RECEIPTS_EVERY
-        if not check and not (due and (write or late)):
-            return [False] * len(keys)
-        found = iter(self.store.receipts(due, check))
-        self.receipts.written()
-        return [k is not None and next(found) for k in keys]
 
     def _read(self, d: Delivery) -> NodeExecutionMessage | str:
         """The message of a delivery, or why it cannot be read (too large, undecodable)."""
@@ -457,19 +404,9 @@ class Worker:
             seconds = self.broker.commit(self._confirmed)
         except CommitInDoubt:
             self.receipts.in_doubt()
-            self._claim_doubted()
+            self.book.claim_doubted()
             raise
         self.hooks.on_commit(seconds)  # observers count what is committed
-
-    def _claim_doubted(self) -> None:
-        """Write the receipts of a commit in doubt at once, before reconnecting: its
-        deliveries may come back to other children while the resend waits for a quorum
-        queue's new leader, and they must not run again meanwhile. This child publishes
-        their outcome (`_resend`); should Redis not answer now, it writes them after that."""
-        try:
-            self.store.receipts(self.receipts.doubted, [])
-        except StateError as exc:
-            log.warning("receipts of a commit in doubt not written yet: %s", exc)
 
     def _confirmed(self, before_acks: bool) -> None:
         """The commit's publishes are durable: its receipts are due. When the acks wait for
@@ -477,20 +414,9 @@ class Worker:
         lost never comes back before its receipt; after a transaction, within
         RECEIPTS_EVERY (a transaction's ack is lost only with the broker node, which takes
         longer to come back)."""
-        if not self.receipts.due:
-            self._due_since = time.monotonic()
-        self.receipts.committed()
+        self.book.committed()
         if before_acks and self.receipts.due:
-            self._check_receipts([], write=True)
-
-    def _write_receipts_quietly(self) -> None:
-        """Write the due receipts if Redis answers (the broker connection was lost)."""
-        if not self.receipts.due:
-            return
-        try:
-            self._check_receipts([], write=True)
-        except StateError as exc:
-            log.warning("receipts not written yet: %s", exc)
+            self.book.look_up([], write=True)
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:
@@ -619,17 +545,21 @@ def _copies_within(keys: list[Receipt | None], seen: list[bool]) -> None:
             first.add(k)
 
 
+def _resent(d: Delivery) -> bool:
+    return bool(d.headers.get(RESENT_HEADER))
+
+
 def _may_be_a_copy(d: Delivery) -> bool:
     """A delivery whose step may already be published: the broker delivered it before, or a
     worker published it again after a commit in doubt. Only these are checked for a
     receipt; any other delivery is the first of its message."""
-    return d.redelivered or bool(d.headers.get(RESENT_HEADER))
+    return d.redelivered or _resent(d)
 
 
 def _batch(pending: deque[Delivery], batch_max: int) -> list[Delivery]:
     """The next deliveries to step in one transaction: up to `batch_max`, but a redelivered
     one alone (it may be poison that kills this process: its crash must not roll back the
-    work of the deliveries around it), and so a resent one (it may wait, `Worker._park`)."""
+    work of the deliveries around it), and so a resent one (it may wait: `Parking`)."""
     batch = [pending.popleft()]
     if _may_be_a_copy(batch[0]):
         return batch

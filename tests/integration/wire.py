@@ -118,7 +118,7 @@ def running_worker(
     overrides = {"broker.url": amqp_url, "redis.url": redis_url, "redis.key_prefix": prefix}
     overrides.update(extra)
     worker = Worker(load_config(None, env={}, overrides=overrides), scheduler_lock=scheduler_lock)
-    worker.copy_grace = 0.2  # a redelivery without a receipt waits once (child/worker.py)
+    worker.parking.grace = 0.2  # a resent delivery without a receipt waits (child/receipts.py)
     rw = RunningWorker(worker, threading.Thread(target=lambda: None))
     rw.thread = threading.Thread(target=lambda: rw.exit_code.append(worker.run()), daemon=True)
     rw.thread.start()

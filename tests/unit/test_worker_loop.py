@@ -114,7 +114,7 @@ def make_worker(
     overrides = {"broker.retry_delay": 0, "broker.retry_delay_max": 0, **(settings or {})}
     cfg = load_config(None, env={}, overrides=overrides)
     worker = Worker(cfg, broker=broker, store=store, hooks=hooks, scheduler_lock=scheduler_lock)
-    worker.copy_grace = 0.01  # a possible copy waits once, briefly (runeworker/child/worker.py)
+    worker.parking.grace = 0.01  # a resent copy waits once, briefly (runeworker/child/receipts.py)
     return worker
 
 
