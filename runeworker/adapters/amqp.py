@@ -423,8 +423,10 @@ class Broker:
 
     def commit(self, confirmed: Confirmed = None) -> float:
         """Commit the transaction; returns its latency in seconds. `confirmed(before_acks)`
-        runs once the publishes are durable: in confirm mode before the acks are sent
-        (True), in a transaction, which applies both at once, after it (False)."""
+        runs once the publishes are this process's to deliver: in confirm mode as soon as
+        they are sent, before their confirms and the acks (True; a publish not confirmed is
+        kept in doubt and sent again), in a transaction, which applies all at once, after it
+        (False)."""
         start = time.perf_counter()
         self._unflushed = 0
         if self.confirm:
@@ -443,14 +445,17 @@ class Broker:
         return time.perf_counter() - start
 
     def _commit_confirmed(self, confirmed: Confirmed) -> None:
-        """Confirm mode: send the publishes, wait until the broker confirms each (a quorum
-        queue confirms once a majority of its members has the message; a nacked one is sent
-        again), then the acks and requeues. The connection lost meanwhile: CommitInDoubt,
-        with the publishes not yet confirmed kept in doubt (runeworker/child/receipts.py)."""
+        """Confirm mode: send the publishes, call `confirmed`, wait until the broker confirms
+        each (a quorum queue confirms once a majority of its members has the message; a
+        nacked one is sent again), then send the acks and requeues. The connection lost
+        meanwhile: CommitInDoubt, with the publishes not yet confirmed kept in doubt
+        (runeworker/child/receipts.py)."""
         channel = self.channel  # none open: nothing was sent, nothing applied
         try:
             self._send(channel._impl, self._open)
             self._open = []
+            if confirmed is not None:  # sent: confirmed, or kept in doubt and sent again
+                confirmed(True)
             deadline = time.monotonic() + self.endpoint.confirm_timeout
             while self._unconfirmed or self._nacked:
                 if self._nacked:
@@ -463,8 +468,6 @@ class Broker:
                             f"{self.endpoint.confirm_timeout:g} s"
                         )
                     self._connection().process_data_events(time_limit=1.0)
-            if confirmed is not None:
-                confirmed(True)
             for tag, ack in self._settle:
                 if ack:
                     channel._impl.basic_ack(tag)

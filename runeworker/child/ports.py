@@ -60,8 +60,9 @@ class TransactionalBroker(Protocol):
 
     def commit(self, confirmed: Confirmed = None) -> float:
         """Commit the transaction; returns its latency in seconds. `confirmed(before_acks)`
-        runs once the publishes are durable: before the acks take effect (True) when the
-        broker tells the two apart (publisher confirms), else after the commit (False). A
+        runs once the publishes are this process's to deliver: with publisher confirms as
+        soon as they are sent, before the confirms and the acks (True), after a transaction
+        once it is applied (False). A
         commit that was sent and failed raises CommitInDoubt, its publishes kept in doubt."""
         ...
 

@@ -10,7 +10,9 @@ other runs a committed ack was lost with the leader, so a finished step was deli
 and ran twice, down to a second completion. The child therefore:
 
 * after a successful commit, records a receipt for each delivery the transaction acked
-  (`WorkerStore.receipts`): with publisher confirms before the acks are sent; after a
+  (`WorkerStore.receipts`): with publisher confirms as soon as the publishes are sent, before
+  their confirms and the acks (a copy handed out meanwhile by a quorum queue's new leader
+  finds it; a publish that is not confirmed is in doubt and sent again); after a
   transaction within `RECEIPTS_EVERY` (0.1 s), with a later call
   or when idle, so that a busy child writes the receipts of many batches at once;
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
@@ -61,7 +63,7 @@ log = logging.getLogger("runeworker.worker")
 Receipt = tuple[str, str]  # (execution id, "<queue>|<branch token>|<node id>")
 
 # How long the receipts of committed transactions may wait to be written with a later call
-# (one write for many batches); with publisher confirms they are written before the acks.
+# (one write for many batches); with publisher confirms they are written before the confirms.
 RECEIPTS_EVERY = 0.1
 # How long a resent delivery without a receipt waits before it runs: its original may be
 # running on another child, whose receipt comes within RECEIPTS_EVERY of its commit.

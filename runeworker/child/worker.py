@@ -409,14 +409,19 @@ class Worker:
         self.hooks.on_commit(seconds)  # observers count what is committed
 
     def _confirmed(self, before_acks: bool) -> None:
-        """The commit's publishes are durable: its receipts are due. When the acks wait for
-        them (publisher confirms) they are written now, so that a delivery whose ack gets
-        lost never comes back before its receipt; after a transaction, within
-        RECEIPTS_EVERY (a transaction's ack is lost only with the broker node, which takes
-        longer to come back)."""
+        """The commit's publishes are this child's to deliver: its receipts are due. With
+        publisher confirms they are written at once, before the confirms: a quorum queue's
+        new leader hands out again, unflagged, deliveries the old one made, and a copy may
+        reach another child while this one still waits for its confirms (should they fail,
+        the commit is in doubt and sent again). Redis not answering does not stop the commit:
+        the receipts stay due. After a transaction, within RECEIPTS_EVERY
+        (its ack is lost only with the broker node, which takes longer to come back)."""
         self.book.committed()
         if before_acks and self.receipts.due:
-            self.book.look_up([], write=True)
+            try:
+                self.book.look_up([], write=True)
+            except StateError as exc:  # kept due, written later: the commit goes on
+                log.warning("receipts not written yet: %s", exc)
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:
