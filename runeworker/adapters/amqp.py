@@ -28,9 +28,9 @@ from typing import Any
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
+from runeworker.adapters.amqp_frames import FrameWriter
 from runeworker.config import BrokerConfig
 from runeworker.errors import BrokerError, CommitInDoubt
 from runeworker.masking import mask_url, scrub_password
@@ -222,6 +222,8 @@ class Broker:
         self._unconfirmed: dict[int, _Published] = {}  # confirm mode: sequence -> publish
         self._nacked: list[_Published] = []
         self._seq = 0
+        self._writer: FrameWriter | None = None  # of the open channel (`_queued`)
+        self._props: dict[str | None, BasicProperties] = {}  # without headers, by content type
 
     @classmethod
     def of(cls, b: BrokerConfig) -> Broker:
@@ -384,15 +386,19 @@ class Broker:
         content_type: str | None = JSON,
     ) -> None:
         """Publish (persistent, mandatory) inside the transaction; `exchange` None = ours."""
-        props = BasicProperties(
-            content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
-        )
+        props = self._props.get(content_type) if headers is None else None
+        if props is None:
+            props = BasicProperties(
+                content_type=content_type, delivery_mode=_PERSISTENT, headers=headers
+            )
+            if headers is None:  # never changed once made: shared by the publishes kept
+                self._props[content_type] = props
         target = self.exchange if exchange is None else exchange
         if self.confirm:  # sent at commit: a crash before it publishes nothing
             self._open.append((target, routing_key, body, props))
             return
         try:
-            self._queued().basic_publish(target, routing_key, body, props, mandatory=True)
+            self._queued().publish(target, routing_key, body, props)
             self._open.append((target, routing_key, body, props))
             self._unflushed += len(body)
             if self._unflushed > _FLUSH_BYTES:
@@ -406,7 +412,7 @@ class Broker:
             self._settle.append((tag, True))
             return
         try:
-            self._queued().basic_ack(tag)
+            self._queued().ack(tag)
         except AMQP_ERRORS as exc:
             raise self.endpoint.error(f"cannot ack delivery {tag}", exc) from exc
 
@@ -452,7 +458,7 @@ class Broker:
         (runeworker/child/receipts.py)."""
         channel = self.channel  # none open: nothing was sent, nothing applied
         try:
-            self._send(channel._impl, self._open)
+            self._send(self._queued(), self._open)
             self._open = []
             if confirmed is not None:  # sent: confirmed, or kept in doubt and sent again
                 confirmed(True)
@@ -460,7 +466,7 @@ class Broker:
             while self._unconfirmed or self._nacked:
                 if self._nacked:
                     nacked, self._nacked = self._nacked, []
-                    self._send(channel._impl, nacked)
+                    self._send(self._queued(), nacked)
                 if self._unconfirmed:
                     if time.monotonic() > deadline:
                         raise BrokerError(
@@ -470,7 +476,7 @@ class Broker:
                     self._connection().process_data_events(time_limit=1.0)
             for tag, ack in self._settle:
                 if ack:
-                    channel._impl.basic_ack(tag)
+                    self._queued().ack(tag)
                 else:
                     channel._impl.basic_nack(tag, requeue=True)
             self._settle = []
@@ -481,10 +487,10 @@ class Broker:
             error = self.endpoint.error("publish confirms failed", exc)
             raise CommitInDoubt(str(error)) from exc
 
-    def _send(self, channel: Channel, messages: list[_Published]) -> None:
+    def _send(self, writer: FrameWriter, messages: list[_Published]) -> None:
         for message in messages:
             exchange, routing_key, body, props = message
-            channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            writer.publish(exchange, routing_key, body, props)
             self._seq += 1
             self._unconfirmed[self._seq] = message
 
@@ -520,9 +526,9 @@ class Broker:
             self.commit()  # in doubt again if this one fails too
             return len(doubted)
         try:
-            channel = self._queued()
+            writer = self._queued()
             for exchange, routing_key, body, props in doubted:
-                channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+                writer.publish(exchange, routing_key, body, props)
                 self._open.append((exchange, routing_key, body, props))
         except (*AMQP_ERRORS, BrokerError) as exc:
             self.in_doubt = doubted + self.in_doubt  # nothing of it committed yet
@@ -533,13 +539,18 @@ class Broker:
         self.commit()
         return len(doubted)
 
-    def _queued(self) -> Channel:
-        """The channel under the BlockingChannel. Its publish and ack only queue the frames:
-        BlockingChannel's flush the socket after every call (a poll and a send per frame,
-        about a sixth of a child's CPU per node). Inside a transaction nothing takes effect
-        before `tx_commit`, which sends everything queued before its own frame; `poll` and
-        a publish past `_FLUSH_BYTES` send them too, so big batches stream."""
-        return self.channel._impl
+    def _queued(self) -> FrameWriter:
+        """Publish and ack on the channel under the BlockingChannel, only queueing the
+        frames: BlockingChannel's flush the socket after every call (a poll and a send per
+        frame, about a sixth of a child's CPU per node), and the frames are marshalled with
+        their constant parts kept (runeworker/adapters/amqp_frames.py). Inside a transaction
+        nothing takes effect before `tx_commit`, which sends everything queued before its own
+        frame; `poll` and a publish past `_FLUSH_BYTES` send them too, so big batches stream."""
+        impl = self.channel._impl
+        writer = self._writer
+        if writer is None or writer.channel is not impl:
+            writer = self._writer = FrameWriter(impl)
+        return writer
 
     def _on_return(
         self, _ch: BlockingChannel, method: Basic.Return, _props: BasicProperties, _body: bytes

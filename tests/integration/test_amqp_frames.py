@@ -1,0 +1,119 @@
+"""The frames `FrameWriter` (runeworker/adapters/amqp_frames.py) writes are the bytes pika's own
+`basic_publish` and `basic_ack` write, and RabbitMQ takes them: bodies empty, small and longer
+than a frame, properties with and without headers, one channel after another."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from runeworker.adapters.amqp import Broker
+from runeworker.adapters.amqp_frames import FrameWriter
+
+QUEUE = f"frames.{os.getpid()}"
+
+
+@pytest.fixture
+def channel(amqp_url: str) -> Iterator[BlockingChannel]:
+    # a small frame_max, so that a few KB of body span several frames
+    params = pika.URLParameters(amqp_url)
+    params.frame_max = 4096
+    conn = BlockingConnection(params)
+    ch = conn.channel()
+    ch.queue_declare(QUEUE, auto_delete=True)
+    yield ch
+    if conn.is_open:
+        conn.close()
+
+
+def captured(ch: BlockingChannel, write: Any, *args: Any, **kwargs: Any) -> bytes:
+    """What `write(*args, **kwargs)` hands to the connection's transport."""
+    conn = ch._impl.connection
+    out: list[bytes] = []
+    emit = conn._adapter_emit_data
+    conn._adapter_emit_data = out.append
+    try:
+        write(*args, **kwargs)
+    finally:
+        conn._adapter_emit_data = emit
+    return b"".join(out)
+
+
+PROPS = [
+    pika.BasicProperties(content_type="application/json", delivery_mode=2),
+    pika.BasicProperties(delivery_mode=2),
+    pika.BasicProperties(
+        content_type="application/json",
+        delivery_mode=2,
+        headers={"x-runeworker-resent": True, "x-death": [{"count": 3, "queue": "q"}]},
+    ),
+]
+BODIES = [b"", b"{}", b"x" * 4088, b"y" * 4089, bytes(range(256)) * 50]
+
+
+@pytest.mark.parametrize("props", PROPS, ids=["json", "no-type", "headers"])
+def test_publish_frames_are_pikas_bytes(channel: BlockingChannel, props: Any) -> None:
+    impl = channel._impl
+    writer = FrameWriter(impl)
+    for body in BODIES:
+        for key in ("", QUEUE, "workflow.node.status"):
+            ours = captured(channel, writer.publish, "", key, body, props)
+            pikas = captured(channel, impl.basic_publish, "", key, body, props, mandatory=True)
+            assert ours == pikas, (key, len(body))
+    assert len(writer._headers) == (0 if props.headers else 1)  # kept once by value
+
+
+def test_ack_frames_are_pikas_bytes(channel: BlockingChannel) -> None:
+    writer = FrameWriter(channel._impl)
+    for tag in (1, 2, 255, 65536, 2**40 + 7):
+        ours = captured(channel, writer.ack, tag)
+        assert ours == captured(channel, channel._impl.basic_ack, tag)
+
+
+def test_rabbitmq_delivers_what_the_writer_published(channel: BlockingChannel) -> None:
+    writer = FrameWriter(channel._impl)
+    channel.tx_select()
+    for body in BODIES:
+        writer.publish("", QUEUE, body, PROPS[2])
+    channel.tx_commit()
+    got = []
+    for _ in BODIES:
+        method, props, body = channel.basic_get(QUEUE)
+        assert method is not None
+        got.append((body, props.content_type, props.headers))
+        writer.ack(method.delivery_tag)
+    channel.tx_commit()
+    assert got == [(b, "application/json", PROPS[2].headers) for b in BODIES]
+    assert channel.queue_declare(QUEUE, passive=True).method.message_count == 0
+    # and the acks were applied: nothing comes back when the channel closes
+    channel.close()
+
+
+def test_a_closed_channel_refuses_like_pika(channel: BlockingChannel) -> None:
+    writer = FrameWriter(channel._impl)
+    channel.close()
+    with pytest.raises(pika.exceptions.ChannelWrongStateError):
+        writer.publish("", QUEUE, b"{}", PROPS[0])
+    with pytest.raises(pika.exceptions.ChannelWrongStateError):
+        writer.ack(1)
+
+
+def test_the_broker_writes_on_each_new_channel(amqp_url: str) -> None:
+    """A reconnect opens a new channel: the writer follows it (channel number, frame size)."""
+    broker = Broker([amqp_url])
+    broker.connect()
+    try:
+        first = broker._queued()
+        assert broker._queued() is first
+        broker.close()
+        broker.connect()
+        second = broker._queued()
+        assert second is not first and second.channel is broker.channel._impl
+    finally:
+        broker.close()
