@@ -14,6 +14,11 @@ configured; the store's clients retry none), so a restarted server or a Sentinel
 pool's connections find the new master) is handled as before. A NOSCRIPT reply (a restarted or
 flushed server) loads the script and sends it again.
 
+The command is packed by hiredis' `pack_command` directly, the bytes redis-py's packer makes
+(tests/integration/test_redis_eval.py compares them) without its per-argument type checks,
+which cost more than the packing once a call carries a few hundred receipts
+(runeworker/child/receipts.py); anything hiredis cannot pack goes through redis-py's packer.
+
 A Redis Cluster routes each call by its keys' slot: there the scripts keep redis-py's `Script`.
 """
 
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -29,6 +34,12 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import ConnectionPool
 from redis.exceptions import ConnectionError, NoScriptError
+
+pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command
+except ImportError:  # redis-py without its hiredis extra
+    pack_command = None
 
 
 class Evaluator:
@@ -85,7 +96,7 @@ class Evaluator:
         if stale:
             conn.disconnect()
             conn.connect()
-        conn.send_command(*command)
+        _send_command(conn, command)
         try:
             return conn.read_response()
         except NoScriptError:  # the server lost its script cache: load it, then again
@@ -93,3 +104,20 @@ class Evaluator:
             conn.read_response()
             conn.send_command(*command)
             return conn.read_response()
+
+
+def _send_command(conn: Any, command: tuple[Any, ...]) -> None:
+    """`conn.send_command(*command)`, packed by hiredis when it can: str, bytes and numbers
+    in UTF-8, as redis-py's own encoder does (a bool, which redis-py refuses, or a memoryview
+    go through redis-py)."""
+    if pack_command is None or conn.encoder.encoding != "utf-8":
+        conn.send_command(*command)
+        return
+    for arg in command:
+        if type(arg) not in _PACKED:
+            conn.send_command(*command)
+            return
+    conn.send_packed_command([pack_command(command)])
+
+
+_PACKED = frozenset((str, bytes, int, float))

@@ -123,3 +123,17 @@ def test_threads_share_the_connection_one_call_at_a_time(store: RedisStore) -> N
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_arguments_reach_the_script_as_redis_py_would_send_them(store: RedisStore) -> None:
+    """hiredis packs the command (redis_eval._send_command): text in UTF-8, binary bytes,
+    integers beyond 64 bits, floats as repr() writes them, the same bytes redis-py sends; a
+    bool goes to redis-py, which refuses it."""
+    echo = store._client.register_script("return ARGV")
+    args = ["é ü", b"\x00\xff\r\n", 2**70, -3, 0.1, 1e-7, "", b""]
+    sent = store._eval(echo, ["k"], args)
+    assert sent == [b"\xc3\xa9 \xc3\xbc", b"\x00\xff\r\n", b"1180591620717411303424", b"-3",
+                    b"0.1", b"1e-07", b"", b""]  # fmt: skip
+    assert sent == store._client.evalsha(echo.sha, 1, "k", *args)  # redis-py's own packing
+    with pytest.raises(redis.DataError, match="bool"):
+        store._eval(echo, ["k"], [True])
