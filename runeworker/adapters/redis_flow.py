@@ -177,6 +177,35 @@ until #ids < 500
 return moved
 """
 
+# `schedule`. KEYS: timers, processing, payloads, then the owner's set of timers (one server:
+# the whole schedule is one script; a Cluster marks the owner by _OWN first, in its slot).
+# ARGV: id, due_ms, payload, ttl.
+_SCHEDULE = """
+if #KEYS == 4 then
+  redis.call('SADD', KEYS[4], ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+# The owner's set of timers on a Cluster. KEYS: the set. ARGV: id, ttl.
+_OWN = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# `cancel_timer` and `ack_timer`. KEYS: the sorted sets to remove the id from, then the
+# payloads hash. ARGV: id.
+_DROP_TIMER = """
+for i = 1, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+return 1
+"""
+
 _STATES = {s.value: s for s in BarrierState}
 
 Client: TypeAlias = "redis.Redis | RedisCluster"  # one server or Sentinel's master, or a Cluster
@@ -198,6 +227,9 @@ class RedisFlow:
         self._merge_script: Script = self._client.register_script(_MERGE)
         self._claim_script: Script = self._client.register_script(_CLAIM)
         self._release_script: Script = self._client.register_script(_RELEASE)
+        self._schedule_script: Script = self._client.register_script(_SCHEDULE)
+        self._own_script: Script = self._client.register_script(_OWN)
+        self._drop_timer_script: Script = self._client.register_script(_DROP_TIMER)
 
     # -- barriers -----------------------------------------------------------------------
 
@@ -260,24 +292,20 @@ class RedisFlow:
 
     def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
         """See `StateStore.schedule`: the id into the owner's set of timers (the execution's
-        hash slot: a failure's advance reads it), then payload and due entry in one
-        transaction (the scheduler's slot). An id recorded without its timer (a crash in
-        between) only costs a cancel that finds nothing."""
-        timers, processing, payloads = self._timer_keys()
-        try:
-            if owner:
-                owned = f"{self._prefix}exec:{{{owner}}}:branches:timers"  # see RedisStore.keys_of
-                mark = self._client.pipeline(transaction=True)
-                mark.sadd(owned, timer_id)
-                mark.expire(owned, self._ttl)
-                mark.execute()
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(payloads, timer_id, payload)
-            pipe.zrem(processing, timer_id)
-            pipe.zadd(timers, {timer_id: due_ms})
-            pipe.execute()
-        except RedisError as exc:
-            raise self._error(f"schedule of timer {timer_id!r}", exc) from exc
+        hash slot: a failure's advance reads it), payload and due entry (the scheduler's
+        slot), in one script on one server. On a Cluster the owner's set is written first by
+        a script of its own: an id recorded without its timer (a crash in between) only
+        costs a cancel that finds nothing."""
+        keys = self._timer_keys()
+        args = [timer_id, due_ms, payload, self._ttl]
+        what = f"schedule of timer {timer_id!r}"
+        if owner:
+            owned = f"{self._prefix}exec:{{{owner}}}:branches:timers"  # see RedisStore.keys_of
+            if isinstance(self._client, RedisCluster):
+                self._call(what, "", self._own_script, [owned], [timer_id, self._ttl])
+            else:
+                keys.append(owned)
+        self._call(what, "", self._schedule_script, keys, args)
 
     def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
         """See `StateStore.claim_due`."""
@@ -292,14 +320,13 @@ class RedisFlow:
 
     def ack_timer(self, timer_id: str) -> None:
         """See `StateStore.ack_timer`."""
-        _, processing, payloads = self._timer_keys()
-        self._timer_pipe("ack", timer_id, [(processing, "zrem"), (payloads, "hdel")])
+        keys = self._timer_keys()[1:]  # processing, payloads
+        self._call(f"ack of timer {timer_id!r}", "", self._drop_timer_script, keys, [timer_id])
 
     def cancel_timer(self, timer_id: str) -> None:
         """See `StateStore.cancel_timer`."""
-        timers, processing, payloads = self._timer_keys()
-        ops = [(timers, "zrem"), (processing, "zrem"), (payloads, "hdel")]
-        self._timer_pipe("cancel", timer_id, ops)
+        keys = self._timer_keys()  # timers, processing, payloads
+        self._call(f"cancel of timer {timer_id!r}", "", self._drop_timer_script, keys, [timer_id])
 
     def next_due(self) -> int | None:
         """See `StateStore.next_due`."""
@@ -308,15 +335,6 @@ class RedisFlow:
         except RedisError as exc:
             raise self._error("timer lookup", exc) from exc
         return int(first[0][1]) if first else None
-
-    def _timer_pipe(self, op: str, timer_id: str, ops: list[tuple[str, str]]) -> None:
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            for key, command in ops:
-                getattr(pipe, command)(key, timer_id)
-            pipe.execute()
-        except RedisError as exc:
-            raise self._error(f"{op} of timer {timer_id!r}", exc) from exc
 
     # -- errors -------------------------------------------------------------------------
 
