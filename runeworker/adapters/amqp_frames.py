@@ -33,6 +33,9 @@ _BODY_HEAD = struct.Struct(">BHI")  # type, channel, payload size
 _BODY_SIZE = struct.Struct(">Q")
 # basic.ack: method frame (type 1), payload 13 bytes: class 60, method 80, delivery tag, bits
 _ACK = struct.Struct(">BHIHHQBB")
+# content headers kept per writer: a caller whose properties differ per message (a message id,
+# a timestamp) gets its headers marshalled each time once this many are kept
+_KEPT_HEADERS = 32
 # offset of the body size in a marshalled content header: frame type (1), channel (2),
 # payload size (4), class id (2), weight (2)
 _SIZE_AT = 11
@@ -84,13 +87,16 @@ class FrameWriter:
 
     def _header(self, props: BasicProperties) -> tuple[bytes, bytes]:
         """The content header of `props` around its body size. Properties without headers
-        (a table, possibly large and never the same twice) are kept by their values."""
+        (a table, possibly large and never the same twice) are kept by their values, up to
+        `_KEPT_HEADERS` of them."""
         if props.headers is not None:
             return _split(frame.Header(self._number, 0, props).marshal())
         key = tuple(props.__dict__.values())
         kept = self._headers.get(key)
         if kept is None:
-            kept = self._headers[key] = _split(frame.Header(self._number, 0, props).marshal())
+            kept = _split(frame.Header(self._number, 0, props).marshal())
+            if len(self._headers) < _KEPT_HEADERS:
+                self._headers[key] = kept
         return kept
 
     def _check_open(self) -> None:

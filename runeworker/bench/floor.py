@@ -1,6 +1,8 @@
 """The floor of `runeworker bench`: a bare pika loop doing a worker's broker work per node.
 
-No runeworker code runs here (stdlib and pika only), so the loop shows what the broker costs
+No runeworker code runs here but the frame writer (stdlib and pika; `FrameWriter` is loaded from
+runeworker/adapters/amqp_frames.py alone, which imports pika and struct only, so that the floor
+marshals its publishes and acks as cheaply as a child does), so the loop shows what the broker costs
 by itself. Per delivery it does what a runeworker child does for a cheap node: publish the
 `running` and `success` statuses and the next execution message (the completion after the last
 node; the first node also publishes its mirror copy), all with the sizes runeworker's messages
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import signal
 import subprocess
@@ -32,6 +35,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +124,7 @@ class _Loop:
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
         self.ch.tx_select()
+        self.writer = _frame_writer()(self.ch._impl)
 
     def consume(self, prefetch: int) -> None:
         def on_message(_ch: Any, method: Any, props: Any, _body: bytes) -> None:
@@ -158,7 +163,7 @@ class _Loop:
             self.publish(q.work, sizes.messages[k + 1], f"{w}.{k + 1}")
         else:
             self.publish(q.completion, sizes.completion, ident, stamp=True)
-        self.ch._impl.basic_ack(tag)
+        self.writer.ack(tag)
 
     def handle_step(self, tag: int, ident: str) -> None:
         """Step s of workflow w ("w.s"): one Redis script call, then what the recorded step
@@ -176,7 +181,7 @@ class _Loop:
             self.publish(q.work, size, f"{w}.{child}")
         if step["completion"]:
             self.publish(q.completion, step["completion"], node, stamp=True)
-        self.ch._impl.basic_ack(tag)
+        self.writer.ack(tag)
 
     def publish(
         self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
@@ -188,11 +193,11 @@ class _Loop:
             correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
             type=kind,  # statuses other than running and success (the merge's waiting)
         )
-        # queued on the channel under the BlockingChannel and sent by tx_commit, like
-        # runeworker.adapters.amqp does (BlockingChannel would flush the socket per publish)
-        self.ch._impl.basic_publish(
-            self.queues.exchange, queue, self.filler[:size], properties=props, mandatory=True
-        )
+        # queued on the channel under the BlockingChannel and sent by tx_commit, marshalled
+        # by the worker's frame writer, like runeworker.adapters.amqp does (BlockingChannel
+        # would flush the socket per publish; the properties differ per message here, so
+        # their header is marshalled each time)
+        self.writer.publish(self.queues.exchange, queue, self.filler[:size], props)
         self.unflushed += size
         if self.unflushed > _FLUSH_BYTES:
             self.conn.process_data_events(time_limit=0)
@@ -203,6 +208,16 @@ class _Loop:
             self.conn.close()
         if self.target is not None:
             self.target.close()
+
+
+def _frame_writer() -> Any:
+    """`FrameWriter` of runeworker/adapters/amqp_frames.py, loaded from its file alone."""
+    path = Path(__file__).resolve().parents[1] / "adapters" / "amqp_frames.py"
+    spec = importlib.util.spec_from_file_location("_floor_amqp_frames", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FrameWriter
 
 
 class _Target:

@@ -69,6 +69,18 @@ def test_publish_frames_are_pikas_bytes(channel: BlockingChannel, props: Any) ->
     assert len(writer._headers) == (0 if props.headers else 1)  # kept once by value
 
 
+def test_properties_that_differ_per_message_are_not_all_kept(channel: BlockingChannel) -> None:
+    impl = channel._impl
+    writer = FrameWriter(impl)
+    for i in range(100):
+        props = pika.BasicProperties(delivery_mode=2, message_id=f"m{i}")
+        ours = captured(channel, writer.publish, "", QUEUE, b"{}", props)
+        assert ours == captured(
+            channel, impl.basic_publish, "", QUEUE, b"{}", props, mandatory=True
+        )
+    assert len(writer._headers) == 32
+
+
 def test_ack_frames_are_pikas_bytes(channel: BlockingChannel) -> None:
     writer = FrameWriter(channel._impl)
     for tag in (1, 2, 255, 65536, 2**40 + 7):
