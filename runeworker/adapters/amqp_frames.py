@@ -74,8 +74,9 @@ class FrameWriter:
         parts = [method, head, _BODY_SIZE.pack(size), tail]
         step = self._body_max
         number = self._number
+        whole = memoryview(body) if size > step else body  # frames of a long body: no copies
         for start in range(0, size, step):
-            chunk = body[start : start + step]
+            chunk = whole[start : start + step]
             parts += (_BODY_HEAD.pack(_BODY, number, len(chunk)), chunk, _FRAME_END)
         self._connection._output_marshaled_frames([b"".join(parts)])
 
