@@ -3,14 +3,14 @@
 pika marshals every publish from objects: a `Basic.Publish` method, the `BasicProperties` of
 the content header, a frame object per part. That costs about 20 µs of CPU per publish on the
 project's VM, and a worker publishes three or four messages per node (deploy/PERFORMANCE.md,
-"Publishing without pika's per-message marshalling"). A worker publishes to a few routing
+"Issue 16: publishing without pika's per-message marshalling"). A worker publishes to a few routing
 keys with a few sets of properties, so `FrameWriter` has pika marshal each method frame and
 each content header once, keeps the bytes, and per message only packs the body size into the
 kept header and wraps the body in body frames (AMQP 0-9-1, section 4.2.3: type, channel,
 payload size, payload, frame-end 0xCE; a body longer than the negotiated frame size minus 8
 is split). A basic.ack is one fixed-size method frame.
 
-The bytes are the ones pika would send (tests/unit/test_amqp_frames.py compares them) and go
+The bytes are the ones pika would send (tests/integration/test_amqp_frames.py compares them) and go
 out through pika's own connection (`_output_marshaled_frames`, which counts them for its
 heartbeat checker), so pika still owns the socket, the channel's state, the transaction and
 everything received. Only these two methods of the pika channel are replaced, each behind the
