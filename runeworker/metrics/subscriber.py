@@ -45,8 +45,9 @@ class WorkerMetrics:
         tally.flush_due()
 
     def on_idle(self) -> None:
-        """Write what is pending: the child waits (or a blocking node runs, in flight)."""
-        tally.flush()
+        """The child waits (or a blocking node runs, in flight): write what the last commits
+        counted once `tally.FLUSH_EVERY` has passed."""
+        tally.flush_due()
 
     def on_reconnect(self) -> None:
         """Count the reconnection."""
