@@ -44,7 +44,7 @@ class WorkerHooks(Protocol):
         """A transaction committed in `seconds`: what was reported before it is durable."""
 
     def on_idle(self) -> None:
-        """A tick with nothing to step (no delivery waiting, or a blocking node running): a
+        """Nothing to step right now (no delivery waiting, or a blocking node running): a
         subscriber may write what it kept back."""
 
     def on_reconnect(self) -> None:

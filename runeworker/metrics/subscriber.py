@@ -45,9 +45,8 @@ class WorkerMetrics:
         tally.flush_due()
 
     def on_idle(self) -> None:
-        """The child waits (or a blocking node runs, in flight): write what the last commits
-        counted once `tally.FLUSH_EVERY` has passed."""
-        tally.flush_due()
+        """Write what is pending: the child waits (or a blocking node runs, in flight)."""
+        tally.flush()
 
     def on_reconnect(self) -> None:
         """Count the reconnection."""

@@ -81,8 +81,8 @@ def test_stop_writes_the_rest() -> None:
 def test_after_a_commit_the_sums_wait_for_flush_every(
     buffering: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`flush_due` (after each commit, on each idle tick) writes at most every FLUSH_EVERY
-    seconds; `flush` (the child stopping) writes at once."""
+    """`flush_due` (after each commit) writes at most every FLUSH_EVERY seconds; `flush`
+    (the child idle, a blocking node running, the child stopping) writes at once."""
     registry = CollectorRegistry()
     counter = Counter("steps", "s", registry=registry)
     monkeypatch.setattr(tally, "FLUSH_EVERY", 3600.0)
