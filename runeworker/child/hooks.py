@@ -43,10 +43,6 @@ class WorkerHooks(Protocol):
     def on_commit(self, seconds: float) -> None:
         """A transaction committed in `seconds`: what was reported before it is durable."""
 
-    def on_idle(self) -> None:
-        """Nothing to step right now (no delivery waiting, or a blocking node running): a
-        subscriber may write what it kept back."""
-
     def on_reconnect(self) -> None:
         """The connection to RabbitMQ or Redis was lost; the child reconnects."""
 
@@ -76,9 +72,6 @@ class NoHooks:
         """Ignored."""
 
     def on_commit(self, seconds: float) -> None:
-        """Ignored."""
-
-    def on_idle(self) -> None:
         """Ignored."""
 
     def on_reconnect(self) -> None:

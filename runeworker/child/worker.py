@@ -277,7 +277,6 @@ class Worker:
             if not pending:
                 if self.receipts.due:  # idle: record them now rather than with a later call
                     self.book.look_up([], write=True)
-                self.hooks.on_idle()
                 self.broker.poll(self.parking.wait_seconds(POLL_SECONDS))
                 self._check_parent()
                 continue
@@ -481,7 +480,6 @@ class Worker:
         drain deadline kill us before it commits, the redelivery is no attempt of its own."""
         self.broker.poll(0)
         self._beat(ChildState.BUSY)
-        self.hooks.on_idle()
         current = self._current
         if self.stopping and current is not None and current is not self._spared:
             self._spared = current

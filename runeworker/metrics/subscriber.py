@@ -39,13 +39,8 @@ class WorkerMetrics:
         metrics.completion(status)
 
     def on_commit(self, seconds: float) -> None:
-        """Observe the commit; write what the committed steps counted, at most every
-        `tally.FLUSH_EVERY` seconds."""
+        """Observe the commit, then write what the committed steps counted."""
         metrics.commit_observed(seconds)
-        tally.flush_due()
-
-    def on_idle(self) -> None:
-        """Write what is pending: the child waits (or a blocking node runs, in flight)."""
         tally.flush()
 
     def on_reconnect(self) -> None:

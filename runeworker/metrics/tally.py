@@ -1,31 +1,24 @@
-"""Metric updates of a worker's hot path, summed in memory and written after commits.
+"""Metric updates of a worker's hot path, summed in memory and written at each commit.
 
 In multiprocess mode every prometheus-client update takes a lock, checks the process id (a
 system call) and writes the memory-mapped file; a node costs about eight updates. A worker
 child calls `start()` once; from then on `inc` and `observe` only add to in-memory sums, and
-`flush()` writes one update per series and per histogram bucket: after a broker commit when
-`FLUSH_EVERY` has passed since the last write (`flush_due`; writing at every commit cost a
-busy child about 3% of its CPU, deploy/PERFORMANCE.md), and whenever the child waits or a
-blocking node runs (`WorkerHooks.on_idle`). A scrape sees the counts of the steps committed
-up to FLUSH_EVERY ago (all of them once the child is idle); the in-flight gauge's +1/-1 of a
-quick node cancel out, and a blocking node shows as in flight while it runs.
+`flush()` (at each broker commit, so at least once per batch of steps and before a blocking
+node starts) writes one update per series and per histogram bucket. A scrape sees the counts
+of the steps committed so far; the in-flight gauge's +1/-1 of a quick node cancel out, and a
+blocking node shows as in flight from the commit of its `running` status.
 
 Without `start()` (the supervisor, tests, tools) every update is written at once.
 """
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from typing import Any
-
-# the longest a busy child keeps committed counts back from a scrape (seconds)
-FLUSH_EVERY = 0.1
 
 _incs: dict[Any, float] = {}  # metric child (Counter/Gauge) -> amount to add
 _observed: dict[Any, list[float]] = {}  # Histogram child -> observations
 _buffering = False
-_flushed_at = 0.0  # time.monotonic() of the last flush
 
 
 def start() -> None:
@@ -61,16 +54,8 @@ def observe(child: Any, value: float) -> None:
         child.observe(value)
 
 
-def flush_due() -> None:
-    """`flush` when FLUSH_EVERY has passed since the last one."""
-    if time.monotonic() - _flushed_at >= FLUSH_EVERY:
-        flush()
-
-
 def flush() -> None:
     """Write the pending sums: one update per series, one per histogram bucket hit."""
-    global _flushed_at
-    _flushed_at = time.monotonic()
     if _incs:
         incs = list(_incs.items())
         _incs.clear()

@@ -76,24 +76,3 @@ def test_stop_writes_the_rest() -> None:
     assert samples(registry)[("handled_total", ())] == 3
     tally.inc(counter)
     assert samples(registry)[("handled_total", ())] == 4
-
-
-def test_after_a_commit_the_sums_wait_for_flush_every(
-    buffering: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`flush_due` (after each commit) writes at most every FLUSH_EVERY seconds; `flush`
-    (the child idle, a blocking node running, the child stopping) writes at once."""
-    registry = CollectorRegistry()
-    counter = Counter("steps", "s", registry=registry)
-    monkeypatch.setattr(tally, "FLUSH_EVERY", 3600.0)
-    tally.flush()
-    tally.inc(counter)
-    tally.flush_due()
-    assert samples(registry)[("steps_total", ())] == 0  # written less than an hour ago
-    monkeypatch.setattr(tally, "FLUSH_EVERY", 0.0)
-    tally.flush_due()
-    assert samples(registry)[("steps_total", ())] == 1
-    monkeypatch.setattr(tally, "FLUSH_EVERY", 3600.0)
-    tally.inc(counter, 2)
-    tally.flush()
-    assert samples(registry)[("steps_total", ())] == 3

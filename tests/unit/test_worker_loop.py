@@ -46,7 +46,6 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.after_commit: Callable[[], None] | None = None
-        self.idle = 0
 
     def count(self, *event: Any) -> int:
         return sum(1 for e in self.events if e[: len(event)] == event)
@@ -70,9 +69,6 @@ class Recorder:
         self.events.append(("commit",))
         if self.after_commit is not None:
             self.after_commit()
-
-    def on_idle(self) -> None:
-        self.idle += 1  # not an event: how often depends on timing
 
     def on_reconnect(self) -> None:
         self.events.append(("reconnect",))
@@ -434,33 +430,6 @@ def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: St
     assert value("runeworker_state_errors_total") == before + 1
     assert value("runeworker_deliveries_total", queue=QUEUE, outcome="acked") == acked + 1
     assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
-
-
-def test_counts_kept_back_after_a_commit_are_written_when_the_child_waits(
-    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A busy child writes its metric sums at most every tally.FLUSH_EVERY; once it waits for
-    deliveries, whatever the last commits counted is written, before any stop."""
-    from prometheus_client import REGISTRY
-
-    from runeworker.metrics import tally
-
-    def acked() -> float:
-        labels = {"queue": QUEUE, "outcome": "acked"}
-        return REGISTRY.get_sample_value("runeworker_deliveries_total", labels) or 0.0
-
-    seen_when_idle: list[float] = []
-
-    class Probe(WorkerMetrics):
-        def on_idle(self) -> None:
-            super().on_idle()
-            seen_when_idle.append(acked())
-
-    monkeypatch.setattr(tally, "FLUSH_EVERY", 3600.0)  # no commit writes them
-    before = acked()
-    broker.enqueue(QUEUE, message("ex-1"))
-    run_until_idle(make_worker(broker, store, Probe()), broker)
-    assert seen_when_idle and seen_when_idle[-1] == before + 1
 
 
 # -- the mirror ---------------------------------------------------------------------------------
