@@ -36,6 +36,8 @@ _ACK = struct.Struct(">BHIHHQBB")
 # content headers kept per writer: a caller whose properties differ per message (a message id,
 # a timestamp) gets its headers marshalled each time once this many are kept
 _KEPT_HEADERS = 32
+# method frames kept per writer (one per exchange and routing key: a handful in a worker)
+_KEPT_METHODS = 256
 # offset of the body size in a marshalled content header: frame type (1), channel (2),
 # payload size (4), class id (2), weight (2)
 _SIZE_AT = 11
@@ -68,7 +70,8 @@ class FrameWriter:
         if method is None:
             publish = Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
             method = frame.Method(self._number, publish).marshal()
-            self._methods[(exchange, routing_key, mandatory)] = method
+            if len(self._methods) < _KEPT_METHODS:
+                self._methods[(exchange, routing_key, mandatory)] = method
         size = len(body)
         head, tail = self._header(props)
         parts = [method, head, _BODY_SIZE.pack(size), tail]

@@ -81,6 +81,18 @@ def test_properties_that_differ_per_message_are_not_all_kept(channel: BlockingCh
     assert len(writer._headers) == 32
 
 
+def test_routing_keys_past_the_kept_ones_are_still_pikas_bytes(channel: BlockingChannel) -> None:
+    impl = channel._impl
+    writer = FrameWriter(impl)
+    for i in range(300):
+        key = f"{QUEUE}.{i}"
+        ours = captured(channel, writer.publish, "", key, b"{}", PROPS[0])
+        assert ours == captured(
+            channel, impl.basic_publish, "", key, b"{}", PROPS[0], mandatory=True
+        )
+    assert len(writer._methods) == 256
+
+
 def test_ack_frames_are_pikas_bytes(channel: BlockingChannel) -> None:
     writer = FrameWriter(channel._impl)
     for tag in (1, 2, 255, 65536, 2**40 + 7):
