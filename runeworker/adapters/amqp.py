@@ -457,8 +457,9 @@ class Broker:
         meanwhile: CommitInDoubt, with the publishes not yet confirmed kept in doubt
         (runeworker/child/receipts.py)."""
         channel = self.channel  # none open: nothing was sent, nothing applied
+        writer = self._queued()
         try:
-            self._send(self._queued(), self._open)
+            self._send(writer, self._open)
             self._open = []
             if confirmed is not None:  # sent: confirmed, or kept in doubt and sent again
                 confirmed(True)
@@ -466,7 +467,7 @@ class Broker:
             while self._unconfirmed or self._nacked:
                 if self._nacked:
                     nacked, self._nacked = self._nacked, []
-                    self._send(self._queued(), nacked)
+                    self._send(writer, nacked)
                 if self._unconfirmed:
                     if time.monotonic() > deadline:
                         raise BrokerError(
@@ -476,12 +477,12 @@ class Broker:
                     self._connection().process_data_events(time_limit=1.0)
             for tag, ack in self._settle:
                 if ack:
-                    self._queued().ack(tag)
+                    writer.ack(tag)
                 else:
                     channel._impl.basic_nack(tag, requeue=True)
             self._settle = []
             self._connection().process_data_events(time_limit=0)  # sends the acks
-        except (*AMQP_ERRORS, BrokerError) as exc:  # (a StateError of `confirmed` passes)
+        except (*AMQP_ERRORS, BrokerError) as exc:
             self.in_doubt += [*self._open, *self._unconfirmed.values(), *self._nacked]
             self._open, self._unconfirmed, self._nacked, self._settle = [], {}, [], []
             error = self.endpoint.error("publish confirms failed", exc)
