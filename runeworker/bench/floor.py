@@ -5,10 +5,11 @@ runeworker/adapters/amqp_frames.py alone, which imports pika and struct only, so
 marshals its publishes and acks as cheaply as a child does), so the loop shows what the broker costs
 by itself. Per delivery it does what a runeworker child does for a cheap node: publish the
 `running` and `success` statuses and the next execution message (the completion after the last
-node; the first node also publishes its mirror copy), all with the sizes runeworker's messages
-have at that step, persistent, `mandatory`, through the same topic exchange, then acks; the
-publishes and acks of the deliveries buffered at once (at most `batch_max`) go in one AMQP
-transaction, exactly like `runeworker.child.worker`. Bodies are filler bytes: nothing is parsed.
+node), all with the sizes runeworker's messages have at that step, persistent, `mandatory`,
+through the same topic exchange, then acks; the publishes and acks of the deliveries buffered
+at once (at most `batch_max`) go in one AMQP transaction, exactly like
+`runeworker.child.worker`, and the mirror copies of the batch's first nodes go before it in a
+transaction of their own, as there. Bodies are filler bytes: nothing is parsed.
 
 For a workload with parallel branches (`FloorSizes.script`) each step publishes what the recorded
 step of runeworker published (statuses, one or more next messages, the completion) and makes one
@@ -138,10 +139,22 @@ class _Loop:
             if not self.pending:
                 self.conn.process_data_events(time_limit=0.2)
                 continue
-            done = 0
-            while self.pending and done < self.batch_max:
-                self.handle(*self.pending.popleft())
-                done += 1
+            batch = [self.pending.popleft() for _ in range(min(len(self.pending), self.batch_max))]
+            self.mirror(batch)
+            for tag, ident in batch:
+                self.handle(tag, ident)
+            self.ch.tx_commit()
+            self.unflushed = 0
+
+    def mirror(self, batch: list[tuple[int, str]]) -> None:
+        """The mirror copies of the batch's start messages, committed on their own before the
+        batch, as runeworker.child.worker `_mirror` does: RTES drops the statuses of an
+        execution it has not learnt of from its mirror, and RabbitMQ makes a transaction
+        visible queue by queue (docs/WIRE.md section 6)."""
+        starts = [ident for _, ident in batch if ident.endswith(".0")]
+        for ident in starts:
+            self.publish(self.queues.mirror, self.sizes.messages[0], ident)
+        if starts:
             self.ch.tx_commit()
             self.unflushed = 0
 
@@ -151,8 +164,6 @@ class _Loop:
             return
         w, k = (int(x) for x in ident.split("."))
         sizes, q = self.sizes, self.queues
-        if k == 0:
-            self.publish(q.mirror, sizes.messages[0], ident)
         self.publish(q.status, sizes.running[k], ident)
         if self.target is not None:
             self.ch.tx_commit()  # a blocking node's `running` is visible before its call
@@ -171,8 +182,6 @@ class _Loop:
         w, s = ident.split(".")
         step, q = self.script[int(s)], self.queues
         self.step_script(keys=[f"{self.redis_prefix}floor:{w}"], args=[s])
-        if s == "0":
-            self.publish(q.mirror, self.sizes.messages[0], ident)
         node = f"{w}.{step['node']}"
         for size, status in step["statuses"]:
             kind = None if status in ("running", "success") else status
