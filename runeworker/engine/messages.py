@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from runeworker.engine.context import LazyContext
+from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import MessageError
 
@@ -128,6 +129,8 @@ class CompletionMessage(msgspec.Struct):
 
 _encoder = msgspec.json.Encoder()
 _execution_decoder = TolerantDecoder(NodeExecutionMessage)
+# the definitions of recent executions, skipped instead of scanned at every step
+_known = KnownDefinitions()
 
 encode = _encoder.encode
 
@@ -156,8 +159,9 @@ def _second(secs: int) -> str:
 
 def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     """Decode and check an execution message; every problem becomes a `MessageError`."""
+    known = _known.decode(data, _execution_decoder.decode) if type(data) is bytes else None
     try:
-        msg = _execution_decoder.decode(data)
+        msg = known if known is not None else _execution_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"decode node execution message: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
@@ -167,6 +171,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     for field in ("workflow_id", "execution_id", "current_node"):
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
+    if known is None:
+        _known.remember(msg)
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
         # all-ASCII message, the common case, cannot hold invalid UTF-8)

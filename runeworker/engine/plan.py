@@ -48,13 +48,16 @@ class Definitions:
         self._cache: OrderedDict[bytes, Definition] = OrderedDict()
         # the definition asked for last, its bytes as a Raw of their own (not a view into the
         # message they came in): the steps of an execution ask for the same one in a row, and
-        # comparing two Raws is far cheaper than copying and hashing the bytes for the lookup
-        self._last: tuple[msgspec.Raw, Definition] | None = None
+        # comparing two Raws is far cheaper than copying and hashing the bytes for the lookup;
+        # and the object asked with, which messages decoded with a kept definition share
+        # (runeworker/engine/known_definitions.py): then not even the comparison is made
+        self._last: tuple[msgspec.Raw, Definition, object] | None = None
 
     def get(self, raw: bytes | msgspec.Raw) -> Definition:
         """The definition `raw`, parsed and checked the first time it is seen."""
         last = self._last
-        if last is not None and type(raw) is msgspec.Raw and raw == last[0]:
+        if last is not None and (raw is last[2] or (type(raw) is msgspec.Raw and raw == last[0])):
+            self._last = (last[0], last[1], raw)
             return last[1]
         key = bytes(raw)
         found = self._cache.get(key)
@@ -64,7 +67,7 @@ class Definitions:
             found = self._cache[key] = self._load(key)
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
-        self._last = (msgspec.Raw(key), found)
+        self._last = (msgspec.Raw(key), found, raw)
         return found
 
     def _load(self, raw: bytes) -> Definition:
