@@ -34,6 +34,8 @@ _BLANK = b" \t\r\n"
 # definitions shorter than this are scanned faster than they are looked up
 MIN_BYTES = 2048
 KEPT = 8
+# the kept copies together stay under this (a message may be 16 MB, `broker.max_message_bytes`)
+MAX_TOTAL_BYTES = 8 << 20
 
 
 class _HasDefinition(Protocol):
@@ -45,11 +47,14 @@ M = TypeVar("M", bound=_HasDefinition)
 
 class KnownDefinitions:
     """The last `KEPT` definitions of at least `MIN_BYTES` (own copies, not views of the
-    messages they came in), most recently used first."""
+    messages they came in), most recently used first, at most `MAX_TOTAL_BYTES` of them."""
 
-    def __init__(self, kept: int = KEPT, min_bytes: int = MIN_BYTES) -> None:
+    def __init__(
+        self, kept: int = KEPT, min_bytes: int = MIN_BYTES, max_total: int = MAX_TOTAL_BYTES
+    ) -> None:
         self.kept = kept
         self.min_bytes = min_bytes
+        self.max_total = max_total
         self._marker = f'"runeworker-definition-{secrets.token_hex(16)}"'.encode()
         # replaced whole, never changed in place: node threads may decode at the same time
         self._defs: tuple[msgspec.Raw, ...] = ()
@@ -84,11 +89,18 @@ class KnownDefinitions:
         """Keep the definition of a message decoded as it came, when it is large; the message
         then holds the kept copy."""
         definition = msg.workflow_definition
-        if type(definition) is not msgspec.Raw or len(definition) < self.min_bytes:
+        size = len(definition) if type(definition) is msgspec.Raw else 0
+        if not self.min_bytes <= size <= self.max_total:
             return
         own = msgspec.Raw(bytes(definition))
         msg.workflow_definition = own
-        self._defs = (own, *self._defs[: self.kept - 1])
+        kept, total = [own], size
+        for raw in self._defs[: self.kept - 1]:
+            total += len(raw)
+            if total > self.max_total:
+                break
+            kept.append(raw)
+        self._defs = tuple(kept)
 
 
 def _value_at(data: bytes) -> int:

@@ -128,6 +128,19 @@ def test_only_the_last_few_are_kept() -> None:
     assert known.decode(_message(defs[2]), _plain.decode) is not None
 
 
+def test_the_kept_copies_stay_under_their_byte_budget() -> None:
+    known = KnownDefinitions(max_total=2 * len(BIG) + 10)
+    huge = _definition(200, "h")  # larger than the whole budget: never kept
+    for d in (BIG, OTHER, huge):
+        known.remember(_plain.decode(_message(d)))
+    assert known.decode(_message(huge), _plain.decode) is None
+    assert known.decode(_message(BIG), _plain.decode) is not None
+    third = _definition(60, "c")
+    known.remember(_plain.decode(_message(third)))  # BIG and third fit, OTHER goes
+    assert known.decode(_message(OTHER), _plain.decode) is None
+    assert known.decode(_message(third), _plain.decode) is not None
+
+
 def test_random_messages_decode_as_they_came() -> None:
     rng = random.Random(7)
     defs = [BIG, OTHER, SMALL, _definition(100, "z")]
