@@ -66,6 +66,7 @@ from runeworker.engine.state import (
     Verdict,
     child_token,
     child_tokens,
+    derived_uuid,
     record_arrival,
 )
 from runeworker.engine.workflow import ERROR_BRANCH, ERROR_IGNORE, Edge, Node, Workflow
@@ -509,7 +510,7 @@ def _wait(step: Step, output: dict[str, Any]) -> Outcome:
         raise NodeError(f"wait node {step.node.label} produced no resume_at time")
     park = child_token(step.token, 0, step.node.id)
     # derived, not random: a redelivered wait schedules the same timer again, not a second one
-    timer_id = str(uuid.uuid5(_TIMERS, f"{step.msg.execution_id}/{park}"))
+    timer_id = derived_uuid(_TIMERS, f"{step.msg.execution_id}/{park}")
     result = {"resume_at": resume_at, "timer_id": timer_id}
     ctx = updated_context(step.context, step.node, result)
     frozen = msgspec.structs.replace(

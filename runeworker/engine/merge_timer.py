@@ -32,7 +32,13 @@ from msgspec import UNSET
 
 from runeworker.engine.messages import NodeExecutionMessage, encode, frames
 from runeworker.engine.paths import merge_parents, scope_of
-from runeworker.engine.state import BarrierState, MergeRule, StateStore, child_token
+from runeworker.engine.state import (
+    BarrierState,
+    MergeRule,
+    StateStore,
+    child_token,
+    derived_uuid,
+)
 from runeworker.engine.workflow import Workflow
 from runeworker.errors import NodeError
 
@@ -51,7 +57,7 @@ class MergeTimer(NamedTuple):
 
 def timer_of(execution_id: str, merge_id: str, scope: str) -> MergeTimer:
     """The one timer of the merge barrier (`execution_id`, `merge_id`, `scope`)."""
-    timer_id = str(uuid.uuid5(_NAMESPACE, f"{execution_id}/merge/{merge_id}/{scope}"))
+    timer_id = derived_uuid(_NAMESPACE, f"{execution_id}/merge/{merge_id}/{scope}")
     return MergeTimer(timer_id, child_token("merge-timer:" + timer_id, 0, merge_id))
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from enum import StrEnum
 from typing import Protocol
 
@@ -314,6 +315,15 @@ def child_token(parent: str, index: int, dst: str) -> str:
     derives the same children, so they are never counted twice."""
     digest = hashlib.blake2b(f"{parent}|{index}|{dst}".encode(), digest_size=10)
     return digest.hexdigest()
+
+
+def derived_uuid(namespace: uuid.UUID, name: str) -> str:
+    """`str(uuid.uuid5(namespace, name))` (RFC 4122 section 4.3: SHA-1 of the namespace and
+    the name, version and variant bits set), without building the `UUID` object on the way,
+    which costs more than the hash."""
+    h = hashlib.sha1(namespace.bytes + name.encode()).digest()
+    x = (h[:6] + bytes(((h[6] & 0x0F) | 0x50, h[7], (h[8] & 0x3F) | 0x80)) + h[9:16]).hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def child_tokens(parent: str, dsts: list[str]) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+
 import pytest
 from statecases import CASES
 
@@ -10,6 +13,7 @@ from runeworker.engine.state import (
     attempt_key,
     child_token,
     child_tokens,
+    derived_uuid,
     root_token,
 )
 
@@ -63,3 +67,11 @@ def test_child_tokens_are_the_child_token_of_each_destination_in_order() -> None
         child_token(parent, 2, "b"),
     ]
     assert child_tokens(parent, []) == []
+
+
+def test_derived_uuid_is_uuid5_as_text() -> None:
+    rng = random.Random(3)
+    for ns in (uuid.NAMESPACE_DNS, uuid.UUID("0d5c8e3a-7b41-4f2e-9a6d-3e8f1c2b7a90")):
+        for _ in range(300):
+            name = "".join(rng.choice("ab/-é😀0") for _ in range(rng.randrange(60)))
+            assert derived_uuid(ns, name) == str(uuid.uuid5(ns, name))
