@@ -34,10 +34,8 @@ def _seeds() -> list[bytes]:
 def _mutate(rng: random.Random, data: bytes, definitions: list[bytes]) -> bytes:
     b = bytearray(data)
     if rng.random() < 0.2:  # another definition first, nested in a context value
-        nested = b'"accumulated_context":{"$x":{"workflow_definition":%s}},' % rng.choice(
-            definitions
-        )
-        b[1:1] = nested
+        nested = b'"accumulated_context":{"$x":{"workflow_definition":%s}},'
+        b[1:1] = nested % rng.choice(definitions)
     for _ in range(rng.randrange(1, 4)):
         at, op = rng.randrange(len(b)), rng.randrange(5)
         if op == 0:
