@@ -185,7 +185,7 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
                     f"decode node execution message: invalid UTF-8 in accumulated_context "
                     f"key {key!r}: {exc.reason}"
                 ) from exc
-        msg.accumulated_context = LazyContext(msg.accumulated_context)
+        msg.accumulated_context = LazyContext.over(msg.accumulated_context)
     return msg
 
 

@@ -99,3 +99,46 @@ def test_a_step_leaves_its_message_as_it_came() -> None:
         assert list(nxt.accumulated_context or {}) == [*keys, f"${msg.current_node}"]
         body = encode(outbox.messages[0])
     assert outbox.completion is not None and outbox.completion.status == "completed"
+
+
+_MUTATIONS: list[tuple[str, Any]] = [
+    ("set a new key", lambda d: d.__setitem__("$new", 1)),
+    ("set a kept key", lambda d: d.__setitem__("$a", 2)),
+    ("del", lambda d: d.__delitem__("$a")),
+    ("pop", lambda d: d.pop("$a")),
+    ("pop with a default", lambda d: d.pop("$none", None)),
+    ("popitem", lambda d: d.popitem()),
+    ("clear", lambda d: d.clear()),
+    ("update", lambda d: d.update({"$a": 3}, extra=4)),
+    ("setdefault", lambda d: d.setdefault("$new", 5)),
+    ("|=", lambda d: d.__ior__({"$b": 6})),
+]
+
+
+@pytest.mark.parametrize("mutate", [m for _, m in _MUTATIONS], ids=[n for n, _ in _MUTATIONS])
+def test_a_copy_holds_the_entries_after_any_change(mutate: Any) -> None:
+    """A decoded message's context copies from the plain dict it was made from; any change of
+    its entries must make later copies hold the changed entries, not that dict's."""
+    base = {"$a": msgspec.Raw(b'{"x":1}'), "$b": msgspec.Raw(b"[2]"), "$c": 3}
+    source = dict(base)
+    ctx = LazyContext.over(source)
+    expected = dict(base)
+    mutate(ctx)
+    mutate(expected)
+    assert dict(dict.items(ctx.copy())) == expected
+    assert dict(dict.items(ctx.copy().copy())) == expected
+    assert source == base  # the source itself is never changed
+
+
+def test_an_unchanged_context_is_copied_from_its_source() -> None:
+    source = {"$a": msgspec.Raw(b'{"x":1}'), "$b": 2}
+    ctx = LazyContext.over(source)
+    assert ctx["$a"] == {"x": 1}
+    ctx.decode_all()  # swaps values for their decoding: the entries stay what they were
+    copy = ctx.copy()
+    assert copy._source is source
+    assert type(dict.__getitem__(copy, "$a")) is msgspec.Raw
+    assert copy["$a"] == {"x": 1} and copy == {"$a": {"x": 1}, "$b": 2}
+    copy["$c"] = 3
+    assert copy._source is None and ctx._source is source
+    assert "$c" not in ctx.copy()
