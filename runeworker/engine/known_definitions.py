@@ -64,7 +64,7 @@ class KnownDefinitions:
         message's (the caller then decodes it as it came, and shows it with `remember`)."""
         if not self._defs or len(data) < self.min_bytes:
             return None
-        at = _value_at(data)
+        at = value_at(data, _KEY)
         if at < 0:
             return None
         for raw in self._defs:
@@ -103,12 +103,13 @@ class KnownDefinitions:
         self._defs = tuple(kept)
 
 
-def _value_at(data: bytes) -> int:
-    """Where the value of the first `"workflow_definition"` key starts, -1 when none does."""
-    at = data.find(_KEY)
+def value_at(data: bytes, key: bytes, found: int | None = None) -> int:
+    """Where the value of the key `key` (quoted) starts: of the first one in `data`, or of the
+    one found at `found`; -1 when there is none (or it is not followed by a colon)."""
+    at = data.find(key) if found is None else found
     if at < 0:
         return -1
-    at += len(_KEY)
+    at += len(key)
     end = len(data)
     while at < end and data[at] in _BLANK:
         at += 1

@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from runeworker.engine.context import LazyContext
+from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import MessageError
@@ -131,6 +132,8 @@ _encoder = msgspec.json.Encoder()
 _execution_decoder = TolerantDecoder(NodeExecutionMessage)
 # the definitions of recent executions, skipped instead of scanned at every step
 _known = KnownDefinitions()
+# the contexts of recent executions, whose entries the next message repeats
+_contexts = KnownContexts()
 
 encode = _encoder.encode
 
@@ -157,11 +160,26 @@ def _second(secs: int) -> str:
     return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def _decode(data: bytes | str) -> NodeExecutionMessage:
+    """The message, its definition skipped when it is a known one (raises what msgspec
+    raises)."""
+    if type(data) is bytes:
+        known = _known.decode(data, _execution_decoder.decode)
+        if known is not None:
+            return known
+    msg = _execution_decoder.decode(data)
+    _known.remember(msg)
+    return msg
+
+
 def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     """Decode and check an execution message; every problem becomes a `MessageError`."""
-    known = _known.decode(data, _execution_decoder.decode) if type(data) is bytes else None
+    raw = data if type(data) is bytes else None
     try:
-        msg = known if known is not None else _execution_decoder.decode(data)
+        msg = _contexts.decode(raw, _decode) if raw is not None else None
+        seen = msg is not None
+        if msg is None:
+            msg = _decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"decode node execution message: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
@@ -171,8 +189,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     for field in ("workflow_id", "execution_id", "current_node"):
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
-    if known is None:
-        _known.remember(msg)
+    if raw is not None and not seen:
+        _contexts.remember(raw, msg)
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
         # all-ASCII message, the common case, cannot hold invalid UTF-8)

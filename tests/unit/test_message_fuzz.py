@@ -1,11 +1,14 @@
 """Mutated execution messages: decoding fails only with a MessageError that names the problem,
-a message that decodes steps without an exception escaping the engine, and the definition it
-carries is the one msgspec reads in it (runeworker/engine/known_definitions.py skips kept
-definitions; a mutation must never make it take one for another)."""
+a message that decodes steps without an exception escaping the engine, and the definition and
+the context entries it carries are the ones msgspec reads in it
+(runeworker/engine/known_definitions.py skips kept definitions and
+runeworker/engine/known_contexts.py the kept entries of a context; a mutation must never make
+them take one for another)."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,6 +23,11 @@ _plain = msgspec.json.Decoder(NodeExecutionMessage)
 _SPLICES = (b"null", b'"workflow_definition":', b"{", b"}", b"[", b"\\", b'"', b"1e999", b"\xff")
 
 
+def _entries(ctx: dict[str, Any] | None) -> list[tuple[str, bytes]]:
+    """A context's entries as stored (their JSON bytes), in order."""
+    return [(k, bytes(v)) for k, v in dict.items(ctx or {})]
+
+
 def _seeds() -> list[bytes]:
     """Every message of a 10-, 60- and 200-node chain (definitions of 1.4 to 32 KB)."""
     ex, out = Executor(MemoryStore()), []
@@ -31,11 +39,14 @@ def _seeds() -> list[bytes]:
     return out
 
 
-def _mutate(rng: random.Random, data: bytes, definitions: list[bytes]) -> bytes:
+def _mutate(rng: random.Random, data: bytes, definitions: list[bytes], seeds: list[bytes]) -> bytes:
     b = bytearray(data)
     if rng.random() < 0.2:  # another definition first, nested in a context value
         nested = b'"accumulated_context":{"$x":{"workflow_definition":%s}},'
         b[1:1] = nested % rng.choice(definitions)
+    if rng.random() < 0.1:  # a context (of another step, say) last, nested in another key
+        other = rng.choice(seeds)
+        b[-1:] = b',"z":{%s}}' % other[other.rfind(b'"accumulated_context"') : -1]
     for _ in range(rng.randrange(1, 4)):
         at, op = rng.randrange(len(b)), rng.randrange(5)
         if op == 0:
@@ -60,7 +71,7 @@ def test_mutated_messages_fail_cleanly_or_step(seed: int) -> None:
     definitions = sorted({bytes(_plain.decode(m).workflow_definition) for m in seeds})
     decoded = 0
     for _ in range(1500):
-        data = _mutate(rng, rng.choice(seeds), definitions)
+        data = _mutate(rng, rng.choice(seeds), definitions, seeds)
         try:
             msg = decode_execution(data)
         except MessageError as exc:
@@ -73,5 +84,6 @@ def test_mutated_messages_fail_cleanly_or_step(seed: int) -> None:
             plain = None  # a null our decoder reads as absent, say
         if plain is not None:
             assert bytes(msg.workflow_definition) == bytes(plain.workflow_definition)
+            assert _entries(msg.accumulated_context) == _entries(plain.accumulated_context)
         ex.step(msg, lambda s, _b: encode(s))  # an outcome, failed or not; never an exception
     assert decoded > 100  # the mutations leave enough messages readable to step

@@ -1,0 +1,226 @@
+"""Kept contexts reused while decoding (runeworker/engine/known_contexts.py): whatever the
+message, the context `decode_execution` gives holds what decoding the message as it came gives,
+entry for entry and in the same order."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.bench.workload import Workload
+from runeworker.engine import messages
+from runeworker.engine.executor import Executor
+from runeworker.engine.known_contexts import IN_VAIN, SPARSE, KnownContexts
+from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
+from runeworker.engine.state import MemoryStore
+from runeworker.errors import MessageError
+
+_plain = msgspec.json.Decoder(NodeExecutionMessage)
+_DEFINITION = b'{"nodes":[{"id":"a","name":"A","type":"log"}],"edges":[]}'
+
+
+def _entries(n: int, start: int = 0) -> dict[str, Any]:
+    return {f"$n{i}": {"message": "m" * 60, "i": i} for i in range(start, start + n)}
+
+
+def _message(context: bytes, execution: str = "ex-1") -> bytes:
+    return (
+        b'{"workflow_id":"wf","execution_id":"' + execution.encode() + b'","current_node":"a",'
+        b'"workflow_definition":' + _DEFINITION + b',"accumulated_context":' + context + b"}"
+    )
+
+
+def _pairs(ctx: dict[str, Any] | None) -> list[tuple[str, bytes]]:
+    """The entries as stored (their JSON bytes), in order."""
+    return [(k, bytes(v)) for k, v in dict.items(ctx or {})]
+
+
+def _same(got: NodeExecutionMessage | None, data: bytes) -> None:
+    assert got is not None
+    assert _pairs(got.accumulated_context) == _pairs(_plain.decode(data).accumulated_context)
+
+
+def _kept(context: dict[str, Any]) -> tuple[KnownContexts, bytes]:
+    known = KnownContexts(min_bytes=1024)
+    first = _message(msgspec.json.encode(context))
+    known.remember(first, _plain.decode(first))
+    return known, msgspec.json.encode(context)
+
+
+def test_the_next_message_reads_only_the_entries_after_the_kept_ones() -> None:
+    known, kept = _kept(_entries(40))
+    calls: list[bytes] = []
+
+    def decode(data: bytes) -> NodeExecutionMessage:
+        calls.append(data)
+        return _plain.decode(data)
+
+    data = _message(kept[:-1] + b',"$new":{"x":[1,2]},"$more":"y"}')
+    got = known.decode(data, decode)
+    _same(got, data)
+    assert len(calls) == 1 and b'"$n39"' not in calls[0]  # the kept entries were not read again
+    # the one after it continues from this one
+    later = _message(kept[:-1] + b',"$new":{"x":[1,2]},"$more":"y","$last":3}')
+    _same(known.decode(later, decode), later)
+    assert b'"$more"' not in calls[1]
+
+
+def test_the_same_context_again() -> None:
+    known, kept = _kept(_entries(40))
+    data = _message(kept)
+    _same(known.decode(data, _plain.decode), data)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b',"$n3":"again"}',  # a repeated key: its first place, its last value
+        b',"$n3":"again","$z":1,"$n3":[0]}',
+        b',"$z":{"accumulated_context":{"$q":1}}}',  # the key again, nested in a new entry
+    ],
+)
+def test_what_follows_the_kept_entries_counts_as_msgspec_counts_it(tail: bytes) -> None:
+    known, kept = _kept(_entries(40))
+    data = _message(kept[:-1] + tail)
+    _same(known.decode(data, _plain.decode) or _plain.decode(data), data)
+    _same(decode_execution(data), data)
+
+
+def test_a_number_the_message_goes_on_with_is_not_taken_for_the_kept_one() -> None:
+    context = {**_entries(40), "$last": 1}
+    known, kept = _kept(context)
+    assert kept.endswith(b":1}")
+    for tail in (b".5}", b"e3}", b"0}", b'5,"$x":2}'):
+        data = _message(kept[:-1] + tail)  # "$last" is 1.5, 1e3, 10, 15 here
+        assert known.decode(data, _plain.decode) is None
+        assert _plain.decode(data).accumulated_context["$last"] != msgspec.Raw(b"1")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda kept: _message(kept.replace(b'"i":7', b'"i":8')),  # a kept entry differs
+        lambda kept: _message(kept, execution="ex-2"),  # nothing kept for this execution
+        lambda kept: _message(kept.replace(b"{", b"{ ", 1)),  # written by another encoder
+        lambda kept: _message(kept[:-1] + b',"$x":'),  # cut short
+        lambda kept: _message(kept[:-1] + b',"$x":1'),
+    ],
+)
+def test_anything_else_is_decoded_as_it_came(change: Any) -> None:
+    known, kept = _kept(_entries(40))
+    assert known.decode(change(kept), _plain.decode) is None
+
+
+def test_a_message_cut_short_fails_with_the_error_decoding_it_as_it_came_gives() -> None:
+    context = msgspec.json.encode(_entries(80, start=1000))
+    decode_execution(_message(context, execution="ex-cut"))
+    data = _message(context[:-1] + b',"$x":', execution="ex-cut")
+    with pytest.raises(MessageError) as got:
+        decode_execution(data)
+    with pytest.raises(msgspec.DecodeError) as want:
+        _plain.decode(data)
+    assert str(want.value) in str(got.value)
+
+
+def test_the_context_key_found_last_is_not_the_message_s_own() -> None:
+    """A later top-level `accumulated_context` (a repeated key) or one nested in a value after
+    the context: decoded as it came, whichever msgspec keeps."""
+    known, kept = _kept(_entries(40))
+    own = msgspec.json.encode(_entries(40, start=500))
+    for first, last in ((kept, own), (own, kept)):
+        repeated = _message(first)[:-1] + b',"accumulated_context":' + last + b"}"
+        _same(known.decode(repeated, _plain.decode) or _plain.decode(repeated), repeated)
+    nested = _message(own)[:-1] + b',"x":{"accumulated_context":' + kept[:-1] + b',"$y":1}}}'
+    assert known.decode(nested, _plain.decode) is None
+
+
+def test_small_and_foreign_contexts_are_not_kept() -> None:
+    known = KnownContexts(min_bytes=1024)
+    small = _message(msgspec.json.encode(_entries(2)))
+    known.remember(small, _plain.decode(small))
+    spaced = _message(msgspec.json.encode(_entries(40)).replace(b",", b", "))
+    known.remember(spaced, _plain.decode(spaced))
+    assert known._kept == {}
+
+
+def test_the_least_recently_used_go_when_the_kept_bytes_are_too_many() -> None:
+    context = msgspec.json.encode(_entries(40))
+    size = len(_message(context, execution="e1")) + len(context)  # what one of them holds
+    known = KnownContexts(min_bytes=1024, max_total=3 * size)
+    for ex in ("e1", "e2", "e3"):
+        data = _message(context, execution=ex)
+        known.remember(data, _plain.decode(data))
+    assert known.decode(_message(context, execution="e1"), _plain.decode) is not None
+    data = _message(context, execution="e4")
+    known.remember(data, _plain.decode(data))  # e2 is the least recently used now
+    assert list(known._kept) == ["e3", "e1", "e4"]
+    assert known._total <= known.max_total
+    huge = KnownContexts(min_bytes=1024, max_total=size - 1)
+    huge.remember(data, _plain.decode(data))
+    assert huge._kept == {}
+
+
+def test_a_workflow_s_messages_decode_to_their_own_contexts_step_after_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 150-node chain with a 4 KB input, stepped one message after the other: from the step
+    where its context is large enough, every message is read from the kept context, and every
+    context holds what the message holds."""
+    work = Workload.build(150, 4096)  # it steps a workflow of its own to measure it
+    known, hits = KnownContexts(), []
+    decode = known.decode
+
+    def counted(data: bytes, inner: Any) -> Any:
+        got = decode(data, inner)
+        hits.append(got is not None)
+        return got
+
+    monkeypatch.setattr(known, "decode", counted)
+    monkeypatch.setattr(messages, "_contexts", known)
+    ex = Executor(MemoryStore())
+    body = work.start("known-contexts")
+    for _ in range(149):
+        msg = decode_execution(body)
+        _same(msg, body)
+        body = encode(ex.step(msg, lambda s, _b: encode(s)).messages[0])
+    first = hits.index(True)  # once the context is MIN_BYTES long, and from then on
+    assert first < 10 and all(hits[first:])
+    assert list(known._kept) == ["known-contexts"]
+
+
+def test_random_tails_against_the_plain_decoder() -> None:
+    rng = random.Random(7)
+    known, kept = _kept(_entries(40))
+    pieces = [b',"$a":1', b',"$n2":null', b"}", b",", b'"x"', b".5", b"]", b'{"k":[]}', b":", b" "]
+    for _ in range(400):
+        data = _message(kept[:-1] + b"".join(rng.choice(pieces) for _ in range(rng.randrange(5))))
+        try:
+            want = _plain.decode(data)
+        except msgspec.DecodeError:
+            assert known.decode(data, _plain.decode) is None
+            continue
+        got = known.decode(data, _plain.decode)
+        if got is not None:
+            assert _pairs(got.accumulated_context) == _pairs(want.accumulated_context)
+
+
+def test_keeping_goes_sparse_while_none_kept_is_reused() -> None:
+    context = msgspec.json.encode(_entries(40))
+    known = KnownContexts(min_bytes=1024)
+
+    def show(ex: str) -> None:
+        data = _message(context, execution=ex)
+        known.remember(data, _plain.decode(data))
+
+    for i in range(IN_VAIN):
+        show(f"a{i}")
+    assert len(known._kept) == IN_VAIN
+    for i in range(3 * SPARSE):
+        show(f"b{i}")
+    assert len(known._kept) == IN_VAIN + 3  # one in SPARSE
+    assert known.decode(_message(context, execution="a0"), _plain.decode) is not None
+    show("c")  # a reuse: kept again from the next one on
+    assert "c" in known._kept
