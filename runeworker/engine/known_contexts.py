@@ -10,8 +10,9 @@ workflow's late steps, so the cost per node grew with the size of the workflow
 
 `KnownContexts` keeps, per execution, the last large context it decoded: its bytes without the
 closing brace (the prefix) and its entries (a plain dict of `msgspec.Raw`). Decoding a message
-of that execution, it finds the `"accumulated_context"` key (searched from the end, where the
-encoder puts it), and when the kept prefix follows it byte for byte (a memcmp), it decodes the
+of that execution, it finds the `"accumulated_context"` key (near where it was in the last one,
+else searched from the end: the encoder writes it after the definition), and when the kept
+prefix follows it byte for byte (a memcmp), it decodes the
 message with the prefix replaced by `{` and one marker member (a key holding a random number
 drawn per process, value `null`): the decoder then reads only the entries after the kept ones.
 The context is the kept entries updated with those, in their order.
@@ -56,8 +57,12 @@ _KEY = b'"accumulated_context"'
 _EXECUTION_KEY = b'"execution_id"'
 _NULL = b"null"
 _encode = msgspec.json.encode
-# contexts shorter than this are decoded faster than they are looked up and kept
-MIN_BYTES = 4096
+# contexts shorter than this are decoded faster than they are looked up and kept (the break-even
+# is about 8 KB: deploy/PERFORMANCE.md, "Issue 16: contexts seen before")
+MIN_BYTES = 8192
+# how far from where the key was in the execution's last message it is looked for first (the
+# node ids before it may differ in length), before the whole message is searched from its end
+_NEAR = 256
 # the bytes the kept contexts hold alive together (their messages' and their own)
 MAX_TOTAL_BYTES = 16 << 20
 # after this many large contexts kept in a row without one of them being reused (more
@@ -80,6 +85,7 @@ class _Kept(NamedTuple):
     prefix: bytes  # the context's bytes without the closing brace
     entries: dict[str, msgspec.Raw]  # what the prefix decodes to; never changed
     cost: int  # the bytes it holds alive
+    key_at: int  # where the `"accumulated_context"` key was in the message
 
 
 class KnownContexts:
@@ -106,7 +112,10 @@ class KnownContexts:
             kept = self._kept.get(execution) if execution is not None else None
         if kept is None:
             return None
-        at = _context_at(data)
+        found = data.find(_KEY, max(0, kept.key_at - _NEAR), kept.key_at + _NEAR + len(_KEY))
+        if found < 0:
+            found = data.rfind(_KEY)  # the encoder writes it after the definition
+        at = value_at(data, _KEY, found)
         if at < 0 or not data.startswith(kept.prefix, at):
             return None
         end = at + len(kept.prefix)
@@ -131,7 +140,7 @@ class KnownContexts:
         rest = b"," + _encode(added)[1:] if added else b"}"
         if data.startswith(rest, end):  # written as this encoder writes: keep it
             cost = kept.cost + 2 * (len(rest) - 1)  # the longer prefix, the copied entries
-            self._keep(msg.execution_id, kept.prefix + rest[:-1], entries, cost)
+            self._keep(msg.execution_id, kept.prefix + rest[:-1], entries, cost, found)
         return msg
 
     def remember(self, data: bytes, msg: _HasContext) -> None:
@@ -148,11 +157,12 @@ class KnownContexts:
         whole = _encode(ctx)
         if len(whole) < self.min_bytes:
             return
-        at = _context_at(data)
+        found = data.rfind(_KEY)  # the encoder writes the context after the definition
+        at = value_at(data, _KEY, found)
         if at < 0 or not data.startswith(whole, at):
             return
         # its entries refer to the message's bytes: those count
-        self._keep(msg.execution_id, whole[:-1], ctx, len(data) + len(whole))
+        self._keep(msg.execution_id, whole[:-1], ctx, len(data) + len(whole), found)
 
     def forget(self) -> None:
         """Drop every kept context."""
@@ -161,7 +171,7 @@ class KnownContexts:
             self._total = 0
 
     def _keep(
-        self, execution: str, prefix: bytes, entries: dict[str, msgspec.Raw], cost: int
+        self, execution: str, prefix: bytes, entries: dict[str, msgspec.Raw], cost: int, at: int
     ) -> None:
         if cost > self.max_total:
             return
@@ -169,7 +179,7 @@ class KnownContexts:
             old = self._kept.pop(execution, None)
             if old is not None:
                 self._total -= old.cost
-            self._kept[execution] = _Kept(prefix, entries, cost)
+            self._kept[execution] = _Kept(prefix, entries, cost, at)
             self._total += cost
             while self._total > self.max_total:
                 _, dropped = self._kept.popitem(last=False)
@@ -190,9 +200,3 @@ def _execution_id(data: bytes) -> str | None:
         return text.decode()
     except UnicodeDecodeError:
         return None
-
-
-def _context_at(data: bytes) -> int:
-    """Where the value of the last `"accumulated_context"` key starts, -1 when none does (the
-    encoder writes the context after the definition, near the end of the message)."""
-    return value_at(data, _KEY, data.rfind(_KEY))
