@@ -65,6 +65,8 @@ MIN_BYTES = 8192
 _NEAR = 256
 # the bytes the kept contexts hold alive together (their messages' and their own)
 MAX_TOTAL_BYTES = 16 << 20
+# what one kept entry costs besides its bytes: its Raw, its key and its dict slot, rounded up
+ENTRY_BYTES = 128
 # after this many large contexts kept in a row without one of them being reused (more
 # executions in flight than fit, each seen again only after the others), only one in SPARSE
 # is kept: keeping one costs an encoding and a memcmp of it
@@ -139,7 +141,8 @@ class KnownContexts:
         msg.accumulated_context = entries
         rest = b"," + _encode(added)[1:] if added else b"}"
         if data.startswith(rest, end):  # written as this encoder writes: keep it
-            cost = kept.cost + 2 * (len(rest) - 1)  # the longer prefix, the copied entries
+            # the longer prefix, the copied entries
+            cost = kept.cost + 2 * (len(rest) - 1) + ENTRY_BYTES * len(added)
             self._keep(msg.execution_id, kept.prefix + rest[:-1], entries, cost, found)
         return msg
 
@@ -162,7 +165,8 @@ class KnownContexts:
         if at < 0 or not data.startswith(whole, at):
             return
         # its entries refer to the message's bytes: those count
-        self._keep(msg.execution_id, whole[:-1], ctx, len(data) + len(whole), found)
+        cost = len(data) + len(whole) + ENTRY_BYTES * len(ctx)
+        self._keep(msg.execution_id, whole[:-1], ctx, cost, found)
 
     def forget(self) -> None:
         """Drop every kept context."""

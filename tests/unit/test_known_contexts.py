@@ -13,7 +13,7 @@ import pytest
 from runeworker.bench.workload import Workload
 from runeworker.engine import messages
 from runeworker.engine.executor import Executor
-from runeworker.engine.known_contexts import IN_VAIN, SPARSE, KnownContexts
+from runeworker.engine.known_contexts import ENTRY_BYTES, IN_VAIN, SPARSE, KnownContexts
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import MessageError
@@ -148,7 +148,8 @@ def test_small_and_foreign_contexts_are_not_kept() -> None:
 
 def test_the_least_recently_used_go_when_the_kept_bytes_are_too_many() -> None:
     context = msgspec.json.encode(_entries(40))
-    size = len(_message(context, execution="e1")) + len(context)  # what one of them holds
+    # what one of them holds
+    size = len(_message(context, execution="e1")) + len(context) + ENTRY_BYTES * 40
     known = KnownContexts(min_bytes=1024, max_total=3 * size)
     for ex in ("e1", "e2", "e3"):
         data = _message(context, execution=ex)
