@@ -15,9 +15,10 @@ fails the node that reads it.
 A step copies the context once (`runeworker.engine.flow.updated_context`). CPython copies a
 dict subclass that overrides `__iter__`, as this one must, entry by entry through Python
 (about 30 µs for the 400 entries of a 500-node workflow's late steps on the project's VM); a
-plain dict is copied by a C loop, several times faster. So a context made by `LazyContext.over`
-(the message decoder's) keeps the plain dict it was made from while its own entries still are
-that dict's, and `copy` starts from it; every method that changes the entries drops it.
+plain dict is copied by a C loop, several times faster. So the message decoder's context
+(`LazyContext.over`) keeps the plain dict it was made from while its own entries still are that
+dict's, and its copies (plain LazyContexts) start from it; every method that changes its entries
+drops it.
 """
 
 from __future__ import annotations
@@ -73,58 +74,20 @@ class LazyContext(dict[str, Any]):
     are therefore read-only: a change made in place would not reach the next message (no
     node does that; an output is a new object, set with `ctx[key] = ...`)."""
 
-    __slots__ = ("_decoded", "_deep", "_source")
+    __slots__ = ("_decoded", "_deep")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._decoded: dict[str, tuple[msgspec.Raw, Any]] = {}
         self._deep: set[str] = set()  # keys whose bytes nest too deeply to be read
-        # a plain dict holding the same entries as this one, or None (see the module docstring)
-        self._source: dict[str, Any] | None = None
 
-    @classmethod
-    def over(cls, source: dict[str, Any]) -> LazyContext:
+    @staticmethod
+    def over(source: dict[str, Any]) -> LazyContext:
         """A LazyContext with the entries of the plain dict `source`, which it keeps to copy
         from: the caller hands `source` over and never changes it again."""
-        ctx = cls(source)
+        ctx = _Sourced(source)
         ctx._source = source
         return ctx
-
-    # every way to change the entries forgets the source (decode_all only swaps a value for
-    # its own decoding, which leaves the entries what they were)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._source = None
-        dict.__setitem__(self, key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._source = None
-        dict.__delitem__(self, key)
-
-    def __ior__(self, other: Any) -> LazyContext:  # type: ignore[override,misc]
-        self._source = None
-        dict.update(self, other)
-        return self
-
-    def pop(self, *args: Any) -> Any:
-        self._source = None
-        return dict.pop(self, *args)
-
-    def popitem(self) -> tuple[str, Any]:
-        self._source = None
-        return dict.popitem(self)
-
-    def clear(self) -> None:
-        self._source = None
-        dict.clear(self)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self._source = None
-        dict.update(self, *args, **kwargs)
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        self._source = None
-        return dict.setdefault(self, key, default)
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
@@ -195,8 +158,9 @@ class LazyContext(dict[str, Any]):
 
     def copy(self) -> LazyContext:
         """A shallow copy that keeps undecoded values undecoded (and the decoded ones)."""
-        source = self._source
-        other = LazyContext.over(source) if source is not None else LazyContext(dict.items(self))
+        return self._copied(LazyContext(dict.items(self)))
+
+    def _copied(self, other: LazyContext) -> LazyContext:
         other._decoded.update(self._decoded)
         other._deep.update(self._deep)
         return other
@@ -206,6 +170,56 @@ class LazyContext(dict[str, Any]):
         for key, value in dict.items(self):
             if type(value) is msgspec.Raw:
                 dict.__setitem__(self, key, self[key])
+
+
+class _Sourced(LazyContext):
+    """A decoded message's context (`LazyContext.over`): it keeps the plain dict it was made
+    from while its entries are still that dict's, and is copied from it (the copy is a plain
+    LazyContext). Every way to change the entries forgets the dict; `decode_all` only swaps a
+    value for its own decoding, which leaves the entries what they were. Only this class pays
+    for the overrides: the copies a step writes to are LazyContexts."""
+
+    __slots__ = ("_source",)
+    _source: dict[str, Any] | None
+
+    def copy(self) -> LazyContext:
+        source = self._source
+        if source is None:
+            return super().copy()
+        return self._copied(LazyContext(source))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._source = None
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._source = None
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other: Any) -> _Sourced:  # type: ignore[override,misc]
+        self._source = None
+        dict.update(self, other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        self._source = None
+        return dict.pop(self, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._source = None
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self._source = None
+        dict.clear(self)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._source = None
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._source = None
+        return dict.setdefault(self, key, default)
 
 
 def lazy(context: Mapping[str, Any] | None) -> LazyContext:

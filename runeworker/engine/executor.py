@@ -168,7 +168,7 @@ class Turn:
         # the decoded message's own context, not a copy: nothing of a step writes to it (new
         # contexts are copies: flow.updated_context), and the message is not encoded again
         ctx = msg.accumulated_context
-        self.ctx = ctx if type(ctx) is LazyContext else lazy(ctx)
+        self.ctx = ctx if isinstance(ctx, LazyContext) else lazy(ctx)
         self.resolver = _resolver(self.ctx, node, wf)
         self.status = StatusBuilder(msg, node, self.resolver)
         arriving = self.ledger.arrive if isinstance(self.ledger, Arriving) else None

@@ -174,7 +174,8 @@ def _decode(data: bytes | str) -> NodeExecutionMessage:
 
 def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     """Decode and check an execution message; every problem becomes a `MessageError`."""
-    raw = data if type(data) is bytes else None
+    # only a message that may hold a large context is worth a look for a kept one
+    raw = data if type(data) is bytes and len(data) >= _contexts.min_bytes else None
     try:
         msg = _contexts.decode(raw, _decode) if raw is not None else None
         seen = msg is not None

@@ -355,7 +355,7 @@ class Resolver:
         if root == _CREDENTIAL and self._credentials is not None:
             return True, self._credentials
         ctx = self._context
-        get = ctx.undecoded if part and type(ctx) is LazyContext else ctx.__getitem__
+        get = ctx.undecoded if part and isinstance(ctx, LazyContext) else ctx.__getitem__
         key = "$" + root
         if key in ctx:
             self.used_keys.add(key)
