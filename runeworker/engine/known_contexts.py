@@ -168,12 +168,6 @@ class KnownContexts:
         cost = len(data) + len(whole) + ENTRY_BYTES * len(ctx)
         self._keep(msg.execution_id, whole[:-1], ctx, cost, found)
 
-    def forget(self) -> None:
-        """Drop every kept context."""
-        with self._lock:
-            self._kept.clear()
-            self._total = 0
-
     def _keep(
         self, execution: str, prefix: bytes, entries: dict[str, msgspec.Raw], cost: int, at: int
     ) -> None:

@@ -190,8 +190,6 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     for field in ("workflow_id", "execution_id", "current_node"):
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
-    if raw is not None and not seen:
-        _contexts.remember(raw, msg)
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
         # all-ASCII message, the common case, cannot hold invalid UTF-8)
@@ -204,6 +202,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
                     f"decode node execution message: invalid UTF-8 in accumulated_context "
                     f"key {key!r}: {exc.reason}"
                 ) from exc
+        if raw is not None and not seen:  # checked: worth keeping for the next message
+            _contexts.remember(raw, msg)
         msg.accumulated_context = LazyContext.over(msg.accumulated_context)
     return msg
 

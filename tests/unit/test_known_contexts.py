@@ -225,3 +225,17 @@ def test_keeping_goes_sparse_while_none_kept_is_reused() -> None:
     assert known.decode(_message(context, execution="a0"), _plain.decode) is not None
     show("c")  # a reuse: kept again from the next one on
     assert "c" in known._kept
+
+
+def test_a_context_with_invalid_utf8_is_refused_and_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    known = KnownContexts()
+    monkeypatch.setattr(messages, "_contexts", known)
+    context = msgspec.json.encode(_entries(150))
+    bad = _message(context[:-1] + b',"$bad":"\xff"}', execution="ex-utf8")
+    with pytest.raises(MessageError, match="invalid UTF-8 in accumulated_context key '\\$bad'"):
+        decode_execution(bad)
+    assert "ex-utf8" not in known._kept
+    decode_execution(_message(context, execution="ex-utf8"))
+    assert "ex-utf8" in known._kept  # the same context without the bad entry is kept
