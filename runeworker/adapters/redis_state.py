@@ -90,8 +90,9 @@ _HEAD = """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local contexts, timers = KEYS[5], KEYS[6]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
+local touched = #KEYS  -- the per-execution keys come first; global ones get no TTL
 local function touch()
-  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 1, touched do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 """
 
@@ -253,14 +254,17 @@ local f_status, f_reason, f_context, children = '', '', '', {}
 # `StateStore.arrive`: admit (as _SETTLE), the barrier arrival, the retiring of the merge's
 # timer token when the arrival decided, and the advance when the outcome was foreseen, in one
 # round trip. KEYS: the execution's (keys_of), then the barrier's (aggregate_keys or
-# merge_keys). ARGV: token, now, ttl, max_steps, the foresight (msgpack map: outcome ->
-# child tokens), kind ('aggregate' or 'merge'), the timer token to retire ('' for none), then
-# the barrier's: index, total, has_payload, payload (aggregate) or parent, has_payload,
-# payload, expected, any, now_ms, timeout_ms (merge). Reply: {'stale'}, {'limit', verdict},
+# merge_keys), then for a merge that parks its timer (`MergeArrival.park`) the scheduler's
+# timers, processing and payloads. ARGV: token, now, ttl, max_steps, the foresight (msgpack
+# map: outcome -> child tokens), kind ('aggregate' or 'merge'), the timer token to retire (''
+# for none), then the barrier's: index, total, has_payload, payload (aggregate) or parent,
+# has_payload, payload, expected, any, now_ms, timeout_ms, and with the scheduler's keys the
+# timer's id and resume message (merge). Reply: {'stale'}, {'limit', verdict},
 # {'cancelled', n, advance reply...} (nothing but the absorbing recorded, n = 0), or
 # {verdict, n, barrier reply (n items), advance reply when foreseen}.
 _ARRIVE = (
     _PROLOGUE
+    + "if #KEYS == 14 then touched = 11 end\n"
     + AGGREGATE_FN
     + MERGE_FN
     + _VERDICT
@@ -295,11 +299,34 @@ if timer ~= '' and (state == 'released' or state == 'expired')
   if redis.call('SREM', live, timer) == 1 then redis.call('HINCRBY', meta, 'steps', 1) end
   redis.call('HSET', done, timer, cmsgpack.pack({0}))
 end
+local park = ''
+if #KEYS == 14 then park = ARGV[15] end
+if park ~= '' and (state == 'released' or state == 'expired') then
+  -- decided: the timer has no job left (`cancel_timer`)
+  redis.call('ZREM', KEYS[12], park)
+  redis.call('ZREM', KEYS[13], park)
+  redis.call('HDEL', KEYS[14], park)
+end
 local outcome = state
 if state == 'released' and #barrier <= 3 then outcome = 'dead' end
 local reply = {verdict, #barrier}
 for _, v in ipairs(barrier) do reply[#reply + 1] = v end
 local foreseen = cmsgpack.unpack(ARGV[5])[outcome]
+if park ~= '' and state == 'waiting' then
+  -- parks the timer's token while the timer is not due (`barriers.parked`); a RUN stores the
+  -- timer first (`schedule`), so its token is never live without it
+  foreseen = {}
+  local due = tonumber(barrier[3]) + tonumber(ARGV[14])
+  if tonumber(ARGV[13]) < due then
+    foreseen = {timer}
+    if verdict == 'run' then
+      redis.call('SADD', timers, park)
+      redis.call('HSET', KEYS[14], park, ARGV[16])
+      redis.call('ZREM', KEYS[13], park)
+      redis.call('ZADD', KEYS[12], due, park)
+    end
+  end
+end
 if foreseen == nil then touch() return reply end
 local advanced
 if recorded then
@@ -348,8 +375,11 @@ class RedisStore(RedisFlow):
         self._client = client
         self._prefix = prefix
         self._ttl = ttl_seconds
-        # the scheduler's keys share a slot only with a hash tag (see RedisFlow)
-        self._scheduler = "{scheduler}:" if isinstance(client, RedisCluster) else "scheduler:"
+        # the scheduler's keys share a slot only with a hash tag (see RedisFlow); a script
+        # touches one slot, so on a Cluster an arrival cannot schedule its merge's timer
+        cluster = isinstance(client, RedisCluster)
+        self._scheduler = "{scheduler}:" if cluster else "scheduler:"
+        self.parks_in_arrival = not cluster
         self._where = where or _describe(client)
         self._secret = str(kwargs.get("password") or "")
         self._begun: list[tuple[str, int]] = []  # start records waiting for `flush`
@@ -474,6 +504,12 @@ class RedisStore(RedisFlow):
             keys += self.merge_keys(execution_id, arrival.merge_id, arrival.scope)
             args += ["merge", arrival.timer_token, arrival.parent, flag, body, rule.expected]
             args += [int(rule.any), arrival.now_ms, rule.timeout_ms]
+            park = arrival.park
+            if park is not None:
+                if not self.parks_in_arrival:
+                    raise ValueError("a Redis Cluster cannot park a timer in an arrival")
+                keys += self._timer_keys()
+                args += [park.timer_id, park.payload]
         try:
             reply = self._eval(self._arrive_script, keys, args)
         except RedisError as exc:

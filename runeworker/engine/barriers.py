@@ -82,10 +82,21 @@ class AggregateArrival(msgspec.Struct, frozen=True):
     payload: bytes | None
 
 
+class Park(msgspec.Struct, frozen=True):
+    """A merge's timeout timer as its arrival schedules it (`StateStore.arrive`): its id and
+    the resume message it fires (`runeworker.engine.merge_timer`)."""
+
+    timer_id: str
+    payload: bytes
+
+
 class MergeArrival(msgspec.Struct, frozen=True):
     """`parent` arriving at a merge (`StateStore.merge_arrive`). `timer_token`: the token of the
     merge's timeout timer (`runeworker.engine.merge_timer`), retired by the arrival that
-    decides the barrier ("" when the merge has no timer)."""
+    decides the barrier ("" when the merge has no timer). `park`: given when the arrival also
+    handles the timer itself (see `parked`), in the same atomic call on a store that can:
+    the arrival that decides the barrier cancels it, and a waiting one schedules it (a RUN,
+    not yet due) and parks its token."""
 
     merge_id: str
     scope: str
@@ -94,9 +105,34 @@ class MergeArrival(msgspec.Struct, frozen=True):
     rule: MergeRule
     now_ms: int
     timer_token: str = ""
+    park: Park | None = None
 
 
 Arrival = AggregateArrival | MergeArrival
+
+
+def parked(arrival: MergeArrival, barrier: Barrier) -> list[str]:
+    """The children of a waiting arrival that parks the timer's token: that token while the
+    timer is not due (first arrival + timeout), none once it is (a redelivery of an arrival
+    counted long ago: the timer armed then fires or has fired)."""
+    if arrival.now_ms < barrier.first_ms + arrival.rule.timeout_ms:
+        return [arrival.timer_token]
+    return []
+
+
+def foreseen_children(
+    arrival: Arrival, barrier: Barrier, foreseen: dict[str, list[str]]
+) -> list[str] | None:
+    """The children `StateStore.arrive` advances the token with: `foreseen[outcome]`, and for
+    a waiting merge arrival that handles its timer (`MergeArrival.park`) always `parked`; None
+    when the outcome was not foreseen (the caller advances)."""
+    if (
+        isinstance(arrival, MergeArrival)
+        and arrival.park is not None
+        and barrier.state is BarrierState.WAITING
+    ):
+        return parked(arrival, barrier)
+    return foreseen.get(outcome(barrier))
 
 
 class Timer(NamedTuple):

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from runeworker.engine import merge_timer
 from runeworker.engine.barriers import (
     DEAD,
     AggregateArrival,
@@ -36,9 +37,10 @@ from runeworker.engine.barriers import (
     BarrierState,
     MergeArrival,
     MergeRule,
+    parked,
 )
 from runeworker.engine.context import lazy
-from runeworker.engine.merge_timer import park, timer_of
+from runeworker.engine.merge_timer import timer_of
 from runeworker.engine.messages import (
     HALTED,
     STATUS_SUCCESS,
@@ -428,12 +430,14 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     payload = None if step.ghost else encode(step.context)
     ex, scope = step.msg.execution_id, scope_of(step.lineage)
     timer = timer_of(ex, node.id, scope) if timeout_ms > 0 and not wait_any else None
+    # the arrival schedules and cancels the timer in its own call where the store can
+    park = merge_timer.in_arrival(step.store, timer, step.msg, step.context)
     arrival = MergeArrival(
         node.id, scope, parent, payload, rule, step.now_ns // 1_000_000,
-        timer.token if timer is not None else "",
+        timer.token if timer is not None else "", park,
     )  # fmt: skip
     # outcomes whose continuation is known now; a waiting arrival that parks the timer's token
-    # is not one: the timer must be stored before its token is live
+    # is one only when the arrival stores the timer (before its token is live)
     foreseen: dict[str, list[str]] = {BarrierState.CLOSED: []}
     if timer is None:
         foreseen[BarrierState.WAITING] = []
@@ -446,7 +450,8 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     if arrived is None:
         return _unadmitted()
     barrier = arrived
-    if timer is not None and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
+    decided = barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED)
+    if timer is not None and park is None and decided:
         # decided: the timeout timer has no job left (its token was retired by the arrival)
         step.store.cancel_timer(timer.timer_id)
     if barrier.state is BarrierState.EXPIRED:
@@ -457,9 +462,14 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     if barrier.state is BarrierState.WAITING:
         output = {"_merge_waiting": True, "_merge_arrived": barrier.arrived}
         output["_merge_expected"] = expected
-        due, now = barrier.first_ms + timeout_ms, step.now_ns // 1_000_000
-        run = step.verdict is Verdict.RUN  # a replay (advance recorded) has armed it already
-        held = park(step.store, timer, step.msg, step.context, now, due, run) if timer else ""
+        if park is not None:  # the arrival scheduled the timer (a RUN not yet due)
+            held = next(iter(parked(arrival, barrier)), "")
+        elif timer is not None:
+            due, now = barrier.first_ms + timeout_ms, step.now_ns // 1_000_000
+            run = step.verdict is Verdict.RUN  # a replay (advance recorded) has armed it already
+            held = merge_timer.park(step.store, timer, step.msg, step.context, now, due, run)
+        else:
+            held = ""
         return Outcome(output, Ending(absorbed=True, park=held), STATUS_WAITING)
     if barrier.state is BarrierState.TIMED_OUT and halts(node, step.wf):
         # Another arrival or the merge's timer failed the merge, which halts the execution.

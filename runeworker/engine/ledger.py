@@ -15,9 +15,11 @@ children, the transition that may close the execution). Cheapest mode first:
   transition): the step then fails at the limit, closed the admitted way.
 * `Arriving`: a barrier arrival (aggregator, merge) is settled inside the barrier's own call:
   one `StateStore.arrive` admits the token, records the arrival and, when the outcome is one
-  the step foresaw (waiting, or released into known next nodes), advances the token too; other
-  outcomes (a merge that parks a timer, a timeout, a release that ends the branch) are
-  advanced by `close`.
+  the step foresaw (waiting, or released into known next nodes), advances the token too. A
+  merge with a timeout hands its timer to that call (`MergeArrival.park`): the arrival that
+  waits schedules it and parks its token, the one that decides cancels it. Other outcomes (a
+  timeout, a release that ends the branch, a timer on a store that cannot park it in the
+  arrival: a Redis Cluster) are advanced by `close`.
 * `Admitted`: `admit`, run, `advance`: the wait node (it schedules a timer while it runs; a
   split only routes, so it is settled), blocking nodes (their `running` is committed before
   they start, so the verdict must come first), resumed waits and merge timers, ghosts that
@@ -60,7 +62,7 @@ from typing import ClassVar
 
 from msgspec import UNSET
 
-from runeworker.engine.barriers import Arrival, outcome
+from runeworker.engine.barriers import Arrival, foreseen_children
 from runeworker.engine.messages import (
     COMPLETED,
     STATUS_RUNNING,
@@ -226,7 +228,7 @@ class Arriving(Settled):
     before it arrived (a parameter error, an aggregator outside a split) is settled."""
 
     mode = "arriving"
-    __slots__ = ("_arrived", "_foreseen")
+    __slots__ = ("_arrival", "_arrived", "_foreseen")
 
     def __init__(
         self,
@@ -237,6 +239,7 @@ class Arriving(Settled):
         max_steps: int,
     ) -> None:
         super().__init__(store, msg, token, clock, max_steps)
+        self._arrival: Arrival | None = None
         self._arrived: Arrived | None = None
         self._foreseen: dict[str, list[str]] = {}
 
@@ -247,7 +250,7 @@ class Arriving(Settled):
         self._arrived = self.store.arrive(
             msg.execution_id, self.token, self.clock(), self.max_steps, arrival, foreseen
         )
-        self._foreseen = foreseen
+        self._arrival, self._foreseen = arrival, foreseen
         return self._arrived
 
     def close(
@@ -264,7 +267,12 @@ class Arriving(Settled):
             advanced = self.store.advance(
                 msg.execution_id, self.token, children, leaf, failure, now_ns
             )
-        elif children != self._foreseen.get(outcome(arrived.barrier)) or leaf or failure:
+        elif (
+            self._arrival is None
+            or children != foreseen_children(self._arrival, arrived.barrier, self._foreseen)
+            or leaf
+            or failure
+        ):
             # the arrival advanced the token with the children the step foresaw; a step that
             # ended otherwise would publish messages whose tokens are not live
             raise RuntimeError(

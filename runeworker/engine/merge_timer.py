@@ -16,6 +16,15 @@ never complete. A waiting arrival that schedules the timer only after the decide
 leaves a timer whose firing finds the token retired and the barrier decided: it publishes
 nothing.
 
+Where the store can (`StateStore.parks_in_arrival`: in memory, and one Redis server or Sentinel,
+not a Cluster, whose timers live in another hash slot), the arrival hands the timer to
+`StateStore.arrive` (`in_arrival`): the schedule, the advance that makes the token live and the
+cancel are then parts of the arrival's own atomic call, so a merge with a timeout costs one
+store call per arrival like any other barrier, not three for the one that waits and two for
+the one that decides. Every arrival then carries the resume message, which the one that decides
+does not need: above `PARK_IN_ARRIVAL_MAX_BYTES` the step schedules and cancels by calls of its
+own as before.
+
 The firing reuses `StateStore.merge_arrive`: an arrival with data later than the timeout expires
 a waiting barrier and is `closed` once another arrival decided it, which is exactly the test the
 timer needs; it passes a time far past any timeout, so the decision does not depend on the
@@ -30,6 +39,7 @@ from typing import Any, NamedTuple
 import msgspec
 from msgspec import UNSET
 
+from runeworker.engine.barriers import Park
 from runeworker.engine.messages import NodeExecutionMessage, encode, frames
 from runeworker.engine.paths import merge_parents, scope_of
 from runeworker.engine.state import (
@@ -61,6 +71,43 @@ def timer_of(execution_id: str, merge_id: str, scope: str) -> MergeTimer:
     return MergeTimer(timer_id, child_token("merge-timer:" + timer_id, 0, merge_id))
 
 
+# the largest resume message an arrival carries for its store to schedule (`in_arrival`):
+# every arrival of the merge sends it, and the one that decides sends it for nothing, so a
+# larger one is scheduled by a call of its own, by the arrival that waits
+PARK_IN_ARRIVAL_MAX_BYTES = 64 * 1024
+
+
+def resume_message(msg: NodeExecutionMessage, context: dict[str, Any], timer: MergeTimer) -> bytes:
+    """The message the timer fires: the arrival's, resumed at the merge with the timer's token."""
+    frozen = msgspec.structs.replace(
+        msg,
+        accumulated_context=context,
+        is_worker_initiated=True,
+        branch_token=timer.token,
+        ghost=UNSET,
+    )
+    return encode(frozen)
+
+
+def in_arrival(
+    store: StateStore,
+    timer: MergeTimer | None,
+    msg: NodeExecutionMessage,
+    context: dict[str, Any],
+) -> Park | None:
+    """The timer as the arrival hands it to `StateStore.arrive` (which then schedules and
+    cancels it in the arrival's own atomic call, one round trip instead of three), or None:
+    no timer, a store that cannot (a Redis Cluster keeps timers in another hash slot), or a
+    resume message over `PARK_IN_ARRIVAL_MAX_BYTES`. Then the step calls `park` and
+    `StateStore.cancel_timer` itself."""
+    if timer is None or not store.parks_in_arrival:
+        return None
+    payload = resume_message(msg, context, timer)
+    if len(payload) > PARK_IN_ARRIVAL_MAX_BYTES:
+        return None
+    return Park(timer.timer_id, payload)
+
+
 def park(
     store: StateStore,
     timer: MergeTimer,
@@ -76,14 +123,8 @@ def park(
     if now_ms >= due_ms:
         return ""
     if schedule:
-        frozen = msgspec.structs.replace(
-            msg,
-            accumulated_context=context,
-            is_worker_initiated=True,
-            branch_token=timer.token,
-            ghost=UNSET,
-        )
-        store.schedule(timer.timer_id, due_ms, encode(frozen), owner=msg.execution_id)
+        payload = resume_message(msg, context, timer)
+        store.schedule(timer.timer_id, due_ms, payload, owner=msg.execution_id)
     return timer.token
 
 

@@ -45,7 +45,8 @@ from runeworker.engine.barriers import (
     MemoryFlow,
     MergeRule,
     Timer,
-    outcome,
+    foreseen_children,
+    parked,
 )
 from runeworker.engine.messages import COMPLETED
 
@@ -128,6 +129,10 @@ class Arrived(msgspec.Struct):
 class StateStore(Protocol):
     """Shared execution state. Implementations must make each call atomic."""
 
+    # whether `arrive` takes a merge arrival's `park` (schedules and cancels the merge's timer
+    # in its own atomic call); the step schedules and cancels it by calls of its own otherwise
+    parks_in_arrival: bool
+
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
         """Check a delivered token; opens the execution when it is unknown."""
         ...
@@ -179,7 +184,11 @@ class StateStore(Protocol):
         never expires a merge), retire the merge's timer token when the arrival decided the
         barrier (released or expired), and advance the token with `foreseen[outcome]` as its
         children when the barrier's outcome (`runeworker.engine.barriers.outcome`) is a key of
-        `foreseen` (no leaf, no failure; a REPLAY gets the recorded advance)."""
+        `foreseen` (no leaf, no failure; a REPLAY gets the recorded advance). A merge arrival
+        with a `park` (only when `parks_in_arrival`) also cancels the merge's timer when it
+        decided the barrier, schedules it when it waits as a RUN before the timer is due (the
+        timer stored before its token is live), and a waiting one is always advanced, with
+        `runeworker.engine.barriers.parked` as its children."""
         ...
 
     def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
@@ -281,8 +290,10 @@ def record_arrival(
     """The barrier half of `StateStore.arrive`, for a token admitted with `verdict`: the
     arrival recorded (`aggregate` or `merge_arrive`; a REPLAY never expires a merge), and the
     merge's timer token retired when the arrival decided the barrier, before the token's own
-    advance, so that retiring never closes the execution. `MemoryStore.arrive` runs it under
-    its lock; an admitted step (`runeworker.engine.flow.Step.arrive`) runs it on its own."""
+    advance, so that retiring never closes the execution; with a `park`, the timer cancelled
+    then, or scheduled when the arrival waits as a RUN before it is due. `MemoryStore.arrive`
+    runs it under its lock; an admitted step (`runeworker.engine.flow.Step.arrive`) runs it on
+    its own."""
     if isinstance(arrival, AggregateArrival):
         a = arrival
         return store.aggregate(
@@ -295,8 +306,18 @@ def record_arrival(
     barrier = store.merge_arrive(
         execution_id, m.merge_id, m.scope, m.parent, token, m.payload, rule, m.now_ms
     )
-    if m.timer_token and barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED):
+    decided = barrier.state in (BarrierState.RELEASED, BarrierState.EXPIRED)
+    if m.timer_token and decided:
         store.retire(execution_id, m.timer_token, now_ns)
+    park = m.park
+    if park is not None:
+        if decided:
+            store.cancel_timer(park.timer_id)
+        elif (
+            barrier.state is BarrierState.WAITING and verdict is Verdict.RUN and parked(m, barrier)
+        ):
+            due = barrier.first_ms + m.rule.timeout_ms
+            store.schedule(park.timer_id, due, park.payload, owner=execution_id)
     return barrier
 
 
@@ -345,6 +366,8 @@ class _Execution:
 
 class MemoryStore(MemoryFlow):
     """In-process `StateStore` for `runeworker run` and tests. Thread-safe."""
+
+    parks_in_arrival = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -411,7 +434,7 @@ class MemoryStore(MemoryFlow):
             if admission.steps >= max_steps:
                 return Arrived(verdict, None, None)
             barrier = record_arrival(self, execution_id, token, verdict, now_ns, arrival)
-            children = foreseen.get(outcome(barrier))
+            children = foreseen_children(arrival, barrier, foreseen)
             if children is None:
                 return Arrived(verdict, barrier, None)
             advanced = self.advance(execution_id, token, children, None, None, now_ns)

@@ -286,3 +286,42 @@ def test_a_failure_completes_at_once_and_cancels_a_merge_timeout(
     assert done["failure_reason"].startswith("node Call (call) failed")
     assert "failed" not in merge and "success" not in merge
     assert not scheduled(redis_url, redis_prefix, timer)
+
+
+def test_a_merge_timeout_fires_on_time_from_the_arrival_that_parked_it(
+    amqp_url: str, redis_url: str, redis_prefix: str, tmp_path: Any
+) -> None:
+    """A merge (timeout 1 s) gets one arrival; its other parent waits an hour. The waiting
+    arrival scheduled the merge's timer in its own Redis call (`MergeArrival.park`): the timer
+    fires about a second later, the merge fails as timed out, the execution halts at once, and
+    no timer is left (the merge's acknowledged, the wait's cancelled by the failure)."""
+    nodes = [node("trigger", "ManualTrigger", "Start"),
+             node("quick", "log", "Quick", message="here"),
+             node("pause", "wait", "Pause", amount=1, unit="hours"),
+             node("join", "merge", "Join", timeout=1),
+             node("end", "log", "End", message="joined")]  # fmt: skip
+    edges = [edge("trigger", "quick"), edge("quick", "join"), edge("trigger", "pause"),
+             edge("pause", "join"), edge("join", "end")]  # fmt: skip
+    start = master(nodes, edges)
+    eid = start["execution_id"]
+    timer = timer_of(eid, "join", "").timer_id
+    lock = str(tmp_path / "scheduler.lock")
+    with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
+        wire = Wire(amqp_url)
+        try:
+            wire.publish_api(start)
+            joined = node_statuses(wire, eid, "join", 3)
+            done = wire.completion(eid, timeout=30)
+            wire.no_second_completion(eid)
+            waited = node_statuses(wire, eid, "pause", 2)
+            ended = [g for g in wire.statuses(eid) if g.body["node_id"] == "end"]
+        finally:
+            wire.close()
+    assert [s["status"] for s in joined] == ["running", "waiting", "failed"]
+    assert "timed out" in joined[2]["error"]["message"]
+    assert done["status"] == "halted"
+    assert "timed out" in done["failure_reason"]
+    assert [s["status"] for s in waited] == ["running", "waiting"]
+    assert ended == []
+    assert not scheduled(redis_url, redis_prefix, timer)
+    assert not scheduled(redis_url, redis_prefix, waited[1]["output"]["timer_id"])

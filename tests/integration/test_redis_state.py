@@ -258,6 +258,10 @@ def test_redis_flow(name: str, store: RedisStore, client: redis.Redis, prefix: s
         else:
             assert FLOW_KEY.fullmatch(short), key
             assert 0 < ttl <= TTL, key
+    # no payload outlives its timer (the global hash would keep it for good)
+    pending = set(client.zrange(prefix + "scheduler:timers", 0, -1))
+    pending |= set(client.zrange(prefix + "scheduler:processing", 0, -1))
+    assert set(client.hkeys(prefix + "scheduler:payloads")) <= pending
 
 
 @pytest.mark.integration

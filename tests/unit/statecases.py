@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import msgspec
 
-from runeworker.engine.barriers import AggregateArrival, MergeArrival
+from runeworker.engine.barriers import AggregateArrival, MergeArrival, Park
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.outbox import Outbox
@@ -827,6 +827,78 @@ def arrive_replayed_never_expires_a_merge(store: StateStore) -> None:
     assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1, first_ms=NOW), OPEN)
 
 
+def at_parking_merge(
+    parent: str, payload: bytes | None, park: Park, now: int = NOW, expected: int = 2
+) -> MergeArrival:
+    """An arrival that hands the merge's 60 s timer to the store (`MergeArrival.park`)."""
+    timer = child_token("merge-timer:" + park.timer_id, 0, "merge")
+    rule = MergeRule(expected, False, 60_000)
+    return MergeArrival("merge", "", parent, payload, rule, now, timer, park)
+
+
+@flow_case("arrive_parks_and_cancels_the_merge_timer")
+def arrive_parks_and_cancels_the_merge_timer(store: StateStore) -> None:
+    """A merge arrival with its timer (`MergeArrival.park`), on a store that takes it in the
+    arrival: the waiting RUN schedules the timer (due at first arrival + timeout, listed for
+    its execution's failure) and parks its token, without a foresight for `waiting`; the
+    deciding arrival retires the token and cancels the timer; a replay schedules nothing, nor
+    does a waiting arrival once the timer is due. A store that cannot (a Redis Cluster)
+    refuses the park, so a step never counts on it."""
+    park = Park("timer-ex", b"resume ex")
+    timer = at_parking_merge("a", None, park).timer_token
+    if not store.parks_in_arrival:
+        a, _ = fan_out(store, "ex", 2)
+        try:
+            store.arrive("ex", a, T1, 100, at_parking_merge("a", ctx("a"), park), {})
+        except ValueError:
+            return
+        raise AssertionError("a store that cannot park took a park")
+    a, b = fan_out(store, "ex", 2)
+    nxt = child_token(b, 0, "after")
+    foresight = {"closed": [], "released": [nxt]}
+    waiting = store.arrive("ex", a, T1, 100, at_parking_merge("a", ctx("a"), park), foresight)
+    assert waiting == Arrived(Verdict.RUN, Barrier(WAITING, 1, first_ms=NOW), OPEN)
+    assert store.admit("ex", timer, T1) == Admission(Verdict.RUN, 2)  # parked: live
+    assert store.next_due() == NOW + 60_000
+    # the replay of the waiting arrival gets its recorded advance and schedules nothing
+    store.cancel_timer(park.timer_id)
+    again = store.arrive("ex", a, T1, 100, at_parking_merge("a", ctx("a"), park), foresight)
+    assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1, first_ms=NOW), OPEN)
+    assert store.next_due() is None
+    store.schedule(park.timer_id, NOW + 60_000, park.payload, owner="ex")
+    released = store.arrive("ex", b, T1, 100, at_parking_merge("b", ctx("b"), park), foresight)
+    assert released == Arrived(
+        Verdict.RUN, Barrier(RELEASED, 2, ["a", "b"], [ctx("a"), ctx("b")], NOW), OPEN
+    )
+    assert store.next_due() is None  # cancelled by the decision
+    assert store.admit("ex", timer, T1).verdict is Verdict.REPLAY  # retired
+    assert store.advance("ex", nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+
+    # ex-2: the waiting arrival's timer is listed for the execution's failure
+    a, b = fan_out(store, "ex-2", 2)
+    park2 = Park("timer-ex-2", b"resume ex-2")
+    parked = store.arrive("ex-2", a, T1, 100, at_parking_merge("a", None, park2), {})
+    assert parked.transition == OPEN
+    halt = Failure("failed", "http 500", ctx("b"))
+    failed = store.advance("ex-2", b, [], None, halt, T1)
+    assert failed == Transition(True, "failed", "http 500", T0, [ctx("b")], ["timer-ex-2"])
+    claimed = store.claim_due(NOW + 60_000, 10, 1000)
+    assert claimed == [Timer("timer-ex-2", b"resume ex-2")]
+
+    # ex-3: a ghost waits long after the first arrival, when the timer is due: it parks
+    # nothing and does not schedule the timer again
+    a, b, _ = fan_out(store, "ex-3", 3)
+    park3 = Park("timer-ex-3", b"resume ex-3")
+    first = store.arrive("ex-3", a, T1, 100, at_parking_merge("a", None, park3, NOW, 3), {})
+    assert first.transition == OPEN and store.next_due() == NOW + 60_000
+    store.cancel_timer(park3.timer_id)  # (as if it fired)
+    late = at_parking_merge("b", None, park3, NOW + 61_000, 3)
+    assert store.arrive("ex-3", b, T1, 100, late, {}) == Arrived(
+        Verdict.RUN, Barrier(WAITING, 2, first_ms=NOW), OPEN
+    )
+    assert store.next_due() is None
+
+
 # -- two workers' steps interleaved on one store (tests/unit/test_flow_state.py,
 # tests/integration/test_redis_state.py) --------------------------------------------------------
 
@@ -841,6 +913,20 @@ def interleaving(name: str) -> Callable[[Case], Case]:
         return fn
 
     return add
+
+
+class Unparked:
+    """The store as a step sees it when the store cannot take a merge's timer in the arrival
+    (a Redis Cluster; a resume message over `PARK_IN_ARRIVAL_MAX_BYTES` takes the same path):
+    the step schedules and cancels the timer by calls of its own."""
+
+    parks_in_arrival = False
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 class Meanwhile:
@@ -889,7 +975,10 @@ def _merge_arrivals_interleaved(store: StateStore, method: str) -> list[Outbox]:
     """n1 fans out to n2 and n3, which meet at the merge n4 (wait for all, with its default
     timeout, so a waiting arrival parks the merge's timer token), then n5. Worker A takes the
     arrival from n2 and worker B the one from n3; B's whole step runs inside A's, before A's
-    first `method` call on the store. Returns every step's outbox, n5's last."""
+    first `method` call on the store. A schedules the merge's timer by calls of its own
+    (`Unparked`: on a store that takes it in the arrival, nothing of A's step comes between its
+    arrival and its advance); B's store may take it. Returns every step's outbox, n5's
+    last."""
     executor = Executor(store)
     start = NodeExecutionMessage("wf", "ex", "n1", msgspec.Raw(FAN_IN), 0, 0, {})
     opened = executor.step(_wire(start))
@@ -897,7 +986,10 @@ def _merge_arrivals_interleaved(store: StateStore, method: str) -> list[Outbox]:
     [left] = executor.step(to_left).messages
     [right] = executor.step(to_right).messages
     other: list[Outbox] = []
-    meanwhile = Meanwhile(store, method, lambda: other.append(Executor(store).step(_wire(right))))
+    unparked = cast(StateStore, Unparked(store))
+    meanwhile = Meanwhile(
+        unparked, method, lambda: other.append(Executor(store).step(_wire(right)))
+    )
     waited = Executor(cast(StateStore, meanwhile)).step(_wire(left))
     [released] = other
     # A: the barrier waited (`running` stays among the statuses: no on_running callback)

@@ -16,6 +16,7 @@ from runeworker.bench.workload import Workload
 from runeworker.engine.barriers import AggregateArrival
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Arriving
+from runeworker.engine.merge_timer import PARK_IN_ARRIVAL_MAX_BYTES
 from runeworker.engine.messages import NodeExecutionMessage
 from runeworker.engine.state import MemoryStore, StateStore, Verdict, root_token
 
@@ -45,12 +46,13 @@ class Counting:
         return counted
 
 
-def test_the_bench_branch_workflow_takes_one_store_call_per_arrival() -> None:
+def test_the_bench_branch_workflow_takes_one_store_call_per_step() -> None:
     """runeworker bench --shape branches: n1 fans out to n2 and n3, they meet at the merge n4
     (wait for all, 300 s timeout), n5 splits 4 items for n6, the aggregator n7 collects them,
-    n8 ends. 15 steps; the 6 barrier arrivals take one `arrive` each, and only the merge's
-    waiting arrival (it parks the timer's token) advances apart. Before arrivals were taken
-    in one call, the same workflow made 30 store calls (admit, barrier, advance apart)."""
+    n8 ends. 15 steps, 15 store calls: the 6 barrier arrivals take one `arrive` each, the
+    merge's timer included (scheduled and its token parked by the waiting arrival, cancelled
+    by the releasing one). Before arrivals were taken in one call, the same workflow made 30
+    store calls (admit, barrier, advance apart)."""
     work = Workload.build(8, 1024, "branches")
     counting = Counting(MemoryStore())
     executor = Executor(counting)  # type: ignore[arg-type]
@@ -61,11 +63,40 @@ def test_the_bench_branch_workflow_takes_one_store_call_per_arrival() -> None:
     assert dict(counting.calls) == {
         "settle": 9,  # n1, n2, n3, n5, n6 x 4, n8
         "arrive": 6,  # n4 x 2, n7 x 4
+    }
+
+
+class Unparking(Counting):
+    """A store that cannot take a merge's timer in the arrival, as a Redis Cluster."""
+
+    parks_in_arrival = False
+
+
+@pytest.mark.parametrize(
+    ("store", "context_bytes"),
+    [(Unparking, 1024), (Counting, 2 * PARK_IN_ARRIVAL_MAX_BYTES)],
+    ids=["store-that-cannot", "resume-message-too-large"],
+)
+def test_the_merge_timer_apart_takes_three_calls_more(
+    store: type[Counting], context_bytes: int
+) -> None:
+    """The same workflow on a store that schedules timers apart (a Redis Cluster), or with a
+    resume message too large to send with every arrival: the merge's waiting arrival
+    schedules the timer, then advances to park its token; the releasing arrival cancels it."""
+    work = Workload.build(8, context_bytes, "branches")
+    counting = store(MemoryStore())
+    executor = Executor(counting)  # type: ignore[arg-type]
+    run = drive(msgspec.json.decode(work.start("ex-1"), type=NodeExecutionMessage),
+                executor=executor)  # fmt: skip
+    assert run.completion.status == "completed"
+    assert len(run.results) == 15
+    assert dict(counting.calls) == {
+        "settle": 9,
+        "arrive": 6,
         "schedule": 1,  # the merge's timeout timer, armed by the waiting arrival
         "advance": 1,  # that arrival: it parks the timer's token after scheduling the timer
         "cancel_timer": 1,  # the releasing arrival: the timer has no job left
     }
-    assert sum(counting.calls.values()) == 18
 
 
 def test_an_arrival_at_the_step_limit_fails_the_merge_at_the_limit() -> None:
