@@ -106,7 +106,9 @@ class KnownContexts:
     def decode(self, data: bytes, decode: Callable[[bytes], M]) -> M | None:
         """`decode(data)` with the execution's kept context skipped, or None when it has none
         or it does not apply (the caller then decodes the message as it came and shows it
-        with `remember`)."""
+        with `remember`). The context's values are valid UTF-8: the kept ones were checked
+        before they were kept, the ones added are checked here (one that is not gives None,
+        and the caller's own check names it)."""
         if not self._kept or len(data) < self.min_bytes:
             return None
         execution = _execution_id(data)
@@ -136,6 +138,11 @@ class KnownContexts:
         self._in_vain = 0
         # out of the spliced copy of the message, which they would hold alive
         added = {key: value.copy() for key, value in items}
+        for value in added.values():
+            try:
+                str(value, "utf-8")
+            except UnicodeDecodeError:
+                return None
         entries = kept.entries.copy()
         entries.update(added)
         msg.accumulated_context = entries

@@ -192,8 +192,10 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
             raise MessageError(f"{field} is required")
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
-        # all-ASCII message, the common case, cannot hold invalid UTF-8)
-        ascii_only = isinstance(data, bytes) and data.isascii()
+        # all-ASCII message, the common case, cannot hold invalid UTF-8; a context read from
+        # a kept one was checked by KnownContexts.decode, without a pass over the whole
+        # message and its definition)
+        ascii_only = seen or (isinstance(data, bytes) and data.isascii())
         for key, value in () if ascii_only else msg.accumulated_context.items():
             try:
                 str(value, "utf-8")

@@ -239,3 +239,23 @@ def test_a_context_with_invalid_utf8_is_refused_and_not_kept(
     assert "ex-utf8" not in known._kept
     decode_execution(_message(context, execution="ex-utf8"))
     assert "ex-utf8" in known._kept  # the same context without the bad entry is kept
+
+
+def test_an_entry_with_invalid_utf8_after_a_kept_context_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message read from a kept context is not checked as a whole (its kept entries were
+    checked before they were kept): the entries added after them are, and a bad one is named
+    as in any other message, and its context is not kept."""
+    known = KnownContexts()
+    monkeypatch.setattr(messages, "_contexts", known)
+    context = msgspec.json.encode(_entries(150))
+    decode_execution(_message(context, execution="ex-later"))
+    assert "ex-later" in known._kept
+    good = _message(context[:-1] + b',"$fine":"caf\xc3\xa9"}', execution="ex-later")
+    assert decode_execution(good).accumulated_context["$fine"] == "café"
+    longer = known._kept["ex-later"].prefix
+    bad = _message(longer + b',"$bad":["\xc3\x28"]}', execution="ex-later")
+    with pytest.raises(MessageError, match="invalid UTF-8 in accumulated_context key '\\$bad'"):
+        decode_execution(bad)
+    assert known._kept["ex-later"].prefix == longer  # the bad context was not kept
