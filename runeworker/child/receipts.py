@@ -13,8 +13,11 @@ and ran twice, down to a second completion. The child therefore:
   (`WorkerStore.receipts`): with publisher confirms as soon as the publishes are sent, before
   their confirms and the acks (a copy handed out meanwhile by a quorum queue's new leader
   finds it; a publish that is not confirmed is in doubt and sent again); after a
-  transaction within `RECEIPTS_EVERY` (0.1 s), with a later call
-  or when idle, so that a busy child writes the receipts of many batches at once;
+  transaction within `RECEIPTS_EVERY` (0.1 s), with a later call, by an idle child once they
+  are that old, and by a stopping one before it exits, so that a busy child writes the
+  receipts of many batches at once (right after a commit a child usually finds no delivery
+  yet: the next ones are on their way, freed by the commit's acks, and a write then would
+  cost a round trip per batch);
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
   broker flags `redelivered` and those a worker published again (header
   `x-runeworker-resent`); on a classic queue any other delivery is the first of its message.
@@ -142,6 +145,13 @@ class ReceiptBook:
         found = iter(self._store.receipts(due, check))
         self.state.written()
         return [k is not None and next(found) for k in keys]
+
+    def due_in(self) -> float | None:
+        """Seconds until the due receipts are RECEIPTS_EVERY old (0 once they are), None when
+        none is due."""
+        if not self.state.due:
+            return None
+        return max(0.0, self._due_since + RECEIPTS_EVERY - time.monotonic())
 
     def committed(self) -> None:
         """The open transaction's publishes are durable: its receipts are due."""

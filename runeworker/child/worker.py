@@ -240,6 +240,7 @@ class Worker:
             log.info("drain without a connection (%s); the broker requeues unacked work", exc)
         if self.receipts.doubted:  # stopped while a commit was in doubt: one last try
             self._settle_doubt_before_exit()
+        self.book.write_quietly()  # the last commits' receipts, not yet written
         self.broker.close()
         self.stepper.close()
         self.store.close()
@@ -275,9 +276,15 @@ class Worker:
             self._tick_scheduler()
             self.parking.release(pending)
             if not pending:
-                if self.receipts.due:  # idle: record them now rather than with a later call
+                # idle: the due receipts are written once RECEIPTS_EVERY old, not at once
+                # (the commit just freed the prefetch: the next deliveries are on their way)
+                wait = self.parking.wait_seconds(POLL_SECONDS)
+                due_in = self.book.due_in()
+                if due_in == 0:
                     self.book.look_up([], write=True)
-                self.broker.poll(self.parking.wait_seconds(POLL_SECONDS))
+                elif due_in is not None:
+                    wait = min(wait, due_in)
+                self.broker.poll(wait)
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)

@@ -9,10 +9,12 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from stubbroker import Message, StubBroker, StubStore
 from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
 from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, RESENT_HEADER, STATUS_QUEUE
+from runeworker.child import receipts as receipts_module
 from runeworker.child.receipts import Receipt, Receipts, receipt_of
 from runeworker.engine.messages import decode_execution
 from runeworker.supervisor.children import EXIT_OK
@@ -144,8 +146,9 @@ def test_receipts_are_written_once_committed_and_only_then(
 
 
 def test_a_store_failure_on_the_receipts_retries_the_batch(
-    broker: StubBroker, store: StubStore
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(receipts_module, "RECEIPTS_EVERY", 0.0)  # written when first idle
     broker.enqueue(QUEUE, chain("ex-1", length=2))
     store.fail("receipts")
     hooks = Recorder()
@@ -153,6 +156,35 @@ def test_a_store_failure_on_the_receipts_retries_the_batch(
     assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert set(terminal(broker).values()) == {1}
+
+
+def test_receipts_of_many_batches_go_in_one_write_and_before_the_child_stops(
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a commit the child finds no delivery yet (the next ones are on their way):
+    that is no reason to write the receipts, one round trip per batch. They wait until
+    RECEIPTS_EVERY old (here longer than the test), and a stopping child writes them."""
+    monkeypatch.setattr(receipts_module, "RECEIPTS_EVERY", 60.0)
+    writes: list[int] = []
+    receipts = store.receipts
+
+    def counted(record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        writes.append(len(record))
+        return receipts(record, check)
+
+    monkeypatch.setattr(store, "receipts", counted)
+    broker.enqueue(QUEUE, chain("ex-1", length=4))
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    assert len(broker.committed) >= 4  # a batch per step: each next message came after a commit
+    assert writes == [4]  # the drain's
+    assert {node for _, node in store.receipts_kept} == {f"{QUEUE}|{t}" for t in _tokens(broker)}
+
+
+def _tokens(broker: StubBroker) -> set[str]:
+    """`<token>|<node>` of every message the worker consumed from QUEUE (its receipts)."""
+    consumed = [json.loads(m.body) for tx in broker.committed for m in tx.to(QUEUE)]
+    first = {"root|n1"}
+    return first | {f"{m['branch_token']}|{m['current_node']}" for m in consumed}
 
 
 def test_stopping_with_a_commit_in_doubt_publishes_it_before_exit(
