@@ -431,7 +431,9 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     ex, scope = step.msg.execution_id, scope_of(step.lineage)
     timer = timer_of(ex, node.id, scope) if timeout_ms > 0 and not wait_any else None
     # the arrival schedules and cancels the timer in its own call where the store can
-    park = merge_timer.in_arrival(step.store, timer, step.msg, step.context)
+    park = merge_timer.in_arrival(
+        step.store, timer, step.msg, step.context, len(payload) if payload is not None else 0
+    )
     arrival = MergeArrival(
         node.id, scope, parent, payload, rule, step.now_ns // 1_000_000,
         timer.token if timer is not None else "", park,

@@ -94,13 +94,17 @@ def in_arrival(
     timer: MergeTimer | None,
     msg: NodeExecutionMessage,
     context: dict[str, Any],
+    context_bytes: int = 0,
 ) -> Park | None:
     """The timer as the arrival hands it to `StateStore.arrive` (which then schedules and
     cancels it in the arrival's own atomic call, one round trip instead of three), or None:
     no timer, a store that cannot (a Redis Cluster keeps timers in another hash slot), or a
-    resume message over `PARK_IN_ARRIVAL_MAX_BYTES`. Then the step calls `park` and
+    resume message over `PARK_IN_ARRIVAL_MAX_BYTES` (`context_bytes`, the context's encoded
+    size when known, spares encoding a message that large). Then the step calls `park` and
     `StateStore.cancel_timer` itself."""
     if timer is None or not store.parks_in_arrival:
+        return None
+    if context_bytes > PARK_IN_ARRIVAL_MAX_BYTES:
         return None
     payload = resume_message(msg, context, timer)
     if len(payload) > PARK_IN_ARRIVAL_MAX_BYTES:

@@ -16,7 +16,7 @@ from runeworker.bench.workload import Workload
 from runeworker.engine.barriers import AggregateArrival
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Arriving
-from runeworker.engine.merge_timer import PARK_IN_ARRIVAL_MAX_BYTES
+from runeworker.engine.merge_timer import PARK_IN_ARRIVAL_MAX_BYTES, in_arrival, timer_of
 from runeworker.engine.messages import NodeExecutionMessage
 from runeworker.engine.state import MemoryStore, StateStore, Verdict, root_token
 
@@ -195,3 +195,26 @@ def test_a_first_message_at_a_failing_aggregator_opens_its_execution_at_that_ste
     run = drive(start(defn, "g"), executor=Executor(MemoryStore(), clock=Clock()))
     assert run.trail[-2:] == [("B", "running"), ("B", "success")]
     assert run.completion.total_duration_ms > 0
+
+
+def test_a_resume_message_over_the_limit_is_not_parked_in_the_arrival() -> None:
+    """The resume message holds the definition too: a small context with a definition that
+    takes the message over PARK_IN_ARRIVAL_MAX_BYTES keeps the separate calls; a known large
+    context does so without encoding the message."""
+    timer = timer_of("ex-1", "m", "")
+    store = MemoryStore()
+    small = msgspec.Raw(msgspec.json.encode({"nodes": [], "edges": []}))
+    notes = "x" * PARK_IN_ARRIVAL_MAX_BYTES
+    large = msgspec.Raw(msgspec.json.encode({"nodes": [], "notes": notes}))
+    context = {"$input": {"a": 1}}
+    for defined, parks in ((small, True), (large, False)):
+        msg = NodeExecutionMessage("wf", "ex-1", "m", defined, accumulated_context=context)
+        park = in_arrival(store, timer, msg, context)
+        assert (park is not None) is parks
+        if park is not None:
+            resumed = msgspec.json.decode(park.payload, type=NodeExecutionMessage)
+            assert resumed.branch_token == timer.token and resumed.is_worker_initiated is True
+            assert park.timer_id == timer.timer_id
+    msg = NodeExecutionMessage("wf", "ex-1", "m", small, accumulated_context=context)
+    assert in_arrival(store, timer, msg, context, PARK_IN_ARRIVAL_MAX_BYTES + 1) is None
+    assert in_arrival(store, None, msg, context) is None
