@@ -441,18 +441,6 @@ class Broker:
         published, self._open = self._open, []
         channel = self.channel  # none open: the transaction went with it, nothing applied
         try:
-            # A broker that closed the connection (or the channel) while the batch ran, as a
-            # fault or a node going down does, has discarded the transaction: read what it
-            # sent before committing, so that such a commit fails as never sent, not as in
-            # doubt (whose resend would publish the outcome of deliveries that other children
-            # may be running again already).
-            if self._conn is not None:  # (it is: a channel is open)
-                self._conn.process_data_events(time_limit=0)
-        except AMQP_ERRORS as exc:
-            raise self.endpoint.error("connection to RabbitMQ lost before the commit", exc) from exc
-        if not channel.is_open:
-            raise BrokerError("the channel closed before the commit: nothing of it applied")
-        try:
             channel.tx_commit()  # sends the queued frames first, in order
         except AMQP_ERRORS as exc:
             self.in_doubt += published  # applied, partly applied or not: nobody can say
