@@ -39,10 +39,17 @@ and ran twice, down to a second completion. The child therefore:
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
 archivist's update is idempotent). A step that runs longer than the grace can still run twice
-when its message was resent. The messages of a commit in doubt live in the child's
-memory until the resend: a child killed before it (SIGKILL, an out-of-memory kill within the
-seconds of a broker failover) loses the steps of that commit whose deliveries were acked or
-whose copies found the receipts; a stopping child tries the resend three more times.
+when its message was resent. A connection the broker closes while a batch runs (a fault, a
+node going down) is learnt at the batch's commit, which is then in doubt, while the broker
+has already handed the batch's deliveries to other children: one that looks them up before
+this child has claimed their receipts runs the step again (its statuses twice, with different
+bytes; its next message's second copy finds the receipt). Seen once in the faults suite's
+`connections` scenario. Reading the socket before every commit would tell most such closes
+apart, at a cost measured in deploy/PERFORMANCE.md. The messages of a commit in doubt live
+in the child's memory until the resend: a child killed before it (SIGKILL, an out-of-memory
+kill within the seconds of a broker failover) loses the steps of that commit whose deliveries
+were acked or whose copies found the receipts; a stopping child tries the resend three more
+times.
 
 A receipt names a message by its execution, its queue, its branch token and its node, which
 the protocol makes unique within an execution (child tokens are derived, `child_token` in
@@ -182,9 +189,9 @@ class ReceiptBook:
 class Parking:
     """Resent deliveries without a receipt, held back `grace` seconds once: the resend queued
     each right behind its original, which may be running on another child now, and whose
-    receipt then comes before the grace ends. (A broker redelivery has no original running:
-    the broker redelivers once the consumer's channel is gone, or after an ack was lost with
-    a node, by which time the receipt is written.)"""
+    receipt then comes before the grace ends. (A broker redelivery is not held back: the
+    broker redelivers once the consumer's channel is gone, or after an ack was lost with a
+    node, by which time the receipt is usually written; see the module doc for when not.)"""
 
     def __init__(self, grace: float = COPY_GRACE) -> None:
         self.grace = grace
