@@ -46,6 +46,18 @@ class Counting:
         return counted
 
 
+def branch_workflow_calls(store: type[Counting], context_bytes: int) -> dict[str, int]:
+    """The store calls of one run of the bench's branch workflow (15 steps, completed)."""
+    work = Workload.build(8, context_bytes, "branches")
+    counting = store(MemoryStore())
+    executor = Executor(counting)  # type: ignore[arg-type]
+    run = drive(msgspec.json.decode(work.start("ex-1"), type=NodeExecutionMessage),
+                executor=executor)  # fmt: skip
+    assert run.completion.status == "completed"
+    assert len(run.results) == 15
+    return dict(counting.calls)
+
+
 def test_the_bench_branch_workflow_takes_one_store_call_per_step() -> None:
     """runeworker bench --shape branches: n1 fans out to n2 and n3, they meet at the merge n4
     (wait for all, 300 s timeout), n5 splits 4 items for n6, the aggregator n7 collects them,
@@ -53,14 +65,7 @@ def test_the_bench_branch_workflow_takes_one_store_call_per_step() -> None:
     merge's timer included (scheduled and its token parked by the waiting arrival, cancelled
     by the releasing one). Before arrivals were taken in one call, the same workflow made 30
     store calls (admit, barrier, advance apart)."""
-    work = Workload.build(8, 1024, "branches")
-    counting = Counting(MemoryStore())
-    executor = Executor(counting)  # type: ignore[arg-type]
-    run = drive(msgspec.json.decode(work.start("ex-1"), type=NodeExecutionMessage),
-                executor=executor)  # fmt: skip
-    assert run.completion.status == "completed"
-    assert len(run.results) == 15
-    assert dict(counting.calls) == {
+    assert branch_workflow_calls(Counting, 1024) == {
         "settle": 9,  # n1, n2, n3, n5, n6 x 4, n8
         "arrive": 6,  # n4 x 2, n7 x 4
     }
@@ -83,14 +88,7 @@ def test_the_merge_timer_apart_takes_three_calls_more(
     """The same workflow on a store that schedules timers apart (a Redis Cluster), or with a
     resume message too large to send with every arrival: the merge's waiting arrival
     schedules the timer, then advances to park its token; the releasing arrival cancels it."""
-    work = Workload.build(8, context_bytes, "branches")
-    counting = store(MemoryStore())
-    executor = Executor(counting)  # type: ignore[arg-type]
-    run = drive(msgspec.json.decode(work.start("ex-1"), type=NodeExecutionMessage),
-                executor=executor)  # fmt: skip
-    assert run.completion.status == "completed"
-    assert len(run.results) == 15
-    assert dict(counting.calls) == {
+    assert branch_workflow_calls(store, context_bytes) == {
         "settle": 9,
         "arrive": 6,
         "schedule": 1,  # the merge's timeout timer, armed by the waiting arrival
