@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -224,6 +225,7 @@ class Broker:
         self._seq = 0
         self._writer: FrameWriter | None = None  # of the open channel (`_queued`)
         self._props: dict[str | None, BasicProperties] = {}  # without headers, by content type
+        self._inbound: select.poll | None = None  # the connection's socket, polled at commit
 
     @classmethod
     def of(cls, b: BrokerConfig) -> Broker:
@@ -252,6 +254,7 @@ class Broker:
                 else:
                     self._ch.tx_select()
                 self._ch.add_on_return_callback(self._on_return)
+            self._inbound = _inbound(self._conn)
         except BrokerError:
             self.close()
             raise
@@ -287,6 +290,7 @@ class Broker:
             self.in_doubt += [*self._unconfirmed.values(), *self._nacked]
             self._unconfirmed, self._nacked = {}, []
         conn, self._conn, self._ch = self._conn, None, None
+        self._inbound = None
         if conn is not None and conn.is_open:
             with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()
@@ -439,7 +443,7 @@ class Broker:
             self._commit_confirmed(confirmed)
             return time.perf_counter() - start
         published, self._open = self._open, []
-        channel = self.channel  # none open: the transaction went with it, nothing applied
+        channel = self._before_commit()
         try:
             channel.tx_commit()  # sends the queued frames first, in order
         except AMQP_ERRORS as exc:
@@ -450,13 +454,33 @@ class Broker:
             confirmed(False)
         return time.perf_counter() - start
 
+    def _before_commit(self) -> BlockingChannel:
+        """The channel to commit on, once what the broker sent meanwhile is read. A broker
+        that closed the connection or the channel while the batch ran (a fault, a node going
+        down) has discarded the transaction and handed its deliveries to other children: the
+        commit then fails as never sent (BrokerError), not in doubt, whose resend would publish
+        the outcome of steps those children may be running again. Reading costs one `poll`
+        system call when nothing came; pika's own read (`process_data_events`) runs only when
+        something did (measured in deploy/PERFORMANCE.md). A close that arrives after this
+        read still leaves the commit in doubt (runeworker/child/receipts.py)."""
+        inbound = self._inbound
+        if inbound is not None and inbound.poll(0) and self._conn is not None:
+            try:
+                self._conn.process_data_events(time_limit=0)
+            except AMQP_ERRORS as exc:
+                error = self.endpoint.error("connection to RabbitMQ lost before the commit", exc)
+                raise error from exc
+        if self._ch is None or not self._ch.is_open:  # closed: nothing of it applied
+            raise BrokerError("the channel closed before the commit: none of it applied")
+        return self._ch
+
     def _commit_confirmed(self, confirmed: Confirmed) -> None:
         """Confirm mode: send the publishes, call `confirmed`, wait until the broker confirms
         each (a quorum queue confirms once a majority of its members has the message; a
         nacked one is sent again), then send the acks and requeues. The connection lost
         meanwhile: CommitInDoubt, with the publishes not yet confirmed kept in doubt
         (runeworker/child/receipts.py)."""
-        channel = self.channel  # none open: nothing was sent, nothing applied
+        channel = self._before_commit()
         writer = self._queued()
         try:
             self._send(writer, self._open)
@@ -561,6 +585,17 @@ class Broker:
             method.routing_key,
             method.reply_text,
         )
+
+
+def _inbound(conn: BlockingConnection) -> select.poll | None:
+    """A poll object on the connection's socket, to see at no more than a system call whether
+    the broker sent anything (pika keeps the socket in its transport; None if it moved)."""
+    sock = getattr(getattr(conn._impl, "_transport", None), "_sock", None)
+    if sock is None:
+        return None
+    inbound = select.poll()
+    inbound.register(sock, select.POLLIN | select.POLLPRI)
+    return inbound
 
 
 def _marked(message: _Published) -> _Published:

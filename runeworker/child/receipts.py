@@ -28,6 +28,10 @@ and ran twice, down to a second completion. The child therefore:
   A resent delivery without one waits 2 s once (`COPY_GRACE`, `Parking`) and is looked
   up again: the resend queues it right behind its original, which may be running on another
   child at that moment;
+* reads what the broker sent before it commits (`Broker.commit`): a broker that closed the
+  connection while the batch ran (a fault, a node going down) discarded the transaction and
+  handed its deliveries to others, so the commit fails as never sent, with nothing to publish
+  again and no receipt to claim;
 * when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
   the receipts of the deliveries it acked at once (their copies may reach other children while
   this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
@@ -39,17 +43,15 @@ and ran twice, down to a second completion. The child therefore:
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
 archivist's update is idempotent). A step that runs longer than the grace can still run twice
-when its message was resent. A connection the broker closes while a batch runs (a fault, a
-node going down) is learnt at the batch's commit, which is then in doubt, while the broker
-has already handed the batch's deliveries to other children: one that looks them up before
-this child has claimed their receipts runs the step again (its statuses twice, with different
-bytes; its next message's second copy finds the receipt). Seen once in the faults suite's
-`connections` scenario. Reading the socket before every commit would tell most such closes
-apart, at a cost measured in deploy/PERFORMANCE.md. The messages of a commit in doubt live
-in the child's memory until the resend: a child killed before it (SIGKILL, an out-of-memory
-kill within the seconds of a broker failover) loses the steps of that commit whose deliveries
-were acked or whose copies found the receipts; a stopping child tries the resend three more
-times.
+when its message was resent. A close that reaches the child between that read and the
+commit (a window of one network latency) leaves the commit in doubt: its deliveries, already
+handed to another child, run there again when that child looks them up before this one has
+claimed their receipts (one step's statuses twice, with different bytes; its next message's
+copy then finds the receipt; seen once in the faults suite's `connections` scenario before the
+read was added). The messages of a commit in doubt live in the child's memory until the
+resend: a child killed before it (SIGKILL, an out-of-memory kill within the seconds of a
+broker failover) loses the steps of that commit whose deliveries were acked or whose copies
+found the receipts; a stopping child tries the resend three more times.
 
 A receipt names a message by its execution, its queue, its branch token and its node, which
 the protocol makes unique within an execution (child tokens are derived, `child_token` in
@@ -189,9 +191,11 @@ class ReceiptBook:
 class Parking:
     """Resent deliveries without a receipt, held back `grace` seconds once: the resend queued
     each right behind its original, which may be running on another child now, and whose
-    receipt then comes before the grace ends. (A broker redelivery is not held back: the
-    broker redelivers once the consumer's channel is gone, or after an ack was lost with a
-    node, by which time the receipt is usually written; see the module doc for when not.)"""
+    receipt then comes before the grace ends. (A broker redelivery has no original running:
+    the broker redelivers once the consumer's channel is gone, or after an ack was lost with
+    a node, by which time the receipt is written; a child whose connection closed mid-batch
+    learns it before its commit and publishes nothing of the batch. The exception is a close
+    between that and the commit: see the module doc.)"""
 
     def __init__(self, grace: float = COPY_GRACE) -> None:
         self.grace = grace

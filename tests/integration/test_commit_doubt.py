@@ -8,14 +8,21 @@ make a step run twice (two `success` statuses with different bytes, or two compl
 
 from __future__ import annotations
 
+import subprocess
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pika
 import pytest
 from amqpcut import CommitCutter
-from wire import EXECUTION, RunningWorker, Wire, edge, master, node, running_worker
+from wire import EXECUTION, RunningWorker, Wire, edge, master, node, running_worker, vhost_of
+
+from runeworker.adapters.amqp import Broker
+from runeworker.errors import BrokerError, CommitInDoubt
 
 
 @pytest.fixture
@@ -123,3 +130,42 @@ def test_a_lost_commit_is_published_once_and_its_redelivery_dropped(
     assert steps(wire, eid) == EXPECTED
     if queue_type == "classic":  # confirm mode: n1's statuses went out before the cut
         assert Counter(g.raw for g in wire.statuses(eid)).most_common(1)[0][1] == 1
+
+
+@pytest.mark.parametrize("confirm", [False, True], ids=["transaction", "confirms"])
+def test_a_transaction_the_broker_closed_before_its_commit_is_not_in_doubt(
+    amqp_url: str, confirm: bool
+) -> None:
+    """The broker closes the connection while a batch runs (a fault, a node going down) and
+    discards its open transaction. The commit reads that before it sends anything and fails
+    as never sent: nothing is kept to publish again (a resend would publish the outcome of
+    deliveries that other children may be running again already). Sending the commit first
+    would have raised in doubt. With publisher confirms (quorum queues) nothing was sent
+    before the commit either."""
+    queue = f"doubt.closed.{uuid.uuid4().hex[:8]}"
+    side = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    side.channel().queue_declare(queue)
+    side.close()
+    broker = Broker([amqp_url], confirm=confirm)
+    broker.connect()
+    try:
+        broker.publish(queue, b'{"step": "outcome"}', exchange="")
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost_of(amqp_url), "test"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        time.sleep(0.5)  # the close frame is on its way to the client
+        with pytest.raises(BrokerError) as raised:
+            broker.commit()
+        assert not isinstance(raised.value, CommitInDoubt)
+        assert "before the commit" in str(raised.value)
+        assert broker.in_doubt == []
+    finally:
+        broker.close()
+    side = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = side.channel()
+        assert channel.queue_declare(queue, passive=True).method.message_count == 0
+        channel.queue_delete(queue)
+    finally:
+        side.close()
