@@ -38,7 +38,11 @@ saved), the entries added later are copied out of theirs; the bytes each kept co
 alive are counted against `MAX_TOTAL_BYTES`, the least recently used ones go first. When more
 executions are in flight than fit (each comes back only after all the others, and finds its
 context gone), keeping them is work in vain: after `IN_VAIN` kept in a row without a reuse,
-only one in `SPARSE` is kept, until one is reused again.
+only one in `SPARSE` is kept, in a budget `SPARSE` times smaller (the memory went for nothing
+too), until one is reused again. The smaller budget finds a reuse as far back as the whole one
+would: it holds one context in `SPARSE` of what the whole budget held, each standing for the
+`SPARSE` contexts seen since the one before, so the oldest was kept as many contexts ago as the
+whole budget's oldest was (at least one is kept, whatever its size).
 """
 
 from __future__ import annotations
@@ -180,13 +184,15 @@ class KnownContexts:
     ) -> None:
         if cost > self.max_total:
             return
+        # while none is reused, a budget SPARSE times smaller (the module doc says why)
+        limit = self.max_total if self._in_vain <= IN_VAIN else self.max_total // SPARSE
         with self._lock:
             old = self._kept.pop(execution, None)
             if old is not None:
                 self._total -= old.cost
             self._kept[execution] = _Kept(prefix, entries, cost, at)
             self._total += cost
-            while self._total > self.max_total:
+            while self._total > limit and len(self._kept) > 1:
                 _, dropped = self._kept.popitem(last=False)
                 self._total -= dropped.cost
 

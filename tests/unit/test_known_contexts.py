@@ -227,6 +227,39 @@ def test_keeping_goes_sparse_while_none_kept_is_reused() -> None:
     assert "c" in known._kept
 
 
+def test_kept_in_vain_the_budget_shrinks_until_one_is_reused() -> None:
+    """After IN_VAIN kept without a reuse the kept contexts shrink to one SPARSE-th of the
+    budget (what they held was memory in vain), at least the newest one is kept, and a reuse
+    gives the whole budget back."""
+    context = msgspec.json.encode(_entries(40))
+    # what one of them holds, with room for execution ids a few characters longer
+    size = len(_message(context, execution="a0")) + len(context) + ENTRY_BYTES * 40 + 8
+    known = KnownContexts(min_bytes=1024, max_total=IN_VAIN * size)
+
+    def show(ex: str) -> None:
+        data = _message(context, execution=ex)
+        known.remember(data, _plain.decode(data))
+
+    for i in range(IN_VAIN):
+        show(f"a{i}")
+    assert len(known._kept) == IN_VAIN
+    for i in range(SPARSE):
+        show(f"b{i}")
+    # one kept in SPARSE, and the budget SPARSE times smaller: the newest IN_VAIN // SPARSE
+    assert list(known._kept)[-1] == f"b{SPARSE - 1}"
+    assert len(known._kept) == IN_VAIN // SPARSE
+    assert known._total <= known.max_total // SPARSE
+    assert known.decode(_message(context, execution=f"b{SPARSE - 1}"), _plain.decode) is not None
+    for i in range(IN_VAIN // 2):
+        show(f"c{i}")
+    assert len(known._kept) == IN_VAIN // SPARSE + IN_VAIN // 2  # the whole budget again
+    tight = KnownContexts(min_bytes=1024, max_total=size)  # its SPARSE-th holds none
+    for i in range(IN_VAIN + SPARSE):
+        data = _message(context, execution=f"t{i}")
+        tight.remember(data, _plain.decode(data))
+    assert list(tight._kept) == [f"t{IN_VAIN + SPARSE - 1}"]
+
+
 def test_a_context_with_invalid_utf8_is_refused_and_not_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
