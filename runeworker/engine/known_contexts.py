@@ -73,8 +73,10 @@ MAX_TOTAL_BYTES = 16 << 20
 ENTRY_BYTES = 128
 # after this many large contexts kept in a row without one of them being reused (more
 # executions in flight than fit, each seen again only after the others), only one in SPARSE
-# is kept: keeping one costs an encoding and a memcmp of it
-IN_VAIN = 64
+# is kept, in a budget SPARSE times smaller: keeping one costs an encoding and a memcmp of
+# it, and what the kept ones held before the switch stays in a child's RSS (64 KB contexts:
+# 71 MB with 64 here and no smaller budget, 53 MB now; deploy/PERFORMANCE.md)
+IN_VAIN = 16
 SPARSE = 16
 
 
