@@ -261,10 +261,12 @@ local f_status, f_reason, f_context, children = '', '', '', {}
 # has_payload, payload, expected, any, now_ms, timeout_ms, and with the scheduler's keys the
 # timer's id and resume message (merge). Reply: {'stale'}, {'limit', verdict},
 # {'cancelled', n, advance reply...} (nothing but the absorbing recorded, n = 0), or
-# {verdict, n, barrier reply (n items), advance reply when foreseen}.
+# {verdict, n, barrier reply (n items), advance reply when foreseen}. `touch` refreshes the
+# execution's keys only: the barrier functions refresh theirs whenever they run (an arrival
+# that ends before them changes none of them), and the scheduler's are global.
 _ARRIVE = (
     _PROLOGUE
-    + "if #KEYS == 14 then touched = 11 end\n"
+    + f"touched = {len(_KEY_SUFFIXES)}\n"
     + AGGREGATE_FN
     + MERGE_FN
     + _VERDICT
