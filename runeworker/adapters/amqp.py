@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
@@ -535,6 +536,28 @@ class Broker:
             raise BrokerError("not connected to RabbitMQ")
         return self._conn
 
+    def export_doubt(self) -> bytes:
+        """Every message in doubt, packed (msgpack: exchange, routing key, body, content type,
+        delivery mode, headers) for the store to keep (runeworker/child/doubts.py)."""
+        return _pack_doubt(
+            [
+                (e, rk, body, p.content_type, p.delivery_mode, p.headers)
+                for e, rk, body, p in self.in_doubt
+            ]
+        )
+
+    def import_doubt(self, packed: bytes) -> int:
+        """Add the messages `export_doubt` packed (another child's) to those in doubt; returns
+        how many. ValueError when `packed` is not such a list."""
+        try:
+            unpacked = _unpack_doubt(packed)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a packed commit in doubt: {exc}") from exc
+        for exchange, routing_key, body, content_type, mode, headers in unpacked:
+            props = BasicProperties(content_type=content_type, delivery_mode=mode, headers=headers)
+            self.in_doubt.append((exchange, routing_key, body, props))
+        return len(unpacked)
+
     def resend_in_doubt(self) -> int:
         """Publish the messages of failed commits again, the same bytes and properties plus
         the header RESENT_HEADER, in one transaction (see runeworker/child/receipts.py);
@@ -585,6 +608,12 @@ class Broker:
             method.routing_key,
             method.reply_text,
         )
+
+
+# a message in doubt as `Broker.export_doubt` packs it
+_Packed = tuple[str, str, bytes, str | None, int | None, dict[str, Any] | None]
+_pack_doubt = msgspec.msgpack.Encoder().encode
+_unpack_doubt = msgspec.msgpack.Decoder(list[_Packed]).decode
 
 
 def _inbound(conn: BlockingConnection) -> select.poll | None:

@@ -41,6 +41,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
+from runeworker.adapters.redis_doubts import RedisDoubts
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.adapters.redis_flow import AGGREGATE_FN, MERGE_FN, Client, RedisFlow, barrier_of
 from runeworker.config import RedisConfig, mask_url
@@ -394,6 +395,7 @@ class RedisStore(RedisFlow):
         self._count_script: Script = client.register_script(_COUNT_ATTEMPT)
         self._receipts_script: Script = client.register_script(_RECEIPTS)
         self._begin_script: Script = client.register_script(_BEGIN)
+        self.doubts = RedisDoubts(client, prefix, self._error)  # runeworker/child/doubts.py
         self._register_flow_scripts()
 
     @classmethod

@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from runeworker.adapters.amqp import JSON, Confirmed, Delivery
+from runeworker.child.doubts import DoubtStore
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import StateStore
 
@@ -66,6 +67,15 @@ class TransactionalBroker(Protocol):
         commit that was sent and failed raises CommitInDoubt, its publishes kept in doubt."""
         ...
 
+    def export_doubt(self) -> bytes:
+        """Every message now in doubt, packed for `DoubtStore.keep` (runeworker/child/doubts.py)."""
+        ...
+
+    def import_doubt(self, packed: bytes) -> int:
+        """Add the messages of `export_doubt`'s `packed` (another child's) to those in doubt,
+        for `resend_in_doubt`; returns how many. ValueError when `packed` is not such."""
+        ...
+
     def resend_in_doubt(self) -> int:
         """Publish the messages of the failed commits again, same bytes, in one transaction,
         and commit; returns how many (0: nothing was in doubt). On failure they stay in
@@ -77,7 +87,13 @@ class TransactionalBroker(Protocol):
 
 
 class WorkerStore(StateStore, Protocol):
-    """The state store of a worker child: the engine's `StateStore` plus a health probe."""
+    """The state store of a worker child: the engine's `StateStore` plus a health probe,
+    receipts, and where commits in doubt are kept (runeworker/child/doubts.py)."""
+
+    @property
+    def doubts(self) -> DoubtStore:
+        """Where this child keeps a commit in doubt until it is published again."""
+        ...
 
     def ping(self) -> bool:
         """True when the store answers; never raises."""

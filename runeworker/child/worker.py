@@ -35,6 +35,7 @@ from runeworker.adapters.amqp import (
     describe,
 )
 from runeworker.adapters.redis_state import RedisStore, redis_where
+from runeworker.child.doubts import LEASE_SECONDS, DoubtBook
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of
@@ -107,6 +108,9 @@ class Worker:
         self.book = ReceiptBook(self.store)  # steps whose outcome is published
         self.receipts = self.book.state
         self.parking = Parking()  # resent deliveries waiting for their original's receipt
+        # a commit in doubt kept in Redis until resent, and other children's left there
+        lease = max(LEASE_SECONDS, 4 * cfg.broker.retry_delay_max)
+        self.doubts = DoubtBook(self.store.doubts, lease=lease)
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
         # by the old leader it never learnt of: there every delivery is looked up.
         self._look_up_all = cfg.broker.queue_type == "quorum"
@@ -150,6 +154,7 @@ class Worker:
         delay = self.cfg.broker.retry_delay
         waiting_for = ""
         while not self.stopping:
+            self.doubts.renew()  # a commit in doubt stays this child's while it waits
             problem = self._connect()
             if problem is None:
                 if waiting_for:
@@ -213,6 +218,28 @@ class Worker:
             )
         self.receipts.resent()
         self.book.look_up([], write=True)
+        self.doubts.resolved()
+        self._adopt(force=True)
+
+    def _adopt(self, *, force: bool = False) -> None:
+        """Publish again the commits in doubt other children kept in Redis and did not resend
+        (killed first): at connecting (`force`) and every ADOPT_EVERY seconds while consuming
+        (runeworker/child/doubts.py). Their deliveries' receipts were claimed by the child that
+        kept them. A packed commit that cannot be read is logged and dropped."""
+        for doubt_id, packed in self.doubts.orphans(time.monotonic(), force=force):
+            try:
+                count = self.broker.import_doubt(packed)
+            except ValueError as exc:
+                log.error("dropping the commit in doubt %s kept in Redis: %s", doubt_id, exc)
+                self.doubts.adopted(doubt_id)
+                continue
+            self.broker.resend_in_doubt()
+            self.doubts.adopted(doubt_id)
+            log.warning(
+                "published again the %d messages of a commit in doubt another child kept (%s)",
+                count,
+                doubt_id,
+            )
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -259,6 +286,16 @@ class Worker:
             except (BrokerError, StateError) as exc:
                 error = exc
                 time.sleep(self.cfg.broker.retry_delay * (attempt + 1))
+        self.doubts.renew()  # a last try at keeping them in Redis, if that failed before
+        if self.doubts.open:
+            log.warning(
+                "stopping with a commit in doubt, its messages could not be published again "
+                "(%s): they are kept in Redis, and another child publishes them once their "
+                "lease ends (the steps of %d deliveries)",
+                error,
+                len(self.receipts.doubted),
+            )
+            return
         log.error(
             "stopping with a commit in doubt, its messages could not be published again "
             "(%s): the steps of %d deliveries may be lost",
@@ -274,6 +311,7 @@ class Worker:
         while not self.stopping:
             self._beat(ChildState.READY)
             self._tick_scheduler()
+            self._adopt()
             self.parking.release(pending)
             if not pending:
                 # idle: the due receipts are written once RECEIPTS_EVERY old, not at once
@@ -412,6 +450,7 @@ class Worker:
         except CommitInDoubt:
             self.receipts.in_doubt()
             self.book.claim_doubted()
+            self.doubts.in_doubt(self.broker.export_doubt())  # a copy outside this process
             raise
         self.hooks.on_commit(seconds)  # observers count what is committed
 

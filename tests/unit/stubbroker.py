@@ -23,7 +23,9 @@ lose the connection with CommitInDoubt; the publishes of a failed commit are kep
 `resend_in_doubt`. `on_idle` is called by a `poll` that finds nothing to deliver and
 nothing unacked: tests set it to `worker.stop` to run the loop until the queues are drained.
 
-`StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`.
+`StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`;
+its `doubts` (`MemoryDoubts`) keeps commits in doubt as runeworker/adapters/redis_doubts.py
+does, on a clock the test moves (`MemoryDoubts.now_ms`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from runeworker.adapters.amqp import JSON, RESENT_HEADER, Confirmed, Delivery
 from runeworker.child.receipts import Receipt
@@ -229,6 +233,19 @@ class StubBroker:
             confirmed(False)
         return 0.0
 
+    def export_doubt(self) -> bytes:
+        """The messages in doubt, packed (`Broker.export_doubt`)."""
+        return msgspec.msgpack.encode(self.in_doubt)
+
+    def import_doubt(self, packed: bytes) -> int:
+        """Add another child's packed messages to those in doubt."""
+        try:
+            messages = msgspec.msgpack.decode(packed, type=list[Message])
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a packed commit in doubt: {exc}") from exc
+        self.in_doubt += messages
+        return len(messages)
+
     def resend_in_doubt(self) -> int:
         """Publish the messages of failed commits again in one transaction and commit."""
         doubted = [
@@ -289,11 +306,52 @@ class StubBroker:
             self.queues[target].append(msg)
 
 
+class MemoryDoubts:
+    """`DoubtStore` in memory (RedisDoubts' semantics), on a clock of its own (`now_ms`)."""
+
+    def __init__(self, store: StubStore) -> None:
+        self.now_ms = 0
+        self.kept: dict[str, bytes] = {}
+        self.leases: dict[str, int] = {}
+        self._store = store
+
+    def keep(self, doubt_id: str, packed: bytes, lease_ms: int) -> None:
+        self._check("keep")
+        self.kept[doubt_id] = packed
+        self.leases[doubt_id] = self.now_ms + lease_ms
+
+    def renew(self, doubt_id: str, lease_ms: int) -> bool:
+        self._check("renew")
+        if doubt_id not in self.kept:
+            return False
+        self.leases[doubt_id] = self.now_ms + lease_ms
+        return True
+
+    def drop(self, doubt_id: str) -> None:
+        self._check("drop")
+        self.kept.pop(doubt_id, None)
+        self.leases.pop(doubt_id, None)
+
+    def take(self, lease_ms: int, limit: int) -> list[tuple[str, bytes]]:
+        self._check("take")
+        out = []
+        for doubt_id, packed in self.kept.items():
+            if len(out) < limit and self.leases.get(doubt_id, 0) <= self.now_ms:
+                self.leases[doubt_id] = self.now_ms + lease_ms
+                out.append((doubt_id, packed))
+        return out
+
+    def _check(self, op: str) -> None:
+        if self._store._trip("doubts"):
+            raise StateError(f"stub: Redis is gone (doubts {op})")
+
+
 class StubStore(MemoryStore):
     """The engine's MemoryStore with a worker's health probe, and `fail` for Redis outages."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.doubts = MemoryDoubts(self)
         self.closed = False
         self.receipts_kept: set[Receipt] = set()
         self._faults: dict[str, int] = {}

@@ -325,3 +325,81 @@ def test_on_quorum_queues_an_unflagged_copy_is_found_too() -> None:
         broker.enqueue(QUEUE, body)  # the same message again, not flagged
         run_until_idle(make_worker(broker, store, settings=settings), broker)
         assert terminal(broker)[("ex-1", "n1", "success")] == runs, queue_type
+
+
+class _DoubtThenStop(Recorder):
+    """The step's own commit ends in doubt with its next message lost (its ack applied), the
+    broker stays away for the drain's three tries, and the child stops: what a child killed
+    before its resend leaves (its messages gone with its memory)."""
+
+    def __init__(self, broker: StubBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.worker: Any = None
+
+    def on_node_done(self, node_type: str, outcome: str, seconds: float) -> None:
+        super().on_node_done(node_type, outcome, seconds)
+        if self.worker.handled == 0:
+            self.broker.doubt(lose=(QUEUE,))
+            self.broker.fail("connect", 3)
+            self.worker.stop()
+
+
+def test_a_commit_in_doubt_left_by_a_stopped_child_is_published_by_another(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The first child keeps its commit in doubt in the store and exits without publishing it;
+    a second child adopts it only once its lease has ended, publishes it again and drops it,
+    and the execution completes, each step once."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    hooks = _DoubtThenStop(broker)
+    first = hooks.worker = make_worker(broker, store, hooks)
+    assert first.run() == EXIT_OK
+    assert broker.waiting(QUEUE) == [] and broker.waiting(COMPLETION_QUEUE) == []
+    assert list(store.doubts.kept) == [first.doubts.doubt_id]
+    broker.in_doubt = []  # the first child's memory is gone with it
+
+    run_until_idle(make_worker(broker, store, Recorder()), broker)  # the lease still runs
+    assert broker.waiting(COMPLETION_QUEUE) == [] and list(store.doubts.kept)
+
+    store.doubts.now_ms += first.doubts.lease_ms
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    # n1's statuses were applied by the doubtful commit and come again, the same bytes
+    steps = terminal(broker)
+    assert steps == Counter({("ex-1", "n1", "success"): 2, ("ex-1", "n2", "success"): 1})
+    statuses = broker.waiting(STATUS_QUEUE)
+    assert distinct(statuses) == len(statuses) - 2
+    assert store.doubts.kept == {} and store.doubts.leases == {}
+    resent = [m for m in broker.resent if m.routing_key == QUEUE]
+    assert len(resent) == 1 and resent[0].headers[RESENT_HEADER] is True
+
+
+def test_a_commit_in_doubt_is_kept_once_redis_answers_and_dropped_once_resent(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """Redis does not answer when the commit falls in doubt: the child keeps the messages in
+    memory and keeps them in the store at its next renewal; after the resend nothing is left
+    in the store. A commit that succeeds keeps nothing."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    hooks = Recorder()
+    kept: list[list[str]] = []
+    worker = make_worker(broker, store, hooks)
+    keep = store.doubts.keep
+
+    def watched(doubt_id: str, packed: bytes, lease_ms: int) -> None:
+        keep(doubt_id, packed, lease_ms)
+        kept.append(list(store.doubts.kept))
+
+    store.doubts.keep = watched  # type: ignore[method-assign]
+
+    def after() -> None:
+        if hooks.count("commit") == 1:  # the mirror's: the next one is n1's step
+            broker.doubt(lose=(QUEUE,))
+            store.fail("doubts", 1)  # the keep right after the commit
+
+    hooks.after_commit = after
+    run_until_idle(worker, broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert kept == [[worker.doubts.doubt_id]]  # kept at the renewal, before reconnecting
+    assert store.doubts.kept == {} and hooks.count("reconnect") == 1

@@ -1,0 +1,133 @@
+"""Commits in doubt kept in Redis, so that a child killed before its resend loses nothing.
+
+A commit whose outcome is unknown (runeworker/child/receipts.py) leaves its messages in the
+child's memory until the child is connected again and publishes them again; meanwhile the
+receipts of the deliveries it acked say their steps are published, so their copies publish
+nothing. A child killed in that window (SIGKILL, an out-of-memory kill, a host going down
+while the broker fails over) took the only copy of those steps' outcome with it.
+
+So the child also keeps the messages in Redis (`DoubtStore.keep`, packed by the broker,
+`TransactionalBroker.export_doubt`) under an id of its own, with a lease it renews while it
+waits for the broker (`DoubtBook.renew`) and drops once its resend is committed
+(`DoubtBook.resolved`). Any child adopts the kept messages whose lease ran out: when it
+connects and every `ADOPT_EVERY` seconds while it consumes (`DoubtBook.orphans`), it takes
+the lease, publishes them again as its own resend does (same bytes, marked resent, so their
+receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
+falls in doubt keeps trying with every renewal.
+
+What this costs: nothing on the path of a commit that succeeds; one store call per failed
+commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. What it
+leaves: the keep is written after the receipts are claimed, so a child killed between the two
+loses the steps as before (a window of one Redis round trip); an orphan adopted by a child
+that dies before its resend is adopted again when the new lease runs out, possibly after the
+first adopter did publish it (its messages then arrive twice, with the same bytes, as any
+resent message may).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import Protocol
+
+from runeworker.errors import StateError
+
+log = logging.getLogger("runeworker.worker")
+
+# how long a kept commit stays its child's without a renewal; a waiting child renews it at
+# every connection attempt, at most `retry_delay_max` apart (the lease is at least four times
+# that, `DoubtBook.__init__`)
+LEASE_SECONDS = 60.0
+# how often a consuming child looks for kept commits whose lease ran out
+ADOPT_EVERY = 30.0
+
+
+class DoubtStore(Protocol):
+    """Where commits in doubt are kept: by id, each with the time its lease ends."""
+
+    def keep(self, doubt_id: str, packed: bytes, lease_ms: int) -> None:
+        """Keep (or replace) `packed` under `doubt_id`, leased for `lease_ms` from now."""
+        ...
+
+    def renew(self, doubt_id: str, lease_ms: int) -> bool:
+        """Extend the lease of `doubt_id`; False when nothing is kept under it."""
+        ...
+
+    def drop(self, doubt_id: str) -> None:
+        """Forget `doubt_id` (its messages are published)."""
+        ...
+
+    def take(self, lease_ms: int, limit: int) -> list[tuple[str, bytes]]:
+        """At most `limit` kept commits whose lease ran out, each leased anew to the caller
+        for `lease_ms` (so two children do not both take it): [(id, packed), ...]."""
+        ...
+
+
+class DoubtBook:
+    """One child's commit in doubt as kept in the store, and the orphans it adopts."""
+
+    def __init__(self, store: DoubtStore, *, lease: float = LEASE_SECONDS) -> None:
+        self._store = store
+        self.lease_ms = int(lease * 1000)
+        self.doubt_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._unkept: bytes | None = None  # in doubt, not yet in the store (Redis down)
+        self._kept = False  # something is kept under doubt_id
+        self._next_adopt = 0.0
+
+    @property
+    def open(self) -> bool:
+        """A commit of this child is in doubt (kept or still to keep)."""
+        return self._kept or self._unkept is not None
+
+    def in_doubt(self, packed: bytes) -> None:
+        """A commit failed in doubt: keep every message now in doubt (`packed`, all of them,
+        earlier doubted commits included) under this child's id."""
+        self._unkept = packed
+        self._try_keep()
+
+    def renew(self) -> None:
+        """While waiting to resend: keep what could not be kept yet, else extend the lease."""
+        if self._unkept is not None:
+            self._try_keep()
+        elif self._kept:
+            try:
+                self._kept = self._store.renew(self.doubt_id, self.lease_ms)
+            except StateError as exc:
+                log.warning("lease of the kept commit in doubt not renewed: %s", exc)
+
+    def resolved(self) -> None:
+        """The messages in doubt are published again: nothing to keep any more. Raises
+        StateError when Redis does not answer (the caller's resend then counts as failed
+        for Redis, as the receipts' write does)."""
+        self._unkept = None
+        if self._kept:
+            self._store.drop(self.doubt_id)
+            self._kept = False
+
+    def orphans(
+        self, now: float, *, force: bool = False, limit: int = 16
+    ) -> list[tuple[str, bytes]]:
+        """Kept commits of other children whose lease ran out, now leased to this one; at
+        most one look every ADOPT_EVERY seconds unless `force` (on connecting)."""
+        if not force and now < self._next_adopt:
+            return []
+        self._next_adopt = now + ADOPT_EVERY
+        return [(i, p) for i, p in self._store.take(self.lease_ms, limit) if i != self.doubt_id]
+
+    def adopted(self, doubt_id: str) -> None:
+        """An orphan's messages are published again: forget it."""
+        self._store.drop(doubt_id)
+
+    def _try_keep(self) -> None:
+        packed = self._unkept
+        if packed is None:
+            return
+        try:
+            self._store.keep(self.doubt_id, packed, self.lease_ms)
+        except StateError as exc:
+            log.warning("commit in doubt not kept in Redis yet (kept in memory): %s", exc)
+            return
+        self._unkept = None
+        self._kept = True
