@@ -18,7 +18,8 @@ of one slot):
     {prefix}exec:{<id>}:receipts           hash  "<queue>|<token>|<node>" -> 1 for each step
                                                  whose outcome is published (child/receipts.py)
 
-The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
+Commits in doubt, kept until a child publishes them again, are in `{prefix}{doubts}:*`
+(runeworker/adapters/redis_doubts.py). The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
 refreshes the TTL of every key it touches.
 

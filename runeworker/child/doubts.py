@@ -13,7 +13,8 @@ waits for the broker (`DoubtBook.renew`) and drops once its resend is committed
 connects and every `ADOPT_EVERY` seconds while it consumes (`DoubtBook.orphans`), it takes
 the lease, publishes them again as its own resend does (same bytes, marked resent, so their
 receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
-falls in doubt keeps trying with every renewal.
+falls in doubt keeps trying with every renewal. A stopping child tries the resend three more
+times (`Worker._settle_doubt_before_exit`) and otherwise leaves the kept copy to the others.
 
 What this costs: nothing on the path of a commit that succeeds; one store call per failed
 commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. What it

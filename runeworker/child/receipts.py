@@ -48,10 +48,10 @@ commit (a window of one network latency) leaves the commit in doubt: its deliver
 handed to another child, run there again when that child looks them up before this one has
 claimed their receipts (one step's statuses twice, with different bytes; its next message's
 copy then finds the receipt; seen once in the faults suite's `connections` scenario before the
-read was added). The messages of a commit in doubt live in the child's memory until the
-resend: a child killed before it (SIGKILL, an out-of-memory kill within the seconds of a
-broker failover) loses the steps of that commit whose deliveries were acked or whose copies
-found the receipts; a stopping child tries the resend three more times.
+read was added). The messages of a commit in doubt are kept in Redis too until the resend
+(runeworker/child/doubts.py): a child killed before it leaves them to another child, which
+publishes them once their lease ends; only a child killed between claiming the receipts and
+keeping the messages (one Redis round trip) loses those steps.
 
 A receipt names a message by its execution, its queue, its branch token and its node, which
 the protocol makes unique within an execution (child tokens are derived, `child_token` in
