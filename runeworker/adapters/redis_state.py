@@ -18,10 +18,10 @@ of one slot):
     {prefix}exec:{<id>}:receipts           hash  "<queue>|<token>|<node>" -> 1 for each step
                                                  whose outcome is published (child/receipts.py)
 
-Commits in doubt, kept until a child publishes them again, are in `{prefix}{doubts}:*`
-(runeworker/adapters/redis_doubts.py). The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
+The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
-refreshes the TTL of every key it touches.
+refreshes the TTL of every key it touches. Commits in doubt, kept until a child publishes them
+again, are in `{prefix}{doubts}:*` (runeworker/adapters/redis_doubts.py).
 
 `from_config` builds the client the `[redis]` section describes with redis-py's own clients:
 one server (`redis.url`), a master found through Redis Sentinel (`redis.sentinels`,

@@ -10,7 +10,7 @@ So the child also keeps the messages in Redis (`DoubtStore.keep`, packed by the 
 `TransactionalBroker.export_doubt`) under an id of its own, with a lease it renews while it
 waits for the broker (`DoubtBook.renew`) and drops once its resend is committed
 (`DoubtBook.resolved`). Any child adopts the kept messages whose lease ran out: when it
-connects and every `ADOPT_EVERY` seconds while it consumes (`DoubtBook.orphans`), it takes
+starts consuming and every `ADOPT_EVERY` seconds after (`DoubtBook.orphans`), it takes
 the lease, publishes them again as its own resend does (same bytes, marked resent, so their
 receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
 falls in doubt keeps trying with every renewal. A stopping child tries the resend three more
@@ -107,12 +107,10 @@ class DoubtBook:
             self._store.drop(self.doubt_id)
             self._kept = False
 
-    def orphans(
-        self, now: float, *, force: bool = False, limit: int = 16
-    ) -> list[tuple[str, bytes]]:
+    def orphans(self, now: float, limit: int = 16) -> list[tuple[str, bytes]]:
         """Kept commits of other children whose lease ran out, now leased to this one; at
-        most one look every ADOPT_EVERY seconds unless `force` (on connecting)."""
-        if not force and now < self._next_adopt:
+        most one look every ADOPT_EVERY seconds (the first at once)."""
+        if now < self._next_adopt:
             return []
         self._next_adopt = now + ADOPT_EVERY
         return [(i, p) for i, p in self._store.take(self.lease_ms, limit) if i != self.doubt_id]

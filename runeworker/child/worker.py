@@ -219,14 +219,13 @@ class Worker:
         self.receipts.resent()
         self.book.look_up([], write=True)
         self.doubts.resolved()
-        self._adopt(force=True)
 
-    def _adopt(self, *, force: bool = False) -> None:
+    def _adopt(self) -> None:
         """Publish again the commits in doubt other children kept in Redis and did not resend
-        (killed first): at connecting (`force`) and every ADOPT_EVERY seconds while consuming
+        (killed first): between batches, every ADOPT_EVERY seconds from the first
         (runeworker/child/doubts.py). Their deliveries' receipts were claimed by the child that
         kept them. A packed commit that cannot be read is logged and dropped."""
-        for doubt_id, packed in self.doubts.orphans(time.monotonic(), force=force):
+        for doubt_id, packed in self.doubts.orphans(time.monotonic()):
             try:
                 count = self.broker.import_doubt(packed)
             except ValueError as exc:

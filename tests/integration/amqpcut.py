@@ -16,7 +16,9 @@ On a channel in confirm mode (runeworker with quorum queues) the commit point is
 to `target` and the broker's confirms: `before` cuts at that publish (what went before it is
 applied), `after` (and `lose`) when the first confirm comes back.
 
-New connections are proxied as they come, so the worker reconnects through it.
+New connections are proxied as they come, so the worker reconnects through it, unless
+`refuse_after_cut` is set: then every connection after the cut is closed at once (the broker
+stays out of the worker's reach, as for a child that dies before it could resend).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class CommitCutter:
         self.port: int = self.listener.getsockname()[1]
         self.cut = threading.Event()  # set once a commit was cut
         self.connections = 0
+        self.refuse_after_cut = False
         self._plan: _Plan | None = None
         self._lock = threading.Lock()
         self._links: list[_Link] = []
@@ -94,6 +97,9 @@ class CommitCutter:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refuse_after_cut and self.cut.is_set():
+                client.close()
+                continue
             server = socket.create_connection(self.upstream)
             link = _Link(client, server)
             self._links.append(link)

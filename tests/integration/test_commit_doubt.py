@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pytest
+import redis
 from amqpcut import CommitCutter
 from wire import EXECUTION, RunningWorker, Wire, edge, master, node, running_worker, vhost_of
 
@@ -169,3 +170,41 @@ def test_a_transaction_the_broker_closed_before_its_commit_is_not_in_doubt(
         channel.queue_delete(queue)
     finally:
         side.close()
+
+
+def test_a_child_gone_before_its_resend_leaves_the_commit_to_another(
+    url: str,
+    queue_type: str,
+    redis_url: str,
+    redis_prefix: str,
+    proxied: RunningWorker,
+    wire: Wire,
+    cutter: CommitCutter,
+) -> None:
+    """The commit of n1's step is applied without n2's message, and the broker stays out of
+    the child's reach until it stops: its resend never happens, and its memory goes with it.
+    The commit was kept in Redis (runeworker/child/doubts.py): a second worker, started once
+    the lease ended, publishes it again, and the execution completes, each step once."""
+    proxied.worker.doubts.lease_ms = 300
+    cutter.refuse_after_cut = True
+    start = chain()
+    eid = str(start["execution_id"])
+    cutter.arm("after", EXECUTION, (EXECUTION,))
+    wire.publish_api(start)
+    assert cutter.cut.wait(15)
+    kept = redis.Redis.from_url(redis_url)
+    messages = f"{redis_prefix}{{doubts}}:messages"
+    deadline = time.monotonic() + 10
+    while kept.hlen(messages) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kept.hlen(messages) == 1
+    proxied.worker.stop()
+    proxied.thread.join(15)
+    assert proxied.exit_code == [0] and kept.hlen(messages) == 1  # stopped without resending
+    time.sleep(0.4)  # the lease, renewed by the stopping child's last tries, ends
+    with running_worker(url, redis_url, redis_prefix, **{"broker.queue_type": queue_type}):
+        wire.completion(eid, timeout=20)
+        wire.no_second_completion(eid, settle=1.0)
+    assert steps(wire, eid) == EXPECTED
+    assert kept.hlen(messages) == 0
+    kept.close()

@@ -55,13 +55,13 @@ def test_take_stops_at_its_limit(store: RedisStore) -> None:
 def test_a_book_keeps_renews_and_drops_its_commit(store: RedisStore) -> None:
     book, other = DoubtBook(store.doubts, lease=3600), DoubtBook(store.doubts, lease=3600)
     book.in_doubt(b"messages")
-    assert book.open and other.orphans(0, force=True) == []  # leased to `book`
+    assert book.open and other.orphans(0) == []  # leased to `book`
     book.renew()
     book.resolved()
     assert not book.open
     store.doubts.keep("dead-child", b"theirs", 0)
-    assert book.orphans(0, force=True) == [("dead-child", b"theirs")]
-    assert book.orphans(1, force=False) == []  # at most one look every ADOPT_EVERY
+    assert book.orphans(0) == [("dead-child", b"theirs")]
+    assert book.orphans(1) == []  # at most one look every ADOPT_EVERY
     book.adopted("dead-child")
     assert store.doubts.take(0, 16) == []
 
