@@ -14,7 +14,8 @@ starts consuming and every `ADOPT_EVERY` seconds after (`DoubtBook.orphans`), it
 the lease, publishes them again as its own resend does (same bytes, marked resent, so their
 receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
 falls in doubt keeps trying with every renewal. A stopping child tries the resend three more
-times (`Worker._settle_doubt_before_exit`) and otherwise leaves the kept copy to the others.
+times (`Worker._settle_doubt_before_exit`) and otherwise hands the kept copy over: its lease
+ends at once.
 
 What this costs: nothing on the path of a commit that succeeds; one store call per failed
 commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. What it
@@ -82,19 +83,27 @@ class DoubtBook:
         """A commit of this child is in doubt (kept or still to keep)."""
         return self._kept or self._unkept is not None
 
+    @property
+    def kept(self) -> bool:
+        """This child's commit in doubt is in the store."""
+        return self._kept
+
     def in_doubt(self, packed: bytes) -> None:
         """A commit failed in doubt: keep every message now in doubt (`packed`, all of them,
         earlier doubted commits included) under this child's id."""
         self._unkept = packed
-        self._try_keep()
+        self._try_keep(self.lease_ms)
 
-    def renew(self) -> None:
-        """While waiting to resend: keep what could not be kept yet, else extend the lease."""
+    def renew(self, *, handing_over: bool = False) -> None:
+        """While waiting to resend: keep what could not be kept yet, else extend the lease.
+        `handing_over` (a child stopping without its resend): the lease ends now, so that the
+        next child to look adopts it."""
+        lease_ms = 0 if handing_over else self.lease_ms
         if self._unkept is not None:
-            self._try_keep()
+            self._try_keep(lease_ms)
         elif self._kept:
             try:
-                self._kept = self._store.renew(self.doubt_id, self.lease_ms)
+                self._kept = self._store.renew(self.doubt_id, lease_ms)
             except StateError as exc:
                 log.warning("lease of the kept commit in doubt not renewed: %s", exc)
 
@@ -119,12 +128,12 @@ class DoubtBook:
         """An orphan's messages are published again: forget it."""
         self._store.drop(doubt_id)
 
-    def _try_keep(self) -> None:
+    def _try_keep(self, lease_ms: int) -> None:
         packed = self._unkept
         if packed is None:
             return
         try:
-            self._store.keep(self.doubt_id, packed, self.lease_ms)
+            self._store.keep(self.doubt_id, packed, lease_ms)
         except StateError as exc:
             log.warning("commit in doubt not kept in Redis yet (kept in memory): %s", exc)
             return

@@ -264,7 +264,9 @@ class Worker:
                 log.info("handed %d prefetched deliveries back", len(handed))
         except BrokerError as exc:
             log.info("drain without a connection (%s); the broker requeues unacked work", exc)
-        if self.receipts.doubted:  # stopped while a commit was in doubt: one last try
+        # stopped while a commit was in doubt: one last try (with publisher confirms its
+        # receipts are written before the confirms, so only the kept copy says so)
+        if self.receipts.doubted or self.doubts.open:
             self._settle_doubt_before_exit()
         self.book.write_quietly()  # the last commits' receipts, not yet written
         self.broker.close()
@@ -285,21 +287,18 @@ class Worker:
             except (BrokerError, StateError) as exc:
                 error = exc
                 time.sleep(self.cfg.broker.retry_delay * (attempt + 1))
-        self.doubts.renew()  # a last try at keeping them in Redis, if that failed before
-        if self.doubts.open:
+        self.doubts.renew(handing_over=True)  # kept in Redis for any child, at once
+        if self.doubts.kept:
             log.warning(
                 "stopping with a commit in doubt, its messages could not be published again "
-                "(%s): they are kept in Redis, and another child publishes them once their "
-                "lease ends (the steps of %d deliveries)",
+                "(%s): they are kept in Redis, and the next child to look publishes them",
                 error,
-                len(self.receipts.doubted),
             )
             return
         log.error(
             "stopping with a commit in doubt, its messages could not be published again "
-            "(%s): the steps of %d deliveries may be lost",
+            "nor kept in Redis (%s): the steps of its deliveries may be lost",
             error,
-            len(self.receipts.doubted),
         )
 
     # -- the loop -----------------------------------------------------------------------

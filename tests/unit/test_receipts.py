@@ -345,12 +345,8 @@ class _DoubtThenStop(Recorder):
             self.worker.stop()
 
 
-def test_a_commit_in_doubt_left_by_a_stopped_child_is_published_by_another(
-    broker: StubBroker, store: StubStore
-) -> None:
-    """The first child keeps its commit in doubt in the store and exits without publishing it;
-    a second child adopts it only once its lease has ended, publishes it again and drops it,
-    and the execution completes, each step once."""
+def _doubt_left_behind(broker: StubBroker, store: StubStore) -> str:
+    """Run a child that stops with its commit in doubt unpublished; its id in the store."""
     broker.enqueue(QUEUE, chain("ex-1", length=2))
     hooks = _DoubtThenStop(broker)
     first = hooks.worker = make_worker(broker, store, hooks)
@@ -358,12 +354,10 @@ def test_a_commit_in_doubt_left_by_a_stopped_child_is_published_by_another(
     assert broker.waiting(QUEUE) == [] and broker.waiting(COMPLETION_QUEUE) == []
     assert list(store.doubts.kept) == [first.doubts.doubt_id]
     broker.in_doubt = []  # the first child's memory is gone with it
+    return first.doubts.doubt_id
 
-    run_until_idle(make_worker(broker, store, Recorder()), broker)  # the lease still runs
-    assert broker.waiting(COMPLETION_QUEUE) == [] and list(store.doubts.kept)
 
-    store.doubts.now_ms += first.doubts.lease_ms
-    run_until_idle(make_worker(broker, store, Recorder()), broker)
+def _completed_once(broker: StubBroker, store: StubStore) -> None:
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     # n1's statuses were applied by the doubtful commit and come again, the same bytes
     steps = terminal(broker)
@@ -373,6 +367,32 @@ def test_a_commit_in_doubt_left_by_a_stopped_child_is_published_by_another(
     assert store.doubts.kept == {} and store.doubts.leases == {}
     resent = [m for m in broker.resent if m.routing_key == QUEUE]
     assert len(resent) == 1 and resent[0].headers[RESENT_HEADER] is True
+
+
+def test_a_commit_in_doubt_a_stopping_child_hands_over_is_published_by_the_next(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The first child keeps its commit in doubt in the store and stops without publishing it,
+    its lease ended; the next child publishes it again and drops it, and the execution
+    completes, each step once."""
+    doubt_id = _doubt_left_behind(broker, store)
+    assert store.doubts.leases[doubt_id] <= store.doubts.now_ms  # handed over
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    _completed_once(broker, store)
+
+
+def test_a_commit_in_doubt_of_a_killed_child_waits_for_its_lease(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A killed child hands nothing over: its lease runs as last renewed, and no child takes
+    the commit before it ends."""
+    doubt_id = _doubt_left_behind(broker, store)
+    store.doubts.leases[doubt_id] = store.doubts.now_ms + 60_000  # what a kill leaves
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    assert broker.waiting(COMPLETION_QUEUE) == [] and list(store.doubts.kept) == [doubt_id]
+    store.doubts.now_ms += 60_000
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    _completed_once(broker, store)
 
 
 def test_a_commit_in_doubt_is_kept_once_redis_answers_and_dropped_once_resent(
