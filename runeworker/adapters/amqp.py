@@ -612,7 +612,7 @@ class Broker:
 
 # a message in doubt as `Broker.export_doubt` packs it
 _Packed = tuple[str, str, bytes, str | None, int | None, dict[str, Any] | None]
-_pack_doubt = msgspec.msgpack.Encoder().encode
+_pack_doubt = msgspec.msgpack.Encoder(enc_hook=str).encode  # a header of another type: as text
 _unpack_doubt = msgspec.msgpack.Decoder(list[_Packed]).decode
 
 

@@ -77,6 +77,7 @@ class DoubtBook:
         self._unkept: bytes | None = None  # in doubt, not yet in the store (Redis down)
         self._kept = False  # something is kept under doubt_id
         self._next_adopt = 0.0
+        self._adopting: list[str] = []  # orphans taken whose resend has not committed yet
 
     @property
     def open(self) -> bool:
@@ -115,6 +116,9 @@ class DoubtBook:
         if self._kept:
             self._store.drop(self.doubt_id)
             self._kept = False
+        while self._adopting:  # their messages were in doubt here: published with the rest
+            self._store.drop(self._adopting[-1])
+            self._adopting.pop()
 
     def orphans(self, now: float, limit: int = 16) -> list[tuple[str, bytes]]:
         """Kept commits of other children whose lease ran out, now leased to this one; at
@@ -124,9 +128,16 @@ class DoubtBook:
         self._next_adopt = now + ADOPT_EVERY
         return [(i, p) for i, p in self._store.take(self.lease_ms, limit) if i != self.doubt_id]
 
+    def adopting(self, doubt_id: str) -> None:
+        """An orphan's messages are being published again; should that commit fail, they
+        stay in this child's doubt, and `resolved` drops the orphan with this child's own."""
+        self._adopting.append(doubt_id)
+
     def adopted(self, doubt_id: str) -> None:
         """An orphan's messages are published again: forget it."""
         self._store.drop(doubt_id)
+        if doubt_id in self._adopting:
+            self._adopting.remove(doubt_id)
 
     def _try_keep(self, lease_ms: int) -> None:
         packed = self._unkept

@@ -232,6 +232,7 @@ class Worker:
                 log.error("dropping the commit in doubt %s kept in Redis: %s", doubt_id, exc)
                 self.doubts.adopted(doubt_id)
                 continue
+            self.doubts.adopting(doubt_id)  # dropped by `_resend` should this one fail
             self.broker.resend_in_doubt()
             self.doubts.adopted(doubt_id)
             log.warning(

@@ -423,3 +423,19 @@ def test_a_commit_in_doubt_is_kept_once_redis_answers_and_dropped_once_resent(
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert kept == [[worker.doubts.doubt_id]]  # kept at the renewal, before reconnecting
     assert store.doubts.kept == {} and hooks.count("reconnect") == 1
+
+
+def test_an_adopted_commit_whose_resend_fails_is_dropped_after_the_next_resend(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The adopting child's own resend of the orphan ends in doubt (applied in full): the
+    orphan's messages stay in this child's doubt, go out again at its reconnect, and only
+    then is the orphan dropped from the store, with this child's own kept copy."""
+    _doubt_left_behind(broker, store)
+    broker.doubt()  # the next commit: the adoption's
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    steps = terminal(broker)
+    assert steps[("ex-1", "n2", "success")] == 1  # n2's message came twice: one ran
+    assert store.doubts.kept == {} and hooks.count("reconnect") == 1
