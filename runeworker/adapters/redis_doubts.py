@@ -33,6 +33,13 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS: messages, leases. ARGV: id.
+_DROP = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: messages, leases. ARGV: now (ms), lease (ms), limit. Reply: id, packed, id, packed...
 # of at most `limit` kept commits whose lease ended, each leased anew from now.
 _TAKE = """
@@ -57,12 +64,12 @@ class RedisDoubts:
         self, client: Any, prefix: str, error: Callable[[str, RedisError], StateError]
     ) -> None:
         """`error(what, exc)` turns a RedisError into the store's StateError (its URL masked)."""
-        self._client = client
         self._keys = [f"{prefix}{{doubts}}:messages", f"{prefix}{{doubts}}:leases"]
         self._error = error
         self._keep = client.register_script(_KEEP)
         self._renew = client.register_script(_RENEW)
         self._take = client.register_script(_TAKE)
+        self._drop = client.register_script(_DROP)
 
     def keep(self, doubt_id: str, packed: bytes, lease_ms: int) -> None:
         self._call("keep a commit in doubt", self._keep, [doubt_id, packed, _now_ms() + lease_ms])
@@ -72,13 +79,7 @@ class RedisDoubts:
         return bool(self._call("renew a commit in doubt", self._renew, args))
 
     def drop(self, doubt_id: str) -> None:
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hdel(self._keys[0], doubt_id)
-            pipe.hdel(self._keys[1], doubt_id)
-            pipe.execute()
-        except RedisError as exc:
-            raise self._error("drop a commit in doubt", exc) from exc
+        self._call("drop a commit in doubt", self._drop, [doubt_id])
 
     def take(self, lease_ms: int, limit: int) -> list[tuple[str, bytes]]:
         reply = self._call("take commits in doubt", self._take, [_now_ms(), lease_ms, limit])
