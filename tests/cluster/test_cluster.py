@@ -94,3 +94,14 @@ def test_receipts_of_executions_on_several_masters(cluster_store: RedisStore) ->
     receipts = [(f"ex-{i}", f"workflow.execution|t{i}|n") for i in range(12)]
     assert cluster_store.receipts(receipts[:6], receipts) == [True] * 6 + [False] * 6
     assert cluster_store.receipts(receipts[6:], receipts) == [True] * 12
+
+
+def test_commits_in_doubt_are_kept_and_taken_on_a_cluster(cluster_store: RedisStore) -> None:
+    """The commits in doubt (runeworker/adapters/redis_doubts.py) live in two hashes of one
+    slot (`{doubts}`): every script of them runs on a Cluster."""
+    doubts = cluster_store.doubts
+    doubts.keep("a", b"packed", 0)
+    assert doubts.renew("a", 0) is True
+    assert doubts.take(60_000, 16) == [("a", b"packed")]
+    doubts.drop("a")
+    assert doubts.take(0, 16) == [] and doubts.renew("a", 0) is False
