@@ -47,7 +47,7 @@ local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]
 local out = {}
 for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
   if #out >= 2 * limit then break end
-  if tonumber(redis.call('HGET', KEYS[2], id) or '0') <= now then
+  if (tonumber(redis.call('HGET', KEYS[2], id) or '0') or 0) <= now then
     redis.call('HSET', KEYS[2], id, now + lease)
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGET', KEYS[1], id)

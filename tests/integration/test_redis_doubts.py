@@ -45,6 +45,16 @@ def test_a_kept_commit_is_taken_once_its_lease_ends_and_by_one_taker(
     client.close()
 
 
+def test_a_lease_that_is_not_a_number_has_ended(
+    store: RedisStore, redis_url: str, redis_prefix: str
+) -> None:
+    store.doubts.keep("a", b"packed", HOUR_MS)
+    client = redis.Redis.from_url(redis_url)
+    client.hset(f"{redis_prefix}{{doubts}}:leases", "a", "garbage")
+    client.close()
+    assert store.doubts.take(HOUR_MS, 16) == [("a", b"packed")]
+
+
 def test_take_stops_at_its_limit(store: RedisStore) -> None:
     for i in range(5):
         store.doubts.keep(f"d{i}", b"x", 0)
