@@ -8,8 +8,8 @@ while the broker fails over) took the only copy of those steps' outcome with it.
 
 So the child also keeps the messages in Redis (`DoubtStore.keep`, packed by the broker,
 `TransactionalBroker.export_doubt`) under an id of its own, with a lease it renews while it
-waits for the broker (`DoubtBook.renew`) and drops once its resend is committed
-(`DoubtBook.resolved`). Any child adopts the kept messages whose lease ran out: when it
+waits for the broker (`DoubtBook.renew`, `DoubtBook.keep_alive`) and drops once its resend is
+committed (`DoubtBook.resolved`). Any child adopts the kept messages whose lease ran out: when it
 starts consuming and every `ADOPT_EVERY` seconds after (`DoubtBook.orphans`), it takes
 the lease, publishes them again as its own resend does (same bytes, marked resent, so their
 receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import Protocol
 
@@ -39,9 +40,10 @@ from runeworker.errors import StateError
 log = logging.getLogger("runeworker.worker")
 
 # how long a kept commit stays its child's without a renewal; a waiting child renews it at
-# every connection attempt, at most `retry_delay_max` apart (the lease is at least four times
-# that, `DoubtBook.__init__`)
+# every connection attempt and every RENEW_EVERY seconds between them, so the lease covers one
+# attempt that hangs (`broker.connection_attempts` socket timeouts) with room to spare
 LEASE_SECONDS = 60.0
+RENEW_EVERY = 10.0
 # how often a consuming child looks for kept commits whose lease ran out
 ADOPT_EVERY = 30.0
 
@@ -77,6 +79,7 @@ class DoubtBook:
         self._unkept: bytes | None = None  # in doubt, not yet in the store (Redis down)
         self._kept = False  # something is kept under doubt_id
         self._next_adopt = 0.0
+        self._renewed = 0.0  # when `renew` last ran (monotonic)
         self._adopting: list[str] = []  # orphans taken whose resend has not committed yet
 
     @property
@@ -100,6 +103,7 @@ class DoubtBook:
         `handing_over` (a child stopping without its resend): the lease ends now, so that the
         next child to look adopts it."""
         lease_ms = 0 if handing_over else self.lease_ms
+        self._renewed = time.monotonic()
         if self._unkept is not None:
             self._try_keep(lease_ms)
         elif self._kept:
@@ -107,6 +111,12 @@ class DoubtBook:
                 self._kept = self._store.renew(self.doubt_id, lease_ms)
             except StateError as exc:
                 log.warning("lease of the kept commit in doubt not renewed: %s", exc)
+
+    def keep_alive(self) -> None:
+        """Between connection attempts: `renew` once RENEW_EVERY seconds have passed since
+        the last time, when a commit of this child is in doubt."""
+        if self.open and time.monotonic() - self._renewed >= RENEW_EVERY:
+            self.renew()
 
     def resolved(self) -> None:
         """The messages in doubt are published again: nothing to keep any more. Raises

@@ -35,7 +35,7 @@ from runeworker.adapters.amqp import (
     describe,
 )
 from runeworker.adapters.redis_state import RedisStore, redis_where
-from runeworker.child.doubts import LEASE_SECONDS, DoubtBook
+from runeworker.child.doubts import DoubtBook
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of
@@ -109,8 +109,7 @@ class Worker:
         self.receipts = self.book.state
         self.parking = Parking()  # resent deliveries waiting for their original's receipt
         # a commit in doubt kept in Redis until resent, and other children's left there
-        lease = max(LEASE_SECONDS, 4 * cfg.broker.retry_delay_max)
-        self.doubts = DoubtBook(self.store.doubts, lease=lease)
+        self.doubts = DoubtBook(self.store.doubts)
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
         # by the old leader it never learnt of: there every delivery is looked up.
         self._look_up_all = cfg.broker.queue_type == "quorum"
@@ -572,6 +571,7 @@ class Worker:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             self._beat(state)
+            self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
             time.sleep(min(0.2, seconds))
 
 
