@@ -20,6 +20,11 @@ from typing import Literal, Protocol
 # input, poison) and acked; dead_lettered: a raw copy goes to the dead-letter queue; requeued:
 # handed back unprocessed at drain
 DeliveryOutcome = Literal["consumed", "acked", "duplicate", "rejected", "dead_lettered", "requeued"]
+# what became of a commit whose outcome was unknown (runeworker/child/doubts.py): doubted: a
+# commit failed in doubt; resent: this child published its messages again; handed_over: it
+# stopped without, its copy kept in Redis for the others; adopted: it published another
+# child's kept copy
+DoubtEvent = Literal["doubted", "resent", "handed_over", "adopted"]
 
 
 class WorkerHooks(Protocol):
@@ -48,6 +53,9 @@ class WorkerHooks(Protocol):
 
     def on_state_error(self) -> None:
         """An operation on the state store (Redis) failed."""
+
+    def on_doubt(self, event: DoubtEvent) -> None:
+        """A commit in doubt reached `event`."""
 
     def on_stop(self) -> None:
         """The child drained and is about to exit."""
@@ -78,6 +86,9 @@ class NoHooks:
         """Ignored."""
 
     def on_state_error(self) -> None:
+        """Ignored."""
+
+    def on_doubt(self, event: DoubtEvent) -> None:
         """Ignored."""
 
     def on_stop(self) -> None:

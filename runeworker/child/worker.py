@@ -208,6 +208,8 @@ class Worker:
         copies publish nothing (runeworker/child/receipts.py)."""
         resent = self.broker.resend_in_doubt()
         doubted = len(self.receipts.doubted)
+        if resent:
+            self.hooks.on_doubt("resent")
         if resent or doubted:
             log.warning(
                 "a commit failed with its outcome unknown: published its %d messages again; "
@@ -234,6 +236,7 @@ class Worker:
             self.doubts.adopting(doubt_id)  # dropped by `_resend` should this one fail
             self.broker.resend_in_doubt()
             self.doubts.adopted(doubt_id)
+            self.hooks.on_doubt("adopted")
             log.warning(
                 "published again the %d messages of a commit in doubt another child kept (%s)",
                 count,
@@ -289,6 +292,7 @@ class Worker:
                 time.sleep(self.cfg.broker.retry_delay * (attempt + 1))
         self.doubts.renew(handing_over=True)  # kept in Redis for any child, at once
         if self.doubts.kept:
+            self.hooks.on_doubt("handed_over")
             log.warning(
                 "stopping with a commit in doubt, its messages could not be published again "
                 "(%s): they are kept in Redis, and the next child to look publishes them",
@@ -449,6 +453,7 @@ class Worker:
             self.receipts.in_doubt()
             self.book.claim_doubted()
             self.doubts.in_doubt(self.broker.export_doubt())  # a copy outside this process
+            self.hooks.on_doubt("doubted")
             raise
         self.hooks.on_commit(seconds)  # observers count what is committed
 

@@ -38,6 +38,7 @@ DELIVERY_OUTCOMES: Final = frozenset(
 NODE_OUTCOMES: Final = frozenset({"success", "failed", "handled", "skipped"})
 COMPLETION_STATUSES: Final = frozenset({"completed", "failed", "halted"})
 RESTART_REASONS: Final = frozenset({"crash", "timeout", "recycle", "memory", "reload", "scale"})
+DOUBT_EVENTS: Final = frozenset({"doubted", "resent", "handed_over", "adopted"})
 LLM_PROVIDERS: Final = frozenset({"gemini", "openai", "anthropic"})
 LLM_OUTCOMES: Final = frozenset({"success", "error"})
 LLM_TOKEN_KINDS: Final = frozenset({"prompt", "completion"})
@@ -185,6 +186,10 @@ BROKER_RECONNECTS: Family[Counter] = Family(
 STATE_ERRORS: Family[Counter] = Family(
     "Counter", "runeworker_state_errors_total", "Failed state store operations."
 )
+COMMITS_IN_DOUBT: Family[Counter] = Family(
+    "Counter", "runeworker_commits_in_doubt_total",
+    "Commits whose outcome was unknown, by what became of them.", ("event", DOUBT_EVENTS),
+)  # fmt: skip
 MESSAGES_HANDLED: Family[Counter] = Family(
     "Counter", "runeworker_messages_handled_total", "Deliveries a child finished."
 )
@@ -204,8 +209,8 @@ LLM_SECONDS: Family[Histogram] = Family(
 )  # fmt: skip
 FAMILIES: Final[tuple[Family[Any], ...]] = (
     DELIVERIES, NODE_EXECUTIONS, NODE_DURATION, COMPLETIONS, INFLIGHT_NODES, CHILD_RESTARTS,
-    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, MESSAGES_HANDLED, LLM_REQUESTS, LLM_TOKENS,
-    LLM_SECONDS,
+    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, COMMITS_IN_DOUBT, MESSAGES_HANDLED,
+    LLM_REQUESTS, LLM_TOKENS, LLM_SECONDS,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
 METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC, CHILDREN_METRIC}
@@ -251,6 +256,11 @@ def broker_reconnect() -> None:
 def state_error() -> None:
     """Count a failed state store operation."""
     STATE_ERRORS.get().inc()
+
+
+def commit_in_doubt(event: str) -> None:
+    """Count what became of a commit in doubt (doubted, resent, handed_over, adopted)."""
+    COMMITS_IN_DOUBT.get(event).inc()
 
 
 def message_handled() -> None:

@@ -51,6 +51,10 @@ class WorkerMetrics:
         """Count the failed state store operation."""
         metrics.state_error()
 
+    def on_doubt(self, event: str) -> None:
+        """Count what became of a commit in doubt."""
+        metrics.commit_in_doubt(event)
+
     def on_stop(self) -> None:
         """Write what is pending."""
         tally.stop()

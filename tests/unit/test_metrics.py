@@ -59,6 +59,7 @@ SCENARIO = textwrap.dedent(
         metrics.inflight(1)
         metrics.broker_reconnect()
         metrics.state_error()
+        metrics.commit_in_doubt("doubted")
         metrics.message_handled()
         meter = metrics.NodeMeter()  # what an agent node reports through the executor
         meter.count("llm_requests", ("openai", "m1", "success"))
@@ -176,6 +177,7 @@ def test_children_samples_are_summed_across_processes(scenario: dict[str, Any]) 
     assert value("runeworker_commit_seconds_bucket", le="0.005") == 2
     assert value("runeworker_broker_reconnects_total") == 2
     assert value("runeworker_state_errors_total") == 2
+    assert value("runeworker_commits_in_doubt_total", event="doubted") == 2
     assert value("runeworker_messages_handled_total") == 2
     assert value("runeworker_child_restarts_total", reason="crash") == 1
     assert value("runeworker_child_restarts_total", reason="memory") == 0

@@ -351,6 +351,10 @@ def _doubt_left_behind(broker: StubBroker, store: StubStore) -> str:
     hooks = _DoubtThenStop(broker)
     first = hooks.worker = make_worker(broker, store, hooks)
     assert first.run() == EXIT_OK
+    assert [e for e in hooks.events if e[0] == "doubt"] == [
+        ("doubt", "doubted"),
+        ("doubt", "handed_over"),
+    ]
     assert broker.waiting(QUEUE) == [] and broker.waiting(COMPLETION_QUEUE) == []
     assert list(store.doubts.kept) == [first.doubts.doubt_id]
     broker.in_doubt = []  # the first child's memory is gone with it
@@ -377,8 +381,10 @@ def test_a_commit_in_doubt_a_stopping_child_hands_over_is_published_by_the_next(
     completes, each step once."""
     doubt_id = _doubt_left_behind(broker, store)
     assert store.doubts.leases[doubt_id] <= store.doubts.now_ms  # handed over
-    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
     _completed_once(broker, store)
+    assert hooks.count("doubt") == hooks.count("doubt", "adopted") == 1
 
 
 def test_a_commit_in_doubt_of_a_killed_child_waits_for_its_lease(
@@ -422,6 +428,10 @@ def test_a_commit_in_doubt_is_kept_once_redis_answers_and_dropped_once_resent(
     run_until_idle(worker, broker)
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert kept == [[worker.doubts.doubt_id]]  # kept at the renewal, before reconnecting
+    assert [e for e in hooks.events if e[0] == "doubt"] == [
+        ("doubt", "doubted"),
+        ("doubt", "resent"),
+    ]
     assert store.doubts.kept == {} and hooks.count("reconnect") == 1
 
 

@@ -76,6 +76,9 @@ class Recorder:
     def on_state_error(self) -> None:
         self.events.append(("state_error",))
 
+    def on_doubt(self, event: str) -> None:
+        self.events.append(("doubt", event))
+
     def on_stop(self) -> None:
         self.events.append(("stop",))
 
