@@ -5,6 +5,7 @@ entry for entry and in the same order."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -208,13 +209,20 @@ def test_random_tails_against_the_plain_decoder() -> None:
             assert _pairs(got.accumulated_context) == _pairs(want.accumulated_context)
 
 
-def test_keeping_goes_sparse_while_none_kept_is_reused() -> None:
-    context = msgspec.json.encode(_entries(40))
-    known = KnownContexts(min_bytes=1024)
+def _shower(known: KnownContexts, context: bytes) -> Callable[[str], None]:
+    """show(ex): `known` sees a message of execution `ex` with `context`, decoded as it came."""
 
     def show(ex: str) -> None:
         data = _message(context, execution=ex)
         known.remember(data, _plain.decode(data))
+
+    return show
+
+
+def test_keeping_goes_sparse_while_none_kept_is_reused() -> None:
+    context = msgspec.json.encode(_entries(40))
+    known = KnownContexts(min_bytes=1024)
+    show = _shower(known, context)
 
     for i in range(IN_VAIN):
         show(f"a{i}")
@@ -235,10 +243,7 @@ def test_kept_in_vain_the_budget_shrinks_until_one_is_reused() -> None:
     # what one of them holds, with room for execution ids a few characters longer
     size = len(_message(context, execution="a0")) + len(context) + ENTRY_BYTES * 40 + 8
     known = KnownContexts(min_bytes=1024, max_total=IN_VAIN * size)
-
-    def show(ex: str) -> None:
-        data = _message(context, execution=ex)
-        known.remember(data, _plain.decode(data))
+    show = _shower(known, context)
 
     for i in range(IN_VAIN):
         show(f"a{i}")
