@@ -225,23 +225,39 @@ class Worker:
         """Publish again the commits in doubt other children kept in Redis and did not resend
         (killed first): between batches, every ADOPT_EVERY seconds from the first
         (runeworker/child/doubts.py). Their deliveries' receipts were claimed by the child that
-        kept them. A packed commit that cannot be read is logged and dropped."""
-        for doubt_id, packed in self.doubts.orphans(time.monotonic()):
+        kept them. A packed commit that cannot be read is logged and dropped. Redis failing
+        here stops nothing: the look comes again ADOPT_EVERY later, and an orphan not dropped
+        is published again once its lease ends (the same bytes: a copy its receivers drop)."""
+        try:
+            orphans = self.doubts.orphans(time.monotonic())
+        except StateError as exc:
+            log.warning("cannot look for commits in doubt other children kept: %s", exc)
+            self.hooks.on_state_error()
+            return
+        for doubt_id, packed in orphans:
             try:
                 count = self.broker.import_doubt(packed)
             except ValueError as exc:
                 log.error("dropping the commit in doubt %s kept in Redis: %s", doubt_id, exc)
-                self.doubts.adopted(doubt_id)
+                self._forget(doubt_id)
                 continue
             self.doubts.adopting(doubt_id)  # dropped by `_resend` should this one fail
             self.broker.resend_in_doubt()
-            self.doubts.adopted(doubt_id)
+            self._forget(doubt_id)
             self.hooks.on_doubt("adopted")
             log.warning(
                 "published again the %d messages of a commit in doubt another child kept (%s)",
                 count,
                 doubt_id,
             )
+
+    def _forget(self, doubt_id: str) -> None:
+        """Drop an adopted commit from Redis; a failure is logged (see `_adopt`)."""
+        try:
+            self.doubts.adopted(doubt_id)
+        except StateError as exc:
+            log.warning("the adopted commit in doubt %s stays in Redis: %s", doubt_id, exc)
+            self.hooks.on_state_error()
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""

@@ -449,3 +449,16 @@ def test_an_adopted_commit_whose_resend_fails_is_dropped_after_the_next_resend(
     steps = terminal(broker)
     assert steps[("ex-1", "n2", "success")] == 1  # n2's message came twice: one ran
     assert store.doubts.kept == {} and hooks.count("reconnect") == 1
+
+
+def test_redis_failing_at_the_look_for_orphans_stops_nothing(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The look for other children's kept commits fails: the child consumes on, without a
+    reconnect, and reports the state error."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    store.fail("doubts", 1)  # the first look, before the first batch
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert hooks.count("reconnect") == 0 and hooks.count("state_error") == 1
