@@ -8,7 +8,7 @@ so they must be quick and must not raise.
 Counting rule: what happens inside a step (delivery outcomes, node and completion counts) is
 reported before the step's transaction commits; a subscriber that counts only what is committed
 holds its counts until `on_commit` (the Prometheus subscriber does, through
-`runeworker.metrics.tally`).
+`runeworker.metrics.tally`, and writes them when due or at `on_idle`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class WorkerHooks(Protocol):
     def on_commit(self, seconds: float) -> None:
         """A transaction committed in `seconds`: what was reported before it is durable."""
 
+    def on_idle(self) -> None:
+        """The loop waited and nothing came, or a blocking node runs: what was committed
+        before may be reported now."""
+
     def on_reconnect(self) -> None:
         """The connection to RabbitMQ or Redis was lost; the child reconnects."""
 
@@ -80,6 +84,9 @@ class NoHooks:
         """Ignored."""
 
     def on_commit(self, seconds: float) -> None:
+        """Ignored."""
+
+    def on_idle(self) -> None:
         """Ignored."""
 
     def on_reconnect(self) -> None:

@@ -341,6 +341,8 @@ class Worker:
                 elif due_in is not None:
                     wait = min(wait, due_in)
                 self.broker.poll(wait)
+                if not pending:  # nothing came: what was committed may be reported now
+                    self.hooks.on_idle()
                 self._check_parent()
                 continue
             batch = _batch(pending, batch_max)
@@ -544,6 +546,7 @@ class Worker:
         stop meanwhile, the step goes on, but its delivery is spared at once: should the
         drain deadline kill us before it commits, the redelivery is no attempt of its own."""
         self.broker.poll(0)
+        self.hooks.on_idle()  # the node's own `running` commit shows it in flight
         self._beat(ChildState.BUSY)
         current = self._current
         if self.stopping and current is not None and current is not self._spared:

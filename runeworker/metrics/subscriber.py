@@ -1,7 +1,8 @@
 """The Prometheus subscriber of a worker child's events (`runeworker.child.hooks.WorkerHooks`).
 
-Updates go through `runeworker.metrics.tally`: summed in memory from `on_ready` on, written at
-each commit, so a scrape counts what is committed.
+Updates go through `runeworker.metrics.tally`: summed in memory from `on_ready` on, written
+after a commit at most every `tally.FLUSH_EVERY` seconds and whenever the loop is idle, so a
+scrape counts what is committed.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ class WorkerMetrics:
         metrics.completion(status)
 
     def on_commit(self, seconds: float) -> None:
-        """Observe the commit, then write what the committed steps counted."""
+        """Observe the commit; write what the committed steps counted when it is time."""
         metrics.commit_observed(seconds)
+        tally.flush_due()
+
+    def on_idle(self) -> None:
+        """Write what is pending: nothing else is coming soon."""
         tally.flush()
 
     def on_reconnect(self) -> None:

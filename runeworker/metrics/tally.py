@@ -1,24 +1,30 @@
-"""Metric updates of a worker's hot path, summed in memory and written at each commit.
+"""Metric updates of a worker's hot path, summed in memory and written after commits.
 
 In multiprocess mode every prometheus-client update takes a lock, checks the process id (a
 system call) and writes the memory-mapped file; a node costs about eight updates. A worker
 child calls `start()` once; from then on `inc` and `observe` only add to in-memory sums, and
-`flush()` (at each broker commit, so at least once per batch of steps and before a blocking
-node starts) writes one update per series and per histogram bucket. A scrape sees the counts
-of the steps committed so far; the in-flight gauge's +1/-1 of a quick node cancel out, and a
-blocking node shows as in flight from the commit of its `running` status.
+`flush()` writes one update per series and per histogram bucket. The child calls `flush_due()`
+after each broker commit, which writes at most every FLUSH_EVERY seconds (writing at every
+commit cost about 3% of a child's CPU per node: deploy/PERFORMANCE.md), and `flush()` when it
+has nothing to do and while a blocking node runs. A scrape sees the counts of steps committed
+at most FLUSH_EVERY seconds before, never of a step not committed; the in-flight gauge's +1/-1
+of a quick node cancel out, and a blocking node shows as in flight while it runs.
 
 Without `start()` (the supervisor, tests, tools) every update is written at once.
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from typing import Any
+
+FLUSH_EVERY = 1.0  # seconds between the writes of `flush_due`
 
 _incs: dict[Any, float] = {}  # metric child (Counter/Gauge) -> amount to add
 _observed: dict[Any, list[float]] = {}  # Histogram child -> observations
 _buffering = False
+_next_flush = 0.0  # monotonic time from which `flush_due` writes
 
 
 def start() -> None:
@@ -54,8 +60,16 @@ def observe(child: Any, value: float) -> None:
         child.observe(value)
 
 
+def flush_due() -> None:
+    """`flush` when FLUSH_EVERY seconds have passed since the last one."""
+    if time.monotonic() >= _next_flush:
+        flush()
+
+
 def flush() -> None:
     """Write the pending sums: one update per series, one per histogram bucket hit."""
+    global _next_flush
+    _next_flush = time.monotonic() + FLUSH_EVERY
     if _incs:
         incs = list(_incs.items())
         _incs.clear()

@@ -76,3 +76,28 @@ def test_stop_writes_the_rest() -> None:
     assert samples(registry)[("handled_total", ())] == 3
     tally.inc(counter)
     assert samples(registry)[("handled_total", ())] == 4
+
+
+def test_flush_due_writes_at_most_every_flush_every(
+    buffering: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(tally.time, "monotonic", lambda: now[0])
+    registry = CollectorRegistry()
+    counter = Counter("handled", "h", registry=registry)
+    tally.flush()  # the last write: now
+    tally.inc(counter)
+    tally.flush_due()
+    assert samples(registry)[("handled_total", ())] == 0  # written less than FLUSH_EVERY ago
+    now[0] += tally.FLUSH_EVERY * 0.9
+    tally.inc(counter)
+    tally.flush_due()
+    assert samples(registry)[("handled_total", ())] == 0
+    now[0] += tally.FLUSH_EVERY * 0.1
+    tally.flush_due()
+    assert samples(registry)[("handled_total", ())] == 2
+    tally.inc(counter)
+    tally.flush_due()  # the write just now starts the next interval
+    assert samples(registry)[("handled_total", ())] == 2
+    tally.flush()  # an idle loop writes at once
+    assert samples(registry)[("handled_total", ())] == 3

@@ -46,6 +46,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.after_commit: Callable[[], None] | None = None
+        self.idles = 0  # not an event: how often the loop waits is timing, not behaviour
 
     def count(self, *event: Any) -> int:
         return sum(1 for e in self.events if e[: len(event)] == event)
@@ -69,6 +70,9 @@ class Recorder:
         self.events.append(("commit",))
         if self.after_commit is not None:
             self.after_commit()
+
+    def on_idle(self) -> None:
+        self.idles += 1
 
     def on_reconnect(self) -> None:
         self.events.append(("reconnect",))
@@ -433,6 +437,36 @@ def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: St
     assert value("runeworker_state_errors_total") == before + 1
     assert value("runeworker_deliveries_total", queue=QUEUE, outcome="acked") == acked + 1
     assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
+
+
+def test_an_idle_loop_writes_the_counts_of_what_it_committed(
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Prometheus subscriber writes after a commit at most every FLUSH_EVERY seconds
+    (runeworker/metrics/tally.py); a loop that waits and gets nothing writes at once."""
+    from prometheus_client import REGISTRY
+
+    from runeworker.metrics import tally
+
+    def acked() -> float:
+        labels = {"queue": QUEUE, "outcome": "acked"}
+        return REGISTRY.get_sample_value("runeworker_deliveries_total", labels) or 0.0
+
+    monkeypatch.setattr(tally, "FLUSH_EVERY", 3600.0)
+    tally.flush()  # the last write: now, so no commit of this test is due
+    before = acked()
+    seen: list[float] = []
+    worker = make_worker(broker, store, WorkerMetrics())
+    broker.enqueue(QUEUE, message("ex-1"))
+
+    def idle() -> None:  # the stub's empty polls: the second comes after the worker idled once
+        seen.append(acked())
+        if len(seen) == 2:
+            worker.stop()
+
+    broker.on_idle = idle
+    assert worker.run() == EXIT_OK
+    assert seen[:2] == [before, before + 1]  # (the drain polls once more)
 
 
 # -- the mirror ---------------------------------------------------------------------------------
