@@ -18,9 +18,12 @@ times (`Worker._settle_doubt_before_exit`) and otherwise hands the kept copy ove
 ends at once.
 
 What this costs: nothing on the path of a commit that succeeds; one store call per failed
-commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. What it
-leaves: the keep is written after the receipts are claimed, so a child killed between the two
-loses the steps as before (a window of one Redis round trip); an orphan adopted by a child
+commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. The keep is
+written before the receipts are claimed (`Worker._commit`): a child killed between the two
+leaves deliveries without receipts, which run again where the broker did not apply the commit,
+and the kept messages, published again once the lease ends (copies their receivers look up or,
+for statuses and the completion, take as the redeliveries they are); the other order lost the
+steps. What it leaves: an orphan adopted by a child
 that dies before its resend is adopted again when the new lease runs out, possibly after the
 first adopter did publish it (its messages then arrive twice, with the same bytes, as any
 resent message may).

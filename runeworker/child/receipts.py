@@ -32,13 +32,14 @@ and ran twice, down to a second completion. The child therefore:
   connection while the batch ran (a fault, a node going down) discarded the transaction and
   handed its deliveries to others, so the commit fails as never sent, with nothing to publish
   again and no receipt to claim;
-* when a commit fails, keeps what that transaction published (`TransactionalBroker`), writes
-  the receipts of the deliveries it acked at once (their copies may reach other children while
-  this one reconnects: a quorum queue redelivers them as soon as its new leader is elected,
-  which the resend waits for too), and once connected again, before consuming, publishes the
-  same bytes again (marked with `x-runeworker-resent`), then writes those receipts again (in
-  case Redis did not answer before): whether or not the broker applied the first commit, the
-  step's outcome is now published.
+* when a commit fails, keeps what that transaction published (`TransactionalBroker`, and in
+  Redis: runeworker/child/doubts.py), then writes the receipts of the deliveries it acked at
+  once (their copies may reach other children while this one reconnects: a quorum queue
+  redelivers them as soon as its new leader is elected, which the resend waits for too), and
+  once connected again, before consuming, publishes the same bytes again (marked with
+  `x-runeworker-resent`), then writes those receipts again (in case Redis did not answer
+  before): whether or not the broker applied the first commit, the step's outcome is now
+  published.
 
 What this leaves: a message the first commit did deliver reaches its queue twice with the
 same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by node, the
@@ -49,9 +50,10 @@ handed to another child, run there again when that child looks them up before th
 claimed their receipts (one step's statuses twice, with different bytes; its next message's
 copy then finds the receipt; seen once in the faults suite's `connections` scenario before the
 read was added). The messages of a commit in doubt are kept in Redis too until the resend
-(runeworker/child/doubts.py): a child killed before it leaves them to another child, which
-publishes them once their lease ends; only a child killed between claiming the receipts and
-keeping the messages (one Redis round trip) loses those steps.
+(runeworker/child/doubts.py), before the receipts are claimed: a child killed before its
+resend leaves them to another child, which publishes them once their lease ends (killed
+between the keep and the claim, the deliveries the broker did not ack also run again: their
+outcome can then arrive twice, with different bytes).
 
 A receipt names a message by its execution, its queue, its branch token and its node, which
 the protocol makes unique within an execution (child tokens are derived, `child_token` in

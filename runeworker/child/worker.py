@@ -469,8 +469,11 @@ class Worker:
             seconds = self.broker.commit(self._confirmed)
         except CommitInDoubt:
             self.receipts.in_doubt()
+            # a copy outside this process first, then the receipts: a child killed between
+            # the two leaves a commit another child publishes again (a copy at worst), where
+            # the other order would leave receipts of steps whose messages are gone
+            self.doubts.in_doubt(self.broker.export_doubt())
             self.book.claim_doubted()
-            self.doubts.in_doubt(self.broker.export_doubt())  # a copy outside this process
             self.hooks.on_doubt("doubted")
             raise
         self.hooks.on_commit(seconds)  # observers count what is committed

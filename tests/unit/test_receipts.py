@@ -401,6 +401,41 @@ def test_a_commit_in_doubt_of_a_killed_child_waits_for_its_lease(
     _completed_once(broker, store)
 
 
+class Killed(BaseException):
+    """The child's process ends here (a SIGKILL: nothing after it runs)."""
+
+
+def test_a_child_killed_right_after_its_commit_fell_in_doubt_leaves_it_to_another(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The step's commit applies its acks and statuses and loses its next message; the child
+    dies at its next write to Redis, the receipts of the doubtful commit. The messages are
+    already kept in the store: once the lease ends the next child publishes them again and
+    the execution completes, each step once. (Claiming the receipts first, a kill there
+    left receipts saying n1 was published and nothing to publish n2's message: the execution
+    never completed.)"""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))
+    hooks = _DoubtThenStop(broker)
+    first = hooks.worker = make_worker(broker, store, hooks)
+    receipts = store.receipts
+
+    def killed_at_the_claim(record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        if record and first.receipts.doubted:
+            raise Killed
+        return receipts(record, check)
+
+    store.receipts = killed_at_the_claim  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        first.run()
+    store.receipts = receipts  # type: ignore[method-assign]
+    assert list(store.doubts.kept) == [first.doubts.doubt_id]
+    assert store.receipts_kept == set()  # the kill came before the claim
+    broker.in_doubt = []  # the first child's memory is gone with it
+    store.doubts.now_ms += 60_000  # its lease, as last set, has ended
+    run_until_idle(make_worker(broker, store, Recorder()), broker)
+    _completed_once(broker, store)
+
+
 def test_a_commit_in_doubt_is_kept_once_redis_answers_and_dropped_once_resent(
     broker: StubBroker, store: StubStore
 ) -> None:
