@@ -61,6 +61,8 @@ from runeworker.supervisor.liveness import ChildState, Liveness
 
 log = logging.getLogger("runeworker.worker")
 
+RSS_CHECK_EVERY = 1.0  # seconds between two looks at the RSS (`worker.max_memory_mb`)
+
 
 class Worker:
     """The consume loop of one child process."""
@@ -102,6 +104,7 @@ class Worker:
         self._next_tick = 0.0
         self.limit = _jittered(cfg.worker.max_messages, cfg.worker.max_messages_jitter)
         self._process = psutil.Process()
+        self._next_rss_check = 0.0  # `worker.max_memory_mb`: the first batch is checked
         self._step_started = 0.0
         self._current: Delivery | None = None  # the delivery whose step runs now
         self._spared: Delivery | None = None  # the in-flight delivery already spared
@@ -571,8 +574,11 @@ class Worker:
         if self.limit and self.handled >= self.limit:
             self._recycle(f"handled {self.handled} messages (max_messages {self.limit})")
         limit_mb = self.cfg.worker.max_memory_mb
-        if limit_mb and self._process.memory_info().rss > limit_mb * 1024 * 1024:
-            self._recycle(f"RSS above max_memory_mb {limit_mb}")
+        if limit_mb and (now := time.monotonic()) >= self._next_rss_check:
+            # reading the RSS costs about 15 us (/proc): once per RSS_CHECK_EVERY, not per batch
+            self._next_rss_check = now + RSS_CHECK_EVERY
+            if self._process.memory_info().rss > limit_mb * 1024 * 1024:
+                self._recycle(f"RSS above max_memory_mb {limit_mb}")
 
     def _recycle(self, reason: str) -> None:
         log.info("child %d recycling: %s", os.getpid(), reason)

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from runeworker.child.worker import Worker
 from runeworker.config import load_config
 from runeworker.engine.registry import NodeContext, node
 from runeworker.metrics.subscriber import WorkerMetrics
-from runeworker.supervisor.children import EXIT_OK
+from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
 
 QUEUE = "workflow.execution"
 DEAD = "runeworker.dead-letter"
@@ -467,6 +468,47 @@ def test_an_idle_loop_writes_the_counts_of_what_it_committed(
     broker.on_idle = idle
     assert worker.run() == EXIT_OK
     assert seen[:2] == [before, before + 1]  # (the drain polls once more)
+
+
+class _CountedRss:
+    """Stands in for the child's psutil.Process: counts the looks at its RSS."""
+
+    def __init__(self, rss: int) -> None:
+        self.rss, self.looks = rss, 0
+
+    def memory_info(self) -> Any:
+        self.looks += 1
+        return SimpleNamespace(rss=self.rss)
+
+
+@pytest.mark.parametrize(("every", "looks"), [(3600.0, 1), (0.0, 3)])
+def test_the_rss_is_read_at_most_once_per_rss_check_every(
+    broker: StubBroker,
+    store: StubStore,
+    monkeypatch: pytest.MonkeyPatch,
+    every: float,
+    looks: int,
+) -> None:
+    """Reading the RSS costs a /proc read: with `worker.max_memory_mb` set the loop looks after
+    the first batch, then once per RSS_CHECK_EVERY, not after every batch."""
+    from runeworker.child import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "RSS_CHECK_EVERY", every)
+    for i in range(3):
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
+    settings = {"broker.batch_max": 1, "worker.max_memory_mb": 64}
+    worker = make_worker(broker, store, settings=settings)
+    process = _CountedRss(rss=1024)
+    worker._process = process  # type: ignore[assignment]
+    run_until_idle(worker, broker)
+    assert worker.handled == 3 and process.looks == looks
+    # a child over the limit from the start recycles after its first batch
+    over = make_worker(broker, store, settings=settings)
+    over._process = _CountedRss(rss=65 * 1024 * 1024)  # type: ignore[assignment]
+    for i in range(2):
+        broker.enqueue(QUEUE, message(f"ex-{3 + i}", initiated=True))
+    assert over.run() == EXIT_RECYCLE
+    assert over.recycle_reason == "RSS above max_memory_mb 64" and over.handled == 1
 
 
 # -- the mirror ---------------------------------------------------------------------------------
