@@ -37,7 +37,13 @@ class NodeError(RuneworkerError):
         self.details = details
 
 
-class DepthError(NodeError):
+class UnreadableError(NodeError):
+    """JSON a message carries that cannot be read into a value, found when a step first reads
+    it (`runeworker.engine.depth.read`): fails the node that meets it, under the node's error
+    policy."""
+
+
+class DepthError(UnreadableError):
     """JSON nested deeper than `runeworker.engine.depth.MAX_DEPTH`: fails the node that meets
     it, under the node's error policy."""
 

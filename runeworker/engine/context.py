@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from runeworker.engine import depth
-from runeworker.errors import DepthError
+from runeworker.errors import UnreadableError
 
 _decode = msgspec.json.decode
 # one level of a JSON value, its members left as bytes: scanning past a member is several times
@@ -62,7 +62,7 @@ def descend(raw: msgspec.Raw, segments: tuple[str | int, ...]) -> tuple[bool, An
             if seg not in fields:
                 return False, None
             value = fields[seg]
-    return True, depth.decode(value, "value")  # untrusted input: see runeworker.engine.depth
+    return True, depth.read(value, "value")  # untrusted input: see runeworker.engine.depth
 
 
 class LazyContext(dict[str, Any]):
@@ -74,12 +74,12 @@ class LazyContext(dict[str, Any]):
     are therefore read-only: a change made in place would not reach the next message (no
     node does that; an output is a new object, set with `ctx[key] = ...`)."""
 
-    __slots__ = ("_decoded", "_deep")
+    __slots__ = ("_decoded", "_unreadable")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._decoded: dict[str, tuple[msgspec.Raw, Any]] = {}
-        self._deep: set[str] = set()  # keys whose bytes nest too deeply to be read
+        self._unreadable: set[str] = set()  # keys whose bytes a read failed on
 
     @staticmethod
     def over(source: dict[str, Any]) -> LazyContext:
@@ -97,21 +97,27 @@ class LazyContext(dict[str, Any]):
         if cached is not None and cached[0] is value:
             return cached[1]
         try:
-            decoded = depth.decode(value, f"context value {key}")
-        except DepthError:
-            self._deep.add(key)
+            decoded = depth.read(value, f"context value {key}")
+        except UnreadableError:  # too deep, or a number out of range
+            self._unreadable.add(key)
             raise
         self._decoded[key] = (value, decoded)
         return decoded
 
     @property
-    def deep(self) -> bool:
-        """True when a read of some key failed because its value nests too deeply."""
-        return bool(self._deep)
+    def any_unreadable(self) -> bool:
+        """True when a read of some key failed: its value nests too deeply, or holds a number
+        out of range (runeworker.engine.depth)."""
+        return bool(self._unreadable)
 
-    def too_deep(self, key: str) -> bool:
-        """True when a read of `key` failed because its value nests too deeply."""
-        return key in self._deep and type(dict.get(self, key)) is msgspec.Raw
+    def mark_unreadable(self, key: str) -> None:
+        """A read of a part of `key`'s value failed (`descend`): the value counts as one that
+        cannot be read."""
+        self._unreadable.add(key)
+
+    def unreadable(self, key: str) -> bool:
+        """True when a read of `key` failed, and it still holds the bytes that failed."""
+        return key in self._unreadable and type(dict.get(self, key)) is msgspec.Raw
 
     def undecoded(self, key: str) -> Any:
         """The `Raw` bytes of a large value nobody has read yet (at least PART_MIN_BYTES), else
@@ -162,7 +168,7 @@ class LazyContext(dict[str, Any]):
 
     def _copied(self, other: LazyContext) -> LazyContext:
         other._decoded.update(self._decoded)
-        other._deep.update(self._deep)
+        other._unreadable.update(self._unreadable)
         return other
 
     def decode_all(self) -> None:

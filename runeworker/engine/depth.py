@@ -15,6 +15,13 @@ The rule is `MAX_DEPTH` levels of arrays and objects (the value itself is level 
   API that is too deep fails the node that reads it, under that node's error policy;
 * the completion's final context, and masking, replace a deeper value by `PLACEHOLDER`.
 
+The same goes for a value that is JSON but that no double can hold (`1e999`: Go's decoder, and
+RTES's serde_json, refuse it; msgspec raises `ValidationError`): a context value is only
+checked for its syntax when the message is decoded, so `read` turns that error into an
+`UnreadableError` that fails the node reading the value, and the completion's final context
+replaces it by `UNREADABLE` where it has to decode it (a value nobody read passes through as the
+bytes it arrived as).
+
 Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
 wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
 refuses JSON nested deeper than 128 levels (`services/rtes/src/infra/messaging.rs` decodes
@@ -29,11 +36,12 @@ from typing import Any, Final
 
 import msgspec
 
-from runeworker.errors import DepthError
+from runeworker.errors import DepthError, UnreadableError
 
 MAX_DEPTH: Final = 100
 TOO_DEEP: Final = f"nested deeper than {MAX_DEPTH} levels"
 PLACEHOLDER: Final = f"({TOO_DEEP})"
+UNREADABLE: Final = "(a JSON value that cannot be read)"
 
 # Everything but brackets, quotes and backslashes: what is left of a JSON text is its
 # structure, with the strings reduced to their quotes (and the brackets inside them).
@@ -134,3 +142,13 @@ def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
         return _decode(raw)
     except RecursionError:  # a deep stack already: below the limit, still too deep here
         raise DepthError(f"{what} is {TOO_DEEP}") from None
+
+
+def read(raw: bytes | msgspec.Raw, what: str) -> Any:
+    """`decode` for JSON a message carried (a context value or a part of one), whose syntax
+    msgspec already checked: `DepthError` when it nests too deeply, `UnreadableError` when
+    msgspec cannot make a value of it (a number out of a double's range), naming `what`."""
+    try:
+        return decode(raw, what)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise UnreadableError(f"{what} cannot be read: {exc}") from None

@@ -29,7 +29,7 @@ from runeworker.engine.messages import (
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Verdict
 from runeworker.engine.workflow import Node, Workflow
-from runeworker.errors import DepthError
+from runeworker.errors import DepthError, UnreadableError
 
 
 @dataclass(slots=True)
@@ -113,9 +113,11 @@ _context_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 def _value_or_placeholder(raw: msgspec.Raw) -> Any:
     try:
-        return depth.decode(raw, "value")
+        return depth.read(raw, "value")
     except DepthError:
         return depth.PLACEHOLDER
+    except UnreadableError:
+        return depth.UNREADABLE
 
 
 def _whole(raw: bytes) -> dict[str, Any] | None:
@@ -156,7 +158,8 @@ def completion(
             part = _context_decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             continue
-        # a value too deep to walk (input no node read) is replaced: runeworker.engine.depth
+        # a value too deep to walk or that cannot be read (input no node read) is replaced:
+        # runeworker.engine.depth
         final.update((k, _value_or_placeholder(v)) for k, v in part.items())
     final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
     return _completion(msg, status, final, started_at_ns, now_ns, failure_reason)

@@ -40,7 +40,7 @@ import msgspec
 
 from runeworker.engine import depth
 from runeworker.engine.context import LazyContext, descend
-from runeworker.errors import DepthError, ResolveError
+from runeworker.errors import ResolveError, UnreadableError
 
 _NAME = r"[A-Za-z0-9_-]+"
 # Go's greedy path class, except that the path may not end with "." (sentence-final period).
@@ -340,8 +340,9 @@ class Resolver:
         ctx = self._context
         keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
-            # a value too deep to read stays out (the node failed on it already)
-            keys = [k for k in keys if k in ctx and not ctx.too_deep(k)] if ctx.deep else keys
+            # a value that cannot be read stays out (the node failed on it already)
+            unreadable = ctx.any_unreadable
+            keys = [k for k in keys if k in ctx and not ctx.unreadable(k)] if unreadable else keys
             if not self.has_secrets():
                 return {k: ctx.raw(k) for k in keys if k in ctx}
         return {k: ctx[k] for k in keys if k in ctx}
@@ -377,7 +378,7 @@ class Resolver:
             raise
         try:
             found, value = self._root(root, part=bool(segments))
-        except DepthError as exc:
+        except UnreadableError as exc:  # too deep, a number out of range
             raise ResolveError(f"reference {ref}: {exc}") from exc
         if not found:
             if literal_fallback and ref in self._context:
@@ -390,10 +391,19 @@ class Resolver:
                 ok, got = descend(value, segments)
                 if ok:
                     return got
-                value = depth.decode(value, "value")  # _walk names what is wrong
-            except DepthError as exc:
+                value = depth.read(value, "value")  # _walk names what is wrong
+            except UnreadableError as exc:
+                self._unreadable_part(root)
                 raise ResolveError(f"reference {ref}: {exc}") from exc
         return _walk(ref, root, value, segments)
+
+    def _unreadable_part(self, root: str) -> None:
+        """A path into the large value of `root` could not be read: the value is marked so,
+        as a failed read of all of it would have (`used_inputs` leaves it out)."""
+        ctx = self._context
+        if isinstance(ctx, LazyContext):
+            name = root if "$" + root in ctx else self._aliases.get(root, root)
+            ctx.mark_unreadable("$" + name)
 
     def _resolve_str(self, text: str) -> Any:
         if text[0] == "$" and _REF.fullmatch(text):

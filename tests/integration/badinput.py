@@ -184,6 +184,14 @@ def _bad_utf8_context(env: Env) -> bytes:
     return m.replace(b'"MARK"', b'"caf\xe9 latin-1"')
 
 
+def _number_out_of_range(env: Env) -> bytes:
+    """JSON, but no double holds it (Go's decoder and RTES's serde_json refuse it); the context
+    value is only read by the node."""
+    read = [node("a", "log", message="v is {{ $input.v }}")]
+    m = dumps(message(env, read, accumulated_context={"$input": {"v": "MARK"}}))
+    return m.replace(b'"MARK"', b"1e999")
+
+
 def _bad_utf8_definition(env: Env) -> bytes:
     m = dumps(message(env, [node("a", "log", message="MARK")]))
     return m.replace(b'"MARK"', b'"\xff\xfe"')
@@ -329,6 +337,7 @@ CASES: list[Case] = [
     failing("template_missing_reference", MISSING_REF, "parameter 'message'", "$nothere.field"),
     failing("template_bad_index", BAD_INDEX, "$input.items[x]", "bad index"),
     failing("template_field_of_a_string", FIELD_OF_STRING, "cannot read field 'first' of a str"),
+    failing("context_number_out_of_range", _number_out_of_range, "$input", "Number out of range"),
     failing("log_without_message", definition([node("a", "log")]), "message parameter is required"),
     failing("http_to_a_closed_port", _http_closed, "http request failed", "connection refused"),
     failing("http_to_ftp", lambda e: _http(e, "ftp://127.0.0.1/x"), "http or https url"),

@@ -19,7 +19,7 @@ from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver
-from runeworker.errors import DepthError
+from runeworker.errors import DepthError, UnreadableError
 
 LIMIT = depth.MAX_DEPTH
 
@@ -110,10 +110,10 @@ def test_a_context_value_too_deep_fails_the_read_only() -> None:
     ctx = lazy_context(**{"$input": nested(600), "$ok": {"a": 1}})
     with pytest.raises(DepthError, match=r"^context value \$input is nested deeper"):
         ctx["$input"]
-    assert ctx.too_deep("$input") and ctx.copy().too_deep("$input")
-    assert ctx["$ok"] == {"a": 1} and not ctx.too_deep("$ok")
+    assert ctx.unreadable("$input") and ctx.copy().unreadable("$input")
+    assert ctx["$ok"] == {"a": 1} and not ctx.unreadable("$ok")
     ctx["$input"] = 1  # replaced: readable again
-    assert not ctx.too_deep("$input")
+    assert not ctx.unreadable("$input")
 
 
 @pytest.mark.parametrize("levels", [LIMIT + 1, 600, 900])
@@ -315,3 +315,76 @@ def test_the_shortest_texts_at_the_limit_are_told_apart(levels: int) -> None:
         assert depth.json_exceeds(text) is (levels > depth.MAX_DEPTH)
         assert depth.json_exceeds(text.encode()) is (levels > depth.MAX_DEPTH)
         assert depth.json_exceeds(msgspec.Raw(text.encode())) is (levels > depth.MAX_DEPTH)
+
+
+# -- numbers out of a double's range -------------------------------------------------------------
+
+OUT_OF_RANGE = [b"1e999", b"-1.8e308", b"1" + b"0" * 400 + b".5"]
+
+
+@pytest.mark.parametrize("number", OUT_OF_RANGE)
+def test_a_context_value_no_double_holds_fails_the_read_only(number: bytes) -> None:
+    """JSON, so the message decodes (its context values are only scanned), but msgspec cannot
+    make a float of it (Go's decoder and RTES's serde_json refuse it too): the read fails with
+    an error naming the value, the way a value too deep does."""
+    ctx = LazyContext({"$input": msgspec.Raw(b'{"v": %s}' % number), "$ok": msgspec.Raw(b"[1]")})
+    with pytest.raises(UnreadableError, match=r"^context value \$input cannot be read: Number"):
+        ctx["$input"]
+    assert ctx.unreadable("$input") and ctx.copy().unreadable("$input")
+    assert ctx["$ok"] == [1] and not ctx.unreadable("$ok")
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_resolver_fails_a_reference_to_a_number_out_of_range_and_leaves_it_out(
+    large: bool,
+) -> None:
+    """Read whole, or one path of a large value (`descend`): a parameter error, and the value
+    stays out of the used inputs (RTES could not read the status)."""
+    pad = ', "pad": "%s"' % ("x" * 5000) if large else ""
+    raw = msgspec.Raw(b'{"v": 1e999, "w": 2%s}' % pad.encode())
+    ctx = LazyContext({"$input": raw, "$ok": msgspec.Raw(b'{"a": 1}')})
+    resolver = Resolver(ctx)
+    params, errors = resolver.resolve_params({"m": "{{ $input.v }}", "n": "$ok.a"})
+    assert params == {"m": "{{ $input.v }}", "n": 1}
+    assert errors["m"].startswith("reference $input.v: ")
+    assert "cannot be read: Number out of range" in errors["m"]
+    used = resolver.used_inputs()
+    assert list(used) == ["$ok"] and bytes(used["$ok"]) == b'{"a": 1}'
+
+
+def test_a_number_out_of_range_fails_the_node_under_its_policy() -> None:
+    defn = workflow("halt", 0, "input")
+    statuses, done = run(defn.replace(b'"$input.k"', b'"$input.k.v"'), {"k": {"v": "MARK"}})
+    assert done.status == "completed"  # the same workflow with a readable value
+    text = start_message(defn.replace(b'"$input.k"', b'"$input.k.v"'), {"k": {"v": "MARK"}})
+    bad = msgspec.json.decode(msgspec.json.encode(text))
+    body = msgspec.json.encode(bad).replace(b'"MARK"', b"1e999")
+    from runeworker.engine.messages import decode_execution
+
+    statuses = []
+    done = LocalRunner(on_status=statuses.append).run(decode_execution(body))
+    assert done is not None
+    assert trail(statuses) == [("Deep", "running"), ("Deep", "failed")]
+    assert statuses[1].error is not None
+    assert "context value $input cannot be read: Number out of range" in statuses[1].error.message
+    assert done.status == "halted" and "cannot be read" in (done.failure_reason or "")
+
+
+def test_the_completion_replaces_a_number_out_of_range_it_must_decode() -> None:
+    """A workflow with credentials decodes the final context to mask it: a value it cannot read
+    becomes UNREADABLE; without credentials it is kept as the bytes it arrived as."""
+    from runeworker.engine.messages import NodeExecutionMessage
+    from runeworker.engine.outbox import completion
+    from runeworker.engine.workflow import parse_definition
+
+    leaf = b'{"$input": {"v": 1e999}, "$ok": {"token": "tok-own-22"}}'
+    with_secret = msgspec.json.encode(
+        {"nodes": [{"id": "a", "type": "log", "credentials": {"values": {"token": "tok-own-22"}}}]}
+    )
+    msg = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(with_secret))
+    done = completion(msg, "completed", [leaf], 0, 0, "", parse_definition(with_secret))
+    assert done.final_context == {"$input": depth.UNREADABLE, "$ok": {"token": "***"}}
+    plain = msgspec.json.encode({"nodes": [{"id": "a", "type": "log"}]})
+    msg = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(plain))
+    done = completion(msg, "completed", [leaf], 0, 0, "", parse_definition(plain))
+    assert b'"$input":{"v": 1e999}' in msgspec.json.encode(done)

@@ -65,7 +65,7 @@ def _mutate(rng: random.Random, data: bytes, definitions: list[bytes], seeds: li
     return bytes(b)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 6, 8])  # 6 and 8 met a number out of range
 def test_mutated_messages_fail_cleanly_or_step(seed: int) -> None:
     rng, seeds, ex = random.Random(seed), _seeds(), Executor(MemoryStore())
     definitions = sorted({bytes(_plain.decode(m).workflow_definition) for m in seeds})
