@@ -49,8 +49,8 @@ class WorkerHooks(Protocol):
         """A transaction committed in `seconds`: what was reported before it is durable."""
 
     def on_idle(self) -> None:
-        """The loop waited and nothing came, or a blocking node runs: what was committed
-        before may be reported now."""
+        """The loop has no backlog (its last batch was not full, or it waited and nothing
+        came) or a blocking node runs: what was committed before may be reported now."""
 
     def on_reconnect(self) -> None:
         """The connection to RabbitMQ or Redis was lost; the child reconnects."""

@@ -329,6 +329,7 @@ class Worker:
     def _serve(self) -> None:
         pending = self.broker.pending
         batch_max = self.cfg.broker.batch_max
+        full = min(batch_max, self.cfg.broker.prefetch)  # a batch this size: a backlog, maybe
         while not self.stopping:
             self._beat(ChildState.READY)
             self._tick_scheduler()
@@ -366,6 +367,8 @@ class Worker:
                 self._handle(d, got, key, dup)
                 done += 1
             self._commit()
+            if len(batch) < full:  # no backlog: what was committed may be reported now
+                self.hooks.on_idle()
             self._after(done)
 
     def _receipt(self, d: Delivery, msg: NodeExecutionMessage | str) -> Receipt | None:

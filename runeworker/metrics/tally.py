@@ -6,10 +6,12 @@ child calls `start()` once; from then on `inc` and `observe` only add to in-memo
 `flush()` writes one update per series and per histogram bucket. The child calls `flush_due()`
 after each broker commit, which writes at most every FLUSH_EVERY seconds (writing at every
 commit cost about 3% of a child's CPU per node: deploy/PERFORMANCE.md), and `flush()` when it
-has nothing to do and while a blocking node runs. A scrape sees the counts of steps committed
-at most FLUSH_EVERY seconds before, and of a step not committed yet at most that it started (a
-blocking node, once its `running` status is committed); the in-flight gauge's +1/-1 of a quick
-node cancel out, and a blocking node shows as in flight while it runs.
+has no backlog (a batch smaller than it could be, a poll that brought nothing) and while a
+blocking node runs. So at low load a scrape sees a step as soon as it is committed; under load,
+the counts of steps committed at most FLUSH_EVERY seconds before; of a step not committed yet
+at most that it started (a blocking node, once its `running` status is committed). The
+in-flight gauge's +1/-1 of a quick node cancel out, and a blocking node shows as in flight
+while it runs.
 
 Without `start()` (the supervisor, tests, tools) every update is written at once.
 """

@@ -440,11 +440,19 @@ def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: St
     assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
 
 
-def test_an_idle_loop_writes_the_counts_of_what_it_committed(
-    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("prefetch", "seen_at_first_idle"), [(1, 0), (10, 1)])
+def test_a_loop_without_backlog_writes_the_counts_of_what_it_committed(
+    broker: StubBroker,
+    store: StubStore,
+    monkeypatch: pytest.MonkeyPatch,
+    prefetch: int,
+    seen_at_first_idle: int,
 ) -> None:
     """The Prometheus subscriber writes after a commit at most every FLUSH_EVERY seconds
-    (runeworker/metrics/tally.py); a loop that waits and gets nothing writes at once."""
+    (runeworker/metrics/tally.py). A batch smaller than the prefetch (no backlog, as when one
+    execution runs) is written right after its commit; a full one when a poll brings nothing
+    (the second of the stub's empty polls below; `submit --wait` then a scrape, as the README
+    shows, relies on the first)."""
     from prometheus_client import REGISTRY
 
     from runeworker.metrics import tally
@@ -457,7 +465,8 @@ def test_an_idle_loop_writes_the_counts_of_what_it_committed(
     tally.flush()  # the last write: now, so no commit of this test is due
     before = acked()
     seen: list[float] = []
-    worker = make_worker(broker, store, WorkerMetrics())
+    settings = {"broker.prefetch": prefetch}
+    worker = make_worker(broker, store, WorkerMetrics(), settings=settings)
     broker.enqueue(QUEUE, message("ex-1"))
 
     def idle() -> None:  # the stub's empty polls: the second comes after the worker idled once
@@ -467,7 +476,7 @@ def test_an_idle_loop_writes_the_counts_of_what_it_committed(
 
     broker.on_idle = idle
     assert worker.run() == EXIT_OK
-    assert seen[:2] == [before, before + 1]  # (the drain polls once more)
+    assert seen[:2] == [before + seen_at_first_idle, before + 1]  # (the drain polls again)
 
 
 class _CountedRss:
