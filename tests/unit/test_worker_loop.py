@@ -7,6 +7,7 @@ reports to its hooks. The same loop against RabbitMQ and Redis is tested in test
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +40,15 @@ crashes: list[str] = []
 def _crash(ctx: NodeContext) -> dict[str, Any]:
     crashes.append(ctx.execution_id)
     raise Crash(ctx.execution_id)
+
+
+# set by a test to let `test.slow` end (it gives up after 10 s)
+slow_node_may_end = threading.Event()
+
+
+@node("test.slow", blocking=True)
+def _slow(ctx: NodeContext) -> dict[str, Any]:
+    return {"let_go": slow_node_may_end.wait(timeout=10.0)}
 
 
 class Recorder:
@@ -477,6 +487,34 @@ def test_a_loop_without_backlog_writes_the_counts_of_what_it_committed(
     broker.on_idle = idle
     assert worker.run() == EXIT_OK
     assert seen[:2] == [before + seen_at_first_idle, before + 1]  # (the drain polls again)
+
+
+def test_a_blocking_node_lets_the_counts_be_written_while_it_runs(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """While a blocking node runs the loop reports idle (the Prometheus subscriber writes its
+    counts then: the node's step shows in flight), on every wait for the node's thread. The
+    node ends once the loop has reported idle three times while it ran."""
+    broker.enqueue(QUEUE, message("ex-1", "test.slow", initiated=True))
+    worker: Worker | None = None
+    slow_node_may_end.clear()
+
+    class DuringNode(Recorder):
+        def on_idle(self) -> None:
+            super().on_idle()
+            assert worker is not None
+            self.events.append(("idle", worker._current is not None))
+            if self.count("idle", True) == 3:
+                slow_node_may_end.set()
+
+    hooks = DuringNode()
+    worker = make_worker(broker, store, hooks)
+    worker.stepper.idle_interval = 0.01
+    run_until_idle(worker, broker)
+    assert hooks.count("idle", True) >= 3
+    assert hooks.count("node", "test.slow", "success") == 1
+    [success] = [s for s in decoded(broker.waiting(STATUS_QUEUE)) if s["status"] == "success"]
+    assert success["output"] == {"let_go": True}  # not the 10 s give-up
 
 
 class _CountedRss:
