@@ -48,6 +48,7 @@ from runeworker.engine.messages import (
     NodeStatusMessage,
     decode_execution,
     encode,
+    encode_execution,
     masked_mirror,
 )
 from runeworker.engine.outbox import Outbox
@@ -503,7 +504,7 @@ class Worker:
         for status in outbox.statuses:
             self.broker.publish(STATUS_QUEUE, encode(status))
         for nxt in outbox.messages:
-            self.broker.publish(self.cfg.broker.queue, encode(nxt))
+            self.broker.publish(self.cfg.broker.queue, encode_execution(nxt))
         if outbox.completion is not None:
             self.broker.publish(COMPLETION_QUEUE, encode(outbox.completion))
             self.hooks.on_completion(outbox.completion.status)

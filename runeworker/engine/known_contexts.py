@@ -181,6 +181,14 @@ class KnownContexts:
         cost = len(data) + len(whole) + ENTRY_BYTES * len(ctx)
         self._keep(msg.execution_id, whole[:-1], ctx, cost, found)
 
+    def prefix_of(self, execution: str, entries: dict[str, msgspec.Raw]) -> bytes | None:
+        """The kept bytes of `entries` without the closing brace, when `entries` is the very
+        dict kept for `execution` (what `decode` or `remember` just kept for its message), else
+        None. The encoder splices them into the next message (`runeworker.engine.context`)."""
+        with self._lock:
+            kept = self._kept.get(execution)
+        return kept.prefix if kept is not None and kept.entries is entries else None
+
     def _keep(
         self, execution: str, prefix: bytes, entries: dict[str, msgspec.Raw], cost: int, at: int
     ) -> None:

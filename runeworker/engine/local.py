@@ -23,6 +23,7 @@ from runeworker.engine.messages import (
     NodeStatusMessage,
     decode_execution,
     encode,
+    encode_execution,
 )
 from runeworker.engine.state import MemoryStore
 from runeworker.engine.workflow import parse_definition
@@ -86,7 +87,7 @@ class LocalRunner:
             )
             for status in outbox.statuses:
                 self.on_status(status)
-            queue.extend((encode(m), False) for m in outbox.messages)
+            queue.extend((encode_execution(m), False) for m in outbox.messages)
             if outbox.completion is not None:
                 done = outbox.completion
         return done

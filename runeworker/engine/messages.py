@@ -14,12 +14,12 @@ from __future__ import annotations
 import functools
 import time
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from runeworker.engine.context import LazyContext
+from runeworker.engine.context import ExtendedContext, LazyContext, spliced
 from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
@@ -204,10 +204,30 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
                     f"decode node execution message: invalid UTF-8 in accumulated_context "
                     f"key {key!r}: {exc.reason}"
                 ) from exc
-        if raw is not None and not seen:  # checked: worth keeping for the next message
+        entries = msg.accumulated_context
+        if raw is None:
+            msg.accumulated_context = LazyContext.over(entries)
+            return msg
+        if not seen:  # checked: worth keeping for the next message
             _contexts.remember(raw, msg)
-        msg.accumulated_context = LazyContext.over(msg.accumulated_context)
+        # when kept, its bytes are known, and the next message splices them (encode_execution)
+        msg.accumulated_context = LazyContext.over(
+            entries, _contexts.prefix_of(msg.execution_id, entries)
+        )
     return msg
+
+
+def encode_execution(msg: NodeExecutionMessage) -> bytes:
+    """`encode(msg)`, with the context spliced from the bytes it was decoded from when the
+    step only added entries to it (`runeworker.engine.context.spliced`): a long workflow's
+    context is then not written entry by entry at every step."""
+    ctx = msg.accumulated_context
+    if type(ctx) is not ExtendedContext:  # the common case (a small context): at once
+        return encode(msg)
+    raw = spliced(ctx)
+    if raw is None:
+        return encode(msg)
+    return encode(msgspec.structs.replace(msg, accumulated_context=cast(Any, raw)))
 
 
 class Ids(msgspec.Struct):

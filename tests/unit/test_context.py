@@ -8,7 +8,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from runeworker.engine.context import PART_MIN_BYTES, LazyContext, descend
+from runeworker.engine.context import (
+    PART_MIN_BYTES,
+    ExtendedContext,
+    LazyContext,
+    descend,
+    spliced,
+)
 from runeworker.engine.resolver import Resolver
 from runeworker.errors import ResolveError
 
@@ -142,3 +148,64 @@ def test_an_unchanged_context_is_copied_from_its_source() -> None:
     assert copy["$a"] == {"x": 1} and copy == {"$a": {"x": 1}, "$b": 2}
     copy["$c"] = 3
     assert ctx._source is source and "$c" not in ctx.copy()  # type: ignore[attr-defined]
+
+
+def _spliceable() -> tuple[LazyContext, dict[str, Any]]:
+    """A decoded context of many small entries whose bytes are known (as `decode_execution`
+    makes it when its context was kept), and a copy of its source."""
+    source: dict[str, Any] = {
+        f"$n{i}": msgspec.Raw(msgspec.json.encode({"message": "m" * 40, "i": i}))
+        for i in range(100)
+    }
+    source["$a"], source["$b"] = msgspec.Raw(b'{"x":1}'), msgspec.Raw(b"[2]")
+    return LazyContext.over(source, msgspec.json.encode(source)[:-1]), dict(source)
+
+
+def test_a_copy_only_added_to_is_encoded_from_its_known_bytes() -> None:
+    """A step's copy of a context whose bytes are known encodes as those bytes and the added
+    entries: byte for byte what encoding it entry by entry gives."""
+    ctx, before = _spliceable()
+    copy = ctx.copy()
+    assert type(copy) is ExtendedContext
+    raw = spliced(copy)
+    assert raw is not None and bytes(raw) == msgspec.json.encode(copy)  # nothing added yet
+    copy["$new"] = {"level": "info"}
+    copy["$json"] = [1, "two"]
+    copy["$new"] = {"level": "warn"}  # an added key set again keeps its place
+    raw = spliced(copy)
+    assert raw is not None and bytes(raw) == msgspec.json.encode(copy)
+    assert list(copy)[-2:] == ["$new", "$json"]
+    assert dict(dict.items(ctx)) == before  # the decoded context is left as it came
+
+
+@pytest.mark.parametrize("mutate", [m for _, m in _MUTATIONS], ids=[n for n, _ in _MUTATIONS])
+def test_any_other_change_encodes_the_copy_entry_by_entry(mutate: Any) -> None:
+    """Changing a value the copy was made with, or removing one, must not splice (the known
+    bytes would bring the old entries back): only keys added keep the known bytes."""
+    ctx, _ = _spliceable()
+    copy = ctx.copy()
+    mutate(copy)
+    raw = spliced(copy)
+    if mutate is _MUTATIONS[0][1]:  # "set a new key"
+        assert raw is not None and bytes(raw) == msgspec.json.encode(copy)
+    else:
+        assert raw is None
+
+
+def test_values_decoded_in_place_are_spliced_as_their_original_bytes() -> None:
+    ctx, _ = _spliceable()
+    copy = ctx.copy()
+    copy["$new"] = 1
+    assert next(iter(copy.items()))[1] == {"message": "m" * 40, "i": 0}  # decodes in place
+    raw = spliced(copy)
+    assert raw is not None
+    assert msgspec.json.decode(raw) == msgspec.json.decode(msgspec.json.encode(copy))
+
+
+def test_a_few_large_entries_are_encoded_as_usual() -> None:
+    """Splicing copies the known bytes once more: for a few large values (a 64 KB `$input`)
+    that costs more than writing the entries, so their copies are plain."""
+    source = {"$input": msgspec.Raw(msgspec.json.encode({"blob": "x" * 65536})), "$a": 1}
+    ctx = LazyContext.over(source, msgspec.json.encode(source)[:-1])
+    copy = ctx.copy()
+    assert type(copy) is LazyContext and spliced(copy) is None

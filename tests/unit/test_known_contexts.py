@@ -13,9 +13,15 @@ import pytest
 
 from runeworker.bench.workload import Workload
 from runeworker.engine import messages
+from runeworker.engine.context import spliced
 from runeworker.engine.executor import Executor
 from runeworker.engine.known_contexts import ENTRY_BYTES, IN_VAIN, SPARSE, KnownContexts
-from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
+from runeworker.engine.messages import (
+    NodeExecutionMessage,
+    decode_execution,
+    encode,
+    encode_execution,
+)
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import MessageError
 
@@ -191,6 +197,24 @@ def test_a_workflow_s_messages_decode_to_their_own_contexts_step_after_step(
     first = hits.index(True)  # once the context is MIN_BYTES long, and from then on
     assert first < 20 and all(hits[first:])
     assert list(known._kept) == ["known-contexts"]
+
+
+def test_a_workflow_s_next_messages_splice_their_kept_context_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same chain: once a context was kept and holds enough entries, the next message
+    splices its bytes (runeworker.engine.context.spliced), and what `encode_execution`
+    writes is what encoding the message entry by entry writes, at every step."""
+    work = Workload.build(150, 8192)
+    monkeypatch.setattr(messages, "_contexts", KnownContexts())
+    ex, spliced_steps = Executor(MemoryStore()), 0
+    body = work.start("spliced-contexts")
+    for _ in range(149):
+        nxt = ex.step(decode_execution(body), lambda s, _b: encode(s)).messages[0]
+        body = encode_execution(nxt)
+        assert body == encode(nxt)
+        spliced_steps += spliced(nxt.accumulated_context) is not None
+    assert spliced_steps > 100
 
 
 def test_random_tails_against_the_plain_decoder() -> None:
