@@ -24,7 +24,7 @@ drops it.
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
-from typing import Any
+from typing import Any, SupportsIndex
 
 import msgspec
 
@@ -295,6 +295,14 @@ class ExtendedContext(LazyContext):
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._prefix = None
         return dict.setdefault(self, key, default)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        # copied (`copy`, `deepcopy`) or pickled as a plain LazyContext: rebuilt entry by entry
+        # through `__setitem__`, a copy of this class would take every key for an added one
+        # (and share this one's `_added`), and splice them after the known bytes again
+        reduced = self.copy().__reduce_ex__(protocol)
+        assert isinstance(reduced, tuple)  # a dict subclass reduces to a tuple
+        return (LazyContext, (), *reduced[2:])
 
 
 def spliced(context: Any) -> msgspec.Raw | None:

@@ -3,6 +3,8 @@ that path only, gives what the whole value would give, and leaves the value unde
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import msgspec
@@ -209,3 +211,17 @@ def test_a_few_large_entries_are_encoded_as_usual() -> None:
     ctx = LazyContext.over(source, msgspec.json.encode(source)[:-1])
     copy = ctx.copy()
     assert type(copy) is LazyContext and spliced(copy) is None
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy, lambda c: pickle.loads(pickle.dumps(c))])
+def test_a_spliced_copy_copied_again_is_a_plain_context(how: Any) -> None:
+    """`copy`, `deepcopy` and pickle rebuild a dict subclass key by key: the result is a plain
+    LazyContext with the same entries, and the copy it came from still splices right."""
+    ctx, _ = _spliceable()
+    extended = ctx.copy()
+    extended["$new"] = {"level": "info"}
+    again = how(extended)
+    assert type(again) is LazyContext
+    assert msgspec.json.encode(again) == msgspec.json.encode(extended)
+    raw = spliced(extended)
+    assert raw is not None and bytes(raw) == msgspec.json.encode(extended)
