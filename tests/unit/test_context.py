@@ -225,3 +225,43 @@ def test_a_spliced_copy_copied_again_is_a_plain_context(how: Any) -> None:
     assert msgspec.json.encode(again) == msgspec.json.encode(extended)
     raw = spliced(extended)
     assert raw is not None and bytes(raw) == msgspec.json.encode(extended)
+
+
+def test_random_changes_splice_only_what_encoding_entry_by_entry_gives() -> None:
+    """Sequences of changes to a spliced copy: whenever it still splices, the spliced bytes
+    decode to what the copy holds (and are its encoding, byte for byte, unless a read decoded
+    values in place)."""
+    import random
+
+    rng = random.Random(11)
+    ops: list[Any] = [
+        lambda d, k: d.__setitem__(f"$new{rng.randrange(4)}", rng.randrange(100)),
+        lambda d, k: d.__setitem__(k, {"changed": True}),
+        lambda d, k: d.pop(k, None),
+        lambda d, k: d.__delitem__(k) if k in d else None,
+        lambda d, k: d.setdefault(f"$new{rng.randrange(4)}", 0),
+        lambda d, k: d.update({k: 1}),
+        lambda d, k: d.__ior__({"$new0": [1]}),
+        lambda d, k: d.popitem() if d else None,
+        lambda d, k: d.clear() if rng.random() < 0.1 else None,
+        lambda d, k: list(d.items()),  # decodes in place
+    ]
+    spliced_runs = 0
+    for _ in range(400):
+        ctx, _ = _spliceable()
+        copy_ = ctx.copy()
+        decoded = False
+        for _ in range(rng.randrange(1, 6)):
+            keys = list(copy_) or ["$a"]
+            op = rng.randrange(len(ops))
+            decoded = decoded or op == len(ops) - 1
+            ops[op](copy_, rng.choice(keys))
+        raw = spliced(copy_)
+        if raw is None:
+            continue
+        spliced_runs += 1
+        whole = msgspec.json.encode(copy_)
+        assert msgspec.json.decode(raw) == msgspec.json.decode(whole)
+        if not decoded:
+            assert bytes(raw) == whole
+    assert spliced_runs > 20  # the sequences of added keys only do splice
