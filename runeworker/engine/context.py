@@ -19,6 +19,12 @@ plain dict is copied by a C loop, several times faster. So the message decoder's
 (`LazyContext.over`) keeps the plain dict it was made from while its own entries still are that
 dict's, and its copies (plain LazyContexts) start from it; every method that changes its entries
 drops it.
+
+The next message writes the context again. When the decoder knows the context's bytes (kept by
+`runeworker.engine.known_contexts` for a large context) and it has many small entries, the
+step's copy is an `ExtendedContext`: as long as the step only adds keys, `spliced` gives those
+bytes followed by the added entries, which is what encoding the copy entry by entry writes,
+without writing each entry again (deploy/PERFORMANCE.md, "a long workflow's context spliced").
 """
 
 from __future__ import annotations
@@ -227,8 +233,8 @@ class _Sourced(_Derived):
     from while its entries are still that dict's, and is copied from it (the copy is a plain
     LazyContext, or an `ExtendedContext` when its bytes are known). Every way to change the
     entries forgets the dict; `decode_all` only swaps a value for its own decoding, which leaves
-    the entries what they were. Only this class pays for the overrides: the copies a step writes
-    to are LazyContexts."""
+    the entries what they were. The copies a step writes to pay for no overrides (plain
+    LazyContexts), except those whose bytes are known (`ExtendedContext`: a long workflow's)."""
 
     __slots__ = ("_prefix", "_source")
     _source: dict[str, Any] | None
