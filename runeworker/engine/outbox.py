@@ -110,6 +110,13 @@ class StatusBuilder:
 
 _context_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
+# The largest `total_duration_ms` a completion reports: the archivist stores it in the API's
+# Postgres column `executions.total_duration_ms`, an INTEGER (services/api/migrations/versions/
+# 2026_03_10_1447_ba3dde446818_initial_schema.py), whose UPDATE fails for anything larger, and
+# the archivist then requeues the completion for ever (services/archivist/src/consumer.py). An
+# execution that waited about 25 days or more reaches it (docs/WIRE.md section 5).
+MAX_TOTAL_DURATION_MS = 2**31 - 1
+
 
 def _value_or_placeholder(raw: msgspec.Raw) -> Any:
     try:
@@ -195,9 +202,17 @@ def _completion(
         status=status,
         final_context=final,
         completed_at=rfc3339(now_ns),
-        total_duration_ms=max(0, (now_ns - started_at_ns) // 1_000_000) if started_at_ns else 0,
+        total_duration_ms=_total_ms(started_at_ns, now_ns),
         failure_reason=opt(failure_reason),
     )
+
+
+def _total_ms(started_at_ns: int, now_ns: int) -> int:
+    """Milliseconds since the execution's first step (0 when unknown or in the future), at
+    most `MAX_TOTAL_DURATION_MS`."""
+    if not started_at_ns:
+        return 0
+    return min(max(0, (now_ns - started_at_ns) // 1_000_000), MAX_TOTAL_DURATION_MS)
 
 
 def outcome_status(report: StatusBuilder, done: Outcome, duration_ms: int) -> NodeStatusMessage:

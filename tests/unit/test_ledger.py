@@ -23,6 +23,12 @@ TRIGGERED_FAN = definition(
     [TRIGGER, n("b"), n("c")], [("e0", "trigger", "b"), ("e1", "trigger", "c")]
 )
 EPOCH = 1_700_000_000_000_000_000
+# the archivist writes total_duration_ms into the API's Postgres column `executions.
+# total_duration_ms`, an INTEGER (services/api/migrations/versions/
+# 2026_03_10_1447_ba3dde446818_initial_schema.py); a larger value fails its UPDATE, and the
+# archivist requeues the completion for ever (services/archivist/src/consumer.py)
+PG_INTEGER_MAX = 2**31 - 1
+DAY_MS = 86_400_000
 
 
 class Clock:
@@ -95,7 +101,8 @@ def test_a_single_branch_execution_ends_with_the_start_its_messages_carry(
         assert done.total_duration_ms == 0
         return
     started = started_at_ms * 1_000_000 if source == "message" else clock.readings[0]
-    assert done.total_duration_ms == max(0, (clock.readings[-1] - started) // 1_000_000)
+    measured = max(0, (clock.readings[-1] - started) // 1_000_000)
+    assert done.total_duration_ms == min(measured, PG_INTEGER_MAX)  # 1: decades, capped
     assert (done.total_duration_ms > 0) == (started < clock.readings[-1])
 
 
@@ -210,3 +217,22 @@ def test_a_failure_at_the_step_limit_is_closed_with_a_clock_reading() -> None:
     assert run.completion.status == "failed"
     assert "advance" in {call for call, _ in store.times}
     assert all(now in clock.readings for _, now in store.times)
+
+
+@pytest.mark.parametrize(("days", "capped"), [(24, False), (30, True)])
+def test_the_total_duration_never_exceeds_what_the_archivist_can_store(
+    days: int, capped: bool
+) -> None:
+    """An execution that waited weeks closes after more than 2**31 - 1 ms; the Go worker never
+    reports that much (it writes 0 after a wait), runeworker caps it at the column's maximum.
+    24 days fit the column and are reported as measured; 30 days do not."""
+    store, clock = MemoryStore(), Clock()
+    executor, run = Executor(store, clock=clock), Run()
+    first = step(executor, start(CHAIN, "a"), run)
+    begun_ms = EPOCH // 1_000_000 - days * DAY_MS
+    last = msgspec.structs.replace(first.messages[0], started_at_ms=begun_ms)
+    done = step(executor, last, run).completion
+    assert done is not None and done.status == "completed"
+    measured = clock.readings[-1] // 1_000_000 - begun_ms
+    assert (measured > PG_INTEGER_MAX) == capped
+    assert done.total_duration_ms == min(measured, PG_INTEGER_MAX)
