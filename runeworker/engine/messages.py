@@ -23,6 +23,7 @@ from runeworker.engine.context import ExtendedContext, LazyContext, spliced
 from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
+from runeworker.engine.workflow import EMBEDDED_CREDENTIAL_LISTS
 from runeworker.errors import MessageError
 
 STATUS_RUNNING: Final = "running"
@@ -249,10 +250,43 @@ def opt(value: Any) -> Any:
     return value if value else UNSET
 
 
+# the keys of a credential block that unlock nothing: kept in the mirror
+_CREDENTIAL_LABELS = frozenset(("id", "name", "type"))
+
+
+def _mask_credential(creds: Any, *, flat: bool) -> None:
+    """Replace the values of one credential block by `***`, in place: its `values` object, or,
+    with `flat` (the form an agent's tool or MCP server may carry, see
+    `runeworker.engine.workflow.embedded_credentials`), every key but `id`, `name` and `type`."""
+    if not isinstance(creds, dict):
+        return
+    values = creds.get("values")
+    if isinstance(values, dict):
+        creds["values"] = {k: "***" for k in values}
+    elif flat:
+        for key in creds:
+            if key not in _CREDENTIAL_LABELS:
+                creds[key] = "***"
+
+
+def _mask_embedded(params: Any) -> None:
+    """Mask, in place, the credential blocks the API embeds in a node's parameters (an agent's
+    tools and MCP servers: `runeworker.engine.workflow.EMBEDDED_CREDENTIAL_LISTS`)."""
+    if not isinstance(params, dict):
+        return
+    for name in EMBEDDED_CREDENTIAL_LISTS:
+        entries = params.get(name)
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, dict):
+                _mask_credential(entry.get("credentials"), flat=True)
+
+
 def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     """The master message as mirrored to `workflow.worker.initiated`: unchanged, except that
     every credential value in the definition is replaced by `***` (the mirror is persisted
-    by RTES; the decrypted values must not be)."""
+    by RTES; the decrypted values must not be): a node's own credentials, and those the API
+    embeds in an agent's `parameters.tools[]` and `parameters.mcp_servers[]`, which RTES keeps
+    with the node's parameters (it blanks only the node's own `credentials`)."""
     raw = bytes(msg.workflow_definition)
     if b'"credentials"' in raw:
         try:
@@ -261,9 +295,11 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
             # cannot be masked (the step will fail it): never mirror its values unmasked
             definition, raw = None, b"{}"
         if isinstance(definition, dict):
-            for n in definition.get("nodes") or ():
-                creds = n.get("credentials") if isinstance(n, dict) else None
-                if isinstance(creds, dict) and isinstance(creds.get("values"), dict):
-                    creds["values"] = {k: "***" for k in creds["values"]}
+            nodes = definition.get("nodes")
+            for n in nodes if isinstance(nodes, list) else ():
+                if not isinstance(n, dict):
+                    continue
+                _mask_credential(n.get("credentials"), flat=False)
+                _mask_embedded(n.get("parameters"))
             raw = msgspec.json.encode(definition)
     return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))

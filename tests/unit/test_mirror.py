@@ -1,0 +1,100 @@
+"""The mirror of a start message (`masked_mirror`, docs/WIRE.md section 6): RTES stores the
+mirrored definition's nodes in MongoDB (`upsert_execution_definition` in upstream's
+services/rtes/src/infra/execution_store.rs) and serves them back to the web app. RTES blanks a
+node's own `credentials` itself (`normalize_node`), but keeps `parameters` as they come, so the
+credentials the API embeds in an agent's `parameters.tools[]` and `parameters.mcp_servers[]`
+(`_resolve_agent_nested_credentials` in services/api/src/workflow/service.py) must be masked by
+the worker before they are mirrored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from runeworker.engine.messages import decode_execution, masked_mirror
+
+
+def _credential(cid: str, kind: str, **values: str) -> dict[str, Any]:
+    return {"id": cid, "name": f"cred {cid}", "type": kind, "values": values}
+
+
+def _start(nodes: list[dict[str, Any]]) -> bytes:
+    return msgspec.json.encode(
+        {
+            "workflow_id": "12",
+            "workflow_version": 3,
+            "workflow_version_id": 31,
+            "execution_id": "ex-mirror",
+            "current_node": nodes[0]["id"],
+            "workflow_definition": {"nodes": nodes, "edges": []},
+            "accumulated_context": {},
+        }
+    )
+
+
+def _agent() -> dict[str, Any]:
+    return {
+        "id": "agent",
+        "name": "Agent",
+        "type": "agent",
+        "credentials": _credential("1", "gemini_api_key", api_key="NODE-SECRET"),
+        "parameters": {
+            "model": {"provider": "gemini", "name": "gemini-2.5-flash"},
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [
+                {
+                    "type": "http_request",
+                    "name": "lookup",
+                    "credential": {"id": "3"},
+                    "credentials": _credential("3", "token", token="TOOL-SECRET"),
+                    "config": {"method": "GET", "url": {"mode": "fixed", "value": "http://x"}},
+                },
+                {  # the flat form, which the agent reads too
+                    "type": "http_request",
+                    "name": "flat",
+                    "credentials": {
+                        "id": "5",
+                        "type": "header",
+                        "field": "X-Key",
+                        "value": "FLAT-SECRET",
+                    },
+                    "config": {"method": "GET", "url": {"mode": "fixed", "value": "http://y"}},
+                },
+            ],
+            "mcp_servers": [
+                {
+                    "name": "docs",
+                    "transport": "sse",
+                    "url": "http://mcp",
+                    "credential": {"id": "4"},
+                    "credentials": _credential("4", "header", field="X-Api", value="MCP-SECRET"),
+                }
+            ],
+        },
+    }
+
+
+def test_the_mirror_masks_the_credentials_embedded_in_an_agents_parameters() -> None:
+    mirrored = masked_mirror(decode_execution(_start([_agent()])))
+    for secret in (b"NODE-SECRET", b"TOOL-SECRET", b"FLAT-SECRET", b"MCP-SECRET"):
+        assert secret not in mirrored, secret
+    params = msgspec.json.decode(mirrored)["workflow_definition"]["nodes"][0]["parameters"]
+    tool, flat = params["tools"]
+    assert tool["credentials"] == {"id": "3", "name": "cred 3", "type": "token",
+                                   "values": {"token": "***"}}  # fmt: skip
+    assert tool["credential"] == {"id": "3"}  # the reference stays, it unlocks nothing
+    assert flat["credentials"] == {"id": "5", "type": "header", "field": "***", "value": "***"}
+    assert params["mcp_servers"][0]["credentials"]["values"] == {"field": "***", "value": "***"}
+
+
+def test_the_mirror_of_a_definition_without_embedded_credentials_is_unchanged() -> None:
+    """A definition with nothing to mask in (odd shapes included) is mirrored as the same JSON."""
+    log = {"id": "say", "name": "Say", "type": "log", "parameters": {"message": "hi",
+           "tools": "not a list", "mcp_servers": [{"credentials": "not an object"}]}}  # fmt: skip
+    body = _start([log])
+    mirrored = masked_mirror(decode_execution(body))
+    assert (
+        msgspec.json.decode(mirrored)["workflow_definition"]
+        == (msgspec.json.decode(body)["workflow_definition"])
+    )
