@@ -136,9 +136,11 @@ def test_sigkill_of_a_child_under_load_loses_and_duplicates_nothing(
     serve = start()
     rune.wait_consumers(2)
     first = workers(serve, 2)
-    ids = rune.publish(log_chain(10), 60)
     # The queue is FIFO: every first node runs before any second one, so the first
-    # completion comes near the end; 30 of 600 steps is early, with every prefetch full.
+    # completion comes after ~2850 of the 3000 steps; 30 steps is early, with every prefetch
+    # full, and leaves room for a loaded machine that keeps this test process from sending
+    # the signal (with 600 steps a CI run sharing the cores saw a completion first)
+    ids = rune.publish(log_chain(20), 150)
     rune.wait_steps(30)
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
