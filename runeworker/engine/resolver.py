@@ -29,12 +29,14 @@ A parameter nested deeper than `runeworker.engine.depth.MAX_DEPTH` fails (its st
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import msgspec
 
@@ -223,6 +225,28 @@ def _encoded(credentials: Any) -> set[str]:
     return {base64.b64encode(f"{user.strip()}:{password.strip()}".encode()).decode()}
 
 
+# What requests leaves unquoted when it prepares a URL (`requests.utils.requote_uri`).
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _written_forms(secret: str) -> set[str]:
+    """The other ways text may carry `secret`: escaped inside a JSON string (a template that
+    renders an object holding it, `JSON.stringify`, an SDK's error; also ASCII-only), in
+    Python's repr (an error quoting a parameter with `!r`), percent-encoded as requests writes
+    it in a prepared URL (an http error names the URL; an echo server returns its path), as
+    one URL component and in a form body."""
+    forms = {
+        msgspec.json.encode(secret).decode()[1:-1],
+        json.dumps(secret)[1:-1],
+        repr(secret)[1:-1],
+        quote(secret, safe=_URI_SAFE),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+    forms.discard(secret)
+    return forms
+
+
 _NO_SECRETS: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
 
 
@@ -327,6 +351,9 @@ class Resolver:
             for block in (self._credentials, *self._more_secrets):
                 _secret_strings(block, secrets)
                 secrets |= _encoded(block)
+            # the escaped forms of a long secret too; a short one is masked as a whole value only
+            forms = [_written_forms(s) for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET]
+            secrets.update(*forms)
             long = sorted((s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET), key=len)
             pattern = re.compile("|".join(map(re.escape, reversed(long)))) if long else None
             self._masker = (frozenset(secrets), pattern)

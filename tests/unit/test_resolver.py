@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import json
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import msgspec
 import pytest
+from requests.utils import requote_uri
 
 from runeworker.engine import depth
 from runeworker.engine.context import PART_MIN_BYTES, LazyContext, lazy
-from runeworker.engine.resolver import Resolver, render
+from runeworker.engine.resolver import MASK, Resolver, render
 from runeworker.errors import ResolveError
 
 # The context of the examples of upstream's services/rune-worker/pkg/resolver/resolver_test.go,
@@ -313,6 +316,27 @@ def test_basic_auth_base64_of_the_credentials_is_masked() -> None:
     # Without a username a client sends ":password".
     alone = base64.b64encode(b":s3cr3t!").decode()
     assert Resolver({}, credentials={"password": "s3cr3t!"}).mask(alone) == "***"
+
+
+# A generated password holds what JSON, Python's repr and URLs escape.
+SYMBOLS = 'pa"ss\\Wo rd/\u00e9+4711'
+
+
+@pytest.mark.parametrize(
+    ("form", "written"),
+    [
+        ("json", msgspec.json.encode(SYMBOLS).decode()),  # {{ $credential }} inside text
+        ("ascii json", json.dumps(SYMBOLS)),  # json.dumps, as an SDK's error may quote it
+        ("repr", repr(SYMBOLS)),  # an error message quoting a parameter with !r
+        ("requests url", f'"{requote_uri(SYMBOLS)}"'),  # a prepared URL in an http error
+        ("url component", f'"{quote(SYMBOLS, safe="")}"'),
+        ("form body", f'"{quote_plus(SYMBOLS)}"'),  # application/x-www-form-urlencoded
+    ],
+)
+def test_a_secret_is_masked_in_the_escaped_forms_it_is_written_in(form: str, written: str) -> None:
+    r = Resolver({}, credentials={"username": "ann", "password": SYMBOLS})
+    assert SYMBOLS not in written  # the form differs from the secret itself
+    assert r.mask(f"got {written} back") in (f'got "{MASK}" back', f"got '{MASK}' back"), form
 
 
 @pytest.mark.parametrize(
