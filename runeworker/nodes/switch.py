@@ -75,7 +75,8 @@ def run(ctx: NodeContext) -> dict[str, Any]:
             left, op, right = _operands(rule, ctx.resolver)
             matched = compare(left, op, right)
         except NodeError as exc:
-            ctx.log.warning("switch node %s: rule %d skipped: %s", ctx.node.label, index, exc)
+            reason = ctx.resolver.mask(str(exc))  # an operand may be a credential value
+            ctx.log.warning("switch node %s: rule %d skipped: %s", ctx.node.label, index, reason)
             continue
         if matched:
             return {

@@ -161,6 +161,26 @@ def test_failing_rules_are_logged_and_skipped(caplog: pytest.LogCaptureFixture) 
     ]
 
 
+def test_a_skipped_rule_logs_no_credential_value(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "pw-Secret-4711"
+    rules = [{"value": "{{ $credential.password }}", "operator": ">", "compare": 1}]
+    wf = workflow({"rules": rules})
+    node_ctx = NodeContext(
+        workflow_id="wf",
+        execution_id="ex",
+        node=wf.node("sw"),
+        params={"rules": rules},
+        context={},
+        workflow=wf,
+        resolver=Resolver({}, credentials={"password": secret}),
+    )
+    with caplog.at_level(logging.WARNING, logger="runeworker.node"):
+        assert switch.run(node_ctx)["output_index"] == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "switch node Route: rule 0 skipped: cannot convert '***' to number"
+    ]
+
+
 @pytest.mark.parametrize("rules", [[], None])
 def test_no_rules_is_fallback_zero(rules: Any) -> None:
     assert run({"rules": rules}) == {"output_index": 0, "fallback": True}
