@@ -37,6 +37,7 @@ from runeworker.engine import depth
 from runeworker.engine.registry import NodeContext, NodeSettings, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
+from runeworker.masking import mask_url_passwords
 from runeworker.nodes import params as p
 
 MAX_REDIRECTS = 10
@@ -80,8 +81,14 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     try:
         return _run(ctx)
     except NodeError as exc:
-        # Every message (URLs, transport errors) may quote a credential: mask once, here.
-        raise NodeError(str(ctx.resolver.mask(str(exc))), exc.code, exc.details) from None
+        # Every message (URLs, transport errors) may quote a credential or a password written
+        # in a URL: mask once, here.
+        raise NodeError(_masked(ctx, str(exc)), exc.code, exc.details) from None
+
+
+def _masked(ctx: NodeContext, text: str) -> str:
+    """`text` without the node's credential values and without URL passwords."""
+    return mask_url_passwords(str(ctx.resolver.mask(text)))
 
 
 def _run(ctx: NodeContext) -> dict[str, Any]:
@@ -114,7 +121,7 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
             if not _status_matches(req.raise_on_status, status):
                 return _output(resp, raw, int((time.monotonic() - started) * 1000))
             last = f"status code {status} matches raise_on_status pattern: {req.raise_on_status}"
-        ctx.log.warning("http attempt %d failed: %s", attempt + 1, ctx.resolver.mask(last))
+        ctx.log.warning("http attempt %d failed: %s", attempt + 1, _masked(ctx, last))
     if time.monotonic() >= deadline:
         last = f"stopped at the node time limit of {limit:g} s (worker.node_timeout); last: {last}"
     raise NodeError(f"http request failed after {made} attempts: {last}")

@@ -21,6 +21,7 @@ from runeworker.config import (
 )
 from runeworker.engine.registry import NodeSettings
 from runeworker.errors import ConfigError
+from runeworker.masking import mask_url_passwords
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "runeworker.toml"
 
@@ -344,6 +345,21 @@ def test_cross_key_rule_names_both_keys_and_sources(tmp_path: Path) -> None:
 )
 def test_mask_url(url: str, expected: str) -> None:
     assert mask_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET http://ann:pw@h:80/x: refused", "GET http://ann:***@h:80/x: refused"),
+        ("got 'ftp://ann:p%40ss@h/x'", "got 'ftp://ann:***@h/x'"),
+        ('"https://:tok@h" and http://u:v@w/', '"https://:***@h" and http://u:***@w/'),
+        ("GET http://h:8080/a@b: refused", "GET http://h:8080/a@b: refused"),
+        ("http://ann@h/ mail ann:pw@h", "http://ann@h/ mail ann:pw@h"),
+        ("no url at all", "no url at all"),
+    ],
+)
+def test_mask_url_passwords_in_a_text(text: str, expected: str) -> None:
+    assert mask_url_passwords(text) == expected
 
 
 def test_masked_config() -> None:

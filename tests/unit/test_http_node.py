@@ -674,6 +674,24 @@ def test_credential_values_never_appear_in_errors_or_logs(
     assert all(SECRET not in r.getMessage() and "***" in r.getMessage() for r in caplog.records)
 
 
+def test_a_password_written_in_the_url_never_appears_in_errors_or_logs(
+    closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a credential but a secret all the same: the user info of a URL the node shows."""
+    url = f"http://alice:Url-Pw-4711@127.0.0.1:{closed_port}/x"
+    with caplog.at_level(logging.WARNING):
+        message = error({"url": url, "retry": 1})
+    assert message == (
+        f"http request failed after 2 attempts: http request failed: "
+        f"GET http://alice:***@127.0.0.1:{closed_port}/x: Connection refused"
+    )
+    assert error({"url": "ftp://alice:Url-Pw-4711@127.0.0.1/x"}) == (
+        "url parameter must be an http or https URL, got 'ftp://alice:***@127.0.0.1/x'"
+    )
+    assert len(caplog.records) == 2
+    assert all("Url-Pw-4711" not in r.getMessage() for r in caplog.records)
+
+
 # -- response size cap --------------------------------------------------------------------------
 
 
