@@ -70,6 +70,7 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     # with tracebacks; runeworker logs one line per broker event itself, so pika speaks only
     # when the operator asks for DEBUG
     logging.getLogger("pika").setLevel(logging.DEBUG if root.level <= logging.DEBUG else 100)
-    # the agent's SDKs log every request (with its URL, which may carry a token) at INFO
-    for name in ("httpx", "httpx2"):
+    # the agent's SDKs log every request (with its URL, which may carry a token) at INFO, and
+    # urllib3 (under requests: the http node, the integrations) every request line at DEBUG
+    for name in ("httpx", "httpx2", "urllib3"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

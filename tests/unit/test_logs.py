@@ -1,12 +1,18 @@
 """The JSON log line, the log node's `logged_at` and the statuses' `executed_at` (rfc3339)
 each format their seconds once per second, so the cache must follow the clock (forwards and
-backwards) and never show a stale second."""
+backwards) and never show a stale second. No library logs a request URL, at any level."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+import requests
+
+from runeworker import logs
 from runeworker.logs import JsonFormatter
 from runeworker.nodes.log import _logged_at
 
@@ -88,3 +94,32 @@ def test_json_line_has_every_extra_field_in_order() -> None:
 
     tagged = Tagged("runeworker.test", logging.INFO, "", 0, "%s", ("m",), None)
     assert json.loads(formatter.format(tagged))["tag"] == "first"
+
+
+def test_no_http_library_logs_a_request_url_even_at_debug(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """urllib3 (under requests: the http node and the integrations) logs every request line at
+    DEBUG, query string included, where a `{{ $credential.token }}` may stand."""
+    secret = "tok-Secret-0815"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        logs.setup("DEBUG", "text")
+        url = f"http://127.0.0.1:{server.server_address[1]}/x?k={secret}"
+        assert requests.get(url, timeout=10).status_code == 204
+        logging.getLogger("runeworker.test").debug("debug lines are written")
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert "debug lines are written" in err and secret not in err
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
