@@ -20,9 +20,11 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
-from wire import DEAD, EXCHANGE, Wire, edge, master, node, running_worker
+from badinput import closed_port
+from wire import DEAD, EXCHANGE, Wire, edge, http, master, node, running_worker
 
 from runeworker.child.worker import Worker
 from runeworker.config import load_config
@@ -184,6 +186,87 @@ def test_no_credential_leaves_the_execution_payload(
     # every log line, pika's included
     lines = [caplog.text] + [json.dumps(r.__dict__, default=str) for r in caplog.records]
     assert leaks("\n".join(lines)) == []
+
+
+# A generated password with what JSON, repr and URLs escape: each of those forms is as good as
+# the password itself.
+SYMBOLS = 'pw"Sym\\bol s/\u00e9+1337'
+SYMBOL_FORMS = (
+    SYMBOLS,
+    json.dumps(SYMBOLS, ensure_ascii=False)[1:-1],
+    json.dumps(SYMBOLS)[1:-1],
+    repr(SYMBOLS)[1:-1],
+    quote(SYMBOLS, safe="!#$%&'()*+,/:;=?@[]~"),
+    quote(SYMBOLS, safe=""),
+    quote_plus(SYMBOLS),
+)
+URL_PASSWORD = "url-Pw-6502"
+
+
+def symbol_forms(text: str) -> list[str]:
+    return [f for f in SYMBOL_FORMS if f in text]
+
+
+def test_secrets_leave_the_worker_in_no_escaped_form_and_url_passwords_in_no_error(
+    amqp_url: str, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A credential rendered as JSON inside text, quoted by an error message, percent-encoded
+    in a URL (the http error names it, an echo server returns it), or read by a switch rule
+    that fails; a password written in a URL the http node fails to reach."""
+    caplog.set_level(logging.DEBUG)
+    # as `runeworker.logs.setup` holds it at any level (tests/unit/test_logs.py): urllib3 logs
+    # each request line, query string included, at DEBUG
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    cred = {"id": "c9", "type": "basic_auth", "values": {"username": "ann", "password": SYMBOLS}}
+    port = closed_port()
+    query = "?k={{ $credential.password }}"
+    with echo() as server, running_worker(amqp_url, redis_url, redis_prefix):
+        say = node("say", "log", message="as JSON: {{ $credential }}")
+        back = node("back", "http", url=f"{server.url}/echo{query}", method="GET")
+        route = node("route", "switch", rules=[
+            {"value": "{{ $credential.password }}", "operator": ">", "compare": 1}
+        ], routes=[])  # fmt: skip
+        for n in (say, back, route):
+            n["credentials"] = cred
+        chain = [node("trigger", "ManualTrigger", "Start"), say, back, route]
+        ok = master(chain, [edge("trigger", "say"), edge("say", "back"), edge("back", "route")])
+        closed = node("call", "http", url=f"http://127.0.0.1:{port}/x{query}", method="GET")
+        closed["credentials"] = cred
+        refused = master([closed], [], current="call")
+        bad_method = node("m", "http", url=server.url, method="{{ $credential.password }}")
+        bad_method["credentials"] = cred
+        refused_method = master([bad_method], [], current="m")
+        literal = master(
+            [http("u", f"http://ann:{URL_PASSWORD}@127.0.0.1:{port}/x")], [], current="u"
+        )
+        wire = Capture(amqp_url)
+        try:
+            for m in (ok, refused, refused_method, literal):
+                wire.publish_api(m)
+            done = {m["execution_id"]: wire.completion(m["execution_id"]) for m in
+                    (ok, refused, refused_method, literal)}  # fmt: skip
+            wire.drain()
+        finally:
+            wire.close()
+    assert [d["status"] for d in done.values()] == ["completed", "halted", "halted", "halted"]
+    assert [h["path"] for h in server.hits] == [f"/echo?k={SYMBOL_FORMS[4]}"]  # it was sent
+    for key, raw in wire.everything:
+        body = json.loads(raw)
+        if key in ("workflow.execution", "workflow.worker.initiated"):
+            del body["workflow_definition"]  # the credential travels there, as the API sent it
+        assert symbol_forms(json.dumps(body)) == [], (key, body)
+        assert symbol_forms(json.dumps(body, ensure_ascii=False)) == [], (key, body)
+    # the URL password: not in the error, the failure reason or any log line
+    [failed] = [
+        g.body for g in wire.statuses(literal["execution_id"]) if g.body["status"] == "failed"
+    ]
+    shown = f"GET http://ann:***@127.0.0.1:{port}/x: Connection refused"
+    assert failed["error"]["message"].endswith(shown)
+    assert done[literal["execution_id"]]["failure_reason"].endswith(shown)
+    lines = [caplog.text] + [json.dumps(r.__dict__, default=str) for r in caplog.records]
+    assert symbol_forms("\n".join(lines)) == []
+    assert URL_PASSWORD not in "\n".join(lines)
+    assert "switch node route: rule 0 skipped: cannot convert '***' to number" in caplog.text
 
 
 def halted_reason(wire: Wire, url: str) -> str:
