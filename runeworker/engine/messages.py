@@ -12,6 +12,7 @@ for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webh
 from __future__ import annotations
 
 import functools
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -183,7 +184,7 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
         if msg is None:
             msg = _decode(data)
     except msgspec.DecodeError as exc:
-        raise MessageError(f"decode node execution message: {exc}") from exc
+        raise MessageError(f"decode node execution message: {_decode_problem(data, exc)}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
         raise MessageError(f"decode node execution message: invalid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
@@ -216,6 +217,30 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
             entries, _contexts.prefix_of(msg.execution_id, entries)
         )
     return msg
+
+
+# A `\\uXXXX` escape of one half of a UTF-16 surrogate pair without its other half (after an
+# even number of backslashes, so that it is an escape and not an escaped backslash before "u").
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*"
+    rb"(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def _decode_problem(data: bytes | str, exc: msgspec.DecodeError) -> str:
+    """What msgspec says is wrong, unless the message holds a lone surrogate escape: grammatical
+    JSON that is no Unicode text, which msgspec reports in words that do not name it (`Input
+    data was truncated`, `unexpected end of escaped utf-16 surrogate pair`)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    lone = _LONE_SURROGATE.search(raw)
+    if lone is None:
+        return str(exc)
+    escape = lone.group(1).decode("ascii")
+    return (
+        f"JSON is malformed: lone UTF-16 surrogate escape {escape} at byte {lone.start(1)} "
+        "(half of a surrogate pair is no character)"
+    )
 
 
 def encode_execution(msg: NodeExecutionMessage) -> bytes:

@@ -53,13 +53,13 @@ def identify(body: bytes) -> Ids | None:
     """The ids of a message that failed to decode, or None when the execution cannot be
     identified (not a JSON object, or workflow_id / execution_id missing or not strings).
 
-    A message nested too deeply for the JSON decoder (e.g. in `accumulated_context`) is read
-    again with everything below its top level blanked out, so that its ids still count."""
+    A message that is not JSON below its top level only (nested too deeply for the JSON
+    decoder, or holding there what no JSON decoder takes: a lone surrogate escape in a webhook
+    body, a NaN) is read again with everything below its top level blanked out, so that its
+    ids still count."""
     try:
         loose = _loose_decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
-    except RecursionError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         try:
             loose = _loose_decoder.decode(shallow(body))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):

@@ -192,6 +192,27 @@ def _number_out_of_range(env: Env) -> bytes:
     return m.replace(b'"MARK"', b"1e999")
 
 
+def _lone_surrogate(where: str) -> Build:
+    """Grammatical JSON (RFC 8259 allows any `\\uXXXX`) that is no Unicode text: a high
+    surrogate escape without its low half, in the context (a webhook body, say) or in a node
+    name. Python's json reads it; msgspec, serde and the worker refuse it."""
+
+    def build(env: Env) -> bytes:
+        if where == "context":
+            m = dumps(message(env, accumulated_context={"$trigger": {"name": "MARK"}}))
+        else:
+            m = dumps(message(env, [node("a", "log", "MARK", message="x")]))
+        return m.replace(b'"MARK"', b'"caf\\ud83d"')
+
+    return build
+
+
+def _nan_in_context(env: Env) -> bytes:
+    """A NaN literal below the top level: the message is not JSON there, but its ids are."""
+    m = dumps(message(env, accumulated_context={"$trigger": {"v": "MARK"}}))
+    return m.replace(b'"MARK"', b"NaN")
+
+
 def _bad_utf8_definition(env: Env) -> bytes:
     m = dumps(message(env, [node("a", "log", message="MARK")]))
     return m.replace(b'"MARK"', b'"\xff\xfe"')
@@ -333,6 +354,9 @@ CASES: list[Case] = [
     invalid("definition_nested_10000_deep", _deep_definition, "nested too deeply"),
     invalid("invalid_utf8_in_context", _bad_utf8_context, "invalid UTF-8"),
     invalid("invalid_utf8_in_definition", _bad_utf8_definition, "definition: invalid UTF-8"),
+    invalid("lone_surrogate_in_context", _lone_surrogate("context"), "surrogate", "\\ud83d"),
+    invalid("lone_surrogate_in_definition", _lone_surrogate("node"), "surrogate", "\\ud83d"),
+    invalid("nan_below_the_top_level", _nan_in_context, "malformed"),
     # ordinary node failures: running + failed, halted
     failing("template_missing_reference", MISSING_REF, "parameter 'message'", "$nothere.field"),
     failing("template_bad_index", BAD_INDEX, "$input.items[x]", "bad index"),
