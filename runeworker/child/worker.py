@@ -116,7 +116,8 @@ class Worker:
         self.doubts = DoubtBook(self.store.doubts)
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
         # by the old leader it never learnt of: there every delivery is looked up.
-        self._look_up_all = cfg.broker.queue_type == "quorum"
+        self._quorum = cfg.broker.queue_type == "quorum"
+        self._look_up_all = self._quorum
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -460,8 +461,9 @@ class Worker:
         """The failed deliveries before this redelivered one: delivery n counts n - 1, so the
         one after `broker.max_deliveries` failed ones is refused. A quorum queue counts them
         itself (`x-delivery-count`, kept by the queue across nodes and reconnections); a
-        classic queue only flags a redelivery, and the count is kept in Redis."""
-        counted = delivery_count(d.headers)
+        classic queue only flags a redelivery, and the count is kept in Redis (an
+        `x-delivery-count` there came with the message from its publisher: no count at all)."""
+        counted = delivery_count(d.headers) if self._quorum else None
         return counted if counted is not None else self.store.count_attempt(d.body)
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:

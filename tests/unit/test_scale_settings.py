@@ -10,7 +10,7 @@ from pathlib import Path
 import pika
 import pytest
 from stubbroker import StubBroker, StubStore
-from test_worker_loop import QUEUE, make_worker, message, run_until_idle
+from test_worker_loop import QUEUE, Crash, crashes, make_worker, message, run_until_idle
 
 from runeworker.adapters.amqp import Broker, Endpoint, delivery_count, typed_queues
 from runeworker.adapters.redis_state import RedisStore, redis_where
@@ -194,6 +194,38 @@ def test_delivery_count_reads_the_quorum_header() -> None:
     assert delivery_count({"x-delivery-count": "2"}) is None
 
 
+QUORUM_QUEUES = {"broker.queue_type": "quorum"}
+
+
+@pytest.mark.parametrize("count", [0, 1, 99])
+def test_on_a_classic_queue_a_publishers_delivery_count_decides_nothing(
+    broker: StubBroker, store: StubStore, count: int
+) -> None:
+    """A classic queue keeps no count, but it keeps the headers a publisher sets: an
+    `x-delivery-count` that came with the message must neither spare a message that kills its
+    child from the poison count (0 forever) nor make a healthy one poison at once."""
+    crashes.clear()
+    body = message("ex-poison", node_type="test.crash")
+    broker.enqueue(QUEUE, body, headers={"x-delivery-count": count})
+    for _ in range(3):
+        worker = make_worker(broker, store)
+        broker.on_idle = worker.stop  # refused early: the loop goes idle instead of crashing
+        with pytest.raises(Crash):
+            worker.run()
+        broker.close()  # the child died: its connection goes, the delivery comes back
+    worker = make_worker(broker, store)
+    broker.on_idle = worker.stop
+    try:
+        worker.run()
+    except Crash:
+        pytest.fail("run a fourth time: the poison count was skipped")
+    assert crashes == ["ex-poison"] * 3
+    [copy] = broker.waiting("runeworker.dead-letter")
+    assert copy.headers["x-runeworker-reason"] == (
+        "message was delivered 3 times without completing; poison"
+    )
+
+
 def test_a_quorum_queues_delivery_count_decides_poison_without_redis(
     broker: StubBroker, store: StubStore
 ) -> None:
@@ -201,7 +233,7 @@ def test_a_quorum_queues_delivery_count_decides_poison_without_redis(
     asks Redis for nothing (the classic path's count stays untouched)."""
     body = message("ex-q")
     broker.enqueue(QUEUE, body, headers={"x-delivery-count": 3}, redelivered=True)
-    run_until_idle(make_worker(broker, store), broker)
+    run_until_idle(make_worker(broker, store, settings=QUORUM_QUEUES), broker)
     [tx] = [tx for tx in broker.committed if tx.acked]
     [copy] = tx.to("runeworker.dead-letter")
     assert copy.headers["x-runeworker-reason"] == (
@@ -212,7 +244,7 @@ def test_a_quorum_queues_delivery_count_decides_poison_without_redis(
 
 def test_a_quorum_redelivery_under_the_limit_runs(broker: StubBroker, store: StubStore) -> None:
     broker.enqueue(QUEUE, message("ex-r"), headers={"x-delivery-count": 1}, redelivered=True)
-    run_until_idle(make_worker(broker, store), broker)
+    run_until_idle(make_worker(broker, store, settings=QUORUM_QUEUES), broker)
     assert broker.waiting("runeworker.dead-letter") == []
     assert [json.loads(m.body)["status"] for m in broker.waiting("workflow.completion")] == [
         "completed"
