@@ -233,8 +233,13 @@ def wait_consumer(amqp_url: str, proc: subprocess.Popen[bytes], timeout: float =
         conn.close()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [None, {"x-delivery-count": 0}],  # a classic queue keeps a publisher's count as it is
+    ids=["plain", "publisher_delivery_count"],
+)
 def test_a_node_that_kills_its_process_is_poison_after_max_deliveries(
-    tmp_path: Path, amqp_url: str, serve: subprocess.Popen[bytes]
+    tmp_path: Path, amqp_url: str, serve: subprocess.Popen[bytes], headers: dict[str, Any] | None
 ) -> None:
     attempts = tmp_path / "attempts"
     wire = Wire(amqp_url)
@@ -243,7 +248,9 @@ def test_a_node_that_kills_its_process_is_poison_after_max_deliveries(
         wire.publish_api(good(before))
         env = new_env("poison", 0)
         body = dumps(message(env, [node("a", "test.exit", file=str(attempts))]))
-        wire.publish_api(body)
+        wire.ch.basic_publish(
+            "", EXECUTION, body, pika.BasicProperties(delivery_mode=2, headers=headers)
+        )
         after = [new_env("good", 0) for _ in range(3)]
         for e in after:
             wire.publish_api(good(e))
