@@ -292,7 +292,10 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
     for j, block in enumerate(embedded):  # the caller masks the headers with these too
         secrets.update({f"embedded{j}.{k}": v for k, v in block.items()})
     masked = Resolver({}, credentials=secrets, secrets=embedded).mask(doc) if secrets else doc
-    return json.dumps(masked, indent=2, ensure_ascii=False), secrets
+    text = json.dumps(masked, indent=2, ensure_ascii=False)
+    # a lone surrogate escape (Python's json reads "\ud83d" alone; no encoder writes it) is
+    # shown escaped, as it came
+    return text.encode("utf-8", "backslashreplace").decode("utf-8"), secrets
 
 
 def _mask_secret_key(m: re.Match[str]) -> str:

@@ -253,3 +253,43 @@ def test_a_broker_error_names_the_url_without_its_password(
     assert (code, out) == (2, "")
     assert err.startswith("error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:5672/")
     assert "wr0ng-Passw0rd" not in err
+
+
+def test_show_of_a_body_holding_a_lone_surrogate_escape(
+    capsys: pytest.CaptureFixture[str],
+    amqp_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python's json reads `\\ud83d` alone (the worker refuses it, tests/integration/badinput.py);
+    `show` must print it, escaped as it came, instead of failing to write it."""
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
+    m = master([node("a", "log", message="x")], [], current="a")
+    m["workflow_definition"]["nodes"][0]["credentials"] = {
+        "type": "token",
+        "values": {"token": SECRET},
+    }
+    m["accumulated_context"] = {"$trigger": {"name": "MARK"}}
+    body = json.dumps(m).encode().replace(b'"MARK"', b'"caf\\ud83d"')
+    with running_worker(amqp_url, redis_url, redis_prefix, **{"broker.dead_letter_queue": queue}):
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            conn.channel().basic_publish("", EXECUTION, body, pika.BasicProperties(delivery_mode=2))
+            while depth(amqp_url, queue) < 1:
+                conn.sleep(0.05)
+        finally:
+            conn.close()
+    try:
+        dead = Dead(queue, {"broker.url": amqp_url, "broker.dead_letter_queue": queue}, [body], [])
+        code, out, err = run(capsys, dead, "show", id="1")
+        assert (code, err) == (0, "")
+        assert '"name": "caf\\ud83d"' in out and SECRET not in out
+        assert json.loads(out.partition("body:\n")[2])["execution_id"] == m["execution_id"]
+    finally:
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            conn.channel().queue_delete(queue)
+        finally:
+            conn.close()
