@@ -10,6 +10,7 @@ as an absent key, as Go reads it (`runeworker.engine.nulls`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -76,12 +77,38 @@ _HALT = ErrorPolicy()
 EMBEDDED_CREDENTIAL_LISTS = ("tools", "mcp_servers")
 
 
+# The password of a URL written in a parameter: a scheme, `://`, the user, `:`, the password
+# up to the `@` that ends the user info.
+_URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:([^\s/?#@'\"]+)@")
+
+
+def url_passwords(params: Any) -> list[str]:
+    """The passwords written in URLs anywhere in a node's parameters
+    (`https://ann:pw@host/`): secrets as much as a credential's, though no credential holds
+    them. Walked without recursion, whatever the depth."""
+    found: list[str] = []
+    stack = [params]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "://" in item:
+                found += (m.group(1) for m in _URL_PASSWORD.finditer(item))
+        elif isinstance(item, dict):
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    return found
+
+
 def embedded_credentials(params: Any) -> list[dict[str, Any]]:
     """The value blocks of the credentials embedded in a node's parameters, to be masked like
-    the node's own credential values."""
+    the node's own credential values, and one for the passwords written in its URLs."""
     if not isinstance(params, dict):
         return []
     blocks: list[dict[str, Any]] = []
+    passwords = url_passwords(params)
+    if passwords:
+        blocks.append({"url_passwords": passwords})
     for name in EMBEDDED_CREDENTIAL_LISTS:
         entries = params.get(name)
         for entry in entries if isinstance(entries, list) else ():

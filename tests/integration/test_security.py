@@ -255,8 +255,13 @@ def test_secrets_leave_the_worker_in_no_escaped_form_and_url_passwords_in_no_err
         if key in ("workflow.execution", "workflow.worker.initiated"):
             del body["workflow_definition"]  # the credential travels there, as the API sent it
         assert symbol_forms(json.dumps(body)) == [], (key, body)
+        assert URL_PASSWORD not in json.dumps(body), (key, body)
         assert symbol_forms(json.dumps(body, ensure_ascii=False)) == [], (key, body)
-    # the URL password: not in the error, the failure reason or any log line
+    # the URL password: not in the parameters, the error, the failure reason or any log line
+    [running] = [
+        g.body for g in wire.statuses(literal["execution_id"]) if g.body["status"] == "running"
+    ]
+    assert running["parameters"]["url"] == f"http://ann:***@127.0.0.1:{port}/x"
     [failed] = [
         g.body for g in wire.statuses(literal["execution_id"]) if g.body["status"] == "failed"
     ]

@@ -709,6 +709,27 @@ def test_credentials_are_masked_everywhere(caplog: pytest.LogCaptureFixture) -> 
     assert PASSWORD not in caplog.text
 
 
+def test_a_password_written_in_a_url_is_masked_like_a_credential(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`http://ann:pw@host/` in a parameter: the node uses it (its url, a text it logs), but
+    its password reaches no status, completion or log line."""
+    caplog.set_level(logging.DEBUG)
+    url = "https://ann:Url-Pw-4711@api.example.com/v1"
+    say = n("say", "log", name="Say", parameters={"message": f"calling {url}"})
+    echo = n("echo", "test.fail", name="Echo", parameters={"message": f"refused: {url}"})
+    run = drive(start(definition([say, echo], chain("say", "echo")), "say"))
+    assert run.trail == ok("Say") + bad("Echo")
+    shown = "https://ann:***@api.example.com/v1"
+    assert run.statuses[0].parameters == {"message": f"calling {shown}"}
+    assert wire(run.statuses[3])["error"]["message"] == f"refused: {shown}"
+    assert run.outcome == ("halted", f"node Echo (echo) failed: refused: {shown}")
+    assert run.completion.final_context["$Say"]["message"] == f"calling {shown}"
+    published = b"".join(encode(x) for x in [*run.statuses, *run.completions])
+    assert b"Url-Pw-4711" not in published
+    assert f"calling {shown}" in caplog.text and "Url-Pw-4711" not in caplog.text
+
+
 def test_a_completion_with_credentials_decodes_masks_and_cuts_each_context() -> None:
     """With a credential to mask, `completion` decodes every branch context (later branches win
     a shared key), masks the credential's values, replaces a value nesting too deeply by the
