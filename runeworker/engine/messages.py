@@ -275,37 +275,6 @@ def opt(value: Any) -> Any:
     return value if value else UNSET
 
 
-# the keys of a credential block that unlock nothing: kept in the mirror
-_CREDENTIAL_LABELS = frozenset(("id", "name", "type"))
-
-
-def _mask_credential(creds: Any, *, flat: bool) -> None:
-    """Replace the values of one credential block by `***`, in place: its `values` object, or,
-    with `flat` (the form an agent's tool or MCP server may carry, see
-    `runeworker.engine.workflow.embedded_credentials`), every key but `id`, `name` and `type`."""
-    if not isinstance(creds, dict):
-        return
-    values = creds.get("values")
-    if isinstance(values, dict):
-        creds["values"] = {k: "***" for k in values}
-    elif flat:
-        for key in creds:
-            if key not in _CREDENTIAL_LABELS:
-                creds[key] = "***"
-
-
-def _mask_embedded(params: Any) -> None:
-    """Mask, in place, the credential blocks the API embeds in a node's parameters (an agent's
-    tools and MCP servers: `runeworker.engine.workflow.EMBEDDED_CREDENTIAL_LISTS`)."""
-    if not isinstance(params, dict):
-        return
-    for name in EMBEDDED_CREDENTIAL_LISTS:
-        entries = params.get(name)
-        for entry in entries if isinstance(entries, list) else ():
-            if isinstance(entry, dict):
-                _mask_credential(entry.get("credentials"), flat=True)
-
-
 def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     """The master message as mirrored to `workflow.worker.initiated`: unchanged, except that
     every credential value in the definition is replaced by `***` (the mirror is persisted
@@ -324,7 +293,37 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
             for n in nodes if isinstance(nodes, list) else ():
                 if not isinstance(n, dict):
                     continue
-                _mask_credential(n.get("credentials"), flat=False)
-                _mask_embedded(n.get("parameters"))
+                if n.get("credentials") is not None:
+                    n["credentials"] = _masked_credential(n["credentials"])
+                params = n.get("parameters")
+                if not isinstance(params, dict):
+                    continue
+                for name in EMBEDDED_CREDENTIAL_LISTS:
+                    entries = params.get(name)
+                    for entry in entries if isinstance(entries, list) else ():
+                        if isinstance(entry, dict) and entry.get("credentials") is not None:
+                            entry["credentials"] = _masked_credential(entry["credentials"])
             raw = msgspec.json.encode(definition)
     return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
+
+
+# the keys of a credential block that unlock nothing: kept in the mirror
+_CREDENTIAL_LABELS = frozenset(("id", "name", "type"))
+
+
+def _masked_credential(cred: Any) -> Any:
+    """A credential block of the definition with its secrets masked: each of `values`, any
+    other key but the labels `id`, `name` and `type` (the flat form an agent's tool may carry),
+    and the whole of a block that is no object (the step refuses it, but the mirror goes out
+    first)."""
+    if not isinstance(cred, dict):
+        return "***"
+    out: dict[str, Any] = {}
+    for key, value in cred.items():
+        if key in _CREDENTIAL_LABELS:
+            out[key] = value
+        elif key == "values" and isinstance(value, dict):
+            out[key] = {k: "***" for k in value}
+        else:
+            out[key] = "***"
+    return out

@@ -219,6 +219,46 @@ def test_master_message_is_mirrored_unchanged_with_credentials_masked(
             assert secret.encode() not in got.raw, (queue, got.raw)
 
 
+def test_the_mirror_masks_embedded_and_malformed_credentials_too(wire: Wire) -> None:
+    """RTES persists the mirror: an agent's tool and MCP server credentials (which the API
+    resolves and embeds in the parameters) and a credential of the wrong shape, which the step
+    then refuses, are masked there like a node's `values`."""
+    agent = node("a", "agent", provider="openai", model="m", prompt="hi")
+    agent["parameters"]["tools"] = [
+        {
+            "name": "t",
+            "url": "http://127.0.0.1:1/",
+            "credentials": {
+                "id": "c1",
+                "name": "c",
+                "type": "token",
+                "values": {"token": "tool-s3cret"},
+            },
+        }
+    ]
+    agent["parameters"]["mcp_servers"] = [{"name": "m", "url": "http://127.0.0.1:1/sse",
+        "credentials": {"id": "c2", "type": "token", "token": "mcp-flat-s3cret"}}]  # fmt: skip
+    shapes = [{"id": "c3", "type": "token", "values": ["list-s3cret"]}, "whole-s3cret"]
+    logs = []
+    for i, cred in enumerate(shapes):
+        logs.append(node(f"l{i}", "log", message="x"))
+        logs[-1]["credentials"] = cred
+    messages = [master([agent], [], current="a")] + [master([n], [], current=n["id"]) for n in logs]
+    for m in messages:
+        wire.publish_api(m)
+    for m in messages:
+        wire.completion(m["execution_id"])
+    wire.wait("the mirrors", lambda: all(wire.of(MIRROR, m["execution_id"]) for m in messages))
+    [mirrored] = wire.of(MIRROR, messages[0]["execution_id"])
+    params = mirrored.body["workflow_definition"]["nodes"][0]["parameters"]
+    assert params["tools"][0]["credentials"] == {
+        "id": "c1", "name": "c", "type": "token", "values": {"token": "***"}}  # fmt: skip
+    assert params["mcp_servers"][0]["credentials"] == {"id": "c2", "type": "token", "token": "***"}
+    for m in messages:
+        for got in wire.of(MIRROR, m["execution_id"]):
+            assert b"s3cret" not in got.raw, got.raw
+
+
 def test_the_mirror_reaches_its_consumer_before_any_status(
     amqp_url: str, worker: RunningWorker
 ) -> None:

@@ -88,13 +88,14 @@ def test_the_mirror_masks_the_credentials_embedded_in_an_agents_parameters() -> 
     assert params["mcp_servers"][0]["credentials"]["values"] == {"field": "***", "value": "***"}
 
 
-def test_the_mirror_of_a_definition_without_embedded_credentials_is_unchanged() -> None:
-    """A definition with nothing to mask in (odd shapes included) is mirrored as the same JSON."""
+def test_odd_shapes_are_mirrored_unchanged_but_a_credential_that_is_no_object() -> None:
+    """Lists that are not lists are left as they are; a `credentials` that is no object may be
+    a secret itself (a bare token), so it is masked whole."""
     log = {"id": "say", "name": "Say", "type": "log", "parameters": {"message": "hi",
-           "tools": "not a list", "mcp_servers": [{"credentials": "not an object"}]}}  # fmt: skip
+           "tools": "not a list", "mcp_servers": [{"credentials": "a-bare-token"}]}}  # fmt: skip
     body = _start([log])
     mirrored = masked_mirror(decode_execution(body))
-    assert (
-        msgspec.json.decode(mirrored)["workflow_definition"]
-        == (msgspec.json.decode(body)["workflow_definition"])
-    )
+    assert b"a-bare-token" not in mirrored
+    expected = msgspec.json.decode(body)["workflow_definition"]
+    expected["nodes"][0]["parameters"]["mcp_servers"][0]["credentials"] = "***"
+    assert msgspec.json.decode(mirrored)["workflow_definition"] == expected
