@@ -287,6 +287,12 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
         if isinstance(creds, dict) and isinstance(creds.get("values"), dict):
             secrets.update({f"{i}.{k}": v for k, v in creds["values"].items()})
             creds["values"] = {k: MASK for k in creds["values"]}
+        elif creds is not None:  # a shape the worker refuses: all of it but its labels
+            secrets[f"{i}.credentials"] = (
+                {k: v for k, v in creds.items() if k not in ("id", "name", "type")}
+                if isinstance(creds, dict)
+                else creds
+            )
         if isinstance(n, dict):
             embedded += embedded_credentials(n.get("parameters"))
     for j, block in enumerate(embedded):  # the caller masks the headers with these too

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,17 +256,46 @@ def test_a_broker_error_names_the_url_without_its_password(
     assert "wr0ng-Passw0rd" not in err
 
 
+@pytest.fixture
+def dead_letter(
+    amqp_url: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[bytes], Dead]]:
+    """Dead-letters one body through a worker into a queue of its own; the queues are deleted
+    afterwards."""
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    queues: list[str] = []
+
+    def one(body: bytes) -> Dead:
+        queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
+        queues.append(queue)
+        extra = {"broker.dead_letter_queue": queue}
+        with running_worker(amqp_url, redis_url, redis_prefix, **extra):
+            conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            try:
+                props = pika.BasicProperties(delivery_mode=2)
+                conn.channel().basic_publish("", EXECUTION, body, props)
+                deadline = time.monotonic() + 30
+                while depth(amqp_url, queue) < 1:
+                    assert time.monotonic() < deadline, "not dead-lettered"
+                    conn.sleep(0.05)
+            finally:
+                conn.close()
+        return Dead(queue, {"broker.url": amqp_url, "broker.dead_letter_queue": queue}, [body], [])
+
+    yield one
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        for queue in queues:
+            conn.channel().queue_delete(queue)
+    finally:
+        conn.close()
+
+
 def test_show_of_a_body_holding_a_lone_surrogate_escape(
-    capsys: pytest.CaptureFixture[str],
-    amqp_url: str,
-    redis_url: str,
-    redis_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
 ) -> None:
     """Python's json reads `\\ud83d` alone (the worker refuses it, tests/integration/badinput.py);
     `show` must print it, escaped as it came, instead of failing to write it."""
-    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
-    queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
     m = master([node("a", "log", message="x")], [], current="a")
     m["workflow_definition"]["nodes"][0]["credentials"] = {
         "type": "token",
@@ -273,23 +303,28 @@ def test_show_of_a_body_holding_a_lone_surrogate_escape(
     }
     m["accumulated_context"] = {"$trigger": {"name": "MARK"}}
     body = json.dumps(m).encode().replace(b'"MARK"', b'"caf\\ud83d"')
-    with running_worker(amqp_url, redis_url, redis_prefix, **{"broker.dead_letter_queue": queue}):
-        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        try:
-            conn.channel().basic_publish("", EXECUTION, body, pika.BasicProperties(delivery_mode=2))
-            while depth(amqp_url, queue) < 1:
-                conn.sleep(0.05)
-        finally:
-            conn.close()
-    try:
-        dead = Dead(queue, {"broker.url": amqp_url, "broker.dead_letter_queue": queue}, [body], [])
-        code, out, err = run(capsys, dead, "show", id="1")
-        assert (code, err) == (0, "")
-        assert '"name": "caf\\ud83d"' in out and SECRET not in out
-        assert json.loads(out.partition("body:\n")[2])["execution_id"] == m["execution_id"]
-    finally:
-        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        try:
-            conn.channel().queue_delete(queue)
-        finally:
-            conn.close()
+    code, out, err = run(capsys, dead_letter(body), "show", id="1")
+    assert (code, err) == (0, "")
+    assert '"name": "caf\\ud83d"' in out and SECRET not in out
+    assert json.loads(out.partition("body:\n")[2])["execution_id"] == m["execution_id"]
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        {"id": "c1", "type": "token", "values": [SECRET]},
+        {"id": "c1", "type": "token", "values": f"token={SECRET}"},
+        {"id": "c1", "type": "token", "token": SECRET},
+        [SECRET],
+    ],
+    ids=["list_values", "text_values", "flat", "no_object"],
+)
+def test_show_masks_a_credential_of_the_wrong_shape(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead], credential: Any
+) -> None:
+    """A refused message's credential of any shape is masked as well."""
+    m = master([node("a", "teleport", to="mars")], [], current="a")
+    m["workflow_definition"]["nodes"][0]["credentials"] = credential
+    code, out, err = run(capsys, dead_letter(json.dumps(m).encode()), "show", id="1")
+    assert (code, err) == (0, "")
+    assert SECRET not in out and "***" in out
