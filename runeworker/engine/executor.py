@@ -174,7 +174,7 @@ class Turn:
         arriving = self.ledger.arrive if isinstance(self.ledger, Arriving) else None
         self.flow = flow.Step(
             msg, wf, node, self.token, self.ctx, frames(msg), self.verdict, self.store,
-            self.clock(), arriving,
+            self.clock(), arriving, self.executor.max_steps,
         )  # fmt: skip
 
     # -- the three ways a node's step goes ----------------------------------------------

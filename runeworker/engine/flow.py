@@ -102,6 +102,9 @@ class Step:
     # how a barrier arrival is recorded: the step's ledger (`runeworker.engine.ledger.Arriving`:
     # admitted, recorded and advanced in one call), else on the store, the token admitted before
     arriving: Callable[[Arrival, dict[str, list[str]]], Arrived] | None = None
+    # the steps an execution may take (`worker.max_steps`; 0: no limit): a split that would fan
+    # out more branches than that fails at once instead of publishing them
+    max_steps: int = 0
 
     @property
     def ghost(self) -> bool:
@@ -293,6 +296,14 @@ def _split(step: Step, spec: NodeSpec, output: dict[str, Any]) -> Outcome:
     ex, sid = step.msg.execution_id, step.node.id
     if not edges:
         return Outcome(output, Ending(context=ctx))
+    # every branch message carries the whole list (upstream's wire), so the bytes published
+    # grow with the square of the items; branches beyond the step limit could never all run
+    fan_out = len(items) * len(edges)
+    if step.max_steps and fan_out > step.max_steps:
+        raise NodeError(
+            f"split node {step.node.label} would fan out {fan_out} branches, more than the "
+            f"{step.max_steps} steps an execution may take (worker.max_steps)"
+        )
     outer = [*_outer_keys(step), {k: ctx[k] for k in BRANCH_SET_KEYS if k in ctx}]
     if not items:
         # nothing to fan out: the aggregator releases `aggregated: []` at once (section 6.1 of

@@ -234,3 +234,26 @@ def test_split_input_errors(items: Any, error: str) -> None:
     status = msgspec.json.decode(encode(run.statuses[1]))
     assert status["error"]["message"] == error
     assert run.completion.status == "halted"
+
+
+@pytest.mark.parametrize(("items", "fails"), [(3, False), (4, True)])
+def test_a_fan_out_beyond_the_step_limit_fails_the_split_before_publishing(
+    items: int, fails: bool
+) -> None:
+    """Every branch message carries the whole item list, so a split of thousands of items
+    would publish a quadratic number of bytes in one step, for branches that the step limit
+    would stop anyway. 3 or 4 items x 2 successors against `max_steps` 7: 6 branches fan out,
+    8 fail the split (its error policy, halt by default, applies)."""
+    defn = definition(
+        [split(list(range(items))), n("b"), n("c")], [("e1", "split", "b"), ("e2", "split", "c")]
+    )
+    result = Executor(MemoryStore(), max_steps=7).step(start(defn, "split"), lambda *_: None)
+    if not fails:
+        assert len(result.messages) == 2 * items and result.completion is None
+        return
+    assert result.messages == []
+    assert [s.status for s in result.statuses] == ["failed"]
+    error = result.statuses[0].error
+    assert error is not msgspec.UNSET and "fan out 8 branches" in error.message
+    assert "worker.max_steps" in error.message
+    assert result.completion is not None and result.completion.status == "halted"
