@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+from runeworker.engine.workflow import URL_PASSWORD
+
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*")
-# The password of a URL's user info, wherever a URL stands in a text (quoted or not): a scheme,
-# `://`, the user, `:`, then the password up to the `@` that ends the user info.
-_USERINFO_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:)[^\s/?#@'\"]*@")
 
 
 def mask_url(url: str) -> str:
@@ -47,4 +46,4 @@ def scrub_password(text: str, url: str) -> str:
 def mask_url_passwords(text: str) -> str:
     """`text` (an error message, a log line) with the password of every URL in it replaced by
     `***`: `GET http://ann:***@host/x: ...`."""
-    return _USERINFO_PASSWORD.sub(r"\1***@", text) if "://" in text else text
+    return URL_PASSWORD.sub(r"\1***@", text) if "://" in text else text

@@ -77,9 +77,10 @@ _HALT = ErrorPolicy()
 EMBEDDED_CREDENTIAL_LISTS = ("tools", "mcp_servers")
 
 
-# The password of a URL written in a parameter: a scheme, `://`, the user, `:`, the password
-# up to the `@` that ends the user info.
-_URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:([^\s/?#@'\"]+)@")
+# The password of a URL's user info, wherever a URL stands in a text (quoted or not): a scheme,
+# `://` and the user (group 1, with the `:` after it), then the password (group 2) up to the `@`
+# that ends the user info. `runeworker.masking.mask_url_passwords` masks what it matches.
+URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:)([^\s/?#@'\"]*)@")
 
 
 def url_passwords(params: Any) -> list[str]:
@@ -92,7 +93,7 @@ def url_passwords(params: Any) -> list[str]:
         item = stack.pop()
         if isinstance(item, str):
             if "://" in item:
-                found += (m.group(1) for m in _URL_PASSWORD.finditer(item))
+                found += (m.group(2) for m in URL_PASSWORD.finditer(item) if m.group(2))
         elif isinstance(item, dict):
             stack += item.values()
         elif isinstance(item, list):
