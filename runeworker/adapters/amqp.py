@@ -373,6 +373,9 @@ class Broker:
         """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
         if self._conn is None:
             raise BrokerError("not connected to RabbitMQ")
+        if not self._conn.is_open:  # lost in an earlier call; pika's closed loop would raise
+            # ValueError("Timeout closed before call"), which no caller expects
+            raise BrokerError(f"connection to RabbitMQ lost at {self.endpoint.where}: closed")
         self._unflushed = 0
         try:
             self._conn.process_data_events(time_limit=timeout)
