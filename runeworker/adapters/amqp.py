@@ -371,14 +371,10 @@ class Broker:
 
     def poll(self, timeout: float) -> None:
         """Serve heartbeats and buffer deliveries for up to `timeout` seconds."""
-        if self._conn is None:
-            raise BrokerError("not connected to RabbitMQ")
-        if not self._conn.is_open:  # lost in an earlier call; pika's closed loop would raise
-            # ValueError("Timeout closed before call"), which no caller expects
-            raise BrokerError(f"connection to RabbitMQ lost at {self.endpoint.where}: closed")
+        conn = self._connection()  # lost in an earlier call: BrokerError, not pika's ValueError
         self._unflushed = 0
         try:
-            self._conn.process_data_events(time_limit=timeout)
+            conn.process_data_events(time_limit=timeout)
         except AMQP_ERRORS as exc:
             raise self.endpoint.error("connection to RabbitMQ lost", exc) from exc
 
@@ -535,8 +531,12 @@ class Broker:
                 self._nacked.append(message)
 
     def _connection(self) -> BlockingConnection:
+        """The open connection; BrokerError when there is none or it was lost (pika's closed
+        loop would raise ValueError on the next `process_data_events`)."""
         if self._conn is None:
             raise BrokerError("not connected to RabbitMQ")
+        if not self._conn.is_open:
+            raise BrokerError(f"connection to RabbitMQ lost at {self.endpoint.where}: closed")
         return self._conn
 
     def export_doubt(self) -> bytes:
