@@ -48,7 +48,7 @@ from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint, que
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
-from runeworker.engine.workflow import embedded_credentials
+from runeworker.engine.workflow import CREDENTIAL_LABELS, embedded_credentials
 from runeworker.errors import BrokerError, ConfigError
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -289,7 +289,7 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
             creds["values"] = {k: MASK for k in creds["values"]}
         elif creds is not None:  # a shape the worker refuses: all of it but its labels
             secrets[f"{i}.credentials"] = (
-                {k: v for k, v in creds.items() if k not in ("id", "name", "type")}
+                {k: v for k, v in creds.items() if k not in CREDENTIAL_LABELS}
                 if isinstance(creds, dict)
                 else creds
             )

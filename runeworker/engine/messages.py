@@ -24,7 +24,7 @@ from runeworker.engine.context import ExtendedContext, LazyContext, spliced
 from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
-from runeworker.engine.workflow import EMBEDDED_CREDENTIAL_LISTS
+from runeworker.engine.workflow import CREDENTIAL_LABELS, credential_holders
 from runeworker.errors import MessageError
 
 STATUS_RUNNING: Final = "running"
@@ -293,22 +293,11 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
             for n in nodes if isinstance(nodes, list) else ():
                 if not isinstance(n, dict):
                     continue
-                if n.get("credentials") is not None:
-                    n["credentials"] = _masked_credential(n["credentials"])
-                params = n.get("parameters")
-                if not isinstance(params, dict):
-                    continue
-                for name in EMBEDDED_CREDENTIAL_LISTS:
-                    entries = params.get(name)
-                    for entry in entries if isinstance(entries, list) else ():
-                        if isinstance(entry, dict) and entry.get("credentials") is not None:
-                            entry["credentials"] = _masked_credential(entry["credentials"])
+                for holder in (n, *credential_holders(n.get("parameters"))):
+                    if holder.get("credentials") is not None:
+                        holder["credentials"] = _masked_credential(holder["credentials"])
             raw = msgspec.json.encode(definition)
     return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
-
-
-# the keys of a credential block that unlock nothing: kept in the mirror
-_CREDENTIAL_LABELS = frozenset(("id", "name", "type"))
 
 
 def _masked_credential(cred: Any) -> Any:
@@ -320,7 +309,7 @@ def _masked_credential(cred: Any) -> Any:
         return "***"
     out: dict[str, Any] = {}
     for key, value in cred.items():
-        if key in _CREDENTIAL_LABELS:
+        if key in CREDENTIAL_LABELS:
             out[key] = value
         elif key == "values" and isinstance(value, dict):
             out[key] = {k: "***" for k in value}

@@ -11,6 +11,7 @@ as an absent key, as Go reads it (`runeworker.engine.nulls`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -75,6 +76,8 @@ _HALT = ErrorPolicy()
 # and embeds as `credentials: {id, name, type, values}` (agent tools and MCP servers:
 # services/api/src/workflow/service.py `_resolve_agent_nested_credentials`).
 EMBEDDED_CREDENTIAL_LISTS = ("tools", "mcp_servers")
+# The keys of a credential block that name it and unlock nothing.
+CREDENTIAL_LABELS = frozenset(("id", "name", "type"))
 
 
 # The password of a URL's user info, wherever a URL stands in a text (quoted or not): a scheme,
@@ -110,18 +113,27 @@ def embedded_credentials(params: Any) -> list[dict[str, Any]]:
     passwords = url_passwords(params)
     if passwords:
         blocks.append({"url_passwords": passwords})
-    for name in EMBEDDED_CREDENTIAL_LISTS:
-        entries = params.get(name)
-        for entry in entries if isinstance(entries, list) else ():
-            cred = entry.get("credentials") if isinstance(entry, dict) else None
-            if not isinstance(cred, dict):
-                continue
+    for entry in credential_holders(params):
+        cred = entry["credentials"]
+        if isinstance(cred, dict):
             values = cred.get("values")
             if isinstance(values, dict):
                 blocks.append(values)
             else:  # the flat form, which the agent reads too; id and name unlock nothing
                 blocks.append({k: v for k, v in cred.items() if k not in ("id", "name")})
     return blocks
+
+
+def credential_holders(params: Any) -> Iterator[dict[str, Any]]:
+    """The entries of a node's parameters that carry a `credentials` block the API embedded
+    (an agent's tools and MCP servers: `EMBEDDED_CREDENTIAL_LISTS`), whatever its shape."""
+    if not isinstance(params, dict):
+        return
+    for name in EMBEDDED_CREDENTIAL_LISTS:
+        entries = params.get(name)
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, dict) and entry.get("credentials") is not None:
+                yield entry
 
 
 class Edge(msgspec.Struct):
