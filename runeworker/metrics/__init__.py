@@ -221,11 +221,26 @@ def delivery(queue: str, outcome: str) -> None:
     tally.inc(DELIVERIES.get(queue, outcome))
 
 
+def delivery_series(queue: str, outcome: str) -> tuple[Any, ...]:
+    """The series a delivery outcome adds one to (`delivery`, and `message_handled` for a
+    consumed one), for a subscriber that keeps them."""
+    counted = DELIVERIES.get(queue, outcome)
+    return (counted, MESSAGES_HANDLED.get()) if outcome == "consumed" else (counted,)
+
+
 def node_done(type_: str, outcome: str, seconds: float) -> None:
     """Count a node execution; its duration is observed unless it was skipped."""
-    tally.inc(NODE_EXECUTIONS.get(type_, outcome))
-    if outcome != "skipped":
-        tally.observe(NODE_DURATION.get(type_), seconds)
+    counter, duration = node_series(type_, outcome)
+    tally.inc(counter)
+    if duration is not None:
+        tally.observe(duration, seconds)
+
+
+def node_series(type_: str, outcome: str) -> tuple[Any, Any]:
+    """The node executions counter of (type, outcome) and the duration histogram a node of
+    that outcome is observed in (None for a skipped one)."""
+    duration = None if outcome == "skipped" else NODE_DURATION.get(type_)
+    return NODE_EXECUTIONS.get(type_, outcome), duration
 
 
 def completion(status: str) -> None:

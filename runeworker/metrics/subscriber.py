@@ -8,13 +8,25 @@ scrape counts what is committed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from runeworker import metrics
 from runeworker.metrics import tally
 
 
 class WorkerMetrics:
-    """Counts a worker child's deliveries, nodes, completions, commits and failures."""
+    """Counts a worker child's deliveries, nodes, completions, commits and failures.
+
+    A step reports five events (a delivery consumed and acked, the in-flight gauge up and
+    down, its node done); each is one dict lookup here and the tally's sums: the series an
+    event adds to are looked up once per label set, and the in-flight gauge's moves are summed
+    in an int that reaches the tally before it writes (`on_commit`, `on_idle`, `on_stop`), so a
+    quick node's +1 and -1 cost two additions."""
+
+    def __init__(self) -> None:
+        self._delivered: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._nodes: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._inflight = 0  # the in-flight gauge's moves not handed to the tally yet
 
     def on_ready(self, queues: Iterable[str], node_types: Iterable[str]) -> None:
         """Create the child's series at zero, then buffer updates until each commit."""
@@ -23,17 +35,25 @@ class WorkerMetrics:
 
     def on_delivery(self, queue: str, outcome: str) -> None:
         """Count the outcome; a consumed delivery is also a message the child handles."""
-        metrics.delivery(queue, outcome)
-        if outcome == "consumed":
-            metrics.message_handled()
+        series = self._delivered.get((queue, outcome))
+        if series is None:
+            series = self._delivered[(queue, outcome)] = metrics.delivery_series(queue, outcome)
+        for child in series:
+            tally.inc(child)
 
     def on_inflight(self, delta: int) -> None:
-        """Move the in-flight gauge."""
-        metrics.inflight(delta)
+        """Move the in-flight gauge (in the tally before it next writes)."""
+        self._inflight += delta
 
     def on_node_done(self, node_type: str, outcome: str, seconds: float) -> None:
         """Count the node and observe its duration."""
-        metrics.node_done(node_type, outcome, seconds)
+        series = self._nodes.get((node_type, outcome))
+        if series is None:
+            series = self._nodes[(node_type, outcome)] = metrics.node_series(node_type, outcome)
+        counter, duration = series
+        tally.inc(counter)
+        if duration is not None:
+            tally.observe(duration, seconds)
 
     def on_completion(self, status: str) -> None:
         """Count the completion."""
@@ -42,10 +62,12 @@ class WorkerMetrics:
     def on_commit(self, seconds: float) -> None:
         """Observe the commit; write what the committed steps counted when it is time."""
         metrics.commit_observed(seconds)
+        self._hand_inflight()
         tally.flush_due()
 
     def on_idle(self) -> None:
         """Write what is pending: nothing else is coming soon."""
+        self._hand_inflight()
         tally.flush()
 
     def on_reconnect(self) -> None:
@@ -62,4 +84,10 @@ class WorkerMetrics:
 
     def on_stop(self) -> None:
         """Write what is pending."""
+        self._hand_inflight()
         tally.stop()
+
+    def _hand_inflight(self) -> None:
+        if self._inflight:
+            metrics.inflight(self._inflight)
+            self._inflight = 0

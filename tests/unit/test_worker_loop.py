@@ -585,3 +585,37 @@ def test_the_mirror_is_committed_before_any_status_of_its_execution(
     assert sorted(first_status_at) == [*sorted(mirrored_at), "ex-next"]
     for execution_id, at in mirrored_at.items():
         assert at < first_status_at[execution_id], execution_id
+
+
+def test_the_prometheus_subscriber_shows_a_blocking_node_in_flight_while_it_runs(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """WorkerMetrics sums the in-flight gauge's moves itself and hands them to the tally before
+    it writes: a quick node's +1 and -1 never reach the gauge, a blocking node's +1 does while
+    it runs, and its -1 once it is done."""
+    from prometheus_client import REGISTRY
+
+    def inflight() -> float:
+        return REGISTRY.get_sample_value("runeworker_inflight_nodes") or 0.0
+
+    broker.enqueue(QUEUE, message("ex-0"))  # a quick node first
+    broker.enqueue(QUEUE, message("ex-1", "test.slow", initiated=True))
+    worker: Worker | None = None
+    slow_node_may_end.clear()
+    seen: list[float] = []
+
+    class Watching(WorkerMetrics):
+        def on_idle(self) -> None:
+            super().on_idle()
+            assert worker is not None
+            if worker._current is not None:
+                seen.append(inflight())
+                if len(seen) == 3:
+                    slow_node_may_end.set()
+
+    before = inflight()
+    worker = make_worker(broker, store, Watching())
+    worker.stepper.idle_interval = 0.01
+    run_until_idle(worker, broker)
+    assert seen == [before + 1] * 3
+    assert inflight() == before
