@@ -331,7 +331,8 @@ class Broker:
     # -- consuming ----------------------------------------------------------------------
 
     def consume(self, queues: list[str], prefetch: int) -> None:
-        """Consume `queues` into `pending`, at most `prefetch` deliveries unacked at a time."""
+        """Consume `queues` into `pending`, at most `prefetch` deliveries of each unacked at a time
+        (basic.qos without `global` applies to each consumer)."""
         ch = self.channel
         try:
             ch.basic_qos(prefetch_count=prefetch)

@@ -4,7 +4,7 @@ Every step of a workflow with parallel branches makes one or two script calls
 (`runeworker.adapters.redis_state`), so the client's own cost per call counts: redis-py's
 `Script.__call__` goes through `Redis.evalsha`, `execute_command`, a pool checkout and return
 and its observability hooks for each call, about 30 µs of CPU more than sending the command on a
-connection kept for the purpose (deploy/PERFORMANCE.md, "Issue 16: one call per arrival").
+connection kept for the purpose (deploy/PERFORMANCE.md, "Issue 16: one store call per arrival").
 `Evaluator` sends EVALSHA on a connection it takes from the client's pool once (lazily, so a
 store made before a fork connects in the process that uses it), behind a lock (the scheduler
 thread and node threads share the store). Before each command it checks the connection as a

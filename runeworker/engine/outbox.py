@@ -37,7 +37,7 @@ class Report:
     """How a step went, for metrics, logs and tests; nothing here is published."""
 
     node_type: str = ""  # "" when the message named no node that could be read
-    outcome: str = ""  # success | failed | skipped ("" when no step was taken)
+    outcome: str = ""  # success | failed | handled | skipped ("" when no step was taken)
     seconds: float = 0.0  # wall time of the step
     error: str = ""  # the node or workflow error
     verdict: Verdict = Verdict.RUN  # on the step's branch token

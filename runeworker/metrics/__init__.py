@@ -217,7 +217,7 @@ METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRI
 
 
 def delivery(queue: str, outcome: str) -> None:
-    """Count a delivery outcome (consumed, acked, rejected, dead_lettered, requeued)."""
+    """Count a delivery outcome (consumed, acked, duplicate, rejected, dead_lettered, requeued)."""
     tally.inc(DELIVERIES.get(queue, outcome))
 
 
