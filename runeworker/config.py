@@ -281,10 +281,18 @@ def _check_sentinel(entry: Any) -> str | None:
 
 
 def _check_listen(listen: Any) -> str | None:
-    _host, colon, port = str(listen).rpartition(":")
-    if listen == "" or (colon and port.isdigit() and int(port) <= 65535):
+    """The forms the metrics server binds (`runeworker.metrics.parse_listen`, which cannot be
+    imported here; tests/unit/test_metrics.py holds the two to the same answers): host:port,
+    [v6-host]:port or :port; an IPv6 address without brackets is refused."""
+    text = str(listen)
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1].replace(":", "")  # the colons of an IPv6 address, in brackets
+    if text == "" or (
+        colon and port.isdigit() and int(port) <= 65535 and not any(c in host for c in ":[]")
+    ):
         return None
-    return f'expected host:port (or "" to disable), got {listen!r}'
+    return f'expected host:port, [IPv6 address]:port or :port (or "" to disable), got {listen!r}'
 
 
 def _check_networks(networks: Any) -> str | None:

@@ -330,9 +330,12 @@ def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port`, `[v6-host]:port` or `:port` (all interfaces) -> (host, port)."""
     host, sep, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
-    if not sep or not port.isdigit() or int(port) > 65535 or (":" in host and "[" not in listen):
+    # an IPv6 address only in brackets, and brackets only around one
+    odd = (":" in host and not bracketed) or "[" in host or "]" in host
+    if not sep or not port.isdigit() or int(port) > 65535 or odd:
         raise ConfigError(
             f"The metrics listen address {listen!r} is not host:port (e.g. {DEFAULT_LISTEN})."
         )

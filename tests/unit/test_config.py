@@ -299,7 +299,8 @@ def test_every_env_problem_is_reported_at_once() -> None:
         "REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, "
         "got 'http://user:***@redis/0'",
         "RUNEWORKER_LOGGING_FORMAT: expected one of 'json', 'text', got 'xml'",
-        "RUNEWORKER_METRICS_LISTEN: expected host:port (or \"\" to disable), got 'localhost'",
+        "RUNEWORKER_METRICS_LISTEN: expected host:port, [IPv6 address]:port or :port "
+        "(or \"\" to disable), got 'localhost'",
         "RUNEWORKER_NODES_HTTP_DENY_NETWORKS: expected IP networks like '169.254.0.0/16', "
         "got 'not-a-net'",
         "RUNEWORKER_WORKER_MAX_MESSAGES_JITTER: expected a number >= 0 and <= 1, got '1.5'",

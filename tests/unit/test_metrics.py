@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from runeworker import metrics
+from runeworker.config import load_config
 from runeworker.errors import ConfigError
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -361,12 +362,20 @@ def test_server_without_directory_is_a_config_error(monkeypatch: pytest.MonkeyPa
 )
 def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     assert metrics.parse_listen(listen) == expected
+    # what `serve` binds, `check-config` accepts
+    assert load_config(None, env={}, overrides={"metrics.listen": listen}).metrics.listen == listen
 
 
-@pytest.mark.parametrize("listen", ["9464", "127.0.0.1:", "host:http", "::1:9464", "h:70000"])
+@pytest.mark.parametrize(
+    "listen",
+    ["9464", "127.0.0.1:", "host:http", "::1:9464", "h:70000", "[::1:9464", "::1]:80", "[a]b:80"],
+)
 def test_parse_listen_rejects(listen: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(repr(listen))):
         metrics.parse_listen(listen)
+    # what `serve` would refuse, `check-config` refuses too, naming the key
+    with pytest.raises(ConfigError, match=r"metrics\.listen.*" + re.escape(repr(listen))):
+        load_config(None, env={}, overrides={"metrics.listen": listen})
 
 
 def test_closed_label_values_are_checked() -> None:
