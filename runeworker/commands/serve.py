@@ -118,10 +118,16 @@ def _child_exited(pid: int, reason: str) -> None:
     from runeworker import metrics
 
     metrics.mark_dead(pid)
-    metrics.child_restart(_restart_reason(reason))
+    restart = _restart_reason(reason)
+    if restart is not None:
+        metrics.child_restart(restart)
 
 
-def _restart_reason(reason: str) -> str:
+def _restart_reason(reason: str) -> str | None:
+    """The `runeworker_child_restarts_total` reason of a reaped child; None for a child of a
+    pool that is stopping (a drain, a stop-now kill), which nobody replaces."""
+    if reason in ("drain", "stop"):
+        return None
     for known in ("timeout", "recycle", "memory", "reload", "scale"):
         if known in reason:
             return known

@@ -482,3 +482,29 @@ def test_alert_rules_structure() -> None:
     scrape = yaml.safe_load((DEPLOY / "prometheus-scrape.yml").read_text())
     assert scrape["rule_files"] == ["prometheus-alerts.yml"]
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == [metrics.DEFAULT_LISTEN]
+
+
+@pytest.mark.parametrize(
+    ("reason", "counted"),
+    [
+        # the reasons the supervisor hands `on_child_exit` (tests/e2e/test_supervisor.py shows
+        # "drain" for a drained pool): a stopping pool replaces nobody
+        ("drain", None),
+        ("stop", None),
+        ("signal 9", "crash"),
+        ("exit 3", "crash"),
+        ("boot failed", "crash"),
+        ("exit 0", "crash"),  # left unasked (an operator's SIGTERM): replaced
+        ("timeout", "timeout"),
+        ("recycle", "recycle"),
+        ("memory", "memory"),
+        ("reload", "reload"),
+        ("scale down", "scale"),
+    ],
+)
+def test_a_reaped_child_counts_as_a_restart_unless_its_pool_stops(
+    reason: str, counted: str | None
+) -> None:
+    from runeworker.commands.serve import _restart_reason
+
+    assert _restart_reason(reason) == counted
