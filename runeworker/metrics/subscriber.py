@@ -13,6 +13,9 @@ from typing import Any
 from runeworker import metrics
 from runeworker.metrics import tally
 
+# label sets whose series a subscriber keeps, as `metrics.Family` keeps its children
+_KEPT = 4 * metrics.MAX_LABEL_VALUES
+
 
 class WorkerMetrics:
     """Counts a worker child's deliveries, nodes, completions, commits and failures.
@@ -49,7 +52,10 @@ class WorkerMetrics:
         """Count the node and observe its duration."""
         series = self._nodes.get((node_type, outcome))
         if series is None:
-            series = self._nodes[(node_type, outcome)] = metrics.node_series(node_type, outcome)
+            series = metrics.node_series(node_type, outcome)
+            # a message may name any type (an unknown one fails): the junk is not kept
+            if len(self._nodes) < _KEPT:
+                self._nodes[(node_type, outcome)] = series
         counter, duration = series
         tally.inc(counter)
         if duration is not None:

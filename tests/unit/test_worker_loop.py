@@ -619,3 +619,25 @@ def test_the_prometheus_subscriber_shows_a_blocking_node_in_flight_while_it_runs
     run_until_idle(worker, broker)
     assert seen == [before + 1] * 3
     assert inflight() == before
+
+
+def test_the_prometheus_subscriber_keeps_a_bounded_number_of_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages may name any node type (an unknown one fails the step): the subscriber counts
+    each, but keeps the series of at most as many label sets as `metrics.Family` does. (The
+    series are stand-ins: real junk labels would use up the process's label values.)"""
+    from runeworker import metrics
+    from runeworker.metrics import subscriber, tally
+
+    counted: list[Any] = []
+    monkeypatch.setattr(metrics, "node_series", lambda t, o: (f"{t}/{o}", None))
+    monkeypatch.setattr(tally, "inc", lambda child, amount=1.0: counted.append(child))
+    hooks = WorkerMetrics()
+    for i in range(subscriber._KEPT + 50):
+        hooks.on_node_done(f"junk-{i}", "failed", 0.001)
+    hooks.on_node_done("junk-0", "failed", 0.001)  # kept: found again
+    hooks.on_node_done(f"junk-{subscriber._KEPT + 1}", "failed", 0.001)  # not kept: made again
+    assert len(hooks._nodes) == subscriber._KEPT == 4 * metrics.MAX_LABEL_VALUES
+    assert len(counted) == subscriber._KEPT + 52
+    assert counted[-2:] == ["junk-0/failed", f"junk-{subscriber._KEPT + 1}/failed"]
