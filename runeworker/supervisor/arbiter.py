@@ -159,9 +159,9 @@ class Supervisor:
         return self.children.rss()
 
     def ready_children(self) -> int:
-        """How many children (of the current config) are connected and consuming."""
-        current = (c for c in self.children.active() if c.generation == self._generation)
-        return sum(self.children.is_ready(c) for c in current)
+        """How many children not asked to stop are connected and consuming: those of an older
+        config too, which keep serving while a reload rolls the pool."""
+        return sum(self.children.is_ready(c) for c in self.children.active())
 
     def waiting_for(self) -> str:
         """What a waiting child waits for ("waiting for RabbitMQ at ...: ..."), "" when none."""

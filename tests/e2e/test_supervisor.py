@@ -107,11 +107,22 @@ def _supervisor_main(config: str, directory: str) -> int:
         _append(d / "spawns.log", str(pid))
         _append(d / "events.log", f"spawn {pid}")
 
+    said: list[str] = []
+
+    def readiness() -> None:  # what /readyz would answer, logged when it changes
+        ok, why = supervisor.readiness()
+        answer = "ready" if ok else f"not ready: {why}"
+        if said[-1:] != [answer]:
+            said.append(answer)
+            _append(d / "readiness.log", answer)
+
     hooks = SupervisorHooks(
         on_child_spawn=spawned,
         on_child_exit=lambda pid, reason: _append(d / "exits.log", f"{pid} {reason}"),
+        on_tick=readiness,
     )
-    return Supervisor(load_config(config), _target, config_path=config, hooks=hooks).run()
+    supervisor = Supervisor(load_config(config), _target, config_path=config, hooks=hooks)
+    return supervisor.run()
 
 
 # --- the test side -----------------------------------------------------------------------------
@@ -216,6 +227,11 @@ class Running:
     def wait_exits(self, n: int) -> list[str]:
         """The exit log once it has `n` lines (the hook runs just after the reap)."""
         return wait_until(lambda: self.exits()[n - 1 :] and self.exits(), f"{n} exits")
+
+    def readiness(self) -> list[str]:
+        """Each change of the supervisor's `/readyz` answer, in order."""
+        path = self.dir / "readiness.log"
+        return path.read_text().splitlines() if path.exists() else []
 
     def spawns(self) -> list[int]:
         path = self.dir / "spawns.log"
@@ -481,6 +497,25 @@ def test_sighup_reloads_the_config_and_rolls_children_one_at_a_time(start: Start
     # ... and an old child is stopped only when a new one has taken its place.
     o1, o2 = sorted(old, key=lambda p: at[f"draining {p}"])
     assert at[f"ready {n2}"] < at[f"draining {o1}"] and at[f"ready {n3}"] < at[f"draining {o2}"]
+
+
+def test_readiness_holds_while_sighup_rolls_the_children(start: Start) -> None:
+    sup = start()
+    old = sup.started(2)
+    wait_until(lambda: sup.readiness()[-1:] == ["ready"], "ready")
+    before = sup.readiness()
+    (sup.dir / "boot_seconds").write_text("0.5")  # each new child takes a while to be READY
+    write_config(sup.config, worker={"graceful_timeout": 4.0})
+    sup.send(signal.SIGHUP)
+
+    def rolled() -> set[int]:
+        pids = sup.working()
+        return pids if len(pids) == 2 and not pids & old else set()
+
+    new = wait_until(rolled, "2 new children and no old one")
+    wait_until(lambda: all(f"ready {p}" in sup.events() for p in new), "new children ready")
+    # the old children consumed until a new one took each one's place: never unready
+    assert sup.readiness() == before
 
 
 def test_booting_child_that_never_gets_ready_is_killed(start: Start) -> None:
