@@ -348,12 +348,15 @@ class Supervisor:
                 self._spawn(now)
 
     def _roll(self, active: list[ChildRecord], old: list[ChildRecord], now: float) -> None:
-        """One step of a rolling restart: a new child must be READY before an old one goes."""
+        """One step of a rolling restart: a new child must be READY before an old one goes.
+        A new child that waits (the new config names a broker or Redis that does not answer)
+        holds the roll: the old children keep serving until it connects or another reload."""
         new = (c for c in active if c.generation == self._generation)
-        if any(self.children.state(c) == ChildState.BOOTING for c in new):
+        if not all(self.children.is_ready(c) for c in new):
             return
-        if len(active) > self.wanted:
-            self._terminate(old[0], "reload", now)
+        if len(active) > self.wanted:  # one that does not serve (waits) goes first
+            victim = next((c for c in old if not self.children.is_ready(c)), old[0])
+            self._terminate(victim, "reload", now)
         elif now >= self._next_spawn:
             self._spawn(now)
 

@@ -38,6 +38,7 @@ from runeworker.supervisor.liveness import ChildState, Liveness
 pytestmark = pytest.mark.e2e
 
 DIR_VAR = "RW_SUPERVISOR_TEST_DIR"
+UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/"  # children of a config naming it wait forever
 T = TypeVar("T")
 
 
@@ -60,6 +61,9 @@ def _target(cfg: Config, board: Liveness, slot: int) -> int:
     if (d / "crash").exists():
         return 1
     waiting_for = d / "waiting_for"  # what the child reports it waits for, while the file exists
+    if cfg.broker.url == UNREACHABLE:  # a config naming a broker that never answers
+        waiting_for = d / f"unreachable-{pid}"
+        waiting_for.write_text(f"waiting for RabbitMQ at {UNREACHABLE}: refused")
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     (d / f"started-{pid}").touch()
@@ -516,6 +520,32 @@ def test_readiness_holds_while_sighup_rolls_the_children(start: Start) -> None:
     wait_until(lambda: all(f"ready {p}" in sup.events() for p in new), "new children ready")
     # the old children consumed until a new one took each one's place: never unready
     assert sup.readiness() == before
+
+
+def test_sighup_onto_a_broker_that_does_not_answer_keeps_the_old_children(start: Start) -> None:
+    sup = start()
+    old = sup.started(2)
+    write_config(sup.config, broker={"url": UNREACHABLE})
+    sup.send(signal.SIGHUP)
+    sup.wait_log(f"pool waiting for RabbitMQ at {UNREACHABLE}")
+    time.sleep(1.0)  # many turns of the main loop: the roll must hold, not go on
+    waiting = sup.children() - old
+    assert len(waiting) == 1  # one new child, which waits; the old ones still serve
+    [waiter] = waiting
+    assert old <= sup.children() and sup.exits() == []
+    assert not any(sup.marked(f"draining-{p}") for p in old)
+    assert sup.readiness()[-1] == "ready"
+    write_config(sup.config)  # the operator fixes the file and reloads again
+    sup.send(signal.SIGHUP)
+
+    def rolled() -> set[int]:
+        pids = sup.working()
+        return pids if len(pids) == 2 and not pids & (old | waiting) else set()
+
+    wait_until(rolled, "2 children of the fixed config")
+    exits = sup.wait_exits(3)
+    assert exits[0] == f"{waiter} reload"  # the one that served nothing went first
+    assert sorted(exits) == sorted(f"{p} reload" for p in old | waiting)
 
 
 def test_booting_child_that_never_gets_ready_is_killed(start: Start) -> None:
