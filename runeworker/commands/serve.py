@@ -7,11 +7,12 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from runeworker import logs
-from runeworker.config import Config, load_config
+from runeworker.config import Config, RedisConfig, load_config
 from runeworker.errors import ConfigError, StateError
 
 log = logging.getLogger("runeworker.serve")
@@ -39,15 +40,30 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     from runeworker.child.worker import child_main
     from runeworker.supervisor.arbiter import Supervisor, SupervisorHooks
 
-    probes: list[RedisStore] = []  # made on the first probe: a Cluster's client must reach it
+    # The Redis the serving children use, made on the first probe (a Cluster's client must
+    # reach it). A reload that moves Redis moves the probe once the roll is done: until then
+    # the children of the old config serve. The endpoint's threads and the main loop share it.
+    probes: list[tuple[RedisConfig, RedisStore]] = []
+    probe_lock = threading.Lock()
+
+    def probed() -> RedisConfig:
+        if supervisor is None:
+            return cfg.redis
+        if probes and supervisor.rolling():
+            return probes[0][0]
+        return supervisor.cfg.redis
 
     def redis_answers() -> bool:
-        if not probes:
-            try:
-                probes.append(RedisStore.from_config(cfg.redis, socket_timeout=1.0))
-            except StateError:
-                return False
-        return probes[0].ping()
+        with probe_lock:
+            wanted = probed()
+            if probes and probes[0][0] != wanted:
+                _close([probes.pop()[1]])
+            if not probes:
+                try:
+                    probes.append((wanted, RedisStore.from_config(wanted, socket_timeout=1.0)))
+                except StateError:
+                    return False
+            return probes[0][1].ping()
 
     supervisor: Supervisor | None = None
 
@@ -56,7 +72,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
             return False, "starting"
         ok, why = supervisor.readiness()
         if ok and not redis_answers():
-            return False, f"Redis at {redis_where(supervisor.cfg.redis)} does not answer"
+            return False, f"Redis at {redis_where(probed())} does not answer"
         return ok, why
 
     def endpoint(listen: str) -> metrics.MetricsServer:
@@ -76,7 +92,6 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
             servers.append(endpoint(cfg.metrics.listen))
     except ConfigError as exc:  # e.g. the port is taken: one line, no traceback
         print(f"config error: {exc}", file=sys.stderr)
-        _close(probes)
         return 2
 
     def reloaded(old: Config, new: Config) -> None:
@@ -106,7 +121,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     finally:
         for server in servers:
             server.stop()
-        _close(probes)
+        _close([store for _, store in probes])
 
 
 def _close(probes: list[Any]) -> None:

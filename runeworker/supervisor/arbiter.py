@@ -163,6 +163,10 @@ class Supervisor:
         config too, which keep serving while a reload rolls the pool."""
         return sum(self.children.is_ready(c) for c in self.children.active())
 
+    def rolling(self) -> bool:
+        """A reload's roll is under way: children of an older config are still serving."""
+        return any(c.generation < self._generation for c in self.children.active())
+
     def waiting_for(self) -> str:
         """What a waiting child waits for ("waiting for RabbitMQ at ...: ..."), "" when none."""
         for child in self.children.active():

@@ -346,5 +346,7 @@ class Forwarder:
     def close(self) -> None:
         server, self._server = self._server, None
         for sock in [*([server] if server else []), *self._sockets]:
+            with contextlib.suppress(OSError):  # wakes the accept(): close() alone does not
+                sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()

@@ -49,7 +49,10 @@ GRACEFUL = 10.0
 
 
 class Start(Protocol):
-    def __call__(self, env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Serve: ...
+    def __call__(
+        self, env: dict[str, str] | None = None, *, urls_in_file: bool = False,
+        **sections: dict[str, Any],
+    ) -> Serve: ...  # fmt: skip
 
 
 def config_for(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -68,13 +71,23 @@ def config_for(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[str
 @pytest.fixture
 def start(tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str) -> Iterator[Start]:
     """start(env=..., **config sections) -> a running `serve`; its process group is killed at
-    the end. Later calls reuse the Redis prefix (a restart of the same deployment)."""
+    the end. Later calls reuse the Redis prefix (a restart of the same deployment).
+    `urls_in_file`: the broker and Redis URLs in the config file, not in the environment (which
+    would override the file), so that a reload can change them."""
     started: list[Serve] = []
     config = tmp_path / "runeworker.toml"
 
-    def _start(env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Serve:
-        write_config(config, config_for(tmp_path, **sections))
+    def _start(
+        env: dict[str, str] | None = None,
+        *,
+        urls_in_file: bool = False,
+        **sections: dict[str, Any],
+    ) -> Serve:
         full_env = serve_env(amqp_url, redis_url, redis_prefix, **(env or {}))
+        if urls_in_file:
+            sections.setdefault("broker", {}).setdefault("url", full_env.pop("RABBITMQ_URL"))
+            sections.setdefault("redis", {}).setdefault("url", full_env.pop("REDIS_URL"))
+        write_config(config, config_for(tmp_path, **sections))
         started.append(Serve(tmp_path, config, full_env))
         return started[-1]
 
@@ -205,6 +218,36 @@ def test_sighup_rolls_children_onto_the_new_prefetch(
     assert serve.workers() == new
     assert "config reloaded (generation 1)" in serve.log()
     assert serve.log().count("(prefetch 7)") == 2
+
+
+def test_readyz_probes_the_redis_a_reload_moved_the_children_to(
+    start: Start, rune: Rune, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    relay = Forwarder(port, _port_of(redis_url))  # the old address of the same Redis
+    relay.open()
+    try:
+        moved = redis_url.replace(f":{_port_of(redis_url)}/", f":{port}/")
+        serve = start(urls_in_file=True, redis={"url": moved})
+        rune.wait_consumers(2)
+        old = workers(serve, 2)
+        wait_until(lambda: serve.get("/readyz") == (200, "ready"), "/readyz 200")
+        sections = config_for(tmp_path, redis={"url": redis_url})
+        broker_url = re.search(r'url = "(amqp://[^"]+)"', serve.config.read_text())
+        assert broker_url is not None
+        sections["broker"] = {"url": broker_url.group(1)}
+        write_config(serve.config, sections)
+        serve.send(signal.SIGHUP)
+        workers(serve, 2, without=old)
+        serve.wait_log("reload: redis.url changed")
+        wait_until(lambda: serve.log().count("exited (reload)") == 2, "the old children gone")
+        relay.close()  # the old address is retired: nothing uses it any more
+        ids = rune.publish(log_chain(2), 3)
+        rune.wait_done(ids, timeout=30, settle=0.5)
+        exactly_once(rune, ids)
+        assert serve.get("/readyz") == (200, "ready")
+    finally:
+        relay.close()
 
 
 # --- 4. SIGTTIN / SIGTTOU ----------------------------------------------------------------------
