@@ -94,21 +94,42 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
 
+    listening = [cfg.metrics.listen]  # what the endpoint serves: a failed move keeps the old
+
     def reloaded(old: Config, new: Config) -> None:
         """Apply what the supervisor process owns: logging, and the metrics endpoint."""
         if new.logging != old.logging:
             logs.setup(new.logging.level, new.logging.format)
-        if new.metrics.listen == old.metrics.listen:
-            return
+        if new.metrics.listen != listening[0]:
+            move_endpoint(new.metrics.listen)
+
+    def move_endpoint(listen: str) -> None:
+        """Serve on `listen` ("" = nowhere), else keep the endpoint where it is. The new one
+        binds first; when the old one holds the port (127.0.0.1:9464 -> :9464) it is stopped
+        first, and started again should the new one fail."""
         try:
-            fresh = endpoint(new.metrics.listen) if new.metrics.listen else None
+            fresh = endpoint(listen) if listen else None
         except ConfigError as exc:
-            log.error("reload: keeping the metrics endpoint on %s: %s", old.metrics.listen, exc)
-            return
+            if not (servers and _same_port(listening[0], listen)):
+                log.error("reload: keeping the metrics endpoint on %s: %s", listening[0], exc)
+                return
+            while servers:
+                servers.pop().stop()
+            try:
+                fresh = endpoint(listen)
+            except ConfigError as again:
+                log.error("reload: keeping the metrics endpoint on %s: %s", listening[0], again)
+                try:
+                    servers.append(endpoint(listening[0]))  # its port was ours a moment ago
+                except ConfigError as lost:
+                    log.error("reload: the metrics endpoint is gone: %s", lost)
+                    listening[0] = ""
+                return
         while servers:
             servers.pop().stop()
         if fresh is not None:
             servers.append(fresh)
+        listening[0] = listen
 
     hooks = SupervisorHooks(
         on_child_exit=_child_exited, ready_check=redis_answers, on_reload=reloaded
@@ -122,6 +143,16 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         for server in servers:
             server.stop()
         _close([store for _, store in probes])
+
+
+def _same_port(listen: str, other: str) -> bool:
+    """Whether two `metrics.listen` values name one port (0, any free port, never does)."""
+    from runeworker import metrics
+
+    if not listen or not other:
+        return False
+    port = metrics.parse_listen(listen)[1]
+    return port != 0 and port == metrics.parse_listen(other)[1]
 
 
 def _close(probes: list[Any]) -> None:

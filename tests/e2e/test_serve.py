@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -463,6 +464,40 @@ def test_metrics_count_every_node_and_completion(start: Start, rune: Rune) -> No
     assert set(rss) >= {str(p) for p in pids}
     assert set(rss) == {str(p) for p in serve.children()}
     assert all(v > 1024 * 1024 for v in rss.values())
+
+
+def _healthz(base: str) -> int:
+    with urllib.request.urlopen(base + "/healthz", timeout=5) as resp:
+        return int(resp.status)
+
+
+def test_sighup_moves_the_metrics_endpoint_to_every_interface_on_the_same_port(
+    start: Start, tmp_path: Path
+) -> None:
+    port = free_port()
+    serve = start(metrics={"listen": f"127.0.0.1:{port}"})
+    serve.wait_log(f"metrics on http://127.0.0.1:{port}/metrics")
+    write_config(serve.config, config_for(tmp_path, metrics={"listen": f":{port}"}))
+    serve.send(signal.SIGHUP)
+    serve.wait_log("config reloaded")
+    assert "keeping the metrics endpoint" not in serve.log()
+    serve.wait_log(f"metrics on http://0.0.0.0:{port}/metrics")
+    assert _healthz(f"http://127.0.0.1:{port}") == 200
+
+
+def test_sighup_applies_a_metrics_move_that_failed_before(start: Start, tmp_path: Path) -> None:
+    serve = start()
+    serve.wait_log("metrics on http://127.0.0.1:")
+    with socket.socket() as taken:  # another process holds the port the operator wants
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        write_config(serve.config, config_for(tmp_path, metrics={"listen": f"127.0.0.1:{port}"}))
+        serve.send(signal.SIGHUP)
+        serve.wait_log("reload: keeping the metrics endpoint on 127.0.0.1:0")
+    serve.send(signal.SIGHUP)  # the port is free now: the same config, reloaded again
+    serve.wait_log(f"metrics on http://127.0.0.1:{port}/metrics")
+    assert _healthz(f"http://127.0.0.1:{port}") == 200
 
 
 # --- 8. sd_notify ------------------------------------------------------------------------------
