@@ -60,6 +60,7 @@ SUPERVISOR_SIGNALS = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )
+_HANDLED = (*SUPERVISOR_SIGNALS, signal.SIGINT)  # the signals the supervisor has handlers for
 _PR_SET_PDEATHSIG = 1
 
 
@@ -213,9 +214,17 @@ def fork_child(
     parent = os.getpid()
     # The child's timeout runs from the fork, also while it is still booting.
     board.beat(slot, ChildState.BOOTING)
-    pid = os.fork()
-    if pid == 0:
-        _child_main(cfg, board, slot, target, close_fds, parent)
+    # Until the child has set its own handlers, a signal for it would run the supervisor's
+    # (inherited: it queues the signal in the child's copy of the supervisor and is lost), so
+    # the supervisor's signals stay blocked across fork: the child takes them once ready for
+    # them (a SIGTERM sent at once then stops it), the supervisor just after fork().
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child_main(cfg, board, slot, target, close_fds, parent, mask)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
 
@@ -226,10 +235,11 @@ def _child_main(
     target: ChildTarget,
     close_fds: tuple[int, ...],
     parent: int,
+    mask: set[int | signal.Signals],
 ) -> None:
     code = 1
     try:
-        _prepare_child(close_fds, parent)
+        _prepare_child(close_fds, parent, mask)
         code = target(cfg, board, slot)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -245,11 +255,14 @@ def _child_main(
         os._exit(code)
 
 
-def _prepare_child(close_fds: tuple[int, ...], parent: int) -> None:
+def _prepare_child(
+    close_fds: tuple[int, ...], parent: int, mask: set[int | signal.Signals]
+) -> None:
     for sig in SUPERVISOR_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     # A terminal's Ctrl-C reaches the whole process group; the supervisor turns it into a drain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what came since fork() is taken now
     for fd in close_fds:
         os.close(fd)
     for name in NOTIFY_VARIABLES:  # systemd's notify socket belongs to the supervisor

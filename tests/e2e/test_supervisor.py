@@ -110,7 +110,15 @@ def _supervisor_main(config: str, directory: str) -> int:
     def spawned(pid: int) -> None:
         _append(d / "spawns.log", str(pid))
         _append(d / "events.log", f"spawn {pid}")
+        with contextlib.suppress(FileNotFoundError):
+            (d / "term_on_spawn").unlink()
+            os.kill(os.getpid(), signal.SIGTERM)  # an operator's SIGTERM, just as a child forks
 
+    def slow_fork() -> None:  # widens the moment before a new child sets its own handlers
+        if (d / "slow_fork").exists():
+            time.sleep(0.05)
+
+    os.register_at_fork(after_in_child=slow_fork)
     said: list[str] = []
 
     def readiness() -> None:  # what /readyz would answer, logged when it changes
@@ -428,6 +436,18 @@ def test_drain_kills_children_past_the_graceful_timeout(start: Start) -> None:
     assert sup.log().count("still running after the graceful timeout") == 2
     assert all(sup.marked(f"draining-{p}") and not sup.marked(f"drained-{p}") for p in pids)
     assert all(gone(p) for p in pids)
+
+
+def test_sigterm_just_as_a_child_is_forked_drains_that_child_too(start: Start) -> None:
+    sup = start(worker={"processes": 1, "graceful_timeout": 5.0})
+    first = sup.started(1)
+    sup.touch("slow_fork")  # 50 ms between fork() and the child's first line
+    sup.touch("term_on_spawn")
+    sup.send(signal.SIGTTIN)  # a second child is forked, and SIGTERM comes at that moment
+    assert sup.wait(4) == 0  # not EXIT_DRAIN_FORCED after the 5 s graceful timeout
+    assert "still running after the graceful timeout" not in sup.log()
+    [forked] = set(sup.spawns()) - first
+    assert sorted(sup.exits()) == sorted(f"{p} drain" for p in (*first, forked))
 
 
 def test_second_sigterm_stops_at_once(start: Start) -> None:
