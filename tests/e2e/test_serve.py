@@ -614,3 +614,25 @@ def test_a_kill_storm_is_replaced_at_once(start: Start, rune: Rune) -> None:
     rune.wait_done(ids, timeout=60, settle=0.5)
     exactly_once(rune, ids)
     assert restarts(serve).get("crash") == 10
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, not fixed: pika's blocking connect (connection_attempts x its 15 s "
+    "handshake timeout, per URL) neither beats nor sees a stop; see the commit message",
+)
+def test_a_broker_that_accepts_but_never_answers_is_waited_for_not_a_crash(start: Start) -> None:
+    """A broker that takes the TCP connection but never speaks AMQP (hung, or a TCP proxy in
+    front of a dead node) is a dependency that does not answer, like a refused port."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(64)  # the kernel completes the handshakes; nobody ever answers
+        url = f"amqp://guest:guest@127.0.0.1:{mute.getsockname()[1]}/"
+        serve = start(env={"RABBITMQ_URL": url}, worker={"timeout": 3.0},
+                      broker={"retry_delay": 0.1, "retry_delay_max": 0.2})  # fmt: skip
+        serve.wait_log("spawned child")
+        time.sleep(5.0)  # past worker.timeout; one connect takes 3 x 15 s here
+        assert "no heartbeat" not in serve.log()
+        assert "restarting in" not in serve.log()
+        serve.send(signal.SIGTERM)
+        assert serve.wait(GRACEFUL + 5) == 0
