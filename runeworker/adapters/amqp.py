@@ -30,6 +30,7 @@ import msgspec
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.spec import Basic, BasicProperties
 
 from runeworker.adapters.amqp_frames import FrameWriter
@@ -53,6 +54,9 @@ _PRECONDITION_FAILED = 406
 _FLUSH_BYTES = 1 << 20
 # what pika raises when the broker refuses something or the socket fails
 AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+# and what bringing a connection up may raise besides: pika hands on a handshake that timed out
+# (a broker that takes the connection and never answers) as its connector's own exception
+CONNECT_ERRORS = (*AMQP_ERRORS, AMQPConnectorException)
 QUEUE_TYPE_ARGUMENT = "x-queue-type"
 # set by quorum queues on a redelivered message: the deliveries before this one
 DELIVERY_COUNT_HEADER = "x-delivery-count"
@@ -60,6 +64,8 @@ DELIVERY_COUNT_HEADER = "x-delivery-count"
 _Published = tuple[str, str, bytes, BasicProperties]
 # called by `Broker.commit` once the publishes are durable (see there)
 Confirmed = Callable[[bool], None] | None
+# called before each try of `Endpoint.connect`; False: give up (asked to stop)
+Ahead = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,9 @@ class Endpoint:
     heartbeat: int | None = None  # seconds; None keeps what the broker proposes
     connection_attempts: int = 1
     retry_delay: float = 1.0
+    # seconds one attempt may take to bring up TCP, TLS and AMQP (pika's `stack_timeout`); None
+    # keeps pika's 15 s. A broker that takes the connection and never answers costs this much.
+    handshake_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):  # Endpoint("amqp://...") names one node
@@ -91,9 +100,10 @@ class Endpoint:
         return max(30.0, 2.0 * (self.heartbeat or 60))
 
     @classmethod
-    def of(cls, b: BrokerConfig) -> Endpoint:
+    def of(cls, b: BrokerConfig, handshake_timeout: float | None = None) -> Endpoint:
         """The endpoint the `[broker]` section describes: `urls` when set, else `url`."""
-        return cls(tuple(b.urls) or (b.url,), b.heartbeat, b.connection_attempts, b.retry_delay)
+        urls = tuple(b.urls) or (b.url,)
+        return cls(urls, b.heartbeat, b.connection_attempts, b.retry_delay, handshake_timeout)
 
     @property
     def where(self) -> str:
@@ -112,16 +122,46 @@ class Endpoint:
                 params.heartbeat = self.heartbeat
             params.connection_attempts = self.connection_attempts
             params.retry_delay = self.retry_delay
+            if self.handshake_timeout is not None:
+                params.stack_timeout = self.handshake_timeout
             params.client_properties = {"connection_name": name}
             out.append(params)
         return out
 
-    def connect(self, name: str) -> BlockingConnection:
-        """A new blocking connection named `name`; BrokerError when none can be opened."""
+    def connect(self, name: str, before_each: Ahead | None = None) -> BlockingConnection:
+        """A new blocking connection named `name`; BrokerError when none can be opened.
+
+        Without `before_each`, pika makes `connection_attempts` over the nodes, `retry_delay`
+        apart. With it, each node is tried once, and `before_each()` runs before each try: a
+        caller that retries with a backoff of its own and must show it is alive meanwhile (a
+        worker child beats; it returns False when asked to stop, and no other node is tried).
+        One try then blocks for at most `handshake_timeout`."""
         params = self.parameters(name)
-        with self.errors("cannot connect to RabbitMQ"):
-            # one node: its parameters alone, as before lists existed
-            return BlockingConnection(params[0] if len(params) == 1 else params)
+        if before_each is None:
+            try:
+                # one node: its parameters alone, as before lists existed
+                return BlockingConnection(params[0] if len(params) == 1 else params)
+            except CONNECT_ERRORS as exc:
+                raise self.error("cannot connect to RabbitMQ", exc) from exc
+        failed: list[BaseException] = []
+        for node in params:
+            if not before_each():
+                raise BrokerError(f"stopped while connecting to RabbitMQ at {self.where}")
+            node.connection_attempts = 1
+            try:
+                return BlockingConnection(node)
+            except CONNECT_ERRORS as exc:
+                failed.append(exc)
+        # every node's failure, as pika's own walk of the list reports them (all were tried)
+        named = zip(self.urls, failed, strict=True)
+        cause = (
+            failed[0]
+            if len(failed) == 1
+            else ConnectionError(
+                "; ".join(f"{mask_url(url)}: {describe(exc)}" for url, exc in named)
+            )
+        )
+        raise self.error("cannot connect to RabbitMQ", cause) from cause
 
     def node_of(self, conn: BlockingConnection) -> str:
         """The masked URL of the node `conn` is connected to (pika keeps the parameters of
@@ -203,12 +243,16 @@ class Broker:
         retry_delay: float = 1.0,
         typed_queues: dict[str, dict[str, Any]] | None = None,
         confirm: bool = False,
+        handshake_timeout: float | None = None,
     ) -> None:
         """`url`: one node, or the nodes of a cluster in the order to try them.
         `typed_queues`: declare arguments of the queues that are not classic (queue -> args).
-        `confirm`: publisher confirms instead of an AMQP transaction (see `commit`)."""
+        `confirm`: publisher confirms instead of an AMQP transaction (see `commit`).
+        `handshake_timeout`: see `Endpoint`."""
         urls = (url,) if isinstance(url, str) else url
-        self.endpoint = Endpoint(urls, heartbeat, connection_attempts, retry_delay)
+        self.endpoint = Endpoint(
+            urls, heartbeat, connection_attempts, retry_delay, handshake_timeout
+        )
         self.exchange = exchange
         self.typed_queues = typed_queues or {}
         self.node = self.endpoint.where  # the node of the open connection, once connected
@@ -229,7 +273,7 @@ class Broker:
         self._inbound: select.poll | None = None  # the connection's socket, polled at commit
 
     @classmethod
-    def of(cls, b: BrokerConfig) -> Broker:
+    def of(cls, b: BrokerConfig, handshake_timeout: float | None = None) -> Broker:
         """The broker the `[broker]` section describes."""
         return cls(
             Endpoint.of(b).urls,
@@ -239,14 +283,16 @@ class Broker:
             retry_delay=b.retry_delay,
             typed_queues=typed_queues(b),
             confirm=b.queue_type == "quorum",
+            handshake_timeout=handshake_timeout,
         )
 
     # -- connection ---------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open the connection and a channel in transaction mode; forget buffered deliveries."""
+    def connect(self, before_each: Ahead | None = None) -> None:
+        """Open the connection and a channel in transaction mode; forget buffered deliveries.
+        `before_each`: see `Endpoint.connect`."""
         try:
-            self._conn = self.endpoint.connect("runeworker")
+            self._conn = self.endpoint.connect("runeworker", before_each)
             self.node = self.endpoint.node_of(self._conn)
             with self.endpoint.errors("cannot open a channel"):
                 self._ch = self._conn.channel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
-from runeworker.adapters.amqp import JSON, Confirmed, Delivery
+from runeworker.adapters.amqp import JSON, Ahead, Confirmed, Delivery
 from runeworker.child.doubts import DoubtStore
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import StateStore
@@ -27,8 +27,10 @@ class TransactionalBroker(Protocol):
 
     pending: deque[Delivery]  # consumed, not yet handled; filled by `poll`
 
-    def connect(self) -> None:
-        """Open the connection and its transactional channel; `pending` starts empty."""
+    def connect(self, before_each: Ahead | None = None) -> None:
+        """Open the connection and its transactional channel; `pending` starts empty.
+        `before_each`: called before each try of a node, False gives up
+        (`runeworker.adapters.amqp.Endpoint.connect`)."""
 
     def declare(self, bound_queues: list[str], dead_letter_queue: str) -> None:
         """Declare the exchange, `bound_queues` bound to it by name, and the dead-letter queue."""

@@ -12,12 +12,14 @@ the Prometheus subscriber; the unit tests wire in-memory stand-ins and a recorde
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from types import FrameType
 
 import psutil
@@ -63,6 +65,15 @@ from runeworker.supervisor.liveness import ChildState, Liveness
 log = logging.getLogger("runeworker.worker")
 
 RSS_CHECK_EVERY = 1.0  # seconds between two looks at the RSS (`worker.max_memory_mb`)
+HANDSHAKE_TIMEOUT = 15.0  # pika's default for bringing up one connection (`stack_timeout`)
+
+
+def handshake_timeout(worker_timeout: float) -> float:
+    """How long one try of a RabbitMQ node may take in a child: pika's 15 s, but at most a
+    third of `worker.timeout`. The child beats only between tries, and the supervisor kills a
+    child without a beat for `worker.timeout` as hung; a broker that takes the connection and
+    never answers must leave the child waiting, not killed."""
+    return min(HANDSHAKE_TIMEOUT, worker_timeout / 3)
 
 
 class Worker:
@@ -91,7 +102,9 @@ class Worker:
         self.handled = 0
         self.recycle_reason = ""
         self.hooks: WorkerHooks = hooks or NoHooks()
-        self.broker: TransactionalBroker = broker or Broker.of(cfg.broker)
+        self.broker: TransactionalBroker = broker or Broker.of(
+            cfg.broker, handshake_timeout=handshake_timeout(cfg.worker.timeout)
+        )
         self.store: WorkerStore = store or RedisStore.from_config(cfg.redis)
         self.executor = Executor(
             self.store,
@@ -159,7 +172,8 @@ class Worker:
         waiting_for = ""
         while not self.stopping:
             self.doubts.renew()  # a commit in doubt stays this child's while it waits
-            problem = self._connect()
+            state = ChildState.WAITING if waiting_for else ChildState.BOOTING
+            problem = self._connect(functools.partial(self._alive, state))
             if problem is None:
                 if waiting_for:
                     log.info("%s answers again", waiting_for)
@@ -174,14 +188,15 @@ class Worker:
             delay = min(delay * 2, self.cfg.broker.retry_delay_max)
         return False
 
-    def _connect(self) -> tuple[str, str] | None:
-        """One attempt; None when consuming, else (what does not answer, why)."""
+    def _connect(self, before_each: Callable[[], bool]) -> tuple[str, str] | None:
+        """One attempt; None when consuming, else (what does not answer, why). `before_each`
+        runs before the try of each RabbitMQ node (`Endpoint.connect`)."""
         b = self.cfg.broker
         if not self.store.ping():
             self.hooks.on_state_error()
             return f"Redis at {redis_where(self.cfg.redis)}", "no answer to PING"
         try:
-            self.broker.connect()
+            self.broker.connect(before_each)
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
             self.broker.declare(bound, b.dead_letter_queue)
             self._resend()
@@ -605,6 +620,11 @@ class Worker:
     def _note(self, text: str) -> None:
         if self.board is not None:
             self.board.note(self.slot, text)
+
+    def _alive(self, state: ChildState) -> bool:
+        """Beat `state` between two blocking tries; False once asked to stop."""
+        self._beat(state)
+        return not self.stopping
 
     def _sleep(self, seconds: float, state: ChildState) -> None:
         deadline = time.monotonic() + seconds

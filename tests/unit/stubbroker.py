@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from runeworker.adapters.amqp import JSON, RESENT_HEADER, Confirmed, Delivery
+from runeworker.adapters.amqp import JSON, RESENT_HEADER, Ahead, Confirmed, Delivery
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError, CommitInDoubt, StateError
@@ -132,8 +132,11 @@ class StubBroker:
 
     # -- TransactionalBroker ------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open the connection; delivery tags start again at 1."""
+    def connect(self, before_each: Ahead | None = None) -> None:
+        """Open the connection; delivery tags start again at 1. `before_each` is called once
+        (one node), as the real broker does before its try."""
+        if before_each is not None and not before_each():
+            raise BrokerError("stopped while connecting (stub)")
         self._trip("connect")
         self._open, self._next_tag, self._tx = True, 1, Transaction()
         self._consumed = []

@@ -5,6 +5,8 @@ over several nodes; the poison count a quorum queue keeps (`x-delivery-count`)."
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pika
@@ -16,7 +18,7 @@ from runeworker.adapters.amqp import Broker, Endpoint, delivery_count, typed_que
 from runeworker.adapters.redis_state import RedisStore, redis_where
 from runeworker.commands.check_config import check_config
 from runeworker.config import RedisConfig, load_config, masked
-from runeworker.errors import ConfigError
+from runeworker.errors import BrokerError, ConfigError
 
 NODES = ["amqp://rune:pw-a1@a:5672/", "amqp://rune:pw-b2@b:5672/", "amqp://rune:pw-c3@c:5672/"]
 QUORUM = {"x-queue-type": "quorum"}
@@ -290,3 +292,39 @@ def test_the_scheduler_keys_stay_untagged_off_a_cluster() -> None:
 def test_pika_accepts_the_list() -> None:
     """pika's BlockingConnection takes a sequence of parameters (the list `connect` passes)."""
     assert "sequence" in (pika.BlockingConnection.__init__.__doc__ or "")
+
+
+def test_a_connect_with_a_beat_tries_each_node_once_and_reports_each() -> None:
+    """A worker child connects with `before_each` (its beat between tries): each node is tried
+    once, in order, whatever `connection_attempts` says (the child retries with its own
+    backoff), and every node's failure is named, its password masked."""
+    dead = ["amqp://guest:pw-a1@127.0.0.1:1/", "amqp://guest:pw-b2@127.0.0.1:2/"]
+    beats: list[int] = []
+    endpoint = Endpoint(tuple(dead), connection_attempts=5, retry_delay=10)
+    with pytest.raises(BrokerError) as err:
+        endpoint.connect("t", lambda: beats.append(1) is None)
+    assert beats == [1, 1]
+    assert "127.0.0.1:1/:" in str(err.value) and "127.0.0.1:2/:" in str(err.value)
+    assert "pw-a1" not in str(err.value) and "pw-b2" not in str(err.value)
+
+
+def test_a_connect_with_a_beat_stops_when_asked() -> None:
+    endpoint = Endpoint(("amqp://guest:guest@127.0.0.1:1/",))
+    with pytest.raises(BrokerError, match="stopped while connecting"):
+        endpoint.connect("t", lambda: False)
+
+
+def test_a_broker_that_never_answers_costs_one_handshake_timeout_per_try() -> None:
+    """A broker that takes the TCP connection and never speaks AMQP: one try ends after
+    `handshake_timeout` as a BrokerError (pika raises its connector's own exception there)."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        url = f"amqp://guest:guest@127.0.0.1:{mute.getsockname()[1]}/"
+        endpoint = Endpoint((url,), handshake_timeout=0.5)
+        began = time.monotonic()
+        with pytest.raises(BrokerError, match="cannot connect to RabbitMQ"):
+            endpoint.connect("t", lambda: True)
+        assert time.monotonic() - began < 5.0  # pika's default alone: 15 s
+        with pytest.raises(BrokerError, match="cannot connect to RabbitMQ"):
+            endpoint.connect("t")  # pika's own attempts: also a BrokerError, not a crash
