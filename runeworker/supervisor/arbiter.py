@@ -175,7 +175,9 @@ class Supervisor:
         return ""
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, why not) for `/readyz`: ready once a child consumes."""
+        """(ready, why not) for `/readyz`: ready once a child consumes, until the pool stops."""
+        if self._stopping:
+            return False, "stopping: the children drain"
         if self.ready_children() > 0:
             return True, "ready"
         return False, self.waiting_for() or "no child is connected yet"

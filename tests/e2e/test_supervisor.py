@@ -423,6 +423,16 @@ def test_sigterm_drains_children_and_removes_the_pid_file(start: Start, tmp_path
     assert not pid_file.exists()
 
 
+def test_readiness_says_the_pool_stops_while_it_drains(start: Start) -> None:
+    sup = start(worker={"graceful_timeout": 5.0})
+    (sup.dir / "drain_seconds").write_text("1.0")
+    sup.started(2)
+    wait_until(lambda: sup.readiness()[-1:] == ["ready"], "ready")
+    sup.send(signal.SIGTERM)
+    assert sup.wait(7) == 0
+    assert sup.readiness()[-2:] == ["ready", "not ready: stopping: the children drain"]
+
+
 def test_drain_kills_children_past_the_graceful_timeout(start: Start) -> None:
     sup = start(worker={"graceful_timeout": 1.0})
     (sup.dir / "drain_seconds").write_text("60")
