@@ -8,12 +8,17 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from runeworker import logs
 from runeworker.config import Config, RedisConfig, load_config
 from runeworker.errors import ConfigError, StateError
+
+if TYPE_CHECKING:  # imported in `serve`, after the metrics directory is set
+    from runeworker.adapters.redis_state import RedisStore
+    from runeworker.metrics import MetricsServer
+    from runeworker.supervisor.arbiter import Supervisor
 
 log = logging.getLogger("runeworker.serve")
 
@@ -36,103 +41,45 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     metrics.prime()
-    from runeworker.adapters.redis_state import RedisStore, redis_where
+    from runeworker.adapters.redis_state import redis_where
     from runeworker.child.worker import child_main
     from runeworker.supervisor.arbiter import Supervisor, SupervisorHooks
 
-    # The Redis the serving children use, made on the first probe (a Cluster's client must
-    # reach it). A reload that moves Redis moves the probe once the roll is done: until then
-    # the children of the old config serve. The endpoint's threads and the main loop share it.
-    probes: list[tuple[RedisConfig, RedisStore]] = []
-    probe_lock = threading.Lock()
-
-    def probed() -> RedisConfig:
-        if supervisor is None:
-            return cfg.redis
-        if probes and supervisor.rolling():
-            return probes[0][0]
-        return supervisor.cfg.redis
-
-    def redis_answers() -> bool:
-        with probe_lock:
-            wanted = probed()
-            if probes and probes[0][0] != wanted:
-                _close([probes.pop()[1]])
-            if not probes:
-                try:
-                    probes.append((wanted, RedisStore.from_config(wanted, socket_timeout=1.0)))
-                except StateError:
-                    return False
-            return probes[0][1].ping()
-
+    probe = RedisProbe(cfg.redis)
     supervisor: Supervisor | None = None
 
     def ready() -> tuple[bool, str]:
         if supervisor is None:
             return False, "starting"
         ok, why = supervisor.readiness()
-        if ok and not redis_answers():
-            return False, f"Redis at {redis_where(probed())} does not answer"
+        if ok and not probe.answers(supervisor):
+            return False, f"Redis at {redis_where(probe.wanted(supervisor))} does not answer"
         return ok, why
 
-    def endpoint(listen: str) -> metrics.MetricsServer:
-        server = metrics.MetricsServer(
+    endpoint = MetricsEndpoint(
+        lambda listen: metrics.MetricsServer(
             listen,
             ready=ready,
             rss=lambda: supervisor.child_rss() if supervisor else {},
             children=lambda: supervisor.children_by_state() if supervisor else {},
         )
-        server.start()
-        log.info("metrics on http://%s:%d/metrics", *server.address)
-        return server
-
-    servers: list[metrics.MetricsServer] = []
+    )
     try:
-        if cfg.metrics.listen:
-            servers.append(endpoint(cfg.metrics.listen))
+        endpoint.start(cfg.metrics.listen)
     except ConfigError as exc:  # e.g. the port is taken: one line, no traceback
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-
-    listening = [cfg.metrics.listen]  # what the endpoint serves: a failed move keeps the old
 
     def reloaded(old: Config, new: Config) -> None:
         """Apply what the supervisor process owns: logging, and the metrics endpoint."""
         if new.logging != old.logging:
             logs.setup(new.logging.level, new.logging.format)
-        if new.metrics.listen != listening[0]:
-            move_endpoint(new.metrics.listen)
-
-    def move_endpoint(listen: str) -> None:
-        """Serve on `listen` ("" = nowhere), else keep the endpoint where it is. The new one
-        binds first; when the old one holds the port (127.0.0.1:9464 -> :9464) it is stopped
-        first, and started again should the new one fail."""
-        try:
-            fresh = endpoint(listen) if listen else None
-        except ConfigError as exc:
-            if not (servers and _same_port(listening[0], listen)):
-                log.error("reload: keeping the metrics endpoint on %s: %s", listening[0], exc)
-                return
-            while servers:
-                servers.pop().stop()
-            try:
-                fresh = endpoint(listen)
-            except ConfigError as again:
-                log.error("reload: keeping the metrics endpoint on %s: %s", listening[0], again)
-                try:
-                    servers.append(endpoint(listening[0]))  # its port was ours a moment ago
-                except ConfigError as lost:
-                    log.error("reload: the metrics endpoint is gone: %s", lost)
-                    listening[0] = ""
-                return
-        while servers:
-            servers.pop().stop()
-        if fresh is not None:
-            servers.append(fresh)
-        listening[0] = listen
+        endpoint.move(new.metrics.listen)
 
     hooks = SupervisorHooks(
-        on_child_exit=_child_exited, ready_check=redis_answers, on_reload=reloaded
+        on_child_exit=_child_exited,
+        ready_check=lambda: supervisor is not None and probe.answers(supervisor),
+        on_reload=reloaded,
     )
     # one scheduler per supervisor: the child holding this lock fires the wait timers
     target = functools.partial(child_main, scheduler_lock=os.path.join(directory, "scheduler.lock"))
@@ -140,9 +87,102 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     try:
         return supervisor.run()
     finally:
-        for server in servers:
+        endpoint.stop()
+        probe.close()
+
+
+class RedisProbe:
+    """`/readyz`'s and READY=1's look at the Redis the serving children use: a store made on
+    the first probe (a Cluster's client must reach it). A reload that moves Redis moves the
+    probe once the roll is done; until then the children of the old config serve. The
+    endpoint's threads and the supervisor's loop share it."""
+
+    def __init__(self, redis: RedisConfig) -> None:
+        self._first = redis
+        self._store: tuple[RedisConfig, RedisStore] | None = None
+        self._lock = threading.Lock()
+
+    def wanted(self, supervisor: Supervisor) -> RedisConfig:
+        """The Redis to probe: the old config's while a roll is under way."""
+        if self._store is not None and supervisor.rolling():
+            return self._store[0]
+        return supervisor.cfg.redis
+
+    def answers(self, supervisor: Supervisor) -> bool:
+        """Whether that Redis answers PING."""
+        from runeworker.adapters.redis_state import RedisStore
+
+        with self._lock:
+            wanted = self.wanted(supervisor)
+            if self._store is not None and self._store[0] != wanted:
+                self._store[1].close()
+                self._store = None
+            if self._store is None:
+                try:
+                    self._store = (wanted, RedisStore.from_config(wanted, socket_timeout=1.0))
+                except StateError:
+                    return False
+            return self._store[1].ping()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store[1].close()
+                self._store = None
+
+
+class MetricsEndpoint:
+    """The metrics endpoint of `serve`, where `metrics.listen` says; a reload moves it."""
+
+    def __init__(self, make: Callable[[str], MetricsServer]) -> None:
+        self._make = make
+        self._server: MetricsServer | None = None
+        self.listen = ""  # where it serves ("" = nowhere); a failed move keeps the old
+
+    def start(self, listen: str) -> None:
+        """Serve on `listen` ("" = nowhere); ConfigError when it cannot bind."""
+        if listen:
+            self._server = self._started(listen)
+        self.listen = listen
+
+    def move(self, listen: str) -> None:
+        """Serve on `listen` instead, else keep the endpoint where it is. The new one binds
+        first; when the old one holds the port (127.0.0.1:9464 -> :9464) it is stopped first,
+        and started again should the new one fail. A move that failed is tried again at the
+        next reload."""
+        if listen == self.listen:
+            return
+        try:
+            fresh = self._started(listen) if listen else None
+        except ConfigError as exc:
+            if self._server is None or not _same_port(self.listen, listen):
+                log.error("reload: keeping the metrics endpoint on %s: %s", self.listen, exc)
+                return
+            self.stop()
+            try:
+                fresh = self._started(listen)
+            except ConfigError as again:
+                log.error("reload: keeping the metrics endpoint on %s: %s", self.listen, again)
+                try:
+                    self._server = self._started(self.listen)  # its port was ours a moment ago
+                except ConfigError as lost:
+                    log.error("reload: the metrics endpoint is gone: %s", lost)
+                    self.listen = ""
+                return
+        self.stop()
+        self._server = fresh
+        self.listen = listen
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
             server.stop()
-        _close([store for _, store in probes])
+
+    def _started(self, listen: str) -> MetricsServer:
+        server = self._make(listen)
+        server.start()
+        log.info("metrics on http://%s:%d/metrics", *server.address)
+        return server
 
 
 def _same_port(listen: str, other: str) -> bool:
@@ -153,11 +193,6 @@ def _same_port(listen: str, other: str) -> bool:
         return False
     port = metrics.parse_listen(listen)[1]
     return port != 0 and port == metrics.parse_listen(other)[1]
-
-
-def _close(probes: list[Any]) -> None:
-    for probe in probes:
-        probe.close()
 
 
 def _child_exited(pid: int, reason: str) -> None:
