@@ -25,6 +25,8 @@ def read_source(arg: str) -> bytes:
     path = Path(arg)
     if path.is_file():
         return path.read_bytes()
+    if path.is_dir():
+        raise WorkflowError(f"{arg} is a directory, not a workflow file")
     example = resources.files("runeworker.examples").joinpath(f"{arg}.json")
     if example.is_file():
         return example.read_bytes()
@@ -69,7 +71,15 @@ def read_input(arg: str | None) -> dict[str, Any] | None:
     """`--input` value: inline JSON, or `@file`. Must be a JSON object."""
     if arg is None:
         return None
-    data = Path(arg[1:]).read_bytes() if arg.startswith("@") else arg.encode()
+    if arg.startswith("@"):
+        try:
+            data = Path(arg[1:]).read_bytes()
+        except OSError as exc:
+            raise WorkflowError(f"--input {arg}: cannot read the file: {exc.strerror}") from None
+    else:
+        # an argument that is not UTF-8 reaches Python as surrogate escapes: give its bytes
+        # back, and the JSON reader names the invalid UTF-8
+        data = arg.encode("utf-8", "surrogateescape")
     try:
         value = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -214,6 +214,32 @@ def test_bad_input_exits_2(args: list[str], error: str, greet_file: Path) -> Non
     assert proc.stderr.startswith(error), proc.stderr
 
 
+def test_input_of_bytes_that_are_not_utf8_exits_2_without_a_traceback(greet_file: Path) -> None:
+    """A shell hands over any bytes: Python's argv holds them as surrogate escapes."""
+    argv = [sys.executable, "-m", "runeworker", "run", str(greet_file), "--input"]
+    proc = subprocess.run(
+        [*argv, b'{"name": "\xff"}'],
+        cwd=greet_file.parent, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "error: --input is not valid JSON: Invalid UTF-8 encoded string\n"
+
+
+def test_an_input_file_that_cannot_be_read_is_named_as_the_input(greet_file: Path) -> None:
+    proc = cli(str(greet_file), "--input", "@missing.json", cwd=greet_file.parent)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "error: --input @missing.json: cannot read the file: No such file or directory\n"
+    )
+
+
+def test_a_directory_is_named_as_one_not_as_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    proc = cli("flows", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "error: flows is a directory, not a workflow file\n"
+
+
 def test_missing_workflow_exits_2(tmp_path: Path) -> None:
     proc = cli(str(tmp_path / "missing.json"), cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (2, "")
