@@ -161,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except KeyboardInterrupt:  # Ctrl-C: `run` and `submit` say what became of the execution
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (`runeworker run ... | head`): no traceback, and nothing more
         # to flush into the closed pipe at exit

@@ -28,7 +28,7 @@ from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import ConfigError, RuneworkerError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}
 
 
@@ -58,7 +58,8 @@ def run(
     config_path: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """Run `workflow` to its completion; the exit code: 0 completed, 1 not, 2 bad input."""
+    """Run `workflow` to its completion; the exit code: 0 completed, 1 not, 2 bad input, 130
+    interrupted (Ctrl-C: a wait or a slow node need not be waited out)."""
     try:
         cfg = load_config(config_path, env=env)
     except ConfigError as exc:
@@ -86,7 +87,11 @@ def run(
             out.write(status_line(st) + "\n")
         out.flush()
 
-    done = LocalRunner(local_executor(cfg), on_status=show).run(start)
+    try:
+        done = LocalRunner(local_executor(cfg), on_status=show).run(start)
+    except KeyboardInterrupt:
+        print(f"interrupted; execution {start.execution_id} did not complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if done is None:
         print("workflow ended without a completion (parked at a wait or merge)", file=sys.stderr)
         return EXIT_FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from importlib import resources
@@ -254,6 +255,29 @@ def test_cycle_exits_2_naming_the_cycle(tmp_path: Path) -> None:
     proc = cli(str(path), cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (2, "")  # nothing ran
     assert "invalid workflow: cycle: a -> b -> a\n" in proc.stderr
+
+
+def test_ctrl_c_ends_a_long_wait_with_exit_130_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "year.json"
+    pause = {"id": "pause", "name": "Pause", "type": "wait",
+             "parameters": {"amount": 365, "unit": "days"}}  # fmt: skip
+    path.write_bytes(definition([TRIGGER, pause], [("e1", "trigger", "pause")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runeworker", "run", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background job ignores SIGINT, and so would its children
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split()[1:3] == ["Pause", "running"]
+        assert proc.stdout.readline().split()[1:3] == ["Pause", "waiting"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out) == (130, "")
+    assert re.fullmatch(r"interrupted; execution [0-9a-f-]{36} did not complete\n", err), err
 
 
 # -- where an execution starts: exactly one trigger (issue 11, item 10) ------------------------
