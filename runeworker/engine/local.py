@@ -32,6 +32,9 @@ OnStatus = Callable[[NodeStatusMessage], None]
 Sleep = Callable[[float], None]
 _BATCH = 100
 _LEASE_MS = 60_000
+# The longest single sleep: time.sleep overflows past about 292 years (int64 nanoseconds),
+# and a wait node may be due as late as the year 9999.
+_LONGEST_SLEEP_MS = 86_400_000
 
 
 def start_message(
@@ -100,8 +103,10 @@ class LocalRunner:
         if due is None:
             return False
         delay_ms = due - time.time_ns() // 1_000_000
-        if delay_ms > 0:
-            self.sleep(delay_ms / 1000)
+        while delay_ms > 0:  # counted down, so an injected sleep that returns at once ends too
+            step_ms = min(delay_ms, _LONGEST_SLEEP_MS)
+            self.sleep(step_ms / 1000)
+            delay_ms -= step_ms
         for timer in store.claim_due(max(due, time.time_ns() // 1_000_000), _BATCH, _LEASE_MS):
             queue.append((timer.payload, True))
             store.ack_timer(timer.timer_id)

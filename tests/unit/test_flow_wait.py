@@ -141,6 +141,18 @@ def test_local_runner_sleeps_until_the_timer() -> None:
     assert len(slept) == 1 and 29.0 < slept[0] <= 30.0
 
 
+def test_local_runner_sleeps_towards_a_far_timer_in_steps_time_sleep_can_take() -> None:
+    """`runeworker run` of a wait until the year 2400 (more than the ~292 years time.sleep can
+    take in one call, OverflowError) sleeps a day at a time, the whole delay in all."""
+    slept: list[float] = []
+    runner = LocalRunner(on_status=lambda s: None, sleep=slept.append)  # no real sleeping
+    begun = now_ms()
+    done = runner.run(start(waiting_flow(date_time="2400-01-01T00:00:00Z"), "pause"))
+    assert done is not None and done.status == "completed"
+    assert max(slept) == 86_400.0
+    assert abs(sum(slept) * 1000 - (13_569_465_600_000 - begun)) < 60_000
+
+
 def test_halt_while_waiting_completes_when_the_timer_fires() -> None:
     pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0.01}}
     nodes = [TRIGGER, pause, n("stop", "flow.fail"), n("after")]
