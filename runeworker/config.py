@@ -373,6 +373,10 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text; tomllib lets the decoding error out
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 text (byte {exc.start} cannot be decoded)"
+        ) from exc
     layer: _Layer = {}
     for section, table in data.items():
         if section not in _SECTIONS:

@@ -260,6 +260,11 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     )
     broken = write(tmp_path, "[worker\n")
     assert error_of(broken, env={}).startswith(f"{broken}: invalid TOML: ")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[broker]\nqueue = "caf\xe9"\n')  # tomllib lets UnicodeDecodeError out
+    assert error_of(latin1, env={}) == (
+        f"{latin1}: invalid TOML: not UTF-8 text (byte 21 cannot be decoded)"
+    )
 
 
 def test_sections_are_keyword_only_and_strict() -> None:
