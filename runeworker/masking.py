@@ -17,9 +17,13 @@ def mask_url(url: str) -> str:
     A password with an unencoded `/`, `?` or `#` seems to end the authority early (no client can
     parse such a URL, but its password is still a secret): when the authority has no `@`, the
     last `@` of the URL ends the user info. A URL without credentials but with an `@` after a
-    `host:port` is masked too much rather than too little."""
+    `host:port` is masked too much rather than too little. A URL missing its scheme
+    (`guest:pw@host`, a config value that is wrong anyway) is masked as if it had one."""
     scheme, sep, rest = url.partition("://")
     if not sep:
+        userinfo, at, host = url.rpartition("@")
+        if at and ":" in userinfo:
+            return f"{userinfo.partition(':')[0]}:***@{host}"
         return url
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     if "@" not in rest[:end]:

@@ -408,6 +408,12 @@ def test_check_config_masks_url_passwords(broker_url: str, redis_url: str) -> No
             f"redis://:{REDIS_PW}#y@redis/0",
             "REDIS_URL: cannot parse 'redis://:***@redis/0': percent-encode / ? # in the password",
         ),
+        (
+            f"rune:{BROKER_PW}@rabbit:5672/",  # the scheme forgotten
+            "redis://redis/0",
+            "RABBITMQ_URL: expected a URL starting with amqp:// or amqps://, "
+            "got 'rune:***@rabbit:5672/'",
+        ),
     ],
 )
 def test_check_config_errors_mask_url_passwords(

@@ -347,6 +347,8 @@ def test_cross_key_rule_names_both_keys_and_sources(tmp_path: Path) -> None:
         ("redis://host/0?password=s3cret&db=1", "redis://host/0?password=***&db=1"),
         ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
         ("not a url", "not a url"),
+        ("guest:s3cret@rabbit:5672/", "guest:***@rabbit:5672/"),  # the scheme forgotten
+        ("user@host", "user@host"),
     ],
 )
 def test_mask_url(url: str, expected: str) -> None:
