@@ -39,6 +39,17 @@ def _config_flags(p: argparse.ArgumentParser, *flags: str) -> None:
         )
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a usage error otherwise, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 _SERVE_FLAGS = ("processes", "prefetch", "queue", "metrics", "logging")
 
 
@@ -145,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="one line per dead-lettered message")
-    dlq_list.add_argument("--limit", type=int, default=1000)
+    dlq_list.add_argument("--limit", type=_positive_int, default=1000, metavar="N")
     dlq_show = dlq_sub.add_parser("show", help="headers and body of one message")
     dlq_show.add_argument("id", help="message id, or #N / N for the N-th")
     dlq_replay = dlq_sub.add_parser("replay", help="republish to the original queue")

@@ -57,3 +57,19 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("config error:") and str(port) in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+def test_dlq_list_refuses_a_limit_below_one_before_connecting(limit: str) -> None:
+    """--limit -1 was a ValueError traceback from islice; --limit 0 said the queue was empty."""
+    done = subprocess.run(
+        [*RUNEWORKER, "dlq", "list", "--limit", limit],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "RUNEWORKER_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"},
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"runeworker dlq list: error: argument --limit: expected a whole number >= 1, got {limit!r}"
+    )
