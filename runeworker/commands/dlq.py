@@ -138,19 +138,16 @@ class DeadLetterQueue:
     def list(self, limit: int, out: TextIO) -> int:
         """One line per message, oldest first; the queue is left as it was."""
         with self._browsing() as (_ch, total, letters):
-            shown = list(itertools.islice(letters, limit))
+            # one line per message as it is fetched: a body is dropped once its line is made,
+            # so a queue of large messages (oversized ones are dead-lettered whole) costs
+            # the memory of one message, not of `limit` of them
+            shown = [_list_line(d) for d in itertools.islice(letters, limit)]
             if not shown:
                 out.write(f"{self.name} is empty\n")
                 return EXIT_OK
             out.write(f"{'#':>4}  {'ID':12}  {'FAILED AT':20}  {'QUEUE':20}  ")
             out.write(f"{'EXECUTION':36}  {'BYTES':>9}  REASON\n")
-            for d in shown:
-                reason = " ".join(d.header("reason").split())
-                if len(reason) > _REASON_WIDTH:
-                    reason = reason[: _REASON_WIDTH - 3] + "..."
-                out.write(f"{d.index:>4}  {d.id:12}  {d.header('failed-at'):20}  ")
-                out.write(f"{d.header('queue'):20}  {d.execution_id:36}  {len(d.body):>9}  ")
-                out.write(f"{reason}\n")
+            out.writelines(shown)
             if total > len(shown):
                 out.write(f"(first {len(shown)} of {total} messages; see --limit)\n")
         return EXIT_OK
@@ -249,6 +246,16 @@ class DeadLetterQueue:
                     return f"queue {queue} does not exist"
                 ch.close()
         return ""
+
+
+def _list_line(d: DeadLetter) -> str:
+    reason = " ".join(d.header("reason").split())
+    if len(reason) > _REASON_WIDTH:
+        reason = reason[: _REASON_WIDTH - 3] + "..."
+    return (
+        f"{d.index:>4}  {d.id:12}  {d.header('failed-at'):20}  {d.header('queue'):20}  "
+        f"{d.execution_id:36}  {len(d.body):>9}  {reason}\n"
+    )
 
 
 def _republish(ch: Any, d: DeadLetter, queue: str) -> None:

@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -328,3 +329,33 @@ def test_show_masks_a_credential_of_the_wrong_shape(
     code, out, err = run(capsys, dead_letter(json.dumps(m).encode()), "show", id="1")
     assert (code, err) == (0, "")
     assert SECRET not in out and "***" in out
+
+
+def test_list_holds_one_message_at_a_time_not_the_whole_listing(
+    capsys: pytest.CaptureFixture[str], amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Oversized messages are dead-lettered whole (up to broker.max_message_bytes and beyond):
+    listing 1000 of them must not hold 1000 bodies."""
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        headers = {"x-runeworker-reason": "message too large", "x-runeworker-queue": EXECUTION}
+        for _ in range(24):
+            ch.basic_publish("", queue, b"x" * 2**20, pika.BasicProperties(headers=headers))
+        dead = Dead(queue, {"broker.url": amqp_url, "broker.dead_letter_queue": queue}, [], [])
+        tracemalloc.start()
+        try:
+            code, out, err = run(capsys, dead, "list")
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (code, err) == (0, "")
+        assert [row[5] for row in listed(out)] == [str(2**20)] * 24
+        assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB for 24 messages of 1 MiB"
+        assert depth(amqp_url, queue) == 24
+    finally:
+        conn.channel().queue_delete(queue)
+        conn.close()
