@@ -281,12 +281,18 @@ def _find(letters: Iterator[DeadLetter], ref: str) -> DeadLetter | None:
 def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
     """(printable body, the credential values found in it)."""
     try:
-        doc = json.loads(body)
+        doc = _json_of(body)
     except (ValueError, RecursionError):
         text = body.decode("utf-8", errors="backslashreplace")
         return _KEY_VALUE.sub(_mask_secret_key, text), {}
     secrets: dict[str, Any] = {}
     definition = doc.get("workflow_definition") if isinstance(doc, dict) else None
+    encoded_twice = False
+    if isinstance(definition, str):  # encoded twice: a producer's bug, the kind that gets here
+        try:
+            definition, encoded_twice = json.loads(definition), True
+        except (ValueError, RecursionError):
+            definition = None
     nodes = definition.get("nodes") if isinstance(definition, dict) else None
     embedded: list[dict[str, Any]] = []
     for i, n in enumerate(nodes if isinstance(nodes, list) else []):
@@ -304,11 +310,27 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
             embedded += embedded_credentials(n.get("parameters"))
     for j, block in enumerate(embedded):  # the caller masks the headers with these too
         secrets.update({f"embedded{j}.{k}": v for k, v in block.items()})
-    masked = Resolver({}, credentials=secrets, secrets=embedded).mask(doc) if secrets else doc
+    resolver = Resolver({}, credentials=secrets, secrets=embedded)
+    masked = resolver.mask(doc) if secrets else doc
+    if encoded_twice and secrets:  # shown as the text it is, its secrets masked as values
+        masked["workflow_definition"] = json.dumps(resolver.mask(definition), ensure_ascii=False)
     text = json.dumps(masked, indent=2, ensure_ascii=False)
-    # a lone surrogate escape (Python's json reads "\ud83d" alone; no encoder writes it) is
-    # shown escaped, as it came
-    return text.encode("utf-8", "backslashreplace").decode("utf-8"), secrets
+    try:  # the bytes that were not UTF-8 shown as \xNN, as in a body that is not JSON
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # a lone surrogate escape (Python's json reads "\ud83d" alone; no encoder writes it)
+        # is shown escaped, as it came
+        data = text.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8", "backslashreplace"), secrets
+
+
+def _json_of(body: bytes) -> Any:
+    """The JSON document of `body`; bytes that are not UTF-8 (the worker refuses such a message,
+    and its credentials are still there to mask) are kept as surrogate escapes."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        return json.loads(body.decode("utf-8", "surrogateescape"))
 
 
 def _mask_secret_key(m: re.Match[str]) -> str:

@@ -331,6 +331,45 @@ def test_show_masks_a_credential_of_the_wrong_shape(
     assert SECRET not in out and "***" in out
 
 
+def test_show_masks_the_credentials_of_a_definition_encoded_twice(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
+) -> None:
+    """A producer that sends `workflow_definition` as a JSON string (refused by the worker:
+    "Expected `object`, got `str`") still sent its credentials: `show` masks them, short ones
+    too, and shows the definition as the text it was."""
+    m = master([node("a", "log", message="x")], [], current="a")
+    m["workflow_definition"]["nodes"][0]["credentials"] = {
+        "type": "basic_auth",
+        "values": {"username": "ann", "password": SECRET, "pin": "s3c"},
+    }
+    m["workflow_definition"] = json.dumps(m["workflow_definition"])
+    code, out, err = run(capsys, dead_letter(json.dumps(m).encode()), "show", id="1")
+    assert (code, err) == (0, "")
+    assert SECRET not in out and "s3c" not in out
+    shown = json.loads(json.loads(out.partition("body:\n")[2])["workflow_definition"])
+    assert shown["nodes"][0]["credentials"]["values"] == dict.fromkeys(
+        ("username", "password", "pin"), "***"
+    )
+
+
+def test_show_masks_the_credentials_of_a_body_that_is_not_utf8(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
+) -> None:
+    """One Latin-1 byte in the context made `show` fall back to masking by key name, which
+    left a `custom` credential's `custom_data` in clear."""
+    m = master([node("a", "log", message="x")], [], current="a")
+    m["workflow_definition"]["nodes"][0]["credentials"] = {
+        "type": "custom",
+        "values": {"custom_data": json.dumps({"k": SECRET})},
+    }
+    m["accumulated_context"] = {"$trigger": {"name": "MARK"}}
+    body = json.dumps(m).encode().replace(b'"MARK"', b'"caf\xe9"')
+    code, out, err = run(capsys, dead_letter(body), "show", id="1")
+    assert (code, err) == (0, "")
+    assert SECRET not in out
+    assert '"custom_data": "***"' in out and '"name": "caf\\xe9"' in out
+
+
 def test_list_holds_one_message_at_a_time_not_the_whole_listing(
     capsys: pytest.CaptureFixture[str], amqp_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
