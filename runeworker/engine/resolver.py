@@ -210,6 +210,10 @@ def _secret_strings(value: Any, out: set[str]) -> None:
         if isinstance(item, str):
             if item:
                 out.add(item)
+            # a token pasted with its newline: the http node sends it trimmed, and a server that
+            # echoes the request hands the trimmed text back
+            if (trimmed := item.strip()) and trimmed != item:
+                out.add(trimmed)
         elif isinstance(item, dict):
             stack += [
                 v for k, v in item.items() if k.rsplit(".", 1)[-1] not in PUBLIC_CREDENTIAL_KEYS

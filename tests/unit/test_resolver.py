@@ -318,6 +318,15 @@ def test_basic_auth_base64_of_the_credentials_is_masked() -> None:
     assert Resolver({}, credentials={"password": "s3cr3t!"}).mask(alone) == "***"
 
 
+def test_a_secret_pasted_with_surrounding_whitespace_is_masked_trimmed_too() -> None:
+    # The http node trims credential values before it sends them (`Bearer tok_...`), so an echo
+    # server returns the trimmed text.
+    r = Resolver({}, credentials={"token": " tok_4711abc\n", "pin": "12\n"})
+    masked = r.mask({"echo": "Bearer tok_4711abc", "pin": "12"})
+    assert masked == {"echo": "Bearer ***", "pin": "***"}
+    assert Resolver({}, credentials={"blank": " \n"}).mask({"empty": ""}) == {"empty": ""}
+
+
 # A generated password holds what JSON, Python's repr and URLs escape.
 SYMBOLS = 'pa"ss\\Wo rd/\u00e9+4711'
 
