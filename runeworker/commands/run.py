@@ -30,17 +30,27 @@ from runeworker.errors import ConfigError, RuneworkerError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}
+# C0 (but the tab), DEL and C1 control characters, written as escapes: the text of a status
+# comes from the data (an input, a server's answer), and must neither break its line (a forged
+# status line) nor reach the terminal as an escape sequence
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+_CONTROLS |= {0x0A: "\\n", 0x0D: "\\r"}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (a newline as `\\n`, ESC as `\\x1b`)."""
+    return text.translate(_CONTROLS)
 
 
 def status_line(st: NodeStatusMessage) -> str:
     """One readable line per status: mark, node name, status, duration (and the error)."""
-    line = f"{_MARKS.get(st.status, ' ')} {st.node_name:<24} {st.status:<8}"
+    line = f"{_MARKS.get(st.status, ' ')} {one_line(st.node_name):<24} {st.status:<8}"
     if st.status != "running":
         line += f" {st.duration_ms:>6} ms"
     if st.error:
-        line += f"  {st.error.message}"
+        line += f"  {one_line(st.error.message)}"
     elif st.output and isinstance(st.output.get("message"), str):
-        line += f"  {st.output['message']}"
+        line += f"  {one_line(st.output['message'])}"
     return line
 
 
@@ -98,6 +108,6 @@ def run(
     if as_json:
         out.write(encode(done).decode() + "\n")
     else:
-        reason = f": {done.failure_reason}" if done.failure_reason else ""
+        reason = f": {one_line(done.failure_reason)}" if done.failure_reason else ""
         out.write(f"workflow {done.status} in {done.total_duration_ms} ms{reason}\n")
     return EXIT_OK if done.status == COMPLETED else EXIT_FAILED

@@ -50,7 +50,7 @@ from runeworker.commands.files import (
     read_workflow,
     sample_input,
 )
-from runeworker.commands.run import status_line
+from runeworker.commands.run import one_line, status_line
 from runeworker.config import Config, load_config
 from runeworker.engine import registry
 from runeworker.engine.local import start_message
@@ -191,7 +191,7 @@ def _follow(master: MasterClient, execution_id: str, timeout: float | None, out:
             file=sys.stderr,
         )
         return EXIT_TIMEOUT
-    reason = f": {done.failure_reason}" if done.failure_reason else ""
+    reason = f": {one_line(done.failure_reason)}" if done.failure_reason else ""
     out.write(f"workflow {done.status} in {done.total_duration_ms} ms{reason}\n")
     out.flush()
     return EXIT_OK if done.status == COMPLETED else EXIT_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -177,6 +178,20 @@ def test_json_prints_wire_messages(tmp_path: Path) -> None:
     assert last["status"] == "completed"
     assert {s["execution_id"] for s in statuses} == {last["execution_id"]}
     assert last["final_context"]["$Greet"]["message"] == "Hello, Bo! You are 40."
+
+
+def test_data_cannot_forge_a_status_line_nor_send_terminal_escapes(tmp_path: Path) -> None:
+    """The text of a status comes from the data (an input, a server's answer): its control
+    characters are escaped, so each status stays one line and no escape reaches the terminal."""
+    name = "x\n✓ Forged                   success       0 ms  \x1b[2J\x9b\r"
+    proc = cli("hello", "--input", json.dumps({"name": name, "age": 40}), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[1:3] for line in lines(proc.stdout)[:-1]] == [
+        [n, st] for n in ("Greet", "IsAdult", "Welcome") for st in ("running", "success")
+    ]
+    assert "\x1b" not in proc.stdout and "\x9b" not in proc.stdout and "\r" not in proc.stdout
+    escaped = "Hello, x\\n✓ Forged                   success       0 ms  \\x1b[2J\\x9b\\r!"
+    assert lines(proc.stdout)[1].endswith(f"  {escaped} You are 40.")
 
 
 @pytest.fixture
