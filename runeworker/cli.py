@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds >= 0 (`inf` waits without end)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -98,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("workflow")
     submit.add_argument("--input", help="trigger input: JSON object, or @file")
     submit.add_argument("--wait", action="store_true", help="show statuses until completion")
-    submit.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
+    submit.add_argument(
+        "--timeout", type=_seconds, default=300.0, metavar="SECONDS", help="seconds to wait"
+    )
     submit.add_argument(
         "--first-successor",
         action="store_true",

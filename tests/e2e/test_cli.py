@@ -73,3 +73,20 @@ def test_dlq_list_refuses_a_limit_below_one_before_connecting(limit: str) -> Non
     assert done.stderr.splitlines()[-1] == (
         f"runeworker dlq list: error: argument --limit: expected a whole number >= 1, got {limit!r}"
     )
+
+
+@pytest.mark.parametrize("timeout", ["-5", "nan", "soon"])
+def test_submit_refuses_a_timeout_it_cannot_wait_before_publishing(timeout: str) -> None:
+    """--timeout -5 (or nan) published the execution, then reported that it timed out."""
+    done = subprocess.run(
+        [*RUNEWORKER, "submit", "hello", "--wait", "--timeout", timeout],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "RUNEWORKER_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"},
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"runeworker submit: error: argument --timeout: expected a number of seconds >= 0, "
+        f"got {timeout!r}"
+    )
