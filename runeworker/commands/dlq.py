@@ -23,6 +23,10 @@ it, and for `redis.key_ttl` a replay runs the node again and then publishes that
 completion again. Replay therefore helps messages whose execution could not be identified or
 whose state has expired; resuming a failed execution would need its state reset first.
 
+A message another client holds unacked (a `dlq` command running in another terminal) is
+invisible to basic.get: `list` and `replay --all` say on stderr how many of the messages they
+counted they could not fetch (a message held before they counted is not even counted).
+
 `show` masks every credential value of the workflow definition wherever it appears in the body
 and headers; a body that is not JSON only gets its secret-looking keys masked (best effort).
 Exit codes: 0 done, 1 no such message, 2 configuration, usage or broker error.
@@ -142,13 +146,17 @@ class DeadLetterQueue:
             # so a queue of large messages (oversized ones are dead-lettered whole) costs
             # the memory of one message, not of `limit` of them
             shown = [_list_line(d) for d in itertools.islice(letters, limit)]
-            if not shown:
+            unseen = min(total, limit) - len(shown)
+            if not shown and not unseen:
                 out.write(f"{self.name} is empty\n")
                 return EXIT_OK
-            out.write(f"{'#':>4}  {'ID':12}  {'FAILED AT':20}  {'QUEUE':20}  ")
-            out.write(f"{'EXECUTION':36}  {'BYTES':>9}  REASON\n")
-            out.writelines(shown)
-            if total > len(shown):
+            if shown:
+                out.write(f"{'#':>4}  {'ID':12}  {'FAILED AT':20}  {'QUEUE':20}  ")
+                out.write(f"{'EXECUTION':36}  {'BYTES':>9}  REASON\n")
+                out.writelines(shown)
+            if unseen:
+                self._note_unseen(unseen, total, "not listed")
+            elif total > len(shown):
                 out.write(f"(first {len(shown)} of {total} messages; see --limit)\n")
         return EXIT_OK
 
@@ -177,13 +185,16 @@ class DeadLetterQueue:
         if to == self.name:
             print(f"error: --to names the dead-letter queue {self.name} itself", file=sys.stderr)
             return EXIT_ERROR
-        with self._browsing() as (ch, _total, letters):
+        with self._browsing() as (ch, total, letters):
             # --all takes a snapshot: a copy dead-lettered again meanwhile is not replayed twice
             found = None if every else _find(letters, ref or "")
             chosen = list(letters) if every else [found] if found else []
+            if every and len(chosen) < total:
+                self._note_unseen(total - len(chosen), total, "not replayed")
             if not chosen:
                 if every:
-                    out.write(f"{self.name} is empty: nothing to replay\n")
+                    if not total:
+                        out.write(f"{self.name} is empty: nothing to replay\n")
                     return EXIT_OK
                 print(f"error: no message {ref} in {self.name}", file=sys.stderr)
                 return EXIT_NOT_FOUND
@@ -203,6 +214,17 @@ class DeadLetterQueue:
         return EXIT_OK
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _note_unseen(self, unseen: int, total: int, fate: str) -> None:
+        """Say that `unseen` of the `total` messages counted could not be fetched: a message
+        another channel holds unacked (a `dlq list`, `show` or `replay` still running) is
+        invisible to basic.get."""
+        print(
+            f"note: {unseen} of the {total} messages in {self.name} could not be fetched, "
+            f"{fate}: another client holds them (a dlq list, show or replay still running?) "
+            "or took them meanwhile",
+            file=sys.stderr,
+        )
 
     @contextlib.contextmanager
     def _browsing(self) -> Iterator[tuple[Any, int, Iterator[DeadLetter]]]:

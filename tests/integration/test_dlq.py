@@ -8,6 +8,7 @@ holds exactly those three.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import time
@@ -21,7 +22,7 @@ import pika
 import pytest
 from wire import EXECUTION, edge, master, node, running_worker
 
-from runeworker.commands.dlq import dlq
+from runeworker.commands.dlq import DeadLetterQueue, dlq
 
 pytestmark = pytest.mark.integration
 
@@ -228,6 +229,48 @@ def test_replay_all_to_another_queue_keeps_the_order(
     finally:
         conn.channel().queue_delete(target)
         conn.close()
+
+
+def test_messages_another_client_takes_meanwhile_are_named_not_passed_over_in_silence(
+    capsys: pytest.CaptureFixture[str],
+    amqp_url: str,
+    dead: Dead,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message another channel fetches unacked while a command browses (two `dlq replay
+    --all`, or a `dlq list` beside one, in two terminals) is invisible to basic.get: `replay
+    --all` replayed the others, exited 0 and said nothing of it (500 dead letters, two replays
+    and a list at once: 161 left behind); `list` blamed --limit, or said the queue was empty."""
+    target = f"replayed-{uuid.uuid4().hex[:8]}"
+    note = (
+        f"note: 1 of the 3 messages in {dead.queue} could not be fetched, {{}}: another client "
+        "holds them (a dlq list, show or replay still running?) or took them meanwhile\n"
+    )
+    other = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    holding: list[Any] = []
+    browsing = DeadLetterQueue._browsing
+
+    @contextlib.contextmanager
+    def taken_meanwhile(self: DeadLetterQueue) -> Iterator[Any]:
+        with browsing(self) as (ch, total, letters):  # counted: 3
+            held = other.channel()
+            assert held.basic_get(dead.queue, auto_ack=False)[0] is not None
+            holding.append(held)
+            yield ch, total, letters
+
+    monkeypatch.setattr(DeadLetterQueue, "_browsing", taken_meanwhile)
+    try:
+        other.channel().queue_declare(target)
+        code, out, err = run(capsys, dead, "list")
+        assert (code, len(listed(out)), err) == (0, 2, note.format("not listed"))
+        holding.pop().close()  # the held message goes back
+        code, out, err = run(capsys, dead, "replay", all=True, to=target)
+        assert (code, len(out.splitlines()), err) == (0, 2, note.format("not replayed"))
+        holding.pop().close()
+        assert [b for b, _h in take_all(amqp_url, dead.queue)] == dead.bodies[:1]
+    finally:
+        other.channel().queue_delete(target)
+        other.close()
 
 
 def test_replay_refuses_what_it_cannot_do_and_changes_nothing(
