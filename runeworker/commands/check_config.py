@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -18,8 +19,18 @@ def render(tree: Mapping[str, Mapping[str, Any]]) -> str:
     lines: list[str] = []
     for section, table in tree.items():
         lines += ["", f"[{section}]"] if lines else [f"[{section}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+        lines += [f"{key} = {_toml(value)}" for key, value in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    """`value` as TOML: JSON, but for the floats JSON has no words for (json.dumps writes
+    `Infinity`, which TOML refuses; `worker.timeout = inf` is a valid config)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 def check_config(path: str | None, overrides: Mapping[str, Any]) -> int:

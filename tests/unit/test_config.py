@@ -403,6 +403,18 @@ def test_check_config_prints_masked_toml(
     assert (parsed["worker"]["processes"], parsed["broker"]["prefetch"]) == (3, 7)
 
 
+def test_check_config_prints_an_infinite_value_as_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """json.dumps wrote `timeout = Infinity`: the saved output was no longer a config file."""
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    path = write(tmp_path, "[worker]\ntimeout = inf\n")
+    assert check_config(str(path), {}) == 0
+    out = capsys.readouterr().out
+    assert "\ntimeout = inf\n" in out
+    assert tomllib.loads(out)["worker"]["timeout"] == float("inf")  # the output is valid TOML
+
+
 def test_check_config_errors_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
