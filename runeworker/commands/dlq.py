@@ -49,6 +49,7 @@ import pika
 import pika.exceptions
 
 from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint, queue_arguments
+from runeworker.commands.printable import json_text, multiline, one_line
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
@@ -172,7 +173,7 @@ class DeadLetterQueue:
                 {k: _jsonable(v) for k, v in found.headers.items()}
             )
             out.write(f"id: {found.id} (#{found.index} of {total} in {self.name})\n")
-            out.write(f"execution: {found.execution_id}\nbytes: {len(found.body)}\n")
+            out.write(f"execution: {one_line(found.execution_id)}\nbytes: {len(found.body)}\n")
             out.write("headers: " + json.dumps(headers, indent=2, sort_keys=True) + "\n")
             out.write(f"body:\n{body}\n")
         return EXIT_OK
@@ -210,7 +211,8 @@ class DeadLetterQueue:
                     if n % _COMMIT_EVERY == 0 or n == len(chosen):
                         ch.tx_commit()
             for d, queue in zip(chosen, targets, strict=True):
-                out.write(f"replayed {d.id} to {queue} (execution {d.execution_id})\n")
+                shown = f"{one_line(queue)} (execution {one_line(d.execution_id)})"
+                out.write(f"replayed {d.id} to {shown}\n")
         return EXIT_OK
 
     # -- helpers ----------------------------------------------------------------------------
@@ -265,18 +267,21 @@ class DeadLetterQueue:
                 try:
                     ch.queue_declare(queue, passive=True)
                 except pika.exceptions.ChannelClosedByBroker:
-                    return f"queue {queue} does not exist"
+                    return f"queue {one_line(queue)} does not exist"
                 ch.close()
         return ""
 
 
 def _list_line(d: DeadLetter) -> str:
-    reason = " ".join(d.header("reason").split())
+    """The line of `d`: its fields come from the message, so their control characters are
+    escaped (an execution id may hold a newline or an ESC sequence)."""
+    reason = one_line(" ".join(d.header("reason").split()))
     if len(reason) > _REASON_WIDTH:
         reason = reason[: _REASON_WIDTH - 3] + "..."
+    failed_at, queue = one_line(d.header("failed-at")), one_line(d.header("queue"))
     return (
-        f"{d.index:>4}  {d.id:12}  {d.header('failed-at'):20}  {d.header('queue'):20}  "
-        f"{d.execution_id:36}  {len(d.body):>9}  {reason}\n"
+        f"{d.index:>4}  {d.id:12}  {failed_at:20}  {queue:20}  "
+        f"{one_line(d.execution_id):36}  {len(d.body):>9}  {reason}\n"
     )
 
 
@@ -306,7 +311,7 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
         doc = _json_of(body)
     except (ValueError, RecursionError):
         text = body.decode("utf-8", errors="backslashreplace")
-        return _KEY_VALUE.sub(_mask_secret_key, text), {}
+        return multiline(_KEY_VALUE.sub(_mask_secret_key, text)), {}
     secrets: dict[str, Any] = {}
     definition = doc.get("workflow_definition") if isinstance(doc, dict) else None
     encoded_twice = False
@@ -343,7 +348,7 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
         # a lone surrogate escape (Python's json reads "\ud83d" alone; no encoder writes it)
         # is shown escaped, as it came
         data = text.encode("utf-8", "backslashreplace")
-    return data.decode("utf-8", "backslashreplace"), secrets
+    return json_text(data.decode("utf-8", "backslashreplace")), secrets
 
 
 def _json_of(body: bytes) -> Any:

@@ -18,6 +18,7 @@ from runeworker.commands.files import (
     read_workflow,
     sample_input,
 )
+from runeworker.commands.printable import one_line
 from runeworker.config import Config, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
@@ -30,16 +31,6 @@ from runeworker.errors import ConfigError, RuneworkerError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}
-# C0 (but the tab), DEL and C1 control characters, written as escapes: the text of a status
-# comes from the data (an input, a server's answer), and must neither break its line (a forged
-# status line) nor reach the terminal as an escape sequence
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
-_CONTROLS |= {0x0A: "\\n", 0x0D: "\\r"}
-
-
-def one_line(text: str) -> str:
-    """`text` with its control characters escaped (a newline as `\\n`, ESC as `\\x1b`)."""
-    return text.translate(_CONTROLS)
 
 
 def status_line(st: NodeStatusMessage) -> str:

@@ -50,7 +50,8 @@ from runeworker.commands.files import (
     read_workflow,
     sample_input,
 )
-from runeworker.commands.run import one_line, status_line
+from runeworker.commands.printable import one_line
+from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config
 from runeworker.engine import registry
 from runeworker.engine.local import start_message

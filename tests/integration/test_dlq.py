@@ -413,6 +413,37 @@ def test_show_masks_the_credentials_of_a_body_that_is_not_utf8(
     assert '"custom_data": "***"' in out and '"name": "caf\\xe9"' in out
 
 
+def test_list_and_show_escape_the_control_characters_a_message_carries(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
+) -> None:
+    """A dead letter is whatever a producer sent: an execution id holding a newline and an ESC
+    sequence forged a line of `list` and drove the operator's terminal."""
+    m = master([node("a", "teleport", to="mars")], [], current="a")
+    m["execution_id"] = "ex\x1b[2J\n   2  forged"
+    m["accumulated_context"] = {"$trigger": {"csi": "\x9b31m"}}
+    dead = dead_letter(json.dumps(m).encode())
+    code, out, err = run(capsys, dead, "list")
+    assert (code, err) == (0, "")
+    [row] = listed(out)
+    assert row[4] == "ex\\x1b[2J\\n"
+    code, out, err = run(capsys, dead, "show", id="1")
+    assert (code, err) == (0, "")
+    assert "\x1b" not in out and "\x9b" not in out
+    assert "\nexecution: ex\\x1b[2J\\n   2  forged\n" in out
+    assert json.loads(out.partition("body:\n")[2])["accumulated_context"] == {
+        "$trigger": {"csi": "\x9b31m"}  # escaped as JSON: the same JSON
+    }
+
+
+def test_show_of_a_body_that_is_not_json_escapes_its_control_characters(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
+) -> None:
+    dead = dead_letter(b"garbage \x1b]0;title\x07\x1b[31m\r\nsecond line")
+    code, out, err = run(capsys, dead, "show", id="1")
+    assert (code, err) == (0, "")
+    assert out.endswith("body:\ngarbage \\x1b]0;title\\x07\\x1b[31m\\r\nsecond line\n")
+
+
 def test_list_holds_one_message_at_a_time_not_the_whole_listing(
     capsys: pytest.CaptureFixture[str], amqp_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
