@@ -23,13 +23,13 @@ def example_names() -> list[str]:
 def read_source(arg: str) -> bytes:
     """The bytes of a file path, or of the shipped example of that name (`hello`)."""
     path = Path(arg)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a file, or a pipe: `<(jq ...)`, /dev/stdin
         return path.read_bytes()
-    if path.is_dir():
-        raise WorkflowError(f"{arg} is a directory, not a workflow file")
     example = resources.files("runeworker.examples").joinpath(f"{arg}.json")
     if example.is_file():
         return example.read_bytes()
+    if path.is_dir():
+        raise WorkflowError(f"{arg} is a directory, not a workflow file")
     names = ", ".join(example_names())
     raise WorkflowError(f"no such workflow file or example: {arg} (examples: {names})")
 

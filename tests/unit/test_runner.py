@@ -254,6 +254,19 @@ def test_a_directory_is_named_as_one_not_as_a_missing_file(tmp_path: Path) -> No
     proc = cli("flows", cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == "error: flows is a directory, not a workflow file\n"
+    (tmp_path / "hello").mkdir()  # a directory does not hide the example of its name
+    assert cli("hello", cwd=tmp_path).returncode == 0
+
+
+def test_a_workflow_read_from_a_pipe_runs(tmp_path: Path) -> None:
+    """`runeworker run <(jq ... flow.json)` gives a /dev/fd path to a pipe, not a file: it was
+    'no such workflow file or example', where `--input @<(...)` worked."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "runeworker", "run", "/dev/stdin"],
+        input=HELLO.decode(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert COMPLETED_LINE.match(lines(proc.stdout)[-1])
 
 
 def test_missing_workflow_exits_2(tmp_path: Path) -> None:
