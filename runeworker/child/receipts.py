@@ -20,10 +20,13 @@ and ran twice, down to a second completion. The child therefore:
   cost a round trip per batch);
 * before running a batch, checks the receipts of its deliveries that may be copies: those the
   broker flags `redelivered` and those a worker published again (header
-  `x-runeworker-resent`); on a classic queue any other delivery is the first of its message.
-  On quorum queues every delivery is looked up (one more store call per batch): a new leader
-  hands out again, unflagged, a message whose delivery by the dead leader it never learnt of
-  (seen in the cluster suite). A delivery with a
+  `x-runeworker-resent`), and every resume message (a timer whose scheduler committed its
+  resume but could not acknowledge it fires again once its lease runs out); on a classic
+  queue any other delivery is the first of its message. A step whose token was stale leaves
+  no receipt (it published nothing, and a resume that came before its wait parked comes back
+  as the same bytes). On quorum queues every delivery is looked up (one more store call per
+  batch): a new leader hands out again, unflagged, a message whose delivery by the dead leader
+  it never learnt of (seen in the cluster suite). A delivery with a
   receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker.
   A resent delivery without one waits 2 s once (`COPY_GRACE`, `Parking`) and is looked
   up again: the resend queues it right behind its original, which may be running on another

@@ -6,7 +6,10 @@ expired leases go back to the due set, up to `batch` due timers are leased (move
 payloads are published verbatim and committed in one AMQP transaction, and only then acknowledged
 (forgotten). A scheduler that dies between the claim and the acknowledgement leaves its timers
 leased: when the lease runs out, the next tick of any scheduler fires them. Nothing is lost, and in
-normal operation nothing fires twice.
+normal operation nothing fires twice. A timer whose resume was committed but not acknowledged (the
+commit in doubt, Redis lost or the child killed after it) fires twice: the receiving child looks
+up the receipt of every resume message, so the second copy publishes nothing
+(runeworker/child/receipts.py).
 
 The scheduler runs inside a worker child: the child holding the host lock (`HostLock`) ticks
 it between deliveries, through its own transactional channel. One per supervisor, no extra
@@ -72,7 +75,11 @@ class Scheduler:
         now = now_ms() if now is None else now
         swept = self.store.release_expired(now)
         if swept:
-            log.warning("%d timer(s) whose scheduler died before firing them are due again", swept)
+            log.warning(
+                "%d timer(s) leased and never acknowledged (their scheduler died, or its commit "
+                "or Redis failed) are due again",
+                swept,
+            )
         published: list[str] = []
         failure: BrokerError | None = None
         for timer in self.store.claim_due(now, self.batch, self.lease_ms):

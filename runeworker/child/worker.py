@@ -56,6 +56,7 @@ from runeworker.engine.messages import (
 from runeworker.engine.outbox import Outbox
 from runeworker.engine.registry import NO_METER, Meter
 from runeworker.engine.rejection import reject
+from runeworker.engine.state import Verdict
 from runeworker.errors import BrokerError, CommitInDoubt, MessageError, StateError
 from runeworker.metrics import NodeMeter
 from runeworker.metrics.subscriber import WorkerMetrics
@@ -369,7 +370,7 @@ class Worker:
             batch = _batch(pending, batch_max)
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
-            seen = self.book.look_up([k if self._look_up_all or _may_be_a_copy(d) else None
+            seen = self.book.look_up([k if self._look_up_all or self._to_look_up(d) else None
                                       for d, k in zip(batch, keys, strict=True)])  # fmt: skip
             first = batch[0]  # a resent delivery is alone in its batch (`_batch`)
             if keys[0] is not None and not seen[0] and _resent(first) and self.parking.park(first):
@@ -387,6 +388,14 @@ class Worker:
             if len(batch) < full:  # no backlog: what was committed may be reported now
                 self.hooks.on_idle()
             self._after(done)
+
+    def _to_look_up(self, d: Delivery) -> bool:
+        """Whether the step of `d` may already be published (`_may_be_a_copy`). Any resume
+        message may be: a timer whose resume was committed fires again when its scheduler
+        could not acknowledge it (a commit in doubt, which the resend publishes anyway; Redis
+        lost or the child killed after the commit): it stays leased and fires once more when
+        the lease runs out, and its resumed wait would run on and complete a second time."""
+        return _may_be_a_copy(d) or d.queue == self.cfg.broker.resume_queue
 
     def _receipt(self, d: Delivery, msg: NodeExecutionMessage | str) -> Receipt | None:
         """The receipt a delivery's step leaves; None for a message that cannot be read and a
@@ -460,6 +469,10 @@ class Worker:
                 reason = f"cannot execute node {msg.current_node}: {type(exc).__name__}: {exc}"
                 self._publish_rejection(d, reject(self.executor, d.body, reason))
                 return
+            if outbox.report.verdict is Verdict.STALE:
+                # nothing published, and the token may become live yet: a resume that came
+                # before its wait parked is fired again, the same bytes (`Turn._resume_early`)
+                key = None
             if outbox.dead_letter:
                 self._dead_letter(d, outbox.dead_letter)
             self._publish_result(outbox)

@@ -360,7 +360,8 @@ class StubStore(MemoryStore):
         self._faults: dict[str, int] = {}
 
     def fail(self, op: str, times: int = 1) -> None:
-        """The next `times` calls of `op` (ping, count_attempt, release_expired) fail."""
+        """The next `times` calls of `op` (ping, count_attempt, release_expired, ack_timer)
+        fail."""
         self._faults[op] = self._faults.get(op, 0) + times
 
     def _trip(self, op: str) -> bool:
@@ -398,3 +399,8 @@ class StubStore(MemoryStore):
         if self._trip("release_expired"):
             raise StateError("stub: Redis is gone (release_expired)")
         return super().release_expired(now_ms)
+
+    def ack_timer(self, timer_id: str) -> None:
+        if self._trip("ack_timer"):
+            raise StateError("stub: Redis is gone (ack_timer)")
+        super().ack_timer(timer_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,11 +22,15 @@ from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEU
 from runeworker.child.hooks import DeliveryOutcome
 from runeworker.child.worker import Worker
 from runeworker.config import load_config
+from runeworker.engine.executor import Executor
+from runeworker.engine.messages import decode_execution
 from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.state import MemoryStore, child_token
 from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
 
 QUEUE = "workflow.execution"
+RESUME = "workflow.resume"
 DEAD = "runeworker.dead-letter"
 
 
@@ -556,6 +561,84 @@ def test_the_rss_is_read_at_most_once_per_rss_check_every(
         broker.enqueue(QUEUE, message(f"ex-{3 + i}", initiated=True))
     assert over.run() == EXIT_RECYCLE
     assert over.recycle_reason == "RSS above max_memory_mb 64" and over.handled == 1
+
+
+# -- wait timers --------------------------------------------------------------------------------
+
+
+def waiting(execution_id: str) -> bytes:
+    """A start message at a wait of 0 s followed by a log node (docs/WIRE.md section 7)."""
+    doc = json.loads(message(execution_id))
+    pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 0}}
+    doc["workflow_definition"]["nodes"].append(pause)
+    doc["workflow_definition"]["edges"] = [
+        {"id": "e1", "src": "trigger", "dst": "pause"},
+        {"id": "e2", "src": "pause", "dst": "say"},
+    ]
+    doc["current_node"] = "pause"
+    return json.dumps(doc).encode()
+
+
+def run_for(worker: Worker, broker: StubBroker, seconds: float) -> None:
+    """Run the loop for at least `seconds` (its scheduler ticks every POLL_SECONDS), stopping
+    at the first idle moment after that."""
+    deadline = time.monotonic() + seconds
+    broker.on_idle = lambda: worker.stop() if time.monotonic() > deadline else None
+    assert worker.run() == EXIT_OK
+
+
+@pytest.mark.parametrize("fault", ["commit applied", "commit lost", "ack lost"])
+def test_a_timer_fired_again_after_a_fault_resumes_its_wait_once(
+    broker: StubBroker, store: StubStore, tmp_path: Path, fault: str
+) -> None:
+    """The scheduler's commit of a resume message is cut (applied or not, the resend publishes
+    the message), or Redis does not answer its acknowledgement of the timer after the commit:
+    the timer stays leased and fires again once its lease runs out (30 s; at the next tick
+    here). That second resume message is a copy of a step already taken: it publishes
+    nothing (before: the wait resumed twice, the log node ran twice and the execution got two
+    completions; seen with `runeworker serve`, its commit cut by tests/integration/amqpcut.py)."""
+    Executor(store).step(decode_execution(waiting("ex-1")))  # the wait step: its timer is due
+    worker = make_worker(broker, store, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    worker.scheduler.lease_ms = 0
+    if fault == "commit applied":
+        broker.doubt()  # the scheduler's is the loop's first commit
+    elif fault == "commit lost":
+        broker.fail("commit")
+    else:
+        store.fail("ack_timer")
+    run_for(worker, broker, 1.6)  # the tick of the fault, then two more
+    fired = [m for tx in broker.committed for m in tx.to(RESUME)]
+    assert len(fired) >= 2  # the timer did fire again
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    trail = [(s["node_id"], s["status"]) for s in decoded(broker.waiting(STATUS_QUEUE))]
+    assert trail == [("pause", "success"), ("say", "running"), ("say", "success")]
+
+
+def test_a_resume_scheduled_again_because_it_came_early_is_not_taken_for_a_copy(
+    broker: StubBroker, store: StubStore, tmp_path: Path
+) -> None:
+    """A resume that overtakes its wait step (the token not parked yet) publishes nothing and
+    schedules the same timer, the same bytes, a second later (`Turn._resume_early`). That
+    second delivery is not a copy of a step taken: it resumes the wait."""
+    scratch = MemoryStore()  # the wait step's timer, taken on a store of its own...
+    Executor(scratch).step(decode_execution(waiting("ex-1")))
+    [timer] = scratch.claim_due(time.time_ns() // 1_000_000 + 10, 10, 60_000)
+    park = child_token("root", 0, "pause")
+    store.admit("ex-1", "root", time.time_ns())  # ...on this one: scheduled, not yet advanced
+    store.schedule(timer.timer_id, 0, timer.payload, owner="ex-1")
+
+    class Advancing(Recorder):
+        def on_node_done(self, node_type: str, outcome: str, seconds: float) -> None:
+            super().on_node_done(node_type, outcome, seconds)
+            if (node_type, outcome) == ("wait", "skipped"):  # the early resume: now it parks
+                store.advance("ex-1", "root", [park], None, None, time.time_ns())
+
+    hooks = Advancing()
+    worker = make_worker(broker, store, hooks, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    run_for(worker, broker, 2.2)  # the early firing, then the second a second later
+    assert hooks.count("node", "wait", "skipped") == 1
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert hooks.count("delivery", RESUME, "duplicate") == 0
 
 
 # -- the mirror ---------------------------------------------------------------------------------
