@@ -198,11 +198,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# `cancel_timer` and `ack_timer`. KEYS: the sorted sets to remove the id from, then the
-# payloads hash. ARGV: id.
+# `cancel_timer`. KEYS: the sorted sets to remove the id from, then the payloads hash.
+# ARGV: id.
 _DROP_TIMER = """
 for i = 1, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+return 1
+"""
+
+# `ack_timer`. KEYS: processing, payloads. ARGV: id. The payload goes only with the lease: a
+# timer scheduled again since its claim (no longer leased) keeps the payload it was given.
+_ACK_TIMER = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('HDEL', KEYS[2], ARGV[1]) end
 return 1
 """
 
@@ -230,6 +237,7 @@ class RedisFlow:
         self._schedule_script: Script = self._client.register_script(_SCHEDULE)
         self._own_script: Script = self._client.register_script(_OWN)
         self._drop_timer_script: Script = self._client.register_script(_DROP_TIMER)
+        self._ack_timer_script: Script = self._client.register_script(_ACK_TIMER)
 
     # -- barriers -----------------------------------------------------------------------
 
@@ -321,7 +329,7 @@ class RedisFlow:
     def ack_timer(self, timer_id: str) -> None:
         """See `StateStore.ack_timer`."""
         keys = self._timer_keys()[1:]  # processing, payloads
-        self._call(f"ack of timer {timer_id!r}", "", self._drop_timer_script, keys, [timer_id])
+        self._call(f"ack of timer {timer_id!r}", "", self._ack_timer_script, keys, [timer_id])
 
     def cancel_timer(self, timer_id: str) -> None:
         """See `StateStore.cancel_timer`."""

@@ -285,10 +285,12 @@ class MemoryFlow:
             return len(expired)
 
     def ack_timer(self, timer_id: str) -> None:
-        """The timer's payload was published: forget it."""
+        """The timer's payload was published: forget it, unless it was scheduled again since
+        it was claimed (no longer leased: a resume that came early schedules its own timer
+        again, `Turn._resume_early`, possibly before the scheduler acknowledges the firing)."""
         with self._flow_lock:
-            self._leases.pop(timer_id, None)
-            self._payloads.pop(timer_id, None)
+            if self._leases.pop(timer_id, None) is not None:
+                self._payloads.pop(timer_id, None)
 
     def cancel_timer(self, timer_id: str) -> None:
         """Forget a timer whether it is due, leased or not yet due."""

@@ -267,7 +267,8 @@ class StateStore(Protocol):
         ...
 
     def ack_timer(self, timer_id: str) -> None:
-        """Forget a fired timer and its payload."""
+        """Forget a fired timer and its payload, unless it was scheduled again since its
+        claim (then it is no longer leased, and fires again as scheduled)."""
         ...
 
     def cancel_timer(self, timer_id: str) -> None:

@@ -667,6 +667,24 @@ def timer_rescheduled_while_leased_keeps_its_new_due_time(store: StateStore) -> 
     assert store.claim_due(NOW + 100_000, 100, 1000) == [Timer("t", b"new")]
 
 
+@flow_case("timer_scheduled_again_while_it_fires_survives_the_ack")
+def timer_scheduled_again_while_it_fires_survives_the_ack(store: StateStore) -> None:
+    """A resume that came before its wait parked schedules the same timer again a second
+    later (`Turn._resume_early`), which may happen before the scheduler that fired it
+    acknowledges the firing: the acknowledgement must not take the new timer's payload (it
+    did: the id stayed due without a payload, and the claim dropped it, so the wait never
+    resumed; seen with `runeworker serve`)."""
+    store.schedule("t", NOW, b"frozen")
+    assert store.claim_due(NOW, 100, 30_000) == [Timer("t", b"frozen")]
+    store.schedule("t", NOW + 1_000, b"frozen")  # the early resume, before the ack
+    store.ack_timer("t")
+    assert store.next_due() == NOW + 1_000
+    assert store.claim_due(NOW + 1_000, 100, 30_000) == [Timer("t", b"frozen")]
+    store.ack_timer("t")
+    assert store.release_expired(NOW + 10**9) == 0
+    assert store.claim_due(NOW + 10**9, 100, 30_000) == []
+
+
 @flow_case("timers_acknowledged_or_cancelled_twice")
 def timers_acknowledged_or_cancelled_twice(store: StateStore) -> None:
     store.schedule("fired", NOW, b"f")
