@@ -4,7 +4,8 @@ the branch until a time, then the branch goes on.
 Either a relative wait, `amount` (a number or numeric string, fractions honoured; default 1)
 of `unit` (`seconds`, the default, `minutes`, `hours` or `days`), or an absolute `date_time`
 (ISO 8601, e.g. `2026-01-31T09:00:00Z`, or one of upstream's common date layouts; without an
-offset it is UTC), which wins when given. Parameters are read by `runeworker.nodes.params`,
+offset it is UTC), which wins when given; a time already past resumes at once (`resume_at` is
+then the time of the step). Parameters are read by `runeworker.nodes.params`,
 `date_time` by the one date parser (`runeworker.nodes.dates`, `common_and_iso_8601`).
 The node computes `resume_at` (epoch milliseconds); the engine stores the frozen message as a
 timer, publishes `waiting`, and on resume publishes `success` and routes on.
@@ -39,7 +40,9 @@ def resume_at(params: dict[str, Any], now_ms: int) -> int:
     """When the wait described by `params` ends, in epoch milliseconds."""
     when = p.date(params, "date_time", layouts=dates.common_and_iso_8601(), wording=_DATE_TIME)
     if when is not None:
-        return round(when.timestamp() * 1000)
+        # a time already past is now: the resume of a wait due at once may overtake the wait's
+        # step, and is retried for a grace period after `resume_at` (`Turn._resume_early`)
+        return max(round(when.timestamp() * 1000), now_ms)
     amount = p.number(params, "amount", 1.0, minimum=0, wording=_AMOUNT)
     unit = p.text(params, "unit", "seconds", wording=_UNIT)
     if unit.strip().lower() not in UNITS:

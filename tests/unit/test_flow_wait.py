@@ -176,6 +176,7 @@ NOW = 1_700_000_000_000
     ({"date_time": "2030-01-01T00:00:00Z", "amount": 5}, 1_893_456_000_000),
     ({"date_time": "2030-01-01T01:00:00+01:00"}, 1_893_456_000_000),
     ({"date_time": "2030-01-01T00:00:00"}, 1_893_456_000_000),
+    ({"date_time": "2020-01-01T00:00:00Z"}, NOW),  # past: at once
 ])  # fmt: skip
 def test_resume_time(params: dict[str, Any], due: int) -> None:
     """Numeric strings and the absolute `date_time` form are accepted (the Go node refuses both)."""
@@ -230,12 +231,18 @@ def test_waits_inside_split_branches_come_back_to_the_aggregator() -> None:
     }
 
 
-def test_a_resume_that_overtakes_the_wait_step_comes_back_and_completes() -> None:
+@pytest.mark.parametrize("params", [{"amount": 0}, {"date_time": "2020-01-01T00:00:00Z"}])
+def test_a_resume_that_overtakes_the_wait_step_comes_back_and_completes(
+    params: dict[str, Any],
+) -> None:
     """A wait due at once: another child's scheduler claims the timer and its resume step runs
     between the wait step's schedule and its advance (made deterministic with `Meanwhile`).
     The resume finds the token not parked yet: nothing is published, the timer is scheduled
     again, and once the step has parked the token the second firing resumes the wait and the
-    execution completes (before: the resume was dropped and no completion ever came)."""
+    execution completes (before: the resume was dropped and no completion ever came). A
+    `date_time` long past resumes at once as well: its `resume_at` is the step's time, so the
+    grace after it holds (before: it was the past time itself, the grace long over, and the
+    early resume was dropped)."""
     store = MemoryStore()
     early: list[Outbox] = []
 
@@ -246,7 +253,7 @@ def test_a_resume_that_overtakes_the_wait_step_comes_back_and_completes() -> Non
 
     run = Run()
     pausing = Executor(Meanwhile(store, "advance", resume_meanwhile))  # type: ignore[arg-type]
-    step(pausing, start(waiting_flow(amount=0), "pause"), run)
+    step(pausing, start(waiting_flow(**params), "pause"), run)
     [overtaken] = early
     assert overtaken.report.verdict is Verdict.STALE
     assert (overtaken.statuses, overtaken.messages, overtaken.completion) == ([], [], None)
