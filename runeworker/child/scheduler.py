@@ -13,7 +13,8 @@ up the receipt of every resume message, so the second copy publishes nothing
 
 The scheduler runs inside a worker child: the child holding the host lock (`HostLock`) ticks
 it between deliveries, through its own transactional channel. One per supervisor, no extra
-process, and a dead holder's lock is released by the kernel.
+process, and a dead holder's lock is released by the kernel. A holder whose node blocks (http,
+smtp, agent) lets the lock go while the node runs, so that another child fires the timers.
 """
 
 from __future__ import annotations

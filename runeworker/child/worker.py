@@ -582,9 +582,14 @@ class Worker:
 
     def _idle(self) -> None:
         """Called while a node runs: serve heartbeats, report liveness from the step start
-        (a node stuck for longer than `worker.timeout` lets the supervisor kill us). Asked to
+        (a node stuck for longer than `worker.timeout` lets the supervisor kill us), let go
+        of the scheduler's host lock (timers fire in another child meanwhile). Asked to
         stop meanwhile, the step goes on, but its delivery is spared at once: should the
         drain deadline kill us before it commits, the redelivery is no attempt of its own."""
+        if self._lock is not None and self._lock.held:
+            # a node that blocks must not hold back the host's timers: another child takes
+            # the scheduler at its next tick, this one takes it back once free if none did
+            self._lock.release()
         self.broker.poll(0)
         self.hooks.on_idle()  # the node's own `running` commit shows it in flight
         self._beat(ChildState.BUSY)

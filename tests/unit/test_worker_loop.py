@@ -20,6 +20,7 @@ from stubbroker import Message, StubBroker, StubStore, Transaction
 
 from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
 from runeworker.child.hooks import DeliveryOutcome
+from runeworker.child.scheduler import HostLock
 from runeworker.child.worker import Worker
 from runeworker.config import load_config
 from runeworker.engine.executor import Executor
@@ -639,6 +640,37 @@ def test_a_resume_scheduled_again_because_it_came_early_is_not_taken_for_a_copy(
     assert hooks.count("node", "wait", "skipped") == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert hooks.count("delivery", RESUME, "duplicate") == 0
+
+
+def test_a_blocking_node_hands_the_scheduler_to_another_child(
+    broker: StubBroker, store: StubStore, tmp_path: Path
+) -> None:
+    """The child holding the host's scheduler lock fires the timers between its deliveries. A
+    node that blocks (an http call of a minute) must not hold them back while other children
+    are free: the child lets the lock go while the node runs, and takes it again at a later
+    tick if no other child did (before: with `runeworker serve`, a wait of 1 s resumed after
+    13 s, behind a 15 s http call in the lock holder, the other child idle)."""
+    lock = str(tmp_path / "scheduler.lock")
+    broker.enqueue(QUEUE, message("ex-1", "test.slow", initiated=True))
+    worker: Worker | None = None
+    taken: list[bool] = []
+    slow_node_may_end.clear()
+
+    class DuringNode(Recorder):
+        def on_idle(self) -> None:
+            super().on_idle()
+            assert worker is not None
+            if worker._current is not None and not taken:
+                other = HostLock(lock)  # another child of the host, trying at its tick
+                taken.append(other.acquire())
+                other.release()
+                slow_node_may_end.set()
+
+    worker = make_worker(broker, store, DuringNode(), scheduler_lock=lock)
+    worker.stepper.idle_interval = 0.01
+    run_for(worker, broker, 0.8)  # the node, then a tick: the lock is this child's again
+    assert taken == [True]
+    assert worker._lock is not None and worker._lock.held
 
 
 # -- the mirror ---------------------------------------------------------------------------------
