@@ -473,6 +473,10 @@ class Worker:
                 # nothing published, and the token may become live yet: a resume that came
                 # before its wait parked is fired again, the same bytes (`Turn._resume_early`)
                 key = None
+            elif resumed and outbox.report.verdict is Verdict.REPLAY and self._first_copy(d):
+                key = None  # the outcome is the other step's: it may not be committed yet
+                self._fired_again(d, msg)
+                return
             if outbox.dead_letter:
                 self._dead_letter(d, outbox.dead_letter)
             self._publish_result(outbox)
@@ -484,6 +488,26 @@ class Worker:
             self._step_started = 0.0
             self._current = None
             self.hooks.on_inflight(-1)
+
+    def _first_copy(self, d: Delivery) -> bool:
+        """Whether `d` is the first delivery of its message: neither flagged `redelivered` nor
+        published again after a commit in doubt, on a classic queue (a quorum queue's new
+        leader may hand out a copy unflagged)."""
+        return not (self._quorum or _may_be_a_copy(d))
+
+    def _fired_again(self, d: Delivery, msg: NodeExecutionMessage) -> None:
+        """A timer fired a second time (`Scheduler`: its first resume was committed, its
+        acknowledgement was not) and the first resume's step already ran, in another child,
+        its receipt not written yet: its outcome is that step's to publish (a failed commit
+        of it is redelivered, flagged, and replays it). Acked; nothing published."""
+        log.info(
+            "resume of node %s of execution %s: its timer fired again after its step was "
+            "taken; acked, nothing published",
+            msg.current_node,
+            msg.execution_id,
+        )
+        self.broker.ack(d.tag)
+        self.hooks.on_delivery(d.queue, "duplicate")
 
     def _attempts(self, d: Delivery) -> int:
         """The failed deliveries before this redelivered one: delivery n counts n - 1, so the

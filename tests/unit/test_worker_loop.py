@@ -26,7 +26,7 @@ from runeworker.config import load_config
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import decode_execution
 from runeworker.engine.registry import NodeContext, node
-from runeworker.engine.state import MemoryStore, child_token
+from runeworker.engine.state import MemoryStore, Verdict, child_token
 from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
 
@@ -613,6 +613,32 @@ def test_a_timer_fired_again_after_a_fault_resumes_its_wait_once(
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     trail = [(s["node_id"], s["status"]) for s in decoded(broker.waiting(STATUS_QUEUE))]
     assert trail == [("pause", "success"), ("say", "running"), ("say", "success")]
+
+
+def test_a_timer_fired_again_while_its_first_resume_runs_elsewhere_publishes_nothing(
+    broker: StubBroker, store: StubStore, tmp_path: Path
+) -> None:
+    """The second firing of a timer (see above) may come before the first resume's receipt
+    is written: Redis came back after longer than the lease, and both copies wait in the queue
+    for two children. The first copy's step, taken by the other child, has advanced the
+    wait's token: the second copy, a first delivery whose token already advanced, publishes
+    nothing (a replay is for a delivery whose commit was lost: that one comes back flagged)."""
+    Executor(store).step(decode_execution(waiting("ex-1")))
+    [timer] = store.claim_due(time.time_ns() // 1_000_000 + 10, 10, 60_000)
+    elsewhere = Executor(store).step(decode_execution(timer.payload), resumed=True)
+    assert elsewhere.report.verdict is Verdict.RUN and len(elsewhere.messages) == 1
+    broker.enqueue(RESUME, timer.payload)  # the second firing; no receipt of the first yet
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    run_until_idle(worker, broker)
+    assert hooks.count("delivery", RESUME, "duplicate") == 1
+    assert broker.waiting(STATUS_QUEUE) == [] and broker.waiting(QUEUE) == []
+    # a copy flagged redelivered is the first one coming back: it replays the step's outcome
+    broker.enqueue(RESUME, timer.payload, redelivered=True)
+    run_until_idle(make_worker(broker, store), broker)
+    trail = [(s["node_id"], s["status"]) for s in decoded(broker.waiting(STATUS_QUEUE))]
+    assert trail == [("pause", "success"), ("say", "running"), ("say", "success")]
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
 
 
 def test_a_resume_scheduled_again_because_it_came_early_is_not_taken_for_a_copy(
