@@ -59,18 +59,24 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
-def test_dlq_list_refuses_a_limit_below_one_before_connecting(limit: str) -> None:
-    """--limit -1 was a ValueError traceback from islice; --limit 0 said the queue was empty."""
+def _usage_error(*args: str) -> str:
+    """Run a command whose broker does not answer; it must refuse `args` as a usage error
+    (exit 2, nothing on stdout) before connecting. The last line of its stderr."""
     done = subprocess.run(
-        [*RUNEWORKER, "dlq", "list", "--limit", limit],
+        [*RUNEWORKER, *args],
         capture_output=True,
         text=True,
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "RUNEWORKER_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"},
     )
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.splitlines()[-1] == (
+    return done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+def test_dlq_list_refuses_a_limit_below_one_before_connecting(limit: str) -> None:
+    """--limit -1 was a ValueError traceback from islice; --limit 0 said the queue was empty."""
+    assert _usage_error("dlq", "list", "--limit", limit) == (
         f"runeworker dlq list: error: argument --limit: expected a whole number >= 1, got {limit!r}"
     )
 
@@ -78,15 +84,7 @@ def test_dlq_list_refuses_a_limit_below_one_before_connecting(limit: str) -> Non
 @pytest.mark.parametrize("timeout", ["-5", "nan", "soon"])
 def test_submit_refuses_a_timeout_it_cannot_wait_before_publishing(timeout: str) -> None:
     """--timeout -5 (or nan) published the execution, then reported that it timed out."""
-    done = subprocess.run(
-        [*RUNEWORKER, "submit", "hello", "--wait", "--timeout", timeout],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "RUNEWORKER_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"},
-    )
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.splitlines()[-1] == (
+    assert _usage_error("submit", "hello", "--wait", "--timeout", timeout) == (
         f"runeworker submit: error: argument --timeout: expected a number of seconds >= 0, "
         f"got {timeout!r}"
     )
