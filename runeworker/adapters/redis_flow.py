@@ -17,10 +17,24 @@ split branches (the branch ids of the lineage, see `runeworker.engine.paths.scop
     scheduler:processing                                zset  leased id -> lease deadline (ms)
     scheduler:payloads                                  hash  timer id -> frozen message
     exec:{<id>}:branches:timers                         set   the execution's timer ids
+    exec:{<id>}:barriers                                set   names of the barrier keys above
+    exec:{<id>}:hold                                    str   epoch ms the keys are kept until
 
 each behind the configured key prefix. Every per-execution key gets the store's TTL on every
 call; the scheduler keys are global and their entries are removed when a timer is acknowledged
 or cancelled.
+
+A timer holds its execution: a wait or merge timeout may be due long after the execution's
+last call, and its keys must still be there when it fires. Scheduling one (`hold_execution`)
+sets the `hold` key to the due time plus the TTL, expiring itself at the due time, and moves
+the expiry of every key of the execution to that instant: the branch keys, the start record and
+every barrier the `barriers` registry names (each barrier enters it when it is created). While
+the hold lives, a call gives the keys it touches the hold's instant instead of the TTL from now
+(`expire`), which is later; once the latest timer is due the hold is gone and the TTL counts
+from each call again. So `redis.key_ttl` bounds how long an execution may sit idle between
+calls, not how long it may wait. The hold stays when the execution closes: a timer whose
+cancel was lost (a crash between the closing step and its cancel) still finds the execution
+closed when it fires, and does not open it anew.
 
 Redis Cluster: a script or a MULTI may only touch keys of one hash slot. The per-execution
 keys share the slot of their `{<id>}` tag. The timer claim script and the timer transactions
@@ -48,10 +62,9 @@ from runeworker.errors import StateError
 # own script (runeworker/adapters/redis_state.py). Each returns {state, arrivals, first_ms,
 # key1, result1, ...} (keys and results only on release; merge keys are parents).
 AGGREGATE_FN = """
-local function aggregate_barrier(results, release, index, total, has, payload, token, ttl)
-  local function touch()
-    redis.call('EXPIRE', results, ttl) redis.call('EXPIRE', release, ttl)
-  end
+local function aggregate_barrier(results, release, registry, index, total, has, payload,
+                                 token, ttl)
+  local function touch() expire(results, ttl) expire(release, ttl) end
   local function collect()
     local reply = {'released', redis.call('HLEN', results), 0}
     for i = 0, total - 1 do
@@ -69,6 +82,7 @@ local function aggregate_barrier(results, release, index, total, has, payload, t
   if has then redis.call('HSET', results, index, payload)
   else redis.call('HSETNX', results, index, '') end
   local n = redis.call('HLEN', results)
+  if n == 1 then redis.call('SADD', registry, results, release) expire(registry, ttl) end
   if n >= total then redis.call('SET', release, token) end
   touch()
   if n >= total then return collect() end
@@ -77,11 +91,11 @@ end
 """
 
 MERGE_FN = """
-local function merge_barrier(arrivals, data, first, lock, waited, parent, has, payload,
-                             expected, any, now_ms, timeout, token, ttl)
+local function merge_barrier(arrivals, data, first, lock, waited, registry, parent, has,
+                             payload, expected, any, now_ms, timeout, token, ttl)
   local bkeys = {arrivals, data, first, lock, waited}
   local now = tonumber(now_ms)
-  local function touch() for i = 1, #bkeys do redis.call('EXPIRE', bkeys[i], ttl) end end
+  local function touch() for i = 1, #bkeys do expire(bkeys[i], ttl) end end
   local function head(state)
     return {state, redis.call('SCARD', arrivals), redis.call('GET', first) or '0'}
   end
@@ -117,7 +131,10 @@ local function merge_barrier(arrivals, data, first, lock, waited, parent, has, p
     return collect(winner)
   end
   local started = redis.call('GET', first)
-  if not started then redis.call('SET', first, now_ms)
+  if not started then
+    redis.call('SET', first, now_ms)
+    redis.call('SADD', registry, arrivals, data, first, lock, waited)
+    expire(registry, ttl)
   elseif has and timeout > 0 and now - tonumber(started) > timeout then
     return decide('expired', parent)
   end
@@ -132,17 +149,54 @@ local function merge_barrier(arrivals, data, first, lock, waited, parent, has, p
 end
 """
 
-# KEYS: results, release. ARGV: index, total, has_payload, payload, token, ttl.
+
+def keep_fn(hold: str) -> str:
+    """Lua defining `expire(key, ttl)`, which the scripts give every per-execution key they
+    touch: the TTL from now, or while a timer holds the execution (`hold`, a Lua expression
+    naming its hold key) the hold's instant, which is later (see the module's docstring)."""
+    return f"""
+local kept_until = redis.call('GET', {hold})
+local function expire(key, ttl)
+  if kept_until then redis.call('PEXPIREAT', key, kept_until)
+  else redis.call('EXPIRE', key, ttl) end
+end
+"""
+
+
+# Keeps an execution's keys until `due` (epoch ms) + `ttl` seconds at least: `keys` (the
+# execution's, see `RedisStore.keys_of`, the hold key excluded) and the barriers `registry`
+# names. A timer due already (by the server's clock: TIME, which Redis 5 and later allow
+# before writes) needs no hold: the keys' TTL from now outlasts it.
+HOLD_FN = """
+local function hold_execution(hold, registry, keys, due, ttl)
+  local clock = redis.call('TIME')
+  due = tonumber(due)
+  if due <= tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) then return end
+  local at = due + tonumber(ttl) * 1000
+  if at <= tonumber(redis.call('GET', hold) or '0') then return end
+  at = string.format('%.0f', at)
+  redis.call('SET', hold, at)
+  redis.call('PEXPIREAT', hold, string.format('%.0f', due))
+  for _, key in ipairs(keys) do redis.call('PEXPIREAT', key, at) end
+  for _, key in ipairs(redis.call('SMEMBERS', registry)) do redis.call('PEXPIREAT', key, at) end
+end
+"""
+
+# KEYS: results, release, then the execution's barrier registry and hold key. ARGV: index,
+# total, has_payload, payload, token, ttl.
 _AGGREGATE = (
-    AGGREGATE_FN
-    + "return aggregate_barrier(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', "
-    "ARGV[4], ARGV[5], ARGV[6])\n"
+    keep_fn("KEYS[4]")
+    + AGGREGATE_FN
+    + "return aggregate_barrier(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), "
+    "ARGV[3] == '1', ARGV[4], ARGV[5], ARGV[6])\n"
 )
 
-# KEYS: arrivals, data, first, lock, waited. ARGV: parent, has_payload, payload, expected,
-# any, now_ms, timeout_ms, token, ttl.
+# KEYS: arrivals, data, first, lock, waited, then the execution's barrier registry and hold
+# key. ARGV: parent, has_payload, payload, expected, any, now_ms, timeout_ms, token, ttl.
 _MERGE = (
-    MERGE_FN + "return merge_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], "
+    keep_fn("KEYS[7]")
+    + MERGE_FN
+    + "return merge_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], "
     "ARGV[2] == '1', ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], "
     "ARGV[9])\n"
 )
@@ -177,26 +231,50 @@ until #ids < 500
 return moved
 """
 
-# `schedule`. KEYS: timers, processing, payloads, then the owner's set of timers (one server:
-# the whole schedule is one script; a Cluster marks the owner by _OWN first, in its slot).
-# ARGV: id, due_ms, payload, ttl.
-_SCHEDULE = """
-if #KEYS == 4 then
-  redis.call('SADD', KEYS[4], ARGV[1])
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-return 1
+# The keys of one execution as every script takes them (KEYS in this order, behind
+# `{prefix}exec:{<id>}:`): the branch keys of runeworker/adapters/redis_state.py, the barrier
+# registry, the start record of a single-branch execution, and the hold last (a call's
+# `expire` gives every key but the hold its TTL).
+EXECUTION_KEYS = (
+    "branches:live", "branches:done", "branches:meta", "branches:failctx",
+    "branches:contexts", "branches:timers", "barriers", "started", "hold",
+)  # fmt: skip
+_TIMERS, _REGISTRY = EXECUTION_KEYS.index("branches:timers"), EXECUTION_KEYS.index("barriers")
+
+# The owner's part of `schedule`: the id into the execution's set of timers, and the hold. It
+# reads the locals `owner` (index of the execution's first key in KEYS, which holds them all
+# in the order of `RedisStore.keys_of`, hold last), `id`, `due` and `ttl`.
+_OWNER_PART = f"""
+local exec_keys = {{}}
+for i = owner, #KEYS - 1 do exec_keys[#exec_keys + 1] = KEYS[i] end
+local timers, registry = KEYS[owner + {_TIMERS}], KEYS[owner + {_REGISTRY}]
+redis.call('SADD', timers, id)
+hold_execution(KEYS[#KEYS], registry, exec_keys, due, ttl)
+local kept = redis.call('GET', KEYS[#KEYS])
+if kept then redis.call('PEXPIREAT', timers, kept) else redis.call('EXPIRE', timers, ttl) end
 """
 
-# The owner's set of timers on a Cluster. KEYS: the set. ARGV: id, ttl.
-_OWN = """
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+# `schedule`. KEYS: timers, processing, payloads, then the owner's keys (one server: the whole
+# schedule is one script; a Cluster runs _OWN first, in the execution's slot). ARGV: id,
+# due_ms, payload, ttl.
+_SCHEDULE = (
+    HOLD_FN
+    + """
+local id, due, ttl, owner = ARGV[1], ARGV[2], ARGV[4], 4
+if #KEYS > 3 then
+"""
+    + _OWNER_PART
+    + """
+end
+redis.call('HSET', KEYS[3], id, ARGV[3])
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZADD', KEYS[1], due, id)
 return 1
 """
+)
+
+# The owner's part of `schedule` on a Cluster. KEYS: the owner's. ARGV: id, due_ms, ttl.
+_OWN = HOLD_FN + "local id, due, ttl, owner = ARGV[1], ARGV[2], ARGV[3], 1\n" + _OWNER_PART
 
 # `cancel_timer`. KEYS: the sorted sets to remove the id from, then the payloads hash.
 # ARGV: id.
@@ -252,7 +330,7 @@ class RedisFlow:
         payload: bytes | None,
     ) -> Barrier:
         """See `StateStore.aggregate`."""
-        keys = self.aggregate_keys(execution_id, split_id, scope)
+        keys = [*self.aggregate_keys(execution_id, split_id, scope), *self._held(execution_id)]
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [index, total, flag, body, token, self._ttl]
         reply = self._call("aggregate", execution_id, self._aggregate_script, keys, args)
@@ -270,7 +348,7 @@ class RedisFlow:
         now_ms: int,
     ) -> Barrier:
         """See `StateStore.merge_arrive`."""
-        keys = self.merge_keys(execution_id, merge_id, scope)
+        keys = [*self.merge_keys(execution_id, merge_id, scope), *self._held(execution_id)]
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [parent, flag, body, rule.expected, int(rule.any), now_ms, rule.timeout_ms]
         args += [token, self._ttl]
@@ -287,6 +365,17 @@ class RedisFlow:
         base = self._exec_key(execution_id, "node", merge_id, scope)
         keys = [base + ":barrier:arrivals", base + ":barrier:data", base + ":barrier:first"]
         return [*keys, base + ":lock", base + ":barrier:waited"]
+
+    def _held(self, execution_id: str) -> list[str]:
+        """The barrier registry and the hold key of an execution."""
+        base = f"{self._prefix}exec:{{{execution_id}}}:"
+        return [base + EXECUTION_KEYS[_REGISTRY], base + EXECUTION_KEYS[-1]]
+
+    def keys_of(self, execution_id: str) -> list[str]:
+        """The Redis keys of one execution, in the order the scripts take them
+        (`EXECUTION_KEYS`)."""
+        base = f"{self._prefix}exec:{{{execution_id}}}:"
+        return [base + suffix for suffix in EXECUTION_KEYS]
 
     def _exec_key(self, execution_id: str, kind: str, node_id: str, scope: str) -> str:
         base = f"{self._prefix}exec:{{{execution_id}}}:{kind}:{node_id}"
@@ -308,11 +397,11 @@ class RedisFlow:
         args = [timer_id, due_ms, payload, self._ttl]
         what = f"schedule of timer {timer_id!r}"
         if owner:
-            owned = f"{self._prefix}exec:{{{owner}}}:branches:timers"  # see RedisStore.keys_of
+            owned = self.keys_of(owner)
             if isinstance(self._client, RedisCluster):
-                self._call(what, "", self._own_script, [owned], [timer_id, self._ttl])
+                self._call(what, "", self._own_script, owned, [timer_id, due_ms, self._ttl])
             else:
-                keys.append(owned)
+                keys += owned
         self._call(what, "", self._schedule_script, keys, args)
 
     def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:

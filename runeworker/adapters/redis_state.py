@@ -15,12 +15,15 @@ of one slot):
     {prefix}exec:{<id>}:branches:timers    set   ids of the execution's wait/merge timers
     {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
                                                  which uses no branch keys (engine/ledger.py)
+    {prefix}exec:{<id>}:barriers           set   names of its barrier keys (a timer's hold
+    {prefix}exec:{<id>}:hold               str   keeps them; runeworker/adapters/redis_flow.py)
     {prefix}exec:{<id>}:receipts           hash  "<queue>|<token>|<node>" -> 1 for each step
                                                  whose outcome is published (child/receipts.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
 shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
-refreshes the TTL of every key it touches. Commits in doubt, kept until a child publishes them
+refreshes the TTL of every key it touches (while a wait or merge timer holds the execution, to
+the hold's later instant). Commits in doubt, kept until a child publishes them
 again, are in `{prefix}{doubts}:*` (runeworker/adapters/redis_doubts.py).
 
 `from_config` builds the client the `[redis]` section describes with redis-py's own clients:
@@ -44,7 +47,16 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from runeworker.adapters.redis_doubts import RedisDoubts
 from runeworker.adapters.redis_eval import Evaluator
-from runeworker.adapters.redis_flow import AGGREGATE_FN, MERGE_FN, Client, RedisFlow, barrier_of
+from runeworker.adapters.redis_flow import (
+    AGGREGATE_FN,
+    EXECUTION_KEYS,
+    HOLD_FN,
+    MERGE_FN,
+    Client,
+    RedisFlow,
+    barrier_of,
+    keep_fn,
+)
 from runeworker.config import RedisConfig, mask_url
 from runeworker.engine.barriers import AggregateArrival, Arrival
 from runeworker.engine.messages import COMPLETED
@@ -58,8 +70,6 @@ from runeworker.engine.state import (
     attempt_key,
 )
 from runeworker.errors import StateError
-
-_KEY_SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
 
 # Receipts (runeworker/child/receipts.py): KEYS are the receipts hashes of the ARGV[2] receipts
 # to record, then of those to look up; ARGV[3..] the field of each, in the same order. On one
@@ -87,16 +97,20 @@ end
 return #KEYS
 """
 
-# Shared head of every script: the keys, the token and `touch`.
-_HEAD = """
+# Shared head of every script: the keys (`EXECUTION_KEYS` first), the token and `touch`,
+# which gives the execution's keys their TTL (`expire`: the hold's instant while a timer
+# holds the execution); the barrier functions give theirs, the scheduler's are global.
+_HEAD = (
+    keep_fn(f"KEYS[{len(EXECUTION_KEYS)}]")
+    + """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local contexts, timers = KEYS[5], KEYS[6]
+local contexts, timers, barriers = KEYS[5], KEYS[6], KEYS[7]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
-local touched = #KEYS  -- the per-execution keys come first; global ones get no TTL
 local function touch()
-  for i = 1, touched do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 1, @N@ do expire(KEYS[i], ttl) end
 end
-"""
+""".replace("@N@", str(len(EXECUTION_KEYS) - 1))
+)
 
 # Shared head of the admit, advance and settle scripts: opens an unknown execution with the
 # token as its only live branch. started_at_ns stays a string: Lua numbers are doubles and
@@ -268,9 +282,9 @@ local f_status, f_reason, f_context, children = '', '', '', {}
 # that ends before them changes none of them), and the scheduler's are global.
 _ARRIVE = (
     _PROLOGUE
-    + f"touched = {len(_KEY_SUFFIXES)}\n"
     + AGGREGATE_FN
     + MERGE_FN
+    + HOLD_FN
     + _VERDICT
     + """
 local has_leaf, leaf, has_failure = '0', '', '0'
@@ -286,12 +300,12 @@ end
 if steps >= tonumber(ARGV[4]) then touch() return {'limit', verdict} end
 local barrier
 if ARGV[6] == 'aggregate' then
-  barrier = aggregate_barrier(KEYS[7], KEYS[8], ARGV[8], tonumber(ARGV[9]), ARGV[10] == '1',
-                              ARGV[11], token, ttl)
+  barrier = aggregate_barrier(KEYS[10], KEYS[11], barriers, ARGV[8], tonumber(ARGV[9]),
+                              ARGV[10] == '1', ARGV[11], token, ttl)
 else
   local timeout = tonumber(ARGV[14])
   if verdict == 'replay' then timeout = 0 end  -- a replay never expires the barrier
-  barrier = merge_barrier(KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], ARGV[8],
+  barrier = merge_barrier(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], barriers, ARGV[8],
                           ARGV[9] == '1', ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13],
                           timeout, token, ttl)
 end
@@ -304,12 +318,12 @@ if timer ~= '' and (state == 'released' or state == 'expired')
   redis.call('HSET', done, timer, cmsgpack.pack({0}))
 end
 local park = ''
-if #KEYS == 14 then park = ARGV[15] end
+if #KEYS == 17 then park = ARGV[15] end
 if park ~= '' and (state == 'released' or state == 'expired') then
   -- decided: the timer has no job left (`cancel_timer`)
-  redis.call('ZREM', KEYS[12], park)
-  redis.call('ZREM', KEYS[13], park)
-  redis.call('HDEL', KEYS[14], park)
+  redis.call('ZREM', KEYS[15], park)
+  redis.call('ZREM', KEYS[16], park)
+  redis.call('HDEL', KEYS[17], park)
 end
 local outcome = state
 if state == 'released' and #barrier <= 3 then outcome = 'dead' end
@@ -325,9 +339,13 @@ if park ~= '' and state == 'waiting' then
     foreseen = {timer}
     if verdict == 'run' then
       redis.call('SADD', timers, park)
-      redis.call('HSET', KEYS[14], park, ARGV[16])
-      redis.call('ZREM', KEYS[13], park)
-      redis.call('ZADD', KEYS[12], due, park)
+      redis.call('HSET', KEYS[17], park, ARGV[16])
+      redis.call('ZREM', KEYS[16], park)
+      redis.call('ZADD', KEYS[15], due, park)
+      local exec_keys = {}
+      for i = 1, @HELD@ do exec_keys[i] = KEYS[i] end
+      hold_execution(KEYS[@HELD@ + 1], barriers, exec_keys, due, ttl)
+      kept_until = redis.call('GET', KEYS[@HELD@ + 1])  -- for the `touch` below
     end
   end
 end
@@ -346,7 +364,8 @@ end
 for _, v in ipairs(advanced) do reply[#reply + 1] = v end
 return reply
 """
-)
+).replace("@HELD@", str(len(EXECUTION_KEYS) - 1))
+assert len(EXECUTION_KEYS) == 9, "the KEYS indexes of _ARRIVE count nine execution keys"
 
 
 # KEYS: the attempt count, the spared flag; ARGV: TTL. A spared redelivery consumes the flag
@@ -644,11 +663,6 @@ class RedisStore(RedisFlow):
         """Close the client and its connections."""
         self._eval.close()
         self._client.close()
-
-    def keys_of(self, execution_id: str) -> list[str]:
-        """The Redis keys of one execution, in the order the scripts take them."""
-        base = f"{self._prefix}exec:{{{execution_id}}}:branches:"
-        return [base + suffix for suffix in _KEY_SUFFIXES]
 
     def _started_key(self, execution_id: str) -> str:
         return f"{self._prefix}exec:{{{execution_id}}}:started"

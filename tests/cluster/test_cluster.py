@@ -20,6 +20,7 @@ import redis
 from runeworker.adapters.redis_flow import _CLAIM
 from runeworker.adapters.redis_state import RedisStore
 from runeworker.config import RedisConfig
+from tests.integration.holdcase import timer_holds_its_execution
 
 from .scenarios import SCENARIOS, SHARED_STATE_KINDS
 from .servers import ClusterRedis
@@ -86,6 +87,12 @@ def test_scenario(name: str) -> None:
     excused = SHARED_STATE_KINDS if name == "sentinel-kill" else ()
     assert not figures.problems(excused=excused), figures.explain()
     assert figures.figures.workflows == WORKFLOWS
+
+
+def test_a_timer_holds_its_execution_on_a_cluster(cluster_store: RedisStore) -> None:
+    """The owner's part of a schedule runs in the execution's slot (`_OWN`) and holds its keys
+    as on one server."""
+    timer_holds_its_execution(cluster_store, cluster_store._client, 600)
 
 
 def test_receipts_of_executions_on_several_masters(cluster_store: RedisStore) -> None:

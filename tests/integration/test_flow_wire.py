@@ -163,10 +163,6 @@ def test_wait_resumes_through_the_scheduler_on_redis(store: RedisStore) -> None:
     assert run.completion.status == "completed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: an execution's keys expire during a wait longer than redis.key_ttl",
-)
 def test_a_wait_longer_than_the_key_ttl_keeps_its_execution(
     redis_url: str, redis_prefix: str
 ) -> None:
@@ -192,10 +188,6 @@ def test_a_wait_longer_than_the_key_ttl_keeps_its_execution(
     assert run.completion.total_duration_ms >= 2_500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: an execution's keys expire during a merge timeout longer than key_ttl",
-)
 def test_a_merge_timeout_longer_than_the_key_ttl_times_the_merge_out(
     redis_url: str, redis_prefix: str
 ) -> None:

@@ -20,6 +20,7 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
+from holdcase import timer_holds_its_execution  # noqa: E402
 from statecases import (  # noqa: E402
     CASES,
     FLOW_CASES,
@@ -77,6 +78,21 @@ def keys_under(client: redis.Redis, prefix: str) -> dict[str, int]:
     return {k.decode(): client.ttl(k) for k in client.scan_iter(match=prefix + "*")}
 
 
+def assert_expiry(client: redis.Redis, prefix: str, key: str, ttl: int) -> None:
+    """A per-execution key lives `TTL` from the last call, or while a timer holds its
+    execution (runeworker/adapters/redis_flow.py) until the hold's instant; the hold itself
+    goes when its latest timer is due."""
+    execution = re.fullmatch(re.escape(prefix) + r"exec:\{([^{}]+)\}:.+", key)
+    assert execution, key
+    hold = client.get(f"{prefix}exec:{{{execution[1]}}}:hold")
+    if hold is None:
+        assert 0 < ttl <= TTL, key
+    elif key.endswith(":hold"):
+        assert client.pexpiretime(key) == int(hold) - TTL * 1000, key
+    else:
+        assert client.pexpiretime(key) == int(hold), key
+
+
 def names(prefix: str, execution_id: str, *suffixes: str) -> set[str]:
     return {f"{prefix}exec:{{{execution_id}}}:branches:{s}" for s in suffixes}
 
@@ -91,12 +107,12 @@ def test_redis_store(name: str, store: RedisStore, client: redis.Redis, prefix: 
         re.escape(prefix)
         + r"(exec:\{[^{}]+\}:(branches:("
         + "|".join(SUFFIXES)
-        + r")|started)|scheduler:(timers|payloads))"
+        + r")|started|barriers|hold|(split|node):.+)|scheduler:(timers|payloads))"
     )
     for key, ttl in keys.items():
         assert pattern.fullmatch(key), key
         if ":scheduler:" not in key:  # the scheduler's keys are global: entries go, not keys
-            assert 0 < ttl <= TTL, key
+            assert_expiry(client, prefix, key, ttl)
 
 
 @pytest.mark.integration
@@ -152,7 +168,7 @@ def test_failure_recorded_by_an_earlier_version_closes_at_the_last_branch(
     meta, context in failctx, siblings still live, to close when the last one ends): this
     version closes it then, once, and cancels the siblings meanwhile."""
     a, b, c = fan_out(store, "ex", 3)
-    live, _, meta, failctx, _, _ = store.keys_of("ex")
+    live, _, meta, failctx, *_ = store.keys_of("ex")
     client.srem(live, a)  # what the old advance of `a` did
     client.hset(meta, mapping={"failure_status": "failed", "failure_reason": "old http 500"})
     client.set(failctx, ctx("a"))
@@ -242,7 +258,7 @@ def test_invalid_url_is_reported_masked() -> None:
 FLOW_KEY = re.compile(
     r"exec:\{[^{}]+\}:(split:[^:]+(:[^:]+)?:(results|release)"
     r"|node:[^:]+(:[^:]+)?:(barrier:arrivals|barrier:data|barrier:first|barrier:waited|lock)"
-    r"|branches:(" + "|".join(SUFFIXES) + "))"  # the arrival cases admit and advance tokens too
+    r"|branches:(" + "|".join(SUFFIXES) + ")|barriers|hold)"  # arrivals admit and advance tokens
 )
 SCHEDULER_KEYS = {"scheduler:timers", "scheduler:processing", "scheduler:payloads"}
 
@@ -257,7 +273,7 @@ def test_redis_flow(name: str, store: RedisStore, client: redis.Redis, prefix: s
             assert ttl == -1, key  # global keys: their entries go when a timer is acked
         else:
             assert FLOW_KEY.fullmatch(short), key
-            assert 0 < ttl <= TTL, key
+            assert_expiry(client, prefix, key, ttl)
     # no payload outlives its timer (the global hash would keep it for good)
     pending = set(client.zrange(prefix + "scheduler:timers", 0, -1))
     pending |= set(client.zrange(prefix + "scheduler:processing", 0, -1))
@@ -272,7 +288,15 @@ def test_redis_interleaving(name: str, store: RedisStore, client: redis.Redis, p
     INTERLEAVINGS[name](store)
     for key, ttl in keys_under(client, prefix).items():
         if key.removeprefix(prefix) not in SCHEDULER_KEYS:
-            assert 0 < ttl <= TTL, key
+            assert_expiry(client, prefix, key, ttl)
+
+
+@pytest.mark.integration
+def test_a_timer_holds_its_execution(store: RedisStore, client: redis.Redis) -> None:
+    timer_holds_its_execution(store, client, TTL)
+
+
+MERGE_KEY_NAMES = ("barrier:arrivals", "barrier:data", "barrier:first", "lock", "barrier:waited")
 
 
 @pytest.mark.integration
@@ -290,7 +314,10 @@ def test_merge_keys_have_the_go_shape(store: RedisStore, client: redis.Redis, pr
         f"{base}:barrier:data",
         f"{base}:barrier:first",
         f"{base}:barrier:waited",  # runeworker's: what a replayed arrival reported
+        f"{prefix}exec:{{ex-18}}:barriers",  # runeworker's: the barriers a timer holds
     }
+    registry = client.smembers(f"{prefix}exec:{{ex-18}}:barriers")
+    assert registry == {f"{base}:{k}".encode() for k in MERGE_KEY_NAMES}
     assert client.smembers(f"{base}:barrier:arrivals") == {b"a"}
     assert client.hgetall(f"{base}:barrier:data") == {b"a": ctx("a")}
     store.merge_arrive("ex-18", "merge_node", "ex-18_s_0", "b", "tb", None, rule, NOW)
@@ -307,7 +334,9 @@ def test_aggregator_keys(store: RedisStore, client: redis.Redis, prefix: str) ->
     store.aggregate("ex", "s1", "", 0, 2, "t0", None)
     assert client.get(base + ":release") == b"t0"
     assert client.hgetall(base + ":results") == {b"0": b"", b"1": b'"b"'}
-    assert set(keys_under(client, prefix)) == {base + ":results", base + ":release"}
+    registry = f"{prefix}exec:{{ex}}:barriers"
+    assert set(keys_under(client, prefix)) == {base + ":results", base + ":release", registry}
+    assert client.smembers(registry) == {(base + ":results").encode(), (base + ":release").encode()}
 
 
 @pytest.mark.integration
