@@ -64,7 +64,7 @@ from runeworker.errors import StateError
 AGGREGATE_FN = """
 local function aggregate_barrier(results, release, registry, index, total, has, payload,
                                  token, ttl)
-  local function touch() expire(results, ttl) expire(release, ttl) end
+  local function touch() expire(results, ttl) expire(release, ttl) expire(registry, ttl) end
   local function collect()
     local reply = {'released', redis.call('HLEN', results), 0}
     for i = 0, total - 1 do
@@ -82,7 +82,7 @@ local function aggregate_barrier(results, release, registry, index, total, has, 
   if has then redis.call('HSET', results, index, payload)
   else redis.call('HSETNX', results, index, '') end
   local n = redis.call('HLEN', results)
-  if n == 1 then redis.call('SADD', registry, results, release) expire(registry, ttl) end
+  if n == 1 then redis.call('SADD', registry, results, release) end
   if n >= total then redis.call('SET', release, token) end
   touch()
   if n >= total then return collect() end
@@ -95,7 +95,10 @@ local function merge_barrier(arrivals, data, first, lock, waited, registry, pare
                              payload, expected, any, now_ms, timeout, token, ttl)
   local bkeys = {arrivals, data, first, lock, waited}
   local now = tonumber(now_ms)
-  local function touch() for i = 1, #bkeys do expire(bkeys[i], ttl) end end
+  local function touch()
+    for i = 1, #bkeys do expire(bkeys[i], ttl) end
+    expire(registry, ttl)
+  end
   local function head(state)
     return {state, redis.call('SCARD', arrivals), redis.call('GET', first) or '0'}
   end
@@ -134,7 +137,6 @@ local function merge_barrier(arrivals, data, first, lock, waited, registry, pare
   if not started then
     redis.call('SET', first, now_ms)
     redis.call('SADD', registry, arrivals, data, first, lock, waited)
-    expire(registry, ttl)
   elseif has and timeout > 0 and now - tonumber(started) > timeout then
     return decide('expired', parent)
   end
@@ -231,26 +233,34 @@ until #ids < 500
 return moved
 """
 
-# The keys of one execution as every script takes them (KEYS in this order, behind
-# `{prefix}exec:{<id>}:`): the branch keys of runeworker/adapters/redis_state.py, the barrier
-# registry, the start record of a single-branch execution, and the hold last (a call's
-# `expire` gives every key but the hold its TTL).
+# The keys of one execution as the scripts take them (KEYS in this order, behind
+# `{prefix}exec:{<id>}:`): the six branch keys of runeworker/adapters/redis_state.py, which
+# every call of the execution touches, and the hold (the branch scripts take these seven);
+# then the barrier registry (touched with the barriers) and the start record of a
+# single-branch execution (written once, moved by a hold), which only an arrival and a
+# schedule take too.
 EXECUTION_KEYS = (
     "branches:live", "branches:done", "branches:meta", "branches:failctx",
-    "branches:contexts", "branches:timers", "barriers", "started", "hold",
+    "branches:contexts", "branches:timers", "hold", "barriers", "started",
 )  # fmt: skip
-_TIMERS, _REGISTRY = EXECUTION_KEYS.index("branches:timers"), EXECUTION_KEYS.index("barriers")
+BRANCH_KEYS = EXECUTION_KEYS.index("hold") + 1  # how many the branch scripts take
+_TIMERS, _HOLD, _REGISTRY = (
+    EXECUTION_KEYS.index(k) for k in ("branches:timers", "hold", "barriers")
+)
 
 # The owner's part of `schedule`: the id into the execution's set of timers, and the hold. It
-# reads the locals `owner` (index of the execution's first key in KEYS, which holds them all
-# in the order of `RedisStore.keys_of`, hold last), `id`, `due` and `ttl`.
+# reads the locals `owner` (index in KEYS of the execution's first key; all of them follow, in
+# the order of `EXECUTION_KEYS`), `id`, `due` and `ttl`.
 _OWNER_PART = f"""
+local hold = KEYS[owner + {_HOLD}]
 local exec_keys = {{}}
-for i = owner, #KEYS - 1 do exec_keys[#exec_keys + 1] = KEYS[i] end
-local timers, registry = KEYS[owner + {_TIMERS}], KEYS[owner + {_REGISTRY}]
+for i = owner, owner + {len(EXECUTION_KEYS) - 1} do
+  if i ~= owner + {_HOLD} then exec_keys[#exec_keys + 1] = KEYS[i] end
+end
+local timers = KEYS[owner + {_TIMERS}]
 redis.call('SADD', timers, id)
-hold_execution(KEYS[#KEYS], registry, exec_keys, due, ttl)
-local kept = redis.call('GET', KEYS[#KEYS])
+hold_execution(hold, KEYS[owner + {_REGISTRY}], exec_keys, due, ttl)
+local kept = redis.call('GET', hold)
 if kept then redis.call('PEXPIREAT', timers, kept) else redis.call('EXPIRE', timers, ttl) end
 """
 
@@ -369,7 +379,7 @@ class RedisFlow:
     def _held(self, execution_id: str) -> list[str]:
         """The barrier registry and the hold key of an execution."""
         base = f"{self._prefix}exec:{{{execution_id}}}:"
-        return [base + EXECUTION_KEYS[_REGISTRY], base + EXECUTION_KEYS[-1]]
+        return [base + EXECUTION_KEYS[_REGISTRY], base + EXECUTION_KEYS[_HOLD]]
 
     def keys_of(self, execution_id: str) -> list[str]:
         """The Redis keys of one execution, in the order the scripts take them

@@ -49,6 +49,7 @@ from runeworker.adapters.redis_doubts import RedisDoubts
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.adapters.redis_flow import (
     AGGREGATE_FN,
+    BRANCH_KEYS,
     EXECUTION_KEYS,
     HOLD_FN,
     MERGE_FN,
@@ -98,18 +99,19 @@ return #KEYS
 """
 
 # Shared head of every script: the keys (`EXECUTION_KEYS` first), the token and `touch`,
-# which gives the execution's keys their TTL (`expire`: the hold's instant while a timer
-# holds the execution); the barrier functions give theirs, the scheduler's are global.
+# which gives the branch keys their TTL (`expire`: the hold's instant while a timer holds
+# the execution); the barrier functions give theirs and the registry's, a timer's hold the
+# start record's, and the scheduler's keys are global.
 _HEAD = (
-    keep_fn(f"KEYS[{len(EXECUTION_KEYS)}]")
+    keep_fn("KEYS[7]")
     + """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local contexts, timers, barriers = KEYS[5], KEYS[6], KEYS[7]
+local contexts, timers, hold, barriers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local function touch()
-  for i = 1, @N@ do expire(KEYS[i], ttl) end
+  for i = 1, 6 do expire(KEYS[i], ttl) end
 end
-""".replace("@N@", str(len(EXECUTION_KEYS) - 1))
+"""
 )
 
 # Shared head of the admit, advance and settle scripts: opens an unknown execution with the
@@ -342,10 +344,9 @@ if park ~= '' and state == 'waiting' then
       redis.call('HSET', KEYS[17], park, ARGV[16])
       redis.call('ZREM', KEYS[16], park)
       redis.call('ZADD', KEYS[15], due, park)
-      local exec_keys = {}
-      for i = 1, @HELD@ do exec_keys[i] = KEYS[i] end
-      hold_execution(KEYS[@HELD@ + 1], barriers, exec_keys, due, ttl)
-      kept_until = redis.call('GET', KEYS[@HELD@ + 1])  -- for the `touch` below
+      local exec_keys = {live, done, meta, failctx, contexts, timers, barriers, KEYS[9]}
+      hold_execution(hold, barriers, exec_keys, due, ttl)
+      kept_until = redis.call('GET', hold)  -- for the `touch` below
     end
   end
 end
@@ -364,8 +365,9 @@ end
 for _, v in ipairs(advanced) do reply[#reply + 1] = v end
 return reply
 """
-).replace("@HELD@", str(len(EXECUTION_KEYS) - 1))
-assert len(EXECUTION_KEYS) == 9, "the KEYS indexes of _ARRIVE count nine execution keys"
+)
+# the KEYS indexes of _HEAD and _ARRIVE
+assert EXECUTION_KEYS[6:] == ("hold", "barriers", "started") and BRANCH_KEYS == 7
 
 
 # KEYS: the attempt count, the spared flag; ARGV: TTL. A spared redelivery consumes the flag
@@ -670,7 +672,7 @@ class RedisStore(RedisFlow):
     def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
         try:
             # EVALSHA, and the script loaded again on NOSCRIPT (runeworker/adapters/redis_eval.py)
-            return self._eval(script, self.keys_of(execution_id), args)
+            return self._eval(script, self.keys_of(execution_id)[:BRANCH_KEYS], args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
 

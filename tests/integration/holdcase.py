@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from runeworker.adapters.redis_flow import EXECUTION_KEYS
 from runeworker.adapters.redis_state import RedisStore
 from runeworker.engine.barriers import MergeRule
 
@@ -15,8 +16,8 @@ from runeworker.engine.barriers import MergeRule
 def expiries(client: Any, store: RedisStore, execution_id: str) -> dict[str, int]:
     """Each existing key of the execution (`keys_of`, and the barriers its registry names)
     with its expiry instant in epoch ms (-1: none)."""
-    keys = store.keys_of(execution_id)
-    names = [*keys, *(k.decode() for k in client.smembers(keys[6]))]
+    keys = dict(zip(EXECUTION_KEYS, store.keys_of(execution_id), strict=True))
+    names = [*keys.values(), *(k.decode() for k in client.smembers(keys["barriers"]))]
     return {k: client.pexpiretime(k) for k in names if client.exists(k)}
 
 
@@ -26,7 +27,7 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     shorten nothing; a later timer moves them on; the hold key goes when the latest timer is
     due; a timer due already holds nothing (the TTL from now outlasts it)."""
     ex = f"held-{time.monotonic_ns()}"
-    *_, hold_key = store.keys_of(ex)
+    hold_key = store.keys_of(ex)[EXECUTION_KEYS.index("hold")]
     assert store.admit(ex, "root", time.time_ns()).steps == 0  # the branch keys exist
     store.aggregate(ex, "split", "", 0, 2, "t0", b'"item"')  # a barrier before the timer
     now = int(time.time() * 1000)
@@ -58,7 +59,7 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     past = f"{ex}-past"
     store.admit(past, "root", time.time_ns())
     store.schedule("wait-4", now - 5_000, b"frozen 4", owner=past)
-    assert not client.exists(store.keys_of(past)[-1])
+    assert not client.exists(store.keys_of(past)[EXECUTION_KEYS.index("hold")])
     after = int(time.time() * 1000)
     for key, at in expiries(client, store, past).items():
         assert now < at <= after + ttl * 1000 + 1, key
