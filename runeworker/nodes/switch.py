@@ -65,7 +65,7 @@ def _rules(ctx: NodeContext) -> list[Any]:
 
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Evaluate the rules in order. Output `{"output_index": i, "matched_rule": {value,
-    operator, compare}}` (operands resolved) for the first match, else
+    operator, compare}}` (see `_reported`) for the first match, else
     `{"output_index": len(rules), "fallback": True}`. A rule that errors is logged and skipped."""
     rules = _rules(ctx)
     for index, rule in enumerate(rules):
@@ -79,11 +79,26 @@ def run(ctx: NodeContext) -> dict[str, Any]:
             ctx.log.warning("switch node %s: rule %d skipped: %s", ctx.node.label, index, reason)
             continue
         if matched:
-            return {
-                "output_index": index,
-                "matched_rule": {"value": left, "operator": op, "compare": right},
-            }
+            return {"output_index": index, "matched_rule": _reported(rule, op, ctx.resolver)}
     return {"output_index": len(rules), "fallback": True}
+
+
+def _reported(rule: dict[str, Any], op: str, resolver: Resolver) -> dict[str, Any]:
+    """`matched_rule` as the Go node reports it: its `Rule` struct after the executor resolved
+    the parameters, before the evaluator reads the operands. `value` is a string (a resolved
+    value that is not is rendered, as Go's `fmt.Sprintf("%v")` does; JSON-like text here, as
+    everywhere, see `runeworker.engine.resolver.render`); `compare` keeps the resolved JSON
+    type. A reference that does not resolve is reported as written (Go keeps the original
+    parameters when resolving them fails)."""
+
+    def resolved(operand: Any) -> Any:
+        try:
+            return resolver.resolve_value(operand)
+        except ResolveError:
+            return operand
+
+    value, right = resolved(rule.get("value")), resolved(rule.get("compare"))
+    return {"value": render(value), "operator": op, "compare": right}
 
 
 # Registered by a call rather than a decorator: mutmut skips decorated functions

@@ -119,12 +119,30 @@ def test_rule_semantics(
     assert out["output_index"] == (0 if matches else 1)
 
 
-def test_matched_rule_carries_the_resolved_operands() -> None:
-    rules = [{"value": "$http.status", "operator": "==", "compare": "{{ $want }}"}]
-    out = run({"rules": rules}, {"$http": {"status": 200}, "$want": 200.0})
+@pytest.mark.parametrize(
+    ("value", "compare", "context", "reported"),
+    [
+        # Go: the value resolved by the executor, then `fmt.Sprintf("%v")` when not a string;
+        # compare as resolved, its JSON type kept
+        ("$http.status", "{{ $want }}", {"$http": {"status": 200}, "$want": 200.0}, ("200", 200.0)),
+        ("$s", "'ok'", {"$s": "ok"}, ("ok", "'ok'")),  # quotes stay: the evaluator strips them
+        (5, "5.0", {}, ("5", "5.0")),  # a literal compare is not read as a number yet
+        (True, True, {}, ("true", True)),
+        ("$flag", "true", {"$flag": True}, ("true", "true")),
+        ("hello $u", "hello Bob", {"$u": "Bob"}, ("hello Bob", "hello Bob")),
+        ("$obj", "$obj", {"$obj": {"a": [1]}}, ('{"a":[1]}', {"a": [1]})),
+        ("$weird key", "yes", {"$weird key": "yes"}, ("$weird key", "yes")),  # as written
+    ],
+)
+def test_matched_rule_is_the_rule_as_go_reports_it(
+    value: Any, compare: Any, context: dict[str, Any], reported: tuple[str, Any]
+) -> None:
+    rules = [{"value": value, "operator": "==", "compare": compare}]
+    out = run({"rules": rules}, context)
+    want_value, want_compare = reported
     assert out == {
         "output_index": 0,
-        "matched_rule": {"value": 200, "operator": "==", "compare": 200.0},
+        "matched_rule": {"value": want_value, "operator": "==", "compare": want_compare},
     }
 
 
