@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -182,7 +183,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# The signals that are commands to `serve` (reload, scale up and down) and whose default action
+# ends or stops the process: held from here until the supervisor's handlers take them
+# (`Arbiter._setup_signals`), so that one sent while `serve` starts is acted on, not fatal.
+SERVE_COMMANDS = {signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SERVE_COMMANDS)
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -237,6 +237,9 @@ class Supervisor:
         self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for sig in (*SUPERVISOR_SIGNALS, signal.SIGINT):
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        # `runeworker serve` held its command signals since it started (runeworker/cli.py):
+        # one that came meanwhile is pending, and is taken by the handler now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Only record and wake: the main loop may be anywhere when this runs.

@@ -121,15 +121,22 @@ def queue_counts(vhost: str) -> dict[str, tuple[int, int]]:
 
 
 class Serve:
-    """`python -m runeworker serve -c CONFIG` in its own session; its output goes to a file."""
+    """`python -m runeworker serve -c CONFIG` in its own session; its output goes to a file.
+    `python_args` replace `-m runeworker` (a launcher of the test's own)."""
 
-    def __init__(self, directory: Path, config: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: Path,
+        env: dict[str, str],
+        python_args: tuple[str, ...] = ("-m", "runeworker"),
+    ) -> None:
         self.dir = directory
         self.config = config
         self.log_path = directory / f"serve-{time.monotonic_ns()}.log"
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in kill())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runeworker", "serve", "-c", str(config)],
+            [sys.executable, *python_args, "serve", "-c", str(config)],
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -52,7 +52,7 @@ GRACEFUL = 10.0
 class Start(Protocol):
     def __call__(
         self, env: dict[str, str] | None = None, *, urls_in_file: bool = False,
-        **sections: dict[str, Any],
+        python_args: tuple[str, ...] = ("-m", "runeworker"), **sections: dict[str, Any],
     ) -> Serve: ...  # fmt: skip
 
 
@@ -82,6 +82,7 @@ def start(tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str) -> I
         env: dict[str, str] | None = None,
         *,
         urls_in_file: bool = False,
+        python_args: tuple[str, ...] = ("-m", "runeworker"),
         **sections: dict[str, Any],
     ) -> Serve:
         full_env = serve_env(amqp_url, redis_url, redis_prefix, **(env or {}))
@@ -89,7 +90,7 @@ def start(tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str) -> I
             sections.setdefault("broker", {}).setdefault("url", full_env.pop("RABBITMQ_URL"))
             sections.setdefault("redis", {}).setdefault("url", full_env.pop("REDIS_URL"))
         write_config(config, config_for(tmp_path, **sections))
-        started.append(Serve(tmp_path, config, full_env))
+        started.append(Serve(tmp_path, config, full_env, python_args))
         return started[-1]
 
     try:
@@ -219,6 +220,32 @@ def test_sighup_rolls_children_onto_the_new_prefetch(
     assert serve.workers() == new
     assert "config reloaded (generation 1)" in serve.log()
     assert serve.log().count("(prefetch 7)") == 2
+
+
+# `serve` that sends itself a reload and a scale-up as it starts, before the supervisor's
+# handlers are installed (whose default actions end and stop a process)
+SIGNALS_WHILE_STARTING = """
+import os, signal, sys
+import runeworker.commands.serve as command
+from runeworker.cli import main
+real = command.serve
+def serve(*args, **kwargs):
+    for sig in (signal.SIGHUP, signal.SIGTTIN):
+        os.kill(os.getpid(), sig)
+    return real(*args, **kwargs)
+command.serve = serve
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_reload_or_scaling_sent_while_serve_starts_is_acted_on(start: Start, rune: Rune) -> None:
+    """Held from `main` on (runeworker/cli.py) until the supervisor's handlers take them."""
+    serve = start(python_args=("-c", SIGNALS_WHILE_STARTING))
+    serve.wait_log("scaling up to 3 children")
+    rune.wait_consumers(3)
+    assert "received SIGHUP" in serve.log()
+    serve.send(signal.SIGTERM)
+    assert serve.wait(GRACEFUL + 10) == 0
 
 
 def test_readyz_probes_the_redis_a_reload_moved_the_children_to(
