@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 from runeworker.engine.messages import StackFrame
 from runeworker.engine.workflow import Edge, Workflow
@@ -37,9 +38,29 @@ def type_of(wf: Workflow, node_id: str) -> str:
     return node.type if node is not None else ""
 
 
+# Walks kept per parsed workflow (`Workflow.walks`): its graph never changes, and a process
+# runs many executions of one definition. A definition with more distinct walks than this (a
+# switch of thousands of routes) has the rest walked again each time.
+WALKS_KEPT = 4096
+_UNKNOWN = object()
+
+
+def _kept(wf: Workflow, key: tuple[str, ...], value: Any) -> Any:
+    if len(wf.walks) < WALKS_KEPT:
+        wf.walks[key] = value
+    return value
+
+
 def aggregator_of(wf: Workflow, split_id: str) -> str | None:
     """The aggregator that closes `split_id`: the first aggregator reachable from it (breadth
     first) at its own nesting level; a nested split is stepped over to its own aggregator."""
+    found = wf.walks.get(("aggregator", split_id), _UNKNOWN)
+    if found is _UNKNOWN:
+        found = _kept(wf, ("aggregator", split_id), _aggregator_walk(wf, split_id))
+    return cast("str | None", found)
+
+
+def _aggregator_walk(wf: Workflow, split_id: str) -> str | None:
     queue = deque(dict.fromkeys(successors(wf, split_id)))
     seen = set(queue)
     while queue:
@@ -59,9 +80,14 @@ def aggregator_of(wf: Workflow, split_id: str) -> str | None:
     return None
 
 
-def split_scope(wf: Workflow, split_id: str, aggregator_id: str) -> set[str]:
+def split_scope(wf: Workflow, split_id: str, aggregator_id: str) -> frozenset[str]:
     """Nodes a branch of the split may run before its aggregator (which is not included)."""
-    return reachable(wf, successors(wf, split_id), stop=aggregator_id)
+    key = ("scope", split_id, aggregator_id)
+    found = wf.walks.get(key)
+    if found is None:
+        walked = reachable(wf, successors(wf, split_id), stop=aggregator_id)
+        found = _kept(wf, key, frozenset(walked))
+    return cast("frozenset[str]", found)
 
 
 def reachable(wf: Workflow, starts: Iterable[str], stop: str = "") -> set[str]:
@@ -79,7 +105,11 @@ def reachable(wf: Workflow, starts: Iterable[str], stop: str = "") -> set[str]:
 def merge_parents(wf: Workflow, merge_id: str) -> list[str]:
     """The distinct source nodes of the edges into a merge, in edge order: the arrivals a
     `wait_for_all` merge waits for (duplicate edges count once)."""
-    return list(dict.fromkeys(e.src for e in wf.edges if e.dst == merge_id))
+    key = ("parents", merge_id)
+    found = wf.walks.get(key)
+    if found is None:
+        found = _kept(wf, key, tuple(dict.fromkeys(e.src for e in wf.edges if e.dst == merge_id)))
+    return list(found)
 
 
 def scope_of(lineage: list[StackFrame]) -> str:
@@ -104,6 +134,16 @@ def dead_paths(
     if not untaken:
         return []  # the common case: no walk at all
     own_agg = own_aggregator(wf, lineage)
+    key = ("dead", node_id, own_agg or "", *sorted(f"{e.id}\n{e.dst}" for e in taken))
+    found = wf.walks.get(key)
+    if found is None:
+        found = _kept(wf, key, _dead_walk(wf, node_id, taken, untaken, own_agg))
+    return list(found)
+
+
+def _dead_walk(
+    wf: Workflow, node_id: str, taken: list[Edge], untaken: list[Edge], own_agg: str | None
+) -> tuple[tuple[str, str], ...]:
     taken_dsts = {e.dst for e in taken}
     live = reachable(wf, taken_dsts)
     found: dict[tuple[str, str], None] = {}
@@ -133,4 +173,4 @@ def dead_paths(
             visited.add(inner)
             dst = inner
         queue.extend((dst, nxt) for nxt in successors(wf, dst))
-    return list(found)
+    return tuple(found)

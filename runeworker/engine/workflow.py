@@ -160,6 +160,9 @@ class Workflow(msgspec.Struct):
     embedded: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
     secret_values: dict[str, Any] = msgspec.field(default_factory=dict)
     secret_blocks: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # what `runeworker.engine.paths` found walking this graph, which never changes: a process
+    # keeps a parsed definition for many executions (`known_definitions.py`)
+    walks: dict[tuple[str, ...], Any] = msgspec.field(default_factory=dict)
 
     def index(self) -> Workflow:
         """Fill the lookup tables (first definition wins on duplicate ids)."""

@@ -3,9 +3,13 @@ dead-path elimination, on small graphs whose answers can be checked by hand."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
+import pytest
 from flowkit import definition, drive, n, start
 
+from runeworker.engine import paths
 from runeworker.engine.messages import StackFrame
 from runeworker.engine.paths import (
     aggregator_of,
@@ -86,3 +90,41 @@ def test_a_stray_ghost_ends_quietly() -> None:
     run = drive(msg)
     assert run.statuses == [] and run.messages == []
     assert (run.completion.status, run.completion.final_context) == ("completed", {})
+
+
+def test_walks_are_kept_per_workflow_and_answer_as_when_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parsed definition serves many executions: each walk is done once per workflow and
+    kept (`Workflow.walks`). The kept answers are those of a fresh walk, for every taken set
+    and split frame; a caller may change what it gets; past WALKS_KEPT nothing more is kept
+    and the answers stay right."""
+    edges = ["s>c", "c>x", "x>a", "c>s2", "s2>i", "i>a2", "a2>m", "q>m", "c>y", "y>m"]
+    types = {"s": "split", "c": "conditional", "a": "aggregator", "s2": "split",
+             "a2": "aggregator", "m": "merge"}  # fmt: skip
+    frame = [StackFrame("s", "ex_s_0", 0, 2)]
+    asks = [(taken, lineage) for taken in ([], ["c>x"], ["c>y"], ["c>x", "c>s2"])
+            for lineage in ([], frame)]  # fmt: skip
+
+    def answers(wf: Workflow) -> list[object]:
+        got: list[object] = [dead_paths(wf, "c", edges_of(wf, *t), f) for t, f in asks]
+        return [*got, merge_parents(wf, "m"), split_scope(wf, "s", "a"), aggregator_of(wf, "s")]
+
+    def alone(ask: Callable[[Workflow], object]) -> object:
+        return ask(graph(types, edges))  # a workflow that has walked nothing yet
+
+    expected = [alone(lambda wf, t=t, f=f: dead_paths(wf, "c", edges_of(wf, *t), f))
+                for t, f in asks]  # fmt: skip
+    expected += [alone(lambda wf: merge_parents(wf, "m")),
+                 alone(lambda wf: split_scope(wf, "s", "a")),
+                 alone(lambda wf: aggregator_of(wf, "s"))]  # fmt: skip
+    # the asks get five different answers; nothing taken, inside the split or not, two of them
+    assert len({repr(e) for e in expected[: len(asks)]}) == 5 and expected[0] != expected[1]
+    kept = graph(types, edges)
+    assert answers(kept) == expected and len(kept.walks) == 12
+    dead_paths(kept, "c", [], frame).append(("changed", "by a caller"))
+    merge_parents(kept, "m").append("changed")
+    assert answers(kept) == expected  # the second time, from what was kept
+    monkeypatch.setattr(paths, "WALKS_KEPT", 3)
+    small = graph(types, edges)
+    assert answers(small) == expected and answers(small) == expected and len(small.walks) == 3
