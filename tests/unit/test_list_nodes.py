@@ -449,6 +449,13 @@ def test_digit_strings_beyond_a_double_are_text_not_a_crash() -> None:
     assert error.startswith("sort rule 1: item 0 is '111") and error.endswith("', not a number")
 
 
+def test_an_index_too_long_for_any_list_finds_no_item() -> None:
+    items = [{"v": [1, 2]}]
+    huge = "1" * 5000  # int() of it raised ValueError, which failed the node
+    assert kept(items, [{"field": f"v[{huge}]", "operator": "==", "value": "1"}]) == []
+    assert kept(items, [{"field": f"v[{'0' * 5000}1]", "operator": "==", "value": "2"}]) == items
+
+
 @pytest.mark.parametrize("rules", [[], None])
 def test_sort_needs_a_rule(rules: Any) -> None:
     error = fails(sort_node.run, {"rules": rules}, {"$json": [1]})
