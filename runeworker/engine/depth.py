@@ -53,6 +53,14 @@ _OPENERS = frozenset(b"[{")
 _SHALLOW_BYTES = 2 * MAX_DEPTH + 1
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+# A `\\uXXXX` escape of one half of a UTF-16 surrogate pair without its other half (after an
+# even number of backslashes, so that it is an escape and not an escaped backslash before "u").
+# msgspec refuses the text; Go's encoding/json reads such an escape as U+FFFD.
+LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*"
+    rb"(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
 
 
 def json_exceeds(raw: bytes | msgspec.Raw | str) -> bool:
@@ -135,13 +143,27 @@ def check(value: Any, what: str) -> None:
 
 def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
     """Decode the JSON text `raw`; raises `DepthError` when it nests too deeply, and what
-    msgspec raises for text that is not JSON."""
+    msgspec raises for text that is not JSON. A lone surrogate escape (`"\\ud800"`, as
+    JavaScript's JSON.stringify and some HTTP APIs write half of an emoji) reads as U+FFFD, as
+    Go's encoding/json reads it: the text is JSON, only msgspec refuses it."""
     if json_exceeds(raw):
         raise DepthError(f"{what} is {TOO_DEEP}")
     try:
         return _decode(raw)
     except RecursionError:  # a deep stack already: below the limit, still too deep here
         raise DepthError(f"{what} is {TOO_DEEP}") from None
+    except msgspec.DecodeError:
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+        mended = LONE_SURROGATE.sub(_replacement_character, data)
+        if mended == data:
+            raise
+        return _decode(mended)
+
+
+def _replacement_character(m: re.Match[bytes]) -> bytes:
+    """The escape of U+FFFD in place of a lone surrogate escape (the backslash pairs before it,
+    which the match includes, are kept)."""
+    return m.group(0)[: m.start(1) - m.start(0)] + rb"\ufffd"
 
 
 def read(raw: bytes | msgspec.Raw, what: str) -> Any:

@@ -12,7 +12,6 @@ for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webh
 from __future__ import annotations
 
 import functools
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -20,6 +19,7 @@ from typing import Any, Final, cast
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from runeworker.engine import depth
 from runeworker.engine.context import ExtendedContext, LazyContext, spliced
 from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
@@ -219,21 +219,12 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     return msg
 
 
-# A `\\uXXXX` escape of one half of a UTF-16 surrogate pair without its other half (after an
-# even number of backslashes, so that it is an escape and not an escaped backslash before "u").
-_LONE_SURROGATE = re.compile(
-    rb"(?<!\\)(?:\\\\)*"
-    rb"(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-)
-
-
 def _decode_problem(data: bytes | str, exc: msgspec.DecodeError) -> str:
     """What msgspec says is wrong, unless the message holds a lone surrogate escape: grammatical
     JSON that is no Unicode text, which msgspec reports in words that do not name it (`Input
     data was truncated`, `unexpected end of escaped utf-16 surrogate pair`)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    lone = _LONE_SURROGATE.search(raw)
+    lone = depth.LONE_SURROGATE.search(raw)
     if lone is None:
         return str(exc)
     escape = lone.group(1).decode("ascii")

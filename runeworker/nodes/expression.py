@@ -59,6 +59,7 @@ _SYMBOLS = (">=", "<=", "==", "!=", "&&", "||", ">", "<")
 _WORD_KINDS = {"and": "and", "or": "or", "&&": "and", "||": "or", "contains": "op"}
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
+_SHORT_INTEGER = 300  # characters: an integer literal this long is well inside a double's range
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -73,10 +74,17 @@ def canonical_operator(op: Any) -> str:
 
 
 def parse_number(text: str) -> int | float | None:
-    """The number a decimal literal denotes (int when integral in form), else None."""
+    """The number a decimal literal denotes (int when integral in form), else None. A literal
+    beyond a double's range is no number, as Go's strconv.ParseFloat refuses it (ErrRange)."""
     if not _NUMBER.fullmatch(text):
         return None
     if _INTEGER.fullmatch(text):
+        if len(text) > _SHORT_INTEGER:
+            # int() refuses text of more than 4300 digits (sys.get_int_max_str_digits)
+            if not math.isfinite(float(text)):
+                return None
+            digits = text.lstrip("+-").lstrip("0") or "0"
+            text = "-" + digits if text.startswith("-") else digits
         return int(text)
     value = float(text)
     return value if math.isfinite(value) else None

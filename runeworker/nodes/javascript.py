@@ -179,12 +179,13 @@ def _text(value: Any) -> str | None:
 
 
 class Template:
-    """A value with `{{ expression }}` blocks. A block ends at the first `}}` outside a
-    JavaScript string literal (write `{ a: { b: 1 } }` with a blank to nest object literals
-    in one). `whole`: the value is one block, blanks around allowed, and keeps the
-    expression's JSON type, as upstream's `^\\s*\\{\\{(.+)\\}\\}\\s*$`; otherwise every block is
-    evaluated and rendered into the text around it (runeworker's own: upstream keeps such a
-    value as literal text)."""
+    """A value with `{{ expression }}` blocks. `whole`: the value is one block, blanks around
+    allowed, and keeps the expression's JSON type, as upstream's `^\\s*\\{\\{(.+)\\}\\}\\s*$`:
+    a value that starts with `{{` and ends with `}}` is one expression when the braces it opens
+    close before its last `}}` (`{{ xs.map(x => {return {id: x}}) }}`). Otherwise a block ends
+    at the first `}}` outside a JavaScript string literal (write `{ a: { b: 1 } }` with a blank
+    to nest object literals in one), and every block is evaluated and rendered into the text
+    around it (runeworker's own: upstream keeps such a value as literal text)."""
 
     def __init__(self, parts: list[tuple[bool, str]]) -> None:
         self.parts = parts  # (is an expression, text) in order
@@ -196,6 +197,9 @@ class Template:
     @classmethod
     def parse(cls, text: str) -> Template | None:
         """The blocks of `text`, or None when it holds no complete block."""
+        whole = _whole(text)
+        if whole is not None:
+            return whole
         parts: list[tuple[bool, str]] = []
         pos = 0
         while True:
@@ -211,9 +215,26 @@ class Template:
         return cls([(code, t) for code, t in parts if code or t])
 
 
-def _block_end(text: str, pos: int) -> int:
-    """The index after the `}}` that closes a block opened before `pos`; -1 when none."""
-    quote = ""
+def _whole(text: str) -> Template | None:
+    """`text` as one block when it is `{{ ... }}` (blanks around) and the first `}}` outside
+    string literals and outside the braces opened inside is its last one; else None."""
+    start, stop = len(text) - len(text.lstrip()), len(text.rstrip())
+    if not text.startswith("{{", start) or stop - start < 4 or text[stop - 2 : stop] != "}}":
+        return None
+    if _block_end(text, start + 2, nested=True) != stop:
+        return None
+    parts = [
+        (False, text[:start]),
+        (True, text[start + 2 : stop - 2].strip()),
+        (False, text[stop:]),
+    ]
+    return Template([(code, t) for code, t in parts if code or t])
+
+
+def _block_end(text: str, pos: int, *, nested: bool = False) -> int:
+    """The index after the `}}` that closes a block opened before `pos`; -1 when none.
+    `nested`: a `}` closes a brace opened after `pos` first."""
+    quote, depth = "", 0
     while pos < len(text):
         char = text[pos]
         if quote:
@@ -223,6 +244,10 @@ def _block_end(text: str, pos: int) -> int:
                 quote = ""
         elif char in "'\"`":
             quote = char
+        elif nested and char == "{":
+            depth += 1
+        elif nested and char == "}" and depth:
+            depth -= 1
         elif text.startswith("}}", pos):
             return pos + 2
         pos += 1

@@ -16,6 +16,7 @@ first, so data could be expanded as a template).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -34,6 +35,7 @@ _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 _SINGLE_REFERENCE = re.compile(r"\$\S+|\{\{\s*\$[^\s{}]+\s*\}\}")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
 _MAX_LISTED_PATHS = 5
+_INDEX_DIGITS = 18  # any longer index is beyond every list
 
 
 kind = json_kind  # JSON type name, for error sentences
@@ -150,6 +152,13 @@ def _relative(field: str, bases: tuple[str, ...]) -> str:
     return field.removeprefix("$").removeprefix(".")
 
 
+def _index(digits: str) -> int:
+    """A list index as written; one too long for any list (or for int(), past 4300 digits)
+    is `sys.maxsize`, which no item has either."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _INDEX_DIGITS else sys.maxsize
+
+
 @dataclass(frozen=True)
 class FieldPath:
     """A compiled field path; `get` reads it from one item."""
@@ -187,7 +196,7 @@ def field_path(raw: Any, bases: tuple[str, ...], where: str) -> FieldPath:
     for m in _SEGMENT.finditer(path):
         if m.start() != pos:
             break
-        segments.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        segments.append(m.group(1) if m.group(1) is not None else _index(m.group(2)))
         pos = m.end()
     if pos != len(path):
         raise NodeError(f"{where}: field '{text}' is not a valid path (at '{path[pos:]}')")

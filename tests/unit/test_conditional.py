@@ -14,7 +14,7 @@ from runeworker.engine.resolver import Resolver
 from runeworker.engine.workflow import Workflow, parse_definition
 from runeworker.errors import NodeError
 from runeworker.nodes import conditional
-from runeworker.nodes.expression import Expression, compare, truthy
+from runeworker.nodes.expression import Expression, compare, parse_number, truthy
 
 EDGES = [
     {"id": "e_true", "src": "cond", "dst": "yes"},
@@ -337,6 +337,18 @@ def test_evaluator_helpers() -> None:
         Expression(" ")
     with pytest.raises(NodeError, match=r"^expression is nested too deeply$"):
         Expression("(" * 5000 + "true" + ")" * 5000)
+
+
+def test_digit_strings_beyond_a_double_are_no_numbers() -> None:
+    # strconv.ParseFloat's range, without int()'s 4300-digit ValueError
+    assert parse_number("9" * 308) == int("9" * 308)
+    assert parse_number("9" * 309) is None
+    assert parse_number("-" + "1" * 5000) is None
+    assert parse_number("0" * 5000 + "12") == 12
+    assert parse_number("-" + "0" * 5000 + "12") == -12
+    assert result("$json.v > 1", {"$json": {"v": "0" * 5000 + "2"}}) is True
+    with pytest.raises(NodeError, match=r"^cannot convert '1111"):
+        run({"expression": "$json.v > 1"}, {"$json": {"v": "1" * 5000}})
 
 
 def _edges(params: dict[str, Any], output: dict[str, Any] | None) -> list[str]:

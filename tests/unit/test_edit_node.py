@@ -227,6 +227,39 @@ def test_cast_errors(type_: str, value: Any, message: str) -> None:
     assert text == f"type cast for 'out': {message}"
 
 
+def test_a_whole_expression_may_close_nested_braces_with_its_own() -> None:
+    # `}}` inside the expression: upstream's `^\\s*\\{\\{(.+)\\}\\}\\s*$` takes the last one.
+    result = run(
+        [
+            a("ids", "{{ $json.xs.map(x => {return {id: x}}) }}", "json"),
+            a("obj", " {{ ({a: {b: $json.xs.length}}) }} ", "json"),
+        ],
+        {"$json": {"xs": [1, 2]}},
+    )
+    assert result["ids"] == [{"id": 1}, {"id": 2}]
+    assert result["obj"] == {"a": {"b": 2}}
+
+
+def test_lone_surrogates_read_as_the_replacement_character() -> None:
+    # Half of a UTF-16 surrogate pair, as JavaScript strings and JSON text may hold one: U+FFFD,
+    # as goja's export and Go's encoding/json make it (not a DecodeError failing the node).
+    result = run(
+        [
+            a("js", "{{ '\\ud83d' + 'x' }}"),
+            a("obj", "{{ ({k: ['\\udc00']}) }}", "json"),
+            a("text", "<{{ '\\ud800' }}>"),
+            a("cast", '["\\ud83d", "\\ud83d\\ude00"]', "json"),
+        ],
+        {"$json": {}},
+    )
+    assert result == {
+        "js": "\ufffdx",
+        "obj": {"k": ["\ufffd"]},
+        "text": "<\ufffd>",
+        "cast": ["\ufffd", "\U0001f600"],
+    }
+
+
 def test_type_defaults_to_string() -> None:
     result = run([a("n", "{{ 1 + 1 }}", None), a("m", "{{ 2 }}", "")], {"$json": {}})
     assert result == {"n": "2", "m": "2"}

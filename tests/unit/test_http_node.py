@@ -213,6 +213,12 @@ def test_get_json_body_status_and_first_header_value(server: App) -> None:
         (b'"quoted"', "application/json", "quoted"),
         (b"{not json", "application/json", "{not json"),
         (b"", "text/plain", ""),
+        # half an emoji, escaped: parsed, the half read as U+FFFD (Go's encoding/json)
+        (
+            b'{"t": "a\\ud83d b", "k": ["\\ud83d\\ude00"]}',
+            "application/json",
+            {"t": "a\ufffd b", "k": ["\U0001f600"]},
+        ),
     ],
 )
 def test_body_text_json_and_empty(

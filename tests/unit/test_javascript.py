@@ -307,6 +307,12 @@ def test_depth_of_results_and_of_context_values() -> None:
          False),
         ("{{ 1 }} then unclosed {{ x", [(True, "1"), (False, " then unclosed {{ x")], False),
         ("{{ `a}}b` + 'c\\'}}' }}", [(True, "`a}}b` + 'c\\'}}'")], True),
+        # a whole value keeps the braces it opens (upstream's greedy pattern)
+        ("{{ xs.map(x => {return {id: x}}) }}", [(True, "xs.map(x => {return {id: x}})")], True),
+        (" {{ {a: {b: '}}'}} }}", [(False, " "), (True, "{a: {b: '}}'}}")], True),
+        ("{{ {a: 1}}}", [(True, "{a: 1}")], True),
+        ("{{ a }}{{ {b: 1} }}", [(True, "a"), (True, "{b: 1}")], False),
+        ("x {{ {a: {b: 1}} }}", [(False, "x "), (True, "{a: {b: 1"), (False, " }}")], False),
     ],
 )  # fmt: skip
 def test_template_blocks(text: str, parts: list[tuple[bool, str]], whole: bool) -> None:

@@ -436,6 +436,26 @@ def test_sort_errors(items: list[Any], rule: Any, error: str) -> None:
     assert fails(sort_node.run, {"rules": [rule]}, {"$json": items}) == error
 
 
+def test_digit_strings_beyond_a_double_are_text_not_a_crash() -> None:
+    # Go's ParseFloat refuses them (ErrRange), so they compare as text; Python's int() refused
+    # more than 4300 digits with a ValueError that failed the node.
+    huge, zeros = "1" * 5000, "0" * 5000 + "7"
+    items = [{"v": huge}, {"v": zeros}, {"v": 3}]
+    assert kept(items, [{"field": "v", "operator": ">", "value": "5"}]) == [{"v": zeros}]
+    assert kept([{"v": 1}], [{"field": "v", "operator": "==", "value": huge}]) == []
+    assert ordered(["2", huge], by()) == [huge, "2"]  # as text: "1..." before "2"
+    assert ordered([zeros, "2"], by()) == ["2", zeros]  # 7 and 2
+    error = fails(sort_node.run, {"rules": [by(type_="number")]}, {"$json": [huge, 2]})
+    assert error.startswith("sort rule 1: item 0 is '111") and error.endswith("', not a number")
+
+
+def test_an_index_too_long_for_any_list_finds_no_item() -> None:
+    items = [{"v": [1, 2]}]
+    huge = "1" * 5000  # int() of it raised ValueError, which failed the node
+    assert kept(items, [{"field": f"v[{huge}]", "operator": "==", "value": "1"}]) == []
+    assert kept(items, [{"field": f"v[{'0' * 5000}1]", "operator": "==", "value": "2"}]) == items
+
+
 @pytest.mark.parametrize("rules", [[], None])
 def test_sort_needs_a_rule(rules: Any) -> None:
     error = fails(sort_node.run, {"rules": rules}, {"$json": [1]})
