@@ -72,7 +72,9 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
         raise NodeError(
             f"telegram API error ({code}): {text}" if text else f"telegram API error (code {code})"
         )
-    updates = [u for u in body.get("result") or [] if isinstance(u, dict)]
+    # Upstream reads `result` as a list (`.([]any)`): anything else holds no update.
+    result = body.get("result")
+    updates = [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
     if not updates:
         name = _bot_username(call)
         where = (

@@ -547,6 +547,19 @@ def test_telegram_get_chat_id_failures(api: MockApi, answer: Any, message: str) 
     assert str(error).startswith(f"telegram bot.get_chat_id: {message}")
 
 
+@pytest.mark.parametrize("result", [5, True, "abc", {"update_id": 1}, None])
+def test_telegram_get_chat_id_result_that_is_no_list_holds_no_update(
+    api: MockApi, result: Any
+) -> None:
+    bot = f"/telegram/bot{TOKEN}/"
+    api.reply("POST", bot + "getUpdates", Reply({"ok": True, "result": result}))
+    api.reply("POST", bot + "getMe", Reply({"ok": True, "result": {"username": "rune_bot"}}))
+    error = failure("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert str(error).startswith("telegram bot.get_chat_id: no messages yet. Open Telegram")
+    assert error.details == {"provider": "telegram", "tool": "bot.get_chat_id"}
+    assert [r.path for r in api.requests] == [bot + "getUpdates", bot + "getMe"]
+
+
 def test_telegram_chat_title_wins(api: MockApi) -> None:
     chat = {"id": -100, "type": "supergroup", "title": "Ops", "first_name": "x"}
     answer = {"ok": True, "result": [{"update_id": 1, "edited_message": {"chat": chat}}]}
