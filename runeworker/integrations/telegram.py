@@ -14,6 +14,9 @@ from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook,
 
 BOT = "/bot{token}/"
 CHAT = Arg("chat_id", CHAT_ID, required=True)
+# The most a long poll's `timeout` lengthens its request: a larger wait is no use (the node is
+# stuck after `[worker] timeout` anyway) and a wait of 10**12 s overflows the platform's time_t.
+LONG_POLL_MAX = 3600
 OPTIONS = (Arg("caption"), Arg("parse_mode"), Arg("disable_notification", FLAG))
 # Where an update carries its chat, in the order upstream looks.
 CHAT_HOLDERS = (
@@ -57,7 +60,7 @@ def _bot(then: Hook | None = None) -> Hook:
 
 def _get_updates(call: Call) -> dict[str, Any]:
     # A long poll holds the answer up to `timeout` seconds: the request may take that long more.
-    wait = call.args["timeout"]
+    wait = min(call.args["timeout"], LONG_POLL_MAX)
     timeout = call.ctx.settings.http_default_timeout + wait if wait > 0 else None
     return call.send(call.request(timeout=timeout))
 

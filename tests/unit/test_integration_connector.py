@@ -233,6 +233,19 @@ def test_get_updates_long_poll_extends_the_request_timeout(
     assert [r.json for r in api.requests] == [{"timeout": 50}, None]
 
 
+def test_get_updates_huge_long_poll_is_sent_and_its_wait_capped(
+    api: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real = http.run
+    monkeypatch.setattr(http, "run", lambda ctx: seen.append(ctx.params) or real(ctx))
+    settings = settings_for(api, http_default_timeout=30.0)
+    for wait in (10**12, 10**30):
+        run_kind("integration.telegram.bot.get_updates", {"timeout": wait}, BOT, settings)
+    assert [p.get("timeout") for p in seen] == [3630.0, 3630.0]
+    assert [r.json for r in api.requests] == [{"timeout": 10**12}, {"timeout": 10**30}]
+
+
 # -- argument decoding ------------------------------------------------------------------------
 
 
