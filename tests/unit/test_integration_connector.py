@@ -67,6 +67,32 @@ def test_non_2xx_fails_with_status_url_and_body_naming_provider_and_tool(api: Mo
     assert error.details == {"provider": "google", "tool": "gmail.read_email", "status": 404}
 
 
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        # Go's json.Marshal of the decoded body: keys sorted, <, > and & escaped
+        (
+            {"error": {"message": "<b>no</b> & bye", "code": 403, "status": "DENIED"}},
+            ' body={"error":{"code":403,"message":"\\u003cb\\u003eno\\u003c/b\\u003e \\u0026 bye",'
+            '"status":"DENIED"}}',
+        ),
+        (
+            [{"z": 1, "a": [2, {"y": None, "b": True}]}],
+            ' body=[{"a":[2,{"b":true,"y":null}],"z":1}]',
+        ),
+        (None, ""),  # a JSON null is Go's nil body: no body= at all
+    ],
+)
+def test_non_2xx_json_body_is_quoted_as_go_marshals_it(
+    api: MockApi, answer: Any, shown: str
+) -> None:
+    api.reply("GET", READ_PATH, Reply(answer, 400))
+    assert read_error(api) == (
+        f"google gmail.read_email: integration request failed: status=400 "
+        f"url={api.url}{READ_PATH}{shown}"
+    )
+
+
 def test_non_2xx_text_body_is_quoted_as_text_and_cut(api: MockApi) -> None:
     api.reply("GET", READ_PATH, Reply(b"x" * 5000, 500))
     message = read_error(api)
@@ -138,7 +164,7 @@ def test_telegram_token_is_in_the_path_only_and_hidden_in_errors(api: MockApi) -
     assert str(error) == (
         "telegram bot.send_message: integration request failed: status=401 "
         f"url={api.url}/telegram/bot***/sendMessage "
-        'body={"ok":false,"description":"Unauthorized"}'
+        'body={"description":"Unauthorized","ok":false}'
     )
     assert api.only().path == path and "authorization" not in api.only().headers
 
