@@ -358,6 +358,11 @@ def test_sheets_update_row_range(api: MockApi, start: str, count: int, cells: st
         ([[1], [2]], "A", "values must contain exactly one row"),
         ([[]], "A", "column count must be >= 1"),
         ([[1]], "B2", "column must use letters only"),
+        # letters beyond ASCII, though Python's upper() makes A-Z of them (ß -> SS, U+0131 -> I)
+        ([[1]], "ß", "column must use letters only"),
+        ([[1]], "\u0131", "column must use letters only"),
+        ([[1]], "\ufb00", "column must use letters only"),
+        ([[1]], "É", "column must use letters only"),
     ],
 )
 def test_sheets_update_row_rejects(api: MockApi, values: Any, start: str, message: str) -> None:
