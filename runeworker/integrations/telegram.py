@@ -97,8 +97,10 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
     name = chat.get("title")
     if not isinstance(name, str):
         first, last = chat.get("first_name"), chat.get("last_name")
-        name = first if isinstance(first, str) else ""
-        name += f" {last}" if name and isinstance(last, str) else ""
+        # As upstream: the last name joins any first name given as text, even an empty one.
+        name = (
+            first + (f" {last}" if isinstance(last, str) else "") if isinstance(first, str) else ""
+        )
     kind = chat.get("type")
     return {
         "chat_id": _number(chat.get("id")),

@@ -612,6 +612,26 @@ def test_telegram_chat_title_wins(api: MockApi) -> None:
     assert out == {"chat_id": -100, "chat_type": "supergroup", "chat_name": "Ops"}
 
 
+@pytest.mark.parametrize(
+    ("names", "shown"),
+    [
+        ({"first_name": "", "last_name": "Lovelace"}, " Lovelace"),
+        ({"first_name": "Ada", "last_name": ""}, "Ada "),
+        ({"first_name": "Ada"}, "Ada"),
+        ({"first_name": 5, "last_name": "Lovelace"}, ""),
+        ({"last_name": "Lovelace"}, ""),
+    ],
+)
+def test_telegram_chat_name_joins_names_as_upstream(
+    api: MockApi, names: dict[str, Any], shown: str
+) -> None:
+    chat = {"id": 9, "type": "private"} | names
+    answer = {"ok": True, "result": [{"update_id": 1, "message": {"chat": chat}}]}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    out = run_kind("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert out == {"chat_id": 9, "chat_type": "private", "chat_name": shown}
+
+
 def test_slack_find_message_without_a_match(api: MockApi) -> None:
     api.reply("GET", "/slack/api/conversations.history", Reply({"messages": [{"text": "ok"}]}))
     params = {"channel": "C1", "keyword": "boom", "limit": 5}
