@@ -95,12 +95,8 @@ class Call:
         out, note = self._exchange(sub, f"{req.method} {shown}")
         status = int(out["status"])
         if not any_status and not 200 <= status < 300:
-            body = out["body"]
-            text = body if isinstance(body, str) else msgspec.json.encode(body).decode()
-            if len(text) > _SHOWN_BODY:
-                text = text[:_SHOWN_BODY] + f"... ({len(text)} characters)"
-            message = f"integration request failed: status={status} url={shown} body={text}"
-            raise StatusError(message + note, status)
+            message = f"integration request failed: status={status} url={shown}"
+            raise StatusError(message + _shown_body(out["body"]) + note, status)
         return out
 
     def _exchange(self, sub: NodeContext, shown: str) -> tuple[dict[str, Any], str]:
@@ -164,6 +160,28 @@ class Call:
             if arg.always or arg.is_set(value):
                 put(out, key, value)
         return out or None
+
+
+# Go's json.Marshal escapes these inside strings (HTML-safe JSON); in JSON text they occur in
+# strings only, so escaping them throughout is the same.
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def _shown_body(body: Any) -> str:
+    """` body=<body>` of a failure message, as upstream's connector.Error writes it: text as it is,
+    JSON as Go's json.Marshal re-encodes it (object keys sorted, `<>&` escaped), nothing for a
+    JSON `null` (Go's nil body); cut after _SHOWN_BODY characters."""
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        text = body
+    else:
+        text = msgspec.json.encode(body, order="sorted").decode().translate(_GO_ESCAPES)
+    if len(text) > _SHOWN_BODY:
+        text = text[:_SHOWN_BODY] + f"... ({len(text)} characters)"
+    return f" body={text}"
 
 
 def _query_text(value: Any) -> str:

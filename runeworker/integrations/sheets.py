@@ -36,14 +36,16 @@ def count(name: str) -> Arg:
 
 
 def column_index(column: str) -> int:
-    """1-based index of a column name (`A` = 1, `AA` = 27); lower case is accepted."""
+    """1-based index of a column name (`A` = 1, `AA` = 27); lower case is accepted. Letters are
+    ASCII's only, as upstream's `columnIndex` checks them one by one (str.upper() would make
+    `SS` of `ß` and `I` of dotless i, U+0131)."""
     if not column:
         raise NodeError("column is required")
     index = 0
-    for char in column.upper():
-        if not "A" <= char <= "Z":
+    for char in column:
+        if not ("A" <= char <= "Z" or "a" <= char <= "z"):
             raise NodeError("column must use letters only")
-        index = index * 26 + ord(char) - ord("A") + 1
+        index = index * 26 + ord(char.upper()) - ord("A") + 1
     return index
 
 

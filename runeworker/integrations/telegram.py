@@ -14,6 +14,9 @@ from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook,
 
 BOT = "/bot{token}/"
 CHAT = Arg("chat_id", CHAT_ID, required=True)
+# The most a long poll's `timeout` lengthens its request: a larger wait is no use (the node is
+# stuck after `[worker] timeout` anyway) and a wait of 10**12 s overflows the platform's time_t.
+LONG_POLL_MAX = 3600
 OPTIONS = (Arg("caption"), Arg("parse_mode"), Arg("disable_notification", FLAG))
 # Where an update carries its chat, in the order upstream looks.
 CHAT_HOLDERS = (
@@ -57,7 +60,7 @@ def _bot(then: Hook | None = None) -> Hook:
 
 def _get_updates(call: Call) -> dict[str, Any]:
     # A long poll holds the answer up to `timeout` seconds: the request may take that long more.
-    wait = call.args["timeout"]
+    wait = min(call.args["timeout"], LONG_POLL_MAX)
     timeout = call.ctx.settings.http_default_timeout + wait if wait > 0 else None
     return call.send(call.request(timeout=timeout))
 
@@ -72,7 +75,9 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
         raise NodeError(
             f"telegram API error ({code}): {text}" if text else f"telegram API error (code {code})"
         )
-    updates = [u for u in body.get("result") or [] if isinstance(u, dict)]
+    # Upstream reads `result` as a list (`.([]any)`): anything else holds no update.
+    result = body.get("result")
+    updates = [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
     if not updates:
         name = _bot_username(call)
         where = (
@@ -92,8 +97,10 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
     name = chat.get("title")
     if not isinstance(name, str):
         first, last = chat.get("first_name"), chat.get("last_name")
-        name = first if isinstance(first, str) else ""
-        name += f" {last}" if name and isinstance(last, str) else ""
+        # As upstream: the last name joins any first name given as text, even an empty one.
+        name = (
+            first + (f" {last}" if isinstance(last, str) else "") if isinstance(first, str) else ""
+        )
     kind = chat.get("type")
     return {
         "chat_id": _number(chat.get("id")),

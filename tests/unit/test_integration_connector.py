@@ -67,6 +67,32 @@ def test_non_2xx_fails_with_status_url_and_body_naming_provider_and_tool(api: Mo
     assert error.details == {"provider": "google", "tool": "gmail.read_email", "status": 404}
 
 
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        # Go's json.Marshal of the decoded body: keys sorted, <, > and & escaped
+        (
+            {"error": {"message": "<b>no</b> & bye", "code": 403, "status": "DENIED"}},
+            ' body={"error":{"code":403,"message":"\\u003cb\\u003eno\\u003c/b\\u003e \\u0026 bye",'
+            '"status":"DENIED"}}',
+        ),
+        (
+            [{"z": 1, "a": [2, {"y": None, "b": True}]}],
+            ' body=[{"a":[2,{"b":true,"y":null}],"z":1}]',
+        ),
+        (None, ""),  # a JSON null is Go's nil body: no body= at all
+    ],
+)
+def test_non_2xx_json_body_is_quoted_as_go_marshals_it(
+    api: MockApi, answer: Any, shown: str
+) -> None:
+    api.reply("GET", READ_PATH, Reply(answer, 400))
+    assert read_error(api) == (
+        f"google gmail.read_email: integration request failed: status=400 "
+        f"url={api.url}{READ_PATH}{shown}"
+    )
+
+
 def test_non_2xx_text_body_is_quoted_as_text_and_cut(api: MockApi) -> None:
     api.reply("GET", READ_PATH, Reply(b"x" * 5000, 500))
     message = read_error(api)
@@ -138,7 +164,7 @@ def test_telegram_token_is_in_the_path_only_and_hidden_in_errors(api: MockApi) -
     assert str(error) == (
         "telegram bot.send_message: integration request failed: status=401 "
         f"url={api.url}/telegram/bot***/sendMessage "
-        'body={"ok":false,"description":"Unauthorized"}'
+        'body={"description":"Unauthorized","ok":false}'
     )
     assert api.only().path == path and "authorization" not in api.only().headers
 
@@ -233,6 +259,19 @@ def test_get_updates_long_poll_extends_the_request_timeout(
     assert [r.json for r in api.requests] == [{"timeout": 50}, None]
 
 
+def test_get_updates_huge_long_poll_is_sent_and_its_wait_capped(
+    api: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real = http.run
+    monkeypatch.setattr(http, "run", lambda ctx: seen.append(ctx.params) or real(ctx))
+    settings = settings_for(api, http_default_timeout=30.0)
+    for wait in (10**12, 10**30):
+        run_kind("integration.telegram.bot.get_updates", {"timeout": wait}, BOT, settings)
+    assert [p.get("timeout") for p in seen] == [3630.0, 3630.0]
+    assert [r.json for r in api.requests] == [{"timeout": 10**12}, {"timeout": 10**30}]
+
+
 # -- argument decoding ------------------------------------------------------------------------
 
 
@@ -319,6 +358,11 @@ def test_sheets_update_row_range(api: MockApi, start: str, count: int, cells: st
         ([[1], [2]], "A", "values must contain exactly one row"),
         ([[]], "A", "column count must be >= 1"),
         ([[1]], "B2", "column must use letters only"),
+        # letters beyond ASCII, though Python's upper() makes A-Z of them (ß -> SS, U+0131 -> I)
+        ([[1]], "ß", "column must use letters only"),
+        ([[1]], "\u0131", "column must use letters only"),
+        ([[1]], "\ufb00", "column must use letters only"),
+        ([[1]], "É", "column must use letters only"),
     ],
 )
 def test_sheets_update_row_rejects(api: MockApi, values: Any, start: str, message: str) -> None:
@@ -547,12 +591,45 @@ def test_telegram_get_chat_id_failures(api: MockApi, answer: Any, message: str) 
     assert str(error).startswith(f"telegram bot.get_chat_id: {message}")
 
 
+@pytest.mark.parametrize("result", [5, True, "abc", {"update_id": 1}, None])
+def test_telegram_get_chat_id_result_that_is_no_list_holds_no_update(
+    api: MockApi, result: Any
+) -> None:
+    bot = f"/telegram/bot{TOKEN}/"
+    api.reply("POST", bot + "getUpdates", Reply({"ok": True, "result": result}))
+    api.reply("POST", bot + "getMe", Reply({"ok": True, "result": {"username": "rune_bot"}}))
+    error = failure("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert str(error).startswith("telegram bot.get_chat_id: no messages yet. Open Telegram")
+    assert error.details == {"provider": "telegram", "tool": "bot.get_chat_id"}
+    assert [r.path for r in api.requests] == [bot + "getUpdates", bot + "getMe"]
+
+
 def test_telegram_chat_title_wins(api: MockApi) -> None:
     chat = {"id": -100, "type": "supergroup", "title": "Ops", "first_name": "x"}
     answer = {"ok": True, "result": [{"update_id": 1, "edited_message": {"chat": chat}}]}
     api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
     out = run_kind("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
     assert out == {"chat_id": -100, "chat_type": "supergroup", "chat_name": "Ops"}
+
+
+@pytest.mark.parametrize(
+    ("names", "shown"),
+    [
+        ({"first_name": "", "last_name": "Lovelace"}, " Lovelace"),
+        ({"first_name": "Ada", "last_name": ""}, "Ada "),
+        ({"first_name": "Ada"}, "Ada"),
+        ({"first_name": 5, "last_name": "Lovelace"}, ""),
+        ({"last_name": "Lovelace"}, ""),
+    ],
+)
+def test_telegram_chat_name_joins_names_as_upstream(
+    api: MockApi, names: dict[str, Any], shown: str
+) -> None:
+    chat = {"id": 9, "type": "private"} | names
+    answer = {"ok": True, "result": [{"update_id": 1, "message": {"chat": chat}}]}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    out = run_kind("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert out == {"chat_id": 9, "chat_type": "private", "chat_name": shown}
 
 
 def test_slack_find_message_without_a_match(api: MockApi) -> None:
