@@ -172,9 +172,11 @@ end
 HOLD_FN = """
 local function hold_execution(hold, registry, keys, due, ttl)
   local clock = redis.call('TIME')
-  due = tonumber(due)
+  -- a due time past 2^53 ms (the year 287396: a timeout of 1e300 s) holds until then; beyond,
+  -- PEXPIREAT would refuse the instant and fail the script after some of its writes
+  due = math.min(tonumber(due), 2 ^ 53)
   if due <= tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) then return end
-  local at = due + tonumber(ttl) * 1000
+  local at = math.min(due + tonumber(ttl) * 1000, 2 ^ 53)
   if at <= tonumber(redis.call('GET', hold) or '0') then return end
   at = string.format('%.0f', at)
   redis.call('SET', hold, at)

@@ -122,6 +122,11 @@ def _parse_reference(ref: str) -> tuple[str, tuple[Segment, ...]]:
             text = ref[pos + 1 : close]
             if not _DIGITS.fullmatch(text):
                 raise ResolveError(f"reference {ref}: bad index [{text}], expected [n] with n >= 0")
+            if len(text) > 18:  # beyond any array's length (and int() refuses 4300 digits)
+                shown = ref if len(ref) <= 80 else ref[:60] + "..."
+                raise ResolveError(
+                    f"reference {shown}: index of {len(text)} digits is out of range"
+                )
             segments.append(int(text))
             pos = close + 1
         else:

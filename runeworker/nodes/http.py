@@ -53,6 +53,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the
 _OBJECT = p.Wording(invalid="{name} parameter must be an object")
 _URL = p.Wording(invalid="url parameter must be an http or https URL, got {got}")
 
+# The longest `timeout` taken: beyond, the socket's timeout overflows the platform's time_t
+# (10**12 s), and nothing waits a week for one answer.
+TIMEOUT_MAX = 7 * 86400.0
 _sleep = time.sleep  # tests replace it to observe the backoff without waiting
 _SESSION: tuple[int, requests.Session] | None = None
 
@@ -153,6 +156,10 @@ def _prepare(
     # worker.node_timeout is the default and the upper bound of the node's own timeout
     cap = settings.node_timeout if settings.node_timeout > 0 else math.inf
     timeout = p.duration(params, "timeout", min(settings.http_default_timeout, cap))
+    if timeout > TIMEOUT_MAX:
+        raise NodeError(
+            f"timeout parameter must be at most {TIMEOUT_MAX:g} seconds (7 days), got {timeout:g}"
+        )
     return _Request(
         prepared=prepared,
         timeout=min(timeout, cap),

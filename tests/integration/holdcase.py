@@ -56,6 +56,13 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     assert held.pop(hold_key) == later
     assert set(held.values()) == {later + ttl * 1000}, held
 
+    far = f"{ex}-far"  # a merge timeout of 1e300 s: held as long as Redis can say
+    store.admit(far, "root", time.time_ns())
+    store.schedule("wait-5", 10**303, b"frozen 5", owner=far)
+    held = expiries(client, store, far)
+    assert held.pop(store.keys_of(far)[EXECUTION_KEYS.index("hold")]) == 2**53
+    assert set(held.values()) == {2**53}, held
+
     past = f"{ex}-past"
     store.admit(past, "root", time.time_ns())
     store.schedule("wait-4", now - 5_000, b"frozen 4", owner=past)
@@ -63,5 +70,5 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     after = int(time.time() * 1000)
     for key, at in expiries(client, store, past).items():
         assert now < at <= after + ttl * 1000 + 1, key
-    for timer in ("wait-1", "wait-2", "wait-3", "wait-4"):
+    for timer in ("wait-1", "wait-2", "wait-3", "wait-4", "wait-5"):
         store.cancel_timer(timer)

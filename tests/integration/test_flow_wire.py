@@ -215,6 +215,26 @@ def test_a_merge_timeout_longer_than_the_key_ttl_times_the_merge_out(
     assert run.completion.status == "halted"
 
 
+def test_a_merge_timeout_beyond_any_date_waits_and_releases(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A merge `timeout` of 1e300 s parks a timer due in no calendar's year: the arrival's
+    script holds the execution's keys as long as Redis can say (2^53 ms) instead of failing
+    halfway through its writes, and the second arrival releases the merge."""
+    store = RedisStore.from_url(redis_url, prefix=redis_prefix)
+    merge = {"id": "merge", "name": "Merge", "type": "merge", "parameters": {"timeout": 1e300}}
+    nodes = [TRIGGER, n("left"), n("right"), merge, n("end")]
+    edges = [("e1", "trigger", "left"), ("e2", "trigger", "right"), ("e3", "left", "merge"),
+             ("e4", "right", "merge"), ("e5", "merge", "end")]  # fmt: skip
+    executor, run = Executor(store), Run()
+    drive(start(definition(nodes, edges), "trigger", execution_id=str(uuid.uuid4())),
+          executor=executor, run=run)  # fmt: skip
+    store.close()
+    merges = [s.status for s in run.statuses if s.node_id == "merge"]
+    assert merges == ["running", "waiting", "running", "success"]
+    assert run.completion.status == "completed" and len(run.completions) == 1
+
+
 # -- the scheduler on the wire ------------------------------------------------------------------
 
 

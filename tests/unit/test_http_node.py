@@ -623,6 +623,17 @@ def test_timeout(server: App, timeout: Any) -> None:
     )
 
 
+@pytest.mark.parametrize("timeout", [10**12, 1e300, 7 * 86400 + 1])
+def test_a_timeout_beyond_a_week_is_refused_before_anything_is_sent(
+    server: App, timeout: float
+) -> None:
+    """A socket timeout of 10**12 s overflowed the platform's time_t (OverflowError)."""
+    assert error({"url": server.url + "/slow", "timeout": timeout}) == (
+        f"timeout parameter must be at most 604800 seconds (7 days), got {timeout:g}"
+    )
+    assert not server.seen
+
+
 def test_non_positive_timeout_uses_the_default(server: App) -> None:
     _slow(server)
     url = server.url + "/slow"

@@ -142,6 +142,14 @@ def test_resolve_value(value: Any, expected: Any) -> None:
         ("$json[x]", "reference $json[x]: bad index [x], expected [n] with n >= 0"),
         ("$json[-1]", "reference $json[-1]: bad index [-1], expected [n] with n >= 0"),
         ("$json[]", "reference $json[]: bad index [], expected [n] with n >= 0"),
+        (
+            "$json[1234567890123456789]",
+            "reference $json[1234567890123456789]: index of 19 digits is out of range",
+        ),
+        (
+            "$json[" + "9" * 5000 + "]",
+            "reference $json[" + "9" * 54 + "...: index of 5000 digits is out of range",
+        ),
         ("$json[0", "reference $json[0: missing ']' after '['"),
         ("$http..status", "reference $http..status: empty field name at position 5"),
         (
