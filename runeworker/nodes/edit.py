@@ -22,9 +22,9 @@ as text):
   rendered; other JSON values (numbers, objects, ...) are resolved the same way.
 
 Values from the context are never evaluated again, so data cannot inject expressions.
-`type` (default `string`) casts the value: `string` (JSON text for objects and arrays),
-`number`, `boolean` (`true/yes/1/false/no/0`, numbers are true unless 0) or `json` (parses
-text). `name` is a dot path; missing objects on the way are created.
+`type` (default `string`, also when not text) casts the value: `string` (JSON text for objects
+and arrays), `number`, `boolean` (`true/yes/1/false/no/0`, numbers are true unless 0) or `json`
+(parses text). `name` is a dot path; missing objects on the way are created.
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def _assignments(ctx: NodeContext) -> list[Assignment]:
         if not isinstance(entry, dict):
             raise NodeError(f"assignment {i} must be an object with name, value and type")
         name = params.text(entry, "name", required=True, other="default", wording=_NAME)
-        type_ = params.text(entry, "type", "string", other="render").strip().lower()
+        # a `type` that is not a string is `string`, as upstream's `.(string)` reads it
+        type_ = params.text(entry, "type", "string", other="default").strip().lower()
         value = entry.get("value")
         template = Template.parse(value) if isinstance(value, str) else None
         out.append(Assignment(name, value, type_, template))

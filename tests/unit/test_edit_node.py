@@ -265,6 +265,12 @@ def test_type_defaults_to_string() -> None:
     assert result == {"n": "2", "m": "2"}
 
 
+@pytest.mark.parametrize("type_", [5, True, ["number"], {"t": "number"}])
+def test_a_type_that_is_not_a_string_is_string(type_: Any) -> None:
+    """Upstream reads `type` with `.(string)`: anything else is `string`, never an error."""
+    assert run([a("n", "{{ 1 + 1 }}", type_)], {"$json": {}}) == {"n": "2"}
+
+
 # -- values ------------------------------------------------------------------------------------
 
 CTX = {
