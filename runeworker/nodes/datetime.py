@@ -26,6 +26,7 @@ by the length of the gap (02:30 on a spring-forward day becomes 03:30).
 from __future__ import annotations
 
 import calendar
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
 from runeworker.nodes import params
-from runeworker.nodes.dates import COMMON_LAYOUTS, RFC3339, normalise
+from runeworker.nodes.dates import COMMON_LAYOUTS, RFC3339, UTC_ZONE, normalise
 from runeworker.nodes.datetime_layouts import (
     WEEKDAYS,
     Layout,
@@ -71,13 +72,31 @@ def now() -> datetime:
 
 
 def zone_param(ps: dict[str, Any]) -> ZoneInfo:
-    """`timezone`: an IANA name; not given means UTC."""
+    """`timezone`: an IANA name, or `Local` for the worker's own zone; not given means UTC."""
     wording = params.Wording(invalid="invalid timezone: unknown time zone {shown}")
     name = params.text(ps, "timezone", "UTC", wording=wording).strip()
+    if name == "Local":
+        return local_zone()
     try:
         return ZoneInfo(name)
     except (KeyError, ValueError, OSError) as exc:  # not found, bad key, a directory
         raise NodeError(f"invalid timezone: unknown time zone {name}") from exc
+
+
+def local_zone() -> ZoneInfo:
+    """The process's zone, as Go's `time.LoadLocation("Local")` finds it: `TZ` when set (empty
+    or unknown: UTC; a leading ':' dropped), else /etc/localtime, else UTC."""
+    tz = os.environ.get("TZ")
+    if tz is not None:
+        try:
+            return ZoneInfo(tz.removeprefix(":")) if tz.removeprefix(":") else UTC_ZONE
+        except (KeyError, ValueError, OSError):
+            return UTC_ZONE
+    try:
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f, key="Local")
+    except (OSError, ValueError):
+        return UTC_ZONE
 
 
 def format_param(ps: dict[str, Any]) -> Layout:

@@ -150,6 +150,27 @@ def test_invalid_timezone(zone: Any, shown: str) -> None:
     assert failure("dateTimeNow", timezone=zone) == f"invalid timezone: unknown time zone {shown}"
 
 
+@pytest.mark.parametrize(
+    ("tz", "offset"),
+    [("Asia/Tokyo", "+09:00"), (":America/Sao_Paulo", "-03:00"), ("", "Z"), ("Mars/Base", "Z")],
+)
+def test_local_timezone_is_the_workers_own_as_go_finds_it(
+    monkeypatch: pytest.MonkeyPatch, tz: str, offset: str
+) -> None:
+    """Go's `time.LoadLocation("Local")`: the `TZ` environment variable (empty or unknown: UTC),
+    else /etc/localtime."""
+    monkeypatch.setenv("TZ", tz)
+    out = run("dateTimeFormat", date="2026-06-01T12:00:00Z", timezone="Local")
+    assert out["result"].endswith(offset)
+
+
+def test_local_timezone_without_tz_reads_etc_localtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TZ", raising=False)
+    out = run("dateTimeFormat", date="2026-06-01T12:00:00Z", timezone="Local")
+    system = datetime(2026, 6, 1, 12, tzinfo=UTC).astimezone()
+    assert out["result"] == system.isoformat().replace("+00:00", "Z")
+
+
 @pytest.mark.parametrize("zone", [None, "", "   "])
 def test_blank_timezone_is_utc(zone: str | None) -> None:
     assert run("dateTimeNow", timezone=zone)["timezone"] == "UTC"
