@@ -318,6 +318,10 @@ class RedisFlow:
     _ttl: int
     _where: str
     _secret: str
+    _begun: list[tuple[str, int]]  # start records waiting for RedisStore.flush
+
+    def flush(self) -> None:
+        raise NotImplementedError  # RedisStore's
 
     def _register_flow_scripts(self) -> None:
         self._aggregate_script: Script = self._client.register_script(_AGGREGATE)
@@ -409,6 +413,9 @@ class RedisFlow:
         args = [timer_id, due_ms, payload, self._ttl]
         what = f"schedule of timer {timer_id!r}"
         if owner:
+            if any(execution_id == owner for execution_id, _ in self._begun):
+                # a wait as the execution's first step: its start record first, for the hold
+                self.flush()
             owned = self.keys_of(owner)
             if isinstance(self._client, RedisCluster):
                 self._call(what, "", self._own_script, owned, [timer_id, due_ms, self._ttl])

@@ -56,6 +56,14 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     assert held.pop(hold_key) == later
     assert set(held.values()) == {later + ttl * 1000}, held
 
+    first = f"{ex}-first"  # a single-branch execution whose first step is a wait
+    store.begin(first, time.time_ns())
+    store.schedule("wait-6", due, b"frozen 6", owner=first)
+    held = expiries(client, store, first)
+    assert set(held) == {store.keys_of(first)[i] for i in (5, 6, 8)}  # timers, hold, started
+    assert held.pop(store.keys_of(first)[EXECUTION_KEYS.index("hold")]) == due
+    assert set(held.values()) == {due + ttl * 1000}, held
+
     far = f"{ex}-far"  # a merge timeout of 1e300 s: held as long as Redis can say
     store.admit(far, "root", time.time_ns())
     store.schedule("wait-5", 10**303, b"frozen 5", owner=far)
@@ -70,5 +78,5 @@ def timer_holds_its_execution(store: RedisStore, client: Any, ttl: int) -> None:
     after = int(time.time() * 1000)
     for key, at in expiries(client, store, past).items():
         assert now < at <= after + ttl * 1000 + 1, key
-    for timer in ("wait-1", "wait-2", "wait-3", "wait-4", "wait-5"):
+    for timer in ("wait-1", "wait-2", "wait-3", "wait-4", "wait-5", "wait-6"):
         store.cancel_timer(timer)
