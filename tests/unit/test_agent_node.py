@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from llmkit import Mock, Request, Turn, base_url, llm, llm_requests, serve
+from llmkit import Mock, Request, Text, Turn, base_url, llm, llm_requests, serve
 
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
@@ -522,3 +522,84 @@ def test_the_tools_may_come_whole_from_the_context() -> None:
     assert done is not None and done.status == "completed", done and done.failure_reason
     assert api.requests[0].path == "/weather?city=Paris"
     assert llm_requests(model)[0].body["tools"][0]["function"]["name"] == "get_weather"
+
+
+# -- answers that are not in the API's shape ------------------------------------------------------
+
+
+def scripted(*answers: tuple[int, Any]) -> Iterator[Mock]:
+    """A mock answering `answers` in order (then 500s), whatever was asked."""
+    script = list(answers)
+    return serve(lambda request: script.pop(0) if script else (500, {}))
+
+
+def completion(message: Any, **more: Any) -> tuple[int, Any]:
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return 200, {"id": "c", "object": "chat.completion", "choices": [choice], **more}
+
+
+def function_call(name: Any, arguments: Any) -> dict[str, Any]:
+    function = {"name": name, "arguments": arguments}
+    call = {"id": "call_1", "type": "function", "function": function}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ((200, Text("text/html", "<html>busy</html>")), "the answer is not a JSON object"),
+        ((200, [1, 2]), "the answer is not a JSON object"),
+        (completion(None), "choices[0].message is not an object"),
+        (completion("hi"), "choices[0].message is not an object"),
+        (completion({"role": "assistant", "content": 5}), "choices[0].message.content is not text"),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": "x"}),
+            "choices[0].message.tool_calls is not a list",
+        ),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": [None]}),
+            "choices[0].message.tool_calls[0] is not an object",
+        ),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}),
+            "choices[0].message.tool_calls[0].function is not an object",
+        ),
+        (
+            completion(function_call(None, "{}")),
+            "choices[0].message.tool_calls[0].function.name is not text",
+        ),
+    ],
+)
+def test_a_malformed_chat_completion_fails_the_node_saying_where(
+    answer: tuple[int, Any], what: str
+) -> None:
+    with scripted(answer) as model:
+        settings = NodeSettings(agent_openai_base_url=model.url + "/v1", agent_max_retries=0)
+        statuses, _ = run(definition("openai", {}), settings)
+    assert failure(statuses) == f"agent: openai returned a malformed answer: {what}"
+
+
+def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"query_city": "A"}}},
+        {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": deep}},
+    ]
+    first = completion(
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        usage={"prompt_tokens": None, "completion_tokens": 4},
+    )
+    with weather_api() as api, scripted(first, completion({"content": "ok"})) as model:
+        settings = settings_for("openai", model, agent_max_retries=0)
+        _, done = run(definition("openai", {"tools": [weather_tool(api.url + "/w")]}), settings)
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    made_up, deep_call = output["tool_calls"]
+    # an object where the API has a JSON text is taken; a call without an id gets one
+    assert made_up["args"] == {"query_city": "A"} and made_up["id"].startswith("call_")
+    assert made_up["response"]["status"] == 200 and api.requests[0].path == "/w?city=A"
+    assert deep_call["response"] == {"error": "the arguments are nested too deeply"}
+    assert output["usage"] == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 0}
+    sent = llm_requests(model)[1].body["messages"][-3]["tool_calls"]
+    assert [c["id"] for c in sent] == [made_up["id"], "c2"]
+    assert json.loads(sent[0]["function"]["arguments"]) == {"query_city": "A"}
