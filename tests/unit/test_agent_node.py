@@ -603,3 +603,51 @@ def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
     sent = llm_requests(model)[1].body["messages"][-3]["tool_calls"]
     assert [c["id"] for c in sent] == [made_up["id"], "c2"]
     assert json.loads(sent[0]["function"]["arguments"]) == {"query_city": "A"}
+
+
+def message(content: Any, **more: Any) -> tuple[int, Any]:
+    usage = {"input_tokens": 3, "output_tokens": 2}
+    body = {"id": "m", "type": "message", "role": "assistant", "content": content, "usage": usage}
+    return 200, {**body, **more}
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ((200, Text("text/html", "<html>busy</html>")), "the answer is not a JSON object"),
+        (message(None), "content is not a list"),
+        (message("hi"), "content is not a list"),
+        (message([None]), "content[0] is not an object"),
+        (message([{"type": "text"}]), "content[0].text is not text"),
+        (
+            message([{"type": "text", "text": "a"}, {"type": "text", "text": 5}]),
+            "content[1].text is not text",
+        ),
+        (
+            message([{"type": "tool_use", "name": "get_weather", "input": {}}]),
+            "content[0].id is not text",
+        ),
+        (
+            message([{"type": "tool_use", "id": "t", "name": None, "input": {}}]),
+            "content[0].name is not text",
+        ),
+    ],
+)
+def test_a_malformed_anthropic_message_fails_the_node_saying_where(
+    answer: tuple[int, Any], what: str
+) -> None:
+    with scripted(answer) as model:
+        settings = NodeSettings(agent_anthropic_base_url=model.url, agent_max_retries=0)
+        statuses, _ = run(definition("anthropic", {}), settings)
+    assert failure(statuses) == f"agent: anthropic returned a malformed answer: {what}"
+
+
+def test_anthropic_token_counts_that_are_no_numbers_count_zero() -> None:
+    text = [{"type": "text", "text": "ok"}]
+    usage = {"input_tokens": None, "output_tokens": "2", "cache_read_input_tokens": 4}
+    with scripted(message(text, usage=usage)) as model:
+        settings = NodeSettings(agent_anthropic_base_url=model.url, agent_max_retries=0)
+        _, done = run(definition("anthropic", {}), settings)
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert output["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4}
