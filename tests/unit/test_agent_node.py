@@ -4,10 +4,12 @@ tool-calling exchange, the output, the limits, the failures and what stays secre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +24,8 @@ from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
 from runeworker.engine.registry import NodeSettings
 from runeworker.engine.state import MemoryStore
 from runeworker.nodes.agent import providers
+from runeworker.nodes.agent.conversation import ToolCall, ToolSpec
+from runeworker.nodes.agent.loop import Toolbox
 
 PROVIDERS = ("gemini", "openai", "anthropic")
 MODEL_KEY = "sk-model-SECRET-1234"
@@ -598,7 +602,7 @@ def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
     # an object where the API has a JSON text is taken; a call without an id gets one
     assert made_up["args"] == {"query_city": "A"} and made_up["id"].startswith("call_")
     assert made_up["response"]["status"] == 200 and api.requests[0].path == "/w?city=A"
-    assert deep_call["response"] == {"error": "the arguments are nested too deeply"}
+    assert deep_call["response"] == {"error": "the arguments are nested deeper than 100 levels"}
     assert output["usage"] == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 0}
     sent = llm_requests(model)[1].body["messages"][-3]["tool_calls"]
     assert [c["id"] for c in sent] == [made_up["id"], "c2"]
@@ -651,3 +655,53 @@ def test_anthropic_token_counts_that_are_no_numbers_count_zero() -> None:
     assert done.status == "completed", done.failure_reason
     output = done.final_context["$Agent"]
     assert output["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4}
+
+
+# -- what Go's decoder reads differently ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_half_an_emoji_reads_as_the_replacement_character(provider: str) -> None:
+    # the JSON escape "\ud83d" without its other half: Go reads U+FFFD, Python a lone surrogate
+    # that no UTF-8 encoder takes (the executor could not publish the status)
+    turn = Turn(text="half \ud83d", calls=(("get_weather", {"query_city": "P\ud83d"}),))
+    with weather_api() as api, llm(provider, turn, Turn(text="done \udc00")) as model:
+        _, done = run(
+            definition(provider, {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for(provider, model),
+        )
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert output["messages"][0]["content"] == "half \ufffd"
+    assert output["final_response"] == "done \ufffd"
+    assert output["tool_calls"][0]["args"] == {"query_city": "P\ufffd"}
+    assert api.requests[0].path == "/w?city=P%EF%BF%BD"
+    if provider != "gemini":  # its SDK sends the model's content back as it came (escaped)
+        assert "half \ufffd" in json.dumps(llm_requests(model)[1].body, ensure_ascii=False)
+
+
+def test_arguments_nested_too_deeply_are_answered_with_an_error() -> None:
+    nested: Any = "x"
+    for _ in range(150):
+        nested = [nested]
+    turn = Turn(calls=(("get_weather", {"query_city": nested}),))
+    with weather_api() as api, llm("anthropic", turn, Turn(text="done")) as model:
+        _, done = run(
+            definition("anthropic", {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for("anthropic", model),
+        )
+    assert done.status == "completed", done.failure_reason
+    (call,) = done.final_context["$Agent"]["tool_calls"]
+    error = "the arguments are nested deeper than 100 levels"
+    assert (call["args"], call["response"]) == ({}, {"error": error})
+    assert api.requests == []
+
+
+def test_a_tool_response_with_half_an_emoji_reads_as_go_reads_it() -> None:
+    async def tool(args: dict[str, Any]) -> dict[str, Any]:
+        return {"output": {"text\udc00": ["a\ud800b"]}}
+
+    toolbox = Toolbox(ThreadPoolExecutor(1))
+    toolbox.add(ToolSpec("t", "", {"type": "object"}), tool)
+    result = asyncio.run(toolbox.call(ToolCall("1", "t", {})))
+    assert result.response == {"output": {"text\ufffd": ["a\ufffdb"]}}

@@ -21,9 +21,10 @@ from anthropic.types import (
     UserMessageParam,
 )
 
+from runeworker.engine import depth
 from runeworker.errors import NodeError
 from runeworker.nodes.agent import tls
-from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
+from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage, mend
 from runeworker.nodes.agent.providers.exchange import Endpoint, count, exchange, malformed
 from runeworker.nodes.agent.providers.setup import Setup
 
@@ -105,7 +106,9 @@ class AnthropicChat:
                 texts.append(text)
             elif kind == "tool_use":
                 calls.append(_call(n, block))
-        self._last = [block.to_dict() for block in blocks]
+        # the blocks go back as the loop reads them (runeworker/nodes/agent/loop.py `as_go_reads`)
+        given = [block.to_dict() for block in blocks]
+        self._last = given if depth.exceeds(given) else mend(given)
         return Reply("".join(texts), tuple(calls), _usage(message))
 
     def answer(self, reply: Reply, results: list[ToolResult]) -> None:

@@ -20,9 +20,10 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
+from runeworker.engine import depth
 from runeworker.errors import NodeError
 from runeworker.nodes.agent import tls
-from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
+from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage, mend
 from runeworker.nodes.agent.providers.exchange import Endpoint, count, exchange, malformed
 from runeworker.nodes.agent.providers.setup import Setup
 
@@ -101,7 +102,8 @@ class OpenAIChat:
             _usage,
         )
         text, calls, given = _read(completion)
-        self._last = {"role": "assistant", "content": text or None, "tool_calls": given}
+        # the text goes back as the loop reads it (runeworker/nodes/agent/loop.py `as_go_reads`)
+        self._last = {"role": "assistant", "content": mend(text) or None, "tool_calls": given}
         return Reply(text, tuple(calls), _usage(completion))
 
     def answer(self, reply: Reply, results: list[ToolResult]) -> None:
@@ -169,7 +171,7 @@ def _call(call_id: str, name: str, arguments: object) -> tuple[ToolCall, str]:
     except ValueError as exc:
         return ToolCall(call_id, name, {}, f"the arguments are not valid JSON: {exc}"), arguments
     except RecursionError:
-        problem = "the arguments are nested too deeply"
+        problem = f"the arguments are {depth.TOO_DEEP}"
         return ToolCall(call_id, name, {}, problem), arguments
     if not isinstance(args, dict):
         return ToolCall(call_id, name, {}, "the arguments are not a JSON object"), arguments
