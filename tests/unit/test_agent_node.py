@@ -4,16 +4,18 @@ tool-calling exchange, the output, the limits, the failures and what stays secre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 import pytest
-from llmkit import Mock, Request, Turn, base_url, llm, llm_requests, serve
+from llmkit import Mock, Request, Text, Turn, base_url, llm, llm_requests, serve
 
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
@@ -22,6 +24,8 @@ from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
 from runeworker.engine.registry import NodeSettings
 from runeworker.engine.state import MemoryStore
 from runeworker.nodes.agent import providers
+from runeworker.nodes.agent.conversation import ToolCall, ToolSpec
+from runeworker.nodes.agent.loop import Toolbox
 
 PROVIDERS = ("gemini", "openai", "anthropic")
 MODEL_KEY = "sk-model-SECRET-1234"
@@ -522,3 +526,182 @@ def test_the_tools_may_come_whole_from_the_context() -> None:
     assert done is not None and done.status == "completed", done and done.failure_reason
     assert api.requests[0].path == "/weather?city=Paris"
     assert llm_requests(model)[0].body["tools"][0]["function"]["name"] == "get_weather"
+
+
+# -- answers that are not in the API's shape ------------------------------------------------------
+
+
+def scripted(*answers: tuple[int, Any]) -> Iterator[Mock]:
+    """A mock answering `answers` in order (then 500s), whatever was asked."""
+    script = list(answers)
+    return serve(lambda request: script.pop(0) if script else (500, {}))
+
+
+def completion(message: Any, **more: Any) -> tuple[int, Any]:
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return 200, {"id": "c", "object": "chat.completion", "choices": [choice], **more}
+
+
+def function_call(name: Any, arguments: Any) -> dict[str, Any]:
+    function = {"name": name, "arguments": arguments}
+    call = {"id": "call_1", "type": "function", "function": function}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ((200, Text("text/html", "<html>busy</html>")), "the answer is not a JSON object"),
+        ((200, [1, 2]), "the answer is not a JSON object"),
+        (completion(None), "choices[0].message is not an object"),
+        (completion("hi"), "choices[0].message is not an object"),
+        (completion({"role": "assistant", "content": 5}), "choices[0].message.content is not text"),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": "x"}),
+            "choices[0].message.tool_calls is not a list",
+        ),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": [None]}),
+            "choices[0].message.tool_calls[0] is not an object",
+        ),
+        (
+            completion({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}),
+            "choices[0].message.tool_calls[0].function is not an object",
+        ),
+        (
+            completion(function_call(None, "{}")),
+            "choices[0].message.tool_calls[0].function.name is not text",
+        ),
+    ],
+)
+def test_a_malformed_chat_completion_fails_the_node_saying_where(
+    answer: tuple[int, Any], what: str
+) -> None:
+    with scripted(answer) as model:
+        settings = NodeSettings(agent_openai_base_url=model.url + "/v1", agent_max_retries=0)
+        statuses, _ = run(definition("openai", {}), settings)
+    assert failure(statuses) == f"agent: openai returned a malformed answer: {what}"
+
+
+def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"query_city": "A"}}},
+        {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": deep}},
+    ]
+    first = completion(
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        usage={"prompt_tokens": None, "completion_tokens": 4},
+    )
+    with weather_api() as api, scripted(first, completion({"content": "ok"})) as model:
+        settings = settings_for("openai", model, agent_max_retries=0)
+        _, done = run(definition("openai", {"tools": [weather_tool(api.url + "/w")]}), settings)
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    made_up, deep_call = output["tool_calls"]
+    # an object where the API has a JSON text is taken; a call without an id gets one
+    assert made_up["args"] == {"query_city": "A"} and made_up["id"].startswith("call_")
+    assert made_up["response"]["status"] == 200 and api.requests[0].path == "/w?city=A"
+    assert deep_call["response"] == {"error": "the arguments are nested deeper than 100 levels"}
+    assert output["usage"] == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 0}
+    sent = llm_requests(model)[1].body["messages"][-3]["tool_calls"]
+    assert [c["id"] for c in sent] == [made_up["id"], "c2"]
+    assert json.loads(sent[0]["function"]["arguments"]) == {"query_city": "A"}
+
+
+def message(content: Any, **more: Any) -> tuple[int, Any]:
+    usage = {"input_tokens": 3, "output_tokens": 2}
+    body = {"id": "m", "type": "message", "role": "assistant", "content": content, "usage": usage}
+    return 200, {**body, **more}
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ((200, Text("text/html", "<html>busy</html>")), "the answer is not a JSON object"),
+        (message(None), "content is not a list"),
+        (message("hi"), "content is not a list"),
+        (message([None]), "content[0] is not an object"),
+        (message([{"type": "text"}]), "content[0].text is not text"),
+        (
+            message([{"type": "text", "text": "a"}, {"type": "text", "text": 5}]),
+            "content[1].text is not text",
+        ),
+        (
+            message([{"type": "tool_use", "name": "get_weather", "input": {}}]),
+            "content[0].id is not text",
+        ),
+        (
+            message([{"type": "tool_use", "id": "t", "name": None, "input": {}}]),
+            "content[0].name is not text",
+        ),
+    ],
+)
+def test_a_malformed_anthropic_message_fails_the_node_saying_where(
+    answer: tuple[int, Any], what: str
+) -> None:
+    with scripted(answer) as model:
+        settings = NodeSettings(agent_anthropic_base_url=model.url, agent_max_retries=0)
+        statuses, _ = run(definition("anthropic", {}), settings)
+    assert failure(statuses) == f"agent: anthropic returned a malformed answer: {what}"
+
+
+def test_anthropic_token_counts_that_are_no_numbers_count_zero() -> None:
+    text = [{"type": "text", "text": "ok"}]
+    usage = {"input_tokens": None, "output_tokens": "2", "cache_read_input_tokens": 4}
+    with scripted(message(text, usage=usage)) as model:
+        settings = NodeSettings(agent_anthropic_base_url=model.url, agent_max_retries=0)
+        _, done = run(definition("anthropic", {}), settings)
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert output["usage"] == {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4}
+
+
+# -- what Go's decoder reads differently ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_half_an_emoji_reads_as_the_replacement_character(provider: str) -> None:
+    # the JSON escape "\ud83d" without its other half: Go reads U+FFFD, Python a lone surrogate
+    # that no UTF-8 encoder takes (the executor could not publish the status)
+    turn = Turn(text="half \ud83d", calls=(("get_weather", {"query_city": "P\ud83d"}),))
+    with weather_api() as api, llm(provider, turn, Turn(text="done \udc00")) as model:
+        _, done = run(
+            definition(provider, {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for(provider, model),
+        )
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert output["messages"][0]["content"] == "half \ufffd"
+    assert output["final_response"] == "done \ufffd"
+    assert output["tool_calls"][0]["args"] == {"query_city": "P\ufffd"}
+    assert api.requests[0].path == "/w?city=P%EF%BF%BD"
+    if provider != "gemini":  # its SDK sends the model's content back as it came (escaped)
+        assert "half \ufffd" in json.dumps(llm_requests(model)[1].body, ensure_ascii=False)
+
+
+def test_arguments_nested_too_deeply_are_answered_with_an_error() -> None:
+    nested: Any = "x"
+    for _ in range(150):
+        nested = [nested]
+    turn = Turn(calls=(("get_weather", {"query_city": nested}),))
+    with weather_api() as api, llm("anthropic", turn, Turn(text="done")) as model:
+        _, done = run(
+            definition("anthropic", {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for("anthropic", model),
+        )
+    assert done.status == "completed", done.failure_reason
+    (call,) = done.final_context["$Agent"]["tool_calls"]
+    error = "the arguments are nested deeper than 100 levels"
+    assert (call["args"], call["response"]) == ({}, {"error": error})
+    assert api.requests == []
+
+
+def test_a_tool_response_with_half_an_emoji_reads_as_go_reads_it() -> None:
+    async def tool(args: dict[str, Any]) -> dict[str, Any]:
+        return {"output": {"text\udc00": ["a\ud800b"]}}
+
+    toolbox = Toolbox(ThreadPoolExecutor(1))
+    toolbox.add(ToolSpec("t", "", {"type": "object"}), tool)
+    result = asyncio.run(toolbox.call(ToolCall("1", "t", {})))
+    assert result.response == {"output": {"text\ufffd": ["a\ufffdb"]}}

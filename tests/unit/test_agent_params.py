@@ -116,6 +116,8 @@ def test_parse_happy_path() -> None:
             'agent: unknown gemini backend "bogus" (expected "ai_studio" or "vertex")',
         ),
         ({"model": {**MODEL, "temperature": "hot"}}, "agent: model.temperature must be a number"),
+        ({"model": {**MODEL, "temperature": 10**400}}, "agent: model.temperature is out of range"),
+        ({"model": {**MODEL, "temperature": 10**5000}}, "agent: model.temperature is out of range"),
         ({"model": MODEL}, "agent: at least one message is required"),
         (
             {"model": MODEL, "messages": [{"role": "user", "content": ""}]},

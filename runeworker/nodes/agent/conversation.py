@@ -7,8 +7,12 @@ text, the tool calls and the token usage of one model response.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# A lone UTF-16 surrogate: what Python's json makes of `"\ud83d"` (half of an emoji)
+_LONE_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,17 @@ class Chat(Protocol):
     async def close(self) -> None:
         """Release the connections."""
         ...
+
+
+def mend(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings read as U+FFFD, as Go's encoding/json
+    reads the escape (no UTF-8 encoder takes one: the http node's body, the status, the next
+    request would fail on it). For values at most `runeworker.engine.depth.MAX_DEPTH` deep:
+    it recurses."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {mend(k): mend(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mend(v) for v in value]
+    return value

@@ -9,8 +9,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from runeworker.engine import depth
 from runeworker.errors import NodeError
-from runeworker.nodes.agent.conversation import Chat, ToolCall, ToolResult, ToolSpec
+from runeworker.nodes.agent.conversation import (
+    Chat,
+    Reply,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    mend,
+)
 from runeworker.nodes.agent.params import quoted
 from runeworker.nodes.agent.transcript import Transcript
 
@@ -51,14 +59,14 @@ class Toolbox:
             response = {"error": f"unknown tool {quoted(call.name)}"}
         else:
             response = await tool(call.args)
-        return ToolResult(call, response)
+        return ToolResult(call, response if depth.exceeds(response) else mend(response))
 
 
 async def converse(chat: Chat, toolbox: Toolbox, transcript: Transcript, max_rounds: int) -> None:
     """Run the conversation to the model's final answer. A reply's calls run concurrently;
     their results go back in the calls' order."""
     for rounds in itertools.count():
-        reply = await chat.reply()
+        reply = as_go_reads(await chat.reply())
         transcript.reply(reply)
         if not reply.calls:
             return
@@ -69,3 +77,16 @@ async def converse(chat: Chat, toolbox: Toolbox, transcript: Transcript, max_rou
         results = list(await asyncio.gather(*(toolbox.call(c) for c in reply.calls)))
         transcript.results(results)
         chat.answer(reply, results)
+
+
+def as_go_reads(reply: Reply) -> Reply:
+    """A reply as upstream's Go decoder reads the API's JSON: lone surrogates as U+FFFD; a
+    call's arguments nested deeper than `depth.MAX_DEPTH` are answered with that error
+    (the output could not hold them, see runeworker/engine/depth.py)."""
+    calls = []
+    for call in reply.calls:
+        args, problem = call.args, call.problem
+        if not problem and depth.exceeds(args):
+            args, problem = {}, f"the arguments are {depth.TOO_DEEP}"
+        calls.append(ToolCall(mend(call.id), mend(call.name), mend(args), problem))
+    return Reply(mend(reply.text), tuple(calls), reply.usage)

@@ -164,14 +164,21 @@ def _model(raw: Any) -> ModelConfig:
         raise NodeError(
             f'agent: unknown gemini backend {quoted(backend)} (expected "ai_studio" or "vertex")'
         )
-    temperature = m.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not math.isfinite(temperature)
-    ):
-        raise NodeError(f"agent: model.temperature must be a number, got {temperature!r}")
-    return ModelConfig(provider, name, backend, None if temperature is None else float(temperature))
+    return ModelConfig(provider, name, backend, _temperature(m.get("temperature")))
+
+
+def _temperature(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NodeError(f"agent: model.temperature must be a number, got {value!r}")
+    try:  # JSON integers have no bound: one of 400 digits is no double
+        temperature = float(value)
+    except OverflowError:
+        temperature = math.inf
+    if not math.isfinite(temperature):
+        raise NodeError("agent: model.temperature is out of range")
+    return temperature
 
 
 def _messages(raw: Any) -> list[Message]:

@@ -21,10 +21,11 @@ from anthropic.types import (
     UserMessageParam,
 )
 
+from runeworker.engine import depth
 from runeworker.errors import NodeError
 from runeworker.nodes.agent import tls
-from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
-from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
+from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage, mend
+from runeworker.nodes.agent.providers.exchange import Endpoint, count, exchange, malformed
 from runeworker.nodes.agent.providers.setup import Setup
 
 PUBLIC = "https://api.anthropic.com"
@@ -94,10 +95,21 @@ class AnthropicChat:
             ),
             _usage,
         )
-        self._last = [block.to_dict() for block in message.content]
-        text = "".join(b.text for b in message.content if b.type == "text")
-        calls = tuple(_call(b.id, b.name, b.input) for b in message.content if b.type == "tool_use")
-        return Reply(text, calls, _usage(message))
+        blocks = _blocks(message)
+        texts, calls = [], []
+        for n, block in enumerate(blocks):
+            kind = getattr(block, "type", None)
+            if kind == "text":
+                text = getattr(block, "text", None)
+                if not isinstance(text, str):
+                    raise malformed("anthropic", f"content[{n}].text is not text")
+                texts.append(text)
+            elif kind == "tool_use":
+                calls.append(_call(n, block))
+        # the blocks go back as the loop reads them (runeworker/nodes/agent/loop.py `as_go_reads`)
+        given = [block.to_dict() for block in blocks]
+        self._last = given if depth.exceeds(given) else mend(given)
+        return Reply("".join(texts), tuple(calls), _usage(message))
 
     def answer(self, reply: Reply, results: list[ToolResult]) -> None:
         """The assistant turn as it came, then one user turn of tool_result blocks."""
@@ -118,16 +130,39 @@ class AnthropicChat:
         await self.client.close()
 
 
-def _call(call_id: str, name: str, arguments: object) -> ToolCall:
+def _blocks(message: object) -> list[anthropic.BaseModel]:
+    """The content blocks of a message. The SDK builds its objects without checking them."""
+    if not isinstance(message, Message):
+        raise malformed("anthropic", "the answer is not a JSON object")
+    content: object = message.content
+    if not isinstance(content, list):
+        raise malformed("anthropic", "content is not a list")
+    blocks: list[anthropic.BaseModel] = []
+    for n, block in enumerate(content):
+        if not isinstance(block, anthropic.BaseModel):
+            raise malformed("anthropic", f"content[{n}] is not an object")
+        blocks.append(block)
+    return blocks
+
+
+def _call(n: int, block: anthropic.BaseModel) -> ToolCall:
+    call_id, name = getattr(block, "id", None), getattr(block, "name", None)
+    if not isinstance(call_id, str) or not call_id:
+        raise malformed("anthropic", f"content[{n}].id is not text")
+    if not isinstance(name, str):
+        raise malformed("anthropic", f"content[{n}].name is not text")
+    arguments = getattr(block, "input", None)
     if not isinstance(arguments, dict):
         return ToolCall(call_id, name, {}, "the tool input is not a JSON object")
     return ToolCall(call_id, name, arguments)
 
 
-def _usage(message: Message) -> Usage:
-    u = message.usage
+def _usage(message: object) -> Usage:
+    u = getattr(message, "usage", None)
     # cache writes and reads are prompt tokens too (input_tokens counts only the rest)
-    prompt = (
-        u.input_tokens + (u.cache_creation_input_tokens or 0) + (u.cache_read_input_tokens or 0)
+    prompt = sum(
+        count(getattr(u, field, None))
+        for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
-    return Usage(prompt, u.output_tokens, prompt + u.output_tokens)
+    completion = count(getattr(u, "output_tokens", None))
+    return Usage(prompt, completion, prompt + completion)

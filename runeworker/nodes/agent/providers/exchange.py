@@ -65,3 +65,15 @@ def _failure(endpoint: Endpoint, exc: BaseException) -> str:
             reason = describe(exc)
         return f"agent: cannot reach {endpoint.where()}: {reason}"
     return f"agent: {endpoint.provider} request failed: {describe(exc)}"
+
+
+def malformed(provider: str, what: str) -> NodeError:
+    """The failure for an answer that is not in the API's shape (`what`: where it is not)."""
+    return NodeError(f"agent: {provider} returned a malformed answer: {what}")
+
+
+def count(value: object) -> int:
+    """A token count as an API gives it; anything else (absent, null, text) counts 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0

@@ -9,15 +9,22 @@ is refused without a credential (a clear error instead of its 401).
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionMessage,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
+from runeworker.engine import depth
 from runeworker.errors import NodeError
 from runeworker.nodes.agent import tls
-from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
-from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
+from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage, mend
+from runeworker.nodes.agent.providers.exchange import Endpoint, count, exchange, malformed
 from runeworker.nodes.agent.providers.setup import Setup
 
 PUBLIC = "https://api.openai.com/v1"
@@ -94,24 +101,10 @@ class OpenAIChat:
             ),
             _usage,
         )
-        if not completion.choices:
-            raise NodeError("agent: openai returned no choice")
-        message = completion.choices[0].message
-        calls, given = [], []
-        for call in message.tool_calls or []:
-            if call.type != "function":
-                continue  # custom (grammar) tools are never offered
-            name, arguments = call.function.name, call.function.arguments
-            given.append(
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                }
-            )
-            calls.append(_call(call.id, name, arguments))
-        self._last = {"role": "assistant", "content": message.content, "tool_calls": given}
-        return Reply(message.content or "", tuple(calls), _usage(completion))
+        text, calls, given = _read(completion)
+        # the text goes back as the loop reads it (runeworker/nodes/agent/loop.py `as_go_reads`)
+        self._last = {"role": "assistant", "content": mend(text) or None, "tool_calls": given}
+        return Reply(text, tuple(calls), _usage(completion))
 
     def answer(self, reply: Reply, results: list[ToolResult]) -> None:
         """The assistant message with its tool calls, then one tool message per result."""
@@ -125,18 +118,70 @@ class OpenAIChat:
         await self.client.close()
 
 
-def _call(call_id: str, name: str, arguments: str) -> ToolCall:
+def _read(completion: object) -> tuple[str, list[ToolCall], list[dict[str, Any]]]:
+    """The text and tool calls of the first choice, and the calls as they go back. The SDK
+    builds its objects without checking them: every field is checked here."""
+    if not isinstance(completion, ChatCompletion):
+        raise malformed("openai", "the answer is not a JSON object")
+    choices = completion.choices
+    if not isinstance(choices, list) or not choices:
+        raise NodeError("agent: openai returned no choice")
+    message = getattr(choices[0], "message", None)
+    if not isinstance(message, ChatCompletionMessage):
+        raise malformed("openai", "choices[0].message is not an object")
+    text = message.content
+    if text is not None and not isinstance(text, str):
+        raise malformed("openai", "choices[0].message.content is not text")
+    tool_calls = message.tool_calls
+    if tool_calls is not None and not isinstance(tool_calls, list):
+        raise malformed("openai", "choices[0].message.tool_calls is not a list")
+    calls, given = [], []
+    for n, call in enumerate(tool_calls or []):
+        where = f"choices[0].message.tool_calls[{n}]"
+        if not isinstance(call, openai.BaseModel):
+            raise malformed("openai", f"{where} is not an object")
+        if getattr(call, "type", None) not in (None, "function"):
+            continue  # custom (grammar) tools are never offered; a call without a type is taken
+        function = getattr(call, "function", None)
+        if not isinstance(function, openai.BaseModel):
+            raise malformed("openai", f"{where}.function is not an object")
+        name = getattr(function, "name", None)
+        if not isinstance(name, str):
+            raise malformed("openai", f"{where}.function.name is not text")
+        call_id = getattr(call, "id", None)
+        if not isinstance(call_id, str) or not call_id:
+            call_id = f"call_{uuid.uuid4().hex}"  # a server that numbers no call
+        tool_call, arguments = _call(call_id, name, getattr(function, "arguments", None))
+        calls.append(tool_call)
+        function_param = {"name": name, "arguments": arguments}
+        given.append({"id": call_id, "type": "function", "function": function_param})
+    return text or "", calls, given
+
+
+def _call(call_id: str, name: str, arguments: object) -> tuple[ToolCall, str]:
+    """The call, and its arguments as the API wants them back (a JSON text)."""
+    if arguments is None or arguments == "":
+        return ToolCall(call_id, name, {}), "{}"
+    if isinstance(arguments, dict):  # an object where the API has its JSON text
+        return ToolCall(call_id, name, arguments), json.dumps(arguments, default=str)
+    if not isinstance(arguments, str):
+        return ToolCall(call_id, name, {}, "the arguments are not a JSON object"), "{}"
     try:
-        args = json.loads(arguments or "{}")
+        args = json.loads(arguments)
     except ValueError as exc:
-        return ToolCall(call_id, name, {}, f"the arguments are not valid JSON: {exc}")
+        return ToolCall(call_id, name, {}, f"the arguments are not valid JSON: {exc}"), arguments
+    except RecursionError:
+        problem = f"the arguments are {depth.TOO_DEEP}"
+        return ToolCall(call_id, name, {}, problem), arguments
     if not isinstance(args, dict):
-        return ToolCall(call_id, name, {}, "the arguments are not a JSON object")
-    return ToolCall(call_id, name, args)
+        return ToolCall(call_id, name, {}, "the arguments are not a JSON object"), arguments
+    return ToolCall(call_id, name, args), arguments
 
 
-def _usage(completion: ChatCompletion) -> Usage:
-    u = completion.usage
-    if u is None:
-        return Usage()
-    return Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+def _usage(completion: object) -> Usage:
+    u = getattr(completion, "usage", None)
+    return Usage(
+        count(getattr(u, "prompt_tokens", None)),
+        count(getattr(u, "completion_tokens", None)),
+        count(getattr(u, "total_tokens", None)),
+    )
