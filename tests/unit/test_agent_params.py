@@ -104,6 +104,18 @@ def test_parse_happy_path() -> None:
     ]
 
 
+@pytest.mark.parametrize("bad", ["abc", "30s", True, [5], {"s": 5}, "nan", float("inf")])
+def test_a_tool_count_that_is_no_number_leaves_the_default(bad: Any) -> None:
+    """Upstream's tool builder falls back to its defaults (`parseSecondsOr`, `parseIntOr`); the
+    http node would refuse such a value at every call, and the tool would never run."""
+    http = {"method": "GET", "url": "https://example.com", "timeout": bad, "retry": bad,
+            "retry_delay": bad, "raise_on_status": "5xx"}  # fmt: skip
+    tool = {"name": "t", "description": "d", "type": "http_request", "config": http}
+    raw = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    (parsed,) = parse(raw).tools
+    assert parsed.http.options == (("raise_on_status", "5xx"),)
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

@@ -229,8 +229,34 @@ def _http_config(cfg: dict[str, Any]) -> HttpToolConfig:
         headers=_kv_fields(cfg.get("headers")),
         query=_kv_fields(cfg.get("query")),
         body=_kv_fields(cfg.get("body")),
-        options=tuple((k, cfg[k]) for k in _HTTP_OPTIONS if cfg.get(k) not in (None, "")),
+        options=tuple(
+            (k, v) for k in _HTTP_OPTIONS if (v := _option(k, cfg.get(k))) not in (None, "")
+        ),
     )
+
+
+# The tool options upstream reads as counts of seconds or tries (`parseSecondsOr`,
+# `parseIntOr` in services/rune-worker/pkg/nodes/custom/agent/tool_builder.go).
+_COUNTS = ("timeout", "retry", "retry_delay")
+
+
+def _option(name: str, value: Any) -> Any:
+    """An http option as the tool passes it on; a count that is not a number (`"abc"`,
+    `"30s"`, `true`) is left out, so the tool runs with the default, as upstream's does (the
+    http node would refuse it at every call). Numbers and numeric text pass: upstream reads
+    only integer text, and ignores a JSON number."""
+    if name not in _COUNTS or value is None:
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            return value if math.isfinite(float(value.strip())) else None
+        except ValueError:
+            return None
+    return None
 
 
 def field_mode(raw: Any) -> FieldMode:
