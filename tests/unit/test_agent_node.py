@@ -609,6 +609,27 @@ def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
     assert json.loads(sent[0]["function"]["arguments"]) == {"query_city": "A"}
 
 
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ((200, [1, 2]), "no candidates and no block reason"),
+        ((200, "busy"), "no candidates and no block reason"),
+        ((200, {"candidates": []}), "no candidates and no block reason"),
+        (
+            (200, {"promptFeedback": {"blockReason": "SAFETY"}}),
+            "no answer (prompt blocked: SAFETY)",
+        ),
+    ],
+)
+def test_a_gemini_answer_without_candidates_says_why_it_fails(
+    answer: tuple[int, Any], what: str
+) -> None:
+    with scripted(answer) as model:
+        settings = settings_for("gemini", model, agent_max_retries=0)
+        statuses, _ = run(definition("gemini", {}), settings)
+    assert failure(statuses) == f"agent: gemini returned {what}"
+
+
 def message(content: Any, **more: Any) -> tuple[int, Any]:
     usage = {"input_tokens": 3, "output_tokens": 2}
     body = {"id": "m", "type": "message", "role": "assistant", "content": content, "usage": usage}

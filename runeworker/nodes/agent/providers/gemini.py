@@ -104,8 +104,11 @@ class GeminiChat:
         )
         if not response.candidates:
             feedback = response.prompt_feedback
-            reason = feedback.block_reason if feedback and feedback.block_reason else "none"
-            raise NodeError(f"agent: gemini returned no answer (prompt blocked: {reason})")
+            if feedback and feedback.block_reason:
+                reason = getattr(feedback.block_reason, "value", feedback.block_reason)  # an enum
+                raise NodeError(f"agent: gemini returned no answer (prompt blocked: {reason})")
+            # what the SDK makes of a body without candidates: a list, a text, `{}`
+            raise NodeError("agent: gemini returned no candidates and no block reason")
         content = response.candidates[0].content or types.Content(role="model", parts=[])
         self._last = content
         parts = content.parts or []
