@@ -17,11 +17,13 @@ id; the first one is taken).
 see `Executor.step`), to its original queue
 (or `--to QUEUE`) through the default exchange, and acks the dead-letter copy in the same AMQP
 transaction: a message is either back on its queue and gone from the dead-letter queue, or
-untouched. A replayed message is processed like a new delivery, against the state the store
-still holds: when its execution was identified, the rejection recorded a `failed` outcome for
-it, and for `redis.key_ttl` a replay runs the node again and then publishes that same failed
-completion again. Replay therefore helps messages whose execution could not be identified or
-whose state has expired; resuming a failed execution would need its state reset first.
+untouched. `replay --all` reads the queue twice, one body in memory at a time: once to check
+every target queue before anything changes, then to replay. A replayed message is processed
+like a new delivery, against the state the store still holds: when its execution was
+identified, the rejection recorded a `failed` outcome for it, and for `redis.key_ttl` a replay
+runs the node again and then publishes that same failed completion again. Replay therefore
+helps messages whose execution could not be identified or whose state has expired; resuming a
+failed execution would need its state reset first.
 
 A message another client holds unacked (a `dlq` command running in another terminal) is
 invisible to basic.get: `list` and `replay --all` say on stderr how many of the messages they
@@ -186,33 +188,73 @@ class DeadLetterQueue:
         if to == self.name:
             print(f"error: --to names the dead-letter queue {self.name} itself", file=sys.stderr)
             return EXIT_ERROR
-        with self._browsing() as (ch, total, letters):
-            # --all takes a snapshot: a copy dead-lettered again meanwhile is not replayed twice
-            found = None if every else _find(letters, ref or "")
-            chosen = list(letters) if every else [found] if found else []
-            if every and len(chosen) < total:
-                self._note_unseen(total - len(chosen), total, "not replayed")
-            if not chosen:
-                if every:
-                    if not total:
-                        out.write(f"{self.name} is empty: nothing to replay\n")
-                    return EXIT_OK
+        if every:
+            return self._replay_all(to, out)
+        with self._browsing() as (ch, _total, letters):
+            found = _find(letters, ref or "")
+            if found is None:
                 print(f"error: no message {ref} in {self.name}", file=sys.stderr)
                 return EXIT_NOT_FOUND
-            targets = [to or d.header("queue") for d in chosen]
-            problem = self._check_targets(set(targets))
+            queue = to or found.header("queue")
+            problem = self._check_targets({queue})
             if problem:
                 print(f"error: {problem}", file=sys.stderr)
                 return EXIT_ERROR
             with self.endpoint.errors(f"cannot replay from {self.name}"):
                 ch.tx_select()
-                for n, (d, queue) in enumerate(zip(chosen, targets, strict=True), 1):
+                _republish(ch, found, queue)
+                ch.tx_commit()
+            out.write(_replayed_line(found, queue))
+        return EXIT_OK
+
+    def _replay_all(self, to: str | None, out: TextIO) -> int:
+        """Every message back to its queue, one body in memory at a time. A first pass reads
+        the messages to check every target queue before anything changes (their bodies are
+        dropped as it goes) and hands them back in place; the second replays as many as the
+        first saw (a snapshot: a copy dead-lettered again meanwhile is not replayed twice),
+        `_COMMIT_EVERY` to a transaction, checking the target of a message the first pass did
+        not see (another client put it back meanwhile)."""
+        targets: set[str] = set()
+        with self._browsing() as (_ch, total, letters):
+            seen = 0
+            for d in letters:
+                seen += 1
+                targets.add(to or d.header("queue"))
+            if seen < total:
+                self._note_unseen(total - seen, total, "not replayed")
+            if not seen:
+                if not total:
+                    out.write(f"{self.name} is empty: nothing to replay\n")
+                return EXIT_OK
+            problem = self._check_targets(targets)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_ERROR
+        with self._browsing() as (ch, _total, letters):
+            with self.endpoint.errors(f"cannot replay from {self.name}"):
+                ch.tx_select()
+            done: list[str] = []  # the lines of the transaction under way
+            for n, d in enumerate(itertools.islice(letters, seen), 1):
+                queue = to or d.header("queue")
+                if queue not in targets:
+                    problem = self._check_targets({queue})
+                    if problem:
+                        break
+                    targets.add(queue)
+                with self.endpoint.errors(f"cannot replay from {self.name}"):
                     _republish(ch, d, queue)
-                    if n % _COMMIT_EVERY == 0 or n == len(chosen):
+                done.append(_replayed_line(d, queue))
+                if n % _COMMIT_EVERY == 0:
+                    with self.endpoint.errors(f"cannot replay from {self.name}"):
                         ch.tx_commit()
-            for d, queue in zip(chosen, targets, strict=True):
-                shown = f"{one_line(queue)} (execution {one_line(d.execution_id)})"
-                out.write(f"replayed {d.id} to {shown}\n")
+                    out.write("".join(done))
+                    done = []
+            with self.endpoint.errors(f"cannot replay from {self.name}"):
+                ch.tx_commit()
+            out.write("".join(done))
+        if problem:
+            print(f"error: {problem}; the messages after it were not replayed", file=sys.stderr)
+            return EXIT_ERROR
         return EXIT_OK
 
     # -- helpers ----------------------------------------------------------------------------
@@ -283,6 +325,10 @@ def _list_line(d: DeadLetter) -> str:
         f"{d.index:>4}  {d.id:12}  {failed_at:20}  {queue:20}  "
         f"{one_line(d.execution_id):36}  {len(d.body):>9}  {reason}\n"
     )
+
+
+def _replayed_line(d: DeadLetter, queue: str) -> str:
+    return f"replayed {d.id} to {one_line(queue)} (execution {one_line(d.execution_id)})\n"
 
 
 def _republish(ch: Any, d: DeadLetter, queue: str) -> None:

@@ -253,9 +253,10 @@ def test_messages_another_client_takes_meanwhile_are_named_not_passed_over_in_si
     @contextlib.contextmanager
     def taken_meanwhile(self: DeadLetterQueue) -> Iterator[Any]:
         with browsing(self) as (ch, total, letters):  # counted: 3
-            held = other.channel()
-            assert held.basic_get(dead.queue, auto_ack=False)[0] is not None
-            holding.append(held)
+            if not holding:  # the other client holds one message at a time
+                held = other.channel()
+                assert held.basic_get(dead.queue, auto_ack=False)[0] is not None
+                holding.append(held)
             yield ch, total, letters
 
     monkeypatch.setattr(DeadLetterQueue, "_browsing", taken_meanwhile)
@@ -271,6 +272,46 @@ def test_messages_another_client_takes_meanwhile_are_named_not_passed_over_in_si
     finally:
         other.channel().queue_delete(target)
         other.close()
+
+
+def test_replay_all_checks_the_target_of_a_message_its_first_pass_did_not_see(
+    capsys: pytest.CaptureFixture[str],
+    amqp_url: str,
+    dead: Dead,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the pass that checks the targets and the pass that replays, another client
+    takes the first message and a message naming a missing queue is dead-lettered: the replay
+    stops before it, says why, and leaves it (and what follows) in the queue."""
+    stray = b"stray"
+    headers = {"x-runeworker-reason": "test", "x-runeworker-queue": "no-such-queue"}
+    browsing = DeadLetterQueue._browsing
+    calls: list[int] = []
+
+    @contextlib.contextmanager
+    def changed_between_passes(self: DeadLetterQueue) -> Iterator[Any]:
+        calls.append(1)
+        if len(calls) == 2:
+            conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            try:
+                ch = conn.channel()
+                method, _props, _body = ch.basic_get(dead.queue, auto_ack=True)
+                assert method is not None
+                ch.basic_publish("", dead.queue, stray, pika.BasicProperties(headers=headers))
+            finally:
+                conn.close()
+        with browsing(self) as found:
+            yield found
+
+    monkeypatch.setattr(DeadLetterQueue, "_browsing", changed_between_passes)
+    take_all(amqp_url, EXECUTION)
+    code, out, err = run(capsys, dead, "replay", all=True)
+    assert code == 2 and len(out.splitlines()) == 2, out
+    assert err == (
+        "error: queue no-such-queue does not exist; the messages after it were not replayed\n"
+    )
+    assert [b for b, _h in take_all(amqp_url, EXECUTION)] == dead.bodies[1:]
+    assert [b for b, _h in take_all(amqp_url, dead.queue)] == [stray]
 
 
 def test_replay_refuses_what_it_cannot_do_and_changes_nothing(
@@ -444,13 +485,19 @@ def test_show_of_a_body_that_is_not_json_escapes_its_control_characters(
     assert out.endswith("body:\ngarbage \\x1b]0;title\\x07\\x1b[31m\\r\nsecond line\n")
 
 
-def test_list_holds_one_message_at_a_time_not_the_whole_listing(
-    capsys: pytest.CaptureFixture[str], amqp_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", ["list", "replay"])
+def test_list_and_replay_hold_one_message_at_a_time_not_the_whole_queue(
+    capsys: pytest.CaptureFixture[str],
+    amqp_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
 ) -> None:
     """Oversized messages are dead-lettered whole (up to broker.max_message_bytes and beyond):
-    listing 1000 of them must not hold 1000 bodies."""
+    listing or replaying 1000 of them must not hold 1000 bodies (`replay --all` held every
+    body until it had checked every target queue)."""
     monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
     queue = f"dlq-test-{uuid.uuid4().hex[:8]}"
+    target = f"replayed-{uuid.uuid4().hex[:8]}"
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         ch = conn.channel()
@@ -459,16 +506,25 @@ def test_list_holds_one_message_at_a_time_not_the_whole_listing(
         for _ in range(24):
             ch.basic_publish("", queue, b"x" * 2**20, pika.BasicProperties(headers=headers))
         dead = Dead(queue, {"broker.url": amqp_url, "broker.dead_letter_queue": queue}, [], [])
+        ch.queue_declare(target)
         tracemalloc.start()
         try:
-            code, out, err = run(capsys, dead, "list")
+            if command == "list":
+                code, out, err = run(capsys, dead, "list")
+            else:
+                code, out, err = run(capsys, dead, "replay", all=True, to=target)
             _now, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
         assert (code, err) == (0, "")
-        assert [row[5] for row in listed(out)] == [str(2**20)] * 24
+        if command == "list":
+            assert [row[5] for row in listed(out)] == [str(2**20)] * 24
+            assert depth(amqp_url, queue) == 24
+        else:
+            assert len(out.splitlines()) == 24 and depth(amqp_url, queue) == 0
+            assert depth(amqp_url, target) == 24
         assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB for 24 messages of 1 MiB"
-        assert depth(amqp_url, queue) == 24
     finally:
         conn.channel().queue_delete(queue)
+        conn.channel().queue_delete(target)
         conn.close()
