@@ -318,10 +318,6 @@ class RedisFlow:
     _ttl: int
     _where: str
     _secret: str
-    _begun: list[tuple[str, int]]  # start records waiting for RedisStore.flush
-
-    def flush(self) -> None:
-        raise NotImplementedError  # RedisStore's
 
     def _register_flow_scripts(self) -> None:
         self._aggregate_script: Script = self._client.register_script(_AGGREGATE)
@@ -387,11 +383,11 @@ class RedisFlow:
         base = f"{self._prefix}exec:{{{execution_id}}}:"
         return [base + EXECUTION_KEYS[_REGISTRY], base + EXECUTION_KEYS[_HOLD]]
 
-    def keys_of(self, execution_id: str) -> list[str]:
-        """The Redis keys of one execution, in the order the scripts take them
+    def keys_of(self, execution_id: str, count: int = len(EXECUTION_KEYS)) -> list[str]:
+        """The first `count` Redis keys of one execution, in the order the scripts take them
         (`EXECUTION_KEYS`)."""
         base = f"{self._prefix}exec:{{{execution_id}}}:"
-        return [base + suffix for suffix in EXECUTION_KEYS]
+        return [base + suffix for suffix in EXECUTION_KEYS[:count]]
 
     def _exec_key(self, execution_id: str, kind: str, node_id: str, scope: str) -> str:
         base = f"{self._prefix}exec:{{{execution_id}}}:{kind}:{node_id}"
@@ -413,9 +409,6 @@ class RedisFlow:
         args = [timer_id, due_ms, payload, self._ttl]
         what = f"schedule of timer {timer_id!r}"
         if owner:
-            if any(execution_id == owner for execution_id, _ in self._begun):
-                # a wait as the execution's first step: its start record first, for the hold
-                self.flush()
             owned = self.keys_of(owner)
             if isinstance(self._client, RedisCluster):
                 self._call(what, "", self._own_script, owned, [timer_id, due_ms, self._ttl])

@@ -611,6 +611,13 @@ class RedisStore(RedisFlow):
     def _receipts_key(self, execution_id: str) -> str:
         return f"{self._prefix}exec:{{{execution_id}}}:receipts"
 
+    def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
+        """See `RedisFlow.schedule`; a wait as a single-branch execution's first step writes
+        its start record first, so that the timer's hold keeps it."""
+        if owner and any(execution_id == owner for execution_id, _ in self._begun):
+            self.flush()
+        super().schedule(timer_id, due_ms, payload, owner=owner)
+
     def begin(self, execution_id: str, now_ns: int) -> None:
         """Record the start of a single-branch execution; the first record wins. The write
         waits for the next `flush` (the worker flushes before every broker commit, so no
@@ -672,7 +679,7 @@ class RedisStore(RedisFlow):
     def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
         try:
             # EVALSHA, and the script loaded again on NOSCRIPT (runeworker/adapters/redis_eval.py)
-            return self._eval(script, self.keys_of(execution_id)[:BRANCH_KEYS], args)
+            return self._eval(script, self.keys_of(execution_id, BRANCH_KEYS), args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
 

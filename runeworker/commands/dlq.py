@@ -230,9 +230,9 @@ class DeadLetterQueue:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
-        with self._browsing() as (ch, _total, letters):
-            with self.endpoint.errors(f"cannot replay from {self.name}"):
-                ch.tx_select()
+        replaying = self.endpoint.errors(f"cannot replay from {self.name}")
+        with self._browsing() as (ch, _total, letters), replaying:
+            ch.tx_select()
             done: list[str] = []  # the lines of the transaction under way
             for n, d in enumerate(itertools.islice(letters, seen), 1):
                 queue = to or d.header("queue")
@@ -241,16 +241,13 @@ class DeadLetterQueue:
                     if problem:
                         break
                     targets.add(queue)
-                with self.endpoint.errors(f"cannot replay from {self.name}"):
-                    _republish(ch, d, queue)
+                _republish(ch, d, queue)
                 done.append(_replayed_line(d, queue))
                 if n % _COMMIT_EVERY == 0:
-                    with self.endpoint.errors(f"cannot replay from {self.name}"):
-                        ch.tx_commit()
+                    ch.tx_commit()
                     out.write("".join(done))
                     done = []
-            with self.endpoint.errors(f"cannot replay from {self.name}"):
-                ch.tx_commit()
+            ch.tx_commit()
             out.write("".join(done))
         if problem:
             print(f"error: {problem}; the messages after it were not replayed", file=sys.stderr)

@@ -246,12 +246,18 @@ def test_without_credential_no_authorization_is_sent(api: MockApi) -> None:
     assert "authorization" not in api.only().headers
 
 
-def test_get_updates_long_poll_extends_the_request_timeout(
-    api: MockApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def http_params(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The parameters each request hands the http node, in order."""
     seen: list[dict[str, Any]] = []
     real = http.run
     monkeypatch.setattr(http, "run", lambda ctx: seen.append(ctx.params) or real(ctx))
+    return seen
+
+
+def test_get_updates_long_poll_extends_the_request_timeout(
+    api: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = http_params(monkeypatch)
     settings = settings_for(api, http_default_timeout=30.0)
     run_kind("integration.telegram.bot.get_updates", {"timeout": 50}, BOT, settings)
     run_kind("integration.telegram.bot.get_updates", {}, BOT, settings)
@@ -262,9 +268,7 @@ def test_get_updates_long_poll_extends_the_request_timeout(
 def test_get_updates_huge_long_poll_is_sent_and_its_wait_capped(
     api: MockApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[dict[str, Any]] = []
-    real = http.run
-    monkeypatch.setattr(http, "run", lambda ctx: seen.append(ctx.params) or real(ctx))
+    seen = http_params(monkeypatch)
     settings = settings_for(api, http_default_timeout=30.0)
     for wait in (10**12, 10**30):
         run_kind("integration.telegram.bot.get_updates", {"timeout": wait}, BOT, settings)
