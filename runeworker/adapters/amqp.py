@@ -30,7 +30,10 @@ import msgspec
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pika.adapters.utils.connection_workflow import AMQPConnectorException
+from pika.adapters.utils.connection_workflow import (
+    AMQPConnectorException,
+    AMQPConnectorStackTimeout,
+)
 from pika.spec import Basic, BasicProperties
 
 from runeworker.adapters.amqp_frames import FrameWriter
@@ -66,6 +69,11 @@ _Published = tuple[str, str, bytes, BasicProperties]
 Confirmed = Callable[[bool], None] | None
 # called before each try of `Endpoint.connect`; False: give up (asked to stop)
 Ahead = Callable[[], bool]
+# seconds a command-line client (`submit`, `dlq`) gives one try at the TCP, TLS and AMQP
+# handshake: pika's 15 s times `broker.connection_attempts` kept a user waiting 48 s on a
+# broker that takes the connection and never answers
+COMMAND_HANDSHAKE_TIMEOUT = 5.0
+_PIKA_HANDSHAKE_TIMEOUT = 15.0  # pika's `stack_timeout` when none is given
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ class Endpoint:
             failed[0]
             if len(failed) == 1
             else ConnectionError(
-                "; ".join(f"{mask_url(url)}: {describe(exc)}" for url, exc in named)
+                "; ".join(f"{mask_url(url)}: {self._detail(exc)}" for url, exc in named)
             )
         )
         raise self.error("cannot connect to RabbitMQ", cause) from cause
@@ -177,10 +185,20 @@ class Endpoint:
 
     def error(self, what: str, exc: BaseException) -> BrokerError:
         """`exc` (a pika or socket error) as a BrokerError: `what at URL: detail`."""
-        detail = describe(exc)
+        detail = self._detail(exc)
         for url in self.urls:
             detail = scrub_password(detail, url)
         return BrokerError(f"{what} at {self.where}: {detail}")
+
+    def _detail(self, exc: BaseException) -> str:
+        if isinstance(exc, AMQPConnectorStackTimeout):
+            # pika's text ends in the socket's address tuple, a repr nobody needs
+            waited = self.handshake_timeout or _PIKA_HANDSHAKE_TIMEOUT
+            return (
+                f"no AMQP handshake within {waited:g} s (the broker took the connection "
+                "and did not answer)"
+            )
+        return describe(exc)
 
     @contextlib.contextmanager
     def errors(self, what: str) -> Iterator[None]:

@@ -50,7 +50,13 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
-from runeworker.adapters.amqp import AMQP_ERRORS, REPLAYED_HEADER, Endpoint, queue_arguments
+from runeworker.adapters.amqp import (
+    AMQP_ERRORS,
+    COMMAND_HANDSHAKE_TIMEOUT,
+    REPLAYED_HEADER,
+    Endpoint,
+    queue_arguments,
+)
 from runeworker.commands.printable import json_text, multiline, one_line
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
@@ -127,7 +133,7 @@ class DeadLetterQueue:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.name = cfg.broker.dead_letter_queue
-        self.endpoint = Endpoint.of(cfg.broker)
+        self.endpoint = Endpoint.of(cfg.broker, handshake_timeout=COMMAND_HANDSHAKE_TIMEOUT)
         self._conn: Any = None
 
     def __enter__(self) -> DeadLetterQueue:

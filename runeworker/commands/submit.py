@@ -38,6 +38,7 @@ import pika
 
 from runeworker.adapters.amqp import (
     AMQP_ERRORS,
+    COMMAND_HANDSHAKE_TIMEOUT,
     COMPLETION_QUEUE,
     STATUS_QUEUE,
     Endpoint,
@@ -206,7 +207,7 @@ class MasterClient:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.endpoint = Endpoint.of(cfg.broker)
+        self.endpoint = Endpoint.of(cfg.broker, handshake_timeout=COMMAND_HANDSHAKE_TIMEOUT)
         self._conn: Any = None
         self._ch: Any = None
         self._watch_queue = ""

@@ -249,6 +249,31 @@ def test_broker_error_exits_2_with_masked_url(capsys: pytest.CaptureFixture[str]
     assert "s3cret" not in err
 
 
+def test_a_broker_that_never_answers_fails_submit_at_the_command_handshake_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A listener that takes the connection and sends nothing: one try gives up after
+    `COMMAND_HANDSHAKE_TIMEOUT` (5 s), not pika's 15 s, and says what happened in words."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)  # the kernel completes the TCP handshake; nobody ever reads or writes
+        port = mute.getsockname()[1]
+        url = f"amqp://guest:s3cret@127.0.0.1:{port}/"
+        overrides = {"broker.url": url, "broker.connection_attempts": 1, "broker.retry_delay": 0.0}
+        started = time.monotonic()
+        code, lines = run_submit(load_config(None, env={}, overrides=overrides), "hello")
+        waited = time.monotonic() - started
+    assert code == 2
+    assert lines == []
+    err = capsys.readouterr().err
+    assert (
+        f"cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:{port}/: no AMQP handshake "
+        "within 5 s (the broker took the connection and did not answer)"
+    ) in err
+    assert "AddressFamily" not in err and "s3cret" not in err
+    assert 4.5 < waited < 14.0  # pika's own stack timeout would take 15 s
+
+
 class Recorder(threading.Thread):
     """An archivist-like consumer: its own durable queue bound to `workflow.completion`."""
 
