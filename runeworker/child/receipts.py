@@ -28,9 +28,11 @@ and ran twice, down to a second completion. The child therefore:
   batch): a new leader hands out again, unflagged, a message whose delivery by the dead leader
   it never learnt of (seen in the cluster suite). A delivery with a
   receipt is acked and publishes nothing (`duplicate`): its step's outcome is on the broker.
-  A resent delivery without one waits 2 s once (`COPY_GRACE`, `Parking`) and is looked
-  up again: the resend queues it right behind its original, which may be running on another
-  child at that moment;
+  A possible copy without one waits 2 s once (`COPY_GRACE`, `Parking`) and is looked
+  up again: the resend queues a resent copy right behind its original, which may be running
+  on another child at that moment, and the broker redelivers the deliveries of a commit in
+  doubt as it closes the connection, before their child has learnt that its commit failed and
+  claimed their receipts;
 * reads what the broker sent before it commits (`Broker.commit`): a broker that closed the
   connection while the batch ran (a fault, a node going down) discarded the transaction and
   handed its deliveries to others, so the commit fails as never sent, with nothing to publish
@@ -49,10 +51,10 @@ same bytes (Rune's consumers treat it as the redelivery it is: RTES upserts by n
 archivist's update is idempotent). A step that runs longer than the grace can still run twice
 when its message was resent. A close that reaches the child between that read and the
 commit (a window of one network latency) leaves the commit in doubt: its deliveries, already
-handed to another child, run there again when that child looks them up before this one has
-claimed their receipts (one step's statuses twice, with different bytes; its next message's
-copy then finds the receipt; seen once in the faults suite's `connections` scenario before the
-read was added). The messages of a commit in doubt are kept in Redis too until the resend
+handed to another child, wait their grace there, so they run again only when this child
+cannot claim their receipts within it (Redis slow or away: one step's statuses twice, with
+different bytes; seen in the faults suite's `connections` scenario before redeliveries
+waited). The messages of a commit in doubt are kept in Redis too until the resend
 (runeworker/child/doubts.py), before the receipts are claimed: a child killed before its
 resend leaves them to another child, which publishes them once their lease ends (killed
 between the keep and the claim, the deliveries the broker did not ack also run again: their
@@ -82,8 +84,9 @@ Receipt = tuple[str, str]  # (execution id, "<queue>|<branch token>|<node id>")
 # How long the receipts of committed transactions may wait to be written with a later call
 # (one write for many batches); with publisher confirms they are written before the confirms.
 RECEIPTS_EVERY = 0.1
-# How long a resent delivery without a receipt waits before it runs: its original may be
-# running on another child, whose receipt comes within RECEIPTS_EVERY of its commit.
+# How long a possible copy without a receipt waits before it runs: its original may be
+# running on another child, whose receipt comes within RECEIPTS_EVERY of its commit (or at
+# once after a commit in doubt).
 COPY_GRACE = 2.0
 
 
@@ -194,13 +197,12 @@ class ReceiptBook:
 
 
 class Parking:
-    """Resent deliveries without a receipt, held back `grace` seconds once: the resend queued
-    each right behind its original, which may be running on another child now, and whose
-    receipt then comes before the grace ends. (A broker redelivery has no original running:
-    the broker redelivers once the consumer's channel is gone, or after an ack was lost with
-    a node, by which time the receipt is written; a child whose connection closed mid-batch
-    learns it before its commit and publishes nothing of the batch. The exception is a close
-    between that and the commit: see the module doc.)"""
+    """Possible copies without a receipt, held back `grace` seconds once, while the deliveries
+    behind them go on. A resent copy: the resend queued it right behind its original, which may
+    be running on another child now, and whose receipt then comes before the grace ends. A
+    redelivery: mostly a crash's or a lost ack's, which no receipt will answer (it then runs
+    `grace` late), but also the delivery of a commit in doubt, whose child claims its receipt
+    as soon as the commit has failed (see the module doc)."""
 
     def __init__(self, grace: float = COPY_GRACE) -> None:
         self.grace = grace

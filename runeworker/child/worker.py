@@ -125,7 +125,7 @@ class Worker:
         self._spared: Delivery | None = None  # the in-flight delivery already spared
         self.book = ReceiptBook(self.store)  # steps whose outcome is published
         self.receipts = self.book.state
-        self.parking = Parking()  # resent deliveries waiting for their original's receipt
+        self.parking = Parking()  # possible copies waiting for their original's receipt
         # a commit in doubt kept in Redis until resent, and other children's left there
         self.doubts = DoubtBook(self.store.doubts)
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
@@ -372,9 +372,14 @@ class Worker:
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
             seen = self.book.look_up([k if self._look_up_all or self._to_look_up(d) else None
                                       for d, k in zip(batch, keys, strict=True)])  # fmt: skip
-            first = batch[0]  # a resent delivery is alone in its batch (`_batch`)
-            if keys[0] is not None and not seen[0] and _resent(first) and self.parking.park(first):
-                continue  # its original may be running elsewhere: it waits, once
+            first = batch[0]  # a possible copy is alone in its batch (`_batch`)
+            if (
+                keys[0] is not None
+                and not seen[0]
+                and _may_be_a_copy(first)
+                and self.parking.park(first)
+            ):
+                continue  # its original may still be claiming its receipt: it waits, once
             _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0

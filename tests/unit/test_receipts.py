@@ -289,11 +289,15 @@ def test_first_deliveries_are_not_looked_up(broker: StubBroker) -> None:
     assert 1 <= len(calls) <= 4
 
 
-def test_a_resent_copy_waits_while_its_original_runs_elsewhere(broker: StubBroker) -> None:
+@pytest.mark.parametrize("copy", ["resent", "redelivered"])
+def test_a_copy_waits_while_its_original_runs_elsewhere(broker: StubBroker, copy: str) -> None:
     """The copy a resend queues right behind an applied original reaches another child while
     the original's step runs: no receipt yet. It waits its grace and finds the receipt the
     original's child wrote meanwhile; run at once, the step would have run twice (the
-    cluster suite saw it)."""
+    cluster suite saw it). So does a broker's redelivery of a commit in doubt: the broker
+    hands the deliveries on as it closes the connection, and the child whose commit it was
+    claims their receipts only once its commit has failed (seen in the faults suite's
+    `connections` scenario: two statuses of one step)."""
     body = chain("ex-1", length=1)
     original = receipt_of(QUEUE, decode_execution(body))
 
@@ -305,7 +309,10 @@ def test_a_resent_copy_waits_while_its_original_runs_elsewhere(broker: StubBroke
             return found
 
     store = OriginalElsewhere()
-    broker.enqueue(QUEUE, body, headers={RESENT_HEADER: True})
+    if copy == "resent":
+        broker.enqueue(QUEUE, body, headers={RESENT_HEADER: True})
+    else:
+        broker.enqueue(QUEUE, body, redelivered=True)
     hooks = Recorder()
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert hooks.count("delivery", QUEUE, "duplicate") == 1
