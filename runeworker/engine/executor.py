@@ -44,7 +44,7 @@ from runeworker.engine.registry import NO_METER, Meter, NodeContext, NodeSetting
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Failure, StateStore, Verdict, child_tokens
 from runeworker.engine.workflow import Node, Workflow, embedded_credentials
-from runeworker.errors import NodeError
+from runeworker.errors import NodeError, UnreadableError
 
 log = logging.getLogger("runeworker.executor")
 
@@ -215,7 +215,10 @@ class Turn:
             return self._unknown_type()
         self.status.parameters, _ = self.resolver.resolve_params(self.node.params, spec.raw)
         self.resolver.used_keys.clear()  # like Go, the resume status names no used inputs
-        done = flow.resumed(self.flow, spec)
+        try:
+            done = flow.resumed(self.flow, spec)
+        except UnreadableError as exc:  # the frozen output nests too deeply, say
+            return self._failed(exc, flow.on_error(self.flow, spec, exc))
         self.outbox.statuses.append(outcome_status(self.status, done, 0))
         self.report.outcome = "success"
         self._close(done.ending)
@@ -228,7 +231,10 @@ class Turn:
         wait was due; still stale then, it was never the wait's to run. A wait step that died
         before its advance is redelivered and schedules the same timer again."""
         self._prepare()
-        frozen = self.ctx.get("$" + self.node.label)
+        try:
+            frozen = self.ctx.get("$" + self.node.label)
+        except UnreadableError:  # no timer to read in it: as when it is no object
+            return
         if not isinstance(frozen, dict):
             return
         timer_id, due = frozen.get("timer_id"), frozen.get("resume_at")

@@ -128,6 +128,10 @@ def test_a_tool_count_that_is_no_number_leaves_the_default(bad: Any) -> None:
             'agent: unknown gemini backend "bogus" (expected "ai_studio" or "vertex")',
         ),
         ({"model": {**MODEL, "temperature": "hot"}}, "agent: model.temperature must be a number"),
+        (  # found by fuzzing: the value was shown as a Python repr, [{'a': None}]
+            {"model": {**MODEL, "temperature": [{"a": None, "b": True}]}},
+            'agent: model.temperature must be a number, got [{"a":null,"b":true}]',
+        ),
         ({"model": {**MODEL, "temperature": 10**400}}, "agent: model.temperature is out of range"),
         ({"model": {**MODEL, "temperature": 10**5000}}, "agent: model.temperature is out of range"),
         ({"model": MODEL}, "agent: at least one message is required"),

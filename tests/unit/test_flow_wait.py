@@ -279,3 +279,40 @@ def test_a_stale_resume_long_after_its_due_time_is_dropped() -> None:
     assert store.next_due() is None
     assert Executor(store).step(stale, resumed=True).report.verdict is Verdict.STALE
     assert store.next_due() is not None  # within the grace period it comes back
+
+
+def _deeper_than_allowed(levels: int = 150) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_a_resume_whose_frozen_output_nests_too_deeply_fails_the_wait(early: bool) -> None:
+    """Found by fuzzing: a resume message whose frozen `$<wait>` nests deeper than 100 levels let
+    DepthError escape the step (the child turned it into `cannot execute node pause:
+    DepthError: ...`). The wait fails under its error policy, as any node meeting such a value;
+    a resume that comes before its wait parked (a token not parked) finds no timer to read in
+    it and is dropped, as one whose frozen output is no object."""
+    executor, run = Executor(MemoryStore()), Run()
+    step(executor, start(waiting_flow(amount=1, unit="seconds"), "pause"), run)
+    waiting = run.statuses[1].output
+    assert isinstance(waiting, dict)
+    [timer] = executor.store.claim_due(waiting["resume_at"], 10, 1000)
+    executor.store.ack_timer(timer.timer_id)
+    body = msgspec.json.decode(timer.payload)
+    body["accumulated_context"]["$Pause"]["resume_at"] = _deeper_than_allowed()
+    if early:
+        body["branch_token"] = "not-parked"
+    msg = decode_execution(msgspec.json.encode(body))
+    result = executor.step(msg, lambda s, _b: None, resumed=True)
+    if early:
+        assert result.report.verdict is Verdict.STALE
+        assert (result.statuses, result.messages, result.completion) == ([], [], None)
+        assert executor.store.next_due() is None
+        return
+    [failed] = result.statuses
+    assert failed.status == "failed" and failed.error is not msgspec.UNSET
+    assert failed.error.message == "context value $Pause is nested deeper than 100 levels"
+    assert result.completion is not None and result.completion.status == "halted"

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
 
 PROVIDERS = ("gemini", "openai", "anthropic")
@@ -171,7 +172,9 @@ def _temperature(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NodeError(f"agent: model.temperature must be a number, got {value!r}")
+        shown = render(value)  # as JSON: a Python repr (None, True, 'x') names no JSON value
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise NodeError(f"agent: model.temperature must be a number, got {shown}")
     try:  # JSON integers have no bound: one of 400 digits is no double
         temperature = float(value)
     except OverflowError:
