@@ -24,7 +24,7 @@ from runeworker.engine.context import ExtendedContext, LazyContext, spliced
 from runeworker.engine.known_contexts import KnownContexts
 from runeworker.engine.known_definitions import KnownDefinitions
 from runeworker.engine.nulls import TolerantDecoder
-from runeworker.engine.workflow import CREDENTIAL_LABELS, credential_holders
+from runeworker.engine.workflow import CREDENTIAL_LABELS
 from runeworker.errors import MessageError
 
 STATUS_RUNNING: Final = "running"
@@ -271,7 +271,8 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     every credential value in the definition is replaced by `***` (the mirror is persisted
     by RTES; the decrypted values must not be): a node's own credentials, and those the API
     embeds in an agent's `parameters.tools[]` and `parameters.mcp_servers[]`, which RTES keeps
-    with the node's parameters (it blanks only the node's own `credentials`)."""
+    with the node's parameters (it blanks only the node's own `credentials`), and any other
+    object's `credentials` (`_mask_credentials`)."""
     raw = bytes(msg.workflow_definition)
     if b'"credentials"' in raw:
         try:
@@ -279,16 +280,27 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             # cannot be masked (the step will fail it): never mirror its values unmasked
             definition, raw = None, b"{}"
-        if isinstance(definition, dict):
-            nodes = definition.get("nodes")
-            for n in nodes if isinstance(nodes, list) else ():
-                if not isinstance(n, dict):
-                    continue
-                for holder in (n, *credential_holders(n.get("parameters"))):
-                    if holder.get("credentials") is not None:
-                        holder["credentials"] = _masked_credential(holder["credentials"])
+        if definition is not None:
+            _mask_credentials(definition)
             raw = msgspec.json.encode(definition)
     return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
+
+
+def _mask_credentials(definition: Any) -> None:
+    """Mask, in place, the `credentials` of every object of `definition`, at any depth: those
+    of the nodes and of what `credential_holders` (runeworker/engine/workflow.py) names, and
+    those of a definition the step
+    will refuse (a misspelt `nodes`), which must not reach RTES unmasked either. Iterative:
+    the bytes may nest as deeply as the decoder allows."""
+    stack = [definition]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if value.get("credentials") is not None:
+                value["credentials"] = _masked_credential(value["credentials"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def _masked_credential(cred: Any) -> Any:

@@ -99,3 +99,26 @@ def test_odd_shapes_are_mirrored_unchanged_but_a_credential_that_is_no_object() 
     expected = msgspec.json.decode(body)["workflow_definition"]
     expected["nodes"][0]["parameters"]["mcp_servers"][0]["credentials"] = "***"
     assert msgspec.json.decode(mirrored)["workflow_definition"] == expected
+
+
+def test_credentials_anywhere_in_a_refused_definition_are_masked_too() -> None:
+    """A definition the step will refuse (its nodes under a misspelt key) is mirrored first:
+    the credentials of the objects it holds, at any depth, must not reach RTES."""
+    agent = _agent()
+    body = msgspec.json.encode(
+        {
+            "workflow_id": "12",
+            "execution_id": "ex-mirror",
+            "current_node": "agent",
+            "workflow_definition": {"Nodes": [agent], "edges": [{"deep": [[agent]]}]},
+            "accumulated_context": {},
+        }
+    )
+    mirrored = masked_mirror(decode_execution(body))
+    for secret in (b"NODE-SECRET", b"TOOL-SECRET", b"FLAT-SECRET", b"MCP-SECRET"):
+        assert secret not in mirrored, secret
+    definition = msgspec.json.decode(mirrored)["workflow_definition"]
+    node = definition["edges"][0]["deep"][0][0]
+    assert node["credentials"] == {"id": "1", "name": "cred 1", "type": "gemini_api_key",
+                                   "values": {"api_key": "***"}}  # fmt: skip
+    assert node["parameters"]["model"] == {"provider": "gemini", "name": "gemini-2.5-flash"}
