@@ -37,7 +37,7 @@ register(
         "POST",
         "/2/files/search_v2",
         Arg("query", required=True),
-        Arg("path"),
+        Arg("path", blank=True),  # upstream: `if args.Path != ""`
         Arg("filename_only", FLAG),
         body=SEARCH_BODY,
     ),

@@ -110,8 +110,10 @@ def _transition_apply(call: Call) -> dict[str, Any]:
 
 
 def _comment_create(call: Call) -> dict[str, Any]:
+    # As upstream: `text_body` only when `body` is absent or null; any other body goes as it
+    # is, "" too (`if bodyContent == nil`).
     content, text = call.args["body"], call.args["text_body"].strip()
-    if content is None or content == "":
+    if content is None:
         if not text:
             raise NodeError("argument 'body' or 'text_body' is required")
         content = adf(text)
@@ -120,7 +122,15 @@ def _comment_create(call: Call) -> dict[str, Any]:
 
 def _issue_search(call: Call) -> dict[str, Any]:
     # v3's /search is retired in Jira Cloud: /search/jql is its successor.
-    return {"path": API + ("/search/jql" if call.args["api_version"] == "3" else "/search")}
+    path = API + ("/search/jql" if call.args["api_version"] == "3" else "/search")
+    # Upstream sends `splitCSV(fields)` whenever `fields != ""`: a text of blanks and commas
+    # only is a list of no items, which Go's nil slice writes as `null`.
+    body = call.request().body or {}
+    for name in ("fields", "expand"):
+        given = call.ctx.params.get(name)
+        if isinstance(given, str) and given != "" and not call.args[name]:
+            body[name] = None
+    return {"path": path, "body": body}
 
 
 def _project_list(call: Call) -> dict[str, Any]:

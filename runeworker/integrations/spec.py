@@ -16,6 +16,8 @@ message naming the argument instead of Go's `json: cannot unmarshal ...`.
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,9 @@ def _text(value: Any) -> str:
     raise ValueError("a string")
 
 
+INT64_MIN = -(2**63)
+
+
 def _integer(value: Any) -> int:
     if value is None or value == "":
         return 0
@@ -64,6 +69,29 @@ def _integer(value: Any) -> int:
         raise ValueError("a whole number")
     if isinstance(number, float) and not number.is_integer():
         raise ValueError("a whole number")
+    # Upstream holds a JSON number as a float64 (2**53 + 1 is 2**53) and its DecodeArgs fails
+    # one beyond Go's int (64 bits).
+    try:
+        number = float(number)
+    except OverflowError:
+        raise ValueError("a whole number of at most 64 bits") from None
+    if not INT64_MIN <= number < 2.0**63:
+        raise ValueError("a whole number of at most 64 bits")
+    return int(number)
+
+
+def go_int64(value: Any) -> int:
+    """`int64(v)` of a JSON number as upstream reads it (a float64; anything else is 0): truncated
+    toward zero; out of int64's range (1e21) the value amd64 gives, -9223372036854775808 (Go
+    leaves the conversion to the platform: upstream's image is built for linux/amd64)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    try:
+        number = float(value)  # a JSON integer is a float64 in Go: 2**53 + 1 becomes 2**53
+    except OverflowError:
+        return INT64_MIN
+    if math.isnan(number) or not INT64_MIN <= number < 2.0**63:
+        return INT64_MIN
     return int(number)
 
 
@@ -117,11 +145,18 @@ def _csv(value: Any) -> list[str]:
 
 
 def _chat_id(value: Any) -> str:
-    """Telegram's `chat_id` is a number or an @channel name (upstream's `chatIDToString`)."""
+    """Telegram's `chat_id`, a number or an @channel name, as upstream's `chatIDToString` writes
+    it: a JSON number (a float64 in Go) as `strconv.FormatInt(int64(v), 10)`, so 1.5 is "1",
+    -1001234567890 stays itself and 1e21 is "-9223372036854775808" (`go_int64`); text as it is;
+    true/false as `fmt.Sprint` writes them."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a number or @name")  # no JSON number: Go's decoder refuses it
+        if isinstance(value, int) and abs(value) > sys.float_info.max:
+            raise ValueError("a number or @name")  # beyond a float64: Go's decoder refuses it
+        return str(go_int64(value))
     return _text(value)
 
 
@@ -149,6 +184,8 @@ class Arg:
     """One argument of a tool.
 
     required: "argument 'x' is required" when unset (text compared after `trim` if set).
+    blank: a text of blanks only is set and sent as given (upstream checks `!= ""`, not a
+        trimmed value, for this optional argument); otherwise blanks only are unset.
     positive: a count or 1-based index, "argument 'x' must be >= 1" below 1.
     signed: an integer whose negative values mean something (only 0 is unset).
     always: sent even when unset (upstream sends the zero value, e.g. Dropbox `recursive`).
@@ -159,6 +196,7 @@ class Arg:
     kind: Kind = TEXT
     required: bool = False
     trim: bool = False
+    blank: bool = False
     positive: bool = False
     signed: bool = False
     always: bool = False
@@ -189,7 +227,9 @@ class Arg:
             return value is not None
         if self.kind is INTEGER and not self.signed:
             return bool(value > 0)
-        return bool(value.strip()) if isinstance(value, str) else bool(value)
+        if isinstance(value, str):
+            return value != "" if self.blank else bool(value.strip())
+        return bool(value)
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,33 @@ every error, and no Authorization header is sent (the path is the Bot API's only
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from runeworker.errors import NodeError
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import CHAT_ID, CSV, FLAG, INTEGER, Arg, Hook, Tool, family, named
+from runeworker.integrations.spec import (
+    CHAT_ID,
+    CSV,
+    FLAG,
+    INTEGER,
+    Arg,
+    Hook,
+    Tool,
+    family,
+    go_int64,
+    named,
+)
 
 BOT = "/bot{token}/"
 CHAT = Arg("chat_id", CHAT_ID, required=True)
 # The most a long poll's `timeout` lengthens its request: a larger wait is no use (the node is
 # stuck after `[worker] timeout` anyway) and a wait of 10**12 s overflows the platform's time_t.
 LONG_POLL_MAX = 3600
-OPTIONS = (Arg("caption"), Arg("parse_mode"), Arg("disable_notification", FLAG))
+# Upstream sends `caption` and `parse_mode` when they are not "": blanks only go out too.
+OPTIONS: tuple[Arg, ...] = (Arg("caption", blank=True), Arg("parse_mode", blank=True))
+OPTIONS += (Arg("disable_notification", FLAG),)
 # Where an update carries its chat, in the order upstream looks.
 CHAT_HOLDERS = (
     "message",
@@ -41,9 +55,14 @@ def bot_token(creds: Mapping[str, Any]) -> str:
     raise NodeError("telegram bot token is required")
 
 
-def _number(value: Any) -> int:
-    """A JSON number as an int (Go's `.(float64)` conversion: anything else is 0)."""
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+def _float(value: Any) -> float:
+    """A JSON number as Go's `.(float64)` reads it: anything else is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    try:
+        return float(value)
+    except OverflowError:  # no float64: Go's decoder would have refused the answer
+        return math.inf if value > 0 else -math.inf
 
 
 def _bot(then: Hook | None = None) -> Hook:
@@ -71,7 +90,7 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise NodeError("unexpected response from Telegram")
     if not body.get("ok"):
-        code, text = _number(body.get("error_code")), body.get("description")
+        code, text = go_int64(body.get("error_code")), body.get("description")
         raise NodeError(
             f"telegram API error ({code}): {text}" if text else f"telegram API error (code {code})"
         )
@@ -86,7 +105,7 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
             else ("Send a message to your bot in Telegram first, then")
         )
         raise NodeError(f"no messages yet. {where} run this node again")
-    latest = max(updates, key=lambda u: _number(u.get("update_id")))
+    latest = max(updates, key=lambda u: _float(u.get("update_id")))  # the first of equals
     holders = [latest.get(key) for key in CHAT_HOLDERS]
     chats = [h["chat"] for h in holders if isinstance(h, dict) and isinstance(h.get("chat"), dict)]
     if not chats:
@@ -103,7 +122,7 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
         )
     kind = chat.get("type")
     return {
-        "chat_id": _number(chat.get("id")),
+        "chat_id": go_int64(chat.get("id")),  # upstream's int64(chatID)
         "chat_type": kind if isinstance(kind, str) else "",
         "chat_name": name,
     }

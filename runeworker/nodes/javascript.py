@@ -17,6 +17,15 @@ file or network access exist in a bare QuickJS context. Within one node run, exp
 share the global object: a global variable or a changed built-in made by one expression is
 seen by the next expressions of the same run (each run starts afresh).
 
+Errors read as upstream's goja writes them (`Exception.Error()`: the thrown value's `String()`),
+without goja's position (` at <eval>:1:1(1)`): `TypeError: ...`, `Error: boom`, and for a thrown
+value that is no Error `null`, `undefined`, `42`, `[object Object]` or the string itself (`""`
+for an empty one). The value is written in the engine, under the time limit, so an object whose
+`toString` never ends times out instead of hanging the worker. QuickJS also throws `null` when
+it has no memory left for its own error: a thrown `null` reads as "ran out of memory" unless an
+expression of the run holds the word `throw` and the engine's memory is not nearly all in use
+(a null thrown by code built at run time, `eval("thr" + "ow null")`, reads as memory).
+
 Results come back as JSON (`JSON.stringify` in the engine, so a `Date` becomes its ISO string,
 `undefined` and functions `null`), except numbers, which keep `NaN` and the infinities for
 the type cast to judge.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -42,14 +52,27 @@ MEMORY_PER_SOURCE_BYTE: Final = 4
 STACK: Final = 512 * 1024  # QuickJS's stack cap: well inside any thread's C stack
 TIMEOUT_MESSAGE: Final = "expression timeout or cancelled"
 _SAFE_INT = 2**53
+# QuickJS throws `null` when it has no memory left even for its out-of-memory error, so a thrown
+# null reads as the expression's own only when an expression of the run can throw (holds the
+# word `throw`) and the engine's memory is not nearly all in use (MEMORY_FULL of the limit).
+STACK_MESSAGE: Final = "expression is nested too deeply (the JavaScript stack overflowed)"
+STACK_ERRORS: Final = (
+    "RangeError: Maximum call stack size exceeded",
+    "InternalError: stack overflow",
+)
+_THROW: Final = re.compile(r"\bthrow\b")
+MEMORY_FULL: Final = 0.9
 
 # Runs once per runtime. The helpers are captured before any expression runs, and the
 # globals they live in cannot be replaced by an expression.
 _BOOTSTRAP = r"""
 (function () {
   var g = globalThis, parse = JSON.parse, stringify = JSON.stringify, keys = Object.keys;
-  var define = Object.defineProperty, run = eval;
+  var define = Object.defineProperty, run = eval, text = String;
+  var isError = Function.prototype.call.bind(Object.prototype.isPrototypeOf, Error.prototype);
+  var tag = Function.prototype.call.bind(Object.prototype.toString);
   var sources = {}, denied = {}, cache = {}, stamp = {}, used = {}, epoch = 0, context;
+  var caught = false, thrown;  // what the last run threw (kept without allocating anything)
   function expose(name) {
     if (name in sources || name in denied) return;
     define(g, name, {
@@ -75,16 +98,41 @@ _BOOTSTRAP = r"""
     expose(name); denied[name] = message;
   });
   fixed("__rw_run", function (src, item) {
-    epoch++; used = {};
-    if (item !== null) { expose("$json"); delete denied["$json"]; sources["$json"] = item; }
-    else if (context !== undefined) sources["$json"] = context;
-    var value = run(src);  // indirect: global code, the completion value, as goja's RunString
-    var kind = typeof value;
-    if (kind === "number" || kind === "boolean") return value;
-    if (value === null || value === undefined || kind === "function" || kind === "symbol") {
-      return null;
+    epoch++; used = {}; caught = false; thrown = undefined;
+    try {
+      if (item !== null) { expose("$json"); delete denied["$json"]; sources["$json"] = item; }
+      else if (context !== undefined) sources["$json"] = context;
+      var value = run(src);  // indirect: global code, the completion value, as goja's RunString
+      var kind = typeof value;
+      if (kind === "number" || kind === "boolean") return value;
+      if (value === null || value === undefined || kind === "function" || kind === "symbol") {
+        return null;
+      }
+      return stringify(value);  // strings too: JSON keeps NUL and lone surrogates escaped
+    } catch (e) {
+      caught = true; thrown = e;  // an interrupt is uncatchable: it never gets here
+      // An object goes no further: the host would write it (toString, stack) out of any time
+      // limit. __rw_thrown writes it, under the limit of its own call.
+      if (e !== null && (typeof e === "object" || typeof e === "function")) throw 0;
+      throw e;
     }
-    return stringify(value);  // strings too: JSON keeps NUL and lone surrogates escaped
+  });
+  // What the last run threw: [false] for null (which QuickJS also throws when it has no memory
+  // left for an error object), [true, text] for an Error object (its toString), [false, text]
+  // for any other value, as goja's Value.String() writes it; null when nothing was caught.
+  fixed("__rw_thrown", function () {
+    if (!caught) return null;
+    var e = thrown;
+    caught = false; thrown = undefined;
+    if (e === null) return stringify([false]);
+    var kind = typeof e, error = (kind === "object" || kind === "function") && isError(e);
+    var shown;
+    try {
+      shown = text(e);
+    } catch (_) {
+      shown = tag(e);  // no usable toString (Object.create(null)): "[object Object]"
+    }
+    return stringify([error, shown]);
   });
   fixed("__rw_used", function () { return stringify(keys(used)); });
 })();
@@ -129,13 +177,16 @@ class JavaScript:
                 source(name, text)
         self._run = self._ctx.get("__rw_run")
         self._used = self._ctx.get("__rw_used")
+        self._thrown = self._ctx.get("__rw_thrown")
         self.used: set[str] = set()
+        self._throws = False  # an expression of this run holds the word `throw`
 
     def evaluate(self, expression: str, item_text: str | None, budget: Budget | None = None) -> Any:
         """The JSON value of `expression` with `$json` parsed from `item_text` (None: as the
         sources say); numbers stay numbers (NaN and the infinities included). Raises
         ExpressionError."""
         self._ctx.set_time_limit((budget or Budget()).left())
+        self._throws = self._throws or _THROW.search(expression) is not None
         try:
             result = self._run(expression, item_text)
         except quickjs.JSException as exc:
@@ -157,15 +208,48 @@ class JavaScript:
             self.used.update(msgspec.json.decode(self._used()))
 
     def _describe(self, exc: quickjs.JSException) -> str:
-        text = str(exc)
+        """The message of a failed evaluation: what the expression threw as goja's
+        `Value.String()` writes it (`TypeError: ...`, `42`, `undefined`, `[object Object]`, a
+        string itself), upstream's message without goja's ` at <eval>:1:1(1)`; or one of the
+        engine's own limits (time, memory, stack)."""
+        try:
+            recorded = self._thrown()
+        except quickjs.JSException as failed:  # writing the thrown value failed in turn
+            return self._engine_limit(str(failed)) or self._out_of_memory()
+        if not isinstance(recorded, str):  # not caught (an interrupt): the binding's text
+            text = str(exc)
+            if isinstance(exc, quickjs.StackOverflow):
+                return STACK_MESSAGE
+            return self._engine_limit(text) or text.splitlines()[0]
+        thrown = msgspec.json.decode(recorded)
+        if len(thrown) == 1:  # null: thrown by the expression, or QuickJS out of memory
+            return "null" if self._throws and not self._memory_full() else self._out_of_memory()
+        error, shown = thrown
+        if error:
+            return self._engine_limit(shown) or shown
+        return shown or '""'  # goja writes an empty string as nothing but its position
+
+    def _engine_limit(self, text: str) -> str | None:
+        """The message of an engine limit that `text` (an error's first line) reports."""
         first = text.splitlines()[0] if text.strip() else ""
         if first == "InternalError: interrupted":
             return TIMEOUT_MESSAGE
         if first == "InternalError: out of memory" or first in ("", "null"):
-            return f"expression ran out of memory (limit {self.memory_limit // 2**20} MiB)"
-        if isinstance(exc, quickjs.StackOverflow):
-            return "expression is nested too deeply (the JavaScript stack overflowed)"
-        return first
+            return self._out_of_memory()  # "null": no memory left to write the error
+        if first in STACK_ERRORS:
+            return STACK_MESSAGE
+        return None
+
+    def _memory_full(self) -> bool:
+        """The engine holds nearly all its memory still (a run that ran out kept what it made)."""
+        try:
+            used = self._ctx.memory()["malloc_size"]
+        except (quickjs.JSException, KeyError, TypeError):
+            return False
+        return bool(used >= MEMORY_FULL * self.memory_limit)
+
+    def _out_of_memory(self) -> str:
+        return f"expression ran out of memory (limit {self.memory_limit // 2**20} MiB)"
 
 
 def _text(value: Any) -> str | None:

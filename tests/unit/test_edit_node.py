@@ -430,6 +430,38 @@ def test_errors(assignments: Any, message: str) -> None:
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        # goja's Exception.Error() is the value's String() and its position (`null at
+        # <eval>:1:1(1)`): the value as goja writes it, without the position
+        ("throw null", "null"),
+        ("throw undefined", "undefined"),
+        ("throw 42", "42"),
+        ("throw -1001234567890", "-1001234567890"),
+        ("throw {a: 1}", "[object Object]"),
+        ("throw [1, 2]", "1,2"),
+        ("throw 'x'", "x"),
+        ("throw 'null'", "null"),
+        ("throw ''", '""'),
+        ("throw Symbol('s')", "Symbol(s)"),
+        ("throw Object.create(null)", "[object Object]"),
+        ("throw {toString() { return 'mine' }}", "mine"),
+        ("throw 'InternalError: interrupted'", "InternalError: interrupted"),
+        ("throw 'InternalError: out of memory'", "InternalError: out of memory"),
+        ("throw new Error('boom')", "Error: boom"),
+    ],
+)
+def test_a_thrown_value_is_named_as_goja_writes_it(expression: str, message: str) -> None:
+    text = fails([a("x", "{{ " + expression + " }}")], {"$json": {}})
+    assert text == f"resolve value for 'x': {message}"
+
+
+def test_a_thrown_object_that_cannot_be_written_in_time_times_out() -> None:
+    text = fails([a("x", "{{ (() => { throw {toString() { for (;;) {} }} })() }}")], {"$json": {}})
+    assert text == "resolve value for 'x': expression timeout or cancelled"
+
+
 # -- nested set paths --------------------------------------------------------------------------
 
 

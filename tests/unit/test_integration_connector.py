@@ -270,10 +270,10 @@ def test_get_updates_huge_long_poll_is_sent_and_its_wait_capped(
 ) -> None:
     seen = http_params(monkeypatch)
     settings = settings_for(api, http_default_timeout=30.0)
-    for wait in (10**12, 10**30):
+    for wait in (10**12, 2**62):
         run_kind("integration.telegram.bot.get_updates", {"timeout": wait}, BOT, settings)
     assert [p.get("timeout") for p in seen] == [3630.0, 3630.0]
-    assert [r.json for r in api.requests] == [{"timeout": 10**12}, {"timeout": 10**30}]
+    assert [r.json for r in api.requests] == [{"timeout": 10**12}, {"timeout": 2**62}]
 
 
 # -- argument decoding ------------------------------------------------------------------------
@@ -527,7 +527,7 @@ def test_jira_version_variants(
         ("issue_update", {"issue_id_or_key": "P-1"}, "argument 'fields' or 'update' is required"),
         (
             "comment_create",
-            {"issue_id_or_key": "P-1", "body": ""},
+            {"issue_id_or_key": "P-1", "body": None, "text_body": "  "},
             "argument 'body' or 'text_body' is required",
         ),
         (
@@ -652,3 +652,233 @@ def test_outlook_search_without_folder_or_words(api: MockApi) -> None:
 def test_dropbox_search_without_options(api: MockApi) -> None:
     run_kind("integration.dropbox.files.search", {"query": "q"}, OAUTH, settings_for(api))
     assert api.only().json == {"query": "q"}
+
+
+# -- upstream's checks of optional text and its conversions of numbers -------------------------
+
+
+@pytest.mark.parametrize(
+    ("chat_id", "sent"),
+    [
+        # chatIDToString: a JSON number is a float64, written as strconv.FormatInt(int64(v), 10)
+        (1.5, "1"),
+        (-1.5, "-1"),
+        (42.0, "42"),
+        (-1001234567890, "-1001234567890"),
+        (2**53 + 1, "9007199254740992"),  # a float64 cannot hold it: Go sends its neighbour
+        (1e21, "-9223372036854775808"),  # int64 of a float64 beyond its range, as on amd64
+        (-1e21, "-9223372036854775808"),
+        (2**63, "-9223372036854775808"),
+        (-(2**63), "-9223372036854775808"),
+        # text as it is; fmt.Sprint of a boolean
+        ("1.5", "1.5"),
+        (" 12 ", " 12 "),
+        ("@channel", "@channel"),
+        (True, "true"),
+    ],
+)
+def test_telegram_chat_id_is_written_as_upstreams_chat_id_to_string(
+    api: MockApi, chat_id: Any, sent: str
+) -> None:
+    run_kind(SEND, {"chat_id": chat_id, "text": "hi"}, BOT, settings_for(api))
+    assert api.only().json == {"chat_id": sent, "text": "hi"}
+
+
+def test_telegram_chat_id_beyond_a_double_is_refused(api: MockApi) -> None:
+    error = failure(SEND, {"chat_id": 10**400, "text": "hi"}, BOT, settings_for(api))
+    assert str(error).startswith("telegram bot.send_message: argument 'chat_id' must be a number")
+    assert api.requests == []
+
+
+def test_telegram_ids_of_an_answer_are_int64_of_a_float64(api: MockApi) -> None:
+    chat = {"id": 1e21, "type": "channel", "title": "Big"}
+    updates = [{"update_id": 2, "message": {"chat": {"id": 5}}}]
+    updates.append({"update_id": 2.5, "channel_post": {"chat": chat}})
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply({"ok": True, "result": updates}))
+    out = run_kind("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert out == {"chat_id": -(2**63), "chat_type": "channel", "chat_name": "Big"}
+
+
+def test_telegram_error_code_is_int64_of_a_float64(api: MockApi) -> None:
+    answer = {"ok": False, "error_code": 401.9, "description": "Unauthorized"}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    error = failure("integration.telegram.bot.get_chat_id", {}, BOT, settings_for(api))
+    assert str(error) == "telegram bot.get_chat_id: telegram API error (401): Unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "body"),
+    [
+        # `if args.Caption != ""`, `if args.ParseMode != ""`: blanks go out as they are
+        (
+            "send_photo",
+            {"chat_id": 1, "photo": "p", "caption": "  ", "parse_mode": " "},
+            {"chat_id": "1", "photo": "p", "caption": "  ", "parse_mode": " "},
+        ),
+        (
+            "send_document",
+            {"chat_id": 1, "document": "d", "caption": "\t", "parse_mode": ""},
+            {"chat_id": "1", "document": "d", "caption": "\t"},
+        ),
+        (
+            "send_message",
+            {"chat_id": 1, "text": "hi", "parse_mode": "  "},
+            {"chat_id": "1", "text": "hi", "parse_mode": "  "},
+        ),
+        # allowed_updates goes through splitCSV (trimmed): blanks are no list
+        ("get_updates", {"allowed_updates": " , "}, None),
+    ],
+)
+def test_telegram_optional_text_of_blanks_is_sent_as_upstream(
+    api: MockApi, kind: str, params: dict[str, Any], body: Any
+) -> None:
+    run_kind(f"integration.telegram.bot.{kind}", params, BOT, settings_for(api))
+    assert api.only().json == body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("  ", {"query": "q", "options": {"path": "  "}}),  # `if args.Path != ""`
+        ("", {"query": "q"}),
+    ],
+)
+def test_dropbox_search_path_of_blanks_is_sent(api: MockApi, path: str, body: Any) -> None:
+    params = {"query": "q", "path": path}
+    run_kind("integration.dropbox.files.search", params, OAUTH, settings_for(api))
+    assert api.only().json == body
+
+
+ADF_HI = {
+    "type": "doc",
+    "version": 1,
+    "content": [{"type": "paragraph", "content": [{"type": "text", "text": "hi"}]}],
+}
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        # `if bodyContent == nil`: any body but null goes as it is, "" too
+        ({"body": "", "text_body": "unused"}, {"body": ""}),
+        ({"body": "", "text_body": ""}, {"body": ""}),
+        ({"body": 0}, {"body": 0}),
+        ({"body": None, "text_body": " hi "}, {"body": ADF_HI}),
+        ({"text_body": " hi "}, {"body": ADF_HI}),
+    ],
+)
+def test_jira_comment_body_is_used_unless_null(
+    api: MockApi, gateway: MockApi, params: dict[str, Any], body: Any
+) -> None:
+    creds = {"type": "token", "token": "p"}
+    jira(api, gateway, "comment_create", site(api, issue_id_or_key="P-1", **params), creds)
+    assert api.only().json == body
+
+
+@pytest.mark.parametrize(
+    ("params", "extra"),
+    [
+        # `if args.Fields != ""` then splitCSV: text with no items is Go's nil slice, `null`
+        ({"fields": "  ", "expand": " , "}, {"fields": None, "expand": None}),
+        ({"fields": " a, b ,", "expand": ""}, {"fields": ["a", "b"]}),
+        ({"fields": "", "expand": []}, {}),
+    ],
+)
+def test_jira_search_lists_of_no_items_are_null(
+    api: MockApi, gateway: MockApi, params: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    creds = {"type": "token", "token": "p"}
+    jira(api, gateway, "issue_search", site(api, jql="project = P", **params), creds)
+    assert api.only().json == {"jql": "project = P"} | extra
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "query", "body"),
+    [
+        # upstream compares these with "" as given: blanks are sent
+        ("issue_transition_apply", {"transition_id": " "}, {}, {"transition": {"id": " "}}),
+        ("user_get", {"account_id": "  "}, {"accountId": ["  "]}, None),
+        # and trims these (addQuery, the convenience fields, the query of user_get)
+        ("issue_get", {"fields": "  ", "expand": "\t"}, {}, None),
+        ("comment_list", {"order_by": "  ", "expand": " "}, {}, None),
+        ("issue_transition_list", {"expand": "  "}, {}, None),
+        ("user_get", {"query": "  ", "account_id": "a-1"}, {"accountId": ["a-1"]}, None),
+        ("issue_update", {"summary": "  ", "update": {"x": []}}, {}, {"update": {"x": []}}),
+    ],
+)
+def test_jira_optional_text_of_blanks_as_upstream(
+    api: MockApi,
+    gateway: MockApi,
+    tool: str,
+    params: dict[str, Any],
+    query: dict[str, Any],
+    body: Any,
+) -> None:
+    creds = {"type": "token", "token": "p"}
+    jira(api, gateway, tool, site(api, issue_id_or_key="P-1", **params), creds)
+    assert (api.only().query, api.only().json) == (query, body)
+
+
+OUTLOOK_MESSAGE = "/outlook/v1.0/me/messages/m"
+GMAIL_MESSAGE = "/gmail/gmail/v1/users/me/messages/m"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "path", "query"),
+    [
+        # outlook search: `if args.Q != ""`, `if args.LabelIDs != ""`
+        (
+            "microsoft.outlook.search_emails",
+            {"q": "  ", "labelIds": " "},
+            "/outlook/v1.0/me/mailFolders/%20/messages",
+            {"$search": ['"  "']},
+        ),
+        # optionalQuery trims: blanks are not sent
+        ("microsoft.outlook.read_email", {"id": "m", "select": "  "}, OUTLOOK_MESSAGE, {}),
+        ("google.gmail.read_email", {"id": "m", "format": " "}, GMAIL_MESSAGE, {}),
+    ],
+)
+def test_mail_optional_text_of_blanks_as_upstream(
+    api: MockApi, kind: str, params: dict[str, Any], path: str, query: dict[str, Any]
+) -> None:
+    run_kind(f"integration.{kind}", params, OAUTH, settings_for(api))
+    assert (api.only().path, api.only().query) == (path, query)
+
+
+def test_gmail_cc_of_blanks_is_a_header_as_upstream(api: MockApi) -> None:
+    # `if cc := sanitizeHeaderValue(args.CC); cc != ""`: not trimmed
+    params = {"to": "a@x", "cc": "  ", "bcc": "", "subject": "s", "body": "b"}
+    run_kind("integration.google.gmail.send_email", params, OAUTH, settings_for(api))
+    raw = api.only().json["raw"]
+    lines = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split("\r\n")
+    assert lines[:3] == ["To: a@x", "Cc:   ", "Subject: s"]
+
+
+def test_sheets_value_input_option_of_blanks_is_not_sent(api: MockApi) -> None:
+    params = {"spreadsheet_id": "s", "range": "A1", "values": [[1]], "value_input_option": "  "}
+    run_kind("integration.google.sheets.write_range", params, OAUTH, settings_for(api))
+    assert api.only().query == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "sent"),
+    [
+        ({"offset": 2**53 + 1}, {"offset": 2**53}),  # a float64 in upstream
+        ({"offset": -(2**63)}, {"offset": -(2**63)}),
+        ({"limit": "1e3"}, {"limit": 1000}),
+    ],
+)
+def test_integers_are_read_through_a_float64(
+    api: MockApi, params: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    run_kind("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
+    assert api.only().json == sent
+
+
+@pytest.mark.parametrize("value", [2**63, 1e21, -1e19, 10**400])
+def test_integers_beyond_64_bits_are_refused_as_upstream(api: MockApi, value: Any) -> None:
+    # upstream's DecodeArgs cannot put them in a Go int
+    params = {"offset": value}
+    error = failure("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
+    assert "argument 'offset' must be a whole number of at most 64 bits" in str(error)
+    assert api.requests == []

@@ -200,6 +200,11 @@ ERRORS = [
     ("JSON.parse('{')", "SyntaxError: "),
     ("$nope", "ReferenceError: $nope is not defined"),
     ("throw new Error('mine')", "Error: mine"),
+    ("throw null", "null"),
+    ("throw undefined", "undefined"),
+    ("throw 42", "42"),
+    ("throw {a: 1}", "[object Object]"),
+    ("throw 'x'", "x"),
     ("10n", "TypeError: "),  # BigInt has no JSON form
     ("(function f() { f(); })()", "expression is nested too deeply (the JavaScript stack"),
     ("(" * 5_000 + "1" + ")" * 5_000, "expression is nested too deeply"),
@@ -279,6 +284,23 @@ def test_memory_is_capped() -> None:
     assert str(info.value) == (
         f"expression ran out of memory (limit {js.memory_limit // 2**20} MiB)"
     )
+
+
+def test_a_null_thrown_for_want_of_memory_is_no_thrown_null() -> None:
+    # QuickJS throws null when it has no memory left for its error object: without `throw` in
+    # the run's expressions, or with the memory still in use, a null is the memory's
+    js = JavaScript(CONTEXT)
+    with pytest.raises(ExpressionError, match=r"^expression ran out of memory \(limit"):
+        js.evaluate("(function () { let a = []; for (let i = 0;; i++) a.push([i, 0, 0, 0]); })()",
+                    None, Budget(30))  # fmt: skip
+    js = JavaScript(CONTEXT)
+    with pytest.raises(ExpressionError, match=r"^expression ran out of memory \(limit"):
+        js.evaluate("var a = []; for (let i = 0;; i++) { if (i < 0) throw 1; a.push([i, 0]); }",
+                    None, Budget(30))  # fmt: skip
+    js = JavaScript(CONTEXT)
+    js.evaluate("globalThis.fail = function () { throw null; }; 1", None)
+    with pytest.raises(ExpressionError, match=r"^null$"):
+        js.evaluate("fail()", None)  # an earlier expression of the run can throw
 
 
 def test_depth_of_results_and_of_context_values() -> None:
