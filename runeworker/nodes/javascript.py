@@ -52,14 +52,14 @@ MEMORY_PER_SOURCE_BYTE: Final = 4
 STACK: Final = 512 * 1024  # QuickJS's stack cap: well inside any thread's C stack
 TIMEOUT_MESSAGE: Final = "expression timeout or cancelled"
 _SAFE_INT = 2**53
-# QuickJS throws `null` when it has no memory left even for its out-of-memory error, so a thrown
-# null reads as the expression's own only when an expression of the run can throw (holds the
-# word `throw`) and the engine's memory is not nearly all in use (MEMORY_FULL of the limit).
 STACK_MESSAGE: Final = "expression is nested too deeply (the JavaScript stack overflowed)"
 STACK_ERRORS: Final = (
     "RangeError: Maximum call stack size exceeded",
     "InternalError: stack overflow",
 )
+# QuickJS throws `null` when it has no memory left even for its out-of-memory error, so a thrown
+# null reads as the expression's own only when an expression of the run can throw (holds the
+# word `throw`) and the engine's memory is not nearly all in use (MEMORY_FULL of the limit).
 _THROW: Final = re.compile(r"\bthrow\b")
 MEMORY_FULL: Final = 0.9
 
