@@ -30,8 +30,11 @@ CHAT = Arg("chat_id", CHAT_ID, required=True)
 # stuck after `[worker] timeout` anyway) and a wait of 10**12 s overflows the platform's time_t.
 LONG_POLL_MAX = 3600
 # Upstream sends `caption` and `parse_mode` when they are not "": blanks only go out too.
-OPTIONS: tuple[Arg, ...] = (Arg("caption", blank=True), Arg("parse_mode", blank=True))
-OPTIONS += (Arg("disable_notification", FLAG),)
+OPTIONS = (
+    Arg("caption", blank=True),
+    Arg("parse_mode", blank=True),
+    Arg("disable_notification", FLAG),
+)
 # Where an update carries its chat, in the order upstream looks.
 CHAT_HOLDERS = (
     "message",
