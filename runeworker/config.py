@@ -142,7 +142,7 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     openai_base_url: str = ""
     anthropic_base_url: str = ""
     max_rounds: AtLeast1 = 10  # tool-calling rounds of one run
-    request_timeout: PositiveSeconds = 30.0  # one LLM request
+    request_timeout: PositiveSeconds = 30.0  # one LLM request; an MCP connect, an MCP request
     # the whole run, < worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
     total_timeout: Seconds = 0.0
     max_retries: AtLeast0 = 2  # of one LLM request (the SDK's retries: 429, 5xx, connection)

@@ -3,19 +3,25 @@ loopback (tests/mcpkit.py), over both transports upstream offers."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any
 
 import msgspec
 import pytest
+import quickjs  # noqa: F401  # its one worker thread starts on import, not in a test's run
 from llmkit import Turn, base_url, llm, llm_requests
-from mcpkit import mcp_server
+from mcpkit import mcp_server, silent_server
 
 from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import CompletionMessage, NodeStatusMessage
 from runeworker.engine.registry import NodeSettings
 from runeworker.engine.state import MemoryStore
-from runeworker.nodes.agent.mcp_servers import credential_headers
+from runeworker.errors import NodeError
+from runeworker.nodes.agent.mcp_servers import McpServers, credential_headers
+from runeworker.nodes.agent.params import McpServerConfig
 
 TRANSPORTS = ("streamable_http", "sse")
 MCP_TOKEN = "mcp-SECRET-token-42"
@@ -101,6 +107,90 @@ def test_an_unreachable_server_fails_the_node_naming_it(transport: str) -> None:
     assert done.status == "halted"
     message = statuses[-1].error.message if statuses[-1].error else ""
     assert message.startswith(f'agent: mcp server "calc" at {url}: cannot connect: ')
+
+
+SLACK = 3.0  # s beyond agent.request_timeout for a run that fails (a loaded two-core machine)
+
+
+def no_answer(url: str, timeout: float) -> str:
+    reason = f"no answer within {timeout:g} s (agent.request_timeout)"
+    return f'agent: mcp server "calc" at {url}: cannot connect: {reason}'
+
+
+def a_working_exchange(transport: str) -> None:
+    """An agent node using an MCP server that answers, start to end."""
+    calls = (("add", {"a": 2, "b": 3}),)
+    with mcp_server(transport) as mcp, llm("openai", Turn(calls=calls), Turn(text="5")) as model:
+        settings = NodeSettings(agent_openai_base_url=base_url("openai", model))
+        _, done = run(definition([server(mcp.url, transport)]), settings)
+    assert done.status == "completed", done.failure_reason
+    assert done.final_context["$Agent"]["final_response"] == "5"
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["mute", "headers-only"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_that_never_answers_fails_the_node_within_the_request_timeout(
+    transport: str, headers: bool
+) -> None:
+    settings = NodeSettings(
+        agent_openai_base_url="http://127.0.0.1:9/v1",
+        agent_request_timeout=1.0,
+        agent_total_timeout=30.0,
+    )
+    threads = set(threading.enumerate())
+    with silent_server(transport, headers) as silent:
+        started = time.monotonic()
+        statuses, done = run(definition([server(silent.url, transport)]), settings)
+        took = time.monotonic() - started
+        closed = silent.closed_by_client()
+    assert done.status == "halted"
+    message = statuses[-1].error.message if statuses[-1].error else ""
+    assert message == no_answer(silent.url, 1.0)
+    assert took < 1.0 + SLACK, f"the node failed after {took:.1f} s"
+    # nothing of the run is left: every connection closed, no thread of its own
+    assert closed and all(closed), closed
+    assert set(threading.enumerate()) <= threads
+    a_working_exchange(transport)  # the next agent node in the process runs as ever
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_silent_server_leaves_no_task_behind(transport: str) -> None:
+    settings = NodeSettings(agent_request_timeout=0.5)
+
+    async def connect(url: str) -> set[asyncio.Task[Any]]:
+        config = McpServerConfig("calc", transport, url)
+        with pytest.raises(NodeError) as failed:
+            async with asyncio.timeout(10), McpServers((config,), settings):
+                pass
+        assert str(failed.value) == no_answer(url, 0.5)
+        current = asyncio.current_task()
+        return {task for task in asyncio.all_tasks() if task is not current}
+
+    with silent_server(transport, headers=True) as silent:
+        assert asyncio.run(connect(silent.url)) == set()
+        assert all(silent.closed_by_client())
+
+
+def test_a_session_that_does_not_end_in_time_is_left(caplog: pytest.LogCaptureFixture) -> None:
+    # the server holds the DELETE that ends a streamable_http session: the run completes
+    # once the close has had its time, min(agent.request_timeout, 5 s)
+    calls = (("add", {"a": 2, "b": 3}),)
+    with (
+        mcp_server("streamable_http", legacy=True, hang_on_delete=True) as mcp,
+        llm("openai", Turn(calls=calls), Turn(text="5")) as model,
+    ):
+        settings = NodeSettings(
+            agent_openai_base_url=base_url("openai", model),
+            agent_request_timeout=2.0,
+            agent_total_timeout=15.0,
+        )
+        started = time.monotonic()
+        _, done = run(definition([server(mcp.url, "streamable_http")]), settings)
+        took = time.monotonic() - started
+    assert mcp.deletes == 1
+    assert done.status == "completed", done.failure_reason
+    assert took < 2.0 + SLACK, f"the node completed after {took:.1f} s"
+    assert f'agent: mcp server "calc" at {mcp.url} did not close within 2 s' in caplog.text
 
 
 def test_the_deny_list_holds_for_mcp_servers() -> None:

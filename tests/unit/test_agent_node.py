@@ -612,8 +612,15 @@ def test_odd_tool_calls_and_usage_of_a_compatible_server() -> None:
 @pytest.mark.parametrize(
     ("answer", "what"),
     [
-        ((200, [1, 2]), "no candidates and no block reason"),
-        ((200, "busy"), "no candidates and no block reason"),
+        ((200, [1, 2]), "a malformed answer: the answer is not a JSON object but a list"),
+        ((200, "busy"), "a malformed answer: the answer is not a JSON object but a string"),
+        ((200, 5), "a malformed answer: the answer is not a JSON object but a number"),
+        ((200, None), "a malformed answer: the answer is not a JSON object but null"),
+        ((200, False), "a malformed answer: the answer is not a JSON object but true or false"),
+        (
+            (200, Text("application/json", "")),
+            "a malformed answer: the answer is not a JSON object but an empty body",
+        ),
         ((200, {"candidates": []}), "no candidates and no block reason"),
         (
             (200, {"promptFeedback": {"blockReason": "SAFETY"}}),
@@ -649,10 +656,6 @@ def message(content: Any, **more: Any) -> tuple[int, Any]:
             "content[1].text is not text",
         ),
         (
-            message([{"type": "tool_use", "name": "get_weather", "input": {}}]),
-            "content[0].id is not text",
-        ),
-        (
             message([{"type": "tool_use", "id": "t", "name": None, "input": {}}]),
             "content[0].name is not text",
         ),
@@ -665,6 +668,29 @@ def test_a_malformed_anthropic_message_fails_the_node_saying_where(
         settings = NodeSettings(agent_anthropic_base_url=model.url, agent_max_retries=0)
         statuses, _ = run(definition("anthropic", {}), settings)
     assert failure(statuses) == f"agent: anthropic returned a malformed answer: {what}"
+
+
+@pytest.mark.parametrize("given_id", [None, "", 5], ids=["absent", "empty", "number"])
+def test_an_anthropic_tool_use_without_an_id_gets_one(given_id: Any) -> None:
+    use: dict[str, Any] = {"type": "tool_use", "name": "get_weather", "input": {"query_city": "A"}}
+    if given_id is not None:
+        use["id"] = given_id
+    other = {"type": "tool_use", "name": "get_weather", "input": {"query_city": "B"}}
+    first = message([{"type": "text", "text": "Let me look."}, use, other])
+    with weather_api() as api, scripted(first, message([{"type": "text", "text": "ok"}])) as model:
+        settings = settings_for("anthropic", model, agent_max_retries=0)
+        _, done = run(definition("anthropic", {"tools": [weather_tool(api.url + "/w")]}), settings)
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    ids = [c["id"] for c in output["tool_calls"]]
+    # named as upstream's ADK names a call without an id, one each
+    assert all(i.startswith("adk-") for i in ids) and len(set(ids)) == 2, ids
+    assert sorted(r.path for r in api.requests) == ["/w?city=A", "/w?city=B"]
+    assistant, user = llm_requests(model)[1].body["messages"][-2:]
+    # the tool_use blocks go back with the ids their tool_results name
+    assert [b.get("id") for b in assistant["content"]] == [None, *ids]
+    assert [b["tool_use_id"] for b in user["content"]] == ids
+    assert output["final_response"] == "ok"
 
 
 def test_anthropic_token_counts_that_are_no_numbers_count_zero() -> None:

@@ -7,7 +7,9 @@ basic_auth, token, api_key; oauth2 is added here, as the http node reads it); a 
 is `{"output": structured content}` or `{"output": its text}`, a result flagged as an error is
 `{"error": "Tool execution failed. Details: <text>"}` (google/adk-go tool/mcptoolset/tool.go).
 Beyond upstream: every server is connected and its tools listed before the first request (a
-bad URL fails the node at once, naming the server), and the http deny list applies to its URL.
+bad URL fails the node at once, naming the server), a server must connect and finish its
+handshake within `agent.request_timeout` (one that never answers fails the node naming it), a
+session's close is bounded too, and the http deny list applies to its URL.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import Client
 from mcp.client.sse import sse_client
@@ -36,6 +40,7 @@ from runeworker.nodes.agent.params import McpServerConfig, quoted
 
 log = logging.getLogger("runeworker.node")
 MAX_PAGES = 100  # of one tools/list: a server that pages forever cannot hang the run
+CLOSE_TIMEOUT = 5.0  # s, at most, to close a session (ending it politely is not worth a run)
 
 
 def credential_headers(cred: Mapping[str, Any] | None) -> dict[str, str]:
@@ -110,7 +115,7 @@ class McpServers:
     async def __aenter__(self) -> McpServers:
         try:
             for server in self.servers:
-                client = await self._connect(server)
+                client = await self._stack.enter_async_context(self._session(server))
                 self.tools += [McpTool(server, client, t) for t in await _list(client, server)]
         except BaseException:
             await self._stack.aclose()
@@ -125,15 +130,59 @@ class McpServers:
         except Exception as failure:  # a session that breaks while closing: the run stands
             log.warning("agent: closing the MCP sessions failed: %s", describe(failure))
 
-    async def _connect(self, server: McpServerConfig) -> Client:
-        where = f"agent: mcp server {quoted(server.name)} at {mask_url(server.url)}"
+    @contextlib.asynccontextmanager
+    async def _session(self, server: McpServerConfig) -> AsyncIterator[Client]:
+        """A connected session with `server`, within deadlines of its own: the connection and
+        the handshake (the SDK's `server/discover` probe waits 10 s whatever its read timeout
+        says, and sse's endpoint event or a response's headers wait as long as the stream may
+        idle) take at most `agent.request_timeout`, the close at most `CLOSE_TIMEOUT`.
+
+        One cancel scope encloses the whole session, entered and left in this task as anyio
+        requires (the SDK's transports hold task groups open while the session lives); its
+        deadline is lifted once connected, and set again when the session closes."""
+        where = _where(server)
         try:
             refuse_denied(server.url, self.settings.http_deny_networks)
         except NodeError as exc:
             raise NodeError(f"{where}: {exc}") from None
+        request = self.settings.agent_request_timeout
+        closing = min(request, CLOSE_TIMEOUT)
+        phase = "connect"
+        interrupted: BaseException | None = None  # what the run raised through the session
+        scope = anyio.CancelScope(deadline=anyio.current_time() + request)
+        try:
+            with scope:
+                async with self._client(server) as client:
+                    phase = "run"
+                    scope.deadline = math.inf
+                    try:
+                        yield client
+                    except BaseException as exc:
+                        interrupted = exc
+                        raise
+                    finally:
+                        phase = "close"
+                        scope.deadline = anyio.current_time() + closing
+        except Exception as exc:
+            if phase == "connect":
+                reason = _no_answer(request) if scope.cancel_called else describe(exc)
+                raise NodeError(f"{where}: cannot connect: {reason}") from None
+            if exc is interrupted:
+                raise
+            log.warning("agent: closing the session with %s failed: %s", where, describe(exc))
+        if phase == "connect":  # the deadline cut the handshake short (the scope took it)
+            raise NodeError(f"{where}: cannot connect: {_no_answer(request)}")
+        if scope.cancelled_caught:
+            log.warning("agent: %s did not close within %g s; left", where, closing)
+        if interrupted is not None:  # the close ran out of time while the run's error rose
+            raise interrupted
+
+    @contextlib.asynccontextmanager
+    async def _client(self, server: McpServerConfig) -> AsyncIterator[Client]:
+        """The SDK's client over the server's transport, its HTTP client closed with it."""
         headers = credential_headers(server.credentials)
         request, stream = self.settings.agent_request_timeout, self.settings.agent_total_timeout
-        try:
+        async with contextlib.AsyncExitStack() as stack:
             if server.transport == "sse":
                 transport = sse_client(
                     server.url,
@@ -144,12 +193,18 @@ class McpServers:
                 )
             else:
                 http_client = _client(headers, httpx2.Timeout(request, read=stream))
-                await self._stack.enter_async_context(http_client)
+                await stack.enter_async_context(http_client)
                 transport = streamable_http_client(server.url, http_client=http_client)
             client = Client(transport, read_timeout_seconds=request, cache=None)
-            return await self._stack.enter_async_context(client)
-        except Exception as exc:
-            raise NodeError(f"{where}: cannot connect: {describe(exc)}") from None
+            yield await stack.enter_async_context(client)
+
+
+def _where(server: McpServerConfig) -> str:
+    return f"agent: mcp server {quoted(server.name)} at {mask_url(server.url)}"
+
+
+def _no_answer(timeout: float) -> str:
+    return f"no answer within {timeout:g} s (agent.request_timeout)"
 
 
 def _client(
@@ -172,6 +227,5 @@ async def _list(client: Client, server: McpServerConfig) -> list[Tool]:
             if not cursor:
                 break
     except Exception as exc:
-        where = f"agent: mcp server {quoted(server.name)} at {mask_url(server.url)}"
-        raise NodeError(f"{where}: cannot list its tools: {describe(exc)}") from None
+        raise NodeError(f"{_where(server)}: cannot list its tools: {describe(exc)}") from None
     return tools

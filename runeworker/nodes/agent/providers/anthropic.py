@@ -3,13 +3,16 @@ tool_result blocks). Beyond upstream, which refuses the provider
 (services/rune-worker/pkg/nodes/custom/agent/model_factory.go).
 
 The reply's content blocks go back as they came (thinking blocks carry signatures the API
-checks). The API requires `max_tokens`: `agent.anthropic_max_tokens`. `temperature` is sent
-in the body as the API reads it (the SDK no longer has a parameter for it).
+checks); a tool_use block without an id gets one, named as upstream's ADK names a call without
+one (`adk-<uuid>`), and goes back with it, so that its tool_result names it. The API requires
+`max_tokens`: `agent.anthropic_max_tokens`. `temperature` is sent in the body as the API reads
+it (the SDK no longer has a parameter for it).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import anthropic
@@ -96,7 +99,9 @@ class AnthropicChat:
             _usage,
         )
         blocks = _blocks(message)
-        texts, calls = [], []
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        given: list[dict[str, Any]] = []
         for n, block in enumerate(blocks):
             kind = getattr(block, "type", None)
             if kind == "text":
@@ -104,10 +109,15 @@ class AnthropicChat:
                 if not isinstance(text, str):
                     raise malformed("anthropic", f"content[{n}].text is not text")
                 texts.append(text)
-            elif kind == "tool_use":
-                calls.append(_call(n, block))
+            if kind == "tool_use":
+                call = _call(n, block)
+                calls.append(call)
+                # as it came (the SDK would warn of an id or input of another type), with the
+                # id its tool_result names, made up or not
+                given.append({**block.to_dict(warnings=False), "id": call.id})
+            else:
+                given.append(block.to_dict())
         # the blocks go back as the loop reads them (runeworker/nodes/agent/loop.py `as_go_reads`)
-        given = [block.to_dict() for block in blocks]
         self._last = given if depth.exceeds(given) else mend(given)
         return Reply("".join(texts), tuple(calls), _usage(message))
 
@@ -148,7 +158,9 @@ def _blocks(message: object) -> list[anthropic.BaseModel]:
 def _call(n: int, block: anthropic.BaseModel) -> ToolCall:
     call_id, name = getattr(block, "id", None), getattr(block, "name", None)
     if not isinstance(call_id, str) or not call_id:
-        raise malformed("anthropic", f"content[{n}].id is not text")
+        # a server that numbers no call: an id as upstream's ADK makes one (`adk-<uuid>`), which
+        # the tool_use block and its tool_result carry back (the API wants them paired)
+        call_id = f"adk-{uuid.uuid4()}"
     if not isinstance(name, str):
         raise malformed("anthropic", f"content[{n}].name is not text")
     arguments = getattr(block, "input", None)

@@ -48,6 +48,8 @@ async def exchange(
     except Exception as exc:
         meter.count("llm_requests", (*labels, "error"))
         meter.observe("llm_request_seconds", labels, time.monotonic() - started)
+        if isinstance(exc, NodeError):  # an answer found wanting as it came (gemini's hook)
+            raise
         raise NodeError(_failure(endpoint, exc)) from exc
     meter.count("llm_requests", (*labels, "success"))
     meter.observe("llm_request_seconds", labels, time.monotonic() - started)

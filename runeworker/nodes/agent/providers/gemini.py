@@ -18,7 +18,7 @@ from google.genai import types
 from runeworker.errors import NodeError
 from runeworker.nodes.agent import tls
 from runeworker.nodes.agent.conversation import Reply, ToolCall, ToolResult, Usage
-from runeworker.nodes.agent.providers.exchange import Endpoint, exchange
+from runeworker.nodes.agent.providers.exchange import Endpoint, exchange, malformed
 from runeworker.nodes.agent.providers.setup import Setup
 
 PUBLIC = {
@@ -41,7 +41,11 @@ def open_chat(setup: Setup) -> GeminiChat:
         timeout=int(settings.agent_request_timeout * 1000),
         retry_options=types.HttpRetryOptions(attempts=settings.agent_max_retries + 1),
         client_args={"verify": tls.context()},
-        async_client_args={"verify": tls.context(), "ssl": tls.context()},  # ssl: websockets
+        async_client_args={
+            "verify": tls.context(),
+            "ssl": tls.context(),  # websockets
+            "event_hooks": {"response": [_refuse_no_object]},
+        },
     )
     client = genai.Client(vertexai=backend == "vertex", api_key=setup.api_key, http_options=options)
     endpoint = Endpoint(
@@ -53,6 +57,29 @@ def open_chat(setup: Setup) -> GeminiChat:
         (httpx2.TransportError,),
     )
     return GeminiChat(client, endpoint, _config(setup), _contents(setup))
+
+
+# What a successful answer's body holds when it is no JSON object, by its first character: the
+# SDK reads a list or a text as an answer without candidates, and fails on a number.
+_NO_OBJECT = {
+    b"[": "a list",
+    b'"': "a string",
+    b"t": "true or false",
+    b"f": "true or false",
+    b"n": "null",
+    b"": "an empty body",
+    **{bytes([c]): "a number" for c in b"-0123456789"},
+}
+
+
+async def _refuse_no_object(response: httpx2.Response) -> None:
+    """An httpx response hook: a successful answer whose body is no JSON object fails, naming
+    what it is (the SDK keeps nothing of the body it reads). Not JSON at all: the SDK says."""
+    if response.is_success:
+        await response.aread()  # the SDK then reads it from memory
+        what = _NO_OBJECT.get(response.content.lstrip()[:1])
+        if what:
+            raise malformed("gemini", f"the answer is not a JSON object but {what}")
 
 
 def _config(setup: Setup) -> types.GenerateContentConfig:
@@ -107,7 +134,6 @@ class GeminiChat:
             if feedback and feedback.block_reason:
                 reason = getattr(feedback.block_reason, "value", feedback.block_reason)  # an enum
                 raise NodeError(f"agent: gemini returned no answer (prompt blocked: {reason})")
-            # what the SDK makes of a body without candidates: a list, a text, `{}`
             raise NodeError("agent: gemini returned no candidates and no block reason")
         content = response.candidates[0].content or types.Content(role="model", parts=[])
         self._last = content
