@@ -80,6 +80,9 @@ def test_mcp_tools_in_a_tool_calling_exchange(transport: str) -> None:
 
     assert sorted(mcp.calls) == sorted([(name, args) for name, args in calls])
     assert mcp.headers and all(h["authorization"] == f"Bearer {MCP_TOKEN}" for h in mcp.headers)
+    # the initialize handshake alone, as upstream's go-sdk client: no `server/discover` probe
+    # (streamable_http names each request's method in a header)
+    assert all(h.get("mcp-method") != "server/discover" for h in mcp.headers)
 
     results = [m["content"] for m in second.body["messages"] if m["role"] == "tool"]
     sent = [msgspec.json.decode(r) for r in results]

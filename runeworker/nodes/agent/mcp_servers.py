@@ -133,9 +133,9 @@ class McpServers:
     @contextlib.asynccontextmanager
     async def _session(self, server: McpServerConfig) -> AsyncIterator[Client]:
         """A connected session with `server`, within deadlines of its own: the connection and
-        the handshake (the SDK's `server/discover` probe waits 10 s whatever its read timeout
-        says, and sse's endpoint event or a response's headers wait as long as the stream may
-        idle) take at most `agent.request_timeout`, the close at most `CLOSE_TIMEOUT`.
+        the handshake (sse's endpoint event or a response's headers would wait as long as the
+        stream may idle) take at most `agent.request_timeout`, the close at most
+        `CLOSE_TIMEOUT`.
 
         One cancel scope encloses the whole session, entered and left in this task as anyio
         requires (the SDK's transports hold task groups open while the session lives); its
@@ -195,7 +195,11 @@ class McpServers:
                 http_client = _client(headers, httpx2.Timeout(request, read=stream))
                 await stack.enter_async_context(http_client)
                 transport = streamable_http_client(server.url, http_client=http_client)
-            client = Client(transport, read_timeout_seconds=request, cache=None)
+            # the initialize handshake alone, as upstream's client (go-sdk v1.5.0 under
+            # services/rune-worker/pkg/nodes/custom/agent/mcp_loader.go) makes it: no
+            # `server/discover` probe first, which a server that ignores unknown methods
+            # leaves unanswered for the SDK's 10 s
+            client = Client(transport, read_timeout_seconds=request, cache=None, mode="legacy")
             yield await stack.enter_async_context(client)
 
 
