@@ -6,16 +6,23 @@ same outcomes on RabbitMQ and Redis, the commit cut by a loopback proxy."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+import time
+from collections import Counter, deque
 from typing import Any
 
 import pytest
 from stubbroker import Message, StubBroker, StubStore
 from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
-from runeworker.adapters.amqp import COMPLETION_QUEUE, REPLAYED_HEADER, RESENT_HEADER, STATUS_QUEUE
+from runeworker.adapters.amqp import (
+    COMPLETION_QUEUE,
+    REPLAYED_HEADER,
+    RESENT_HEADER,
+    STATUS_QUEUE,
+    Delivery,
+)
 from runeworker.child import receipts as receipts_module
-from runeworker.child.receipts import Receipt, Receipts, receipt_of
+from runeworker.child.receipts import Parking, Receipt, Receipts, receipt_of
 from runeworker.engine.messages import decode_execution
 from runeworker.supervisor.children import EXIT_OK
 
@@ -504,3 +511,19 @@ def test_redis_failing_at_the_look_for_orphans_stops_nothing(
     run_until_idle(make_worker(broker, store, hooks), broker)
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert hooks.count("reconnect") == 0 and hooks.count("state_error") == 1
+
+
+def test_a_redelivery_waits_its_shorter_grace_even_behind_a_resent_copy() -> None:
+    """A resent copy waits 2 s, a redelivery 0.25 s: one parked after the other still comes
+    out first, and each comes out once; a drain hands back what is parked in its order."""
+    parking = Parking(grace=0.6, redelivered_grace=0.05)
+    resent = Delivery(1, QUEUE, b"{}", False, headers={RESENT_HEADER: True})
+    redelivered = Delivery(2, QUEUE, b"{}", True)
+    assert parking.park(resent) and parking.park(redelivered)
+    assert parking.wait_seconds(10.0) <= 0.05
+    pending: deque[Delivery] = deque()
+    time.sleep(0.06)
+    parking.release(pending)
+    assert list(pending) == [redelivered]
+    assert not parking.park(redelivered)  # it waited: now it runs
+    assert parking.take_all() == [resent] and parking.wait_seconds(10.0) == 10.0
