@@ -20,7 +20,7 @@ import pytest
 from runeworker.commands.files import definition_of, read_workflow, sample_input
 from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
-from runeworker.engine.messages import NodeStatusMessage, encode, masked_mirror
+from runeworker.engine.messages import NodeStatusMessage, encode, encode_status, masked_mirror
 from runeworker.engine.state import MemoryStore
 
 HARNESS = Path(__file__).resolve().parents[1] / "consumers" / "rtes_serde"
@@ -114,7 +114,7 @@ def _messages(
     out: list[tuple[str, bytes]] = [("mirror", masked_mirror(start))]
 
     def show(st: NodeStatusMessage) -> None:
-        out.append(("status", encode(st)))
+        out.append(("status", encode_status(st)))
 
     done = LocalRunner(Executor(MemoryStore()), on_status=show).run(start)
     assert done is not None, name
