@@ -203,8 +203,18 @@ def _completion(
         final_context=final,
         completed_at=rfc3339(now_ns),
         total_duration_ms=_total_ms(started_at_ns, now_ns),
-        failure_reason=opt(failure_reason),
+        failure_reason=opt(storable_reason(failure_reason)),
     )
+
+
+def storable_reason(reason: str) -> str:
+    """`failure_reason` as the archivist can store it: NUL characters (an error message may
+    quote data holding them) replaced by U+FFFD. The archivist writes the reason into the API's
+    Postgres column `executions.failure_reason` (`update_execution` in
+    services/archivist/src/repository.py), and Postgres text holds no NUL: the `UPDATE` fails,
+    and the archivist requeues the completion for ever (`handle_message` in
+    services/archivist/src/consumer.py). The Go worker never fills the reason."""
+    return reason.replace("\x00", "\ufffd")
 
 
 def _total_ms(started_at_ns: int, now_ns: int) -> int:
