@@ -51,7 +51,6 @@ from runeworker.engine.messages import (
     decode_execution,
     encode,
     encode_execution,
-    encode_status,
     masked_mirror,
 )
 from runeworker.engine.outbox import Outbox
@@ -525,7 +524,7 @@ class Worker:
         return counted if counted is not None else self.store.count_attempt(d.body)
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
-        self.broker.publish(STATUS_QUEUE, encode_status(status))
+        self.broker.publish(STATUS_QUEUE, encode(status))
         if blocking:  # the node may block: its `running` must be visible before side effects
             self._commit()
 
@@ -562,7 +561,7 @@ class Worker:
 
     def _publish_result(self, outbox: Outbox) -> None:
         for status in outbox.statuses:
-            self.broker.publish(STATUS_QUEUE, encode_status(status))
+            self.broker.publish(STATUS_QUEUE, encode(status))
         for nxt in outbox.messages:
             self.broker.publish(self.cfg.broker.queue, encode_execution(nxt))
         if outbox.completion is not None:

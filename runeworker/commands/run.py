@@ -23,7 +23,7 @@ from runeworker.config import Config, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
-from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode, encode_status
+from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
 from runeworker.engine.validation import runnable_problems
 from runeworker.engine.workflow import parse_definition
@@ -83,7 +83,7 @@ def run(
 
     def show(st: NodeStatusMessage) -> None:
         if as_json:
-            out.write(encode_status(st).decode() + "\n")
+            out.write(encode(st).decode() + "\n")
         else:
             out.write(status_line(st) + "\n")
         out.flush()

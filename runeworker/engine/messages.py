@@ -12,7 +12,6 @@ for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webh
 from __future__ import annotations
 
 import functools
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -139,56 +138,6 @@ _known = KnownDefinitions()
 _contexts = KnownContexts()
 
 encode = _encoder.encode
-
-# RTES stores every status and mirror in MongoDB through `bson::to_bson` of the serde_json
-# values it parsed (`update_node_status`, `upsert_execution_definition` in
-# services/rtes/src/infra/execution_store.rs). serde_json reads an integer literal above
-# 2**63 - 1 and up to 2**64 - 1 as an unsigned 64-bit integer, for which BSON has no type: the
-# conversion fails (`UnsignedIntegerExceededRange`), and RTES nacks the message without
-# requeue. A status is lost; a mirror takes the whole execution with it (RTES drops the
-# statuses of an execution it has no document for). Such integers are written as doubles in
-# those two messages, which RTES stores (and the web app, in JavaScript, reads) as the same
-# number. A smaller or a negative one is an i64; a larger one serde_json reads as a double.
-_I64_MAX: Final = 2**63 - 1
-_U64_MAX: Final = 2**64 - 1
-# an integer literal of 19 or 20 digits where a JSON value stands (the pre-check: a digit run
-# inside a string may match too, and is then left alone by `_floated`)
-_LONG_INTEGER: Final = re.compile(rb"[:,\[]\s*\d{19,20}\s*[,}\]]")
-
-
-def bson_safe(data: bytes) -> bytes:
-    """`data` (a status or a mirror), with every integer RTES cannot store in BSON written as
-    a double; the same bytes when it holds none (the common case: one regex search)."""
-    if _LONG_INTEGER.search(data) is None:
-        return data
-    try:
-        value = msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return data
-    return msgspec.json.encode(value) if _floated(value) else data
-
-
-def _floated(root: Any) -> bool:
-    """Replace, in place, every int of `root` between 2**63 and 2**64 - 1 by a float; whether
-    there was one. Iterative: a mirror's definition may nest as deeply as the decoder allows."""
-    changed = False
-    stack = [root]
-    while stack:
-        value = stack.pop()
-        pairs = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in pairs:
-            if type(item) is int:
-                if _I64_MAX < item <= _U64_MAX:
-                    value[key] = float(item)
-                    changed = True
-            elif isinstance(item, dict | list):
-                stack.append(item)
-    return changed
-
-
-def encode_status(status: NodeStatusMessage) -> bytes:
-    """A status as published to `workflow.node.status` (`bson_safe`)."""
-    return bson_safe(encode(status))
 
 
 def rfc3339(ns: int | None = None) -> str:
@@ -334,9 +283,7 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
         if definition is not None:
             _mask_credentials(definition, raw.count(b'"credentials"'))
             raw = msgspec.json.encode(definition)
-    # integers RTES cannot store: in the context, RTES would refuse the whole mirror; in a
-    # node's parameters, it would leave the node out of the execution document (bson_safe)
-    return bson_safe(encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw))))
+    return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
 
 
 def _mask_credentials(definition: Any, written: int) -> None:

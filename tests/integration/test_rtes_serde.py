@@ -20,7 +20,7 @@ import pytest
 from runeworker.commands.files import definition_of, read_workflow, sample_input
 from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
-from runeworker.engine.messages import NodeStatusMessage, encode, encode_status, masked_mirror
+from runeworker.engine.messages import NodeStatusMessage, encode, masked_mirror
 from runeworker.engine.state import MemoryStore
 
 HARNESS = Path(__file__).resolve().parents[1] / "consumers" / "rtes_serde"
@@ -62,17 +62,11 @@ CRAFTED: dict[str, tuple[bytes, dict[str, Any]]] = {
     ),
     "unknown_type": (_chain(_node("u", "no.such.type", x=1)), {}),
     "cycle": (_chain(_node("a", "log", message="a"), extra=(("back", "a", "t"),)), {}),
+    # no integer between 2**63 and 2**64 - 1: RTES drops a status holding one, from
+    # runeworker as from Go (docs/WIRE.md section 4.1, a known limit)
     "long_integers": (
-        _chain(
-            _node("l", "log", message="$input.n"),
-            _node(
-                "e",
-                "edit",
-                mode="assignments",
-                assignments=[{"name": "m", "value": "{{ 2**64 - 1 }}", "type": "number"}],
-            ),
-        ),
-        {"n": 12345678901234567890, "nested": [{"u": 2**64 - 1}], "neg": -(2**63) - 1},
+        _chain(_node("l", "log", message="$input.n")),
+        {"n": 2**63 - 1, "neg": -(2**63) - 1, "huge": 10**25},
     ),
     "nul": (_chain(_node("l", "log", message="$input.s"), _node("x", "nosuch")), {"s": "a\x00b"}),
     "empty_split": (
@@ -114,7 +108,7 @@ def _messages(
     out: list[tuple[str, bytes]] = [("mirror", masked_mirror(start))]
 
     def show(st: NodeStatusMessage) -> None:
-        out.append(("status", encode_status(st)))
+        out.append(("status", encode(st)))
 
     done = LocalRunner(Executor(MemoryStore()), on_status=show).run(start)
     assert done is not None, name
