@@ -24,6 +24,7 @@ from types import FrameType
 
 import psutil
 
+from runeworker import metrics
 from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
@@ -739,6 +740,13 @@ def child_main(
         )
     except StateError as exc:  # a Redis Cluster none of whose nodes answers (from_config)
         log.error("cannot start: %s", exc)
+        return EXIT_BOOT_FAILED
+    try:  # this child's sample files, while it boots: a failure is a boot failure (backoff)
+        metrics.prime(
+            queues=(cfg.broker.queue, cfg.broker.resume_queue), node_types=worker.executor.specs
+        )
+    except OSError as exc:  # the metrics directory deleted, unwritable or full
+        log.error("cannot start: cannot write the metrics directory: %s", exc)
         return EXIT_BOOT_FAILED
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

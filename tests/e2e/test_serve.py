@@ -660,3 +660,63 @@ def test_a_broker_that_accepts_but_never_answers_is_waited_for_not_a_crash(start
         assert "restarting in" not in serve.log()
         serve.send(signal.SIGTERM)
         assert serve.wait(GRACEFUL + 5) == 0
+
+
+# --- operations review ------------------------------------------------------------------------
+
+
+def test_a_deleted_metrics_directory_is_created_again_and_children_keep_serving(
+    start: Start, rune: Rune, tmp_path: Path
+) -> None:
+    """`rm -r` of the metrics directory (or a tmpfiles cleaner) while serving: the supervisor
+    creates it again, a child spawned after it counts there, a running child does not crash on
+    the scheduler lock, and work still completes. Before, every new child crashed on its
+    first sample file right after it was ready, and was replaced at once, forever."""
+    serve = start(worker={"processes": 2})
+    directory = tmp_path / "metrics"
+    first = workers(serve, 2)
+    for path in directory.iterdir():
+        path.unlink()
+    directory.rmdir()
+    serve.wait_log("was deleted: created it again")
+    assert directory.is_dir()
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    replaced = workers(serve, 2, without={victim})
+    ids = rune.publish(log_chain(3), 20)
+    rune.wait_done(ids, timeout=60, settle=0.5)
+    exactly_once(rune, ids)
+    assert replaced & first == first - {victim}  # the other child lived on
+    assert len(serve.spawned()) == 3, serve.log()
+    assert "failed" not in serve.log()
+    fresh = (replaced - first).pop()
+    assert (directory / f"counter_{fresh}.db").exists()
+    text = scrape(serve)
+    assert sum(samples(text, "runeworker_completions_total").values()) >= 1
+
+
+def test_a_child_that_cannot_write_the_metrics_directory_is_a_boot_failure(
+    start: Start, tmp_path: Path
+) -> None:
+    """A child that cannot create its sample files fails while it boots, says why, and backs
+    off into the crash limit (exit 1, systemd restarts the service, which prepares the
+    directory again), instead of crashing after it was ready and being replaced at once."""
+    serve = start(
+        worker={"processes": 1},
+        supervisor={"restart_backoff": 0.1, "restart_backoff_max": 0.2, "crash_limit": 3},
+    )
+    serve.wait_log("consuming")
+    # a file where the directory was: the supervisor cannot create it again, children fail
+    directory = tmp_path / "metrics"
+    for path in directory.iterdir():
+        path.unlink()
+    directory.rmdir()
+    directory.write_text("")
+    os.kill(min(serve.workers()), signal.SIGKILL)
+    assert serve.wait(30) == 1
+    log = serve.log()
+    assert "cannot start: cannot write the metrics directory" in log
+    assert "crashes within" in log
+    assert "is gone and cannot be created" in log
+    assert log.count("is gone and cannot be created") == 1
+    assert "Traceback" not in log
