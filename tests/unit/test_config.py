@@ -285,7 +285,7 @@ def test_bad_env_int_names_the_variable() -> None:
         "WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'"
     )
     assert error_of(env={"WORKFLOW_CONCURRENCY": "0"}) == (
-        "WORKFLOW_CONCURRENCY: expected an integer >= 1, got '0'"
+        "WORKFLOW_CONCURRENCY: expected an integer >= 1 and <= 256, got '0'"
     )
 
 
@@ -447,3 +447,59 @@ def test_deploy_example_lists_every_key_with_a_comment() -> None:
             assert lines[number - 1].startswith("#"), f"{key} has no comment above it"
             comment = lines[number - 1] if "Default" in lines[number - 1] else lines[number - 2]
             assert "Default" in comment, f"{key}: the comment does not give the default"
+
+
+# --- operations review --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [257, 100000])
+def test_more_processes_than_the_supervisor_has_slots_for_are_refused(
+    tmp_path: Path, count: int
+) -> None:
+    """The liveness board has 256 slots: a pool asked for more spawned 256, logged `all 256
+    liveness slots are in use` ten times a second and never sent READY=1."""
+    path = write(tmp_path, f"[worker]\nprocesses = {count}\n")
+    assert error_of(path, env={}) == f"{path}: worker.processes: Expected `int` <= 256"
+    assert error_of(None, env={"WORKFLOW_CONCURRENCY": str(count)}) == (
+        f"WORKFLOW_CONCURRENCY: expected an integer >= 1 and <= 256, got '{count}'"
+    )
+    assert (
+        load_config(write(tmp_path, "[worker]\nprocesses = 256\n"), env={}).worker.processes == 256
+    )
+
+
+def test_the_board_has_a_slot_for_every_process_the_config_allows() -> None:
+    from runeworker.config import MAX_PROCESSES
+    from runeworker.supervisor.children import BOARD_SLOTS
+
+    assert BOARD_SLOTS == MAX_PROCESSES
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("amqp://u:secret@host:notaport/", "the port is not a number from 0 to 65535"),
+        ("amqp://u:secret@host:99999/", "the port is not a number from 0 to 65535"),
+        ("amqp://u:sec/ret@host:5672/", "percent-encode / ? # in the password"),
+        ("amqp://u:sec?ret@host:5672/", "percent-encode / ? # in the password"),
+    ],
+)
+def test_an_unreadable_port_is_told_from_a_password_holding_a_delimiter(url: str, why: str) -> None:
+    """A bad port read `percent-encode / ? # in the password`, sending the operator to a
+    password that was fine."""
+    message = error_of(None, env={"RABBITMQ_URL": url})
+    assert message.startswith("RABBITMQ_URL: cannot parse 'amqp://u:***@")
+    assert message.endswith(why)
+    assert "secret" not in message and "sec" not in message.partition("***")[2]
+
+
+def test_a_key_outside_any_section_is_named_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path, "processes = 3\n[worker]\ntimeout = 90\n")
+    assert error_of(path, env={}) == (
+        f"{path}: key 'processes' outside any [section]: every key belongs to one "
+        "(did you mean 'worker.processes'?)"
+    )
+    path = write(tmp_path, "x = 1\n")
+    assert (
+        error_of(path, env={}) == f"{path}: key 'x' outside any [section]: every key belongs to one"
+    )
