@@ -261,11 +261,20 @@ class Supervisor:
             elif sig == signal.SIGHUP:
                 self._reload()
             elif sig == signal.SIGTTIN:
-                self.wanted = min(self.wanted + 1, BOARD_SLOTS)
-                log.info("scaling up to %d children", self.wanted)
+                self._scale(+1)
             elif sig == signal.SIGTTOU:
-                self.wanted = max(self.wanted - 1, 1)
-                log.info("scaling down to %d children", self.wanted)
+                self._scale(-1)
+
+    def _scale(self, step: int) -> None:
+        """TTIN/TTOU: one child more or fewer, between 1 (a pool of none would never be
+        ready nor earn the watchdog's pings) and BOARD_SLOTS."""
+        wanted = min(max(self.wanted + step, 1), BOARD_SLOTS)
+        if wanted == self.wanted:
+            bound = "at least one child" if step < 0 else f"at most {BOARD_SLOTS} children"
+            log.warning("%s ignored: the pool keeps %s", "TTOU" if step < 0 else "TTIN", bound)
+            return
+        self.wanted = wanted
+        log.info("scaling %s to %d children", "down" if step < 0 else "up", wanted)
 
     # --- stopping -----------------------------------------------------------------------------
 
