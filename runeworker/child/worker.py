@@ -194,9 +194,9 @@ class Worker:
         """One attempt; None when consuming, else (what does not answer, why). `before_each`
         runs before the try of each RabbitMQ node (`Endpoint.connect`)."""
         b = self.cfg.broker
-        if not self.store.ping():
+        if (unanswered := self.store.ping_problem()) is not None:
             self.hooks.on_state_error()
-            return f"Redis at {redis_where(self.cfg.redis)}", "no answer to PING"
+            return f"Redis at {redis_where(self.cfg.redis)}", unanswered
         try:
             self.broker.connect(before_each)
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -720,3 +721,37 @@ def test_a_child_that_cannot_write_the_metrics_directory_is_a_boot_failure(
     assert "is gone and cannot be created" in log
     assert log.count("is gone and cannot be created") == 1
     assert "Traceback" not in log
+
+
+def test_a_wrong_redis_password_is_said_not_taken_for_a_redis_that_does_not_answer(
+    start: Start, tmp_path: Path
+) -> None:
+    """A Redis that refuses the password read `waiting for Redis at ...: no answer to PING`,
+    as if it were down; the reason is Redis's own answer now, and the password is in no log
+    line, no status and no `/readyz` answer."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--requirepass", "right-pw-1b2c", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"redis://:wrong-pw-9x8y@127.0.0.1:{port}/0"
+        wait_until(lambda: _answers(port), f"redis-server on {port}")
+        serve = start(env={"REDIS_URL": url}, broker={"retry_delay": 0.1, "retry_delay_max": 0.2})
+        serve.wait_log("pool waiting for Redis")
+        said = [ln for ln in serve.log().splitlines() if "waiting for Redis at " in ln]
+        assert said and all("invalid username-password pair" in ln for ln in said), said
+        code, body = serve.get("/readyz")
+        assert code == 503 and "invalid username-password pair" in body
+        assert "wrong-pw-9x8y" not in serve.log() + body
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as sock:
+        sock.sendall(b"PING\r\n")
+        return bool(sock.recv(64))
+    return False
