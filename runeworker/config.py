@@ -52,8 +52,9 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     queue: NonEmpty = "workflow.execution"
     resume_queue: NonEmpty = "workflow.resume"
     exchange: NonEmpty = "workflows"
-    prefetch: AtLeast1 = 10
-    heartbeat: AtLeast0 = 60
+    # AMQP carries both in 16 bits (basic.qos prefetch-count, connection.tune heartbeat)
+    prefetch: Annotated[int, Meta(ge=1, le=65535)] = 10
+    heartbeat: Annotated[int, Meta(ge=0, le=65535)] = 60
     connection_attempts: AtLeast1 = 3
     retry_delay: Seconds = 1.0
     retry_delay_max: Seconds = 30.0

@@ -282,7 +282,7 @@ def test_non_finite_env_number_is_rejected() -> None:
 
 def test_bad_env_int_names_the_variable() -> None:
     assert error_of(env={"WORKFLOW_PREFETCH": "abc"}) == (
-        "WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'"
+        "WORKFLOW_PREFETCH: expected an integer >= 1 and <= 65535, got 'abc'"
     )
     assert error_of(env={"WORKFLOW_CONCURRENCY": "0"}) == (
         "WORKFLOW_CONCURRENCY: expected an integer >= 1 and <= 256, got '0'"
@@ -316,7 +316,7 @@ def test_every_env_problem_is_reported_at_once() -> None:
 def test_override_errors_name_the_key() -> None:
     overrides = {"broker.prefetch": "many", "worker.procs": 3, "worker.timeout": 0.5}
     assert error_of(env={}, overrides=overrides).splitlines() == [
-        "command line: broker.prefetch: expected an integer >= 1, got 'many'",
+        "command line: broker.prefetch: expected an integer >= 1 and <= 65535, got 'many'",
         "command line: unknown key 'worker.procs' (did you mean 'worker.processes'?)",
         "command line: worker.timeout: Expected `float` >= 1.0",
     ]
@@ -425,7 +425,8 @@ def test_check_config_errors_exit_2(
     out, err = capsys.readouterr()
     assert out == ""
     assert "topsecret" not in err
-    assert "config error: WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'\n" in err
+    wanted = "an integer >= 1 and <= 65535"
+    assert f"config error: WORKFLOW_PREFETCH: expected {wanted}, got 'abc'\n" in err
     assert "config error: RABBITMQ_URL: expected a URL starting with amqp://" in err
 
 
@@ -503,3 +504,14 @@ def test_a_key_outside_any_section_is_named_as_such(tmp_path: Path) -> None:
     assert (
         error_of(path, env={}) == f"{path}: key 'x' outside any [section]: every key belongs to one"
     )
+
+
+@pytest.mark.parametrize("key", ["prefetch", "heartbeat"])
+def test_amqp_short_fields_are_bounded(tmp_path: Path, key: str) -> None:
+    """AMQP sends `prefetch` and `heartbeat` as 16-bit fields: 70000 made every child crash in
+    basic.qos (`struct.error`, a crash loop) or wait forever behind pika's
+    `ProbableAccessDeniedError` for the heartbeat, as if the password were wrong."""
+    path = write(tmp_path, f"[broker]\n{key} = 70000\n")
+    assert error_of(path, env={}) == f"{path}: broker.{key}: Expected `int` <= 65535"
+    path = write(tmp_path, f"[broker]\n{key} = 65535\n")
+    assert getattr(load_config(path, env={}).broker, key) == 65535
