@@ -76,7 +76,8 @@ class RedisConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Redis Cluster: `url` is the first node to ask for the cluster's layout
     cluster: bool = False
     key_prefix: str = ""
-    key_ttl: Annotated[int, Meta(ge=60)] = 86400
+    # Redis refuses an expire time whose milliseconds overflow; 2^31-1 s is 68 years
+    key_ttl: Annotated[int, Meta(ge=60, le=2**31 - 1)] = 86400
     socket_timeout: PositiveSeconds = 5.0
 
 

@@ -515,3 +515,11 @@ def test_amqp_short_fields_are_bounded(tmp_path: Path, key: str) -> None:
     assert error_of(path, env={}) == f"{path}: broker.{key}: Expected `int` <= 65535"
     path = write(tmp_path, f"[broker]\n{key} = 65535\n")
     assert getattr(load_config(path, env={}).broker, key) == 65535
+
+
+def test_a_key_ttl_redis_would_refuse_is_refused_here(tmp_path: Path) -> None:
+    """`redis.key_ttl = 9999999999999999` passed, and every step then failed in Redis
+    (`invalid expire time in 'set' command`): the children reconnected forever, running
+    nothing."""
+    path = write(tmp_path, "[redis]\nkey_ttl = 9999999999999999\n")
+    assert error_of(path, env={}) == f"{path}: redis.key_ttl: Expected `int` <= 2147483647"
