@@ -585,11 +585,21 @@ def load_config(
 
 def changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
     """(`section.key`, old value, new value) of every setting that differs, URL passwords
-    masked: what a reload logs."""
+    masked: what a reload logs. A URL whose password alone changed (which masked reads the
+    same) is reported too, its new value saying so."""
+    raw_before, raw_after = msgspec.to_builtins(old), msgspec.to_builtins(new)
     before, after = masked(old), masked(new)
-    return [
-        (f"{section}.{key}", before[section].get(key), value)
-        for section, table in after.items()
-        for key, value in table.items()
-        if before.get(section, {}).get(key) != value
-    ]
+    found = []
+    for section, table in raw_after.items():
+        for key, value in table.items():
+            if raw_before[section][key] == value:
+                continue
+            shown = after[section][key]
+            if shown == before[section][key]:
+                shown = f"{_brief(shown)} (another password)"
+            found.append((f"{section}.{key}", before[section][key], shown))
+    return found
+
+
+def _brief(value: Any) -> str:
+    return ", ".join(value) if isinstance(value, list) else str(value)

@@ -14,6 +14,7 @@ from runeworker.config import (
     BrokerConfig,
     Config,
     WorkerConfig,
+    changes,
     load_config,
     mask_url,
     masked,
@@ -523,3 +524,19 @@ def test_a_key_ttl_redis_would_refuse_is_refused_here(tmp_path: Path) -> None:
     nothing."""
     path = write(tmp_path, "[redis]\nkey_ttl = 9999999999999999\n")
     assert error_of(path, env={}) == f"{path}: redis.key_ttl: Expected `int` <= 2147483647"
+
+
+def test_a_reload_that_changes_only_a_password_says_so(tmp_path: Path) -> None:
+    """A new password in `broker.url` read `0 settings changed` (the masked URLs compare
+    equal), so a reload that did roll the children onto it showed nothing; the password is
+    still never shown."""
+    old = load_config(env={"RABBITMQ_URL": "amqp://u:old-pw@h:5672/v"})
+    new = load_config(env={"RABBITMQ_URL": "amqp://u:new-pw@h:5672/v"})
+    assert changes(old, new) == [
+        ("broker.url", "amqp://u:***@h:5672/v", "amqp://u:***@h:5672/v (another password)")
+    ]
+    moved = load_config(env={"RABBITMQ_URL": "amqp://u:new-pw@other:5672/v"})
+    assert changes(old, moved) == [
+        ("broker.url", "amqp://u:***@h:5672/v", "amqp://u:***@other:5672/v")
+    ]
+    assert changes(old, old) == []
