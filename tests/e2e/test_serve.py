@@ -601,6 +601,9 @@ def test_a_dependency_down_at_start_is_waited_for_not_a_crash(
         status = [ln for ln in lines if ln.startswith("STATUS=")][-1]
         assert status.startswith(f"STATUS=waiting for {down} at ")
         assert status.endswith("(0 of 2 children ready)")
+        # the reason, as deploy/RUNBOOK.md promises it (it read `AMQPConnectionError` for
+        # RabbitMQ and `no answer to PING` for Redis)
+        assert "Connection refused" in status, status
         code, body = serve.get("/readyz")
         assert code == 503 and body.startswith(f"not ready: waiting for {down} at ")
         waiting = samples(scrape(serve), "runeworker_children", state="waiting")
