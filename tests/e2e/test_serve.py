@@ -758,3 +758,35 @@ def _answers(port: int) -> bool:
         sock.sendall(b"PING\r\n")
         return bool(sock.recv(64))
     return False
+
+
+# `serve` whose children fail just after they report ready (an uncaught exception, exit 1)
+FAILS_ONCE_READY = """
+import sys
+from runeworker.cli import main
+from runeworker.metrics.subscriber import WorkerMetrics
+def on_ready(self, queues, node_types):
+    raise RuntimeError("broken right after ready")
+WorkerMetrics.on_ready = on_ready
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_children_that_fail_on_their_own_once_ready_back_off_into_the_crash_limit(
+    start: Start,
+) -> None:
+    """A child that exits with an error (not a signal) just after it was ready was replaced at
+    once, like one the OOM killer took: a fault every child meets (a metrics directory it
+    cannot write was one) forked four children a second, forever. Such exits back off and
+    count toward `supervisor.crash_limit`; a SIGKILL still does not
+    (`test_a_kill_storm_is_replaced_at_once`)."""
+    serve = start(
+        python_args=("-c", FAILS_ONCE_READY),
+        worker={"processes": 1},
+        supervisor={"restart_backoff": 0.2, "restart_backoff_max": 0.4, "crash_limit": 3},
+    )
+    assert serve.wait(30) == 1
+    log = serve.log()
+    assert log.count("failed after it was ready: exit 1") == 3
+    assert "restarting in" in log and "3 crashes within" in log
+    assert len(serve.spawned()) == 3
