@@ -73,6 +73,8 @@ def prepare_directory(path: str) -> str:
     # Wiping after metrics exist would delete this process's own open sample files.
     if any(family._metric is not None for family in FAMILIES):
         raise ConfigError("The metrics directory cannot be wiped after metrics were recorded.")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"The metrics directory {directory} is a file, not a directory.")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         for stale in itertools.chain(*(Path(directory).glob(p) for p in _PROMETHEUS_FILES)):

@@ -327,6 +327,10 @@ def test_replay_refuses_what_it_cannot_do_and_changes_nothing(
     assert run(capsys, dead, "replay") == (2, "", usage)
     assert run(capsys, dead, "replay", id="#1", all=True) == (2, "", usage)
     assert run(capsys, dead, "replay", id="#1", to=dead.queue)[0] == 2
+    # `--to "$QUEUE"` with QUEUE unset replayed to the message's own queue, as without --to
+    empty = "error: --to needs a queue name (got an empty one)\n"
+    assert run(capsys, dead, "replay", all=True, to="") == (2, "", empty)
+    assert run(capsys, dead, "replay", id="#1", to=" ") == (2, "", empty)
     assert run(capsys, dead, "replay", id="#9")[0] == 1
     assert [b for b, _h in take_all(amqp_url, dead.queue)] == dead.bodies
 

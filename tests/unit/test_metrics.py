@@ -529,3 +529,15 @@ def test_a_reaped_child_counts_as_a_restart_unless_its_pool_stops(
     from runeworker.commands.serve import _restart_reason
 
     assert _restart_reason(reason) == counted
+
+
+def test_a_metrics_directory_that_is_a_file_is_named_so(tmp_path: Path) -> None:
+    """It read `cannot be prepared: File exists.`"""
+    path = tmp_path / "metrics"
+    path.write_text("")
+    done = run_python(
+        "import sys\nfrom runeworker import metrics\nmetrics.prepare_directory(sys.argv[1])\n",
+        str(path),
+    )
+    assert done.returncode == 1
+    assert f"The metrics directory {path} is a file, not a directory." in done.stderr
