@@ -36,6 +36,8 @@ AtLeast1 = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(ge=0)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 _NODE = NodeSettings()  # the defaults of every node setting (see its docstring)
+# children of one supervisor: the slots of its liveness board (supervisor/children.py)
+MAX_PROCESSES = 256
 
 
 class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -50,8 +52,9 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     queue: NonEmpty = "workflow.execution"
     resume_queue: NonEmpty = "workflow.resume"
     exchange: NonEmpty = "workflows"
-    prefetch: AtLeast1 = 10
-    heartbeat: AtLeast0 = 60
+    # AMQP carries both in 16 bits (basic.qos prefetch-count, connection.tune heartbeat)
+    prefetch: Annotated[int, Meta(ge=1, le=65535)] = 10
+    heartbeat: Annotated[int, Meta(ge=0, le=65535)] = 60
     connection_attempts: AtLeast1 = 3
     retry_delay: Seconds = 1.0
     retry_delay_max: Seconds = 30.0
@@ -73,14 +76,15 @@ class RedisConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Redis Cluster: `url` is the first node to ask for the cluster's layout
     cluster: bool = False
     key_prefix: str = ""
-    key_ttl: Annotated[int, Meta(ge=60)] = 86400
+    # Redis refuses an expire time whose milliseconds overflow; 2^31-1 s is 68 years
+    key_ttl: Annotated[int, Meta(ge=60, le=2**31 - 1)] = 86400
     socket_timeout: PositiveSeconds = 5.0
 
 
 class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The consumer child processes."""
 
-    processes: AtLeast1 = 2
+    processes: Annotated[int, Meta(ge=1, le=MAX_PROCESSES)] = 2
     max_messages: AtLeast0 = 0
     max_messages_jitter: Annotated[float, Meta(ge=0, le=1)] = 0.1
     max_memory_mb: AtLeast0 = 0
@@ -242,10 +246,19 @@ def _url_check(*schemes: str) -> Callable[[Any], str | None]:
         try:  # the clients would fail later, quoting the part of the password they misread
             urlsplit(str(url)).port  # noqa: B018
         except ValueError:
-            return f"cannot parse {mask_url(str(url))!r}: percent-encode / ? # in the password"
+            return f"cannot parse {mask_url(str(url))!r}: {_port_problem(str(url))}"
         return None
 
     return check
+
+
+def _port_problem(url: str) -> str:
+    """Why a URL's port cannot be read: a password holding / ? # (which ends the address part
+    early, so that the rest of the password reads as the port), or the port itself."""
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc and "@" in url.partition("://")[2]:
+        return "percent-encode / ? # in the password"
+    return "the port is not a number from 0 to 65535"
 
 
 def _url_check_or_empty(*schemes: str) -> Callable[[Any], str | None]:
@@ -342,6 +355,13 @@ def _unknown(key: str) -> str:
     return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
+def _outside_sections(name: str) -> str:
+    """A key written before any [section] header: say so, and which sections hold that name."""
+    owners = sorted(key for key in _FIELDS if key.partition(".")[2] == name)
+    hint = f" (did you mean {' or '.join(repr(k) for k in owners)}?)" if owners else ""
+    return f"key {name!r} outside any [section]: every key belongs to one{hint}"
+
+
 def config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
     """The config file to read: `path`, else $RUNEWORKER_CONFIG, else none (defaults only)."""
     if path is not None:
@@ -379,7 +399,9 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
         ) from exc
     layer: _Layer = {}
     for section, table in data.items():
-        if section not in _SECTIONS:
+        if section not in _SECTIONS and not isinstance(table, dict):
+            problems.append(f"{path}: {_outside_sections(section)}")
+        elif section not in _SECTIONS:
             problems.append(f"{path}: unknown section {section!r}")
         elif not isinstance(table, dict):
             problems.append(f"{path}: {section}: expected a table [{section}]")
@@ -563,11 +585,21 @@ def load_config(
 
 def changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
     """(`section.key`, old value, new value) of every setting that differs, URL passwords
-    masked: what a reload logs."""
+    masked: what a reload logs. A URL whose password alone changed (which masked reads the
+    same) is reported too, its new value saying so."""
+    raw_before, raw_after = msgspec.to_builtins(old), msgspec.to_builtins(new)
     before, after = masked(old), masked(new)
-    return [
-        (f"{section}.{key}", before[section].get(key), value)
-        for section, table in after.items()
-        for key, value in table.items()
-        if before.get(section, {}).get(key) != value
-    ]
+    found = []
+    for section, table in raw_after.items():
+        for key, value in table.items():
+            if raw_before[section][key] == value:
+                continue
+            shown = after[section][key]
+            if shown == before[section][key]:
+                shown = f"{_brief(shown)} (another password)"
+            found.append((f"{section}.{key}", before[section][key], shown))
+    return found
+
+
+def _brief(value: Any) -> str:
+    return ", ".join(value) if isinstance(value, list) else str(value)

@@ -710,6 +710,21 @@ def _marked(message: _Published) -> _Published:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as text, prefixed with its class name unless the text names it."""
+    """An exception as text, prefixed with its class name unless the text names it. pika's
+    connect errors print nothing (`AMQPConnectionError` around `AMQPConnectorSocketConnectError`
+    around the `ConnectionRefusedError`): the error they wrap is described instead."""
+    wrapped = _wrapped(exc)
+    if wrapped is not None:
+        return describe(wrapped)
     text = str(exc) or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The error a textless pika error carries (`.exception`, or its first argument)."""
+    if str(exc):
+        return None
+    inner = getattr(exc, "exception", None)
+    if isinstance(inner, BaseException):
+        return inner
+    return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None

@@ -71,6 +71,7 @@ from runeworker.engine.state import (
     attempt_key,
 )
 from runeworker.errors import StateError
+from runeworker.masking import mask_url_passwords
 
 # Receipts (runeworker/child/receipts.py): KEYS are the receipts hashes of the ARGV[2] receipts
 # to record, then of those to look up; ARGV[3..] the field of each, in the same order. On one
@@ -663,10 +664,15 @@ class RedisStore(RedisFlow):
 
     def ping(self) -> bool:
         """True when the server answers (the readiness probe); never raises."""
+        return self.ping_problem() is None
+
+    def ping_problem(self) -> str | None:
+        """None when the server answers PING, else why not: the client's error (`Connection
+        refused`, `invalid username-password pair`), which holds no password; never raises."""
         try:
-            return bool(self._client.ping())
-        except RedisError:
-            return False
+            return None if self._client.ping() else "no answer to PING"
+        except RedisError as exc:
+            return f"no answer to PING: {mask_url_passwords(str(exc)) or type(exc).__name__}"
 
     def close(self) -> None:
         """Close the client and its connections."""

@@ -101,6 +101,11 @@ class WorkerStore(StateStore, Protocol):
         """True when the store answers; never raises."""
         ...
 
+    def ping_problem(self) -> str | None:
+        """None when the store answers, else why not (a refused connection, a wrong
+        password); never raises."""
+        ...
+
     def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
         """Record the receipts `record` (steps whose outcome is published), then say for each
         of `check` whether it has a receipt; one round trip (runeworker/child/receipts.py)."""

@@ -110,6 +110,7 @@ class HostLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._warned = False  # the lock file could not be opened (said once until it can)
 
     @property
     def held(self) -> bool:
@@ -118,7 +119,14 @@ class HostLock:
     def acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # its directory deleted or unwritable: no scheduler here, no crash
+            if not self._warned:
+                log.error("cannot open the scheduler lock %s: %s", self.path, exc.strerror or exc)
+                self._warned = True
+            return False
+        self._warned = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

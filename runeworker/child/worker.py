@@ -24,6 +24,7 @@ from types import FrameType
 
 import psutil
 
+from runeworker import metrics
 from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
@@ -193,9 +194,9 @@ class Worker:
         """One attempt; None when consuming, else (what does not answer, why). `before_each`
         runs before the try of each RabbitMQ node (`Endpoint.connect`)."""
         b = self.cfg.broker
-        if not self.store.ping():
+        if (unanswered := self.store.ping_problem()) is not None:
             self.hooks.on_state_error()
-            return f"Redis at {redis_where(self.cfg.redis)}", "no answer to PING"
+            return f"Redis at {redis_where(self.cfg.redis)}", unanswered
         try:
             self.broker.connect(before_each)
             bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
@@ -739,6 +740,13 @@ def child_main(
         )
     except StateError as exc:  # a Redis Cluster none of whose nodes answers (from_config)
         log.error("cannot start: %s", exc)
+        return EXIT_BOOT_FAILED
+    try:  # this child's sample files, while it boots: a failure is a boot failure (backoff)
+        metrics.prime(
+            queues=(cfg.broker.queue, cfg.broker.resume_queue), node_types=worker.executor.specs
+        )
+    except OSError as exc:  # the metrics directory deleted, unwritable or full
+        log.error("cannot start: cannot write the metrics directory: %s", exc)
         return EXIT_BOOT_FAILED
     signal.signal(signal.SIGTERM, worker.stop)
     return worker.run()

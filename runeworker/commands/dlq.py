@@ -194,6 +194,9 @@ class DeadLetterQueue:
         if to == self.name:
             print(f"error: --to names the dead-letter queue {self.name} itself", file=sys.stderr)
             return EXIT_ERROR
+        if to is not None and not to.strip():  # `--to "$QUEUE"` with QUEUE unset
+            print("error: --to needs a queue name (got an empty one)", file=sys.stderr)
+            return EXIT_ERROR
         if every:
             return self._replay_all(to, out)
         with self._browsing() as (ch, _total, letters):

@@ -36,7 +36,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
 
     directory = cfg.metrics.directory or tempfile.mkdtemp(prefix="runeworker-metrics-")
     try:
-        metrics.prepare_directory(directory)
+        directory = metrics.prepare_directory(directory)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -78,6 +78,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
 
     hooks = SupervisorHooks(
         on_child_exit=_child_exited,
+        on_tick=MetricsDirectory(directory).keep,
         ready_check=lambda: supervisor is not None and probe.answers(supervisor),
         on_reload=reloaded,
     )
@@ -193,6 +194,38 @@ def _same_port(listen: str, other: str) -> bool:
         return False
     port = metrics.parse_listen(listen)[1]
     return port != 0 and port == metrics.parse_listen(other)[1]
+
+
+class MetricsDirectory:
+    """Creates the metrics directory again when it is gone (a `tmpfiles.d` cleaner, an
+    operator's `rm -r`): the children write their samples and the scheduler lock there, and a
+    child that cannot fails to boot. What the processes running then had counted went with it:
+    `/metrics` counts from zero again (a counter reset to Prometheus) for the children spawned
+    after, and shows the others' samples, and the supervisor's own, no more until a restart.
+    Checked at every turn of the supervisor's loop (one stat)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._failing = False  # it could not be created: said once until it can
+
+    def keep(self) -> None:
+        if os.path.isdir(self.path):
+            return
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            if not self._failing:
+                log.error(
+                    "the metrics directory %s is gone and cannot be created: %s", self.path, exc
+                )
+            self._failing = True
+            return
+        self._failing = False
+        log.error(
+            "the metrics directory %s was deleted: created it again; the samples of the "
+            "processes running now are lost (restart the service to count them again)",
+            self.path,
+        )
 
 
 def _child_exited(pid: int, reason: str) -> None:

@@ -9,7 +9,8 @@ Signals: TERM/INT drain (a second one stops at once), QUIT stops at once, HUP re
 config and rolls the children one at a time, TTIN/TTOU add/remove one child.
 
 Exit codes: 0 after a requested stop, 1 after a crash loop (`supervisor.crash_limit` crashes of
-children that never got ready within `supervisor.crash_window`) or when the pid file cannot be
+children that never got ready, or exited on their own with an error after, within
+`supervisor.crash_window`) or when the pid file cannot be
 written, `EXIT_DRAIN_FORCED` (3) when a drain had to SIGKILL children that outlived
 `worker.graceful_timeout` (their in-flight deliveries go back to the queue unacknowledged).
 """
@@ -261,11 +262,20 @@ class Supervisor:
             elif sig == signal.SIGHUP:
                 self._reload()
             elif sig == signal.SIGTTIN:
-                self.wanted = min(self.wanted + 1, BOARD_SLOTS)
-                log.info("scaling up to %d children", self.wanted)
+                self._scale(+1)
             elif sig == signal.SIGTTOU:
-                self.wanted = max(self.wanted - 1, 1)
-                log.info("scaling down to %d children", self.wanted)
+                self._scale(-1)
+
+    def _scale(self, step: int) -> None:
+        """TTIN/TTOU: one child more or fewer, between 1 (a pool of none would never be
+        ready nor earn the watchdog's pings) and BOARD_SLOTS."""
+        wanted = min(max(self.wanted + step, 1), BOARD_SLOTS)
+        if wanted == self.wanted:
+            bound = "at least one child" if step < 0 else f"at most {BOARD_SLOTS} children"
+            log.warning("%s ignored: the pool keeps %s", "TTOU" if step < 0 else "TTIN", bound)
+            return
+        self.wanted = wanted
+        log.info("scaling %s to %d children", "down" if step < 0 else "up", wanted)
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -311,6 +321,12 @@ class Supervisor:
             # Asked to stop: not a crash (a "timeout" kill was counted when it was killed).
             log.info("child %d exited (%s): %s", pid, child.stop_reason, reason)
             reason, crashed = child.stop_reason, False
+        elif crashed and served and not reason.startswith("signal"):
+            # Failed on its own after it was ready (an uncaught exception: exit 1): a bug or a
+            # fault of its environment that its replacement meets at once too (a metrics
+            # directory it cannot write, ...). Replacing it at once forked four children a
+            # second forever; it backs off and counts toward the crash limit instead.
+            log.warning("child %d (slot %d) failed after it was ready: %s", pid, child.slot, reason)
         elif crashed and served:
             # Killed after it was ready (OOM killer, an operator): replaced at once, counted in
             # the restart metric, but no boot failure; a message it died on is redelivered and

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from runeworker.config import Config
+from runeworker.config import MAX_PROCESSES, Config
 from runeworker.supervisor.liveness import ChildState, Liveness
 from runeworker.supervisor.systemd import NOTIFY_VARIABLES
 
@@ -51,7 +51,7 @@ EXIT_OK = 0
 EXIT_BOOT_FAILED = 3  # could not connect: the supervisor backs off instead of respawning at once
 EXIT_RECYCLE = 4  # max_messages / max_memory reached: replace me, I did not crash
 
-BOARD_SLOTS = 256
+BOARD_SLOTS = MAX_PROCESSES  # worker.processes cannot ask for more
 SUPERVISOR_SIGNALS = (
     signal.SIGTERM,
     signal.SIGQUIT,

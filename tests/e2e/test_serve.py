@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -600,6 +601,9 @@ def test_a_dependency_down_at_start_is_waited_for_not_a_crash(
         status = [ln for ln in lines if ln.startswith("STATUS=")][-1]
         assert status.startswith(f"STATUS=waiting for {down} at ")
         assert status.endswith("(0 of 2 children ready)")
+        # the reason, as deploy/RUNBOOK.md promises it (it read `AMQPConnectionError` for
+        # RabbitMQ and `no answer to PING` for Redis)
+        assert "Connection refused" in status, status
         code, body = serve.get("/readyz")
         assert code == 503 and body.startswith(f"not ready: waiting for {down} at ")
         waiting = samples(scrape(serve), "runeworker_children", state="waiting")
@@ -660,3 +664,129 @@ def test_a_broker_that_accepts_but_never_answers_is_waited_for_not_a_crash(start
         assert "restarting in" not in serve.log()
         serve.send(signal.SIGTERM)
         assert serve.wait(GRACEFUL + 5) == 0
+
+
+# --- operations review ------------------------------------------------------------------------
+
+
+def test_a_deleted_metrics_directory_is_created_again_and_children_keep_serving(
+    start: Start, rune: Rune, tmp_path: Path
+) -> None:
+    """`rm -r` of the metrics directory (or a tmpfiles cleaner) while serving: the supervisor
+    creates it again, a child spawned after it counts there, a running child does not crash on
+    the scheduler lock, and work still completes. Before, every new child crashed on its
+    first sample file right after it was ready, and was replaced at once, forever."""
+    serve = start(worker={"processes": 2})
+    directory = tmp_path / "metrics"
+    first = workers(serve, 2)
+    for path in directory.iterdir():
+        path.unlink()
+    directory.rmdir()
+    serve.wait_log("was deleted: created it again")
+    assert directory.is_dir()
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    replaced = workers(serve, 2, without={victim})
+    ids = rune.publish(log_chain(3), 20)
+    rune.wait_done(ids, timeout=60, settle=0.5)
+    exactly_once(rune, ids)
+    assert replaced & first == first - {victim}  # the other child lived on
+    assert len(serve.spawned()) == 3, serve.log()
+    assert "failed" not in serve.log()
+    fresh = (replaced - first).pop()
+    assert (directory / f"counter_{fresh}.db").exists()
+    text = scrape(serve)
+    assert sum(samples(text, "runeworker_completions_total").values()) >= 1
+
+
+def test_a_child_that_cannot_write_the_metrics_directory_is_a_boot_failure(
+    start: Start, tmp_path: Path
+) -> None:
+    """A child that cannot create its sample files fails while it boots, says why, and backs
+    off into the crash limit (exit 1, systemd restarts the service, which prepares the
+    directory again), instead of crashing after it was ready and being replaced at once."""
+    serve = start(
+        worker={"processes": 1},
+        supervisor={"restart_backoff": 0.1, "restart_backoff_max": 0.2, "crash_limit": 3},
+    )
+    serve.wait_log("consuming")
+    # a file where the directory was: the supervisor cannot create it again, children fail
+    directory = tmp_path / "metrics"
+    for path in directory.iterdir():
+        path.unlink()
+    directory.rmdir()
+    directory.write_text("")
+    os.kill(min(serve.workers()), signal.SIGKILL)
+    assert serve.wait(30) == 1
+    log = serve.log()
+    assert "cannot start: cannot write the metrics directory" in log
+    assert "crashes within" in log
+    assert "is gone and cannot be created" in log
+    assert log.count("is gone and cannot be created") == 1
+    assert "Traceback" not in log
+
+
+def test_a_wrong_redis_password_is_said_not_taken_for_a_redis_that_does_not_answer(
+    start: Start, tmp_path: Path
+) -> None:
+    """A Redis that refuses the password read `waiting for Redis at ...: no answer to PING`,
+    as if it were down; the reason is Redis's own answer now, and the password is in no log
+    line, no status and no `/readyz` answer."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--requirepass", "right-pw-1b2c", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"redis://:wrong-pw-9x8y@127.0.0.1:{port}/0"
+        wait_until(lambda: _answers(port), f"redis-server on {port}")
+        serve = start(env={"REDIS_URL": url}, broker={"retry_delay": 0.1, "retry_delay_max": 0.2})
+        serve.wait_log("pool waiting for Redis")
+        said = [ln for ln in serve.log().splitlines() if "waiting for Redis at " in ln]
+        assert said and all("invalid username-password pair" in ln for ln in said), said
+        code, body = serve.get("/readyz")
+        assert code == 503 and "invalid username-password pair" in body
+        assert "wrong-pw-9x8y" not in serve.log() + body
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as sock:
+        sock.sendall(b"PING\r\n")
+        return bool(sock.recv(64))
+    return False
+
+
+# `serve` whose children fail just after they report ready (an uncaught exception, exit 1)
+FAILS_ONCE_READY = """
+import sys
+from runeworker.cli import main
+from runeworker.metrics.subscriber import WorkerMetrics
+def on_ready(self, queues, node_types):
+    raise RuntimeError("broken right after ready")
+WorkerMetrics.on_ready = on_ready
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_children_that_fail_on_their_own_once_ready_back_off_into_the_crash_limit(
+    start: Start,
+) -> None:
+    """A child that exits with an error (not a signal) just after it was ready was replaced at
+    once, like one the OOM killer took: a fault every child meets (a metrics directory it
+    cannot write was one) forked four children a second, forever. Such exits back off and
+    count toward `supervisor.crash_limit`; a SIGKILL still does not
+    (`test_a_kill_storm_is_replaced_at_once`)."""
+    serve = start(
+        python_args=("-c", FAILS_ONCE_READY),
+        worker={"processes": 1},
+        supervisor={"restart_backoff": 0.2, "restart_backoff_max": 0.4, "crash_limit": 3},
+    )
+    assert serve.wait(30) == 1
+    log = serve.log()
+    assert log.count("failed after it was ready: exit 1") == 3
+    assert "restarting in" in log and "3 crashes within" in log
+    assert len(serve.spawned()) == 3

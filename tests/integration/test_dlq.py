@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import re
+import socket
 import time
 import tracemalloc
 import uuid
@@ -326,6 +327,10 @@ def test_replay_refuses_what_it_cannot_do_and_changes_nothing(
     assert run(capsys, dead, "replay") == (2, "", usage)
     assert run(capsys, dead, "replay", id="#1", all=True) == (2, "", usage)
     assert run(capsys, dead, "replay", id="#1", to=dead.queue)[0] == 2
+    # `--to "$QUEUE"` with QUEUE unset replayed to the message's own queue, as without --to
+    empty = "error: --to needs a queue name (got an empty one)\n"
+    assert run(capsys, dead, "replay", all=True, to="") == (2, "", empty)
+    assert run(capsys, dead, "replay", id="#1", to=" ") == (2, "", empty)
     assert run(capsys, dead, "replay", id="#9")[0] == 1
     assert [b for b, _h in take_all(amqp_url, dead.queue)] == dead.bodies
 
@@ -339,6 +344,25 @@ def test_a_broker_error_names_the_url_without_its_password(
     assert (code, out) == (2, "")
     assert err.startswith("error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:5672/")
     assert "wr0ng-Passw0rd" not in err
+
+
+def test_a_broker_that_refuses_the_connection_is_said_to(
+    capsys: pytest.CaptureFixture[str], dead: Dead
+) -> None:
+    """pika's connect error prints nothing: the line ended in a bare `AMQPConnectionError`."""
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = f"amqp://guest:s3cret-pw@127.0.0.1:{port}/"
+    bad = Dead(
+        dead.queue, {**dead.overrides, "broker.url": closed, "broker.retry_delay": 0.1}, [], []
+    )
+    code, out, err = run(capsys, bad, "list")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:{port}/: "
+        "ConnectionRefusedError: [Errno 111] Connection refused\n"
+    )
 
 
 @pytest.fixture

@@ -372,7 +372,11 @@ class StubStore(MemoryStore):
 
     def ping(self) -> bool:
         """False while a `ping` fault lasts."""
-        return not self._trip("ping")
+        return self.ping_problem() is None
+
+    def ping_problem(self) -> str | None:
+        """`no answer to PING` while a `ping` fault lasts."""
+        return "no answer to PING" if self._trip("ping") else None
 
     def close(self) -> None:
         """Nothing to release; remembered for the tests."""

@@ -14,6 +14,7 @@ from runeworker.config import (
     BrokerConfig,
     Config,
     WorkerConfig,
+    changes,
     load_config,
     mask_url,
     masked,
@@ -282,10 +283,10 @@ def test_non_finite_env_number_is_rejected() -> None:
 
 def test_bad_env_int_names_the_variable() -> None:
     assert error_of(env={"WORKFLOW_PREFETCH": "abc"}) == (
-        "WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'"
+        "WORKFLOW_PREFETCH: expected an integer >= 1 and <= 65535, got 'abc'"
     )
     assert error_of(env={"WORKFLOW_CONCURRENCY": "0"}) == (
-        "WORKFLOW_CONCURRENCY: expected an integer >= 1, got '0'"
+        "WORKFLOW_CONCURRENCY: expected an integer >= 1 and <= 256, got '0'"
     )
 
 
@@ -316,7 +317,7 @@ def test_every_env_problem_is_reported_at_once() -> None:
 def test_override_errors_name_the_key() -> None:
     overrides = {"broker.prefetch": "many", "worker.procs": 3, "worker.timeout": 0.5}
     assert error_of(env={}, overrides=overrides).splitlines() == [
-        "command line: broker.prefetch: expected an integer >= 1, got 'many'",
+        "command line: broker.prefetch: expected an integer >= 1 and <= 65535, got 'many'",
         "command line: unknown key 'worker.procs' (did you mean 'worker.processes'?)",
         "command line: worker.timeout: Expected `float` >= 1.0",
     ]
@@ -425,7 +426,8 @@ def test_check_config_errors_exit_2(
     out, err = capsys.readouterr()
     assert out == ""
     assert "topsecret" not in err
-    assert "config error: WORKFLOW_PREFETCH: expected an integer >= 1, got 'abc'\n" in err
+    wanted = "an integer >= 1 and <= 65535"
+    assert f"config error: WORKFLOW_PREFETCH: expected {wanted}, got 'abc'\n" in err
     assert "config error: RABBITMQ_URL: expected a URL starting with amqp://" in err
 
 
@@ -447,3 +449,94 @@ def test_deploy_example_lists_every_key_with_a_comment() -> None:
             assert lines[number - 1].startswith("#"), f"{key} has no comment above it"
             comment = lines[number - 1] if "Default" in lines[number - 1] else lines[number - 2]
             assert "Default" in comment, f"{key}: the comment does not give the default"
+
+
+# --- operations review --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [257, 100000])
+def test_more_processes_than_the_supervisor_has_slots_for_are_refused(
+    tmp_path: Path, count: int
+) -> None:
+    """The liveness board has 256 slots: a pool asked for more spawned 256, logged `all 256
+    liveness slots are in use` ten times a second and never sent READY=1."""
+    path = write(tmp_path, f"[worker]\nprocesses = {count}\n")
+    assert error_of(path, env={}) == f"{path}: worker.processes: Expected `int` <= 256"
+    assert error_of(None, env={"WORKFLOW_CONCURRENCY": str(count)}) == (
+        f"WORKFLOW_CONCURRENCY: expected an integer >= 1 and <= 256, got '{count}'"
+    )
+    assert (
+        load_config(write(tmp_path, "[worker]\nprocesses = 256\n"), env={}).worker.processes == 256
+    )
+
+
+def test_the_board_has_a_slot_for_every_process_the_config_allows() -> None:
+    from runeworker.config import MAX_PROCESSES
+    from runeworker.supervisor.children import BOARD_SLOTS
+
+    assert BOARD_SLOTS == MAX_PROCESSES
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("amqp://u:secret@host:notaport/", "the port is not a number from 0 to 65535"),
+        ("amqp://u:secret@host:99999/", "the port is not a number from 0 to 65535"),
+        ("amqp://u:sec/ret@host:5672/", "percent-encode / ? # in the password"),
+        ("amqp://u:sec?ret@host:5672/", "percent-encode / ? # in the password"),
+    ],
+)
+def test_an_unreadable_port_is_told_from_a_password_holding_a_delimiter(url: str, why: str) -> None:
+    """A bad port read `percent-encode / ? # in the password`, sending the operator to a
+    password that was fine."""
+    message = error_of(None, env={"RABBITMQ_URL": url})
+    assert message.startswith("RABBITMQ_URL: cannot parse 'amqp://u:***@")
+    assert message.endswith(why)
+    assert "secret" not in message and "sec" not in message.partition("***")[2]
+
+
+def test_a_key_outside_any_section_is_named_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path, "processes = 3\n[worker]\ntimeout = 90\n")
+    assert error_of(path, env={}) == (
+        f"{path}: key 'processes' outside any [section]: every key belongs to one "
+        "(did you mean 'worker.processes'?)"
+    )
+    path = write(tmp_path, "x = 1\n")
+    assert (
+        error_of(path, env={}) == f"{path}: key 'x' outside any [section]: every key belongs to one"
+    )
+
+
+@pytest.mark.parametrize("key", ["prefetch", "heartbeat"])
+def test_amqp_short_fields_are_bounded(tmp_path: Path, key: str) -> None:
+    """AMQP sends `prefetch` and `heartbeat` as 16-bit fields: 70000 made every child crash in
+    basic.qos (`struct.error`, a crash loop) or wait forever behind pika's
+    `ProbableAccessDeniedError` for the heartbeat, as if the password were wrong."""
+    path = write(tmp_path, f"[broker]\n{key} = 70000\n")
+    assert error_of(path, env={}) == f"{path}: broker.{key}: Expected `int` <= 65535"
+    path = write(tmp_path, f"[broker]\n{key} = 65535\n")
+    assert getattr(load_config(path, env={}).broker, key) == 65535
+
+
+def test_a_key_ttl_redis_would_refuse_is_refused_here(tmp_path: Path) -> None:
+    """`redis.key_ttl = 9999999999999999` passed, and every step then failed in Redis
+    (`invalid expire time in 'set' command`): the children reconnected forever, running
+    nothing."""
+    path = write(tmp_path, "[redis]\nkey_ttl = 9999999999999999\n")
+    assert error_of(path, env={}) == f"{path}: redis.key_ttl: Expected `int` <= 2147483647"
+
+
+def test_a_reload_that_changes_only_a_password_says_so(tmp_path: Path) -> None:
+    """A new password in `broker.url` read `0 settings changed` (the masked URLs compare
+    equal), so a reload that did roll the children onto it showed nothing; the password is
+    still never shown."""
+    old = load_config(env={"RABBITMQ_URL": "amqp://u:old-pw@h:5672/v"})
+    new = load_config(env={"RABBITMQ_URL": "amqp://u:new-pw@h:5672/v"})
+    assert changes(old, new) == [
+        ("broker.url", "amqp://u:***@h:5672/v", "amqp://u:***@h:5672/v (another password)")
+    ]
+    moved = load_config(env={"RABBITMQ_URL": "amqp://u:new-pw@other:5672/v"})
+    assert changes(old, moved) == [
+        ("broker.url", "amqp://u:***@h:5672/v", "amqp://u:***@other:5672/v")
+    ]
+    assert changes(old, old) == []

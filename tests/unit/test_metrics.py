@@ -109,6 +109,8 @@ SCENARIO = textwrap.dedent(
     ready.set()
     result["readyz_after"] = get("/readyz")
     result["missing"] = get("/nope")
+    metrics.mark_dead(pids[1])
+    result["metrics_all_dead"] = get("/metrics")
     server.stop()
     print(json.dumps(result))
     """
@@ -189,6 +191,25 @@ def test_children_samples_are_summed_across_processes(scenario: dict[str, Any]) 
     assert value("runeworker_llm_request_seconds_count", **llm) == 2
     assert value("runeworker_llm_request_seconds_sum", **llm) == pytest.approx(3.0)
     assert value("runeworker_llm_request_seconds_bucket", **llm, le="2.5") == 2
+
+
+def test_reaped_children_are_folded_into_the_archive_and_keep_counting(
+    scenario: dict[str, Any],
+) -> None:
+    """A dead child's counter and histogram files are folded into `<kind>_archive.db`: the
+    directory does not grow with every child a supervisor reaps over months (2000 of them held
+    540 MB of tmpfs and made a scrape take 13 s), and the totals do not move."""
+    directory: Path = scenario["directory"]
+    names = {path.name for path in directory.iterdir()}
+    for pid in scenario["pids"]:
+        assert not {f"counter_{pid}.db", f"histogram_{pid}.db"} & names
+    assert {"counter_archive.db", "histogram_archive.db"} <= names
+    before, after = samples(scenario["metrics"][1]), samples(scenario["metrics_all_dead"][1])
+    gauges = {"runeworker_inflight_nodes", metrics.RSS_METRIC, metrics.CHILDREN_METRIC}
+    assert {k: v for k, v in before.items() if k[0] not in gauges} == {
+        k: v for k, v in after.items() if k[0] not in gauges
+    }
+    assert after[("runeworker_inflight_nodes", frozenset())] == 0
 
 
 def test_dead_child_leaves_the_live_gauge(scenario: dict[str, Any]) -> None:
@@ -508,3 +529,15 @@ def test_a_reaped_child_counts_as_a_restart_unless_its_pool_stops(
     from runeworker.commands.serve import _restart_reason
 
     assert _restart_reason(reason) == counted
+
+
+def test_a_metrics_directory_that_is_a_file_is_named_so(tmp_path: Path) -> None:
+    """It read `cannot be prepared: File exists.`"""
+    path = tmp_path / "metrics"
+    path.write_text("")
+    done = run_python(
+        "import sys\nfrom runeworker import metrics\nmetrics.prepare_directory(sys.argv[1])\n",
+        str(path),
+    )
+    assert done.returncode == 1
+    assert f"The metrics directory {path} is a file, not a directory." in done.stderr
