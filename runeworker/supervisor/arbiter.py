@@ -9,9 +9,9 @@ Signals: TERM/INT drain (a second one stops at once), QUIT stops at once, HUP re
 config and rolls the children one at a time, TTIN/TTOU add/remove one child.
 
 Exit codes: 0 after a requested stop, 1 after a crash loop (`supervisor.crash_limit` crashes of
-children that never got ready, or exited on their own with an error after, within
-`supervisor.crash_window`) or when the pid file cannot be
-written, `EXIT_DRAIN_FORCED` (3) when a drain had to SIGKILL children that outlived
+children that never got ready within `supervisor.crash_window`; one that exits on its own with
+an error once ready backs off the next spawn but never stops the service) or when the pid file
+cannot be written, `EXIT_DRAIN_FORCED` (3) when a drain had to SIGKILL children that outlived
 `worker.graceful_timeout` (their in-flight deliveries go back to the queue unacknowledged).
 """
 
@@ -317,6 +317,7 @@ class Supervisor:
         child, last_state = record
         reason, crashed = describe_exit(status)
         served = child.ready_seen or last_state in (ChildState.READY, ChildState.BUSY)
+        limited = True  # the crash counts toward `supervisor.crash_limit`
         if child.stop_reason is not None:
             # Asked to stop: not a crash (a "timeout" kill was counted when it was killed).
             log.info("child %d exited (%s): %s", pid, child.stop_reason, reason)
@@ -325,8 +326,12 @@ class Supervisor:
             # Failed on its own after it was ready (an uncaught exception: exit 1): a bug or a
             # fault of its environment that its replacement meets at once too (a metrics
             # directory it cannot write, ...). Replacing it at once forked four children a
-            # second forever; it backs off and counts toward the crash limit instead.
+            # second forever; it backs off instead. It does not count toward the crash limit:
+            # a node that kills its process (poison) exits so too, three times per message
+            # before `broker.max_deliveries` dead-letters it, and a few such messages must not
+            # stop the service.
             log.warning("child %d (slot %d) failed after it was ready: %s", pid, child.slot, reason)
+            limited = False
         elif crashed and served:
             # Killed after it was ready (OOM killer, an operator): replaced at once, counted in
             # the restart metric, but no boot failure; a message it died on is redelivered and
@@ -346,12 +351,14 @@ class Supervisor:
             log.info("child %d (slot %d) exited: %s", pid, child.slot, reason)
         self._call("on_child_exit", pid, reason)
         if crashed and not self._stopping:
-            self._crashed(time.monotonic())
+            self._crashed(time.monotonic(), limited)
 
-    def _crashed(self, now: float) -> None:
+    def _crashed(self, now: float, limited: bool = True) -> None:
+        """Back off before the next spawn, by the crashes within the window; stop at
+        `crash_limit` of them when this one counts (`limited`)."""
         sup = self.cfg.supervisor
         recent = self._crashes.record(now, sup.crash_window)
-        if recent >= sup.crash_limit:
+        if limited and recent >= sup.crash_limit:
             log.error("%d crashes within %s s: stopping", recent, sup.crash_window)
             self._stop(graceful=True, exit_code=1)
             return
