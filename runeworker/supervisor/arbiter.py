@@ -115,7 +115,8 @@ class Supervisor:
         self._target = target
         self._config_path = config_path
         self._overrides = overrides
-        self._crashes = CrashWindow()
+        self._crashes = CrashWindow()  # boot failures: `crash_limit` of them stop the service
+        self._failures = CrashWindow()  # failures once ready: they only back off (`_crashed`)
         self._signals: deque[int] = deque()
         self._pipe: tuple[int, int] = (-1, -1)
         self._old_handlers: dict[int, Any] = {}
@@ -354,10 +355,10 @@ class Supervisor:
             self._crashed(time.monotonic(), limited)
 
     def _crashed(self, now: float, limited: bool = True) -> None:
-        """Back off before the next spawn, by the crashes within the window; stop at
-        `crash_limit` of them when this one counts (`limited`)."""
+        """Back off before the next spawn, by the crashes of this kind within the window (boot
+        failures, or failures once ready); stop at `crash_limit` boot failures (`limited`)."""
         sup = self.cfg.supervisor
-        recent = self._crashes.record(now, sup.crash_window)
+        recent = (self._crashes if limited else self._failures).record(now, sup.crash_window)
         if limited and recent >= sup.crash_limit:
             log.error("%d crashes within %s s: stopping", recent, sup.crash_window)
             self._stop(graceful=True, exit_code=1)
