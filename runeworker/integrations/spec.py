@@ -58,6 +58,15 @@ def _text(value: Any) -> str:
 INT64_MIN = -(2**63)
 
 
+def float64(value: int | float) -> float:
+    """A JSON number as upstream holds it, a float64 (2**53 + 1 is 2**53); one beyond a
+    float64's range, which Go's decoder would refuse, is an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _integer(value: Any) -> int:
     if value is None or value == "":
         return 0
@@ -69,12 +78,9 @@ def _integer(value: Any) -> int:
         raise ValueError("a whole number")
     if isinstance(number, float) and not number.is_integer():
         raise ValueError("a whole number")
-    # Upstream holds a JSON number as a float64 (2**53 + 1 is 2**53) and its DecodeArgs fails
-    # one beyond Go's int (64 bits).
-    try:
-        number = float(number)
-    except OverflowError:
-        raise ValueError("a whole number of at most 64 bits") from None
+    # Upstream holds a JSON number as a float64 and its DecodeArgs fails one beyond Go's int
+    # (64 bits).
+    number = float64(number)
     if not INT64_MIN <= number < 2.0**63:
         raise ValueError("a whole number of at most 64 bits")
     return int(number)
@@ -86,10 +92,7 @@ def go_int64(value: Any) -> int:
     leaves the conversion to the platform: upstream's image is built for linux/amd64)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    try:
-        number = float(value)  # a JSON integer is a float64 in Go: 2**53 + 1 becomes 2**53
-    except OverflowError:
-        return INT64_MIN
+    number = float64(value)
     if math.isnan(number) or not INT64_MIN <= number < 2.0**63:
         return INT64_MIN
     return int(number)

@@ -5,7 +5,6 @@ every error, and no Authorization header is sent (the path is the Bot API's only
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from runeworker.integrations.spec import (
     Hook,
     Tool,
     family,
+    float64,
     go_int64,
     named,
 )
@@ -62,10 +62,7 @@ def _float(value: Any) -> float:
     """A JSON number as Go's `.(float64)` reads it: anything else is 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    try:
-        return float(value)
-    except OverflowError:  # no float64: Go's decoder would have refused the answer
-        return math.inf if value > 0 else -math.inf
+    return float64(value)
 
 
 def _bot(then: Hook | None = None) -> Hook:
