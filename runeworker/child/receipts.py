@@ -99,6 +99,11 @@ class ReceiptStore(Protocol):
         ...
 
 
+def resent(d: Delivery) -> bool:
+    """Whether a worker published `d`'s message again after a commit in doubt."""
+    return bool(d.headers.get(RESENT_HEADER))
+
+
 def receipt_of(queue: str, msg: NodeExecutionMessage) -> Receipt:
     """The receipt of a delivery of `msg` from `queue` (a start message's token is `root`)."""
     return msg.execution_id, f"{queue}|{msg.branch_token or 'root'}|{msg.current_node}"
@@ -225,7 +230,7 @@ class Parking:
         if d.tag in self._waited:
             self._waited.discard(d.tag)
             return False
-        grace = self.grace if d.headers.get(RESENT_HEADER) else self.redelivered_grace
+        grace = self.grace if resent(d) else self.redelivered_grace
         self._count += 1
         heapq.heappush(self._parked, (time.monotonic() + grace, self._count, d))
         return True

@@ -29,7 +29,6 @@ from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
     MIRROR_QUEUE,
     REPLAYED_HEADER,
-    RESENT_HEADER,
     STATUS_QUEUE,
     Broker,
     Delivery,
@@ -41,7 +40,7 @@ from runeworker.adapters.redis_state import RedisStore, redis_where
 from runeworker.child.doubts import DoubtBook
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
-from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of
+from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of, resent
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
@@ -702,15 +701,11 @@ def _copies_within(keys: list[Receipt | None], seen: list[bool]) -> None:
             first.add(k)
 
 
-def _resent(d: Delivery) -> bool:
-    return bool(d.headers.get(RESENT_HEADER))
-
-
 def _may_be_a_copy(d: Delivery) -> bool:
     """A delivery whose step may already be published: the broker delivered it before, or a
     worker published it again after a commit in doubt. Only these are checked for a
     receipt; any other delivery is the first of its message."""
-    return d.redelivered or _resent(d)
+    return d.redelivered or resent(d)
 
 
 def _batch(pending: deque[Delivery], batch_max: int) -> list[Delivery]:
