@@ -183,10 +183,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-# The signals that are commands to `serve` (reload, scale up and down) and whose default action
-# ends or stops the process: held from here until the supervisor's handlers take them
-# (`Arbiter._setup_signals`), so that one sent while `serve` starts is acted on, not fatal.
-SERVE_COMMANDS = {signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU}
+# The signals that are commands to `serve` (drain, stop, reload, scale up and down) and whose
+# default action ends or stops the process: held from here until the supervisor's handlers take
+# them (`Arbiter._setup_signals`), so that one sent while `serve` starts is acted on, not fatal
+# (a TERM then drains a supervisor with nothing to drain yet, and `serve` exits 0, as a stop
+# of a running one does; nothing before the handlers blocks on the network, so a held signal
+# waits for the imports and the config only). SIGINT stays Python's: Ctrl-C while it starts
+# is a KeyboardInterrupt (`main`).
+SERVE_COMMANDS = {signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -249,6 +249,28 @@ def test_a_reload_or_scaling_sent_while_serve_starts_is_acted_on(start: Start, r
     assert serve.wait(GRACEFUL + 10) == 0
 
 
+# `serve` that sends itself a drain as it starts, before the supervisor's handlers are installed
+TERM_WHILE_STARTING = """
+import os, signal, sys
+import runeworker.commands.serve as command
+from runeworker.cli import main
+real = command.serve
+def serve(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+command.serve = serve
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_drain_sent_while_serve_starts_stops_it_cleanly(start: Start) -> None:
+    """Held from `main` on like the commands above: the supervisor drains (nothing to drain
+    yet) and exits 0, where the default action ended the process by the signal (-15)."""
+    serve = start(python_args=("-c", TERM_WHILE_STARTING))
+    assert serve.wait(GRACEFUL + 10) == 0
+    assert "received SIGTERM" in serve.log()
+
+
 def test_readyz_probes_the_redis_a_reload_moved_the_children_to(
     start: Start, rune: Rune, redis_url: str, tmp_path: Path
 ) -> None:

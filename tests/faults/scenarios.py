@@ -82,7 +82,10 @@ def _sigterm(run: Run) -> str:
     code = run.fleet.terminate(GRACEFUL + 5)
     if code != 0:
         raise AssertionError(f"serve exited with {code} on SIGTERM (expected a drain, 0)")
-    run.start_fleet()
+    fleet = run.start_fleet()
+    # the next SIGTERM is for a serve under load: before its children consume it would stop
+    # one with nothing to drain (tests/e2e/test_serve.py sends one while serve starts)
+    wait_for(lambda: bool(fleet.workers()), "the fresh serve's children consuming", 60)
     return "serve SIGTERM + fresh serve"
 
 
