@@ -1,7 +1,7 @@
 """Template resolution of node parameters against the accumulated context.
 
 Grammar. A reference is `$` + a root name (`[A-Za-z0-9_-]+`) + an optional path of `.field`
-(any characters but `.` and `[`; `$` and `-` allowed, e.g. `$Filter.$json`) and `[n]` segments
+(any characters but `.`, `[` and `]`; `$` and `-` allowed, e.g. `$Filter.$json`) and `[n]` segments
 (`$json[1].name`). The root `R` names the context key `"$R"`; when that key is absent, `aliases`
 (node id -> node name) lets `$<node id>` find `"$<node name>"`. `$credential.x` reads the node's
 credentials when the node has any. Templates `{{ X }}` are accepted too (whitespace optional).
@@ -113,7 +113,11 @@ def _parse_reference(ref: str) -> tuple[str, tuple[Segment, ...]]:
             if nxt == pos + 1:
                 what = "trailing dot" if nxt == end else f"empty field name at position {pos}"
                 raise ResolveError(f"reference {ref}: {what}")
-            segments.append(ref[pos + 1 : nxt])
+            field = ref[pos + 1 : nxt]
+            if "]" in field:  # a bracket closed without being opened, as Go refuses it
+                at = pos + 1 + field.index("]")
+                raise ResolveError(f"reference {ref}: unexpected ']' at position {at}")
+            segments.append(field)
             pos = nxt
         elif char == "[":
             close = ref.find("]", pos)

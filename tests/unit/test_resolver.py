@@ -279,6 +279,39 @@ def test_credential_root_without_credentials_uses_the_context() -> None:
         Resolver({}).resolve_value("$credential.x")
 
 
+# services/rune-worker/pkg/resolver/reference_path_test.go: every path of
+# TestParsePathSegmentsStrict_InvalidPaths is refused, whatever the context holds (a key
+# that happens to be spelt like the bad segment is not read);
+# TestNavigateValuePath_StrictArrayValidation, TestResolveReferenceValue_DirectLookupFallback
+# and TestResolveReferenceValue_RootArrayIndex.
+@pytest.mark.parametrize(
+    "path", ["", "user..name", "user.", "items[]", "items[abc]", "items[0", "items]"]
+)
+def test_upstreams_invalid_paths_are_refused(path: str) -> None:
+    odd_keys = {"": 1, "user": {"": 2, "name": 3}, "items": ["a"], "items]": 4, "items[0": 5}
+    r = Resolver({"$x": odd_keys})
+    with pytest.raises(ResolveError):
+        r.lookup(f"$x.{path}")
+    with pytest.raises(ResolveError):
+        r.lookup_direct(f"$x.{path}")
+
+
+@pytest.mark.parametrize("path", ["items[10]", "items[-1]", "items[foo]"])
+def test_upstreams_strict_array_indexes(path: str) -> None:
+    with pytest.raises(ResolveError):
+        Resolver({"$data": {"items": ["a", "b"]}}).lookup(f"$data.{path}")
+
+
+def test_upstreams_direct_lookup_fallback_and_root_array_index() -> None:
+    r = Resolver({"$input": {"name": "primary"}, "$raw": "raw-value"})
+    assert r.lookup_direct("$input.name") == "primary"
+    assert r.used_keys == {"$input"}
+    assert Resolver({"$input.name": "fallback"}).lookup_direct("$input.name") == "fallback"
+    titles = Resolver({"$json": [{"id": 1.0, "title": "first"}, {"id": 2.0, "title": "second"}]})
+    assert titles.lookup("$json[1].title") == "second"
+    assert titles.used_keys == {"$json"}
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
