@@ -43,6 +43,7 @@ CHAT_HOLDERS = (
     "edited_channel_post",
     "my_chat_member",
 )
+NO_CHAT = "no chat found in updates. Send a message to your bot in Telegram, then try again"
 
 
 def bot_token(creds: Mapping[str, Any]) -> str:
@@ -89,15 +90,19 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
     body = call.send(call.request(body={"limit": 1}))["body"]
     if not isinstance(body, dict):
         raise NodeError("unexpected response from Telegram")
-    if not body.get("ok"):
+    # Read with upstream's type assertions: `ok` is the boolean true or a failure, a
+    # `description` is text or none.
+    if body.get("ok") is not True:
         code, text = go_int64(body.get("error_code")), body.get("description")
         raise NodeError(
-            f"telegram API error ({code}): {text}" if text else f"telegram API error (code {code})"
+            f"telegram API error ({code}): {text}"
+            if isinstance(text, str) and text
+            else f"telegram API error (code {code})"
         )
-    # Upstream reads `result` as a list (`.([]any)`): anything else holds no update.
+    # Upstream reads `result` as a list (`.([]any)`): anything else holds no update. A list
+    # whose items are no objects is not empty: it holds no chat.
     result = body.get("result")
-    updates = [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
-    if not updates:
+    if not isinstance(result, list) or not result:
         name = _bot_username(call)
         where = (
             f"Open Telegram, search for @{name}, and send any message. Then"
@@ -105,13 +110,14 @@ def _get_chat_id(call: Call) -> dict[str, Any]:
             else ("Send a message to your bot in Telegram first, then")
         )
         raise NodeError(f"no messages yet. {where} run this node again")
+    updates = [u for u in result if isinstance(u, dict)]
+    if not updates:
+        raise NodeError(NO_CHAT)
     latest = max(updates, key=lambda u: _float(u.get("update_id")))  # the first of equals
     holders = [latest.get(key) for key in CHAT_HOLDERS]
     chats = [h["chat"] for h in holders if isinstance(h, dict) and isinstance(h.get("chat"), dict)]
     if not chats:
-        raise NodeError(
-            "no chat found in updates. Send a message to your bot in Telegram, then try again"
-        )
+        raise NodeError(NO_CHAT)
     chat = chats[0]
     name = chat.get("title")
     if not isinstance(name, str):
@@ -134,7 +140,8 @@ def _bot_username(call: Call) -> str:
         body = call.send(call.request(path=BOT + "getMe", body=None))["body"]
     except NodeError:
         return ""
-    result = body.get("result") if isinstance(body, dict) and body.get("ok") else None
+    ok = isinstance(body, dict) and body.get("ok") is True
+    result = body.get("result") if ok else None
     name = result.get("username") if isinstance(result, dict) else None
     return name if isinstance(name, str) else ""
 

@@ -882,3 +882,57 @@ def test_integers_beyond_64_bits_are_refused_as_upstream(api: MockApi, value: An
     error = failure("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
     assert "argument 'offset' must be a whole number of at most 64 bits" in str(error)
     assert api.requests == []
+
+
+# -- get_chat_id reads the answer with Go's type assertions ------------------------------------
+# services/rune-worker/pkg/integrations/providers/telegram/telegram_test.go (TestGetChatID,
+# TestGetChatIDInvalidToken, TestGetChatIDNoUpdates) with answers of other JSON types; what
+# upstream does with them is get_chat_id.go's `.(bool)`, `.(string)`, `.([]any)`.
+
+GET_CHAT_ID = "integration.telegram.bot.get_chat_id"
+CHAT_UPDATE = {"update_id": 1, "message": {"chat": {"id": 7, "type": "private", "title": "T"}}}
+
+
+@pytest.mark.parametrize("result", [[5], [None], ["x", []], [True]])
+def test_telegram_updates_that_are_no_objects_hold_no_chat(api: MockApi, result: Any) -> None:
+    # `len(results) == 0` counts every item; an item that is no object is skipped afterwards,
+    # and no update left is "no chat found" (getMe is not asked)
+    bot = f"/telegram/bot{TOKEN}/"
+    api.reply("POST", bot + "getUpdates", Reply({"ok": True, "result": result}))
+    error = failure(GET_CHAT_ID, {}, BOT, settings_for(api))
+    assert str(error) == (
+        "telegram bot.get_chat_id: no chat found in updates. Send a message to your bot in "
+        "Telegram, then try again"
+    )
+    assert [r.path for r in api.requests] == [bot + "getUpdates"]
+
+
+@pytest.mark.parametrize("ok", [1, "true", [True], {"a": 1}])
+def test_telegram_ok_that_is_no_boolean_is_an_api_error(api: MockApi, ok: Any) -> None:
+    # `ok, _ := respBody["ok"].(bool)`: anything but the boolean true is a failure
+    answer = {"ok": ok, "error_code": 502, "description": "Bad Gateway", "result": [CHAT_UPDATE]}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    error = failure(GET_CHAT_ID, {}, BOT, settings_for(api))
+    assert str(error) == "telegram bot.get_chat_id: telegram API error (502): Bad Gateway"
+
+
+@pytest.mark.parametrize("description", [5, True, {"text": "Unauthorized"}, ["Unauthorized"]])
+def test_telegram_description_that_is_no_text_is_not_shown(api: MockApi, description: Any) -> None:
+    # `desc, _ := respBody["description"].(string)`: only text is a description
+    answer = {"ok": False, "error_code": 401, "description": description}
+    api.reply("POST", f"/telegram/bot{TOKEN}/getUpdates", Reply(answer))
+    error = failure(GET_CHAT_ID, {}, BOT, settings_for(api))
+    assert str(error) == "telegram bot.get_chat_id: telegram API error (code 401)"
+
+
+@pytest.mark.parametrize("ok", [1, "true"])
+def test_telegram_get_me_ok_that_is_no_boolean_names_no_bot(api: MockApi, ok: Any) -> None:
+    # getBotUsername: `ok, _ := body["ok"].(bool)`; not true is "api error", so no name
+    bot = f"/telegram/bot{TOKEN}/"
+    api.reply("POST", bot + "getUpdates", Reply({"ok": True, "result": []}))
+    api.reply("POST", bot + "getMe", Reply({"ok": ok, "result": {"username": "rune_bot"}}))
+    error = failure(GET_CHAT_ID, {}, BOT, settings_for(api))
+    assert str(error) == (
+        "telegram bot.get_chat_id: no messages yet. Send a message to your bot in Telegram "
+        "first, then run this node again"
+    )
