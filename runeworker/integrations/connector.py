@@ -226,7 +226,13 @@ def execute(tool: Tool, ctx: NodeContext) -> dict[str, Any]:
 
 
 def register(*tools: Tool) -> None:
-    """Make each tool a node type (blocking, like http: `running` is committed first)."""
+    """Make each tool a node type (blocking, like http: `running` is committed first). A kind
+    registered already, or twice among `tools`, is refused before any is registered (as
+    upstream's `integrations.Register` panics on a duplicate kind)."""
+    kinds = [tool.kind for tool in tools]
+    for kind in kinds:
+        if kind in CATALOG or kinds.count(kind) > 1:
+            raise ValueError(f"duplicate integration kind {kind}")
     for tool in tools:
         CATALOG[tool.kind] = tool
         node(tool.kind, required=tool.required, blocking=True)(partial(execute, tool))

@@ -7,6 +7,7 @@ kind's own output). Each service gets its own base URL path prefix, so the test 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from integrationkit import BOT, OAUTH, failure, run_kind, settings_for
 
 from runeworker.canvas import INTEGRATION_KINDS
 from runeworker.engine import registry
-from runeworker.integrations.connector import CATALOG
+from runeworker.integrations.connector import CATALOG, register
 
 registry.load()  # registers the integration kinds (fills CATALOG)
 JIRA_BASIC = {"type": "basic_auth", "username": "ada@example.com", "password": "jira-api-token"}
@@ -484,3 +485,19 @@ def test_missing_argument_fails_with_upstreams_message_and_sends_nothing(
     assert str(error) == f"{provider} {tool}: {message}"
     assert error.details == {"provider": provider, "tool": tool}
     assert api.requests == []
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_kind_registered_twice_is_refused(twice: bool) -> None:
+    # services/rune-worker/pkg/integrations/registry_test.go (TestRegisterDuplicatePanics):
+    # a second tool of a kind already registered is refused, and the first one stays
+    first = CATALOG["integration.slack.chat.delete"]
+    spec = registry.load()[first.kind]
+    other = dataclasses.replace(first, method="GET")
+    fresh = dataclasses.replace(first, kind="integration.test.fresh")
+    tools = (fresh, fresh) if twice else (fresh, other)
+    with pytest.raises(ValueError, match="duplicate integration kind integration"):
+        register(*tools)
+    assert CATALOG[first.kind] is first and registry.load()[first.kind] is spec
+    assert "integration.test.fresh" not in CATALOG
+    assert "integration.test.fresh" not in registry.load()
