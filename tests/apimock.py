@@ -24,6 +24,7 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]
     raw: bytes
+    raw_query: str = ""  # the query as it arrived, still percent-encoded
 
     @property
     def json(self) -> Any:
@@ -101,6 +102,7 @@ class MockApi:
                     parse_qs(parts.query, keep_blank_values=True),
                     {name.lower(): value for name, value in self.headers.items()},
                     self.rfile.read(size),
+                    parts.query,
                 )
                 answer = api._answer(seen)
                 data, content_type = answer.encoded()
