@@ -13,7 +13,7 @@ import msgspec
 
 from runeworker.errors import NodeError
 from runeworker.integrations.connector import Call, register
-from runeworker.integrations.spec import ARRAY, INTEGER, Arg, Tool, family, named
+from runeworker.integrations.spec import ARRAY, INTEGER, Arg, Tool, family, go_int64, named
 
 SPREADSHEET = "/v4/spreadsheets/{spreadsheet_id}"
 VALUES = SPREADSHEET + "/values/{range}"
@@ -81,7 +81,7 @@ def sheet_id(call: Call) -> int:
             continue
         found = props.get("sheetId")
         if isinstance(found, int | float) and not isinstance(found, bool):
-            return int(found)
+            return go_int64(found)  # upstream's int() of the float64 it decoded
     raise NodeError(f"sheet {msgspec.json.encode(name).decode()} not found")
 
 

@@ -936,3 +936,21 @@ def test_telegram_get_me_ok_that_is_no_boolean_names_no_bot(api: MockApi, ok: An
         "telegram bot.get_chat_id: no messages yet. Send a message to your bot in Telegram "
         "first, then run this node again"
     )
+
+
+@pytest.mark.parametrize(
+    ("found", "sent"),
+    [
+        (12.0, 12),  # delete_sheet_test.go: a float64 sheetId
+        (7.9, 7),
+        (1e21, -(2**63)),  # Go's int() of a float64 beyond int64, as amd64 gives it
+    ],
+)
+def test_sheets_sheet_id_is_go_int_of_a_float64(api: MockApi, found: float, sent: int) -> None:
+    # services/rune-worker/pkg/integrations/providers/google/sheets/delete_sheet_test.go with
+    # other sheet ids; helpers.go's resolveSheetID sends `int(props["sheetId"].(float64))`
+    tabs = {"sheets": [{"properties": {"sheetId": found, "title": "Old"}}]}
+    api.reply("GET", "/sheets/v4/spreadsheets/s", Reply(tabs))
+    params = {"spreadsheet_id": "s", "sheet_name": "Old"}
+    run_kind("integration.google.sheets.delete_sheet", params, OAUTH, settings_for(api))
+    assert api.requests[-1].json == {"requests": [{"deleteSheet": {"sheetId": sent}}]}
