@@ -62,6 +62,7 @@ from runeworker.config import RedisConfig, mask_url
 from runeworker.engine.barriers import AggregateArrival, Arrival
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
+    JOINING,
     Admission,
     Arrived,
     Failure,
@@ -115,14 +116,19 @@ end
 """
 )
 
-# Shared head of the admit, advance and settle scripts: opens an unknown execution with the
-# token as its only live branch. started_at_ns stays a string: Lua numbers are doubles and
-# would round nanoseconds.
+# Shared head of the admit, advance, settle and arrive scripts: opens an unknown execution with
+# the token as its only live branch; a joining token (`message_token`) becomes live in an open
+# execution (a branch live, no failure) unless it advanced before. started_at_ns stays a
+# string: Lua numbers are doubles and would round nanoseconds.
 _PROLOGUE = (
     _HEAD
-    + """
+    + f"""
 if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
+  redis.call('SADD', live, token)
+elseif string.sub(token, 1, {len(JOINING)}) == '{JOINING}' and redis.call('SCARD', live) > 0
+    and redis.call('HEXISTS', meta, 'failure_status') == 0
+    and redis.call('HEXISTS', done, token) == 0 then
   redis.call('SADD', live, token)
 end
 """

@@ -76,6 +76,7 @@ from typing import Protocol
 
 from runeworker.adapters.amqp import RESENT_HEADER, Delivery
 from runeworker.engine.messages import NodeExecutionMessage
+from runeworker.engine.state import message_token
 from runeworker.errors import StateError
 
 log = logging.getLogger("runeworker.worker")
@@ -105,8 +106,9 @@ def resent(d: Delivery) -> bool:
 
 
 def receipt_of(queue: str, msg: NodeExecutionMessage) -> Receipt:
-    """The receipt of a delivery of `msg` from `queue` (a start message's token is `root`)."""
-    return msg.execution_id, f"{queue}|{msg.branch_token or 'root'}|{msg.current_node}"
+    """The receipt of a delivery of `msg` from `queue` (by its `message_token`: a start
+    message's is `root`)."""
+    return msg.execution_id, f"{queue}|{message_token(msg)}|{msg.current_node}"
 
 
 class Receipts:

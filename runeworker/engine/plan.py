@@ -23,7 +23,7 @@ from runeworker.engine.ledger import Admitted, Ledger
 from runeworker.engine.messages import NodeExecutionMessage
 from runeworker.engine.paths import MERGE, WAIT
 from runeworker.engine.registry import NodeSpec
-from runeworker.engine.state import root_token
+from runeworker.engine.state import message_token
 from runeworker.engine.validation import structural_problems
 from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import WorkflowError
@@ -90,7 +90,7 @@ class Plan:
     as far as it parses: the completion masks its credentials as every completion does)."""
 
     msg: NodeExecutionMessage
-    token: str  # the message's branch token (the root token of a master message)
+    token: str  # the message's branch token (`message_token`: `root` for a master message)
     node: Node
     workflow: Workflow | None  # None only with an error: the definition does not parse
     spec: NodeSpec | None  # None when nothing registered the node's type
@@ -113,7 +113,7 @@ class Plan:
         replayed: bool = False,
     ) -> Plan:
         """The plan of `msg` (`resumed`, `replayed`: see `Executor.plan`)."""
-        token = msg.branch_token or root_token(msg.execution_id)
+        token = message_token(msg)
         wf = definition.workflow
         node = wf.by_id.get(msg.current_node) if wf is not None else None
         error = definition.error

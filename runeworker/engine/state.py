@@ -48,9 +48,10 @@ from runeworker.engine.barriers import (
     foreseen_children,
     parked,
 )
-from runeworker.engine.messages import COMPLETED
+from runeworker.engine.messages import COMPLETED, NodeExecutionMessage
 
 __all__ = [
+    "JOINING",
     "Admission",
     "Arrived",
     "Barrier",
@@ -66,6 +67,7 @@ __all__ = [
     "attempt_key",
     "child_token",
     "child_tokens",
+    "message_token",
     "now_ns",
     "record_arrival",
     "root_token",
@@ -134,7 +136,11 @@ class StateStore(Protocol):
     parks_in_arrival: bool
 
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
-        """Check a delivered token; opens the execution when it is unknown."""
+        """Check a delivered token; opens the execution when it is unknown. A joining token
+        (`message_token`: a message without a token that names a parent) becomes live
+        when the execution is open (a branch live, no failure) and the token never advanced;
+        in an execution that ended it is stale. `advance`, `settle` and `arrive` admit the
+        same way."""
         ...
 
     def advance(
@@ -327,6 +333,30 @@ def root_token(execution_id: str) -> str:
     return "root"
 
 
+# The prefix of a joining token (`message_token`): a branch the execution did not foresee, which
+# joins it while it is open (`StateStore.admit`).
+JOINING = "join:"
+
+
+def message_token(msg: NodeExecutionMessage) -> str:
+    """The branch token of `msg`. Its own when it carries one. A message without one is the
+    root when it names no parent (the API's start message, a Go worker's frozen wait); one
+    that names a parent (`from_node`: a next message a Go worker wrote, or a parent's arrival
+    at a merge as upstream's merge tests publish them) is a branch of its own, which no
+    runeworker step foresaw: its joining token is derived from its parent, node and lineage
+    (a redelivery derives the same one), and it joins its execution while that is open."""
+    token = msg.branch_token
+    if token:
+        return token
+    parent = msg.from_node
+    if not parent:
+        return root_token(msg.execution_id)
+    stack = msg.lineage_stack
+    lineage = "|".join(f.branch_id for f in stack) if stack else ""
+    name = f"{parent}|{msg.current_node}|{lineage}"
+    return JOINING + hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
+
+
 def attempt_key(body: bytes) -> str:
     """Identity of a message for redelivery counting."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
@@ -455,11 +485,20 @@ class MemoryStore(MemoryFlow):
             ex = self._executions.get(execution_id)
             return ex.started_at_ns if ex is not None else 0
 
+    def _open(self, execution_id: str, token: str, now_ns: int) -> _Execution:
+        """The execution, opened with `token` as its only live branch when it is unknown; a
+        joining token (`message_token`) becomes live while the execution is open (a branch
+        live, no failure) and the token never advanced."""
+        ex = self._executions.get(execution_id)
+        if ex is None:
+            ex = self._executions[execution_id] = _Execution(token, now_ns)
+        elif token.startswith(JOINING) and ex.live and ex.failure is None and token not in ex.done:
+            ex.live.add(token)
+        return ex
+
     def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
         with self._lock:
-            ex = self._executions.get(execution_id)
-            if ex is None:
-                ex = self._executions[execution_id] = _Execution(token, now_ns)
+            ex = self._open(execution_id, token, now_ns)
             if token in ex.done:
                 return Admission(Verdict.REPLAY, ex.steps)
             if ex.failure is not None:
@@ -478,9 +517,9 @@ class MemoryStore(MemoryFlow):
         now_ns: int,
     ) -> Transition:
         with self._lock:
-            ex = self._executions.get(execution_id)
-            if ex is None:  # advance without admit: treat the token as the only live one
-                ex = self._executions[execution_id] = _Execution(token, now_ns)
+            # advance without admit: an unknown execution opens with the token as its only
+            # live one, a joining token joins
+            ex = self._open(execution_id, token, now_ns)
             recorded = ex.done.get(token)
             if recorded is not None:
                 return recorded

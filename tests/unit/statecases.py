@@ -20,6 +20,7 @@ from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import (
+    JOINING,
     Admission,
     Arrived,
     Barrier,
@@ -154,6 +155,33 @@ def stale_token(store: StateStore) -> None:
     assert store.admit("ex", "intruder", T1) == Admission(Verdict.STALE, 1)
     assert store.admit("ex", "x", T1) == Admission(Verdict.STALE, 1)
     assert store.advance("ex", only, [], ctx("o"), None, T1) == done([ctx("o")])
+
+
+@case("joining_tokens")
+def joining_tokens(store: StateStore) -> None:
+    """A message without a token that names a parent (`message_token`: a Go worker's next
+    message, or one of upstream's merge tests feeding a merge, services/rune-worker/e2e/
+    merge_e2e_test.go) is a branch no step foresaw: its joining token opens an unknown
+    execution, joins an open one (settle and arrive admit the same way), never comes back
+    once advanced, is stale once the execution ended and cancelled after a failure; any
+    other unknown token stays stale."""
+    first, second, late = (JOINING + name for name in ("a", "b", "c"))
+    assert store.admit("ex", first, T0) == Admission(Verdict.RUN, 0)
+    park = child_token(first, 0, "park")
+    assert store.advance("ex", first, [park], None, None, T0) == OPEN
+    assert store.admit("ex", "intruder", T1) == Admission(Verdict.STALE, 1)
+    assert store.admit("ex", second, T1) == Admission(Verdict.RUN, 1)
+    assert store.settle("ex", second, [], ctx("b"), None, T1, 100) == Settlement(Verdict.RUN, OPEN)
+    assert store.admit("ex", second, T1) == Admission(Verdict.REPLAY, 2)
+    assert store.advance("ex", park, [], ctx("p"), None, T1) == done([ctx("b"), ctx("p")])
+    assert store.admit("ex", late, T1) == Admission(Verdict.STALE, 3)
+    assert store.settle("ex", late, [], ctx("c"), None, T1, 100) == Settlement(
+        Verdict.STALE, OPEN)  # fmt: skip
+    assert store.admit("ex", first, T1) == Admission(Verdict.REPLAY, 3)
+    a, _b = fan_out(store, "ex-2", 2)
+    halt = Failure("halted", "stop", ctx("a"))
+    assert store.advance("ex-2", a, [], None, halt, T1).closed
+    assert store.admit("ex-2", late, T1) == Admission(Verdict.CANCELLED, 2)
 
 
 @case("halt_cancels_siblings")

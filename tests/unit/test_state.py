@@ -5,21 +5,25 @@ from __future__ import annotations
 import random
 import uuid
 
+import msgspec
 import pytest
 from statecases import CASES
 
+from runeworker.engine.messages import NodeExecutionMessage, StackFrame
 from runeworker.engine.state import (
+    JOINING,
     MemoryStore,
     attempt_key,
     child_token,
     child_tokens,
     derived_uuid,
+    message_token,
     root_token,
 )
 
 
 def test_table_covers_every_behaviour() -> None:
-    assert len(CASES) == 28
+    assert len(CASES) == 29
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -34,6 +38,26 @@ def test_tokens_and_attempt_keys_are_stable_across_versions() -> None:
     assert child_token("root", 0, "a") == "db955ecdf4b92442892f"
     assert child_token("root", 1, "a") == "0a810583e4e7d3169030"
     assert attempt_key(b'{"execution_id":"ex"}') == "9eeb0a1aa4f540a251adda05e93ca173"
+    arrival = NodeExecutionMessage("wf", "ex", "merge", msgspec.Raw(b"{}"), from_node="a")
+    assert message_token(arrival) == "join:dc9a04f86c5f8902f7e7"
+    frame = StackFrame("s", "ex_s_1", 1, 2)
+    in_branch = msgspec.structs.replace(arrival, lineage_stack=[frame])
+    assert message_token(in_branch) == "join:72aafe86e51961f046df"
+
+
+def test_message_tokens() -> None:
+    """A message's own token; `root` for one without a token that names no parent (the API's
+    start message); a joining token, per parent, node and lineage, for one that names a
+    parent (a Go worker's next message, upstream's merge tests)."""
+    start = NodeExecutionMessage("wf", "ex", "a", msgspec.Raw(b"{}"))
+    assert message_token(start) == "root"
+    assert message_token(msgspec.structs.replace(start, branch_token="t1")) == "t1"
+    joins = {
+        message_token(msgspec.structs.replace(start, current_node=node, from_node=parent))
+        for node in ("a", "b")
+        for parent in ("p", "q")
+    }
+    assert len(joins) == 4 and all(t.startswith(JOINING) for t in joins)
 
 
 def test_attempts_are_counted_per_message() -> None:
