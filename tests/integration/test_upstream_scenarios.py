@@ -11,12 +11,28 @@ with `from_node` naming the parent.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
-from wire import Wire, check_status, edge, node, node_statuses
+from wire import (
+    DEAD,
+    EXCHANGE,
+    MIRROR,
+    RESUME,
+    TAP,
+    Wire,
+    check_status,
+    edge,
+    master,
+    node,
+    node_statuses,
+    running_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +150,177 @@ def test_merge_of_three_parents_releases_at_the_third(wire: Wire) -> None:
     assert merge[5]["output"]["_merge_sources"] == parents
     assert done["status"] == "completed"
     assert {f"$Branch {i}" for i in (1, 2, 3)} <= set(done["final_context"])
+
+
+# -- the other scenarios, on the wire ---------------------------------------------------------
+
+
+def test_master_message_of_one_node(wire: Wire) -> None:
+    """pkg/messaging/workflow_consumer_handle_test.go upstream
+    (TestWorkflowConsumerHandleMessage_MasterMessagePublishesWorkerInitiated): a master message
+    of one node is mirrored once with its workflow_version and workflow_version_id, then gives
+    two statuses and one completion."""
+    m = master([node("node-1", "log", "Node 1", message="ok")], [], {"$trigger": True}, "node-1")
+    m["workflow_version"], m["workflow_version_id"] = 5, 42
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    done = wire.completion(eid)
+    wire.no_second_completion(eid)
+    wire.wait("the mirror", lambda: bool(wire.of(MIRROR, eid)))
+    [mirrored] = wire.of(MIRROR, eid)
+    assert (mirrored.body["workflow_version"], mirrored.body["workflow_version_id"]) == (5, 42)
+    assert [s["status"] for s in node_statuses(wire, eid, "node-1", 2)] == ["running", "success"]
+    assert len(wire.statuses(eid)) == 2
+    assert done["status"] == "completed" and done["final_context"]["$trigger"] is True
+
+
+def test_split_fans_out_item_major_to_every_successor(wire: Wire) -> None:
+    """pkg/executor/executor_paths_test.go upstream
+    (TestExecutorHandleSplitFanOutPublishesPerItemAndNode): a split of two items followed by two
+    nodes publishes four messages, item by item, each with `$item`, the caller's context, the
+    workflow versions and one lineage frame of the split; `$item` stays out of the split's own
+    context."""
+    nodes = [node("split-1", "split", "Split", input_array=["item-1", "item-2"]),
+             node("next-a", "conditional", "Next A", expression="true"),
+             node("next-b", "conditional", "Next B", expression="true")]  # fmt: skip
+    m = master(nodes, [edge("split-1", "next-a"), edge("split-1", "next-b")],
+               {"$payload": "ok"}, "split-1")  # fmt: skip
+    eid = m["execution_id"]
+    wire.publish_api(m)
+    done = wire.completion(eid)
+    fanned = [g.body for g in wire.of(TAP, eid) if g.body.get("from_node") == "split-1"]
+    got = [(b["accumulated_context"]["$item"], b["current_node"]) for b in fanned]
+    assert got == [("item-1", "next-a"), ("item-1", "next-b"),
+                   ("item-2", "next-a"), ("item-2", "next-b")]  # fmt: skip
+    for body in fanned:
+        assert body["accumulated_context"]["$payload"] == "ok"
+        assert (body["workflow_version"], body["workflow_version_id"]) == (3, 17)
+        [frame] = body["lineage_stack"]
+        index = frame["item_index"]
+        assert frame == {"split_node_id": "split-1", "branch_id": f"{eid}_split-1_{index}",
+                         "item_index": index, "total_items": 2}  # fmt: skip
+    assert done["status"] == "completed"
+
+
+def test_split_straight_into_an_aggregator(wire: Wire) -> None:
+    """integration/split_aggregate_test.go upstream: split (three items) -> aggregator
+    (timeout 10): one `completed` completion whose `$Collector.aggregated` has three items."""
+    nodes = [node("split_node", "split", "Splitter", input_array=["item1", "item2", "item3"]),
+             node("aggregator_node", "aggregator", "Collector", timeout=10)]  # fmt: skip
+    m = master(nodes, [edge("split_node", "aggregator_node", "e1")],
+               {"$trigger": {"start": True}}, "split_node")  # fmt: skip
+    done = wire_run(wire, m)
+    assert done["status"] == "completed"
+    assert len(done["final_context"]["$Collector"]["aggregated"]) == 3
+
+
+def test_wait_alone_waits_then_completes(
+    amqp_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """e2e/wait_e2e_test.go upstream, with the worker's own scheduler: a wait of 1 s, alone:
+    running, waiting, then success and the completion."""
+    pause = node("wait-node-1", "wait", "Wait Node", amount=1, unit="seconds")
+    m = master([pause], [], {}, "wait-node-1")
+    lock = str(tmp_path / "scheduler.lock")
+    with running_worker(amqp_url, redis_url, redis_prefix, scheduler_lock=lock):
+        wire = Wire(amqp_url)
+        try:
+            done = wire_run(wire, m, timeout=20)
+            statuses = node_statuses(wire, m["execution_id"], "wait-node-1", 3)
+        finally:
+            wire.close()
+    assert [s["status"] for s in statuses] == ["running", "waiting", "success"]
+    assert statuses[2]["output"] == statuses[1]["output"]
+    assert done["status"] == "completed"
+
+
+def test_edit_sets_json(wire: Wire) -> None:
+    """integration/edit_node_test.go upstream: an edit node's assignments land in `$json` of
+    the final context."""
+    assignments = [
+        {"name": "full_name", "value": "{{ $json.first + ' ' + $json.last }}", "type": "string"},
+        {"name": "active", "value": "true", "type": "boolean"},
+    ]
+    m = master([node("edit_node", "edit", "Transform", assignments=assignments)], [],
+               {"$json": {"first": "Alice", "last": "Smith"}}, "edit_node")  # fmt: skip
+    done = wire_run(wire, m)
+    assert done["status"] == "completed"
+    edited = {"first": "Alice", "last": "Smith", "full_name": "Alice Smith", "active": True}
+    assert done["final_context"]["$json"] == edited
+
+
+def wire_run(wire: Wire, m: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
+    wire.publish_api(m)
+    done = wire.completion(m["execution_id"], timeout=timeout)
+    wire.no_second_completion(m["execution_id"])
+    return done
+
+
+FRAME = {"split_node_id": "split-1", "branch_id": "branch-1", "item_index": 0, "total_items": 2}
+
+
+def go_resume_message(edges: bool) -> dict[str, Any]:
+    """A wait's frozen message as a Go worker's scheduler publishes it to `workflow.resume`
+    (pkg/messaging/resume_consumer_test.go upstream, `makeResumeMessage`): no branch token."""
+    eid = str(uuid.uuid4())
+    nodes = [node("wait-1", "wait", "Wait", amount=2, unit="minutes"),
+             node("next-1", "conditional", "Next", expression="true")]  # fmt: skip
+    return {
+        "workflow_id": "wf-resume",
+        "workflow_version": 4,
+        "workflow_version_id": 29,
+        "execution_id": eid,
+        "current_node": "wait-1",
+        "workflow_definition": {
+            "nodes": nodes,
+            "edges": [edge("wait-1", "next-1", "edge-1")] if edges else [],
+        },
+        "accumulated_context": {"$Wait": {"resume_at": 123, "timer_id": "timer-1"}},
+        "lineage_stack": [FRAME],
+        "is_worker_initiated": True,
+    }
+
+
+@pytest.mark.parametrize("edges", [True, False], ids=["next_node", "no_next_node"])
+def test_resume_message_of_a_go_scheduler(wire: Wire, edges: bool) -> None:
+    """pkg/messaging/resume_consumer_test.go upstream (PublishesNextNode,
+    PublishesCompletionWhenNoNextNode): the wait's one `success` status carries the frozen
+    output, the parameters resolved again, duration 0 and the lineage; the next message keeps
+    the versions, the lineage and the worker-initiated flag; without a next node the
+    execution completes. No mirror: the message is worker-initiated."""
+    m = go_resume_message(edges)
+    eid = m["execution_id"]
+    wire.ch.basic_publish(EXCHANGE, RESUME, json.dumps(m).encode(),
+                          pika.BasicProperties(delivery_mode=2))  # fmt: skip
+    done = wire.completion(eid)
+    wire.no_second_completion(eid)
+    [wait] = node_statuses(wire, eid, "wait-1", 1)
+    check_status(wait, "success", {"parameters", "output", "branch_id", "split_node_id",
+                                   "item_index", "total_items", "lineage_stack"})  # fmt: skip
+    assert wait["output"] == {"resume_at": 123, "timer_id": "timer-1"}
+    assert (wait["parameters"], wait["duration_ms"]) == ({"amount": 2, "unit": "minutes"}, 0)
+    assert (wait["branch_id"], wait["lineage_stack"]) == ("branch-1", [FRAME])
+    assert done["status"] == "completed"
+    assert wire.of(MIRROR, eid) == []
+    nxt = [g.body for g in wire.of(TAP, eid)]
+    if not edges:
+        assert nxt == [] and len(wire.statuses(eid)) == 1
+        return
+    [body] = nxt
+    assert body["current_node"] == "next-1" and body["is_worker_initiated"] is True
+    assert (body["workflow_version"], body["workflow_version_id"]) == (4, 29)
+    assert body["lineage_stack"] == [FRAME]
+    next_statuses = node_statuses(wire, eid, "next-1", 2)
+    assert [s["status"] for s in next_statuses] == ["running", "success"]
+
+
+def test_undecodable_resume_message_is_dead_lettered(wire: Wire) -> None:
+    """pkg/messaging/resume_consumer_test.go upstream (TestResumeConsumerHandleResume_
+    DecodeFailure): a resume message that does not decode is refused, never retried (Go drops
+    it; runeworker keeps a dead-letter copy, docs/WIRE.md section 2.4)."""
+    garbage = b"invalid payload " + uuid.uuid4().hex.encode()
+    wire.ch.basic_publish(EXCHANGE, RESUME, garbage, pika.BasicProperties(delivery_mode=2))
+    wire.wait("the dead letter", lambda: any(g.raw == garbage for g in wire.got[DEAD]))
+    [copy] = [g for g in wire.got[DEAD] if g.raw == garbage]
+    assert copy.headers["x-runeworker-queue"] == RESUME
+    assert "decode" in copy.headers["x-runeworker-reason"]
