@@ -108,7 +108,8 @@ def resent(d: Delivery) -> bool:
 def receipt_of(queue: str, msg: NodeExecutionMessage) -> Receipt:
     """The receipt of a delivery of `msg` from `queue` (by its `message_token`: a start
     message's is `root`)."""
-    return msg.execution_id, f"{queue}|{message_token(msg)}|{msg.current_node}"
+    token = msg.branch_token or message_token(msg)
+    return msg.execution_id, f"{queue}|{token}|{msg.current_node}"
 
 
 class Receipts:

@@ -254,6 +254,10 @@ class Ids(msgspec.Struct):
     execution_id: str = ""
     current_node: str = ""
     branch_token: str = ""
+    # what the message's joining token is derived from when it carries no branch token
+    # (`runeworker.engine.state.message_token`): its parent, and its lineage's branch ids
+    from_node: str = ""
+    branch_ids: list[str] = msgspec.field(default_factory=list)
 
 
 def frames(msg: NodeExecutionMessage) -> list[StackFrame]:

@@ -113,7 +113,7 @@ class Plan:
         replayed: bool = False,
     ) -> Plan:
         """The plan of `msg` (`resumed`, `replayed`: see `Executor.plan`)."""
-        token = message_token(msg)
+        token = msg.branch_token or message_token(msg)  # no call when the message has one
         wf = definition.workflow
         node = wf.by_id.get(msg.current_node) if wf is not None else None
         error = definition.error

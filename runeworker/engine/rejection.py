@@ -11,6 +11,7 @@ import msgspec
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import Ids, NodeExecutionMessage
 from runeworker.engine.outbox import Outbox
+from runeworker.engine.state import joining_token
 
 
 def reject(
@@ -28,9 +29,19 @@ def reject(
             current_node=ids.current_node or "unknown",
             workflow_definition=msgspec.Raw(b"{}"),
             accumulated_context={},
-            branch_token=ids.branch_token or msgspec.UNSET,
+            branch_token=token_of(ids) or msgspec.UNSET,
         )
     return executor.fail(msg, reason)
+
+
+def token_of(ids: Ids) -> str:
+    """The branch token of a message read from its bytes alone, as `message_token` gives it
+    for the decoded message: its own, else the joining token its parent, node and lineage
+    give (a Go worker's next message: its failure joins the open execution it belongs to,
+    as a poison message's does), else "" (`root`: the API's start message)."""
+    if ids.branch_token or not ids.from_node:
+        return ids.branch_token
+    return joining_token(ids.from_node, ids.current_node, ids.branch_ids)
 
 
 class _Loose(msgspec.Struct):
@@ -41,6 +52,8 @@ class _Loose(msgspec.Struct):
     execution_id: Any = None
     current_node: Any = None
     branch_token: Any = None
+    from_node: Any = None
+    lineage_stack: Any = None
 
 
 _loose_decoder = msgspec.json.Decoder(_Loose)
@@ -68,11 +81,14 @@ def identify(body: bytes) -> Ids | None:
     def text(value: Any) -> str:
         return value if isinstance(value, str) else ""
 
+    stack = loose.lineage_stack if isinstance(loose.lineage_stack, list) else []
     ids = Ids(
         text(loose.workflow_id),
         text(loose.execution_id),
         text(loose.current_node),
         text(loose.branch_token),
+        text(loose.from_node),
+        [text(f.get("branch_id")) if isinstance(f, dict) else "" for f in stack],
     )
     return ids if ids.workflow_id and ids.execution_id else None
 

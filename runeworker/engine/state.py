@@ -67,6 +67,7 @@ __all__ = [
     "attempt_key",
     "child_token",
     "child_tokens",
+    "joining_token",
     "message_token",
     "now_ns",
     "record_arrival",
@@ -340,11 +341,13 @@ JOINING = "join:"
 
 def message_token(msg: NodeExecutionMessage) -> str:
     """The branch token of `msg`. Its own when it carries one. A message without one is the
-    root when it names no parent (the API's start message, a Go worker's frozen wait); one
-    that names a parent (`from_node`: a next message a Go worker wrote, or a parent's arrival
-    at a merge as upstream's merge tests publish them) is a branch of its own, which no
-    runeworker step foresaw: its joining token is derived from its parent, node and lineage
-    (a redelivery derives the same one), and it joins its execution while that is open."""
+    root when it names no parent (the API's start message); one that names a parent
+    (`from_node`: a next message a Go worker wrote, a Go worker's frozen wait, or a parent's
+    arrival at a merge as upstream's merge tests publish them) is a branch of its own, which
+    no runeworker step foresaw: its joining token (`joining_token`) is derived from its
+    parent, node and lineage (a redelivery derives the same one), and it joins its execution
+    while that is open. A step on the hot path reads `msg.branch_token or message_token(msg)`:
+    a message that carries its token costs no call."""
     token = msg.branch_token
     if token:
         return token
@@ -352,9 +355,26 @@ def message_token(msg: NodeExecutionMessage) -> str:
     if not parent:
         return root_token(msg.execution_id)
     stack = msg.lineage_stack
-    lineage = "|".join(f.branch_id for f in stack) if stack else ""
-    name = f"{parent}|{msg.current_node}|{lineage}"
+    return joining_token(parent, msg.current_node, [f.branch_id for f in stack] if stack else [])
+
+
+def joining_token(parent: str, node: str, branch_ids: list[str]) -> str:
+    """The joining token of a message without a token from `parent` to `node` in the split
+    branches `branch_ids` (its lineage's, outermost first): `message_token`, and a rejection
+    that reads the message's ids from its bytes alone (`runeworker.engine.rejection`). Every
+    part is escaped (a `\\` or `|` in an id, an empty branch id), so that two different
+    messages of an execution never derive one token; ids without those give the names of
+    the first version."""
+    lineage = "|".join(_part(b) if b else "\\e" for b in branch_ids)
+    name = f"{_part(parent)}|{_part(node)}|{lineage}"
     return JOINING + hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
+
+
+def _part(text: str) -> str:
+    """`text` with `\\` and `|` escaped (one part of a joining token's name)."""
+    if "|" in text or "\\" in text:
+        return text.replace("\\", "\\\\").replace("|", "\\|")
+    return text
 
 
 def attempt_key(body: bytes) -> str:

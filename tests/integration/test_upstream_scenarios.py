@@ -324,3 +324,31 @@ def test_undecodable_resume_message_is_dead_lettered(wire: Wire) -> None:
     [copy] = [g for g in wire.got[DEAD] if g.raw == garbage]
     assert copy.headers["x-runeworker-queue"] == RESUME
     assert "decode" in copy.headers["x-runeworker-reason"]
+
+
+def test_merge_fed_an_oversized_parent_message_fails_at_once(
+    amqp_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """A merge fed as upstream's merge tests feed it, the second parent's message larger than
+    `broker.max_message_bytes`: the worker rejects it from its bytes alone (dead letter, a
+    `failed` status), and that failure joins the execution as the decoded message would have
+    (its joining token, from the `from_node` read from the bytes): the execution fails at once,
+    once. Before, the rejection took the token `root`, no branch of that execution: nothing
+    was recorded, and the execution failed only when the merge's timer (60 s) ran out."""
+    eid = str(uuid.uuid4())
+    defn = merge_definition(["branch_a", "branch_b"], {"wait_mode": "wait_for_all",
+                                                       "timeout": 60}, False)  # fmt: skip
+    with running_worker(amqp_url, redis_url, redis_prefix, **{"broker.max_message_bytes": 8192}):
+        wire = Wire(amqp_url)
+        try:
+            wire.publish_api(merge_arrival(eid, defn, "branch_a", {"$Branch A": {"ok": True}}))
+            node_statuses(wire, eid, "merge_node", 2)  # the first arrival waits
+            big = {"$Branch B": {"blob": "x" * 16384}}
+            wire.publish_api(merge_arrival(eid, defn, "branch_b", big))
+            done = wire.completion(eid, timeout=10)
+            wire.no_second_completion(eid)
+            assert done["status"] == "failed"
+            assert "exceeds broker.max_message_bytes" in done["failure_reason"]
+            wire.wait("the dead letter", lambda: bool(wire.of(DEAD, eid)))
+        finally:
+            wire.close()
