@@ -192,6 +192,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
     for field in ("workflow_id", "execution_id", "current_node"):
         if not getattr(msg, field):
             raise MessageError(f"{field} is required")
+    if "\x00" in msg.execution_id:
+        raise MessageError(NUL_EXECUTION_ID)
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
         # all-ASCII message, the common case, cannot hold invalid UTF-8; a context read from
@@ -245,6 +247,18 @@ def encode_execution(msg: NodeExecutionMessage) -> bytes:
     if raw is None:
         return encode(msg)
     return encode(msgspec.structs.replace(msg, accumulated_context=cast(Any, raw)))
+
+
+# An execution id no execution can have: the archivist records a completion by `UPDATE
+# executions ... WHERE id = :execution_id` (services/archivist/src/repository.py), Postgres text
+# holds no U+0000, the UPDATE raises and the archivist requeues the completion for ever
+# (services/archivist/src/consumer.py). The API's ids are uuid4 (docs/WIRE.md section 5).
+NUL_EXECUTION_ID = "execution_id holds a NUL character (U+0000), which no execution id can hold"
+
+
+def identifiable(execution_id: str) -> bool:
+    """Whether a completion or status may name `execution_id` (see `NUL_EXECUTION_ID`)."""
+    return bool(execution_id) and "\x00" not in execution_id
 
 
 class Ids(msgspec.Struct):

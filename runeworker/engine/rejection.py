@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from runeworker.engine.executor import Executor
-from runeworker.engine.messages import Ids, NodeExecutionMessage
+from runeworker.engine.messages import Ids, NodeExecutionMessage, identifiable
 from runeworker.engine.outbox import Outbox
 from runeworker.engine.state import joining_token
 
@@ -64,7 +64,8 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 def identify(body: bytes) -> Ids | None:
     """The ids of a message that failed to decode, or None when the execution cannot be
-    identified (not a JSON object, or workflow_id / execution_id missing or not strings).
+    identified (not a JSON object, or workflow_id / execution_id missing or not strings, or an
+    execution_id no execution can have: `messages.NUL_EXECUTION_ID`).
 
     A message that is not JSON below its top level only (nested too deeply for the JSON
     decoder, or holding there what no JSON decoder takes: a lone surrogate escape in a webhook
@@ -90,7 +91,7 @@ def identify(body: bytes) -> Ids | None:
         text(loose.from_node),
         [text(f.get("branch_id")) if isinstance(f, dict) else "" for f in stack],
     )
-    return ids if ids.workflow_id and ids.execution_id else None
+    return ids if ids.workflow_id and identifiable(ids.execution_id) else None
 
 
 def shallow(data: bytes) -> bytes:

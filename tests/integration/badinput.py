@@ -314,6 +314,12 @@ CASES: list[Case] = [
     unreadable("empty_execution_id", changed(execution_id=""), "execution_id is required"),
     unreadable("numeric_workflow_id", changed(workflow_id=42), "$.workflow_id"),
     unreadable("null_execution_id", changed(execution_id=None), "$.execution_id"),
+    # no execution id can hold it: the archivist would requeue its completion for ever
+    unreadable(
+        "nul_in_execution_id",
+        lambda e: dumps(message(e, execution_id=e.execution_id + "\x00")),
+        "NUL",
+    ),
     unreadable("single_quotes", _text(b"{'workflow_id': 'MARK'}"), "malformed"),
     unreadable("trailing_garbage", lambda e: dumps(message(e)) + b" MARK", "trailing"),
     unreadable("byte_order_mark", lambda e: b"\xef\xbb\xbf" + good(e), "malformed"),

@@ -40,8 +40,10 @@ from badinput import (
     message,
 )
 from wire import (
+    COMPLETION,
     DEAD,
     EXECUTION,
+    STATUS,
     Got,
     Wire,
     check_status,
@@ -100,7 +102,10 @@ def problems_of(wire: Wire, s: Sent) -> list[str]:
             out.append(f"dead-letter reason {reason!r} does not name {case.words}")
         if got.headers.get("x-runeworker-queue") != EXECUTION:
             out.append(f"dead-letter headers {got.headers}")
-    if case.kind == UNREADABLE:
+    if case.kind == UNREADABLE:  # nothing names the execution (nor its id with a suffix)
+        named = [g.body for q in (STATUS, COMPLETION) for g in wire.got[q]]
+        if any(eid in str(body.get("execution_id")) for body in named):
+            out.append("a status or completion names an unidentifiable execution")
         return out
     done = [g.body for g in wire.completions(eid)]
     status = "halted" if case.kind == NODE else "failed"

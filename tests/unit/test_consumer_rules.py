@@ -14,8 +14,17 @@ import msgspec
 import pytest
 from flowkit import TRIGGER, definition, drive, n, start
 
-from runeworker.engine.messages import NodeExecutionMessage, encode, masked_mirror
+from runeworker.engine.executor import Executor
+from runeworker.engine.messages import (
+    NodeExecutionMessage,
+    decode_execution,
+    encode,
+    masked_mirror,
+)
 from runeworker.engine.outbox import storable_reason
+from runeworker.engine.rejection import reject
+from runeworker.engine.state import MemoryStore
+from runeworker.errors import MessageError
 
 
 def test_a_failure_reason_holding_nul_is_storable_by_the_archivist() -> None:
@@ -31,6 +40,36 @@ def test_a_failure_reason_holding_nul_is_storable_by_the_archivist() -> None:
     assert "\x00" not in reason
     assert reason.endswith("refused bad\ufffdbyte")
     assert storable_reason("a\x00b\x00") == "a\ufffdb\ufffd"
+
+
+def _nul_id_bodies() -> list[bytes]:
+    good = encode(start(definition([TRIGGER, n("a")], [("e1", "trigger", "a")]), "trigger"))
+    with_nul = good.replace(b'"ex-1"', b'"ex\\u0000-1"')
+    assert with_nul != good
+    # also one that fails to decode below its top level (NaN): its ids are still read
+    return [
+        with_nul,
+        with_nul.replace(b'"accumulated_context":{}', b'"accumulated_context":{"v":NaN}'),
+    ]
+
+
+@pytest.mark.parametrize("body", _nul_id_bodies(), ids=["decodes", "undecodable_context"])
+def test_an_execution_id_holding_nul_gets_no_completion(body: bytes) -> None:
+    """The archivist records a completion with `UPDATE executions ... WHERE id =
+    :execution_id` (`update_execution` in services/archivist/src/repository.py); the column is
+    an AutoString (VARCHAR, services/api/migrations/versions/
+    2026_03_10_1447_ba3dde446818_initial_schema.py), and Postgres text holds no U+0000: asyncpg
+    raises `CharacterNotInRepertoireError` ("invalid byte sequence for encoding UTF8: 0x00"),
+    and `handle_message` (services/archivist/src/consumer.py) requeues the completion for ever,
+    some 200 times a second, each with a traceback in its log (seen against the real archivist:
+    docs/WIRE.md section 5). No execution the API created holds one (its ids are uuid4,
+    `queue_workflow_execution` in services/api/src/workflow/service.py): such a message is
+    refused as unidentifiable, dead-lettered without a status or a completion."""
+    with pytest.raises(MessageError, match="NUL" if b"NaN" not in body else "malformed"):
+        decode_execution(body)
+    out = reject(Executor(MemoryStore()), body, "bad input")
+    assert out.completion is None and not out.statuses and not out.messages
+    assert out.dead_letter == "bad input"
 
 
 class _ArchivistCompletion:
