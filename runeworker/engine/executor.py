@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +53,17 @@ log = logging.getLogger("runeworker.executor")
 # long after the wait was due (see `Turn._resume_early`).
 EARLY_RESUME_RETRY_MS = 1_000
 EARLY_RESUME_GRACE_MS = 60_000
+
+
+def _log_raised(node: Node, exc: Exception, resolver: Resolver) -> None:
+    """Log a node bug with its traceback. The exceptions' texts may quote the node's
+    credentials (a client library echoing its request): with credentials to hide, the traceback
+    is rendered and masked, and logged as the message instead of as `exc_info`."""
+    if not resolver.has_secrets():
+        log.exception("node %s (%s) raised", node.id, node.type)
+        return
+    text = resolver.mask("".join(traceback.format_exception(exc)).rstrip())
+    log.error("node %s (%s) raised\n%s", node.id, node.type, text)
 
 
 class Executor:
@@ -298,7 +310,7 @@ class Turn:
         except NodeError as exc:
             return None, NodeError(resolver.mask(str(exc)), exc.code, exc.details)
         except Exception as exc:  # a node bug must fail the node, never the worker
-            log.exception("node %s (%s) raised", node.id, node.type)
+            _log_raised(node, exc, resolver)
             return None, NodeError(resolver.mask(f"{type(exc).__name__}: {exc}"))
         if not isinstance(output, dict):
             return None, NodeError(

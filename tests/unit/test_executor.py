@@ -74,6 +74,17 @@ def _sleep(ctx: NodeContext) -> dict[str, Any]:
     return {"slept_ms": 50}
 
 
+@node("test.crash")
+def _crash(ctx: NodeContext) -> dict[str, Any]:
+    """A node bug whose exception quotes the credential it was given (a client library's
+    error echoing a request, say), chained to another that does too."""
+    secret = ctx.credentials.get("password")
+    try:
+        raise KeyError(f"no account for {secret}")
+    except KeyError as exc:
+        raise RuntimeError(f"login with {secret} failed") from exc
+
+
 @node("test.credentials")
 def _credentials(ctx: NodeContext) -> dict[str, Any]:
     return {"credentials": dict(ctx.credentials)}
@@ -706,6 +717,24 @@ def test_credentials_are_masked_everywhere(caplog: pytest.LogCaptureFixture) -> 
     assert "rejected ***" in caplog.text
     published = b"".join(encode(x) for x in [*run.statuses, *run.completions])
     assert PASSWORD.encode() not in published
+    assert PASSWORD not in caplog.text
+
+
+def test_a_node_that_raises_logs_its_traceback_without_the_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node bug is logged with its traceback (where it raised), and the exceptions' texts
+    are masked there as in the failed status and the completion (found running upstream's
+    archivist against `runeworker serve`: the reason was masked, the log line above it not)."""
+    caplog.set_level(logging.DEBUG)
+    crash = n("crash", "test.crash", name="Crash", credentials=BASIC)
+    run = drive(start(definition([crash]), "crash"))
+    assert run.outcome == (
+        "halted",
+        "node Crash (crash) failed: RuntimeError: login with *** failed",
+    )
+    assert "Traceback" in caplog.text and "_crash" in caplog.text  # still says where
+    assert "login with *** failed" in caplog.text and "no account for ***" in caplog.text
     assert PASSWORD not in caplog.text
 
 
