@@ -321,6 +321,31 @@ def test_a_multi_turn_tool_calling_exchange(provider: str) -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_lists_with_nothing_in_them_are_null_as_go_writes_them(provider: str) -> None:
+    # upstream's outputCollector (services/rune-worker/pkg/nodes/custom/agent/output_collector.go)
+    # starts `messages` and `tool_calls` as nil slices and appends to them; its result() map is
+    # marshalled as it is, so a run that called no tool publishes `"tool_calls": null` (what
+    # `{{ $Agent.tool_calls ? ... }}` tests), and a run without text `"messages": null`
+    with llm(provider, Turn(text="21 degrees.")) as model:
+        statuses, done = run(definition(provider, {}), settings_for(provider, model))
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert output["tool_calls"] is None
+    assert output["messages"] == [{"role": "model", "content": "21 degrees."}]
+    assert b'"tool_calls":null' in msgspec.json.encode(statuses[-1])
+
+    with weather_api() as api, llm(provider, Turn(calls=(CALL,)), Turn()) as model:
+        _, done = run(
+            definition(provider, {"tools": [weather_tool(api.url + "/w")]}),
+            settings_for(provider, model),
+        )
+    assert done.status == "completed", done.failure_reason
+    output = done.final_context["$Agent"]
+    assert (output["messages"], output["final_response"]) == (None, "")
+    assert [c["name"] for c in output["tool_calls"]] == ["get_weather"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_no_secret_in_statuses(provider: str) -> None:
     with weather_api() as api, llm(provider, *SCRIPT) as model:
         statuses, done = run(

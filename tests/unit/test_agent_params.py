@@ -349,7 +349,7 @@ def test_transcript_folds_a_run_in_upstreams_shape() -> None:
 def test_a_final_reply_without_text_leaves_final_response_empty() -> None:
     t = Transcript("m")
     t.reply(Reply(""))
-    assert (t.output()["messages"], t.output()["final_response"]) == ([], "")
+    assert (t.output()["messages"], t.output()["final_response"]) == (None, "")
 
 
 def test_describe_finds_the_innermost_cause() -> None:

@@ -112,7 +112,7 @@ def test_template_in_process(name: str) -> None:
     assert agent == {
         "messages": [{"role": "model", "content": case.reply}],
         "final_response": case.reply,
-        "tool_calls": [],
+        "tool_calls": None,  # no tool called: null, as Go writes its nil slice
         "model": MODEL,
         "usage": {"prompt_tokens": 120, "completion_tokens": 20, "total_tokens": 140},
     }

@@ -7,9 +7,10 @@
 `messages` holds the model's text of each response that had some (the seeded history and the
 prompt are not repeated: `$Agent.messages[0].content` is the model's first text, which the
 daily-weather-briefing template mails). `final_response` is the text of the response that
-called no tool. One difference: upstream keeps the usage of the last request only, believing
-the counts cumulative (its comment says so); here they are summed over the run's requests,
-which is what the run used.
+called no tool. `messages` and `tool_calls` are `null` while they hold nothing, as upstream
+writes its nil slices (a run that called no tool has `"tool_calls": null`). One difference:
+upstream keeps the usage of the last request only, believing the counts cumulative (its comment
+says so); here they are summed over the run's requests, which is what the run used.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class Transcript:
     def output(self) -> dict[str, Any]:
         """The node output."""
         return {
-            "messages": self.messages,
+            "messages": self.messages or None,
             "final_response": self.final_response,
-            "tool_calls": self.tool_calls,
+            "tool_calls": self.tool_calls or None,
             "model": self.model,
             "usage": {
                 "prompt_tokens": self.usage.prompt,
