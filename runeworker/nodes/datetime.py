@@ -85,18 +85,27 @@ def zone_param(ps: dict[str, Any]) -> ZoneInfo:
 
 def local_zone() -> ZoneInfo:
     """The process's zone, as Go's `time.LoadLocation("Local")` finds it: `TZ` when set (empty
-    or unknown: UTC; a leading ':' dropped), else /etc/localtime, else UTC."""
+    or unknown: UTC; a leading ':' dropped; an absolute path is the zone file itself, named
+    after the path), else /etc/localtime, else UTC. Its key is the name Go's `time.Local`
+    reports: `Local` for /etc/localtime."""
     tz = os.environ.get("TZ")
-    if tz is not None:
-        try:
-            return ZoneInfo(tz.removeprefix(":")) if tz.removeprefix(":") else UTC_ZONE
-        except (KeyError, ValueError, OSError):
-            return UTC_ZONE
+    if tz is None:
+        return _zone_file("/etc/localtime") or UTC_ZONE
+    tz = tz.removeprefix(":")
+    if tz.startswith("/"):
+        return _zone_file(tz) or UTC_ZONE
     try:
-        with open("/etc/localtime", "rb") as f:
-            return ZoneInfo.from_file(f, key="Local")
-    except (OSError, ValueError):
+        return ZoneInfo(tz) if tz else UTC_ZONE
+    except (KeyError, ValueError, OSError):
         return UTC_ZONE
+
+
+def _zone_file(path: str) -> ZoneInfo | None:
+    try:
+        with open(path, "rb") as f:
+            return ZoneInfo.from_file(f, key="Local" if path == "/etc/localtime" else path)
+    except (OSError, ValueError):
+        return None
 
 
 def format_param(ps: dict[str, Any]) -> Layout:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -151,17 +153,50 @@ def test_invalid_timezone(zone: Any, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tz", "offset"),
-    [("Asia/Tokyo", "+09:00"), (":America/Sao_Paulo", "-03:00"), ("", "Z"), ("Mars/Base", "Z")],
+    ("tz", "offset", "name"),
+    [
+        ("Asia/Tokyo", "+09:00", "Asia/Tokyo"),
+        (":America/Sao_Paulo", "-03:00", "America/Sao_Paulo"),
+        ("", "Z", "UTC"),
+        ("Mars/Base", "Z", "UTC"),
+        ("/no/such/zone/file", "Z", "UTC"),
+    ],
 )
 def test_local_timezone_is_the_workers_own_as_go_finds_it(
-    monkeypatch: pytest.MonkeyPatch, tz: str, offset: str
+    monkeypatch: pytest.MonkeyPatch, tz: str, offset: str, name: str
 ) -> None:
     """Go's `time.LoadLocation("Local")`: the `TZ` environment variable (empty or unknown: UTC),
-    else /etc/localtime."""
+    else /etc/localtime; `timezone` is the name Go's `time.Local` reports."""
     monkeypatch.setenv("TZ", tz)
     out = run("dateTimeFormat", date="2026-06-01T12:00:00Z", timezone="Local")
     assert out["result"].endswith(offset)
+    assert out["timezone"] == name
+
+
+@pytest.mark.parametrize("colon", ["", ":"])
+def test_local_timezone_from_a_tz_file_path_as_go_reads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, colon: str
+) -> None:
+    # Go's initLocal (src/time/zoneinfo_unix.go, Go >= 1.16; upstream's go.mod: 1.25) loads a TZ
+    # that is an absolute path from that file and names the zone after the path: "Local" for
+    # /etc/localtime, else the path itself. `timezone` of the datetime nodes is that name
+    # (services/rune-worker/pkg/nodes/custom/datetime_*/*.go output `loc.String()`).
+    tokyo = tmp_path / "tokyo"
+    tokyo.write_bytes(resources.files("tzdata.zoneinfo.Asia").joinpath("Tokyo").read_bytes())
+    monkeypatch.setenv("TZ", f"{colon}{tokyo}")
+    out = run("dateTimeParse", date="2026-06-01T12:00:00Z", timezone="Local")
+    assert (out["hour"], out["iso"]) == (21, "2026-06-01T21:00:00+09:00")
+    assert out["timezone"] == str(tokyo)
+
+
+def test_local_timezone_named_etc_localtime_is_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not Path("/etc/localtime").is_file():
+        pytest.skip("no /etc/localtime here")
+    monkeypatch.setenv("TZ", "/etc/localtime")
+    out = run("dateTimeFormat", date="2026-06-01T12:00:00Z", timezone="Local")
+    monkeypatch.delenv("TZ")
+    assert out == run("dateTimeFormat", date="2026-06-01T12:00:00Z", timezone="Local")
+    assert out["timezone"] == "Local"
 
 
 def test_local_timezone_without_tz_reads_etc_localtime(monkeypatch: pytest.MonkeyPatch) -> None:
