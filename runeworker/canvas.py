@@ -17,11 +17,26 @@ canvas holds (`{id, name, type}`), and a template holds none, so a node that nee
 (`MissingNodeCredentialsError`); the conversion itself goes on, as the web app does with
 `ignoreMissingCredentials`.
 
-JavaScript semantics are kept where they change the result: truthiness (`0`, `""`, `null` are
-false), `String(x)`, `Number(x)` (a text that is not a number becomes NaN, which JSON writes as
-`null`), `trim()`, and `JSON.stringify` writing an integral number without a fraction and leaving
-out a key whose value is `undefined`. Where the TypeScript would throw (a field of the wrong
-type that it calls a string method on), `CanvasError` names the node and the field.
+JavaScript semantics are kept where they change the result: `JSON.parse` reading every number
+as a double (an integer beyond 2**53 is rounded: 9007199254740993 is 9007199254740992), truthiness
+(`0`, `""`, `null` are false), `String(x)`, `Number(x)` (a text that is not an ASCII decimal,
+`0x`/`0o`/`0b` number or Infinity becomes NaN, which JSON writes as `null`), `trim()`, strict
+equality (`e.source === n.id`), a property of a value that is not an object being undefined
+(data, a rule, an edge that is a text or a list holds none of its fields), and `JSON.stringify`
+writing an integral number without a fraction and leaving out a key whose value is `undefined`.
+Where the TypeScript would throw (a field of the wrong type that it calls a string method on, a
+label that is true but not a string, a node without data or a position, a null rule or edge, no
+edge list), `CanvasError` names the node and the field.
+
+Checked against the TypeScript itself, run by Node on the official templates, the web app's
+samples and about nineteen thousand generated canvases (tests/consumers/webapp_canvas). One
+difference is left: `{...text}` (an agent message, tool config or header given as a text instead
+of an object) splits the text into UTF-16 code units in JavaScript, into code points here, so a
+character outside the Basic Multilingual Plane stays whole instead of becoming two lone
+surrogates (which no UTF-8 JSON can carry). What the web app does to a template before its
+editor holds it (`sanitizeGraph` in apps/web/src/features/canvas/lib/graphIO.ts: unknown node
+types and dangling edges dropped, switch handles taken from edge labels, a webhook trigger given
+a fresh GUID) is not done here either.
 
 Pure: the standard library and `runeworker.errors` only.
 """
@@ -30,6 +45,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -144,9 +160,10 @@ _NOT_NAME_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 _UNDERSCORES = re.compile(r"_+")
 _LEADING_DIGITS = re.compile(r"^[-0-9]+")
 _NAME_START = re.compile(r"^[a-zA-Z_]")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _RADIX = re.compile(r"0([xXoObB])([0-9a-zA-Z]+)")
 _RADIX_BASES = {"x": 16, "o": 8, "b": 2}
+_SAFE_INTEGER = 2**53
 
 
 def js_trim(text: str) -> str:
@@ -251,23 +268,52 @@ def _text_number(text: str) -> float:
 
 
 def _json_number(value: float) -> int | float | None:
+    """A double as `JSON.stringify` writes it: NaN and the infinities as None (`null`), an
+    integral one below 1e21 as the int of the digits JavaScript prints (beyond 2**53 those end
+    in zeros: 12345678901234567168.0 is written 12345678901234567000), any other as a float."""
     if math.isnan(value) or math.isinf(value):
         return None
     if value.is_integer() and abs(value) < 1e21:
-        return int(value)
+        return int(value) if abs(value) <= _SAFE_INTEGER else int(js_number_text(value))
     return value
+
+
+def _as_double(value: int) -> int | float:
+    """The number `JSON.parse` reads from an integer's text: beyond 2**53 the nearest double
+    (as `_json_number` writes it: 9007199254740993 is 9007199254740992), past the largest
+    double Infinity."""
+    if abs(value) <= _SAFE_INTEGER:
+        return value
+    try:
+        double = float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    number = _json_number(double)
+    return double if number is None else number
 
 
 def _as_json(value: Any) -> Any:
     """A copy of a JSON value as `JSON.stringify` writes it: integral floats without a
-    fraction. Iterative, so that nesting as deep as the JSON reader takes cannot overflow."""
+    fraction."""
+    return _map_numbers(value, lambda n: _json_number(n) if isinstance(n, float) else n)
+
+
+def _as_parsed(value: Any) -> Any:
+    """A copy of a JSON value as `JSON.parse` reads it: every number a double, so an integer
+    beyond 2**53 is rounded (`_as_double`)."""
+    return _map_numbers(value, lambda n: _as_double(n) if isinstance(n, int) else n)
+
+
+def _map_numbers(value: Any, number: Callable[[int | float], Any]) -> Any:
+    """A copy of a JSON value with `number` applied to each number (not to booleans).
+    Iterative, so that nesting as deep as the JSON reader takes cannot overflow."""
     root = [value]
     pending: list[tuple[Any, Any]] = [(root, 0)]
     while pending:
         container, key = pending.pop()
         item = container[key]
-        if isinstance(item, float):
-            container[key] = _json_number(item)
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            container[key] = number(item)
         elif isinstance(item, dict):
             copied = dict(item)
             container[key] = copied
@@ -304,9 +350,12 @@ def sanitize_label(raw: str, fallback: str = "") -> str:
     return name
 
 
-def node_name(kind: str, data: Json) -> str:
-    """`nodeName`: the sanitized label (fallback `Node`), else the type with a capital."""
+def node_name(kind: str, data: Json, node_id: str = "?") -> str:
+    """`nodeName`: the sanitized label (fallback `Node`), else the type with a capital. A label
+    that is true but not a string is refused (the TypeScript calls `trim()` on it and throws)."""
     label = data.get("label")
+    if js_truthy(label) and not isinstance(label, str):
+        raise CanvasError(f"canvas node {node_id}: data.label must be a string")
     if isinstance(label, str) and js_trim(label):
         return sanitize_label(js_trim(label), "Node")
     return kind[:1].upper() + kind[1:]
@@ -360,12 +409,13 @@ class _Data:
         return value if isinstance(value, list) and value else None
 
     def rules(self, key: str = "rules") -> list[Json]:
-        """`d.rules` entries, each read as an object (`rule.field` of a non-object would throw)."""
+        """`d.rules` entries, each read as an object: `rule.field` of null throws, of any other
+        value that is not an object (a string, a number, a list) is undefined."""
         out = []
         for i, rule in enumerate(self.items(key) or []):
-            if not isinstance(rule, dict):
+            if rule is None:
                 raise CanvasError(f"canvas node {self.node_id}: data.{key}[{i}] must be an object")
-            out.append(rule)
+            out.append(rule if isinstance(rule, dict) else {})
         return out
 
 
@@ -374,8 +424,26 @@ def _or(value: Any, default: Any) -> Any:
     return value if js_truthy(value) else default
 
 
-def _outgoing(node_id: str, edges: list[Json]) -> list[Json]:
-    return [e for e in edges if e.get("source") == node_id]
+def _outgoing(node: Json, edges: list[Any]) -> list[Json]:
+    """`edges.filter((e) => e.source === n.id)`; an edge that is not an object has no
+    `sourceHandle`, so it is never the one an `if` or a `switch` routes by and is left out."""
+    return [e for e in edges if isinstance(e, dict) and _same(e, "source", node, "id")]
+
+
+def _same(a: Json, a_key: str, b: Json, b_key: str) -> bool:
+    """`a[a_key] === b[b_key]` of two JSON objects: both undefined (missing), or the same
+    primitive of the same type (`1 === 1.0`, `true !== 1`, `null !== undefined`); two objects
+    or arrays parsed from JSON are never the same one."""
+    if a_key not in a or b_key not in b:
+        return a_key not in a and b_key not in b
+    x, y = a[a_key], b[b_key]
+    if isinstance(x, dict | list) or isinstance(y, dict | list):
+        return False
+    if isinstance(x, bool) or isinstance(y, bool) or x is None or y is None:
+        return x is y
+    if _is_number(x) and _is_number(y):
+        return bool(x == y)
+    return isinstance(x, str) and isinstance(y, str) and x == y
 
 
 def _handle_edge(outgoing: list[Json], handle: str) -> Json | None:
@@ -414,8 +482,8 @@ def _http(d: _Data) -> Json:
     return params
 
 
-def _if(node_id: str, d: _Data, edges: list[Json]) -> Json:
-    outgoing = _outgoing(node_id, edges)
+def _if(node: Json, d: _Data, edges: list[Any]) -> Json:
+    outgoing = _outgoing(node, edges)
     params: Json = {}
     for handle in ("true", "false"):
         edge = _handle_edge(outgoing, handle)
@@ -433,16 +501,18 @@ def _switch_rule(rule: Json) -> Json:
     if isinstance(value, str) and js_trim(value):
         out["value"] = js_trim(value)
     operator = rule.get("operator")
-    out["operator"] = operator if operator in _SWITCH_OPERATORS else "=="
+    out["operator"] = (
+        operator if isinstance(operator, str) and operator in _SWITCH_OPERATORS else "=="
+    )
     compare = rule.get("compare")
     if isinstance(compare, str) and js_trim(compare):
         out["compare"] = js_trim(compare)
     return out
 
 
-def _switch(node_id: str, d: _Data, edges: list[Json]) -> Json:
+def _switch(node: Json, d: _Data, edges: list[Any]) -> Json:
     rules = [_switch_rule(r) for r in d.rules()]
-    outgoing = _outgoing(node_id, edges)
+    outgoing = _outgoing(node, edges)
     routes: list[Any] = [None] * (len(rules) + 1)
     for i in range(len(rules)):
         edge = _handle_edge(outgoing, SWITCH_CASE_HANDLE.format(i))
@@ -622,10 +692,9 @@ def _without_ui_id(value: Any) -> Json:
 def _agent_tool(node_id: str, tool: Any) -> Json:
     """`stripAgentToolUiId`: the tool and its header, query and body fields without `ui_id`."""
     out = _without_ui_id(tool)
-    config = out.get("config")
-    if not isinstance(config, dict):  # `next.config.headers` of no config throws
+    if out.get("config") is None:  # `next.config.headers` of no config throws
         raise CanvasError(f"canvas node {node_id}: every agent tool needs a config object")
-    config = dict(config)
+    config = _spread(out["config"])  # `{...next.config}`: a text or a list by its indices
     for key in ("headers", "query", "body"):
         fields = config.get(key)
         if fields is None:
@@ -657,11 +726,10 @@ def _agent(node_id: str, d: _Data) -> Json:
     return params
 
 
-def worker_parameters(node: Json, edges: list[Json]) -> Json:
+def worker_parameters(node: Json, edges: list[Any]) -> Json:
     """`toWorkerParameters`: the worker parameters of one canvas node."""
-    kind, node_id = node["type"], node["id"]
-    data = node.get("data")
-    d = _Data(node_id, data if isinstance(data, dict) else {})
+    kind, node_id = node["type"], _who(node)
+    d = _Data(node_id, _data(node))
     if kind in INTEGRATION_KINDS:
         arguments = d.get("arguments")
         return {} if arguments is None else arguments  # `d.arguments ?? {}`
@@ -669,9 +737,9 @@ def worker_parameters(node: Json, edges: list[Json]) -> Json:
         case "http":
             return _http(d)
         case "if":
-            return _if(node_id, d, edges)
+            return _if(node, d, edges)
         case "switch":
-            return _switch(node_id, d, edges)
+            return _switch(node, d, edges)
         case "smtp":
             return _smtp(d)
         case "wait":
@@ -723,37 +791,65 @@ def needs_credential(kind: str) -> bool:
     return kind in _NEEDS_CREDENTIAL or kind.startswith("integration.")
 
 
+def _who(node: Json) -> str:
+    """How an error names a node: its id (any JSON value the canvas gave it), `?` without one."""
+    node_id = node.get("id", "?")
+    return node_id if isinstance(node_id, str) else repr(node_id)
+
+
+def _data(node: Json) -> Json:
+    """`n.data || {}` read as an object: the properties of a text, number, boolean or list
+    that the conversion reads are all undefined, so such data holds none of its fields."""
+    data = node.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 def _checked_nodes(graph: Json) -> list[Json]:
+    """The nodes, each checked for what the TypeScript would throw on: a node that is null or
+    whose type is not a string (`nodeTypeRequiresCredential` calls `startsWith` on it), a node
+    without a position (`n.position.x`), a node other than a sticky note without data
+    (`nodeName` reads `n.data.label`). Its id may be anything, or missing."""
     nodes = graph.get("nodes")
     if not isinstance(nodes, list):
         raise CanvasError("canvas graph: nodes must be a list")
     for i, n in enumerate(nodes):
         if not isinstance(n, dict) or not isinstance(n.get("type"), str):
             raise CanvasError(f"canvas node {i}: must be an object with a string type")
-        if not isinstance(n.get("id"), str):
-            raise CanvasError(f"canvas node {i}: must have a string id")
-        if n.get("data") is not None and not isinstance(n["data"], dict):
-            raise CanvasError(f"canvas node {n['id']}: data must be an object")
-        if not isinstance(n.get("position"), dict):
-            raise CanvasError(f"canvas node {n['id']}: position must be an object with x and y")
+        if n.get("position") is None:
+            raise CanvasError(f"canvas node {_who(n)}: position must be an object with x and y")
+        if n.get("data") is None and n["type"] != STICKY_NOTE:
+            raise CanvasError(f"canvas node {_who(n)}: data must be an object")
     return nodes
 
 
-def _checked_edges(graph: Json) -> list[Json]:
-    edges = graph.get("edges", [])
-    if not isinstance(edges, list) or not all(isinstance(e, dict) for e in edges):
-        raise CanvasError("canvas graph: edges must be a list of objects")
+def _checked_edges(graph: Json) -> list[Any]:
+    """The edges: a list (`edges.map`), no entry of it null (`e.id` of null throws). An entry
+    that is not an object is an edge without any of its fields."""
+    edges = graph.get("edges")
+    if not isinstance(edges, list):
+        raise CanvasError("canvas graph: edges must be a list")
+    for i, e in enumerate(edges):
+        if e is None:
+            raise CanvasError(f"canvas edge {i}: must not be null")
     return edges
 
 
+def _position(node: Json) -> Json:
+    """`n.position`, read as an object (the x and y of anything else are undefined)."""
+    position = node["position"]
+    return position if isinstance(position, dict) else {}
+
+
 def _note(node: Json) -> Json:
-    """`toWorkflowNote`."""
-    d = node.get("data") or {}
+    """`toWorkflowNote`: an undefined id, x or y is left out."""
+    d = _data(node)
     content = d.get("content")
-    note: Json = {"id": node["id"], "content": content if isinstance(content, str) else ""}
+    note: Json = {"id": node["id"]} if "id" in node else {}
+    note["content"] = content if isinstance(content, str) else ""
+    position = _position(node)
     for key in ("x", "y"):
-        if key in node["position"]:
-            note[key] = node["position"][key]
+        if key in position:
+            note[key] = position[key]
     for key in ("width", "height"):
         if _is_number(d.get(key)):
             note[key] = d[key]
@@ -764,29 +860,31 @@ def _note(node: Json) -> Json:
     return note
 
 
-def _node(node: Json, edges: list[Json]) -> Json:
-    kind, data = node["type"], node.get("data") or {}
-    out: Json = {
-        "id": node["id"],
-        "name": node_name(kind, data),
-        "trigger": kind in TRIGGER_TYPES,
-        "type": WORKER_TYPES.get(kind, kind),
-    }
+def _node(node: Json, edges: list[Any]) -> Json:
+    kind, data = node["type"], _data(node)
+    out: Json = {"id": node["id"]} if "id" in node else {}  # an undefined id is left out
+    out["name"] = node_name(kind, data, _who(node))
+    out["trigger"] = kind in TRIGGER_TYPES
+    out["type"] = WORKER_TYPES.get(kind, kind)
     if kind == "webhookTrigger" and js_truthy(data.get("webhookGuid")):
         out["webhook_guid"] = data["webhookGuid"]
     out["parameters"] = worker_parameters(node, edges)
     out["output"] = {}
-    out["position"] = [node["position"].get("x"), node["position"].get("y")]
+    position = _position(node)  # `[n.position.x, n.position.y]`: undefined is written null
+    out["position"] = [position.get("x"), position.get("y")]
     credential = _credential(data)
     if credential is not None:
         out["credentials"] = credential
     return out
 
 
-def _edge(edge: Json) -> Json:
+def _edge(edge: Any) -> Json:
+    """`{id, src: String(e.source), dst: String(e.target), label}`: an undefined id or label is
+    left out, an undefined source or target is the text `undefined`."""
+    edge = edge if isinstance(edge, dict) else {}
     out: Json = {"id": edge["id"]} if "id" in edge else {}
-    out["src"] = js_string(edge.get("source"))
-    out["dst"] = js_string(edge.get("target"))
+    out["src"] = js_string(edge["source"]) if "source" in edge else "undefined"
+    out["dst"] = js_string(edge["target"]) if "target" in edge else "undefined"
     if "label" in edge:  # `label: e.label`: a missing label is left out, a null one kept
         out["label"] = edge["label"]
     return out
@@ -794,8 +892,11 @@ def _edge(edge: Json) -> Json:
 
 def to_workflow_data(graph: Json) -> Json:
     """`canvasToWorkflowData(nodes, edges, {ignoreMissingCredentials: true})`: the definition
-    `{nodes, edges, notes}` of a canvas graph `{nodes, edges}`; sticky notes go to `notes`."""
-    nodes, edges = _checked_nodes(graph), _checked_edges(graph)
+    `{nodes, edges, notes}` of a canvas graph `{nodes, edges}`; sticky notes go to `notes`.
+    The graph is first read as `JSON.parse` reads it (every number a double)."""
+    _checked_nodes(graph), _checked_edges(graph)
+    parsed: Json = _as_parsed({"nodes": graph["nodes"], "edges": graph["edges"]})
+    nodes, edges = parsed["nodes"], parsed["edges"]
     try:
         definition = {
             "nodes": [_node(n, edges) for n in nodes if n["type"] != STICKY_NOTE],
@@ -812,11 +913,11 @@ def missing_credentials(graph: Json) -> list[tuple[str, str]]:
     """`(name, type)` of the nodes that need a credential and hold none: the nodes the web app
     names in `MissingNodeCredentialsError`."""
     return [
-        (node_name(n["type"], n.get("data") or {}), n["type"])
+        (node_name(n["type"], _data(n), _who(n)), n["type"])
         for n in _checked_nodes(graph)
         if n["type"] != STICKY_NOTE
         and needs_credential(n["type"])
-        and _credential(n.get("data") or {}) is None
+        and _credential(_data(n)) is None
     ]
 
 

@@ -574,12 +574,13 @@ def test_a_template_and_a_bare_graph_are_canvas_graphs_a_definition_is_not() -> 
 @pytest.mark.parametrize(
     ("graph", "message"),
     [
-        ({"nodes": {}}, "nodes must be a list"),
-        ({"nodes": [{"id": "a", "data": {}, "position": {}}]}, "string type"),
-        ({"nodes": [{"type": "log", "data": {}, "position": {}}]}, "string id"),
-        ({"nodes": [{"id": "a", "type": "log", "data": 3, "position": {}}]}, "data must be"),
-        ({"nodes": [{"id": "a", "type": "log", "data": {}, "position": [1, 2]}]}, "position"),
-        ({"nodes": [], "edges": [1]}, "edges must be a list of objects"),
+        ({"nodes": {}, "edges": []}, "nodes must be a list"),
+        ({"nodes": [{"id": "a", "data": {}, "position": {}}], "edges": []}, "string type"),
+        ({"nodes": [{"id": "a", "type": 5, "data": {}, "position": {}}], "edges": []}, "type"),
+        ({"nodes": [None], "edges": []}, "canvas node 0: must be an object"),
+        ({"nodes": [{"id": "a", "type": "log", "position": {}}], "edges": []}, "data must be"),
+        ({"nodes": [{"id": "a", "type": "log", "data": {}}], "edges": []}, "a: position"),
+        ({"nodes": [], "edges": {}}, "edges must be a list"),
     ],
 )
 def test_a_graph_of_the_wrong_shape_is_refused(graph: dict[str, Any], message: str) -> None:
@@ -608,3 +609,167 @@ def test_a_deeply_nested_value_converts_without_overflowing() -> None:
 def test_a_value_too_deep_to_convert_is_refused_not_crashed() -> None:
     with pytest.raises(CanvasError, match="nested too deeply"):
         params("http", url=nested(5000))  # `String(url)` of a nested array
+
+
+# -- found by running the web app's own conversion ------------------------------------------------
+# Each case below is a canvas for which `canvasToWorkflowData` (apps/web/src/lib/workflow-dsl.ts
+# of rune-org/rune, bundled and run by Node; tests/consumers/webapp_canvas) and runeworker gave
+# different results. The expected values are what the TypeScript printed.
+
+
+def test_integers_beyond_double_precision_are_rounded_as_json_parse_reads_them() -> None:
+    node = {
+        "id": "n",
+        "type": "wait",
+        "position": {"x": 12345678901234567890, "y": 9007199254740993},
+        "data": {"label": "W", "amount": 123456789012345678901, "unit": "hours"},
+    }
+    out = one(node)
+    assert out["position"] == [12345678901234567000, 9007199254740992]
+    assert out["parameters"] == {"amount": 123456789012345680000, "unit": "hours"}
+    assert params("http", retry=9007199254740993, url=12345678901234567890) == {
+        "retry": "9007199254740992",  # String(2 ** 53 + 1 as a double)
+        "url": "12345678901234567000",
+    }
+    hook = one(cnode("n", "webhookTrigger", webhookGuid=12345678901234567890))
+    assert hook["webhook_guid"] == 12345678901234567000
+    assert params("log", level=[9007199254740993]) == {"level": [9007199254740992]}
+
+
+@pytest.mark.parametrize("kind", ["wait", "scheduledTrigger", "dateTimeAdd"])
+def test_number_of_text_reads_ascii_digits_only(kind: str) -> None:
+    assert params(kind, amount="\u0661\u0662") == {"amount": None}  # Arabic-Indic 12: NaN
+    assert params("limit", count="\uff17") == {"count": None}  # a fullwidth 7
+    assert params("merge", timeout="\u0663") == {"timeout": None}
+
+
+def test_a_rule_that_is_not_an_object_has_none_of_its_fields() -> None:
+    assert params("switch", rules=[1, "5", [2], True])["rules"] == [{"operator": "=="}] * 4
+    assert params("filter", rules=["x"])["rules"] == [{"field": "", "operator": "==", "value": ""}]
+    sort_rule = {"field": "", "direction": "asc", "type": "auto"}
+    assert params("sort", rules=[0, False])["rules"] == [sort_rule, sort_rule]
+    assignment = {"name": "", "value": "", "type": "string"}
+    assert params("edit", assignments=[[1], "a"])["assignments"] == [assignment, assignment]
+    with pytest.raises(CanvasError, match=r"canvas node n: data.assignments\[1\] must be"):
+        params("edit", assignments=[{}, None])  # `a.name` of null throws
+
+
+def test_a_switch_operator_that_is_not_text_is_written_as_equals() -> None:
+    rules = [{"operator": []}, {"operator": {"op": ">"}}, {"operator": [">"]}, {"operator": 1}]
+    assert params("switch", rules=rules)["rules"] == [{"operator": "=="}] * 4
+
+
+@pytest.mark.parametrize("label", [5, True, [], ["x"], {}, {"a": 1}])
+def test_a_label_that_is_not_text_is_refused_like_the_typescript_throws(label: Any) -> None:
+    with pytest.raises(CanvasError, match=r"canvas node n: data.label must be a string"):
+        one(cnode("n", "log", label=label))
+    with pytest.raises(CanvasError, match=r"data.label"):
+        missing_credentials({"nodes": [cnode("n", "smtp", label=label)], "edges": []})
+
+
+@pytest.mark.parametrize("label", [0, False, None, "", " "])
+def test_a_false_label_names_the_node_after_its_type(label: Any) -> None:
+    assert one(cnode("n", "log", label=label))["name"] == "Log"
+
+
+def test_a_sticky_note_label_is_never_read() -> None:
+    note = cnode("s", "stickyNote", label=5, content="c")
+    assert to_workflow_data({"nodes": [note], "edges": []})["notes"] == [
+        {"id": "s", "content": "c", "x": 10, "y": 20.5}
+    ]
+
+
+@pytest.mark.parametrize("data", [None, "missing"])
+def test_a_node_without_data_is_refused_a_sticky_note_without_it_is_empty(data: Any) -> None:
+    node: dict[str, Any] = {"id": "n", "type": "http", "position": {"x": 1, "y": 2}}
+    if data is None:
+        node["data"] = None
+    with pytest.raises(CanvasError, match="canvas node n: data must be an object"):
+        to_workflow_data({"nodes": [node], "edges": []})
+    note = {**node, "type": "stickyNote"}
+    assert to_workflow_data({"nodes": [note], "edges": []})["notes"] == [
+        {"id": "n", "content": "", "x": 1, "y": 2}
+    ]
+
+
+@pytest.mark.parametrize("data", [3, 0, True, False, "", "abc", [], [1, 2]])
+def test_data_that_is_not_an_object_has_none_of_its_fields(data: Any) -> None:
+    node = {"id": "n", "type": "wait", "position": {"x": 1, "y": 2}, "data": data}
+    out = to_workflow_data({"nodes": [node], "edges": []})["nodes"][0]
+    assert (out["name"], out["parameters"]) == ("Wait", {})
+
+
+@pytest.mark.parametrize("position", ["abc", [1, 2], 7, True, {"z": 1}])
+def test_a_position_that_is_not_an_object_has_no_x_and_y(position: Any) -> None:
+    node = {"id": "n", "type": "log", "position": position, "data": {}}
+    assert to_workflow_data({"nodes": [node], "edges": []})["nodes"][0]["position"] == [None, None]
+    note = {**node, "type": "stickyNote"}
+    assert to_workflow_data({"nodes": [note], "edges": []})["notes"] == [{"id": "n", "content": ""}]
+
+
+@pytest.mark.parametrize("position", [None, "missing"])
+def test_a_node_without_a_position_is_refused(position: Any) -> None:
+    node: dict[str, Any] = {"id": "n", "type": "log", "data": {}}
+    if position is None:
+        node["position"] = None
+    with pytest.raises(CanvasError, match="canvas node n: position must be an object"):
+        to_workflow_data({"nodes": [node], "edges": []})
+
+
+def test_a_node_id_is_kept_whatever_its_type_and_left_out_when_missing() -> None:
+    nodes = [
+        {"type": "log", "position": {"x": 1, "y": 2}, "data": {}},
+        {"id": 5, "type": "log", "position": {"x": 1, "y": 2}, "data": {}},
+        {"id": None, "type": "stickyNote", "position": {"x": 1, "y": 2}, "data": {}},
+    ]
+    out = to_workflow_data({"nodes": nodes, "edges": []})
+    assert ["id" in n for n in out["nodes"]] == [False, True]
+    assert out["nodes"][1]["id"] == 5
+    assert out["notes"] == [{"id": None, "content": "", "x": 1, "y": 2}]
+
+
+def test_an_edge_without_source_or_target_names_them_undefined() -> None:
+    edges: list[Any] = [{"id": "e1", "target": "b"}, {"id": "e2", "source": "a"}, {}]
+    assert to_workflow_data({"nodes": [], "edges": edges})["edges"] == [
+        {"id": "e1", "src": "undefined", "dst": "b"},
+        {"id": "e2", "src": "a", "dst": "undefined"},
+        {"src": "undefined", "dst": "undefined"},
+    ]
+
+
+@pytest.mark.parametrize("entry", [1, "e", True, [], ["a"]])
+def test_an_edge_that_is_not_an_object_has_none_of_its_fields(entry: Any) -> None:
+    graph = {"nodes": [cnode("a", "if", expression="x")], "edges": [entry]}
+    out = to_workflow_data(graph)
+    assert out["edges"] == [{"src": "undefined", "dst": "undefined"}]
+    assert out["nodes"][0]["parameters"] == {"expression": "x"}
+
+
+def test_a_null_edge_and_a_missing_edge_list_are_refused_like_the_typescript_throws() -> None:
+    with pytest.raises(CanvasError, match=r"canvas edge 0: must not be null"):
+        to_workflow_data({"nodes": [], "edges": [None]})
+    with pytest.raises(CanvasError, match=r"canvas graph: edges must be a list"):
+        to_workflow_data({"nodes": [cnode("a", "trigger")]})
+
+
+def test_an_edge_leaves_a_node_only_when_source_and_id_are_strictly_equal() -> None:
+    nodes = [
+        {"id": 1, "type": "if", "position": {"x": 0, "y": 0}, "data": {}},
+        {"type": "if", "position": {"x": 0, "y": 0}, "data": {}},
+        {"id": True, "type": "if", "position": {"x": 0, "y": 0}, "data": {}},
+        {"id": {"k": 1}, "type": "if", "position": {"x": 0, "y": 0}, "data": {}},
+    ]
+    edges = [
+        {"id": "t1", "source": 1.0, "target": "x", "sourceHandle": "true"},  # 1 === 1.0
+        {"id": "t2", "source": None, "target": "x", "sourceHandle": "true"},  # null !== undefined
+        {"id": "t3", "target": "x", "sourceHandle": "false"},  # undefined === undefined
+        {"id": "t4", "source": 1, "target": "x", "sourceHandle": "false"},  # true !== 1
+        {"id": "t5", "source": {"k": 1}, "target": "x", "sourceHandle": "true"},  # two objects
+    ]
+    out = to_workflow_data({"nodes": nodes, "edges": edges})["nodes"]
+    assert [n["parameters"] for n in out] == [
+        {"true_edge_id": "t1", "false_edge_id": "t4"},
+        {"false_edge_id": "t3"},
+        {},
+        {},
+    ]
