@@ -61,6 +61,10 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max: AtLeast1 = 32
     dead_letter_queue: NonEmpty = "runeworker.dead-letter"
     max_deliveries: AtLeast1 = 3
+    # RabbitMQ's consumer_timeout as the broker runs it (0 = it has none): a delivery left
+    # unacknowledged that long makes the broker close the channel. Deliveries that waited in a
+    # child long enough to reach it before their step ends are handed back first.
+    consumer_timeout: Seconds = 1800.0
     max_message_bytes: AtLeast0 = 16 * 1024 * 1024  # larger deliveries are dead-lettered; 0 = any
 
 
@@ -519,6 +523,16 @@ def _cross_checks(values: _Layer) -> list[str]:
         problems.append(
             f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
             f"({limit_src}): the supervisor kills a child whose node runs longer"
+        )
+    # a delivery may wait for one node's step and then run its own before it is acknowledged
+    (acks, acks_src) = values["broker.consumer_timeout"]
+    if acks and 2 * limit >= acks:
+        problems.append(
+            f"worker.timeout = {limit} ({limit_src}) must be < half of broker.consumer_timeout = "
+            f"{acks} ({acks_src}): a delivery may wait for one step as long as worker.timeout, "
+            "then run its own as long, and RabbitMQ closes the channel of a delivery left "
+            "unacknowledged for its consumer_timeout; raise consumer_timeout on the broker "
+            "(rabbitmq.conf) and broker.consumer_timeout with it, or 0 when the broker has none"
         )
     return problems + _topology_checks(values)
 

@@ -10,6 +10,16 @@ Deliveries are appended to `pending` by the consumer callback and processed by t
 loop, never inside the callback, so the connection can keep serving heartbeats (and
 buffering deliveries) while a node runs in another thread.
 
+RabbitMQ's flow control reaches the worker two ways. A memory or disk alarm makes the broker
+send `connection.blocked` and stop reading the socket of every connection that publishes: a
+commit then waits inside pika until `connection.unblocked`. The broker tells the `Broker`, which
+tells its `FlowListener` at once and every BLOCKED_TICK seconds after, from inside pika's own
+I/O loop, so that the child keeps beating while it waits (`Broker.watch_flow`). No
+`blocked_connection_timeout` is set: closing a blocked connection would hand its deliveries
+back to be run again and counted as attempts, and the next connection would block at its
+first publish just the same. A delivery left unacknowledged for the broker's `consumer_timeout`
+makes it close the channel (PRECONDITION_FAILED); `Broker.ack_timeout` keeps its text.
+
 `Endpoint` is the one way runeworker opens a pika connection (the worker's `Broker`,
 `runeworker submit`, `runeworker dlq`, `runeworker bench`) and turns pika's exceptions into
 `BrokerError`s that name the URL with its password masked.
@@ -69,6 +79,12 @@ _Published = tuple[str, str, bytes, BasicProperties]
 Confirmed = Callable[[bool], None] | None
 # called before each try of `Endpoint.connect`; False: give up (asked to stop)
 Ahead = Callable[[], bool]
+# told what RabbitMQ blocks publishes for (connection.blocked: "low on memory", ...) once, then
+# again every BLOCKED_TICK seconds while it lasts, and None once it is lifted (or the connection
+# is gone); runs inside pika's I/O loop, maybe in the middle of a commit: it must not call pika
+FlowListener = Callable[[str | None], None]
+BLOCKED_TICK = 1.0  # seconds between two calls of the FlowListener while blocked
+_ACK_TIMEOUT_TEXT = "delivery acknowledgement"  # in the broker's close of a consumer timeout
 # seconds a command-line client (`submit`, `dlq`) gives one try at the TCP, TLS and AMQP
 # handshake: pika's 15 s times `broker.connection_attempts` kept a user waiting 48 s on a
 # broker that takes the connection and never answers
@@ -246,6 +262,9 @@ class Delivery:
     redelivered: bool
     headers: dict[str, Any] = field(default_factory=dict)
     content_type: str | None = None  # the API sends none; a dead-letter copy keeps it
+    # when it arrived (time.monotonic(), a vDSO call: no system call): RabbitMQ closes the
+    # channel of a delivery unacknowledged for its consumer_timeout
+    at: float = 0.0
 
 
 class Broker:
@@ -289,6 +308,11 @@ class Broker:
         self._writer: FrameWriter | None = None  # of the open channel (`_queued`)
         self._props: dict[str | None, BasicProperties] = {}  # without headers, by content type
         self._inbound: select.poll | None = None  # the connection's socket, polled at commit
+        # RabbitMQ's flow control (see the module's docstring)
+        self.blocked: str | None = None  # why RabbitMQ blocks our publishes, while it does
+        self.ack_timeout: str | None = None  # the broker's text, once it closed the channel so
+        self._flow: FlowListener | None = None
+        self._blocked_timer: Any = None
 
     @classmethod
     def of(cls, b: BrokerConfig, handshake_timeout: float | None = None) -> Broker:
@@ -319,12 +343,61 @@ class Broker:
                 else:
                     self._ch.tx_select()
                 self._ch.add_on_return_callback(self._on_return)
+            impl = self._conn._impl
+            impl.add_on_connection_blocked_callback(self._on_blocked)
+            impl.add_on_connection_unblocked_callback(self._on_unblocked)
+            self._ch._impl.add_on_close_callback(self._on_channel_closed)
             self._inbound = _inbound(self._conn)
         except BrokerError:
             self.close()
             raise
         self.pending.clear()
         self._tags = []
+        self.ack_timeout = None
+
+    def watch_flow(self, listener: FlowListener | None) -> None:
+        """Tell `listener` when RabbitMQ blocks and unblocks this connection's publishes (see
+        FlowListener); the callbacks are the connection's own, read in pika's I/O loop, so a
+        commit that waits for an alarm to clear still calls it."""
+        self._flow = listener
+
+    def _on_blocked(self, conn: Any, frame: Any) -> None:
+        """connection.blocked: a memory or disk alarm. The broker reads nothing more from us
+        until connection.unblocked; the listener hears of it now and every BLOCKED_TICK s."""
+        reason = getattr(frame.method, "reason", None) or "a resource alarm"
+        self.blocked = str(reason)
+        if self._blocked_timer is None:
+            self._blocked_timer = conn.ioloop.call_later(BLOCKED_TICK, self._blocked_tick)
+        self._tell_flow()
+
+    def _blocked_tick(self) -> None:
+        conn = self._conn
+        if self.blocked is None or conn is None:
+            self._blocked_timer = None
+            return
+        self._blocked_timer = conn._impl.ioloop.call_later(BLOCKED_TICK, self._blocked_tick)
+        self._tell_flow()
+
+    def _on_unblocked(self, conn: Any, _frame: Any) -> None:
+        timer, self._blocked_timer = self._blocked_timer, None
+        if timer is not None:
+            conn.ioloop.remove_timeout(timer)
+        if self.blocked is not None:
+            self.blocked = None
+            self._tell_flow()
+
+    def _tell_flow(self) -> None:
+        if self._flow is not None:
+            self._flow(self.blocked)
+
+    def _on_channel_closed(self, _ch: Any, reason: BaseException) -> None:
+        """Keep the text of a close for an acknowledgement timeout (RabbitMQ's
+        consumer_timeout: PRECONDITION_FAILED, "delivery acknowledgement on channel 1 timed
+        out. Timeout value used: 1800000 ms. ..."); other closes say enough themselves."""
+        code = getattr(reason, "reply_code", None)
+        text = str(getattr(reason, "reply_text", "") or "")
+        if code == _PRECONDITION_FAILED and _ACK_TIMEOUT_TEXT in text:
+            self.ack_timeout = text
 
     def _select_confirms(self, conn: BlockingConnection, ch: BlockingChannel) -> None:
         """Confirm mode on the channel under the BlockingChannel, with our own callback: the
@@ -343,8 +416,13 @@ class Broker:
     def channel(self) -> BlockingChannel:
         """The open transactional channel; BrokerError when there is none."""
         if self._ch is None or not self._ch.is_open:
-            raise BrokerError("not connected to RabbitMQ")
+            raise BrokerError(self._closed_why("not connected to RabbitMQ"))
         return self._ch
+
+    def _closed_why(self, otherwise: str) -> str:
+        if self.ack_timeout is not None:
+            return f"RabbitMQ closed the channel: {self.ack_timeout}"
+        return otherwise
 
     def close(self) -> None:
         """Close the connection. Buffered deliveries go too: the broker requeues them with
@@ -356,6 +434,13 @@ class Broker:
             self._unconfirmed, self._nacked = {}, []
         conn, self._conn, self._ch = self._conn, None, None
         self._inbound = None
+        timer, self._blocked_timer = self._blocked_timer, None
+        if timer is not None and conn is not None:
+            with contextlib.suppress(Exception):  # a loop already closed holds no timers
+                conn._impl.ioloop.remove_timeout(timer)
+        if self.blocked is not None:  # a block is the connection's: gone with it
+            self.blocked = None
+            self._tell_flow()
         if conn is not None and conn.is_open:
             with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()
@@ -417,6 +502,7 @@ class Broker:
                     bool(method.redelivered),
                     props.headers or {},
                     props.content_type,
+                    time.monotonic(),
                 )
             )
 
@@ -536,7 +622,9 @@ class Broker:
                 error = self.endpoint.error("connection to RabbitMQ lost before the commit", exc)
                 raise error from exc
         if self._ch is None or not self._ch.is_open:  # closed: nothing of it applied
-            raise BrokerError("the channel closed before the commit: none of it applied")
+            raise BrokerError(
+                self._closed_why("the channel closed before the commit") + ": none of it applied"
+            )
         return self._ch
 
     def _commit_confirmed(self, confirmed: Confirmed) -> None:

@@ -58,6 +58,13 @@ class WorkerHooks(Protocol):
     def on_state_error(self) -> None:
         """An operation on the state store (Redis) failed."""
 
+    def on_flow(self, blocked: bool) -> None:
+        """RabbitMQ blocked this child's publishes (a memory or disk alarm), or lifted it."""
+
+    def on_ack_timeout(self) -> None:
+        """RabbitMQ closed the channel: a delivery stayed unacknowledged past its
+        consumer_timeout."""
+
     def on_doubt(self, event: DoubtEvent) -> None:
         """A commit in doubt reached `event`."""
 
@@ -93,6 +100,12 @@ class NoHooks:
         """Ignored."""
 
     def on_state_error(self) -> None:
+        """Ignored."""
+
+    def on_flow(self, blocked: bool) -> None:
+        """Ignored."""
+
+    def on_ack_timeout(self) -> None:
         """Ignored."""
 
     def on_doubt(self, event: DoubtEvent) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
-from runeworker.adapters.amqp import JSON, Ahead, Confirmed, Delivery
+from runeworker.adapters.amqp import JSON, Ahead, Confirmed, Delivery, FlowListener
 from runeworker.child.doubts import DoubtStore
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import StateStore
@@ -26,6 +26,14 @@ class TransactionalBroker(Protocol):
     `resend_in_doubt` publishes them again (runeworker/child/receipts.py)."""
 
     pending: deque[Delivery]  # consumed, not yet handled; filled by `poll`
+    # RabbitMQ's text once it closed the channel because a delivery stayed unacknowledged past
+    # its consumer_timeout; None otherwise (reset by `connect`)
+    ack_timeout: str | None
+
+    def watch_flow(self, listener: FlowListener | None) -> None:
+        """Tell `listener` when RabbitMQ blocks this connection's publishes (a memory or disk
+        alarm) and when it lifts the block, also in the middle of a commit
+        (`runeworker.adapters.amqp.FlowListener`)."""
 
     def connect(self, before_each: Ahead | None = None) -> None:
         """Open the connection and its transactional channel; `pending` starts empty.

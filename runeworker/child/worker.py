@@ -132,6 +132,17 @@ class Worker:
         # by the old leader it never learnt of: there every delivery is looked up.
         self._quorum = cfg.broker.queue_type == "quorum"
         self._look_up_all = self._quorum
+        # RabbitMQ's flow control (runeworker/adapters/amqp.py): when an alarm blocked our
+        # publishes (0: not blocked), and the deliveries of the batch being stepped
+        self._blocked_at = 0.0
+        self._batch: list[Delivery] = []
+        self._batch_spared = False
+        self._ack_timeout_told = False
+        # a delivery buffered longer than this may reach the broker's consumer_timeout before
+        # its step is acknowledged (one step to wait for, its own to run): it is handed back
+        acks = cfg.broker.consumer_timeout
+        self._stale_after = acks - 2 * cfg.worker.timeout if acks else 0.0
+        self.broker.watch_flow(self._on_flow)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -148,6 +159,8 @@ class Worker:
             try:
                 self._serve()
             except (BrokerError, StateError) as exc:
+                if self.broker.ack_timeout is not None:
+                    self._acks_timed_out()
                 self.receipts.discarded()  # a commit in doubt has moved them on already
                 self.parking.clear()  # their tags die with the connection
                 self.book.write_quietly()  # before the broker is back, if Redis answers
@@ -280,6 +293,79 @@ class Worker:
             log.warning("the adopted commit in doubt %s stays in Redis: %s", doubt_id, exc)
             self.hooks.on_state_error()
 
+    def _on_flow(self, blocked: str | None) -> None:
+        """RabbitMQ blocks our publishes (a memory or disk alarm: `blocked` says which), says so
+        again every second while it lasts, or lifted the block (None). Called inside pika's
+        I/O loop, usually in the middle of a commit that waits for the broker to read it: the
+        child beats BLOCKED meanwhile, so that the supervisor neither kills it as hung nor
+        counts it toward the crash limit, and keeps its deliveries (nothing is redelivered,
+        nothing counts as an attempt); the commit goes through once the alarm clears."""
+        now = time.monotonic()
+        if blocked is None:
+            if not self._blocked_at:
+                return
+            seconds, self._blocked_at = now - self._blocked_at, 0.0
+            if self._step_started:  # a node's clock (worker.timeout) leaves the block out
+                self._step_started += seconds
+            self._note("")
+            self._beat(ChildState.BUSY if self._step_started else ChildState.READY)
+            self.hooks.on_flow(False)
+            log.info("RabbitMQ unblocked publishes after %.1f s; going on", seconds)
+            return
+        self._beat(ChildState.BLOCKED)
+        self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
+        if self.stopping and not self._batch_spared:
+            # asked to stop while blocked: the drain may run out of time and kill us; what we
+            # hold comes back then, and must not count as attempts (`_spare`)
+            self._batch_spared = True
+            self._spare([d.body for d in (*self._batch, *self.broker.pending)])
+        if self._blocked_at:
+            return
+        self._blocked_at = now
+        where = getattr(self.broker, "node", None) or Endpoint.of(self.cfg.broker).where
+        self._note(f"RabbitMQ at {where} blocks publishes: {blocked} (a resource alarm)")
+        self.hooks.on_flow(True)
+        log.warning(
+            "RabbitMQ at %s blocks this child's publishes: %s (a memory or disk alarm, "
+            "`rabbitmqctl status`); its commit waits and its deliveries stay unacknowledged "
+            "until the alarm clears: nothing is lost or run again",
+            where,
+            blocked,
+        )
+
+    def _acks_timed_out(self) -> None:
+        """RabbitMQ closed the channel because a delivery stayed unacknowledged for its
+        consumer_timeout: every delivery of the channel goes back to the queue. Said once per
+        close; those this child buffered and never started are spared from the attempt
+        count (a delivery whose step ran is not: a node that always runs past the timeout
+        must end dead-lettered, not loop)."""
+        self._tell_ack_timeout()
+        self._ack_timeout_told = False  # the next close is said again
+        self._spare([d.body for d in self.broker.pending])
+
+    def _tell_ack_timeout(self) -> None:
+        if self._ack_timeout_told:
+            return
+        self._ack_timeout_told = True
+        self.hooks.on_ack_timeout()
+        current = self._current
+        running = (
+            f"; a node had been running for {time.monotonic() - self._step_started:.0f} s"
+            if self._step_started
+            else ""
+        )
+        log.error(
+            "RabbitMQ closed the channel: a delivery stayed unacknowledged longer than its "
+            "consumer_timeout (%s)%s. Every delivery of this child goes back to the queue and "
+            "its step runs again. Keep RabbitMQ's consumer_timeout above twice worker.timeout "
+            "(%g s) and set broker.consumer_timeout to it (now %g s)%s",
+            self.broker.ack_timeout,
+            running,
+            self.cfg.worker.timeout,
+            self.cfg.broker.consumer_timeout,
+            f"; delivery from {current.queue}" if current is not None else "",
+        )
+
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
         self.stopping = True
@@ -350,7 +436,8 @@ class Worker:
         full = min(batch_max, self.cfg.broker.prefetch)  # a batch this size: a backlog, maybe
         while not self.stopping:
             self._beat(ChildState.READY)
-            self._tick_scheduler()
+            now = time.monotonic()
+            self._tick_scheduler(now)
             self._adopt()
             self.parking.release(pending)
             if not pending:
@@ -367,7 +454,11 @@ class Worker:
                     self.hooks.on_idle()
                 self._check_parent()
                 continue
-            batch = _batch(pending, batch_max)
+            if self._stale_after and pending[0].at and now - pending[0].at > self._stale_after:
+                self._hand_back_stale(now)
+                continue
+            batch = self._batch = _batch(pending, batch_max)
+            self._batch_spared = False
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
             seen = self.book.look_up([k if self._look_up_all or self._to_look_up(d) else None
@@ -383,8 +474,14 @@ class Worker:
             _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
+            stale_after = self._stale_after
             for d, got, key, dup in zip(batch, read, keys, seen, strict=True):
                 if self.stopping:  # asked to stop between two steps: the rest goes back
+                    pending.extendleft(reversed(batch[done:]))
+                    break
+                if stale_after and d.at and time.monotonic() - d.at > stale_after:
+                    # long steps before it (blocking nodes): the rest is handed back after
+                    # this batch's commit (`_hand_back_stale`), before their acks are late
                     pending.extendleft(reversed(batch[done:]))
                     break
                 self._handle(d, got, key, dup)
@@ -393,6 +490,29 @@ class Worker:
             if len(batch) < full:  # no backlog: what was committed may be reported now
                 self.hooks.on_idle()
             self._after(done)
+
+    def _hand_back_stale(self, now: float) -> None:
+        """Hand back the buffered deliveries that arrived more than `consumer_timeout - 2 x
+        worker.timeout` ago: their steps could end past RabbitMQ's consumer_timeout, which
+        closes the channel and sends every delivery of it round again (the steps they waited
+        behind were long). They come back at once, to any child, with a fresh clock, spared
+        from the attempt count. Between batches: the transaction holds nothing else."""
+        pending = self.broker.pending
+        stale = [d for d in pending if d.at and now - d.at > self._stale_after]
+        for d in stale:
+            pending.remove(d)
+        self._spare([d.body for d in stale])
+        self.broker.requeue([d.tag for d in stale])
+        self.broker.commit()
+        for d in stale:
+            self.hooks.on_delivery(d.queue, "requeued")
+        log.warning(
+            "handed %d deliveries back unstarted: they waited here %.0f s, and their steps "
+            "could end past RabbitMQ's consumer_timeout (broker.consumer_timeout %g s)",
+            len(stale),
+            now - min(d.at for d in stale),
+            self.cfg.broker.consumer_timeout,
+        )
 
     def _to_look_up(self, d: Delivery) -> bool:
         """Whether the step of `d` may already be published (`_may_be_a_copy`). Any resume
@@ -596,10 +716,9 @@ class Worker:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def _tick_scheduler(self) -> None:
+    def _tick_scheduler(self, now: float) -> None:
         """Fire due wait timers, at most every POLL_SECONDS, if this child holds the lock.
         Runs between batches, so its transaction holds nothing else."""
-        now = time.monotonic()
         if self._lock is None or now < self._next_tick:
             return
         self._next_tick = now + POLL_SECONDS
@@ -620,6 +739,8 @@ class Worker:
             # the scheduler at its next tick, this one takes it back once free if none did
             self._lock.release()
         self.broker.poll(0)
+        if self.broker.ack_timeout is not None:  # said now, not when the node ends
+            self._tell_ack_timeout()
         self.hooks.on_idle()  # the node's own `running` commit shows it in flight
         self._beat(ChildState.BUSY)
         current = self._current

@@ -220,6 +220,14 @@ COMMIT_SECONDS: Family[Histogram] = Family(
 BROKER_RECONNECTS: Family[Counter] = Family(
     "Counter", "runeworker_broker_reconnects_total", "Reconnections to RabbitMQ."
 )
+BROKER_BLOCKED: Family[Counter] = Family(
+    "Counter", "runeworker_broker_blocked_total",
+    "Times RabbitMQ blocked a child's publishes (connection.blocked: a memory or disk alarm).",
+)  # fmt: skip
+ACK_TIMEOUTS: Family[Counter] = Family(
+    "Counter", "runeworker_ack_timeouts_total",
+    "Channels RabbitMQ closed because a delivery stayed unacknowledged past consumer_timeout.",
+)  # fmt: skip
 STATE_ERRORS: Family[Counter] = Family(
     "Counter", "runeworker_state_errors_total", "Failed state store operations."
 )
@@ -246,8 +254,8 @@ LLM_SECONDS: Family[Histogram] = Family(
 )  # fmt: skip
 FAMILIES: Final[tuple[Family[Any], ...]] = (
     DELIVERIES, NODE_EXECUTIONS, NODE_DURATION, COMPLETIONS, INFLIGHT_NODES, CHILD_RESTARTS,
-    COMMIT_SECONDS, BROKER_RECONNECTS, STATE_ERRORS, COMMITS_IN_DOUBT, MESSAGES_HANDLED,
-    LLM_REQUESTS, LLM_TOKENS, LLM_SECONDS,
+    COMMIT_SECONDS, BROKER_RECONNECTS, BROKER_BLOCKED, ACK_TIMEOUTS, STATE_ERRORS,
+    COMMITS_IN_DOUBT, MESSAGES_HANDLED, LLM_REQUESTS, LLM_TOKENS, LLM_SECONDS,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
 METRIC_NAMES: Final = frozenset(family.name for family in FAMILIES) | {RSS_METRIC, CHILDREN_METRIC}
@@ -303,6 +311,16 @@ def child_restart(reason: str) -> None:
 def broker_reconnect() -> None:
     """Count a reconnection to RabbitMQ."""
     BROKER_RECONNECTS.get().inc()
+
+
+def broker_blocked() -> None:
+    """Count a block of a child's publishes by RabbitMQ (connection.blocked)."""
+    BROKER_BLOCKED.get().inc()
+
+
+def ack_timeout() -> None:
+    """Count a channel RabbitMQ closed for a delivery unacknowledged past consumer_timeout."""
+    ACK_TIMEOUTS.get().inc()
 
 
 def state_error() -> None:

@@ -84,6 +84,15 @@ class WorkerMetrics:
         """Count the failed state store operation."""
         metrics.state_error()
 
+    def on_flow(self, blocked: bool) -> None:
+        """Count a block of this child's publishes by RabbitMQ (a resource alarm)."""
+        if blocked:
+            metrics.broker_blocked()
+
+    def on_ack_timeout(self) -> None:
+        """Count a channel RabbitMQ closed for an unacknowledged delivery."""
+        metrics.ack_timeout()
+
     def on_doubt(self, event: str) -> None:
         """Count what became of a commit in doubt."""
         metrics.commit_in_doubt(event)

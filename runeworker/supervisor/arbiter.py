@@ -64,7 +64,8 @@ log = logging.getLogger("runeworker.supervisor")
 EXIT_DRAIN_FORCED = 3  # the drain had to SIGKILL children past worker.graceful_timeout
 # settings a reload cannot apply to a running supervisor (the rest apply at once or with the roll)
 RESTART_KEYS = ("metrics.directory", "supervisor.pid_file")
-_UP = (ChildState.READY, ChildState.BUSY, ChildState.WAITING)  # connected, or waiting for it
+# connected, or waiting for it (a blocked child is connected, its commit held by an alarm)
+_UP = (ChildState.READY, ChildState.BUSY, ChildState.WAITING, ChildState.BLOCKED)
 _BOOTED = (*_UP, ChildState.DRAINING)
 _KILL_GRACE = 5.0  # after SIGKILL, how long to wait for the kernel before giving up on a child
 _BUSY_TICK = 0.1  # loop period while something is in motion (booting, draining, rolling)
@@ -170,16 +171,35 @@ class Supervisor:
         return any(c.generation < self._generation for c in self.children.active())
 
     def waiting_for(self) -> str:
-        """What a waiting child waits for ("waiting for RabbitMQ at ...: ..."), "" when none."""
+        """What a waiting child waits for ("waiting for RabbitMQ at ...: ..."), or why RabbitMQ
+        blocks a child's publishes ("RabbitMQ at ... blocks publishes: low on memory ..."); ""
+        when none."""
+        blocked = ""
         for child in self.children.active():
-            if self.children.state(child) is ChildState.WAITING:
+            state = self.children.state(child)
+            if state is ChildState.WAITING:
                 return self.children.board.read_note(child.slot) or "waiting for a dependency"
+            if state is ChildState.BLOCKED and not blocked:
+                note = self.children.board.read_note(child.slot)
+                blocked = note or "RabbitMQ blocks publishes (a resource alarm)"
+        return blocked
+
+    def blocked(self) -> str:
+        """Why RabbitMQ blocks the publishes of a child, "" when it blocks none."""
+        for child in self.children.active():
+            if self.children.state(child) is ChildState.BLOCKED:
+                note = self.children.board.read_note(child.slot)
+                return note or "RabbitMQ blocks publishes (a resource alarm)"
         return ""
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, why not) for `/readyz`: ready once a child consumes, until the pool stops."""
+        """(ready, why not) for `/readyz`: ready once a child consumes, until the pool stops;
+        not while RabbitMQ blocks publishes (a resource alarm holds every publishing
+        connection: no step can end)."""
         if self._stopping:
             return False, "stopping: the children drain"
+        if blocked := self.blocked():
+            return False, blocked
         if self.ready_children() > 0:
             return True, "ready"
         return False, self.waiting_for() or "no child is connected yet"

@@ -4,6 +4,7 @@ An anonymous shared memory map created before fork: one slot per child, holding 
 child's last heartbeat (CLOCK_MONOTONIC, which is the same clock in every process) and
 its lifecycle state. Writing a slot is a memory store, no system call, so children can
 beat as often as they like. A slot also holds a short text: what a WAITING child waits for
+(or why RabbitMQ blocks a BLOCKED child's publishes)
 (already masked by the child), which the supervisor shows in sd_notify STATUS and `/readyz`.
 """
 
@@ -22,7 +23,9 @@ _STRIDE = _SLOT.size + _NOTE
 class ChildState(IntEnum):
     """What a child reports about itself. Transitions: BOOTING -> READY -> DRAINING (-> exit);
     READY <-> BUSY while a node runs; BOOTING or READY -> WAITING while RabbitMQ or Redis does
-    not answer (the child keeps beating: waiting for a dependency is not a crash) -> READY."""
+    not answer (the child keeps beating: waiting for a dependency is not a crash) -> READY;
+    READY, BUSY, BOOTING or WAITING -> BLOCKED while RabbitMQ blocks its publishes (a memory or
+    disk alarm: the child waits inside a commit and beats from pika's I/O loop) -> back."""
 
     EMPTY = 0  # slot not in use
     BOOTING = 1  # forked, connecting to RabbitMQ and Redis
@@ -30,6 +33,7 @@ class ChildState(IntEnum):
     BUSY = 3  # executing a delivery (the beat only advances while the step is not stuck)
     DRAINING = 4  # stopped consuming, finishing in-flight work
     WAITING = 5  # alive, retrying a dependency that does not answer (the note says which)
+    BLOCKED = 6  # alive, its commit held by RabbitMQ's resource alarm (the note says which)
 
 
 class Liveness:

@@ -37,7 +37,14 @@ from typing import Any
 
 import msgspec
 
-from runeworker.adapters.amqp import JSON, RESENT_HEADER, Ahead, Confirmed, Delivery
+from runeworker.adapters.amqp import (
+    JSON,
+    RESENT_HEADER,
+    Ahead,
+    Confirmed,
+    Delivery,
+    FlowListener,
+)
 from runeworker.child.receipts import Receipt
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError, CommitInDoubt, StateError
@@ -96,6 +103,8 @@ class StubBroker:
         self._doubts: list[tuple[str, ...] | None] = []  # per failing commit: queues it loses
         self.in_doubt: list[Message] = []
         self.resent: list[Message] = []  # every message published again by resend_in_doubt
+        self.ack_timeout: str | None = None
+        self.flow: FlowListener | None = None  # told of blocks (RabbitMQ's resource alarms)
 
     # -- the test's side ------------------------------------------------------------------------
 
@@ -131,6 +140,9 @@ class StubBroker:
         return len(self._unacked)
 
     # -- TransactionalBroker ------------------------------------------------------------------
+
+    def watch_flow(self, listener: FlowListener | None) -> None:
+        self.flow = listener
 
     def connect(self, before_each: Ahead | None = None) -> None:
         """Open the connection; delivery tags start again at 1. `before_each` is called once
