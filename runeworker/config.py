@@ -507,6 +507,11 @@ def _build(values: _Layer) -> Config:
     return msgspec.convert(tree, Config, strict=True)
 
 
+# seconds a delivery handed back before RabbitMQ's consumer_timeout must have to come round
+# again (a redelivery may wait for its original's receipt, `Parking`, up to 2 s)
+ACK_MARGIN = 30.0
+
+
 def _cross_checks(values: _Layer) -> list[str]:
     """Rules between two keys; the message says where each value came from."""
     problems = []
@@ -526,13 +531,14 @@ def _cross_checks(values: _Layer) -> list[str]:
         )
     # a delivery may wait for one node's step and then run its own before it is acknowledged
     (acks, acks_src) = values["broker.consumer_timeout"]
-    if acks and 2 * limit >= acks:
+    if acks and 2 * limit + ACK_MARGIN > acks:
         problems.append(
-            f"worker.timeout = {limit} ({limit_src}) must be < half of broker.consumer_timeout = "
-            f"{acks} ({acks_src}): a delivery may wait for one step as long as worker.timeout, "
-            "then run its own as long, and RabbitMQ closes the channel of a delivery left "
-            "unacknowledged for its consumer_timeout; raise consumer_timeout on the broker "
-            "(rabbitmq.conf) and broker.consumer_timeout with it, or 0 when the broker has none"
+            f"broker.consumer_timeout = {acks} ({acks_src}) must be at least twice worker.timeout "
+            f"= {limit} ({limit_src}) plus {ACK_MARGIN:g} s: a delivery may wait for one step "
+            "as long as worker.timeout, then run its own as long, and RabbitMQ closes the "
+            "channel of a delivery left unacknowledged for its consumer_timeout; raise "
+            "consumer_timeout on the broker (rabbitmq.conf) and broker.consumer_timeout with "
+            "it, or set 0 when the broker has none"
         )
     return problems + _topology_checks(values)
 

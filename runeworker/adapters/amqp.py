@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -438,9 +439,17 @@ class Broker:
         if timer is not None and conn is not None:
             with contextlib.suppress(Exception):  # a loop already closed holds no timers
                 conn._impl.ioloop.remove_timeout(timer)
-        if self.blocked is not None:  # a block is the connection's: gone with it
-            self.blocked = None
+        blocked, self.blocked = self.blocked, None
+        if blocked is not None:  # a block is the connection's: gone with it
             self._tell_flow()
+            # the broker reads nothing from a blocked connection: a connection.close would
+            # wait for its close-ok as long as the alarm lasts. The socket is shut instead
+            # (the broker requeues what was not acknowledged, as for any lost connection).
+            sock = getattr(getattr(getattr(conn, "_impl", None), "_transport", None), "_sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         if conn is not None and conn.is_open:
             with contextlib.suppress(*AMQP_ERRORS):
                 conn.close()

@@ -310,7 +310,7 @@ class Worker:
             self._note("")
             self._beat(ChildState.BUSY if self._step_started else ChildState.READY)
             self.hooks.on_flow(False)
-            log.info("RabbitMQ unblocked publishes after %.1f s; going on", seconds)
+            log.info("RabbitMQ no longer blocks this child's publishes (%.1f s)", seconds)
             return
         self._beat(ChildState.BLOCKED)
         self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits

@@ -18,7 +18,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ def test_a_memory_alarm_holds_the_pool_without_kills_and_nothing_is_lost_or_repe
     assert not wrong, f"{len(wrong)} of {len(ids)} without exactly one completion: {wrong}"
     assert rune.message_count(DEAD_LETTER) == 0
     assert rune.message_count(EXECUTION) == 0
-    serve.wait_log("RabbitMQ unblocked publishes after")
+    serve.wait_log("RabbitMQ no longer blocks this child")
     wait_until(lambda: serve.get("/readyz")[0] == 200, "/readyz 200 again")
     assert metric(serve, "runeworker_children", state="blocked") == 0
 
@@ -183,14 +183,17 @@ class SlowServer:
 
 
 @pytest.fixture
-def consumer_timeout(vhost: tuple[Rabbit, str]) -> Iterator[None]:
-    """The private node's consumer_timeout at 6 s, looked at every second (the channel's tick,
-    60 s by default); read by channels opened afterwards. Set back afterwards."""
+def consumer_timeout(vhost: tuple[Rabbit, str]) -> Iterator[Callable[[float], None]]:
+    """set(seconds): the private node's consumer_timeout, looked at every second (the
+    channel's tick, 60 s by default); read by channels opened afterwards. Set back afterwards."""
     ctl, _url = vhost
-    ctl.ctl("eval", "application:set_env(rabbit, consumer_timeout, 6000), "
-            "application:set_env(rabbit, channel_tick_interval, 1000).")  # fmt: skip
+
+    def set_to(seconds: float) -> None:
+        ctl.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {int(seconds * 1000)}), "
+                "application:set_env(rabbit, channel_tick_interval, 1000).")  # fmt: skip
+
     try:
-        yield
+        yield set_to
     finally:
         ctl.ctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000), "
                 "application:set_env(rabbit, channel_tick_interval, 60000).")  # fmt: skip
@@ -198,7 +201,7 @@ def consumer_timeout(vhost: tuple[Rabbit, str]) -> Iterator[None]:
 
 @pytest.fixture
 def slow() -> Iterator[SlowServer]:
-    server = SlowServer(1.5)
+    server = SlowServer(3.0)
     try:
         yield server
     finally:
@@ -206,16 +209,20 @@ def slow() -> Iterator[SlowServer]:
 
 
 def test_deliveries_waiting_behind_long_steps_are_handed_back_before_the_ack_timeout(
-    consumer_timeout: None, serving: Any, rune: Rune, slow: SlowServer
+    consumer_timeout: Callable[[float], None], serving: Any, rune: Rune, slow: SlowServer
 ) -> None:
-    """One child takes six executions whose first node is a 1.5 s http call: the last waits
-    7.5 s for the others, past the broker's 6 s. Before, RabbitMQ closed the channel, every
-    delivery of it ran again (http calls repeated) and counted as an attempt. Now those that
-    waited long enough to risk it go back to the queue unstarted, spared from the count."""
-    serve = serving(worker={"processes": 1, "timeout": 2.0}, broker={"consumer_timeout": 6.0})
+    """One child takes fourteen executions whose first node is a 3 s http call: the last
+    waits 39 s for the others, then runs, past the broker's 40 s. Before, RabbitMQ closed the
+    channel, every delivery of it ran again (http calls repeated) and counted as an attempt.
+    Now those that waited 40 - 2 x 5 s go back to the queue unstarted, spared from the count."""
+    consumer_timeout(40.0)
+    serve = serving(
+        worker={"processes": 1, "timeout": 5.0},
+        broker={"consumer_timeout": 40.0, "prefetch": 20},
+    )
     serve.wait_log("ready: 1 children", 30)
-    ids = rune.publish(slow.workflow(), 6)
-    rune.wait_done(ids, 60)
+    ids = rune.publish(slow.workflow(), 14)
+    rune.wait_done(ids, 120)
     wrong = {eid: s for eid, s in rune.statuses(ids).items() if s != ["completed"]}
     assert not wrong, f"{len(wrong)} of {len(ids)} without exactly one completion: {wrong}"
     log = serve.log()
@@ -227,11 +234,12 @@ def test_deliveries_waiting_behind_long_steps_are_handed_back_before_the_ack_tim
 
 
 def test_an_acknowledgement_timeout_is_named_while_the_node_runs(
-    consumer_timeout: None, serving: Any, rune: Rune
+    consumer_timeout: Callable[[float], None], serving: Any, rune: Rune
 ) -> None:
     """`broker.consumer_timeout = 0` says the broker has none, but it closes the channel after
     6 s: the child must say so, naming consumer_timeout, when it happens (not "connection lost
     (not connected to RabbitMQ)" once the node ends), and count it."""
+    consumer_timeout(6.0)
     server = SlowServer(12.0)
     try:
         serve = serving(worker={"processes": 1, "timeout": 30.0}, broker={"consumer_timeout": 0})
@@ -242,8 +250,6 @@ def test_an_acknowledgement_timeout_is_named_while_the_node_runs(
         assert time.monotonic() - start < 11.5  # while the 12 s call still runs
         line = next(x for x in serve.log().splitlines() if "stayed unacknowledged" in x)
         assert "PRECONDITION_FAILED" in line and "worker.timeout" in line, line
-        wait_until(
-            lambda: metric(serve, "runeworker_ack_timeouts_total") >= 1, "the metric", 5
-        )
+        wait_until(lambda: metric(serve, "runeworker_ack_timeouts_total") >= 1, "the metric", 5)
     finally:
         server.close()
