@@ -409,7 +409,8 @@ def test_check_config_prints_an_infinite_value_as_toml(
 ) -> None:
     """json.dumps wrote `timeout = Infinity`: the saved output was no longer a config file."""
     monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
-    path = write(tmp_path, "[worker]\ntimeout = inf\n")
+    # a step that may run forever needs a broker without consumer_timeout (0)
+    path = write(tmp_path, "[worker]\ntimeout = inf\n[broker]\nconsumer_timeout = 0\n")
     assert check_config(str(path), {}) == 0
     out = capsys.readouterr().out
     assert "\ntimeout = inf\n" in out
@@ -540,3 +541,19 @@ def test_a_reload_that_changes_only_a_password_says_so(tmp_path: Path) -> None:
         ("broker.url", "amqp://u:***@h:5672/v", "amqp://u:***@other:5672/v")
     ]
     assert changes(old, old) == []
+
+
+def test_consumer_timeout_must_leave_room_for_two_steps() -> None:
+    """A delivery may wait for one step as long as worker.timeout, then run its own as long,
+    before it is acknowledged; RabbitMQ closes the channel at its consumer_timeout."""
+    with pytest.raises(ConfigError, match=r"broker.consumer_timeout = 100.0 .* at least twice"):
+        load_config(
+            None, env={}, overrides={"worker.timeout": 40.0, "broker.consumer_timeout": 100.0}
+        )
+    assert (
+        load_config(None, env={}, overrides={"worker.timeout": 35.0}).broker.consumer_timeout
+        == 1800
+    )
+    assert load_config(
+        None, env={}, overrides={"worker.timeout": 3600.0, "broker.consumer_timeout": 0}
+    )
