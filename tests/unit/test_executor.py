@@ -74,7 +74,7 @@ def _sleep(ctx: NodeContext) -> dict[str, Any]:
     return {"slept_ms": 50}
 
 
-@node("test.crash")
+@node("test.raises")
 def _crash(ctx: NodeContext) -> dict[str, Any]:
     """A node bug whose exception quotes the credential it was given (a client library's
     error echoing a request, say), chained to another that does too."""
@@ -727,7 +727,7 @@ def test_a_node_that_raises_logs_its_traceback_without_the_credentials(
     are masked there as in the failed status and the completion (found running upstream's
     archivist against `runeworker serve`: the reason was masked, the log line above it not)."""
     caplog.set_level(logging.DEBUG)
-    crash = n("crash", "test.crash", name="Crash", credentials=BASIC)
+    crash = n("crash", "test.raises", name="Crash", credentials=BASIC)
     run = drive(start(definition([crash]), "crash"))
     assert run.outcome == (
         "halted",
