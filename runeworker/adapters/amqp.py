@@ -614,6 +614,20 @@ class Broker:
             confirmed(False)
         return time.perf_counter() - start
 
+    def rollback(self) -> None:
+        """Discard the open transaction: none of its publishes, acks and requeues takes
+        effect, and the deliveries it acked stay unacknowledged on this channel, this
+        process's to handle again (RabbitMQ does not requeue on a rollback). In confirm mode
+        nothing of it was sent yet."""
+        self._open, self._settle = [], []
+        self._unflushed = 0
+        if self.confirm:
+            return
+        try:
+            self.channel.tx_rollback()  # sends the queued frames first, in order
+        except AMQP_ERRORS as exc:
+            raise self.endpoint.error("transaction rollback failed", exc) from exc
+
     def _before_commit(self) -> BlockingChannel:
         """The channel to commit on, once what the broker sent meanwhile is read. A broker
         that closed the connection or the channel while the batch ran (a fault, a node going

@@ -52,7 +52,7 @@ from typing import Any, TypeAlias
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
@@ -319,6 +319,17 @@ class RedisFlow:
     _where: str
     _secret: str
 
+    def _reconnect(self) -> None:
+        """Drop every connection, the kept one of the scripts included: the next command
+        connects again. After a `READONLY` reply: a failover behind a plain URL (a DNS name, a
+        virtual IP or a proxy moved to the new master) leaves the connections already open
+        on the old master, now a replica, and only a new connection reaches the new one
+        (Sentinel's connections do this themselves). Only on that error, never per step."""
+        self._eval.close()
+        if isinstance(self._client, RedisCluster):
+            return  # its client finds the new primaries by itself (MOVED, a failed node)
+        self._client.connection_pool.disconnect()
+
     def _register_flow_scripts(self) -> None:
         self._aggregate_script: Script = self._client.register_script(_AGGREGATE)
         self._merge_script: Script = self._client.register_script(_MERGE)
@@ -457,8 +468,28 @@ class RedisFlow:
             raise self._error(what, exc) from exc
 
     def _error(self, what: str, exc: RedisError) -> StateError:
-        detail = str(exc).replace(self._secret, "***") if self._secret else str(exc)
+        if isinstance(exc, ReadOnlyError):
+            self._reconnect()
+        detail = redis_reply(exc)
+        detail = detail.replace(self._secret, "***") if self._secret else detail
         return StateError(f"The Redis {what} on {self._where} failed: {detail}")
+
+
+# The error codes redis-py takes off the replies it turns into these classes
+_CODES = ((OutOfMemoryError, "OOM"), (ReadOnlyError, "READONLY"))
+
+
+def redis_reply(exc: RedisError) -> str:
+    """An error as Redis said it: redis-py drops the code of the replies it has a class for
+    (`OOM command not allowed when used memory > 'maxmemory'` reads `command not allowed ...`,
+    `READONLY You can't write against a read only replica` reads `You can't write ...`); the
+    code is what operators search for, and what tells a full or read-only Redis from a
+    failing one."""
+    text = str(exc)
+    for cls, code in _CODES:
+        if isinstance(exc, cls) and not text.startswith(code):
+            return f"{code} {text}"
+    return text
 
 
 def barrier_of(reply: list[Any], *, by_name: bool) -> Barrier:

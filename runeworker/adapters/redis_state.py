@@ -43,7 +43,12 @@ import redis.sentinel
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import (
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 
 from runeworker.adapters.redis_doubts import RedisDoubts
 from runeworker.adapters.redis_eval import Evaluator
@@ -57,6 +62,7 @@ from runeworker.adapters.redis_flow import (
     RedisFlow,
     barrier_of,
     keep_fn,
+    redis_reply,
 )
 from runeworker.config import RedisConfig, mask_url
 from runeworker.engine.barriers import AggregateArrival, Arrival
@@ -571,7 +577,7 @@ class RedisStore(RedisFlow):
         try:
             count = self._eval(self._count_script, self._attempt_keys(body), [self._ttl])
         except RedisError as exc:
-            raise StateError(f"The Redis attempt count on {self._where} failed: {exc}") from exc
+            raise self._error("attempt count", exc) from exc
         return int(count)
 
     def spare_attempts(self, bodies: list[bytes]) -> None:
@@ -585,7 +591,7 @@ class RedisStore(RedisFlow):
                 pipe.set(self._attempt_keys(body)[1], 1, ex=self._ttl)
             pipe.execute()
         except RedisError as exc:
-            raise StateError(f"Sparing attempts on {self._where} failed: {exc}") from exc
+            raise self._error("attempt sparing", exc) from exc
 
     def _attempt_keys(self, body: bytes) -> list[str]:
         """The count and the spared flag of a message, in one hash slot."""
@@ -680,6 +686,51 @@ class RedisStore(RedisFlow):
         except RedisError as exc:
             return f"no answer to PING: {mask_url_passwords(str(exc)) or type(exc).__name__}"
 
+    def write_problem(self) -> str | None:
+        """None when the server takes a write, else why not, as Redis says it: `OOM command
+        not allowed when used memory > 'maxmemory'` (full, policy noeviction), `READONLY You
+        can't write against a read only replica` (a replica now), a timeout (paused or slow);
+        never raises. PING answers in all three cases. One SET of a key of its own that
+        expires at once; only while a child connects or waits, never per step. A read-only
+        server's connections are closed (`_reconnect`), so the next try connects anew."""
+        try:
+            self._client.set(f"{self._prefix}probe:write", b"1", px=1000)
+        except ReadOnlyError as exc:
+            self._reconnect()
+            return self._refused(exc)
+        except RedisError as exc:
+            return self._refused(exc)
+        return None
+
+    def _refused(self, exc: RedisError) -> str:
+        detail = mask_url_passwords(redis_reply(exc)) or type(exc).__name__
+        detail = detail.replace(self._secret, "***") if self._secret else detail
+        return f"refuses writes: {detail}{_advice(exc)}"
+
+    def memory_policy(self) -> tuple[str, int] | None:
+        """(`maxmemory-policy`, `maxmemory` in bytes) of the server, read from `INFO memory`
+        (CONFIG GET is often renamed or refused on managed Redis, INFO is not); on a Cluster,
+        the first primary whose policy evicts, else any. None when INFO does not say (or
+        fails); never raises."""
+        try:
+            if isinstance(self._client, RedisCluster):
+                cluster: Any = self._client
+                reply = cluster.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                # one primary: its INFO; several: node name -> INFO
+                infos = [reply] if "maxmemory_policy" in reply else list(reply.values())
+            else:
+                infos = [self._client.info("memory")]
+        except RedisError:
+            return None
+        found = [
+            (str(info["maxmemory_policy"]), int(info.get("maxmemory") or 0))
+            for info in infos
+            if isinstance(info, dict) and "maxmemory_policy" in info
+        ]
+        if not found:
+            return None
+        return next((f for f in found if f[0] != NO_EVICTION), found[0])
+
     def close(self) -> None:
         """Close the client and its connections."""
         self._eval.close()
@@ -719,6 +770,42 @@ def _transition(reply: list[Any]) -> Transition:
     contexts = [bytes(c) for c in reply[4:]]
     return Transition(
         True, status.decode() or COMPLETED, reason.decode(), int(started), contexts, timers
+    )
+
+
+NO_EVICTION = "noeviction"
+
+
+def _advice(exc: RedisError) -> str:
+    """What an operator does about a Redis that refuses writes (deploy/RUNBOOK.md)."""
+    if isinstance(exc, OutOfMemoryError):
+        return " (Redis is full: raise its maxmemory or free memory; runeworker retries)"
+    if isinstance(exc, ReadOnlyError):
+        return (
+            " (this server is a replica now: point redis.url at the master, or use "
+            "redis.sentinels; runeworker retries and reconnects)"
+        )
+    return ""
+
+
+def eviction_warning(where: str, policy: str, maxmemory: int) -> str | None:
+    """The start-up warning for a Redis whose `maxmemory-policy` may evict runeworker's keys
+    (every one of them has a TTL, so the `volatile-*` policies evict them as well as the
+    `allkeys-*` ones); None for `noeviction`."""
+    if policy == NO_EVICTION:
+        return None
+    limit = (
+        f"maxmemory is {maxmemory} bytes"
+        if maxmemory
+        else "no maxmemory is set now, so nothing is evicted until one is"
+    )
+    return (
+        f"Redis at {where} has maxmemory-policy {policy} ({limit}): under memory pressure it "
+        "evicts runeworker's keys (branch tokens, merge and aggregator barriers, wait timers, "
+        "receipts, commits in doubt), and an execution whose keys are evicted may never "
+        "complete or complete twice. Set maxmemory-policy noeviction on this Redis (a full "
+        "Redis then refuses writes, and runeworker waits for it without losing anything: "
+        "deploy/INSTALL.md)"
     )
 
 

@@ -77,6 +77,11 @@ class TransactionalBroker(Protocol):
         commit that was sent and failed raises CommitInDoubt, its publishes kept in doubt."""
         ...
 
+    def rollback(self) -> None:
+        """Discard the open transaction's publishes, acks and requeues; the deliveries it
+        acked stay unacknowledged, this process's to handle again (a step that Redis refused
+        runs again once Redis takes writes)."""
+
     def export_doubt(self) -> bytes:
         """Every message now in doubt, packed for `DoubtStore.keep` (runeworker/child/doubts.py)."""
         ...
@@ -112,6 +117,11 @@ class WorkerStore(StateStore, Protocol):
     def ping_problem(self) -> str | None:
         """None when the store answers, else why not (a refused connection, a wrong
         password); never raises."""
+        ...
+
+    def write_problem(self) -> str | None:
+        """None when the store takes a write, else why not (full, read-only, slow); never
+        raises. Asked only while connecting or waiting, never per step."""
         ...
 
     def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:

@@ -67,6 +67,7 @@ log = logging.getLogger("runeworker.worker")
 
 RSS_CHECK_EVERY = 1.0  # seconds between two looks at the RSS (`worker.max_memory_mb`)
 HANDSHAKE_TIMEOUT = 15.0  # pika's default for bringing up one connection (`stack_timeout`)
+REDIS_CONNECT_TIMEOUT = 5.0  # the store's default for bringing up one Redis connection
 
 
 def handshake_timeout(worker_timeout: float) -> float:
@@ -75,6 +76,19 @@ def handshake_timeout(worker_timeout: float) -> float:
     child without a beat for `worker.timeout` as hung; a broker that takes the connection and
     never answers must leave the child waiting, not killed."""
     return min(HANDSHAKE_TIMEOUT, worker_timeout / 3)
+
+
+def redis_timeouts(socket_timeout: float, worker_timeout: float) -> dict[str, float]:
+    """How long a child waits for one Redis command and for a connection: `redis.socket_timeout`
+    and redis-py's 5 s, but at most a third of `worker.timeout`, as for a RabbitMQ handshake.
+    A Redis that holds a command (paused, swapping, a network that drops packets) must leave
+    the child waiting and beating (`Worker._wait_for_writes`), not killed as hung: a kill
+    counts an attempt of the healthy message it was stepping (`broker.max_deliveries`)."""
+    third = worker_timeout / 3
+    return {
+        "socket_timeout": min(socket_timeout, third),
+        "socket_connect_timeout": min(REDIS_CONNECT_TIMEOUT, third),
+    }
 
 
 class Worker:
@@ -106,7 +120,9 @@ class Worker:
         self.broker: TransactionalBroker = broker or Broker.of(
             cfg.broker, handshake_timeout=handshake_timeout(cfg.worker.timeout)
         )
-        self.store: WorkerStore = store or RedisStore.from_config(cfg.redis)
+        self.store: WorkerStore = store or RedisStore.from_config(
+            cfg.redis, **redis_timeouts(cfg.redis.socket_timeout, cfg.worker.timeout)
+        )
         self.executor = Executor(
             self.store,
             settings=to_node_settings(cfg),
@@ -143,6 +159,10 @@ class Worker:
         acks = cfg.broker.consumer_timeout
         self._stale_after = acks - 2 * cfg.worker.timeout if acks else 0.0
         self.broker.watch_flow(self._on_flow)
+        self._commits = 0  # commits done: which steps of a batch Redis failed are committed
+        # delivery tag -> its attempt count, while its batch may be stepped again (a step
+        # Redis refused runs again on the same delivery: one attempt, counted once)
+        self._counted: dict[int, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -163,6 +183,7 @@ class Worker:
                     self._acks_timed_out()
                 self.receipts.discarded()  # a commit in doubt has moved them on already
                 self.parking.clear()  # their tags die with the connection
+                self._counted.clear()
                 self.book.write_quietly()  # before the broker is back, if Redis answers
                 if isinstance(exc, StateError):  # a step, the attempt count or the scheduler
                     self.hooks.on_state_error()
@@ -206,7 +227,8 @@ class Worker:
         """One attempt; None when consuming, else (what does not answer, why). `before_each`
         runs before the try of each RabbitMQ node (`Endpoint.connect`)."""
         b = self.cfg.broker
-        if (unanswered := self.store.ping_problem()) is not None:
+        # PING answers on a full or read-only Redis: a write tells (`write_problem`)
+        if (unanswered := self.store.ping_problem() or self.store.write_problem()) is not None:
             self.hooks.on_state_error()
             return f"Redis at {redis_where(self.cfg.redis)}", unanswered
         try:
@@ -446,7 +468,12 @@ class Worker:
                 wait = self.parking.wait_seconds(POLL_SECONDS)
                 due_in = self.book.due_in()
                 if due_in == 0:
-                    self.book.look_up([], write=True)
+                    try:
+                        self.book.look_up([], write=True)
+                    except StateError as exc:  # kept due; nothing else to hold meanwhile
+                        self.hooks.on_state_error()
+                        self._wait_for_writes(str(exc), 0)
+                        continue
                 elif due_in is not None:
                     wait = min(wait, due_in)
                 self.broker.poll(wait)
@@ -459,6 +486,25 @@ class Worker:
                 continue
             batch = self._batch = _batch(pending, batch_max)
             self._batch_spared = False
+            done = self._run_batch(batch)
+            if done is None:
+                continue  # parked, or Redis refused a write and took it back
+            if len(batch) < full:  # no backlog: what was committed may be reported now
+                self.hooks.on_idle()
+            self._after(done)
+
+    def _run_batch(self, batch: list[Delivery]) -> int | None:
+        """Step `batch` and commit; returns how many were stepped. None when its first
+        delivery waits (`Parking`), or when Redis refused a write or did not answer
+        (StateError): then the open transaction is rolled back, the deliveries not committed
+        go back to the front of `pending`, still unacknowledged, and they run again once
+        Redis takes writes (`_wait_for_writes`). Handing them back to RabbitMQ instead would
+        count each as an attempt (`broker.max_deliveries`: healthy work dead-lettered as
+        poison after a full or read-only Redis) and spin the children through reconnections
+        as long as Redis refuses."""
+        pending = self.broker.pending
+        finished: list[tuple[Delivery, int]] = []  # each stepped delivery, commits before
+        try:
             read = [self._read(d) for d in batch]
             keys = [self._receipt(d, got) for d, got in zip(batch, read, strict=True)]
             seen = self.book.look_up([k if self._look_up_all or self._to_look_up(d) else None
@@ -470,7 +516,7 @@ class Worker:
                 and _may_be_a_copy(first)
                 and self.parking.park(first)
             ):
-                continue  # its original may still be claiming its receipt: it waits, once
+                return None  # its original may still be claiming its receipt: it waits, once
             _copies_within(keys, seen)
             self._mirror([got for got, dup in zip(read, seen, strict=True) if not dup])
             done = 0
@@ -485,11 +531,68 @@ class Worker:
                     pending.extendleft(reversed(batch[done:]))
                     break
                 self._handle(d, got, key, dup)
+                finished.append((d, self._commits))
                 done += 1
             self._commit()
-            if len(batch) < full:  # no backlog: what was committed may be reported now
-                self.hooks.on_idle()
-            self._after(done)
+        except StateError as exc:
+            # a blocking node's `running` commits the steps before it in the batch: those
+            # are done; the rest (the one that failed included) is stepped again
+            committed = {id(d) for d, commits in finished if commits < self._commits}
+            queued = {id(d) for d in pending}
+            again = [d for d in batch if id(d) not in committed and id(d) not in queued]
+            self._refused(again, exc)
+            return None
+        self._counted.clear()
+        return done
+
+    def _refused(self, again: list[Delivery], exc: StateError) -> None:
+        """Redis failed a step of the batch: roll its transaction back, keep `again` (the
+        deliveries it did not commit) for a second run, and wait until Redis takes writes."""
+        self.broker.rollback()  # BrokerError: the connection went too; `run` reconnects
+        self.receipts.discarded()  # their deliveries run again
+        self.broker.pending.extendleft(reversed(again))
+        self.hooks.on_state_error()
+        self._wait_for_writes(str(exc), len(again))
+
+    def _wait_for_writes(self, detail: str, held: int) -> None:
+        """Stay connected to RabbitMQ (heartbeats served, deliveries kept) in state WAITING,
+        with a note saying why (`/readyz`, sd_notify STATUS), until Redis answers and takes
+        a write again, with the backoff of `broker.retry_delay`; one line when the wait
+        begins, one when it ends."""
+        where = f"Redis at {redis_where(self.cfg.redis)}"
+        log.warning(
+            "waiting for %s: %s; the %d deliveries of the step stay with this child, "
+            "unacknowledged, and run again once it takes writes",
+            where,
+            detail,
+            held,
+        )
+        delay = self.cfg.broker.retry_delay
+        while not self.stopping:
+            self._note(f"waiting for {where}: {detail}")
+            self._hold(delay)
+            problem = self.store.ping_problem() or self.store.write_problem()
+            if problem is None:
+                log.info("%s answers again", where)
+                self._note("")
+                return
+            if problem != detail:
+                self.hooks.on_state_error()
+            detail = problem
+            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
+
+    def _hold(self, seconds: float) -> None:
+        """Wait `seconds` in state WAITING, serving the broker connection (heartbeats; what
+        it delivers meanwhile is buffered in `pending`)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            self._beat(ChildState.WAITING)
+            self.doubts.keep_alive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.broker.poll(min(0.2, left))
+            self._check_parent()
 
     def _hand_back_stale(self, now: float) -> None:
         """Hand back the buffered deliveries that arrived more than `consumer_timeout - 2 x
@@ -641,7 +744,12 @@ class Worker:
         classic queue only flags a redelivery, and the count is kept in Redis (an
         `x-delivery-count` there came with the message from its publisher: no count at all)."""
         counted = delivery_count(d.headers) if self._quorum else None
-        return counted if counted is not None else self.store.count_attempt(d.body)
+        if counted is not None:
+            return counted
+        if (known := self._counted.get(d.tag)) is not None:  # stepped again after a refusal
+            return known
+        counted = self._counted[d.tag] = self.store.count_attempt(d.body)
+        return counted
 
     def _publish_running(self, status: NodeStatusMessage, blocking: bool) -> None:
         self.broker.publish(STATUS_QUEUE, encode(status))
@@ -662,6 +770,7 @@ class Worker:
             self.book.claim_doubted()
             self.hooks.on_doubt("doubted")
             raise
+        self._commits += 1
         self.hooks.on_commit(seconds)  # observers count what is committed
 
     def _confirmed(self, before_acks: bool) -> None:

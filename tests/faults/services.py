@@ -151,9 +151,11 @@ class PrivateRabbit:
 
 
 class PrivateRedis:
-    """redis-server on a free port, every write fsynced to its append-only file."""
+    """redis-server on a free port, every write fsynced to its append-only file. `args`: more
+    redis-server options (e.g. `--enable-debug-command yes`, a `--maxmemory-policy`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
+        self.args = args
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rwfaults-redis-"))
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -162,7 +164,8 @@ class PrivateRedis:
     def _start(self) -> subprocess.Popen[bytes]:
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-               "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+               "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"),
+               *self.args]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._ping, f"redis-server on port {self.port}", 30, poll=0.05)
         return proc

@@ -105,6 +105,7 @@ class StubBroker:
         self.resent: list[Message] = []  # every message published again by resend_in_doubt
         self.ack_timeout: str | None = None
         self.flow: FlowListener | None = None  # told of blocks (RabbitMQ's resource alarms)
+        self.rollbacks = 0
 
     # -- the test's side ------------------------------------------------------------------------
 
@@ -248,6 +249,12 @@ class StubBroker:
             confirmed(False)
         return 0.0
 
+    def rollback(self) -> None:
+        """Discard the open transaction: its acked deliveries stay unacked, ours."""
+        self._trip("rollback")
+        self._tx = Transaction()
+        self.rollbacks += 1
+
     def export_doubt(self) -> bytes:
         """The messages in doubt, packed (`Broker.export_doubt`)."""
         return msgspec.msgpack.encode(self.in_doubt)
@@ -372,8 +379,8 @@ class StubStore(MemoryStore):
         self._faults: dict[str, int] = {}
 
     def fail(self, op: str, times: int = 1) -> None:
-        """The next `times` calls of `op` (ping, count_attempt, release_expired, ack_timer)
-        fail."""
+        """The next `times` calls of `op` (ping, write, count_attempt, release_expired,
+        ack_timer) fail."""
         self._faults[op] = self._faults.get(op, 0) + times
 
     def _trip(self, op: str) -> bool:
@@ -389,6 +396,10 @@ class StubStore(MemoryStore):
     def ping_problem(self) -> str | None:
         """`no answer to PING` while a `ping` fault lasts."""
         return "no answer to PING" if self._trip("ping") else None
+
+    def write_problem(self) -> str | None:
+        """`refuses writes` while a `write` fault lasts."""
+        return "refuses writes: stub: OOM" if self._trip("write") else None
 
     def close(self) -> None:
         """Nothing to release; remembered for the tests."""

@@ -390,11 +390,15 @@ def test_a_commit_in_doubt_is_published_again_and_its_redelivery_publishes_nothi
 def test_a_state_error_in_a_step_is_counted_and_the_delivery_retried(
     broker: StubBroker, store: StubStore
 ) -> None:
+    """The step is rolled back and run again on the same delivery once Redis takes writes:
+    no reconnection, no redelivery (which would count as an attempt)."""
     broker.enqueue(QUEUE, message("ex-1"), redelivered=True)
     store.fail("count_attempt")
+    store.fail("write")  # the first look after the failure: still refusing
     hooks = Recorder()
     run_until_idle(make_worker(broker, store, hooks), broker)
-    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
+    assert hooks.count("state_error") == 2 and hooks.count("reconnect") == 0
+    assert broker.connections == 1 and broker.rollbacks == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert store.count_attempt(message("ex-1")) == 2  # only the retry counted an attempt
 
