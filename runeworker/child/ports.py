@@ -124,6 +124,11 @@ class WorkerStore(StateStore, Protocol):
         raises. Asked only while connecting or waiting, never per step."""
         ...
 
+    def memory_policy(self) -> tuple[str, int] | None:
+        """(`maxmemory-policy`, `maxmemory` in bytes) of the store's server, None when it does
+        not say; never raises. Asked once, when the first child connects."""
+        ...
+
     def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
         """Record the receipts `record` (steps whose outcome is published), then say for each
         of `check` whether it has a receipt; one round trip (runeworker/child/receipts.py)."""

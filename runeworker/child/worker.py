@@ -36,7 +36,7 @@ from runeworker.adapters.amqp import (
     delivery_count,
     describe,
 )
-from runeworker.adapters.redis_state import RedisStore, redis_where
+from runeworker.adapters.redis_state import RedisStore, eviction_warning, redis_where
 from runeworker.child.doubts import DoubtBook
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
@@ -159,6 +159,7 @@ class Worker:
         acks = cfg.broker.consumer_timeout
         self._stale_after = acks - 2 * cfg.worker.timeout if acks else 0.0
         self.broker.watch_flow(self._on_flow)
+        self._policy_told = False  # the eviction warning (`_tell_eviction`), slot 0 only
         self._commits = 0  # commits done: which steps of a batch Redis failed are committed
         # delivery tag -> its attempt count, while its batch may be stepped again (a step
         # Redis refused runs again on the same delivery: one attempt, counted once)
@@ -249,6 +250,9 @@ class Worker:
         # past booting from here: the supervisor must not count a kill after this line (which
         # operators and tests read as ready) as a boot failure
         self._beat(ChildState.READY)
+        if self.slot == 0 and not self._policy_told:
+            self._policy_told = True
+            self._tell_eviction()
         log.info(
             "child %d consuming %s (prefetch %d) on %s",
             os.getpid(),
@@ -257,6 +261,20 @@ class Worker:
             getattr(self.broker, "node", None) or Endpoint.of(b).where,
         )
         return None
+
+    def _tell_eviction(self) -> None:
+        """Warn when the Redis given may evict runeworker's keys (`maxmemory-policy` other
+        than `noeviction`: `eviction_warning`). Said by the child in slot 0 once connected
+        (one line per pool; again when that child is replaced, after a reload that moved
+        Redis, say), not by the supervisor: a thread of its own there could hold a lock
+        (the import lock, a logging handler's) while a child is forked, which would hang the
+        child for good. One INFO call; start-up goes on whatever it says."""
+        found = self.store.memory_policy()
+        if found is None:
+            return
+        warning = eviction_warning(redis_where(self.cfg.redis), *found)
+        if warning:
+            log.warning("%s", warning)
 
     def _resend(self) -> None:
         """Before consuming again: publish the messages of a commit whose outcome is unknown

@@ -77,8 +77,6 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         if new.logging != old.logging:
             logs.setup(new.logging.level, new.logging.format)
         endpoint.move(new.metrics.listen)
-        if new.redis != old.redis:
-            eviction.check(new.redis)
 
     hooks = SupervisorHooks(
         on_child_exit=_child_exited,
@@ -89,12 +87,9 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     # one scheduler per supervisor: the child holding this lock fires the wait timers
     target = functools.partial(child_main, scheduler_lock=os.path.join(directory, "scheduler.lock"))
     supervisor = Supervisor(cfg, target, config_path=config_path, overrides=overrides, hooks=hooks)
-    eviction = EvictionCheck(cfg.broker.retry_delay_max)
-    eviction.check(cfg.redis)
     try:
         return supervisor.run()
     finally:
-        eviction.stop()
         endpoint.stop()
         probe.close()
 
@@ -143,56 +138,6 @@ class RedisProbe:
             if self._store is not None:
                 self._store[1].close()
                 self._store = None
-
-
-class EvictionCheck:
-    """Warns once at start-up (and after a reload that moves Redis) when the Redis runeworker
-    is given may evict its keys (`maxmemory-policy` other than `noeviction`): reads `INFO
-    memory` in a thread of its own, so that a Redis that does not answer yet neither delays
-    the supervisor nor goes unchecked (it asks again, backing off up to `retry_max` seconds,
-    until it gets an answer). A warning, not an error: start-up goes on."""
-
-    def __init__(self, retry_max: float) -> None:
-        self._retry_max = max(retry_max, 1.0)
-        self._stop = threading.Event()
-        self._generation = 0
-        self._lock = threading.Lock()
-
-    def check(self, redis: RedisConfig) -> None:
-        with self._lock:
-            self._generation += 1
-            generation = self._generation
-        threading.Thread(
-            target=self._run, args=(redis, generation), name="eviction-check", daemon=True
-        ).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _current(self, generation: int) -> bool:
-        return not self._stop.is_set() and generation == self._generation
-
-    def _run(self, redis: RedisConfig, generation: int) -> None:
-        from runeworker.adapters.redis_state import RedisStore, eviction_warning, redis_where
-
-        delay = 1.0
-        while self._current(generation):
-            try:
-                store = RedisStore.from_config(redis, socket_timeout=2.0)
-            except StateError:
-                store = None
-            if store is not None:
-                try:
-                    found = store.memory_policy()
-                finally:
-                    store.close()
-                if found is not None:
-                    warning = eviction_warning(redis_where(redis), *found)
-                    if warning and self._current(generation):
-                        log.warning("%s", warning)
-                    return
-            self._stop.wait(delay)
-            delay = min(delay * 2, self._retry_max)
 
 
 class MetricsEndpoint:

@@ -180,11 +180,12 @@ def test_sigterm_under_load_drains_and_a_restart_finishes_every_execution(
 ) -> None:
     serve = start()
     rune.wait_consumers(2)
-    # FIFO: the first completion comes after ~2850 of the 3000 steps; the children go on
+    # FIFO: the first completion comes after ~4350 of the 4500 steps; the children go on
     # stepping until the supervisor's SIGTERM reaches them, hundreds of steps on a fast worker
-    # and more while a loaded machine keeps this test process from sending the signal
-    ids = rune.publish(log_chain(20), 150)
-    rune.wait_steps(50)  # of 3000
+    # and more while a loaded machine keeps this test process from sending the signal (with
+    # chains of 20, a loaded CI run once saw a completion before the drain)
+    ids = rune.publish(log_chain(30), 150)
+    rune.wait_steps(50)  # of 4500
     serve.send(signal.SIGTERM)
     assert serve.wait(GRACEFUL + 5) == 0
     # The supervisor logs every SIGKILL at the graceful timeout (a log line, not a clock).

@@ -377,6 +377,7 @@ class StubStore(MemoryStore):
         self.closed = False
         self.receipts_kept: set[Receipt] = set()
         self._faults: dict[str, int] = {}
+        self.policy: tuple[str, int] | None = ("noeviction", 0)  # `memory_policy`
 
     def fail(self, op: str, times: int = 1) -> None:
         """The next `times` calls of `op` (ping, write, count_attempt, release_expired,
@@ -400,6 +401,11 @@ class StubStore(MemoryStore):
     def write_problem(self) -> str | None:
         """`refuses writes` while a `write` fault lasts."""
         return "refuses writes: stub: OOM" if self._trip("write") else None
+
+    def memory_policy(self) -> tuple[str, int] | None:
+        """What `policy` says (Redis's default, `noeviction` without a limit, unless a test
+        sets another)."""
+        return self.policy
 
     def close(self) -> None:
         """Nothing to release; remembered for the tests."""

@@ -152,15 +152,18 @@ def test_receipts_are_written_once_committed_and_only_then(
     ]  # fmt: skip
 
 
-def test_a_store_failure_on_the_receipts_retries_the_batch(
+def test_a_store_failure_on_the_receipts_waits_for_redis_and_writes_them_later(
     broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The receipts stay due while the child waits for Redis to take writes, connected to
+    RabbitMQ (no reconnection, which would hand its deliveries back as attempts)."""
     monkeypatch.setattr(receipts_module, "RECEIPTS_EVERY", 0.0)  # written when first idle
     broker.enqueue(QUEUE, chain("ex-1", length=2))
     store.fail("receipts")
     hooks = Recorder()
     run_until_idle(make_worker(broker, store, hooks), broker)
-    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 1
+    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 0
+    assert broker.connections == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert set(terminal(broker).values()) == {1}
 
