@@ -226,12 +226,18 @@ class Parking:
         # (run after, order of parking, delivery), a heap: the two graces differ
         self._parked: list[tuple[float, int, Delivery]] = []
         self._count = 0
-        self._waited: set[int] = set()  # tags of deliveries that waited their grace
+        # tags of deliveries released and not yet looked up again: at most the ones parked,
+        # each forgotten by the `park` call that follows its look-up (found or not)
+        self._waited: set[int] = set()
 
-    def park(self, d: Delivery) -> bool:
-        """Hold `d` back unless it has waited already (then it runs, receipt or not)."""
+    def park(self, d: Delivery, found: bool = False) -> bool:
+        """Hold `d` back unless it has waited already (then it runs, receipt or not) or its
+        receipt was `found` (then it publishes nothing). Called for every possible copy after
+        its look-up, so that a released one is forgotten whatever the look-up said."""
         if d.tag in self._waited:
             self._waited.discard(d.tag)
+            return False
+        if found:
             return False
         grace = self.grace if resent(d) else self.redelivered_grace
         self._count += 1
@@ -251,6 +257,11 @@ class Parking:
         if not self._parked:
             return longest
         return max(0.0, min(longest, self._parked[0][0] - time.monotonic()))
+
+    @property
+    def remembered(self) -> int:
+        """Deliveries parked or released and not yet run: what the parking holds."""
+        return len(self._parked) + len(self._waited)
 
     def take_all(self) -> list[Delivery]:
         """Every parked delivery (a drain hands them back), in the order parked; forgets them."""

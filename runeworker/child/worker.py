@@ -530,9 +530,8 @@ class Worker:
             first = batch[0]  # a possible copy is alone in its batch (`_batch`)
             if (
                 keys[0] is not None
-                and not seen[0]
                 and _may_be_a_copy(first)
-                and self.parking.park(first)
+                and self.parking.park(first, found=seen[0])
             ):
                 return None  # its original may still be claiming its receipt: it waits, once
             _copies_within(keys, seen)

@@ -530,3 +530,37 @@ def test_a_redelivery_waits_its_shorter_grace_even_behind_a_resent_copy() -> Non
     assert list(pending) == [redelivered]
     assert not parking.park(redelivered)  # it waited: now it runs
     assert parking.take_all() == [resent] and parking.wait_seconds(10.0) == 10.0
+
+
+def test_copies_that_find_their_receipt_after_waiting_leave_nothing_parked(
+    broker: StubBroker,
+) -> None:
+    """A copy that waited its grace and then found its original's receipt is acked as a
+    duplicate and never parked again: the parking must forget it then too. It remembered
+    its tag until the connection closed, and a connection lives for months: one tag per such
+    copy, for ever."""
+    copies = 30
+    bodies = [chain(f"ex-{i}", length=1) for i in range(copies)]
+    originals = {receipt_of(QUEUE, decode_execution(body)) for body in bodies}
+
+    class OriginalsElsewhere(StubStore):
+        def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+            found = super().receipts(record, check)
+            self.receipts_kept.update(r for r in check if r in originals)  # committed meanwhile
+            return found
+
+    for body in bodies:
+        broker.enqueue(QUEUE, body, redelivered=True)
+    worker = make_worker(broker, OriginalsElsewhere())
+    worker.parking.redelivered_grace = 0.001
+    hooks_seen: list[int] = []
+
+    def idle() -> None:  # the connection is still open: nothing has cleared the parking
+        hooks_seen.append(worker.parking.remembered)
+        worker.stop()
+
+    broker.on_idle = idle
+    assert worker.run() == EXIT_OK
+    assert len(broker.committed) >= copies  # each copy acked as a duplicate, alone
+    assert broker.waiting(COMPLETION_QUEUE) == []
+    assert hooks_seen[0] == 0
