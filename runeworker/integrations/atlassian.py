@@ -11,6 +11,7 @@ process in the token's `/oauth/token/accessible-resources`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,11 @@ import msgspec
 from runeworker.errors import NodeError
 from runeworker.integrations.connector import Call, Request
 
-_CLOUD_IDS: dict[str, str] = {}  # normalized site URL -> cloud id (upstream's cloudIDCache)
+# normalized site URL -> cloud id (upstream's cloudIDCache), the least recently used dropped
+# first beyond CLOUD_IDS_KEPT: every distinct site a credential names adds one, and a worker
+# serving many tenants runs for months (about 200 bytes each; a site dropped is looked up again)
+CLOUD_IDS_KEPT = 1024
+_CLOUD_IDS: OrderedDict[str, str] = OrderedDict()
 
 
 def normalized(raw: str) -> str:
@@ -123,8 +128,10 @@ def site_base(call: Call, gateway_url: str) -> str:
 def cloud_id(call: Call, gateway: Gateway, site: str) -> str:
     """The cloud id of `site` among the resources the call's token may access (cached)."""
     site = normalized(site)
-    if site in _CLOUD_IDS:
-        return _CLOUD_IDS[site]
+    kept = _CLOUD_IDS.get(site)
+    if kept is not None:
+        _CLOUD_IDS.move_to_end(site)
+        return kept
     req = Request("GET", gateway.url, "/oauth/token/accessible-resources")
     out = call.send(req, any_status=True)
     if not 200 <= out["status"] < 300:
@@ -144,6 +151,8 @@ def cloud_id(call: Call, gateway: Gateway, site: str) -> str:
             continue
         if same:
             _CLOUD_IDS[site] = found
+            while len(_CLOUD_IDS) > CLOUD_IDS_KEPT:
+                _CLOUD_IDS.popitem(last=False)
             return found
     raise NodeError(f"no accessible Jira site found for domain: {site}")
 

@@ -954,3 +954,26 @@ def test_sheets_sheet_id_is_go_int_of_a_float64(api: MockApi, found: float, sent
     params = {"spreadsheet_id": "s", "sheet_name": "Old"}
     run_kind("integration.google.sheets.delete_sheet", params, OAUTH, settings_for(api))
     assert api.requests[-1].json == {"requests": [{"deleteSheet": {"sheetId": sent}}]}
+
+
+def test_jira_cloud_ids_kept_are_bounded_least_recently_used_first(
+    api: MockApi, gateway: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each distinct site an OAuth credential names is looked up once and kept: a worker that
+    serves many tenants for months must not keep every site it ever saw."""
+    monkeypatch.setattr(atlassian, "CLOUD_IDS_KEPT", 4)
+    sites = [f"https://t{i}.atlassian.net" for i in range(10)]
+    resources = [{"id": f"c-{i}", "url": site} for i, site in enumerate(sites)]
+    gateway.reply("GET", "/gw/oauth/token/accessible-resources", Reply(resources))
+    for site in sites:
+        jira(api, gateway, "issue_get", {"issue_id_or_key": "OPS-1"}, OAUTH | {"site_url": site})
+        assert len(atlassian._CLOUD_IDS) <= 4
+    lookups = len(gateway.requests)
+    # the last four are kept: no lookup; the first was dropped: looked up again
+    jira(api, gateway, "issue_get", {"issue_id_or_key": "OPS-2"}, OAUTH | {"site_url": sites[-1]})
+    assert len(gateway.requests) == lookups + 1
+    jira(api, gateway, "issue_get", {"issue_id_or_key": "OPS-3"}, OAUTH | {"site_url": sites[0]})
+    assert [r.path for r in gateway.requests[lookups + 1 :]] == [
+        "/gw/oauth/token/accessible-resources",
+        "/gw/ex/jira/c-0/rest/api/3/issue/OPS-3",
+    ]
