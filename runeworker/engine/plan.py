@@ -4,7 +4,8 @@ whether it may block, and the ledger mode that keeps its branch token.
 The definition rides in every message of an execution, byte for byte the same. `Definitions`
 parses each distinct definition once, checks its graph and decides whether it is single-branch,
 and keeps the result by the definition's bytes (least recently used out): every step after the
-first of an execution costs one dictionary lookup. A message that cannot run (a definition that
+first of an execution costs one dictionary lookup. At most `SIZE` definitions and `MAX_BYTES` of
+their bytes are kept (a parsed definition costs about ten times its bytes). A message that cannot run (a definition that
 does not parse or breaks a graph rule, an unknown node, a resume message for a node that is not a
 wait) is planned too: its plan carries the error, and the executor fails the execution cleanly.
 """
@@ -29,6 +30,15 @@ from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import WorkflowError
 
 
+# Definitions kept parsed, by count and by their bytes together. A parsed definition costs about
+# ten times its bytes (its parameters as Python objects, the graph's walks): 128 distinct
+# definitions of 250 KB grew a child by 360 MB before the byte budget. A deployment runs
+# thousands of definitions; these keep the ones in use. The one asked for last is kept whatever
+# its size: the next steps of its execution ask for it.
+SIZE = 128
+MAX_BYTES = 8 << 20
+
+
 @dataclass(frozen=True)
 class Definition:
     """One workflow definition as the planner needs it."""
@@ -39,12 +49,21 @@ class Definition:
 
 
 class Definitions:
-    """Parsed definitions keyed by their bytes, the least recently used dropped first."""
+    """Parsed definitions keyed by their bytes, the least recently used dropped first beyond
+    `size` of them or `max_bytes` of their bytes."""
 
-    def __init__(self, specs: Mapping[str, NodeSpec], max_steps: int, size: int = 128) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, NodeSpec],
+        max_steps: int,
+        size: int = SIZE,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
         self.specs = specs
         self.max_steps = max_steps
         self.size = size
+        self.max_bytes = max_bytes
+        self.kept_bytes = 0  # the keys' bytes together
         self._cache: OrderedDict[bytes, Definition] = OrderedDict()
         # the definition asked for last, its bytes as a Raw of their own (not a view into the
         # message they came in): the steps of an execution ask for the same one in a row, and
@@ -65,8 +84,10 @@ class Definitions:
             self._cache.move_to_end(key)
         else:
             found = self._cache[key] = self._load(key)
-            if len(self._cache) > self.size:
-                self._cache.popitem(last=False)
+            self.kept_bytes += len(key)
+            cache = self._cache
+            while len(cache) > self.size or (self.kept_bytes > self.max_bytes and len(cache) > 1):
+                self.kept_bytes -= len(cache.popitem(last=False)[0])
         self._last = (msgspec.Raw(key), found, raw)
         return found
 

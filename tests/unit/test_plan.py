@@ -14,6 +14,7 @@ from runeworker.child.stepper import Stepper
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Admitted, Arriving, Settled, SingleBranch
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, encode
+from runeworker.engine import plan
 from runeworker.engine.plan import Definitions
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore
@@ -260,3 +261,24 @@ def test_the_definition_asked_for_last_is_compared_by_its_bytes() -> None:
     assert other is not chain and other.workflow is not None
     assert [n.id for n in other.workflow.nodes] != [n.id for n in chain.workflow.nodes]
     assert definitions.get(bytes(FAN)) is fan  # plain bytes after a Raw
+
+
+def test_the_definitions_kept_stay_within_their_byte_budget() -> None:
+    """A definition is kept parsed (about ten times its bytes): 128 distinct large ones held
+    hundreds of MB. Past `MAX_BYTES` of definitions the least recently used go, but the one
+    asked for last is kept whatever its size (the next steps of its execution ask for it)."""
+    definitions = Definitions({}, max_steps=100)
+    pad = "x" * (plan.MAX_BYTES // 16)
+    raws = [definition([n(f"a{i}", pad=pad)], []) for i in range(40)]
+    for raw in raws:
+        found = definitions.get(raw)
+        assert found.error == "" and found.workflow is not None
+        kept = definitions._cache
+        assert sum(len(key) for key in kept) <= plan.MAX_BYTES and len(kept) <= definitions.size
+        assert definitions.kept_bytes == sum(len(key) for key in kept)
+    assert definitions.get(raws[-1]) is found  # the last ones are kept
+    assert 8 <= len(definitions._cache) < 16
+    tight = Definitions({}, max_steps=100, max_bytes=len(raws[0]) // 2)
+    big = tight.get(raws[0])
+    assert tight.get(raws[1]) is not big and tight.get(raws[0]) is not big  # one at a time
+    assert len(tight._cache) == 1 and tight.kept_bytes == len(raws[0])
