@@ -5,9 +5,10 @@ The definition rides in every message of an execution, byte for byte the same. `
 parses each distinct definition once, checks its graph and decides whether it is single-branch,
 and keeps the result by the definition's bytes (least recently used out): every step after the
 first of an execution costs one dictionary lookup. At most `SIZE` definitions and `MAX_BYTES` of
-their bytes are kept (a parsed definition costs about ten times its bytes). A message that cannot run (a definition that
-does not parse or breaks a graph rule, an unknown node, a resume message for a node that is not a
-wait) is planned too: its plan carries the error, and the executor fails the execution cleanly.
+their bytes are kept (a parsed definition costs about ten times its bytes). A message that
+cannot run (a definition that does not parse or breaks a graph rule, an unknown node, a resume
+message for a node that is not a wait) is planned too: its plan carries the error, and the
+executor fails the execution cleanly.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from runeworker.engine.state import message_token
 from runeworker.engine.validation import structural_problems
 from runeworker.engine.workflow import Node, Workflow, parse_definition
 from runeworker.errors import WorkflowError
-
 
 # Definitions kept parsed, by count and by their bytes together. A parsed definition costs about
 # ten times its bytes (its parameters as Python objects, the graph's walks): 128 distinct

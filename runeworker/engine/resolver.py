@@ -139,6 +139,10 @@ def _parse_reference(ref: str) -> tuple[str, tuple[Segment, ...]]:
 
 
 # Cached by a call rather than a decorator: mutmut skips decorated functions (docs/MUTATION.md).
+# At most 4096 references of at most KEPT_REFERENCE_CHARS each (about 2 MB together): a longer
+# one is parsed each time. A cache bounded by count alone kept references of any length, which
+# a workflow writes at will (4096 of 16 KB: 64 MB, and the heap they pinned).
+KEPT_REFERENCE_CHARS = 256
 _parse = lru_cache(maxsize=4096)(_parse_reference)
 
 
@@ -414,7 +418,10 @@ class Resolver:
 
     def _lookup(self, ref: str, *, literal_fallback: bool) -> Any:
         try:
-            root, segments = _parse(ref)
+            if len(ref) <= KEPT_REFERENCE_CHARS:
+                root, segments = _parse(ref)
+            else:
+                root, segments = _parse_reference(ref)
         except ResolveError:
             if literal_fallback and ref in self._context:
                 self.used_keys.add(ref)

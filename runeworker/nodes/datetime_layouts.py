@@ -63,10 +63,21 @@ class Parsed:
     abbreviation: str | None = None
 
 
-@lru_cache(maxsize=256)
+# Formats compiled, kept: at most 256 of at most KEPT_FORMAT_CHARS each; a longer one is compiled
+# each time (by count alone, the cache kept formats of any length, as workflows write them).
+KEPT_FORMAT_CHARS = 256
+
+
 def compile_format(fmt: str) -> Layout:
     """Compile a strftime format (when `fmt` contains `%`) or a Go layout."""
+    return _compile_kept(fmt) if len(fmt) <= KEPT_FORMAT_CHARS else _compile(fmt)
+
+
+def _compile(fmt: str) -> Layout:
     return strftime_layout(fmt) if "%" in fmt else go_layout(fmt)
+
+
+_compile_kept = lru_cache(maxsize=256)(_compile)
 
 
 def go_layout(layout: str) -> Layout:

@@ -343,7 +343,6 @@ class _Parser:
         return operand
 
 
-@lru_cache(maxsize=1024)
 def _parse(text: str) -> tuple[_Expr, tuple[_Tok, ...]]:
     parser = _Parser(text)
     try:
@@ -351,6 +350,13 @@ def _parse(text: str) -> tuple[_Expr, tuple[_Tok, ...]]:
     except RecursionError:
         raise ExpressionError("expression is nested too deeply") from None
     return tree, tuple(parser.operands)
+
+
+# Parsed expressions kept: at most 1024, each of at most KEPT_EXPRESSION_CHARS (a parse costs
+# about seven times its text: some 4 MB together at most); a longer one is parsed each time. By
+# count alone, the cache kept expressions of any length (1024 of 16 KB: about 100 MB).
+KEPT_EXPRESSION_CHARS = 512
+_parse_kept = lru_cache(maxsize=1024)(_parse)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -363,7 +369,8 @@ class Expression:
         if not text.strip():
             raise ExpressionError("empty expression")
         self.text = text
-        self._tree, self._operands = _parse(text)
+        parse = _parse_kept if len(text) <= KEPT_EXPRESSION_CHARS else _parse
+        self._tree, self._operands = parse(text)
 
     def evaluate(self, lookup: Lookup, interpolate: Interpolate | None = None) -> bool:
         """The truth value; `and`/`or` short-circuit, so unneeded operands are not resolved."""

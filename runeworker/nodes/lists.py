@@ -34,6 +34,8 @@ _ORDERING = frozenset({">", "<", ">=", "<="})
 _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 _SINGLE_REFERENCE = re.compile(r"\$\S+|\{\{\s*\$[^\s{}]+\s*\}\}")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
+# what may follow a base path in a field under it: an index, then the end or the next segment
+_AFTER_BASE = re.compile(r"(?:\[[0-9]+\])?(?=$|[.\[])")
 _MAX_LISTED_PATHS = 5
 _INDEX_DIGITS = 18  # any longer index is beyond every list
 
@@ -146,7 +148,9 @@ def _relative(field: str, bases: tuple[str, ...]) -> str:
     ref = _with_root(field)
     for base in bases:
         base = _with_root(base)
-        m = re.match(re.escape(base) + r"(?:\[[0-9]+\])?(?=$|[.\[])", ref)
+        # the base as text, then one pattern: a pattern compiled per base would fill `re`'s
+        # cache (512 patterns) with the paths workflows write, each as large as its path
+        m = _AFTER_BASE.match(ref, len(base)) if ref.startswith(base) else None
         if m is not None:
             return ref[m.end() :].lstrip(".")
     return field.removeprefix("$").removeprefix(".")
@@ -316,6 +320,12 @@ def rules_param(ctx: NodeContext, what: str) -> list[Any]:
 # -- dates ----------------------------------------------------------------------------------------
 
 
+# Texts read as dates, kept: at most 4096 of at most KEPT_TIME_CHARS each (every common layout
+# writes fewer; a longer text is read each time, and `dates.read` rejects most at once). These are
+# data (every value a filter or sort compares): by count alone, the cache kept texts of any length.
+KEPT_TIME_CHARS = 64
+
+
 @lru_cache(maxsize=4096)
 def _parse_time(text: str) -> datetime | None:
     return dates.read(text)
@@ -324,4 +334,7 @@ def _parse_time(text: str) -> datetime | None:
 def as_time(value: Any) -> datetime | None:
     """The instant a date string in one of upstream's common layouts denotes, else None.
     Read without a location, as Go's time.Parse: naive times and zone abbreviations are UTC."""
-    return _parse_time(value.strip()) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return _parse_time(text) if len(text) <= KEPT_TIME_CHARS else dates.read(text)

@@ -11,10 +11,10 @@ import msgspec
 import pytest
 
 from runeworker.child.stepper import Stepper
+from runeworker.engine import plan
 from runeworker.engine.executor import Executor
 from runeworker.engine.ledger import Admitted, Arriving, Settled, SingleBranch
 from runeworker.engine.messages import NodeExecutionMessage, NodeStatusMessage, encode
-from runeworker.engine import plan
 from runeworker.engine.plan import Definitions
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore
