@@ -58,6 +58,10 @@ CHILDREN_METRIC: Final = "runeworker_children"  # live children by state, read a
 # unbounded series (each is a record in every child's file); past the cap a value reads "other".
 MAX_LABEL_VALUES: Final = 200
 OVERFLOW_LABEL: Final = "other"
+# A free-form value longer than this reads "other" too, and is not kept: a message may name a node
+# type of any length, and every value is kept in memory and in each child's sample file, and read
+# at every scrape (200 values of 64 KB: 13 MB per child and per scrape).
+MAX_LABEL_CHARS: Final = 128
 _PROMETHEUS_FILES: Final = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
 
 
@@ -173,7 +177,8 @@ class Family(Generic[_M]):
     def _add(self, values: tuple[str, ...]) -> _M:
         checked = [self._check(index, value) for index, value in enumerate(values)]
         child = self.metric.labels(*checked) if checked else self.metric
-        if len(self._cache) < 4 * MAX_LABEL_VALUES:  # junk keys beyond this stay uncached
+        # junk keys beyond this stay uncached, and so do long values (they read "other")
+        if len(self._cache) < 4 * MAX_LABEL_VALUES and checked == list(values):
             self._cache[values] = child
         return child
 
@@ -186,7 +191,7 @@ class Family(Generic[_M]):
             return value
         seen = self._seen[index]
         if value not in seen:
-            if len(seen) >= MAX_LABEL_VALUES:
+            if len(seen) >= MAX_LABEL_VALUES or len(value) > MAX_LABEL_CHARS:
                 return OVERFLOW_LABEL
             seen.add(value)
         return value

@@ -53,8 +53,9 @@ class WorkerMetrics:
         series = self._nodes.get((node_type, outcome))
         if series is None:
             series = metrics.node_series(node_type, outcome)
-            # a message may name any type (an unknown one fails): the junk is not kept
-            if len(self._nodes) < _KEPT:
+            # a message may name any type (an unknown one fails): the junk is not kept, past
+            # _KEPT label sets or past MAX_LABEL_CHARS (it reads "other")
+            if len(self._nodes) < _KEPT and len(node_type) <= metrics.MAX_LABEL_CHARS:
                 self._nodes[(node_type, outcome)] = series
         counter, duration = series
         tally.inc(counter)

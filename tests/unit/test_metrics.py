@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runeworker import metrics
 from runeworker.config import load_config
 from runeworker.errors import ConfigError
+from runeworker.metrics.subscriber import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = re.compile(r"runeworker_[a-z_]+")
@@ -543,3 +544,31 @@ def test_a_metrics_directory_that_is_a_file_is_named_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert f"The metrics directory {path} is a file, not a directory." in done.stderr
+
+
+def test_long_free_form_label_values_read_other_and_are_not_kept() -> None:
+    """A message names any node type, of any length: each distinct value was kept (its series,
+    the family's cache, the subscriber's) and written into every child's sample file, up to
+    MAX_LABEL_VALUES of them however long."""
+    family: metrics.Family[Any] = metrics.Family(
+        "Counter",
+        "runeworker_test_long_total",
+        "Test only.",
+        ("type", None),
+        registry=CollectorRegistry(),
+    )
+    junk = [f"junk{i}." + "x" * 65536 for i in range(20)]
+    for type_ in [*junk, "http", "http"]:
+        family.get(type_).inc()
+    counted = {
+        sample.labels["type"]: sample.value
+        for sample in next(iter(family.metric.collect())).samples
+        if sample.name.endswith("_total")
+    }
+    assert counted == {"http": 2, metrics.OVERFLOW_LABEL: 20}
+    kept = [v for key in family._cache for v in key] + [v for seen in family._seen for v in seen]
+    assert kept and max(len(v) for v in kept) <= metrics.MAX_LABEL_CHARS
+    subscriber = WorkerMetrics()
+    for type_ in [*junk, "log"]:
+        subscriber.on_node_done(type_, "failed", 0.001)
+    assert [t for t, _ in subscriber._nodes] == ["log"]
