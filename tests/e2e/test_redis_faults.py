@@ -114,15 +114,6 @@ def start(tmp_path: Path, amqp_url: str, redis_prefix: str) -> Iterator[Start]:
             serve.kill()
 
 
-@pytest.fixture
-def rune(amqp_url: str) -> Iterator[Rune]:
-    client = Rune(amqp_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def fan(width: int = 3) -> bytes:
     """start -> b1..bN in parallel -> join (merge, wait_for_all) -> after: every step of it
     goes through Redis (branch tokens, the merge's barrier)."""

@@ -101,15 +101,6 @@ def start(tmp_path: Path, amqp_url: str, redis_url: str, redis_prefix: str) -> I
             serve.kill()
 
 
-@pytest.fixture
-def rune(amqp_url: str) -> Iterator[Rune]:
-    client = Rune(amqp_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def workers(serve: Serve, n: int, without: set[int] | None = None) -> set[int]:
     """Wait until exactly `n` worker children consume, none of them in `without`."""
 
