@@ -25,8 +25,7 @@ from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
-from runeworker.engine.validation import runnable_problems
-from runeworker.engine.workflow import parse_definition
+from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.errors import ConfigError, RuneworkerError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -67,11 +66,13 @@ def run(
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        definition = definition_of(read_workflow(workflow, note))
+        data = read_workflow(workflow, note)
+        wf = load_for_validation(data)  # read errors named as `validate` names them
+        definition = definition_of(data)
         inputs = read_input(input_arg)
         if inputs is None:
             inputs = sample_input(definition)
-        problems = runnable_problems(parse_definition(definition), registry.load())
+        problems = runnable_problems(wf, registry.load())
         if problems:
             for p in problems:
                 print(f"invalid workflow: {p}", file=sys.stderr)

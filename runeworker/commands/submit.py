@@ -63,7 +63,7 @@ from runeworker.engine.messages import (
     NodeStatusMessage,
     encode,
 )
-from runeworker.engine.validation import runnable_problems
+from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
 
@@ -95,11 +95,11 @@ def submit(
         start = prepare(
             workflow, input_arg, first_successor=first_successor, workflow_id=workflow_id
         )
-    except WorkflowError as exc:
+    except InvalidWorkflow as exc:
         for problem in exc.problems:
             print(f"invalid workflow: {problem}", file=sys.stderr)
         return EXIT_INVALID
-    except (RuneworkerError, OSError) as exc:
+    except (RuneworkerError, OSError) as exc:  # the file, the input, --first-successor
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     master = MasterClient(cfg)
@@ -146,6 +146,10 @@ def submit_command(args: argparse.Namespace, overrides: Mapping[str, Any]) -> in
     )
 
 
+class InvalidWorkflow(WorkflowError):
+    """A definition that was read but breaks rules of the graph; `problems` lists them all."""
+
+
 def prepare(
     workflow: str,
     input_arg: str | None,
@@ -153,15 +157,18 @@ def prepare(
     first_successor: bool = False,
     workflow_id: str | None = None,
 ) -> NodeExecutionMessage:
-    """The start message of a new execution of a valid workflow. Raises WorkflowError whose
-    `problems` lists every problem of the definition."""
-    definition = definition_of(read_workflow(workflow, note))
+    """The start message of a new execution of a valid workflow. Raises InvalidWorkflow whose
+    `problems` lists every problem of the definition, WorkflowError for a file or an input
+    that cannot be read (named as `validate` and `run` name them)."""
+    data = read_workflow(workflow, note)
+    wf = load_for_validation(data)
+    definition = definition_of(data)
     inputs = read_input(input_arg)
     if inputs is None:  # a shipped example submits as it runs: with its sample input
         inputs = sample_input(definition)
-    problems = runnable_problems(parse_definition(definition), registry.load())
+    problems = runnable_problems(wf, registry.load())
     if problems:
-        raise WorkflowError(f"{len(problems)} problem(s)", [str(p) for p in problems])
+        raise InvalidWorkflow(f"{len(problems)} problem(s)", [str(p) for p in problems])
     start = start_message(definition, inputs, workflow_id=workflow_id or Path(workflow).stem)
     if first_successor:
         start.current_node = first_successor_of(definition, start.current_node)

@@ -224,6 +224,36 @@ def test_invalid_workflow_exits_2_with_every_problem(
     assert exc.value.reply_code == 404
 
 
+@pytest.mark.parametrize(
+    ("doc", "input_arg", "error"),
+    [
+        (None, "[1]", "error: --input must be a JSON object"),
+        (None, "@missing.json",
+         "error: --input @missing.json: cannot read the file: No such file or directory"),
+        ({}, None, "error: the input is neither a workflow definition (an object with 'nodes') "
+                   "nor an execution message (an object with 'workflow_definition')"),
+    ],
+    ids=["input_not_an_object", "input_file_missing", "no_workflow"],
+)  # fmt: skip
+def test_what_cannot_be_read_is_named_as_run_names_it_not_as_an_invalid_workflow(
+    cfg: Config,
+    amqp_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    doc: dict[str, Any] | None,
+    input_arg: str | None,
+    error: str,
+) -> None:
+    """A bad --input read `invalid workflow: --input must be a JSON object`, and a file that
+    is no workflow `invalid workflow: workflow_definition: Object missing required field`."""
+    workflow = "hello" if doc is None else write(tmp_path, "flow", doc)
+    code, lines = run_submit(cfg, workflow, input_arg=input_arg)
+    assert (code, lines) == (2, [])
+    assert capsys.readouterr().err.splitlines() == [error]
+    with channel(amqp_url) as ch, pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        ch.queue_declare(cfg.broker.queue, passive=True)  # nothing published
+
+
 def test_timeout_without_worker_exits_3(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
     code, lines = run_submit(cfg, "hello", input_arg=HELLO_INPUT, timeout=0.5)

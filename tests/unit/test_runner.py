@@ -276,6 +276,34 @@ def test_missing_workflow_exits_2(tmp_path: Path) -> None:
     assert proc.stderr.startswith(expected), proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # a bare definition has no field `workflow_definition`: it was named as the problem
+        ("{}", "error: the input is neither a workflow definition (an object with 'nodes') nor "
+               "an execution message (an object with 'workflow_definition')\n"),
+        ('{"nodes": []}', "error: the workflow definition must contain at least one node\n"),
+        # people read files by line: the position is given as `validate` gives it
+        ('{"nodes": [\n  {"id": "a",, }]}',
+         "error: cannot read the workflow: JSON is malformed: expected '\"' "
+         "(byte 25, line 2, column 14)\n"),
+    ],
+    ids=["empty_object", "no_node", "malformed"],
+)  # fmt: skip
+def test_a_file_that_is_no_workflow_is_named_as_validate_names_it(
+    text: str, error: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "flow.json"
+    path.write_text(text)
+    proc = cli(str(path), cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", error)
+    checked = subprocess.run(
+        [sys.executable, "-m", "runeworker", "validate", str(path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.stderr == error.replace("error: ", "invalid: ", 1)
+
+
 def test_cycle_exits_2_naming_the_cycle(tmp_path: Path) -> None:
     path = tmp_path / "loop.json"
     nodes = [log("a", "A", "x"), log("b", "B", "y")]
