@@ -30,7 +30,8 @@ invisible to basic.get: `list` and `replay --all` say on stderr how many of the 
 counted they could not fetch (a message held before they counted is not even counted).
 
 `show` masks every credential value of the workflow definition wherever it appears in the body
-and headers; a body that is not JSON only gets its secret-looking keys masked (best effort).
+and headers, and the password of every URL; a body that is not JSON only gets its
+secret-looking keys and URL passwords masked (best effort).
 Exit codes: 0 done, 1 no such message, 2 configuration, usage or broker error.
 """
 
@@ -63,6 +64,7 @@ from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
 from runeworker.engine.workflow import CREDENTIAL_LABELS, embedded_credentials
 from runeworker.errors import BrokerError, ConfigError
+from runeworker.masking import mask_url_passwords
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 HEADER_PREFIX = "x-runeworker-"
@@ -182,7 +184,8 @@ class DeadLetterQueue:
             )
             out.write(f"id: {found.id} (#{found.index} of {total} in {self.name})\n")
             out.write(f"execution: {one_line(found.execution_id)}\nbytes: {len(found.body)}\n")
-            out.write("headers: " + json.dumps(headers, indent=2, sort_keys=True) + "\n")
+            shown = mask_url_passwords(json.dumps(headers, indent=2, sort_keys=True))
+            out.write(f"headers: {shown}\n")
             out.write(f"body:\n{body}\n")
         return EXIT_OK
 
@@ -362,7 +365,7 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
     try:
         doc = _json_of(body)
     except (ValueError, RecursionError):
-        text = body.decode("utf-8", errors="backslashreplace")
+        text = mask_url_passwords(body.decode("utf-8", errors="backslashreplace"))
         return multiline(_KEY_VALUE.sub(_mask_secret_key, text)), {}
     secrets: dict[str, Any] = {}
     definition = doc.get("workflow_definition") if isinstance(doc, dict) else None
@@ -393,7 +396,8 @@ def _masked_body(body: bytes) -> tuple[str, dict[str, Any]]:
     masked = resolver.mask(doc) if secrets else doc
     if encoded_twice and secrets:  # shown as the text it is, its secrets masked as values
         masked["workflow_definition"] = json.dumps(resolver.mask(definition), ensure_ascii=False)
-    text = json.dumps(masked, indent=2, ensure_ascii=False)
+    # a URL's password anywhere (the context, a producer's own field) is a secret as well
+    text = mask_url_passwords(json.dumps(masked, indent=2, ensure_ascii=False))
     try:  # the bytes that were not UTF-8 shown as \xNN, as in a body that is not JSON
         data = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:

@@ -478,6 +478,25 @@ def test_show_masks_the_credentials_of_a_body_that_is_not_utf8(
     assert '"custom_data": "***"' in out and '"name": "caf\\xe9"' in out
 
 
+@pytest.mark.parametrize("form", ["json", "not_json"])
+def test_show_masks_the_password_of_every_url_the_message_carries(
+    capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead], form: str
+) -> None:
+    """A URL's password was masked in the node parameters only: one in the context, or in a
+    body that is not JSON (a producer's broken message), was printed as it came."""
+    m = master([node("a", "teleport", to="mars")], [], current="a")
+    m["accumulated_context"] = {"$input": {"feed": f"https://ann:{SECRET}@feeds.example/x"}}
+    body = json.dumps(m).encode()
+    if form == "not_json":
+        body = b"broken " + body[:-1]
+    code, out, err = run(capsys, dead_letter(body), "show", id="1")
+    assert (code, err) == (0, "")
+    assert SECRET not in out and "https://ann:***@feeds.example/x" in out
+    original = json.loads(body) if form == "json" else None
+    if original is not None:  # the body is shown as it is otherwise
+        assert json.loads(out.partition("body:\n")[2])["execution_id"] == original["execution_id"]
+
+
 def test_list_and_show_escape_the_control_characters_a_message_carries(
     capsys: pytest.CaptureFixture[str], dead_letter: Callable[[bytes], Dead]
 ) -> None:
