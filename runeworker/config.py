@@ -359,6 +359,21 @@ def _unknown(key: str) -> str:
     return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
+def _close_section(name: str) -> str | None:
+    """The section `name` misspells (`workers`, `metric`), if any: close enough that no other
+    tool's name is taken for one (`RUNEWORKER_CLUSTER_...` is not a typo of a section)."""
+    close = difflib.get_close_matches(name, sorted(_SECTIONS), n=1, cutoff=_SECTION_CUTOFF)
+    return close[0] if close else None
+
+
+_SECTION_CUTOFF = 0.8
+
+
+def _unknown_section(name: str) -> str:
+    close = _close_section(name)
+    return f"unknown section {name!r}" + (f" (did you mean {close!r}?)" if close else "")
+
+
 def _outside_sections(name: str) -> str:
     """A key written before any [section] header: say so, and which sections hold that name."""
     owners = sorted(key for key in _FIELDS if key.partition(".")[2] == name)
@@ -406,7 +421,7 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
         if section not in _SECTIONS and not isinstance(table, dict):
             problems.append(f"{path}: {_outside_sections(section)}")
         elif section not in _SECTIONS:
-            problems.append(f"{path}: unknown section {section!r}")
+            problems.append(f"{path}: {_unknown_section(section)}")
         elif not isinstance(table, dict):
             problems.append(f"{path}: {section}: expected a table [{section}]")
         else:
@@ -466,12 +481,20 @@ def _add_text(layer: _Layer, key: str, raw: str, source: str, problems: list[str
 
 def _from_env(env: Mapping[str, str], problems: list[str]) -> _Layer:
     """The Go names, then RUNEWORKER_<SECTION>_<KEY> (which so wins); variables of an unknown
-    section are ignored (they may belong to another tool), unknown keys of a known one are not."""
+    section are ignored (they may belong to another tool, or be one of runeworker's own such
+    as RUNEWORKER_CONFIG), unknown keys of a known one are not, and neither is a section
+    misspelled (RUNEWORKER_WORKERS_PROCESSES), which would be ignored in silence."""
     names = {var: key for var, key in GO_ENV_VARS.items() if var in env}
     for var in sorted(env):
+        if not var.startswith(ENV_PREFIX):
+            continue
         section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
-        if var.startswith(ENV_PREFIX) and section in _SECTIONS:
+        if section in _SECTIONS:
             names[var] = f"{section}.{name}"
+        elif name and (close := _close_section(section)) is not None:
+            meant = f"{ENV_PREFIX}{close}_{name}".upper()
+            hint = meant if f"{close}.{name}" in _FIELDS else f"section {close!r}"
+            problems.append(f"{var}: unknown section {section!r} (did you mean {hint}?)")
     layer: _Layer = {}
     for var, key in names.items():
         if key in _FIELDS:

@@ -37,8 +37,9 @@ def bench(args: argparse.Namespace, overrides: Mapping[str, Any]) -> int:
         return _codec(out)
     try:
         cfg = load_config(args.config, overrides=overrides)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line per problem, as check-config prints them
+        for problem in str(exc).splitlines():
+            print(f"config error: {problem}", file=sys.stderr)
         return EXIT_ERROR
     base = Load(
         workflows=args.workflows,

@@ -62,8 +62,9 @@ def run(
     interrupted (Ctrl-C: a wait or a slow node need not be waited out)."""
     try:
         cfg = load_config(config_path, env=env)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line per problem, as check-config prints them
+        for problem in str(exc).splitlines():
+            print(f"config error: {problem}", file=sys.stderr)
         return EXIT_INVALID
     try:
         data = read_workflow(workflow, note)

@@ -26,8 +26,9 @@ log = logging.getLogger("runeworker.serve")
 def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
     try:
         cfg = load_config(config_path, overrides=overrides)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line per problem, as check-config prints them
+        for problem in str(exc).splitlines():
+            print(f"config error: {problem}", file=sys.stderr)
         return 2
     logs.setup(cfg.logging.level, cfg.logging.format)
     # prometheus-client picks its multiprocess mode at first import: the directory first,

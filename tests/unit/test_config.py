@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -231,8 +233,38 @@ def test_unknown_key_in_file_names_it(tmp_path: Path) -> None:
 
 
 def test_unknown_section_in_file_names_it(tmp_path: Path) -> None:
-    path = write(tmp_path, "[workers]\nprocesses = 3\n")
-    assert error_of(path, env={}) == f"{path}: unknown section 'workers'"
+    path = write(tmp_path, "[workers]\nprocesses = 3\n[extras]\nx = 1\n")
+    assert error_of(path, env={}).splitlines() == [
+        f"{path}: unknown section 'workers' (did you mean 'worker'?)",
+        f"{path}: unknown section 'extras'",  # nothing close: no guess
+    ]
+
+
+@pytest.mark.parametrize(
+    ("var", "problem"),
+    [
+        ("RUNEWORKER_WORKERS_PROCESSES",
+         "unknown section 'workers' (did you mean RUNEWORKER_WORKER_PROCESSES?)"),
+        ("RUNEWORKER_METRIC_LISTEN",
+         "unknown section 'metric' (did you mean RUNEWORKER_METRICS_LISTEN?)"),
+        ("RUNEWORKER_NODE_TIMEOUT",  # worker.node_timeout, read as a section `node`
+         "unknown section 'node' (did you mean section 'nodes'?)"),
+    ],
+)  # fmt: skip
+def test_a_variable_of_a_misspelled_section_is_an_error_not_ignored(var: str, problem: str) -> None:
+    """RUNEWORKER_WORKERS_PROCESSES=8 in /etc/runeworker/env was ignored in silence: the pool
+    ran with 2 children and nothing said why."""
+    assert error_of(env={var: "8"}) == f"{var}: {problem}"
+
+
+def test_variables_of_other_sections_stay_ignored() -> None:
+    """runeworker's own variables that are not config keys, and the test suites' ones."""
+    env = dict.fromkeys(
+        ("RUNEWORKER_EXTRA_NODE_MODULES", "RUNEWORKER_TEST_REDIS",
+         "RUNEWORKER_CLUSTER_WORKFLOWS", "RUNEWORKER_FAULTS_KEEP", "RUNEWORKER_UNRELATED_THING"),
+        "1",
+    )  # fmt: skip
+    assert load_config(env=env) == Config()
 
 
 def test_wrong_type_in_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -430,6 +462,22 @@ def test_check_config_errors_exit_2(
     wanted = "an integer >= 1 and <= 65535"
     assert f"config error: WORKFLOW_PREFETCH: expected {wanted}, got 'abc'\n" in err
     assert "config error: RABBITMQ_URL: expected a URL starting with amqp://" in err
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "check-config"])
+def test_every_config_problem_is_one_line_of_its_own(command: str, tmp_path: Path) -> None:
+    """`run` and `serve` printed `config error:` before the first problem only: the others
+    read as lines of their own in a journal, without saying what they were."""
+    path = write(tmp_path, "[worker]\nprocs = 3\n[broker]\nprefetch = 0\n")
+    argv = [sys.executable, "-m", "runeworker", command, "-c", str(path)]
+    if command == "run":
+        argv.append("hello")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [
+        f"config error: {path}: unknown key 'worker.procs' (did you mean 'worker.processes'?)",
+        f"config error: {path}: broker.prefetch: Expected `int` >= 1",
+    ]
 
 
 # --- the shipped example stays in sync ----------------------------------------------------------
