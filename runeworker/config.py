@@ -411,6 +411,11 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
+        if _starts_with_bom(path):  # tomllib says "Invalid statement (at line 1, column 1)"
+            raise ConfigError(
+                f"{path}: invalid TOML: the file starts with a byte order mark (BOM, which some "
+                "editors write); save it as UTF-8 without one"
+            ) from exc
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:  # TOML is UTF-8 text; tomllib lets the decoding error out
         raise ConfigError(
@@ -428,6 +433,14 @@ def _from_file(path: str, problems: list[str]) -> _Layer:
             for name, value in table.items():
                 _add(layer, f"{section}.{name}", value, path, problems)
     return layer
+
+
+def _starts_with_bom(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
 
 
 def _describe(ftype: Any) -> str:

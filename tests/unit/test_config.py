@@ -298,6 +298,13 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     assert error_of(latin1, env={}) == (
         f"{latin1}: invalid TOML: not UTF-8 text (byte 21 cannot be decoded)"
     )
+    # Notepad's UTF-8: tomllib said "Invalid statement (at line 1, column 1)" of a valid file
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf[worker]\nprocesses = 3\n")
+    assert error_of(bom, env={}) == (
+        f"{bom}: invalid TOML: the file starts with a byte order mark (BOM, which some editors "
+        "write); save it as UTF-8 without one"
+    )
 
 
 def test_sections_are_keyword_only_and_strict() -> None:
