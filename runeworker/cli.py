@@ -94,7 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     val = sub.add_parser("validate", help="check a workflow definition")
-    val.add_argument("workflow")
+    val.add_argument(
+        "workflow",
+        help="workflow JSON file (definition, execution message, Rune template or "
+        "canvas graph), or the name of a shipped example",
+    )
 
     conv = sub.add_parser(
         "convert", help="print the workflow definition of a Rune template or canvas graph"
@@ -108,11 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     _config_flags(check, *_SERVE_FLAGS)
 
     submit = sub.add_parser("submit", help="publish a workflow run like the Rune API does")
-    submit.add_argument("workflow")
+    submit.add_argument("workflow", help="workflow JSON file, or the name of a shipped example")
     submit.add_argument("--input", help="trigger input: JSON object, or @file")
     submit.add_argument("--wait", action="store_true", help="show statuses until completion")
     submit.add_argument(
-        "--timeout", type=_seconds, default=300.0, metavar="SECONDS", help="seconds to wait"
+        "--timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --wait: seconds to wait for the completion (default 300; exit 3 after)",
     )
     submit.add_argument(
         "--first-successor",
@@ -123,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure node throughput and latency against the broker")
     _config_flags(bench, "processes", "prefetch")
-    bench.add_argument("--workflows", type=int, default=1000)
+    bench.add_argument(
+        "--workflows", type=int, default=1000, help="workflows of the load phase (default 1000)"
+    )
     bench.add_argument("--nodes", type=int, default=10, help="nodes per workflow")
     bench.add_argument("--context", default="1K", help="context size: 1K, 64K, 1M")
     bench.add_argument(
@@ -139,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         default=50,
         help="workflows run one at a time for the low-load latency",
     )
-    bench.add_argument("--timeout", type=float, default=300.0)
+    bench.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds one phase may take (default 300)"
+    )
     bench.add_argument(
         "--rounds",
         type=int,
@@ -171,12 +183,14 @@ def _parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="one line per dead-lettered message")
-    dlq_list.add_argument("--limit", type=_positive_int, default=1000, metavar="N")
+    dlq_list.add_argument(
+        "--limit", type=_positive_int, default=1000, metavar="N", help="list at most N (1000)"
+    )
     dlq_show = dlq_sub.add_parser("show", help="headers and body of one message")
     dlq_show.add_argument("id", help="message id, or #N / N for the N-th")
     dlq_replay = dlq_sub.add_parser("replay", help="republish to the original queue")
-    dlq_replay.add_argument("id", nargs="?")
-    dlq_replay.add_argument("--all", action="store_true")
+    dlq_replay.add_argument("id", nargs="?", help="message id, or #N / N for the N-th")
+    dlq_replay.add_argument("--all", action="store_true", help="every message, in order")
     dlq_replay.add_argument("--to", metavar="QUEUE", help="republish to this queue instead")
     for leaf in (dlq_list, dlq_show, dlq_replay):
         _config_flags(leaf)
