@@ -128,6 +128,8 @@ class Supervisor:
         self._exit_code = 0
         self._drain_forced = False  # a graceful drain had to SIGKILL a child
         self._waiting_for = ""  # the pool's last reported dependency problem
+        # why the last reload was refused, shown in STATUS until a reload succeeds
+        self._reload_refused = ""
         self._systemd = Notifier()
         self._next_memory_check = 0.0
         self._pid_file = ""  # as written at start: a reload must not make us lose it
@@ -466,9 +468,12 @@ class Supervisor:
         try:
             cfg = load_config(self._config_path, overrides=self._overrides)
         except Exception as exc:  # any failure keeps the running config
-            log.error("reload failed, keeping the current config: %s", exc)
-            self._systemd.status(f"reload failed, keeping the current config: {exc}")
-            return
+            # one line: each line of a notify datagram is a KEY=value of its own
+            problems = "; ".join(line for line in str(exc).splitlines() if line.strip())
+            self._reload_refused = f"reload failed, keeping the current config: {problems}"
+            log.error("%s", self._reload_refused)
+            return  # STATUS says so from this turn on (`_notify_systemd`)
+        self._reload_refused = ""
         changed = changes(self.cfg, cfg)
         for key, old, new in changed:
             log.info("reload: %s changed from %r to %r", key, old, new)
@@ -504,6 +509,8 @@ class Supervisor:
         status = f"{ready} children ready"
         if waiting:
             status = f"{waiting} ({ready} of {self.wanted} children ready)"
+        if self._reload_refused:  # said until a reload succeeds, not for one turn of the loop
+            status = f"{self._reload_refused}; {status}"
         if self._systemd.update(
             now,
             status,

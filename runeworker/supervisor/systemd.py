@@ -99,10 +99,5 @@ class Notifier:
         self.ready = False
         notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
-    def status(self, text: str) -> None:
-        """Send STATUS now (e.g. a failed reload, which `systemctl status` then shows)."""
-        self._status = text
-        notify(f"STATUS={text}")
-
     def stopping(self) -> None:
         notify("STOPPING=1", "STATUS=stopping")

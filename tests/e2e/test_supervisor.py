@@ -605,6 +605,29 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(start: Start, tmp_path: P
         )
         assert failed[0].startswith("STATUS=reload failed, keeping the current config")
         assert "worker.processes" in failed[0]
+        # `systemctl status` keeps saying so: the next turns of the loop (1 s each) replaced it
+        # with "2 children ready" at once
+        statuses = [ln for ln in notify.collect(2.5) if ln.startswith("STATUS=")]
+        assert statuses[-1].startswith("STATUS=reload failed, keeping the current config")
+        assert statuses[-1].endswith("; 2 children ready")
+        # several problems make one STATUS line: a datagram holds one KEY=value a line
+        sup.config.write_text("[worker]\nprocesses = 'three'\nprocs = 1\n")
+        sup.send(signal.SIGHUP)
+        both = wait_until(
+            lambda: [ln for ln in notify.collect(0.2) if "worker.procs" in ln],
+            "a STATUS line naming both problems",
+        )
+        assert both[-1].startswith("STATUS=reload failed") and "worker.processes" in both[-1]
+        write_config(sup.config)  # fixed: the note goes with the next reload
+        sup.send(signal.SIGHUP)
+        sup.wait_log("config reloaded")
+        wait_until(
+            lambda: (
+                [ln for ln in notify.collect(0.2) if ln.startswith("STATUS=")][-1]
+                == "STATUS=2 children ready"
+            ),
+            "the pool's status without the note",
+        )
     finally:
         notify.close()
 
