@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,9 @@ def test_install_guide_runs(tmp_path: Path, amqp_url: str, redis_url: str) -> No
                 line = line.replace(path, f"{root}{path}")
             if line.startswith("systemd-sysusers "):
                 line = line.replace("systemd-sysusers ", f"systemd-sysusers --root={root} ")
+            if line.startswith("systemd-run "):
+                # no systemd here: its EnvironmentFile= read by the shell, then the command
+                line = _as_systemd_run(line)
             if line.startswith("systemd-analyze verify "):
                 # the unit names the real /opt path: point it at the scratch install first
                 unit = line.split()[-1]
@@ -114,6 +118,33 @@ def test_install_guide_runs(tmp_path: Path, amqp_url: str, redis_url: str) -> No
     assert 'url = "amqp://rune:***@rabbitmq.internal:5672/"' in done.stdout
     assert "CHANGE-ME" not in done.stdout + done.stderr
     assert (root / "etc/runeworker/env").stat().st_mode & 0o777 == 0o600
+
+
+def _as_systemd_run(line: str) -> str:
+    """`systemd-run [options] -p EnvironmentFile=F COMMAND...` as a shell line: F sourced, then
+    COMMAND (systemd reads the file as root, then starts COMMAND as the unit's User=)."""
+    words = shlex.split(line)[1:]
+    env_file = ""
+    while words and words[0].startswith("-"):
+        option = words.pop(0)
+        if option == "-p":
+            prop = words.pop(0)
+            if prop.startswith("EnvironmentFile="):
+                env_file = prop.removeprefix("EnvironmentFile=").removeprefix("-")
+    assert env_file, line
+    return f"sh -c {shlex.quote(f'set -a; . {env_file}; exec {shlex.join(words)}')}"
+
+
+def test_install_guide_never_reads_the_env_file_as_the_service_user() -> None:
+    """INSTALL installs /etc/runeworker/env root's with mode 0600 (systemd reads it for the
+    unit); its check-config step sourced it in `sudo -u runeworker sh -c '. ...'`, which fails
+    with "Permission denied" on a real host (the test above drops `sudo` and cannot see it)."""
+    guide = (REPO / "deploy" / "INSTALL.md").read_text()
+    lines = [line for block in blocks(guide) for line in block.splitlines()]
+    assert "sudo install -m 0600 systemd/runeworker.env.example /etc/runeworker/env" in lines
+    as_service_user = [line for line in lines if line.startswith("sudo -u runeworker ")]
+    assert [line for line in as_service_user if "/etc/runeworker/env" in line] == []
+    assert any("EnvironmentFile=/etc/runeworker/env" in line for line in lines)
 
 
 def test_readme_template_section_runs(tmp_path: Path) -> None:
