@@ -20,11 +20,16 @@ def example_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
+# what some editors (Notepad) write before UTF-8 text; RFC 8259 lets a JSON reader ignore it,
+# and msgspec calls it "invalid character (byte 0)"
+_BOM = b"\xef\xbb\xbf"
+
+
 def read_source(arg: str) -> bytes:
     """The bytes of a file path, or of the shipped example of that name (`hello`)."""
     path = Path(arg)
     if path.exists() and not path.is_dir():  # a file, or a pipe: `<(jq ...)`, /dev/stdin
-        return path.read_bytes()
+        return path.read_bytes().removeprefix(_BOM)
     example = resources.files("runeworker.examples").joinpath(f"{arg}.json")
     if example.is_file():
         return example.read_bytes()
@@ -73,7 +78,7 @@ def read_input(arg: str | None) -> dict[str, Any] | None:
         return None
     if arg.startswith("@"):
         try:
-            data = Path(arg[1:]).read_bytes()
+            data = Path(arg[1:]).read_bytes().removeprefix(_BOM)
         except OSError as exc:
             raise WorkflowError(f"--input {arg}: cannot read the file: {exc.strerror}") from None
     else:

@@ -304,6 +304,26 @@ def test_a_file_that_is_no_workflow_is_named_as_validate_names_it(
     assert checked.stderr == error.replace("error: ", "invalid: ", 1)
 
 
+def test_files_an_editor_saved_with_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    """Notepad's UTF-8 starts with a BOM, which RFC 8259 lets a reader ignore: `run`, `validate`
+    and `convert` said "invalid character (byte 0, line 1, column 1)" of a valid file."""
+    bom = b"\xef\xbb\xbf"
+    hello = resources.files("runeworker.examples").joinpath("hello.json").read_bytes()
+    (tmp_path / "hello.json").write_bytes(bom + hello)
+    (tmp_path / "input.json").write_bytes(bom + b'{"name": "Bo", "age": 40}')
+    proc = cli("hello.json", "--input", "@input.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Hello, Bo! You are 40." in proc.stdout
+    template = Path(__file__).resolve().parents[1] / "templates" / "fortune-cookie.json"
+    (tmp_path / "template.json").write_bytes(bom + template.read_bytes())
+    for command in ("validate", "convert"):
+        done = subprocess.run(
+            [sys.executable, "-m", "runeworker", command, "template.json"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, (command, done.stderr)
+
+
 def test_cycle_exits_2_naming_the_cycle(tmp_path: Path) -> None:
     path = tmp_path / "loop.json"
     nodes = [log("a", "A", "x"), log("b", "B", "y")]
