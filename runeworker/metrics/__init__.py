@@ -8,6 +8,7 @@ imports it only on first use. Order: `prepare_directory`, then anything else, th
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
 import os
@@ -67,7 +68,9 @@ _PROMETHEUS_FILES: Final = ("counter_*.db", "gauge_*.db", "histogram_*.db", "sum
 
 def prepare_directory(path: str) -> str:
     """Create `path` or remove the previous run's sample files from it, point
-    PROMETHEUS_MULTIPROC_DIR at it and return it (absolute). Call before any other use."""
+    PROMETHEUS_MULTIPROC_DIR at it and return it (absolute). Call before any other use. The
+    directory is this process's from then on (`SUPERVISOR_LOCK`): ConfigError when another
+    live supervisor holds it."""
     directory = os.path.abspath(path)
     if "prometheus_client.values" in sys.modules and os.environ.get(ENV_VAR) != directory:
         raise ConfigError(
@@ -81,6 +84,7 @@ def prepare_directory(path: str) -> str:
         raise ConfigError(f"The metrics directory {directory} is a file, not a directory.")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        _claim(directory)  # before the wipe: another supervisor's children write there
         for stale in itertools.chain(*(Path(directory).glob(p) for p in _PROMETHEUS_FILES)):
             stale.unlink()
     except OSError as exc:
@@ -89,6 +93,43 @@ def prepare_directory(path: str) -> str:
         ) from exc
     os.environ[ENV_VAR] = directory
     return directory
+
+
+# A supervisor holds an exclusive flock on this file of its metrics directory for its life, so
+# that a second `serve` given the same `metrics.directory` (an operator trying the config by
+# hand beside the service) refuses it instead of wiping the sample files of the children
+# serving there. Forked children close their copy: the lock is the supervisor's alone.
+SUPERVISOR_LOCK: Final = "supervisor.lock"
+_claimed: dict[str, int] = {}  # directory -> the open lock file, for the life of the process
+
+
+def _claim(directory: str) -> None:
+    """Lock `directory` for this process (again: a no-op); ConfigError when another holds it."""
+    if directory in _claimed:
+        return
+    fd = os.open(os.path.join(directory, SUPERVISOR_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise ConfigError(
+            f"The metrics directory {directory} is in use by another runeworker serve{pid}: "
+            "give each supervisor a metrics.directory of its own."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _claimed[directory] = fd
+
+
+def _release_in_child() -> None:
+    for fd in _claimed.values():
+        os.close(fd)  # the parent's descriptor keeps the lock
+    _claimed.clear()
+
+
+os.register_at_fork(after_in_child=_release_in_child)
 
 
 def mark_dead(pid: int) -> None:

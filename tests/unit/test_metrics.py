@@ -8,11 +8,15 @@ time, before any test sets PROMETHEUS_MULTIPROC_DIR, so in-process metrics stay 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -544,6 +548,61 @@ def test_a_metrics_directory_that_is_a_file_is_named_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert f"The metrics directory {path} is a file, not a directory." in done.stderr
+
+
+# A supervisor that prepared the directory, with one forked child counting there; the parent
+# waits for its stdin to close, the child for SIGTERM (or 30 s).
+_HOLDER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from runeworker import metrics
+    metrics.prepare_directory(sys.argv[1])
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)
+        metrics.delivery("workflow.execution", "consumed")  # written at once (no tally)
+        time.sleep(30)
+        os._exit(0)
+    print(pid, flush=True)
+    sys.stdin.read()
+    """
+)
+_PREPARE = "import sys\nfrom runeworker import metrics\nmetrics.prepare_directory(sys.argv[1])\n"
+
+
+def test_a_second_supervisor_on_the_same_directory_refuses_it_and_wipes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A second `serve` given the same metrics.directory (the config tried by hand beside the
+    service) deleted the serving children's sample files, then failed on the metrics port:
+    their counts were gone from /metrics until a restart."""
+    directory = tmp_path / "metrics"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(directory)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    child = int(holder.stdout.readline())
+    try:
+        deadline = time.monotonic() + 20
+        while not (directory / f"counter_{child}.db").exists():
+            assert time.monotonic() < deadline, "the child counted nothing"
+            time.sleep(0.05)
+        done = run_python(_PREPARE, str(directory))
+        assert done.returncode == 1
+        assert (
+            f"ConfigError: The metrics directory {directory} is in use by another runeworker "
+            f"serve (pid {holder.pid}): give each supervisor a metrics.directory of its own."
+        ) in done.stderr
+        assert (directory / f"counter_{child}.db").exists()  # nothing wiped
+        holder.stdin.close()
+        assert holder.wait(timeout=20) == 0
+        # the lock was the supervisor's alone: its child, still running, does not hold it
+        assert run_python(_PREPARE, str(directory)).returncode == 0
+    finally:
+        holder.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_long_free_form_label_values_read_other_and_are_not_kept() -> None:
