@@ -465,8 +465,9 @@ def _parse_text(raw: str, ftype: Any) -> Any:
     info = mi.type_info(ftype)
     if isinstance(info, mi.IntType):
         return int(raw)
-    if isinstance(info, mi.FloatType):  # "inf"/"nan" stay text, which the conversion rejects
-        return float(raw) if math.isfinite(float(raw)) else raw
+    if isinstance(info, mi.FloatType):  # "nan" stays text, which the conversion rejects;
+        value = float(raw)  # "inf" is read as TOML's `inf` is (where the key allows it)
+        return raw if math.isnan(value) else value
     if isinstance(info, mi.ListType):
         items = [item.strip() for item in raw.split(",") if item.strip()]
         return json.loads(raw) if raw.lstrip().startswith("[") else items

@@ -83,6 +83,30 @@ _statuses = msgspec.json.Decoder(_Status)
 _completions = msgspec.json.Decoder(_Completion)
 
 
+_NOT_OURS = "a message the bench's workflows do not publish"
+
+
+def _foreign(queue: str, what: str) -> BenchError:
+    """Another producer publishes to the bench's vhost: its messages were counted among the
+    round's, so the round's figures cannot be trusted."""
+    return BenchError(
+        f"{queue} received {what}, which this round did not start: another producer or "
+        "worker uses this vhost; run the bench in a vhost of its own (deploy/PERFORMANCE.md)"
+    )
+
+
+def _stamp(trace: Trace, queue: str, stamp: str | None) -> tuple[str, int, int]:
+    """The floor's correlation id `workflow.step.ns` of one of its messages."""
+    try:
+        w, k, ns = (stamp or "").split(".")
+        found = w, int(k), int(ns)
+    except ValueError:
+        raise _foreign(queue, "a message the floor does not publish") from None
+    if w not in trace.published:
+        raise _foreign(queue, f"a message of workflow {w!r}")
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _seconds(stamp: str) -> int:
     return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
@@ -211,12 +235,12 @@ class BenchRun:
             if stamp is None:
                 trace.running += 1
                 continue
-            w, k, ns = stamp.split(".")
-            trace.success.setdefault(w, {})[int(k)] = int(ns)
+            w, k, ns = _stamp(trace, status, stamp)
+            trace.success.setdefault(w, {})[k] = ns
             trace.successes += 1
         for props, _body in got[completion]:
-            w, _k, ns = getattr(props, "correlation_id", "").split(".")
-            trace.completed[w] = int(ns)
+            w, _k, ns = _stamp(trace, completion, getattr(props, "correlation_id", None))
+            trace.completed[w] = ns
             trace.completions += 1
 
     # -- runeworker --------------------------------------------------------------------------
@@ -244,15 +268,26 @@ class BenchRun:
     @staticmethod
     def _rw_trace(trace: Trace, got: dict[str, list[Got]], outputs: list[str]) -> None:
         for _props, body in got[outputs[0]]:
-            st = _statuses.decode(body)
+            try:
+                st = _statuses.decode(body)
+                k = int(st.node_id[1:]) - 1 if st.status == "success" else 0
+                executed_at = rfc3339_ns(st.executed_at)
+            except (msgspec.DecodeError, ValueError):
+                raise _foreign(outputs[0], _NOT_OURS) from None
+            if st.execution_id not in trace.published:
+                raise _foreign(outputs[0], f"a status of execution {st.execution_id!r}")
             if st.status == "running":
                 trace.running += 1
             elif st.status == "success":
-                k = int(st.node_id[1:]) - 1
-                trace.success.setdefault(st.execution_id, {})[k] = rfc3339_ns(st.executed_at)
+                trace.success.setdefault(st.execution_id, {})[k] = executed_at
                 trace.successes += 1
         for _props, body in got[outputs[1]]:
-            c = _completions.decode(body)
+            try:
+                c = _completions.decode(body)
+            except msgspec.DecodeError:
+                raise _foreign(outputs[1], _NOT_OURS) from None
+            if c.execution_id not in trace.published:
+                raise _foreign(outputs[1], f"a completion of execution {c.execution_id!r}")
             trace.completions += 1
             if c.status == "completed":
                 trace.completed[c.execution_id] = rfc3339_ns(c.completed_at)

@@ -314,10 +314,20 @@ def test_sections_are_keyword_only_and_strict() -> None:
         msgspec.convert({"procs": 1}, WorkerConfig)
 
 
-def test_non_finite_env_number_is_rejected() -> None:
-    assert error_of(env={"RUNEWORKER_WORKER_TIMEOUT": "inf"}) == (
-        "RUNEWORKER_WORKER_TIMEOUT: expected a number >= 1, got 'inf'"
+def test_nan_env_number_is_rejected() -> None:
+    assert error_of(env={"RUNEWORKER_WORKER_TIMEOUT": "nan"}) == (
+        "RUNEWORKER_WORKER_TIMEOUT: expected a number >= 1, got 'nan'"
     )
+
+
+def test_infinite_env_number_reads_as_toml_inf(tmp_path: Path) -> None:
+    """`timeout = inf` in the file and RUNEWORKER_WORKER_TIMEOUT=inf mean the same (the env
+    variable was refused where the file's value was taken); the rules between keys still hold."""
+    env = {"RUNEWORKER_WORKER_TIMEOUT": "inf", "RUNEWORKER_BROKER_CONSUMER_TIMEOUT": "0"}
+    from_env = load_config(None, env=env).worker.timeout
+    path = write(tmp_path, "[worker]\ntimeout = inf\n[broker]\nconsumer_timeout = 0\n")
+    assert from_env == load_config(path, env={}).worker.timeout == float("inf")
+    assert "consumer_timeout" in error_of(env={"RUNEWORKER_WORKER_TIMEOUT": "inf"})
 
 
 def test_bad_env_int_names_the_variable() -> None:
