@@ -282,7 +282,7 @@ COMMITS_IN_DOUBT: Family[Counter] = Family(
     "Commits whose outcome was unknown, by what became of them.", ("event", DOUBT_EVENTS),
 )  # fmt: skip
 MESSAGES_HANDLED: Family[Counter] = Family(
-    "Counter", "runeworker_messages_handled_total", "Deliveries a child finished."
+    "Counter", "runeworker_messages_handled_total", "Deliveries the children took."
 )
 # The agent node's requests to LLM APIs (reported through NodeMeter); model names are free-form.
 _LLM: Final[tuple[_Label, _Label]] = (("provider", LLM_PROVIDERS), ("model", None))
