@@ -85,6 +85,11 @@ Ahead = Callable[[], bool]
 # is gone); runs inside pika's I/O loop, maybe in the middle of a commit: it must not call pika
 FlowListener = Callable[[str | None], None]
 BLOCKED_TICK = 1.0  # seconds between two calls of the FlowListener while blocked
+# confirm mode: the longest one wait for confirms lasts before the deadline is looked at again
+# (the wait ends at the last confirm: `Broker._wake`), and the pause before nacked publishes
+# go out again (a queue that refuses them, x-overflow reject-publish, nacks each at once)
+CONFIRM_WAIT = 1.0
+NACK_PAUSE = 0.1
 _ACK_TIMEOUT_TEXT = "delivery acknowledgement"  # in the broker's close of a consumer timeout
 # seconds a command-line client (`submit`, `dlq`) gives one try at the TCP, TLS and AMQP
 # handshake: pika's 15 s times `broker.connection_attempts` kept a user waiting 48 s on a
@@ -404,7 +409,12 @@ class Broker:
         """Confirm mode on the channel under the BlockingChannel, with our own callback: the
         BlockingChannel's would wait for each publish alone."""
         selected: list[bool] = []
-        ch._impl.confirm_delivery(self._on_confirm, lambda _frame: selected.append(True))
+
+        def on_select_ok(frame: Any) -> None:
+            selected.append(True)
+            self._wake(frame.channel_number)
+
+        ch._impl.confirm_delivery(self._on_confirm, on_select_ok)
         deadline = time.monotonic() + 30.0
         while not selected:
             if time.monotonic() > deadline:
@@ -655,7 +665,13 @@ class Broker:
         each (a quorum queue confirms once a majority of its members has the message; a
         nacked one is sent again), then send the acks and requeues. The connection lost
         meanwhile: CommitInDoubt, with the publishes not yet confirmed kept in doubt
-        (runeworker/child/receipts.py)."""
+        (runeworker/child/receipts.py).
+
+        The wait ends as soon as the last confirm is read (`_on_confirm` asks pika's loop to
+        return). The deadline counts only the time RabbitMQ reads our socket: while it blocks
+        the connection (a resource alarm) the confirms cannot come, and giving up then would
+        drop the connection, hand its deliveries back to be run again and counted as
+        attempts, and block the next connection at its first publish just the same."""
         channel = self._before_commit()
         writer = self._queued()
         try:
@@ -663,18 +679,20 @@ class Broker:
             self._open = []
             if confirmed is not None:  # sent: confirmed, or kept in doubt and sent again
                 confirmed(True)
-            deadline = time.monotonic() + self.endpoint.confirm_timeout
+            timeout = self.endpoint.confirm_timeout
+            deadline = time.monotonic() + timeout
             while self._unconfirmed or self._nacked:
-                if self._nacked:
+                if self._nacked and not self._unconfirmed:  # answered, some refused: again
+                    self._connection().sleep(NACK_PAUSE)  # a queue that refuses: no busy loop
                     nacked, self._nacked = self._nacked, []
                     self._send(writer, nacked)
-                if self._unconfirmed:
-                    if time.monotonic() > deadline:
-                        raise BrokerError(
-                            f"{len(self._unconfirmed)} publishes not confirmed within "
-                            f"{self.endpoint.confirm_timeout:g} s"
-                        )
-                    self._connection().process_data_events(time_limit=1.0)
+                if self.blocked is not None:  # nothing is read meanwhile: the clock waits
+                    deadline = time.monotonic() + timeout
+                elif time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"{len(self._unconfirmed)} publishes not confirmed within {timeout:g} s"
+                    )
+                self._connection().process_data_events(time_limit=CONFIRM_WAIT)
             for tag, ack in self._settle:
                 if ack:
                     writer.ack(tag)
@@ -697,7 +715,7 @@ class Broker:
 
     def _on_confirm(self, frame: Any) -> None:
         """basic.ack / basic.nack from the broker: `multiple` covers every sequence up to
-        the tag."""
+        the tag. Once none is outstanding, the commit's wait (`process_data_events`) ends."""
         method = frame.method
         tag, multiple = method.delivery_tag, method.multiple
         done = [s for s in self._unconfirmed if s <= tag] if multiple else [tag]
@@ -705,6 +723,19 @@ class Broker:
             message = self._unconfirmed.pop(seq, None)
             if message is not None and isinstance(method, Basic.Nack):
                 self._nacked.append(message)
+        if not self._unconfirmed:
+            self._wake(frame.channel_number)
+
+    def _wake(self, channel_number: int) -> None:
+        """Make the running (or next) `process_data_events` of the connection return once
+        the frames read so far are handled. It returns early only for what a BlockingChannel
+        hands it (a delivery, a close); a callback on the channel under it, as the confirms'
+        and confirm.select-ok's are here, does not count: every confirm wait lasted its whole
+        time limit. A negative channel number is pika's own request to stop without
+        dispatching anything (what BlockingChannel asks when a consumer is cancelled)."""
+        conn = self._conn
+        if conn is not None:
+            conn._request_channel_dispatch(-channel_number)
 
     def _connection(self) -> BlockingConnection:
         """The open connection; BrokerError when there is none or it was lost (pika's closed
