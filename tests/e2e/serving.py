@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -26,6 +26,8 @@ import pika.exceptions
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from runeworker.adapters.amqp import typed_queues
+from runeworker.config import BrokerConfig
 from runeworker.engine.local import start_message
 from runeworker.engine.messages import encode
 from runeworker.supervisor.systemd import NOTIFY_VARIABLES
@@ -38,6 +40,7 @@ PURGED = (EXECUTION, COMPLETION, "workflow.resume", STATUS,
           "workflow.worker.initiated", "runeworker.dead-letter")  # fmt: skip
 
 T = TypeVar("T")
+QueueType = Literal["classic", "quorum"]  # `broker.queue_type`
 
 
 def wait_until(check: Callable[[], T], what: str, timeout: float = 15.0, poll: float = 0.05) -> T:
@@ -224,14 +227,16 @@ def serve_env(amqp_url: str, redis_url: str, prefix: str, **extra: str) -> dict[
 class Rune:
     """The Rune API and the completion consumer: publishes start messages, reads completions."""
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, queue_type: QueueType = "classic") -> None:
         self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
         self.ch = self.conn.channel()
-        # The same topology the worker declares (same arguments: none), so a start message
-        # published before the first child is up is not dropped.
+        # The same topology the worker declares (the same arguments: none, or with
+        # `broker.queue_type = "quorum"` the type of the queues it types), so a start message
+        # published before the first child is up is not dropped and neither declare fails.
         self.ch.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+        typed = typed_queues(BrokerConfig(queue_type=queue_type))
         for queue in PURGED:
-            self.ch.queue_declare(queue, durable=True)
+            self.ch.queue_declare(queue, durable=True, arguments=typed.get(queue))
             if queue != "runeworker.dead-letter":
                 self.ch.queue_bind(queue, EXCHANGE, routing_key=queue)
             self.ch.queue_purge(queue)  # what an earlier, failed test may have left

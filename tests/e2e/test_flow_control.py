@@ -5,7 +5,8 @@ consumer_timeout set on the shared broker would hit every other test using it):
   connection that publishes, so a child's commit waits until the alarm clears. The pool must
   wait without being killed as hung (nor crash-loop into `supervisor.crash_limit`), say so
   (log, `/readyz`, `runeworker_children{state="blocked"}`, `runeworker_broker_blocked_total`)
-  and go on afterwards with every execution completed exactly once;
+  and go on afterwards with every execution completed exactly once. On quorum queues
+  (publisher confirms) too, with the alarm held past the confirm wait's deadline;
 - the delivery acknowledgement timeout (`consumer_timeout`): a delivery left unacknowledged
   that long makes RabbitMQ close the channel and every delivery of it runs again. Deliveries
   that waited behind long steps are handed back before they get there; a close that happens
@@ -26,6 +27,8 @@ from typing import Any
 import pytest
 from serving import (
     EXECUTION,
+    STATUS,
+    QueueType,
     Rune,
     Serve,
     log_chain,
@@ -35,6 +38,7 @@ from serving import (
     write_config,
 )
 
+from runeworker.adapters.amqp import Endpoint
 from tests.faults.services import PrivateRabbit, Rabbit
 
 pytestmark = pytest.mark.e2e
@@ -88,8 +92,14 @@ def serving(
 
 
 @pytest.fixture
-def rune(vhost: tuple[Rabbit, str]) -> Iterator[Rune]:
-    client = Rune(vhost[1])
+def queue_type() -> QueueType:
+    """`broker.queue_type` of the test (a test parametrizes it to run on quorum queues)."""
+    return "classic"
+
+
+@pytest.fixture
+def rune(vhost: tuple[Rabbit, str], queue_type: QueueType) -> Iterator[Rune]:
+    client = Rune(vhost[1], queue_type)
     try:
         yield client
     finally:
@@ -102,15 +112,33 @@ def metric(serve: Serve, name: str, **labels: str) -> float:
     return sum(samples(text, name, **labels).values())
 
 
+# the quorum run's heartbeat: its confirm wait's deadline is then Endpoint.confirm_timeout's
+# floor of 30 s, which the alarm outlasts
+QUORUM_HEARTBEAT = 5
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 def test_a_memory_alarm_holds_the_pool_without_kills_and_nothing_is_lost_or_repeated(
-    vhost: tuple[Rabbit, str], serving: Any, rune: Rune
+    vhost: tuple[Rabbit, str], serving: Any, rune: Rune, queue_type: QueueType
 ) -> None:
     """Children blocked in their commit for four times `worker.timeout`. `crash_limit` 2 stands
     for a pool at least as large as its crash limit (10 by default): before, every blocked
     child was killed as hung after `worker.timeout`, each kill counted toward the crash limit,
-    and the supervisor exited 1."""
+    and the supervisor exited 1.
+
+    On quorum queues the commit waits for publisher confirms, and the alarm lasts past that
+    wait's deadline. Before, every confirm wait lasted its whole second (pika's loop did not
+    return at the last confirm): once the alarm had filled each child's prefetch nothing else
+    ended it, one commit a second, and nothing completed in the minute after the alarm; and
+    the deadline, running while the broker read nothing, dropped the connection after 30 s,
+    handing its deliveries back as attempts."""
     ctl, _url = vhost
-    serve = serving(supervisor={"crash_limit": 2, "crash_window": 60.0})
+    quorum = queue_type == "quorum"
+    broker = {"queue_type": queue_type, "heartbeat": QUORUM_HEARTBEAT} if quorum else {}
+    serve = serving(supervisor={"crash_limit": 2, "crash_window": 60.0}, broker=broker)
+    held = 4 * 3.0
+    if quorum:
+        held = Endpoint("amqp://", heartbeat=QUORUM_HEARTBEAT).confirm_timeout + 3.0
     serve.wait_log("ready: 2 children", 30)
     ids = rune.publish(log_chain(100), 100)
     wait_until(lambda: rune.message_count(MIRROR) >= len(ids), "every execution started", 30)
@@ -125,17 +153,23 @@ def test_a_memory_alarm_holds_the_pool_without_kills_and_nothing_is_lost_or_repe
         assert "***@" in body and "guest:guest" not in body  # the password stays masked
         assert metric(serve, "runeworker_children", state="blocked") >= 1
         assert metric(serve, "runeworker_broker_blocked_total") >= 1
-        while time.monotonic() < blocked_at + 4 * 3.0:  # the alarm lasts; the pool must too
+        while time.monotonic() < blocked_at + held:  # the alarm lasts; the pool must too
             assert serve.proc.poll() is None, serve.log()[-3000:]
             time.sleep(0.5)
         log = serve.log()
         assert "no heartbeat" not in log, log[-3000:]
+        assert "connection lost" not in log, log[-3000:]  # nothing handed back, nor in doubt
         assert metric(serve, "runeworker_child_restarts_total") == 0
         children = set(re.findall(r"worker\[(\d+)\]: RabbitMQ at .* blocks this child", log))
         assert log.count("blocks this child's publishes") == len(children)  # once per child
+        statuses = rune.message_count(STATUS)
     finally:
         ctl.ctl("set_vm_memory_high_watermark", "0.4")
+    # the work goes on at once: each step publishes its statuses (nobody reads them here)
+    wait_until(lambda: rune.message_count(STATUS) >= statuses + 1000, "steps after the alarm", 10)
     rune.wait_done(ids, 60)
+    log = serve.log()
+    assert "connection lost" not in log and "outcome unknown" not in log, log[-3000:]
     wrong = {eid: s for eid, s in rune.statuses(ids).items() if s != ["completed"]}
     assert not wrong, f"{len(wrong)} of {len(ids)} without exactly one completion: {wrong}"
     assert rune.message_count(DEAD_LETTER) == 0
