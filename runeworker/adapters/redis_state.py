@@ -260,9 +260,10 @@ return reply
 """
 )
 
-# `StateStore.retire`. ARGV: token, now, ttl. Reply: that of _ADVANCE. An unknown execution
-# records nothing (no prologue: retiring must not open one); a token not live yet is recorded
-# as advanced ({0}), so the advance that would add it later skips it.
+# `StateStore.retire`. ARGV: token, now, ttl, counted ('0': retiring a live token is no step).
+# Reply: that of _ADVANCE. An unknown execution records nothing (no prologue: retiring must not
+# open one); a token not live yet is recorded as advanced ({0}), so the advance that would add
+# it later skips it.
 _RETIRE = (
     _HEAD
     + """
@@ -278,23 +279,27 @@ local has_leaf, leaf, has_failure = '0', '', '0'
 local f_status, f_reason, f_context, children = '', '', '', {}
 """
     + _ADVANCE_BODY
-    + "return result\n"
+    + """
+if ARGV[4] == '0' then redis.call('HINCRBY', meta, 'steps', -1) end  -- the advance counted one
+return result
+"""
 )
 
 
 # `StateStore.arrive`: admit (as _SETTLE), the barrier arrival, the retiring of the merge's
-# timer token when the arrival decided, and the advance when the outcome was foreseen, in one
-# round trip. KEYS: the execution's (keys_of), then the barrier's (aggregate_keys or
-# merge_keys), then for a merge that parks its timer (`MergeArrival.park`) the scheduler's
-# timers, processing and payloads. ARGV: token, now, ttl, max_steps, the foresight (msgpack
-# map: outcome -> child tokens), kind ('aggregate' or 'merge'), the timer token to retire (''
-# for none), then the barrier's: index, total, has_payload, payload (aggregate) or parent,
-# has_payload, payload, expected, any, now_ms, timeout_ms, and with the scheduler's keys the
-# timer's id and resume message (merge). Reply: {'stale'}, {'limit', verdict},
-# {'cancelled', n, advance reply...} (nothing but the absorbing recorded, n = 0), or
-# {verdict, n, barrier reply (n items), advance reply when foreseen}. `touch` refreshes the
-# execution's keys only: the barrier functions refresh theirs whenever they run (an arrival
-# that ends before them changes none of them), and the scheduler's are global.
+# timer token when the arrival decided (of the aggregator's hold token when it released), and
+# the advance when the outcome was foreseen, in one round trip. KEYS: the execution's (keys_of),
+# then the barrier's (aggregate_keys or merge_keys), then for a merge that parks its timer
+# (`MergeArrival.park`) the scheduler's timers, processing and payloads. ARGV: token, now, ttl,
+# max_steps, the foresight (msgpack map: outcome -> child tokens), kind ('aggregate' or
+# 'merge'), the timer or hold token to retire ('' for none), then the barrier's: index, total,
+# has_payload, payload (aggregate) or parent, has_payload, payload, expected, any, now_ms,
+# timeout_ms, and with the scheduler's keys the timer's id and resume message (merge). Reply:
+# {'stale'}, {'limit', verdict}, {'cancelled', n, advance reply...} (nothing but the absorbing
+# recorded, n = 0), or {verdict, n, barrier reply (n items), advance reply when foreseen}.
+# `touch` refreshes the execution's keys only: the barrier functions refresh theirs whenever
+# they run (an arrival that ends before them changes none of them), and the scheduler's are
+# global.
 _ARRIVE = (
     _PROLOGUE
     + AGGREGATE_FN
@@ -328,8 +333,11 @@ local state = barrier[1]
 local timer = ARGV[7]
 if timer ~= '' and (state == 'released' or state == 'expired')
     and redis.call('HEXISTS', done, timer) == 0 then
-  -- retired before this arrival's own advance, so it never closes the execution
-  if redis.call('SREM', live, timer) == 1 then redis.call('HINCRBY', meta, 'steps', 1) end
+  -- retired before this arrival's own advance, so it never closes the execution; a merge's
+  -- timer token counts as a step, an aggregator's hold token (which never runs) does not
+  if redis.call('SREM', live, timer) == 1 and ARGV[6] == 'merge' then
+    redis.call('HINCRBY', meta, 'steps', 1)
+  end
   redis.call('HSET', done, timer, cmsgpack.pack({0}))
 end
 local park = ''
@@ -537,7 +545,7 @@ class RedisStore(RedisFlow):
         flag, body = (1, arrival.payload) if arrival.payload is not None else (0, b"")
         if isinstance(arrival, AggregateArrival):
             keys += self.aggregate_keys(execution_id, arrival.split_id, arrival.scope)
-            args += ["aggregate", "", arrival.index, arrival.total, flag, body]
+            args += ["aggregate", arrival.hold, arrival.index, arrival.total, flag, body]
         else:
             rule = arrival.rule
             keys += self.merge_keys(execution_id, arrival.merge_id, arrival.scope)
@@ -566,9 +574,11 @@ class RedisStore(RedisFlow):
         rest = reply[2 + n :]
         return Arrived(Verdict(verdict), barrier, _transition(rest) if rest else None)
 
-    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+    def retire(
+        self, execution_id: str, token: str, now_ns: int, *, counted: bool = True
+    ) -> Transition:
         """Retire `token` for good, live yet or not; see `StateStore.retire`."""
-        args = [token, now_ns, self._ttl]
+        args = [token, now_ns, self._ttl, int(counted)]
         return _transition(self._run("retire", self._retire_script, execution_id, args))
 
     def count_attempt(self, body: bytes) -> int:

@@ -13,10 +13,19 @@ an arrival may have been admitted before the halt that the expiry causes was rec
 must not report the merge as anything but failed (`runeworker.engine.flow`). Results are kept
 by item index (aggregator) or parent node (merge), so a redelivered arrival overwrites its own
 slot and is never counted twice. A ghost (no payload) never overwrites a real result.
+
+Holding the execution open. An arrival that waits parks a token that keeps its execution open
+while the barrier waits: a `wait_for_all` merge its timer's token
+(`runeworker.engine.merge_timer`), an aggregator the barrier's hold token (`aggregate_hold`),
+which no message carries. The arrival that decides the barrier retires it (`StateStore.retire`)
+before its own advance. Without it, an execution whose only live branch was a waiting arrival
+ended there: split branches that a Go worker fanned out join the execution one at a time, when
+they are consumed (docs/WIRE.md section 12.1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,13 +82,32 @@ def outcome(barrier: Barrier) -> str:
 
 
 class AggregateArrival(msgspec.Struct, frozen=True):
-    """Item `index` of a split of `total` arriving at its aggregator (`StateStore.aggregate`)."""
+    """Item `index` of a split of `total` arriving at its aggregator (`StateStore.aggregate`).
+    `hold`: the barrier's hold token (`aggregate_hold`), which an arrival that waits parks and
+    the arrival that releases the barrier retires ("" for none)."""
 
     split_id: str
     scope: str
     index: int
     total: int
     payload: bytes | None
+    hold: str = ""
+
+
+# The prefix of a hold token (`aggregate_hold`): no message carries one.
+HOLD = "hold:"
+
+
+def aggregate_hold(split_id: str, scope: str) -> str:
+    """The hold token of the aggregator barrier of one run of a split (`split_id` in `scope`):
+    every arrival that waits there parks it (a set: one live token however many wait), so the
+    execution stays open while the barrier waits, even when no branch is live meanwhile (split
+    branches that a Go worker fanned out join one at a time, docs/WIRE.md section 12.1); the
+    arrival that releases the barrier retires it (`StateStore.retire`, not a step), before its
+    own advance. Derived from the barrier alone, so a redelivered arrival parks the same one;
+    tokens are kept per execution, so the execution id is no part of it."""
+    name = msgspec.json.encode([split_id, scope])
+    return HOLD + hashlib.blake2b(name, digest_size=10).hexdigest()
 
 
 class Park(msgspec.Struct, frozen=True):

@@ -7,7 +7,10 @@ context, or a failure. The flow-control nodes bend that shape:
 * split: one message per (item, next node), item-major, each with `$item` and a lineage frame;
   an empty list goes straight to the split's aggregator with a `total_items: 0` frame.
 * aggregator / merge: the arrival is recorded in a barrier; until it opens the token is absorbed
-  (no children, no leaf). The arrival that opens it continues; the aggregator pops the frame.
+  (no leaf): a waiting aggregator arrival parks the barrier's hold token, a waiting merge
+  arrival its timer's token (`runeworker.engine.merge_timer`), so the execution stays open
+  while the barrier waits. The arrival that opens it retires that token and continues; the
+  aggregator pops the frame.
 * wait: the token is replaced by one child token that no message carries: the frozen message
   holding it sits in the timer store until the scheduler publishes it to the resume queue.
 * dead paths: edges a step did not follow send ghost arrivals to the barriers they fed
@@ -37,6 +40,7 @@ from runeworker.engine.barriers import (
     BarrierState,
     MergeArrival,
     MergeRule,
+    aggregate_hold,
     parked,
 )
 from runeworker.engine.context import lazy
@@ -335,6 +339,7 @@ def _aggregate(step: Step, spec: NodeSpec) -> Outcome:
         )
     top, outer = step.lineage[-1], step.lineage[:-1]
     total, index = top.total_items, top.item_index
+    hold = ""
     if total <= 0:
         barrier = Barrier(BarrierState.RELEASED, 0)
     elif not 0 <= index < total:
@@ -344,8 +349,13 @@ def _aggregate(step: Step, spec: NodeSpec) -> Outcome:
         )
     else:
         payload = None if step.ghost else encode(_branch_result(step, top))
-        arrival = AggregateArrival(top.split_node_id, scope_of(outer), index, total, payload)
-        foreseen: dict[str, list[str]] = {BarrierState.WAITING: [], BarrierState.CLOSED: []}
+        scope = scope_of(outer)
+        hold = aggregate_hold(top.split_node_id, scope)
+        arrival = AggregateArrival(top.split_node_id, scope, index, total, payload, hold)
+        # an arrival that waits parks the barrier's hold token: the execution stays open while
+        # the barrier waits, even with no branch live (split branches of a Go worker's fan-out
+        # join one at a time); the releasing arrival retires it
+        foreseen: dict[str, list[str]] = {BarrierState.WAITING: [hold], BarrierState.CLOSED: []}
         released = foresee(step, spec, outer)
         if released is not None:  # with results or without, the aggregator routes the same
             foreseen[BarrierState.RELEASED] = foreseen[DEAD] = released
@@ -355,7 +365,8 @@ def _aggregate(step: Step, spec: NodeSpec) -> Outcome:
         barrier = arrived
     if barrier.state is BarrierState.WAITING:
         waiting = {"_barrier_closed": True, "_aggregator_processed_count": barrier.arrived}
-        return Outcome(waiting, Ending(absorbed=True), STATUS_SUCCESS, "waiting", barrier.arrived)
+        parked_hold = Ending(absorbed=True, park=hold)
+        return Outcome(waiting, parked_hold, STATUS_SUCCESS, "waiting", barrier.arrived)
     if barrier.state is not BarrierState.RELEASED:
         late = {"_barrier_closed": True, "_aggregator_processed_count": total}
         return Outcome(late, Ending(absorbed=True), STATUS_SUCCESS, "released", total)

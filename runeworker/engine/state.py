@@ -189,22 +189,29 @@ class StateStore(Protocol):
         CANCELLED record nothing but the absorbing of a cancelled live token; at `max_steps`
         nothing is recorded), record the arrival (`aggregate` or `merge_arrive`; a REPLAY
         never expires a merge), retire the merge's timer token when the arrival decided the
-        barrier (released or expired), and advance the token with `foreseen[outcome]` as its
-        children when the barrier's outcome (`runeworker.engine.barriers.outcome`) is a key of
-        `foreseen` (no leaf, no failure; a REPLAY gets the recorded advance). A merge arrival
-        with a `park` (only when `parks_in_arrival`) also cancels the merge's timer when it
-        decided the barrier, schedules it when it waits as a RUN before the timer is due (the
-        timer stored before its token is live), and a waiting one is always advanced, with
+        barrier (released or expired) and the aggregator's hold token when it released it
+        (`AggregateArrival.hold`, not counted as a step), and advance the token with
+        `foreseen[outcome]` as its children when the barrier's outcome
+        (`runeworker.engine.barriers.outcome`) is a key of `foreseen` (no leaf, no failure; a
+        REPLAY gets the recorded advance). A merge arrival with a `park` (only when
+        `parks_in_arrival`) also cancels the merge's timer when it decided the barrier,
+        schedules it when it waits as a RUN before the timer is due (the timer stored before
+        its token is live), and a waiting one is always advanced, with
         `runeworker.engine.barriers.parked` as its children."""
         ...
 
-    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+    def retire(
+        self, execution_id: str, token: str, now_ns: int, *, counted: bool = True
+    ) -> Transition:
         """Retire `token` for good, whether or not it is live yet: a live token advances
         without children; a token not yet live is recorded as advanced, so that the advance
         that would add it later leaves it out (a token that advanced never becomes live again).
-        For a token that a concurrent step adds: a merge's timer token, retired by the arrival
-        that decides the barrier while the waiting arrival may not have advanced yet
-        (`runeworker.engine.merge_timer`). An unknown execution records nothing."""
+        For a token that a concurrent step adds: a merge's timer token or an aggregator's hold
+        token, retired by the arrival that decides the barrier while a waiting arrival may not
+        have advanced yet (`runeworker.engine.merge_timer`). `counted`: whether retiring a
+        live token counts as one of the execution's steps (a timer token's firing would have
+        been one; a hold token never runs, and is not). An unknown execution records
+        nothing."""
         ...
 
     def count_attempt(self, body: bytes) -> int:
@@ -297,16 +304,20 @@ def record_arrival(
 ) -> Barrier:
     """The barrier half of `StateStore.arrive`, for a token admitted with `verdict`: the
     arrival recorded (`aggregate` or `merge_arrive`; a REPLAY never expires a merge), and the
-    merge's timer token retired when the arrival decided the barrier, before the token's own
-    advance, so that retiring never closes the execution; with a `park`, the timer cancelled
-    then, or scheduled when the arrival waits as a RUN before it is due. `MemoryStore.arrive`
-    runs it under its lock; an admitted step (`runeworker.engine.flow.Step.arrive`) runs it on
-    its own."""
+    merge's timer token retired when the arrival decided the barrier (the aggregator's hold
+    token when it released it, not counted as a step), before the token's own advance, so
+    that retiring never closes the execution; with a `park`, the timer cancelled then, or
+    scheduled when the arrival waits as a RUN before it is due. `MemoryStore.arrive` runs it
+    under its lock; an admitted step (`runeworker.engine.flow.Step.arrive`) runs it on its
+    own."""
     if isinstance(arrival, AggregateArrival):
         a = arrival
-        return store.aggregate(
+        barrier = store.aggregate(
             execution_id, a.split_id, a.scope, a.index, a.total, token, a.payload
         )
+        if a.hold and barrier.state is BarrierState.RELEASED:
+            store.retire(execution_id, a.hold, now_ns, counted=False)
+        return barrier
     m = arrival
     rule = m.rule
     if verdict is Verdict.REPLAY:
@@ -568,13 +579,20 @@ class MemoryStore(MemoryFlow):
             ex.done[token] = result
             return result
 
-    def retire(self, execution_id: str, token: str, now_ns: int) -> Transition:
+    def retire(
+        self, execution_id: str, token: str, now_ns: int, *, counted: bool = True
+    ) -> Transition:
         with self._lock:
             ex = self._executions.get(execution_id)
             if ex is None:
                 return Transition(closed=False)
-            if token in ex.live or token in ex.done:
-                return self.advance(execution_id, token, [], None, None, now_ns)
+            if token in ex.done:
+                return ex.done[token]
+            if token in ex.live:
+                retired = self.advance(execution_id, token, [], None, None, now_ns)
+                if not counted:
+                    ex.steps -= 1  # the advance counted one
+                return retired
             ex.done[token] = Transition(closed=False)  # never live: `advance` skips it
             return ex.done[token]
 

@@ -214,6 +214,84 @@ def test_split_straight_into_an_aggregator(wire: Wire) -> None:
     assert len(done["final_context"]["$Collector"]["aggregated"]) == 3
 
 
+def go_split_branches(
+    eid: str, defn: dict[str, Any], dst: str, items: list[Any], context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The messages a Go worker publishes after its split node `split_node` (name `Splitter`)
+    fanned out `items` to `dst` (`handleSplitFanOut` in pkg/executor/node_handlers.go
+    upstream): the caller's context with the split's `$Splitter` and the item's `$item`, one
+    lineage frame pushed, `from_node` the split, worker-initiated, the versions kept, and none
+    of runeworker's keys (no `branch_token`, `outer_keys`, `started_at_ms`)."""
+    base = {**context, "$Splitter": {"_split_items": items}}
+    return [
+        {
+            "workflow_id": "wf-split",
+            "workflow_version": 2,
+            "workflow_version_id": 11,
+            "execution_id": eid,
+            "current_node": dst,
+            "workflow_definition": defn,
+            "accumulated_context": {**base, "$item": item},
+            "lineage_stack": [
+                {
+                    "split_node_id": "split_node",
+                    "branch_id": f"{eid}_split_node_{i}",
+                    "item_index": i,
+                    "total_items": len(items),
+                }
+            ],
+            "from_node": "split_node",
+            "is_worker_initiated": True,
+        }
+        for i, item in enumerate(items)
+    ]
+
+
+@pytest.mark.parametrize("through", [False, True], ids=["straight", "through_a_node"])
+def test_split_branches_fanned_out_by_a_go_worker_aggregate_once(wire: Wire, through: bool) -> None:
+    """A mixed pool: a Go worker ran the split and published one message per item, without
+    runeworker's `branch_token` (docs/WIRE.md section 12.1); runeworker takes them one at a
+    time, straight at the aggregator or through a node first. Each message joins the execution
+    with a joining token; the arrivals that wait keep the execution open, so the first of them
+    does not end it: exactly one completion, `completed`, after the aggregator released with
+    every item. Before, the first waiting arrival held no token and closed the execution (a
+    `completed` completion without `$Collector`), and the later items were dropped."""
+    eid = str(uuid.uuid4())
+    items = ["alpha", "beta", "gamma"]
+    nodes = [node("split_node", "split", "Splitter", input_array=items),
+             node("aggregator_node", "aggregator", "Collector")]  # fmt: skip
+    edges = [edge("aggregator_node", "end_node", "e_end")]
+    nodes.append(node("end_node", "log", "End", message="collected"))
+    if through:
+        nodes.append(node("per_item", "log", "Per Item", message="{{ $item }}"))
+        edges += [edge("split_node", "per_item", "e1"), edge("per_item", "aggregator_node", "e2")]
+    else:
+        edges.append(edge("split_node", "aggregator_node", "e1"))
+    defn = {"nodes": nodes, "edges": edges}
+    first = "per_item" if through else "aggregator_node"
+    branches = go_split_branches(eid, defn, first, items, {"$trigger": {"go": True}})
+    for i, branch in enumerate(branches[:-1], 1):
+        wire.publish_api(branch)
+        node_statuses(wire, eid, "aggregator_node", 2 * i)  # running, success (waiting)
+        time.sleep(0.3)  # a completion is committed with the statuses: let it show
+        wire.drain()
+        early = [g.body for g in wire.completions(eid)]
+        assert early == [], f"the execution ended at the waiting arrival {i}: {early}"
+    wire.publish_api(branches[-1])
+    done = wire.completion(eid)
+    wire.no_second_completion(eid)
+    agg = node_statuses(wire, eid, "aggregator_node", 2 * len(items))
+    assert [s["status"] for s in agg] == ["running", "success"] * len(items)
+    assert [s["aggregator_state"] for s in agg[1::2]] == ["waiting", "waiting", "released"]
+    assert [s["processed_count"] for s in agg[1::2]] == [1, 2, 3]
+    assert done["status"] == "completed"
+    collected = done["final_context"]["$Collector"]
+    got = [r["message"] for r in collected["aggregated"]] if through else collected["aggregated"]
+    assert got == items
+    assert done["final_context"]["$End"]["message"] == "collected"
+    assert [s["status"] for s in node_statuses(wire, eid, "end_node", 2)] == ["running", "success"]
+
+
 def test_wait_alone_waits_then_completes(
     amqp_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import msgspec
 
-from runeworker.engine.barriers import AggregateArrival, MergeArrival, Park
+from runeworker.engine.barriers import AggregateArrival, MergeArrival, Park, aggregate_hold
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.outbox import Outbox
@@ -33,6 +33,7 @@ from runeworker.engine.state import (
     Transition,
     Verdict,
     child_token,
+    record_arrival,
     root_token,
 )
 
@@ -412,6 +413,25 @@ def retire_advances_a_live_token(store: StateStore) -> None:
     # an unknown execution: nothing recorded, the token opens it later as usual
     assert store.retire("ex-3", "t", T1) == OPEN
     assert store.admit("ex-3", "t", T1) == Admission(Verdict.RUN, 0)
+
+
+@case("retire_uncounted_is_no_step")
+def retire_uncounted_is_no_step(store: StateStore) -> None:
+    """An aggregator's hold token never runs: retiring it live (`counted=False`) records it as
+    advanced without counting a step; retiring it again replays; the last live token retired
+    uncounted still closes the execution."""
+    a, b = fan_out(store, "ex", 2)
+    hold = aggregate_hold("split", "")
+    assert store.advance("ex", a, [hold], None, None, T1) == OPEN
+    assert store.admit("ex", hold, T1) == Admission(Verdict.RUN, 2)
+    assert store.retire("ex", hold, T1, counted=False) == OPEN
+    assert store.admit("ex", hold, T1) == Admission(Verdict.REPLAY, 2)  # no step counted
+    assert store.retire("ex", hold, T1, counted=False) == OPEN  # again: its record
+    assert store.admit("ex", b, T1) == Admission(Verdict.RUN, 2)
+    assert store.advance("ex", b, [hold], ctx("b"), None, T1) == done([ctx("b")])
+    [c] = fan_out(store, "ex-2", 1)
+    assert store.retire("ex-2", c, T1, counted=False) == done([])
+    assert store.admit("ex-2", c, T1) == Admission(Verdict.REPLAY, 1)
 
 
 # -- barriers and timers (tests/unit/test_flow_state.py, tests/integration/test_redis_state.py) --
@@ -860,6 +880,68 @@ def arrive_retires_the_merge_timer_token_when_it_decides(store: StateStore) -> N
         closed = store.arrive(ex, third, T1, 100, at_merge("c", ctx("c"), timer, 60_000), {})
         assert closed.barrier is not None and closed.barrier.state is CLOSED
         assert store.advance(ex, third, [], ctx("after"), None, T1) == done([ctx("after")])
+
+
+def at_held_aggregator(index: int, total: int = 3, scope: str = "") -> AggregateArrival:
+    """An arrival at the aggregator of `split` that names the barrier's hold token."""
+    hold = aggregate_hold("split", scope)
+    return AggregateArrival("split", scope, index, total, item(index), hold)
+
+
+@flow_case("arrive_parks_the_aggregator_hold_until_the_release")
+def arrive_parks_the_aggregator_hold_until_the_release(store: StateStore) -> None:
+    """Split branches that join one at a time, none live in between (a Go worker's fan-out:
+    joining tokens, docs/WIRE.md section 12.1): each waiting arrival parks the barrier's hold
+    token, so the execution stays open and the next branch joins it; the releasing arrival
+    retires the hold (no step of its own) before its own advance; the execution completes
+    once, when the branch after the aggregator ends. Without the hold, the first waiting
+    arrival closed the execution and the others found it ended (stale)."""
+    hold = aggregate_hold("split", "")
+    joins = [JOINING + f"item{i}" for i in range(3)]
+    waiting = {"waiting": [hold], "closed": []}
+    first = store.arrive("ex", joins[0], T1, 100, at_held_aggregator(0), waiting)
+    assert first == Arrived(Verdict.RUN, Barrier(WAITING, 1), OPEN)
+    assert store.admit("ex", hold, T1) == Admission(Verdict.RUN, 1)  # parked: live
+    again = store.arrive("ex", joins[0], T1, 100, at_held_aggregator(0), waiting)
+    assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1), OPEN)  # a redelivery
+    second = store.arrive("ex", joins[1], T1, 100, at_held_aggregator(1), waiting)
+    assert second == Arrived(Verdict.RUN, Barrier(WAITING, 2), OPEN)  # joined: still open
+    nxt = child_token(joins[2], 0, "after")
+    last = store.arrive(
+        "ex", joins[2], T1, 100, at_held_aggregator(2), {**waiting, "released": [nxt]}
+    )
+    assert last == Arrived(Verdict.RUN, Barrier(RELEASED, 3, *items(3)), OPEN)
+    assert store.admit("ex", hold, T1) == Admission(Verdict.REPLAY, 3)  # retired, uncounted
+    replayed = store.arrive(
+        "ex", joins[2], T1, 100, at_held_aggregator(2), {**waiting, "released": [nxt]}
+    )
+    assert replayed == Arrived(Verdict.REPLAY, Barrier(RELEASED, 3, *items(3)), OPEN)
+    assert store.advance("ex", nxt, [], ctx("after"), None, T1) == done([ctx("after")], T1)
+    # the execution ended: a late branch of it is stale, and opens nothing
+    late = store.arrive("ex", JOINING + "item9", T1, 100, at_held_aggregator(1), waiting)
+    assert late == Arrived(Verdict.STALE, None, OPEN)
+
+    # ex-2: the release comes between the barrier half of a waiting arrival and its advance
+    # (an admitted step: `record_arrival`, then `advance`): the hold it parks afterwards was
+    # retired already and stays out, so the execution completes at its last branch
+    a, b = fan_out(store, "ex-2", 2)
+    assert store.admit("ex-2", a, T1).verdict is Verdict.RUN
+    held = AggregateArrival("split", "", 0, 2, item(0), hold)
+    assert record_arrival(store, "ex-2", a, Verdict.RUN, T1, held) == Barrier(WAITING, 1)
+    releasing = AggregateArrival("split", "", 1, 2, item(1), hold)
+    released = store.arrive("ex-2", b, T1, 100, releasing, {**waiting, "released": []})
+    assert released == Arrived(Verdict.RUN, Barrier(RELEASED, 2, *items(2)), OPEN)
+    assert store.advance("ex-2", a, [hold], None, None, T1) == done([])
+    assert store.admit("ex-2", hold, T1) == Admission(Verdict.REPLAY, 3)
+
+    # ex-3: a failure closes an execution whose barrier waits, hold and all, at once
+    a, b = fan_out(store, "ex-3", 2)
+    assert store.arrive("ex-3", a, T1, 100, at_held_aggregator(0, 2), waiting).transition == OPEN
+    halt = Failure("halted", "node x halted", ctx("b"))
+    assert store.advance("ex-3", b, [], None, halt, T1) == Transition(
+        True, "halted", "node x halted", T0, [ctx("b")]
+    )
+    assert store.admit("ex-3", hold, T1).verdict is Verdict.CANCELLED
 
 
 @flow_case("arrive_replayed_never_expires_a_merge")

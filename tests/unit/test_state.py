@@ -23,7 +23,7 @@ from runeworker.engine.state import (
 
 
 def test_table_covers_every_behaviour() -> None:
-    assert len(CASES) == 29
+    assert len(CASES) == 30
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
