@@ -65,7 +65,7 @@ from runeworker.adapters.redis_flow import (
     redis_reply,
 )
 from runeworker.config import RedisConfig, mask_url
-from runeworker.engine.barriers import AggregateArrival, Arrival
+from runeworker.engine.barriers import HOLD, AggregateArrival, Arrival
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
     JOINING,
@@ -162,7 +162,9 @@ return {verdict, steps}
 # failure that closes the execution at once: the live set goes (every later message of the
 # execution is cancelled) and the timers are the step's to cancel. A failure recorded by a
 # worker before 0.9 (failctx set, live branches left) still closes at the last branch, as
-# that worker would have: {1, failure_status, failure_reason, started_at_ns, context}.
+# that worker would have: {1, failure_status, failure_reason, started_at_ns, context}. A hold
+# token among the children (an aggregator's, `HOLD`) goes live only when nothing else would:
+# decided here, in the same script as the rest of the advance (`StateStore.advance`).
 _ADVANCE_BODY = """
 redis.call('HINCRBY', meta, 'steps', 1)
 redis.call('SREM', live, token)
@@ -179,9 +181,17 @@ elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then
     redis.call('DEL', failctx, contexts)
   end
 else
-  -- a token that already advanced never becomes live again (a late replay of its parent)
+  -- a token that already advanced never becomes live again (a late replay of its parent); a
+  -- hold token only when nothing else would be live (`StateStore.advance`)
+  local holds = {}
   for _, child in ipairs(children) do
-    if redis.call('HEXISTS', done, child) == 0 then redis.call('SADD', live, child) end
+    if string.sub(child, 1, 5) == 'hold:' then holds[#holds + 1] = child
+    elseif redis.call('HEXISTS', done, child) == 0 then redis.call('SADD', live, child) end
+  end
+  if #holds > 0 and redis.call('SCARD', live) == 0 then
+    for _, child in ipairs(holds) do
+      if redis.call('HEXISTS', done, child) == 0 then redis.call('SADD', live, child) end
+    end
   end
   if redis.call('SCARD', live) > 0 then
     if has_leaf == '1' then redis.call('RPUSH', contexts, leaf) end
@@ -196,6 +206,7 @@ end
 redis.call('HSET', done, token, cmsgpack.pack(result))
 touch()
 """
+assert HOLD == "hold:"  # the prefix of a hold token, as _ADVANCE_BODY tests it
 
 # ARGV: token, now, ttl, has_leaf, leaf, has_failure, status, reason, failing context,
 # children... Reply: that of _ADVANCE_BODY (a replay returns the recorded one).

@@ -17,10 +17,15 @@ slot and is never counted twice. A ghost (no payload) never overwrites a real re
 Holding the execution open. An arrival that waits parks a token that keeps its execution open
 while the barrier waits: a `wait_for_all` merge its timer's token
 (`runeworker.engine.merge_timer`), an aggregator the barrier's hold token (`aggregate_hold`),
-which no message carries. The arrival that decides the barrier retires it (`StateStore.retire`)
-before its own advance. Without it, an execution whose only live branch was a waiting arrival
-ended there: split branches that a Go worker fanned out join the execution one at a time, when
-they are consumed (docs/WIRE.md section 12.1).
+which no message carries, and only when its own advance would otherwise leave its execution
+with no live token (`StateStore.advance` decides it, atomically). The arrival that decides the
+barrier retires it (`StateStore.retire`) before its own advance. A split that runeworker fans
+out makes every branch token live at once, and a branch that will not reach the aggregator
+sends a ghost there, so while an arrival waits a sibling is live and no hold is parked: such
+executions write what they wrote before holds existed, and a runeworker without holds (a
+rolling upgrade) may release their barriers. The hold is for split branches that a Go worker
+fanned out, which join the execution one at a time, when they are consumed: without it, an
+execution whose only live branch was a waiting arrival ended there (docs/WIRE.md section 12.1).
 """
 
 from __future__ import annotations
@@ -83,8 +88,9 @@ def outcome(barrier: Barrier) -> str:
 
 class AggregateArrival(msgspec.Struct, frozen=True):
     """Item `index` of a split of `total` arriving at its aggregator (`StateStore.aggregate`).
-    `hold`: the barrier's hold token (`aggregate_hold`), which an arrival that waits parks and
-    the arrival that releases the barrier retires ("" for none)."""
+    `hold`: the barrier's hold token (`aggregate_hold`), which an arrival that waits parks when
+    nothing else of its execution is live, and the arrival that releases the barrier retires
+    ("" for none)."""
 
     split_id: str
     scope: str
@@ -94,18 +100,21 @@ class AggregateArrival(msgspec.Struct, frozen=True):
     hold: str = ""
 
 
-# The prefix of a hold token (`aggregate_hold`): no message carries one.
+# The prefix of a hold token (`aggregate_hold`): no message carries one, and an advance adds
+# one to the live set only when no other token would be live (`StateStore.advance`).
 HOLD = "hold:"
 
 
 def aggregate_hold(split_id: str, scope: str) -> str:
     """The hold token of the aggregator barrier of one run of a split (`split_id` in `scope`):
-    every arrival that waits there parks it (a set: one live token however many wait), so the
-    execution stays open while the barrier waits, even when no branch is live meanwhile (split
-    branches that a Go worker fanned out join one at a time, docs/WIRE.md section 12.1); the
-    arrival that releases the barrier retires it (`StateStore.retire`, not a step), before its
-    own advance. Derived from the barrier alone, so a redelivered arrival parks the same one;
-    tokens are kept per execution, so the execution id is no part of it."""
+    an arrival that waits there names it as its child, and its advance parks it only when
+    nothing else of the execution would be live (once parked, later waiting arrivals find it
+    live and park nothing more), so the execution stays open while the barrier waits even
+    when no branch is live meanwhile (split branches that a Go worker fanned out join one at a
+    time, docs/WIRE.md section 12.1); the arrival that releases the barrier retires it
+    (`StateStore.retire`, not a step; recorded as advanced when it was never parked), before
+    its own advance. Derived from the barrier alone, so a redelivered arrival names the same
+    one; tokens are kept per execution, so the execution id is no part of it."""
     name = msgspec.json.encode([split_id, scope])
     return HOLD + hashlib.blake2b(name, digest_size=10).hexdigest()
 

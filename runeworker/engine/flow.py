@@ -7,10 +7,10 @@ context, or a failure. The flow-control nodes bend that shape:
 * split: one message per (item, next node), item-major, each with `$item` and a lineage frame;
   an empty list goes straight to the split's aggregator with a `total_items: 0` frame.
 * aggregator / merge: the arrival is recorded in a barrier; until it opens the token is absorbed
-  (no leaf): a waiting aggregator arrival parks the barrier's hold token, a waiting merge
-  arrival its timer's token (`runeworker.engine.merge_timer`), so the execution stays open
-  while the barrier waits. The arrival that opens it retires that token and continues; the
-  aggregator pops the frame.
+  (no leaf): a waiting merge arrival parks its timer's token (`runeworker.engine.merge_timer`),
+  a waiting aggregator arrival the barrier's hold token when nothing else of its execution is
+  live (a Go worker's fan-out), so the execution stays open while the barrier waits. The
+  arrival that opens it retires that token and continues; the aggregator pops the frame.
 * wait: the token is replaced by one child token that no message carries: the frozen message
   holding it sits in the timer store until the scheduler publishes it to the resume queue.
 * dead paths: edges a step did not follow send ghost arrivals to the barriers they fed
@@ -352,9 +352,11 @@ def _aggregate(step: Step, spec: NodeSpec) -> Outcome:
         scope = scope_of(outer)
         hold = aggregate_hold(top.split_node_id, scope)
         arrival = AggregateArrival(top.split_node_id, scope, index, total, payload, hold)
-        # an arrival that waits parks the barrier's hold token: the execution stays open while
-        # the barrier waits, even with no branch live (split branches of a Go worker's fan-out
-        # join one at a time); the releasing arrival retires it
+        # an arrival that waits names the barrier's hold token, which its advance parks only
+        # when nothing else of the execution would be live (`StateStore.advance`): the
+        # execution stays open while the barrier waits, even with no branch live (split
+        # branches of a Go worker's fan-out join one at a time); one that runeworker fanned
+        # out always has a sibling live and parks nothing. The releasing arrival retires it.
         foreseen: dict[str, list[str]] = {BarrierState.WAITING: [hold], BarrierState.CLOSED: []}
         released = foresee(step, spec, outer)
         if released is not None:  # with results or without, the aggregator routes the same

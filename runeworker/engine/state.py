@@ -38,6 +38,7 @@ from typing import Protocol
 import msgspec
 
 from runeworker.engine.barriers import (
+    HOLD,
     AggregateArrival,
     Arrival,
     Barrier,
@@ -156,7 +157,12 @@ class StateStore(Protocol):
         """Replace `token` by `children`. `leaf_context` is given when the branch ends
         normally (no children); `failure` when it ends the execution: the first failure
         closes it at once (its transition names the execution's timers to cancel); a token
-        that is not live (a sibling of a failure, or stale) records nothing."""
+        that is not live (a sibling of a failure, or stale) records nothing. A child that
+        advanced before never becomes live again. A hold token among `children`
+        (`runeworker.engine.barriers.HOLD`: a waiting aggregator arrival's) becomes live only
+        when no other token would be, that is when the advance would otherwise close the
+        execution; else it is left out, and nothing records it. `settle` and `arrive` advance
+        the same way, inside their atomic call."""
         ...
 
     def settle(
@@ -190,14 +196,15 @@ class StateStore(Protocol):
         nothing is recorded), record the arrival (`aggregate` or `merge_arrive`; a REPLAY
         never expires a merge), retire the merge's timer token when the arrival decided the
         barrier (released or expired) and the aggregator's hold token when it released it
-        (`AggregateArrival.hold`, not counted as a step), and advance the token with
-        `foreseen[outcome]` as its children when the barrier's outcome
-        (`runeworker.engine.barriers.outcome`) is a key of `foreseen` (no leaf, no failure; a
-        REPLAY gets the recorded advance). A merge arrival with a `park` (only when
-        `parks_in_arrival`) also cancels the merge's timer when it decided the barrier,
-        schedules it when it waits as a RUN before the timer is due (the timer stored before
-        its token is live), and a waiting one is always advanced, with
-        `runeworker.engine.barriers.parked` as its children."""
+        (`AggregateArrival.hold`, not counted as a step; recorded as advanced when it was
+        never parked, so that a waiting arrival advanced later does not park it), and advance
+        the token with `foreseen[outcome]` as its children when the barrier's outcome
+        (`runeworker.engine.barriers.outcome`) is a key of `foreseen` (no leaf, no failure, a
+        hold token among them as `advance` says; a REPLAY gets the recorded advance). A merge
+        arrival with a `park` (only when `parks_in_arrival`) also cancels the merge's timer
+        when it decided the barrier, schedules it when it waits as a RUN before the timer is
+        due (the timer stored before its token is live), and a waiting one is always
+        advanced, with `runeworker.engine.barriers.parked` as its children."""
         ...
 
     def retire(
@@ -568,8 +575,11 @@ class MemoryStore(MemoryFlow):
                     timers,
                 )  # fmt: skip
             else:
-                # a token that already advanced never becomes live again
-                ex.live.update(c for c in children if c not in ex.done)
+                # a token that already advanced never becomes live again; a hold token only
+                # when nothing else would be live (`StateStore.advance`)
+                ex.live.update(c for c in children if c not in ex.done and not c.startswith(HOLD))
+                if not ex.live:
+                    ex.live.update(c for c in children if c.startswith(HOLD) and c not in ex.done)
                 if leaf_context is not None:
                     ex.contexts.append(leaf_context)
                 result = Transition(closed=False)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,13 +36,27 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from flowkit import TRIGGER, Run, definition, drive, fire_timers, n, start, step  # noqa: E402
+from flowkit import (  # noqa: E402
+    TRIGGER,
+    Pick,
+    Run,
+    definition,
+    drive,
+    fifo,
+    fire_timers,
+    lifo,
+    n,
+    start,
+    step,
+)
 
 from runeworker.adapters.amqp import Broker  # noqa: E402
 from runeworker.adapters.redis_state import RedisStore  # noqa: E402
 from runeworker.child.scheduler import HostLock, Scheduler  # noqa: E402
+from runeworker.engine.barriers import AggregateArrival, Arrival, aggregate_hold  # noqa: E402
 from runeworker.engine.executor import Executor  # noqa: E402
 from runeworker.engine.messages import decode_execution  # noqa: E402
+from runeworker.engine.state import Arrived  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +116,94 @@ def test_dead_end_and_redelivery_on_redis(store: RedisStore) -> None:
     assert all(o == released[0] for o in released)
     assert {c.status for c in run.completions} == {"completed"}
     assert len({json.dumps(c.final_context, sort_keys=True) for c in run.completions}) == 1
+
+
+class EarlierRedisStore(RedisStore):
+    """The calls a runeworker before hold tokens makes, on the same Redis during a rolling
+    upgrade: its aggregator arrivals name no hold (`hold` "", as that version passed), so its
+    release retires none, and its waiting arrivals foresee no child."""
+
+    def arrive(
+        self,
+        execution_id: str,
+        token: str,
+        now_ns: int,
+        max_steps: int,
+        arrival: Arrival,
+        foreseen: dict[str, list[str]],
+    ) -> Arrived:
+        if isinstance(arrival, AggregateArrival):
+            arrival = msgspec.structs.replace(arrival, hold="")
+            foreseen = {**foreseen, "waiting": []}
+        return super().arrive(execution_id, token, now_ns, max_steps, arrival, foreseen)
+
+
+def own_split() -> bytes:
+    """A split that runeworker fans out, through a node into its aggregator, then one node."""
+    nodes = [n("split", "split", input_array=[1, 2, 3]), n("each", value="$item"),
+             {"id": "agg", "name": "Agg", "type": "aggregator"}, n("after", value=1)]  # fmt: skip
+    return definition(nodes, [("e1", "split", "each"), ("e2", "each", "agg"),
+                              ("e3", "agg", "after")])  # fmt: skip
+
+
+@pytest.mark.parametrize("pick", [fifo, lifo], ids=["fifo", "lifo"])
+def test_a_split_keeps_no_hold_in_its_live_set_on_redis(
+    store: RedisStore, redis_url: str, pick: Pick
+) -> None:
+    """An execution that runeworker runs alone writes what it wrote before aggregator holds
+    existed: after every step its live set (`exec:{<id>}:branches:live`) holds exactly the
+    tokens of the messages in flight, the waits at the aggregator included (no hold token),
+    every step is counted once, and `done` records each stepped token. The one addition: the
+    release records the barrier's hold as advanced though it was never live (`{0}`), so a
+    waiting arrival advanced only after the release could not park it. Before, the first
+    waiting arrival put the hold into the live set."""
+    ex = str(uuid.uuid4())
+    live_key, done_key, meta_key = store.keys_of(ex, 3)
+    client = redis.Redis.from_url(redis_url)
+    executor, run = Executor(store), Run()
+    queue = deque([start(own_split(), "split", execution_id=ex)])
+    stepped = []
+    while queue:
+        msg = pick(queue)
+        stepped.append(msg.branch_token or "root")
+        result = step(executor, msg, run)
+        queue.extend(result.messages)
+        live = {t.decode() for t in client.smembers(live_key)}
+        assert live == {m.branch_token for m in queue}, (msg.current_node, live)
+    waits = [s.aggregator_state for s in run.statuses if s.node_id == "agg" and s.output]
+    assert waits == ["waiting", "waiting", "released"]
+    assert run.completion.status == "completed"
+    assert run.results[-1].completion is not None
+    hold = aggregate_hold("split", "")
+    done = {k.decode(): v for k, v in client.hgetall(done_key).items()}
+    assert set(done) == {*stepped, hold}
+    assert msgspec.msgpack.decode(done[hold]) == [0]
+    assert int(client.hget(meta_key, "steps") or 0) == len(stepped)
+    client.close()
+
+
+def test_a_split_released_by_an_earlier_version_completes_on_redis(
+    store: RedisStore, redis_url: str, redis_prefix: str
+) -> None:
+    """A rolling upgrade on the real Redis: this version takes the split, the branches and
+    the waiting aggregator arrivals, a runeworker before hold tokens the releasing one (which
+    retires no hold). The execution completes once, `completed`. Before, the waiting arrivals
+    parked the hold, the release left it live, and the execution never completed."""
+    earlier = EarlierRedisStore.from_url(redis_url, prefix=redis_prefix, ttl_seconds=600)
+    ex = str(uuid.uuid4())
+    executor, old, run = Executor(store), Executor(earlier), Run()
+    queue = deque([start(own_split(), "split", execution_id=ex)])
+    arrivals = 0
+    while queue:
+        msg = queue.popleft()
+        last = msg.current_node == "agg" and arrivals == 2
+        arrivals += msg.current_node == "agg"
+        queue.extend(step(old if last else executor, msg, run).messages)
+    earlier.close()
+    assert arrivals == 3
+    assert run.completion.status == "completed"
+    assert run.completion.final_context["$Agg"]["aggregated"] == [{"value": v} for v in (1, 2, 3)]
+    assert run.results[-1].completion is not None
 
 
 def test_if_else_merge_on_redis(store: RedisStore) -> None:

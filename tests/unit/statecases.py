@@ -419,11 +419,14 @@ def retire_advances_a_live_token(store: StateStore) -> None:
 def retire_uncounted_is_no_step(store: StateStore) -> None:
     """An aggregator's hold token never runs: retiring it live (`counted=False`) records it as
     advanced without counting a step; retiring it again replays; the last live token retired
-    uncounted still closes the execution."""
-    a, b = fan_out(store, "ex", 2)
+    uncounted still closes the execution. (The hold is parked by the advance of the only
+    live token, `a`; a joining token `b` joins while it is live.)"""
+    (a,) = fan_out(store, "ex", 1)
     hold = aggregate_hold("split", "")
     assert store.advance("ex", a, [hold], None, None, T1) == OPEN
     assert store.admit("ex", hold, T1) == Admission(Verdict.RUN, 2)
+    b = JOINING + "b"
+    assert store.admit("ex", b, T1) == Admission(Verdict.RUN, 2)
     assert store.retire("ex", hold, T1, counted=False) == OPEN
     assert store.admit("ex", hold, T1) == Admission(Verdict.REPLAY, 2)  # no step counted
     assert store.retire("ex", hold, T1, counted=False) == OPEN  # again: its record
@@ -891,8 +894,9 @@ def at_held_aggregator(index: int, total: int = 3, scope: str = "") -> Aggregate
 @flow_case("arrive_parks_the_aggregator_hold_until_the_release")
 def arrive_parks_the_aggregator_hold_until_the_release(store: StateStore) -> None:
     """Split branches that join one at a time, none live in between (a Go worker's fan-out:
-    joining tokens, docs/WIRE.md section 12.1): each waiting arrival parks the barrier's hold
-    token, so the execution stays open and the next branch joins it; the releasing arrival
+    joining tokens, docs/WIRE.md section 12.1): the first waiting arrival, with nothing else
+    live, parks the barrier's hold token (later ones find it live), so the execution stays
+    open and the next branch joins it; the releasing arrival
     retires the hold (no step of its own) before its own advance; the execution completes
     once, when the branch after the aggregator ends. Without the hold, the first waiting
     arrival closed the execution and the others found it ended (stale)."""
@@ -934,14 +938,82 @@ def arrive_parks_the_aggregator_hold_until_the_release(store: StateStore) -> Non
     assert store.advance("ex-2", a, [hold], None, None, T1) == done([])
     assert store.admit("ex-2", hold, T1) == Admission(Verdict.REPLAY, 3)
 
-    # ex-3: a failure closes an execution whose barrier waits, hold and all, at once
-    a, b = fan_out(store, "ex-3", 2)
+    # ex-3: a failure closes an execution whose barrier waits, hold and all, at once (the
+    # first branch parked the hold, nothing else being live; the failing one joined then)
+    a, b = JOINING + "f0", JOINING + "f1"
     assert store.arrive("ex-3", a, T1, 100, at_held_aggregator(0, 2), waiting).transition == OPEN
+    assert store.admit("ex-3", hold, T1).verdict is Verdict.RUN
     halt = Failure("halted", "node x halted", ctx("b"))
     assert store.advance("ex-3", b, [], None, halt, T1) == Transition(
-        True, "halted", "node x halted", T0, [ctx("b")]
+        True, "halted", "node x halted", T1, [ctx("b")]
     )
     assert store.admit("ex-3", hold, T1).verdict is Verdict.CANCELLED
+
+
+@flow_case("arrive_parks_the_aggregator_hold_only_when_nothing_else_is_live")
+def arrive_parks_the_aggregator_hold_only_when_nothing_else_is_live(store: StateStore) -> None:
+    """A split that runeworker fans out records every branch token live at once, so while an
+    arrival waits some sibling token is live: the hold token is never parked (the execution's
+    live set holds what it held before holds existed) and the execution completes once, at
+    the end of the branch after the release. The hold parks only when the waiting arrival's
+    own advance would leave nothing live (ex-2), whichever way the token is advanced."""
+    hold = aggregate_hold("split", "")
+    a, b, c = fan_out(store, "ex", 3)
+    nxt = child_token(c, 0, "after")
+    foresight = {"waiting": [hold], "closed": [], "released": [nxt], "dead": [nxt]}
+    first = store.arrive("ex", a, T1, 100, at_held_aggregator(0), foresight)
+    assert first == Arrived(Verdict.RUN, Barrier(WAITING, 1), OPEN)
+    assert store.admit("ex", hold, T1) == Admission(Verdict.STALE, 2)  # b and c live: no hold
+    again = store.arrive("ex", a, T1, 100, at_held_aggregator(0), foresight)
+    assert again == Arrived(Verdict.REPLAY, Barrier(WAITING, 1), OPEN)  # parks nothing either
+    assert store.admit("ex", hold, T1) == Admission(Verdict.STALE, 2)
+    second = store.arrive("ex", b, T1, 100, at_held_aggregator(1), foresight)
+    assert second == Arrived(Verdict.RUN, Barrier(WAITING, 2), OPEN)  # c is live
+    assert store.admit("ex", hold, T1) == Admission(Verdict.STALE, 3)
+    last = store.arrive("ex", c, T1, 100, at_held_aggregator(2), foresight)
+    assert last == Arrived(Verdict.RUN, Barrier(RELEASED, 3, *items(3)), OPEN)
+    # the release retires the hold all the same: never live, it is recorded as advanced
+    assert store.admit("ex", hold, T1) == Admission(Verdict.REPLAY, 4)
+    assert store.admit("ex", nxt, T1) == Admission(Verdict.RUN, 4)
+    assert store.advance("ex", nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+    assert store.admit("ex", nxt, T1) == Admission(Verdict.REPLAY, 5)  # no uncounted step
+
+    # ex-2: an advance that names the hold among its children (an admitted step's waiting
+    # arrival) parks it only when nothing else would be live; other children always go live
+    a, b = fan_out(store, "ex-2", 2)
+    assert store.advance("ex-2", a, [hold], None, None, T1) == OPEN  # b is live
+    assert store.admit("ex-2", hold, T1) == Admission(Verdict.STALE, 2)
+    kid = child_token(b, 0, "next")
+    assert store.advance("ex-2", b, [hold, kid], None, None, T1) == OPEN  # kid is live
+    assert store.admit("ex-2", hold, T1) == Admission(Verdict.STALE, 3)
+    assert store.advance("ex-2", kid, [hold], None, None, T1) == OPEN  # nothing else: parked
+    assert store.admit("ex-2", hold, T1) == Admission(Verdict.RUN, 4)
+    assert store.retire("ex-2", hold, T1, counted=False) == done([])
+
+
+@flow_case("arrive_released_by_an_earlier_version_completes")
+def arrive_released_by_an_earlier_version_completes(store: StateStore) -> None:
+    """A rolling upgrade: hosts sharing the queue run this version and an earlier runeworker,
+    which names no hold token and so retires none (its arrivals have `hold` ""). In a split
+    that runeworker fanned out, arrivals that this version takes wait without parking the
+    hold, so a release by the earlier version leaves nothing behind and the execution
+    completes once (ex); the other way round (a rollback) too (ex-2)."""
+    hold = aggregate_hold("split", "")
+    for ex, earlier in (("ex", {2}), ("ex-2", {0, 1})):
+        tokens = fan_out(store, ex, 3)
+        nxt = child_token(tokens[2], 0, "after")
+        for i, token in enumerate(tokens):
+            if i in earlier:  # as an earlier version calls it
+                arrival = at_aggregator(i, item(i))
+                foresight = {"waiting": [], "closed": [], "released": [nxt], "dead": [nxt]}
+            else:
+                arrival = at_held_aggregator(i)
+                foresight = {"waiting": [hold], "closed": [], "released": [nxt], "dead": [nxt]}
+            arrived = store.arrive(ex, token, T1, 100, arrival, foresight)
+            assert arrived.transition == OPEN, (ex, i)
+        assert arrived.barrier == Barrier(RELEASED, 3, *items(3))
+        assert store.admit(ex, hold, T1).verdict is not Verdict.RUN, ex  # never live
+        assert store.advance(ex, nxt, [], ctx("after"), None, T1) == done([ctx("after")]), ex
 
 
 @flow_case("arrive_replayed_never_expires_a_merge")

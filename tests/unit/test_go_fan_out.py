@@ -3,20 +3,22 @@
 `branch_token` (`handleSplitFanOut` in services/rune-worker/pkg/executor/node_handlers.go
 upstream), so each joins the execution with a joining token when it is consumed, possibly with
 no other branch of the execution live. The aggregator's waiting arrivals keep the execution
-open (the barrier's hold token) until the release."""
+open (the barrier's hold token, parked when nothing else is live) until the release. A split
+that runeworker fans out never needs the hold, and parks none (the last tests)."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import msgspec
 import pytest
-from flowkit import Run, definition, n, step
+from flowkit import Pick, Run, definition, fifo, lifo, n, start, step
 
-from runeworker.engine.barriers import aggregate_hold
+from runeworker.engine.barriers import AggregateArrival, Arrival, aggregate_hold
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, StackFrame
-from runeworker.engine.state import JOINING, MemoryStore, Verdict, message_token
+from runeworker.engine.state import JOINING, Arrived, MemoryStore, Verdict, message_token
 
 AGG = {"id": "agg", "name": "Collector", "type": "aggregator"}
 ITEMS = ["x", "y", "z"]
@@ -114,11 +116,12 @@ def test_a_waiting_arrival_redelivered_replays_and_the_release_too() -> None:
 
 
 def test_a_branch_ending_elsewhere_leaves_the_waiting_barrier_open() -> None:
-    """The split also feeds `side`, a leaf: once an arrival waits at the aggregator, the side
-    branches that end while nothing else is live do not end the execution (the hold is no
-    branch's); it completes once, at the release, with every side branch's context. (A side
-    branch consumed before anything of the execution waits opens and ends it at once: a
-    branch of a Go worker's fan-out that no barrier holds, section 12.1.)"""
+    """The split also feeds `side`, a leaf: once an arrival waits at the aggregator with
+    nothing else live (it parked the hold), the side branches that end while nothing else is
+    live do not end the execution (the hold is no branch's); it completes once, at the
+    release, with every side branch's context. (A side branch consumed before anything of the
+    execution waits opens and ends it at once: a branch of a Go worker's fan-out that no
+    barrier holds, section 12.1; one live while the first arrival waits, the last test.)"""
     nodes = [n("split", "split", input_array=ITEMS), AGG, n("side", value="$item")]
     defn = definition(nodes, [("e1", "split", "agg"), ("e2", "split", "side")])
     executor, run = Executor(MemoryStore()), Run()
@@ -164,3 +167,94 @@ def test_the_hold_token_is_stable_across_versions() -> None:
     # the next version must derive the same one, or its release would not retire it.
     assert aggregate_hold("split", "") == "hold:c027d125192023fb5cdb"
     assert aggregate_hold("split", "ex_outer_1") == "hold:34ce9d88d398cb2c3474"
+
+
+# -- splits that runeworker fans out: they never need the hold --------------------------------
+
+
+class RollingStore(MemoryStore):
+    """A MemoryStore shared with an earlier runeworker during a rolling upgrade: while
+    `earlier` is set, its aggregator arrivals are those of a version before hold tokens (no
+    hold named, so none retired; none foreseen for a waiting arrival)."""
+
+    earlier = False
+
+    def arrive(
+        self,
+        execution_id: str,
+        token: str,
+        now_ns: int,
+        max_steps: int,
+        arrival: Arrival,
+        foreseen: dict[str, list[str]],
+    ) -> Arrived:
+        if self.earlier and isinstance(arrival, AggregateArrival):
+            arrival = msgspec.structs.replace(arrival, hold="")
+            foreseen = {**foreseen, "waiting": []}
+        return super().arrive(execution_id, token, now_ns, max_steps, arrival, foreseen)
+
+
+def own_split(through: bool) -> bytes:
+    """`straight` or `through_a_node`, started at the split: runeworker fans it out."""
+    return through_a_node() if through else straight()
+
+
+@pytest.mark.parametrize("pick", [fifo, lifo], ids=["fifo", "lifo"])
+@pytest.mark.parametrize("through", [False, True], ids=["straight", "through_a_node"])
+def test_a_split_runeworker_fans_out_never_parks_the_hold(through: bool, pick: Pick) -> None:
+    """Every branch token of the split is live from the fan-out, so an arrival that waits
+    always has a sibling live and parks nothing: after every step the hold token is not live
+    (STALE until the release, which records it as advanced: REPLAY), and the execution
+    completes once, as before holds existed. Before, the first waiting arrival parked it."""
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    hold = aggregate_hold("split", "")
+    queue = deque([start(own_split(through), "split")])
+    while queue:
+        queue.extend(step(executor, pick(queue), run).messages)
+        verdict = store.admit("ex-1", hold, 0).verdict
+        assert verdict in (Verdict.STALE, Verdict.REPLAY), f"the hold is live: {verdict}"
+    assert aggregations(run) == [("waiting", 1), ("waiting", 2), ("released", 3)]
+    assert run.completion.status == "completed"
+    assert run.results[-1].completion is not None
+
+
+def test_a_split_released_by_an_earlier_version_completes() -> None:
+    """A rolling upgrade: the releasing aggregator arrival is taken by a runeworker before
+    hold tokens, which never retires one, the waiting ones by this version. The execution
+    completes once. Before, this version's waiting arrivals parked the hold and the earlier
+    version's release left it live: no completion, ever. (The rollback, the other way round,
+    is in the state table: `arrive_released_by_an_earlier_version_completes`.)"""
+    store = RollingStore()
+    executor, run = Executor(store), Run()
+    queue = deque([start(through_a_node(), "split")])
+    arrivals = 0
+    while queue:
+        msg = queue.popleft()
+        store.earlier = msg.current_node == "agg" and arrivals == len(ITEMS) - 1
+        arrivals += msg.current_node == "agg"
+        queue.extend(step(executor, msg, run).messages)
+    assert aggregations(run) == [("waiting", 1), ("waiting", 2), ("released", 3)]
+    assert run.completion.status == "completed"
+    assert run.completion.final_context["$Collector"]["aggregated"] == [{"value": v} for v in ITEMS]
+
+
+def test_a_branch_ending_while_an_arrival_waits_unheld_ends_the_execution() -> None:
+    """The gap that remains in a mixed pool (docs/WIRE.md section 12.1): an arrival of a Go
+    worker's fan-out that waits while another branch of the execution is live parks no hold;
+    when that branch then ends with nothing else live (here a side branch, admitted before
+    the arrival and advanced after it), the execution ends there, before the release, and
+    the later arrivals find it ended. Pinned so that the documentation stays true."""
+    nodes = [n("split", "split", input_array=ITEMS), AGG, n("side", value="$item")]
+    defn = definition(nodes, [("e1", "split", "agg"), ("e2", "split", "side")])
+    store = MemoryStore()
+    executor, run = Executor(store), Run()
+    branches = go_branches(defn, ["agg", "side"])
+    arrivals, sides = branches[0::2], branches[1::2]
+    assert store.admit("ex-1", message_token(sides[0]), 0).verdict is Verdict.RUN  # joined
+    assert step(executor, arrivals[0], run).report.verdict is Verdict.RUN  # waits, unheld
+    ended = step(executor, sides[0], run)
+    assert ended.completion is not None and ended.completion.status == "completed"
+    later = [step(executor, msg, run).report.verdict for msg in [*sides[1:], *arrivals[1:]]]
+    assert later == [Verdict.STALE] * 4
+    assert aggregations(run) == [("waiting", 1)]
