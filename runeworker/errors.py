@@ -63,3 +63,21 @@ class CommitInDoubt(BrokerError):
 
 class StateError(RuneworkerError):
     """The state store (Redis) is unreachable or refused an operation."""
+
+
+class StateLost(RuneworkerError):
+    """A step found missing what the state store must hold for its execution: evicted by a
+    Redis whose `maxmemory-policy` evicts, expired (`redis.key_ttl`), or gone with a flushed or
+    replaced Redis. Not a `StateError`: Redis answers, and waiting brings nothing back. The
+    store has kept the step's branch token live, marked lost, so that the step can fail the
+    execution through the token protocol (`runeworker.engine.executor.Turn`): an `advance`
+    with a failure records it; any other call for that token raises this again.
+
+    `what` names the part that is missing: `execution` (no record of an execution whose
+    message carries the branch token of a running one), `branches` (its live branch tokens,
+    while it has not ended), `barrier` (a merge or aggregator barrier it had begun)."""
+
+    def __init__(self, execution_id: str, what: str, detail: str) -> None:
+        super().__init__(detail)
+        self.execution_id = execution_id
+        self.what = what

@@ -56,14 +56,39 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
+from runeworker.engine.state import state_lost
 from runeworker.errors import StateError
+
+# A barrier's mark in its execution's meta (`mark_of(meta, key)`: the field is the name of the
+# barrier's first key without the execution's part, `split:<split>[:<scope>]:results` or
+# `node:<merge>[:<scope>]:barrier:first`): 1 once an arrival began it, 2 once it is decided.
+# meta is touched by every step of the execution, a barrier's keys only by its arrivals: a mark
+# whose keys are gone is a barrier evicted, flushed or expired (an execution idle at a merge
+# for longer than `redis.key_ttl` while another branch kept its meta alive), and the arrival
+# reports it ({'lost'}, nothing written) instead of beginning it again, which would wait for
+# arrivals that already came, or release it twice. Without a meta (none given, or none made:
+# a barrier arrived at without admission) nothing is marked.
+MARK_FN = """
+local function mark_of(meta, key)
+  if not meta or redis.call('EXISTS', meta) == 0 then return nil, nil end
+  local field = string.sub(key, #meta - 12)  -- meta is <execution's part>branches:meta
+  return field, redis.call('HGET', meta, field)
+end
+"""
 
 # The barrier arrivals as Lua functions, so that `RedisStore.arrive` can run them inside its
 # own script (runeworker/adapters/redis_state.py). Each returns {state, arrivals, first_ms,
-# key1, result1, ...} (keys and results only on release; merge keys are parents).
-AGGREGATE_FN = """
-local function aggregate_barrier(results, release, registry, index, total, has, payload,
+# key1, result1, ...} (keys and results only on release; merge keys are parents), or {'lost'}.
+AGGREGATE_FN = (
+    MARK_FN
+    + """
+local function aggregate_barrier(results, release, registry, meta, index, total, has, payload,
                                  token, ttl)
+  local field, mark = mark_of(meta, results)
+  if mark and (redis.call('EXISTS', results) == 0
+               or (mark == '2' and redis.call('EXISTS', release) == 0)) then
+    return {'lost'}
+  end
   local function touch() expire(results, ttl) expire(release, ttl) expire(registry, ttl) end
   local function collect()
     local reply = {'released', redis.call('HLEN', results), 0}
@@ -84,15 +109,24 @@ local function aggregate_barrier(results, release, registry, index, total, has, 
   local n = redis.call('HLEN', results)
   if n == 1 then redis.call('SADD', registry, results, release) end
   if n >= total then redis.call('SET', release, token) end
+  if field and mark ~= (n >= total and '2' or '1') then
+    redis.call('HSET', meta, field, n >= total and 2 or 1)
+  end
   touch()
   if n >= total then return collect() end
   return {'waiting', n, 0}
 end
 """
+)
 
 MERGE_FN = """
-local function merge_barrier(arrivals, data, first, lock, waited, registry, parent, has,
+local function merge_barrier(arrivals, data, first, lock, waited, registry, meta, parent, has,
                              payload, expected, any, now_ms, timeout, token, ttl)
+  local field, mark = mark_of(meta, first)
+  if mark and (redis.call('EXISTS', first, arrivals, data) < 3
+               or (mark == '2' and redis.call('EXISTS', lock) == 0)) then
+    return {'lost'}
+  end
   local bkeys = {arrivals, data, first, lock, waited}
   local now = tonumber(now_ms)
   local function touch()
@@ -116,6 +150,7 @@ local function merge_barrier(arrivals, data, first, lock, waited, registry, pare
   end
   local function decide(kind, winner)
     redis.call('SET', lock, kind .. '\\n' .. token .. '\\n' .. winner)
+    if field then redis.call('HSET', meta, field, 2) end
     touch()
     if kind == 'expired' then return head('expired') end
     return collect(winner)
@@ -137,6 +172,7 @@ local function merge_barrier(arrivals, data, first, lock, waited, registry, pare
   if not started then
     redis.call('SET', first, now_ms)
     redis.call('SADD', registry, arrivals, data, first, lock, waited)
+    if field then redis.call('HSET', meta, field, 1) end
   elseif has and timeout > 0 and now - tonumber(started) > timeout then
     return decide('expired', parent)
   end
@@ -186,26 +222,29 @@ local function hold_execution(hold, registry, keys, due, ttl)
 end
 """
 
-# KEYS: results, release, then the execution's barrier registry and hold key. ARGV: index,
-# total, has_payload, payload, token, ttl.
+# KEYS: results, release, then the execution's barrier registry, hold key and meta. ARGV:
+# index, total, has_payload, payload, token, ttl.
 _AGGREGATE = (
     keep_fn("KEYS[4]")
     + AGGREGATE_FN
-    + "return aggregate_barrier(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), "
+    + "return aggregate_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], tonumber(ARGV[2]), "
     "ARGV[3] == '1', ARGV[4], ARGV[5], ARGV[6])\n"
 )
 
-# KEYS: arrivals, data, first, lock, waited, then the execution's barrier registry and hold
-# key. ARGV: parent, has_payload, payload, expected, any, now_ms, timeout_ms, token, ttl.
+# KEYS: arrivals, data, first, lock, waited, then the execution's barrier registry, hold key
+# and meta. ARGV: parent, has_payload, payload, expected, any, now_ms, timeout_ms, token, ttl.
 _MERGE = (
     keep_fn("KEYS[7]")
+    + MARK_FN
     + MERGE_FN
-    + "return merge_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], "
-    "ARGV[2] == '1', ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], "
-    "ARGV[9])\n"
+    + "return merge_barrier(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8], "
+    "ARGV[1], ARGV[2] == '1', ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), "
+    "ARGV[8], ARGV[9])\n"
 )
 
-# KEYS: timers, processing, payloads. ARGV: now_ms, limit, lease deadline (ms).
+# KEYS: timers, processing, payloads. ARGV: now_ms, limit, lease deadline (ms). A due id
+# without its payload (written with it, removed with it: the payloads hash was evicted or
+# flushed) is dropped and returned with an empty payload (`Timer.payload`).
 _CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local reply = {}
@@ -214,9 +253,9 @@ for _, id in ipairs(ids) do
   local payload = redis.call('HGET', KEYS[3], id)
   if payload then
     redis.call('ZADD', KEYS[2], ARGV[3], id)
-    reply[#reply + 1] = id
-    reply[#reply + 1] = payload
   end
+  reply[#reply + 1] = id
+  reply[#reply + 1] = payload or ''
 end
 return reply
 """
@@ -237,17 +276,16 @@ return moved
 
 # The keys of one execution as the scripts take them (KEYS in this order, behind
 # `{prefix}exec:{<id>}:`): the six branch keys of runeworker/adapters/redis_state.py, which
-# every call of the execution touches, and the hold (the branch scripts take these seven);
-# then the barrier registry (touched with the barriers) and the start record of a
-# single-branch execution (written once, moved by a hold), which only an arrival and a
-# schedule take too.
+# every call of the execution touches, and the hold; then the barrier registry (touched with
+# the barriers) and the start record of a single-branch execution (written once, moved by a
+# hold; the branch scripts read whether it exists when they find no record of the
+# execution, see `opens_unknown`).
 EXECUTION_KEYS = (
     "branches:live", "branches:done", "branches:meta", "branches:failctx",
     "branches:contexts", "branches:timers", "hold", "barriers", "started",
 )  # fmt: skip
-BRANCH_KEYS = EXECUTION_KEYS.index("hold") + 1  # how many the branch scripts take
-_TIMERS, _HOLD, _REGISTRY = (
-    EXECUTION_KEYS.index(k) for k in ("branches:timers", "hold", "barriers")
+_TIMERS, _HOLD, _REGISTRY, _META = (
+    EXECUTION_KEYS.index(k) for k in ("branches:timers", "hold", "barriers", "branches:meta")
 )
 
 # The owner's part of `schedule`: the id into the execution's set of timers, and the hold. It
@@ -357,6 +395,8 @@ class RedisFlow:
         flag, body = (1, payload) if payload is not None else (0, b"")
         args = [index, total, flag, body, token, self._ttl]
         reply = self._call("aggregate", execution_id, self._aggregate_script, keys, args)
+        if reply[0] == b"lost":
+            raise state_lost(execution_id, "barrier", f"aggregator (split {split_id})")
         return barrier_of(reply, by_name=False)
 
     def merge_arrive(
@@ -376,6 +416,8 @@ class RedisFlow:
         args = [parent, flag, body, rule.expected, int(rule.any), now_ms, rule.timeout_ms]
         args += [token, self._ttl]
         reply = self._call("merge", execution_id, self._merge_script, keys, args)
+        if reply[0] == b"lost":
+            raise state_lost(execution_id, "barrier", f"merge {merge_id}")
         return barrier_of(reply, by_name=True)
 
     def aggregate_keys(self, execution_id: str, split_id: str, scope: str) -> list[str]:
@@ -390,9 +432,10 @@ class RedisFlow:
         return [*keys, base + ":lock", base + ":barrier:waited"]
 
     def _held(self, execution_id: str) -> list[str]:
-        """The barrier registry and the hold key of an execution."""
+        """The barrier registry, the hold key and the meta (the barriers' marks, `MARK_FN`)
+        of an execution."""
         base = f"{self._prefix}exec:{{{execution_id}}}:"
-        return [base + EXECUTION_KEYS[_REGISTRY], base + EXECUTION_KEYS[_HOLD]]
+        return [base + EXECUTION_KEYS[i] for i in (_REGISTRY, _HOLD, _META)]
 
     def keys_of(self, execution_id: str, count: int = len(EXECUTION_KEYS)) -> list[str]:
         """The first `count` Redis keys of one execution, in the order the scripts take them

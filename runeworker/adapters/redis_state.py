@@ -54,7 +54,6 @@ from runeworker.adapters.redis_doubts import RedisDoubts
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.adapters.redis_flow import (
     AGGREGATE_FN,
-    BRANCH_KEYS,
     EXECUTION_KEYS,
     HOLD_FN,
     MERGE_FN,
@@ -69,6 +68,7 @@ from runeworker.engine.barriers import HOLD, AggregateArrival, Arrival
 from runeworker.engine.messages import COMPLETED
 from runeworker.engine.state import (
     JOINING,
+    ROOT,
     Admission,
     Arrived,
     Failure,
@@ -76,6 +76,7 @@ from runeworker.engine.state import (
     Transition,
     Verdict,
     attempt_key,
+    state_lost,
 )
 from runeworker.errors import StateError
 from runeworker.masking import mask_url_passwords
@@ -115,6 +116,7 @@ _HEAD = (
     + """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local contexts, timers, hold, barriers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local started = KEYS[9]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local function touch()
   for i = 1, 6 do expire(KEYS[i], ttl) end
@@ -122,34 +124,92 @@ end
 """
 )
 
-# Shared head of the admit, advance, settle and arrive scripts: opens an unknown execution with
-# the token as its only live branch; a joining token (`message_token`) becomes live in an open
-# execution (a branch live, no failure) unless it advanced before. started_at_ns stays a
-# string: Lua numbers are doubles and would round nanoseconds.
-_PROLOGUE = (
-    _HEAD
-    + f"""
-if redis.call('EXISTS', meta) == 0 then
-  redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
+# Shared head of the admit, advance, settle and arrive scripts (`_prologue(anew)`, `anew` a
+# Lua expression: a replayed dead letter, see `StateStore.admit`), then the locals every one of
+# them reads: m (steps, failure_status, lost of meta), steps, failed, recorded (the token's
+# advance), is_live, and lost, what of the execution's state the token finds lost (nil when
+# nothing; `runeworker.errors.StateLost`).
+#
+# An unknown execution opens with the token as its only live branch when the token may open
+# it (`opens_unknown`: the root, a joining token, `anew`, or a single-branch execution's start
+# record, `started`); a joining token (`message_token`) becomes live in an open execution (a
+# branch live, no failure) unless it advanced before. Any other token of an unknown execution
+# finds it lost ('execution'): derived from a parent that advanced here, its records were
+# evicted, expired or flushed since. Unless the execution had ended (`ended`: its mark, or a
+# closing record still in `done`): then its meta is made again, marked ended, and the token is
+# stale as any late message of an ended execution. A token of a known execution that has not
+# ended finds its branches lost when none is live ('branches'; a live set is empty only once
+# the execution closed). `lose` keeps the token live and marks meta lost (and forgets the
+# token's own advance, whose outcome can no longer stand): the step fails the execution with
+# an advance, and a redelivery before that finds the mark. started_at_ns stays a string: Lua
+# numbers are doubles and would round nanoseconds.
+_PROLOGUE_BODY = f"""
+local lost = nil
+local function joining()
+  return string.sub(token, 1, {len(JOINING)}) == '{JOINING}'
+end
+local function ended()
+  if redis.call('HEXISTS', meta, 'ended') == 1 then return true end
+  -- an execution closed by a worker before the mark: its closing record (rare path only)
+  for _, v in ipairs(redis.call('HVALS', done)) do
+    if cmsgpack.unpack(v)[1] ~= 0 then return true end
+  end
+  return false
+end
+local function lose(what)
+  if redis.call('EXISTS', meta) == 0 then
+    redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
+  end
+  redis.call('HSET', meta, 'lost', what, 'lost_by', token)
+  redis.call('HDEL', done, token)
   redis.call('SADD', live, token)
-elseif string.sub(token, 1, {len(JOINING)}) == '{JOINING}' and redis.call('SCARD', live) > 0
+  lost = what
+end
+if redis.call('EXISTS', meta) == 0 then
+  if token == '{ROOT}' or joining() or ANEW or redis.call('EXISTS', started) == 1 then
+    redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0)
+    if redis.call('HEXISTS', done, token) == 0 then redis.call('SADD', live, token) end
+  elseif ended() then
+    redis.call('HSET', meta, 'started_at_ns', now, 'steps', 0, 'ended', 1)
+  else
+    lose('execution')
+  end
+elseif joining() and redis.call('SCARD', live) > 0
     and redis.call('HEXISTS', meta, 'failure_status') == 0
     and redis.call('HEXISTS', done, token) == 0 then
   redis.call('SADD', live, token)
 end
+local m = redis.call('HMGET', meta, 'steps', 'failure_status', 'lost', 'lost_by')
+local steps, failed = tonumber(m[1]), m[2]
+local recorded = redis.call('HGET', done, token)
+local is_live = redis.call('SISMEMBER', live, token) == 1
+if lost then
+elseif m[3] and m[4] == token and (recorded or (is_live and not failed)) then
+  lost = m[3]  -- the token that found the loss, again: before its failure, or replaying it
+elseif not recorded and not failed and not is_live and not m[3]
+    and redis.call('EXISTS', live) == 0 and not ended() then
+  lose('branches')
+  is_live = true
+end
 """
-)
+
+
+def _prologue(anew: str = "false") -> str:
+    """`_HEAD` and `_PROLOGUE_BODY` with `anew` (a Lua expression) in place."""
+    return _HEAD + _PROLOGUE_BODY.replace("ANEW", anew)
+
 
 _ADMIT = (
-    _PROLOGUE
+    _prologue("ARGV[4] == '1'")
     + """
-local steps = tonumber(redis.call('HGET', meta, 'steps'))
 local verdict = 'run'
-if redis.call('HEXISTS', done, token) == 1 then verdict = 'replay'
-elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled'
-elseif redis.call('SISMEMBER', live, token) == 0 then verdict = 'stale'
+if lost then verdict = 'lost'
+elseif recorded then verdict = 'replay'
+elseif failed then verdict = 'cancelled'
+elseif not is_live then verdict = 'stale'
 end
 touch()
+if lost then return {'lost', lost} end
 return {verdict, steps}
 """
 )
@@ -196,6 +256,7 @@ else
   if redis.call('SCARD', live) > 0 then
     if has_leaf == '1' then redis.call('RPUSH', contexts, leaf) end
   else
+    redis.call('HSET', meta, 'ended', 1)  -- told apart from a lost live set (`ended`)
     result = {1, '', '', redis.call('HGET', meta, 'started_at_ns')}
     for _, ctx in ipairs(redis.call('LRANGE', contexts, 0, -1)) do result[#result + 1] = ctx end
     if has_leaf == '1' then result[#result + 1] = leaf end
@@ -209,13 +270,14 @@ touch()
 assert HOLD == "hold:"  # the prefix of a hold token, as _ADVANCE_BODY tests it
 
 # ARGV: token, now, ttl, has_leaf, leaf, has_failure, status, reason, failing context,
-# children... Reply: that of _ADVANCE_BODY (a replay returns the recorded one).
+# children... Reply: that of _ADVANCE_BODY (a replay returns the recorded one), or {3, what}
+# when the token finds its execution's state lost and brings no failure (nothing recorded).
 _ADVANCE = (
-    _PROLOGUE
+    _prologue()
     + """
-local recorded = redis.call('HGET', done, token)
+if lost and ARGV[6] ~= '1' then touch() return {3, lost} end
 if recorded then touch() return cmsgpack.unpack(recorded) end
-if redis.call('SISMEMBER', live, token) == 0 then touch() return {0} end
+if not is_live then touch() return {0} end
 local has_leaf, leaf, has_failure = ARGV[4], ARGV[5], ARGV[6]
 local f_status, f_reason, f_context = ARGV[7], ARGV[8], ARGV[9]
 local children = {}
@@ -225,30 +287,33 @@ for i = 10, #ARGV do children[#children + 1] = ARGV[i] end
     + "return result\n"
 )
 
-# The verdict of `settle` and `arrive`: steps, recorded and verdict ('run', 'replay' or
+
+# The verdict of `settle` and `arrive`, after the prologue: verdict ('run', 'replay' or
 # 'cancelled' for a live token of a failed execution); a stale token, or a token of a failed
-# execution that is not live, ends the script here.
-_VERDICT = """
-local steps = tonumber(redis.call('HGET', meta, 'steps'))
-local recorded = redis.call('HGET', done, token)
+# execution that is not live, ends the script here, and so does a lost one ({'lost', what})
+# unless it brings a failure (`has_failure`, a Lua expression: that failure is recorded).
+def _verdict(has_failure: str = "false") -> str:
+    return f"""
 local verdict = 'run'
+if lost and not ({has_failure}) then touch() return {{'lost', lost}} end
 if recorded then verdict = 'replay'
-elseif redis.call('SISMEMBER', live, token) == 1 then
-  if redis.call('HEXISTS', meta, 'failure_status') == 1 then verdict = 'cancelled' end
-elseif redis.call('HEXISTS', meta, 'failure_status') == 1 then touch() return {'cancelled', 0}
-else touch() return {'stale'}
+elseif is_live then
+  if failed then verdict = 'cancelled' end
+elseif failed then touch() return {{'cancelled', 0}}
+else touch() return {{'stale'}}
 end
 """
 
+
 # Admit and advance in one round trip, for a step whose node already ran (see
-# `StateStore.settle`). ARGV: those of _ADVANCE with max_steps inserted before the children
-# (ARGV[10]). Reply: {'limit', verdict} (nothing recorded), {'stale'}, or {verdict, advance
-# reply...} with verdict replay (the recorded reply), cancelled (nothing recorded: a failure
-# closed the execution; a branch still live under a failure of a worker before 0.9 is
-# absorbed) or run.
+# `StateStore.settle`). ARGV: those of _ADVANCE with max_steps and anew inserted before the
+# children (ARGV[10], ARGV[11]). Reply: {'limit', verdict} (nothing recorded), {'stale'},
+# {'lost', what}, or {verdict, advance reply...} with verdict replay (the recorded reply),
+# cancelled (nothing recorded: a failure closed the execution; a branch still live under a
+# failure of a worker before 0.9 is absorbed) or run.
 _SETTLE = (
-    _PROLOGUE
-    + _VERDICT
+    _prologue("ARGV[11] == '1'")
+    + _verdict("ARGV[6] == '1'")
     + """
 if verdict ~= 'cancelled' and steps >= tonumber(ARGV[10]) then touch() return {'limit', verdict} end
 local reply
@@ -260,7 +325,7 @@ else
   local f_status, f_reason, f_context = ARGV[7], ARGV[8], ARGV[9]
   local children = {}
   if verdict == 'cancelled' then has_leaf, has_failure = '0', '0'
-  else for i = 11, #ARGV do children[#children + 1] = ARGV[i] end end
+  else for i = 12, #ARGV do children[#children + 1] = ARGV[i] end end
 """
     + _ADVANCE_BODY
     + """
@@ -306,17 +371,18 @@ return result
 # 'merge'), the timer or hold token to retire ('' for none), then the barrier's: index, total,
 # has_payload, payload (aggregate) or parent, has_payload, payload, expected, any, now_ms,
 # timeout_ms, and with the scheduler's keys the timer's id and resume message (merge). Reply:
-# {'stale'}, {'limit', verdict}, {'cancelled', n, advance reply...} (nothing but the absorbing
-# recorded, n = 0), or {verdict, n, barrier reply (n items), advance reply when foreseen}.
-# `touch` refreshes the execution's keys only: the barrier functions refresh theirs whenever
-# they run (an arrival that ends before them changes none of them), and the scheduler's are
-# global.
+# {'stale'}, {'limit', verdict}, {'lost', what} (the execution's state, or the barrier it
+# began, is lost: `_prologue`, `lose`), {'cancelled', n, advance reply...} (nothing but the
+# absorbing recorded, n = 0), or {verdict, n, barrier reply (n items), advance reply when
+# foreseen}. `touch` refreshes the execution's keys only: the barrier functions refresh theirs
+# whenever they run (an arrival that ends before them changes none of them), and the
+# scheduler's are global.
 _ARRIVE = (
-    _PROLOGUE
+    _prologue()
     + AGGREGATE_FN
     + MERGE_FN
     + HOLD_FN
-    + _VERDICT
+    + _verdict()
     + """
 local has_leaf, leaf, has_failure = '0', '', '0'
 local f_status, f_reason, f_context, children = '', '', '', {}
@@ -331,16 +397,22 @@ end
 if steps >= tonumber(ARGV[4]) then touch() return {'limit', verdict} end
 local barrier
 if ARGV[6] == 'aggregate' then
-  barrier = aggregate_barrier(KEYS[10], KEYS[11], barriers, ARGV[8], tonumber(ARGV[9]),
+  barrier = aggregate_barrier(KEYS[10], KEYS[11], barriers, meta, ARGV[8], tonumber(ARGV[9]),
                               ARGV[10] == '1', ARGV[11], token, ttl)
 else
   local timeout = tonumber(ARGV[14])
   if verdict == 'replay' then timeout = 0 end  -- a replay never expires the barrier
-  barrier = merge_barrier(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], barriers, ARGV[8],
-                          ARGV[9] == '1', ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13],
-                          timeout, token, ttl)
+  barrier = merge_barrier(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], barriers, meta,
+                          ARGV[8], ARGV[9] == '1', ARGV[10], tonumber(ARGV[11]), ARGV[12],
+                          ARGV[13], timeout, token, ttl)
 end
 local state = barrier[1]
+if state == 'lost' then
+  -- begun, and gone since: nothing was written; the step fails the execution
+  lose('barrier')
+  touch()
+  return {'lost', 'barrier'}
+end
 local timer = ARGV[7]
 if timer ~= '' and (state == 'released' or state == 'expired')
     and redis.call('HEXISTS', done, timer) == 0 then
@@ -399,7 +471,9 @@ return reply
 """
 )
 # the KEYS indexes of _HEAD and _ARRIVE
-assert EXECUTION_KEYS[6:] == ("hold", "barriers", "started") and BRANCH_KEYS == 7
+assert EXECUTION_KEYS[6:] == ("hold", "barriers", "started")
+# the first item of an advance's reply when the token found its execution's state lost
+_LOST = 3
 
 
 # KEYS: the attempt count, the spared flag; ARGV: TTL. A spared redelivery consumes the flag
@@ -488,10 +562,13 @@ class RedisStore(RedisFlow):
             raise StateError(f"cannot reach the Redis Cluster at {where}: {detail}") from exc
         return cls(client, prefix=prefix, ttl_seconds=ttl, where=redis_where(r))
 
-    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
-        """Check a delivered token; opens the execution when it is unknown."""
-        args = [token, now_ns, self._ttl]
+    def admit(self, execution_id: str, token: str, now_ns: int, *, anew: bool = False) -> Admission:
+        """Check a delivered token; opens the execution when it is unknown and the token may
+        open it; `StateLost` when its state is lost (see `StateStore.admit`)."""
+        args = [token, now_ns, self._ttl, int(anew)]
         verdict, steps = self._run("admit", self._admit_script, execution_id, args)
+        if verdict == b"lost":
+            raise state_lost(execution_id, steps.decode())
         return Admission(Verdict(verdict.decode()), int(steps))
 
     def advance(
@@ -505,7 +582,10 @@ class RedisStore(RedisFlow):
     ) -> Transition:
         """Replace `token` by `children` atomically; see `StateStore.advance`."""
         args = self._advance_args(token, leaf_context, failure, now_ns) + children
-        return _transition(self._run("advance", self._advance_script, execution_id, args))
+        reply = self._run("advance", self._advance_script, execution_id, args)
+        if int(reply[0]) == _LOST:
+            raise state_lost(execution_id, reply[1].decode())
+        return _transition(reply)
 
     def _advance_args(
         self, token: str, leaf_context: bytes | None, failure: Failure | None, now_ns: int
@@ -528,12 +608,16 @@ class RedisStore(RedisFlow):
         failure: Failure | None,
         now_ns: int,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> Settlement:
         """`admit` and `advance` in one round trip; see `StateStore.settle`."""
         args = self._advance_args(token, leaf_context, failure, now_ns)
-        args += [max_steps, *children]
+        args += [max_steps, int(anew), *children]
         reply = self._run("settle", self._settle_script, execution_id, args)
         verdict = reply[0].decode()
+        if verdict == "lost":
+            raise state_lost(execution_id, reply[1].decode())
         if verdict == "limit":
             return Settlement(Verdict(reply[1].decode()), None)
         if verdict == "stale":
@@ -577,6 +661,16 @@ class RedisStore(RedisFlow):
             return Arrived(Verdict.STALE, None, Transition(closed=False))
         if verdict == "limit":
             return Arrived(Verdict(reply[1].decode()), None, None)
+        if verdict == "lost":
+            what = reply[1].decode()
+            where = ""
+            if what == "barrier":
+                where = (
+                    f"aggregator (split {arrival.split_id})"
+                    if isinstance(arrival, AggregateArrival)
+                    else f"merge {arrival.merge_id}"
+                )
+            raise state_lost(execution_id, what, where)
         n = int(reply[1])
         if verdict == "cancelled":
             absorbed = _transition(reply[2:]) if len(reply) > 2 else Transition(closed=False)
@@ -763,7 +857,7 @@ class RedisStore(RedisFlow):
     def _run(self, op: str, script: Script, execution_id: str, args: list[Any]) -> Any:
         try:
             # EVALSHA, and the script loaded again on NOSCRIPT (runeworker/adapters/redis_eval.py)
-            return self._eval(script, self.keys_of(execution_id, BRANCH_KEYS), args)
+            return self._eval(script, self.keys_of(execution_id), args)
         except RedisError as exc:
             raise self._error(f"{op} of execution {execution_id!r}", exc) from exc
 

@@ -58,6 +58,10 @@ class WorkerHooks(Protocol):
     def on_state_error(self) -> None:
         """An operation on the state store (Redis) failed."""
 
+    def on_state_lost(self, what: str) -> None:
+        """A step found its execution's state lost (`runeworker.errors.StateLost.what`), or
+        the scheduler a due timer without its resume message (`timer`)."""
+
     def on_flow(self, blocked: bool) -> None:
         """RabbitMQ blocked this child's publishes (a memory or disk alarm), or lifted it."""
 
@@ -100,6 +104,9 @@ class NoHooks:
         """Ignored."""
 
     def on_state_error(self) -> None:
+        """Ignored."""
+
+    def on_state_lost(self, what: str) -> None:
         """Ignored."""
 
     def on_flow(self, blocked: bool) -> None:

@@ -62,12 +62,16 @@ class Scheduler:
         commit: Callable[[], object] | None = None,
         batch: int = BATCH,
         lease_ms: int = LEASE_MS,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
+        """`on_lost`: called for each due timer whose resume message is gone (counted as
+        `runeworker_state_lost_total{what="timer"}`)."""
         self.store = store
         self.publish = publish
         self.commit = commit
         self.batch = batch
         self.lease_ms = lease_ms
+        self.on_lost = on_lost
 
     def tick(self, now: int | None = None) -> int:
         """One round: sweep expired leases, claim due timers, publish, commit, acknowledge.
@@ -84,6 +88,9 @@ class Scheduler:
         published: list[str] = []
         failure: BrokerError | None = None
         for timer in self.store.claim_due(now, self.batch, self.lease_ms):
+            if not timer.payload:
+                self._lost(timer.timer_id)
+                continue
             try:
                 self.publish(timer.payload)
             except BrokerError as exc:
@@ -97,6 +104,19 @@ class Scheduler:
         if failure is not None:
             raise failure
         return len(published)
+
+    def _lost(self, timer_id: str) -> None:
+        """A due timer whose resume message is gone from Redis (its payloads hash evicted or
+        flushed): nothing can be fired, and which execution it belonged to is gone with it."""
+        log.error(
+            "state lost (evicted or expired?): timer %s is due but its resume message is gone "
+            "from Redis; the wait or merge timeout it held never resumes, and its execution "
+            "does not complete unless another branch ends it (deploy/RUNBOOK.md, "
+            "RuneworkerStateLost)",
+            timer_id,
+        )
+        if self.on_lost is not None:
+            self.on_lost()
 
 
 class HostLock:

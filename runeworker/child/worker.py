@@ -130,7 +130,9 @@ class Worker:
             meter=meter,
         )
         self.stepper = Stepper(self.executor)
-        self.scheduler = Scheduler(self.store, self._publish_resume, commit=self._commit)
+        self.scheduler = Scheduler(
+            self.store, self._publish_resume, commit=self._commit, on_lost=self._timer_lost
+        )
         self._lock = HostLock(scheduler_lock) if scheduler_lock else None
         self._next_tick = 0.0
         self.limit = _jittered(cfg.worker.max_messages, cfg.worker.max_messages_jitter)
@@ -816,6 +818,8 @@ class Worker:
         report = outbox.report
         if report.outcome:
             self.hooks.on_node_done(report.node_type or "unknown", report.outcome, report.seconds)
+        if report.lost:
+            self.hooks.on_state_lost(report.lost)
 
     def _publish_rejection(self, d: Delivery, outbox: Outbox) -> None:
         log.error("rejected delivery from %s: %s", d.queue, outbox.dead_letter)
@@ -853,6 +857,9 @@ class Worker:
 
     def _publish_resume(self, body: bytes) -> None:
         self.broker.publish(self.cfg.broker.resume_queue, body)
+
+    def _timer_lost(self) -> None:
+        self.hooks.on_state_lost("timer")
 
     def _idle(self) -> None:
         """Called while a node runs: serve heartbeats, report liveness from the step start

@@ -174,7 +174,7 @@ def foreseen_children(
 
 class Timer(NamedTuple):
     timer_id: str
-    payload: bytes
+    payload: bytes  # the message to fire; empty when it is gone (evicted, flushed): lost
 
 
 @dataclass
@@ -307,9 +307,10 @@ class MemoryFlow:
             for _, tid in due:
                 del self._timers[tid]
                 payload = self._payloads.get(tid)
-                if payload is not None:  # an orphan id (payload gone) is dropped
+                if payload is not None:
                     self._leases[tid] = now_ms + lease_ms
-                    claimed.append(Timer(tid, payload))
+                # an id without its payload (lost) is dropped, returned with an empty one
+                claimed.append(Timer(tid, payload or b""))
             return claimed
 
     def release_expired(self, now_ms: int) -> int:

@@ -45,7 +45,7 @@ from runeworker.engine.registry import NO_METER, Meter, NodeContext, NodeSetting
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Failure, StateStore, Verdict, child_tokens
 from runeworker.engine.workflow import Node, Workflow, embedded_credentials
-from runeworker.errors import NodeError, UnreadableError
+from runeworker.errors import NodeError, StateLost, UnreadableError
 
 log = logging.getLogger("runeworker.executor")
 
@@ -135,14 +135,23 @@ class Turn:
         self.plan = plan
         self.msg, self.node, self.token = plan.msg, plan.node, plan.token
         self.store, self.clock = executor.store, executor.clock
-        self.ledger = plan.ledger(self.store, plan.msg, plan.token, self.clock, executor.max_steps)
+        self.ledger = plan.ledger(
+            self.store, plan.msg, plan.token, self.clock, executor.max_steps, anew=plan.replayed
+        )
         self.report = Report("" if plan.error else plan.node.type, ledger=self.ledger.mode)
         self.outbox = Outbox(report=self.report)
         self.on_running = self.ledger.running(on_running, self.outbox.statuses)
         self.verdict = Verdict.RUN
 
     def take(self) -> Outbox:
-        """Admit, run the node (or fail the message that cannot run), close; the outbox."""
+        """Admit, run the node (or fail the message that cannot run), close; the outbox. A
+        step that finds its execution's state lost fails the execution instead (`_lost`)."""
+        try:
+            return self._take()
+        except StateLost as lost:
+            return self._lost(lost)
+
+    def _take(self) -> Outbox:
         if self.plan.error:
             return self._reject(self.plan.error)
         started = time.monotonic_ns()
@@ -377,10 +386,54 @@ class Turn:
         self.outbox.statuses.append(status.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
         self.report.error, self.report.outcome = reason, "failed"
         self.outbox.dead_letter = reason
-        self.ledger.admit()  # opens the execution when this is its first message
+        try:
+            self.ledger.admit()  # opens the execution when this is its first message
+        except StateLost as lost:  # told; the failure below is recorded all the same
+            self._tell_lost(lost)
         context = encode(self.msg.accumulated_context or {})
         self._close(Ending(failure=Failure(FAILED, reason, context)))
         return self.outbox
+
+    def _lost(self, lost: StateLost) -> Outbox:
+        """The state store lost what it held for this execution (`StateLost`: evicted,
+        expired, flushed): running on against a fresh state would strand the execution or
+        complete it wrongly. Whatever the step did is dropped; the node reports `failed`, the
+        message is dead-lettered, and the execution fails: the failure is recorded through
+        the token the store kept live for it, so it closes the execution once (a step that
+        recorded another failure first leaves this one without a completion)."""
+        msg, node, outbox = self.msg, self.node, self.outbox
+        reason = self._tell_lost(lost)
+        outbox.statuses.clear()
+        outbox.messages.clear()
+        outbox.completion = None
+        status = StatusBuilder(msg, node, None)
+        outbox.statuses.append(status.build(STATUS_FAILED, 0, error=ErrorPayload(reason)))
+        outbox.dead_letter = reason
+        self.verdict = self.report.verdict = Verdict.RUN
+        self.report.outcome, self.report.error = "failed", reason
+        failure = Failure(FAILED, reason, encode(msg.accumulated_context or {}))
+        now = self.clock()
+        tr = self.store.advance(msg.execution_id, self.token, [], None, failure, now)
+        for timer_id in tr.timers:  # nothing of the execution waits on
+            self.store.cancel_timer(timer_id)
+        if tr.closed:
+            outbox.completion = completion(
+                msg, tr.status, tr.contexts, tr.started_at_ns, now, tr.failure_reason,
+                self.plan.workflow,
+            )  # fmt: skip
+        return outbox
+
+    def _tell_lost(self, lost: StateLost) -> str:
+        """Log the loss (an ERROR naming the execution, its workflow and the node), count it
+        (`Report.lost`); the reason the execution fails with."""
+        msg, node = self.msg, self.node
+        self.report.lost = lost.what
+        log.error(
+            "state lost (evicted or expired?): execution %s of workflow %s, node %s (%s): %s; "
+            "the execution fails (deploy/RUNBOOK.md, RuneworkerStateLost)",
+            msg.execution_id, msg.workflow_id, node.id, node.type or "unknown", lost,
+        )  # fmt: skip
+        return f"state lost (evicted or expired?) at node {node.label} ({node.id}): {lost}"
 
     def _close(self, ending: Ending) -> None:
         """Close the branch token through the ledger; build next messages or the completion."""

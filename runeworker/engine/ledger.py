@@ -88,7 +88,7 @@ class Ledger(ABC):
     """The branch-token bookkeeping of one step (see the module doc for the modes)."""
 
     mode: ClassVar[str]
-    __slots__ = ("clock", "max_steps", "msg", "store", "token")
+    __slots__ = ("anew", "clock", "max_steps", "msg", "store", "token")
 
     def __init__(
         self,
@@ -97,12 +97,17 @@ class Ledger(ABC):
         token: str,
         clock: Clock,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> None:
         self.store = store
         self.msg = msg
         self.token = token
         self.clock = clock
         self.max_steps = max_steps
+        # a replayed dead letter: its token may open an execution the store does not know
+        # (`runeworker.engine.state.opens_unknown`)
+        self.anew = anew
 
     @abstractmethod
     def admit(self) -> Admission:
@@ -176,8 +181,10 @@ class _Holding(Ledger):
         token: str,
         clock: Clock,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> None:
-        super().__init__(store, msg, token, clock, max_steps)
+        super().__init__(store, msg, token, clock, max_steps, anew=anew)
         self._on_running, self._statuses = None, []
 
     def _hold(self, status: NodeStatusMessage, _blocking: bool) -> None:
@@ -214,8 +221,9 @@ class Settled(_Holding):
     ) -> Closing:
         msg = self.msg
         settled = self.store.settle(
-            msg.execution_id, self.token, children, leaf, failure, now_ns, self.max_steps
-        )
+            msg.execution_id, self.token, children, leaf, failure, now_ns, self.max_steps,
+            anew=self.anew,
+        )  # fmt: skip
         if settled.transition is not None and settled.verdict in (Verdict.RUN, Verdict.REPLAY):
             self._release()
         return settled.verdict, settled.transition
@@ -237,8 +245,10 @@ class Arriving(Settled):
         token: str,
         clock: Clock,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> None:
-        super().__init__(store, msg, token, clock, max_steps)
+        super().__init__(store, msg, token, clock, max_steps, anew=anew)
         self._arrival: Arrival | None = None
         self._arrived: Arrived | None = None
         self._foreseen: dict[str, list[str]] = {}
@@ -290,7 +300,7 @@ class Admitted(_Holding):
     __slots__ = ()
 
     def admit(self) -> Admission:
-        return self.store.admit(self.msg.execution_id, self.token, self.clock())
+        return self.store.admit(self.msg.execution_id, self.token, self.clock(), anew=self.anew)
 
     def running(
         self, on_running: OnRunning | None, statuses: list[NodeStatusMessage]

@@ -42,6 +42,8 @@ class Report:
     error: str = ""  # the node or workflow error
     verdict: Verdict = Verdict.RUN  # on the step's branch token
     ledger: str = ""  # the mode that kept the token (`runeworker.engine.ledger`)
+    # what of the execution's state the step found lost (`runeworker.errors.StateLost.what`)
+    lost: str = ""
 
 
 @dataclass(slots=True)

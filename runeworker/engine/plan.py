@@ -122,6 +122,9 @@ class Plan:
     # the error is the definition's graph, refused (docs/WIRE.md section 3.1), and the
     # message names one of its nodes: reported like a node failure, `running` then `failed`
     refused: bool = False
+    # a dead letter put back by hand (`Executor.plan`): its token may open an execution the
+    # state store no longer knows (`runeworker.engine.state.opens_unknown`)
+    replayed: bool = False
 
     @classmethod
     def make(
@@ -146,14 +149,16 @@ class Plan:
             named = wf.by_id.get(msg.current_node) if wf is not None else None
             refused = bool(definition.error) and named is not None
             named = named or Node(id=msg.current_node or "unknown")
-            return cls(msg, token, named, wf, None, Admitted, False, resumed, error, refused)
+            return cls(
+                msg, token, named, wf, None, Admitted, False, resumed, error, refused, replayed
+            )
         spec = specs.get(node.type)
         mode = ledger.choose(
             msg, node, spec, single=definition.single_branch, resumed=resumed, replayed=replayed
         )
         # a resumed wait runs no node code; a merge's timer runs only its quick settings
         blocking = spec is not None and spec.blocking and not resumed
-        return cls(msg, token, node, wf, spec, mode, blocking, resumed)
+        return cls(msg, token, node, wf, spec, mode, blocking, resumed, replayed=replayed)
 
     def failing(self, reason: str) -> Plan:
         """This message failed as bad input for `reason` (poison, too large, ...): the step

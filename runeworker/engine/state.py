@@ -21,6 +21,21 @@ CANCELLED admission).
 The protocol also holds the flow-control state (see `runeworker.engine.barriers`): the
 aggregator and merge barriers and the wait timers.
 
+State the store must hold can be lost: evicted by a Redis whose `maxmemory-policy` evicts,
+expired (`redis.key_ttl`), gone with a flushed or replaced Redis. A step that finds it missing
+is told so (`runeworker.errors.StateLost`) instead of being run against a fresh state, which
+would strand its execution or complete it wrongly, without a word. Only the root token (the
+API's start message), a joining token, a replayed dead letter (`anew`) and a single-branch
+execution's step (whose start `begin` recorded: a peer planned its first steps without the
+protocol) open an unknown execution; any other token names an execution that must be known.
+An execution known, not ended, with no live branch left has lost its branch tokens; a barrier
+it began and no longer finds is lost (`runeworker.adapters.redis_flow`). An execution that
+ended keeps the mark of it (and its closing record), so that a late message of it is told
+apart from a lost one: stale or cancelled as before, never a second completion. The store
+keeps the token that found the loss live, marked lost, until a failure is recorded for it:
+the step fails the execution with an `advance` (`runeworker.engine.executor.Turn`), and a
+redelivery before that is told the same.
+
 The Redis implementation (`runeworker.adapters.redis_state`) follows the same protocol; the tests in
 tests/unit/test_state.py, tests/unit/test_flow_state.py and tests/integration/test_redis_state.py
 run one shared table against both.
@@ -50,6 +65,7 @@ from runeworker.engine.barriers import (
     parked,
 )
 from runeworker.engine.messages import COMPLETED, NodeExecutionMessage
+from runeworker.errors import StateLost
 
 __all__ = [
     "JOINING",
@@ -71,8 +87,10 @@ __all__ = [
     "joining_token",
     "message_token",
     "now_ns",
+    "opens_unknown",
     "record_arrival",
     "root_token",
+    "state_lost",
 ]
 
 
@@ -137,12 +155,15 @@ class StateStore(Protocol):
     # in its own atomic call); the step schedules and cancels it by calls of its own otherwise
     parks_in_arrival: bool
 
-    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
-        """Check a delivered token; opens the execution when it is unknown. A joining token
+    def admit(self, execution_id: str, token: str, now_ns: int, *, anew: bool = False) -> Admission:
+        """Check a delivered token; opens the execution when it is unknown and the token may
+        open it (`opens_unknown`: the root, a joining token, a single-branch execution's
+        step, or `anew`: a replayed dead letter), raises `StateLost` otherwise, and when the
+        execution is known, has not ended and has no live branch left. A joining token
         (`message_token`: a message without a token that names a parent) becomes live
         when the execution is open (a branch live, no failure) and the token never advanced;
         in an execution that ended it is stale. `advance`, `settle` and `arrive` admit the
-        same way."""
+        same way (without `anew`: a replayed dead letter is admitted first)."""
         ...
 
     def advance(
@@ -162,7 +183,9 @@ class StateStore(Protocol):
         (`runeworker.engine.barriers.HOLD`: a waiting aggregator arrival's) becomes live only
         when no other token would be, that is when the advance would otherwise close the
         execution; else it is left out, and nothing records it. `settle` and `arrive` advance
-        the same way, inside their atomic call."""
+        the same way, inside their atomic call. Raises `StateLost` as `admit`
+        does, unless `failure` is given: the failure of a token whose execution's state is
+        lost is recorded (that is how the step fails it)."""
         ...
 
     def settle(
@@ -174,12 +197,15 @@ class StateStore(Protocol):
         failure: Failure | None,
         now_ns: int,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> Settlement:
         """`admit` and `advance` in one atomic call, for a step that ran its node before
         knowing the verdict (a quick node of an execution with parallel branches): RUN and
         REPLAY advance as `advance` does; STALE and CANCELLED record nothing; a RUN or
         REPLAY at `max_steps` records nothing and returns no transition: the caller fails the
-        step at the limit and advances it (see `runeworker.engine.ledger.Settled`)."""
+        step at the limit and advances it (see `runeworker.engine.ledger.Settled`).
+        `StateLost` as for `advance`, `anew` as for `admit`."""
         ...
 
     def arrive(
@@ -200,7 +226,8 @@ class StateStore(Protocol):
         never parked, so that a waiting arrival advanced later does not park it), and advance
         the token with `foreseen[outcome]` as its children when the barrier's outcome
         (`runeworker.engine.barriers.outcome`) is a key of `foreseen` (no leaf, no failure, a
-        hold token among them as `advance` says; a REPLAY gets the recorded advance). A merge
+        hold token among them as `advance` says; a REPLAY gets the recorded advance). `StateLost`
+        as for `admit`, and when the barrier was begun and is gone. A merge
         arrival with a `park` (only when `parks_in_arrival`) also cancels the merge's timer
         when it decided the barrier, schedules it when it waits as a RUN before the timer is
         due (the timer stored before its token is live), and a waiting one is always
@@ -280,7 +307,9 @@ class StateStore(Protocol):
         ...
 
     def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
-        """Lease due timers to the caller until `now_ms + lease_ms`; `ack_timer` forgets them."""
+        """Lease due timers to the caller until `now_ms + lease_ms`; `ack_timer` forgets them.
+        A due timer whose payload is gone (lost) is forgotten and returned with an empty
+        payload, for the caller to tell."""
         ...
 
     def release_expired(self, now_ms: int) -> int:
@@ -349,7 +378,45 @@ def record_arrival(
 
 def root_token(execution_id: str) -> str:
     """Token of a master message (which carries none)."""
-    return "root"
+    return ROOT
+
+
+ROOT = "root"
+
+
+def opens_unknown(token: str, *, anew: bool = False, begun: bool = False) -> bool:
+    """Whether `token` may open an execution the store knows nothing of: the root (the API's
+    start message), a joining token (a branch of a Go worker's execution, which runeworker may
+    not have seen yet), a replayed dead letter (`anew`: its state may have expired since, as
+    `runeworker dlq` says), or a step of an execution whose single-branch start was recorded
+    (`begun`: a peer took its first steps without the protocol). Any other token was derived
+    from a parent that advanced in the store: its execution's record is lost."""
+    return token == ROOT or token.startswith(JOINING) or anew or begun
+
+
+# What `StateLost` says of each part of an execution's state that can be found missing.
+_LOST: dict[str, str] = {
+    "execution": (
+        "the state store holds no record of execution {ex}, though the message carries the "
+        "branch token of a running execution"
+    ),
+    "branches": (
+        "the live branch tokens of execution {ex} are gone from the state store, though it has "
+        "not ended"
+    ),
+    "barrier": (
+        "the {where} barrier of execution {ex} is gone from the state store, though branches "
+        "had arrived at it"
+    ),
+}
+
+
+def state_lost(execution_id: str, what: str, where: str = "") -> StateLost:
+    """The `StateLost` of `execution_id` for `what` (`execution`, `branches`, `barrier`, the
+    latter naming the barrier `where`)."""
+    template = _LOST.get(what, "the {what} state of execution {ex} is gone from the state store")
+    detail = template.format(ex=execution_id, what=what, where=where or "merge or aggregator")
+    return StateLost(execution_id, what, detail)
 
 
 # The prefix of a joining token (`message_token`): a branch the execution did not foresee, which
@@ -422,7 +489,10 @@ def child_tokens(parent: str, dsts: list[str]) -> list[str]:
 
 
 class _Execution:
-    __slots__ = ("contexts", "done", "failure", "live", "started_at_ns", "steps")
+    __slots__ = (
+        "contexts", "done", "ended", "failure", "live", "lost", "lost_by", "started_at_ns",
+        "steps",
+    )  # fmt: skip
 
     def __init__(self, token: str, now_ns: int) -> None:
         self.live: set[str] = {token}
@@ -431,6 +501,9 @@ class _Execution:
         self.failure: Failure | None = None
         self.started_at_ns = now_ns
         self.steps = 0
+        self.ended = False  # the last branch closed it (a failure is `failure`)
+        self.lost = ""  # what of its state a step found lost (`StateLost.what`)
+        self.lost_by = ""  # the token of that step
 
 
 class MemoryStore(MemoryFlow):
@@ -468,9 +541,12 @@ class MemoryStore(MemoryFlow):
         failure: Failure | None,
         now_ns: int,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> Settlement:
         with self._lock:
-            admission = self.admit(execution_id, token, now_ns)
+            # the failure of a token whose state is lost is recorded, not refused
+            admission = self._admission(execution_id, token, now_ns, anew, failure is not None)
             verdict = admission.verdict
             if verdict is Verdict.STALE:
                 return Settlement(verdict, Transition(closed=False))
@@ -523,20 +599,49 @@ class MemoryStore(MemoryFlow):
             ex = self._executions.get(execution_id)
             return ex.started_at_ns if ex is not None else 0
 
-    def _open(self, execution_id: str, token: str, now_ns: int) -> _Execution:
-        """The execution, opened with `token` as its only live branch when it is unknown; a
-        joining token (`message_token`) becomes live while the execution is open (a branch
-        live, no failure) and the token never advanced."""
+    def _open(self, execution_id: str, token: str, now_ns: int, anew: bool) -> _Execution:
+        """The execution, opened with `token` as its only live branch when it is unknown (and
+        marked lost when the token may not open it: `opens_unknown`); a joining token
+        (`message_token`) becomes live while the execution is open (a branch live, no
+        failure) and the token never advanced."""
         ex = self._executions.get(execution_id)
         if ex is None:
             ex = self._executions[execution_id] = _Execution(token, now_ns)
+            if not opens_unknown(token, anew=anew, begun=execution_id in self._started):
+                ex.lost, ex.lost_by = "execution", token
         elif token.startswith(JOINING) and ex.live and ex.failure is None and token not in ex.done:
             ex.live.add(token)
         return ex
 
-    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
+    def _lost(self, ex: _Execution, token: str) -> str:
+        """What of the execution's state is lost, as far as `token` can tell ("" when nothing):
+        its mark, for the token that found it (before its failure is recorded, or replaying
+        it); its live branches, when none is left in an execution that has not ended (the
+        token is then kept live, marked)."""
+        recorded = token in ex.done
+        if ex.lost and token == ex.lost_by:
+            return ex.lost if recorded or (token in ex.live and ex.failure is None) else ""
+        if recorded or ex.failure is not None or token in ex.live or ex.lost:
+            return ""
+        if not ex.live and not ex.ended:
+            ex.lost, ex.lost_by = "branches", token
+            ex.live.add(token)
+            return ex.lost
+        return ""
+
+    def admit(self, execution_id: str, token: str, now_ns: int, *, anew: bool = False) -> Admission:
+        return self._admission(execution_id, token, now_ns, anew, False)
+
+    def _admission(
+        self, execution_id: str, token: str, now_ns: int, anew: bool, failing: bool
+    ) -> Admission:
+        """`admit`; a loss raises `StateLost` unless `failing` (the caller records a failure:
+        the token is live then)."""
         with self._lock:
-            ex = self._open(execution_id, token, now_ns)
+            ex = self._open(execution_id, token, now_ns, anew)
+            lost = self._lost(ex, token)
+            if lost and not failing:
+                raise state_lost(execution_id, lost)
             if token in ex.done:
                 return Admission(Verdict.REPLAY, ex.steps)
             if ex.failure is not None:
@@ -556,8 +661,11 @@ class MemoryStore(MemoryFlow):
     ) -> Transition:
         with self._lock:
             # advance without admit: an unknown execution opens with the token as its only
-            # live one, a joining token joins
-            ex = self._open(execution_id, token, now_ns)
+            # live one (if the token may open it), a joining token joins
+            ex = self._open(execution_id, token, now_ns, False)
+            lost = self._lost(ex, token)
+            if lost and failure is None:
+                raise state_lost(execution_id, lost)
             recorded = ex.done.get(token)
             if recorded is not None:
                 return recorded
@@ -584,6 +692,7 @@ class MemoryStore(MemoryFlow):
                     ex.contexts.append(leaf_context)
                 result = Transition(closed=False)
                 if not ex.live:
+                    ex.ended = True
                     started = ex.started_at_ns
                     result = Transition(True, COMPLETED, "", started, list(ex.contexts))
             ex.done[token] = result

@@ -40,6 +40,9 @@ NODE_OUTCOMES: Final = frozenset({"success", "failed", "handled", "skipped"})
 COMPLETION_STATUSES: Final = frozenset({"completed", "failed", "halted"})
 RESTART_REASONS: Final = frozenset({"crash", "timeout", "recycle", "memory", "reload", "scale"})
 DOUBT_EVENTS: Final = frozenset({"doubted", "resent", "handed_over", "adopted"})
+# what a step (or the timer scheduler) found missing of an execution's state in Redis
+# (runeworker.errors.StateLost; `timer`: a due timer whose resume message is gone)
+LOST_STATES: Final = frozenset({"execution", "branches", "barrier", "timer"})
 LLM_PROVIDERS: Final = frozenset({"gemini", "openai", "anthropic"})
 LLM_OUTCOMES: Final = frozenset({"success", "error"})
 LLM_TOKEN_KINDS: Final = frozenset({"prompt", "completion"})
@@ -277,6 +280,12 @@ ACK_TIMEOUTS: Family[Counter] = Family(
 STATE_ERRORS: Family[Counter] = Family(
     "Counter", "runeworker_state_errors_total", "Failed state store operations."
 )
+STATE_LOST: Family[Counter] = Family(
+    "Counter", "runeworker_state_lost_total",
+    "Messages whose execution's state was gone from Redis (evicted, expired, flushed), by what "
+    "was missing; each failed its execution and was dead-lettered (a timer: its resume is lost).",
+    ("what", LOST_STATES),
+)  # fmt: skip
 COMMITS_IN_DOUBT: Family[Counter] = Family(
     "Counter", "runeworker_commits_in_doubt_total",
     "Commits whose outcome was unknown, by what became of them.", ("event", DOUBT_EVENTS),
@@ -300,7 +309,7 @@ LLM_SECONDS: Family[Histogram] = Family(
 )  # fmt: skip
 FAMILIES: Final[tuple[Family[Any], ...]] = (
     DELIVERIES, NODE_EXECUTIONS, NODE_DURATION, COMPLETIONS, INFLIGHT_NODES, CHILD_RESTARTS,
-    COMMIT_SECONDS, BROKER_RECONNECTS, BROKER_BLOCKED, ACK_TIMEOUTS, STATE_ERRORS,
+    COMMIT_SECONDS, BROKER_RECONNECTS, BROKER_BLOCKED, ACK_TIMEOUTS, STATE_ERRORS, STATE_LOST,
     COMMITS_IN_DOUBT, MESSAGES_HANDLED, LLM_REQUESTS, LLM_TOKENS, LLM_SECONDS,
 )  # fmt: skip
 # Every family /metrics can expose (histograms add _bucket, _sum and _count samples).
@@ -374,6 +383,11 @@ def state_error() -> None:
     STATE_ERRORS.get().inc()
 
 
+def state_lost(what: str) -> None:
+    """Count a message that found its execution's state lost (`LOST_STATES`)."""
+    tally.inc(STATE_LOST.get(what))
+
+
 def commit_in_doubt(event: str) -> None:
     """Count what became of a commit in doubt (doubted, resent, handed_over, adopted)."""
     COMMITS_IN_DOUBT.get(event).inc()
@@ -426,6 +440,8 @@ def prime(queues: Iterable[str] = (), node_types: Iterable[str] = ()) -> None:
         COMPLETIONS.get(status)
     for reason in RESTART_REASONS:
         CHILD_RESTARTS.get(reason)
+    for what in LOST_STATES:
+        STATE_LOST.get(what)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

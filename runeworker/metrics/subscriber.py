@@ -85,6 +85,10 @@ class WorkerMetrics:
         """Count the failed state store operation."""
         metrics.state_error()
 
+    def on_state_lost(self, what: str) -> None:
+        """Count the loss (with the step's counts: written after its commit)."""
+        metrics.state_lost(what)
+
     def on_flow(self, blocked: bool) -> None:
         """Count a block of this child's publishes by RabbitMQ (a resource alarm)."""
         if blocked:

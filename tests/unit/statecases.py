@@ -36,6 +36,7 @@ from runeworker.engine.state import (
     record_arrival,
     root_token,
 )
+from runeworker.errors import StateLost
 
 Case = Callable[[StateStore], None]
 
@@ -329,8 +330,11 @@ def advanced_token_never_live_again(store: StateStore) -> None:
 
 @case("advance_without_admit_opens")
 def advance_without_admit_opens(store: StateStore) -> None:
-    assert store.advance("ex", "t", [], ctx("t"), None, T1) == done([ctx("t")], T1)
-    assert store.admit("ex", "t", T0) == Admission(Verdict.REPLAY, 1)
+    """The root opens an unknown execution in an advance as in an admission (a token derived
+    from a parent does not: `lost_execution_is_told_and_failed_once`)."""
+    root = root_token("ex")
+    assert store.advance("ex", root, [], ctx("t"), None, T1) == done([ctx("t")], T1)
+    assert store.admit("ex", root, T0) == Admission(Verdict.REPLAY, 1)
 
 
 @case("executions_isolated")
@@ -411,8 +415,8 @@ def retire_advances_a_live_token(store: StateStore) -> None:
     assert store.retire("ex-2", c, T1) == done([])
     assert store.retire("ex-2", c, T1) == done([])
     # an unknown execution: nothing recorded, the token opens it later as usual
-    assert store.retire("ex-3", "t", T1) == OPEN
-    assert store.admit("ex-3", "t", T1) == Admission(Verdict.RUN, 0)
+    assert store.retire("ex-3", "root", T1) == OPEN
+    assert store.admit("ex-3", "root", T1) == Admission(Verdict.RUN, 0)
 
 
 @case("retire_uncounted_is_no_step")
@@ -1226,3 +1230,134 @@ def merge_released_before_the_waiting_arrival_arms_its_timer(store: StateStore) 
     assert (fired.statuses, fired.messages, fired.completion) == ([], [], None)
     assert fired.report.verdict is Verdict.REPLAY
     assert store.next_due() is None
+
+
+# -- state lost: evicted, expired, flushed (tests/unit/test_state.py,
+# tests/integration/test_redis_state.py) --
+#
+# A case takes the store and `evict(execution_id, part)`, which takes from the store what a
+# Redis that evicts (or expires, or is flushed) would: `all` of the execution's state, or its
+# `live` branch tokens alone.
+
+Evict = Callable[[str, str], None]
+LostCase = Callable[[StateStore, Evict], None]
+LOST_CASES: dict[str, LostCase] = {}
+
+
+def lost_case(name: str) -> Callable[[LostCase], LostCase]:
+    """Add the decorated function to LOST_CASES under `name`."""
+
+    def add(fn: LostCase) -> LostCase:
+        LOST_CASES[name] = fn
+        return fn
+
+    return add
+
+
+LOST = Failure("failed", "state lost", ctx("lost"))
+
+
+def failed_lost(started: int) -> Transition:
+    return Transition(True, "failed", "state lost", started, [ctx("lost")])
+
+
+def raises_lost(call: Callable[[], object], execution_id: str, what: str) -> None:
+    try:
+        call()
+    except StateLost as lost:
+        assert (lost.execution_id, lost.what) == (execution_id, what), lost
+        assert execution_id in str(lost), lost
+    else:
+        raise AssertionError(f"no StateLost({what!r}) for {execution_id}")
+
+
+def aggregate_arrival() -> AggregateArrival:
+    return AggregateArrival("split", "", 0, 2, item(0))
+
+
+@lost_case("only_a_token_that_may_open_an_unknown_execution_opens_it")
+def only_a_token_that_may_open_an_unknown_execution_opens_it(
+    store: StateStore, evict: Evict
+) -> None:
+    """The root, a joining token, a replayed dead letter (`anew`) and a step of an execution
+    whose single-branch start was recorded open an unknown execution; a token derived from a
+    parent does not: that parent advanced in the store, whose record of it is gone. Every call
+    but an advance with a failure says so, and goes on saying so until that failure is
+    recorded (and again when the step that found it is redelivered: the failure replays);
+    the failure closes the execution once."""
+    derived = child_token(root_token("ex"), 0, "a")
+    raises_lost(lambda: store.admit("ex", derived, T0), "ex", "execution")
+    raises_lost(lambda: store.admit("ex", derived, T1), "ex", "execution")
+    raises_lost(lambda: store.settle("ex", derived, [], ctx("a"), None, T1, 100), "ex", "execution")
+    raises_lost(lambda: store.advance("ex", derived, [], ctx("a"), None, T1), "ex", "execution")
+    raises_lost(
+        lambda: store.arrive("ex", derived, T1, 100, aggregate_arrival(), {}), "ex", "execution"
+    )
+    assert store.advance("ex", derived, [], None, LOST, T1) == failed_lost(T0)
+    # its redelivery (the step's commit lost) is told again, and replays the failure
+    raises_lost(lambda: store.admit("ex", derived, T1), "ex", "execution")
+    assert store.advance("ex", derived, [], None, LOST, T1) == failed_lost(T0)
+    sibling = child_token(root_token("ex"), 1, "b")
+    assert store.admit("ex", sibling, T1) == Admission(Verdict.CANCELLED, 1)
+    # a settled step's failure is recorded the same way
+    other = child_token(root_token("ex-settled"), 0, "a")
+    raises_lost(lambda: store.settle("ex-settled", other, [], None, None, T0, 9), "ex-settled",
+                "execution")  # fmt: skip
+    settled = store.settle("ex-settled", other, [], None, LOST, T1, 9)
+    assert settled == Settlement(Verdict.RUN, failed_lost(T0))
+    # tokens that may open one
+    assert store.admit("ex-root", root_token("ex-root"), T0) == Admission(Verdict.RUN, 0)
+    joining = JOINING + "0123456789abcdef0123"
+    assert store.admit("ex-join", joining, T0) == Admission(Verdict.RUN, 0)
+    assert store.admit("ex-anew", derived, T0, anew=True) == Admission(Verdict.RUN, 0)
+    anew = store.settle("ex-anew-2", derived, [], ctx("a"), None, T0, 9, anew=True)
+    assert anew == Settlement(Verdict.RUN, done([ctx("a")], T0))
+    store.begin("ex-begun", T0)
+    store.flush()
+    assert store.admit("ex-begun", derived, T1) == Admission(Verdict.RUN, 0)
+
+
+@lost_case("an_evicted_execution_is_failed_once")
+def an_evicted_execution_is_failed_once(store: StateStore, evict: Evict) -> None:
+    """Three branches live, then the execution's whole state gone: the first step to come
+    finds it lost and fails it; a sibling that comes meanwhile is stale, one that comes after
+    the failure is cancelled; nothing closes it twice."""
+    a, b, c = fan_out(store, "ex", 3)
+    evict("ex", "all")
+    raises_lost(lambda: store.admit("ex", a, T1), "ex", "execution")
+    assert store.admit("ex", b, T1) == Admission(Verdict.STALE, 0)  # a fails it
+    assert store.advance("ex", a, [], None, LOST, T1) == failed_lost(T1)
+    assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 1)
+    cancelled = store.settle("ex", c, [], ctx("c"), None, T1, 100)
+    assert cancelled == Settlement(Verdict.CANCELLED, OPEN)
+    raises_lost(lambda: store.admit("ex-2", a, T1), "ex-2", "execution")  # another one
+
+
+@lost_case("evicted_branch_tokens_are_lost")
+def evicted_branch_tokens_are_lost(store: StateStore, evict: Evict) -> None:
+    """The execution's record left, its live branch tokens gone: no branch is live in an
+    execution that has not ended, which only a loss leaves. Told to the first step, failed."""
+    a, b = fan_out(store, "ex", 2)
+    evict("ex", "live")
+    raises_lost(lambda: store.settle("ex", a, [], ctx("a"), None, T1, 100), "ex", "branches")
+    raises_lost(lambda: store.admit("ex", a, T1), "ex", "branches")
+    assert store.admit("ex", b, T1) == Admission(Verdict.STALE, 1)
+    settled = store.settle("ex", a, [], None, LOST, T1, 100)
+    assert settled == Settlement(Verdict.RUN, failed_lost(T0))
+    assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 2)
+
+
+@lost_case("an_execution_that_ended_is_no_loss")
+def an_execution_that_ended_is_no_loss(store: StateStore, evict: Evict) -> None:
+    """A late message of an execution that completed (its live set empty: closed, not lost)
+    is stale, one of a failed execution cancelled, as before: never a second completion."""
+    [only] = fan_out(store, "ex", 1)
+    assert store.advance("ex", only, [], ctx("x"), None, T1) == done([ctx("x")])
+    stray = child_token(only, 0, "y")
+    assert store.admit("ex", stray, T1) == Admission(Verdict.STALE, 2)
+    evict("ex", "live")  # empty already: nothing changes
+    assert store.settle("ex", stray, [], ctx("y"), None, T1, 100) == Settlement(
+        Verdict.STALE, OPEN)  # fmt: skip
+    a, b = fan_out(store, "ex-2", 2)
+    assert store.advance("ex-2", a, [], None, LOST, T1).closed
+    assert store.admit("ex-2", child_token(b, 0, "z"), T1) == Admission(Verdict.CANCELLED, 2)

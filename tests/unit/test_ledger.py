@@ -156,9 +156,11 @@ class IntegerTimes(MemoryStore):
             raise TypeError(f"{call}: now_ns {now_ns!r} is no integer")
         self.times.append((call, now_ns))
 
-    def admit(self, execution_id: str, token: str, now_ns: int) -> Admission:
+    def admit(
+        self, execution_id: str, token: str, now_ns: int, *, anew: bool = False
+    ) -> Admission:
         self._time("admit", now_ns)
-        return super().admit(execution_id, token, now_ns)
+        return super().admit(execution_id, token, now_ns, anew=anew)
 
     def advance(
         self,
@@ -181,10 +183,12 @@ class IntegerTimes(MemoryStore):
         failure: Failure | None,
         now_ns: int,
         max_steps: int,
+        *,
+        anew: bool = False,
     ) -> Settlement:
         self._time("settle", now_ns)
         return super().settle(
-            execution_id, token, children, leaf_context, failure, now_ns, max_steps
+            execution_id, token, children, leaf_context, failure, now_ns, max_steps, anew=anew
         )
 
     def begin(self, execution_id: str, now_ns: int) -> None:

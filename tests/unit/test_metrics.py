@@ -486,6 +486,7 @@ def test_alert_rules_use_declared_metrics() -> None:
         "RuneworkerNoReadyChildren",
         "RuneworkerBrokerBlocked",
         "RuneworkerAckTimeout",
+        "RuneworkerStateLost",
     }
     assert unrated_counters(text) == []
 
@@ -502,7 +503,7 @@ def test_alert_rules_structure() -> None:
     yaml = pytest.importorskip("yaml")
     groups = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 10
+    assert len(rules) == 11
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]

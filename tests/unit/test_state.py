@@ -7,7 +7,7 @@ import uuid
 
 import msgspec
 import pytest
-from statecases import CASES
+from statecases import CASES, LOST_CASES
 
 from runeworker.engine.messages import NodeExecutionMessage, StackFrame
 from runeworker.engine.state import (
@@ -29,6 +29,20 @@ def test_table_covers_every_behaviour() -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_memory_store(name: str) -> None:
     CASES[name](MemoryStore())
+
+
+@pytest.mark.parametrize("name", sorted(LOST_CASES))
+def test_memory_store_state_lost(name: str) -> None:
+    """The lost-state table: what eviction takes is taken from the store's own records."""
+    store = MemoryStore()
+
+    def evict(execution_id: str, part: str) -> None:
+        if part == "all":
+            store._executions.pop(execution_id, None)
+        else:
+            store._executions[execution_id].live.clear()
+
+    LOST_CASES[name](store, evict)
 
 
 def test_tokens_and_attempt_keys_are_stable_across_versions() -> None:
