@@ -24,6 +24,12 @@ each behind the configured key prefix. Every per-execution key gets the store's 
 call; the scheduler keys are global and their entries are removed when a timer is acknowledged
 or cancelled.
 
+An arrival marks its barrier in the execution's meta (`MARK_FN`): begun, then decided. meta is
+touched by every step, a barrier's keys by its arrivals only, so a mark whose keys are gone is a
+barrier evicted, flushed or expired: the arrival is told (`StateLost`) instead of beginning the
+barrier again. A due timer whose payload is gone is claimed with an empty one, for the scheduler
+to tell.
+
 A timer holds its execution: a wait or merge timeout may be due long after the execution's
 last call, and its keys must still be there when it fires. Scheduling one (`hold_execution`)
 sets the `hold` key to the due time plus the TTL, expiring itself at the due time, and moves

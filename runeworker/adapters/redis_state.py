@@ -8,7 +8,11 @@ of one slot):
     {prefix}exec:{<id>}:branches:live      set   live branch tokens
     {prefix}exec:{<id>}:branches:done      hash  token -> msgpack of the recorded transition
                                                  ({0} for a token retired before it was live)
-    {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason
+    {prefix}exec:{<id>}:branches:meta      hash  started_at_ns, steps, failure_status/_reason,
+                                                 ended (closed by its last branch), lost and
+                                                 lost_by (what of its state a token found
+                                                 gone, and that token), and a mark per barrier
+                                                 (`runeworker.adapters.redis_flow.MARK_FN`)
     {prefix}exec:{<id>}:branches:failctx   str   context of a failure recorded by a worker
                                                  before 0.9 (which closed at the last branch)
     {prefix}exec:{<id>}:branches:contexts  list  leaf contexts in finishing order
@@ -21,7 +25,9 @@ of one slot):
                                                  whose outcome is published (child/receipts.py)
 
 The barrier and timer keys (`exec:{<id>}:split:...`, `exec:{<id>}:node:...`, `scheduler:*`,
-shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. Every call
+shaped like the Go worker's) are described in `runeworker.adapters.redis_flow`. What a step finds
+gone of these (evicted, expired, flushed) it is told (`runeworker.errors.StateLost`; see
+`runeworker.engine.state` and `_PROLOGUE_BODY` below), and it fails the execution. Every call
 refreshes the TTL of every key it touches (while a wait or merge timer holds the execution, to
 the hold's later instant). Commits in doubt, kept until a child publishes them
 again, are in `{prefix}{doubts}:*` (runeworker/adapters/redis_doubts.py).
@@ -184,8 +190,14 @@ local steps, failed = tonumber(m[1]), m[2]
 local recorded = redis.call('HGET', done, token)
 local is_live = redis.call('SISMEMBER', live, token) == 1
 if lost then
-elseif m[3] and m[4] == token and (recorded or (is_live and not failed)) then
-  lost = m[3]  -- the token that found the loss, again: before its failure, or replaying it
+elseif m[3] and m[4] == token and (recorded or not failed) then
+  -- the token that found the loss, again: before its failure (kept live, even should the
+  -- live set be evicted in between), or replaying it
+  lost = m[3]
+  if not recorded and not is_live then
+    redis.call('SADD', live, token)
+    is_live = true
+  end
 elseif not recorded and not failed and not is_live and not m[3]
     and redis.call('EXISTS', live) == 0 and not ended() then
   lose('branches')
@@ -917,8 +929,8 @@ def eviction_warning(where: str, policy: str, maxmemory: int) -> str | None:
     return (
         f"Redis at {where} has maxmemory-policy {policy} ({limit}): under memory pressure it "
         "evicts runeworker's keys (branch tokens, merge and aggregator barriers, wait timers, "
-        "receipts, commits in doubt), and an execution whose keys are evicted may never "
-        "complete or complete twice. Set maxmemory-policy noeviction on this Redis (a full "
+        "receipts, commits in doubt), and an execution whose keys are evicted fails ('state "
+        "lost') or, rarely, completes twice. Set maxmemory-policy noeviction on this Redis (a full "
         "Redis then refuses writes, and runeworker waits for it without losing anything: "
         "deploy/INSTALL.md)"
     )

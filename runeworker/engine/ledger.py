@@ -28,6 +28,11 @@ children, the transition that may close the execution). Cheapest mode first:
   execution halted after the admission (`flow.Ending.cancelled`), and then nothing of the step
   is published.
 
+Every mode but `SingleBranch` may learn from the store that its execution's state is gone
+(`runeworker.errors.StateLost`, raised by `admit`, `close` or an arrival): the step then fails
+the execution (`runeworker.engine.executor.Turn._lost`). A replayed dead letter's ledger is
+`anew`: its token may open an execution the store no longer knows (its state expired since).
+
 Single-branch executions in detail. When the graph proves that an execution can never have two
 live branches, the protocol has nothing to do:
 

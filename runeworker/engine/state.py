@@ -620,7 +620,12 @@ class MemoryStore(MemoryFlow):
         token is then kept live, marked)."""
         recorded = token in ex.done
         if ex.lost and token == ex.lost_by:
-            return ex.lost if recorded or (token in ex.live and ex.failure is None) else ""
+            if recorded:
+                return ex.lost
+            if ex.failure is not None:
+                return ""
+            ex.live.add(token)  # kept live, even should the live set be lost in between
+            return ex.lost
         if recorded or ex.failure is not None or token in ex.live or ex.lost:
             return ""
         if not ex.live and not ex.ended:

@@ -5,7 +5,8 @@ port (the shared one is never reconfigured) and the real RabbitMQ in the session
 
 What must hold: the children wait and say why (log, `/readyz`, `runeworker_children`), nothing
 is dead-lettered or failed for it, and every execution completes exactly once when Redis takes
-writes again.
+writes again. A Redis that loses keys (evicted, or deleted here as eviction or a flush would)
+cannot be waited for: every execution whose state is lost ends, failed, once, and says so.
 """
 
 from __future__ import annotations
@@ -114,26 +115,41 @@ def start(tmp_path: Path, amqp_url: str, redis_prefix: str) -> Iterator[Start]:
             serve.kill()
 
 
-def fan(width: int = 3) -> bytes:
+def node(node_id: str, type_: str, **params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": node_id, "name": node_id, "type": type_, "parameters": params}
+    if type_ == "ManualTrigger":
+        out["trigger"] = True
+    return out
+
+
+def log(node_id: str, pad: int = 0) -> dict[str, Any]:
+    """A log node; `pad` characters more in its message (and so in its output)."""
+    return node(node_id, "log", message=f"{node_id} ran" + "x" * pad, level="debug")
+
+
+def fan(width: int = 3, pad: int = 0) -> bytes:
     """start -> b1..bN in parallel -> join (merge, wait_for_all) -> after: every step of it
     goes through Redis (branch tokens, the merge's barrier)."""
-
-    def node(node_id: str, type_: str, **params: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": node_id, "name": node_id, "type": type_,
-                               "parameters": params}  # fmt: skip
-        if type_ == "ManualTrigger":
-            out["trigger"] = True
-        return out
-
-    def log(node_id: str) -> dict[str, Any]:
-        return node(node_id, "log", message=f"{node_id} ran", level="debug")
-
     branches = [f"b{i}" for i in range(1, width + 1)]
     join = node("join", "merge", wait_mode="wait_for_all", timeout=600)
-    nodes = [node("start", "ManualTrigger"), *map(log, branches), join, log("after")]
+    nodes = [node("start", "ManualTrigger"), *(log(b, pad) for b in branches), join, log("after")]
     edges = [{"id": f"s-{b}", "src": "start", "dst": b} for b in branches]
     edges += [{"id": f"{b}-j", "src": b, "dst": "join"} for b in branches]
     edges.append({"id": "j-a", "src": "join", "dst": "after"})
+    return json.dumps({"nodes": nodes, "edges": edges}).encode()
+
+
+def waiting_fan(seconds: float) -> bytes:
+    """start -> w (wait `seconds`) -> b1 and start -> b2, both -> join (merge: its default
+    timeout) -> after: b2 waits at the merge while w waits; nothing of the execution runs
+    meanwhile but the two timers (the wait's, the merge's) waiting to fire."""
+    nodes = [
+        node("start", "ManualTrigger"), node("w", "wait", amount=seconds, unit="seconds"),
+        log("b1"), log("b2"), node("join", "merge", wait_mode="wait_for_all"), log("after"),
+    ]  # fmt: skip
+    pairs = [("start", "w"), ("w", "b1"), ("start", "b2"), ("b1", "join"), ("b2", "join"),
+             ("join", "after")]  # fmt: skip
+    edges = [{"id": f"{a}-{b}", "src": a, "dst": b} for a, b in pairs]
     return json.dumps({"nodes": nodes, "edges": edges}).encode()
 
 
@@ -276,3 +292,149 @@ def test_an_evicting_redis_is_warned_about_at_start_up(
     assert re.search(rf"Redis at redis://:\*\*\*@127\.0\.0\.1:{server.port}/0 ", warned[0])
     assert "noeviction" in warned[0]
     assert "s3cret-pw-77" not in log
+
+
+LOST = "state lost (evicted or expired?)"
+
+
+def completions_of(rune: Rune, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    return {eid: rune.completions.get(eid, []) for eid in ids}
+
+
+def lost_samples(serve: Serve) -> dict[str, float]:
+    found = samples(scrape(serve), "runeworker_state_lost_total")
+    return {dict(labels)["what"]: value for labels, value in found.items() if value}
+
+
+@pytest.mark.parametrize(
+    ("what", "evicted"),
+    [
+        ("execution", "*"),  # every key of the execution: evicted one by one, or flushed
+        ("branches", "branches:live"),  # its live branch tokens
+        ("barrier", "node:join:*"),  # the merge barrier b2 waits at
+    ],
+)
+def test_state_evicted_under_a_waiting_execution_fails_it_loudly(
+    start: Start,
+    rune: Rune,
+    servers: list[PrivateRedis],
+    redis_prefix: str,
+    what: str,
+    evicted: str,
+) -> None:
+    """b2 waits at the merge, w in its wait; then keys of the execution go, as an evicting
+    Redis takes them. Before: the resumed wait (or b1's arrival) ran against a fresh state
+    and the execution never completed, with nothing in the log, the metrics or the
+    dead-letter queue. Now the step that finds the loss fails the execution: one `failed`
+    completion saying so, one dead-lettered message, an ERROR line naming execution, workflow
+    and node, `runeworker_state_lost_total{what}`. Executions whose keys stay complete."""
+    server = PrivateRedis()
+    servers.append(server)
+    serve = start(server.url)
+    rune.wait_consumers(3)
+    hit = rune.publish(waiting_fan(4.0), 3)
+    spared = rune.publish(waiting_fan(4.0), 2)
+    chains = rune.publish(log_chain(3), 3)
+    client = server.client
+
+    def first_key(eid: str) -> bytes:
+        return f"{redis_prefix}exec:{{{eid}}}:node:join:barrier:first".encode()
+
+    def all_waiting() -> bool:  # b2 at the merge, w's timer and the merge's scheduled
+        timers = client.zcard(f"{redis_prefix}scheduler:timers")
+        return timers == 10 and all(client.exists(first_key(e)) for e in hit + spared)
+
+    wait_until(all_waiting, "every execution waiting", timeout=30)
+    for eid in hit:
+        pattern = f"{redis_prefix}exec:{{{eid}}}:{evicted}"
+        keys = list(client.scan_iter(match=pattern))
+        assert keys, pattern
+        client.delete(*keys)
+    rune.wait_done(hit + spared + chains, timeout=60, settle=1.5)
+    got = completions_of(rune, hit + spared + chains)
+    for eid in spared + chains:
+        assert [c["status"] for c in got[eid]] == ["completed"], got[eid]
+    for eid in hit:
+        assert [c["status"] for c in got[eid]] == ["failed"], got[eid]
+        reason = got[eid][0]["failure_reason"]
+        assert reason.startswith(LOST + " at node "), reason
+    # one message per execution found the loss, and was dead-lettered; its siblings were not
+    assert rune.message_count(DEAD_LETTER) == len(hit)
+    errors = [ln for ln in serve.log().splitlines() if f"{LOST}: execution" in ln]
+    assert len(errors) == len(hit), errors
+    for eid in hit:
+        [line] = [ln for ln in errors if f"execution {eid} of workflow " in ln]
+        assert "ERROR" in line and ", node " in line, line
+    wait_until(lambda: lost_samples(serve) == {what: float(len(hit))}, f"{what} counted")
+
+
+def first_completions(rune: Rune, ids: list[str], timeout: float) -> dict[str, float]:
+    """When (time.monotonic) a completion of each of `ids` was first read."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < len(ids):
+        assert time.monotonic() < deadline, f"{len(seen)} of {len(ids)} executions ended"
+        rune.drain()
+        now = time.monotonic()
+        seen.update((e, now) for e in ids if e not in seen and rune.completions.get(e))
+        rune.conn.sleep(0.05)
+    return seen
+
+
+def telling(message: dict[str, Any]) -> list[str]:
+    """The execution of an evicted key whose loss a step tells (`exec:{<id>}:branches:meta`,
+    `...:branches:live`, `...:node:<merge>:...`); none for any other key."""
+    found = re.search(
+        r"exec:\{([^{}]+)\}:(branches:meta|branches:live|node:)", message["data"].decode()
+    )
+    return [found[1]] if found else []
+
+
+def test_an_evicting_redis_strands_no_execution_silently(
+    start: Start, rune: Rune, servers: list[PrivateRedis]
+) -> None:
+    """`maxmemory` under `allkeys-lru` 1 MB above what Redis held before 80 executions with
+    parallel branches and 4 KB outputs: Redis evicts their branch tokens, barriers, marks.
+    Before, 35 of the 80 never completed, and nothing said so. Now every one ends, once:
+    completed, or failed as lost (42 to 70 of them over 11 runs) with its message
+    dead-lettered and the loss in the log and the metrics; and only executions whose record,
+    tokens or barrier Redis evicted before they ended (keyspace notifications)."""
+    server = PrivateRedis("--maxmemory-policy", "allkeys-lru", "--notify-keyspace-events", "Ee")
+    servers.append(server)
+    # when Redis evicted a key of an execution that a step reads to tell a loss (its record,
+    # its live branch tokens, its merge barrier), as Redis tells it
+    evicted: dict[str, list[float]] = {}
+
+    def note(message: dict[str, Any]) -> None:
+        for eid in telling(message):
+            evicted.setdefault(eid, []).append(time.monotonic())
+
+    listener = server.client.pubsub()
+    listener.subscribe(**{"__keyevent@0__:evicted": note})
+    thread = listener.run_in_thread(sleep_time=0.01, daemon=True)
+    try:
+        serve = start(server.url)
+        rune.wait_consumers(3)
+        warm = rune.publish(fan(), 3)
+        rune.wait_done(warm, timeout=30, settle=0.2)
+        used = int(server.client.info("memory")["used_memory"])
+        server.client.config_set("maxmemory", str(used + 1024 * 1024))
+        ids = rune.publish(fan(pad=4 * 1024), 80)
+        ended = first_completions(rune, ids, timeout=120)
+        rune.wait_done(ids, timeout=1, settle=2.0)
+    finally:
+        thread.stop()
+    assert int(server.client.info("stats")["evicted_keys"]) > 0, "nothing evicted: nothing measured"
+    got = completions_of(rune, ids)
+    twice = {eid: c for eid, c in got.items() if len(c) != 1}
+    assert not twice, f"{len(twice)} executions with more than one completion: {twice}"
+    failed = {eid: c[0] for eid, c in got.items() if c[0]["status"] != "completed"}
+    assert all(c["failure_reason"].startswith(LOST) for c in failed.values()), failed
+    assert failed, "keys evicted and no execution lost: the test measured nothing"
+    # no execution was failed as lost but one whose record, tokens or barrier Redis evicted
+    # before it ended (give or take the listener's lag): no false alarm
+    unprovoked = [e for e in failed if not any(t < ended[e] + 0.25 for t in evicted.get(e, []))]
+    assert not unprovoked, unprovoked
+    lines = [ln for ln in serve.log().splitlines() if f"{LOST}: execution" in ln]
+    assert len(lines) == rune.message_count(DEAD_LETTER) >= len(failed)
+    wait_until(lambda: sum(lost_samples(serve).values()) == len(lines), "the losses counted")

@@ -1320,12 +1320,14 @@ def only_a_token_that_may_open_an_unknown_execution_opens_it(
 @lost_case("an_evicted_execution_is_failed_once")
 def an_evicted_execution_is_failed_once(store: StateStore, evict: Evict) -> None:
     """Three branches live, then the execution's whole state gone: the first step to come
-    finds it lost and fails it; a sibling that comes meanwhile is stale, one that comes after
-    the failure is cancelled; nothing closes it twice."""
+    finds it lost and fails it (even should the live set go again before it does); a sibling
+    that comes meanwhile is stale, one that comes after the failure is cancelled; nothing
+    closes it twice."""
     a, b, c = fan_out(store, "ex", 3)
     evict("ex", "all")
     raises_lost(lambda: store.admit("ex", a, T1), "ex", "execution")
     assert store.admit("ex", b, T1) == Admission(Verdict.STALE, 0)  # a fails it
+    evict("ex", "live")
     assert store.advance("ex", a, [], None, LOST, T1) == failed_lost(T1)
     assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 1)
     cancelled = store.settle("ex", c, [], ctx("c"), None, T1, 100)
@@ -1333,10 +1335,24 @@ def an_evicted_execution_is_failed_once(store: StateStore, evict: Evict) -> None
     raises_lost(lambda: store.admit("ex-2", a, T1), "ex-2", "execution")  # another one
 
 
-@lost_case("evicted_branch_tokens_are_lost")
-def evicted_branch_tokens_are_lost(store: StateStore, evict: Evict) -> None:
-    """The execution's record left, its live branch tokens gone: no branch is live in an
-    execution that has not ended, which only a loss leaves. Told to the first step, failed."""
+@lost_case("evicted_branch_tokens_are_lost_not_those_of_an_ended_execution")
+def evicted_branch_tokens_are_lost_not_those_of_an_ended_execution(
+    store: StateStore, evict: Evict
+) -> None:
+    """A running execution's record left, its live branch tokens gone: no branch is live in an
+    execution that has not ended, which only a loss leaves; told to the first step, failed.
+    But a late message of an execution that completed (its live set empty: closed, not lost)
+    is stale, and one of a failed execution cancelled, as before: never a second completion."""
+    [only] = fan_out(store, "ended", 1)
+    assert store.advance("ended", only, [], ctx("x"), None, T1) == done([ctx("x")])
+    stray = child_token(only, 0, "y")
+    assert store.admit("ended", stray, T1) == Admission(Verdict.STALE, 2)
+    evict("ended", "live")  # empty already: nothing changes
+    assert store.settle("ended", stray, [], ctx("y"), None, T1, 100) == Settlement(
+        Verdict.STALE, OPEN)  # fmt: skip
+    c, d = fan_out(store, "failed", 2)
+    assert store.advance("failed", c, [], None, LOST, T1).closed
+    assert store.admit("failed", child_token(d, 0, "z"), T1) == Admission(Verdict.CANCELLED, 2)
     a, b = fan_out(store, "ex", 2)
     evict("ex", "live")
     raises_lost(lambda: store.settle("ex", a, [], ctx("a"), None, T1, 100), "ex", "branches")
@@ -1345,19 +1361,3 @@ def evicted_branch_tokens_are_lost(store: StateStore, evict: Evict) -> None:
     settled = store.settle("ex", a, [], None, LOST, T1, 100)
     assert settled == Settlement(Verdict.RUN, failed_lost(T0))
     assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 2)
-
-
-@lost_case("an_execution_that_ended_is_no_loss")
-def an_execution_that_ended_is_no_loss(store: StateStore, evict: Evict) -> None:
-    """A late message of an execution that completed (its live set empty: closed, not lost)
-    is stale, one of a failed execution cancelled, as before: never a second completion."""
-    [only] = fan_out(store, "ex", 1)
-    assert store.advance("ex", only, [], ctx("x"), None, T1) == done([ctx("x")])
-    stray = child_token(only, 0, "y")
-    assert store.admit("ex", stray, T1) == Admission(Verdict.STALE, 2)
-    evict("ex", "live")  # empty already: nothing changes
-    assert store.settle("ex", stray, [], ctx("y"), None, T1, 100) == Settlement(
-        Verdict.STALE, OPEN)  # fmt: skip
-    a, b = fan_out(store, "ex-2", 2)
-    assert store.advance("ex-2", a, [], None, LOST, T1).closed
-    assert store.admit("ex-2", child_token(b, 0, "z"), T1) == Admission(Verdict.CANCELLED, 2)

@@ -156,9 +156,7 @@ class IntegerTimes(MemoryStore):
             raise TypeError(f"{call}: now_ns {now_ns!r} is no integer")
         self.times.append((call, now_ns))
 
-    def admit(
-        self, execution_id: str, token: str, now_ns: int, *, anew: bool = False
-    ) -> Admission:
+    def admit(self, execution_id: str, token: str, now_ns: int, *, anew: bool = False) -> Admission:
         self._time("admit", now_ns)
         return super().admit(execution_id, token, now_ns, anew=anew)
 

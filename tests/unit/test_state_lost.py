@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 from flowkit import Run, definition, n, start, step
 
@@ -29,10 +30,12 @@ FAN = definition(
 REASON = "state lost (evicted or expired?)"
 
 
-def first_steps(store: MemoryStore) -> tuple[Executor, list[NodeExecutionMessage], Run]:
+def first_steps(
+    store: MemoryStore, execution_id: str = "ex-1"
+) -> tuple[Executor, list[NodeExecutionMessage], Run]:
     executor = Executor(store)
     run = Run()
-    out = step(executor, start(FAN, "a"), run)
+    out = step(executor, start(FAN, "a", execution_id=execution_id), run)
     assert [m.current_node for m in out.messages] == ["b", "c"]
     return executor, out.messages, run
 
@@ -60,6 +63,13 @@ def test_a_step_of_an_evicted_execution_fails_it_once(caplog: pytest.LogCaptureF
     assert (after.statuses, after.messages, after.completion) == ([], [], None)
     assert after.report.verdict is Verdict.CANCELLED and not after.report.lost
     assert [c.status for c in run.completions] == ["failed"]
+    # `runeworker dlq replay` of such a message (the state gone since): it runs again, as the
+    # operator asked (runeworker/commands/dlq.py), and is not failed as lost
+    other, _, _ = first_steps(store, "ex-2")
+    store._executions.pop("ex-2")
+    replayed = other.step(msgspec.structs.replace(to_b, execution_id="ex-2"), None, replayed=True)
+    assert replayed.report.lost == "" and replayed.dead_letter == ""
+    assert [m.current_node for m in replayed.messages] == ["join"]
 
 
 def test_evicted_branch_tokens_fail_the_execution_at_the_merge() -> None:
@@ -97,14 +107,3 @@ def test_the_redelivery_of_a_step_that_found_the_loss_fails_the_same_way() -> No
     ]
     assert again.messages == []
     assert (again.dead_letter, again.report.lost) == (first.dead_letter, "execution")
-
-
-def test_a_replayed_dead_letter_of_an_expired_execution_runs_anew() -> None:
-    """`runeworker dlq replay` after the execution's state expired: it runs again as the
-    operator asked (docs of runeworker/commands/dlq.py), not failed as lost."""
-    store = MemoryStore()
-    executor, (to_b, _), _run = first_steps(store)
-    store._executions.pop("ex-1")
-    replayed = executor.step(to_b, None, replayed=True)
-    assert replayed.report.lost == "" and replayed.dead_letter == ""
-    assert [m.current_node for m in replayed.messages] == ["join"]

@@ -97,6 +97,9 @@ class Recorder:
     def on_state_error(self) -> None:
         self.events.append(("state_error",))
 
+    def on_state_lost(self, what: str) -> None:
+        self.events.append(("state_lost", what))
+
     def on_doubt(self, event: str) -> None:
         self.events.append(("doubt", event))
 
@@ -459,6 +462,68 @@ def test_state_errors_reach_the_prometheus_counter(broker: StubBroker, store: St
     assert value("runeworker_state_errors_total") == before + 1
     assert value("runeworker_deliveries_total", queue=QUEUE, outcome="acked") == acked + 1
     assert Counter(tx.acked != [] for tx in broker.committed)[True] == 1
+
+
+def forked(execution_id: str) -> bytes:
+    """A message of an execution with two branches (every step of it goes through the state
+    store) past its first step: at `say`, with the branch token the trigger's step gave it."""
+    doc = json.loads(message(execution_id))
+    other = {"id": "other", "name": "Other", "type": "log", "parameters": {"message": "too"}}
+    doc["workflow_definition"]["nodes"].append(other)
+    doc["workflow_definition"]["edges"].append({"id": "e2", "src": "trigger", "dst": "other"})
+    doc.update(branch_token=child_token("root", 0, "say"), from_node="trigger")
+    doc["is_worker_initiated"] = True
+    return json.dumps(doc).encode()
+
+
+def test_a_step_whose_execution_state_is_lost_fails_it_and_says_so(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The store knows nothing of the execution its branch token says is running (evicted,
+    expired, flushed). Before, the step opened it afresh and ran on, and the execution never
+    completed (its other branch stale). Now: a `failed` status and completion saying so, a
+    dead-letter copy, the loss counted (`on_state_lost`, runeworker_state_lost_total)."""
+    from prometheus_client import REGISTRY
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("runeworker_state_lost_total", {"what": "execution"}) or 0
+
+    broker.enqueue(QUEUE, forked("ex-lost"))
+    broker.enqueue(QUEUE, forked("ex-lost-2"))
+    hooks = Recorder()
+    before = lost()
+    run_until_idle(make_worker(broker, store, hooks, settings={"broker.batch_max": 1}), broker)
+    for tx, execution_id in zip(
+        [tx for tx in broker.committed if tx.acked], ["ex-lost", "ex-lost-2"], strict=True
+    ):
+        [copy] = tx.to(DEAD)
+        reason = copy.headers["x-runeworker-reason"]
+        assert reason.startswith("state lost (evicted or expired?) at node Say (say): "), reason
+        assert [(s["node_id"], s["status"]) for s in decoded(tx.to(STATUS_QUEUE))] == [
+            ("say", "failed")
+        ]
+        [done] = decoded(tx.to(COMPLETION_QUEUE))
+        assert (done["execution_id"], done["status"], done["failure_reason"]) == (
+            execution_id, "failed", reason
+        )  # fmt: skip
+    assert hooks.count("state_lost", "execution") == 2
+    outcomes = [e[2] for e in hooks.events if e[0] == "delivery"]
+    assert outcomes == ["consumed", "dead_lettered", "acked"] * 2
+    broker.enqueue(QUEUE, forked("ex-lost-3"))
+    run_until_idle(make_worker(broker, store, WorkerMetrics()), broker)
+    assert lost() == before + 1
+
+
+def test_a_due_timer_whose_message_is_gone_is_counted(
+    broker: StubBroker, store: StubStore, tmp_path: Path
+) -> None:
+    store.schedule("t-gone", 0, b"frozen", owner="ex-1")
+    store._payloads.pop("t-gone")  # as an evicted `scheduler:payloads` leaves it
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    run_for(worker, broker, 0.6)
+    assert hooks.count("state_lost", "timer") == 1
+    assert [m for tx in broker.committed for m in tx.to(RESUME)] == []
 
 
 @pytest.mark.parametrize(("prefetch", "seen_at_first_idle"), [(1, 0), (10, 1)])
