@@ -107,3 +107,19 @@ def test_the_redelivery_of_a_step_that_found_the_loss_fails_the_same_way() -> No
     ]
     assert again.messages == []
     assert (again.dead_letter, again.report.lost) == (first.dead_letter, "execution")
+
+
+def test_a_message_rejected_for_itself_still_tells_the_loss() -> None:
+    """A message that cannot run (here: it names a node its workflow lacks) fails its
+    execution anyway, with its own reason; that the execution's state was lost too is told
+    (the ERROR line, `Report.lost`), and the failure is recorded once as for any loss."""
+    store = MemoryStore()
+    executor, (to_b, to_c), run = first_steps(store)
+    store._executions.pop("ex-1")
+    bad = msgspec.structs.replace(to_b, current_node="nowhere")
+    told = step(executor, bad, run)
+    assert told.report.lost == "execution"
+    assert told.completion is not None and told.completion.status == "failed"
+    assert told.completion.failure_reason == told.dead_letter
+    assert "current_node nowhere not found" in told.dead_letter
+    assert step(executor, to_c, run).completion is None  # cancelled: one completion
