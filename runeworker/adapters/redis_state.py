@@ -132,9 +132,9 @@ end
 
 # Shared head of the admit, advance, settle and arrive scripts (`_prologue(anew)`, `anew` a
 # Lua expression: a replayed dead letter, see `StateStore.admit`), then the locals every one of
-# them reads: m (steps, failure_status, lost of meta), steps, failed, recorded (the token's
-# advance), is_live, and lost, what of the execution's state the token finds lost (nil when
-# nothing; `runeworker.errors.StateLost`).
+# them reads: m (steps, failure_status, lost, lost_by of meta), steps, failed, recorded (the
+# token's advance), is_live, and lost, what of the execution's state the token finds lost (nil
+# when nothing; `runeworker.errors.StateLost`).
 #
 # An unknown execution opens with the token as its only live branch when the token may open
 # it (`opens_unknown`: the root, a joining token, `anew`, or a single-branch execution's start
@@ -145,10 +145,12 @@ end
 # closing record still in `done`): then its meta is made again, marked ended, and the token is
 # stale as any late message of an ended execution. A token of a known execution that has not
 # ended finds its branches lost when none is live ('branches'; a live set is empty only once
-# the execution closed). `lose` keeps the token live and marks meta lost (and forgets the
-# token's own advance, whose outcome can no longer stand): the step fails the execution with
-# an advance, and a redelivery before that finds the mark. started_at_ns stays a string: Lua
-# numbers are doubles and would round nanoseconds.
+# the execution closed). `lose` keeps the token live and marks meta lost by it (and forgets
+# the token's own advance, whose outcome can no longer stand): the step fails the execution
+# with an advance that brings the failure; that token is told again until then (and live
+# again, should the live set go meanwhile), and when redelivered after it (the failure then
+# replays). Other tokens are not told the loss one of them found. started_at_ns stays a
+# string: Lua numbers are doubles and would round nanoseconds.
 _PROLOGUE_BODY = f"""
 local lost = nil
 local function joining()

@@ -32,9 +32,10 @@ An execution known, not ended, with no live branch left has lost its branch toke
 it began and no longer finds is lost (`runeworker.adapters.redis_flow`). An execution that
 ended keeps the mark of it (and its closing record), so that a late message of it is told
 apart from a lost one: stale or cancelled as before, never a second completion. The store
-keeps the token that found the loss live, marked lost, until a failure is recorded for it:
-the step fails the execution with an `advance` (`runeworker.engine.executor.Turn`), and a
-redelivery before that is told the same.
+keeps the token that found the loss live, marked lost by it, until a failure is recorded for
+it: the step fails the execution with an `advance` that brings the failure
+(`runeworker.engine.executor.Turn._lost`); a redelivery of that step is told the same, before
+the failure and after it (the failure then replays).
 
 The Redis implementation (`runeworker.adapters.redis_state`) follows the same protocol; the tests in
 tests/unit/test_state.py, tests/unit/test_flow_state.py and tests/integration/test_redis_state.py
