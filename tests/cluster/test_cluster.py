@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -29,7 +30,7 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from statecases import CASES, FLOW_CASES  # noqa: E402
+from statecases import CASES, FLOW_CASES, LOST_CASES  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -59,6 +60,27 @@ def test_every_state_case_runs_on_a_redis_cluster(name: str, cluster_store: Redi
     """The StateStore table (branch tokens, split aggregation, merges, wait timers) on 3
     masters: a script or MULTI whose keys span two slots would fail with CROSSSLOT."""
     (CASES.get(name) or FLOW_CASES[name])(cluster_store)
+
+
+@pytest.mark.parametrize("name", sorted(LOST_CASES))
+def test_every_state_lost_case_runs_on_a_redis_cluster(
+    name: str, cluster_store: RedisStore
+) -> None:
+    """State lost to eviction (runeworker/engine/state.py `StateLost`) told on 3 masters as
+    on one Redis: an execution's keys are deleted as eviction would, on the master holding
+    their slot (they share their hash tag)."""
+    client: Any = cluster_store._client  # a RedisCluster: scans every master
+    prefix = cluster_store._prefix
+
+    def evict(execution_id: str, part: str) -> None:
+        if part == "all":
+            keys = list(client.scan_iter(match=f"{prefix}exec:{{{execution_id}}}:*"))
+            assert keys, f"no key of execution {execution_id} to evict"
+            client.delete(*keys)
+        else:
+            client.delete(f"{prefix}exec:{{{execution_id}}}:branches:live")
+
+    LOST_CASES[name](cluster_store, evict)
 
 
 def test_the_scheduler_keys_share_one_slot_only_with_their_tag(
