@@ -23,6 +23,16 @@ def _config_flags(p: argparse.ArgumentParser, *flags: str) -> None:
         p.add_argument("--prefetch", type=int, metavar="N", help="prefetch per consumer")
     if "queue" in flags:
         p.add_argument("--queue", metavar="NAME", help="execution queue (broker.queue)")
+    if "queue_type" in flags:
+        p.add_argument(
+            "--queue-type",
+            dest="queue_type",
+            choices=["classic", "quorum"],
+            help="broker.queue_type (default classic): the type the execution queue is "
+            "declared with; on quorum queues both contenders commit with publisher confirms "
+            "instead of transactions (a vhost used with the other type is refused: use a "
+            "fresh one)",
+        )
     if "metrics" in flags:
         p.add_argument(
             "--metrics-listen", metavar="HOST:PORT", help="address of /metrics, '' to disable"
@@ -71,6 +81,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "worker.processes": getattr(args, "processes", None),
         "broker.prefetch": getattr(args, "prefetch", None),
         "broker.queue": getattr(args, "queue", None),
+        "broker.queue_type": getattr(args, "queue_type", None),
         "metrics.listen": getattr(args, "metrics_listen", None),
         "logging.level": getattr(args, "log_level", None),
         "logging.format": getattr(args, "log_format", None),
@@ -130,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_flags(submit, "queue")
 
     bench = sub.add_parser("bench", help="measure node throughput and latency against the broker")
-    _config_flags(bench, "processes", "prefetch")
+    _config_flags(bench, "processes", "prefetch", "queue_type")
     bench.add_argument(
         "--workflows", type=int, default=1000, help="workflows of the load phase (default 1000)"
     )

@@ -1,7 +1,12 @@
 """The two contenders of `runeworker bench`, measured one after the other on one broker vhost:
 the floor (bare pika processes) and `runeworker serve` (a subprocess, its own queue and Redis
 key prefix). Each one runs a throughput phase (all workflows at once; CPU and RSS are taken
-around it) and a low-load phase (one workflow at a time; latency)."""
+around it) and a low-load phase (one workflow at a time; latency).
+
+Both follow `broker.queue_type`: every queue is declared with the type `runeworker serve`
+gives the queue it is or stands for (`serve_queues`: the execution queue, the resume queue and
+the dead-letter queue get the type, Rune's status, completion and mirror queues stay classic),
+and on quorum queues the floor commits with publisher confirms, as runeworker does."""
 
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import pika.exceptions
 import psutil
 import redis
 
@@ -31,6 +38,7 @@ from runeworker.adapters.amqp import (
     MIRROR_QUEUE,
     STATUS_QUEUE,
     Endpoint,
+    typed_queues,
 )
 from runeworker.bench.floor import FloorPool, FloorQueues, declare
 from runeworker.bench.workload import (
@@ -44,10 +52,11 @@ from runeworker.bench.workload import (
     drive,
     figures,
 )
-from runeworker.config import GO_ENV_VARS, Config
+from runeworker.config import GO_ENV_VARS, BrokerConfig, Config
 
 _SERVICES = {"beam.smp": "rabbitmq", "redis-server": "redis"}
 RUNE_OUTPUTS = [STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
+_PRECONDITION_FAILED = 406
 
 Send = Callable[[Trace, int], None]  # publish workflow i, recording its publish time
 Parse = Callable[[Trace, dict[str, list[Got]], list[str]], None]  # received -> trace
@@ -143,6 +152,15 @@ def _rss_mb(procs: list[psutil.Process]) -> list[float]:
     return out
 
 
+def serve_queues(b: BrokerConfig, queue: str) -> dict[str, dict[str, Any] | None]:
+    """Every queue `runeworker serve` declares with `b` and execution queue `queue`, with the
+    arguments it declares it with (runeworker.child.worker's topology, `Broker.declare`): None
+    for a classic queue."""
+    typed = typed_queues(msgspec.structs.replace(b, queue=queue))
+    declared = [queue, b.resume_queue, *RUNE_OUTPUTS, b.dead_letter_queue]
+    return {q: typed.get(q) for q in declared}
+
+
 def _services() -> dict[str, list[psutil.Process]]:
     """The local RabbitMQ and Redis processes, when this machine runs them (for their CPU)."""
     found: dict[str, list[psutil.Process]] = {}
@@ -173,9 +191,11 @@ class BenchRun:
             raise
 
     def _check(self, discard_waiting: bool) -> None:
-        """The bench consumes the vhost's status, completion and mirror queues: nobody else
-        may, and what waits there must be the bench's to throw away."""
+        """The queues `runeworker serve` will declare must have the type it declares them with,
+        the bench consumes the vhost's status, completion and mirror queues: nobody else may,
+        and what waits there must be the bench's to throw away."""
         self.wire.ch.exchange_declare(self.cfg.broker.exchange, exchange_type="topic", durable=True)
+        self._check_types()
         for q in RUNE_OUTPUTS:
             consumers, waiting = self.wire.consumers_and_messages(q)
             self.wire.ch.queue_bind(q, self.cfg.broker.exchange, routing_key=q)
@@ -190,6 +210,39 @@ class BenchRun:
                     "use a vhost of its own, or --discard-waiting if they are leftovers"
                 )
 
+    def _check_types(self) -> None:
+        """Declare, as `runeworker serve` will, the queues of the vhost it shares with earlier
+        runs (all but its execution queue, which is the bench's own): a queue declared before
+        with another type (a vhost used by a bench of the other `broker.queue_type`) would make
+        every child's declare fail, and the bench wait for consumers that never come. Each
+        queue on a channel of its own: the broker closes the channel of a refused declare."""
+        b = self.cfg.broker
+        own = f"runeworker.bench.{self.run_id}"
+        shared = {q: args for q, args in serve_queues(b, own).items() if q != own}
+        self.wire.typed.update({q: args for q, args in shared.items() if args is not None})
+        refused: list[str] = []
+        for q, arguments in shared.items():
+            ch = self.wire.conn.channel()
+            try:
+                ch.queue_declare(q, durable=True, arguments=arguments)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != _PRECONDITION_FAILED:
+                    raise
+                refused.append(f"{q} ({exc.reply_text})")
+            else:
+                ch.close()
+        if refused:
+            declared = (
+                "without arguments" if b.queue_type == "classic" else f"x-queue-type {b.queue_type}"
+            )
+            raise BenchError(
+                f"this vhost holds queues of another type than runeworker serve declares them "
+                f"with broker.queue_type = {b.queue_type!r} ({declared}), so its children could "
+                f"not start: {'; '.join(refused)}. A queue's type is fixed when it is first "
+                "declared: run the bench in a fresh vhost (one per queue type), or delete those "
+                "queues from this vhost if nothing else uses them"
+            )
+
     def compare(
         self, load: Load, work: Workload, *, runeworker_first: bool = False
     ) -> tuple[Result, Result]:
@@ -200,6 +253,11 @@ class BenchRun:
                 return self.floor(load, work), rw
             return self.floor(load, work), self.runeworker(load, work)
 
+    @property
+    def confirm(self) -> bool:
+        """Whether runeworker commits with publisher confirms (`Broker.of`), and so the floor."""
+        return self.cfg.broker.queue_type == "quorum"
+
     # -- the floor ---------------------------------------------------------------------------
 
     def floor(self, load: Load, work: Workload) -> Result:
@@ -207,10 +265,21 @@ class BenchRun:
         fq = FloorQueues(
             self.cfg.broker.exchange, base, f"{base}.status", f"{base}.completion", f"{base}.mirror"
         )
-        declare(self.wire.ch, fq)
+        # each floor queue has the type of the runeworker queue it stands for
+        rw = serve_queues(self.cfg.broker, fq.work)
+        stands_for = zip(fq.all, [fq.work, *RUNE_OUTPUTS], strict=True)
+        typed = {q: args for q, rq in stands_for if (args := rw[rq]) is not None}
+        self.wire.typed.update(typed)
+        declare(self.wire.ch, fq, typed)
         self._queues += fq.all
         pool = FloorPool(self.endpoint.urls[0], fq, work.sizes, self.cfg.redis.url, self.prefix)
-        pool.start(load.processes, load.prefetch, self.cfg.broker.batch_max, work.http_url)
+        pool.start(
+            load.processes,
+            load.prefetch,
+            self.cfg.broker.batch_max,
+            work.http_url,
+            confirm=self.confirm,
+        )
         try:
             self.wire.wait_consumers(fq.work, load.processes, pool.alive, timeout=60)
             procs = [psutil.Process(pid) for pid in pool.pids]
@@ -247,6 +316,9 @@ class BenchRun:
 
     def runeworker(self, load: Load, work: Workload) -> Result:
         queue = f"runeworker.bench.{self.run_id}"
+        arguments = serve_queues(self.cfg.broker, queue)[queue]
+        if arguments is not None:
+            self.wire.typed[queue] = arguments
         self.wire.consumers_and_messages(queue)  # declared first, so consumers can be counted
         self._queues.append(queue)
 

@@ -11,6 +11,12 @@ at once (at most `batch_max`) go in one AMQP transaction, exactly like
 `runeworker.child.worker`, and the mirror copies of the batch's first nodes go before it in a
 transaction of their own, as there. Bodies are filler bytes: nothing is parsed.
 
+With `broker.queue_type = "quorum"` runeworker commits with publisher confirms instead of
+transactions (runeworker/adapters/amqp.py, `Broker._commit_confirmed`), and so does the floor
+(`_ConfirmLoop`): a commit's publishes are held until it, sent at once, then one wait until the
+broker has confirmed every one of them (it ends at the last confirm), and only then the acks,
+flushed without a wait. The floor's queues have the types runeworker's have (`declare`).
+
 For a workload with parallel branches (`FloorSizes.script`) each step publishes what the recorded
 step of runeworker published (statuses, one or more next messages, the completion) and makes one
 Redis script call first, as runeworker's branch-token protocol does at least once per step; that
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +49,16 @@ from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic
 
 _PERSISTENT = 2
 _JSON = "application/json"
 _FLUSH_BYTES = 1 << 20
+# confirm mode, as runeworker.adapters.amqp's CONFIRM_WAIT and NACK_PAUSE (this file cannot
+# import the package): the longest one wait for confirms lasts before it is looked at again,
+# and the pause before nacked publishes go out again
+_CONFIRM_WAIT = 1.0
+_NACK_PAUSE = 0.1
 # one script call per step, of the size of runeworker's cheapest (a hash field and a TTL)
 _STEP_SCRIPT = """
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -86,16 +99,21 @@ class FloorQueues:
         return (self.work, self.status, self.completion, self.mirror)
 
 
-def declare(ch: BlockingChannel, queues: FloorQueues) -> None:
-    """Durable queues like the Rune ones, bound like them (topic exchange, own name as key)."""
+def declare(
+    ch: BlockingChannel, queues: FloorQueues, typed: Mapping[str, dict[str, Any]] | None = None
+) -> None:
+    """Durable queues like the Rune ones, bound like them (topic exchange, own name as key).
+    `typed`: the declare arguments of the queues that are not classic (queue -> arguments),
+    so that each floor queue has the type of the runeworker queue it stands for."""
     ch.exchange_declare(queues.exchange, exchange_type="topic", durable=True)
     for q in queues.all:
-        ch.queue_declare(q, durable=True)
+        ch.queue_declare(q, durable=True, arguments=(typed or {}).get(q))
         ch.queue_bind(q, queues.exchange, routing_key=q)
 
 
 class _Loop:
-    """One floor process: consume into a buffer, handle the buffer, commit per batch."""
+    """One floor process: consume into a buffer, handle the buffer, commit per batch (an AMQP
+    transaction: classic queues)."""
 
     def __init__(
         self,
@@ -124,8 +142,19 @@ class _Loop:
         self.unflushed = 0
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
-        self.ch.tx_select()
         self.writer = _frame_writer()(self.ch._impl)
+        # an ack: queued in the transaction here, held until the confirms in `_ConfirmLoop`
+        self.ack: Callable[[int], None] = self.writer.ack
+        self.select()
+
+    def select(self) -> None:
+        """Transaction mode."""
+        self.ch.tx_select()
+
+    def commit(self) -> None:
+        """Commit what the channel queued since the last commit."""
+        self.ch.tx_commit()
+        self.unflushed = 0
 
     def consume(self, prefetch: int) -> None:
         def on_message(_ch: Any, method: Any, props: Any, _body: bytes) -> None:
@@ -143,8 +172,7 @@ class _Loop:
             self.mirror(batch)
             for tag, ident in batch:
                 self.handle(tag, ident)
-            self.ch.tx_commit()
-            self.unflushed = 0
+            self.commit()
 
     def mirror(self, batch: list[tuple[int, str]]) -> None:
         """The mirror copies of the batch's start messages, committed on their own before the
@@ -155,8 +183,7 @@ class _Loop:
         for ident in starts:
             self.publish(self.queues.mirror, self.sizes.messages[0], ident)
         if starts:
-            self.ch.tx_commit()
-            self.unflushed = 0
+            self.commit()
 
     def handle(self, tag: int, ident: str) -> None:
         if self.script:
@@ -166,15 +193,14 @@ class _Loop:
         sizes, q = self.sizes, self.queues
         self.publish(q.status, sizes.running[k], ident)
         if self.target is not None:
-            self.ch.tx_commit()  # a blocking node's `running` is visible before its call
-            self.unflushed = 0
+            self.commit()  # a blocking node's `running` is visible before its call
             self.target.call()
         self.publish(q.status, sizes.success[k], ident, stamp=True)
         if k + 1 < len(sizes.messages):
             self.publish(q.work, sizes.messages[k + 1], f"{w}.{k + 1}")
         else:
             self.publish(q.completion, sizes.completion, ident, stamp=True)
-        self.writer.ack(tag)
+        self.ack(tag)
 
     def handle_step(self, tag: int, ident: str) -> None:
         """Step s of workflow w ("w.s"): one Redis script call, then what the recorded step
@@ -190,7 +216,7 @@ class _Loop:
             self.publish(q.work, size, f"{w}.{child}")
         if step["completion"]:
             self.publish(q.completion, step["completion"], node, stamp=True)
-        self.writer.ack(tag)
+        self.ack(tag)
 
     def publish(
         self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
@@ -217,6 +243,91 @@ class _Loop:
             self.conn.close()
         if self.target is not None:
             self.target.close()
+
+
+# a publish held for the commit: routing key (the exchange is the floor's), body, properties
+_Held = tuple[str, bytes, pika.BasicProperties]
+
+
+class _ConfirmLoop(_Loop):
+    """A floor process for quorum queues: publisher confirms instead of transactions, as
+    runeworker.adapters.amqp `Broker._commit_confirmed` commits. Publishes and acks are held
+    until the commit, which sends the publishes, waits once for all their confirms (the wait
+    ends at the last one, as `Broker._wake` makes runeworker's), sends nacked ones again
+    NACK_PAUSE after their round is answered, then sends the acks and flushes them without a
+    wait. No deadline: the bench's phase timeout stands for runeworker's confirm timeout."""
+
+    def select(self) -> None:
+        """Confirm mode on the channel under the BlockingChannel, with our own callback (the
+        BlockingChannel's would wait for each publish alone)."""
+        self.held: list[_Held] = []
+        self.acks: list[int] = []
+        self.ack = self.acks.append
+        self.unconfirmed: dict[int, _Held] = {}
+        self.nacked: list[_Held] = []
+        self.seq = 0
+        selected: list[bool] = []
+
+        def on_select_ok(frame: Any) -> None:
+            selected.append(True)
+            self.wake(frame.channel_number)
+
+        self.ch._impl.confirm_delivery(self.on_confirm, on_select_ok)
+        while not selected:
+            self.conn.process_data_events(time_limit=0.1)
+
+    def publish(
+        self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
+    ) -> None:
+        props = pika.BasicProperties(
+            content_type=_JSON,
+            delivery_mode=_PERSISTENT,
+            message_id=ident,
+            correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
+            type=kind,
+        )
+        self.held.append((queue, self.filler[:size], props))  # sent at the commit
+
+    def commit(self) -> None:
+        held, self.held = self.held, []
+        self.send(held)
+        while self.unconfirmed or self.nacked:
+            if self.nacked and not self.unconfirmed:  # answered, some refused: again
+                self.conn.sleep(_NACK_PAUSE)
+                nacked, self.nacked = self.nacked, []
+                self.send(nacked)
+            self.conn.process_data_events(time_limit=_CONFIRM_WAIT)
+        for tag in self.acks:
+            self.writer.ack(tag)
+        self.acks.clear()  # in place: `ack` is its bound append
+        self.conn.process_data_events(time_limit=0)  # sends the acks
+        self.unflushed = 0
+
+    def send(self, messages: list[_Held]) -> None:
+        for message in messages:
+            queue, body, props = message
+            self.writer.publish(self.queues.exchange, queue, body, props)
+            self.seq += 1
+            self.unconfirmed[self.seq] = message
+
+    def on_confirm(self, frame: Any) -> None:
+        """basic.ack / basic.nack: `multiple` covers every sequence up to the tag; once none
+        is outstanding, the commit's wait ends."""
+        method = frame.method
+        tag, multiple = method.delivery_tag, method.multiple
+        done = [s for s in self.unconfirmed if s <= tag] if multiple else [tag]
+        for seq in done:
+            message = self.unconfirmed.pop(seq, None)
+            if message is not None and isinstance(method, Basic.Nack):
+                self.nacked.append(message)
+        if not self.unconfirmed:
+            self.wake(frame.channel_number)
+
+    def wake(self, channel_number: int) -> None:
+        """End the running (or next) `process_data_events`: it returns early only for a
+        BlockingChannel's events, not for a callback on the channel under it (pika's own
+        request to stop, a negative channel number, as runeworker's `Broker._wake`)."""
+        self.conn._request_channel_dispatch(-channel_number)
 
 
 def _frame_writer() -> Any:
@@ -265,7 +376,8 @@ def floor_main() -> int:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     queues = FloorQueues(**spec["queues"])
-    loop = _Loop(
+    kind = _ConfirmLoop if spec.get("confirm") else _Loop
+    loop = kind(
         spec["url"],
         queues,
         FloorSizes(**spec["sizes"]),
@@ -300,8 +412,17 @@ class FloorPool:
         self.redis = (redis_url, redis_prefix)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, processes: int, prefetch: int, batch_max: int, call_url: str = "") -> None:
-        """Start `processes` floor processes; with `call_url` each step GETs it (see above)."""
+    def start(
+        self,
+        processes: int,
+        prefetch: int,
+        batch_max: int,
+        call_url: str = "",
+        *,
+        confirm: bool = False,
+    ) -> None:
+        """Start `processes` floor processes; with `call_url` each step GETs it (see above);
+        `confirm`: publisher confirms instead of transactions (`_ConfirmLoop`)."""
         spec = json.dumps(
             {
                 "url": self.url,
@@ -312,6 +433,7 @@ class FloorPool:
                 "redis_url": self.redis[0],
                 "redis_prefix": self.redis[1],
                 "call_url": call_url,
+                "confirm": confirm,
             }
         )
         for _ in range(processes):

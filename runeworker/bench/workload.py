@@ -382,6 +382,9 @@ class Wire:
             self.ch: BlockingChannel = self.conn.channel()
         self.got: dict[str, list[Got]] = {}
         self._tags: list[str] = []
+        # declare arguments of the queues that are not classic (queue -> arguments): every
+        # declare of a queue must carry the arguments it was first declared with
+        self.typed: dict[str, dict[str, Any]] = {}
 
     def listen(self, queues: list[str]) -> None:
         """Start consuming `queues` (their lists are emptied)."""
@@ -405,7 +408,7 @@ class Wire:
         self.ch.basic_publish("", queue, body, props)
 
     def consumers_and_messages(self, queue: str) -> tuple[int, int]:
-        ok = self.ch.queue_declare(queue, durable=True)
+        ok = self.ch.queue_declare(queue, durable=True, arguments=self.typed.get(queue))
         return ok.method.consumer_count, ok.method.message_count
 
     def wait_consumers(

@@ -4,8 +4,10 @@ Without options it measures one load (the sizes come from the flags and the conf
 both contenders side by side with their ratio; `--sweep` measures a table of loads, one axis at a
 time; `--codec` times the message codec alone (no broker). `--node http` measures chains of
 `http` nodes instead, calling a loopback server of the bench that answers after `--http-delay`
-(how a pool sizes for blocking nodes: deploy/TUNING.md). Exit codes: 0 measured, 1 the bench
-ran but a contender lost or failed workflows, 2 config or broker problem.
+(how a pool sizes for blocking nodes: deploy/TUNING.md). `--queue-type quorum` (or
+`broker.queue_type`) measures both on quorum queues, where they commit with publisher confirms.
+Exit codes: 0 measured, 1 the bench ran but a contender lost or failed workflows, 2 config or
+broker problem.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def _single(
     out.write(
         f"runeworker bench: {load.workflows} workflows x {load.nodes} {shape}, "
         f"P={load.processes}, prefetch {load.prefetch}, batch_max {batch_max}, "
+        f"{_commits(session)}, "
         f"context {_size(load.context_bytes)} (first message {_size(work.sizes.messages[0])}, "
         f"last {_size(work.sizes.messages[-1])})\n"
     )
@@ -131,6 +134,13 @@ def _single(
         out.write(f"\nratio per round: {listed}; median {median * 100:.1f}% ({verdict} the "
                   "70% target)\n")  # fmt: skip
     return EXIT_OK if complete else EXIT_INCOMPLETE
+
+
+def _commits(session: BenchRun) -> str:
+    """How both contenders commit, which follows `broker.queue_type`."""
+    if session.confirm:
+        return f"{session.cfg.broker.queue_type} queues (publisher confirms)"
+    return f"{session.cfg.broker.queue_type} queues (transactions)"
 
 
 def _complete(r: Result, work: Workload) -> bool:

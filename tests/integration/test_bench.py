@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
+import time
 from typing import Any
 
+import pika
 import pytest
 import redis
-from wire import rabbit_queues, vhost_of
+from wire import _ctl_json, rabbit_queues, vhost_of
 
+from runeworker.adapters import amqp
+from runeworker.bench import floor
 from runeworker.bench.codec import codec_benchmark, codec_message, runeworker_step, stdlib_step
+from runeworker.bench.floor import FloorPool, FloorQueues, declare
 from runeworker.bench.workload import (
     Load,
     Trace,
@@ -21,6 +28,7 @@ from runeworker.bench.workload import (
     figures,
     percentile,
 )
+from runeworker.cli import _overrides, _parser
 from runeworker.commands.bench import bench, parse_size, sweep_loads
 
 ROW = re.compile(r"^(?P<label>\S+(?: \S+)*)\s{2,}(?P<rw>\S+(?: \S+)*)\s{2,}(?P<fl>\S+(?: \S+)*)$")
@@ -148,6 +156,152 @@ def test_bench_http_workload_is_one_load_not_a_sweep(capsys: pytest.CaptureFixtu
 def test_bench_http_delay_must_be_sensible(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench(_args(node="http", http_delay=-1.0), {}) == 2
     assert "--http-delay must be 0 to 60 seconds, got -1.0" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_bench_on_quorum_queues_completes_with_publisher_confirms(
+    quorum_amqp_url: str, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`broker.queue_type = "quorum"`: the bench's queue is declared quorum, as serve declares
+    it (it was classic: every child failed with PRECONDITION_FAILED and the bench waited 60 s
+    for consumers), and both contenders finish every workflow."""
+    overrides = {
+        "broker.url": quorum_amqp_url,
+        "broker.queue_type": "quorum",
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_prefix,
+        "worker.processes": 1,
+        "broker.prefetch": 10,
+    }
+    assert bench(_args(workflows=3, nodes=3, latency_workflows=1), overrides) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("runeworker bench: 3 workflows x 3 nodes, P=1, prefetch 10")
+    assert "quorum queues (publisher confirms)" in out.splitlines()[0]
+    rows = _rows(out)
+    assert rows["workflows completed"] == ("3/3", "3/3")
+    assert rows["success statuses"] == ("9/9", "9/9")
+    assert rows["running statuses"] == ("9/9", "9/9")
+    assert rows["low-load workflows completed"] == ("1/1", "1/1")
+    assert all(float(x) > 0 for x in rows["node executions/s"])
+    for column in rows["latency at low load p50/p95/p99 ms"]:
+        p50, p95, p99 = _three(column)
+        assert 0 < p50 <= p95 <= p99 < 10_000, column
+    queues = rabbit_queues(vhost_of(quorum_amqp_url))
+    # serve typed its resume and dead-letter queues; Rune's output queues stay classic
+    assert queues["workflow.resume"]["arguments"] == [["x-queue-type", "longstr", "quorum"]]
+    for q in ("workflow.node.status", "workflow.completion", "workflow.worker.initiated"):
+        assert queues[q]["arguments"] == [], q
+    _nothing_left(quorum_amqp_url, redis_url, redis_prefix)
+
+
+def _floor_channel(vhost: str, queue: str) -> dict[str, Any]:
+    """transactional and confirm of the channel that consumes `queue`."""
+    consumers = _ctl_json("list_consumers", "-p", vhost, "queue_name", "channel_pid")
+    pids = {c["channel_pid"] for c in consumers if c["queue_name"] == queue}
+    channels = _ctl_json("list_channels", "pid", "transactional", "confirm")
+    found = [c for c in channels if c["pid"] in pids]
+    assert len(found) == 1, (queue, consumers, found)
+    return found[0]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_floor_commits_and_declares_as_runeworker_does(
+    queue_type: str, amqp_url: str, quorum_amqp_url: str, redis_url: str
+) -> None:
+    """The floor's work queue has the type of runeworker's, its status, completion and mirror
+    queues the type of Rune's (classic); it commits with transactions on classic queues and with
+    publisher confirms on quorum queues, and finishes a workflow either way."""
+    url = quorum_amqp_url if queue_type == "quorum" else amqp_url
+    vhost = vhost_of(url)
+    base = f"runeworker.bench.floortest{queue_type}"
+    fq = FloorQueues("workflows", base, f"{base}.status", f"{base}.completion", f"{base}.mirror")
+    typed = {fq.work: {"x-queue-type": "quorum"}} if queue_type == "quorum" else {}
+    listed = [["x-queue-type", "longstr", "quorum"]] if queue_type == "quorum" else []
+    work = Workload.build(3, 256)
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    declare(ch, fq, typed)
+    pool = FloorPool(url, fq, work.sizes, redis_url)
+    # prefetch 1: each step's delivery comes only once the step before it is acked
+    pool.start(1, 1, 100, confirm=queue_type == "quorum")
+
+    def counts() -> dict[str, int]:
+        return {q: ch.queue_declare(q, passive=True).method.message_count for q in fq.all}
+
+    def until(done: Any, what: str) -> None:
+        deadline = time.monotonic() + 60  # against a hang, not a measure
+        while not done():
+            assert pool.alive(), f"the floor exited before {what}"
+            if time.monotonic() > deadline:
+                pytest.fail(f"the floor did not {what} within 60 s; queues: {counts()}")
+            conn.sleep(0.05)
+
+    try:
+        until(lambda: ch.queue_declare(fq.work, passive=True).method.consumer_count, "consume")
+        queues = rabbit_queues(vhost)
+        assert queues[fq.work]["arguments"] == listed
+        assert [queues[q]["arguments"] for q in fq.all[1:]] == [[], [], []]
+        channel = _floor_channel(vhost, fq.work)
+        confirm = queue_type == "quorum"
+        assert (channel["transactional"], channel["confirm"]) == (not confirm, confirm)
+        body = work.sizes.messages[0] * b"x"
+        ch.basic_publish("", fq.work, body, pika.BasicProperties(message_id="0.0"))
+        # three nodes: running and success each, the completion, the mirror of the start
+        expected = {fq.work: 0, fq.status: 6, fq.completion: 1, fq.mirror: 1}
+        until(lambda: counts() == expected, "finish the workflow")
+    finally:
+        pool.stop()
+        for q in fq.all:
+            ch.queue_delete(q)
+        conn.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_bench_refuses_a_vhost_whose_queues_have_the_other_type(
+    queue_type: str,
+    amqp_url: str,
+    quorum_amqp_url: str,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A vhost where workflow.resume was declared with the other type (a bench or worker of the
+    other queue type ran there): every serve child's declare would fail; the bench says so and
+    what to do at once, instead of waiting 60 s for consumers."""
+    url = amqp_url if queue_type == "quorum" else quorum_amqp_url
+    other = None if queue_type == "quorum" else {"x-queue-type": "quorum"}
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn.channel().queue_declare("workflow.resume", durable=True, arguments=other)
+    conn.close()
+    overrides = {"broker.url": url, "broker.queue_type": queue_type, "redis.url": redis_url}
+    assert bench(_args(), overrides) == 2
+    err = capsys.readouterr().err
+    assert "this vhost holds queues of another type than runeworker serve declares" in err
+    assert f"broker.queue_type = '{queue_type}'" in err
+    assert "workflow.resume (PRECONDITION_FAILED - inequivalent arg 'x-queue-type'" in err
+    assert "run the bench in a fresh vhost" in err
+    assert [q for q in rabbit_queues(vhost_of(url)) if q.startswith("runeworker.bench.")] == []
+
+
+def test_bench_queue_type_flag_overrides_the_config() -> None:
+    args = _parser().parse_args(["bench", "--queue-type", "quorum"])
+    assert _overrides(args)["broker.queue_type"] == "quorum"
+    assert _overrides(_parser().parse_args(["bench"]))["broker.queue_type"] is None
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["bench", "--queue-type", "lazy"])
+    help_text = subprocess.run(
+        [sys.executable, "-m", "runeworker", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--queue-type {classic,quorum}" in help_text
+
+
+def test_floor_waits_for_confirms_as_runeworker_does() -> None:
+    """The floor cannot import runeworker: its confirm wait and nack pause are copies."""
+    assert (floor._CONFIRM_WAIT, floor._NACK_PAUSE) == (amqp.CONFIRM_WAIT, amqp.NACK_PAUSE)
 
 
 def _nothing_left(amqp_url: str, redis_url: str, redis_prefix: str) -> None:
