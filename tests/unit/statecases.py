@@ -1361,3 +1361,63 @@ def evicted_branch_tokens_are_lost_not_those_of_an_ended_execution(
     settled = store.settle("ex", a, [], None, LOST, T1, 100)
     assert settled == Settlement(Verdict.RUN, failed_lost(T0))
     assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 2)
+
+
+@lost_case("late_and_repeated_messages_of_healthy_executions_are_never_lost")
+def late_and_repeated_messages_of_healthy_executions_are_never_lost(
+    store: StateStore, evict: Evict
+) -> None:
+    """Nothing evicted: every redelivery, duplicate copy, late ghost, joining token or replayed
+    dead letter of an execution that is running, completed through an aggregator, or failed,
+    gets the verdict it got before state-lost detection (run, replay, stale or cancelled),
+    never `StateLost` (a false positive would fail a healthy execution)."""
+    # completed through an aggregator released by its last item
+    a, b = fan_out(store, "ok", 2)
+    nxt = child_token(b, 0, "after")
+    foresight = {"waiting": [], "closed": [], "released": [nxt], "dead": [nxt]}
+    first = store.arrive("ok", a, T1, 100, at_aggregator(0, item(0), 2), foresight)
+    assert first == Arrived(Verdict.RUN, Barrier(WAITING, 1), OPEN)
+    # the waiting arrival redelivered before and after the release
+    again = store.arrive("ok", a, T1, 100, at_aggregator(0, item(0), 2), foresight)
+    assert again.verdict is Verdict.REPLAY
+    last = store.arrive("ok", b, T1, 100, at_aggregator(1, item(1), 2), foresight)
+    assert last.verdict is Verdict.RUN and last.barrier is not None
+    assert store.arrive("ok", a, T1, 100, at_aggregator(0, item(0), 2), foresight).verdict is (
+        Verdict.REPLAY)  # fmt: skip
+    assert store.advance("ok", nxt, [], ctx("after"), None, T1) == done([ctx("after")])
+    # after the end: each step's redelivery replays, anything else of it is stale
+    assert store.admit("ok", nxt, T1).verdict is Verdict.REPLAY
+    assert store.settle("ok", nxt, [], ctx("after"), None, T1, 100).verdict is Verdict.REPLAY
+    assert store.arrive("ok", b, T1, 100, at_aggregator(1, item(1), 2), foresight).verdict is (
+        Verdict.REPLAY)  # fmt: skip
+    ghost = child_token(a, 0, "ghost")
+    assert store.admit("ok", ghost, T1).verdict is Verdict.STALE
+    assert store.settle("ok", ghost, [], None, None, T1, 100).verdict is Verdict.STALE
+    assert store.arrive("ok", ghost, T1, 100, at_aggregator(0, None, 2), foresight).verdict is (
+        Verdict.STALE)  # fmt: skip
+    assert store.advance("ok", ghost, [], None, None, T1) == OPEN
+    joining = JOINING + "00112233445566778899"
+    assert store.admit("ok", joining, T1).verdict is Verdict.STALE
+    assert store.retire("ok", child_token(nxt, 0, "x"), T1) == OPEN
+    assert store.admit("ok", nxt, T1, anew=True).verdict is Verdict.REPLAY  # dlq replay
+    # a root redelivered after the end replays its fan-out
+    assert store.admit("ok", root_token("ok"), T1).verdict is Verdict.REPLAY
+    # failed under halt while a sibling ran: the sibling, its redelivery and its late children
+    # are cancelled; the failure replays
+    c, d = fan_out(store, "halt", 2)
+    assert store.admit("halt", d, T1).verdict is Verdict.RUN
+    halted = store.advance("halt", c, [], None, Failure("halted", "x", ctx("c")), T1)
+    assert halted.closed
+    assert store.settle("halt", d, [], ctx("d"), None, T1, 100).verdict is Verdict.CANCELLED
+    assert store.admit("halt", d, T1).verdict is Verdict.CANCELLED
+    assert store.admit("halt", child_token(d, 0, "e"), T1).verdict is Verdict.CANCELLED
+    assert store.admit("halt", joining, T1).verdict is Verdict.CANCELLED
+    assert store.advance("halt", c, [], None, Failure("halted", "x", ctx("c")), T1) == halted
+    # a single-branch execution: its start recorded, then a step of it on the full protocol
+    # (a replayed dead letter, a peer that plans it otherwise), then its redelivery
+    store.begin("single", T0)
+    store.flush()
+    mid = child_token(child_token(root_token("single"), 0, "a"), 0, "b")
+    assert store.admit("single", mid, T1) == Admission(Verdict.RUN, 0)
+    assert store.advance("single", mid, [], ctx("b"), None, T1) == done([ctx("b")], T1)
+    assert store.admit("single", mid, T1).verdict is Verdict.REPLAY
