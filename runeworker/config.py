@@ -577,6 +577,16 @@ def _cross_checks(values: _Layer) -> list[str]:
             "consumer_timeout on the broker (rabbitmq.conf) and broker.consumer_timeout with "
             "it, or set 0 when the broker has none"
         )
+    # an execution's keys live redis.key_ttl from the last step that touched them: a step of
+    # an execution with parallel branches that runs longer finds its state expired and fails
+    # it (runeworker/engine/state.py `StateLost`; deploy/RUNBOOK.md, RuneworkerStateLost)
+    (ttl, ttl_src) = values["redis.key_ttl"]
+    if math.isfinite(limit) and ttl <= limit:
+        problems.append(
+            f"redis.key_ttl = {ttl} ({ttl_src}) must be > worker.timeout = {limit} "
+            f"({limit_src}): a node may run as long as worker.timeout, and an execution whose "
+            "keys expire meanwhile fails as lost"
+        )
     return problems + _topology_checks(values)
 
 

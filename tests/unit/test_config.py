@@ -622,3 +622,13 @@ def test_consumer_timeout_must_leave_room_for_two_steps() -> None:
     assert load_config(
         None, env={}, overrides={"worker.timeout": 3600.0, "broker.consumer_timeout": 0}
     )
+
+
+def test_key_ttl_must_outlast_a_node() -> None:
+    """A step longer than redis.key_ttl finds its execution's keys expired and fails it as
+    lost: the config that allows it is refused, naming both values and where they came from."""
+    error = error_of(env={"RUNEWORKER_REDIS_KEY_TTL": "120", "RUNEWORKER_WORKER_TIMEOUT": "300"})
+    assert error.startswith("redis.key_ttl = 120 (RUNEWORKER_REDIS_KEY_TTL) must be > ")
+    assert "worker.timeout = 300.0 (RUNEWORKER_WORKER_TIMEOUT)" in error
+    ok = {"RUNEWORKER_REDIS_KEY_TTL": "301", "RUNEWORKER_WORKER_TIMEOUT": "300"}
+    assert load_config(None, env=ok).redis.key_ttl == 301
