@@ -12,6 +12,7 @@ for byte, which keeps the keys the Go worker drops (`notes`, edge `label`, `webh
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -290,27 +291,47 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     by RTES; the decrypted values must not be): a node's own credentials, and those the API
     embeds in an agent's `parameters.tools[]` and `parameters.mcp_servers[]`, which RTES keeps
     with the node's parameters (it blanks only the node's own `credentials`), and any other
-    object's `credentials` (`_mask_credentials`)."""
+    object's `credentials` (`_mask_credentials`). A key may be spelt with escapes
+    (`"\\u0063redentials"` is `credentials` to every JSON reader, the step's too): then the
+    bytes do not tell where credentials are, and the definition is read whole. A definition
+    that is not UTF-8 (invalid bytes where the worker's types skip them; the step refuses it)
+    is mirrored as `{}`: RTES's JSON reader would refuse the whole mirror."""
     raw = bytes(msg.workflow_definition)
-    if b'"credentials"' in raw:
+    escaped = b"\\u" in raw
+    if not _utf8(raw):
+        raw = b"{}"
+    elif escaped or b'"credentials"' in raw:
         try:
             definition = msgspec.json.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             # cannot be masked (the step will fail it): never mirror its values unmasked
             definition, raw = None, b"{}"
         if definition is not None:
-            _mask_credentials(definition, raw.count(b'"credentials"'))
-            raw = msgspec.json.encode(definition)
+            written = sys.maxsize if escaped else raw.count(b'"credentials"')
+            if _mask_credentials(definition, written):
+                raw = msgspec.json.encode(definition)
     return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
 
 
-def _mask_credentials(definition: Any, written: int) -> None:
+def _utf8(data: bytes) -> bool:
+    """Whether `data` is UTF-8 (msgspec does not check the bytes of what it skips)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _mask_credentials(definition: Any, written: int) -> int:
     """Mask, in place, the `credentials` of every object of `definition`: first where the API
     embeds them (each node's own and what `credential_holders` in runeworker/engine/workflow.py
     names), then, when the definition's bytes name `credentials` more often (`written` times)
     than those held, in every object at any depth: a definition the step will refuse (its
     nodes under a misspelt key) is mirrored too. The walk is iterative (the bytes may nest
-    as deeply as the decoder allows) and costs about 2 ms at 500 nodes, so it is the fallback."""
+    as deeply as the decoder allows) and costs about 2 ms at 500 nodes, so it is the fallback.
+    Returns how many credential blocks were masked."""
     held = 0
     nodes = definition.get("nodes") if isinstance(definition, dict) else None
     for n in nodes if isinstance(nodes, list) else ():
@@ -321,16 +342,19 @@ def _mask_credentials(definition: Any, written: int) -> None:
                 holder["credentials"] = _masked_credential(holder["credentials"])
                 held += 1
     if held >= written:
-        return
+        return held
+    masked = 0
     stack = [definition]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             if value.get("credentials") is not None:
                 value["credentials"] = _masked_credential(value["credentials"])
+                masked += 1
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+    return held + masked
 
 
 def _masked_credential(cred: Any) -> Any:

@@ -242,9 +242,20 @@ _decoder = TolerantDecoder(_Definition)
 
 
 def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
-    """Parse a definition into an indexed `Workflow`; a bad one raises `WorkflowError`."""
+    """Parse a definition into an indexed `Workflow`; a bad one raises `WorkflowError`. Its
+    bytes must be UTF-8 throughout: msgspec checks the strings it reads, not those it skips
+    (an edge's `label`, the web app's `notes`, an unknown key), which the definition carries
+    on byte for byte into every next message and the mirror, where RTES refuses them."""
+    data = raw if isinstance(raw, bytes) else bytes(raw)
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkflowError(
+                f"workflow_definition: invalid UTF-8 at byte {exc.start}: {exc.reason}"
+            ) from exc
     try:
-        d = _decoder.decode(raw if isinstance(raw, bytes) else bytes(raw))
+        d = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"workflow_definition: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string

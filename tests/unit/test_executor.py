@@ -652,6 +652,27 @@ def test_a_refused_workflow_lists_every_problem() -> None:
     assert wire(run.statuses[1])["error"]["message"] == reason
 
 
+@pytest.mark.parametrize("where", ["notes", "edge label", "unknown node key"])
+def test_invalid_utf8_anywhere_in_the_definition_is_refused(where: str) -> None:
+    """Found by tests/fuzz: invalid UTF-8 in a part of the definition the worker's types skip
+    (the web app's `notes`, an edge's `label`, a key it does not know) ran, and every next
+    message and the mirror carried the bytes on, which RTES's JSON reader refuses (a mirror
+    lost). Invalid UTF-8 in a field the types read was refused already; now anywhere."""
+    defn = definition([n("a", marker="MARK"), n("b")], [("e0", "a", "b")])
+    defn = {
+        "notes": defn.replace(b'"edges"', b'"notes":"MARK","edges"'),
+        "edge label": defn.replace(b'"dst":"b"', b'"dst":"b","label":"MARK"'),
+        "unknown node key": defn.replace(b'"marker"', b'"mar\xffker"'),
+    }[where].replace(b'"MARK"', b'"caf\xe9"')
+    assert b"\xe9" in defn or b"\xff" in defn
+    run = drive(start(defn, "a", {"$x": 1}))
+    status, reason = run.outcome
+    assert status == "failed" and reason is not None
+    assert re.fullmatch(r"workflow_definition: invalid UTF-8 at byte \d+: invalid \S+ byte", reason)
+    assert run.trail == [("a", "failed")]
+    assert run.messages == []
+
+
 @pytest.mark.parametrize("route", ["nowhere", 7, None])
 def test_a_conditional_whose_routes_dangle_runs_as_upstream(route: Any) -> None:
     """Upstream's routing.go ends the branch when the edge id of the taken route is not an

@@ -122,3 +122,42 @@ def test_credentials_anywhere_in_a_refused_definition_are_masked_too() -> None:
     assert node["credentials"] == {"id": "1", "name": "cred 1", "type": "gemini_api_key",
                                    "values": {"api_key": "***"}}  # fmt: skip
     assert node["parameters"]["model"] == {"provider": "gemini", "name": "gemini-2.5-flash"}
+
+
+def _escaped(key: str) -> str:
+    """`key` as a JSON string of \\u escapes only: the same key to every JSON reader."""
+    return '"' + "".join(f"\\u{ord(c):04x}" for c in key) + '"'
+
+
+def test_a_credentials_key_spelt_with_escapes_is_masked_too() -> None:
+    """Found by tests/fuzz: a node's `credentials` key written `"\\u0063redentials"` (JSON
+    that every reader takes for `credentials`, and so does the step, which runs the node with
+    them) was mirrored with its values in clear, since the bytes never held `"credentials"`.
+    Likewise one nested where no node holds it, beside a plain one."""
+    log = {"id": "say", "name": "Say", "type": "log", "parameters": {"message": "hi"},
+           "credentials": _credential("1", "token", token="NODE-SECRET")}  # fmt: skip
+    body = _start([log]).replace(b'"credentials"', _escaped("credentials").encode())
+    msg = decode_execution(body)
+    assert msgspec.json.decode(bytes(msg.workflow_definition))["nodes"][0]["credentials"]
+    mirrored = msgspec.json.decode(masked_mirror(msg))  # a secret spelt with escapes counts too
+    assert "NODE-SECRET" not in msgspec.json.encode(mirrored).decode()
+    assert mirrored["workflow_definition"]["nodes"][0]["credentials"]["values"] == {"token": "***"}
+
+    agent = _agent()
+    agent["parameters"]["extra"] = {"credentials": _credential("9", "token", token="DEEP-SECRET")}
+    body = _start([agent]).replace(b'{"credentials"', b"{" + _escaped("credentials").encode())
+    assert body.count(b'"credentials"') == 4  # the node's own and the three embedded ones
+    mirrored = msgspec.json.decode(masked_mirror(decode_execution(body)))
+    assert "DEEP-SECRET" not in msgspec.json.encode(mirrored).decode()
+
+
+def test_a_definition_no_json_reader_takes_is_mirrored_empty() -> None:
+    """Found by tests/fuzz: invalid UTF-8 where the worker's types skip it (an edge's `label`,
+    the web app's `notes`) reached the mirror byte for byte, and RTES (serde) refuses the whole
+    mirror: the execution was lost to it. Such a definition is refused by the step (its
+    `failed` status names it); its mirror carries no definition, as one that cannot be masked."""
+    body = _start([{"id": "say", "name": "Say", "type": "log", "parameters": {"message": "hi"}}])
+    body = body.replace(b'"edges":[]', b'"edges":[],"notes":"caf\xe9"')
+    mirrored = masked_mirror(decode_execution(body))
+    mirrored.decode("utf-8")  # strict: raises on invalid UTF-8
+    assert msgspec.json.decode(mirrored)["workflow_definition"] == {}
