@@ -59,7 +59,10 @@ def array_input(ctx: NodeContext) -> ArrayInput:
     raw = ctx.params.get("input_array")
     if raw is None:
         if JSON_KEY in ctx.context:
-            return _checked(ctx.resolver.lookup(JSON_KEY), (JSON_KEY,))
+            try:
+                return _checked(ctx.resolver.lookup(JSON_KEY), (JSON_KEY,))
+            except ResolveError as exc:  # unreadable: nested too deeply, a number out of range
+                raise NodeError(f'failed to resolve reference "{JSON_KEY}": {exc}') from exc
         return _discover(ctx)
     if isinstance(raw, str):
         return _from_text(raw, ctx.resolver)

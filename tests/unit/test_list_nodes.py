@@ -16,7 +16,7 @@ import pytest
 from runeworker.commands.files import sample_input
 from runeworker.engine import registry
 from runeworker.engine.local import LocalRunner, start_message
-from runeworker.engine.messages import NodeStatusMessage
+from runeworker.engine.messages import NodeStatusMessage, decode_execution
 from runeworker.engine.registry import NodeContext
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.workflow import parse_definition
@@ -632,3 +632,28 @@ def test_shipped_lists_example() -> None:
     assert done.final_context["$Report"]["message"] == (
         "Top 3 of 4 active adults (out of 7 users): Flo, Ada, Cy"
     )
+
+
+def test_json_nested_too_deeply_fails_the_list_node_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by tests/fuzz: a sort, filter or limit node reading `$json` (no input_array) that
+    is nested deeper than the engine reads let the resolver's error escape the node: logged as
+    a node bug with its traceback, and the user read `ResolveError: reference $json: ...`."""
+    deep = "[" * 150 + "1" + "]" * 150
+    nodes = [{"id": "top", "name": "Top", "type": "limit", "parameters": {"count": 1}}]
+    body = (
+        '{"workflow_id":"wf","execution_id":"ex-deep","current_node":"top",'
+        f'"workflow_definition":{json.dumps({"nodes": nodes, "edges": []})},'
+        f'"accumulated_context":{{"$json":{deep}}}}}'
+    ).encode()
+    statuses: list[NodeStatusMessage] = []
+    done = LocalRunner(on_status=statuses.append).run(decode_execution(body))
+    assert done is not None and done.status == "halted"
+    error = statuses[-1].error
+    assert statuses[-1].status == "failed" and error
+    assert error.message == (
+        'failed to resolve reference "$json": reference $json: context value $json is nested '
+        "deeper than 100 levels"
+    )
+    assert not [r for r in caplog.records if "raised" in r.getMessage()]
