@@ -255,7 +255,9 @@ def _written_forms(secret: str) -> set[str]:
     renders an object holding it, `JSON.stringify`, an SDK's error; also ASCII-only), in
     Python's repr (an error quoting a parameter with `!r`), percent-encoded as requests writes
     it in a prepared URL (an http error names the URL; an echo server returns its path), as
-    one URL component and in a form body."""
+    one URL component and in a form body; a non-ASCII one also as its UTF-8 bytes read as
+    ISO-8859-1, as a server that echoes a request header reads it (RFC 9110's obs-text;
+    Python's http.server, Node's http)."""
     forms = {
         msgspec.json.encode(secret).decode()[1:-1],
         json.dumps(secret)[1:-1],
@@ -264,6 +266,8 @@ def _written_forms(secret: str) -> set[str]:
         quote(secret, safe=""),
         quote_plus(secret),
     }
+    if not secret.isascii():
+        forms.add(secret.encode("utf-8", "surrogatepass").decode("latin-1"))
     forms.discard(secret)
     return forms
 
