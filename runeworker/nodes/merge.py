@@ -22,9 +22,20 @@ DEFAULT_TIMEOUT = 300.0
 _TIMEOUT = params.Wording(invalid="timeout must be a number of seconds, not {got}")
 
 
+# The longest timeout: its timer, due that long after the first arrival, would come after the
+# year 9999 whenever it started (a wait node refuses such an end too). Beyond it the timer's
+# milliseconds overflow (1e308 seconds is infinite milliseconds).
+MAX_TIMEOUT = 253_402_300_799
+
+
 def timeout_seconds(raw: Any) -> float:
     """The `timeout` parameter in seconds; anything not positive means the default."""
-    return params.duration({"timeout": raw}, "timeout", DEFAULT_TIMEOUT, wording=_TIMEOUT)
+    seconds = params.duration({"timeout": raw}, "timeout", DEFAULT_TIMEOUT, wording=_TIMEOUT)
+    if seconds > MAX_TIMEOUT:
+        raise NodeError(
+            f"timeout must be at most {MAX_TIMEOUT} seconds (the year 9999), not {seconds:g}"
+        )
+    return seconds
 
 
 @node("merge")

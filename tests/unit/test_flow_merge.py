@@ -247,3 +247,19 @@ def test_bad_wait_mode() -> None:
     run = drive(arrival(three_parents(wait_mode="first"), "a", {}, "root"))
     message = msgspec.json.decode(encode(run.statuses[-1]))["error"]["message"]
     assert message == "unsupported wait_mode: first (use wait_for_all or wait_for_any)"
+
+
+@pytest.mark.parametrize("timeout", [1e308, "1e300", 2.6e11])
+def test_a_timeout_no_timer_can_hold_fails_the_merge_clearly(timeout: Any) -> None:
+    """Found by tests/fuzz: `timeout` 1e308 (a number, or its text) made the merge's step
+    raise `OverflowError: cannot convert float infinity to integer` (its milliseconds): the
+    worker refused the delivery as an engine bug, the traceback in its log. A timeout past the
+    year 9999, as a wait node's end, fails the merge under its error policy instead."""
+    run = drive(start(_fanned(three_parents(timeout=timeout)), "trigger"))
+    failed = [s for s in run.statuses if s.status == "failed"]
+    assert failed and failed[0].node_name == "Merge"
+    message = msgspec.json.decode(encode(failed[0]))["error"]["message"]
+    assert message == (
+        f"timeout must be at most 253402300799 seconds (the year 9999), not {float(timeout):g}"
+    )
+    assert run.completion.status == "halted"
