@@ -74,7 +74,7 @@ class StateLost(RuneworkerError):
     with a failure records it; any other call for that token raises this again.
 
     `what` names the part that is missing: `execution` (no record of an execution whose
-    message carries the branch token of a running one), `branches` (its live branch tokens,
+    message carries the `branch_token` of a running one), `branches` (its live branch tokens,
     while it has not ended), `barrier` (a merge or aggregator barrier it had begun)."""
 
     def __init__(self, execution_id: str, what: str, detail: str) -> None:

@@ -398,8 +398,8 @@ def opens_unknown(token: str, *, anew: bool = False, begun: bool = False) -> boo
 # What `StateLost` says of each part of an execution's state that can be found missing.
 _LOST: dict[str, str] = {
     "execution": (
-        "the state store holds no record of execution {ex}, though the message carries the "
-        "branch token of a running execution"
+        "the state store holds no record of execution {ex}, though the message's branch_token "
+        "is that of a running execution"
     ),
     "branches": (
         "the live branch tokens of execution {ex} are gone from the state store, though it has "

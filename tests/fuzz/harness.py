@@ -57,6 +57,7 @@ import redis
 
 from runeworker.config import load_config, to_node_settings
 from runeworker.engine import registry
+from runeworker.engine.barriers import HOLD
 
 from . import corpus, mutate
 from .loopback import Loopback
@@ -201,6 +202,13 @@ def build_case(seed: int, index: int, seeds: list[corpus.Seed], env: mutate.Env)
         s = rng.choice(seeds)
         tree = corpus.with_secret(s.tree, secret)
         own = tree["execution_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        # a captured next message under a fresh execution id: its own branch token names a
+        # branch of an execution the state store never held (a step tells that loss and fails
+        # the execution, CHANGELOG "State lost from Redis"); without one it is the branch a Go
+        # worker publishes, which opens the execution (docs/WIRE.md section 12.1). Operators
+        # still write tokens of their own (`mutate.py`).
+        if tree.get("from_node") and tree.get("branch_token") not in (None, "root"):
+            del tree["branch_token"]
         changes: list[mutate.Change] = []
         try:
             for name in ops:
@@ -482,8 +490,13 @@ class Run:
                 for r in json.loads(out or "[]")}  # fmt: skip
 
     def timers(self, execution_id: str) -> int:
-        key = f"{self.prefix}exec:{{{execution_id}}}:branches:timers"
-        return int(self.redis.scard(key))
+        """What keeps the execution open with nothing left to step: its wait or merge timers,
+        and an aggregator's hold token (a split branch alone at its aggregator, waiting for
+        siblings no message brings: the execution stays open, as upstream's aggregator does;
+        CHANGELOG "Mixed pools")."""
+        base = f"{self.prefix}exec:{{{execution_id}}}:branches:"
+        held = [t for t in self.redis.smembers(base + "live") if t.startswith(HOLD.encode())]
+        return int(self.redis.scard(base + "timers")) + len(held)
 
     # -- one batch
 
