@@ -22,20 +22,18 @@ DEFAULT_TIMEOUT = 300.0
 _TIMEOUT = params.Wording(invalid="timeout must be a number of seconds, not {got}")
 
 
-# The longest timeout: its timer, due that long after the first arrival, would come after the
-# year 9999 whenever it started (a wait node refuses such an end too). Beyond it the timer's
-# milliseconds overflow (1e308 seconds is infinite milliseconds).
+# The longest timeout kept: its timer, due that long after the first arrival, comes after the
+# year 9999 whenever it started, which is never for a workflow. A longer one (1e300 s: "no
+# timeout" written as a number) is read as this one: beyond it the timer's milliseconds
+# overflow (1e308 seconds is infinite milliseconds), which failed the step as an engine bug.
 MAX_TIMEOUT = 253_402_300_799
 
 
 def timeout_seconds(raw: Any) -> float:
-    """The `timeout` parameter in seconds; anything not positive means the default."""
+    """The `timeout` parameter in seconds; anything not positive means the default, anything
+    past MAX_TIMEOUT means MAX_TIMEOUT (the merge waits, its timer due in no calendar's year)."""
     seconds = params.duration({"timeout": raw}, "timeout", DEFAULT_TIMEOUT, wording=_TIMEOUT)
-    if seconds > MAX_TIMEOUT:
-        raise NodeError(
-            f"timeout must be at most {MAX_TIMEOUT} seconds (the year 9999), not {seconds:g}"
-        )
-    return seconds
+    return min(seconds, MAX_TIMEOUT)
 
 
 @node("merge")
