@@ -221,13 +221,7 @@ class _Loop:
     def publish(
         self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
     ) -> None:
-        props = pika.BasicProperties(
-            content_type=_JSON,
-            delivery_mode=_PERSISTENT,
-            message_id=ident,
-            correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
-            type=kind,  # statuses other than running and success (the merge's waiting)
-        )
+        props = _props(ident, stamp, kind)
         # queued on the channel under the BlockingChannel and sent by tx_commit, marshalled
         # by the worker's frame writer, like runeworker.adapters.amqp does (BlockingChannel
         # would flush the socket per publish; the properties differ per message here, so
@@ -243,6 +237,18 @@ class _Loop:
             self.conn.close()
         if self.target is not None:
             self.target.close()
+
+
+def _props(ident: str, stamp: bool, kind: str | None) -> pika.BasicProperties:
+    """A floor message's properties: its id, the stamp the bench reads (`ident.ns`), and its
+    type for statuses other than running and success (the merge's waiting)."""
+    return pika.BasicProperties(
+        content_type=_JSON,
+        delivery_mode=_PERSISTENT,
+        message_id=ident,
+        correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
+        type=kind,
+    )
 
 
 # a publish held for the commit: routing key (the exchange is the floor's), body, properties
@@ -279,13 +285,7 @@ class _ConfirmLoop(_Loop):
     def publish(
         self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
     ) -> None:
-        props = pika.BasicProperties(
-            content_type=_JSON,
-            delivery_mode=_PERSISTENT,
-            message_id=ident,
-            correlation_id=f"{ident}.{time.time_ns()}" if stamp else None,
-            type=kind,
-        )
+        props = _props(ident, stamp, kind)
         self.held.append((queue, self.filler[:size], props))  # sent at the commit
 
     def commit(self) -> None:

@@ -9,9 +9,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 import redis
@@ -50,22 +48,6 @@ from runeworker.errors import StateError  # noqa: E402
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TTL = 3600
 SUFFIXES = ("live", "done", "meta", "failctx", "contexts", "timers")
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    value = f"rwtest:{uuid4().hex}:"
-    yield value
-    leftovers = list(client.scan_iter(match=value + "*"))
-    if leftovers:
-        client.delete(*leftovers)
 
 
 @pytest.fixture

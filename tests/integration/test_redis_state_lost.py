@@ -13,12 +13,9 @@ on a redis-server of its own).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 import redis
@@ -58,24 +55,6 @@ from runeworker.engine.state import (  # noqa: E402
 from runeworker.errors import StateLost  # noqa: E402
 
 pytestmark = pytest.mark.integration
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    value = f"rwtest:{uuid4().hex}:"
-    yield value
-    leftovers = list(client.scan_iter(match=value + "*"))
-    if leftovers:
-        client.delete(*leftovers)
 
 
 @pytest.fixture
