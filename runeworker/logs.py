@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from runeworker.printable import multiline, one_line
+
 _TEXT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 _RECORD = logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 _STANDARD = frozenset(_RECORD) | {"message"}
@@ -20,6 +22,17 @@ _LogRecord = logging.LogRecord
 # one encoder for every record (`msgspec.json.encode(..., enc_hook=str)` sets one up per call);
 # a value JSON has no type for is written as its str()
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+# the longest message (and traceback) a record writes, in characters: a value from the data can
+# be megabytes (a log node's message, a node type quoted in an error), and a line that long is
+# split or dropped by journald (LineMax, 48 KiB by default) and by most log shippers
+MAX_MESSAGE = 16 * 1024
+
+
+def clip(text: str) -> str:
+    """`text`, cut to `MAX_MESSAGE` characters with a note of how many were left out."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters not logged)"
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "time": f"{second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": clip(record.getMessage()),
             "pid": record.process,
         }
         fields = record.__dict__.items()
@@ -45,8 +58,25 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = clip(self.formatException(record.exc_info))
         return _encode(doc).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`_TEXT` lines whose message cannot break the line: its control characters, bidirectional
+    controls and line separators are written as escapes (`runeworker/printable.py`), so that a
+    value from the data (a log node's message, a server's answer in an error) can neither forge
+    a line nor reorder one; a traceback keeps its newlines, nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(clip(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return multiline(clip(super().formatException(ei)))
 
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:
@@ -55,7 +85,7 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
     else:
-        formatter = logging.Formatter(_TEXT)
+        formatter = TextFormatter()
     handler.setFormatter(formatter)
     # neither format shows the thread or process name, nor the caller's file and line: don't
     # look them up for every record (`_srcfile = None` is how the logging module skips the

@@ -58,13 +58,13 @@ from runeworker.adapters.amqp import (
     Endpoint,
     queue_arguments,
 )
-from runeworker.commands.printable import json_text, multiline, one_line
 from runeworker.config import Config, load_config
 from runeworker.engine.rejection import identify
 from runeworker.engine.resolver import MASK, Resolver
 from runeworker.engine.workflow import CREDENTIAL_LABELS, embedded_credentials
 from runeworker.errors import BrokerError, ConfigError
 from runeworker.masking import mask_url_passwords
+from runeworker.printable import json_text, multiline, one_line
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 HEADER_PREFIX = "x-runeworker-"

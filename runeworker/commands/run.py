@@ -18,7 +18,6 @@ from runeworker.commands.files import (
     read_workflow,
     sample_input,
 )
-from runeworker.commands.printable import one_line
 from runeworker.config import Config, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.executor import Executor
@@ -27,6 +26,7 @@ from runeworker.engine.messages import COMPLETED, NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
 from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.errors import ConfigError, RuneworkerError
+from runeworker.printable import one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MARKS = {"running": "…", "success": "✓", "failed": "✗", "waiting": "⏸"}

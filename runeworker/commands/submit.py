@@ -51,7 +51,6 @@ from runeworker.commands.files import (
     read_workflow,
     sample_input,
 )
-from runeworker.commands.printable import one_line
 from runeworker.commands.run import status_line
 from runeworker.config import Config, load_config
 from runeworker.engine import registry
@@ -66,6 +65,7 @@ from runeworker.engine.messages import (
 from runeworker.engine.validation import load_for_validation, runnable_problems
 from runeworker.engine.workflow import parse_definition
 from runeworker.errors import BrokerError, ConfigError, RuneworkerError, WorkflowError
+from runeworker.printable import one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _PERSISTENT = 2

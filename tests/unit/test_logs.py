@@ -123,3 +123,61 @@ class _Quiet(BaseHTTPRequestHandler):
 
     def log_message(self, *_args: object) -> None:
         pass
+
+
+def _text(message: str, exc: bool = False) -> str:
+    record = logging.LogRecord("runeworker.node", logging.INFO, "", 0, "%s", (message,), None)
+    if exc:
+        try:
+            raise ValueError(message)
+        except ValueError:
+            import sys
+
+            record.exc_info = sys.exc_info()
+    return logs.TextFormatter().format(record)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "ok\n2026-01-01 00:00:00,000 ERROR runeworker.child[1]: forged",
+        "ok\r2026-01-01 forged",
+        "\x1b[2J\x1b]0;title\x07",
+        "\x9b31m C1 CSI",
+        "bidi \u202e txt.exe \u2066 \u2069 \u200f",
+        "separators \u2028 and \u2029",
+    ],
+)
+def test_text_line_escapes_what_could_forge_or_reorder_a_line(forged: str) -> None:
+    line = _text(forged)
+    assert "\n" not in line and "\r" not in line
+    assert not any(ch in line for ch in "\x1b\x07\x9b\u202e\u2066\u2069\u200f\u2028\u2029")
+    # each escaped character is written as an escape, not dropped
+    assert line.endswith(": " + forged.translate(logs_escapes()))
+
+
+def logs_escapes() -> dict[int, str]:
+    from runeworker.printable import one_line
+
+    return {c: one_line(chr(c)) for c in range(0x3000)}
+
+
+def test_text_traceback_keeps_its_newlines_but_escapes_the_rest() -> None:
+    line = _text("bad \x1b[31m value", exc=True)
+    assert "Traceback (most recent call last):" in line and "\n" in line
+    assert "\x1b" not in line and "\\x1b[31m" in line
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_huge_message_is_clipped_and_says_by_how_much(fmt: str) -> None:
+    big = "x" * (logs.MAX_MESSAGE + 5000)
+    message = _text(big).split(": ", 1)[1] if fmt == "text" else str(_line_of(big)["msg"])
+    assert message == "x" * logs.MAX_MESSAGE + "... (5000 more characters not logged)"
+    # at the limit nothing is cut
+    exact = "y" * logs.MAX_MESSAGE
+    assert (_text(exact).split(": ", 1)[1] if fmt == "text" else _line_of(exact)["msg"]) == exact
+
+
+def _line_of(message: str) -> dict[str, object]:
+    record = logging.LogRecord("runeworker.node", logging.INFO, "", 0, "%s", (message,), None)
+    return json.loads(JsonFormatter().format(record))
