@@ -95,7 +95,8 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Annotated[float, Meta(ge=1)] = 60.0
     graceful_timeout: Seconds = 30.0
     max_steps: AtLeast1 = 10000
-    node_timeout: Seconds = _NODE.node_timeout
+    # a blocking node's time limit, < worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
+    node_timeout: Seconds = 0.0
 
 
 class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -210,8 +211,9 @@ def masked(cfg: Config) -> dict[str, Any]:
     }
 
 
-# The share of worker.timeout an agent run gets by default: the supervisor kills a child whose
-# node runs past worker.timeout; the rest leaves the node time to fail and report it.
+# The share of worker.timeout a blocking node (worker.node_timeout) and an agent run
+# (agent.total_timeout) get by default: the supervisor kills a child whose node runs past
+# worker.timeout; the rest leaves the node time to fail and report it.
 AUTO_TOTAL_SHARE = 0.8
 
 
@@ -238,7 +240,7 @@ def to_node_settings(cfg: Config) -> NodeSettings:
         **retry,
         **agent,
         integrations_base_urls=urls,
-        node_timeout=cfg.worker.node_timeout,
+        node_timeout=cfg.worker.node_timeout or AUTO_TOTAL_SHARE * cfg.worker.timeout,
     )
 
 
@@ -560,12 +562,14 @@ def _cross_checks(values: _Layer) -> list[str]:
         if hi < lo:
             problems.append(f"{high} = {hi} ({hi_src}) must be >= {low} = {lo} ({lo_src})")
     # the supervisor kills a child whose node runs past worker.timeout (no heartbeat)
-    (run, run_src), (limit, limit_src) = values["agent.total_timeout"], values["worker.timeout"]
-    if run and run >= limit:
-        problems.append(
-            f"agent.total_timeout = {run} ({run_src}) must be < worker.timeout = {limit} "
-            f"({limit_src}): the supervisor kills a child whose node runs longer"
-        )
+    (limit, limit_src) = values["worker.timeout"]
+    for key in ("worker.node_timeout", "agent.total_timeout"):
+        (run, run_src) = values[key]
+        if run and run >= limit:
+            problems.append(
+                f"{key} = {run} ({run_src}) must be < worker.timeout = {limit} "
+                f"({limit_src}): the supervisor kills a child whose node runs longer"
+            )
     # a delivery may wait for one node's step and then run its own before it is acknowledged
     (acks, acks_src) = values["broker.consumer_timeout"]
     if acks and 2 * limit + ACK_MARGIN > acks:

@@ -46,7 +46,9 @@ class NodeSettings:
 
     node_timeout: the time limit of a blocking node (http: every attempt and backoff; smtp:
         each network operation), also the default and upper bound of its own timeout;
-        0 = no limit.
+        0 = no limit. Under `serve` a node must end within `worker.timeout` (the supervisor
+        kills a child whose node runs longer), so `config.to_node_settings` never gives 0: it
+        defaults to 80 % of worker.timeout, and so does this class.
     """
 
     http_deny_networks: tuple[str, ...] = DENY_NETWORKS
@@ -68,7 +70,7 @@ class NodeSettings:
     agent_max_retries: int = 2
     agent_anthropic_max_tokens: int = 4096
 
-    node_timeout: float = 0.0
+    node_timeout: float = 48.0  # 80 % of the default worker.timeout
 
 
 class Meter(Protocol):

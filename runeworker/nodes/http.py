@@ -8,8 +8,9 @@ type; a response size cap; a deny list of networks checked on every redirect hop
 
 Parameters are read by `runeworker.nodes.params` (`ignore_ssl` a flag, `retry` a whole number,
 `retry_delay` a number of seconds, `timeout` a duration: not positive = `http_default_timeout`).
-`worker.node_timeout` (NodeSettings.node_timeout), when set, is the default and upper bound of
-`timeout` and bounds the whole node: every attempt and backoff. Header values go out as UTF-8
+`worker.node_timeout` (NodeSettings.node_timeout: 80 % of `worker.timeout` unless set; 0 only
+where a caller builds its own settings) is the default and upper bound of `timeout` and bounds
+the whole node: every attempt and backoff. Header values go out as UTF-8
 bytes, as Go writes them (see `_wire_headers`)."""
 
 from __future__ import annotations

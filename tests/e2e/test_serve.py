@@ -382,6 +382,35 @@ def test_node_slower_than_the_heartbeat_completes_once_on_the_same_connection(
     assert worker_connections(vhost_of(amqp_url)) == connections
 
 
+def test_a_node_that_would_outlast_worker_timeout_fails_in_time_instead_of_being_killed(
+    start: Start, rune: Rune, amqp_url: str
+) -> None:
+    """`worker.node_timeout` unset: an http node that retries a server slower than the node
+    may be (`retry` 3, its own `timeout` 60 s) is stopped at 80 % of `worker.timeout` (3 s)
+    and fails as a node does, under its error policy (halt by default). Before, the default
+    was no limit: the supervisor killed the child as hung after 3 s, the message came back,
+    and it was dead-lettered as poison after `broker.max_deliveries` kills."""
+    server = SlowServer(30.0)
+    node = {"id": "slow", "name": "slow", "type": "http",
+            "parameters": {"url": f"{server.url}/slow", "method": "GET", "retry": "3",
+                           "timeout": 60}}  # fmt: skip
+    try:
+        serve = start(worker={"timeout": 3.0, "processes": 1}, broker={"max_deliveries": 2})
+        rune.wait_consumers(1)
+        pids = workers(serve, 1)
+        ids = rune.publish(json.dumps({"nodes": [node], "edges": []}).encode(), 1)
+        rune.wait_done(ids, timeout=30, settle=1.0)
+    finally:
+        server.close()
+    assert rune.statuses(ids) == {ids[0]: ["halted"]}  # the default error policy, halt
+    reason = rune.completions[ids[0]][0]["failure_reason"]
+    assert "stopped at the node time limit of 2.4 s" in reason, reason
+    assert server.hits == ["/slow"]  # one attempt, cut at the limit: not run again
+    assert serve.workers() == pids and "timeout" not in restarts(serve)
+    assert rune.message_count("runeworker.dead-letter") == 0
+    queue_is_empty(amqp_url, rune)
+
+
 def test_sigterm_while_a_slow_node_runs_lets_it_finish_and_commit(
     start: Start, rune: Rune, amqp_url: str
 ) -> None:

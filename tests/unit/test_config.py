@@ -216,10 +216,26 @@ def test_node_timeout_reaches_the_nodes() -> None:
     assert to_node_settings(load_config(env={})) == NodeSettings()
 
 
+def test_node_timeout_unset_follows_worker_timeout_and_stays_below_it() -> None:
+    """A blocking node must end before the supervisor kills its child as hung (no beat for
+    worker.timeout): unset, its limit is 80 % of worker.timeout, and a limit that would let it
+    run as long is refused."""
+    assert to_node_settings(load_config(env={})).node_timeout == 48.0  # 80 % of 60
+    short = load_config(env={"RUNEWORKER_WORKER_TIMEOUT": "5"})
+    assert to_node_settings(short).node_timeout == 4.0
+    assert error_of(env={"RUNEWORKER_WORKER_NODE_TIMEOUT": "60"}) == (
+        "worker.node_timeout = 60.0 (RUNEWORKER_WORKER_NODE_TIMEOUT) must be < worker.timeout = "
+        "60.0 (default): the supervisor kills a child whose node runs longer"
+    )
+    raised = {"RUNEWORKER_WORKER_NODE_TIMEOUT": "300", "RUNEWORKER_WORKER_TIMEOUT": "330"}
+    assert to_node_settings(load_config(env=raised)).node_timeout == 300.0
+
+
 def test_node_defaults_have_one_home() -> None:
     """The config's defaults of every node setting are NodeSettings' own."""
     assert to_node_settings(Config()) == NodeSettings()
-    assert Config().worker.node_timeout == NodeSettings().node_timeout
+    # unset (0) in the config, NodeSettings' default is what the default worker.timeout gives
+    assert Config().worker.node_timeout == 0.0
 
 
 # --- errors name the key and the source ---------------------------------------------------------

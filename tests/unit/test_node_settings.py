@@ -76,7 +76,8 @@ def test_the_same_config_file_gives_the_same_settings(config_file: Path) -> None
 def test_the_environment_wins_over_the_file_for_both(config_file: Path) -> None:
     env = {"RUNEWORKER_NODES_SMTP_TIMEOUT": "9", "RUNEWORKER_WORKER_NODE_TIMEOUT": "0"}
     cfg = load_config(config_file, env=env)
-    expected = NodeSettings(**{**FROM_FILE.__dict__, "smtp_timeout": 9.0, "node_timeout": 0.0})
+    # node_timeout 0: 80 % of worker.timeout (60 s)
+    expected = NodeSettings(**{**FROM_FILE.__dict__, "smtp_timeout": 9.0, "node_timeout": 48.0})
     assert run_settings(cfg) == serve_settings(cfg) == expected
 
 
