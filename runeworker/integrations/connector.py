@@ -9,7 +9,8 @@ answer is the http node's envelope `{status, status_text, body, headers, duratio
 status fails the node with the status, URL and body, as upstream. Beyond upstream: a 429 or 503
 that says `Retry-After` is retried after that delay while it is within
 `[integrations] retry_after_max`, at most `retry_after_attempts` times, and every error names the
-provider and the tool.
+provider and the tool. `worker.node_timeout` bounds the whole node, as it bounds the http node's
+attempts: every exchange of a call (a tool may make several) and every Retry-After wait.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ class Call:
     base: str
     credentials: Mapping[str, Any]
     secrets: set[str] = field(default_factory=set)
+    # when `worker.node_timeout` runs out for the whole node (inf: no limit)
+    deadline: float = field(default=math.inf)
+
+    def __post_init__(self) -> None:
+        limit = self.ctx.settings.node_timeout
+        if limit > 0 and self.deadline == math.inf:
+            self.deadline = time.monotonic() + limit
 
     def request(self, **changes: Any) -> Request:
         """The request the tool's spec describes, with `changes` (Request fields) applied."""
@@ -104,8 +112,18 @@ class Call:
         settings = self.ctx.settings
         attempts = settings.integrations_retry_after_attempts
         for attempt in range(attempts + 1):
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise NodeError(
+                    f"{shown}: stopped at the node time limit of {settings.node_timeout:g} s "
+                    "(worker.node_timeout)"
+                )
+            # the http node bounds its attempts by what is left of the whole node's limit
+            timed = dataclasses.replace(
+                sub, settings=dataclasses.replace(settings, node_timeout=left)
+            )
             try:
-                out = http.run(sub)
+                out = http.run(timed if left != math.inf else sub)
             except NodeError as exc:  # the message quotes the URL: hide the secret arguments
                 raise NodeError(self.hide(str(exc)), exc.code, exc.details) from None
             status = int(out["status"])
@@ -117,6 +135,11 @@ class Call:
                 return (
                     out,
                     f" (Retry-After {wait:g} s exceeds integrations.retry_after_max {limit} s)",
+                )
+            if wait >= self.deadline - time.monotonic():
+                return out, (
+                    f" (Retry-After {wait:g} s would pass the node time limit of "
+                    f"{settings.node_timeout:g} s, worker.node_timeout)"
                 )
             if attempt == attempts:
                 return out, f" (still {status} after {attempts} Retry-After retries)"

@@ -133,6 +133,38 @@ def test_a_retry_after_beyond_the_cap_fails_at_once(api: MockApi, waits: list[fl
     assert waits == [] and len(api.requests) == 1
 
 
+def test_a_retry_after_past_the_node_time_limit_fails_at_once(
+    api: MockApi, waits: list[float]
+) -> None:
+    """`worker.node_timeout` bounds the whole node, not each exchange: a wait the limit
+    cannot hold is not begun (the supervisor would kill the child as hung after it)."""
+    api.reply("GET", READ_PATH, Reply({}, 429, {"Retry-After": "8"}))
+    message = read_error(api, integrations_retry_after_max=10.0, node_timeout=5.0)
+    assert message.endswith(
+        "(Retry-After 8 s would pass the node time limit of 5 s, worker.node_timeout)"
+    )
+    assert waits == [] and len(api.requests) == 1
+
+
+def test_retry_after_waits_count_against_the_node_time_limit(
+    api: MockApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real waits of 0.3 s under a 0.5 s limit: the second would end past it."""
+    import time
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(connector, "_sleep", sleep)
+    api.reply("GET", READ_PATH, Reply({}, 429, {"Retry-After": "0.3"}))
+    message = read_error(api, integrations_retry_after_attempts=5, node_timeout=0.5)
+    assert "would pass the node time limit of 0.5 s, worker.node_timeout)" in message, message
+    assert slept == [0.3] and len(api.requests) == 2
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "attempts"),
     [(429, {}, 2), (500, {"Retry-After": "1"}, 2), (429, {"Retry-After": "1"}, 0)],
