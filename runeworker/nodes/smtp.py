@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import smtplib
 import socket
 import ssl
@@ -109,14 +110,20 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     except NodeError as exc:
         raise NodeError(str(ctx.resolver.mask(str(exc)))) from None
     message = compose(mail)
-    # worker.node_timeout (NodeSettings.node_timeout) caps the smtp timeout: 0 = no cap
+    # worker.node_timeout (NodeSettings.node_timeout) caps the smtp timeout and bounds the
+    # whole node: 0 = neither
     limit = ctx.settings.node_timeout
     timeout = min(ctx.settings.smtp_timeout, limit) if limit > 0 else ctx.settings.smtp_timeout
     started = time.monotonic()
+    deadline = started + limit if limit > 0 else math.inf
     try:
-        refused = deliver(server, message, mail, timeout)
+        refused = deliver(server, message, mail, timeout, deadline)
     except (NodeError, smtplib.SMTPException, OSError) as exc:
         reason = describe_error(exc, server, timeout)
+        if time.monotonic() >= deadline:
+            reason = (
+                f"stopped at the node time limit of {limit:g} s (worker.node_timeout): {reason}"
+            )
         # `from None`: the cause's own text is not masked and must not reach a log.
         raise NodeError(str(ctx.resolver.mask(f"failed to send email: {reason}"))) from None
     output: dict[str, Any] = {
@@ -266,10 +273,14 @@ def compose(mail: Mail) -> EmailMessage:
     return message
 
 
-def deliver(server: Server, message: EmailMessage, mail: Mail, timeout: float) -> dict[str, str]:
+def deliver(
+    server: Server, message: EmailMessage, mail: Mail, timeout: float, deadline: float = math.inf
+) -> dict[str, str]:
     """Connect, secure, log in and send; returns the recipients the server refused (if some
-    were accepted: a refusal of all of them raises)."""
-    smtp = _connect(server, timeout)
+    were accepted: a refusal of all of them raises). `timeout` bounds each network operation,
+    `deadline` (time.monotonic) all of them."""
+    smtp = _connect(server, min(timeout, max(deadline - time.monotonic(), 0.001)))
+    smtp.deadline = deadline
     try:
         _secure_and_login(smtp, server)
         refused = smtp.send_message(
@@ -285,17 +296,38 @@ def deliver(server: Server, message: EmailMessage, mail: Mail, timeout: float) -
     return {addr: _reply(code, text) for addr, (code, text) in refused.items()}
 
 
-def _connect(server: Server, timeout: float) -> smtplib.SMTP:
+class _Bounded(smtplib.SMTP):
+    """An SMTP client whose every command (and every part of the message it sends) waits at
+    most until `deadline`: before each send the socket's timeout is cut to what is left, so
+    that the reply is read within it too. A server that answers each command just within the
+    timeout cannot keep the node past the node time limit."""
+
+    deadline = math.inf
+
+    def send(self, s: Any) -> None:  # smtplib's own type, Buffer | str, is Python 3.12's
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the node time limit has passed")
+        if self.sock is not None and left < (self.sock.gettimeout() or math.inf):
+            self.sock.settimeout(left)
+        super().send(s)
+
+
+class _BoundedSSL(_Bounded, smtplib.SMTP_SSL):
+    """`_Bounded` over implicit TLS."""
+
+
+def _connect(server: Server, timeout: float) -> _Bounded:
     # `timeout` becomes the socket timeout: it bounds the connect and every later command.
     if server.security == SECURITY_TLS:
-        return smtplib.SMTP_SSL(
+        return _BoundedSSL(
             server.host,
             server.port,
             _local_hostname(),
             timeout=timeout,
             context=_tls_context(server.verify),
         )
-    return smtplib.SMTP(server.host, server.port, _local_hostname(), timeout=timeout)
+    return _Bounded(server.host, server.port, _local_hostname(), timeout=timeout)
 
 
 def _secure_and_login(smtp: smtplib.SMTP, server: Server) -> None:

@@ -6,9 +6,11 @@ so error texts name the server.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -422,8 +424,69 @@ def test_node_timeout_caps_the_smtp_timeout() -> None:
         with pytest.raises(NodeError) as info:
             smtp.run(ctx)
     assert str(info.value) == (
-        f"failed to send email: connection to 127.0.0.1:{port} timed out after 0.3 seconds"
+        "failed to send email: stopped at the node time limit of 0.3 s (worker.node_timeout): "
+        f"connection to 127.0.0.1:{port} timed out after 0.3 seconds"
     )
+
+
+class DripServer:
+    """A loopback SMTP server that answers every command, each within any per-command timeout
+    (`delay` seconds), and accepts the message: slow as a whole, never silent for long."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.commands: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            self._say(conn, "220 drip ready")
+            for raw in lines:
+                command = raw.decode().strip().upper()
+                self.commands.append(command.split(" ")[0])
+                if command == "DATA":
+                    self._say(conn, "354 go on")
+                    for body in lines:
+                        if body == b".\r\n":
+                            break
+                    self._say(conn, "250 queued")
+                elif command == "QUIT":
+                    self._say(conn, "221 bye")
+                    return
+                else:
+                    self._say(conn, "250 ok")
+
+    def _say(self, conn: socket.socket, line: str) -> None:
+        time.sleep(self.delay)  # the slowness is the point of the server
+        with contextlib.suppress(OSError):  # the client may have given up
+            conn.sendall(line.encode() + b"\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_node_timeout_bounds_the_whole_delivery_not_only_each_command() -> None:
+    """Seven exchanges of 0.25 s each, each well within the 30 s smtp timeout: the node
+    stops at its 0.8 s limit (before, it took 1.75 s, and a slower server could keep it past
+    worker.timeout, where the supervisor kills the child as hung)."""
+    server = DripServer(0.25)
+    try:
+        ctx = make_ctx(BASIC, {"host": "127.0.0.1", "port": server.port, "security": "none"})
+        ctx.settings = NodeSettings(smtp_timeout=30, node_timeout=0.8)
+        started = time.monotonic()
+        with pytest.raises(NodeError) as info:
+            smtp.run(ctx)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert str(info.value).startswith(
+        "failed to send email: stopped at the node time limit of 0.8 s (worker.node_timeout): "
+    ), info.value
+    assert elapsed >= 0.8  # a lower bound holds on any machine
+    assert "QUIT" not in server.commands
 
 
 # -- parameter checks -------------------------------------------------------------------------
