@@ -44,12 +44,12 @@ class NodeSettings:
     `[nodes]` section and `worker.node_timeout` (runeworker/config.py) take theirs from this
     class, and `run` and `serve` both build their settings with `config.to_node_settings`.
 
-    node_timeout: the time limit of a blocking node (http: every attempt and backoff; smtp:
-        every network operation; an integration: every request and Retry-After wait), also the
-        default and upper bound of its own timeout;
-        0 = no limit. Under `serve` a node must end within `worker.timeout` (the supervisor
-        kills a child whose node runs longer), so `config.to_node_settings` never gives 0: it
-        defaults to 80 % of worker.timeout, and so does this class.
+    node_timeout: the time limit of a blocking node as a whole (http: every attempt and
+        backoff; smtp: every network operation; an integration: every request and Retry-After
+        wait), also the default and upper bound of its own timeout; 0 = no limit. Under
+        `serve` a node must end within `worker.timeout` (the supervisor kills a child whose
+        node runs longer), so `config.to_node_settings` never gives 0: it defaults to 80 % of
+        worker.timeout, and so does this class.
     """
 
     http_deny_networks: tuple[str, ...] = DENY_NETWORKS

@@ -19,8 +19,9 @@ credential values are read by `runeworker.nodes.params`.
 Parameters: `from`, `to`, `cc`, `bcc` (a string of comma-separated addresses or a list of them;
 non-strings dropped), `subject`, `body`, `html` (optional HTML alternative) and `body_type`
 (`text` or `html`: the body itself is HTML). Every connect and SMTP command is bounded by the
-`smtp_timeout` setting, itself capped by `worker.node_timeout` (80 % of `worker.timeout` unless
-set). Errors read `failed to send email: <reason>`, with credentials masked.
+`smtp_timeout` setting, and all of them together by `worker.node_timeout` (80 % of
+`worker.timeout` unless set), which also caps `smtp_timeout`. Errors read `failed to send email:
+<reason>`, with credentials masked.
 """
 
 from __future__ import annotations
