@@ -20,7 +20,10 @@ RTES's serde_json, refuse it; msgspec raises `ValidationError`): a context value
 checked for its syntax when the message is decoded, so `read` turns that error into an
 `UnreadableError` that fails the node reading the value, and the completion's final context
 replaces it by `UNREADABLE` where it has to decode it (a value nobody read passes through as the
-bytes it arrived as).
+bytes it arrived as). `number_problem` finds such a number in JSON text that nobody decodes
+whole (a workflow definition, whose types skip `notes` and unknown keys, and read a 400-digit
+integer as a Python int): C-speed byte operations only, unless the text holds a run of 200
+digits or an exponent of three digits.
 
 Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
 wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
@@ -31,6 +34,8 @@ for it to decode at all is refused as bad input (`messages.decode_execution`).
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any, Final
 
@@ -174,3 +179,121 @@ def read(raw: bytes | msgspec.Raw, what: str) -> Any:
         return decode(raw, what)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise UnreadableError(f"{what} cannot be read: {exc}") from None
+
+
+# -- numbers no double holds ----------------------------------------------------------------------
+
+# Every byte of a JSON text reduced to what matters for the size of a number: digits as "0",
+# exponent letters as "e", "+" kept, everything else a space. A number no double holds (above
+# 1.7976931348623157e308 in magnitude) has an exponent of three digits or more (`e309`,
+# `e+0400`), or a run of 200 digits or more: 199 digits and an exponent of two (at most 99)
+# stay below 1e300. JSON writes no leading zeros (`00012` is no number), so a run of digits is
+# as long as the number is large.
+_SHAPES = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x65 if b in b"eE" else 0x2B if b == 0x2B else 0x20
+    for b in range(256)
+)
+_LONG_RUN = b"0" * 200
+_EXPONENTS = (b"e000", b"e+000")
+# the shortest integer no double holds has 309 digits (1e308 < 1.8e308 < 1e309)
+INT_DIGITS: Final = 309
+_INT_RUN = b"0" * INT_DIGITS
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
+# beyond this, an int is no double: float() of it raises OverflowError
+_TOO_BIG = 2**1023
+
+
+def out_of_range(value: Any, where: str = "$") -> str:
+    """Where the decoded JSON value `value` holds an int no double holds, as msgspec names a
+    number out of range (`Number out of range - at `$.a[0]``); "" when it holds none. Walked
+    without recursion; a float from JSON is always finite."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if type(item) is int:
+            if abs(item) > _TOO_BIG:
+                try:
+                    float(item)
+                except OverflowError:
+                    return f"Number out of range - at `{path}`"
+        elif isinstance(item, dict):
+            stack += ((v, f"{path}.{k}") for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack += ((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return ""
+
+
+def number_problem(raw: bytes | msgspec.Raw | str) -> str:
+    """What msgspec says of the first number no IEEE double holds in the JSON text `raw`
+    (`Number out of range - at `$.notes``), or "" when it holds none (or is no JSON: its own
+    decoding reports that). Strings holding such a number as text do not count."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if len(data) < 5:  # "1e309" is the shortest
+        return ""
+    shapes = data.translate(_SHAPES)
+    ints = _INT_RUN in shapes
+    if not (ints or _LONG_RUN in shapes or any(e in shapes for e in _EXPONENTS)):
+        return ""
+    try:
+        value = _decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # a number out of range (ValidationError), or no JSON to msgspec (a lone surrogate)
+        return _located(data)
+    return _located(data) if ints and out_of_range(value) else ""
+
+
+class _Out:
+    """A number no double holds, as `_located` reads it."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+def _number(token: str) -> Any:
+    if len(token) < 200 and "e" not in token and "E" not in token:
+        return 0  # its value does not matter, only whether a double holds it
+    return _Out(token) if math.isinf(float(token)) else 0
+
+
+def _located(data: bytes) -> str:
+    """`number_problem` once a number was found: which, and where (msgspec names neither the
+    keys of an untyped object nor the number). Python's json, whose hooks see each number's
+    text; by scanning when it cannot read the text."""
+    try:
+        value = json.loads(data, parse_int=_number, parse_float=_number)
+    except (ValueError, RecursionError):
+        return _scanned(data)
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Out):
+            return f"Number out of range - at `{path}`: {_shown(item.token)}"
+        if isinstance(item, dict):
+            stack += ((v, f"{path}.{k}") for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack += ((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return ""
+
+
+def _shown(token: str) -> str:
+    """A number as an error quotes it: a long one cut, with its length."""
+    return token if len(token) <= 24 else f"{token[:12]}...{token[-4:]} ({len(token)} characters)"
+
+
+def _scanned(data: bytes) -> str:
+    """`number_problem` by scanning the text with its strings blanked out: no decoding."""
+    bare = _STRING.sub(b'""', data) if b'"' in data else data
+    for m in _NUMBER.finditer(bare):
+        token = m.group()
+        if len(token) < 200 and b"e" not in token and b"E" not in token:
+            continue
+        try:
+            number = float(token)
+        except ValueError:
+            continue
+        if math.isinf(number):
+            return f"Number out of range: {_shown(token.decode('ascii'))}"
+    return ""

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from runeworker.engine import depth
 from runeworker.engine.nulls import TolerantDecoder
 from runeworker.errors import WorkflowError
 
@@ -243,9 +244,10 @@ _decoder = TolerantDecoder(_Definition)
 
 def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
     """Parse a definition into an indexed `Workflow`; a bad one raises `WorkflowError`. Its
-    bytes must be UTF-8 throughout: msgspec checks the strings it reads, not those it skips
-    (an edge's `label`, the web app's `notes`, an unknown key), which the definition carries
-    on byte for byte into every next message and the mirror, where RTES refuses them."""
+    bytes must be UTF-8 throughout, and its numbers such as a double holds: msgspec checks the
+    strings and numbers it reads, not those it skips (an edge's `label`, the web app's `notes`,
+    an unknown key), which the definition carries on byte for byte into every next message and
+    the mirror, where RTES refuses them."""
     data = raw if isinstance(raw, bytes) else bytes(raw)
     if not data.isascii():
         try:
@@ -254,6 +256,15 @@ def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
             raise WorkflowError(
                 f"workflow_definition: invalid UTF-8 at byte {exc.start}: {exc.reason}"
             ) from exc
+    # msgspec refuses such a number where the types read it, not in what they skip, and reads
+    # an integer of any length as a Python int: Go reads every number of the definition as a
+    # float64 and refuses it, and RTES, which reads the definition's mirror, too
+    problem = depth.number_problem(data)
+    if problem:
+        raise WorkflowError(
+            f"workflow_definition: {problem} (no IEEE double holds it; Go's encoding/json and "
+            "RTES's serde_json refuse it)"
+        )
     try:
         d = _decoder.decode(data)
     except msgspec.DecodeError as exc:

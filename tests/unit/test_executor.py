@@ -673,6 +673,64 @@ def test_invalid_utf8_anywhere_in_the_definition_is_refused(where: str) -> None:
     assert run.messages == []
 
 
+BEYOND_A_DOUBLE = {
+    "1e999": b"1e999",
+    "-1e999": b"-1e999",
+    "400 digits": b"1" + b"0" * 400,
+    "-400 digits": b"-" + b"9" * 400,
+    "2e308": b"2e308",
+    "long mantissa": b"1" + b"0" * 250 + b"e99",
+}
+
+
+@pytest.mark.parametrize("number", BEYOND_A_DOUBLE)
+@pytest.mark.parametrize("where", ["notes", "edge label", "unknown node key", "parameter"])
+def test_a_number_no_double_holds_anywhere_in_the_definition_is_refused(
+    where: str, number: str
+) -> None:
+    """Found by tests/fuzz: a number no IEEE double holds where the definition's types skip it
+    (the web app's `notes`, an edge's `label`, a key it does not know) ran, and a 400-digit
+    integer ran where they read it (msgspec reads it as a Python int). Go's encoding/json
+    decodes every number of an `interface{}` as a float64 and refuses it; so does RTES's
+    serde_json, which reads the definition's mirror. Refused like invalid UTF-8, naming where."""
+    defn = definition([n("a", marker="MARK", parameters={"p": "MARK"}), n("b")],
+                      [("e0", "a", "b")])  # fmt: skip
+    defn = {
+        "notes": defn.replace(b'"edges"', b'"notes":{"x":["MARK"]},"edges"', 1),
+        "edge label": defn.replace(b'"dst":"b"', b'"dst":"b","label":"MARK"'),
+        "unknown node key": defn.replace(b'"marker":"MARK"', b'"marker":"MARK"', 1),
+        "parameter": defn.replace(b'"p":"MARK"', b'"p":"MARK"'),
+    }[where]
+    if where in ("unknown node key", "edge label", "notes"):
+        defn = defn.replace(b'"p":"MARK"', b'"p":"fine"')
+    else:
+        defn = defn.replace(b'"marker":"MARK"', b'"marker":"fine"')
+    defn = defn.replace(b'"MARK"', BEYOND_A_DOUBLE[number])
+    assert BEYOND_A_DOUBLE[number] in defn
+    run = drive(start(defn, "a", {"$x": 1}))
+    status, reason = run.outcome
+    assert status == "failed" and reason is not None
+    assert reason.startswith("workflow_definition: Number out of range - at `$."), reason
+    assert "no IEEE double holds it" in reason
+    assert run.trail == [("a", "failed")]
+    assert wire(run.statuses[0])["error"]["message"] == reason
+    assert run.messages == []
+    outbox = Executor(MemoryStore()).step(start(defn, "a"))
+    assert outbox.dead_letter == reason
+
+
+WITHIN_A_DOUBLE = [b"18446744073709551616", b"1e300", b"-1.7976931348623157e308", b"1e-999",
+                   b"1" + b"0" * 308, b"123e0000000000000000001"]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", WITHIN_A_DOUBLE)
+def test_numbers_a_double_holds_run(number: bytes) -> None:
+    """Go reads these as float64 (2^64 rounded, 1e-999 as 0): the definition runs."""
+    defn = definition([n("a", notes="MARK", parameters={"p": "MARK"})]).replace(b'"MARK"', number)
+    run = drive(start(defn, "a"))
+    assert run.trail == ok("A") and run.outcome == ("completed", None)
+
+
 @pytest.mark.parametrize("route", ["nowhere", 7, None])
 def test_a_conditional_whose_routes_dangle_runs_as_upstream(route: Any) -> None:
     """Upstream's routing.go ends the branch when the edge id of the taken route is not an

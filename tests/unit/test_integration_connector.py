@@ -21,6 +21,7 @@ from runeworker.engine.executor import Executor
 from runeworker.engine.local import LocalRunner, start_message
 from runeworker.engine.messages import NodeStatusMessage, encode
 from runeworker.engine.state import MemoryStore
+from runeworker.errors import WorkflowError
 from runeworker.integrations import atlassian, connector
 from runeworker.nodes import http
 
@@ -717,8 +718,11 @@ def test_telegram_chat_id_is_written_as_upstreams_chat_id_to_string(
 
 
 def test_telegram_chat_id_beyond_a_double_is_refused(api: MockApi) -> None:
-    error = failure(SEND, {"chat_id": 10**400, "text": "hi"}, BOT, settings_for(api))
-    assert str(error).startswith("telegram bot.send_message: argument 'chat_id' must be a number")
+    # refused with the definition, as Go's decoder refuses it (no float64 holds it): the node
+    # never sees it
+    where = r"^workflow_definition: Number out of range - at `\$\.nodes\[0\]\.parameters\.chat_id`"
+    with pytest.raises(WorkflowError, match=where):
+        failure(SEND, {"chat_id": 10**400, "text": "hi"}, BOT, settings_for(api))
     assert api.requests == []
 
 
@@ -911,8 +915,12 @@ def test_integers_are_read_through_a_float64(
 def test_integers_beyond_64_bits_are_refused_as_upstream(api: MockApi, value: Any) -> None:
     # upstream's DecodeArgs cannot put them in a Go int
     params = {"offset": value}
-    error = failure("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
-    assert "argument 'offset' must be a whole number of at most 64 bits" in str(error)
+    if value == 10**400:  # no float64 holds it either: refused with the definition
+        with pytest.raises(WorkflowError, match=r"Number out of range - at `.*\.offset`"):
+            failure("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
+    else:
+        error = failure("integration.telegram.bot.get_updates", params, BOT, settings_for(api))
+        assert "argument 'offset' must be a whole number of at most 64 bits" in str(error)
     assert api.requests == []
 
 
