@@ -15,7 +15,7 @@ import functools
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Annotated, Any, Final, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -42,14 +42,24 @@ CODE_CREATION_FAILED: Final = "NODE_CREATION_FAILED"
 
 Context = dict[str, Any]
 
+# The integers of an execution message in the ranges every Rune party reads: upstream's
+# NodeExecutionMessage and StackFrame (services/rune-worker/pkg/messages/) declare each a Go
+# `int` (int64, whose decoder refuses a number beyond it), and RTES reads workflow_version,
+# item_index and total_items as i32 (the mirror, and the lineage every status of a split branch
+# repeats) and workflow_version_id as i64 (services/rtes/src/domain/models.rs). A message out
+# of them is refused as bad input, msgspec naming the field (`Expected `int` <= 2147483647 -
+# at `$.workflow_version``); a wider one would be mirrored or published where RTES drops it.
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 
 class StackFrame(msgspec.Struct):
     """One split level: which split produced this branch and which item it carries."""
 
     split_node_id: str
     branch_id: str
-    item_index: int
-    total_items: int
+    item_index: Int32
+    total_items: Int32
 
 
 class NodeExecutionMessage(msgspec.Struct):
@@ -59,8 +69,8 @@ class NodeExecutionMessage(msgspec.Struct):
     execution_id: str
     current_node: str
     workflow_definition: msgspec.Raw
-    workflow_version: int = 0
-    workflow_version_id: int = 0
+    workflow_version: Int32 = 0
+    workflow_version_id: Int64 = 0
     # values stay JSON bytes until read: see runeworker.engine.context.LazyContext
     accumulated_context: dict[str, msgspec.Raw] | None = None
     lineage_stack: list[StackFrame] | UnsetType = UNSET
@@ -75,7 +85,7 @@ class NodeExecutionMessage(msgspec.Struct):
     # runeworker's own key: when the execution's first step ran (epoch ms), copied into every
     # next message, so the step that closes a single-branch execution knows its
     # total_duration_ms without asking Redis (engine/ledger.py). Absent on master messages.
-    started_at_ms: int | UnsetType = UNSET
+    started_at_ms: Int64 | UnsetType = UNSET
     # runeworker's own key, inside split branches: one object per lineage frame, the values
     # that `$json` and `$error` had when that split fanned out (a key absent when it was), so
     # that the aggregator restores them whichever branch arrives last (engine/flow.py).
