@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import msgspec
 
+from runeworker.engine.depth import LONE_SURROGATE
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import Ids, NodeExecutionMessage, identifiable
 from runeworker.engine.outbox import Outbox
@@ -44,22 +44,17 @@ def token_of(ids: Ids) -> str:
     return joining_token(ids.from_node, ids.current_node, ids.branch_ids)
 
 
-class _Loose(msgspec.Struct):
-    """The id keys with any JSON type: a wrong type in one key (`"current_node": null`) must
-    not hide the others."""
-
-    workflow_id: Any = None
-    execution_id: Any = None
-    current_node: Any = None
-    branch_token: Any = None
-    from_node: Any = None
-    lineage_stack: Any = None
-
-
-_loose_decoder = msgspec.json.Decoder(_Loose)
+# The top-level object with each value as its bytes: msgspec checks their syntax only, so that
+# a value it cannot read (`1e999`, a lone surrogate escape) in one key does not hide the others.
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_frames = msgspec.json.Decoder(list[msgspec.Raw])
+_string = msgspec.json.Decoder(str)
 # A JSON string (escapes included) or a bracket; strings are matched whole so that brackets
 # inside them are not counted.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_ID_KEYS = ("workflow_id", "execution_id", "current_node", "branch_token", "from_node")
+_NULL = msgspec.Raw(b"null")
+_FFFD = rb"\ufffd"
 
 
 def identify(body: bytes) -> Ids | None:
@@ -67,31 +62,79 @@ def identify(body: bytes) -> Ids | None:
     identified (not a JSON object, or workflow_id / execution_id missing or not strings, or an
     execution_id no execution can have: `messages.NUL_EXECUTION_ID`).
 
-    A message that is not JSON below its top level only (nested too deeply for the JSON
-    decoder, or holding there what no JSON decoder takes: a lone surrogate escape in a webhook
-    body, a NaN) is read again with everything below its top level blanked out, so that its
-    ids still count."""
-    try:
-        loose = _loose_decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        try:
-            loose = _loose_decoder.decode(shallow(body))
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            return None
-
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
-
-    stack = loose.lineage_stack if isinstance(loose.lineage_stack, list) else []
+    Each key is read on its own, so that what is wrong in one (a wrong type, `"current_node":
+    null`; a number no double holds, `"branch_token": 1e999`; a lone surrogate escape) does not
+    hide the others. A message that is not JSON below its top level only (nested too deeply
+    for the JSON decoder, or holding there what no JSON decoder takes: a NaN) is read again with
+    everything below its top level blanked out, so that its ids still count; and one with a
+    lone surrogate escape outside the ids, with that escape read as U+FFFD, as Go reads it."""
+    members = _top_level(body)
+    if members is None:
+        return None
     ids = Ids(
-        text(loose.workflow_id),
-        text(loose.execution_id),
-        text(loose.current_node),
-        text(loose.branch_token),
-        text(loose.from_node),
-        [text(f.get("branch_id")) if isinstance(f, dict) else "" for f in stack],
+        workflow_id=_text(members.get("workflow_id")),
+        execution_id=_text(members.get("execution_id")),
+        current_node=_text(members.get("current_node")),
+        branch_token=_text(members.get("branch_token")),
+        from_node=_text(members.get("from_node")),
+        branch_ids=_branch_ids(members),
     )
     return ids if ids.workflow_id and identifiable(ids.execution_id) else None
+
+
+def _top_level(body: bytes) -> dict[str, msgspec.Raw] | None:
+    """The members of the top-level object, each as its bytes; None when there is none."""
+    try:
+        return _members.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    flat = shallow(body)
+    try:
+        return _members.decode(flat)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    mended = LONE_SURROGATE.sub(_mend, flat)
+    if mended == flat:
+        return None
+    try:
+        members = _members.decode(mended)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    # an id whose escape was mended is not the id of any execution: read as unreadable
+    return {k: _NULL if k in _ID_KEYS and _FFFD in bytes(v) else v for k, v in members.items()}
+
+
+def _mend(m: re.Match[bytes]) -> bytes:
+    """A lone surrogate escape as the escape of U+FFFD (its backslash pairs kept)."""
+    return m.group(0)[: m.start(1) - m.start(0)] + rb"\ufffd"
+
+
+def _text(raw: msgspec.Raw | None) -> str:
+    """The string `raw` holds; "" when it holds anything else or cannot be read."""
+    if raw is None:
+        return ""
+    try:
+        return _string.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return ""
+
+
+def _branch_ids(members: dict[str, msgspec.Raw]) -> list[str]:
+    """The `branch_id` of each lineage frame, "" where it cannot be read."""
+    raw = members.get("lineage_stack")
+    if raw is None:
+        return []
+    try:
+        frames = _frames.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return []
+    out = []
+    for frame in frames:
+        try:
+            out.append(_text(_members.decode(frame).get("branch_id")))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            out.append("")
+    return out
 
 
 def shallow(data: bytes) -> bytes:

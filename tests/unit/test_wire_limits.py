@@ -91,3 +91,48 @@ def test_a_message_with_a_field_out_of_range_fails_its_execution(
     ]
     for m in tx.to(STATUS_QUEUE) + tx.to(COMPLETION_QUEUE):
         assert b"0" * 300 not in m.body  # the number is not carried on
+
+
+# -- identifying the execution of a refused message ---------------------------------------------
+
+UNREADABLE_BESIDE_IDS = {
+    "branch_token 1e999": (b'"branch_token":1e999', "branch_token"),
+    "from_node -1e999": (b'"from_node":-1e999', "from_node"),
+    "current_node 1e999": (b'"current_node":1e999', "current_node"),
+    "ghost 1e999": (b'"ghost":1e999', "ghost"),
+    "a frame's item_index 1e999": (
+        b'"lineage_stack":[{"split_node_id":"s","branch_id":"b0","item_index":1e999,'
+        b'"total_items":1}]',
+        "item_index",
+    ),
+    "branch_token a lone surrogate": (b'"branch_token":"\\ud800"', "surrogate"),
+    "outer_keys holding 1e999": (b'"outer_keys":[{"$json":1e999}]', "outer_keys"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE_BESIDE_IDS)
+def test_an_unreadable_value_beside_readable_ids_still_fails_the_execution(
+    case: str, broker: StubBroker, store: StubStore
+) -> None:
+    """Found by tests/fuzz: `"branch_token": 1e999` beside readable ids made the message
+    unidentifiable (the ids were read in one decoding, which the number failed): dead-lettered
+    with no failed completion, the execution open for ever. The ids are read key by key."""
+    member, named = UNREADABLE_BESIDE_IDS[case]
+    body = message("ex-1")
+    key = member.split(b":", 1)[0]
+    if key in body:  # current_node: replaced, not repeated
+        doc = json.loads(body)
+        del doc[key.decode().strip('"')]
+        body = json.dumps(doc).encode()
+    body = body[:-1] + b"," + member + b"}"
+    broker.enqueue(QUEUE, body)
+    run_until_idle(make_worker(broker, store), broker)
+    tx = rejected(broker)
+    [copy] = tx.to(DEAD)
+    assert copy.body == body
+    assert named in copy.headers["x-runeworker-reason"].lower()
+    statuses = decoded(tx.to(STATUS_QUEUE))
+    assert [s["status"] for s in statuses] == ["failed"]
+    assert [(c["execution_id"], c["status"]) for c in decoded(tx.to(COMPLETION_QUEUE))] == [
+        ("ex-1", "failed")
+    ]
