@@ -139,6 +139,11 @@ class LazyContext(dict[str, Any]):
                 return value
         return self[key]
 
+    def decoded(self, key: str) -> bool:
+        """True when `key`'s bytes were read whole (and could be: `depth.read` checked them)."""
+        cached = self._decoded.get(key)
+        return cached is not None and cached[0] is dict.__getitem__(self, key)
+
     def raw(self, key: str) -> Any:
         """The value as stored: the `Raw` bytes of a value from the message (read or not),
         else the value set since."""

@@ -20,16 +20,23 @@ RTES's serde_json, refuse it; msgspec raises `ValidationError`): a context value
 checked for its syntax when the message is decoded, so `read` turns that error into an
 `UnreadableError` that fails the node reading the value, and the completion's final context
 replaces it by `UNREADABLE` where it has to decode it (a value nobody read passes through as the
-bytes it arrived as). `number_problem` finds such a number in JSON text that nobody decodes
-whole (a workflow definition, whose types skip `notes` and unknown keys, and read a 400-digit
-integer as a Python int): C-speed byte operations only, unless the text holds a run of 200
-digits or an exponent of three digits.
+bytes it arrived as, which `unpublishable` checks). msgspec reads an integer of any length as
+a Python int, which no double holds from 309 digits: `decode` refuses it the same way
+(`ValidationError`, only looked for when the text holds a run of 309 digits), and a node's
+output holding one fails the node (`problem`). `number_problem` finds such a number in JSON
+text that nobody decodes whole (a workflow definition, whose types skip `notes` and unknown
+keys; a context value published as its bytes): C-speed byte operations only, unless the text
+holds a run of 200 digits or what looks like a number with an exponent of three digits.
 
 Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
 wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
-refuses JSON nested deeper than 128 levels (`services/rtes/src/infra/messaging.rs` decodes
-with `serde_json::from_slice`). Whole messages still go through msgspec first; one too deep
-for it to decode at all is refused as bad input (`messages.decode_execution`).
+refuses JSON nested 128 levels deep (`services/rtes/src/infra/messaging.rs` decodes with
+`serde_json::from_slice`, whose `remaining_depth` counts down from 128 and fails at 0: at most
+`RTES_DEPTH` levels). What is published as the bytes it arrived as is checked as bytes: the
+definition in the mirror (`{}` when deeper than the mirror may hold), context values in the
+mirror and the completion, and a large value a node read only in part in the status's
+`used_inputs` (`PLACEHOLDER` or `UNREADABLE`). Whole messages still go through msgspec first;
+one too deep for it to decode at all is refused as bad input (`messages.decode_execution`).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ MAX_DEPTH: Final = 100
 TOO_DEEP: Final = f"nested deeper than {MAX_DEPTH} levels"
 PLACEHOLDER: Final = f"({TOO_DEEP})"
 UNREADABLE: Final = "(a JSON value that cannot be read)"
+# the deepest nesting RTES's serde_json reads (see the module doc)
+RTES_DEPTH: Final = 127
 
 # Everything but brackets, quotes and backslashes: what is left of a JSON text is its
 # structure, with the strings reduced to their quotes (and the brackets inside them).
@@ -68,14 +77,14 @@ LONE_SURROGATE = re.compile(
 )
 
 
-def json_exceeds(raw: bytes | msgspec.Raw | str) -> bool:
-    """True when the JSON text `raw` (valid JSON) nests arrays and objects deeper than
-    `MAX_DEPTH`. No recursion whatever the depth, and C-speed string operations only, except
+def json_exceeds(raw: bytes | msgspec.Raw | str, limit: int = MAX_DEPTH) -> bool:
+    """True when the JSON text `raw` (valid JSON) nests arrays and objects deeper than `limit`
+    (`MAX_DEPTH`). No recursion whatever the depth, and C-speed string operations only, except
     for a text nested between half the limit and the limit (checked bracket by bracket)."""
-    if len(raw) <= _SHALLOW_BYTES:  # too short to hold MAX_DEPTH + 1 bracket pairs
-        return False
+    if len(raw) <= (_SHALLOW_BYTES if limit == MAX_DEPTH else 2 * limit + 1):
+        return False  # too short to hold limit + 1 bracket pairs
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # brackets in strings count too
+    if data.count(b"[") + data.count(b"{") <= limit:  # brackets in strings count too
         return False
     structure = data.translate(None, _NOT_STRUCTURE)
     if b"\\" in structure:  # escaped quotes and backslashes do not delimit strings
@@ -90,22 +99,22 @@ def json_exceeds(raw: bytes | msgspec.Raw | str) -> bool:
     rounds, rest = 0, structure
     while rest:
         rounds += 1
-        if rounds > MAX_DEPTH:
+        if rounds > limit:
             return True
         shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
         if len(shorter) == len(rest):
             return False  # unbalanced: not JSON, which its decoding reports
         rest = shorter
-    return 2 * rounds > MAX_DEPTH and _levels_exceed(structure)
+    return 2 * rounds > limit and _levels_exceed(structure, limit)
 
 
-def _levels_exceed(structure: bytes) -> bool:
+def _levels_exceed(structure: bytes, limit: int) -> bool:
     """The exact count over brackets alone (strings removed)."""
     level = 0
     for byte in structure:
         if byte in _OPENERS:
             level += 1
-            if level > MAX_DEPTH:
+            if level > limit:
                 return True
         else:
             level -= 1
@@ -122,6 +131,26 @@ def exceeds(value: Any) -> bool:
         return True
     except (TypeError, ValueError, OverflowError):  # not JSON: its own encoding fails later
         return _walk_exceeds(value)
+
+
+def problem(value: Any) -> str:
+    """Why the JSON-like value `value` cannot be published as it is: "is nested deeper than 100
+    levels", "holds a number no IEEE double holds (Number out of range - at `$.a`)", or ""
+    (one encoding, and a walk only when the text holds a run of 309 digits)."""
+    if not isinstance(value, dict | list | tuple):
+        if type(value) is int and out_of_range(value):
+            return f"holds a number no IEEE double holds ({out_of_range(value)})"
+        return ""
+    try:
+        data = _encode(value)
+    except RecursionError:
+        return f"is {TOO_DEEP}"
+    except (TypeError, ValueError, OverflowError):  # not JSON: its own encoding fails later
+        return f"is {TOO_DEEP}" if _walk_exceeds(value) else ""
+    if json_exceeds(data):
+        return f"is {TOO_DEEP}"
+    found = out_of_range(value) if holds_int_run(data) else ""
+    return f"holds a number no IEEE double holds ({found})" if found else ""
 
 
 def _walk_exceeds(value: Any) -> bool:
@@ -148,13 +177,14 @@ def check(value: Any, what: str) -> None:
 
 def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
     """Decode the JSON text `raw`; raises `DepthError` when it nests too deeply, and what
-    msgspec raises for text that is not JSON. A lone surrogate escape (`"\\ud800"`, as
+    msgspec raises for text that is not JSON (`ValidationError` for a number no double holds,
+    an integer of 309 digits included). A lone surrogate escape (`"\\ud800"`, as
     JavaScript's JSON.stringify and some HTTP APIs write half of an emoji) reads as U+FFFD, as
     Go's encoding/json reads it: the text is JSON, only msgspec refuses it."""
     if json_exceeds(raw):
         raise DepthError(f"{what} is {TOO_DEEP}")
     try:
-        return _decode(raw)
+        value = _decode(raw)
     except RecursionError:  # a deep stack already: below the limit, still too deep here
         raise DepthError(f"{what} is {TOO_DEEP}") from None
     except msgspec.DecodeError:
@@ -162,7 +192,12 @@ def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
         mended = LONE_SURROGATE.sub(_replacement_character, data)
         if mended == data:
             raise
-        return _decode(mended)
+        value = _decode(mended)
+    if holds_int_run(raw):  # msgspec reads an integer of any length (see the module doc)
+        found = out_of_range(value)
+        if found:
+            raise msgspec.ValidationError(found)
+    return value
 
 
 def _replacement_character(m: re.Match[bytes]) -> bytes:
@@ -195,6 +230,11 @@ _SHAPES = bytes(
 )
 _LONG_RUN = b"0" * 200
 _EXPONENTS = (b"e000", b"e+000")
+_DIGITS = frozenset(b"0123456789")
+_MANTISSA = frozenset(b"0123456789.-")
+_BEFORE_VALUE = frozenset(b":,[ \t\r\n")
+_AFTER_VALUE = frozenset(b",]} \t\r\n")
+_LOOKS = 32
 # the shortest integer no double holds has 309 digits (1e308 < 1.8e308 < 1e309)
 INT_DIGITS: Final = 309
 _INT_RUN = b"0" * INT_DIGITS
@@ -207,7 +247,8 @@ _TOO_BIG = 2**1023
 def out_of_range(value: Any, where: str = "$") -> str:
     """Where the decoded JSON value `value` holds an int no double holds, as msgspec names a
     number out of range (`Number out of range - at `$.a[0]``); "" when it holds none. Walked
-    without recursion; a float from JSON is always finite."""
+    without recursion; a float from JSON is always finite (and msgspec writes an infinite
+    Python float as `null`)."""
     stack: list[tuple[Any, str]] = [(value, where)]
     while stack:
         item, path = stack.pop()
@@ -224,6 +265,24 @@ def out_of_range(value: Any, where: str = "$") -> str:
     return ""
 
 
+def holds_int_run(raw: bytes | msgspec.Raw | str) -> bool:
+    """Whether the JSON text `raw` holds a run of digits as long as the shortest integer no
+    double holds (in a string or not): C-speed, about 0.5 ms a megabyte."""
+    if len(raw) < INT_DIGITS:
+        return False
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    return _INT_RUN in data.translate(_SHAPES)
+
+
+def unpublishable(raw: bytes | msgspec.Raw) -> Any:
+    """`PLACEHOLDER` when the JSON text `raw` nests deeper than `MAX_DEPTH`, `UNREADABLE` when
+    it holds a number no double holds, else None: what stands for a value published as the
+    bytes it arrived as (RTES's serde_json would refuse the message)."""
+    if json_exceeds(raw):
+        return PLACEHOLDER
+    return UNREADABLE if number_problem(raw) else None
+
+
 def number_problem(raw: bytes | msgspec.Raw | str) -> str:
     """What msgspec says of the first number no IEEE double holds in the JSON text `raw`
     (`Number out of range - at `$.notes``), or "" when it holds none (or is no JSON: its own
@@ -233,7 +292,7 @@ def number_problem(raw: bytes | msgspec.Raw | str) -> str:
         return ""
     shapes = data.translate(_SHAPES)
     ints = _INT_RUN in shapes
-    if not (ints or _LONG_RUN in shapes or any(e in shapes for e in _EXPONENTS)):
+    if not (ints or _LONG_RUN in shapes or _large_exponent(data, shapes)):
         return ""
     try:
         value = _decode(data)
@@ -241,6 +300,32 @@ def number_problem(raw: bytes | msgspec.Raw | str) -> str:
         # a number out of range (ValidationError), or no JSON to msgspec (a lone surrogate)
         return _located(data)
     return _located(data) if ints and out_of_range(value) else ""
+
+
+def _large_exponent(data: bytes, shapes: bytes) -> bool:
+    """Whether `data` holds what looks like a number with an exponent of three digits or more:
+    the exponent's digits end where a JSON value may end, and its mantissa starts where one
+    may start (a hex id such as `3e456f` or `"93e123-..."` in a string does not look so).
+    Beyond `_LOOKS` of them that do not, True: the decoder (C, about 3 ms a megabyte) tells
+    faster than more looks."""
+    looks = 0
+    for exponent in _EXPONENTS:
+        at = shapes.find(exponent)
+        while at >= 0:
+            looks += 1
+            if looks > _LOOKS:
+                return True
+            start = at
+            while start and data[start - 1] in _MANTISSA:
+                start -= 1
+            end = at + len(exponent)
+            while end < len(data) and data[end] in _DIGITS:
+                end += 1
+            if (start < at and (not start or data[start - 1] in _BEFORE_VALUE)
+                    and (end == len(data) or data[end] in _AFTER_VALUE)):  # fmt: skip
+                return True
+            at = shapes.find(exponent, at + 1)
+    return False
 
 
 class _Out:

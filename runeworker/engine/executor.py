@@ -325,8 +325,10 @@ class Turn:
             return None, NodeError(
                 f"node type {node.type} returned {type(output).__name__}, expected an object"
             )
-        if depth.exceeds(output):  # see runeworker.engine.depth: nothing deeper goes on
-            return None, NodeError(f"the output of node type {node.type} is {depth.TOO_DEEP}")
+        # see runeworker.engine.depth: nothing deeper, and no number RTES cannot read, goes on
+        problem = depth.problem(output)
+        if problem:
+            return None, NodeError(f"the output of node type {node.type} {problem}")
         return output, None
 
     def _at_step_limit(self) -> None:

@@ -205,6 +205,8 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
             raise MessageError(f"{field} is required")
     if "\x00" in msg.execution_id:
         raise MessageError(NUL_EXECUTION_ID)
+    if msg.outer_keys:  # split branches only
+        _check_outer_keys(msg.outer_keys)
     if msg.accumulated_context is not None:
         # context values stay undecoded (Raw): check their bytes now, not mid-step (an
         # all-ASCII message, the common case, cannot hold invalid UTF-8; a context read from
@@ -230,6 +232,17 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
             entries, _contexts.prefix_of(msg.execution_id, entries)
         )
     return msg
+
+
+def _check_outer_keys(outer_keys: list[dict[str, Any]]) -> None:
+    """runeworker's `outer_keys` are decoded values the aggregator puts back into the context,
+    where no read checks them (`runeworker.engine.depth`): one too deep or holding a number no
+    double holds, which no runeworker writes there, is refused naming it."""
+    for i, frame in enumerate(outer_keys):
+        for key, value in frame.items():
+            problem = depth.problem(value)
+            if problem:
+                raise MessageError(f"outer_keys[{i}].{key} {problem}")
 
 
 def _decode_problem(data: bytes | str, exc: msgspec.DecodeError) -> str:
@@ -304,11 +317,15 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     object's `credentials` (`_mask_credentials`). A key may be spelt with escapes
     (`"\\u0063redentials"` is `credentials` to every JSON reader, the step's too): then the
     bytes do not tell where credentials are, and the definition is read whole. A definition
-    that is not UTF-8 (invalid bytes where the worker's types skip them; the step refuses it)
-    is mirrored as `{}`: RTES's JSON reader would refuse the whole mirror."""
+    RTES's serde_json cannot read, which the step refuses or fails on (not UTF-8 where the
+    worker's types skip it; a number no double holds; nested deeper than the mirror may hold),
+    is mirrored as `{}`, and a context value it cannot read (that no step read yet) as the
+    completion writes it (`depth.unpublishable`): RTES would refuse the whole mirror."""
     raw = bytes(msg.workflow_definition)
     escaped = b"\\u" in raw
-    if not _utf8(raw):
+    # the mirror wraps the definition in one object (runeworker.engine.depth.RTES_DEPTH)
+    too_deep = depth.json_exceeds(raw, depth.RTES_DEPTH - 1)
+    if not _utf8(raw) or too_deep or depth.number_problem(raw):
         raw = b"{}"
     elif escaped or b'"credentials"' in raw:
         try:
@@ -320,7 +337,34 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
             written = sys.maxsize if escaped else raw.count(b'"credentials"')
             if _mask_credentials(definition, written):
                 raw = msgspec.json.encode(definition)
-    return encode(msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw)))
+    mirrored = msgspec.structs.replace(msg, workflow_definition=msgspec.Raw(raw))
+    context = _readable_context(msg.accumulated_context)
+    if context is not msg.accumulated_context:
+        mirrored.accumulated_context = context
+    return encode(mirrored)
+
+
+def _readable_context(ctx: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`ctx`, or a copy with each value RTES cannot read replaced by what stands for it
+    (`depth.unpublishable`): a value still as the bytes it came in is checked as bytes (no
+    decoding unless they hold a long run of digits or a large exponent), one set since is
+    checked as the value it is."""
+    if not ctx:
+        return ctx
+    replaced: dict[str, Any] = {}
+    for key, value in dict.items(ctx):
+        if type(value) is msgspec.Raw:
+            stand_in = depth.unpublishable(value)
+        else:
+            problem = depth.problem(value)
+            stand_in = None if not problem else depth.UNREADABLE
+            if problem.startswith("is "):
+                stand_in = depth.PLACEHOLDER
+        if stand_in is not None:
+            replaced[key] = stand_in
+    if not replaced:
+        return ctx
+    return {k: replaced.get(k, v) for k, v in dict.items(ctx)}
 
 
 def _utf8(data: bytes) -> bool:

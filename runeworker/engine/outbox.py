@@ -131,9 +131,10 @@ def _value_or_placeholder(raw: msgspec.Raw) -> Any:
 
 def _whole(raw: bytes) -> dict[str, Any] | None:
     """The context `raw` decoded at once when it is an object none of whose values nests
-    deeper than `depth.MAX_DEPTH` (the object itself at most one level more), else None:
-    then each value is decoded on its own, and one too deep replaced."""
-    if depth.json_exceeds(raw):
+    deeper than `depth.MAX_DEPTH` (the object itself at most one level more) or may hold an
+    integer no double holds, else None: then each value is decoded on its own, and one that
+    cannot be read replaced."""
+    if depth.json_exceeds(raw) or depth.holds_int_run(raw):
         return None
     try:
         whole = msgspec.json.decode(raw)
@@ -177,8 +178,9 @@ def completion(
 def _kept(contexts: list[bytes]) -> LazyContext:
     """The final context of a workflow without credentials: each value kept as the bytes it
     finished with (the encoder writes them verbatim, readers in the process see decoded
-    values), except one nesting too deeply, which is replaced (runeworker.engine.depth). A
-    1 MB `$input` then costs a scan, not a decode and an encode (deploy/PERFORMANCE.md)."""
+    values), except one nesting too deeply or holding a number no double holds, which is
+    replaced (`depth.unpublishable`: RTES's serde_json would refuse the completion). A 1 MB
+    `$input` then costs a scan, not a decode and an encode (deploy/PERFORMANCE.md)."""
     final = LazyContext()
     for raw in contexts:
         try:
@@ -186,7 +188,8 @@ def _kept(contexts: list[bytes]) -> LazyContext:
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             continue
         for key, value in part.items():
-            final[key] = depth.PLACEHOLDER if depth.json_exceeds(value) else value
+            stand_in = depth.unpublishable(value)
+            final[key] = value if stand_in is None else stand_in
     return final
 
 

@@ -42,7 +42,7 @@ import msgspec
 
 from runeworker.engine import depth
 from runeworker.engine.context import LazyContext, descend
-from runeworker.errors import ResolveError, UnreadableError
+from runeworker.errors import DepthError, ResolveError, UnreadableError
 
 _NAME = r"[A-Za-z0-9_-]+"
 # Go's greedy path class, except that the path may not end with "." (sentence-final period).
@@ -299,6 +299,8 @@ class Resolver:
         if not (credentials or secrets):  # most nodes: nothing to mask, known at once
             self._masker = _NO_SECRETS
         self.used_keys: set[str] = set()
+        # what `used_inputs` publishes for a value read only in part, by key (with its bytes)
+        self._stand_ins: dict[str, tuple[Any, Any]] = {}
 
     # -- public API --------------------------------------------------------------------------
 
@@ -388,7 +390,10 @@ class Resolver:
         """`{key: context[key]}` for the used keys present in the context, sorted by key
         (`keys`: `sorted(used_keys)` when the caller has it already). When the node has no
         secrets to mask, values still in their message bytes stay bytes (the encoder copies
-        them, instead of encoding the decoded value again)."""
+        them, instead of encoding the decoded value again). A large value the node read only
+        in part (`descend`), whose bytes nobody checked whole, is published as what stands
+        for it when RTES could not read it (`depth.unpublishable`: nested too deeply, or a
+        number no double holds, beside the part read)."""
         ctx = self._context
         keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
@@ -396,8 +401,38 @@ class Resolver:
             unreadable = ctx.any_unreadable
             keys = [k for k in keys if k in ctx and not ctx.unreadable(k)] if unreadable else keys
             if not self.has_secrets():
-                return {k: ctx.raw(k) for k in keys if k in ctx}
+                return {k: self._published(ctx, k) for k in keys if k in ctx}
+            return {k: self._decoded(ctx, k) for k in keys if k in ctx}
         return {k: ctx[k] for k in keys if k in ctx}
+
+    def _published(self, ctx: LazyContext, key: str) -> Any:
+        """`used_inputs`' value of `key` without decoding it: its bytes, unless it was read
+        only in part and RTES could not read them (then what stands for them)."""
+        raw = ctx.raw(key)
+        if type(raw) is not msgspec.Raw or ctx.decoded(key):
+            return raw
+        kept = self._stand_ins.get(key)
+        if kept is None or kept[0] is not raw:
+            kept = self._stand_ins[key] = (raw, depth.unpublishable(raw))
+        return raw if kept[1] is None else kept[1]
+
+    def _decoded(self, ctx: LazyContext, key: str) -> Any:
+        """`used_inputs`' value of `key`, decoded (to be masked): what stands for it when it
+        cannot be read (read only in part, the rest too deep or out of range; the node read
+        what it needed, so the value is not marked unreadable)."""
+        raw = ctx.raw(key)
+        if type(raw) is not msgspec.Raw or ctx.decoded(key):
+            return ctx[key]
+        kept = self._stand_ins.get(key)
+        if kept is None or kept[0] is not raw:
+            try:
+                value = depth.read(raw, key)
+            except DepthError:
+                value = depth.PLACEHOLDER
+            except UnreadableError:
+                value = depth.UNREADABLE
+            kept = self._stand_ins[key] = (raw, value)
+        return kept[1]
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -1,0 +1,234 @@
+"""What runeworker publishes for RTES is JSON its serde_json reads: nested at most 127 levels
+(`remaining_depth` counts down from 128 and fails at 0) and every number one a double holds
+(serde_json, like Go's encoding/json, refuses `1e999` and a 400-digit integer). Each message a
+step publishes for RTES (the mirror, statuses, the completion) is decoded here with that strict
+reading, for input that holds such values where nobody reads them whole."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any
+
+import msgspec
+import pytest
+
+from runeworker.engine import depth
+from runeworker.engine.context import LazyContext
+from runeworker.engine.local import LocalRunner
+from runeworker.engine.messages import (
+    CompletionMessage,
+    NodeStatusMessage,
+    decode_execution,
+    encode,
+    masked_mirror,
+)
+from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.resolver import Resolver
+from runeworker.errors import MessageError, UnreadableError
+
+RTES_DEPTH = 127
+BIG_INT = b"1" + b"0" * 400
+DEEP = b"[" * 200 + b"1" + b"]" * 200
+
+
+class Refused(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise Refused(f"a number no double holds: {text[:30]}")
+    return number
+
+
+def _constant(name: str) -> Any:
+    raise Refused(f"{name} is no JSON")
+
+
+def levels(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in the JSON text `raw` (strings skipped)."""
+    deepest = level = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif byte in b"]}":
+            level -= 1
+    return deepest
+
+
+def strict(raw: bytes) -> Any:
+    """`raw` decoded as RTES's serde_json would: refused (`Refused`) when nested deeper than
+    127 levels or holding a number no double holds."""
+    if levels(raw) > RTES_DEPTH:
+        raise Refused(f"nested {levels(raw)} levels deep")
+    return json.loads(raw, parse_int=_finite, parse_float=_finite, parse_constant=_constant)
+
+
+@pytest.mark.parametrize("depth_", [127, 128])
+def test_the_strict_reading_refuses_what_serde_json_refuses(depth_: int) -> None:
+    text = b"[" * depth_ + b"]" * depth_
+    if depth_ <= RTES_DEPTH:
+        strict(text)
+    else:
+        with pytest.raises(Refused):
+            strict(text)
+    for bad in (b"1e999", BIG_INT, b'{"a":[-1e999]}'):
+        with pytest.raises(Refused):
+            strict(bad)
+    assert strict(b'["1e999", 1e300, 18446744073709551616]')[0] == "1e999"
+
+
+# -- a workflow through its steps -------------------------------------------------------------
+
+
+@node("rtes.big")
+def _big(ctx: NodeContext) -> dict[str, Any]:
+    """A node computing an integer no double holds (as a code node or a response may)."""
+    return {"n": 10 ** int(ctx.params.get("digits", 400))}
+
+
+TRIGGER = {"id": "t", "name": "Start", "type": "ManualTrigger", "trigger": True}
+
+
+def definition(*nodes: dict[str, Any], credentials: bool = False) -> bytes:
+    ns = [TRIGGER, *nodes]
+    if credentials:
+        ns[1] = dict(ns[1], credentials={"type": "basic", "values": {"password": "pw-secret-9"}})
+    edges = [{"id": f"e{i}", "src": a["id"], "dst": b["id"]}
+             for i, (a, b) in enumerate(itertools.pairwise(ns))]  # fmt: skip
+    return msgspec.json.encode({"nodes": ns, "edges": edges})
+
+
+def body(defn: bytes, context: bytes = b"{}") -> bytes:
+    return (b'{"workflow_id":"wf","execution_id":"ex","current_node":"t",'
+            b'"workflow_definition":%s,"accumulated_context":%s}' % (defn, context))  # fmt: skip
+
+
+def publish(data: bytes) -> tuple[Any, list[Any], Any]:
+    """The mirror, statuses and completion of the execution `data` starts, each decoded by
+    `strict` (which fails the test for what RTES refuses)."""
+    msg = decode_execution(data)
+    mirror = strict(masked_mirror(msg))
+    statuses: list[NodeStatusMessage] = []
+    done = LocalRunner(on_status=statuses.append).run(decode_execution(data))
+    assert isinstance(done, CompletionMessage)
+    return mirror, [strict(encode(s)) for s in statuses], strict(encode(done))
+
+
+LOG_INPUT_A = {"id": "l", "name": "Log", "type": "log", "parameters": {"message": "$input.a"}}
+LOG_PLAIN = {"id": "l", "name": "Log", "type": "log", "parameters": {"message": "hi"}}
+
+
+@pytest.mark.parametrize("credentials", [False, True])
+@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP])
+def test_an_unread_context_value_rtes_cannot_read_is_replaced(
+    value: bytes, credentials: bool
+) -> None:
+    """Found by tests/fuzz: an input value nobody read went into the mirror and the final
+    context as the bytes it came in (the completion replaced only what it had to decode)."""
+    ctx = b'{"$input":{"a":1},"$other":{"v":%s},"$fine":[1,2]}' % value
+    mirror, statuses, done = publish(body(definition(LOG_PLAIN, credentials=credentials), ctx))
+    stand_in = depth.PLACEHOLDER if value == DEEP else depth.UNREADABLE
+    assert mirror["accumulated_context"] == {"$input": {"a": 1}, "$other": stand_in,
+                                             "$fine": [1, 2]}  # fmt: skip
+    assert done["status"] == "completed"
+    assert done["final_context"]["$other"] == stand_in
+    assert done["final_context"]["$fine"] == [1, 2]
+    assert [s["status"] for s in statuses] == ["running", "success"]
+
+
+@pytest.mark.parametrize("where", ["notes", "parameter"])
+def test_a_definition_rtes_cannot_read_is_mirrored_as_an_empty_object(where: str) -> None:
+    """A definition nested past what the mirror may hold, or with a number no double holds (the
+    step refuses it: the mirror goes out first): mirrored as `{}`, as one that is not UTF-8."""
+    deep = b"[" * 130 + b"]" * 130
+    defn = definition(LOG_PLAIN)
+    if where == "notes":
+        defn = defn[:-1] + b',"notes":%s}' % deep
+    else:
+        defn = defn.replace(b'"message":"hi"', b'"message":"hi","extra":%s' % deep)
+    mirror, _statuses, _done = publish(body(defn))
+    assert mirror["workflow_definition"] == {}
+    for number in (b"1e999", BIG_INT):
+        msg = decode_execution(body(definition(LOG_PLAIN)[:-1] + b',"notes":[%s]}' % number))
+        assert strict(masked_mirror(msg))["workflow_definition"] == {}
+    fine = definition(LOG_PLAIN)[:-1] + b',"notes":%s}' % (b"[" * 120 + b"]" * 120)
+    assert strict(masked_mirror(decode_execution(body(fine))))["workflow_definition"] != {}
+
+
+def test_an_output_holding_an_integer_no_double_holds_fails_the_node() -> None:
+    """A Python int of 400 digits is no JSON number RTES reads: the node fails naming it, the
+    way an output nested too deeply does, and nothing publishes the number."""
+    big = {"id": "b", "name": "Big", "type": "rtes.big", "parameters": {"digits": 400}}
+    _mirror, statuses, done = publish(body(definition(big)))
+    assert [s["status"] for s in statuses] == ["running", "failed"]
+    message = statuses[1]["error"]["message"]
+    assert message.startswith("the output of node type rtes.big holds a number no IEEE double")
+    assert done["status"] == "halted"
+    small = {"id": "b", "name": "Big", "type": "rtes.big", "parameters": {"digits": 300}}
+    _mirror, statuses, done = publish(body(definition(small)))
+    assert done["status"] == "completed" and statuses[1]["output"]["n"] == 1e300
+
+
+def test_a_context_integer_no_double_holds_fails_the_read_only() -> None:
+    """1e999 failed the read of a context value already; a 400-digit integer, which msgspec
+    reads as a Python int, now does too."""
+    ctx = LazyContext({"$input": msgspec.Raw(b'{"v": %s}' % BIG_INT), "$ok": msgspec.Raw(b"[1]")})
+    with pytest.raises(UnreadableError, match=r"^context value \$input cannot be read: Number"):
+        ctx["$input"]
+    assert ctx["$ok"] == [1]
+    with pytest.raises(msgspec.ValidationError, match=r"Number out of range - at `\$\.v`"):
+        depth.decode(b'{"v": %s}' % BIG_INT, "x")
+    assert depth.decode(b'{"v": "%s"}' % BIG_INT, "x") == {"v": BIG_INT.decode()}
+
+
+@pytest.mark.parametrize("credentials", [False, True])
+@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP])
+def test_a_large_value_read_in_part_is_published_in_used_inputs_only_when_readable(
+    value: bytes, credentials: bool
+) -> None:
+    """A node reading one field of a large value decodes only that field (`descend`), and the
+    status's `used_inputs` carried the whole value as its bytes: a number no double holds or a
+    nesting RTES refuses elsewhere in it went out in the status."""
+    pad = b"x" * 5000
+    ctx = b'{"$input":{"a":"A","pad":"%s","b":%s}}' % (pad, value)
+    _mirror, statuses, done = publish(body(definition(LOG_INPUT_A, credentials=credentials), ctx))
+    assert [s["status"] for s in statuses] == ["running", "success"]
+    stand_in = depth.PLACEHOLDER if value == DEEP else depth.UNREADABLE
+    assert statuses[1]["used_inputs"] == {"$input": stand_in}
+    assert statuses[1]["output"]["message"] == "A"
+    assert done["final_context"]["$input"] == stand_in
+
+
+def test_used_inputs_of_a_value_read_in_part_fine_elsewhere_is_the_value() -> None:
+    ctx = LazyContext({"$input": msgspec.Raw(b'{"a":"A","pad":"%s"}' % (b"x" * 5000))})
+    resolver = Resolver(ctx)
+    assert resolver.lookup("$input.a") == "A"
+    used = resolver.used_inputs()
+    assert json.loads(bytes(used["$input"]))["a"] == "A"
+
+
+@pytest.mark.parametrize("value", [BIG_INT, DEEP])
+def test_outer_keys_rtes_cannot_read_are_refused(value: bytes) -> None:
+    """runeworker's own `outer_keys` (the `$json` a split saw) are restored into the context by
+    the aggregator, where no read checks them: a message holding what no runeworker writes
+    there is refused as bad input, naming the key."""
+    data = body(definition(LOG_PLAIN))[:-1] + b',"outer_keys":[{"$json":{"v":%s}}]}' % value
+    with pytest.raises(MessageError, match=r"outer_keys\[0\]\.\$json"):
+        decode_execution(data)
+    fine = body(definition(LOG_PLAIN))[:-1] + b',"outer_keys":[{"$json":{"v":1e300}}]}'
+    decode_execution(fine)
