@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -573,13 +574,17 @@ class Checker:
     def readable(self) -> list[Violation]:
         """What the worker published since the last batch is JSON every Rune party reads:
         UTF-8, no lone surrogate, no NaN or Infinity (RTES's serde and the archivist's pydantic
-        refuse such a message: it is lost to them)."""
+        refuse such a message: it is lost to them); and what RTES reads (statuses, completions,
+        mirrors) within its serde_json's limits: nested at most 127 levels, every number one a
+        double holds (`_beyond_rtes`)."""
         run, out = self.run, []
         for name in (STATUS, COMPLETION, MIRROR, TAP):
             new = run.got[name][run.scanned["readable " + name] :]
             run.scanned["readable " + name] = len(run.got[name])
             for g in new:
                 problem = _unreadable(g.raw)
+                if not problem and name != TAP:
+                    problem = _beyond_rtes(g.raw)
                 if problem:
                     eid = _execution_of(g.raw)
                     ids = {c.reading.execution_id: c.index for c in self.report.cases}
@@ -744,6 +749,39 @@ def _unreadable(raw: bytes) -> str:
         json.dumps(tree, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         return f"a lone surrogate: {exc.object[max(0, exc.start - 60) : exc.end + 20]!r}"
+    return ""
+
+
+# RTES's serde_json: `remaining_depth` counts down from 128 and fails at 0 (at most 127 levels);
+# a number no double holds is out of range
+RTES_DEPTH = 127
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise NotJson(f"a number no double holds: {text[:24]} ({len(text)} characters)")
+    return number
+
+
+def _beyond_rtes(raw: bytes) -> str:
+    """Why RTES's serde_json refuses `raw`, strict JSON: nested deeper than 127 levels, or a
+    number no double holds; "" when it reads it."""
+    level = deepest = 0
+    for m in re.finditer(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', raw, re.DOTALL):
+        token = m.group()
+        if token[0] == 0x22:
+            continue
+        level += 1 if token in (b"[", b"{") else -1
+        deepest = max(deepest, level)
+    if deepest > RTES_DEPTH:
+        return f"nested {deepest} levels deep (RTES reads at most {RTES_DEPTH})"
+    try:
+        json.loads(raw, parse_int=_finite, parse_float=_finite)
+    except NotJson as exc:
+        return str(exc)
+    except (ValueError, RecursionError) as exc:
+        return f"not JSON: {exc}"
     return ""
 
 
