@@ -149,7 +149,7 @@ def problem(value: Any) -> str:
         return f"is {TOO_DEEP}" if _walk_exceeds(value) else ""
     if json_exceeds(data):
         return f"is {TOO_DEEP}"
-    found = out_of_range(value) if holds_int_run(data) else ""
+    found = out_of_range(value) if len(data) >= INT_DIGITS and holds_int_run(data) else ""
     return f"holds a number no IEEE double holds ({found})" if found else ""
 
 
@@ -193,7 +193,8 @@ def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
         if mended == data:
             raise
         value = _decode(mended)
-    if holds_int_run(raw):  # msgspec reads an integer of any length (see the module doc)
+    # msgspec reads an integer of any length (see the module doc)
+    if len(raw) >= INT_DIGITS and holds_int_run(raw):
         found = out_of_range(value)
         if found:
             raise msgspec.ValidationError(found)
@@ -229,6 +230,8 @@ _SHAPES = bytes(
     for b in range(256)
 )
 _LONG_RUN = b"0" * 200
+# `_unpublishable`'s first look in one translation: `_SHAPES`, and opening brackets as "["
+_FIRST_LOOK = bytes(0x5B if b in b"[{" else s for b, s in enumerate(_SHAPES))
 _EXPONENTS = (b"e000", b"e+000")
 _DIGITS = frozenset(b"0123456789")
 _MANTISSA = frozenset(b"0123456789.-")
@@ -238,6 +241,10 @@ _LOOKS = 32
 # the shortest integer no double holds has 309 digits (1e308 < 1.8e308 < 1e309)
 INT_DIGITS: Final = 309
 _INT_RUN = b"0" * INT_DIGITS
+# A run of n digits covers two bytes in a row of every (n - 1) // 2-th: without two digits in a
+# row among those (a slice, a few bytes to look at), there is no such run.
+_INT_STRIDE = (INT_DIGITS - 1) // 2
+_LONG_STRIDE = (len(_LONG_RUN) - 1) // 2
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
 # beyond this, an int is no double: float() of it raises OverflowError
@@ -271,16 +278,61 @@ def holds_int_run(raw: bytes | msgspec.Raw | str) -> bool:
     if len(raw) < INT_DIGITS:
         return False
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if b"00" not in data[::_INT_STRIDE].translate(_SHAPES):
+        return False
     return _INT_RUN in data.translate(_SHAPES)
 
 
-def unpublishable(raw: bytes | msgspec.Raw) -> Any:
-    """`PLACEHOLDER` when the JSON text `raw` nests deeper than `MAX_DEPTH`, `UNREADABLE` when
-    it holds a number no double holds, else None: what stands for a value published as the
-    bytes it arrived as (RTES's serde_json would refuse the message)."""
-    if json_exceeds(raw):
+# `unpublishable`'s verdicts on texts of at least `_REMEMBERED_BYTES`, by (length, hash): a
+# value read only in part is published as its bytes in the `used_inputs` of every step that
+# reads it (the same `$input` at each step of an execution), and hashing its bytes costs a
+# fraction of checking them again (a 64 KB `$input` of records: about 0.1 ms a step, twice the
+# cost of the rest of the step; deploy/PERFORMANCE.md). Python's hash of bytes is SipHash keyed
+# per process: no text can be made to take another's verdict. Cleared when full.
+_REMEMBERED_BYTES = 2048
+_REMEMBERED_MAX = 4096
+_verdicts: dict[tuple[int, int, int], Any] = {}
+
+
+def unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
+    """`PLACEHOLDER` when the JSON text `raw` nests deeper than `limit` (`MAX_DEPTH`),
+    `UNREADABLE` when it holds a number no double holds, else None: what stands for a value
+    published as the bytes it arrived as (RTES's serde_json would refuse the message)."""
+    if len(raw) < _REMEMBERED_BYTES:
+        return _unpublishable(raw, limit)
+    data = bytes(raw)
+    key = (len(data), hash(data), limit)
+    try:
+        return _verdicts[key]
+    except KeyError:
+        pass
+    if len(_verdicts) >= _REMEMBERED_MAX:
+        _verdicts.clear()
+    verdict = _verdicts[key] = _unpublishable(data, limit)
+    return verdict
+
+
+def context_publishable(raw: bytes) -> bool:
+    """True when no value of the context object `raw` (JSON text) is `unpublishable`: one
+    check of the whole text, so that a completion checks its values one by one only when one
+    of them may be."""
+    return _unpublishable(raw, MAX_DEPTH + 1) is None
+
+
+def _unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
+    """`unpublishable` without the verdicts kept; `limit`: the nesting allowed (a whole
+    context object, whose values may nest `MAX_DEPTH` levels, may nest one more)."""
+    # the common case in a few C calls: too few brackets to nest too deeply, and none of the
+    # shapes `number_problem` looks further at
+    data = raw if type(raw) is bytes else bytes(raw)
+    if len(data) < 5:  # "1e309" is the shortest number no double holds; too short to nest
+        return None
+    shapes = data.translate(_FIRST_LOOK, b"+")  # "e+000" reads "e000" here
+    if len(data) > 2 * limit + 1 and shapes.count(b"[") > limit and json_exceeds(data, limit):
         return PLACEHOLDER
-    return UNREADABLE if number_problem(raw) else None
+    if _EXPONENTS[0] not in shapes and b"00" not in shapes[::_LONG_STRIDE]:
+        return None
+    return UNREADABLE if number_problem(data) else None
 
 
 def number_problem(raw: bytes | msgspec.Raw | str) -> str:

@@ -323,9 +323,9 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     completion writes it (`depth.unpublishable`): RTES would refuse the whole mirror."""
     raw = bytes(msg.workflow_definition)
     escaped = b"\\u" in raw
-    # the mirror wraps the definition in one object (runeworker.engine.depth.RTES_DEPTH)
-    too_deep = depth.json_exceeds(raw, depth.RTES_DEPTH - 1)
-    if not _utf8(raw) or too_deep or depth.number_problem(raw):
+    # the mirror wraps the definition in one object (runeworker.engine.depth.RTES_DEPTH); a
+    # definition's verdict is kept (the same workflow starts again and again)
+    if not _utf8(raw) or depth.unpublishable(raw, depth.RTES_DEPTH - 1) is not None:
         raw = b"{}"
     elif escaped or b'"credentials"' in raw:
         try:

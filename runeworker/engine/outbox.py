@@ -118,6 +118,8 @@ _context_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # the archivist then requeues the completion for ever (services/archivist/src/consumer.py). An
 # execution that waited about 25 days or more reaches it (docs/WIRE.md section 5).
 MAX_TOTAL_DURATION_MS = 2**31 - 1
+# contexts below this are checked for what RTES cannot read in one pass over the whole
+_WHOLE_CHECK_BYTES = 8192
 
 
 def _value_or_placeholder(raw: msgspec.Raw) -> Any:
@@ -186,6 +188,11 @@ def _kept(contexts: list[bytes]) -> LazyContext:
         try:
             part = _context_decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        # a small context in one check of the whole; a larger one value by value (the verdict
+        # on a large value read in part by the steps is kept: `depth.unpublishable`)
+        if len(raw) < _WHOLE_CHECK_BYTES and depth.context_publishable(raw):
+            final.update(part)
             continue
         for key, value in part.items():
             stand_in = depth.unpublishable(value)

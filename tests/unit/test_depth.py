@@ -390,3 +390,48 @@ def test_the_completion_replaces_a_number_out_of_range() -> None:
     done = completion(msg, "completed", [leaf], 0, 0, "", parse_definition(plain))
     assert b"1e999" not in msgspec.json.encode(done)
     assert done.final_context == {"$input": depth.UNREADABLE, "$ok": {"token": "tok-own-22"}}
+
+
+# -- the quick looks before the checks of numbers no double holds --------------------------------
+
+
+@pytest.mark.parametrize("offset", [0, 1, 98, 99, 100, 153, 154, 155, 200, 307, 308, 309, 400])
+def test_a_run_of_digits_is_found_wherever_it_starts(offset: int) -> None:
+    """The quick looks sample every (n - 1) // 2-th byte: a run of n digits is seen at any
+    offset, one digit shorter never (`holds_int_run`: 309; `unpublishable`: a 309-digit
+    integer, whatever the bytes before it)."""
+    pad = "x" * offset
+    at_limit = f'["{pad}", {"9" * depth.INT_DIGITS}]'.encode()
+    below = f'["{pad}", {"9" * (depth.INT_DIGITS - 1)}]'.encode()
+    assert depth.holds_int_run(at_limit) and not depth.holds_int_run(below)
+    assert depth.unpublishable(at_limit) == depth.UNREADABLE
+    assert depth.unpublishable(below) is None  # 308 digits: a double holds it
+
+
+@pytest.mark.parametrize("number", ["1e999", "1E+400", "-2.5e+0309", "1" + "0" * 320])
+@pytest.mark.parametrize("size", [10, 3000])  # below and above the size whose verdict is kept
+def test_unpublishable_finds_each_spelling_at_any_size(number: str, size: int) -> None:
+    text = json.dumps({"pad": "p" * size, "n": "N"}).replace('"N"', number).encode()
+    assert depth.unpublishable(text) == depth.UNREADABLE
+    assert depth.unpublishable(msgspec.Raw(text)) == depth.UNREADABLE  # the kept verdict
+    fine = text.replace(number.encode(), b"1e300")
+    assert depth.unpublishable(fine) is None and depth.unpublishable(fine) is None
+
+
+def test_a_kept_verdict_is_the_texts_own() -> None:
+    """Two texts of one length, one readable and one not, each keep their own verdict."""
+    good = json.dumps({"pad": "p" * 3000, "n": 1.5e300}).encode()
+    bad = good.replace(b"1.5e+300", b"1.5e+999")
+    assert len(good) == len(bad) and b"1.5e+300" in good
+    for _ in range(2):
+        assert depth.unpublishable(good) is None
+        assert depth.unpublishable(bad) == depth.UNREADABLE
+
+
+def test_a_whole_context_is_publishable_only_when_every_value_is() -> None:
+    deep = "[" * 101 + "]" * 101
+    assert depth.context_publishable(b'{"$a": {"b": [1, 2]}, "$c": "1e999 in a string"}')
+    assert not depth.context_publishable(b'{"$a": 1, "$c": 1e999}')
+    assert not depth.context_publishable(('{"$a": 1, "$c": ' + deep + "}").encode())
+    # the object itself is one level deeper than its values, which may nest 100 levels
+    assert depth.context_publishable(('{"$a": ' + "[" * 100 + "]" * 100 + "}").encode())
