@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 from typing import Any, Final
 
 import msgspec
@@ -287,8 +288,10 @@ def holds_int_run(raw: bytes | msgspec.Raw | str) -> bool:
 # value read only in part is published as its bytes in the `used_inputs` of every step that
 # reads it (the same `$input` at each step of an execution), and hashing its bytes costs a
 # fraction of checking them again (a 64 KB `$input` of records: about 0.1 ms a step, twice the
-# cost of the rest of the step; deploy/PERFORMANCE.md). Python's hash of bytes is SipHash keyed
-# per process: no text can be made to take another's verdict. Cleared when full.
+# cost of the rest of the step; deploy/PERFORMANCE.md). The hash is Python's SipHash of the bytes
+# after a random prefix drawn per process: even with PYTHONHASHSEED fixed, no text can be made
+# to take another's verdict. Cleared when full.
+_SALT = secrets.token_bytes(16)
 _REMEMBERED_BYTES = 2048
 _REMEMBERED_MAX = 4096
 _verdicts: dict[tuple[int, int, int], Any] = {}
@@ -301,7 +304,7 @@ def unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
     if len(raw) < _REMEMBERED_BYTES:
         return _unpublishable(raw, limit)
     data = bytes(raw)
-    key = (len(data), hash(data), limit)
+    key = (len(data), hash(_SALT + data), limit)
     try:
         return _verdicts[key]
     except KeyError:
