@@ -297,11 +297,13 @@ _REMEMBERED_MAX = 4096
 _verdicts: dict[tuple[int, int, int], Any] = {}
 
 
-def unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
+def unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH, keep: bool = False) -> Any:
     """`PLACEHOLDER` when the JSON text `raw` nests deeper than `limit` (`MAX_DEPTH`),
     `UNREADABLE` when it holds a number no double holds, else None: what stands for a value
-    published as the bytes it arrived as (RTES's serde_json would refuse the message)."""
-    if len(raw) < _REMEMBERED_BYTES:
+    published as the bytes it arrived as (RTES's serde_json would refuse the message). The
+    verdict is kept for a text of `_REMEMBERED_BYTES` or more, or any when `keep` (a text that
+    comes again, such as a workflow's definition)."""
+    if len(raw) < _REMEMBERED_BYTES and not keep:
         return _unpublishable(raw, limit)
     data = bytes(raw)
     key = (len(data), hash(_SALT + data), limit)

@@ -325,7 +325,7 @@ def masked_mirror(msg: NodeExecutionMessage) -> bytes:
     escaped = b"\\u" in raw
     # the mirror wraps the definition in one object (runeworker.engine.depth.RTES_DEPTH); a
     # definition's verdict is kept (the same workflow starts again and again)
-    if not _utf8(raw) or depth.unpublishable(raw, depth.RTES_DEPTH - 1) is not None:
+    if not _utf8(raw) or depth.unpublishable(raw, depth.RTES_DEPTH - 1, keep=True) is not None:
         raw = b"{}"
     elif escaped or b'"credentials"' in raw:
         try:
