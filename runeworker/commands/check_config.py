@@ -9,7 +9,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from runeworker.config import Config, config_file, load_config, mask_url, masked
+from runeworker.config import (
+    Config,
+    config_file,
+    load_config,
+    mask_url,
+    masked,
+    to_node_settings,
+)
 from runeworker.errors import ConfigError
 
 
@@ -44,7 +51,7 @@ def check_config(path: str | None, overrides: Mapping[str, Any]) -> int:
         return 2
     source = config_file(path, os.environ) or "none (defaults and environment)"
     print(f"# runeworker effective configuration; file: {source}; passwords masked")
-    for note in topology(cfg):
+    for note in [*topology(cfg), limits(cfg)]:
         print(f"# {note}")
     print(render(masked(cfg)), end="")
     return 0
@@ -82,3 +89,21 @@ def topology(cfg: Config) -> list[str]:
     else:
         store = f"redis: one server, {mask_url(r.url)}"
     return [broker, kind, store]
+
+
+def limits(cfg: Config) -> str:
+    """The time limits of a node as the nodes get them: `worker.node_timeout` and
+    `agent.total_timeout` at 0 stand for a share of `worker.timeout`, which the file shows as 0."""
+    nodes = to_node_settings(cfg)
+
+    def said(key: str, value: float, seconds: float) -> str:
+        how = "80 % of worker.timeout, as 0 asks" if not value else "as set"
+        return f"{key} {seconds:g} s ({how})"
+
+    blocking = said("worker.node_timeout", cfg.worker.node_timeout, nodes.node_timeout)
+    agent = said("agent.total_timeout", cfg.agent.total_timeout, nodes.agent_total_timeout)
+    return (
+        f"limits: a node runs at most worker.timeout {cfg.worker.timeout:g} s (then its child is "
+        f"killed as hung); http, smtp and integration nodes stop at {blocking}, an agent at "
+        f"{agent}"
+    )

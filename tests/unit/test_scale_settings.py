@@ -128,6 +128,10 @@ def test_check_config_says_which_url_and_that_queue_types_must_agree(
         "too, or the second declare fails with PRECONDITION_FAILED",
         "# redis: Sentinel master 'rw' via 1 sentinel(s); redis.url gives its credentials and "
         "database, not its address",
+        "# limits: a node runs at most worker.timeout 60 s (then its child is killed as hung); "
+        "http, smtp and integration nodes stop at worker.node_timeout 48 s (80 % of "
+        "worker.timeout, as 0 asks), an agent at agent.total_timeout 48 s (80 % of "
+        "worker.timeout, as 0 asks)",
     ]
     assert "pw-a1" not in out and "redis-pw" not in out
 
@@ -146,6 +150,21 @@ def test_check_config_of_the_defaults_names_the_one_broker_and_classic_queues(
         "arguments as Rune's API declares them; a queue's type must agree on both sides"
     ) in out
     assert "# redis: one server, redis://127.0.0.1:6379/0" in out
+
+
+def test_check_config_says_the_node_time_limits_a_zero_stands_for(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RUNEWORKER_CONFIG", raising=False)
+    overrides = {"worker.timeout": 10.0, "worker.node_timeout": 7.5}
+    assert check_config(None, overrides) == 0
+    out = capsys.readouterr().out
+    assert "node_timeout = 7.5" in out and "total_timeout = 0.0" in out  # the file's values
+    assert (
+        "# limits: a node runs at most worker.timeout 10 s (then its child is killed as hung); "
+        "http, smtp and integration nodes stop at worker.node_timeout 7.5 s (as set), an agent "
+        "at agent.total_timeout 8 s (80 % of worker.timeout, as 0 asks)"
+    ) in out
 
 
 # -- the broker over several nodes ----------------------------------------------------------
