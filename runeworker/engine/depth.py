@@ -87,9 +87,11 @@ def json_exceeds(raw: bytes | msgspec.Raw | str, limit: int = MAX_DEPTH) -> bool
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
     if data.count(b"[") + data.count(b"{") <= limit:  # brackets in strings count too
         return False
-    structure = data.translate(None, _NOT_STRUCTURE)
-    if b"\\" in structure:  # escaped quotes and backslashes do not delimit strings
-        structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"").replace(b"\\", b"")
+    # escaped backslashes and quotes do not delimit strings: taken out of the text itself, before
+    # the letters go (`"\\n\\""` read as structure alone would end its string one quote early)
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_STRUCTURE).replace(b"\\", b"")
     # strings: adjacent quotes first (empty strings, or two strings merged into one: nothing of
     # the structure lies between them), then whatever brackets the remaining strings hold
     structure = structure.replace(b'""', b"")

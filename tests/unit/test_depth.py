@@ -85,6 +85,37 @@ def test_the_scanner_agrees_with_a_walk_on_random_documents() -> None:
     assert 0 < checked < 300  # both sides of the limit were met
 
 
+@pytest.mark.parametrize("text", ['\n"', '\t\\"', 'a\n\\\\"', '\u0001"['])
+def test_an_escape_before_an_escaped_quote_does_not_end_the_string(text: str) -> None:
+    """`"\\n\\""` (a newline escape, then an escaped quote): read as structure alone, the
+    letters gone first, its backslashes paired up wrongly and its string ended one quote early,
+    so that a value nested 130 levels beside it passed as shallow (and RTES refused it)."""
+    deep = nested(130)
+    text_first = msgspec.json.encode([text, deep, "["])
+    assert depth.json_exceeds(text_first)
+    assert depth.problem({"a": text, "b": nested(200), "c": "["}) == f"is {depth.TOO_DEEP}"
+    assert depth.unpublishable(text_first) == depth.PLACEHOLDER
+    assert not depth.json_exceeds(msgspec.json.encode([text, nested(LIMIT - 1), "["]))
+
+
+def test_the_scanner_agrees_with_a_walk_on_documents_full_of_escapes() -> None:
+    rng = random.Random(5)
+    texts = ["\n", '"', "\\", '\n"', "\t\\", "\u0001", "[", "{", "]", "}", "é", "a"]
+    deep = 0
+    for _ in range(400):
+        width, level = rng.randint(1, 3), rng.randint(80, 130)
+        value: Any = rng.choice(texts) * rng.randint(0, 3)
+        for _ in range(level):
+            value = [value] if rng.random() < 0.5 else [rng.choice(texts) * 2, value]
+            if rng.random() < 0.1:
+                value = {rng.choice(texts): value}
+        doc = [rng.choice(texts) for _ in range(width)] + [value]
+        expected = levels_of(doc) > LIMIT
+        assert depth.json_exceeds(msgspec.json.encode(doc)) is expected, doc
+        deep += expected
+    assert 0 < deep < 400  # both sides of the limit were met
+
+
 def test_values_msgspec_cannot_encode_are_walked() -> None:
     assert depth.exceeds(nested(LIMIT, leaf=object())) is False
     assert depth.exceeds([nested(LIMIT, leaf=object())]) is True
