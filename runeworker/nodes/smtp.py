@@ -26,12 +26,14 @@ non-strings dropped), `subject`, `body`, `html` (optional HTML alternative) and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,6 +124,8 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     except (NodeError, smtplib.SMTPException, OSError) as exc:
         reason = describe_error(exc, server, timeout)
         if time.monotonic() >= deadline:
+            if isinstance(exc, smtplib.SMTPServerDisconnected):  # the deadline's shutdown
+                reason = describe_error(TimeoutError(), server, timeout)
             reason = (
                 f"stopped at the node time limit of {limit:g} s (worker.node_timeout): {reason}"
             )
@@ -280,8 +284,7 @@ def deliver(
     """Connect, secure, log in and send; returns the recipients the server refused (if some
     were accepted: a refusal of all of them raises). `timeout` bounds each network operation,
     `deadline` (time.monotonic) all of them."""
-    smtp = _connect(server, min(timeout, max(deadline - time.monotonic(), 0.001)))
-    smtp.deadline = deadline
+    smtp = _connect(server, min(timeout, max(deadline - time.monotonic(), 0.001)), deadline)
     try:
         _secure_and_login(smtp, server)
         refused = smtp.send_message(
@@ -298,12 +301,38 @@ def deliver(
 
 
 class _Bounded(smtplib.SMTP):
-    """An SMTP client whose every command (and every part of the message it sends) waits at
-    most until `deadline`: before each send the socket's timeout is cut to what is left, so
-    that the reply is read within it too. A server that answers each command just within the
-    timeout cannot keep the node past the node time limit."""
+    """An SMTP client that ends at `deadline` (time.monotonic) whatever the server does: before
+    each send the socket's timeout is cut to what is left, and at the deadline a timer shuts
+    the socket down, which ends a read in progress. A socket timeout alone bounds each read, not
+    a reply: a server sending a `220-` continuation line every few seconds (a "tarpit") kept the
+    node for as long as it liked."""
 
-    deadline = math.inf
+    def __init__(self, *args: Any, deadline: float = math.inf, **kwargs: Any) -> None:
+        self.deadline = deadline
+        self._timer: threading.Timer | None = None
+        try:
+            super().__init__(*args, **kwargs)  # connects and reads the greeting
+        except BaseException:
+            self._disarm()
+            raise
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        if self.deadline != math.inf and self._timer is None:
+            self._timer = threading.Timer(max(self.deadline - time.monotonic(), 0.0), self._cut)
+            self._timer.daemon = True
+            self._timer.start()
+        return sock
+
+    def _cut(self) -> None:
+        sock = self.sock  # the one in use: STARTTLS replaces it
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
     def send(self, s: Any) -> None:  # smtplib's own type, Buffer | str, is Python 3.12's
         left = self.deadline - time.monotonic()
@@ -313,12 +342,16 @@ class _Bounded(smtplib.SMTP):
             self.sock.settimeout(left)
         super().send(s)
 
+    def close(self) -> None:
+        self._disarm()
+        super().close()
+
 
 class _BoundedSSL(_Bounded, smtplib.SMTP_SSL):
     """`_Bounded` over implicit TLS."""
 
 
-def _connect(server: Server, timeout: float) -> _Bounded:
+def _connect(server: Server, timeout: float, deadline: float) -> _Bounded:
     # `timeout` becomes the socket timeout: it bounds the connect and every later command.
     if server.security == SECURITY_TLS:
         return _BoundedSSL(
@@ -327,8 +360,9 @@ def _connect(server: Server, timeout: float) -> _Bounded:
             _local_hostname(),
             timeout=timeout,
             context=_tls_context(server.verify),
+            deadline=deadline,
         )
-    return _Bounded(server.host, server.port, _local_hostname(), timeout=timeout)
+    return _Bounded(server.host, server.port, _local_hostname(), timeout=timeout, deadline=deadline)
 
 
 def _secure_and_login(smtp: smtplib.SMTP, server: Server) -> None:

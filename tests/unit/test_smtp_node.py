@@ -6,7 +6,6 @@ so error texts name the server.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import socket
 import ssl
@@ -433,16 +432,29 @@ class DripServer:
     """A loopback SMTP server that answers every command, each within any per-command timeout
     (`delay` seconds), and accepts the message: slow as a whole, never silent for long."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, greeting_lines: int = 0) -> None:
         self.delay = delay
+        self.greeting_lines = greeting_lines  # `220-` continuation lines first (a tarpit)
+        self.greeted = 0  # of those, the lines sent before the client went away
+        self.done = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.commands: list[str] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
+        try:
+            self._converse()
+        finally:
+            self.done.set()
+
+    def _converse(self) -> None:
         conn, _ = self.listener.accept()
         with conn, conn.makefile("rb") as lines:
+            for _ in range(self.greeting_lines):
+                if not self._say(conn, "220-slow"):
+                    return  # the client is gone
+                self.greeted += 1
             self._say(conn, "220 drip ready")
             for raw in lines:
                 command = raw.decode().strip().upper()
@@ -459,10 +471,14 @@ class DripServer:
                 else:
                     self._say(conn, "250 ok")
 
-    def _say(self, conn: socket.socket, line: str) -> None:
+    def _say(self, conn: socket.socket, line: str) -> bool:
+        """Send `line` after the delay; False when the client has gone away."""
         time.sleep(self.delay)  # the slowness is the point of the server
-        with contextlib.suppress(OSError):  # the client may have given up
+        try:
             conn.sendall(line.encode() + b"\r\n")
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         self.listener.close()
@@ -590,3 +606,34 @@ def test_plaintext_password_only_on_loopback_or_when_asked(
 ) -> None:
     server = Server(host, 587, USER, PASSWORD, security, True, True)
     assert plaintext_login_allowed(server) is allowed
+
+
+def test_a_tarpit_greeting_is_cut_at_the_node_time_limit() -> None:
+    """One `220-` line every 0.2 s, each within any read timeout, for 8 s: the node stops at
+    its 1 s limit (before, a socket timeout bounded each read and the greeting took 8 s)."""
+    server = DripServer(0.2, greeting_lines=40)
+    try:
+        ctx = make_ctx(BASIC, {"host": "127.0.0.1", "port": server.port, "security": "none"})
+        ctx.settings = NodeSettings(smtp_timeout=30, node_timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(NodeError) as info:
+            smtp.run(ctx)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert str(info.value).startswith(
+        "failed to send email: stopped at the node time limit of 1 s (worker.node_timeout): "
+    ), info.value
+    assert elapsed >= 1.0  # a lower bound holds on any machine
+    assert server.commands == []  # cut during the greeting: no command was sent
+    # the client went away during the greeting, not after all of it (each line takes 0.2 s)
+    assert wait_for(lambda: server.done.is_set(), 10) and server.greeted < 40, server.greeted
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
