@@ -66,7 +66,7 @@ class TextFormatter(logging.Formatter):
     """`_TEXT` lines whose message cannot break the line: its control characters, bidirectional
     controls and line separators are written as escapes (`runeworker/printable.py`), so that a
     value from the data (a log node's message, a server's answer in an error) can neither forge
-    a line nor reorder one; a traceback keeps its newlines, nothing else."""
+    a line nor reorder one; a traceback keeps its newlines, nothing else, and is indented."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT)
@@ -76,7 +76,10 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
-        return multiline(clip(super().formatException(ei)))
+        # every line indented: an exception message holding a newline (an error quoting the
+        # data) cannot start a line that looks like a record of its own
+        text = multiline(clip(super().formatException(ei)))
+        return "\n".join("  " + line for line in text.split("\n"))
 
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:

@@ -168,6 +168,15 @@ def test_text_traceback_keeps_its_newlines_but_escapes_the_rest() -> None:
     assert "\x1b" not in line and "\\x1b[31m" in line
 
 
+def test_a_traceback_cannot_start_a_line_that_looks_like_a_record() -> None:
+    forged = "bad\n2026-01-01 00:00:00,000 ERROR runeworker.child[1]: forged"
+    first, *rest = _text(forged, exc=True).split("\n")
+    assert first.endswith(": bad\\n2026-01-01 00:00:00,000 ERROR runeworker.child[1]: forged")
+    assert rest[0] == "  Traceback (most recent call last):"
+    assert all(line.startswith("  ") for line in rest), rest
+    assert "  2026-01-01 00:00:00,000 ERROR runeworker.child[1]: forged" in rest
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_huge_message_is_clipped_and_says_by_how_much(fmt: str) -> None:
     big = "x" * (logs.MAX_MESSAGE + 5000)
