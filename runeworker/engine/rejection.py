@@ -88,20 +88,24 @@ def _top_level(body: bytes) -> dict[str, msgspec.Raw] | None:
         return _members.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
-    flat = shallow(body)
-    try:
-        return _members.decode(flat)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        pass
-    mended = LONE_SURROGATE.sub(_mend, flat)
-    if mended == flat:
-        return None
-    try:
-        members = _members.decode(mended)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    # an id whose escape was mended is not the id of any execution: read as unreadable
-    return {k: _NULL if k in _ID_KEYS and _FFFD in bytes(v) else v for k, v in members.items()}
+    # a lone surrogate escape (in a webhook's body in the context, say) mended first, on the
+    # whole message: blanking what lies below the top level would lose the lineage's branch ids
+    for text in (body, shallow(body)):
+        if text is not body:
+            try:
+                return _members.decode(text)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                pass
+        mended = LONE_SURROGATE.sub(_mend, text)
+        if mended == text:
+            continue
+        try:
+            members = _members.decode(mended)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        # an id whose escape was mended is not the id of any execution: read as unreadable
+        return {k: _NULL if k in _ID_KEYS and _FFFD in bytes(v) else v for k, v in members.items()}
+    return None
 
 
 def _mend(m: re.Match[bytes]) -> bytes:

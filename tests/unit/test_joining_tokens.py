@@ -113,3 +113,21 @@ def test_two_joining_messages_into_nodes_with_separators_both_run() -> None:
     second = step(executor, arrival(defn, "a", "b|c"), run)
     assert second.report.verdict is not Verdict.REPLAY
     assert len(run.completions) == 1, "a second completion"
+
+
+def test_a_lone_surrogate_below_the_top_level_keeps_the_lineage_of_the_branch() -> None:
+    """A webhook body holding half an emoji (`"\\ud83d"`) in the context: the message is
+    refused (msgspec takes no lone surrogate), and identifying it must keep its lineage's
+    branch ids, which a Go-style branch message's joining token is made of (before, the
+    message was read with everything below its top level blanked out, lineage included)."""
+    from runeworker.engine.rejection import identify
+
+    body = (
+        b'{"workflow_id":"w","execution_id":"e","current_node":"n2","from_node":"n1",'
+        b'"workflow_definition":{},"accumulated_context":{"$input":{"text":"half \\ud83d"}},'
+        b'"lineage_stack":[{"split_node_id":"s","branch_id":"b1","item_index":0,'
+        b'"total_items":2}]}'
+    )
+    ids = identify(body)
+    assert ids is not None
+    assert (ids.execution_id, ids.from_node, ids.branch_ids) == ("e", "n1", ["b1"])
