@@ -121,7 +121,8 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     deadline = started + limit if limit > 0 else math.inf
     try:
         refused = deliver(server, message, mail, timeout, deadline)
-    except (NodeError, smtplib.SMTPException, OSError) as exc:
+    # ValueError: a read the deadline's shutdown ended mid-way may report the socket so
+    except (NodeError, smtplib.SMTPException, OSError, ValueError) as exc:
         reason = describe_error(exc, server, timeout)
         if time.monotonic() >= deadline:
             if isinstance(exc, smtplib.SMTPServerDisconnected):  # the deadline's shutdown

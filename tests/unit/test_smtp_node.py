@@ -432,8 +432,11 @@ class DripServer:
     """A loopback SMTP server that answers every command, each within any per-command timeout
     (`delay` seconds), and accepts the message: slow as a whole, never silent for long."""
 
-    def __init__(self, delay: float, greeting_lines: int = 0) -> None:
+    def __init__(
+        self, delay: float, greeting_lines: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.delay = delay
+        self.tls = tls  # implicit TLS: the connection is wrapped at once
         self.greeting_lines = greeting_lines  # `220-` continuation lines first (a tarpit)
         self.greeted = 0  # of those, the lines sent before the client went away
         self.done = threading.Event()
@@ -450,6 +453,8 @@ class DripServer:
 
     def _converse(self) -> None:
         conn, _ = self.listener.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True)
         with conn, conn.makefile("rb") as lines:
             for _ in range(self.greeting_lines):
                 if not self._say(conn, "220-slow"):
@@ -608,12 +613,16 @@ def test_plaintext_password_only_on_loopback_or_when_asked(
     assert plaintext_login_allowed(server) is allowed
 
 
-def test_a_tarpit_greeting_is_cut_at_the_node_time_limit() -> None:
+@pytest.mark.usefixtures("trust_ca")
+@pytest.mark.parametrize("security", ["none", "tls"])
+def test_a_tarpit_greeting_is_cut_at_the_node_time_limit(certs: Certs, security: str) -> None:
     """One `220-` line every 0.2 s, each within any read timeout, for 8 s: the node stops at
-    its 1 s limit (before, a socket timeout bounded each read and the greeting took 8 s)."""
-    server = DripServer(0.2, greeting_lines=40)
+    its 1 s limit (before, a socket timeout bounded each read and the greeting took 8 s), in
+    plain text and over implicit TLS alike."""
+    tls = certs.server_context if security == "tls" else None
+    server = DripServer(0.2, greeting_lines=40, tls=tls)
     try:
-        ctx = make_ctx(BASIC, {"host": "127.0.0.1", "port": server.port, "security": "none"})
+        ctx = make_ctx(BASIC, {"host": "127.0.0.1", "port": server.port, "security": security})
         ctx.settings = NodeSettings(smtp_timeout=30, node_timeout=1.0)
         started = time.monotonic()
         with pytest.raises(NodeError) as info:
