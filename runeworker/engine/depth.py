@@ -141,9 +141,8 @@ def problem(value: Any) -> str:
     levels", "holds a number no IEEE double holds (Number out of range - at `$.a`)", or ""
     (one encoding, and a walk only when the text holds a run of 309 digits)."""
     if not isinstance(value, dict | list | tuple):
-        if type(value) is int and out_of_range(value):
-            return f"holds a number no IEEE double holds ({out_of_range(value)})"
-        return ""
+        found = out_of_range(value) if type(value) is int else ""
+        return f"holds a number no IEEE double holds ({found})" if found else ""
     try:
         data = _encode(value)
     except RecursionError:

@@ -119,11 +119,12 @@ class Call:
                     "(worker.node_timeout)"
                 )
             # the http node bounds its attempts by what is left of the whole node's limit
-            timed = dataclasses.replace(
-                sub, settings=dataclasses.replace(settings, node_timeout=left)
-            )
+            if left != math.inf:
+                sub = dataclasses.replace(
+                    sub, settings=dataclasses.replace(settings, node_timeout=left)
+                )
             try:
-                out = http.run(timed if left != math.inf else sub)
+                out = http.run(sub)
             except NodeError as exc:  # the message quotes the URL: hide the secret arguments
                 raise NodeError(self.hide(str(exc)), exc.code, exc.details) from None
             status = int(out["status"])

@@ -302,11 +302,10 @@ def deliver(
 
 
 class _Bounded(smtplib.SMTP):
-    """An SMTP client that ends at `deadline` (time.monotonic) whatever the server does: before
-    each send the socket's timeout is cut to what is left, and at the deadline a timer shuts
-    the socket down, which ends a read in progress. A socket timeout alone bounds each read, not
-    a reply: a server sending a `220-` continuation line every few seconds (a "tarpit") kept the
-    node for as long as it liked."""
+    """An SMTP client that ends at `deadline` (time.monotonic) whatever the server does: at the
+    deadline a timer shuts the socket down, which ends a read or write in progress and fails
+    every later one. A socket timeout alone bounds each read, not a reply: a server sending a
+    `220-` continuation line every few seconds (a "tarpit") kept the node as long as it liked."""
 
     def __init__(self, *args: Any, deadline: float = math.inf, **kwargs: Any) -> None:
         self.deadline = deadline
@@ -334,14 +333,6 @@ class _Bounded(smtplib.SMTP):
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-
-    def send(self, s: Any) -> None:  # smtplib's own type, Buffer | str, is Python 3.12's
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the node time limit has passed")
-        if self.sock is not None and left < (self.sock.gettimeout() or math.inf):
-            self.sock.settimeout(left)
-        super().send(s)
 
     def close(self) -> None:
         self._disarm()

@@ -56,7 +56,8 @@ import pika
 import pika.exceptions
 import redis
 
-from runeworker.config import load_config, to_node_settings
+from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.config import BrokerConfig, load_config, to_node_settings
 from runeworker.engine import registry
 from runeworker.engine.barriers import HOLD
 
@@ -67,13 +68,12 @@ RABBIT = os.environ.get("RUNEWORKER_TEST_AMQP", "amqp://guest:guest@127.0.0.1:56
 REDIS = os.environ.get("RUNEWORKER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parents[2]
 
-EXECUTION = "workflow.execution"
-RESUME = "workflow.resume"
-STATUS = "workflow.node.status"
-COMPLETION = "workflow.completion"
-MIRROR = "workflow.worker.initiated"
-DEAD = "runeworker.dead-letter"
-EXCHANGE = "workflows"
+# the queues and exchange of the serve under test: its config's defaults, and the fixed names of
+# what it publishes (runeworker/adapters/amqp.py)
+_BROKER = BrokerConfig()
+EXECUTION, RESUME = _BROKER.queue, _BROKER.resume_queue
+STATUS, COMPLETION, MIRROR = STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE
+DEAD, EXCHANGE = _BROKER.dead_letter_queue, _BROKER.exchange
 TAP = "tap"
 SERVICES = ("gmail", "sheets", "drive", "dropbox", "outlook", "slack", "telegram", "jira")
 # Every network but loopback: a fuzzed workflow must not reach beyond this machine, whatever
