@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import msgspec
 
@@ -49,6 +50,7 @@ def token_of(ids: Ids) -> str:
 _members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _frames = msgspec.json.Decoder(list[msgspec.Raw])
 _string = msgspec.json.Decoder(str)
+_value = msgspec.json.Decoder(msgspec.Raw)  # checks the syntax, builds nothing
 # A JSON string (escapes included) or a bracket; strings are matched whole so that brackets
 # inside them are not counted.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
@@ -66,8 +68,9 @@ def identify(body: bytes) -> Ids | None:
     null`; a number no double holds, `"branch_token": 1e999`; a lone surrogate escape) does not
     hide the others. A message that is not JSON below its top level only (nested too deeply
     for the JSON decoder, or holding there what no JSON decoder takes: a NaN) is read again with
-    everything below its top level blanked out, so that its ids still count; and one with a
-    lone surrogate escape outside the ids, with that escape read as U+FFFD, as Go reads it."""
+    the arrays and objects below its top level that cannot be read blanked out, so that its ids
+    and its lineage's branch ids still count; and one with a lone surrogate escape outside the
+    ids, with that escape read as U+FFFD, as Go reads it."""
     members = _top_level(body)
     if members is None:
         return None
@@ -90,7 +93,7 @@ def _top_level(body: bytes) -> dict[str, msgspec.Raw] | None:
         pass
     # a lone surrogate escape (in a webhook's body in the context, say) mended first, on the
     # whole message: blanking what lies below the top level would lose the lineage's branch ids
-    for text in (body, shallow(body)):
+    for text in (body, shallow(body, keep=_readable)):
         if text is not body:
             try:
                 return _members.decode(text)
@@ -141,11 +144,24 @@ def _branch_ids(members: dict[str, msgspec.Raw]) -> list[str]:
     return out
 
 
-def shallow(data: bytes) -> bytes:
-    """`data` with every array or object below the top level replaced by `null`. Linear and
-    without recursion, whatever the depth; malformed input gives malformed output."""
+def shallow(data: bytes, keep: Callable[[bytes], bool] | None = None) -> bytes:
+    """`data` with every array or object below the top level replaced by `null`, except those
+    `keep` takes (given their bytes). Linear and without recursion, whatever the depth;
+    malformed input gives malformed output."""
     out = bytearray()
-    depth = kept = 0
+    kept = 0
+    for start, end in _below_top(data):
+        if keep is not None and keep(data[start:end]):
+            continue
+        out += data[kept:start] + b"null"
+        kept = end
+    return bytes(out + data[kept:])
+
+
+def _below_top(data: bytes) -> list[tuple[int, int]]:
+    """The byte spans of the arrays and objects directly below the top level of `data`."""
+    spans = []
+    depth = start = 0
     for m in _TOKENS.finditer(data):
         token = m.group()
         if token[0] == ord('"'):
@@ -153,9 +169,22 @@ def shallow(data: bytes) -> bytes:
         if token in (b"[", b"{"):
             depth += 1
             if depth == 2:
-                out += data[kept : m.start()] + b"null"
+                start = m.start()
         else:
             depth -= 1
             if depth == 1:
-                kept = m.end()
-    return bytes(out + data[kept:])
+                spans.append((start, m.end()))
+    return spans
+
+
+def _readable(value: bytes) -> bool:
+    """Whether a member's value is JSON a decoder takes, a lone surrogate escape in it read as
+    U+FFFD (mended afterwards with the rest): the lineage beside a context holding a NaN is
+    kept."""
+    for text in (value, LONE_SURROGATE.sub(_mend, value)):
+        try:
+            _value.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            continue
+        return True
+    return False

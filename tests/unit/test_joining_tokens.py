@@ -7,6 +7,7 @@ separator of the token's derivation."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 from flowkit import Run, definition, n, step
 
 from runeworker.engine.executor import Executor
@@ -125,6 +126,33 @@ def test_a_lone_surrogate_below_the_top_level_keeps_the_lineage_of_the_branch() 
     body = (
         b'{"workflow_id":"w","execution_id":"e","current_node":"n2","from_node":"n1",'
         b'"workflow_definition":{},"accumulated_context":{"$input":{"text":"half \\ud83d"}},'
+        b'"lineage_stack":[{"split_node_id":"s","branch_id":"b1","item_index":0,'
+        b'"total_items":2}]}'
+    )
+    ids = identify(body)
+    assert ids is not None
+    assert (ids.execution_id, ids.from_node, ids.branch_ids) == ("e", "n1", ["b1"])
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        b'{"$input":{"ratio":NaN}}',  # what Python's json.dumps writes for float("nan")
+        b'{"$input":' + b"[" * 3000 + b"]" * 3000 + b"}",  # past the decoder's depth
+        b'{"$input":{"ratio":NaN,"text":"half \\ud83d"}}',
+    ],
+    ids=["nan", "too-deep", "nan-and-lone-surrogate"],
+)
+def test_a_context_no_decoder_reads_keeps_the_lineage_of_the_branch(context: bytes) -> None:
+    """A context that is not JSON below the top level (a NaN, nesting past the decoder's
+    limit): only the members that cannot be read are blanked when identifying the refused
+    message, so its lineage's branch ids, which a Go-style branch message's joining token is
+    made of, still count (before, everything below the top level was blanked, lineage too)."""
+    from runeworker.engine.rejection import identify
+
+    body = (
+        b'{"workflow_id":"w","execution_id":"e","current_node":"n2","from_node":"n1",'
+        b'"workflow_definition":{},"accumulated_context":' + context + b","
         b'"lineage_stack":[{"split_node_id":"s","branch_id":"b1","item_index":0,'
         b'"total_items":2}]}'
     )
