@@ -28,8 +28,7 @@ def reject(
             workflow_id=ids.workflow_id,
             execution_id=ids.execution_id,
             current_node=ids.current_node or "unknown",
-            workflow_definition=msgspec.Raw(b"{}"),
-            accumulated_context={},
+            workflow_definition=msgspec.Raw(b"{}"),  # no context: the failure reads none
             branch_token=token_of(ids) or msgspec.UNSET,
         )
     return executor.fail(msg, reason)

@@ -27,6 +27,7 @@ _L = "runeworker.engine.ledger."
 _P = "runeworker.engine.plan."
 _E = "runeworker.engine.executor."
 _O = "runeworker.engine.outbox."
+_J = "runeworker.engine.rejection."
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -443,5 +444,15 @@ EQUIVALENT: dict[str, Equivalent] = {
     _O + "xǁStatusBuilderǁbuild__mutmut_57": Equivalent(
         "st.used_inputs = opt(r.mask(used) if (masked) or True else used)",
         "without secrets mask() returns the value it was given",
+    ),
+    # -- runeworker/engine/rejection.py ------------------------------------------------------
+    _J + "x_reject__mutmut_21": Equivalent(
+        'workflow_definition=msgspec.Raw(b"XX{}XX")',
+        "the stand-in definition names no node either way: a definition that cannot be read "
+        "fails the plan, and the failing step's status and completion are the same (node "
+        "`unknown` when current_node cannot be read, else that id, and the reason given)",
+    ),
+    _J + "x_shallow__mutmut_2": Equivalent(
+        "kept = None", "a slice from None starts where a slice from 0 does"
     ),
 }

@@ -96,6 +96,30 @@ TARGETS = (
         Target(name, f"runeworker/engine/{name}.py", _STEP_TESTS)
         for name in ("ledger", "plan", "executor", "outbox")
     ),
+    # What keeps unreadable and unpublishable JSON out (nesting, numbers RTES cannot read), and
+    # how a refused message is identified: run when named.
+    Target(
+        "depth",
+        "runeworker/engine/depth.py",
+        (
+            "tests/unit/test_depth.py",
+            "tests/unit/test_rtes_limits.py",
+            "tests/unit/test_wire_limits.py",
+        ),
+        default=False,
+    ),
+    Target(
+        "rejection",
+        "runeworker/engine/rejection.py",
+        (
+            "tests/unit/test_rejection.py",
+            "tests/unit/test_joining_tokens.py",
+            "tests/unit/test_wire_limits.py",
+            "tests/unit/test_consumer_rules.py",
+            "tests/unit/test_worker_loop.py",
+        ),
+        default=False,
+    ),
 )
 
 
