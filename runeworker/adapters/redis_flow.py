@@ -53,13 +53,13 @@ from one server to a new Cluster (the data moves with a migration, not by config
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any
 
-import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 
+from runeworker.adapters.redis_connect import Client, redis_reply
 from runeworker.adapters.redis_eval import Evaluator
 from runeworker.engine.barriers import Barrier, BarrierState, MergeRule, Timer
 from runeworker.engine.state import state_lost
@@ -83,8 +83,9 @@ end
 """
 
 # The barrier arrivals as Lua functions, so that `RedisStore.arrive` can run them inside its
-# own script (runeworker/adapters/redis_state.py). Each returns {state, arrivals, first_ms,
-# key1, result1, ...} (keys and results only on release; merge keys are parents), or {'lost'}.
+# own script (`ARRIVE`, runeworker/adapters/redis_ledger.py). Each returns {state, arrivals,
+# first_ms, key1, result1, ...} (keys and results only on release; merge keys are parents), or
+# {'lost'}.
 AGGREGATE_FN = (
     MARK_FN
     + """
@@ -281,7 +282,7 @@ return moved
 """
 
 # The keys of one execution as the scripts take them (KEYS in this order, behind
-# `{prefix}exec:{<id>}:`): the six branch keys of runeworker/adapters/redis_state.py, which
+# `{prefix}exec:{<id>}:`): the six branch keys of runeworker/adapters/redis_ledger.py, which
 # every call of the execution touches, and the hold; then the barrier registry (touched with
 # the barriers) and the start record of a single-branch execution (written once, moved by a
 # hold; the branch scripts read whether it exists when they find no record of the
@@ -348,8 +349,6 @@ return 1
 """
 
 _STATES = {s.value: s for s in BarrierState}
-
-Client: TypeAlias = "redis.Redis | RedisCluster"  # one server or Sentinel's master, or a Cluster
 
 
 class RedisFlow:
@@ -522,23 +521,6 @@ class RedisFlow:
         detail = redis_reply(exc)
         detail = detail.replace(self._secret, "***") if self._secret else detail
         return StateError(f"The Redis {what} on {self._where} failed: {detail}")
-
-
-# The error codes redis-py takes off the replies it turns into these classes
-_CODES = ((OutOfMemoryError, "OOM"), (ReadOnlyError, "READONLY"))
-
-
-def redis_reply(exc: RedisError) -> str:
-    """An error as Redis said it: redis-py drops the code of the replies it has a class for
-    (`OOM command not allowed when used memory > 'maxmemory'` reads `command not allowed ...`,
-    `READONLY You can't write against a read only replica` reads `You can't write ...`); the
-    code is what operators search for, and what tells a full or read-only Redis from a
-    failing one."""
-    text = str(exc)
-    for cls, code in _CODES:
-        if isinstance(exc, cls) and not text.startswith(code):
-            return f"{code} {text}"
-    return text
 
 
 def barrier_of(reply: list[Any], *, by_name: bool) -> Barrier:

@@ -36,7 +36,8 @@ from runeworker.adapters.amqp import (
     delivery_count,
     describe,
 )
-from runeworker.adapters.redis_state import RedisStore, eviction_warning, redis_where
+from runeworker.adapters.redis_connect import eviction_warning, redis_where
+from runeworker.adapters.redis_state import RedisStore
 from runeworker.child.doubts import DoubtBook
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore

@@ -42,7 +42,7 @@ def serve(config_path: str | None, overrides: Mapping[str, Any]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     metrics.prime()
-    from runeworker.adapters.redis_state import redis_where
+    from runeworker.adapters.redis_connect import redis_where
     from runeworker.child.worker import child_main
     from runeworker.supervisor.arbiter import Supervisor, SupervisorHooks
 

@@ -18,13 +18,13 @@ import pytest
 import redis
 from wire import Wire, edge, master, node, running_worker
 
-from runeworker.adapters import redis_state
+from runeworker.adapters import redis_ledger
 
 pytestmark = pytest.mark.integration
 
 STATE_SCRIPTS = {
-    hashlib.sha1(getattr(redis_state, name).encode()).hexdigest(): name
-    for name in ("_ADMIT", "_ADVANCE", "_SETTLE", "_ARRIVE", "_RETIRE")
+    hashlib.sha1(getattr(redis_ledger, name).encode()).hexdigest(): name
+    for name in ("ADMIT", "ADVANCE", "SETTLE", "ARRIVE", "RETIRE")
 }
 
 

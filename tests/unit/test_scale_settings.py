@@ -15,7 +15,8 @@ from stubbroker import StubBroker, StubStore
 from test_worker_loop import QUEUE, Crash, crashes, make_worker, message, run_until_idle
 
 from runeworker.adapters.amqp import Broker, Endpoint, delivery_count, typed_queues
-from runeworker.adapters.redis_state import RedisStore, redis_where
+from runeworker.adapters.redis_connect import redis_where
+from runeworker.adapters.redis_state import RedisStore
 from runeworker.commands.check_config import check_config
 from runeworker.config import RedisConfig, load_config, masked
 from runeworker.errors import BrokerError, ConfigError
