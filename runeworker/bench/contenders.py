@@ -154,7 +154,7 @@ def _rss_mb(procs: list[psutil.Process]) -> list[float]:
 
 def serve_queues(b: BrokerConfig, queue: str) -> dict[str, dict[str, Any] | None]:
     """Every queue `runeworker serve` declares with `b` and execution queue `queue`, with the
-    arguments it declares it with (runeworker.child.worker's topology, `Broker.declare`): None
+    arguments it declares it with (runeworker.child.services' topology, `Broker.declare`): None
     for a classic queue."""
     typed = typed_queues(msgspec.structs.replace(b, queue=queue))
     declared = [queue, b.resume_queue, *RUNE_OUTPUTS, b.dead_letter_queue]

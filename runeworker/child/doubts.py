@@ -1,4 +1,5 @@
-"""Commits in doubt kept in Redis, so that a child killed before its resend loses nothing.
+"""Commits in doubt: kept in Redis, so that a child killed before its resend loses nothing, and
+published again, by their child once connected again or by another once their lease ends.
 
 A commit whose outcome is unknown (runeworker/child/receipts.py) leaves its messages in the
 child's memory until the child is connected again and publishes them again; meanwhile the
@@ -14,12 +15,13 @@ starts consuming and every `ADOPT_EVERY` seconds after (`DoubtBook.orphans`), it
 the lease, publishes them again as its own resend does (same bytes, marked resent, so their
 receivers look up the receipts) and drops them. A child that cannot reach Redis when its commit
 falls in doubt keeps trying with every renewal. A stopping child tries the resend three more
-times (`Worker._settle_doubt_before_exit`) and otherwise hands the kept copy over: its lease
-ends at once.
+times (`Resender.settle_before_exit`) and otherwise hands the kept copy over: its lease
+ends at once. `DoubtBook` is the kept copy and its lease; `Resender` is what the child does
+with a commit in doubt (keeps it when the commit fails, publishes it again, adopts orphans).
 
 What this costs: nothing on the path of a commit that succeeds; one store call per failed
 commit and per renewal; one call per `ADOPT_EVERY` per child to look for orphans. The keep is
-written before the receipts are claimed (`Worker._commit`): a child killed between the two
+written before the receipts are claimed (`Resender.in_doubt`): a child killed between the two
 leaves deliveries without receipts, which run again where the broker did not apply the commit,
 and the kept messages, published again once the lease ends (copies their receivers look up or,
 for statuses and the completion, take as the redeliveries they are); the other order lost the
@@ -36,9 +38,14 @@ import os
 import socket
 import time
 import uuid
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from runeworker.errors import StateError
+from runeworker.child.hooks import WorkerHooks
+from runeworker.child.receipts import ReceiptBook
+from runeworker.errors import BrokerError, StateError
+
+if TYPE_CHECKING:  # ports.py names `DoubtStore`
+    from runeworker.child.ports import TransactionalBroker
 
 log = logging.getLogger("runeworker.worker")
 
@@ -163,3 +170,123 @@ class DoubtBook:
             return
         self._unkept = None
         self._kept = True
+
+
+class Resender:
+    """What one child does with a commit in doubt: keeps it when the commit fails, publishes it
+    again before consuming again, publishes again the ones other children left, and tries once
+    more when it stops. Talks to the broker, the receipts (runeworker/child/receipts.py), this
+    child's `DoubtBook` and the loop's observer."""
+
+    def __init__(
+        self,
+        broker: TransactionalBroker,
+        book: ReceiptBook,
+        doubts: DoubtBook,
+        hooks: WorkerHooks,
+        *,
+        retry_delay: float,
+    ) -> None:
+        """`retry_delay`: `broker.retry_delay`, the first pause between two tries at exit."""
+        self.broker = broker
+        self.book = book
+        self.receipts = book.state
+        self.doubts = doubts
+        self.hooks = hooks
+        self.retry_delay = retry_delay
+
+    def in_doubt(self) -> None:
+        """The transaction's commit failed with its outcome unknown (`CommitInDoubt`): keep its
+        messages and claim the receipts of the deliveries it acked."""
+        self.receipts.in_doubt()
+        # a copy outside this process first, then the receipts: a child killed between
+        # the two leaves a commit another child publishes again (a copy at worst), where
+        # the other order would leave receipts of steps whose messages are gone
+        self.doubts.in_doubt(self.broker.export_doubt())
+        self.book.claim_doubted()
+        self.hooks.on_doubt("doubted")
+
+    def resend(self) -> None:
+        """Before consuming again: publish the messages of a commit whose outcome is unknown
+        again, then record the receipts of the deliveries it acked, so that their redelivered
+        copies publish nothing (runeworker/child/receipts.py)."""
+        resent = self.broker.resend_in_doubt()
+        doubted = len(self.receipts.doubted)
+        if resent:
+            self.hooks.on_doubt("resent")
+        if resent or doubted:
+            log.warning(
+                "a commit failed with its outcome unknown: published its %d messages again; "
+                "the %d deliveries it acked count as done",
+                resent,
+                doubted,
+            )
+        self.receipts.resent()
+        self.book.look_up([], write=True)
+        self.doubts.resolved()
+
+    def adopt(self) -> None:
+        """Publish again the commits in doubt other children kept in Redis and did not resend
+        (killed first): between batches, every ADOPT_EVERY seconds from the first. Their
+        deliveries' receipts were claimed by the child that kept them. A packed commit that
+        cannot be read is logged and dropped. Redis failing here stops nothing: the look
+        comes again ADOPT_EVERY later, and an orphan not dropped is published again once its
+        lease ends (the same bytes: a copy its receivers drop)."""
+        try:
+            orphans = self.doubts.orphans(time.monotonic())
+        except StateError as exc:
+            log.warning("cannot look for commits in doubt other children kept: %s", exc)
+            self.hooks.on_state_error()
+            return
+        for doubt_id, packed in orphans:
+            try:
+                count = self.broker.import_doubt(packed)
+            except ValueError as exc:
+                log.error("dropping the commit in doubt %s kept in Redis: %s", doubt_id, exc)
+                self._forget(doubt_id)
+                continue
+            self.doubts.adopting(doubt_id)  # dropped by `resend` should this one fail
+            self.broker.resend_in_doubt()
+            self._forget(doubt_id)
+            self.hooks.on_doubt("adopted")
+            log.warning(
+                "published again the %d messages of a commit in doubt another child kept (%s)",
+                count,
+                doubt_id,
+            )
+
+    def _forget(self, doubt_id: str) -> None:
+        """Drop an adopted commit from Redis; a failure is logged (see `adopt`)."""
+        try:
+            self.doubts.adopted(doubt_id)
+        except StateError as exc:
+            log.warning("the adopted commit in doubt %s stays in Redis: %s", doubt_id, exc)
+            self.hooks.on_state_error()
+
+    def settle_before_exit(self, attempts: int = 3) -> None:
+        """Stopping with a commit in doubt: its messages are only in this process, and its
+        deliveries' receipts say they are published. A few more tries, then say so."""
+        error: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                self.broker.close()
+                self.broker.connect()
+                self.resend()
+                return
+            except (BrokerError, StateError) as exc:
+                error = exc
+                time.sleep(self.retry_delay * (attempt + 1))
+        self.doubts.renew(handing_over=True)  # kept in Redis for any child, at once
+        if self.doubts.kept:
+            self.hooks.on_doubt("handed_over")
+            log.warning(
+                "stopping with a commit in doubt, its messages could not be published again "
+                "(%s): they are kept in Redis, and the next child to look publishes them",
+                error,
+            )
+            return
+        log.error(
+            "stopping with a commit in doubt, its messages could not be published again "
+            "nor kept in Redis (%s): the steps of its deliveries may be lost",
+            error,
+        )

@@ -1,9 +1,9 @@
 """What a worker child tells its observers: the events of the consume loop, as one subscriber.
 
-The loop (`runeworker.child.worker.Worker`) calls these methods; it knows no metric. `serve`
-subscribes `runeworker.metrics.subscriber.WorkerMetrics` (Prometheus); tests subscribe a
-recorder; the default, `NoHooks`, does nothing. Hooks run inside the loop, some inside a step,
-so they must be quick and must not raise.
+The loop (`runeworker.child.worker.Worker`, with its `Services` and `Resender`) calls these
+methods; it knows no metric. `serve` subscribes `runeworker.metrics.subscriber.WorkerMetrics`
+(Prometheus); tests subscribe a recorder; the default, `NoHooks`, does nothing. Hooks run
+inside the loop, some inside a step, so they must be quick and must not raise.
 
 Counting rule: what happens inside a step (delivery outcomes, node and completion counts) is
 reported before the step's transaction commits; a subscriber that counts only what is committed

@@ -5,6 +5,9 @@ any dead-letter copy and the ack are published in one AMQP transaction. Several 
 deliveries are handled back to back and committed together (`broker.batch_max`), which
 keeps the broker round trips per node below one under load.
 
+Bringing RabbitMQ and Redis up and waiting for them is `runeworker.child.services`; keeping and
+publishing again a commit whose outcome is unknown, `runeworker.child.doubts`.
+
 The broker, the state store and the observers of the loop are injected
 (`runeworker.child.ports`, `runeworker.child.hooks`): `child_main` wires RabbitMQ, Redis and
 the Prometheus subscriber; the unit tests wire in-memory stand-ins and a recorder.
@@ -12,14 +15,12 @@ the Prometheus subscriber; the unit tests wire in-memory stand-ins and a recorde
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import random
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
 from types import FrameType
 
 import psutil
@@ -34,15 +35,14 @@ from runeworker.adapters.amqp import (
     Delivery,
     Endpoint,
     delivery_count,
-    describe,
 )
-from runeworker.adapters.redis_connect import eviction_warning, redis_where
 from runeworker.adapters.redis_state import RedisStore
-from runeworker.child.doubts import DoubtBook
+from runeworker.child.doubts import DoubtBook, Resender
 from runeworker.child.hooks import NoHooks, WorkerHooks
 from runeworker.child.ports import TransactionalBroker, WorkerStore
 from runeworker.child.receipts import Parking, Receipt, ReceiptBook, receipt_of, resent
 from runeworker.child.scheduler import POLL_SECONDS, HostLock, Scheduler
+from runeworker.child.services import Services, handshake_timeout, redis_timeouts
 from runeworker.child.stepper import Stepper
 from runeworker.config import Config, to_node_settings
 from runeworker.engine.executor import Executor
@@ -67,29 +67,6 @@ from runeworker.supervisor.liveness import ChildState, Liveness
 log = logging.getLogger("runeworker.worker")
 
 RSS_CHECK_EVERY = 1.0  # seconds between two looks at the RSS (`worker.max_memory_mb`)
-HANDSHAKE_TIMEOUT = 15.0  # pika's default for bringing up one connection (`stack_timeout`)
-REDIS_CONNECT_TIMEOUT = 5.0  # the store's default for bringing up one Redis connection
-
-
-def handshake_timeout(worker_timeout: float) -> float:
-    """How long one try of a RabbitMQ node may take in a child: pika's 15 s, but at most a
-    third of `worker.timeout`. The child beats only between tries, and the supervisor kills a
-    child without a beat for `worker.timeout` as hung; a broker that takes the connection and
-    never answers must leave the child waiting, not killed."""
-    return min(HANDSHAKE_TIMEOUT, worker_timeout / 3)
-
-
-def redis_timeouts(socket_timeout: float, worker_timeout: float) -> dict[str, float]:
-    """How long a child waits for one Redis command and for a connection: `redis.socket_timeout`
-    and redis-py's 5 s, but at most a third of `worker.timeout`, as for a RabbitMQ handshake.
-    A Redis that holds a command (paused, swapping, a network that drops packets) must leave
-    the child waiting and beating (`Worker._wait_for_writes`), not killed as hung: a kill
-    counts an attempt of the healthy message it was stepping (`broker.max_deliveries`)."""
-    third = worker_timeout / 3
-    return {
-        "socket_timeout": min(socket_timeout, third),
-        "socket_connect_timeout": min(REDIS_CONNECT_TIMEOUT, third),
-    }
 
 
 class Worker:
@@ -146,7 +123,25 @@ class Worker:
         self.receipts = self.book.state
         self.parking = Parking()  # possible copies waiting for their original's receipt
         # a commit in doubt kept in Redis until resent, and other children's left there
+        # (`doubts`); what this child does with them (`resender`); RabbitMQ and Redis brought
+        # up and waited for (`services`)
         self.doubts = DoubtBook(self.store.doubts)
+        self.resender = Resender(
+            self.broker, self.book, self.doubts, self.hooks, retry_delay=cfg.broker.retry_delay
+        )
+        self.services = Services(
+            cfg,
+            self.broker,
+            self.store,
+            self.hooks,
+            self.doubts,
+            slot=slot,
+            beat=self._beat,
+            note=self._note,
+            stopping=lambda: self.stopping,
+            check_parent=self._check_parent,
+            before_consuming=self.resender.resend,
+        )
         # A quorum queue's new leader may hand out again, unflagged, a message whose delivery
         # by the old leader it never learnt of: there every delivery is looked up.
         self._quorum = cfg.broker.queue_type == "quorum"
@@ -162,7 +157,6 @@ class Worker:
         acks = cfg.broker.consumer_timeout
         self._stale_after = acks - 2 * cfg.worker.timeout if acks else 0.0
         self.broker.watch_flow(self._on_flow)
-        self._policy_told = False  # the eviction warning (`_tell_eviction`), slot 0 only
         self._commits = 0  # commits done: which steps of a batch Redis failed are committed
         # delivery tag -> its attempt count, while its batch may be stepped again (a step
         # Redis refused runs again on the same delivery: one attempt, counted once)
@@ -173,7 +167,7 @@ class Worker:
     def run(self) -> int:
         """Connect, consume until asked to stop (or recycle), drain; returns the exit code."""
         self._beat(ChildState.BOOTING)
-        if not self._wait_for_services():
+        if not self.services.connect():
             return EXIT_OK  # asked to stop before RabbitMQ and Redis ever answered
         self.hooks.on_ready(
             [self.cfg.broker.queue, self.cfg.broker.resume_queue], self.executor.specs
@@ -196,218 +190,9 @@ class Worker:
                 log.warning("connection lost (%s); reconnecting", exc)
                 self.hooks.on_reconnect()
                 self.broker.close()
-                self._wait_for_services()
+                self.services.connect()
         self._drain()
         return EXIT_RECYCLE if self.recycle_reason else EXIT_OK
-
-    def _wait_for_services(self) -> bool:
-        """Connect, retrying with backoff until RabbitMQ and Redis both answer (consuming while
-        Redis is down would only hand every delivery back) or we are asked to stop.
-
-        Waiting for a dependency is not a crash: the child stays alive in state WAITING with a
-        note saying what it waits for (the supervisor shows it in sd_notify STATUS and
-        `/readyz`), and logs one line when what it waits for changes, not one per attempt."""
-        delay = self.cfg.broker.retry_delay
-        waiting_for = ""
-        while not self.stopping:
-            self.doubts.renew()  # a commit in doubt stays this child's while it waits
-            state = ChildState.WAITING if waiting_for else ChildState.BOOTING
-            problem = self._connect(functools.partial(self._alive, state))
-            if problem is None:
-                if waiting_for:
-                    log.info("%s answers again", waiting_for)
-                    self._note("")
-                return True
-            what, detail = problem
-            if what != waiting_for:
-                log.warning("waiting for %s: %s", what, detail)
-                waiting_for = what
-            self._note(f"waiting for {what}: {detail}")
-            self._sleep(delay, ChildState.WAITING)
-            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
-        return False
-
-    def _connect(self, before_each: Callable[[], bool]) -> tuple[str, str] | None:
-        """One attempt; None when consuming, else (what does not answer, why). `before_each`
-        runs before the try of each RabbitMQ node (`Endpoint.connect`)."""
-        b = self.cfg.broker
-        # PING answers on a full or read-only Redis: a write tells (`write_problem`)
-        if (unanswered := self.store.ping_problem() or self.store.write_problem()) is not None:
-            self.hooks.on_state_error()
-            return f"Redis at {redis_where(self.cfg.redis)}", unanswered
-        try:
-            self.broker.connect(before_each)
-            bound = [b.queue, b.resume_queue, STATUS_QUEUE, COMPLETION_QUEUE, MIRROR_QUEUE]
-            self.broker.declare(bound, b.dead_letter_queue)
-            self._resend()
-            self.broker.consume([b.queue, b.resume_queue], b.prefetch)
-        except BrokerError as exc:
-            self.broker.close()
-            cause = exc.__cause__
-            where = Endpoint.of(b).where
-            return f"RabbitMQ at {where}", describe(cause) if cause else str(exc)
-        except StateError as exc:  # the receipts of a resent commit
-            self.broker.close()
-            self.hooks.on_state_error()
-            return f"Redis at {redis_where(self.cfg.redis)}", str(exc)
-        # past booting from here: the supervisor must not count a kill after this line (which
-        # operators and tests read as ready) as a boot failure
-        self._beat(ChildState.READY)
-        if self.slot == 0 and not self._policy_told:
-            self._policy_told = True
-            self._tell_eviction()
-        log.info(
-            "child %d consuming %s (prefetch %d) on %s",
-            os.getpid(),
-            b.queue,
-            b.prefetch,
-            getattr(self.broker, "node", None) or Endpoint.of(b).where,
-        )
-        return None
-
-    def _tell_eviction(self) -> None:
-        """Warn when the Redis given may evict runeworker's keys (`maxmemory-policy` other
-        than `noeviction`: `eviction_warning`). Said by the child in slot 0 once connected
-        (one line per pool; again when that child is replaced, after a reload that moved
-        Redis, say), not by the supervisor: a thread of its own there could hold a lock
-        (the import lock, a logging handler's) while a child is forked, which would hang the
-        child for good. One INFO call; start-up goes on whatever it says."""
-        found = self.store.memory_policy()
-        if found is None:
-            return
-        warning = eviction_warning(redis_where(self.cfg.redis), *found)
-        if warning:
-            log.warning("%s", warning)
-
-    def _resend(self) -> None:
-        """Before consuming again: publish the messages of a commit whose outcome is unknown
-        again, then record the receipts of the deliveries it acked, so that their redelivered
-        copies publish nothing (runeworker/child/receipts.py)."""
-        resent = self.broker.resend_in_doubt()
-        doubted = len(self.receipts.doubted)
-        if resent:
-            self.hooks.on_doubt("resent")
-        if resent or doubted:
-            log.warning(
-                "a commit failed with its outcome unknown: published its %d messages again; "
-                "the %d deliveries it acked count as done",
-                resent,
-                doubted,
-            )
-        self.receipts.resent()
-        self.book.look_up([], write=True)
-        self.doubts.resolved()
-
-    def _adopt(self) -> None:
-        """Publish again the commits in doubt other children kept in Redis and did not resend
-        (killed first): between batches, every ADOPT_EVERY seconds from the first
-        (runeworker/child/doubts.py). Their deliveries' receipts were claimed by the child that
-        kept them. A packed commit that cannot be read is logged and dropped. Redis failing
-        here stops nothing: the look comes again ADOPT_EVERY later, and an orphan not dropped
-        is published again once its lease ends (the same bytes: a copy its receivers drop)."""
-        try:
-            orphans = self.doubts.orphans(time.monotonic())
-        except StateError as exc:
-            log.warning("cannot look for commits in doubt other children kept: %s", exc)
-            self.hooks.on_state_error()
-            return
-        for doubt_id, packed in orphans:
-            try:
-                count = self.broker.import_doubt(packed)
-            except ValueError as exc:
-                log.error("dropping the commit in doubt %s kept in Redis: %s", doubt_id, exc)
-                self._forget(doubt_id)
-                continue
-            self.doubts.adopting(doubt_id)  # dropped by `_resend` should this one fail
-            self.broker.resend_in_doubt()
-            self._forget(doubt_id)
-            self.hooks.on_doubt("adopted")
-            log.warning(
-                "published again the %d messages of a commit in doubt another child kept (%s)",
-                count,
-                doubt_id,
-            )
-
-    def _forget(self, doubt_id: str) -> None:
-        """Drop an adopted commit from Redis; a failure is logged (see `_adopt`)."""
-        try:
-            self.doubts.adopted(doubt_id)
-        except StateError as exc:
-            log.warning("the adopted commit in doubt %s stays in Redis: %s", doubt_id, exc)
-            self.hooks.on_state_error()
-
-    def _on_flow(self, blocked: str | None) -> None:
-        """RabbitMQ blocks our publishes (a memory or disk alarm: `blocked` says which), says so
-        again every second while it lasts, or lifted the block (None). Called inside pika's
-        I/O loop, usually in the middle of a commit that waits for the broker to read it: the
-        child beats BLOCKED meanwhile, so that the supervisor neither kills it as hung nor
-        counts it toward the crash limit, and keeps its deliveries (nothing is redelivered,
-        nothing counts as an attempt); the commit goes through once the alarm clears."""
-        now = time.monotonic()
-        if blocked is None:
-            if not self._blocked_at:
-                return
-            seconds, self._blocked_at = now - self._blocked_at, 0.0
-            if self._step_started:  # a node's clock (worker.timeout) leaves the block out
-                self._step_started += seconds
-            self._note("")
-            self._beat(ChildState.BUSY if self._step_started else ChildState.READY)
-            self.hooks.on_flow(False)
-            log.info("RabbitMQ no longer blocks this child's publishes (%.1f s)", seconds)
-            return
-        self._beat(ChildState.BLOCKED)
-        self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
-        if self.stopping and not self._batch_spared:
-            # asked to stop while blocked: the drain may run out of time and kill us; what we
-            # hold comes back then, and must not count as attempts (`_spare`)
-            self._batch_spared = True
-            self._spare([d.body for d in (*self._batch, *self.broker.pending)])
-        if self._blocked_at:
-            return
-        self._blocked_at = now
-        where = getattr(self.broker, "node", None) or Endpoint.of(self.cfg.broker).where
-        self._note(f"RabbitMQ at {where} blocks publishes: {blocked} (a resource alarm)")
-        self.hooks.on_flow(True)
-        log.warning(
-            "RabbitMQ at %s blocks this child's publishes: %s (a memory or disk alarm, "
-            "`rabbitmqctl status`); its commit waits and its deliveries stay unacknowledged "
-            "until the alarm clears: nothing is lost or run again",
-            where,
-            blocked,
-        )
-
-    def _acks_timed_out(self) -> None:
-        """RabbitMQ closed the channel because a delivery stayed unacknowledged for its
-        consumer_timeout: every delivery of the channel goes back to the queue. Said once per
-        close; those this child buffered and never started are spared from the attempt
-        count (a delivery whose step ran is not: a node that always runs past the timeout
-        must end dead-lettered, not loop)."""
-        self._tell_ack_timeout()
-        self._ack_timeout_told = False  # the next close is said again
-        self._spare([d.body for d in self.broker.pending])
-
-    def _tell_ack_timeout(self) -> None:
-        if self._ack_timeout_told:
-            return
-        self._ack_timeout_told = True
-        self.hooks.on_ack_timeout()
-        current = self._current
-        running = (
-            f"; a node had been running for {time.monotonic() - self._step_started:.0f} s"
-            if self._step_started
-            else ""
-        )
-        log.error(
-            "RabbitMQ closed the channel: a delivery stayed unacknowledged longer than its "
-            "consumer_timeout (%s)%s. Every delivery of this child goes back to the queue and "
-            "its step runs again. Keep RabbitMQ's consumer_timeout above twice worker.timeout "
-            "(%g s) and set broker.consumer_timeout to it (now %g s)%s",
-            self.broker.ack_timeout,
-            running,
-            self.cfg.worker.timeout,
-            self.cfg.broker.consumer_timeout,
-            f"; delivery from {current.queue}" if current is not None else "",
-        )
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Ask the loop to drain (SIGTERM handler; tests call it directly)."""
@@ -436,40 +221,12 @@ class Worker:
         # stopped while a commit was in doubt: one last try (with publisher confirms its
         # receipts are written before the confirms, so only the kept copy says so)
         if self.receipts.doubted or self.doubts.open:
-            self._settle_doubt_before_exit()
+            self.resender.settle_before_exit()
         self.book.write_quietly()  # the last commits' receipts, not yet written
         self.broker.close()
         self.stepper.close()
         self.store.close()
         self.hooks.on_stop()
-
-    def _settle_doubt_before_exit(self, attempts: int = 3) -> None:
-        """Stopping with a commit in doubt: its messages are only in this process, and its
-        deliveries' receipts say they are published. A few more tries, then say so."""
-        error: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                self.broker.close()
-                self.broker.connect()
-                self._resend()
-                return
-            except (BrokerError, StateError) as exc:
-                error = exc
-                time.sleep(self.cfg.broker.retry_delay * (attempt + 1))
-        self.doubts.renew(handing_over=True)  # kept in Redis for any child, at once
-        if self.doubts.kept:
-            self.hooks.on_doubt("handed_over")
-            log.warning(
-                "stopping with a commit in doubt, its messages could not be published again "
-                "(%s): they are kept in Redis, and the next child to look publishes them",
-                error,
-            )
-            return
-        log.error(
-            "stopping with a commit in doubt, its messages could not be published again "
-            "nor kept in Redis (%s): the steps of its deliveries may be lost",
-            error,
-        )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -481,7 +238,7 @@ class Worker:
             self._beat(ChildState.READY)
             now = time.monotonic()
             self._tick_scheduler(now)
-            self._adopt()
+            self.resender.adopt()
             self.parking.release(pending)
             if not pending:
                 # idle: the due receipts are written once RECEIPTS_EVERY old, not at once
@@ -493,7 +250,7 @@ class Worker:
                         self.book.look_up([], write=True)
                     except StateError as exc:  # kept due; nothing else to hold meanwhile
                         self.hooks.on_state_error()
-                        self._wait_for_writes(str(exc), 0)
+                        self.services.wait_for_writes(str(exc), 0)
                         continue
                 elif due_in is not None:
                     wait = min(wait, due_in)
@@ -519,10 +276,10 @@ class Worker:
         delivery waits (`Parking`), or when Redis refused a write or did not answer
         (StateError): then the open transaction is rolled back, the deliveries not committed
         go back to the front of `pending`, still unacknowledged, and they run again once
-        Redis takes writes (`_wait_for_writes`). Handing them back to RabbitMQ instead would
-        count each as an attempt (`broker.max_deliveries`: healthy work dead-lettered as
-        poison after a full or read-only Redis) and spin the children through reconnections
-        as long as Redis refuses."""
+        Redis takes writes (`Services.wait_for_writes`). Handing them back to RabbitMQ
+        instead would count each as an attempt (`broker.max_deliveries`: healthy work
+        dead-lettered as poison after a full or read-only Redis) and spin the children
+        through reconnections as long as Redis refuses."""
         pending = self.broker.pending
         finished: list[tuple[Delivery, int]] = []  # each stepped delivery, commits before
         try:
@@ -572,70 +329,7 @@ class Worker:
         self.receipts.discarded()  # their deliveries run again
         self.broker.pending.extendleft(reversed(again))
         self.hooks.on_state_error()
-        self._wait_for_writes(str(exc), len(again))
-
-    def _wait_for_writes(self, detail: str, held: int) -> None:
-        """Stay connected to RabbitMQ (heartbeats served, deliveries kept) in state WAITING,
-        with a note saying why (`/readyz`, sd_notify STATUS), until Redis answers and takes
-        a write again, with the backoff of `broker.retry_delay`; one line when the wait
-        begins, one when it ends."""
-        where = f"Redis at {redis_where(self.cfg.redis)}"
-        log.warning(
-            "waiting for %s: %s; the %d deliveries of the step stay with this child, "
-            "unacknowledged, and run again once it takes writes",
-            where,
-            detail,
-            held,
-        )
-        delay = self.cfg.broker.retry_delay
-        while not self.stopping:
-            self._note(f"waiting for {where}: {detail}")
-            self._hold(delay)
-            problem = self.store.ping_problem() or self.store.write_problem()
-            if problem is None:
-                log.info("%s answers again", where)
-                self._note("")
-                return
-            if problem != detail:
-                self.hooks.on_state_error()
-            detail = problem
-            delay = min(delay * 2, self.cfg.broker.retry_delay_max)
-
-    def _hold(self, seconds: float) -> None:
-        """Wait `seconds` in state WAITING, serving the broker connection (heartbeats; what
-        it delivers meanwhile is buffered in `pending`)."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping:
-            self._beat(ChildState.WAITING)
-            self.doubts.keep_alive()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self.broker.poll(min(0.2, left))
-            self._check_parent()
-
-    def _hand_back_stale(self, now: float) -> None:
-        """Hand back the buffered deliveries that arrived more than `consumer_timeout - 2 x
-        worker.timeout` ago: their steps could end past RabbitMQ's consumer_timeout, which
-        closes the channel and sends every delivery of it round again (the steps they waited
-        behind were long). They come back at once, to any child, with a fresh clock, spared
-        from the attempt count. Between batches: the transaction holds nothing else."""
-        pending = self.broker.pending
-        stale = [d for d in pending if d.at and now - d.at > self._stale_after]
-        for d in stale:
-            pending.remove(d)
-        self._spare([d.body for d in stale])
-        self.broker.requeue([d.tag for d in stale])
-        self.broker.commit()
-        for d in stale:
-            self.hooks.on_delivery(d.queue, "requeued")
-        log.warning(
-            "handed %d deliveries back unstarted: they waited here %.0f s, and their steps "
-            "could end past RabbitMQ's consumer_timeout (broker.consumer_timeout %g s)",
-            len(stale),
-            now - min(d.at for d in stale),
-            self.cfg.broker.consumer_timeout,
-        )
+        self.services.wait_for_writes(str(exc), len(again))
 
     def _to_look_up(self, d: Delivery) -> bool:
         """Whether the step of `d` may already be published (`_may_be_a_copy`). Any resume
@@ -782,13 +476,7 @@ class Worker:
         try:
             seconds = self.broker.commit(self._confirmed)
         except CommitInDoubt:
-            self.receipts.in_doubt()
-            # a copy outside this process first, then the receipts: a child killed between
-            # the two leaves a commit another child publishes again (a copy at worst), where
-            # the other order would leave receipts of steps whose messages are gone
-            self.doubts.in_doubt(self.broker.export_doubt())
-            self.book.claim_doubted()
-            self.hooks.on_doubt("doubted")
+            self.resender.in_doubt()  # kept, and its deliveries' receipts claimed
             raise
         self._commits += 1
         self.hooks.on_commit(seconds)  # observers count what is committed
@@ -845,6 +533,116 @@ class Worker:
         )
         self.hooks.on_delivery(d.queue, "dead_lettered")
 
+    # -- RabbitMQ's back-pressure -------------------------------------------------------
+    # Kept with the loop: an alarm shifts the clock of the step in flight and spares the batch
+    # being stepped, a consumer_timeout close names the delivery that ran: the loop's own
+    # state, written at every step.
+
+    def _on_flow(self, blocked: str | None) -> None:
+        """RabbitMQ blocks our publishes (a memory or disk alarm: `blocked` says which), says so
+        again every second while it lasts, or lifted the block (None). Called inside pika's
+        I/O loop, usually in the middle of a commit that waits for the broker to read it: the
+        child beats BLOCKED meanwhile, so that the supervisor neither kills it as hung nor
+        counts it toward the crash limit, and keeps its deliveries (nothing is redelivered,
+        nothing counts as an attempt); the commit goes through once the alarm clears."""
+        now = time.monotonic()
+        if blocked is None:
+            if not self._blocked_at:
+                return
+            seconds, self._blocked_at = now - self._blocked_at, 0.0
+            if self._step_started:  # a node's clock (worker.timeout) leaves the block out
+                self._step_started += seconds
+            self._note("")
+            self._beat(ChildState.BUSY if self._step_started else ChildState.READY)
+            self.hooks.on_flow(False)
+            log.info("RabbitMQ no longer blocks this child's publishes (%.1f s)", seconds)
+            return
+        self._beat(ChildState.BLOCKED)
+        self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
+        if self.stopping and not self._batch_spared:
+            # asked to stop while blocked: the drain may run out of time and kill us; what we
+            # hold comes back then, and must not count as attempts (`_spare`)
+            self._batch_spared = True
+            self._spare([d.body for d in (*self._batch, *self.broker.pending)])
+        if self._blocked_at:
+            return
+        self._blocked_at = now
+        where = getattr(self.broker, "node", None) or Endpoint.of(self.cfg.broker).where
+        self._note(f"RabbitMQ at {where} blocks publishes: {blocked} (a resource alarm)")
+        self.hooks.on_flow(True)
+        log.warning(
+            "RabbitMQ at %s blocks this child's publishes: %s (a memory or disk alarm, "
+            "`rabbitmqctl status`); its commit waits and its deliveries stay unacknowledged "
+            "until the alarm clears: nothing is lost or run again",
+            where,
+            blocked,
+        )
+
+    def _acks_timed_out(self) -> None:
+        """RabbitMQ closed the channel because a delivery stayed unacknowledged for its
+        consumer_timeout: every delivery of the channel goes back to the queue. Said once per
+        close; those this child buffered and never started are spared from the attempt
+        count (a delivery whose step ran is not: a node that always runs past the timeout
+        must end dead-lettered, not loop)."""
+        self._tell_ack_timeout()
+        self._ack_timeout_told = False  # the next close is said again
+        self._spare([d.body for d in self.broker.pending])
+
+    def _tell_ack_timeout(self) -> None:
+        if self._ack_timeout_told:
+            return
+        self._ack_timeout_told = True
+        self.hooks.on_ack_timeout()
+        current = self._current
+        running = (
+            f"; a node had been running for {time.monotonic() - self._step_started:.0f} s"
+            if self._step_started
+            else ""
+        )
+        log.error(
+            "RabbitMQ closed the channel: a delivery stayed unacknowledged longer than its "
+            "consumer_timeout (%s)%s. Every delivery of this child goes back to the queue and "
+            "its step runs again. Keep RabbitMQ's consumer_timeout above twice worker.timeout "
+            "(%g s) and set broker.consumer_timeout to it (now %g s)%s",
+            self.broker.ack_timeout,
+            running,
+            self.cfg.worker.timeout,
+            self.cfg.broker.consumer_timeout,
+            f"; delivery from {current.queue}" if current is not None else "",
+        )
+
+    def _hand_back_stale(self, now: float) -> None:
+        """Hand back the buffered deliveries that arrived more than `consumer_timeout - 2 x
+        worker.timeout` ago: their steps could end past RabbitMQ's consumer_timeout, which
+        closes the channel and sends every delivery of it round again (the steps they waited
+        behind were long). They come back at once, to any child, with a fresh clock, spared
+        from the attempt count. Between batches: the transaction holds nothing else."""
+        pending = self.broker.pending
+        stale = [d for d in pending if d.at and now - d.at > self._stale_after]
+        for d in stale:
+            pending.remove(d)
+        self._spare([d.body for d in stale])
+        self.broker.requeue([d.tag for d in stale])
+        self.broker.commit()
+        for d in stale:
+            self.hooks.on_delivery(d.queue, "requeued")
+        log.warning(
+            "handed %d deliveries back unstarted: they waited here %.0f s, and their steps "
+            "could end past RabbitMQ's consumer_timeout (broker.consumer_timeout %g s)",
+            len(stale),
+            now - min(d.at for d in stale),
+            self.cfg.broker.consumer_timeout,
+        )
+
+    def _spare(self, bodies: list[bytes]) -> None:
+        try:
+            self.store.spare_attempts(bodies)
+        except StateError as exc:  # then a later redelivery counts: never worse than before
+            self.hooks.on_state_error()
+            log.warning(
+                "could not spare %d deliveries from the attempt count: %s", len(bodies), exc
+            )
+
     # -- housekeeping -------------------------------------------------------------------
 
     def _tick_scheduler(self, now: float) -> None:
@@ -883,15 +681,6 @@ class Worker:
             self._spare([current.body])
             log.info("stopping while a node runs: it finishes, or its delivery comes back")
 
-    def _spare(self, bodies: list[bytes]) -> None:
-        try:
-            self.store.spare_attempts(bodies)
-        except StateError as exc:  # then a later redelivery counts: never worse than before
-            self.hooks.on_state_error()
-            log.warning(
-                "could not spare %d deliveries from the attempt count: %s", len(bodies), exc
-            )
-
     def _after(self, done: int) -> None:
         self.handled += done
         if self.limit and self.handled >= self.limit:
@@ -922,18 +711,6 @@ class Worker:
     def _note(self, text: str) -> None:
         if self.board is not None:
             self.board.note(self.slot, text)
-
-    def _alive(self, state: ChildState) -> bool:
-        """Beat `state` between two blocking tries; False once asked to stop."""
-        self._beat(state)
-        return not self.stopping
-
-    def _sleep(self, seconds: float, state: ChildState) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            self._beat(state)
-            self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
-            time.sleep(min(0.2, seconds))
 
 
 def _jittered(limit: int, jitter: float) -> int:

@@ -694,7 +694,7 @@ def test_a_broker_that_accepts_but_never_answers_is_waited_for_not_a_crash(start
     """A broker that takes the TCP connection but never speaks AMQP (hung, or a TCP proxy in
     front of a dead node) is a dependency that does not answer, like a refused port: one try
     takes at most a third of `worker.timeout` (`handshake_timeout` in
-    runeworker/child/worker.py), and the child beats between tries and sees a stop."""
+    runeworker/child/services.py), and the child beats between tries and sees a stop."""
     with socket.socket() as mute:
         mute.bind(("127.0.0.1", 0))
         mute.listen(64)  # the kernel completes the handshakes; nobody ever answers
