@@ -103,6 +103,7 @@ TARGETS = (
         "runeworker/engine/depth.py",
         (
             "tests/unit/test_depth.py",
+            "tests/unit/test_depth_oracle.py",
             "tests/unit/test_rtes_limits.py",
             "tests/unit/test_wire_limits.py",
             "tests/unit/test_message_fuzz.py",
