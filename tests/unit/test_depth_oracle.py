@@ -151,3 +151,68 @@ def test_decode_refuses_what_no_double_holds_and_reads_the_rest(seed: int) -> No
                 depth.decode(text.encode(), "value")
         else:
             assert levels(json.dumps(depth.decode(text.encode(), "value"))) == levels(text)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_number_problem_in_a_text_too_deep_for_a_decoder_scans_it(seed: int) -> None:
+    """Past the decoders' nesting (Python's json recurses) the text is scanned with its
+    strings blanked: the same answer."""
+    for text in texts(400 + seed, 100):
+        deep = "[" * 1500 + text + "]" * 1500
+        found = depth.number_problem(deep.encode())
+        assert bool(found) == overflowing(text), text[:300]
+        if found:
+            assert found.startswith("Number out of range: ")
+
+
+@pytest.mark.parametrize(
+    ("token", "shown"),
+    [
+        ("1e999", "1e999"),
+        ("-2.5E+999", "-2.5E+999"),
+        ("9" * 309, "999999999999...9999 (309 characters)"),
+        ("-" + "1" * 30 + "e400", "-11111111111...e400 (35 characters)"),
+    ],
+)
+def test_a_number_no_double_holds_is_quoted_short(token: str, shown: str) -> None:
+    text = '{"a":[1,{"b":' + token + "}]}"
+    assert depth.number_problem(text) == f"Number out of range - at `$.a[1].b`: {shown}"
+    deep = "[" * 1500 + text + "]" * 1500
+    assert depth.number_problem(deep) == f"Number out of range: {shown}"
+
+
+HOLDS = "holds a number no IEEE double holds"
+
+
+def nest(levels: int, inner: Any = 0) -> Any:
+    value = inner
+    for i in range(levels):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (10**400, f"{HOLDS} (Number out of range - at `$`)"),
+        (-(10**308), ""),
+        (10**308, ""),
+        ({"a": [1, 10**309]}, f"{HOLDS} (Number out of range - at `$.a[1]`)"),
+        ({"a": "9" * 400}, ""),
+        (nest(depth.MAX_DEPTH), ""),
+        (nest(depth.MAX_DEPTH + 1), f"is {depth.TOO_DEEP}"),
+        (nest(5000), f"is {depth.TOO_DEEP}"),
+        (nest(depth.MAX_DEPTH, object()), ""),
+        (nest(depth.MAX_DEPTH + 1, object()), f"is {depth.TOO_DEEP}"),
+        ("text", ""),
+        (1.5, ""),
+    ],
+    ids=[
+        "huge-int", "negative-in-range", "in-range", "huge-int-inside", "digits-in-a-string",
+        "at-the-limit", "one-past", "far-past", "not-json-at-the-limit", "not-json-one-past",
+        "string", "float",
+    ],
+)  # fmt: skip
+def test_problem_names_what_keeps_a_value_from_being_published(value: Any, expected: str) -> None:
+    assert depth.problem(value) == expected
+    assert depth.exceeds(value) == expected.startswith("is ")
