@@ -95,7 +95,8 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Annotated[float, Meta(ge=1)] = 60.0
     graceful_timeout: Seconds = 30.0
     max_steps: AtLeast1 = 10000
-    # a blocking node's time limit, < worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
+    # a node's time limit (blocking nodes, and those spending CPU over many values), <
+    # worker.timeout; 0 = AUTO_TOTAL_SHARE of worker.timeout
     node_timeout: Seconds = 0.0
 
 
@@ -211,7 +212,7 @@ def masked(cfg: Config) -> dict[str, Any]:
     }
 
 
-# The share of worker.timeout a blocking node (worker.node_timeout) and an agent run
+# The share of worker.timeout a node (worker.node_timeout) and an agent run
 # (agent.total_timeout) get by default: the supervisor kills a child whose node runs past
 # worker.timeout; the rest leaves the node time to fail and report it.
 AUTO_TOTAL_SHARE = 0.8

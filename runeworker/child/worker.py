@@ -67,6 +67,9 @@ from runeworker.supervisor.liveness import ChildState, Liveness
 log = logging.getLogger("runeworker.worker")
 
 RSS_CHECK_EVERY = 1.0  # seconds between two looks at the RSS (`worker.max_memory_mb`)
+# A step's beat may be this share of worker.timeout older than its start (a beat costs 4 K
+# instructions: not one per step): worker.node_timeout's 80 % plus this stays under the timeout.
+BEAT_SHARE = 0.05
 
 
 class Worker:
@@ -117,6 +120,10 @@ class Worker:
         self._process = psutil.Process()
         self._next_rss_check = 0.0  # `worker.max_memory_mb`: the first batch is checked
         self._step_started = 0.0
+        # what the last beat said (the supervisor times a child from it); a step beats at its
+        # start when that is older than BEAT_SHARE of worker.timeout (a batch beats once)
+        self._beaten_at = 0.0
+        self._beat_after = BEAT_SHARE * cfg.worker.timeout
         self._current: Delivery | None = None  # the delivery whose step runs now
         self._spared: Delivery | None = None  # the in-flight delivery already spared
         self.book = ReceiptBook(self.store)  # steps whose outcome is published
@@ -376,7 +383,12 @@ class Worker:
         """One delivery's step; `key` is its receipt, `seen` whether it has one already."""
         self.hooks.on_delivery(d.queue, "consumed")
         self.hooks.on_inflight(1)
-        self._step_started = time.monotonic()
+        self._step_started = now = time.monotonic()
+        if self.board is not None and now - self._beaten_at > self._beat_after:
+            # worker.timeout counts from this step's start, not from the batch's (an inline
+            # step beat not at all: after a slow one its child was killed, however soon
+            # worker.node_timeout would have stopped it)
+            self._beat(ChildState.BUSY)
         self._current = d
         try:
             if seen and not isinstance(msg, str):
@@ -700,8 +712,9 @@ class Worker:
     def _beat(self, state: ChildState) -> None:
         if self.board is None:
             return
-        at = self._step_started if state is ChildState.BUSY else None
-        self.board.beat(self.slot, state, self.handled, at=at)
+        at = self._step_started if state is ChildState.BUSY else 0.0
+        self._beaten_at = at or time.monotonic()
+        self.board.beat(self.slot, state, self.handled, at=self._beaten_at)
 
     def _check_parent(self) -> None:
         if self.board is not None and os.getppid() == 1:

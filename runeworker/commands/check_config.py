@@ -17,6 +17,7 @@ from runeworker.config import (
     masked,
     to_node_settings,
 )
+from runeworker.engine.registry import UNTIMED_STEPS
 from runeworker.errors import ConfigError
 
 
@@ -104,6 +105,7 @@ def limits(cfg: Config) -> str:
     agent = said("agent.total_timeout", cfg.agent.total_timeout, nodes.agent_total_timeout)
     return (
         f"limits: a node runs at most worker.timeout {cfg.worker.timeout:g} s (then its child is "
-        f"killed as hung); http, smtp and integration nodes stop at {blocking}, an agent at "
-        f"{agent}"
+        f"killed as hung); http, smtp, integration, edit, filter and sort nodes (and a "
+        f"switch or conditional of more than {UNTIMED_STEPS} rules or operands) stop at "
+        f"{blocking}, an agent at {agent}"
     )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import pkgutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runeworker.engine.messages import StackFrame
 from runeworker.engine.workflow import Edge, Node, Workflow
+from runeworker.errors import RuneworkerError
 
 if TYPE_CHECKING:
     from runeworker.engine.resolver import Resolver
@@ -44,9 +47,11 @@ class NodeSettings:
     `[nodes]` section and `worker.node_timeout` (runeworker/config.py) take theirs from this
     class, and `run` and `serve` both build their settings with `config.to_node_settings`.
 
-    node_timeout: the time limit of a blocking node as a whole (http: every attempt and
-        backoff; smtp: every network operation; an integration: every request and Retry-After
-        wait), also the default and upper bound of its own timeout; 0 = no limit. Under
+    node_timeout: the time limit of a node as a whole: of a blocking node (http: every
+        attempt and backoff; smtp: every network operation; an integration: every request and
+        Retry-After wait), also the default and upper bound of its own timeout; and of the
+        nodes that spend CPU over many values (edit, filter, sort, switch, conditional:
+        `TimeLimit`); 0 = no limit. Under
         `serve` a node must end within `worker.timeout` (the supervisor kills a child whose
         node runs longer), so `config.to_node_settings` never gives 0: it defaults to 80 % of
         worker.timeout, and so does this class.
@@ -72,6 +77,63 @@ class NodeSettings:
     agent_anthropic_max_tokens: int = 4096
 
     node_timeout: float = 48.0  # 80 % of the default worker.timeout
+
+
+def time_limit_message(seconds: float) -> str:
+    """What a node stopped by `worker.node_timeout` says (after what it was doing)."""
+    return f"stopped at the node time limit of {seconds:g} s (worker.node_timeout)"
+
+
+# A node that does at most this many costly steps (switch rules, conditions, operands of an
+# expression) is not timed: each step is bounded by the size of the values it reads (a
+# `contains` over a list of 16 MB takes about 2 s), so a few of them are too, and the routing
+# nodes, on most workflows' paths, do not pay for a clock (creating a TimeLimit and two looks
+# at it cost about 1 % of a conditional's step).
+UNTIMED_STEPS = 8
+
+
+class TimeLimit:
+    """`worker.node_timeout` (NodeSettings.node_timeout) counted from a node's start, for the
+    nodes that spend CPU over many values (edit, filter, sort, switch, conditional, the list
+    input): they look at it between values (`passed`, or in a loop `monotonic() >= deadline`
+    on locals: one clock read) and fail with `message` and what they were doing, under the
+    node's error policy, before the supervisor kills the child at `worker.timeout`. 0 or inf:
+    no limit (`deadline` is inf)."""
+
+    __slots__ = ("deadline", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        limited = 0 < seconds < math.inf
+        self.deadline = time.monotonic() + seconds if limited else math.inf
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def left(self) -> float:
+        """Seconds left (inf without a limit; 0 or less once passed)."""
+        return self.deadline - time.monotonic()
+
+    def message(self) -> str:
+        return time_limit_message(self.seconds)
+
+    def timed(self, resolve: Callable[[str], Any]) -> Callable[[str], Any]:
+        """`resolve` (a resolver's `lookup` or `resolve_value`) looking at the limit first: for
+        code that reads data through such a callable (an expression's operands), once per
+        value read. Once passed it raises TimeLimitPassed, which the node turns into its
+        NodeError (code that tolerates a NodeError, a display's best effort, must not go on)."""
+
+        def call(text: str) -> Any:
+            if time.monotonic() >= self.deadline:
+                shown = text if len(text) <= 60 else text[:57] + "..."
+                raise TimeLimitPassed(f"reading {shown}: {self.message()}")
+            return resolve(text)
+
+        return call
+
+
+class TimeLimitPassed(RuneworkerError):
+    """A `TimeLimit.timed` callable was called after the limit (see there)."""
 
 
 class Meter(Protocol):
@@ -116,6 +178,10 @@ class NodeContext:
     settings: NodeSettings = field(default_factory=NodeSettings)
     log: logging.Logger = _NODE_LOG
     meter: Meter = NO_METER
+
+    def time_limit(self) -> TimeLimit:
+        """`worker.node_timeout` from now: call it when the node starts."""
+        return TimeLimit(self.settings.node_timeout)
 
 
 Run = Callable[[NodeContext], dict[str, Any]]

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import NodeContext, node, time_limit_message
 from runeworker.errors import NodeError
 from runeworker.integrations.spec import BASE_URLS, Tool, put
 from runeworker.nodes import http
@@ -114,10 +114,7 @@ class Call:
         for attempt in range(attempts + 1):
             left = self.deadline - time.monotonic()
             if left <= 0:
-                raise NodeError(
-                    f"{shown}: stopped at the node time limit of {settings.node_timeout:g} s "
-                    "(worker.node_timeout)"
-                )
+                raise NodeError(f"{shown}: {time_limit_message(settings.node_timeout)}")
             # the http node bounds its attempts by what is left of the whole node's limit
             if left != math.inf:
                 sub = dataclasses.replace(

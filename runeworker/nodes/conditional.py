@@ -6,6 +6,13 @@ containing spaces, quotes or `and`/`or` cannot change the expression, and `"$fla
 It is either an expression string (see `runeworker.nodes.expression`) or the RFC-002 structured
 form, a list of `{"op1": X, "operator": OP, "op2": Y}` joined by the `operator` parameter
 (`and`, the default, or `or`).
+
+An expression of more than `UNTIMED_STEPS` (8) operands or conditions, or longer than
+`KEPT_EXPRESSION_CHARS` (512), is bounded as a whole by `worker.node_timeout` (counted from its
+start), looked at while it is parsed and before each value an operand reads (when evaluated and
+when displayed): many comparisons over large values fail it (`reading $a: stopped at the node
+time limit of S s (worker.node_timeout)`, `expression condition 9: stopped at ...`). A smaller
+one costs at most that many comparisons.
 """
 
 from __future__ import annotations
@@ -13,12 +20,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import (
+    UNTIMED_STEPS,
+    NodeContext,
+    TimeLimit,
+    TimeLimitPassed,
+    node,
+)
 from runeworker.engine.resolver import Resolver, render
 from runeworker.engine.workflow import Edge, Node, Workflow
 from runeworker.errors import NodeError, ResolveError
 from runeworker.nodes import params
-from runeworker.nodes.expression import Expression, canonical_operator, compare
+from runeworker.nodes.expression import (
+    KEPT_EXPRESSION_CHARS,
+    Expression,
+    Interpolate,
+    Lookup,
+    canonical_operator,
+    compare,
+)
 
 _JOINER = params.Wording(invalid="operator parameter must be 'and' or 'or', not '{shown}'")
 
@@ -62,8 +82,11 @@ class Condition:
         except ResolveError as exc:
             raise NodeError(f"expression condition {self.number}: {name}: {exc}") from exc
 
-    def evaluate(self, resolver: Resolver) -> bool:
-        """Resolve both operands (references and templates) and compare them."""
+    def evaluate(self, resolver: Resolver, limit: TimeLimit | None) -> bool:
+        """Resolve both operands (references and templates) and compare them, unless the node's
+        time limit has passed (NodeError)."""
+        if limit is not None and limit.passed():
+            raise self._stopped(limit)
         left = self._operand(resolver, "op1", self.op1)
         right = self._operand(resolver, "op2", self.op2)
         try:
@@ -71,8 +94,14 @@ class Condition:
         except NodeError as exc:
             raise NodeError(f"expression condition {self.number} ({self.op}): {exc}") from exc
 
-    def display(self, resolver: Resolver) -> str:
-        """`left OP right` with the operands resolved where they can be."""
+    def _stopped(self, limit: TimeLimit) -> NodeError:
+        return NodeError(f"expression condition {self.number}: {limit.message()}")
+
+    def display(self, resolver: Resolver, limit: TimeLimit | None) -> str:
+        """`left OP right` with the operands resolved where they can be (NodeError once the
+        node's time limit has passed)."""
+        if limit is not None and limit.passed():
+            raise self._stopped(limit)
         sides = []
         for raw in (self.op1, self.op2):
             try:
@@ -83,21 +112,33 @@ class Condition:
 
 
 def _structured(ctx: NodeContext, raw: list[Any]) -> dict[str, Any]:
+    limit = ctx.time_limit() if len(raw) > UNTIMED_STEPS else None
     joiner = params.text(ctx.params, "operator", "and", wording=_JOINER).strip().lower()
     if joiner not in ("and", "or"):
         raise NodeError(f"operator parameter must be 'and' or 'or', not '{ctx.params['operator']}'")
     conditions = [Condition.from_raw(i, c) for i, c in enumerate(raw, 1)]
-    results = (c.evaluate(ctx.resolver) for c in conditions)
+    results = (c.evaluate(ctx.resolver, limit) for c in conditions)
     result = any(results) if joiner == "or" else all(results)
-    text = f" {joiner} ".join(c.display(ctx.resolver) for c in conditions)
+    text = f" {joiner} ".join(c.display(ctx.resolver, limit) for c in conditions)
     return {"result": result, "expression": text}
 
 
 def _string(ctx: NodeContext, text: str) -> dict[str, Any]:
-    expression = Expression(text)
-    lookup, interpolate = ctx.resolver.lookup, ctx.resolver.resolve_value
-    result = expression.evaluate(lookup, interpolate)
-    return {"result": result, "expression": expression.display(lookup, interpolate)}
+    # a long text is parsed each time (a short one's parse is kept): under the limit
+    limit = ctx.time_limit() if len(text) > KEPT_EXPRESSION_CHARS else None
+    expression = Expression(text, limit)
+    if limit is None and expression.operands > UNTIMED_STEPS:
+        limit = ctx.time_limit()
+    lookup: Lookup = ctx.resolver.lookup
+    interpolate: Interpolate = ctx.resolver.resolve_value
+    if limit is not None:  # looked at before each value an operand reads
+        lookup, interpolate = limit.timed(lookup), limit.timed(interpolate)
+    try:
+        result = expression.evaluate(lookup, interpolate)
+        shown = expression.display(lookup, interpolate)
+    except TimeLimitPassed as exc:
+        raise NodeError(str(exc)) from None
+    return {"result": result, "expression": shown}
 
 
 def run(ctx: NodeContext) -> dict[str, Any]:

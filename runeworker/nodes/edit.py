@@ -25,6 +25,12 @@ Values from the context are never evaluated again, so data cannot inject express
 `type` (default `string`, also when not text) casts the value: `string` (JSON text for objects
 and arrays), `number`, `boolean` (`true/yes/1/false/no/0`, numbers are true unless 0) or `json`
 (parses text). `name` is a dot path; missing objects on the way are created.
+
+The node as a whole is bounded by `worker.node_timeout` (counted from its start): each value
+looks at it before it is resolved, and an expression's 100 ms become what is left of it when
+that is less, so many values (assignments times items) each under 100 ms fail the node with
+`apply assignments at index I: resolve value for 'NAME': stopped at the node time limit of N s
+(worker.node_timeout)` instead of running until the supervisor kills the child.
 """
 
 from __future__ import annotations
@@ -33,13 +39,14 @@ import math
 from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import msgspec
 
 from runeworker.engine import depth
 from runeworker.engine.context import LazyContext
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import NodeContext, TimeLimit, node
 from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import DepthError, NodeError, RuneworkerError
 from runeworker.nodes import params
@@ -218,12 +225,14 @@ def _assignments(ctx: NodeContext) -> list[Assignment]:
 
 @dataclass
 class _Plan:
-    """What every edited object shares: the assignments, the mode, the node's context and
-    its JavaScript engine (made on the first expression: a run without one needs none)."""
+    """What every edited object shares: the assignments, the mode, the node's context, its
+    time limit (worker.node_timeout, looked at once per value) and its JavaScript engine
+    (made on the first expression: a run without one needs none)."""
 
     ctx: NodeContext
     assignments: list[Assignment]
     keep_only: bool
+    limit: TimeLimit
     js: JavaScript | None = field(default=None)
 
     def engine(self) -> JavaScript:
@@ -259,8 +268,11 @@ class _Scope:
     def value(self, a: Assignment) -> Any:
         template = a.template
         if template is None:
+            if monotonic() >= self.plan.limit.deadline:
+                raise NodeError(self.plan.limit.message())
             return self.resolver.resolve_value(a.value)
-        budget = Budget()  # the blocks of one value share it
+        # the blocks of one value share it; cut to what is left of the node's time limit
+        budget = Budget(limit=self.plan.limit)
         if template.whole:
             return self._evaluate(template.expression, budget)
         text = []
@@ -302,8 +314,9 @@ def _apply(plan: _Plan, item: dict[str, Any]) -> dict[str, Any]:
 @node("edit", required=("assignments",), raw=("assignments", "target_path", "array_path"))
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Apply the assignments; output `{"$json": the edited object or array}`."""
+    limit = ctx.time_limit()
     keep_only = params.text(ctx.params, "mode", other="render").strip().lower() == "keep_only"
-    plan = _Plan(ctx, _assignments(ctx), keep_only)
+    plan = _Plan(ctx, _assignments(ctx), keep_only, limit)
     try:
         return _edit(ctx, plan)
     finally:

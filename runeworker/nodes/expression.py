@@ -13,7 +13,9 @@ templates and split on operators inside quotes):
   `null`/`nil`, else the text itself (interpolated when an `interpolate` hook is given).
 * Truthiness: null, false, "", "false", "0" and the number zero (int or float) are false.
 
-Parsing is pure and cached; evaluation reads data only through the `lookup` callable.
+Parsing is pure and cached (a long expression is parsed under the node's time limit, when given
+one); evaluation reads data only through the `lookup` and `interpolate` callables (a node timing
+its evaluation gives them wrapped by `TimeLimit.timed`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
 
+from runeworker.engine.registry import TimeLimit
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError, ResolveError
 
@@ -238,10 +241,17 @@ def _word_end(src: str, i: int) -> int:
     return i
 
 
-def _tokenize(src: str) -> list[_Tok]:
+def _stopped(src: str, i: int, limit: TimeLimit) -> ExpressionError:
+    where = f"parsing the expression ({len(src)} characters) at position {i}"
+    return ExpressionError(f"{where}: {limit.message()}")
+
+
+def _tokenize(src: str, limit: TimeLimit | None = None) -> list[_Tok]:
     toks: list[_Tok] = []
     i, n = 0, len(src)
     while i < n:
+        if limit is not None and limit.passed():
+            raise _stopped(src, i, limit)
         c = src[i]
         if c.isspace():
             i += 1
@@ -267,9 +277,10 @@ def _tokenize(src: str) -> list[_Tok]:
 class _Parser:
     """Recursive descent over the tokens: or < and < not < comparison."""
 
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, limit: TimeLimit | None = None) -> None:
         self.src = src
-        self.toks = _tokenize(src)
+        self.limit = limit
+        self.toks = _tokenize(src, limit)
         self.pos = 0
         self.operands: list[_Tok] = []  # every operand, in source order, for `display`
 
@@ -316,6 +327,9 @@ class _Parser:
 
     def _comparison(self) -> _Expr:
         start = self.pos
+        if self.limit is not None and self.limit.passed():
+            tok = self._peek()
+            raise _stopped(self.src, tok.start if tok else len(self.src), self.limit)
         while (tok := self._peek()) is not None and tok.kind not in ("and", "or", ")"):
             if tok.kind == "(":
                 raise ExpressionError(
@@ -343,8 +357,8 @@ class _Parser:
         return operand
 
 
-def _parse(text: str) -> tuple[_Expr, tuple[_Tok, ...]]:
-    parser = _Parser(text)
+def _parse(text: str, limit: TimeLimit | None = None) -> tuple[_Expr, tuple[_Tok, ...]]:
+    parser = _Parser(text, limit)
     try:
         tree = parser.parse()
     except RecursionError:
@@ -354,7 +368,9 @@ def _parse(text: str) -> tuple[_Expr, tuple[_Tok, ...]]:
 
 # Parsed expressions kept: at most 1024, each of at most KEPT_EXPRESSION_CHARS (a parse costs
 # about seven times its text: some 4 MB together at most); a longer one is parsed each time. By
-# count alone, the cache kept expressions of any length (1024 of 16 KB: about 100 MB).
+# count alone, the cache kept expressions of any length (1024 of 16 KB: about 100 MB). A longer
+# one looks at the node's time limit as it is parsed (3 s a megabyte: 16 MB took longer than
+# worker.node_timeout's default).
 KEPT_EXPRESSION_CHARS = 512
 _parse_kept = lru_cache(maxsize=1024)(_parse)
 
@@ -363,14 +379,18 @@ _parse_kept = lru_cache(maxsize=1024)(_parse)
 
 
 class Expression:
-    """A parsed expression string; `Expression(text)` raises ExpressionError on bad syntax."""
+    """A parsed expression string; `Expression(text)` raises ExpressionError on bad syntax, and
+    when the parse of a long one passes `limit`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, limit: TimeLimit | None = None) -> None:
         if not text.strip():
             raise ExpressionError("empty expression")
         self.text = text
-        parse = _parse_kept if len(text) <= KEPT_EXPRESSION_CHARS else _parse
-        self._tree, self._operands = parse(text)
+        if len(text) <= KEPT_EXPRESSION_CHARS:
+            self._tree, self._operands = _parse_kept(text)
+        else:
+            self._tree, self._operands = _parse(text, limit)
+        self.operands = len(self._operands)  # how many operands it has
 
     def evaluate(self, lookup: Lookup, interpolate: Interpolate | None = None) -> bool:
         """The truth value; `and`/`or` short-circuit, so unneeded operands are not resolved."""

@@ -6,14 +6,22 @@ must hold, an item without a rule's field is dropped) or `any` (one rule must ho
 field the item lacks are skipped). `rules` and `input_array` are raw parameters: fields are
 paths inside each item, never references into the context; a `value` may reference the context.
 Output: `$json` (the kept items), `count`, `original_count`.
+
+The node as a whole is bounded by `worker.node_timeout` (counted from its start), looked at
+before each rule is read and before each item (before each rule applied to an item when there
+are more than `UNTIMED_STEPS`, 8): many items, or many rules, fail it with `filter item at
+index I of N: stopped at the node time limit of S s (worker.node_timeout)` (`...: rule R:
+stopped ...`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import UNTIMED_STEPS, NodeContext, TimeLimit, node
 from runeworker.engine.resolver import Resolver
 from runeworker.errors import NodeError
 from runeworker.nodes import params
@@ -67,7 +75,7 @@ def _match_mode(ps: dict[str, Any]) -> str:
     return raw.strip().lower()
 
 
-def keep(item: Any, rules: list[FilterRule], mode: str) -> bool:
+def keep(item: Any, rules: Iterable[FilterRule], mode: str) -> bool:
     """`all`: every rule holds (a missing field fails the item). `any`: one rule holds."""
     for rule in rules:
         result = rule.holds(item)
@@ -78,16 +86,38 @@ def keep(item: Any, rules: list[FilterRule], mode: str) -> bool:
     return mode == "all"
 
 
+def _timed(rules: list[FilterRule], limit: TimeLimit) -> Iterator[FilterRule]:
+    """The rules, looking at `limit` before each; once passed, NodeError names the rule."""
+    for number, rule in enumerate(rules, 1):
+        if monotonic() >= limit.deadline:
+            raise NodeError(f"rule {number}: {limit.message()}")
+        yield rule
+
+
 @node("filter", required=("rules",), raw=("rules", "input_array"))
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Filter the input list; output `{"$json": kept, "count": n, "original_count": m}`."""
+    limit = ctx.time_limit()
     entries = rules_param(ctx, "filter")
     if not entries:
         raise NodeError("at least one filter rule is required")
     mode = _match_mode(ctx.params)
-    source = array_input(ctx)
-    rules = [
-        FilterRule.parse(i, raw, source.bases, ctx.resolver) for i, raw in enumerate(entries, 1)
-    ]
-    kept = [item for item in source.items if keep(item, rules, mode)]
-    return {JSON_KEY: kept, "count": len(kept), "original_count": len(source.items)}
+    source = array_input(ctx, limit)
+    rules = []
+    for i, raw in enumerate(entries, 1):
+        if monotonic() >= limit.deadline:
+            raise NodeError(f"filter rule {i}: {limit.message()}")
+        rules.append(FilterRule.parse(i, raw, source.bases, ctx.resolver))
+    items = source.items
+    deadline = limit.deadline
+    many = len(rules) > UNTIMED_STEPS  # an item's rules are then timed one by one
+    kept = []
+    for index, item in enumerate(items):
+        try:
+            if monotonic() >= deadline:
+                raise NodeError(limit.message())
+            if keep(item, _timed(rules, limit) if many else rules, mode):
+                kept.append(item)
+        except NodeError as exc:
+            raise NodeError(f"filter item at index {index} of {len(items)}: {exc}") from exc
+    return {JSON_KEY: kept, "count": len(kept), "original_count": len(items)}

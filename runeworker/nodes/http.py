@@ -35,7 +35,7 @@ import requests
 import urllib3
 
 from runeworker.engine import depth
-from runeworker.engine.registry import NodeContext, NodeSettings, node
+from runeworker.engine.registry import NodeContext, NodeSettings, node, time_limit_message
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
 from runeworker.masking import mask_url_passwords
@@ -127,7 +127,7 @@ def _run(ctx: NodeContext) -> dict[str, Any]:
             last = f"status code {status} matches raise_on_status pattern: {req.raise_on_status}"
         ctx.log.warning("http attempt %d failed: %s", attempt + 1, _masked(ctx, last))
     if time.monotonic() >= deadline:
-        last = f"stopped at the node time limit of {limit:g} s (worker.node_timeout); last: {last}"
+        last = f"{time_limit_message(limit)}; last: {last}"
     raise NodeError(f"http request failed after {made} attempts: {last}")
 
 

@@ -11,11 +11,16 @@ value no expression reads costs one string copy. A context value nested deeper t
 `runeworker.engine.depth.MAX_DEPTH` throws when read.
 
 Limits: each `evaluate` call has a CPU time budget (QuickJS interrupts the script: the error
-is upstream's "expression timeout or cancelled"), the runtime a memory cap (`memory_limit`)
-and a stack cap. The engine has no I/O: no `require`, `import`, `fetch`, `console`, timers,
-file or network access exist in a bare QuickJS context. Within one node run, expressions
-share the global object: a global variable or a changed built-in made by one expression is
-seen by the next expressions of the same run (each run starts afresh).
+is upstream's "expression timeout or cancelled"), cut to what is left of the node's own time
+limit (`worker.node_timeout`) when that is less (the error then names that limit), the runtime
+a memory cap (`memory_limit`) and a stack cap. A regular expression runs under the same budget:
+QuickJS's matcher backtracks and looks at the interrupt, so `/(a+)+$/` over 40 letters fails
+at the budget (goja ran a pattern RE2 can read with Go's regexp, in linear time, and answered;
+it backtracks too, with regexp2, for backreferences and lookarounds). The engine has no I/O:
+no `require`, `import`, `fetch`, `console`, timers, file or network access exist in a bare
+QuickJS context. Within one node run, expressions share the global object: a global variable
+or a changed built-in made by one expression is seen by the next expressions of the same run
+(each run starts afresh).
 
 Errors read as upstream's goja writes them (`Exception.Error()`: the thrown value's `String()`),
 without goja's position (` at <eval>:1:1(1)`): `TypeError: ...`, `Error: boom`, and for a thrown
@@ -44,6 +49,7 @@ import msgspec
 import quickjs
 
 from runeworker.engine import depth
+from runeworker.engine.registry import TimeLimit
 from runeworker.errors import DepthError, RuneworkerError
 
 TIME_BUDGET: Final = 0.1  # seconds of CPU per expression value, as upstream's evalTimeout
@@ -144,15 +150,24 @@ class ExpressionError(RuneworkerError):
 
 
 class Budget:
-    """CPU seconds left for one value (the blocks of a template share them)."""
+    """CPU seconds left for one value (the blocks of a template share them): `seconds`, or
+    what is left of the node's time limit when that is less (`limit`, worker.node_timeout,
+    wall-clock seconds: CPU seconds come no faster). `message` is what running out says:
+    upstream's "expression timeout or cancelled", or the node's time limit when that cut
+    the budget."""
 
-    def __init__(self, seconds: float = TIME_BUDGET) -> None:
+    def __init__(self, seconds: float = TIME_BUDGET, limit: TimeLimit | None = None) -> None:
+        self.message = TIMEOUT_MESSAGE
+        if limit is not None:
+            left = limit.left()
+            if left < seconds:
+                seconds, self.message = left, limit.message()
         self.deadline = time.process_time() + seconds
 
     def left(self) -> float:
         seconds = self.deadline - time.process_time()
         if seconds <= 0:
-            raise ExpressionError(TIMEOUT_MESSAGE)
+            raise ExpressionError(self.message)
         return seconds
 
 
@@ -185,12 +200,13 @@ class JavaScript:
         """The JSON value of `expression` with `$json` parsed from `item_text` (None: as the
         sources say); numbers stay numbers (NaN and the infinities included). Raises
         ExpressionError."""
-        self._ctx.set_time_limit((budget or Budget()).left())
+        budget = budget or Budget()
+        self._ctx.set_time_limit(budget.left())
         self._throws = self._throws or _THROW.search(expression) is not None
         try:
             result = self._run(expression, item_text)
         except quickjs.JSException as exc:
-            raise ExpressionError(self._describe(exc)) from None
+            raise ExpressionError(self._describe(exc, budget.message)) from None
         finally:
             self._collect_used()
         if isinstance(result, str):
@@ -207,33 +223,34 @@ class JavaScript:
         with contextlib.suppress(quickjs.JSException):  # out of memory: nothing to learn
             self.used.update(msgspec.json.decode(self._used()))
 
-    def _describe(self, exc: quickjs.JSException) -> str:
+    def _describe(self, exc: quickjs.JSException, timeout: str) -> str:
         """The message of a failed evaluation: what the expression threw as goja's
         `Value.String()` writes it (`TypeError: ...`, `42`, `undefined`, `[object Object]`, a
         string itself), upstream's message without goja's ` at <eval>:1:1(1)`; or one of the
-        engine's own limits (time, memory, stack)."""
+        engine's own limits (time, said as `timeout`; memory; stack)."""
         try:
             recorded = self._thrown()
         except quickjs.JSException as failed:  # writing the thrown value failed in turn
-            return self._engine_limit(str(failed)) or self._out_of_memory()
+            return self._engine_limit(str(failed), timeout) or self._out_of_memory()
         if not isinstance(recorded, str):  # not caught (an interrupt): the binding's text
             text = str(exc)
             if isinstance(exc, quickjs.StackOverflow):
                 return STACK_MESSAGE
-            return self._engine_limit(text) or text.splitlines()[0]
+            return self._engine_limit(text, timeout) or text.splitlines()[0]
         thrown = msgspec.json.decode(recorded)
         if len(thrown) == 1:  # null: thrown by the expression, or QuickJS out of memory
             return "null" if self._throws and not self._memory_full() else self._out_of_memory()
         error, shown = thrown
         if error:
-            return self._engine_limit(shown) or shown
+            return self._engine_limit(shown, timeout) or shown
         return shown or '""'  # goja writes an empty string as nothing but its position
 
-    def _engine_limit(self, text: str) -> str | None:
-        """The message of an engine limit that `text` (an error's first line) reports."""
+    def _engine_limit(self, text: str, timeout: str) -> str | None:
+        """The message of an engine limit that `text` (an error's first line) reports; the
+        time limit's is `timeout`."""
         first = text.splitlines()[0] if text.strip() else ""
         if first == "InternalError: interrupted":
-            return TIMEOUT_MESSAGE
+            return timeout
         if first == "InternalError: out of memory" or first in ("", "null"):
             return self._out_of_memory()  # "null": no memory left to write the error
         if first in STACK_ERRORS:

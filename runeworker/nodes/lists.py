@@ -4,7 +4,9 @@ services/rune-worker/pkg/nodes/shared/listops/listops.go).
 * Array input: `input_array` (raw, resolved here) is a `$reference` (with the direct-lookup
   fallback), a `{{ $reference }}`, a bare path (`Fetch.body`, tried as `$Fetch.body`) or a literal
   list. Absent, the list is `$json`; without `$json` the context is searched and must hold
-  exactly one distinct list (the same list under `$input` and `$trigger` counts once).
+  exactly one distinct list (the same list under `$input` and `$trigger` counts once); that
+  search compares every list found with the distinct ones before it, and looks at the node's
+  time limit (`worker.node_timeout`) before each.
 * Field paths: `$item.age`, `age`, `.age`, `[0].x`, or a reference picked from the input list
   (`$Fetch.body[0].age` when the list is `$Fetch.body`) all name a field of each item.
 * Values: equality and ordering of upstream's listops, and the rule-value coercion.
@@ -22,7 +24,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from runeworker.engine.registry import NodeContext
+from runeworker.engine.registry import NodeContext, TimeLimit
 from runeworker.engine.resolver import Resolver, json_kind, render
 from runeworker.errors import NodeError, ResolveError
 from runeworker.nodes import dates, params
@@ -54,8 +56,9 @@ class ArrayInput:
     bases: tuple[str, ...] = ()
 
 
-def array_input(ctx: NodeContext) -> ArrayInput:
-    """The node's input list (see the module docstring); errors raise NodeError."""
+def array_input(ctx: NodeContext, limit: TimeLimit | None = None) -> ArrayInput:
+    """The node's input list (see the module docstring); errors raise NodeError. `limit`: the
+    node's time limit, for the search of a list when `input_array` is not set."""
     raw = ctx.params.get("input_array")
     if raw is None:
         if JSON_KEY in ctx.context:
@@ -63,7 +66,7 @@ def array_input(ctx: NodeContext) -> ArrayInput:
                 return _checked(ctx.resolver.lookup(JSON_KEY), (JSON_KEY,))
             except ResolveError as exc:  # unreadable: nested too deeply, a number out of range
                 raise NodeError(f'failed to resolve reference "{JSON_KEY}": {exc}') from exc
-        return _discover(ctx)
+        return _discover(ctx, limit or ctx.time_limit())
     if isinstance(raw, str):
         return _from_text(raw, ctx.resolver)
     if isinstance(raw, list):
@@ -101,13 +104,18 @@ def _from_text(raw: str, resolver: Resolver) -> ArrayInput:
         ) from None
 
 
-def _discover(ctx: NodeContext) -> ArrayInput:
+def _discover(ctx: NodeContext, limit: TimeLimit) -> ArrayInput:
     found: list[tuple[str, str, list[Any]]] = []  # (context key, path, list)
     for key in sorted(ctx.context):
         if not key.startswith("_"):
             found += [(key, path, value) for path, value in _lists(ctx.context[key], key)]
     distinct: list[list[Any]] = []
-    for _, _, value in found:
+    for number, (_, path, value) in enumerate(found, 1):
+        if limit.passed():  # each list is compared with every distinct one before it
+            raise NodeError(
+                f"input_array is not set; looking for the list to use at {path} "
+                f"({number} of {len(found)} found): {limit.message()}"
+            )
         if value not in distinct:
             distinct.append(value)
     paths = [path for _, path, _ in found]

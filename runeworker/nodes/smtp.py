@@ -45,7 +45,7 @@ from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 from typing import Any
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import NodeContext, node, time_limit_message
 from runeworker.errors import NodeError
 from runeworker.nodes import params as p
 
@@ -127,9 +127,7 @@ def run(ctx: NodeContext) -> dict[str, Any]:
         if time.monotonic() >= deadline:
             if isinstance(exc, smtplib.SMTPServerDisconnected):  # the deadline's shutdown
                 reason = describe_error(TimeoutError(), server, timeout)
-            reason = (
-                f"stopped at the node time limit of {limit:g} s (worker.node_timeout): {reason}"
-            )
+            reason = f"{time_limit_message(limit)}: {reason}"
         # `from None`: the cause's own text is not masked and must not reach a log.
         raise NodeError(str(ctx.resolver.mask(f"failed to send email: {reason}"))) from None
     output: dict[str, Any] = {

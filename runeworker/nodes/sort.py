@@ -8,15 +8,21 @@ rules break the ties of earlier ones. Items that lack a field, or hold null ther
 directions (the Go worker put them first when descending:
 services/rune-worker/pkg/nodes/shared/listops/listops.go).
 Output: `$json` (the sorted items) and `count`.
+
+The node as a whole is bounded by `worker.node_timeout` (counted from its start), looked at
+before each rule reads an item's key and before each rule compares two: a large list, many
+rules, or costly keys (`auto` compares texts as numbers and dates first) fail it with `sort rule
+R: sorting N items: stopped at the node time limit of S s (worker.node_timeout)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cmp_to_key
+from time import monotonic
 from typing import Any
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import NodeContext, TimeLimit, node
 from runeworker.engine.resolver import render
 from runeworker.errors import NodeError
 from runeworker.nodes import params
@@ -96,12 +102,29 @@ class SortRule:
         return -result if self.descending else result
 
 
-def sort_items(items: list[Any], rules: list[SortRule]) -> list[Any]:
-    """`items` sorted by `rules` (stable; the first rule that tells two items apart decides)."""
-    keyed = [([rule.key(item, i) for rule in rules], item) for i, item in enumerate(items)]
+def sort_items(
+    items: list[Any], rules: list[SortRule], limit: TimeLimit | None = None
+) -> list[Any]:
+    """`items` sorted by `rules` (stable; the first rule that tells two items apart decides).
+    `limit` is looked at before each item's keys and each comparison; once passed,
+    NodeError."""
+    limit = limit or TimeLimit(0)
+    deadline = limit.deadline
+    keyed = []
+    for i, item in enumerate(items):
+        keys = []
+        for rule in rules:
+            if monotonic() >= deadline:
+                where = f"sort rule {rule.number}: reading item {i} of {len(items)}"
+                raise NodeError(f"{where}: {limit.message()}")
+            keys.append(rule.key(item, i))
+        keyed.append((keys, item))
 
     def compare(a: tuple[list[Any], Any], b: tuple[list[Any], Any]) -> int:
         for rule, left, right in zip(rules, a[0], b[0], strict=True):
+            if monotonic() >= deadline:
+                where = f"sort rule {rule.number}: sorting {len(items)} items"
+                raise NodeError(f"{where}: {limit.message()}")
             result = rule.compare(left, right)
             if result:
                 return result
@@ -113,10 +136,11 @@ def sort_items(items: list[Any], rules: list[SortRule]) -> list[Any]:
 @node("sort", required=("rules",), raw=("rules", "input_array"))
 def run(ctx: NodeContext) -> dict[str, Any]:
     """Sort the input list; output `{"$json": sorted items, "count": n}`."""
+    limit = ctx.time_limit()
     entries = rules_param(ctx, "sort")
     if not entries:
         raise NodeError("at least one sort rule is required")
-    source = array_input(ctx)
+    source = array_input(ctx, limit)
     rules = [SortRule.parse(i, raw, source.bases) for i, raw in enumerate(entries, 1)]
-    ordered = sort_items(source.items, rules)
+    ordered = sort_items(source.items, rules, limit)
     return {JSON_KEY: ordered, "count": len(ordered)}

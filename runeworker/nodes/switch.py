@@ -5,13 +5,18 @@ services/rune-worker/pkg/nodes/custom/switch/).
 one for the fallback (entries may be null for unwired handles). `rules` is a raw parameter:
 operands are resolved here with the switch's own rules (a wrapping `{{ }}` is stripped and a
 `$reference` may also name a literal context key), so their values keep their JSON types.
+
+A switch of more than `UNTIMED_STEPS` (8) rules is bounded as a whole by `worker.node_timeout`
+(counted from its start), looked at before each rule: many rules over large values fail it
+(`switch rule I: stopped at the node time limit of S s (worker.node_timeout)`; a rule that
+errors is skipped, the time limit is not). Fewer rules cost at most that many comparisons.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from runeworker.engine.registry import NodeContext, node
+from runeworker.engine.registry import UNTIMED_STEPS, NodeContext, node
 from runeworker.engine.resolver import Resolver, render
 from runeworker.engine.workflow import Edge, Node, Workflow
 from runeworker.errors import NodeError, ResolveError
@@ -68,7 +73,10 @@ def run(ctx: NodeContext) -> dict[str, Any]:
     operator, compare}}` (see `_reported`) for the first match, else
     `{"output_index": len(rules), "fallback": True}`. A rule that errors is logged and skipped."""
     rules = _rules(ctx)
+    limit = ctx.time_limit() if len(rules) > UNTIMED_STEPS else None
     for index, rule in enumerate(rules):
+        if limit is not None and limit.passed():
+            raise NodeError(f"switch rule {index}: {limit.message()}")
         if not isinstance(rule, dict):
             continue  # Go skips entries that are not objects
         try:

@@ -389,22 +389,39 @@ def test_a_node_that_would_outlast_worker_timeout_fails_in_time_instead_of_being
     may be (`retry` 3, its own `timeout` 60 s) is stopped at 80 % of `worker.timeout` (3 s)
     and fails as a node does, under its error policy (halt by default). Before, the default
     was no limit: the supervisor killed the child as hung after 3 s, the message came back,
-    and it was dead-lettered as poison after `broker.max_deliveries` kills."""
+    and it was dead-lettered as poison after `broker.max_deliveries` kills. So is a node that
+    spends CPU (an edit of 100 JavaScript values of 50 ms each, every one under its own
+    100 ms: 5 s in all), whose error edge then runs; before, it was killed the same way."""
     server = SlowServer(30.0)
     node = {"id": "slow", "name": "slow", "type": "http",
             "parameters": {"url": f"{server.url}/slow", "method": "GET", "retry": "3",
                            "timeout": 60}}  # fmt: skip
+    busy = "{{ (() => { const t = Date.now(); while (Date.now() - t < 50) {} return 1 })() }}"
+    cpu = {"nodes": [{"id": "busy", "name": "busy", "type": "edit",
+                      "parameters": {"assignments": [{"name": f"v{i}", "value": busy}
+                                                     for i in range(100)]},
+                      "error": {"type": "branch", "error_edge": "on_error"}},
+                     {"id": "handler", "name": "Handler", "type": "log",
+                      "parameters": {"message": "$error.message"}}],
+           "edges": [{"id": "on_error", "src": "busy", "dst": "handler"}]}  # fmt: skip
     try:
         serve = start(worker={"timeout": 3.0, "processes": 1}, broker={"max_deliveries": 2})
         rune.wait_consumers(1)
         pids = workers(serve, 1)
         ids = rune.publish(json.dumps({"nodes": [node], "edges": []}).encode(), 1)
+        ids += rune.publish(json.dumps(cpu).encode(), 1)
         rune.wait_done(ids, timeout=30, settle=1.0)
     finally:
         server.close()
-    assert rune.statuses(ids) == {ids[0]: ["halted"]}  # the default error policy, halt
+    assert rune.statuses(ids) == {ids[0]: ["halted"], ids[1]: ["completed"]}
     reason = rune.completions[ids[0]][0]["failure_reason"]
     assert "stopped at the node time limit of 2.4 s" in reason, reason
+    handled = rune.completions[ids[1]][0]["final_context"]["$Handler"]["message"]
+    assert re.fullmatch(
+        r"resolve value for 'v[0-9]+': stopped at the node time limit of 2\.4 s "
+        r"\(worker\.node_timeout\)",
+        handled,
+    ), handled
     assert server.hits == ["/slow"]  # one attempt, cut at the limit: not run again
     assert serve.workers() == pids and "timeout" not in restarts(serve)
     assert rune.message_count("runeworker.dead-letter") == 0

@@ -130,8 +130,9 @@ def test_check_config_says_which_url_and_that_queue_types_must_agree(
         "# redis: Sentinel master 'rw' via 1 sentinel(s); redis.url gives its credentials and "
         "database, not its address",
         "# limits: a node runs at most worker.timeout 60 s (then its child is killed as hung); "
-        "http, smtp and integration nodes stop at worker.node_timeout 48 s (80 % of "
-        "worker.timeout, as 0 asks), an agent at agent.total_timeout 48 s (80 % of "
+        "http, smtp, integration, edit, filter and sort nodes (and a switch or "
+        "conditional of more than 8 rules or operands) stop at worker.node_timeout 48 s (80 % "
+        "of worker.timeout, as 0 asks), an agent at agent.total_timeout 48 s (80 % of "
         "worker.timeout, as 0 asks)",
     ]
     assert "pw-a1" not in out and "redis-pw" not in out
@@ -163,8 +164,9 @@ def test_check_config_says_the_node_time_limits_a_zero_stands_for(
     assert "node_timeout = 7.5" in out and "total_timeout = 0.0" in out  # the file's values
     assert (
         "# limits: a node runs at most worker.timeout 10 s (then its child is killed as hung); "
-        "http, smtp and integration nodes stop at worker.node_timeout 7.5 s (as set), an agent "
-        "at agent.total_timeout 8 s (80 % of worker.timeout, as 0 asks)"
+        "http, smtp, integration, edit, filter and sort nodes (and a switch or "
+        "conditional of more than 8 rules or operands) stop at worker.node_timeout 7.5 s (as "
+        "set), an agent at agent.total_timeout 8 s (80 % of worker.timeout, as 0 asks)"
     ) in out
 
 

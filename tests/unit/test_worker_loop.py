@@ -6,6 +6,7 @@ reports to its hooks. The same loop against RabbitMQ and Redis is tested in test
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore, Verdict, child_token
 from runeworker.metrics.subscriber import WorkerMetrics
 from runeworker.supervisor.children import EXIT_OK, EXIT_RECYCLE
+from runeworker.supervisor.liveness import ChildState
 
 QUEUE = "workflow.execution"
 RESUME = "workflow.resume"
@@ -201,6 +203,47 @@ def test_a_redelivered_message_gets_a_transaction_of_its_own(
     broker.enqueue(QUEUE, message("ex-4"))
     run_until_idle(make_worker(broker, store), broker)
     assert acked_batches(broker) == [["ex-1"], ["ex-3", "ex-4"], ["ex-2"]]
+
+
+@node("test.busy")
+def _busy(ctx: NodeContext) -> dict[str, Any]:
+    time.sleep(0.2)  # an inline node (not `blocking`) that takes a while
+    return {}
+
+
+class Board:
+    """A liveness board that writes down every beat: (state, `at`)."""
+
+    def __init__(self) -> None:
+        self.beats: list[tuple[ChildState, float | None]] = []
+
+    def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
+        self.beats.append((state, at))
+
+    def note(self, slot: int, text: str) -> None:
+        pass
+
+
+def test_each_step_of_a_batch_beats_from_its_own_start(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The supervisor kills a child whose last beat is older than worker.timeout. A batch beat
+    once, at its start, and an inline step beat not at all: three steps of 0.2 s in a batch
+    looked like one of 0.6 s, so a node stopped in time by worker.node_timeout after another
+    slow one in the batch still got its child killed as hung. Now a step whose last beat is
+    older than BEAT_SHARE of worker.timeout (0.1 s of 2 s here) beats from its start."""
+    for i in range(3):
+        broker.enqueue(QUEUE, message(f"ex-{i}", "test.busy"))
+    board = Board()
+    cfg = load_config(None, env={}, overrides={"broker.retry_delay": 0, "worker.timeout": 2.0})
+    worker = Worker(cfg, board, broker=broker, store=store)  # type: ignore[arg-type]
+    run_until_idle(worker, broker)
+    assert acked_batches(broker) == [["ex-0", "ex-1", "ex-2"]]
+    # one from each later step's start (the first follows the batch's own beat at once)
+    starts = [at for state, at in board.beats if state is ChildState.BUSY]
+    assert len(starts) in (2, 3), board.beats
+    gaps = [b - a for a, b in itertools.pairwise(starts)]  # type: ignore[operator]
+    assert all(gap >= 0.19 for gap in gaps), gaps
 
 
 # -- rejection ----------------------------------------------------------------------------------
