@@ -221,7 +221,7 @@ EQUIVALENT: dict[str, Equivalent] = {
         "engine/merge_timer.py) pass the execution id as owner",
     ),
     # -- runeworker/nodes/conditional.py ------------------------------------------------------
-    _C + "x__structured__mutmut_14": Equivalent(
+    _C + "x__structured__mutmut_18": Equivalent(
         'params.text(ctx.params, "operator", "AND", wording=_JOINER)',
         "the joiner is lower-cased right after",
     ),

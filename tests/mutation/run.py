@@ -88,8 +88,17 @@ TARGETS = (
         "runeworker/engine/barriers.py",
         ("tests/unit/test_state.py", "tests/unit/test_flow_state.py"),
     ),
-    Target("conditional", "runeworker/nodes/conditional.py", ("tests/unit/test_conditional.py",)),
-    Target("switch", "runeworker/nodes/switch.py", ("tests/unit/test_switch.py",)),
+    # Their time limits (above UNTIMED_STEPS rules or operands) are tested with the other nodes'.
+    Target(
+        "conditional",
+        "runeworker/nodes/conditional.py",
+        ("tests/unit/test_conditional.py", "tests/unit/test_node_time_limit.py"),
+    ),
+    Target(
+        "switch",
+        "runeworker/nodes/switch.py",
+        ("tests/unit/test_switch.py", "tests/unit/test_node_time_limit.py"),
+    ),
     # One step: its plan, the ledger mode that keeps its branch token, the executor that runs
     # it and the outbox it publishes.
     *(

@@ -241,3 +241,29 @@ def test_a_catastrophic_regular_expression_stops_at_the_budget() -> None:
     with pytest.raises(ExpressionError, match=f"^{TIMEOUT_MESSAGE}$"):
         js.evaluate('/(a+)+$/.test("a".repeat(40) + "b")', None, Budget())
     assert time.process_time() - started < 1
+
+
+# -- conditional: which forms are timed (each test kills a mutant of the choice) -------------
+
+
+def test_a_short_expression_of_more_than_eight_operands_is_timed() -> None:
+    expression = " and ".join(["$a == 1"] * 5)  # 10 operands, 39 characters
+    status, error = outcome("conditional", {"expression": expression}, {"$a": 1}, 1e-9)
+    assert (status, error) == (
+        "failed",
+        "reading $a: stopped at the node time limit of 1e-09 s (worker.node_timeout)",
+    )
+
+
+def test_an_expression_of_512_characters_and_eight_operands_is_not_timed() -> None:
+    expression = "$a == 1 and $a == 1 and $a == 1 and $a == '"
+    expression += "x" * (511 - len(expression)) + "'"
+    assert len(expression) == 512
+    out = run("conditional", {"expression": expression}, {"$a": 1}, 1e-9)
+    assert out["result"] is False
+
+
+def test_eight_conditions_are_not_timed() -> None:
+    conditions = [{"op1": "$a", "operator": "==", "op2": "1"}] * UNTIMED_STEPS
+    out = run("conditional", {"expression": conditions}, {"$a": 1}, 1e-9)
+    assert out["result"] is True
