@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,10 +38,30 @@ BOUND_QUEUES = (EXECUTION_QUEUE, RESUME_QUEUE, STATUS_QUEUE, COMPLETION_QUEUE, M
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing uses right now, below the kernel's range of ephemeral ports: a server
+    the scenarios stop and start again on it (a RabbitMQ node's listener, a Redis) gets it back.
+    A port the kernel picks is from that range, and while its server is down any outgoing
+    connection (a worker reconnecting, a Redis client) may take it as its local port: the
+    restart then fails with EADDRINUSE (seen: `could_not_start_listener` at start_app)."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        port = random.randint(10_000, low - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port between 10000 and {low - 1}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when unreadable)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 11_000)
 
 
 def answers(port: int) -> bool:
