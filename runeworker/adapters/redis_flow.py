@@ -286,10 +286,11 @@ return moved
 # every call of the execution touches, and the hold; then the barrier registry (touched with
 # the barriers) and the start record of a single-branch execution (written once, moved by a
 # hold; the branch scripts read whether it exists when they find no record of the
-# execution, see `opens_unknown`).
+# execution, see `opens_unknown`), and the mark of its end (written by the advance that
+# closes it, read when its other records are gone: runeworker/adapters/redis_ledger.py).
 EXECUTION_KEYS = (
     "branches:live", "branches:done", "branches:meta", "branches:failctx",
-    "branches:contexts", "branches:timers", "hold", "barriers", "started",
+    "branches:contexts", "branches:timers", "hold", "barriers", "started", "ended",
 )  # fmt: skip
 _TIMERS, _HOLD, _REGISTRY, _META = (
     EXECUTION_KEYS.index(k) for k in ("branches:timers", "hold", "barriers", "branches:meta")

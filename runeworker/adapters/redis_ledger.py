@@ -22,6 +22,9 @@ of one slot):
     {prefix}exec:{<id>}:branches:timers    set   ids of the execution's wait/merge timers
     {prefix}exec:{<id>}:started            str   start (epoch ns) of a single-branch execution,
                                                  which uses no branch keys (engine/ledger.py)
+    {prefix}exec:{<id>}:ended              str   1 once the execution closed (completed or
+                                                 failed): the sign of its end that a late
+                                                 message finds when meta and done are gone
     {prefix}exec:{<id>}:barriers           set   names of its barrier keys (a timer's hold
     {prefix}exec:{<id>}:hold               str   keeps them; runeworker/adapters/redis_flow.py)
     {prefix}exec:{<id>}:receipts           hash  "<queue>|<token>|<node>" -> 1 for each step
@@ -61,7 +64,7 @@ _HEAD = (
     + """
 local live, done, meta, failctx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local contexts, timers, hold, barriers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local started = KEYS[9]
+local started, ended_key = KEYS[9], KEYS[10]
 local token, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local function touch()
   for i = 1, 6 do expire(KEYS[i], ttl) end
@@ -96,6 +99,7 @@ local function joining()
   return string.sub(token, 1, {len(JOINING)}) == '{JOINING}'
 end
 local function ended()
+  if redis.call('EXISTS', ended_key) == 1 then return true end
   if redis.call('HEXISTS', meta, 'ended') == 1 then return true end
   -- an execution closed by a worker before the mark: its closing record (rare path only)
   for _, v in ipairs(redis.call('HVALS', done)) do
@@ -216,6 +220,12 @@ else
     -- the closing record holds the contexts now; replays read only `done`
     redis.call('DEL', contexts)
   end
+end
+if result[1] ~= 0 then
+  -- closed: the end is marked in a key of its own too, so that an evicting Redis must take
+  -- meta, done and this key before a late message can find the execution lost (`ended`)
+  redis.call('SET', ended_key, 1)
+  expire(ended_key, ttl)
 end
 redis.call('HSET', done, token, cmsgpack.pack(result))
 touch()
@@ -350,12 +360,12 @@ end
 if steps >= tonumber(ARGV[4]) then touch() return {'limit', verdict} end
 local barrier
 if ARGV[6] == 'aggregate' then
-  barrier = aggregate_barrier(KEYS[10], KEYS[11], barriers, meta, ARGV[8], tonumber(ARGV[9]),
+  barrier = aggregate_barrier(KEYS[11], KEYS[12], barriers, meta, ARGV[8], tonumber(ARGV[9]),
                               ARGV[10] == '1', ARGV[11], token, ttl)
 else
   local timeout = tonumber(ARGV[14])
   if verdict == 'replay' then timeout = 0 end  -- a replay never expires the barrier
-  barrier = merge_barrier(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], barriers, meta,
+  barrier = merge_barrier(KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], barriers, meta,
                           ARGV[8], ARGV[9] == '1', ARGV[10], tonumber(ARGV[11]), ARGV[12],
                           ARGV[13], timeout, token, ttl)
 end
@@ -377,12 +387,12 @@ if timer ~= '' and (state == 'released' or state == 'expired')
   redis.call('HSET', done, timer, cmsgpack.pack({0}))
 end
 local park = ''
-if #KEYS == 17 then park = ARGV[15] end
+if #KEYS == 18 then park = ARGV[15] end
 if park ~= '' and (state == 'released' or state == 'expired') then
   -- decided: the timer has no job left (`cancel_timer`)
-  redis.call('ZREM', KEYS[15], park)
   redis.call('ZREM', KEYS[16], park)
-  redis.call('HDEL', KEYS[17], park)
+  redis.call('ZREM', KEYS[17], park)
+  redis.call('HDEL', KEYS[18], park)
 end
 local outcome = state
 if state == 'released' and #barrier <= 3 then outcome = 'dead' end
@@ -398,10 +408,10 @@ if park ~= '' and state == 'waiting' then
     foreseen = {timer}
     if verdict == 'run' then
       redis.call('SADD', timers, park)
-      redis.call('HSET', KEYS[17], park, ARGV[16])
-      redis.call('ZREM', KEYS[16], park)
-      redis.call('ZADD', KEYS[15], due, park)
-      local exec_keys = {live, done, meta, failctx, contexts, timers, barriers, KEYS[9]}
+      redis.call('HSET', KEYS[18], park, ARGV[16])
+      redis.call('ZREM', KEYS[17], park)
+      redis.call('ZADD', KEYS[16], due, park)
+      local exec_keys = {live, done, meta, failctx, contexts, timers, barriers, started, ended_key}
       hold_execution(hold, barriers, exec_keys, due, ttl)
       kept_until = redis.call('GET', hold)  -- for the `touch` below
     end
@@ -424,7 +434,7 @@ return reply
 """
 )
 # the KEYS indexes of _HEAD and ARRIVE
-assert EXECUTION_KEYS[6:] == ("hold", "barriers", "started")
+assert EXECUTION_KEYS[6:] == ("hold", "barriers", "started", "ended")
 # the first item of an advance's reply when the token found its execution's state lost
 LOST = 3
 

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -390,6 +391,13 @@ def telling(message: dict[str, Any]) -> list[str]:
     return [found[1]] if found else []
 
 
+def end_mark(message: dict[str, Any]) -> list[str]:
+    """The execution of an evicted mark of an end (`exec:{<id>}:ended`); none for any other
+    key."""
+    found = re.fullmatch(r".*exec:\{([^{}]+)\}:ended", message["data"].decode())
+    return [found[1]] if found else []
+
+
 def test_an_evicting_redis_strands_no_execution_silently(
     start: Start, rune: Rune, servers: list[PrivateRedis]
 ) -> None:
@@ -398,16 +406,21 @@ def test_an_evicting_redis_strands_no_execution_silently(
     Before, 35 of the 80 never completed, and nothing said so. Now every one ends, once:
     completed, or failed as lost (42 to 70 of them over 11 runs) with its message
     dead-lettered and the loss in the log and the metrics; and only executions whose record,
-    tokens or barrier Redis evicted before they ended (keyspace notifications)."""
+    tokens or barrier Redis evicted before they ended (keyspace notifications). Once, unless
+    Redis evicted every record of the end as well, its mark included: then a late branch
+    cannot tell the end from a loss, and fails the execution again (seen in CI before the
+    mark, with meta and done evicted 4 ms after the first failure)."""
     server = PrivateRedis("--maxmemory-policy", "allkeys-lru", "--notify-keyspace-events", "Ee")
     servers.append(server)
     # when Redis evicted a key of an execution that a step reads to tell a loss (its record,
     # its live branch tokens, its merge barrier), as Redis tells it
     evicted: dict[str, list[float]] = {}
+    unmarked: set[str] = set()  # executions whose mark of their end Redis evicted
 
     def note(message: dict[str, Any]) -> None:
         for eid in telling(message):
             evicted.setdefault(eid, []).append(time.monotonic())
+        unmarked.update(end_mark(message))
 
     listener = server.client.pubsub()
     listener.subscribe(**{"__keyevent@0__:evicted": note})
@@ -426,8 +439,13 @@ def test_an_evicting_redis_strands_no_execution_silently(
         thread.stop()
     assert int(server.client.info("stats")["evicted_keys"]) > 0, "nothing evicted: nothing measured"
     got = completions_of(rune, ids)
-    twice = {eid: c for eid, c in got.items() if len(c) != 1}
+    twice = {eid: c for eid, c in got.items() if len(c) != 1 and eid not in unmarked}
     assert not twice, f"{len(twice)} executions with more than one completion: {twice}"
+    again = [c for e in unmarked & set(ids) for c in got[e][1:]]
+    assert all(c["failure_reason"].startswith(LOST) for c in again), again
+    if again:  # allowed, and worth seeing in the summary
+        warnings.warn(f"{len(again)} second completions after their end mark was evicted",
+                      stacklevel=1)  # fmt: skip
     failed = {eid: c[0] for eid, c in got.items() if c[0]["status"] != "completed"}
     assert all(c["failure_reason"].startswith(LOST) for c in failed.values()), failed
     assert failed, "keys evicted and no execution lost: the test measured nothing"

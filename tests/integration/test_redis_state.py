@@ -89,7 +89,7 @@ def test_redis_store(name: str, store: RedisStore, client: redis.Redis, prefix: 
         re.escape(prefix)
         + r"(exec:\{[^{}]+\}:(branches:("
         + "|".join(SUFFIXES)
-        + r")|started|barriers|hold|(split|node):.+)|scheduler:(timers|payloads))"
+        + r")|started|ended|barriers|hold|(split|node):.+)|scheduler:(timers|payloads))"
     )
     for key, ttl in keys.items():
         assert pattern.fullmatch(key), key
@@ -109,8 +109,10 @@ def test_keys_while_open_and_after_close(
     meta = names(prefix, "ex", "meta").pop()
     assert client.hgetall(meta) == {b"started_at_ns": str(T0).encode(), b"steps": b"2"}
     assert store.advance("ex", b, [], ctx("b"), None, T1).contexts == [ctx("a"), ctx("b")]
-    # the closing record holds the contexts; the working keys are gone
-    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta")
+    # the closing record holds the contexts; the working keys are gone; the end is marked
+    ended = f"{prefix}exec:{{ex}}:ended"
+    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta") | {ended}
+    assert client.get(ended) == b"1"
 
 
 @pytest.mark.integration
@@ -133,7 +135,8 @@ def test_failure_is_kept_in_meta(store: RedisStore, client: redis.Redis, prefix:
     is cancelled), no failing context kept apart (the closing record holds it)."""
     a, _ = fan_out(store, "ex", 2)
     store.advance("ex", a, [], None, Failure("halted", "stop", ctx("a")), T1)
-    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta")
+    ended = f"{prefix}exec:{{ex}}:ended"
+    assert set(keys_under(client, prefix)) == names(prefix, "ex", "done", "meta") | {ended}
     meta = client.hgetall(names(prefix, "ex", "meta").pop())
     assert (meta[b"failure_status"], meta[b"failure_reason"], meta[b"steps"]) == (
         b"halted",
@@ -240,7 +243,8 @@ def test_invalid_url_is_reported_masked() -> None:
 FLOW_KEY = re.compile(
     r"exec:\{[^{}]+\}:(split:[^:]+(:[^:]+)?:(results|release)"
     r"|node:[^:]+(:[^:]+)?:(barrier:arrivals|barrier:data|barrier:first|barrier:waited|lock)"
-    r"|branches:(" + "|".join(SUFFIXES) + ")|barriers|hold)"  # arrivals admit and advance tokens
+    # arrivals admit and advance tokens; a closing one marks the end
+    r"|branches:(" + "|".join(SUFFIXES) + ")|barriers|hold|ended)"
 )
 SCHEDULER_KEYS = {"scheduler:timers", "scheduler:processing", "scheduler:payloads"}
 

@@ -111,6 +111,35 @@ def test_meta_evicted_after_the_end_leaves_late_messages_stale(
     assert store.admit("ex-old", child_token(f, 0, "late"), T1) == Admission(Verdict.STALE, 3)
 
 
+def test_records_evicted_after_the_end_leave_late_messages_stale_while_its_mark_lasts(
+    store: RedisStore, client: redis.Redis, prefix: str
+) -> None:
+    """Every record of an ended execution evicted but the mark of its end (meta, done, what
+    else it kept): a late message is stale, records nothing, and its execution is not failed
+    a second time. Seen in CI before the mark: two branches of one execution arrived at a
+    merge 4 ms apart; the first found the execution's record evicted and failed it, Redis
+    evicted that failure's meta and done, and the second failed it again (two completions).
+    With the mark gone as well nothing tells the end from a loss: the late token finds the
+    execution lost (what an evicting Redis can still do, tests/e2e/test_redis_faults.py)."""
+    for ex, failure in (("ex-done", None), ("ex-failed", LOST)):
+        a, b = fan_out(store, ex, 2)
+        if failure is None:
+            assert store.advance(ex, a, [], ctx("a"), None, T1) == OPEN
+            assert store.advance(ex, b, [], ctx("b"), None, T1).closed
+            late = child_token(b, 0, "late")
+        else:
+            assert store.advance(ex, a, [], None, failure, T1).closed
+            late = b
+        mark = f"{prefix}exec:{{{ex}}}:ended".encode()
+        assert client.get(mark) == b"1"
+        client.delete(*[k for k in exec_keys(client, prefix, ex) if k != mark])
+        assert store.admit(ex, late, T1).verdict is Verdict.STALE
+        assert store.advance(ex, late, [], ctx("late"), None, T1) == OPEN
+        assert store.settle(ex, late, [], ctx("late"), None, T1, 100).verdict is Verdict.STALE
+        client.delete(*exec_keys(client, prefix, ex))
+        raises_lost(lambda ex=ex, late=late: store.admit(ex, late, T1), ex, "execution")
+
+
 def test_meta_evicted_from_a_running_execution_is_lost(
     store: RedisStore, client: redis.Redis, prefix: str
 ) -> None:
