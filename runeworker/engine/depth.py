@@ -26,7 +26,11 @@ a Python int, which no double holds from 309 digits: `decode` refuses it the sam
 output holding one fails the node (`problem`). `number_problem` finds such a number in JSON
 text that nobody decodes whole (a workflow definition, whose types skip `notes` and unknown
 keys; a context value published as its bytes): C-speed byte operations only, unless the text
-holds a run of 200 digits or what looks like a number with an exponent of three digits.
+holds a run of 200 digits or what looks like a number with an exponent of three digits. A
+few numbers a double holds RTES's serde_json reads as infinite (`1.7976931348623158e308`:
+runeworker/engine/rtes_numbers.py): what is published as its bytes stands in for them as well
+(`unpublishable`, `number_problem(rtes=True)`), an integer of that kind is read as the double
+it is (`decode`, as Go reads every number), and a node's output holding one fails the node.
 
 Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
 wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
@@ -49,6 +53,7 @@ from typing import Any, Final
 
 import msgspec
 
+from runeworker.engine.rtes_numbers import serde_refuses
 from runeworker.errors import DepthError, UnreadableError
 
 MAX_DEPTH: Final = 100
@@ -138,11 +143,12 @@ def exceeds(value: Any) -> bool:
 
 def problem(value: Any) -> str:
     """Why the JSON-like value `value` cannot be published as it is: "is nested deeper than 100
-    levels", "holds a number no IEEE double holds (Number out of range - at `$.a`)", or ""
-    (one encoding, and a walk only when the text holds a run of 309 digits)."""
+    levels", "holds a number no IEEE double holds (Number out of range - at `$.a`)", "holds a
+    number RTES's serde_json refuses (...)" (an integer of 309 digits a double holds, which
+    RTES reads as infinite: runeworker/engine/rtes_numbers.py), or "" (one encoding, and a walk
+    only when the text holds a run of 309 digits)."""
     if not isinstance(value, dict | list | tuple):
-        found = out_of_range(value) if type(value) is int else ""
-        return f"holds a number no IEEE double holds ({found})" if found else ""
+        return _holds(out_of_range(value, rtes=True) if type(value) is int else "")
     try:
         data = _encode(value)
     except RecursionError:
@@ -151,8 +157,19 @@ def problem(value: Any) -> str:
         return f"is {TOO_DEEP}" if _walk_exceeds(value) else ""
     if json_exceeds(data):
         return f"is {TOO_DEEP}"
-    found = out_of_range(value) if len(data) >= INT_DIGITS and holds_int_run(data) else ""
-    return f"holds a number no IEEE double holds ({found})" if found else ""
+    found = ""
+    if len(data) >= INT_DIGITS and holds_int_run(data):
+        found = out_of_range(value, rtes=True)
+    return _holds(found)
+
+
+def _holds(found: str) -> str:
+    """`problem`'s words for what `out_of_range` found."""
+    if not found:
+        return ""
+    if found.startswith(RTES_OUT_OF_RANGE):
+        return f"holds a number RTES's serde_json refuses ({found})"
+    return f"holds a number no IEEE double holds ({found})"
 
 
 def _walk_exceeds(value: Any) -> bool:
@@ -200,7 +217,43 @@ def decode(raw: bytes | msgspec.Raw | str, what: str) -> Any:
         found = out_of_range(value)
         if found:
             raise msgspec.ValidationError(found)
+        value = _overshot_as_floats(value)
     return value
+
+
+def _overshot_as_floats(value: Any) -> Any:
+    """`value` with each int that RTES's serde_json would read as infinite (309 digits a double
+    holds: runeworker/engine/rtes_numbers.py) made the double it is, as Go's encoding/json
+    reads every number: written back as that double's shortest digits, RTES reads it. Changed
+    in place; walked without recursion."""
+    if type(value) is int:
+        return float(value) if abs(value) > _TOO_BIG and serde_refuses(str(value)) else value
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for k, v in list(pairs):
+            if type(v) is int and abs(v) > _TOO_BIG and serde_refuses(str(v)):
+                item[k] = float(v)
+            elif isinstance(v, dict | list):
+                stack.append(v)
+    return value
+
+
+def published(raw: bytes | msgspec.Raw, what: str) -> Any:
+    """The JSON text `raw` (a context value) decoded to be published as a value (masked
+    first), or what stands for it where RTES could not read it, as for a value published as
+    its bytes (`unpublishable`): `PLACEHOLDER` nested too deeply, `UNREADABLE` holding a
+    number no double holds or one RTES's serde_json reads as infinite."""
+    stand_in = unpublishable(raw)
+    if stand_in is not None:
+        return stand_in
+    try:
+        return read(raw, what)
+    except DepthError:
+        return PLACEHOLDER
+    except UnreadableError:
+        return UNREADABLE
 
 
 def _replacement_character(m: re.Match[bytes]) -> bytes:
@@ -251,13 +304,17 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
 # beyond this, an int is no double: float() of it raises OverflowError
 _TOO_BIG = 2**1023
+# how `out_of_range` names an int a double holds and RTES's serde_json refuses
+RTES_OUT_OF_RANGE: Final = "Number out of range for RTES"
 
 
-def out_of_range(value: Any, where: str = "$") -> str:
+def out_of_range(value: Any, where: str = "$", *, rtes: bool = False) -> str:
     """Where the decoded JSON value `value` holds an int no double holds, as msgspec names a
-    number out of range (`Number out of range - at `$.a[0]``); "" when it holds none. Walked
+    number out of range (`Number out of range - at `$.a[0]``); "" when it holds none. With
+    `rtes`, an int that RTES's serde_json refuses though a double holds it counts too
+    (`Number out of range for RTES - at ...`; runeworker/engine/rtes_numbers.py). Walked
     without recursion; a float from JSON is always finite (and msgspec writes an infinite
-    Python float as `null`)."""
+    Python float as `null`; the shortest digits it writes of a finite one serde_json reads)."""
     stack: list[tuple[Any, str]] = [(value, where)]
     while stack:
         item, path = stack.pop()
@@ -267,6 +324,8 @@ def out_of_range(value: Any, where: str = "$") -> str:
                     float(item)
                 except OverflowError:
                     return f"Number out of range - at `{path}`"
+                if rtes and serde_refuses(str(item)):
+                    return f"{RTES_OUT_OF_RANGE} - at `{path}`"
         elif isinstance(item, dict):
             stack += ((v, f"{path}.{k}") for k, v in item.items())
         elif isinstance(item, list | tuple):
@@ -338,13 +397,16 @@ def _unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
         return PLACEHOLDER
     if _EXPONENTS[0] not in shapes and b"00" not in shapes[::_LONG_STRIDE]:
         return None
-    return UNREADABLE if number_problem(data) else None
+    return UNREADABLE if number_problem(data, rtes=True) else None
 
 
-def number_problem(raw: bytes | msgspec.Raw | str) -> str:
+def number_problem(raw: bytes | msgspec.Raw | str, *, rtes: bool = False) -> str:
     """What msgspec says of the first number no IEEE double holds in the JSON text `raw`
     (`Number out of range - at `$.notes``), or "" when it holds none (or is no JSON: its own
-    decoding reports that). Strings holding such a number as text do not count."""
+    decoding reports that). Strings holding such a number as text do not count. With `rtes`,
+    a number RTES's serde_json refuses though a double holds it counts too
+    (runeworker/engine/rtes_numbers.py): what RTES would drop a message for, where Go and
+    msgspec read it (a workflow's definition is refused only for what Go refuses)."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     if len(data) < 5:  # "1e309" is the shortest
         return ""
@@ -356,22 +418,28 @@ def number_problem(raw: bytes | msgspec.Raw | str) -> str:
         value = _decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         # a number out of range (ValidationError), or no JSON to msgspec (a lone surrogate)
-        return _located(data)
-    return _located(data) if ints and out_of_range(value) else ""
+        return _located(data, rtes)
+    if ints and out_of_range(value):
+        return _located(data, rtes)
+    # with `rtes`, a number msgspec reads may still be one RTES refuses: one of 1e289 or more
+    # has an exponent of three digits or a run of 200 digits (1e99 times 210 digits)
+    if rtes and (ints or _LONG_RUN in shapes or _large_exponent(data, shapes, None)):
+        return _located(data, rtes)
+    return ""
 
 
-def _large_exponent(data: bytes, shapes: bytes) -> bool:
+def _large_exponent(data: bytes, shapes: bytes, most: int | None = _LOOKS) -> bool:
     """Whether `data` holds what looks like a number with an exponent of three digits or more:
     the exponent's digits end where a JSON value may end, and its mantissa starts where one
     may start (a hex id such as `3e456f` or `"93e123-..."` in a string does not look so).
-    Beyond `_LOOKS` of them that do not, True: the decoder (C, about 3 ms a megabyte) tells
-    faster than more looks."""
+    Beyond `most` of them that do not, True: the decoder (C, about 3 ms a megabyte) tells
+    faster than more looks (None: every one is looked at, about 1 µs each)."""
     looks = 0
     for exponent in _EXPONENTS:
         at = shapes.find(exponent)
         while at >= 0:
             looks += 1
-            if looks > _LOOKS:
+            if most is not None and looks > most:
                 return True
             start = at
             while start and data[start - 1] in _MANTISSA:
@@ -395,20 +463,30 @@ class _Out:
         self.token = token
 
 
-def _number(token: str) -> Any:
+def _refused(token: str, rtes: bool) -> bool:
+    """Whether the number `token` is out of range: for a double, or with `rtes` for RTES."""
     if len(token) < 200 and "e" not in token and "E" not in token:
-        return 0  # its value does not matter, only whether a double holds it
-    return _Out(token) if math.isinf(float(token)) else 0
+        return False  # a double holds it, and RTES reads it: 200 digits stay below 1e289
+    return math.isinf(float(token)) or (rtes and serde_refuses(token))
 
 
-def _located(data: bytes) -> str:
+def _number(token: str) -> Any:
+    return _Out(token) if _refused(token, False) else 0  # its value does not matter
+
+
+def _rtes_number(token: str) -> Any:
+    return _Out(token) if _refused(token, True) else 0
+
+
+def _located(data: bytes, rtes: bool = False) -> str:
     """`number_problem` once a number was found: which, and where (msgspec names neither the
     keys of an untyped object nor the number). Python's json, whose hooks see each number's
     text; by scanning when it cannot read the text."""
+    hook = _rtes_number if rtes else _number
     try:
-        value = json.loads(data, parse_int=_number, parse_float=_number)
+        value = json.loads(data, parse_int=hook, parse_float=hook)
     except (ValueError, RecursionError):
-        return _scanned(data)
+        return _scanned(data, rtes)
     stack: list[tuple[Any, str]] = [(value, "$")]
     while stack:
         item, path = stack.pop()
@@ -426,17 +504,15 @@ def _shown(token: str) -> str:
     return token if len(token) <= 24 else f"{token[:12]}...{token[-4:]} ({len(token)} characters)"
 
 
-def _scanned(data: bytes) -> str:
+def _scanned(data: bytes, rtes: bool = False) -> str:
     """`number_problem` by scanning the text with its strings blanked out: no decoding."""
     bare = _STRING.sub(b'""', data) if b'"' in data else data
     for m in _NUMBER.finditer(bare):
-        token = m.group()
-        if len(token) < 200 and b"e" not in token and b"E" not in token:
-            continue
+        token = m.group().decode("ascii")
         try:
-            number = float(token)
-        except ValueError:
+            refused = _refused(token, rtes)
+        except ValueError:  # no number after all (`1e`, `1.2.3`)
             continue
-        if math.isinf(number):
-            return f"Number out of range: {_shown(token.decode('ascii'))}"
+        if refused:
+            return f"Number out of range: {_shown(token)}"
     return ""

@@ -29,7 +29,6 @@ from runeworker.engine.messages import (
 from runeworker.engine.resolver import Resolver
 from runeworker.engine.state import Verdict
 from runeworker.engine.workflow import Node, Workflow
-from runeworker.errors import DepthError, UnreadableError
 
 
 @dataclass(slots=True)
@@ -122,15 +121,6 @@ MAX_TOTAL_DURATION_MS = 2**31 - 1
 _WHOLE_CHECK_BYTES = 8192
 
 
-def _value_or_placeholder(raw: msgspec.Raw) -> Any:
-    try:
-        return depth.read(raw, "value")
-    except DepthError:
-        return depth.PLACEHOLDER
-    except UnreadableError:
-        return depth.UNREADABLE
-
-
 def _whole(raw: bytes) -> dict[str, Any] | None:
     """The context `raw` decoded at once when it is an object none of whose values nests
     deeper than `depth.MAX_DEPTH` (the object itself at most one level more) or may hold an
@@ -172,7 +162,7 @@ def completion(
             continue
         # a value too deep to walk or that cannot be read (input no node read) is replaced:
         # runeworker.engine.depth
-        final.update((k, _value_or_placeholder(v)) for k, v in part.items())
+        final.update((k, depth.published(v, "value")) for k, v in part.items())
     final = Resolver({}, credentials=secrets, secrets=embedded).mask(final)
     return _completion(msg, status, final, started_at_ns, now_ns, failure_reason)
 

@@ -42,7 +42,7 @@ import msgspec
 
 from runeworker.engine import depth
 from runeworker.engine.context import LazyContext, descend
-from runeworker.errors import DepthError, ResolveError, UnreadableError
+from runeworker.errors import ResolveError, UnreadableError
 
 _NAME = r"[A-Za-z0-9_-]+"
 # Go's greedy path class, except that the path may not end with "." (sentence-final period).
@@ -425,13 +425,7 @@ class Resolver:
             return ctx[key]
         kept = self._stand_ins.get(key)
         if kept is None or kept[0] is not raw:
-            try:
-                value = depth.read(raw, key)
-            except DepthError:
-                value = depth.PLACEHOLDER
-            except UnreadableError:
-                value = depth.UNREADABLE
-            kept = self._stand_ins[key] = (raw, value)
+            kept = self._stand_ins[key] = (raw, depth.published(raw, key))
         return kept[1]
 
     # -- internals ---------------------------------------------------------------------------

@@ -28,6 +28,13 @@ _P = "runeworker.engine.plan."
 _E = "runeworker.engine.executor."
 _O = "runeworker.engine.outbox."
 _J = "runeworker.engine.rejection."
+_N = "runeworker.engine.rtes_numbers."
+
+_U64_NOTE = (
+    "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
+    "whose numbers lie 2.6% above a power of ten times 1.7977, the edge of a double: far "
+    "beyond the one rounding in which the two could differ"
+)
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
@@ -398,17 +405,6 @@ EQUIVALENT: dict[str, Equivalent] = {
         "as xǁTurnǁ_retake_at_limit__mutmut_5",
     ),
     # -- runeworker/engine/outbox.py ----------------------------------------------------------
-    _O + "x__value_or_placeholder__mutmut_2": Equivalent(
-        "return depth.decode(raw, None)",
-        "the name is used only in the DepthError's message, which is caught on the next line "
-        "and replaced by depth.PLACEHOLDER",
-    ),
-    _O + "x__value_or_placeholder__mutmut_5": Equivalent(
-        'return depth.decode(raw, "XXvalueXX")', "as x__value_or_placeholder__mutmut_2"
-    ),
-    _O + "x__value_or_placeholder__mutmut_6": Equivalent(
-        'return depth.decode(raw, "VALUE")', "as x__value_or_placeholder__mutmut_2"
-    ),
     _O + "x__whole__mutmut_2": Equivalent(
         "whole = None",
         "decoding a context whole is a shortcut: without it completion() decodes the same "
@@ -454,5 +450,35 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _J + "x_shallow__mutmut_2": Equivalent(
         "kept = None", "a slice from None starts where a slice from 0 does"
+    ),
+    # -- runeworker/engine/rtes_numbers.py -----------------------------------------------------
+    _N + "x__from_parts__mutmut_1": Equivalent(
+        "if exponent <= 0:",
+        "at exponent 0 the product is the significand (below 2^64) as a double: never infinite",
+    ),
+    _N + "x__from_parts__mutmut_2": Equivalent("if exponent < 1:", "as x__from_parts__mutmut_1"),
+    _N + "x_serde_refuses__mutmut_108": Equivalent(
+        "if exp >= _I32:",
+        "an exponent of exactly i32::MAX: positive, past 308 either way (refused unless the "
+        "significand is 0, as the overflow path says); negative, read either way",
+    ),
+    _N + "x_serde_refuses__mutmut_15": Equivalent("full = None", "None is as false as False"),
+    _N + "x_serde_refuses__mutmut_29": Equivalent(
+        "full = None",
+        "later digits are tested again, and only after 1844674407370955161 can one fit (a digit "
+        "up to 5): " + _U64_NOTE,
+    ),
+    _N + "x_serde_refuses__mutmut_30": Equivalent("full = False", "as x_serde_refuses__mutmut_29"),
+    _N + "x_serde_refuses__mutmut_28": Equivalent(
+        "if full or significand * 10 + digit >= _U64:",
+        _U64_NOTE,
+    ),
+    _N + "x_serde_refuses__mutmut_59": Equivalent(
+        "if significand * 10 + digit >= _U64:", "as x_serde_refuses__mutmut_28"
+    ),
+    _N + "x_serde_refuses__mutmut_48": Equivalent(
+        "start = None",
+        "differs only when the fraction has no digit (`1.`), which is no JSON number: a text "
+        "holding one fails its own decoding first",
     ),
 }

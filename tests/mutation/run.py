@@ -121,6 +121,12 @@ TARGETS = (
         default=False,
     ),
     Target(
+        "rtes_numbers",
+        "runeworker/engine/rtes_numbers.py",
+        ("tests/unit/test_rtes_numbers.py", "tests/unit/test_rtes_limits.py"),
+        default=False,
+    ),
+    Target(
         "rejection",
         "runeworker/engine/rejection.py",
         (

@@ -1,14 +1,19 @@
 """What runeworker publishes for RTES is JSON its serde_json reads: nested at most 127 levels
 (`remaining_depth` counts down from 128 and fails at 0) and every number one a double holds
-(serde_json, like Go's encoding/json, refuses `1e999` and a 400-digit integer). Each message a
-step publishes for RTES (the mirror, statuses, the completion) is decoded here with that strict
-reading, for input that holds such values where nobody reads them whole."""
+(serde_json, like Go's encoding/json, refuses `1e999` and a 400-digit integer) and that its
+serde_json reads as one (without `float_roundtrip` it reads `1.7976931348623158e308` and the
+309 digits of the largest double as infinite and refuses them, which Go and Python read:
+`runeworker.engine.rtes_numbers.serde_refuses`, checked against serde_json itself in
+tests/integration/test_rtes_serde.py). Each message a step publishes for RTES (the mirror,
+statuses, the completion) is decoded here with that strict reading, for input that holds such
+values where nobody reads them whole."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
+import sys
 from typing import Any
 
 import msgspec
@@ -26,10 +31,14 @@ from runeworker.engine.messages import (
 )
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.resolver import Resolver
+from runeworker.engine.rtes_numbers import serde_refuses
 from runeworker.errors import MessageError, UnreadableError
 
 RTES_DEPTH = 127
 BIG_INT = b"1" + b"0" * 400
+# what a double holds and RTES's serde_json refuses: the largest double's digits, overshot
+MAX_TEXT = b"1.7976931348623158e308"
+MAX_INT = str(int(sys.float_info.max)).encode()
 DEEP = b"[" * 200 + b"1" + b"]" * 200
 
 
@@ -41,6 +50,8 @@ def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
         raise Refused(f"a number no double holds: {text[:30]}")
+    if serde_refuses(text):
+        raise Refused(f"a number serde_json reads as infinite: {text[:30]}")
     return number
 
 
@@ -86,10 +97,10 @@ def test_the_strict_reading_refuses_what_serde_json_refuses(depth_: int) -> None
     else:
         with pytest.raises(Refused):
             strict(text)
-    for bad in (b"1e999", BIG_INT, b'{"a":[-1e999]}'):
+    for bad in (b"1e999", BIG_INT, b'{"a":[-1e999]}', MAX_TEXT, MAX_INT):
         with pytest.raises(Refused):
             strict(bad)
-    assert strict(b'["1e999", 1e300, 18446744073709551616]')[0] == "1e999"
+    assert strict(b'["1e999", 1e300, 18446744073709551616, 1.7976931348623157e308]')[0] == "1e999"
 
 
 # -- a workflow through its steps -------------------------------------------------------------
@@ -129,12 +140,25 @@ def publish(data: bytes) -> tuple[Any, list[Any], Any]:
     return mirror, [strict(encode(s)) for s in statuses], strict(encode(done))
 
 
+MAX = sys.float_info.max
+
+
+def stands_for(value: bytes, credentials: bool, decoded: Any) -> Any:
+    """What a completion publishes for a context value holding `value`: what stands for it,
+    except that a workflow with credentials decodes a context to mask it, and then publishes
+    the largest double RTES overshoots (`MAX_TEXT`) as the double it is (`decoded`), written
+    as its shortest digits, which RTES reads."""
+    if value == MAX_TEXT and credentials:
+        return decoded
+    return depth.PLACEHOLDER if value == DEEP else depth.UNREADABLE
+
+
 LOG_INPUT_A = {"id": "l", "name": "Log", "type": "log", "parameters": {"message": "$input.a"}}
 LOG_PLAIN = {"id": "l", "name": "Log", "type": "log", "parameters": {"message": "hi"}}
 
 
 @pytest.mark.parametrize("credentials", [False, True])
-@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP])
+@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP, MAX_TEXT, MAX_INT])
 def test_an_unread_context_value_rtes_cannot_read_is_replaced(
     value: bytes, credentials: bool
 ) -> None:
@@ -146,7 +170,7 @@ def test_an_unread_context_value_rtes_cannot_read_is_replaced(
     assert mirror["accumulated_context"] == {"$input": {"a": 1}, "$other": stand_in,
                                              "$fine": [1, 2]}  # fmt: skip
     assert done["status"] == "completed"
-    assert done["final_context"]["$other"] == stand_in
+    assert done["final_context"]["$other"] == stands_for(value, credentials, {"v": MAX})
     assert done["final_context"]["$fine"] == [1, 2]
     assert [s["status"] for s in statuses] == ["running", "success"]
 
@@ -163,7 +187,7 @@ def test_a_definition_rtes_cannot_read_is_mirrored_as_an_empty_object(where: str
         defn = defn.replace(b'"message":"hi"', b'"message":"hi","extra":%s' % deep)
     mirror, _statuses, _done = publish(body(defn))
     assert mirror["workflow_definition"] == {}
-    for number in (b"1e999", BIG_INT):
+    for number in (b"1e999", BIG_INT, MAX_TEXT, MAX_INT):
         msg = decode_execution(body(definition(LOG_PLAIN)[:-1] + b',"notes":[%s]}' % number))
         assert strict(masked_mirror(msg))["workflow_definition"] == {}
     fine = definition(LOG_PLAIN)[:-1] + b',"notes":%s}' % (b"[" * 120 + b"]" * 120)
@@ -197,7 +221,7 @@ def test_a_context_integer_no_double_holds_fails_the_read_only() -> None:
 
 
 @pytest.mark.parametrize("credentials", [False, True])
-@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP])
+@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP, MAX_TEXT, MAX_INT])
 def test_a_large_value_read_in_part_is_published_in_used_inputs_only_when_readable(
     value: bytes, credentials: bool
 ) -> None:
@@ -211,7 +235,8 @@ def test_a_large_value_read_in_part_is_published_in_used_inputs_only_when_readab
     stand_in = depth.PLACEHOLDER if value == DEEP else depth.UNREADABLE
     assert statuses[1]["used_inputs"] == {"$input": stand_in}
     assert statuses[1]["output"]["message"] == "A"
-    assert done["final_context"]["$input"] == stand_in
+    decoded = {"a": "A", "pad": pad.decode(), "b": MAX}
+    assert done["final_context"]["$input"] == stands_for(value, credentials, decoded)
 
 
 def test_used_inputs_of_a_value_read_in_part_fine_elsewhere_is_the_value() -> None:
@@ -232,3 +257,39 @@ def test_outer_keys_rtes_cannot_read_are_refused(value: bytes) -> None:
         decode_execution(data)
     fine = body(definition(LOG_PLAIN))[:-1] + b',"outer_keys":[{"$json":{"v":1e300}}]}'
     decode_execution(fine)
+
+
+def test_numbers_rtes_overshoots_are_told_apart_from_numbers_no_double_holds() -> None:
+    """A workflow's definition is refused only for what Go refuses (`number_problem`); what
+    is published as its bytes stands in for what RTES refuses too (`unpublishable`); a value
+    is refused for an int RTES overshoots, in words that say so (`problem`)."""
+    for text in (MAX_TEXT, MAX_INT):
+        doc = b'{"notes":[1, %s]}' % text
+        assert depth.number_problem(doc) == ""
+        assert depth.number_problem(doc, rtes=True).startswith(
+            "Number out of range - at `$.notes[1]`"
+        )
+        assert depth.unpublishable(doc) == depth.UNREADABLE
+        assert depth.unpublishable(b'"%s"' % text) is None  # a string is no number
+    assert depth.unpublishable(b"[1.7976931348623157e308, %s]" % MAX_INT[:-1]) is None
+    big = int(MAX_INT)
+    assert depth.problem({"a": [big]}) == (
+        "holds a number RTES's serde_json refuses (Number out of range for RTES - at `$.a[0]`)"
+    )
+    assert depth.problem(big).startswith("holds a number RTES's serde_json refuses")
+    assert depth.problem({"a": [10**400]}).startswith("holds a number no IEEE double holds")
+    assert depth.problem({"a": [big - 10**292]}) == ""  # read by RTES as a double
+
+
+def test_a_context_integer_rtes_overshoots_is_read_as_go_reads_it() -> None:
+    """The 309 digits of the largest double are read as that double, as Go reads every
+    number (and written back as its shortest digits, which RTES reads); an integer RTES reads
+    stays the exact int it is."""
+    exact = int(MAX_INT) - 10**292
+    value = depth.decode(b'{"a":[%s,{"b":%s}],"c":%d}' % (MAX_INT, MAX_INT, exact), "x")
+    assert value == {"a": [MAX, {"b": MAX}], "c": exact}
+    assert type(value["a"][0]) is float and type(value["c"]) is int
+    assert depth.decode(MAX_INT, "x") == MAX
+    assert strict(msgspec.json.encode(value))["a"][0] == MAX
+    ctx = LazyContext({"$input": msgspec.Raw(b'{"v": %s}' % MAX_INT)})
+    assert ctx["$input"] == {"v": MAX}
