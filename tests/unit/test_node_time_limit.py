@@ -201,7 +201,32 @@ def test_a_conditional_of_many_conditions_stops_at_the_node_limit() -> None:
     conditions = [{"op1": "$big", "operator": "contains", "op2": "zz"}] * 6000
     params = {"expression": conditions, "operator": "or"}
     error = stopped("conditional", params, {"$big": BIG})
-    assert error.startswith("expression condition ") and error.endswith(f": {STOPPED}"), error
+    # stopped while evaluating, at a condition past the first (the display would stop at 1)
+    found = re.fullmatch(rf"expression condition (\d+): {re.escape(STOPPED)}", error)
+    assert found and int(found[1]) > 1, error
+
+
+def test_a_conditional_evaluated_in_time_stops_while_displayed() -> None:
+    """`or` stops evaluating at its first true condition; the display then renders every
+    operand (6000 of 100 KB): it looks at the limit too, and stops at a later condition."""
+    first = {"op1": "$a", "operator": "==", "op2": "1"}
+    conditions = [first] + [{"op1": "$big", "operator": "contains", "op2": "zz"}] * 6000
+    params = {"expression": conditions, "operator": "or"}
+    error = stopped("conditional", params, {"$a": 1, "$big": BIG})
+    found = re.fullmatch(rf"expression condition (\d+): {re.escape(STOPPED)}", error)
+    assert found and int(found[1]) > 1, error
+
+
+def test_an_interpolated_operand_is_read_under_the_limit() -> None:
+    """An operand such as `x{{$a}}` is read through the resolver's interpolation, which the
+    limit times as it times a reference."""
+    expression = " and ".join(["x{{$a}} == x1"] * 5)  # 10 operands: timed
+    status, error = outcome("conditional", {"expression": expression}, {"$a": 1}, 1e-9)
+    assert (status, error) == (
+        "failed",
+        "reading x{{$a}}: stopped at the node time limit of 1e-09 s (worker.node_timeout)",
+    )
+    assert run("conditional", {"expression": expression}, {"$a": 1}, 10.0)["result"] is True
 
 
 def test_a_long_expression_is_parsed_under_the_node_limit() -> None:
