@@ -96,6 +96,11 @@ class SupervisorHooks:
     on_reload: Callable[[Config, Config], None] = _noop
 
 
+def _caught(_signum: int, _frame: FrameType | None) -> None:
+    """The supervisor's handler of its signals: nothing to do here, the pipe has them
+    (`Supervisor._setup_signals`)."""
+
+
 class Supervisor:
     """Keeps `cfg.worker.processes` children running `target`; see the module docstring."""
 
@@ -121,6 +126,7 @@ class Supervisor:
         self._signals: deque[int] = deque()
         self._pipe: tuple[int, int] = (-1, -1)
         self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup_fd = -1
         self._generation = 0  # bumped by every successful reload
         self._next_spawn = 0.0  # restart backoff: no spawn before this time
         self._stopping = False
@@ -251,28 +257,41 @@ class Supervisor:
         if self._next_spawn > now:
             timeout = min(timeout, self._next_spawn - now)
         select.select([self._pipe[0]], [], [], timeout)
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._pipe[0], 4096):
-                pass
+        self._take_signals()
 
     # --- signals ------------------------------------------------------------------------------
 
     def _setup_signals(self) -> None:
+        # Each signal delivered is one byte in the pipe, written by the interpreter's C-level
+        # handler (`signal.set_wakeup_fd`): a burst of three SIGTTINs counts three, where the
+        # Python-level handler runs once for all the deliveries of a signal between two of
+        # its runs. The handlers themselves only make the interpreter catch the signals.
         self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
         for sig in (*SUPERVISOR_SIGNALS, signal.SIGINT):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            self._old_handlers[sig] = signal.signal(sig, _caught)
         # `runeworker serve` held its command signals since it started (runeworker/cli.py):
-        # one that came meanwhile is pending, and is taken by the handler now
+        # one that came meanwhile is pending, and is delivered (into the pipe) now
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        # Only record and wake: the main loop may be anywhere when this runs.
-        if signum != signal.SIGCHLD and len(self._signals) < 32:
-            self._signals.append(signum)
-        with contextlib.suppress(OSError):  # pipe full: the loop is awake anyway
-            os.write(self._pipe[1], b"\0")
+    def _restore_signals(self) -> None:
+        """Undo `_setup_signals`."""
+        signal.set_wakeup_fd(self._old_wakeup_fd)
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        for fd in self._pipe:
+            os.close(fd)
+
+    def _take_signals(self) -> None:
+        """Queue the signals the pipe holds, one byte each (SIGCHLD only wakes the loop)."""
+        with contextlib.suppress(BlockingIOError):
+            while data := os.read(self._pipe[0], 4096):
+                for signum in data:
+                    if signum != signal.SIGCHLD and len(self._signals) < 32:
+                        self._signals.append(signum)
 
     def _handle_signals(self) -> None:
+        self._take_signals()
         while self._signals:
             sig = self._signals.popleft()
             log.info("received %s", signal.Signals(sig).name)
@@ -550,9 +569,6 @@ class Supervisor:
             self.children.kill(child, "stop")
             with contextlib.suppress(ChildProcessError):
                 self._child_exited(child.pid, os.waitpid(child.pid, 0)[1])
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        for fd in self._pipe:
-            os.close(fd)
+        self._restore_signals()
         if self._pid_file:
             remove_pid_file(self._pid_file)

@@ -258,6 +258,7 @@ def _child_main(
 def _prepare_child(
     close_fds: tuple[int, ...], parent: int, mask: set[int | signal.Signals]
 ) -> None:
+    signal.set_wakeup_fd(-1)  # the supervisor's pipe of signals (Supervisor._setup_signals)
     for sig in SUPERVISOR_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     # A terminal's Ctrl-C reaches the whole process group; the supervisor turns it into a drain.
