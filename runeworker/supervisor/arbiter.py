@@ -1,7 +1,8 @@
 """The prefork supervisor of `runeworker serve`: fork, reap, restart, drain, reload, scale.
 
-gunicorn's arbiter is the model. Signal handlers only queue the signal and write a byte to a
-self-pipe; the main loop sleeps in select() on that pipe (at most 1 s) and does all the work:
+gunicorn's arbiter is the model. Each signal delivered writes its number, a byte, to a
+self-pipe (`signal.set_wakeup_fd`); the main loop sleeps in select() on that pipe (at most 1 s),
+queues what it holds and does all the work:
 reap, replace, check heartbeats and memory, roll children after a reload, talk to systemd.
 It knows processes, not messages: what a child does is the `target` callable.
 
