@@ -29,6 +29,7 @@ _E = "runeworker.engine.executor."
 _O = "runeworker.engine.outbox."
 _J = "runeworker.engine.rejection."
 _N = "runeworker.engine.rtes_numbers."
+_D = "runeworker.engine.depth."
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -480,5 +481,62 @@ EQUIVALENT: dict[str, Equivalent] = {
         "start = None",
         "differs only when the fraction has no digit (`1.`), which is no JSON number: a text "
         "holding one fails its own decoding first",
+    ),
+    # -- runeworker/engine/depth.py (the numbers RTES overshoots, seventeenth session) --------
+    _D + "x__overshot_as_floats__mutmut_8": Equivalent(
+        "return float(value) if abs(value) >= _TOO_BIG and serde_refuses(str(value)) else value",
+        "2^1023 itself is read by serde_json (it is a double far from the edge): no int at the "
+        "boundary is refused",
+    ),
+    _D + "x__overshot_as_floats__mutmut_23": Equivalent(
+        "if type(v) is int and abs(v) >= _TOO_BIG and serde_refuses(str(v)):",
+        "as x__overshot_as_floats__mutmut_8",
+    ),
+    _D + "x_out_of_range__mutmut_8": Equivalent(
+        "if abs(item) >= _TOO_BIG:",
+        "2^1023 is a double, and serde_json reads it: at the boundary neither check finds anything",
+    ),
+    _D + "x__refused__mutmut_3": Equivalent(
+        'if len(token) <= 200 and "e" not in token and "E" not in token:',
+        "an integer or plain decimal of 200 characters is below 1e200: a double holds it and "
+        "serde_json reads it, so looking at it answers the same",
+    ),
+    _D + "x__refused__mutmut_4": Equivalent(
+        'if len(token) < 201 and "e" not in token and "E" not in token:',
+        "as x__refused__mutmut_3",
+    ),
+    _D + "x__rtes_number__mutmut_9": Equivalent(
+        "return _Out(token) if _refused(token, True) else 1",
+        "the stand-in of a number that is not refused is never looked at, only whether it is _Out",
+    ),
+    _D + "x_number_problem__mutmut_36": Equivalent(
+        "if ints or out_of_range(value):",
+        "without a run of 309 digits out_of_range finds nothing (no int past 2^1023 is shorter)",
+    ),
+    _D + "x_number_problem__mutmut_42": Equivalent(
+        "if rtes or (ints or _LONG_RUN in shapes or _large_exponent(data, shapes, None)):",
+        "without rtes, _located of a text msgspec decoded finds nothing (it would have failed): "
+        "the same answer, later",
+    ),
+    _D + "x_number_problem__mutmut_50": Equivalent(
+        "if rtes and (ints or _LONG_RUN in shapes or _large_exponent(data, shapes, )):",
+        "past 32 looks the limited search answers True, which only sends more texts to _located",
+    ),
+    _D + "x_problem__mutmut_4": Equivalent(
+        'return _holds(out_of_range(value, rtes=True) if (type(value) is int) or True else "")',
+        "out_of_range of a scalar that is no int finds nothing",
+    ),
+    _D + "x_problem__mutmut_20": Equivalent("found = None", "_holds(None) is '', as _holds('')"),
+    _D + "x_problem__mutmut_22": Equivalent(
+        "if len(data) >= INT_DIGITS or holds_int_run(data):",
+        "out_of_range then walks values without a run of 309 digits: it finds nothing there",
+    ),
+    _D + "x_problem__mutmut_23": Equivalent(
+        "if len(data) > INT_DIGITS and holds_int_run(data):",
+        "a container holding an int of 309 digits encodes to at least 311 bytes",
+    ),
+    _D + "x_published__mutmut_5": Equivalent(
+        "return read(raw, None)",
+        "the name goes only into the errors, which are caught on the next lines and replaced",
     ),
 }

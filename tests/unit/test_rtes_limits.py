@@ -289,7 +289,23 @@ def test_a_context_integer_rtes_overshoots_is_read_as_go_reads_it() -> None:
     value = depth.decode(b'{"a":[%s,{"b":%s}],"c":%d}' % (MAX_INT, MAX_INT, exact), "x")
     assert value == {"a": [MAX, {"b": MAX}], "c": exact}
     assert type(value["a"][0]) is float and type(value["c"]) is int
-    assert depth.decode(MAX_INT, "x") == MAX
+    assert depth.decode(MAX_INT, "x") == MAX and type(depth.decode(MAX_INT, "x")) is float
+    assert type(depth.decode(str(exact).encode(), "x")) is int
     assert strict(msgspec.json.encode(value))["a"][0] == MAX
     ctx = LazyContext({"$input": msgspec.Raw(b'{"v": %s}' % MAX_INT)})
     assert ctx["$input"] == {"v": MAX}
+
+
+def test_what_rtes_refuses_is_found_first_and_past_the_fast_paths() -> None:
+    """The number RTES refuses is named where it comes first, before one no double holds
+    (decoded or not); one of 213 digits with a two-digit exponent (no run of 309 digits, no
+    exponent of three) is found too: serde_json reads it as infinite (checked against it)."""
+    for later in (b"1e999", BIG_INT):
+        doc = b'{"a":%s,"b":%s}' % (MAX_TEXT, later)
+        assert depth.number_problem(doc, rtes=True).startswith("Number out of range - at `$.a`")
+        assert depth.number_problem(doc).startswith("Number out of range - at `$.b`")
+    long = b"17976931348623158" + b"0" * 193 + b"e99"
+    assert serde_refuses(long.decode()) and float(long) == MAX
+    assert depth.number_problem(b"[%s]" % long, rtes=True).startswith("Number out of range - at")
+    assert depth.unpublishable(b"[%s]" % long) == depth.UNREADABLE
+    assert depth.unpublishable(b"[%s]" % long.replace(b"17976931348623158", b"1", 1)) is None
