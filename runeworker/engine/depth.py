@@ -227,13 +227,13 @@ def _overshot_as_floats(value: Any) -> Any:
     reads every number: written back as that double's shortest digits, RTES reads it. Changed
     in place; walked without recursion."""
     if type(value) is int:
-        return float(value) if abs(value) > _TOO_BIG and serde_refuses(str(value)) else value
+        return float(value) if _overshoots(value) else value
     stack = [value]
     while stack:
         item = stack.pop()
         pairs = item.items() if isinstance(item, dict) else enumerate(item)
         for k, v in list(pairs):
-            if type(v) is int and abs(v) > _TOO_BIG and serde_refuses(str(v)):
+            if type(v) is int and _overshoots(v):
                 item[k] = float(v)
             elif isinstance(v, dict | list):
                 stack.append(v)
@@ -308,6 +308,12 @@ _TOO_BIG = 2**1023
 RTES_OUT_OF_RANGE: Final = "Number out of range for RTES"
 
 
+def _overshoots(number: int) -> bool:
+    """Whether RTES's serde_json reads the int `number` (a double holds it) as infinite: only
+    one past 2^1023 can be (runeworker/engine/rtes_numbers.py)."""
+    return abs(number) > _TOO_BIG and serde_refuses(str(number))
+
+
 def out_of_range(value: Any, where: str = "$", *, rtes: bool = False) -> str:
     """Where the decoded JSON value `value` holds an int no double holds, as msgspec names a
     number out of range (`Number out of range - at `$.a[0]``); "" when it holds none. With
@@ -324,7 +330,7 @@ def out_of_range(value: Any, where: str = "$", *, rtes: bool = False) -> str:
                     float(item)
                 except OverflowError:
                     return f"Number out of range - at `{path}`"
-                if rtes and serde_refuses(str(item)):
+                if rtes and _overshoots(item):
                     return f"{RTES_OUT_OF_RANGE} - at `{path}`"
         elif isinstance(item, dict):
             stack += ((v, f"{path}.{k}") for k, v in item.items())

@@ -292,7 +292,6 @@ class Supervisor:
                         self._signals.append(signum)
 
     def _handle_signals(self) -> None:
-        self._take_signals()
         while self._signals:
             sig = self._signals.popleft()
             log.info("received %s", signal.Signals(sig).name)

@@ -483,14 +483,10 @@ EQUIVALENT: dict[str, Equivalent] = {
         "holding one fails its own decoding first",
     ),
     # -- runeworker/engine/depth.py (the numbers RTES overshoots, seventeenth session) --------
-    _D + "x__overshot_as_floats__mutmut_8": Equivalent(
-        "return float(value) if abs(value) >= _TOO_BIG and serde_refuses(str(value)) else value",
+    _D + "x__overshoots__mutmut_3": Equivalent(
+        "return abs(number) >= _TOO_BIG and serde_refuses(str(number))",
         "2^1023 itself is read by serde_json (it is a double far from the edge): no int at the "
         "boundary is refused",
-    ),
-    _D + "x__overshot_as_floats__mutmut_23": Equivalent(
-        "if type(v) is int and abs(v) >= _TOO_BIG and serde_refuses(str(v)):",
-        "as x__overshot_as_floats__mutmut_8",
     ),
     _D + "x_out_of_range__mutmut_8": Equivalent(
         "if abs(item) >= _TOO_BIG:",
