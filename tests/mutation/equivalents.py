@@ -535,4 +535,231 @@ EQUIVALENT: dict[str, Equivalent] = {
         "return read(raw, None)",
         "the name goes only into the errors, which are caught on the next lines and replaced",
     ),
+    # -- runeworker/engine/depth.py (the older fast paths, judged in an eighteenth session) ----
+    _D + "x__large_exponent__mutmut_10": Equivalent(
+        "looks += 2",
+        "past 16 looks instead of 32 the search answers True: _large_exponent answering True "
+        "sends the text to the decoder, which tells exactly: a look that answers True sooner or"
+        " more often changes the cost, never the verdict",
+    ),
+    _D + "x__large_exponent__mutmut_13": Equivalent(
+        "looks >= most:",
+        "as x__large_exponent__mutmut_10 (one look sooner)",
+    ),
+    _D + "x__large_exponent__mutmut_2": Equivalent(
+        "looks = 1",
+        "as x__large_exponent__mutmut_10 (one look sooner)",
+    ),
+    _D + "x__large_exponent__mutmut_8": Equivalent(
+        "looks = 1",
+        "looks never passes `most`: every shape is looked at, each look exact; only the cost grows",
+    ),
+    _D + "x__large_exponent__mutmut_9": Equivalent(
+        "looks -= 1",
+        "as x__large_exponent__mutmut_8",
+    ),
+    _D + "x__large_exponent__mutmut_31": Equivalent(
+        "or (end == len(data) or data[end] in _AFTER_VALUE)):",
+        "the look answers True for more shapes: _large_exponent answering True sends the text "
+        "to the decoder, which tells exactly: a look that answers True sooner or more often "
+        "changes the cost, never the verdict",
+    ),
+    _D + "x__large_exponent__mutmut_32": Equivalent(
+        "if (start < at or (not start",
+        "as x__large_exponent__mutmut_31",
+    ),
+    _D + "x__large_exponent__mutmut_33": Equivalent(
+        "if (start <= at and",
+        "as x__large_exponent__mutmut_31 (an exponent with no mantissa before it)",
+    ),
+    _D + "x__large_exponent__mutmut_51": Equivalent(
+        "return True",
+        "as x__large_exponent__mutmut_31 (every text is looked at by the decoder)",
+    ),
+    _D + "x__large_exponent__mutmut_50": Equivalent(
+        "at = shapes.find(exponent, at + 2)",
+        "two matches of `e000` or `e+000` cannot start one byte apart (the byte after `e` is "
+        "`0` or `+`, never `e`): nothing is skipped",
+    ),
+    _D + "x__large_exponent__mutmut_6": Equivalent(
+        "while at > 0:",
+        "a match at byte 0 has no mantissa before it (start == at), which the look rejects anyway",
+    ),
+    _D + "x__large_exponent__mutmut_7": Equivalent(
+        "while at >= 1:",
+        "as x__large_exponent__mutmut_6",
+    ),
+    _D + "x__located__mutmut_1": Equivalent(
+        "def _located(data: bytes, rtes: bool = True) -> str:",
+        "every caller passes rtes (number_problem's three calls)",
+    ),
+    _D + "x__scanned__mutmut_1": Equivalent(
+        "def _scanned(data: bytes, rtes: bool = True) -> str:",
+        "its one caller (_located) passes rtes",
+    ),
+    _D + "x__number__mutmut_5": Equivalent(
+        "_refused(token, None)",
+        "_refused reads rtes for its truth: None is False",
+    ),
+    _D + "x__number__mutmut_9": Equivalent(
+        "else 1  # its value does not matter",
+        "the stand-in of a number that is not refused is never looked at, only whether it is _Out",
+    ),
+    _D + "x__replacement_character__mutmut_10": Equivalent(
+        'rb"\\uFFFD"',
+        "the same escape in upper-case hex: decoded, the same character",
+    ),
+    _D + "x__scanned__mutmut_16": Equivalent(
+        'decode("ASCII")',
+        "codec names are case-insensitive",
+    ),
+    _D + "x__scanned__mutmut_4": Equivalent(
+        "if (b'\"' in data) or True else data",
+        "substituting strings in a text without quotes changes nothing",
+    ),
+    _D + "x__scanned__mutmut_9": Equivalent(
+        "_STRING.sub(b'XX\"\"XX', data)",
+        "X is no byte of a number (`_NUMBER`): a string's stand-in only has to keep numbers "
+        "apart, and both do",
+    ),
+    _D + "x__unpublishable__mutmut_14": Equivalent(
+        'data.translate(_FIRST_LOOK, b"XX+XX")',
+        "deleting X as well only joins what stood around it: the brackets are counted the same,"
+        " an `e000` can only appear, and a run of digits only grows, so the quick look answers "
+        "'look closer' as often or more",
+    ),
+    _D + "x__unpublishable__mutmut_17": Equivalent(
+        "if len(data) >= 2 * limit + 1 and",
+        "nesting limit + 1 levels takes 2 * limit + 2 bytes: at 2 * limit + 1 json_exceeds "
+        "answers False",
+    ),
+    _D + "x__unpublishable__mutmut_18": Equivalent(
+        "if len(data) > 2 * limit - 1 and",
+        "as x__unpublishable__mutmut_17 (shorter texts go to json_exceeds, which answers False)",
+    ),
+    _D + "x__unpublishable__mutmut_19": Equivalent(
+        "if len(data) > 2 / limit + 1 and",
+        "as x__unpublishable__mutmut_18",
+    ),
+    _D + "x__unpublishable__mutmut_24": Equivalent(
+        'shapes.count(b"[") >= limit and',
+        "with exactly `limit` opening brackets nothing nests deeper than limit: json_exceeds "
+        "answers False",
+    ),
+    _D + "x__unpublishable__mutmut_2": Equivalent(
+        "data = raw if (type(raw) is bytes) and False else bytes(raw)",
+        "bytes(raw) of bytes is an equal copy",
+    ),
+    _D + "x__unpublishable__mutmut_4": Equivalent(
+        "data = raw if type(None) is bytes else bytes(raw)",
+        "as x__unpublishable__mutmut_2",
+    ),
+    _D + "x_decode__mutmut_12": Equivalent(
+        'raw.encode("utf-8", )',
+        "a str holding a surrogate character never gets here: msgspec raises UnicodeEncodeError"
+        " for it before any DecodeError, so the error handler is never used",
+    ),
+    _D + "x_decode__mutmut_14": Equivalent(
+        'raw.encode("UTF-8", "surrogatepass")',
+        "codec names are case-insensitive",
+    ),
+    _D + "x_decode__mutmut_15": Equivalent(
+        'raw.encode("utf-8", "XXsurrogatepassXX")',
+        "as x_decode__mutmut_12 (an error handler is looked up only when an error occurs)",
+    ),
+    _D + "x_decode__mutmut_16": Equivalent(
+        'raw.encode("utf-8", "SURROGATEPASS")',
+        "as x_decode__mutmut_15",
+    ),
+    _D + "x_decode__mutmut_26": Equivalent(
+        "if len(raw) >= INT_DIGITS or holds_int_run(raw):",
+        "out_of_range finds nothing in a text without a run of 309 digits, and "
+        "_overshot_as_floats changes nothing there: the same value, at a cost",
+    ),
+    _D + "x_exceeds__mutmut_3": Equivalent(
+        "return json_exceeds(None)",
+        "len(None) raises TypeError, which `exceeds` catches and answers by the explicit walk: "
+        "the same answer",
+    ),
+    _D + "x_holds_int_run__mutmut_11": Equivalent(
+        'raw.encode("UTF-8", "surrogatepass")',
+        "codec names are case-insensitive",
+    ),
+    _D + "x_number_problem__mutmut_10": Equivalent(
+        'raw.encode("UTF-8", "surrogatepass")',
+        "codec names are case-insensitive",
+    ),
+    _D + "x_json_exceeds__mutmut_1": Equivalent(
+        "if len(raw) < (_SHALLOW_BYTES",
+        "a text of exactly 2 * limit + 1 bytes cannot nest limit + 1 levels (2 * limit + 2 "
+        "brackets): the rest answers False",
+    ),
+    _D + "x_json_exceeds__mutmut_5": Equivalent(
+        "else 2 * limit - 1):",
+        "as x_json_exceeds__mutmut_1 (shorter texts go on, and are answered False)",
+    ),
+    _D + "x_json_exceeds__mutmut_6": Equivalent(
+        "else 2 / limit + 1):",
+        "as x_json_exceeds__mutmut_5",
+    ),
+    _D + "x_json_exceeds__mutmut_2": Equivalent(
+        "(limit == MAX_DEPTH) and False else",
+        "_SHALLOW_BYTES is 2 * MAX_DEPTH + 1: both branches give the same bound",
+    ),
+    _D + "x_json_exceeds__mutmut_19": Equivalent(
+        'data.count(b"{") < limit:',
+        "with exactly `limit` brackets nothing nests deeper than limit: the rounds answer False",
+    ),
+    _D + "x_json_exceeds__mutmut_33": Equivalent(
+        'data.replace(b"\\\\\\\\", b"XXXX")',
+        "the letters go with the translation that follows: XXXX is removed as the empty string is",
+    ),
+    _D + "x_json_exceeds__mutmut_35": Equivalent(
+        'replace(b\'\\\\"\', b"XXXX")',
+        "as x_json_exceeds__mutmut_33",
+    ),
+    _D + "x_json_exceeds__mutmut_44": Equivalent(
+        'replace(b"XX\\\\XX", b"")',
+        "backslashes left in the structure lie inside strings (between two quotes), which the "
+        "next lines remove whole, backslashes and all",
+    ),
+    _D + "x_json_exceeds__mutmut_45": Equivalent(
+        'replace(b"\\\\", b"XXXX")',
+        "as x_json_exceeds__mutmut_44 (the X's lie inside strings too)",
+    ),
+    _D + "x_json_exceeds__mutmut_51": Equivalent(
+        'structure.replace(b\'XX""XX\', b"")',
+        'the empty strings and the joins of adjacent strings that the `""` replacement takes '
+        "out are taken out by _QUOTED just after",
+    ),
+    _D + "x_json_exceeds__mutmut_86": Equivalent(
+        "return 3 * rounds > limit and",
+        "more texts get the exact count (_levels_exceed): the same answer",
+    ),
+    _D + "x_json_exceeds__mutmut_87": Equivalent(
+        "return 2 * rounds >= limit and",
+        "as x_json_exceeds__mutmut_86",
+    ),
+    _D + "x_unpublishable__mutmut_1": Equivalent(
+        "keep: bool = True) -> Any:",
+        "a text's verdict kept is the verdict it would get again (the key is its length, a "
+        "salted hash and the limit)",
+    ),
+    _D + "x_unpublishable__mutmut_14": Equivalent(
+        "if len(_verdicts) > _REMEMBERED_MAX:",
+        "the memo is cleared one verdict later: it stays bounded, and a verdict is the same "
+        "kept or not",
+    ),
+    _D + "x_unpublishable__mutmut_2": Equivalent(
+        "if len(raw) < _REMEMBERED_BYTES or not keep:",
+        "as x_unpublishable__mutmut_1 (which texts are kept changes the cost only)",
+    ),
+    _D + "x_unpublishable__mutmut_3": Equivalent(
+        "if len(raw) <= _REMEMBERED_BYTES and not keep:",
+        "as x_unpublishable__mutmut_2",
+    ),
+    _D + "x_unpublishable__mutmut_4": Equivalent(
+        "if len(raw) < _REMEMBERED_BYTES and keep:",
+        "as x_unpublishable__mutmut_2",
+    ),
 }

@@ -66,6 +66,7 @@ _STEP_TESTS = (
     "tests/unit/test_worker_loop.py",
     "tests/unit/test_merge_race.py",  # a merge arrival racing its timeout (also needs Redis)
     "tests/unit/test_arrivals.py",  # barrier arrivals in one store call (the Arriving ledger)
+    "tests/unit/test_state_lost.py",  # a step whose execution's state the store lost
 )
 
 TARGETS = (

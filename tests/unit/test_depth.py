@@ -466,3 +466,106 @@ def test_a_whole_context_is_publishable_only_when_every_value_is() -> None:
     assert not depth.context_publishable(('{"$a": 1, "$c": ' + deep + "}").encode())
     # the object itself is one level deeper than its values, which may nest 100 levels
     assert depth.context_publishable(('{"$a": ' + "[" * 100 + "]" * 100 + "}").encode())
+
+
+# -- edges of the fast paths (found by mutation testing: docs/MUTATION.md) ------------------------
+
+
+SURROGATES = b'["\\ud800", "\\\\ud800", "\\ud83d\\ude00", "\\udc00x", "\\uDBFF", "a\\\\\\udc00"]'
+
+
+@pytest.mark.parametrize("raw", [SURROGATES, SURROGATES.decode(), msgspec.Raw(SURROGATES)])
+def test_a_lone_surrogate_escape_decodes_as_the_replacement_character(raw: Any) -> None:
+    """Half a surrogate pair reads as U+FFFD (as Go reads it); an escaped backslash before `u`
+    stays text, a whole pair stays its character, the rest of the string stays (the escaped
+    backslash before a lone half too)."""
+    assert depth.decode(raw, "v") == [
+        "\ufffd", "\\ud800", "\U0001f600", "\ufffdx", "\ufffd", "a\\\ufffd",
+    ]  # fmt: skip
+
+
+def test_text_that_is_no_json_for_another_reason_is_refused_as_it_was() -> None:
+    with pytest.raises(msgspec.DecodeError, match="truncated"):
+        depth.decode(b'["\\ud800", ', "v")
+    with pytest.raises(msgspec.DecodeError):
+        depth.decode("[" * 300, "v")  # unbalanced and long: no depth error, a decode error
+    with pytest.raises(msgspec.DecodeError):
+        depth.decode(b"[" * 300, "v")
+
+
+def test_decode_names_what_nested_too_deeply_for_the_stack_left() -> None:
+    """A text below the limit can still meet the interpreter's recursion limit when the stack
+    is already deep: the error names the value as one nested too deeply."""
+    text = json.dumps(nested(LIMIT - 1))
+    previous = sys.getrecursionlimit()
+
+    def at_depth(n: int) -> None:
+        if n:
+            return at_depth(n - 1)
+        sys.setrecursionlimit(len(__import__("inspect").stack()) + 30)
+        try:
+            depth.decode(text, "the deep value")
+        finally:
+            sys.setrecursionlimit(previous)
+
+    with pytest.raises(DepthError, match=f"^the deep value is {depth.TOO_DEEP}$"):
+        at_depth(50)
+
+
+@pytest.mark.parametrize("limit", [10, 50, LIMIT, depth.RTES_DEPTH - 1])
+def test_json_exceeds_counts_to_any_limit(limit: int) -> None:
+    """The shortest text nesting one level past `limit` (2 * limit + 2 bytes) exceeds it; a text
+    nesting exactly `limit` levels with more brackets and bytes than that does not."""
+    assert depth.json_exceeds(b"[" * (limit + 1) + b"]" * (limit + 1), limit)
+    assert depth.json_exceeds("[" * (limit + 1) + "]" * (limit + 1), limit)
+    exact = b"[" * (limit - 1) + b"[1],[2]," * limit + b"[3]" + b"]" * (limit - 1)
+    assert levels_of(json.loads(exact)) == limit and not depth.json_exceeds(exact, limit)
+
+
+def test_unpublishable_keeps_to_its_limit_at_any_size() -> None:
+    one_past = b"[" * (LIMIT + 1) + b"]" * (LIMIT + 1)  # 202 bytes: the shortest too deep
+    assert depth.unpublishable(one_past) == depth.PLACEHOLDER
+    assert depth.unpublishable(one_past, LIMIT + 1) is None
+    assert depth.unpublishable(one_past, depth.RTES_DEPTH - 1) is None
+    assert depth.unpublishable(one_past, depth.RTES_DEPTH - 1, keep=True) is None
+    assert not depth.context_publishable(b'{"a": ' + b"[" * (LIMIT + 1) + b"]" * (LIMIT + 1) + b"}")
+
+
+def test_many_exponent_lookalikes_before_a_number_do_not_hide_it() -> None:
+    """Past 32 shapes such as the hex id `3e456f` the quick look hands the text to the decoder
+    instead of looking further: the number after them is still found."""
+    ids = ",".join(f'"{i}e{456 + i}f"' for i in range(40))
+    assert depth.number_problem(f"[{ids}, 1e999]".encode()) == (
+        "Number out of range - at `$[40]`: 1e999"
+    )
+    assert depth.number_problem(f"[{ids}, 1e300]".encode()) == ""
+
+
+def test_text_no_decoder_reads_is_scanned_for_numbers() -> None:
+    """A number RTES refuses (or no double holds) in text Python's json cannot read either
+    (cut short, or holding a number-like token that is none) is found by the scan."""
+    cut = b"[1.7976931348623158e308, "
+    assert depth.number_problem(cut, rtes=True) == "Number out of range: 1.7976931348623158e308"
+    assert depth.number_problem(cut) == ""  # a double holds it
+    assert depth.number_problem(b"[1.2.3, 1e5e5, 1e999") == "Number out of range: 1e999"
+    assert depth.number_problem(b'["\xff", 1e999]') == "Number out of range: 1e999"
+
+
+@pytest.mark.parametrize(("token", "shown"), [
+    ("1." + "0" * 17 + "e+999", "1." + "0" * 17 + "e+999"),  # 24 characters: whole
+    ("1." + "0" * 18 + "e+999", "1.0000000000...+999 (25 characters)"),
+])  # fmt: skip
+def test_a_long_number_is_shown_cut(token: str, shown: str) -> None:
+    assert (
+        depth.number_problem(f"[{token}]".encode()) == f"Number out of range - at `$[0]`: {shown}"
+    )
+
+
+def test_text_holding_a_lone_surrogate_character_is_still_looked_at() -> None:
+    """Python's json reads `"\\ud800"` as a str holding that half pair itself: the checks that
+    take text encode it with `surrogatepass`."""
+    text = json.dumps(["\ud800", 1], ensure_ascii=False).replace("1", "9" * depth.INT_DIGITS)
+    assert depth.holds_int_run(text)
+    assert depth.number_problem(text) == (
+        f"Number out of range - at `$[1]`: 999999999999...9999 ({depth.INT_DIGITS} characters)"
+    )

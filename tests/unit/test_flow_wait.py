@@ -316,3 +316,39 @@ def test_a_resume_whose_frozen_output_nests_too_deeply_fails_the_wait(early: boo
     assert failed.status == "failed" and failed.error is not msgspec.UNSET
     assert failed.error.message == "context value $Pause is nested deeper than 100 levels"
     assert result.completion is not None and result.completion.status == "halted"
+
+
+@pytest.mark.parametrize("policy", ["ignore", "branch"])
+def test_a_resume_whose_frozen_output_nests_too_deeply_follows_the_waits_policy(
+    policy: str,
+) -> None:
+    """The wait's error policy applies as to any node's failure: `ignore` routes on along the
+    wait's own edges, `branch` takes its error edge with `$error` naming the wait and what was
+    wrong."""
+    pause = {"id": "pause", "name": "Pause", "type": "wait",
+             "parameters": {"amount": 1, "unit": "seconds"},
+             "error": {"type": policy, "error_edge": "e_err"}}  # fmt: skip
+    defn = definition(
+        [pause, n("after"), n("handler", value="$error")],
+        [("e1", "pause", "after"), ("e_err", "pause", "handler")],
+    )
+    executor, run = Executor(MemoryStore()), Run()
+    step(executor, start(defn, "pause"), run)
+    waiting = run.statuses[1].output
+    assert isinstance(waiting, dict)
+    [timer] = executor.store.claim_due(waiting["resume_at"], 10, 1000)
+    executor.store.ack_timer(timer.timer_id)
+    body = msgspec.json.decode(timer.payload)
+    body["accumulated_context"]["$Pause"]["resume_at"] = _deeper_than_allowed()
+    result = executor.step(
+        decode_execution(msgspec.json.encode(body)), lambda s, _b: None, resumed=True
+    )
+    [failed] = result.statuses
+    reason = "context value $Pause is nested deeper than 100 levels"
+    assert failed.status == "failed" and failed.error.message == reason  # type: ignore[union-attr]
+    [nxt] = result.messages
+    assert nxt.current_node == ("after" if policy == "ignore" else "handler")
+    if policy == "branch":
+        assert nxt.accumulated_context["$error"] == {
+            "node": "Pause", "node_id": "pause", "message": reason, "code": "NODE_EXECUTION_FAILED",
+        }  # fmt: skip

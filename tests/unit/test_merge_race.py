@@ -33,7 +33,7 @@ from runeworker.adapters.redis_state import RedisStore
 from runeworker.engine.executor import Executor
 from runeworker.engine.merge_timer import timer_of
 from runeworker.engine.messages import decode_execution
-from runeworker.engine.state import MemoryStore, StateStore, Timer, Transition
+from runeworker.engine.state import MemoryStore, StateStore, Timer, Transition, Verdict
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -121,6 +121,9 @@ def test_an_arrival_admitted_before_the_timer_halts_the_execution_publishes_noth
     eid = run.statuses[0].execution_id
     dropped = f"node merge (merge) of execution {eid}: the execution halted while it ran; dropped"
     assert dropped in caplog.messages
+    [cancelled] = [r for r in run.results if r.report.verdict is Verdict.CANCELLED]
+    assert (cancelled.report.outcome, cancelled.report.node_type) == ("skipped", "merge")
+    assert (cancelled.statuses, cancelled.messages, cancelled.completion) == ([], [], None)
     merge = [status for name, status in run.trail if name == "Merge"]
     # quick's arrival: running, waiting; the timer: failed; the late arrival: nothing
     assert merge == ["running", "waiting", "failed"]

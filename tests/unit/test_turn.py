@@ -84,6 +84,11 @@ def _slow(ctx: NodeContext) -> dict[str, Any]:
     return {}
 
 
+@node("turn.leaky_bug")
+def _leaky_bug(ctx: NodeContext) -> dict[str, Any]:
+    raise ValueError(f"request refused for key={ctx.credentials['key']}")
+
+
 @node("turn.echo_secret")
 def _echo_secret(ctx: NodeContext) -> dict[str, Any]:
     return {"echo": ctx.params["say"]}
@@ -261,10 +266,55 @@ def test_a_node_that_breaks_fails_with_what_broke(caplog: pytest.LogCaptureFixtu
     assert outbox.statuses[0].error.message == "ValueError: boom"  # type: ignore[union-attr]
     raised, failed = caplog.records  # the traceback, then the failure
     assert raised.exc_info is not None
-    for part in ("node-7", "turn.bug"):
-        assert part in raised.getMessage()
-    for part in ("node-7", "turn.bug", "ex-1", "ValueError: boom"):
-        assert part in failed.getMessage()
+    assert raised.getMessage() == "node node-7 (turn.bug) raised"
+    assert failed.getMessage() == (
+        "node node-7 (turn.bug) of execution ex-1 failed: ValueError: boom"
+    )
+
+
+def test_a_traceback_that_may_quote_credentials_is_logged_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With credentials to hide, the traceback is rendered, masked and logged as the message
+    (no `exc_info` a handler would render unmasked)."""
+    caplog.set_level(logging.WARNING, logger="runeworker.executor")
+    secret = "sk-live-0123456789"
+    cred = {"type": "api_key", "values": {"key": secret}}
+    _, outbox = single(definition([{**n("a", "turn.leaky_bug"), "credentials": cred}]))
+    says = "ValueError: request refused for key=***"
+    assert outbox.statuses[0].error.message == says  # type: ignore[union-attr]
+    raised, failed = caplog.records
+    text = raised.getMessage()
+    assert raised.exc_info is None and secret not in text
+    head = "node a (turn.leaky_bug) raised\nTraceback (most recent call last):\n  File "
+    assert text.startswith(head) and text.endswith(f"\n{says}")  # whole lines, nothing after
+    assert failed.getMessage() == f"node a (turn.leaky_bug) of execution ex-1 failed: {says}"
+
+
+class _Ticks:
+    """A monotonic clock that moves exactly one second at every reading."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def monotonic_ns(self) -> int:
+        self.now += 1_000_000_000
+        return self.now
+
+
+@pytest.mark.parametrize("type_", ["noop", "flow.fail"])
+def test_durations_are_whole_milliseconds_and_seconds_of_the_clock(
+    type_: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's duration is read at its status (one second after the node's start on this
+    clock), the step's seconds at its end (three seconds after the step's start), exactly."""
+    from runeworker.engine import executor as executor_module
+
+    monkeypatch.setattr(executor_module, "time", _Ticks())
+    _, outbox = single(definition([n("a", type_)]))
+    [done] = outbox.statuses
+    assert done.duration_ms == 1000
+    assert outbox.report.seconds == 3.0
 
 
 @pytest.mark.parametrize(
