@@ -328,11 +328,47 @@ EQUIVALENT: dict[str, Equivalent] = {
         "ledger.choose whatever `resumed` says",
     ),
     # -- runeworker/engine/executor.py --------------------------------------------------------
-    _E + "xǁTurnǁ__init____mutmut_31": Equivalent(
+    _E + "xǁTurnǁ__init____mutmut_33": Equivalent(
         "self.verdict = None",
         "Turn.take sets the verdict from the admission before anything reads it; a plan with "
         "an error goes to _reject, whose _close reads it only as 'CANCELLED?' (None is not, "
         "as RUN); report.verdict has its own default",
+    ),
+    _E + "x__resolver__mutmut_1": Equivalent(
+        "if wf.by_id.get(None) is node:",
+        "every node a step prepares is its definition's own object (Plan.make takes it from "
+        "wf.by_id; the stand-in Node of a message that cannot run never gets a resolver), and "
+        "wf.embedded holds embedded_credentials of each node's parameters: both branches give "
+        "the same blocks",
+    ),
+    _E + "x__resolver__mutmut_2": Equivalent(
+        "if wf.by_id.get(node.id) is not node:", "as x__resolver__mutmut_1"
+    ),
+    _E + "x__resolver__mutmut_8": Equivalent(
+        "secrets = None",
+        "the branch runs only for a node that is not its definition's own object, which no "
+        "step prepares (x__resolver__mutmut_1)",
+    ),
+    _E + "x__resolver__mutmut_9": Equivalent(
+        "secrets = embedded_credentials(None)", "as x__resolver__mutmut_8"
+    ),
+    _E + "xǁTurnǁ_prepare__mutmut_8": Equivalent(
+        "self.ctx = ctx if (isinstance(ctx, LazyContext)) and False else lazy(ctx)",
+        "lazy() of a LazyContext is its copy (runeworker/engine/context.py), holding the same "
+        "values, raw or decoded; nothing of a step writes to the message's own context",
+    ),
+    _E + "xǁTurnǁ_run__mutmut_51": Equivalent(
+        "credentials=_credentials(node, with_type=True) if (node.credentials) or True else {},",
+        "_credentials answers {} for a node without credentials, and a node's credentials "
+        "(a msgspec Struct) are always true",
+    ),
+    _E + "xǁTurnǁ_cancelled__mutmut_17": Equivalent(
+        "self._close(Ending(absorbed=None))",
+        "_close reads `absorbed` only to decide on a leaf, and passes none for a CANCELLED "
+        "verdict, which _cancelled has just set",
+    ),
+    _E + "xǁTurnǁ_cancelled__mutmut_18": Equivalent(
+        "self._close(Ending(absorbed=False))", "as xǁTurnǁ_cancelled__mutmut_17"
     ),
     _E + "xǁTurnǁ_unknown_type__mutmut_6": Equivalent(
         "self.on_running(self.status.build(STATUS_RUNNING, 0), None)",
@@ -383,12 +419,13 @@ EQUIVALENT: dict[str, Equivalent] = {
     _E + "xǁTurnǁ_merge_timer__mutmut_29": Equivalent(
         "return self._close(Ending(absorbed=False))", "as xǁTurnǁ_merge_timer__mutmut_28"
     ),
-    _E + "xǁTurnǁtake__mutmut_24": Equivalent(
+    _E + "xǁTurnǁ_take__mutmut_24": Equivalent(
         "self._close(Ending(absorbed=None))",
-        "as xǁTurnǁ_merge_timer__mutmut_28 (for a CANCELLED verdict _close passes no leaf at all)",
+        "as xǁTurnǁ_merge_timer__mutmut_28 (a stray ghost's Ending has the default context {}; "
+        "for a CANCELLED verdict _close passes no leaf at all)",
     ),
-    _E + "xǁTurnǁtake__mutmut_25": Equivalent(
-        "self._close(Ending(absorbed=False))", "as xǁTurnǁtake__mutmut_24"
+    _E + "xǁTurnǁ_take__mutmut_25": Equivalent(
+        "self._close(Ending(absorbed=False))", "as xǁTurnǁ_take__mutmut_24"
     ),
     _E + "xǁTurnǁ_resume__mutmut_7": Equivalent(
         "self.resolver.resolve_params(self.node.params, )",
