@@ -42,6 +42,7 @@ import msgspec
 
 from runeworker.engine import depth
 from runeworker.engine.context import LazyContext, descend
+from runeworker.engine.rtes_numbers import may_refuse
 from runeworker.errors import ResolveError, UnreadableError
 
 _NAME = r"[A-Za-z0-9_-]+"
@@ -390,10 +391,10 @@ class Resolver:
         """`{key: context[key]}` for the used keys present in the context, sorted by key
         (`keys`: `sorted(used_keys)` when the caller has it already). When the node has no
         secrets to mask, values still in their message bytes stay bytes (the encoder copies
-        them, instead of encoding the decoded value again). A large value the node read only
-        in part (`descend`), whose bytes nobody checked whole, is published as what stands
-        for it when RTES could not read it (`depth.unpublishable`: nested too deeply, or a
-        number no double holds, beside the part read)."""
+        them, instead of encoding the decoded value again), unless RTES could not read those
+        bytes (`depth.unpublishable`): then a value read whole is published as the value read,
+        and a large value the node read only in part (`descend`) as what stands for it
+        (nested too deeply, or a number no double holds, beside the part read)."""
         ctx = self._context
         keys = sorted(self.used_keys) if keys is None else keys
         if isinstance(ctx, LazyContext):
@@ -406,15 +407,22 @@ class Resolver:
         return {k: ctx[k] for k in keys if k in ctx}
 
     def _published(self, ctx: LazyContext, key: str) -> Any:
-        """`used_inputs`' value of `key` without decoding it: its bytes, unless it was read
-        only in part and RTES could not read them (then what stands for them)."""
+        """`used_inputs`' value of `key` without decoding it: its bytes, unless RTES could not
+        read them. Then a value read whole is published as the value read (a number RTES's
+        serde_json reads as infinite is the double it is, as Go reads it: `depth.decode`),
+        one read only in part as what stands for it (`depth.unpublishable`)."""
         raw = dict.__getitem__(ctx, key)  # ctx.raw(key), one call less per used key and step
-        if type(raw) is not msgspec.Raw or ctx.decoded(key):
+        if type(raw) is not msgspec.Raw:
+            return raw
+        decoded = ctx.decoded(key)
+        if decoded and not may_refuse(bytes(raw)):  # its numbers read: nothing else to look at
             return raw
         kept = self._stand_ins.get(key)
         if kept is None or kept[0] is not raw:
             kept = self._stand_ins[key] = (raw, depth.unpublishable(raw))
-        return raw if kept[1] is None else kept[1]
+        if kept[1] is None:
+            return raw
+        return ctx[key] if decoded else kept[1]
 
     def _decoded(self, ctx: LazyContext, key: str) -> Any:
         """`used_inputs`' value of `key`, decoded (to be masked): what stands for it when it

@@ -85,6 +85,20 @@ def serde_refuses(token: str | bytes) -> bool:
     return _from_parts(significand, exponent)
 
 
+# The leading digits (after a sign and leading zeros) of every number `serde_refuses` refuses
+# that a double holds: one within a few units in the last place of the largest double begins
+# 17976931348623, wherever its decimal point is (a point splits at most one of these two runs
+# of seven), and the misreading begins 1844674407370955161 (u64::MAX + 1 to + 4, a fraction).
+_LEADING: Final = (b"1797693", b"1348623", b"1844674407370955161")
+
+
+def may_refuse(data: bytes) -> bool:
+    """Whether the JSON text `data`, whose numbers a double holds (msgspec decoded it), may hold
+    one that `serde_refuses`: false when none of the digits such numbers begin with is in it
+    (three C scans, a few hundred nanoseconds a kilobyte)."""
+    return _LEADING[0] in data or _LEADING[1] in data or _LEADING[2] in data
+
+
 def _from_parts(significand: int, exponent: int) -> bool:
     """f64_from_parts: whether `significand` times ten to the `exponent` is out of range. It
     divides for a negative exponent, which never overflows; beyond its table of powers it

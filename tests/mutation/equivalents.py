@@ -39,13 +39,13 @@ _U64_NOTE = (
 
 EQUIVALENT: dict[str, Equivalent] = {
     # -- runeworker/engine/resolver.py --------------------------------------------------------
-    _R + "x__parse_reference__mutmut_44": Equivalent(
+    _R + "x__parse_reference__mutmut_55": Equivalent(
         "if close <= 0:",
         "a '[' is at position 2 or later (after '$' and a name), so a ']' found after it is at "
         "3 or later: `close` is -1 or > 0, and `< 0`, `<= 0`, `< 1` agree",
     ),
-    _R + "x__parse_reference__mutmut_45": Equivalent(
-        "if close < 1:", "as x__parse_reference__mutmut_44: `close` is never 0"
+    _R + "x__parse_reference__mutmut_56": Equivalent(
+        "if close < 1:", "as x__parse_reference__mutmut_55: `close` is never 0"
     ),
     _R + "x__render_float__mutmut_14": Equivalent(
         '("Infinity" if x >= 0 else "-Infinity")',
@@ -67,24 +67,24 @@ EQUIVALENT: dict[str, Equivalent] = {
         'format(Decimal(text), "F")',
         "'F' differs from 'f' only for NaN and infinities, which are handled before",
     ),
-    _R + "x__secret_strings__mutmut_9": Equivalent(
+    _R + "x__secret_strings__mutmut_12": Equivalent(
         'k.rsplit(".", )[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
-    _R + "x__secret_strings__mutmut_12": Equivalent(
+    _R + "x__secret_strings__mutmut_15": Equivalent(
         'k.rsplit(".", 2)[-1]', "the last part of a dotted key is the same for any maxsplit"
     ),
     _R + "x_a_json_kind__mutmut_13": Equivalent(
         'name[0] in "XXaeiouXX"',
         "json_kind names are lower case: the added 'X' never matches their first letter",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_17": Equivalent(
+    _R + "xǁResolverǁ_secrets__mutmut_20": Equivalent(
         "_MIN_SUBSTRING_SECRET), key=None)",
         "the order of the alternation matters only between secrets that match at the same "
         "place, i.e. one a prefix of the other; for those, sorting by text and by length agree "
         "(the longer one first after reversed())",
     ),
-    _R + "xǁResolverǁ_secrets__mutmut_19": Equivalent(
-        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_17"
+    _R + "xǁResolverǁ_secrets__mutmut_22": Equivalent(
+        "_MIN_SUBSTRING_SECRET), )", "as xǁResolverǁ_secrets__mutmut_20"
     ),
     _R + "xǁResolverǁ_secrets__mutmut_2": Equivalent(
         "if self._masker is not None and not",
@@ -94,6 +94,62 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _R + "xǁResolverǁ_secrets__mutmut_5": Equivalent(
         "self._masker = None", "as xǁResolverǁ_secrets__mutmut_2"
+    ),
+    _R + "x__written_forms__mutmut_22": Equivalent(
+        'quote(secret, safe="XXXX")',
+        "quote() never escapes letters: X is safe with or without being named",
+    ),
+    _R + "x__written_forms__mutmut_30": Equivalent(
+        'secret.encode("utf-8", )',
+        "a credential value is a str decoded from JSON by msgspec, which holds no lone "
+        "surrogate (depth.decode reads an escaped one as U+FFFD): the error handler is never used",
+    ),
+    _R + "x__written_forms__mutmut_32": Equivalent(
+        'secret.encode("UTF-8", "surrogatepass")', "codec names are case-insensitive"
+    ),
+    _R + "x__written_forms__mutmut_33": Equivalent(
+        'secret.encode("utf-8", "XXsurrogatepassXX")',
+        "as x__written_forms__mutmut_30 (a handler is looked up only when an error occurs)",
+    ),
+    _R + "x__written_forms__mutmut_34": Equivalent(
+        'secret.encode("utf-8", "SURROGATEPASS")', "as x__written_forms__mutmut_33"
+    ),
+    _R + "x__written_forms__mutmut_36": Equivalent(
+        '.decode("LATIN-1")', "codec names are case-insensitive"
+    ),
+    _R + "x__written_forms__mutmut_37": Equivalent(
+        "forms.discard(None)",
+        "the forms join the secrets, which hold the secret itself already: the same set",
+    ),
+    _R + "xǁResolverǁ__init____mutmut_9": Equivalent(
+        "self._masker = None",
+        "_secrets() sets _NO_SECRETS on first use for a resolver without credentials or "
+        "secrets: the shortcut only comes later",
+    ),
+    _R + "xǁResolverǁ_lookup__mutmut_1": Equivalent(
+        "if len(ref) < KEPT_REFERENCE_CHARS:",
+        "a reference of exactly KEPT_REFERENCE_CHARS is parsed without the cache: the same "
+        "parse, uncached",
+    ),
+    _R + "xǁResolverǁ_unreadable_part__mutmut_9": Equivalent(
+        "self._aliases.get(root, None)",
+        "the default is read only for a root that is neither a context key nor an alias, "
+        "and such a root was not found: no value of it was read in part",
+    ),
+    _R + "xǁResolverǁ_unreadable_part__mutmut_10": Equivalent(
+        "self._aliases.get(root)", "as xǁResolverǁ_unreadable_part__mutmut_9"
+    ),
+    _R + "xǁResolverǁ_unreadable_part__mutmut_11": Equivalent(
+        "self._aliases.get(root, )", "as xǁResolverǁ_unreadable_part__mutmut_9"
+    ),
+    _R + "xǁResolverǁused_inputs__mutmut_4": Equivalent(
+        "keys = sorted(self.used_keys) if (keys is None) or True else keys",
+        "a caller passes keys only as sorted(used_keys) (StatusBuilder.build): the same list",
+    ),
+    _R + "xǁResolverǁused_inputs__mutmut_10": Equivalent(
+        "if (unreadable) or True else keys",
+        "with no value unreadable the filter keeps every key present, and absent ones are "
+        "left out on the next line anyway",
     ),
     _R + "xǁResolverǁ_root__mutmut_1": Equivalent(
         "part: bool = True",
@@ -443,17 +499,32 @@ EQUIVALENT: dict[str, Equivalent] = {
         "as xǁTurnǁ_retake_at_limit__mutmut_5",
     ),
     # -- runeworker/engine/outbox.py ----------------------------------------------------------
-    _O + "x__whole__mutmut_2": Equivalent(
+    _O + "x__whole__mutmut_4": Equivalent(
         "whole = None",
         "decoding a context whole is a shortcut: without it completion() decodes the same "
         "context value by value, which gives the same values (a context whose values all nest "
         "shallowly enough has no placeholder either way)",
     ),
-    _O + "x__whole__mutmut_4": Equivalent(
-        "return whole if (isinstance(whole, dict)) and False else None", "as x__whole__mutmut_2"
+    _O + "x__whole__mutmut_6": Equivalent(
+        "return whole if (isinstance(whole, dict)) and False else None", "as x__whole__mutmut_4"
     ),
-    _O + "x_completion__mutmut_21": Equivalent("whole = None", "as x__whole__mutmut_2"),
-    _O + "x_completion__mutmut_33": Equivalent(
+    _O + "x_completion__mutmut_21": Equivalent("whole = None", "as x__whole__mutmut_4"),
+    _O + "x__kept__mutmut_6": Equivalent(
+        "if len(raw) <= _WHOLE_CHECK_BYTES and depth.context_publishable(raw):",
+        "one more size takes the shortcut of one check of the whole text, whose verdict the "
+        "value-by-value check gives as well: the same final context",
+    ),
+    _O + "x_completion__mutmut_31": Equivalent(
+        "depth.published(v, None)",
+        "the name goes only into the errors, which depth.published catches and replaces",
+    ),
+    _O + "x_completion__mutmut_34": Equivalent(
+        'depth.published(v, "XXvalueXX")', "as x_completion__mutmut_31"
+    ),
+    _O + "x_completion__mutmut_35": Equivalent(
+        'depth.published(v, "VALUE")', "as x_completion__mutmut_31"
+    ),
+    _O + "x_completion__mutmut_38": Equivalent(
         "final = Resolver(None, credentials=secrets, secrets=embedded).mask(final)",
         "Resolver.mask reads the credentials and secrets only, never the context it was given",
     ),

@@ -67,6 +67,7 @@ _STEP_TESTS = (
     "tests/unit/test_merge_race.py",  # a merge arrival racing its timeout (also needs Redis)
     "tests/unit/test_arrivals.py",  # barrier arrivals in one store call (the Arriving ledger)
     "tests/unit/test_state_lost.py",  # a step whose execution's state the store lost
+    "tests/unit/test_consumer_rules.py",  # upstream consumers' rules on what a step publishes
 )
 
 TARGETS = (
@@ -74,7 +75,12 @@ TARGETS = (
     Target(
         "resolver",
         "runeworker/engine/resolver.py",
-        ("tests/unit/test_resolver.py", "tests/unit/test_context.py", "tests/unit/test_depth.py"),
+        (
+            "tests/unit/test_resolver.py",
+            "tests/unit/test_context.py",
+            "tests/unit/test_depth.py",
+            "tests/unit/test_rtes_limits.py",  # what used_inputs publishes of a value RTES refuses
+        ),
     ),
     Target("validation", "runeworker/engine/validation.py", ("tests/unit/test_validation.py",)),
     # MemoryStore is both halves of the StateStore protocol: state.py (tokens) inherits

@@ -534,3 +534,64 @@ def test_an_opening_never_closed_is_text_and_the_template_after_it_resolves() ->
     assert r.resolve_value("{{ $x }} {{ b") == "7 {{ b"
     many = "{{ " * 40_000 + "$x"
     assert r.resolve_value(many) == "{{ " * 40_000 + "7"
+
+
+# -- edges found by mutation testing (docs/MUTATION.md) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("$a.b]c", "reference $a.b]c: unexpected ']' at position 4"),
+        ("$a.b]c]", "reference $a.b]c]: unexpected ']' at position 4"),  # the first one
+        ("$a[0].bc]", "reference $a[0].bc]: unexpected ']' at position 8"),
+    ],
+)
+def test_a_bracket_closed_without_being_opened_is_named_where_it_is(ref: str, message: str) -> None:
+    with pytest.raises(ResolveError) as info:
+        Resolver({"$a": [{"b": 1}]}).lookup(ref)
+    assert str(info.value) == message
+
+
+def test_an_index_of_eighteen_digits_is_looked_up_and_longer_ones_cut_at_eighty() -> None:
+    resolver = Resolver({"$json": [1, 2]})
+    index = "9" * 18
+    with pytest.raises(ResolveError) as info:
+        resolver.lookup(f"$json[{index}]")
+    assert (
+        str(info.value)
+        == f"reference $json[{index}]: index {index} out of range (array of 2) at $json"
+    )
+    for length, shown in ((80, None), (81, "cut")):
+        ref = "$json[" + "9" * (length - 7) + "]"
+        assert len(ref) == length
+        with pytest.raises(ResolveError) as info:
+            resolver.lookup(ref)
+        expected = ref if shown is None else ref[:60] + "..."
+        assert (
+            str(info.value) == f"reference {expected}: index of {length - 7} digits is out of range"
+        )
+
+
+def test_a_secret_of_the_shortest_length_masked_in_part_is_masked_in_its_written_forms() -> None:
+    """A secret of `_MIN_SUBSTRING_SECRET` (4) characters is masked inside text, and so are
+    its escaped forms (here JSON's and the URL's, of a quote and a space)."""
+    resolver = Resolver({}, credentials={"token": 'a"b '})
+    assert resolver.mask('sent {"t": "a\\"b "} to ?t=a%22b%20') == 'sent {"t": "***"} to ?t=***'
+
+
+def test_a_large_value_unreadable_in_part_is_left_out_under_the_name_it_was_reached_by() -> None:
+    """A path into a large value that cannot be read marks the value unreadable whether the
+    reference named its context key or the node's id (an alias): `used_inputs` leaves it out,
+    and keeps the values that were read."""
+    deep: dict[str, Any] = {"y": 0}
+    for _ in range(depth.MAX_DEPTH + 50):
+        deep = {"y": deep}
+    big = msgspec.json.encode({"pad": "x" * (PART_MIN_BYTES * 2), "y": deep})
+    for ref in ("$Source.x", "$src.x"):
+        ctx = lazy({"$Source": msgspec.Raw(big), "$other": msgspec.Raw(b"[1]")})
+        resolver = Resolver(ctx, aliases={"src": "Source"})
+        assert resolver.lookup("$other") == [1]
+        with pytest.raises(ResolveError):
+            resolver.lookup(ref)
+        assert list(resolver.used_inputs()) == ["$other"], ref

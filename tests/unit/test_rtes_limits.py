@@ -239,6 +239,22 @@ def test_a_large_value_read_in_part_is_published_in_used_inputs_only_when_readab
     assert done["final_context"]["$input"] == stands_for(value, credentials, decoded)
 
 
+@pytest.mark.parametrize("credentials", [False, True])
+@pytest.mark.parametrize("value", [MAX_TEXT, MAX_INT])
+def test_a_value_read_whole_is_published_in_used_inputs_as_the_value_read(
+    value: bytes, credentials: bool
+) -> None:
+    """A node that read a value whole decoded it, a number RTES overshoots as the double it is
+    (as Go reads it); the statuses' `used_inputs` carried the value's bytes, which RTES refuses
+    (found by mutation testing of the resolver). They carry the value read."""
+    ctx = b'{"$input":{"a":"A","b":%s}}' % value
+    _mirror, statuses, done = publish(body(definition(LOG_INPUT_A, credentials=credentials), ctx))
+    assert [s["status"] for s in statuses] == ["running", "success"]
+    for status in statuses:
+        assert status["used_inputs"] == {"$input": {"a": "A", "b": MAX}}
+    assert done["final_context"]["$input"] == stands_for(value, credentials, {"a": "A", "b": MAX})
+
+
 def test_used_inputs_of_a_value_read_in_part_fine_elsewhere_is_the_value() -> None:
     ctx = LazyContext({"$input": msgspec.Raw(b'{"a":"A","pad":"%s"}' % (b"x" * 5000))})
     resolver = Resolver(ctx)

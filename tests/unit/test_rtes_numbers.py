@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from runeworker.engine.rtes_numbers import serde_refuses
+from runeworker.engine.rtes_numbers import may_refuse, serde_refuses
 
 TOP = str(int(sys.float_info.max))  # the largest double's 309 digits
 BELOW_TOP = str(int(TOP) - 10**292)
@@ -85,3 +85,39 @@ def test_the_edge_is_where_python_reads_the_largest_double() -> None:
     overshot = [t for t in REFUSED if not math.isinf(float(t))]
     assert "1.7976931348623158e308" in overshot and TOP in overshot
     assert float("1.7976931348623158e308") == float(TOP) == sys.float_info.max
+
+
+def _written_near_the_top() -> list[str]:
+    """Doubles within 64 units in the last place of the largest, and u64::MAX + 1 to + 9 with a
+    fraction, each written with its decimal point at every place, with leading zeros, signed."""
+    out = []
+    top = sys.float_info.max
+    for ulps in range(64):
+        x = top
+        for _ in range(ulps):
+            x = math.nextafter(x, 0.0)
+        digits, exponent = f"{x:.20e}".replace(".", "").split("e")
+        for cut in range(1, 22):
+            shifted = int(exponent) - cut + 1
+            out += [
+                f"{digits[:cut]}.{digits[cut:]}e{shifted}",
+                f"-0.000{digits}e{int(exponent) + 4}",
+            ]
+        out.append(repr(x))
+    out += [f"{2**64 + k}.{f}" for k in range(10) for f in ("0", "1", "5", "9", "25")]
+    return out
+
+
+def test_every_number_serde_json_refuses_a_double_holds_begins_with_the_digits_looked_for() -> None:
+    """`may_refuse` is the quick look before a step publishes a value it read whole as its
+    bytes: it must answer True for every such number serde_json refuses."""
+    held = [t for t in REFUSED if math.isfinite(float(t))]
+    written = _written_near_the_top()
+    refused = [t for t in held + written if serde_refuses(t)]
+    assert len(refused) > 50  # the sweep reaches the refusals it is about
+    assert [t for t in refused if not may_refuse(f'{{"v": [1, {t}]}}'.encode())] == []
+
+
+def test_ordinary_text_is_not_looked_at_further() -> None:
+    text = b'{"records": [{"id": 1, "score": 0.5, "n": 1.5e300, "big": 12345678901234567890}]}'
+    assert not may_refuse(text)
