@@ -31,6 +31,8 @@ few numbers a double holds RTES's serde_json reads as infinite (`1.7976931348623
 runeworker/engine/rtes_numbers.py): what is published as its bytes stands in for them as well
 (`unpublishable`, `number_problem(rtes=True)`), an integer of that kind is read as the double
 it is (`decode`, as Go reads every number), and a node's output holding one fails the node.
+So does the one number of a double's range that serde_json misreads whatever its size, an
+integer part of u64::MAX + 1 to + 4 with a fraction (`18446744073709551616.1`).
 
 Everything a step publishes is then at most a few levels deeper than `MAX_DEPTH` (a status
 wraps an output in one object): that also keeps statuses readable by RTES, whose serde_json
@@ -296,6 +298,11 @@ _LOOKS = 32
 # the shortest integer no double holds has 309 digits (1e308 < 1.8e308 < 1e309)
 INT_DIGITS: Final = 309
 _INT_RUN = b"0" * INT_DIGITS
+# serde_json's one misreading of a number in a double's range that no size shows: an integer
+# part of u64::MAX + 1 to + 4 with a fraction (`18446744073709551616.1`: runeworker/engine/
+# rtes_numbers.py), looked for by its digits
+_MISREAD = "1844674407370955161"
+_MISREAD_BYTES = _MISREAD.encode()
 # A run of n digits covers two bytes in a row of every (n - 1) // 2-th: without two digits in a
 # row among those (a slice, a few bytes to look at), there is no such run.
 _INT_STRIDE = (INT_DIGITS - 1) // 2
@@ -401,7 +408,8 @@ def _unpublishable(raw: bytes | msgspec.Raw, limit: int = MAX_DEPTH) -> Any:
     shapes = data.translate(_FIRST_LOOK, b"+")  # "e+000" reads "e000" here
     if len(data) > 2 * limit + 1 and shapes.count(b"[") > limit and json_exceeds(data, limit):
         return PLACEHOLDER
-    if _EXPONENTS[0] not in shapes and b"00" not in shapes[::_LONG_STRIDE]:
+    if (_EXPONENTS[0] not in shapes and b"00" not in shapes[::_LONG_STRIDE]
+            and _MISREAD_BYTES not in data):  # fmt: skip
         return None
     return UNREADABLE if number_problem(data, rtes=True) else None
 
@@ -418,7 +426,8 @@ def number_problem(raw: bytes | msgspec.Raw | str, *, rtes: bool = False) -> str
         return ""
     shapes = data.translate(_SHAPES)
     ints = _INT_RUN in shapes
-    if not (ints or _LONG_RUN in shapes or _large_exponent(data, shapes)):
+    misread = rtes and _MISREAD_BYTES in data
+    if not (ints or misread or _LONG_RUN in shapes or _large_exponent(data, shapes)):
         return ""
     try:
         value = _decode(data)
@@ -429,7 +438,7 @@ def number_problem(raw: bytes | msgspec.Raw | str, *, rtes: bool = False) -> str
         return _located(data, rtes)
     # with `rtes`, a number msgspec reads may still be one RTES refuses: one of 1e289 or more
     # has an exponent of three digits or a run of 200 digits (1e99 times 210 digits)
-    if rtes and (ints or _LONG_RUN in shapes or _large_exponent(data, shapes, None)):
+    if rtes and (ints or misread or _LONG_RUN in shapes or _large_exponent(data, shapes, None)):
         return _located(data, rtes)
     return ""
 
@@ -472,7 +481,8 @@ class _Out:
 def _refused(token: str, rtes: bool) -> bool:
     """Whether the number `token` is out of range: for a double, or with `rtes` for RTES."""
     if len(token) < 200 and "e" not in token and "E" not in token:
-        return False  # a double holds it, and RTES reads it: 200 digits stay below 1e289
+        # a double holds it, and RTES reads it (200 digits stay below 1e289) unless misread
+        return rtes and _MISREAD in token and serde_refuses(token)
     return math.isinf(float(token)) or (rtes and serde_refuses(token))
 
 

@@ -569,3 +569,18 @@ def test_text_holding_a_lone_surrogate_character_is_still_looked_at() -> None:
     assert depth.number_problem(text) == (
         f"Number out of range - at `$[1]`: 999999999999...9999 ({depth.INT_DIGITS} characters)"
     )
+
+
+def test_serde_jsons_misreading_near_a_u64_counts_for_rtes_only() -> None:
+    """`18446744073709551616.1` (u64::MAX + 1 with a fraction) is a double to Go and msgspec;
+    serde_json refuses it (`invalid number`): published as bytes, it is what stands for an
+    unreadable value, and a check for RTES names it, decodable or not."""
+    misread = "18446744073709551616.1"
+    text = f'{{"a": [1, {misread}]}}'.encode()
+    assert depth.decode(text, "v") == {"a": [1, float(misread)]}
+    assert depth.number_problem(text) == ""
+    assert depth.number_problem(text, rtes=True) == f"Number out of range - at `$.a[1]`: {misread}"
+    assert depth.number_problem(text[:-2], rtes=True) == f"Number out of range: {misread}"
+    assert depth.unpublishable(text) == depth.UNREADABLE
+    assert depth.unpublishable(text.replace(b"616.1", b"615.1")) is None  # u64::MAX itself
+    assert depth.unpublishable(b'{"a": "%s"}' % misread.encode()) is None  # in a string

@@ -40,6 +40,7 @@ BIG_INT = b"1" + b"0" * 400
 MAX_TEXT = b"1.7976931348623158e308"
 MAX_INT = str(int(sys.float_info.max)).encode()
 DEEP = b"[" * 200 + b"1" + b"]" * 200
+MISREAD = b"18446744073709551616.1"  # serde_json's `invalid number`, which a double holds
 
 
 class Refused(ValueError):
@@ -146,9 +147,9 @@ MAX = sys.float_info.max
 def stands_for(value: bytes, credentials: bool, decoded: Any) -> Any:
     """What a completion publishes for a context value holding `value`: what stands for it,
     except that a workflow with credentials decodes a context to mask it, and then publishes
-    the largest double RTES overshoots (`MAX_TEXT`) as the double it is (`decoded`), written
-    as its shortest digits, which RTES reads."""
-    if value == MAX_TEXT and credentials:
+    the largest double RTES overshoots (`MAX_TEXT`), or a number it misreads (`MISREAD`), as
+    the double it is (`decoded`), written as its shortest digits, which RTES reads."""
+    if value in (MAX_TEXT, MISREAD) and credentials:
         return decoded
     return depth.PLACEHOLDER if value == DEEP else depth.UNREADABLE
 
@@ -158,7 +159,7 @@ LOG_PLAIN = {"id": "l", "name": "Log", "type": "log", "parameters": {"message": 
 
 
 @pytest.mark.parametrize("credentials", [False, True])
-@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP, MAX_TEXT, MAX_INT])
+@pytest.mark.parametrize("value", [b"1e999", BIG_INT, DEEP, MAX_TEXT, MAX_INT, MISREAD])
 def test_an_unread_context_value_rtes_cannot_read_is_replaced(
     value: bytes, credentials: bool
 ) -> None:
@@ -170,7 +171,8 @@ def test_an_unread_context_value_rtes_cannot_read_is_replaced(
     assert mirror["accumulated_context"] == {"$input": {"a": 1}, "$other": stand_in,
                                              "$fine": [1, 2]}  # fmt: skip
     assert done["status"] == "completed"
-    assert done["final_context"]["$other"] == stands_for(value, credentials, {"v": MAX})
+    number = float(MISREAD) if value == MISREAD else MAX
+    assert done["final_context"]["$other"] == stands_for(value, credentials, {"v": number})
     assert done["final_context"]["$fine"] == [1, 2]
     assert [s["status"] for s in statuses] == ["running", "success"]
 
@@ -240,7 +242,7 @@ def test_a_large_value_read_in_part_is_published_in_used_inputs_only_when_readab
 
 
 @pytest.mark.parametrize("credentials", [False, True])
-@pytest.mark.parametrize("value", [MAX_TEXT, MAX_INT])
+@pytest.mark.parametrize("value", [MAX_TEXT, MAX_INT, MISREAD])
 def test_a_value_read_whole_is_published_in_used_inputs_as_the_value_read(
     value: bytes, credentials: bool
 ) -> None:
@@ -250,9 +252,10 @@ def test_a_value_read_whole_is_published_in_used_inputs_as_the_value_read(
     ctx = b'{"$input":{"a":"A","b":%s}}' % value
     _mirror, statuses, done = publish(body(definition(LOG_INPUT_A, credentials=credentials), ctx))
     assert [s["status"] for s in statuses] == ["running", "success"]
+    read = {"a": "A", "b": float(MISREAD) if value == MISREAD else MAX}
     for status in statuses:
-        assert status["used_inputs"] == {"$input": {"a": "A", "b": MAX}}
-    assert done["final_context"]["$input"] == stands_for(value, credentials, {"a": "A", "b": MAX})
+        assert status["used_inputs"] == {"$input": read}
+    assert done["final_context"]["$input"] == stands_for(value, credentials, read)
 
 
 def test_used_inputs_of_a_value_read_in_part_fine_elsewhere_is_the_value() -> None:
