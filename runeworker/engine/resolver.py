@@ -300,8 +300,9 @@ class Resolver:
         if not (credentials or secrets):  # most nodes: nothing to mask, known at once
             self._masker = _NO_SECRETS
         self.used_keys: set[str] = set()
-        # what `used_inputs` publishes for a value read only in part, by key (with its bytes)
-        self._stand_ins: dict[str, tuple[Any, Any]] = {}
+        # what `used_inputs` publishes in place of a value's bytes (None: the bytes), by key, with
+        # the bytes and whether the value was read whole when it was decided
+        self._stand_ins: dict[str, tuple[Any, bool, Any]] = {}
 
     # -- public API --------------------------------------------------------------------------
 
@@ -410,19 +411,24 @@ class Resolver:
         """`used_inputs`' value of `key` without decoding it: its bytes, unless RTES could not
         read them. Then a value read whole is published as the value read (a number RTES's
         serde_json reads as infinite is the double it is, as Go reads it: `depth.decode`),
-        one read only in part as what stands for it (`depth.unpublishable`)."""
+        one read only in part as what stands for it (`depth.unpublishable`). Looked at once
+        per bytes and state of reading: the `running` and the final status ask alike."""
         raw = dict.__getitem__(ctx, key)  # ctx.raw(key), one call less per used key and step
         if type(raw) is not msgspec.Raw:
             return raw
         decoded = ctx.decoded(key)
-        if decoded and not may_refuse(bytes(raw)):  # its numbers read: nothing else to look at
-            return raw
         kept = self._stand_ins.get(key)
-        if kept is None or kept[0] is not raw:
-            kept = self._stand_ins[key] = (raw, depth.unpublishable(raw))
-        if kept[1] is None:
-            return raw
-        return ctx[key] if decoded else kept[1]
+        if kept is None or kept[0] is not raw or kept[1] is not decoded:
+            # a value read whole holds only numbers a double holds: only those serde_json
+            # misreads can make its bytes unreadable to RTES, and they begin with known digits
+            if decoded and not may_refuse(bytes(raw)):
+                stand_in = None
+            else:
+                stand_in = depth.unpublishable(raw)
+                if stand_in is not None and decoded:
+                    stand_in = ctx[key]
+            kept = self._stand_ins[key] = (raw, decoded, stand_in)
+        return raw if kept[2] is None else kept[2]
 
     def _decoded(self, ctx: LazyContext, key: str) -> Any:
         """`used_inputs`' value of `key`, decoded (to be masked): what stands for it when it
@@ -433,8 +439,8 @@ class Resolver:
             return ctx[key]
         kept = self._stand_ins.get(key)
         if kept is None or kept[0] is not raw:
-            kept = self._stand_ins[key] = (raw, depth.published(raw, key))
-        return kept[1]
+            kept = self._stand_ins[key] = (raw, False, depth.published(raw, key))
+        return kept[2]
 
     # -- internals ---------------------------------------------------------------------------
 
