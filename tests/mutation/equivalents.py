@@ -151,6 +151,55 @@ EQUIVALENT: dict[str, Equivalent] = {
         "with no value unreadable the filter keeps every key present, and absent ones are "
         "left out on the next line anyway",
     ),
+    _R + "xǁResolverǁ_published__mutmut_10": Equivalent(
+        "kept = None",
+        "the entry only spares a second look at the same bytes in the same state of reading (the "
+        "running and the final status of one step): a look again gives the same answer",
+    ),
+    _R + "xǁResolverǁ_published__mutmut_11": Equivalent(
+        "kept = self._stand_ins.get(None)",
+        "as xǁResolverǁ_published__mutmut_10",
+    ),
+    _R + "xǁResolverǁ_published__mutmut_15": Equivalent(
+        "if kept is None or kept[1] is not raw or",
+        "kept[1] is a bool, never the bytes: every call looks again "
+        "(xǁResolverǁ_published__mutmut_10)",
+    ),
+    _R + "xǁResolverǁ_published__mutmut_16": Equivalent(
+        "if kept is None or kept[0] is raw or",
+        "the bytes of a key do not change within a step (no node replaces a value it used): every "
+        "call looks again, as xǁResolverǁ_published__mutmut_10",
+    ),
+    _R + "xǁResolverǁ_published__mutmut_17": Equivalent(
+        "or kept[2] is not decoded:",
+        "kept[2] is None or a stand-in, never the bool: every call looks again "
+        "(xǁResolverǁ_published__mutmut_10)",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_7": Equivalent(
+        "kept = None",
+        "as xǁResolverǁ_published__mutmut_10 (a decoded stand-in is the same each time)",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_8": Equivalent(
+        "kept = self._stand_ins.get(None)",
+        "as xǁResolverǁ_decoded__mutmut_7",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_11": Equivalent(
+        "if kept is None or kept[1] is not raw:",
+        "kept[1] is a bool, never the bytes: every call decodes again "
+        "(xǁResolverǁ_decoded__mutmut_7)",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_12": Equivalent(
+        "if kept is None or kept[0] is raw:",
+        "as xǁResolverǁ_published__mutmut_16",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_14": Equivalent(
+        "(raw, True, depth.published(raw, key))",
+        "_decoded never reads the entry's second field",
+    ),
+    _R + "xǁResolverǁ_decoded__mutmut_16": Equivalent(
+        "depth.published(raw, None))",
+        "the name goes only into the errors, which depth.published catches and replaces",
+    ),
     _R + "xǁResolverǁ_root__mutmut_1": Equivalent(
         "part: bool = True",
         "the default is never used: the one caller, _lookup, passes part=bool(segments)",

@@ -116,6 +116,12 @@ def _big(ctx: NodeContext) -> dict[str, Any]:
 TRIGGER = {"id": "t", "name": "Start", "type": "ManualTrigger", "trigger": True}
 
 
+@node("rtes.reads_whole")
+def _reads_whole(ctx: NodeContext) -> dict[str, Any]:
+    """Reads one field through its parameter, then the whole value while it runs."""
+    return {"a": ctx.params["a"], "keys": sorted(ctx.context["$input"])}
+
+
 def definition(*nodes: dict[str, Any], credentials: bool = False) -> bytes:
     ns = [TRIGGER, *nodes]
     if credentials:
@@ -256,6 +262,19 @@ def test_a_value_read_whole_is_published_in_used_inputs_as_the_value_read(
     for status in statuses:
         assert status["used_inputs"] == {"$input": read}
     assert done["final_context"]["$input"] == stands_for(value, credentials, read)
+
+
+def test_a_value_read_whole_after_the_running_status_is_published_as_read_in_the_next() -> None:
+    """`running` is built after the parameters, which read one field of the large value: what
+    stands for it; the node then reads the whole value: its final status carries the value."""
+    reads = {"id": "r", "name": "Reads", "type": "rtes.reads_whole",
+             "parameters": {"a": "$input.a"}}  # fmt: skip
+    ctx = b'{"$input":{"a":"A","pad":"%s","b":%s}}' % (b"x" * 5000, MAX_TEXT)
+    _mirror, statuses, _done = publish(body(definition(reads), ctx))
+    assert [s["status"] for s in statuses] == ["running", "success"]
+    assert statuses[0]["used_inputs"] == {"$input": depth.UNREADABLE}
+    assert statuses[1]["used_inputs"] == {"$input": {"a": "A", "pad": "x" * 5000, "b": MAX}}
+    assert statuses[1]["output"] == {"a": "A", "keys": ["a", "b", "pad"]}
 
 
 def test_used_inputs_of_a_value_read_in_part_fine_elsewhere_is_the_value() -> None:
