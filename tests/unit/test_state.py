@@ -19,6 +19,7 @@ from runeworker.engine.state import (
     derived_uuid,
     message_token,
     root_token,
+    state_lost,
 )
 
 
@@ -113,3 +114,23 @@ def test_derived_uuid_is_uuid5_as_text() -> None:
         for _ in range(300):
             name = "".join(rng.choice("ab/-é😀0") for _ in range(rng.randrange(60)))
             assert derived_uuid(ns, name) == str(uuid.uuid5(ns, name))
+
+
+@pytest.mark.parametrize(
+    ("what", "where", "detail"),
+    [
+        ("execution", "", "the state store holds no record of execution ex-9, though the "
+         "message's branch_token is that of a running execution"),
+        ("branches", "", "the live branch tokens of execution ex-9 are gone from the state "
+         "store, though it has not ended"),
+        ("barrier", "Join", "the Join barrier of execution ex-9 is gone from the state store, "
+         "though branches had arrived at it"),
+        ("barrier", "", "the merge or aggregator barrier of execution ex-9 is gone from the "
+         "state store, though branches had arrived at it"),
+        ("timers", "", "the timers state of execution ex-9 is gone from the state store"),
+    ],
+)  # fmt: skip
+def test_a_loss_names_the_execution_and_what_is_gone(what: str, where: str, detail: str) -> None:
+    """The text a step fails its execution with (`StateLost`, runeworker/errors.py)."""
+    lost = state_lost("ex-9", what, where)
+    assert (lost.execution_id, lost.what, str(lost)) == ("ex-9", what, detail)
