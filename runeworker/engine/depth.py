@@ -55,6 +55,7 @@ from typing import Any, Final
 
 import msgspec
 
+from runeworker.engine.rtes_numbers import MISREAD as _MISREAD
 from runeworker.engine.rtes_numbers import serde_refuses
 from runeworker.errors import DepthError, UnreadableError
 
@@ -298,10 +299,9 @@ _LOOKS = 32
 # the shortest integer no double holds has 309 digits (1e308 < 1.8e308 < 1e309)
 INT_DIGITS: Final = 309
 _INT_RUN = b"0" * INT_DIGITS
-# serde_json's one misreading of a number in a double's range that no size shows: an integer
-# part of u64::MAX + 1 to + 4 with a fraction (`18446744073709551616.1`: runeworker/engine/
-# rtes_numbers.py), looked for by its digits
-_MISREAD = "1844674407370955161"
+# serde_json's one misreading of a number in a double's range that no size shows (an integer
+# part of u64::MAX + 1 to + 4 with a fraction, `18446744073709551616.1`), looked for by its
+# digits (`rtes_numbers.MISREAD`)
 _MISREAD_BYTES = _MISREAD.encode()
 # A run of n digits covers two bytes in a row of every (n - 1) // 2-th: without two digits in a
 # row among those (a slice, a few bytes to look at), there is no such run.

@@ -88,8 +88,9 @@ def serde_refuses(token: str | bytes) -> bool:
 # The leading digits (after a sign and leading zeros) of every number `serde_refuses` refuses
 # that a double holds: one within a few units in the last place of the largest double begins
 # 17976931348623, wherever its decimal point is (a point splits at most one of these two runs
-# of seven), and the misreading begins 1844674407370955161 (u64::MAX + 1 to + 4, a fraction).
-_LEADING: Final = (b"1797693", b"1348623", b"1844674407370955161")
+# of seven), and the misreading begins with `MISREAD`.
+MISREAD: Final = "1844674407370955161"  # u64::MAX + 1 to + 4 with a fraction: `invalid number`
+_LEADING: Final = (b"1797693", b"1348623", MISREAD.encode())
 
 
 def may_refuse(data: bytes) -> bool:

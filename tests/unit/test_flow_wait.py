@@ -288,6 +288,20 @@ def _deeper_than_allowed(levels: int = 150) -> Any:
     return value
 
 
+def _resume_too_deep(executor: Executor, defn: bytes) -> dict[str, Any]:
+    """The resume message (decoded JSON) of the wait `pause` of `defn`, parked and its timer
+    claimed, with a frozen output nested deeper than allowed."""
+    run = Run()
+    step(executor, start(defn, "pause"), run)
+    waiting = run.statuses[1].output
+    assert isinstance(waiting, dict)
+    [timer] = executor.store.claim_due(waiting["resume_at"], 10, 1000)
+    executor.store.ack_timer(timer.timer_id)
+    body: dict[str, Any] = msgspec.json.decode(timer.payload)
+    body["accumulated_context"]["$Pause"]["resume_at"] = _deeper_than_allowed()
+    return body
+
+
 @pytest.mark.parametrize("early", [False, True])
 def test_a_resume_whose_frozen_output_nests_too_deeply_fails_the_wait(early: bool) -> None:
     """Found by fuzzing: a resume message whose frozen `$<wait>` nests deeper than 100 levels let
@@ -295,14 +309,8 @@ def test_a_resume_whose_frozen_output_nests_too_deeply_fails_the_wait(early: boo
     DepthError: ...`). The wait fails under its error policy, as any node meeting such a value;
     a resume that comes before its wait parked (a token not parked) finds no timer to read in
     it and is dropped, as one whose frozen output is no object."""
-    executor, run = Executor(MemoryStore()), Run()
-    step(executor, start(waiting_flow(amount=1, unit="seconds"), "pause"), run)
-    waiting = run.statuses[1].output
-    assert isinstance(waiting, dict)
-    [timer] = executor.store.claim_due(waiting["resume_at"], 10, 1000)
-    executor.store.ack_timer(timer.timer_id)
-    body = msgspec.json.decode(timer.payload)
-    body["accumulated_context"]["$Pause"]["resume_at"] = _deeper_than_allowed()
+    executor = Executor(MemoryStore())
+    body = _resume_too_deep(executor, waiting_flow(amount=1, unit="seconds"))
     if early:
         body["branch_token"] = "not-parked"
     msg = decode_execution(msgspec.json.encode(body))
@@ -332,14 +340,8 @@ def test_a_resume_whose_frozen_output_nests_too_deeply_follows_the_waits_policy(
         [pause, n("after"), n("handler", value="$error")],
         [("e1", "pause", "after"), ("e_err", "pause", "handler")],
     )
-    executor, run = Executor(MemoryStore()), Run()
-    step(executor, start(defn, "pause"), run)
-    waiting = run.statuses[1].output
-    assert isinstance(waiting, dict)
-    [timer] = executor.store.claim_due(waiting["resume_at"], 10, 1000)
-    executor.store.ack_timer(timer.timer_id)
-    body = msgspec.json.decode(timer.payload)
-    body["accumulated_context"]["$Pause"]["resume_at"] = _deeper_than_allowed()
+    executor = Executor(MemoryStore())
+    body = _resume_too_deep(executor, defn)
     result = executor.step(
         decode_execution(msgspec.json.encode(body)), lambda s, _b: None, resumed=True
     )
