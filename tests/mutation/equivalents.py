@@ -268,50 +268,102 @@ EQUIVALENT: dict[str, Equivalent] = {
         "_error_policy, _routing and _edge_ref): None and False agree",
     ),
     # -- runeworker/engine/state.py -----------------------------------------------------------
-    _S + "xǁMemoryStoreǁsettle__mutmut_23": Equivalent(
+    _S + "x_message_token__mutmut_4": Equivalent(
+        "return root_token(None)",
+        "root_token() names every execution's root `root` whatever execution it is given",
+    ),
+    _S + "x_record_arrival__mutmut_21": Equivalent(
+        "store.retire(execution_id, a.hold, None, counted=False)",
+        "the execution is open (admitted before): retire() hands now_ns to advance(), which "
+        "reads it only to open one",
+    ),
+    _S + "x_record_arrival__mutmut_22": Equivalent(
+        "store.retire(execution_id, a.hold, now_ns, counted=None)",
+        "`counted` is read only for its truth (`if not counted`): None and False agree",
+    ),
+    _S + "x_record_arrival__mutmut_59": Equivalent(
+        "store.retire(execution_id, m.timer_token, None)",
+        "as x_record_arrival__mutmut_21",
+    ),
+    _S + "xǁ_Executionǁ__init____mutmut_8": Equivalent(
+        "self.ended = None",
+        "`ended` is read only for its truth (`not ex.ended`): None and False agree",
+    ),
+    _S + "xǁ_Executionǁ__init____mutmut_10": Equivalent(
+        "self.lost = None",
+        "`lost` is read for its truth, and returned or compared only once it is true (set with "
+        '`lost_by`): None and "" agree',
+    ),
+    _S + "xǁ_Executionǁ__init____mutmut_12": Equivalent(
+        "self.lost_by = None",
+        "`lost_by` is read only once `lost` is true, and both are set together",
+    ),
+    _S + "xǁ_Executionǁ__init____mutmut_13": Equivalent(
+        'self.lost_by = "XXXX"',
+        "as xǁ_Executionǁ__init____mutmut_12",
+    ),
+    _S + "xǁMemoryStoreǁsettle__mutmut_29": Equivalent(
         "self.advance(execution_id, token, None, None, None, now_ns)",
         "a cancelled execution has its failure recorded, and advance() reads the children "
         "only while there is none",
     ),
-    _S + "xǁMemoryStoreǁsettle__mutmut_24": Equivalent(
+    _S + "xǁMemoryStoreǁsettle__mutmut_30": Equivalent(
         "self.advance(execution_id, token, [], None, None, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
-    _S + "xǁMemoryStoreǁsettle__mutmut_41": Equivalent(
+    _S + "xǁMemoryStoreǁsettle__mutmut_47": Equivalent(
         "failure, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
-    _S + "xǁMemoryStoreǁarrive__mutmut_20": Equivalent(
-        "self.advance(execution_id, None, [], None, None, now_ns)",
-        "a cancelled token is never live in MemoryStore (the first failure clears the live set), "
-        "so advance() records nothing for it whatever the token it is given",
-    ),
     _S + "xǁMemoryStoreǁarrive__mutmut_21": Equivalent(
         "self.advance(execution_id, token, None, None, None, now_ns)",
-        "as xǁMemoryStoreǁsettle__mutmut_23: advance() reads the children only while the "
+        "as xǁMemoryStoreǁsettle__mutmut_29: advance() reads the children only while the "
         "execution has no failure, and a cancelled one has",
     ),
     _S + "xǁMemoryStoreǁarrive__mutmut_22": Equivalent(
         "self.advance(execution_id, token, [], None, None, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
-    _S + "x_record_arrival__mutmut_46": Equivalent(
-        "store.retire(execution_id, m.timer_token, None)",
-        "the execution is open (admitted before): retire() hands now_ns to advance(), which "
-        "reads it only to open one",
-    ),
     _S + "xǁMemoryStoreǁarrive__mutmut_44": Equivalent(
         "record_arrival(self, execution_id, token, verdict, None, arrival)",
-        "record_arrival() reads now_ns only to hand it to retire(): as x_record_arrival__mutmut_46",
+        "record_arrival() reads now_ns only to hand it to retire(): as x_record_arrival__mutmut_21",
     ),
-    _S + "xǁMemoryStoreǁarrive__mutmut_65": Equivalent(
+    _S + "xǁMemoryStoreǁarrive__mutmut_69": Equivalent(
         "self.advance(execution_id, token, children, None, None, None)",
         "admit() just opened the execution; advance() reads now_ns only to open one",
     ),
-    _S + "xǁStateStoreǁschedule__mutmut_1": Equivalent(
-        'owner: str = "XXXX"',
+    _S + "xǁMemoryStoreǁretire__mutmut_13": Equivalent(
+        "self.advance(execution_id, token, [], None, None, None)",
+        "retire() found the execution open; advance() reads now_ns only to open one",
+    ),
+    _S + "xǁMemoryStoreǁ_lost__mutmut_20": Equivalent(
+        "ex.live.add(None)",
+        "the token that found its branches lost is added to the live set again by the "
+        "`lost_by` path of its every later admission and advance, before anything reads "
+        "whether it is live; meanwhile every other reader tests the live set only for being "
+        "empty, which {None} and {token} agree on",
+    ),
+    _S + "xǁMemoryStoreǁadmit__mutmut_6": Equivalent(
+        "return self._admission(execution_id, token, now_ns, anew, None)",
+        "`failing` is read only for its truth (`not failing`): None and False agree",
+    ),
+    _S + "xǁMemoryStoreǁadvance__mutmut_5": Equivalent(
+        "ex = self._open(execution_id, token, now_ns, None)",
+        "`anew` is read only for its truth (opens_unknown's `or anew`): None and False agree",
+    ),
+    _S + "xǁStateStoreǁadmit__mutmut_1": Equivalent(
+        "anew: bool = True) -> Admission:",
         "a default in the StateStore Protocol's own signature, whose body is `...` and is never "
         "run: MemoryStore and RedisStore declare their own",
+    ),
+    _S + "xǁStateStoreǁsettle__mutmut_1": Equivalent(
+        "anew: bool = True,", "as xǁStateStoreǁadmit__mutmut_1"
+    ),
+    _S + "xǁStateStoreǁretire__mutmut_1": Equivalent(
+        "counted: bool = False", "as xǁStateStoreǁadmit__mutmut_1"
+    ),
+    _S + "xǁStateStoreǁschedule__mutmut_1": Equivalent(
+        'owner: str = "XXXX"', "as xǁStateStoreǁadmit__mutmut_1"
     ),
     # -- runeworker/engine/barriers.py --------------------------------------------------------
     _B + "xǁMemoryFlowǁmerge_arrive__mutmut_11": Equivalent(

@@ -1286,6 +1286,9 @@ def only_a_token_that_may_open_an_unknown_execution_opens_it(
     recorded (and again when the step that found it is redelivered: the failure replays);
     the failure closes the execution once."""
     derived = child_token(root_token("ex"), 0, "a")
+    # an advance without an admission first is told as well
+    raises_lost(lambda: store.advance("ex-0", derived, [], ctx("a"), None, T0), "ex-0",
+                "execution")  # fmt: skip
     raises_lost(lambda: store.admit("ex", derived, T0), "ex", "execution")
     raises_lost(lambda: store.admit("ex", derived, T1), "ex", "execution")
     raises_lost(lambda: store.settle("ex", derived, [], ctx("a"), None, T1, 100), "ex", "execution")
@@ -1328,11 +1331,27 @@ def an_evicted_execution_is_failed_once(store: StateStore, evict: Evict) -> None
     raises_lost(lambda: store.admit("ex", a, T1), "ex", "execution")
     assert store.admit("ex", b, T1) == Admission(Verdict.STALE, 0)  # a fails it
     evict("ex", "live")
+    assert store.admit("ex", b, T1) == Admission(Verdict.STALE, 0)  # still a's to tell
     assert store.advance("ex", a, [], None, LOST, T1) == failed_lost(T1)
     assert store.admit("ex", b, T1) == Admission(Verdict.CANCELLED, 1)
     cancelled = store.settle("ex", c, [], ctx("c"), None, T1, 100)
     assert cancelled == Settlement(Verdict.CANCELLED, OPEN)
     raises_lost(lambda: store.admit("ex-2", a, T1), "ex-2", "execution")  # another one
+
+
+@lost_case("a_joining_branch_may_fail_an_execution_found_lost")
+def a_joining_branch_may_fail_an_execution_found_lost(store: StateStore, evict: Evict) -> None:
+    """An execution found lost by one step (kept live, to record its failure) is joined by a
+    message without a token (a Go worker's branch), which fails it first: the step that found
+    the loss, redelivered, is then cancelled like any sibling, not told the loss again."""
+    a, _ = fan_out(store, "ex", 2)
+    evict("ex", "all")
+    raises_lost(lambda: store.admit("ex", a, T1), "ex", "execution")
+    joining = JOINING + "0123456789abcdef0123"
+    assert store.admit("ex", joining, T1).verdict is Verdict.RUN
+    assert store.advance("ex", joining, [], None, LOST, T1).closed
+    assert store.admit("ex", a, T1).verdict is Verdict.CANCELLED
+    assert store.settle("ex", a, [], None, LOST, T1, 100).verdict is Verdict.CANCELLED
 
 
 @lost_case("evicted_branch_tokens_are_lost_not_those_of_an_ended_execution")

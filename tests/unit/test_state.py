@@ -12,12 +12,15 @@ from statecases import CASES, LOST_CASES
 from runeworker.engine.messages import NodeExecutionMessage, StackFrame
 from runeworker.engine.state import (
     JOINING,
+    ROOT,
     MemoryStore,
     attempt_key,
     child_token,
     child_tokens,
     derived_uuid,
+    joining_token,
     message_token,
+    opens_unknown,
     root_token,
     state_lost,
 )
@@ -58,6 +61,9 @@ def test_tokens_and_attempt_keys_are_stable_across_versions() -> None:
     frame = StackFrame("s", "ex_s_1", 1, 2)
     in_branch = msgspec.structs.replace(arrival, lineage_stack=[frame])
     assert message_token(in_branch) == "join:72aafe86e51961f046df"
+    # ids holding the separator or the escape, an empty branch id, two branches
+    assert joining_token("a", "b", ["s1", "s2"]) == "join:6cfe87b28c7bc10f1b83"
+    assert joining_token("a\\", "b|c", ["", "x|y", "z"]) == "join:6f627edaaff392adec60"
 
 
 def test_message_tokens() -> None:
@@ -73,6 +79,21 @@ def test_message_tokens() -> None:
         for parent in ("p", "q")
     }
     assert len(joins) == 4 and all(t.startswith(JOINING) for t in joins)
+
+
+def test_joining_tokens_escape_every_part() -> None:
+    """Each part of a joining token's name is escaped: a `\\` left as it is would let a parent
+    ending in one and a node followed by two branch ids name the same token as a parent
+    holding a `|`; an empty branch id is no missing one."""
+    assert joining_token("a\\", "b", ["x", "y"]) != joining_token("a|b", "x", ["y"])
+    assert joining_token("p", "n", []) != joining_token("p", "n", [""])
+
+
+def test_only_the_root_and_joining_tokens_open_an_unknown_execution_by_default() -> None:
+    """`opens_unknown` without `anew` or `begun`: a derived token does not open one."""
+    assert opens_unknown(ROOT) and opens_unknown(JOINING + "00")
+    assert not opens_unknown(child_token(ROOT, 0, "a"))
+    assert opens_unknown("t", anew=True) and opens_unknown("t", begun=True)
 
 
 def test_attempts_are_counted_per_message() -> None:
@@ -134,3 +155,5 @@ def test_a_loss_names_the_execution_and_what_is_gone(what: str, where: str, deta
     """The text a step fails its execution with (`StateLost`, runeworker/errors.py)."""
     lost = state_lost("ex-9", what, where)
     assert (lost.execution_id, lost.what, str(lost)) == ("ex-9", what, detail)
+    if not where:
+        assert str(state_lost("ex-9", what)) == detail
