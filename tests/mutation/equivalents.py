@@ -380,6 +380,12 @@ EQUIVALENT: dict[str, Equivalent] = {
         "names = [winner] if (winner) and False else sorted(m.data)",
         "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
     ),
+    _B + "xǁMemoryFlowǁack_timer__mutmut_7": Equivalent(
+        "self._payloads.pop(timer_id, )",
+        "a lease is set only for a timer whose payload is stored (claim_due), and every removal "
+        "of a payload (cancel_timer, ack_timer) removes its lease too: the payload of a lease "
+        "popped is there, and pop() without a default never raises",
+    ),
     _B + "xǁMemoryFlowǁschedule__mutmut_1": Equivalent(
         'owner: str = "XXXX"',
         "the default is never used by the product: both callers (engine/flow.py for waits, "
@@ -413,7 +419,32 @@ EQUIVALENT: dict[str, Equivalent] = {
         "render() returns a string unchanged",
     ),
     # -- runeworker/engine/ledger.py ----------------------------------------------------------
-    _L + "xǁArrivingǁ__init____mutmut_12": Equivalent(
+    _L + "xǁLedgerǁ__init____mutmut_1": Equivalent(
+        "anew: bool = True,",
+        "the default is never used: the one maker of ledgers, Turn.__init__ "
+        "(engine/executor.py), passes anew by keyword",
+    ),
+    _L + "xǁ_Holdingǁ__init____mutmut_1": Equivalent(
+        "anew: bool = True,", "as xǁLedgerǁ__init____mutmut_1"
+    ),
+    _L + "xǁArrivingǁ__init____mutmut_1": Equivalent(
+        "anew: bool = True,", "as xǁLedgerǁ__init____mutmut_1"
+    ),
+    _L + "xǁArrivingǁ__init____mutmut_7": Equivalent(
+        "super().__init__(store, msg, token, clock, max_steps, anew=None)",
+        "an Arriving ledger never has anew: ledger.choose gives a replayed step (the only one "
+        "Turn.__init__ makes with anew) the Admitted or Settled mode, and anew is read only "
+        "for its truth",
+    ),
+    _L + "xǁArrivingǁ__init____mutmut_13": Equivalent(
+        "super().__init__(store, msg, token, clock, max_steps, )",
+        "as xǁArrivingǁ__init____mutmut_7: the default False is what every Arriving gets",
+    ),
+    _L + "xǁArrivingǁ__init____mutmut_14": Equivalent(
+        'self._arrival: Arrival | None = ""',
+        "read only by close() once `_arrived` is set, and arrive() sets both",
+    ),
+    _L + "xǁArrivingǁ__init____mutmut_16": Equivalent(
         "self._foreseen: dict[str, list[str]] = None",
         "read only by close() after arrive(), which sets it; without an arrival close() settles",
     ),
@@ -430,11 +461,6 @@ EQUIVALENT: dict[str, Equivalent] = {
         "Transition.closed is read only for its truth (`if tr.closed:` in Turn._close, "
         "engine/executor.py, the one reader): None and False agree",
     ),
-    _L + "xǁSingleBranchǁclose__mutmut_22": Equivalent(
-        "Transition(True, COMPLETED, None, started",
-        "the failure reason of a transition goes only into outbox.completion(), through "
-        "opt(), which makes both '' and None UNSET (key omitted)",
-    ),
     _L + "xǁSingleBranchǁclose__mutmut_33": Equivalent(
         "[leaf] if (leaf is not None) or True else []",
         "unreachable with leaf None: without children and failure, Turn._close passes no leaf "
@@ -447,42 +473,21 @@ EQUIVALENT: dict[str, Equivalent] = {
         "self._hold(status, None)", "_Holding._hold ignores its second argument"
     ),
     # -- runeworker/engine/plan.py ------------------------------------------------------------
-    _P + "xǁDefinitionsǁ__init____mutmut_1": Equivalent(
-        "size: int = 129",
-        "the default size bounds memory and parse work only: a definition dropped from the "
-        "cache is parsed again from the same bytes into an equal Definition, so every plan is "
-        "the same for any size (eviction itself is tested with size=2)",
-    ),
-    _P + "xǁDefinitionsǁget__mutmut_10": Equivalent(
-        "self._cache.popitem(last=None)",
-        "OrderedDict.popitem reads `last` for its truth: None drops the oldest entry, as False",
-    ),
     _P + "xǁPlanǁmake__mutmut_1": Equivalent(
         "resumed: bool = True,",
         "the default is never used: the one caller, Executor.plan, passes resumed and "
         "replayed by keyword on every call",
     ),
     _P + "xǁPlanǁmake__mutmut_2": Equivalent("replayed: bool = True,", "as xǁPlanǁmake__mutmut_1"),
-    _P + "xǁPlanǁmake__mutmut_5": Equivalent(
-        "root_token(None)",
-        "root_token() ignores its argument: the token of every master message is 'root' "
-        "(engine/state.py)",
-    ),
     _P + "xǁPlanǁmake__mutmut_24": Equivalent(
         "if error or wf is None and node is None:",
         "when wf or node is None, `error` is already non-empty: node is None whenever wf is, "
         "and a None node sets the 'not found' error two lines above",
     ),
     _P + "xǁPlanǁmake__mutmut_49": Equivalent(
-        "Admitted, False, None, error, refused)",
+        "Admitted, False, None, error, refused, replayed",
         "a plan with an error is rejected by Turn.take (engine/executor.py) before "
         "plan.resumed is read; Plan.failing keeps the error",
-    ),
-    _P + "xǁPlanǁmake__mutmut_70": Equivalent(
-        "resumed=None, replayed=replayed",
-        "a resumed plan without error is of a wait or merge node (Plan.make sets an error "
-        "otherwise): flow types make a definition not single-branch and are admitted by "
-        "ledger.choose whatever `resumed` says",
     ),
     # -- runeworker/engine/executor.py --------------------------------------------------------
     _E + "xǁTurnǁ__init____mutmut_33": Equivalent(

@@ -670,6 +670,8 @@ def timers_fire_due_ones_in_order(store: StateStore) -> None:
     store.ack_timer("second")
     assert store.release_expired(NOW + 10**9) == 0  # acknowledged timers are gone for good
     assert store.claim_due(NOW + 60_000, 100, 30_000) == [Timer("late", b"L")]
+    store.schedule("empty", NOW, b"")  # the payload comes back as it was stored
+    assert store.claim_due(NOW, 100, 30_000) == [Timer("empty", b"")]
 
 
 @flow_case("timers_batch_limit")
@@ -1089,14 +1091,14 @@ def arrive_parks_and_cancels_the_merge_timer(store: StateStore) -> None:
     claimed = store.claim_due(NOW + 60_000, 10, 1000)
     assert claimed == [Timer("timer-ex-2", b"resume ex-2")]
 
-    # ex-3: a ghost waits long after the first arrival, when the timer is due: it parks
-    # nothing and does not schedule the timer again
+    # ex-3: a ghost waits when the timer is due (first arrival + timeout, to the ms): it
+    # parks nothing and does not schedule the timer again
     a, b, _ = fan_out(store, "ex-3", 3)
     park3 = Park("timer-ex-3", b"resume ex-3")
     first = store.arrive("ex-3", a, T1, 100, at_parking_merge("a", None, park3, NOW, 3), {})
     assert first.transition == OPEN and store.next_due() == NOW + 60_000
     store.cancel_timer(park3.timer_id)  # (as if it fired)
-    late = at_parking_merge("b", None, park3, NOW + 61_000, 3)
+    late = at_parking_merge("b", None, park3, NOW + 60_000, 3)
     assert store.arrive("ex-3", b, T1, 100, late, {}) == Arrived(
         Verdict.RUN, Barrier(WAITING, 2, first_ms=NOW), OPEN
     )

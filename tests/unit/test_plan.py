@@ -263,6 +263,29 @@ def test_the_definition_asked_for_last_is_compared_by_its_bytes() -> None:
     assert definitions.get(bytes(FAN)) is fan  # plain bytes after a Raw
 
 
+def test_the_definition_asked_for_last_needs_no_lookup() -> None:
+    """The steps of an execution ask for one definition in a row: the one asked for last is
+    handed out again without a lookup, for the same object or for equal bytes in a Raw (the
+    lookup would copy and hash them), and stays so after either."""
+    definitions = Definitions({}, max_steps=100)
+    raw = msgspec.Raw(bytes(CHAIN))
+    chain = definitions.get(raw)
+    definitions._cache.clear()  # only the shortcut can answer now without parsing again
+    assert definitions.get(raw) is chain
+    assert definitions.get(msgspec.Raw(bytes(bytearray(CHAIN)))) is chain
+    assert definitions.get(raw) is chain
+    assert definitions._cache == {}
+
+
+def test_definitions_filling_the_byte_budget_exactly_are_all_kept() -> None:
+    chain, fan = bytes(CHAIN), bytes(FAN)
+    definitions = Definitions({}, max_steps=100, max_bytes=len(chain) + len(fan))
+    first = definitions.get(chain)
+    definitions.get(fan)
+    assert definitions.kept_bytes == definitions.max_bytes and len(definitions._cache) == 2
+    assert definitions.get(chain) is first
+
+
 def test_the_definitions_kept_stay_within_their_byte_budget() -> None:
     """A definition is kept parsed (about ten times its bytes): 128 distinct large ones held
     hundreds of MB. Past `MAX_BYTES` of definitions the least recently used go, but the one

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from statecases import CASES, LOST_CASES
 
+from runeworker.engine.barriers import aggregate_hold
 from runeworker.engine.messages import NodeExecutionMessage, StackFrame
 from runeworker.engine.state import (
     JOINING,
@@ -64,6 +65,9 @@ def test_tokens_and_attempt_keys_are_stable_across_versions() -> None:
     # ids holding the separator or the escape, an empty branch id, two branches
     assert joining_token("a", "b", ["s1", "s2"]) == "join:6cfe87b28c7bc10f1b83"
     assert joining_token("a\\", "b|c", ["", "x|y", "z"]) == "join:6f627edaaff392adec60"
+    # an aggregator's hold token, live in the store while its barrier waits
+    assert aggregate_hold("split", "") == "hold:c027d125192023fb5cdb"
+    assert aggregate_hold("s", "ex_s_1") == "hold:338088ef2e5f9b6ab5f6"
 
 
 def test_message_tokens() -> None:

@@ -77,6 +77,16 @@ def test_a_step_of_an_evicted_execution_fails_it_once(caplog: pytest.LogCaptureF
     replayed = other.step(msgspec.structs.replace(to_b, execution_id="ex-2"), None, replayed=True)
     assert replayed.report.lost == "" and replayed.dead_letter == ""
     assert [m.current_node for m in replayed.messages] == ["join"]
+    # and one that cannot run (it names a node its definition lacks) fails for that reason,
+    # its execution opened by the replay, not found lost
+    store._executions.pop("ex-2")
+    nowhere = msgspec.structs.replace(to_b, execution_id="ex-2", current_node="gone")
+    refused = other.step(nowhere, None, replayed=True)
+    assert refused.report.lost == "" and refused.completion is not None
+    assert refused.completion.status == "failed"
+    assert refused.completion.failure_reason == (
+        "current_node gone not found in workflow definition"
+    )
 
 
 def test_evicted_branch_tokens_fail_the_execution_at_the_merge() -> None:
