@@ -221,6 +221,8 @@ def ghosts(
 ) -> list[Emit]:
     """Ghost arrivals for the barriers fed by the outgoing edges not in `taken`."""
     pairs = dead_paths(step.wf, step.node.id, taken, lineage)
+    if not pairs:
+        return []
     return [Emit(dst, ctx, lineage, parent, ghost=True) for dst, parent in pairs]
 
 

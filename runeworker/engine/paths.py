@@ -129,10 +129,13 @@ def dead_paths(
     """(barrier, parent) pairs owed a ghost arrival because `node_id` did not follow its other
     outgoing edges. `parent` is the node the dead path enters the barrier from. Inside a split
     (`lineage`), a dead path reaching the split's aggregator makes it count the current item."""
+    outgoing = wf.outgoing.get(node_id)
+    if not outgoing or (len(outgoing) == 1 and taken and taken[0].id == outgoing[0].id):
+        return []  # the common case (an end, one edge taken): no walk at all, no sets built
     taken_ids = {e.id for e in taken}
-    untaken = [e for e in wf.outgoing.get(node_id, ()) if e.id not in taken_ids]
+    untaken = [e for e in outgoing if e.id not in taken_ids]
     if not untaken:
-        return []  # the common case: no walk at all
+        return []
     own_agg = own_aggregator(wf, lineage)
     key = ("dead", node_id, own_agg or "", *sorted(f"{e.id}\n{e.dst}" for e in taken))
     found = wf.walks.get(key)
