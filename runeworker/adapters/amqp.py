@@ -48,6 +48,7 @@ from pika.adapters.utils.connection_workflow import (
 from pika.spec import Basic, BasicProperties
 
 from runeworker.adapters.amqp_frames import FrameWriter
+from runeworker.adapters.amqp_reader import FrameReader
 from runeworker.config import BrokerConfig
 from runeworker.errors import BrokerError, CommitInDoubt
 from runeworker.masking import mask_url, scrub_password
@@ -276,6 +277,8 @@ class Delivery:
 class Broker:
     """One connection and one transactional channel of a worker child."""
 
+    read_by_hand = True  # deliveries read by a `FrameReader` (False: pika's own path)
+
     def __init__(
         self,
         url: str | tuple[str, ...],
@@ -312,6 +315,7 @@ class Broker:
         self._nacked: list[_Published] = []
         self._seq = 0
         self._writer: FrameWriter | None = None  # of the open channel (`_queued`)
+        self._reader: FrameReader | None = None  # of the consuming connection (`consume`)
         self._props: dict[str | None, BasicProperties] = {}  # without headers, by content type
         self._inbound: select.poll | None = None  # the connection's socket, polled at commit
         # RabbitMQ's flow control (see the module's docstring)
@@ -359,6 +363,7 @@ class Broker:
             raise
         self.pending.clear()
         self._tags = []
+        self._reader = None
         self.ack_timeout = None
 
     def watch_flow(self, listener: FlowListener | None) -> None:
@@ -445,6 +450,7 @@ class Broker:
             self._unconfirmed, self._nacked = {}, []
         conn, self._conn, self._ch = self._conn, None, None
         self._inbound = None
+        self._reader = None
         timer, self._blocked_timer = self._blocked_timer, None
         if timer is not None and conn is not None:
             with contextlib.suppress(Exception):  # a loop already closed holds no timers
@@ -500,12 +506,24 @@ class Broker:
 
     def consume(self, queues: list[str], prefetch: int) -> None:
         """Consume `queues` into `pending`, at most `prefetch` deliveries of each unacked at a time
-        (basic.qos without `global` applies to each consumer)."""
+        (basic.qos without `global` applies to each consumer). The deliveries are read off the
+        socket by a `FrameReader` (runeworker/adapters/amqp_reader.py) unless `read_by_hand`
+        is False; pika's own path (`_make_callback`) takes what the reader leaves to it."""
         ch = self.channel
+        reader = self._reader
+        if self.read_by_hand and (reader is None or reader.channel is not ch._impl):
+            number = ch.channel_number
+            reader = self._reader = FrameReader(
+                self._connection()._impl, ch, self._delivered, lambda: self._wake(number)
+            )
         try:
             ch.basic_qos(prefetch_count=prefetch)
             for q in queues:
-                self._tags.append(ch.basic_consume(q, self._make_callback(q)))
+                # the tag made first: the reader takes the deliveries that follow consume-ok
+                tag = ch._impl._generate_consumer_tag()
+                if reader is not None:
+                    reader.follow(tag, q)
+                self._tags.append(ch.basic_consume(q, self._make_callback(q), consumer_tag=tag))
         except AMQP_ERRORS as exc:
             raise self.endpoint.error(f"cannot consume {queues}", exc) from exc
 
@@ -513,24 +531,31 @@ class Broker:
         def on_message(
             _ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
         ) -> None:
-            self.pending.append(
-                Delivery(
-                    method.delivery_tag,
-                    queue,
-                    body,
-                    bool(method.redelivered),
-                    props.headers or {},
-                    props.content_type,
-                    time.monotonic(),
-                )
-            )
+            self._delivered(queue, method.delivery_tag, bool(method.redelivered), body, props)
 
         return on_message
+
+    def _delivered(
+        self, queue: str, tag: int, redelivered: bool, body: bytes, props: BasicProperties
+    ) -> None:
+        self.pending.append(
+            Delivery(
+                tag,
+                queue,
+                body,
+                redelivered,
+                props.headers or {},
+                props.content_type,
+                time.monotonic(),
+            )
+        )
 
     def stop_consuming(self) -> None:
         """Cancel the consumers; deliveries already buffered stay in `pending`."""
         ch = self._ch
         tags, self._tags = self._tags, []
+        if self._reader is not None:
+            self._reader.forget()
         if ch is None or not ch.is_open:
             return
         try:

@@ -10,11 +10,20 @@ kept header and wraps the body in body frames (AMQP 0-9-1, section 4.2.3: type, 
 payload size, payload, frame-end 0xCE; a body longer than the negotiated frame size minus 8
 is split). A basic.ack is one fixed-size method frame.
 
-The bytes are the ones pika would send (tests/integration/test_amqp_frames.py compares them) and go
-out through pika's own connection (`_output_marshaled_frames`, which counts them for its
-heartbeat checker), so pika still owns the socket, the channel's state, the transaction and
-everything received. Only these two methods of the pika channel are replaced, each behind the
-same state check pika makes (a closed channel raises `ChannelWrongStateError`).
+The bytes are the ones pika would send (tests/integration/test_amqp_frames.py compares them)
+and go out through pika's own connection (`_output_marshaled_frames`, which counts them for its
+heartbeat checker), so pika still owns the socket, the channel's state and the transaction
+(what arrives is read by runeworker/adapters/amqp_reader.py, and pika's own path). Only these
+two methods of the pika channel are replaced, each behind the same state check pika makes (a
+closed channel raises `ChannelWrongStateError`).
+
+pika queues each write as a buffer of its own and sends them one `send` per buffer once the
+socket is writable: four buffers per node (two statuses, the next message and the ack), a few
+dozen system calls per commit of a batch. On a plain TCP connection the writer has them joined
+first (`_join_sends`, into buffers of up to 128 KB): one `send` per commit of a batch of small
+messages, and RabbitMQ reads one segment instead of many (deploy/PERFORMANCE.md, "Issue 16:
+deliveries read without pika's frame objects"). A TLS connection keeps pika's sends: a write
+OpenSSL asked to retry must be retried with the same buffer.
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ _ACK = struct.Struct(">BHIHHQBB")
 _KEPT_HEADERS = 32
 # method frames kept per writer (one per exchange and routing key: a handful in a worker)
 _KEPT_METHODS = 256
+# the most bytes joined into one buffer to send: a send the socket takes only in part leaves the
+# rest of its buffer to be copied for the next (pika's `_produce`), so buffers stay this small
+_JOINED_MAX = 128 * 1024
 # offset of the body size in a marshalled content header: frame type (1), channel (2),
 # payload size (4), class id (2), weight (2)
 _SIZE_AT = 11
@@ -50,6 +62,7 @@ class FrameWriter:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self._connection: Any = channel.connection  # pika's Connection: untyped internals
+        _join_sends(self._connection)
         self._number: int = channel.channel_number
         self._body_max: int = self._connection._body_max_length
         self._methods: dict[tuple[str, str, bool], bytes] = {}
@@ -110,6 +123,38 @@ class FrameWriter:
             )
         if not self._connection.is_open:
             raise pika.exceptions.ConnectionWrongStateError("connection to RabbitMQ is not open")
+
+
+def _join_sends(connection: Any) -> None:
+    """Have the plain TCP transport of `connection` send what is queued as one buffer (see
+    the module's doc); once per transport."""
+    transport: Any = getattr(connection, "_transport", None)
+    if type(transport).__name__ != "_AsyncPlaintextTransport" or getattr(
+        transport, "_runeworker_joins", False
+    ):
+        return
+    buffers = transport._tx_buffers  # pika's deque of buffers to send, never replaced
+    produce = transport._produce
+
+    def joined_produce() -> None:
+        if len(buffers) > 1:
+            joined: list[bytes] = []
+            part: list[bytes] = []
+            size = 0
+            for buffer in buffers:
+                part.append(buffer)
+                size += len(buffer)
+                if size >= _JOINED_MAX:
+                    joined.append(b"".join(part))
+                    part, size = [], 0
+            if part:
+                joined.append(b"".join(part))
+            buffers.clear()
+            buffers.extend(joined)
+        produce()
+
+    transport._produce = joined_produce
+    transport._runeworker_joins = True
 
 
 def _split(header: bytes) -> tuple[bytes, bytes]:

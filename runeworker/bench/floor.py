@@ -1,9 +1,10 @@
 """The floor of `runeworker bench`: a bare pika loop doing a worker's broker work per node.
 
-No runeworker code runs here but the frame writer (stdlib and pika; `FrameWriter` is loaded from
-runeworker/adapters/amqp_frames.py alone, which imports pika and struct only, so that the floor
-marshals its publishes and acks as cheaply as a child does), so the loop shows what the broker costs
-by itself. Per delivery it does what a runeworker child does for a cheap node: publish the
+No runeworker code runs here but the frame writer and reader (stdlib and pika; `FrameWriter` and
+`FrameReader` are loaded from runeworker/adapters/amqp_frames.py and amqp_reader.py alone, which
+import pika and the standard library only, so that the floor writes its publishes and acks and
+reads its deliveries as cheaply as a child does), so the loop shows what the broker costs by
+itself. Per delivery it does what a runeworker child does for a cheap node: publish the
 `running` and `success` statuses and the next execution message (the completion after the last
 node), all with the sizes runeworker's messages have at that step, persistent, `mandatory`,
 through the same topic exchange, then acks; the publishes and acks of the deliveries buffered
@@ -142,7 +143,7 @@ class _Loop:
         self.unflushed = 0
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
-        self.writer = _frame_writer()(self.ch._impl)
+        self.writer = _adapter("amqp_frames", "FrameWriter")(self.ch._impl)
         # an ack: queued in the transaction here, held until the confirms in `_ConfirmLoop`
         self.ack: Callable[[int], None] = self.writer.ack
         self.select()
@@ -160,8 +161,21 @@ class _Loop:
         def on_message(_ch: Any, method: Any, props: Any, _body: bytes) -> None:
             self.pending.append((method.delivery_tag, props.message_id))
 
+        def on_read(_queue: str, tag: int, _again: bool, _body: bytes, props: Any) -> None:
+            self.pending.append((tag, props.message_id))
+
+        # deliveries read off the socket as a runeworker child reads them (`Broker.consume`)
+        number = self.ch.channel_number
+        reader = _adapter("amqp_reader", "FrameReader")(
+            self.conn._impl,
+            self.ch,
+            on_read,
+            lambda: self.conn._request_channel_dispatch(-number),
+        )
+        tag = self.ch._impl._generate_consumer_tag()
+        reader.follow(tag, self.queues.work)
         self.ch.basic_qos(prefetch_count=prefetch)
-        self.ch.basic_consume(self.queues.work, on_message)
+        self.ch.basic_consume(self.queues.work, on_message, consumer_tag=tag)
 
     def serve(self, stopping: list[int]) -> None:
         while not stopping:
@@ -330,14 +344,14 @@ class _ConfirmLoop(_Loop):
         self.conn._request_channel_dispatch(-channel_number)
 
 
-def _frame_writer() -> Any:
-    """`FrameWriter` of runeworker/adapters/amqp_frames.py, loaded from its file alone."""
-    path = Path(__file__).resolve().parents[1] / "adapters" / "amqp_frames.py"
-    spec = importlib.util.spec_from_file_location("_floor_amqp_frames", path)
+def _adapter(module: str, name: str) -> Any:
+    """Class `name` of runeworker/adapters/`module`.py, loaded from its file alone."""
+    path = Path(__file__).resolve().parents[1] / "adapters" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"_floor_{module}", path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FrameWriter
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return getattr(loaded, name)
 
 
 class _Target:

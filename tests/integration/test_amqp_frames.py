@@ -14,7 +14,7 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from runeworker.adapters.amqp import Broker
-from runeworker.adapters.amqp_frames import FrameWriter
+from runeworker.adapters.amqp_frames import _JOINED_MAX, FrameWriter
 
 QUEUE = f"frames.{os.getpid()}"
 
@@ -117,6 +117,37 @@ def test_rabbitmq_delivers_what_the_writer_published(channel: BlockingChannel) -
     assert channel.queue_declare(QUEUE, passive=True).method.message_count == 0
     # and the acks were applied: nothing comes back when the channel closes
     channel.close()
+
+
+def test_what_is_queued_goes_out_in_one_send(channel: BlockingChannel) -> None:
+    """Fifty publishes and the commit: one `send` of the socket (pika sends one per buffer),
+    and RabbitMQ takes every message, in order. Larger ones are joined into buffers of about
+    128 KB at most."""
+    writer = FrameWriter(channel._impl)
+    transport = channel._impl.connection._transport
+    sends: list[int] = []
+    send = transport._sigint_safe_send
+
+    def counted(sock: Any, data: bytes) -> int:
+        sends.append(len(data))
+        return int(send(sock, data))
+
+    transport._sigint_safe_send = counted
+    channel.tx_select()
+    sends.clear()
+    bodies = [str(i).encode() * (i + 1) for i in range(50)]
+    for body in bodies:
+        writer.publish("", QUEUE, body, PROPS[0])
+    channel.tx_commit()
+    assert len(sends) == 1
+    assert [channel.basic_get(QUEUE, auto_ack=True)[2] for _ in bodies] == bodies
+    sends.clear()
+    large = [bytes([i]) * 40_000 for i in range(10)]
+    for body in large:
+        writer.publish("", QUEUE, body, PROPS[0])
+    channel.tx_commit()
+    assert 3 <= len(sends) < 20 and max(sends) < _JOINED_MAX + 41_000
+    assert [channel.basic_get(QUEUE, auto_ack=True)[2] for _ in large] == large
 
 
 def test_a_closed_channel_refuses_like_pika(channel: BlockingChannel) -> None:
