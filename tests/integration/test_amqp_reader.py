@@ -237,6 +237,29 @@ def test_a_consumer_cancelled_leaves_its_deliveries_to_pika(queues: str) -> None
         broker.close()
 
 
+def test_a_consumer_the_broker_cancels_leaves_the_others_to_pika(queues: str) -> None:
+    """A deleted queue: RabbitMQ cancels its consumer (basic.cancel), which pika handles; the
+    reader then leaves every delivery to pika, and the other queue's still arrive, in order."""
+    broker = Broker(queues)
+    broker.connect()
+    conn = BlockingConnection(pika.URLParameters(queues))
+    try:
+        broker.consume([QUEUE, OTHER], prefetch=10)
+        reader = broker._reader
+        assert reader is not None
+        conn.channel().queue_delete(QUEUE)
+        publish(queues, OTHER, MESSAGES[:3])
+        deadline = time.monotonic() + 30
+        while len(broker.pending) < 3 and time.monotonic() < deadline:
+            broker.poll(0.2)
+        assert [(d.queue, d.body) for d in broker.pending] == [(OTHER, b) for b, _ in MESSAGES[:3]]
+        assert reader._consumers == {}
+    finally:
+        broker.close()
+        conn.channel().queue_declare(QUEUE)
+        conn.close()
+
+
 def test_a_wrong_frame_end_is_refused_like_pika(queues: str) -> None:
     broker = Broker(queues)
     broker.connect()
