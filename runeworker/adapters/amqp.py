@@ -6,9 +6,10 @@ the completion AND the ack reach the broker, or none of them does. One commit co
 round trip whatever the number of publishes, where publisher confirms would cost one wait
 per publish with a BlockingConnection.
 
-Deliveries are appended to `pending` by the consumer callback and processed by the worker
-loop, never inside the callback, so the connection can keep serving heartbeats (and
-buffering deliveries) while a node runs in another thread.
+Deliveries are appended to `pending` as they are read (runeworker/adapters/amqp_reader.py, or
+the consumer callback for those it leaves to pika) and processed by the worker loop, never
+while reading, so the connection can keep serving heartbeats (and buffering deliveries) while
+a node runs in another thread.
 
 RabbitMQ's flow control reaches the worker two ways. A memory or disk alarm makes the broker
 send `connection.blocked` and stop reading the socket of every connection that publishes: a
