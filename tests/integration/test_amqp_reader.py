@@ -5,15 +5,23 @@ does not read itself reach pika in order, and what it counts is what pika counts
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import socket
+import ssl
 import struct
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pika
 import pika.exceptions
 import pytest
+import trustme
 from pika.adapters.blocking_connection import BlockingConnection
 
 from runeworker.adapters.amqp import Broker, Delivery
@@ -272,3 +280,82 @@ def test_a_wrong_frame_end_is_refused_like_pika(queues: str) -> None:
             reader.on_data(frames[0][:-1] + b"\x00")
     finally:
         broker.close()
+
+
+class _TlsFront:
+    """TLS on a loopback port, the plain bytes forwarded to RabbitMQ: a broker with a TLS
+    listener (one thread per connection, pumping both ways)."""
+
+    def __init__(self, context: ssl.SSLContext, upstream: tuple[str, int]) -> None:
+        self.context = context
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pump, args=(client,), daemon=True).start()
+
+    def _pump(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError), contextlib.ExitStack() as stack:
+            tls = stack.enter_context(self.context.wrap_socket(client, server_side=True))
+            plain = stack.enter_context(socket.create_connection(self.upstream))
+            while True:
+                ready = [tls] if tls.pending() else select.select([tls, plain], [], [], 1)[0]
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (plain if sock is tls else tls).sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_url(queues: str, tmp_path: Path) -> Iterator[str]:
+    """An amqps:// URL of the test vhost, through a TLS front whose CA the URL names."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    parts = urlsplit(queues)
+    front = _TlsFront(server, (parts.hostname or "127.0.0.1", parts.port or 5672))
+    options = quote(repr({"ca_certs": str(ca_file), "server_hostname": "127.0.0.1"}))
+    yield (
+        f"amqps://{parts.username}:{parts.password}@127.0.0.1:{front.port}{parts.path}"
+        f"?ssl_options={options}"
+    )
+    front.close()
+
+
+def test_over_tls_the_reader_reads_and_pika_sends(queues: str, tls_url: str) -> None:
+    """On a TLS connection the reader reads the deliveries (the socket gives them one TLS
+    record at a time) and the writer leaves pika's sends as they are."""
+    publish(queues, QUEUE, MESSAGES)
+    broker, got = consumed(tls_url, by_hand=True)
+    try:
+        transport = broker._connection()._impl._transport
+        assert type(transport).__name__ == "_AsyncSSLTransport"
+        assert [(body, headers, ctype) for _t, _q, body, _r, headers, ctype in got] == [
+            (b, p.headers or {}, p.content_type) for b, p in MESSAGES
+        ]
+        for d in list(broker.pending):
+            broker.publish(OTHER, d.body, exchange="")
+            broker.ack(d.tag)
+        broker.pending.clear()
+        broker.commit()
+        assert not getattr(transport, "_runeworker_joins", False)
+    finally:
+        broker.close()
+    conn = BlockingConnection(pika.URLParameters(queues))
+    ch = conn.channel()
+    assert [ch.basic_get(OTHER, auto_ack=True)[2] for _ in MESSAGES] == [b for b, _ in MESSAGES]
+    assert ch.queue_declare(QUEUE, passive=True).method.message_count == 0  # the acks applied
+    conn.close()
