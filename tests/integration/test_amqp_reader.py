@@ -24,6 +24,7 @@ import pytest
 import trustme
 from pika.adapters.blocking_connection import BlockingConnection
 
+from runeworker.adapters import amqp_reader
 from runeworker.adapters.amqp import Broker, Delivery
 from runeworker.adapters.amqp_reader import RECV_BYTES, FrameReader
 
@@ -68,7 +69,7 @@ def publish(url: str, queue: str, messages: list[tuple[bytes, pika.BasicProperti
     conn.close()
 
 
-def consumed(url: str, by_hand: bool, recv_bytes: int | None = None) -> tuple[Broker, list[Any]]:
+def consumed(url: str, by_hand: bool) -> tuple[Broker, list[Any]]:
     """A broker consuming QUEUE and what it buffered of MESSAGES (the broker stays open:
     closing it hands the deliveries back, redelivered)."""
     broker = Broker(url)
@@ -78,8 +79,6 @@ def consumed(url: str, by_hand: bool, recv_bytes: int | None = None) -> tuple[Br
     if by_hand:  # every delivery read by the reader: pika's callback would see none
         broker._make_callback = lambda _q: lambda _c, _m, _p, body: by_pika.append(body)  # type: ignore[method-assign,assignment]
     broker.consume([QUEUE], prefetch=100)
-    if recv_bytes is not None:
-        broker._connection()._impl._transport._MAX_RECV_BYTES = recv_bytes
     deadline = time.monotonic() + 30
     while len(broker.pending) < len(MESSAGES) and time.monotonic() < deadline:
         broker.poll(0.2)
@@ -91,7 +90,9 @@ def _seen(d: Delivery) -> tuple[Any, ...]:
     return (d.tag, d.queue, d.body, d.redelivered, d.headers, d.content_type)
 
 
-def test_deliveries_are_pikas_whatever_the_reads(queues: str) -> None:
+def test_deliveries_are_pikas_whatever_the_reads(
+    queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish(queues, QUEUE, MESSAGES)
     broker, by_pika = consumed(queues, by_hand=False)
     broker.close()  # unacknowledged: each comes again, redelivered
@@ -100,9 +101,10 @@ def test_deliveries_are_pikas_whatever_the_reads(queues: str) -> None:
     ]
     assert [t for t, *_ in by_pika] == list(range(1, len(MESSAGES) + 1))
     again = [(t, q, body, True, h, c) for t, q, body, _r, h, c in by_pika]
-    for recv_bytes in (None, 7, 4093):
-        broker, by_hand = consumed(queues, by_hand=True, recv_bytes=recv_bytes)
-        assert broker._reader is not None
+    for recv_bytes in (RECV_BYTES, 7, 4093):  # the socket read this much at a time
+        monkeypatch.setattr(amqp_reader, "RECV_BYTES", recv_bytes)
+        broker, by_hand = consumed(queues, by_hand=True)
+        assert recv_bytes == broker._connection()._impl._transport._MAX_RECV_BYTES
         assert by_hand == again, recv_bytes
         broker.close()
 
