@@ -229,7 +229,9 @@ def test_deliveries_keep_their_order_when_pika_reads_one(queues: str) -> None:
         broker.close()
 
 
-def test_a_consumer_cancelled_leaves_its_deliveries_to_pika(queues: str) -> None:
+def test_a_consumer_forgotten_leaves_its_deliveries_to_pika(queues: str) -> None:
+    """What `stop_consuming` does before it cancels: the reader leaves the consumer's
+    deliveries to pika (which rejects them once the cancel is sent)."""
     broker = Broker(queues)
     broker.connect()
     try:
