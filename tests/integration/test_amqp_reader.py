@@ -61,6 +61,16 @@ def queues(amqp_url: str) -> Iterator[str]:
     conn.close()
 
 
+@pytest.fixture
+def broker(queues: str) -> Iterator[Broker]:
+    """A Broker consuming QUEUE (prefetch 10), its deliveries read by its reader."""
+    consuming = Broker(queues)
+    consuming.connect()
+    consuming.consume([QUEUE], prefetch=10)
+    yield consuming
+    consuming.close()
+
+
 def publish(url: str, queue: str, messages: list[tuple[bytes, pika.BasicProperties]]) -> None:
     conn = BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
@@ -109,47 +119,31 @@ def test_deliveries_are_pikas_whatever_the_reads(
         broker.close()
 
 
-def test_the_socket_is_read_64_kb_at_a_time(queues: str) -> None:
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        assert broker._connection()._impl._transport._MAX_RECV_BYTES == RECV_BYTES
-    finally:
-        broker.close()
+def test_the_socket_is_read_64_kb_at_a_time(broker: Broker) -> None:
+    assert broker._connection()._impl._transport._MAX_RECV_BYTES == RECV_BYTES
 
 
-def test_a_delivery_ends_the_wait_of_poll(queues: str) -> None:
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        broker.poll(0)
-        publish(queues, QUEUE, MESSAGES[1:2])
-        started = time.monotonic()
-        broker.poll(20.0)
-        assert len(broker.pending) == 1
-        assert time.monotonic() - started < 15.0  # woken by the delivery, not the time limit
-    finally:
-        broker.close()
+def test_a_delivery_ends_the_wait_of_poll(queues: str, broker: Broker) -> None:
+    broker.poll(0)
+    publish(queues, QUEUE, MESSAGES[1:2])
+    started = time.monotonic()
+    broker.poll(20.0)
+    assert len(broker.pending) == 1
+    assert time.monotonic() - started < 15.0  # woken by the delivery, not the time limit
 
 
-def test_deliveries_to_consumers_it_was_not_told_of_go_through_pika(queues: str) -> None:
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        seen: list[bytes] = []
-        broker.channel.basic_consume(OTHER, lambda _c, _m, _p, body: seen.append(body))
-        publish(queues, OTHER, MESSAGES[:3])
-        publish(queues, QUEUE, MESSAGES[6:7])
-        deadline = time.monotonic() + 30
-        while (len(seen) < 3 or not broker.pending) and time.monotonic() < deadline:
-            broker.poll(0.2)
-        assert seen == [body for body, _p in MESSAGES[:3]]
-        assert [d.queue for d in broker.pending] == [QUEUE]
-    finally:
-        broker.close()
+def test_deliveries_to_consumers_it_was_not_told_of_go_through_pika(
+    queues: str, broker: Broker
+) -> None:
+    seen: list[bytes] = []
+    broker.channel.basic_consume(OTHER, lambda _c, _m, _p, body: seen.append(body))
+    publish(queues, OTHER, MESSAGES[:3])
+    publish(queues, QUEUE, MESSAGES[6:7])
+    deadline = time.monotonic() + 30
+    while (len(seen) < 3 or not broker.pending) and time.monotonic() < deadline:
+        broker.poll(0.2)
+    assert seen == [body for body, _p in MESSAGES[:3]]
+    assert [d.queue for d in broker.pending] == [QUEUE]
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
@@ -180,73 +174,55 @@ def _feed(broker: Broker, data: bytes, step: int) -> list[tuple[Any, ...]]:
     return got
 
 
-def test_frames_split_or_interleaved_give_the_same_delivery(queues: str) -> None:
+def test_frames_split_or_interleaved_give_the_same_delivery(broker: Broker) -> None:
     """Crafted frames on a live connection: read by the reader in one piece, byte by byte,
     and with a heartbeat between the method frame and its content (pika's to assemble)."""
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        number = broker.channel.channel_number
-        consumer = broker._tags[0]
-        frames = _delivery_frames(number, consumer, 999, b"0123456789abcdefghij-tail")
-        expected = [(999, QUEUE, b"0123456789abcdefghij-tail", True, {"k": "v"}, "text/plain")]
-        impl = broker._connection()._impl
-        before = impl.bytes_received, impl.frames_received
-        assert _feed(broker, b"".join(frames), len(b"".join(frames))) == expected
-        assert _feed(broker, b"".join(frames), 1) == expected
-        heartbeat = _frame(8, 0, b"")
-        interleaved = b"".join([frames[0], heartbeat, *frames[1:]])
-        assert _feed(broker, interleaved, 5) == expected
-        total = 3 * len(b"".join(frames)) + len(heartbeat)
-        assert impl.bytes_received - before[0] == total
-        assert impl.frames_received - before[1] == 3 * len(frames) + 1
-    finally:
-        broker.close()
+    number = broker.channel.channel_number
+    consumer = broker._tags[0]
+    frames = _delivery_frames(number, consumer, 999, b"0123456789abcdefghij-tail")
+    expected = [(999, QUEUE, b"0123456789abcdefghij-tail", True, {"k": "v"}, "text/plain")]
+    impl = broker._connection()._impl
+    before = impl.bytes_received, impl.frames_received
+    assert _feed(broker, b"".join(frames), len(b"".join(frames))) == expected
+    assert _feed(broker, b"".join(frames), 1) == expected
+    heartbeat = _frame(8, 0, b"")
+    interleaved = b"".join([frames[0], heartbeat, *frames[1:]])
+    assert _feed(broker, interleaved, 5) == expected
+    total = 3 * len(b"".join(frames)) + len(heartbeat)
+    assert impl.bytes_received - before[0] == total
+    assert impl.frames_received - before[1] == 3 * len(frames) + 1
 
 
-def test_deliveries_keep_their_order_when_pika_reads_one(queues: str) -> None:
+def test_deliveries_keep_their_order_when_pika_reads_one(broker: Broker) -> None:
     """A delivery left to pika waits for the BlockingChannel's dispatch: the ones after it
     wait with it rather than overtake it."""
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        reader = broker._reader
-        assert reader is not None
-        number, consumer = broker.channel.channel_number, broker._tags[0]
-        first = _delivery_frames(number, consumer, 1, b"first")
-        interleaved = b"".join([first[0], _frame(8, 0, b""), *first[1:]])
-        reader.on_data(interleaved)
-        reader.on_data(b"".join(_delivery_frames(number, consumer, 2, b"second")))
-        assert not broker.pending  # both held by pika until its dispatch
-        broker.poll(0)
-        assert [d.body for d in broker.pending] == [b"first", b"second"]
-        broker.pending.clear()
-        reader.on_data(b"".join(_delivery_frames(number, consumer, 3, b"third")))
-        assert [d.body for d in broker.pending] == [b"third"]  # read at once again
-    finally:
-        broker.close()
+    reader = broker._reader
+    assert reader is not None
+    number, consumer = broker.channel.channel_number, broker._tags[0]
+    first = _delivery_frames(number, consumer, 1, b"first")
+    interleaved = b"".join([first[0], _frame(8, 0, b""), *first[1:]])
+    reader.on_data(interleaved)
+    reader.on_data(b"".join(_delivery_frames(number, consumer, 2, b"second")))
+    assert not broker.pending  # both held by pika until its dispatch
+    broker.poll(0)
+    assert [d.body for d in broker.pending] == [b"first", b"second"]
+    broker.pending.clear()
+    reader.on_data(b"".join(_delivery_frames(number, consumer, 3, b"third")))
+    assert [d.body for d in broker.pending] == [b"third"]  # read at once again
 
 
-def test_a_consumer_forgotten_leaves_its_deliveries_to_pika(queues: str) -> None:
+def test_a_consumer_forgotten_leaves_its_deliveries_to_pika(broker: Broker) -> None:
     """What `stop_consuming` does before it cancels: the reader leaves the consumer's
     deliveries to pika (which rejects them once the cancel is sent)."""
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        reader = broker._reader
-        assert reader is not None
-        consumer = broker._tags[0]
-        reader.forget()
-        number = broker.channel.channel_number
-        reader.on_data(b"".join(_delivery_frames(number, consumer, 5, b"{}")))
-        broker.poll(0)
-        # pika's path: the BlockingChannel's callback, as before the reader was told of it
-        assert [d.tag for d in broker.pending] == [5]
-    finally:
-        broker.close()
+    reader = broker._reader
+    assert reader is not None
+    consumer = broker._tags[0]
+    reader.forget()
+    number = broker.channel.channel_number
+    reader.on_data(b"".join(_delivery_frames(number, consumer, 5, b"{}")))
+    broker.poll(0)
+    # pika's path: the BlockingChannel's callback, as before the reader was told of it
+    assert [d.tag for d in broker.pending] == [5]
 
 
 def test_a_consumer_the_broker_cancels_leaves_the_others_to_pika(queues: str) -> None:
@@ -272,18 +248,12 @@ def test_a_consumer_the_broker_cancels_leaves_the_others_to_pika(queues: str) ->
         conn.close()
 
 
-def test_a_wrong_frame_end_is_refused_like_pika(queues: str) -> None:
-    broker = Broker(queues)
-    broker.connect()
-    try:
-        broker.consume([QUEUE], prefetch=10)
-        reader = broker._reader
-        assert isinstance(reader, FrameReader)
-        frames = _delivery_frames(broker.channel.channel_number, broker._tags[0], 1, b"{}")
-        with pytest.raises(pika.exceptions.InvalidFrameError):
-            reader.on_data(frames[0][:-1] + b"\x00")
-    finally:
-        broker.close()
+def test_a_wrong_frame_end_is_refused_like_pika(broker: Broker) -> None:
+    reader = broker._reader
+    assert isinstance(reader, FrameReader)
+    frames = _delivery_frames(broker.channel.channel_number, broker._tags[0], 1, b"{}")
+    with pytest.raises(pika.exceptions.InvalidFrameError):
+        reader.on_data(frames[0][:-1] + b"\x00")
 
 
 class _TlsFront:
