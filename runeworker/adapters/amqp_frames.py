@@ -29,6 +29,7 @@ OpenSSL asked to retry must be retried with the same buffer.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import pika.exceptions
@@ -128,7 +129,7 @@ class FrameWriter:
 def _join_sends(connection: Any) -> None:
     """Have the plain TCP transport of `connection` send what is queued as one buffer (see
     the module's doc); once per transport."""
-    transport: Any = getattr(connection, "_transport", None)
+    transport: Any = connection._transport  # None once the connection is lost
     if type(transport).__name__ != "_AsyncPlaintextTransport" or getattr(
         transport, "_runeworker_joins", False
     ):
@@ -138,23 +139,30 @@ def _join_sends(connection: Any) -> None:
 
     def joined_produce() -> None:
         if len(buffers) > 1:
-            joined: list[bytes] = []
-            part: list[bytes] = []
-            size = 0
-            for buffer in buffers:
-                part.append(buffer)
-                size += len(buffer)
-                if size >= _JOINED_MAX:
-                    joined.append(b"".join(part))
-                    part, size = [], 0
-            if part:
-                joined.append(b"".join(part))
+            pieces = joined(buffers)
             buffers.clear()
-            buffers.extend(joined)
+            buffers.extend(pieces)
         produce()
 
     transport._produce = joined_produce
     transport._runeworker_joins = True
+
+
+def joined(buffers: Iterable[bytes], most: int = _JOINED_MAX) -> list[bytes]:
+    """`buffers` joined in order into pieces of about `most` bytes: a piece ends with the
+    buffer that brings it to `most` or more, so it passes `most` by less than its last buffer."""
+    pieces: list[bytes] = []
+    part: list[bytes] = []
+    size = 0
+    for buffer in buffers:
+        part.append(buffer)
+        size += len(buffer)
+        if size >= most:
+            pieces.append(b"".join(part))
+            part, size = [], 0
+    if part:
+        pieces.append(b"".join(part))
+    return pieces
 
 
 def _split(header: bytes) -> tuple[bytes, bytes]:

@@ -21,9 +21,16 @@ channel's close, a broker's `basic.cancel`, a `basic.return`, a delivery whose f
 interleaved with another channel's or that arrives while pika is assembling one) is decoded
 by pika and goes through pika's own `_process_frame`, in the order it came, so pika keeps the
 connection's and the channel's state; while deliveries pika read wait for the BlockingChannel's
-callback, the next ones go the same way, so that none overtakes another. The bytes and frames
-received are counted where pika counts them (its heartbeat checker reads `bytes_received`), and
-an end of `process_data_events` is asked for as a BlockingChannel would for a delivery (`wake`).
+callback, the next ones go the same way, so that none overtakes another. A delivery's fields are
+read only when its method frame holds all of them (consumer tag, delivery tag and bits,
+exchange, routing key), its content header is one of class `basic` with its property flags, and
+its body frames add up to the header's body size without going past it: anything else is pika's
+to read and refuse, as it would without the reader (tests/integration/test_amqp_reader_streams.py
+feeds both the same crafted bytes). The bytes received are counted as they come, which pika's
+heartbeat checker reads as the connection being alive (pika counts a frame once it is whole; a
+large delivery on a slow link would otherwise count nothing until its last frame); frames are
+counted as pika counts them, and an end of `process_data_events` is asked for as a
+BlockingChannel would for a delivery (`wake`).
 """
 
 from __future__ import annotations
@@ -75,7 +82,7 @@ class FrameReader:
         self._rest = bytearray(connection._frame_buffer)  # a frame pika had begun to read
         connection._frame_buffer = b""
         connection._on_data_available = self.on_data
-        transport = getattr(connection, "_transport", None)
+        transport = connection._transport  # None once the connection is lost
         if transport is not None:
             transport._MAX_RECV_BYTES = RECV_BYTES
 
@@ -100,7 +107,8 @@ class FrameReader:
         size = len(buf)
         pos = 0
         conn = self._conn
-        delivered = 0
+        conn.bytes_received += len(data)  # as they come (see the module's doc)
+        delivered = False
         head = _HEAD.unpack_from
         while size - pos >= _FRAME_OVERHEAD:
             kind, number, length = head(buf, pos)
@@ -114,21 +122,16 @@ class FrameReader:
                 if method == _BASIC_DELIVER and self._consumers:
                     taken = self._delivery(buf, pos, end, size)
                     if taken > 0:
-                        conn.bytes_received += taken - pos
                         pos = taken
-                        delivered += 1
+                        delivered = True
                         continue
                     if taken == 0:
                         break  # its content is still on its way
                 elif method == _BASIC_CANCEL:  # the broker cancels a consumer: pika's to handle
                     self._consumers.clear()
             whole = bytes(buf[pos:end])
-            conn.bytes_received += end - pos
             pos = end
             conn._process_frame(frame.decode_frame(whole)[1])
-            if conn.is_closed:  # pika forgets what it had buffered once the stream ends
-                pos = size
-                break
         if pos >= size:
             rest.clear()
         elif buf is rest:
@@ -148,13 +151,20 @@ class FrameReader:
         consumer = bytes(buf[at + 1 : tag_end])
         queue = self._consumers.get(consumer)
         channel = self.channel
+        # the method's fields after the consumer tag: delivery tag and bits, then the exchange
+        # and the routing key (short strings); a frame too short for them is pika's to refuse
+        exchange = tag_end + _TAG_AND_BITS.size
+        payload_end = end - 1
         if (
             queue is None
             or self._held
-            or tag_end + _TAG_AND_BITS.size > end - 1
+            or exchange >= payload_end
             or not channel.is_open
             or channel._content_assembler._method_frame is not None
         ):
+            return -1
+        routing_key = exchange + 1 + buf[exchange]
+        if routing_key >= payload_end or routing_key + 1 + buf[routing_key] > payload_end:
             return -1
         tag, bits = _TAG_AND_BITS.unpack_from(buf, tag_end)
         # the content header

@@ -14,7 +14,7 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from runeworker.adapters.amqp import Broker
-from runeworker.adapters.amqp_frames import _JOINED_MAX, FrameWriter
+from runeworker.adapters.amqp_frames import _JOINED_MAX, FrameWriter, joined
 
 QUEUE = f"frames.{os.getpid()}"
 
@@ -62,11 +62,14 @@ def test_publish_frames_are_pikas_bytes(channel: BlockingChannel, props: Any) ->
     impl = channel._impl
     writer = FrameWriter(impl)
     for body in BODIES:
-        for key in ("", QUEUE, "workflow.node.status"):
-            ours = captured(channel, writer.publish, "", key, body, props)
-            pikas = captured(channel, impl.basic_publish, "", key, body, props, mandatory=True)
-            assert ours == pikas, (key, len(body))
+        for exchange, key in (("", ""), ("", QUEUE), ("rune", "workflow.node.status")):
+            ours = captured(channel, writer.publish, exchange, key, body, props)
+            pikas = captured(
+                channel, impl.basic_publish, exchange, key, body, props, mandatory=True
+            )
+            assert ours == pikas, (exchange, key, len(body))
     assert len(writer._headers) == (0 if props.headers else 1)  # kept once by value
+    assert len(writer._methods) == 3  # one per exchange and routing key
 
 
 def test_properties_that_differ_per_message_are_not_all_kept(channel: BlockingChannel) -> None:
@@ -135,6 +138,11 @@ def test_what_is_queued_goes_out_in_one_send(channel: BlockingChannel) -> None:
     transport._sigint_safe_send = counted
     channel.tx_select()
     sends.clear()
+    writer.publish("", QUEUE, b"alone", PROPS[0])  # its buffer and the commit's: one send
+    channel.tx_commit()
+    assert len(sends) == 1
+    assert channel.basic_get(QUEUE, auto_ack=True)[2] == b"alone"
+    sends.clear()
     bodies = [str(i).encode() * (i + 1) for i in range(50)]
     for body in bodies:
         writer.publish("", QUEUE, body, PROPS[0])
@@ -150,13 +158,52 @@ def test_what_is_queued_goes_out_in_one_send(channel: BlockingChannel) -> None:
     assert [channel.basic_get(QUEUE, auto_ack=True)[2] for _ in large] == large
 
 
+def test_buffers_are_joined_into_pieces_of_about_128_kb() -> None:
+    most = _JOINED_MAX
+    assert joined([]) == []
+    assert joined([b"a", b"b", b"c"]) == [b"abc"]
+    # a piece ends with the buffer that brings it to `most` bytes or more
+    a, b, c = b"a" * (most - 1), b"b", b"c"
+    assert joined([a, b, c]) == [a + b, c]
+    assert joined([a[1:], b, c, b"d"]) == [a[1:] + b + c, b"d"]
+    assert joined([b"x" * most, a, b, c]) == [b"x" * most, a + b, c]
+    assert joined([b"x" * (3 * most), c]) == [b"x" * (3 * most), c]  # a buffer is never cut
+    assert joined([b"12", b"34", b"5"], most=2) == [b"12", b"34", b"5"]
+
+
+def test_the_sends_are_joined_once_per_connection(channel: BlockingChannel) -> None:
+    """A second writer on the connection (another channel, a channel opened again) finds the
+    transport's sends joined already and leaves them so."""
+    FrameWriter(channel._impl)
+    transport = channel._impl.connection._transport
+    produce = transport._produce
+    FrameWriter(channel.connection.channel()._impl)
+    assert transport._produce is produce
+
+
 def test_a_closed_channel_refuses_like_pika(channel: BlockingChannel) -> None:
     writer = FrameWriter(channel._impl)
+    number = channel.channel_number
     channel.close()
-    with pytest.raises(pika.exceptions.ChannelWrongStateError):
+    refused = f"channel {number} is not open; cannot publish or ack"
+    with pytest.raises(pika.exceptions.ChannelWrongStateError, match=refused):
         writer.publish("", QUEUE, b"{}", PROPS[0])
-    with pytest.raises(pika.exceptions.ChannelWrongStateError):
+    with pytest.raises(pika.exceptions.ChannelWrongStateError, match=refused):
         writer.ack(1)
+
+
+def test_a_closed_connection_refuses_like_pika(channel: BlockingChannel) -> None:
+    """The channel object still says open when the connection under it is closing."""
+    impl = channel._impl
+    writer = FrameWriter(impl)
+    impl.connection._set_connection_state(impl.connection.CONNECTION_CLOSING)
+    try:
+        with pytest.raises(
+            pika.exceptions.ConnectionWrongStateError, match=r"^connection to RabbitMQ is not open$"
+        ):
+            writer.publish("", QUEUE, b"{}", PROPS[0])
+    finally:
+        impl.connection._set_connection_state(impl.connection.CONNECTION_OPEN)
 
 
 def test_the_broker_writes_on_each_new_channel(amqp_url: str) -> None:

@@ -137,6 +137,21 @@ TARGETS = (
         ("tests/unit/test_rtes_numbers.py", "tests/unit/test_rtes_limits.py"),
         default=False,
     ),
+    # The broker's own frames: deliveries read off the socket, publishes and acks written. Their
+    # tests talk to the suite's RabbitMQ (a vhost of their own per run, queues named per process).
+    Target(
+        "amqp_reader",
+        "runeworker/adapters/amqp_reader.py",
+        ("tests/integration/test_amqp_reader.py", "tests/integration/test_amqp_reader_streams.py"),
+        default=False,
+    ),
+    Target(
+        "amqp_frames",
+        "runeworker/adapters/amqp_frames.py",
+        # the reader's tests too: over TLS pika's sends are left alone
+        ("tests/integration/test_amqp_frames.py", "tests/integration/test_amqp_reader.py"),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",
