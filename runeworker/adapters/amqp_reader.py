@@ -202,7 +202,10 @@ class FrameReader:
         encoded = bytes(buf[end + 7 + _CONTENT.size : header_end - 1])
         props = self._properties.get(encoded)
         if props is None:
-            props = self._decode_properties(encoded)
+            try:
+                props = self._decode_properties(encoded)
+            except Exception:  # a property list cut short, a table unreadable: pika's to refuse
+                return -1
         if len(pieces) == 1 and isinstance(buf, bytes):
             start, stop = pieces[0]
             body = buf[start:stop]
