@@ -96,6 +96,30 @@ def test_routing_keys_past_the_kept_ones_are_still_pikas_bytes(channel: Blocking
     assert len(writer._methods) == 256
 
 
+def test_each_method_frame_and_content_header_is_marshalled_once(
+    channel: BlockingChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's point: pika marshals a routing key's method frame and a set of properties'
+    content header the first time only; the later publishes reuse the bytes kept."""
+    writer = FrameWriter(channel._impl)
+    marshalled: list[str] = []
+    for kind in (pika.frame.Method, pika.frame.Header):
+
+        def counted(self: Any, marshal: Any = kind.marshal) -> bytes:
+            marshalled.append(type(self).__name__)
+            return bytes(marshal(self))
+
+        monkeypatch.setattr(kind, "marshal", counted)
+    sent = [captured(channel, writer.publish, "", QUEUE, body, PROPS[0]) for body in BODIES]
+    assert marshalled == ["Method", "Header"]
+    monkeypatch.undo()
+    impl = channel._impl
+    assert sent == [
+        captured(channel, impl.basic_publish, "", QUEUE, body, PROPS[0], mandatory=True)
+        for body in BODIES
+    ]
+
+
 def test_ack_frames_are_pikas_bytes(channel: BlockingChannel) -> None:
     writer = FrameWriter(channel._impl)
     for tag in (1, 2, 255, 65536, 2**40 + 7):

@@ -127,6 +127,9 @@ LEFT_TO_PIKA: dict[str, Reads] = {
     ],
     # the content header
     "content header of 0 bytes": lambda n, c: [deliver(n, c) + frame(2, n, b"")],
+    "content header of 10 bytes": lambda n, c: [
+        deliver(n, c) + frame(2, n, struct.pack(">HHQ", 60, 0, 2)[:10]) + frame(3, n, b"{}")
+    ],
     "content header without its property flags": lambda n, c: [
         deliver(n, c) + frame(2, n, struct.pack(">HHQ", 60, 0, 2)) + frame(3, n, b"{}")
     ],

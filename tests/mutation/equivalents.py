@@ -30,6 +30,13 @@ _O = "runeworker.engine.outbox."
 _J = "runeworker.engine.rejection."
 _N = "runeworker.engine.rtes_numbers."
 _D = "runeworker.engine.depth."
+_F = "runeworker.adapters.amqp_frames."
+_AR = "runeworker.adapters.amqp_reader.xǁFrameReaderǁ"
+_PIKAS = (
+    "every negative offset `_delivery` returns means the same to `on_data` (neither `taken > 0` "
+    "nor `taken == 0`): pika reads the delivery"
+)
+_FW = _F + "xǁFrameWriterǁ"
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -980,5 +987,76 @@ EQUIVALENT: dict[str, Equivalent] = {
     _D + "x_unpublishable__mutmut_4": Equivalent(
         "if len(raw) < _REMEMBERED_BYTES and keep:",
         "as x_unpublishable__mutmut_2",
+    ),
+    # -- runeworker/adapters/amqp_frames.py ---------------------------------------------------
+    _F + "x__join_sends__mutmut_10": Equivalent(
+        'transport, "_runeworker_joins", None', "None and False are both false: not joined yet"
+    ),
+    _F + "x__join_sends__mutmut_19": Equivalent(
+        "if len(buffers) >= 1:", "one buffer joined is the same one buffer"
+    ),
+    _FW + "_header__mutmut_9": Equivalent(
+        "frame.Header(self._number, 1, props)",
+        "the body size written in the marshalled header is the part `_split` cuts out (each "
+        "publish packs its own)",
+    ),
+    _FW + "_header__mutmut_23": Equivalent(
+        "frame.Header(self._number, 1, props)", "as _header__mutmut_9, for the kept header"
+    ),
+    _FW + "publish__mutmut_27": Equivalent(
+        "if (size > step) and False else body",
+        "the frames of a long body cut from the bytes instead of a memoryview: the same bytes "
+        "joined (a copy more)",
+    ),
+    _FW + "publish__mutmut_28": Equivalent(
+        "if (size > step) or True else body",
+        "a short body cut from a memoryview: the same bytes joined",
+    ),
+    _FW + "publish__mutmut_30": Equivalent(
+        "if size >= step else body", "a body of exactly one frame cut from a memoryview: the same"
+    ),
+    # -- runeworker/adapters/amqp_reader.py ---------------------------------------------------
+    _AR + "__init____mutmut_11": Equivalent(
+        "connection._frame_buffer = None",
+        "once the reader takes `_on_data_available`, nothing of pika reads `_frame_buffer` (only "
+        "its `_on_data_available` and `_read_frame` do)",
+    ),
+    _AR + "__init____mutmut_12": Equivalent(
+        'connection._frame_buffer = b"XXXX"', "as __init____mutmut_11"
+    ),
+    **{
+        _AR + f"_delivery__mutmut_{n}": Equivalent("return -2", _PIKAS)
+        for n in (29, 41, 63, 73, 83, 103, 113, 135)
+    },
+    _AR + "_delivery__mutmut_25": Equivalent(
+        "or exchange > payload_end",
+        "at exchange == payload_end the byte there is the frame end (0xCE, checked by "
+        "`on_data`): the routing key is then 207 bytes on, and its check leaves it to pika",
+    ),
+    _AR + "_delivery__mutmut_35": Equivalent(
+        "if routing_key > payload_end or",
+        "at routing_key == payload_end its length byte is the frame end (0xCE): the second "
+        "check leaves it to pika",
+    ),
+    _AR + "_delivery__mutmut_90": Equivalent(
+        "if size - at <= _FRAME_OVERHEAD:",
+        "with exactly 8 bytes left the buffer ends in a frame with no payload: an empty body "
+        "frame cannot end the body (more must come, and it is read then), any other is left to "
+        "pika once the next bytes come instead of now (the bytes are counted as they come)",
+    ),
+    _AR + "on_data__mutmut_12": Equivalent("delivered = None", "None is false as False is"),
+    _AR + "on_data__mutmut_38": Equivalent(
+        "and length > 4:",
+        "a method frame of 4 bytes is a method without arguments: neither basic.deliver nor "
+        "basic.cancel, pika's either way",
+    ),
+    _AR + "on_data__mutmut_39": Equivalent("and length >= 5:", "as on_data__mutmut_38"),
+    _AR + "on_data__mutmut_60": Equivalent(
+        "if taken > 1:", "a delivery read ends at least three whole frames past `pos`"
+    ),
+    _AR + "on_data__mutmut_75": Equivalent(
+        "if pos > size:",
+        "at pos == size the other branches keep an empty rest as well (`del rest[:pos]`, or a "
+        "new empty bytearray)",
     ),
 }

@@ -137,6 +137,26 @@ TARGETS = (
         ("tests/unit/test_rtes_numbers.py", "tests/unit/test_rtes_limits.py"),
         default=False,
     ),
+    # What keeps a step's outcome from being published twice or lost: the receipts of steps
+    # published and the commits in doubt kept in Redis; and the timers' scheduler.
+    Target(
+        "receipts",
+        "runeworker/child/receipts.py",
+        ("tests/unit/test_receipts.py", "tests/unit/test_worker_loop.py"),
+        default=False,
+    ),
+    Target(
+        "doubts",
+        "runeworker/child/doubts.py",
+        ("tests/unit/test_doubts.py", "tests/unit/test_receipts.py"),
+        default=False,
+    ),
+    Target(
+        "scheduler",
+        "runeworker/child/scheduler.py",
+        ("tests/unit/test_scheduler.py", "tests/unit/test_worker_loop.py"),
+        default=False,
+    ),
     # The broker's own frames: deliveries read off the socket, publishes and acks written. Their
     # tests talk to the suite's RabbitMQ (a vhost of their own per run, queues named per process).
     Target(
