@@ -34,6 +34,7 @@ resent message may).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -88,8 +89,8 @@ class DoubtBook:
         self.doubt_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._unkept: bytes | None = None  # in doubt, not yet in the store (Redis down)
         self._kept = False  # something is kept under doubt_id
-        self._next_adopt = 0.0
-        self._renewed = 0.0  # when `renew` last ran (monotonic)
+        self._next_adopt = -math.inf  # the first look at once
+        self._renewed = -math.inf  # when `renew` last ran (monotonic): never yet
         self._adopting: list[str] = []  # orphans taken whose resend has not committed yet
 
     @property

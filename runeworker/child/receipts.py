@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from collections import deque
 from typing import Protocol
@@ -159,7 +160,9 @@ class ReceiptBook:
     def __init__(self, store: ReceiptStore) -> None:
         self.state = Receipts()
         self._store = store
-        self._due_since = 0.0  # when the oldest receipt not yet written was committed
+        # when the oldest receipt not yet written was committed; long ago for those made due
+        # otherwise (a resend's): they are written at the next look-up
+        self._due_since = -math.inf
 
     def look_up(self, keys: list[Receipt | None], *, write: bool = False) -> list[bool]:
         """Write the due receipts and say which of `keys` has one: one store round trip.
@@ -167,7 +170,7 @@ class ReceiptBook:
         younger than RECEIPTS_EVERY)."""
         check = [k for k in keys if k is not None]
         due = self.state.due
-        late = bool(due) and time.monotonic() - self._due_since > RECEIPTS_EVERY
+        late = bool(due) and time.monotonic() - self._due_since >= RECEIPTS_EVERY
         if not check and not (due and (write or late)):
             return [False] * len(keys)
         found = iter(self._store.receipts(due, check))
@@ -245,12 +248,15 @@ class Parking:
         return True
 
     def release(self, pending: deque[Delivery]) -> None:
-        """Deliveries whose grace is over go first in `pending`, to be looked up again."""
+        """Deliveries whose grace is over go first in `pending`, in the order their graces
+        end (parked first, first among those that end together), to be looked up again."""
         now = time.monotonic()
+        released: list[Delivery] = []
         while self._parked and self._parked[0][0] <= now:
             d = heapq.heappop(self._parked)[2]
             self._waited.add(d.tag)
-            pending.appendleft(d)
+            released.append(d)
+        pending.extendleft(reversed(released))
 
     def wait_seconds(self, longest: float) -> float:
         """How long a poll may wait before the next grace ends, at most `longest`."""

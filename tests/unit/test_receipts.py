@@ -22,8 +22,17 @@ from runeworker.adapters.amqp import (
     Delivery,
 )
 from runeworker.child import receipts as receipts_module
-from runeworker.child.receipts import Parking, Receipt, Receipts, receipt_of
+from runeworker.child.doubts import DoubtBook, Resender
+from runeworker.child.hooks import NoHooks
+from runeworker.child.receipts import (
+    Parking,
+    Receipt,
+    ReceiptBook,
+    Receipts,
+    receipt_of,
+)
 from runeworker.engine.messages import decode_execution
+from runeworker.errors import StateError
 from runeworker.supervisor.children import EXIT_OK
 
 QUEUE = "workflow.execution"
@@ -564,3 +573,138 @@ def test_copies_that_find_their_receipt_after_waiting_leave_nothing_parked(
     assert len(broker.committed) >= copies  # each copy acked as a duplicate, alone
     assert broker.waiting(COMPLETION_QUEUE) == []
     assert hooks_seen[0] == 0
+
+
+class _Clock:
+    """time.monotonic of runeworker/child/receipts.py, moved by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, now: float = 1000.0) -> None:
+        self.now = now
+        monkeypatch.setattr(receipts_module.time, "monotonic", lambda: self.now)
+
+
+def test_parked_copies_come_out_when_their_grace_ends_in_the_order_parked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock(monkeypatch)
+    parking = Parking(grace=2.0, redelivered_grace=0.25)
+    resent = Delivery(7, QUEUE, b"{}", False, headers={RESENT_HEADER: True})
+    first, second = Delivery(9, QUEUE, b"{}", True), Delivery(3, QUEUE, b"{}", True)
+    for d in (resent, first, second):
+        assert parking.park(d)
+    assert parking.wait_seconds(10.0) == 0.25 and parking.wait_seconds(0.1) == 0.1
+    assert parking.take_all() == [resent, first, second]  # a drain: the order parked
+    for d in (resent, first, second):
+        parking.park(d)
+    pending = deque([Delivery(1, QUEUE, b"{}", False)])
+    clock.now += 0.25  # the redeliveries' grace is over now, exactly
+    parking.release(pending)
+    assert [d.tag for d in pending] == [9, 3, 1]  # first, in the order they were parked
+    assert parking.remembered == 3 and parking.wait_seconds(10.0) == 1.75
+    clock.now += 1.75
+    parking.release(pending)
+    assert [d.tag for d in pending] == [7, 9, 3, 1]
+    parking.clear()
+    assert parking.remembered == 0
+
+
+def test_receipts_of_two_commits_in_doubt_and_of_committed_ones_all_become_due() -> None:
+    receipts = Receipts()
+    a, b, c, d = (("ex", f"q|root|n{i}") for i in range(4))
+    receipts.acked(a)
+    receipts.in_doubt()
+    receipts.acked(b)
+    receipts.in_doubt()  # a second commit in doubt before the resend
+    assert receipts.doubted == [a, b] and receipts.open == []
+    receipts.acked(c)
+    receipts.committed()
+    receipts.acked(d)
+    receipts.discarded()  # never sent: d's delivery runs again
+    receipts.resent()
+    assert receipts.due == [c, a, b] and receipts.doubted == [] and receipts.open == []
+
+
+class _Kept:
+    """The receipts a ReceiptBook writes, call by call (RedisStore.receipts' contract)."""
+
+    def __init__(self) -> None:
+        self.kept: set[Receipt] = set()
+        self.calls: list[tuple[list[Receipt], list[Receipt]]] = []
+        self.down = False
+
+    def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
+        if self.down:
+            raise StateError("Redis at 127.0.0.1:6379 did not answer")
+        self.calls.append((list(record), list(check)))
+        self.kept.update(record)
+        return [r in self.kept for r in check]
+
+
+def test_due_receipts_wait_receipts_every_then_go_with_the_next_look_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock(monkeypatch, now=1024.0)
+    every = 0.125  # a binary fraction: the clock's sums are exact
+    monkeypatch.setattr(receipts_module, "RECEIPTS_EVERY", every)
+    store = _Kept()
+    book = ReceiptBook(store)
+    r1, r2 = ("ex", "q|root|a"), ("ex", "q|root|b")
+    assert book.due_in() is None and book.look_up([]) == [] and store.calls == []
+    book.state.acked(r1)
+    book.committed()
+    assert book.due_in() == every
+    clock.now += every / 2
+    assert book.look_up([None]) == [False] and store.calls == []  # young: they may wait
+    assert book.due_in() == every / 2
+    book.state.acked(r2)
+    book.committed()  # the oldest sets the time
+    clock.now += every / 2  # exactly RECEIPTS_EVERY old
+    assert book.due_in() == 0.0
+    assert book.look_up([r1, None]) == [True, False]
+    assert store.calls == [([r1, r2], [r1])] and book.due_in() is None
+
+
+def test_the_receipts_of_a_resend_are_written_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made due by a resend, not by a commit of this book's: written at the next look-up,
+    however recent the last commit."""
+    clock = _Clock(monkeypatch)
+    store = _Kept()
+    book = ReceiptBook(store)
+    assert book.look_up([]) == []
+    book.state.doubted.append(("ex", "q|root|doubted"))
+    book.state.resent()
+    assert book.due_in() == 0.0
+    assert book.look_up([]) == [] and store.calls == [([("ex", "q|root|doubted")], [])]
+    book.state.acked(("ex", "q|root|c"))
+    book.committed()
+    assert book.look_up([], write=True) == [] and len(store.calls) == 2  # written when asked
+    clock.now += 0.01
+    broker, doubts = StubBroker(), DoubtBook(StubStore().doubts)
+    resender = Resender(broker, book, doubts, NoHooks(), retry_delay=0.0)
+    book.state.doubted.append(("ex", "q|root|d"))
+    resender.resend()  # 0.01 s after the last commit: its receipts are written all the same
+    assert store.calls[-1] == ([("ex", "q|root|d")], [])
+
+
+def test_receipts_redis_did_not_take_are_told_and_kept_due(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _Kept()
+    book = ReceiptBook(store)
+    book.state.doubted.append(("ex", "q|root|a"))
+    store.down = True
+    with caplog.at_level("WARNING", logger="runeworker.worker"):
+        book.claim_doubted()
+        book.state.acked(("ex", "q|root|b"))
+        book.committed()
+        book.write_quietly()
+    assert [r.getMessage() for r in caplog.records] == [
+        "receipts of a commit in doubt not written yet: Redis at 127.0.0.1:6379 did not answer",
+        "receipts not written yet: Redis at 127.0.0.1:6379 did not answer",
+    ]
+    assert book.state.due == [("ex", "q|root|b")]
+    store.down = False
+    book.write_quietly()
+    assert store.kept == {("ex", "q|root|b")} and book.state.due == []
+    book.write_quietly()  # nothing due: no call
+    assert len(store.calls) == 1

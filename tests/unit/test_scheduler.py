@@ -4,9 +4,14 @@ timers fire verbatim, once, in batches; a failed publish or a dead scheduler los
 
 from __future__ import annotations
 
+import os
+import stat
+import time
+from pathlib import Path
+
 import pytest
 
-from runeworker.child.scheduler import Scheduler
+from runeworker.child.scheduler import HostLock, Scheduler, now_ms
 from runeworker.engine.state import MemoryStore
 from runeworker.errors import BrokerError
 
@@ -101,3 +106,70 @@ def test_timer_of_a_dead_scheduler_fires_exactly_once() -> None:
     assert survivor.tick(NOW + 30_000) == 1
     assert [survivor.tick(NOW + 60_000 * i) for i in range(2, 5)] == [0, 0, 0]
     assert broker.committed == [b'{"timer":"t"}']
+
+
+def test_a_timer_whose_message_is_gone_is_told_and_the_others_still_fire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = scheduled(("a", NOW - 10), ("c", NOW - 1))
+    store.schedule("lost", NOW - 5, b"")  # its payload evicted: nothing to fire
+    broker, lost = Broker(store), []
+    scheduler = Scheduler(
+        store, broker.publish, commit=broker.commit, on_lost=lambda: lost.append(1)
+    )
+    with caplog.at_level("WARNING", logger="runeworker.scheduler"):
+        assert scheduler.tick(NOW) == 2
+    assert broker.committed == [b'{"timer":"a"}', b'{"timer":"c"}'] and lost == [1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "state lost (evicted or expired?): timer lost is due but its resume message is gone "
+        "from Redis; the wait or merge timeout it held never resumes, and its execution does "
+        "not complete unless another branch ends it (deploy/RUNBOOK.md, RuneworkerStateLost)"
+    ]
+
+
+def test_leases_swept_are_told(caplog: pytest.LogCaptureFixture) -> None:
+    store = scheduled(("a", NOW - 10), ("b", NOW - 5))
+    store.claim_due(NOW - 60_000, 10, 1)  # leased long ago by a scheduler that died
+    store.claim_due(NOW, 10, 1)
+    with caplog.at_level("WARNING", logger="runeworker.scheduler"):
+        Scheduler(store, Broker(store).publish).tick(NOW + 10)
+    assert caplog.records[0].getMessage() == (
+        "2 timer(s) leased and never acknowledged (their scheduler died, or its commit or "
+        "Redis failed) are due again"
+    )
+
+
+def test_now_is_whole_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    got = now_ms()
+    assert type(got) is int and before <= got <= time.time_ns() // 1_000_000
+
+
+def test_one_holder_of_the_host_lock_at_a_time(tmp_path: Path) -> None:
+    path = str(tmp_path / "scheduler.lock")
+    first, second = HostLock(path), HostLock(path)
+    assert first.acquire() and first.held and first.acquire()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # the owner's alone
+    open_before = len(os.listdir("/proc/self/fd"))
+    assert not second.acquire() and not second.held
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the refused try's file closed
+    first.release()
+    assert not first.held and second.acquire()
+    second.release()
+
+
+def test_a_lock_that_cannot_be_opened_is_told_once_until_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "run" / "scheduler.lock")  # its directory missing
+    lock = HostLock(path)
+    with caplog.at_level("ERROR", logger="runeworker.scheduler"):
+        assert not lock.acquire() and not lock.acquire()
+        (tmp_path / "run").mkdir()
+        assert lock.acquire()
+        lock.release()
+        (tmp_path / "run" / "scheduler.lock").unlink()
+        (tmp_path / "run").rmdir()
+        assert not lock.acquire()
+    told = f"cannot open the scheduler lock {path}: No such file or directory"
+    assert [r.getMessage() for r in caplog.records] == [told, told]
