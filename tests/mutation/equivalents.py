@@ -30,6 +30,9 @@ _O = "runeworker.engine.outbox."
 _J = "runeworker.engine.rejection."
 _N = "runeworker.engine.rtes_numbers."
 _D = "runeworker.engine.depth."
+_RC = "runeworker.child.receipts."
+_DB = "runeworker.child.doubts."
+_SC = "runeworker.child.scheduler."
 _F = "runeworker.adapters.amqp_frames."
 _AR = "runeworker.adapters.amqp_reader.xǁFrameReaderǁ"
 _PIKAS = (
@@ -1058,5 +1061,25 @@ EQUIVALENT: dict[str, Equivalent] = {
         "if pos > size:",
         "at pos == size the other branches keep an empty rest as well (`del rest[:pos]`, or a "
         "new empty bytearray)",
+    ),
+    # -- runeworker/child/receipts.py, doubts.py, scheduler.py -----------------------------------
+    _RC + "xǁParkingǁ__init____mutmut_5": Equivalent(
+        "self._count = 1",
+        "the count only orders deliveries parked for the same instant and the drain: any "
+        "strictly increasing sequence orders them alike",
+    ),
+    _RC + "xǁParkingǁpark__mutmut_12": Equivalent(
+        "self._count += 2", "as xǁParkingǁ__init____mutmut_5"
+    ),
+    _DB + "xǁResenderǁsettle_before_exit__mutmut_2": Equivalent(
+        'error: Exception | None = ""',
+        "its one caller (Worker._drain) tries 3 times: every failed try sets `error` before "
+        "the message that shows it",
+    ),
+    _SC + "xǁHostLockǁ__init____mutmut_3": Equivalent(
+        "self._warned = None", "None is false as False is: the first failure is told"
+    ),
+    _SC + "xǁHostLockǁacquire__mutmut_26": Equivalent(
+        "self._warned = None", "as xǁHostLockǁ__init____mutmut_3, after a success"
     ),
 }
