@@ -196,7 +196,9 @@ def decode_execution(data: bytes | str) -> NodeExecutionMessage:
             msg = _decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"decode node execution message: {_decode_problem(data, exc)}") from exc
-    except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
+        # msgspec raises UnicodeDecodeError for bad bytes inside a string, and cannot encode a
+        # str message holding a lone surrogate (UnicodeEncodeError)
         raise MessageError(f"decode node execution message: invalid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise MessageError("decode node execution message: JSON nested too deeply") from exc

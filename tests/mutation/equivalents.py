@@ -30,6 +30,29 @@ _O = "runeworker.engine.outbox."
 _J = "runeworker.engine.rejection."
 _N = "runeworker.engine.rtes_numbers."
 _D = "runeworker.engine.depth."
+_M = "runeworker.engine.messages."
+_KNOWN_DEFINITION = (
+    "a definition seen before is skipped instead of scanned (`KnownDefinitions`): the same "
+    "message either way, decoded whole when the shortcut is not taken"
+)
+_KNOWN_CONTEXT = (
+    "a context seen before is read from its kept entries (`KnownContexts`): the same message "
+    "either way, decoded whole when the shortcut is not taken"
+)
+_UTF8_CHECKED = (
+    "the context's values are checked as UTF-8 where they may not be: checking ASCII bytes, "
+    "or a kept context's again, finds them valid, and a kept context is kept again the same"
+)
+_MASK_PASS = (
+    "the pass over the nodes is the fast path: whenever the bytes name `credentials` more "
+    "often than it masked, the walk after it masks every object's, the nodes' included "
+    "(masking a masked block gives the same block), and the count is only tested for zero"
+)
+_CODEC_CASE = "codec names are case-insensitive"
+_NEVER_ERRS = (
+    "a str reaching `_decode_problem` encodes to UTF-8 (one holding a lone surrogate was "
+    "refused before, as msgspec could not encode it): the error handler is never looked up"
+)
 _RC = "runeworker.child.receipts."
 _DB = "runeworker.child.doubts."
 _SC = "runeworker.child.scheduler."
@@ -1061,6 +1084,101 @@ EQUIVALENT: dict[str, Equivalent] = {
         "if pos > size:",
         "at pos == size the other branches keep an empty rest as well (`del rest[:pos]`, or a "
         "new empty bytearray)",
+    ),
+    # -- runeworker/engine/messages.py ---------------------------------------------------------
+    **{
+        _M + f"x__decode__mutmut_{n}": Equivalent(line, _KNOWN_DEFINITION)
+        for n, line in (
+            (1, "if type(None) is bytes:"),
+            (2, "if type(data) is not bytes:"),
+            (3, "known = None"),
+        )
+    },
+    **{
+        _M + f"x_decode_execution__mutmut_{n}": Equivalent(line, _KNOWN_CONTEXT)
+        for n, line in (
+            (3, "_contexts.min_bytes) or True else None"),
+            (4, "raw = data if type(data) is bytes or len(data)"),
+            (7, "len(data) > _contexts.min_bytes else None"),
+        )
+    },
+    **{
+        _M + f"x_decode_execution__mutmut_{n}": Equivalent(line, _UTF8_CHECKED)
+        for n, line in (
+            (16, "seen = None"),
+            (48, "ascii_only = None"),
+            (49, "ascii_only = seen and"),
+            (51, "if (ascii_only) and False else"),
+        )
+    },
+    _M + "x_decode_execution__mutmut_58": Equivalent('str(value, "UTF-8")', _CODEC_CASE),
+    _M + "x__utf8__mutmut_4": Equivalent('data.decode("UTF-8")', _CODEC_CASE),
+    _M + "x__decode_problem__mutmut_9": Equivalent(
+        'data.encode("UTF-8", "surrogatepass")', _CODEC_CASE
+    ),
+    _M + "x__decode_problem__mutmut_21": Equivalent('decode("ASCII")', _CODEC_CASE),
+    **{
+        _M + f"x__decode_problem__mutmut_{n}": Equivalent(line, _NEVER_ERRS)
+        for n, line in (
+            (7, 'data.encode("utf-8", )'),
+            (10, '"XXsurrogatepassXX"'),
+            (11, '"SURROGATEPASS"'),
+        )
+    },
+    **{
+        _M + f"x__mask_credentials__mutmut_{n}": Equivalent(line, _MASK_PASS)
+        for n, line in (
+            (3, "nodes = None"),
+            (4, "if (isinstance(definition, dict)) and False else None"),
+            (5, "if (isinstance(definition, dict)) or True else None"),
+            (6, "definition.get(None) if"),
+            (7, 'definition.get("XXnodesXX")'),
+            (8, 'definition.get("NODES")'),
+            (9, "if (isinstance(nodes, list)) and False else ()"),
+            (11, "if isinstance(n, dict):"),
+            (12, "break"),
+            (13, "credential_holders(None)"),
+            (14, "credential_holders(n.get(None))"),
+            (15, 'n.get("XXparametersXX")'),
+            (16, 'n.get("PARAMETERS")'),
+            (17, "if holder.get(None) is not None:"),
+            (18, 'holder.get("XXcredentialsXX")'),
+            (19, 'holder.get("CREDENTIALS")'),
+            (27, "held = 1"),
+            (30, "if held > written:"),
+            (32, "masked = 1"),
+            (45, "masked = 1"),
+            (47, "masked += 2"),
+        )
+    },
+    **{
+        _M + f"x_masked_mirror__mutmut_{n}": Equivalent(
+            line, ("a definition's verdict is kept or found again: the same verdict")
+        )
+        for n, line in (
+            (11, "keep=None) is not None"),
+            (14, "RTES_DEPTH - 1, ) is not None"),
+            (17, "keep=False) is not None"),
+        )
+    },
+    _M + "x_masked_mirror__mutmut_32": Equivalent(
+        "written = sys.maxsize if (escaped) or True else", _MASK_PASS
+    ),
+    **{
+        _M + f"x_masked_mirror__mutmut_{n}": Equivalent(
+            line,
+            (
+                "a definition that passed the message's decode (msgspec checks a Raw's "
+                "escapes), the UTF-8 check and the depth and number checks decodes: the "
+                "fallback is defensive"
+            ),
+        )
+        for n, line in ((27, "definition, raw = None"), (28, 'None, b"XX{}XX"'))
+    },
+    _M + "x_rfc3339__mutmut_10": Equivalent(
+        "if last[1] != secs:",
+        "the seconds formatted again at every call (the kept string never equals the "
+        "number): the same text",
     ),
     # -- runeworker/child/receipts.py, doubts.py, scheduler.py -----------------------------------
     _RC + "xǁParkingǁ__init____mutmut_5": Equivalent(

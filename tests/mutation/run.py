@@ -137,6 +137,27 @@ TARGETS = (
         ("tests/unit/test_rtes_numbers.py", "tests/unit/test_rtes_limits.py"),
         default=False,
     ),
+    # The wire: the execution message decoded and encoded, the mirror, timestamps.
+    Target(
+        "messages",
+        "runeworker/engine/messages.py",
+        (
+            "tests/unit/test_executor.py",
+            "tests/unit/test_mirror.py",
+            "tests/unit/test_message_fuzz.py",
+            "tests/unit/test_wire_limits.py",
+            "tests/unit/test_consumer_rules.py",
+            "tests/unit/test_nulls.py",
+            "tests/unit/test_go_fan_out.py",
+            "tests/unit/test_rtes_limits.py",
+            "tests/unit/test_logs.py",  # the statuses' timestamps
+            "tests/unit/test_messages.py",
+            "tests/unit/test_context.py",  # the context spliced into the next message
+            "tests/unit/test_known_contexts.py",
+            "tests/unit/test_known_definitions.py",
+        ),
+        default=False,
+    ),
     # What keeps a step's outcome from being published twice or lost: the receipts of steps
     # published and the commits in doubt kept in Redis; and the timers' scheduler.
     Target(
