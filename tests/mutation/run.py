@@ -179,7 +179,7 @@ TARGETS = (
         default=False,
     ),
     # The broker's own frames: deliveries read off the socket, publishes and acks written. Their
-    # tests talk to the suite's RabbitMQ (a vhost of their own per run, queues named per process).
+    # tests talk to the suite's RabbitMQ (each test run makes a vhost of its own).
     Target(
         "amqp_reader",
         "runeworker/adapters/amqp_reader.py",
