@@ -17,6 +17,11 @@ class Equivalent(NamedTuple):
     reason: str
 
 
+def _alike(name: str, reason: str, lines: dict[int, str]) -> dict[str, Equivalent]:
+    """Mutants `name` + number, one reason for all: each number with (part of) its line."""
+    return {f"{name}{n}": Equivalent(line, reason) for n, line in lines.items()}
+
+
 _R = "runeworker.engine.resolver."
 _V = "runeworker.engine.validation."
 _S = "runeworker.engine.state."
@@ -1050,10 +1055,11 @@ EQUIVALENT: dict[str, Equivalent] = {
     _AR + "__init____mutmut_12": Equivalent(
         'connection._frame_buffer = b"XXXX"', "as __init____mutmut_11"
     ),
-    **{
-        _AR + f"_delivery__mutmut_{n}": Equivalent("return -2", _PIKAS)
-        for n in (29, 41, 63, 73, 83, 103, 113, 135)
-    },
+    **_alike(
+        _AR + "_delivery__mutmut_",
+        _PIKAS,
+        dict.fromkeys((29, 41, 63, 73, 83, 103, 113, 135), "return -2"),
+    ),
     _AR + "_delivery__mutmut_25": Equivalent(
         "or exchange > payload_end",
         "at exchange == payload_end the byte there is the frame end (0xCE, checked by "
@@ -1086,95 +1092,100 @@ EQUIVALENT: dict[str, Equivalent] = {
         "new empty bytearray)",
     ),
     # -- runeworker/engine/messages.py ---------------------------------------------------------
-    **{
-        _M + f"x__decode__mutmut_{n}": Equivalent(line, _KNOWN_DEFINITION)
-        for n, line in (
-            (1, "if type(None) is bytes:"),
-            (2, "if type(data) is not bytes:"),
-            (3, "known = None"),
-        )
-    },
-    **{
-        _M + f"x_decode_execution__mutmut_{n}": Equivalent(line, _KNOWN_CONTEXT)
-        for n, line in (
-            (3, "_contexts.min_bytes) or True else None"),
-            (4, "raw = data if type(data) is bytes or len(data)"),
-            (7, "len(data) > _contexts.min_bytes else None"),
-        )
-    },
-    **{
-        _M + f"x_decode_execution__mutmut_{n}": Equivalent(line, _UTF8_CHECKED)
-        for n, line in (
-            (16, "seen = None"),
-            (48, "ascii_only = None"),
-            (49, "ascii_only = seen and"),
-            (51, "if (ascii_only) and False else"),
-        )
-    },
+    **_alike(
+        _M + "x__decode__mutmut_",
+        _KNOWN_DEFINITION,
+        {
+            1: "if type(None) is bytes:",
+            2: "if type(data) is not bytes:",
+            3: "known = None",
+        },
+    ),
+    **_alike(
+        _M + "x_decode_execution__mutmut_",
+        _KNOWN_CONTEXT,
+        {
+            3: "_contexts.min_bytes) or True else None",
+            4: "raw = data if type(data) is bytes or len(data)",
+            7: "len(data) > _contexts.min_bytes else None",
+        },
+    ),
+    **_alike(
+        _M + "x_decode_execution__mutmut_",
+        _UTF8_CHECKED,
+        {
+            16: "seen = None",
+            48: "ascii_only = None",
+            49: "ascii_only = seen and",
+            51: "if (ascii_only) and False else",
+        },
+    ),
     _M + "x_decode_execution__mutmut_58": Equivalent('str(value, "UTF-8")', _CODEC_CASE),
     _M + "x__utf8__mutmut_4": Equivalent('data.decode("UTF-8")', _CODEC_CASE),
     _M + "x__decode_problem__mutmut_9": Equivalent(
         'data.encode("UTF-8", "surrogatepass")', _CODEC_CASE
     ),
     _M + "x__decode_problem__mutmut_21": Equivalent('decode("ASCII")', _CODEC_CASE),
-    **{
-        _M + f"x__decode_problem__mutmut_{n}": Equivalent(line, _NEVER_ERRS)
-        for n, line in (
-            (7, 'data.encode("utf-8", )'),
-            (10, '"XXsurrogatepassXX"'),
-            (11, '"SURROGATEPASS"'),
-        )
-    },
-    **{
-        _M + f"x__mask_credentials__mutmut_{n}": Equivalent(line, _MASK_PASS)
-        for n, line in (
-            (3, "nodes = None"),
-            (4, "if (isinstance(definition, dict)) and False else None"),
-            (5, "if (isinstance(definition, dict)) or True else None"),
-            (6, "definition.get(None) if"),
-            (7, 'definition.get("XXnodesXX")'),
-            (8, 'definition.get("NODES")'),
-            (9, "if (isinstance(nodes, list)) and False else ()"),
-            (11, "if isinstance(n, dict):"),
-            (12, "break"),
-            (13, "credential_holders(None)"),
-            (14, "credential_holders(n.get(None))"),
-            (15, 'n.get("XXparametersXX")'),
-            (16, 'n.get("PARAMETERS")'),
-            (17, "if holder.get(None) is not None:"),
-            (18, 'holder.get("XXcredentialsXX")'),
-            (19, 'holder.get("CREDENTIALS")'),
-            (27, "held = 1"),
-            (30, "if held > written:"),
-            (32, "masked = 1"),
-            (45, "masked = 1"),
-            (47, "masked += 2"),
-        )
-    },
-    **{
-        _M + f"x_masked_mirror__mutmut_{n}": Equivalent(
-            line, ("a definition's verdict is kept or found again: the same verdict")
-        )
-        for n, line in (
-            (11, "keep=None) is not None"),
-            (14, "RTES_DEPTH - 1, ) is not None"),
-            (17, "keep=False) is not None"),
-        )
-    },
+    **_alike(
+        _M + "x__decode_problem__mutmut_",
+        _NEVER_ERRS,
+        {
+            7: 'data.encode("utf-8", )',
+            10: '"XXsurrogatepassXX"',
+            11: '"SURROGATEPASS"',
+        },
+    ),
+    **_alike(
+        _M + "x__mask_credentials__mutmut_",
+        _MASK_PASS,
+        {
+            3: "nodes = None",
+            4: "if (isinstance(definition, dict)) and False else None",
+            5: "if (isinstance(definition, dict)) or True else None",
+            6: "definition.get(None) if",
+            7: 'definition.get("XXnodesXX")',
+            8: 'definition.get("NODES")',
+            9: "if (isinstance(nodes, list)) and False else ()",
+            11: "if isinstance(n, dict):",
+            12: "break",
+            13: "credential_holders(None)",
+            14: "credential_holders(n.get(None))",
+            15: 'n.get("XXparametersXX")',
+            16: 'n.get("PARAMETERS")',
+            17: "if holder.get(None) is not None:",
+            18: 'holder.get("XXcredentialsXX")',
+            19: 'holder.get("CREDENTIALS")',
+            27: "held = 1",
+            30: "if held > written:",
+            32: "masked = 1",
+            45: "masked = 1",
+            47: "masked += 2",
+        },
+    ),
+    **_alike(
+        _M + "x_masked_mirror__mutmut_",
+        "a definition's verdict is kept or found again: the same verdict",
+        {
+            11: "keep=None) is not None",
+            14: "RTES_DEPTH - 1, ) is not None",
+            17: "keep=False) is not None",
+        },
+    ),
     _M + "x_masked_mirror__mutmut_32": Equivalent(
         "written = sys.maxsize if (escaped) or True else", _MASK_PASS
     ),
-    **{
-        _M + f"x_masked_mirror__mutmut_{n}": Equivalent(
-            line,
-            (
-                "a definition that passed the message's decode (msgspec checks a Raw's "
-                "escapes), the UTF-8 check and the depth and number checks decodes: the "
-                "fallback is defensive"
-            ),
-        )
-        for n, line in ((27, "definition, raw = None"), (28, 'None, b"XX{}XX"'))
-    },
+    **_alike(
+        _M + "x_masked_mirror__mutmut_",
+        (
+            "a definition that passed the message's decode (msgspec checks a Raw's "
+            "escapes), the UTF-8 check and the depth and number checks decodes: the "
+            "fallback is defensive"
+        ),
+        {
+            27: "definition, raw = None",
+            28: 'None, b"XX{}XX"',
+        },
+    ),
     _M + "x_rfc3339__mutmut_10": Equivalent(
         "if last[1] != secs:",
         "the seconds formatted again at every call (the kept string never equals the "
