@@ -48,6 +48,7 @@ from pika.adapters.utils.connection_workflow import (
 )
 from pika.spec import Basic, BasicProperties
 
+from runeworker.adapters.amqp_commit import commit as commit_transaction
 from runeworker.adapters.amqp_frames import FrameWriter
 from runeworker.adapters.amqp_reader import FrameReader
 from runeworker.config import BrokerConfig
@@ -640,8 +641,10 @@ class Broker:
             return time.perf_counter() - start
         published, self._open = self._open, []
         channel = self._before_commit()
+        writer = self._queued()
         try:
-            channel.tx_commit()  # sends the queued frames first, in order
+            # the queued frames go first, in order (runeworker/adapters/amqp_commit.py)
+            commit_transaction(channel, writer, self._reader)
         except AMQP_ERRORS as exc:
             self.in_doubt += published  # applied, partly applied or not: nobody can say
             error = self.endpoint.error("transaction commit failed", exc)

@@ -8,14 +8,15 @@ keys with a few sets of properties, so `FrameWriter` has pika marshal each metho
 each content header once, keeps the bytes, and per message only packs the body size into the
 kept header and wraps the body in body frames (AMQP 0-9-1, section 4.2.3: type, channel,
 payload size, payload, frame-end 0xCE; a body longer than the negotiated frame size minus 8
-is split). A basic.ack is one fixed-size method frame.
+is split). A basic.ack and a tx.commit are each one fixed-size method frame.
 
 The bytes are the ones pika would send (tests/integration/test_amqp_frames.py compares them)
 and go out through pika's own connection (`_output_marshaled_frames`, which counts them for its
-heartbeat checker), so pika still owns the socket, the channel's state and the transaction
-(what arrives is read by runeworker/adapters/amqp_reader.py, and pika's own path). Only these
-two methods of the pika channel are replaced, each behind the same state check pika makes (a
-closed channel raises `ChannelWrongStateError`).
+heartbeat checker), so pika still owns the socket and the channel's state (what arrives is
+read by runeworker/adapters/amqp_reader.py, and pika's own path). Only these three frames of
+the pika channel are written here, each behind the same state check pika makes (a closed
+channel raises `ChannelWrongStateError`): `basic.publish`, `basic.ack` and the `tx.commit`
+of runeworker/adapters/amqp_commit.py.
 
 pika queues each write as a buffer of its own and sends them one `send` per buffer once the
 socket is writable: four buffers per node (two statuses, the next message and the ack), a few
@@ -43,6 +44,8 @@ _BODY_HEAD = struct.Struct(">BHI")  # type, channel, payload size
 _BODY_SIZE = struct.Struct(">Q")
 # basic.ack: method frame (type 1), payload 13 bytes: class 60, method 80, delivery tag, bits
 _ACK = struct.Struct(">BHIHHQBB")
+# tx.commit: method frame, payload 4 bytes: class 90, method 20
+_COMMIT = struct.Struct(">BHIHHB")
 # content headers kept per writer: a caller whose properties differ per message (a message id,
 # a timestamp) gets its headers marshalled each time once this many are kept
 _KEPT_HEADERS = 32
@@ -101,6 +104,13 @@ class FrameWriter:
         """Queue a basic.ack of one delivery, as `Channel.basic_ack` does."""
         self._check_open()
         data = _ACK.pack(1, self._number, 13, 60, 80, delivery_tag, 0, 0xCE)
+        self._connection._output_marshaled_frames([data])
+
+    def commit(self) -> None:
+        """Queue a tx.commit behind everything queued before it (its commit-ok is read by
+        runeworker/adapters/amqp_commit.py, not by pika's RPC machinery)."""
+        self._check_open()
+        data = _COMMIT.pack(1, self._number, 4, 90, 20, 0xCE)
         self._connection._output_marshaled_frames([data])
 
     def _header(self, props: BasicProperties) -> tuple[bytes, bytes]:

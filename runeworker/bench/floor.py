@@ -1,9 +1,10 @@
 """The floor of `runeworker bench`: a bare pika loop doing a worker's broker work per node.
 
-No runeworker code runs here but the frame writer and reader (stdlib and pika; `FrameWriter` and
-`FrameReader` are loaded from runeworker/adapters/amqp_frames.py and amqp_reader.py alone, which
-import pika and the standard library only, so that the floor writes its publishes and acks and
-reads its deliveries as cheaply as a child does), so the loop shows what the broker costs by
+No runeworker code runs here but the frame writer, the reader and the commit (stdlib and pika;
+`FrameWriter`, `FrameReader` and `commit` are loaded from runeworker/adapters/amqp_frames.py,
+amqp_reader.py and amqp_commit.py alone, which import pika and the standard library only, so
+that the floor writes its publishes and acks, reads its deliveries and commits as cheaply as a
+child does), so the loop shows what the broker costs by
 itself. Per delivery it does what a runeworker child does for a cheap node: publish the
 `running` and `success` statuses and the next execution message (the completion after the last
 node), all with the sizes runeworker's messages have at that step, persistent, `mandatory`,
@@ -144,6 +145,8 @@ class _Loop:
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
         self.writer = _adapter("amqp_frames", "FrameWriter")(self.ch._impl)
+        self.reader: Any = None  # the FrameReader, once consuming
+        self.commit_transaction = _adapter("amqp_commit", "commit")
         # an ack: queued in the transaction here, held until the confirms in `_ConfirmLoop`
         self.ack: Callable[[int], None] = self.writer.ack
         self.select()
@@ -153,8 +156,9 @@ class _Loop:
         self.ch.tx_select()
 
     def commit(self) -> None:
-        """Commit what the channel queued since the last commit."""
-        self.ch.tx_commit()
+        """Commit what the channel queued since the last commit, as a runeworker child
+        commits (runeworker/adapters/amqp_commit.py)."""
+        self.commit_transaction(self.ch, self.writer, self.reader)
         self.unflushed = 0
 
     def consume(self, prefetch: int) -> None:
@@ -166,7 +170,7 @@ class _Loop:
 
         # deliveries read off the socket as a runeworker child reads them (`Broker.consume`)
         number = self.ch.channel_number
-        reader = _adapter("amqp_reader", "FrameReader")(
+        reader = self.reader = _adapter("amqp_reader", "FrameReader")(
             self.conn._impl,
             self.ch,
             on_read,
@@ -236,7 +240,7 @@ class _Loop:
         self, queue: str, size: int, ident: str, *, stamp: bool = False, kind: str | None = None
     ) -> None:
         props = _props(ident, stamp, kind)
-        # queued on the channel under the BlockingChannel and sent by tx_commit, marshalled
+        # queued on the channel under the BlockingChannel and sent by the commit, marshalled
         # by the worker's frame writer, like runeworker.adapters.amqp does (BlockingChannel
         # would flush the socket per publish; the properties differ per message here, so
         # their header is marshalled each time)

@@ -160,6 +160,9 @@ LEFT_TO_PIKA: dict[str, Reads] = {
         deliver(n, c) + header(n, 2) + frame(3, n, b"{}")[:-1] + b"\x00"
     ],
     "method frame without its frame end": lambda n, c: [deliver(n, c)[:-1] + b"\x00"],
+    # a tx.commit-ok no commit sent by hand waits for (runeworker/adapters/amqp_commit.py)
+    "a commit-ok nothing waits for": lambda n, c: [frame(1, n, struct.pack(">HH", 90, 21))],
+    "a commit-ok with a byte too many": lambda n, c: [frame(1, n, struct.pack(">HHB", 90, 21, 0))],
     # a second basic.deliver while pika assembles the first (its content comes after both)
     "a delivery begun by pika, another, then the first one's content": lambda n, c: [
         deliver(n, c, 1) + HEARTBEAT,

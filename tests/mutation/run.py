@@ -178,8 +178,8 @@ TARGETS = (
         ("tests/unit/test_scheduler.py", "tests/unit/test_worker_loop.py"),
         default=False,
     ),
-    # The broker's own frames: deliveries read off the socket, publishes and acks written. Their
-    # tests talk to the suite's RabbitMQ (each test run makes a vhost of its own).
+    # The broker's own frames: deliveries read off the socket, publishes, acks and commits
+    # written. Their tests talk to the suite's RabbitMQ (each test run makes a vhost of its own).
     Target(
         "amqp_reader",
         "runeworker/adapters/amqp_reader.py",
@@ -191,6 +191,16 @@ TARGETS = (
         "runeworker/adapters/amqp_frames.py",
         # the reader's tests too: over TLS pika's sends are left alone
         ("tests/integration/test_amqp_frames.py", "tests/integration/test_amqp_reader.py"),
+        default=False,
+    ),
+    Target(
+        "amqp_commit",
+        "runeworker/adapters/amqp_commit.py",
+        # the reader's and the writer's commit-ok and tx.commit are its halves
+        (
+            "tests/integration/test_amqp_commit.py",
+            "tests/integration/test_amqp_reader_streams.py",
+        ),
         default=False,
     ),
     Target(
