@@ -4,9 +4,9 @@ pika's `BlockingChannel.tx_commit` goes through `Channel._rpc`: it builds a `Tx.
 and a frame object and marshals them, registers one-shot callbacks for the reply in the
 callback manager (each add and each lookup checking its prefix and key), and wraps the wait
 in a `_CallbackResult`; when the `tx.commit-ok` arrives pika decodes it into objects and looks
-the callbacks up again. A child commits once per batch, and that machinery costs about 50 µs
-of CPU per commit of the 100 µs pika spends on one (deploy/PERFORMANCE.md, "Issue 16: the
-commit without pika's RPC machinery").
+the callbacks up again. A child commits once per batch, and that machinery is 40 to 60 µs of the
+120 to 140 µs of CPU pika spends on a commit (deploy/PERFORMANCE.md, "Issue 16: the commit without
+pika's RPC machinery").
 
 `commit` writes the fixed 12-byte `tx.commit` frame behind the queued publishes and acks
 (runeworker/adapters/amqp_frames.py) and has the connection's `FrameReader`

@@ -5,6 +5,7 @@ closes the channel or the connection is lost before the answer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -340,3 +341,88 @@ def test_the_broker_commits_by_hand(url: str, no_pika_commit: list[int]) -> None
         broker.close()
     assert depth(url, OUT) == 3
     assert depth(url, WORK) == 0
+
+
+def commit_ok(number: int) -> bytes:
+    return pika.frame.Method(number, pika.spec.Tx.CommitOk()).marshal()
+
+
+def test_the_commit_ok_and_what_follows_it_in_one_read(url: str) -> None:
+    c = Consumer(url, prefetch=1)
+    try:
+        impl = c.ch._impl
+        number = impl.channel_number
+        consumer = next(iter(c.reader._consumers)).decode()
+        body = b'{"after": "the commit-ok"}'
+        props = pika.BasicProperties(content_type="application/json")
+        delivery = b"".join(
+            [
+                pika.frame.Method(
+                    number, pika.spec.Basic.Deliver(consumer, 7, False, "", WORK)
+                ).marshal(),
+                pika.frame.Header(number, len(body), props).marshal(),
+                pika.frame.Body(number, body).marshal(),
+            ]
+        )
+        impl._blocking = "Tx.Commit"  # as `commit` leaves it once the frame is sent
+        c.reader.awaiting_commit = True
+        frames = c.conn._impl.frames_received
+        c.reader.on_data(commit_ok(number) + delivery)
+        assert not c.reader.awaiting_commit and impl._blocking is None
+        assert c.tags == [7]  # read in the same call, not left for the next read
+        assert c.conn._impl.frames_received == frames + 4  # as pika counts them
+    finally:
+        c.close()
+
+
+def test_the_commit_ok_of_a_commit_pika_sent_is_pikas(url: str) -> None:
+    """With the reader installed, pika's own tx_commit (the fallback) gets its answer: the
+    reader takes a commit-ok only while a commit by hand waits for it."""
+    c = Consumer(url, prefetch=1)
+    answered: list[Any] = []
+    try:
+        frames = c.conn._impl.frames_received
+        c.ch._impl.tx_commit(answered.append)
+        for _ in range(50):
+            if answered:
+                break
+            c.conn.process_data_events(time_limit=0.05)
+        assert len(answered) == 1 and isinstance(answered[0].method, pika.spec.Tx.CommitOk)
+        assert c.conn._impl.frames_received == frames + 1
+        assert c.ch._impl._blocking is None
+    finally:
+        c.close()
+
+
+def test_a_commit_by_hand_counts_its_answer_once(url: str) -> None:
+    c = Consumer(url, prefetch=1)
+    try:
+        frames = c.conn._impl.frames_received
+        c.commit()  # an empty transaction: nothing but the commit-ok comes back
+        assert c.conn._impl.frames_received == frames + 1
+    finally:
+        c.close()
+
+
+def test_a_channel_closed_on_our_side_while_waiting_fails_the_commit(url: str) -> None:
+    c = Consumer(url, prefetch=1)
+    wait = c.ch._flush_output
+
+    def closed_then_wait(*waiters: Callable[[], bool]) -> None:
+        # the commit-ok left to pika (which waits for none), and the channel closed by pika
+        # meanwhile without a broker's reason (as a connection's cleanup closes its channels)
+        c.reader._number = -1
+        reason = pika.exceptions.ChannelClosedByClient(200, "closed here")
+        c.conn._impl.ioloop.call_later(0.2, lambda: c.ch._impl._on_close_meta(reason))
+        wait(*waiters)
+
+    try:
+        c.ch._flush_output = closed_then_wait
+        with pytest.raises(pika.exceptions.ChannelWrongStateError) as caught:
+            c.commit()
+        number = c.ch.channel_number
+        assert str(caught.value) == f"channel {number} closed before the commit was answered"
+        assert not c.reader.awaiting_commit
+    finally:
+        with contextlib.suppress(Exception):
+            c.close()

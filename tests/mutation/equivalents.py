@@ -68,6 +68,7 @@ _PIKAS = (
     "nor `taken == 0`): pika reads the delivery"
 )
 _FW = _F + "xǁFrameWriterǁ"
+_AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -1047,13 +1048,16 @@ EQUIVALENT: dict[str, Equivalent] = {
         "if size >= step else body", "a body of exactly one frame cut from a memoryview: the same"
     ),
     # -- runeworker/adapters/amqp_reader.py ---------------------------------------------------
-    _AR + "__init____mutmut_11": Equivalent(
+    _AR + "__init____mutmut_9": Equivalent(
+        "self.awaiting_commit = None", "None is false as False is: no commit waits"
+    ),
+    _AR + "__init____mutmut_13": Equivalent(
         "connection._frame_buffer = None",
         "once the reader takes `_on_data_available`, nothing of pika reads `_frame_buffer` (only "
         "its `_on_data_available` and `_read_frame` do)",
     ),
-    _AR + "__init____mutmut_12": Equivalent(
-        'connection._frame_buffer = b"XXXX"', "as __init____mutmut_11"
+    _AR + "__init____mutmut_14": Equivalent(
+        'connection._frame_buffer = b"XXXX"', "as __init____mutmut_13"
     ),
     **_alike(
         _AR + "_delivery__mutmut_",
@@ -1077,19 +1081,30 @@ EQUIVALENT: dict[str, Equivalent] = {
         "pika once the next bytes come instead of now (the bytes are counted as they come)",
     ),
     _AR + "on_data__mutmut_12": Equivalent("delivered = None", "None is false as False is"),
-    _AR + "on_data__mutmut_38": Equivalent(
-        "and length > 4:",
-        "a method frame of 4 bytes is a method without arguments: neither basic.deliver nor "
-        "basic.cancel, pika's either way",
-    ),
-    _AR + "on_data__mutmut_39": Equivalent("and length >= 5:", "as on_data__mutmut_38"),
     _AR + "on_data__mutmut_60": Equivalent(
         "if taken > 1:", "a delivery read ends at least three whole frames past `pos`"
     ),
-    _AR + "on_data__mutmut_75": Equivalent(
+    _AR + "on_data__mutmut_77": Equivalent(
+        "self.awaiting_commit = None", "None is false as False is: the commit's wait ends"
+    ),
+    _AR + "on_data__mutmut_87": Equivalent(
         "if pos > size:",
         "at pos == size the other branches keep an empty rest as well (`del rest[:pos]`, or a "
         "new empty bytearray)",
+    ),
+    # -- runeworker/adapters/amqp_commit.py ---------------------------------------------------
+    **_alike(
+        _AC,
+        "pika reads `_blocking` only as true or false (and names it in debug logs): any "
+        "method name that is not empty holds the channel's other RPCs the same",
+        {
+            8: 'impl._blocking = "XXTx.CommitXX"',
+            9: 'impl._blocking = "tx.commit"',
+            10: 'impl._blocking = "TX.COMMIT"',
+        },
+    ),
+    _AC + "16": Equivalent(
+        "reader.awaiting_commit = None", "None is false as False is: no commit waits"
     ),
     # -- runeworker/engine/messages.py ---------------------------------------------------------
     **_alike(

@@ -183,7 +183,11 @@ TARGETS = (
     Target(
         "amqp_reader",
         "runeworker/adapters/amqp_reader.py",
-        ("tests/integration/test_amqp_reader.py", "tests/integration/test_amqp_reader_streams.py"),
+        (
+            "tests/integration/test_amqp_reader.py",
+            "tests/integration/test_amqp_reader_streams.py",
+            "tests/integration/test_amqp_commit.py",  # the commit-ok it takes
+        ),
         default=False,
     ),
     Target(
