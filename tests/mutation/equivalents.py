@@ -69,6 +69,7 @@ _PIKAS = (
 )
 _FW = _F + "xǁFrameWriterǁ"
 _AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
+_MT = "runeworker.engine.merge_timer."
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -1105,6 +1106,42 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _AC + "16": Equivalent(
         "reader.awaiting_commit = None", "None is false as False is: no commit waits"
+    ),
+    # -- runeworker/engine/merge_timer.py -----------------------------------------------------
+    _MT + "x_in_arrival__mutmut_1": Equivalent(
+        "context_bytes: int = 1,",
+        "the default only says the size is not known: 0 and 1 are both far below the limit",
+    ),
+    **_alike(
+        _MT + "x_timer_of__mutmut_",
+        "the token is any value derived from the timer id alone: each of these derivations is "
+        "the same for one barrier and differs between barriers, as the timer id does",
+        {
+            11: '"merge-timer:" + timer_id, None, merge_id',
+            12: '"merge-timer:" + timer_id, 0, None',
+            17: 'child_token("XXmerge-timer:XX" + timer_id',
+            18: 'child_token("MERGE-TIMER:" +',
+            19: '"merge-timer:" + timer_id, 1, merge_id',
+        },
+    ),
+    **_alike(
+        _MT + "x_fire__mutmut_",
+        "a firing timer finds its barrier waiting since a first arrival (it is armed by one): "
+        "its arrival at _FIRED_MS is past any timeout of 1 or 2 ms and expires the barrier "
+        "before its rule's `expected` and `any` or its data are read",
+        {
+            8: "MergeRule(expected=1 << 30, timeout_ms=1)",
+            11: "expected=2 << 30",
+            12: "expected=1 << 31",
+            14: "any=False, timeout_ms=2)",
+            34: 'b"XXnullXX"',
+            35: 'b"NULL"',
+        },
+    ),
+    _MT + "x_fire__mutmut_39": Equivalent(
+        "or 2",
+        "a timer is armed only by an arrival from one of the merge's parents: `merge_parents` "
+        "is never empty where it fires",
     ),
     # -- runeworker/engine/messages.py ---------------------------------------------------------
     **_alike(

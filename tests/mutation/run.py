@@ -116,6 +116,13 @@ TARGETS = (
         Target(name, f"runeworker/engine/{name}.py", _STEP_TESTS)
         for name in ("ledger", "plan", "executor", "outbox")
     ),
+    # A merge's timeout: the timer armed by a waiting arrival and its firing (run when named).
+    Target(
+        "merge_timer",
+        "runeworker/engine/merge_timer.py",
+        ("tests/unit/test_merge_timer.py", *_STEP_TESTS),
+        default=False,
+    ),
     # What keeps unreadable and unpublishable JSON out (nesting, numbers RTES cannot read), and
     # how a refused message is identified: run when named.
     Target(
