@@ -10,7 +10,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pika
 import pika.exceptions
@@ -203,66 +203,71 @@ def test_a_pika_rpc_asked_while_waiting_goes_after_the_commit_ok(
     assert depth(url, OUT) == 1
 
 
-def closing_commit(url: str, by_hand: bool) -> Any:
-    """The error of a commit whose transaction holds a publish to a missing exchange: RabbitMQ
-    closes the channel (404) in place of the commit-ok."""
+class Failed(NamedTuple):
+    """A commit's error, and what was closed once it was raised."""
+
+    error: Any
+    channel_closed: bool
+    connection_closed: bool
+
+
+def failed_commit(url: str, by_hand: bool, trouble: Callable[[Consumer], None]) -> Failed:
+    """The error of committing one delivery's transaction, which `trouble` sets up to fail; by
+    hand (runeworker/adapters/amqp_commit.py) or by pika's own `tx_commit`."""
     fill(url, 1)
     c = Consumer(url, prefetch=1)
     try:
         c.wait_for(1)
-        c.writer.publish(f"missing.{os.getpid()}", OUT, b"{}", PROPS)
+        trouble(c)
         with pytest.raises(pika.exceptions.AMQPError) as caught:
             if by_hand:
                 c.commit()
             else:
                 c.ch.tx_commit()
-        assert c.ch.is_closed
-        return caught.value
+        return Failed(caught.value, c.ch.is_closed, c.conn.is_closed)
     finally:
         c.close()
 
 
-def test_a_channel_the_broker_closes_fails_the_commit_as_pikas_does(url: str) -> None:
-    pikas = closing_commit(url, by_hand=False)
-    ours = closing_commit(url, by_hand=True)
-    assert isinstance(ours, pika.exceptions.ChannelClosedByBroker)
-    assert type(ours) is type(pikas)
-    assert (ours.reply_code, ours.reply_text) == (pikas.reply_code, pikas.reply_text)
-    assert ours.reply_code == 404 and "missing." in ours.reply_text
-    assert depth(url, OUT) == 0
+def to_a_missing_exchange(c: Consumer) -> None:
+    """A publish to a missing exchange: RabbitMQ closes the channel (404) in place of the
+    commit-ok."""
+    c.writer.publish(f"missing.{os.getpid()}", OUT, b"{}", PROPS)
 
 
-def lost_commit(url: str, by_hand: bool) -> Any:
-    """The error of a commit whose connection is cut (the socket shut) once it is sent."""
-    fill(url, 1)
-    c = Consumer(url, prefetch=1)
+def cut_once_sent(c: Consumer) -> None:
+    """A publish and an ack, and the connection cut (the socket shut) once they are sent."""
+    c.writer.publish("", OUT, b"{}", PROPS)
+    c.writer.ack(c.tags[0])
     wait = c.ch._flush_output
 
     def cut_then_wait(*waiters: Callable[[], bool]) -> None:
         c.conn._impl._transport._sock.shutdown(socket.SHUT_RDWR)
         wait(*waiters)
 
-    try:
-        c.wait_for(1)
-        c.writer.publish("", OUT, b"{}", PROPS)
-        c.writer.ack(c.tags[0])
-        c.ch._flush_output = cut_then_wait
-        with pytest.raises(pika.exceptions.AMQPError) as caught:
-            if by_hand:
-                c.commit()
-            else:
-                c.ch.tx_commit()
-        assert c.conn.is_closed
-        return caught.value
-    finally:
-        c.close()
+    c.ch._flush_output = cut_then_wait
+
+
+def test_a_channel_the_broker_closes_fails_the_commit_as_pikas_does(url: str) -> None:
+    pikas = failed_commit(url, False, to_a_missing_exchange)
+    ours = failed_commit(url, True, to_a_missing_exchange)
+    assert ours.channel_closed and pikas.channel_closed
+    assert isinstance(ours.error, pika.exceptions.ChannelClosedByBroker)
+    assert type(ours.error) is type(pikas.error)
+    assert (ours.error.reply_code, ours.error.reply_text) == (
+        pikas.error.reply_code,
+        pikas.error.reply_text,
+    )
+    assert ours.error.reply_code == 404 and "missing." in ours.error.reply_text
+    assert depth(url, OUT) == 0
 
 
 def test_a_connection_lost_while_waiting_fails_the_commit_as_pikas_does(url: str) -> None:
-    pikas = lost_commit(url, by_hand=False)
-    ours = lost_commit(url, by_hand=True)
-    assert type(ours) is type(pikas)
-    assert isinstance(ours, pika.exceptions.AMQPConnectionError)
+    pikas = failed_commit(url, False, cut_once_sent)
+    ours = failed_commit(url, True, cut_once_sent)
+    assert ours.connection_closed and pikas.connection_closed
+    assert type(ours.error) is type(pikas.error)
+    assert isinstance(ours.error, pika.exceptions.AMQPConnectionError)
     # nothing was committed: a shut socket sends nothing more
     assert depth(url, OUT) == 0
 
