@@ -81,3 +81,28 @@ class StateLost(RuneworkerError):
         super().__init__(detail)
         self.execution_id = execution_id
         self.what = what
+
+
+# What `StateLost` says of each part of an execution's state that can be found missing.
+_LOST: dict[str, str] = {
+    "execution": (
+        "the state store holds no record of execution {ex}, though the message's branch_token "
+        "is that of a running execution"
+    ),
+    "branches": (
+        "the live branch tokens of execution {ex} are gone from the state store, though it has "
+        "not ended"
+    ),
+    "barrier": (
+        "the {where} barrier of execution {ex} is gone from the state store, though branches "
+        "had arrived at it"
+    ),
+}
+
+
+def state_lost(execution_id: str, what: str, where: str = "") -> StateLost:
+    """The `StateLost` of `execution_id` for `what` (`execution`, `branches`, `barrier`, the
+    latter naming the barrier `where`)."""
+    template = _LOST.get(what, "the {what} state of execution {ex} is gone from the state store")
+    detail = template.format(ex=execution_id, what=what, where=where or "merge or aggregator")
+    return StateLost(execution_id, what, detail)

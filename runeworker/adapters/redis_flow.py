@@ -177,6 +177,8 @@ local function merge_barrier(arrivals, data, first, lock, waited, registry, meta
   end
   local started = redis.call('GET', first)
   if not started then
+    -- a firing timer (parent '') was armed by an arrival that began the barrier: it is lost
+    if parent == '' then return {'lost'} end
     redis.call('SET', first, now_ms)
     redis.call('SADD', registry, arrivals, data, first, lock, waited)
     if field then redis.call('HSET', meta, field, 1) end

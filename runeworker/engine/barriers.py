@@ -38,6 +38,8 @@ from typing import NamedTuple
 
 import msgspec
 
+from runeworker.errors import state_lost
+
 
 class BarrierState(StrEnum):
     """What one arrival at a barrier did."""
@@ -147,6 +149,12 @@ class MergeArrival(msgspec.Struct, frozen=True):
 
 Arrival = AggregateArrival | MergeArrival
 
+# The parent a merge's firing timer arrives as (`runeworker.engine.merge_timer.fire`): never a
+# node id (an arrival without `from_node` is refused before it reaches the barrier). Only an
+# arrival that waited arms the timer, so a timer that finds no barrier begun finds it lost:
+# `merge_arrive` raises `StateLost` instead of beginning it with an arrival no branch made.
+TIMER_PARENT = ""
+
 
 def parked(arrival: MergeArrival, barrier: Barrier) -> list[str]:
     """The children of a waiting arrival that parks the timer's token: that token while the
@@ -244,7 +252,10 @@ class MemoryFlow:
     ) -> Barrier:
         """Record the arrival of `parent` (None payload: a ghost) at a merge barrier."""
         with self._flow_lock:
-            m = self._merges.setdefault((execution_id, merge_id, scope), _Merge())
+            key = (execution_id, merge_id, scope)
+            if parent == TIMER_PARENT and key not in self._merges:
+                raise state_lost(execution_id, "barrier", f"merge {merge_id}")
+            m = self._merges.setdefault(key, _Merge())
             if m.decision is not None:
                 state, by, winner = m.decision
                 if by == token:

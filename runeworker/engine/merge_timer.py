@@ -28,7 +28,11 @@ own as before.
 The firing reuses `StateStore.merge_arrive`: an arrival with data later than the timeout expires
 a waiting barrier and is `closed` once another arrival decided it, which is exactly the test the
 timer needs; it passes a time far past any timeout, so the decision does not depend on the
-clocks of the hosts agreeing.
+clocks of the hosts agreeing. It arrives as `TIMER_PARENT`, which no branch is: only an arrival
+that waited arms the timer, so a firing that finds no barrier begun finds it lost (evicted,
+flushed) and the store raises `StateLost`, which fails the execution through the timer's token
+(`runeworker.engine.executor.Turn`), instead of beginning the barrier with an arrival no branch
+made, where a later branch would open it one parent early or it would wait for ever.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any, NamedTuple
 import msgspec
 from msgspec import UNSET
 
-from runeworker.engine.barriers import Park
+from runeworker.engine.barriers import TIMER_PARENT, Park
 from runeworker.engine.messages import NodeExecutionMessage, encode, frames
 from runeworker.engine.paths import merge_parents, scope_of
 from runeworker.engine.state import (
@@ -55,7 +59,6 @@ from runeworker.errors import NodeError
 _NAMESPACE = uuid.UUID("0d5c8e3a-7b41-4f2e-9a6d-3e8f1c2b7a90")
 # "now" of a firing timer: later than first arrival + timeout for any real first arrival
 _FIRED_MS = 1 << 52
-_NO_PARENT = ""  # the parent a firing timer arrives as: never a node id
 
 
 class MergeTimer(NamedTuple):
@@ -137,11 +140,12 @@ def fire(
 ) -> NodeError | None:
     """The timer of the merge `msg.current_node` fired: the error that fails the merge if its
     barrier still waited (decided as expired, again on a redelivery), None when an arrival
-    decided it first (the timer's token is then absorbed)."""
+    decided it first (the timer's token is then absorbed). `StateLost` when the barrier is
+    gone from the store."""
     node = wf.node(msg.current_node)
     rule = MergeRule(expected=1 << 30, any=False, timeout_ms=1)
     barrier = store.merge_arrive(
-        msg.execution_id, node.id, scope_of(frames(msg)), _NO_PARENT, token, b"null", rule,
+        msg.execution_id, node.id, scope_of(frames(msg)), TIMER_PARENT, token, b"null", rule,
         _FIRED_MS,
     )  # fmt: skip
     if barrier.state is not BarrierState.EXPIRED:

@@ -66,7 +66,7 @@ from runeworker.engine.barriers import (
     parked,
 )
 from runeworker.engine.messages import COMPLETED, NodeExecutionMessage
-from runeworker.errors import StateLost
+from runeworker.errors import state_lost
 
 __all__ = [
     "JOINING",
@@ -299,7 +299,9 @@ class StateStore(Protocol):
         rule: MergeRule,
         now_ms: int,
     ) -> Barrier:
-        """Record the arrival of `parent` at a merge (None: a ghost); see `MergeRule`."""
+        """Record the arrival of `parent` at a merge (None: a ghost); see `MergeRule`. The
+        merge's timer arrives as `runeworker.engine.barriers.TIMER_PARENT`, and raises
+        `StateLost` when it finds no barrier begun (the arrival that armed it had begun one)."""
         ...
 
     def schedule(self, timer_id: str, due_ms: int, payload: bytes, *, owner: str = "") -> None:
@@ -393,31 +395,6 @@ def opens_unknown(token: str, *, anew: bool = False, begun: bool = False) -> boo
     (`begun`: a peer took its first steps without the protocol). Any other token was derived
     from a parent that advanced in the store: its execution's record is lost."""
     return token == ROOT or token.startswith(JOINING) or anew or begun
-
-
-# What `StateLost` says of each part of an execution's state that can be found missing.
-_LOST: dict[str, str] = {
-    "execution": (
-        "the state store holds no record of execution {ex}, though the message's branch_token "
-        "is that of a running execution"
-    ),
-    "branches": (
-        "the live branch tokens of execution {ex} are gone from the state store, though it has "
-        "not ended"
-    ),
-    "barrier": (
-        "the {where} barrier of execution {ex} is gone from the state store, though branches "
-        "had arrived at it"
-    ),
-}
-
-
-def state_lost(execution_id: str, what: str, where: str = "") -> StateLost:
-    """The `StateLost` of `execution_id` for `what` (`execution`, `branches`, `barrier`, the
-    latter naming the barrier `where`)."""
-    template = _LOST.get(what, "the {what} state of execution {ex} is gone from the state store")
-    detail = template.format(ex=execution_id, what=what, where=where or "merge or aggregator")
-    return StateLost(execution_id, what, detail)
 
 
 # The prefix of a joining token (`message_token`): a branch the execution did not foresee, which

@@ -70,6 +70,15 @@ def evict_with(client: redis.Redis, prefix: str):  # type: ignore[no-untyped-def
     def evict(execution_id: str, part: str) -> None:
         if part == "all":
             client.delete(*exec_keys(client, prefix, execution_id))
+        elif part == "barriers":
+            base = f"{prefix}exec:{{{execution_id}}}:"
+            for kind in ("node", "split"):
+                for key in client.scan_iter(match=f"{base}{kind}:*"):
+                    client.delete(key)
+            marks = [f for f in client.hkeys(base + "branches:meta") if f.startswith(b"node:")]
+            marks += [f for f in client.hkeys(base + "branches:meta") if f.startswith(b"split:")]
+            if marks:
+                client.hdel(base + "branches:meta", *marks)
         else:
             client.delete(f"{prefix}exec:{{{execution_id}}}:branches:live")
 

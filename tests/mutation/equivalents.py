@@ -406,19 +406,19 @@ EQUIVALENT: dict[str, Equivalent] = {
         'owner: str = "XXXX"', "as xǁStateStoreǁadmit__mutmut_1"
     ),
     # -- runeworker/engine/barriers.py --------------------------------------------------------
-    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_11": Equivalent(
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_23": Equivalent(
         "return self._decided(m, state, None)",
         "a wait_for_any merge is decided by its first arrival with data and its data never "
         "changes after a decision: every other parent recorded is a ghost, which the result "
         "leaves out, so the winner alone and every parent give the same keys and results",
     ),
-    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_60": Equivalent(
+    _B + "xǁMemoryFlowǁmerge_arrive__mutmut_72": Equivalent(
         "return self._decided(m, BarrierState.RELEASED, None)",
-        "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
+        "as xǁMemoryFlowǁmerge_arrive__mutmut_23",
     ),
     _B + "xǁMemoryFlowǁ_decided__mutmut_9": Equivalent(
         "names = [winner] if (winner) and False else sorted(m.data)",
-        "as xǁMemoryFlowǁmerge_arrive__mutmut_11",
+        "as xǁMemoryFlowǁmerge_arrive__mutmut_23",
     ),
     _B + "xǁMemoryFlowǁack_timer__mutmut_7": Equivalent(
         "self._payloads.pop(timer_id, )",
@@ -1128,11 +1128,14 @@ EQUIVALENT: dict[str, Equivalent] = {
         _MT + "x_fire__mutmut_",
         "a firing timer finds its barrier waiting since a first arrival (it is armed by one): "
         "its arrival at _FIRED_MS is past any timeout of 1 or 2 ms and expires the barrier "
-        "before its rule's `expected` and `any` or its data are read",
+        "before its rule's `expected` and `any` or its data are read; a barrier decided or "
+        "gone (StateLost, TIMER_PARENT) is told before they are read too",
         {
             8: "MergeRule(expected=1 << 30, timeout_ms=1)",
+            10: "expected=1 >> 30",
             11: "expected=2 << 30",
             12: "expected=1 << 31",
+            13: "any=True, timeout_ms=1",
             14: "any=False, timeout_ms=2)",
             34: 'b"XXnullXX"',
             35: 'b"NULL"',

@@ -15,7 +15,13 @@ from typing import Any, cast
 
 import msgspec
 
-from runeworker.engine.barriers import AggregateArrival, MergeArrival, Park, aggregate_hold
+from runeworker.engine.barriers import (
+    TIMER_PARENT,
+    AggregateArrival,
+    MergeArrival,
+    Park,
+    aggregate_hold,
+)
 from runeworker.engine.executor import Executor
 from runeworker.engine.messages import NodeExecutionMessage, decode_execution, encode
 from runeworker.engine.outbox import Outbox
@@ -629,6 +635,29 @@ def merge_timeout_of_one_millisecond(store: StateStore) -> None:
     assert arrive(store, "c", "tc", ctx("c"), rule, NOW + 2) == late
 
 
+@flow_case("merge_timer_at_a_barrier_never_begun_finds_it_lost")
+def merge_timer_at_a_barrier_never_begun_finds_it_lost(store: StateStore) -> None:
+    """Only an arrival that waited arms a merge's timer: a timer (`TIMER_PARENT`) that finds
+    no barrier finds it lost, and records nothing. Begun by the timer, the barrier would count
+    an arrival no branch made (a real one would open it a parent early) or wait for ever."""
+    fired = MergeRule(expected=1 << 30, timeout_ms=1)
+    for _ in range(2):  # and its redelivery
+        raises_lost(lambda: arrive(store, TIMER_PARENT, "timer", b"null", fired, 1 << 52), "ex",
+                    "barrier")  # fmt: skip
+    # nothing was begun: the first real arrival begins the barrier at its own time
+    first = arrive(store, "a", "ta", ctx("a"), ALL2, NOW + 7)
+    assert first == Barrier(WAITING, 1, first_ms=NOW + 7)
+    released = Barrier(RELEASED, 2, ["a", "b"], [ctx("a"), ctx("b")], NOW + 7)
+    assert arrive(store, "b", "tb", ctx("b"), ALL2, NOW + 8) == released
+    # a timer at a barrier begun, then decided, is absorbed
+    assert arrive(store, TIMER_PARENT, "timer", b"null", fired, 1 << 52) == Barrier(
+        CLOSED, 2, first_ms=NOW + 7)  # fmt: skip
+    # and one at a barrier begun and waiting decides it as expired
+    assert arrive(store, "a", "ta2", ctx("a"), ALL2, NOW, "s") == Barrier(WAITING, 1, first_ms=NOW)
+    assert arrive(store, TIMER_PARENT, "timer2", b"null", fired, 1 << 52, "s") == Barrier(
+        EXPIRED, 1, first_ms=NOW)  # fmt: skip
+
+
 @flow_case("concurrent_arrivals_release_once")
 def concurrent_arrivals_release_once(store: StateStore) -> None:
     total = 12
@@ -1238,8 +1267,9 @@ def merge_released_before_the_waiting_arrival_arms_its_timer(store: StateStore) 
 # tests/integration/test_redis_state.py) --
 #
 # A case takes the store and `evict(execution_id, part)`, which takes from the store what a
-# Redis that evicts (or expires, or is flushed) would: `all` of the execution's state, or its
-# `live` branch tokens alone.
+# Redis that evicts (or expires, or is flushed) would: `all` of the execution's state, its
+# `live` branch tokens alone, or its `barriers` with every trace of them (on Redis their marks
+# in the execution's meta too: a store that lost those would otherwise report the loss there).
 
 Evict = Callable[[str, str], None]
 LostCase = Callable[[StateStore, Evict], None]
@@ -1442,3 +1472,37 @@ def late_and_repeated_messages_of_healthy_executions_are_never_lost(
     assert store.admit("single", mid, T1) == Admission(Verdict.RUN, 0)
     assert store.advance("single", mid, [], ctx("b"), None, T1) == done([ctx("b")], T1)
     assert store.admit("single", mid, T1).verdict is Verdict.REPLAY
+
+
+@lost_case("a_merge_timer_firing_at_a_barrier_gone_without_a_trace_fails_the_execution")
+def a_merge_timer_firing_at_a_barrier_gone_without_a_trace_fails_the_execution(
+    store: StateStore, evict: Evict
+) -> None:
+    """n2's arrival waits at the merge n4 and arms its timer; the barrier is then lost without
+    a trace (no mark tells the loss). The timer fires: it must not begin the barrier with an
+    arrival no branch made (a real arrival would then find it waiting and open it a parent
+    early, or it would wait for ever while the timer's token was absorbed). The step fails the
+    merge and the execution through the timer's token, once: `failed` status and completion,
+    a dead letter naming the loss; n3's arrival, late, is cancelled."""
+    executor = Executor(store)
+    start = NodeExecutionMessage("wf", "ex", "n1", msgspec.Raw(FAN_IN), 0, 0, {})
+    to_left, to_right = (_wire(m) for m in executor.step(_wire(start)).messages)
+    [left] = executor.step(to_left).messages
+    [right] = executor.step(to_right).messages
+    waited = executor.step(_wire(left))
+    assert [s.status for s in waited.statuses] == ["running", "waiting"]
+    evict("ex", "barriers")
+    due = store.next_due()
+    assert due is not None
+    [timer] = store.claim_due(due, 10, 60_000)
+    fired = executor.step(decode_execution(timer.payload), None, True)
+    store.ack_timer(timer.timer_id)
+    assert [s.status for s in fired.statuses] == ["failed"]
+    error = fired.statuses[0].error
+    assert error is not None and "merge n4 barrier of execution ex is gone" in error.message
+    assert fired.dead_letter and "state lost" in fired.dead_letter
+    assert fired.completion is not None and fired.completion.status == "failed"
+    assert "state lost" in (fired.completion.failure_reason or "")
+    late = executor.step(_wire(right))
+    assert (late.messages, late.completion) == ([], None)
+    assert store.next_due() is None

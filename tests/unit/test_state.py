@@ -44,6 +44,9 @@ def test_memory_store_state_lost(name: str) -> None:
     def evict(execution_id: str, part: str) -> None:
         if part == "all":
             store._executions.pop(execution_id, None)
+        elif part == "barriers":
+            for key in [k for k in store._merges if k[0] == execution_id]:
+                del store._merges[key]
         else:
             store._executions[execution_id].live.clear()
 
