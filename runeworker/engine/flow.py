@@ -447,7 +447,9 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
     expected = len(parents) or 1
     timeout = float(settings.get("timeout", 0))
     wait_any = settings.get("wait_mode") == "wait_for_any"
-    timeout_ms = int(timeout * 1000)
+    # whole milliseconds, and at least one: a positive timeout under half a millisecond
+    # rounded to 0 would be no timeout at all (`MergeRule.timeout_ms`), the merge waiting for ever
+    timeout_ms = max(1, round(timeout * 1000)) if timeout > 0 else 0
     # A replayed arrival (its advance is recorded) never expires the barrier (`Step.arrive`):
     # the failure of that expiry could not be recorded any more (the advance replays what it
     # recorded), so the merge would fail while the execution goes on. Its first attempt was

@@ -116,6 +116,14 @@ TARGETS = (
         Target(name, f"runeworker/engine/{name}.py", _STEP_TESTS)
         for name in ("ledger", "plan", "executor", "outbox")
     ),
+    # What a step's node does to the flow: branches, barriers' arrivals, the edges taken, the
+    # ghosts sent down dead paths (run when named).
+    Target(
+        "flow",
+        "runeworker/engine/flow.py",
+        ("tests/unit/test_flow_edges.py", *_STEP_TESTS),
+        default=False,
+    ),
     # A merge's timeout: the timer armed by a waiting arrival and its firing (run when named).
     Target(
         "merge_timer",
