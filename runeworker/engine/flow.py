@@ -511,9 +511,13 @@ def _merge(step: Step, spec: NodeSpec, settings: dict[str, Any]) -> Outcome:
         return Outcome({"_merge_ignored": True}, Ending(absorbed=True))
     if not barrier.results:
         # every parent path was dead: the merge is dead too, and so are the paths after it
+        # (their barriers get ghosts); its branch ends without a leaf, as a ghost's does: the
+        # ghosts' context (inside a split, one item's) is no part of the final context
         output = {"_merge_skipped": True, "_merge_arrived": barrier.arrived}
         output["_merge_expected"] = expected
-        return Outcome(output, route(step, [], step.context))
+        dead = route(step, [], step.context)
+        dead.absorbed = True
+        return Outcome(output, dead)
     return _merged(step, spec, barrier, parents, expected, wait_any)
 
 

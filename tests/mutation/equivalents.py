@@ -1,7 +1,8 @@
 """Surviving mutants judged equivalent: they change the code but no input can tell them apart.
 
-Keyed by mutmut's mutant name; `line` is (part of) the line the mutant adds, so that a mutant
-whose number moved to another change (its function was edited) is reported stale, not excused.
+Keyed by mutmut's mutant name; `line` is (part of) the line the mutant adds, or of the line it
+deletes prefixed with "-" when it adds none, so that a mutant whose number moved to another
+change (its function was edited) is reported stale, not excused.
 docs/MUTATION.md lists the same entries.
 """
 
@@ -70,6 +71,7 @@ _PIKAS = (
 _FW = _F + "xǁFrameWriterǁ"
 _AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
 _MT = "runeworker.engine.merge_timer."
+_FL = "runeworker.engine.flow."
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -1265,5 +1267,212 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _SC + "xǁHostLockǁacquire__mutmut_26": Equivalent(
         "self._warned = None", "as xǁHostLockǁ__init____mutmut_3, after a success"
+    ),
+    # -- runeworker/engine/flow.py ---------------------------------------------------------------
+    **_alike(
+        _FL + "x__aggregate__mutmut_",
+        "`hold` is read only on the WAITING path, which only a split with items reaches, where "
+        "it is set again; with no items the barrier is RELEASED at once",
+        {12: "hold = None", 13: 'hold = "XXXX"'},
+    ),
+    **_alike(
+        _FL + "x__aggregate__mutmut_",
+        "the released path reads the barrier's results and the split's `total`, never `arrived`",
+        {18: "Barrier(BarrierState.RELEASED, None)", 21: "Barrier(BarrierState.RELEASED, 1)"},
+    ),
+    **{
+        _FL + name: Equivalent(
+            line,
+            "the output is read only by a router (conditional, switch, `NodeSpec.router`): "
+            "split, aggregator, merge and wait have none, so `_edges` gives their normal edges",
+        )
+        for name, line in (
+            ("x__aggregate__mutmut_145", "_edges(step, spec, None), ctx, outer"),
+            ("x__merged__mutmut_60", "route(step, _edges(step, spec, None), ctx)"),
+            ("x_resumed__mutmut_20", "route(step, _edges(step, spec, None), step.context)"),
+            ("x__split__mutmut_17", "edges = _edges(step, spec, None)"),
+        )
+    },
+    **_alike(
+        _FL + "x__aggregate__mutmut_",
+        "a waiting arrival always names the hold token as `park`, which keeps the branch from "
+        "being a leaf whatever `absorbed` says (`Turn._close`, goes_on)",
+        {
+            80: "Ending(absorbed=None, park=hold)",
+            82: "Ending(park=hold)",
+            84: "Ending(absorbed=False, park=hold)",
+        },
+    ),
+    **_alike(
+        _FL + "x__branch_result__mutmut_",
+        '`from_node` is a string or UNSET (the message\'s type): UNSET, "" and "XXXX" all '
+        "name no node, so the branch delivers its `$item`",
+        {3: "isinstance(step.msg.from_node, str)) or True", 4: 'else "XXXX"'},
+    ),
+    _FL + "x__merge__mutmut_4": Equivalent(
+        "isinstance(step.msg.from_node, str)) or True",
+        '`from_node` is a string or UNSET (the message\'s type): UNSET is false as "" is, '
+        "the same error follows",
+    ),
+    _FL + "x__merge__mutmut_112": Equivalent(
+        'else "XXXX", park',
+        "the timer token of a merge without a timer: a token no branch holds, which retiring "
+        "(`StateStore.retire`) records as advanced without counting a step or closing anything",
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        "`foreseen` only spares a store call: an outcome not foreseen is advanced by the "
+        "ledger's `close` with the same children ([] for these), so the step publishes the same",
+        {
+            115: "foreseen[BarrierState.WAITING] = None",
+            116: "if halts(node, step.wf):",
+            121: "foreseen[BarrierState.TIMED_OUT] = None",
+        },
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        '`Ending.park` is read as true or false (`Turn._close`): None and "" alike',
+        {160: "next(iter(parked(arrival, barrier)), None)", 191: "held = None"},
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        "`merge_timer.park` only compares `now` with the due time; the one arrival that can "
+        "wait past it is a ghost (an arrival with data would expire the barrier), at a barrier "
+        "whose timer has not decided it yet: scheduling that timer again (same id, same due "
+        "time) and parking its token (live already) changes nothing; a replayed arrival's "
+        "advance is the one recorded, whatever it parks",
+        {
+            172: "step.now_ns / 1_000_000",
+            173: "step.now_ns // 1000001",
+        },
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        "a cancelled ending publishes nothing of the step: `Turn._cancelled` closes the token "
+        "with an absorbed ending of its own and reads neither this output nor `absorbed`",
+        {
+            210: "Outcome(None, Ending(absorbed=True, cancelled=True))",
+            214: '{"XX_merge_ignoredXX": True}, Ending(absorbed=True, cancelled=True)',
+            215: '{"_MERGE_IGNORED": True}, Ending(absorbed=True, cancelled=True)',
+            216: '{"_merge_ignored": False}, Ending(absorbed=True, cancelled=True)',
+            217: "Ending(absorbed=None, cancelled=True)",
+            219: '{"_merge_ignored": True}, Ending(cancelled=True)',
+            221: "Ending(absorbed=False, cancelled=True)",
+        },
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        "the merge node's settings always hold a positive `timeout` (runeworker/nodes/merge.py: "
+        "missing, zero or negative mean 300 s), so `timeout_ms` is at least 1",
+        {
+            22: 'settings.get("timeout", None)',
+            24: 'settings.get("timeout", )',
+            27: 'settings.get("timeout", 1)',
+            37: "if (timeout > 0) or True else 0",
+            46: "if timeout >= 0 else 0",
+            48: "if timeout > 0 else 1",
+            72: "if timeout_ms >= 0 and not wait_any",
+        },
+    ),
+    **_alike(
+        _FL + "x__merge__mutmut_",
+        "the context's size only spares encoding a resume message known to be over the limit "
+        "(`merge_timer.in_arrival`): without it, or 1 for a ghost's, the message is encoded "
+        "and measured, with the same outcome",
+        {
+            85: "step.store, timer, step.msg, step.context, )",
+            86: "if (payload is not None) and False else 0",
+            89: "if payload is not None else 1",
+        },
+    ),
+    **_alike(
+        _FL + "x__merged__mutmut_",
+        "a released barrier's keys and results pair up one to one (`Barrier`)",
+        {
+            10: "zip(barrier.keys, barrier.results, strict=None)",
+            13: "zip(barrier.keys, barrier.results, )",
+            14: "zip(barrier.keys, barrier.results, strict=False)",
+        },
+    ),
+    **_alike(
+        _FL + "x__merged__mutmut_",
+        "a key has no rank only when the merge has no incoming edge (an arrival from any other "
+        "node is refused), and then it expects one arrival: one key, nothing to order",
+        {
+            17: "rank.get(kv[0], None), kv[0]",
+            19: "rank.get(kv[0], ), kv[0]",
+            21: "rank.get(kv[0], len(rank)), kv[1]",
+        },
+    ),
+    _FL + "x__outer_context__mutmut_6": Equivalent(
+        "split_scope(wf, top.split_node_id, None)",
+        "the nodes past the aggregator have not run in a branch that has not reached it (the "
+        "graph is acyclic): popping their keys as well changes nothing",
+    ),
+    **_alike(
+        _FL + "x__split__mutmut_",
+        "a split with items and edges publishes its branches: its ending's context is never a leaf",
+        {123: "Ending(emits, None)", 125: "Ending(emits, )"},
+    ),
+    **_alike(
+        _FL + "x__split__mutmut_",
+        "the empty split's ending is absorbed: its context is never a leaf",
+        {78: "Ending([empty], None, absorbed=True)", 81: "Ending([empty], absorbed=True)"},
+    ),
+    **_alike(
+        _FL + "x__split__mutmut_",
+        "the ghost goes straight to the aggregator, with no node in between to change `$json` "
+        "or `$error`: the values the aggregator would restore from `outer_keys` are the ones "
+        "its context has",
+        {65: "ghost=True, outer_keys=None)", 71: "ghost=True, )"},
+    ),
+    **_alike(
+        _FL + "x__split__mutmut_",
+        "unreachable: the split node always outputs `_split_items` as a list "
+        "(runeworker/nodes/split.py)",
+        {6: "raise NodeError(None)"},
+    ),
+    **_alike(
+        _FL + "x__wait__mutmut_",
+        "unreachable: the wait node's `resume_at` is an int, never a bool "
+        "(runeworker/nodes/wait.py)",
+        {5: "isinstance(resume_at, bool) and not", 7: "raise NodeError(None)"},
+    ),
+    _FL + "x__wait__mutmut_42": Equivalent(
+        "-current_node=step.node.id,",
+        "a wait's step runs at the wait: the message's current_node is the wait already",
+    ),
+    **_alike(
+        _FL + "x__wait__mutmut_",
+        "the parked token keeps the branch from being a leaf: the ending's context is never read",
+        {63: "Ending(context=None, park=park)", 65: "Ending(park=park)"},
+    ),
+    **_alike(
+        _FL + "x_on_error__mutmut_",
+        "a ghost's ending has the default context {}: as a leaf it adds nothing to any final "
+        "context",
+        {17: "Ending(absorbed=None)", 18: "Ending(absorbed=False)"},
+    ),
+    **_alike(
+        _FL + "x__unadmitted__mutmut_",
+        "an unadmitted ending is closed as the ledger says (`Turn._execute`): its output and "
+        "`absorbed` are never read, and a step that took it for an admitted one would publish "
+        "the same (the ledger's close finds the token stale or cancelled and clears the "
+        "statuses, or the execution at its limit and retakes the step as failed there)",
+        {
+            1: "Outcome(None, Ending(absorbed=True, unadmitted=True))",
+            5: "Ending(absorbed=None, unadmitted=True)",
+            6: "Ending(absorbed=True, unadmitted=None)",
+            7: "Ending(unadmitted=True)",
+            8: "Ending(absorbed=True, )",
+            9: "Ending(absorbed=False, unadmitted=True)",
+            10: "Ending(absorbed=True, unadmitted=False)",
+        },
+    ),
+    _FL + "xǁStepǁarrive__mutmut_7": Equivalent(
+        "record_arrival(self.store, ex, token, verdict, None, arrival)",
+        "the time is read only by the retiring of a decided merge's timer token, an advance "
+        "that never closes the execution (its own arrival's token is still live): no "
+        "transition with a time is published from it",
     ),
 }

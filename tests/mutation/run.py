@@ -329,14 +329,16 @@ def _score(target: Target, work: Path) -> Score:
     for name, entry in EQUIVALENT.items():
         if not name.startswith(_module_of(target) + "."):
             continue
-        added = [
+        # a mutant that only deletes a line is listed by that line, prefixed with "-"
+        sign, wanted = ("-", entry.line[1:]) if entry.line.startswith("-") else ("+", entry.line)
+        changed = [
             line[1:].strip()
             for line in _diff(work, name).splitlines()
-            if line.startswith("+") and not line.startswith("+++")
+            if line.startswith(sign) and not line.startswith(sign * 3)
         ]
         # The mutant's number moves when its function changes: the listed line must still be
-        # the one it adds, and the tests must still let it through.
-        if result.statuses.get(name) in _KILLED or not any(entry.line in a for a in added):
+        # the one it adds (or deletes), and the tests must still let it through.
+        if result.statuses.get(name) in _KILLED or not any(wanted in a for a in changed):
             result.stale.append(name)
         else:
             result.equivalent[name] = entry
