@@ -32,7 +32,9 @@ clocks of the hosts agreeing. It arrives as `TIMER_PARENT`, which no branch is: 
 that waited arms the timer, so a firing that finds no barrier begun finds it lost (evicted,
 flushed) and the store raises `StateLost`, which fails the execution through the timer's token
 (`runeworker.engine.executor.Turn`), instead of beginning the barrier with an arrival no branch
-made, where a later branch would open it one parent early or it would wait for ever.
+made, where a later branch would open it one parent early or it would wait for ever. Only the
+timer's own token fires it: any other message on the resume queue at a merge (Go's merges arm
+no timer) decides nothing, neither expiring a waiting barrier nor reporting one lost.
 """
 
 from __future__ import annotations
@@ -140,14 +142,16 @@ def fire(
 ) -> NodeError | None:
     """The timer of the merge `msg.current_node` fired: the error that fails the merge if its
     barrier still waited (decided as expired, again on a redelivery), None when an arrival
-    decided it first (the timer's token is then absorbed). `StateLost` when the barrier is
-    gone from the store."""
+    decided it first (the timer's token is then absorbed). Only the barrier's own timer
+    decides: a message on the resume queue with another token (a peer's or a hand's: Go's
+    merges arm no timer) decides nothing. `StateLost` when the barrier is gone from the store
+    (the arrival that parked the timer's token had begun it)."""
     node = wf.node(msg.current_node)
+    ex, scope = msg.execution_id, scope_of(frames(msg))
+    if token != timer_of(ex, node.id, scope).token:
+        return None
     rule = MergeRule(expected=1 << 30, any=False, timeout_ms=1)
-    barrier = store.merge_arrive(
-        msg.execution_id, node.id, scope_of(frames(msg)), TIMER_PARENT, token, b"null", rule,
-        _FIRED_MS,
-    )  # fmt: skip
+    barrier = store.merge_arrive(ex, node.id, scope, TIMER_PARENT, token, b"null", rule, _FIRED_MS)
     if barrier.state is not BarrierState.EXPIRED:
         return None
     expected = len(merge_parents(wf, node.id)) or 1

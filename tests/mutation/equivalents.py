@@ -1133,17 +1133,17 @@ EQUIVALENT: dict[str, Equivalent] = {
         "before its rule's `expected` and `any` or its data are read; a barrier decided or "
         "gone (StateLost, TIMER_PARENT) is told before they are read too",
         {
-            8: "MergeRule(expected=1 << 30, timeout_ms=1)",
-            10: "expected=1 >> 30",
-            11: "expected=2 << 30",
-            12: "expected=1 << 31",
-            13: "any=True, timeout_ms=1",
-            14: "any=False, timeout_ms=2)",
-            34: 'b"XXnullXX"',
-            35: 'b"NULL"',
+            18: "MergeRule(expected=1 << 30, timeout_ms=1)",
+            20: "expected=1 >> 30",
+            21: "expected=2 << 30",
+            22: "expected=1 << 31",
+            23: "any=True, timeout_ms=1",
+            24: "any=False, timeout_ms=2)",
+            42: 'b"XXnullXX"',
+            43: 'b"NULL"',
         },
     ),
-    _MT + "x_fire__mutmut_39": Equivalent(
+    _MT + "x_fire__mutmut_47": Equivalent(
         "or 2",
         "a timer is armed only by an arrival from one of the merge's parents: `merge_parents` "
         "is never empty where it fires",

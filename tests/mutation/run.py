@@ -128,7 +128,7 @@ TARGETS = (
     Target(
         "merge_timer",
         "runeworker/engine/merge_timer.py",
-        ("tests/unit/test_merge_timer.py", *_STEP_TESTS),
+        ("tests/unit/test_merge_timer.py", "tests/unit/test_flow_edges.py", *_STEP_TESTS),
         default=False,
     ),
     # What keeps unreadable and unpublishable JSON out (nesting, numbers RTES cannot read), and

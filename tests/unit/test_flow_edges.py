@@ -612,3 +612,23 @@ def test_a_dead_merge_passes_its_ghosts_context_on() -> None:
     assert onwards.from_node == "after1"
     assert encode(onwards.accumulated_context) == encode(into_m1[-1].accumulated_context)
     assert run.completion.status == "completed"
+
+
+def test_only_a_merges_own_timer_decides_it() -> None:
+    """A message on the resume queue at a merge that carries another token than the merge
+    timer's (no branch token: a peer's copy, or one put there by hand; Go's merges arm no
+    timer) decides nothing: the waiting barrier is not expired by it and still opens when the
+    other parent arrives; at a barrier never begun it reports nothing lost."""
+    store = MemoryStore()
+    executor = Executor(store, clock=lambda: NOW_MS * 1_000_000)
+    from_a, from_b = merge_arrivals(executor, fan_in(timeout=5))
+    assert status_of(at(executor, from_a))[0] == "waiting"
+    [timer] = store.claim_due(NOW_MS + 5_000, 10, 60_000)
+    foreign = msgspec.structs.replace(decode_execution(timer.payload), branch_token=msgspec.UNSET)
+    ignored = at(executor, foreign, resumed=True)
+    assert (ignored.statuses, ignored.messages, ignored.completion) == ([], [], None)
+    released = at(executor, from_b)
+    assert [m.current_node for m in released.messages] == ["c"]
+    elsewhere = msgspec.structs.replace(foreign, execution_id="ex-never-begun")
+    quiet = at(Executor(MemoryStore()), elsewhere, resumed=True)
+    assert quiet.statuses == [] and quiet.dead_letter == ""
