@@ -30,7 +30,7 @@ _UNIT = str(Path(__file__).resolve().parent.parent / "unit")
 if _UNIT not in sys.path:
     sys.path.insert(0, _UNIT)
 
-from statecases import CASES, FLOW_CASES, LOST_CASES  # noqa: E402
+from statecases import CASES, FLOW_CASES, LOST_CASES, redis_evictor  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -72,15 +72,7 @@ def test_every_state_lost_case_runs_on_a_redis_cluster(
     client: Any = cluster_store._client  # a RedisCluster: scans every master
     prefix = cluster_store._prefix
 
-    def evict(execution_id: str, part: str) -> None:
-        if part == "all":
-            keys = list(client.scan_iter(match=f"{prefix}exec:{{{execution_id}}}:*"))
-            assert keys, f"no key of execution {execution_id} to evict"
-            client.delete(*keys)
-        else:
-            client.delete(f"{prefix}exec:{{{execution_id}}}:branches:live")
-
-    LOST_CASES[name](cluster_store, evict)
+    LOST_CASES[name](cluster_store, redis_evictor(client, prefix))
 
 
 def test_the_scheduler_keys_share_one_slot_only_with_their_tag(

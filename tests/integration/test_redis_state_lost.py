@@ -36,6 +36,7 @@ from statecases import (  # noqa: E402
     fan_out,
     item,
     raises_lost,
+    redis_evictor,
 )
 
 from runeworker.adapters.redis_state import RedisStore  # noqa: E402
@@ -66,30 +67,11 @@ def exec_keys(client: redis.Redis, prefix: str, execution_id: str) -> list[bytes
     return list(client.scan_iter(match=f"{prefix}exec:{{{execution_id}}}:*"))
 
 
-def evict_with(client: redis.Redis, prefix: str):  # type: ignore[no-untyped-def]
-    def evict(execution_id: str, part: str) -> None:
-        if part == "all":
-            client.delete(*exec_keys(client, prefix, execution_id))
-        elif part == "barriers":
-            base = f"{prefix}exec:{{{execution_id}}}:"
-            for kind in ("node", "split"):
-                for key in client.scan_iter(match=f"{base}{kind}:*"):
-                    client.delete(key)
-            marks = [f for f in client.hkeys(base + "branches:meta") if f.startswith(b"node:")]
-            marks += [f for f in client.hkeys(base + "branches:meta") if f.startswith(b"split:")]
-            if marks:
-                client.hdel(base + "branches:meta", *marks)
-        else:
-            client.delete(f"{prefix}exec:{{{execution_id}}}:branches:live")
-
-    return evict
-
-
 @pytest.mark.parametrize("name", sorted(LOST_CASES))
 def test_redis_store_state_lost(
     name: str, store: RedisStore, client: redis.Redis, prefix: str
 ) -> None:
-    LOST_CASES[name](store, evict_with(client, prefix))
+    LOST_CASES[name](store, redis_evictor(client, prefix))
 
 
 def meta_key(prefix: str, execution_id: str) -> str:

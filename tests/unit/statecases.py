@@ -1276,6 +1276,32 @@ LostCase = Callable[[StateStore, Evict], None]
 LOST_CASES: dict[str, LostCase] = {}
 
 
+def redis_evictor(client: Any, prefix: str) -> Evict:
+    """`evict` on a Redis or a Redis Cluster (`client`, keys under `prefix`): the execution's
+    keys deleted as eviction deletes them (they share one hash tag, so one slot)."""
+
+    def evict(execution_id: str, part: str) -> None:
+        base = f"{prefix}exec:{{{execution_id}}}:"
+        if part == "all":
+            keys = list(client.scan_iter(match=base + "*"))
+            assert keys, f"no key of execution {execution_id} to evict"
+            client.delete(*keys)
+        elif part == "barriers":
+            keys = [
+                k for kind in ("node:", "split:") for k in client.scan_iter(match=base + kind + "*")
+            ]
+            assert keys, f"no barrier of execution {execution_id} to evict"
+            client.delete(*keys)
+            marks = [f for f in client.hkeys(base + "branches:meta")
+                     if f.startswith((b"node:", b"split:"))]  # fmt: skip
+            if marks:
+                client.hdel(base + "branches:meta", *marks)
+        else:
+            client.delete(base + "branches:live")
+
+    return evict
+
+
 def lost_case(name: str) -> Callable[[LostCase], LostCase]:
     """Add the decorated function to LOST_CASES under `name`."""
 
