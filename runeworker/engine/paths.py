@@ -90,8 +90,9 @@ def split_scope(wf: Workflow, split_id: str, aggregator_id: str) -> frozenset[st
     return cast("frozenset[str]", found)
 
 
-def reachable(wf: Workflow, starts: Iterable[str], stop: str = "") -> set[str]:
-    """`starts` and every node reachable from them, without walking through `stop`."""
+def reachable(wf: Workflow, starts: Iterable[str], stop: str | None = None) -> set[str]:
+    """`starts` and every node reachable from them, without walking through `stop` (None:
+    through every node)."""
     queue = deque(s for s in dict.fromkeys(starts) if s != stop)
     seen = set(queue)
     while queue:
@@ -165,8 +166,11 @@ def _dead_walk(
             if dst not in live and not any(target == dst for target, _ in found):
                 found[(dst, parent)] = None
             continue
-        if dst in live or dst in visited or kind in ("", AGGREGATOR):
-            continue  # alive, already walked, missing, or the end of another split's scope
+        if dst in live or dst in visited or kind == AGGREGATOR or dst not in wf.by_id:
+            # alive, already walked, the end of another split's scope, or no node (refused by
+            # validation); a node of no or an unknown type is dead like any other: it would
+            # only have failed, and the barriers past it are owed their ghosts all the same
+            continue
         visited.add(dst)
         if kind == SPLIT:
             # nothing inside a dead split runs: carry on after its aggregator

@@ -72,6 +72,7 @@ _FW = _F + "xǁFrameWriterǁ"
 _AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
 _MT = "runeworker.engine.merge_timer."
 _FL = "runeworker.engine.flow."
+_PA = "runeworker.engine.paths."
 
 _U64_NOTE = (
     "the two differ only for a significand starting 1844674407370955161 (u64::MAX's digits), "
@@ -1474,5 +1475,98 @@ EQUIVALENT: dict[str, Equivalent] = {
         "the time is read only by the retiring of a decided merge's timer token, an advance "
         "that never closes the execution (its own arrival's token is still live): no "
         "transition with a time is published from it",
+    ),
+    # -- runeworker/engine/paths.py --------------------------------------------------------------
+    **{
+        _PA + name: Equivalent(
+            line,
+            "walks are kept only to spare walking again (`Workflow.walks`): a key no read "
+            "finds, a read that finds nothing, or a key another kind of walk never uses gives "
+            "the walked answer every time",
+        )
+        for name, line in (
+            ("x_aggregator_of__mutmut_2", "wf.walks.get(None, _UNKNOWN)"),
+            ("x_aggregator_of__mutmut_6", 'wf.walks.get(("XXaggregatorXX", split_id), _UNKNOWN)'),
+            ("x_aggregator_of__mutmut_7", 'wf.walks.get(("AGGREGATOR", split_id), _UNKNOWN)'),
+            ("x_aggregator_of__mutmut_16", '_kept(wf, ("XXaggregatorXX", split_id)'),
+            ("x_aggregator_of__mutmut_17", '_kept(wf, ("AGGREGATOR", split_id)'),
+            ("x_dead_paths__mutmut_22", 'key = ("XXdeadXX", node_id'),
+            ("x_dead_paths__mutmut_23", 'key = ("DEAD", node_id'),
+            ("x_dead_paths__mutmut_27", "found = None"),
+            ("x_dead_paths__mutmut_28", "found = wf.walks.get(None)"),
+            ("x_merge_parents__mutmut_2", 'key = ("XXparentsXX", merge_id)'),
+            ("x_merge_parents__mutmut_3", 'key = ("PARENTS", merge_id)'),
+            ("x_merge_parents__mutmut_4", "found = None"),
+            ("x_merge_parents__mutmut_5", "found = wf.walks.get(None)"),
+            ("x_merge_parents__mutmut_9", "found = _kept(wf, None, tuple("),
+            ("x_split_scope__mutmut_2", 'key = ("XXscopeXX", split_id, aggregator_id)'),
+            ("x_split_scope__mutmut_3", 'key = ("SCOPE", split_id, aggregator_id)'),
+            ("x_split_scope__mutmut_4", "found = None"),
+            ("x_split_scope__mutmut_5", "found = wf.walks.get(None)"),
+            ("x_split_scope__mutmut_20", "found = _kept(wf, None, frozenset(walked))"),
+        )
+    },
+    **{
+        _PA + name: Equivalent(line, "`typing.cast` returns its value whatever type it names")
+        for name, line in (
+            ("x_aggregator_of__mutmut_22", "return cast(None, found)"),
+            ("x_aggregator_of__mutmut_26", 'return cast("XXstr | NoneXX", found)'),
+            ("x_aggregator_of__mutmut_27", 'return cast("str | none", found)'),
+            ("x_aggregator_of__mutmut_28", 'return cast("STR | NONE", found)'),
+            ("x_split_scope__mutmut_26", "return cast(None, found)"),
+            ("x_split_scope__mutmut_30", 'return cast("XXfrozenset[str]XX", found)'),
+            ("x_split_scope__mutmut_31", 'return cast("FROZENSET[STR]", found)'),
+        )
+    },
+    _PA + "x_dead_paths__mutmut_10": Equivalent(
+        "taken[0].id != outgoing[0].id",
+        "taken edges are outgoing edges of the node: with one outgoing edge and one taken, "
+        "they are the same edge, and the general path finds no untaken edge and answers [] "
+        "as the shortcut does",
+    ),
+    **_alike(
+        _PA + "x_dead_paths__mutmut_",
+        "the key's part for the own aggregator only has to tell apart the aggregators one "
+        "node is stepped under: none (a top-level step) or the one of the innermost split "
+        "whose scope holds it, the same in every step of it",
+        {24: 'own_agg and ""', 25: 'own_agg or "XXXX"'},
+    ),
+    _PA + "x__aggregator_walk__mutmut_30": Equivalent(
+        "if (inner is not None) or True else ()",
+        "the successors of no node (`successors(wf, None)`) are none, as ()",
+    ),
+    **_alike(
+        _PA + "x__aggregator_walk__mutmut_",
+        "the graph is acyclic (validation), so a node walked again only comes later in the "
+        "queue: the first aggregator found, breadth first, is the same",
+        {37: "seen.add(None)"},
+    ),
+    **_alike(
+        _PA + "x__dead_walk__mutmut_",
+        "the graph is acyclic and `found` a dict: a node walked again adds what it added "
+        "before, and the same pairs come out in the same order",
+        {
+            24: 'found[(dst, parent)] = ""',
+            32: 'found[(dst, parent)] = ""',
+            42: "visited.add(None)",
+            55: "visited.add(None)",
+        },
+    ),
+    **_alike(
+        _PA + "x__dead_walk__mutmut_",
+        "past a live node every node is live (reachable from it), and neither a merge's ghost "
+        "for a live parent nor a live aggregator's is ever owed: walking on through live nodes "
+        "finds nothing more",
+        {
+            36: "if dst in live and dst in visited or kind == AGGREGATOR",
+            49: "if inner is None or inner in live and inner in visited:",
+            50: "if inner is None and inner in live or inner in visited:",
+        },
+    ),
+    **_alike(
+        _PA + "x_type_of__mutmut_",
+        "every edge's ends are nodes of the workflow (validation refuses others), and the "
+        "dead walk tells a missing node by `wf.by_id`: `type_of` is never asked about one",
+        {4: "node.type if (node is not None) or True", 6: 'else "XXXX"'},
     ),
 }

@@ -124,6 +124,14 @@ TARGETS = (
         ("tests/unit/test_flow_edges.py", *_STEP_TESTS),
         default=False,
     ),
+    # The graph walks of the flow steps: a split's aggregator and scope, a merge's parents, the
+    # dead paths that owe barriers a ghost (run when named).
+    Target(
+        "paths",
+        "runeworker/engine/paths.py",
+        ("tests/unit/test_flow_edges.py", *_STEP_TESTS),  # test_flow_paths.py is a step test
+        default=False,
+    ),
     # A merge's timeout: the timer armed by a waiting arrival and its firing (run when named).
     Target(
         "merge_timer",

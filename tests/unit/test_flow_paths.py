@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
-from flowkit import definition, drive, n, start
+from flowkit import definition, drive, lifo, n, start
 
 from runeworker.engine import paths
 from runeworker.engine.messages import StackFrame
@@ -32,22 +32,28 @@ def edges_of(wf: Workflow, *ids: str) -> list[Edge]:
     return [wf.edge_by_id[i] for i in ids]
 
 
-NESTED = graph(
-    {"s1": "split", "s2": "split", "a2": "aggregator", "a1": "aggregator"},
-    ["s1>x", "x>s2", "s2>y", "y>a2", "a2>z", "z>a1", "a1>end"],
-)
+def nested() -> Workflow:
+    """Two nested split/aggregator pairs. Built afresh for each test: a parsed workflow keeps
+    its walks (`Workflow.walks`), and a module-level one would answer from what an earlier
+    test (or a run before a mutant's) walked."""
+    return graph(
+        {"s1": "split", "s2": "split", "a2": "aggregator", "a1": "aggregator"},
+        ["s1>x", "x>s2", "s2>y", "y>a2", "a2>z", "z>a1", "a1>end"],
+    )
 
 
 def test_aggregator_of_skips_nested_pairs() -> None:
-    assert aggregator_of(NESTED, "s1") == "a1"
-    assert aggregator_of(NESTED, "s2") == "a2"
+    wf = nested()
+    assert aggregator_of(wf, "s1") == "a1"
+    assert aggregator_of(wf, "s2") == "a2"
     assert aggregator_of(graph({"s": "split"}, ["s>x", "x>y"]), "s") is None
-    assert aggregator_of(NESTED, "missing") is None
+    assert aggregator_of(wf, "missing") is None
 
 
 def test_split_scope() -> None:
-    assert split_scope(NESTED, "s1", "a1") == {"x", "s2", "y", "a2", "z"}
-    assert split_scope(NESTED, "s2", "a2") == {"y"}
+    wf = nested()
+    assert split_scope(wf, "s1", "a1") == {"x", "s2", "y", "a2", "z"}
+    assert split_scope(wf, "s2", "a2") == {"y"}
 
 
 def test_merge_parents_in_edge_order_without_duplicates() -> None:
@@ -128,3 +134,79 @@ def test_walks_are_kept_per_workflow_and_answer_as_when_walked(
     monkeypatch.setattr(paths, "WALKS_KEPT", 3)
     small = graph(types, edges)
     assert answers(small) == expected and answers(small) == expected and len(small.walks) == 3
+
+
+def test_a_node_that_skips_an_edge_straight_into_a_merge_owes_it_a_ghost() -> None:
+    """c took t; its edge f goes straight into the merge, whose parent c is then dead on that
+    edge: c owes the merge a ghost of its own."""
+    wf = graph({"m": "merge", "c": "conditional"}, ["c>x", "c>m", "x>m"])
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), []) == [("m", "c")]
+
+
+def test_a_node_that_reaches_a_merge_on_a_taken_edge_owes_it_no_ghost() -> None:
+    """x's normal edge and its error edge both go into the merge: when it follows one, it is
+    the merge's arrival from x; a ghost from x as well would count x's arrival a second time,
+    and decide a merge waiting for x alone as dead when it came first."""
+    defn = definition(
+        [n("x", error={"type": "branch", "error_edge": "err"}),
+         {"id": "m", "name": "M", "type": "merge", "parameters": {}}, n("end")],
+        [("ok", "x", "m"), ("err", "x", "m"), ("e", "m", "end")],
+    )  # fmt: skip
+    wf = parse_definition(defn)
+    assert dead_paths(wf, "x", edges_of(wf, "ok"), []) == []
+    assert dead_paths(wf, "x", edges_of(wf, "err"), []) == []
+    run = drive(start(defn, "x"), pick=lifo)
+    assert run.outputs("M")[-1]["_merge_sources"] == ["x"]
+    assert run.trail.count(("END", "success")) == 1
+
+
+def test_a_dead_path_stops_at_a_live_node() -> None:
+    """f leads to y, whose successor x is also reached from the taken edge: x is alive and
+    delivers to the merge itself; the walk stops there (a ghost from x would count x's arrival
+    before it comes)."""
+    wf = graph({"m": "merge", "c": "conditional"}, ["c>x", "c>y", "y>x", "x>m", "q>m"])
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), []) == []
+
+
+def test_a_dead_path_reaches_a_merge_and_the_own_aggregator_alike() -> None:
+    """Inside a split, the dead node y feeds both a merge and the split's aggregator: each
+    gets its ghost (the aggregator's is owed for the item whatever else the walk found)."""
+    wf = graph(
+        {"s": "split", "c": "conditional", "m": "merge", "a": "aggregator"},
+        ["s>c", "s>z", "c>x", "c>y", "y>m", "z>m", "y>a"],
+    )
+    frame = [StackFrame("s", "ex_s_0", 0, 1)]
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), frame) == [("m", "y"), ("a", "y")]
+
+
+def test_a_dead_split_without_aggregator_does_not_end_the_walk() -> None:
+    """y is dead and leads both into a split that never comes back (no aggregator) and into
+    a merge: nothing is owed past the split, the merge still gets its ghost."""
+    wf = graph(
+        {"m": "merge", "c": "conditional", "t": "split"},
+        ["c>x", "c>y", "y>t", "t>w", "y>m", "x>m"],
+    )
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), []) == [("m", "y")]
+
+
+def test_a_dead_path_that_reaches_another_splits_aggregator_stops_there() -> None:
+    """Inside the inner split, the dead node y leads straight to the outer split's aggregator
+    (not its own): that barrier counts outer items, which the inner aggregator's continuation
+    delivers; nothing past it is owed a ghost."""
+    wf = graph(
+        {"s1": "split", "s2": "split", "c": "conditional", "a2": "aggregator",
+         "a1": "aggregator", "m": "merge"},
+        ["s1>s2", "s2>c", "c>x", "x>a2", "c>y", "y>a1", "a2>a1", "a1>m", "q>m"],
+    )  # fmt: skip
+    frames = [StackFrame("s1", "ex_s1_0", 0, 1), StackFrame("s2", "ex_s2_0", 0, 1)]
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), frames) == []
+    # nothing taken (c failed under ignore with no normal edge to follow): the own aggregator
+    # hears of the item; the walk still stops at the outer one
+    assert dead_paths(wf, "c", [], frames) == [("a2", "x")]
+
+
+def test_a_dead_path_walks_through_a_node_of_no_type() -> None:
+    """A node without a type (it would fail if it ran) on a dead path is dead like any other:
+    the merge past it still gets its ghost, or it would wait for its whole timeout."""
+    wf = graph({"m": "merge", "c": "conditional", "u": ""}, ["c>x", "c>u", "u>m", "x>m"])
+    assert dead_paths(wf, "c", edges_of(wf, "c>x"), []) == [("m", "u")]
