@@ -35,7 +35,7 @@ def at(executor: Executor, msg: NodeExecutionMessage, **how: Any) -> Outbox:
 
 def fan_in(**merge_params: Any) -> bytes:
     """trigger -> a, b -> merge M -> c."""
-    merge = {"id": "m", "name": "M", "type": "merge", "parameters": merge_params}
+    merge = n("m", "merge", **merge_params)
     nodes = [TRIGGER, n("a", value="A"), n("b", value="B"), merge, n("c", value="$M")]
     edges = [("e1", "trigger", "a"), ("e2", "trigger", "b"), ("e3", "a", "m"),
              ("e4", "b", "m"), ("e5", "m", "c")]  # fmt: skip
@@ -216,8 +216,7 @@ def behind_a_branching_merge() -> bytes:
     """quick -> merge, pause (a minute) -> merge; the merge (timeout 0.2 s) branches along
     its error edge to `handler` when it fails, else goes on to `end`."""
     pause = {"id": "pause", "name": "Pause", "type": "wait", "parameters": {"amount": 60}}
-    merge = {"id": "m", "name": "M", "type": "merge", "parameters": {"timeout": 0.2},
-             "error": {"type": "branch", "error_edge": "e6"}}  # fmt: skip
+    merge = n("m", "merge", timeout=0.2, error={"type": "branch", "error_edge": "e6"})
     nodes = [TRIGGER, pause, n("quick"), merge, n("end"), n("handler", value="$error.message")]
     edges = [("e1", "trigger", "pause"), ("e2", "trigger", "quick"), ("e3", "pause", "m"),
              ("e4", "quick", "m"), ("e5", "m", "end"), ("e6", "m", "handler")]  # fmt: skip
@@ -295,7 +294,7 @@ def test_a_merges_timer_fires_the_arrivals_context_on_either_path() -> None:
 def if_else_into_any(flag: bool) -> bytes:
     """check -> a (true) or b (false), both into a wait_for_any merge, then c."""
     check = n("check", "conditional", expression=flag, true_edge_id="t", false_edge_id="f")
-    merge = {"id": "m", "name": "M", "type": "merge", "parameters": {"wait_mode": "wait_for_any"}}
+    merge = n("m", "merge", wait_mode="wait_for_any")
     nodes = [check, n("a", value="A"), n("b", value="B"), merge, n("c", value="$M")]
     edges = [("t", "check", "a"), ("f", "check", "b"), ("e1", "a", "m"), ("e2", "b", "m"),
              ("e3", "m", "c")]  # fmt: skip
@@ -337,7 +336,7 @@ def test_two_dead_letters_replayed_at_a_wait_for_any_merge_release_it_once() -> 
 def test_a_merge_without_incoming_edges_opens_on_its_one_arrival() -> None:
     """A merge nothing leads to (a message a peer addressed to it): one arrival is all it
     waits for."""
-    merge = {"id": "m", "name": "M", "type": "merge", "parameters": {}}
+    merge = n("m", "merge")
     defn = definition([n("x"), merge, n("c")], [("e1", "m", "c")])
     arrival = msgspec.structs.replace(start(defn, "m", {"$k": 1}), from_node="x")
     run = drive(arrival)
@@ -348,9 +347,9 @@ def test_a_merge_without_incoming_edges_opens_on_its_one_arrival() -> None:
 
 def two_splits_in_a_row() -> bytes:
     """split1 -> agg1 -> split2 -> agg2: two barriers in the same scope of one execution."""
-    nodes = [n("s1", "split", input_array=[1, 2]), {"id": "g1", "name": "G1", "type": "aggregator"},
+    nodes = [n("s1", "split", input_array=[1, 2]), n("g1", "aggregator"),
              n("s2", "split", input_array=["x", "y", "z"]),
-             {"id": "g2", "name": "G2", "type": "aggregator"}]  # fmt: skip
+             n("g2", "aggregator")]  # fmt: skip
     return definition(nodes, [("e1", "s1", "g1"), ("e2", "g1", "s2"), ("e3", "s2", "g2")])
 
 
@@ -415,9 +414,8 @@ def test_a_barriers_error_edge_into_another_barrier_sends_its_ghost_when_it_succ
     successor meet at a second merge: when the first merge opens, the error path is dead and
     its ghost must reach the second merge in the same step, or the second would wait for it
     (here: for its whole timeout)."""
-    m1 = {"id": "m1", "name": "M1", "type": "merge", "parameters": {},
-          "error": {"type": "branch", "error_edge": "err"}}  # fmt: skip
-    m2 = {"id": "m2", "name": "M2", "type": "merge", "parameters": {}}
+    m1 = n("m1", "merge", error={"type": "branch", "error_edge": "err"})
+    m2 = n("m2", "merge")
     nodes = [TRIGGER, n("a"), n("b"), m1, n("c", value="C"), n("h"), m2, n("end")]
     edges = [("e1", "trigger", "a"), ("e2", "trigger", "b"), ("e3", "a", "m1"),
              ("e4", "b", "m1"), ("e5", "m1", "c"), ("err", "m1", "h"), ("e6", "c", "m2"),
@@ -434,7 +432,7 @@ def test_a_ghost_carries_the_context_and_lineage_of_the_step_that_sent_it() -> N
     step's context and lineage, here a split's whose error edge (not taken) leads to a merge
     inside an outer split."""
     s = n("split", "split", input_array=["x"], error={"type": "branch", "error_edge": "err"})
-    m = {"id": "m", "name": "M", "type": "merge", "parameters": {}}
+    m = n("m", "merge")
     nodes = [n("outer", "split", input_array=["o"]), s, AGG, n("h"), n("z"), m]
     edges = [("e1", "outer", "split"), ("e2", "split", "agg"), ("err", "split", "h"),
              ("e3", "h", "m"), ("e4", "outer", "z"), ("e5", "z", "m")]  # fmt: skip
@@ -474,8 +472,7 @@ def test_a_barrier_inside_a_split_sends_its_dead_error_paths_ghost_to_the_aggreg
     split's aggregator, while its normal successor `c` does not. When the merge opens, the
     error path is dead and owes the aggregator the item (a ghost from `h`), in the same step
     that advances the merge's token; without it the aggregator would wait for ever."""
-    m = {"id": "m", "name": "M", "type": "merge", "parameters": {},
-         "error": {"type": "branch", "error_edge": "err"}}  # fmt: skip
+    m = n("m", "merge", error={"type": "branch", "error_edge": "err"})
     nodes = [n("split", "split", input_array=["x", "y"]), n("a"), n("b"), m, n("c"), n("h"),
              AGG]  # fmt: skip
     edges = [("e1", "split", "a"), ("e2", "split", "b"), ("e3", "a", "m"), ("e4", "b", "m"),
@@ -491,9 +488,8 @@ def test_an_inner_aggregators_dead_error_path_owes_the_outer_aggregator_its_item
     """The same one level up: the inner split's aggregator branches on error to `h`, which
     leads to the outer split's aggregator; its normal successor `c` does not. Released, the
     inner aggregator sends the outer one a ghost for the outer item."""
-    inner_agg = {"id": "ia", "name": "IA", "type": "aggregator",
-                 "error": {"type": "branch", "error_edge": "err"}}  # fmt: skip
-    outer_agg = {"id": "oa", "name": "OA", "type": "aggregator"}
+    inner_agg = n("ia", "aggregator", error={"type": "branch", "error_edge": "err"})
+    outer_agg = n("oa", "aggregator")
     nodes = [n("outer", "split", input_array=[1, 2]), n("inner", "split", input_array=["x"]),
              inner_agg, n("c"), n("h"), outer_agg]  # fmt: skip
     edges = [("e1", "outer", "inner"), ("e2", "inner", "ia"), ("e3", "ia", "c"),
@@ -512,11 +508,12 @@ def test_an_empty_split_with_branches_but_no_aggregator_reports_its_items_and_en
     assert run.completion.final_context == {"$x": 1, "$SPLIT": {"_split_items": []}}
 
 
-def test_a_dead_merge_at_the_end_leaves_the_context_its_ghosts_carried() -> None:
+def test_a_dead_merge_at_the_end_leaves_the_final_context_to_the_live_branch() -> None:
     """Every parent of the last merge is dead (the conditional took the other edge): the
-    merge is dead, and its branch ends with the context its ghosts carried."""
+    merge is dead, its branch ends without a leaf, and the final context is the live
+    branch's."""
     check = n("check", "conditional", expression=True, true_edge_id="t", false_edge_id="f")
-    m = {"id": "m", "name": "M", "type": "merge", "parameters": {}}
+    m = n("m", "merge")
     nodes = [check, n("x", value="X"), n("y"), n("p"), n("q"), m]
     edges = [("t", "check", "x"), ("f", "check", "y"), ("e1", "y", "p"), ("e2", "y", "q"),
              ("e3", "p", "m"), ("e4", "q", "m")]  # fmt: skip
@@ -531,8 +528,8 @@ def test_an_empty_inner_split_leaves_no_leaf_of_its_own() -> None:
     """An inner split with no items sends its aggregator a ghost and its own branch ends
     there: were it also a leaf, its context (the outer `$item`, the inner split's output, both
     dropped by the outer aggregator) would come back into the final context."""
-    inner_agg = {"id": "ia", "name": "IA", "type": "aggregator"}
-    outer_agg = {"id": "oa", "name": "OA", "type": "aggregator"}
+    inner_agg = n("ia", "aggregator")
+    outer_agg = n("oa", "aggregator")
     nodes = [n("outer", "split", input_array=["o"]), n("inner", "split", input_array=[]),
              inner_agg, outer_agg]  # fmt: skip
     edges = [("e1", "outer", "inner"), ("e2", "inner", "ia"), ("e3", "ia", "oa")]
@@ -576,7 +573,7 @@ def _with_a_dead_merge(dead_merge: bool) -> bytes:
              n("a", value="$item"), AGG]  # fmt: skip
     edges = [("e1", "split", "check"), ("t", "check", "a"), ("e2", "a", "agg")]
     if dead_merge:
-        nodes += [n("b"), n("c"), {"id": "m", "name": "M", "type": "merge", "parameters": {}}]
+        nodes += [n("b"), n("c"), n("m", "merge")]
         edges += [("f", "check", "b"), ("e3", "b", "m"), ("e4", "check", "c"),
                   ("e5", "c", "m")]  # fmt: skip
     return definition(nodes, edges)
@@ -600,8 +597,8 @@ def test_a_dead_merge_passes_its_ghosts_context_on() -> None:
     """The paths after a dead merge are dead too: the ghost it sends on to the next merge
     carries the context its own ghosts carried."""
     cond = n("check", "conditional", expression="true", true_edge_id="t", false_edge_id="f")
-    m1 = {"id": "m1", "name": "M1", "type": "merge", "parameters": {}}
-    m2 = {"id": "m2", "name": "M2", "type": "merge", "parameters": {}}
+    m1 = n("m1", "merge")
+    m2 = n("m2", "merge")
     nodes = [cond, n("x"), n("y"), n("p"), n("q"), m1, n("after1"), m2, n("end")]
     edges = [("t", "check", "x"), ("f", "check", "y"), ("e1", "y", "p"), ("e2", "y", "q"),
              ("e3", "p", "m1"), ("e4", "q", "m1"), ("e5", "m1", "after1"), ("e6", "after1", "m2"),
