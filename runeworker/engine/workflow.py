@@ -148,8 +148,6 @@ class Workflow(msgspec.Struct):
 
     nodes: list[Node]
     edges: list[Edge] = msgspec.field(default_factory=list)
-    workflow_id: str = ""
-    execution_id: str = ""
     by_id: dict[str, Node] = msgspec.field(default_factory=dict)
     outgoing: dict[str, list[Edge]] = msgspec.field(default_factory=dict)
     edge_by_id: dict[str, Edge] = msgspec.field(default_factory=dict)
@@ -235,6 +233,8 @@ class Workflow(msgspec.Struct):
 class _Definition(msgspec.Struct):
     nodes: list[Node]
     edges: list[Edge] | None = None
+    # typed as Go's core.Workflow types them (services/rune-worker/pkg/core/workflow.go), so
+    # that a definition Go refuses is refused here too; the ids that count are the message's
     workflow_id: str = ""
     execution_id: str = ""
 
@@ -269,12 +269,8 @@ def parse_definition(raw: bytes | msgspec.Raw) -> Workflow:
         d = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"workflow_definition: {exc}") from exc
-    except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes inside a string
-        raise WorkflowError(f"workflow_definition: invalid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise WorkflowError("workflow_definition: JSON nested too deeply") from exc
     if not d.nodes:
         raise WorkflowError("workflow_definition must contain at least one node")
-    return Workflow(
-        nodes=d.nodes, edges=d.edges or [], workflow_id=d.workflow_id, execution_id=d.execution_id
-    ).index()
+    return Workflow(nodes=d.nodes, edges=d.edges or []).index()

@@ -72,6 +72,7 @@ _FW = _F + "xǁFrameWriterǁ"
 _AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
 _MT = "runeworker.engine.merge_timer."
 _FL = "runeworker.engine.flow."
+_WF = "runeworker.engine.workflow."
 _PA = "runeworker.engine.paths."
 
 _U64_NOTE = (
@@ -1568,5 +1569,20 @@ EQUIVALENT: dict[str, Equivalent] = {
         "every edge's ends are nodes of the workflow (validation refuses others), and the "
         "dead walk tells a missing node by `wf.by_id`: `type_of` is never asked about one",
         {4: "node.type if (node is not None) or True", 6: 'else "XXXX"'},
+    ),
+    # -- runeworker/engine/workflow.py -----------------------------------------------------------
+    **_alike(
+        _WF + "x_embedded_credentials__mutmut_",
+        "the masker reads a block's values under any key but the public ones "
+        "(runeworker/engine/resolver.py, `_secret_strings`, `PUBLIC_CREDENTIAL_KEYS`), and "
+        "neither key is one of those",
+        {6: '"XXurl_passwordsXX": passwords', 7: '"URL_PASSWORDS": passwords'},
+    ),
+    _WF + "x_parse_definition__mutmut_2": Equivalent(
+        "isinstance(raw, bytes)) and False",
+        "bytes(raw) of bytes is an equal copy: the one path gives the same data",
+    ),
+    _WF + "x_parse_definition__mutmut_8": Equivalent(
+        'data.decode("UTF-8")', "Python's codec names are case-insensitive: the same codec"
     ),
 }

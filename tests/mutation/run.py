@@ -230,6 +230,24 @@ TARGETS = (
         ),
         default=False,
     ),
+    # The definition parsed and indexed: what every message's `workflow_definition` becomes.
+    Target(
+        "workflow",
+        "runeworker/engine/workflow.py",
+        (
+            "tests/unit/test_workflow.py",  # parse_definition, index, start_node, secrets
+            "tests/unit/test_workflow_fuzz.py",
+            "tests/unit/test_nulls.py",
+            "tests/unit/test_validation.py",
+            "tests/unit/test_plan.py",
+            "tests/unit/test_executor.py",
+            "tests/unit/test_depth.py",
+            "tests/unit/test_flow_paths.py",
+            "tests/unit/test_agent_params.py",  # credentials embedded in tools and MCP servers
+            "tests/unit/test_runner.py",  # the start node of `runeworker run`
+        ),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",

@@ -116,7 +116,7 @@ def test_nulls_inside_credentials_error_policies_and_edges() -> None:
     a, b = wf.nodes
     assert a.credentials == Credential(type="token")
     assert a.error == ErrorPolicy()
-    assert wf.edges == [] and wf.workflow_id == ""
+    assert wf.edges == []
     # a null credential value is the value null, not an absent key (values are data)
     assert b.credentials is not None and b.credentials.values == {"token": None}
 
