@@ -48,10 +48,11 @@ _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 PART_MIN_BYTES = 4096
 
 
-def descend(raw: msgspec.Raw, segments: tuple[str | int, ...]) -> tuple[bool, Any]:
+def descend(raw: msgspec.Raw, segments: tuple[str | int, ...], what: str) -> tuple[bool, Any]:
     """(True, the value at `segments` inside the JSON `raw`), decoding only that value and
     one level of each object or array on the way; (False, None) when the path does not lead
-    to a value (the caller decodes the whole value and reports why)."""
+    to a value (the caller decodes the whole value and reports why). A value found that cannot
+    be read raises `UnreadableError` naming `what` (runeworker.engine.depth)."""
     value = raw
     for seg in segments:
         first = bytes(memoryview(value)[:1])
@@ -69,7 +70,7 @@ def descend(raw: msgspec.Raw, segments: tuple[str | int, ...]) -> tuple[bool, An
             if seg not in fields:
                 return False, None
             value = fields[seg]
-    return True, depth.read(value, "value")  # untrusted input: see runeworker.engine.depth
+    return True, depth.read(value, what)  # untrusted input: see runeworker.engine.depth
 
 
 class LazyContext(dict[str, Any]):
@@ -330,4 +331,4 @@ def lazy(context: Mapping[str, Any] | None) -> LazyContext:
         return LazyContext()
     if isinstance(context, LazyContext):
         return context.copy()
-    return LazyContext(dict.items(context) if isinstance(context, dict) else context.items())
+    return LazyContext(context)

@@ -486,7 +486,7 @@ class Resolver:
         if type(value) is msgspec.Raw:
             # one field of a large value: decode the path, not the whole value
             try:
-                ok, got = descend(value, segments)
+                ok, got = descend(value, segments, "the value it leads to")
                 if ok:
                     return got
                 value = depth.read(value, "value")  # _walk names what is wrong

@@ -73,6 +73,7 @@ _AC = "runeworker.adapters.amqp_commit.x_commit__mutmut_"
 _MT = "runeworker.engine.merge_timer."
 _FL = "runeworker.engine.flow."
 _WF = "runeworker.engine.workflow."
+_CX = "runeworker.engine.context."
 _PA = "runeworker.engine.paths."
 
 _U64_NOTE = (
@@ -1584,5 +1585,14 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _WF + "x_parse_definition__mutmut_8": Equivalent(
         'data.decode("UTF-8")', "Python's codec names are case-insensitive: the same codec"
+    ),
+    # -- runeworker/engine/context.py ------------------------------------------------------------
+    _CX + "xǁExtendedContextǁ__setitem____mutmut_9": Equivalent(
+        'self._added[key] = ""', "`_added` is an ordered set: only its keys are ever read"
+    ),
+    _CX + "x_spliced__mutmut_21": Equivalent(
+        "if len(prefix) > 2 else",
+        'a known prefix is `{` (an empty context) or holds a whole first entry (`{"k":v`, five '
+        "bytes at least): never two bytes long",
     ),
 }

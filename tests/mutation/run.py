@@ -248,6 +248,21 @@ TARGETS = (
         ),
         default=False,
     ),
+    # The context decoded lazily, copied per step, spliced into the next message.
+    Target(
+        "context",
+        "runeworker/engine/context.py",
+        (
+            "tests/unit/test_context.py",
+            "tests/unit/test_known_contexts.py",
+            "tests/unit/test_resolver.py",
+            "tests/unit/test_depth.py",
+            "tests/unit/test_messages.py",
+            "tests/unit/test_executor.py",
+            "tests/unit/test_rtes_limits.py",
+        ),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",

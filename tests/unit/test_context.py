@@ -40,14 +40,14 @@ def test_descend_finds_what_the_decoded_value_holds(segments: tuple[str | int, .
     for seg in segments:
         expected = expected[seg]
     raw = msgspec.Raw(msgspec.json.encode(VALUE))
-    assert descend(raw, segments) == (True, expected)
+    assert descend(raw, segments, "value") == (True, expected)
 
 
 @pytest.mark.parametrize(
     "segments", [("nope",), ("rows", 2), ("run", "x"), ("rows", "id"), ("run", 0), ("n", "a")]
 )
 def test_descend_says_when_the_path_leads_nowhere(segments: tuple[str | int, ...]) -> None:
-    assert descend(msgspec.Raw(msgspec.json.encode(VALUE)), segments) == (False, None)
+    assert descend(msgspec.Raw(msgspec.json.encode(VALUE)), segments, "value") == (False, None)
 
 
 def test_a_field_read_leaves_the_value_in_its_bytes() -> None:
@@ -265,3 +265,66 @@ def test_random_changes_splice_only_what_encoding_entry_by_entry_gives() -> None
         if not decoded:
             assert bytes(raw) == whole
     assert spliced_runs > 20  # the sequences of added keys only do splice
+
+
+# -- the dict's own interface, and edges found by mutation testing (docs/MUTATION.md) -----------
+
+
+def test_the_dict_interface_reads_decoded_values() -> None:
+    ctx = LazyContext({"$a": msgspec.Raw(b'{"x":1}')}, b=2)
+    assert ctx.get("$a") == {"x": 1} and ctx.get("b") == 2
+    assert ctx.get("$none") is None and ctx.get("$none", "d") == "d"
+    assert list(ctx.values()) == [{"x": 1}, 2]
+    same, other = {"$a": {"x": 1}, "b": 2}, {"$a": {"x": 2}, "b": 2}
+    assert (ctx == same) is True and (ctx != same) is False
+    assert (ctx == other) is False and (ctx != other) is True
+
+
+def test_a_large_value_is_handed_undecoded_from_its_size_on_until_it_is_read() -> None:
+    # a JSON string of PART_MIN_BYTES bytes, quotes included: the smallest value read in parts
+    at_size = msgspec.Raw(b'"' + b"x" * (PART_MIN_BYTES - 2) + b'"')
+    below = msgspec.Raw(b'"' + b"x" * (PART_MIN_BYTES - 3) + b'"')
+    ctx = LazyContext({"$at": at_size, "$below": below})
+    assert ctx.undecoded("$at") is at_size
+    assert ctx.undecoded("$below") == "x" * (PART_MIN_BYTES - 3)
+    whole = ctx["$at"]
+    assert ctx.undecoded("$at") is whole  # read whole once: the decoded value from then on
+    ctx2 = LazyContext({"$at": at_size})
+    ctx2["$at"] = msgspec.Raw(bytes(at_size))  # new bytes under the key: undecoded again
+    assert type(ctx2.undecoded("$at")) is msgspec.Raw
+
+
+def test_a_value_decoded_for_other_bytes_is_not_handed_for_these() -> None:
+    big = msgspec.Raw(b'"' + b"y" * PART_MIN_BYTES + b'"')
+    ctx = LazyContext({"$v": big})
+    assert ctx["$v"] == "y" * PART_MIN_BYTES
+    fresh = msgspec.Raw(b'"' + b"z" * PART_MIN_BYTES + b'"')
+    dict.__setitem__(ctx, "$v", fresh)  # as a copy's entries stand beside the cache it kept
+    assert ctx.undecoded("$v") is fresh and ctx["$v"] == "z" * PART_MIN_BYTES
+
+
+def test_splicing_pays_from_a_size_on() -> None:
+    from runeworker.engine.context import SPLICE_BYTES_PER_ENTRY, SPLICE_FIXED_BYTES, _splices
+
+    entries = 40
+    size = entries * SPLICE_BYTES_PER_ENTRY - SPLICE_FIXED_BYTES
+    assert not _splices(entries, size)  # the same cost either way: encode as usual
+    assert _splices(entries, size - 1)
+    assert not _splices(1, 1)
+
+
+def test_a_context_known_as_empty_splices_its_first_entry_without_a_comma() -> None:
+    ctx = ExtendedContext({}, b"{")
+    assert bytes(spliced(ctx) or b"") == b"{}"
+    ctx["$a"] = 1
+    assert bytes(spliced(ctx) or b"") == b'{"$a":1}' == msgspec.json.encode(ctx)
+
+
+def test_lazy_takes_any_mapping() -> None:
+    from types import MappingProxyType
+
+    from runeworker.engine.context import lazy
+
+    ctx = lazy(MappingProxyType({"$a": msgspec.Raw(b"[1]")}))
+    assert type(ctx) is LazyContext and ctx["$a"] == [1]
+    assert lazy(None) == {} and lazy({"b": 2}) == {"b": 2}

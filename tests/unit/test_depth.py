@@ -377,8 +377,9 @@ def test_resolver_fails_a_reference_to_a_number_out_of_range_and_leaves_it_out(
     resolver = Resolver(ctx)
     params, errors = resolver.resolve_params({"m": "{{ $input.v }}", "n": "$ok.a"})
     assert params == {"m": "{{ $input.v }}", "n": 1}
-    assert errors["m"].startswith("reference $input.v: ")
-    assert "cannot be read: Number out of range" in errors["m"]
+    # read whole, the context value is named; read in part, the value the path leads to
+    what = "the value it leads to" if large else "context value $input"
+    assert errors["m"].startswith(f"reference $input.v: {what} cannot be read: Number out of range")
     used = resolver.used_inputs()
     assert list(used) == ["$ok"] and bytes(used["$ok"]) == b'{"a": 1}'
 
