@@ -362,6 +362,9 @@ class Worker:
             return decode_execution(d.body)
         except MessageError as exc:
             return str(exc)
+        except Exception as exc:  # a decoder bug fails this message, never the child
+            log.exception("cannot read a delivery of %s", d.queue)
+            return f"cannot read message: {type(exc).__name__}: {exc}"
 
     def _mirror(self, read: list[NodeExecutionMessage | str]) -> None:
         """Mirror the start messages of a batch and commit the mirrors on their own. RTES

@@ -10,9 +10,10 @@ workflow's late steps, so the cost per node grew with the size of the workflow
 
 `KnownContexts` keeps, per execution, the last large context it decoded: its bytes without the
 closing brace (the prefix) and its entries (a plain dict of `msgspec.Raw`). Decoding a message
-of that execution, it finds the `"accumulated_context"` key (near where it was in the last one,
-else searched from the end: the encoder writes it after the definition), and when the kept
-prefix follows it byte for byte (a memcmp), it decodes the
+of that execution, it finds the `"accumulated_context"` key that the kept prefix follows byte
+for byte (a memcmp per key found: searched from a little before where it was in the last
+message, then before that; a key of that name inside the definition or inside a context value
+is passed over, as no such key can be followed by the whole context), and decodes the
 message with the prefix replaced by `{` and one marker member (a key holding a random number
 drawn per process, value `null`): the decoder then reads only the entries after the kept ones.
 The context is the kept entries updated with those, in their order.
@@ -64,8 +65,8 @@ _encode = msgspec.json.encode
 # contexts shorter than this are decoded faster than they are looked up and kept (the break-even
 # is about 8 KB: deploy/PERFORMANCE.md, "Issue 16: contexts seen before")
 MIN_BYTES = 8192
-# how far from where the key was in the execution's last message it is looked for first (the
-# node ids before it may differ in length), before the whole message is searched from its end
+# how far before where the key was in the execution's last message it is looked for first (the
+# node ids before it may differ in length), before the bytes before that are searched
 _NEAR = 256
 # the bytes the kept contexts hold alive together (their messages' and their own)
 MAX_TOTAL_BYTES = 16 << 20
@@ -122,12 +123,10 @@ class KnownContexts:
             kept = self._kept.get(execution) if execution is not None else None
         if kept is None:
             return None
-        found = data.find(_KEY, max(0, kept.key_at - _NEAR), kept.key_at + _NEAR + len(_KEY))
-        if found < 0:
-            found = data.rfind(_KEY)  # the encoder writes it after the definition
-        at = value_at(data, _KEY, found)
-        if at < 0 or not data.startswith(kept.prefix, at):
+        hit = _value_starting(data, kept.prefix, max(0, kept.key_at - _NEAR))
+        if hit is None:
             return None
+        found, at = hit
         end = at + len(kept.prefix)
         view = memoryview(data)
         try:
@@ -173,10 +172,11 @@ class KnownContexts:
         whole = _encode(ctx)
         if len(whole) < self.min_bytes:
             return
-        found = data.rfind(_KEY)  # the encoder writes the context after the definition
-        at = value_at(data, _KEY, found)
-        if at < 0 or not data.startswith(whole, at):
+        # the encoder writes the context after the definition: looked for past it first
+        hit = _value_starting(data, whole, len(msg.workflow_definition))
+        if hit is None:
             return
+        found = hit[0]
         # its entries refer to the message's bytes: those count
         cost = len(data) + len(whole) + ENTRY_BYTES * len(ctx)
         self._keep(msg.execution_id, whole[:-1], ctx, cost, found)
@@ -205,6 +205,20 @@ class KnownContexts:
             while self._total > limit and len(self._kept) > 1:
                 _, dropped = self._kept.popitem(last=False)
                 self._total -= dropped.cost
+
+
+def _value_starting(data: bytes, expected: bytes, start: int) -> tuple[int, int] | None:
+    """(where a `"accumulated_context"` key is, where its value starts) for the first such key
+    from `start` on whose value starts with `expected`, else the first before `start`; None
+    when there is none."""
+    for lo, hi in ((start, len(data)), (0, start + len(_KEY) - 1)):
+        found = data.find(_KEY, lo, hi)
+        while found >= 0:
+            at = value_at(data, _KEY, found)
+            if at >= 0 and data.startswith(expected, at):
+                return found, at
+            found = data.find(_KEY, found + 1, hi)
+    return None
 
 
 def _execution_id(data: bytes) -> str | None:

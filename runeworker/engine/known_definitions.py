@@ -89,7 +89,7 @@ class KnownDefinitions:
         """Keep the definition of a message decoded as it came, when it is large; the message
         then holds the kept copy."""
         definition = msg.workflow_definition
-        size = len(definition) if type(definition) is msgspec.Raw else 0
+        size = len(definition)
         if not self.min_bytes <= size <= self.max_total:
             return
         own = msgspec.Raw(bytes(definition))
@@ -105,7 +105,8 @@ class KnownDefinitions:
 
 def value_at(data: bytes, key: bytes, found: int | None = None) -> int:
     """Where the value of the key `key` (quoted) starts: of the first one in `data`, or of the
-    one found at `found`; -1 when there is none (or it is not followed by a colon)."""
+    one found at `found`; -1 when there is none (or it is not followed by a colon and a
+    value)."""
     at = data.find(key) if found is None else found
     if at < 0:
         return -1
@@ -118,4 +119,4 @@ def value_at(data: bytes, key: bytes, found: int | None = None) -> int:
     at += 1
     while at < end and data[at] in _BLANK:
         at += 1
-    return at
+    return at if at < end else -1

@@ -158,6 +158,11 @@ def _truncated(env: Env) -> bytes:
     return data[: len(data) // 2]
 
 
+def _cut_after_execution_id(env: Env) -> bytes:
+    note = env.marker.encode() + b"y" * 9000
+    return b'{"workflow_id":"bad-input","note":"' + note + b'","execution_id": '
+
+
 def _deep_top(env: Env) -> bytes:
     return b'{"a":' * DEPTH + json.dumps(env.marker).encode() + b"}" * DEPTH
 
@@ -297,6 +302,14 @@ FIELD_OF_STRING = _context(**{"$input": {"name": "bob"}})(
 TYPE_ERROR = "expected `object`, got"
 MISSING_REF = definition([node("a", "log", message="{{ $nothere.field }}")])
 
+
+def _large_missing_ref(env: Env) -> bytes:
+    """Written compactly, as the worker writes a context: the decoder keeps only such bytes."""
+    ctx = {f"$n{i}": {"message": "m" * 60, "i": i} for i in range(200)}
+    nodes = [node("a", "log", message="{{ $nothere.field }}")]
+    return json.dumps(message(env, nodes, accumulated_context=ctx), separators=(",", ":")).encode()
+
+
 CASES: list[Case] = [
     # the execution cannot be identified
     unreadable("invalid_json", _text(b'{"workflow_id": "MARK", oops}'), "malformed"),
@@ -375,4 +388,10 @@ CASES: list[Case] = [
     failing("smtp_refused", _smtp_refused, "failed to send email", "refused"),
     failing("node_raises", _test_node("test.raise"), "RuntimeError", "boom in a"),
     failing("node_returns_a_list", _test_node("test.not_object"), "returned list", "an object"),
+    # a large context kept by the decoder (runeworker/engine/known_contexts.py), then a message
+    # over its smallest size cut short right after `"execution_id":` (the decoder looked for
+    # the id's value past the end of the bytes: IndexError, the worker's loop gone); keep the
+    # two together and in this order
+    failing("large_context_missing_reference", _large_missing_ref, "$nothere.field"),
+    unreadable("cut_after_the_execution_id_key", _cut_after_execution_id, "truncated"),
 ]

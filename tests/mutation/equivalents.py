@@ -74,6 +74,10 @@ _MT = "runeworker.engine.merge_timer."
 _FL = "runeworker.engine.flow."
 _WF = "runeworker.engine.workflow."
 _CX = "runeworker.engine.context."
+_KC = "runeworker.engine.known_contexts."
+_KD = "runeworker.engine.known_definitions."
+_NU = "runeworker.engine.nulls."
+_MARKER = "any number of random bytes makes a marker no message holds by chance: the same outcome"
 _PA = "runeworker.engine.paths."
 
 _U64_NOTE = (
@@ -1594,5 +1598,97 @@ EQUIVALENT: dict[str, Equivalent] = {
         "if len(prefix) > 2 else",
         'a known prefix is `{` (an empty context) or holds a whole first entry (`{"k":v`, five '
         "bytes at least): never two bytes long",
+    ),
+    # -- runeworker/engine/known_contexts.py, known_definitions.py, nulls.py ----------------------
+    **_alike(
+        _KC + "xǁKnownContextsǁ__init____mutmut_",
+        _MARKER,
+        {4: "secrets.token_hex(None)", 5: "secrets.token_hex(17)"},
+    ),
+    **_alike(
+        _KD + "xǁKnownDefinitionsǁ__init____mutmut_",
+        _MARKER,
+        {5: "secrets.token_hex(None)", 6: "secrets.token_hex(17)"},
+    ),
+    **_alike(
+        _KC + "xǁKnownContextsǁdecode__mutmut_",
+        "a fast exit: a message shorter than `min_bytes` cannot hold a kept context (its "
+        "prefix is `min_bytes` - 1 bytes at least) and its key, and with nothing kept there "
+        "is nothing to find: the lookup that goes on finds none",
+        {1: "if not self._kept and len(data)", 3: "len(data) <= self.min_bytes"},
+    ),
+    _KC + "xǁKnownContextsǁdecode__mutmut_8": Equivalent(
+        "(execution is not None) or True",
+        "the kept contexts are keyed by execution ids, strings: `get(None)` finds none",
+    ),
+    _KC + "xǁKnownContextsǁdecode__mutmut_23": Equivalent(
+        "max(1, kept.key_at - _NEAR)",
+        "a message is an object: its first byte is `{`, never the start of a key",
+    ),
+    _KC + "xǁKnownContextsǁdecode__mutmut_43": Equivalent(
+        "first = next(items, )",
+        "the spliced context begins with the marker member: it is never empty",
+    ),
+    _KC + "xǁKnownContextsǁdecode__mutmut_56": Equivalent(
+        'str(value, "UTF-8")', "Python's codec names are case-insensitive: the same codec"
+    ),
+    _KC + "xǁKnownContextsǁremember__mutmut_12": Equivalent(
+        "self._in_vain >= IN_VAIN and",
+        "IN_VAIN is a multiple of SPARSE: at IN_VAIN itself `_in_vain % SPARSE` is 0, so "
+        "nothing is skipped either way",
+    ),
+    _KC + "xǁKnownContextsǁ_keep__mutmut_6": Equivalent(
+        "self.max_total / SPARSE",
+        "the limit is only compared with integer totals: a fraction between two integers "
+        "orders them as its floor does",
+    ),
+    _KC + "xǁKnownContextsǁ_keep__mutmut_30": Equivalent(
+        "popitem(last=None)", "None is false as False is: the oldest goes"
+    ),
+    **_alike(
+        _KC + "x__value_starting__mutmut_",
+        "the second pass looks at the keys that begin before `start`; one more byte, or no "
+        "end at all, adds only keys the first pass looked at and refused",
+        {
+            2: "start + len(_KEY) + 1",
+            32: "found = data.find(_KEY, found + 1, None)",
+            35: "found = data.find(_KEY, found + 1, )",
+        },
+    ),
+    **_alike(
+        _KC + "x__value_starting__mutmut_",
+        "the first pass's end is the end of the data: None or no end is the same end",
+        {8: "data.find(_KEY, lo, None)", 11: "data.find(_KEY, lo, )"},
+    ),
+    **_alike(
+        _KC + "x__value_starting__mutmut_",
+        "a found value starts after its key and colon (at least 22 bytes in): never at 0",
+        {23: "if at > 0 and", 24: "if at >= 1 and"},
+    ),
+    _KC + "x__value_starting__mutmut_38": Equivalent(
+        "found = data.find(_KEY, found + 2, hi)",
+        "two keys cannot begin one byte apart: the key's second byte is `a`, not `\"`",
+    ),
+    **_alike(
+        _KC + "x__execution_id__mutmut_",
+        "`value_at` gives -1 or a position past the key and its colon, and the closing quote "
+        "is found after the opening one: neither is ever 0",
+        {7: "if at <= 0 or", 8: "if at < 1 or", 24: "if end <= 0 or", 25: "if end < 1 or"},
+    ),
+    **_alike(
+        _KD + "xǁKnownDefinitionsǁdecode__mutmut_",
+        "a fast exit: a message shorter than `min_bytes` cannot hold a kept definition (each "
+        "is `min_bytes` long at least), and with none kept the loop finds none",
+        {1: "if not self._defs and len(data)", 3: "len(data) <= self.min_bytes"},
+    ),
+    **_alike(
+        _KD + "xǁKnownDefinitionsǁdecode__mutmut_",
+        "`value_at` gives -1 or a position past the key and its colon: never 0",
+        {9: "if at <= 0:", 10: "if at < 1:"},
+    ),
+    **_alike(
+        _NU + "x__plan__mutmut_",
+        "a plan's kind is only compared with `list` and `dict`: any other word is a Struct's",
+        {6: "_Plan(None, optional=optional)", 10: '_Plan("XXstructXX"', 11: '_Plan("STRUCT"'},
     ),
 }

@@ -263,6 +263,41 @@ TARGETS = (
         ),
         default=False,
     ),
+    # What a process keeps of the definitions and contexts it has seen, and nulls read as Go does.
+    Target(
+        "known_contexts",
+        "runeworker/engine/known_contexts.py",
+        (
+            "tests/unit/test_known_contexts.py",
+            "tests/unit/test_messages.py",
+            "tests/unit/test_context.py",
+            "tests/unit/test_message_fuzz.py",
+        ),
+        default=False,
+    ),
+    Target(
+        "known_definitions",
+        "runeworker/engine/known_definitions.py",
+        (
+            "tests/unit/test_known_definitions.py",
+            "tests/unit/test_plan.py",
+            "tests/unit/test_message_fuzz.py",
+            "tests/unit/test_executor.py",
+        ),
+        default=False,
+    ),
+    Target(
+        "nulls",
+        "runeworker/engine/nulls.py",
+        (
+            "tests/unit/test_nulls.py",
+            "tests/unit/test_workflow.py",
+            "tests/unit/test_messages.py",
+            "tests/unit/test_message_fuzz.py",
+            "tests/unit/test_executor.py",
+        ),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",

@@ -321,3 +321,174 @@ def test_an_entry_with_invalid_utf8_after_a_kept_context_is_refused(
     with pytest.raises(MessageError, match="invalid UTF-8 in accumulated_context key '\\$bad'"):
         decode_execution(bad)
     assert known._kept["ex-later"].prefix == longer  # the bad context was not kept
+
+
+# -- where the key is found, what is counted, the edges (found by mutation testing) -------------
+
+
+def _message_with(context: bytes, *, definition: bytes, node: str = "a") -> bytes:
+    return (
+        b'{"workflow_id":"wf","execution_id":"ex-1","current_node":"' + node.encode() + b'",'
+        b'"workflow_definition":' + definition + b',"accumulated_context":' + context + b"}"
+    )
+
+
+# a definition naming the context's key itself (in a node's parameters) far before its end
+_NAMING = (
+    b'{"nodes":[{"id":"a","type":"log","parameters":{"accumulated_context":{"n":1}}},'
+    + b",".join(b'{"id":"p%d","type":"log"}' % i for i in range(40))
+    + b'],"edges":[]}'
+)
+
+
+@pytest.mark.parametrize("node", ["a", "a" * 40, "a" * 600])  # the key moved 0, 39, 599 bytes
+def test_the_context_is_found_past_keys_of_its_name_in_the_definition_and_in_values(
+    node: str,
+) -> None:
+    context = {**_entries(40), "$inner": {"accumulated_context": {"$q": 1}}}
+    kept = msgspec.json.encode(context)
+    known = KnownContexts(min_bytes=1024)
+    first = _message_with(kept, definition=_NAMING)
+    known.remember(first, _plain.decode(first))
+    assert "ex-1" in known._kept
+    data = _message_with(kept[:-1] + b',"$new":2}', definition=_NAMING, node=node)
+    got = known.decode(data, _plain.decode)
+    _same(got, data)
+
+
+def test_a_context_written_before_the_definition_is_found_and_kept() -> None:
+    kept = msgspec.json.encode(_entries(40))
+    known = KnownContexts(min_bytes=1024)
+    first = (
+        b'{"workflow_id":"wf","execution_id":"ex-1","accumulated_context":' + kept + b","
+        b'"current_node":"a","workflow_definition":' + _NAMING + b"}"
+    )
+    known.remember(first, _plain.decode(first))
+    assert "ex-1" in known._kept
+    later = first.replace(kept, kept[:-1] + b',"$new":2}')
+    _same(known.decode(later, _plain.decode), later)
+
+
+def test_a_context_of_exactly_the_smallest_size_kept_is_kept() -> None:
+    whole = msgspec.json.encode(_entries(40))
+    data = _message(whole)
+    exact = KnownContexts(min_bytes=len(whole))
+    exact.remember(data, _plain.decode(data))
+    assert "ex-1" in exact._kept
+    above = KnownContexts(min_bytes=len(whole) + 1)
+    above.remember(data, _plain.decode(data))
+    assert above._kept == {}
+
+
+def test_a_context_costing_exactly_the_budget_is_kept() -> None:
+    whole = msgspec.json.encode(_entries(40))
+    data = _message(whole)
+    cost = len(data) + len(whole) + ENTRY_BYTES * 40
+    known = KnownContexts(min_bytes=1024, max_total=cost)
+    known.remember(data, _plain.decode(data))
+    assert known._total == cost and "ex-1" in known._kept
+
+
+def test_a_kept_context_extended_costs_its_added_bytes_twice_and_its_entries() -> None:
+    """The longer prefix holds the added bytes and so do the copied entries, and each entry
+    costs ENTRY_BYTES more (the model of `_Kept.cost`)."""
+    known, kept = _kept(_entries(40))
+    before = known._kept["ex-1"].cost
+    added = b',"$new":{"x":[1,2]},"$more":"y"'
+    assert known.decode(_message(kept[:-1] + added + b"}"), _plain.decode) is not None
+    after = known._kept["ex-1"].cost
+    assert after == before + 2 * len(added) + 2 * ENTRY_BYTES
+    assert known._total == after
+
+
+def test_contexts_that_cannot_be_kept_do_not_count_as_kept_in_vain() -> None:
+    """Only large contexts count towards going sparse: an empty one, or one whose message less
+    its definition is below the smallest size, is not even looked at."""
+    empty = _message(b"{}")
+    known = KnownContexts(min_bytes=1)
+    for _ in range(3):
+        known.remember(empty, _plain.decode(empty))
+    assert known._in_vain == 0
+    small = _message(msgspec.json.encode(_entries(2)))
+    outside = len(small) - len(_DEFINITION)  # the message less its definition
+    below = KnownContexts(min_bytes=outside + 1)
+    below.remember(small, _plain.decode(small))
+    assert below._in_vain == 0
+    at = KnownContexts(min_bytes=outside)  # looked at (and too small once encoded)
+    at.remember(small, _plain.decode(small))
+    assert at._in_vain == 1 and at._kept == {}
+
+
+def test_after_a_reuse_as_many_are_kept_in_a_row_as_at_the_start() -> None:
+    context = msgspec.json.encode(_entries(40))
+    known = KnownContexts(min_bytes=1024)
+    show = _shower(known, context)
+    show("r")
+    assert known.decode(_message(context, execution="r"), _plain.decode) is not None
+    for i in range(IN_VAIN):
+        show(f"a{i}")
+    assert all(f"a{i}" in known._kept for i in range(IN_VAIN))
+    show("over")  # one more without a reuse: sparse from here
+    assert "over" not in known._kept
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"execution_id":"ex-1","x":"y"}', "ex-1"),
+        (b'{"execution_id" : "", "x":"y"}', ""),
+        (b'{"execution_id":5,"x":"y"}', None),  # not a string
+        (b'{"x":"y"}', None),  # no such key
+        (b'{"execution_id":"ex-1', None),  # cut short
+        (b'{"execution_id": ', None),  # cut short after the colon
+        (b'{"execution_id":"a\\u0062"}', None),  # an escape: only plain strings
+        (b'{"execution_id":"\xff"}', None),  # not UTF-8
+    ],
+)
+def test_the_execution_id_is_read_when_plain(data: bytes, expected: str | None) -> None:
+    from runeworker.engine.known_contexts import _execution_id
+
+    assert _execution_id(data) == expected
+
+
+_K = b'"accumulated_context":'
+
+
+@pytest.mark.parametrize(
+    ("data", "start", "expected"),
+    [
+        (_K + b"{AB", 0, (0, 22)),  # the key at the very start
+        (_K + b"{AB", 5, (0, 22)),  # found before the start
+        (b"x" + _K + b"{AB", 2, (1, 23)),  # the key begins just before the start
+        (_K + b"{no," + _K + b"{AB", 0, (26, 48)),  # past a key not followed by it
+        (_K + b"{no," + _K + b"{AB," + _K + b"{no", 0, (26, 48)),  # the first that is
+        (_K + b"{AB," + _K + b"{AB", 10, (26, 48)),  # from the start on first
+        (_K + b"{no", 0, None),
+        (b'{"x":1}', 0, None),
+    ],
+)
+def test_the_context_key_is_the_one_its_kept_bytes_follow(
+    data: bytes, start: int, expected: tuple[int, int] | None
+) -> None:
+    from runeworker.engine.known_contexts import _value_starting
+
+    assert _value_starting(data, b"{AB", start) == expected
+
+
+@pytest.mark.parametrize(("before", "after"), [("a", "ab"), ("a" * 241, "a")])
+def test_a_copy_of_the_context_in_the_definition_is_not_taken_for_it(
+    before: str, after: str
+) -> None:
+    """A definition holding the context's bytes under a key of its name (far before the
+    message's own): the key near where it was before (here 1 byte later, or 240 bytes
+    earlier) is the one the next message reads."""
+    kept = msgspec.json.encode(_entries(40))
+    copy = b'{"nodes":[{"id":"a","type":"log","parameters":{"accumulated_context":' + kept
+    definition = (
+        copy + b"}}," + b",".join(b'{"id":"p%d"}' % i for i in range(40)) + b'],"edges":[]}'
+    )
+    known = KnownContexts(min_bytes=1024)
+    first = _message_with(kept, definition=definition, node=before)
+    known.remember(first, _plain.decode(first))
+    data = _message_with(kept[:-1] + b',"$new":2}', definition=definition, node=after)
+    _same(known.decode(data, _plain.decode), data)

@@ -125,7 +125,8 @@ def test_only_the_last_few_are_kept() -> None:
         known.remember(_plain.decode(_message(d)))
     assert known.decode(_message(defs[0]), _plain.decode) is None
     assert known.decode(_message(defs[3]), _plain.decode) is not None
-    assert known.decode(_message(defs[2]), _plain.decode) is not None
+    assert known.decode(_message(defs[2]), _plain.decode) is not None  # now the most recent
+    assert known.decode(_message(defs[3]), _plain.decode) is not None  # and still kept
 
 
 def test_the_kept_copies_stay_under_their_byte_budget() -> None:
@@ -160,3 +161,48 @@ def test_random_messages_decode_as_they_came() -> None:
         data = b"{" + b",".join(parts) + b"}"
         _same(decode_execution(data), data)
     assert messages._known._defs  # the fast path was taken along the way
+
+
+def test_a_definition_of_the_smallest_or_the_largest_size_kept_is_kept() -> None:
+    for known in (KnownDefinitions(min_bytes=len(BIG)), KnownDefinitions(max_total=len(BIG))):
+        known.remember(_plain.decode(_message(BIG)))
+        assert known.decode(_message(BIG), _plain.decode) is not None
+    for known in (
+        KnownDefinitions(min_bytes=len(BIG) + 1),
+        KnownDefinitions(max_total=len(BIG) - 1),
+    ):
+        known.remember(_plain.decode(_message(BIG)))
+        assert known.decode(_message(BIG), _plain.decode) is None
+
+
+def test_kept_copies_filling_the_budget_exactly_are_all_kept() -> None:
+    known = KnownDefinitions(max_total=len(BIG) + len(OTHER))
+    for d in (BIG, OTHER):
+        known.remember(_plain.decode(_message(d)))
+    assert known.decode(_message(BIG), _plain.decode) is not None
+    assert known.decode(_message(OTHER), _plain.decode) is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "found", "expected"),
+    [
+        (b'{"k":1}', None, 5),
+        (b'{"k" : \t1}', None, 8),
+        (b'{"k": 1}', None, 6),
+        (b'"k":1', None, 4),  # the key at the very start
+        (b'{"k":1,"x":{"k":2}}', None, 5),  # the first one
+        (b'{"k":1,"x":{"k":2}}', 12, 16),  # the one found
+        (b"{}", None, -1),  # none
+        (b'{"k"}', None, -1),  # no colon
+        (b'{"k" 1}', None, -1),
+        (b'{"k"', None, -1),  # cut short after the key
+        (b'{"k"  ', None, -1),  # after blanks
+        (b'{"k": ', None, -1),  # nothing after the colon
+    ],
+)
+def test_value_at_finds_where_a_key_s_value_starts(
+    data: bytes, found: int | None, expected: int
+) -> None:
+    from runeworker.engine.known_definitions import value_at
+
+    assert value_at(data, b'"k"', found) == expected

@@ -179,3 +179,53 @@ def test_recursive_structs_lists_and_dicts_of_structs() -> None:
     data["kids"] = {"k": [frame]}
     got = TolerantDecoder(_Tree).decode(json.dumps(data))
     assert got == _Tree("a", _Tree("b"), {"k": [StackFrame("s", "b", 0, 1)]})
+
+
+# -- the plan of a type built afresh, its nulls where Structs are (found by mutation testing) --
+
+
+class _Leaf(msgspec.Struct):
+    a: int = 0
+    tag: str = ""
+
+
+class _Grove(msgspec.Struct):
+    name: str
+    leaves: list[_Leaf] = msgspec.field(default_factory=list)
+    by_name: dict[str, _Leaf] = msgspec.field(default_factory=dict)
+    child: _Grove | None = None
+    either: _Leaf | int | None = None
+    note: str | None = None
+    data: Any = None
+
+
+def test_nulls_are_absent_in_structs_inside_lists_dicts_unions_and_recursion() -> None:
+    decoder = TolerantDecoder(_Grove)
+    got = decoder.decode(
+        b'{"name":"t","leaves":[{"a":null,"tag":"x"}],"by_name":{"k":{"a":null,"tag":null}},'
+        b'"child":{"name":"c","leaves":null,"child":{"name":"g","either":null}},'
+        b'"either":{"a":null},"note":null,"data":{"a":null}}'
+    )
+    assert got == _Grove(
+        "t",
+        [_Leaf(0, "x")],
+        {"k": _Leaf()},
+        _Grove("c", child=_Grove("g")),
+        _Leaf(),
+        None,
+        {"a": None},  # free data keeps its null
+    )
+
+
+def test_a_required_field_that_is_null_is_named() -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"Expected `str`, got `null` - at `\$.name`"):
+        TolerantDecoder(_Grove).decode(b'{"name":null,"leaves":null}')
+    with pytest.raises(
+        msgspec.ValidationError, match=r"Expected `int`, got `str` - at `\$.by_name\[...\].a`"
+    ):
+        TolerantDecoder(_Grove).decode(b'{"name":"t","by_name":{"k":{"a":"x","tag":null}}}')
+
+
+def test_a_type_without_structs_is_refused() -> None:
+    with pytest.raises(AssertionError, match="holds no Struct"):
+        TolerantDecoder(dict[str, int])

@@ -298,6 +298,31 @@ def test_undecodable_delivery_is_dead_lettered_and_acked_without_status(
     assert hooks.count("completion") == 0
 
 
+def test_a_decoder_that_breaks_fails_that_delivery_never_the_child(
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the decoder (an exception other than MessageError) is a message that cannot
+    be read: dead-lettered with what broke, and the child goes on with the next one."""
+    import runeworker.child.worker as worker_module
+
+    def broken(body: bytes) -> Any:
+        if body.startswith(b"BREAK"):
+            raise IndexError("index out of range")
+        return decode_execution(body)
+
+    monkeypatch.setattr(worker_module, "decode_execution", broken)
+    broker.enqueue(QUEUE, b"BREAK", headers={"origin": "api"})
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    tx = rejected(broker)
+    [copy] = tx.to(DEAD)
+    assert copy.body == b"BREAK"
+    assert copy.headers["x-runeworker-reason"] == (
+        "cannot read message: IndexError: index out of range"
+    )
+    assert hooks.count("delivery", QUEUE, "rejected") == 1
+
+
 def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubStore) -> None:
     """A node that kills its child: each crash loses the connection and its transaction, the
     broker redelivers; the delivery after `max_deliveries` failed ones is refused."""
