@@ -492,3 +492,52 @@ def test_a_copy_of_the_context_in_the_definition_is_not_taken_for_it(
     known.remember(first, _plain.decode(first))
     data = _message_with(kept[:-1] + b',"$new":2}', definition=definition, node=after)
     _same(known.decode(data, _plain.decode), data)
+
+
+def test_cuts_and_changed_bytes_of_kept_executions_decode_as_they_came_or_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that keeps a context and a definition, then reads damaged copies of the next
+    messages (cut anywhere, one byte changed): each one is refused with a MessageError exactly
+    when the plain decoder refuses it, and otherwise decodes to what the plain decoder gives.
+    No other exception escapes (one did: `"execution_id":` at the very end)."""
+    from runeworker.engine.known_definitions import KnownDefinitions
+
+    monkeypatch.setattr(messages, "_contexts", KnownContexts())
+    monkeypatch.setattr(messages, "_known", KnownDefinitions())
+    context = msgspec.json.encode(_entries(150))
+    definition = b'{"nodes":[' + b",".join(b'{"id":"n%d","type":"log"}' % i for i in range(120))
+    definition += b'],"edges":[]}'
+    base = (
+        b'{"workflow_id":"wf","execution_id":"ex-1","current_node":"n0",'
+        b'"workflow_definition":' + definition + b',"accumulated_context":' + context + b"}"
+    )
+    decode_execution(base)  # kept: the context and the definition
+    assert "ex-1" in messages._contexts._kept
+    rng = random.Random(5)
+    following = base.replace(context, context[:-1] + b',"$new":{"a":[1,2,"x"]}}')
+    # the same members, the execution id last (any order is JSON's)
+    reordered = following.replace(b'"execution_id":"ex-1",', b"")[:-1] + b',"execution_id":"ex-1"}'
+    alphabet = b'{}[]":,0123456789.eE+-\\ntrufalsx \xff'
+    bodies = [m[:cut] for m in (following, reordered) for cut in range(len(m) - 40, len(m))]
+    for _ in range(600):
+        data = bytearray(rng.choice((following, reordered)))
+        if rng.random() < 0.5:
+            data = data[: rng.randrange(len(data))]
+        else:
+            data[rng.randrange(len(data))] = rng.choice(alphabet)
+        bodies.append(bytes(data))
+    for body in bodies:
+        try:
+            want = _plain.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            with pytest.raises(MessageError):
+                decode_execution(body)
+            continue
+        try:
+            got = decode_execution(body)
+        except MessageError:
+            continue  # the worker's own checks refuse more (an empty id, bad UTF-8, ...)
+        assert bytes(got.workflow_definition) == bytes(want.workflow_definition)
+        assert got.execution_id == want.execution_id
+        assert _pairs(got.accumulated_context) == _pairs(want.accumulated_context)
