@@ -77,6 +77,7 @@ _CX = "runeworker.engine.context."
 _KC = "runeworker.engine.known_contexts."
 _KD = "runeworker.engine.known_definitions."
 _NU = "runeworker.engine.nulls."
+_RG = "runeworker.engine.registry."
 _MARKER = "any number of random bytes makes a marker no message holds by chance: the same outcome"
 _PA = "runeworker.engine.paths."
 
@@ -1690,5 +1691,15 @@ EQUIVALENT: dict[str, Equivalent] = {
         _NU + "x__plan__mutmut_",
         "a plan's kind is only compared with `list` and `dict`: any other word is a Struct's",
         {6: "_Plan(None, optional=optional)", 10: '_Plan("XXstructXX"', 11: '_Plan("STRUCT"'},
+    ),
+    # -- runeworker/engine/registry.py ------------------------------------------------------------
+    _RG + "xǁTimeLimitǁ__init____mutmut_5": Equivalent(
+        "0 < seconds <= math.inf", "now + inf is inf: the deadline of no limit either way"
+    ),
+    _RG + "xǁMeterǁcount__mutmut_1": Equivalent(
+        "amount: float = 2.0", "a Protocol's method body never runs: each meter has its own default"
+    ),
+    _RG + "xǁ_NoMeterǁcount__mutmut_1": Equivalent(
+        "amount: float = 2.0", "the meter that measures nothing ignores the amount"
     ),
 }

@@ -298,6 +298,33 @@ TARGETS = (
         ),
         default=False,
     ),
+    # The node registry: built-ins, plugins and extra modules loaded; the time limit of a node.
+    Target(
+        "registry",
+        "runeworker/engine/registry.py",
+        (
+            "tests/unit/test_registry.py",
+            "tests/unit/test_node_time_limit.py",
+            "tests/unit/test_node_settings.py",
+            "tests/unit/test_executor.py",
+        ),
+        default=False,
+    ),
+    # The state store's client side against the suite's Redis: the scripts' arguments built
+    # and their replies decoded, the probes, the start records, receipts and attempt counts.
+    Target(
+        "redis_state",
+        "runeworker/adapters/redis_state.py",
+        (
+            "tests/integration/test_redis_state.py",
+            "tests/integration/test_redis_state_lost.py",
+            "tests/integration/test_redis_replayed_barriers.py",
+            "tests/unit/test_ledger.py",
+            "tests/unit/test_merge_race.py",
+            "tests/unit/test_receipts.py",
+        ),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",
