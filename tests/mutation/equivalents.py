@@ -1726,6 +1726,18 @@ EQUIVALENT: dict[str, Equivalent] = {
         "the barriers' reads skip an empty payload (runeworker/adapters/redis_flow.py), so a "
         "ghost sent as data of no bytes is still a ghost; a real payload is JSON, never empty",
     ),
+    **_alike(
+        _RS + "arrive__mutmut_",
+        "a cancelled arrival absorbs its token in an execution that is closed already, which "
+        "never closes again: the script's advance adds nothing to the reply ({'cancelled', 0}, "
+        "checked against the live Redis), so the branch decoding a transition is never taken",
+        {
+            109: "if (len(reply) > 2) and False else",
+            111: "_transition(None) if len(reply) > 2",
+            112: "_transition(reply[3:]) if len(reply) > 2",
+            114: "_transition(reply[2:]) if len(reply) > 3",
+        },
+    ),
     _RS + "arrive__mutmut_11": Equivalent(
         '(0, b"XXXX")', "the arrive script reads the payload only when its flag is 1"
     ),

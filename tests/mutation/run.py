@@ -327,6 +327,13 @@ TARGETS = (
         ),
         default=False,
     ),
+    # The child's loop: batches read, stepped, committed; poison, drains, doubts, timers.
+    Target(
+        "worker",
+        "runeworker/child/worker.py",
+        ("tests/unit/test_worker_loop.py", "tests/unit/test_node_settings.py"),
+        default=False,
+    ),
     Target(
         "rejection",
         "runeworker/engine/rejection.py",

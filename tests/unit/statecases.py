@@ -856,6 +856,27 @@ def arrive_keeps_executions_barriers_and_scopes_apart(store: StateStore) -> None
         assert got.barrier == Barrier(WAITING, 1, first_ms=NOW), (ex, merge, scope)
 
 
+@flow_case("a_merge_deciding_retires_its_live_timer_as_a_step")
+def a_merge_deciding_retires_its_live_timer_as_a_step(store: StateStore) -> None:
+    """The arrival that releases a merge retires the merge's timer token when it is still live
+    (the timer never fired) and counts it as one step, as the timer's own step would have
+    been; without a timer nothing more is counted."""
+    steps = {}
+    for ex, with_timer in (("ex", True), ("ex-2", False)):
+        a, b, timer = fan_out(store, ex, 3)
+        token = timer if with_timer else ""
+        nxt = child_token(b, 0, "after")
+        store.arrive(ex, a, T1, 100, at_merge("a", ctx("a"), timer=token), {"waiting": []})
+        got = store.arrive(
+            ex, b, T1, 100, at_merge("b", ctx("b"), timer=token), {"released": [nxt]}
+        )
+        assert got.barrier is not None and got.barrier.state is RELEASED
+        steps[ex] = store.admit(ex, nxt, T1).steps
+        if with_timer:  # retired: a late firing of the timer is no step
+            assert store.admit(ex, timer, T1).verdict is not Verdict.RUN
+    assert steps == {"ex": 4, "ex-2": 3}
+
+
 @flow_case("arrive_leaves_an_outcome_not_foreseen_to_the_caller")
 def arrive_leaves_an_outcome_not_foreseen_to_the_caller(store: StateStore) -> None:
     a, b = fan_out(store, "ex", 2)

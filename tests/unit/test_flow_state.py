@@ -9,7 +9,7 @@ from runeworker.engine.state import MemoryStore
 
 
 def test_flow_table_is_complete() -> None:
-    assert len(FLOW_CASES) == 33
+    assert len(FLOW_CASES) == 34
 
 
 @pytest.mark.parametrize("name", sorted(FLOW_CASES))
