@@ -6,12 +6,12 @@ server does not answer: it names the call and the server, never the password."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from badinput import closed_port
 from redis.exceptions import RedisError
 
 from runeworker.adapters.redis_state import RedisStore
@@ -57,12 +57,6 @@ def store(server: PrivateRedis, admin: redis.Redis) -> Iterator[RedisStore]:
     s.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- what the constructors refuse and take ------------------------------------------------------
 
 
@@ -76,13 +70,13 @@ def _closed_port() -> int:
 )
 def test_the_store_refuses_what_would_break_its_keys(kwargs: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError) as err:
-        RedisStore(redis.Redis(port=_closed_port()), **kwargs)
+        RedisStore(redis.Redis(port=closed_port()), **kwargs)
     assert str(err.value) == words
 
 
 def test_the_store_refuses_a_client_that_decodes_replies() -> None:
     with pytest.raises(ValueError) as err:
-        RedisStore(redis.Redis(port=_closed_port(), decode_responses=True))
+        RedisStore(redis.Redis(port=closed_port(), decode_responses=True))
     assert str(err.value) == "the Redis client must not decode responses: contexts are bytes"
 
 
@@ -124,7 +118,7 @@ def test_from_config_takes_the_prefix_the_ttl_and_names_the_server(
     assert key.startswith("c:attempts:{") and 60 <= ttl <= 66
     assert store.memory_policy() == ("noeviction", 0)
     store.close()
-    port = _closed_port()
+    port = closed_port()
     down = RedisStore.from_config(RedisConfig(url=_url(port)), socket_connect_timeout=1)
     with pytest.raises(StateError) as err:
         down.count_attempt(b"x")
@@ -136,7 +130,7 @@ def test_from_config_takes_the_prefix_the_ttl_and_names_the_server(
 
 
 def test_ping_problem_says_why_and_hides_the_password() -> None:
-    down = RedisStore.from_url(_url(_closed_port()), socket_connect_timeout=1)
+    down = RedisStore.from_url(_url(closed_port()), socket_connect_timeout=1)
     problem = down.ping_problem()
     assert problem is not None and problem.startswith("no answer to PING: Error 111 connecting")
     assert PASSWORD not in problem and not down.ping()
@@ -164,7 +158,7 @@ def test_a_full_server_refuses_writes_and_says_what_to_do(
 def test_a_replica_refuses_writes_and_is_connected_to_again(
     store: RedisStore, admin: redis.Redis
 ) -> None:
-    admin.execute_command("REPLICAOF", "127.0.0.1", str(_closed_port()))
+    admin.execute_command("REPLICAOF", "127.0.0.1", str(closed_port()))
     problem = store.write_problem()
     assert problem is not None
     assert problem.startswith("refuses writes: READONLY You can't write against a read only")
@@ -206,7 +200,7 @@ def test_a_spared_redelivery_is_no_attempt_and_the_flag_expires_with_the_ttl(
 
 
 def test_sparing_nothing_asks_nothing() -> None:
-    down = RedisStore.from_url(_url(_closed_port()), socket_connect_timeout=1)
+    down = RedisStore.from_url(_url(closed_port()), socket_connect_timeout=1)
     down.spare_attempts([])  # no round trip: no error either
 
 
@@ -238,7 +232,7 @@ _CALLS: list[tuple[str, Callable[[RedisStore], Any]]] = [
 def test_a_call_to_a_server_that_does_not_answer_names_itself(
     what: str, call: Callable[[RedisStore], Any]
 ) -> None:
-    port = _closed_port()
+    port = closed_port()
     down = RedisStore.from_url(_url(port), socket_connect_timeout=1)
     with pytest.raises(StateError) as err:
         call(down)
@@ -249,7 +243,7 @@ def test_a_call_to_a_server_that_does_not_answer_names_itself(
 
 
 def test_start_records_that_fail_are_dropped_and_named() -> None:
-    port = _closed_port()
+    port = closed_port()
     down = RedisStore.from_url(_url(port), socket_connect_timeout=1)
     down.begin("ex", 1)
     with pytest.raises(StateError) as err:

@@ -166,11 +166,21 @@ def test_a_required_null_inside_the_definition_is_named() -> None:
         parse_definition(data)
 
 
+class _Leaf(msgspec.Struct):
+    a: int = 0
+    tag: str = ""
+
+
 class _Tree(msgspec.Struct):
     name: str
     child: _Tree | None = None
     kids: dict[str, list[StackFrame]] = msgspec.field(default_factory=dict)
     note: str = ""
+    leaves: list[_Leaf] = msgspec.field(default_factory=list)
+    by_name: dict[str, _Leaf] = msgspec.field(default_factory=dict)
+    either: _Leaf | int | None = None
+    label: str | None = None  # a union without a Struct
+    data: Any = None
 
 
 def test_recursive_structs_lists_and_dicts_of_structs() -> None:
@@ -184,46 +194,31 @@ def test_recursive_structs_lists_and_dicts_of_structs() -> None:
 # -- the plan of a type built afresh, its nulls where Structs are (found by mutation testing) --
 
 
-class _Leaf(msgspec.Struct):
-    a: int = 0
-    tag: str = ""
-
-
-class _Grove(msgspec.Struct):
-    name: str
-    leaves: list[_Leaf] = msgspec.field(default_factory=list)
-    by_name: dict[str, _Leaf] = msgspec.field(default_factory=dict)
-    child: _Grove | None = None
-    either: _Leaf | int | None = None
-    note: str | None = None
-    data: Any = None
-
-
 def test_nulls_are_absent_in_structs_inside_lists_dicts_unions_and_recursion() -> None:
-    decoder = TolerantDecoder(_Grove)
+    decoder = TolerantDecoder(_Tree)
     got = decoder.decode(
         b'{"name":"t","leaves":[{"a":null,"tag":"x"}],"by_name":{"k":{"a":null,"tag":null}},'
         b'"child":{"name":"c","leaves":null,"child":{"name":"g","either":null}},'
-        b'"either":{"a":null},"note":null,"data":{"a":null}}'
+        b'"either":{"a":null},"label":null,"data":{"a":null}}'
     )
-    assert got == _Grove(
+    assert got == _Tree(
         "t",
-        [_Leaf(0, "x")],
-        {"k": _Leaf()},
-        _Grove("c", child=_Grove("g")),
-        _Leaf(),
-        None,
-        {"a": None},  # free data keeps its null
+        _Tree("c", child=_Tree("g")),
+        leaves=[_Leaf(0, "x")],
+        by_name={"k": _Leaf()},
+        either=_Leaf(),
+        label=None,
+        data={"a": None},  # free data keeps its null
     )
 
 
 def test_a_required_field_that_is_null_is_named() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"Expected `str`, got `null` - at `\$.name`"):
-        TolerantDecoder(_Grove).decode(b'{"name":null,"leaves":null}')
+        TolerantDecoder(_Tree).decode(b'{"name":null,"leaves":null}')
     with pytest.raises(
         msgspec.ValidationError, match=r"Expected `int`, got `str` - at `\$.by_name\[...\].a`"
     ):
-        TolerantDecoder(_Grove).decode(b'{"name":"t","by_name":{"k":{"a":"x","tag":null}}}')
+        TolerantDecoder(_Tree).decode(b'{"name":"t","by_name":{"k":{"a":"x","tag":null}}}')
 
 
 def test_a_type_without_structs_is_refused() -> None:
