@@ -322,6 +322,7 @@ class Worker:
             # a blocking node's `running` commits the steps before it in the batch: those
             # are done; the rest (the one that failed included) is stepped again
             committed = {id(d) for d, commits in finished if commits < self._commits}
+            self.handled += len(committed)  # done: `_after` never sees this batch
             queued = {id(d) for d in pending}
             again = [d for d in batch if id(d) not in committed and id(d) not in queued]
             self._refused(again, exc)

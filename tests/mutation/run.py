@@ -331,7 +331,14 @@ TARGETS = (
     Target(
         "worker",
         "runeworker/child/worker.py",
-        ("tests/unit/test_worker_loop.py", "tests/unit/test_node_settings.py"),
+        (
+            "tests/unit/test_worker_loop.py",
+            "tests/unit/test_worker_backpressure.py",
+            "tests/unit/test_node_settings.py",
+            "tests/unit/test_receipts.py",
+            "tests/unit/test_wire_limits.py",
+            "tests/unit/test_scale_settings.py",
+        ),
         default=False,
     ),
     Target(

@@ -17,6 +17,10 @@ relies on:
 
 `fail(op)` makes the next call of a method raise BrokerError and lose the connection, the way
 pika reports a dead socket; a failed `commit` raises CommitInDoubt and applies nothing.
+`time_out_acks(text)` closes the channel as RabbitMQ's consumer_timeout does (the connection
+stays). `before_commit`, when set, runs at the start of every commit (a test raises a resource
+alarm there through `flow`, as pika calls the listener in the middle of a commit). A message
+enqueued with an `age` is delivered as if it had arrived that many seconds ago (`Delivery.at`).
 `doubt(...)` makes the next commit apply some of itself (all of it, or its acks and the
 publishes to some queues only, as RabbitMQ may when a node dies during `tx.commit`) and then
 lose the connection with CommitInDoubt; the publishes of a failed commit are kept for
@@ -30,6 +34,7 @@ does, on a clock the test moves (`MemoryDoubts.now_ms`).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +65,7 @@ class Message:
     headers: dict[str, Any] = field(default_factory=dict)
     content_type: str | None = None
     redelivered: bool = False
+    age: float = 0.0  # its next delivery arrived this many seconds ago (then 0)
 
 
 @dataclass
@@ -105,7 +111,9 @@ class StubBroker:
         self.resent: list[Message] = []  # every message published again by resend_in_doubt
         self.ack_timeout: str | None = None
         self.flow: FlowListener | None = None  # told of blocks (RabbitMQ's resource alarms)
+        self.before_commit: Callable[[], None] | None = None
         self.rollbacks = 0
+        self._channel_closed = False  # by `time_out_acks`, until the next connect
 
     # -- the test's side ------------------------------------------------------------------------
 
@@ -116,10 +124,12 @@ class StubBroker:
         *,
         redelivered: bool = False,
         headers: dict[str, Any] | None = None,
+        age: float = 0.0,
     ) -> None:
-        """Publish `body` to `queue` as the Rune API does (default exchange, declared first)."""
+        """Publish `body` to `queue` as the Rune API does (default exchange, declared first);
+        `age`: its first delivery looks that many seconds old."""
         self.queues.setdefault(queue, deque()).append(
-            Message(body, "", queue, dict(headers or {}), None, redelivered)
+            Message(body, "", queue, dict(headers or {}), None, redelivered, age)
         )
 
     def waiting(self, queue: str) -> list[Message]:
@@ -134,6 +144,19 @@ class StubBroker:
         """The next commit applies its acks and requeues and its publishes except those to
         the queues `lose`, then loses the connection and raises CommitInDoubt."""
         self._doubts.append(lose)
+
+    def time_out_acks(self, text: str) -> None:
+        """RabbitMQ closes the channel for an acknowledgement timeout (its consumer_timeout,
+        PRECONDITION_FAILED `text`): every unacked delivery goes back to its queue,
+        redelivered, the open transaction is lost and `ack_timeout` keeps the text. The
+        connection stays: `poll` serves it and delivers nothing, every other call raises
+        BrokerError naming the close. `pending` keeps the buffered deliveries until `close`
+        or `connect`, as `Broker` does."""
+        self.ack_timeout = text
+        self._tx = Transaction()
+        self._give_back(list(self._unacked))
+        self._consumed = []
+        self._channel_closed = True
 
     @property
     def unacked(self) -> int:
@@ -153,6 +176,7 @@ class StubBroker:
         self._trip("connect")
         self._open, self._next_tag, self._tx = True, 1, Transaction()
         self._consumed = []
+        self._channel_closed, self.ack_timeout = False, None
         self.pending.clear()
         self.connections += 1
 
@@ -176,6 +200,8 @@ class StubBroker:
     def poll(self, timeout: float) -> None:
         """Deliver up to the prefetch limit at once; never waits."""
         self._trip("poll")
+        if self._channel_closed:
+            return  # the connection is served; no channel, nothing to deliver
         delivered = False
         while len(self._unacked) < self._prefetch:
             queue = next((q for q in self._consumed if self.queues.get(q)), None)
@@ -184,8 +210,9 @@ class StubBroker:
             msg = self.queues[queue].popleft()
             tag, self._next_tag = self._next_tag, self._next_tag + 1
             self._unacked[tag] = (queue, msg)
+            at, msg.age = time.monotonic() - msg.age, 0.0
             self.pending.append(
-                Delivery(tag, queue, msg.body, msg.redelivered, msg.headers, msg.content_type)
+                Delivery(tag, queue, msg.body, msg.redelivered, msg.headers, msg.content_type, at)
             )
             delivered = True
         if not delivered and not self._unacked and self.on_idle is not None:
@@ -218,6 +245,8 @@ class StubBroker:
     def commit(self, confirmed: Confirmed = None) -> float:
         """Apply the open transaction at once: route its publishes, settle its acks and
         requeues. An unknown or twice-settled tag closes the channel (nothing applied)."""
+        if self.before_commit is not None:
+            self.before_commit()
         tx, self._tx = self._tx, Transaction()
         if self._faults.get("commit") or self._doubts:
             self.in_doubt += tx.published
@@ -227,6 +256,8 @@ class StubBroker:
             raise CommitInDoubt("stub: connection lost during commit")
         if not self._open:
             raise BrokerError("stub: not connected")
+        if self._channel_closed:
+            raise BrokerError(f"RabbitMQ closed the channel: {self.ack_timeout}")
         settled = tx.acked + tx.requeued
         if len(set(settled)) != len(settled) or not set(settled) <= self._unacked.keys():
             self._lose()
@@ -300,6 +331,8 @@ class StubBroker:
             raise BrokerError(f"stub: connection lost during {op}")
         if op != "connect" and not self._open:
             raise BrokerError("stub: not connected")
+        if self._channel_closed and op not in ("connect", "poll"):
+            raise BrokerError(f"RabbitMQ closed the channel: {self.ack_timeout}")
 
     def _lose(self) -> None:
         self._tx = Transaction()
@@ -376,12 +409,13 @@ class StubStore(MemoryStore):
         self.doubts = MemoryDoubts(self)
         self.closed = False
         self.receipts_kept: set[Receipt] = set()
+        self.spared: list[list[bytes]] = []  # the bodies of each `spare_attempts` call
         self._faults: dict[str, int] = {}
         self.policy: tuple[str, int] | None = ("noeviction", 0)  # `memory_policy`
 
     def fail(self, op: str, times: int = 1) -> None:
-        """The next `times` calls of `op` (ping, write, count_attempt, release_expired,
-        ack_timer) fail."""
+        """The next `times` calls of `op` (ping, write, count_attempt, spare_attempts, flush,
+        receipts, release_expired, ack_timer, doubts) fail."""
         self._faults[op] = self._faults.get(op, 0) + times
 
     def _trip(self, op: str) -> bool:
@@ -419,7 +453,14 @@ class StubStore(MemoryStore):
     def spare_attempts(self, bodies: list[bytes]) -> None:
         if self._trip("spare_attempts"):
             raise StateError("stub: Redis is gone (spare_attempts)")
+        self.spared.append(list(bodies))
         super().spare_attempts(bodies)
+
+    def flush(self) -> None:
+        """The writes kept back for the commit (none in memory); a `flush` fault fails it."""
+        if self._trip("flush"):
+            raise StateError("stub: Redis is gone (flush)")
+        super().flush()
 
     def receipts(self, record: list[Receipt], check: list[Receipt]) -> list[bool]:
         """Record `record`, then look up `check` (RedisStore.receipts in memory)."""

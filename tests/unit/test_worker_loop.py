@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
+import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -292,6 +295,9 @@ def test_undecodable_delivery_is_dead_lettered_and_acked_without_status(
     tx = rejected(broker)
     [copy] = tx.to(DEAD)
     assert copy.body == b"\xffnot json at all"
+    assert copy.headers["x-runeworker-reason"] == (
+        "decode node execution message: JSON is malformed: invalid character (byte 0)"
+    )
     assert copy.headers["x-runeworker-redelivered"] is False
     assert tx.to(STATUS_QUEUE) == [] and tx.to(COMPLETION_QUEUE) == []  # execution unknown
     assert hooks.count("delivery", QUEUE, "rejected") == 1
@@ -321,6 +327,78 @@ def test_a_decoder_that_breaks_fails_that_delivery_never_the_child(
         "cannot read message: IndexError: index out of range"
     )
     assert hooks.count("delivery", QUEUE, "rejected") == 1
+
+
+def test_a_delivery_of_exactly_max_message_bytes_runs(broker: StubBroker, store: StubStore) -> None:
+    body = message("ex-edge", pad=200)
+    broker.enqueue(QUEUE, body)
+    settings = {"broker.max_message_bytes": len(body)}
+    run_until_idle(make_worker(broker, store, settings=settings), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert broker.waiting(DEAD) == []
+
+
+def test_an_engine_bug_in_a_step_fails_that_execution_never_the_child(
+    broker: StubBroker,
+    store: StubStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception of the step other than a lost broker or store (a bug of the engine, not a
+    node's error, which the executor reports itself) costs that delivery: dead-lettered with
+    what broke, its reason clipped to 1000 characters, the bytes and content type as they came;
+    a `failed` status and completion; acked. The next delivery runs."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    body = message("ex-bug")
+    broker.queues.setdefault(QUEUE, deque()).append(
+        Message(body, "", QUEUE, {}, "application/json")
+    )
+    broker.enqueue(QUEUE, message("ex-next"))
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks)
+    step = worker.stepper.run
+
+    def buggy(msg: Any, *args: Any, **kwargs: Any) -> Any:
+        if msg.execution_id == "ex-bug":
+            raise RuntimeError("engine bug " + "x" * 2000)
+        return step(msg, *args, **kwargs)
+
+    monkeypatch.setattr(worker.stepper, "run", buggy)
+    run_until_idle(worker, broker)
+    [copy] = broker.waiting(DEAD)
+    assert copy.body == body and copy.content_type == "application/json"
+    reason = copy.headers["x-runeworker-reason"]
+    assert reason.startswith("cannot execute node say: RuntimeError: engine bug xxx")
+    assert len(reason) == 1000
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", copy.headers["x-runeworker-failed-at"])
+    assert copy.headers["x-runeworker-queue"] == QUEUE
+    statuses = {c["execution_id"]: c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))}
+    assert statuses == {"ex-bug": "failed", "ex-next": "completed"}
+    failed = [s for s in decoded(broker.waiting(STATUS_QUEUE)) if s["status"] == "failed"]
+    assert [(s["execution_id"], s["node_id"]) for s in failed] == [("ex-bug", "say")]
+    assert broker.unacked == 0 and broker.connections == 1
+    [logged] = [r for r in caplog.records if r.getMessage() == "step of execution ex-bug failed"]
+    assert logged.exc_info is not None and logged.levelno == logging.ERROR
+    [said] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected ")]
+    assert said.startswith(f"rejected delivery from {QUEUE}: cannot execute node say: Runtime")
+
+
+@pytest.mark.parametrize(("queue_type", "refused"), [("quorum", True), ("classic", False)])
+def test_a_quorum_queues_delivery_count_decides_and_a_classic_queue_ignores_it(
+    broker: StubBroker, store: StubStore, queue_type: str, refused: bool
+) -> None:
+    """A quorum queue counts deliveries itself (`x-delivery-count`): at max_deliveries failed
+    ones the next is refused as poison, Redis not asked. On a classic queue that header came
+    from the publisher and counts nothing: the count is Redis's (this is its first)."""
+    body = message("ex-counted")
+    broker.enqueue(QUEUE, body, redelivered=True, headers={"x-delivery-count": 3})
+    settings = {"broker.queue_type": queue_type, "broker.max_deliveries": 3}
+    run_until_idle(make_worker(broker, store, settings=settings), broker)
+    [completion] = decoded(broker.waiting(COMPLETION_QUEUE))
+    assert completion["status"] == ("failed" if refused else "completed")
+    assert len(broker.waiting(DEAD)) == (1 if refused else 0)
+    # asked of Redis only on the classic queue: this is the quorum queue's count's first look
+    assert store.count_attempt(body) == (1 if refused else 2)
 
 
 def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubStore) -> None:
@@ -357,6 +435,42 @@ def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubS
     assert hooks.count("delivery", QUEUE, "rejected") == 1
 
 
+class LookUps(StubStore):
+    """StubStore that writes down what each receipt look-up asks about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[int] = []  # the number of receipts each call looked up
+
+    def receipts(self, record: list[Any], check: list[Any]) -> list[bool]:
+        if check:
+            self.checked.append(len(check))
+        return super().receipts(record, check)
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_a_copy_behind_its_original_in_one_batch_publishes_nothing(
+    broker: StubBroker, queue_type: str
+) -> None:
+    """A quorum queue's new leader may hand out again, unflagged, a message the old one
+    delivered: every delivery there is looked up in Redis, and of two deliveries of one message
+    in a batch the later is the copy, acked with nothing published. On a classic queue an
+    unflagged delivery is a first one: no Redis round trip for it (the same message published
+    twice by its publisher also runs once when both share a batch)."""
+    store = LookUps()
+    original = message("ex-1", initiated=True)
+    for body in (original, message("ex-2", initiated=True), original):
+        broker.enqueue(QUEUE, body)
+    hooks = Recorder()
+    settings = {"broker.queue_type": queue_type, "broker.batch_max": 3}
+    run_until_idle(make_worker(broker, store, hooks, settings=settings), broker)
+    completions = [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))]
+    assert sorted(completions) == ["ex-1", "ex-2"]
+    assert hooks.count("delivery", QUEUE, "duplicate") == 1
+    assert acked_batches(broker) == [["ex-1", "ex-2"]]
+    assert store.checked == ([3] if queue_type == "quorum" else [])
+
+
 # -- drain --------------------------------------------------------------------------------------
 
 
@@ -377,6 +491,45 @@ def test_drain_hands_prefetched_deliveries_back(broker: StubBroker, store: StubS
     assert broker.unacked == 0 and store.closed
     assert hooks.count("delivery", QUEUE, "requeued") == 3
     assert hooks.events[-1] == ("stop",)
+
+
+_held_may_end = threading.Event()
+
+
+@node("test.held", blocking=True)
+def _held(ctx: NodeContext) -> dict[str, Any]:
+    return {"let_go": _held_may_end.wait(timeout=10.0)}
+
+
+def test_asked_to_stop_while_a_node_runs_it_finishes_and_its_delivery_is_spared_once(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while a blocking node runs: the node finishes and its step commits, the
+    delivery buffered behind it goes back. Should the drain deadline kill the child first, the
+    running node's redelivery must not count as an attempt: it is spared at once, once,
+    however often the loop serves the connection meanwhile."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    _held_may_end.clear()
+    held, behind = message("ex-held", "test.held", initiated=True), message("ex-behind")
+    broker.enqueue(QUEUE, held)
+    broker.enqueue(QUEUE, behind)
+    worker = make_worker(broker, store, settings={"broker.prefetch": 2, "broker.batch_max": 1})
+
+    def sigterm_then_let_go() -> None:
+        time.sleep(0.3)
+        worker.stop()
+        time.sleep(0.8)  # the loop serves the connection about three times meanwhile
+        _held_may_end.set()
+
+    threading.Thread(target=sigterm_then_let_go, daemon=True).start()
+    assert worker.run() == EXIT_OK
+    assert store.spared == [[held], [behind]]
+    [completion] = decoded(broker.waiting(COMPLETION_QUEUE))
+    assert (completion["execution_id"], completion["status"]) == ("ex-held", "completed")
+    assert [json.loads(m.body)["execution_id"] for m in broker.waiting(QUEUE)] == ["ex-behind"]
+    said = [r.getMessage() for r in caplog.records]
+    assert said.count("stopping while a node runs: it finishes, or its delivery comes back") == 1
+    assert "handed 1 prefetched deliveries back" in said
 
 
 class StopAtReady(Recorder):
@@ -472,6 +625,68 @@ def test_a_state_error_in_a_step_is_counted_and_the_delivery_retried(
     assert broker.connections == 1 and broker.rollbacks == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert store.count_attempt(message("ex-1")) == 2  # only the retry counted an attempt
+
+
+@node("test.quick-blocking", blocking=True)
+def _quick_blocking(ctx: NodeContext) -> dict[str, Any]:
+    """A node that declares `blocking` and returns at once: its `running` status commits the
+    steps of the batch before it."""
+    return {}
+
+
+def test_a_state_error_after_a_blocking_nodes_commit_steps_again_only_what_it_did_not_commit(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A batch of three: a plain step, a blocking node (its `running` status commits the open
+    transaction, the first step's outcome and ack with it) and another plain step; the batch's
+    own commit then finds Redis refusing. The first step is done and stays so; the other two
+    are rolled back and stepped again on the same deliveries once Redis takes writes: every
+    execution completes once, nothing acked twice, no reconnection."""
+    ids = ["ex-0", "ex-1", "ex-2"]
+    kinds = ["log", "test.quick-blocking", "log"]
+    for eid, kind in zip(ids, kinds, strict=True):
+        broker.enqueue(QUEUE, message(eid, kind, initiated=True))
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks, settings={"broker.batch_max": 3})
+    hooks.after_commit = lambda: store.fail("flush") if len(broker.committed) == 1 else None
+    guard = threading.Timer(20.0, worker.stop)  # a lost step would leave the loop waiting
+    guard.start()
+    try:
+        run_until_idle(worker, broker)
+    finally:
+        guard.cancel()
+    assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 0
+    assert broker.connections == 1 and broker.rollbacks == 1
+    completed = [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))]
+    assert sorted(completed) == ids, completed
+    assert acked_batches(broker) == [["ex-0"], ["ex-1", "ex-2"]]
+    assert broker.unacked == 0 and broker.waiting(QUEUE) == []
+    assert worker.handled == 3
+
+
+def test_a_child_recycles_after_max_messages_counting_every_step_of_a_batch(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`worker.max_messages` (no jitter): a child that has stepped that many deliveries asks to
+    be replaced once its batch is committed; the count is of steps, not batches."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    for i in range(5):
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
+    settings = {
+        "broker.batch_max": 3,
+        "worker.max_messages": 3,
+        "worker.max_messages_jitter": 0.0,
+    }
+    worker = make_worker(broker, store, settings=settings)
+    broker.on_idle = worker.stop
+    assert worker.run() == EXIT_RECYCLE
+    assert worker.handled == 3
+    assert worker.recycle_reason == "handled 3 messages (max_messages 3)"
+    said = [r.getMessage() for r in caplog.records]
+    assert f"child {os.getpid()} recycling: handled 3 messages (max_messages 3)" in said
+    assert acked_batches(broker) == [["ex-0", "ex-1", "ex-2"]]
+    # the two it had buffered went back at the drain, unstarted
+    assert [json.loads(m.body)["execution_id"] for m in broker.waiting(QUEUE)] == ["ex-3", "ex-4"]
 
 
 def test_a_store_that_does_not_answer_at_boot_is_a_state_error(

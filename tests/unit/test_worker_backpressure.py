@@ -1,0 +1,316 @@
+"""RabbitMQ's back-pressure on a worker child's loop (`runeworker.child.worker.Worker`), on the
+in-memory broker of `stubbroker.py`: a resource alarm that blocks the child's publishes
+(connection.blocked), a channel closed for an acknowledgement timeout (consumer_timeout), and
+buffered deliveries handed back before they could reach it. What each must keep: nothing lost,
+nothing run twice that had not started, no attempt counted for work the child cut itself, the
+supervisor told the child is blocked rather than hung, and one clear line per event. The same
+behaviour against a real RabbitMQ: tests/e2e/test_flow_control.py (minutes, not seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import pytest
+from stubbroker import StubBroker, StubStore
+from test_worker_loop import QUEUE, Recorder, decoded, message, run_until_idle
+
+from runeworker.adapters.amqp import COMPLETION_QUEUE
+from runeworker.child.worker import Worker
+from runeworker.config import load_config
+from runeworker.engine.registry import NodeContext, node
+from runeworker.supervisor.children import EXIT_OK
+from runeworker.supervisor.liveness import ChildState
+
+ACK_TEXT = (
+    "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value "
+    "used: 1800000 ms. This timeout value can be configured, see consumers doc guide to learn more"
+)
+
+
+class Told(Recorder):
+    """Recorder that also writes down flow and acknowledgement-timeout events."""
+
+    def on_flow(self, blocked: bool) -> None:
+        self.events.append(("flow", blocked))
+
+    def on_ack_timeout(self) -> None:
+        self.events.append(("ack_timeout",))
+
+
+class Board:
+    """A liveness board that writes down every beat (state, `at`) and every note."""
+
+    def __init__(self) -> None:
+        self.beats: list[tuple[ChildState, float | None]] = []
+        self.notes: list[str] = []
+
+    def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
+        self.beats.append((state, at))
+
+    def note(self, slot: int, text: str) -> None:
+        self.notes.append(text)
+
+
+def worker_on(
+    broker: StubBroker,
+    store: StubStore,
+    hooks: Any,
+    board: Board | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Worker:
+    overrides = {"broker.retry_delay": 0, "broker.retry_delay_max": 0, **(settings or {})}
+    cfg = load_config(None, env={}, overrides=overrides)
+    return Worker(cfg, board, broker=broker, store=store, hooks=hooks)  # type: ignore[arg-type]
+
+
+def tell(broker: StubBroker, blocked: str | None) -> None:
+    """RabbitMQ's connection.blocked (`blocked`: why) or connection.unblocked (None), as the
+    listener the worker gave the broker hears it."""
+    assert broker.flow is not None
+    broker.flow(blocked)
+
+
+def completions(broker: StubBroker) -> dict[str, list[str]]:
+    """Execution id -> the statuses of its completions, in order."""
+    out: dict[str, list[str]] = {}
+    for c in decoded(broker.waiting(COMPLETION_QUEUE)):
+        out.setdefault(c["execution_id"], []).append(c["status"])
+    return out
+
+
+def lines(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+# -- a resource alarm (connection.blocked) ------------------------------------------------------
+
+
+def test_an_alarm_during_a_commit_beats_blocked_and_the_commit_goes_through_when_it_clears(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RabbitMQ blocks the child's publishes in the middle of a commit and says so again every
+    second while the alarm lasts: the child beats BLOCKED (the supervisor neither kills it as
+    hung nor counts a crash), notes where and why once, with the URL's password masked, and
+    once the alarm clears goes on as if nothing happened: no delivery handed back, none run
+    twice, one line each way."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    for i in range(3):
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
+
+    def alarm() -> None:
+        if broker.committed:  # the first commit only
+            return
+        for _ in range(3):
+            tell(broker, "memory")
+        time.sleep(0.05)
+        tell(broker, None)
+        tell(broker, None)  # said twice: the second changes nothing
+
+    broker.before_commit = alarm
+    hooks, board = Told(), Board()
+    url = "amqp://runner:s3cret@rabbit.example:5672/rune"
+    worker = worker_on(broker, store, hooks, board, {"broker.url": url})
+    run_until_idle(worker, broker)
+    assert completions(broker) == {f"ex-{i}": ["completed"] for i in range(3)}
+    assert broker.connections == 1 and broker.rollbacks == 0
+    assert [tx.requeued for tx in broker.committed] == [[]]
+    assert [e for e in hooks.events if e[0] == "flow"] == [("flow", True), ("flow", False)]
+    [blocked_note, cleared] = board.notes
+    assert "blocks publishes: memory (a resource alarm)" in blocked_note
+    assert "rabbit.example:5672" in blocked_note and "s3cret" not in blocked_note
+    assert cleared == ""
+    states = [state for state, _ in board.beats]
+    blocked = states.index(ChildState.BLOCKED)
+    assert states.count(ChildState.BLOCKED) == 3  # each time RabbitMQ says so
+    # no step was running during the commit: ready again, not busy
+    assert states[blocked + 3] is ChildState.READY
+    assert len(lines(caplog, logging.WARNING, "blocks this child's publishes: memory")) == 1
+    [lifted] = lines(caplog, logging.INFO, "no longer blocks this child's publishes")
+    assert re.search(r"\(\d+\.\d s\)$", lifted), lifted
+
+
+_alarmed: dict[str, Any] = {}
+
+
+@node("test.alarmed")
+def _alarmed_node(ctx: NodeContext) -> dict[str, Any]:
+    """An inline node during which RabbitMQ raises and lifts an alarm for 0.3 s."""
+    _alarmed["started"] = time.monotonic()
+    broker = _alarmed["broker"]
+    tell(broker, "disk")
+    time.sleep(0.3)
+    tell(broker, None)
+    return {}
+
+
+def test_the_time_a_step_spends_blocked_does_not_count_toward_worker_timeout(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The supervisor kills a child whose step's beat is older than worker.timeout. Time
+    blocked by a resource alarm is RabbitMQ's, not the node's: once the alarm clears, the
+    step beats BUSY from its start moved on by the time blocked."""
+    _alarmed["broker"] = broker
+    broker.enqueue(QUEUE, message("ex-1", "test.alarmed", initiated=True))
+    hooks, board = Told(), Board()
+    run_until_idle(worker_on(broker, store, hooks, board), broker)
+    assert completions(broker) == {"ex-1": ["completed"]}
+    states = [state for state, _ in board.beats]
+    blocked = states.index(ChildState.BLOCKED)
+    state, at = board.beats[blocked + 1]
+    assert state is ChildState.BUSY
+    assert at is not None and at - _alarmed["started"] > 0.25, (at, _alarmed["started"])
+    assert "blocks publishes: disk" in board.notes[0] and board.notes[1] == ""
+
+
+def test_asked_to_stop_while_blocked_spares_what_it_holds_once(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A drain may run out of time while an alarm holds the commit, and the child is then
+    killed: what it holds comes back redelivered and must not count as attempts. Spared once,
+    however often RabbitMQ repeats the block; the drain spares what it hands back."""
+    bodies = [message(f"ex-{i}", initiated=True) for i in range(4)]
+    for body in bodies:
+        broker.enqueue(QUEUE, body)
+    hooks = Told()
+    worker = worker_on(broker, store, hooks, settings={"broker.prefetch": 4, "broker.batch_max": 2})
+
+    def alarm() -> None:
+        if broker.committed:
+            return
+        worker.stop()  # SIGTERM
+        for _ in range(3):
+            tell(broker, "memory")
+        tell(broker, None)
+
+    broker.before_commit = alarm
+    assert worker.run() == EXIT_OK
+    assert store.spared == [bodies, bodies[2:]]
+    assert [len(tx.acked) for tx in broker.committed] == [2, 0]
+    assert [len(tx.requeued) for tx in broker.committed] == [0, 2]
+
+
+# -- an acknowledgement timeout (consumer_timeout) ------------------------------------------------
+
+_closes: dict[str, Any] = {"left": 0}
+
+
+def _close_once_more() -> bool:
+    if _closes["left"] <= 0:
+        return False
+    _closes["left"] -= 1
+    _closes["broker"].time_out_acks(ACK_TEXT)
+    return True
+
+
+@node("test.ack-timeout", blocking=True)
+def _ack_timeout_blocking(ctx: NodeContext) -> dict[str, Any]:
+    if _close_once_more():
+        time.sleep(0.6)  # the loop serves the connection meanwhile (`_idle`, every 0.25 s)
+    return {}
+
+
+@node("test.ack-timeout-inline")
+def _ack_timeout_inline(ctx: NodeContext) -> dict[str, Any]:
+    _close_once_more()
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("node_type", "closes"),
+    [("test.ack-timeout", 1), ("test.ack-timeout", 2), ("test.ack-timeout-inline", 1)],
+)
+def test_an_acknowledgement_timeout_is_told_once_per_close_and_spares_what_never_started(
+    broker: StubBroker,
+    store: StubStore,
+    caplog: pytest.LogCaptureFixture,
+    node_type: str,
+    closes: int,
+) -> None:
+    """RabbitMQ closes the channel of a delivery left unacknowledged for its consumer_timeout
+    and sends every delivery of it round again. The child says so once per close, naming
+    consumer_timeout and worker.timeout (while a blocking node still runs: not when it ends),
+    and reconnects. The deliveries it had buffered and never started do not count as
+    attempts; the one whose step ran does (a node that always outlives the timeout must end
+    dead-lettered, not loop). Every execution completes once."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    _closes.update(left=closes, broker=broker)
+    bodies = [message("ex-0", node_type, initiated=True)]
+    bodies += [message(f"ex-{i}", initiated=True) for i in (1, 2)]
+    for body in bodies:
+        broker.enqueue(QUEUE, body)
+    hooks = Told()
+    settings = {"broker.prefetch": 3, "broker.batch_max": 1, "worker.timeout": 7.0}
+    run_until_idle(worker_on(broker, store, hooks, settings=settings), broker)
+    assert completions(broker) == {f"ex-{i}": ["completed"] for i in range(3)}
+    assert hooks.count("ack_timeout") == closes
+    assert hooks.count("reconnect") == closes
+    assert broker.connections == closes + 1
+    # ex-0 ran `closes` times before the one that completed; the others never started
+    assert store.count_attempt(bodies[0]) == closes + 1
+    assert store.count_attempt(bodies[1]) == 1
+    assert store.count_attempt(bodies[2]) == 1
+    told = lines(caplog, logging.ERROR, "stayed unacknowledged longer than its consumer_timeout")
+    assert len(told) == closes
+    for line in told:
+        assert ACK_TEXT in line and "worker.timeout (7 s)" in line
+        assert "broker.consumer_timeout to it (now 1800 s)" in line
+        if node_type == "test.ack-timeout":  # told while the node ran
+            assert re.search(r"\); a node had been running for \d+ s\. Every", line), line
+            assert line.endswith(f"; delivery from {QUEUE}")
+        else:  # told once the publish failed, the step over
+            assert "a node had been running" not in line and "delivery from" not in line
+    assert lines(caplog, logging.WARNING, "connection lost (RabbitMQ closed the channel: ")
+
+
+# -- deliveries handed back before they reach consumer_timeout ------------------------------------
+
+
+@pytest.mark.parametrize("first_stale", [True, False])
+def test_deliveries_buffered_too_long_go_back_unstarted_and_spared(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture, first_stale: bool
+) -> None:
+    """A delivery buffered longer than consumer_timeout - 2 x worker.timeout (32 - 2 x 1 = 30
+    s here) could end its step past RabbitMQ's consumer_timeout: it goes back to the queue
+    unstarted, spared from the attempt count, in a commit of its own, while those around it
+    run (one that waited 29.5 s too); it comes round again and runs once."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    ages = [30.5, 29.5, 0.0] if first_stale else [0.0, 30.5, 29.5]
+    bodies = [message(f"ex-{i}", initiated=True) for i in range(3)]
+    for body, age in zip(bodies, ages, strict=True):
+        broker.enqueue(QUEUE, body, age=age)
+    hooks = Told()
+    settings = {"broker.consumer_timeout": 32.0, "worker.timeout": 1.0, "broker.prefetch": 3}
+    run_until_idle(worker_on(broker, store, hooks, settings=settings), broker)
+    stale = ages.index(30.5)
+    fresh = [i for i in range(3) if i != stale]
+    assert completions(broker) == {f"ex-{i}": ["completed"] for i in range(3)}
+    acks = [
+        [c["execution_id"] for c in decoded(tx.to(COMPLETION_QUEUE))] for tx in broker.committed
+    ]
+    handed = [tx for tx in broker.committed if tx.requeued]
+    assert len(handed) == 1 and len(handed[0].requeued) == 1 and not handed[0].published
+    assert acks[-1] == [f"ex-{stale}"]  # it ran last, once it came round again
+    assert sorted(e for ids in acks[:-1] for e in ids) == [f"ex-{i}" for i in fresh]
+    assert hooks.count("delivery", QUEUE, "requeued") == 1
+    assert store.count_attempt(bodies[stale]) == 1  # its redelivery was spared
+    [said] = lines(caplog, logging.WARNING, "deliveries back unstarted")
+    assert said.startswith("handed 1 deliveries back unstarted: they waited here 31 s")
+    assert "(broker.consumer_timeout 32 s)" in said
+
+
+def test_without_a_consumer_timeout_nothing_is_handed_back(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """`broker.consumer_timeout = 0`: the broker has none, and a delivery may wait as long as
+    it must."""
+    broker.enqueue(QUEUE, message("ex-0", initiated=True), age=10_000.0)
+    settings = {"broker.consumer_timeout": 0.0, "worker.timeout": 1.0}
+    hooks = Told()
+    run_until_idle(worker_on(broker, store, hooks, settings=settings), broker)
+    assert completions(broker) == {"ex-0": ["completed"]}
+    assert hooks.count("delivery", QUEUE, "requeued") == 0
+    assert [len(tx.requeued) for tx in broker.committed] == [0]
