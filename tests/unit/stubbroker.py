@@ -113,6 +113,7 @@ class StubBroker:
         self.flow: FlowListener | None = None  # told of blocks (RabbitMQ's resource alarms)
         self.before_commit: Callable[[], None] | None = None
         self.rollbacks = 0
+        self.polls: list[float] = []  # the timeout of every `poll`
         self._channel_closed = False  # by `time_out_acks`, until the next connect
 
     # -- the test's side ------------------------------------------------------------------------
@@ -200,6 +201,7 @@ class StubBroker:
     def poll(self, timeout: float) -> None:
         """Deliver up to the prefetch limit at once; never waits."""
         self._trip("poll")
+        self.polls.append(timeout)
         if self._channel_closed:
             return  # the connection is served; no channel, nothing to deliver
         delivered = False

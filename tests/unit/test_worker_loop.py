@@ -10,11 +10,11 @@ import itertools
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from stubbroker import Message, StubBroker, StubStore, Transaction
 
-from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, STATUS_QUEUE
+from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, RESENT_HEADER, STATUS_QUEUE
 from runeworker.child.hooks import DeliveryOutcome
+from runeworker.child.receipts import receipt_of
 from runeworker.child.scheduler import HostLock
 from runeworker.child.worker import Worker
 from runeworker.config import load_config
@@ -305,7 +306,10 @@ def test_undecodable_delivery_is_dead_lettered_and_acked_without_status(
 
 
 def test_a_decoder_that_breaks_fails_that_delivery_never_the_child(
-    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+    broker: StubBroker,
+    store: StubStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A bug in the decoder (an exception other than MessageError) is a message that cannot
     be read: dead-lettered with what broke, and the child goes on with the next one."""
@@ -319,7 +323,10 @@ def test_a_decoder_that_breaks_fails_that_delivery_never_the_child(
     monkeypatch.setattr(worker_module, "decode_execution", broken)
     broker.enqueue(QUEUE, b"BREAK", headers={"origin": "api"})
     hooks = Recorder()
-    run_until_idle(make_worker(broker, store, hooks), broker)
+    with caplog.at_level(logging.INFO, logger="runeworker"):
+        run_until_idle(make_worker(broker, store, hooks), broker)
+    [logged] = [r for r in caplog.records if r.getMessage() == f"cannot read a delivery of {QUEUE}"]
+    assert logged.exc_info is not None
     tx = rejected(broker)
     [copy] = tx.to(DEAD)
     assert copy.body == b"BREAK"
@@ -350,9 +357,8 @@ def test_an_engine_bug_in_a_step_fails_that_execution_never_the_child(
     a `failed` status and completion; acked. The next delivery runs."""
     caplog.set_level(logging.INFO, logger="runeworker")
     body = message("ex-bug")
-    broker.queues.setdefault(QUEUE, deque()).append(
-        Message(body, "", QUEUE, {}, "application/json")
-    )
+    broker.queues.setdefault(QUEUE, deque()).append(Message(body, "", QUEUE, {}, "text/plain"))
+
     broker.enqueue(QUEUE, message("ex-next"))
     hooks = Recorder()
     worker = make_worker(broker, store, hooks)
@@ -364,13 +370,24 @@ def test_an_engine_bug_in_a_step_fails_that_execution_never_the_child(
         return step(msg, *args, **kwargs)
 
     monkeypatch.setattr(worker.stepper, "run", buggy)
-    run_until_idle(worker, broker)
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"  # nine hours ahead: the failure time is UTC, not local
+    time.tzset()
+    try:
+        run_until_idle(worker, broker)
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
     [copy] = broker.waiting(DEAD)
-    assert copy.body == body and copy.content_type == "application/json"
+    assert copy.body == body and copy.content_type == "text/plain"
     reason = copy.headers["x-runeworker-reason"]
     assert reason.startswith("cannot execute node say: RuntimeError: engine bug xxx")
     assert len(reason) == 1000
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", copy.headers["x-runeworker-failed-at"])
+    failed_at = datetime.strptime(copy.headers["x-runeworker-failed-at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(failed_at.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
     assert copy.headers["x-runeworker-queue"] == QUEUE
     statuses = {c["execution_id"]: c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))}
     assert statuses == {"ex-bug": "failed", "ex-next": "completed"}
@@ -426,7 +443,9 @@ def test_poison_is_refused_after_max_deliveries(broker: StubBroker, store: StubS
         "message was delivered 3 times without completing; poison"
     )
     assert copy.headers["x-runeworker-redelivered"] is True
-    assert [s["status"] for s in decoded(broker.waiting(STATUS_QUEUE))] == ["failed"]
+    # the failure is built from the message as read (its node's name from the definition)
+    statuses = decoded(broker.waiting(STATUS_QUEUE))
+    assert [(s["node_name"], s["status"]) for s in statuses] == [("Say", "failed")]
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["failed"]
     assert broker.waiting(QUEUE) == [] and broker.unacked == 0
     # every attempt was mirrored, the refused one too (RTES then records its failed status)
@@ -450,13 +469,14 @@ class LookUps(StubStore):
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 def test_a_copy_behind_its_original_in_one_batch_publishes_nothing(
-    broker: StubBroker, queue_type: str
+    broker: StubBroker, queue_type: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A quorum queue's new leader may hand out again, unflagged, a message the old one
     delivered: every delivery there is looked up in Redis, and of two deliveries of one message
     in a batch the later is the copy, acked with nothing published. On a classic queue an
     unflagged delivery is a first one: no Redis round trip for it (the same message published
     twice by its publisher also runs once when both share a batch)."""
+    caplog.set_level(logging.INFO, logger="runeworker")
     store = LookUps()
     original = message("ex-1", initiated=True)
     for body in (original, message("ex-2", initiated=True), original):
@@ -468,6 +488,10 @@ def test_a_copy_behind_its_original_in_one_batch_publishes_nothing(
     assert sorted(completions) == ["ex-1", "ex-2"]
     assert hooks.count("delivery", QUEUE, "duplicate") == 1
     assert acked_batches(broker) == [["ex-1", "ex-2"]]
+    assert (
+        f"delivery of node say of execution ex-1 from {QUEUE}: its step's outcome is already "
+        "published; acked, nothing published again"
+    ) in [r.getMessage() for r in caplog.records]
     assert store.checked == ([3] if queue_type == "quorum" else [])
 
 
@@ -491,6 +515,28 @@ def test_drain_hands_prefetched_deliveries_back(broker: StubBroker, store: StubS
     assert broker.unacked == 0 and store.closed
     assert hooks.count("delivery", QUEUE, "requeued") == 3
     assert hooks.events[-1] == ("stop",)
+    assert broker.polls[-1] == 0  # the drain takes what is on the wire without waiting
+
+
+def test_a_drain_without_a_connection_leaves_the_requeue_to_the_broker(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection is gone when the drain starts: nothing can be handed back, and the
+    broker requeues what was unacknowledged as the connection closes. Said, not raised."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    for i in range(3):
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks, settings={"broker.batch_max": 1})
+    hooks.after_commit = worker.stop
+    broker.fail("stop_consuming")
+    assert worker.run() == EXIT_OK
+    assert [len(tx.requeued) for tx in broker.committed] == [0]
+    assert len(broker.waiting(QUEUE)) == 2 and broker.unacked == 0
+    assert (
+        "drain without a connection (stub: connection lost during stop_consuming); the broker "
+        "requeues unacked work"
+    ) in [r.getMessage() for r in caplog.records]
 
 
 _held_may_end = threading.Event()
@@ -513,7 +559,10 @@ def test_asked_to_stop_while_a_node_runs_it_finishes_and_its_delivery_is_spared_
     held, behind = message("ex-held", "test.held", initiated=True), message("ex-behind")
     broker.enqueue(QUEUE, held)
     broker.enqueue(QUEUE, behind)
-    worker = make_worker(broker, store, settings={"broker.prefetch": 2, "broker.batch_max": 1})
+    overrides = {"broker.retry_delay": 0, "broker.prefetch": 2, "broker.batch_max": 1}
+    board = Board()
+    cfg = load_config(None, env={}, overrides=overrides)
+    worker = Worker(cfg, board, broker=broker, store=store)  # type: ignore[arg-type]
 
     def sigterm_then_let_go() -> None:
         time.sleep(0.3)
@@ -530,6 +579,11 @@ def test_asked_to_stop_while_a_node_runs_it_finishes_and_its_delivery_is_spared_
     said = [r.getMessage() for r in caplog.records]
     assert said.count("stopping while a node runs: it finishes, or its delivery comes back") == 1
     assert "handed 1 prefetched deliveries back" in said
+    # meanwhile the loop served the connection without waiting on it, and beat BUSY from the
+    # step's start (the supervisor's clock for worker.timeout)
+    assert broker.polls.count(0) >= 4, broker.polls  # three or four while it ran, the drain's
+    busy = [at for state, at in board.beats if state is ChildState.BUSY]
+    assert len(busy) >= 3 and len(set(busy)) == 1, board.beats
 
 
 class StopAtReady(Recorder):
@@ -564,7 +618,9 @@ def test_drains_never_make_a_healthy_message_poison(broker: StubBroker, store: S
     assert store.count_attempt(body) == 1  # the real redeliveries still count
 
 
-def test_a_spare_that_fails_only_costs_the_count(broker: StubBroker, store: StubStore) -> None:
+def test_a_spare_that_fails_only_costs_the_count(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
     for i in range(3):
         broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
     store.fail("spare_attempts")
@@ -576,6 +632,9 @@ def test_a_spare_that_fails_only_costs_the_count(broker: StubBroker, store: Stub
     assert worker.run() == EXIT_OK
     assert len(broker.waiting(QUEUE)) == 2  # handed back all the same
     assert hooks.count("state_error") == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "could not spare 2 deliveries from the attempt count: stub: Redis is gone (spare_attempts)"
+    ]
 
 
 # -- atomicity and lost connections -------------------------------------------------------------
@@ -635,20 +694,28 @@ def _quick_blocking(ctx: NodeContext) -> dict[str, Any]:
 
 
 def test_a_state_error_after_a_blocking_nodes_commit_steps_again_only_what_it_did_not_commit(
-    broker: StubBroker, store: StubStore
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A batch of three: a plain step, a blocking node (its `running` status commits the open
     transaction, the first step's outcome and ack with it) and another plain step; the batch's
     own commit then finds Redis refusing. The first step is done and stays so; the other two
     are rolled back and stepped again on the same deliveries once Redis takes writes: every
     execution completes once, nothing acked twice, no reconnection."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    broker.enqueue(QUEUE, message("ex-first", initiated=True))  # a batch before: counted on
     ids = ["ex-0", "ex-1", "ex-2"]
     kinds = ["log", "test.quick-blocking", "log"]
-    for eid, kind in zip(ids, kinds, strict=True):
-        broker.enqueue(QUEUE, message(eid, kind, initiated=True))
     hooks = Recorder()
     worker = make_worker(broker, store, hooks, settings={"broker.batch_max": 3})
-    hooks.after_commit = lambda: store.fail("flush") if len(broker.committed) == 1 else None
+
+    def after_commit() -> None:
+        if len(broker.committed) == 1:  # ex-first's: then the batch of three arrives
+            for eid, kind in zip(ids, kinds, strict=True):
+                broker.enqueue(QUEUE, message(eid, kind, initiated=True))
+        elif len(broker.committed) == 2:  # the blocking node's `running`: Redis now refuses
+            store.fail("flush")
+
+    hooks.after_commit = after_commit
     guard = threading.Timer(20.0, worker.stop)  # a lost step would leave the loop waiting
     guard.start()
     try:
@@ -658,10 +725,276 @@ def test_a_state_error_after_a_blocking_nodes_commit_steps_again_only_what_it_di
     assert hooks.count("state_error") == 1 and hooks.count("reconnect") == 0
     assert broker.connections == 1 and broker.rollbacks == 1
     completed = [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))]
-    assert sorted(completed) == ids, completed
-    assert acked_batches(broker) == [["ex-0"], ["ex-1", "ex-2"]]
+    assert sorted(completed) == [*ids, "ex-first"], completed
+    assert acked_batches(broker) == [["ex-first"], ["ex-0"], ["ex-1", "ex-2"]]
     assert broker.unacked == 0 and broker.waiting(QUEUE) == []
-    assert worker.handled == 3
+    assert worker.handled == 4
+    waited = [r.getMessage() for r in caplog.records if "waiting for Redis" in r.getMessage()]
+    assert waited == [
+        "waiting for Redis at redis://127.0.0.1:6379/0: stub: Redis is gone (flush); the 2 "
+        "deliveries of the step stay with this child, unacknowledged, and run again once it "
+        "takes writes"
+    ]
+
+
+def test_a_state_error_after_a_stale_delivery_went_back_to_the_buffer_keeps_it_there_once(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A batch stops at a delivery buffered too long (`_hand_back_stale` hands it back after
+    the commit), and that commit finds Redis refusing: the step before it runs again, and the
+    stale one is in the buffer once, not twice (twice, it would be handed back twice)."""
+    broker.enqueue(QUEUE, message("ex-0", initiated=True))
+    broker.enqueue(QUEUE, message("ex-1", initiated=True), age=30.5)
+    store.fail("flush")
+    hooks = Recorder()
+    settings = {"broker.consumer_timeout": 32.0, "worker.timeout": 1.0}
+    run_until_idle(make_worker(broker, store, hooks, settings=settings), broker)
+    assert hooks.count("state_error") == 1 and broker.connections == 1
+    completed = [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))]
+    assert sorted(completed) == ["ex-0", "ex-1"]
+    assert [len(tx.requeued) for tx in broker.committed if tx.requeued] == [1]
+    assert hooks.count("delivery", QUEUE, "requeued") == 1
+
+
+def test_a_redelivery_stepped_again_after_a_refused_commit_counts_one_attempt(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The attempt of a redelivered message is counted once per delivery: stepped again on the
+    same delivery because Redis refused its commit, it is not counted again."""
+    body = message("ex-1", initiated=True)
+    broker.enqueue(QUEUE, body, redelivered=True)
+    store.fail("flush")
+    run_until_idle(make_worker(broker, store), broker)
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
+    assert store.count_attempt(body) == 2  # this look and the one delivery's
+
+
+def test_stopped_between_two_steps_the_batch_commits_what_ran_and_hands_back_the_rest(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """SIGTERM while a batch is stepped: the loop checks between steps, commits the steps that
+    ran, and the drain hands the rest back in a transaction of its own."""
+    broker.enqueue(QUEUE, message("ex-0", "test.sigterm", initiated=True))
+    for i in (1, 2):
+        broker.enqueue(QUEUE, message(f"ex-{i}", initiated=True))
+    worker = make_worker(broker, store, settings={"broker.batch_max": 3})
+    _sigterm["worker"] = worker
+    assert worker.run() == EXIT_OK
+    assert [len(tx.acked) for tx in broker.committed] == [1, 0]
+    assert [len(tx.requeued) for tx in broker.committed] == [0, 2]
+    assert acked_batches(broker) == [["ex-0"]]
+    assert [json.loads(m.body)["execution_id"] for m in broker.waiting(QUEUE)] == ["ex-1", "ex-2"]
+
+
+_sigterm: dict[str, Worker] = {}
+
+
+@node("test.sigterm")
+def _sigterm_node(ctx: NodeContext) -> dict[str, Any]:
+    """An inline node during which the child is asked to stop."""
+    _sigterm["worker"].stop()
+    return {}
+
+
+def test_a_replayed_dead_letter_leaves_no_receipt(broker: StubBroker, store: StubStore) -> None:
+    """Replaying a dead letter asks for its step to run again: it is neither looked up nor
+    does it leave a receipt that would make a later replay of it a duplicate."""
+    broker.enqueue(QUEUE, message("ex-plain", initiated=True))
+    replayed = message("ex-replayed", initiated=True)
+    broker.enqueue(QUEUE, replayed, headers={"x-runeworker-replayed": True})
+    run_until_idle(make_worker(broker, store), broker)
+    completed = [c["execution_id"] for c in decoded(broker.waiting(COMPLETION_QUEUE))]
+    assert sorted(completed) == ["ex-plain", "ex-replayed"]
+    kept = {r for r in store.receipts_kept}
+    assert receipt_of(QUEUE, decode_execution(message("ex-plain", initiated=True))) in kept
+    assert receipt_of(QUEUE, decode_execution(replayed)) not in kept
+
+
+def test_a_copy_whose_receipt_is_found_is_acked_at_once_not_parked(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A resent copy (a commit in doubt sent again) whose step's receipt is in Redis is acked
+    with nothing published, at once; only one whose receipt is missing waits its grace (its
+    original may still be claiming it) while the deliveries behind it go on."""
+    body = message("ex-1", initiated=True)
+    store.receipts_kept.add(receipt_of(QUEUE, decode_execution(body)))
+    broker.enqueue(QUEUE, body, headers={RESENT_HEADER: True})
+    broker.enqueue(QUEUE, message("ex-2", initiated=True))
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks)
+    worker.parking.grace = 5.0
+    run_until_idle(worker, broker)
+    outcomes = [e[1:] for e in hooks.events if e[0] == "delivery" and e[2] != "consumed"]
+    assert outcomes == [(QUEUE, "duplicate"), (QUEUE, "acked")]
+    assert acked_batches(broker) == [[], ["ex-2"]]
+
+
+def test_a_node_missing_from_its_definition_is_reported_as_type_unknown(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """The node metrics are labelled by node type: a message whose current node is not in its
+    workflow has none, and is counted under `unknown` rather than an empty label."""
+    doc = json.loads(message("ex-x"))
+    doc["current_node"] = "nowhere"
+    broker.enqueue(QUEUE, json.dumps(doc).encode())
+    hooks = Recorder()
+    run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [e for e in hooks.events if e[0] == "node"] == [("node", "unknown", "failed")]
+    assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["failed"]
+
+
+@pytest.mark.parametrize(("over", "recycles"), [(0, False), (1, True)])
+def test_a_child_recycles_only_above_max_memory_mb(
+    broker: StubBroker, store: StubStore, over: int, recycles: bool
+) -> None:
+    """`worker.max_memory_mb` is a limit the RSS may reach: a child at exactly 64 MiB goes on,
+    one byte more recycles."""
+    broker.enqueue(QUEUE, message("ex-0", initiated=True))
+    worker = make_worker(broker, store, settings={"worker.max_memory_mb": 64})
+    worker._process = _CountedRss(rss=64 * 1024 * 1024 + over)  # type: ignore[assignment]
+    broker.on_idle = worker.stop
+    assert worker.run() == (EXIT_RECYCLE if recycles else EXIT_OK)
+    assert worker.recycle_reason == ("RSS above max_memory_mb 64" if recycles else "")
+
+
+class Beats:
+    """A liveness board that writes down every beat and note in full."""
+
+    def __init__(self) -> None:
+        self.beats: list[tuple[int, ChildState, int, float | None]] = []
+        self.notes: list[tuple[int, str]] = []
+
+    def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
+        self.beats.append((slot, state, handled, at))
+
+    def note(self, slot: int, text: str) -> None:
+        self.notes.append((slot, text))
+
+
+@pytest.mark.parametrize("slot", [None, 2])
+def test_the_board_sees_boot_ready_busy_and_draining_in_the_childs_slot(
+    broker: StubBroker, store: StubStore, slot: int | None
+) -> None:
+    """What the supervisor reads of a child (runeworker/supervisor/liveness.py): its slot (0
+    unless given), its state, how many deliveries it has handled, and when its current step
+    started (BUSY) or when it last beat. A step beats BUSY only when the last beat is older
+    than BEAT_SHARE of worker.timeout (1.5 s of 30 here): quick steps after a beat do not."""
+    for i in range(3):  # 0.2 s each
+        broker.enqueue(QUEUE, message(f"ex-{i}", "test.busy", initiated=True))
+    board = Beats()
+    cfg = load_config(None, env={}, overrides={"broker.retry_delay": 0, "broker.batch_max": 3})
+    if slot is None:
+        worker = Worker(cfg, board, broker=broker, store=store)  # type: ignore[arg-type]
+    else:
+        worker = Worker(cfg, board, slot, broker=broker, store=store)  # type: ignore[arg-type]
+    before = time.monotonic()
+    run_until_idle(worker, broker)
+    assert {b[0] for b in board.beats} == {slot or 0}
+    states = [b[1] for b in board.beats]
+    assert states[0] is ChildState.BOOTING and ChildState.READY in states
+    assert states[-1] is ChildState.DRAINING
+    assert ChildState.BUSY not in states  # each step began within 1.5 s of the last beat
+    assert board.beats[-1][2] == 3  # handled, as the drain beats
+    # every other beat says when it was made
+    assert all(b[3] is not None and b[3] >= before for b in board.beats)
+
+
+def test_a_child_whose_supervisor_is_gone_stops(
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child reparented to init (its supervisor killed) stops at its next idle moment rather
+    than consume on unsupervised. Only a supervised child (one with a board) looks."""
+    import runeworker.child.worker as worker_module
+
+    monkeypatch.setattr(worker_module.os, "getppid", lambda: 1)
+    cfg = load_config(None, env={}, overrides={"broker.retry_delay": 0})
+    supervised = Worker(cfg, Beats(), broker=broker, store=store)  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(worker_module.log, "error", lambda *a, **k: said.append(a[0] % a[1:]))
+        said: list[str] = []
+        assert supervised.run() == EXIT_OK  # nothing stops it but the check
+        assert said == ["supervisor is gone; stopping"]
+        said.clear()
+        alone = make_worker(StubBroker(), store)
+        run_until_idle(alone, alone.broker)  # type: ignore[arg-type]
+        assert said == []
+
+
+def test_max_messages_is_jittered_upward_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children started together recycle apart: each adds up to `max_messages_jitter` of the
+    limit, never less than the limit; 0 stays 0 (no limit)."""
+    import runeworker.child.worker as worker_module
+
+    monkeypatch.setattr(worker_module.random, "randint", lambda low, high: high)
+    assert worker_module._jittered(100, 0.25) == 125
+    assert worker_module._jittered(1, 0.0) == 1
+    assert worker_module._jittered(0, 0.5) == 0
+    monkeypatch.setattr(worker_module.random, "randint", lambda low, high: low)
+    assert worker_module._jittered(100, 0.25) == 100
+
+
+def test_an_idle_child_writes_the_receipts_of_its_commits_once_they_are_due(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The receipts of a commit are written RECEIPTS_EVERY (0.1 s) after it, by a later batch or,
+    with none coming, by the idle loop, which waits no longer than that; Redis failing then
+    is counted and waited out, the receipts kept due (not only written at the drain)."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    broker.enqueue(QUEUE, message("ex-1", initiated=True))
+    store.fail("receipts")
+    hooks = Recorder()
+    worker = make_worker(broker, store, hooks)
+    kept: list[int] = []
+    deadline = time.monotonic() + 0.6
+
+    def idle() -> None:
+        kept.append(len(store.receipts_kept))
+        if time.monotonic() > deadline:
+            worker.stop()
+
+    broker.on_idle = idle
+    assert worker.run() == EXIT_OK
+    assert kept[0] == 0 and kept[-1] == 1, kept  # written while idle, before the drain
+    assert hooks.count("state_error") == 1
+    assert any(0 < t <= 0.1 for t in broker.polls), broker.polls  # waited until due, not longer
+    waited = [r.getMessage() for r in caplog.records if "waiting for Redis" in r.getMessage()]
+    assert waited and waited[0].startswith(
+        "waiting for Redis at redis://127.0.0.1:6379/0: stub: Redis is gone (receipts)"
+    ), waited
+
+
+def test_a_child_asked_to_stop_while_redis_refuses_writes_stops(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """SIGTERM while the loop waits for Redis to take writes again: the wait ends and the child
+    drains (its unacknowledged deliveries go back), rather than wait for Redis."""
+    broker.enqueue(QUEUE, message("ex-1", initiated=True))
+    store.fail("flush")
+    store.fail("write", times=10_000)  # Redis stays full: looked at every 0.05 s
+    settings = {"broker.retry_delay": 0.05, "broker.retry_delay_max": 0.05}
+    worker = make_worker(broker, store, settings=settings)
+    threading.Timer(0.3, worker.stop).start()
+    assert worker.run() == EXIT_OK
+    assert broker.waiting(COMPLETION_QUEUE) == []
+    assert [json.loads(m.body)["execution_id"] for m in broker.waiting(QUEUE)] == ["ex-1"]
+
+
+def test_the_scheduler_ticks_at_most_every_poll_seconds(
+    broker: StubBroker, store: StubStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child holding the host lock fires due timers between batches, at most every
+    POLL_SECONDS: not at every turn of the loop (each tick is a Redis round trip)."""
+    ticks: list[float] = []
+    release = store.release_expired
+
+    def counted(now_ms: int) -> int:
+        ticks.append(time.monotonic())
+        return release(now_ms)
+
+    monkeypatch.setattr(store, "release_expired", counted)
+    worker = make_worker(broker, store, scheduler_lock=str(tmp_path / "scheduler.lock"))
+    run_for(worker, broker, 0.6)
+    assert 2 <= len(ticks) <= 5, len(ticks)  # 0.6 s at one per 0.25 s, not one per turn
 
 
 def test_a_child_recycles_after_max_messages_counting_every_step_of_a_batch(
@@ -969,7 +1302,7 @@ def test_a_timer_fired_again_after_a_fault_resumes_its_wait_once(
 
 
 def test_a_timer_fired_again_while_its_first_resume_runs_elsewhere_publishes_nothing(
-    broker: StubBroker, store: StubStore, tmp_path: Path
+    broker: StubBroker, store: StubStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The second firing of a timer (see above) may come before the first resume's receipt
     is written: Redis came back after longer than the lease, and both copies wait in the queue
@@ -983,9 +1316,14 @@ def test_a_timer_fired_again_while_its_first_resume_runs_elsewhere_publishes_not
     broker.enqueue(RESUME, timer.payload)  # the second firing; no receipt of the first yet
     hooks = Recorder()
     worker = make_worker(broker, store, hooks, scheduler_lock=str(tmp_path / "scheduler.lock"))
-    run_until_idle(worker, broker)
+    with caplog.at_level(logging.INFO, logger="runeworker"):
+        run_until_idle(worker, broker)
     assert hooks.count("delivery", RESUME, "duplicate") == 1
     assert broker.waiting(STATUS_QUEUE) == [] and broker.waiting(QUEUE) == []
+    assert (
+        "resume of node pause of execution ex-1: its timer fired again after its step was "
+        "taken; acked, nothing published"
+    ) in [r.getMessage() for r in caplog.records]
     # a copy flagged redelivered is the first one coming back: it replays the step's outcome
     broker.enqueue(RESUME, timer.payload, redelivered=True)
     run_until_idle(make_worker(broker, store), broker)
