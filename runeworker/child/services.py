@@ -228,8 +228,12 @@ class Services:
         return not self._stopping()
 
     def _sleep(self, seconds: float, state: ChildState) -> None:
+        """Wait `seconds` without a connection (between connection attempts), beating
+        `state`; a child whose supervisor is gone stops waiting (`check_parent`), as `_hold`
+        does, rather than retry unsupervised until RabbitMQ and Redis answer again."""
         deadline = time.monotonic() + seconds
         while not self._stopping() and time.monotonic() < deadline:
             self._beat(state)
             self.doubts.keep_alive()  # a commit in doubt stays this child's while it waits
             time.sleep(min(0.2, seconds))
+            self._check_parent()

@@ -27,7 +27,8 @@ lose the connection with CommitInDoubt; the publishes of a failed commit are kep
 `resend_in_doubt`. `on_idle` is called by a `poll` that finds nothing to deliver and
 nothing unacked: tests set it to `worker.stop` to run the loop until the queues are drained.
 
-`StubStore` is the engine's MemoryStore with the worker's health probe and the same `fail`;
+`StubStore` is the engine's MemoryStore with the worker's health probe, the same `fail` and a
+record of what was spared from the attempt count (`spared`);
 its `doubts` (`MemoryDoubts`) keeps commits in doubt as runeworker/adapters/redis_doubts.py
 does, on a clock the test moves (`MemoryDoubts.now_ms`).
 """
@@ -199,7 +200,8 @@ class StubBroker:
         self._consumed = []
 
     def poll(self, timeout: float) -> None:
-        """Deliver up to the prefetch limit at once; never waits."""
+        """Deliver up to the prefetch limit at once; never waits (the timeout asked for is
+        written down in `polls`)."""
         self._trip("poll")
         self.polls.append(timeout)
         if self._channel_closed:

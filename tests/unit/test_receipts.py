@@ -6,6 +6,7 @@ same outcomes on RabbitMQ and Redis, the commit cut by a loopback proxy."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter, deque
 from typing import Any
@@ -241,7 +242,9 @@ def test_the_receipt_names_queue_token_and_node() -> None:
     assert receipts.due == [("e", "a"), ("e", "c")] and receipts.open == []
 
 
-def test_with_publisher_confirms_the_receipt_comes_before_the_ack(store: StubStore) -> None:
+def test_with_publisher_confirms_the_receipt_comes_before_the_ack(
+    store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
     """Confirm mode (quorum queues): the receipts are written as soon as the publishes are
     sent, before the confirms and the acks, so a copy a new queue leader hands out finds its
     receipt. A receipt that cannot be written does not stop the commit: it stays due and is
@@ -260,7 +263,11 @@ def test_with_publisher_confirms_the_receipt_comes_before_the_ack(store: StubSto
         kept_at_ack.append(n1 in store.receipts_kept)
 
     hooks.after_commit = after
-    run_until_idle(make_worker(broker, store, hooks), broker)
+    with caplog.at_level(logging.WARNING, logger="runeworker"):
+        run_until_idle(make_worker(broker, store, hooks), broker)
+    assert [r.getMessage() for r in caplog.records] == [
+        "receipts not written yet: stub: Redis is gone (receipts)"
+    ]
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert set(terminal(broker).values()) == {1}  # no step ran twice
     assert hooks.count("state_error") == 0 and hooks.count("reconnect") == 0

@@ -185,6 +185,9 @@ def test_the_time_a_step_spends_blocked_does_not_count_toward_worker_timeout(
     state, at = board.beats[blocked + 1]
     assert state is ChildState.BUSY
     assert at is not None and 0.25 < at - _alarmed["started"] < 5.0, (at, _alarmed["started"])
+    # the BLOCKED beat says when it was made, not when the step started
+    [(_, blocked_at)] = [b for b in board.beats if b[0] is ChildState.BLOCKED]
+    assert blocked_at is not None and blocked_at >= _alarmed["started"]
     assert "blocks publishes: disk" in board.notes[0] and board.notes[1] == ""
 
 
@@ -213,6 +216,36 @@ def test_asked_to_stop_while_blocked_spares_what_it_holds_once(
     assert store.spared == [bodies, bodies[2:]]
     assert [len(tx.acked) for tx in broker.committed] == [2, 0]
     assert [len(tx.requeued) for tx in broker.committed] == [0, 2]
+
+
+def test_asked_to_stop_before_any_batch_and_blocked_during_the_drain(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """SIGTERM as soon as the child consumes, and an alarm holds the drain's commit that hands
+    the buffered deliveries back: they are spared by the drain and again by the block (a flag:
+    twice is once), and nothing fails for want of a batch stepped."""
+    bodies = [message(f"ex-{i}", initiated=True) for i in range(2)]
+    for body in bodies:
+        broker.enqueue(QUEUE, body)
+    hooks = Told()
+    worker = worker_on(broker, store, hooks)
+
+    def stop_at_once(queues: Any, node_types: Any) -> None:
+        Recorder.on_ready(hooks, queues, node_types)
+        broker.poll(0)  # the deliveries already on the wire
+        worker.stop()
+
+    hooks.on_ready = stop_at_once  # type: ignore[method-assign]
+
+    def alarm() -> None:
+        tell(broker, "disk")
+        tell(broker, None)
+
+    broker.before_commit = alarm
+    assert worker.run() == EXIT_OK
+    assert store.spared == [bodies, bodies]
+    assert [len(tx.requeued) for tx in broker.committed] == [2]
+    assert [e for e in hooks.events if e[0] == "flow"] == [("flow", True), ("flow", False)]
 
 
 # -- an acknowledgement timeout (consumer_timeout) ------------------------------------------------
@@ -306,7 +339,7 @@ def test_an_acknowledgement_timeout_is_told_once_per_close_and_spares_what_never
 def test_deliveries_buffered_too_long_go_back_unstarted_and_spared(
     broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture, first_stale: bool
 ) -> None:
-    """A delivery buffered longer than consumer_timeout - 2 x worker.timeout (32 - 2 x 1 = 30
+    """A delivery buffered longer than consumer_timeout - 2 x worker.timeout (34 - 2 x 2 = 30
     s here) could end its step past RabbitMQ's consumer_timeout: it goes back to the queue
     unstarted, spared from the attempt count, in a commit of its own, while those around it
     run (one that waited 29.5 s too); it comes round again and runs once."""
@@ -316,7 +349,7 @@ def test_deliveries_buffered_too_long_go_back_unstarted_and_spared(
     for body, age in zip(bodies, ages, strict=True):
         broker.enqueue(QUEUE, body, age=age)
     hooks = Told()
-    settings = {"broker.consumer_timeout": 32.0, "worker.timeout": 1.0, "broker.prefetch": 3}
+    settings = {"broker.consumer_timeout": 34.0, "worker.timeout": 2.0, "broker.prefetch": 3}
     run_until_idle(worker_on(broker, store, hooks, settings=settings), broker)
     stale = ages.index(30.5)
     fresh = [i for i in range(3) if i != stale]
@@ -332,7 +365,7 @@ def test_deliveries_buffered_too_long_go_back_unstarted_and_spared(
     assert store.count_attempt(bodies[stale]) == 1  # its redelivery was spared
     assert lines(caplog, logging.WARNING, "deliveries back unstarted") == [
         "handed 1 deliveries back unstarted: they waited here 31 s, and their steps could end "
-        "past RabbitMQ's consumer_timeout (broker.consumer_timeout 32 s)"
+        "past RabbitMQ's consumer_timeout (broker.consumer_timeout 34 s)"
     ]
 
 

@@ -29,7 +29,7 @@ from runeworker.child.scheduler import HostLock
 from runeworker.child.worker import Worker
 from runeworker.config import load_config
 from runeworker.engine.executor import Executor
-from runeworker.engine.messages import decode_execution
+from runeworker.engine.messages import decode_execution, encode_execution
 from runeworker.engine.registry import NodeContext, node
 from runeworker.engine.state import MemoryStore, Verdict, child_token
 from runeworker.metrics.subscriber import WorkerMetrics
@@ -149,6 +149,12 @@ def make_worker(
     worker = Worker(cfg, broker=broker, store=store, hooks=hooks, scheduler_lock=scheduler_lock)
     worker.parking.grace = 0.01  # a resent copy waits once, briefly (runeworker/child/receipts.py)
     return worker
+
+
+def well_formed(receipts: Iterable[Any]) -> None:
+    """Every receipt written names an execution and a step (runeworker/child/receipts.py)."""
+    for receipt in receipts:
+        assert isinstance(receipt, tuple) and len(receipt) == 2 and all(receipt), receipt
 
 
 def run_until_idle(worker: Worker, broker: StubBroker) -> None:
@@ -301,6 +307,7 @@ def test_undecodable_delivery_is_dead_lettered_and_acked_without_status(
     )
     assert copy.headers["x-runeworker-redelivered"] is False
     assert tx.to(STATUS_QUEUE) == [] and tx.to(COMPLETION_QUEUE) == []  # execution unknown
+    assert store.receipts_kept == set()  # a message that cannot be read leaves no receipt
     assert hooks.count("delivery", QUEUE, "rejected") == 1
     assert hooks.count("completion") == 0
 
@@ -810,6 +817,41 @@ def test_a_replayed_dead_letter_leaves_no_receipt(broker: StubBroker, store: Stu
     assert receipt_of(QUEUE, decode_execution(replayed)) not in kept
 
 
+def two_nodes(execution_id: str) -> bytes:
+    """A start message of a workflow of two log nodes, a then b."""
+    doc = json.loads(message(execution_id))
+    a = {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a"}}
+    b = {"id": "b", "name": "B", "type": "log", "parameters": {"message": "b"}}
+    doc["workflow_definition"] = {
+        "nodes": [doc["workflow_definition"]["nodes"][0], a, b],
+        "edges": [{"id": "e0", "src": "trigger", "dst": "a"}, {"id": "e1", "src": "a", "dst": "b"}],
+    }
+    doc["current_node"] = "a"
+    return json.dumps(doc).encode()
+
+
+def test_a_dead_letter_replayed_by_hand_replays_its_recorded_failure(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """`runeworker dlq replay` puts a dead letter back with the replayed header. The second
+    step of an execution, refused as poison, failed the execution; replayed, it must not run on
+    into a completion of its own: the step takes the execution's record and publishes the
+    recorded failure again, nothing else."""
+    first = Executor(store).step(decode_execution(two_nodes("ex-r")))
+    second = encode_execution(first.messages[0])  # node b's message
+    broker.enqueue(QUEUE, second, redelivered=True)
+    settings = {"broker.max_deliveries": 1}
+    run_until_idle(make_worker(broker, store, settings=settings), broker)
+    [copy] = broker.waiting(DEAD)
+    reason = copy.headers["x-runeworker-reason"]
+    broker.queues[DEAD].clear()
+    broker.enqueue(QUEUE, copy.body, headers={"x-runeworker-replayed": True})
+    run_until_idle(make_worker(broker, store, settings=settings), broker)
+    completions = decoded(broker.waiting(COMPLETION_QUEUE))
+    assert [(c["status"], c["failure_reason"]) for c in completions] == [("failed", reason)] * 2
+    assert broker.waiting(QUEUE) == [] and broker.waiting(DEAD) == []
+
+
 def test_a_copy_whose_receipt_is_found_is_acked_at_once_not_parked(
     broker: StubBroker, store: StubStore
 ) -> None:
@@ -891,6 +933,8 @@ def test_the_board_sees_boot_ready_busy_and_draining_in_the_childs_slot(
     run_until_idle(worker, broker)
     assert {b[0] for b in board.beats} == {slot or 0}
     states = [b[1] for b in board.beats]
+    assert all(isinstance(state, ChildState) for state in states), states
+    assert states.count(ChildState.READY) >= 3  # at every turn of the loop
     assert states[0] is ChildState.BOOTING and ChildState.READY in states
     assert states[-1] is ChildState.DRAINING
     assert ChildState.BUSY not in states  # each step began within 1.5 s of the last beat
@@ -958,23 +1002,47 @@ def test_an_idle_child_writes_the_receipts_of_its_commits_once_they_are_due(
     assert hooks.count("state_error") == 1
     assert any(0 < t <= 0.1 for t in broker.polls), broker.polls  # waited until due, not longer
     waited = [r.getMessage() for r in caplog.records if "waiting for Redis" in r.getMessage()]
-    assert waited and waited[0].startswith(
-        "waiting for Redis at redis://127.0.0.1:6379/0: stub: Redis is gone (receipts)"
-    ), waited
+    assert waited[:1] == [
+        "waiting for Redis at redis://127.0.0.1:6379/0: stub: Redis is gone (receipts); the 0 "
+        "deliveries of the step stay with this child, unacknowledged, and run again once it "
+        "takes writes"
+    ], waited
 
 
-def test_a_child_asked_to_stop_while_redis_refuses_writes_stops(
-    broker: StubBroker, store: StubStore
+@pytest.mark.parametrize("how", ["sigterm", "supervisor gone"])
+@pytest.mark.parametrize("when", ["at boot", "after a refused commit"])
+def test_a_child_waiting_for_redis_stops_when_asked_or_orphaned(
+    broker: StubBroker, store: StubStore, monkeypatch: pytest.MonkeyPatch, how: str, when: str
 ) -> None:
-    """SIGTERM while the loop waits for Redis to take writes again: the wait ends and the child
-    drains (its unacknowledged deliveries go back), rather than wait for Redis."""
+    """Redis refuses writes, at boot (the connection's wait) or after a step (the wait that
+    keeps the deliveries): SIGTERM, or the supervisor gone (the child reparented to init), ends
+    the wait (WAITING on the board, in the child's slot) and the child drains rather than wait
+    for Redis; its unacknowledged deliveries go back. Before, an orphan waiting at boot
+    retried until Redis and RabbitMQ answered, then consumed unsupervised."""
+    import runeworker.child.worker as worker_module
+
     broker.enqueue(QUEUE, message("ex-1", initiated=True))
-    store.fail("flush")
-    store.fail("write", times=10_000)  # Redis stays full: looked at every 0.05 s
-    settings = {"broker.retry_delay": 0.05, "broker.retry_delay_max": 0.05}
-    worker = make_worker(broker, store, settings=settings)
-    threading.Timer(0.3, worker.stop).start()
+    hooks = Recorder()
+    if when == "at boot":
+        store.fail("write", times=1000)  # Redis stays full: looked at every 0.05 s
+    else:
+        store.fail("flush")
+        hooks.on_ready = lambda *_: store.fail("write", times=1000)  # type: ignore[method-assign]
+    overrides = {"broker.retry_delay": 0.05, "broker.retry_delay_max": 0.05}
+    board = Beats()
+    cfg = load_config(None, env={}, overrides=overrides)
+    worker = Worker(cfg, board, 2, broker=broker, store=store, hooks=hooks)  # type: ignore[arg-type]
+    parent = [os.getppid()]
+    monkeypatch.setattr(worker_module.os, "getppid", lambda: parent[0])
+    if how == "sigterm":
+        threading.Timer(0.3, worker.stop).start()
+    else:
+        threading.Timer(0.3, lambda: parent.__setitem__(0, 1)).start()
+    started = time.monotonic()
     assert worker.run() == EXIT_OK
+    assert time.monotonic() - started < 30  # not the 50 s the faults would last
+    assert ChildState.WAITING in {b[1] for b in board.beats}
+    assert {b[0] for b in board.beats} == {2}
     assert broker.waiting(COMPLETION_QUEUE) == []
     assert [json.loads(m.body)["execution_id"] for m in broker.waiting(QUEUE)] == ["ex-1"]
 
@@ -995,6 +1063,15 @@ def test_the_scheduler_ticks_at_most_every_poll_seconds(
     worker = make_worker(broker, store, scheduler_lock=str(tmp_path / "scheduler.lock"))
     run_for(worker, broker, 0.6)
     assert 2 <= len(ticks) <= 5, len(ticks)  # 0.6 s at one per 0.25 s, not one per turn
+
+
+def test_a_child_reads_its_own_rss(broker: StubBroker, store: StubStore) -> None:
+    """With `worker.max_memory_mb` the child reads its own RSS (psutil): far below a limit of
+    100 GB, it goes on."""
+    broker.enqueue(QUEUE, message("ex-0", initiated=True))
+    worker = make_worker(broker, store, settings={"worker.max_memory_mb": 100_000})
+    run_until_idle(worker, broker)
+    assert worker.recycle_reason == "" and worker.handled == 1
 
 
 def test_a_child_recycles_after_max_messages_counting_every_step_of_a_batch(
@@ -1320,6 +1397,7 @@ def test_a_timer_fired_again_while_its_first_resume_runs_elsewhere_publishes_not
         run_until_idle(worker, broker)
     assert hooks.count("delivery", RESUME, "duplicate") == 1
     assert broker.waiting(STATUS_QUEUE) == [] and broker.waiting(QUEUE) == []
+    well_formed(store.receipts_kept)  # the copy's outcome is the other step's: no receipt
     assert (
         "resume of node pause of execution ex-1: its timer fired again after its step was "
         "taken; acked, nothing published"
@@ -1357,6 +1435,7 @@ def test_a_resume_scheduled_again_because_it_came_early_is_not_taken_for_a_copy(
     assert hooks.count("node", "wait", "skipped") == 1
     assert [c["status"] for c in decoded(broker.waiting(COMPLETION_QUEUE))] == ["completed"]
     assert hooks.count("delivery", RESUME, "duplicate") == 0
+    well_formed(store.receipts_kept)  # the early resume, its step not taken, left none
 
 
 def test_a_blocking_node_hands_the_scheduler_to_another_child(
