@@ -221,17 +221,18 @@ def _busy(ctx: NodeContext) -> dict[str, Any]:
     return {}
 
 
-class Board:
-    """A liveness board that writes down every beat: (state, `at`)."""
+class Beats:
+    """A liveness board that writes down every beat and note in full."""
 
     def __init__(self) -> None:
-        self.beats: list[tuple[ChildState, float | None]] = []
+        self.beats: list[tuple[int, ChildState, int, float | None]] = []
+        self.notes: list[tuple[int, str]] = []
 
     def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
-        self.beats.append((state, at))
+        self.beats.append((slot, state, handled, at))
 
     def note(self, slot: int, text: str) -> None:
-        pass
+        self.notes.append((slot, text))
 
 
 def test_each_step_of_a_batch_beats_from_its_own_start(
@@ -244,13 +245,13 @@ def test_each_step_of_a_batch_beats_from_its_own_start(
     older than BEAT_SHARE of worker.timeout (0.1 s of 2 s here) beats from its start."""
     for i in range(3):
         broker.enqueue(QUEUE, message(f"ex-{i}", "test.busy"))
-    board = Board()
+    board = Beats()
     cfg = load_config(None, env={}, overrides={"broker.retry_delay": 0, "worker.timeout": 2.0})
     worker = Worker(cfg, board, broker=broker, store=store)  # type: ignore[arg-type]
     run_until_idle(worker, broker)
     assert acked_batches(broker) == [["ex-0", "ex-1", "ex-2"]]
     # one from each later step's start (the first follows the batch's own beat at once)
-    starts = [at for state, at in board.beats if state is ChildState.BUSY]
+    starts = [b[3] for b in board.beats if b[1] is ChildState.BUSY]
     assert len(starts) in (2, 3), board.beats
     gaps = [b - a for a, b in itertools.pairwise(starts)]  # type: ignore[operator]
     assert all(gap >= 0.19 for gap in gaps), gaps
@@ -567,7 +568,7 @@ def test_asked_to_stop_while_a_node_runs_it_finishes_and_its_delivery_is_spared_
     broker.enqueue(QUEUE, held)
     broker.enqueue(QUEUE, behind)
     overrides = {"broker.retry_delay": 0, "broker.prefetch": 2, "broker.batch_max": 1}
-    board = Board()
+    board = Beats()
     cfg = load_config(None, env={}, overrides=overrides)
     worker = Worker(cfg, board, broker=broker, store=store)  # type: ignore[arg-type]
 
@@ -589,7 +590,7 @@ def test_asked_to_stop_while_a_node_runs_it_finishes_and_its_delivery_is_spared_
     # meanwhile the loop served the connection without waiting on it, and beat BUSY from the
     # step's start (the supervisor's clock for worker.timeout)
     assert broker.polls.count(0) >= 4, broker.polls  # three or four while it ran, the drain's
-    busy = [at for state, at in board.beats if state is ChildState.BUSY]
+    busy = [b[3] for b in board.beats if b[1] is ChildState.BUSY]
     assert len(busy) >= 3 and len(set(busy)) == 1, board.beats
 
 
@@ -897,20 +898,6 @@ def test_a_child_recycles_only_above_max_memory_mb(
     broker.on_idle = worker.stop
     assert worker.run() == (EXIT_RECYCLE if recycles else EXIT_OK)
     assert worker.recycle_reason == ("RSS above max_memory_mb 64" if recycles else "")
-
-
-class Beats:
-    """A liveness board that writes down every beat and note in full."""
-
-    def __init__(self) -> None:
-        self.beats: list[tuple[int, ChildState, int, float | None]] = []
-        self.notes: list[tuple[int, str]] = []
-
-    def beat(self, slot: int, state: ChildState, handled: int = 0, at: float | None = None) -> None:
-        self.beats.append((slot, state, handled, at))
-
-    def note(self, slot: int, text: str) -> None:
-        self.notes.append((slot, text))
 
 
 @pytest.mark.parametrize("slot", [None, 2])
