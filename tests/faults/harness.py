@@ -95,6 +95,7 @@ class Setup:
     prefix: str
     dir: Path
     private_redis: PrivateRedis | None = None
+    private_rabbit: PrivateRabbit | None = None
     # keep `dir` (configs and serve logs) after the scenario
     keep: bool = field(default_factory=lambda: bool(os.environ.get(KEEP_ENV)))
 
@@ -213,7 +214,7 @@ def publish(amqp_url: str, plan: list[Planned]) -> None:
 def environment(private_rabbit: bool, private_redis: bool) -> Iterator[Setup]:
     """A fresh vhost, key prefix and directory (and private servers when asked for)."""
     with contextlib.ExitStack() as stack:
-        rabbit = Rabbit()
+        rabbit, node = Rabbit(), None
         if private_rabbit:
             node = PrivateRabbit()
             stack.callback(node.stop)
@@ -227,7 +228,7 @@ def environment(private_rabbit: bool, private_redis: bool) -> Iterator[Setup]:
         amqp_url = stack.enter_context(rabbit.vhost())
         directory = Path(tempfile.mkdtemp(prefix="rwfaults-"))
         vhost = amqp_url.rsplit("/", 1)[1]
-        setup = Setup(rabbit, amqp_url, vhost, redis_url, prefix, directory, redis_server)
+        setup = Setup(rabbit, amqp_url, vhost, redis_url, prefix, directory, redis_server, node)
         stack.callback(_remove_unless_kept, setup)
         yield setup
 

@@ -78,6 +78,20 @@ def _restart_redis(run: Run) -> str:
     return "Redis kill -9 + restart"
 
 
+def _stall_redis(run: Run) -> str:
+    server = run.setup.private_redis
+    assert server is not None
+    server.stall(REDIS_STALL)
+    return f"Redis SIGSTOP {REDIS_STALL:g} s + SIGCONT"
+
+
+def _stall_broker(run: Run) -> str:
+    server = run.setup.private_rabbit
+    assert server is not None
+    server.stall(BROKER_STALL)
+    return f"RabbitMQ SIGSTOP {BROKER_STALL:g} s + SIGCONT"
+
+
 def _sigterm(run: Run) -> str:
     code = run.fleet.terminate(GRACEFUL + 5)
     if code != 0:
@@ -118,6 +132,16 @@ CLOSE_AT = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
 BROKER_RESTART_AT = (0.2, 0.5)
 REDIS_RESTART_AT = (0.2, 0.4, 0.6)
 SIGTERM_AT = (0.25, 0.55)
+# a Redis stall outlasts the clients' socket timeout (the scenario's redis.socket_timeout):
+# commands sent before it time out on the client and run once Redis resumes
+REDIS_STALL_AT = (0.2, 0.45, 0.7)
+REDIS_STALL = 3.0
+REDIS_STALL_TIMEOUT = 1.0
+# a broker stall outlasts the heartbeat timeout (the scenario's broker.heartbeat): the
+# children drop their connections, and RabbitMQ reads what they sent before once it resumes
+BROKER_STALL_AT = (0.1, 0.3)
+BROKER_STALL = 15.0
+BROKER_STALL_HEARTBEAT = 2
 HUNG = 2  # spinning executions in the `hung` scenario
 MAX_DELIVERIES = 2
 
@@ -148,6 +172,20 @@ def redis_restart(workflows: int) -> Figures:
     return run_scenario("redis-restart", mix(workflows), inject, private_redis=True)
 
 
+def redis_stall(workflows: int) -> Figures:
+    inject = _at(REDIS_STALL_AT, _stall_redis)
+    config: dict[str, dict[str, Any]] = {"redis": {"socket_timeout": REDIS_STALL_TIMEOUT}}
+    return run_scenario("redis-stall", mix(2 * workflows), inject, config=config,
+                        private_redis=True)  # fmt: skip
+
+
+def broker_stall(workflows: int) -> Figures:
+    inject = _at(BROKER_STALL_AT, _stall_broker)
+    config: dict[str, dict[str, Any]] = {"broker": {"heartbeat": BROKER_STALL_HEARTBEAT}}
+    return run_scenario("broker-stall", mix(6 * workflows), inject, config=config,
+                        private_rabbit=True)  # fmt: skip
+
+
 def sigterm(workflows: int) -> Figures:
     return run_scenario("sigterm", mix(workflows), _at(SIGTERM_AT, _sigterm))
 
@@ -175,6 +213,12 @@ SCENARIOS = {
                  " times (private node)", broker_restart, len(BROKER_RESTART_AT)),
         Scenario("redis-restart", f"Redis (fsynced AOF) kill -9 + restart, "
                  f"{len(REDIS_RESTART_AT)} times", redis_restart, len(REDIS_RESTART_AT)),
+        Scenario("redis-stall", f"Redis SIGSTOP {REDIS_STALL:g} s + SIGCONT (socket timeout "
+                 f"{REDIS_STALL_TIMEOUT:g} s), {len(REDIS_STALL_AT)} times", redis_stall,
+                 len(REDIS_STALL_AT)),
+        Scenario("broker-stall", f"RabbitMQ SIGSTOP {BROKER_STALL:g} s + SIGCONT (heartbeat "
+                 f"{BROKER_STALL_HEARTBEAT} s, private node), {len(BROKER_STALL_AT)} times",
+                 broker_stall, len(BROKER_STALL_AT)),
         Scenario("sigterm", f"supervisor SIGTERM mid-run + a fresh serve, {len(SIGTERM_AT)} "
                  "times", sigterm, len(SIGTERM_AT)),
         Scenario("hung", f"{HUNG} nodes that never return: killed twice each, then poison",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 import redis
 
 from runeworker.adapters.amqp import COMPLETION_QUEUE, MIRROR_QUEUE, RESUME_QUEUE, STATUS_QUEUE
@@ -155,6 +156,23 @@ class PrivateRabbit:
             self.stop()
             raise AssertionError(f"the private RabbitMQ node did not start:\n{tail}") from None
 
+    def stall(self, seconds: float) -> None:
+        """SIGSTOP of the node's processes for `seconds`, then SIGCONT: a broker that hangs
+        (a VM paused, a partition) while what its clients sent waits unread in its sockets."""
+        # the server runs as the rabbitmq user, in a session of its own (`su`): its Erlang VM
+        # is found among the descendants of the process started here
+        beams = [p for p in psutil.Process(self.proc.pid).children(recursive=True)
+                 if p.name() == "beam.smp"]  # fmt: skip
+        if not beams:
+            raise AssertionError(f"no beam.smp process of the node {self.node}")
+        for beam in beams:
+            beam.suspend()
+        try:
+            time.sleep(seconds)  # the length of the stall is the fault
+        finally:
+            for beam in beams:
+                beam.resume()
+
     def _up(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"rabbitmq-server exited with {self.proc.returncode}")
@@ -206,6 +224,16 @@ class PrivateRedis:
         self.proc.wait(10)
         time.sleep(down)  # the length of the outage is the fault
         self.proc = self._start()
+
+    def stall(self, seconds: float) -> None:
+        """SIGSTOP for `seconds`, then SIGCONT: a Redis that hangs (a fork on a huge dataset,
+        a swapped-out host, a partition) while its clients' commands sit unread in its socket
+        buffers, and are run once it resumes, after their clients gave up on them."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)  # the length of the stall is the fault
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         self.proc.kill()
