@@ -138,7 +138,9 @@ REDIS_STALL_AT = (0.2, 0.45, 0.7)
 REDIS_STALL = 3.0
 REDIS_STALL_TIMEOUT = 1.0
 # a broker stall outlasts the heartbeat timeout (the scenario's broker.heartbeat): the
-# children drop their connections, and RabbitMQ reads what they sent before once it resumes
+# children drop their connections in the middle of commits, whose outcome is then unknown
+# (RabbitMQ may still read and apply what was sent once it resumes): they are published again
+# (the collector counts a copy of the same bytes as repeated, not as a duplicate)
 BROKER_STALL_AT = (0.1, 0.3)
 BROKER_STALL = 15.0
 BROKER_STALL_HEARTBEAT = 2

@@ -157,7 +157,7 @@ class PrivateRabbit:
             raise AssertionError(f"the private RabbitMQ node did not start:\n{tail}") from None
 
     def stall(self, seconds: float) -> None:
-        """SIGSTOP of the node's processes for `seconds`, then SIGCONT: a broker that hangs
+        """SIGSTOP of the node's Erlang VM for `seconds`, then SIGCONT: a broker that hangs
         (a VM paused, a partition) while what its clients sent waits unread in its sockets."""
         # the server runs as the rabbitmq user, in a session of its own (`su`): its Erlang VM
         # is found among the descendants of the process started here
