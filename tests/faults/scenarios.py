@@ -71,6 +71,13 @@ def _restart_broker(run: Run) -> str:
     return "stop_app + start_app"
 
 
+def _crash_broker(run: Run) -> str:
+    server = run.setup.private_rabbit
+    assert server is not None
+    server.crash_and_restart(down=1.0)
+    return "RabbitMQ kill -9 + restart"
+
+
 def _restart_redis(run: Run) -> str:
     server = run.setup.private_redis
     assert server is not None
@@ -130,6 +137,7 @@ class Scenario:
 
 CLOSE_AT = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
 BROKER_RESTART_AT = (0.2, 0.5)
+BROKER_CRASH_AT = (0.2, 0.5)
 REDIS_RESTART_AT = (0.2, 0.4, 0.6)
 SIGTERM_AT = (0.25, 0.55)
 # a Redis stall outlasts the clients' socket timeout (the scenario's redis.socket_timeout):
@@ -167,6 +175,12 @@ def broker_restart(workflows: int) -> Figures:
     # arrivals took one Redis call the whole mix finished during the first one (1 of 2 faults)
     inject = _at(BROKER_RESTART_AT, _restart_broker)
     return run_scenario("broker-restart", mix(3 * workflows), inject, private_rabbit=True)
+
+
+def broker_crash(workflows: int) -> Figures:
+    # three times the workload, as broker-restart: a node's start takes seconds
+    inject = _at(BROKER_CRASH_AT, _crash_broker)
+    return run_scenario("broker-crash", mix(3 * workflows), inject, private_rabbit=True)
 
 
 def redis_restart(workflows: int) -> Figures:
@@ -213,6 +227,9 @@ SCENARIOS = {
                  f"{len(CLOSE_AT)} times", connections, len(CLOSE_AT)),
         Scenario("broker-restart", f"rabbitmqctl stop_app + start_app, {len(BROKER_RESTART_AT)}"
                  " times (private node)", broker_restart, len(BROKER_RESTART_AT)),
+        Scenario("broker-crash", f"RabbitMQ kill -9 of its Erlang VM + restart, "
+                 f"{len(BROKER_CRASH_AT)} times (private node)", broker_crash,
+                 len(BROKER_CRASH_AT)),
         Scenario("redis-restart", f"Redis (fsynced AOF) kill -9 + restart, "
                  f"{len(REDIS_RESTART_AT)} times", redis_restart, len(REDIS_RESTART_AT)),
         Scenario("redis-stall", f"Redis SIGSTOP {REDIS_STALL:g} s + SIGCONT (socket timeout "

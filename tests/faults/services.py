@@ -138,17 +138,21 @@ class PrivateRabbit:
         conf = self.dir / "rabbitmq.conf"
         conf.write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         conf.chmod(0o644)
-        env = dict(os.environ)
-        env.update(RABBITMQ_NODENAME=self.node, RABBITMQ_DIST_PORT=str(dist),
-                   RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq"),
-                   RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
-                   RABBITMQ_LOG_BASE=str(self.dir / "log"),
-                   RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
-                   RABBITMQ_PID_FILE=str(self.dir / "pid"))  # fmt: skip
-        self._log = open(self.dir / "server.out", "wb")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(["rabbitmq-server"], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.env = dict(os.environ)
+        self.env.update(RABBITMQ_NODENAME=self.node, RABBITMQ_DIST_PORT=str(dist),
+                        RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq"),
+                        RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
+                        RABBITMQ_LOG_BASE=str(self.dir / "log"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
+                        RABBITMQ_PID_FILE=str(self.dir / "pid"))  # fmt: skip
+        self._log = open(self.dir / "server.out", "ab")  # noqa: SIM115 (closed in stop())
         self.rabbit = Rabbit(f"amqp://guest:guest@127.0.0.1:{self.port}", self.node)
+        self._start()
+
+    def _start(self) -> None:
+        """rabbitmq-server on this node's ports and directories; returns once it answers."""
+        self.proc = subprocess.Popen(["rabbitmq-server"], env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             wait_for(self._up, f"the private RabbitMQ node {self.node}", 90, poll=0.2)
         except AssertionError:
@@ -156,15 +160,30 @@ class PrivateRabbit:
             self.stop()
             raise AssertionError(f"the private RabbitMQ node did not start:\n{tail}") from None
 
-    def stall(self, seconds: float) -> None:
-        """SIGSTOP of the node's Erlang VM for `seconds`, then SIGCONT: a broker that hangs
-        (a VM paused, a partition) while what its clients sent waits unread in its sockets."""
-        # the server runs as the rabbitmq user, in a session of its own (`su`): its Erlang VM
-        # is found among the descendants of the process started here
+    def _beams(self) -> list[psutil.Process]:
+        """The node's Erlang VM: the server runs as the rabbitmq user in a session of its own
+        (`su`), so it is found among the descendants of the process started here."""
         beams = [p for p in psutil.Process(self.proc.pid).children(recursive=True)
                  if p.name() == "beam.smp"]  # fmt: skip
         if not beams:
             raise AssertionError(f"no beam.smp process of the node {self.node}")
+        return beams
+
+    def crash_and_restart(self, down: float) -> None:
+        """kill -9 of the node's Erlang VM, `down` seconds without a broker, then the node
+        again on the same directories: what a transaction committed (persistent messages in
+        durable queues) must be there, what it had not must not."""
+        for beam in self._beams():
+            beam.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        time.sleep(down)  # the length of the outage is the fault
+        self._start()
+
+    def stall(self, seconds: float) -> None:
+        """SIGSTOP of the node's Erlang VM for `seconds`, then SIGCONT: a broker that hangs
+        (a VM paused, a partition) while what its clients sent waits unread in its sockets."""
+        beams = self._beams()
         for beam in beams:
             beam.suspend()
         try:
