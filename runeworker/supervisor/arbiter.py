@@ -400,13 +400,14 @@ class Supervisor:
         failures, or failures once ready); stop at `crash_limit` boot failures (`limited`)."""
         sup = self.cfg.supervisor
         recent = (self._crashes if limited else self._failures).record(now, sup.crash_window)
+        crashes = f"{recent} crash{'' if recent == 1 else 'es'} within {sup.crash_window} s"
         if limited and recent >= sup.crash_limit:
-            log.error("%d crashes within %s s: stopping", recent, sup.crash_window)
+            log.error("%s: stopping", crashes)
             self._stop(graceful=True, exit_code=1)
             return
         delay = min(sup.restart_backoff * 2 ** min(recent - 1, 32), sup.restart_backoff_max)
         self._next_spawn = max(self._next_spawn, now + delay)
-        log.info("restarting in %.2f s (%d crashes within %s s)", delay, recent, sup.crash_window)
+        log.info("restarting in %.2f s (%s)", delay, crashes)
 
     def _maintain(self, now: float) -> None:
         """Spawn or stop children until `wanted` run the current config."""

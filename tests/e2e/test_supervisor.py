@@ -385,7 +385,7 @@ def test_crashes_before_ready_back_off_exponentially(start: Start) -> None:
     sup.touch("crash")  # every child from now on fails before it is ready
     sup.touch(f"fail-{min(sup.children())}")
     sup.wait_log("restarting in 0.40 s (2 crashes within 60.0 s)")
-    assert "restarting in 0.20 s (1 crashes within 60.0 s)" in sup.log()
+    assert "restarting in 0.20 s (1 crash within 60.0 s)" in sup.log()
     (sup.dir / "crash").unlink()
     sup.started(1)
     assert sup.proc.poll() is None

@@ -48,6 +48,22 @@ def _kill_children(run: Run) -> None:
             run.fault(f"SIGKILL child {victim}")
 
 
+def _stop_a_child(run: Run) -> str:
+    """SIGSTOP of a random consuming child, left stopped: a process the OS froze (a debugger,
+    a cgroup freezer, a swapped-out page it waits for) beats no more, and the supervisor must
+    kill it after `worker.timeout` and fork another; the deliveries it held come back from
+    RabbitMQ once its connection closes."""
+    victims = run.fleet.workers()
+    if not victims:
+        raise AssertionError("no consuming child to stop")
+    victim = run.random.choice(victims)
+    os.kill(victim, signal.SIGSTOP)
+    wait_for(lambda: victim not in run.fleet.workers(),
+             f"the supervisor killing the stopped child {victim}",
+             4 * CHILD_STALL_TIMEOUT)  # fmt: skip
+    return f"SIGSTOP child {victim}, killed by the supervisor"
+
+
 def _at(fractions: tuple[float, ...], act: Callable[[Run], str]) -> Callable[[Run], None]:
     """An injector that does `act` once the run reaches each fraction of its progress."""
 
@@ -152,6 +168,9 @@ REDIS_STALL_TIMEOUT = 1.0
 BROKER_STALL_AT = (0.1, 0.3)
 BROKER_STALL = 15.0
 BROKER_STALL_HEARTBEAT = 2
+# a child stopped by the OS is killed after worker.timeout (the scenario's, in seconds)
+CHILD_STALL_AT = (0.15, 0.35, 0.55)
+CHILD_STALL_TIMEOUT = 3.0
 HUNG = 2  # spinning executions in the `hung` scenario
 MAX_DELIVERIES = 2
 
@@ -206,6 +225,13 @@ def sigterm(workflows: int) -> Figures:
     return run_scenario("sigterm", mix(workflows), _at(SIGTERM_AT, _sigterm))
 
 
+def child_stall(workflows: int) -> Figures:
+    # five times the workload: each stall lasts worker.timeout and more before the next
+    inject = _at(CHILD_STALL_AT, _stop_a_child)
+    config: dict[str, dict[str, Any]] = {"worker": {"timeout": CHILD_STALL_TIMEOUT}}
+    return run_scenario("child-stall", mix(5 * workflows), inject, config=config)
+
+
 def hung(workflows: int) -> Figures:
     """Spinning executions among the mix, worker.timeout 3 s, max_deliveries 2: each spinner
     is killed twice by the supervisor, then dead-lettered with a failed completion."""
@@ -240,6 +266,9 @@ SCENARIOS = {
                  broker_stall, len(BROKER_STALL_AT)),
         Scenario("sigterm", f"supervisor SIGTERM mid-run + a fresh serve, {len(SIGTERM_AT)} "
                  "times", sigterm, len(SIGTERM_AT)),
+        Scenario("child-stall", f"SIGSTOP of a random worker child, left stopped (worker.timeout "
+                 f"{CHILD_STALL_TIMEOUT:g} s), {len(CHILD_STALL_AT)} times", child_stall,
+                 len(CHILD_STALL_AT)),
         Scenario("hung", f"{HUNG} nodes that never return: killed twice each, then poison",
                  hung, HUNG * MAX_DELIVERIES),
     )

@@ -8,8 +8,8 @@ missing, nothing left in any queue but the dead letters the scenario plans, and 
 execution left open in Redis.
 
 Size: RUNEWORKER_FAULTS_WORKFLOWS workflows per scenario, 500 by default (CI uses the
-default; the whole suite takes about 4 minutes on a 2-core machine, the two stalls and the
-broker's crash half of it). The same scenarios with their figures table:
+default; the whole suite takes about 5 minutes on a 2-core machine, the three stalls and
+the broker's crash half of it). The same scenarios with their figures table:
 `python -m tests.faults.report` (1000 workflows by default).
 """
 
