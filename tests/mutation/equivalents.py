@@ -37,6 +37,20 @@ _J = "runeworker.engine.rejection."
 _N = "runeworker.engine.rtes_numbers."
 _D = "runeworker.engine.depth."
 _M = "runeworker.engine.messages."
+_WK = "runeworker.child.worker.xǁWorkerǁ"
+_WORKER_FALSY = (
+    "read only for its truth (`if not ...`, `... and not ...`, a conditional expression): "
+    "None is false as False and 0.0 are"
+)
+_WORKER_COMMITS = (
+    "commits are only counted to compare two counts (which steps of a batch a refused "
+    "write found committed): any start and any step keep the order"
+)
+_WORKER_CLOCK = (
+    "a difference of two readings of the monotonic clock equal to the limit, to the "
+    "nanosecond: no test can place it, and a step either side is the same behaviour a tick "
+    "later"
+)
 _KNOWN_DEFINITION = (
     "a definition seen before is skipped instead of scanned (`KnownDefinitions`): the same "
     "message either way, decoded whole when the shortcut is not taken"
@@ -1806,5 +1820,96 @@ EQUIVALENT: dict[str, Equivalent] = {
     "runeworker.adapters.redis_state.x__transition__mutmut_16": Equivalent(
         "split(None)",
         "timer ids are UUIDs: split on whitespace or on newlines, the same ids",
+    ),
+    # -- runeworker/child/worker.py -------------------------------------------------------------
+    "runeworker.child.worker.x__jittered__mutmut_1": Equivalent(
+        "if limit < 0:", "a limit of 0 gives 0 either way: 0 plus randint(0, 0)"
+    ),
+    **_alike(
+        _WK + "__init____mutmut_",
+        _WORKER_FALSY,
+        {
+            5: "self.stopping = None",
+            64: "self._step_started = None",
+            118: "self._blocked_at = None",
+            121: "self._batch_spared = None",
+            123: "self._ack_timeout_told = None",
+        },
+    ),
+    _WK + "_handle__mutmut_125": Equivalent("self._step_started = None", _WORKER_FALSY),
+    _WK + "_serve__mutmut_53": Equivalent("self._batch_spared = None", _WORKER_FALSY),
+    _WK + "_acks_timed_out__mutmut_1": Equivalent("self._ack_timeout_told = None", _WORKER_FALSY),
+    _WK + "_mirror__mutmut_1": Equivalent("mirrored = None", _WORKER_FALSY),
+    _WK + "__init____mutmut_71": Equivalent(
+        '_spared: Delivery | None = ""',
+        "compared by identity with the delivery whose step runs (`is not self._spared`): a "
+        "str is never that delivery, as None is not",
+    ),
+    **_alike(
+        _WK + "__init____mutmut_",
+        "the monotonic clock counts seconds since boot, past 1 s on any running machine: the "
+        "first scheduler tick and the first RSS check are due at once either way",
+        {55: "self._next_tick = 1.0", 63: "self._next_rss_check = 1.0"},
+    ),
+    **_alike(
+        _WK + "__init____mutmut_",
+        "read only with a board (`_handle`), and with a board `run` beats BOOTING, which sets "
+        "it, before any step",
+        {66: "self._beaten_at = None", 67: "self._beaten_at = 1.0"},
+    ),
+    _WK + "__init____mutmut_135": Equivalent("self._commits = 1", _WORKER_COMMITS),
+    _WK + "_commit__mutmut_5": Equivalent("self._commits += 2", _WORKER_COMMITS),
+    **_alike(
+        _WK + "_run_batch__mutmut_",
+        "every list zipped there is built from the batch, one entry per delivery: they are "
+        "always as long, and `strict` never raises",
+        {
+            12: "zip(batch, read, strict=None)",
+            15: "zip(batch, read, )",
+            16: "zip(batch, read, strict=False)",
+            25: "zip(batch, keys, strict=None)",
+            28: "zip(batch, keys, )",
+            29: "zip(batch, keys, strict=False)",
+            49: "zip(read, seen, strict=None)",
+            52: "zip(read, seen, )",
+            53: "zip(read, seen, strict=False)",
+            62: "zip(batch, read, keys, seen, strict=None)",
+            67: "zip(batch, read, keys, seen, )",
+            68: "zip(batch, read, keys, seen, strict=False)",
+        },
+    ),
+    _WK + "_after__mutmut_8": Equivalent("> self._next_rss_check", _WORKER_CLOCK),
+    _WK + "_hand_back_stale__mutmut_5": Equivalent(
+        "now - d.at >= self._stale_after", _WORKER_CLOCK
+    ),
+    _WK + "_handle__mutmut_13": Equivalent(
+        "now - self._beaten_at >= self._beat_after", _WORKER_CLOCK
+    ),
+    _WK + "_run_batch__mutmut_75": Equivalent(
+        "time.monotonic() - d.at >= stale_after", _WORKER_CLOCK
+    ),
+    _WK + "_serve__mutmut_45": Equivalent(
+        "now - pending[0].at >= self._stale_after", _WORKER_CLOCK
+    ),
+    _WK + "_tick_scheduler__mutmut_3": Equivalent("now <= self._next_tick", _WORKER_CLOCK),
+    **_alike(
+        _WK + "_serve__mutmut_",
+        "`_serve` returns instead of turning once more, and `run` calls it again at once while "
+        "not stopping: the same turn, with the same settings read again",
+        dict.fromkeys((30, 39, 47, 58), "break"),
+    ),
+    **_alike(
+        _WK + "_serve__mutmut_",
+        "the write runs only when the due receipts are RECEIPTS_EVERY old (`due_in() == 0`), "
+        "and `look_up` writes receipts that old whether asked to or not (the clock only moves on)",
+        {20: "look_up([], write=None)", 22: "look_up([], )", 23: "look_up([], write=False)"},
+    ),
+    _WK + "_handle__mutmut_57": Equivalent(
+        "reject(self.executor, None, reason, msg)",
+        "`reject` reads the body only when it has no decoded message, and here it has one "
+        "(the poison verdict comes after the check for an undecodable body)",
+    ),
+    _WK + "stop__mutmut_1": Equivalent(
+        "_signum: int = 1", "the signal number is never read: `stop` only sets the flag"
     ),
 }

@@ -332,6 +332,38 @@ def test_an_acknowledgement_timeout_is_told_once_per_close_and_spares_what_never
     )
 
 
+def test_an_acknowledgement_timeout_before_any_step_is_told_without_a_delivery(
+    broker: StubBroker, store: StubStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The channel closed for an acknowledgement timeout before the child stepped anything:
+    its first deliveries buffered, the close read at the batch's first publish (the mirror
+    copy of a start message, before any step). Told once, with no node running and no
+    delivery named; the child reconnects and every execution completes once."""
+    caplog.set_level(logging.INFO, logger="runeworker")
+    for i in range(2):
+        broker.enqueue(QUEUE, message(f"ex-{i}"))  # start messages: mirrored before their steps
+    hooks = Told()
+    worker = worker_on(broker, store, hooks)
+
+    def close_at_once(queues: Any, node_types: Any) -> None:
+        Recorder.on_ready(hooks, queues, node_types)
+        broker.poll(0)  # the first deliveries buffered
+        broker.time_out_acks(ACK_TEXT)
+
+    hooks.on_ready = close_at_once  # type: ignore[method-assign]
+    run_until_idle(worker, broker)
+    assert completions(broker) == {"ex-0": ["completed"], "ex-1": ["completed"]}
+    assert hooks.count("ack_timeout") == 1
+    assert broker.connections == 2
+    told = lines(caplog, logging.ERROR, "stayed unacknowledged longer than its consumer_timeout")
+    assert told == [
+        f"RabbitMQ closed the channel: a delivery stayed unacknowledged longer than its "
+        f"consumer_timeout ({ACK_TEXT}). Every delivery of this child goes back to the queue "
+        f"and its step runs again. Keep RabbitMQ's consumer_timeout above twice worker.timeout "
+        f"(60 s) and set broker.consumer_timeout to it (now 1800 s)"
+    ]
+
+
 # -- deliveries handed back before they reach consumer_timeout ------------------------------------
 
 
