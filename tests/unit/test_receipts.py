@@ -17,6 +17,7 @@ from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
 
 from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
+    MIRROR_QUEUE,
     REPLAYED_HEADER,
     RESENT_HEADER,
     STATUS_QUEUE,
@@ -225,6 +226,32 @@ def test_stopping_with_a_commit_in_doubt_publishes_it_before_exit(
     assert worker.run() == EXIT_OK
     assert [m.routing_key for m in broker.resent].count(QUEUE) == 1
     assert [m["current_node"] for m in decoded(broker.waiting(QUEUE))] == ["n2"]
+
+
+def test_stopping_with_the_mirror_commit_in_doubt_publishes_it_before_exit(
+    broker: StubBroker, store: StubStore
+) -> None:
+    """A batch's mirror copies are committed on their own, before its steps. That commit ended
+    in doubt, with the copy lost, and the child was asked to stop: no delivery was acked in it,
+    so no receipt is doubted, only its messages are kept. The drain still publishes them
+    again (RTES learns of an execution from its mirror), and the start message goes back to
+    the queue unstepped."""
+    broker.enqueue(QUEUE, chain("ex-1", length=2))  # a start message: mirrored first
+    worker = make_worker(broker, store, Recorder())
+    first = [True]
+
+    def doubt_the_mirror() -> None:
+        if first:
+            first.clear()
+            broker.doubt(lose=(MIRROR_QUEUE,))
+            worker.stop()
+
+    broker.before_commit = doubt_the_mirror
+    assert worker.run() == EXIT_OK
+    assert [m.routing_key for m in broker.resent] == [MIRROR_QUEUE]
+    assert [m["execution_id"] for m in decoded(broker.waiting(MIRROR_QUEUE))] == ["ex-1"]
+    assert [m["current_node"] for m in decoded(broker.waiting(QUEUE))] == ["n1"]
+    assert broker.waiting(STATUS_QUEUE) == []
 
 
 def test_the_receipt_names_queue_token_and_node() -> None:
