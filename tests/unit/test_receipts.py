@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from stubbroker import Message, StubBroker, StubStore
-from test_worker_loop import Recorder, decoded, make_worker, run_until_idle
+from test_worker_loop import Recorder, chain, decoded, make_worker, run_until_idle
 
 from runeworker.adapters.amqp import (
     COMPLETION_QUEUE,
@@ -38,22 +38,6 @@ from runeworker.errors import StateError
 from runeworker.supervisor.children import EXIT_OK
 
 QUEUE = "workflow.execution"
-
-
-def chain(execution_id: str, length: int = 3) -> bytes:
-    """A start message of trigger -> n1 -> ... -> n<length>, all log nodes."""
-    nodes: list[dict[str, Any]] = [
-        {"id": "t", "name": "T", "type": "ManualTrigger", "trigger": True}
-    ]
-    edges = []
-    for i in range(1, length + 1):
-        params = {"message": f"step {i}"}
-        nodes.append({"id": f"n{i}", "name": f"N{i}", "type": "log", "parameters": params})
-        edges.append({"id": f"e{i}", "src": nodes[i - 1]["id"], "dst": f"n{i}"})
-    definition = {"nodes": nodes, "edges": edges}
-    doc = {"workflow_id": "wf", "execution_id": execution_id, "current_node": "n1",
-           "workflow_definition": definition, "accumulated_context": {}}  # fmt: skip
-    return json.dumps(doc).encode()
 
 
 def terminal(broker: StubBroker) -> Counter[tuple[str, str, str]]:

@@ -135,6 +135,22 @@ def message(
     return json.dumps(doc).encode()
 
 
+def chain(execution_id: str, length: int = 3) -> bytes:
+    """A start message of trigger -> n1 -> ... -> n<length>, all log nodes."""
+    nodes: list[dict[str, Any]] = [
+        {"id": "t", "name": "T", "type": "ManualTrigger", "trigger": True}
+    ]
+    edges = []
+    for i in range(1, length + 1):
+        params = {"message": f"step {i}"}
+        nodes.append({"id": f"n{i}", "name": f"N{i}", "type": "log", "parameters": params})
+        edges.append({"id": f"e{i}", "src": nodes[i - 1]["id"], "dst": f"n{i}"})
+    definition = {"nodes": nodes, "edges": edges}
+    doc = {"workflow_id": "wf", "execution_id": execution_id, "current_node": "n1",
+           "workflow_definition": definition, "accumulated_context": {}}  # fmt: skip
+    return json.dumps(doc).encode()
+
+
 def make_worker(
     broker: StubBroker,
     store: StubStore,
@@ -818,19 +834,6 @@ def test_a_replayed_dead_letter_leaves_no_receipt(broker: StubBroker, store: Stu
     assert receipt_of(QUEUE, decode_execution(replayed)) not in kept
 
 
-def two_nodes(execution_id: str) -> bytes:
-    """A start message of a workflow of two log nodes, a then b."""
-    doc = json.loads(message(execution_id))
-    a = {"id": "a", "name": "A", "type": "log", "parameters": {"message": "a"}}
-    b = {"id": "b", "name": "B", "type": "log", "parameters": {"message": "b"}}
-    doc["workflow_definition"] = {
-        "nodes": [doc["workflow_definition"]["nodes"][0], a, b],
-        "edges": [{"id": "e0", "src": "trigger", "dst": "a"}, {"id": "e1", "src": "a", "dst": "b"}],
-    }
-    doc["current_node"] = "a"
-    return json.dumps(doc).encode()
-
-
 def test_a_dead_letter_replayed_by_hand_replays_its_recorded_failure(
     broker: StubBroker, store: StubStore
 ) -> None:
@@ -838,8 +841,8 @@ def test_a_dead_letter_replayed_by_hand_replays_its_recorded_failure(
     step of an execution, refused as poison, failed the execution; replayed, it must not run on
     into a completion of its own: the step takes the execution's record and publishes the
     recorded failure again, nothing else."""
-    first = Executor(store).step(decode_execution(two_nodes("ex-r")))
-    second = encode_execution(first.messages[0])  # node b's message
+    first = Executor(store).step(decode_execution(chain("ex-r", length=2)))
+    second = encode_execution(first.messages[0])  # node n2's message
     broker.enqueue(QUEUE, second, redelivered=True)
     settings = {"broker.max_deliveries": 1}
     run_until_idle(make_worker(broker, store, settings=settings), broker)
